@@ -1,0 +1,169 @@
+"""Input checks shared by every layer, with messages that say what to do."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from emkit.exceptions import InputError, InputTypeError
+
+__all__ = [
+    "as_float_matrix",
+    "check_choice",
+    "check_number",
+    "check_positive_int",
+    "check_random_state",
+    "check_sample_weight",
+    "resolve_dtype",
+]
+
+_DTYPES = {"float64": np.float64, "float32": np.float32}
+
+
+def resolve_dtype(dtype: Any) -> type[np.floating[Any]]:
+    """Map the ``dtype`` option (``"float64"`` or ``"float32"``) to a NumPy type."""
+    key = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
+    if key not in _DTYPES:
+        raise InputError(
+            f"dtype must be 'float64' or 'float32', got {dtype!r}. "
+            "Use float32 for speed on large data, float64 (the default) for accuracy."
+        )
+    return _DTYPES[key]
+
+
+def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value not in choices:
+        raise InputError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}.")
+    return value
+
+
+def check_positive_int(name: str, value: Any, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+        raise InputError(f"{name} must be an integer >= {minimum}, got {value!r}.")
+    return int(value)
+
+
+def as_float_matrix(
+    X: Any,
+    *,
+    dtype: type[np.floating[Any]] = np.float64,
+    name: str = "X",
+    allow_nan: bool = False,
+) -> NDArray[np.floating[Any]]:
+    """Return ``X`` as a C-contiguous 2-D float array, or raise a clear :class:`InputError`."""
+    if hasattr(X, "tocsr") or type(X).__module__.startswith("scipy.sparse"):
+        raise InputError(
+            f"A sparse matrix was passed as {name}, but dense data is required. Use "
+            f"'{name}.toarray()' to convert to a dense numpy array."
+        )
+    try:
+        arr = np.asarray(X)
+    except Exception as exc:  # ragged lists and the like
+        raise InputError(f"{name} could not be read as a numeric table: {exc}") from exc
+    if arr.dtype.kind in "OUSV" or arr.dtype == bool:
+        if arr.dtype.kind == "O":
+            try:
+                arr = arr.astype(np.float64)
+            except TypeError as exc:
+                raise InputTypeError(
+                    f"{name} has non-numeric values ({exc}). Encode categorical columns as "
+                    "numbers or drop them before fitting a Gaussian mixture."
+                ) from exc
+            except ValueError as exc:
+                raise InputError(
+                    f"{name} has non-numeric values ({exc}). Encode categorical columns as "
+                    "numbers or drop them before fitting a Gaussian mixture."
+                ) from exc
+        elif arr.dtype != bool:
+            raise InputError(
+                f"{name} has non-numeric values (dtype {arr.dtype}). Encode categorical columns "
+                "as numbers or drop them before fitting a Gaussian mixture."
+            )
+    if arr.dtype.kind == "c":
+        raise InputError(f"Complex data not supported: {name} is complex; pass real values.")
+    if arr.ndim == 1:
+        raise InputError(
+            f"{name} is 1-D (shape {arr.shape}); emkit expects a 2-D array of shape "
+            "(n_samples, n_features). Reshape your data with X.reshape(-1, 1) if it has a "
+            "single feature or X.reshape(1, -1) if it is a single sample."
+        )
+    if arr.ndim != 2:
+        raise InputError(
+            f"{name} must be 2-D of shape (n_samples, n_features), got {arr.ndim}-D shape "
+            f"{arr.shape}."
+        )
+    if arr.shape[0] == 0:
+        raise InputError(
+            f"{name} is empty: 0 sample(s) (shape={arr.shape}) while a minimum of 1 is "
+            "required; pass data."
+        )
+    if arr.shape[1] == 0:
+        raise InputError(
+            f"{name} has 0 feature(s) (shape={arr.shape}) while a minimum of 1 is required; "
+            "pass at least one column."
+        )
+    out = np.ascontiguousarray(arr, dtype=dtype)
+    # NaN and infinities show in the extremes, which costs no temporary array
+    if not allow_nan and not (np.isfinite(out.min()) and np.isfinite(out.max())):
+        bad = np.argwhere(~np.isfinite(out))[0]
+        kind = "NaN" if np.isnan(out[bad[0], bad[1]]) else "infinity"
+        raise InputError(
+            f"{name} contains {kind} (first at row {bad[0]}, column {bad[1]}). emkit does "
+            "not yet fit Gaussian mixtures with missing values: drop or impute those rows "
+            "first, and replace infinities."
+        )
+    return out
+
+
+def check_sample_weight(
+    sample_weight: Any, n_samples: int, dtype: type[np.floating[Any]] = np.float64
+) -> NDArray[np.floating[Any]] | None:
+    """Validate ``sample_weight``: finite, non-negative, not all zero, one per sample."""
+    if sample_weight is None:
+        return None
+    w = np.asarray(sample_weight)
+    if w.ndim == 0:
+        w = np.full(n_samples, float(w))
+    if w.dtype.kind not in "biuf":
+        raise InputError(f"sample_weight must be numeric, got dtype {w.dtype}.")
+    w = np.ascontiguousarray(w, dtype=dtype)
+    if w.ndim != 1 or w.shape[0] != n_samples:
+        raise InputError(
+            f"sample_weight must have shape ({n_samples},) to match X, got shape {w.shape}."
+        )
+    if not np.isfinite(w).all():
+        raise InputError("sample_weight contains NaN or infinity; pass finite weights.")
+    if (w < 0).any():
+        raise InputError(
+            f"sample_weight has negative values (first at index {int(np.argmax(w < 0))}); "
+            "weights must be >= 0."
+        )
+    if not (w > 0).any():
+        raise InputError("sample_weight is zero for every sample; at least one must be > 0.")
+    return w
+
+
+def check_random_state(random_state: Any) -> np.random.Generator:
+    """One :class:`numpy.random.Generator` from ``random_state`` (None, int, Generator, RandomState)."""
+    if random_state is None:
+        return np.random.default_rng()
+    if isinstance(random_state, np.random.Generator):
+        return random_state
+    if isinstance(random_state, np.random.RandomState):
+        return np.random.default_rng(random_state.randint(np.iinfo(np.int32).max))
+    if isinstance(random_state, int | np.integer) and not isinstance(random_state, bool):
+        return np.random.default_rng(int(random_state))
+    raise InputError(
+        "random_state must be None, an int, a numpy.random.Generator or a "
+        f"numpy.random.RandomState, got {random_state!r}."
+    )
+
+
+def check_number(name: str, value: Any, minimum: float = 0.0) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise InputError(f"{name} must be a number >= {minimum}, got {value!r}.")
+    if not np.isfinite(value) or value < minimum:
+        raise InputError(f"{name} must be a finite number >= {minimum}, got {value!r}.")
+    return float(value)

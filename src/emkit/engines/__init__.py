@@ -1,0 +1,6 @@
+"""Engines: where rows live and how partial statistics are reduced."""
+
+from emkit.engines._base import Engine
+from emkit.engines.memory import InMemoryEngine
+
+__all__ = ["Engine", "InMemoryEngine"]

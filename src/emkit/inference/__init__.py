@@ -1,0 +1,23 @@
+"""The EM driver, its initializations and (later) its variants."""
+
+from emkit.inference.em import (
+    MONOTONICITY_POLICIES,
+    EMModel,
+    EMResult,
+    EMTrace,
+    fit_em,
+    fit_em_restarts,
+)
+from emkit.inference.init import INIT_METHODS, initial_responsibilities, seed_from
+
+__all__ = [
+    "INIT_METHODS",
+    "MONOTONICITY_POLICIES",
+    "EMModel",
+    "EMResult",
+    "EMTrace",
+    "fit_em",
+    "fit_em_restarts",
+    "initial_responsibilities",
+    "seed_from",
+]

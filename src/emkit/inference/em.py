@@ -1,0 +1,185 @@
+"""The one EM driver: iterate E- and M-steps, trace and check the objective, restart.
+
+The objective is what EM provably increases (log-likelihood, plus the log prior for
+MAP-EM), reported per unit of sample weight so ``tol`` does not depend on the data size.
+A decrease beyond round-off is a bug or a numerical failure, never convergence.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
+
+import numpy as np
+from numpy.typing import NDArray
+
+from emkit.engines._base import Engine
+from emkit.exceptions import (
+    ConvergenceWarning,
+    InputError,
+    MonotonicityError,
+    MonotonicityWarning,
+)
+
+__all__ = ["MONOTONICITY_POLICIES", "EMModel", "EMResult", "EMTrace", "fit_em", "fit_em_restarts"]
+
+P = TypeVar("P")
+MONOTONICITY_POLICIES = ("raise", "warn", "off")
+
+
+class EMModel(Protocol[P]):
+    """What the driver needs of a model: steps and an objective, all over statistics."""
+
+    def expectation(self, params: P) -> Callable[..., Any]: ...
+
+    def m_step(self, params: P, stats: Any) -> P: ...
+
+    def objective(self, params: P, stats: Any) -> float: ...
+
+    def m_step_gap(self, params: P, stats: Any) -> float: ...
+
+
+class EMTrace(NamedTuple):
+    """What happened in one EM run, one entry per iteration."""
+
+    objective: NDArray[np.float64]  # per-sample objective at the start of each iteration
+    seconds: NDArray[np.float64]  # wall-clock seconds each iteration took
+
+
+@dataclass(frozen=True)
+class EMResult(Generic[P]):
+    params: P
+    objective: float  # the last objective computed (of the parameters before the last M-step)
+    converged: bool
+    n_iter: int
+    trace: EMTrace
+
+
+# Round-off allowed in the per-sample objective before a decrease counts, relative to it.
+def _decrease_tolerance(objective: float, dtype: Any) -> float:
+    eps = float(np.finfo(dtype).eps)
+    return (1e3 if np.dtype(dtype) == np.float64 else 1e2) * eps * max(1.0, abs(objective))
+
+
+def fit_em(
+    model: EMModel[P],
+    engine: Engine,
+    data: tuple[Any, ...],
+    params: P,
+    *,
+    tol: float,
+    max_iter: int,
+    monotonicity: str = "warn",
+    dtype: Any = np.float64,
+    row_bytes: int = 0,
+    callback: Callable[[int, float, float], None] | None = None,
+) -> EMResult[P]:
+    """Run EM from ``params`` until ``0 <= change < tol`` or ``max_iter`` iterations.
+
+    ``data`` is the tuple of row arrays the engine maps over (e.g. ``(X, sample_weight)``).
+    ``callback(iteration, objective, change)`` is called after every iteration.
+    """
+    if monotonicity not in MONOTONICITY_POLICIES:
+        raise InputError(
+            f"monotonicity must be one of {MONOTONICITY_POLICIES}, got {monotonicity!r}."
+        )
+    objectives: list[float] = []
+    seconds: list[float] = []
+    previous = -np.inf
+    slack = 0.0  # how much the last M-step may lower the objective (inexact M-steps)
+    converged = False
+    objective = -np.inf
+    for iteration in range(1, max_iter + 1):
+        start = time.perf_counter()
+        stats = engine.map_reduce(model.expectation(params), *data, row_bytes=row_bytes)
+        objective = model.objective(params, stats)
+        if not np.isfinite(objective):
+            raise MonotonicityError(
+                f"The EM objective became {objective} at iteration {iteration}. The data may "
+                "be badly scaled or reg_covar too small; scale the input data or increase "
+                "reg_covar."
+            )
+        change = objective - previous
+        if change < 0:
+            if -change > slack + _decrease_tolerance(objective, dtype):
+                _report_decrease(monotonicity, iteration, previous, objective)
+            change = 0.0  # round-off at a fixed point, or the allowed inexactness
+        params = model.m_step(params, stats)
+        slack = model.m_step_gap(params, stats)
+        objectives.append(objective)
+        seconds.append(time.perf_counter() - start)
+        if callback is not None:
+            callback(iteration, objective, change)
+        previous = objective
+        if 0 <= change < tol:
+            converged = True
+            break
+    trace = EMTrace(np.asarray(objectives), np.asarray(seconds))
+    return EMResult(params, float(objective), converged, len(objectives), trace)
+
+
+def _report_decrease(policy: str, iteration: int, previous: float, objective: float) -> None:
+    if policy == "off":
+        return
+    message = (
+        f"The EM objective decreased at iteration {iteration}, from {previous!r} to "
+        f"{objective!r}. Exact EM never decreases it: this is a numerical failure (try "
+        "dtype='float64', a larger reg_covar, or scaled data) or a bug worth reporting."
+    )
+    if policy == "raise":
+        raise MonotonicityError(message)
+    warnings.warn(message, MonotonicityWarning, stacklevel=3)
+
+
+def fit_em_restarts(
+    model: EMModel[P],
+    engine: Engine,
+    data: tuple[Any, ...],
+    initialize: Callable[[np.random.Generator], P],
+    *,
+    n_init: int,
+    rng: np.random.Generator,
+    tol: float,
+    max_iter: int,
+    monotonicity: str = "warn",
+    dtype: Any = np.float64,
+    row_bytes: int = 0,
+    callback: Callable[[int, float, float], None] | None = None,
+    on_start: Callable[[int], None] | None = None,
+) -> EMResult[P]:
+    """Run EM from ``n_init`` initializations drawn with ``rng`` and keep the best run.
+
+    Warns with :class:`ConvergenceWarning` when the kept run did not converge (as
+    scikit-learn does), unless ``max_iter`` is the point (``tol == 0``).
+    """
+    best: EMResult[P] | None = None
+    for init in range(n_init):
+        if on_start is not None:
+            on_start(init)
+        result = fit_em(
+            model,
+            engine,
+            data,
+            initialize(rng),
+            tol=tol,
+            max_iter=max_iter,
+            monotonicity=monotonicity,
+            dtype=dtype,
+            row_bytes=row_bytes,
+            callback=callback,
+        )
+        if best is None or result.objective > best.objective:
+            best = result
+    assert best is not None
+    if not best.converged and tol > 0 and max_iter > 0:
+        warnings.warn(
+            f"EM did not converge in max_iter={max_iter} iterations (last change of the "
+            f"per-sample objective >= tol={tol}). Increase max_iter or tol, or check the "
+            "initialization.",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+    return best

@@ -1,0 +1,160 @@
+"""Finite mixtures of any component family, as pure functions of (params, rows).
+
+E-step over a block of rows, with T the family's statistics:
+
+    log_prob = T @ eta.T - log_norm + log(weights)     (one matrix product)
+    resp     = softmax(log_prob)                         (log space)
+    S = resp.T @ T ;  N_k = sum_n resp_nk                (one matrix product)
+
+The M-step sees only the summed statistics :class:`MixtureStats`, which add across
+blocks, so chunks, threads, sample weights and (later) streams all share this code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+from numpy.typing import NDArray
+
+from emkit.families._base import ComponentFamily
+
+__all__ = ["Mixture", "MixtureParams", "MixtureStats"]
+
+Array = NDArray[np.floating[Any]]
+
+# Added to every responsibility mass N_k before dividing, as scikit-learn does.
+_NK_FLOOR = 10.0 * float(np.finfo(np.float64).eps)
+
+
+class MixtureParams(NamedTuple):
+    """Mixing weights and the family's component parameters."""
+
+    weights: Array  # (K,)
+    components: Any
+
+
+@dataclass(frozen=True)
+class MixtureStats:
+    """Additive expected statistics of a block of rows (float64 whatever the data dtype)."""
+
+    nk: Array  # (K,)  sum_n w_n resp_nk
+    sum_t: Array  # (K, n_stats)  sum_n w_n resp_nk T_n
+    shared: Array  # resp-independent statistics of the family (may be empty)
+    loglik: float  # sum_n w_n log p(x_n)
+    weight: float  # sum_n w_n
+
+    def __add__(self, other: MixtureStats) -> MixtureStats:
+        return MixtureStats(
+            self.nk + other.nk,
+            self.sum_t + other.sum_t,
+            self.shared + other.shared,
+            self.loglik + other.loglik,
+            self.weight + other.weight,
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class Mixture:
+    """A finite mixture of components from one family."""
+
+    family: ComponentFamily
+    dtype: Any = np.float64
+
+    def _log_joint(
+        self, params: MixtureParams
+    ) -> Callable[[Array], tuple[Array, Array, Array]]:
+        """A function of raw rows giving (prepared rows, their statistics, log p(x, k))."""
+        family = self.family
+        natural = family.natural(params.components, self.dtype)
+        with np.errstate(divide="ignore"):  # a weight of 0 is a log-weight of -inf
+            log_weights = np.log(params.weights).astype(self.dtype)
+
+        def log_joint(X: Array) -> tuple[Array, Array, Array]:
+            Xp = family.prepare(X)
+            T = family.statistics(Xp)
+            log_prob = family.log_prob(Xp, T, params.components, natural)
+            log_prob += log_weights
+            return Xp, T, log_prob
+
+        return log_joint
+
+    def expectation(
+        self, params: MixtureParams
+    ) -> Callable[[Array, Array | None], MixtureStats]:
+        """The E-step for one iteration, as a function of a block of rows and weights."""
+        log_joint = self._log_joint(params)
+        family = self.family
+
+        def e_step(X: Array, weights: Array | None) -> MixtureStats:
+            Xp, T, resp = log_joint(X)
+            # log p(x_n) = m_n + log sum_k exp(log_prob_nk - m_n)
+            m = resp.max(axis=1)
+            resp -= m[:, None]
+            np.exp(resp, out=resp)
+            total = resp.sum(axis=1)
+            row_loglik = np.log(total) + m
+            scale = 1.0 / total if weights is None else weights / total
+            resp *= scale[:, None]
+            loglik = row_loglik.sum(dtype=np.float64) if weights is None else weights @ row_loglik
+            weight = float(X.shape[0]) if weights is None else float(weights.sum(dtype=np.float64))
+            return MixtureStats(
+                resp.sum(axis=0, dtype=np.float64),
+                (resp.T @ T).astype(np.float64),
+                family.shared_statistics(Xp, weights),
+                float(loglik),
+                weight,
+            )
+
+        return e_step
+
+    def statistics_from_resp(self, X: Array, weights: Array | None, resp: Array) -> MixtureStats:
+        """Statistics for given responsibilities (initialization, known labels)."""
+        Xp = self.family.prepare(X)
+        T = self.family.statistics(Xp)
+        r = resp if weights is None else resp * weights[:, None]
+        r = r.astype(T.dtype, copy=False)
+        weight = float(X.shape[0]) if weights is None else float(weights.sum(dtype=np.float64))
+        return MixtureStats(
+            r.sum(axis=0, dtype=np.float64),
+            (r.T @ T).astype(np.float64),
+            self.family.shared_statistics(Xp, weights),
+            0.0,
+            weight,
+        )
+
+    def m_step(self, params: MixtureParams, stats: MixtureStats) -> MixtureParams:
+        nk = stats.nk + _NK_FLOOR
+        components = self.family.m_step(
+            params.components, nk, stats.sum_t, stats.shared, stats.weight
+        )
+        return MixtureParams(nk / nk.sum(), components)
+
+    def m_step_gap(self, params: MixtureParams, stats: MixtureStats) -> float:
+        """Per-sample shortfall of the M-step that gave ``params`` from maximizing Q.
+
+        The next objective may fall below the current one by at most this (regularization
+        such as ``reg_covar`` makes the M-step inexact); zero for an exact M-step.
+        """
+        return self.family.m_step_gap(params.components, stats.nk) / stats.weight
+
+    def log_prior(self, params: MixtureParams) -> float:
+        return 0.0
+
+    def objective(self, params: MixtureParams, stats: MixtureStats) -> float:
+        """Per-sample objective: (log-likelihood + log prior) / total weight."""
+        return (stats.loglik + self.log_prior(params)) / stats.weight
+
+    def weighted_log_prob(self, params: MixtureParams) -> Callable[[Array], Array]:
+        """log p(x_n, k) for raw rows, shape (n, K), in float64."""
+        log_joint = self._log_joint(params)
+
+        def fn(X: Array) -> Array:
+            return log_joint(X)[2].astype(np.float64, copy=False)
+
+        return fn
+
+    def n_parameters(self, n_components: int) -> int:
+        return n_components - 1 + self.family.n_parameters(n_components)

@@ -1,0 +1,31 @@
+"""Shared data sets for the tests: small, seeded, made here."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_iris
+
+
+def blobs(n: int = 400, d: int = 3, k: int = 3, seed: int = 0, spread: float = 4.0) -> np.ndarray:
+    """Samples from a random Gaussian mixture with random full covariances."""
+    rng = np.random.default_rng(seed)
+    means = rng.normal(0.0, spread, (k, d))
+    parts = []
+    for j, m in enumerate(np.array_split(np.arange(n), k)):
+        A = rng.normal(size=(d, d)) * (0.3 + 0.3 * j)
+        parts.append(rng.multivariate_normal(means[j], A @ A.T + 0.2 * np.eye(d), len(m)))
+    return rng.permutation(np.vstack(parts))
+
+
+DATASETS = {
+    "iris": lambda: load_iris().data,
+    "blobs3d": lambda: blobs(400, 3, 3, seed=1),
+    "blobs5d_shifted": lambda: blobs(300, 5, 4, seed=2) + 1e3,
+    "overlapping2d": lambda: blobs(500, 2, 4, seed=3, spread=1.0),
+}
+
+
+@pytest.fixture(params=sorted(DATASETS))
+def dataset(request: pytest.FixtureRequest) -> np.ndarray:
+    return DATASETS[request.param]()
