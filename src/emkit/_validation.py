@@ -48,11 +48,15 @@ def check_positive_int(name: str, value: Any, minimum: int = 1) -> int:
 def as_float_matrix(
     X: Any,
     *,
-    dtype: type[np.floating[Any]] = np.float64,
+    dtype: type[np.floating[Any]] | None = np.float64,
     name: str = "X",
     allow_nan: bool = False,
 ) -> NDArray[np.floating[Any]]:
-    """Return ``X`` as a C-contiguous 2-D float array, or raise a clear :class:`InputError`."""
+    """Return ``X`` as a C-contiguous 2-D float array, or raise a clear :class:`InputError`.
+
+    ``dtype=None`` keeps float32 and float64 data as they are (no copy) and converts
+    anything else to float64.
+    """
     if hasattr(X, "tocsr") or type(X).__module__.startswith("scipy.sparse"):
         raise InputError(
             f"A sparse matrix was passed as {name}, but dense data is required. Use "
@@ -104,6 +108,8 @@ def as_float_matrix(
             f"{name} has 0 feature(s) (shape={arr.shape}) while a minimum of 1 is required; "
             "pass at least one column."
         )
+    if dtype is None:
+        dtype = arr.dtype.type if arr.dtype in (np.float32, np.float64) else np.float64
     out = np.ascontiguousarray(arr, dtype=dtype)
     # NaN and infinities show in the extremes, which costs no temporary array
     if not allow_nan and not (np.isfinite(out.min()) and np.isfinite(out.max())):

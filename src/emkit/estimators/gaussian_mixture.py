@@ -201,7 +201,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):  # type: ignore[misc]
             raise InputError(f"warm_start must be True or False, got {self.warm_start!r}.")
 
     def _validate_X(self, X: Any, *, reset: bool) -> NDArray[np.floating[Any]]:
-        arr = as_float_matrix(X, dtype=resolve_dtype(self.dtype))
+        arr = as_float_matrix(X, dtype=None)  # float64 and float32 data are used in place
         # feature names and n_features_in_ the scikit-learn way, after our own checks
         validate_data(self, X, reset=reset, skip_check_array=True)
         return arr
@@ -265,10 +265,10 @@ class GaussianMixture(DensityMixin, BaseEstimator):  # type: ignore[misc]
                 f"X has {n} samples but n_components={K}: a mixture needs at least as many "
                 "samples as components. Decrease n_components or pass more data."
             )
-        w = check_sample_weight(sample_weight, n, Xa.dtype.type)
+        dtype = resolve_dtype(self.dtype)
+        w = check_sample_weight(sample_weight, n, dtype)
         self._check_initial_parameters(d)
 
-        dtype = Xa.dtype.type
         structure = covariance_structure(self.covariance_type)
         if w is None:
             shift = Xa.mean(axis=0, dtype=np.float64)
@@ -276,7 +276,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):  # type: ignore[misc]
             shift = (w.astype(np.float64) @ Xa) / w.sum(dtype=np.float64)
         family = GaussianFamily(structure, shift, float(self.reg_covar), _scale(Xa, shift))
         model = Mixture(family, dtype)
-        row_bytes = (2 * d + structure.n_stats(d) + 2 * K) * Xa.itemsize
+        row_bytes = (2 * d + structure.n_stats(d) + 2 * K) * np.dtype(dtype).itemsize
         rng = check_random_state(self.random_state)
 
         def callback(iteration: int, objective: float, change: float) -> None:
@@ -336,7 +336,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):  # type: ignore[misc]
             weights = np.asarray(self.weights_init, dtype=np.float64)
             return MixtureParams(weights / weights.sum(), params)
         resp = initial_responsibilities(self.init_params, X, K, rng, w)
-        stats = engine.map_reduce(model.statistics_from_resp, X, w, resp.astype(X.dtype))
+        stats = engine.map_reduce(model.statistics_from_resp, X, w, resp)
         placeholder = MixtureParams(
             np.full(K, 1.0 / K),
             GaussianParams(np.zeros((K, d)), np.zeros(family.structure.shape(K, d)), np.zeros(0)),
@@ -400,7 +400,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):  # type: ignore[misc]
         Xa = self._validate_X(X, reset=False)
         base = self._family()
         family = self._family(base.shift, _scale(Xa, base.shift))
-        model = Mixture(family, Xa.dtype.type)
+        model = Mixture(family, resolve_dtype(self.dtype))
         log_prob = model.weighted_log_prob(self._mixture_params(family))
         row_bytes = (2 * Xa.shape[1] + family.structure.n_stats(Xa.shape[1]) + 3 * self.n_components) * 8
         with InMemoryEngine(self.chunk_size, self.n_threads) as engine:

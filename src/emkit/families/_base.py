@@ -4,7 +4,7 @@ A family is an exponential family written so that, for a block of rows ``X``,
 
     log p(x_n | k) = T[n] @ eta[k] - log_norm[k]   (+ terms equal for every k)
 
-with ``T = family.statistics(family.prepare(X))`` (one row of sufficient statistics per
+with ``T = family.statistics(family.prepare(X, dtype))`` (one row of sufficient statistics per
 sample) and ``eta, log_norm = family.natural(params, dtype)``. The E-step of a mixture is then one matrix
 product ``T @ eta.T``; the M-step receives the responsibility-weighted sums of ``T``
 and never the data.
@@ -35,8 +35,8 @@ class Natural(NamedTuple):
 class ComponentFamily(Protocol):
     """What the mixture model needs from a family of component distributions."""
 
-    def prepare(self, X: Array) -> Array:
-        """Rows in the family's working coordinates (e.g. centred), in ``X``'s dtype."""
+    def prepare(self, X: Array, dtype: Any) -> Array:
+        """Rows in the family's working coordinates (e.g. centred), in ``dtype``."""
         ...
 
     def statistics(self, X: Array) -> Array:

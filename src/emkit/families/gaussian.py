@@ -57,6 +57,7 @@ class GaussianParams(NamedTuple):
     means: Array  # (K, d)
     covariances: Array  # full (K, d, d), tied (d, d), diag (K, d), spherical (K,)
     precisions_cholesky: Array  # same shapes; P = U U^T with U upper triangular
+    mended: bool = False  # the M-step raised a singular covariance: it was not exact
 
 
 def _cholesky_upper_of_precision(cov: Array) -> Array:
@@ -112,7 +113,9 @@ class CovarianceStructure:
         """1/2 log|P_k| for every component, shape (K,) (or () for tied)."""
         raise NotImplementedError
 
-    def precision_cholesky(self, cov: Array, reg_covar: float) -> Array:
+    def factor(self, cov: Array, reg_covar: float) -> tuple[Array, Array, bool]:
+        """(covariances, precision Cholesky factors, mended): singular covariances are
+        raised (with a :class:`DegenerateComponentWarning`) until they factor."""
         raise NotImplementedError
 
     def from_precisions(self, precisions: Array) -> Array:
@@ -150,10 +153,9 @@ class _Triangular(CovarianceStructure):
         flipped = precisions[..., ::-1, ::-1]
         return np.ascontiguousarray(np.linalg.cholesky(flipped)[..., ::-1, ::-1])
 
-    def _mend(self, cov: Array, reg_covar: float) -> Array:
-        """Cholesky factors, adding diagonal jitter (with a warning) where cov is singular."""
+    def factor(self, cov: Array, reg_covar: float) -> tuple[Array, Array, bool]:
         try:
-            return _cholesky_upper_of_precision(cov)
+            return cov, _cholesky_upper_of_precision(cov), False
         except np.linalg.LinAlgError:
             pass
         stack = cov.reshape((-1, *cov.shape[-2:])).copy()
@@ -177,10 +179,7 @@ class _Triangular(CovarianceStructure):
                     )
             else:
                 raise EmkitError(_ILL_DEFINED)
-        return out.reshape(cov.shape)
-
-    def precision_cholesky(self, cov: Array, reg_covar: float) -> Array:
-        return self._mend(cov, reg_covar)
+        return stack.reshape(cov.shape), out.reshape(cov.shape), True
 
     def half_log_det(self, prec_chol: Array, d: int) -> Array:
         # 1/2 log|P| = sum(log(diag(U)))
@@ -366,8 +365,9 @@ class Diag(CovarianceStructure):
     def half_log_det(self, prec_chol: Array, d: int) -> Array:
         return np.sum(np.log(prec_chol), axis=1)
 
-    def precision_cholesky(self, cov: Array, reg_covar: float) -> Array:
-        return 1.0 / np.sqrt(_mend_variances(cov, reg_covar))
+    def factor(self, cov: Array, reg_covar: float) -> tuple[Array, Array, bool]:
+        var, mended = _mend_variances(cov, reg_covar)
+        return var, 1.0 / np.sqrt(var), mended
 
     def from_precisions(self, precisions: Array) -> Array:
         return np.sqrt(precisions)
@@ -430,8 +430,9 @@ class Spherical(CovarianceStructure):
     def half_log_det(self, prec_chol: Array, d: int) -> Array:
         return d * np.log(prec_chol)
 
-    def precision_cholesky(self, cov: Array, reg_covar: float) -> Array:
-        return 1.0 / np.sqrt(_mend_variances(cov, reg_covar))
+    def factor(self, cov: Array, reg_covar: float) -> tuple[Array, Array, bool]:
+        var, mended = _mend_variances(cov, reg_covar)
+        return var, 1.0 / np.sqrt(var), mended
 
     def from_precisions(self, precisions: Array) -> Array:
         return np.sqrt(precisions)
@@ -452,22 +453,24 @@ class Spherical(CovarianceStructure):
         return n_components
 
 
-def _mend_variances(var: Array, reg_covar: float) -> Array:
-    """Variances that are finite and positive, raising them (with a warning) where not."""
-    bad = ~(var > 0)
-    if not bad.any():
-        return var
+def _mend_variances(var: Array, reg_covar: float) -> tuple[Array, bool]:
+    """Variances raised (with a warning) where they are zero, negative or at round-off."""
     if not np.isfinite(var).all():
         raise EmkitError(_ILL_DEFINED)
-    floor = max(reg_covar, 1e-12)
+    # var = E[x^2] - mu^2 cancels: anything below this is zero in floating point
+    floor = np.maximum(max(reg_covar, 1e-300), 1e-10 * np.max(np.abs(var), axis=0))
+    bad = var < floor
+    if not bad.any():
+        return var, False
     where = np.argwhere(bad)
     warnings.warn(
-        f"Component {int(where[0][0])} has a non-positive variance; raised it to {floor:.3g}. "
-        "Increase reg_covar, decrease n_components, or scale the input data.",
+        f"Component {int(where[0][0])} has a zero variance (it collapsed onto a point); "
+        f"raised it to {float(np.max(floor)):.3g}. Increase reg_covar, decrease n_components, or scale the "
+        "input data.",
         DegenerateComponentWarning,
         stacklevel=6,
     )
-    return np.where(bad, floor, var)
+    return np.where(bad, floor, var), True
 
 
 _STRUCTURES: dict[str, type[CovarianceStructure]] = {
@@ -504,8 +507,10 @@ class GaussianFamily:
     def n_features(self) -> int:
         return int(self.shift.shape[0])
 
-    def prepare(self, X: Array) -> Array:
-        return X - self.shift.astype(X.dtype)
+    def prepare(self, X: Array, dtype: Any) -> Array:
+        # centre in the data's own precision first, then round to the working dtype
+        Xc = X - self.shift.astype(X.dtype)
+        return Xc if Xc.dtype == dtype else Xc.astype(dtype)
 
     def statistics(self, X: Array) -> Array:
         return self.structure.statistics(X)
@@ -561,8 +566,8 @@ class GaussianFamily:
             )
             means = np.where(frozen[:, None], params.means, means)
             cov = self.structure.keep(cov, params.covariances, frozen)
-        prec_chol = self.structure.precision_cholesky(cov, self.reg_covar)
-        return GaussianParams(means, cov, prec_chol)
+        cov, prec_chol, mended = self.structure.factor(cov, self.reg_covar)
+        return GaussianParams(means, cov, prec_chol, mended)
 
     def m_step_gap(self, params: GaussianParams, nk: Array) -> float:
         """How far short of maximizing Q the regularized M-step fell (total nats, >= 0).
@@ -571,6 +576,8 @@ class GaussianFamily:
         complete-data log-likelihood lost is sum N/2 (log lam - log(lam - r) - r/lam); EM's
         objective can decrease by at most this much in the next iteration.
         """
+        if params.mended:
+            return float("inf")  # the covariance was raised off a singular maximizer
         r = self.reg_covar
         if r == 0.0:
             return 0.0
@@ -597,7 +604,7 @@ class GaussianFamily:
 
     def params_from_covariances(self, means: Array, covariances: Array) -> GaussianParams:
         """Parameters from means in the user's coordinates and covariances."""
-        prec_chol = self.structure.precision_cholesky(covariances, self.reg_covar)
+        covariances, prec_chol, _ = self.structure.factor(covariances, self.reg_covar)
         return GaussianParams(means - self.shift, covariances, prec_chol)
 
     def params_from_precisions(self, means: Array, precisions: Array) -> GaussianParams:

@@ -106,7 +106,8 @@ def fit_em(
         if change < 0:
             if -change > slack + _decrease_tolerance(objective, dtype):
                 _report_decrease(monotonicity, iteration, previous, objective)
-            change = 0.0  # round-off at a fixed point, or the allowed inexactness
+            else:
+                change = 0.0  # round-off at a fixed point, or the allowed inexactness
         params = model.m_step(params, stats)
         slack = model.m_step_gap(params, stats)
         objectives.append(objective)

@@ -68,12 +68,18 @@ class Mixture:
     ) -> Callable[[Array], tuple[Array, Array, Array]]:
         """A function of raw rows giving (prepared rows, their statistics, log p(x, k))."""
         family = self.family
-        natural = family.natural(params.components, self.dtype)
+        dtype = np.dtype(self.dtype)
+        natural = family.natural(params.components, dtype)
+        if natural.exact_form and dtype != np.float64:
+            # The statistics themselves (e.g. x x^T far from the centre) would lose the
+            # digits that matter in float32: work in float64 for these parameters.
+            dtype = np.dtype(np.float64)
+            natural = family.natural(params.components, dtype)
         with np.errstate(divide="ignore"):  # a weight of 0 is a log-weight of -inf
-            log_weights = np.log(params.weights).astype(self.dtype)
+            log_weights = np.log(params.weights).astype(dtype)
 
         def log_joint(X: Array) -> tuple[Array, Array, Array]:
-            Xp = family.prepare(X)
+            Xp = family.prepare(X, dtype)
             T = family.statistics(Xp)
             log_prob = family.log_prob(Xp, T, params.components, natural)
             log_prob += log_weights
@@ -111,11 +117,14 @@ class Mixture:
         return e_step
 
     def statistics_from_resp(self, X: Array, weights: Array | None, resp: Array) -> MixtureStats:
-        """Statistics for given responsibilities (initialization, known labels)."""
-        Xp = self.family.prepare(X)
+        """Statistics for given responsibilities (initialization, known labels).
+
+        Computed in float64 whatever ``dtype``: there are no parameters yet to tell whether
+        the working precision is enough, and this pass runs once.
+        """
+        Xp = self.family.prepare(X, np.float64)
         T = self.family.statistics(Xp)
         r = resp if weights is None else resp * weights[:, None]
-        r = r.astype(T.dtype, copy=False)
         weight = float(X.shape[0]) if weights is None else float(weights.sum(dtype=np.float64))
         return MixtureStats(
             r.sum(axis=0, dtype=np.float64),

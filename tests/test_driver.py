@@ -1,0 +1,104 @@
+"""The EM driver on its own, with toy models whose objective we control."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from emkit import ConvergenceWarning, MonotonicityError, MonotonicityWarning
+from emkit.engines import InMemoryEngine
+from emkit.inference import fit_em, fit_em_restarts
+
+
+class Scripted:
+    """A 'model' whose objective follows a script; params count iterations."""
+
+    def __init__(self, objectives: list[float], gap: float = 0.0) -> None:
+        self.objectives = objectives
+        self.gap = gap
+
+    def expectation(self, params: int):  # noqa: ANN201
+        return lambda X: np.zeros(1)
+
+    def m_step(self, params: int, stats: object) -> int:
+        return params + 1
+
+    def objective(self, params: int, stats: object) -> float:
+        return self.objectives[min(params, len(self.objectives) - 1)]
+
+    def m_step_gap(self, params: int, stats: object) -> float:
+        return self.gap
+
+
+DATA = (np.zeros((4, 1)),)
+
+
+def run(model: Scripted, **kw: object):  # noqa: ANN201
+    kw = {"tol": 1e-3, "max_iter": 50, **kw}
+    return fit_em(model, InMemoryEngine(), DATA, 0, **kw)  # type: ignore[arg-type]
+
+
+def test_converges_when_the_gain_drops_below_tol() -> None:
+    result = run(Scripted([-10.0, -5.0, -4.0, -3.9995, -3.9994]))
+    assert result.converged and result.n_iter == 4
+    np.testing.assert_array_equal(result.trace.objective, [-10.0, -5.0, -4.0, -3.9995])
+    assert result.trace.seconds.shape == (4,) and np.all(result.trace.seconds >= 0)
+
+
+def test_a_decrease_is_never_convergence() -> None:
+    script = [-10.0, -5.0, -6.0, -5.5]
+    with pytest.raises(MonotonicityError, match="decreased at iteration 3, from -5.0 to -6.0"):
+        run(Scripted(script), monotonicity="raise")
+    with pytest.warns(MonotonicityWarning, match="decreased at iteration 3"):
+        result = run(Scripted(script), monotonicity="warn", max_iter=4)
+    assert not result.converged and result.n_iter == 4
+    off = run(Scripted(script), monotonicity="off", max_iter=4)
+    assert not off.converged
+
+
+def test_decrease_within_the_m_step_gap_is_allowed() -> None:
+    script = [-10.0, -5.0, -5.01, -5.0]
+    run(Scripted(script, gap=0.02), monotonicity="raise", max_iter=4, tol=0)
+    with pytest.raises(MonotonicityError):
+        run(Scripted(script, gap=0.005), monotonicity="raise", max_iter=4, tol=0)
+
+
+def test_round_off_decrease_at_a_fixed_point_counts_as_no_change() -> None:
+    result = run(Scripted([-10.0, -5.0, -5.0 - 1e-15]), monotonicity="raise")
+    assert result.converged and result.n_iter == 3
+
+
+def test_tol_zero_runs_max_iter() -> None:
+    result = run(Scripted([-1.0] * 3), tol=0, max_iter=7)
+    assert not result.converged and result.n_iter == 7
+
+
+def test_non_finite_objective_is_an_error() -> None:
+    with pytest.raises(MonotonicityError, match=r"became nan .*scale the input data"):
+        run(Scripted([-1.0, float("nan")]))
+
+
+def test_bad_policy() -> None:
+    with pytest.raises(ValueError, match="monotonicity must be one of"):
+        run(Scripted([-1.0]), monotonicity="maybe")
+
+
+def test_restarts_keep_the_best_and_warn_when_it_did_not_converge() -> None:
+    scripts = {0: [-3.0, -2.0, -1.0], 1: [-9.0, -8.0, -0.5], 2: [-4.0]}
+    starts = iter(range(3))
+
+    class Restart(Scripted):
+        def objective(self, params: int, stats: object) -> float:  # params = (run, it)
+            run_id, it = params
+            seq = scripts[run_id]
+            return seq[min(it, len(seq) - 1)]
+
+        def m_step(self, params, stats):  # noqa: ANN001, ANN201
+            return (params[0], params[1] + 1)
+
+    with pytest.warns(ConvergenceWarning, match="did not converge in max_iter=3"):
+        best = fit_em_restarts(
+            Restart([]), InMemoryEngine(), DATA, lambda rng: (next(starts), 0),  # type: ignore[arg-type]
+            n_init=3, rng=np.random.default_rng(0), tol=1e-6, max_iter=3,
+        )
+    assert best.params[0] == 1 and best.objective == -0.5

@@ -1,0 +1,12 @@
+"""scikit-learn's own estimator checks, with no expected failures."""
+
+from __future__ import annotations
+
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from emkit import GaussianMixture
+
+
+@parametrize_with_checks([GaussianMixture(), GaussianMixture(covariance_type="diag")])
+def test_sklearn_compatible_estimator(estimator, check) -> None:  # noqa: ANN001
+    check(estimator)
