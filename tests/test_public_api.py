@@ -31,7 +31,7 @@ def test_all_is_exact() -> None:
         "save_model",
     ]
     public = {n for n in dir(emkit) if not n.startswith("_")} - {
-        "estimators", "exceptions", "io", "families", "models", "engines", "inference"
+        "estimators", "exceptions", "io", "families", "models", "engines", "inference", "cli"
     }
     assert public == set(emkit.__all__) - {"__version__"}
 

@@ -68,6 +68,13 @@ def _cholesky_upper_of_precision(cov: Array) -> Array:
     return np.swapaxes(np.linalg.solve(L, eye), -1, -2)
 
 
+def _stat_buffer(n: int, n_stats: int, dtype: Any) -> Array:
+    """Statistics are stored statistic-major, (n_stats, n): each statistic is one
+    contiguous row, so forming them and the row-wise softmax run at memory speed, and
+    ``T = buffer.T`` is still the (n, n_stats) matrix of the maths."""
+    return np.empty((n_stats, n), dtype=dtype)
+
+
 class CovarianceStructure:
     """How one covariance structure shapes the Gaussian statistics and M-step."""
 
@@ -200,11 +207,14 @@ class Full(_Triangular):
 
     def statistics(self, Xc: Array) -> Array:
         n, d = Xc.shape
-        i, j = self._triu(d)
-        T = np.empty((n, self.n_stats(d)), dtype=Xc.dtype)
-        T[:, :d] = Xc
-        np.multiply(Xc[:, i], Xc[:, j], out=T[:, d:])  # packed upper triangle of x x^T
-        return T
+        XT = np.ascontiguousarray(Xc.T)
+        TT = _stat_buffer(n, self.n_stats(d), Xc.dtype)
+        TT[:d] = XT
+        off = d
+        for a in range(d):  # packed upper triangle of x x^T, row a: x_a * x_{a..d-1}
+            np.multiply(XT[a], XT[a:], out=TT[off : off + d - a])
+            off += d - a
+        return TT.T
 
     def stat_scale(self, d: int, s: float) -> Array:
         return np.concatenate([np.full(d, s), np.full(d * (d + 1) // 2, s * s)])
@@ -334,10 +344,11 @@ class Diag(CovarianceStructure):
 
     def statistics(self, Xc: Array) -> Array:
         n, d = Xc.shape
-        T = np.empty((n, 2 * d), dtype=Xc.dtype)
-        T[:, :d] = Xc
-        np.multiply(Xc, Xc, out=T[:, d:])
-        return T
+        XT = np.ascontiguousarray(Xc.T)
+        TT = _stat_buffer(n, 2 * d, Xc.dtype)
+        TT[:d] = XT
+        np.multiply(XT, XT, out=TT[d:])
+        return TT.T
 
     def stat_scale(self, d: int, s: float) -> Array:
         return np.concatenate([np.full(d, s), np.full(d, s * s)])
@@ -398,10 +409,11 @@ class Spherical(CovarianceStructure):
 
     def statistics(self, Xc: Array) -> Array:
         n, d = Xc.shape
-        T = np.empty((n, d + 1), dtype=Xc.dtype)
-        T[:, :d] = Xc
-        T[:, d] = np.einsum("ij,ij->i", Xc, Xc)
-        return T
+        XT = np.ascontiguousarray(Xc.T)
+        TT = _stat_buffer(n, d + 1, Xc.dtype)
+        TT[:d] = XT
+        np.einsum("ij,ij->j", XT, XT, out=TT[d])
+        return TT.T
 
     def stat_scale(self, d: int, s: float) -> Array:
         return np.concatenate([np.full(d, s), [d * s * s]])
@@ -518,13 +530,16 @@ class GaussianFamily:
     def natural(self, params: GaussianParams, dtype: Any) -> Natural:
         eta, log_norm = self.structure.natural(params.means, params.precisions_cholesky)
         d = self.n_features
-        bound = np.abs(eta) @ self.structure.stat_scale(d, self.scale) + np.abs(log_norm)
+        # Round-off of T @ eta_k - log_norm_k: eps times the size of the terms that cancel
+        # (their 2-norm: rounding errors add like a random walk), at the largest |x|.
+        terms = np.abs(eta) * self.structure.stat_scale(d, self.scale)
+        size = np.sqrt(np.sum(terms**2, axis=1) + log_norm**2)
         if self.structure.has_row_term:
-            bound = bound + d * self.scale**2 * np.max(
+            size = size + d * self.scale**2 * np.max(
                 np.abs(self.structure.precisions(params.precisions_cholesky))
             )
         dt = np.dtype(dtype)
-        exact = bool(np.finfo(dt).eps * np.max(bound) > _EXPANDED_FORM_TOLERANCE[dt])
+        exact = bool(np.finfo(dt).eps * np.max(size) > _EXPANDED_FORM_TOLERANCE[dt])
         return Natural(eta.astype(dt), log_norm.astype(dt), exact)
 
     def log_prob(self, X: Array, T: Array, params: GaussianParams, natural: Natural) -> Array:
@@ -533,7 +548,7 @@ class GaussianFamily:
             maha = self.structure.mahalanobis(X, params.means, params.precisions_cholesky)
             const = self.structure.half_log_det(params.precisions_cholesky, d) - 0.5 * d * LOG_2PI
             return -0.5 * maha + np.asarray(const, dtype=X.dtype)
-        log_prob = T @ natural.eta.T
+        log_prob = (natural.eta @ T.T).T  # (n, K), component-major like T
         log_prob -= natural.log_norm
         row = self.structure.row_term(X, params.precisions_cholesky)
         if row is not None:
