@@ -28,6 +28,11 @@ Array = NDArray[np.floating[Any]]
 # Added to every responsibility mass N_k before dividing, as scikit-learn does.
 _NK_FLOOR = 10.0 * float(np.finfo(np.float64).eps)
 
+# log_prob - max is clipped here before exp: responsibilities below e^floor change nothing
+# in the working precision, but subnormal ones (and their products in the M-step's matrix
+# product) make the CPU 10-15x slower.
+_LOG_RESP_FLOOR = {np.dtype(np.float64): -600.0, np.dtype(np.float32): -60.0}
+
 
 class MixtureParams(NamedTuple):
     """Mixing weights and the family's component parameters."""
@@ -93,12 +98,14 @@ class Mixture:
         """The E-step for one iteration, as a function of a block of rows and weights."""
         log_joint = self._log_joint(params)
         family = self.family
+        floor = _LOG_RESP_FLOOR[np.dtype(self.dtype)]
 
         def e_step(X: Array, weights: Array | None) -> MixtureStats:
             Xp, T, resp = log_joint(X)
             # log p(x_n) = m_n + log sum_k exp(log_prob_nk - m_n)
             m = resp.max(axis=1)
             resp -= m[:, None]
+            np.maximum(resp, floor, out=resp)
             np.exp(resp, out=resp)
             total = resp.sum(axis=1)
             row_loglik = np.log(total) + m
