@@ -1,0 +1,35 @@
+"""emkit: latent-variable models fitted by Expectation-Maximization.
+
+EM for exponential-family components is two matrix products over sufficient statistics
+per iteration; the M-step sees only statistics. See ``DESIGN.md`` in the repository.
+"""
+
+from emkit.estimators import GaussianMixture
+from emkit.exceptions import (
+    ConvergenceWarning,
+    DegenerateComponentWarning,
+    EmkitError,
+    InputError,
+    InputTypeError,
+    ModelFileError,
+    MonotonicityError,
+    MonotonicityWarning,
+)
+from emkit.io.model_file import load_model, save_model
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConvergenceWarning",
+    "DegenerateComponentWarning",
+    "EmkitError",
+    "GaussianMixture",
+    "InputError",
+    "InputTypeError",
+    "ModelFileError",
+    "MonotonicityError",
+    "MonotonicityWarning",
+    "__version__",
+    "load_model",
+    "save_model",
+]
