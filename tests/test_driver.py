@@ -17,7 +17,7 @@ class Scripted:
         self.objectives = objectives
         self.gap = gap
 
-    def expectation(self, params: int):  # noqa: ANN201
+    def expectation(self, params: int):
         return lambda X: np.zeros(1)
 
     def m_step(self, params: int, stats: object) -> int:
@@ -33,7 +33,7 @@ class Scripted:
 DATA = (np.zeros((4, 1)),)
 
 
-def run(model: Scripted, **kw: object):  # noqa: ANN201
+def run(model: Scripted, **kw: object):
     kw = {"tol": 1e-3, "max_iter": 50, **kw}
     return fit_em(model, InMemoryEngine(), DATA, 0, **kw)  # type: ignore[arg-type]
 
@@ -47,7 +47,7 @@ def test_converges_when_the_gain_drops_below_tol() -> None:
 
 def test_a_decrease_is_never_convergence() -> None:
     script = [-10.0, -5.0, -6.0, -5.5]
-    with pytest.raises(MonotonicityError, match="decreased at iteration 3, from -5.0 to -6.0"):
+    with pytest.raises(MonotonicityError, match=r"decreased at iteration 3, from -5\.0 to -6\.0"):
         run(Scripted(script), monotonicity="raise")
     with pytest.warns(MonotonicityWarning, match="decreased at iteration 3"):
         result = run(Scripted(script), monotonicity="warn", max_iter=4)
@@ -93,12 +93,18 @@ def test_restarts_keep_the_best_and_warn_when_it_did_not_converge() -> None:
             seq = scripts[run_id]
             return seq[min(it, len(seq) - 1)]
 
-        def m_step(self, params, stats):  # noqa: ANN001, ANN201
+        def m_step(self, params, stats):
             return (params[0], params[1] + 1)
 
     with pytest.warns(ConvergenceWarning, match="did not converge in max_iter=3"):
         best = fit_em_restarts(
-            Restart([]), InMemoryEngine(), DATA, lambda rng: (next(starts), 0),  # type: ignore[arg-type]
-            n_init=3, rng=np.random.default_rng(0), tol=1e-6, max_iter=3,
+            Restart([]),
+            InMemoryEngine(),
+            DATA,
+            lambda rng: (next(starts), 0),  # type: ignore[arg-type]
+            n_init=3,
+            rng=np.random.default_rng(0),
+            tol=1e-6,
+            max_iter=3,
         )
     assert best.params[0] == 1 and best.objective == -0.5

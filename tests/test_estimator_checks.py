@@ -8,5 +8,5 @@ from emkit import GaussianMixture
 
 
 @parametrize_with_checks([GaussianMixture(), GaussianMixture(covariance_type="diag")])
-def test_sklearn_compatible_estimator(estimator, check) -> None:  # noqa: ANN001
+def test_sklearn_compatible_estimator(estimator, check) -> None:
     check(estimator)

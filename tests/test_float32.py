@@ -12,10 +12,17 @@ from emkit import GaussianMixture
 @pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
 def test_float32_log_likelihood_close_to_float64(covariance_type: str) -> None:
     X = blobs(3000, 4, 4, seed=20, spread=5.0)
-    start = GaussianMixture(4, covariance_type=covariance_type, random_state=0, max_iter=2,
-                            tol=0).fit(X)
-    kw = dict(covariance_type=covariance_type, weights_init=start.weights_,
-              means_init=start.means_, precisions_init=start.precisions_, tol=0, max_iter=40)
+    start = GaussianMixture(
+        4, covariance_type=covariance_type, random_state=0, max_iter=2, tol=0
+    ).fit(X)
+    kw = dict(
+        covariance_type=covariance_type,
+        weights_init=start.weights_,
+        means_init=start.means_,
+        precisions_init=start.precisions_,
+        tol=0,
+        max_iter=40,
+    )
     f64 = GaussianMixture(4, **kw).fit(X)
     f32 = GaussianMixture(4, dtype="float32", monotonicity="raise", **kw).fit(X.astype(np.float32))
     assert f32.lower_bound_ == pytest.approx(f64.lower_bound_, rel=1e-4)

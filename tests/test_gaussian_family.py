@@ -86,7 +86,9 @@ def test_precisions_round_trip(covariance_type: str) -> None:
     precisions = structure.precisions(from_cov.precisions_cholesky)
     from_prec = family.params_from_precisions(means, precisions)
     np.testing.assert_allclose(from_prec.covariances, cov, rtol=1e-10)
-    np.testing.assert_allclose(from_prec.precisions_cholesky, from_cov.precisions_cholesky, rtol=1e-10)
+    np.testing.assert_allclose(
+        from_prec.precisions_cholesky, from_cov.precisions_cholesky, rtol=1e-10
+    )
 
 
 def test_diag_equals_full_on_diagonal_covariances() -> None:

@@ -34,8 +34,14 @@ def test_log_likelihood_never_decreases(
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(n, d)) * rng.uniform(0.5, 3, d) + rng.integers(0, 3, (n, 1)) * 3
     gm = GaussianMixture(
-        k, covariance_type=covariance_type, reg_covar=reg_covar, tol=0, max_iter=30,
-        init_params=init_params, random_state=seed, monotonicity="raise",
+        k,
+        covariance_type=covariance_type,
+        reg_covar=reg_covar,
+        tol=0,
+        max_iter=30,
+        init_params=init_params,
+        random_state=seed,
+        monotonicity="raise",
     )
     with warnings.catch_warnings():
         # random small data may leave a component with no samples: that is mended, with a
@@ -47,8 +53,9 @@ def test_log_likelihood_never_decreases(
 
 def test_exact_em_trace_is_monotone_without_regularization() -> None:
     X = blobs(600, 3, 4, seed=7, spread=1.5)
-    gm = GaussianMixture(4, reg_covar=0.0, tol=0, max_iter=200, random_state=0,
-                         monotonicity="raise").fit(X)
+    gm = GaussianMixture(
+        4, reg_covar=0.0, tol=0, max_iter=200, random_state=0, monotonicity="raise"
+    ).fit(X)
     assert np.all(np.diff(gm.lower_bounds_) >= -1e-12 * abs(gm.lower_bound_))
 
 
@@ -56,14 +63,22 @@ def test_exact_em_trace_is_monotone_without_regularization() -> None:
 def test_chunk_size_and_threads_do_not_change_the_fit(covariance_type: str) -> None:
     X = blobs(1000, 3, 3, seed=8)
     fits = [
-        GaussianMixture(3, covariance_type=covariance_type, random_state=0, tol=0, max_iter=20,
-                        chunk_size=c, n_threads=t).fit(X)
+        GaussianMixture(
+            3,
+            covariance_type=covariance_type,
+            random_state=0,
+            tol=0,
+            max_iter=20,
+            chunk_size=c,
+            n_threads=t,
+        ).fit(X)
         for c, t in [(None, 1), (1, 2), (7, 2), (1000, 1), (None, 2), (7, 1)]
     ]
     for fit in fits[1:]:
         for name in FITTED:
-            np.testing.assert_allclose(getattr(fit, name), getattr(fits[0], name), rtol=1e-10,
-                                       atol=1e-12)
+            np.testing.assert_allclose(
+                getattr(fit, name), getattr(fits[0], name), rtol=1e-10, atol=1e-12
+            )
     # the reduction runs in chunk order, so the thread count changes nothing at all
     for name in FITTED:
         np.testing.assert_array_equal(getattr(fits[2], name), getattr(fits[5], name))
@@ -73,24 +88,32 @@ def test_chunk_size_and_threads_do_not_change_the_fit(covariance_type: str) -> N
 def test_integer_weights_equal_repeated_rows(covariance_type: str) -> None:
     X = blobs(200, 2, 3, seed=9)
     w = np.random.default_rng(0).integers(0, 4, len(X))
-    start = GaussianMixture(3, covariance_type=covariance_type, random_state=1, max_iter=2,
-                            tol=0).fit(X)
-    init = dict(weights_init=start.weights_, means_init=start.means_,
-                precisions_init=start.precisions_)
+    start = GaussianMixture(
+        3, covariance_type=covariance_type, random_state=1, max_iter=2, tol=0
+    ).fit(X)
+    init = dict(
+        weights_init=start.weights_, means_init=start.means_, precisions_init=start.precisions_
+    )
     kw = dict(covariance_type=covariance_type, tol=0, max_iter=30, monotonicity="raise", **init)
     weighted = GaussianMixture(3, **kw).fit(X, sample_weight=w)
     repeated = GaussianMixture(3, **kw).fit(np.repeat(X, w, axis=0))
-    for name in FITTED + ["lower_bounds_"]:
-        np.testing.assert_allclose(getattr(weighted, name), getattr(repeated, name), rtol=1e-9,
-                                   atol=1e-12)
+    for name in [*FITTED, "lower_bounds_"]:
+        np.testing.assert_allclose(
+            getattr(weighted, name), getattr(repeated, name), rtol=1e-9, atol=1e-12
+        )
 
 
 def test_row_order_does_not_matter() -> None:
     X = blobs(300, 3, 3, seed=10)
     perm = np.random.default_rng(1).permutation(len(X))
     init = GaussianMixture(3, random_state=0, max_iter=1, tol=0).fit(X)
-    kw = dict(weights_init=init.weights_, means_init=init.means_,
-              precisions_init=init.precisions_, tol=1e-8, max_iter=200)
+    kw = dict(
+        weights_init=init.weights_,
+        means_init=init.means_,
+        precisions_init=init.precisions_,
+        tol=1e-8,
+        max_iter=200,
+    )
     a = GaussianMixture(3, **kw).fit(X)
     b = GaussianMixture(3, **kw).fit(X[perm])
     np.testing.assert_allclose(a.means_, b.means_, rtol=1e-9)
@@ -129,8 +152,9 @@ def test_n_init_keeps_the_best_run() -> None:
 
 def test_warm_start_continues_from_the_previous_fit() -> None:
     X = blobs(300, 2, 3, seed=14)
-    gm = GaussianMixture(3, warm_start=True, max_iter=1, tol=0, random_state=0,
-                         init_params="random")
+    gm = GaussianMixture(
+        3, warm_start=True, max_iter=1, tol=0, random_state=0, init_params="random"
+    )
     gm.fit(X)
     first = gm.lower_bound_
     gm.fit(X)

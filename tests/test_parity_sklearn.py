@@ -14,8 +14,12 @@ COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
 def _start(X: np.ndarray, k: int, covariance_type: str, seed: int = 0) -> dict:
     """Starting weights, means and precisions from a short sklearn run from random data."""
     sk = SkGaussianMixture(
-        k, covariance_type=covariance_type, max_iter=1, init_params="random_from_data",
-        random_state=seed, tol=0,
+        k,
+        covariance_type=covariance_type,
+        max_iter=1,
+        init_params="random_from_data",
+        random_state=seed,
+        tol=0,
     )
     with pytest.warns(Warning):  # one iteration never converges
         sk.fit(X)

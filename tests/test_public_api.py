@@ -8,8 +8,17 @@ import pathlib
 import emkit
 
 SRC = pathlib.Path(emkit.__file__).parent
-LAYERS = ["_validation", "exceptions", "families", "models", "engines", "inference",
-          "estimators", "io", "cli"]
+LAYERS = [
+    "_validation",
+    "exceptions",
+    "families",
+    "models",
+    "engines",
+    "inference",
+    "estimators",
+    "io",
+    "cli",
+]
 # a layer may import only from layers before it (DESIGN.md); the bottom two share a level
 RANK = {name: i for i, name in enumerate(LAYERS)}
 RANK["exceptions"] = RANK["_validation"]
@@ -31,7 +40,14 @@ def test_all_is_exact() -> None:
         "save_model",
     ]
     public = {n for n in dir(emkit) if not n.startswith("_")} - {
-        "estimators", "exceptions", "io", "families", "models", "engines", "inference", "cli"
+        "estimators",
+        "exceptions",
+        "io",
+        "families",
+        "models",
+        "engines",
+        "inference",
+        "cli",
     }
     assert public == set(emkit.__all__) - {"__version__"}
 
@@ -55,7 +71,11 @@ def test_layers_import_only_from_layers_above() -> None:
         if layer not in RANK:
             continue
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("emkit."):
+            if (
+                isinstance(node, ast.ImportFrom)
+                and node.module
+                and node.module.startswith("emkit.")
+            ):
                 target = node.module.split(".")[1]
                 if target in RANK:
                     assert RANK[target] <= RANK[layer], f"{path.name} imports emkit.{target}"

@@ -17,7 +17,10 @@ X = blobs(60, 2, 2, seed=0)
 @pytest.mark.parametrize(
     ("data", "match"),
     [
-        (np.array([[1.0, np.nan], [2.0, 3.0], [4.0, 5.0]]), r"contains NaN .*row 0, column 1.*missing values"),
+        (
+            np.array([[1.0, np.nan], [2.0, 3.0], [4.0, 5.0]]),
+            r"contains NaN .*row 0, column 1.*missing values",
+        ),
         (np.array([[1.0, 2.0], [np.inf, 3.0], [4.0, 5.0]]), r"contains infinity .*row 1, column 0"),
         (np.empty((0, 3)), r"empty: 0 sample"),
         (np.empty((5, 0)), r"0 feature\(s\)"),
@@ -69,8 +72,14 @@ def test_not_fitted() -> None:
         ({"means_init": np.zeros((3, 2))}, r"means_init must have shape \(2, 2\)"),
         ({"means_init": [[0, np.nan], [1, 1]]}, r"means_init contains NaN"),
         ({"precisions_init": np.zeros((2, 2))}, r"precisions_init must have shape \(2, 2, 2\)"),
-        ({"precisions_init": np.array([np.eye(2), -np.eye(2)])}, r"precisions_init\[1\] is not symmetric positive-definite"),
-        ({"precisions_init": np.array([[[1, 2], [0, 1]]] * 2)}, r"precisions_init\[0\] is not symmetric"),
+        (
+            {"precisions_init": np.array([np.eye(2), -np.eye(2)])},
+            r"precisions_init\[1\] is not symmetric positive-definite",
+        ),
+        (
+            {"precisions_init": np.array([[[1, 2], [0, 1]]] * 2)},
+            r"precisions_init\[0\] is not symmetric",
+        ),
         ({"covariance_type": "diag", "precisions_init": [[1, 1], [1, 0]]}, r"must be positive"),
         ({"n_components": 0}, r"n_components must be an integer >= 1, got 0"),
         ({"covariance_type": "ful"}, r"covariance_type must be one of 'full'"),
@@ -119,8 +128,14 @@ def test_collapsing_component_is_mended_with_a_warning_not_a_crash(covariance_ty
     # Three distinct points and a start that puts a component on a single point with no
     # regularization: its covariance is singular.
     Xd = np.array([[0.0, 0.0], [0.0, 0.0], [1.0, 1.0], [1.0, 1.0], [5.0, 5.0]])
-    gm = GaussianMixture(3, covariance_type=covariance_type, reg_covar=0.0,
-                         init_params="random_from_data", random_state=0, max_iter=5)
+    gm = GaussianMixture(
+        3,
+        covariance_type=covariance_type,
+        reg_covar=0.0,
+        init_params="random_from_data",
+        random_state=0,
+        max_iter=5,
+    )
     with pytest.warns(DegenerateComponentWarning, match="Increase reg_covar"):
         gm.fit(Xd)
     assert np.all(np.isfinite(gm.means_)) and np.all(np.isfinite(gm.score_samples(Xd)))
@@ -128,8 +143,13 @@ def test_collapsing_component_is_mended_with_a_warning_not_a_crash(covariance_ty
 
 def test_component_with_no_mass_keeps_its_parameters() -> None:
     Xd = np.r_[np.zeros((30, 1)), np.ones((30, 1))] + np.linspace(0, 0.01, 60)[:, None]
-    gm = GaussianMixture(3, means_init=[[0.0], [1.0], [1e6]], weights_init=[0.5, 0.5, 0.0],
-                         precisions_init=[[[1e4]]] * 3, max_iter=10)
+    gm = GaussianMixture(
+        3,
+        means_init=[[0.0], [1.0], [1e6]],
+        weights_init=[0.5, 0.5, 0.0],
+        precisions_init=[[[1e4]]] * 3,
+        max_iter=10,
+    )
     with pytest.warns(DegenerateComponentWarning, match="collapsed"):
         gm.fit(Xd)
     assert gm.weights_[2] < 1e-12 and gm.means_[2, 0] == pytest.approx(1e6)

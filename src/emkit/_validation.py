@@ -19,7 +19,7 @@ __all__ = [
     "resolve_dtype",
 ]
 
-_DTYPES = {"float64": np.float64, "float32": np.float32}
+_DTYPES: dict[str, type[np.floating[Any]]] = {"float64": np.float64, "float32": np.float32}
 
 
 def resolve_dtype(dtype: Any) -> type[np.floating[Any]]:
@@ -109,7 +109,7 @@ def as_float_matrix(
             "pass at least one column."
         )
     if dtype is None:
-        dtype = arr.dtype.type if arr.dtype in (np.float32, np.float64) else np.float64
+        dtype = np.float32 if arr.dtype == np.float32 else np.float64
     out = np.ascontiguousarray(arr, dtype=dtype)
     # NaN and infinities show in the extremes, which costs no temporary array
     if not allow_nan and not (np.isfinite(out.min()) and np.isfinite(out.max())):
@@ -152,7 +152,10 @@ def check_sample_weight(
 
 
 def check_random_state(random_state: Any) -> np.random.Generator:
-    """One :class:`numpy.random.Generator` from ``random_state`` (None, int, Generator, RandomState)."""
+    """One :class:`numpy.random.Generator` from ``random_state``.
+
+    ``random_state`` may be None, an int, a Generator or a (legacy) RandomState.
+    """
     if random_state is None:
         return np.random.default_rng()
     if isinstance(random_state, np.random.Generator):

@@ -36,7 +36,7 @@ from emkit.models.mixture import Mixture, MixtureParams
 
 __all__ = ["GaussianMixture"]
 
-Array = NDArray[np.float64]
+Array = NDArray[np.floating[Any]]
 logger = logging.getLogger("emkit")
 
 
@@ -58,7 +58,7 @@ def _verbose_logging(verbose: int) -> Iterator[None]:
         logger.setLevel(level)
 
 
-class GaussianMixture(DensityMixin, BaseEstimator):  # type: ignore[misc]
+class GaussianMixture(DensityMixin, BaseEstimator):
     """Gaussian mixture fitted by EM over sufficient statistics.
 
     Same constructor, attributes and methods as :class:`sklearn.mixture.GaussianMixture`;
@@ -137,7 +137,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):  # type: ignore[misc]
     >>> gm = GaussianMixture(n_components=2, random_state=0).fit(X)
     >>> np.sort(gm.means_[:, 0])
     array([ 1., 10.])
-    >>> gm.predict([[0, 0], [12, 3]]).tolist() == [gm.predict([[1, 2]])[0], gm.predict([[10, 2]])[0]]
+    >>> left, right = gm.predict([[1, 2], [10, 2]])
+    >>> gm.predict([[0, 0], [12, 3]]).tolist() == [left, right]
     True
     """
 
@@ -281,10 +282,13 @@ class GaussianMixture(DensityMixin, BaseEstimator):  # type: ignore[misc]
 
         def callback(iteration: int, objective: float, change: float) -> None:
             if self.verbose and iteration % self.verbose_interval == 0:
-                logger.info("  Iteration %d\t objective %.8g\t change %.3g", iteration, objective, change)
+                logger.info(
+                    "  Iteration %d\t objective %.8g\t change %.3g", iteration, objective, change
+                )
 
-        with InMemoryEngine(self.chunk_size, self.n_threads) as engine, _verbose_logging(
-            self.verbose
+        with (
+            InMemoryEngine(self.chunk_size, self.n_threads) as engine,
+            _verbose_logging(self.verbose),
         ):
             if warm:
                 previous = self._mixture_params(family)
@@ -333,8 +337,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):  # type: ignore[misc]
             params = family.params_from_precisions(
                 means, np.asarray(self.precisions_init, dtype=np.float64)
             )
-            weights = np.asarray(self.weights_init, dtype=np.float64)
-            return MixtureParams(weights / weights.sum(), params)
+            given_weights = np.asarray(self.weights_init, dtype=np.float64)
+            return MixtureParams(given_weights / given_weights.sum(), params)
         resp = initial_responsibilities(self.init_params, X, K, rng, w)
         stats = engine.map_reduce(model.statistics_from_resp, X, w, resp)
         placeholder = MixtureParams(
@@ -345,8 +349,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):  # type: ignore[misc]
         weights = start.weights
         comp: GaussianParams = start.components
         if self.weights_init is not None:
-            weights = np.asarray(self.weights_init, dtype=np.float64)
-            weights = weights / weights.sum()
+            user_weights = np.asarray(self.weights_init, dtype=np.float64)
+            weights = user_weights / user_weights.sum()
         if self.means_init is not None:
             comp = comp._replace(means=np.asarray(self.means_init, dtype=np.float64) - family.shift)
         if self.precisions_init is not None:
@@ -402,7 +406,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):  # type: ignore[misc]
         family = self._family(base.shift, _scale(Xa, base.shift))
         model = Mixture(family, resolve_dtype(self.dtype))
         log_prob = model.weighted_log_prob(self._mixture_params(family))
-        row_bytes = (2 * Xa.shape[1] + family.structure.n_stats(Xa.shape[1]) + 3 * self.n_components) * 8
+        row_bytes = (
+            2 * Xa.shape[1] + family.structure.n_stats(Xa.shape[1]) + 3 * self.n_components
+        ) * 8
         with InMemoryEngine(self.chunk_size, self.n_threads) as engine:
             return engine.map_rows(lambda chunk: fn(log_prob(chunk)), Xa, row_bytes=row_bytes)
 
@@ -420,9 +426,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):  # type: ignore[misc]
 
     def predict_proba(self, X: ArrayLike) -> Array:
         """Posterior probability of each component for each sample, shape (n_samples, K)."""
-        return np.asarray(
-            self._map_rows(X, lambda lp: np.exp(lp - logsumexp(lp, axis=1)[:, None]))
-        )
+        return np.asarray(self._map_rows(X, lambda lp: np.exp(lp - logsumexp(lp, axis=1)[:, None])))
 
     def sample(self, n_samples: int = 1) -> tuple[Array, NDArray[np.intp]]:
         """Draw samples from the fitted model.
@@ -434,7 +438,11 @@ class GaussianMixture(DensityMixin, BaseEstimator):  # type: ignore[misc]
             The component each sample was drawn from (sorted, as in scikit-learn).
         """
         check_is_fitted(self)
-        if isinstance(n_samples, bool) or not isinstance(n_samples, int | np.integer) or n_samples < 1:
+        if (
+            isinstance(n_samples, bool)
+            or not isinstance(n_samples, int | np.integer)
+            or n_samples < 1
+        ):
             raise InputError(
                 f"n_samples must be an integer >= 1, got {n_samples!r}. The sampling requires "
                 "at least one sample."
@@ -443,9 +451,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):  # type: ignore[misc]
         counts = rng.multinomial(int(n_samples), self.weights_)
         family = self._family()
         params = self._mixture_params(family).components
-        X = np.vstack(
-            [family.sample(params, k, int(c), rng) for k, c in enumerate(counts)]
-        )
+        X = np.vstack([family.sample(params, k, int(c), rng) for k, c in enumerate(counts)])
         y = np.repeat(np.arange(self.n_components), counts)
         return X, y
 

@@ -4,10 +4,10 @@ A family is an exponential family written so that, for a block of rows ``X``,
 
     log p(x_n | k) = T[n] @ eta[k] - log_norm[k]   (+ terms equal for every k)
 
-with ``T = family.statistics(family.prepare(X, dtype))`` (one row of sufficient statistics per
-sample) and ``eta, log_norm = family.natural(params, dtype)``. The E-step of a mixture is then one matrix
-product ``T @ eta.T``; the M-step receives the responsibility-weighted sums of ``T``
-and never the data.
+with ``T = family.statistics(family.prepare(X, dtype))`` (one row of sufficient
+statistics per sample) and ``eta, log_norm = family.natural(params, dtype)``. The E-step
+of a mixture is then one matrix product ``T @ eta.T``; the M-step receives the
+responsibility-weighted sums of ``T`` and never the data.
 """
 
 from __future__ import annotations

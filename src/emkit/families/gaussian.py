@@ -477,8 +477,8 @@ def _mend_variances(var: Array, reg_covar: float) -> tuple[Array, bool]:
     where = np.argwhere(bad)
     warnings.warn(
         f"Component {int(where[0][0])} has a zero variance (it collapsed onto a point); "
-        f"raised it to {float(np.max(floor)):.3g}. Increase reg_covar, decrease n_components, or scale the "
-        "input data.",
+        f"raised it to {float(np.max(floor)):.3g}. Increase reg_covar, decrease "
+        "n_components, or scale the input data.",
         DegenerateComponentWarning,
         stacklevel=6,
     )

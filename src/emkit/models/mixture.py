@@ -68,9 +68,7 @@ class Mixture:
     family: ComponentFamily
     dtype: Any = np.float64
 
-    def _log_joint(
-        self, params: MixtureParams
-    ) -> Callable[[Array], tuple[Array, Array, Array]]:
+    def _log_joint(self, params: MixtureParams) -> Callable[[Array], tuple[Array, Array, Array]]:
         """A function of raw rows giving (prepared rows, their statistics, log p(x, k))."""
         family = self.family
         dtype = np.dtype(self.dtype)
@@ -92,9 +90,7 @@ class Mixture:
 
         return log_joint
 
-    def expectation(
-        self, params: MixtureParams
-    ) -> Callable[[Array, Array | None], MixtureStats]:
+    def expectation(self, params: MixtureParams) -> Callable[[Array, Array | None], MixtureStats]:
         """The E-step for one iteration, as a function of a block of rows and weights."""
         log_joint = self._log_joint(params)
         family = self.family
