@@ -31,7 +31,7 @@ from emkit.families.gaussian import (
     covariance_structure,
 )
 from emkit.inference.em import MONOTONICITY_POLICIES, EMTrace, fit_em_restarts
-from emkit.inference.init import INIT_METHODS, initial_responsibilities
+from emkit.inference.init import INIT_METHODS, initial_responsibilities, one_hot
 from emkit.models.mixture import Mixture, MixtureParams
 
 __all__ = ["GaussianMixture"]
@@ -340,7 +340,14 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             given_weights = np.asarray(self.weights_init, dtype=np.float64)
             return MixtureParams(given_weights / given_weights.sum(), params)
         resp = initial_responsibilities(self.init_params, X, K, rng, w)
-        stats = engine.map_reduce(model.statistics_from_resp, X, w, resp)
+        if resp.ndim == 1:  # hard labels, expanded a chunk at a time
+
+            def chunk_stats(Xc: Array, wc: Array | None, labels: NDArray[np.intp]) -> Any:
+                return model.statistics_from_resp(Xc, wc, one_hot(labels, K))
+
+            stats = engine.map_reduce(chunk_stats, X, w, resp)
+        else:
+            stats = engine.map_reduce(model.statistics_from_resp, X, w, resp)
         placeholder = MixtureParams(
             np.full(K, 1.0 / K),
             GaussianParams(np.zeros((K, d)), np.zeros(family.structure.shape(K, d)), np.zeros(0)),

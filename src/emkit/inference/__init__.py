@@ -8,7 +8,7 @@ from emkit.inference.em import (
     fit_em,
     fit_em_restarts,
 )
-from emkit.inference.init import INIT_METHODS, initial_responsibilities, seed_from
+from emkit.inference.init import INIT_METHODS, initial_responsibilities, one_hot, seed_from
 
 __all__ = [
     "INIT_METHODS",
@@ -19,5 +19,6 @@ __all__ = [
     "fit_em",
     "fit_em_restarts",
     "initial_responsibilities",
+    "one_hot",
     "seed_from",
 ]

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["INIT_METHODS", "initial_responsibilities", "seed_from"]
+__all__ = ["INIT_METHODS", "initial_responsibilities", "one_hot", "seed_from"]
 
 INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data")
 
@@ -27,39 +27,50 @@ def initial_responsibilities(
     n_components: int,
     rng: np.random.Generator,
     sample_weight: NDArray[np.floating[Any]] | None = None,
-) -> NDArray[np.float64]:
-    """Responsibilities (n_samples, n_components) to start EM from.
+) -> NDArray[Any]:
+    """Responsibilities to start EM from: hard labels (n_samples,) or a soft matrix.
 
-    ``kmeans`` runs one k-means (scikit-learn's, weighted); ``k-means++`` one-hot marks
-    the k-means++ seeds (weighted); ``random`` draws uniform responsibilities;
-    ``random_from_data`` one-hot marks ``n_components`` distinct rows drawn with
-    probability proportional to their weight.
+    ``kmeans`` labels every row by one k-means (scikit-learn's, weighted); ``k-means++``
+    labels the k-means++ seeds (weighted) and leaves the other rows out (-1);
+    ``random_from_data`` labels ``n_components`` distinct rows drawn with probability
+    proportional to their weight; ``random`` draws a uniform soft matrix
+    (n_samples, n_components). Hard labels keep memory at one integer a row; expand
+    them chunk by chunk with :func:`one_hot`.
     """
     n = X.shape[0]
-    resp = np.zeros((n, n_components))
+    labels = np.full(n, -1, dtype=np.intp)
     if method == "kmeans":
         from sklearn.cluster import KMeans
 
-        labels = (
+        labels[:] = (
             KMeans(n_clusters=n_components, n_init=1, random_state=seed_from(rng))
             .fit(X, sample_weight=sample_weight)
             .labels_
         )
-        resp[np.arange(n), labels] = 1.0
     elif method == "k-means++":
         from sklearn.cluster import kmeans_plusplus
 
         _, indices = kmeans_plusplus(
             X, n_components, random_state=seed_from(rng), sample_weight=sample_weight
         )
-        resp[indices, np.arange(n_components)] = 1.0
+        labels[indices] = np.arange(n_components)
     elif method == "random":
         resp = rng.uniform(size=(n, n_components))
-        resp /= resp.sum(axis=1, keepdims=True)
+        return resp / resp.sum(axis=1, keepdims=True)
     elif method == "random_from_data":
-        p = None if sample_weight is None else sample_weight / sample_weight.sum()
+        p = None
+        if sample_weight is not None and np.count_nonzero(sample_weight) >= n_components:
+            p = sample_weight / sample_weight.sum()
         indices = rng.choice(n, size=n_components, replace=False, p=p)
-        resp[indices, np.arange(n_components)] = 1.0
+        labels[indices] = np.arange(n_components)
     else:  # validated by the estimators; a clear message all the same
         raise ValueError(f"init_params must be one of {INIT_METHODS}, got {method!r}.")
+    return labels
+
+
+def one_hot(labels: NDArray[np.integer[Any]], n_components: int) -> NDArray[np.float64]:
+    """Responsibilities (n, n_components) of hard labels; a label of -1 is a zero row."""
+    resp = np.zeros((labels.shape[0], n_components))
+    rows = np.flatnonzero(labels >= 0)
+    resp[rows, labels[rows]] = 1.0
     return resp
