@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
@@ -66,6 +67,14 @@ def _cholesky_upper_of_precision(cov: Array) -> Array:
     L = np.linalg.cholesky(cov)
     eye = np.broadcast_to(np.eye(cov.shape[-1]), cov.shape)
     return np.swapaxes(np.linalg.solve(L, eye), -1, -2)
+
+
+@lru_cache(maxsize=64)
+def _triu_indices(d: int) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    """Row and column indices of the packed upper triangle (i <= j), in packing order."""
+    i, j = np.triu_indices(d)
+    i.flags.writeable = j.flags.writeable = False
+    return i, j
 
 
 def _stat_buffer(n: int, n_stats: int, dtype: Any) -> Array:
@@ -198,16 +207,12 @@ class Full(_Triangular):
 
     name = "full"
 
-    def _triu(self, d: int) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
-        i, j = np.triu_indices(d)
-        return i, j
-
     def n_stats(self, d: int) -> int:
         return d + d * (d + 1) // 2
 
     def statistics(self, Xc: Array) -> Array:
         n, d = Xc.shape
-        XT = np.ascontiguousarray(Xc.T)
+        XT = np.ascontiguousarray(Xc.T)  # a view when Xc comes from prepare
         TT = _stat_buffer(n, self.n_stats(d), Xc.dtype)
         TT[:d] = XT
         off = d
@@ -223,7 +228,7 @@ class Full(_Triangular):
         d = means.shape[1]
         P = self.precisions(prec_chol)
         Pmu = np.einsum("kij,kj->ki", P, means)
-        i, j = self._triu(d)
+        i, j = _triu_indices(d)
         # x^T P x = sum_i P_ii x_i^2 + 2 sum_{i<j} P_ij x_i x_j
         quad = -np.where(i == j, 0.5, 1.0) * P[:, i, j]
         eta = np.concatenate([Pmu, quad], axis=1)
@@ -234,7 +239,7 @@ class Full(_Triangular):
         self, nk: Array, means: Array, sum_t: Array, shared: Array, reg_covar: float
     ) -> Array:
         K, d = means.shape
-        i, j = self._triu(d)
+        i, j = _triu_indices(d)
         packed = sum_t[:, d:] / nk[:, None]
         cov = np.empty((K, d, d))
         cov[:, i, j] = packed
@@ -344,7 +349,7 @@ class Diag(CovarianceStructure):
 
     def statistics(self, Xc: Array) -> Array:
         n, d = Xc.shape
-        XT = np.ascontiguousarray(Xc.T)
+        XT = np.ascontiguousarray(Xc.T)  # a view when Xc comes from prepare
         TT = _stat_buffer(n, 2 * d, Xc.dtype)
         TT[:d] = XT
         np.multiply(XT, XT, out=TT[d:])
@@ -409,7 +414,7 @@ class Spherical(CovarianceStructure):
 
     def statistics(self, Xc: Array) -> Array:
         n, d = Xc.shape
-        XT = np.ascontiguousarray(Xc.T)
+        XT = np.ascontiguousarray(Xc.T)  # a view when Xc comes from prepare
         TT = _stat_buffer(n, d + 1, Xc.dtype)
         TT[:d] = XT
         np.einsum("ij,ij->j", XT, XT, out=TT[d])
@@ -520,9 +525,12 @@ class GaussianFamily:
         return int(self.shift.shape[0])
 
     def prepare(self, X: Array, dtype: Any) -> Array:
-        # centre in the data's own precision first, then round to the working dtype
-        Xc = X - self.shift.astype(X.dtype)
-        return Xc if Xc.dtype == dtype else Xc.astype(dtype)
+        # Centre in the data's precision, round to the working dtype, and lay the result
+        # out feature-major in one pass: (d, n) C-order, returned as its (n, d) view, so
+        # the statistics are built from contiguous rows.
+        XT = np.empty((X.shape[1], X.shape[0]), dtype=dtype)
+        np.subtract(X.T, self.shift.astype(X.dtype)[:, None], out=XT, casting="same_kind")
+        return XT.T
 
     def statistics(self, X: Array) -> Array:
         return self.structure.statistics(X)

@@ -109,9 +109,12 @@ class Mixture:
             resp *= scale[:, None]
             loglik = row_loglik.sum(dtype=np.float64) if weights is None else weights @ row_loglik
             weight = float(X.shape[0]) if weights is None else float(weights.sum(dtype=np.float64))
+            # Sums within a chunk stay in the working dtype (pairwise: exact enough);
+            # across chunks they add in float64. S = (T^T resp)^T runs as BLAS likes it
+            # for statistic-major T.
             return MixtureStats(
-                resp.sum(axis=0, dtype=np.float64),
-                (resp.T @ T).astype(np.float64),
+                resp.sum(axis=0).astype(np.float64),
+                (T.T @ resp).T.astype(np.float64),
                 family.shared_statistics(Xp, weights),
                 float(loglik),
                 weight,
@@ -131,7 +134,7 @@ class Mixture:
         weight = float(X.shape[0]) if weights is None else float(weights.sum(dtype=np.float64))
         return MixtureStats(
             r.sum(axis=0, dtype=np.float64),
-            (r.T @ T).astype(np.float64),
+            (T.T @ r).T,
             self.family.shared_statistics(Xp, weights),
             0.0,
             weight,
