@@ -46,7 +46,7 @@ def test_blas_is_single_threaded_during_a_session_and_restored_after() -> None:
 def test_automatic_chunks_are_large_enough_for_threads() -> None:
     engine = InMemoryEngine()
     assert engine._rows_per_chunk(10**6, row_bytes=8000) == 4096
-    assert engine._rows_per_chunk(10**6, row_bytes=100) == (4 << 20) // 100
+    assert engine._rows_per_chunk(10**6, row_bytes=100) == (2 << 20) // 100
     assert engine._rows_per_chunk(50, row_bytes=100) == 50
 
 

@@ -22,11 +22,11 @@ from emkit.exceptions import InputError
 
 __all__ = ["InMemoryEngine"]
 
-# A chunk's working set (rows, statistics, log-probabilities) should stay near the CPU
-# caches, yet each NumPy call on it must be long enough that threads do not queue for the
-# GIL between calls: bench/ measured the best per-iteration times at about 4 MiB and at
-# no fewer than 4096 rows.
-_CHUNK_BYTES = 4 << 20
+# A chunk's working set (rows, statistics, log-probabilities) should fit in a core's L2
+# cache (2 MiB here; float32 lost its 2x on d=2 data beyond it), yet each NumPy call on
+# it must be long enough that two threads do not queue for the GIL between calls, which
+# made 1 MiB chunks slower on two threads than on one (bench/): at least 4096 rows.
+_CHUNK_BYTES = 2 << 20
 _MIN_ROWS = 4096
 
 
@@ -43,7 +43,7 @@ class InMemoryEngine:
     Parameters
     ----------
     chunk_size : int or None
-        Rows per chunk. ``None`` picks it from the bytes a row needs (about 4 MiB a chunk,
+        Rows per chunk. ``None`` picks it from the bytes a row needs (about 2 MiB a chunk,
         at least 4096 rows).
     n_threads : int or None
         Threads in the pool. ``None`` uses every core this process may run on.

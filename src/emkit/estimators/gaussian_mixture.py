@@ -277,7 +277,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             shift = (w.astype(np.float64) @ Xa) / w.sum(dtype=np.float64)
         family = GaussianFamily(structure, shift, float(self.reg_covar), _scale(Xa, shift))
         model = Mixture(family, dtype)
-        row_bytes = (2 * d + structure.n_stats(d) + 2 * K) * np.dtype(dtype).itemsize
+        row_bytes = model.row_bytes(d, structure.n_stats(d), K) + d * Xa.itemsize
         rng = check_random_state(self.random_state)
 
         def callback(iteration: int, objective: float, change: float) -> None:
@@ -413,9 +413,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         family = self._family(base.shift, _scale(Xa, base.shift))
         model = Mixture(family, resolve_dtype(self.dtype))
         log_prob = model.weighted_log_prob(self._mixture_params(family))
-        row_bytes = (
-            2 * Xa.shape[1] + family.structure.n_stats(Xa.shape[1]) + 3 * self.n_components
-        ) * 8
+        d = Xa.shape[1]
+        # the float64 (n, K) output of every chunk is held as well
+        row_bytes = model.row_bytes(d, family.structure.n_stats(d), 2 * self.n_components)
         with InMemoryEngine(self.chunk_size, self.n_threads) as engine:
             return engine.map_rows(lambda chunk: fn(log_prob(chunk)), Xa, row_bytes=row_bytes)
 

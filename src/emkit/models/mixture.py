@@ -173,3 +173,8 @@ class Mixture:
 
     def n_parameters(self, n_components: int) -> int:
         return n_components - 1 + self.family.n_parameters(n_components)
+
+    def row_bytes(self, n_features: int, n_stats: int, n_components: int) -> int:
+        """Bytes of working memory a row of a chunk needs in the E-step: the prepared
+        row, its statistics, its K log-probabilities and a few per-row scalars."""
+        return (n_features + n_stats + n_components + 5) * np.dtype(self.dtype).itemsize

@@ -1,0 +1,30 @@
+"""The benchmark script keeps working (a smoke run on shrunk data; no timing is asserted)."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+BENCH = pathlib.Path(__file__).resolve().parents[1] / "bench" / "bench_gmm.py"
+
+
+@pytest.mark.skipif(not BENCH.exists(), reason="needs the source tree")
+def test_bench_quick_run_reports_every_workload(tmp_path: pathlib.Path) -> None:
+    out = tmp_path / "bench.json"
+    result = subprocess.run(
+        [sys.executable, str(BENCH), "--quick", "--in-process", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(out.read_text())
+    assert len(report["results"]) == 5
+    for workload in report["results"]:
+        # emkit and scikit-learn agree from the same start, in every configuration
+        assert set(workload["configs"]) == {"sklearn", "emkit64", "emkit32"}
