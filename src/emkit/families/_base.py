@@ -47,8 +47,11 @@ class ComponentFamily(Protocol):
         """Natural parameters of every component in ``dtype``."""
         ...
 
-    def log_prob(self, X: Array, T: Array, params: Any, natural: Natural) -> Array:
-        """Per-component log-densities, shape ``(n_rows, n_components)``, of prepared rows."""
+    def log_prob(
+        self, X: Array, T: Array, params: Any, natural: Natural, offset: Array | None = None
+    ) -> Array:
+        """Per-component log-densities of prepared rows, shape ``(n_rows, n_components)``,
+        plus ``offset[k]`` in column k when given (e.g. the log mixing weights)."""
         ...
 
     def shared_statistics(self, X: Array, weights: Array | None) -> Array:

@@ -339,7 +339,21 @@ class Tied(_Triangular):
         return new  # shared by all components: a collapsed one has no say in it
 
 
-class Diag(CovarianceStructure):
+class _Variances(CovarianceStructure):
+    """Shared code of the structures whose covariances are variances (diag, spherical)."""
+
+    def factor(self, cov: Array, reg_covar: float) -> tuple[Array, Array, bool]:
+        var, mended = _mend_variances(cov, reg_covar)
+        return var, 1.0 / np.sqrt(var), mended
+
+    def from_precisions(self, precisions: Array) -> Array:
+        return np.sqrt(precisions)
+
+    def precisions(self, prec_chol: Array) -> Array:
+        return prec_chol**2
+
+
+class Diag(_Variances):
     """Each component has its own diagonal covariance matrix."""
 
     name = "diag"
@@ -381,16 +395,6 @@ class Diag(CovarianceStructure):
     def half_log_det(self, prec_chol: Array, d: int) -> Array:
         return np.sum(np.log(prec_chol), axis=1)
 
-    def factor(self, cov: Array, reg_covar: float) -> tuple[Array, Array, bool]:
-        var, mended = _mend_variances(cov, reg_covar)
-        return var, 1.0 / np.sqrt(var), mended
-
-    def from_precisions(self, precisions: Array) -> Array:
-        return np.sqrt(precisions)
-
-    def precisions(self, prec_chol: Array) -> Array:
-        return prec_chol**2
-
     def spectrum(self, cov: Array, nk: Array, d: int) -> tuple[Array, Array]:
         return cov, np.broadcast_to(nk[:, None], cov.shape)
 
@@ -404,7 +408,7 @@ class Diag(CovarianceStructure):
         return n_components * d
 
 
-class Spherical(CovarianceStructure):
+class Spherical(_Variances):
     """Each component has its own single variance, the same along every axis."""
 
     name = "spherical"
@@ -446,16 +450,6 @@ class Spherical(CovarianceStructure):
 
     def half_log_det(self, prec_chol: Array, d: int) -> Array:
         return d * np.log(prec_chol)
-
-    def factor(self, cov: Array, reg_covar: float) -> tuple[Array, Array, bool]:
-        var, mended = _mend_variances(cov, reg_covar)
-        return var, 1.0 / np.sqrt(var), mended
-
-    def from_precisions(self, precisions: Array) -> Array:
-        return np.sqrt(precisions)
-
-    def precisions(self, prec_chol: Array) -> Array:
-        return prec_chol**2
 
     def spectrum(self, cov: Array, nk: Array, d: int) -> tuple[Array, Array]:
         return cov, d * nk  # a spherical variance is d equal eigenvalues
@@ -550,14 +544,23 @@ class GaussianFamily:
         exact = bool(np.finfo(dt).eps * np.max(size) > _EXPANDED_FORM_TOLERANCE[dt])
         return Natural(eta.astype(dt), log_norm.astype(dt), exact)
 
-    def log_prob(self, X: Array, T: Array, params: GaussianParams, natural: Natural) -> Array:
+    def log_prob(
+        self,
+        X: Array,
+        T: Array,
+        params: GaussianParams,
+        natural: Natural,
+        offset: Array | None = None,
+    ) -> Array:
         if natural.exact_form:
             d = self.n_features
             maha = self.structure.mahalanobis(X, params.means, params.precisions_cholesky)
             const = self.structure.half_log_det(params.precisions_cholesky, d) - 0.5 * d * LOG_2PI
+            if offset is not None:
+                const = const + offset
             return -0.5 * maha + np.asarray(const, dtype=X.dtype)
         log_prob = (natural.eta @ T.T).T  # (n, K), component-major like T
-        log_prob -= natural.log_norm
+        log_prob -= natural.log_norm if offset is None else natural.log_norm - offset
         row = self.structure.row_term(X, params.precisions_cholesky)
         if row is not None:
             log_prob += row[:, None]

@@ -84,8 +84,7 @@ class Mixture:
         def log_joint(X: Array) -> tuple[Array, Array, Array]:
             Xp = family.prepare(X, dtype)
             T = family.statistics(Xp)
-            log_prob = family.log_prob(Xp, T, params.components, natural)
-            log_prob += log_weights
+            log_prob = family.log_prob(Xp, T, params.components, natural, log_weights)
             return Xp, T, log_prob
 
         return log_joint
