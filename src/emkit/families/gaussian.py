@@ -77,11 +77,18 @@ def _triu_indices(d: int) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
     return i, j
 
 
-def _stat_buffer(n: int, n_stats: int, dtype: Any) -> Array:
-    """Statistics are stored statistic-major, (n_stats, n): each statistic is one
-    contiguous row, so forming them and the row-wise softmax run at memory speed, and
-    ``T = buffer.T`` is still the (n, n_stats) matrix of the maths."""
-    return np.empty((n_stats, n), dtype=dtype)
+def _stat_rows(Xc: Array, n_stats: int) -> tuple[Array, Array]:
+    """A statistics buffer whose first d rows already hold x, and x feature-major.
+
+    Statistics are stored statistic-major, (n_stats, n): each statistic is one contiguous
+    row, so forming them and the row-wise softmax run at memory speed, and ``buffer.T``
+    is still the (n, n_stats) matrix T of the maths.
+    """
+    n, d = Xc.shape
+    XT = np.ascontiguousarray(Xc.T)  # a view when Xc comes from prepare
+    TT = np.empty((n_stats, n), dtype=Xc.dtype)
+    TT[:d] = XT
+    return XT, TT
 
 
 class CovarianceStructure:
@@ -211,10 +218,8 @@ class Full(_Triangular):
         return d + d * (d + 1) // 2
 
     def statistics(self, Xc: Array) -> Array:
-        n, d = Xc.shape
-        XT = np.ascontiguousarray(Xc.T)  # a view when Xc comes from prepare
-        TT = _stat_buffer(n, self.n_stats(d), Xc.dtype)
-        TT[:d] = XT
+        d = Xc.shape[1]
+        XT, TT = _stat_rows(Xc, self.n_stats(d))
         off = d
         for a in range(d):  # packed upper triangle of x x^T, row a: x_a * x_{a..d-1}
             np.multiply(XT[a], XT[a:], out=TT[off : off + d - a])
@@ -362,10 +367,8 @@ class Diag(_Variances):
         return 2 * d
 
     def statistics(self, Xc: Array) -> Array:
-        n, d = Xc.shape
-        XT = np.ascontiguousarray(Xc.T)  # a view when Xc comes from prepare
-        TT = _stat_buffer(n, 2 * d, Xc.dtype)
-        TT[:d] = XT
+        d = Xc.shape[1]
+        XT, TT = _stat_rows(Xc, 2 * d)
         np.multiply(XT, XT, out=TT[d:])
         return TT.T
 
@@ -417,10 +420,8 @@ class Spherical(_Variances):
         return d + 1
 
     def statistics(self, Xc: Array) -> Array:
-        n, d = Xc.shape
-        XT = np.ascontiguousarray(Xc.T)  # a view when Xc comes from prepare
-        TT = _stat_buffer(n, d + 1, Xc.dtype)
-        TT[:d] = XT
+        d = Xc.shape[1]
+        XT, TT = _stat_rows(Xc, d + 1)
         np.einsum("ij,ij->j", XT, XT, out=TT[d])
         return TT.T
 

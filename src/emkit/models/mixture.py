@@ -93,14 +93,14 @@ class Mixture:
         """The E-step for one iteration, as a function of a block of rows and weights."""
         log_joint = self._log_joint(params)
         family = self.family
-        floor = _LOG_RESP_FLOOR[np.dtype(self.dtype)]
 
         def e_step(X: Array, weights: Array | None) -> MixtureStats:
             Xp, T, resp = log_joint(X)
             # log p(x_n) = m_n + log sum_k exp(log_prob_nk - m_n)
             m = resp.max(axis=1)
             resp -= m[:, None]
-            np.maximum(resp, floor, out=resp)
+            # the working dtype, which _log_joint may have raised to float64
+            np.maximum(resp, _LOG_RESP_FLOOR[resp.dtype], out=resp)
             np.exp(resp, out=resp)
             total = resp.sum(axis=1)
             row_loglik = np.log(total) + m
