@@ -271,11 +271,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self._check_initial_parameters(d)
 
         structure = covariance_structure(self.covariance_type)
-        if w is None:
-            shift = Xa.mean(axis=0, dtype=np.float64)
-        else:
-            shift = (w.astype(np.float64) @ Xa) / w.sum(dtype=np.float64)
-        family = GaussianFamily(structure, shift, float(self.reg_covar), _scale(Xa, shift))
+        family = GaussianFamily(structure, reg_covar=float(self.reg_covar)).bind(Xa, w)
         model = Mixture(family, dtype)
         row_bytes = model.row_bytes(d, structure.n_stats(d), K) + d * Xa.itemsize
         rng = check_random_state(self.random_state)
@@ -348,10 +344,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             stats = engine.map_reduce(chunk_stats, X, w, resp)
         else:
             stats = engine.map_reduce(model.statistics_from_resp, X, w, resp)
-        placeholder = MixtureParams(
-            np.full(K, 1.0 / K),
-            GaussianParams(np.zeros((K, d)), np.zeros(family.structure.shape(K, d)), np.zeros(0)),
-        )
+        placeholder = MixtureParams(np.full(K, 1.0 / K), family.default_params(K))
         start = model.m_step(placeholder, stats)
         weights = start.weights
         comp: GaussianParams = start.components
@@ -359,7 +352,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             user_weights = np.asarray(self.weights_init, dtype=np.float64)
             weights = user_weights / user_weights.sum()
         if self.means_init is not None:
-            comp = comp._replace(means=np.asarray(self.means_init, dtype=np.float64) - family.shift)
+            comp = comp._replace(
+                means=family.centred_means(np.asarray(self.means_init, dtype=np.float64))
+            )
         if self.precisions_init is not None:
             user = family.params_from_precisions(
                 np.zeros((K, d)), np.asarray(self.precisions_init, dtype=np.float64)
@@ -401,7 +396,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
 
     def _mixture_params(self, family: GaussianFamily) -> MixtureParams:
         comp = GaussianParams(
-            self.means_ - family.shift, self.covariances_, self.precisions_cholesky_
+            family.centred_means(self.means_), self.covariances_, self.precisions_cholesky_
         )
         return MixtureParams(self.weights_, comp)
 
@@ -409,8 +404,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         """Apply ``fn`` to the rows' joint log-probabilities, chunk by chunk."""
         check_is_fitted(self)
         Xa = self._validate_X(X, reset=False)
-        base = self._family()
-        family = self._family(base.shift, _scale(Xa, base.shift))
+        shift = self.weights_ @ self.means_
+        family = self._family(shift, _scale(Xa, shift))
         model = Mixture(family, resolve_dtype(self.dtype))
         log_prob = model.weighted_log_prob(self._mixture_params(family))
         d = Xa.shape[1]

@@ -2,22 +2,46 @@
 
 A family is an exponential family written so that, for a block of rows ``X``,
 
-    log p(x_n | k) = T[n] @ eta[k] - log_norm[k]   (+ terms equal for every k)
+    log p(x_n | k) = T[n] @ eta[k] - log_norm[k] + row_term[n]
 
 with ``T = family.statistics(family.prepare(X, dtype))`` (one row of sufficient
-statistics per sample) and ``eta, log_norm = family.natural(params, dtype)``. The E-step
-of a mixture is then one matrix product ``T @ eta.T``; the M-step receives the
-responsibility-weighted sums of ``T`` and never the data.
+statistics per sample), ``eta, log_norm = family.natural(params, dtype)`` and
+``row_term`` the part that is the same for every component (the log base measure
+``log h(x)``, e.g. ``-log x!`` for Poisson counts). The E-step of a mixture is then one
+matrix product ``T @ eta.T``; the M-step receives the responsibility-weighted sums of
+``T`` and never the data.
+
+With a conjugate prior ``p(eta) ~ exp(<phi, eta> - nu A(eta))`` (pseudo-observations
+``phi``, pseudo-count ``nu``) the M-step sets the mean parameters to
+
+    E_k[t(x)] = (phi + S_k) / (nu + N_k)
+
+and maps them back through the inverse of grad A (``families.priors``).
+
+A family is a frozen value. The user builds it unbound (``Poisson()``); the estimator
+calls :meth:`ComponentFamily.bind` once on the training rows to fix what depends on the
+data (a centring shift, the number of categories, ...).
 """
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Sequence
 from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["ComponentFamily", "Natural"]
+from emkit.exceptions import DegenerateComponentWarning
+
+__all__ = [
+    "ComponentFamily",
+    "Natural",
+    "column_label",
+    "expanded_log_prob",
+    "frozen_components",
+    "statistic_rows",
+]
 
 Array = NDArray[np.floating[Any]]
 
@@ -35,12 +59,42 @@ class Natural(NamedTuple):
 class ComponentFamily(Protocol):
     """What the mixture model needs from a family of component distributions."""
 
-    def prepare(self, X: Array, dtype: Any) -> Array:
+    @property
+    def n_features(self) -> int:
+        """Number of input columns the family reads."""
+        ...
+
+    @property
+    def n_stats(self) -> int:
+        """Number of sufficient statistics per row."""
+        ...
+
+    @property
+    def n_shared(self) -> int:
+        """Length of the responsibility-independent statistics (0 for most families)."""
+        ...
+
+    def bind(self, X: Array, weights: Array | None) -> ComponentFamily:
+        """The family with its data-dependent settings fixed from the training rows."""
+        ...
+
+    def check(self, X: Array, labels: Sequence[str]) -> None:
+        """Raise :class:`InputError` if a value is outside the family's support.
+
+        ``labels`` names the columns of ``X`` for the message.
+        """
+        ...
+
+    def prepare(self, X: Array, dtype: Any) -> Any:
         """Rows in the family's working coordinates (e.g. centred), in ``dtype``."""
         ...
 
-    def statistics(self, X: Array) -> Array:
-        """Sufficient statistics, shape ``(n_rows, n_stats)``, in ``X``'s dtype."""
+    def statistics(self, Xp: Any, out: Array | None = None) -> Array:
+        """Sufficient statistics, shape ``(n_rows, n_stats)``, in the working dtype.
+
+        ``out``, when given, is a C-ordered ``(n_stats, n_rows)`` buffer (statistic-major)
+        to fill; the result is then ``out.T``.
+        """
         ...
 
     def natural(self, params: Any, dtype: Any) -> Natural:
@@ -48,24 +102,38 @@ class ComponentFamily(Protocol):
         ...
 
     def log_prob(
-        self, X: Array, T: Array, params: Any, natural: Natural, offset: Array | None = None
+        self, Xp: Any, T: Array, params: Any, natural: Natural, offset: Array | None = None
     ) -> Array:
-        """Per-component log-densities of prepared rows, shape ``(n_rows, n_components)``,
+        """The component-dependent part of the log-densities, shape ``(n_rows, K)``,
         plus ``offset[k]`` in column k when given (e.g. the log mixing weights)."""
         ...
 
-    def shared_statistics(self, X: Array, weights: Array | None) -> Array:
-        """Statistics that do not depend on responsibilities (zero-size if the family has none)."""
+    def row_term(self, Xp: Any, params: Any, natural: Natural) -> Array | None:
+        """The part of every log-density that is the same for all components, (n_rows,)."""
+        ...
+
+    def shared_statistics(self, Xp: Any, weights: Array | None) -> Array:
+        """Statistics that do not depend on responsibilities (length :attr:`n_shared`)."""
         ...
 
     def m_step(
         self, params: Any, nk: Array, sum_t: Array, shared: Array, total_weight: float
     ) -> Any:
-        """New component parameters from expected statistics alone."""
+        """New component parameters (MAP under the family's prior) from statistics alone."""
         ...
 
-    def m_step_gap(self, params: Any, nk: Array) -> float:
-        """How far (total nats) the M-step that gave ``params`` fell short of maximizing Q."""
+    def m_step_gap(self, params: Any, nk: Array, sum_t: Array) -> float:
+        """How far (total nats) the M-step that gave ``params`` from these statistics fell
+        short of maximizing Q (plus the log prior): 0 for an exact M-step."""
+        ...
+
+    def log_prior(self, params: Any) -> float:
+        """Log prior density of all components' parameters (0 without a prior)."""
+        ...
+
+    def default_params(self, n_components: int) -> Any:
+        """Parameters to start from before the first M-step (e.g. for components that get
+        no responsibility at initialization)."""
         ...
 
     def n_parameters(self, n_components: int) -> int:
@@ -73,5 +141,57 @@ class ComponentFamily(Protocol):
         ...
 
     def sample(self, params: Any, component: int, n: int, rng: np.random.Generator) -> Array:
-        """``n`` draws from one component."""
+        """``n`` draws from one component, shape ``(n, n_features)``, in user coordinates."""
         ...
+
+    def fitted_attributes(self, params: Any) -> dict[str, Array]:
+        """The parameters under their user-facing names (``rates``, ``probabilities``...)."""
+        ...
+
+
+# -- helpers the families share ------------------------------------------------------
+
+
+def statistic_rows(out: Array | None, n_stats: int, n_rows: int, dtype: Any) -> Array:
+    """The (n_stats, n_rows) statistic-major buffer to fill: ``out`` or a new one.
+
+    Each statistic is one contiguous row, so forming them and the E-step run at memory
+    speed; ``buffer.T`` is the (n_rows, n_stats) matrix T of the maths.
+    """
+    if out is None:
+        return np.empty((n_stats, n_rows), dtype=dtype)
+    if out.shape != (n_stats, n_rows):
+        raise ValueError(f"statistics buffer has shape {out.shape}, need {(n_stats, n_rows)}")
+    return out
+
+
+def expanded_log_prob(T: Array, natural: Natural, offset: Array | None) -> Array:
+    """``T @ eta.T - log_norm (+ offset)``, shape (n, K): the E-step's one matrix product."""
+    log_prob = (natural.eta @ T.T).T  # (n, K) for statistic-major T
+    log_prob -= natural.log_norm if offset is None else natural.log_norm - offset
+    return log_prob
+
+
+def frozen_components(
+    nk: Array, total_weight: float, pseudo_count: float = 0.0, stacklevel: int = 4
+) -> NDArray[np.bool_]:
+    """Components with no responsibility mass (and no prior), with a warning if any.
+
+    Any parameters maximize such a component's (zero) share of the expected
+    log-likelihood, so the families keep the previous ones rather than divide 0 by 0.
+    A prior's pseudo-count makes the maximizer unique again (the prior's mode).
+    """
+    frozen: NDArray[np.bool_] = nk + pseudo_count <= 1e-12 * total_weight
+    if frozen.any():
+        warnings.warn(
+            f"Component {int(np.argmax(frozen))} collapsed (no sample is assigned to it); "
+            "its parameters are kept and its weight is ~0. Consider fewer components.",
+            DegenerateComponentWarning,
+            stacklevel=stacklevel + 1,
+        )
+    return frozen
+
+
+def column_label(labels: Sequence[str], j: int) -> str:
+    """How an error message names column ``j``."""
+    return labels[j] if j < len(labels) else f"column {j}"

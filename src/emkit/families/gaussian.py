@@ -16,21 +16,30 @@ flags it and :meth:`GaussianFamily.log_prob` uses the whitened form ``||(x - mu)
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy.special import gammaln, multigammaln
 
 from emkit.exceptions import DegenerateComponentWarning, EmkitError, InputError
-from emkit.families._base import Natural
+from emkit.families._base import (
+    Natural,
+    expanded_log_prob,
+    frozen_components,
+    statistic_rows,
+)
+from emkit.families.priors import GaussianPrior, check_prior
 
 __all__ = [
     "COVARIANCE_TYPES",
     "CovarianceStructure",
     "Diag",
     "Full",
+    "Gaussian",
     "GaussianFamily",
     "GaussianParams",
     "Spherical",
@@ -77,16 +86,12 @@ def _triu_indices(d: int) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
     return i, j
 
 
-def _stat_rows(Xc: Array, n_stats: int) -> tuple[Array, Array]:
-    """A statistics buffer whose first d rows already hold x, and x feature-major.
-
-    Statistics are stored statistic-major, (n_stats, n): each statistic is one contiguous
-    row, so forming them and the row-wise softmax run at memory speed, and ``buffer.T``
-    is still the (n, n_stats) matrix T of the maths.
-    """
+def _stat_rows(Xc: Array, n_stats: int, out: Array | None) -> tuple[Array, Array]:
+    """A statistic-major buffer (``out`` or new) whose first d rows hold x, and x
+    feature-major (see :func:`~emkit.families._base.statistic_rows`)."""
     n, d = Xc.shape
     XT = np.ascontiguousarray(Xc.T)  # a view when Xc comes from prepare
-    TT = np.empty((n_stats, n), dtype=Xc.dtype)
+    TT = statistic_rows(out, n_stats, n, Xc.dtype)
     TT[:d] = XT
     return XT, TT
 
@@ -101,7 +106,7 @@ class CovarianceStructure:
     def n_stats(self, d: int) -> int:
         raise NotImplementedError
 
-    def statistics(self, Xc: Array) -> Array:
+    def statistics(self, Xc: Array, out: Array | None = None) -> Array:
         raise NotImplementedError
 
     def stat_scale(self, d: int, s: float) -> Array:
@@ -119,17 +124,41 @@ class CovarianceStructure:
     def shared_statistics(self, Xc: Array, weights: Array | None) -> Array:
         return np.zeros(0)
 
-    def covariances(
-        self, nk: Array, means: Array, sum_t: Array, shared: Array, reg_covar: float
-    ) -> Array:
+    def scatter(self, nk: Array, means: Array, sum_t: Array, shared: Array) -> Array:
+        """Scatter about the means, ``sum_n r_nk x x^T - N_k mu_k mu_k^T``, in the
+        structure's shape (a trace for ``spherical``, summed over components for ``tied``)."""
+        raise NotImplementedError
+
+    def mass(self, nk: Array, d: int) -> Array:
+        """The count each covariance is an average over (its scatter's divisor)."""
+        raise NotImplementedError
+
+    def prior_mass(self, d: int, n_components: int, mean_prior: bool) -> float:
+        """What a conjugate prior adds to :meth:`mass` beyond its degrees of freedom:
+        the inverse-Wishart/-Gamma exponent, plus the means' normal priors."""
+        raise NotImplementedError
+
+    def divide(self, scatter: Array, mass: Array, reg_covar: float) -> Array:
+        """Covariances ``scatter / mass`` with ``reg_covar`` added to their diagonals."""
+        raise NotImplementedError
+
+    def shaped_scale(self, scale: Array, d: int) -> Array:
+        """A prior scale given as a scalar, (d,) diagonal or (d, d) matrix, in this
+        structure's shape for one component."""
+        raise NotImplementedError
+
+    def log_prior_covariance(
+        self, cov: Array, prec_chol: Array, scale: Array, dof: float, d: int
+    ) -> float:
+        """Sum of the inverse-Wishart (-Gamma) log densities of the covariances."""
         raise NotImplementedError
 
     def mahalanobis(self, Xc: Array, means: Array, prec_chol: Array) -> Array:
         """(n, K) squared Mahalanobis distances, evaluated in whitened form."""
         raise NotImplementedError
 
-    def spectrum(self, cov: Array, nk: Array, d: int) -> tuple[Array, Array]:
-        """Eigenvalues of the covariances and the responsibility mass behind each one."""
+    def spectrum(self, cov: Array, mass: Array) -> tuple[Array, Array]:
+        """Eigenvalues of the covariances and the :meth:`mass` behind each one."""
         raise NotImplementedError
 
     def half_log_det(self, prec_chol: Array, d: int) -> Array:
@@ -208,6 +237,26 @@ class _Triangular(CovarianceStructure):
         # 1/2 log|P| = sum(log(diag(U)))
         return np.sum(np.log(np.diagonal(prec_chol, axis1=-2, axis2=-1)), axis=-1)
 
+    def divide(self, scatter: Array, mass: Array, reg_covar: float) -> Array:
+        d = scatter.shape[-1]
+        cov = scatter / np.reshape(mass, (*np.shape(mass), 1, 1))
+        cov[..., np.arange(d), np.arange(d)] += reg_covar
+        return cov
+
+    def shaped_scale(self, scale: Array, d: int) -> Array:
+        return scale if scale.ndim == 2 else np.diag(np.broadcast_to(scale, (d,)))
+
+    def log_prior_covariance(
+        self, cov: Array, prec_chol: Array, scale: Array, dof: float, d: int
+    ) -> float:
+        # log IW(S | L, v) = v/2 log|L| - vd/2 log 2 - log Gamma_d(v/2)
+        #                    - (v + d + 1)/2 log|S| - 1/2 tr(L S^-1)
+        log_det_scale = np.linalg.slogdet(scale)[1]
+        trace = np.einsum("ij,...ji->...", scale, self.precisions(prec_chol))
+        const = 0.5 * dof * (log_det_scale - d * np.log(2.0)) - multigammaln(0.5 * dof, d)
+        log_det_cov = -2.0 * self.half_log_det(prec_chol, d)
+        return float(np.sum(const - 0.5 * (dof + d + 1) * log_det_cov - 0.5 * trace))
+
 
 class Full(_Triangular):
     """Each component has its own full covariance matrix."""
@@ -217,9 +266,9 @@ class Full(_Triangular):
     def n_stats(self, d: int) -> int:
         return d + d * (d + 1) // 2
 
-    def statistics(self, Xc: Array) -> Array:
+    def statistics(self, Xc: Array, out: Array | None = None) -> Array:
         d = Xc.shape[1]
-        XT, TT = _stat_rows(Xc, self.n_stats(d))
+        XT, TT = _stat_rows(Xc, self.n_stats(d), out)
         off = d
         for a in range(d):  # packed upper triangle of x x^T, row a: x_a * x_{a..d-1}
             np.multiply(XT[a], XT[a:], out=TT[off : off + d - a])
@@ -240,19 +289,22 @@ class Full(_Triangular):
         log_norm = 0.5 * np.sum(Pmu * means, axis=1) - self.half_log_det(prec_chol, d)
         return eta, log_norm + 0.5 * d * LOG_2PI
 
-    def covariances(
-        self, nk: Array, means: Array, sum_t: Array, shared: Array, reg_covar: float
-    ) -> Array:
+    def scatter(self, nk: Array, means: Array, sum_t: Array, shared: Array) -> Array:
         K, d = means.shape
         i, j = _triu_indices(d)
-        packed = sum_t[:, d:] / nk[:, None]
-        cov = np.empty((K, d, d))
-        cov[:, i, j] = packed
-        cov[:, j, i] = packed
-        # Sigma_k = E_k[x x^T] - mu_k mu_k^T
-        cov -= means[:, :, None] * means[:, None, :]
-        cov[:, np.arange(d), np.arange(d)] += reg_covar
-        return cov
+        packed = sum_t[:, d:]
+        B = np.empty((K, d, d))
+        B[:, i, j] = packed
+        B[:, j, i] = packed
+        # sum_n r_nk (x - mu_k)(x - mu_k)^T = sum_n r_nk x x^T - N_k mu_k mu_k^T
+        B -= nk[:, None, None] * means[:, :, None] * means[:, None, :]
+        return B
+
+    def mass(self, nk: Array, d: int) -> Array:
+        return nk
+
+    def prior_mass(self, d: int, n_components: int, mean_prior: bool) -> float:
+        return d + 1 + int(mean_prior)
 
     def mahalanobis(self, Xc: Array, means: Array, prec_chol: Array) -> Array:
         out = np.empty((Xc.shape[0], means.shape[0]), dtype=Xc.dtype)
@@ -262,9 +314,9 @@ class Full(_Triangular):
             out[:, k] = np.einsum("ij,ij->i", y, y)
         return out
 
-    def spectrum(self, cov: Array, nk: Array, d: int) -> tuple[Array, Array]:
+    def spectrum(self, cov: Array, mass: Array) -> tuple[Array, Array]:
         lam = np.linalg.eigvalsh(cov)
-        return lam, np.broadcast_to(nk[:, None], lam.shape)
+        return lam, np.broadcast_to(mass[:, None], lam.shape)
 
     def component_covariance(self, cov: Array, k: int, d: int) -> Array:
         return cov[k]
@@ -285,8 +337,10 @@ class Tied(_Triangular):
     def n_stats(self, d: int) -> int:
         return d
 
-    def statistics(self, Xc: Array) -> Array:
-        return Xc
+    def statistics(self, Xc: Array, out: Array | None = None) -> Array:
+        if out is None:
+            return Xc
+        return _stat_rows(Xc, Xc.shape[1], out)[1].T
 
     def stat_scale(self, d: int, s: float) -> Array:
         return np.full(d, s)
@@ -307,15 +361,16 @@ class Tied(_Triangular):
         Xw = Xc if weights is None else Xc * weights[:, None]
         return (Xw.T @ Xc).astype(np.float64).ravel()
 
-    def covariances(
-        self, nk: Array, means: Array, sum_t: Array, shared: Array, reg_covar: float
-    ) -> Array:
+    def scatter(self, nk: Array, means: Array, sum_t: Array, shared: Array) -> Array:
         d = means.shape[1]
-        # Sigma = (sum_n w_n x x^T - sum_k N_k mu_k mu_k^T) / sum_k N_k
-        cov = shared.reshape(d, d) - (nk * means.T) @ means
-        cov /= nk.sum()
-        cov.flat[:: d + 1] += reg_covar
-        return cov
+        # sum_n w_n x x^T - sum_k N_k mu_k mu_k^T
+        return shared.reshape(d, d) - (nk * means.T) @ means
+
+    def mass(self, nk: Array, d: int) -> Array:
+        return np.asarray(nk.sum())
+
+    def prior_mass(self, d: int, n_components: int, mean_prior: bool) -> float:
+        return d + 1 + n_components * int(mean_prior)
 
     def mahalanobis(self, Xc: Array, means: Array, prec_chol: Array) -> Array:
         U = prec_chol.astype(Xc.dtype)
@@ -327,9 +382,9 @@ class Tied(_Triangular):
             out[:, k] = np.einsum("ij,ij->i", z, z)
         return out
 
-    def spectrum(self, cov: Array, nk: Array, d: int) -> tuple[Array, Array]:
+    def spectrum(self, cov: Array, mass: Array) -> tuple[Array, Array]:
         lam = np.linalg.eigvalsh(cov)
-        return lam, np.full(lam.shape, nk.sum())
+        return lam, np.full(lam.shape, mass)
 
     def component_covariance(self, cov: Array, k: int, d: int) -> Array:
         return cov
@@ -357,6 +412,13 @@ class _Variances(CovarianceStructure):
     def precisions(self, prec_chol: Array) -> Array:
         return prec_chol**2
 
+    def log_prior_covariance(
+        self, cov: Array, prec_chol: Array, scale: Array, dof: float, d: int
+    ) -> float:
+        # inverse-Gamma(v/2, s/2): log = a log b - log Gamma(a) - (a + 1) log x - b / x
+        a, b = 0.5 * dof, 0.5 * scale
+        return float(np.sum(a * np.log(b) - gammaln(a) - (a + 1.0) * np.log(cov) - b / cov))
+
 
 class Diag(_Variances):
     """Each component has its own diagonal covariance matrix."""
@@ -366,9 +428,9 @@ class Diag(_Variances):
     def n_stats(self, d: int) -> int:
         return 2 * d
 
-    def statistics(self, Xc: Array) -> Array:
+    def statistics(self, Xc: Array, out: Array | None = None) -> Array:
         d = Xc.shape[1]
-        XT, TT = _stat_rows(Xc, 2 * d)
+        XT, TT = _stat_rows(Xc, 2 * d, out)
         np.multiply(XT, XT, out=TT[d:])
         return TT.T
 
@@ -382,11 +444,21 @@ class Diag(_Variances):
         log_norm = 0.5 * np.sum(prec * means**2, axis=1) - self.half_log_det(prec_chol, d)
         return eta, log_norm + 0.5 * d * LOG_2PI
 
-    def covariances(
-        self, nk: Array, means: Array, sum_t: Array, shared: Array, reg_covar: float
-    ) -> Array:
+    def scatter(self, nk: Array, means: Array, sum_t: Array, shared: Array) -> Array:
         d = means.shape[1]
-        return sum_t[:, d:] / nk[:, None] - means**2 + reg_covar
+        return sum_t[:, d:] - nk[:, None] * means**2
+
+    def mass(self, nk: Array, d: int) -> Array:
+        return nk
+
+    def prior_mass(self, d: int, n_components: int, mean_prior: bool) -> float:
+        return 2 + int(mean_prior)
+
+    def divide(self, scatter: Array, mass: Array, reg_covar: float) -> Array:
+        return scatter / mass[:, None] + reg_covar
+
+    def shaped_scale(self, scale: Array, d: int) -> Array:
+        return np.diag(scale) if scale.ndim == 2 else np.broadcast_to(scale, (d,))
 
     def mahalanobis(self, Xc: Array, means: Array, prec_chol: Array) -> Array:
         out = np.empty((Xc.shape[0], means.shape[0]), dtype=Xc.dtype)
@@ -398,8 +470,8 @@ class Diag(_Variances):
     def half_log_det(self, prec_chol: Array, d: int) -> Array:
         return np.sum(np.log(prec_chol), axis=1)
 
-    def spectrum(self, cov: Array, nk: Array, d: int) -> tuple[Array, Array]:
-        return cov, np.broadcast_to(nk[:, None], cov.shape)
+    def spectrum(self, cov: Array, mass: Array) -> tuple[Array, Array]:
+        return cov, np.broadcast_to(mass[:, None], cov.shape)
 
     def component_covariance(self, cov: Array, k: int, d: int) -> Array:
         return np.diag(cov[k])
@@ -419,9 +491,9 @@ class Spherical(_Variances):
     def n_stats(self, d: int) -> int:
         return d + 1
 
-    def statistics(self, Xc: Array) -> Array:
+    def statistics(self, Xc: Array, out: Array | None = None) -> Array:
         d = Xc.shape[1]
-        XT, TT = _stat_rows(Xc, d + 1)
+        XT, TT = _stat_rows(Xc, d + 1, out)
         np.einsum("ij,ij->j", XT, XT, out=TT[d])
         return TT.T
 
@@ -435,12 +507,24 @@ class Spherical(_Variances):
         log_norm = 0.5 * prec * np.sum(means**2, axis=1) - self.half_log_det(prec_chol, d)
         return eta, log_norm + 0.5 * d * LOG_2PI
 
-    def covariances(
-        self, nk: Array, means: Array, sum_t: Array, shared: Array, reg_covar: float
-    ) -> Array:
+    def scatter(self, nk: Array, means: Array, sum_t: Array, shared: Array) -> Array:
         d = means.shape[1]
-        # mean over features of the diagonal variances: (E||x||^2 - ||mu||^2) / d
-        return (sum_t[:, d] / nk - np.sum(means**2, axis=1)) / d + reg_covar
+        # trace of the scatter: sum_n r_nk ||x||^2 - N_k ||mu_k||^2
+        return sum_t[:, d] - nk * np.sum(means**2, axis=1)
+
+    def mass(self, nk: Array, d: int) -> Array:
+        return d * nk  # one variance shared by the d axes
+
+    def prior_mass(self, d: int, n_components: int, mean_prior: bool) -> float:
+        return 2 + d * int(mean_prior)
+
+    def divide(self, scatter: Array, mass: Array, reg_covar: float) -> Array:
+        return scatter / mass + reg_covar
+
+    def shaped_scale(self, scale: Array, d: int) -> Array:
+        if scale.ndim == 2:
+            return np.asarray(np.trace(scale) / d)
+        return np.asarray(np.mean(np.broadcast_to(scale, (d,))))
 
     def mahalanobis(self, Xc: Array, means: Array, prec_chol: Array) -> Array:
         out = np.empty((Xc.shape[0], means.shape[0]), dtype=Xc.dtype)
@@ -452,8 +536,8 @@ class Spherical(_Variances):
     def half_log_det(self, prec_chol: Array, d: int) -> Array:
         return d * np.log(prec_chol)
 
-    def spectrum(self, cov: Array, nk: Array, d: int) -> tuple[Array, Array]:
-        return cov, d * nk  # a spherical variance is d equal eigenvalues
+    def spectrum(self, cov: Array, mass: Array) -> tuple[Array, Array]:
+        return cov, mass
 
     def component_covariance(self, cov: Array, k: int, d: int) -> Array:
         return np.eye(d) * cov[k]
@@ -507,28 +591,76 @@ class GaussianFamily:
 
     ``shift`` is subtracted from every row before the statistics are formed; ``scale`` is
     the largest absolute centred value seen in training, used to bound the round-off of
-    the expanded quadratic form.
+    the expanded quadratic form. Both are set by :meth:`bind`. ``prior`` is a
+    :class:`~emkit.families.priors.GaussianPrior` (mclust's conjugate prior), ``'auto'``
+    (its defaults) or None; MAP-EM adds the prior's pseudo-observations to the
+    statistics: ``shrinkage`` rows at the prior mean for the means, and the scale and
+    degrees of freedom for the covariances.
     """
 
     structure: CovarianceStructure
-    shift: Array
+    shift: Array | None = None
     reg_covar: float = 1e-6
     scale: float = 1.0
+    prior: Any = None
+    # the (weighted) data covariance, from bind(): the default prior scale
+    data_covariance: Array | None = None
+
+    def __post_init__(self) -> None:
+        check_prior("Gaussian", self.prior, (GaussianPrior,))
 
     @property
     def n_features(self) -> int:
+        if self.shift is None:
+            raise InputError("The Gaussian family is not bound to data yet; fit first.")
         return int(self.shift.shape[0])
+
+    @property
+    def n_stats(self) -> int:
+        return self.structure.n_stats(self.n_features)
+
+    @property
+    def n_shared(self) -> int:
+        return self.n_features**2 if isinstance(self.structure, Tied) else 0
+
+    def bind(self, X: Array, weights: Array | None) -> GaussianFamily:
+        if weights is None:
+            shift = X.mean(axis=0, dtype=np.float64)
+        else:
+            shift = (weights.astype(np.float64) @ X) / weights.sum(dtype=np.float64)
+        hi = X.max(axis=0).astype(np.float64) - shift
+        lo = X.min(axis=0).astype(np.float64) - shift
+        scale = float(max(np.abs(hi).max(), np.abs(lo).max(), 1e-300))
+        prior, data_cov = self.prior, None
+        if prior is not None:
+            prior = GaussianPrior() if isinstance(prior, str) else prior
+            d = X.shape[1]
+            if prior.mean is None:
+                prior = replace(prior, mean=shift)
+            if prior.dof is None:
+                prior = replace(prior, dof=d + 2.0)
+            _check_prior_shapes(prior, d)
+            if prior.scale is None:
+                data_cov = np.atleast_2d(np.cov(X, rowvar=False, aweights=weights))
+        return replace(self, shift=shift, scale=scale, prior=prior, data_covariance=data_cov)
+
+    def check(self, X: Array, labels: Sequence[str]) -> None:
+        if X.shape[1] != self.n_features:
+            raise InputError(
+                f"The Gaussian family was fitted on {self.n_features} columns, got {X.shape[1]}."
+            )
 
     def prepare(self, X: Array, dtype: Any) -> Array:
         # Centre in the data's precision, round to the working dtype, and lay the result
         # out feature-major in one pass: (d, n) C-order, returned as its (n, d) view, so
         # the statistics are built from contiguous rows.
+        assert self.shift is not None
         XT = np.empty((X.shape[1], X.shape[0]), dtype=dtype)
         np.subtract(X.T, self.shift.astype(X.dtype)[:, None], out=XT, casting="same_kind")
         return XT.T
 
-    def statistics(self, X: Array) -> Array:
-        return self.structure.statistics(X)
+    def statistics(self, X: Array, out: Array | None = None) -> Array:
+        return self.structure.statistics(X, out)
 
     def natural(self, params: GaussianParams, dtype: Any) -> Natural:
         eta, log_norm = self.structure.natural(params.means, params.precisions_cholesky)
@@ -560,15 +692,49 @@ class GaussianFamily:
             if offset is not None:
                 const = const + offset
             return -0.5 * maha + np.asarray(const, dtype=X.dtype)
-        log_prob = (natural.eta @ T.T).T  # (n, K), component-major like T
-        log_prob -= natural.log_norm if offset is None else natural.log_norm - offset
-        row = self.structure.row_term(X, params.precisions_cholesky)
-        if row is not None:
-            log_prob += row[:, None]
-        return log_prob
+        return expanded_log_prob(T, natural, offset)
+
+    def row_term(self, X: Array, params: GaussianParams, natural: Natural) -> Array | None:
+        if natural.exact_form:
+            return None  # the whitened form holds the whole quadratic
+        return self.structure.row_term(X, params.precisions_cholesky)
 
     def shared_statistics(self, X: Array, weights: Array | None) -> Array:
         return self.structure.shared_statistics(X, weights)
+
+    # -- M-step --------------------------------------------------------------------------
+
+    def _prior_terms(self, K: int) -> tuple[Array, float, Array, float] | None:
+        """(prior mean in centred coordinates, shrinkage, scale in the structure's shape,
+        degrees of freedom), or None without a prior."""
+        prior = self.prior
+        if prior is None:
+            return None
+        assert isinstance(prior, GaussianPrior) and self.shift is not None
+        d = self.n_features
+        if prior.scale is None:
+            # mclust's default: the data covariance / K^(2/d), zero variances floored
+            assert self.data_covariance is not None
+            cov = self.data_covariance.copy()
+            diag = np.diagonal(cov)
+            floor = max(1e-10 * float(diag.max(initial=0.0)), 1e-300)
+            cov.flat[:: d + 1] = np.maximum(diag, floor)
+            scale = cov / K ** (2.0 / d)
+        else:
+            scale = np.asarray(prior.scale, dtype=np.float64)
+        mean = np.asarray(prior.mean, dtype=np.float64) - self.shift
+        dof = float(prior.dof) if prior.dof is not None else d + 2.0
+        return mean, float(prior.shrinkage), self.structure.shaped_scale(scale, d), dof
+
+    def _mass(self, nk: Array) -> Array:
+        """Divisor of each covariance's scatter: N_k, plus the prior's share under MAP."""
+        d = self.n_features
+        mass = self.structure.mass(nk, d)
+        terms = self._prior_terms(nk.shape[0])
+        if terms is None:
+            return mass
+        _, kappa, _, dof = terms
+        return mass + dof + self.structure.prior_mass(d, nk.shape[0], kappa > 0)
 
     def m_step(
         self,
@@ -579,28 +745,38 @@ class GaussianFamily:
         total_weight: float,
     ) -> GaussianParams:
         d = self.n_features
-        means = sum_t[:, :d] / nk[:, None]
-        cov = self.structure.covariances(nk, means, sum_t, shared, self.reg_covar)
-        # A component with no responsibility mass: any parameters maximize its (zero) share
-        # of the expected log-likelihood, so keep the previous ones rather than divide 0 by 0.
-        frozen = nk <= 1e-12 * total_weight
+        K = nk.shape[0]
+        terms = self._prior_terms(K)
+        counts, sums, shared_sums = nk, sum_t, shared
+        if terms is not None:
+            # the prior's pseudo-observations: `shrinkage` rows at the prior mean, per component
+            mean0, kappa, _, _ = terms
+            row = mean0[None, :]
+            counts = nk + kappa
+            sums = sum_t + kappa * self.structure.statistics(row.copy())[0]
+            shared_sums = shared + K * kappa * self.structure.shared_statistics(row, None)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            means = sums[:, :d] / counts[:, None]
+        scatter = self.structure.scatter(counts, means, sums, shared_sums)
+        if terms is not None:
+            scatter = scatter + terms[2]
+        # A component with no responsibility mass (and no prior): any parameters maximize
+        # its (zero) share of Q, so keep the previous ones rather than divide 0 by 0.
+        frozen = frozen_components(counts, total_weight)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            cov = self.structure.divide(scatter, self._mass(nk), self.reg_covar)
         if frozen.any():
-            warnings.warn(
-                f"Component {int(np.argmax(frozen))} collapsed (no sample is assigned to it); "
-                "its parameters are kept and its weight is ~0. Consider fewer components.",
-                DegenerateComponentWarning,
-                stacklevel=5,
-            )
             means = np.where(frozen[:, None], params.means, means)
             cov = self.structure.keep(cov, params.covariances, frozen)
         cov, prec_chol, mended = self.structure.factor(cov, self.reg_covar)
         return GaussianParams(means, cov, prec_chol, mended)
 
-    def m_step_gap(self, params: GaussianParams, nk: Array) -> float:
+    def m_step_gap(self, params: GaussianParams, nk: Array, sum_t: Array) -> float:
         """How far short of maximizing Q the regularized M-step fell (total nats, >= 0).
 
         With eigenvalues lam of Sigma' = S + r I and S the exact maximizer, the expected
-        complete-data log-likelihood lost is sum N/2 (log lam - log(lam - r) - r/lam); EM's
+        complete-data log-likelihood (+ log prior) lost is
+        sum M/2 (log lam - log(lam - r) - r/lam), M the mass behind each eigenvalue; EM's
         objective can decrease by at most this much in the next iteration.
         """
         if params.mended:
@@ -608,11 +784,39 @@ class GaussianFamily:
         r = self.reg_covar
         if r == 0.0:
             return 0.0
-        lam, mass = self.structure.spectrum(params.covariances, nk, self.n_features)
+        lam, mass = self.structure.spectrum(params.covariances, self._mass(nk))
         if np.any(lam <= r):
             return float("inf")  # the unregularized maximizer is singular: no bound
         x = r / lam
         return 0.5 * float(np.sum(mass * (-np.log1p(-x) - x)))
+
+    def log_prior(self, params: GaussianParams) -> float:
+        """log NIW(means, covariances): normal means given the covariances (if the
+        shrinkage is positive) times inverse-Wishart (-Gamma) covariances."""
+        terms = self._prior_terms(params.means.shape[0])
+        if terms is None:
+            return 0.0
+        mean0, kappa, scale, dof = terms
+        d = self.n_features
+        prec_chol = params.precisions_cholesky
+        total = self.structure.log_prior_covariance(params.covariances, prec_chol, scale, dof, d)
+        if kappa > 0:
+            # log N(mu_k | mean, Sigma_k / kappa) = d/2 log(kappa / 2pi) + 1/2 log|P_k|
+            #                                       - kappa/2 (mu_k - mean)^T P_k (...)
+            maha = self.structure.mahalanobis(mean0[None, :], params.means, prec_chol)[0]
+            half_log_det = self.structure.half_log_det(prec_chol, d)
+            total += float(
+                np.sum(0.5 * d * (np.log(kappa) - LOG_2PI) + half_log_det - 0.5 * kappa * maha)
+            )
+        return total
+
+    def default_params(self, n_components: int) -> GaussianParams:
+        K, d = n_components, self.n_features
+        shape = self.structure.shape(K, d)
+        ones = (
+            np.ones(shape) if not self.structure.dense else np.broadcast_to(np.eye(d), shape).copy()
+        )
+        return GaussianParams(np.zeros((K, d)), ones, ones.copy())
 
     def n_parameters(self, n_components: int) -> int:
         d = self.n_features
@@ -622,20 +826,31 @@ class GaussianFamily:
         self, params: GaussianParams, component: int, n: int, rng: np.random.Generator
     ) -> Array:
         d = self.n_features
+        assert self.shift is not None
         cov = self.structure.component_covariance(params.covariances, component, d)
         L = np.linalg.cholesky(cov)
         z = rng.standard_normal((n, d))
         return params.means[component] + self.shift + z @ L.T
 
+    def fitted_attributes(self, params: GaussianParams) -> dict[str, Array]:
+        return {
+            "means": self.user_means(params),
+            "covariances": params.covariances,
+            "precisions": self.structure.precisions(params.precisions_cholesky),
+            "precisions_cholesky": params.precisions_cholesky,
+        }
+
     # -- conversions between the user's parameters and the family's -----------------
 
     def params_from_covariances(self, means: Array, covariances: Array) -> GaussianParams:
         """Parameters from means in the user's coordinates and covariances."""
+        assert self.shift is not None
         covariances, prec_chol, _ = self.structure.factor(covariances, self.reg_covar)
         return GaussianParams(means - self.shift, covariances, prec_chol)
 
     def params_from_precisions(self, means: Array, precisions: Array) -> GaussianParams:
         """Parameters from means in the user's coordinates and precision matrices."""
+        assert self.shift is not None
         try:
             prec_chol = self.structure.from_precisions(precisions)
         except np.linalg.LinAlgError as exc:
@@ -647,5 +862,60 @@ class GaussianFamily:
         covariances = np.linalg.inv(precisions) if self.structure.dense else 1.0 / precisions
         return GaussianParams(means - self.shift, covariances, prec_chol)
 
+    def centred_means(self, means: Array) -> Array:
+        """Means in the user's coordinates, moved to the family's centred ones."""
+        assert self.shift is not None
+        return means - self.shift
+
     def user_means(self, params: GaussianParams) -> Array:
+        assert self.shift is not None
         return params.means + self.shift
+
+
+def Gaussian(
+    covariance_type: str = "full", *, reg_covar: float = 1e-6, prior: Any = None
+) -> GaussianFamily:
+    """Gaussian components over continuous columns, with a covariance structure.
+
+    Parameters
+    ----------
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}, default='full'
+    reg_covar : float, default=1e-6
+        Added to the diagonal of every covariance.
+    prior : GaussianPrior, 'auto' or None, default=None
+        Normal-inverse-Wishart prior for MAP-EM (``'auto'``: mclust's defaults).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> Gaussian("diag").bind(np.array([[0.0, 1.0], [2.0, 3.0]]), None).n_stats
+    4
+    """
+    if isinstance(reg_covar, bool) or not np.isfinite(reg_covar) or reg_covar < 0:
+        raise InputError(f"reg_covar must be a non-negative number, got {reg_covar!r}.")
+    return GaussianFamily(
+        covariance_structure(covariance_type), reg_covar=float(reg_covar), prior=prior
+    )
+
+
+def _check_prior_shapes(prior: GaussianPrior, d: int) -> None:
+    mean = np.asarray(prior.mean, dtype=np.float64)
+    if mean.shape != (d,):
+        raise InputError(
+            f"GaussianPrior mean must have shape ({d},) for {d} columns, got {mean.shape}."
+        )
+    if prior.dof is not None and prior.dof <= d - 1:
+        raise InputError(
+            f"GaussianPrior dof must be > n_features - 1 = {d - 1} for a proper prior, got "
+            f"{prior.dof}."
+        )
+    if prior.scale is not None:
+        scale = np.asarray(prior.scale, dtype=np.float64)
+        if scale.shape not in ((), (d,), (d, d)):
+            raise InputError(
+                f"GaussianPrior scale must be a scalar, shape ({d},) or ({d}, {d}), got "
+                f"{scale.shape}."
+            )
+        full = scale if scale.ndim == 2 else np.diag(np.broadcast_to(scale, (d,)))
+        if not np.allclose(full, full.T) or np.linalg.eigvalsh(full).min() <= 0:
+            raise InputError("GaussianPrior scale must be symmetric positive-definite.")

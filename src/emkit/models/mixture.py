@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy.special import gammaln
 
 from emkit.families._base import ComponentFamily
 
@@ -63,13 +64,18 @@ class MixtureStats:
 
 @dataclass(frozen=True, eq=False)
 class Mixture:
-    """A finite mixture of components from one family."""
+    """A finite mixture of components from one family.
+
+    ``weight_concentration`` is the Dirichlet prior's alpha on the mixing weights (1: no
+    prior); MAP-EM sets ``weights = (N_k + alpha - 1) / (N + K (alpha - 1))``.
+    """
 
     family: ComponentFamily
     dtype: Any = np.float64
+    weight_concentration: float = 1.0
 
-    def _log_joint(self, params: MixtureParams) -> Callable[[Array], tuple[Array, Array, Array]]:
-        """A function of raw rows giving (prepared rows, their statistics, log p(x, k))."""
+    def _log_joint(self, params: MixtureParams) -> Callable[[Array], _Joint]:
+        """A function of raw rows giving their statistics and log p(x, k) in two parts."""
         family = self.family
         dtype = np.dtype(self.dtype)
         natural = family.natural(params.components, dtype)
@@ -81,11 +87,11 @@ class Mixture:
         with np.errstate(divide="ignore"):  # a weight of 0 is a log-weight of -inf
             log_weights = np.log(params.weights).astype(dtype)
 
-        def log_joint(X: Array) -> tuple[Array, Array, Array]:
+        def log_joint(X: Array) -> _Joint:
             Xp = family.prepare(X, dtype)
             T = family.statistics(Xp)
             log_prob = family.log_prob(Xp, T, params.components, natural, log_weights)
-            return Xp, T, log_prob
+            return _Joint(Xp, T, log_prob, family.row_term(Xp, params.components, natural))
 
         return log_joint
 
@@ -95,8 +101,8 @@ class Mixture:
         family = self.family
 
         def e_step(X: Array, weights: Array | None) -> MixtureStats:
-            Xp, T, resp = log_joint(X)
-            # log p(x_n) = m_n + log sum_k exp(log_prob_nk - m_n)
+            Xp, T, resp, row = log_joint(X)
+            # log p(x_n) = m_n + log sum_k exp(log_prob_nk - m_n) + row_n
             m = resp.max(axis=1)
             resp -= m[:, None]
             # the working dtype, which _log_joint may have raised to float64
@@ -104,6 +110,8 @@ class Mixture:
             np.exp(resp, out=resp)
             total = resp.sum(axis=1)
             row_loglik = np.log(total) + m
+            if row is not None:
+                row_loglik += row
             scale = 1.0 / total if weights is None else weights / total
             resp *= scale[:, None]
             loglik = row_loglik.sum(dtype=np.float64) if weights is None else weights @ row_loglik
@@ -144,7 +152,9 @@ class Mixture:
         components = self.family.m_step(
             params.components, nk, stats.sum_t, stats.shared, stats.weight
         )
-        return MixtureParams(nk / nk.sum(), components)
+        # the Dirichlet(alpha) mode; alpha = 1 gives the ML weights N_k / N
+        counts = nk + (self.weight_concentration - 1.0)
+        return MixtureParams(counts / counts.sum(), components)
 
     def m_step_gap(self, params: MixtureParams, stats: MixtureStats) -> float:
         """Per-sample shortfall of the M-step that gave ``params`` from maximizing Q.
@@ -152,10 +162,22 @@ class Mixture:
         The next objective may fall below the current one by at most this (regularization
         such as ``reg_covar`` makes the M-step inexact); zero for an exact M-step.
         """
-        return self.family.m_step_gap(params.components, stats.nk) / stats.weight
+        nk = stats.nk + _NK_FLOOR
+        return self.family.m_step_gap(params.components, nk, stats.sum_t) / stats.weight
 
     def log_prior(self, params: MixtureParams) -> float:
-        return 0.0
+        """log p(weights) + log p(components): 0 for maximum likelihood."""
+        log_prior = self.family.log_prior(params.components)
+        alpha = self.weight_concentration
+        if alpha != 1.0:
+            K = params.weights.shape[0]
+            # log Dir(pi | alpha) = log Gamma(K alpha) - K log Gamma(alpha) + (alpha-1) sum log pi
+            log_prior += float(
+                gammaln(K * alpha)
+                - K * gammaln(alpha)
+                + (alpha - 1.0) * np.log(params.weights).sum()
+            )
+        return log_prior
 
     def objective(self, params: MixtureParams, stats: MixtureStats) -> float:
         """Per-sample objective: (log-likelihood + log prior) / total weight."""
@@ -166,7 +188,11 @@ class Mixture:
         log_joint = self._log_joint(params)
 
         def fn(X: Array) -> Array:
-            return log_joint(X)[2].astype(np.float64, copy=False)
+            joint = log_joint(X)
+            log_prob = joint.log_prob.astype(np.float64, copy=False)
+            if joint.row is not None:
+                log_prob += joint.row[:, None]
+            return log_prob
 
         return fn
 
@@ -177,3 +203,12 @@ class Mixture:
         """Bytes of working memory a row of a chunk needs in the E-step: the prepared
         row, its statistics, its K log-probabilities and a few per-row scalars."""
         return (n_features + n_stats + n_components + 5) * np.dtype(self.dtype).itemsize
+
+
+class _Joint(NamedTuple):
+    """A chunk's prepared rows, statistics, and log p(x, k) = log_prob[:, k] + row."""
+
+    Xp: Any
+    T: Array
+    log_prob: Array
+    row: Array | None

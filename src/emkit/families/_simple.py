@@ -1,0 +1,161 @@
+"""Shared code of the families whose parameters are plain per-component arrays.
+
+A subclass says how its natural parameters, log base measure, MAP M-step, prior and
+sampling look; this base turns that into the :class:`~emkit.families.ComponentFamily`
+interface (feature-major working rows, statistics buffers, the expanded E-step, kept
+parameters for components that lost all their mass).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+from numpy.typing import NDArray
+
+from emkit.exceptions import InputError
+from emkit.families._base import (
+    Natural,
+    column_label,
+    expanded_log_prob,
+    frozen_components,
+    statistic_rows,
+)
+
+__all__ = ["SimpleFamily", "feature_major", "first_bad"]
+
+Array = NDArray[np.floating[Any]]
+
+
+def feature_major(X: Array, dtype: Any) -> Array:
+    """``X`` cast to ``dtype`` and laid out feature-major ((d, n) C-order), as its (n, d)
+    view: every column is one contiguous row, as the statistics want it."""
+    XT = np.empty((X.shape[1], X.shape[0]), dtype=dtype)
+    XT[...] = X.T
+    return XT.T
+
+
+def first_bad(X: Array, bad: NDArray[np.bool_], labels: Sequence[str]) -> tuple[str, int, float]:
+    """(column label, row, value) of the first entry flagged in ``bad``."""
+    row, col = (int(i) for i in np.argwhere(bad)[0])
+    return column_label(labels, col), row, float(X[row, col])
+
+
+@dataclass(frozen=True, eq=False)
+class SimpleFamily:
+    """Base of families with array parameters (a NamedTuple of (K, ...) arrays).
+
+    Subclasses set ``name`` and implement ``_natural``, ``_maximize``, ``_divergence``,
+    ``_log_prior``, ``default_params``, ``n_parameters``, ``sample`` and
+    ``fitted_attributes``; most statistics are the columns themselves (override
+    ``n_stats`` and ``statistics`` otherwise) and most families have no base-measure term
+    (override ``row_term`` otherwise).
+    """
+
+    name: ClassVar[str] = "simple"
+    n_columns: int | None = None  # fixed by bind()
+
+    # -- shapes ------------------------------------------------------------------------
+
+    @property
+    def n_features(self) -> int:
+        if self.n_columns is None:
+            raise InputError(f"The {self.name} family is not bound to data yet; fit first.")
+        return int(self.n_columns)
+
+    @property
+    def n_stats(self) -> int:
+        return self.n_features
+
+    @property
+    def n_shared(self) -> int:
+        return 0
+
+    def bind(self, X: Array, weights: Array | None) -> Any:
+        from dataclasses import replace
+
+        return replace(self, n_columns=int(X.shape[1]))
+
+    def check(self, X: Array, labels: Sequence[str]) -> None:
+        if X.shape[1] != self.n_features:
+            raise InputError(
+                f"The {self.name} family was fitted on {self.n_features} columns, got {X.shape[1]}."
+            )
+
+    # -- E-step --------------------------------------------------------------------------
+
+    def prepare(self, X: Array, dtype: Any) -> Array:
+        return feature_major(X, dtype)
+
+    def statistics(self, Xp: Array, out: Array | None = None) -> Array:
+        if out is None:
+            return Xp  # the columns are the statistics, already statistic-major
+        buf = statistic_rows(out, self.n_stats, Xp.shape[0], Xp.dtype)
+        buf[...] = Xp.T
+        return buf.T
+
+    def natural(self, params: Any, dtype: Any) -> Natural:
+        eta, log_norm = self._natural(params)
+        return Natural(eta.astype(dtype), log_norm.astype(dtype))
+
+    def log_prob(
+        self, Xp: Array, T: Array, params: Any, natural: Natural, offset: Array | None = None
+    ) -> Array:
+        return expanded_log_prob(T, natural, offset)
+
+    def row_term(self, Xp: Array, params: Any, natural: Natural) -> Array | None:
+        return None
+
+    def shared_statistics(self, Xp: Array, weights: Array | None) -> Array:
+        return np.zeros(0)
+
+    # -- M-step --------------------------------------------------------------------------
+
+    def m_step(
+        self, params: Any, nk: Array, sum_t: Array, shared: Array, total_weight: float
+    ) -> Any:
+        new = self._maximize(nk, sum_t)
+        frozen = frozen_components(nk, total_weight, self._pseudo_count())
+        if frozen.any():
+            new = type(new)(
+                *(
+                    np.where(_along(frozen, old), old, fresh)
+                    for fresh, old in zip(new, params, strict=True)
+                )
+            )
+        return new
+
+    def m_step_gap(self, params: Any, nk: Array, sum_t: Array) -> float:
+        """Q lost by clipping parameters away from the boundary (log 0), in total nats."""
+        return float(np.sum(self._divergence(params, nk, sum_t)))
+
+    def log_prior(self, params: Any) -> float:
+        return float(self._log_prior(params))
+
+    # -- what subclasses provide ---------------------------------------------------------
+
+    def _natural(self, params: Any) -> tuple[Array, Array]:
+        """(eta (K, n_stats), log_norm (K,)) in float64."""
+        raise NotImplementedError
+
+    def _maximize(self, nk: Array, sum_t: Array) -> Any:
+        """MAP parameters of every component from the statistics (prior included)."""
+        raise NotImplementedError
+
+    def _divergence(self, params: Any, nk: Array, sum_t: Array) -> Array:
+        """Per-component Q(maximizer) - Q(params) (>= 0; 0 unless parameters were clipped)."""
+        raise NotImplementedError
+
+    def _log_prior(self, params: Any) -> float:
+        raise NotImplementedError
+
+    def _pseudo_count(self) -> float:
+        """The prior's pseudo-count (0 without a prior)."""
+        return 0.0
+
+
+def _along(frozen: NDArray[np.bool_], like: Array) -> NDArray[np.bool_]:
+    """``frozen`` (K,) broadcast along the trailing axes of a (K, ...) parameter array."""
+    return frozen.reshape((-1,) + (1,) * (np.ndim(like) - 1))

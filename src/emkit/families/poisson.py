@@ -1,0 +1,149 @@
+"""Poisson components over count columns (independent given the component).
+
+    log p(x | lambda) = x log(lambda) - lambda - log(x!)
+
+so the statistics are the counts, ``eta = log(lambda)``, ``A = lambda`` and the base
+measure is ``-log(x!)``. With a Gamma(a, b) prior on each rate, ``phi = a - 1`` and
+``nu = b``: the MAP rate is ``(a - 1 + S_k) / (b + N_k)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any, NamedTuple
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy.special import gammaln, xlogy
+
+from emkit.exceptions import InputError
+from emkit.families._base import Natural
+from emkit.families._simple import SimpleFamily, first_bad
+from emkit.families.priors import GammaPrior, check_prior
+
+__all__ = ["Poisson", "PoissonParams"]
+
+Array = NDArray[np.floating[Any]]
+
+# Rates are kept at least this far from 0, where log(rate) = -inf would make 0 * log(0)
+# a NaN in the E-step; the Q this costs is reported as the M-step's gap.
+_RATE_FLOOR = 1e-300
+# log(x!) comes from a table for integer counts up to this size (gammaln is 10x slower).
+_TABLE_SIZE = 1 << 16
+
+
+class PoissonParams(NamedTuple):
+    rates: Array  # (K, d)
+
+
+@dataclass(frozen=True, eq=False)
+class Poisson(SimpleFamily):
+    """Independent Poisson counts per column, one rate per component and column.
+
+    Values must be non-negative; non-integer values are allowed and use the continuous
+    extension ``log(x!) = gammaln(x + 1)`` (as scikit-learn's Poisson losses do).
+
+    Parameters
+    ----------
+    prior : GammaPrior, 'auto' or None, default=None
+        Gamma prior on every rate (MAP-EM). ``'auto'`` is worth 0.01 pseudo-rows at the
+        column means: ``GammaPrior(1 + 0.01 * mean, 0.01)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> family = Poisson().bind(np.array([[0.0, 3.0], [2.0, 1.0]]), None)
+    >>> family.n_stats
+    2
+    """
+
+    name = "Poisson"
+    prior: Any = None
+    log_factorial: Array | None = None  # table of log(x!) for integer counts, from bind()
+
+    def __post_init__(self) -> None:
+        check_prior(self.name, self.prior, (GammaPrior,))
+
+    def bind(self, X: Array, weights: Array | None) -> Poisson:
+        prior = self.prior
+        if isinstance(prior, str):  # 'auto'
+            mean = np.average(X, axis=0, weights=weights)
+            prior = GammaPrior(shape=1.0 + 0.01 * mean, rate=0.01)
+        size = int(min(float(np.max(X, initial=0.0)), _TABLE_SIZE)) + 1
+        table = gammaln(np.arange(size, dtype=np.float64) + 1.0)
+        return replace(self, n_columns=int(X.shape[1]), prior=prior, log_factorial=table)
+
+    def check(self, X: Array, labels: Sequence[str]) -> None:
+        super().check(X, labels)
+        bad = X < 0
+        if bad.any():
+            col, row, value = first_bad(X, bad, labels)
+            raise InputError(
+                f"{col} has a negative count ({value:g}) in row {row}; Poisson columns must be "
+                "non-negative counts. Model this column with another family (e.g. Gaussian)."
+            )
+
+    def _natural(self, params: PoissonParams) -> tuple[Array, Array]:
+        return np.log(params.rates), params.rates.sum(axis=1)
+
+    def row_term(self, Xp: Array, params: Any, natural: Natural) -> Array:
+        # log h(x) = -sum_j log(x_j!)
+        table = self.log_factorial
+        counts = Xp.astype(np.intp)
+        if (
+            table is not None
+            and counts.max(initial=0) < table.shape[0]
+            and np.array_equal(counts, Xp)
+        ):
+            log_fact = table[counts]
+        else:
+            log_fact = gammaln(Xp.astype(np.float64) + 1.0)
+        return -log_fact.sum(axis=1).astype(Xp.dtype, copy=False)
+
+    def _pseudo(self) -> tuple[Array | float, Array | float]:
+        """(phi, nu) of the prior: Gamma(a, b) on the rate is phi = a - 1, nu = b."""
+        if isinstance(self.prior, GammaPrior):
+            return self.prior.a - 1.0, self.prior.b
+        return 0.0, 0.0
+
+    def _pseudo_count(self) -> float:
+        return float(np.min(self._pseudo()[1]))
+
+    def _mean_parameters(self, nk: Array, sum_t: Array) -> tuple[Array, Array]:
+        """(E_k[x] = (phi + S_k) / (nu + N_k), nu + N_k), each (K, d)."""
+        phi, nu = self._pseudo()
+        count = nu + nk[:, None] + np.zeros_like(sum_t)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return (phi + sum_t) / count, count
+
+    def _maximize(self, nk: Array, sum_t: Array) -> PoissonParams:
+        mean, _ = self._mean_parameters(nk, sum_t)
+        return PoissonParams(np.maximum(np.nan_to_num(mean, nan=1.0), _RATE_FLOOR))
+
+    def _divergence(self, params: PoissonParams, nk: Array, sum_t: Array) -> Array:
+        # Q(m) - Q(lambda) = count (m log(m / lambda) - m + lambda), Q = count (m log l - l)
+        mean, count = self._mean_parameters(nk, sum_t)
+        lam = params.rates
+        with np.errstate(divide="ignore", invalid="ignore"):
+            loss = count * (xlogy(mean, mean) - xlogy(mean, lam) - mean + lam)
+        return np.nan_to_num(loss, nan=0.0).sum(axis=1)
+
+    def _log_prior(self, params: PoissonParams) -> float:
+        if not isinstance(self.prior, GammaPrior):
+            return 0.0
+        return float(np.sum(self.prior.log_density(params.rates)))
+
+    def default_params(self, n_components: int) -> PoissonParams:
+        return PoissonParams(np.ones((n_components, self.n_features)))
+
+    def n_parameters(self, n_components: int) -> int:
+        return n_components * self.n_features
+
+    def sample(
+        self, params: PoissonParams, component: int, n: int, rng: np.random.Generator
+    ) -> Array:
+        return rng.poisson(params.rates[component], size=(n, self.n_features)).astype(np.float64)
+
+    def fitted_attributes(self, params: PoissonParams) -> dict[str, Array]:
+        return {"rates": params.rates}
