@@ -26,16 +26,21 @@ RANK["exceptions"] = RANK["_validation"]
 
 def test_all_is_exact() -> None:
     assert sorted(emkit.__all__) == [
+        "BernoulliMixture",
+        "CategoricalMixture",
         "ConvergenceWarning",
         "DegenerateComponentWarning",
         "EmkitError",
         "GaussianMixture",
         "InputError",
         "InputTypeError",
+        "MixtureModel",
         "ModelFileError",
         "MonotonicityError",
         "MonotonicityWarning",
+        "PoissonMixture",
         "__version__",
+        "infer_family",
         "load_model",
         "save_model",
     ]

@@ -4,7 +4,14 @@ EM for exponential-family components is two matrix products over sufficient stat
 per iteration; the M-step sees only statistics. See ``DESIGN.md`` in the repository.
 """
 
-from emkit.estimators import GaussianMixture
+from emkit.estimators import (
+    BernoulliMixture,
+    CategoricalMixture,
+    GaussianMixture,
+    MixtureModel,
+    PoissonMixture,
+    infer_family,
+)
 from emkit.exceptions import (
     ConvergenceWarning,
     DegenerateComponentWarning,
@@ -20,16 +27,21 @@ from emkit.io.model_file import load_model, save_model
 __version__ = "0.1.0"
 
 __all__ = [
+    "BernoulliMixture",
+    "CategoricalMixture",
     "ConvergenceWarning",
     "DegenerateComponentWarning",
     "EmkitError",
     "GaussianMixture",
     "InputError",
     "InputTypeError",
+    "MixtureModel",
     "ModelFileError",
     "MonotonicityError",
     "MonotonicityWarning",
+    "PoissonMixture",
     "__version__",
+    "infer_family",
     "load_model",
     "save_model",
 ]

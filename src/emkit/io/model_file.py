@@ -35,7 +35,10 @@ from numpy.typing import NDArray
 from emkit.exceptions import InputError, ModelFileError
 from emkit.inference.em import EMTrace
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "atomic_write", "load_model", "save_model"]
+__all__ = ["FORMAT", "FORMAT_VERSION", "SAVABLE", "atomic_write", "load_model", "save_model"]
+
+# The estimators whose parameters the format describes (plain arrays, an allow-list).
+SAVABLE = ("GaussianMixture",)
 
 FORMAT = "emkit-model"
 FORMAT_VERSION = 1
@@ -197,12 +200,11 @@ def save_model(estimator: Any, path: StrPath) -> Path:
     import emkit.estimators
 
     name = type(estimator).__name__
-    if getattr(emkit.estimators, name, None) is not type(estimator) or (
-        name not in emkit.estimators.__all__
-    ):
+    if getattr(emkit.estimators, name, None) is not type(estimator) or name not in SAVABLE:
         raise InputError(
-            f"save_model stores emkit's estimators ({', '.join(emkit.estimators.__all__)}), "
-            f"got {type(estimator).__module__}.{type(estimator).__qualname__}."
+            f"save_model stores emkit's estimators ({', '.join(SAVABLE)}), got "
+            f"{type(estimator).__module__}.{type(estimator).__qualname__}. The format has no "
+            "place for other families' parameters yet."
         )
     fitted = _fitted_attributes(estimator)
     if not fitted:
@@ -445,10 +447,10 @@ def _read_metadata(data: Any, where: str) -> dict[str, Any]:
             f"{FORMAT_VERSION} and older. Upgrade emkit to load it."
         )
     name = metadata.get("estimator")
-    if not isinstance(name, str) or name not in emkit.estimators.__all__:
+    if not isinstance(name, str) or name not in SAVABLE:
         raise ModelFileError(
             f"Model file {where!r} holds an estimator {name!r} that this emkit does not know; "
-            f"known estimators: {', '.join(emkit.estimators.__all__)}. Upgrade emkit to load it."
+            f"known estimators: {', '.join(SAVABLE)}. Upgrade emkit to load it."
         )
     for key in ("params", "attributes"):
         if not isinstance(metadata.get(key), dict):

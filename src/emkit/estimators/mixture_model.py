@@ -1,0 +1,725 @@
+"""``emkit.MixtureModel``: a mixture of any family or product of families, by (MAP-)EM.
+
+Also the convenience estimators :class:`PoissonMixture`, :class:`BernoulliMixture` and
+:class:`CategoricalMixture`, which fix the family.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from scipy.special import logsumexp
+from sklearn.base import BaseEstimator, DensityMixin
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from emkit._validation import (
+    as_float_matrix,
+    check_choice,
+    check_number,
+    check_positive_int,
+    check_random_state,
+    check_sample_weight,
+    resolve_dtype,
+)
+from emkit.engines.memory import InMemoryEngine
+from emkit.exceptions import InputError, InputTypeError
+from emkit.families.gaussian import Gaussian
+from emkit.families.poisson import Poisson
+from emkit.families.product import Product
+from emkit.inference.em import MONOTONICITY_POLICIES, fit_em_restarts
+from emkit.inference.init import INIT_METHODS, initial_responsibilities, one_hot
+from emkit.models.mixture import Mixture, MixtureParams, MixtureStats
+
+__all__ = [
+    "BernoulliMixture",
+    "CategoricalMixture",
+    "MixtureModel",
+    "PoissonMixture",
+    "infer_family",
+]
+
+Array = NDArray[np.floating[Any]]
+logger = logging.getLogger("emkit")
+
+INTEGER_FAMILIES = ("poisson", "categorical")
+
+
+# -- tables: DataFrames and arrays to one float matrix plus column kinds ----------------
+
+
+def _column_kinds(X: Any) -> list[str]:
+    """The kind of every column: 'float', 'count' (integers >= 0), 'integer', 'bool',
+    'category'. From a DataFrame's dtypes, or an array's one dtype."""
+    if hasattr(X, "dtypes") and hasattr(X, "columns"):
+        kinds = []
+        for name in X.columns:
+            col = X[name]
+            kind = col.dtype.kind if hasattr(col.dtype, "kind") else "O"
+            if str(col.dtype) == "category":
+                kinds.append("category")
+            elif kind == "b":
+                kinds.append("bool")
+            elif kind in "iu":
+                kinds.append("count" if (col.to_numpy() >= 0).all() else "integer")
+            else:
+                kinds.append("float")
+        return kinds
+    arr = np.asarray(X)
+    if arr.dtype.kind == "b":
+        return ["bool"] * arr.shape[1]
+    if arr.dtype.kind in "iu":
+        return ["count" if (arr[:, j] >= 0).all() else "integer" for j in range(arr.shape[1])]
+    return ["float"] * (arr.shape[1] if arr.ndim == 2 else 1)
+
+
+def infer_family(X: Any, integers: str = "poisson") -> Any:
+    """The family a table's column types suggest, as a :class:`~emkit.families.Product`.
+
+    float (and negative integer) columns -> one full-covariance Gaussian block;
+    non-negative integers -> Poisson (``integers='poisson'``) or Categorical
+    (``integers='categorical'``); bool -> Bernoulli; pandas ``category`` -> Categorical.
+    A table of one kind gets that family alone.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"x": [0.5, 1.5, 2.0], "n": [3, 0, 1], "ok": [True, False, True]})
+    >>> family = infer_family(df)
+    >>> {name: cols for name, (cols, _) in family.blocks.items()}
+    {'gaussian': [0], 'poisson': [1], 'bernoulli': [2]}
+    """
+    check_choice("integers", integers, INTEGER_FAMILIES)
+    from emkit.families.bernoulli import Bernoulli
+    from emkit.families.categorical import Categorical
+
+    makers: dict[str, Callable[[], Any]] = {
+        "gaussian": lambda: Gaussian("full"),
+        "poisson": Poisson,
+        "bernoulli": Bernoulli,
+        "categorical": Categorical,
+    }
+    by_kind = {
+        "float": "gaussian",
+        "integer": "gaussian",
+        "count": integers,
+        "bool": "bernoulli",
+        "category": "categorical",
+    }
+    groups: dict[str, list[int]] = {}
+    for j, kind in enumerate(_column_kinds(X)):
+        groups.setdefault(by_kind[kind], []).append(j)
+    if len(groups) == 1:
+        return makers[next(iter(groups))]()
+    return Product({name: (cols, makers[name]()) for name, cols in groups.items()})
+
+
+# -- the estimator --------------------------------------------------------------------
+
+
+class MixtureModel(DensityMixin, BaseEstimator):
+    """Finite mixture of any exponential family, or product of families, fitted by EM.
+
+    The E-step is one matrix product over the concatenated sufficient statistics of all
+    column blocks; the M-step is each family's (MAP) update from summed statistics. With
+    priors on the families and ``weight_concentration > 1`` it is MAP-EM, and the
+    objective is log-likelihood + log prior.
+
+    Parameters
+    ----------
+    family : family, Product, or None, default=None
+        The component family: e.g. ``Poisson()``, ``Gaussian("diag")``, or
+        ``Product({"vitals": (["age", "bp"], Gaussian()), "visits": (["n"], Poisson())})``
+        (columns by position or DataFrame column name). ``None`` infers it from the
+        column types (:func:`infer_family`); the choice is in ``family_``.
+    n_components : int, default=1
+    tol : float, default=1e-3
+        EM stops when the per-sample objective gains less than ``tol``.
+    max_iter : int, default=100
+    n_init : int, default=1
+    init_params : {'kmeans', 'k-means++', 'random', 'random_from_data'}, default='kmeans'
+        How initial responsibilities are drawn (k-means runs on standardized columns).
+    weight_concentration : float, default=1.0
+        Dirichlet prior alpha >= 1 on the mixing weights (1: maximum likelihood).
+    integers : {'poisson', 'categorical'}, default='poisson'
+        How ``family=None`` models non-negative integer columns.
+    random_state : int, Generator, RandomState or None, default=None
+    warm_start : bool, default=False
+    verbose : int, default=0
+    verbose_interval : int, default=10
+    dtype : {'float64', 'float32'}, default='float64'
+    monotonicity : {'warn', 'raise', 'off'}, default='warn'
+    chunk_size : int or None, default=None
+    n_threads : int or None, default=None
+
+    Attributes
+    ----------
+    family_ : the bound family (a Product for mixed tables): what was fitted to what
+    weights_ : ndarray of shape (n_components,)
+    component_params_ : dict
+        The family's parameters by name (for a Product: one dict per block).
+    <name>_ : ndarray
+        For a single family, each of its parameters as an attribute (``rates_``,
+        ``probabilities_``, ``means_``...).
+    categories_ : dict
+        For DataFrame ``category`` columns: the categories behind the integer codes.
+    converged_, n_iter_, lower_bound_, lower_bounds_, trace_, n_features_in_,
+    feature_names_in_ : as in :class:`emkit.GaussianMixture`
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from emkit import MixtureModel
+    >>> from emkit.families import Gaussian, Poisson, Product
+    >>> rng = np.random.default_rng(0)
+    >>> z = rng.integers(0, 2, 400)
+    >>> X = np.column_stack([rng.normal(4 * z, 1.0), rng.poisson(1 + 6 * z)])
+    >>> family = Product({"size": ([0], Gaussian()), "visits": ([1], Poisson())})
+    >>> model = MixtureModel(family, n_components=2, random_state=0).fit(X)
+    >>> np.round(np.sort(model.component_params_["visits"]["rates"].ravel()))
+    array([1., 7.])
+    """
+
+    def __init__(
+        self,
+        family: Any = None,
+        n_components: int = 1,
+        *,
+        tol: float = 1e-3,
+        max_iter: int = 100,
+        n_init: int = 1,
+        init_params: str = "kmeans",
+        weight_concentration: float = 1.0,
+        integers: str = "poisson",
+        random_state: Any = None,
+        warm_start: bool = False,
+        verbose: int = 0,
+        verbose_interval: int = 10,
+        dtype: str = "float64",
+        monotonicity: str = "warn",
+        chunk_size: int | None = None,
+        n_threads: int | None = None,
+    ) -> None:
+        self.family = family
+        self.n_components = n_components
+        self.tol = tol
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.weight_concentration = weight_concentration
+        self.integers = integers
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
+        self.dtype = dtype
+        self.monotonicity = monotonicity
+        self.chunk_size = chunk_size
+        self.n_threads = n_threads
+
+    # -- hooks for the convenience estimators ------------------------------------------
+
+    def _family_spec(self, X: Any) -> Any:
+        """The unbound family to fit (the convenience estimators fix it)."""
+        return infer_family(X, self.integers) if self.family is None else self.family
+
+    def _transform_input(self, X: Array) -> Array:
+        """A last change to the rows before the family sees them (binarizing)."""
+        return X
+
+    # -- validation ------------------------------------------------------------------
+
+    def _check_parameters(self) -> None:
+        check_positive_int("n_components", self.n_components)
+        check_number("tol", self.tol)
+        check_positive_int("max_iter", self.max_iter, minimum=0)
+        check_positive_int("n_init", self.n_init)
+        check_choice("init_params", self.init_params, INIT_METHODS)
+        check_number("weight_concentration", self.weight_concentration, minimum=1.0)
+        check_positive_int("verbose", self.verbose, minimum=0)
+        check_positive_int("verbose_interval", self.verbose_interval)
+        check_choice("monotonicity", self.monotonicity, MONOTONICITY_POLICIES)
+        resolve_dtype(self.dtype)
+        if not isinstance(self.warm_start, bool | np.bool_):
+            raise InputError(f"warm_start must be True or False, got {self.warm_start!r}.")
+
+    def _validate_X(self, X: Any, *, reset: bool) -> tuple[Array, list[str]]:
+        """The rows as one float matrix (category columns as their codes) and the column
+        labels for messages."""
+        if hasattr(X, "dtypes") and hasattr(X, "columns"):
+            Xa = self._frame_to_matrix(X, reset=reset)
+        else:
+            Xa = as_float_matrix(X, dtype=None)
+        validate_data(self, X, reset=reset, skip_check_array=True)
+        names = getattr(self, "feature_names_in_", None)
+        labels = (
+            [repr(str(c)) for c in names]
+            if names is not None
+            else [f"column {j}" for j in range(Xa.shape[1])]
+        )
+        return self._transform_input(Xa), labels
+
+    def _frame_to_matrix(self, frame: Any, *, reset: bool) -> Array:
+        if reset:
+            self.categories_ = {
+                str(c): list(frame[c].cat.categories)
+                for c in frame.columns
+                if str(frame[c].dtype) == "category"
+            }
+        columns = []
+        for c in frame.columns:
+            col = frame[c]
+            known = getattr(self, "categories_", {}).get(str(c))
+            if known is not None:
+                import pandas as pd
+
+                codes = pd.Categorical(col, categories=known).codes.astype(np.float64)
+                unseen = (codes < 0) & col.notna().to_numpy()
+                if unseen.any():
+                    row = int(np.argmax(unseen))
+                    raise InputError(
+                        f"Column {str(c)!r} has category {col.iloc[row]!r} (row {row}) that "
+                        f"was not seen in fit (categories: {known}). Refit with it, or map it "
+                        "to a known category."
+                    )
+                codes[codes < 0] = np.nan
+                columns.append(codes)
+            elif col.dtype.kind in "biuf":
+                columns.append(col.to_numpy(dtype=np.float64, na_value=np.nan))
+            else:
+                raise InputTypeError(
+                    f"Column {str(c)!r} has dtype {col.dtype}; emkit needs numbers, bools or "
+                    "pandas 'category' columns. Convert text columns with "
+                    "df[col].astype('category')."
+                )
+        return as_float_matrix(np.column_stack(columns) if columns else np.empty((len(frame), 0)))
+
+    # -- fitting ---------------------------------------------------------------------
+
+    def fit(self, X: Any, y: Any = None, sample_weight: ArrayLike | None = None) -> Any:
+        """Estimate the parameters with EM (MAP-EM when the family has priors).
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_samples, n_features)
+        y : ignored
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weights; an integer weight is the same as repeating the row.
+
+        Returns
+        -------
+        self
+        """
+        self._check_parameters()
+        warm = self.warm_start and hasattr(self, "params_")
+        Xa, labels = self._validate_X(X, reset=not warm)
+        n, d = Xa.shape
+        K = self.n_components
+        if n < 2 or n < K:
+            raise InputError(
+                f"X has {n} samples but n_components={K}: a mixture needs at least 2 samples "
+                "and as many samples as components. Decrease n_components or pass more data."
+            )
+        dtype = resolve_dtype(self.dtype)
+        w = check_sample_weight(sample_weight, n, dtype)
+        family: Any
+        if warm:
+            family = getattr(self, "family_")  # noqa: B009 - set by an earlier fit
+        else:
+            spec = self._family_spec(X)
+            if not hasattr(spec, "bind"):
+                raise InputError(
+                    "family must be an emkit family (e.g. emkit.families.Poisson()) or a "
+                    f"Product of them, got {type(spec).__name__}."
+                )
+            if isinstance(spec, Product):
+                spec = spec.resolve(getattr(self, "feature_names_in_", None), d)
+            family = spec.bind(Xa, w)
+        family.check(Xa, labels)
+        if self.verbose:
+            logger.info("Family: %r", family)
+        model = Mixture(family, dtype, float(self.weight_concentration))
+        row_bytes = model.row_bytes(d, family.n_stats, K) + d * Xa.itemsize
+        rng = check_random_state(self.random_state)
+
+        def callback(iteration: int, objective: float, change: float) -> None:
+            if self.verbose and iteration % self.verbose_interval == 0:
+                logger.info(
+                    "  Iteration %d\t objective %.8g\t change %.3g", iteration, objective, change
+                )
+
+        with InMemoryEngine(self.chunk_size, self.n_threads) as engine:
+            if warm:
+                previous: MixtureParams = getattr(self, "params_")  # noqa: B009
+
+                def initialize(rng: np.random.Generator) -> MixtureParams:
+                    return previous
+
+            else:
+                standardized = _standardize(Xa)
+
+                def initialize(rng: np.random.Generator) -> MixtureParams:
+                    resp = initial_responsibilities(self.init_params, standardized, K, rng, w)
+                    stats = _initial_statistics(model, engine, Xa, w, resp, K)
+                    start = MixtureParams(np.full(K, 1.0 / K), family.default_params(K))
+                    return model.m_step(start, stats)
+
+            result = fit_em_restarts(
+                model,
+                engine,
+                (Xa, w),
+                initialize,
+                n_init=1 if warm else self.n_init,
+                rng=rng,
+                tol=float(self.tol),
+                max_iter=int(self.max_iter),
+                monotonicity=self.monotonicity,
+                dtype=dtype,
+                row_bytes=row_bytes,
+                callback=callback,
+            )
+        self.family_ = family
+        self.params_ = result.params
+        self.weights_ = result.params.weights
+        self.component_params_ = family.fitted_attributes(result.params.components)
+        if not isinstance(family, Product):
+            for name, value in self.component_params_.items():
+                setattr(self, f"{name}_", value)
+        trace = result.trace
+        self.converged_ = bool(result.converged)
+        self.n_iter_ = int(trace.objective.shape[0])
+        self.lower_bounds_ = trace.objective.copy()
+        self.lower_bound_ = float(trace.objective[-1]) if self.n_iter_ else -np.inf
+        self.trace_ = trace
+        return self
+
+    def fit_predict(
+        self, X: Any, y: Any = None, sample_weight: ArrayLike | None = None
+    ) -> NDArray[np.intp]:
+        """Fit the model and return the most likely component of each sample."""
+        return self.fit(X, sample_weight=sample_weight).predict(X)
+
+    # -- the fitted model -------------------------------------------------------------
+
+    def _map_rows(self, X: Any, fn: Callable[[Array], Array]) -> Any:
+        check_is_fitted(self)
+        Xa, labels = self._validate_X(X, reset=False)
+        self.family_.check(Xa, labels)
+        model = Mixture(self.family_, resolve_dtype(self.dtype))
+        log_prob = model.weighted_log_prob(self.params_)
+        row_bytes = model.row_bytes(Xa.shape[1], self.family_.n_stats, 2 * self.n_components)
+        with InMemoryEngine(self.chunk_size, self.n_threads) as engine:
+            return engine.map_rows(lambda chunk: fn(log_prob(chunk)), Xa, row_bytes=row_bytes)
+
+    def score_samples(self, X: Any) -> Array:
+        """Log-density of each sample, shape (n_samples,)."""
+        return np.asarray(self._map_rows(X, lambda lp: logsumexp(lp, axis=1)))
+
+    def score(self, X: Any, y: Any = None) -> float:
+        """Mean log-density of the samples."""
+        return float(self.score_samples(X).mean())
+
+    def predict(self, X: Any) -> NDArray[np.intp]:
+        """The most likely component of each sample, shape (n_samples,)."""
+        return np.asarray(self._map_rows(X, lambda lp: lp.argmax(axis=1)))
+
+    def predict_proba(self, X: Any) -> Array:
+        """Posterior probability of each component, shape (n_samples, n_components)."""
+        return np.asarray(self._map_rows(X, lambda lp: np.exp(lp - logsumexp(lp, axis=1)[:, None])))
+
+    def sample(self, n_samples: int = 1) -> tuple[Array, NDArray[np.intp]]:
+        """Draw samples (category columns as their integer codes) and their components."""
+        check_is_fitted(self)
+        if (
+            isinstance(n_samples, bool)
+            or not isinstance(n_samples, int | np.integer)
+            or n_samples < 1
+        ):
+            raise InputError(f"n_samples must be an integer >= 1, got {n_samples!r}.")
+        rng = check_random_state(self.random_state)
+        counts = rng.multinomial(int(n_samples), self.weights_)
+        comp = self.params_.components
+        X = np.vstack([self.family_.sample(comp, k, int(c), rng) for k, c in enumerate(counts)])
+        return X, np.repeat(np.arange(self.n_components), counts)
+
+    def _n_parameters(self) -> int:
+        return int(Mixture(self.family_).n_parameters(self.n_components))
+
+    def bic(self, X: Any) -> float:
+        """Bayesian information criterion on ``X`` (lower is better)."""
+        n = len(X)
+        return -2.0 * self.score(X) * n + self._n_parameters() * np.log(n)
+
+    def aic(self, X: Any) -> float:
+        """Akaike information criterion on ``X`` (lower is better)."""
+        return -2.0 * self.score(X) * len(X) + 2.0 * self._n_parameters()
+
+
+def _standardize(X: Array) -> Array:
+    """Columns with mean 0 and variance 1 (constant columns left at 0), for k-means."""
+    mean = X.mean(axis=0, dtype=np.float64)
+    std = X.std(axis=0, dtype=np.float64)
+    return np.asarray((X - mean) / np.where(std > 0, std, 1.0))
+
+
+def _initial_statistics(
+    model: Mixture,
+    engine: InMemoryEngine,
+    X: Array,
+    w: Array | None,
+    resp: NDArray[Any],
+    K: int,
+) -> MixtureStats:
+    if resp.ndim == 1:  # hard labels, expanded a chunk at a time
+
+        def chunk_stats(Xc: Array, wc: Array | None, labels: NDArray[np.intp]) -> MixtureStats:
+            return model.statistics_from_resp(Xc, wc, one_hot(labels, K))
+
+        stats: MixtureStats = engine.map_reduce(chunk_stats, X, w, resp)
+        return stats
+    result: MixtureStats = engine.map_reduce(model.statistics_from_resp, X, w, resp)
+    return result
+
+
+# -- convenience estimators: MixtureModel with the family fixed ----------------------
+# Each repeats the constructor: scikit-learn reads an estimator's parameters from its
+# own __init__ signature.
+
+
+class PoissonMixture(MixtureModel):
+    """Mixture of independent Poisson counts (one rate per component and column).
+
+    Parameters
+    ----------
+    prior : GammaPrior, 'auto' or None, default=None
+        Gamma prior on the rates (MAP-EM).
+    n_components, tol, max_iter, n_init, init_params, weight_concentration,
+    random_state, warm_start, verbose, verbose_interval, dtype, monotonicity, chunk_size,
+    n_threads :
+        As in :class:`MixtureModel`.
+
+    Attributes
+    ----------
+    rates_ : ndarray of shape (n_components, n_features)
+    weights_, converged_, n_iter_, lower_bound_, ... : as in :class:`MixtureModel`
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from emkit import PoissonMixture
+    >>> rng = np.random.default_rng(0)
+    >>> X = np.vstack([rng.poisson([1, 8], (300, 2)), rng.poisson([9, 2], (300, 2))])
+    >>> model = PoissonMixture(2, random_state=0).fit(X)
+    >>> np.round(np.sort(model.rates_[:, 0]))
+    array([1., 9.])
+    """
+
+    def __init__(
+        self,
+        n_components: int = 1,
+        *,
+        prior: Any = None,
+        tol: float = 1e-3,
+        max_iter: int = 100,
+        n_init: int = 1,
+        init_params: str = "kmeans",
+        weight_concentration: float = 1.0,
+        random_state: Any = None,
+        warm_start: bool = False,
+        verbose: int = 0,
+        verbose_interval: int = 10,
+        dtype: str = "float64",
+        monotonicity: str = "warn",
+        chunk_size: int | None = None,
+        n_threads: int | None = None,
+    ) -> None:
+        self.prior = prior
+        self.n_components = n_components
+        self.tol = tol
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.weight_concentration = weight_concentration
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
+        self.dtype = dtype
+        self.monotonicity = monotonicity
+        self.chunk_size = chunk_size
+        self.n_threads = n_threads
+
+    def _family_spec(self, X: Any) -> Any:
+        return Poisson(prior=self.prior)
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.categorical = True  # scikit-learn's checks then pass counts
+        return tags
+
+
+class BernoulliMixture(MixtureModel):
+    """Mixture of independent binary columns (latent class analysis for binary items).
+
+    Parameters
+    ----------
+    prior : BetaPrior, 'auto' or None, default=None
+        Beta prior on the probabilities (MAP-EM); keeps all-0/all-1 columns off the
+        boundary.
+    binarize : float or None, default=None
+        If a number, values above it count as 1 and the others as 0 (as scikit-learn's
+        BernoulliNB); if None, the data must already be 0/1.
+    n_components, tol, max_iter, n_init, init_params, weight_concentration,
+    random_state, warm_start, verbose, verbose_interval, dtype, monotonicity, chunk_size,
+    n_threads :
+        As in :class:`MixtureModel`.
+
+    Attributes
+    ----------
+    probabilities_ : ndarray of shape (n_components, n_features)
+        P(x_j = 1 | component).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from emkit import BernoulliMixture
+    >>> rng = np.random.default_rng(0)
+    >>> a = rng.random((300, 3)) < [0.9, 0.1, 0.8]
+    >>> b = rng.random((300, 3)) < [0.1, 0.9, 0.2]
+    >>> X = np.vstack([a, b])
+    >>> model = BernoulliMixture(2, random_state=0).fit(X.astype(float))
+    >>> np.round(np.sort(model.probabilities_[:, 0]), 1)
+    array([0.1, 0.9])
+    """
+
+    def __init__(
+        self,
+        n_components: int = 1,
+        *,
+        prior: Any = None,
+        binarize: float | None = None,
+        tol: float = 1e-3,
+        max_iter: int = 100,
+        n_init: int = 1,
+        init_params: str = "kmeans",
+        weight_concentration: float = 1.0,
+        random_state: Any = None,
+        warm_start: bool = False,
+        verbose: int = 0,
+        verbose_interval: int = 10,
+        dtype: str = "float64",
+        monotonicity: str = "warn",
+        chunk_size: int | None = None,
+        n_threads: int | None = None,
+    ) -> None:
+        self.prior = prior
+        self.binarize = binarize
+        self.n_components = n_components
+        self.tol = tol
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.weight_concentration = weight_concentration
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
+        self.dtype = dtype
+        self.monotonicity = monotonicity
+        self.chunk_size = chunk_size
+        self.n_threads = n_threads
+
+    def _family_spec(self, X: Any) -> Any:
+        from emkit.families.bernoulli import Bernoulli
+
+        return Bernoulli(prior=self.prior)
+
+    def _transform_input(self, X: Array) -> Array:
+        if self.binarize is None:
+            return X
+        threshold = check_number("binarize", self.binarize, minimum=-np.inf)
+        return (X > threshold).astype(X.dtype)
+
+
+class CategoricalMixture(MixtureModel):
+    """Mixture of independent categorical columns (latent class analysis).
+
+    Each column holds integer codes 0..C_j-1 (or is a pandas ``category`` column).
+
+    Parameters
+    ----------
+    prior : DirichletPrior, 'auto' or None, default=None
+        Dirichlet prior on every column's category probabilities (MAP-EM).
+    n_categories : int, sequence of int or None, default=None
+        Categories per column; None takes max code + 1 from the training data.
+    n_components, tol, max_iter, n_init, init_params, weight_concentration,
+    random_state, warm_start, verbose, verbose_interval, dtype, monotonicity, chunk_size,
+    n_threads :
+        As in :class:`MixtureModel`.
+
+    Attributes
+    ----------
+    probabilities_ : list of ndarray of shape (n_components, n_categories_j)
+        P(x_j = c | component), one array per column.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from emkit import CategoricalMixture
+    >>> rng = np.random.default_rng(0)
+    >>> a = rng.choice(3, (300, 2), p=[0.8, 0.1, 0.1])
+    >>> b = rng.choice(3, (300, 2), p=[0.1, 0.1, 0.8])
+    >>> model = CategoricalMixture(2, random_state=0).fit(np.vstack([a, b]))
+    >>> [p.shape for p in model.probabilities_]
+    [(2, 3), (2, 3)]
+    """
+
+    def __init__(
+        self,
+        n_components: int = 1,
+        *,
+        prior: Any = None,
+        n_categories: Any = None,
+        tol: float = 1e-3,
+        max_iter: int = 100,
+        n_init: int = 1,
+        init_params: str = "kmeans",
+        weight_concentration: float = 1.0,
+        random_state: Any = None,
+        warm_start: bool = False,
+        verbose: int = 0,
+        verbose_interval: int = 10,
+        dtype: str = "float64",
+        monotonicity: str = "warn",
+        chunk_size: int | None = None,
+        n_threads: int | None = None,
+    ) -> None:
+        self.prior = prior
+        self.n_categories = n_categories
+        self.n_components = n_components
+        self.tol = tol
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.weight_concentration = weight_concentration
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
+        self.dtype = dtype
+        self.monotonicity = monotonicity
+        self.chunk_size = chunk_size
+        self.n_threads = n_threads
+
+    def _family_spec(self, X: Any) -> Any:
+        from emkit.families.categorical import Categorical
+
+        return Categorical(n_categories=self.n_categories, prior=self.prior)
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.categorical = True  # scikit-learn's checks then pass codes
+        return tags

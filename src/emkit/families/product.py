@@ -1,0 +1,316 @@
+"""Products of families over disjoint column blocks, for mixed-type tables.
+
+Given the component, the blocks are independent, so
+
+    log p(x | k) = sum_b log p_b(x[cols_b] | k)
+
+and, concatenating every block's statistics and natural parameters, the E-step is still
+one matrix product ``[T_1 ... T_B] @ [eta_1 ... eta_B].T`` (DESIGN.md). The M-step splits
+the summed statistics back into blocks; each block maximizes its own part.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from emkit.exceptions import InputError
+from emkit.families._base import ComponentFamily, Natural, expanded_log_prob, statistic_rows
+
+__all__ = ["Product"]
+
+Array = NDArray[np.floating[Any]]
+Columns = Sequence[int] | Sequence[str] | slice
+
+
+@dataclass(frozen=True, eq=False)
+class Product:
+    """Independent families over disjoint blocks of columns.
+
+    Parameters
+    ----------
+    blocks : mapping of name -> (columns, family)
+        Each block names its columns (integer positions, or names of a DataFrame's
+        columns) and the family that models them. Together the blocks must cover every
+        column exactly once.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from emkit.families import Gaussian, Poisson
+    >>> X = np.array([[0.1, 2.0, 3.0], [1.5, -1.0, 0.0], [0.7, 0.3, 5.0]])
+    >>> family = Product({"size": ([0, 1], Gaussian("diag")), "visits": ([2], Poisson())})
+    >>> family.bind(X, None).n_stats  # 2 x 2 Gaussian statistics + 1 count
+    5
+    """
+
+    blocks: Mapping[str, tuple[Any, Any]]
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.blocks, Mapping) or not self.blocks:
+            raise InputError(
+                "Product needs a non-empty mapping of block name -> (columns, family), e.g. "
+                "Product({'size': ([0, 1], Gaussian()), 'visits': ([2], Poisson())})."
+            )
+        for name, block in self.blocks.items():
+            if not (isinstance(block, tuple) and len(block) == 2):
+                raise InputError(
+                    f"Product block {name!r} must be a (columns, family) pair, got {block!r}."
+                )
+            if isinstance(block[1], Product):
+                raise InputError(f"Product block {name!r}: nest the blocks in one Product.")
+
+    # -- columns -------------------------------------------------------------------------
+
+    def resolve(self, feature_names: Sequence[str] | None, n_features: int) -> Product:
+        """The product with every block's columns as sorted integer positions, checked to
+        cover each of the ``n_features`` columns exactly once."""
+        owner: dict[int, str] = {}
+        blocks: dict[str, tuple[Any, Any]] = {}
+        for name, (columns, family) in self.blocks.items():
+            positions = _positions(name, columns, feature_names, n_features)
+            for j in positions:
+                if j in owner:
+                    raise InputError(
+                        f"Column {_label(feature_names, j)} is in two Product blocks "
+                        f"({owner[j]!r} and {name!r}); each column belongs to one block."
+                    )
+                owner[j] = name
+            blocks[name] = (tuple(positions), family)
+        missing = [j for j in range(n_features) if j not in owner]
+        if missing:
+            names = ", ".join(_label(feature_names, j) for j in missing[:5])
+            raise InputError(
+                f"Columns {names} are in no Product block; give every column a family (or "
+                "drop the column from the data)."
+            )
+        return Product(blocks)
+
+    def _items(self) -> list[tuple[str, Any, Any]]:
+        return [(name, _selector(cols), fam) for name, (cols, fam) in self.blocks.items()]
+
+    def _families(self) -> list[Any]:
+        return [fam for _, fam in self.blocks.values()]
+
+    # -- shapes ------------------------------------------------------------------------
+
+    @property
+    def n_features(self) -> int:
+        return sum(len(cols) for cols, _ in self.blocks.values())
+
+    @property
+    def n_stats(self) -> int:
+        return sum(int(f.n_stats) for f in self._families())
+
+    @property
+    def n_shared(self) -> int:
+        return sum(int(f.n_shared) for f in self._families())
+
+    def _offsets(self, attribute: str) -> list[tuple[int, int]]:
+        bounds, start = [], 0
+        for fam in self._families():
+            size = int(getattr(fam, attribute))
+            bounds.append((start, start + size))
+            start += size
+        return bounds
+
+    def bind(self, X: Array, weights: Array | None) -> Product:
+        resolved = self.resolve(None, X.shape[1])
+        return Product(
+            {
+                name: (cols, fam.bind(X[:, _selector(cols)], weights))
+                for name, (cols, fam) in resolved.blocks.items()
+            }
+        )
+
+    def check(self, X: Array, labels: Sequence[str]) -> None:
+        for positions, fam in self.blocks.values():
+            cols = _selector(positions)
+            fam.check(
+                X[:, cols], [labels[j] if j < len(labels) else f"column {j}" for j in positions]
+            )
+
+    # -- E-step --------------------------------------------------------------------------
+
+    def prepare(self, X: Array, dtype: Any) -> tuple[Any, ...]:
+        return tuple(fam.prepare(X[:, cols], dtype) for _, cols, fam in self._items())
+
+    def statistics(self, Xp: tuple[Any, ...], out: Array | None = None) -> Array:
+        n = _n_rows(Xp)
+        buf = statistic_rows(out, self.n_stats, n, _dtype(Xp))
+        for fam, Xb, (a, b) in zip(self._families(), Xp, self._offsets("n_stats"), strict=True):
+            fam.statistics(Xb, out=buf[a:b])
+        return buf.T
+
+    def _naturals(self, params: tuple[Any, ...], dtype: Any) -> list[Natural]:
+        return [fam.natural(p, dtype) for fam, p in zip(self._families(), params, strict=True)]
+
+    def natural(self, params: tuple[Any, ...], dtype: Any) -> Natural:
+        parts = self._naturals(params, dtype)
+        return Natural(
+            np.concatenate([p.eta for p in parts], axis=1),
+            np.sum([p.log_norm for p in parts], axis=0),
+            any(p.exact_form for p in parts),
+        )
+
+    def log_prob(
+        self,
+        Xp: tuple[Any, ...],
+        T: Array,
+        params: tuple[Any, ...],
+        natural: Natural,
+        offset: Array | None = None,
+    ) -> Array:
+        if not natural.exact_form:
+            return expanded_log_prob(T, natural, offset)
+        # some block evaluates its densities another way: add the blocks' parts
+        parts = self._naturals(params, natural.eta.dtype)
+        total: Array | None = None
+        for fam, Xb, p, nat, (a, b) in zip(
+            self._families(), Xp, params, parts, self._offsets("n_stats"), strict=True
+        ):
+            lp = fam.log_prob(Xb, T[:, a:b], p, nat, offset if total is None else None)
+            total = lp if total is None else total + lp
+        assert total is not None
+        return total
+
+    def row_term(
+        self, Xp: tuple[Any, ...], params: tuple[Any, ...], natural: Natural
+    ) -> Array | None:
+        parts = self._naturals(params, natural.eta.dtype) if natural.exact_form else None
+        total: Array | None = None
+        for i, (fam, Xb, p) in enumerate(zip(self._families(), Xp, params, strict=True)):
+            # a block's row term needs its natural parameters only to know which form
+            # its log_prob used; in the expanded form none is exact
+            nat = parts[i] if parts is not None else Natural(natural.eta[:0], natural.log_norm[:0])
+            row = fam.row_term(Xb, p, nat)
+            if row is not None:
+                total = row if total is None else total + row
+        return total
+
+    def shared_statistics(self, Xp: tuple[Any, ...], weights: Array | None) -> Array:
+        parts = [
+            fam.shared_statistics(Xb, weights) for fam, Xb in zip(self._families(), Xp, strict=True)
+        ]
+        return np.concatenate([np.zeros(0), *parts])
+
+    # -- M-step --------------------------------------------------------------------------
+
+    def m_step(
+        self, params: tuple[Any, ...], nk: Array, sum_t: Array, shared: Array, total_weight: float
+    ) -> tuple[Any, ...]:
+        return tuple(
+            fam.m_step(p, nk, sum_t[:, a:b], shared[c:e], total_weight)
+            for fam, p, (a, b), (c, e) in zip(
+                self._families(),
+                params,
+                self._offsets("n_stats"),
+                self._offsets("n_shared"),
+                strict=True,
+            )
+        )
+
+    def m_step_gap(self, params: tuple[Any, ...], nk: Array, sum_t: Array) -> float:
+        return float(
+            sum(
+                fam.m_step_gap(p, nk, sum_t[:, a:b])
+                for fam, p, (a, b) in zip(
+                    self._families(), params, self._offsets("n_stats"), strict=True
+                )
+            )
+        )
+
+    def log_prior(self, params: tuple[Any, ...]) -> float:
+        return float(sum(f.log_prior(p) for f, p in zip(self._families(), params, strict=True)))
+
+    def default_params(self, n_components: int) -> tuple[Any, ...]:
+        return tuple(fam.default_params(n_components) for fam in self._families())
+
+    def n_parameters(self, n_components: int) -> int:
+        return sum(int(fam.n_parameters(n_components)) for fam in self._families())
+
+    def sample(
+        self, params: tuple[Any, ...], component: int, n: int, rng: np.random.Generator
+    ) -> Array:
+        out = np.empty((n, self.n_features))
+        for (_, cols, fam), p in zip(self._items(), params, strict=True):
+            out[:, cols] = fam.sample(p, component, n, rng)
+        return out
+
+    def fitted_attributes(self, params: tuple[Any, ...]) -> dict[str, Any]:
+        return {
+            name: fam.fitted_attributes(p)
+            for (name, _, fam), p in zip(self._items(), params, strict=True)
+        }
+
+    def __repr__(self) -> str:
+        blocks = ", ".join(
+            f"{name!r}: ({list(cols) if not isinstance(cols, slice) else cols}, {_describe(fam)})"
+            for name, (cols, fam) in self.blocks.items()
+        )
+        return f"Product({{{blocks}}})"
+
+
+def _describe(family: ComponentFamily) -> str:
+    structure = getattr(family, "structure", None)
+    if structure is not None:
+        return f"Gaussian({structure.name!r})"
+    return f"{type(family).__name__}()"
+
+
+def _label(names: Sequence[str] | None, j: int) -> str:
+    return repr(names[j]) if names is not None and j < len(names) else f"column {j}"
+
+
+def _positions(
+    name: str, columns: Any, feature_names: Sequence[str] | None, n_features: int
+) -> list[int]:
+    if isinstance(columns, slice):
+        return list(range(n_features)[columns])
+    if isinstance(columns, str | int | np.integer):
+        columns = [columns]
+    positions = []
+    for c in columns:
+        if isinstance(c, str):
+            if feature_names is None or c not in list(feature_names):
+                raise InputError(
+                    f"Product block {name!r} names column {c!r}, but the data has "
+                    + (
+                        "no column names (pass a DataFrame, or use integer positions)."
+                        if feature_names is None
+                        else f"no such column (columns: {list(feature_names)})."
+                    )
+                )
+            positions.append(list(feature_names).index(c))
+        elif isinstance(c, int | np.integer) and not isinstance(c, bool) and 0 <= c < n_features:
+            positions.append(int(c))
+        else:
+            raise InputError(
+                f"Product block {name!r} has column {c!r}; columns are names or integer "
+                f"positions in [0, {n_features})."
+            )
+    if not positions:
+        raise InputError(f"Product block {name!r} has no columns.")
+    return sorted(positions)
+
+
+def _selector(columns: Any) -> Any:
+    """A slice for a contiguous run of positions (a view, no copy), else the list."""
+    cols = list(columns) if not isinstance(columns, slice) else columns
+    if isinstance(cols, list) and cols == list(range(cols[0], cols[-1] + 1)):
+        return slice(cols[0], cols[-1] + 1)
+    return cols
+
+
+def _n_rows(Xp: tuple[Any, ...]) -> int:
+    first = Xp[0]
+    return int(first[0].shape[0] if isinstance(first, tuple) else first.shape[0])
+
+
+def _dtype(Xp: tuple[Any, ...]) -> Any:
+    first = Xp[0]
+    return (first[0] if isinstance(first, tuple) else first).dtype
