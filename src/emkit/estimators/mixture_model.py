@@ -276,7 +276,7 @@ class MixtureModel(DensityMixin, BaseEstimator):
             if known is not None:
                 import pandas as pd
 
-                codes = pd.Categorical(col, categories=known).codes.astype(np.float64)
+                codes = pd.Index(known).get_indexer(col.astype(object)).astype(np.float64)
                 unseen = (codes < 0) & col.notna().to_numpy()
                 if unseen.any():
                     row = int(np.argmax(unseen))
@@ -558,6 +558,7 @@ class PoissonMixture(MixtureModel):
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.input_tags.categorical = True  # scikit-learn's checks then pass counts
+        tags.input_tags.positive_only = True
         return tags
 
 
@@ -722,4 +723,5 @@ class CategoricalMixture(MixtureModel):
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.input_tags.categorical = True  # scikit-learn's checks then pass codes
+        tags.input_tags.positive_only = True
         return tags

@@ -68,7 +68,8 @@ class Poisson(SimpleFamily):
     def bind(self, X: Array, weights: Array | None) -> Poisson:
         prior = self.prior
         if isinstance(prior, str):  # 'auto'
-            mean = np.average(X, axis=0, weights=weights)
+            # (negative counts are rejected by check(); keep the prior valid until then)
+            mean = np.maximum(np.average(X, axis=0, weights=weights), 0.0)
             prior = GammaPrior(shape=1.0 + 0.01 * mean, rate=0.01)
         size = int(min(float(np.max(X, initial=0.0)), _TABLE_SIZE)) + 1
         table = gammaln(np.arange(size, dtype=np.float64) + 1.0)
@@ -80,8 +81,9 @@ class Poisson(SimpleFamily):
         if bad.any():
             col, row, value = first_bad(X, bad, labels)
             raise InputError(
-                f"{col} has a negative count ({value:g}) in row {row}; Poisson columns must be "
-                "non-negative counts. Model this column with another family (e.g. Gaussian)."
+                f"Negative values in data: {col} has a negative count ({value:g}) in row {row}; "
+                "Poisson columns must be non-negative counts. Model this column with another "
+                "family (e.g. Gaussian)."
             )
 
     def _natural(self, params: PoissonParams) -> tuple[Array, Array]:

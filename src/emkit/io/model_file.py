@@ -413,7 +413,6 @@ def load_model(path: StrPath) -> Any:
 
 
 def _read_metadata(data: Any, where: str) -> dict[str, Any]:
-    import emkit.estimators
 
     if METADATA_KEY not in data.files:
         raise ModelFileError(
