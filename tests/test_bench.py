@@ -28,3 +28,22 @@ def test_bench_quick_run_reports_every_workload(tmp_path: pathlib.Path) -> None:
     for workload in report["results"]:
         # emkit and scikit-learn agree from the same start, in every configuration
         assert set(workload["configs"]) == {"sklearn", "emkit64", "emkit32"}
+
+
+MIXED = BENCH.parent / "bench_mixed.py"
+
+
+@pytest.mark.skipif(not MIXED.exists(), reason="needs the source tree")
+def test_mixed_bench_quick_run(tmp_path: pathlib.Path) -> None:
+    out = tmp_path / "mixed.json"
+    result = subprocess.run(
+        [sys.executable, str(MIXED), "--quick", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(out.read_text())
+    assert set(report["seconds_per_iteration"]) == {"mixed", "gaussian_diag", "sklearn_diag"}
+    assert report["mixed_over_diag"] > 0
