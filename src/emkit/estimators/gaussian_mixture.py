@@ -9,7 +9,6 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.special import logsumexp
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -23,6 +22,7 @@ from emkit._validation import (
     resolve_dtype,
 )
 from emkit.engines.memory import InMemoryEngine
+from emkit.estimators._mixture_base import FittedMixture, initial_statistics
 from emkit.exceptions import InputError
 from emkit.families.gaussian import (
     COVARIANCE_TYPES,
@@ -31,7 +31,7 @@ from emkit.families.gaussian import (
     covariance_structure,
 )
 from emkit.inference.em import MONOTONICITY_POLICIES, EMTrace, fit_em_restarts
-from emkit.inference.init import INIT_METHODS, initial_responsibilities, one_hot
+from emkit.inference.init import INIT_METHODS, initial_responsibilities
 from emkit.models.mixture import Mixture, MixtureParams
 
 __all__ = ["GaussianMixture"]
@@ -58,7 +58,7 @@ def _verbose_logging(verbose: int) -> Iterator[None]:
         logger.setLevel(level)
 
 
-class GaussianMixture(DensityMixin, BaseEstimator):
+class GaussianMixture(FittedMixture, DensityMixin, BaseEstimator):
     """Gaussian mixture fitted by EM over sufficient statistics.
 
     Same constructor, attributes and methods as :class:`sklearn.mixture.GaussianMixture`;
@@ -336,14 +336,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             given_weights = np.asarray(self.weights_init, dtype=np.float64)
             return MixtureParams(given_weights / given_weights.sum(), params)
         resp = initial_responsibilities(self.init_params, X, K, rng, w)
-        if resp.ndim == 1:  # hard labels, expanded a chunk at a time
-
-            def chunk_stats(Xc: Array, wc: Array | None, labels: NDArray[np.intp]) -> Any:
-                return model.statistics_from_resp(Xc, wc, one_hot(labels, K))
-
-            stats = engine.map_reduce(chunk_stats, X, w, resp)
-        else:
-            stats = engine.map_reduce(model.statistics_from_resp, X, w, resp)
+        stats = initial_statistics(model, engine, X, w, resp, K)
         placeholder = MixtureParams(np.full(K, 1.0 / K), family.default_params(K))
         start = model.m_step(placeholder, stats)
         weights = start.weights
@@ -373,17 +366,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self.covariances_ = comp.covariances
         self.precisions_cholesky_ = comp.precisions_cholesky
         self.precisions_ = family.structure.precisions(comp.precisions_cholesky)
-        self.converged_ = bool(converged)
-        self.n_iter_ = int(trace.objective.shape[0])
-        self.lower_bounds_ = trace.objective.copy()
-        self.lower_bound_ = float(trace.objective[-1]) if self.n_iter_ else -np.inf
-        self.trace_ = trace
-
-    def fit_predict(
-        self, X: ArrayLike, y: Any = None, sample_weight: ArrayLike | None = None
-    ) -> NDArray[np.intp]:
-        """Fit the model and return the component each sample most likely belongs to."""
-        return self.fit(X, sample_weight=sample_weight).predict(X)
+        self._set_trace(trace, converged)
 
     # -- the fitted model -------------------------------------------------------------
 
@@ -414,62 +397,13 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         with InMemoryEngine(self.chunk_size, self.n_threads) as engine:
             return engine.map_rows(lambda chunk: fn(log_prob(chunk)), Xa, row_bytes=row_bytes)
 
-    def score_samples(self, X: ArrayLike) -> Array:
-        """Log-density of each sample, shape (n_samples,)."""
-        return np.asarray(self._map_rows(X, lambda lp: logsumexp(lp, axis=1)))
-
-    def score(self, X: ArrayLike, y: Any = None) -> float:
-        """Mean log-density of the samples."""
-        return float(self.score_samples(X).mean())
-
-    def predict(self, X: ArrayLike) -> NDArray[np.intp]:
-        """The most likely component of each sample, shape (n_samples,)."""
-        return np.asarray(self._map_rows(X, lambda lp: lp.argmax(axis=1)))
-
-    def predict_proba(self, X: ArrayLike) -> Array:
-        """Posterior probability of each component for each sample, shape (n_samples, K)."""
-        return np.asarray(self._map_rows(X, lambda lp: np.exp(lp - logsumexp(lp, axis=1)[:, None])))
-
-    def sample(self, n_samples: int = 1) -> tuple[Array, NDArray[np.intp]]:
-        """Draw samples from the fitted model.
-
-        Returns
-        -------
-        X : ndarray of shape (n_samples, n_features)
-        y : ndarray of shape (n_samples,)
-            The component each sample was drawn from (sorted, as in scikit-learn).
-        """
-        check_is_fitted(self)
-        if (
-            isinstance(n_samples, bool)
-            or not isinstance(n_samples, int | np.integer)
-            or n_samples < 1
-        ):
-            raise InputError(
-                f"n_samples must be an integer >= 1, got {n_samples!r}. The sampling requires "
-                "at least one sample."
-            )
-        rng = check_random_state(self.random_state)
-        counts = rng.multinomial(int(n_samples), self.weights_)
+    def _sampling_family(self) -> tuple[GaussianFamily, GaussianParams]:
         family = self._family()
-        params = self._mixture_params(family).components
-        X = np.vstack([family.sample(params, k, int(c), rng) for k, c in enumerate(counts)])
-        y = np.repeat(np.arange(self.n_components), counts)
-        return X, y
+        return family, self._mixture_params(family).components
 
     def _n_parameters(self) -> int:
         d = self.means_.shape[1]
         return Mixture(self._family(np.zeros(d))).n_parameters(self.n_components)
-
-    def bic(self, X: ArrayLike) -> float:
-        """Bayesian information criterion on ``X`` (lower is better)."""
-        n = np.shape(X)[0]
-        return -2.0 * self.score(X) * n + self._n_parameters() * np.log(n)
-
-    def aic(self, X: ArrayLike) -> float:
-        """Akaike information criterion on ``X`` (lower is better)."""
-        n = np.shape(X)[0]
-        return -2.0 * self.score(X) * n + 2.0 * self._n_parameters()
 
 
 def _scale(X: NDArray[np.floating[Any]], shift: Array) -> float:

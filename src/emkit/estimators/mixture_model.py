@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.special import logsumexp
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -26,13 +25,14 @@ from emkit._validation import (
     resolve_dtype,
 )
 from emkit.engines.memory import InMemoryEngine
+from emkit.estimators._mixture_base import FittedMixture, initial_statistics
 from emkit.exceptions import InputError, InputTypeError
 from emkit.families.gaussian import Gaussian
 from emkit.families.poisson import Poisson
 from emkit.families.product import Product
 from emkit.inference.em import MONOTONICITY_POLICIES, fit_em_restarts
-from emkit.inference.init import INIT_METHODS, initial_responsibilities, one_hot
-from emkit.models.mixture import Mixture, MixtureParams, MixtureStats
+from emkit.inference.init import INIT_METHODS, initial_responsibilities
+from emkit.models.mixture import Mixture, MixtureParams
 
 __all__ = [
     "BernoulliMixture",
@@ -120,7 +120,7 @@ def infer_family(X: Any, integers: str = "poisson") -> Any:
 # -- the estimator --------------------------------------------------------------------
 
 
-class MixtureModel(DensityMixin, BaseEstimator):
+class MixtureModel(FittedMixture, DensityMixin, BaseEstimator):
     """Finite mixture of any exponential family, or product of families, fitted by EM.
 
     The E-step is one matrix product over the concatenated sufficient statistics of all
@@ -363,7 +363,7 @@ class MixtureModel(DensityMixin, BaseEstimator):
 
                 def initialize(rng: np.random.Generator) -> MixtureParams:
                     resp = initial_responsibilities(self.init_params, standardized, K, rng, w)
-                    stats = _initial_statistics(model, engine, Xa, w, resp, K)
+                    stats = initial_statistics(model, engine, Xa, w, resp, K)
                     start = MixtureParams(np.full(K, 1.0 / K), family.default_params(K))
                     return model.m_step(start, stats)
 
@@ -388,19 +388,8 @@ class MixtureModel(DensityMixin, BaseEstimator):
         if not isinstance(family, Product):
             for name, value in self.component_params_.items():
                 setattr(self, f"{name}_", value)
-        trace = result.trace
-        self.converged_ = bool(result.converged)
-        self.n_iter_ = int(trace.objective.shape[0])
-        self.lower_bounds_ = trace.objective.copy()
-        self.lower_bound_ = float(trace.objective[-1]) if self.n_iter_ else -np.inf
-        self.trace_ = trace
+        self._set_trace(result.trace, result.converged)
         return self
-
-    def fit_predict(
-        self, X: Any, y: Any = None, sample_weight: ArrayLike | None = None
-    ) -> NDArray[np.intp]:
-        """Fit the model and return the most likely component of each sample."""
-        return self.fit(X, sample_weight=sample_weight).predict(X)
 
     # -- the fitted model -------------------------------------------------------------
 
@@ -414,48 +403,11 @@ class MixtureModel(DensityMixin, BaseEstimator):
         with InMemoryEngine(self.chunk_size, self.n_threads) as engine:
             return engine.map_rows(lambda chunk: fn(log_prob(chunk)), Xa, row_bytes=row_bytes)
 
-    def score_samples(self, X: Any) -> Array:
-        """Log-density of each sample, shape (n_samples,)."""
-        return np.asarray(self._map_rows(X, lambda lp: logsumexp(lp, axis=1)))
-
-    def score(self, X: Any, y: Any = None) -> float:
-        """Mean log-density of the samples."""
-        return float(self.score_samples(X).mean())
-
-    def predict(self, X: Any) -> NDArray[np.intp]:
-        """The most likely component of each sample, shape (n_samples,)."""
-        return np.asarray(self._map_rows(X, lambda lp: lp.argmax(axis=1)))
-
-    def predict_proba(self, X: Any) -> Array:
-        """Posterior probability of each component, shape (n_samples, n_components)."""
-        return np.asarray(self._map_rows(X, lambda lp: np.exp(lp - logsumexp(lp, axis=1)[:, None])))
-
-    def sample(self, n_samples: int = 1) -> tuple[Array, NDArray[np.intp]]:
-        """Draw samples (category columns as their integer codes) and their components."""
-        check_is_fitted(self)
-        if (
-            isinstance(n_samples, bool)
-            or not isinstance(n_samples, int | np.integer)
-            or n_samples < 1
-        ):
-            raise InputError(f"n_samples must be an integer >= 1, got {n_samples!r}.")
-        rng = check_random_state(self.random_state)
-        counts = rng.multinomial(int(n_samples), self.weights_)
-        comp = self.params_.components
-        X = np.vstack([self.family_.sample(comp, k, int(c), rng) for k, c in enumerate(counts)])
-        return X, np.repeat(np.arange(self.n_components), counts)
+    def _sampling_family(self) -> tuple[Any, Any]:
+        return self.family_, self.params_.components
 
     def _n_parameters(self) -> int:
         return int(Mixture(self.family_).n_parameters(self.n_components))
-
-    def bic(self, X: Any) -> float:
-        """Bayesian information criterion on ``X`` (lower is better)."""
-        n = len(X)
-        return -2.0 * self.score(X) * n + self._n_parameters() * np.log(n)
-
-    def aic(self, X: Any) -> float:
-        """Akaike information criterion on ``X`` (lower is better)."""
-        return -2.0 * self.score(X) * len(X) + 2.0 * self._n_parameters()
 
 
 def _standardize(X: Array) -> Array:
@@ -463,25 +415,6 @@ def _standardize(X: Array) -> Array:
     mean = X.mean(axis=0, dtype=np.float64)
     std = X.std(axis=0, dtype=np.float64)
     return np.asarray((X - mean) / np.where(std > 0, std, 1.0))
-
-
-def _initial_statistics(
-    model: Mixture,
-    engine: InMemoryEngine,
-    X: Array,
-    w: Array | None,
-    resp: NDArray[Any],
-    K: int,
-) -> MixtureStats:
-    if resp.ndim == 1:  # hard labels, expanded a chunk at a time
-
-        def chunk_stats(Xc: Array, wc: Array | None, labels: NDArray[np.intp]) -> MixtureStats:
-            return model.statistics_from_resp(Xc, wc, one_hot(labels, K))
-
-        stats: MixtureStats = engine.map_reduce(chunk_stats, X, w, resp)
-        return stats
-    result: MixtureStats = engine.map_reduce(model.statistics_from_resp, X, w, resp)
-    return result
 
 
 # -- convenience estimators: MixtureModel with the family fixed ----------------------

@@ -1,0 +1,132 @@
+"""What every mixture estimator shares once fitted: predictions, scores, sampling, BIC.
+
+An estimator provides ``_map_rows(X, fn)`` (``fn`` applied chunk by chunk to the rows'
+joint log-probabilities log p(x, k)), ``_n_parameters()`` and ``_sampling_family()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from scipy.special import logsumexp
+from sklearn.utils.validation import check_is_fitted
+
+from emkit._validation import check_random_state
+from emkit.engines.memory import InMemoryEngine
+from emkit.exceptions import InputError
+from emkit.inference.em import EMTrace
+from emkit.inference.init import one_hot
+from emkit.models.mixture import Mixture, MixtureStats
+
+__all__ = ["FittedMixture", "initial_statistics"]
+
+Array = NDArray[np.floating[Any]]
+
+
+class FittedMixture:
+    """Methods of a fitted mixture estimator, written once over its hooks."""
+
+    n_components: int
+    random_state: Any
+    weights_: Array
+
+    def _map_rows(self, X: Any, fn: Callable[[Array], Array]) -> Any:
+        raise NotImplementedError
+
+    def _n_parameters(self) -> int:
+        raise NotImplementedError
+
+    def _sampling_family(self) -> tuple[Any, Any]:
+        """(bound family, its component parameters) to draw samples from."""
+        raise NotImplementedError
+
+    def fit(self, X: Any, y: Any = None, sample_weight: ArrayLike | None = None) -> Any:
+        raise NotImplementedError
+
+    def _set_trace(self, trace: EMTrace, converged: bool) -> None:
+        self.converged_ = bool(converged)
+        self.n_iter_ = int(trace.objective.shape[0])
+        self.lower_bounds_ = trace.objective.copy()
+        self.lower_bound_ = float(trace.objective[-1]) if self.n_iter_ else -np.inf
+        self.trace_ = trace
+
+    def fit_predict(
+        self, X: Any, y: Any = None, sample_weight: ArrayLike | None = None
+    ) -> NDArray[np.intp]:
+        """Fit the model and return the component each sample most likely belongs to."""
+        return np.asarray(self.fit(X, sample_weight=sample_weight).predict(X))
+
+    def score_samples(self, X: Any) -> Array:
+        """Log-density of each sample, shape (n_samples,)."""
+        return np.asarray(self._map_rows(X, lambda lp: logsumexp(lp, axis=1)))
+
+    def score(self, X: Any, y: Any = None) -> float:
+        """Mean log-density of the samples."""
+        return float(self.score_samples(X).mean())
+
+    def predict(self, X: Any) -> NDArray[np.intp]:
+        """The most likely component of each sample, shape (n_samples,)."""
+        return np.asarray(self._map_rows(X, lambda lp: lp.argmax(axis=1)))
+
+    def predict_proba(self, X: Any) -> Array:
+        """Posterior probability of each component for each sample, shape (n_samples, K)."""
+        return np.asarray(self._map_rows(X, lambda lp: np.exp(lp - logsumexp(lp, axis=1)[:, None])))
+
+    def sample(self, n_samples: int = 1) -> tuple[Array, NDArray[np.intp]]:
+        """Draw samples from the fitted model.
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, n_features)
+        y : ndarray of shape (n_samples,)
+            The component each sample was drawn from (sorted, as in scikit-learn).
+        """
+        check_is_fitted(self)
+        if (
+            isinstance(n_samples, bool)
+            or not isinstance(n_samples, int | np.integer)
+            or n_samples < 1
+        ):
+            raise InputError(
+                f"n_samples must be an integer >= 1, got {n_samples!r}. The sampling requires "
+                "at least one sample."
+            )
+        rng = check_random_state(self.random_state)
+        counts = rng.multinomial(int(n_samples), self.weights_)
+        family, params = self._sampling_family()
+        X = np.vstack([family.sample(params, k, int(c), rng) for k, c in enumerate(counts)])
+        return X, np.repeat(np.arange(self.n_components), counts)
+
+    def bic(self, X: Any) -> float:
+        """Bayesian information criterion on ``X`` (lower is better)."""
+        n = np.shape(X)[0]
+        return -2.0 * self.score(X) * n + self._n_parameters() * np.log(n)
+
+    def aic(self, X: Any) -> float:
+        """Akaike information criterion on ``X`` (lower is better)."""
+        n = np.shape(X)[0]
+        return -2.0 * self.score(X) * n + 2.0 * self._n_parameters()
+
+
+def initial_statistics(
+    model: Mixture,
+    engine: InMemoryEngine,
+    X: Array,
+    w: Array | None,
+    resp: NDArray[Any],
+    n_components: int,
+) -> MixtureStats:
+    """Statistics of initial responsibilities: hard labels (expanded a chunk at a time,
+    so memory stays one integer a row) or a soft matrix."""
+    if resp.ndim == 1:
+
+        def chunk_stats(Xc: Array, wc: Array | None, labels: NDArray[np.intp]) -> MixtureStats:
+            return model.statistics_from_resp(Xc, wc, one_hot(labels, n_components))
+
+        stats: MixtureStats = engine.map_reduce(chunk_stats, X, w, resp)
+        return stats
+    soft: MixtureStats = engine.map_reduce(model.statistics_from_resp, X, w, resp)
+    return soft
