@@ -1,0 +1,321 @@
+"""Categorical components over integer-coded columns (independent given the component).
+
+Column j holds codes ``0 .. C_j - 1``. With one-hot indicators ``[x_j = c]``,
+
+    log p(x | p) = sum_j sum_c [x_j = c] log(p_jc)
+
+so the statistics are the indicators of every column, concatenated (``sum_j C_j`` of
+them), ``eta = log(p)`` and ``A = 0`` (the probabilities of each column sum to one). With
+a Dirichlet(alpha_j) prior on each column's probabilities, ``phi = alpha_j - 1`` and
+``nu = sum_c (alpha_jc - 1)``: the MAP probabilities are
+``(alpha_jc - 1 + S_kc) / (sum_c (alpha_jc - 1) + N_k)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from itertools import pairwise
+from typing import Any, NamedTuple
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy.special import xlogy
+
+from emkit.exceptions import InputError
+from emkit.families._base import column_label, statistic_rows
+from emkit.families._simple import SimpleFamily, first_bad
+from emkit.families.priors import DirichletPrior, check_prior
+
+__all__ = ["Categorical", "CategoricalParams"]
+
+Array = NDArray[np.floating[Any]]
+
+# Probabilities are kept at least this far from 0, where log(p) = -inf would make
+# 0 * log(0) a NaN in the E-step; the Q this costs is reported as the M-step's gap.
+_PROB_FLOOR = 1e-300
+# 'auto' prior: this many pseudo-rows at the columns' category frequencies.
+_AUTO_PSEUDO_ROWS = 0.01
+# More categories than this in a column counted from the data is taken for a column that
+# is not coded 0..C-1 (its one-hot statistics would not fit in memory).
+_MAX_COUNTED_CATEGORIES = 1 << 16
+
+
+class CategoricalParams(NamedTuple):
+    """Probabilities of all columns, packed: column j at ``offsets[j]:offsets[j + 1]``."""
+
+    probabilities: Array  # (K, sum_j C_j)
+
+
+def _check_codes(X: Array, labels: Sequence[str]) -> None:
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(X) | (np.floor(X) != X)
+    if bad.any():
+        col, row, value = first_bad(X, bad, labels)
+        raise InputError(
+            f"{col} has the category code {value:g} in row {row}, which is not an integer; "
+            "Categorical columns hold integer codes 0, 1, ..., n_categories - 1. Encode the "
+            "categories as integers first (e.g. with sklearn.preprocessing.OrdinalEncoder)."
+        )
+    bad = X < 0
+    if bad.any():
+        col, row, value = first_bad(X, bad, labels)
+        raise InputError(
+            f"{col} has the negative category code {value:g} in row {row}; codes must be "
+            "0, 1, ..., n_categories - 1. Encode the categories as integers first (e.g. with "
+            "sklearn.preprocessing.OrdinalEncoder)."
+        )
+
+
+def _valid_count(value: Any) -> bool:
+    return bool(isinstance(value, int | np.integer) and not isinstance(value, bool) and value >= 1)
+
+
+@dataclass(frozen=True, eq=False)
+class Categorical(SimpleFamily):
+    """Independent categorical columns, coded ``0 .. C_j - 1``, each with its own count.
+
+    Parameters
+    ----------
+    n_categories : int, sequence of int or None, default=None
+        Categories per column: one count for every column, one per column, or ``None`` to
+        take ``max code + 1`` of each column from the training data. A count smaller than
+        the data needs is an error; a larger one leaves room for categories that are
+        absent from the training data (their probabilities then come from the prior).
+    prior : DirichletPrior, 'auto' or None, default=None
+        Dirichlet prior on each column's probabilities (MAP-EM). Its concentration is a
+        scalar, one value per category (when every column has the same count), or one
+        value per category of every column, packed. ``'auto'`` is worth 0.01
+        pseudo-rows at the category frequencies of the data,
+        ``concentration = 1 + 0.01 * frequency``: a category that occurs in the data
+        keeps a positive probability in every component, at a strength no component
+        with more than a few rows notices.
+
+    Notes
+    -----
+    The statistics are dense one-hot indicators, ``sum_j C_j`` values per row: memory and
+    the E-step's time grow with the total number of categories.
+
+    Probabilities are kept at least 1e-300 (a category that never occurs in a component,
+    without a prior); the expected log-likelihood this gives up is reported as the
+    M-step's gap. The fitted attribute ``probabilities`` is a list with one
+    ``(n_components, C_j)`` array per column.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.array([[0.0, 2.0], [1.0, 0.0], [1.0, 1.0]])
+    >>> family = Categorical().bind(X, None)
+    >>> family.categories, family.n_stats
+    ((2, 3), 5)
+    >>> T = family.statistics(family.prepare(X, np.float64))
+    >>> T[0]
+    array([1., 0., 0., 0., 1.])
+    """
+
+    name = "Categorical"
+    n_categories: Any = None
+    prior: Any = None
+    categories: tuple[int, ...] | None = field(default=None, kw_only=True)  # from bind()
+    n_columns: int | None = field(default=None, kw_only=True)
+
+    def __post_init__(self) -> None:
+        check_prior(self.name, self.prior, (DirichletPrior,))
+        counts = self.n_categories
+        if counts is None or _valid_count(counts):
+            return
+        if (
+            isinstance(counts, str)
+            or not isinstance(counts, Sequence | np.ndarray)
+            or len(counts) == 0
+            or not all(_valid_count(c) for c in counts)
+        ):
+            raise InputError(
+                "n_categories must be None, a positive integer, or a sequence of positive "
+                f"integers (one per column), got {counts!r}."
+            )
+
+    # -- shapes --------------------------------------------------------------------------
+
+    @property
+    def n_stats(self) -> int:
+        return int(sum(self._categories()))
+
+    def _categories(self) -> tuple[int, ...]:
+        if self.categories is None:
+            raise InputError(f"The {self.name} family is not bound to data yet; fit first.")
+        return self.categories
+
+    def _offsets(self) -> NDArray[np.intp]:
+        """Where each column's categories start in the packed statistics (length d + 1)."""
+        return np.concatenate([[0], np.cumsum(self._categories())]).astype(np.intp)
+
+    def bind(self, X: Array, weights: Array | None) -> Categorical:
+        _check_codes(X, ())
+        d = int(X.shape[1])
+        needed = X.max(axis=0, initial=0.0) + 1.0  # float: a huge code must not overflow
+        given = self.n_categories
+        if given is None:
+            for too_many in np.flatnonzero(needed > _MAX_COUNTED_CATEGORIES):
+                j = int(too_many)
+                raise InputError(
+                    f"{column_label((), j)} has codes up to {needed[j] - 1:g}: that is "
+                    f"{needed[j]:g} categories, each a statistic of every row. Recode the "
+                    "column to consecutive codes 0..C-1 (e.g. sklearn.preprocessing."
+                    "OrdinalEncoder), or pass n_categories explicitly if you mean it."
+                )
+            categories = tuple(int(c) for c in needed)
+        else:
+            if _valid_count(given):
+                categories = (int(given),) * d
+            else:
+                categories = tuple(int(c) for c in given)
+                if len(categories) != d:
+                    raise InputError(
+                        f"n_categories has {len(categories)} entries but the data has {d} "
+                        "columns; pass one count per column, or a single integer."
+                    )
+            for j in range(d):
+                if needed[j] > categories[j]:
+                    row = int(np.argmax(X[:, j] >= categories[j]))
+                    raise InputError(
+                        f"n_categories for {column_label((), j)} is {categories[j]}, but the "
+                        f"data has the code {needed[j] - 1:g} in row {row}; pass n_categories "
+                        f"of at least {needed[j]:g} for it, or None to count them from the data."
+                    )
+        bound = replace(self, n_columns=d, categories=categories)
+        prior = self.prior
+        if isinstance(prior, str):  # 'auto'
+            codes = X.T.astype(np.intp)
+            total = X.shape[0] if weights is None else float(np.sum(weights))
+            freq = [
+                np.bincount(codes[j], weights=weights, minlength=c) / total
+                for j, c in enumerate(categories)
+            ]
+            prior = DirichletPrior(1.0 + _AUTO_PSEUDO_ROWS * np.concatenate(freq))
+        bound = replace(bound, prior=prior)
+        bound._alpha()  # check the prior's shape against the categories
+        return bound
+
+    def check(self, X: Array, labels: Sequence[str]) -> None:
+        if self.n_columns is not None:
+            super().check(X, labels)
+        _check_codes(X, labels)
+        if self.categories is None:
+            return
+        bad = X >= np.asarray(self.categories, dtype=np.float64)
+        if bad.any():
+            col, row, value = first_bad(X, bad, labels)
+            count = self.categories[int(np.argwhere(bad)[0][1])]
+            raise InputError(
+                f"{col} has the category code {value:g} in row {row}, but the family has "
+                f"{count} categories there (codes 0..{count - 1}): a category not seen in "
+                "training. Map it to a known code, or refit with n_categories large enough "
+                "to include it."
+            )
+
+    # -- E-step --------------------------------------------------------------------------
+
+    def statistics(self, Xp: Array, out: Array | None = None) -> Array:
+        # Xp is feature-major (prepare), so Xp.T is the contiguous (d, n) array of codes;
+        # they are exact integers in float32 too (below 2^24)
+        codes = Xp.T.astype(np.intp)
+        n = codes.shape[1]
+        buf = statistic_rows(out, self.n_stats, n, Xp.dtype)
+        buf.fill(0)
+        # the indicator of column j's code c is statistic offsets[j] + c: one flat scatter
+        buf.put((self._offsets()[:-1, None] + codes) * n + np.arange(n), 1)
+        return buf.T
+
+    def _natural(self, params: CategoricalParams) -> tuple[Array, Array]:
+        p = params.probabilities
+        return np.log(p), np.zeros(p.shape[0])
+
+    # -- M-step --------------------------------------------------------------------------
+
+    def _alpha(self) -> Array | None:
+        """The Dirichlet concentrations, packed like the statistics (None without prior)."""
+        if not isinstance(self.prior, DirichletPrior):
+            return None
+        categories = self._categories()
+        total = sum(categories)
+        alpha = np.asarray(self.prior.concentration, dtype=np.float64).ravel()
+        if alpha.size == 1 or alpha.size == total:
+            return self.prior.alpha(total)
+        if len(set(categories)) == 1 and alpha.size == categories[0]:
+            return np.tile(alpha, len(categories))
+        raise InputError(
+            f"DirichletPrior concentration has {alpha.size} values but the columns have "
+            f"{list(categories)} categories; pass a scalar, one value per category of every "
+            f"column packed ({total} values), or one per category when all columns have the "
+            "same number."
+        )
+
+    def _pseudo(self) -> tuple[Array | float, Array | float]:
+        """(phi, nu), packed like the statistics: phi = alpha - 1, nu = sum of the
+        column's alpha - 1 (repeated for each of its categories)."""
+        alpha = self._alpha()
+        if alpha is None:
+            return 0.0, 0.0
+        phi = alpha - 1.0
+        offsets = self._offsets()
+        nu = np.add.reduceat(phi, offsets[:-1])
+        return phi, np.repeat(nu, self._categories())
+
+    def _pseudo_count(self) -> float:
+        return float(np.min(self._pseudo()[1]))
+
+    def _mean_parameters(self, nk: Array, sum_t: Array) -> tuple[Array, Array]:
+        """(E_k[indicator] = (phi + S_k) / (nu + N_k), nu + N_k), each (K, sum_j C_j)."""
+        phi, nu = self._pseudo()
+        count = nu + nk[:, None] + np.zeros_like(sum_t)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.clip((phi + sum_t) / count, 0.0, None), count
+
+    def _maximize(self, nk: Array, sum_t: Array) -> CategoricalParams:
+        mean, _ = self._mean_parameters(nk, sum_t)
+        if np.isnan(mean).any():
+            mean = np.where(np.isnan(mean), self.default_params(nk.shape[0])[0], mean)
+        return CategoricalParams(np.maximum(mean, _PROB_FLOOR))
+
+    def _divergence(self, params: CategoricalParams, nk: Array, sum_t: Array) -> Array:
+        # per column, Q(m) - Q(p) = count KL(m || p), Q = count sum_c m_c log p_c
+        mean, count = self._mean_parameters(nk, sum_t)
+        terms = count * (xlogy(mean, mean) - xlogy(mean, params.probabilities))
+        loss = np.maximum(np.add.reduceat(terms, self._offsets()[:-1], axis=1), 0.0)
+        return np.nan_to_num(loss, nan=0.0).sum(axis=1)
+
+    def _log_prior(self, params: CategoricalParams) -> float:
+        alpha = self._alpha()
+        if alpha is None:
+            return 0.0
+        offsets = self._offsets()
+        total = 0.0
+        for lo, hi in pairwise(offsets):
+            prior = DirichletPrior(alpha[lo:hi])
+            total += float(np.sum(prior.log_density(params.probabilities[:, lo:hi])))
+        return total
+
+    # -- the rest ------------------------------------------------------------------------
+
+    def default_params(self, n_components: int) -> CategoricalParams:
+        uniform = np.repeat([1.0 / c for c in self._categories()], self._categories())
+        return CategoricalParams(np.tile(uniform, (n_components, 1)))
+
+    def n_parameters(self, n_components: int) -> int:
+        return n_components * (self.n_stats - self.n_features)
+
+    def sample(
+        self, params: CategoricalParams, component: int, n: int, rng: np.random.Generator
+    ) -> Array:
+        offsets = self._offsets()
+        out = np.empty((n, self.n_features))
+        for j, c in enumerate(self._categories()):
+            p = params.probabilities[component, offsets[j] : offsets[j + 1]]
+            out[:, j] = rng.choice(c, size=n, p=p / p.sum())
+        return out
+
+    def fitted_attributes(self, params: CategoricalParams) -> dict[str, Any]:
+        """``probabilities``: one ``(n_components, C_j)`` array per column."""
+        offsets = self._offsets()
+        return {"probabilities": [params.probabilities[:, lo:hi] for lo, hi in pairwise(offsets)]}

@@ -1,0 +1,174 @@
+"""Log-normal components over positive columns: Gaussian components on ``log x``.
+
+With ``y = log x`` and any Gaussian covariance structure,
+
+    log p(x | mu, Sigma) = log N(y | mu, Sigma) - sum_j y_j
+
+so the statistics, natural parameters, M-step and priors are the Gaussian family's on
+``log x``; the Jacobian ``-sum_j log x_j`` is one more base-measure (row) term. Every
+parameter (means, covariances, prior) lives on the log scale.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any, NamedTuple
+
+import numpy as np
+from numpy.typing import NDArray
+
+from emkit.exceptions import InputError
+from emkit.families._base import Natural
+from emkit.families._simple import first_bad
+from emkit.families.gaussian import Gaussian, GaussianFamily, GaussianParams
+from emkit.families.priors import GaussianPrior, check_prior
+
+__all__ = ["LogNormal", "LogNormalFamily"]
+
+Array = NDArray[np.floating[Any]]
+
+
+class _LogRows(NamedTuple):
+    """Rows in the family's working form: the Gaussian's prepared ``log x`` and the
+    Jacobian term ``-sum_j log x_j`` of each row."""
+
+    log_rows: Array  # (n, d), as GaussianFamily.prepare gives them
+    log_jacobian: Array  # (n,)
+
+
+@dataclass(frozen=True, eq=False)
+class LogNormalFamily:
+    """Log-normal components: a :class:`~emkit.families.GaussianFamily` on ``log x``.
+
+    Build it with :func:`LogNormal`. Parameters are :class:`GaussianParams` of ``log x``;
+    the fitted attributes are the Gaussian's with a ``log_`` prefix (``log_means``,
+    ``log_covariances``, ``log_precisions``, ``log_precisions_cholesky``).
+    """
+
+    gaussian: GaussianFamily
+
+    @property
+    def n_features(self) -> int:
+        return self.gaussian.n_features
+
+    @property
+    def n_stats(self) -> int:
+        return self.gaussian.n_stats
+
+    @property
+    def n_shared(self) -> int:
+        return self.gaussian.n_shared
+
+    def bind(self, X: Array, weights: Array | None) -> LogNormalFamily:
+        _check_positive(X, ())
+        return replace(self, gaussian=self.gaussian.bind(np.log(X), weights))
+
+    def check(self, X: Array, labels: Sequence[str]) -> None:
+        if self.gaussian.shift is not None and X.shape[1] != self.n_features:
+            raise InputError(
+                f"The LogNormal family was fitted on {self.n_features} columns, got {X.shape[1]}."
+            )
+        _check_positive(X, labels)
+
+    # -- E-step: the Gaussian's, on log x, plus the Jacobian -------------------------------
+
+    def prepare(self, X: Array, dtype: Any) -> _LogRows:
+        log_x = np.log(X)
+        jacobian = -log_x.sum(axis=1)
+        return _LogRows(self.gaussian.prepare(log_x, dtype), jacobian.astype(dtype, copy=False))
+
+    def statistics(self, Xp: _LogRows, out: Array | None = None) -> Array:
+        return self.gaussian.statistics(Xp.log_rows, out)
+
+    def natural(self, params: GaussianParams, dtype: Any) -> Natural:
+        return self.gaussian.natural(params, dtype)
+
+    def log_prob(
+        self,
+        Xp: _LogRows,
+        T: Array,
+        params: GaussianParams,
+        natural: Natural,
+        offset: Array | None = None,
+    ) -> Array:
+        return self.gaussian.log_prob(Xp.log_rows, T, params, natural, offset)
+
+    def row_term(self, Xp: _LogRows, params: GaussianParams, natural: Natural) -> Array:
+        row = self.gaussian.row_term(Xp.log_rows, params, natural)
+        return Xp.log_jacobian if row is None else row + Xp.log_jacobian
+
+    def shared_statistics(self, Xp: _LogRows, weights: Array | None) -> Array:
+        return self.gaussian.shared_statistics(Xp.log_rows, weights)
+
+    # -- M-step and the rest: the Gaussian's ---------------------------------------------
+
+    def m_step(
+        self,
+        params: GaussianParams,
+        nk: Array,
+        sum_t: Array,
+        shared: Array,
+        total_weight: float,
+    ) -> GaussianParams:
+        return self.gaussian.m_step(params, nk, sum_t, shared, total_weight)
+
+    def m_step_gap(self, params: GaussianParams, nk: Array, sum_t: Array) -> float:
+        return self.gaussian.m_step_gap(params, nk, sum_t)
+
+    def log_prior(self, params: GaussianParams) -> float:
+        return self.gaussian.log_prior(params)
+
+    def default_params(self, n_components: int) -> GaussianParams:
+        return self.gaussian.default_params(n_components)
+
+    def n_parameters(self, n_components: int) -> int:
+        return self.gaussian.n_parameters(n_components)
+
+    def sample(
+        self, params: GaussianParams, component: int, n: int, rng: np.random.Generator
+    ) -> Array:
+        return np.exp(self.gaussian.sample(params, component, n, rng))
+
+    def fitted_attributes(self, params: GaussianParams) -> dict[str, Array]:
+        attributes = self.gaussian.fitted_attributes(params)
+        return {f"log_{key}": value for key, value in attributes.items()}
+
+
+def LogNormal(
+    covariance_type: str = "diag", *, reg_covar: float = 1e-6, prior: Any = None
+) -> LogNormalFamily:
+    """Log-normal components over positive columns (a Gaussian on ``log x``).
+
+    Parameters
+    ----------
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}, default='diag'
+        Covariance structure of ``log x`` (``'diag'``: independent columns).
+    reg_covar : float, default=1e-6
+        Added to the diagonal of every covariance of ``log x``.
+    prior : GaussianPrior, 'auto' or None, default=None
+        Normal-inverse-Wishart prior on the mean and covariance of ``log x`` (MAP-EM;
+        ``'auto'``: mclust's defaults, from the data's ``log x``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> family = LogNormal().bind(np.array([[1.0, 10.0], [np.e, 100.0]]), None)
+    >>> family.n_stats
+    4
+    >>> family.gaussian.shift.round(4)  # the mean of log x
+    array([0.5   , 3.4539])
+    """
+    check_prior("LogNormal", prior, (GaussianPrior,))
+    return LogNormalFamily(Gaussian(covariance_type, reg_covar=reg_covar, prior=prior))
+
+
+def _check_positive(X: Array, labels: Sequence[str]) -> None:
+    bad = ~(X > 0)
+    if bad.any():
+        col, row, value = first_bad(X, bad, labels)
+        raise InputError(
+            f"{col} has the value {value:g} in row {row}; LogNormal columns must be positive "
+            "(x > 0: the family models log x). Add a small offset to zeros, or model the "
+            "column with another family (e.g. Gamma or Exponential)."
+        )
