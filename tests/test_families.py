@@ -810,8 +810,10 @@ def test_poisson_rejects_negative_counts() -> None:
 
 def test_bernoulli_rejects_non_binary_values() -> None:
     message = r"column 1 has the value 0.5 in row 1; Bernoulli columns must be exactly 0 or 1\. "
-    with pytest.raises(InputError, match=message + r"Threshold the column first"):
-        Bernoulli().bind(np.array([[0.0, 1.0], [1.0, 0.5]]), None)
+    X = np.array([[0.0, 1.0], [1.0, 0.5]])
+    for family in (Bernoulli(), Bernoulli(prior="auto").bind(X, None)):  # unbound, bound
+        with pytest.raises(InputError, match=message + r"Threshold the column first"):
+            family.check(X, [])
     family = Bernoulli().bind(np.zeros((1, 2)), None)
     with pytest.raises(InputError, match=r"x2 has the value nan in row 0"):
         family.check(np.array([[0.0, np.nan]]), ["x1", "x2"])
@@ -825,9 +827,10 @@ def test_categorical_rejects_bad_codes() -> None:
         match=r"column 0 has the category code 1.5 in row 1, which is not an integer.*"
         r"OrdinalEncoder",
     ):
-        Categorical().bind(np.array([[0.0], [1.5]]), None)
+        Categorical().check(np.array([[0.0], [1.5]]), [])
+    X = np.array([[-1.0], [1.0]])
     with pytest.raises(InputError, match=r"column 0 has the negative category code -1 in row 0"):
-        Categorical().bind(np.array([[-1.0], [1.0]]), None)
+        Categorical(prior="auto").bind(X, None).check(X, [])
     family = Categorical().bind(np.array([[0.0, 1.0], [2.0, 0.0]]), None)
     with pytest.raises(
         InputError,
@@ -906,9 +909,12 @@ def test_multinomial_exponential_gamma_lognormal_reject_values_outside_their_sup
     ]
     for family, X, message in cases:
         with pytest.raises(InputError, match=message):
-            family.bind(X, None)
-        with pytest.raises(InputError, match=message):
             family.check(X, [])
+        # bind leaves the values to check(), which names the columns: no error, no warning
+        for prior in (None, "auto"):
+            bound = type(family)(prior=prior) if not hasattr(family, "gaussian") else family
+            with pytest.raises(InputError, match=message):
+                bound.bind(X, None).check(X, [])
     bound = LogNormal().bind(np.ones((2, 2)), None)
     with pytest.raises(InputError, match=r"The LogNormal family was fitted on 2 columns, got 3"):
         bound.check(np.ones((1, 3)), [])
@@ -1043,3 +1049,115 @@ def test_auto_priors_from_weighted_rows_equal_repeated_rows() -> None:
     a = Bernoulli("auto").bind(np.minimum(X, 1.0), weights).prior
     b = Bernoulli("auto").bind(np.minimum(repeated, 1.0), None).prior
     assert_allclose([a.a, a.b], [b.a, b.b])
+
+
+# -- the families as blocks of a product (mixed-type tables), in float64 and float32 ----------
+
+
+def _mixed_table(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    z = (rng.random(n) < 0.4).astype(int)
+    X = np.column_stack(
+        [
+            rng.random(n) < np.where(z == 1, 0.8, 0.2),  # Bernoulli
+            np.where(z == 1, rng.choice(3, n, p=[0.7, 0.2, 0.1]), rng.choice(3, n)),  # Categorical
+            rng.choice(4, n),  # Categorical, uninformative
+            rng.gamma(np.where(z == 1, 2.0, 6.0), 1.0),  # Gamma
+            np.vstack([rng.multinomial(12, [0.6, 0.3, 0.1] if k else [0.2, 0.3, 0.5]) for k in z]),
+            rng.exponential(np.where(z == 1, 1.0, 3.0)) * (rng.random(n) < 0.9),  # Exponential
+            np.exp(rng.normal(np.where(z == 1, 0.0, 1.5), 0.5)),  # LogNormal
+        ]
+    ).astype(float)
+    return X, z
+
+
+def _mixed_family() -> Any:
+    from emkit.families.product import Product
+
+    return Product(
+        {
+            "flag": ([0], Bernoulli(prior="auto")),
+            "codes": ([1, 2], Categorical(prior="auto")),
+            "size": ([3], Gamma(prior="auto")),
+            "words": ([4, 5, 6], Multinomial(prior="auto")),
+            "wait": ([7], Exponential(prior="auto")),
+            "price": ([8], LogNormal(prior="auto")),
+        }
+    )
+
+
+def test_families_as_blocks_of_a_product() -> None:
+    X, z = _mixed_table(1500, seed=18)
+    names = [f"x{j}" for j in range(X.shape[1])]
+    family = _mixed_family().bind(X, None)
+    family.check(X, names)
+    bad = X.copy()
+    bad[3, 2] = 1.5
+    with pytest.raises(InputError, match=r"x2 has the category code 1.5 in row 3"):
+        family.check(bad, names)
+    bad = X.copy()
+    bad[4, 8] = -1.0
+    with pytest.raises(InputError, match=r"x8 has the value -1 in row 4; LogNormal"):
+        family.check(bad, names)
+    fits = {}
+    for dtype in (np.float64, np.float32):
+        model = Mixture(family, dtype=dtype)
+        s = model.statistics_from_resp(X, None, np.eye(2)[z])
+        start = model.m_step(MixtureParams(np.full(2, 0.5), family.default_params(2)), s)
+        with InMemoryEngine(chunk_size=500) as engine:
+            fits[dtype] = fit_em(
+                model,
+                engine,
+                (X, None),
+                start,
+                tol=1e-8,
+                max_iter=500,
+                monotonicity="raise",
+                dtype=dtype,
+            )
+        assert fits[dtype].converged
+        labels = model.weighted_log_prob(fits[dtype].params)(X).argmax(axis=1)
+        assert np.mean(labels == z) > 0.95
+    assert_allclose(fits[np.float32].objective, fits[np.float64].objective, rtol=1e-4)
+    assert_allclose(fits[np.float32].params.weights, fits[np.float64].params.weights, atol=1e-3)
+
+
+def test_float32_runs_in_float64_where_the_expanded_form_loses_precision() -> None:
+    rng = np.random.default_rng(19)
+    z = np.repeat([0, 1], [600, 400])
+    cases = [  # large shapes: terms ~ alpha |log x|; large counts: x log p and log(n!)
+        (Gamma(), rng.gamma(np.where(z == 1, 1000.0, 800.0), 1.0)[:, None]),
+        (
+            Multinomial(),
+            np.vstack(
+                [rng.multinomial(5000, [0.5, 0.3, 0.2] if k else [0.3, 0.3, 0.4]) for k in z]
+            ).astype(float),
+        ),
+    ]
+    for family, X in cases:
+        family = family.bind(X, None)
+        model = Mixture(family, dtype=np.float32)
+        s = model.statistics_from_resp(X, None, np.eye(2)[z])
+        start = model.m_step(MixtureParams(np.full(2, 0.5), family.default_params(2)), s)
+        assert family.natural(start.components, np.float32).exact_form
+        assert not family.natural(start.components, np.float64).exact_form
+        with InMemoryEngine() as engine:
+            result = fit_em(
+                model,
+                engine,
+                (X, None),
+                start,
+                tol=1e-10,
+                max_iter=200,
+                monotonicity="raise",
+                dtype=np.float32,
+            )
+        assert result.converged
+        assert_allclose(
+            log_density(family, result.params.components, X, dtype=np.float32),
+            log_density(family, result.params.components, X),
+            rtol=1e-12,
+        )
+    small = Gamma().bind(rng.gamma(2.0, 1.0, (50, 1)), None)
+    params = small.default_params(1)._replace(shapes=np.array([[2.0]]))
+    assert not small.natural(params, np.float32).exact_form

@@ -77,11 +77,11 @@ class Bernoulli(SimpleFamily):
         check_prior(self.name, self.prior, (BetaPrior,))
 
     def bind(self, X: Array, weights: Array | None) -> Bernoulli:
-        self._check_values(X, ())
+        # values are checked by check(), which names the columns
         d = int(X.shape[1])
         prior = self.prior
         if isinstance(prior, str):  # 'auto'
-            mean = np.average(X, axis=0, weights=weights)
+            mean = np.clip(np.average(X, axis=0, weights=weights), 0.0, 1.0)
             c = _AUTO_PSEUDO_ROWS
             prior = BetaPrior(a=1.0 + c * mean, b=1.0 + c * (1.0 - mean))
         if isinstance(prior, BetaPrior):

@@ -151,9 +151,10 @@ class Categorical(SimpleFamily):
         return np.concatenate([[0], np.cumsum(self._categories())]).astype(np.intp)
 
     def bind(self, X: Array, weights: Array | None) -> Categorical:
-        _check_codes(X, ())
+        # codes are checked by check(), which names the columns; counts tolerate bad ones
         d = int(X.shape[1])
-        needed = X.max(axis=0, initial=0.0) + 1.0  # float: a huge code must not overflow
+        # float, so a huge code cannot overflow
+        needed = np.maximum(np.floor(X.max(axis=0, initial=0.0)) + 1.0, 1.0)
         given = self.n_categories
         if given is None:
             for too_many in np.flatnonzero(needed > _MAX_COUNTED_CATEGORIES):
@@ -186,10 +187,9 @@ class Categorical(SimpleFamily):
         bound = replace(self, n_columns=d, categories=categories)
         prior = self.prior
         if isinstance(prior, str):  # 'auto'
-            codes = X.T.astype(np.intp)
             total = X.shape[0] if weights is None else float(np.sum(weights))
             freq = [
-                np.bincount(codes[j], weights=weights, minlength=c) / total
+                np.bincount(np.clip(X[:, j], 0, c - 1).astype(np.intp), weights, c) / total
                 for j, c in enumerate(categories)
             ]
             prior = DirichletPrior(1.0 + _AUTO_PSEUDO_ROWS * np.concatenate(freq))

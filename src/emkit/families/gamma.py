@@ -28,7 +28,7 @@ from numpy.typing import NDArray
 from scipy.special import digamma, gammaln, polygamma
 
 from emkit.exceptions import InputError
-from emkit.families._base import frozen_components, statistic_rows
+from emkit.families._base import Natural, frozen_components, statistic_rows
 from emkit.families._simple import SimpleFamily, first_bad
 from emkit.families.priors import ConjugatePrior, check_prior
 
@@ -45,6 +45,9 @@ _SHAPE_CEILING = 1e10
 _SHAPE_FLOOR = 1e-300
 # 'auto' prior: this many pseudo-rows at the column means of (x, log x).
 _AUTO_PSEUDO_ROWS = 0.01
+# Absolute round-off (nats) of T @ eta - A allowed in a working dtype below float64, about
+# the EM driver's float32 decrease tolerance; beyond it the E-step runs in float64.
+_ROUND_OFF_TOLERANCE = 1e-5
 
 
 class GammaParams(NamedTuple):
@@ -154,7 +157,8 @@ class Gamma(SimpleFamily):
 
     Log-densities are evaluated in the expanded form ``T @ eta - A``, whose terms grow
     like ``alpha |log x|``: components with very large shapes (nearly constant columns)
-    lose about ``eps * alpha * |log x|`` of absolute precision.
+    lose about ``eps * alpha * |log x|`` of absolute precision. In float32 an iteration
+    whose round-off would exceed 1e-5 nats runs in float64 instead.
 
     Examples
     --------
@@ -174,6 +178,8 @@ class Gamma(SimpleFamily):
     prior: Any = None
     max_newton: int = 50
     n_columns: int | None = field(default=None, kw_only=True)
+    # the largest |statistic| of the training rows (max x, max |log x|), from bind()
+    stat_scale: Array | None = field(default=None, kw_only=True)
 
     def __post_init__(self) -> None:
         check_prior(self.name, self.prior, (ConjugatePrior,))
@@ -191,15 +197,20 @@ class Gamma(SimpleFamily):
         return 2 * self.n_features
 
     def bind(self, X: Array, weights: Array | None) -> Gamma:
-        self._check_values(X, ())
+        # values are checked by check(), which names the columns
         d = int(X.shape[1])
         prior = self.prior
         if isinstance(prior, ConjugatePrior):
             _check_prior(prior, d)
         elif isinstance(prior, str):  # 'auto': the data's own means, feasible by Jensen
-            means = np.average(np.hstack([X, np.log(X)]), axis=0, weights=weights)
+            positive = np.where(X > 0, X, 1.0)
+            means = np.average(np.hstack([positive, np.log(positive)]), axis=0, weights=weights)
             prior = ConjugatePrior(_AUTO_PSEUDO_ROWS * means, _AUTO_PSEUDO_ROWS)
-        return replace(self, n_columns=d, prior=prior)
+        positive = np.where(X > 0, X, 1.0)
+        scale = np.concatenate(
+            [positive.max(axis=0, initial=1.0), np.abs(np.log(positive)).max(axis=0, initial=0.0)]
+        )
+        return replace(self, n_columns=d, prior=prior, stat_scale=scale)
 
     def check(self, X: Array, labels: Sequence[str]) -> None:
         if self.n_columns is not None:
@@ -228,6 +239,18 @@ class Gamma(SimpleFamily):
         alpha, beta = params.shapes, params.rates
         eta = np.concatenate([-beta, alpha - 1.0], axis=1)
         return eta, np.sum(gammaln(alpha) - alpha * np.log(beta), axis=1)
+
+    def natural(self, params: GammaParams, dtype: Any) -> Natural:
+        eta, log_norm = self._natural(params)
+        dt = np.dtype(dtype)
+        exact = False
+        if dt != np.float64 and self.stat_scale is not None:
+            # The terms of T @ eta - A grow like alpha |log x| and cancel; their round-off
+            # (eps times their 2-norm at the largest training values) beyond the tolerance
+            # makes the mixture evaluate this iteration in float64.
+            size = np.sqrt(np.sum((eta * self.stat_scale) ** 2, axis=1) + log_norm**2)
+            exact = bool(np.finfo(dt).eps * np.max(size) > _ROUND_OFF_TOLERANCE)
+        return Natural(eta.astype(dt), log_norm.astype(dt), exact)
 
     # -- M-step --------------------------------------------------------------------------
 

@@ -61,8 +61,9 @@ class LogNormalFamily:
         return self.gaussian.n_shared
 
     def bind(self, X: Array, weights: Array | None) -> LogNormalFamily:
-        _check_positive(X, ())
-        return replace(self, gaussian=self.gaussian.bind(np.log(X), weights))
+        # values are checked by check(), which names the columns
+        log_x = np.log(np.where(X > 0, X, 1.0))
+        return replace(self, gaussian=self.gaussian.bind(log_x, weights))
 
     def check(self, X: Array, labels: Sequence[str]) -> None:
         if self.gaussian.shift is not None and X.shape[1] != self.n_features:

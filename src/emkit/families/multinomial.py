@@ -38,6 +38,9 @@ _PROB_FLOOR = 1e-300
 _TABLE_SIZE = 1 << 16
 # 'auto' prior: this many pseudo-rows at the column means (as for Poisson).
 _AUTO_PSEUDO_ROWS = 0.01
+# Absolute round-off (nats) of a log-density allowed in a working dtype below float64,
+# about the EM driver's float32 decrease tolerance; beyond it the E-step runs in float64.
+_ROUND_OFF_TOLERANCE = 1e-5
 
 
 class MultinomialParams(NamedTuple):
@@ -93,16 +96,18 @@ class Multinomial(SimpleFamily):
     log_factorial: Array | None = field(default=None, kw_only=True)  # log(x!) table, bind()
     # the distinct row totals of the training rows and their (weighted) frequencies
     totals: tuple[Array, Array] | None = field(default=None, kw_only=True)
+    # the largest count of each category in the training rows, and the largest row total
+    stat_scale: Array | None = field(default=None, kw_only=True)
 
     def __post_init__(self) -> None:
         check_prior(self.name, self.prior, (DirichletPrior,))
 
     def bind(self, X: Array, weights: Array | None) -> Multinomial:
-        self._check_values(X, ())
+        # values are checked by check(), which names the columns
         C = int(X.shape[1])
         prior = self.prior
         if isinstance(prior, str):  # 'auto'
-            mean = np.average(X, axis=0, weights=weights)
+            mean = np.maximum(np.average(X, axis=0, weights=weights), 0.0)
             prior = DirichletPrior(1.0 + _AUTO_PSEUDO_ROWS * mean)
         if isinstance(prior, DirichletPrior):
             size = np.size(prior.concentration)
@@ -112,7 +117,7 @@ class Multinomial(SimpleFamily):
                     "categories (columns); pass a scalar or one value per category."
                 )
         row_totals = X.sum(axis=1)
-        size = int(min(float(np.max(row_totals, initial=0.0)), _TABLE_SIZE)) + 1
+        size = int(min(max(float(np.max(row_totals, initial=0.0)), 0.0), _TABLE_SIZE)) + 1
         table = gammaln(np.arange(size, dtype=np.float64) + 1.0)
         values, index = np.unique(row_totals, return_inverse=True)
         freq = np.bincount(index, weights=weights, minlength=values.size)
@@ -122,6 +127,7 @@ class Multinomial(SimpleFamily):
             prior=prior,
             log_factorial=table,
             totals=(values, freq / freq.sum()) if values.size else None,
+            stat_scale=np.append(np.abs(X).max(axis=0, initial=0.0), np.max(row_totals, initial=0)),
         )
 
     def check(self, X: Array, labels: Sequence[str]) -> None:
@@ -144,6 +150,18 @@ class Multinomial(SimpleFamily):
     def _natural(self, params: MultinomialParams) -> tuple[Array, Array]:
         p = params.probabilities
         return np.log(p), np.zeros(p.shape[0])
+
+    def natural(self, params: MultinomialParams, dtype: Any) -> Natural:
+        eta, log_norm = self._natural(params)
+        dt = np.dtype(dtype)
+        exact = False
+        if dt != np.float64 and self.stat_scale is not None:
+            # sum_c x_c log p_c and the row term log(n!) - sum log(x_c!) are large and
+            # cancel for large counts: beyond the tolerance, evaluate in float64
+            counts, total = self.stat_scale[:-1], self.stat_scale[-1]
+            size = np.sqrt(np.sum((eta * counts) ** 2, axis=1)) + total * np.log1p(total)
+            exact = bool(np.finfo(dt).eps * np.max(size) > _ROUND_OFF_TOLERANCE)
+        return Natural(eta.astype(dt), log_norm.astype(dt), exact)
 
     def row_term(self, Xp: Array, params: Any, natural: Natural) -> Array:
         # log h(x) = log(n!) - sum_c log(x_c!), n = sum_c x_c
