@@ -27,6 +27,8 @@ from scipy.special import digamma, logsumexp
 from emkit.engines.memory import InMemoryEngine
 from emkit.exceptions import DegenerateComponentWarning, InputError
 from emkit.families.bernoulli import Bernoulli
+from emkit.families.beta import Beta as BetaFamily
+from emkit.families.beta import _solve_beta
 from emkit.families.categorical import Categorical
 from emkit.families.exponential import Exponential
 from emkit.families.gamma import Gamma, _log_minus_digamma, _solve_shape
@@ -135,6 +137,14 @@ DENSITY_CASES = {
         lambda rng: rng.poisson([1.0, 4.0, 0.5], size=(60, 3)).astype(float),
         lambda f: f.default_params(2)._replace(rates=np.array([[1.0, 4.0, 0.5], [3.0, 1.0, 2.0]])),
         lambda p, X: stats.poisson.logpmf(X[:, None, :], p.rates[None]).sum(axis=2),
+    ),
+    "beta": DensityCase(
+        BetaFamily,
+        lambda rng: rng.beta(2.0, 3.0, size=(60, 2)),
+        lambda f: f.default_params(2)._replace(
+            a=np.array([[0.5, 2.0], [7.0, 1.0]]), b=np.array([[0.5, 3.0], [2.0, 40.0]])
+        ),
+        lambda p, X: stats.beta.logpdf(X[:, None, :], p.a[None], p.b[None]).sum(axis=2),
     ),
     "bernoulli": DensityCase(
         Bernoulli,
@@ -436,6 +446,16 @@ RECOVERY_CASES = {
         0.1,
         0.0,
     ),
+    "beta": RecoveryCase(
+        BetaFamily,
+        np.full((1, 2), 0.5),
+        lambda f: f.default_params(2)._replace(
+            a=np.array([[2.0, 9.0], [10.0, 1.5]]), b=np.array([[8.0, 2.0], [3.0, 1.0]])
+        ),
+        lambda f, p: np.concatenate([p.a, p.b], axis=1),
+        0.15,
+        0.0,
+    ),
     "bernoulli": RecoveryCase(
         Bernoulli,
         np.zeros((1, 5)),
@@ -575,6 +595,12 @@ def _scipy_log_prior(family: Any, params: Any) -> float:
             for p in params.probabilities
             for lo, hi in pairwise(offsets)
         )
+    if isinstance(family, BetaFamily):  # <phi, eta> - nu A(eta), unnormalized
+        d = family.n_features
+        phi, nu = prior.phi, prior.pseudo_count
+        a, b = params.a, params.b
+        A = -stats.beta.logpdf(0.5, a, b) + (a + b - 2.0) * np.log(0.5)  # A = log B(a, b)
+        return float(np.sum((a - 1) * phi[:d] + (b - 1) * phi[d:] - nu * A))
     if isinstance(family, Gamma):  # <phi, eta> - nu A(eta), unnormalized
         d = family.n_features
         phi, nu = prior.phi, prior.pseudo_count
@@ -585,6 +611,7 @@ def _scipy_log_prior(family: Any, params: Any) -> float:
 
 
 PRIORS = {
+    "beta": ConjugatePrior(np.log([0.3, 0.5, 0.6, 0.4]), 1.0),
     "poisson": GammaPrior(2.0, 0.5),
     "bernoulli": BetaPrior(2.0, 3.0),
     "categorical": DirichletPrior(1.5),
@@ -1066,6 +1093,7 @@ def _mixed_table(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
             np.vstack([rng.multinomial(12, [0.6, 0.3, 0.1] if k else [0.2, 0.3, 0.5]) for k in z]),
             rng.exponential(np.where(z == 1, 1.0, 3.0)) * (rng.random(n) < 0.9),  # Exponential
             np.exp(rng.normal(np.where(z == 1, 0.0, 1.5), 0.5)),  # LogNormal
+            rng.beta(np.where(z == 1, 2.0, 8.0), 4.0),  # Beta
         ]
     ).astype(float)
     return X, z
@@ -1082,6 +1110,7 @@ def _mixed_family() -> Any:
             "words": ([4, 5, 6], Multinomial(prior="auto")),
             "wait": ([7], Exponential(prior="auto")),
             "price": ([8], LogNormal(prior="auto")),
+            "share": ([9], BetaFamily(prior="auto")),
         }
     )
 
@@ -1161,3 +1190,89 @@ def test_float32_runs_in_float64_where_the_expanded_form_loses_precision() -> No
     small = Gamma().bind(rng.gamma(2.0, 1.0, (50, 1)), None)
     params = small.default_params(1)._replace(shapes=np.array([[2.0]]))
     assert not small.natural(params, np.float32).exact_form
+
+
+# -- Beta (on proportions) ------------------------------------------------------------------
+
+
+def test_beta_m_step_matches_scipy_fit_and_solves_over_the_range() -> None:
+    rng = np.random.default_rng(20)
+    labels = np.repeat([0, 1], [150, 250])
+    X = np.vstack([rng.beta(0.4, 2.0, size=(150, 2)), rng.beta(30.0, 12.0, size=(250, 2))])
+    family = BetaFamily().bind(X, None)
+    stats_ = hard_stats(family, X, labels, 2)
+    params = m_step(family, *stats_)
+    for k in range(2):
+        for j in range(2):
+            a, b, _, _ = stats.beta.fit(X[labels == k, j], floc=0, fscale=1)
+            assert_allclose([params.a[k, j], params.b[k, j]], [a, b], rtol=1e-5)
+    assert family.m_step_gap(params, *stats_) == 0.0
+    a = np.array([0.01, 0.05, 0.3, 1.0, 2.0, 50.0, 1e3, 0.02, 5e4])
+    b = np.array([0.02, 3.0, 0.3, 1.0, 7.0, 1.0, 2e3, 1e4, 0.5])
+    l1, l2 = digamma(a) - digamma(a + b), digamma(b) - digamma(a + b)
+    got_a, got_b, converged = _solve_beta(l1, l2, 50)
+    assert converged.all()
+    assert_allclose(got_a, a, rtol=1e-8)
+    assert_allclose(got_b, b, rtol=1e-8)
+
+
+def test_beta_map_update_by_hand() -> None:
+    X = np.array([[0.5], [0.25], [0.8]])
+    # two pseudo-rows with sum log x = 2 log 0.4, sum log(1 - x) = 2 log 0.5
+    phi = np.array([2 * np.log(0.4), 2 * np.log(0.5)])
+    family = BetaFamily(ConjugatePrior(phi, 2.0)).bind(X, None)
+    params = m_step(family, *soft_stats(family, X, RESP3))
+    # component 0: S = (log 0.5 + log(0.25) / 2, log 0.5 + log(0.75) / 2); N = 1.5
+    l1 = (2 * np.log(0.4) + np.log(0.5) + 0.5 * np.log(0.25)) / 3.5
+    l2 = (2 * np.log(0.5) + np.log(0.5) + 0.5 * np.log(0.75)) / 3.5
+    assert_allclose([l1, l2], [-0.9196788071, -0.6352235937], rtol=1e-9)
+    a, b = params.a[0, 0], params.b[0, 0]
+    assert_allclose(digamma(a) - digamma(a + b), l1, rtol=1e-12)
+    assert_allclose(digamma(b) - digamma(a + b), l2, rtol=1e-12)
+
+
+def test_beta_generalized_em_and_degenerate_columns() -> None:
+    sampler = BetaFamily().bind(np.full((1, 1), 0.5), None)
+    truth = sampler.default_params(2)._replace(
+        a=np.array([[2.0], [30.0]]), b=np.array([[9.0], [10.0]])
+    )
+    X, _ = sample_mixture(sampler, np.array([0.5, 0.5]), truth, 2000, seed=21)
+    family = BetaFamily(max_newton=1).bind(X, None)
+    start = truth._replace(a=np.array([[1.0], [60.0]]))
+    _, result = fit(family, X, MixtureParams(np.array([0.5, 0.5]), start))
+    assert np.all(np.diff(result.trace.objective) >= -1e-12)
+    assert_allclose(result.params.components.a[:, 0], [2.0, 30.0], rtol=0.2)
+    # every row equal: a spike, held at a + b = 1e10 with an infinite gap
+    equal = np.full((3, 1), 0.25)
+    family = BetaFamily().bind(equal, None)
+    nk, sum_t = hard_stats(family, equal, np.zeros(3, dtype=int), 1)
+    params = m_step(family, nk, sum_t)
+    assert_allclose(params.a + params.b, [[1e10]])
+    assert_allclose(params.a / (params.a + params.b), [[0.25]])
+    assert family.m_step_gap(params, nk, sum_t) == np.inf
+
+
+def test_beta_validation_counts_and_moments() -> None:
+    for value in (0.0, 1.0, 1.5, -0.1):
+        X = np.array([[0.5, 0.2], [0.3, value]])
+        with pytest.raises(
+            InputError,
+            match=rf"p has the value {value:g} in row 1; Beta columns must be strictly between "
+            r"0 and 1",
+        ):
+            BetaFamily(prior="auto").bind(X, None).check(X, ["q", "p"])
+    with pytest.raises(InputError, match=r"needs 2 \* n_features = 2 pseudo_observations"):
+        BetaFamily(ConjugatePrior([0.0], 1.0)).bind(np.full((1, 1), 0.5), None)
+    with pytest.raises(InputError, match=r"ConjugatePrior is not proper for column 0"):
+        BetaFamily(ConjugatePrior([-0.1, -0.1], 1.0)).bind(np.full((1, 1), 0.5), None)
+    with pytest.raises(InputError, match=r"takes a prior of type ConjugatePrior"):
+        BetaFamily(BetaPrior())
+    family = BetaFamily().bind(np.full((1, 3), 0.5), None)
+    assert family.n_parameters(4) == 24
+    params = family.default_params(2)._replace(
+        a=np.array([[1.0] * 3, [2.0, 0.5, 20.0]]), b=np.array([[1.0] * 3, [5.0, 0.5, 10.0]])
+    )
+    x = family.sample(params, 1, 40000, np.random.default_rng(22))
+    mean = params.a[1] / (params.a[1] + params.b[1])
+    assert_allclose(x.mean(axis=0), mean, rtol=0.02)
+    assert family.fitted_attributes(params).keys() == {"a", "b"}
