@@ -44,6 +44,15 @@ class LogNormalFamily:
     Build it with :func:`LogNormal`. Parameters are :class:`GaussianParams` of ``log x``;
     the fitted attributes are the Gaussian's with a ``log_`` prefix (``log_means``,
     ``log_covariances``, ``log_precisions``, ``log_precisions_cholesky``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.exp(np.array([[0.0], [1.0], [2.0]]))
+    >>> family = LogNormal().bind(X, None)
+    >>> params = family.gaussian.params_from_covariances(np.array([[1.0]]), np.array([[1.0]]))
+    >>> family.fitted_attributes(params)["log_means"]
+    array([[1.]])
     """
 
     gaussian: GaussianFamily
