@@ -153,3 +153,12 @@ def test_categorical_integer_weights_equal_repeated_rows() -> None:
         )
     np.testing.assert_allclose(weighted.sum_t, repeated.sum_t, rtol=1e-10)
     assert weighted.loglik == pytest.approx(repeated.loglik, rel=1e-12)
+
+
+def test_float32_large_counts_fall_back_to_float64_and_never_decrease() -> None:
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.poisson([5000, 3000], (500, 2)), rng.poisson([5200, 2900], (500, 2))])
+    kw = dict(random_state=0, tol=1e-8, max_iter=200, monotonicity="raise")
+    single = PoissonMixture(2, dtype="float32", **kw).fit(X.astype(np.float32))
+    double = PoissonMixture(2, **kw).fit(X.astype(np.float64))
+    np.testing.assert_allclose(single.rates_, double.rates_, rtol=1e-6)

@@ -6,6 +6,11 @@ column blocks) and hand it to :class:`emkit.MixtureModel`; priors for MAP-EM are
 """
 
 from emkit.families._base import ComponentFamily, Natural
+from emkit.families.bernoulli import Bernoulli, BernoulliParams
+from emkit.families.beta import Beta, BetaParams
+from emkit.families.categorical import Categorical, CategoricalParams
+from emkit.families.exponential import Exponential, ExponentialParams
+from emkit.families.gamma import Gamma, GammaParams
 from emkit.families.gaussian import (
     COVARIANCE_TYPES,
     CovarianceStructure,
@@ -18,6 +23,8 @@ from emkit.families.gaussian import (
     Tied,
     covariance_structure,
 )
+from emkit.families.lognormal import LogNormal, LogNormalFamily
+from emkit.families.multinomial import Multinomial, MultinomialParams
 from emkit.families.poisson import Poisson, PoissonParams
 from emkit.families.priors import (
     BetaPrior,
@@ -30,18 +37,32 @@ from emkit.families.product import Product
 
 __all__ = [
     "COVARIANCE_TYPES",
+    "Bernoulli",
+    "BernoulliParams",
+    "Beta",
+    "BetaParams",
     "BetaPrior",
+    "Categorical",
+    "CategoricalParams",
     "ComponentFamily",
     "ConjugatePrior",
     "CovarianceStructure",
     "Diag",
     "DirichletPrior",
+    "Exponential",
+    "ExponentialParams",
     "Full",
+    "Gamma",
+    "GammaParams",
     "GammaPrior",
     "Gaussian",
     "GaussianFamily",
     "GaussianParams",
     "GaussianPrior",
+    "LogNormal",
+    "LogNormalFamily",
+    "Multinomial",
+    "MultinomialParams",
     "Natural",
     "Poisson",
     "PoissonParams",

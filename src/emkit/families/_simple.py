@@ -9,7 +9,7 @@ parameters for components that lost all their mass).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -27,6 +27,9 @@ from emkit.families._base import (
 __all__ = ["SimpleFamily", "feature_major", "first_bad"]
 
 Array = NDArray[np.floating[Any]]
+
+# Absolute round-off (nats) of a float32 log-density beyond which an iteration runs in float64.
+_ROUND_OFF = 1e-5
 
 
 def feature_major(X: Array, dtype: Any) -> Array:
@@ -55,7 +58,10 @@ class SimpleFamily:
     """
 
     name: ClassVar[str] = "simple"
-    n_columns: int | None = None  # fixed by bind()
+    n_columns: int | None = field(default=None, kw_only=True)  # fixed by bind()
+    # largest |statistic| in training, per statistic (from bind): bounds the round-off of
+    # the expanded form in float32
+    stat_scale: Array | None = field(default=None, kw_only=True)
 
     # -- shapes ------------------------------------------------------------------------
 
@@ -98,7 +104,24 @@ class SimpleFamily:
 
     def natural(self, params: Any, dtype: Any) -> Natural:
         eta, log_norm = self._natural(params)
-        return Natural(eta.astype(dtype), log_norm.astype(dtype))
+        dt = np.dtype(dtype)
+        exact = False
+        if dt != np.float64 and self.stat_scale is not None:
+            # T @ eta - A adds terms that cancel; their round-off (eps times their 2-norm at
+            # the largest training statistics) beyond the tolerance makes the mixture
+            # evaluate this iteration in float64
+            exact = bool(np.finfo(dt).eps * np.max(self._term_size(eta, log_norm)) > _ROUND_OFF)
+        return Natural(eta.astype(dt), log_norm.astype(dt), exact)
+
+    def _term_size(self, eta: Array, log_norm: Array) -> Array:
+        """Per component, the 2-norm of the terms of T @ eta - A at the largest statistics."""
+        assert self.stat_scale is not None
+        return np.sqrt(np.sum((eta * self.stat_scale) ** 2, axis=1) + log_norm**2)
+
+    def _scaled(self, X: Array) -> Array:
+        """The largest |statistic| of the training rows, for :attr:`stat_scale`."""
+        T = self.statistics(self.prepare(X, np.float64))
+        return np.abs(T).max(axis=0, initial=0.0)
 
     def log_prob(
         self, Xp: Array, T: Array, params: Any, natural: Natural, offset: Array | None = None
@@ -151,9 +174,21 @@ class SimpleFamily:
     def _log_prior(self, params: Any) -> float:
         raise NotImplementedError
 
+    def _pseudo(self) -> tuple[Any, Any]:
+        """(phi, nu): the prior's pseudo-observations and pseudo-counts per statistic
+        (broadcast to (n_stats,)); (0, 0) without a prior."""
+        return 0.0, 0.0
+
     def _pseudo_count(self) -> float:
-        """The prior's pseudo-count (0 without a prior)."""
-        return 0.0
+        """The prior's smallest pseudo-count (0 without a prior)."""
+        return float(np.min(self._pseudo()[1]))
+
+    def _mean_parameters(self, nk: Array, sum_t: Array) -> tuple[Array, Array]:
+        """(E_k[t(x)] = (phi + S_k) / (nu + N_k), nu + N_k), each (K, n_stats)."""
+        phi, nu = self._pseudo()
+        count = nu + nk[:, None] + np.zeros_like(sum_t)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return (phi + sum_t) / count, count
 
 
 def _along(frozen: NDArray[np.bool_], like: Array) -> NDArray[np.bool_]:

@@ -10,7 +10,7 @@ base measure. With a Beta(a, b) prior on each probability, ``phi = a - 1`` and
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -71,7 +71,6 @@ class Bernoulli(SimpleFamily):
 
     name = "Bernoulli"
     prior: Any = None
-    n_columns: int | None = field(default=None, kw_only=True)
 
     def __post_init__(self) -> None:
         check_prior(self.name, self.prior, (BetaPrior,))
@@ -122,10 +121,7 @@ class Bernoulli(SimpleFamily):
             return a - 1.0, a + b - 2.0
         return 0.0, 0.0
 
-    def _pseudo_count(self) -> float:
-        return float(np.min(self._pseudo()[1]))
-
-    def _mean_parameters(self, nk: Array, sum_t: Array) -> tuple[Array, Array, Array]:
+    def _mean_and_complement(self, nk: Array, sum_t: Array) -> tuple[Array, Array, Array]:
         """(E_k[x], E_k[1 - x], nu + N_k), each (K, d), the mean clipped into [0, 1]."""
         phi, nu = self._pseudo()
         count = nu + nk[:, None] + np.zeros_like(sum_t)
@@ -136,12 +132,12 @@ class Bernoulli(SimpleFamily):
         return mean, other, count
 
     def _maximize(self, nk: Array, sum_t: Array) -> BernoulliParams:
-        mean, _, _ = self._mean_parameters(nk, sum_t)
+        mean, _, _ = self._mean_and_complement(nk, sum_t)
         return BernoulliParams(np.clip(np.nan_to_num(mean, nan=0.5), _EPS, 1.0 - _EPS))
 
     def _divergence(self, params: BernoulliParams, nk: Array, sum_t: Array) -> Array:
         # Q(m) - Q(p) = count KL(Bernoulli(m) || Bernoulli(p)), Q = count (m log p + (1-m) log(1-p))
-        mean, other, count = self._mean_parameters(nk, sum_t)
+        mean, other, count = self._mean_and_complement(nk, sum_t)
         p = params.probabilities
         with np.errstate(invalid="ignore"):
             kl = xlogy(mean, mean) - mean * np.log(p) + xlogy(other, other) - other * np.log1p(-p)

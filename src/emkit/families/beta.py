@@ -16,7 +16,7 @@ gives. With a :class:`~emkit.families.priors.ConjugatePrior` (phi, nu) the means
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -24,7 +24,7 @@ from numpy.typing import NDArray
 from scipy.special import digamma, gammaln, polygamma
 
 from emkit.exceptions import InputError
-from emkit.families._base import Natural, frozen_components, statistic_rows
+from emkit.families._base import frozen_components, statistic_rows
 from emkit.families._simple import SimpleFamily, first_bad
 from emkit.families.priors import ConjugatePrior, check_prior
 
@@ -41,8 +41,6 @@ _CONCENTRATION_CEILING = 1e10
 # 'auto' prior: this many pseudo-rows at the column means of (log x, log(1 - x)).
 _AUTO_PSEUDO_ROWS = 0.01
 # Absolute round-off (nats) of T @ eta - A allowed in a working dtype below float64, about
-# the EM driver's float32 decrease tolerance; beyond it the E-step runs in float64.
-_ROUND_OFF_TOLERANCE = 1e-5
 
 
 class BetaParams(NamedTuple):
@@ -164,9 +162,7 @@ class Beta(SimpleFamily):
     name = "Beta"
     prior: Any = None
     max_newton: int = 50
-    n_columns: int | None = field(default=None, kw_only=True)
     # the largest |statistic| of the training rows (max |log x|, max |log(1 - x)|)
-    stat_scale: Array | None = field(default=None, kw_only=True)
 
     def __post_init__(self) -> None:
         check_prior(self.name, self.prior, (ConjugatePrior,))
@@ -222,16 +218,6 @@ class Beta(SimpleFamily):
         eta = np.concatenate([a - 1.0, b - 1.0], axis=1)
         return eta, np.sum(gammaln(a) + gammaln(b) - gammaln(a + b), axis=1)
 
-    def natural(self, params: BetaParams, dtype: Any) -> Natural:
-        eta, log_norm = self._natural(params)
-        dt = np.dtype(dtype)
-        exact = False
-        if dt != np.float64 and self.stat_scale is not None:
-            # the terms grow like a |log x| and cancel; beyond the tolerance, use float64
-            size = np.sqrt(np.sum((eta * self.stat_scale) ** 2, axis=1) + log_norm**2)
-            exact = bool(np.finfo(dt).eps * np.max(size) > _ROUND_OFF_TOLERANCE)
-        return Natural(eta.astype(dt), log_norm.astype(dt), exact)
-
     # -- M-step --------------------------------------------------------------------------
 
     def _pseudo(self) -> tuple[Array | float, float]:
@@ -240,22 +226,16 @@ class Beta(SimpleFamily):
             return self.prior.phi, float(self.prior.pseudo_count)
         return 0.0, 0.0
 
-    def _pseudo_count(self) -> float:
-        return self._pseudo()[1]
-
-    def _mean_parameters(self, nk: Array, sum_t: Array) -> tuple[Array, Array, Array]:
+    def _split_means(self, nk: Array, sum_t: Array) -> tuple[Array, Array, Array]:
         """(E_k[log x], E_k[log(1 - x)], nu + N_k), each (K, d)."""
-        phi, nu = self._pseudo()
+        mean, count = self._mean_parameters(nk, sum_t)
         d = self.n_features
-        count = nu + nk[:, None] + np.zeros((nk.shape[0], d))
-        total = phi + sum_t
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return total[:, :d] / count, total[:, d:] / count, count
+        return mean[:, :d], mean[:, d:], count[:, :d]
 
     def m_step(
         self, params: BetaParams, nk: Array, sum_t: Array, shared: Array, total_weight: float
     ) -> BetaParams:
-        l1, l2, _ = self._mean_parameters(nk, sum_t)
+        l1, l2, _ = self._split_means(nk, sum_t)
         e1, e2 = np.exp(l1), np.exp(l2)
         # exp(l1) + exp(l2) < 1 (Jensen) unless the rows are all equal: a, b -> inf there
         ok = np.isfinite(l1) & np.isfinite(l2) & (e1 + e2 < 1.0)
@@ -283,7 +263,7 @@ class Beta(SimpleFamily):
 
     def _divergence(self, params: BetaParams, nk: Array, sum_t: Array) -> Array:
         # Newton solves to convergence (gap 0); only shapes held at the ceiling lose Q
-        _, _, count = self._mean_parameters(nk, sum_t)
+        _, _, count = self._split_means(nk, sum_t)
         clipped = (params.a + params.b >= _CONCENTRATION_CEILING * (1 - 1e-9)) & (count > 0)
         return np.where(clipped, np.inf, 0.0).sum(axis=1)
 

@@ -61,7 +61,8 @@ def _check_codes(X: Array, labels: Sequence[str]) -> None:
     if bad.any():
         col, row, value = first_bad(X, bad, labels)
         raise InputError(
-            f"{col} has the negative category code {value:g} in row {row}; codes must be "
+            f"Negative values in data: {col} has the negative category code {value:g} in row "
+            f"{row}; codes must be "
             "0, 1, ..., n_categories - 1. Encode the categories as integers first (e.g. with "
             "sklearn.preprocessing.OrdinalEncoder)."
         )
@@ -117,7 +118,6 @@ class Categorical(SimpleFamily):
     n_categories: Any = None
     prior: Any = None
     categories: tuple[int, ...] | None = field(default=None, kw_only=True)  # from bind()
-    n_columns: int | None = field(default=None, kw_only=True)
 
     def __post_init__(self) -> None:
         check_prior(self.name, self.prior, (DirichletPrior,))
@@ -261,16 +261,6 @@ class Categorical(SimpleFamily):
         offsets = self._offsets()
         nu = np.add.reduceat(phi, offsets[:-1])
         return phi, np.repeat(nu, self._categories())
-
-    def _pseudo_count(self) -> float:
-        return float(np.min(self._pseudo()[1]))
-
-    def _mean_parameters(self, nk: Array, sum_t: Array) -> tuple[Array, Array]:
-        """(E_k[indicator] = (phi + S_k) / (nu + N_k), nu + N_k), each (K, sum_j C_j)."""
-        phi, nu = self._pseudo()
-        count = nu + nk[:, None] + np.zeros_like(sum_t)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.clip((phi + sum_t) / count, 0.0, None), count
 
     def _maximize(self, nk: Array, sum_t: Array) -> CategoricalParams:
         mean, _ = self._mean_parameters(nk, sum_t)

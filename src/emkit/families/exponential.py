@@ -78,7 +78,6 @@ class Exponential(SimpleFamily):
 
     name = "Exponential"
     prior: Any = None
-    n_columns: int | None = field(default=None, kw_only=True)
     # per column, 1 / (1e-6 * the smallest positive value), from bind()
     rate_ceiling: Array | None = field(default=None, kw_only=True)
 
@@ -136,16 +135,6 @@ class Exponential(SimpleFamily):
         if isinstance(self.prior, GammaPrior):
             return self.prior.b, self.prior.a - 1.0
         return 0.0, 0.0
-
-    def _pseudo_count(self) -> float:
-        return float(np.min(self._pseudo()[1]))
-
-    def _mean_parameters(self, nk: Array, sum_t: Array) -> tuple[Array, Array]:
-        """(E_k[x] = (phi + S_k) / (nu + N_k), nu + N_k), each (K, d)."""
-        phi, nu = self._pseudo()
-        count = nu + nk[:, None] + np.zeros_like(sum_t)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return (phi + sum_t) / count, count
 
     def _maximize(self, nk: Array, sum_t: Array) -> ExponentialParams:
         mean, _ = self._mean_parameters(nk, sum_t)

@@ -20,7 +20,7 @@ bounds ``1 / (2 a) < log(a) - digamma(a) < 1 / a`` give. With a
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -28,7 +28,7 @@ from numpy.typing import NDArray
 from scipy.special import digamma, gammaln, polygamma
 
 from emkit.exceptions import InputError
-from emkit.families._base import Natural, frozen_components, statistic_rows
+from emkit.families._base import frozen_components, statistic_rows
 from emkit.families._simple import SimpleFamily, first_bad
 from emkit.families.priors import ConjugatePrior, check_prior
 
@@ -46,8 +46,6 @@ _SHAPE_FLOOR = 1e-300
 # 'auto' prior: this many pseudo-rows at the column means of (x, log x).
 _AUTO_PSEUDO_ROWS = 0.01
 # Absolute round-off (nats) of T @ eta - A allowed in a working dtype below float64, about
-# the EM driver's float32 decrease tolerance; beyond it the E-step runs in float64.
-_ROUND_OFF_TOLERANCE = 1e-5
 
 
 class GammaParams(NamedTuple):
@@ -177,9 +175,7 @@ class Gamma(SimpleFamily):
     name = "Gamma"
     prior: Any = None
     max_newton: int = 50
-    n_columns: int | None = field(default=None, kw_only=True)
     # the largest |statistic| of the training rows (max x, max |log x|), from bind()
-    stat_scale: Array | None = field(default=None, kw_only=True)
 
     def __post_init__(self) -> None:
         check_prior(self.name, self.prior, (ConjugatePrior,))
@@ -240,18 +236,6 @@ class Gamma(SimpleFamily):
         eta = np.concatenate([-beta, alpha - 1.0], axis=1)
         return eta, np.sum(gammaln(alpha) - alpha * np.log(beta), axis=1)
 
-    def natural(self, params: GammaParams, dtype: Any) -> Natural:
-        eta, log_norm = self._natural(params)
-        dt = np.dtype(dtype)
-        exact = False
-        if dt != np.float64 and self.stat_scale is not None:
-            # The terms of T @ eta - A grow like alpha |log x| and cancel; their round-off
-            # (eps times their 2-norm at the largest training values) beyond the tolerance
-            # makes the mixture evaluate this iteration in float64.
-            size = np.sqrt(np.sum((eta * self.stat_scale) ** 2, axis=1) + log_norm**2)
-            exact = bool(np.finfo(dt).eps * np.max(size) > _ROUND_OFF_TOLERANCE)
-        return Natural(eta.astype(dt), log_norm.astype(dt), exact)
-
     # -- M-step --------------------------------------------------------------------------
 
     def _pseudo(self) -> tuple[Array | float, float]:
@@ -260,22 +244,16 @@ class Gamma(SimpleFamily):
             return self.prior.phi, float(self.prior.pseudo_count)
         return 0.0, 0.0
 
-    def _pseudo_count(self) -> float:
-        return self._pseudo()[1]
-
-    def _mean_parameters(self, nk: Array, sum_t: Array) -> tuple[Array, Array, Array]:
+    def _split_means(self, nk: Array, sum_t: Array) -> tuple[Array, Array, Array]:
         """(E_k[x], E_k[log x], nu + N_k), each (K, d)."""
-        phi, nu = self._pseudo()
+        mean, count = self._mean_parameters(nk, sum_t)
         d = self.n_features
-        count = nu + nk[:, None] + np.zeros((nk.shape[0], d))
-        total = phi + sum_t
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return total[:, :d] / count, total[:, d:] / count, count
+        return mean[:, :d], mean[:, d:], count[:, :d]
 
     def m_step(
         self, params: GammaParams, nk: Array, sum_t: Array, shared: Array, total_weight: float
     ) -> GammaParams:
-        mean, mean_log, _ = self._mean_parameters(nk, sum_t)
+        mean, mean_log, _ = self._split_means(nk, sum_t)
         with np.errstate(divide="ignore", invalid="ignore"):
             s = np.log(mean) - mean_log
         ok = np.isfinite(s) & (s > 0)
@@ -302,7 +280,7 @@ class Gamma(SimpleFamily):
     def _divergence(self, params: GammaParams, nk: Array, sum_t: Array) -> Array:
         # Newton solves to convergence (gap 0); only a shape held at the ceiling below
         # the exact maximizer (log m - l < g(ceiling)) loses Q, unboundedly so at s <= 0.
-        mean, mean_log, count = self._mean_parameters(nk, sum_t)
+        mean, mean_log, count = self._split_means(nk, sum_t)
         with np.errstate(divide="ignore", invalid="ignore"):
             s = np.log(mean) - mean_log
         ceiling = _log_minus_digamma(np.array([_SHAPE_CEILING]))[0]

@@ -39,8 +39,6 @@ _TABLE_SIZE = 1 << 16
 # 'auto' prior: this many pseudo-rows at the column means (as for Poisson).
 _AUTO_PSEUDO_ROWS = 0.01
 # Absolute round-off (nats) of a log-density allowed in a working dtype below float64,
-# about the EM driver's float32 decrease tolerance; beyond it the E-step runs in float64.
-_ROUND_OFF_TOLERANCE = 1e-5
 
 
 class MultinomialParams(NamedTuple):
@@ -92,12 +90,10 @@ class Multinomial(SimpleFamily):
 
     name = "Multinomial"
     prior: Any = None
-    n_columns: int | None = field(default=None, kw_only=True)
     log_factorial: Array | None = field(default=None, kw_only=True)  # log(x!) table, bind()
     # the distinct row totals of the training rows and their (weighted) frequencies
     totals: tuple[Array, Array] | None = field(default=None, kw_only=True)
     # the largest count of each category in the training rows, and the largest row total
-    stat_scale: Array | None = field(default=None, kw_only=True)
 
     def __post_init__(self) -> None:
         check_prior(self.name, self.prior, (DirichletPrior,))
@@ -151,17 +147,11 @@ class Multinomial(SimpleFamily):
         p = params.probabilities
         return np.log(p), np.zeros(p.shape[0])
 
-    def natural(self, params: MultinomialParams, dtype: Any) -> Natural:
-        eta, log_norm = self._natural(params)
-        dt = np.dtype(dtype)
-        exact = False
-        if dt != np.float64 and self.stat_scale is not None:
-            # sum_c x_c log p_c and the row term log(n!) - sum log(x_c!) are large and
-            # cancel for large counts: beyond the tolerance, evaluate in float64
-            counts, total = self.stat_scale[:-1], self.stat_scale[-1]
-            size = np.sqrt(np.sum((eta * counts) ** 2, axis=1)) + total * np.log1p(total)
-            exact = bool(np.finfo(dt).eps * np.max(size) > _ROUND_OFF_TOLERANCE)
-        return Natural(eta.astype(dt), log_norm.astype(dt), exact)
+    def _term_size(self, eta: Array, log_norm: Array) -> Array:
+        # sum_c x_c log p_c and the row term log(n!) - sum log(x_c!) are large and cancel
+        assert self.stat_scale is not None
+        counts, total = self.stat_scale[:-1], self.stat_scale[-1]
+        return np.sqrt(np.sum((eta * counts) ** 2, axis=1)) + total * np.log1p(total)
 
     def row_term(self, Xp: Array, params: Any, natural: Natural) -> Array:
         # log h(x) = log(n!) - sum_c log(x_c!), n = sum_c x_c
@@ -180,10 +170,7 @@ class Multinomial(SimpleFamily):
             return phi, float(phi.sum())
         return 0.0, 0.0
 
-    def _pseudo_count(self) -> float:
-        return self._pseudo()[1]
-
-    def _mean_parameters(self, sum_t: Array) -> tuple[Array, Array]:
+    def _probabilities(self, sum_t: Array) -> tuple[Array, Array]:
         """(E_k[p] = (phi + S_k) / (nu + M_k), nu + M_k), with M_k the total count."""
         phi, _ = self._pseudo()
         numerator = np.clip(phi + sum_t, 0.0, None)
@@ -192,7 +179,7 @@ class Multinomial(SimpleFamily):
             return numerator / mass, mass
 
     def _maximize(self, nk: Array, sum_t: Array) -> MultinomialParams:
-        mean, _ = self._mean_parameters(sum_t)
+        mean, _ = self._probabilities(sum_t)
         return MultinomialParams(np.maximum(mean, _PROB_FLOOR))  # NaN: no counts at all
 
     def m_step(
@@ -213,7 +200,7 @@ class Multinomial(SimpleFamily):
 
     def _divergence(self, params: MultinomialParams, nk: Array, sum_t: Array) -> Array:
         # Q(m) - Q(p) = mass KL(m || p), Q = mass sum_c m_c log p_c
-        mean, mass = self._mean_parameters(sum_t)
+        mean, mass = self._probabilities(sum_t)
         kl = np.sum(xlogy(mean, mean) - xlogy(mean, params.probabilities), axis=1)
         loss = mass[:, 0] * np.maximum(kl, 0.0)
         return np.nan_to_num(loss, nan=0.0)

@@ -73,7 +73,8 @@ class Poisson(SimpleFamily):
             prior = GammaPrior(shape=1.0 + 0.01 * mean, rate=0.01)
         size = int(min(float(np.max(X, initial=0.0)), _TABLE_SIZE)) + 1
         table = gammaln(np.arange(size, dtype=np.float64) + 1.0)
-        return replace(self, n_columns=int(X.shape[1]), prior=prior, log_factorial=table)
+        bound = replace(self, n_columns=int(X.shape[1]), prior=prior, log_factorial=table)
+        return replace(bound, stat_scale=bound._scaled(X))
 
     def check(self, X: Array, labels: Sequence[str]) -> None:
         super().check(X, labels)
@@ -108,16 +109,6 @@ class Poisson(SimpleFamily):
         if isinstance(self.prior, GammaPrior):
             return self.prior.a - 1.0, self.prior.b
         return 0.0, 0.0
-
-    def _pseudo_count(self) -> float:
-        return float(np.min(self._pseudo()[1]))
-
-    def _mean_parameters(self, nk: Array, sum_t: Array) -> tuple[Array, Array]:
-        """(E_k[x] = (phi + S_k) / (nu + N_k), nu + N_k), each (K, d)."""
-        phi, nu = self._pseudo()
-        count = nu + nk[:, None] + np.zeros_like(sum_t)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return (phi + sum_t) / count, count
 
     def _maximize(self, nk: Array, sum_t: Array) -> PoissonParams:
         mean, _ = self._mean_parameters(nk, sum_t)
