@@ -23,8 +23,9 @@ from emkit.families._base import (
     frozen_components,
     statistic_rows,
 )
+from emkit.families.priors import ConjugatePrior, check_prior
 
-__all__ = ["SimpleFamily", "feature_major", "first_bad"]
+__all__ = ["NewtonFamily", "SimpleFamily", "feature_major", "first_bad"]
 
 Array = NDArray[np.floating[Any]]
 
@@ -194,3 +195,37 @@ class SimpleFamily:
 def _along(frozen: NDArray[np.bool_], like: Array) -> NDArray[np.bool_]:
     """``frozen`` (K,) broadcast along the trailing axes of a (K, ...) parameter array."""
     return frozen.reshape((-1,) + (1,) * (np.ndim(like) - 1))
+
+
+@dataclass(frozen=True, eq=False)
+class NewtonFamily(SimpleFamily):
+    """Base of the families with two statistics per column, whose M-step has no closed
+    form and is solved by Newton's method (Gamma, Beta). Their prior is the generic
+    :class:`~emkit.families.priors.ConjugatePrior` over the 2 d statistics."""
+
+    prior: Any = None
+    max_newton: int = 50
+
+    def __post_init__(self) -> None:
+        check_prior(self.name, self.prior, (ConjugatePrior,))
+        if (
+            not isinstance(self.max_newton, int | np.integer)
+            or isinstance(self.max_newton, bool)
+            or self.max_newton < 1
+        ):
+            raise InputError(f"max_newton must be a positive integer, got {self.max_newton!r}.")
+
+    @property
+    def n_stats(self) -> int:
+        return 2 * self.n_features
+
+    def _pseudo(self) -> tuple[Any, Any]:
+        if isinstance(self.prior, ConjugatePrior):
+            return self.prior.phi, float(self.prior.pseudo_count)
+        return 0.0, 0.0
+
+    def _split_means(self, nk: Array, sum_t: Array) -> tuple[Array, Array, Array]:
+        """(mean of the first statistic, of the second, nu + N_k), each (K, d)."""
+        mean, count = self._mean_parameters(nk, sum_t)
+        d = self.n_features
+        return mean[:, :d], mean[:, d:], count[:, :d]

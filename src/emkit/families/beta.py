@@ -25,8 +25,8 @@ from scipy.special import digamma, gammaln, polygamma
 
 from emkit.exceptions import InputError
 from emkit.families._base import frozen_components, statistic_rows
-from emkit.families._simple import SimpleFamily, first_bad
-from emkit.families.priors import ConjugatePrior, check_prior
+from emkit.families._simple import NewtonFamily, first_bad
+from emkit.families.priors import ConjugatePrior
 
 __all__ = ["Beta", "BetaParams"]
 
@@ -120,7 +120,7 @@ def _solve_beta(l1: Array, l2: Array, max_iter: int) -> tuple[Array, Array, NDAr
 
 
 @dataclass(frozen=True, eq=False)
-class Beta(SimpleFamily):
+class Beta(NewtonFamily):
     """Independent Beta columns (0 < x < 1), two shapes per component and column.
 
     Parameters
@@ -160,24 +160,8 @@ class Beta(SimpleFamily):
     """
 
     name = "Beta"
-    prior: Any = None
-    max_newton: int = 50
-    # the largest |statistic| of the training rows (max |log x|, max |log(1 - x)|)
-
-    def __post_init__(self) -> None:
-        check_prior(self.name, self.prior, (ConjugatePrior,))
-        if (
-            not isinstance(self.max_newton, int | np.integer)
-            or isinstance(self.max_newton, bool)
-            or self.max_newton < 1
-        ):
-            raise InputError(f"max_newton must be a positive integer, got {self.max_newton!r}.")
 
     # -- shapes and data -------------------------------------------------------------------
-
-    @property
-    def n_stats(self) -> int:
-        return 2 * self.n_features
 
     def bind(self, X: Array, weights: Array | None) -> Beta:
         # values are checked by check(), which names the columns
@@ -219,18 +203,6 @@ class Beta(SimpleFamily):
         return eta, np.sum(gammaln(a) + gammaln(b) - gammaln(a + b), axis=1)
 
     # -- M-step --------------------------------------------------------------------------
-
-    def _pseudo(self) -> tuple[Array | float, float]:
-        """(phi (2d,), nu) of the prior, in the statistics' layout."""
-        if isinstance(self.prior, ConjugatePrior):
-            return self.prior.phi, float(self.prior.pseudo_count)
-        return 0.0, 0.0
-
-    def _split_means(self, nk: Array, sum_t: Array) -> tuple[Array, Array, Array]:
-        """(E_k[log x], E_k[log(1 - x)], nu + N_k), each (K, d)."""
-        mean, count = self._mean_parameters(nk, sum_t)
-        d = self.n_features
-        return mean[:, :d], mean[:, d:], count[:, :d]
 
     def m_step(
         self, params: BetaParams, nk: Array, sum_t: Array, shared: Array, total_weight: float

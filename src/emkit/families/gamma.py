@@ -29,8 +29,8 @@ from scipy.special import digamma, gammaln, polygamma
 
 from emkit.exceptions import InputError
 from emkit.families._base import frozen_components, statistic_rows
-from emkit.families._simple import SimpleFamily, first_bad
-from emkit.families.priors import ConjugatePrior, check_prior
+from emkit.families._simple import NewtonFamily, first_bad
+from emkit.families.priors import ConjugatePrior
 
 __all__ = ["Gamma", "GammaParams"]
 
@@ -127,7 +127,7 @@ def _expected_log_lik(shape: Array, mean: Array, mean_log: Array) -> Array:
 
 
 @dataclass(frozen=True, eq=False)
-class Gamma(SimpleFamily):
+class Gamma(NewtonFamily):
     """Independent Gamma columns (x > 0), one shape and rate per component and column.
 
     Parameters
@@ -173,24 +173,8 @@ class Gamma(SimpleFamily):
     """
 
     name = "Gamma"
-    prior: Any = None
-    max_newton: int = 50
-    # the largest |statistic| of the training rows (max x, max |log x|), from bind()
-
-    def __post_init__(self) -> None:
-        check_prior(self.name, self.prior, (ConjugatePrior,))
-        if (
-            not isinstance(self.max_newton, int | np.integer)
-            or isinstance(self.max_newton, bool)
-            or self.max_newton < 1
-        ):
-            raise InputError(f"max_newton must be a positive integer, got {self.max_newton!r}.")
 
     # -- shapes and data -------------------------------------------------------------------
-
-    @property
-    def n_stats(self) -> int:
-        return 2 * self.n_features
 
     def bind(self, X: Array, weights: Array | None) -> Gamma:
         # values are checked by check(), which names the columns
@@ -237,18 +221,6 @@ class Gamma(SimpleFamily):
         return eta, np.sum(gammaln(alpha) - alpha * np.log(beta), axis=1)
 
     # -- M-step --------------------------------------------------------------------------
-
-    def _pseudo(self) -> tuple[Array | float, float]:
-        """(phi (2d,), nu) of the prior, in the statistics' layout."""
-        if isinstance(self.prior, ConjugatePrior):
-            return self.prior.phi, float(self.prior.pseudo_count)
-        return 0.0, 0.0
-
-    def _split_means(self, nk: Array, sum_t: Array) -> tuple[Array, Array, Array]:
-        """(E_k[x], E_k[log x], nu + N_k), each (K, d)."""
-        mean, count = self._mean_parameters(nk, sum_t)
-        d = self.n_features
-        return mean[:, :d], mean[:, d:], count[:, :d]
 
     def m_step(
         self, params: GammaParams, nk: Array, sum_t: Array, shared: Array, total_weight: float
