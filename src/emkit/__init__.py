@@ -4,7 +4,13 @@ EM for exponential-family components is two matrix products over sufficient stat
 per iteration; the M-step sees only statistics. See ``DESIGN.md`` in the repository.
 """
 
-from emkit.estimators import GaussianMixture
+from emkit.estimators import (
+    PPCA,
+    FactorAnalysis,
+    GaussianMixture,
+    MixtureOfFactorAnalyzers,
+    MixtureOfPPCA,
+)
 from emkit.exceptions import (
     ConvergenceWarning,
     DegenerateComponentWarning,
@@ -20,12 +26,16 @@ from emkit.io.model_file import load_model, save_model
 __version__ = "0.1.0"
 
 __all__ = [
+    "PPCA",
     "ConvergenceWarning",
     "DegenerateComponentWarning",
     "EmkitError",
+    "FactorAnalysis",
     "GaussianMixture",
     "InputError",
     "InputTypeError",
+    "MixtureOfFactorAnalyzers",
+    "MixtureOfPPCA",
     "ModelFileError",
     "MonotonicityError",
     "MonotonicityWarning",
