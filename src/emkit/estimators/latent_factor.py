@@ -186,9 +186,10 @@ class _LatentFactorEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
                 fit_engine: Any = engine
             else:
                 moments = engine.map_reduce(row_model.moments, Xa, w, row_bytes=3 * d * 8)
-                mean = moments.sum_x / moments.weight
-                variances = np.diagonal(moments.sum_xxT) / moments.weight - mean**2
-                data, fit_engine = (moments,), ReducedEngine()
+                scatter = moments.scatter_root()
+                mean = scatter.mean
+                variances = (scatter.root**2).sum(axis=0) / scatter.weight
+                data, fit_engine = (scatter,), ReducedEngine()
             floor = _NOISE_FLOOR * (float(variances.mean()) or 1.0)
             model_type = LatentFactor if missing else LatentFactorMoments
             model = model_type(structure, shift, floor)

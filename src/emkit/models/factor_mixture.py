@@ -1,11 +1,13 @@
 """Mixtures of probabilistic PCA and of factor analyzers, as pure functions of (params, rows).
 
 Component k is N(mu_k, C_k) with C_k = W_k W_k^T + Psi_k (W_k: d x q). Its log-density
-needs no d x d matrix (Woodbury, determinant lemma), O(d q) a row:
+needs no d x d matrix, O(d q) a row (determinant lemma; the quadratic form is the minimum
+over z, attained at the posterior mean, a sum of squares with no cancellation):
 
-    M_k = I + W_k^T Psi_k^-1 W_k = L_k L_k^T,   e = x - mu_k,   r = W_k^T Psi_k^-1 e,
-    log N(x; mu_k, C_k) = -1/2 (d log 2 pi + log|Psi_k| + log|M_k| + e^T Psi_k^-1 e
-                                - ||L_k^-1 r||^2)
+    M_k = I + W_k^T Psi_k^-1 W_k,   e = x - mu_k,   E[z] = M_k^-1 W_k^T Psi_k^-1 e,
+    (M_k diagonal in the principal frame of Psi_k^-1/2 W_k, as in latent_factor.py)
+    log N(x; mu_k, C_k) = -1/2 (d log 2 pi + log|Psi_k| + log|M_k|
+                                + ||Psi_k^-1/2 (e - W_k E[z])||^2 + ||E[z]||^2)
 
 EM treats the component labels as the missing data (the factors are integrated out), so
 the statistics are each component's responsibility mass and weighted scatter about its
@@ -25,7 +27,11 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
-from emkit.models.latent_factor import NoiseStructure, ppca_maximum_likelihood
+from emkit.models.latent_factor import (
+    NoiseStructure,
+    ppca_maximum_likelihood,
+    principal_frame,
+)
 
 __all__ = ["FactorMixture", "FactorMixtureParams", "FactorMixtureStats"]
 
@@ -87,14 +93,14 @@ class FactorMixture:
 
     def _log_joint(self, params: FactorMixtureParams) -> Callable[[Array], Array]:
         """A function of shifted rows (n, d) giving log p(x_n, k), shape (n, K)."""
-        W, means, noise = params.components, params.means, params.noise
-        K, d, q = W.shape
+        means, noise = params.means, params.noise
+        W, s2, _ = principal_frame(params.components, noise)  # M_k = I + diag(s2_k)
+        K, d, _ = W.shape
+        g = 1.0 / (1.0 + s2)
         inv_psi = 1.0 / noise
         Wp = W * inv_psi[:, :, None]  # Psi_k^-1 W_k
-        L = np.linalg.cholesky(np.eye(q) + np.swapaxes(W, 1, 2) @ Wp)
-        L_inv_T = np.swapaxes(np.linalg.inv(L), 1, 2)  # ||L^-1 r||^2 = ||r L^-T||^2
-        # log|C_k| = log|Psi_k| + 2 sum log diag(L_k)
-        logdet = np.log(noise).sum(axis=1) + 2.0 * np.log(np.diagonal(L, axis1=1, axis2=2)).sum(1)
+        # log|C_k| = log|Psi_k| + log|M_k|
+        logdet = np.log(noise).sum(axis=1) + np.log1p(s2).sum(axis=1)
         with np.errstate(divide="ignore"):  # a weight of 0 is a log-weight of -inf
             const = np.log(params.weights) - 0.5 * (d * LOG_2PI + logdet)
 
@@ -102,8 +108,10 @@ class FactorMixture:
             out = np.empty((Y.shape[0], K))
             for k in range(K):
                 E = Y - means[k]
-                V = (E @ Wp[k]) @ L_inv_T[k]
-                out[:, k] = const[k] - 0.5 * ((E * E) @ inv_psi[k] - (V * V).sum(axis=1))
+                Ez = (E @ Wp[k]) * g[k]
+                resid = E - Ez @ W[k].T
+                quad = (resid * resid) @ inv_psi[k] + (Ez * Ez).sum(axis=1)
+                out[:, k] = const[k] - 0.5 * quad
             return out
 
         return log_joint

@@ -7,9 +7,12 @@ posterior of z is Gaussian:
     M = I + W_O^T Psi_O^-1 W_O,   G = M^-1,   E[z] = G W_O^T Psi_O^-1 (x_O - mu_O),
     E[z z^T] = G + E[z] E[z]^T
 
-and log N(x_O; mu_O, C_OO) follows from the same M (Woodbury, determinant lemma):
+and log N(x_O; mu_O, C_OO) follows from the same M (determinant lemma, and the quadratic
+form as the minimum over z that E[z] attains, a sum of squares with no cancellation even
+when a noise variance is tiny):
 
-    log|C_OO| = log|Psi_O| + log|M|,   r^T C_OO^-1 r = r^T Psi_O^-1 r - E[z]^T M E[z]
+    log|C_OO| = log|Psi_O| + log|M|,
+    e^T C_OO^-1 e = ||Psi_O^-1/2 (e - W_O E[z])||^2 + ||E[z]||^2,   e = x_O - mu_O
 
 The M-step solves, feature by feature, a least-squares problem in the expected statistics
 of z~ = [z, 1] (so the mean is estimated jointly with W, which missing values need):
@@ -24,11 +27,20 @@ expanded model, so the likelihood still never decreases, and it removes the slow
 plain EM when the signal is strong (lambda / sigma^2 large: a rate of 1 - 2 sigma^2 / lambda
 an iteration), thousands of iterations down to tens.
 
-These sums add over rows (:class:`FactorStats`), so chunks,
-sample weights and missing values share one M-step. With complete data they are
-closed-form functions of three sums of the data, the weighted count, sum x and sum x x^T
-(:class:`Moments`): :class:`LatentFactorMoments` runs EM on those after one pass over the
-rows, at O(d^2 q) an iteration whatever the number of rows.
+These sums add over rows (:class:`FactorStats`), so chunks, sample weights and missing
+values share one M-step. With complete data the rows enter only through the weighted count,
+sum x and sum x x^T (:class:`Moments`, one pass): :class:`LatentFactorMoments` runs EM on
+d pseudo-rows whose scatter matrix is the data's (:class:`ScatterRoot`), O(d^2 q) an
+iteration whatever the number of rows.
+
+Numerics: strong and weak directions of W can differ by many orders of magnitude (when the
+factors explain a feature almost exactly its noise variance falls to the floor), and M's
+inverse and determinant, formed directly, then lose every digit of the weak directions:
+EM seemed to lower the likelihood. So each E-step works in the principal frame of
+Psi^-1/2 W = U S V^T: with W V for W, M = I + S^2 is diagonal, and the SVD keeps small
+singular values to absolute precision. Rows with missing values add a pattern-dependent
+part to M, inverted after Jacobi scaling. Statistics come out in that frame, and so do the
+next parameters: the model sees W only through W W^T.
 
 Rows with missing values are grouped by their pattern of observed features within a chunk:
 M, its Cholesky factor and G are computed once a pattern, so the cost of an iteration is
@@ -56,6 +68,7 @@ __all__ = [
     "Moments",
     "NoiseStructure",
     "PairwiseMoments",
+    "ScatterRoot",
     "canonical_components",
     "column_moments",
     "factor_analysis_step",
@@ -65,6 +78,17 @@ __all__ = [
 
 Array = NDArray[np.floating[Any]]
 LOG_2PI = float(np.log(2.0 * np.pi))
+
+
+def principal_frame(W: Array, noise: Array) -> tuple[Array, Array, Array]:
+    """``W V``, ``s^2`` and ``V^T`` where Psi^-1/2 W = U diag(s) V^T, for stacks (..., d, q).
+
+    In this frame M = I + W^T Psi^-1 W is diag(1 + s^2): its inverse and log-determinant
+    are exact to the last digit however far apart the singular values are. A latent
+    vector z' of the frame is z = V z' in the frame of ``W``.
+    """
+    _, s, Vt = np.linalg.svd(W / np.sqrt(noise)[..., :, None], full_matrices=False)
+    return W @ np.swapaxes(Vt, -1, -2), s * s, Vt
 
 
 # -- the noise structure: sigma^2 I or diag(psi) -----------------------------------------
@@ -96,18 +120,25 @@ def factor_analysis_step(S: Array, W: Array, noise: Array, floor: float) -> tupl
     then W' L with L L^T = Ezz (the parameter-expanded step, PX-EM). It never lowers the
     likelihood of ``S``. Stacks (..., d, d) of problems are solved at once.
     """
-    q = W.shape[-1]
+    W, s2, _ = principal_frame(W, noise)  # G = diag(g)
+    g = 1.0 / (1.0 + s2)
     Wp = W / noise[..., :, None]  # Psi^-1 W
-    M = np.eye(q) + np.swapaxes(W, -1, -2) @ Wp
-    G = np.linalg.inv(M)
-    SWp = S @ Wp
-    SB = SWp @ G  # S B^T
-    Ezz = G + G @ (np.swapaxes(Wp, -1, -2) @ SWp) @ G  # G + B S B^T
+    SB = (S @ Wp) * g[..., None, :]  # S B^T
+    Ezz = g[..., :, None] * (np.swapaxes(Wp, -1, -2) @ SB)  # B S B^T
+    Ezz += _diag(g)  # + G
     W_new = np.swapaxes(np.linalg.solve(Ezz, np.swapaxes(SB, -1, -2)), -1, -2)
     diag_S = np.diagonal(S, axis1=-2, axis2=-1)
     noise_new = np.maximum(diag_S - (W_new * SB).sum(axis=-1), floor)
     # E[z] averages to 0 about the mean of S, so Sigma = Ezz
     return W_new @ np.linalg.cholesky(Ezz), noise_new
+
+
+def _diag(v: Array) -> Array:
+    """Diagonal matrices (..., q, q) from vectors (..., q)."""
+    out = np.zeros((*v.shape, v.shape[-1]))
+    i = np.arange(v.shape[-1])
+    out[..., i, i] = v
+    return out
 
 
 class NoiseStructure:
@@ -240,6 +271,23 @@ class Moments:
             self.weight + other.weight, self.sum_x + other.sum_x, self.sum_xxT + other.sum_xxT
         )
 
+    def scatter_root(self) -> ScatterRoot:
+        """The same statistics as a mean and d pseudo-rows R with R^T R the scatter matrix
+        about the mean (from its eigendecomposition, so a singular one is fine)."""
+        mean = self.sum_x / self.weight
+        scatter = self.sum_xxT - np.outer(self.sum_x, mean)
+        lam, V = np.linalg.eigh(0.5 * (scatter + scatter.T))
+        return ScatterRoot(self.weight, mean, (V * np.sqrt(np.maximum(lam, 0.0))).T.copy())
+
+
+@dataclass(frozen=True)
+class ScatterRoot:
+    """Complete rows reduced to their weight, mean and a square root of their scatter."""
+
+    weight: float  # sum_n w_n
+    mean: Array  # (d,)  sum_n w_n x_n / weight
+    root: Array  # (d, d)  R with R^T R = sum_n w_n (x_n - mean)(x_n - mean)^T
+
 
 @dataclass(frozen=True)
 class ColumnMoments:
@@ -325,17 +373,15 @@ class LatentFactor:
     noise_floor: float
 
     def _posterior(self, params: FactorParams) -> Callable[[Array], _Posterior]:
-        W, mean, noise = params
+        _, mean, noise = params
+        W, s2, _ = principal_frame(params.components, noise)  # M = I + diag(s2)
         d, q = W.shape
+        g = 1.0 / (1.0 + s2)  # G = diag(g)
         inv_psi = 1.0 / noise
         log_psi = np.log(noise)
         Wp = W * inv_psi[:, None]  # Psi^-1 W
-        eye = np.eye(q)
-        M_full = eye + W.T @ Wp
-        L_full = np.linalg.cholesky(M_full)
-        G_full = np.linalg.inv(M_full)
-        # log|C| = log|Psi| + log|M|, and log|M| = 2 sum log diag(L)
-        logdet_full = log_psi.sum() + 2.0 * np.log(np.diagonal(L_full)).sum()
+        # log|C| = log|Psi| + log|M|
+        logdet_full = log_psi.sum() + np.log1p(s2).sum()
         per_feature = (W[:, :, None] * Wp[:, None, :]).reshape(d, q * q)  # w_i w_i^T / psi_i
         shift = self.shift
 
@@ -344,24 +390,32 @@ class LatentFactor:
             missing = np.isnan(Y)
             if not missing.any():
                 E = Y - mean
-                r = E @ Wp
-                Ez = r @ G_full
-                quad = (E * E) @ inv_psi - (r * Ez).sum(axis=1)
+                Ez = (E @ Wp) * g
+                resid = E - Ez @ W.T
+                quad = (resid * resid) @ inv_psi + (Ez * Ez).sum(axis=1)
                 loglik = -0.5 * (d * LOG_2PI + logdet_full + quad)
-                return _Posterior(Y, None, Ez, G_full, loglik)
+                return _Posterior(Y, None, Ez, np.diag(g), loglik)
             observed = ~missing
             Y[missing] = 0.0
             E = Y - mean
             E[missing] = 0.0
             patterns, inverse = _patterns(observed)
             pf = patterns.astype(np.float64)
-            M = (pf @ per_feature).reshape(-1, q, q) + eye  # I + W_O^T Psi_O^-1 W_O
+            M = (pf @ per_feature).reshape(-1, q, q)  # I + W_O^T Psi_O^-1 W_O
+            M[:, range(q), range(q)] += 1.0
+            # M = D^1/2 (D^-1/2 M D^-1/2) D^1/2 with D = diag(M): the scaled matrix is near
+            # I in the principal frame, so its inverse and determinant keep their digits
+            scale = 1.0 / np.sqrt(np.diagonal(M, axis1=1, axis2=2))
+            outer = scale[:, :, None] * scale[:, None, :]
+            M *= outer
             L = np.linalg.cholesky(M)
-            G = np.linalg.inv(M)[inverse]
-            logdet = pf @ log_psi + 2.0 * np.log(np.diagonal(L, axis1=1, axis2=2)).sum(axis=1)
-            r = E @ Wp
-            Ez = np.matmul(G, r[:, :, None])[:, :, 0]
-            quad = (E * E) @ inv_psi - (r * Ez).sum(axis=1)
+            G = (np.linalg.inv(M) * outer)[inverse]
+            logdet = pf @ log_psi
+            logdet += 2.0 * np.log(np.diagonal(L, axis1=1, axis2=2) / scale).sum(axis=1)
+            Ez = np.matmul(G, (E @ Wp)[:, :, None])[:, :, 0]
+            resid = E - Ez @ W.T
+            resid[missing] = 0.0
+            quad = (resid * resid) @ inv_psi + (Ez * Ez).sum(axis=1)
             loglik = -0.5 * ((pf.sum(axis=1) * LOG_2PI + logdet)[inverse] + quad)
             return _Posterior(Y, observed, Ez, G, loglik)
 
@@ -448,9 +502,11 @@ class LatentFactor:
         return lambda X: posterior(X).loglik
 
     def posterior_mean(self, params: FactorParams) -> Callable[[Array], Array]:
-        """E[z_n | x_n,O] of raw rows (NaN is missing), shape (n, q)."""
+        """E[z_n | x_n,O] of raw rows (NaN is missing), shape (n, q), in the frame of
+        ``params.components``."""
         posterior = self._posterior(params)
-        return lambda X: posterior(X).mean
+        Vt = principal_frame(params.components, params.noise)[2]
+        return lambda X: posterior(X).mean @ Vt
 
     def initial_params(
         self, rng: np.random.Generator, mean: Array, variances: Array, n_factors: int
@@ -485,44 +541,43 @@ class LatentFactor:
 
 @dataclass(frozen=True, eq=False)
 class LatentFactorMoments(LatentFactor):
-    """The same model on complete data, with the E-step on :class:`Moments`.
+    """The same model on complete data, with the E-step on a :class:`ScatterRoot`.
 
-    The expected statistics are closed-form in the moments: with B = G W^T Psi^-1,
-    sum E[z] (x - mu)^T = B C2 and sum E[z z^T] = N G + B C2 B^T, where C2 is the
-    scatter matrix about mu; the log-likelihood needs tr(C^-1 C2) only. O(d^2 q) each.
+    Every statistic is a sum over rows of a quadratic function of e_n = x_n - mu; with
+    x_n = mean + c_n, sum_n c_n = 0 and sum_n c_n c_n^T = R^T R, such sums equal the row
+    E-step applied to the d + 1 pseudo-rows [R; sqrt(N) (mean - mu)], the count and the
+    posterior covariance entering with the weight N. O(d^2 q) an iteration.
     """
 
-    def expectation(self, params: FactorParams) -> Callable[[Moments], FactorStats]:  # type: ignore[override]
-        W, mu, noise = params
+    def expectation(self, params: FactorParams) -> Callable[[ScatterRoot], FactorStats]:  # type: ignore[override]
+        _, mu, noise = params
+        W, s2, _ = principal_frame(params.components, noise)
         d, q = W.shape
+        g = 1.0 / (1.0 + s2)
         inv_psi = 1.0 / noise
         Wp = W * inv_psi[:, None]
-        M = np.eye(q) + W.T @ Wp
-        L = np.linalg.cholesky(M)
-        G = np.linalg.inv(M)
-        logdet = np.log(noise).sum() + 2.0 * np.log(np.diagonal(L)).sum()
-        a = mu @ Wp
+        logdet = np.log(noise).sum() + np.log1p(s2).sum()
 
-        def e_step(m: Moments) -> FactorStats:
-            N, m1, m2 = m.weight, m.sum_x, m.sum_xxT
-            H = m2 @ Wp  # the one O(d^2 q) product
-            b1 = m1 @ Wp
-            XWp = H - np.outer(m1, a)  # sum x (x - mu)^T Psi^-1 W
-            CWp = XWp - np.outer(mu, b1) + N * np.outer(mu, a)  # C2 Psi^-1 W
-            T = Wp.T @ CWp
-            ez = G @ (b1 - N * a)  # sum E[z]
+        def e_step(scatter: ScatterRoot) -> FactorStats:
+            N, mean, R = scatter.weight, scatter.mean, scatter.root
+            delta = mean - mu
+            P = np.vstack([R, np.sqrt(N) * delta])  # P^T P = sum_n e_n e_n^T
+            Ez = (P @ Wp) * g
+            resid = P - Ez @ W.T
+            quad = float(((resid * resid) @ inv_psi).sum() + (Ez * Ez).sum())
+            loglik = -0.5 * (N * (d * LOG_2PI + logdet) + quad)
+            ez = N * g * (delta @ Wp)  # sum_n E[z_n]
             Szz = np.empty((q + 1, q + 1))
-            Szz[:q, :q] = N * G + G @ T @ G
+            Szz[:q, :q] = Ez.T @ Ez + np.diag(N * g)  # sum_n E[z_n z_n^T]
             Szz[:q, q] = Szz[q, :q] = ez
             Szz[q, q] = N
-            diag_C2 = np.diagonal(m2) - 2.0 * m1 * mu + N * mu * mu
-            quad = diag_C2 @ inv_psi - (G * T).sum()  # tr(C^-1 C2)
-            loglik = -0.5 * (N * (d * LOG_2PI + logdet) + quad)
+            # sum_n x_n E[z_n]^T = R^T R B^T + mean (sum_n E[z_n])^T
+            xz = R.T @ Ez[:-1] + np.outer(mean, ez)
             return FactorStats(
                 np.full(d, N),
-                np.column_stack([XWp @ G, m1]),
+                np.column_stack([xz, N * mean]),
                 np.broadcast_to(Szz, (d, q + 1, q + 1)).copy(),
-                np.diagonal(m2).copy(),
+                (R * R).sum(axis=0) + N * mean * mean,
                 Szz,
                 float(loglik),
                 float(N),
