@@ -48,16 +48,18 @@ logger = logging.getLogger("emkit")
 _NOISE_FLOOR = 1e-6
 
 
-def validate_rows(estimator: BaseEstimator, X: Any, *, reset: bool) -> Array:
-    """``X`` as a float matrix in which NaN marks a missing value.
+def validate_rows(estimator: BaseEstimator, X: Any, *, reset: bool) -> tuple[Array, bool]:
+    """``X`` as a float matrix in which NaN marks a missing value, and whether one is.
 
     Infinities, and rows with every value missing, are rejected with a clear message.
     """
     arr = as_float_matrix(X, dtype=None, allow_nan=True)
     # feature names and n_features_in_ the scikit-learn way, after our own checks
     validate_data(estimator, X, reset=reset, skip_check_array=True)
-    if np.isfinite(arr.min()) and np.isfinite(arr.max()):
-        return arr
+    # NaN and infinities show in the column sums: one BLAS pass over the data (a sum that
+    # overflows only sends us to the exact checks below)
+    if np.isfinite(np.ones(arr.shape[0], dtype=arr.dtype) @ arr).all():
+        return arr, False
     # min and max propagate NaN; fmin and fmax skip it
     if np.isinf(np.fmax.reduce(arr, axis=None)) or np.isinf(np.fmin.reduce(arr, axis=None)):
         row, col = np.argwhere(np.isinf(arr))[0]
@@ -72,7 +74,7 @@ def validate_rows(estimator: BaseEstimator, X: Any, *, reset: bool) -> Array:
             f"{int(np.argmax(empty))}). A row with nothing observed carries no information: "
             "drop it."
         )
-    return arr
+    return arr, bool(np.isnan(arr.min()))
 
 
 class _LatentFactorEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -135,7 +137,7 @@ class _LatentFactorEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         self
         """
         self._check_parameters()
-        Xa = validate_rows(self, X, reset=True)
+        Xa, missing = validate_rows(self, X, reset=True)
         n, d = Xa.shape
         q = int(self.n_components)
         name = type(self).__name__
@@ -150,7 +152,6 @@ class _LatentFactorEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
                 "Decrease n_components."
             )
         w = check_sample_weight(sample_weight, n)
-        missing = bool(np.isnan(Xa.min()))
         structure = noise_structure(self._noise_type)
         rng = check_random_state(self.random_state)
 
@@ -172,10 +173,9 @@ class _LatentFactorEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
                         "value (with a positive sample_weight); drop that column."
                     )
                 shift, variances = columns.mean(), columns.variance()
-            elif w is None:
-                shift = Xa.mean(axis=0, dtype=np.float64)
-            else:
-                shift = (w @ Xa) / w.sum()
+            else:  # one BLAS pass
+                weights = np.ones(n) if w is None else w
+                shift = (weights @ Xa) / weights.sum()
             row_model = LatentFactor(structure, shift, 0.0)
             if missing:
                 # EM iterations are passes over the rows here: start near the optimum,
@@ -246,7 +246,7 @@ class _LatentFactorEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
 
     def _map_rows(self, X: ArrayLike, method: str) -> Array:
         model, params = self._fitted()
-        Xa = validate_rows(self, X, reset=False)
+        Xa, _ = validate_rows(self, X, reset=False)
         fn = getattr(model, method)(params)
         row_bytes = LatentFactor.row_bytes(*self.components_.T.shape)
         with InMemoryEngine(self.chunk_size, self.n_threads) as engine:

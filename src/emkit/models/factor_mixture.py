@@ -124,7 +124,7 @@ class FactorMixture:
         shift, means = self.shift, params.means
 
         def e_step(X: Array, weights: Array | None) -> FactorMixtureStats:
-            Y = X.astype(np.float64) - shift
+            Y = np.subtract(X, shift, dtype=np.float64)
             resp = log_joint(Y)
             # log p(x_n) = m_n + log sum_k exp(log p(x_n, k) - m_n)
             m = resp.max(axis=1)
@@ -153,7 +153,7 @@ class FactorMixture:
         self, X: Array, weights: Array | None, resp: Array
     ) -> FactorMixtureStats:
         """Statistics for given responsibilities (initialization), about the shift."""
-        Y = X.astype(np.float64) - self.shift
+        Y = np.subtract(X, self.shift, dtype=np.float64)
         r = resp if weights is None else resp * weights[:, None]
         weight = float(X.shape[0]) if weights is None else float(weights.sum(dtype=np.float64))
         return self._statistics(Y, r, np.zeros((resp.shape[1], Y.shape[1])), 0.0, weight)
@@ -193,7 +193,7 @@ class FactorMixture:
         """log p(x_n, k) for raw rows, shape (n, K)."""
         log_joint = self._log_joint(params)
         shift = self.shift
-        return lambda X: log_joint(X.astype(np.float64) - shift)
+        return lambda X: log_joint(np.subtract(X, shift, dtype=np.float64))
 
     def n_parameters(self, n_components: int, n_features: int, n_factors: int) -> int:
         """Free parameters: weights, and per component W up to rotation, mean and noise."""

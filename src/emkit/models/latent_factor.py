@@ -386,7 +386,7 @@ class LatentFactor:
         shift = self.shift
 
         def posterior(X: Array) -> _Posterior:
-            Y = X.astype(np.float64) - shift
+            Y = np.subtract(X, shift, dtype=np.float64)
             missing = np.isnan(Y)
             if not missing.any():
                 E = Y - mean
@@ -478,7 +478,7 @@ class LatentFactor:
 
     def moments(self, X: Array, weights: Array | None) -> Moments:
         """:class:`Moments` of a block of complete rows, in shifted coordinates."""
-        Y = X.astype(np.float64) - self.shift
+        Y = np.subtract(X, self.shift, dtype=np.float64)
         if weights is None:
             return Moments(float(X.shape[0]), Y.sum(axis=0), Y.T @ Y)
         w = weights.astype(np.float64, copy=False)
@@ -487,7 +487,7 @@ class LatentFactor:
 
     def pairwise_moments(self, X: Array, weights: Array | None) -> PairwiseMoments:
         """:class:`PairwiseMoments` of a block of rows, in shifted coordinates."""
-        Y = X.astype(np.float64) - self.shift
+        Y = np.subtract(X, self.shift, dtype=np.float64)
         observed = ~np.isnan(Y)
         Y[~observed] = 0.0
         of = observed.astype(np.float64)
