@@ -4,6 +4,8 @@ monotonicity="raise", so any decrease of the log-likelihood fails the test."""
 
 from __future__ import annotations
 
+import pathlib
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -19,6 +21,8 @@ from emkit import (
     InputError,
     MixtureOfFactorAnalyzers,
     MixtureOfPPCA,
+    load_model,
+    save_model,
 )
 from emkit.engines import InMemoryEngine
 from emkit.inference import fit_em
@@ -247,6 +251,14 @@ def test_sample_recovers_the_fitted_parameters(estimator: type) -> None:
         C = model.covariances_[k]
         np.testing.assert_allclose(S[y == k].mean(axis=0), model.means_[k], atol=0.05)
         np.testing.assert_allclose(np.cov(S[y == k], rowvar=False), C, atol=0.03 * np.abs(C).max())
+
+
+@pytest.mark.parametrize("estimator", MIXTURES)
+def test_model_files_round_trip(estimator: type, tmp_path: pathlib.Path) -> None:
+    X, _, _ = mixture_data(300, 5, 2, 1, seed=12)
+    model = estimator(2, n_factors=1, random_state=0).fit(X)
+    loaded = load_model(save_model(model, tmp_path / "model.npz"))
+    np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
 
 
 # -- errors -------------------------------------------------------------------------------

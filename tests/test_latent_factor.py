@@ -4,6 +4,8 @@ monotonicity="raise", so any decrease of the log-likelihood fails the test."""
 
 from __future__ import annotations
 
+import pathlib
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -13,7 +15,7 @@ from sklearn.decomposition import PCA
 from sklearn.decomposition import FactorAnalysis as SklearnFactorAnalysis
 from sklearn.exceptions import NotFittedError
 
-from emkit import PPCA, FactorAnalysis, InputError
+from emkit import PPCA, FactorAnalysis, InputError, load_model, save_model
 from emkit.engines import InMemoryEngine, ReducedEngine
 from emkit.inference import fit_em
 from emkit.models.latent_factor import (
@@ -322,6 +324,25 @@ def test_feature_names_out_and_trace() -> None:
     assert list(ppca.get_feature_names_out()) == ["ppca0", "ppca1"]
     assert ppca.trace_.objective.shape == (ppca.n_iter_,)
     assert ppca.lower_bound_ == ppca.lower_bounds_[-1]
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS)
+def test_model_files_round_trip(estimator: type, tmp_path: pathlib.Path) -> None:
+    X = with_missing(factor_data(200, 5, 2, seed=18), 0.1)
+    model = estimator(2, random_state=0).fit(X)
+    loaded = load_model(save_model(model, tmp_path / "model.npz"))
+    np.testing.assert_array_equal(loaded.transform(X), model.transform(X))
+    np.testing.assert_array_equal(loaded.score_samples(X), model.score_samples(X))
+
+
+def test_verbose_logs_the_path_and_the_iterations(capsys: pytest.CaptureFixture[str]) -> None:
+    X = factor_data(200, 5, 2, seed=19)
+    PPCA(2, verbose=1, verbose_interval=1, random_state=0).fit(X)
+    FactorAnalysis(2, verbose=1, verbose_interval=1, random_state=0).fit(with_missing(X, 0.1))
+    err = capsys.readouterr().err
+    assert "PPCA: EM over the sufficient statistics, 200 rows, 5 features, q=2" in err
+    assert "FactorAnalysis: EM over rows with missing values, 200 rows" in err
+    assert "Iteration 1\t objective" in err
 
 
 # -- errors --------------------------------------------------------------------------------
