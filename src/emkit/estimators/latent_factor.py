@@ -9,6 +9,7 @@ rows and conditions on the observed entries of each, exactly.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
@@ -43,9 +44,16 @@ __all__ = ["PPCA", "FactorAnalysis"]
 Array = NDArray[np.floating[Any]]
 logger = logging.getLogger("emkit")
 
+# What a fit runs: the model, the engine and data its E-step maps over, and the start.
+_FitPlan = tuple[LatentFactor, Any, tuple[Any, ...], Callable[[np.random.Generator], FactorParams]]
+
 # Noise variances are kept >= this times the average feature variance: the likelihood is
 # unbounded as a noise variance goes to 0 (a feature the factors explain exactly).
 _NOISE_FLOOR = 1e-6
+
+
+def _noise_floor(variances: Array) -> float:
+    return _NOISE_FLOOR * (float(variances.mean()) or 1.0)
 
 
 def validate_rows(estimator: BaseEstimator, X: Any, *, reset: bool) -> tuple[Array, bool]:
@@ -152,7 +160,6 @@ class _LatentFactorEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
                 "Decrease n_components."
             )
         w = check_sample_weight(sample_weight, n)
-        structure = noise_structure(self._noise_type)
         rng = check_random_state(self.random_state)
 
         def callback(iteration: int, objective: float, change: float) -> None:
@@ -165,42 +172,10 @@ class _LatentFactorEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
             InMemoryEngine(self.chunk_size, self.n_threads) as engine,
             _verbose_logging(self.verbose),
         ):
-            if missing:
-                columns = engine.map_reduce(column_moments, Xa, w, row_bytes=4 * d * 8)
-                if (columns.count <= 0).any():
-                    raise InputError(
-                        f"Column {int(np.argmax(columns.count <= 0))} of X has no observed "
-                        "value (with a positive sample_weight); drop that column."
-                    )
-                shift, variances = columns.mean(), columns.variance()
-            else:  # one BLAS pass
-                weights = np.ones(n) if w is None else w
-                shift = (weights @ Xa) / weights.sum()
-            row_model = LatentFactor(structure, shift, 0.0)
-            if missing:
-                # EM iterations are passes over the rows here: start near the optimum,
-                # from the available-case covariance (one more pass)
-                pairs = engine.map_reduce(row_model.pairwise_moments, Xa, w, row_bytes=3 * d * 8)
-                start_cov = pairs.covariance()
-                data: tuple[Any, ...] = (Xa, w)
-                fit_engine: Any = engine
-            else:
-                moments = engine.map_reduce(row_model.moments, Xa, w, row_bytes=3 * d * 8)
-                scatter = moments.scatter_root()
-                mean = scatter.mean
-                variances = (scatter.root**2).sum(axis=0) / scatter.weight
-                data, fit_engine = (scatter,), ReducedEngine()
-            floor = _NOISE_FLOOR * (float(variances.mean()) or 1.0)
-            model_type = LatentFactor if missing else LatentFactorMoments
-            model = model_type(structure, shift, floor)
+            plan = self._plan_missing if missing else self._plan_complete
+            model, fit_engine, data, initialize = plan(engine, Xa, w, q)
             path = "rows with missing values" if missing else "the sufficient statistics"
             logger.info("%s: EM over %s, %d rows, %d features, q=%d", name, path, n, d, q)
-
-            def initialize(rng: np.random.Generator) -> FactorParams:
-                if missing:
-                    return model.params_from_covariance(start_cov, np.zeros(d), q)
-                return model.initial_params(rng, mean, variances, q)
-
             result = fit_em_restarts(
                 model,
                 fit_engine,
@@ -214,8 +189,47 @@ class _LatentFactorEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
                 row_bytes=LatentFactor.row_bytes(d, q),
                 callback=callback,
             )
-        self._set_fitted(result.params, shift, result.trace, result.converged)
+        self._set_fitted(result.params, model.shift, result.trace, result.converged)
         return self
+
+    def _plan_complete(self, engine: InMemoryEngine, X: Array, w: Array | None, q: int) -> _FitPlan:
+        """EM on the sufficient statistics: one pass over the rows, then O(d^2 q) an
+        iteration; the start is a random orthonormal W scaled to the variances."""
+        n, d = X.shape
+        weights = np.ones(n) if w is None else w
+        shift = (weights @ X) / weights.sum()  # one BLAS pass
+        structure = noise_structure(self._noise_type)
+        moments = engine.map_reduce(
+            LatentFactor(structure, shift, 0.0).moments, X, w, row_bytes=3 * d * 8
+        )
+        scatter = moments.scatter_root()
+        variances = (scatter.root**2).sum(axis=0) / scatter.weight
+        model = LatentFactorMoments(structure, shift, _noise_floor(variances))
+
+        def initialize(rng: np.random.Generator) -> FactorParams:
+            return model.initial_params(rng, scatter.mean, variances, q)
+
+        return model, ReducedEngine(), (scatter,), initialize
+
+    def _plan_missing(self, engine: InMemoryEngine, X: Array, w: Array | None, q: int) -> _FitPlan:
+        """EM over the rows. Each iteration is then a pass over the data, so the start is
+        near the maximum: the PPCA fit of the available-case covariance (one more pass)."""
+        d = X.shape[1]
+        columns = engine.map_reduce(column_moments, X, w, row_bytes=4 * d * 8)
+        if (columns.count <= 0).any():
+            raise InputError(
+                f"Column {int(np.argmax(columns.count <= 0))} of X has no observed value "
+                "(with a positive sample_weight); drop that column."
+            )
+        structure = noise_structure(self._noise_type)
+        model = LatentFactor(structure, columns.mean(), _noise_floor(columns.variance()))
+        pairs = engine.map_reduce(model.pairwise_moments, X, w, row_bytes=3 * d * 8)
+        start = model.params_from_covariance(pairs.covariance(), np.zeros(d), q)
+
+        def initialize(rng: np.random.Generator) -> FactorParams:
+            return start
+
+        return model, engine, (X, w), initialize
 
     def _set_fitted(
         self, params: FactorParams, shift: Array, trace: EMTrace, converged: bool
@@ -367,7 +381,9 @@ _PARAMETERS = """
     max_iter : int, default=1000
         Maximum number of EM iterations.
     random_state : int, Generator, RandomState or None, default=None
-        Seeds the random orthonormal start of W and :meth:`sample`.
+        Seeds the random orthonormal start of W and :meth:`sample`. (With missing values,
+        EM starts instead from the PPCA fit of the available-case covariance: there each
+        iteration is a pass over the rows, so a start near the maximum pays.)
     verbose : int, default=0
         Log progress (logger ``"emkit"``) every ``verbose_interval`` iterations.
     verbose_interval : int, default=10
