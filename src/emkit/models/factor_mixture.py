@@ -16,6 +16,10 @@ S_k: mixture of PPCA (Tipping & Bishop, 1999) takes the closed-form PPCA maximum
 M-step); mixture of factor analyzers (Ghahramani & Hinton, 1996) takes one Rubin-Thayer
 update (a generalized M-step, which raises the objective without maximizing it). Both
 keep the objective monotone.
+
+Cost of an iteration: O(n K d q) for the log-densities and O(n K d^2) for the scatter
+matrices (K d^2 numbers of statistics), then O(K d^3) for the M-step's eigendecompositions
+(MPPCA) or O(K d^2 q) (MFA).
 """
 
 from __future__ import annotations
