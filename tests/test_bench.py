@@ -47,3 +47,26 @@ def test_mixed_bench_quick_run(tmp_path: pathlib.Path) -> None:
     report = json.loads(out.read_text())
     assert set(report["seconds_per_iteration"]) == {"mixed", "gaussian_diag", "sklearn_diag"}
     assert report["mixed_over_diag"] > 0
+
+
+BENCH_PPCA = BENCH.with_name("bench_ppca.py")
+
+
+@pytest.mark.skipif(not BENCH_PPCA.exists(), reason="needs the source tree")
+def test_ppca_bench_quick_run_reports_the_comparison(tmp_path: pathlib.Path) -> None:
+    out = tmp_path / "bench_ppca.json"
+    result = subprocess.run(
+        [sys.executable, str(BENCH_PPCA), "--quick", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(out.read_text())["result"]
+    assert {"emkit_seconds", "sklearn_seconds", "ratio", "target_met"} <= set(report)
+    # EM reaches PCA's subspace and the closed-form maximum
+    assert report["em_converged"]
+    assert report["max_principal_angle"] < 1e-4
+    assert report["loglik_rel_closed_form"] < 1e-8
+    assert report["missing"]["em_iterations"] >= 1

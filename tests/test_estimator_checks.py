@@ -5,10 +5,14 @@ from __future__ import annotations
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from emkit import (
+    PPCA,
     BernoulliMixture,
     CategoricalMixture,
+    FactorAnalysis,
     GaussianMixture,
     MixtureModel,
+    MixtureOfFactorAnalyzers,
+    MixtureOfPPCA,
     PoissonMixture,
 )
 from emkit.families import Gaussian
@@ -24,6 +28,10 @@ from emkit.families import Gaussian
         PoissonMixture(prior="auto"),
         BernoulliMixture(binarize=0.5),
         CategoricalMixture(),
+        PPCA(),
+        FactorAnalysis(),
+        MixtureOfPPCA(),
+        MixtureOfFactorAnalyzers(),
     ],
     expected_failed_checks=lambda estimator: (
         {

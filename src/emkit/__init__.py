@@ -5,10 +5,14 @@ per iteration; the M-step sees only statistics. See ``DESIGN.md`` in the reposit
 """
 
 from emkit.estimators import (
+    PPCA,
     BernoulliMixture,
     CategoricalMixture,
+    FactorAnalysis,
     GaussianMixture,
     MixtureModel,
+    MixtureOfFactorAnalyzers,
+    MixtureOfPPCA,
     PoissonMixture,
     infer_family,
 )
@@ -27,15 +31,19 @@ from emkit.io.model_file import load_model, save_model
 __version__ = "0.1.0"
 
 __all__ = [
+    "PPCA",
     "BernoulliMixture",
     "CategoricalMixture",
     "ConvergenceWarning",
     "DegenerateComponentWarning",
     "EmkitError",
+    "FactorAnalysis",
     "GaussianMixture",
     "InputError",
     "InputTypeError",
     "MixtureModel",
+    "MixtureOfFactorAnalyzers",
+    "MixtureOfPPCA",
     "ModelFileError",
     "MonotonicityError",
     "MonotonicityWarning",

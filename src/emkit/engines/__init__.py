@@ -2,5 +2,6 @@
 
 from emkit.engines._base import Engine
 from emkit.engines.memory import InMemoryEngine
+from emkit.engines.reduced import ReducedEngine
 
-__all__ = ["Engine", "InMemoryEngine"]
+__all__ = ["Engine", "InMemoryEngine", "ReducedEngine"]

@@ -1,6 +1,8 @@
 """The scikit-learn shell: the only layer that holds mutable state."""
 
+from emkit.estimators.factor_mixture import MixtureOfFactorAnalyzers, MixtureOfPPCA
 from emkit.estimators.gaussian_mixture import GaussianMixture
+from emkit.estimators.latent_factor import PPCA, FactorAnalysis
 from emkit.estimators.mixture_model import (
     BernoulliMixture,
     CategoricalMixture,
@@ -10,10 +12,14 @@ from emkit.estimators.mixture_model import (
 )
 
 __all__ = [
+    "PPCA",
     "BernoulliMixture",
     "CategoricalMixture",
+    "FactorAnalysis",
     "GaussianMixture",
     "MixtureModel",
+    "MixtureOfFactorAnalyzers",
+    "MixtureOfPPCA",
     "PoissonMixture",
     "infer_family",
 ]

@@ -37,8 +37,15 @@ from emkit.inference.em import EMTrace
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "SAVABLE", "atomic_write", "load_model", "save_model"]
 
-# The estimators whose parameters the format describes (plain arrays, an allow-list).
-SAVABLE = ("GaussianMixture",)
+# The estimators whose parameters are plain arrays the format describes (an allow-list);
+# MixtureModel and its relatives hold family objects that it has no place for yet.
+SAVABLE = (
+    "FactorAnalysis",
+    "GaussianMixture",
+    "MixtureOfFactorAnalyzers",
+    "MixtureOfPPCA",
+    "PPCA",
+)
 
 FORMAT = "emkit-model"
 FORMAT_VERSION = 1

@@ -1,0 +1,212 @@
+"""Mixtures of probabilistic PCA and of factor analyzers, as pure functions of (params, rows).
+
+Component k is N(mu_k, C_k) with C_k = W_k W_k^T + Psi_k (W_k: d x q). Its log-density
+needs no d x d matrix, O(d q) a row (determinant lemma; the quadratic form is the minimum
+over z, attained at the posterior mean, a sum of squares with no cancellation):
+
+    M_k = I + W_k^T Psi_k^-1 W_k,   e = x - mu_k,   E[z] = M_k^-1 W_k^T Psi_k^-1 e,
+    (M_k diagonal in the principal frame of Psi_k^-1/2 W_k, as in latent_factor.py)
+    log N(x; mu_k, C_k) = -1/2 (d log 2 pi + log|Psi_k| + log|M_k|
+                                + ||Psi_k^-1/2 (e - W_k E[z])||^2 + ||E[z]||^2)
+
+EM treats the component labels as the missing data (the factors are integrated out), so
+the statistics are each component's responsibility mass and weighted scatter about its
+current mean, which add across blocks of rows. The M-step, from the weighted covariance
+S_k: mixture of PPCA (Tipping & Bishop, 1999) takes the closed-form PPCA maximum (an exact
+M-step); mixture of factor analyzers (Ghahramani & Hinton, 1996) takes one Rubin-Thayer
+update (a generalized M-step, which raises the objective without maximizing it). Both
+keep the objective monotone.
+
+Cost of an iteration: O(n K d q) for the log-densities and O(n K d^2) for the scatter
+matrices (K d^2 numbers of statistics), then O(K d^3) for the M-step's eigendecompositions
+(MPPCA) or O(K d^2 q) (MFA).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+from numpy.typing import NDArray
+
+from emkit.models.latent_factor import (
+    NoiseStructure,
+    ppca_maximum_likelihood,
+    principal_frame,
+)
+
+__all__ = ["FactorMixture", "FactorMixtureParams", "FactorMixtureStats"]
+
+Array = NDArray[np.floating[Any]]
+LOG_2PI = float(np.log(2.0 * np.pi))
+
+# Added to every responsibility mass N_k before dividing, as for the other mixtures.
+_NK_FLOOR = 10.0 * float(np.finfo(np.float64).eps)
+# log-responsibilities below this (relative to a row's maximum) are clipped before exp:
+# they change nothing in float64, and subnormal numbers slow the CPU down.
+_LOG_RESP_FLOOR = -600.0
+
+
+class FactorMixtureParams(NamedTuple):
+    """Mixing weights and each component's loadings, mean and noise (shifted coordinates)."""
+
+    weights: Array  # (K,)
+    components: Array  # (K, d, q)  W_k
+    means: Array  # (K, d)  mu_k - shift
+    noise: Array  # (K, d)  diagonal of Psi_k
+
+
+@dataclass(frozen=True)
+class FactorMixtureStats:
+    """Additive statistics of a block of rows, about the means of the E-step's parameters."""
+
+    nk: Array  # (K,)  sum_n w_n resp_nk
+    sum_e: Array  # (K, d)  sum_n w_n resp_nk (x_n - mu_k)
+    sum_eeT: Array  # (K, d, d)  sum_n w_n resp_nk (x_n - mu_k)(x_n - mu_k)^T
+    loglik: float  # sum_n w_n log p(x_n)
+    weight: float  # sum_n w_n
+
+    def __add__(self, other: FactorMixtureStats) -> FactorMixtureStats:
+        return FactorMixtureStats(
+            self.nk + other.nk,
+            self.sum_e + other.sum_e,
+            self.sum_eeT + other.sum_eeT,
+            self.loglik + other.loglik,
+            self.weight + other.weight,
+        )
+
+
+def _scatter(E: Array, r: Array) -> tuple[Array, Array]:
+    """sum_n r_n e_n and sum_n r_n e_n e_n^T for rows E (n, d) and weights r >= 0."""
+    Es = E * np.sqrt(r)[:, None]  # Es^T Es is one symmetric product
+    return r @ E, Es.T @ Es
+
+
+@dataclass(frozen=True, eq=False)
+class FactorMixture:
+    """A finite mixture of PPCA or factor-analysis components.
+
+    ``shift`` (d,) is subtracted from every row; noise variances stay >= ``noise_floor``.
+    """
+
+    noise: NoiseStructure
+    shift: Array
+    noise_floor: float
+
+    def _log_joint(self, params: FactorMixtureParams) -> Callable[[Array], Array]:
+        """A function of shifted rows (n, d) giving log p(x_n, k), shape (n, K)."""
+        means, noise = params.means, params.noise
+        W, s2, _ = principal_frame(params.components, noise)  # M_k = I + diag(s2_k)
+        K, d, _ = W.shape
+        g = 1.0 / (1.0 + s2)
+        inv_psi = 1.0 / noise
+        Wp = W * inv_psi[:, :, None]  # Psi_k^-1 W_k
+        # log|C_k| = log|Psi_k| + log|M_k|
+        logdet = np.log(noise).sum(axis=1) + np.log1p(s2).sum(axis=1)
+        with np.errstate(divide="ignore"):  # a weight of 0 is a log-weight of -inf
+            const = np.log(params.weights) - 0.5 * (d * LOG_2PI + logdet)
+
+        def log_joint(Y: Array) -> Array:
+            out = np.empty((Y.shape[0], K))
+            for k in range(K):
+                E = Y - means[k]
+                Ez = (E @ Wp[k]) * g[k]
+                resid = E - Ez @ W[k].T
+                quad = (resid * resid) @ inv_psi[k] + (Ez * Ez).sum(axis=1)
+                out[:, k] = const[k] - 0.5 * quad
+            return out
+
+        return log_joint
+
+    def expectation(
+        self, params: FactorMixtureParams
+    ) -> Callable[[Array, Array | None], FactorMixtureStats]:
+        """The E-step for one iteration, as a function of a block of rows and weights."""
+        log_joint = self._log_joint(params)
+        shift, means = self.shift, params.means
+
+        def e_step(X: Array, weights: Array | None) -> FactorMixtureStats:
+            Y = np.subtract(X, shift, dtype=np.float64)
+            resp = log_joint(Y)
+            # log p(x_n) = m_n + log sum_k exp(log p(x_n, k) - m_n)
+            m = resp.max(axis=1)
+            resp -= m[:, None]
+            np.maximum(resp, _LOG_RESP_FLOOR, out=resp)
+            np.exp(resp, out=resp)
+            total = resp.sum(axis=1)
+            row_loglik = np.log(total) + m
+            w = np.ones(Y.shape[0]) if weights is None else weights.astype(np.float64)
+            resp *= (w / total)[:, None]
+            return self._statistics(Y, resp, means, float(w @ row_loglik), float(w.sum()))
+
+        return e_step
+
+    def _statistics(
+        self, Y: Array, resp: Array, means: Array, loglik: float, weight: float
+    ) -> FactorMixtureStats:
+        K, d = means.shape
+        sum_e = np.empty((K, d))
+        sum_eeT = np.empty((K, d, d))
+        for k in range(K):
+            sum_e[k], sum_eeT[k] = _scatter(Y - means[k], resp[:, k])
+        return FactorMixtureStats(resp.sum(axis=0), sum_e, sum_eeT, loglik, weight)
+
+    def statistics_from_resp(
+        self, X: Array, weights: Array | None, resp: Array
+    ) -> FactorMixtureStats:
+        """Statistics for given responsibilities (initialization), about the shift."""
+        Y = np.subtract(X, self.shift, dtype=np.float64)
+        r = resp if weights is None else resp * weights[:, None]
+        weight = float(X.shape[0]) if weights is None else float(weights.sum(dtype=np.float64))
+        return self._statistics(Y, r, np.zeros((resp.shape[1], Y.shape[1])), 0.0, weight)
+
+    def _moments(
+        self, params_means: Array, stats: FactorMixtureStats
+    ) -> tuple[Array, Array, Array]:
+        """Mixing masses, new means and weighted covariances S_k from the statistics."""
+        nk = stats.nk + _NK_FLOOR
+        delta = stats.sum_e / nk[:, None]
+        S = stats.sum_eeT / nk[:, None, None] - delta[:, :, None] * delta[:, None, :]
+        S = 0.5 * (S + np.swapaxes(S, 1, 2))
+        return nk, params_means + delta, S
+
+    def m_step(self, params: FactorMixtureParams, stats: FactorMixtureStats) -> FactorMixtureParams:
+        nk, means, S = self._moments(params.means, stats)
+        W, noise = self.noise.component_m_step(S, params.components, params.noise, self.noise_floor)
+        return FactorMixtureParams(nk / nk.sum(), W, means, noise)
+
+    def initial_params(self, stats: FactorMixtureStats, n_factors: int) -> FactorMixtureParams:
+        """Each component's closed-form PPCA maximum on its initial weighted covariance
+        (statistics from :meth:`statistics_from_resp`)."""
+        K, d = stats.sum_e.shape
+        nk, means, S = self._moments(np.zeros((K, d)), stats)
+        W, noise = ppca_maximum_likelihood(S, n_factors, self.noise_floor)
+        return FactorMixtureParams(nk / nk.sum(), W, means, noise)
+
+    def m_step_gap(self, params: FactorMixtureParams, stats: Any) -> float:
+        """Zero: exact (PPCA) and generalized (factor analysis) M-steps never lower Q."""
+        return 0.0
+
+    def objective(self, params: FactorMixtureParams, stats: FactorMixtureStats) -> float:
+        """Per-sample log-likelihood."""
+        return stats.loglik / stats.weight
+
+    def weighted_log_prob(self, params: FactorMixtureParams) -> Callable[[Array], Array]:
+        """log p(x_n, k) for raw rows, shape (n, K)."""
+        log_joint = self._log_joint(params)
+        shift = self.shift
+        return lambda X: log_joint(np.subtract(X, shift, dtype=np.float64))
+
+    def n_parameters(self, n_components: int, n_features: int, n_factors: int) -> int:
+        """Free parameters: weights, and per component W up to rotation, mean and noise."""
+        K, d, q = n_components, n_features, n_factors
+        per_component = d * q - q * (q - 1) // 2 + d + self.noise.n_parameters(d)
+        return K - 1 + K * per_component
+
+    @staticmethod
+    def row_bytes(n_features: int, n_components: int, n_factors: int) -> int:
+        """Bytes a row of a chunk needs in the E-step: the shifted row, a residual and its
+        scaled copy, projections, and the K log-probabilities."""
+        return (4 * n_features + 2 * n_factors + 2 * n_components + 4) * 8
