@@ -162,3 +162,11 @@ def test_float32_large_counts_fall_back_to_float64_and_never_decrease() -> None:
     single = PoissonMixture(2, dtype="float32", **kw).fit(X.astype(np.float32))
     double = PoissonMixture(2, **kw).fit(X.astype(np.float64))
     np.testing.assert_allclose(single.rates_, double.rates_, rtol=1e-6)
+
+
+def test_verbose_shows_the_family_and_the_iterations(capsys: pytest.CaptureFixture[str]) -> None:
+    counts = np.random.default_rng(0).poisson([2.0, 7.0], (200, 2))
+    MixtureModel(Poisson(), 2, verbose=1, verbose_interval=1, random_state=0).fit(counts)
+    err = capsys.readouterr().err
+    assert "Family: Poisson(" in err
+    assert "Iteration 1" in err

@@ -6,7 +6,9 @@ joint log-probabilities log p(x, k)), ``_n_parameters()`` and ``_sampling_family
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -21,7 +23,15 @@ from emkit.inference.em import EMTrace
 from emkit.inference.init import one_hot
 from emkit.models.mixture import Mixture, MixtureStats
 
-__all__ = ["FittedMixture", "initial_statistics"]
+__all__ = [
+    "FittedMixture",
+    "check_n_samples",
+    "initial_statistics",
+    "logger",
+    "verbose_logging",
+]
+
+logger = logging.getLogger("emkit")
 
 Array = NDArray[np.floating[Any]]
 
@@ -29,7 +39,6 @@ Array = NDArray[np.floating[Any]]
 class FittedMixture:
     """Methods of a fitted mixture estimator, written once over its hooks."""
 
-    n_components: int
     random_state: Any
     weights_: Array
 
@@ -42,6 +51,11 @@ class FittedMixture:
     def _sampling_family(self) -> tuple[Any, Any]:
         """(bound family, its component parameters) to draw samples from."""
         raise NotImplementedError
+
+    def _draw(self, component: int, n: int, rng: np.random.Generator) -> Array:
+        """``n`` samples of one component, shape (n, n_features)."""
+        family, params = self._sampling_family()
+        return np.asarray(family.sample(params, component, n, rng))
 
     def fit(self, X: Any, y: Any = None, sample_weight: ArrayLike | None = None) -> Any:
         raise NotImplementedError
@@ -85,20 +99,11 @@ class FittedMixture:
             The component each sample was drawn from (sorted, as in scikit-learn).
         """
         check_is_fitted(self)
-        if (
-            isinstance(n_samples, bool)
-            or not isinstance(n_samples, int | np.integer)
-            or n_samples < 1
-        ):
-            raise InputError(
-                f"n_samples must be an integer >= 1, got {n_samples!r}. The sampling requires "
-                "at least one sample."
-            )
+        check_n_samples(n_samples)
         rng = check_random_state(self.random_state)
         counts = rng.multinomial(int(n_samples), self.weights_)
-        family, params = self._sampling_family()
-        X = np.vstack([family.sample(params, k, int(c), rng) for k, c in enumerate(counts)])
-        return X, np.repeat(np.arange(self.n_components), counts)
+        X = np.vstack([self._draw(k, int(c), rng) for k, c in enumerate(counts)])
+        return X, np.repeat(np.arange(len(self.weights_)), counts)
 
     def bic(self, X: Any) -> float:
         """Bayesian information criterion on ``X`` (lower is better)."""
@@ -109,6 +114,33 @@ class FittedMixture:
         """Akaike information criterion on ``X`` (lower is better)."""
         n = np.shape(X)[0]
         return -2.0 * self.score(X) * n + 2.0 * self._n_parameters()
+
+
+@contextmanager
+def verbose_logging(verbose: int) -> Iterator[None]:
+    """Show emkit's INFO messages on stderr during a fit when ``verbose`` asks for it."""
+    if not verbose or logger.handlers:
+        yield
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def check_n_samples(n_samples: Any) -> None:
+    """The ``n_samples`` argument of ``sample``: an integer >= 1."""
+    if isinstance(n_samples, bool) or not isinstance(n_samples, int | np.integer) or n_samples < 1:
+        raise InputError(
+            f"n_samples must be an integer >= 1, got {n_samples!r}. The sampling requires "
+            "at least one sample."
+        )
 
 
 def initial_statistics(

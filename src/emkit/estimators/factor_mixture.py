@@ -7,12 +7,10 @@ d (d + 1) / 2, and its log-density costs O(d q) a row (Woodbury), never a d x d 
 
 from __future__ import annotations
 
-import logging
 from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy.special import logsumexp
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -25,8 +23,7 @@ from emkit._validation import (
     check_sample_weight,
 )
 from emkit.engines.memory import InMemoryEngine
-from emkit.estimators.gaussian_mixture import _verbose_logging
-from emkit.estimators.latent_factor import _check_n_samples
+from emkit.estimators._mixture_base import FittedMixture, logger, verbose_logging
 from emkit.exceptions import InputError
 from emkit.inference.em import MONOTONICITY_POLICIES, EMTrace, fit_em_restarts
 from emkit.inference.init import INIT_METHODS, initial_responsibilities, one_hot
@@ -36,10 +33,9 @@ from emkit.models.latent_factor import canonical_components, noise_structure
 __all__ = ["MixtureOfFactorAnalyzers", "MixtureOfPPCA"]
 
 Array = NDArray[np.floating[Any]]
-logger = logging.getLogger("emkit")
 
 
-class _FactorMixtureEstimator(DensityMixin, BaseEstimator):
+class _FactorMixtureEstimator(FittedMixture, DensityMixin, BaseEstimator):
     """What the two mixtures share; they differ in the noise structure."""
 
     _noise_type: ClassVar[str]
@@ -146,7 +142,7 @@ class _FactorMixtureEstimator(DensityMixin, BaseEstimator):
 
         with (
             InMemoryEngine(self.chunk_size, self.n_threads) as engine,
-            _verbose_logging(self.verbose),
+            verbose_logging(self.verbose),
         ):
 
             def initialize(rng: np.random.Generator) -> FactorMixtureParams:
@@ -204,12 +200,6 @@ class _FactorMixtureEstimator(DensityMixin, BaseEstimator):
         nv = np.asarray(self.noise_variance_, dtype=np.float64)
         return np.broadcast_to(nv.reshape(K, -1), (K, d)).copy()
 
-    def fit_predict(
-        self, X: ArrayLike, y: Any = None, sample_weight: ArrayLike | None = None
-    ) -> NDArray[np.intp]:
-        """Fit the model and return the cluster each sample most likely belongs to."""
-        return self.fit(X, sample_weight=sample_weight).predict(X)
-
     # -- the fitted model -------------------------------------------------------------
 
     def _fitted(self) -> tuple[FactorMixture, FactorMixtureParams]:
@@ -230,59 +220,21 @@ class _FactorMixtureEstimator(DensityMixin, BaseEstimator):
         with InMemoryEngine(self.chunk_size, self.n_threads) as engine:
             return engine.map_rows(lambda chunk: fn(log_prob(chunk)), Xa, row_bytes=row_bytes)
 
-    def score_samples(self, X: ArrayLike) -> Array:
-        """Log-density of each sample, shape (n_samples,)."""
-        return np.asarray(self._map_rows(X, lambda lp: logsumexp(lp, axis=1)))
-
-    def score(self, X: ArrayLike, y: Any = None) -> float:
-        """Mean log-density of the samples."""
-        return float(self.score_samples(X).mean())
-
-    def predict(self, X: ArrayLike) -> NDArray[np.intp]:
-        """The most likely cluster of each sample, shape (n_samples,)."""
-        return np.asarray(self._map_rows(X, lambda lp: lp.argmax(axis=1)))
-
-    def predict_proba(self, X: ArrayLike) -> Array:
-        """Posterior probability of each cluster for each sample, shape (n_samples, K)."""
-        return np.asarray(self._map_rows(X, lambda lp: np.exp(lp - logsumexp(lp, axis=1)[:, None])))
-
-    def sample(self, n_samples: int = 1) -> tuple[Array, NDArray[np.intp]]:
-        """Draw samples from the fitted model.
-
-        Returns
-        -------
-        X : ndarray of shape (n_samples, n_features)
-        y : ndarray of shape (n_samples,)
-            The cluster each sample was drawn from (sorted).
-        """
-        check_is_fitted(self)
-        _check_n_samples(n_samples)
-        rng = check_random_state(self.random_state)
-        counts = rng.multinomial(int(n_samples), self.weights_)
-        noise = self._noise_matrix()
-        K, q, d = self.components_.shape
-        parts = [
-            rng.standard_normal((c, q)) @ self.components_[k]
-            + self.means_[k]
-            + rng.standard_normal((c, d)) * np.sqrt(noise[k])
-            for k, c in enumerate(counts)
-        ]
-        return np.vstack(parts), np.repeat(np.arange(K), counts)
+    def _draw(self, component: int, n: int, rng: np.random.Generator) -> Array:
+        # x = W^T z + mu + noise, z ~ N(0, I_q)
+        noise = self._noise_matrix()[component]
+        q, d = self.components_.shape[1:]
+        z = rng.standard_normal((n, q))
+        return np.asarray(
+            z @ self.components_[component]
+            + self.means_[component]
+            + rng.standard_normal((n, d)) * np.sqrt(noise)
+        )
 
     def _n_parameters(self) -> int:
         K, q, d = self.components_.shape
         model = FactorMixture(noise_structure(self._noise_type), np.zeros(d), 1.0)
         return model.n_parameters(K, d, q)
-
-    def bic(self, X: ArrayLike) -> float:
-        """Bayesian information criterion on ``X`` (lower is better)."""
-        n = np.shape(X)[0]
-        return -2.0 * self.score(X) * n + self._n_parameters() * np.log(n)
-
-    def aic(self, X: ArrayLike) -> float:
-        """Akaike information criterion on ``X`` (lower is better)."""
-        n = np.shape(X)[0]
-        return -2.0 * self.score(X) * n + 2.0 * self._n_parameters()
 
 
 def _diag_stack(noise: Array) -> Array:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -22,7 +20,12 @@ from emkit._validation import (
     resolve_dtype,
 )
 from emkit.engines.memory import InMemoryEngine
-from emkit.estimators._mixture_base import FittedMixture, initial_statistics
+from emkit.estimators._mixture_base import (
+    FittedMixture,
+    initial_statistics,
+    logger,
+    verbose_logging,
+)
 from emkit.exceptions import InputError
 from emkit.families.gaussian import (
     COVARIANCE_TYPES,
@@ -37,25 +40,6 @@ from emkit.models.mixture import Mixture, MixtureParams
 __all__ = ["GaussianMixture"]
 
 Array = NDArray[np.floating[Any]]
-logger = logging.getLogger("emkit")
-
-
-@contextmanager
-def _verbose_logging(verbose: int) -> Iterator[None]:
-    """Show emkit's INFO messages on stderr during a fit when ``verbose`` asks for it."""
-    if not verbose or logger.handlers:
-        yield
-        return
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
 
 
 class GaussianMixture(FittedMixture, DensityMixin, BaseEstimator):
@@ -284,7 +268,7 @@ class GaussianMixture(FittedMixture, DensityMixin, BaseEstimator):
 
         with (
             InMemoryEngine(self.chunk_size, self.n_threads) as engine,
-            _verbose_logging(self.verbose),
+            verbose_logging(self.verbose),
         ):
             if warm:
                 previous = self._mixture_params(family)

@@ -8,7 +8,6 @@ rows and conditions on the observed entries of each, exactly.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -27,7 +26,7 @@ from emkit._validation import (
 )
 from emkit.engines.memory import InMemoryEngine
 from emkit.engines.reduced import ReducedEngine
-from emkit.estimators.gaussian_mixture import _verbose_logging
+from emkit.estimators._mixture_base import check_n_samples, logger, verbose_logging
 from emkit.exceptions import InputError
 from emkit.inference.em import MONOTONICITY_POLICIES, EMTrace, fit_em_restarts
 from emkit.models.latent_factor import (
@@ -42,7 +41,6 @@ from emkit.models.latent_factor import (
 __all__ = ["PPCA", "FactorAnalysis"]
 
 Array = NDArray[np.floating[Any]]
-logger = logging.getLogger("emkit")
 
 # What a fit runs: the model, the engine and data its E-step maps over, and the start.
 _FitPlan = tuple[LatentFactor, Any, tuple[Any, ...], Callable[[np.random.Generator], FactorParams]]
@@ -170,7 +168,7 @@ class _LatentFactorEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
 
         with (
             InMemoryEngine(self.chunk_size, self.n_threads) as engine,
-            _verbose_logging(self.verbose),
+            verbose_logging(self.verbose),
         ):
             plan = self._plan_missing if missing else self._plan_complete
             model, fit_engine, data, initialize = plan(engine, Xa, w, q)
@@ -336,7 +334,7 @@ class _LatentFactorEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         X : ndarray of shape (n_samples, n_features)
         """
         check_is_fitted(self)
-        _check_n_samples(n_samples)
+        check_n_samples(n_samples)
         rng = check_random_state(self.random_state)
         q, d = self.components_.shape
         Z = rng.standard_normal((int(n_samples), q))
@@ -360,14 +358,6 @@ class _LatentFactorEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
     @property
     def _n_features_out(self) -> int:
         return int(self.components_.shape[0])
-
-
-def _check_n_samples(n_samples: Any) -> None:
-    if isinstance(n_samples, bool) or not isinstance(n_samples, int | np.integer) or n_samples < 1:
-        raise InputError(
-            f"n_samples must be an integer >= 1, got {n_samples!r}. The sampling requires "
-            "at least one sample."
-        )
 
 
 _PARAMETERS = """

@@ -6,7 +6,6 @@ Also the convenience estimators :class:`PoissonMixture`, :class:`BernoulliMixtur
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -25,7 +24,12 @@ from emkit._validation import (
     resolve_dtype,
 )
 from emkit.engines.memory import InMemoryEngine
-from emkit.estimators._mixture_base import FittedMixture, initial_statistics
+from emkit.estimators._mixture_base import (
+    FittedMixture,
+    initial_statistics,
+    logger,
+    verbose_logging,
+)
 from emkit.exceptions import InputError, InputTypeError
 from emkit.families.gaussian import Gaussian
 from emkit.families.poisson import Poisson
@@ -43,7 +47,6 @@ __all__ = [
 ]
 
 Array = NDArray[np.floating[Any]]
-logger = logging.getLogger("emkit")
 
 INTEGER_FAMILIES = ("poisson", "categorical")
 
@@ -339,8 +342,6 @@ class MixtureModel(FittedMixture, DensityMixin, BaseEstimator):
                 spec = spec.resolve(getattr(self, "feature_names_in_", None), d)
             family = spec.bind(Xa, w)
         family.check(Xa, labels)
-        if self.verbose:
-            logger.info("Family: %r", family)
         model = Mixture(family, dtype, float(self.weight_concentration))
         row_bytes = model.row_bytes(d, family.n_stats, K) + d * Xa.itemsize
         rng = check_random_state(self.random_state)
@@ -351,7 +352,12 @@ class MixtureModel(FittedMixture, DensityMixin, BaseEstimator):
                     "  Iteration %d\t objective %.8g\t change %.3g", iteration, objective, change
                 )
 
-        with InMemoryEngine(self.chunk_size, self.n_threads) as engine:
+        with (
+            InMemoryEngine(self.chunk_size, self.n_threads) as engine,
+            verbose_logging(self.verbose),
+        ):
+            if self.verbose:
+                logger.info("Family: %r", family)
             if warm:
                 previous: MixtureParams = getattr(self, "params_")  # noqa: B009
 
