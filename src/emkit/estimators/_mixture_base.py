@@ -16,18 +16,26 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.special import logsumexp
 from sklearn.utils.validation import check_is_fitted
 
-from emkit._validation import check_random_state
+from emkit._validation import (
+    check_choice,
+    check_number,
+    check_positive_int,
+    check_random_state,
+    resolve_dtype,
+)
 from emkit.engines.memory import InMemoryEngine
 from emkit.exceptions import InputError
-from emkit.inference.em import EMTrace
-from emkit.inference.init import one_hot
+from emkit.inference.em import MONOTONICITY_POLICIES, EMTrace
+from emkit.inference.init import INIT_METHODS, one_hot
 from emkit.models.mixture import Mixture, MixtureStats
 
 __all__ = [
     "FittedMixture",
+    "check_em_parameters",
     "check_n_samples",
     "initial_statistics",
     "logger",
+    "progress_callback",
     "verbose_logging",
 ]
 
@@ -132,6 +140,39 @@ def verbose_logging(verbose: int) -> Iterator[None]:
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)
+
+
+def check_em_parameters(estimator: Any) -> None:
+    """The constructor arguments every EM estimator shares, checked at fit time
+    (``n_init``, ``init_params``, ``dtype`` and ``warm_start`` where the estimator has them)."""
+    check_positive_int("n_components", estimator.n_components)
+    check_number("tol", estimator.tol)
+    check_positive_int("max_iter", estimator.max_iter, minimum=0)
+    check_positive_int("verbose", estimator.verbose, minimum=0)
+    check_positive_int("verbose_interval", estimator.verbose_interval)
+    check_choice("monotonicity", estimator.monotonicity, MONOTONICITY_POLICIES)
+    check_random_state(estimator.random_state)
+    if hasattr(estimator, "n_init"):
+        check_positive_int("n_init", estimator.n_init)
+    if hasattr(estimator, "init_params"):
+        check_choice("init_params", estimator.init_params, INIT_METHODS)
+    if hasattr(estimator, "dtype"):
+        resolve_dtype(estimator.dtype)
+    warm_start = getattr(estimator, "warm_start", False)
+    if not isinstance(warm_start, bool | np.bool_):
+        raise InputError(f"warm_start must be True or False, got {warm_start!r}.")
+
+
+def progress_callback(estimator: Any) -> Callable[[int, float, float], None]:
+    """The driver's per-iteration callback: log every ``verbose_interval`` iterations."""
+
+    def callback(iteration: int, objective: float, change: float) -> None:
+        if estimator.verbose and iteration % estimator.verbose_interval == 0:
+            logger.info(
+                "  Iteration %d\t objective %.8g\t change %.3g", iteration, objective, change
+            )
+
+    return callback
 
 
 def check_n_samples(n_samples: Any) -> None:

@@ -16,17 +16,22 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from emkit._validation import (
     as_float_matrix,
-    check_choice,
     check_number,
     check_positive_int,
     check_random_state,
     check_sample_weight,
 )
 from emkit.engines.memory import InMemoryEngine
-from emkit.estimators._mixture_base import FittedMixture, logger, verbose_logging
+from emkit.estimators._mixture_base import (
+    FittedMixture,
+    check_em_parameters,
+    logger,
+    progress_callback,
+    verbose_logging,
+)
 from emkit.exceptions import InputError
-from emkit.inference.em import MONOTONICITY_POLICIES, EMTrace, fit_em_restarts
-from emkit.inference.init import INIT_METHODS, initial_responsibilities, one_hot
+from emkit.inference.em import EMTrace, fit_em_restarts
+from emkit.inference.init import initial_responsibilities, one_hot
 from emkit.models.factor_mixture import FactorMixture, FactorMixtureParams
 from emkit.models.latent_factor import canonical_components, noise_structure
 
@@ -72,21 +77,13 @@ class _FactorMixtureEstimator(FittedMixture, DensityMixin, BaseEstimator):
         self.n_threads = n_threads
 
     def _check_parameters(self) -> None:
-        check_positive_int("n_components", self.n_components)
+        check_em_parameters(self)
         check_positive_int("n_factors", self.n_factors)
-        check_number("tol", self.tol)
         if check_number("reg_covar", self.reg_covar) <= 0:
             raise InputError(
                 f"reg_covar must be > 0, got {self.reg_covar!r}: it is the floor of the noise "
                 "variances, which keeps a collapsing cluster's likelihood finite."
             )
-        check_positive_int("max_iter", self.max_iter, minimum=0)
-        check_positive_int("n_init", self.n_init)
-        check_choice("init_params", self.init_params, INIT_METHODS)
-        check_positive_int("verbose", self.verbose, minimum=0)
-        check_positive_int("verbose_interval", self.verbose_interval)
-        check_choice("monotonicity", self.monotonicity, MONOTONICITY_POLICIES)
-        check_random_state(self.random_state)
 
     def _validate_X(self, X: Any, *, reset: bool) -> Array:
         arr = as_float_matrix(X, dtype=None)  # float64 and float32 data are used in place
@@ -134,11 +131,7 @@ class _FactorMixtureEstimator(FittedMixture, DensityMixin, BaseEstimator):
         row_bytes = FactorMixture.row_bytes(d, K, q) + d * Xa.itemsize
         rng = check_random_state(self.random_state)
 
-        def callback(iteration: int, objective: float, change: float) -> None:
-            if self.verbose and iteration % self.verbose_interval == 0:
-                logger.info(
-                    "  Iteration %d\t objective %.8g\t change %.3g", iteration, objective, change
-                )
+        callback = progress_callback(self)
 
         with (
             InMemoryEngine(self.chunk_size, self.n_threads) as engine,

@@ -14,7 +14,6 @@ from emkit._validation import (
     as_float_matrix,
     check_choice,
     check_number,
-    check_positive_int,
     check_random_state,
     check_sample_weight,
     resolve_dtype,
@@ -22,8 +21,10 @@ from emkit._validation import (
 from emkit.engines.memory import InMemoryEngine
 from emkit.estimators._mixture_base import (
     FittedMixture,
+    check_em_parameters,
     initial_statistics,
     logger,
+    progress_callback,
     verbose_logging,
 )
 from emkit.exceptions import InputError
@@ -33,8 +34,8 @@ from emkit.families.gaussian import (
     GaussianParams,
     covariance_structure,
 )
-from emkit.inference.em import MONOTONICITY_POLICIES, EMTrace, fit_em_restarts
-from emkit.inference.init import INIT_METHODS, initial_responsibilities
+from emkit.inference.em import EMTrace, fit_em_restarts
+from emkit.inference.init import initial_responsibilities
 from emkit.models.mixture import Mixture, MixtureParams
 
 __all__ = ["GaussianMixture"]
@@ -171,19 +172,9 @@ class GaussianMixture(FittedMixture, DensityMixin, BaseEstimator):
 
     def _check_parameters(self) -> None:
         """Declarative checks of the constructor arguments, run at fit time."""
-        check_positive_int("n_components", self.n_components)
+        check_em_parameters(self)
         check_choice("covariance_type", self.covariance_type, COVARIANCE_TYPES)
-        check_number("tol", self.tol)
         check_number("reg_covar", self.reg_covar)
-        check_positive_int("max_iter", self.max_iter, minimum=0)
-        check_positive_int("n_init", self.n_init)
-        check_choice("init_params", self.init_params, INIT_METHODS)
-        check_positive_int("verbose", self.verbose, minimum=0)
-        check_positive_int("verbose_interval", self.verbose_interval)
-        check_choice("monotonicity", self.monotonicity, MONOTONICITY_POLICIES)
-        resolve_dtype(self.dtype)
-        if not isinstance(self.warm_start, bool | np.bool_):
-            raise InputError(f"warm_start must be True or False, got {self.warm_start!r}.")
 
     def _validate_X(self, X: Any, *, reset: bool) -> NDArray[np.floating[Any]]:
         arr = as_float_matrix(X, dtype=None)  # float64 and float32 data are used in place
@@ -260,11 +251,7 @@ class GaussianMixture(FittedMixture, DensityMixin, BaseEstimator):
         row_bytes = model.row_bytes(d, structure.n_stats(d), K) + d * Xa.itemsize
         rng = check_random_state(self.random_state)
 
-        def callback(iteration: int, objective: float, change: float) -> None:
-            if self.verbose and iteration % self.verbose_interval == 0:
-                logger.info(
-                    "  Iteration %d\t objective %.8g\t change %.3g", iteration, objective, change
-                )
+        callback = progress_callback(self)
 
         with (
             InMemoryEngine(self.chunk_size, self.n_threads) as engine,

@@ -18,17 +18,20 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from emkit._validation import (
     as_float_matrix,
-    check_choice,
-    check_number,
-    check_positive_int,
     check_random_state,
     check_sample_weight,
 )
 from emkit.engines.memory import InMemoryEngine
 from emkit.engines.reduced import ReducedEngine
-from emkit.estimators._mixture_base import check_n_samples, logger, verbose_logging
+from emkit.estimators._mixture_base import (
+    check_em_parameters,
+    check_n_samples,
+    logger,
+    progress_callback,
+    verbose_logging,
+)
 from emkit.exceptions import InputError
-from emkit.inference.em import MONOTONICITY_POLICIES, EMTrace, fit_em_restarts
+from emkit.inference.em import EMTrace, fit_em_restarts
 from emkit.models.latent_factor import (
     FactorParams,
     LatentFactor,
@@ -117,13 +120,7 @@ class _LatentFactorEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         return tags
 
     def _check_parameters(self) -> None:
-        check_positive_int("n_components", self.n_components)
-        check_number("tol", self.tol)
-        check_positive_int("max_iter", self.max_iter, minimum=0)
-        check_positive_int("verbose", self.verbose, minimum=0)
-        check_positive_int("verbose_interval", self.verbose_interval)
-        check_choice("monotonicity", self.monotonicity, MONOTONICITY_POLICIES)
-        check_random_state(self.random_state)
+        check_em_parameters(self)
 
     # -- fitting ---------------------------------------------------------------------
 
@@ -160,11 +157,7 @@ class _LatentFactorEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         w = check_sample_weight(sample_weight, n)
         rng = check_random_state(self.random_state)
 
-        def callback(iteration: int, objective: float, change: float) -> None:
-            if self.verbose and iteration % self.verbose_interval == 0:
-                logger.info(
-                    "  Iteration %d\t objective %.10g\t change %.3g", iteration, objective, change
-                )
+        callback = progress_callback(self)
 
         with (
             InMemoryEngine(self.chunk_size, self.n_threads) as engine,

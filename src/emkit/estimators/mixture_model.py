@@ -18,7 +18,6 @@ from emkit._validation import (
     as_float_matrix,
     check_choice,
     check_number,
-    check_positive_int,
     check_random_state,
     check_sample_weight,
     resolve_dtype,
@@ -26,16 +25,18 @@ from emkit._validation import (
 from emkit.engines.memory import InMemoryEngine
 from emkit.estimators._mixture_base import (
     FittedMixture,
+    check_em_parameters,
     initial_statistics,
     logger,
+    progress_callback,
     verbose_logging,
 )
 from emkit.exceptions import InputError, InputTypeError
 from emkit.families.gaussian import Gaussian
 from emkit.families.poisson import Poisson
 from emkit.families.product import Product
-from emkit.inference.em import MONOTONICITY_POLICIES, fit_em_restarts
-from emkit.inference.init import INIT_METHODS, initial_responsibilities
+from emkit.inference.em import fit_em_restarts
+from emkit.inference.init import initial_responsibilities
 from emkit.models.mixture import Mixture, MixtureParams
 
 __all__ = [
@@ -236,18 +237,8 @@ class MixtureModel(FittedMixture, DensityMixin, BaseEstimator):
     # -- validation ------------------------------------------------------------------
 
     def _check_parameters(self) -> None:
-        check_positive_int("n_components", self.n_components)
-        check_number("tol", self.tol)
-        check_positive_int("max_iter", self.max_iter, minimum=0)
-        check_positive_int("n_init", self.n_init)
-        check_choice("init_params", self.init_params, INIT_METHODS)
+        check_em_parameters(self)
         check_number("weight_concentration", self.weight_concentration, minimum=1.0)
-        check_positive_int("verbose", self.verbose, minimum=0)
-        check_positive_int("verbose_interval", self.verbose_interval)
-        check_choice("monotonicity", self.monotonicity, MONOTONICITY_POLICIES)
-        resolve_dtype(self.dtype)
-        if not isinstance(self.warm_start, bool | np.bool_):
-            raise InputError(f"warm_start must be True or False, got {self.warm_start!r}.")
 
     def _validate_X(self, X: Any, *, reset: bool) -> tuple[Array, list[str]]:
         """The rows as one float matrix (category columns as their codes) and the column
@@ -346,11 +337,7 @@ class MixtureModel(FittedMixture, DensityMixin, BaseEstimator):
         row_bytes = model.row_bytes(d, family.n_stats, K) + d * Xa.itemsize
         rng = check_random_state(self.random_state)
 
-        def callback(iteration: int, objective: float, change: float) -> None:
-            if self.verbose and iteration % self.verbose_interval == 0:
-                logger.info(
-                    "  Iteration %d\t objective %.8g\t change %.3g", iteration, objective, change
-                )
+        callback = progress_callback(self)
 
         with (
             InMemoryEngine(self.chunk_size, self.n_threads) as engine,
