@@ -170,3 +170,19 @@ def test_verbose_shows_the_family_and_the_iterations(capsys: pytest.CaptureFixtu
     err = capsys.readouterr().err
     assert "Family: Poisson(" in err
     assert "Iteration 1" in err
+
+
+def test_base_measure_computed_once_equals_the_per_chunk_one() -> None:
+    from emkit.engines.memory import InMemoryEngine
+    from emkit.models.mixture import Mixture
+
+    counts = np.random.default_rng(3).poisson([2.0, 7.0], (300, 2)).astype(float)
+    model = PoissonMixture(2, random_state=0).fit(counts)
+    mixture = Mixture(model.family_)
+    e_step = mixture.expectation(model.params_)
+    with InMemoryEngine(chunk_size=64) as engine:
+        log_h = engine.map_rows(mixture.base_measure, counts)
+        given = engine.map_reduce(e_step, counts, None, log_h)
+        computed = engine.map_reduce(e_step, counts, None)
+    assert given.loglik == pytest.approx(computed.loglik, rel=1e-13)
+    assert model.score(counts) == pytest.approx(computed.loglik / 300, rel=1e-12)

@@ -345,6 +345,12 @@ class MixtureModel(FittedMixture, DensityMixin, BaseEstimator):
         ):
             if self.verbose:
                 logger.info("Family: %r", family)
+            # log h(x) depends on no parameter: once per fit, then a column of data
+            log_h = (
+                engine.map_rows(model.base_measure, Xa)
+                if model.base_measure(Xa[:1]) is not None
+                else None
+            )
             if warm:
                 previous: MixtureParams = getattr(self, "params_")  # noqa: B009
 
@@ -363,7 +369,7 @@ class MixtureModel(FittedMixture, DensityMixin, BaseEstimator):
             result = fit_em_restarts(
                 model,
                 engine,
-                (Xa, w),
+                (Xa, w, log_h),
                 initialize,
                 n_init=1 if warm else self.n_init,
                 rng=rng,

@@ -2,14 +2,15 @@
 
 A family is an exponential family written so that, for a block of rows ``X``,
 
-    log p(x_n | k) = T[n] @ eta[k] - log_norm[k] + row_term[n]
+    log p(x_n | k) = T[n] @ eta[k] - log_norm[k] + row_term[n] + log h(x_n)
 
 with ``T = family.statistics(family.prepare(X, dtype))`` (one row of sufficient
-statistics per sample), ``eta, log_norm = family.natural(params, dtype)`` and
-``row_term`` the part that is the same for every component (the log base measure
-``log h(x)``, e.g. ``-log x!`` for Poisson counts). The E-step of a mixture is then one
-matrix product ``T @ eta.T``; the M-step receives the responsibility-weighted sums of
-``T`` and never the data.
+statistics per sample), ``eta, log_norm = family.natural(params, dtype)``, ``row_term``
+a part that depends on the parameters but is the same for every component (``tied``
+Gaussians' ``-x^T P x / 2``) and ``log h(x)`` the log base measure, which depends on no
+parameter (e.g. ``-log x!`` for Poisson counts): the mixture computes it once per fit.
+The E-step of a mixture is then one matrix product ``T @ eta.T``; the M-step receives
+the responsibility-weighted sums of ``T`` and never the data.
 
 With a conjugate prior ``p(eta) ~ exp(<phi, eta> - nu A(eta))`` (pseudo-observations
 ``phi``, pseudo-count ``nu``) the M-step sets the mean parameters to
@@ -109,7 +110,12 @@ class ComponentFamily(Protocol):
         ...
 
     def row_term(self, Xp: Any, params: Any, natural: Natural) -> Array | None:
-        """The part of every log-density that is the same for all components, (n_rows,)."""
+        """The parameter-dependent part of every log-density that is the same for all
+        components, (n_rows,), or None."""
+        ...
+
+    def log_base_measure(self, Xp: Any) -> Array | None:
+        """log h(x) of every row, (n_rows,) float64, or None if the family has none."""
         ...
 
     def shared_statistics(self, Xp: Any, weights: Array | None) -> Array:

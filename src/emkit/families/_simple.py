@@ -9,11 +9,12 @@ parameters for components that lost all their mass).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy.special import gammaln
 
 from emkit.exceptions import InputError
 from emkit.families._base import (
@@ -25,12 +26,21 @@ from emkit.families._base import (
 )
 from emkit.families.priors import ConjugatePrior, check_prior
 
-__all__ = ["NewtonFamily", "SimpleFamily", "feature_major", "first_bad"]
+__all__ = [
+    "NewtonFamily",
+    "SimpleFamily",
+    "feature_major",
+    "first_bad",
+    "log_factorial",
+    "log_factorial_table",
+]
 
 Array = NDArray[np.floating[Any]]
 
 # Absolute round-off (nats) of a float32 log-density beyond which an iteration runs in float64.
 _ROUND_OFF = 1e-5
+# log(x!) tables reach this far; larger counts use gammaln.
+_TABLE_SIZE = 1 << 16
 
 
 def feature_major(X: Array, dtype: Any) -> Array:
@@ -39,6 +49,25 @@ def feature_major(X: Array, dtype: Any) -> Array:
     XT = np.empty((X.shape[1], X.shape[0]), dtype=dtype)
     XT[...] = X.T
     return XT.T
+
+
+def log_factorial_table(X: Array) -> Array:
+    """log(x!) for x = 0 .. min(max X, 2^16): the lookup table of :func:`log_factorial`."""
+    size = int(min(max(float(np.max(X, initial=0.0)), 0.0), _TABLE_SIZE)) + 1
+    return np.asarray(gammaln(np.arange(size, dtype=np.float64) + 1.0))
+
+
+def log_factorial(x: Array, table: Array | None) -> Array:
+    """log(x!) = gammaln(x + 1) in float64: from ``table`` for the integers it covers
+    (gammaln is 10x slower), gammaln elsewhere (larger or non-integer values)."""
+    counts = np.asarray(x).astype(np.intp)
+    if table is None or not np.array_equal(counts, x):
+        return np.asarray(gammaln(np.asarray(x, dtype=np.float64) + 1.0))
+    out = table[np.minimum(counts, table.shape[0] - 1)]
+    big = counts >= table.shape[0]
+    if big.any():
+        out[big] = gammaln(counts[big] + 1.0)
+    return np.asarray(out)
 
 
 def first_bad(X: Array, bad: NDArray[np.bool_], labels: Sequence[str]) -> tuple[str, int, float]:
@@ -54,8 +83,9 @@ class SimpleFamily:
     Subclasses set ``name`` and implement ``_natural``, ``_maximize``, ``_divergence``,
     ``_log_prior``, ``default_params``, ``n_parameters``, ``sample`` and
     ``fitted_attributes``; most statistics are the columns themselves (override
-    ``n_stats`` and ``statistics`` otherwise) and most families have no base-measure term
-    (override ``row_term`` otherwise).
+    ``n_stats`` and ``statistics`` otherwise), most families have no base measure
+    (override ``log_base_measure`` otherwise), and values are checked by
+    ``_check_values``.
     """
 
     name: ClassVar[str] = "simple"
@@ -81,15 +111,18 @@ class SimpleFamily:
         return 0
 
     def bind(self, X: Array, weights: Array | None) -> Any:
-        from dataclasses import replace
-
         return replace(self, n_columns=int(X.shape[1]))
 
     def check(self, X: Array, labels: Sequence[str]) -> None:
-        if X.shape[1] != self.n_features:
+        """The column count once bound, then the family's own value checks."""
+        if self.n_columns is not None and X.shape[1] != self.n_columns:
             raise InputError(
-                f"The {self.name} family was fitted on {self.n_features} columns, got {X.shape[1]}."
+                f"The {self.name} family was fitted on {self.n_columns} columns, got {X.shape[1]}."
             )
+        self._check_values(X, labels)
+
+    def _check_values(self, X: Array, labels: Sequence[str]) -> None:
+        """Raise :class:`InputError` for a value outside the family's support."""
 
     # -- E-step --------------------------------------------------------------------------
 
@@ -119,17 +152,15 @@ class SimpleFamily:
         assert self.stat_scale is not None
         return np.sqrt(np.sum((eta * self.stat_scale) ** 2, axis=1) + log_norm**2)
 
-    def _scaled(self, X: Array) -> Array:
-        """The largest |statistic| of the training rows, for :attr:`stat_scale`."""
-        T = self.statistics(self.prepare(X, np.float64))
-        return np.abs(T).max(axis=0, initial=0.0)
-
     def log_prob(
         self, Xp: Array, T: Array, params: Any, natural: Natural, offset: Array | None = None
     ) -> Array:
         return expanded_log_prob(T, natural, offset)
 
     def row_term(self, Xp: Array, params: Any, natural: Natural) -> Array | None:
+        return None
+
+    def log_base_measure(self, Xp: Array) -> Array | None:
         return None
 
     def shared_statistics(self, Xp: Array, weights: Array | None) -> Array:

@@ -93,11 +93,6 @@ class Bernoulli(SimpleFamily):
                     )
         return replace(self, n_columns=d, prior=prior)
 
-    def check(self, X: Array, labels: Sequence[str]) -> None:
-        if self.n_columns is not None:
-            super().check(X, labels)
-        self._check_values(X, labels)
-
     def _check_values(self, X: Array, labels: Sequence[str]) -> None:
         bad = (X != 0) & (X != 1)
         if bad.any():

@@ -177,9 +177,7 @@ class Beta(NewtonFamily):
         scale = np.abs(logs).max(axis=0, initial=0.0)
         return replace(self, n_columns=d, prior=prior, stat_scale=scale)
 
-    def check(self, X: Array, labels: Sequence[str]) -> None:
-        if self.n_columns is not None:
-            super().check(X, labels)
+    def _check_values(self, X: Array, labels: Sequence[str]) -> None:
         bad = ~((X > 0) & (X < 1))
         if bad.any():
             col, row, value = first_bad(X, bad, labels)

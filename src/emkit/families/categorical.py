@@ -197,9 +197,7 @@ class Categorical(SimpleFamily):
         bound._alpha()  # check the prior's shape against the categories
         return bound
 
-    def check(self, X: Array, labels: Sequence[str]) -> None:
-        if self.n_columns is not None:
-            super().check(X, labels)
+    def _check_values(self, X: Array, labels: Sequence[str]) -> None:
         _check_codes(X, labels)
         if self.categories is None:
             return

@@ -106,11 +106,6 @@ class Exponential(SimpleFamily):
             ceiling = np.minimum(1.0 / (_MEAN_FLOOR_FRACTION * smallest), _RATE_CEILING)
         return replace(self, n_columns=d, prior=prior, rate_ceiling=ceiling)
 
-    def check(self, X: Array, labels: Sequence[str]) -> None:
-        if self.n_columns is not None:
-            super().check(X, labels)
-        self._check_values(X, labels)
-
     def _check_values(self, X: Array, labels: Sequence[str]) -> None:
         bad = ~(X >= 0)
         if bad.any():

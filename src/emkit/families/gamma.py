@@ -192,11 +192,6 @@ class Gamma(NewtonFamily):
         )
         return replace(self, n_columns=d, prior=prior, stat_scale=scale)
 
-    def check(self, X: Array, labels: Sequence[str]) -> None:
-        if self.n_columns is not None:
-            super().check(X, labels)
-        self._check_values(X, labels)
-
     def _check_values(self, X: Array, labels: Sequence[str]) -> None:
         bad = ~(X > 0)
         if bad.any():

@@ -699,6 +699,9 @@ class GaussianFamily:
             return None  # the whitened form holds the whole quadratic
         return self.structure.row_term(X, params.precisions_cholesky)
 
+    def log_base_measure(self, X: Array) -> None:
+        return None  # the constant -d/2 log(2 pi) is in log_norm
+
     def shared_statistics(self, X: Array, weights: Array | None) -> Array:
         return self.structure.shared_statistics(X, weights)
 

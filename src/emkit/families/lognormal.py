@@ -5,7 +5,7 @@ With ``y = log x`` and any Gaussian covariance structure,
     log p(x | mu, Sigma) = log N(y | mu, Sigma) - sum_j y_j
 
 so the statistics, natural parameters, M-step and priors are the Gaussian family's on
-``log x``; the Jacobian ``-sum_j log x_j`` is one more base-measure (row) term. Every
+``log x``; the Jacobian ``-sum_j log x_j`` is the base measure. Every
 parameter (means, covariances, prior) lives on the log scale.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -27,14 +27,6 @@ from emkit.families.priors import GaussianPrior, check_prior
 __all__ = ["LogNormal", "LogNormalFamily"]
 
 Array = NDArray[np.floating[Any]]
-
-
-class _LogRows(NamedTuple):
-    """Rows in the family's working form: the Gaussian's prepared ``log x`` and the
-    Jacobian term ``-sum_j log x_j`` of each row."""
-
-    log_rows: Array  # (n, d), as GaussianFamily.prepare gives them
-    log_jacobian: Array  # (n,)
 
 
 @dataclass(frozen=True, eq=False)
@@ -81,35 +73,38 @@ class LogNormalFamily:
             )
         _check_positive(X, labels)
 
-    # -- E-step: the Gaussian's, on log x, plus the Jacobian -------------------------------
+    # -- E-step: the Gaussian's, on log x -------------------------------
 
-    def prepare(self, X: Array, dtype: Any) -> _LogRows:
-        log_x = np.log(X)
-        jacobian = -log_x.sum(axis=1)
-        return _LogRows(self.gaussian.prepare(log_x, dtype), jacobian.astype(dtype, copy=False))
+    def prepare(self, X: Array, dtype: Any) -> Array:
+        return self.gaussian.prepare(np.log(X), dtype)
 
-    def statistics(self, Xp: _LogRows, out: Array | None = None) -> Array:
-        return self.gaussian.statistics(Xp.log_rows, out)
+    def statistics(self, Xp: Array, out: Array | None = None) -> Array:
+        return self.gaussian.statistics(Xp, out)
 
     def natural(self, params: GaussianParams, dtype: Any) -> Natural:
         return self.gaussian.natural(params, dtype)
 
     def log_prob(
         self,
-        Xp: _LogRows,
+        Xp: Array,
         T: Array,
         params: GaussianParams,
         natural: Natural,
         offset: Array | None = None,
     ) -> Array:
-        return self.gaussian.log_prob(Xp.log_rows, T, params, natural, offset)
+        return self.gaussian.log_prob(Xp, T, params, natural, offset)
 
-    def row_term(self, Xp: _LogRows, params: GaussianParams, natural: Natural) -> Array:
-        row = self.gaussian.row_term(Xp.log_rows, params, natural)
-        return Xp.log_jacobian if row is None else row + Xp.log_jacobian
+    def row_term(self, Xp: Array, params: GaussianParams, natural: Natural) -> Array | None:
+        return self.gaussian.row_term(Xp, params, natural)
 
-    def shared_statistics(self, Xp: _LogRows, weights: Array | None) -> Array:
-        return self.gaussian.shared_statistics(Xp.log_rows, weights)
+    def log_base_measure(self, Xp: Array) -> Array:
+        # the Jacobian -sum_j log x_j, with log x = the prepared (centred) rows + shift
+        shift = self.gaussian.shift
+        assert shift is not None
+        return -(Xp.sum(axis=1, dtype=np.float64) + shift.sum())
+
+    def shared_statistics(self, Xp: Array, weights: Array | None) -> Array:
+        return self.gaussian.shared_statistics(Xp, weights)
 
     # -- M-step and the rest: the Gaussian's ---------------------------------------------
 

@@ -20,11 +20,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.special import gammaln, xlogy
+from scipy.special import xlogy
 
 from emkit.exceptions import InputError
-from emkit.families._base import Natural
-from emkit.families._simple import SimpleFamily, first_bad
+from emkit.families._simple import SimpleFamily, first_bad, log_factorial, log_factorial_table
 from emkit.families.priors import DirichletPrior, check_prior
 
 __all__ = ["Multinomial", "MultinomialParams"]
@@ -34,27 +33,12 @@ Array = NDArray[np.floating[Any]]
 # Probabilities are kept at least this far from 0, where log(p) = -inf would make
 # 0 * log(0) a NaN in the E-step; the Q this costs is reported as the M-step's gap.
 _PROB_FLOOR = 1e-300
-# log(x!) comes from a table for integer counts up to this size (gammaln is 10x slower).
-_TABLE_SIZE = 1 << 16
 # 'auto' prior: this many pseudo-rows at the column means (as for Poisson).
 _AUTO_PSEUDO_ROWS = 0.01
-# Absolute round-off (nats) of a log-density allowed in a working dtype below float64,
 
 
 class MultinomialParams(NamedTuple):
     probabilities: Array  # (K, C), rows sum to one
-
-
-def _log_factorial(counts: NDArray[np.intp], table: Array | None) -> Array:
-    """log(x!) for non-negative integers: from ``table`` where it reaches, else gammaln."""
-    if table is None:
-        return np.asarray(gammaln(counts + 1.0))
-    size = table.shape[0]
-    out = table[np.minimum(counts, size - 1)]
-    big = counts >= size
-    if big.any():
-        out[big] = gammaln(counts[big] + 1.0)
-    return out
 
 
 @dataclass(frozen=True, eq=False)
@@ -93,7 +77,6 @@ class Multinomial(SimpleFamily):
     log_factorial: Array | None = field(default=None, kw_only=True)  # log(x!) table, bind()
     # the distinct row totals of the training rows and their (weighted) frequencies
     totals: tuple[Array, Array] | None = field(default=None, kw_only=True)
-    # the largest count of each category in the training rows, and the largest row total
 
     def __post_init__(self) -> None:
         check_prior(self.name, self.prior, (DirichletPrior,))
@@ -113,8 +96,7 @@ class Multinomial(SimpleFamily):
                     "categories (columns); pass a scalar or one value per category."
                 )
         row_totals = X.sum(axis=1)
-        size = int(min(max(float(np.max(row_totals, initial=0.0)), 0.0), _TABLE_SIZE)) + 1
-        table = gammaln(np.arange(size, dtype=np.float64) + 1.0)
+        table = log_factorial_table(row_totals)
         values, index = np.unique(row_totals, return_inverse=True)
         freq = np.bincount(index, weights=weights, minlength=values.size)
         return replace(
@@ -123,13 +105,9 @@ class Multinomial(SimpleFamily):
             prior=prior,
             log_factorial=table,
             totals=(values, freq / freq.sum()) if values.size else None,
+            # the largest count of each category, and the largest row total
             stat_scale=np.append(np.abs(X).max(axis=0, initial=0.0), np.max(row_totals, initial=0)),
         )
-
-    def check(self, X: Array, labels: Sequence[str]) -> None:
-        if self.n_columns is not None:
-            super().check(X, labels)
-        self._check_values(X, labels)
 
     def _check_values(self, X: Array, labels: Sequence[str]) -> None:
         with np.errstate(invalid="ignore"):
@@ -153,13 +131,10 @@ class Multinomial(SimpleFamily):
         counts, total = self.stat_scale[:-1], self.stat_scale[-1]
         return np.sqrt(np.sum((eta * counts) ** 2, axis=1)) + total * np.log1p(total)
 
-    def row_term(self, Xp: Array, params: Any, natural: Natural) -> Array:
+    def log_base_measure(self, Xp: Array) -> Array:
         # log h(x) = log(n!) - sum_c log(x_c!), n = sum_c x_c
-        counts = Xp.astype(np.intp)
         table = self.log_factorial
-        log_h = _log_factorial(counts.sum(axis=1), table)
-        log_h -= _log_factorial(counts, table).sum(axis=1)
-        return log_h.astype(Xp.dtype, copy=False)
+        return log_factorial(Xp.sum(axis=1), table) - log_factorial(Xp, table).sum(axis=1)
 
     # -- M-step --------------------------------------------------------------------------
 

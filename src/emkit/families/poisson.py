@@ -15,11 +15,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.special import gammaln, xlogy
+from scipy.special import xlogy
 
 from emkit.exceptions import InputError
-from emkit.families._base import Natural
-from emkit.families._simple import SimpleFamily, first_bad
+from emkit.families._simple import SimpleFamily, first_bad, log_factorial, log_factorial_table
 from emkit.families.priors import GammaPrior, check_prior
 
 __all__ = ["Poisson", "PoissonParams"]
@@ -29,8 +28,6 @@ Array = NDArray[np.floating[Any]]
 # Rates are kept at least this far from 0, where log(rate) = -inf would make 0 * log(0)
 # a NaN in the E-step; the Q this costs is reported as the M-step's gap.
 _RATE_FLOOR = 1e-300
-# log(x!) comes from a table for integer counts up to this size (gammaln is 10x slower).
-_TABLE_SIZE = 1 << 16
 
 
 class PoissonParams(NamedTuple):
@@ -71,13 +68,15 @@ class Poisson(SimpleFamily):
             # (negative counts are rejected by check(); keep the prior valid until then)
             mean = np.maximum(np.average(X, axis=0, weights=weights), 0.0)
             prior = GammaPrior(shape=1.0 + 0.01 * mean, rate=0.01)
-        size = int(min(float(np.max(X, initial=0.0)), _TABLE_SIZE)) + 1
-        table = gammaln(np.arange(size, dtype=np.float64) + 1.0)
-        bound = replace(self, n_columns=int(X.shape[1]), prior=prior, log_factorial=table)
-        return replace(bound, stat_scale=bound._scaled(X))
+        return replace(
+            self,
+            n_columns=int(X.shape[1]),
+            prior=prior,
+            log_factorial=log_factorial_table(X),
+            stat_scale=np.abs(X).max(axis=0, initial=0.0),  # the statistics are the counts
+        )
 
-    def check(self, X: Array, labels: Sequence[str]) -> None:
-        super().check(X, labels)
+    def _check_values(self, X: Array, labels: Sequence[str]) -> None:
         bad = X < 0
         if bad.any():
             col, row, value = first_bad(X, bad, labels)
@@ -90,19 +89,9 @@ class Poisson(SimpleFamily):
     def _natural(self, params: PoissonParams) -> tuple[Array, Array]:
         return np.log(params.rates), params.rates.sum(axis=1)
 
-    def row_term(self, Xp: Array, params: Any, natural: Natural) -> Array:
+    def log_base_measure(self, Xp: Array) -> Array:
         # log h(x) = -sum_j log(x_j!)
-        table = self.log_factorial
-        counts = Xp.astype(np.intp)
-        if (
-            table is not None
-            and counts.max(initial=0) < table.shape[0]
-            and np.array_equal(counts, Xp)
-        ):
-            log_fact = table[counts]
-        else:
-            log_fact = gammaln(Xp.astype(np.float64) + 1.0)
-        return -log_fact.sum(axis=1).astype(Xp.dtype, copy=False)
+        return -log_factorial(Xp, self.log_factorial).sum(axis=1)
 
     def _pseudo(self) -> tuple[Array | float, Array | float]:
         """(phi, nu) of the prior: Gamma(a, b) on the rate is phi = a - 1, nu = b."""

@@ -140,8 +140,8 @@ class Product:
         return tuple(fam.prepare(X[:, cols], dtype) for _, cols, fam in self._items())
 
     def statistics(self, Xp: tuple[Any, ...], out: Array | None = None) -> Array:
-        n = _n_rows(Xp)
-        buf = statistic_rows(out, self.n_stats, n, _dtype(Xp))
+        n, dtype = Xp[0].shape[0], Xp[0].dtype
+        buf = statistic_rows(out, self.n_stats, n, dtype)
         for fam, Xb, (a, b) in zip(self._families(), Xp, self._offsets("n_stats"), strict=True):
             fam.statistics(Xb, out=buf[a:b])
         return buf.T
@@ -191,6 +191,14 @@ class Product:
             if row is not None:
                 total = row if total is None else total + row
         return total
+
+    def log_base_measure(self, Xp: tuple[Any, ...]) -> Array | None:
+        parts = [
+            base
+            for fam, Xb in zip(self._families(), Xp, strict=True)
+            if (base := fam.log_base_measure(Xb)) is not None
+        ]
+        return np.sum(parts, axis=0) if parts else None
 
     def shared_statistics(self, Xp: tuple[Any, ...], weights: Array | None) -> Array:
         parts = [
@@ -304,13 +312,3 @@ def _selector(columns: Any) -> Any:
     if isinstance(cols, list) and cols == list(range(cols[0], cols[-1] + 1)):
         return slice(cols[0], cols[-1] + 1)
     return cols
-
-
-def _n_rows(Xp: tuple[Any, ...]) -> int:
-    first = Xp[0]
-    return int(first[0].shape[0] if isinstance(first, tuple) else first.shape[0])
-
-
-def _dtype(Xp: tuple[Any, ...]) -> Any:
-    first = Xp[0]
-    return (first[0] if isinstance(first, tuple) else first).dtype

@@ -95,13 +95,26 @@ class Mixture:
 
         return log_joint
 
-    def expectation(self, params: MixtureParams) -> Callable[[Array, Array | None], MixtureStats]:
-        """The E-step for one iteration, as a function of a block of rows and weights."""
+    def base_measure(self, X: Array) -> Array | None:
+        """log h(x) of raw rows, (n,) float64, or None for families without one.
+
+        No parameter changes it: a fit computes it once (``engine.map_rows``) and passes it
+        to every E-step as a column of data, like the sample weights.
+        """
+        return self.family.log_base_measure(self.family.prepare(X, np.float64))
+
+    def expectation(
+        self, params: MixtureParams
+    ) -> Callable[[Array, Array | None, Array | None], MixtureStats]:
+        """The E-step for one iteration, as a function of a block of rows, their weights
+        and their :meth:`base_measure` (computed here when not given)."""
         log_joint = self._log_joint(params)
         family = self.family
 
-        def e_step(X: Array, weights: Array | None) -> MixtureStats:
+        def e_step(X: Array, weights: Array | None, log_h: Array | None = None) -> MixtureStats:
             Xp, T, resp, row = log_joint(X)
+            if log_h is None:
+                log_h = family.log_base_measure(Xp)
             # log p(x_n) = m_n + log sum_k exp(log_prob_nk - m_n) + row_n
             m = resp.max(axis=1)
             resp -= m[:, None]
@@ -115,6 +128,8 @@ class Mixture:
             scale = 1.0 / total if weights is None else weights / total
             resp *= scale[:, None]
             loglik = row_loglik.sum(dtype=np.float64) if weights is None else weights @ row_loglik
+            if log_h is not None:  # in float64 whatever the working dtype
+                loglik += log_h.sum() if weights is None else weights @ log_h
             weight = float(X.shape[0]) if weights is None else float(weights.sum(dtype=np.float64))
             # Sums within a chunk stay in the working dtype (pairwise: exact enough);
             # across chunks they add in float64. S = (T^T resp)^T runs as BLAS likes it
@@ -190,8 +205,9 @@ class Mixture:
         def fn(X: Array) -> Array:
             joint = log_joint(X)
             log_prob = joint.log_prob.astype(np.float64, copy=False)
-            if joint.row is not None:
-                log_prob += joint.row[:, None]
+            for row in (joint.row, self.family.log_base_measure(joint.Xp)):
+                if row is not None:
+                    log_prob += row[:, None]
             return log_prob
 
         return fn
@@ -201,7 +217,8 @@ class Mixture:
 
     def row_bytes(self, n_features: int, n_stats: int, n_components: int) -> int:
         """Bytes of working memory a row of a chunk needs in the E-step: the prepared
-        row, its statistics, its K log-probabilities and a few per-row scalars."""
+        row, its statistics, its K log-probabilities and a few per-row scalars (the base
+        measure among them)."""
         return (n_features + n_stats + n_components + 5) * np.dtype(self.dtype).itemsize
 
 
