@@ -55,6 +55,8 @@ class Natural(NamedTuple):
     # True where the expanded form T @ eta.T would lose precision for these parameters
     # and the family evaluates its densities another way (e.g. whitened Gaussians).
     exact_form: bool = False
+    # a product's blocks' own natural parameters, in block order (empty otherwise)
+    parts: tuple[Natural, ...] = ()
 
 
 class ComponentFamily(Protocol):

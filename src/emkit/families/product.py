@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -90,8 +91,16 @@ class Product:
             )
         return Product(blocks)
 
+    @cached_property
+    def _selectors(self) -> list[Any]:
+        """Each block's columns as a slice (a view) where contiguous, else a list."""
+        return [_selector(cols) for cols, _ in self.blocks.values()]
+
     def _items(self) -> list[tuple[str, Any, Any]]:
-        return [(name, _selector(cols), fam) for name, (cols, fam) in self.blocks.items()]
+        return [
+            (name, sel, fam)
+            for (name, (_, fam)), sel in zip(self.blocks.items(), self._selectors, strict=True)
+        ]
 
     def _families(self) -> list[Any]:
         return [fam for _, fam in self.blocks.values()]
@@ -111,12 +120,10 @@ class Product:
         return sum(int(f.n_shared) for f in self._families())
 
     def _offsets(self, attribute: str) -> list[tuple[int, int]]:
-        bounds, start = [], 0
-        for fam in self._families():
-            size = int(getattr(fam, attribute))
-            bounds.append((start, start + size))
-            start += size
-        return bounds
+        """Each block's (start, stop) in the concatenated ``n_stats`` or ``n_shared``."""
+        sizes = [int(getattr(fam, attribute)) for fam in self._families()]
+        stops = np.cumsum(sizes).tolist()
+        return list(zip([0, *stops[:-1]], stops, strict=True))
 
     def bind(self, X: Array, weights: Array | None) -> Product:
         resolved = self.resolve(None, X.shape[1])
@@ -146,15 +153,15 @@ class Product:
             fam.statistics(Xb, out=buf[a:b])
         return buf.T
 
-    def _naturals(self, params: tuple[Any, ...], dtype: Any) -> list[Natural]:
-        return [fam.natural(p, dtype) for fam, p in zip(self._families(), params, strict=True)]
-
     def natural(self, params: tuple[Any, ...], dtype: Any) -> Natural:
-        parts = self._naturals(params, dtype)
+        parts = tuple(
+            fam.natural(p, dtype) for fam, p in zip(self._families(), params, strict=True)
+        )
         return Natural(
             np.concatenate([p.eta for p in parts], axis=1),
             np.sum([p.log_norm for p in parts], axis=0),
             any(p.exact_form for p in parts),
+            parts,
         )
 
     def log_prob(
@@ -168,10 +175,9 @@ class Product:
         if not natural.exact_form:
             return expanded_log_prob(T, natural, offset)
         # some block evaluates its densities another way: add the blocks' parts
-        parts = self._naturals(params, natural.eta.dtype)
         total: Array | None = None
         for fam, Xb, p, nat, (a, b) in zip(
-            self._families(), Xp, params, parts, self._offsets("n_stats"), strict=True
+            self._families(), Xp, params, natural.parts, self._offsets("n_stats"), strict=True
         ):
             lp = fam.log_prob(Xb, T[:, a:b], p, nat, offset if total is None else None)
             total = lp if total is None else total + lp
@@ -181,12 +187,8 @@ class Product:
     def row_term(
         self, Xp: tuple[Any, ...], params: tuple[Any, ...], natural: Natural
     ) -> Array | None:
-        parts = self._naturals(params, natural.eta.dtype) if natural.exact_form else None
         total: Array | None = None
-        for i, (fam, Xb, p) in enumerate(zip(self._families(), Xp, params, strict=True)):
-            # a block's row term needs its natural parameters only to know which form
-            # its log_prob used; in the expanded form none is exact
-            nat = parts[i] if parts is not None else Natural(natural.eta[:0], natural.log_norm[:0])
+        for fam, Xb, p, nat in zip(self._families(), Xp, params, natural.parts, strict=True):
             row = fam.row_term(Xb, p, nat)
             if row is not None:
                 total = row if total is None else total + row
