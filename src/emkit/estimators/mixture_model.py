@@ -32,9 +32,7 @@ from emkit.estimators._mixture_base import (
     verbose_logging,
 )
 from emkit.exceptions import InputError, InputTypeError
-from emkit.families.gaussian import Gaussian
-from emkit.families.poisson import Poisson
-from emkit.families.product import Product
+from emkit.families import Bernoulli, Categorical, Gaussian, Poisson, Product
 from emkit.inference.em import fit_em_restarts
 from emkit.inference.init import initial_responsibilities
 from emkit.models.mixture import Mixture, MixtureParams
@@ -56,8 +54,8 @@ INTEGER_FAMILIES = ("poisson", "categorical")
 
 
 def _column_kinds(X: Any) -> list[str]:
-    """The kind of every column: 'float', 'count' (integers >= 0), 'integer', 'bool',
-    'category'. From a DataFrame's dtypes, or an array's one dtype."""
+    """The kind of every column: 'float' (negative integers too), 'count' (integers
+    >= 0), 'bool', 'category'. From a DataFrame's dtypes, or an array's one dtype."""
     if hasattr(X, "dtypes") and hasattr(X, "columns"):
         kinds = []
         for name in X.columns:
@@ -68,7 +66,7 @@ def _column_kinds(X: Any) -> list[str]:
             elif kind == "b":
                 kinds.append("bool")
             elif kind in "iu":
-                kinds.append("count" if (col.to_numpy() >= 0).all() else "integer")
+                kinds.append("count" if (col.to_numpy() >= 0).all() else "float")
             else:
                 kinds.append("float")
         return kinds
@@ -76,7 +74,7 @@ def _column_kinds(X: Any) -> list[str]:
     if arr.dtype.kind == "b":
         return ["bool"] * arr.shape[1]
     if arr.dtype.kind in "iu":
-        return ["count" if (arr[:, j] >= 0).all() else "integer" for j in range(arr.shape[1])]
+        return ["count" if (arr[:, j] >= 0).all() else "float" for j in range(arr.shape[1])]
     return ["float"] * (arr.shape[1] if arr.ndim == 2 else 1)
 
 
@@ -97,9 +95,6 @@ def infer_family(X: Any, integers: str = "poisson") -> Any:
     {'gaussian': [0], 'poisson': [1], 'bernoulli': [2]}
     """
     check_choice("integers", integers, INTEGER_FAMILIES)
-    from emkit.families.bernoulli import Bernoulli
-    from emkit.families.categorical import Categorical
-
     makers: dict[str, Callable[[], Any]] = {
         "gaussian": lambda: Gaussian("full"),
         "poisson": Poisson,
@@ -108,7 +103,6 @@ def infer_family(X: Any, integers: str = "poisson") -> Any:
     }
     by_kind = {
         "float": "gaussian",
-        "integer": "gaussian",
         "count": integers,
         "bool": "bernoulli",
         "category": "categorical",
@@ -566,8 +560,6 @@ class BernoulliMixture(MixtureModel):
         self.n_threads = n_threads
 
     def _family_spec(self, X: Any) -> Any:
-        from emkit.families.bernoulli import Bernoulli
-
         return Bernoulli(prior=self.prior)
 
     def _transform_input(self, X: Array) -> Array:
@@ -648,8 +640,6 @@ class CategoricalMixture(MixtureModel):
         self.n_threads = n_threads
 
     def _family_spec(self, X: Any) -> Any:
-        from emkit.families.categorical import Categorical
-
         return Categorical(n_categories=self.n_categories, prior=self.prior)
 
     def __sklearn_tags__(self) -> Any:

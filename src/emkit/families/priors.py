@@ -241,7 +241,7 @@ class ConjugatePrior:
 
 def check_prior(family: str, prior: Any, allowed: tuple[type, ...]) -> None:
     """Raise a clear error when a family is given a prior it cannot use."""
-    if prior is None or prior == "auto" or isinstance(prior, allowed):
+    if prior is None or (isinstance(prior, str) and prior == "auto") or isinstance(prior, allowed):
         return
     names = " or ".join(cls.__name__ for cls in allowed)
     raise InputError(
