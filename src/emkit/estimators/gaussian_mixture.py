@@ -32,6 +32,7 @@ from emkit.families.gaussian import (
     COVARIANCE_TYPES,
     GaussianFamily,
     GaussianParams,
+    centred_scale,
     covariance_structure,
 )
 from emkit.inference.em import EMTrace, fit_em_restarts
@@ -359,7 +360,7 @@ class GaussianMixture(FittedMixture, DensityMixin, BaseEstimator):
         check_is_fitted(self)
         Xa = self._validate_X(X, reset=False)
         shift = self.weights_ @ self.means_
-        family = self._family(shift, _scale(Xa, shift))
+        family = self._family(shift, centred_scale(Xa, shift))
         model = Mixture(family, resolve_dtype(self.dtype))
         log_prob = model.weighted_log_prob(self._mixture_params(family))
         d = Xa.shape[1]
@@ -375,13 +376,6 @@ class GaussianMixture(FittedMixture, DensityMixin, BaseEstimator):
     def _n_parameters(self) -> int:
         d = self.means_.shape[1]
         return Mixture(self._family(np.zeros(d))).n_parameters(self.n_components)
-
-
-def _scale(X: NDArray[np.floating[Any]], shift: Array) -> float:
-    """max |x - shift| over the data, from the column extremes (no temporary array)."""
-    hi = X.max(axis=0).astype(np.float64) - shift
-    lo = X.min(axis=0).astype(np.float64) - shift
-    return float(max(np.abs(hi).max(), np.abs(lo).max(), 1e-300))
 
 
 def _as_array(name: str, value: ArrayLike, shape: tuple[int, ...]) -> Array:

@@ -44,6 +44,7 @@ __all__ = [
     "GaussianParams",
     "Spherical",
     "Tied",
+    "centred_scale",
     "covariance_structure",
 ]
 
@@ -628,9 +629,7 @@ class GaussianFamily:
             shift = X.mean(axis=0, dtype=np.float64)
         else:
             shift = (weights.astype(np.float64) @ X) / weights.sum(dtype=np.float64)
-        hi = X.max(axis=0).astype(np.float64) - shift
-        lo = X.min(axis=0).astype(np.float64) - shift
-        scale = float(max(np.abs(hi).max(), np.abs(lo).max(), 1e-300))
+        scale = centred_scale(X, shift)
         prior, data_cov = self.prior, None
         if prior is not None:
             prior = GaussianPrior() if isinstance(prior, str) else prior
@@ -873,6 +872,14 @@ class GaussianFamily:
     def user_means(self, params: GaussianParams) -> Array:
         assert self.shift is not None
         return params.means + self.shift
+
+
+def centred_scale(X: Array, shift: Array) -> float:
+    """max |x - shift| over the rows, from the column extremes (no temporary array): the
+    ``scale`` that bounds the expanded form's round-off."""
+    hi = X.max(axis=0).astype(np.float64) - shift
+    lo = X.min(axis=0).astype(np.float64) - shift
+    return float(max(np.abs(hi).max(), np.abs(lo).max(), 1e-300))
 
 
 def Gaussian(
