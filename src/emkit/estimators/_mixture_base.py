@@ -27,7 +27,6 @@ from emkit.engines.memory import InMemoryEngine
 from emkit.exceptions import InputError
 from emkit.inference.em import MONOTONICITY_POLICIES, EMTrace
 from emkit.inference.init import INIT_METHODS, one_hot
-from emkit.models.mixture import Mixture, MixtureStats
 
 __all__ = [
     "FittedMixture",
@@ -185,21 +184,21 @@ def check_n_samples(n_samples: Any) -> None:
 
 
 def initial_statistics(
-    model: Mixture,
+    model: Any,
     engine: InMemoryEngine,
     X: Array,
     w: Array | None,
     resp: NDArray[Any],
     n_components: int,
-) -> MixtureStats:
-    """Statistics of initial responsibilities: hard labels (expanded a chunk at a time,
-    so memory stays one integer a row) or a soft matrix."""
+    row_bytes: int = 0,
+) -> Any:
+    """``model.statistics_from_resp`` summed over chunks, for initial responsibilities:
+    hard labels (expanded a chunk at a time, so memory stays one integer a row) or a
+    soft matrix."""
     if resp.ndim == 1:
 
-        def chunk_stats(Xc: Array, wc: Array | None, labels: NDArray[np.intp]) -> MixtureStats:
+        def chunk_stats(Xc: Array, wc: Array | None, labels: NDArray[np.intp]) -> Any:
             return model.statistics_from_resp(Xc, wc, one_hot(labels, n_components))
 
-        stats: MixtureStats = engine.map_reduce(chunk_stats, X, w, resp)
-        return stats
-    soft: MixtureStats = engine.map_reduce(model.statistics_from_resp, X, w, resp)
-    return soft
+        return engine.map_reduce(chunk_stats, X, w, resp, row_bytes=row_bytes)
+    return engine.map_reduce(model.statistics_from_resp, X, w, resp, row_bytes=row_bytes)

@@ -25,13 +25,14 @@ from emkit.engines.memory import InMemoryEngine
 from emkit.estimators._mixture_base import (
     FittedMixture,
     check_em_parameters,
+    initial_statistics,
     logger,
     progress_callback,
     verbose_logging,
 )
 from emkit.exceptions import InputError
 from emkit.inference.em import EMTrace, fit_em_restarts
-from emkit.inference.init import initial_responsibilities, one_hot
+from emkit.inference.init import initial_responsibilities
 from emkit.models.factor_mixture import FactorMixture, FactorMixtureParams
 from emkit.models.latent_factor import canonical_components, noise_structure
 
@@ -140,16 +141,7 @@ class _FactorMixtureEstimator(FittedMixture, DensityMixin, BaseEstimator):
 
             def initialize(rng: np.random.Generator) -> FactorMixtureParams:
                 resp = initial_responsibilities(self.init_params, Xa, K, rng, w)
-                if resp.ndim == 1:  # hard labels, expanded a chunk at a time
-
-                    def chunk_stats(Xc: Array, wc: Array | None, labels: NDArray[np.intp]) -> Any:
-                        return model.statistics_from_resp(Xc, wc, one_hot(labels, K))
-
-                    stats = engine.map_reduce(chunk_stats, Xa, w, resp, row_bytes=row_bytes)
-                else:
-                    stats = engine.map_reduce(
-                        model.statistics_from_resp, Xa, w, resp, row_bytes=row_bytes
-                    )
+                stats = initial_statistics(model, engine, Xa, w, resp, K, row_bytes)
                 return model.initial_params(stats, q)
 
             result = fit_em_restarts(
