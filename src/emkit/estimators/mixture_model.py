@@ -316,6 +316,7 @@ class MixtureModel(FittedMixture, DensityMixin, BaseEstimator):
         family: Any
         if warm:
             family = getattr(self, "family_")  # noqa: B009 - set by an earlier fit
+            family.check(Xa, labels)
         else:
             spec = self._family_spec(X)
             if not hasattr(spec, "bind"):
@@ -325,8 +326,8 @@ class MixtureModel(FittedMixture, DensityMixin, BaseEstimator):
                 )
             if isinstance(spec, Product):
                 spec = spec.resolve(getattr(self, "feature_names_in_", None), d)
+            spec.check(Xa, labels)  # values first: bind reads them
             family = spec.bind(Xa, w)
-        family.check(Xa, labels)
         model = Mixture(family, dtype, float(self.weight_concentration))
         row_bytes = model.row_bytes(d, family.n_stats, K) + d * Xa.itemsize
         rng = check_random_state(self.random_state)

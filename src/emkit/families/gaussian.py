@@ -644,7 +644,7 @@ class GaussianFamily:
         return replace(self, shift=shift, scale=scale, prior=prior, data_covariance=data_cov)
 
     def check(self, X: Array, labels: Sequence[str]) -> None:
-        if X.shape[1] != self.n_features:
+        if self.shift is not None and X.shape[1] != self.n_features:
             raise InputError(
                 f"The Gaussian family was fitted on {self.n_features} columns, got {X.shape[1]}."
             )

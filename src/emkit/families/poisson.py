@@ -65,7 +65,7 @@ class Poisson(SimpleFamily):
     def bind(self, X: Array, weights: Array | None) -> Poisson:
         prior = self.prior
         if isinstance(prior, str):  # 'auto'
-            # (negative counts are rejected by check(); keep the prior valid until then)
+            # (negative counts are check()'s to reject; bind on them still gives a valid prior)
             mean = np.maximum(np.average(X, axis=0, weights=weights), 0.0)
             prior = GammaPrior(shape=1.0 + 0.01 * mean, rate=0.01)
         return replace(
