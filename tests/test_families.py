@@ -842,8 +842,9 @@ def test_bernoulli_rejects_non_binary_values() -> None:
         with pytest.raises(InputError, match=message + r"Threshold the column first"):
             family.check(X, [])
     family = Bernoulli().bind(np.zeros((1, 2)), None)
-    with pytest.raises(InputError, match=r"x2 has the value nan in row 0"):
-        family.check(np.array([[0.0, np.nan]]), ["x1", "x2"])
+    family.check(np.array([[0.0, np.nan]]), ["x1", "x2"])  # NaN: a missing value
+    with pytest.raises(InputError, match=r"x2 has the value 0.5 in row 1"):
+        family.check(np.array([[0.0, np.nan], [1.0, 0.5]]), ["x1", "x2"])
     with pytest.raises(InputError, match=r"BetaPrior a has 3 values but the data has 2 columns"):
         Bernoulli(BetaPrior([2.0, 2.0, 2.0], 2.0)).bind(np.zeros((1, 2)), None)
 

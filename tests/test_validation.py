@@ -18,8 +18,8 @@ X = blobs(60, 2, 2, seed=0)
     ("data", "match"),
     [
         (
-            np.array([[1.0, np.nan], [2.0, 3.0], [4.0, 5.0]]),
-            r"contains NaN .*row 0, column 1.*missing values",
+            np.array([[1.0, 2.0], [np.nan, np.nan], [4.0, 5.0]]),
+            r"1 row\(s\) with every value missing \(first at row 1\)",
         ),
         (np.array([[1.0, 2.0], [np.inf, 3.0], [4.0, 5.0]]), r"contains infinity .*row 1, column 0"),
         (np.empty((0, 3)), r"empty: 0 sample"),

@@ -12,10 +12,12 @@ from emkit.exceptions import InputError, InputTypeError
 __all__ = [
     "as_float_matrix",
     "check_choice",
+    "check_flag",
     "check_number",
     "check_positive_int",
     "check_random_state",
     "check_sample_weight",
+    "has_missing_values",
     "resolve_dtype",
 ]
 
@@ -37,6 +39,12 @@ def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
     if not isinstance(value, str) or value not in choices:
         raise InputError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}.")
     return value
+
+
+def check_flag(name: str, value: Any) -> bool:
+    if not isinstance(value, bool | np.bool_):
+        raise InputError(f"{name} must be True or False, got {value!r}.")
+    return bool(value)
 
 
 def check_positive_int(name: str, value: Any, minimum: int = 1) -> int:
@@ -116,11 +124,36 @@ def as_float_matrix(
         bad = np.argwhere(~np.isfinite(out))[0]
         kind = "NaN" if np.isnan(out[bad[0], bad[1]]) else "infinity"
         raise InputError(
-            f"{name} contains {kind} (first at row {bad[0]}, column {bad[1]}). emkit does "
-            "not yet fit Gaussian mixtures with missing values: drop or impute those rows "
-            "first, and replace infinities."
+            f"{name} contains {kind} (first at row {bad[0]}, column {bad[1]}). This "
+            "estimator needs complete, finite rows: drop or impute those rows first, and "
+            "replace infinities (emkit's mixtures, PPCA and FactorAnalysis accept NaN as a "
+            "missing value)."
         )
     return out
+
+
+def has_missing_values(X: NDArray[np.floating[Any]], name: str = "X") -> bool:
+    """Whether ``X`` has a missing value (NaN); raises for infinities and for rows with
+    every value missing, which carry no information."""
+    # NaN and infinities show in the column sums: one BLAS pass over the data (a sum that
+    # overflows only sends us to the exact checks below)
+    if np.isfinite(np.ones(X.shape[0], dtype=X.dtype) @ X).all():
+        return False
+    # min and max propagate NaN; fmin and fmax skip it
+    if np.isinf(np.fmax.reduce(X, axis=None)) or np.isinf(np.fmin.reduce(X, axis=None)):
+        row, col = np.argwhere(np.isinf(X))[0]
+        raise InputError(
+            f"{name} contains infinity (first at row {row}, column {col}). Replace "
+            "infinities; mark a missing value with NaN."
+        )
+    empty = np.isnan(X).all(axis=1)
+    if empty.any():
+        raise InputError(
+            f"{name} has {int(empty.sum())} row(s) with every value missing (first at row "
+            f"{int(np.argmax(empty))}). A row with nothing observed carries no information: "
+            "drop it."
+        )
+    return bool(np.isnan(X.min()))
 
 
 def check_sample_weight(

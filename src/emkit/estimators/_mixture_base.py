@@ -18,6 +18,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from emkit._validation import (
     check_choice,
+    check_flag,
     check_number,
     check_positive_int,
     check_random_state,
@@ -29,7 +30,12 @@ from emkit.inference.em import MONOTONICITY_POLICIES, EMTrace
 from emkit.inference.init import INIT_METHODS, one_hot
 
 __all__ = [
+    "FamilyMixture",
     "FittedMixture",
+    "align_to_labels",
+    "check_labels",
+    "mean_filled",
+    "pattern_order",
     "check_em_parameters",
     "check_n_samples",
     "initial_statistics",
@@ -78,7 +84,7 @@ class FittedMixture:
         self, X: Any, y: Any = None, sample_weight: ArrayLike | None = None
     ) -> NDArray[np.intp]:
         """Fit the model and return the component each sample most likely belongs to."""
-        return np.asarray(self.fit(X, sample_weight=sample_weight).predict(X))
+        return np.asarray(self.fit(X, y, sample_weight=sample_weight).predict(X))
 
     def score_samples(self, X: Any) -> Array:
         """Log-density of each sample, shape (n_samples,)."""
@@ -123,6 +129,118 @@ class FittedMixture:
         return -2.0 * self.score(X) * n + 2.0 * self._n_parameters()
 
 
+class FamilyMixture(FittedMixture):
+    """A fitted mixture of an exponential family (GaussianMixture, MixtureModel): its
+    predictions and :meth:`impute` run the :class:`~emkit.models.mixture.Mixture`'s
+    row functions, which take rows with missing values (NaN) as they are."""
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()  # type: ignore[misc]
+        tags.input_tags.allow_nan = True  # a missing value
+        return tags
+
+    def _map_model(self, X: Any, make: Callable[[Any, Any], Callable[[Array], Any]]) -> Any:
+        """``make(model, params)`` (a function of a chunk of rows) over the rows of ``X``."""
+        raise NotImplementedError
+
+    def _map_rows(self, X: Any, fn: Callable[[Array], Array]) -> Any:
+        def make(model: Any, params: Any) -> Callable[[Array], Any]:
+            log_prob = model.weighted_log_prob(params)
+            return lambda chunk: fn(log_prob(chunk))
+
+        return self._map_model(X, make)
+
+    def impute(self, X: Any) -> Array:
+        """``X`` with every missing value (NaN) replaced by its conditional mean given the
+        row's observed values under the fitted mixture, E[x_mis | x_obs] =
+        sum_k p(k | x_obs) E[x_mis | x_obs, k] (for categorical columns: the most
+        probable category).
+
+        Returns
+        -------
+        X_imputed : ndarray of shape (n_samples, n_features)
+        """
+        return np.asarray(self._map_model(X, lambda model, params: model.impute(params)))
+
+
+def check_labels(y: Any, n_samples: int, n_components: int) -> NDArray[np.intp] | None:
+    """Known components for semi-supervised fitting: ``y[i]`` in 0..K-1 for a labelled
+    row, -1 for an unlabelled one (scikit-learn's convention); None if none is known."""
+    if y is None:
+        return None
+    arr = np.asarray(y)
+    if arr.ndim != 1 or arr.shape[0] != n_samples:
+        raise InputError(
+            f"y must have shape ({n_samples},): one component index per row of X (-1 where "
+            f"unknown), got shape {arr.shape}."
+        )
+    if arr.dtype.kind not in "iuf" or (arr.dtype.kind == "f" and not np.array_equal(
+        arr, np.round(arr)
+    )):
+        raise InputError(
+            f"y must hold integer component indices (-1 where unknown), got dtype {arr.dtype}"
+            f"{' with non-integer values' if arr.dtype.kind == 'f' else ''}. Encode the "
+            "known classes as 0..n_components-1, e.g. with sklearn.preprocessing.LabelEncoder."
+        )
+    bad = (arr < -1) | (arr >= n_components)
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise InputError(
+            f"y[{row}] = {arr[row]!r} is not a component index: labelled rows need 0.."
+            f"{n_components - 1} (n_components={n_components}) and unlabelled ones -1. "
+            "Increase n_components or recode y."
+        )
+    labels = arr.astype(np.intp)
+    return labels if (labels >= 0).any() else None
+
+
+def pattern_order(X: Array) -> NDArray[np.intp]:
+    """The rows ordered by their number of missing values, then by which: rows with
+    the same pattern sit together, so a chunk handles few patterns (each costs the
+    inverse of a small block per component) and complete rows keep the fast path."""
+    missing = np.isnan(X)
+    keys = np.packbits(missing, axis=1)
+    return np.lexsort((*keys.T[::-1], missing.sum(axis=1)))
+
+
+def mean_filled(X: Array) -> Array:
+    """``X`` with missing values at their column's mean: for the data-dependent settings
+    of a family (centring, automatic priors) and the initialization only."""
+    observed = ~np.isnan(X)
+    counts = observed.sum(axis=0)
+    if (counts == 0).any():
+        raise InputError(
+            f"Column {int(np.argmin(counts))} of X has no observed value; nothing can be "
+            "learned about it. Drop the column."
+        )
+    means = np.where(observed, X, 0.0).sum(axis=0) / counts
+    return np.where(observed, X, means.astype(X.dtype))
+
+
+def align_to_labels(
+    resp: NDArray[Any], labels: NDArray[np.intp], n_components: int
+) -> NDArray[Any]:
+    """Initial responsibilities with their components renamed to agree best with the
+    known labels (an assignment on the labelled rows), and the labelled rows set."""
+    from scipy.optimize import linear_sum_assignment
+
+    known = np.flatnonzero(labels >= 0)
+    hard = resp.ndim == 1
+    soft = one_hot(resp[known], n_components) if hard else resp[known]
+    agreement = soft.T @ one_hot(labels[known], n_components)  # (initial, label)
+    initial, target = linear_sum_assignment(agreement, maximize=True)
+    rename = np.empty(n_components, dtype=np.intp)
+    rename[initial] = target
+    if hard:
+        out = np.where(resp >= 0, rename[np.maximum(resp, 0)], -1)
+        out[known] = labels[known]
+        return out
+    out = np.empty_like(resp)
+    out[:, rename] = resp
+    out[known] = one_hot(labels[known], n_components)
+    return out
+
+
 @contextmanager
 def verbose_logging(verbose: int) -> Iterator[None]:
     """Show emkit's INFO messages on stderr during a fit when ``verbose`` asks for it."""
@@ -157,9 +275,9 @@ def check_em_parameters(estimator: Any) -> None:
         check_choice("init_params", estimator.init_params, INIT_METHODS)
     if hasattr(estimator, "dtype"):
         resolve_dtype(estimator.dtype)
-    warm_start = getattr(estimator, "warm_start", False)
-    if not isinstance(warm_start, bool | np.bool_):
-        raise InputError(f"warm_start must be True or False, got {warm_start!r}.")
+    check_flag("warm_start", getattr(estimator, "warm_start", False))
+    check_flag("hard", getattr(estimator, "hard", False))
+    check_flag("semi_supervised", getattr(estimator, "semi_supervised", False))
 
 
 def progress_callback(estimator: Any) -> Callable[[int, float, float], None]:

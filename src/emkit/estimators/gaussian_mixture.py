@@ -16,14 +16,19 @@ from emkit._validation import (
     check_number,
     check_random_state,
     check_sample_weight,
+    has_missing_values,
     resolve_dtype,
 )
 from emkit.engines.memory import InMemoryEngine
 from emkit.estimators._mixture_base import (
-    FittedMixture,
+    FamilyMixture,
+    align_to_labels,
     check_em_parameters,
+    check_labels,
     initial_statistics,
     logger,
+    mean_filled,
+    pattern_order,
     progress_callback,
     verbose_logging,
 )
@@ -44,7 +49,7 @@ __all__ = ["GaussianMixture"]
 Array = NDArray[np.floating[Any]]
 
 
-class GaussianMixture(FittedMixture, DensityMixin, BaseEstimator):
+class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
     """Gaussian mixture fitted by EM over sufficient statistics.
 
     Same constructor, attributes and methods as :class:`sklearn.mixture.GaussianMixture`;
@@ -145,6 +150,8 @@ class GaussianMixture(FittedMixture, DensityMixin, BaseEstimator):
         warm_start: bool = False,
         verbose: int = 0,
         verbose_interval: int = 10,
+        hard: bool = False,
+        semi_supervised: bool = False,
         dtype: str = "float64",
         monotonicity: str = "warn",
         chunk_size: int | None = None,
@@ -164,6 +171,8 @@ class GaussianMixture(FittedMixture, DensityMixin, BaseEstimator):
         self.warm_start = warm_start
         self.verbose = verbose
         self.verbose_interval = verbose_interval
+        self.hard = hard
+        self.semi_supervised = semi_supervised
         self.dtype = dtype
         self.monotonicity = monotonicity
         self.chunk_size = chunk_size
@@ -178,7 +187,8 @@ class GaussianMixture(FittedMixture, DensityMixin, BaseEstimator):
         check_number("reg_covar", self.reg_covar)
 
     def _validate_X(self, X: Any, *, reset: bool) -> NDArray[np.floating[Any]]:
-        arr = as_float_matrix(X, dtype=None)  # float64 and float32 data are used in place
+        # float64 and float32 data are used in place; NaN marks a missing value
+        arr = as_float_matrix(X, dtype=None, allow_nan=True)
         # feature names and n_features_in_ the scikit-learn way, after our own checks
         validate_data(self, X, reset=reset, skip_check_array=True)
         return arr
@@ -219,7 +229,13 @@ class GaussianMixture(FittedMixture, DensityMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-        y : ignored
+            NaN marks a missing value: the E-step uses the marginal density of the
+            observed coordinates, the M-step the conditional expectations of the missing
+            ones and of their second moments (Ghahramani & Jordan, 1994).
+        y : array-like of shape (n_samples,), default=None
+            With ``semi_supervised=True``, the known components: ``y[i]`` in
+            0..n_components-1 fixes row i's responsibilities to its component, ``-1``
+            leaves it unknown. Ignored otherwise (as scikit-learn's mixtures do).
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative weights; an integer weight is the same as repeating the row.
 
@@ -244,11 +260,19 @@ class GaussianMixture(FittedMixture, DensityMixin, BaseEstimator):
             )
         dtype = resolve_dtype(self.dtype)
         w = check_sample_weight(sample_weight, n, dtype)
+        known = check_labels(y, n, K) if self.semi_supervised else None
         self._check_initial_parameters(d)
+        missing = has_missing_values(Xa)
+        if missing:  # rows with the same missing values together (sums ignore the order)
+            order = pattern_order(Xa)
+            Xa = Xa[order]
+            w = None if w is None else w[order]
+            known = None if known is None else known[order]
+        filled = mean_filled(Xa) if missing else Xa
 
         structure = covariance_structure(self.covariance_type)
-        family = GaussianFamily(structure, reg_covar=float(self.reg_covar)).bind(Xa, w)
-        model = Mixture(family, dtype)
+        family = GaussianFamily(structure, reg_covar=float(self.reg_covar)).bind(filled, w)
+        model = Mixture(family, dtype, hard=bool(self.hard), missing=missing)
         row_bytes = model.row_bytes(d, structure.n_stats(d), K) + d * Xa.itemsize
         rng = check_random_state(self.random_state)
 
@@ -267,12 +291,12 @@ class GaussianMixture(FittedMixture, DensityMixin, BaseEstimator):
             else:
 
                 def initialize(rng: np.random.Generator) -> MixtureParams:
-                    return self._initialize(model, engine, Xa, w, rng)
+                    return self._initialize(model, engine, filled, w, known, rng)
 
             result = fit_em_restarts(
                 model,
                 engine,
-                (Xa, w),
+                (Xa, w, None, known),
                 initialize,
                 n_init=1 if warm else self.n_init,
                 rng=rng,
@@ -293,6 +317,7 @@ class GaussianMixture(FittedMixture, DensityMixin, BaseEstimator):
         engine: InMemoryEngine,
         X: NDArray[np.floating[Any]],
         w: NDArray[np.floating[Any]] | None,
+        known: NDArray[np.intp] | None,
         rng: np.random.Generator,
     ) -> MixtureParams:
         """Parameters from initial responsibilities (the model's own M-step) and the inits."""
@@ -308,6 +333,8 @@ class GaussianMixture(FittedMixture, DensityMixin, BaseEstimator):
             given_weights = np.asarray(self.weights_init, dtype=np.float64)
             return MixtureParams(given_weights / given_weights.sum(), params)
         resp = initial_responsibilities(self.init_params, X, K, rng, w)
+        if known is not None:
+            resp = align_to_labels(resp, known, K)
         stats = initial_statistics(model, engine, X, w, resp, K)
         placeholder = MixtureParams(np.full(K, 1.0 / K), family.default_params(K))
         start = model.m_step(placeholder, stats)
@@ -355,19 +382,19 @@ class GaussianMixture(FittedMixture, DensityMixin, BaseEstimator):
         )
         return MixtureParams(self.weights_, comp)
 
-    def _map_rows(self, X: ArrayLike, fn: Callable[[Array], Array]) -> Any:
-        """Apply ``fn`` to the rows' joint log-probabilities, chunk by chunk."""
+    def _map_model(self, X: Any, make: Callable[[Any, Any], Callable[[Array], Any]]) -> Any:
         check_is_fitted(self)
         Xa = self._validate_X(X, reset=False)
+        missing = has_missing_values(Xa)
         shift = self.weights_ @ self.means_
         family = self._family(shift, centred_scale(Xa, shift))
-        model = Mixture(family, resolve_dtype(self.dtype))
-        log_prob = model.weighted_log_prob(self._mixture_params(family))
+        model = Mixture(family, resolve_dtype(self.dtype), missing=missing)
+        fn = make(model, self._mixture_params(family))
         d = Xa.shape[1]
         # the float64 (n, K) output of every chunk is held as well
         row_bytes = model.row_bytes(d, family.structure.n_stats(d), 2 * self.n_components)
         with InMemoryEngine(self.chunk_size, self.n_threads) as engine:
-            return engine.map_rows(lambda chunk: fn(log_prob(chunk)), Xa, row_bytes=row_bytes)
+            return engine.map_rows(fn, Xa, row_bytes=row_bytes)
 
     def _sampling_family(self) -> tuple[GaussianFamily, GaussianParams]:
         family = self._family()

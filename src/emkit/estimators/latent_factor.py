@@ -20,6 +20,7 @@ from emkit._validation import (
     as_float_matrix,
     check_random_state,
     check_sample_weight,
+    has_missing_values,
 )
 from emkit.engines.memory import InMemoryEngine
 from emkit.engines.reduced import ReducedEngine
@@ -65,25 +66,7 @@ def validate_rows(estimator: BaseEstimator, X: Any, *, reset: bool) -> tuple[Arr
     arr = as_float_matrix(X, dtype=None, allow_nan=True)
     # feature names and n_features_in_ the scikit-learn way, after our own checks
     validate_data(estimator, X, reset=reset, skip_check_array=True)
-    # NaN and infinities show in the column sums: one BLAS pass over the data (a sum that
-    # overflows only sends us to the exact checks below)
-    if np.isfinite(np.ones(arr.shape[0], dtype=arr.dtype) @ arr).all():
-        return arr, False
-    # min and max propagate NaN; fmin and fmax skip it
-    if np.isinf(np.fmax.reduce(arr, axis=None)) or np.isinf(np.fmin.reduce(arr, axis=None)):
-        row, col = np.argwhere(np.isinf(arr))[0]
-        raise InputError(
-            f"X contains infinity (first at row {row}, column {col}). Replace infinities; "
-            "mark a missing value with NaN."
-        )
-    empty = np.isnan(arr).all(axis=1)
-    if empty.any():
-        raise InputError(
-            f"X has {int(empty.sum())} row(s) with every value missing (first at row "
-            f"{int(np.argmax(empty))}). A row with nothing observed carries no information: "
-            "drop it."
-        )
-    return arr, bool(np.isnan(arr.min()))
+    return arr, has_missing_values(arr)
 
 
 class _LatentFactorEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):

@@ -20,14 +20,19 @@ from emkit._validation import (
     check_number,
     check_random_state,
     check_sample_weight,
+    has_missing_values,
     resolve_dtype,
 )
 from emkit.engines.memory import InMemoryEngine
 from emkit.estimators._mixture_base import (
-    FittedMixture,
+    FamilyMixture,
+    align_to_labels,
     check_em_parameters,
+    check_labels,
     initial_statistics,
     logger,
+    mean_filled,
+    pattern_order,
     progress_callback,
     verbose_logging,
 )
@@ -118,7 +123,7 @@ def infer_family(X: Any, integers: str = "poisson") -> Any:
 # -- the estimator --------------------------------------------------------------------
 
 
-class MixtureModel(FittedMixture, DensityMixin, BaseEstimator):
+class MixtureModel(FamilyMixture, DensityMixin, BaseEstimator):
     """Finite mixture of any exponential family, or product of families, fitted by EM.
 
     The E-step is one matrix product over the concatenated sufficient statistics of all
@@ -191,6 +196,8 @@ class MixtureModel(FittedMixture, DensityMixin, BaseEstimator):
         n_init: int = 1,
         init_params: str = "kmeans",
         weight_concentration: float = 1.0,
+        hard: bool = False,
+        semi_supervised: bool = False,
         integers: str = "poisson",
         random_state: Any = None,
         warm_start: bool = False,
@@ -208,6 +215,8 @@ class MixtureModel(FittedMixture, DensityMixin, BaseEstimator):
         self.n_init = n_init
         self.init_params = init_params
         self.weight_concentration = weight_concentration
+        self.hard = hard
+        self.semi_supervised = semi_supervised
         self.integers = integers
         self.random_state = random_state
         self.warm_start = warm_start
@@ -240,7 +249,7 @@ class MixtureModel(FittedMixture, DensityMixin, BaseEstimator):
         if hasattr(X, "dtypes") and hasattr(X, "columns"):
             Xa = self._frame_to_matrix(X, reset=reset)
         else:
-            Xa = as_float_matrix(X, dtype=None)
+            Xa = as_float_matrix(X, dtype=None, allow_nan=True)
         validate_data(self, X, reset=reset, skip_check_array=True)
         names = getattr(self, "feature_names_in_", None)
         labels = (
@@ -283,7 +292,9 @@ class MixtureModel(FittedMixture, DensityMixin, BaseEstimator):
                     "pandas 'category' columns. Convert text columns with "
                     "df[col].astype('category')."
                 )
-        return as_float_matrix(np.column_stack(columns) if columns else np.empty((len(frame), 0)))
+        return as_float_matrix(
+            np.column_stack(columns) if columns else np.empty((len(frame), 0)), allow_nan=True
+        )
 
     # -- fitting ---------------------------------------------------------------------
 
@@ -293,7 +304,12 @@ class MixtureModel(FittedMixture, DensityMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like or DataFrame of shape (n_samples, n_features)
-        y : ignored
+            NaN marks a missing value: the E-step uses the density of the observed
+            values alone, the M-step the expected statistics of the missing ones.
+        y : array-like of shape (n_samples,), default=None
+            With ``semi_supervised=True``, the known components: ``y[i]`` in
+            0..n_components-1 fixes row i's responsibilities to its component, ``-1``
+            leaves it unknown. Ignored otherwise (as scikit-learn's mixtures do).
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative weights; an integer weight is the same as repeating the row.
 
@@ -313,6 +329,8 @@ class MixtureModel(FittedMixture, DensityMixin, BaseEstimator):
             )
         dtype = resolve_dtype(self.dtype)
         w = check_sample_weight(sample_weight, n, dtype)
+        known = check_labels(y, n, K) if self.semi_supervised else None
+        missing = has_missing_values(Xa)
         family: Any
         if warm:
             family = getattr(self, "family_")  # noqa: B009 - set by an earlier fit
@@ -327,8 +345,16 @@ class MixtureModel(FittedMixture, DensityMixin, BaseEstimator):
             if isinstance(spec, Product):
                 spec = spec.resolve(getattr(self, "feature_names_in_", None), d)
             spec.check(Xa, labels)  # values first: bind reads them
-            family = spec.bind(Xa, w)
-        model = Mixture(family, dtype, float(self.weight_concentration))
+            family = spec.bind(mean_filled(Xa) if missing else Xa, w)
+        if missing:  # rows with the same missing values together (sums ignore the order)
+            order = pattern_order(Xa)
+            Xa = Xa[order]
+            w = None if w is None else w[order]
+            known = None if known is None else known[order]
+        filled = mean_filled(Xa) if missing else Xa
+        model = Mixture(
+            family, dtype, float(self.weight_concentration), hard=bool(self.hard), missing=missing
+        )
         row_bytes = model.row_bytes(d, family.n_stats, K) + d * Xa.itemsize
         rng = check_random_state(self.random_state)
 
@@ -353,18 +379,20 @@ class MixtureModel(FittedMixture, DensityMixin, BaseEstimator):
                     return previous
 
             else:
-                standardized = _standardize(Xa)
+                standardized = _standardize(filled)
 
                 def initialize(rng: np.random.Generator) -> MixtureParams:
                     resp = initial_responsibilities(self.init_params, standardized, K, rng, w)
-                    stats = initial_statistics(model, engine, Xa, w, resp, K)
+                    if known is not None:
+                        resp = align_to_labels(resp, known, K)
+                    stats = initial_statistics(model, engine, filled, w, resp, K)
                     start = MixtureParams(np.full(K, 1.0 / K), family.default_params(K))
                     return model.m_step(start, stats)
 
             result = fit_em_restarts(
                 model,
                 engine,
-                (Xa, w, log_h),
+                (Xa, w, log_h, known),
                 initialize,
                 n_init=1 if warm else self.n_init,
                 rng=rng,
@@ -387,15 +415,16 @@ class MixtureModel(FittedMixture, DensityMixin, BaseEstimator):
 
     # -- the fitted model -------------------------------------------------------------
 
-    def _map_rows(self, X: Any, fn: Callable[[Array], Array]) -> Any:
+    def _map_model(self, X: Any, make: Callable[[Any, Any], Callable[[Array], Any]]) -> Any:
         check_is_fitted(self)
         Xa, labels = self._validate_X(X, reset=False)
+        missing = has_missing_values(Xa)
         self.family_.check(Xa, labels)
-        model = Mixture(self.family_, resolve_dtype(self.dtype))
-        log_prob = model.weighted_log_prob(self.params_)
+        model = Mixture(self.family_, resolve_dtype(self.dtype), missing=missing)
+        fn = make(model, self.params_)
         row_bytes = model.row_bytes(Xa.shape[1], self.family_.n_stats, 2 * self.n_components)
         with InMemoryEngine(self.chunk_size, self.n_threads) as engine:
-            return engine.map_rows(lambda chunk: fn(log_prob(chunk)), Xa, row_bytes=row_bytes)
+            return engine.map_rows(fn, Xa, row_bytes=row_bytes)
 
     def _sampling_family(self) -> tuple[Any, Any]:
         return self.family_, self.params_.components
@@ -454,6 +483,8 @@ class PoissonMixture(MixtureModel):
         n_init: int = 1,
         init_params: str = "kmeans",
         weight_concentration: float = 1.0,
+        hard: bool = False,
+        semi_supervised: bool = False,
         random_state: Any = None,
         warm_start: bool = False,
         verbose: int = 0,
@@ -470,6 +501,8 @@ class PoissonMixture(MixtureModel):
         self.n_init = n_init
         self.init_params = init_params
         self.weight_concentration = weight_concentration
+        self.hard = hard
+        self.semi_supervised = semi_supervised
         self.random_state = random_state
         self.warm_start = warm_start
         self.verbose = verbose
@@ -534,6 +567,8 @@ class BernoulliMixture(MixtureModel):
         n_init: int = 1,
         init_params: str = "kmeans",
         weight_concentration: float = 1.0,
+        hard: bool = False,
+        semi_supervised: bool = False,
         random_state: Any = None,
         warm_start: bool = False,
         verbose: int = 0,
@@ -551,6 +586,8 @@ class BernoulliMixture(MixtureModel):
         self.n_init = n_init
         self.init_params = init_params
         self.weight_concentration = weight_concentration
+        self.hard = hard
+        self.semi_supervised = semi_supervised
         self.random_state = random_state
         self.warm_start = warm_start
         self.verbose = verbose
@@ -614,6 +651,8 @@ class CategoricalMixture(MixtureModel):
         n_init: int = 1,
         init_params: str = "kmeans",
         weight_concentration: float = 1.0,
+        hard: bool = False,
+        semi_supervised: bool = False,
         random_state: Any = None,
         warm_start: bool = False,
         verbose: int = 0,
@@ -631,6 +670,8 @@ class CategoricalMixture(MixtureModel):
         self.n_init = n_init
         self.init_params = init_params
         self.weight_concentration = weight_concentration
+        self.hard = hard
+        self.semi_supervised = semi_supervised
         self.random_state = random_state
         self.warm_start = warm_start
         self.verbose = verbose

@@ -156,6 +156,31 @@ class ComponentFamily(Protocol):
         """The parameters under their user-facing names (``rates``, ``probabilities``...)."""
         ...
 
+    # -- missing values (NaN): the exact E-step of the observed coordinates -------------
+
+    def missing_fill(self) -> Array:
+        """Values (n_features,), in the user's coordinates, that stand in for missing
+        entries before :meth:`prepare`: in the support, with log h = 0, and never counted
+        (the methods below mask them out)."""
+        ...
+
+    def missing_log_prob(
+        self, Xp: Any, observed: NDArray[np.bool_], params: Any, natural: Natural, offset: Array
+    ) -> tuple[Array, Any]:
+        """log p(x_obs | k) + offset[k] without log h, (n, K) float64, for float64 rows
+        prepared with the fill values, and a state for :meth:`missing_statistics`."""
+        ...
+
+    def missing_statistics(self, params: Any, state: Any, resp: Array) -> tuple[Array, Array]:
+        """(sum_n r_nk E_k[T(x_n) | x_obs], shared statistics) for those rows: the
+        expected statistics the M-step needs, as if the rows were complete."""
+        ...
+
+    def impute(self, params: Any, state: Any, resp: Array) -> Array:
+        """E[x | x_obs] of every column of those rows, (n, n_features), in the user's
+        coordinates, given the posteriors ``resp`` (the mixture keeps observed values)."""
+        ...
+
 
 # -- helpers the families share ------------------------------------------------------
 

@@ -89,6 +89,9 @@ class SimpleFamily:
     """
 
     name: ClassVar[str] = "simple"
+    # a value in the support with log h = 0 that stands in for a missing entry (its
+    # statistics are masked out): see missing_log_prob
+    missing_value: ClassVar[float | None] = 0.0
     n_columns: int | None = field(default=None, kw_only=True)  # fixed by bind()
     # largest |statistic| in training, per statistic (from bind): bounds the round-off of
     # the expanded form in float32
@@ -119,6 +122,16 @@ class SimpleFamily:
             raise InputError(
                 f"The {self.name} family was fitted on {self.n_columns} columns, got {X.shape[1]}."
             )
+        missing = np.isnan(X)
+        if missing.any():
+            if self.missing_value is None:
+                row, col = (int(i) for i in np.argwhere(missing)[0])
+                raise InputError(
+                    f"{column_label(labels, col)} is missing (NaN) in row {row}, but the "
+                    f"{self.name} family cannot leave out an entry of a row. Drop or fill "
+                    "those rows, or model the columns with a family that can (e.g. Poisson)."
+                )
+            X = np.where(missing, self.missing_value, X)
         self._check_values(X, labels)
 
     def _check_values(self, X: Array, labels: Sequence[str]) -> None:
@@ -165,6 +178,52 @@ class SimpleFamily:
 
     def shared_statistics(self, Xp: Array, weights: Array | None) -> Array:
         return np.zeros(0)
+
+    # -- missing values: the columns are independent given the component --------------
+    # A missing column drops out of log p(x_obs | k) (its statistics and its share of the
+    # log-normalizer), and the M-step receives its expected statistics E_k[t(x_j)].
+
+    @property
+    def stat_columns(self) -> NDArray[np.intp]:
+        """The column each statistic belongs to, shape (n_stats,)."""
+        return np.arange(self.n_stats) % self.n_features
+
+    def missing_fill(self) -> Array:
+        assert self.missing_value is not None
+        return np.full(self.n_features, self.missing_value)
+
+    def missing_log_prob(
+        self, Xp: Array, observed: NDArray[np.bool_], params: Any, natural: Natural, offset: Array
+    ) -> tuple[Array, Any]:
+        T = self.statistics(Xp) * observed[:, self.stat_columns]
+        log_prob = T @ natural.eta.T.astype(np.float64)
+        log_prob -= observed @ self._column_log_norm(params).T
+        log_prob += offset
+        return log_prob, (T, observed)
+
+    def missing_statistics(self, params: Any, state: Any, resp: Array) -> tuple[Array, Array]:
+        T, observed = state
+        sum_t = (T.T @ resp).T
+        missing_mass = resp.T @ ~observed  # (K, d): the responsibility of absent entries
+        sum_t += missing_mass[:, self.stat_columns] * self._expected_statistics(params)
+        return sum_t, np.zeros(0)
+
+    def impute(self, params: Any, state: Any, resp: Array) -> Array:
+        """E[x | x_obs] for every column, (n, d): the posterior-weighted component means
+        (the mixture keeps the observed entries)."""
+        return resp @ self._column_means(params)
+
+    def _column_log_norm(self, params: Any) -> Array:
+        """Each column's share of the log-normalizer, (K, d)."""
+        raise NotImplementedError
+
+    def _expected_statistics(self, params: Any) -> Array:
+        """E_k[t(x)] under every component, (K, n_stats)."""
+        raise NotImplementedError
+
+    def _column_means(self, params: Any) -> Array:
+        """E_k[x_j] in the user's coordinates, (K, d)."""
+        raise NotImplementedError
 
     # -- M-step --------------------------------------------------------------------------
 

@@ -105,8 +105,16 @@ class Bernoulli(SimpleFamily):
 
     def _natural(self, params: BernoulliParams) -> tuple[Array, Array]:
         p = params.probabilities
-        log_q = np.log1p(-p)
-        return np.log(p) - log_q, -log_q.sum(axis=1)
+        return np.log(p) - np.log1p(-p), self._column_log_norm(params).sum(axis=1)
+
+    def _column_log_norm(self, params: BernoulliParams) -> Array:
+        return -np.log1p(-params.probabilities)
+
+    def _expected_statistics(self, params: BernoulliParams) -> Array:
+        return params.probabilities
+
+    def _column_means(self, params: BernoulliParams) -> Array:
+        return params.probabilities
 
     def _pseudo(self) -> tuple[Array | float, Array | float]:
         """(phi, nu) of the prior: Beta(a, b) is phi = a - 1, nu = a + b - 2."""

@@ -160,6 +160,7 @@ class Beta(NewtonFamily):
     """
 
     name = "Beta"
+    missing_value = 0.5
 
     # -- shapes and data -------------------------------------------------------------------
 
@@ -198,7 +199,20 @@ class Beta(NewtonFamily):
     def _natural(self, params: BetaParams) -> tuple[Array, Array]:
         a, b = params.a, params.b
         eta = np.concatenate([a - 1.0, b - 1.0], axis=1)
-        return eta, np.sum(gammaln(a) + gammaln(b) - gammaln(a + b), axis=1)
+        return eta, self._column_log_norm(params).sum(axis=1)
+
+    def _column_log_norm(self, params: BetaParams) -> Array:
+        a, b = params.a, params.b
+        return np.asarray(gammaln(a) + gammaln(b) - gammaln(a + b))
+
+    def _expected_statistics(self, params: BetaParams) -> Array:
+        # E[log x] = psi(a) - psi(a + b), E[log(1 - x)] = psi(b) - psi(a + b)
+        a, b = params.a, params.b
+        total = digamma(a + b)
+        return np.concatenate([digamma(a) - total, digamma(b) - total], axis=1)
+
+    def _column_means(self, params: BetaParams) -> Array:
+        return params.a / (params.a + params.b)
 
     # -- M-step --------------------------------------------------------------------------
 

@@ -48,6 +48,15 @@ class CategoricalParams(NamedTuple):
 
 
 def _check_codes(X: Array, labels: Sequence[str]) -> None:
+    bad = X < 0  # first: scikit-learn's wording for data that must be non-negative
+    if bad.any():
+        col, row, value = first_bad(X, bad, labels)
+        raise InputError(
+            f"Negative values in data: {col} has the negative category code {value:g} in row "
+            f"{row}; codes must be "
+            "0, 1, ..., n_categories - 1. Encode the categories as integers first (e.g. with "
+            "sklearn.preprocessing.OrdinalEncoder)."
+        )
     with np.errstate(invalid="ignore"):
         bad = ~np.isfinite(X) | (np.floor(X) != X)
     if bad.any():
@@ -56,15 +65,6 @@ def _check_codes(X: Array, labels: Sequence[str]) -> None:
             f"{col} has the category code {value:g} in row {row}, which is not an integer; "
             "Categorical columns hold integer codes 0, 1, ..., n_categories - 1. Encode the "
             "categories as integers first (e.g. with sklearn.preprocessing.OrdinalEncoder)."
-        )
-    bad = X < 0
-    if bad.any():
-        col, row, value = first_bad(X, bad, labels)
-        raise InputError(
-            f"Negative values in data: {col} has the negative category code {value:g} in row "
-            f"{row}; codes must be "
-            "0, 1, ..., n_categories - 1. Encode the categories as integers first (e.g. with "
-            "sklearn.preprocessing.OrdinalEncoder)."
         )
 
 
@@ -228,6 +228,25 @@ class Categorical(SimpleFamily):
     def _natural(self, params: CategoricalParams) -> tuple[Array, Array]:
         p = params.probabilities
         return np.log(p), np.zeros(p.shape[0])
+
+    def _column_log_norm(self, params: CategoricalParams) -> Array:
+        return np.zeros((params.probabilities.shape[0], self.n_features))
+
+    def _expected_statistics(self, params: CategoricalParams) -> Array:
+        return params.probabilities
+
+    @property
+    def stat_columns(self) -> NDArray[np.intp]:
+        return np.repeat(np.arange(self.n_features), self._categories())
+
+    def impute(self, params: CategoricalParams, state: Any, resp: Array) -> Array:
+        """The most probable category of each column under the posterior predictive
+        (a mean of category codes means nothing)."""
+        predictive = resp @ params.probabilities  # (n, n_stats), packed like the statistics
+        offsets = self._offsets()
+        return np.column_stack(
+            [predictive[:, lo:hi].argmax(axis=1) for lo, hi in pairwise(offsets)]
+        ).astype(np.float64)
 
     # -- M-step --------------------------------------------------------------------------
 

@@ -117,7 +117,16 @@ class Exponential(SimpleFamily):
             )
 
     def _natural(self, params: ExponentialParams) -> tuple[Array, Array]:
-        return -params.rates, -np.log(params.rates).sum(axis=1)
+        return -params.rates, self._column_log_norm(params).sum(axis=1)
+
+    def _column_log_norm(self, params: ExponentialParams) -> Array:
+        return -np.log(params.rates)
+
+    def _expected_statistics(self, params: ExponentialParams) -> Array:
+        return 1.0 / params.rates
+
+    def _column_means(self, params: ExponentialParams) -> Array:
+        return 1.0 / params.rates
 
     def natural(self, params: ExponentialParams, dtype: Any) -> Natural:
         eta, log_norm = self._natural(params)

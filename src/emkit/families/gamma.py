@@ -173,6 +173,7 @@ class Gamma(NewtonFamily):
     """
 
     name = "Gamma"
+    missing_value = 1.0
 
     # -- shapes and data -------------------------------------------------------------------
 
@@ -213,7 +214,18 @@ class Gamma(NewtonFamily):
     def _natural(self, params: GammaParams) -> tuple[Array, Array]:
         alpha, beta = params.shapes, params.rates
         eta = np.concatenate([-beta, alpha - 1.0], axis=1)
-        return eta, np.sum(gammaln(alpha) - alpha * np.log(beta), axis=1)
+        return eta, self._column_log_norm(params).sum(axis=1)
+
+    def _column_log_norm(self, params: GammaParams) -> Array:
+        return np.asarray(gammaln(params.shapes) - params.shapes * np.log(params.rates))
+
+    def _expected_statistics(self, params: GammaParams) -> Array:
+        # E[x] = a / b, E[log x] = psi(a) - log b
+        alpha, beta = params.shapes, params.rates
+        return np.concatenate([alpha / beta, digamma(alpha) - np.log(beta)], axis=1)
+
+    def _column_means(self, params: GammaParams) -> Array:
+        return params.shapes / params.rates
 
     # -- M-step --------------------------------------------------------------------------
 

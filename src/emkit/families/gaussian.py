@@ -32,6 +32,13 @@ from emkit.families._base import (
     frozen_components,
     statistic_rows,
 )
+from emkit.families._gaussian_missing import (
+    MissingState,
+    conditional_means,
+    missing_log_prob,
+    missing_statistics,
+    packed_statistics,
+)
 from emkit.families.priors import GaussianPrior, check_prior
 
 __all__ = [
@@ -704,6 +711,34 @@ class GaussianFamily:
     def shared_statistics(self, X: Array, weights: Array | None) -> Array:
         return self.structure.shared_statistics(X, weights)
 
+    # -- missing values: the exact conditional Gaussian (families._gaussian_missing) ------
+
+    def missing_fill(self) -> Array:
+        assert self.shift is not None
+        return self.shift  # centred to 0; the values there are never read
+
+    def missing_log_prob(
+        self,
+        X: Array,
+        observed: NDArray[np.bool_],
+        params: GaussianParams,
+        natural: Natural,
+        offset: Array,
+    ) -> tuple[Array, MissingState]:
+        return missing_log_prob(
+            self.structure, X, observed, params.means, params.precisions_cholesky, offset
+        )
+
+    def missing_statistics(
+        self, params: GaussianParams, state: MissingState, resp: Array
+    ) -> tuple[Array, Array]:
+        first, second = missing_statistics(state, resp)
+        return packed_statistics(self.structure.name, first, second)
+
+    def impute(self, params: GaussianParams, state: MissingState, resp: Array) -> Array:
+        assert self.shift is not None
+        return conditional_means(state, resp) + self.shift
+
     # -- M-step --------------------------------------------------------------------------
 
     def _prior_terms(self, K: int) -> tuple[Array, float, Array, float] | None:
@@ -877,8 +912,9 @@ class GaussianFamily:
 def centred_scale(X: Array, shift: Array) -> float:
     """max |x - shift| over the rows, from the column extremes (no temporary array): the
     ``scale`` that bounds the expanded form's round-off."""
-    hi = X.max(axis=0).astype(np.float64) - shift
-    lo = X.min(axis=0).astype(np.float64) - shift
+    # fmax and fmin skip missing values (NaN); a column with none observed counts 0
+    hi = np.nan_to_num(np.fmax.reduce(X, axis=0).astype(np.float64) - shift)
+    lo = np.nan_to_num(np.fmin.reduce(X, axis=0).astype(np.float64) - shift)
     return float(max(np.abs(hi).max(), np.abs(lo).max(), 1e-300))
 
 

@@ -20,6 +20,7 @@ from numpy.typing import NDArray
 
 from emkit.exceptions import InputError
 from emkit.families._base import Natural
+from emkit.families._gaussian_missing import MissingState, conditional_means
 from emkit.families._simple import first_bad
 from emkit.families.gaussian import Gaussian, GaussianFamily, GaussianParams
 from emkit.families.priors import GaussianPrior, check_prior
@@ -106,6 +107,33 @@ class LogNormalFamily:
     def shared_statistics(self, Xp: Array, weights: Array | None) -> Array:
         return self.gaussian.shared_statistics(Xp, weights)
 
+    # -- missing values: the Gaussian's, on log x ---------------------------------------
+
+    def missing_fill(self) -> Array:
+        return np.ones(self.n_features)  # log 1 = 0: no share of the Jacobian
+
+    def missing_log_prob(
+        self,
+        Xp: Array,
+        observed: NDArray[np.bool_],
+        params: GaussianParams,
+        natural: Natural,
+        offset: Array,
+    ) -> tuple[Array, MissingState]:
+        return self.gaussian.missing_log_prob(Xp, observed, params, natural, offset)
+
+    def missing_statistics(
+        self, params: GaussianParams, state: MissingState, resp: Array
+    ) -> tuple[Array, Array]:
+        return self.gaussian.missing_statistics(params, state, resp)
+
+    def impute(self, params: GaussianParams, state: MissingState, resp: Array) -> Array:
+        """E[x | x_obs] in the user's scale: e^(mean + variance / 2) of the conditional
+        normal of log x, mixed over the components."""
+        shift = self.gaussian.shift
+        assert shift is not None
+        return conditional_means(state, resp, log_scale=True) * np.exp(shift)
+
     # -- M-step and the rest: the Gaussian's ---------------------------------------------
 
     def m_step(
@@ -169,7 +197,7 @@ def LogNormal(
 
 
 def _check_positive(X: Array, labels: Sequence[str]) -> None:
-    bad = ~(X > 0)
+    bad = ~(X > 0) & ~np.isnan(X)  # NaN: a missing value
     if bad.any():
         col, row, value = first_bad(X, bad, labels)
         raise InputError(

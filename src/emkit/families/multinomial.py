@@ -73,6 +73,7 @@ class Multinomial(SimpleFamily):
     """
 
     name = "Multinomial"
+    missing_value = None  # a row's total is part of the model: no entry can drop out
     prior: Any = None
     log_factorial: Array | None = field(default=None, kw_only=True)  # log(x!) table, bind()
     # the distinct row totals of the training rows and their (weighted) frequencies

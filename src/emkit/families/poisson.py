@@ -87,7 +87,16 @@ class Poisson(SimpleFamily):
             )
 
     def _natural(self, params: PoissonParams) -> tuple[Array, Array]:
-        return np.log(params.rates), params.rates.sum(axis=1)
+        return np.log(params.rates), self._column_log_norm(params).sum(axis=1)
+
+    def _column_log_norm(self, params: PoissonParams) -> Array:
+        return params.rates
+
+    def _expected_statistics(self, params: PoissonParams) -> Array:
+        return params.rates
+
+    def _column_means(self, params: PoissonParams) -> Array:
+        return params.rates
 
     def log_base_measure(self, Xp: Array) -> Array:
         # log h(x) = -sum_j log(x_j!)

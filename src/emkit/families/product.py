@@ -208,6 +208,53 @@ class Product:
         ]
         return np.concatenate([np.zeros(0), *parts])
 
+    # -- missing values: each block handles its own columns ------------------------------
+
+    def missing_fill(self) -> Array:
+        fill = np.empty(self.n_features)
+        for _, cols, fam in self._items():
+            fill[cols] = fam.missing_fill()
+        return fill
+
+    def missing_log_prob(
+        self,
+        Xp: tuple[Any, ...],
+        observed: NDArray[np.bool_],
+        params: tuple[Any, ...],
+        natural: Natural,
+        offset: Array,
+    ) -> tuple[Array, tuple[Any, ...]]:
+        total: Array | None = None
+        states = []
+        for (_, cols, fam), Xb, p, nat in zip(
+            self._items(), Xp, params, natural.parts, strict=True
+        ):
+            lp, state = fam.missing_log_prob(
+                Xb, observed[:, cols], p, nat, offset if total is None else np.zeros_like(offset)
+            )
+            total = lp if total is None else total + lp
+            states.append(state)
+        assert total is not None
+        return total, tuple(states)
+
+    def missing_statistics(
+        self, params: tuple[Any, ...], state: tuple[Any, ...], resp: Array
+    ) -> tuple[Array, Array]:
+        parts = [
+            fam.missing_statistics(p, s, resp)
+            for fam, p, s in zip(self._families(), params, state, strict=True)
+        ]
+        return (
+            np.concatenate([sum_t for sum_t, _ in parts], axis=1),
+            np.concatenate([np.zeros(0), *(shared for _, shared in parts)]),
+        )
+
+    def impute(self, params: tuple[Any, ...], state: tuple[Any, ...], resp: Array) -> Array:
+        out = np.empty((resp.shape[0], self.n_features))
+        for (_, cols, fam), p, s in zip(self._items(), params, state, strict=True):
+            out[:, cols] = fam.impute(p, s, resp)
+        return out
+
     # -- M-step --------------------------------------------------------------------------
 
     def m_step(

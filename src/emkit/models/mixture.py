@@ -13,7 +13,7 @@ blocks, so chunks, threads, sample weights and (later) streams all share this co
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -73,6 +73,11 @@ class Mixture:
     family: ComponentFamily
     dtype: Any = np.float64
     weight_concentration: float = 1.0
+    # classification EM: each row goes wholly to its most probable component
+    hard: bool = False
+    # the rows may have missing values (NaN): such rows take the family's exact
+    # missing-data E-step (log p(x_obs, k) and E[T(x) | x_obs, k])
+    missing: bool = False
 
     def _log_joint(self, params: MixtureParams) -> Callable[[Array], _Joint]:
         """A function of raw rows giving their statistics and log p(x, k) in two parts."""
@@ -101,36 +106,27 @@ class Mixture:
         No parameter changes it: a fit computes it once (``engine.map_rows``) and passes it
         to every E-step as a column of data, like the sample weights.
         """
+        if self.missing:
+            X = np.where(np.isnan(X), np.asarray(self.family.missing_fill()), X)
         return self.family.log_base_measure(self.family.prepare(X, np.float64))
 
     def expectation(
         self, params: MixtureParams
-    ) -> Callable[[Array, Array | None, Array | None], MixtureStats]:
-        """The E-step for one iteration, as a function of a block of rows, their weights
-        and their :meth:`base_measure` (computed here when not given)."""
+    ) -> Callable[..., MixtureStats]:
+        """The E-step for one iteration, as a function of a block of rows, their weights,
+        their :meth:`base_measure` (computed here when not given) and their known
+        component labels (``-1``: unknown; ``None``: all unknown)."""
         log_joint = self._log_joint(params)
         family = self.family
+        missing = self._missing_joint(params) if self.missing else None
 
-        def e_step(X: Array, weights: Array | None, log_h: Array | None = None) -> MixtureStats:
-            Xp, T, resp, row = log_joint(X)
+        def complete_step(
+            X: Array, weights: Array | None, log_h: Array | None, labels: Any
+        ) -> MixtureStats:
+            Xp, T, log_prob, row = log_joint(X)
             if log_h is None:
                 log_h = family.log_base_measure(Xp)
-            # log p(x_n) = m_n + log sum_k exp(log_prob_nk - m_n) + row_n
-            m = resp.max(axis=1)
-            resp -= m[:, None]
-            # the working dtype, which _log_joint may have raised to float64
-            np.maximum(resp, _LOG_RESP_FLOOR[resp.dtype], out=resp)
-            np.exp(resp, out=resp)
-            total = resp.sum(axis=1)
-            row_loglik = np.log(total) + m
-            if row is not None:
-                row_loglik += row
-            scale = 1.0 / total if weights is None else weights / total
-            resp *= scale[:, None]
-            loglik = row_loglik.sum(dtype=np.float64) if weights is None else weights @ row_loglik
-            if log_h is not None:  # in float64 whatever the working dtype
-                loglik += log_h.sum() if weights is None else weights @ log_h
-            weight = float(X.shape[0]) if weights is None else float(weights.sum(dtype=np.float64))
+            resp, loglik = self._posterior(log_prob, row, weights, log_h, labels)
             # Sums within a chunk stay in the working dtype (pairwise: exact enough);
             # across chunks they add in float64. S = (T^T resp)^T runs as BLAS likes it
             # for statistic-major T.
@@ -138,11 +134,103 @@ class Mixture:
                 resp.sum(axis=0).astype(np.float64),
                 (T.T @ resp).T.astype(np.float64),
                 family.shared_statistics(Xp, weights),
-                float(loglik),
-                weight,
+                loglik,
+                _total_weight(X, weights),
             )
 
+        def incomplete_step(
+            X: Array, weights: Array | None, log_h: Array | None, labels: Any
+        ) -> MixtureStats:
+            assert missing is not None
+            Xp, observed, log_prob, state = missing(X)
+            if log_h is None:
+                log_h = family.log_base_measure(Xp)
+            resp, loglik = self._posterior(log_prob, None, weights, log_h, labels)
+            sum_t, shared = family.missing_statistics(params.components, state, resp)
+            return MixtureStats(
+                resp.sum(axis=0), sum_t, shared, loglik, _total_weight(X, weights)
+            )
+
+        def e_step(
+            X: Array,
+            weights: Array | None,
+            log_h: Array | None = None,
+            labels: NDArray[np.intp] | None = None,
+        ) -> MixtureStats:
+            if missing is None:
+                return complete_step(X, weights, log_h, labels)
+            return _split_rows(X, (weights, log_h, labels), complete_step, incomplete_step, _add)
+
         return e_step
+
+    def _missing_joint(self, params: MixtureParams) -> Callable[[Array], Any]:
+        """A function of raw rows with missing values (NaN) giving (prepared rows with
+        the family's fill values, observed mask, log p(x_obs, k) without log h, the
+        family's state for :meth:`ComponentFamily.missing_statistics`), in float64."""
+        family = self.family
+        natural = family.natural(params.components, np.float64)
+        with np.errstate(divide="ignore"):
+            log_weights = np.log(params.weights)
+        fill = np.asarray(family.missing_fill(), dtype=np.float64)
+
+        def joint(X: Array) -> Any:
+            observed = ~np.isnan(X)
+            Xp = family.prepare(np.where(observed, X, fill), np.float64)
+            log_prob, state = family.missing_log_prob(
+                Xp, observed, params.components, natural, log_weights
+            )
+            return Xp, observed, log_prob, state
+
+        return joint
+
+    def _posterior(
+        self,
+        log_prob: Array,
+        row: Array | None,
+        weights: Array | None,
+        log_h: Array | None,
+        labels: NDArray[np.intp] | None,
+    ) -> tuple[Array, float]:
+        """Responsibilities (times the sample weights) from log p(x, k), in place, and
+        the block's objective: sum_n w_n log p(x_n) (soft), or sum_n w_n log p(x_n, z_n)
+        at the chosen z_n (hard EM); rows with a known label count log p(x_n, y_n)."""
+        resp = log_prob
+        known = None
+        if labels is not None:
+            rows = np.flatnonzero(labels >= 0)
+            if rows.size:
+                known = (rows, labels[rows])
+        n = resp.shape[0]
+        if self.hard:
+            choice = resp.argmax(axis=1)
+            if known is not None:
+                choice[known[0]] = known[1]
+            row_loglik = resp[np.arange(n), choice].astype(np.float64)
+            resp[...] = 0.0
+            resp[np.arange(n), choice] = 1.0 if weights is None else weights
+        else:
+            # log p(x_n) = m_n + log sum_k exp(log_prob_nk - m_n) + row_n
+            m = resp.max(axis=1)
+            if known is not None:
+                m[known[0]] = resp[known]  # a labelled row's likelihood is p(x, y) alone
+            resp -= m[:, None]
+            # in the working dtype, which _log_joint may have raised to float64; values
+            # above 0 are only in labelled rows, and are zeroed below
+            np.clip(resp, _LOG_RESP_FLOOR[resp.dtype], 0.0, out=resp)
+            np.exp(resp, out=resp)
+            if known is not None:
+                resp[known[0]] = 0.0
+                resp[known] = 1.0
+            total = resp.sum(axis=1)
+            row_loglik = np.log(total) + m
+            scale = 1.0 / total if weights is None else weights / total
+            resp *= scale[:, None]
+        if row is not None:
+            row_loglik += row
+        loglik = row_loglik.sum(dtype=np.float64) if weights is None else weights @ row_loglik
+        if log_h is not None:  # in float64 whatever the working dtype
+            loglik += log_h.sum() if weights is None else weights @ log_h
+        return resp, float(loglik)
 
     def statistics_from_resp(self, X: Array, weights: Array | None, resp: Array) -> MixtureStats:
         """Statistics for given responsibilities (initialization, known labels).
@@ -199,16 +287,47 @@ class Mixture:
         return (stats.loglik + self.log_prior(params)) / stats.weight
 
     def weighted_log_prob(self, params: MixtureParams) -> Callable[[Array], Array]:
-        """log p(x_n, k) for raw rows, shape (n, K), in float64."""
+        """log p(x_n, k) for raw rows, shape (n, K), in float64 (log p(x_obs, k) for rows
+        with missing values)."""
         log_joint = self._log_joint(params)
+        missing = self._missing_joint(params) if self.missing else None
+        family = self.family
 
-        def fn(X: Array) -> Array:
+        def complete(X: Array) -> Array:
             joint = log_joint(X)
             log_prob = joint.log_prob.astype(np.float64, copy=False)
-            for row in (joint.row, self.family.log_base_measure(joint.Xp)):
+            for row in (joint.row, family.log_base_measure(joint.Xp)):
                 if row is not None:
                     log_prob += row[:, None]
             return log_prob
+
+        def incomplete(X: Array) -> Array:
+            assert missing is not None
+            Xp, _, log_prob, _ = missing(X)
+            log_h = family.log_base_measure(Xp)
+            return log_prob if log_h is None else log_prob + log_h[:, None]
+
+        def fn(X: Array) -> Array:
+            if missing is None:
+                return complete(X)
+            return _split_rows(X, (), complete, incomplete, _stack)
+
+        return fn
+
+    def impute(self, params: MixtureParams) -> Callable[[Array], Array]:
+        """Rows with their missing values replaced by E[x_mis | x_obs] under the model
+        (the posterior-weighted conditional means of the components)."""
+        missing = self._missing_joint(params)
+        family = self.family
+
+        def incomplete(X: Array) -> Array:
+            _, observed, log_prob, state = missing(X)
+            resp, _ = replace(self, hard=False)._posterior(log_prob, None, None, None, None)
+            filled = np.asarray(family.impute(params.components, state, resp), dtype=X.dtype)
+            return np.where(observed, X, filled)
+
+        def fn(X: Array) -> Array:
+            return _split_rows(X, (), lambda Xc: Xc, incomplete, _stack)
 
         return fn
 
@@ -220,6 +339,45 @@ class Mixture:
         row, its statistics, its K log-probabilities and a few per-row scalars (the base
         measure among them)."""
         return (n_features + n_stats + n_components + 5) * np.dtype(self.dtype).itemsize
+
+
+def _total_weight(X: Array, weights: Array | None) -> float:
+    return float(X.shape[0]) if weights is None else float(weights.sum(dtype=np.float64))
+
+
+def _stack(parts: tuple[Array, Array], rows: tuple[NDArray[np.intp], NDArray[np.intp]]) -> Array:
+    """Rows computed in two groups, back in their original order."""
+    first, second = parts
+    out = np.empty((first.shape[0] + second.shape[0], *first.shape[1:]), dtype=first.dtype)
+    out[rows[0]] = first
+    out[rows[1]] = second
+    return out
+
+
+def _add(parts: tuple[Any, Any], rows: Any) -> Any:
+    return parts[0] + parts[1]
+
+
+def _split_rows(
+    X: Array,
+    columns: tuple[Any, ...],
+    complete: Callable[..., Any],
+    incomplete: Callable[..., Any],
+    combine: Callable[[tuple[Any, Any], Any], Any],
+) -> Any:
+    """``complete`` on the rows without NaN, ``incomplete`` on the others (each with
+    its share of the row ``columns``), and ``combine`` of the two results."""
+    has_nan = np.isnan(X).any(axis=1)
+    if not has_nan.any():
+        return complete(X, *columns)
+    if has_nan.all():
+        return incomplete(X, *columns)
+    groups = (np.flatnonzero(~has_nan), np.flatnonzero(has_nan))
+    parts = tuple(
+        step(X[rows], *(None if c is None else c[rows] for c in columns))
+        for step, rows in zip((complete, incomplete), groups, strict=True)
+    )
+    return combine((parts[0], parts[1]), groups)
 
 
 class _Joint(NamedTuple):
