@@ -186,7 +186,7 @@ def check_labels(y: Any, n_samples: int, n_components: int) -> NDArray[np.intp] 
     if bad.any():
         row = int(np.argmax(bad))
         raise InputError(
-            f"y[{row}] = {arr[row]!r} is not a component index: labelled rows need 0.."
+            f"y[{row}] = {arr[row].item()!r} is not a component index: labelled rows need 0.."
             f"{n_components - 1} (n_components={n_components}) and unlabelled ones -1. "
             "Increase n_components or recode y."
         )

@@ -48,7 +48,7 @@ class _Group(NamedTuple):
     pattern: NDArray[np.intp]  # (n_s,) each row's pattern, indexing `missing`
     missing: NDArray[np.intp]  # (n_patterns, s) each pattern's missing coordinates
     filled: Array  # (K, n_s, d) E_k[x | x_obs]: observed values, conditional means
-    cond_cov: Array  # (K, n_patterns, s, s) Cov_k[x_m | x_obs] = P_mm^-1
+    cond_cov: Array  # (s, s, K, n_patterns) Cov_k[x_m | x_obs] = P_mm^-1, batch last
 
 
 class MissingState(NamedTuple):
@@ -72,21 +72,45 @@ def dense_precisions(structure: Any, prec_chol: Array, n_components: int, d: int
 
 def spd_inverse(A: Array) -> tuple[Array, Array]:
     """Inverses and log-determinants of a stack of small symmetric positive-definite
-    matrices (..., s, s), by Gauss-Jordan sweeps vectorized over the stack (LAPACK's
-    per-matrix call costs more than the arithmetic of a 3 x 3 inverse)."""
-    A = np.array(A, dtype=np.float64)  # a copy, swept in place
-    s = A.shape[-1]
-    log_det = np.zeros(A.shape[:-2])
+    matrices laid out batch last, (s, s, ...), by Gauss-Jordan elimination vectorized
+    over the stack: LAPACK's per-matrix call costs more than a 4 x 4 inverse, and with
+    the batch last every step runs over contiguous memory. No pivoting is needed for
+    positive-definite matrices (every pivot is a Schur complement's diagonal, > 0)."""
+    s = A.shape[0]
+    W = np.array(A, dtype=np.float64)  # a copy, eliminated in place
+    log_det = np.zeros(A.shape[2:])
     for k in range(s):
-        pivot = A[..., k, k].copy()
+        pivot = W[k, k].copy()
         log_det += np.log(pivot)
-        col = A[..., :, k].copy()
-        row = A[..., k, :] / pivot[..., None]
-        A -= col[..., :, None] * row[..., None, :]
-        A[..., :, k] = col / pivot[..., None]
-        A[..., k, :] = row
-        A[..., k, k] = -1.0 / pivot
-    return -A, log_det  # sweeping every pivot leaves -A^-1
+        inverse = 1.0 / pivot
+        W[k] *= inverse
+        for i in range(s):
+            if i != k:
+                factor = W[i, k].copy()
+                W[i] -= factor * W[k]
+                W[i, k] = -factor * inverse
+        W[k, k] = inverse
+    return W, log_det
+
+
+def _pattern_ids(missing: NDArray[np.bool_]) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    """(index of a first row of each distinct pattern, each row's pattern)."""
+    keys = np.packbits(missing, axis=1)
+    if keys.shape[1] <= 8:  # up to 64 columns: one integer per row
+        wide = np.zeros((keys.shape[0], 8), dtype=np.uint8)
+        wide[:, : keys.shape[1]] = keys
+        key = wide.view(np.uint64).ravel()
+        if key.shape[0] > 1 and (key[1:] >= key[:-1]).all():
+            # rows already sorted by pattern (a fit sorts them): patterns are runs
+            new = np.flatnonzero(key[1:] != key[:-1]) + 1
+            first = np.concatenate([[0], new])
+            pattern = np.zeros(key.shape[0], dtype=np.intp)
+            pattern[new] = 1
+            return first, np.cumsum(pattern)
+        _, first, pattern = np.unique(key, return_index=True, return_inverse=True)
+        return first, pattern.reshape(-1)
+    _, first, pattern = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    return first, pattern.reshape(-1)
 
 
 def _groups(observed: NDArray[np.bool_]) -> Iterator[tuple[Any, ...]]:
@@ -94,12 +118,12 @@ def _groups(observed: NDArray[np.bool_]) -> Iterator[tuple[Any, ...]]:
     missing coordinates."""
     missing = ~observed
     counts = missing.sum(axis=1)
-    for s in np.unique(counts):
-        rows = np.flatnonzero(counts == s)
-        keys = np.packbits(missing[rows], axis=1)
-        _, first, pattern = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    values = np.unique(counts)
+    for s in values:
+        rows = np.flatnonzero(counts == s) if values.shape[0] > 1 else np.arange(counts.shape[0])
+        first, pattern = _pattern_ids(missing[rows])
         coords = np.nonzero(missing[rows[first]])[1].reshape(first.shape[0], int(s))
-        yield rows, pattern.reshape(-1), coords
+        yield rows, pattern, coords
 
 
 def missing_log_prob(
@@ -116,22 +140,33 @@ def missing_log_prob(
     P = dense_precisions(structure, prec_chol, K, d)
     half_log_det = np.broadcast_to(structure.half_log_det(prec_chol, d), (K,))
     log_prob = np.empty((X.shape[0], K))
+    X = np.ascontiguousarray(X)  # rows gathered below: row-major
     groups = []
     for rows, pattern, coords in _groups(observed):
         s = coords.shape[1]
-        cond_cov, log_det_mm = spd_inverse(P[:, coords[:, :, None], coords[:, None, :]])
+        # P_mm of every (pattern, component), batch last: (s, s, K, n_patterns)
+        blocks = P[:, coords.T[:, None, :], coords.T[None, :, :]].transpose(1, 2, 0, 3)
+        cond_cov, log_det_mm = spd_inverse(blocks)
         obs = observed[rows]
         x = np.where(obs, X[rows], 0.0)
-        delta = x[None] - means[:, None, :] * obs[None]  # (K, n_s, d), 0 where missing
+        delta = x[None] - means[:, None, :]
+        delta *= obs  # (K, n_s, d), 0 where missing
         v = delta @ P
-        at = coords[pattern][None]  # (1, n_s, s): each row's missing coordinates
-        v_m = np.take_along_axis(v, at, axis=2)
-        shift = np.einsum("knij,knj->kni", cond_cov[:, pattern], v_m)
-        maha = np.einsum("knd,knd->kn", delta, v) - np.einsum("kni,kni->kn", v_m, shift)
+        maha = np.einsum("knd,knd->kn", delta, v)
+        n_s = rows.shape[0]
+        at = coords[pattern]  # (n_s, s): each row's missing coordinates
+        line = np.arange(n_s)[:, None]
+        v_m = np.moveaxis(v[:, line, at], 2, 0)  # (s, K, n_s)
+        # P_mm^-1 v_m, and its share of the Mahalanobis distance
+        shift = np.zeros_like(v_m)
+        for i in range(s):
+            for j in range(s):
+                shift[i] += cond_cov[i, j][:, pattern] * v_m[j]
+        maha -= np.einsum("ikn,ikn->kn", v_m, shift)
         const = half_log_det[:, None] - 0.5 * log_det_mm[:, pattern] - 0.5 * (d - s) * LOG_2PI
         log_prob[rows] = (const - 0.5 * maha).T + offset
-        filled = np.broadcast_to(x, (K, *x.shape)).copy()
-        np.put_along_axis(filled, at, means[:, coords[pattern]] - shift, axis=2)
+        filled = np.broadcast_to(x, (K, n_s, d)).copy()
+        filled[:, line, at] = means[:, at] - np.moveaxis(shift, 0, 2)
         groups.append(_Group(rows, pattern, coords, filled, cond_cov))
     return log_prob, MissingState(groups, K, d)
 
@@ -143,17 +178,22 @@ def missing_statistics(state: MissingState, resp: Array) -> tuple[Array, Array]:
     first = np.zeros((K, d))
     second = np.zeros((K, d, d))
     for group in state.groups:
-        r = resp[group.rows].T  # (K, n_s)
-        first += np.einsum("kn,knd->kd", r, group.filled)
+        r = np.ascontiguousarray(resp[group.rows].T)  # (K, n_s)
+        first += (r[:, None, :] @ group.filled)[:, 0]
         second += np.swapaxes(group.filled * r[:, :, None], 1, 2) @ group.filled
-        if group.missing.shape[1]:
-            # sum over a pattern's rows of r_nk, times its conditional covariance
-            mass = np.zeros((K, group.missing.shape[0]))
-            np.add.at(mass, (slice(None), group.pattern), r)
-            k = np.arange(K)[:, None, None, None]
-            i = group.missing[None, :, :, None]
-            j = group.missing[None, :, None, :]
-            np.add.at(second, (k, i, j), mass[:, :, None, None] * group.cond_cov)
+        n_patterns, s = group.missing.shape
+        if s:
+            # each pattern's responsibility mass times its conditional covariance, added
+            # at (k, m_i, m_j): one bincount over flat positions
+            k = np.arange(K)[:, None]
+            mass = np.bincount(
+                (k * n_patterns + group.pattern).ravel(), r.ravel(), K * n_patterns
+            ).reshape(K, n_patterns)
+            m = group.missing.T  # (s, n_patterns)
+            flat = (k[None, None] * d + m[:, None, None, :]) * d + m[None, :, None, :]
+            second += np.bincount(
+                flat.ravel(), (group.cond_cov * mass).ravel(), K * d * d
+            ).reshape(K, d, d)
     return first, second
 
 
@@ -181,8 +221,11 @@ def conditional_means(state: MissingState, resp: Array, log_scale: bool = False)
         if log_scale:
             # E[e^x] of a normal x is e^(mean + var / 2)
             var = np.zeros_like(values)
-            diag = np.diagonal(group.cond_cov, axis1=-2, axis2=-1)[:, group.pattern]
-            np.put_along_axis(var, group.missing[group.pattern][None], diag, axis=2)
+            s = group.missing.shape[1]
+            diag = group.cond_cov[np.arange(s), np.arange(s)][..., group.pattern]  # (s, K, n)
+            var[:, np.arange(len(group.rows))[:, None], group.missing[group.pattern]] = (
+                np.moveaxis(diag, 0, 2)
+            )
             values = np.exp(values + 0.5 * var)
         out[group.rows] = np.einsum("nk,knd->nd", resp[group.rows], values)
     return out
