@@ -53,9 +53,11 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
     """Gaussian mixture fitted by EM over sufficient statistics.
 
     Same constructor, attributes and methods as :class:`sklearn.mixture.GaussianMixture`;
-    beyond it: ``fit(X, sample_weight=...)``, a ``dtype`` option, the whole objective
-    trace (``trace_``), a monotonicity check of every iteration, and chunked,
-    multi-threaded E- and M-steps.
+    beyond it: missing values (NaN) handled exactly in fit and in every prediction, with
+    :meth:`impute`; known labels (``semi_supervised=True``); hard (classification) EM;
+    ``fit(X, sample_weight=...)``, a ``dtype`` option, the whole objective trace
+    (``trace_``), a monotonicity check of every iteration, and chunked, multi-threaded
+    E- and M-steps.
 
     Parameters
     ----------
@@ -91,6 +93,14 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
         Log progress (logger ``"emkit"``) every ``verbose_interval`` iterations.
     verbose_interval : int, default=10
         Iterations between two progress messages.
+    hard : bool, default=False
+        Classification EM: every row goes wholly to its most probable component, and
+        the objective (``lower_bound_``) is the complete-data log-likelihood at those
+        assignments, sum_n max_k log(pi_k p(x_n | k)) per sample, which never decreases.
+    semi_supervised : bool, default=False
+        Read ``y`` in ``fit(X, y)`` as known components (-1: unknown). Off by default so
+        that scikit-learn's tools, which pass class labels to every ``fit``
+        (``cross_val_score``, ``GridSearchCV``), leave the unsupervised fit unchanged.
     dtype : {'float64', 'float32'}, default='float64'
         Precision of the per-row work. ``float32`` is about twice as fast on large data;
         statistics are still summed and parameters kept in float64.

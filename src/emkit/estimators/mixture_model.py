@@ -131,6 +131,12 @@ class MixtureModel(FamilyMixture, DensityMixin, BaseEstimator):
     priors on the families and ``weight_concentration > 1`` it is MAP-EM, and the
     objective is log-likelihood + log prior.
 
+    Missing values (NaN) are handled exactly: a row's E-step uses the density of its
+    observed values (independent columns drop out; Gaussian blocks are conditioned on
+    the observed coordinates) and the M-step the expected statistics of the missing ones;
+    :meth:`impute` fills them with their conditional means. Multinomial blocks need
+    complete rows.
+
     Parameters
     ----------
     family : family, Product, or None, default=None
@@ -147,6 +153,14 @@ class MixtureModel(FamilyMixture, DensityMixin, BaseEstimator):
         How initial responsibilities are drawn (k-means runs on standardized columns).
     weight_concentration : float, default=1.0
         Dirichlet prior alpha >= 1 on the mixing weights (1: maximum likelihood).
+    hard : bool, default=False
+        Classification EM: every row goes wholly to its most probable component, and
+        the objective is the complete-data log-likelihood at those assignments.
+    semi_supervised : bool, default=False
+        Read ``y`` in ``fit(X, y)`` as known components: ``y[i]`` in 0..n_components-1
+        for a labelled row, -1 for an unlabelled one. Off by default so that
+        scikit-learn's tools, which pass class labels to every ``fit``, leave the
+        unsupervised fit unchanged.
     integers : {'poisson', 'categorical'}, default='poisson'
         How ``family=None`` models non-negative integer columns.
     random_state : int, Generator, RandomState or None, default=None
@@ -452,7 +466,8 @@ class PoissonMixture(MixtureModel):
     ----------
     prior : GammaPrior, 'auto' or None, default=None
         Gamma prior on the rates (MAP-EM).
-    n_components, tol, max_iter, n_init, init_params, weight_concentration,
+    n_components, tol, max_iter, n_init, init_params, weight_concentration, hard,
+    semi_supervised,
     random_state, warm_start, verbose, verbose_interval, dtype, monotonicity, chunk_size,
     n_threads :
         As in :class:`MixtureModel`.
@@ -533,7 +548,8 @@ class BernoulliMixture(MixtureModel):
     binarize : float or None, default=None
         If a number, values above it count as 1 and the others as 0 (as scikit-learn's
         BernoulliNB); if None, the data must already be 0/1.
-    n_components, tol, max_iter, n_init, init_params, weight_concentration,
+    n_components, tol, max_iter, n_init, init_params, weight_concentration, hard,
+    semi_supervised,
     random_state, warm_start, verbose, verbose_interval, dtype, monotonicity, chunk_size,
     n_threads :
         As in :class:`MixtureModel`.
@@ -618,7 +634,8 @@ class CategoricalMixture(MixtureModel):
         Dirichlet prior on every column's category probabilities (MAP-EM).
     n_categories : int, sequence of int or None, default=None
         Categories per column; None takes max code + 1 from the training data.
-    n_components, tol, max_iter, n_init, init_params, weight_concentration,
+    n_components, tol, max_iter, n_init, init_params, weight_concentration, hard,
+    semi_supervised,
     random_state, warm_start, verbose, verbose_interval, dtype, monotonicity, chunk_size,
     n_threads :
         As in :class:`MixtureModel`.
