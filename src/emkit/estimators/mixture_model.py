@@ -6,7 +6,7 @@ Also the convenience estimators :class:`PoissonMixture`, :class:`BernoulliMixtur
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -35,7 +35,7 @@ from emkit.exceptions import InputError, InputTypeError
 from emkit.families import Bernoulli, Categorical, Gaussian, Poisson, Product
 from emkit.inference.em import fit_em_restarts
 from emkit.inference.init import initial_responsibilities
-from emkit.models.mixture import Mixture, MixtureParams
+from emkit.models.mixture import Mixture, MixtureParams, fixed_weights
 
 __all__ = [
     "BernoulliMixture",
@@ -142,6 +142,19 @@ class MixtureModel(FittedMixture, DensityMixin, BaseEstimator):
         How initial responsibilities are drawn (k-means runs on standardized columns).
     weight_concentration : float, default=1.0
         Dirichlet prior alpha >= 1 on the mixing weights (1: maximum likelihood).
+    fixed : dict or None, default=None
+        Known parameters, held fixed while the others are fitted. Keys: ``'weights'`` and
+        the family's parameters as its fitted attributes name them (``'means'`` and
+        ``'covariances'`` for a Gaussian, ``'rates'``, ``'probabilities'``, ``'shapes'``,
+        ``'a'``/``'b'``, ``'log_means'``/``'log_covariances'``; derived ones such as
+        precisions are not fixable); for a :class:`~emkit.families.Product`, the family
+        keys go under the block's name: ``{'weights': w, 'size': {'means': {0: [5.0]}}}``.
+        A value is the whole group (an array of the attribute's shape, in the user's
+        coordinates) or a dict ``{component: value}`` for some components (a tied
+        covariance is shared: only the whole of it). Known weights are >= 0 and sum to 1
+        when all are given, less otherwise. The M-step maximizes over the free parameters
+        given the known ones, and :meth:`bic`/:meth:`aic` count only the free ones; the
+        objective still includes the whole prior.
     integers : {'poisson', 'categorical'}, default='poisson'
         How ``family=None`` models non-negative integer columns.
     random_state : int, Generator, RandomState or None, default=None
@@ -179,6 +192,15 @@ class MixtureModel(FittedMixture, DensityMixin, BaseEstimator):
     >>> model = MixtureModel(family, n_components=2, random_state=0).fit(X)
     >>> np.round(np.sort(model.component_params_["visits"]["rates"].ravel()))
     array([1., 7.])
+
+    Known weights and variances (the components are then no longer interchangeable, so
+    restarts help), only the means fitted:
+
+    >>> X = np.concatenate([rng.normal(5.0, 1.0, 600), rng.normal(10.0, 2.0, 400)])[:, None]
+    >>> fixed = {"weights": [0.6, 0.4], "covariances": [[1.0], [4.0]]}
+    >>> model = MixtureModel(Gaussian("diag"), 2, fixed=fixed, n_init=3, random_state=0)
+    >>> np.round(model.fit(X).means_.ravel(), 1), model.weights_
+    (array([ 5., 10.]), array([0.6, 0.4]))
     """
 
     def __init__(
@@ -191,6 +213,7 @@ class MixtureModel(FittedMixture, DensityMixin, BaseEstimator):
         n_init: int = 1,
         init_params: str = "kmeans",
         weight_concentration: float = 1.0,
+        fixed: Any = None,
         integers: str = "poisson",
         random_state: Any = None,
         warm_start: bool = False,
@@ -208,6 +231,7 @@ class MixtureModel(FittedMixture, DensityMixin, BaseEstimator):
         self.n_init = n_init
         self.init_params = init_params
         self.weight_concentration = weight_concentration
+        self.fixed = fixed
         self.integers = integers
         self.random_state = random_state
         self.warm_start = warm_start
@@ -233,6 +257,11 @@ class MixtureModel(FittedMixture, DensityMixin, BaseEstimator):
     def _check_parameters(self) -> None:
         check_em_parameters(self)
         check_number("weight_concentration", self.weight_concentration, minimum=1.0)
+        if self.fixed is not None and not isinstance(self.fixed, Mapping):
+            raise InputError(
+                "fixed must be None or a dict of known parameters, e.g. {'weights': [0.6, 0.4], "
+                f"'means': {{0: [5.0]}}}}, got {type(self.fixed).__name__}."
+            )
 
     def _validate_X(self, X: Any, *, reset: bool) -> tuple[Array, list[str]]:
         """The rows as one float matrix (category columns as their codes) and the column
@@ -328,7 +357,11 @@ class MixtureModel(FittedMixture, DensityMixin, BaseEstimator):
                 spec = spec.resolve(getattr(self, "feature_names_in_", None), d)
             spec.check(Xa, labels)  # values first: bind reads them
             family = spec.bind(Xa, w)
-        model = Mixture(family, dtype, float(self.weight_concentration))
+        known = dict(self.fixed or {})  # known parameters: the weights' and the family's
+        alpha = float(self.weight_concentration)
+        known_weights = fixed_weights(known.pop("weights", None), K, alpha)
+        family = family.fix(known, K)
+        model = Mixture(family, dtype, alpha, known_weights)
         row_bytes = model.row_bytes(d, family.n_stats, K) + d * Xa.itemsize
         rng = check_random_state(self.random_state)
 
@@ -350,7 +383,11 @@ class MixtureModel(FittedMixture, DensityMixin, BaseEstimator):
                 previous: MixtureParams = getattr(self, "params_")  # noqa: B009
 
                 def initialize(rng: np.random.Generator) -> MixtureParams:
-                    return previous
+                    if not known and model.fixed_weights is None:
+                        return previous
+                    # one EM step, so that the start holds the known values
+                    stats = engine.map_reduce(model.expectation(previous), Xa, w, log_h)
+                    return model.m_step(previous, stats)
 
             else:
                 standardized = _standardize(Xa)
@@ -376,6 +413,7 @@ class MixtureModel(FittedMixture, DensityMixin, BaseEstimator):
                 callback=callback,
             )
         self.family_ = family
+        self._fixed_weights = model.fixed_weights
         self.params_ = result.params
         self.weights_ = result.params.weights
         self.component_params_ = family.fitted_attributes(result.params.components)
@@ -401,7 +439,8 @@ class MixtureModel(FittedMixture, DensityMixin, BaseEstimator):
         return self.family_, self.params_.components
 
     def _n_parameters(self) -> int:
-        return int(Mixture(self.family_).n_parameters(self.n_components))
+        mixture = Mixture(self.family_, fixed_weights=getattr(self, "_fixed_weights", None))
+        return int(mixture.n_parameters(self.n_components))
 
 
 def _standardize(X: Array) -> Array:
@@ -423,7 +462,7 @@ class PoissonMixture(MixtureModel):
     ----------
     prior : GammaPrior, 'auto' or None, default=None
         Gamma prior on the rates (MAP-EM).
-    n_components, tol, max_iter, n_init, init_params, weight_concentration,
+    n_components, tol, max_iter, n_init, init_params, weight_concentration, fixed,
     random_state, warm_start, verbose, verbose_interval, dtype, monotonicity, chunk_size,
     n_threads :
         As in :class:`MixtureModel`.
@@ -454,6 +493,7 @@ class PoissonMixture(MixtureModel):
         n_init: int = 1,
         init_params: str = "kmeans",
         weight_concentration: float = 1.0,
+        fixed: Any = None,
         random_state: Any = None,
         warm_start: bool = False,
         verbose: int = 0,
@@ -470,6 +510,7 @@ class PoissonMixture(MixtureModel):
         self.n_init = n_init
         self.init_params = init_params
         self.weight_concentration = weight_concentration
+        self.fixed = fixed
         self.random_state = random_state
         self.warm_start = warm_start
         self.verbose = verbose
@@ -500,7 +541,7 @@ class BernoulliMixture(MixtureModel):
     binarize : float or None, default=None
         If a number, values above it count as 1 and the others as 0 (as scikit-learn's
         BernoulliNB); if None, the data must already be 0/1.
-    n_components, tol, max_iter, n_init, init_params, weight_concentration,
+    n_components, tol, max_iter, n_init, init_params, weight_concentration, fixed,
     random_state, warm_start, verbose, verbose_interval, dtype, monotonicity, chunk_size,
     n_threads :
         As in :class:`MixtureModel`.
@@ -534,6 +575,7 @@ class BernoulliMixture(MixtureModel):
         n_init: int = 1,
         init_params: str = "kmeans",
         weight_concentration: float = 1.0,
+        fixed: Any = None,
         random_state: Any = None,
         warm_start: bool = False,
         verbose: int = 0,
@@ -551,6 +593,7 @@ class BernoulliMixture(MixtureModel):
         self.n_init = n_init
         self.init_params = init_params
         self.weight_concentration = weight_concentration
+        self.fixed = fixed
         self.random_state = random_state
         self.warm_start = warm_start
         self.verbose = verbose
@@ -581,7 +624,7 @@ class CategoricalMixture(MixtureModel):
         Dirichlet prior on every column's category probabilities (MAP-EM).
     n_categories : int, sequence of int or None, default=None
         Categories per column; None takes max code + 1 from the training data.
-    n_components, tol, max_iter, n_init, init_params, weight_concentration,
+    n_components, tol, max_iter, n_init, init_params, weight_concentration, fixed,
     random_state, warm_start, verbose, verbose_interval, dtype, monotonicity, chunk_size,
     n_threads :
         As in :class:`MixtureModel`.
@@ -614,6 +657,7 @@ class CategoricalMixture(MixtureModel):
         n_init: int = 1,
         init_params: str = "kmeans",
         weight_concentration: float = 1.0,
+        fixed: Any = None,
         random_state: Any = None,
         warm_start: bool = False,
         verbose: int = 0,
@@ -631,6 +675,7 @@ class CategoricalMixture(MixtureModel):
         self.n_init = n_init
         self.init_params = init_params
         self.weight_concentration = weight_concentration
+        self.fixed = fixed
         self.random_state = random_state
         self.warm_start = warm_start
         self.verbose = verbose
