@@ -50,6 +50,7 @@ __all__ = [
     "frozen_components",
     "known",
     "parse_fixed",
+    "show",
     "statistic_rows",
 ]
 
@@ -320,13 +321,22 @@ def _as_array(group: Group, value: Any, shape: tuple[int, ...], whole: bool, fam
         raise
     except (TypeError, ValueError) as exc:
         raise InputError(
-            f"fixed {group.name!r} of the {family} family must be {what} of numbers, got {value!r}."
+            f"fixed {group.name!r} of the {family} family must be {what}, made of numbers; got "
+            f"{value!r}."
         ) from exc
     if arr.shape != shape:
         raise InputError(
             f"fixed {group.name!r} of the {family} family must be {what}, got shape {arr.shape}."
         )
     return arr
+
+
+def show(values: Any) -> str:
+    """An array on one line, for an error message: ``[[1, 0.5], [0.5, 2]]``."""
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.ndim == 0:
+        return f"{float(arr):g}"
+    return "[" + ", ".join(show(row) for row in arr) + "]"
 
 
 def _quoted(names: Sequence[str]) -> str:
@@ -337,14 +347,14 @@ def check_positive(values: Array) -> str | None:
     """A ``Group.check``: finite and > 0."""
     if np.all(np.isfinite(values)) and np.all(values > 0):
         return None
-    return f"must be finite and positive, got {np.array2string(np.asarray(values))}."
+    return f"must be finite and positive, got {show(values)}."
 
 
 def check_finite(values: Array) -> str | None:
     """A ``Group.check``: finite."""
     if np.all(np.isfinite(values)):
         return None
-    return f"must be finite, got {np.array2string(np.asarray(values))}."
+    return f"must be finite, got {show(values)}."
 
 
 def count_free(
@@ -370,11 +380,11 @@ def check_distributions(offsets: Sequence[int]) -> Callable[[Array], str | None]
         if not (np.all(np.isfinite(values)) and np.all(values > 0)):
             return (
                 "must be positive probabilities (0 makes log p = -inf; use a tiny value such "
-                f"as 1e-300 for an impossible category), got {np.array2string(values)}."
+                f"as 1e-300 for an impossible category), got {show(values)}."
             )
         sums = np.add.reduceat(values, np.asarray(offsets[:-1]))
         if np.any(np.abs(sums - 1.0) > 1e-9):
-            return f"must sum to 1 (per column), got sums {np.array2string(sums)}."
+            return f"must sum to 1 (per column), got sums {show(sums)}."
         return None
 
     return check

@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 from scipy.special import xlogy
 
 from emkit.exceptions import InputError
-from emkit.families._base import Group
+from emkit.families._base import Group, show
 from emkit.families._simple import SimpleFamily, first_bad
 from emkit.families.priors import BetaPrior, check_prior
 
@@ -40,7 +40,7 @@ def _check_open_unit(p: Array) -> str | None:
         return None
     return (
         "must be probabilities strictly between 0 and 1 (0 and 1 make the log-densities "
-        f"infinite; use e.g. 1e-12 or 1 - 1e-12), got {np.array2string(p)}."
+        f"infinite; use e.g. 1e-12 or 1 - 1e-12), got {show(p)}."
     )
 
 

@@ -34,6 +34,7 @@ from emkit.families._base import (
     expanded_log_prob,
     frozen_components,
     parse_fixed,
+    show,
     statistic_rows,
 )
 from emkit.families.priors import GaussianPrior, check_prior
@@ -270,14 +271,14 @@ class _Triangular(CovarianceStructure):
         if not np.all(np.isfinite(cov)) or not np.allclose(
             cov, cov.T, rtol=1e-10, atol=1e-12 * scale
         ):
-            return f"must be a finite symmetric matrix, got {np.array2string(cov)}."
+            return f"must be a finite symmetric matrix, got {show(cov)}."
         try:
             np.linalg.cholesky(cov)
         except np.linalg.LinAlgError:
             return (
                 "must be positive-definite (a covariance matrix has positive eigenvalues), "
-                f"got {np.array2string(cov)} with eigenvalues "
-                f"{np.array2string(np.linalg.eigvalsh(cov))}."
+                f"got {show(cov)} with eigenvalues "
+                f"{show(np.linalg.eigvalsh(cov))}."
             )
         return None
 
@@ -470,7 +471,7 @@ class _Variances(CovarianceStructure):
     def check_covariance(self, cov: Array) -> str | None:
         if np.all(np.isfinite(cov)) and np.all(cov > 0):
             return None
-        return f"must be finite positive variances, got {np.array2string(np.asarray(cov))}."
+        return f"must be finite positive variances, got {show(cov)}."
 
     def exact_factor(self, cov: Array) -> Array:
         return np.asarray(1.0 / np.sqrt(cov))
