@@ -357,11 +357,11 @@ class MixtureModel(FittedMixture, DensityMixin, BaseEstimator):
                 spec = spec.resolve(getattr(self, "feature_names_in_", None), d)
             spec.check(Xa, labels)  # values first: bind reads them
             family = spec.bind(Xa, w)
-        known = dict(self.fixed or {})  # known parameters: the weights' and the family's
+        fixed_params = dict(self.fixed or {})  # known parameters: the weights', the family's
         alpha = float(self.weight_concentration)
-        known_weights = fixed_weights(known.pop("weights", None), K, alpha)
-        family = family.fix(known, K)
-        model = Mixture(family, dtype, alpha, known_weights)
+        known_weights = fixed_weights(fixed_params.pop("weights", None), K, alpha)
+        family = family.fix(fixed_params, K)
+        model = Mixture(family, dtype, alpha, fixed_weights=known_weights)
         row_bytes = model.row_bytes(d, family.n_stats, K) + d * Xa.itemsize
         rng = check_random_state(self.random_state)
 
@@ -379,14 +379,15 @@ class MixtureModel(FittedMixture, DensityMixin, BaseEstimator):
                 if model.base_measure(Xa[:1]) is not None
                 else None
             )
+            data = (Xa, w, log_h)
             if warm:
                 previous: MixtureParams = getattr(self, "params_")  # noqa: B009
 
                 def initialize(rng: np.random.Generator) -> MixtureParams:
-                    if not known and model.fixed_weights is None:
+                    if not fixed_params and known_weights is None:
                         return previous
                     # one EM step, so that the start holds the known values
-                    stats = engine.map_reduce(model.expectation(previous), Xa, w, log_h)
+                    stats = engine.map_reduce(model.expectation(previous), *data)
                     return model.m_step(previous, stats)
 
             else:
@@ -401,7 +402,7 @@ class MixtureModel(FittedMixture, DensityMixin, BaseEstimator):
             result = fit_em_restarts(
                 model,
                 engine,
-                (Xa, w, log_h),
+                data,
                 initialize,
                 n_init=1 if warm else self.n_init,
                 rng=rng,
