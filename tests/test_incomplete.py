@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -198,7 +200,7 @@ def test_parameters_approach_the_complete_fit_as_missingness_shrinks() -> None:
             np.abs(model.means_[mine] - reference.means_[order]).max()
             + np.abs(model.covariances_[mine] - reference.covariances_[order]).max()
         )
-    assert all(b < a for a, b in zip(errors, errors[1:], strict=False)), errors
+    assert all(b < a for a, b in itertools.pairwise(errors)), errors
     assert errors[-1] < 0.02
 
 
@@ -443,9 +445,7 @@ def test_labelled_rows_keep_their_component_for_every_family(family, draw) -> No
     expected = (
         log_joint[labelled, y[labelled]].sum() + logsumexp(log_joint[~labelled], axis=1).sum()
     ) / 400
-    final = MixtureModel(
-        family, 2, semi_supervised=True, warm_start=True, tol=0, max_iter=1
-    )
+    final = MixtureModel(family, 2, semi_supervised=True, warm_start=True, tol=0, max_iter=1)
     final.__dict__.update({k: v for k, v in model.__dict__.items() if k.endswith("_")})
     final.fit(X, y)
     assert final.lower_bounds_[0] == pytest.approx(expected, rel=1e-10)

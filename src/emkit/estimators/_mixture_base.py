@@ -33,13 +33,13 @@ __all__ = [
     "FamilyMixture",
     "FittedMixture",
     "align_to_labels",
-    "check_labels",
-    "mean_filled",
-    "pattern_order",
     "check_em_parameters",
+    "check_labels",
     "check_n_samples",
     "initial_statistics",
     "logger",
+    "mean_filled",
+    "pattern_order",
     "progress_callback",
     "verbose_logging",
 ]
@@ -174,9 +174,9 @@ def check_labels(y: Any, n_samples: int, n_components: int) -> NDArray[np.intp] 
             f"y must have shape ({n_samples},): one component index per row of X (-1 where "
             f"unknown), got shape {arr.shape}."
         )
-    if arr.dtype.kind not in "iuf" or (arr.dtype.kind == "f" and not np.array_equal(
-        arr, np.round(arr)
-    )):
+    if arr.dtype.kind not in "iuf" or (
+        arr.dtype.kind == "f" and not np.array_equal(arr, np.round(arr))
+    ):
         raise InputError(
             f"y must hold integer component indices (-1 where unknown), got dtype {arr.dtype}"
             f"{' with non-integer values' if arr.dtype.kind == 'f' else ''}. Encode the "

@@ -6,7 +6,7 @@ Also the convenience estimators :class:`PoissonMixture`, :class:`BernoulliMixtur
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -40,7 +40,7 @@ from emkit.exceptions import InputError, InputTypeError
 from emkit.families import Bernoulli, Categorical, Gaussian, Poisson, Product
 from emkit.inference.em import fit_em_restarts
 from emkit.inference.init import initial_responsibilities
-from emkit.models.mixture import Mixture, MixtureParams
+from emkit.models.mixture import Mixture, MixtureParams, fixed_weights
 
 __all__ = [
     "BernoulliMixture",
@@ -161,6 +161,19 @@ class MixtureModel(FamilyMixture, DensityMixin, BaseEstimator):
         for a labelled row, -1 for an unlabelled one. Off by default so that
         scikit-learn's tools, which pass class labels to every ``fit``, leave the
         unsupervised fit unchanged.
+    fixed : dict or None, default=None
+        Known parameters, held fixed while the others are fitted. Keys: ``'weights'`` and
+        the family's parameters as its fitted attributes name them (``'means'`` and
+        ``'covariances'`` for a Gaussian, ``'rates'``, ``'probabilities'``, ``'shapes'``,
+        ``'a'``/``'b'``, ``'log_means'``/``'log_covariances'``; derived ones such as
+        precisions are not fixable); for a :class:`~emkit.families.Product`, the family
+        keys go under the block's name: ``{'weights': w, 'size': {'means': {0: [5.0]}}}``.
+        A value is the whole group (an array of the attribute's shape, in the user's
+        coordinates) or a dict ``{component: value}`` for some components (a tied
+        covariance is shared: only the whole of it). Known weights are >= 0 and sum to 1
+        when all are given, less otherwise. The M-step maximizes over the free parameters
+        given the known ones, and :meth:`bic`/:meth:`aic` count only the free ones; the
+        objective still includes the whole prior.
     integers : {'poisson', 'categorical'}, default='poisson'
         How ``family=None`` models non-negative integer columns.
     random_state : int, Generator, RandomState or None, default=None
@@ -198,6 +211,15 @@ class MixtureModel(FamilyMixture, DensityMixin, BaseEstimator):
     >>> model = MixtureModel(family, n_components=2, random_state=0).fit(X)
     >>> np.round(np.sort(model.component_params_["visits"]["rates"].ravel()))
     array([1., 7.])
+
+    Known weights and variances (the components are then no longer interchangeable, so
+    restarts help), only the means fitted:
+
+    >>> X = np.concatenate([rng.normal(5.0, 1.0, 600), rng.normal(10.0, 2.0, 400)])[:, None]
+    >>> fixed = {"weights": [0.6, 0.4], "covariances": [[1.0], [4.0]]}
+    >>> model = MixtureModel(Gaussian("diag"), 2, fixed=fixed, n_init=3, random_state=0)
+    >>> np.round(model.fit(X).means_.ravel(), 1), model.weights_
+    (array([ 5., 10.]), array([0.6, 0.4]))
     """
 
     def __init__(
@@ -212,6 +234,7 @@ class MixtureModel(FamilyMixture, DensityMixin, BaseEstimator):
         weight_concentration: float = 1.0,
         hard: bool = False,
         semi_supervised: bool = False,
+        fixed: Any = None,
         integers: str = "poisson",
         random_state: Any = None,
         warm_start: bool = False,
@@ -231,6 +254,7 @@ class MixtureModel(FamilyMixture, DensityMixin, BaseEstimator):
         self.weight_concentration = weight_concentration
         self.hard = hard
         self.semi_supervised = semi_supervised
+        self.fixed = fixed
         self.integers = integers
         self.random_state = random_state
         self.warm_start = warm_start
@@ -256,6 +280,11 @@ class MixtureModel(FamilyMixture, DensityMixin, BaseEstimator):
     def _check_parameters(self) -> None:
         check_em_parameters(self)
         check_number("weight_concentration", self.weight_concentration, minimum=1.0)
+        if self.fixed is not None and not isinstance(self.fixed, Mapping):
+            raise InputError(
+                "fixed must be None or a dict of known parameters, e.g. {'weights': [0.6, 0.4], "
+                f"'means': {{0: [5.0]}}}}, got {type(self.fixed).__name__}."
+            )
 
     def _validate_X(self, X: Any, *, reset: bool) -> tuple[Array, list[str]]:
         """The rows as one float matrix (category columns as their codes) and the column
@@ -360,6 +389,10 @@ class MixtureModel(FamilyMixture, DensityMixin, BaseEstimator):
                 spec = spec.resolve(getattr(self, "feature_names_in_", None), d)
             spec.check(Xa, labels)  # values first: bind reads them
             family = spec.bind(mean_filled(Xa) if missing else Xa, w)
+        fixed_params = dict(self.fixed or {})  # known parameters: the weights', the family's
+        alpha = float(self.weight_concentration)
+        known_weights = fixed_weights(fixed_params.pop("weights", None), K, alpha)
+        family = family.fix(fixed_params, K)
         if missing:  # rows with the same missing values together (sums ignore the order)
             order = pattern_order(Xa)
             Xa = Xa[order]
@@ -367,7 +400,12 @@ class MixtureModel(FamilyMixture, DensityMixin, BaseEstimator):
             known = None if known is None else known[order]
         filled = mean_filled(Xa) if missing else Xa
         model = Mixture(
-            family, dtype, float(self.weight_concentration), hard=bool(self.hard), missing=missing
+            family,
+            dtype,
+            alpha,
+            hard=bool(self.hard),
+            missing=missing,
+            fixed_weights=known_weights,
         )
         row_bytes = model.row_bytes(d, family.n_stats, K) + d * Xa.itemsize
         rng = check_random_state(self.random_state)
@@ -386,11 +424,16 @@ class MixtureModel(FamilyMixture, DensityMixin, BaseEstimator):
                 if model.base_measure(Xa[:1]) is not None
                 else None
             )
+            data = (Xa, w, log_h, known)
             if warm:
                 previous: MixtureParams = getattr(self, "params_")  # noqa: B009
 
                 def initialize(rng: np.random.Generator) -> MixtureParams:
-                    return previous
+                    if not fixed_params and known_weights is None:
+                        return previous
+                    # one EM step, so that the start holds the known values
+                    stats = engine.map_reduce(model.expectation(previous), *data)
+                    return model.m_step(previous, stats)
 
             else:
                 standardized = _standardize(filled)
@@ -406,7 +449,7 @@ class MixtureModel(FamilyMixture, DensityMixin, BaseEstimator):
             result = fit_em_restarts(
                 model,
                 engine,
-                (Xa, w, log_h, known),
+                data,
                 initialize,
                 n_init=1 if warm else self.n_init,
                 rng=rng,
@@ -418,6 +461,7 @@ class MixtureModel(FamilyMixture, DensityMixin, BaseEstimator):
                 callback=callback,
             )
         self.family_ = family
+        self._fixed_weights = model.fixed_weights
         self.params_ = result.params
         self.weights_ = result.params.weights
         self.component_params_ = family.fitted_attributes(result.params.components)
@@ -444,7 +488,8 @@ class MixtureModel(FamilyMixture, DensityMixin, BaseEstimator):
         return self.family_, self.params_.components
 
     def _n_parameters(self) -> int:
-        return int(Mixture(self.family_).n_parameters(self.n_components))
+        mixture = Mixture(self.family_, fixed_weights=getattr(self, "_fixed_weights", None))
+        return int(mixture.n_parameters(self.n_components))
 
 
 def _standardize(X: Array) -> Array:
@@ -467,7 +512,7 @@ class PoissonMixture(MixtureModel):
     prior : GammaPrior, 'auto' or None, default=None
         Gamma prior on the rates (MAP-EM).
     n_components, tol, max_iter, n_init, init_params, weight_concentration, hard,
-    semi_supervised,
+    semi_supervised, fixed,
     random_state, warm_start, verbose, verbose_interval, dtype, monotonicity, chunk_size,
     n_threads :
         As in :class:`MixtureModel`.
@@ -500,6 +545,7 @@ class PoissonMixture(MixtureModel):
         weight_concentration: float = 1.0,
         hard: bool = False,
         semi_supervised: bool = False,
+        fixed: Any = None,
         random_state: Any = None,
         warm_start: bool = False,
         verbose: int = 0,
@@ -518,6 +564,7 @@ class PoissonMixture(MixtureModel):
         self.weight_concentration = weight_concentration
         self.hard = hard
         self.semi_supervised = semi_supervised
+        self.fixed = fixed
         self.random_state = random_state
         self.warm_start = warm_start
         self.verbose = verbose
@@ -549,7 +596,7 @@ class BernoulliMixture(MixtureModel):
         If a number, values above it count as 1 and the others as 0 (as scikit-learn's
         BernoulliNB); if None, the data must already be 0/1.
     n_components, tol, max_iter, n_init, init_params, weight_concentration, hard,
-    semi_supervised,
+    semi_supervised, fixed,
     random_state, warm_start, verbose, verbose_interval, dtype, monotonicity, chunk_size,
     n_threads :
         As in :class:`MixtureModel`.
@@ -585,6 +632,7 @@ class BernoulliMixture(MixtureModel):
         weight_concentration: float = 1.0,
         hard: bool = False,
         semi_supervised: bool = False,
+        fixed: Any = None,
         random_state: Any = None,
         warm_start: bool = False,
         verbose: int = 0,
@@ -604,6 +652,7 @@ class BernoulliMixture(MixtureModel):
         self.weight_concentration = weight_concentration
         self.hard = hard
         self.semi_supervised = semi_supervised
+        self.fixed = fixed
         self.random_state = random_state
         self.warm_start = warm_start
         self.verbose = verbose
@@ -635,7 +684,7 @@ class CategoricalMixture(MixtureModel):
     n_categories : int, sequence of int or None, default=None
         Categories per column; None takes max code + 1 from the training data.
     n_components, tol, max_iter, n_init, init_params, weight_concentration, hard,
-    semi_supervised,
+    semi_supervised, fixed,
     random_state, warm_start, verbose, verbose_interval, dtype, monotonicity, chunk_size,
     n_threads :
         As in :class:`MixtureModel`.
@@ -670,6 +719,7 @@ class CategoricalMixture(MixtureModel):
         weight_concentration: float = 1.0,
         hard: bool = False,
         semi_supervised: bool = False,
+        fixed: Any = None,
         random_state: Any = None,
         warm_start: bool = False,
         verbose: int = 0,
@@ -689,6 +739,7 @@ class CategoricalMixture(MixtureModel):
         self.weight_concentration = weight_concentration
         self.hard = hard
         self.semi_supervised = semi_supervised
+        self.fixed = fixed
         self.random_state = random_state
         self.warm_start = warm_start
         self.verbose = verbose

@@ -27,20 +27,30 @@ data (a centring shift, the number of categories, ...).
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
-from emkit.exceptions import DegenerateComponentWarning
+from emkit.exceptions import DegenerateComponentWarning, InputError
 
 __all__ = [
     "ComponentFamily",
+    "Fixed",
+    "Group",
     "Natural",
+    "check_distributions",
+    "check_finite",
+    "check_positive",
     "column_label",
+    "count_free",
     "expanded_log_prob",
     "frozen_components",
+    "known",
+    "parse_fixed",
+    "show",
     "statistic_rows",
 ]
 
@@ -179,6 +189,15 @@ class ComponentFamily(Protocol):
     def impute(self, params: Any, state: Any, resp: Array) -> Array:
         """E[x | x_obs] of every column of those rows, (n, n_features), in the user's
         coordinates, given the posteriors ``resp`` (the mixture keeps observed values)."""
+
+    def fix(self, fixed: Mapping[str, Any] | None, n_components: int) -> ComponentFamily:
+        """The bound family with these parameters known (held fixed by the M-step).
+
+        ``fixed`` maps a name of :meth:`fitted_attributes` to the whole group (every
+        component) or to a dict ``{component: value}``; None or ``{}`` fixes nothing.
+        The M-step then maximizes Q (plus the log prior) over the free parameters given
+        the fixed ones, and :meth:`n_parameters` counts only the free ones.
+        """
         ...
 
 
@@ -223,6 +242,182 @@ def frozen_components(
             stacklevel=stacklevel + 1,
         )
     return frozen
+
+
+class Fixed(NamedTuple):
+    """Known values of one parameter group."""
+
+    mask: NDArray[np.bool_]  # (K,) components whose values are known
+    values: Array  # the group's full shape, (K, ...) (or one shared value); NaN where free
+
+
+@dataclass(frozen=True)
+class Group:
+    """A parameter group a family can hold fixed, as the user names and shapes it.
+
+    ``check`` returns what is wrong with one component's value (None if nothing);
+    ``dof`` is the number of free parameters in one component's value (for BIC);
+    ``pack`` turns the user's value for one component (or, with ``whole=True``, for all
+    of them) into an array of ``shape`` (or ``(K, *shape)``); ``shared`` marks a group
+    with one value for every component (a tied covariance).
+    """
+
+    name: str
+    shape: tuple[int, ...]  # one component's value
+    check: Callable[[Array], str | None]
+    dof: int
+    shared: bool = False
+    pack: Callable[[Any, bool], Any] | None = None
+
+
+def parse_fixed(
+    family: str, fixed: Any, groups: Sequence[Group], n_components: int
+) -> dict[str, Fixed]:
+    """The known values of ``fixed`` (name -> whole group, or {component: value}),
+    checked against the family's ``groups``: names, shapes, component indices, support."""
+    if fixed is None:
+        return {}
+    names = [g.name for g in groups]
+    if not isinstance(fixed, Mapping):
+        raise InputError(
+            f"The fixed parameters of the {family} family must be a dict of parameter name "
+            f"-> value (names: {_quoted(names)}), got {type(fixed).__name__}."
+        )
+    for key in fixed:
+        if key not in names:
+            raise InputError(
+                f"The {family} family has no parameter {key!r} to fix; the parameters it can "
+                f"hold fixed are {_quoted(names)} (derived quantities such as precisions "
+                "follow from them)."
+            )
+    K = n_components
+    out: dict[str, Fixed] = {}
+    for group in groups:
+        if group.name not in fixed:
+            continue
+        value = fixed[group.name]
+        if isinstance(value, Mapping):
+            if group.shared:
+                raise InputError(
+                    f"fixed {group.name!r} of the {family} family is shared by all components: "
+                    f"fix the whole of it (an array of shape {group.shape}), not a dict of "
+                    "components."
+                )
+            mask = np.zeros(K, dtype=bool)
+            values = np.full((K, *group.shape), np.nan)
+            for k, v in value.items():
+                if isinstance(k, bool) or not isinstance(k, int | np.integer) or not 0 <= k < K:
+                    raise InputError(
+                        f"fixed {group.name!r} has the component {k!r}; components are the "
+                        f"integers 0..{K - 1} (n_components={K})."
+                    )
+                values[k] = _as_array(group, v, group.shape, False, family)
+                mask[k] = True
+        else:
+            shape = group.shape if group.shared else (K, *group.shape)
+            values = _as_array(group, value, shape, not group.shared, family)
+            mask = np.ones(K, dtype=bool)
+        if not mask.any():
+            continue
+        for k in np.flatnonzero(mask) if not group.shared else [None]:
+            problem = group.check(values if k is None else values[k])
+            if problem is not None:
+                which = "" if k is None else f" of component {k}"
+                raise InputError(f"fixed {group.name!r}{which} {problem}")
+        out[group.name] = Fixed(mask, values)
+    return out
+
+
+def _as_array(group: Group, value: Any, shape: tuple[int, ...], whole: bool, family: str) -> Array:
+    """The user's value as a float64 array of ``shape``, or a clear error."""
+    one = "a number" if group.shape == () else f"an array of shape {group.shape}"
+    what = (
+        f"an array of shape {shape}"
+        if group.shared
+        else f"an array of shape {shape} (all components) or a dict {{component: {one}}}"
+        if whole
+        else f"{one} for one component"
+    )
+    try:
+        raw = group.pack(value, whole) if group.pack is not None else value
+        arr = np.asarray(raw, dtype=np.float64)
+    except InputError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise InputError(
+            f"fixed {group.name!r} of the {family} family must be {what}, made of numbers; got "
+            f"{value!r}."
+        ) from exc
+    if arr.shape != shape:
+        raise InputError(
+            f"fixed {group.name!r} of the {family} family must be {what}, got shape {arr.shape}."
+        )
+    return arr
+
+
+def show(values: Any) -> str:
+    """An array on one line, for an error message: ``[[1, 0.5], [0.5, 2]]``."""
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.ndim == 0:
+        return f"{float(arr):g}"
+    return "[" + ", ".join(show(row) for row in arr) + "]"
+
+
+def _quoted(names: Sequence[str]) -> str:
+    return ", ".join(repr(n) for n in names)
+
+
+def check_positive(values: Array) -> str | None:
+    """A ``Group.check``: finite and > 0."""
+    if np.all(np.isfinite(values)) and np.all(values > 0):
+        return None
+    return f"must be finite and positive, got {show(values)}."
+
+
+def check_finite(values: Array) -> str | None:
+    """A ``Group.check``: finite."""
+    if np.all(np.isfinite(values)):
+        return None
+    return f"must be finite, got {show(values)}."
+
+
+def count_free(
+    groups: Sequence[Group], fixed: Mapping[str, Fixed] | None, n_components: int
+) -> int:
+    """Free parameters of all components: each group's ``dof`` per component not fixed
+    (once for a shared group)."""
+    total = 0
+    for group in groups:
+        n_fixed = int(known(fixed, group.name, n_components).sum())
+        if group.shared:
+            total += 0 if n_fixed else group.dof
+        else:
+            total += (n_components - n_fixed) * group.dof
+    return total
+
+
+def check_distributions(offsets: Sequence[int]) -> Callable[[Array], str | None]:
+    """A ``Group.check`` for probability vectors packed at ``offsets`` (length segments +
+    1): positive (log 0 is -inf in the E-step) and each summing to 1."""
+
+    def check(values: Array) -> str | None:
+        if not (np.all(np.isfinite(values)) and np.all(values > 0)):
+            return (
+                "must be positive probabilities (0 makes log p = -inf; use a tiny value such "
+                f"as 1e-300 for an impossible category), got {show(values)}."
+            )
+        sums = np.add.reduceat(values, np.asarray(offsets[:-1]))
+        if np.any(np.abs(sums - 1.0) > 1e-9):
+            return f"must sum to 1 (per column), got sums {show(sums)}."
+        return None
+
+    return check
+
+
+def known(fixed: Mapping[str, Fixed] | None, name: str, n_components: int) -> NDArray[np.bool_]:
+    """(K,) components whose ``name`` is fixed (all False if the group is free)."""
+    group = (fixed or {}).get(name)
+    return group.mask if group is not None else np.zeros(n_components, dtype=bool)
 
 
 def column_label(labels: Sequence[str], j: int) -> str:

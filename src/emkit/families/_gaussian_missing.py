@@ -191,9 +191,9 @@ def missing_statistics(state: MissingState, resp: Array) -> tuple[Array, Array]:
             ).reshape(K, n_patterns)
             m = group.missing.T  # (s, n_patterns)
             flat = (k[None, None] * d + m[:, None, None, :]) * d + m[None, :, None, :]
-            second += np.bincount(
-                flat.ravel(), (group.cond_cov * mass).ravel(), K * d * d
-            ).reshape(K, d, d)
+            second += np.bincount(flat.ravel(), (group.cond_cov * mass).ravel(), K * d * d).reshape(
+                K, d, d
+            )
     return first, second
 
 
@@ -223,8 +223,8 @@ def conditional_means(state: MissingState, resp: Array, log_scale: bool = False)
             var = np.zeros_like(values)
             s = group.missing.shape[1]
             diag = group.cond_cov[np.arange(s), np.arange(s)][..., group.pattern]  # (s, K, n)
-            var[:, np.arange(len(group.rows))[:, None], group.missing[group.pattern]] = (
-                np.moveaxis(diag, 0, 2)
+            var[:, np.arange(len(group.rows))[:, None], group.missing[group.pattern]] = np.moveaxis(
+                diag, 0, 2
             )
             values = np.exp(values + 0.5 * var)
         out[group.rows] = np.einsum("nk,knd->nd", resp[group.rows], values)

@@ -8,7 +8,7 @@ parameters for components that lost all their mass).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
@@ -18,10 +18,15 @@ from scipy.special import gammaln
 
 from emkit.exceptions import InputError
 from emkit.families._base import (
+    Fixed,
+    Group,
     Natural,
     column_label,
+    count_free,
     expanded_log_prob,
     frozen_components,
+    known,
+    parse_fixed,
     statistic_rows,
 )
 from emkit.families.priors import ConjugatePrior, check_prior
@@ -33,6 +38,7 @@ __all__ = [
     "first_bad",
     "log_factorial",
     "log_factorial_table",
+    "solve_increasing",
 ]
 
 Array = NDArray[np.floating[Any]]
@@ -81,7 +87,8 @@ class SimpleFamily:
     """Base of families with array parameters (a NamedTuple of (K, ...) arrays).
 
     Subclasses set ``name`` and implement ``_natural``, ``_maximize``, ``_divergence``,
-    ``_log_prior``, ``default_params``, ``n_parameters``, ``sample`` and
+    ``_log_prior``, ``_groups`` (the parameters a user may fix, named like the fields of
+    the parameters' NamedTuple), ``default_params``, ``sample`` and
     ``fitted_attributes``; most statistics are the columns themselves (override
     ``n_stats`` and ``statistics`` otherwise), most families have no base measure
     (override ``log_base_measure`` otherwise), and values are checked by
@@ -96,6 +103,8 @@ class SimpleFamily:
     # largest |statistic| in training, per statistic (from bind): bounds the round-off of
     # the expanded form in float32
     stat_scale: Array | None = field(default=None, kw_only=True)
+    # known parameters by group name, from fix()
+    fixed: Mapping[str, Fixed] | None = field(default=None, kw_only=True, repr=False)
 
     # -- shapes ------------------------------------------------------------------------
 
@@ -230,6 +239,8 @@ class SimpleFamily:
     def m_step(
         self, params: Any, nk: Array, sum_t: Array, shared: Array, total_weight: float
     ) -> Any:
+        # Components are independent and each has one parameter group, so the maximizer
+        # given the fixed components is the free one for the others.
         new = self._maximize(nk, sum_t)
         frozen = frozen_components(nk, total_weight, self._pseudo_count())
         if frozen.any():
@@ -239,11 +250,43 @@ class SimpleFamily:
                     for fresh, old in zip(new, params, strict=True)
                 )
             )
-        return new
+        return self._with_fixed(new)
 
     def m_step_gap(self, params: Any, nk: Array, sum_t: Array) -> float:
-        """Q lost by clipping parameters away from the boundary (log 0), in total nats."""
-        return float(np.sum(self._divergence(params, nk, sum_t)))
+        """Q lost by clipping parameters away from the boundary (log 0), in total nats
+        (0 for components whose parameters are all fixed: they are their own maximizer)."""
+        loss = self._divergence(params, nk, sum_t)
+        if self.fixed:
+            loss = np.where(self._all_known(nk.shape[0]), 0.0, loss)
+        return float(np.sum(loss))
+
+    # -- known parameters ----------------------------------------------------------------
+
+    def fix(self, fixed: Mapping[str, Any] | None, n_components: int) -> Any:
+        groups = parse_fixed(self.name, fixed, self._groups(), n_components)
+        return replace(self, fixed=groups or None)
+
+    def n_parameters(self, n_components: int) -> int:
+        return count_free(self._groups(), self.fixed, n_components)
+
+    def _with_fixed(self, params: Any) -> Any:
+        """``params`` with the known values put in."""
+        if not self.fixed:
+            return params
+        out = []
+        for name, value in zip(params._fields, params, strict=True):
+            group = self.fixed.get(name)
+            out.append(
+                value if group is None else np.where(_along(group.mask, value), group.values, value)
+            )
+        return type(params)(*out)
+
+    def _all_known(self, n_components: int) -> NDArray[np.bool_]:
+        """(K,) components whose every parameter group is fixed."""
+        out = np.ones(n_components, dtype=bool)
+        for group in self._groups():
+            out &= known(self.fixed, group.name, n_components)
+        return out
 
     def log_prior(self, params: Any) -> float:
         return float(self._log_prior(params))
@@ -265,6 +308,10 @@ class SimpleFamily:
     def _log_prior(self, params: Any) -> float:
         raise NotImplementedError
 
+    def _groups(self) -> tuple[Group, ...]:
+        """The parameter groups a user may fix (bound family)."""
+        raise NotImplementedError
+
     def _pseudo(self) -> tuple[Any, Any]:
         """(phi, nu): the prior's pseudo-observations and pseudo-counts per statistic
         (broadcast to (n_stats,)); (0, 0) without a prior."""
@@ -280,6 +327,54 @@ class SimpleFamily:
         count = nu + nk[:, None] + np.zeros_like(sum_t)
         with np.errstate(divide="ignore", invalid="ignore"):
             return (phi + sum_t) / count, count
+
+
+def solve_increasing(
+    f: Callable[[Array, NDArray[np.bool_]], Array],
+    slope: Callable[[Array, NDArray[np.bool_]], Array],
+    target: Array,
+    x0: Array,
+    max_iter: int,
+    tol: float = 1e-12,
+) -> tuple[Array, NDArray[np.bool_]]:
+    """``x > 0`` with ``f(x) = target`` elementwise, for ``f`` increasing on (0, inf), and
+    where it converged (a relative step below ``tol``).
+
+    Newton's method from ``x0``, safeguarded by the bracket of the points seen so far: a
+    step that leaves it (or is not finite) is replaced by doubling (no upper end yet),
+    halving (no lower end) or the geometric mean of the ends. ``f(x, active)`` and
+    ``slope(x, active)`` get the elements still iterating and the mask that selects them.
+
+    Examples
+    --------
+    >>> x, ok = solve_increasing(
+    ...     lambda x, a: np.log(x), lambda x, a: 1 / x, np.array([0.0, 5.0]), np.ones(2), 50
+    ... )
+    >>> bool(ok.all()), np.allclose(x, [1.0, np.exp(5.0)])
+    (True, True)
+    """
+    x = np.array(x0, dtype=np.float64)
+    target = np.asarray(target, dtype=np.float64)
+    lo, hi = np.zeros_like(x), np.full_like(x, np.inf)
+    converged = np.zeros(x.shape, dtype=bool)
+    for _ in range(max_iter):
+        act = ~converged
+        if not act.any():
+            break
+        xa = x[act]
+        residual = f(xa, act) - target[act]
+        lo_a = np.where(residual < 0, xa, lo[act])
+        hi_a = np.where(residual > 0, xa, hi[act])
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            step = xa - residual / slope(xa, act)
+            inside = np.isfinite(step) & (step > lo_a) & (step < hi_a)
+            fallback = np.where(
+                np.isinf(hi_a), 2.0 * xa, np.where(lo_a > 0, np.sqrt(lo_a * hi_a), 0.5 * hi_a)
+            )
+        new = np.where(residual == 0, xa, np.where(inside, step, fallback))
+        lo[act], hi[act], x[act] = lo_a, hi_a, new
+        converged[act] = np.abs(new - xa) <= tol * xa
+    return x, converged
 
 
 def _along(frozen: NDArray[np.bool_], like: Array) -> NDArray[np.bool_]:

@@ -18,6 +18,7 @@ from numpy.typing import NDArray
 from scipy.special import xlogy
 
 from emkit.exceptions import InputError
+from emkit.families._base import Group, show
 from emkit.families._simple import SimpleFamily, first_bad
 from emkit.families.priors import BetaPrior, check_prior
 
@@ -31,6 +32,16 @@ Array = NDArray[np.floating[Any]]
 _EPS = float(np.finfo(np.float64).eps)
 # 'auto' prior: this many pseudo-rows at the column means (as for Poisson).
 _AUTO_PSEUDO_ROWS = 0.01
+
+
+def _check_open_unit(p: Array) -> str | None:
+    """A known probability in (0, 1): 0 or 1 makes log p or log(1 - p) -inf in the E-step."""
+    if np.all(np.isfinite(p)) and np.all((p > 0) & (p < 1)):
+        return None
+    return (
+        "must be probabilities strictly between 0 and 1 (0 and 1 make the log-densities "
+        f"infinite; use e.g. 1e-12 or 1 - 1e-12), got {show(p)}."
+    )
 
 
 class BernoulliParams(NamedTuple):
@@ -155,8 +166,9 @@ class Bernoulli(SimpleFamily):
     def default_params(self, n_components: int) -> BernoulliParams:
         return BernoulliParams(np.full((n_components, self.n_features), 0.5))
 
-    def n_parameters(self, n_components: int) -> int:
-        return n_components * self.n_features
+    def _groups(self) -> tuple[Group, ...]:
+        d = self.n_features
+        return (Group("probabilities", (d,), _check_open_unit, dof=d),)
 
     def sample(
         self, params: BernoulliParams, component: int, n: int, rng: np.random.Generator

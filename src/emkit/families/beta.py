@@ -11,6 +11,9 @@ M-step minimizes the convex ``A(a, b) - (a - 1) l_1 - (b - 1) l_2`` by Newton's 
 with backtracking, started from the closed form that ``digamma(a) ~ log(a - 1/2)``
 gives. With a :class:`~emkit.families.priors.ConjugatePrior` (phi, nu) the means are
 ``l_1, l_2 = (phi + S_k) / (nu + N_k)``.
+
+With ``b`` known, the best ``a`` solves ``digamma(a) - digamma(a + b) = l_1`` (increasing
+and concave in ``a``: a safeguarded 1-D Newton), and likewise for ``b`` given ``a``.
 """
 
 from __future__ import annotations
@@ -24,8 +27,8 @@ from numpy.typing import NDArray
 from scipy.special import digamma, gammaln, polygamma
 
 from emkit.exceptions import InputError
-from emkit.families._base import frozen_components, statistic_rows
-from emkit.families._simple import NewtonFamily, first_bad
+from emkit.families._base import Group, check_positive, frozen_components, known, statistic_rows
+from emkit.families._simple import NewtonFamily, first_bad, solve_increasing
 from emkit.families.priors import ConjugatePrior
 
 __all__ = ["Beta", "BetaParams"]
@@ -239,16 +242,66 @@ class Beta(NewtonFamily):
         # a concentration beyond the ceiling is a spike: scale it back onto the ceiling
         over = np.maximum((a + b) / _CONCENTRATION_CEILING, 1.0)
         a, b = a / over, b / over
+        if self.fixed:
+            # the maximizer over the free shape given the known one
+            K = nk.shape[0]
+            a_known, b_known = known(self.fixed, "a", K), known(self.fixed, "b", K)
+            for free, given, mean_log, previous, itself_known in (
+                (a, self.fixed.get("b"), l1, params.a, a_known),
+                (b, self.fixed.get("a"), l2, params.b, b_known),
+            ):
+                if given is None:
+                    continue
+                rows = np.broadcast_to((given.mask & ~itself_known)[:, None], free.shape)
+                free[rows] = self._one_given_other(
+                    given.values[rows], mean_log[rows], previous[rows]
+                )
         frozen = frozen_components(nk, total_weight, self._pseudo_count())
         if frozen.any():
             a = np.where(frozen[:, None], params.a, a)
             b = np.where(frozen[:, None], params.b, b)
-        return BetaParams(a, b)
+        return self._with_fixed(BetaParams(a, b))
+
+    def _one_given_other(self, other: Array, mean_log: Array, previous: Array) -> Array:
+        """argmax_x of Q per unit count, (x - 1) l - log Gamma(x) + log Gamma(x + other):
+        digamma(x) - digamma(x + other) = l (the shape of x given that of 1 - x, or the
+        other way round with l = E[log(1 - x)])."""
+        ok = np.isfinite(mean_log) & (mean_log < 0)
+        out = previous.copy()  # no mass and no prior: kept (frozen)
+        o, target = other[ok], mean_log[ok]
+        e = np.exp(target)
+        # digamma(x) ~ log(x - 1/2): x - 1/2 = e (x + o - 1/2)
+        start = (0.5 + e * (o - 0.5)) / (1.0 - e)
+        solved, converged = solve_increasing(
+            lambda x, act: digamma(x) - digamma(x + o[act]),
+            lambda x, act: polygamma(1, x) - polygamma(1, x + o[act]),
+            target,
+            np.maximum(start, 1e-300),
+            self.max_newton,
+            _NEWTON_TOL,
+        )
+        if not converged.all():
+            # generalized EM: keep the previous value where it gives a larger Q
+            def q(x: Array) -> Array:
+                return (x - 1.0) * target - gammaln(x) + gammaln(x + o)
+
+            old = previous[ok]
+            solved = np.where(~converged & (q(old) > q(solved)), old, solved)
+        out[ok] = np.minimum(solved, _CONCENTRATION_CEILING)
+        return out
 
     def _divergence(self, params: BetaParams, nk: Array, sum_t: Array) -> Array:
         # Newton solves to convergence (gap 0); only shapes held at the ceiling lose Q
         _, _, count = self._split_means(nk, sum_t)
         clipped = (params.a + params.b >= _CONCENTRATION_CEILING * (1 - 1e-9)) & (count > 0)
+        if self.fixed:
+            # with one shape known, only the other one can have stopped at the ceiling
+            K = nk.shape[0]
+            a_known = known(self.fixed, "a", K)[:, None]
+            b_known = known(self.fixed, "b", K)[:, None]
+            top = _CONCENTRATION_CEILING * (1 - 1e-9)
+            clipped = np.where(a_known, (params.b >= top) & (count > 0), clipped)
+            clipped = np.where(b_known, (params.a >= top) & (count > 0), clipped)
         return np.where(clipped, np.inf, 0.0).sum(axis=1)
 
     def _log_prior(self, params: BetaParams) -> float:
@@ -264,8 +317,12 @@ class Beta(NewtonFamily):
         ones = np.ones((n_components, self.n_features))
         return BetaParams(ones, ones.copy())
 
-    def n_parameters(self, n_components: int) -> int:
-        return 2 * n_components * self.n_features
+    def _groups(self) -> tuple[Group, ...]:
+        d = self.n_features
+        return (
+            Group("a", (d,), check_positive, dof=d),
+            Group("b", (d,), check_positive, dof=d),
+        )
 
     def sample(self, params: BetaParams, component: int, n: int, rng: np.random.Generator) -> Array:
         return rng.beta(params.a[component], params.b[component], size=(n, self.n_features))

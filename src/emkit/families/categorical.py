@@ -23,7 +23,7 @@ from numpy.typing import NDArray
 from scipy.special import xlogy
 
 from emkit.exceptions import InputError
-from emkit.families._base import column_label, statistic_rows
+from emkit.families._base import Group, check_distributions, column_label, statistic_rows
 from emkit.families._simple import SimpleFamily, first_bad
 from emkit.families.priors import DirichletPrior, check_prior
 
@@ -309,8 +309,52 @@ class Categorical(SimpleFamily):
         uniform = np.repeat([1.0 / c for c in self._categories()], self._categories())
         return CategoricalParams(np.tile(uniform, (n_components, 1)))
 
-    def n_parameters(self, n_components: int) -> int:
-        return n_components * (self.n_stats - self.n_features)
+    def _groups(self) -> tuple[Group, ...]:
+        offsets = [int(o) for o in self._offsets()]
+        return (
+            Group(
+                "probabilities",
+                (offsets[-1],),
+                check_distributions(offsets),
+                dof=self.n_stats - self.n_features,
+                pack=self._pack,
+            ),
+        )
+
+    def _pack(self, value: Any, whole: bool) -> Array:
+        """Known probabilities given as the fitted attribute has them, one array per
+        column ((K, C_j) for all components, (C_j,) for one), packed like the statistics;
+        with one column, the array alone will do."""
+        categories = self._categories()
+        shape = "(n_components, C_j)" if whole else "(C_j,)"
+        if len(categories) == 1:
+            try:
+                if np.asarray(value, dtype=np.float64).ndim == (2 if whole else 1):
+                    value = [value]
+            except (TypeError, ValueError):
+                pass
+        if isinstance(value, str | bytes) or not isinstance(value, Sequence | np.ndarray):
+            value = [value]
+        if len(value) != len(categories):
+            raise InputError(
+                f"fixed 'probabilities' of the Categorical family must be a list with one "
+                f"array of shape {shape} per column ({len(categories)} columns with "
+                f"{list(categories)} categories), got {len(value)} entries."
+            )
+        parts = [np.asarray(v, dtype=np.float64) for v in value]
+        for j, (part, c) in enumerate(zip(parts, categories, strict=True)):
+            if part.ndim != (2 if whole else 1) or part.shape[-1] != c:
+                raise InputError(
+                    f"fixed 'probabilities' of the Categorical family for {column_label((), j)} "
+                    f"must have shape {shape} with C_j = {c} categories, got shape {part.shape}."
+                )
+        if len({part.shape[:-1] for part in parts}) > 1:
+            raise InputError(
+                "fixed 'probabilities' of the Categorical family: the columns' arrays have "
+                f"different numbers of rows ({[part.shape for part in parts]}); give each "
+                "column's probabilities for every component."
+            )
+        return np.concatenate(parts, axis=-1)
 
     def sample(
         self, params: CategoricalParams, component: int, n: int, rng: np.random.Generator

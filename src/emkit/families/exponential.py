@@ -18,7 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from emkit.exceptions import InputError
-from emkit.families._base import Natural
+from emkit.families._base import Group, Natural, check_positive
 from emkit.families._simple import SimpleFamily, first_bad
 from emkit.families.priors import GammaPrior, check_prior
 
@@ -169,8 +169,9 @@ class Exponential(SimpleFamily):
     def default_params(self, n_components: int) -> ExponentialParams:
         return ExponentialParams(np.ones((n_components, self.n_features)))
 
-    def n_parameters(self, n_components: int) -> int:
-        return n_components * self.n_features
+    def _groups(self) -> tuple[Group, ...]:
+        d = self.n_features
+        return (Group("rates", (d,), check_positive, dof=d),)
 
     def sample(
         self, params: ExponentialParams, component: int, n: int, rng: np.random.Generator

@@ -15,6 +15,10 @@ distribution"), safeguarded by the bracket ``1 / (2 s) < alpha < 1 / s`` that th
 bounds ``1 / (2 a) < log(a) - digamma(a) < 1 / a`` give. With a
 :class:`~emkit.families.priors.ConjugatePrior` (phi, nu) the means are
 ``m, l = (phi + S_k) / (nu + N_k)``.
+
+With the shape known, the best rate is ``alpha / m``; with the rate known, the best
+shape solves ``digamma(alpha) = log(beta) + l`` (Newton from Minka's inverse-digamma
+start).
 """
 
 from __future__ import annotations
@@ -28,8 +32,8 @@ from numpy.typing import NDArray
 from scipy.special import digamma, gammaln, polygamma
 
 from emkit.exceptions import InputError
-from emkit.families._base import frozen_components, statistic_rows
-from emkit.families._simple import NewtonFamily, first_bad
+from emkit.families._base import Group, check_positive, frozen_components, known, statistic_rows
+from emkit.families._simple import NewtonFamily, first_bad, solve_increasing
 from emkit.families.priors import ConjugatePrior
 
 __all__ = ["Gamma", "GammaParams"]
@@ -119,6 +123,12 @@ def _solve_shape(s: Array, max_iter: int) -> tuple[Array, NDArray[np.bool_]]:
         lo[active], hi[active], y[active] = lo_a, hi_a, y_new
         converged[active] = done
     return 1.0 / y, converged
+
+
+def _inverse_digamma_start(y: Array) -> Array:
+    """Minka's starting point for digamma(a) = y: exp(y) + 1/2, or -1 / (y - digamma(1))."""
+    with np.errstate(over="ignore"):
+        return np.where(y >= -2.22, np.exp(np.minimum(y, 700.0)) + 0.5, -1.0 / (y - digamma(1.0)))
 
 
 def _expected_log_lik(shape: Array, mean: Array, mean_log: Array) -> Array:
@@ -248,13 +258,45 @@ class Gamma(NewtonFamily):
             solved = np.where(~converged & (q_old > q_new), previous, solved)
         shape[ok] = solved
         shape = np.clip(shape, _SHAPE_FLOOR, _SHAPE_CEILING)
+        if self.fixed:
+            # the maximizer over the free parameter given the known one
+            # (known shapes: the rate below is their closed-form best)
+            shape = self._with_fixed(GammaParams(shape, params.rates)).shapes
+            rates = self.fixed.get("rates")
+            if rates is not None:
+                free_shape = ~known(self.fixed, "shapes", nk.shape[0])
+                rate_only = np.broadcast_to((rates.mask & free_shape)[:, None], shape.shape)
+                shape[rate_only] = self._shape_given_rate(
+                    rates.values[rate_only], mean_log[rate_only], params.shapes[rate_only]
+                )
         with np.errstate(divide="ignore", invalid="ignore"):
             rate = shape / mean
         frozen = frozen_components(nk, total_weight, self._pseudo_count())
         if frozen.any():
             shape = np.where(frozen[:, None], params.shapes, shape)
             rate = np.where(frozen[:, None], params.rates, rate)
-        return GammaParams(shape, rate)
+        return self._with_fixed(GammaParams(shape, rate))
+
+    def _shape_given_rate(self, rate: Array, mean_log: Array, previous: Array) -> Array:
+        """argmax_a of Q per unit count, a (l + log b) - log Gamma(a): digamma(a) = l + log b."""
+        target = mean_log + np.log(rate)
+        ok = np.isfinite(target)
+        shape = np.where(ok, 1.0, previous)  # no mass and no prior: kept (frozen)
+        solved, converged = solve_increasing(
+            lambda a, act: digamma(a),
+            lambda a, act: polygamma(1, a),
+            target[ok],
+            _inverse_digamma_start(target[ok]),
+            self.max_newton,
+            _NEWTON_TOL,
+        )
+        if not converged.all():
+            # generalized EM: keep the previous shape where it gives a larger Q
+            old = previous[ok]
+            worse = solved * target[ok] - gammaln(solved) < old * target[ok] - gammaln(old)
+            solved = np.where(~converged & worse, old, solved)
+        shape[ok] = np.clip(solved, _SHAPE_FLOOR, _SHAPE_CEILING)
+        return shape
 
     def _divergence(self, params: GammaParams, nk: Array, sum_t: Array) -> Array:
         # Newton solves to convergence (gap 0); only a shape held at the ceiling below
@@ -263,7 +305,15 @@ class Gamma(NewtonFamily):
         with np.errstate(divide="ignore", invalid="ignore"):
             s = np.log(mean) - mean_log
         ceiling = _log_minus_digamma(np.array([_SHAPE_CEILING]))[0]
-        clipped = (params.shapes >= _SHAPE_CEILING) & (count > 0) & ~(s >= ceiling)
+        at_ceiling = (params.shapes >= _SHAPE_CEILING) & (count > 0)
+        clipped = at_ceiling & ~(s >= ceiling)
+        if self.fixed:
+            # a known shape is its own maximizer; given a known rate, a shape at the
+            # ceiling stopped short of the exact one
+            K = nk.shape[0]
+            rate_known = known(self.fixed, "rates", K)[:, None]
+            clipped = np.where(rate_known, at_ceiling, clipped)
+            clipped &= ~known(self.fixed, "shapes", K)[:, None]
         return np.where(clipped, np.inf, 0.0).sum(axis=1)
 
     def _log_prior(self, params: GammaParams) -> float:
@@ -279,8 +329,12 @@ class Gamma(NewtonFamily):
         ones = np.ones((n_components, self.n_features))
         return GammaParams(ones, ones.copy())
 
-    def n_parameters(self, n_components: int) -> int:
-        return 2 * n_components * self.n_features
+    def _groups(self) -> tuple[Group, ...]:
+        d = self.n_features
+        return (
+            Group("shapes", (d,), check_positive, dof=d),
+            Group("rates", (d,), check_positive, dof=d),
+        )
 
     def sample(
         self, params: GammaParams, component: int, n: int, rng: np.random.Generator

@@ -16,8 +16,8 @@ flags it and :meth:`GaussianFamily.log_prob` uses the whitened form ``||(x - mu)
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any, ClassVar, NamedTuple
 
@@ -27,9 +27,14 @@ from scipy.special import gammaln, multigammaln
 
 from emkit.exceptions import DegenerateComponentWarning, EmkitError, InputError
 from emkit.families._base import (
+    Fixed,
+    Group,
     Natural,
+    check_finite,
     expanded_log_prob,
     frozen_components,
+    parse_fixed,
+    show,
     statistic_rows,
 )
 from emkit.families._gaussian_missing import (
@@ -67,6 +72,15 @@ _ILL_DEFINED = (
     "covariance (for instance caused by singleton or collapsed samples). Try to decrease "
     "the number of components, increase reg_covar, or scale the input data."
 )
+
+
+class GaussianFixed(NamedTuple):
+    """Known Gaussian parameters: means in the user's coordinates, covariances and their
+    precision Cholesky factors (NaN for the free components)."""
+
+    means: Fixed | None
+    covariances: Fixed | None
+    precisions_cholesky: Array | None
 
 
 class GaussianParams(NamedTuple):
@@ -110,6 +124,7 @@ class CovarianceStructure:
     name: ClassVar[str]
     has_row_term: ClassVar[bool] = False
     dense: ClassVar[bool] = False  # covariances are (d, d) matrices
+    shared: ClassVar[bool] = False  # one covariance for all components
 
     def n_stats(self, d: int) -> int:
         raise NotImplementedError
@@ -134,7 +149,24 @@ class CovarianceStructure:
 
     def scatter(self, nk: Array, means: Array, sum_t: Array, shared: Array) -> Array:
         """Scatter about the means, ``sum_n r_nk x x^T - N_k mu_k mu_k^T``, in the
-        structure's shape (a trace for ``spherical``, summed over components for ``tied``)."""
+        structure's shape (a trace for ``spherical``, summed over components for ``tied``),
+        for the means ``mu_k = S_k / N_k`` of the statistics."""
+        raise NotImplementedError
+
+    def spread(self, nk: Array, delta: Array) -> Array:
+        """What the scatter gains when taken about other means, ``mu_k = xbar_k - delta_k``:
+
+            sum_n r_nk (x - mu_k)(x - mu_k)^T = scatter about xbar_k + N_k delta_k delta_k^T
+
+        in the structure's shape (as :meth:`scatter`)."""
+        raise NotImplementedError
+
+    def check_covariance(self, cov: Array) -> str | None:
+        """What is wrong with a known covariance of one component (None: nothing)."""
+        raise NotImplementedError
+
+    def exact_factor(self, cov: Array) -> Array:
+        """Precision Cholesky factors of valid covariances (as given: no regularization)."""
         raise NotImplementedError
 
     def mass(self, nk: Array, d: int) -> Array:
@@ -241,6 +273,25 @@ class _Triangular(CovarianceStructure):
                 raise EmkitError(_ILL_DEFINED)
         return stack.reshape(cov.shape), out.reshape(cov.shape), True
 
+    def check_covariance(self, cov: Array) -> str | None:
+        scale = float(np.max(np.abs(cov), initial=0.0)) if np.all(np.isfinite(cov)) else 0.0
+        if not np.all(np.isfinite(cov)) or not np.allclose(
+            cov, cov.T, rtol=1e-10, atol=1e-12 * scale
+        ):
+            return f"must be a finite symmetric matrix, got {show(cov)}."
+        try:
+            np.linalg.cholesky(cov)
+        except np.linalg.LinAlgError:
+            return (
+                "must be positive-definite (a covariance matrix has positive eigenvalues), "
+                f"got {show(cov)} with eigenvalues "
+                f"{show(np.linalg.eigvalsh(cov))}."
+            )
+        return None
+
+    def exact_factor(self, cov: Array) -> Array:
+        return _cholesky_upper_of_precision(cov)
+
     def half_log_det(self, prec_chol: Array, d: int) -> Array:
         # 1/2 log|P| = sum(log(diag(U)))
         return np.sum(np.log(np.diagonal(prec_chol, axis1=-2, axis2=-1)), axis=-1)
@@ -308,6 +359,9 @@ class Full(_Triangular):
         B -= nk[:, None, None] * means[:, :, None] * means[:, None, :]
         return B
 
+    def spread(self, nk: Array, delta: Array) -> Array:
+        return nk[:, None, None] * delta[:, :, None] * delta[:, None, :]
+
     def mass(self, nk: Array, d: int) -> Array:
         return nk
 
@@ -341,6 +395,7 @@ class Tied(_Triangular):
 
     name = "tied"
     has_row_term = True
+    shared = True
 
     def n_stats(self, d: int) -> int:
         return d
@@ -373,6 +428,9 @@ class Tied(_Triangular):
         d = means.shape[1]
         # sum_n w_n x x^T - sum_k N_k mu_k mu_k^T
         return shared.reshape(d, d) - (nk * means.T) @ means
+
+    def spread(self, nk: Array, delta: Array) -> Array:
+        return np.asarray((nk * delta.T) @ delta)
 
     def mass(self, nk: Array, d: int) -> Array:
         return np.asarray(nk.sum())
@@ -417,6 +475,14 @@ class _Variances(CovarianceStructure):
     def from_precisions(self, precisions: Array) -> Array:
         return np.sqrt(precisions)
 
+    def check_covariance(self, cov: Array) -> str | None:
+        if np.all(np.isfinite(cov)) and np.all(cov > 0):
+            return None
+        return f"must be finite positive variances, got {show(cov)}."
+
+    def exact_factor(self, cov: Array) -> Array:
+        return np.asarray(1.0 / np.sqrt(cov))
+
     def precisions(self, prec_chol: Array) -> Array:
         return prec_chol**2
 
@@ -455,6 +521,9 @@ class Diag(_Variances):
     def scatter(self, nk: Array, means: Array, sum_t: Array, shared: Array) -> Array:
         d = means.shape[1]
         return sum_t[:, d:] - nk[:, None] * means**2
+
+    def spread(self, nk: Array, delta: Array) -> Array:
+        return nk[:, None] * delta**2
 
     def mass(self, nk: Array, d: int) -> Array:
         return nk
@@ -519,6 +588,9 @@ class Spherical(_Variances):
         d = means.shape[1]
         # trace of the scatter: sum_n r_nk ||x||^2 - N_k ||mu_k||^2
         return sum_t[:, d] - nk * np.sum(means**2, axis=1)
+
+    def spread(self, nk: Array, delta: Array) -> Array:
+        return nk * np.sum(delta**2, axis=1)
 
     def mass(self, nk: Array, d: int) -> Array:
         return d * nk  # one variance shared by the d axes
@@ -613,6 +685,8 @@ class GaussianFamily:
     prior: Any = None
     # the (weighted) data covariance, from bind(): the default prior scale
     data_covariance: Array | None = None
+    # known parameters, from fix()
+    fixed: GaussianFixed | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         check_prior("Gaussian", self.prior, (GaussianPrior,))
@@ -792,9 +866,16 @@ class GaussianFamily:
             counts = nk + kappa
             sums = sum_t + kappa * self.structure.statistics(row.copy())[0]
             shared_sums = shared + K * kappa * self.structure.shared_statistics(row, None)
+        means: Array
         with np.errstate(divide="ignore", invalid="ignore"):
             means = sums[:, :d] / counts[:, None]
         scatter = self.structure.scatter(counts, means, sums, shared_sums)
+        if self.fixed is not None and self.fixed.means is not None:
+            # The best mean is xbar whatever the covariance; the best covariance given
+            # known means is the scatter about them: + N_k (xbar_k - mu_k)(...)^T.
+            known_means = self._with_known_means(means)
+            scatter = scatter + self.structure.spread(counts, means - known_means)
+            means = known_means
         if terms is not None:
             scatter = scatter + terms[2]
         # A component with no responsibility mass (and no prior): any parameters maximize
@@ -803,10 +884,37 @@ class GaussianFamily:
         with np.errstate(divide="ignore", invalid="ignore"):
             cov = self.structure.divide(scatter, self._mass(nk), self.reg_covar)
         if frozen.any():
-            means = np.where(frozen[:, None], params.means, means)
+            means = self._with_known_means(np.where(frozen[:, None], params.means, means))
             cov = self.structure.keep(cov, params.covariances, frozen)
-        cov, prec_chol, mended = self.structure.factor(cov, self.reg_covar)
+        cov, prec_chol, mended = self._factor(cov)
         return GaussianParams(means, cov, prec_chol, mended)
+
+    def _with_known_means(self, means: Array) -> Array:
+        """``means`` (centred) with the known ones put in."""
+        if self.fixed is None or self.fixed.means is None:
+            return means
+        assert self.shift is not None
+        known = self.fixed.means
+        return np.where(known.mask[:, None], known.values - self.shift, means)
+
+    def _factor(self, cov: Array) -> tuple[Array, Array, bool]:
+        """The structure's ``factor`` of the free covariances; known ones as given (no
+        ``reg_covar``), with their precomputed factors."""
+        fixed = self.fixed
+        if fixed is None or fixed.covariances is None:
+            return self.structure.factor(cov, self.reg_covar)
+        assert fixed.precisions_cholesky is not None
+        known = fixed.covariances
+        if self.structure.shared:
+            return known.values, fixed.precisions_cholesky, False
+        cov = cov.copy()
+        prec_chol = fixed.precisions_cholesky.copy()
+        cov[known.mask] = known.values[known.mask]
+        free = ~known.mask
+        mended = False
+        if free.any():
+            cov[free], prec_chol[free], mended = self.structure.factor(cov[free], self.reg_covar)
+        return cov, prec_chol, mended
 
     def m_step_gap(self, params: GaussianParams, nk: Array, sum_t: Array) -> float:
         """How far short of maximizing Q the regularized M-step fell (total nats, >= 0).
@@ -822,6 +930,12 @@ class GaussianFamily:
         if r == 0.0:
             return 0.0
         lam, mass = self.structure.spectrum(params.covariances, self._mass(nk))
+        if self.fixed is not None and self.fixed.covariances is not None:
+            # known covariances are their own maximizer: no reg_covar, no gap
+            if self.structure.shared:
+                return 0.0
+            free = ~self.fixed.covariances.mask
+            lam, mass = lam[free], mass[free]
         if np.any(lam <= r):
             return float("inf")  # the unregularized maximizer is singular: no bound
         x = r / lam
@@ -856,8 +970,54 @@ class GaussianFamily:
         return GaussianParams(np.zeros((K, d)), ones, ones.copy())
 
     def n_parameters(self, n_components: int) -> int:
+        d, K = self.n_features, n_components
+        fixed = self.fixed or GaussianFixed(None, None, None)
+        n_means = K - (0 if fixed.means is None else int(fixed.means.mask.sum()))
+        if fixed.covariances is None:
+            n_cov = self.structure.n_parameters(K, d)
+        elif self.structure.shared:
+            n_cov = 0
+        else:
+            n_cov = self.structure.n_parameters(K - int(fixed.covariances.mask.sum()), d)
+        return n_means * d + n_cov
+
+    # -- known parameters ----------------------------------------------------------------
+
+    def fix(self, fixed: Mapping[str, Any] | None, n_components: int) -> GaussianFamily:
+        """The family with known means (user coordinates) and/or covariances."""
+        return self.fix_named(fixed, n_components, "Gaussian", "")
+
+    def fix_named(
+        self, fixed: Mapping[str, Any] | None, n_components: int, family: str, prefix: str
+    ) -> GaussianFamily:
+        """:meth:`fix` with the parameters named ``prefix + 'means'`` etc. (LogNormal)."""
         d = self.n_features
-        return n_components * d + self.structure.n_parameters(n_components, d)
+        structure = self.structure
+        cov_shape = structure.shape(1 if not structure.shared else n_components, d)
+        groups = (
+            Group(prefix + "means", (d,), check_finite, dof=d),
+            Group(
+                prefix + "covariances",
+                cov_shape if structure.shared else cov_shape[1:],
+                structure.check_covariance,
+                dof=structure.n_parameters(1, d),
+                shared=structure.shared,
+            ),
+        )
+        parsed = parse_fixed(family, fixed, groups, n_components)
+        if not parsed:
+            return replace(self, fixed=None)
+        means = parsed.get(prefix + "means")
+        covariances = parsed.get(prefix + "covariances")
+        prec_chol = None
+        if covariances is not None:
+            if structure.shared:
+                prec_chol = structure.exact_factor(covariances.values)
+            else:
+                prec_chol = np.full_like(covariances.values, np.nan)
+                mask = covariances.mask
+                prec_chol[mask] = structure.exact_factor(covariances.values[mask])
+        return replace(self, fixed=GaussianFixed(means, covariances, prec_chol))
 
     def sample(
         self, params: GaussianParams, component: int, n: int, rng: np.random.Generator
@@ -905,8 +1065,13 @@ class GaussianFamily:
         return means - self.shift
 
     def user_means(self, params: GaussianParams) -> Array:
+        """Means in the user's coordinates (known ones exactly as they were given)."""
         assert self.shift is not None
-        return params.means + self.shift
+        means = params.means + self.shift
+        if self.fixed is not None and self.fixed.means is not None:
+            known = self.fixed.means
+            means = np.where(known.mask[:, None], known.values, means)
+        return means
 
 
 def centred_scale(X: Array, shift: Array) -> float:

@@ -11,7 +11,7 @@ parameter (means, covariances, prior) lives on the log scale.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -166,6 +166,12 @@ class LogNormalFamily:
     def fitted_attributes(self, params: GaussianParams) -> dict[str, Array]:
         attributes = self.gaussian.fitted_attributes(params)
         return {f"log_{key}": value for key, value in attributes.items()}
+
+    def fix(self, fixed: Mapping[str, Any] | None, n_components: int) -> LogNormalFamily:
+        """Known ``log_means`` and/or ``log_covariances`` (of ``log x``)."""
+        return replace(
+            self, gaussian=self.gaussian.fix_named(fixed, n_components, "LogNormal", "log_")
+        )
 
 
 def LogNormal(

@@ -23,6 +23,7 @@ from numpy.typing import NDArray
 from scipy.special import xlogy
 
 from emkit.exceptions import InputError
+from emkit.families._base import Group, check_distributions
 from emkit.families._simple import SimpleFamily, first_bad, log_factorial, log_factorial_table
 from emkit.families.priors import DirichletPrior, check_prior
 
@@ -192,8 +193,9 @@ class Multinomial(SimpleFamily):
         C = self.n_features
         return MultinomialParams(np.full((n_components, C), 1.0 / C))
 
-    def n_parameters(self, n_components: int) -> int:
-        return n_components * (self.n_features - 1)
+    def _groups(self) -> tuple[Group, ...]:
+        C = self.n_features
+        return (Group("probabilities", (C,), check_distributions([0, C]), dof=C - 1),)
 
     def sample(
         self, params: MultinomialParams, component: int, n: int, rng: np.random.Generator

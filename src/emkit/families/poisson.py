@@ -18,6 +18,7 @@ from numpy.typing import NDArray
 from scipy.special import xlogy
 
 from emkit.exceptions import InputError
+from emkit.families._base import Group, check_positive
 from emkit.families._simple import SimpleFamily, first_bad, log_factorial, log_factorial_table
 from emkit.families.priors import GammaPrior, check_prior
 
@@ -128,8 +129,9 @@ class Poisson(SimpleFamily):
     def default_params(self, n_components: int) -> PoissonParams:
         return PoissonParams(np.ones((n_components, self.n_features)))
 
-    def n_parameters(self, n_components: int) -> int:
-        return n_components * self.n_features
+    def _groups(self) -> tuple[Group, ...]:
+        d = self.n_features
+        return (Group("rates", (d,), check_positive, dof=d),)
 
     def sample(
         self, params: PoissonParams, component: int, n: int, rng: np.random.Generator

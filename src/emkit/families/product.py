@@ -304,6 +304,34 @@ class Product:
             for (name, _, fam), p in zip(self._items(), params, strict=True)
         }
 
+    def fix(self, fixed: Mapping[str, Any] | None, n_components: int) -> Product:
+        """Known parameters by block: ``{block name: {parameter name: value}}``."""
+        fixed = {} if fixed is None else fixed
+        if not isinstance(fixed, Mapping):
+            raise InputError(
+                "The fixed parameters of a Product must be a dict of block name -> {parameter "
+                f"name: value}}, got {type(fixed).__name__}."
+            )
+        for name, value in fixed.items():
+            if name not in self.blocks:
+                raise InputError(
+                    f"fixed names the block {name!r}, but the Product's blocks are "
+                    f"{', '.join(map(repr, self.blocks))} (and 'weights' fixes the mixing "
+                    "weights)."
+                )
+            if not isinstance(value, Mapping):
+                raise InputError(
+                    f"fixed values of Product block {name!r} must be a dict of parameter name "
+                    f"-> value, e.g. {{{name!r}: {{'means': {{0: [5.0]}}}}}}, got "
+                    f"{type(value).__name__}."
+                )
+        return Product(
+            {
+                name: (cols, fam.fix(fixed.get(name), n_components))
+                for name, (cols, fam) in self.blocks.items()
+            }
+        )
+
     def __repr__(self) -> str:
         blocks = ", ".join(
             f"{name!r}: ({list(cols) if not isinstance(cols, slice) else cols}, {_describe(fam)})"

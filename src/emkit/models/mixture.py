@@ -20,9 +20,10 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.special import gammaln
 
-from emkit.families._base import ComponentFamily
+from emkit.exceptions import InputError
+from emkit.families._base import ComponentFamily, Fixed, Group, parse_fixed
 
-__all__ = ["Mixture", "MixtureParams", "MixtureStats"]
+__all__ = ["Mixture", "MixtureParams", "MixtureStats", "fixed_weights"]
 
 Array = NDArray[np.floating[Any]]
 
@@ -68,6 +69,8 @@ class Mixture:
 
     ``weight_concentration`` is the Dirichlet prior's alpha on the mixing weights (1: no
     prior); MAP-EM sets ``weights = (N_k + alpha - 1) / (N + K (alpha - 1))``.
+    ``fixed_weights`` holds known weights (:func:`fixed_weights`); the free ones share the
+    rest of the mass in proportion to their counts ``N_k + alpha - 1``.
     """
 
     family: ComponentFamily
@@ -78,6 +81,7 @@ class Mixture:
     # the rows may have missing values (NaN): such rows take the family's exact
     # missing-data E-step (log p(x_obs, k) and E[T(x) | x_obs, k])
     missing: bool = False
+    fixed_weights: Fixed | None = None
 
     def _log_joint(self, params: MixtureParams) -> Callable[[Array], _Joint]:
         """A function of raw rows giving their statistics and log p(x, k) in two parts."""
@@ -110,9 +114,7 @@ class Mixture:
             X = np.where(np.isnan(X), np.asarray(self.family.missing_fill()), X)
         return self.family.log_base_measure(self.family.prepare(X, np.float64))
 
-    def expectation(
-        self, params: MixtureParams
-    ) -> Callable[..., MixtureStats]:
+    def expectation(self, params: MixtureParams) -> Callable[..., MixtureStats]:
         """The E-step for one iteration, as a function of a block of rows, their weights,
         their :meth:`base_measure` (computed here when not given) and their known
         component labels (``-1``: unknown; ``None``: all unknown)."""
@@ -142,14 +144,12 @@ class Mixture:
             X: Array, weights: Array | None, log_h: Array | None, labels: Any
         ) -> MixtureStats:
             assert missing is not None
-            Xp, observed, log_prob, state = missing(X)
+            Xp, _, log_prob, state = missing(X)
             if log_h is None:
                 log_h = family.log_base_measure(Xp)
             resp, loglik = self._posterior(log_prob, None, weights, log_h, labels)
             sum_t, shared = family.missing_statistics(params.components, state, resp)
-            return MixtureStats(
-                resp.sum(axis=0), sum_t, shared, loglik, _total_weight(X, weights)
-            )
+            return MixtureStats(resp.sum(axis=0), sum_t, shared, loglik, _total_weight(X, weights))
 
         def e_step(
             X: Array,
@@ -257,7 +257,15 @@ class Mixture:
         )
         # the Dirichlet(alpha) mode; alpha = 1 gives the ML weights N_k / N
         counts = nk + (self.weight_concentration - 1.0)
-        return MixtureParams(counts / counts.sum(), components)
+        known = self.fixed_weights
+        if known is None:
+            return MixtureParams(counts / counts.sum(), components)
+        # max sum_k counts_k log pi_k over the free pi_k, which sum to 1 - sum(known)
+        free = np.where(known.mask, 0.0, counts)
+        rest = 1.0 - float(known.values[known.mask].sum())
+        total = free.sum()
+        weights = np.where(known.mask, known.values, rest * free / (total if total > 0 else 1.0))
+        return MixtureParams(weights, components)
 
     def m_step_gap(self, params: MixtureParams, stats: MixtureStats) -> float:
         """Per-sample shortfall of the M-step that gave ``params`` from maximizing Q.
@@ -332,7 +340,11 @@ class Mixture:
         return fn
 
     def n_parameters(self, n_components: int) -> int:
-        return n_components - 1 + self.family.n_parameters(n_components)
+        """Free parameters: the weights not fixed (less one, as they sum to a known
+        total) and the family's free ones."""
+        known = self.fixed_weights
+        n_free = n_components if known is None else int((~known.mask).sum())
+        return max(n_free - 1, 0) + self.family.n_parameters(n_components)
 
     def row_bytes(self, n_features: int, n_stats: int, n_components: int) -> int:
         """Bytes of working memory a row of a chunk needs in the E-step: the prepared
@@ -378,6 +390,51 @@ def _split_rows(
         for step, rows in zip((complete, incomplete), groups, strict=True)
     )
     return combine((parts[0], parts[1]), groups)
+
+
+def fixed_weights(value: Any, n_components: int, weight_concentration: float = 1.0) -> Fixed | None:
+    """Known mixing weights, checked: the whole (K,) vector (summing to 1) or a dict
+    ``{component: weight}``; the known weights are >= 0 and leave mass for the free ones.
+
+    Examples
+    --------
+    >>> fixed_weights({0: 0.6}, 2).mask
+    array([ True, False])
+    """
+
+    if value is None:
+        return None
+
+    def check(w: Any) -> str | None:
+        if np.isfinite(w) and w >= 0:
+            if w == 0 and weight_concentration > 1:
+                return (
+                    "is 0, where the Dirichlet prior (weight_concentration > 1) has density 0; "
+                    "use weight_concentration=1 or a positive weight."
+                )
+            return None
+        return f"must be a finite number >= 0, got {float(w)!r}."
+
+    parsed = parse_fixed(
+        "mixture", {"weights": value}, [Group("weights", (), check, dof=1)], n_components
+    )
+    known = parsed.get("weights")
+    if known is None:
+        return None
+    total = float(known.values[known.mask].sum())
+    if known.mask.all():
+        if abs(total - 1.0) > 1e-9:
+            raise InputError(
+                f"fixed 'weights' for all {n_components} components must sum to 1, got "
+                f"{total!r}; normalize them, or leave some components' weights free."
+            )
+    elif total >= 1.0:
+        raise InputError(
+            f"fixed 'weights' sum to {total!r}, which leaves no mass for the free components "
+            f"{np.flatnonzero(~known.mask).tolist()}; known weights must sum to less than 1 "
+            "unless all of them are given."
+        )
+    return known
 
 
 class _Joint(NamedTuple):
