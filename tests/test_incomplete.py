@@ -523,3 +523,41 @@ def test_hard_em_moves_every_row_wholly() -> None:
     assert model.lower_bound_ <= soft.lower_bound_ + 1e-12
     with pytest.raises(InputError, match="hard must be True or False"):
         GaussianMixture(2, hard=1).fit(X)
+
+
+def test_car_truck_lecture_example_matches_direct_maximization() -> None:
+    """Seed 003: vehicle lengths, the type known for some vehicles; weights (0.6, 0.4) and
+    standard deviations (1, 2) known, the two mean lengths estimated by EM with labelled
+    rows weighted 1 (equations 29-33), equal to maximizing the observed-data
+    log-likelihood (equations 10-11) directly."""
+    from scipy.optimize import minimize
+
+    rng = np.random.default_rng(3)
+    n = 400
+    truck = rng.random(n) < 0.4
+    length = np.where(truck, rng.normal(10.0, 2.0, n), rng.normal(5.0, 1.0, n))
+    known = rng.random(n) < 0.3
+    y = np.where(known, truck.astype(int), -1)
+    pi, sd = np.array([0.6, 0.4]), np.array([1.0, 2.0])
+
+    def negative_loglik(mu: np.ndarray) -> float:
+        log_joint = np.log(pi) + stats.norm(mu, sd).logpdf(length[:, None])  # (n, 2)
+        labelled = log_joint[known, y[known]].sum()
+        return -(labelled + logsumexp(log_joint[~known], axis=1).sum())
+
+    direct = minimize(negative_loglik, x0=[4.0, 11.0], method="BFGS", options={"gtol": 1e-10})
+    model = MixtureModel(
+        Gaussian("diag"),
+        2,
+        semi_supervised=True,
+        fixed={"weights": pi, "covariances": (sd**2)[:, None]},
+        tol=1e-15,
+        max_iter=2000,
+        monotonicity="raise",
+    ).fit(length[:, None], y)
+    np.testing.assert_allclose(model.means_.ravel(), direct.x, rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(model.weights_, pi)
+    np.testing.assert_array_equal(model.covariances_.ravel(), sd**2)
+    assert model.lower_bound_ * n == pytest.approx(-direct.fun, rel=1e-10)
+    # only the two means are free parameters
+    assert model._n_parameters() == 2
