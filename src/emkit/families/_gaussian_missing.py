@@ -40,6 +40,11 @@ __all__ = [
 Array = NDArray[np.floating[Any]]
 LOG_2PI = float(np.log(2.0 * np.pi))
 
+# A pattern with at least this many rows in a block is evaluated like complete data on its
+# observed coordinates (statistics and a matrix product: the per-row cost of complete
+# rows); rarer patterns row by row, where the per-pattern algebra would cost more.
+_PATTERN_ROWS = 32
+
 
 class _Group(NamedTuple):
     """Rows with the same number s of missing coordinates, under every component."""
@@ -51,10 +56,27 @@ class _Group(NamedTuple):
     cond_cov: Array  # (s, s, K, n_patterns) Cov_k[x_m | x_obs] = P_mm^-1, batch last
 
 
+class _Patterns(NamedTuple):
+    """Patterns with many rows, each handled like complete data on its observed
+    coordinates: statistics T(x_obs) and a matrix product with the pattern's natural
+    parameters."""
+
+    rows: NDArray[np.intp]  # (n_rows,) positions in the block of rows, by pattern
+    pattern: NDArray[np.intp]  # (n_rows,) each row's pattern, indexing the arrays below
+    bounds: NDArray[np.intp]  # (n_patterns + 1,) each pattern's slice of the rows
+    stats: Array  # (n_rows, n_stats_obs) T(x_obs): x_o and the packed x_o x_o^T
+    observed: Array  # (n_rows, o) the rows' observed values
+    order: NDArray[np.intp]  # (n_patterns, d): observed then missing coordinates
+    regression: Array  # (K, n_patterns, s, o) B: E_k[x_m | x_o] = c + B x_o
+    intercept: Array  # (K, n_patterns, s) c
+    cond_cov: Array  # (K, n_patterns, s, s)
+
+
 class MissingState(NamedTuple):
     """What the E-step of rows with missing values leaves for their statistics."""
 
     groups: list[_Group]
+    patterns: list[_Patterns]
     n_components: int
     n_features: int
 
@@ -141,34 +163,143 @@ def missing_log_prob(
     half_log_det = np.broadcast_to(structure.half_log_det(prec_chol, d), (K,))
     log_prob = np.empty((X.shape[0], K))
     X = np.ascontiguousarray(X)  # rows gathered below: row-major
-    groups = []
+    state = MissingState([], [], K, d)
     for rows, pattern, coords in _groups(observed):
-        s = coords.shape[1]
         # P_mm of every (pattern, component), batch last: (s, s, K, n_patterns)
         blocks = P[:, coords.T[:, None, :], coords.T[None, :, :]].transpose(1, 2, 0, 3)
         cond_cov, log_det_mm = spd_inverse(blocks)
-        obs = observed[rows]
-        x = np.where(obs, X[rows], 0.0)
-        delta = x[None] - means[:, None, :]
-        delta *= obs  # (K, n_s, d), 0 where missing
-        v = delta @ P
-        maha = np.einsum("knd,knd->kn", delta, v)
-        n_s = rows.shape[0]
-        at = coords[pattern]  # (n_s, s): each row's missing coordinates
-        line = np.arange(n_s)[:, None]
-        v_m = np.moveaxis(v[:, line, at], 2, 0)  # (s, K, n_s)
-        # P_mm^-1 v_m, and its share of the Mahalanobis distance
-        shift = np.zeros_like(v_m)
-        for i in range(s):
-            for j in range(s):
-                shift[i] += cond_cov[i, j][:, pattern] * v_m[j]
-        maha -= np.einsum("ikn,ikn->kn", v_m, shift)
-        const = half_log_det[:, None] - 0.5 * log_det_mm[:, pattern] - 0.5 * (d - s) * LOG_2PI
-        log_prob[rows] = (const - 0.5 * maha).T + offset
-        filled = np.broadcast_to(x, (K, n_s, d)).copy()
-        filled[:, line, at] = means[:, at] - np.moveaxis(shift, 0, 2)
-        groups.append(_Group(rows, pattern, coords, filled, cond_cov))
-    return log_prob, MissingState(groups, K, d)
+        # log |Sigma_oo| / 2 = (log |P_mm| - log |P|) / 2, (K, n_patterns)
+        half_log_det_oo = 0.5 * log_det_mm - half_log_det[:, None]
+        common = np.bincount(pattern) >= _PATTERN_ROWS
+        if common.any():
+            many = common[pattern]
+            state.patterns.append(
+                _by_pattern(
+                    X, rows[many], pattern[many], np.flatnonzero(common), coords, P, means,
+                    cond_cov, half_log_det_oo, offset, log_prob,
+                )
+            )  # fmt: skip
+            rows, pattern = rows[~many], pattern[~many]
+        if rows.shape[0]:
+            state.groups.append(
+                _by_row(
+                    X, observed, rows, pattern, coords, P, means, cond_cov, half_log_det_oo,
+                    offset, log_prob,
+                )
+            )  # fmt: skip
+    return log_prob, state
+
+
+def _by_row(
+    X: Array,
+    observed: NDArray[np.bool_],
+    rows: NDArray[np.intp],
+    pattern: NDArray[np.intp],
+    coords: NDArray[np.intp],
+    P: Array,
+    means: Array,
+    cond_cov: Array,
+    half_log_det_oo: Array,
+    offset: Array,
+    log_prob: Array,
+) -> _Group:
+    """Rows of rare patterns, vectorized over rows: v = P delta, the Schur complement's
+    correction, and each row's filled values under every component."""
+    K, d = means.shape
+    s = coords.shape[1]
+    obs = observed[rows]
+    x = np.where(obs, X[rows], 0.0)
+    delta = x[None] - means[:, None, :]
+    delta *= obs  # (K, n_s, d), 0 where missing
+    v = delta @ P
+    maha = np.einsum("knd,knd->kn", delta, v)
+    n_s = rows.shape[0]
+    at = coords[pattern]  # (n_s, s): each row's missing coordinates
+    line = np.arange(n_s)[:, None]
+    v_m = np.moveaxis(v[:, line, at], 2, 0)  # (s, K, n_s)
+    # P_mm^-1 v_m, and its share of the Mahalanobis distance
+    shift = np.zeros_like(v_m)
+    for i in range(s):
+        for j in range(s):
+            shift[i] += cond_cov[i, j][:, pattern] * v_m[j]
+    maha -= np.einsum("ikn,ikn->kn", v_m, shift)
+    const = -half_log_det_oo[:, pattern] - 0.5 * (d - s) * LOG_2PI
+    log_prob[rows] = (const - 0.5 * maha).T + offset
+    filled = np.broadcast_to(x, (K, n_s, d)).copy()
+    filled[:, line, at] = means[:, at] - np.moveaxis(shift, 0, 2)
+    return _Group(rows, pattern, coords, filled, cond_cov)
+
+
+def _by_pattern(
+    X: Array,
+    rows: NDArray[np.intp],
+    pattern: NDArray[np.intp],
+    common: NDArray[np.intp],
+    coords: NDArray[np.intp],
+    P: Array,
+    means: Array,
+    cond_cov: Array,
+    half_log_det_oo: Array,
+    offset: Array,
+    log_prob: Array,
+) -> _Patterns:
+    """Rows of common patterns: per pattern and component, the observed coordinates'
+    Gaussian in natural form (precision Q = P_oo - P_om P_mm^-1 P_mo), so the rows cost
+    their statistics and one matrix product, like complete rows."""
+    K, d = means.shape
+    s = coords.shape[1]
+    o = d - s
+    missing = np.zeros((common.shape[0], d), dtype=bool)
+    m_idx = coords[common]  # (n_p, s)
+    missing[np.arange(common.shape[0])[:, None], m_idx] = True
+    o_idx = np.nonzero(~missing)[1].reshape(common.shape[0], o)
+    C = np.moveaxis(cond_cov[..., common], (0, 1), (2, 3))  # (K, n_p, s, s)
+    P_mo = P[:, m_idx[:, :, None], o_idx[:, None, :]]  # (K, n_p, s, o)
+    B = -C @ P_mo  # E_k[x_m | x_o] = c + B x_o
+    Q = P[:, o_idx[:, :, None], o_idx[:, None, :]] + np.swapaxes(P_mo, 2, 3) @ B
+    mu_o, mu_m = means[:, o_idx], means[:, m_idx]
+    c = mu_m - (B @ mu_o[..., None])[..., 0]
+    # log N(x_o) = x_o.(Q mu_o) - 1/2 x_o^T Q x_o - 1/2 mu_o^T Q mu_o - 1/2 log|Sigma_oo| - ...
+    Q_mu = (Q @ mu_o[..., None])[..., 0]
+    i, j = np.triu_indices(o)
+    eta = np.concatenate([Q_mu, -np.where(i == j, 0.5, 1.0) * Q[..., i, j]], axis=2)
+    log_norm = (
+        0.5 * np.sum(Q_mu * mu_o, axis=2) + half_log_det_oo[:, common] + 0.5 * o * LOG_2PI
+    )
+    # the rows sorted by pattern (a fit already sorts them), their T(x_o), and one matrix
+    # product per pattern with its natural parameters, on contiguous slices
+    n_p = common.shape[0]
+    position = np.full(pattern.max() + 1, -1)
+    position[common] = np.arange(n_p)
+    order = np.argsort(position[pattern], kind="stable")
+    rows, mine = rows[order], position[pattern][order]
+    x_o = X[rows[:, None], o_idx[mine]]  # (n_rows, o)
+    T = _packed_products(x_o)
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(mine, minlength=n_p))])
+    table = np.ascontiguousarray(np.moveaxis(eta, 0, 2))  # (n_p, n_stats_obs, K)
+    values = np.empty((rows.shape[0], K))
+    for p in range(n_p):
+        np.matmul(T[bounds[p] : bounds[p + 1]], table[p], out=values[bounds[p] : bounds[p + 1]])
+    values -= log_norm.T[mine]
+    values += offset
+    log_prob[rows] = values
+    return _Patterns(
+        rows, mine, bounds, T, x_o, np.concatenate([o_idx, m_idx], axis=1), B, c, C
+    )
+
+
+def _packed_products(x: Array) -> Array:
+    """[x, the packed upper triangle of x x^T] of every row, (n, o + o(o+1)/2), built
+    statistic-major (each statistic one contiguous row) and returned as its transpose."""
+    n, o = x.shape
+    xT = np.ascontiguousarray(x.T)
+    out = np.empty((o + o * (o + 1) // 2, n))
+    out[:o] = xT
+    at = o
+    for a in range(o):
+        np.multiply(xT[a], xT[a:], out=out[at : at + o - a])
+        at += o - a
+    return out.T
 
 
 def missing_statistics(state: MissingState, resp: Array) -> tuple[Array, Array]:
@@ -191,9 +322,57 @@ def missing_statistics(state: MissingState, resp: Array) -> tuple[Array, Array]:
             ).reshape(K, n_patterns)
             m = group.missing.T  # (s, n_patterns)
             flat = (k[None, None] * d + m[:, None, None, :]) * d + m[None, :, None, :]
-            second += np.bincount(flat.ravel(), (group.cond_cov * mass).ravel(), K * d * d).reshape(
-                K, d, d
-            )
+            second += np.bincount(
+                flat.ravel(), (group.cond_cov * mass).ravel(), K * d * d
+            ).reshape(K, d, d)
+    for patterns in state.patterns:
+        f, S = _pattern_moments(patterns, resp, d)
+        first += f
+        second += S
+    return first, second
+
+
+def _pattern_moments(patterns: _Patterns, resp: Array, d: int) -> tuple[Array, Array]:
+    """First and second moments of the rows of common patterns, from each pattern's
+    sums N, s1 = sum r x_o and S2 = sum r x_o x_o^T and the affine map x_m = c + B x_o:
+    the (m, o) block is c s1^T + B S2 and the (m, m) block N c c^T + c (B s1)^T +
+    (B s1) c^T + B S2 B^T + N Cov[x_m | x_o]."""
+    B, c, C = patterns.regression, patterns.intercept, patterns.cond_cov
+    K, n_p, s, o = B.shape
+    r = resp[patterns.rows]
+    # every pattern's sums of r_nk T(x_o), one matrix product each
+    T, bounds = patterns.stats, patterns.bounds
+    sums = np.empty((n_p, T.shape[1], K))
+    for p in range(n_p):
+        np.matmul(T[bounds[p] : bounds[p + 1]].T, r[bounds[p] : bounds[p + 1]], out=sums[p])
+    sums = np.moveaxis(sums, 2, 0)  # (K, n_p, n_stats_obs)
+    k = np.arange(K)[:, None]
+    N = np.bincount((k * n_p + patterns.pattern).ravel(), r.T.ravel(), K * n_p).reshape(K, n_p)
+    s1 = sums[..., :o]
+    i, j = np.triu_indices(o)
+    S2 = np.empty((K, n_p, o, o))
+    S2[..., i, j] = sums[..., o:]
+    S2[..., j, i] = sums[..., o:]
+    Bs1 = (B @ s1[..., None])[..., 0]  # (K, n_p, s)
+    BS2 = B @ S2  # (K, n_p, s, o)
+    cs1 = c[..., :, None] * s1[..., None, :]
+    Z = np.empty((K, n_p, d, d))
+    Z[..., :o, :o] = S2
+    Z[..., o:, :o] = cs1 + BS2
+    Z[..., :o, o:] = np.swapaxes(Z[..., o:, :o], 2, 3)
+    cBs1 = c[..., :, None] * Bs1[..., None, :]
+    Z[..., o:, o:] = (
+        N[..., None, None] * (c[..., :, None] * c[..., None, :] + C)
+        + cBs1
+        + np.swapaxes(cBs1, 2, 3)
+        + BS2 @ np.swapaxes(B, 2, 3)
+    )
+    F = np.concatenate([s1, N[..., None] * c + Bs1], axis=2)  # (K, n_p, d)
+    # back from (observed, missing) order to the columns' own
+    back = np.argsort(patterns.order, axis=1)  # (n_p, d)
+    line = np.arange(n_p)
+    first = F[:, line[:, None], back].sum(axis=1)
+    second = Z[:, line[:, None, None], back[:, :, None], back[:, None, :]].sum(axis=1)
     return first, second
 
 
@@ -228,4 +407,17 @@ def conditional_means(state: MissingState, resp: Array, log_scale: bool = False)
             )
             values = np.exp(values + 0.5 * var)
         out[group.rows] = np.einsum("nk,knd->nd", resp[group.rows], values)
+    for patterns in state.patterns:
+        o = patterns.regression.shape[3]
+        mine, x_o = patterns.pattern, patterns.observed
+        # E_k[x_m | x_o] = c + B x_o for every row and component, (K, n_rows, s)
+        x_m = patterns.intercept[:, mine] + np.einsum(
+            "knso,no->kns", patterns.regression[:, mine], x_o
+        )
+        if log_scale:
+            var = np.diagonal(patterns.cond_cov, axis1=2, axis2=3)[:, mine]  # (K, n_rows, s)
+            x_o, x_m = np.exp(x_o), np.exp(x_m + 0.5 * var)
+        rows = patterns.rows[:, None]
+        out[rows, patterns.order[mine, :o]] = x_o
+        out[rows, patterns.order[mine, o:]] = np.einsum("nk,kns->ns", resp[patterns.rows], x_m)
     return out
