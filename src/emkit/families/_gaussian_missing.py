@@ -170,23 +170,18 @@ def missing_log_prob(
         cond_cov, log_det_mm = spd_inverse(blocks)
         # log |Sigma_oo| / 2 = (log |P_mm| - log |P|) / 2, (K, n_patterns)
         half_log_det_oo = 0.5 * log_det_mm - half_log_det[:, None]
+        parameters = (P, means, cond_cov, half_log_det_oo, offset)
         common = np.bincount(pattern) >= _PATTERN_ROWS
         if common.any():
             many = common[pattern]
-            state.patterns.append(
-                _by_pattern(
-                    X, rows[many], pattern[many], np.flatnonzero(common), coords, P, means,
-                    cond_cov, half_log_det_oo, offset, log_prob,
-                )
-            )  # fmt: skip
+            found = _by_pattern(
+                X, rows[many], pattern[many], np.flatnonzero(common), coords, *parameters, log_prob
+            )
+            state.patterns.append(found)
             rows, pattern = rows[~many], pattern[~many]
         if rows.shape[0]:
-            state.groups.append(
-                _by_row(
-                    X, observed, rows, pattern, coords, P, means, cond_cov, half_log_det_oo,
-                    offset, log_prob,
-                )
-            )  # fmt: skip
+            found_rows = _by_row(X, observed, rows, pattern, coords, *parameters, log_prob)
+            state.groups.append(found_rows)
     return log_prob, state
 
 
@@ -263,9 +258,7 @@ def _by_pattern(
     Q_mu = (Q @ mu_o[..., None])[..., 0]
     i, j = np.triu_indices(o)
     eta = np.concatenate([Q_mu, -np.where(i == j, 0.5, 1.0) * Q[..., i, j]], axis=2)
-    log_norm = (
-        0.5 * np.sum(Q_mu * mu_o, axis=2) + half_log_det_oo[:, common] + 0.5 * o * LOG_2PI
-    )
+    log_norm = 0.5 * np.sum(Q_mu * mu_o, axis=2) + half_log_det_oo[:, common] + 0.5 * o * LOG_2PI
     # the rows sorted by pattern (a fit already sorts them), their T(x_o), and one matrix
     # product per pattern with its natural parameters, on contiguous slices
     n_p = common.shape[0]
@@ -283,9 +276,7 @@ def _by_pattern(
     values -= log_norm.T[mine]
     values += offset
     log_prob[rows] = values
-    return _Patterns(
-        rows, mine, bounds, T, x_o, np.concatenate([o_idx, m_idx], axis=1), B, c, C
-    )
+    return _Patterns(rows, mine, bounds, T, x_o, np.concatenate([o_idx, m_idx], axis=1), B, c, C)
 
 
 def _packed_products(x: Array) -> Array:
@@ -322,9 +313,9 @@ def missing_statistics(state: MissingState, resp: Array) -> tuple[Array, Array]:
             ).reshape(K, n_patterns)
             m = group.missing.T  # (s, n_patterns)
             flat = (k[None, None] * d + m[:, None, None, :]) * d + m[None, :, None, :]
-            second += np.bincount(
-                flat.ravel(), (group.cond_cov * mass).ravel(), K * d * d
-            ).reshape(K, d, d)
+            second += np.bincount(flat.ravel(), (group.cond_cov * mass).ravel(), K * d * d).reshape(
+                K, d, d
+            )
     for patterns in state.patterns:
         f, S = _pattern_moments(patterns, resp, d)
         first += f
@@ -338,7 +329,7 @@ def _pattern_moments(patterns: _Patterns, resp: Array, d: int) -> tuple[Array, A
     the (m, o) block is c s1^T + B S2 and the (m, m) block N c c^T + c (B s1)^T +
     (B s1) c^T + B S2 B^T + N Cov[x_m | x_o]."""
     B, c, C = patterns.regression, patterns.intercept, patterns.cond_cov
-    K, n_p, s, o = B.shape
+    K, n_p, _, o = B.shape
     r = resp[patterns.rows]
     # every pattern's sums of r_nk T(x_o), one matrix product each
     T, bounds = patterns.stats, patterns.bounds
