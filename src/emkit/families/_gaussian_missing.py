@@ -180,14 +180,13 @@ def missing_log_prob(
             state.patterns.append(found)
             rows, pattern = rows[~many], pattern[~many]
         if rows.shape[0]:
-            found_rows = _by_row(X, observed, rows, pattern, coords, *parameters, log_prob)
+            found_rows = _by_row(X, rows, pattern, coords, *parameters, log_prob)
             state.groups.append(found_rows)
     return log_prob, state
 
 
 def _by_row(
     X: Array,
-    observed: NDArray[np.bool_],
     rows: NDArray[np.intp],
     pattern: NDArray[np.intp],
     coords: NDArray[np.intp],
@@ -202,15 +201,16 @@ def _by_row(
     correction, and each row's filled values under every component."""
     K, d = means.shape
     s = coords.shape[1]
-    obs = observed[rows]
-    x = np.where(obs, X[rows], 0.0)
-    delta = x[None] - means[:, None, :]
-    delta *= obs  # (K, n_s, d), 0 where missing
-    v = delta @ P
-    maha = np.einsum("knd,knd->kn", delta, v)
     n_s = rows.shape[0]
     at = coords[pattern]  # (n_s, s): each row's missing coordinates
     line = np.arange(n_s)[:, None]
+    x = X[rows]
+    x[line, at] = 0.0
+    filled = np.broadcast_to(x, (K, n_s, d)).copy()  # missing values filled in below
+    delta = filled - means[:, None, :]
+    delta[:, line, at] = 0.0  # (K, n_s, d): x - mu on the observed coordinates
+    v = delta @ P
+    maha = np.einsum("knd,knd->kn", delta, v)
     v_m = np.moveaxis(v[:, line, at], 2, 0)  # (s, K, n_s)
     # P_mm^-1 v_m, and its share of the Mahalanobis distance
     shift = np.zeros_like(v_m)
@@ -220,7 +220,6 @@ def _by_row(
     maha -= np.einsum("ikn,ikn->kn", v_m, shift)
     const = -half_log_det_oo[:, pattern] - 0.5 * (d - s) * LOG_2PI
     log_prob[rows] = (const - 0.5 * maha).T + offset
-    filled = np.broadcast_to(x, (K, n_s, d)).copy()
     filled[:, line, at] = means[:, at] - np.moveaxis(shift, 0, 2)
     return _Group(rows, pattern, coords, filled, cond_cov)
 
