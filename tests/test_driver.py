@@ -73,6 +73,22 @@ def test_tol_zero_runs_max_iter() -> None:
     assert not result.converged and result.n_iter == 7
 
 
+def test_a_models_own_stopping_rule_ends_the_run() -> None:
+    # tol=0 leaves the objective out; the rule sees the parameters before and after the M-step
+    seen: list[tuple[int, int]] = []
+
+    def settled(previous: int, params: int) -> bool:
+        seen.append((previous, params))
+        return params == 3
+
+    result = run(Scripted([-3.0, -2.0, -1.0, -0.5, -0.25]), tol=0, converged=settled)
+    assert result.converged and result.n_iter == 3 and result.params == 3
+    assert seen == [(0, 1), (1, 2), (2, 3)]
+    # and it adds to the objective test rather than replacing it
+    result = run(Scripted([-3.0, -2.0, -2.0]), converged=lambda previous, params: False)
+    assert result.converged and result.n_iter == 3
+
+
 def test_non_finite_objective_is_an_error() -> None:
     with pytest.raises(MonotonicityError, match=r"became nan .*scale the input data"):
         run(Scripted([-1.0, float("nan")]))

@@ -76,11 +76,15 @@ def fit_em(
     dtype: Any = np.float64,
     row_bytes: int = 0,
     callback: Callable[[int, float, float], None] | None = None,
+    converged: Callable[[P, P], bool] | None = None,
 ) -> EMResult[P]:
     """Run EM from ``params`` until ``0 <= change < tol`` or ``max_iter`` iterations.
 
     ``data`` is the tuple of row arrays the engine maps over (e.g. ``(X, sample_weight)``).
     ``callback(iteration, objective, change)`` is called after every iteration.
+    ``converged(previous, params)``, when given, is a model's own stopping rule, asked
+    after every M-step as well (k-means stops when its centers stop moving, as
+    scikit-learn's does, and passes ``tol=0`` to leave the objective out of it).
     """
     if monotonicity not in MONOTONICITY_POLICIES:
         raise InputError(
@@ -90,7 +94,7 @@ def fit_em(
     seconds: list[float] = []
     previous = -np.inf
     slack = 0.0  # how much the last M-step may lower the objective (inexact M-steps)
-    converged = False
+    done = False
     objective = -np.inf
     for iteration in range(1, max_iter + 1):
         start = time.perf_counter()
@@ -108,18 +112,18 @@ def fit_em(
                 _report_decrease(monotonicity, iteration, previous, objective)
             else:
                 change = 0.0  # round-off at a fixed point, or the allowed inexactness
-        params = model.m_step(params, stats)
+        previous_params, params = params, model.m_step(params, stats)
         slack = model.m_step_gap(params, stats)
         objectives.append(objective)
         seconds.append(time.perf_counter() - start)
         if callback is not None:
             callback(iteration, objective, change)
         previous = objective
-        if 0 <= change < tol:
-            converged = True
+        if 0 <= change < tol or (converged is not None and converged(previous_params, params)):
+            done = True
             break
     trace = EMTrace(np.asarray(objectives), np.asarray(seconds))
-    return EMResult(params, float(objective), converged, len(objectives), trace)
+    return EMResult(params, float(objective), done, len(objectives), trace)
 
 
 def _report_decrease(policy: str, iteration: int, previous: float, objective: float) -> None:
@@ -150,11 +154,13 @@ def fit_em_restarts(
     row_bytes: int = 0,
     callback: Callable[[int, float, float], None] | None = None,
     on_start: Callable[[int], None] | None = None,
+    converged: Callable[[P, P], bool] | None = None,
 ) -> EMResult[P]:
     """Run EM from ``n_init`` initializations drawn with ``rng`` and keep the best run.
 
     Warns with :class:`ConvergenceWarning` when the kept run did not converge (as
-    scikit-learn does), unless ``max_iter`` is the point (``tol == 0``).
+    scikit-learn does), unless ``max_iter`` is the point (``tol == 0``). ``converged``
+    is :func:`fit_em`'s.
     """
     best: EMResult[P] | None = None
     for init in range(n_init):
@@ -171,6 +177,7 @@ def fit_em_restarts(
             dtype=dtype,
             row_bytes=row_bytes,
             callback=callback,
+            converged=converged,
         )
         if best is None or result.objective > best.objective:
             best = result
