@@ -124,3 +124,29 @@ def test_restarts_keep_the_best_and_warn_when_it_did_not_converge() -> None:
             max_iter=3,
         )
     assert best.params[0] == 1 and best.objective == -0.5
+
+
+def test_restarts_may_be_compared_by_a_score_of_their_final_parameters() -> None:
+    starts = iter(range(3))
+
+    class Restart(Scripted):
+        def m_step(self, params, stats):
+            return (params[0], params[1] + 1)
+
+        def objective(self, params, stats) -> float:
+            return -1.0 - params[1]  # decreasing: monotonicity off
+
+    final_scores = {0: 1.0, 1: 3.0, 2: 3.0 + 1e-15}  # a tie within round-off keeps the earlier
+    best = fit_em_restarts(
+        Restart([]),
+        InMemoryEngine(),
+        DATA,
+        lambda rng: (next(starts), 0),  # type: ignore[arg-type]
+        n_init=3,
+        rng=np.random.default_rng(0),
+        tol=0,
+        max_iter=2,
+        monotonicity="off",
+        score=lambda params: final_scores[params[0]],
+    )
+    assert best.params == (1, 2)

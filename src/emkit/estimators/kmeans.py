@@ -259,6 +259,9 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
             self.init, given, A[:, :d], A[:, d + 1], w, K, shift, _legacy_stream(self.random_state)
         )
 
+        def centers_of(params: KMeansParams) -> Array:
+            return (params.centers + shift).astype(Xa.dtype)
+
         def callback(iteration: int, objective: float, change: float) -> None:
             if self.verbose:
                 logger.info(
@@ -285,10 +288,12 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
                 callback=callback,
                 on_start=(lambda i: logger.info("Initialization %d", i)) if self.verbose else None,
                 converged=model.converged,
+                # runs compare by their final centers' inertia, as in scikit-learn
+                score=lambda params: -_assign(engine, Xa, w, centers_of(params))[1],
             )
-            self.cluster_centers_ = (result.params.centers + shift).astype(Xa.dtype)
+            self.cluster_centers_ = centers_of(result.params)
             # the final assignment is predict's, so that fit(X).predict(X) == labels_
-            self.labels_, self.inertia_ = self._assign(engine, Xa, w)
+            self.labels_, self.inertia_ = _assign(engine, Xa, w, self.cluster_centers_)
         self.n_iter_ = result.n_iter
         self.converged_ = result.converged
         self.trace_ = result.trace
@@ -305,35 +310,12 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
 
     # -- the fitted model -------------------------------------------------------------
 
-    def _centred(self, dtype: Any) -> tuple[Array, NDArray[np.float64]]:
-        """(shift, centers - shift): predictions expand distances about the centers' mean."""
-        centers = np.asarray(self.cluster_centers_, dtype=np.float64)
-        shift = centers.mean(axis=0)
-        return shift.astype(dtype), centers - shift
-
-    def _assign(
-        self, engine: InMemoryEngine, X: Array, w: Array | None
-    ) -> tuple[NDArray[np.intp], float]:
-        """Labels of the rows of ``X`` and their (weighted) inertia, computed directly."""
-        shift, centers = self._centred(X.dtype)
-        row_bytes = (X.shape[1] + 2 * centers.shape[0]) * X.itemsize
-        labels = engine.map_rows(lambda c: nearest(c - shift, centers), X, row_bytes=row_bytes)
-
-        def inertia(c: Array, wc: Array | None, lab: NDArray[np.intp]) -> float:
-            dist = squared_distances(c - shift, centers, lab)
-            return float(dist.sum() if wc is None else wc @ dist)
-
-        return labels, float(engine.map_reduce(inertia, X, w, labels, row_bytes=row_bytes))
-
     def predict(self, X: ArrayLike) -> NDArray[np.intp]:
         """The nearest center of each sample, shape (n_samples,)."""
         check_is_fitted(self)
         Xa = self._validate_X(X, reset=False)
-        shift, centers = self._centred(Xa.dtype)
-        row_bytes = (Xa.shape[1] + 2 * centers.shape[0]) * Xa.itemsize
         with InMemoryEngine(self.chunk_size, self.n_threads) as engine:
-            labels = engine.map_rows(lambda c: nearest(c - shift, centers), Xa, row_bytes=row_bytes)
-        return np.asarray(labels)
+            return _assign(engine, Xa, None, self.cluster_centers_, inertia=False)[0]
 
     def fit_predict(
         self, X: ArrayLike, y: Any = None, sample_weight: ArrayLike | None = None
@@ -347,7 +329,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
 
         check_is_fitted(self)
         Xa = self._validate_X(X, reset=False)
-        shift, centers = self._centred(Xa.dtype)
+        shift, centers = _centred(self.cluster_centers_, Xa.dtype)
         centers_work = centers.astype(Xa.dtype)
         row_bytes = (Xa.shape[1] + 3 * centers.shape[0]) * Xa.itemsize
         with InMemoryEngine(self.chunk_size, self.n_threads) as engine:
@@ -369,7 +351,33 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         Xa = self._validate_X(X, reset=False)
         w = check_sample_weight(sample_weight, Xa.shape[0], Xa.dtype.type)
         with InMemoryEngine(self.chunk_size, self.n_threads) as engine:
-            return -self._assign(engine, Xa, w)[1]
+            return -_assign(engine, Xa, w, self.cluster_centers_)[1]
+
+
+def _centred(centers: Array, dtype: Any) -> tuple[Array, NDArray[np.float64]]:
+    """(shift, centers - shift) in float64: predictions expand the distances about the
+    centers' mean, where the rows are (as accurate as the fit's centring on the data)."""
+    centers64 = np.asarray(centers, dtype=np.float64)
+    shift = centers64.mean(axis=0)
+    return shift.astype(dtype), centers64 - shift
+
+
+def _assign(
+    engine: InMemoryEngine, X: Array, w: Array | None, centers: Array, *, inertia: bool = True
+) -> tuple[NDArray[np.intp], float]:
+    """The nearest of ``centers`` for each row of ``X`` and, unless told not to, the
+    (weighted) inertia, its distances computed directly."""
+    shift, centred = _centred(centers, X.dtype)
+    row_bytes = (X.shape[1] + 2 * centred.shape[0]) * X.itemsize
+    labels = engine.map_rows(lambda c: nearest(c - shift, centred), X, row_bytes=row_bytes)
+    if not inertia:
+        return labels, float("nan")
+
+    def chunk_inertia(c: Array, wc: Array | None, lab: NDArray[np.intp]) -> float:
+        dist = squared_distances(c - shift, centred, lab)
+        return float(dist.sum() if wc is None else wc @ dist)
+
+    return labels, float(engine.map_reduce(chunk_inertia, X, w, labels, row_bytes=row_bytes))
 
 
 def _check_centers(value: Any, n_clusters: int, n_features: int, dtype: Any, name: str) -> Array:

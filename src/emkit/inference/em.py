@@ -155,14 +155,22 @@ def fit_em_restarts(
     callback: Callable[[int, float, float], None] | None = None,
     on_start: Callable[[int], None] | None = None,
     converged: Callable[[P, P], bool] | None = None,
+    score: Callable[[P], float] | None = None,
 ) -> EMResult[P]:
     """Run EM from ``n_init`` initializations drawn with ``rng`` and keep the best run.
 
+    Runs are compared by the last objective each computed (that of its parameters before
+    the last M-step) or, when given, by ``score(params)`` of its final parameters (higher
+    is better; k-means compares its runs' final inertia, as scikit-learn does). A run
+    replaces the best only if it beats it by more than round-off, so that equal runs
+    (the same clustering, up to the order of the clusters) keep the earliest.
+
     Warns with :class:`ConvergenceWarning` when the kept run did not converge (as
-    scikit-learn does), unless ``max_iter`` is the point (``tol == 0``). ``converged``
-    is :func:`fit_em`'s.
+    scikit-learn does), unless ``max_iter`` is the point (``tol == 0``). ``converged`` is
+    :func:`fit_em`'s.
     """
     best: EMResult[P] | None = None
+    best_score = -np.inf
     for init in range(n_init):
         if on_start is not None:
             on_start(init)
@@ -179,8 +187,9 @@ def fit_em_restarts(
             callback=callback,
             converged=converged,
         )
-        if best is None or result.objective > best.objective:
-            best = result
+        run_score = result.objective if score is None or n_init == 1 else score(result.params)
+        if best is None or run_score > best_score + _decrease_tolerance(best_score, dtype):
+            best, best_score = result, run_score
     assert best is not None
     if not best.converged and tol > 0 and max_iter > 0:
         warnings.warn(

@@ -41,9 +41,11 @@ Array = NDArray[np.floating[Any]]
 
 
 class KMeansParams(NamedTuple):
-    """The cluster centers, in the centred coordinates of the fit."""
+    """The cluster centers, in the centred coordinates of the fit, and the sums they were
+    computed from (before an empty cluster moved; None at a start)."""
 
     centers: NDArray[np.float64]  # (K, d)
+    sums: NDArray[np.float64] | None = None  # (K, d + 1): [sum_x, nk] of the assignment
 
 
 class FarRows(NamedTuple):
@@ -152,10 +154,11 @@ class KMeansModel:
             labels = D.argmin(axis=1)
             # ||x - c_z||^2 = ||x||^2 + D[n, z_n] (D read as a flat array: the cheap gather)
             distance = A[:, d + 1] + D.ravel()[labels + np.arange(0, n * K, K)]
-            w = np.ones(n, dtype=A.dtype) if weights is None else weights
-            # Z^T A with Z the sparse (n, K) matrix of the weights at the labels
+            w = np.ones(n) if weights is None else weights.astype(np.float64, copy=False)
+            # Z^T A with Z the sparse (n, K) matrix of the weights at the labels; summed in
+            # float64 whatever A's dtype, so that the objective's changes stay exact
             Z_T = csc_array((w, labels, np.arange(n + 1)), shape=(K, n))
-            S = np.asarray(Z_T @ A, dtype=np.float64)
+            S = Z_T @ A
             far = _farthest(A, distance, labels, w, centers)
             return KMeansStats(S[:, d], S[:, :d], S[:, d + 1], far)
 
@@ -181,7 +184,7 @@ class KMeansModel:
         filled = nk > 0
         centers = params.centers.copy()
         centers[filled] = sum_x[filled] / nk[filled, None]
-        return KMeansParams(centers)
+        return KMeansParams(centers, np.column_stack([stats.sum_x, stats.nk]))
 
     def m_step_gap(self, params: KMeansParams, stats: KMeansStats) -> float:
         """The M-step is exact (the mean minimizes the squared distances): 0."""
@@ -192,7 +195,15 @@ class KMeansModel:
         return -stats.inertia(params.centers) / float(stats.nk.sum())
 
     def converged(self, previous: KMeansParams, params: KMeansParams) -> bool:
-        """scikit-learn's rule: the squared shift of the centers is at most ``tol``."""
+        """scikit-learn's rule: no row changed cluster in the last C-step (the same sums:
+        an empty cluster's move does not count), or the squared shift of the centers is
+        at most ``tol``."""
+        if (
+            previous.sums is not None
+            and params.sums is not None
+            and np.array_equal(previous.sums, params.sums)
+        ):
+            return True
         return float(((params.centers - previous.centers) ** 2).sum()) <= self.tol
 
     def row_bytes(self, n_features: int, n_clusters: int) -> int:
@@ -206,7 +217,7 @@ def _farthest(
     A: Array,
     distance: Array,
     labels: NDArray[np.intp],
-    weights: Array,
+    weights: NDArray[np.float64],
     centers: NDArray[np.float64],
 ) -> FarRows:
     """The block's K rows farthest from their centers (scikit-learn's choice for empty
@@ -214,9 +225,11 @@ def _farthest(
     n = A.shape[0]
     K, d = centers.shape
     keep = min(K, n)
-    rows = np.sort(np.argpartition(distance, n - keep)[n - keep :])
+    # every row at or beyond the K-th largest distance (ties included, so that which
+    # rows are kept does not depend on the blocks)
+    rows = np.flatnonzero(distance >= np.partition(distance, n - keep)[n - keep])
     x = A[rows, :d].astype(np.float64)
     label = labels[rows]
     direct = squared_distances(x, centers, label)
-    order = np.argsort(-direct, kind="stable")
-    return FarRows(direct[order], x[order], weights[rows][order].astype(np.float64), label[order])
+    order = np.argsort(-direct, kind="stable")[:keep]
+    return FarRows(direct[order], x[order], weights[rows][order], label[order])
