@@ -150,3 +150,31 @@ def test_restarts_may_be_compared_by_a_score_of_their_final_parameters() -> None
         score=lambda params: final_scores[params[0]],
     )
     assert best.params == (1, 2)
+
+
+def test_a_supplement_adds_a_second_pass_only_when_asked() -> None:
+    # the E-step sums the rows; every other iteration, a second pass adds their count
+    X = np.arange(6.0).reshape(3, 2)
+    seen = []
+
+    class Summing:
+        def expectation(self, params: int):
+            return lambda rows: rows.sum()
+
+        def m_step(self, params: int, stats: float) -> int:
+            seen.append(stats)
+            return params + 1
+
+        def objective(self, params: int, stats: float) -> float:
+            return float(params)
+
+        def m_step_gap(self, params: int, stats: float) -> float:
+            return 0.0
+
+    def supplement(params: int, stats: float):
+        return (lambda rows: float(rows.shape[0])) if params % 2 else None
+
+    fit_em(
+        Summing(), InMemoryEngine(chunk_size=2), (X,), 0, tol=0, max_iter=4, supplement=supplement
+    )
+    assert seen == [15.0, 18.0, 15.0, 18.0]

@@ -13,7 +13,7 @@ from sklearn.cluster import KMeans as SkKMeans
 from sklearn.metrics.pairwise import euclidean_distances
 
 from emkit import ConvergenceWarning, InputError, KMeans
-from emkit.models.kmeans import KMeansModel, KMeansParams, design_matrix
+from emkit.models.kmeans import KMeansModel, KMeansParams, KMeansStats, design_matrix
 
 
 def _start(X: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
@@ -192,25 +192,31 @@ def test_row_order_does_not_matter() -> None:
 
 
 def test_statistics_add_over_blocks_and_give_the_inertia() -> None:
-    X = blobs(500, 3, 4, seed=9)
+    X = blobs(5000, 3, 4, seed=9)
     w = np.random.default_rng(1).uniform(0, 2, X.shape[0])
     A = design_matrix(X, X.mean(axis=0))
     centers = _start(A[:, :3], 4)
-    e_step = KMeansModel().expectation(KMeansParams(centers))
+    model = KMeansModel()
+    e_step = model.expectation(KMeansParams(centers))
     whole = e_step(A, w)
-    parts = e_step(A[:123], w[:123]) + e_step(A[123:], w[123:])
+    parts = e_step(A[:2345], w[:2345]) + e_step(A[2345:], w[2345:])
     for field in ("nk", "sum_x", "sum_xx"):
         np.testing.assert_allclose(getattr(parts, field), getattr(whole, field), rtol=1e-12)
-    np.testing.assert_array_equal(parts.far.label, whole.far.label)
-    np.testing.assert_allclose(parts.far.distance, whole.far.distance, rtol=1e-12)
     # the inertia from the statistics is the direct sum of squared distances
     labels = ((A[:, None, :3] - centers) ** 2).sum(axis=2).argmin(axis=1)
-    direct = w @ ((A[:, :3] - centers[labels]) ** 2).sum(axis=1)
-    assert whole.inertia(centers) == pytest.approx(direct, rel=1e-12)
-    np.testing.assert_allclose(whole.nk, np.bincount(labels, w, minlength=4), rtol=1e-12)
-    # the far rows, farthest first, are the rows farthest from their centers
     distances = ((A[:, :3] - centers[labels]) ** 2).sum(axis=1)
-    np.testing.assert_allclose(whole.far.distance, np.sort(distances)[::-1][:4], rtol=1e-12)
+    assert whole.inertia(centers) == pytest.approx(w @ distances, rel=1e-12)
+    np.testing.assert_allclose(whole.nk, np.bincount(labels, w, minlength=4), rtol=1e-12)
+    # no far rows unless a cluster is empty; then the K farthest rows, farthest first
+    assert whole.far is None and model.supplement(KMeansParams(centers), whole) is None
+    empty = whole + KMeansStats(-whole.nk * np.array([0, 1, 0, 0]), whole.sum_x, whole.sum_xx)
+    far_rows = model.supplement(KMeansParams(centers), empty)
+    far = (far_rows(A[:2345], w[:2345]) + far_rows(A[2345:], w[2345:])).far
+    order = np.argsort(-distances, kind="stable")[:4]
+    np.testing.assert_allclose(far.distance, distances[order], rtol=1e-12)
+    np.testing.assert_array_equal(far.label, labels[order])
+    np.testing.assert_array_equal(far.x, A[order, :3])
+    np.testing.assert_array_equal(far.weight, w[order])
 
 
 # -- the fitted estimator ------------------------------------------------------------------

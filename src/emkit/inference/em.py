@@ -77,14 +77,22 @@ def fit_em(
     row_bytes: int = 0,
     callback: Callable[[int, float, float], None] | None = None,
     converged: Callable[[P, P], bool] | None = None,
+    supplement: Callable[[P, Any], Callable[..., Any] | None] | None = None,
 ) -> EMResult[P]:
     """Run EM from ``params`` until ``0 <= change < tol`` or ``max_iter`` iterations.
 
     ``data`` is the tuple of row arrays the engine maps over (e.g. ``(X, sample_weight)``).
     ``callback(iteration, objective, change)`` is called after every iteration.
-    ``converged(previous, params)``, when given, is a model's own stopping rule, asked
-    after every M-step as well (k-means stops when its centers stop moving, as
-    scikit-learn's does, and passes ``tol=0`` to leave the objective out of it).
+
+    Two hooks let a model add to the loop without a loop of its own:
+
+    * ``converged(previous, params)`` is the model's own stopping rule, asked after every
+      M-step as well (k-means stops when its centers stop moving, as scikit-learn's does,
+      and passes ``tol=0`` to leave the objective out of it);
+    * ``supplement(params, stats)`` may return a second function to map over the rows
+      with the same parameters; its statistics are added to the E-step's before the
+      objective and the M-step. It is for a pass only some iterations need (k-means:
+      the rows farthest from their centers, when a cluster got no rows).
     """
     if monotonicity not in MONOTONICITY_POLICIES:
         raise InputError(
@@ -99,6 +107,9 @@ def fit_em(
     for iteration in range(1, max_iter + 1):
         start = time.perf_counter()
         stats = engine.map_reduce(model.expectation(params), *data, row_bytes=row_bytes)
+        more = None if supplement is None else supplement(params, stats)
+        if more is not None:
+            stats = stats + engine.map_reduce(more, *data, row_bytes=row_bytes)
         objective = model.objective(params, stats)
         if not np.isfinite(objective):
             raise MonotonicityError(
@@ -155,6 +166,7 @@ def fit_em_restarts(
     callback: Callable[[int, float, float], None] | None = None,
     on_start: Callable[[int], None] | None = None,
     converged: Callable[[P, P], bool] | None = None,
+    supplement: Callable[[P, Any], Callable[..., Any] | None] | None = None,
     score: Callable[[P], float] | None = None,
 ) -> EMResult[P]:
     """Run EM from ``n_init`` initializations drawn with ``rng`` and keep the best run.
@@ -166,8 +178,8 @@ def fit_em_restarts(
     (the same clustering, up to the order of the clusters) keep the earliest.
 
     Warns with :class:`ConvergenceWarning` when the kept run did not converge (as
-    scikit-learn does), unless ``max_iter`` is the point (``tol == 0``). ``converged`` is
-    :func:`fit_em`'s.
+    scikit-learn does), unless ``max_iter`` is the point (``tol == 0``). ``converged`` and
+    ``supplement`` are :func:`fit_em`'s.
     """
     best: EMResult[P] | None = None
     best_score = -np.inf
@@ -186,6 +198,7 @@ def fit_em_restarts(
             row_bytes=row_bytes,
             callback=callback,
             converged=converged,
+            supplement=supplement,
         )
         run_score = result.objective if score is None or n_init == 1 else score(result.params)
         if best is None or run_score > best_score + _decrease_tolerance(best_score, dtype):
