@@ -57,6 +57,12 @@ def test_same_as_sklearn_with_sample_weights(dataset: np.ndarray) -> None:
     _assert_same(ours, ref)
 
 
+def test_same_as_sklearn_with_many_clusters_in_several_blocks_of_rows() -> None:
+    X = blobs(4000, 3, 12, seed=8, spread=3.0)  # K = 60: distances in blocks of 1092 rows
+    ours, ref = _both(X, _start(X, 60), max_iter=30)
+    _assert_same(ours, ref)
+
+
 def test_tol_zero_runs_both_to_the_same_fixed_point() -> None:
     X = DATASETS["overlapping2d"]()
     ours, ref = _both(X, _start(X, 6), tol=0.0)

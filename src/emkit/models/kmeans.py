@@ -107,10 +107,11 @@ def design_matrix(X: Array, shift: Array) -> Array:
     return A
 
 
-# Rows of one distance product: the (rows x K) distances stay in a core's L2 cache, while
-# the engine's chunks are larger, so that the sparse product of the sums (whose Python-side
-# cost is per call) runs once per chunk. 2048 was fastest for K = 32 on the bench machine.
-_BLOCK_ROWS = 2048
+# Bytes of the distances of one block of rows: they stay in a core's L2 cache, while the
+# engine's chunks are larger, so that the sparse product of the sums (whose Python-side
+# cost is per call) runs once per chunk. 2048 rows were fastest for K = 32 on the bench
+# machine (1024 and 4096 slower).
+_BLOCK_BYTES = 512 << 10
 
 
 def _distance_product(centers: NDArray[np.float64], dtype: Any) -> Array:
@@ -121,9 +122,10 @@ def _distance_product(centers: NDArray[np.float64], dtype: Any) -> Array:
 def _distance_blocks(A: Array, product: Array) -> Iterator[tuple[slice, Array]]:
     """(rows, ||x - c||^2 - ||x||^2 for those rows) block by block of the design matrix;
     the C-step and the far rows' pass share the blocks, so they agree to the last bit."""
-    d1 = product.shape[0]
-    for start in range(0, A.shape[0], _BLOCK_ROWS):
-        rows = slice(start, min(start + _BLOCK_ROWS, A.shape[0]))
+    d1, K = product.shape
+    step = max(64, _BLOCK_BYTES // (8 * K))
+    for start in range(0, A.shape[0], step):
+        rows = slice(start, min(start + step, A.shape[0]))
         yield rows, A[rows, :d1] @ product
 
 
