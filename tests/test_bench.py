@@ -70,3 +70,26 @@ def test_ppca_bench_quick_run_reports_the_comparison(tmp_path: pathlib.Path) -> 
     assert report["max_principal_angle"] < 1e-4
     assert report["loglik_rel_closed_form"] < 1e-8
     assert report["missing"]["em_iterations"] >= 1
+
+
+BENCH_KMEANS = BENCH.with_name("bench_kmeans.py")
+
+
+@pytest.mark.skipif(not BENCH_KMEANS.exists(), reason="needs the source tree")
+def test_kmeans_bench_quick_run_reports_both_libraries(tmp_path: pathlib.Path) -> None:
+    out = tmp_path / "bench_kmeans.json"
+    result = subprocess.run(
+        [sys.executable, str(BENCH_KMEANS), "--quick", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "met" in result.stdout or "missed" in result.stdout
+    report = json.loads(out.read_text())
+    assert set(report["seconds_per_iteration"]) == {"sklearn", "emkit"}
+    assert report["sklearn_over_emkit"] > 0 and isinstance(report["target_met"], bool)
+    # the same start and the same iterations: the same centers
+    assert report["n_iter"] == {"sklearn": 5, "emkit": 5}
+    assert report["center_max_rel_diff"] < 1e-10 and report["labels_agree"] == 1.0

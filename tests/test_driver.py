@@ -73,6 +73,22 @@ def test_tol_zero_runs_max_iter() -> None:
     assert not result.converged and result.n_iter == 7
 
 
+def test_a_models_own_stopping_rule_ends_the_run() -> None:
+    # tol=0 leaves the objective out; the rule sees the parameters before and after the M-step
+    seen: list[tuple[int, int]] = []
+
+    def settled(previous: int, params: int) -> bool:
+        seen.append((previous, params))
+        return params == 3
+
+    result = run(Scripted([-3.0, -2.0, -1.0, -0.5, -0.25]), tol=0, converged=settled)
+    assert result.converged and result.n_iter == 3 and result.params == 3
+    assert seen == [(0, 1), (1, 2), (2, 3)]
+    # and it adds to the objective test rather than replacing it
+    result = run(Scripted([-3.0, -2.0, -2.0]), converged=lambda previous, params: False)
+    assert result.converged and result.n_iter == 3
+
+
 def test_non_finite_objective_is_an_error() -> None:
     with pytest.raises(MonotonicityError, match=r"became nan .*scale the input data"):
         run(Scripted([-1.0, float("nan")]))
@@ -108,3 +124,57 @@ def test_restarts_keep_the_best_and_warn_when_it_did_not_converge() -> None:
             max_iter=3,
         )
     assert best.params[0] == 1 and best.objective == -0.5
+
+
+def test_restarts_may_be_compared_by_a_score_of_their_final_parameters() -> None:
+    starts = iter(range(3))
+
+    class Restart(Scripted):
+        def m_step(self, params, stats):
+            return (params[0], params[1] + 1)
+
+        def objective(self, params, stats) -> float:
+            return -1.0 - params[1]  # decreasing: monotonicity off
+
+    final_scores = {0: 1.0, 1: 3.0, 2: 3.0 + 1e-15}  # a tie within round-off keeps the earlier
+    best = fit_em_restarts(
+        Restart([]),
+        InMemoryEngine(),
+        DATA,
+        lambda rng: (next(starts), 0),  # type: ignore[arg-type]
+        n_init=3,
+        rng=np.random.default_rng(0),
+        tol=0,
+        max_iter=2,
+        monotonicity="off",
+        score=lambda params: final_scores[params[0]],
+    )
+    assert best.params == (1, 2)
+
+
+def test_a_supplement_adds_a_second_pass_only_when_asked() -> None:
+    # the E-step sums the rows; every other iteration, a second pass adds their count
+    X = np.arange(6.0).reshape(3, 2)
+    seen = []
+
+    class Summing:
+        def expectation(self, params: int):
+            return lambda rows: rows.sum()
+
+        def m_step(self, params: int, stats: float) -> int:
+            seen.append(stats)
+            return params + 1
+
+        def objective(self, params: int, stats: float) -> float:
+            return float(params)
+
+        def m_step_gap(self, params: int, stats: float) -> float:
+            return 0.0
+
+    def supplement(params: int, stats: float):
+        return (lambda rows: float(rows.shape[0])) if params % 2 else None
+
+    fit_em(
+        Summing(), InMemoryEngine(chunk_size=2), (X,), 0, tol=0, max_iter=4, supplement=supplement
+    )
+    assert seen == [15.0, 18.0, 15.0, 18.0]

@@ -35,6 +35,7 @@ def test_all_is_exact() -> None:
         "GaussianMixture",
         "InputError",
         "InputTypeError",
+        "KMeans",
         "MixtureModel",
         "MixtureOfFactorAnalyzers",
         "MixtureOfPPCA",

@@ -2,6 +2,7 @@
 
 from emkit.estimators.factor_mixture import MixtureOfFactorAnalyzers, MixtureOfPPCA
 from emkit.estimators.gaussian_mixture import GaussianMixture
+from emkit.estimators.kmeans import KMeans
 from emkit.estimators.latent_factor import PPCA, FactorAnalysis
 from emkit.estimators.mixture_model import (
     BernoulliMixture,
@@ -17,6 +18,7 @@ __all__ = [
     "CategoricalMixture",
     "FactorAnalysis",
     "GaussianMixture",
+    "KMeans",
     "MixtureModel",
     "MixtureOfFactorAnalyzers",
     "MixtureOfPPCA",

@@ -76,11 +76,23 @@ def fit_em(
     dtype: Any = np.float64,
     row_bytes: int = 0,
     callback: Callable[[int, float, float], None] | None = None,
+    converged: Callable[[P, P], bool] | None = None,
+    supplement: Callable[[P, Any], Callable[..., Any] | None] | None = None,
 ) -> EMResult[P]:
     """Run EM from ``params`` until ``0 <= change < tol`` or ``max_iter`` iterations.
 
     ``data`` is the tuple of row arrays the engine maps over (e.g. ``(X, sample_weight)``).
     ``callback(iteration, objective, change)`` is called after every iteration.
+
+    Two hooks let a model add to the loop without a loop of its own:
+
+    * ``converged(previous, params)`` is the model's own stopping rule, asked after every
+      M-step as well (k-means stops when its centers stop moving, as scikit-learn's does,
+      and passes ``tol=0`` to leave the objective out of it);
+    * ``supplement(params, stats)`` may return a second function to map over the rows
+      with the same parameters; its statistics are added to the E-step's before the
+      objective and the M-step. It is for a pass only some iterations need (k-means:
+      the rows farthest from their centers, when a cluster got no rows).
     """
     if monotonicity not in MONOTONICITY_POLICIES:
         raise InputError(
@@ -90,11 +102,14 @@ def fit_em(
     seconds: list[float] = []
     previous = -np.inf
     slack = 0.0  # how much the last M-step may lower the objective (inexact M-steps)
-    converged = False
+    done = False
     objective = -np.inf
     for iteration in range(1, max_iter + 1):
         start = time.perf_counter()
         stats = engine.map_reduce(model.expectation(params), *data, row_bytes=row_bytes)
+        more = None if supplement is None else supplement(params, stats)
+        if more is not None:
+            stats = stats + engine.map_reduce(more, *data, row_bytes=row_bytes)
         objective = model.objective(params, stats)
         if not np.isfinite(objective):
             raise MonotonicityError(
@@ -108,18 +123,18 @@ def fit_em(
                 _report_decrease(monotonicity, iteration, previous, objective)
             else:
                 change = 0.0  # round-off at a fixed point, or the allowed inexactness
-        params = model.m_step(params, stats)
+        previous_params, params = params, model.m_step(params, stats)
         slack = model.m_step_gap(params, stats)
         objectives.append(objective)
         seconds.append(time.perf_counter() - start)
         if callback is not None:
             callback(iteration, objective, change)
         previous = objective
-        if 0 <= change < tol:
-            converged = True
+        if 0 <= change < tol or (converged is not None and converged(previous_params, params)):
+            done = True
             break
     trace = EMTrace(np.asarray(objectives), np.asarray(seconds))
-    return EMResult(params, float(objective), converged, len(objectives), trace)
+    return EMResult(params, float(objective), done, len(objectives), trace)
 
 
 def _report_decrease(policy: str, iteration: int, previous: float, objective: float) -> None:
@@ -150,13 +165,24 @@ def fit_em_restarts(
     row_bytes: int = 0,
     callback: Callable[[int, float, float], None] | None = None,
     on_start: Callable[[int], None] | None = None,
+    converged: Callable[[P, P], bool] | None = None,
+    supplement: Callable[[P, Any], Callable[..., Any] | None] | None = None,
+    score: Callable[[P], float] | None = None,
 ) -> EMResult[P]:
     """Run EM from ``n_init`` initializations drawn with ``rng`` and keep the best run.
 
+    Runs are compared by the last objective each computed (that of its parameters before
+    the last M-step) or, when given, by ``score(params)`` of its final parameters (higher
+    is better; k-means compares its runs' final inertia, as scikit-learn does). A run
+    replaces the best only if it beats it by more than round-off, so that equal runs
+    (the same clustering, up to the order of the clusters) keep the earliest.
+
     Warns with :class:`ConvergenceWarning` when the kept run did not converge (as
-    scikit-learn does), unless ``max_iter`` is the point (``tol == 0``).
+    scikit-learn does), unless ``max_iter`` is the point (``tol == 0``). ``converged`` and
+    ``supplement`` are :func:`fit_em`'s.
     """
     best: EMResult[P] | None = None
+    best_score = -np.inf
     for init in range(n_init):
         if on_start is not None:
             on_start(init)
@@ -171,9 +197,12 @@ def fit_em_restarts(
             dtype=dtype,
             row_bytes=row_bytes,
             callback=callback,
+            converged=converged,
+            supplement=supplement,
         )
-        if best is None or result.objective > best.objective:
-            best = result
+        run_score = result.objective if score is None or n_init == 1 else score(result.params)
+        if best is None or run_score > best_score + _decrease_tolerance(best_score, dtype):
+            best, best_score = result, run_score
     assert best is not None
     if not best.converged and tol > 0 and max_iter > 0:
         warnings.warn(

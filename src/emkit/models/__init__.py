@@ -1,6 +1,7 @@
 """Latent-variable models as pure functions: e-step statistics and m-step from statistics."""
 
 from emkit.models.factor_mixture import FactorMixture, FactorMixtureParams, FactorMixtureStats
+from emkit.models.kmeans import FarRows, KMeansModel, KMeansParams, KMeansStats
 from emkit.models.latent_factor import (
     NOISE_TYPES,
     FactorParams,
@@ -19,6 +20,10 @@ __all__ = [
     "FactorMixtureStats",
     "FactorParams",
     "FactorStats",
+    "FarRows",
+    "KMeansModel",
+    "KMeansParams",
+    "KMeansStats",
     "LatentFactor",
     "LatentFactorMoments",
     "Mixture",

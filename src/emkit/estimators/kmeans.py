@@ -1,0 +1,455 @@
+"""``emkit.KMeans``: a drop-in for ``sklearn.cluster.KMeans`` (Lloyd's algorithm), fitted
+as hard EM by the one driver."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from sklearn.base import (
+    BaseEstimator,
+    ClassNamePrefixFeaturesOutMixin,
+    ClusterMixin,
+    TransformerMixin,
+)
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from emkit._validation import (
+    as_float_matrix,
+    check_choice,
+    check_number,
+    check_positive_int,
+    check_random_state,
+    check_sample_weight,
+)
+from emkit.engines.memory import InMemoryEngine
+from emkit.estimators._mixture_base import logger, verbose_logging
+from emkit.exceptions import ConvergenceWarning, InputError
+from emkit.inference.em import MONOTONICITY_POLICIES, fit_em_restarts
+from emkit.inference.init import seed_from
+from emkit.models.kmeans import (
+    KMeansModel,
+    KMeansParams,
+    design_matrix,
+    nearest,
+    squared_distances,
+)
+
+__all__ = ["KMeans"]
+
+Array = NDArray[np.floating[Any]]
+
+INIT_METHODS = ("k-means++", "random")
+# n_init="auto": one run from k-means++ or given centers, ten from random starts
+_AUTO_N_INIT = {"k-means++": 1, "random": 10}
+
+
+class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, BaseEstimator):
+    """K-means clustering as hard EM (Lloyd's algorithm).
+
+    Hard (classification) EM for Gaussian clusters with equal weights and one shared
+    spherical covariance: each iteration assigns every row to its nearest center, then
+    moves each center to the (sample-weighted) mean of its rows. Same constructor,
+    attributes and methods as :class:`sklearn.cluster.KMeans` with ``algorithm="lloyd"``,
+    and the same centers from the same start: an integer ``random_state`` draws the same
+    k-means++ or random starts as scikit-learn. Beyond it: the objective trace
+    (``trace_``), a monotonicity check of every iteration, and chunked, multi-threaded
+    iterations.
+
+    Parameters
+    ----------
+    n_clusters : int, default=8
+        Number of clusters (centers).
+    init : {'k-means++', 'random'}, callable or array-like of shape \
+(n_clusters, n_features), default='k-means++'
+        How the starting centers are chosen: scikit-learn's greedy k-means++
+        (:func:`sklearn.cluster.kmeans_plusplus`, weighted by ``sample_weight``),
+        ``n_clusters`` distinct rows drawn with probability proportional to their weight,
+        the given centers, or ``init(X, n_clusters, random_state=...)``. As in
+        scikit-learn, a callable receives the data centred on their mean and returns
+        centers in those coordinates, and ``random_state`` is a
+        :class:`numpy.random.RandomState`.
+    n_init : 'auto' or int, default='auto'
+        Number of runs from different starts; the run with the lowest inertia is kept.
+        ``'auto'``: 1 for ``'k-means++'`` and given centers, 10 for ``'random'`` and a
+        callable (scikit-learn's rule).
+    max_iter : int, default=300
+        Maximum number of iterations of a run.
+    tol : float, default=1e-4
+        A run stops when the squared shift of the centers, sum_k ||c_k^new - c_k||^2, is at
+        most ``tol`` times the mean of the features' variances (scikit-learn's rule), which
+        includes the iteration at which no row changes cluster.
+    verbose : int, default=0
+        Log each iteration's objective (logger ``"emkit"``).
+    random_state : int, RandomState, Generator or None, default=None
+        Seeds the starts.
+    monotonicity : {'warn', 'raise', 'off'}, default='warn'
+        What to do if the objective (minus the inertia per unit of weight) decreases
+        between iterations, which exact arithmetic rules out.
+    chunk_size : int or None, default=None
+        Rows per chunk of an iteration; ``None`` sizes chunks for the CPU cache.
+    n_threads : int or None, default=None
+        Threads for the chunks; ``None`` uses every available core.
+
+    Attributes
+    ----------
+    cluster_centers_ : ndarray of shape (n_clusters, n_features)
+        The centers, in the dtype of X (float32 or float64).
+    labels_ : ndarray of shape (n_samples,)
+        The nearest center of each training row (``predict`` on the training data).
+    inertia_ : float
+        Sum of the rows' squared distances to their nearest center, weighted by
+        ``sample_weight``.
+    n_iter_ : int
+        Iterations of the kept run.
+    converged_ : bool
+        Whether the kept run met ``tol`` before ``max_iter``.
+    trace_ : EMTrace
+        The kept run's objective (minus the inertia per unit of weight, before each
+        M-step) and seconds per iteration.
+    n_features_in_ : int
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Defined only when ``X`` has feature names that are all strings.
+
+    Notes
+    -----
+    A cluster that gets no rows is moved, as in scikit-learn, onto a row far from its
+    center. Where scikit-learn's choice is arbitrary (three or more clusters empty at
+    once), emkit gives them the farthest rows in decreasing distance; where no row can be
+    taken (every row on its center), a cluster keeps its center rather than joining the
+    largest cluster.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from emkit import KMeans
+    >>> X = np.array([[1, 2], [1, 4], [1, 0], [10, 2], [10, 4], [10, 0]])
+    >>> km = KMeans(n_clusters=2, random_state=0).fit(X)
+    >>> km.labels_
+    array([1, 1, 1, 0, 0, 0])
+    >>> km.predict([[0, 0], [12, 3]])
+    array([1, 0])
+    >>> km.cluster_centers_
+    array([[10.,  2.],
+           [ 1.,  2.]])
+    >>> float(km.inertia_)
+    16.0
+    """
+
+    def __init__(
+        self,
+        n_clusters: int = 8,
+        *,
+        init: str | ArrayLike | Callable[..., Any] = "k-means++",
+        n_init: str | int = "auto",
+        max_iter: int = 300,
+        tol: float = 1e-4,
+        verbose: int = 0,
+        random_state: Any = None,
+        monotonicity: str = "warn",
+        chunk_size: int | None = None,
+        n_threads: int | None = None,
+    ) -> None:
+        self.n_clusters = n_clusters
+        self.init = init
+        self.n_init = n_init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.verbose = verbose
+        self.random_state = random_state
+        self.monotonicity = monotonicity
+        self.chunk_size = chunk_size
+        self.n_threads = n_threads
+
+    # -- validation ------------------------------------------------------------------
+
+    def _check_parameters(self) -> None:
+        """Declarative checks of the constructor arguments, run at fit time."""
+        check_positive_int("n_clusters", self.n_clusters)
+        check_positive_int("max_iter", self.max_iter)
+        check_number("tol", self.tol)
+        check_positive_int("verbose", self.verbose, minimum=0)
+        check_choice("monotonicity", self.monotonicity, MONOTONICITY_POLICIES)
+        check_random_state(self.random_state)
+        if not (isinstance(self.n_init, str) and self.n_init == "auto"):
+            if isinstance(self.n_init, str):
+                raise InputError(f"n_init must be 'auto' or an integer >= 1, got {self.n_init!r}.")
+            check_positive_int("n_init", self.n_init)
+        if isinstance(self.init, str):
+            check_choice("init", self.init, INIT_METHODS)
+
+    def _validate_X(self, X: Any, *, reset: bool) -> Array:
+        arr = as_float_matrix(X, dtype=None)  # float64 and float32 data are used as they are
+        if not reset and arr.shape[1] != self.n_features_in_:
+            raise InputError(
+                f"X has {arr.shape[1]} features, but KMeans is expecting "
+                f"{self.n_features_in_} features as input: pass data with the columns the "
+                "model was fitted on."
+            )
+        # feature names and n_features_in_ the scikit-learn way, after our own checks
+        validate_data(self, X, reset=reset, skip_check_array=True)
+        return arr
+
+    def _given_centers(self, n_features: int, dtype: Any) -> Array | None:
+        """``init`` as an array of centers, checked, or None when it is a method."""
+        if isinstance(self.init, str) or callable(self.init):
+            return None
+        return _check_centers(self.init, self.n_clusters, n_features, dtype, "init")
+
+    def _resolve_n_init(self) -> int:
+        """scikit-learn's rule: 'auto' is 1 from k-means++ or given centers, 10 otherwise;
+        given centers run once whatever n_init says (with a warning, as there)."""
+        if isinstance(self.init, str):
+            auto = _AUTO_N_INIT[self.init]
+        else:
+            auto = 10 if callable(self.init) else 1
+        if isinstance(self.n_init, str):  # "auto"
+            return auto
+        if not isinstance(self.init, str) and not callable(self.init) and self.n_init != 1:
+            warnings.warn(
+                "Explicit initial center position passed: performing only one init in "
+                f"KMeans instead of n_init={self.n_init}.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            return 1
+        return int(self.n_init)
+
+    # -- fitting ---------------------------------------------------------------------
+
+    def fit(self, X: ArrayLike, y: Any = None, sample_weight: ArrayLike | None = None) -> Any:
+        """Compute k-means clustering.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training rows; float32 data are worked on in float32.
+        y : ignored
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weights; an integer weight is the same as repeating the row.
+            The starts 'k-means++' and 'random' draw rows in proportion to it.
+
+        Returns
+        -------
+        self : KMeans
+        """
+        self._check_parameters()
+        Xa = self._validate_X(X, reset=True)
+        n, d = Xa.shape
+        K = int(self.n_clusters)
+        if n < K:
+            raise InputError(
+                f"X has {n} sample{'' if n == 1 else 's'} but n_clusters={K}: k-means needs "
+                "at least as many samples as clusters. Decrease n_clusters or pass more data."
+            )
+        w = check_sample_weight(sample_weight, n, Xa.dtype.type)
+        given = self._given_centers(d, Xa.dtype)
+        n_init = self._resolve_n_init()
+
+        # Centre the data once, as scikit-learn does, for accurate expanded distances.
+        shift = Xa.mean(axis=0)
+        A = design_matrix(Xa, shift)
+        # scikit-learn's tol is relative to the mean variance of the features, which is
+        # the mean squared norm of the centred rows over d
+        model = KMeansModel(float(self.tol) * float(A[:, d + 1].mean()) / d, Xa.dtype.type)
+        draw = _starts(
+            self.init, given, A[:, :d], A[:, d + 1], w, K, shift, _legacy_stream(self.random_state)
+        )
+
+        def centers_of(params: KMeansParams) -> Array:
+            return (params.centers + shift).astype(Xa.dtype)
+
+        def callback(iteration: int, objective: float, change: float) -> None:
+            if self.verbose:
+                logger.info(
+                    "  Iteration %d\t objective %.8g\t change %.3g", iteration, objective, change
+                )
+
+        with (
+            InMemoryEngine(self.chunk_size, self.n_threads) as engine,
+            verbose_logging(self.verbose),
+        ):
+            result = fit_em_restarts(
+                model,
+                engine,
+                (A, w),
+                lambda _rng: draw(),  # scikit-learn's RandomState stream, not a Generator
+                n_init=n_init,
+                rng=np.random.default_rng(0),
+                # the stopping rule is the centers' shift; the objective only checks
+                tol=0.0,
+                max_iter=int(self.max_iter),
+                monotonicity=self.monotonicity,
+                dtype=Xa.dtype.type,
+                row_bytes=model.row_bytes(d),
+                callback=callback,
+                on_start=(lambda i: logger.info("Initialization %d", i)) if self.verbose else None,
+                converged=model.converged,
+                supplement=model.supplement,
+                # runs compare by their final centers' inertia, as in scikit-learn
+                score=lambda params: -_assign(engine, Xa, w, centers_of(params))[1],
+            )
+            self.cluster_centers_ = centers_of(result.params)
+            # the final assignment is predict's, so that fit(X).predict(X) == labels_
+            self.labels_, self.inertia_ = _assign(engine, Xa, w, self.cluster_centers_)
+        self.n_iter_ = result.n_iter
+        self.converged_ = result.converged
+        self.trace_ = result.trace
+        self._n_features_out = K
+        distinct = np.unique(self.labels_).shape[0]
+        if distinct < K:
+            warnings.warn(
+                f"Number of distinct clusters ({distinct}) found smaller than n_clusters "
+                f"({K}). Possibly due to duplicate points in X.",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+        return self
+
+    # -- the fitted model -------------------------------------------------------------
+
+    def predict(self, X: ArrayLike) -> NDArray[np.intp]:
+        """The nearest center of each sample, shape (n_samples,)."""
+        check_is_fitted(self)
+        Xa = self._validate_X(X, reset=False)
+        with InMemoryEngine(self.chunk_size, self.n_threads) as engine:
+            return _assign(engine, Xa, None, self.cluster_centers_, inertia=False)[0]
+
+    def fit_predict(
+        self, X: ArrayLike, y: Any = None, sample_weight: ArrayLike | None = None
+    ) -> NDArray[np.intp]:
+        """Fit and return ``labels_``."""
+        return np.asarray(self.fit(X, sample_weight=sample_weight).labels_)
+
+    def transform(self, X: ArrayLike) -> Array:
+        """Euclidean distance of each sample to each center, shape (n_samples, n_clusters)."""
+        from sklearn.metrics.pairwise import euclidean_distances
+
+        check_is_fitted(self)
+        Xa = self._validate_X(X, reset=False)
+        shift, centers = _centred(self.cluster_centers_, Xa.dtype)
+        centers_work = centers.astype(Xa.dtype)
+        row_bytes = (Xa.shape[1] + 3 * centers.shape[0]) * Xa.itemsize
+        with InMemoryEngine(self.chunk_size, self.n_threads) as engine:
+            return np.asarray(
+                engine.map_rows(
+                    lambda c: euclidean_distances(c - shift, centers_work), Xa, row_bytes=row_bytes
+                )
+            )
+
+    def fit_transform(
+        self, X: ArrayLike, y: Any = None, sample_weight: ArrayLike | None = None
+    ) -> Array:
+        """Fit and return the distances of the samples to the centers."""
+        return self.fit(X, sample_weight=sample_weight).transform(X)
+
+    def score(self, X: ArrayLike, y: Any = None, sample_weight: ArrayLike | None = None) -> float:
+        """Minus the inertia of ``X`` (weighted by ``sample_weight``) under the centers."""
+        check_is_fitted(self)
+        Xa = self._validate_X(X, reset=False)
+        w = check_sample_weight(sample_weight, Xa.shape[0], Xa.dtype.type)
+        with InMemoryEngine(self.chunk_size, self.n_threads) as engine:
+            return -_assign(engine, Xa, w, self.cluster_centers_)[1]
+
+
+def _centred(centers: Array, dtype: Any) -> tuple[Array, NDArray[np.float64]]:
+    """(shift, centers - shift) in float64: predictions expand the distances about the
+    centers' mean, where the rows are (as accurate as the fit's centring on the data)."""
+    centers64 = np.asarray(centers, dtype=np.float64)
+    shift = centers64.mean(axis=0)
+    return shift.astype(dtype), centers64 - shift
+
+
+def _assign(
+    engine: InMemoryEngine, X: Array, w: Array | None, centers: Array, *, inertia: bool = True
+) -> tuple[NDArray[np.intp], float]:
+    """The nearest of ``centers`` for each row of ``X`` and, unless told not to, the
+    (weighted) inertia, its distances computed directly."""
+    shift, centred = _centred(centers, X.dtype)
+    row_bytes = (X.shape[1] + 2 * centred.shape[0]) * X.itemsize
+    labels = engine.map_rows(lambda c: nearest(c - shift, centred), X, row_bytes=row_bytes)
+    if not inertia:
+        return labels, float("nan")
+
+    def chunk_inertia(c: Array, wc: Array | None, lab: NDArray[np.intp]) -> float:
+        dist = squared_distances(c - shift, centred, lab)
+        return float(dist.sum() if wc is None else wc @ dist)
+
+    return labels, float(engine.map_reduce(chunk_inertia, X, w, labels, row_bytes=row_bytes))
+
+
+def _check_centers(value: Any, n_clusters: int, n_features: int, dtype: Any, name: str) -> Array:
+    """Centers given by the user (``init`` or what a callable ``init`` returned)."""
+    try:
+        centers = np.asarray(value, dtype=dtype)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{name} must be numeric centers: {exc}") from exc
+    if centers.shape != (n_clusters, n_features):
+        raise InputError(
+            f"{name} must have shape (n_clusters, n_features) = ({n_clusters}, {n_features}), "
+            f"got {centers.shape}. Pass one center per cluster, with the columns of X."
+        )
+    if not np.isfinite(centers).all():
+        raise InputError(f"{name} contains NaN or infinity; pass finite centers.")
+    return centers
+
+
+def _legacy_stream(random_state: Any) -> np.random.RandomState:
+    """scikit-learn's random stream for the starts, so that the same ``random_state``
+    draws the same starts as :class:`sklearn.cluster.KMeans` (a RandomState passed in is
+    used, and advanced, as there)."""
+    if isinstance(random_state, np.random.RandomState):
+        return random_state
+    if isinstance(random_state, int | np.integer) and not isinstance(random_state, bool):
+        return np.random.RandomState(int(random_state))
+    return np.random.RandomState(seed_from(check_random_state(random_state)))
+
+
+def _starts(
+    init: Any,
+    given: Array | None,
+    X: Array,
+    x_squared_norms: Array,
+    w: Array | None,
+    n_clusters: int,
+    shift: Array,
+    random: np.random.RandomState,
+) -> Callable[[], KMeansParams]:
+    """The starting centers of one run after another, in the centred coordinates of the
+    rows ``X``, drawn from ``random`` as scikit-learn draws them."""
+    n, d = X.shape
+
+    def draw() -> KMeansParams:
+        centers: Array
+        if given is not None:
+            centers = given - shift
+        elif callable(init):
+            centers = _check_centers(
+                init(X, n_clusters, random_state=random), n_clusters, d, X.dtype, "init(X)"
+            )
+        elif init == "k-means++":
+            from sklearn.cluster import kmeans_plusplus
+
+            centers, _ = kmeans_plusplus(
+                X,
+                n_clusters,
+                sample_weight=w,
+                x_squared_norms=x_squared_norms,
+                random_state=random,
+            )
+        else:  # "random": distinct rows, drawn in proportion to their weight
+            weights = np.ones(n, dtype=X.dtype) if w is None else w
+            if np.count_nonzero(weights) < n_clusters:
+                raise InputError(
+                    f"init='random' draws {n_clusters} distinct rows of positive weight, but "
+                    f"sample_weight has only {np.count_nonzero(weights)} positive values. "
+                    "Decrease n_clusters or use init='k-means++'."
+                )
+            rows = random.choice(n, size=n_clusters, replace=False, p=weights / weights.sum())
+            centers = X[rows]
+        return KMeansParams(np.asarray(centers, dtype=np.float64))
+
+    return draw

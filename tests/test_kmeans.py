@@ -1,0 +1,365 @@
+"""emkit.KMeans: scikit-learn's Lloyd from the same start, invariants, equivalences, errors."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+from conftest import DATASETS, blobs
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sklearn.cluster import KMeans as SkKMeans
+from sklearn.metrics.pairwise import euclidean_distances
+
+from emkit import ConvergenceWarning, InputError, KMeans
+from emkit.models.kmeans import KMeansModel, KMeansParams, KMeansStats, design_matrix
+
+
+def _start(X: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
+    """k distinct rows of X, as initial centers."""
+    return X[np.random.default_rng(seed).choice(X.shape[0], k, replace=False)].copy()
+
+
+def _both(X, init, sample_weight=None, **kw):
+    """emkit's and scikit-learn's Lloyd fitted from the same centers."""
+    kw = {"n_init": 1, "tol": 1e-4, "max_iter": 300, **kw}
+    ours = KMeans(init.shape[0], init=init, monotonicity="raise", **kw)
+    ours.fit(X, sample_weight=sample_weight)
+    ref = SkKMeans(init.shape[0], init=init, algorithm="lloyd", **kw)
+    ref.fit(X, sample_weight=sample_weight)
+    return ours, ref
+
+
+def _assert_same(ours, ref, rtol: float = 1e-10) -> None:
+    scale = np.abs(ref.cluster_centers_).max()
+    np.testing.assert_allclose(
+        ours.cluster_centers_, ref.cluster_centers_, rtol=rtol, atol=rtol * scale
+    )
+    np.testing.assert_array_equal(ours.labels_, ref.labels_)
+    assert ours.inertia_ == pytest.approx(ref.inertia_, rel=rtol)
+    assert ours.n_iter_ == ref.n_iter_
+
+
+# -- scikit-learn's Lloyd from the same centers ------------------------------------------
+
+
+@pytest.mark.parametrize("k", [2, 3, 5])
+def test_same_centers_labels_and_inertia_as_sklearn(dataset: np.ndarray, k: int) -> None:
+    ours, ref = _both(dataset, _start(dataset, k, seed=k))
+    _assert_same(ours, ref)
+    assert ours.converged_
+
+
+def test_same_as_sklearn_with_sample_weights(dataset: np.ndarray) -> None:
+    w = np.random.default_rng(1).uniform(0.1, 3.0, dataset.shape[0])
+    ours, ref = _both(dataset, _start(dataset, 4), sample_weight=w)
+    _assert_same(ours, ref)
+
+
+def test_same_as_sklearn_with_many_clusters_in_several_blocks_of_rows() -> None:
+    X = blobs(4000, 3, 12, seed=8, spread=3.0)  # K = 60: distances in blocks of 1092 rows
+    ours, ref = _both(X, _start(X, 60), max_iter=30)
+    _assert_same(ours, ref)
+
+
+def test_tol_zero_runs_both_to_the_same_fixed_point() -> None:
+    X = DATASETS["overlapping2d"]()
+    ours, ref = _both(X, _start(X, 6), tol=0.0)
+    _assert_same(ours, ref)
+    # the last iteration moved nothing: the centers are the means of their rows
+    means = np.array([X[ours.labels_ == k].mean(axis=0) for k in range(6)])
+    np.testing.assert_allclose(ours.cluster_centers_, means, rtol=1e-12)
+
+
+def test_max_iter_stops_both_at_the_same_place() -> None:
+    X = DATASETS["overlapping2d"]()
+    ours, ref = _both(X, _start(X, 8, seed=3), tol=0.0, max_iter=3)
+    _assert_same(ours, ref)
+    assert ours.n_iter_ == 3 and not ours.converged_
+
+
+def test_float32_data_are_fitted_in_float32_close_to_sklearn() -> None:
+    X = blobs(2000, 4, 5, seed=7).astype(np.float32)
+    ours, ref = _both(X, _start(X, 5))
+    assert ours.cluster_centers_.dtype == np.float32
+    assert ours.transform(X[:3]).dtype == np.float32
+    np.testing.assert_allclose(ours.cluster_centers_, ref.cluster_centers_, rtol=1e-4, atol=1e-4)
+    assert (ours.labels_ == ref.labels_).mean() > 0.999
+    assert ours.inertia_ == pytest.approx(ref.inertia_, rel=1e-4)
+    # and float32 ends where float64 does
+    ours64, _ = _both(X.astype(np.float64), _start(X, 5).astype(np.float64))
+    np.testing.assert_allclose(ours.cluster_centers_, ours64.cluster_centers_, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("init", ["k-means++", "random"])
+def test_same_random_state_draws_the_same_starts_as_sklearn(init: str) -> None:
+    X = blobs(600, 3, 4, seed=11)
+    w = np.random.default_rng(0).uniform(0.5, 2.0, X.shape[0])
+    for sample_weight in (None, w):
+        ours = KMeans(5, init=init, random_state=42).fit(X, sample_weight=sample_weight)
+        ref = SkKMeans(5, init=init, random_state=42).fit(X, sample_weight=sample_weight)
+        _assert_same(ours, ref)
+
+
+def test_one_empty_cluster_takes_the_farthest_row_as_in_sklearn() -> None:
+    X = DATASETS["blobs3d"]()
+    init = _start(X, 4)
+    init[2] = X.max(axis=0) + 100.0  # no row is nearest to it at the start
+    ours, ref = _both(X, init)
+    _assert_same(ours, ref)
+    assert np.unique(ours.labels_).shape[0] == 4
+
+
+def test_two_empty_clusters_take_the_two_farthest_rows_as_in_sklearn() -> None:
+    X = DATASETS["blobs3d"]()
+    init = _start(X, 5)
+    init[1] = X.max(axis=0) + 100.0
+    init[3] = X.min(axis=0) - 200.0
+    ours, ref = _both(X, init, tol=0.0)
+    _assert_same(ours, ref)
+
+
+def test_an_empty_cluster_keeps_its_center_when_every_row_is_on_its_center() -> None:
+    X = np.repeat([[0.0, 0.0], [1.0, 1.0]], 5, axis=0)
+    init = np.array([[0.0, 0.0], [1.0, 1.0], [9.0, 9.0]])
+    with pytest.warns(ConvergenceWarning, match=r"distinct clusters \(2\) found smaller than"):
+        km = KMeans(3, init=init, monotonicity="raise").fit(X)
+    np.testing.assert_array_equal(km.cluster_centers_, init)
+    assert km.inertia_ == 0.0
+
+
+# -- invariants ----------------------------------------------------------------------------
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 10_000),
+    n=st.integers(10, 300),
+    d=st.integers(1, 5),
+    k=st.integers(1, 8),
+    spread=st.sampled_from([0.1, 3.0, 100.0]),
+    offset=st.sampled_from([0.0, 1e4]),
+    weighted=st.booleans(),
+    dtype=st.sampled_from([np.float64, np.float32]),
+)
+def test_objective_never_decreases(seed, n, d, k, spread, offset, weighted, dtype) -> None:
+    rng = np.random.default_rng(seed)
+    X = (rng.normal(0, spread, (k, d))[rng.integers(0, k, n)] + rng.normal(size=(n, d))).astype(
+        dtype
+    ) + dtype(offset)
+    w = rng.uniform(0.0, 2.0, n) if weighted else None
+    km = KMeans(k, init="random", n_init=1, tol=0.0, max_iter=50, random_state=seed)
+    km.set_params(monotonicity="raise", chunk_size=int(rng.integers(1, n + 1)))
+    km.fit(X, sample_weight=w)  # raises MonotonicityError on a decrease
+    objective = km.trace_.objective
+    assert objective.shape == (km.n_iter_,)
+    # the inertia that ends the fit is no worse than the last iteration's
+    # up to round-off in the rows' squared norms (float32: eps32 of the total variance)
+    weights = np.ones(n) if w is None else w
+    centred = X.astype(np.float64) - X.astype(np.float64).mean(axis=0)
+    variance = weights @ (centred**2).sum(axis=1) / weights.sum()
+    slack = (1e-12 if dtype == np.float64 else 1e-6) * variance
+    assert -km.inertia_ / weights.sum() >= objective[-1] - slack
+
+
+def test_integer_weights_are_repeated_rows() -> None:
+    X = DATASETS["blobs3d"]()
+    w = np.random.default_rng(2).integers(0, 4, X.shape[0])
+    init = _start(X[w > 0], 4)
+    weighted = KMeans(4, init=init, tol=0.0).fit(X, sample_weight=w)
+    repeated = KMeans(4, init=init, tol=0.0).fit(np.repeat(X, w, axis=0))
+    np.testing.assert_allclose(weighted.cluster_centers_, repeated.cluster_centers_, rtol=1e-12)
+    assert weighted.inertia_ == pytest.approx(repeated.inertia_, rel=1e-12)
+    assert weighted.n_iter_ == repeated.n_iter_
+    np.testing.assert_array_equal(np.repeat(weighted.labels_, w), repeated.labels_)
+
+
+@pytest.mark.parametrize("chunk_size, n_threads", [(1, 1), (7, 2), (64, 3), (None, 1)])
+def test_chunks_and_threads_do_not_change_the_result(chunk_size, n_threads) -> None:
+    X = blobs(900, 4, 6, seed=5, spread=2.0)
+    init = _start(X, 6)
+    whole = KMeans(6, init=init, chunk_size=10_000, n_threads=1).fit(X)
+    chunked = KMeans(6, init=init, chunk_size=chunk_size, n_threads=n_threads).fit(X)
+    np.testing.assert_allclose(chunked.cluster_centers_, whole.cluster_centers_, rtol=1e-12)
+    np.testing.assert_array_equal(chunked.labels_, whole.labels_)
+    assert chunked.n_iter_ == whole.n_iter_
+    assert chunked.inertia_ == pytest.approx(whole.inertia_, rel=1e-12)
+
+
+def test_row_order_does_not_matter() -> None:
+    X = DATASETS["overlapping2d"]()
+    order = np.random.default_rng(0).permutation(X.shape[0])
+    init = _start(X, 5)
+    a = KMeans(5, init=init).fit(X)
+    b = KMeans(5, init=init).fit(X[order])
+    np.testing.assert_allclose(a.cluster_centers_, b.cluster_centers_, rtol=1e-12)
+    np.testing.assert_array_equal(a.labels_[order], b.labels_)
+
+
+def test_statistics_add_over_blocks_and_give_the_inertia() -> None:
+    X = blobs(5000, 3, 4, seed=9)
+    w = np.random.default_rng(1).uniform(0, 2, X.shape[0])
+    A = design_matrix(X, X.mean(axis=0))
+    centers = _start(A[:, :3], 4)
+    model = KMeansModel()
+    e_step = model.expectation(KMeansParams(centers))
+    whole = e_step(A, w)
+    parts = e_step(A[:2345], w[:2345]) + e_step(A[2345:], w[2345:])
+    for field in ("nk", "sum_x", "sum_xx"):
+        np.testing.assert_allclose(getattr(parts, field), getattr(whole, field), rtol=1e-12)
+    # the inertia from the statistics is the direct sum of squared distances
+    labels = ((A[:, None, :3] - centers) ** 2).sum(axis=2).argmin(axis=1)
+    distances = ((A[:, :3] - centers[labels]) ** 2).sum(axis=1)
+    assert whole.inertia(centers) == pytest.approx(w @ distances, rel=1e-12)
+    np.testing.assert_allclose(whole.nk, np.bincount(labels, w, minlength=4), rtol=1e-12)
+    # no far rows unless a cluster is empty; then the K farthest rows, farthest first
+    assert whole.far is None and model.supplement(KMeansParams(centers), whole) is None
+    empty = whole + KMeansStats(-whole.nk * np.array([0, 1, 0, 0]), whole.sum_x, whole.sum_xx)
+    far_rows = model.supplement(KMeansParams(centers), empty)
+    far = (far_rows(A[:2345], w[:2345]) + far_rows(A[2345:], w[2345:])).far
+    order = np.argsort(-distances, kind="stable")[:4]
+    np.testing.assert_allclose(far.distance, distances[order], rtol=1e-12)
+    np.testing.assert_array_equal(far.label, labels[order])
+    np.testing.assert_array_equal(far.x, A[order, :3])
+    np.testing.assert_array_equal(far.weight, w[order])
+
+
+# -- the fitted estimator ------------------------------------------------------------------
+
+
+def test_predict_transform_score_and_the_fit_shortcuts_agree() -> None:
+    X = blobs(400, 3, 3, seed=4) + 1e3  # far from the origin: distances are expanded about it
+    km = KMeans(3, random_state=0).fit(X)
+    np.testing.assert_array_equal(km.predict(X), km.labels_)
+    np.testing.assert_array_equal(KMeans(3, random_state=0).fit_predict(X), km.labels_)
+    distances = km.transform(X)
+    direct = np.sqrt(((X[:, None, :] - km.cluster_centers_) ** 2).sum(axis=2))
+    np.testing.assert_allclose(distances, direct, rtol=1e-9)
+    # scikit-learn expands about the origin, 1e3 away: it loses digits that emkit keeps
+    np.testing.assert_allclose(distances, euclidean_distances(X, km.cluster_centers_), rtol=1e-5)
+    np.testing.assert_allclose(KMeans(3, random_state=0).fit_transform(X), distances)
+    np.testing.assert_array_equal(distances.argmin(axis=1), km.labels_)
+    assert km.score(X) == pytest.approx(-km.inertia_, rel=1e-12)
+    assert km.inertia_ == pytest.approx((distances.min(axis=1) ** 2).sum(), rel=1e-9)
+    w = np.random.default_rng(0).uniform(0, 2, X.shape[0])
+    assert km.score(X, sample_weight=w) == pytest.approx(
+        -(w @ distances.min(axis=1) ** 2), rel=1e-9
+    )
+    assert km.trace_.objective[-1] <= -km.inertia_ / X.shape[0] + 1e-9
+    assert km.get_feature_names_out().tolist() == ["kmeans0", "kmeans1", "kmeans2"]
+
+
+def test_n_init_keeps_the_best_run() -> None:
+    X = blobs(500, 2, 6, seed=12, spread=2.0)
+    runs = [KMeans(6, init="random", n_init=1, random_state=s).fit(X).inertia_ for s in range(5)]
+    best = KMeans(6, init="random", n_init=10, random_state=0).fit(X)
+    assert best.inertia_ <= min(runs) + 1e-9
+    assert KMeans(6, init="random", random_state=0).fit(X).inertia_ == best.inertia_  # auto: 10
+
+
+def test_callable_init_gets_centred_data_and_a_random_state() -> None:
+    X = blobs(300, 2, 3, seed=1) + 50.0
+    seen = {}
+
+    def init(data, n_clusters, random_state):
+        seen.update(mean=data.mean(axis=0), random_state=random_state)
+        return data[:n_clusters]
+
+    km = KMeans(3, init=init, n_init=1, random_state=0).fit(X)
+    np.testing.assert_allclose(seen["mean"], 0.0, atol=1e-9)
+    assert isinstance(seen["random_state"], np.random.RandomState)
+    ref = SkKMeans(3, init=X[:3], n_init=1).fit(X)
+    np.testing.assert_allclose(km.cluster_centers_, ref.cluster_centers_, rtol=1e-10)
+
+
+def test_given_centers_with_n_init_warn_and_run_once() -> None:
+    X = blobs(100, 2, 2, seed=0)
+    with pytest.warns(
+        RuntimeWarning, match="performing only one init in KMeans instead of n_init=3"
+    ):
+        km = KMeans(2, init=X[:2], n_init=3).fit(X)
+    assert km.n_iter_ >= 1
+
+
+def test_duplicate_points_warn_of_fewer_distinct_clusters() -> None:
+    X = np.repeat([[0.0], [1.0]], 4, axis=0)
+    with pytest.warns(
+        ConvergenceWarning, match=r"distinct clusters \(2\) found smaller than n_clusters \(3\)"
+    ):
+        KMeans(3, random_state=0).fit(X)
+
+
+def test_verbose_logs_each_iteration(caplog: pytest.LogCaptureFixture) -> None:
+    X = blobs(100, 2, 2, seed=0)
+    with caplog.at_level(logging.INFO, logger="emkit"):
+        km = KMeans(2, random_state=0, verbose=1).fit(X)
+    text = caplog.text
+    assert "Initialization 0" in text
+    assert text.count("Iteration") == km.n_iter_
+
+
+def test_kmeans_plusplus_is_close_to_sklearns_best_on_large_k() -> None:
+    X = blobs(3000, 5, 20, seed=3, spread=6.0)
+    ours = KMeans(20, n_init=3, random_state=1).fit(X)
+    ref = SkKMeans(20, n_init=3, random_state=1).fit(X)
+    assert ours.inertia_ == pytest.approx(ref.inertia_, rel=1e-9)
+
+
+# -- errors --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        ({"n_clusters": 0}, r"n_clusters must be an integer >= 1, got 0"),
+        ({"n_clusters": 2.5}, r"n_clusters must be an integer >= 1, got 2\.5"),
+        ({"init": "kmeans"}, r"init must be one of 'k-means\+\+', 'random', got 'kmeans'"),
+        ({"n_init": 0}, r"n_init must be an integer >= 1, got 0"),
+        ({"n_init": "many"}, r"n_init must be 'auto' or an integer >= 1, got 'many'"),
+        ({"max_iter": 0}, r"max_iter must be an integer >= 1, got 0"),
+        ({"tol": -1.0}, r"tol must be a finite number >= 0\.0, got -1\.0"),
+        ({"verbose": -1}, r"verbose must be an integer >= 0, got -1"),
+        ({"monotonicity": "never"}, r"monotonicity must be one of 'raise', 'warn', 'off'"),
+        ({"random_state": "seed"}, r"random_state must be None, an int"),
+        ({"chunk_size": 0}, r"chunk_size must be a positive integer or None, got 0"),
+        ({"n_threads": 0}, r"n_threads must be a positive integer or None, got 0"),
+        (
+            {"init": np.zeros((2, 2))},
+            r"init must have shape \(n_clusters, n_features\) = \(3, 2\), got \(2, 2\)",
+        ),
+        ({"init": np.full((3, 2), np.nan)}, r"init contains NaN or infinity; pass finite centers"),
+        ({"init": [["a", "b"]] * 3}, r"init must be numeric centers"),
+        ({"init": lambda X, k, random_state: X[:2]}, r"init\(X\) must have shape .* got \(2, 2\)"),
+    ],
+)
+def test_bad_parameters_are_named_with_the_fix(params, match) -> None:
+    X = blobs(50, 2, 2, seed=0)
+    with pytest.raises(InputError, match=match):
+        KMeans(**{"n_clusters": 3, **params}).fit(X)
+
+
+def test_bad_data_are_named_with_the_fix() -> None:
+    X = blobs(50, 2, 2, seed=0)
+    with pytest.raises(
+        InputError, match=r"X has 2 samples but n_clusters=3: .* Decrease n_clusters"
+    ):
+        KMeans(3).fit(X[:2])
+    with pytest.raises(InputError, match=r"X has 1 sample but n_clusters=3"):
+        KMeans(3).fit(X[:1])
+    bad = X.copy()
+    bad[4, 1] = np.nan
+    with pytest.raises(InputError, match=r"X contains NaN \(first at row 4, column 1\)"):
+        KMeans(3).fit(bad)
+    with pytest.raises(InputError, match=r"sample_weight must have shape \(50,\) to match X"):
+        KMeans(3).fit(X, sample_weight=np.ones(3))
+    w = np.zeros(50)
+    w[:2] = 1.0
+    with pytest.raises(InputError, match=r"init='random' draws 3 distinct rows .* only 2 positive"):
+        KMeans(3, init="random").fit(X, sample_weight=w)
+    km = KMeans(3, random_state=0).fit(X)
+    for method in (km.predict, km.transform, km.score):
+        with pytest.raises(
+            InputError, match=r"X has 3 features, but KMeans is expecting 2 features"
+        ):
+            method(np.ones((4, 3)))
