@@ -43,7 +43,7 @@ LOG_2PI = float(np.log(2.0 * np.pi))
 # A pattern with at least this many rows in a block is evaluated like complete data on its
 # observed coordinates (statistics and a matrix product: the per-row cost of complete
 # rows); rarer patterns row by row, where the per-pattern algebra would cost more.
-_PATTERN_ROWS = 32
+_PATTERN_ROWS = 16
 
 
 class _Group(NamedTuple):
