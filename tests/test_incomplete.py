@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from scipy import stats
 from scipy.special import logsumexp
 
-from emkit import GaussianMixture, MixtureModel
+from emkit import GaussianMixture, MixtureModel, MixtureOfFactorAnalyzers, MixtureOfPPCA
 from emkit.exceptions import InputError
 from emkit.families import (
     Bernoulli,
@@ -577,3 +577,53 @@ def test_car_truck_lecture_example_matches_direct_maximization() -> None:
     assert model.lower_bound_ * n == pytest.approx(-direct.fun, rel=1e-10)
     # only the two means are free parameters
     assert model._n_parameters() == 2
+
+
+@pytest.mark.parametrize("estimator", [MixtureOfPPCA, MixtureOfFactorAnalyzers])
+def test_hard_em_for_the_factor_mixtures(estimator) -> None:
+    rng = np.random.default_rng(0)
+    X = np.vstack(
+        [rng.normal(size=(200, 2)) @ rng.normal(size=(2, 5)) + c for c in (0.0, 6.0, -6.0)]
+    )
+    X += 0.1 * rng.normal(size=X.shape)
+    model = estimator(3, n_factors=2, hard=True, monotonicity="raise", tol=0, max_iter=25)
+    model.set_params(random_state=0).fit(X)
+    assert np.all(np.diff(model.lower_bounds_) >= -1e-12)
+    # log p(x) >= max_k log p(x, k), and the last M-step only raised the latter
+    assert model.lower_bound_ <= model.score(X) + 1e-12
+    # at the last E-step every row went wholly to one cluster: its mass is a count
+    labels = model.predict(X)
+    np.testing.assert_allclose(
+        np.sort(model.weights_), np.sort(np.bincount(labels, minlength=3) / len(X)), atol=0.01
+    )
+
+
+def test_kmeans_fixed_point_is_a_hard_em_fixed_point() -> None:
+    """KMeans is hard EM with equal weights and one shared spherical covariance: a
+    converged k-means is a fixed point of MixtureModel(hard=True) with those known."""
+    from emkit import KMeans
+
+    X = _correlated(600, 3, seed=4)
+    km = KMeans(3, n_init=1, random_state=0, tol=0).fit(X)
+    model = MixtureModel(
+        Gaussian("spherical"),
+        3,
+        hard=True,
+        fixed={"weights": np.full(3, 1 / 3), "covariances": np.full(3, 1.0)},
+        init_params="random_from_data",
+        random_state=0,
+        max_iter=200,
+        tol=0,
+        monotonicity="raise",
+    ).fit(X)
+    # started anywhere, hard EM lands on a k-means fixed point...
+    again = KMeans(3, init=model.means_, n_init=1, tol=0).fit(X)
+    np.testing.assert_allclose(again.cluster_centers_, model.means_, rtol=1e-10, atol=1e-10)
+    assert again.n_iter_ <= 2
+    # ... and from k-means' centers, hard EM stays there
+    fixed = model.set_params(warm_start=True, max_iter=5)
+    fixed.params_ = fixed.params_._replace(
+        components=fixed.family_.params_from_covariances(km.cluster_centers_, np.ones(3))
+    )
+    fixed.fit(X)
+    np.testing.assert_allclose(fixed.means_, km.cluster_centers_, rtol=1e-10, atol=1e-10)

@@ -36,6 +36,7 @@ from emkit.models.latent_factor import (
     ppca_maximum_likelihood,
     principal_frame,
 )
+from emkit.models.mixture import posterior
 
 __all__ = ["FactorMixture", "FactorMixtureParams", "FactorMixtureStats"]
 
@@ -44,9 +45,6 @@ LOG_2PI = float(np.log(2.0 * np.pi))
 
 # Added to every responsibility mass N_k before dividing, as for the other mixtures.
 _NK_FLOOR = 10.0 * float(np.finfo(np.float64).eps)
-# log-responsibilities below this (relative to a row's maximum) are clipped before exp:
-# they change nothing in float64, and subnormal numbers slow the CPU down.
-_LOG_RESP_FLOOR = -600.0
 
 
 class FactorMixtureParams(NamedTuple):
@@ -94,6 +92,8 @@ class FactorMixture:
     noise: NoiseStructure
     shift: Array
     noise_floor: float
+    # classification EM: each row wholly to its most probable component
+    hard: bool = False
 
     def _log_joint(self, params: FactorMixtureParams) -> Callable[[Array], Array]:
         """A function of shifted rows (n, d) giving log p(x_n, k), shape (n, K)."""
@@ -129,17 +129,9 @@ class FactorMixture:
 
         def e_step(X: Array, weights: Array | None) -> FactorMixtureStats:
             Y = np.subtract(X, shift, dtype=np.float64)
-            resp = log_joint(Y)
-            # log p(x_n) = m_n + log sum_k exp(log p(x_n, k) - m_n)
-            m = resp.max(axis=1)
-            resp -= m[:, None]
-            np.maximum(resp, _LOG_RESP_FLOOR, out=resp)
-            np.exp(resp, out=resp)
-            total = resp.sum(axis=1)
-            row_loglik = np.log(total) + m
             w = np.ones(Y.shape[0]) if weights is None else weights.astype(np.float64)
-            resp *= (w / total)[:, None]
-            return self._statistics(Y, resp, means, float(w @ row_loglik), float(w.sum()))
+            resp, loglik = posterior(log_joint(Y), None, w, None, None, self.hard)
+            return self._statistics(Y, resp, means, loglik, float(w.sum()))
 
         return e_step
 

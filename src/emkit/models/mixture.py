@@ -13,7 +13,7 @@ blocks, so chunks, threads, sample weights and (later) streams all share this co
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -23,7 +23,7 @@ from scipy.special import gammaln
 from emkit.exceptions import InputError
 from emkit.families._base import ComponentFamily, Fixed, Group, parse_fixed
 
-__all__ = ["Mixture", "MixtureParams", "MixtureStats", "fixed_weights"]
+__all__ = ["Mixture", "MixtureParams", "MixtureStats", "fixed_weights", "posterior"]
 
 Array = NDArray[np.floating[Any]]
 
@@ -128,7 +128,7 @@ class Mixture:
             Xp, T, log_prob, row = log_joint(X)
             if log_h is None:
                 log_h = family.log_base_measure(Xp)
-            resp, loglik = self._posterior(log_prob, row, weights, log_h, labels)
+            resp, loglik = posterior(log_prob, row, weights, log_h, labels, self.hard)
             # Sums within a chunk stay in the working dtype (pairwise: exact enough);
             # across chunks they add in float64. S = (T^T resp)^T runs as BLAS likes it
             # for statistic-major T.
@@ -147,7 +147,7 @@ class Mixture:
             Xp, _, log_prob, state = missing(X)
             if log_h is None:
                 log_h = family.log_base_measure(Xp)
-            resp, loglik = self._posterior(log_prob, None, weights, log_h, labels)
+            resp, loglik = posterior(log_prob, None, weights, log_h, labels, self.hard)
             sum_t, shared = family.missing_statistics(params.components, state, resp)
             return MixtureStats(resp.sum(axis=0), sum_t, shared, loglik, _total_weight(X, weights))
 
@@ -182,55 +182,6 @@ class Mixture:
             return Xp, observed, log_prob, state
 
         return joint
-
-    def _posterior(
-        self,
-        log_prob: Array,
-        row: Array | None,
-        weights: Array | None,
-        log_h: Array | None,
-        labels: NDArray[np.intp] | None,
-    ) -> tuple[Array, float]:
-        """Responsibilities (times the sample weights) from log p(x, k), in place, and
-        the block's objective: sum_n w_n log p(x_n) (soft), or sum_n w_n log p(x_n, z_n)
-        at the chosen z_n (hard EM); rows with a known label count log p(x_n, y_n)."""
-        resp = log_prob
-        known = None
-        if labels is not None:
-            rows = np.flatnonzero(labels >= 0)
-            if rows.size:
-                known = (rows, labels[rows])
-        n = resp.shape[0]
-        if self.hard:
-            choice = resp.argmax(axis=1)
-            if known is not None:
-                choice[known[0]] = known[1]
-            row_loglik = resp[np.arange(n), choice].astype(np.float64)
-            resp[...] = 0.0
-            resp[np.arange(n), choice] = 1.0 if weights is None else weights
-        else:
-            # log p(x_n) = m_n + log sum_k exp(log_prob_nk - m_n) + row_n
-            m = resp.max(axis=1)
-            if known is not None:
-                m[known[0]] = resp[known]  # a labelled row's likelihood is p(x, y) alone
-            resp -= m[:, None]
-            # in the working dtype, which _log_joint may have raised to float64; values
-            # above 0 are only in labelled rows, and are zeroed below
-            np.clip(resp, _LOG_RESP_FLOOR[resp.dtype], 0.0, out=resp)
-            np.exp(resp, out=resp)
-            if known is not None:
-                resp[known[0]] = 0.0
-                resp[known] = 1.0
-            total = resp.sum(axis=1)
-            row_loglik = np.log(total) + m
-            scale = 1.0 / total if weights is None else weights / total
-            resp *= scale[:, None]
-        if row is not None:
-            row_loglik += row
-        loglik = row_loglik.sum(dtype=np.float64) if weights is None else weights @ row_loglik
-        if log_h is not None:  # in float64 whatever the working dtype
-            loglik += log_h.sum() if weights is None else weights @ log_h
-        return resp, float(loglik)
 
     def statistics_from_resp(self, X: Array, weights: Array | None, resp: Array) -> MixtureStats:
         """Statistics for given responsibilities (initialization, known labels).
@@ -330,7 +281,7 @@ class Mixture:
 
         def incomplete(X: Array) -> Array:
             _, observed, log_prob, state = missing(X)
-            resp, _ = replace(self, hard=False)._posterior(log_prob, None, None, None, None)
+            resp, _ = posterior(log_prob, None, None, None, None)
             filled = np.asarray(family.impute(params.components, state, resp), dtype=X.dtype)
             return np.where(observed, X, filled)
 
@@ -435,6 +386,58 @@ def fixed_weights(value: Any, n_components: int, weight_concentration: float = 1
             "unless all of them are given."
         )
     return known
+
+
+def posterior(
+    log_prob: Array,
+    row: Array | None,
+    weights: Array | None,
+    log_h: Array | None,
+    labels: NDArray[np.intp] | None,
+    hard: bool = False,
+) -> tuple[Array, float]:
+    """Responsibilities (times the sample weights) from log p(x, k), in place, and the
+    block's objective: sum_n w_n log p(x_n) (soft), or sum_n w_n log p(x_n, z_n) at the
+    arg-max z_n (``hard``: classification EM); a row with a known label (``labels``, -1
+    where unknown) counts log p(x_n, y_n). ``row`` and ``log_h`` are terms of log p(x, k)
+    equal for every k, added to the objective only."""
+    resp = log_prob
+    known = None
+    if labels is not None:
+        rows = np.flatnonzero(labels >= 0)
+        if rows.size:
+            known = (rows, labels[rows])
+    n = resp.shape[0]
+    if hard:
+        choice = resp.argmax(axis=1)
+        if known is not None:
+            choice[known[0]] = known[1]
+        row_loglik = resp[np.arange(n), choice].astype(np.float64)
+        resp[...] = 0.0
+        resp[np.arange(n), choice] = 1.0 if weights is None else weights
+    else:
+        # log p(x_n) = m_n + log sum_k exp(log_prob_nk - m_n) + row_n
+        m = resp.max(axis=1)
+        if known is not None:
+            m[known[0]] = resp[known]  # a labelled row's likelihood is p(x, y) alone
+        resp -= m[:, None]
+        # in the working dtype, which _log_joint may have raised to float64; values
+        # above 0 are only in labelled rows, and are zeroed below
+        np.clip(resp, _LOG_RESP_FLOOR[resp.dtype], 0.0, out=resp)
+        np.exp(resp, out=resp)
+        if known is not None:
+            resp[known[0]] = 0.0
+            resp[known] = 1.0
+        total = resp.sum(axis=1)
+        row_loglik = np.log(total) + m
+        scale = 1.0 / total if weights is None else weights / total
+        resp *= scale[:, None]
+    if row is not None:
+        row_loglik += row
+    loglik = row_loglik.sum(dtype=np.float64) if weights is None else weights @ row_loglik
+    if log_h is not None:  # in float64 whatever the working dtype
+        loglik += log_h.sum() if weights is None else weights @ log_h
+    return resp, float(loglik)
 
 
 class _Joint(NamedTuple):
