@@ -93,3 +93,27 @@ def test_kmeans_bench_quick_run_reports_both_libraries(tmp_path: pathlib.Path) -
     # the same start and the same iterations: the same centers
     assert report["n_iter"] == {"sklearn": 5, "emkit": 5}
     assert report["center_max_rel_diff"] < 1e-10 and report["labels_agree"] == 1.0
+
+
+BENCH_MISSING = BENCH.with_name("bench_missing.py")
+
+
+@pytest.mark.skipif(not BENCH_MISSING.exists(), reason="needs the source tree")
+def test_missing_values_bench_quick_run(tmp_path: pathlib.Path) -> None:
+    out = tmp_path / "bench_missing.json"
+    result = subprocess.run(
+        [sys.executable, str(BENCH_MISSING), "--quick", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(out.read_text())
+    assert set(report["seconds_per_iteration"]) == {
+        "emkit_missing",
+        "emkit_complete",
+        "sklearn_complete",
+    }
+    assert 0.15 < report["missing_fraction"] < 0.25
+    assert report["missing_over_complete"] > 0
