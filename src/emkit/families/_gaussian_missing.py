@@ -101,6 +101,8 @@ def spd_inverse(A: Array) -> tuple[Array, Array]:
     s = A.shape[0]
     W = np.array(A, dtype=np.float64)  # a copy, eliminated in place
     log_det = np.zeros(A.shape[2:])
+    row = np.empty_like(W[0])  # scratch: no allocation in the inner loop
+    factor = np.empty_like(W[0, 0])
     for k in range(s):
         pivot = W[k, k].copy()
         log_det += np.log(pivot)
@@ -108,9 +110,10 @@ def spd_inverse(A: Array) -> tuple[Array, Array]:
         W[k] *= inverse
         for i in range(s):
             if i != k:
-                factor = W[i, k].copy()
-                W[i] -= factor * W[k]
-                W[i, k] = -factor * inverse
+                factor[...] = W[i, k]
+                np.multiply(W[k], factor, out=row)
+                W[i] -= row
+                np.multiply(factor, -inverse, out=W[i, k])
         W[k, k] = inverse
     return W, log_det
 
