@@ -101,6 +101,8 @@ def spd_inverse(A: Array) -> tuple[Array, Array]:
     s = A.shape[0]
     W = np.array(A, dtype=np.float64)  # a copy, eliminated in place
     log_det = np.zeros(A.shape[2:])
+    if s == 0:
+        return W, log_det
     row = np.empty_like(W[0])  # scratch: no allocation in the inner loop
     factor = np.empty_like(W[0, 0])
     for k in range(s):
