@@ -445,6 +445,10 @@ def test_fully_labelled_fit_is_the_supervised_estimate() -> None:
         ),
         (Gamma(), lambda rng, z: rng.gamma(2 + 3 * z[:, None], 1.0, (len(z), 2))),
         (Gaussian("diag"), lambda rng, z: rng.normal(3 * z[:, None], 1.0, (len(z), 2))),
+        (
+            Product({"size": ([0], Gaussian()), "visits": ([1], Poisson())}),
+            lambda rng, z: np.column_stack([rng.normal(3 * z, 1.0), rng.poisson(1 + 4 * z)]),
+        ),
     ],
 )
 def test_labelled_rows_keep_their_component_for_every_family(family, draw) -> None:
