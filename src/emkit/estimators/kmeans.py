@@ -35,6 +35,7 @@ from emkit.models.kmeans import (
     KMeansParams,
     design_matrix,
     nearest,
+    row_state,
     squared_distances,
 )
 
@@ -275,7 +276,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
             result = fit_em_restarts(
                 model,
                 engine,
-                (A, w),
+                # the rows, their weights, and the C-step's per-row memory (label, bounds)
+                (A, w, *row_state(n)),
                 lambda _rng: draw(),  # scikit-learn's RandomState stream, not a Generator
                 n_init=n_init,
                 rng=np.random.default_rng(0),
