@@ -506,3 +506,29 @@ def test_bounds_after_an_empty_cluster_moved_are_measured_anew() -> None:
         np.testing.assert_array_equal(labels, labels0)
         np.testing.assert_allclose(centers, centers0, rtol=1e-12, atol=1e-10)
     assert np.unique(fast[-1][1]).shape[0] == 5
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 10_000),
+    n=st.integers(20, 400),
+    d=st.integers(1, 4),
+    k=st.integers(1, 9),
+    lattice=st.booleans(),
+    offset=st.sampled_from([0.0, 1e4]),
+    dtype=st.sampled_from([np.float64, np.float32]),
+)
+def test_bounds_follow_plain_lloyd_on_random_data(seed, n, d, k, lattice, offset, dtype) -> None:
+    rng = np.random.default_rng(seed)
+    X = rng.normal(0, 2.0, (k, d))[rng.integers(0, k, n)] + rng.normal(size=(n, d))
+    if lattice:  # duplicated rows and exact ties
+        X = np.round(X)
+    X = (X + offset).astype(dtype)
+    init = X[rng.choice(n, k, replace=False)].astype(np.float64)
+    chunk_size = int(rng.integers(1, n + 1))
+    plain = _lloyd_steps(X, init, bounds=False, max_iter=25)
+    fast = _lloyd_steps(X, init, bounds=True, max_iter=25, chunk_size=chunk_size, n_threads=2)
+    assert len(fast) == len(plain)
+    for (_, labels, _, centers), (_, labels0, _, centers0) in zip(fast, plain, strict=True):
+        np.testing.assert_array_equal(labels, labels0)
+        np.testing.assert_allclose(centers, centers0, rtol=1e-9, atol=1e-9 * (1 + np.abs(X).max()))
