@@ -404,9 +404,15 @@ class KMeansModel:
             gap = _nearest_other(centers)
             # Skip a row when L^2 - u^2 > kappa (||x||^2 + max ||c||^2). As
             # ||x||^2 <= (u + ||c_z||)^2 <= 2 u^2 + 2 max ||c||^2, it suffices that
-            # L^2 > (1 + 2 kappa) u^2 + 3 kappa max ||c||^2, and that L > alpha u + beta:
+            # L > sqrt((alpha u)^2 + beta), alpha^2 = 1 + 2 kappa, beta = 3 kappa max ||c||^2
             alpha = float(np.sqrt(1.0 + 2.0 * kappa))
-            beta = float(np.sqrt(3.0 * kappa * norms_max))
+            beta = 3.0 * kappa * norms_max
+
+            def threshold(u: NDArray[np.float64]) -> NDArray[np.float64]:
+                t = u * alpha
+                t *= t
+                t += beta
+                return np.sqrt(t, out=t)
 
         def e_step(
             A: Array,
@@ -441,10 +447,8 @@ class KMeansModel:
             L = gap.take(labels)
             L -= upper
             np.maximum(L, lower, out=L)
-            threshold = upper * alpha
-            threshold += beta
             # the rows to look at (a NaN fails the test, and is looked at)
-            idx = np.flatnonzero(~(L > threshold))
+            idx = np.flatnonzero(~(L > threshold(upper)))
             moved_stats = None
             moved = 0
             if idx.size:
@@ -455,7 +459,7 @@ class KMeansModel:
                 u = np.sqrt(np.einsum("ij,ij->i", diff, diff) * (1.0 + kappa))
                 upper[idx] = u
                 Li = np.maximum(gap.take(z) - u, lower.take(idx))
-                still = np.flatnonzero(~(Li > u * alpha + beta))
+                still = np.flatnonzero(~(Li > threshold(u)))
                 idx, picked, before = idx[still], picked[still], z[still]
             if idx.size:
                 # measure the row as Lloyd does
