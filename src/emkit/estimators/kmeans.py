@@ -58,7 +58,10 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
     and the same centers from the same start: an integer ``random_state`` draws the same
     k-means++ or random starts as scikit-learn. Beyond it: the objective trace
     (``trace_``), a monotonicity check of every iteration, and chunked, multi-threaded
-    iterations.
+    iterations. Once few rows change cluster, an iteration skips the rows whose nearest
+    center cannot have changed (Hamerly's distance bounds, with a margin for round-off)
+    and updates the clusters' sums from the rows that moved: the same labels and centers
+    as Lloyd's at every iteration, for a fraction of the work.
 
     Parameters
     ----------

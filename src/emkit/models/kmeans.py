@@ -28,7 +28,11 @@ than the round-off of the expanded distances D,
 Lloyd's arg-min of D is z_n again, strictly, so the row is skipped; otherwise u_n is
 tightened to the distance itself and the test repeated, and a row that still fails is
 measured with D exactly as Lloyd measures it. The labels, and so the centers, are those of
-Lloyd's algorithm at every iteration, ties going to the lower index.
+Lloyd's algorithm at every iteration, ties going to the lower index. (A measured row's D
+comes from a matrix product over the rows measured with it: identical to the last bit to
+plain Lloyd's as long as BLAS rounds a row's product whatever the other rows, which holds
+for OpenBLAS once single rows are sent as two, and which the tests check; a BLAS where it
+does not would only ever differ on rows within round-off of a tie.)
 
 Only rows that changed cluster change the statistics: S_new = S_old + (moved in - moved
 out). They are summed in full on the first iteration, after an empty cluster moved, when
