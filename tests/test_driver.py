@@ -178,3 +178,34 @@ def test_a_supplement_adds_a_second_pass_only_when_asked() -> None:
         Summing(), InMemoryEngine(chunk_size=2), (X,), 0, tol=0, max_iter=4, supplement=supplement
     )
     assert seen == [15.0, 18.0, 15.0, 18.0]
+
+
+@pytest.mark.parametrize("chunk_size, n_threads", [(1, 1), (3, 2), (None, 2)])
+def test_the_e_step_may_keep_per_row_state_in_the_data_arrays(chunk_size, n_threads) -> None:
+    # each E-step reads what the last one left in `visits` and writes it back in place:
+    # the chunks are views, each row written by its own chunk only
+    X = np.arange(20.0).reshape(10, 2)
+    visits = np.zeros(10)
+
+    class Counting:
+        def expectation(self, params: int):
+            def e_step(rows, seen):
+                assert (seen == params).all()  # the state the previous E-step left
+                seen += 1
+                return rows.sum()
+
+            return e_step
+
+        def m_step(self, params: int, stats: float) -> int:
+            return params + 1
+
+        def objective(self, params: int, stats: float) -> float:
+            return float(params)
+
+        def m_step_gap(self, params: int, stats: float) -> float:
+            return 0.0
+
+    with InMemoryEngine(chunk_size, n_threads) as engine:
+        result = fit_em(Counting(), engine, (X, visits), 0, tol=0, max_iter=5)
+    assert result.n_iter == 5
+    np.testing.assert_array_equal(visits, np.full(10, 5.0))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import numpy as np
@@ -13,7 +14,15 @@ from sklearn.cluster import KMeans as SkKMeans
 from sklearn.metrics.pairwise import euclidean_distances
 
 from emkit import ConvergenceWarning, InputError, KMeans
-from emkit.models.kmeans import KMeansModel, KMeansParams, KMeansStats, design_matrix
+from emkit.engines import InMemoryEngine
+from emkit.inference import fit_em
+from emkit.models.kmeans import (
+    KMeansModel,
+    KMeansParams,
+    KMeansStats,
+    design_matrix,
+    row_state,
+)
 
 
 def _start(X: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
@@ -363,3 +372,163 @@ def test_bad_data_are_named_with_the_fix() -> None:
             InputError, match=r"X has 3 features, but KMeans is expecting 2 features"
         ):
             method(np.ones((4, 3)))
+
+
+# -- the bounds (Hamerly's acceleration): Lloyd's iterates, every one ---------------------
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class _Recording(KMeansModel):
+    """KMeansModel that checks the rows' bounds and records, at every M-step, the C-step's
+    plan and labels, the statistics of its assignment and the new centers."""
+
+    rows: tuple = ()  # (A, labels, upper, lower)
+    seen: list = dataclasses.field(default_factory=list)
+
+    def m_step(self, params, stats):
+        A, labels, upper, lower = self.rows
+        plan = self.plan(params)
+        new = super().m_step(params, stats)
+        if self.bounds and plan[1]:
+            # the bounds hold for the centers the rows were assigned to, up to round-off
+            d = A.shape[1] - 2
+            x = A[:, :d].astype(np.float64)
+            dist = np.sqrt(((x[:, None, :] - params.centers) ** 2).sum(axis=2))
+            at = np.arange(x.shape[0])
+            slack = 1e-9 * (1.0 + np.sqrt((x**2).sum(axis=1)))
+            assert (upper >= dist[at, labels] - slack).all()
+            dist[at, labels] = np.inf
+            assert (lower <= dist.min(axis=1) + slack).all()
+        self.seen.append((plan, labels.copy(), new.last.stats, new.centers))
+        return new
+
+
+def _lloyd_steps(X, init, w=None, *, bounds, max_iter=15, chunk_size=None, n_threads=1):
+    """Every iteration of emkit's Lloyd from ``init``, with or without the bounds."""
+    A = design_matrix(X, X.mean(axis=0))
+    state = row_state(X.shape[0])
+    model = _Recording(0.0, X.dtype.type, bounds, (A, *state))
+    with InMemoryEngine(chunk_size, n_threads) as engine:
+        fit_em(
+            model,
+            engine,
+            (A, w, *state),
+            KMeansParams(np.asarray(init, np.float64) - X.mean(axis=0)),
+            tol=0.0,
+            max_iter=max_iter,
+            monotonicity="raise",
+            dtype=X.dtype.type,
+            row_bytes=model.row_bytes(X.shape[1]),
+            converged=model.converged,
+            supplement=model.supplement,
+        )
+    return model.seen
+
+
+def _near_ties(seed: int = 0) -> np.ndarray:
+    """Overlapping clusters on a lattice: duplicated rows, rows equidistant from two
+    centers, and rows a round-off away from such ties."""
+    rng = np.random.default_rng(seed)
+    X = rng.integers(-4, 5, (1500, 2)).astype(np.float64)
+    X[::7] += rng.choice([-1.0, 1.0], (X[::7].shape[0], 2)) * 1e-15 * rng.integers(1, 4, (1, 2))
+    return X
+
+
+_STEP_DATA = {
+    "overlapping2d": lambda: DATASETS["overlapping2d"](),
+    "near_ties": _near_ties,
+    "blobs8d_k12": lambda: blobs(3000, 8, 12, seed=6, spread=2.0),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_STEP_DATA))
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_bounds_give_lloyds_labels_and_centers_at_every_iteration(name, weighted, dtype) -> None:
+    X = _STEP_DATA[name]().astype(dtype)
+    k = 12 if name == "blobs8d_k12" else 6
+    init = _start(X, k, seed=3)
+    w = np.random.default_rng(4).uniform(0.2, 3.0, X.shape[0]) if weighted else None
+    w = None if w is None else w.astype(dtype)
+    plain = _lloyd_steps(X, init, w, bounds=False, max_iter=40)
+    fast = _lloyd_steps(X, init, w, bounds=True, max_iter=40)
+    assert len(fast) == len(plain)
+    for (_, labels, stats, centers), (_, labels0, stats0, centers0) in zip(
+        fast, plain, strict=True
+    ):
+        np.testing.assert_array_equal(labels, labels0)
+        assert stats.moved == stats0.moved
+        np.testing.assert_array_equal(stats.count, stats0.count)
+        # the sums of the rows that moved, added to the last totals, are the full sums
+        scale = np.abs(stats0.sum_x).max()
+        np.testing.assert_allclose(stats.nk, stats0.nk, rtol=1e-12, atol=1e-12 * stats0.nk.max())
+        np.testing.assert_allclose(stats.sum_x, stats0.sum_x, rtol=1e-12, atol=1e-12 * scale)
+        np.testing.assert_allclose(stats.sum_xx, stats0.sum_xx, rtol=1e-12)
+        np.testing.assert_allclose(centers, centers0, rtol=1e-12, atol=1e-12 * np.abs(X).max())
+    # and the bounds did skip rows and sum only the moved ones
+    plans = [step[0] for step in fast]
+    assert (False, True, False) in plans
+
+
+@pytest.mark.parametrize("chunk_size, n_threads", [(1, 1), (7, 2), (256, 2), (None, 2)])
+def test_bounds_do_not_depend_on_the_chunks_or_threads(chunk_size, n_threads) -> None:
+    X = blobs(1200, 3, 6, seed=5, spread=1.5)
+    init = _start(X, 7)
+    whole = _lloyd_steps(X, init, bounds=False, max_iter=30, chunk_size=10_000)
+    chunked = _lloyd_steps(
+        X, init, bounds=True, max_iter=30, chunk_size=chunk_size, n_threads=n_threads
+    )
+    assert len(chunked) == len(whole)
+    for (_, labels, _, centers), (_, labels0, _, centers0) in zip(chunked, whole, strict=True):
+        np.testing.assert_array_equal(labels, labels0)
+        np.testing.assert_allclose(centers, centers0, rtol=1e-12, atol=1e-12)
+
+
+def test_every_max_iter_gives_sklearns_labels_and_centers() -> None:
+    X = DATASETS["overlapping2d"]()
+    init = _start(X, 8, seed=5)
+    for max_iter in range(1, 16):
+        ours, ref = _both(X, init, tol=0.0, max_iter=max_iter)
+        _assert_same(ours, ref)
+    w = np.random.default_rng(6).uniform(0.1, 2.0, X.shape[0])
+    for max_iter in range(1, 16):
+        ours, ref = _both(X, init, sample_weight=w, tol=0.0, max_iter=max_iter)
+        _assert_same(ours, ref)
+
+
+def test_bounds_after_an_empty_cluster_moved_are_measured_anew() -> None:
+    X = DATASETS["blobs3d"]()
+    init = _start(X, 5)
+    init[1] = X.max(axis=0) + 100.0
+    plain = _lloyd_steps(X, init, bounds=False, max_iter=30)
+    fast = _lloyd_steps(X, init, bounds=True, max_iter=30)
+    for (_, labels, _, centers), (_, labels0, _, centers0) in zip(fast, plain, strict=True):
+        np.testing.assert_array_equal(labels, labels0)
+        np.testing.assert_allclose(centers, centers0, rtol=1e-12, atol=1e-10)
+    assert np.unique(fast[-1][1]).shape[0] == 5
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 10_000),
+    n=st.integers(20, 400),
+    d=st.integers(1, 4),
+    k=st.integers(1, 9),
+    lattice=st.booleans(),
+    offset=st.sampled_from([0.0, 1e4]),
+    dtype=st.sampled_from([np.float64, np.float32]),
+)
+def test_bounds_follow_plain_lloyd_on_random_data(seed, n, d, k, lattice, offset, dtype) -> None:
+    rng = np.random.default_rng(seed)
+    X = rng.normal(0, 2.0, (k, d))[rng.integers(0, k, n)] + rng.normal(size=(n, d))
+    if lattice:  # duplicated rows and exact ties
+        X = np.round(X)
+    X = (X + offset).astype(dtype)
+    init = X[rng.choice(n, k, replace=False)].astype(np.float64)
+    chunk_size = int(rng.integers(1, n + 1))
+    plain = _lloyd_steps(X, init, bounds=False, max_iter=25)
+    fast = _lloyd_steps(X, init, bounds=True, max_iter=25, chunk_size=chunk_size, n_threads=2)
+    assert len(fast) == len(plain)
+    for (_, labels, _, centers), (_, labels0, _, centers0) in zip(fast, plain, strict=True):
+        np.testing.assert_array_equal(labels, labels0)
+        np.testing.assert_allclose(centers, centers0, rtol=1e-9, atol=1e-9 * (1 + np.abs(X).max()))

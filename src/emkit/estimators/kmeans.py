@@ -35,6 +35,7 @@ from emkit.models.kmeans import (
     KMeansParams,
     design_matrix,
     nearest,
+    row_state,
     squared_distances,
 )
 
@@ -57,7 +58,10 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
     and the same centers from the same start: an integer ``random_state`` draws the same
     k-means++ or random starts as scikit-learn. Beyond it: the objective trace
     (``trace_``), a monotonicity check of every iteration, and chunked, multi-threaded
-    iterations.
+    iterations. Once few rows change cluster, an iteration skips the rows whose nearest
+    center cannot have changed (Hamerly's distance bounds, with a margin for round-off)
+    and updates the clusters' sums from the rows that moved: the same labels and centers
+    as Lloyd's at every iteration, for a fraction of the work.
 
     Parameters
     ----------
@@ -275,7 +279,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
             result = fit_em_restarts(
                 model,
                 engine,
-                (A, w),
+                # the rows, their weights, and the C-step's per-row memory (label, bounds)
+                (A, w, *row_state(n)),
                 lambda _rng: draw(),  # scikit-learn's RandomState stream, not a Generator
                 n_init=n_init,
                 rng=np.random.default_rng(0),

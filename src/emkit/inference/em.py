@@ -82,6 +82,10 @@ def fit_em(
     """Run EM from ``params`` until ``0 <= change < tol`` or ``max_iter`` iterations.
 
     ``data`` is the tuple of row arrays the engine maps over (e.g. ``(X, sample_weight)``).
+    It may also hold per-row arrays that the E-step reads and updates in place, its memory
+    from one iteration to the next (k-means keeps each row's label and distance bounds
+    there); with an engine whose chunks are views of the arrays (in memory), each chunk
+    writes only its own rows.
     ``callback(iteration, objective, change)`` is called after every iteration.
 
     Two hooks let a model add to the loop without a loop of its own:

@@ -15,6 +15,29 @@ passes over the rows are matrix products:
 
 and the inertia comes from the statistics alone:
 sum_k sum_xx_k - 2 c_k . sum_x_k + nk_k ||c_k||^2.
+
+Exact acceleration (Hamerly, "Making k-means even faster", SDM 2010). Each row keeps an
+upper bound u_n >= ||x_n - c_{z_n}|| and a lower bound l_n <= min_{j != z_n} ||x_n - c_j||
+from one C-step to the next; when the centers move by m_k, u_n + m_{z_n} and
+l_n - max_{j != z_n} m_j bound the new distances (triangle inequality), and so does
+s_{z_n} - u_n, where s_k = min_{j != k} ||c_k - c_j||. Where the bounds leave a gap wider
+than the round-off of the expanded distances D,
+
+    max(l_n, s_{z_n} - u_n)^2 - u_n^2 > kappa (||x_n||^2 + max_k ||c_k||^2),
+
+Lloyd's arg-min of D is z_n again, strictly, so the row is skipped; otherwise u_n is
+tightened to the distance itself and the test repeated, and a row that still fails is
+measured with D exactly as Lloyd measures it. The labels, and so the centers, are those of
+Lloyd's algorithm at every iteration, ties going to the lower index. (A measured row's D
+comes from a matrix product over the rows measured with it: identical to the last bit to
+plain Lloyd's as long as BLAS rounds a row's product whatever the other rows, which holds
+for OpenBLAS once single rows are sent as two, and which the tests check; a BLAS where it
+does not would only ever differ on rows within round-off of a tie.)
+
+Only rows that changed cluster change the statistics: S_new = S_old + (moved in - moved
+out). They are summed in full on the first iteration, after an empty cluster moved, when
+many rows moved, and every ``_RESUM_EVERY`` iterations, which bounds the round-off that
+the incremental sums accumulate.
 """
 
 from __future__ import annotations
@@ -32,20 +55,86 @@ __all__ = [
     "KMeansModel",
     "KMeansParams",
     "KMeansStats",
+    "LastStep",
     "design_matrix",
     "nearest",
+    "row_state",
     "squared_distances",
 ]
 
 Array = NDArray[np.floating[Any]]
 
+# C-steps between two summations of the statistics in full (the incremental sums in between
+# gather round-off of the order of eps * sum |S_k| per step), and between two measurements
+# of every row (the bounds in between gather round-off that kappa's 1e-12 covers).
+_RESUM_EVERY = 10
+_REMEASURE_EVERY = 100
+# Sum in full when more than this share of the rows moved in the last C-step: the sums of
+# the moved rows then cost more than one sparse product over every row.
+_RESUM_MOVED = 0.25
+# Measure every row (no bounds) when more than this share of the rows moved in the last
+# C-step: most rows would then fail the bounds' test, and a failed row costs more than a
+# row of plain Lloyd.
+_BOUNDED_MOVED = 0.05
+
+
+@dataclass(frozen=True)
+class KMeansStats:
+    """Additive statistics of a block of rows under hard assignments (float64).
+
+    ``moved`` is how many rows changed cluster in the C-step (every row, when there was no
+    assignment before it) and ``count`` how many rows of positive weight each cluster holds
+    (None where not counted). From the accelerated C-step the statistics may be the change
+    since the last assignment, which :meth:`KMeansModel.totals` adds to the last totals.
+    """
+
+    nk: NDArray[np.float64]  # (K,) sum of the weights of the rows assigned to k
+    sum_x: NDArray[np.float64]  # (K, d) sum_n w_n x_n over those rows
+    sum_xx: NDArray[np.float64]  # (K,) sum_n w_n ||x_n||^2 over those rows
+    far: FarRows | None = None  # only from the supplementary pass (an empty cluster)
+    moved: int = 0
+    count: NDArray[np.intp] | None = None  # (K,)
+
+    def __add__(self, other: KMeansStats) -> KMeansStats:
+        far = self.far if other.far is None else other.far
+        if self.far is not None and other.far is not None:
+            far = self.far.merge(other.far, self.nk.shape[0])
+        count = None
+        if self.count is not None and other.count is not None:
+            count = self.count + other.count
+        return KMeansStats(
+            self.nk + other.nk,
+            self.sum_x + other.sum_x,
+            self.sum_xx + other.sum_xx,
+            far,
+            self.moved + other.moved,
+            count,
+        )
+
+    def inertia(self, centers: NDArray[np.float64]) -> float:
+        """sum_n w_n ||x_n - c_{z_n}||^2 for the centers the rows were assigned with."""
+        # sum over k of sum_xx_k - 2 c_k . sum_x_k + nk_k ||c_k||^2
+        cross = np.einsum("kd,kd->", centers, self.sum_x)
+        norms = np.einsum("kd,kd->k", centers, centers)
+        return float(self.sum_xx.sum() - 2.0 * cross + self.nk @ norms)
+
+
+class LastStep(NamedTuple):
+    """What a C-step leaves to the next one, besides the rows' labels and bounds."""
+
+    stats: KMeansStats  # the totals of its assignment (before an empty cluster moved)
+    centers: NDArray[np.float64]  # (K, d) the centers it assigned the rows to
+    bounds: bool  # the rows' bounds hold for those centers (False: an empty cluster moved)
+    measured: int  # C-steps since every row was measured
+    summed: int  # C-steps since the statistics were summed in full
+
 
 class KMeansParams(NamedTuple):
-    """The cluster centers, in the centred coordinates of the fit, and the sums they were
-    computed from (before an empty cluster moved; None at a start)."""
+    """The cluster centers, in the centred coordinates of the fit, and what the last
+    C-step left for the next (None at a start)."""
 
     centers: NDArray[np.float64]  # (K, d)
-    sums: NDArray[np.float64] | None = None  # (K, d + 1): [sum_x, nk] of the assignment
+    last: LastStep | None = None
 
 
 class FarRows(NamedTuple):
@@ -68,31 +157,6 @@ class FarRows(NamedTuple):
         )
 
 
-@dataclass(frozen=True)
-class KMeansStats:
-    """Additive statistics of a block of rows under hard assignments (float64)."""
-
-    nk: NDArray[np.float64]  # (K,) sum of the weights of the rows assigned to k
-    sum_x: NDArray[np.float64]  # (K, d) sum_n w_n x_n over those rows
-    sum_xx: NDArray[np.float64]  # (K,) sum_n w_n ||x_n||^2 over those rows
-    far: FarRows | None = None  # only from the supplementary pass (an empty cluster)
-
-    def __add__(self, other: KMeansStats) -> KMeansStats:
-        far = self.far if other.far is None else other.far
-        if self.far is not None and other.far is not None:
-            far = self.far.merge(other.far, self.nk.shape[0])
-        return KMeansStats(
-            self.nk + other.nk, self.sum_x + other.sum_x, self.sum_xx + other.sum_xx, far
-        )
-
-    def inertia(self, centers: NDArray[np.float64]) -> float:
-        """sum_n w_n ||x_n - c_{z_n}||^2 for the centers the rows were assigned with."""
-        # sum over k of sum_xx_k - 2 c_k . sum_x_k + nk_k ||c_k||^2
-        cross = np.einsum("kd,kd->", centers, self.sum_x)
-        norms = np.einsum("kd,kd->k", centers, centers)
-        return float(self.sum_xx.sum() - 2.0 * cross + self.nk @ norms)
-
-
 def design_matrix(X: Array, shift: Array) -> Array:
     """[x - shift, 1, ||x - shift||^2] for each row, shape (n, d + 2), in X's dtype.
 
@@ -107,6 +171,12 @@ def design_matrix(X: Array, shift: Array) -> Array:
     return A
 
 
+def row_state(n_samples: int) -> tuple[NDArray[np.intp], NDArray[np.float64], NDArray[np.float64]]:
+    """The arrays in which the C-step keeps, row by row, its label and its two bounds
+    from one iteration to the next (their contents at a start do not matter)."""
+    return np.zeros(n_samples, dtype=np.intp), np.zeros(n_samples), np.zeros(n_samples)
+
+
 # Bytes of the distances of one block of rows: they stay in a core's L2 cache, while the
 # engine's chunks are larger, so that the sparse product of the sums (whose Python-side
 # cost is per call) runs once per chunk. 2048 rows were fastest for K = 32 on the bench
@@ -119,20 +189,70 @@ def _distance_product(centers: NDArray[np.float64], dtype: Any) -> Array:
     return np.vstack([-2.0 * centers.T, np.einsum("kd,kd->k", centers, centers)]).astype(dtype)
 
 
+def _product(rows: Array, product: Array) -> Array:
+    """rows @ product, always through BLAS's matrix-matrix product: NumPy sends a single
+    row to a matrix-vector product, which rounds differently, and a row's distances must
+    not depend on which rows are measured with it."""
+    if rows.shape[0] == 1:
+        return (np.concatenate([rows, rows]) @ product)[:1]
+    return rows @ product
+
+
 def _distance_blocks(A: Array, product: Array) -> Iterator[tuple[slice, Array]]:
-    """(rows, ||x - c||^2 - ||x||^2 for those rows) block by block of the design matrix;
-    the C-step and the far rows' pass share the blocks, so they agree to the last bit."""
+    """(rows, ||x - c||^2 - ||x||^2 for those rows) block by block of the design matrix."""
     d1, K = product.shape
     step = max(64, _BLOCK_BYTES // (8 * K))
     for start in range(0, A.shape[0], step):
         rows = slice(start, min(start + step, A.shape[0]))
-        yield rows, A[rows, :d1] @ product
+        yield rows, _product(A[rows, :d1], product)
 
 
 def _as_float64(D: Array) -> NDArray[np.float64]:
     """Distances to take the arg-min of: NumPy's float32 arg-min along rows was 4x slower
     than converting to float64 first (exactly, so the same labels) and its float64 one."""
     return D.astype(np.float64, copy=False)
+
+
+def _round_off_factor(n_features: int, dtype: Any) -> float:
+    """kappa: kappa (||x||^2 + max_k ||c_k||^2) bounds the round-off of two expanded
+    distances D (a dot product of d + 1 terms, |terms| summing to at most
+    2 ||x|| ||c|| + ||c||^2 <= 2 (||x||^2 + ||c||^2)) and of the stored ||x||^2, with room
+    to spare; the 1e-12 covers the float64 arithmetic of the bounds themselves."""
+    return 8.0 * (n_features + 4) * float(np.finfo(dtype).eps) + 1e-12
+
+
+def _set_bounds(
+    D: NDArray[np.float64],
+    labels: NDArray[np.intp],
+    xx: Array,
+    norms_max: float,
+    kappa: float,
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """(u, l) of measured rows from their expanded distances D (C-contiguous; its
+    entries at the labels are overwritten): ||x - c||^2 lies within
+    kappa (||x||^2 + max ||c||^2) of D + ||x||^2."""
+    n, K = D.shape
+    flat = D.reshape(-1)
+    starts = np.arange(0, n * K, K)
+    at = labels + starts
+    xx64 = np.asarray(xx, dtype=np.float64)
+    margin = xx64 + norms_max
+    margin *= kappa
+    upper = flat.take(at)
+    upper += xx64
+    upper += margin
+    if K > 1:
+        # the second smallest through a second arg-min (NumPy's min along short rows
+        # was 5x slower than its arg-min)
+        flat[at] = np.inf
+        lower = flat.take(D.argmin(axis=1) + starts)
+        lower += xx64
+        lower -= margin
+    else:
+        lower = np.full(n, np.inf)
+    np.maximum(upper, 0.0, out=upper)
+    np.maximum(lower, 0.0, out=lower)
+    return np.sqrt(upper, out=upper), np.sqrt(lower, out=lower)
 
 
 def nearest(X: Array, centers: NDArray[np.float64]) -> NDArray[np.intp]:
@@ -151,60 +271,248 @@ def squared_distances(
     return np.einsum("ij,ij->i", diff, diff, dtype=np.float64)
 
 
+def _full_sums(
+    A: Array, w: NDArray[np.float64], labels: NDArray[np.intp], K: int, moved: int
+) -> KMeansStats:
+    """Z^T A with Z the sparse (n, K) matrix of the weights at the labels; summed in
+    float64 whatever A's dtype, so that the objective's changes stay exact."""
+    n, d = A.shape[0], A.shape[1] - 2
+    Z_T = csc_array((w, labels, np.arange(n + 1)), shape=(K, n))
+    S = Z_T @ A
+    count = np.bincount(labels[w > 0], minlength=K)
+    return KMeansStats(S[:, d], S[:, :d], S[:, d + 1], None, moved, count)
+
+
+def _moved_sums(
+    A: Array, w: NDArray[np.float64], old: NDArray[np.intp], new: NDArray[np.intp], K: int
+) -> KMeansStats:
+    """The change in the statistics when the rows A move from clusters ``old`` to
+    ``new``: M A with M (K, m) holding +w at the new cluster, -w at the old one."""
+    m, d = A.shape[0], A.shape[1] - 2
+    M = np.zeros((K, m))
+    at = np.arange(m)
+    M[new, at] = w
+    M[old, at] = -w
+    S = M @ np.asarray(A, dtype=np.float64)
+    positive = w > 0
+    count = np.bincount(new[positive], minlength=K) - np.bincount(old[positive], minlength=K)
+    return KMeansStats(S[:, d], S[:, :d], S[:, d + 1], None, m, count)
+
+
+def _shifts(before: NDArray[np.float64], after: NDArray[np.float64]) -> NDArray[np.float64]:
+    """||c_k^after - c_k^before||, rounded up (relative error of the direct sum)."""
+    d = after.shape[1]
+    diff = after - before
+    eps = float(np.finfo(np.float64).eps)
+    return np.sqrt(np.einsum("kd,kd->k", diff, diff)) * (1.0 + 4.0 * (d + 4) * eps)
+
+
+def _largest_other(values: NDArray[np.float64]) -> NDArray[np.float64]:
+    """max_{j != k} values_j for each k (0 when K = 1)."""
+    K = values.shape[0]
+    if K == 1:
+        return np.zeros(1)
+    order = np.argsort(values)
+    out = np.full(K, values[order[-1]])
+    out[order[-1]] = values[order[-2]]
+    return out
+
+
+def _nearest_other(centers: NDArray[np.float64]) -> NDArray[np.float64]:
+    """s_k = min_{j != k} ||c_k - c_j||, rounded down (inf when K = 1)."""
+    K, d = centers.shape
+    diff = centers[:, None, :] - centers[None, :, :]
+    dist = np.sqrt(np.einsum("ijd,ijd->ij", diff, diff))
+    dist[np.arange(K), np.arange(K)] = np.inf
+    eps = float(np.finfo(np.float64).eps)
+    return np.asarray(dist.min(axis=1) * (1.0 - 4.0 * (d + 4) * eps))
+
+
 @dataclass(frozen=True, eq=False)
 class KMeansModel:
     """Hard EM for k-means, as pure functions of (params, rows) for :func:`fit_em`.
 
     ``tol`` is the stopping threshold on the squared shift of the centers,
     sum_k ||c_k^new - c_k||^2 (scikit-learn's, already scaled by the data's variance).
-    ``dtype`` is the working precision of the distance product.
+    ``dtype`` is the working precision of the distance product. ``bounds=False`` measures
+    every row at every iteration and sums the statistics in full (plain Lloyd: what the
+    tests compare the accelerated steps with).
+
+    The rows the driver maps over are ``(A, sample_weight, labels, upper, lower)``:
+    the design matrix (:func:`design_matrix`), the weights (or None), and three arrays of
+    :func:`row_state` that are the C-step's memory across iterations. The C-step of
+    iteration t reads the label and the bounds u_n, l_n that iteration t - 1 left for each
+    row, moves the bounds by how far the M-step moved the centers (``params.last`` holds
+    the centers they were set for), and writes back the new label and bounds, chunk by
+    chunk in place (chunks are disjoint rows: no two threads write the same entry). They
+    are an input and an output of the step, like its statistics, not a cache: the step
+    trusts them only when ``params.last`` says they belong to this run (``last`` is None
+    at a start, so the first C-step measures every row), and they need an engine whose
+    chunks are views of the arrays (:class:`~emkit.engines.memory.InMemoryEngine`).
+    Called with ``(A, sample_weight)`` alone, the C-step measures every row from scratch.
     """
 
     tol: float = 0.0
     dtype: Any = np.float64
+    bounds: bool = True
 
-    def expectation(self, params: KMeansParams) -> Callable[[Array, Array | None], KMeansStats]:
+    def plan(self, params: KMeansParams) -> tuple[bool, bool, bool]:
+        """(measure every row, set the rows' bounds, sum the statistics in full) for the
+        C-step from ``params``.
+
+        Bounds pay only once few rows change cluster: while many do (the first
+        iterations), every row is measured as in plain Lloyd, without bounds; the first
+        C-step after few rows moved measures every row and sets the bounds, and the steps
+        after it skip rows.
+        """
+        last = params.last
+        if not self.bounds or last is None:
+            return True, False, True
+        assert last.stats.count is not None
+        rows = float(last.stats.count.sum())
+        if last.bounds and last.measured + 1 < _REMEASURE_EVERY:
+            if last.stats.moved <= _BOUNDED_MOVED * rows:
+                many = last.stats.moved > _RESUM_MOVED * rows
+                return False, True, many or last.summed + 1 >= _RESUM_EVERY
+        return True, last.stats.moved <= _BOUNDED_MOVED * rows, True
+
+    def totals(self, params: KMeansParams, stats: KMeansStats) -> KMeansStats:
+        """The statistics of the assignment: ``stats`` where the C-step summed them in
+        full, the last totals plus ``stats`` where it summed the rows that moved."""
+        if self.plan(params)[2]:
+            return stats
+        assert params.last is not None
+        base = params.last.stats
+        assert base.count is not None and stats.count is not None
+        count = base.count + stats.count
+        nk, sum_x, sum_xx = base.nk + stats.nk, base.sum_x + stats.sum_x, base.sum_xx + stats.sum_xx
+        # a cluster every row (of positive weight) left is empty, not round-off
+        gone = count == 0
+        nk[gone], sum_x[gone], sum_xx[gone] = 0.0, 0.0, 0.0
+        return KMeansStats(nk, sum_x, sum_xx, stats.far, stats.moved, count)
+
+    def expectation(self, params: KMeansParams) -> Callable[..., KMeansStats]:
         """The C-step for one iteration, as a function of a block of the design matrix
-        (:func:`design_matrix`) and the rows' weights."""
+        (:func:`design_matrix`), the rows' weights and, optionally, their state."""
         centers = params.centers
         K, d = centers.shape
         product = _distance_product(centers, self.dtype)
+        measure_all, track, sum_all = self.plan(params)
+        last = params.last
+        kappa = _round_off_factor(d, self.dtype)
+        norms_max = float(np.einsum("kd,kd->k", centers, centers).max())
+        if not measure_all:
+            assert last is not None
+            shift = _shifts(last.centers, centers)
+            others = _largest_other(shift)
+            gap = _nearest_other(centers)
+            # Skip a row when L^2 - u^2 > kappa (||x||^2 + max ||c||^2). As
+            # ||x||^2 <= (u + ||c_z||)^2 <= 2 u^2 + 2 max ||c||^2, it suffices that
+            # L > sqrt((alpha u)^2 + beta), alpha^2 = 1 + 2 kappa, beta = 3 kappa max ||c||^2
+            alpha = float(np.sqrt(1.0 + 2.0 * kappa))
+            beta = 3.0 * kappa * norms_max
 
-        def e_step(A: Array, weights: Array | None) -> KMeansStats:
+            def threshold(u: NDArray[np.float64]) -> NDArray[np.float64]:
+                t = u * alpha
+                t *= t
+                t += beta
+                return np.sqrt(t, out=t)
+
+        def e_step(
+            A: Array,
+            weights: Array | None,
+            labels: NDArray[np.intp] | None = None,
+            upper: NDArray[np.float64] | None = None,
+            lower: NDArray[np.float64] | None = None,
+        ) -> KMeansStats:
             n = A.shape[0]
-            labels = np.empty(n, dtype=np.intp)
-            for rows, D in _distance_blocks(A, product):
-                np.argmin(_as_float64(D), axis=1, out=labels[rows])
             w = np.ones(n) if weights is None else weights.astype(np.float64, copy=False)
-            # Z^T A with Z the sparse (n, K) matrix of the weights at the labels; summed in
-            # float64 whatever A's dtype, so that the objective's changes stay exact
-            Z_T = csc_array((w, labels, np.arange(n + 1)), shape=(K, n))
-            S = Z_T @ A
-            return KMeansStats(S[:, d], S[:, :d], S[:, d + 1])
+            if labels is None or upper is None or lower is None:  # stateless
+                labels = np.empty(n, dtype=np.intp)
+                for rows, D in _distance_blocks(A, product):
+                    np.argmin(_as_float64(D), axis=1, out=labels[rows])
+                return _full_sums(A, w, labels, K, n)
+            if measure_all:
+                old = None if last is None else labels.copy()
+                for rows, D in _distance_blocks(A, product):
+                    D64 = _as_float64(D)
+                    np.argmin(D64, axis=1, out=labels[rows])
+                    if track:
+                        upper[rows], lower[rows] = _set_bounds(
+                            D64, labels[rows], A[rows, d + 1], norms_max, kappa
+                        )
+                moved = n if old is None else int(np.count_nonzero(old != labels))
+                return _full_sums(A, w, labels, K, moved)
+
+            # u_n + m_{z_n} and l_n - max_{j != z_n} m_j bound the distances now
+            upper += shift.take(labels)
+            lower -= others.take(labels)
+            # L_n = max(l_n, s_{z_n} - u_n) <= min_{j != z_n} ||x_n - c_j||
+            L = gap.take(labels)
+            L -= upper
+            np.maximum(L, lower, out=L)
+            # the rows to look at (a NaN fails the test, and is looked at)
+            idx = np.flatnonzero(~(L > threshold(upper)))
+            moved_stats = None
+            moved = 0
+            if idx.size:
+                # tighten u_n to the distance itself (direct: relative error (d + 2) eps)
+                z = labels.take(idx)
+                picked = A.take(idx, axis=0)
+                diff = picked[:, :d] - centers.take(z, axis=0)
+                u = np.sqrt(np.einsum("ij,ij->i", diff, diff) * (1.0 + kappa))
+                upper[idx] = u
+                Li = np.maximum(gap.take(z) - u, lower.take(idx))
+                still = np.flatnonzero(~(Li > threshold(u)))
+                idx, picked, before = idx[still], picked[still], z[still]
+            if idx.size:
+                # measure the row as Lloyd does
+                D64 = _as_float64(_product(picked[:, : d + 1], product))
+                new = D64.argmin(axis=1)
+                upper[idx], lower[idx] = _set_bounds(D64, new, picked[:, d + 1], norms_max, kappa)
+                labels[idx] = new
+                changed = np.flatnonzero(before != new)
+                moved = int(changed.size)
+                if moved and not sum_all:
+                    moved_stats = _moved_sums(
+                        picked[changed], w.take(idx[changed]), before[changed], new[changed], K
+                    )
+            if sum_all:
+                return _full_sums(A, w, labels, K, moved)
+            if moved_stats is None:
+                zero = np.zeros(K)
+                return KMeansStats(
+                    zero, np.zeros((K, d)), zero.copy(), None, 0, np.zeros(K, np.intp)
+                )
+            return moved_stats
 
         return e_step
 
     def supplement(
         self, params: KMeansParams, stats: KMeansStats
-    ) -> Callable[[Array, Array | None], KMeansStats] | None:
+    ) -> Callable[..., KMeansStats] | None:
         """When a cluster got no rows, the pass that finds the K rows farthest from their
         centers (scikit-learn moves empty clusters onto them); None otherwise."""
-        if (stats.nk > 0).all():
+        if (self.totals(params, stats).nk > 0).all():
             return None
         centers = params.centers
         K, d = centers.shape
         product = _distance_product(centers, self.dtype)
 
-        def far_rows(A: Array, weights: Array | None) -> KMeansStats:
-            far = None
-            w = np.ones(A.shape[0]) if weights is None else weights.astype(np.float64, copy=False)
-            for rows, D in _distance_blocks(A, product):
-                labels = _as_float64(D).argmin(axis=1)
-                # ||x - c_z||^2 = ||x||^2 + D[n, z_n] (D read as a flat array)
-                distance = A[rows, d + 1] + D.ravel()[labels + np.arange(0, D.size, K)]
-                block = _farthest(A[rows], distance, labels, w[rows], centers)
-                far = block if far is None else far.merge(block, K)
-            return KMeansStats(np.zeros(K), np.zeros((K, d)), np.zeros(K), far)
+        def far_rows(
+            A: Array, weights: Array | None, labels: NDArray[np.intp] | None = None, *_: Any
+        ) -> KMeansStats:
+            n = A.shape[0]
+            w = np.ones(n) if weights is None else weights.astype(np.float64, copy=False)
+            if labels is None:  # stateless: the C-step's labels again
+                labels = np.empty(n, dtype=np.intp)
+                for rows, D in _distance_blocks(A, product):
+                    np.argmin(_as_float64(D), axis=1, out=labels[rows])
+            # the distances to the assigned centers, computed directly, as scikit-learn does
+            distance = squared_distances(A[:, :d], centers, labels)
+            far = _farthest(A[:, :d], distance, labels, w, K)
+            zero = np.zeros(K)
+            return KMeansStats(zero, np.zeros((K, d)), zero.copy(), far, 0, np.zeros(K, np.intp))
 
         return far_rows
 
@@ -216,10 +524,13 @@ class KMeansModel:
         in index order, take the rows in decreasing distance. If every row lies on its
         center, or a cluster is still empty after that, it keeps its center.
         """
-        nk, sum_x = stats.nk.copy(), stats.sum_x.copy()
+        totals = self.totals(params, stats)
+        nk, sum_x = totals.nk.copy(), totals.sum_x.copy()
         empty = np.flatnonzero(nk == 0)
-        far = stats.far
-        if empty.size and far is not None and far.distance[0] > 0:
+        far = totals.far
+        relocated = bool(empty.size and far is not None and far.distance[0] > 0)
+        if relocated:
+            assert far is not None
             for k, x, w, old in zip(empty, far.x, far.weight, far.label, strict=False):
                 sum_x[old] -= w * x
                 nk[old] -= w
@@ -228,7 +539,18 @@ class KMeansModel:
         filled = nk > 0
         centers = params.centers.copy()
         centers[filled] = sum_x[filled] / nk[filled, None]
-        return KMeansParams(centers, np.column_stack([stats.sum_x, stats.nk]))
+        measure_all, track, sum_all = self.plan(params)
+        last = params.last
+        step = LastStep(
+            KMeansStats(totals.nk, totals.sum_x, totals.sum_xx, None, totals.moved, totals.count),
+            params.centers,
+            # the labels stay those of the C-step; after an empty cluster moved, the bounds
+            # are measured anew, for safety
+            track and not relocated,
+            0 if measure_all or last is None else last.measured + 1,
+            0 if sum_all or last is None else last.summed + 1,
+        )
+        return KMeansParams(centers, step)
 
     def m_step_gap(self, params: KMeansParams, stats: KMeansStats) -> float:
         """The M-step is exact (the mean minimizes the squared distances): 0."""
@@ -236,43 +558,41 @@ class KMeansModel:
 
     def objective(self, params: KMeansParams, stats: KMeansStats) -> float:
         """Minus the inertia per unit of weight (what hard EM increases)."""
-        return -stats.inertia(params.centers) / float(stats.nk.sum())
+        totals = self.totals(params, stats)
+        return -totals.inertia(params.centers) / float(totals.nk.sum())
 
     def converged(self, previous: KMeansParams, params: KMeansParams) -> bool:
-        """scikit-learn's rule: no row changed cluster in the last C-step (the same sums:
-        an empty cluster's move does not count), or the squared shift of the centers is
-        at most ``tol``."""
-        if (
-            previous.sums is not None
-            and params.sums is not None
-            and np.array_equal(previous.sums, params.sums)
-        ):
+        """scikit-learn's rule: no row changed cluster in the last C-step (an empty
+        cluster's move does not count), or the squared shift of the centers is at most
+        ``tol``."""
+        if params.last is not None and params.last.stats.moved == 0:
             return True
         return float(((params.centers - previous.centers) ** 2).sum()) <= self.tol
 
     def row_bytes(self, n_features: int) -> int:
-        """Working memory of a row of a chunk in the C-step: its design row, its label,
-        weight and sparse indices (the distances are held a block of rows at a time)."""
+        """Working memory of a row of a chunk in the C-step. Plain Lloyd: its design row,
+        its label, weight and sparse indices (the distances are held a block of rows at a
+        time). With bounds, most rows are skipped, and a skipped row touches only its
+        label, its two bounds and five temporaries: larger chunks, fewer NumPy calls per
+        row (which two threads otherwise queue for, GIL in hand)."""
+        if self.bounds:
+            return 8 * 8
         return (n_features + 2) * np.dtype(self.dtype).itemsize + 4 * 8
 
 
 def _farthest(
-    A: Array,
-    distance: Array,
+    X: Array,
+    distance: NDArray[np.float64],
     labels: NDArray[np.intp],
     weights: NDArray[np.float64],
-    centers: NDArray[np.float64],
+    K: int,
 ) -> FarRows:
     """The block's K rows farthest from their centers (scikit-learn's choice for empty
-    clusters): picked by the expanded ``distance``, ordered by the direct one."""
-    n = A.shape[0]
-    K, d = centers.shape
+    clusters), farthest first, ties to the earlier row."""
+    n = X.shape[0]
     keep = min(K, n)
     # every row at or beyond the K-th largest distance (ties included, so that which
     # rows are kept does not depend on the blocks)
     rows = np.flatnonzero(distance >= np.partition(distance, n - keep)[n - keep])
-    x = A[rows, :d].astype(np.float64)
-    label = labels[rows]
-    direct = squared_distances(x, centers, label)
-    order = np.argsort(-direct, kind="stable")[:keep]
-    return FarRows(direct[order], x[order], weights[rows][order], label[order])
+    rows = rows[np.argsort(-distance[rows], kind="stable")[:keep]]
+    return FarRows(distance[rows], X[rows].astype(np.float64), weights[rows], labels[rows])
