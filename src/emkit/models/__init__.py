@@ -1,7 +1,7 @@
 """Latent-variable models as pure functions: e-step statistics and m-step from statistics."""
 
 from emkit.models.factor_mixture import FactorMixture, FactorMixtureParams, FactorMixtureStats
-from emkit.models.kmeans import FarRows, KMeansModel, KMeansParams, KMeansStats
+from emkit.models.kmeans import FarRows, KMeansModel, KMeansParams, KMeansStats, LastStep
 from emkit.models.latent_factor import (
     NOISE_TYPES,
     FactorParams,
@@ -24,6 +24,7 @@ __all__ = [
     "KMeansModel",
     "KMeansParams",
     "KMeansStats",
+    "LastStep",
     "LatentFactor",
     "LatentFactorMoments",
     "Mixture",

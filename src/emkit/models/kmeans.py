@@ -69,12 +69,9 @@ Array = NDArray[np.floating[Any]]
 # of every row (the bounds in between gather round-off that kappa's 1e-12 covers).
 _RESUM_EVERY = 10
 _REMEASURE_EVERY = 100
-# Sum in full when more than this share of the rows moved in the last C-step: the sums of
-# the moved rows then cost more than one sparse product over every row.
-_RESUM_MOVED = 0.25
-# Measure every row (no bounds) when more than this share of the rows moved in the last
-# C-step: most rows would then fail the bounds' test, and a failed row costs more than a
-# row of plain Lloyd.
+# Measure every row (and sum them in full) when more than this share of the rows moved in
+# the last C-step: many rows would then fail the bounds' test, and a failed row costs more
+# than a row of plain Lloyd.
 _BOUNDED_MOVED = 0.05
 
 
@@ -370,11 +367,10 @@ class KMeansModel:
             return True, False, True
         assert last.stats.count is not None
         rows = float(last.stats.count.sum())
-        if last.bounds and last.measured + 1 < _REMEASURE_EVERY:
-            if last.stats.moved <= _BOUNDED_MOVED * rows:
-                many = last.stats.moved > _RESUM_MOVED * rows
-                return False, True, many or last.summed + 1 >= _RESUM_EVERY
-        return True, last.stats.moved <= _BOUNDED_MOVED * rows, True
+        few = last.stats.moved <= _BOUNDED_MOVED * rows
+        if few and last.bounds and last.measured + 1 < _REMEASURE_EVERY:
+            return False, True, last.summed + 1 >= _RESUM_EVERY
+        return True, few, True
 
     def totals(self, params: KMeansParams, stats: KMeansStats) -> KMeansStats:
         """The statistics of the assignment: ``stats`` where the C-step summed them in
