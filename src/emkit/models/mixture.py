@@ -421,9 +421,12 @@ def posterior(
         if known is not None:
             m[known[0]] = resp[known]  # a labelled row's likelihood is p(x, y) alone
         resp -= m[:, None]
-        # in the working dtype, which _log_joint may have raised to float64; values
-        # above 0 are only in labelled rows, and are zeroed below
-        np.clip(resp, _LOG_RESP_FLOOR[resp.dtype], 0.0, out=resp)
+        # in the working dtype, which _log_joint may have raised to float64
+        floor = _LOG_RESP_FLOOR[resp.dtype]
+        if known is None:
+            np.maximum(resp, floor, out=resp)
+        else:  # values above 0 are in labelled rows only, zeroed below: no overflow
+            np.clip(resp, floor, 0.0, out=resp)
         np.exp(resp, out=resp)
         if known is not None:
             resp[known[0]] = 0.0
