@@ -50,6 +50,7 @@ __all__ = [
     "frozen_components",
     "known",
     "parse_fixed",
+    "pattern_ids",
     "show",
     "statistic_rows",
 ]
@@ -418,6 +419,29 @@ def known(fixed: Mapping[str, Fixed] | None, name: str, n_components: int) -> ND
     """(K,) components whose ``name`` is fixed (all False if the group is free)."""
     group = (fixed or {}).get(name)
     return group.mask if group is not None else np.zeros(n_components, dtype=bool)
+
+
+def pattern_ids(mask: NDArray[np.bool_]) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    """The distinct rows of a boolean matrix (missingness patterns): (index of a first
+    row of each, each row's pattern index). Rows already ordered by their packed bytes (a
+    fit sorts them so) are read as runs, without a sort."""
+    keys = np.packbits(mask, axis=1)
+    if keys.shape[1] > 8:
+        keys = np.ascontiguousarray(keys)
+        void = keys.view(np.dtype((np.void, keys.shape[1])))[:, 0]
+        _, first, pattern = np.unique(void, return_index=True, return_inverse=True)
+        return first, pattern.reshape(-1)
+    # up to 64 columns: one integer per row, big-endian so that it orders as the bytes do
+    wide = np.zeros((keys.shape[0], 8), dtype=np.uint8)
+    wide[:, : keys.shape[1]] = keys
+    key = wide.view(">u8").ravel()
+    if key.shape[0] > 1 and (key[1:] >= key[:-1]).all():
+        new = np.flatnonzero(key[1:] != key[:-1]) + 1
+        step = np.zeros(key.shape[0], dtype=np.intp)
+        step[new] = 1
+        return np.concatenate([[0], new]), np.cumsum(step)
+    _, first, pattern = np.unique(key, return_index=True, return_inverse=True)
+    return first, pattern.reshape(-1)
 
 
 def column_label(labels: Sequence[str], j: int) -> str:

@@ -27,6 +27,8 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
+from emkit.families._base import pattern_ids
+
 __all__ = [
     "MissingState",
     "conditional_means",
@@ -120,26 +122,6 @@ def spd_inverse(A: Array) -> tuple[Array, Array]:
     return W, log_det
 
 
-def _pattern_ids(missing: NDArray[np.bool_]) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
-    """(index of a first row of each distinct pattern, each row's pattern)."""
-    keys = np.packbits(missing, axis=1)
-    if keys.shape[1] <= 8:  # up to 64 columns: one integer per row
-        wide = np.zeros((keys.shape[0], 8), dtype=np.uint8)
-        wide[:, : keys.shape[1]] = keys
-        key = wide.view(np.uint64).ravel()
-        if key.shape[0] > 1 and (key[1:] >= key[:-1]).all():
-            # rows already sorted by pattern (a fit sorts them): patterns are runs
-            new = np.flatnonzero(key[1:] != key[:-1]) + 1
-            first = np.concatenate([[0], new])
-            pattern = np.zeros(key.shape[0], dtype=np.intp)
-            pattern[new] = 1
-            return first, np.cumsum(pattern)
-        _, first, pattern = np.unique(key, return_index=True, return_inverse=True)
-        return first, pattern.reshape(-1)
-    _, first, pattern = np.unique(keys, axis=0, return_index=True, return_inverse=True)
-    return first, pattern.reshape(-1)
-
-
 def _groups(observed: NDArray[np.bool_]) -> Iterator[tuple[Any, ...]]:
     """(rows, each row's pattern, each pattern's missing coordinates) per number of
     missing coordinates."""
@@ -148,7 +130,7 @@ def _groups(observed: NDArray[np.bool_]) -> Iterator[tuple[Any, ...]]:
     values = np.unique(counts)
     for s in values:
         rows = np.flatnonzero(counts == s) if values.shape[0] > 1 else np.arange(counts.shape[0])
-        first, pattern = _pattern_ids(missing[rows])
+        first, pattern = pattern_ids(missing[rows])
         coords = np.nonzero(missing[rows[first]])[1].reshape(first.shape[0], int(s))
         yield rows, pattern, coords
 

@@ -56,6 +56,8 @@ from typing import Any, ClassVar, NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
+from emkit.families._base import pattern_ids
+
 __all__ = [
     "NOISE_TYPES",
     "ColumnMoments",
@@ -338,14 +340,6 @@ class PairwiseMoments:
             return np.where(self.count > 0, self.sum_xxT / self.count, 0.0)
 
 
-def _patterns(observed: NDArray[np.bool_]) -> tuple[NDArray[np.bool_], NDArray[np.intp]]:
-    """The distinct rows of a boolean matrix and, for each row, the index of its pattern."""
-    packed = np.ascontiguousarray(np.packbits(observed, axis=1))
-    keys = packed.view(np.dtype((np.void, packed.shape[1])))[:, 0]
-    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-    return observed[first], inverse.reshape(-1)
-
-
 class _Posterior(NamedTuple):
     """The posterior of z for a block of rows."""
 
@@ -399,7 +393,8 @@ class LatentFactor:
             Y[missing] = 0.0
             E = Y - mean
             E[missing] = 0.0
-            patterns, inverse = _patterns(observed)
+            first, inverse = pattern_ids(observed)
+            patterns = observed[first]
             pf = patterns.astype(np.float64)
             M = (pf @ per_feature).reshape(-1, q, q)  # I + W_O^T Psi_O^-1 W_O
             M[:, range(q), range(q)] += 1.0
