@@ -35,7 +35,7 @@ __all__ = [
     "dense_precisions",
     "missing_log_prob",
     "missing_statistics",
-    "packed_statistics",
+    "packed_products",
     "spd_inverse",
 ]
 
@@ -252,8 +252,11 @@ def _by_pattern(
     position[common] = np.arange(n_p)
     order = np.argsort(position[pattern], kind="stable")
     rows, mine = rows[order], position[pattern][order]
-    x_o = X[rows[:, None], o_idx[mine]]  # (n_rows, o)
-    T = _packed_products(x_o)
+    x_oT = np.ascontiguousarray(X[rows[:, None], o_idx[mine]].T)  # (o, n_rows)
+    TT = np.empty((o + o * (o + 1) // 2, rows.shape[0]))  # statistic-major T(x_o)
+    TT[:o] = x_oT
+    packed_products(x_oT, TT[o:])
+    T, x_o = TT.T, x_oT.T
     bounds = np.concatenate([[0], np.cumsum(np.bincount(mine, minlength=n_p))])
     table = np.ascontiguousarray(np.moveaxis(eta, 0, 2))  # (n_p, n_stats_obs, K)
     values = np.empty((rows.shape[0], K))
@@ -265,18 +268,14 @@ def _by_pattern(
     return _Patterns(rows, mine, bounds, T, x_o, np.concatenate([o_idx, m_idx], axis=1), B, c, C)
 
 
-def _packed_products(x: Array) -> Array:
-    """[x, the packed upper triangle of x x^T] of every row, (n, o + o(o+1)/2), built
-    statistic-major (each statistic one contiguous row) and returned as its transpose."""
-    n, o = x.shape
-    xT = np.ascontiguousarray(x.T)
-    out = np.empty((o + o * (o + 1) // 2, n))
-    out[:o] = xT
-    at = o
-    for a in range(o):
-        np.multiply(xT[a], xT[a:], out=out[at : at + o - a])
+def packed_products(XT: Array, out: Array) -> None:
+    """The packed upper triangle of x x^T of every row, statistic-major: ``XT`` is
+    (o, n) (each coordinate one contiguous row) and ``out`` (o (o + 1) / 2, n)."""
+    o = XT.shape[0]
+    at = 0
+    for a in range(o):  # row a of the triangle: x_a * x_{a..o-1}
+        np.multiply(XT[a], XT[a:], out=out[at : at + o - a])
         at += o - a
-    return out.T
 
 
 def missing_statistics(state: MissingState, resp: Array) -> tuple[Array, Array]:
@@ -351,20 +350,6 @@ def _pattern_moments(patterns: _Patterns, resp: Array, d: int) -> tuple[Array, A
     first = F[:, line[:, None], back].sum(axis=1)
     second = Z[:, line[:, None, None], back[:, :, None], back[:, None, :]].sum(axis=1)
     return first, second
-
-
-def packed_statistics(structure_name: str, first: Array, second: Array) -> tuple[Array, Array]:
-    """(sum_t, shared) as the covariance structure lays out its statistics, from the
-    first and second moments of :func:`missing_statistics`."""
-    if structure_name == "full":
-        i, j = np.triu_indices(first.shape[1])
-        return np.concatenate([first, second[:, i, j]], axis=1), np.zeros(0)
-    if structure_name == "tied":  # x x^T sums over components into the shared scatter
-        return first, second.sum(axis=0).ravel()
-    if structure_name == "diag":
-        return np.concatenate([first, np.diagonal(second, axis1=1, axis2=2)], axis=1), np.zeros(0)
-    # spherical: x and ||x||^2
-    return np.concatenate([first, np.trace(second, axis1=1, axis2=2)[:, None]], axis=1), np.zeros(0)
 
 
 def conditional_means(state: MissingState, resp: Array, log_scale: bool = False) -> Array:

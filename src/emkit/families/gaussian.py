@@ -42,7 +42,7 @@ from emkit.families._gaussian_missing import (
     conditional_means,
     missing_log_prob,
     missing_statistics,
-    packed_statistics,
+    packed_products,
 )
 from emkit.families.priors import GaussianPrior, check_prior
 
@@ -146,6 +146,12 @@ class CovarianceStructure:
 
     def shared_statistics(self, Xc: Array, weights: Array | None) -> Array:
         return np.zeros(0)
+
+    def moment_statistics(self, first: Array, second: Array) -> tuple[Array, Array]:
+        """(sum_t, shared) laid out as :meth:`statistics` and :meth:`shared_statistics`
+        would sum them, from first moments (K, d) and second moments (K, d, d) (expected
+        ones, for rows with missing values)."""
+        raise NotImplementedError
 
     def scatter(self, nk: Array, means: Array, sum_t: Array, shared: Array) -> Array:
         """Scatter about the means, ``sum_n r_nk x x^T - N_k mu_k mu_k^T``, in the
@@ -328,11 +334,12 @@ class Full(_Triangular):
     def statistics(self, Xc: Array, out: Array | None = None) -> Array:
         d = Xc.shape[1]
         XT, TT = _stat_rows(Xc, self.n_stats(d), out)
-        off = d
-        for a in range(d):  # packed upper triangle of x x^T, row a: x_a * x_{a..d-1}
-            np.multiply(XT[a], XT[a:], out=TT[off : off + d - a])
-            off += d - a
+        packed_products(XT, TT[d:])
         return TT.T
+
+    def moment_statistics(self, first: Array, second: Array) -> tuple[Array, Array]:
+        i, j = _triu_indices(first.shape[1])
+        return np.concatenate([first, second[:, i, j]], axis=1), np.zeros(0)
 
     def stat_scale(self, d: int, s: float) -> Array:
         return np.concatenate([np.full(d, s), np.full(d * (d + 1) // 2, s * s)])
@@ -424,6 +431,9 @@ class Tied(_Triangular):
         Xw = Xc if weights is None else Xc * weights[:, None]
         return (Xw.T @ Xc).astype(np.float64).ravel()
 
+    def moment_statistics(self, first: Array, second: Array) -> tuple[Array, Array]:
+        return first, second.sum(axis=0).ravel()  # x x^T is shared by the components
+
     def scatter(self, nk: Array, means: Array, sum_t: Array, shared: Array) -> Array:
         d = means.shape[1]
         # sum_n w_n x x^T - sum_k N_k mu_k mu_k^T
@@ -508,6 +518,9 @@ class Diag(_Variances):
         np.multiply(XT, XT, out=TT[d:])
         return TT.T
 
+    def moment_statistics(self, first: Array, second: Array) -> tuple[Array, Array]:
+        return np.concatenate([first, np.diagonal(second, axis1=1, axis2=2)], axis=1), np.zeros(0)
+
     def stat_scale(self, d: int, s: float) -> Array:
         return np.concatenate([np.full(d, s), np.full(d, s * s)])
 
@@ -573,6 +586,10 @@ class Spherical(_Variances):
         XT, TT = _stat_rows(Xc, d + 1, out)
         np.einsum("ij,ij->j", XT, XT, out=TT[d])
         return TT.T
+
+    def moment_statistics(self, first: Array, second: Array) -> tuple[Array, Array]:
+        trace = np.trace(second, axis1=1, axis2=2)
+        return np.concatenate([first, trace[:, None]], axis=1), np.zeros(0)
 
     def stat_scale(self, d: int, s: float) -> Array:
         return np.concatenate([np.full(d, s), [d * s * s]])
@@ -806,8 +823,7 @@ class GaussianFamily:
     def missing_statistics(
         self, params: GaussianParams, state: MissingState, resp: Array
     ) -> tuple[Array, Array]:
-        first, second = missing_statistics(state, resp)
-        return packed_statistics(self.structure.name, first, second)
+        return self.structure.moment_statistics(*missing_statistics(state, resp))
 
     def impute(self, params: GaussianParams, state: MissingState, resp: Array) -> Array:
         assert self.shift is not None
