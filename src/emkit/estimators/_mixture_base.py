@@ -22,6 +22,7 @@ from emkit._validation import (
     check_number,
     check_positive_int,
     check_random_state,
+    has_missing_values,
     resolve_dtype,
 )
 from emkit.engines.memory import InMemoryEngine
@@ -39,7 +40,7 @@ __all__ = [
     "initial_statistics",
     "logger",
     "mean_filled",
-    "pattern_order",
+    "order_by_pattern",
     "progress_callback",
     "verbose_logging",
 ]
@@ -194,13 +195,26 @@ def check_labels(y: Any, n_samples: int, n_components: int) -> NDArray[np.intp] 
     return labels if (labels >= 0).any() else None
 
 
-def pattern_order(X: Array) -> NDArray[np.intp]:
-    """The rows ordered by their number of missing values, then by which: rows with
-    the same pattern sit together, so a chunk handles few patterns (each costs the
-    inverse of a small block per component) and complete rows keep the fast path."""
+def order_by_pattern(
+    X: Array, weights: Array | None, labels: NDArray[np.intp] | None
+) -> tuple[Array, Array | None, NDArray[np.intp] | None, Array, bool]:
+    """(rows, weights, labels, the rows mean-filled, whether any value is missing).
+
+    With missing values the rows are ordered by their number of missing values, then by
+    which (sums ignore the order): rows with the same pattern sit together, so a chunk
+    handles few patterns (each costs the inverse of a small block per component) and
+    complete rows keep the fast path. The mean-filled copy is for the family's
+    data-dependent settings and the initialization only.
+    """
+    if not has_missing_values(X):
+        return X, weights, labels, X, False
     missing = np.isnan(X)
     keys = np.packbits(missing, axis=1)
-    return np.lexsort((*keys.T[::-1], missing.sum(axis=1)))
+    order = np.lexsort((*keys.T[::-1], missing.sum(axis=1)))
+    X = X[order]
+    weights = None if weights is None else weights[order]
+    labels = None if labels is None else labels[order]
+    return X, weights, labels, mean_filled(X), True
 
 
 def mean_filled(X: Array) -> Array:

@@ -27,8 +27,7 @@ from emkit.estimators._mixture_base import (
     check_labels,
     initial_statistics,
     logger,
-    mean_filled,
-    pattern_order,
+    order_by_pattern,
     progress_callback,
     verbose_logging,
 )
@@ -272,13 +271,7 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
         w = check_sample_weight(sample_weight, n, dtype)
         known = check_labels(y, n, K) if self.semi_supervised else None
         self._check_initial_parameters(d)
-        missing = has_missing_values(Xa)
-        if missing:  # rows with the same missing values together (sums ignore the order)
-            order = pattern_order(Xa)
-            Xa = Xa[order]
-            w = None if w is None else w[order]
-            known = None if known is None else known[order]
-        filled = mean_filled(Xa) if missing else Xa
+        Xa, w, known, filled, missing = order_by_pattern(Xa, w, known)
 
         structure = covariance_structure(self.covariance_type)
         family = GaussianFamily(structure, reg_covar=float(self.reg_covar)).bind(filled, w)

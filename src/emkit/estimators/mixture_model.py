@@ -31,8 +31,7 @@ from emkit.estimators._mixture_base import (
     check_labels,
     initial_statistics,
     logger,
-    mean_filled,
-    pattern_order,
+    order_by_pattern,
     progress_callback,
     verbose_logging,
 )
@@ -373,32 +372,22 @@ class MixtureModel(FamilyMixture, DensityMixin, BaseEstimator):
         dtype = resolve_dtype(self.dtype)
         w = check_sample_weight(sample_weight, n, dtype)
         known = check_labels(y, n, K) if self.semi_supervised else None
-        missing = has_missing_values(Xa)
-        family: Any
-        if warm:
-            family = getattr(self, "family_")  # noqa: B009 - set by an earlier fit
-            family.check(Xa, labels)
-        else:
-            spec = self._family_spec(X)
-            if not hasattr(spec, "bind"):
-                raise InputError(
-                    "family must be an emkit family (e.g. emkit.families.Poisson()) or a "
-                    f"Product of them, got {type(spec).__name__}."
-                )
-            if isinstance(spec, Product):
-                spec = spec.resolve(getattr(self, "feature_names_in_", None), d)
-            spec.check(Xa, labels)  # values first: bind reads them
-            family = spec.bind(mean_filled(Xa) if missing else Xa, w)
+        family: Any = getattr(self, "family_", None) if warm else self._family_spec(X)
+        if not hasattr(family, "bind"):
+            raise InputError(
+                "family must be an emkit family (e.g. emkit.families.Poisson()) or a "
+                f"Product of them, got {type(family).__name__}."
+            )
+        if not warm and isinstance(family, Product):
+            family = family.resolve(getattr(self, "feature_names_in_", None), d)
+        family.check(Xa, labels)  # values first, in the caller's row order; bind reads them
+        Xa, w, known, filled, missing = order_by_pattern(Xa, w, known)
+        if not warm:
+            family = family.bind(filled, w)
         fixed_params = dict(self.fixed or {})  # known parameters: the weights', the family's
         alpha = float(self.weight_concentration)
         known_weights = fixed_weights(fixed_params.pop("weights", None), K, alpha)
         family = family.fix(fixed_params, K)
-        if missing:  # rows with the same missing values together (sums ignore the order)
-            order = pattern_order(Xa)
-            Xa = Xa[order]
-            w = None if w is None else w[order]
-            known = None if known is None else known[order]
-        filled = mean_filled(Xa) if missing else Xa
         model = Mixture(
             family,
             dtype,
