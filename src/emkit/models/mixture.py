@@ -141,10 +141,14 @@ class Mixture:
             )
 
         def incomplete_step(
-            X: Array, weights: Array | None, log_h: Array | None, labels: Any
+            X: Array,
+            weights: Array | None,
+            log_h: Array | None,
+            labels: Any,
+            observed: NDArray[np.bool_],
         ) -> MixtureStats:
             assert missing is not None
-            Xp, _, log_prob, state = missing(X)
+            Xp, log_prob, state = missing(X, observed)
             if log_h is None:
                 log_h = family.log_base_measure(Xp)
             resp, loglik = posterior(log_prob, None, weights, log_h, labels, self.hard)
@@ -163,9 +167,9 @@ class Mixture:
 
         return e_step
 
-    def _missing_joint(self, params: MixtureParams) -> Callable[[Array], Any]:
-        """A function of raw rows with missing values (NaN) giving (prepared rows with
-        the family's fill values, observed mask, log p(x_obs, k) without log h, the
+    def _missing_joint(self, params: MixtureParams) -> Callable[[Array, NDArray[np.bool_]], Any]:
+        """A function of raw rows with missing values (NaN) and their observed mask giving
+        (prepared rows with the family's fill values, log p(x_obs, k) without log h, the
         family's state for :meth:`ComponentFamily.missing_statistics`), in float64."""
         family = self.family
         natural = family.natural(params.components, np.float64)
@@ -173,13 +177,12 @@ class Mixture:
             log_weights = np.log(params.weights)
         fill = np.asarray(family.missing_fill(), dtype=np.float64)
 
-        def joint(X: Array) -> Any:
-            observed = ~np.isnan(X)
+        def joint(X: Array, observed: NDArray[np.bool_]) -> Any:
             Xp = family.prepare(np.where(observed, X, fill), np.float64)
             log_prob, state = family.missing_log_prob(
                 Xp, observed, params.components, natural, log_weights
             )
-            return Xp, observed, log_prob, state
+            return Xp, log_prob, state
 
         return joint
 
@@ -260,9 +263,9 @@ class Mixture:
                     log_prob += row[:, None]
             return log_prob
 
-        def incomplete(X: Array) -> Array:
+        def incomplete(X: Array, observed: NDArray[np.bool_]) -> Array:
             assert missing is not None
-            Xp, _, log_prob, _ = missing(X)
+            Xp, log_prob, _ = missing(X, observed)
             log_h = family.log_base_measure(Xp)
             return log_prob if log_h is None else log_prob + log_h[:, None]
 
@@ -279,8 +282,8 @@ class Mixture:
         missing = self._missing_joint(params)
         family = self.family
 
-        def incomplete(X: Array) -> Array:
-            _, observed, log_prob, state = missing(X)
+        def incomplete(X: Array, observed: NDArray[np.bool_]) -> Array:
+            _, log_prob, state = missing(X, observed)
             resp, _ = posterior(log_prob, None, None, None, None)
             filled = np.asarray(family.impute(params.components, state, resp), dtype=X.dtype)
             return np.where(observed, X, filled)
@@ -329,18 +332,23 @@ def _split_rows(
     combine: Callable[[tuple[Any, Any], Any], Any],
 ) -> Any:
     """``complete`` on the rows without NaN, ``incomplete`` on the others (each with
-    its share of the row ``columns``), and ``combine`` of the two results."""
-    has_nan = np.isnan(X).any(axis=1)
+    its share of the row ``columns``; ``incomplete`` also with their observed mask), and
+    ``combine`` of the two results."""
+    observed = ~np.isnan(X)
+    has_nan = ~observed.all(axis=1)
     if not has_nan.any():
         return complete(X, *columns)
     if has_nan.all():
-        return incomplete(X, *columns)
+        return incomplete(X, *columns, observed=observed)
     groups = (np.flatnonzero(~has_nan), np.flatnonzero(has_nan))
-    parts = tuple(
-        step(X[rows], *(None if c is None else c[rows] for c in columns))
-        for step, rows in zip((complete, incomplete), groups, strict=True)
-    )
-    return combine((parts[0], parts[1]), groups)
+
+    def part(c: Any, rows: NDArray[np.intp]) -> Any:
+        return None if c is None else c[rows]
+
+    first = complete(X[groups[0]], *(part(c, groups[0]) for c in columns))
+    rows = groups[1]
+    second = incomplete(X[rows], *(part(c, rows) for c in columns), observed=observed[rows])
+    return combine((first, second), groups)
 
 
 def fixed_weights(value: Any, n_components: int, weight_concentration: float = 1.0) -> Fixed | None:
