@@ -205,7 +205,7 @@ class SimpleFamily:
         self, Xp: Array, observed: NDArray[np.bool_], params: Any, natural: Natural, offset: Array
     ) -> tuple[Array, Any]:
         T = self.statistics(Xp) * observed[:, self.stat_columns]
-        log_prob = T @ natural.eta.T.astype(np.float64)
+        log_prob = T @ natural.eta.T  # float64: the mixture asks for it
         log_prob -= observed @ self._column_log_norm(params).T
         log_prob += offset
         return log_prob, (T, observed)
