@@ -11,8 +11,11 @@ the large block Sigma_oo:
 
 So each (missingness pattern, component) needs the inverse of its small block P_mm alone,
 and all of them are inverted together (:func:`spd_inverse`, vectorized over the batch).
-Rows are handled in groups with the same number of missing coordinates, so every array
-of a group is rectangular.
+With x0 the row with 0 at its missing coordinates and g = P x0, a row needs beyond its
+complete-data terms only its s coordinates g_m (:func:`missing_log_prob`). Rows are
+handled in groups with the same number s of missing coordinates, so every array of a
+group is rectangular; the rows of common patterns share one small matrix product per
+pattern (:func:`_by_pattern`), the others go row by row (:func:`_by_row`).
 
 The M-step receives the expected statistics sum_n r_nk E_k[x] and
 sum_n r_nk E_k[x x^T] = sum_n r_nk (E_k[x] E_k[x]^T + pad(P_mm^-1)), packed the way the
@@ -21,6 +24,7 @@ covariance structure packs its statistics: it never learns that values were miss
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
@@ -42,45 +46,60 @@ __all__ = [
 Array = NDArray[np.floating[Any]]
 LOG_2PI = float(np.log(2.0 * np.pi))
 
-# A pattern with at least this many rows in a block is evaluated like complete data on its
-# observed coordinates (statistics and a matrix product: the per-row cost of complete
-# rows); rarer patterns row by row, where the per-pattern algebra would cost more.
+# A pattern with at least this many rows in a block gets its own small matrix products
+# (the complete-data statistics of its rows, and P_m of its missing coordinates); rarer
+# patterns go row by row, where a product per pattern would cost more in calls than it
+# saves (measured with bench/bench_missing.py's data: 16 beat 8 and 32).
 _PATTERN_ROWS = 16
 
 
-class _Group(NamedTuple):
-    """Rows with the same number s of missing coordinates, under every component."""
+class _Algebra(NamedTuple):
+    """The conditional Gaussians of the patterns with s missing coordinates, per
+    (pattern, component): x_m | x_obs ~ N(mu_m - C (g_m - b), C), g = P x0."""
 
-    rows: NDArray[np.intp]  # (n_s,) positions in the block of rows
-    pattern: NDArray[np.intp]  # (n_s,) each row's pattern, indexing `missing`
-    missing: NDArray[np.intp]  # (n_patterns, s) each pattern's missing coordinates
-    filled: Array  # (K, n_s, d) E_k[x | x_obs]: observed values, conditional means
-    cond_cov: Array  # (s, s, K, n_patterns) Cov_k[x_m | x_obs] = P_mm^-1, batch last
+    missing: NDArray[np.intp]  # (n_patterns, s) the missing coordinates
+    cond_cov: Array  # (s, s, K, n_patterns) C = P_mm^-1, batch last
+    mu_m: Array  # (s, K, n_patterns)
+    b: Array  # (s, K, n_patterns) (P (o mu))_m, o mu: mu with 0 at the missing coordinates
+    # (K, n_patterns) log N(x_obs) - (its complete-data form on x0) + g_m.mu_m - v.C v / 2
+    const: Array
+
+
+class _Rows(NamedTuple):
+    """Rows of rare patterns, each under every component."""
+
+    rows: NDArray[np.intp]  # (n_r,) positions in the block of rows
+    filled: Array  # (K, n_r, d) E_k[x | x_obs]: the observed values and conditional means
+    groups: list[tuple[slice, NDArray[np.intp], _Algebra]]  # (rows in filled, pattern, algebra)
 
 
 class _Patterns(NamedTuple):
-    """Patterns with many rows, each handled like complete data on its observed
-    coordinates: statistics T(x_obs) and a matrix product with the pattern's natural
-    parameters."""
+    """Rows of common patterns with s missing coordinates, sorted by pattern."""
 
-    rows: NDArray[np.intp]  # (n_rows,) positions in the block of rows, by pattern
-    pattern: NDArray[np.intp]  # (n_rows,) each row's pattern, indexing the arrays below
-    bounds: NDArray[np.intp]  # (n_patterns + 1,) each pattern's slice of the rows
-    stats: Array  # (n_rows, n_stats_obs) T(x_obs): x_o and the packed x_o x_o^T
-    observed: Array  # (n_rows, o) the rows' observed values
-    order: NDArray[np.intp]  # (n_patterns, d): observed then missing coordinates
-    regression: Array  # (K, n_patterns, s, o) B: E_k[x_m | x_o] = c + B x_o
-    intercept: Array  # (K, n_patterns, s) c
-    cond_cov: Array  # (K, n_patterns, s, s)
+    rows: NDArray[np.intp]  # (n_rows,) positions in the block of rows
+    bounds: NDArray[np.intp]  # (n_q + 1,) each pattern's slice of the rows
+    stats: Array  # (d + d (d + 1) / 2, n_rows) T(x0), statistic-major: x0, packed x0 x0^T
+    values: Array  # (d + K s, n_rows), statistic-major: x0, then E_k[x_m | x_obs] by k
+    missing: NDArray[np.intp]  # (n_q, s) each pattern's missing coordinates
+    cond_cov: Array  # (s, s, K, n_q) Cov_k[x_m | x_obs]
 
 
 class MissingState(NamedTuple):
     """What the E-step of rows with missing values leaves for their statistics."""
 
-    groups: list[_Group]
+    rows: _Rows | None
     patterns: list[_Patterns]
     n_components: int
     n_features: int
+
+
+@functools.lru_cache(maxsize=64)
+def triu_indices(d: int) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    """Row and column indices of the packed upper triangle (i <= j), in packing order
+    (read-only: shared)."""
+    i, j = np.triu_indices(d)
+    i.flags.writeable = j.flags.writeable = False
+    return i, j
 
 
 def dense_precisions(structure: Any, prec_chol: Array, n_components: int, d: int) -> Array:
@@ -99,19 +118,34 @@ def spd_inverse(A: Array) -> tuple[Array, Array]:
     matrices laid out batch last, (s, s, ...), by Gauss-Jordan elimination vectorized
     over the stack: LAPACK's per-matrix call costs more than a 4 x 4 inverse, and with
     the batch last every step runs over contiguous memory. No pivoting is needed for
-    positive-definite matrices (every pivot is a Schur complement's diagonal, > 0)."""
+    positive-definite matrices (every pivot is a Schur complement's diagonal, > 0).
+    Row by row, in blocks of the stack that stay in cache."""
     s = A.shape[0]
-    W = np.array(A, dtype=np.float64)  # a copy, eliminated in place
+    W = np.array(A, dtype=np.float64, order="C")  # a copy, eliminated in place
     log_det = np.zeros(A.shape[2:])
     if s == 0:
         return W, log_det
-    row = np.empty_like(W[0])  # scratch: no allocation in the inner loop
-    factor = np.empty_like(W[0, 0])
+    flat, flat_log_det = W.reshape(s, s, -1), log_det.reshape(-1)
+    n = flat.shape[2]
+    for lo in range(0, n, _BLOCK):
+        _gauss_jordan(flat[:, :, lo : lo + _BLOCK], flat_log_det[lo : lo + _BLOCK])
+    return W, log_det
+
+
+# Matrices that :func:`spd_inverse` eliminates together: long enough that each NumPy call
+# does real work, short enough that the stack stays in cache (bench/bench_missing.py).
+_BLOCK = 8192
+
+
+def _gauss_jordan(W: Array, log_det: Array) -> None:
+    """Invert the (s, s, b) stack ``W`` in place, adding its log-determinants."""
+    s = W.shape[0]
+    row = np.empty(W.shape[1:])  # scratch: no allocation in the loop
+    factor = np.empty(W.shape[2])
     for k in range(s):
-        pivot = W[k, k].copy()
-        log_det += np.log(pivot)
-        inverse = 1.0 / pivot
-        W[k] *= inverse
+        inverse = 1.0 / W[k, k]
+        log_det -= np.log(inverse)
+        W[k] *= inverse  # the pivot row, scaled: W[k, k] = 1
         for i in range(s):
             if i != k:
                 factor[...] = W[i, k]
@@ -119,19 +153,49 @@ def spd_inverse(A: Array) -> tuple[Array, Array]:
                 W[i] -= row
                 np.multiply(factor, -inverse, out=W[i, k])
         W[k, k] = inverse
-    return W, log_det
 
 
 def _groups(observed: NDArray[np.bool_]) -> Iterator[tuple[Any, ...]]:
-    """(rows, each row's pattern, each pattern's missing coordinates) per number of
-    missing coordinates."""
+    """(rows, each row's pattern, each pattern's missing coordinates) per number s of
+    missing coordinates; the rows are a slice when they are consecutive (a fit sorts
+    them by s, then by pattern)."""
     missing = ~observed
-    counts = missing.sum(axis=1)
-    values = np.unique(counts)
-    for s in values:
-        rows = np.flatnonzero(counts == s) if values.shape[0] > 1 else np.arange(counts.shape[0])
+    n, d = missing.shape
+    if d > 47:  # a pattern's code below would not be exact in float64
+        yield from _groups_by_bytes(missing)
+        return
+    # code = s 2^d + the pattern's bits (column 0 highest): exact in float64, and it
+    # orders rows as a fit sorts them
+    code = missing.astype(np.float64) @ (2.0 ** np.arange(d - 1, -1, -1) + 2.0**d)
+    if n > 1 and (code[1:] >= code[:-1]).all():
+        first = np.flatnonzero(np.concatenate([[True], code[1:] != code[:-1]]))
+        pattern = np.cumsum(np.concatenate([[0], (code[1:] != code[:-1]).astype(np.intp)]))
+    else:
+        _, first, pattern = np.unique(code, return_index=True, return_inverse=True)
+        pattern = pattern.reshape(-1)
+    counts = (code[first] // 2.0**d).astype(np.intp)  # s of each pattern, ascending
+    edges = np.flatnonzero(np.diff(counts)) + 1
+    for lo, hi in zip(
+        np.concatenate([[0], edges]), np.concatenate([edges, [counts.shape[0]]]), strict=True
+    ):
+        s = int(counts[lo])
+        rows: Any = np.flatnonzero((pattern >= lo) & (pattern < hi))
+        coords = np.nonzero(missing[first[lo:hi]])[1].reshape(hi - lo, s)
+        mine = pattern[rows] - lo
+        if rows[-1] - rows[0] + 1 == rows.shape[0]:
+            rows = slice(int(rows[0]), int(rows[-1]) + 1)
+        yield rows, mine, coords
+
+
+def _groups_by_bytes(missing: NDArray[np.bool_]) -> Iterator[tuple[Any, ...]]:
+    """:func:`_groups` for any number of columns, through the patterns' packed bytes."""
+    counts = np.count_nonzero(missing, axis=1)
+    for s in np.unique(counts):
+        rows: Any = np.flatnonzero(counts == s)
         first, pattern = pattern_ids(missing[rows])
         coords = np.nonzero(missing[rows[first]])[1].reshape(first.shape[0], int(s))
+        if rows[-1] - rows[0] + 1 == rows.shape[0]:
+            rows = slice(int(rows[0]), int(rows[-1]) + 1)
         yield rows, pattern, coords
 
 
@@ -144,128 +208,174 @@ def missing_log_prob(
     offset: Array,
 ) -> tuple[Array, MissingState]:
     """log N(x_obs | mu_k,obs, Sigma_k,obs) + offset_k, (n, K), for centred float64 rows
-    ``X`` (values at missing coordinates are ignored), and the state for the statistics."""
+    ``X`` (values at missing coordinates are ignored), and the state for the statistics.
+
+    With x0 the row with 0 at its missing coordinates, g = P x0, and o mu the mean with 0
+    at the missing coordinates, delta^T P delta = x0.g - 2 x0.(P mu) + 2 g_m.mu_m +
+    (o mu)^T P (o mu) and v_m = g_m - (P (o mu))_m: beyond the complete-data terms a row
+    needs only the s coordinates g_m, and the rest are per-pattern terms (:class:`_Algebra`).
+    """
     K, d = means.shape
-    P = dense_precisions(structure, prec_chol, K, d)
+    n = X.shape[0]
+    P = np.ascontiguousarray(dense_precisions(structure, prec_chol, K, d))
+    P_mu = np.einsum("kab,kb->ka", P, means)
     half_log_det = np.broadcast_to(structure.half_log_det(prec_chol, d), (K,))
-    log_prob = np.empty((X.shape[0], K))
-    X = np.ascontiguousarray(X)  # rows gathered below: row-major
-    state = MissingState([], [], K, d)
+    # the complete-data constant, log N(x) = x.(P mu) - x^T P x / 2 + constant
+    constant = half_log_det + offset - 0.5 * np.einsum("ka,ka->k", means, P_mu) - 0.5 * d * LOG_2PI
+    x0 = np.where(observed, X, 0.0)
+    log_prob = np.empty((n, K))
+    everything = np.arange(n)
+    common_parts, rare_parts = [], []
     for rows, pattern, coords in _groups(observed):
-        # P_mm of every (pattern, component), batch last: (s, s, K, n_patterns)
-        blocks = P[:, coords.T[:, None, :], coords.T[None, :, :]].transpose(1, 2, 0, 3)
-        cond_cov, log_det_mm = spd_inverse(blocks)
-        # log |Sigma_oo| / 2 = (log |P_mm| - log |P|) / 2, (K, n_patterns)
-        half_log_det_oo = 0.5 * log_det_mm - half_log_det[:, None]
-        parameters = (P, means, cond_cov, half_log_det_oo, offset)
-        common = np.bincount(pattern) >= _PATTERN_ROWS
+        algebra = _algebra(P, P_mu, means, coords)
+        rows = everything[rows]
+        common = np.bincount(pattern, minlength=coords.shape[0]) >= _PATTERN_ROWS
         if common.any():
             many = common[pattern]
-            found = _by_pattern(
-                X, rows[many], pattern[many], np.flatnonzero(common), coords, *parameters, log_prob
-            )
-            state.patterns.append(found)
+            common_parts.append((rows[many], pattern[many], np.flatnonzero(common), algebra))
             rows, pattern = rows[~many], pattern[~many]
         if rows.shape[0]:
-            found_rows = _by_row(X, rows, pattern, coords, *parameters, log_prob)
-            state.groups.append(found_rows)
+            rare_parts.append((rows, pattern, algebra))
+    state = MissingState(None, [], K, d)
+    if rare_parts:
+        state = state._replace(rows=_by_row(x0, rare_parts, P, P_mu, means, constant, log_prob))
+    if common_parts:
+        # the complete-data natural parameters: x.(P mu) - x^T P x / 2 = T(x) @ eta
+        i, j = triu_indices(d)
+        eta = np.concatenate([P_mu, -np.where(i == j, 0.5, 1.0) * P[:, i, j]], axis=1)
+        for part in common_parts:
+            state.patterns.append(_by_pattern(x0, *part, P, eta, constant, log_prob))
     return log_prob, state
 
 
-def _by_row(
-    X: Array,
-    rows: NDArray[np.intp],
-    pattern: NDArray[np.intp],
-    coords: NDArray[np.intp],
-    P: Array,
-    means: Array,
-    cond_cov: Array,
-    half_log_det_oo: Array,
-    offset: Array,
-    log_prob: Array,
-) -> _Group:
-    """Rows of rare patterns, vectorized over rows: v = P delta, the Schur complement's
-    correction, and each row's filled values under every component."""
-    K, d = means.shape
+def _algebra(P: Array, P_mu: Array, means: Array, coords: NDArray[np.intp]) -> _Algebra:
+    """Each (pattern, component)'s conditional Gaussian: the inverse of P_mm, and the
+    terms of log N(x_obs) beyond the complete-data form on x0."""
     s = coords.shape[1]
-    n_s = rows.shape[0]
-    at = coords[pattern]  # (n_s, s): each row's missing coordinates
-    line = np.arange(n_s)[:, None]
-    x = X[rows]
-    x[line, at] = 0.0
-    filled = np.broadcast_to(x, (K, n_s, d)).copy()  # missing values filled in below
-    delta = filled - means[:, None, :]
-    delta[:, line, at] = 0.0  # (K, n_s, d): x - mu on the observed coordinates
-    v = delta @ P
-    maha = np.einsum("knd,knd->kn", delta, v)
-    v_m = np.moveaxis(v[:, line, at], 2, 0)  # (s, K, n_s)
-    # P_mm^-1 v_m, and its share of the Mahalanobis distance
-    shift = np.zeros_like(v_m)
-    for i in range(s):
-        for j in range(s):
-            shift[i] += cond_cov[i, j][:, pattern] * v_m[j]
-    maha -= np.einsum("ikn,ikn->kn", v_m, shift)
-    const = -half_log_det_oo[:, pattern] - 0.5 * (d - s) * LOG_2PI
-    log_prob[rows] = (const - 0.5 * maha).T + offset
-    filled[:, line, at] = means[:, at] - np.moveaxis(shift, 0, 2)
-    return _Group(rows, pattern, coords, filled, cond_cov)
+    # P_mm of every (pattern, component), batch last: (s, s, K, n_patterns)
+    blocks = P[:, coords.T[:, None, :], coords.T[None, :, :]].transpose(1, 2, 0, 3)
+    cond_cov, log_det_mm = spd_inverse(blocks)
+    mu_m = means[:, coords].transpose(2, 0, 1)  # (s, K, n_patterns)
+    P_mu_m = P_mu[:, coords].transpose(2, 0, 1)
+    Pmm_mu_m = np.einsum("ijkp,jkp->ikp", blocks, mu_m)
+    # ((o mu)^T P (o mu) - mu^T P mu + log |Sigma_oo| + log |P| - s log 2 pi) / -2,
+    # with log |Sigma_oo| = log |P_mm| - log |P|
+    const = np.einsum("ikp,ikp->kp", mu_m, Pmm_mu_m - 2.0 * P_mu_m)
+    const = -0.5 * (const + log_det_mm - s * LOG_2PI)
+    return _Algebra(coords, cond_cov, mu_m, P_mu_m - Pmm_mu_m, const)
+
+
+def _by_row(
+    x0: Array,
+    parts: list[tuple[NDArray[np.intp], NDArray[np.intp], _Algebra]],
+    P: Array,
+    P_mu: Array,
+    means: Array,
+    constant: Array,
+    log_prob: Array,
+) -> _Rows:
+    """Rows of rare patterns, vectorized over rows: g = P x0 for every row and
+    component, then each row's s coordinates g_m."""
+    K, d = means.shape
+    rows = np.concatenate([part[0] for part in parts])
+    x = x0[rows]
+    n = x.shape[0]
+    filled = np.matmul(x, P)  # (K, n, d): g = P_k x0, then E_k[x | x_obs] in place
+    lp = P_mu @ x.T - 0.5 * np.einsum("knd,nd->kn", filled, x)  # (K, n)
+    lp += constant[:, None]
+    flat = filled.reshape(-1)
+    start = (np.arange(K) * (n * d))[:, None, None]
+    groups, conditional = [], []
+    at = 0
+    for part_rows, pattern, algebra in parts:
+        mine = slice(at, at + part_rows.shape[0])
+        at = mine.stop
+        # each row's g_m under every component, (K, n_s, s), then moved to (s, K, n_s)
+        index = start + (np.arange(mine.start, mine.stop) * d)[None, :, None]
+        index = index + algebra.missing[pattern][None]
+        g_m = np.moveaxis(flat.take(index), 2, 0)
+        v = g_m - algebra.b[..., pattern]
+        w = np.einsum("ijkn,jkn->ikn", np.take(algebra.cond_cov, pattern, axis=3), v)
+        mu_rows = algebra.mu_m[..., pattern]
+        lp[:, mine] += (
+            algebra.const[:, pattern]
+            - np.einsum("ikn,ikn->kn", g_m, mu_rows)
+            + 0.5 * np.einsum("ikn,ikn->kn", v, w)
+        )
+        # E_k[x_m | x_obs] = mu_m - P_mm^-1 v_m
+        conditional.append((index, np.moveaxis(mu_rows - w, 0, 2)))
+        groups.append((mine, pattern, algebra))
+    log_prob[rows] = lp.T
+    np.copyto(filled, x)  # the observed values; the missing ones below
+    for index, values in conditional:
+        flat.put(index, values)
+    return _Rows(rows, filled, groups)
 
 
 def _by_pattern(
-    X: Array,
+    x0: Array,
     rows: NDArray[np.intp],
     pattern: NDArray[np.intp],
     common: NDArray[np.intp],
-    coords: NDArray[np.intp],
+    algebra: _Algebra,
     P: Array,
-    means: Array,
-    cond_cov: Array,
-    half_log_det_oo: Array,
-    offset: Array,
+    eta: Array,
+    constant: Array,
     log_prob: Array,
 ) -> _Patterns:
-    """Rows of common patterns: per pattern and component, the observed coordinates'
-    Gaussian in natural form (precision Q = P_oo - P_om P_mm^-1 P_mo), so the rows cost
-    their statistics and one matrix product, like complete rows."""
-    K, d = means.shape
-    s = coords.shape[1]
-    o = d - s
-    missing = np.zeros((common.shape[0], d), dtype=bool)
-    m_idx = coords[common]  # (n_p, s)
-    missing[np.arange(common.shape[0])[:, None], m_idx] = True
-    o_idx = np.nonzero(~missing)[1].reshape(common.shape[0], o)
-    C = np.moveaxis(cond_cov[..., common], (0, 1), (2, 3))  # (K, n_p, s, s)
-    P_mo = P[:, m_idx[:, :, None], o_idx[:, None, :]]  # (K, n_p, s, o)
-    B = -C @ P_mo  # E_k[x_m | x_o] = c + B x_o
-    Q = P[:, o_idx[:, :, None], o_idx[:, None, :]] + np.swapaxes(P_mo, 2, 3) @ B
-    mu_o, mu_m = means[:, o_idx], means[:, m_idx]
-    c = mu_m - (B @ mu_o[..., None])[..., 0]
-    # log N(x_o) = x_o.(Q mu_o) - 1/2 x_o^T Q x_o - 1/2 mu_o^T Q mu_o - 1/2 log|Sigma_oo| - ...
-    Q_mu = (Q @ mu_o[..., None])[..., 0]
-    i, j = np.triu_indices(o)
-    eta = np.concatenate([Q_mu, -np.where(i == j, 0.5, 1.0) * Q[..., i, j]], axis=2)
-    log_norm = 0.5 * np.sum(Q_mu * mu_o, axis=2) + half_log_det_oo[:, common] + 0.5 * o * LOG_2PI
-    # the rows sorted by pattern (a fit already sorts them), their T(x_o), and one matrix
-    # product per pattern with its natural parameters, on contiguous slices
-    n_p = common.shape[0]
-    position = np.full(pattern.max() + 1, -1)
-    position[common] = np.arange(n_p)
-    order = np.argsort(position[pattern], kind="stable")
-    rows, mine = rows[order], position[pattern][order]
-    x_oT = np.ascontiguousarray(X[rows[:, None], o_idx[mine]].T)  # (o, n_rows)
-    TT = np.empty((o + o * (o + 1) // 2, rows.shape[0]))  # statistic-major T(x_o)
-    TT[:o] = x_oT
-    packed_products(x_oT, TT[o:])
-    T, x_o = TT.T, x_oT.T
-    bounds = np.concatenate([[0], np.cumsum(np.bincount(mine, minlength=n_p))])
-    table = np.ascontiguousarray(np.moveaxis(eta, 0, 2))  # (n_p, n_stats_obs, K)
-    values = np.empty((rows.shape[0], K))
-    for p in range(n_p):
-        np.matmul(T[bounds[p] : bounds[p + 1]], table[p], out=values[bounds[p] : bounds[p + 1]])
-    values -= log_norm.T[mine]
-    values += offset
-    log_prob[rows] = values
-    return _Patterns(rows, mine, bounds, T, x_o, np.concatenate([o_idx, m_idx], axis=1), B, c, C)
+    """Rows of common patterns: the complete-data form on T(x0) = (x0, x0 x0^T), one
+    matrix product for all of them as for complete rows, and one small product per
+    pattern (its rows share m) for the rest. With g = P_m^T x0 and h = C g (C = P_mm^-1),
+    v.C v / 2 - g.mu_m = g.h / 2 + x0.l + b.C b / 2 where l = -P_m (mu_m + C b / 2) -
+    P_m C b / 2, and E_k[x_m | x_obs] = mu_m + C b - h: the product gives (g, h, x0.l)."""
+    K, d = P.shape[:2]
+    n_q = common.shape[0]
+    s = algebra.missing.shape[1]
+    position = np.full(algebra.missing.shape[0], -1)
+    position[common] = np.arange(n_q)
+    mine = position[pattern]
+    order = np.argsort(mine, kind="stable")  # a fit's rows are sorted already: a no-op
+    rows, mine = rows[order], mine[order]
+    n = rows.shape[0]
+    d_all = d + K * s
+    values = np.empty((d_all, n))  # x0, then the conditional means: statistic-major
+    xT = values[:d]
+    np.copyto(xT, x0[rows].T)
+    TT = np.empty((d + d * (d + 1) // 2, n))  # statistic-major T(x0)
+    TT[:d] = xT
+    packed_products(xT, TT[d:])
+    lp = eta @ TT  # (K, n_rows): x0.(P mu) - x0^T P x0 / 2
+    lp += constant[:, None]
+    counts = np.bincount(mine, minlength=n_q)
+    bounds = np.concatenate([[0], np.cumsum(counts)])
+    # per (component, pattern): P_m (d, s), C, b, mu_m
+    m = algebra.missing[common]  # (n_q, s)
+    C = np.ascontiguousarray(algebra.cond_cov[..., common].transpose(2, 3, 0, 1))
+    b = algebra.b[..., common].transpose(1, 2, 0)  # (K, n_q, s)
+    mu = algebra.mu_m[..., common].transpose(1, 2, 0)
+    P_m = P[:, :, m].transpose(0, 2, 1, 3)  # (K, n_q, d, s)
+    PmC = P_m @ C
+    Cb = (C @ b[..., None])[..., 0]
+    linear = (P_m @ (-mu - 0.5 * Cb)[..., None] - PmC @ (0.5 * b)[..., None])[..., 0]
+    Ks = K * s
+    # one product per pattern: rows (g, -h, x0.l) by (component, coordinate)
+    M = np.empty((n_q, 2 * Ks + K, d))
+    M[:, :Ks] = P_m.transpose(1, 0, 3, 2).reshape(n_q, Ks, d)
+    M[:, Ks : 2 * Ks] = -PmC.transpose(1, 0, 3, 2).reshape(n_q, Ks, d)
+    M[:, 2 * Ks :] = linear.transpose(1, 0, 2)
+    out = np.empty((2 * Ks + K, n))
+    for q in range(n_q):
+        np.matmul(M[q], xT[:, bounds[q] : bounds[q + 1]], out=out[:, bounds[q] : bounds[q + 1]])
+    g, minus_h = out[:Ks], out[Ks : 2 * Ks]
+    const = algebra.const[:, common] + 0.5 * np.einsum("kqs,kqs->kq", b, Cb)
+    lp += out[2 * Ks :]
+    lp += np.repeat(const, counts, axis=1)
+    lp -= 0.5 * (g * minus_h).reshape(K, s, n).sum(axis=1)
+    log_prob[rows] = lp.T
+    # E_k[x_m | x_obs] = mu_m - C (g - b) = (mu_m + C b) - h
+    intercept = (mu + Cb).transpose(0, 2, 1).reshape(Ks, n_q)
+    np.add(np.repeat(intercept, counts, axis=1), minus_h, out=values[d:])
+    return _Patterns(rows, bounds, TT, values, m, algebra.cond_cov[..., common])
 
 
 def packed_products(XT: Array, out: Array) -> None:
@@ -280,106 +390,143 @@ def packed_products(XT: Array, out: Array) -> None:
 
 def missing_statistics(state: MissingState, resp: Array) -> tuple[Array, Array]:
     """(first moments sum_n r_nk E_k[x], (K, d); second moments sum_n r_nk E_k[x x^T],
-    (K, d, d)) of the rows, from their (weighted) responsibilities."""
+    (K, d, d)) of the rows, from their (weighted, so >= 0) responsibilities:
+    E_k[x x^T] = E_k[x] E_k[x]^T + pad(P_mm^-1). Consumes the state (the filled rows are
+    scaled in place)."""
     K, d = state.n_components, state.n_features
     first = np.zeros((K, d))
     second = np.zeros((K, d, d))
-    for group in state.groups:
-        r = np.ascontiguousarray(resp[group.rows].T)  # (K, n_s)
-        first += (r[:, None, :] @ group.filled)[:, 0]
-        second += np.swapaxes(group.filled * r[:, :, None], 1, 2) @ group.filled
-        n_patterns, s = group.missing.shape
-        if s:
-            # each pattern's responsibility mass times its conditional covariance, added
-            # at (k, m_i, m_j): one bincount over flat positions
-            k = np.arange(K)[:, None]
-            mass = np.bincount(
-                (k * n_patterns + group.pattern).ravel(), r.ravel(), K * n_patterns
-            ).reshape(K, n_patterns)
-            m = group.missing.T  # (s, n_patterns)
-            flat = (k[None, None] * d + m[:, None, None, :]) * d + m[None, :, None, :]
-            second += np.bincount(flat.ravel(), (group.cond_cov * mass).ravel(), K * d * d).reshape(
-                K, d, d
-            )
+    if state.rows is not None:
+        f, S = _row_moments(state.rows, resp)
+        first += f
+        second += S
     for patterns in state.patterns:
-        f, S = _pattern_moments(patterns, resp, d)
+        f, S = _pattern_moments(patterns, resp)
         first += f
         second += S
     return first, second
 
 
-def _pattern_moments(patterns: _Patterns, resp: Array, d: int) -> tuple[Array, Array]:
-    """First and second moments of the rows of common patterns, from each pattern's
-    sums N, s1 = sum r x_o and S2 = sum r x_o x_o^T and the affine map x_m = c + B x_o:
-    the (m, o) block is c s1^T + B S2 and the (m, m) block N c c^T + c (B s1)^T +
-    (B s1) c^T + B S2 B^T + N Cov[x_m | x_o]."""
-    B, c, C = patterns.regression, patterns.intercept, patterns.cond_cov
-    K, n_p, _, o = B.shape
-    r = resp[patterns.rows]
-    # every pattern's sums of r_nk T(x_o), one matrix product each
-    T, bounds = patterns.stats, patterns.bounds
-    sums = np.empty((n_p, T.shape[1], K))
-    for p in range(n_p):
-        np.matmul(T[bounds[p] : bounds[p + 1]].T, r[bounds[p] : bounds[p + 1]], out=sums[p])
-    sums = np.moveaxis(sums, 2, 0)  # (K, n_p, n_stats_obs)
-    k = np.arange(K)[:, None]
-    N = np.bincount((k * n_p + patterns.pattern).ravel(), r.T.ravel(), K * n_p).reshape(K, n_p)
-    s1 = sums[..., :o]
-    i, j = np.triu_indices(o)
-    S2 = np.empty((K, n_p, o, o))
-    S2[..., i, j] = sums[..., o:]
-    S2[..., j, i] = sums[..., o:]
-    Bs1 = (B @ s1[..., None])[..., 0]  # (K, n_p, s)
-    BS2 = B @ S2  # (K, n_p, s, o)
-    cs1 = c[..., :, None] * s1[..., None, :]
-    Z = np.empty((K, n_p, d, d))
-    Z[..., :o, :o] = S2
-    Z[..., o:, :o] = cs1 + BS2
-    Z[..., :o, o:] = np.swapaxes(Z[..., o:, :o], 2, 3)
-    cBs1 = c[..., :, None] * Bs1[..., None, :]
-    Z[..., o:, o:] = (
-        N[..., None, None] * (c[..., :, None] * c[..., None, :] + C)
-        + cBs1
-        + np.swapaxes(cBs1, 2, 3)
-        + BS2 @ np.swapaxes(B, 2, 3)
-    )
-    F = np.concatenate([s1, N[..., None] * c + Bs1], axis=2)  # (K, n_p, d)
-    # back from (observed, missing) order to the columns' own
-    back = np.argsort(patterns.order, axis=1)  # (n_p, d)
-    line = np.arange(n_p)
-    first = F[:, line[:, None], back].sum(axis=1)
-    second = Z[:, line[:, None, None], back[:, :, None], back[:, None, :]].sum(axis=1)
+def _row_moments(found: _Rows, resp: Array) -> tuple[Array, Array]:
+    """Moments of rows of rare patterns: with F = sqrt(r) E_k[x] (scaled in place, so
+    the state is spent), F^T F, and each pattern's responsibility mass times its
+    conditional covariance."""
+    filled = found.filled
+    K, _, d = filled.shape
+    r = np.ascontiguousarray(resp[found.rows].T)  # (K, n)
+    root = np.sqrt(r)
+    filled *= root[:, :, None]
+    first = np.matmul(root[:, None, :], filled)[:, 0]
+    second = np.matmul(np.swapaxes(filled, 1, 2), filled)
+    for mine, pattern, algebra in found.groups:
+        n_patterns = algebra.missing.shape[0]
+        # each pattern's responsibility mass times its conditional covariance
+        mass = np.bincount(
+            (np.arange(K)[:, None] * n_patterns + pattern).ravel(),
+            r[:, mine].ravel(),
+            K * n_patterns,
+        ).reshape(K, n_patterns)
+        second += _scatter_symmetric(algebra.cond_cov * mass, algebra.missing, K, d)
     return first, second
+
+
+def _pattern_moments(patterns: _Patterns, resp: Array) -> tuple[Array, Array]:
+    """Moments of rows of common patterns: with x = x0 + y at the missing coordinates,
+    sum r x x^T = sum r x0 x0^T (from T(x0), one product) + the cross terms
+    sum r x0 y^T and their transpose + sum r y y^T (one small product per pattern) +
+    N pad(C)."""
+    TT, bounds, m, values = patterns.stats, patterns.bounds, patterns.missing, patterns.values
+    n_q, s = m.shape
+    K = patterns.cond_cov.shape[2]
+    n = values.shape[1]
+    d = values.shape[0] - K * s
+    r = resp[patterns.rows]  # (n_rows, K)
+    sums = TT @ r  # (n_stats, K)
+    first = np.ascontiguousarray(sums[:d].T)
+    i, j = triu_indices(d)
+    second = np.empty((K, d, d))
+    second[:, i, j] = sums[d:].T
+    second[:, j, i] = sums[d:].T
+    z = (values[d:].reshape(K, s, n) * r.T[:, None, :]).reshape(K * s, n)  # r y
+    starts = bounds[:-1]
+    k = np.arange(K)[:, None, None]
+    # sum r y at (k, m_j)
+    first += np.bincount(
+        (k * d + m.T[None]).ravel(), np.add.reduceat(z, starts, axis=1).ravel(), K * d
+    ).reshape(K, d)
+    # per pattern, (x0, y) (r y)^T: the cross terms sum r x0 y^T and sum r y y^T
+    sums_q = np.empty((n_q, values.shape[0], K * s))
+    for q in range(n_q):
+        np.matmul(
+            values[:, bounds[q] : bounds[q + 1]], z[:, bounds[q] : bounds[q + 1]].T, out=sums_q[q]
+        )
+    at = (k * (d * d) + m.T[None])[None] + (np.arange(d) * d)[:, None, None, None]
+    cross = np.bincount(at.ravel(), sums_q[:, :d].transpose(1, 2, 0).ravel(), K * d * d).reshape(
+        K, d, d
+    )
+    second += cross + np.swapaxes(cross, 1, 2)
+    # the (k, k) blocks of sum r y y^T, plus N C, at (k, m_i, m_j)
+    yy = np.diagonal(sums_q[:, d:].reshape(n_q, K, s, K, s), axis1=1, axis2=3)  # (n_q, s, s, K)
+    mass = np.add.reduceat(r, starts)  # (n_q, K)
+    block = yy.transpose(1, 2, 3, 0) + patterns.cond_cov * mass.T  # (s, s, K, n_q)
+    second += _scatter_symmetric(block, m, K, d)
+    return first, second
+
+
+def _scatter_symmetric(block: Array, missing: NDArray[np.intp], K: int, d: int) -> Array:
+    """sum over patterns p of ``block[:, :, k, p]`` (symmetric s x s) placed at the
+    rows and columns ``missing[p]`` of a (K, d, d) array: one bincount of the upper
+    triangles (pairs i <= j, so m_i <= m_j), then mirrored."""
+    s = missing.shape[1]
+    if not s:
+        return np.zeros((K, d, d))
+    i, j = triu_indices(s)
+    m = missing.T  # (s, n_patterns)
+    flat = (np.arange(K) * (d * d))[None, :, None] + (m[i] * d + m[j])[:, None, :]
+    upper = np.bincount(flat.ravel(), block[i, j].ravel(), K * d * d).astype(np.float64, copy=False)
+    upper = upper.reshape(K, d, d)
+    out = upper + np.swapaxes(upper, 1, 2)
+    out -= np.einsum("kii->ki", upper)[:, :, None] * np.eye(d)  # the diagonal, once
+    return out
 
 
 def conditional_means(state: MissingState, resp: Array, log_scale: bool = False) -> Array:
     """E[x | x_obs] = sum_k p(k | x_obs) E_k[x | x_obs], (n, d), in centred coordinates;
     with ``log_scale`` (rows are log x), E[e^x | x_obs] instead."""
-    n = resp.shape[0]
-    out = np.empty((n, state.n_features))
-    for group in state.groups:
-        values = group.filled
+    out = np.empty((resp.shape[0], state.n_features))
+    found = state.rows
+    if found is not None:
+        values = found.filled
         if log_scale:
             # E[e^x] of a normal x is e^(mean + var / 2)
+            K, n, d = values.shape
             var = np.zeros_like(values)
-            s = group.missing.shape[1]
-            diag = group.cond_cov[np.arange(s), np.arange(s)][..., group.pattern]  # (s, K, n)
-            var[:, np.arange(len(group.rows))[:, None], group.missing[group.pattern]] = np.moveaxis(
-                diag, 0, 2
-            )
+            start = (np.arange(K) * (n * d))[:, None, None]
+            for mine, pattern, algebra in found.groups:
+                s = algebra.missing.shape[1]
+                diag = algebra.cond_cov[np.arange(s), np.arange(s)]  # (s, K, n_patterns)
+                index = start + (np.arange(mine.start, mine.stop) * d)[None, :, None]
+                index = index + algebra.missing[pattern][None]
+                var.reshape(-1).put(index, np.moveaxis(diag[..., pattern], 0, 2))
             values = np.exp(values + 0.5 * var)
-        out[group.rows] = np.einsum("nk,knd->nd", resp[group.rows], values)
+        out[found.rows] = np.einsum("nk,knd->nd", resp[found.rows], values)
     for patterns in state.patterns:
-        o = patterns.regression.shape[3]
-        mine, x_o = patterns.pattern, patterns.observed
-        # E_k[x_m | x_o] = c + B x_o for every row and component, (K, n_rows, s)
-        x_m = patterns.intercept[:, mine] + np.einsum(
-            "knso,no->kns", patterns.regression[:, mine], x_o
-        )
+        s = patterns.missing.shape[1]
+        K = patterns.cond_cov.shape[2]
+        x = patterns.values[: state.n_features].T
+        n = x.shape[0]
+        y = patterns.values[state.n_features :].reshape(K, s, n).transpose(2, 0, 1)
+        counts = np.diff(patterns.bounds)
+        at = np.repeat(patterns.missing, counts, axis=0)  # (n_rows, s) missing coordinates
+        r = resp[patterns.rows]
         if log_scale:
-            var = np.diagonal(patterns.cond_cov, axis1=2, axis2=3)[:, mine]  # (K, n_rows, s)
-            x_o, x_m = np.exp(x_o), np.exp(x_m + 0.5 * var)
-        rows = patterns.rows[:, None]
-        out[rows, patterns.order[mine, :o]] = x_o
-        out[rows, patterns.order[mine, o:]] = np.einsum("nk,kns->ns", resp[patterns.rows], x_m)
+            var = np.diagonal(patterns.cond_cov, axis1=0, axis2=1)  # (K, n_q, s)
+            var = np.repeat(var, counts, axis=1).transpose(1, 0, 2)
+            mixed = np.einsum("nk,nks->ns", r, np.exp(y + 0.5 * var))
+            filled = np.exp(x)
+        else:
+            mixed = np.einsum("nk,nks->ns", r, y)
+            filled = x.copy()
+        filled[np.arange(n)[:, None], at] = mixed
+        out[patterns.rows] = filled
     return out

@@ -18,7 +18,6 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
 from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
@@ -43,6 +42,7 @@ from emkit.families._gaussian_missing import (
     missing_log_prob,
     missing_statistics,
     packed_products,
+    triu_indices,
 )
 from emkit.families.priors import GaussianPrior, check_prior
 
@@ -98,14 +98,6 @@ def _cholesky_upper_of_precision(cov: Array) -> Array:
     L = np.linalg.cholesky(cov)
     eye = np.broadcast_to(np.eye(cov.shape[-1]), cov.shape)
     return np.swapaxes(np.linalg.solve(L, eye), -1, -2)
-
-
-@lru_cache(maxsize=64)
-def _triu_indices(d: int) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
-    """Row and column indices of the packed upper triangle (i <= j), in packing order."""
-    i, j = np.triu_indices(d)
-    i.flags.writeable = j.flags.writeable = False
-    return i, j
 
 
 def _stat_rows(Xc: Array, n_stats: int, out: Array | None) -> tuple[Array, Array]:
@@ -338,7 +330,7 @@ class Full(_Triangular):
         return TT.T
 
     def moment_statistics(self, first: Array, second: Array) -> tuple[Array, Array]:
-        i, j = _triu_indices(first.shape[1])
+        i, j = triu_indices(first.shape[1])
         return np.concatenate([first, second[:, i, j]], axis=1), np.zeros(0)
 
     def stat_scale(self, d: int, s: float) -> Array:
@@ -348,7 +340,7 @@ class Full(_Triangular):
         d = means.shape[1]
         P = self.precisions(prec_chol)
         Pmu = np.einsum("kij,kj->ki", P, means)
-        i, j = _triu_indices(d)
+        i, j = triu_indices(d)
         # x^T P x = sum_i P_ii x_i^2 + 2 sum_{i<j} P_ij x_i x_j
         quad = -np.where(i == j, 0.5, 1.0) * P[:, i, j]
         eta = np.concatenate([Pmu, quad], axis=1)
@@ -357,7 +349,7 @@ class Full(_Triangular):
 
     def scatter(self, nk: Array, means: Array, sum_t: Array, shared: Array) -> Array:
         K, d = means.shape
-        i, j = _triu_indices(d)
+        i, j = triu_indices(d)
         packed = sum_t[:, d:]
         B = np.empty((K, d, d))
         B[:, i, j] = packed
