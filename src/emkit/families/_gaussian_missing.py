@@ -78,8 +78,11 @@ class _Patterns(NamedTuple):
 
     rows: NDArray[np.intp]  # (n_rows,) positions in the block of rows
     bounds: NDArray[np.intp]  # (n_q + 1,) each pattern's slice of the rows
+    # patterns of similar row counts: (their indices, (n_b, width) their rows padded with
+    # n_rows, the zero row), so that one stacked product serves each bucket
+    buckets: list[tuple[NDArray[np.intp], NDArray[np.intp]]]
     stats: Array  # (d + d (d + 1) / 2, n_rows) T(x0), statistic-major: x0, packed x0 x0^T
-    values: Array  # (d + K s, n_rows), statistic-major: x0, then E_k[x_m | x_obs] by k
+    values: Array  # (n_rows + 1, d + K s): x0, then E_k[x_m | x_obs] by k; a zero row
     missing: NDArray[np.intp]  # (n_q, s) each pattern's missing coordinates
     cond_cov: Array  # (s, s, K, n_q) Cov_k[x_m | x_obs]
 
@@ -337,10 +340,11 @@ def _by_pattern(
     order = np.argsort(mine, kind="stable")  # a fit's rows are sorted already: a no-op
     rows, mine = rows[order], mine[order]
     n = rows.shape[0]
-    d_all = d + K * s
-    values = np.empty((d_all, n))  # x0, then the conditional means: statistic-major
-    xT = values[:d]
-    np.copyto(xT, x0[rows].T)
+    Ks = K * s
+    values = np.zeros((n + 1, d + Ks))  # x0, then the conditional means; a zero row last
+    x = values[:n, :d]
+    np.copyto(x, x0[rows])
+    xT = np.ascontiguousarray(x.T)
     TT = np.empty((d + d * (d + 1) // 2, n))  # statistic-major T(x0)
     TT[:d] = xT
     packed_products(xT, TT[d:])
@@ -348,34 +352,53 @@ def _by_pattern(
     lp += constant[:, None]
     counts = np.bincount(mine, minlength=n_q)
     bounds = np.concatenate([[0], np.cumsum(counts)])
+    buckets = _buckets(counts, bounds)
     # per (component, pattern): P_m (d, s), C, b, mu_m
     m = algebra.missing[common]  # (n_q, s)
     C = np.ascontiguousarray(algebra.cond_cov[..., common].transpose(2, 3, 0, 1))
     b = algebra.b[..., common].transpose(1, 2, 0)  # (K, n_q, s)
     mu = algebra.mu_m[..., common].transpose(1, 2, 0)
-    P_m = P[:, :, m].transpose(0, 2, 1, 3)  # (K, n_q, d, s)
-    PmC = P_m @ C
     Cb = (C @ b[..., None])[..., 0]
-    linear = (P_m @ (-mu - 0.5 * Cb)[..., None] - PmC @ (0.5 * b)[..., None])[..., 0]
-    Ks = K * s
-    # one product per pattern: rows (g, -h, x0.l) by (component, coordinate)
-    M = np.empty((n_q, 2 * Ks + K, d))
-    M[:, :Ks] = P_m.transpose(1, 0, 3, 2).reshape(n_q, Ks, d)
-    M[:, Ks : 2 * Ks] = -PmC.transpose(1, 0, 3, 2).reshape(n_q, Ks, d)
-    M[:, 2 * Ks :] = linear.transpose(1, 0, 2)
-    out = np.empty((2 * Ks + K, n))
-    for q in range(n_q):
-        np.matmul(M[q], xT[:, bounds[q] : bounds[q + 1]], out=out[:, bounds[q] : bounds[q + 1]])
-    g, minus_h = out[:Ks], out[Ks : 2 * Ks]
+    # one stacked product: each row's (g, -h, x0.l) by (component, coordinate)
+    M = np.empty((n_q, d, 2 * Ks + K))
+    P_m = M[:, :, :Ks].reshape(n_q, d, K, s)
+    np.copyto(P_m, P[:, :, m].transpose(2, 1, 0, 3))
+    minus_PmC = M[:, :, Ks : 2 * Ks].reshape(n_q, d, K, s)
+    np.einsum("qdki,kqij->qdkj", P_m, -C, out=minus_PmC)
+    # l = -P_m (mu_m + C b / 2) - P_m C b / 2
+    np.einsum("qdki,kqi->qdk", P_m, -mu - 0.5 * Cb, out=M[:, :, 2 * Ks :])
+    M[:, :, 2 * Ks :] += np.einsum("qdki,kqi->qdk", minus_PmC, 0.5 * b)
+    out = np.empty((n, 2 * Ks + K))
+    for which, padded in buckets:
+        real = padded < n
+        out[padded[real]] = np.matmul(values[padded, :d], M[which])[real]
+    g, minus_h = out[:, :Ks], out[:, Ks : 2 * Ks]
     const = algebra.const[:, common] + 0.5 * np.einsum("kqs,kqs->kq", b, Cb)
-    lp += out[2 * Ks :]
+    lp += out[:, 2 * Ks :].T
     lp += np.repeat(const, counts, axis=1)
-    lp -= 0.5 * (g * minus_h).reshape(K, s, n).sum(axis=1)
+    lp -= 0.5 * np.einsum("nks,nks->kn", g.reshape(n, K, s), minus_h.reshape(n, K, s))
     log_prob[rows] = lp.T
     # E_k[x_m | x_obs] = mu_m - C (g - b) = (mu_m + C b) - h
-    intercept = (mu + Cb).transpose(0, 2, 1).reshape(Ks, n_q)
-    np.add(np.repeat(intercept, counts, axis=1), minus_h, out=values[d:])
-    return _Patterns(rows, bounds, TT, values, m, algebra.cond_cov[..., common])
+    intercept = (mu + Cb).transpose(1, 0, 2).reshape(n_q, Ks)
+    np.add(np.repeat(intercept, counts, axis=0), minus_h, out=values[:n, d:])
+    return _Patterns(rows, bounds, buckets, TT, values, m, algebra.cond_cov[..., common])
+
+
+def _buckets(
+    counts: NDArray[np.intp], bounds: NDArray[np.intp]
+) -> list[tuple[NDArray[np.intp], NDArray[np.intp]]]:
+    """Patterns grouped by the power of two below their row count (so padding at most
+    doubles a bucket's rows), each with its rows padded with the index of the zero row."""
+    n = int(bounds[-1])
+    level = np.floor(np.log2(counts)).astype(np.intp)
+    out = []
+    for value in np.unique(level):
+        which = np.flatnonzero(level == value)
+        width = int(counts[which].max())
+        slot = np.arange(width)
+        padded = np.where(slot < counts[which, None], bounds[which, None] + slot, n)
+        out.append((which, padded))
+    return out
 
 
 def packed_products(XT: Array, out: Array) -> None:
@@ -433,13 +456,13 @@ def _row_moments(found: _Rows, resp: Array) -> tuple[Array, Array]:
 def _pattern_moments(patterns: _Patterns, resp: Array) -> tuple[Array, Array]:
     """Moments of rows of common patterns: with x = x0 + y at the missing coordinates,
     sum r x x^T = sum r x0 x0^T (from T(x0), one product) + the cross terms
-    sum r x0 y^T and their transpose + sum r y y^T (one small product per pattern) +
-    N pad(C)."""
-    TT, bounds, m, values = patterns.stats, patterns.bounds, patterns.missing, patterns.values
+    sum r x0 y^T and their transpose + sum r y y^T (one stacked product over the
+    patterns) + N pad(C)."""
+    TT, m, values = patterns.stats, patterns.missing, patterns.values
     n_q, s = m.shape
     K = patterns.cond_cov.shape[2]
-    n = values.shape[1]
-    d = values.shape[0] - K * s
+    n = values.shape[0] - 1
+    d = values.shape[1] - K * s
     r = resp[patterns.rows]  # (n_rows, K)
     sums = TT @ r  # (n_stats, K)
     first = np.ascontiguousarray(sums[:d].T)
@@ -447,27 +470,26 @@ def _pattern_moments(patterns: _Patterns, resp: Array) -> tuple[Array, Array]:
     second = np.empty((K, d, d))
     second[:, i, j] = sums[d:].T
     second[:, j, i] = sums[d:].T
-    z = (values[d:].reshape(K, s, n) * r.T[:, None, :]).reshape(K * s, n)  # r y
-    starts = bounds[:-1]
-    k = np.arange(K)[:, None, None]
+    z = np.zeros((n + 1, K, s))  # r y, and a zero row for the padding
+    np.multiply(values[:n, d:].reshape(n, K, s), r[:, :, None], out=z[:n])
+    z = z.reshape(n + 1, K * s)
+    # per pattern, (x0, y)^T (r y): the cross terms sum r x0 y^T and sum r y y^T; and
+    # sum r y
+    sums_q = np.empty((n_q, values.shape[1], K * s))
+    sum_z = np.empty((n_q, K * s))
+    for which, padded in patterns.buckets:
+        z_padded = z[padded]  # (n_b, width, K s)
+        sums_q[which] = np.matmul(np.swapaxes(values[padded], 1, 2), z_padded)
+        sum_z[which] = z_padded.sum(axis=1)
+    k = np.arange(K)[None, :, None]
     # sum r y at (k, m_j)
-    first += np.bincount(
-        (k * d + m.T[None]).ravel(), np.add.reduceat(z, starts, axis=1).ravel(), K * d
-    ).reshape(K, d)
-    # per pattern, (x0, y) (r y)^T: the cross terms sum r x0 y^T and sum r y y^T
-    sums_q = np.empty((n_q, values.shape[0], K * s))
-    for q in range(n_q):
-        np.matmul(
-            values[:, bounds[q] : bounds[q + 1]], z[:, bounds[q] : bounds[q + 1]].T, out=sums_q[q]
-        )
-    at = (k * (d * d) + m.T[None])[None] + (np.arange(d) * d)[:, None, None, None]
-    cross = np.bincount(at.ravel(), sums_q[:, :d].transpose(1, 2, 0).ravel(), K * d * d).reshape(
-        K, d, d
-    )
+    first += np.bincount((k * d + m[:, None, :]).ravel(), sum_z.ravel(), K * d).reshape(K, d)
+    at = (k * (d * d) + m[:, None, :])[:, None] + (np.arange(d) * d)[None, :, None, None]
+    cross = np.bincount(at.ravel(), sums_q[:, :d].ravel(), K * d * d).reshape(K, d, d)
     second += cross + np.swapaxes(cross, 1, 2)
     # the (k, k) blocks of sum r y y^T, plus N C, at (k, m_i, m_j)
     yy = np.diagonal(sums_q[:, d:].reshape(n_q, K, s, K, s), axis1=1, axis2=3)  # (n_q, s, s, K)
-    mass = np.add.reduceat(r, starts)  # (n_q, K)
+    mass = np.add.reduceat(r, patterns.bounds[:-1])  # (n_q, K)
     block = yy.transpose(1, 2, 3, 0) + patterns.cond_cov * mass.T  # (s, s, K, n_q)
     second += _scatter_symmetric(block, m, K, d)
     return first, second
@@ -513,9 +535,9 @@ def conditional_means(state: MissingState, resp: Array, log_scale: bool = False)
     for patterns in state.patterns:
         s = patterns.missing.shape[1]
         K = patterns.cond_cov.shape[2]
-        x = patterns.values[: state.n_features].T
+        x = patterns.values[:-1, : state.n_features]
         n = x.shape[0]
-        y = patterns.values[state.n_features :].reshape(K, s, n).transpose(2, 0, 1)
+        y = patterns.values[:-1, state.n_features :].reshape(n, K, s)
         counts = np.diff(patterns.bounds)
         at = np.repeat(patterns.missing, counts, axis=0)  # (n_rows, s) missing coordinates
         r = resp[patterns.rows]
