@@ -46,11 +46,11 @@ __all__ = [
 Array = NDArray[np.floating[Any]]
 LOG_2PI = float(np.log(2.0 * np.pi))
 
-# A pattern with at least this many rows in a block gets its own small matrix products
+# A pattern with at least this many rows in a block shares its products with its bucket
 # (the complete-data statistics of its rows, and P_m of its missing coordinates); rarer
-# patterns go row by row, where a product per pattern would cost more in calls than it
-# saves (measured with bench/bench_missing.py's data: 16 beat 8 and 32).
-_PATTERN_ROWS = 16
+# patterns go row by row, where the per-pattern algebra would cost more than it saves
+# (bench/bench_missing.py's data, single thread: 32, 48 and 64 equal, 16 6% and 8 12% slower).
+_PATTERN_ROWS = 32
 
 
 class _Algebra(NamedTuple):
@@ -297,11 +297,17 @@ def _by_row(
         index = start + (np.arange(mine.start, mine.stop) * d)[None, :, None]
         index = index + algebra.missing[pattern][None]
         g_m = np.moveaxis(flat.take(index), 2, 0)
-        v = g_m - algebra.b[..., pattern]
-        w = np.einsum("ijkn,jkn->ikn", np.take(algebra.cond_cov, pattern, axis=3), v)
-        mu_rows = algebra.mu_m[..., pattern]
+        # each row's pattern terms; rows of patterns seen once (most, with many missing
+        # coordinates) read them in place
+        n_patterns = algebra.missing.shape[0]
+        once = pattern.shape[0] == n_patterns and bool((pattern == np.arange(n_patterns)).all())
+        each: Any = slice(None) if once else pattern
+        v = g_m - algebra.b[..., each]
+        C = algebra.cond_cov if once else np.take(algebra.cond_cov, pattern, axis=3)
+        w = np.einsum("ijkn,jkn->ikn", C, v)
+        mu_rows = algebra.mu_m[..., each]
         lp[:, mine] += (
-            algebra.const[:, pattern]
+            algebra.const[:, each]
             - np.einsum("ikn,ikn->kn", g_m, mu_rows)
             + 0.5 * np.einsum("ikn,ikn->kn", v, w)
         )
