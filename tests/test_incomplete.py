@@ -25,7 +25,7 @@ from emkit.families import (
     Poisson,
     Product,
 )
-from emkit.families._gaussian_missing import spd_inverse
+from emkit.families._gaussian_missing import _groups, _groups_by_bytes, spd_inverse
 from emkit.families.lognormal import LogNormalFamily
 from emkit.models.mixture import Mixture, MixtureParams
 
@@ -155,6 +155,39 @@ def test_missing_coordinates_are_marginalized_exactly(
         np.testing.assert_allclose(got.sum_t[:, d:], np.diagonal(second, 0, 1, 2), rtol=1e-9)
     else:
         np.testing.assert_allclose(got.sum_t[:, d], np.trace(second, 0, 1, 2), rtol=1e-9)
+
+
+@pytest.mark.parametrize("presorted", [True, False])
+def test_rows_are_grouped_alike_by_code_and_by_bytes(presorted: bool) -> None:
+    """The float code of a pattern (up to 47 columns) and its packed bytes (any number)
+    group the rows the same way, whether or not a fit sorted them first."""
+    rng = np.random.default_rng(0)
+    observed = rng.random((500, 10)) > 0.3
+    if presorted:
+        missing = ~observed
+        observed = observed[np.lexsort((*np.packbits(missing, axis=1).T[::-1], missing.sum(1)))]
+    by_code, by_bytes = list(_groups(observed)), list(_groups_by_bytes(~observed))
+    assert len(by_code) == len(by_bytes) > 3
+    everything = np.arange(observed.shape[0])
+    for (rows, pattern, coords), (rows_b, pattern_b, coords_b) in zip(
+        by_code, by_bytes, strict=True
+    ):
+        np.testing.assert_array_equal(everything[rows], everything[rows_b])
+        np.testing.assert_array_equal(pattern, pattern_b)
+        np.testing.assert_array_equal(coords, coords_b)
+
+
+def test_wide_tables_with_missing_values_fit() -> None:
+    """More than 47 columns: patterns are grouped through their bytes."""
+    X = _correlated(400, 60)
+    holes = _holes(X, 0.1)
+    model = GaussianMixture(
+        2, covariance_type="diag", max_iter=5, tol=0, monotonicity="raise", random_state=0
+    ).fit(holes)
+    assert np.isfinite(model.score(holes))
+    filled = model.impute(holes)
+    assert not np.isnan(filled).any()
+    np.testing.assert_array_equal(filled[~np.isnan(holes)], holes[~np.isnan(holes)])
 
 
 @pytest.mark.parametrize("structure", STRUCTURES)
