@@ -10,6 +10,7 @@ GaussianMixture (which rejects NaN) is timed on the complete data in the same ru
 ``(t(a + m) - t(a)) / m`` over whole fits.
 
     python bench/bench_missing.py               # 200k rows (a minute or two)
+    python bench/bench_missing.py --threads 1   # emkit on one thread (scikit-learn as is)
     python bench/bench_missing.py --quick       # 10k rows, a few seconds
 """
 
@@ -46,7 +47,9 @@ def make_data(n: int, d: int, K: int, fraction: float, seed: int = 0) -> tuple[n
     return X, holes, (np.full(K, 1.0 / K), means, precisions)
 
 
-def emkit_per_iteration(X: np.ndarray, start: tuple, iters: int, repeats: int) -> float:
+def emkit_per_iteration(
+    X: np.ndarray, start: tuple, iters: int, repeats: int, threads: int | None = None
+) -> float:
     from emkit import GaussianMixture
 
     weights, means, precisions = start
@@ -61,6 +64,7 @@ def emkit_per_iteration(X: np.ndarray, start: tuple, iters: int, repeats: int) -
                 weights_init=weights,
                 means_init=means,
                 precisions_init=precisions,
+                n_threads=threads,
             ).fit(X)
         best = min(best, float(np.median(model.trace_.seconds)))
     return best
@@ -99,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--missing", type=float, default=0.2, help="fraction of entries NaN")
     parser.add_argument("--iters", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, help="emkit's threads (default: every core)")
     parser.add_argument("--quick", action="store_true", help="10k rows, 3 iterations, 1 repeat")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
@@ -106,8 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         args.rows, args.iters, args.repeats = 10_000, 3, 1
 
     X, holes, start = make_data(args.rows, args.features, args.components, args.missing)
-    t_complete = emkit_per_iteration(X, start, args.iters, args.repeats)
-    t_missing = emkit_per_iteration(holes, start, args.iters, args.repeats)
+    t_complete = emkit_per_iteration(X, start, args.iters, args.repeats, args.threads)
+    t_missing = emkit_per_iteration(holes, start, args.iters, args.repeats, args.threads)
     t_sklearn = sklearn_per_iteration(X, start, min(args.iters, 5), args.repeats)
     ratio = t_missing / t_complete
     patterns = np.unique(np.packbits(np.isnan(holes), axis=1), axis=0).shape[0]
@@ -118,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         "missing_fraction": float(np.isnan(holes).mean()),
         "patterns": int(patterns),
         "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "emkit_threads": args.threads,
         "seconds_per_iteration": {
             "emkit_missing": t_missing,
             "emkit_complete": t_complete,
@@ -127,9 +133,10 @@ def main(argv: list[str] | None = None) -> int:
         "target": TARGET,
         "met": bool(ratio <= TARGET),
     }
+    threads = "every core" if args.threads is None else f"{args.threads} thread(s)"
     print(
         f"{args.rows} x {args.features}, K={args.components}, full covariances, "
-        f"{100 * result['missing_fraction']:.1f}% missing ({patterns} patterns)"
+        f"{100 * result['missing_fraction']:.1f}% missing ({patterns} patterns); emkit on {threads}"
     )
     print(f"  emkit, missing values     {1e3 * t_missing:9.1f} ms / iteration")
     print(f"  emkit, complete data      {1e3 * t_complete:9.1f} ms / iteration")

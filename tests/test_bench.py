@@ -102,7 +102,7 @@ BENCH_MISSING = BENCH.with_name("bench_missing.py")
 def test_missing_values_bench_quick_run(tmp_path: pathlib.Path) -> None:
     out = tmp_path / "bench_missing.json"
     result = subprocess.run(
-        [sys.executable, str(BENCH_MISSING), "--quick", "--json", str(out)],
+        [sys.executable, str(BENCH_MISSING), "--quick", "--threads", "1", "--json", str(out)],
         capture_output=True,
         text=True,
         check=False,
@@ -117,3 +117,4 @@ def test_missing_values_bench_quick_run(tmp_path: pathlib.Path) -> None:
     }
     assert 0.15 < report["missing_fraction"] < 0.25
     assert report["missing_over_complete"] > 0
+    assert report["emkit_threads"] == 1
