@@ -14,8 +14,9 @@ and all of them are inverted together (:func:`spd_inverse`, vectorized over the 
 With x0 the row with 0 at its missing coordinates and g = P x0, a row needs beyond its
 complete-data terms only its s coordinates g_m (:func:`missing_log_prob`). Rows are
 handled in groups with the same number s of missing coordinates, so every array of a
-group is rectangular; the rows of common patterns share one small matrix product per
-pattern (:func:`_by_pattern`), the others go row by row (:func:`_by_row`).
+group is rectangular; the rows of a common pattern share a small matrix product, stacked
+with those of patterns of similar size (:func:`_by_pattern`), the others go row by row
+(:func:`_by_row`).
 
 The M-step receives the expected statistics sum_n r_nk E_k[x] and
 sum_n r_nk E_k[x x^T] = sum_n r_nk (E_k[x] E_k[x]^T + pad(P_mm^-1)), packed the way the
@@ -333,10 +334,11 @@ def _by_pattern(
     log_prob: Array,
 ) -> _Patterns:
     """Rows of common patterns: the complete-data form on T(x0) = (x0, x0 x0^T), one
-    matrix product for all of them as for complete rows, and one small product per
-    pattern (its rows share m) for the rest. With g = P_m^T x0 and h = C g (C = P_mm^-1),
-    v.C v / 2 - g.mu_m = g.h / 2 + x0.l + b.C b / 2 where l = -P_m (mu_m + C b / 2) -
-    P_m C b / 2, and E_k[x_m | x_obs] = mu_m + C b - h: the product gives (g, h, x0.l)."""
+    matrix product for all of them as for complete rows, and for the rest a small
+    product per pattern (its rows share m), stacked over a bucket of patterns. With
+    g = P_m^T x0 and h = C g (C = P_mm^-1), v.C v / 2 - g.mu_m = g.h / 2 + x0.l +
+    b.C b / 2 where l = -P_m (mu_m + C b / 2) - P_m C b / 2, and
+    E_k[x_m | x_obs] = mu_m + C b - h: the product gives (g, h, x0.l)."""
     K, d = P.shape[:2]
     n_q = common.shape[0]
     s = algebra.missing.shape[1]
