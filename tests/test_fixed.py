@@ -39,6 +39,7 @@ from emkit.families import (
     Multinomial,
     Poisson,
     Product,
+    covariance_structure,
 )
 from emkit.models.mixture import Mixture, MixtureParams, MixtureStats, fixed_weights
 
@@ -124,12 +125,7 @@ def _size(kind: str, like: np.ndarray) -> int:
 
 def _gaussian_cov(attrs: dict[str, Any], k: int, structure: str, d: int) -> np.ndarray:
     cov = np.asarray(attrs["covariances"])
-    return {
-        "full": lambda: cov[k],
-        "tied": lambda: cov,
-        "diag": lambda: np.diag(cov[k]),
-        "spherical": lambda: cov[k] * np.eye(d),
-    }[structure]()
+    return covariance_structure(structure).component_covariance(cov, k, d)
 
 
 def _gaussian_density(structure: str, prefix: str = "") -> Callable[..., np.ndarray]:

@@ -24,6 +24,7 @@ from emkit.families import (
     Multinomial,
     Poisson,
     Product,
+    covariance_structure,
 )
 from emkit.families._gaussian_missing import _groups, _groups_by_bytes, spd_inverse
 from emkit.families.lognormal import LogNormalFamily
@@ -67,12 +68,7 @@ def _gaussian_params(structure: str, d: int, K: int, rng: np.random.Generator) -
 
 
 def _dense(structure: str, cov: np.ndarray, k: int, d: int) -> np.ndarray:
-    return {
-        "full": lambda: cov[k],
-        "tied": lambda: cov,
-        "diag": lambda: np.diag(cov[k]),
-        "spherical": lambda: cov[k] * np.eye(d),
-    }[structure]()
+    return covariance_structure(structure).component_covariance(cov, k, d)
 
 
 # -- the exact E-step with missing coordinates -------------------------------------------
