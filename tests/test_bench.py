@@ -12,18 +12,23 @@ import pytest
 BENCH = pathlib.Path(__file__).resolve().parents[1] / "bench" / "bench_gmm.py"
 
 
-@pytest.mark.skipif(not BENCH.exists(), reason="needs the source tree")
-def test_bench_quick_run_reports_every_workload(tmp_path: pathlib.Path) -> None:
-    out = tmp_path / "bench.json"
+def _quick_run(script: pathlib.Path, tmp_path: pathlib.Path, *args: str) -> tuple[str, dict]:
+    """Run a benchmark script with ``args`` and ``--json``; (its output, its report)."""
+    out = tmp_path / f"{script.stem}.json"
     result = subprocess.run(
-        [sys.executable, str(BENCH), "--quick", "--in-process", "--json", str(out)],
+        [sys.executable, str(script), *args, "--json", str(out)],
         capture_output=True,
         text=True,
         check=False,
         timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    report = json.loads(out.read_text())
+    return result.stdout, json.loads(out.read_text())
+
+
+@pytest.mark.skipif(not BENCH.exists(), reason="needs the source tree")
+def test_bench_quick_run_reports_every_workload(tmp_path: pathlib.Path) -> None:
+    _, report = _quick_run(BENCH, tmp_path, "--quick", "--in-process")
     assert len(report["results"]) == 5
     for workload in report["results"]:
         # emkit and scikit-learn agree from the same start, in every configuration
@@ -35,16 +40,7 @@ MIXED = BENCH.parent / "bench_mixed.py"
 
 @pytest.mark.skipif(not MIXED.exists(), reason="needs the source tree")
 def test_mixed_bench_quick_run(tmp_path: pathlib.Path) -> None:
-    out = tmp_path / "mixed.json"
-    result = subprocess.run(
-        [sys.executable, str(MIXED), "--quick", "--json", str(out)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    report = json.loads(out.read_text())
+    _, report = _quick_run(MIXED, tmp_path, "--quick")
     assert set(report["seconds_per_iteration"]) == {"mixed", "gaussian_diag", "sklearn_diag"}
     assert report["mixed_over_diag"] > 0
 
@@ -54,16 +50,8 @@ BENCH_PPCA = BENCH.with_name("bench_ppca.py")
 
 @pytest.mark.skipif(not BENCH_PPCA.exists(), reason="needs the source tree")
 def test_ppca_bench_quick_run_reports_the_comparison(tmp_path: pathlib.Path) -> None:
-    out = tmp_path / "bench_ppca.json"
-    result = subprocess.run(
-        [sys.executable, str(BENCH_PPCA), "--quick", "--json", str(out)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    report = json.loads(out.read_text())["result"]
+    _, report = _quick_run(BENCH_PPCA, tmp_path, "--quick")
+    report = report["result"]
     assert {"emkit_seconds", "sklearn_seconds", "ratio", "target_met"} <= set(report)
     # EM reaches PCA's subspace and the closed-form maximum
     assert report["em_converged"]
@@ -77,17 +65,8 @@ BENCH_KMEANS = BENCH.with_name("bench_kmeans.py")
 
 @pytest.mark.skipif(not BENCH_KMEANS.exists(), reason="needs the source tree")
 def test_kmeans_bench_quick_run_reports_both_libraries(tmp_path: pathlib.Path) -> None:
-    out = tmp_path / "bench_kmeans.json"
-    result = subprocess.run(
-        [sys.executable, str(BENCH_KMEANS), "--quick", "--json", str(out)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "met" in result.stdout or "missed" in result.stdout
-    report = json.loads(out.read_text())
+    stdout, report = _quick_run(BENCH_KMEANS, tmp_path, "--quick")
+    assert "met" in stdout or "missed" in stdout
     assert set(report["seconds_per_iteration"]) == {"sklearn", "emkit"}
     assert report["sklearn_over_emkit"] > 0 and isinstance(report["target_met"], bool)
     # the same start and the same iterations: the same centers
@@ -100,16 +79,7 @@ BENCH_MISSING = BENCH.with_name("bench_missing.py")
 
 @pytest.mark.skipif(not BENCH_MISSING.exists(), reason="needs the source tree")
 def test_missing_values_bench_quick_run(tmp_path: pathlib.Path) -> None:
-    out = tmp_path / "bench_missing.json"
-    result = subprocess.run(
-        [sys.executable, str(BENCH_MISSING), "--quick", "--threads", "1", "--json", str(out)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    report = json.loads(out.read_text())
+    _, report = _quick_run(BENCH_MISSING, tmp_path, "--quick", "--threads", "1")
     assert set(report["seconds_per_iteration"]) == {
         "emkit_missing",
         "emkit_complete",
