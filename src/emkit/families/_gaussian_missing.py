@@ -298,17 +298,11 @@ def _by_row(
         index = start + (np.arange(mine.start, mine.stop) * d)[None, :, None]
         index = index + algebra.missing[pattern][None]
         g_m = np.moveaxis(flat.take(index), 2, 0)
-        # each row's pattern terms; rows of patterns seen once (most, with many missing
-        # coordinates) read them in place
-        n_patterns = algebra.missing.shape[0]
-        once = pattern.shape[0] == n_patterns and bool((pattern == np.arange(n_patterns)).all())
-        each: Any = slice(None) if once else pattern
-        v = g_m - algebra.b[..., each]
-        C = algebra.cond_cov if once else np.take(algebra.cond_cov, pattern, axis=3)
-        w = np.einsum("ijkn,jkn->ikn", C, v)
-        mu_rows = algebra.mu_m[..., each]
+        v = g_m - algebra.b[..., pattern]
+        w = np.einsum("ijkn,jkn->ikn", np.take(algebra.cond_cov, pattern, axis=3), v)
+        mu_rows = algebra.mu_m[..., pattern]
         lp[:, mine] += (
-            algebra.const[:, each]
+            algebra.const[:, pattern]
             - np.einsum("ikn,ikn->kn", g_m, mu_rows)
             + 0.5 * np.einsum("ikn,ikn->kn", v, w)
         )
