@@ -32,12 +32,14 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
-from emkit.families._base import pattern_ids
+from emkit.families._base import pattern_ids, statistic_rows
 
 __all__ = [
     "MissingState",
     "conditional_means",
     "dense_precisions",
+    "full_natural",
+    "full_statistics",
     "missing_log_prob",
     "missing_statistics",
     "packed_products",
@@ -244,9 +246,7 @@ def missing_log_prob(
     if rare_parts:
         state = state._replace(rows=_by_row(x0, rare_parts, P, P_mu, means, constant, log_prob))
     if common_parts:
-        # the complete-data natural parameters: x.(P mu) - x^T P x / 2 = T(x) @ eta
-        i, j = triu_indices(d)
-        eta = np.concatenate([P_mu, -np.where(i == j, 0.5, 1.0) * P[:, i, j]], axis=1)
+        eta = full_natural(P, P_mu)
         for part in common_parts:
             state.patterns.append(_by_pattern(x0, *part, P, eta, constant, log_prob))
     return log_prob, state
@@ -346,10 +346,7 @@ def _by_pattern(
     values = np.zeros((n + 1, d + Ks))  # x0, then the conditional means; a zero row last
     x = values[:n, :d]
     np.copyto(x, x0[rows])
-    xT = np.ascontiguousarray(x.T)
-    TT = np.empty((d + d * (d + 1) // 2, n))  # statistic-major T(x0)
-    TT[:d] = xT
-    packed_products(xT, TT[d:])
+    TT = full_statistics(x).T  # statistic-major T(x0)
     lp = eta @ TT  # (K, n_rows): x0.(P mu) - x0^T P x0 / 2
     lp += constant[:, None]
     counts = np.bincount(mine, minlength=n_q)
@@ -401,6 +398,25 @@ def _buckets(
         padded = np.where(slot < counts[which, None], bounds[which, None] + slot, n)
         out.append((which, padded))
     return out
+
+
+def full_statistics(Xc: Array, out: Array | None = None) -> Array:
+    """T(x) = (x, packed upper triangle of x x^T) of rows ``Xc`` (n, d), as the (n,
+    d + d (d + 1) / 2) transpose of a statistic-major buffer (``out`` or new)."""
+    d = Xc.shape[1]
+    XT = np.ascontiguousarray(Xc.T)  # a view when Xc is feature-major
+    TT = statistic_rows(out, d + d * (d + 1) // 2, Xc.shape[0], Xc.dtype)
+    TT[:d] = XT
+    packed_products(XT, TT[d:])
+    return TT.T
+
+
+def full_natural(P: Array, P_mu: Array) -> Array:
+    """The natural parameters of T(x) = (x, packed x x^T) for precisions ``P`` (K, d, d)
+    and ``P_mu`` = P mu (K, d): x.(P mu) - x^T P x / 2 = T(x) @ eta_k, with
+    x^T P x = sum_i P_ii x_i^2 + 2 sum_{i<j} P_ij x_i x_j."""
+    i, j = triu_indices(P.shape[1])
+    return np.concatenate([P_mu, -np.where(i == j, 0.5, 1.0) * P[:, i, j]], axis=1)
 
 
 def packed_products(XT: Array, out: Array) -> None:

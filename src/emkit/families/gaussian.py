@@ -39,9 +39,10 @@ from emkit.families._base import (
 from emkit.families._gaussian_missing import (
     MissingState,
     conditional_means,
+    full_natural,
+    full_statistics,
     missing_log_prob,
     missing_statistics,
-    packed_products,
     triu_indices,
 )
 from emkit.families.priors import GaussianPrior, check_prior
@@ -324,10 +325,7 @@ class Full(_Triangular):
         return d + d * (d + 1) // 2
 
     def statistics(self, Xc: Array, out: Array | None = None) -> Array:
-        d = Xc.shape[1]
-        XT, TT = _stat_rows(Xc, self.n_stats(d), out)
-        packed_products(XT, TT[d:])
-        return TT.T
+        return full_statistics(Xc, out)
 
     def moment_statistics(self, first: Array, second: Array) -> tuple[Array, Array]:
         i, j = triu_indices(first.shape[1])
@@ -340,10 +338,7 @@ class Full(_Triangular):
         d = means.shape[1]
         P = self.precisions(prec_chol)
         Pmu = np.einsum("kij,kj->ki", P, means)
-        i, j = triu_indices(d)
-        # x^T P x = sum_i P_ii x_i^2 + 2 sum_{i<j} P_ij x_i x_j
-        quad = -np.where(i == j, 0.5, 1.0) * P[:, i, j]
-        eta = np.concatenate([Pmu, quad], axis=1)
+        eta = full_natural(P, Pmu)
         log_norm = 0.5 * np.sum(Pmu * means, axis=1) - self.half_log_det(prec_chol, d)
         return eta, log_norm + 0.5 * d * LOG_2PI
 
