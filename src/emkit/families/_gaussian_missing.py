@@ -33,6 +33,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from emkit.families._base import pattern_ids, statistic_rows
+from emkit.families import _missing_kernels
+from emkit.families._missing_kernels import kernels
 
 __all__ = [
     "MissingState",
@@ -54,6 +56,10 @@ LOG_2PI = float(np.log(2.0 * np.pi))
 # patterns go row by row, where the per-pattern algebra would cost more than it saves
 # (bench/bench_missing.py's data, single thread: 32, 48 and 64 equal, 16 6% and 8 12% slower).
 _PATTERN_ROWS = 32
+
+# Whether rows go to the compiled loops (:mod:`emkit.families._missing_kernels`) when
+# Numba is installed; the tests switch it off to check the NumPy form as well.
+_COMPILED = True
 
 
 class _Algebra(NamedTuple):
@@ -90,6 +96,15 @@ class _Patterns(NamedTuple):
     cond_cov: Array  # (s, s, K, n_q) Cov_k[x_m | x_obs]
 
 
+class _Compiled(NamedTuple):
+    """Rows evaluated by the compiled loops, per number s of missing coordinates."""
+
+    x0: Array  # (n, d) the rows, 0 at their missing coordinates
+    # (rows, each row's pattern, missing (n_p, s), C on the loops' tiles (n_tiles, s, s,
+    # _TILE K), E_k[x_m | x_obs] (n_s, K, s))
+    groups: list[tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.intp], Array, Array]]
+
+
 class MissingState(NamedTuple):
     """What the E-step of rows with missing values leaves for their statistics."""
 
@@ -97,6 +112,7 @@ class MissingState(NamedTuple):
     patterns: list[_Patterns]
     n_components: int
     n_features: int
+    compiled: _Compiled | None = None
 
 
 @functools.lru_cache(maxsize=64)
@@ -229,6 +245,9 @@ def missing_log_prob(
     # the complete-data constant, log N(x) = x.(P mu) - x^T P x / 2 + constant
     constant = half_log_det + offset - 0.5 * np.einsum("ka,ka->k", means, P_mu) - 0.5 * d * LOG_2PI
     x0 = np.where(observed, X, 0.0)
+    compiled = kernels() if _COMPILED else None
+    if compiled is not None:
+        return _compiled_log_prob(compiled, x0, observed, P, P_mu, means, constant)
     log_prob = np.empty((n, K))
     everything = np.arange(n)
     common_parts, rare_parts = [], []
@@ -250,6 +269,54 @@ def missing_log_prob(
         for part in common_parts:
             state.patterns.append(_by_pattern(x0, *part, P, eta, constant, log_prob))
     return log_prob, state
+
+
+def _compiled_log_prob(
+    compiled: Any,
+    x0: Array,
+    observed: NDArray[np.bool_],
+    P: Array,
+    P_mu: Array,
+    means: Array,
+    constant: Array,
+) -> tuple[Array, MissingState]:
+    """The E-step by the compiled loops: G = x0 [P_1 .. P_K, P mu] for all rows by one
+    matrix product, then per group of rows with s missing coordinates the algebra of
+    its patterns and each row's terms."""
+    K, d = means.shape
+    n = x0.shape[0]
+    G = x0 @ np.concatenate([P.transpose(1, 0, 2).reshape(d, K * d), P_mu.T], axis=1)
+    parameters = tuple(
+        np.ascontiguousarray(a) for a in (P.transpose(1, 2, 0), P_mu.T, means.T)
+    )
+    constant = np.ascontiguousarray(constant, dtype=np.float64)
+    log_prob = np.empty((n, K))
+    everything = np.arange(n)
+    groups = []
+    for rows, pattern, coords in _groups(observed):
+        coords = np.ascontiguousarray(coords)
+        algebra = _compiled_algebra(compiled, parameters, coords)
+        rows = everything[rows]
+        y = np.empty((rows.shape[0], K, coords.shape[1]))
+        compiled.rows_log_prob(G, x0, rows, pattern, coords, *algebra, constant, log_prob, y)
+        groups.append((rows, pattern, coords, algebra[0], y))
+    return log_prob, MissingState(None, [], K, d, _Compiled(x0, groups))
+
+
+def _compiled_algebra(
+    compiled: Any, parameters: tuple[Array, Array, Array], coords: NDArray[np.intp]
+) -> tuple[Array, Array, Array, Array]:
+    """(C, b, mu_m, const) of every (pattern, component), on the compiled loops' tiles
+    (:func:`emkit.families._missing_kernels._pattern_algebra`); ``parameters`` are P,
+    P mu and mu, components last."""
+    n_p, s = coords.shape
+    tile = _missing_kernels._TILE
+    n_tiles, width = -(-n_p // tile), tile * parameters[0].shape[2]
+    C = np.empty((n_tiles, s, s, width))
+    b, mu_m = np.empty((n_tiles, s, width)), np.empty((n_tiles, s, width))
+    const = np.empty((n_tiles, width))
+    compiled.pattern_algebra(*parameters, coords, C, b, mu_m, const)
+    return C, b, mu_m, const
 
 
 def _algebra(P: Array, P_mu: Array, means: Array, coords: NDArray[np.intp]) -> _Algebra:
@@ -435,6 +502,8 @@ def missing_statistics(state: MissingState, resp: Array) -> tuple[Array, Array]:
     E_k[x x^T] = E_k[x] E_k[x]^T + pad(P_mm^-1). Consumes the state (the filled rows are
     scaled in place)."""
     K, d = state.n_components, state.n_features
+    if state.compiled is not None:
+        return _compiled_moments(state.compiled, resp)
     first = np.zeros((K, d))
     second = np.zeros((K, d, d))
     if state.rows is not None:
@@ -445,6 +514,40 @@ def missing_statistics(state: MissingState, resp: Array) -> tuple[Array, Array]:
         f, S = _pattern_moments(patterns, resp)
         first += f
         second += S
+    return first, second
+
+
+def _compiled_moments(found: _Compiled, resp: Array) -> tuple[Array, Array]:
+    """Moments by the compiled loops: with F_k = sqrt(r_k) E_k[x | x_obs] (the loops
+    fill it), sum r E_k[x] = sqrt(r_k)^T F_k and sum r E_k[x] E_k[x]^T = F_k^T F_k by
+    BLAS, plus each (pattern, component)'s mass times its conditional covariance."""
+    x0 = found.x0
+    n, d = x0.shape
+    K = resp.shape[1]
+    root = np.sqrt(np.ascontiguousarray(resp.T, dtype=np.float64))  # (K, n)
+    F = np.zeros((K, n, d))  # rows of the state's groups are all filled below
+    compiled = kernels()
+    masses = []
+    for rows, pattern, coords, C, y in found.groups:
+        mass = np.zeros(C.shape[::3])  # (n_tiles, _TILE K)
+        compiled.rows_fill(x0, rows, pattern, coords, y, root, F, mass)
+        masses.append(mass)
+    first = np.matmul(root[:, None, :], F)[:, 0]
+    second = np.matmul(np.swapaxes(F, 1, 2), F)
+    for (_, _, coords, C, _), mass in zip(found.groups, masses, strict=True):
+        compiled.scatter_covariances(coords, C, mass, second)
+    return first, second
+
+
+def _unpack_moments(sums: Array, d: int) -> tuple[Array, Array]:
+    """(sum r x, (K, d); sum r x x^T, (K, d, d)) from sums of T(x) = (x, packed x x^T)
+    weighted by the responsibilities, (d + d (d + 1) / 2, K)."""
+    K = sums.shape[1]
+    first = np.ascontiguousarray(sums[:d].T)
+    i, j = triu_indices(d)
+    second = np.empty((K, d, d))
+    second[:, i, j] = sums[d:].T
+    second[:, j, i] = sums[d:].T
     return first, second
 
 
@@ -482,12 +585,7 @@ def _pattern_moments(patterns: _Patterns, resp: Array) -> tuple[Array, Array]:
     n = values.shape[0] - 1
     d = values.shape[1] - K * s
     r = resp[patterns.rows]  # (n_rows, K)
-    sums = TT @ r  # (n_stats, K)
-    first = np.ascontiguousarray(sums[:d].T)
-    i, j = triu_indices(d)
-    second = np.empty((K, d, d))
-    second[:, i, j] = sums[d:].T
-    second[:, j, i] = sums[d:].T
+    first, second = _unpack_moments(TT @ r, d)
     z = np.zeros((n + 1, K, s))  # r y, and a zero row for the padding
     np.multiply(values[:n, d:].reshape(n, K, s), r[:, :, None], out=z[:n])
     z = z.reshape(n + 1, K * s)
@@ -534,6 +632,8 @@ def conditional_means(state: MissingState, resp: Array, log_scale: bool = False)
     """E[x | x_obs] = sum_k p(k | x_obs) E_k[x | x_obs], (n, d), in centred coordinates;
     with ``log_scale`` (rows are log x), E[e^x | x_obs] instead."""
     out = np.empty((resp.shape[0], state.n_features))
+    if state.compiled is not None:
+        return _compiled_conditional_means(state.compiled, resp, log_scale, out)
     found = state.rows
     if found is not None:
         values = found.filled
@@ -569,4 +669,21 @@ def conditional_means(state: MissingState, resp: Array, log_scale: bool = False)
             filled = x.copy()
         filled[np.arange(n)[:, None], at] = mixed
         out[patterns.rows] = filled
+    return out
+
+
+def _compiled_conditional_means(found: _Compiled, resp: Array, log_scale: bool, out: Array) -> Array:
+    """:func:`conditional_means` from the compiled loops' state."""
+    out[:] = np.exp(found.x0) if log_scale else found.x0
+    K = resp.shape[1]
+    for rows, pattern, coords, C, y in found.groups:
+        if not coords.shape[1]:
+            continue  # complete rows: nothing to fill
+        if log_scale:
+            # the conditional variances, from the tiles: (n_tiles, _TILE K, s) -> (n_p, K, s)
+            var = np.diagonal(C, axis1=1, axis2=2).reshape(-1, K, coords.shape[1])
+            mixed = np.einsum("nk,nks->ns", resp[rows], np.exp(y + 0.5 * var[pattern]))
+        else:
+            mixed = np.einsum("nk,nks->ns", resp[rows], y)
+        out[rows[:, None], coords[pattern]] = mixed
     return out
