@@ -24,9 +24,15 @@ from emkit.families import (
     Multinomial,
     Poisson,
     Product,
+    _missing_kernels,
     covariance_structure,
 )
-from emkit.families._gaussian_missing import _groups, _groups_by_bytes, spd_inverse
+from emkit.families._gaussian_missing import (
+    _compiled_algebra,
+    _groups,
+    _groups_by_bytes,
+    spd_inverse,
+)
 from emkit.families.lognormal import LogNormalFamily
 from emkit.models.mixture import Mixture, MixtureParams
 
@@ -73,6 +79,22 @@ def _dense(structure: str, cov: np.ndarray, k: int, d: int) -> np.ndarray:
 
 # -- the exact E-step with missing coordinates -------------------------------------------
 
+BACKENDS = ("numpy", "compiled")
+
+
+def _use_backend(backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows with missing values through the NumPy form or the compiled loops (skipped
+    when Numba is not installed)."""
+    if backend == "compiled" and _missing_kernels.kernels() is None:
+        pytest.skip("Numba is not installed")
+    monkeypatch.setattr("emkit.families._gaussian_missing._COMPILED", backend == "compiled")
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    _use_backend(request.param, monkeypatch)
+    return str(request.param)
+
 
 def test_spd_inverse_matches_lapack() -> None:
     rng = np.random.default_rng(0)
@@ -85,12 +107,18 @@ def test_spd_inverse_matches_lapack() -> None:
 
 
 @pytest.mark.parametrize("structure", STRUCTURES)
-@pytest.mark.parametrize("pattern_rows", [1, 4, 10**9])
+@pytest.mark.parametrize(
+    ("backend", "pattern_rows"),
+    [("numpy", 1), ("numpy", 4), ("numpy", 10**9), ("compiled", 32)],
+    ids=["numpy-by-pattern", "numpy-mixed", "numpy-by-row", "compiled"],
+)
 def test_missing_coordinates_are_marginalized_exactly(
-    structure: str, pattern_rows: int, monkeypatch: pytest.MonkeyPatch
+    structure: str, backend: str, pattern_rows: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """log p(x_obs, k) and E_k[T(x) | x_obs] against scipy, row by row, whether rows are
-    evaluated by pattern (common patterns), row by row (rare ones), or mixed."""
+    """log p(x_obs, k) and E_k[T(x) | x_obs] against scipy, row by row, whether NumPy
+    evaluates rows by pattern (common patterns), row by row (rare ones) or mixed, or
+    the compiled loops do."""
+    _use_backend(backend, monkeypatch)
     monkeypatch.setattr("emkit.families._gaussian_missing._PATTERN_ROWS", pattern_rows)
     rng = np.random.default_rng(3)
     d, K, n = 5, 3, 60
@@ -173,6 +201,7 @@ def test_rows_are_grouped_alike_by_code_and_by_bytes(presorted: bool) -> None:
         np.testing.assert_array_equal(coords, coords_b)
 
 
+@pytest.mark.usefixtures("backend")
 def test_wide_tables_with_missing_values_fit() -> None:
     """More than 47 columns: patterns are grouped through their bytes."""
     X = _correlated(400, 60)
@@ -191,8 +220,8 @@ def test_common_and_rare_patterns_give_the_same_e_step(
     structure: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A dominant pattern beside many rare ones, in shuffled rows: every pattern through
-    the stacked products of its bucket, every row by itself, and the default split give
-    the same log-densities, statistics and imputations."""
+    the stacked products of its bucket, every row by itself, the default split and the
+    compiled loops give the same log-densities, statistics and imputations."""
     rng = np.random.default_rng(7)
     d, K, n = 6, 3, 900
     X = _correlated(n, d)
@@ -207,7 +236,11 @@ def test_common_and_rare_patterns_give_the_same_e_step(
     params = MixtureParams(np.full(K, 1.0 / K), family.params_from_covariances(means, cov))
     model = Mixture(family, missing=True)
     results = []
-    for pattern_rows in (1, 32, 10**9):
+    routes = [("numpy", 1), ("numpy", 32), ("numpy", 10**9), ("compiled", 32)]
+    if _missing_kernels.kernels() is None:
+        routes.pop()
+    for backend, pattern_rows in routes:
+        monkeypatch.setattr("emkit.families._gaussian_missing._COMPILED", backend == "compiled")
         monkeypatch.setattr("emkit.families._gaussian_missing._PATTERN_ROWS", pattern_rows)
         got = model.expectation(params)(holes, None)
         results.append(
@@ -247,23 +280,79 @@ def test_without_missing_values_the_fit_is_the_complete_data_fit(structure: str)
     fraction=st.floats(0.05, 0.5),
     seed=st.integers(0, 10_000),
     K=st.integers(1, 3),
+    compiled=st.booleans() if _missing_kernels.kernels() is not None else st.just(False),
 )
 def test_loglik_never_decreases_with_missing_values(
-    structure: str, fraction: float, seed: int, K: int
+    structure: str, fraction: float, seed: int, K: int, compiled: bool
 ) -> None:
     holes = _holes(_correlated(120, 3, seed), fraction, seed)
-    model = GaussianMixture(
-        K,
-        covariance_type=structure,
-        tol=0,
-        max_iter=15,
-        reg_covar=0.0 if structure != "full" else 1e-6,
-        monotonicity="raise",
-        random_state=seed,
-    ).fit(holes)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("emkit.families._gaussian_missing._COMPILED", compiled)
+        model = GaussianMixture(
+            K,
+            covariance_type=structure,
+            tol=0,
+            max_iter=15,
+            reg_covar=0.0 if structure != "full" else 1e-6,
+            monotonicity="raise",
+            random_state=seed,
+        ).fit(holes)
     assert np.isfinite(model.lower_bounds_).all()
 
 
+def test_compiled_algebra_inverts_every_block_even_past_the_float_range() -> None:
+    """The loops' (pattern, component) algebra against LAPACK, on tiles with padding,
+    for determinants that overflow float64 as a product of pivots (1e40^9)."""
+    kernels = _missing_kernels.kernels()
+    if kernels is None:
+        pytest.skip("Numba is not installed")
+    rng = np.random.default_rng(5)
+    d, K, s, n_p = 12, 3, 9, 21  # 21 patterns: two tiles, the second one padded
+    A = rng.normal(size=(K, d, d))
+    P = (A @ np.swapaxes(A, 1, 2) + d * np.eye(d)) * 1e40
+    means = rng.normal(size=(K, d))
+    P_mu = np.einsum("kab,kb->ka", P, means)
+    coords = np.sort(np.array([rng.choice(d, s, replace=False) for _ in range(n_p)]), axis=1)
+    parameters = tuple(np.ascontiguousarray(a) for a in (P.transpose(1, 2, 0), P_mu.T, means.T))
+    C, b, mu_m, const = _compiled_algebra(kernels, parameters, coords)
+
+    def per_pattern(tiled: np.ndarray) -> np.ndarray:  # (n_tiles, ..., tile K) -> (n_p, K, ...)
+        moved = np.moveaxis(tiled, -1, 1)
+        return moved.reshape(-1, K, *moved.shape[2:])[:n_p]
+
+    blocks = P[:, coords.T[:, None, :], coords.T[None, :, :]].transpose(3, 0, 1, 2)
+    np.testing.assert_allclose(per_pattern(C), np.linalg.inv(blocks), rtol=1e-9, atol=0)
+    mu = means[:, coords].transpose(1, 0, 2)  # (n_p, K, s)
+    Pmm_mu = np.einsum("pkij,pkj->pki", blocks, mu)
+    P_mu_m = P_mu[:, coords].transpose(1, 0, 2)
+    np.testing.assert_allclose(per_pattern(mu_m), mu)
+    np.testing.assert_allclose(per_pattern(b), P_mu_m - Pmm_mu, rtol=1e-9, atol=1e-9 * 1e40)
+    log_det = np.linalg.slogdet(blocks)[1]
+    assert (log_det > 700).all()  # the product of the pivots overflows
+    quadratic = np.einsum("pki,pki->pk", mu, Pmm_mu - 2.0 * P_mu_m)
+    expected = -0.5 * (quadratic + log_det - s * np.log(2 * np.pi))
+    np.testing.assert_allclose(per_pattern(const), expected, rtol=1e-9)
+
+
+def test_without_numba_the_numpy_form_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Numba is optional: without it the loops are None and a fit with missing values
+    runs the NumPy form."""
+    monkeypatch.setitem(__import__("sys").modules, "numba", None)  # import fails
+    _missing_kernels.kernels.cache_clear()
+    holes = _holes(_correlated(200), 0.2)
+    settings = {"max_iter": 5, "tol": 0, "random_state": 0, "monotonicity": "raise"}
+    try:
+        assert _missing_kernels.kernels() is None
+        without = GaussianMixture(2, **settings).fit(holes)
+        monkeypatch.setattr("emkit.families._gaussian_missing._COMPILED", False)
+        numpy_form = GaussianMixture(2, **settings).fit(holes)
+        np.testing.assert_array_equal(without.means_, numpy_form.means_)
+        assert without.lower_bound_ == numpy_form.lower_bound_
+    finally:
+        _missing_kernels.kernels.cache_clear()
+
+
+@pytest.mark.usefixtures("backend")
 def test_parameters_approach_the_complete_fit_as_missingness_shrinks() -> None:
     X = _correlated(4000, 4, seed=5)
     reference = GaussianMixture(2, random_state=0, tol=1e-10, max_iter=500).fit(X)
@@ -287,6 +376,7 @@ def test_parameters_approach_the_complete_fit_as_missingness_shrinks() -> None:
     assert errors[-1] < 0.02
 
 
+@pytest.mark.usefixtures("backend")
 def test_conditional_mean_imputation_beats_column_means() -> None:
     rng = np.random.default_rng(0)
     d = 5
@@ -310,6 +400,7 @@ def test_conditional_mean_imputation_beats_column_means() -> None:
     np.testing.assert_allclose(imputed[i, m], expected, rtol=1e-10)
 
 
+@pytest.mark.usefixtures("backend")
 def test_predictions_accept_missing_values() -> None:
     X = _correlated(500)
     holes = _holes(X, 0.3)
@@ -346,6 +437,7 @@ def test_rows_with_nothing_observed_are_rejected() -> None:
         GaussianMixture(1).fit(np.array([[1.0, np.nan], [2.0, np.nan], [3.0, np.nan]]))
 
 
+@pytest.mark.usefixtures("backend")
 def test_integer_weights_equal_repeated_rows_with_missing_values() -> None:
     holes = _holes(_correlated(200), 0.25)
     w = np.random.default_rng(0).integers(0, 3, 200)
@@ -416,6 +508,7 @@ def _column_log_density(model: MixtureModel, j: int, k: int, x: float) -> float:
     return stats.lognorm(np.sqrt(var), scale=np.exp(mu)).logpdf(x)
 
 
+@pytest.mark.usefixtures("backend")
 def test_product_rows_with_missing_columns_use_the_observed_ones() -> None:
     X, family = _mixed_table(600)
     holes = _holes(X, 0.25)
@@ -444,6 +537,7 @@ def test_product_rows_with_missing_columns_use_the_observed_ones() -> None:
     assert ((imputed[:, 3] >= 0) & (imputed[:, 3] <= 1)).all()
 
 
+@pytest.mark.usefixtures("backend")
 @pytest.mark.parametrize(
     ("family", "draw"),
     [
@@ -560,6 +654,7 @@ def test_labels_are_checked_and_ignored_unless_semi_supervised() -> None:
     np.testing.assert_array_equal(none.means_, plain.means_)
 
 
+@pytest.mark.usefixtures("backend")
 def test_labels_and_missing_values_together() -> None:
     X = _correlated(600)
     z = (X[:, 0] > 2).astype(int)

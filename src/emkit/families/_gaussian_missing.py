@@ -32,8 +32,8 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
-from emkit.families._base import pattern_ids, statistic_rows
 from emkit.families import _missing_kernels
+from emkit.families._base import pattern_ids, statistic_rows
 from emkit.families._missing_kernels import kernels
 
 __all__ = [
@@ -286,8 +286,11 @@ def _compiled_log_prob(
     K, d = means.shape
     n = x0.shape[0]
     G = x0 @ np.concatenate([P.transpose(1, 0, 2).reshape(d, K * d), P_mu.T], axis=1)
-    parameters = tuple(
-        np.ascontiguousarray(a) for a in (P.transpose(1, 2, 0), P_mu.T, means.T)
+    # components last, for the loops
+    parameters = (
+        np.ascontiguousarray(P.transpose(1, 2, 0)),
+        np.ascontiguousarray(P_mu.T),
+        np.ascontiguousarray(means.T),
     )
     constant = np.ascontiguousarray(constant, dtype=np.float64)
     log_prob = np.empty((n, K))
@@ -672,7 +675,9 @@ def conditional_means(state: MissingState, resp: Array, log_scale: bool = False)
     return out
 
 
-def _compiled_conditional_means(found: _Compiled, resp: Array, log_scale: bool, out: Array) -> Array:
+def _compiled_conditional_means(
+    found: _Compiled, resp: Array, log_scale: bool, out: Array
+) -> Array:
     """:func:`conditional_means` from the compiled loops' state."""
     out[:] = np.exp(found.x0) if log_scale else found.x0
     K = resp.shape[1]

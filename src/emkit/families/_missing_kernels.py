@@ -4,9 +4,8 @@ Optional: used when Numba is installed (``pip install "emkit[fast]"``); without 
 :mod:`emkit.families._gaussian_missing` runs the same algebra vectorized in NumPy, which
 has to build arrays for every (row, component) and every (pattern, component) and pass
 over them many times. These loops do each row's work in place, with the GIL released so
-that blocks of rows run in parallel. What is shared by all rows (the statistics T(x0)
-and their products with the natural parameters and the responsibilities) stays with
-BLAS in the caller.
+that blocks of rows run in parallel; the products over all rows stay with BLAS in the
+caller (below).
 
 For a row with missing coordinates m (s of them), x0 the row with 0 at m, and a
 component with precision P and mean mu (centred coordinates):
@@ -163,8 +162,9 @@ def _rows_log_prob(
     y: Any,
 ) -> None:
     """Each row's log N(x_obs) + constant under every component into ``lp`` (n, K),
-    and its conditional means E_k[x_m | x_obs] into ``y`` (n_s, K, s). ``G`` (n, K d + K) holds P_k x0 at columns k d .. k d + d - 1 and x0.(P_k mu_k)
-    at K d + k; ``constant`` (K,) is the complete-data constant."""
+    and its conditional means E_k[x_m | x_obs] into ``y`` (n_s, K, s). ``G`` (n,
+    K d + K) holds P_k x0 at columns k d to k d + d - 1 and x0.(P_k mu_k) at K d + k;
+    ``constant`` (K,) is the complete-data constant."""
     s = coords.shape[1]
     d = x0.shape[1]
     K = constant.shape[0]
