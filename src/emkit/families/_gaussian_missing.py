@@ -18,6 +18,10 @@ group is rectangular; the rows of a common pattern share a small matrix product,
 with those of patterns of similar size (:func:`_by_pattern`), the others go row by row
 (:func:`_by_row`).
 
+When Numba is installed (the optional extra ``fast``), the same algebra runs as compiled
+loops instead (:mod:`emkit.families._missing_kernels`, reached through
+:func:`_compiled_log_prob`): about twice as fast, the results equal to rounding.
+
 The M-step receives the expected statistics sum_n r_nk E_k[x] and
 sum_n r_nk E_k[x x^T] = sum_n r_nk (E_k[x] E_k[x]^T + pad(P_mm^-1)), packed the way the
 covariance structure packs its statistics: it never learns that values were missing.
@@ -542,18 +546,6 @@ def _compiled_moments(found: _Compiled, resp: Array) -> tuple[Array, Array]:
     return first, second
 
 
-def _unpack_moments(sums: Array, d: int) -> tuple[Array, Array]:
-    """(sum r x, (K, d); sum r x x^T, (K, d, d)) from sums of T(x) = (x, packed x x^T)
-    weighted by the responsibilities, (d + d (d + 1) / 2, K)."""
-    K = sums.shape[1]
-    first = np.ascontiguousarray(sums[:d].T)
-    i, j = triu_indices(d)
-    second = np.empty((K, d, d))
-    second[:, i, j] = sums[d:].T
-    second[:, j, i] = sums[d:].T
-    return first, second
-
-
 def _row_moments(found: _Rows, resp: Array) -> tuple[Array, Array]:
     """Moments of rows of rare patterns: with F = sqrt(r) E_k[x] (scaled in place, so
     the state is spent), F^T F, and each pattern's responsibility mass times its
@@ -588,7 +580,12 @@ def _pattern_moments(patterns: _Patterns, resp: Array) -> tuple[Array, Array]:
     n = values.shape[0] - 1
     d = values.shape[1] - K * s
     r = resp[patterns.rows]  # (n_rows, K)
-    first, second = _unpack_moments(TT @ r, d)
+    sums = TT @ r  # (n_stats, K)
+    first = np.ascontiguousarray(sums[:d].T)
+    i, j = triu_indices(d)
+    second = np.empty((K, d, d))
+    second[:, i, j] = sums[d:].T
+    second[:, j, i] = sums[d:].T
     z = np.zeros((n + 1, K, s))  # r y, and a zero row for the padding
     np.multiply(values[:n, d:].reshape(n, K, s), r[:, :, None], out=z[:n])
     z = z.reshape(n + 1, K * s)
