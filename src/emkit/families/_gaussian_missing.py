@@ -533,16 +533,14 @@ def _compiled_moments(found: _Compiled, resp: Array) -> tuple[Array, Array]:
     K = resp.shape[1]
     root = np.sqrt(np.ascontiguousarray(resp.T, dtype=np.float64))  # (K, n)
     F = np.zeros((K, n, d))  # rows of the state's groups are all filled below
+    second = np.zeros((K, d, d))  # the conditional covariances' part
     compiled = kernels()
-    masses = []
     for rows, pattern, coords, C, y in found.groups:
         mass = np.zeros(C.shape[::3])  # (n_tiles, _TILE K)
         compiled.rows_fill(x0, rows, pattern, coords, y, root, F, mass)
-        masses.append(mass)
-    first = np.matmul(root[:, None, :], F)[:, 0]
-    second = np.matmul(np.swapaxes(F, 1, 2), F)
-    for (_, _, coords, C, _), mass in zip(found.groups, masses, strict=True):
         compiled.scatter_covariances(coords, C, mass, second)
+    first = np.matmul(root[:, None, :], F)[:, 0]
+    second += np.matmul(np.swapaxes(F, 1, 2), F)
     return first, second
 
 
