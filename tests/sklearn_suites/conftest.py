@@ -11,7 +11,7 @@ import pytest
 # sklearn.conftest is imported, below).
 os.environ.setdefault("SKLEARN_RUN_FLOAT32_TESTS", "1")
 
-from sklearn.conftest import global_dtype  # noqa: E402, F401  (a fixture the suites use)
+from sklearn.conftest import global_dtype  # noqa: F401  (a fixture the suites use)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
