@@ -7,17 +7,28 @@ which read their globals there, build emkit's estimators), rewrites the
 returns the test functions to place in the suite module's namespace, where pytest collects
 them. The suite lists the tests that do not apply to emkit (``NOT_APPLICABLE``, each with
 its reason: tests of scikit-learn's private helpers, of classes emkit does not have) and
-those that fail only on the wording of an error message (``WORDING``); the conftest of this
-folder marks them, by ``fnmatch`` pattern on the test's name with its parameters.
+those that fail only on the wording of an error message (``WORDING``); the hooks below,
+which tests/conftest.py imports (a conftest.py here would shadow that one's ``conftest``
+module), mark them by ``fnmatch`` pattern on the test's name with its parameters.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
+from fnmatch import fnmatch
 from types import ModuleType
 from typing import Any
 
 import pytest
+
+# emkit keeps float32 as scikit-learn does: run the suites' float32 cases too (read when
+# sklearn.conftest is imported, below).
+os.environ.setdefault("SKLEARN_RUN_FLOAT32_TESTS", "1")
+
+from sklearn.conftest import global_dtype  # a fixture the suites use
+
+__all__ = ["adopt", "global_dtype", "pytest_collection_modifyitems", "pytest_generate_tests"]
 
 
 def _swap(value: Any, classes: Mapping[type, type]) -> Any:
@@ -64,3 +75,27 @@ def adopt(suite: ModuleType, replacements: Mapping[str, type]) -> dict[str, Call
             _swap_marks(value, classes)
             tests[name] = value
     return tests
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # scikit-learn's default for its global_random_seed fixture
+    if "global_random_seed" in metafunc.fixturenames:
+        metafunc.parametrize("global_random_seed", [42])
+
+
+def _reason(table: dict[str, str], name: str) -> str | None:
+    return next((why for pattern, why in table.items() if fnmatch(name, pattern)), None)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        module = getattr(item, "module", None)
+        if module is None or not hasattr(module, "NOT_APPLICABLE"):
+            continue
+        why = _reason(module.NOT_APPLICABLE, item.name)
+        if why is not None:
+            item.add_marker(pytest.mark.skip(reason=f"not applicable: {why}"))
+            continue
+        why = _reason(getattr(module, "WORDING", {}), item.name)
+        if why is not None:
+            item.add_marker(pytest.mark.xfail(strict=True, reason=f"message wording: {why}"))
