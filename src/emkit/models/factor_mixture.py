@@ -37,6 +37,7 @@ from emkit.models.latent_factor import (
     principal_frame,
 )
 from emkit.models.mixture import posterior
+from emkit.models.statistics import Statistics
 
 __all__ = ["FactorMixture", "FactorMixtureParams", "FactorMixtureStats"]
 
@@ -57,7 +58,7 @@ class FactorMixtureParams(NamedTuple):
 
 
 @dataclass(frozen=True)
-class FactorMixtureStats:
+class FactorMixtureStats(Statistics):
     """Additive statistics of a block of rows, about the means of the E-step's parameters."""
 
     nk: Array  # (K,)  sum_n w_n resp_nk
@@ -65,15 +66,6 @@ class FactorMixtureStats:
     sum_eeT: Array  # (K, d, d)  sum_n w_n resp_nk (x_n - mu_k)(x_n - mu_k)^T
     loglik: float  # sum_n w_n log p(x_n)
     weight: float  # sum_n w_n
-
-    def __add__(self, other: FactorMixtureStats) -> FactorMixtureStats:
-        return FactorMixtureStats(
-            self.nk + other.nk,
-            self.sum_e + other.sum_e,
-            self.sum_eeT + other.sum_eeT,
-            self.loglik + other.loglik,
-            self.weight + other.weight,
-        )
 
 
 def _scatter(E: Array, r: Array) -> tuple[Array, Array]:

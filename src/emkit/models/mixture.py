@@ -22,6 +22,7 @@ from scipy.special import gammaln
 
 from emkit.exceptions import InputError
 from emkit.families._base import ComponentFamily, Fixed, Group, parse_fixed
+from emkit.models.statistics import Statistics
 
 __all__ = ["Mixture", "MixtureParams", "MixtureStats", "fixed_weights", "posterior"]
 
@@ -44,7 +45,7 @@ class MixtureParams(NamedTuple):
 
 
 @dataclass(frozen=True)
-class MixtureStats:
+class MixtureStats(Statistics):
     """Additive expected statistics of a block of rows (float64 whatever the data dtype)."""
 
     nk: Array  # (K,)  sum_n w_n resp_nk
@@ -52,15 +53,6 @@ class MixtureStats:
     shared: Array  # resp-independent statistics of the family (may be empty)
     loglik: float  # sum_n w_n log p(x_n)
     weight: float  # sum_n w_n
-
-    def __add__(self, other: MixtureStats) -> MixtureStats:
-        return MixtureStats(
-            self.nk + other.nk,
-            self.sum_t + other.sum_t,
-            self.shared + other.shared,
-            self.loglik + other.loglik,
-            self.weight + other.weight,
-        )
 
 
 @dataclass(frozen=True, eq=False)
