@@ -19,6 +19,13 @@ it as for plain EM.
 
 A cycle costs three E-steps (the third evaluates theta', and is the next cycle's s0 when it
 is kept); near a slow fixed point it advances like many plain steps.
+
+The statistics must be coordinates that do not move with the parameters: the family
+mixtures' sums of T(x) are. A model whose statistics are taken relative to the current
+parameters (the factor models' scatter about the current means, their expected factor
+scores in the current loadings' frame) says ``extrapolate = "parameters"``, and the same
+scheme runs on its parameters (arrays in nested tuples) instead: theta' from theta0,
+theta1, theta2, evaluated by its E-step.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ import numpy as np
 
 from emkit.engines._base import Engine
 from emkit.exceptions import EmkitError, InputError
-from emkit.inference.em import EMModel, Step, StepResult
+from emkit.inference.steps import EMModel, Step, StepResult
 
 __all__ = ["ACCELERATIONS", "accelerated_step", "squarem_step"]
 
@@ -58,6 +65,24 @@ def _vector(stats: Any) -> np.ndarray:
     return np.concatenate(values) if values else np.zeros(0)
 
 
+def _combine(parts: tuple[Any, Any, Any], coefficients: tuple[float, float, float]) -> Any:
+    """sum_i c_i parts_i for parameters of one structure (arrays in nested tuples)."""
+    first = parts[0]
+    if isinstance(first, tuple):
+        combined = [_combine((a, b, c), coefficients) for a, b, c in zip(*parts, strict=True)]
+        return type(first)(*combined) if hasattr(first, "_fields") else tuple(combined)
+    if first is None:
+        return None
+    return sum(c * np.asarray(p) for c, p in zip(coefficients, parts, strict=True))
+
+
+def _parameter_vector(params: Any) -> np.ndarray:
+    if isinstance(params, tuple):
+        values = [_parameter_vector(p) for p in params if p is not None]
+        return np.concatenate(values) if values else np.zeros(0)
+    return np.ravel(np.asarray(params, dtype=np.float64))
+
+
 def squarem_step(
     model: EMModel[P], engine: Engine, data: tuple[Any, ...], row_bytes: int = 0
 ) -> Step[P]:
@@ -73,17 +98,30 @@ def squarem_step(
         stats = engine.map_reduce(model.expectation(params), *data, row_bytes=row_bytes)
         return _Evaluated(params, stats, model.objective(params, stats))
 
-    def from_statistics(stats: Any, params: P) -> _Evaluated[P] | None:
-        """M(stats) evaluated, or None where extrapolated statistics are not valid ones
-        (a negative mass, a scatter that is not positive definite...)."""
+    in_parameters = getattr(model, "extrapolate", "statistics") == "parameters"
+
+    def trial(make: Any) -> _Evaluated[P] | None:
+        """``make()`` evaluated, or None where extrapolated values are not valid ones
+        (a negative mass or variance, a scatter that is not positive definite...)."""
         try:
             # a trial: what it would warn of (a component emptied) rejects it instead
             with warnings.catch_warnings(), np.errstate(all="ignore"):
                 warnings.simplefilter("error")
-                found = evaluate(model.m_step(params, stats))
+                found = evaluate(make())
         except (EmkitError, ValueError, ArithmeticError, np.linalg.LinAlgError, Warning):
             return None
         return found if np.isfinite(found.objective) else None
+
+    def jump(cycle: tuple[_Evaluated[P], _Evaluated[P], _Evaluated[P]], alpha: float) -> Any:
+        # s0 - 2 alpha r + alpha^2 v = (1 + alpha)^2 s0 - 2 alpha (1 + alpha) s1 + alpha^2 s2
+        c = ((1.0 + alpha) ** 2, -2.0 * alpha * (1.0 + alpha), alpha * alpha)
+        if in_parameters:
+            return lambda: _combine((cycle[0].params, cycle[1].params, cycle[2].params), c)
+        s0, s1, s2 = (e.stats for e in cycle)
+        return lambda: model.m_step(cycle[2].params, s0 * c[0] + s1 * c[1] + s2 * c[2])
+
+    def vector(e: _Evaluated[P]) -> np.ndarray:
+        return _parameter_vector(e.params) if in_parameters else _vector(e.stats)
 
     def step(params: P, state: Any) -> StepResult[P]:
         start = state if isinstance(state, _Evaluated) else evaluate(params)
@@ -94,22 +132,15 @@ def squarem_step(
         two = evaluate(model.m_step(one.params, one.stats))
         gap += model.m_step_gap(two.params, one.stats)
         best = two
-        r = _vector(one.stats) - _vector(start.stats)
-        v = _vector(two.stats) - 2.0 * _vector(one.stats) + _vector(start.stats)
+        r = vector(one) - vector(start)
+        v = vector(two) - 2.0 * vector(one) + vector(start)
         norm_v = float(np.linalg.norm(v))
         if norm_v > 0 and np.isfinite(two.objective):
             alpha = min(-float(np.linalg.norm(r)) / norm_v, -1.0)
             for _ in range(_BACKTRACKS):
                 if alpha >= -1.0:
                     break
-                # s0 - 2 alpha r + alpha^2 v = (1 + alpha)^2 s0 - 2 alpha (1 + alpha) s1
-                #                                + alpha^2 s2
-                jumped = (
-                    start.stats * (1.0 + alpha) ** 2
-                    + one.stats * (-2.0 * alpha * (1.0 + alpha))
-                    + two.stats * (alpha * alpha)
-                )
-                found = from_statistics(jumped, two.params)
+                found = trial(jump((start, one, two), alpha))
                 if found is not None and found.objective >= two.objective:
                     best = found
                     break
@@ -123,10 +154,15 @@ def accelerated_step(
     accelerate: Any, model: EMModel[P], engine: Engine, data: tuple[Any, ...], row_bytes: int = 0
 ) -> Step[P] | None:
     """The driver's step for an estimator's ``accelerate`` argument (None: plain EM)."""
-    if accelerate is None:
+    if check_acceleration(accelerate) is None:
         return None
-    if accelerate == "squarem":
-        return squarem_step(model, engine, data, row_bytes)
+    return squarem_step(model, engine, data, row_bytes)
+
+
+def check_acceleration(accelerate: Any) -> str | None:
+    """An estimator's ``accelerate`` argument, checked."""
+    if accelerate is None or (isinstance(accelerate, str) and accelerate in ACCELERATIONS):
+        return accelerate
     raise InputError(
         f"accelerate must be one of {ACCELERATIONS}, got {accelerate!r}: None runs plain EM, "
         "'squarem' extrapolates it (Varadhan & Roland, 2008)."
