@@ -45,6 +45,8 @@ for k in range(2):
     axes[2].bar(k, params["bernoulli"]["probabilities"][k, 0], color=colours[k])
     probabilities = np.asarray(params["categorical"]["probabilities"]).reshape(2, -1)[k]
     axes[3].bar(np.arange(3) + 0.4 * k, probabilities, width=0.4, color=colours[k])
+for ax in axes[1:3]:
+    ax.set_xticks([0, 1], ["cluster 0", "cluster 1"])
 axes[0].set_title("age: Gaussian")
 axes[0].legend()
 axes[1].set_title("visits: Poisson rate")
