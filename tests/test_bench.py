@@ -10,6 +10,7 @@ import sys
 import pytest
 
 BENCH = pathlib.Path(__file__).resolve().parents[1] / "bench" / "bench_gmm.py"
+pytestmark = pytest.mark.slow  # benchmark smoke runs: deselect with -m "not slow"
 
 
 def _quick_run(script: pathlib.Path, tmp_path: pathlib.Path, *args: str) -> tuple[str, dict]:
