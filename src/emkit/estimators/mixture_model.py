@@ -23,6 +23,7 @@ from emkit._validation import (
     has_missing_values,
     resolve_dtype,
 )
+from emkit._warnings import warnings_once
 from emkit.engines.memory import InMemoryEngine
 from emkit.estimators._mixture_base import (
     FamilyMixture,
@@ -340,6 +341,7 @@ class MixtureModel(FamilyMixture, DensityMixin, BaseEstimator):
 
     # -- fitting ---------------------------------------------------------------------
 
+    @warnings_once
     def fit(self, X: Any, y: Any = None, sample_weight: ArrayLike | None = None) -> Any:
         """Estimate the parameters with EM (MAP-EM when the family has priors).
 
