@@ -30,9 +30,11 @@ def test_repeated_warnings_are_counted_once() -> None:
     def body() -> None:
         with SummarizedWarnings():
             for k in range(4):
-                warnings.warn(f"component {k} raised to {k * 1.5e-3:.3g}", RuntimeWarning)
-            warnings.warn("another kind", UserWarning)
-            warnings.warn("another kind", RuntimeWarning)  # same text, other category
+                warnings.warn(
+                    f"component {k} raised to {k * 1.5e-3:.3g}", RuntimeWarning, stacklevel=1
+                )
+            warnings.warn("another kind", UserWarning, stacklevel=1)
+            warnings.warn("another kind", RuntimeWarning, stacklevel=1)  # same text, other category
 
     caught = _caught(body)
     assert [(w.category, str(w.message)) for w in caught] == [
@@ -46,8 +48,8 @@ def test_warnings_point_at_the_caller_of_fit() -> None:
     class Model:
         @warnings_once
         def fit(self) -> Model:
-            warnings.warn("twice", UserWarning)
-            warnings.warn("twice", UserWarning)
+            warnings.warn("twice", UserWarning, stacklevel=1)
+            warnings.warn("twice", UserWarning, stacklevel=1)
             return self
 
     caught = _caught(lambda: Model().fit())
@@ -59,11 +61,12 @@ def test_warnings_point_at_the_caller_of_fit() -> None:
 def test_warnings_of_a_failed_body_are_kept_and_the_error_propagates() -> None:
     def body() -> None:
         with SummarizedWarnings():
-            warnings.warn("first", UserWarning)
+            warnings.warn("first", UserWarning, stacklevel=1)
             raise ValueError("the fit failed")
 
-    with pytest.raises(ValueError, match="the fit failed"), pytest.warns(UserWarning, match="first"):
-        body()
+    with pytest.raises(ValueError, match="the fit failed"):
+        with pytest.warns(UserWarning, match="first"):
+            body()
 
 
 def test_the_callers_error_filter_still_applies() -> None:
@@ -72,7 +75,7 @@ def test_the_callers_error_filter_still_applies() -> None:
         with pytest.raises(UserWarning, match=r"again \(3 times in this fit"):
             with SummarizedWarnings():
                 for _ in range(3):
-                    warnings.warn("again", UserWarning)
+                    warnings.warn("again", UserWarning, stacklevel=1)
 
 
 def test_gaussian_mixture_collapse_warns_once_per_fit() -> None:
