@@ -400,7 +400,10 @@ def _read_text(path: Path, header: Header, columns: Columns, delimiter: str | No
         names = [f"x{j}" for j in range(n_fields)]
         unnamed_first = False
     skip = first_number if has_header else first_number - 1
-    raw = _parse_text(path, delimiter, skip, n_fields, has_header, names)
+    first_row = second[1] if has_header and second is not None else first_fields
+    if row_names:
+        first_row = ["", *first_row]
+    raw = _parse_text(path, delimiter, skip, n_fields, has_header, names, first_row)
 
     def locate(row: int) -> str:
         lines = _data_lines(path, delimiter)
@@ -429,6 +432,7 @@ def _parse_text(
     n_fields: int,
     has_header: bool,
     names: list[str],
+    first_row: list[str],
 ) -> list[Any]:
     """Every column of the file as pyarrow arrays or NumPy string arrays."""
     if delimiter is not None:
@@ -456,6 +460,26 @@ def _parse_text(
                 _diagnose(path, delimiter, has_header, names)
                 raise InputError(f"Data file {str(path)!r} is not a readable table: {exc}") from exc
             return [table.column(j) for j in range(table.num_columns)]
+    options: dict[str, Any] = {
+        "delimiter": delimiter,
+        "skiprows": skip,
+        "ndmin": 2,
+        "comments": None,
+        "quotechar": '"' if delimiter is not None else None,
+        "encoding": "utf-8-sig",
+    }
+    try:  # numbers alone: NumPy's float parser, no text in between
+        numbers = np.loadtxt(path, dtype=np.float64, **options)
+    except ValueError:
+        pass
+    else:
+        if numbers.shape[1] == n_fields or not numbers.shape[0]:
+            # whole numbers are counts when the first row writes them without a point
+            # or an exponent, as pyarrow reads a column's type from its cells
+            return [
+                _Numbers(numbers[:, j], written_whole=_is_whole(first_row[j]))
+                for j in range(numbers.shape[1])
+            ]
     try:
         cells = np.loadtxt(
             path,
@@ -494,8 +518,30 @@ def _diagnose(path: Path, delimiter: str | None, has_header: bool, names: list[s
 # -- cells to typed columns ----------------------------------------------------------
 
 
+class _Numbers(np.ndarray):
+    """A column NumPy parsed as float64 (a view) and whether its first cell was written as
+    a whole number."""
+
+    written_whole: bool
+
+    def __new__(cls, values: NDArray[np.float64], *, written_whole: bool) -> _Numbers:
+        view = values.view(cls)
+        view.written_whole = written_whole
+        return view
+
+
+def _is_whole(cell: str) -> bool:
+    text = cell.strip().lower()
+    return bool(text) and text.lstrip("+-").isdigit()
+
+
 def _convert(values: Any) -> tuple[NDArray[Any], Kind]:
     """One column (a pyarrow array or NumPy strings) as a NumPy array and its kind."""
+    if isinstance(values, _Numbers):
+        column = np.asarray(values, dtype=np.float64)
+        finite = column[np.isfinite(column)]
+        whole = values.written_whole and np.array_equal(finite, np.round(finite))
+        return column, "integer" if whole else "float"
     if isinstance(values, np.ndarray):
         return _convert_strings(values)
     import pyarrow as pa
@@ -505,9 +551,9 @@ def _convert(values: Any) -> tuple[NDArray[Any], Kind]:
     if pat.is_null(kind):
         return np.full(len(values), np.nan), "float"
     if pat.is_integer(kind):
-        return values.to_numpy(zero_copy_only=False).astype(np.float64), "integer"
+        return values.to_numpy(zero_copy_only=False).astype(np.float64, copy=False), "integer"
     if pat.is_floating(kind):
-        return values.to_numpy(zero_copy_only=False).astype(np.float64), "float"
+        return values.to_numpy(zero_copy_only=False).astype(np.float64, copy=False), "float"
     if pat.is_boolean(kind):
         if values.null_count:
             return values.cast(pa.float64()).to_numpy(zero_copy_only=False), "bool"
