@@ -71,7 +71,7 @@ def _column_kinds(X: Any) -> list[str]:
             elif kind == "b":
                 kinds.append("bool")
             elif kind in "iu":
-                kinds.append("count" if (col.to_numpy() >= 0).all() else "float")
+                kinds.append("count" if (col.dropna().to_numpy() >= 0).all() else "float")
             else:
                 kinds.append("float")
         return kinds
