@@ -150,7 +150,10 @@ def test_save_refuses_subclasses(tmp_path: Path) -> None:
 def test_save_refuses_an_attribute_it_cannot_store(tmp_path: Path) -> None:
     model = _fitted()
     model.extra_ = {"a": 1}
-    with pytest.raises(InputError, match=r"fitted attribute extra_ is a builtins.dict"):
+    with pytest.raises(InputError, match=r"the attribute extra_ is not one a GaussianMixture has"):
+        save_model(model, tmp_path / "m.npz")
+    model.extra_ = object()
+    with pytest.raises(InputError, match=r"fitted attribute extra_ is a builtins.object, which"):
         save_model(model, tmp_path / "m.npz")
     model.extra_ = np.array([object()], dtype=object)
     with pytest.raises(InputError, match=r"attribute extra_ is an object array that is not all"):
