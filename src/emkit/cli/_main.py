@@ -35,7 +35,14 @@ from emkit.cli._report import (
 from emkit.estimators import GaussianMixture, MixtureModel
 from emkit.estimators.mixture_model import infer_family
 from emkit.exceptions import EmkitError, InputError
-from emkit.families import Gaussian, Product
+from emkit.families import (
+    Bernoulli,
+    Categorical,
+    Gaussian,
+    Multinomial,
+    Poisson,
+    Product,
+)
 from emkit.families.gaussian import COVARIANCE_TYPES
 from emkit.inference.init import INIT_METHODS
 from emkit.io.model_file import atomic_write, load_model, save_model
@@ -784,10 +791,13 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     X, component = drawn if isinstance(drawn, tuple) else (drawn, None)
     names = _feature_names(model) or [f"x{j}" for j in range(X.shape[1])]
     columns: list[Any] = [X[:, j].tolist() for j in range(X.shape[1])]
+    discrete = _discrete_columns(model)
     for j, column_name in enumerate(names):
         known = (getattr(model, "categories_", None) or {}).get(column_name)
         if known is not None:  # category codes back to the values of the table
             columns[j] = [known[int(code)] for code in X[:, j]]
+        elif j in discrete:  # counts and 0/1 flags, written as the integers they are
+            columns[j] = X[:, j].astype(np.int64).tolist()
     if component is None:
         header = names
         rows: Any = zip(*columns, strict=True)
@@ -796,6 +806,21 @@ def _cmd_sample(args: argparse.Namespace) -> int:
         rows = ([*r, int(k)] for r, k in zip(zip(*columns, strict=True), component, strict=True))
     _write_output(args.out, header, rows)
     return 0
+
+
+def _discrete_columns(model: Any) -> set[int]:
+    """Positions of a MixtureModel's columns whose family draws whole numbers."""
+    family = getattr(model, "family_", None)
+    if family is None:
+        return set()
+    blocks = getattr(family, "blocks", None)
+    parts = blocks.values() if blocks is not None else [(range(model.n_features_in_), family)]
+    return {
+        int(j)
+        for columns, block in parts
+        if isinstance(block, Poisson | Bernoulli | Categorical | Multinomial)
+        for j in columns
+    }
 
 
 def _write_output(out: str | None, header: Sequence[str], rows: Any) -> None:
