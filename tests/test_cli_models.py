@@ -177,6 +177,10 @@ def test_delimiter_and_ranges(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert "reads as a single column" in capsys.readouterr().err
 
 
+def _refuse(*args: Any, **kwargs: Any) -> None:
+    raise PermissionError(13, "Permission denied")
+
+
 def test_out_is_checked_before_fitting(
     mixed_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
 ) -> None:
@@ -187,16 +191,20 @@ def test_out_is_checked_before_fitting(
     blocker = tmp_path / "file"
     blocker.write_text("")
     assert _fit(mixed_csv, blocker / "sub") == 2
-    assert f"--out {str(blocker / 'sub')!r} cannot be created: {str(blocker)!r}" in (
+    assert f"--out {str(blocker / 'sub')!r} cannot be created: {str(blocker)!r} is not a" in (
         capsys.readouterr().err
     )
-
-    def refuse(*args: Any, **kwargs: Any) -> None:
-        raise PermissionError(13, "Permission denied")
+    # a directory that cannot be made: named, and nothing is left behind
+    nested = tmp_path / "new" / "deeper"
+    monkeypatch.setattr("emkit.cli._main.tempfile.TemporaryFile", _refuse)
+    assert _fit(mixed_csv, nested) == 2
+    assert f"--out {str(nested)!r} cannot be created (Permission denied)" in (
+        capsys.readouterr().err
+    )
+    assert not (tmp_path / "new").exists()
 
     target = tmp_path / "readonly"
     target.mkdir()
-    monkeypatch.setattr("emkit.cli._main.tempfile.TemporaryFile", refuse)
     assert _fit(mixed_csv, target) == 2
     err = capsys.readouterr().err
     assert f"--out {str(target)!r} is not writable (Permission denied)" in err

@@ -445,25 +445,40 @@ def _note(message: str) -> None:
 
 
 def _check_out_dir(out: Path) -> None:
-    """Refuse an --out that cannot be written, before any fitting."""
+    """Refuse an --out that cannot be written, before any fitting.
+
+    Missing directories are created for the check (a file is written and removed in the
+    innermost) and removed again: the outputs create them once there is something to write.
+    """
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {str(out)!r} exists and is not a directory; choose a directory.")
-    if out.is_dir():
-        try:
-            with tempfile.TemporaryFile(dir=out):
-                pass
-        except OSError as exc:
-            raise InputError(
-                f"--out {str(out)!r} is not writable ({exc.strerror}); choose another "
-                "directory or change its permissions."
-            ) from None
-        return
-    parent = next(p for p in out.absolute().parents if p.exists())
-    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+    missing = []
+    parent = out.absolute()
+    while not parent.exists():
+        missing.append(parent)
+        parent = parent.parent
+    if not parent.is_dir():
         raise InputError(
-            f"--out {str(out)!r} cannot be created: {str(parent)!r} is not a writable "
-            "directory. Choose another directory."
+            f"--out {str(out)!r} cannot be created: {str(parent)!r} is not a directory. "
+            "Choose another directory."
         )
+    created: list[Path] = []
+    try:
+        for directory in reversed(missing):
+            directory.mkdir()
+            created.append(directory)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        what = "cannot be created" if missing else "is not writable"
+        raise InputError(
+            f"--out {str(out)!r} {what} ({reason}); choose another directory or change "
+            "its permissions."
+        ) from None
+    finally:
+        for directory in reversed(created):
+            directory.rmdir()
 
 
 @dataclass
