@@ -84,6 +84,11 @@ def test_fit_infers_every_family_and_writes_row_ids(
     np.testing.assert_allclose(
         [float(r[2]) for r in labels[1:]], 1 - model.predict_proba(frame).max(axis=1)
     )
+    summary = _read_csv(out / "summary.csv")
+    best = next(r for r in summary[1:] if r[7] == "true")
+    assert float(best[2]) == pytest.approx(model.score(frame) * 40, rel=1e-12)
+    assert float(best[3]) == pytest.approx(model.bic(frame), rel=1e-12)
+    assert float(best[4]) == pytest.approx(model.aic(frame), rel=1e-12)
 
 
 def test_fit_with_missing_values_in_a_numeric_table(

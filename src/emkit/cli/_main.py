@@ -29,7 +29,7 @@ from emkit.cli._report import (
     covariances_2d,
     plot_clusters,
     print_summary,
-    write_csv,
+    write_columns,
     write_summary_csv,
 )
 from emkit.estimators import GaussianMixture, MixtureModel
@@ -559,7 +559,7 @@ def _fit_and_report(
     proba = _quiet(lambda: model.predict_proba(data))
     labels = proba.argmax(axis=1)
     with atomic_write(out / "labels.csv", text=True) as fh:
-        write_csv(fh, ["row", "label", "uncertainty"], _label_rows(table, labels, proba))
+        write_columns(fh, *_label_columns(table, proba))
     written.append(out / "labels.csv")
     write_summary_csv(out / "summary.csv", results, best)
     written.append(out / "summary.csv")
@@ -639,12 +639,16 @@ def _fit_candidate(
             return None
         # the fit raised each kind of warning once, with its count
         log_likelihood = float(model.score(data)) * n
+        bic = float(model.bic(data))
+        # AIC from the same log-likelihood: BIC = -2 ll + p log n gives p, without the
+        # third pass over the rows that model.aic would make
+        n_parameters = round((bic + 2.0 * log_likelihood) / np.log(n))
         result = CandidateResult(
             k,
             covariance,
             log_likelihood,
-            float(model.bic(data)),
-            float(model.aic(data)),
+            bic,
+            -2.0 * log_likelihood + 2.0 * n_parameters,
             int(model.n_iter_),
             bool(model.converged_),
         )
@@ -666,20 +670,17 @@ def _keep_feature_names(model: Any, names: list[str]) -> None:
         model.feature_names_in_ = np.asarray(names, dtype=object)
 
 
-def _row_ids(table: Table) -> list[Any]:
+def _row_ids(table: Table) -> NDArray[Any]:
     if table.row_ids is not None:
-        return table.row_ids.tolist()
-    return list(range(1, table.n_rows + 1))
+        return table.row_ids
+    return np.arange(1, table.n_rows + 1)
 
 
-def _label_rows(table: Table, labels: NDArray[Any], proba: NDArray[Any]) -> Any:
+def _label_columns(table: Table, proba: NDArray[Any]) -> tuple[list[str], list[NDArray[Any]]]:
+    """``row, label, uncertainty``: the most likely component and 1 - its probability."""
+    labels = proba.argmax(axis=1)
     uncertainty = 1.0 - proba.max(axis=1)
-    return (
-        [row, int(label), float(u)]
-        for row, label, u in zip(
-            _row_ids(table), labels.tolist(), uncertainty.tolist(), strict=True
-        )
-    )
+    return ["row", "label", "uncertainty"], [_row_ids(table), labels, uncertainty]
 
 
 def _plot(
@@ -771,24 +772,20 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     table = _read(args)
     X = _model_input(model, table, str(args.data), args.columns is not None)
     ids = _row_ids(table)
-    rows: Any
     if kind == "factor":
         scores = _quiet(lambda: model.transform(X))
         header = ["row", *(f"factor{j}" for j in range(scores.shape[1]))]
-        rows = ([i, *r] for i, r in zip(ids, scores.tolist(), strict=True))
+        columns = [ids, *scores.T]
     elif kind == "kmeans":
-        labels = _quiet(lambda: model.predict(X))
-        header = ["row", "label"]
-        rows = ([i, int(v)] for i, v in zip(ids, labels.tolist(), strict=True))
+        header, columns = ["row", "label"], [ids, _quiet(lambda: model.predict(X))]
     else:
         proba = _quiet(lambda: model.predict_proba(X))
         if args.proba:
             header = ["row", *(f"p{k}" for k in range(proba.shape[1]))]
-            rows = ([i, *r] for i, r in zip(ids, proba.tolist(), strict=True))
+            columns = [ids, *proba.T]
         else:
-            header = ["row", "label", "uncertainty"]
-            rows = _label_rows(table, proba.argmax(axis=1), proba)
-    _write_output(args.out, header, rows)
+            header, columns = _label_columns(table, proba)
+    _write_output(args.out, header, columns)
     return 0
 
 
@@ -805,21 +802,18 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     drawn = model.sample(args.n_samples)
     X, component = drawn if isinstance(drawn, tuple) else (drawn, None)
     names = _feature_names(model) or [f"x{j}" for j in range(X.shape[1])]
-    columns: list[Any] = [X[:, j].tolist() for j in range(X.shape[1])]
+    columns: list[Any] = list(X.T)
     discrete = _discrete_columns(model)
     for j, column_name in enumerate(names):
         known = (getattr(model, "categories_", None) or {}).get(column_name)
         if known is not None:  # category codes back to the values of the table
-            columns[j] = [known[int(code)] for code in X[:, j]]
+            columns[j] = np.asarray(known, dtype=object)[X[:, j].astype(np.intp)]
         elif j in discrete:  # counts and 0/1 flags, written as the integers they are
-            columns[j] = X[:, j].astype(np.int64).tolist()
+            columns[j] = X[:, j].astype(np.int64)
     if component is None:
-        header = names
-        rows: Any = zip(*columns, strict=True)
+        _write_output(args.out, names, columns)
     else:
-        header = [*names, "component"]
-        rows = ([*r, int(k)] for r, k in zip(zip(*columns, strict=True), component, strict=True))
-    _write_output(args.out, header, rows)
+        _write_output(args.out, [*names, "component"], [*columns, component])
     return 0
 
 
@@ -838,10 +832,10 @@ def _discrete_columns(model: Any) -> set[int]:
     }
 
 
-def _write_output(out: str | None, header: Sequence[str], rows: Any) -> None:
+def _write_output(out: str | None, header: Sequence[str], columns: Sequence[Any]) -> None:
     if out is None:
-        write_csv(sys.stdout, header, rows)
+        write_columns(sys.stdout, header, columns)
         return
     with atomic_write(out, text=True) as fh:
-        write_csv(fh, header, rows)
+        write_columns(fh, header, columns)
     print(f"wrote {out}")

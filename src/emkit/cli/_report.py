@@ -25,6 +25,7 @@ __all__ = [
     "format_table",
     "plot_clusters",
     "print_summary",
+    "write_columns",
     "write_csv",
     "write_summary_csv",
 ]
@@ -168,6 +169,34 @@ def write_csv(stream: IO[str], header: Sequence[str], rows: Iterable[Sequence[An
         [_float_cell(float(v)) if isinstance(v, float | np.floating) else v for v in row]
         for row in rows
     )
+
+
+def write_columns(stream: IO[str], header: Sequence[str], columns: Sequence[Any]) -> None:
+    """Write a header and equal-length columns as CSV, floats in full precision.
+
+    pyarrow's CSV writer writes the rows when it is installed (a million rows in a
+    fraction of a second); else :func:`write_csv` does, one row at a time.
+
+    Examples
+    --------
+    >>> import io
+    >>> buffer = io.StringIO()
+    >>> write_columns(buffer, ["row", "p"], [np.array([1, 2]), np.array([0.25, 1 / 3])])
+    >>> buffer.getvalue().splitlines()
+    ['row,p', '1,0.25', '2,0.3333333333333333']
+    """
+    arrays = [np.asarray(c) for c in columns]
+    try:
+        import pyarrow as pa
+        import pyarrow.csv as pa_csv
+    except ImportError:
+        write_csv(stream, header, zip(*(a.tolist() for a in arrays), strict=True))
+        return
+    csv.writer(stream, lineterminator="\n").writerow(header)
+    table = pa.table({f"c{j}": a for j, a in enumerate(arrays)})
+    sink = pa.BufferOutputStream()
+    pa_csv.write_csv(table, sink, pa_csv.WriteOptions(include_header=False))
+    stream.write(sink.getvalue().to_pybytes().decode("utf-8"))
 
 
 def covariances_2d(
