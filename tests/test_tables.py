@@ -10,6 +10,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 
 from emkit.exceptions import InputError
 from emkit.io.tables import read_columns, read_table, resolve_columns
@@ -159,3 +162,33 @@ def test_both_readers_agree_on_a_larger_file(
     assert names == ["p", "q", "r"]
     np.testing.assert_array_equal(fast, X)
     np.testing.assert_array_equal(slow, X)
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    values=arrays(
+        np.float64,
+        st.tuples(st.integers(1, 6), st.integers(1, 4)),
+        elements=st.floats(-1e6, 1e6) | st.just(np.nan),
+    ),
+    numpy_reader=st.booleans(),
+)
+def test_numbers_and_missing_cells_read_back_exactly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, values: np.ndarray, numpy_reader: bool
+) -> None:
+    """Any float table written with full precision (NaN as empty cells) reads back as it was,
+    through either reader."""
+    path = tmp_path / "d.csv"
+    lines = [",".join(f"c{j}" for j in range(values.shape[1]))]
+    # an empty line is blank: a one-column table writes its missing cells as NA
+    missing = "" if values.shape[1] > 1 else "NA"
+    lines += [",".join(missing if np.isnan(v) else repr(float(v)) for v in row) for row in values]
+    path.write_text("\n".join(lines) + "\n")
+    with monkeypatch.context() as patch:
+        if numpy_reader:
+            patch.setitem(sys.modules, "pyarrow.csv", None)
+        X, names = read_table(path, header=True)
+    assert names == [f"c{j}" for j in range(values.shape[1])]
+    np.testing.assert_array_equal(X, values)

@@ -11,6 +11,9 @@ naming the file, the line and the column, and saying what to do.
 Column selections (``columns=``) take names, 0-based positions, inclusive ranges of either
 (``"2:5"``, ``"a:d"``, open ends ``"3:"``, ``":d"``) and exclusions (``"^id"``, ``"^0:2"``).
 A name written exactly as in the file always wins over these readings.
+
+Blank lines are skipped; a line of delimiters alone (``",,"``) is a row of missing cells.
+In a one-column file write a missing cell as ``NA`` (an empty line is a blank line).
 """
 
 from __future__ import annotations
@@ -341,7 +344,8 @@ def _data_lines(path: Path, delimiter: str | None) -> Iterator[tuple[int, list[s
         else:
             reader = csv.reader(fh, delimiter=delimiter)
             for fields in reader:
-                if any(f.strip() for f in fields):
+                # a line of delimiters alone is a row of missing cells, as the readers see it
+                if len(fields) > 1 or (fields and fields[0].strip()):
                     yield reader.line_num, fields
 
 
