@@ -675,3 +675,23 @@ def test_check_writable_leaves_nothing_behind(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(InputError, match=r"Cannot write .*: the directory .* does not exist"):
         check_writable(tmp_path / "no" / "m.npz")
+
+
+def test_the_benchmark_runs_on_small_models() -> None:
+    """bench/bench_model_files.py keeps working (a smoke run; no timing is asserted)."""
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[1] / "bench" / "bench_model_files.py"
+    spec = importlib.util.spec_from_file_location("bench_model_files", script)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rows = bench.run(quick=True, repeats=1)
+    assert [r["model"] for r in rows] == [
+        "GaussianMixture",
+        "MixtureModel",
+        "KMeans",
+        "PPCA",
+        "MixtureOfFactorAnalyzers",
+    ]
+    assert all(r["save_ms"] > 0 and r["load_ms"] > 0 and r["file_kib"] > 0 for r in rows)

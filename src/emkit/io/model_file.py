@@ -370,15 +370,19 @@ def _spd(v: NDArray[Any], ctx: Mapping[str, Any]) -> str | None:
     if problem is not None:
         return problem
     mats = v.reshape(-1, *v.shape[-2:])
-    for i, m in enumerate(mats):
+    scale = np.max(np.abs(mats), axis=(-2, -1), initial=0.0)[:, None, None]
+    asymmetric = np.abs(mats - np.swapaxes(mats, -1, -2)) > 1e-8 * scale
+    try:
+        np.linalg.cholesky(mats)  # the whole stack at once; find the culprit if it fails
+        failed = None
+    except np.linalg.LinAlgError:
+        failed = next(i for i, m in enumerate(mats) if np.linalg.eigvalsh(m).min() <= 0)
+    for i in range(mats.shape[0]):
         at = f" (matrix {i})" if v.ndim > 2 else ""
-        scale = float(np.max(np.abs(m), initial=0.0))
-        if not np.allclose(m, m.T, rtol=1e-8, atol=1e-12 * scale):
+        if asymmetric[i].any():
             return f"must be symmetric{at}"
-        try:
-            np.linalg.cholesky(m)
-        except np.linalg.LinAlgError:
-            low = float(np.linalg.eigvalsh(m).min())
+        if i == failed:
+            low = float(np.linalg.eigvalsh(mats[i]).min())
             return f"must be positive-definite{at}, got a smallest eigenvalue of {low!r}"
     return None
 
@@ -448,12 +452,16 @@ def _precisions_of_factor(factor: Any, precisions: Any, dense: bool) -> str | No
 
 
 def _covariances_of_factor(factor: Any, covariances: Any, dense: bool) -> str | None:
-    # cov = (U U^T)^-1  <=>  U^T cov U = I, up to round-off that grows with cond(cov)
+    # cov = (U U^T)^-1  <=>  U^T cov U = I, up to round-off that grows with cond(cov),
+    # bounded by ||cov||_F ||U U^T||_F (cheaper than the SVD that cond() takes)
     eps = max(float(np.finfo(a.dtype).eps) for a in (factor, covariances))
     if dense:
         product = np.swapaxes(factor, -1, -2) @ covariances @ factor
         error = np.abs(product - np.eye(factor.shape[-1])).max(axis=(-2, -1))
-        cond = np.linalg.cond(covariances)
+        precisions = _precisions(factor, dense)
+        cond = np.linalg.norm(covariances, axis=(-2, -1)) * np.linalg.norm(
+            precisions, axis=(-2, -1)
+        )
     else:
         error, cond = np.abs(covariances * factor**2 - 1.0), np.ones(np.shape(covariances))
     if np.any(error > np.maximum(1e-6, 1e2 * eps * cond)):
