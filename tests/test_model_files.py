@@ -436,6 +436,21 @@ def test_other_hyper_parameters_go_through_the_estimators_checks(
     _refused(path, r"parameters this emkit's \w+ does not accept \(max_iter must be an integer")
 
 
+def test_an_unknown_covariance_type_and_deeply_nested_metadata_are_refused(
+    files: dict[str, Path], tmp_path: Path
+) -> None:
+    path, metadata, arrays = _tampered(files, "gmm-full", tmp_path)
+    metadata["params"]["covariance_type"] = "banana"
+    _rewrite(path, metadata, arrays)
+    _refused(path, r"does not accept \(covariance_type must be one of 'full', .* got 'banana'")
+    path, metadata, arrays = _tampered(files, "gmm-full", tmp_path)
+    with path.open("wb") as fh:  # json.dumps itself cannot write it: build the text
+        assert '"means_init": null' in json.dumps(metadata)
+        text = json.dumps(metadata).replace('"means_init": null', '"means_init": ' + "[" * 100_000)
+        np.savez(fh, **{**arrays, "metadata.json": np.array(text + "]" * 100_000)})
+    _refused(path, r"(damaged|cannot be read)")
+
+
 def test_a_component_count_that_disagrees_with_the_arrays_is_refused(
     files: dict[str, Path], tmp_path: Path
 ) -> None:
