@@ -12,7 +12,6 @@ against its family: their types and shapes are those of the family's own
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 from collections.abc import Callable, Mapping
@@ -653,7 +652,7 @@ def _check_mixture(entry: str, params: Any, dims: dict[str, int]) -> None:
 def _check_components(entry: str, family: Any, components: Any, n_components: int) -> None:
     """The component parameters have the types and shapes of the family's own
     ``default_params`` and pass the value checks of :data:`COMPONENT_CHECKS`."""
-    from emkit.families import LogNormalFamily, Product
+    from emkit.families import Categorical, LogNormalFamily, Product
 
     if isinstance(family, Product):
         blocks = list(family.blocks.items())
@@ -667,9 +666,8 @@ def _check_components(entry: str, family: Any, components: Any, n_components: in
         raise Invalid(entry, f"must be {type(expected).__name__}, got {type(components).__name__}")
     gaussian = family.gaussian if isinstance(family, LogNormalFamily) else family
     ctx: dict[str, Any] = {"dims": {}}
-    if hasattr(family, "_offsets") and not isinstance(family, Product):
-        with contextlib.suppress(Exception):
-            ctx["offsets"] = np.asarray(family._offsets())
+    if isinstance(family, Categorical):  # where each column's categories start and end
+        ctx["offsets"] = np.asarray(family._offsets())
     layout = (
         "dense" if getattr(getattr(gaussian, "structure", None), "dense", False) else "variances"
     )
