@@ -147,9 +147,8 @@ SCHEMAS: dict[str, Schema] = {
             "covariances_": Field(
                 "array", _COVARIANCE_SHAPES, _COVARIANCE_CHECKS, by="covariance_type"
             ),
-            "precisions_": Field(
-                "array", _COVARIANCE_SHAPES, _COVARIANCE_CHECKS, by="covariance_type"
-            ),
+            # positive-definite as U U^T (the relation below), with U checked
+            "precisions_": Field("array", _COVARIANCE_SHAPES, ("finite",), by="covariance_type"),
             "precisions_cholesky_": Field(
                 "array", _COVARIANCE_SHAPES, _FACTOR_CHECKS, by="covariance_type"
             ),
@@ -479,7 +478,8 @@ def validate(name: str, params: Mapping[str, Any], attributes: Mapping[str, Any]
 
 
 def _pick(value: Any, spec: Field, params: Mapping[str, Any]) -> Any:
-    if spec.by is None:
+    """``value``, or its entry for the parameter ``spec.by`` when it is a dict."""
+    if spec.by is None or not isinstance(value, Mapping):
         return value
     choice = params.get(spec.by)
     if not isinstance(choice, str) or choice not in value:
