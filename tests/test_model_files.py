@@ -537,6 +537,10 @@ def test_mixture_model_family_and_categories_are_checked(
     _rewrite(path, metadata, arrays)
     _refused(path, r"the attribute family_.blocks\['gaussian'\].shift must be finite")
     path, metadata, arrays = _tampered(files, "mixture-inferred", tmp_path)
+    arrays["attr.family_.blocks.1.1.log_factorial"][2] += 0.5
+    _rewrite(path, metadata, arrays)
+    _refused(path, r"family_.blocks\['poisson'\].log_factorial must be the table log\(x!\)")
+    path, metadata, arrays = _tampered(files, "mixture-inferred", tmp_path)
     metadata["attributes"]["categories_"]["value"]["dict"][0][0] = "bloood"
     _rewrite(path, metadata, arrays)
     _refused(path, r"the attribute categories_\['bloood'\] must name a column of feature_names")

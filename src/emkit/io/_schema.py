@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy.special import gammaln
 
 from emkit.exceptions import EmkitError
 from emkit.inference.em import EMTrace
@@ -621,13 +622,18 @@ def _check_family(entry: str, family: Any, dims: dict[str, int]) -> None:
 
 
 def _check_family_arrays(where: str, family: Any) -> None:
-    """Every float array a bound family holds (shift, scales, tables, priors) is finite."""
+    """Every float array a bound family holds (shift, scales, tables, priors) is finite,
+    and its table of log-factorials (Poisson, Multinomial) is one."""
     stack = [(where, family)]
     while stack:
         path, obj = stack.pop()
         if isinstance(obj, np.ndarray):
             if obj.dtype.kind == "f":
                 _run_checks(path, ("finite",), obj, {})
+            if path.endswith(".log_factorial"):  # the table log(x!) for x = 0, 1, ...
+                table = gammaln(np.arange(obj.shape[0], dtype=np.float64) + 1.0)
+                if obj.ndim != 1 or not np.allclose(obj, table, rtol=1e-12, atol=0.0):
+                    raise Invalid(path, "must be the table log(x!) for x = 0, 1, 2, ...")
         elif dataclasses.is_dataclass(obj) and not isinstance(obj, type):
             stack.extend(
                 (f"{path}.{f.name}", getattr(obj, f.name))
