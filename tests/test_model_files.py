@@ -555,6 +555,14 @@ def test_mixture_model_family_and_categories_are_checked(
     _refused(path, r"params_.components\['categorical'\].probabilities must sum to 1")
 
 
+def test_parameters_must_give_the_family_finite_natural_parameters(tmp_path: Path) -> None:
+    path = save_model(_fit("mixture-gamma")[0], tmp_path / "m.npz")
+    metadata, arrays = _contents(path)
+    arrays["attr.params_.components.shapes"][0, 0] = 1e308  # positive, finite: log Gamma = inf
+    _rewrite(path, metadata, arrays)
+    _refused(path, r"the attribute params_ must give finite natural parameters under family_")
+
+
 def test_known_parameters_in_a_tampered_file_go_through_the_fit_checks(tmp_path: Path) -> None:
     model, _ = _fit("mixture-product-priors-fixed")
     path = save_model(model, tmp_path / "m.npz")

@@ -719,6 +719,19 @@ def _check_mixture_model(
         attributes["params_"].components,
         n_components,
     )
+    # the family's own use of them: natural parameters in both working precisions
+    family, components = attributes["family_"], attributes["params_"].components
+    for dtype in (np.float64, np.float32):
+        try:
+            with np.errstate(all="ignore"):
+                natural = family.natural(components, dtype)
+            usable = np.isfinite(natural.eta).all() and np.isfinite(natural.log_norm).all()
+        except (EmkitError, ValueError, TypeError, IndexError) as exc:
+            raise Invalid("the attribute family_", f"does not fit params_ ({exc})") from None
+        if not usable:
+            raise Invalid(
+                "the attribute params_", "must give finite natural parameters under family_"
+            )
     categories = attributes.get("categories_")
     if categories:
         names = [] if feature_names is None else list(feature_names)
