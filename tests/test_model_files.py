@@ -436,6 +436,21 @@ def test_other_hyper_parameters_go_through_the_estimators_checks(
     _refused(path, r"parameters this emkit's \w+ does not accept \(max_iter must be an integer")
 
 
+def test_an_unknown_covariance_type_and_deeply_nested_metadata_are_refused(
+    files: dict[str, Path], tmp_path: Path
+) -> None:
+    path, metadata, arrays = _tampered(files, "gmm-full", tmp_path)
+    metadata["params"]["covariance_type"] = "banana"
+    _rewrite(path, metadata, arrays)
+    _refused(path, r"does not accept \(covariance_type must be one of 'full', .* got 'banana'")
+    path, metadata, arrays = _tampered(files, "gmm-full", tmp_path)
+    with path.open("wb") as fh:  # json.dumps itself cannot write it: build the text
+        assert '"means_init": null' in json.dumps(metadata)
+        text = json.dumps(metadata).replace('"means_init": null', '"means_init": ' + "[" * 100_000)
+        np.savez(fh, **{**arrays, "metadata.json": np.array(text + "]" * 100_000)})
+    _refused(path, r"(damaged|cannot be read)")
+
+
 def test_a_component_count_that_disagrees_with_the_arrays_is_refused(
     files: dict[str, Path], tmp_path: Path
 ) -> None:
@@ -522,6 +537,10 @@ def test_mixture_model_family_and_categories_are_checked(
     _rewrite(path, metadata, arrays)
     _refused(path, r"the attribute family_.blocks\['gaussian'\].shift must be finite")
     path, metadata, arrays = _tampered(files, "mixture-inferred", tmp_path)
+    arrays["attr.family_.blocks.1.1.log_factorial"][2] += 0.5
+    _rewrite(path, metadata, arrays)
+    _refused(path, r"family_.blocks\['poisson'\].log_factorial must be the table log\(x!\)")
+    path, metadata, arrays = _tampered(files, "mixture-inferred", tmp_path)
     metadata["attributes"]["categories_"]["value"]["dict"][0][0] = "bloood"
     _rewrite(path, metadata, arrays)
     _refused(path, r"the attribute categories_\['bloood'\] must name a column of feature_names")
@@ -534,6 +553,14 @@ def test_mixture_model_family_and_categories_are_checked(
     arrays[key] = arrays[key] * 0.5
     _rewrite(path, metadata, arrays)
     _refused(path, r"params_.components\['categorical'\].probabilities must sum to 1")
+
+
+def test_parameters_must_give_the_family_finite_natural_parameters(tmp_path: Path) -> None:
+    path = save_model(_fit("mixture-gamma")[0], tmp_path / "m.npz")
+    metadata, arrays = _contents(path)
+    arrays["attr.params_.components.shapes"][0, 0] = 1e308  # positive, finite: log Gamma = inf
+    _rewrite(path, metadata, arrays)
+    _refused(path, r"the attribute params_ must give finite natural parameters under family_")
 
 
 def test_known_parameters_in_a_tampered_file_go_through_the_fit_checks(tmp_path: Path) -> None:
@@ -675,3 +702,23 @@ def test_check_writable_leaves_nothing_behind(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(InputError, match=r"Cannot write .*: the directory .* does not exist"):
         check_writable(tmp_path / "no" / "m.npz")
+
+
+def test_the_benchmark_runs_on_small_models() -> None:
+    """bench/bench_model_files.py keeps working (a smoke run; no timing is asserted)."""
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[1] / "bench" / "bench_model_files.py"
+    spec = importlib.util.spec_from_file_location("bench_model_files", script)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rows = bench.run(quick=True, repeats=1)
+    assert [r["model"] for r in rows] == [
+        "GaussianMixture",
+        "MixtureModel",
+        "KMeans",
+        "PPCA",
+        "MixtureOfFactorAnalyzers",
+    ]
+    assert all(r["save_ms"] > 0 and r["load_ms"] > 0 and r["file_kib"] > 0 for r in rows)

@@ -42,6 +42,7 @@ from emkit.families.gaussian import (
 )
 from emkit.inference.em import EMTrace, fit_em_restarts
 from emkit.inference.init import initial_responsibilities
+from emkit.models.mixing import assignment
 from emkit.models.mixture import Mixture, MixtureParams
 
 __all__ = ["GaussianMixture"]
@@ -93,10 +94,11 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
         Log progress (logger ``"emkit"``) every ``verbose_interval`` iterations.
     verbose_interval : int, default=10
         Iterations between two progress messages.
-    hard : bool, default=False
-        Classification EM: every row goes wholly to its most probable component, and
-        the objective (``lower_bound_``) is the complete-data log-likelihood at those
-        assignments, sum_n max_k log(pi_k p(x_n | k)) per sample, which never decreases.
+    e_step : {'exact', 'hard'}, default='exact'
+        The E-step's posterior: ``'exact'`` is EM; ``'hard'`` is classification EM, every
+        row wholly on its most probable component, and the objective (``lower_bound_``)
+        the complete-data log-likelihood at those assignments,
+        sum_n max_k log(pi_k p(x_n | k)) per sample, which never decreases.
     semi_supervised : bool, default=False
         Read ``y`` in ``fit(X, y)`` as known components (-1: unknown). Off by default so
         that scikit-learn's tools, which pass class labels to every ``fit``
@@ -160,7 +162,7 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
         warm_start: bool = False,
         verbose: int = 0,
         verbose_interval: int = 10,
-        hard: bool = False,
+        e_step: str = "exact",
         semi_supervised: bool = False,
         dtype: str = "float64",
         monotonicity: str = "warn",
@@ -181,7 +183,7 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
         self.warm_start = warm_start
         self.verbose = verbose
         self.verbose_interval = verbose_interval
-        self.hard = hard
+        self.e_step = e_step
         self.semi_supervised = semi_supervised
         self.dtype = dtype
         self.monotonicity = monotonicity
@@ -277,7 +279,7 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
 
         structure = covariance_structure(self.covariance_type)
         family = GaussianFamily(structure, reg_covar=float(self.reg_covar)).bind(filled, w)
-        model = Mixture(family, dtype, hard=bool(self.hard), missing=missing)
+        model = Mixture(family, dtype, assign=assignment(self.e_step), missing=missing)
         row_bytes = model.row_bytes(d, structure.n_stats(d), K) + d * Xa.itemsize
         rng = check_random_state(self.random_state)
 
