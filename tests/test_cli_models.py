@@ -165,6 +165,16 @@ def test_fit_errors(
     assert "Traceback" not in err
 
 
+def test_negative_integers_are_measurements(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "d.csv"
+    frame = pd.DataFrame({"delta": np.arange(40) % 7 - 3, "n": np.arange(40) % 5})
+    frame.to_csv(path, index=False)
+    assert _fit(path, tmp_path / "o", "--components", "1") == 0
+    assert "gaussian full (delta); poisson (n)" in re.sub(r"\s+", " ", capsys.readouterr().out)
+
+
 def test_parse_family() -> None:
     assert parse_family(" Gaussian ") == {None: "gaussian"}
     assert parse_family("a=poisson,b=auto") == {None: "auto", "a": "poisson", "b": "auto"}

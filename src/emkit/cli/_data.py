@@ -101,8 +101,9 @@ def _column(pd: Any, values: np.ndarray, kind: str, family: str, name: str) -> A
         flags = (numbers > 0.5).astype(object)
         flags[missing] = None
         return pd.Series(pd.array(flags, dtype="boolean"))
-    # counts: poisson asked for, or integers left to the inference
-    if not _whole(numbers) or (present < 0).any():
+    # counts: poisson asked for, or integers left to the inference (which takes negative
+    # integers as measurements)
+    if family == "poisson" and (not _whole(numbers) or (present < 0).any()):
         bad = present[(present != np.round(present)) | (present < 0)][0]
         raise InputError(
             f"Column {name!r} holds {bad:g}; the poisson family needs counts (whole numbers "
