@@ -100,3 +100,16 @@ def test_squarem_bench_quick_run(tmp_path: pathlib.Path) -> None:
     assert "met" in stdout or "missed" in stdout
     assert set(report["iterations"]) == {"plain", "squarem"}
     assert report["iteration_ratio"] > 0 and isinstance(report["target_met"], bool)
+
+
+BENCH_CSV = BENCH.with_name("bench_csv.py")
+
+
+@pytest.mark.skipif(not BENCH_CSV.exists(), reason="needs the source tree")
+def test_csv_bench_quick_run_compares_with_pandas(tmp_path: pathlib.Path) -> None:
+    pytest.importorskip("pandas")
+    stdout, report = _quick_run(BENCH_CSV, tmp_path, "--quick")
+    assert "met" in stdout or "missed" in stdout
+    assert {"emkit", "pandas"} <= set(report["seconds"])
+    assert report["rows"] == 20_000 and report["emkit_over_pandas"] > 0
+    assert isinstance(report["target_met"], bool)
