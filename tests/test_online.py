@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from emkit import GaussianMixture, MixtureModel, PoissonMixture
 from emkit.engines import InMemoryEngine
 from emkit.exceptions import InputError
 from emkit.families import Gaussian, Poisson
@@ -75,3 +76,68 @@ def test_step_sizes_follow_the_schedule_and_bad_arguments_are_named() -> None:
         check_schedule(10.0, 2)
     with pytest.raises(InputError, match="learning_offset must be a finite number >= 0"):
         check_schedule(-1.0, 0.7)
+
+
+# -- the estimators' partial_fit ------------------------------------------------------
+
+
+def _poisson_counts(n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    rates = np.array([[1.0, 6.0], [7.0, 2.0]])
+    return rng.poisson(rates[rng.integers(0, 2, n)]).astype(float)
+
+
+PARTIAL = {
+    "gaussian-full": (lambda **kw: GaussianMixture(3, random_state=0, **kw), _data),
+    "gaussian-diag": (
+        lambda **kw: GaussianMixture(3, covariance_type="diag", random_state=0, **kw),
+        _data,
+    ),
+    "poisson": (lambda **kw: PoissonMixture(2, random_state=0, **kw), _poisson_counts),
+    "mixture-model": (
+        lambda **kw: MixtureModel(Gaussian("spherical"), 3, random_state=0, **kw),
+        _data,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PARTIAL))
+def test_partial_fit_with_step_one_on_the_whole_data_is_fit(name: str) -> None:
+    build, data = PARTIAL[name]
+    X = data(3000, 5)
+    batch = build(tol=0.0, max_iter=8).fit(X)
+    online = build(learning_decay=0.0)
+    for _ in range(8):
+        online.partial_fit(X)
+    np.testing.assert_allclose(online.weights_, batch.weights_, rtol=1e-9)
+    np.testing.assert_allclose(online.score_samples(X), batch.score_samples(X), rtol=1e-9)
+    np.testing.assert_allclose(online.lower_bounds_, batch.lower_bounds_, rtol=1e-10)
+    assert online.n_iter_ == 8 and not online.converged_
+
+
+@pytest.mark.parametrize("name", sorted(PARTIAL))
+def test_partial_fit_over_mini_batches_nears_the_batch_fit(name: str) -> None:
+    # one pass over a stream in batches of 10,000 rows, from partial_fit's own start on the
+    # first batch: within 5e-3 nats per sample of the batch fit (1,000,000 rows for
+    # the Gaussian mixtures, 200,000 for the others)
+    build, data = PARTIAL[name]
+    X = data(1_000_000 if name.startswith("gaussian") else 200_000, 6)
+    batch = build().fit(X)
+    online = build()
+    for rows in np.array_split(np.arange(X.shape[0]), X.shape[0] // 10_000):
+        online.partial_fit(X[rows])
+    assert abs(online.score(X) - batch.score(X)) < 5e-3
+    # fit starts afresh; a partial_fit after it continues from its parameters
+    online.fit(X)
+    before = online.score(X)
+    online.partial_fit(X[:2000])
+    assert abs(online.score(X) - before) < 5e-3 and online.n_iter_ == 1
+
+
+def test_partial_fit_refuses_another_number_of_features_and_a_bad_schedule() -> None:
+    X = _data(500, 7)
+    model = GaussianMixture(3, random_state=0).partial_fit(X)
+    with pytest.raises(ValueError, match="X has 3 features, but GaussianMixture is expecting 2"):
+        model.partial_fit(np.hstack([X, X[:, :1]]))
+    with pytest.raises(InputError, match=r"learning_decay must be a number in \[0, 1\]"):
+        GaussianMixture(3, learning_decay=1.5).partial_fit(X)

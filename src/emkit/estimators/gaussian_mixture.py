@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -94,6 +95,13 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
         Log progress (logger ``"emkit"``) every ``verbose_interval`` iterations.
     verbose_interval : int, default=10
         Iterations between two progress messages.
+    learning_offset : float, default=10.0
+        ``partial_fit``'s step-size schedule: the t-th mini-batch is blended into the
+        running statistics with step ``(learning_offset + t) ** -learning_decay`` (the
+        names of scikit-learn's online LDA).
+    learning_decay : float, default=0.7
+        In (0.5, 1] online EM converges; 0 makes every ``partial_fit`` a whole EM step on
+        its batch.
     e_step : {'exact', 'hard'}, default='exact'
         The E-step's posterior: ``'exact'`` is EM; ``'hard'`` is classification EM, every
         row wholly on its most probable component, and the objective (``lower_bound_``)
@@ -167,6 +175,8 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
         warm_start: bool = False,
         verbose: int = 0,
         verbose_interval: int = 10,
+        learning_offset: float = 10.0,
+        learning_decay: float = 0.7,
         e_step: str = "exact",
         semi_supervised: bool = False,
         dtype: str = "float64",
@@ -189,6 +199,8 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
         self.warm_start = warm_start
         self.verbose = verbose
         self.verbose_interval = verbose_interval
+        self.learning_offset = learning_offset
+        self.learning_decay = learning_decay
         self.e_step = e_step
         self.semi_supervised = semi_supervised
         self.dtype = dtype
@@ -410,6 +422,20 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
         row_bytes = model.row_bytes(d, family.structure.n_stats(d), 2 * self.n_components)
         with InMemoryEngine(self.chunk_size, self.n_threads) as engine:
             return engine.map_rows(fn, Xa, row_bytes=row_bytes)
+
+    # -- online EM (partial_fit) --------------------------------------------------------
+
+    def _online_start(self) -> tuple[Mixture, MixtureParams]:
+        family = self._family()
+        model = Mixture(family, resolve_dtype(self.dtype), assign=assignment(self.e_step))
+        return replace(model, missing=True), self._mixture_params(family)
+
+    def _online_rows(self, X: Any, sample_weight: Any) -> tuple[Array, Array | None]:
+        Xa = self._validate_X(X, reset=False)
+        return Xa, check_sample_weight(sample_weight, Xa.shape[0], resolve_dtype(self.dtype))
+
+    def _set_online(self, model: Any, params: Any, trace: EMTrace) -> None:
+        self._set_fitted(model.family, params, trace, False)
 
     def _sampling_family(self) -> tuple[GaussianFamily, GaussianParams]:
         family = self._family()
