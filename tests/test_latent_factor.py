@@ -354,9 +354,6 @@ X_SMALL = factor_data(50, 4, 2, seed=17)
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"n_components": 4}, r"n_components=4 must be less than n_features=4.*Decrease"),
-        ({"n_components": 0}, r"n_components must be an integer >= 1, got 0"),
-        ({"n_components": 1.5}, r"n_components must be an integer >= 1, got 1.5"),
         ({"tol": -1.0}, r"tol must be a finite number >= 0.0, got -1.0"),
         ({"max_iter": -1}, r"max_iter must be an integer >= 0, got -1"),
         ({"monotonicity": "loud"}, r"monotonicity must be one of 'raise', 'warn', 'off'"),
@@ -365,6 +362,39 @@ X_SMALL = factor_data(50, 4, 2, seed=17)
     ],
 )
 def test_bad_parameters(estimator: type, kwargs: dict, match: str) -> None:
+    with pytest.raises(InputError, match=match):
+        estimator(**kwargs).fit(X_SMALL)
+
+
+@pytest.mark.parametrize(
+    ("estimator", "kwargs", "match"),
+    [
+        (PPCA, {"n_components": 4}, r"n_components=4 must be less than n_features=4.*Decrease"),
+        (PPCA, {"n_components": 0}, r"n_components must be an integer >= 1, got 0"),
+        (PPCA, {"n_components": 1.5}, r"n_components must be an integer >= 1, got 1.5"),
+        (PPCA, {"n_components": None}, r"n_components must be an integer >= 1, got None"),
+        # scikit-learn's FactorAnalysis takes 0 <= n_components <= n_features
+        (FactorAnalysis, {"n_components": 5}, r"n_components=5 must be at most n_features=4"),
+        (FactorAnalysis, {"n_components": -1}, r"n_components must be an integer >= 0, got -1"),
+        (FactorAnalysis, {"n_components": 1.5}, r"n_components must be an integer >= 0, got 1.5"),
+        (FactorAnalysis, {"svd_method": "arpack"}, r"svd_method must be one of 'lapack', 'rand"),
+        (FactorAnalysis, {"rotation": "promax"}, r"rotation must be one of 'varimax', 'quart"),
+        (FactorAnalysis, {"iterated_power": -1}, r"iterated_power must be an integer >= 0"),
+        (FactorAnalysis, {"copy": "yes"}, r"copy must be True or False, got 'yes'"),
+        (FactorAnalysis, {"verbose": -1}, r"verbose must be an integer >= 0, got -1"),
+        (
+            FactorAnalysis,
+            {"noise_variance_init": np.ones(3)},
+            r"noise_variance_init must be an array of 4 numbers.*got shape \(3,\)",
+        ),
+        (
+            FactorAnalysis,
+            {"noise_variance_init": [1.0, 0.0, 1.0, 1.0]},
+            r"noise_variance_init must hold finite positive variances",
+        ),
+    ],
+)
+def test_bad_number_of_factors_and_options(estimator: type, kwargs: dict, match: str) -> None:
     with pytest.raises(InputError, match=match):
         estimator(**kwargs).fit(X_SMALL)
 
@@ -391,8 +421,12 @@ def test_bad_data(estimator: type) -> None:
         estimator(2).fit(np.where(np.isnan(infinite), 0.0, infinite))
     with pytest.raises(InputError, match=r"X has 1 sample; .*at least 2 samples"):
         estimator(1).fit(X_SMALL[:1])
-    with pytest.raises(InputError, match=r"n_components=1 must be less than n_features=1"):
-        estimator(1).fit(X_SMALL[:, :1])
+    if estimator is PPCA:
+        with pytest.raises(InputError, match=r"n_components=1 must be less than n_features=1"):
+            estimator(1).fit(X_SMALL[:, :1])
+    else:
+        with pytest.raises(InputError, match=r"n_components=2 must be at most n_features=1"):
+            estimator(2).fit(X_SMALL[:, :1])
 
 
 @pytest.mark.parametrize("estimator", ESTIMATORS)
