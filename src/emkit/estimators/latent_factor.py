@@ -67,28 +67,30 @@ def _noise_floor(variances: Array) -> float:
     return _NOISE_FLOOR * (float(variances.mean()) or 1.0)
 
 
-def _magnitude(X: Array) -> float:
+def magnitude(X: Array) -> float:
     """The largest magnitude among the observed (non-NaN) values of ``X``."""
     with np.errstate(invalid="ignore"):
         return float(max(abs(np.nanmin(X)), abs(np.nanmax(X))))
 
 
-def check_scale_parameters(estimator: BaseEstimator, params: FactorParams, scale: float) -> None:
-    """Raise a clear :class:`InputError` when parameters fitted to X / scale cannot be
-    written in the units of X (their noise variances overflow or underflow float64)."""
+def check_scale_parameters(
+    estimator: BaseEstimator, noise: Array, loadings: Array, scale: float
+) -> None:
+    """Raise a clear :class:`InputError` when parameters fitted to X / scale (``noise``
+    variances and ``loadings``) cannot be written in the units of X: their values
+    overflow or underflow float64."""
     with np.errstate(over="ignore", under="ignore"):
-        noise = params.noise * (scale * scale)
-        loadings = params.components * scale
-    if np.isfinite(noise).all() and np.isfinite(loadings).all() and (noise > 0).all():
+        noise_x = noise * (scale * scale)
+        loadings_x = loadings * scale
+    if np.isfinite(noise_x).all() and np.isfinite(loadings_x).all() and (noise_x > 0).all():
         return
-    name = type(estimator).__name__
-    direction = "overflow" if not np.isfinite(noise).all() else "underflow"
+    direction = "overflow" if not np.isfinite(noise_x).all() else "underflow"
     fix = "Divide" if direction == "overflow" else "Multiply"
     raise InputError(
-        f"X's values are of magnitude about {scale:.3g}: {name} fits them, but its noise "
-        f"variances (about {float(np.max(params.noise)):.3g} * {scale:.3g}^2) {direction} "
-        f"float64. {fix} X by a constant such as {scale:.3g} before fitting (and scale "
-        "the results back)."
+        f"X's values are of magnitude up to about {scale:.3g}: {type(estimator).__name__} "
+        f"fits them, but its noise variances (about {float(np.max(noise)):.3g} times "
+        f"{scale:.3g}^2) {direction} float64. {fix} X by a constant such as {scale:.3g} "
+        "before fitting (and scale the results back)."
     )
 
 
@@ -206,7 +208,7 @@ class _LatentFactorEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         w = check_sample_weight(sample_weight, n)
         rng = check_random_state(self.random_state)
         # EM runs on X / scale (exact, a power of two): 1 unless X's magnitude is extreme
-        scale = power_of_two_scale(_magnitude(Xa))
+        scale = power_of_two_scale(magnitude(Xa))
 
         callback = progress_callback(self)
 
@@ -236,7 +238,7 @@ class _LatentFactorEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
             final = fit_engine.map_reduce(
                 model.expectation(result.params), *data, row_bytes=LatentFactor.row_bytes(d, q)
             )
-        check_scale_parameters(self, result.params, scale)
+        check_scale_parameters(self, result.params.noise, result.params.components, scale)
         self._set_fitted(result.params, model, result.trace, result.converged)
         self._set_loglike(result.trace, final.loglik, final.weight)
         return self
