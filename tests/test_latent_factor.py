@@ -305,6 +305,20 @@ def test_log_likelihood_never_decreases(
     assert np.all(np.isfinite(model.lower_bounds_))
 
 
+@pytest.mark.parametrize("missing", [0.0, 0.2])
+@pytest.mark.parametrize("q", [0, 5])
+@pytest.mark.parametrize("svd_method", ["lapack", "randomized"])
+def test_factor_analysis_with_no_or_all_factors_is_monotone(
+    missing: float, q: int, svd_method: str
+) -> None:
+    X = with_missing(factor_data(150, 5, 2, seed=22, noise="diagonal"), missing)
+    fa = FactorAnalysis(
+        q, svd_method=svd_method, tol=0, max_iter=40, random_state=0, monotonicity="raise"
+    ).fit(X)
+    assert np.all(np.isfinite(fa.lower_bounds_)) and fa.components_.shape == (q, 5)
+    assert np.all(np.diff(fa.loglike_) >= -1e-10 * abs(fa.loglike_[-1]))
+
+
 @pytest.mark.parametrize("estimator", ESTIMATORS)
 def test_trace_with_missing_values_is_monotone(estimator: type) -> None:
     X = with_missing(factor_data(500, 8, 2, seed=6, noise="diagonal"), 0.25)

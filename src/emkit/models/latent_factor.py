@@ -521,7 +521,7 @@ class LatentFactor:
             first, inverse = pattern_ids(observed)
             patterns = observed[first]
             pf = patterns.astype(np.float64)
-            M = (pf @ per_feature).reshape(-1, q, q)  # I + W_O^T Psi_O^-1 W_O
+            M = (pf @ per_feature).reshape(len(pf), q, q)  # I + W_O^T Psi_O^-1 W_O
             M[:, range(q), range(q)] += 1.0
             # M = D^1/2 (D^-1/2 M D^-1/2) D^1/2 with D = diag(M): the scaled matrix is near
             # I in the principal frame, so its inverse and determinant keep their digits
