@@ -193,6 +193,8 @@ SCHEMAS: dict[str, Schema] = {
             "components_": Field("array", ("q", "d"), ("finite",)),
             "mean_": Field("array", ("d",), ("finite",)),
             "noise_variance_": Field("array", ("d",), ("positive",)),
+            # scikit-learn's total log-likelihood after each iteration
+            "loglike_": Field("array", ("T",), ("not_nan",)),
         },
     ),
     "MixtureOfPPCA": Schema(
