@@ -11,7 +11,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Generic, NamedTuple, Protocol, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -23,6 +23,8 @@ from emkit.exceptions import (
     MonotonicityError,
     MonotonicityWarning,
 )
+from emkit.inference.accelerate import accelerated_step
+from emkit.inference.steps import EMModel, Step, StepResult, em_step
 
 __all__ = [
     "MONOTONICITY_POLICIES",
@@ -38,67 +40,6 @@ __all__ = [
 
 P = TypeVar("P")
 MONOTONICITY_POLICIES = ("raise", "warn", "off")
-
-
-class EMModel(Protocol[P]):
-    """What the driver needs of a model: steps and an objective, all over statistics.
-
-    A model may also define ``converged(previous, params) -> bool``, its own stopping rule
-    asked after every M-step (k-means stops when its centers stop moving, as
-    scikit-learn's does), and ``supplement(params, stats)``, a second function to map over
-    the rows with the same parameters when some iterations need one (k-means: the rows
-    farthest from their centers, when a cluster got no rows); its statistics are added to
-    the E-step's before the objective and the M-step. :func:`em_step` reads both.
-    """
-
-    def expectation(self, params: P) -> Callable[..., Any]: ...
-
-    def m_step(self, params: P, stats: Any) -> P: ...
-
-    def objective(self, params: P, stats: Any) -> float: ...
-
-    def m_step_gap(self, params: P, stats: Any) -> float: ...
-
-
-class StepResult(NamedTuple, Generic[P]):
-    """What one iteration gives the driver."""
-
-    params: P  # the parameters after the iteration
-    objective: float  # the per-sample objective of the parameters it started from
-    slack: float  # how far the next objective may fall below this one (inexact M-step)
-    state: Any  # carried to the next iteration (ECM cycles, online statistics, ...)
-    done: bool = False  # the model's own stopping rule holds
-
-
-class Step(Protocol[P]):
-    """One EM iteration: ``step(params, state) -> StepResult``. Variants (acceleration,
-    online updates) wrap the plain step or replace it; the driver only loops, traces and
-    checks."""
-
-    def __call__(self, params: P, state: Any) -> StepResult[P]: ...
-
-
-def em_step(
-    model: EMModel[P], engine: Engine, data: tuple[Any, ...], row_bytes: int = 0
-) -> Step[P]:
-    """The plain EM iteration: the E-step mapped over the rows (and the model's
-    ``supplement`` when it asks for one), the objective, the M-step and its gap."""
-    supplement = getattr(model, "supplement", None)
-    converged = getattr(model, "converged", None)
-
-    def step(params: P, state: Any) -> StepResult[P]:
-        stats = engine.map_reduce(model.expectation(params), *data, row_bytes=row_bytes)
-        more = None if supplement is None else supplement(params, stats)
-        if more is not None:
-            stats = stats + engine.map_reduce(more, *data, row_bytes=row_bytes)
-        objective = model.objective(params, stats)
-        if not np.isfinite(objective):  # before an M-step from such statistics
-            return StepResult(params, objective, 0.0, state)
-        new = model.m_step(params, stats)
-        done = converged is not None and converged(params, new)
-        return StepResult(new, objective, model.m_step_gap(new, stats), state, done)
-
-    return step
 
 
 class EMTrace(NamedTuple):
@@ -220,7 +161,7 @@ def fit_em_restarts(
     callback: Callable[[int, float, float], None] | None = None,
     on_start: Callable[[int], None] | None = None,
     score: Callable[[P], float] | None = None,
-    step: Step[P] | None = None,
+    accelerate: str | None = None,
 ) -> EMResult[P]:
     """Run EM from ``n_init`` initializations drawn with ``rng`` and keep the best run.
 
@@ -231,9 +172,11 @@ def fit_em_restarts(
     (the same clustering, up to the order of the clusters) keep the earliest.
 
     Warns with :class:`ConvergenceWarning` when the kept run did not converge (as
-    scikit-learn does), unless ``max_iter`` is the point (``tol == 0``). ``step`` is
-    :func:`fit_em`'s, shared by every run (each starts with no state).
+    scikit-learn does), unless ``max_iter`` is the point (``tol == 0``). ``accelerate``
+    (None or ``"squarem"``, :mod:`emkit.inference.accelerate`) replaces the plain EM
+    step of every run.
     """
+    step = accelerated_step(accelerate, model, engine, data, row_bytes)
     best: EMResult[P] | None = None
     best_score = -np.inf
     for init in range(n_init):

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -81,6 +81,9 @@ class FactorMixture:
     noise: NoiseStructure
     shift: Array
     noise_floor: float
+    # SQUAREM extrapolates the parameters: the statistics are taken about the current
+    # means and in the current loadings' frame, coordinates that move every iteration
+    extrapolate: ClassVar[str] = "parameters"
     # the E-step's posterior policy (exact or classification EM) and the weights' M-step
     assign: Assignment = EXACT
     weights: MixingWeights = NO_PRIOR

@@ -342,6 +342,9 @@ class LatentFactor:
     noise: NoiseStructure
     shift: Array
     noise_floor: float
+    # SQUAREM extrapolates the parameters: the statistics are taken about the current
+    # means and in the current loadings' frame, coordinates that move every iteration
+    extrapolate: ClassVar[str] = "parameters"
 
     def _posterior(self, params: FactorParams) -> Callable[[Array], _Posterior]:
         _, mean, noise = params
