@@ -78,6 +78,7 @@ def fit_em(
     callback: Callable[[int, float, float], None] | None = None,
     converged: Callable[[P, P], bool] | None = None,
     supplement: Callable[[P, Any], Callable[..., Any] | None] | None = None,
+    start_objective: float = -np.inf,
 ) -> EMResult[P]:
     """Run EM from ``params`` until ``0 <= change < tol`` or ``max_iter`` iterations.
 
@@ -87,6 +88,9 @@ def fit_em(
     there); with an engine whose chunks are views of the arrays (in memory), each chunk
     writes only its own rows.
     ``callback(iteration, objective, change)`` is called after every iteration.
+    ``start_objective`` is the objective the first iteration's change is measured from: a
+    warm start continues a previous run's trace (its last objective), so that convergence
+    is detected across calls.
 
     Two hooks let a model add to the loop without a loop of its own:
 
@@ -104,7 +108,7 @@ def fit_em(
         )
     objectives: list[float] = []
     seconds: list[float] = []
-    previous = -np.inf
+    previous = start_objective
     slack = 0.0  # how much the last M-step may lower the objective (inexact M-steps)
     done = False
     objective = -np.inf
@@ -123,10 +127,11 @@ def fit_em(
             )
         change = objective - previous
         if change < 0:
-            if -change > slack + _decrease_tolerance(objective, dtype):
-                _report_decrease(monotonicity, iteration, previous, objective)
-            else:
+            if -change <= slack + _decrease_tolerance(objective, dtype):
                 change = 0.0  # round-off at a fixed point, or the allowed inexactness
+            elif iteration > 1 or start_objective == -np.inf:
+                # (a warm start may continue on other data: its first change is no check)
+                _report_decrease(monotonicity, iteration, previous, objective)
         previous_params, params = params, model.m_step(params, stats)
         slack = model.m_step_gap(params, stats)
         objectives.append(objective)
@@ -158,10 +163,10 @@ def fit_em_restarts(
     model: EMModel[P],
     engine: Engine,
     data: tuple[Any, ...],
-    initialize: Callable[[np.random.Generator], P],
+    initialize: Callable[[Any], P],
     *,
     n_init: int,
-    rng: np.random.Generator,
+    rng: Any,
     tol: float,
     max_iter: int,
     monotonicity: str = "warn",
@@ -172,8 +177,10 @@ def fit_em_restarts(
     converged: Callable[[P, P], bool] | None = None,
     supplement: Callable[[P, Any], Callable[..., Any] | None] | None = None,
     score: Callable[[P], float] | None = None,
+    start_objective: float = -np.inf,
 ) -> EMResult[P]:
-    """Run EM from ``n_init`` initializations drawn with ``rng`` and keep the best run.
+    """Run EM from ``n_init`` initializations drawn with ``rng`` (a Generator, or what
+    ``initialize`` takes) and keep the best run.
 
     Runs are compared by the last objective each computed (that of its parameters before
     the last M-step) or, when given, by ``score(params)`` of its final parameters (higher
@@ -183,7 +190,7 @@ def fit_em_restarts(
 
     Warns with :class:`ConvergenceWarning` when the kept run did not converge (as
     scikit-learn does), unless ``max_iter`` is the point (``tol == 0``). ``converged`` and
-    ``supplement`` are :func:`fit_em`'s.
+    ``supplement`` and ``start_objective`` are :func:`fit_em`'s.
     """
     best: EMResult[P] | None = None
     best_score = -np.inf
@@ -203,6 +210,7 @@ def fit_em_restarts(
             callback=callback,
             converged=converged,
             supplement=supplement,
+            start_objective=start_objective,
         )
         run_score = result.objective if score is None or n_init == 1 else score(result.params)
         if best is None or run_score > best_score + _decrease_tolerance(best_score, dtype):
