@@ -88,3 +88,22 @@ def test_missing_values_bench_quick_run(tmp_path: pathlib.Path) -> None:
     assert 0.15 < report["missing_fraction"] < 0.25
     assert report["missing_over_complete"] > 0
     assert report["emkit_threads"] == 1
+
+
+BENCH_SMALL = BENCH.with_name("bench_small.py")
+
+
+@pytest.mark.skipif(not BENCH_SMALL.exists(), reason="needs the source tree")
+def test_small_calls_bench_quick_run_reports_every_workload(tmp_path: pathlib.Path) -> None:
+    stdout, report = _quick_run(BENCH_SMALL, tmp_path, "--quick")
+    assert "met" in stdout or "missed" in stdout
+    assert set(report["results"]) == {
+        "predict_1_row",
+        "fit_10_iter",
+        "fit_default",
+        "sweep_faithful",
+    }
+    for entry in report["results"].values():
+        assert {"emkit", "sklearn"} <= set(entry["seconds"])
+        assert entry["emkit_over_sklearn"] > 0
+    assert isinstance(report["predict_target_met"], bool)

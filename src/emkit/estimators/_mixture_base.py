@@ -288,9 +288,8 @@ def check_em_parameters(estimator: Any) -> None:
     )
     check_positive_int("verbose_interval", estimator.verbose_interval)
     check_choice("monotonicity", estimator.monotonicity, MONOTONICITY_POLICIES)
-    if not isinstance(estimator.random_state, np.random.RandomState):
-        # (a RandomState is valid, and checking must not draw from it)
-        check_random_state(estimator.random_state)
+    if not _plain_random_state(estimator.random_state):
+        check_random_state(estimator.random_state)  # raises, with the reason
     if hasattr(estimator, "n_init"):
         check_positive_int("n_init", estimator.n_init)
     if hasattr(estimator, "init_params"):
@@ -300,6 +299,21 @@ def check_em_parameters(estimator: Any) -> None:
     check_flag("warm_start", getattr(estimator, "warm_start", False))
     check_flag("hard", getattr(estimator, "hard", False))
     check_flag("semi_supervised", getattr(estimator, "semi_supervised", False))
+
+
+def _plain_random_state(random_state: Any) -> bool:
+    """Whether ``random_state`` is valid at a glance: None, a seed in NumPy's range, a
+    Generator or a RandomState (checked without building a generator, which costs as much
+    as a small fit's iteration, and without drawing from a RandomState)."""
+    if random_state is None or isinstance(
+        random_state, np.random.Generator | np.random.RandomState
+    ):
+        return True
+    return (
+        isinstance(random_state, int | np.integer)
+        and not isinstance(random_state, bool)
+        and 0 <= random_state < 2**32
+    )
 
 
 def progress_callback(estimator: Any) -> Callable[[int, float, float], None]:
