@@ -309,7 +309,7 @@ def _plain_random_state(random_state: Any) -> bool:
         random_state, np.random.Generator | np.random.RandomState
     ):
         return True
-    return (
+    return bool(
         isinstance(random_state, int | np.integer)
         and not isinstance(random_state, bool)
         and 0 <= random_state < 2**32
