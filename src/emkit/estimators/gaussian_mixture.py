@@ -83,7 +83,9 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
         scikit-learn: (n_components,), (n_features, n_features),
         (n_components, n_features) or (n_components, n_features, n_features).
     random_state : int, Generator, RandomState or None, default=None
-        Seeds the initialization and :meth:`sample`.
+        Seeds the initialization and :meth:`sample`. An int or a RandomState draws the
+        initialization as scikit-learn's GaussianMixture does: the same seed, the same
+        start.
     warm_start : bool, default=False
         Start from the previous fit's parameters and continue its objective trace, so that
         repeated calls with a small ``max_iter`` detect convergence (``n_init`` is then
