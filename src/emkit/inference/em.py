@@ -42,11 +42,26 @@ class EMModel(Protocol[P]):
     def m_step_gap(self, params: P, stats: Any) -> float: ...
 
 
+_NO_ITERATIONS = np.zeros(0, dtype=np.intp)
+_NO_COMPONENTS = np.zeros(0, dtype=bool)
+
+
 class EMTrace(NamedTuple):
-    """What happened in one EM run, one entry per iteration."""
+    """What happened in one EM run, one entry per iteration.
+
+    ``restarts`` lists the iterations (1-based) whose objective was not compared with the
+    one before: the M-step between them had no bound on what it gave up (an infinite
+    ``m_step_gap``, e.g. a parameter clipped off an unbounded maximizer), so a new
+    monotone run starts there. ``degenerate`` marks the components the model
+    reports as collapsed in the final parameters (held at a floor of the constrained
+    M-step, see :meth:`Mixture.degenerate <emkit.models.mixture.Mixture.degenerate>`);
+    it is empty for models without components or without such a report.
+    """
 
     objective: NDArray[np.float64]  # per-sample objective at the start of each iteration
     seconds: NDArray[np.float64]  # wall-clock seconds each iteration took
+    restarts: NDArray[np.intp] = _NO_ITERATIONS
+    degenerate: NDArray[np.bool_] = _NO_COMPONENTS
 
 
 @dataclass(frozen=True)
@@ -62,6 +77,19 @@ class EMResult(Generic[P]):
 def _decrease_tolerance(objective: float, dtype: Any) -> float:
     eps = float(np.finfo(dtype).eps)
     return (1e3 if np.dtype(dtype) == np.float64 else 1e2) * eps * max(1.0, abs(objective))
+
+
+def _model_roundoff(model: Any, params: Any, stats: Any) -> float:
+    """The model's own estimate of the round-off in its per-sample objective at
+    ``params`` (``objective_roundoff``, e.g. the cancelling terms of an exponential
+    family's log-densities), 0 for models without one."""
+    estimate = getattr(model, "objective_roundoff", None)
+    return 0.0 if estimate is None else float(estimate(params, stats))
+
+
+def _model_degenerate(model: Any, params: Any) -> NDArray[np.bool_]:
+    report = getattr(model, "degenerate", None)
+    return _NO_COMPONENTS if report is None else np.asarray(report(params), dtype=bool)
 
 
 def fit_em(
@@ -88,6 +116,13 @@ def fit_em(
     writes only its own rows.
     ``callback(iteration, objective, change)`` is called after every iteration.
 
+    The objective may fall between two iterations by no more than round-off (the
+    driver's relative tolerance plus the model's ``objective_roundoff``, when it has
+    one) and the M-step's ``m_step_gap``, a provable bound of what an inexact M-step gave
+    up; anything more is reported as the ``monotonicity`` policy says. An infinite gap
+    (no bound) is not a licence for any decrease: the next iteration starts a new
+    monotone run and is recorded in ``trace.restarts``.
+
     Two hooks let a model add to the loop without a loop of its own:
 
     * ``converged(previous, params)`` is the model's own stopping rule, asked after every
@@ -106,6 +141,7 @@ def fit_em(
     seconds: list[float] = []
     previous = -np.inf
     slack = 0.0  # how much the last M-step may lower the objective (inexact M-steps)
+    restarts: list[int] = []
     done = False
     objective = -np.inf
     for iteration in range(1, max_iter + 1):
@@ -122,8 +158,13 @@ def fit_em(
                 "reg_covar."
             )
         change = objective - previous
-        if change < 0:
-            if -change > slack + _decrease_tolerance(objective, dtype):
+        if np.isinf(slack):
+            # the M-step had no bound: a new monotone run starts here (a fall is not
+            # convergence either: the change stays negative)
+            restarts.append(iteration)
+        elif change < 0:
+            allowed = slack + _decrease_tolerance(objective, dtype)
+            if -change > allowed + _model_roundoff(model, params, stats):
                 _report_decrease(monotonicity, iteration, previous, objective)
             else:
                 change = 0.0  # round-off at a fixed point, or the allowed inexactness
@@ -137,7 +178,12 @@ def fit_em(
         if 0 <= change < tol or (converged is not None and converged(previous_params, params)):
             done = True
             break
-    trace = EMTrace(np.asarray(objectives), np.asarray(seconds))
+    trace = EMTrace(
+        np.asarray(objectives),
+        np.asarray(seconds),
+        np.asarray(restarts, dtype=np.intp),
+        _model_degenerate(model, params),
+    )
     return EMResult(params, float(objective), done, len(objectives), trace)
 
 
