@@ -10,6 +10,7 @@ import sys
 import pytest
 
 BENCH = pathlib.Path(__file__).resolve().parents[1] / "bench" / "bench_gmm.py"
+pytestmark = pytest.mark.slow  # benchmark smoke runs: deselect with -m "not slow"
 
 
 def _quick_run(script: pathlib.Path, tmp_path: pathlib.Path, *args: str) -> tuple[str, dict]:
@@ -88,3 +89,14 @@ def test_missing_values_bench_quick_run(tmp_path: pathlib.Path) -> None:
     assert 0.15 < report["missing_fraction"] < 0.25
     assert report["missing_over_complete"] > 0
     assert report["emkit_threads"] == 1
+
+
+SQUAREM = BENCH.with_name("bench_squarem.py")
+
+
+@pytest.mark.skipif(not SQUAREM.exists(), reason="needs the source tree")
+def test_squarem_bench_quick_run(tmp_path: pathlib.Path) -> None:
+    stdout, report = _quick_run(SQUAREM, tmp_path, "--quick")
+    assert "met" in stdout or "missed" in stdout
+    assert set(report["iterations"]) == {"plain", "squarem"}
+    assert report["iteration_ratio"] > 0 and isinstance(report["target_met"], bool)

@@ -466,6 +466,7 @@ def test_sample_uses_feature_names(tmp_path: Path, capsys: pytest.CaptureFixture
 # -- demo, as the installed command runs it ------------------------------------------------
 
 
+@pytest.mark.slow
 def test_demo_in_a_subprocess(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     result = subprocess.run(

@@ -84,7 +84,7 @@ def _labels(rng: np.random.Generator, n: int, k: int) -> np.ndarray:
 
 def _options(rng: np.random.Generator, k: int, labels: bool = True) -> dict[str, Any]:
     """The mixture options every family takes: hard EM, MAP weights, known weights."""
-    opts: dict[str, Any] = {"hard": bool(rng.random() < 0.25)}
+    opts: dict[str, Any] = {"e_step": "hard" if rng.random() < 0.25 else "exact"}
     if rng.random() < 0.25:
         opts["weight_concentration"] = float(rng.choice([1.5, 3.0]))
     if k > 1 and rng.random() < 0.2:
@@ -105,7 +105,7 @@ def _gaussian_mixture(rng: np.random.Generator) -> Case:
         covariance_type=str(rng.choice(COVARIANCE_TYPES)),
         reg_covar=float(rng.choice([0.0, 0.0, 1e-6, 1e-2])),
         init_params=str(rng.choice(["kmeans", "k-means++", "random", "random_from_data"])),
-        hard=bool(rng.random() < 0.25),
+        e_step="hard" if rng.random() < 0.25 else "exact",
         semi_supervised=semi,
     )
     return gm, X, _labels(rng, n, k) if semi else None
@@ -238,7 +238,7 @@ def _factor_mixture(rng: np.random.Generator) -> Case:
             k,
             n_factors=int(rng.integers(1, d)),
             reg_covar=float(rng.choice([1e-12, 1e-6])),  # the noise floor: must be > 0
-            hard=bool(rng.random() < 0.25),
+            e_step="hard" if rng.random() < 0.25 else "exact",
         ),
         X,
         None,

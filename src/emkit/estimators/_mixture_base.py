@@ -27,8 +27,10 @@ from emkit._validation import (
 )
 from emkit.engines.memory import InMemoryEngine
 from emkit.exceptions import InputError
+from emkit.inference.accelerate import check_acceleration
 from emkit.inference.em import MONOTONICITY_POLICIES, EMTrace
 from emkit.inference.init import INIT_METHODS, one_hot
+from emkit.models.mixing import assignment
 
 __all__ = [
     "FamilyMixture",
@@ -290,7 +292,9 @@ def check_em_parameters(estimator: Any) -> None:
     if hasattr(estimator, "dtype"):
         resolve_dtype(estimator.dtype)
     check_flag("warm_start", getattr(estimator, "warm_start", False))
-    check_flag("hard", getattr(estimator, "hard", False))
+    check_acceleration(getattr(estimator, "accelerate", None))
+    if hasattr(estimator, "e_step"):
+        assignment(estimator.e_step)
     check_flag("semi_supervised", getattr(estimator, "semi_supervised", False))
 
 

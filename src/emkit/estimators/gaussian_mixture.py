@@ -41,6 +41,7 @@ from emkit.families.gaussian import (
 )
 from emkit.inference.em import EMTrace, fit_em_restarts
 from emkit.inference.init import initial_responsibilities
+from emkit.models.mixing import assignment
 from emkit.models.mixture import Mixture, MixtureParams
 
 __all__ = ["GaussianMixture"]
@@ -92,10 +93,11 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
         Log progress (logger ``"emkit"``) every ``verbose_interval`` iterations.
     verbose_interval : int, default=10
         Iterations between two progress messages.
-    hard : bool, default=False
-        Classification EM: every row goes wholly to its most probable component, and
-        the objective (``lower_bound_``) is the complete-data log-likelihood at those
-        assignments, sum_n max_k log(pi_k p(x_n | k)) per sample, which never decreases.
+    e_step : {'exact', 'hard'}, default='exact'
+        The E-step's posterior: ``'exact'`` is EM; ``'hard'`` is classification EM, every
+        row wholly on its most probable component, and the objective (``lower_bound_``)
+        the complete-data log-likelihood at those assignments,
+        sum_n max_k log(pi_k p(x_n | k)) per sample, which never decreases.
     semi_supervised : bool, default=False
         Read ``y`` in ``fit(X, y)`` as known components (-1: unknown). Off by default so
         that scikit-learn's tools, which pass class labels to every ``fit``
@@ -105,6 +107,11 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
         statistics are still summed and parameters kept in float64.
     monotonicity : {'warn', 'raise', 'off'}, default='warn'
         What to do if the objective decreases between iterations (a numerical failure).
+    accelerate : {None, 'squarem'}, default=None
+        ``'squarem'`` extrapolates the EM map on the statistics (SQUAREM, Varadhan &
+        Roland 2008): several times fewer iterations on overlapping components, the same
+        optimum, and the objective still never decreases (a rejected jump falls back to
+        plain EM).
     chunk_size : int or None, default=None
         Rows per chunk of the E-step; ``None`` sizes chunks for the CPU cache.
     n_threads : int or None, default=None
@@ -159,10 +166,11 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
         warm_start: bool = False,
         verbose: int = 0,
         verbose_interval: int = 10,
-        hard: bool = False,
+        e_step: str = "exact",
         semi_supervised: bool = False,
         dtype: str = "float64",
         monotonicity: str = "warn",
+        accelerate: str | None = None,
         chunk_size: int | None = None,
         n_threads: int | None = None,
     ) -> None:
@@ -180,10 +188,11 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
         self.warm_start = warm_start
         self.verbose = verbose
         self.verbose_interval = verbose_interval
-        self.hard = hard
+        self.e_step = e_step
         self.semi_supervised = semi_supervised
         self.dtype = dtype
         self.monotonicity = monotonicity
+        self.accelerate = accelerate
         self.chunk_size = chunk_size
         self.n_threads = n_threads
 
@@ -275,7 +284,7 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
 
         structure = covariance_structure(self.covariance_type)
         family = GaussianFamily(structure, reg_covar=float(self.reg_covar)).bind(filled, w)
-        model = Mixture(family, dtype, hard=bool(self.hard), missing=missing)
+        model = Mixture(family, dtype, assign=assignment(self.e_step), missing=missing)
         row_bytes = model.row_bytes(d, structure.n_stats(d), K) + d * Xa.itemsize
         rng = check_random_state(self.random_state)
 
@@ -306,6 +315,7 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
                 tol=float(self.tol),
                 max_iter=int(self.max_iter),
                 monotonicity=self.monotonicity,
+                accelerate=self.accelerate,
                 dtype=dtype,
                 row_bytes=row_bytes,
                 callback=callback,

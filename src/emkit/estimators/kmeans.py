@@ -292,8 +292,6 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
                 row_bytes=model.row_bytes(d),
                 callback=callback,
                 on_start=(lambda i: logger.info("Initialization %d", i)) if self.verbose else None,
-                converged=model.converged,
-                supplement=model.supplement,
                 # runs compare by their final centers' inertia, as in scikit-learn
                 score=lambda params: -_assign(engine, Xa, w, centers_of(params))[1],
             )
