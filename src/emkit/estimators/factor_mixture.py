@@ -21,6 +21,7 @@ from emkit._validation import (
     check_random_state,
     check_sample_weight,
 )
+from emkit._warnings import warnings_once
 from emkit.engines.memory import InMemoryEngine
 from emkit.estimators._mixture_base import (
     FittedMixture,
@@ -98,6 +99,7 @@ class _FactorMixtureEstimator(FittedMixture, DensityMixin, BaseEstimator):
 
     # -- fitting ---------------------------------------------------------------------
 
+    @warnings_once
     def fit(self, X: ArrayLike, y: Any = None, sample_weight: ArrayLike | None = None) -> Any:
         """Estimate the mixture by EM.
 

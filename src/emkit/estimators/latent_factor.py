@@ -22,6 +22,7 @@ from emkit._validation import (
     check_sample_weight,
     has_missing_values,
 )
+from emkit._warnings import warnings_once
 from emkit.engines.memory import InMemoryEngine
 from emkit.engines.reduced import ReducedEngine
 from emkit.estimators._mixture_base import (
@@ -109,6 +110,7 @@ class _LatentFactorEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
 
     # -- fitting ---------------------------------------------------------------------
 
+    @warnings_once
     def fit(self, X: ArrayLike, y: Any = None, sample_weight: ArrayLike | None = None) -> Any:
         """Estimate the loadings, mean and noise by EM.
 

@@ -23,6 +23,7 @@ from emkit._validation import (
     has_missing_values,
     resolve_dtype,
 )
+from emkit._warnings import warnings_once
 from emkit.engines.memory import InMemoryEngine
 from emkit.estimators._mixture_base import (
     FamilyMixture,
@@ -71,7 +72,7 @@ def _column_kinds(X: Any) -> list[str]:
             elif kind == "b":
                 kinds.append("bool")
             elif kind in "iu":
-                kinds.append("count" if (col.to_numpy() >= 0).all() else "float")
+                kinds.append("count" if (col.dropna().to_numpy() >= 0).all() else "float")
             else:
                 kinds.append("float")
         return kinds
@@ -349,6 +350,7 @@ class MixtureModel(FamilyMixture, DensityMixin, BaseEstimator):
 
     # -- fitting ---------------------------------------------------------------------
 
+    @warnings_once
     def fit(self, X: Any, y: Any = None, sample_weight: ArrayLike | None = None) -> Any:
         """Estimate the parameters with EM (MAP-EM when the family has priors).
 

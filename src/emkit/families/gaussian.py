@@ -997,9 +997,10 @@ class GaussianFamily:
         if floored.any():
             which = np.flatnonzero(floored).tolist()
             warnings.warn(
-                f"Component(s) {which}: the covariance is singular to working precision (the "
-                "component collapsed onto fewer samples than dimensions, or onto a subspace, "
-                "where the likelihood is unbounded); its smallest eigenvalues are held at the "
+                f"Component(s) {which}: the covariance is singular to working precision (a "
+                "zero variance or eigenvalue: the component collapsed onto fewer samples than "
+                "dimensions, or onto a subspace, where the likelihood is unbounded); its "
+                "smallest eigenvalues are held at the "
                 f"degeneracy floor ({_FLOOR_EPS * self.n_features:.3g} relative to the data's "
                 "scale), which keeps EM monotone, and it is reported in trace_.degenerate. "
                 "Increase reg_covar, decrease n_components, or scale the input data.",
