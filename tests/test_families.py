@@ -816,14 +816,17 @@ def test_multinomial_component_with_only_empty_rows_keeps_its_probabilities() ->
     assert_allclose(new.probabilities, [[0.3, 0.7], [1 / 3, 2 / 3]])
 
 
-def test_gamma_component_on_equal_values_stops_at_the_ceiling_with_an_infinite_gap() -> None:
+def test_gamma_component_on_equal_values_stops_at_the_ceiling_and_is_reported() -> None:
+    # the shape at the ceiling is the maximizer of Q over the shapes <= ceiling (a set
+    # fixed for the fit): no gap, and the component is reported as degenerate
     X = np.array([[2.0], [2.0], [2.0]])
     family = Gamma().bind(X, None)
     nk, sum_t = hard_stats(family, X, np.zeros(3, dtype=int), 1)
     params = m_step(family, nk, sum_t)
     assert params.shapes[0, 0] == 1e10
     assert_allclose(params.shapes / params.rates, [[2.0]])
-    assert family.m_step_gap(params, nk, sum_t) == np.inf
+    assert family.m_step_gap(params, nk, sum_t) == 0.0
+    assert family.degenerate(params).tolist() == [True]
 
 
 # -- (g) validation ---------------------------------------------------------------------------

@@ -133,7 +133,7 @@ def test_expanded_form_switches_to_whitened_on_badly_scaled_data() -> None:
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_m_step_gap_is_the_lost_expected_log_likelihood(covariance_type: str) -> None:
-    """Q(S) - Q(S + rI) computed directly equals the gap the family reports."""
+    """Q(clip(S, r)) - Q(S + rI) computed directly equals the gap the family reports."""
     K, d, n, r = 2, 3, 200, 0.3
     rng = np.random.default_rng(5)
     X = rng.normal(size=(n, d)) * [1.0, 2.0, 0.5]
@@ -154,11 +154,23 @@ def test_m_step_gap_is_the_lost_expected_log_likelihood(covariance_type: str) ->
 
     exact_family, exact = fitted(0.0)
     reg_family, regularized = fitted(r)
-    lost = expected_loglik(exact_family, exact) - expected_loglik(exact_family, regularized)
-    assert lost > 0
-    assert reg_family.m_step_gap(regularized, resp.sum(axis=0), np.zeros(0)) == pytest.approx(
-        lost, rel=1e-9
+    # S + rI and the previous parameters lie in {Sigma >= rI}, whose best covariance
+    # clips S's eigenvalues at r: the gap is what S + rI loses against it (a provable
+    # bound, tighter than the loss against S itself where S has eigenvalues below r)
+    cov = exact.covariances
+    if structure.dense:
+        lam, V = np.linalg.eigh(cov)
+        clipped = (V * np.maximum(lam, r)[..., None, :]) @ np.swapaxes(V, -1, -2)
+    else:
+        clipped = np.maximum(cov, r)
+    best = exact_family.params_from_covariances(exact_family.user_means(exact), clipped)
+    lost = expected_loglik(exact_family, best) - expected_loglik(exact_family, regularized)
+    unconstrained = expected_loglik(exact_family, exact) - expected_loglik(
+        exact_family, regularized
     )
+    assert 0 < lost <= unconstrained
+    gap = reg_family.m_step_gap(regularized, resp.sum(axis=0), np.zeros(0))
+    assert gap == pytest.approx(lost, rel=1e-9)
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)

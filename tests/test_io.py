@@ -410,6 +410,26 @@ def test_load_tuple_with_wrong_fields(model_file: Path) -> None:
         load_model(model_file)
 
 
+def test_load_refuses_a_trace_with_restarts_outside_its_iterations(model_file: Path) -> None:
+    metadata, arrays = _contents(model_file)
+    arrays[metadata["attributes"]["trace_"]["fields"]["restarts"]["key"]] = np.array([999])
+    _rewrite(model_file, metadata, arrays)
+    with pytest.raises(ModelFileError, match=r"trace_\.restarts must be a 1-D integer array"):
+        load_model(model_file)
+
+
+def test_load_a_trace_without_the_fields_added_later(model_file: Path) -> None:
+    # EMTrace's restarts and degenerate have defaults: files written before them load
+    metadata, arrays = _contents(model_file)
+    fields = metadata["attributes"]["trace_"]["fields"]
+    for name in ("restarts", "degenerate"):
+        del arrays[fields.pop(name)["key"]]
+    _rewrite(model_file, metadata, arrays)
+    trace = load_model(model_file).trace_
+    assert trace.restarts.size == 0 and trace.degenerate.size == 0
+    assert trace.objective.shape == trace.seconds.shape
+
+
 @pytest.mark.parametrize(
     "entry",
     [

@@ -47,6 +47,7 @@ __all__ = [
     "column_label",
     "count_free",
     "expanded_log_prob",
+    "expanded_roundoff",
     "frozen_components",
     "known",
     "parse_fixed",
@@ -223,6 +224,19 @@ def expanded_log_prob(T: Array, natural: Natural, offset: Array | None) -> Array
     log_prob = (natural.eta @ T.T).T  # (n, K) for statistic-major T
     log_prob -= natural.log_norm if offset is None else natural.log_norm - offset
     return log_prob
+
+
+def expanded_roundoff(natural: Natural, nk: Array, sum_t: Array, dtype: Any) -> float:
+    """Round-off (total nats) of the log-likelihood the E-step computes as
+    ``T @ eta_k - A(eta_k)`` for statistics summing to (nk, sum_t): a few eps times the
+    size of the terms that cancel, ``4 eps sum_k (|S_k| . |eta_k| + N_k |A(eta_k)|)``;
+    0 where the family evaluates its densities in another, exact form."""
+    if natural.exact_form:
+        return 0.0
+    eta = np.abs(np.asarray(natural.eta, dtype=np.float64))
+    log_norm = np.abs(np.asarray(natural.log_norm, dtype=np.float64))
+    size = float(np.sum(np.abs(sum_t) * eta) + np.abs(nk) @ log_norm)
+    return 4.0 * float(np.finfo(dtype).eps) * size
 
 
 def frozen_components(

@@ -43,8 +43,8 @@ Array = NDArray[np.floating[Any]]
 # Newton stops when the shape changes by less than this, relative to it.
 _NEWTON_TOL = 1e-12
 # A component whose rows are all equal in a column (log m - l = 0) has an unbounded
-# likelihood (alpha -> inf, a spike): its shape stops here, and the M-step's gap is
-# reported as infinite, as for a collapsed Gaussian.
+# likelihood (alpha -> inf, a spike): its shape stops here (a constrained maximum, so the
+# M-step's gap stays 0), and the component is reported as degenerate.
 _SHAPE_CEILING = 1e10
 _SHAPE_FLOOR = 1e-300
 # 'auto' prior: this many pseudo-rows at the column means of (x, log x).
@@ -299,22 +299,19 @@ class Gamma(NewtonFamily):
         return shape
 
     def _divergence(self, params: GammaParams, nk: Array, sum_t: Array) -> Array:
-        # Newton solves to convergence (gap 0); only a shape held at the ceiling below
-        # the exact maximizer (log m - l < g(ceiling)) loses Q, unboundedly so at s <= 0.
-        mean, mean_log, count = self._split_means(nk, sum_t)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            s = np.log(mean) - mean_log
-        ceiling = _log_minus_digamma(np.array([_SHAPE_CEILING]))[0]
-        at_ceiling = (params.shapes >= _SHAPE_CEILING) & (count > 0)
-        clipped = at_ceiling & ~(s >= ceiling)
-        if self.fixed:
-            # a known shape is its own maximizer; given a known rate, a shape at the
-            # ceiling stopped short of the exact one
-            K = nk.shape[0]
-            rate_known = known(self.fixed, "rates", K)[:, None]
-            clipped = np.where(rate_known, at_ceiling, clipped)
-            clipped &= ~known(self.fixed, "shapes", K)[:, None]
-        return np.where(clipped, np.inf, 0.0).sum(axis=1)
+        # Newton solves to convergence, or keeps the previous shape where that gives a
+        # larger Q (generalized EM): no gap. A shape held at the ceiling (a column whose
+        # rows are all equal: log m - l <= 0, an unbounded likelihood) is the maximizer
+        # of Q over the shapes <= ceiling, a set the same at every iteration that holds
+        # the previous shapes too (Q is concave in the shape, with the rate at its best
+        # given the shape, and in the shape alone given a known rate): EM stays monotone
+        # there with no gap, and such components are reported by degenerate().
+        return np.zeros(nk.shape[0])
+
+    def degenerate(self, params: GammaParams) -> NDArray[np.bool_]:
+        """(K,) components with a shape held at the ceiling (they collapsed onto equal
+        values in a column)."""
+        return np.asarray((params.shapes >= _SHAPE_CEILING).any(axis=1))
 
     def _log_prior(self, params: GammaParams) -> float:
         if not isinstance(self.prior, ConjugatePrior):

@@ -31,6 +31,7 @@ from emkit.families._base import (
     Natural,
     check_finite,
     expanded_log_prob,
+    expanded_roundoff,
     frozen_components,
     parse_fixed,
     show,
@@ -68,6 +69,22 @@ LOG_2PI = float(np.log(2.0 * np.pi))
 # whitened form is used instead: float64 stays at sklearn-parity accuracy, float32 at 1e-3.
 _EXPANDED_FORM_TOLERANCE = {np.dtype(np.float64): 1e-8, np.dtype(np.float32): 1e-3}
 
+# The degeneracy floor. With D = diag(c), c_j the median |x_j - shift_j| of the training
+# rows (a scale no outlier moves), every fitted covariance satisfies
+# D^-1 Sigma D^-1 >= _FLOOR_EPS * d * I (a variance of column j: >= _FLOOR_EPS * c_j^2).
+# Scatter matrices formed from statistics about the shift carry round-off of about
+# eps * c_i * c_j in entry (i, j), so an eigenvalue below the floor is zero to working
+# precision: the component collapsed onto fewer rows than it has dimensions, or onto a
+# subspace, where the likelihood is unbounded. The floor sits at that round-off, so that no
+# component a float64 fit can resolve (tight clusters far from the centre included) is
+# touched. The set above it is the same at every iteration of a fit, and clipping the
+# eigenvalues of the maximizer to it (in the scaled coordinates) is the maximizer of Q
+# over that set, so EM on it stays monotone with no slack (eigenvalue-constrained ML, as
+# in Hathaway 1985 and Ingrassia 2004). Components held there are reported as degenerate;
+# their log-densities are known to about eps * cond(Sigma_k) only, which the driver's
+# tolerance takes in (GaussianFamily.objective_roundoff).
+_FLOOR_EPS = 1e3 * float(np.finfo(np.float64).eps)
+
 _ILL_DEFINED = (
     "Fitting the mixture model failed because some components have ill-defined empirical "
     "covariance (for instance caused by singleton or collapsed samples). Try to decrease "
@@ -90,7 +107,9 @@ class GaussianParams(NamedTuple):
     means: Array  # (K, d)
     covariances: Array  # full (K, d, d), tied (d, d), diag (K, d), spherical (K,)
     precisions_cholesky: Array  # same shapes; P = U U^T with U upper triangular
-    mended: bool = False  # the M-step raised a singular covariance: it was not exact
+    # (K,) the components whose covariance the M-step held at the degeneracy floor
+    # (_FLOOR_EPS): they collapsed; None when no M-step made these parameters
+    floored: NDArray[np.bool_] | None = None
 
 
 def _cholesky_upper_of_precision(cov: Array) -> Array:
@@ -200,13 +219,21 @@ class CovarianceStructure:
         """Eigenvalues of the covariances and the :meth:`mass` behind each one."""
         raise NotImplementedError
 
+    def condition(self, cov: Array) -> Array:
+        """Condition number of every covariance, (K,) (or () for tied)."""
+        lam = np.linalg.eigvalsh(cov) if self.dense else cov
+        with np.errstate(divide="ignore", invalid="ignore"):
+            cond = np.max(lam, axis=-1) / np.min(lam, axis=-1)
+        return np.where(np.isfinite(cond), cond, 0.0)
+
     def half_log_det(self, prec_chol: Array, d: int) -> Array:
         """1/2 log|P_k| for every component, shape (K,) (or () for tied)."""
         raise NotImplementedError
 
-    def factor(self, cov: Array, reg_covar: float) -> tuple[Array, Array, bool]:
-        """(covariances, precision Cholesky factors, mended): singular covariances are
-        raised (with a :class:`DegenerateComponentWarning`) until they factor."""
+    def factor(self, cov: Array, column_scale: Array) -> tuple[Array, Array, NDArray[np.bool_]]:
+        """(covariances, precision Cholesky factors, floored): the covariances with the
+        eigenvalues of ``D^-1 cov D^-1`` (``D = diag(column_scale)``) clipped from below at
+        the degeneracy floor, and which covariances were (one flag per covariance)."""
         raise NotImplementedError
 
     def from_precisions(self, precisions: Array) -> Array:
@@ -244,33 +271,45 @@ class _Triangular(CovarianceStructure):
         flipped = precisions[..., ::-1, ::-1]
         return np.ascontiguousarray(np.linalg.cholesky(flipped)[..., ::-1, ::-1])
 
-    def factor(self, cov: Array, reg_covar: float) -> tuple[Array, Array, bool]:
-        try:
-            return cov, _cholesky_upper_of_precision(cov), False
-        except np.linalg.LinAlgError:
-            pass
-        stack = cov.reshape((-1, *cov.shape[-2:])).copy()
+    def factor(self, cov: Array, column_scale: Array) -> tuple[Array, Array, NDArray[np.bool_]]:
+        if not np.all(np.isfinite(cov)):
+            raise EmkitError(_ILL_DEFINED)
+        stack = cov.reshape((-1, *cov.shape[-2:]))
         d = stack.shape[-1]
-        out = np.empty_like(stack)
-        for k in range(stack.shape[0]):
-            base = max(reg_covar, 1e-10 * float(np.trace(stack[k])) / d, 1e-12)
-            for j in range(13):
+        floor = _FLOOR_EPS * d
+        floored = np.zeros(stack.shape[0], dtype=bool)
+        try:
+            prec_chol = _cholesky_upper_of_precision(stack)
+            # D^-1 Sigma D^-1 = ((D U)(D U)^T)^-1, so its smallest eigenvalue is at least
+            # 1 / ||D U||_F^2: only covariances that fail this cheap test are decomposed
+            scaled_u = column_scale[:, None] * prec_chol
+            suspect = 1.0 / np.sum(scaled_u * scaled_u, axis=(-2, -1)) < floor
+        except np.linalg.LinAlgError:
+            prec_chol = np.empty_like(stack)
+            suspect = np.ones(stack.shape[0], dtype=bool)
+        if not suspect.any():
+            return cov, prec_chol.reshape(cov.shape), floored
+        stack = stack.copy()
+        outer = column_scale[:, None] * column_scale[None, :]
+        for k in np.flatnonzero(suspect):
+            lam, V = np.linalg.eigh(stack[k] / outer)
+            # a covariance that factors only above a floor relative to its own largest
+            # eigenvalue (the data's scale far off this component's spread) takes that
+            # one: no fixed set then, but a factor rather than a crash
+            safe = 1e3 * d * float(np.finfo(np.float64).eps) * float(lam[-1])
+            for low in (floor, max(floor, safe)):
+                if lam[0] < low:
+                    clipped = (V * np.maximum(lam, low)) @ V.T
+                    stack[k] = 0.5 * (clipped + clipped.T) * outer
+                    floored[k] = True
                 try:
-                    out[k] = _cholesky_upper_of_precision(stack[k])
+                    prec_chol[k] = _cholesky_upper_of_precision(stack[k])
                     break
                 except np.linalg.LinAlgError:
-                    jitter = base * 10.0**j
-                    stack[k].flat[:: d + 1] += jitter
-                    warnings.warn(
-                        f"Component {k}'s covariance is singular; added {jitter:.3g} to its "
-                        "diagonal. Increase reg_covar, decrease n_components, or scale the "
-                        "input data.",
-                        DegenerateComponentWarning,
-                        stacklevel=6,
-                    )
+                    continue
             else:
                 raise EmkitError(_ILL_DEFINED)
-        return stack.reshape(cov.shape), out.reshape(cov.shape), True
+        return stack.reshape(cov.shape), prec_chol.reshape(cov.shape), floored
 
     def check_covariance(self, cov: Array) -> str | None:
         scale = float(np.max(np.abs(cov), initial=0.0)) if np.all(np.isfinite(cov)) else 0.0
@@ -465,9 +504,18 @@ class Tied(_Triangular):
 class _Variances(CovarianceStructure):
     """Shared code of the structures whose covariances are variances (diag, spherical)."""
 
-    def factor(self, cov: Array, reg_covar: float) -> tuple[Array, Array, bool]:
-        var, mended = _mend_variances(cov, reg_covar)
-        return var, 1.0 / np.sqrt(var), mended
+    def factor(self, cov: Array, column_scale: Array) -> tuple[Array, Array, NDArray[np.bool_]]:
+        if not np.all(np.isfinite(cov)):
+            raise EmkitError(_ILL_DEFINED)
+        floor = self.variance_floor(column_scale)
+        low = cov < floor
+        var: Array = np.where(low, floor, cov) if low.any() else cov
+        floored = np.asarray(low.reshape(low.shape[0], -1).any(axis=1), dtype=bool)
+        return var, np.asarray(1.0 / np.sqrt(var)), floored
+
+    def variance_floor(self, column_scale: Array) -> Array:
+        """The degeneracy floor of the variances, broadcastable to their shape."""
+        raise NotImplementedError
 
     def from_precisions(self, precisions: Array) -> Array:
         return np.sqrt(precisions)
@@ -550,6 +598,9 @@ class Diag(_Variances):
     def spectrum(self, cov: Array, mass: Array) -> tuple[Array, Array]:
         return cov, np.broadcast_to(mass[:, None], cov.shape)
 
+    def variance_floor(self, column_scale: Array) -> Array:
+        return _FLOOR_EPS * column_scale**2
+
     def component_covariance(self, cov: Array, k: int, d: int) -> Array:
         return np.diag(cov[k])
 
@@ -623,6 +674,13 @@ class Spherical(_Variances):
     def spectrum(self, cov: Array, mass: Array) -> tuple[Array, Array]:
         return cov, mass
 
+    def condition(self, cov: Array) -> Array:
+        return np.ones(np.shape(cov))
+
+    def variance_floor(self, column_scale: Array) -> Array:
+        # the variance is tr(Sigma) / d: its round-off is that of the mean square
+        return np.asarray(_FLOOR_EPS * float(np.mean(column_scale**2)))
+
     def component_covariance(self, cov: Array, k: int, d: int) -> Array:
         return np.eye(d) * cov[k]
 
@@ -631,26 +689,6 @@ class Spherical(_Variances):
 
     def n_parameters(self, n_components: int, d: int) -> int:
         return n_components
-
-
-def _mend_variances(var: Array, reg_covar: float) -> tuple[Array, bool]:
-    """Variances raised (with a warning) where they are zero, negative or at round-off."""
-    if not np.isfinite(var).all():
-        raise EmkitError(_ILL_DEFINED)
-    # var = E[x^2] - mu^2 cancels: anything below this is zero in floating point
-    floor = np.maximum(max(reg_covar, 1e-300), 1e-10 * np.max(np.abs(var), axis=0))
-    bad = var < floor
-    if not bad.any():
-        return var, False
-    where = np.argwhere(bad)
-    warnings.warn(
-        f"Component {int(where[0][0])} has a zero variance (it collapsed onto a point); "
-        f"raised it to {float(np.max(floor)):.3g}. Increase reg_covar, decrease "
-        "n_components, or scale the input data.",
-        DegenerateComponentWarning,
-        stacklevel=6,
-    )
-    return np.where(bad, floor, var), True
 
 
 _STRUCTURES: dict[str, type[CovarianceStructure]] = {
@@ -691,6 +729,9 @@ class GaussianFamily:
     data_covariance: Array | None = None
     # known parameters, from fix()
     fixed: GaussianFixed | None = field(default=None, repr=False)
+    # (d,) the median |x_j - shift_j| of the training rows, from bind(): the scale of the
+    # degeneracy floor (``scale`` in every column when not bound)
+    column_scale: Array | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         check_prior("Gaussian", self.prior, (GaussianPrior,))
@@ -726,7 +767,14 @@ class GaussianFamily:
             _check_prior_shapes(prior, d)
             if prior.scale is None:
                 data_cov = np.atleast_2d(np.cov(X, rowvar=False, aweights=weights))
-        return replace(self, shift=shift, scale=scale, prior=prior, data_covariance=data_cov)
+        return replace(
+            self,
+            shift=shift,
+            scale=scale,
+            prior=prior,
+            data_covariance=data_cov,
+            column_scale=centred_column_scale(X, shift),
+        )
 
     def check(self, X: Array, labels: Sequence[str]) -> None:
         if self.shift is not None and X.shape[1] != self.n_features:
@@ -889,8 +937,8 @@ class GaussianFamily:
         if frozen.any():
             means = self._with_known_means(np.where(frozen[:, None], params.means, means))
             cov = self.structure.keep(cov, params.covariances, frozen)
-        cov, prec_chol, mended = self._factor(cov)
-        return GaussianParams(means, cov, prec_chol, mended)
+        cov, prec_chol, floored = self._factor(cov, K)
+        return GaussianParams(means, cov, prec_chol, floored)
 
     def _with_known_means(self, means: Array) -> Array:
         """``means`` (centred) with the known ones put in."""
@@ -900,38 +948,94 @@ class GaussianFamily:
         known = self.fixed.means
         return np.where(known.mask[:, None], known.values - self.shift, means)
 
-    def _factor(self, cov: Array) -> tuple[Array, Array, bool]:
-        """The structure's ``factor`` of the free covariances; known ones as given (no
-        ``reg_covar``), with their precomputed factors."""
+    def _floor_scale(self) -> Array:
+        """The per-column scale of the degeneracy floor (no column at 0: a constant
+        column takes a tiny share of the others', so its variance stays positive)."""
+        d = self.n_features
+        c = self.column_scale if self.column_scale is not None else np.full(d, self.scale)
+        c = np.minimum(c, 1e150)  # the floor's c_i c_j stays finite
+        return np.maximum(c, max(1e-8 * float(np.max(c, initial=0.0)), 1e-150))
+
+    def objective_roundoff(
+        self, params: GaussianParams, nk: Array, sum_t: Array, dtype: Any = np.float64
+    ) -> float:
+        """Round-off of the log-likelihood at ``params`` (total nats). A log-density
+        computed from a factor of Sigma_k carries about eps * d * cond(Sigma_k) (the
+        factor's backward error, relative to the smallest eigenvalue): in all
+        ``eps * d * sum_k N_k cond(Sigma_k)``, at round-off for well-conditioned
+        components and large only near the degeneracy floor, where the objective is known
+        no better. The expanded form adds eps times its cancelling terms
+        (:func:`~emkit.families._base.expanded_roundoff`; up to 1e-8 nats a row, where
+        :meth:`natural` would switch to the whitened form)."""
+        eps = float(np.finfo(np.float64).eps)
+        d = self.n_features
+        expanded = expanded_roundoff(self.natural(params, dtype), nk, sum_t, dtype)
+        cond = self.structure.condition(params.covariances)  # () for tied: behind every row
+        return expanded + eps * d * float(np.sum(nk * cond))
+
+    def _factor(self, cov: Array, K: int) -> tuple[Array, Array, NDArray[np.bool_]]:
+        """The structure's ``factor`` of the free covariances, held above the degeneracy
+        floor; known ones as given (no ``reg_covar``), with their precomputed factors.
+        Also (K,) which components were held at the floor (a warning names them)."""
         fixed = self.fixed
+        scale = self._floor_scale()
+        floored = np.zeros(K, dtype=bool)
         if fixed is None or fixed.covariances is None:
-            return self.structure.factor(cov, self.reg_covar)
-        assert fixed.precisions_cholesky is not None
-        known = fixed.covariances
-        if self.structure.shared:
-            return known.values, fixed.precisions_cholesky, False
-        cov = cov.copy()
-        prec_chol = fixed.precisions_cholesky.copy()
-        cov[known.mask] = known.values[known.mask]
-        free = ~known.mask
-        mended = False
-        if free.any():
-            cov[free], prec_chol[free], mended = self.structure.factor(cov[free], self.reg_covar)
-        return cov, prec_chol, mended
+            cov, prec_chol, low = self.structure.factor(cov, scale)
+            floored |= low  # (1,) for a tied covariance: every component
+        else:
+            assert fixed.precisions_cholesky is not None
+            known = fixed.covariances
+            if self.structure.shared:
+                return known.values, fixed.precisions_cholesky, floored
+            cov = cov.copy()
+            prec_chol = fixed.precisions_cholesky.copy()
+            cov[known.mask] = known.values[known.mask]
+            free = ~known.mask
+            if free.any():
+                cov[free], prec_chol[free], floored[free] = self.structure.factor(cov[free], scale)
+        if floored.any():
+            which = np.flatnonzero(floored).tolist()
+            warnings.warn(
+                f"Component(s) {which}: the covariance is singular to working precision (a "
+                "zero variance or eigenvalue: the component collapsed onto fewer samples than "
+                "dimensions, or onto a subspace, where the likelihood is unbounded); its "
+                "smallest eigenvalues are held at the "
+                f"degeneracy floor ({_FLOOR_EPS * self.n_features:.3g} relative to the data's "
+                "scale), which keeps EM monotone, and it is reported in trace_.degenerate. "
+                "Increase reg_covar, decrease n_components, or scale the input data.",
+                DegenerateComponentWarning,
+                stacklevel=6,
+            )
+        return cov, prec_chol, floored
+
+    def degenerate(self, params: GaussianParams) -> NDArray[np.bool_]:
+        """(K,) the components the last M-step held at the degeneracy floor."""
+        K = params.means.shape[0]
+        return np.zeros(K, dtype=bool) if params.floored is None else params.floored.copy()
 
     def m_step_gap(self, params: GaussianParams, nk: Array, sum_t: Array) -> float:
         """How far short of maximizing Q the regularized M-step fell (total nats, >= 0).
 
-        With eigenvalues lam of Sigma' = S + r I and S the exact maximizer, the expected
-        complete-data log-likelihood (+ log prior) lost is
-        sum M/2 (log lam - log(lam - r) - r/lam), M the mass behind each eigenvalue; EM's
-        objective can decrease by at most this much in the next iteration.
+        Without ``reg_covar`` the M-step is the exact maximizer of Q (plus the log prior)
+        over the covariances above the degeneracy floor, a set that does not change during
+        a fit: the gap is 0. With ``r = reg_covar > 0``, the covariances ``S + r I`` stay in
+        the set ``{Sigma >= r I}``, where the maximizer has the eigenvalues ``max(s, r)``
+        of S's ``s``; along each eigenvector, with ``lam = s + r`` and ``m = max(s, r)``,
+        the expected complete-data log-likelihood lost is
+
+            M/2 (log(lam / m) + s / lam - s / m)     (= log(lam / s) - r / lam for s >= r)
+
+        with M the mass behind the eigenvalue. The previous parameters are in the same set,
+        so EM's objective can decrease by at most this sum in the next iteration; it is
+        finite even where S is singular (a component on one point). A covariance held at
+        the floor although ``reg_covar > 0`` (``reg_covar`` below the data's round-off)
+        has no such bound: the gap is infinite, and the driver restarts the monotone trace.
         """
-        if params.mended:
-            return float("inf")  # the covariance was raised off a singular maximizer
         r = self.reg_covar
         if r == 0.0:
             return 0.0
+        floored = params.floored
         lam, mass = self.structure.spectrum(params.covariances, self._mass(nk))
         if self.fixed is not None and self.fixed.covariances is not None:
             # known covariances are their own maximizer: no reg_covar, no gap
@@ -939,10 +1043,13 @@ class GaussianFamily:
                 return 0.0
             free = ~self.fixed.covariances.mask
             lam, mass = lam[free], mass[free]
-        if np.any(lam <= r):
-            return float("inf")  # the unregularized maximizer is singular: no bound
-        x = r / lam
-        return 0.5 * float(np.sum(mass * (-np.log1p(-x) - x)))
+            floored = None if floored is None else floored[free]
+        if floored is not None and floored.any():
+            return float("inf")
+        s = np.maximum(lam - r, 0.0)
+        m = np.maximum(s, r)
+        loss = np.log(lam / m) + s / lam - s / m
+        return 0.5 * float(np.sum(mass * np.maximum(loss, 0.0)))
 
     def log_prior(self, params: GaussianParams) -> float:
         """log NIW(means, covariances): normal means given the covariances (if the
@@ -1045,7 +1152,14 @@ class GaussianFamily:
     def params_from_covariances(self, means: Array, covariances: Array) -> GaussianParams:
         """Parameters from means in the user's coordinates and covariances."""
         assert self.shift is not None
-        covariances, prec_chol, _ = self.structure.factor(covariances, self.reg_covar)
+        # a floor relative to the covariances themselves: valid ones are taken as given
+        d = self.n_features
+        if self.structure.dense:
+            diagonal = np.reshape(np.diagonal(covariances, 0, -2, -1), (-1, d))
+        else:  # diag (K, d) or spherical (K,)
+            diagonal = np.reshape(covariances, (-1, d if np.ndim(covariances) == 2 else 1))
+        own = np.broadcast_to(np.sqrt(np.max(np.abs(diagonal), axis=0)), (d,))
+        covariances, prec_chol, _ = self.structure.factor(covariances, np.maximum(own, 1e-150))
         return GaussianParams(means - self.shift, covariances, prec_chol)
 
     def params_from_precisions(self, means: Array, precisions: Array) -> GaussianParams:
@@ -1075,6 +1189,17 @@ class GaussianFamily:
             known = self.fixed.means
             means = np.where(known.mask[:, None], known.values, means)
         return means
+
+
+def centred_column_scale(X: Array, shift: Array) -> Array:
+    """The median |x_j - shift_j| of every column (d,): the scale of the degeneracy floor,
+    which no outlier moves. Missing values (NaN) are skipped; a column with none observed
+    counts 0. Taken over at most ~65536 evenly spaced rows: a scale, not an estimate."""
+    rows = X[:: max(1, X.shape[0] // 65536)]
+    with np.errstate(invalid="ignore", over="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN column
+        med = np.nanmedian(np.abs(rows - shift.astype(X.dtype)), axis=0)
+    return np.nan_to_num(np.asarray(med, dtype=np.float64), nan=0.0, posinf=0.0)
 
 
 def centred_scale(X: Array, shift: Array) -> float:

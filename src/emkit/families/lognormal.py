@@ -149,6 +149,14 @@ class LogNormalFamily:
     def m_step_gap(self, params: GaussianParams, nk: Array, sum_t: Array) -> float:
         return self.gaussian.m_step_gap(params, nk, sum_t)
 
+    def degenerate(self, params: GaussianParams) -> NDArray[np.bool_]:
+        return self.gaussian.degenerate(params)
+
+    def objective_roundoff(
+        self, params: GaussianParams, nk: Array, sum_t: Array, dtype: Any = np.float64
+    ) -> float:
+        return self.gaussian.objective_roundoff(params, nk, sum_t, dtype)
+
     def log_prior(self, params: GaussianParams) -> float:
         return self.gaussian.log_prior(params)
 

@@ -20,7 +20,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from emkit.exceptions import InputError
-from emkit.families._base import ComponentFamily, Natural, expanded_log_prob, statistic_rows
+from emkit.families._base import (
+    ComponentFamily,
+    Natural,
+    expanded_log_prob,
+    expanded_roundoff,
+    statistic_rows,
+)
 
 __all__ = ["Product"]
 
@@ -280,6 +286,28 @@ class Product:
                 )
             )
         )
+
+    def objective_roundoff(
+        self, params: tuple[Any, ...], nk: Array, sum_t: Array, dtype: Any = np.float64
+    ) -> float:
+        """The blocks' round-off estimates (their own, or that of the expanded form)."""
+        total = 0.0
+        for fam, p, (a, b) in zip(self._families(), params, self._offsets("n_stats"), strict=True):
+            own = getattr(fam, "objective_roundoff", None)
+            if own is not None:
+                total += float(own(p, nk, sum_t[:, a:b], dtype))
+            else:
+                total += expanded_roundoff(fam.natural(p, dtype), nk, sum_t[:, a:b], dtype)
+        return total
+
+    def degenerate(self, params: tuple[Any, ...]) -> NDArray[np.bool_] | None:
+        """(K,) components a block reports as collapsed (None: no block reports)."""
+        reports = [
+            np.asarray(fam.degenerate(p), dtype=bool)
+            for fam, p in zip(self._families(), params, strict=True)
+            if hasattr(fam, "degenerate")
+        ]
+        return np.logical_or.reduce(reports) if reports else None
 
     def log_prior(self, params: tuple[Any, ...]) -> float:
         return float(sum(f.log_prior(p) for f, p in zip(self._families(), params, strict=True)))

@@ -38,7 +38,7 @@ import numpy as np
 
 from emkit.engines._base import Engine
 from emkit.exceptions import EmkitError, InputError
-from emkit.inference.steps import EMModel, Step, StepResult
+from emkit.inference.steps import EMModel, Step, StepResult, model_roundoff
 
 __all__ = ["ACCELERATIONS", "accelerated_step", "squarem_step"]
 
@@ -145,7 +145,8 @@ def squarem_step(
                     best = found
                     break
                 alpha = (alpha - 1.0) / 2.0
-        return StepResult(best.params, start.objective, gap, best)
+        roundoff = model_roundoff(model, start.params, start.stats)
+        return StepResult(best.params, start.objective, gap, best, roundoff=roundoff)
 
     return step
 

@@ -42,11 +42,26 @@ P = TypeVar("P")
 MONOTONICITY_POLICIES = ("raise", "warn", "off")
 
 
+_NO_ITERATIONS = np.zeros(0, dtype=np.intp)
+_NO_COMPONENTS = np.zeros(0, dtype=bool)
+
+
 class EMTrace(NamedTuple):
-    """What happened in one EM run, one entry per iteration."""
+    """What happened in one EM run, one entry per iteration.
+
+    ``restarts`` lists the iterations (1-based) whose objective was not compared with the
+    one before: the M-step between them had no bound on what it gave up (an infinite
+    ``m_step_gap``, e.g. a parameter clipped off an unbounded maximizer), so a new
+    monotone run starts there. ``degenerate`` marks the components the model
+    reports as collapsed in the final parameters (held at a floor of the constrained
+    M-step, see :meth:`Mixture.degenerate <emkit.models.mixture.Mixture.degenerate>`);
+    it is empty for models without components or without such a report.
+    """
 
     objective: NDArray[np.float64]  # per-sample objective at the start of each iteration
     seconds: NDArray[np.float64]  # wall-clock seconds each iteration took
+    restarts: NDArray[np.intp] = _NO_ITERATIONS
+    degenerate: NDArray[np.bool_] = _NO_COMPONENTS
 
 
 @dataclass(frozen=True)
@@ -62,6 +77,11 @@ class EMResult(Generic[P]):
 def _decrease_tolerance(objective: float, dtype: Any) -> float:
     eps = float(np.finfo(dtype).eps)
     return (1e3 if np.dtype(dtype) == np.float64 else 1e2) * eps * max(1.0, abs(objective))
+
+
+def _model_degenerate(model: Any, params: Any) -> NDArray[np.bool_]:
+    report = getattr(model, "degenerate", None)
+    return _NO_COMPONENTS if report is None else np.asarray(report(params), dtype=bool)
 
 
 def fit_em(
@@ -94,6 +114,13 @@ def fit_em(
     ``start_objective`` is the objective the first iteration's change is measured from: a
     warm start continues a previous run's trace (its last objective), so that convergence
     is detected across calls.
+
+    The objective may fall between two iterations by no more than round-off (the
+    driver's relative tolerance plus the step's ``roundoff``, the model's own estimate
+    when it has one) and the M-step's slack, a provable bound of what an inexact M-step
+    gave up; anything more is reported as the ``monotonicity`` policy says. An infinite
+    slack (no bound) is not a licence for any decrease: the next iteration starts a new
+    monotone run and is recorded in ``trace.restarts``.
     """
     if monotonicity not in MONOTONICITY_POLICIES:
         raise InputError(
@@ -105,6 +132,7 @@ def fit_em(
     seconds: list[float] = []
     previous = start_objective
     slack = 0.0  # how much the last M-step may lower the objective (inexact M-steps)
+    restarts: list[int] = []
     done = False
     objective = -np.inf
     for iteration in range(1, max_iter + 1):
@@ -118,8 +146,13 @@ def fit_em(
                 "reg_covar."
             )
         change = objective - previous
-        if change < 0:
-            if -change <= slack + _decrease_tolerance(objective, dtype):
+        if np.isinf(slack):
+            # the M-step had no bound: a new monotone run starts here (a fall is not
+            # convergence either: the change stays negative)
+            restarts.append(iteration)
+        elif change < 0:
+            allowed = slack + _decrease_tolerance(objective, dtype)
+            if -change <= allowed + (0.0 if result.roundoff is None else result.roundoff()):
                 change = 0.0  # round-off at a fixed point, or the allowed inexactness
             elif iteration > 1 or start_objective == -np.inf:
                 # (a warm start may continue on other data: its first change is no check)
@@ -133,7 +166,12 @@ def fit_em(
         if 0 <= change < tol or result.done:
             done = True
             break
-    trace = EMTrace(np.asarray(objectives), np.asarray(seconds))
+    trace = EMTrace(
+        np.asarray(objectives),
+        np.asarray(seconds),
+        np.asarray(restarts, dtype=np.intp),
+        _model_degenerate(model, params),
+    )
     return EMResult(params, float(objective), done, len(objectives), trace)
 
 

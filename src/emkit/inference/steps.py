@@ -16,7 +16,7 @@ import numpy as np
 
 from emkit.engines._base import Engine
 
-__all__ = ["EMModel", "Step", "StepResult", "em_step"]
+__all__ = ["EMModel", "Step", "StepResult", "em_step", "model_roundoff"]
 
 P = TypeVar("P")
 
@@ -49,6 +49,9 @@ class StepResult(NamedTuple, Generic[P]):
     slack: float  # how far the next objective may fall below this one (inexact M-step)
     state: Any  # carried to the next iteration (ECM cycles, online statistics, ...)
     done: bool = False  # the model's own stopping rule holds
+    # the model's estimate of the round-off in ``objective`` (per sample), asked for only
+    # when the objective fell (models/mixture.py: Mixture.objective_roundoff)
+    roundoff: Callable[[], float] | None = None
 
 
 class Step(Protocol[P]):
@@ -57,6 +60,15 @@ class Step(Protocol[P]):
     checks."""
 
     def __call__(self, params: P, state: Any) -> StepResult[P]: ...
+
+
+def model_roundoff(model: Any, params: Any, stats: Any) -> Callable[[], float] | None:
+    """The model's ``objective_roundoff(params, stats)`` for these statistics, to ask for
+    later (None for a model without one)."""
+    estimate = getattr(model, "objective_roundoff", None)
+    if estimate is None:
+        return None
+    return lambda: float(estimate(params, stats))
 
 
 def em_step(
@@ -77,6 +89,7 @@ def em_step(
             return StepResult(params, objective, 0.0, state)
         new = model.m_step(params, stats)
         done = converged is not None and converged(params, new)
-        return StepResult(new, objective, model.m_step_gap(new, stats), state, done)
+        gap = model.m_step_gap(new, stats)
+        return StepResult(new, objective, gap, state, done, model_roundoff(model, params, stats))
 
     return step

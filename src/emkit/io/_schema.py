@@ -516,8 +516,9 @@ def _check_field(
     elif kind == "trace":
         if type(value) is not EMTrace:
             raise Invalid(entry, f"must be an EMTrace, got {type(value).__name__}")
-        for field, array in zip(value._fields, value, strict=True):
-            _check_array(f"{entry}.{field}", array, ("T",), "f", dims)
+        for field in ("objective", "seconds"):
+            _check_array(f"{entry}.{field}", getattr(value, field), ("T",), "f", dims)
+        _check_trace_reports(entry, value, dims.get("T", 0))
     elif kind == "family":
         _check_family(entry, value, dims)
     elif kind == "mixture":
@@ -526,6 +527,23 @@ def _check_field(
         _check_categories(entry, value)
     else:  # pragma: no cover - a schema bug
         raise AssertionError(kind)
+
+
+def _check_trace_reports(entry: str, trace: EMTrace, n_iter: int) -> None:
+    """An EMTrace's ``restarts`` (iterations 1..T) and ``degenerate`` (a flag a component,
+    or none)."""
+    restarts, degenerate = trace.restarts, trace.degenerate
+    if not (
+        isinstance(restarts, np.ndarray)
+        and restarts.ndim == 1
+        and restarts.dtype.kind in "iu"
+        and np.all((restarts >= 1) & (restarts <= n_iter))
+    ):
+        raise Invalid(f"{entry}.restarts", f"must be a 1-D integer array of iterations 1..{n_iter}")
+    if not (
+        isinstance(degenerate, np.ndarray) and degenerate.ndim == 1 and degenerate.dtype == bool
+    ):
+        raise Invalid(f"{entry}.degenerate", "must be a 1-D boolean array (a flag a component)")
 
 
 def _bind(dims: dict[str, int], dim: str, size: int, entry: str, source: str) -> None:

@@ -896,12 +896,20 @@ def _decode_attribute(name: Any, spec: Any, decoder: _Decoder, schema: Schema) -
             )
         fields = spec.get("fields")
         expected: tuple[str, ...] = tuple_type._fields  # type: ignore[attr-defined]
-        if not isinstance(fields, dict) or set(fields) != set(expected):
+        # fields with a default may be absent (files written before they were added)
+        optional = set(tuple_type._field_defaults)  # type: ignore[attr-defined]
+        if not isinstance(fields, dict) or not set(expected) - optional <= set(fields) <= set(
+            expected
+        ):
             raise ModelFileError(
                 f"Model file {where!r} is damaged: {name} must have the fields {expected}."
             )
         return tuple_type(
-            *(_decode_array(fields[f], decoder, f"attribute {name}.{f}") for f in expected)
+            **{
+                f: _decode_array(fields[f], decoder, f"attribute {name}.{f}")
+                for f in expected
+                if f in fields
+            }
         )
     raise ModelFileError(
         f"Model file {where!r} is damaged: the attribute {name} has an unreadable entry {spec!r}."

@@ -212,6 +212,15 @@ class FactorMixture:
         """Zero: exact (PPCA) and generalized (factor analysis) M-steps never lower Q."""
         return 0.0
 
+    def degenerate(self, params: FactorMixtureParams) -> NDArray[np.bool_]:
+        """(K,) components with a noise variance held at ``noise_floor``: they collapsed
+        onto (nearly) a q-dimensional subspace, e.g. onto q + 1 rows, where the
+        likelihood without the floor is unbounded. The floor is the same at every
+        iteration, so the M-step is the maximizer over the noises above it and EM stays
+        monotone; the driver reports these components in ``trace.degenerate``."""
+        at_floor = params.noise <= self.noise_floor * (1.0 + 1e-9)
+        return np.asarray(at_floor.any(axis=1))
+
     def objective(self, params: FactorMixtureParams, stats: FactorMixtureStats) -> float:
         """Per-sample log-likelihood."""
         return stats.loglik / stats.weight

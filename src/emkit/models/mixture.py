@@ -20,7 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from emkit.exceptions import InputError
-from emkit.families._base import ComponentFamily, Fixed, Group, parse_fixed
+from emkit.families._base import ComponentFamily, Fixed, Group, expanded_roundoff, parse_fixed
 from emkit.models.mixing import EXACT, NK_FLOOR, NO_PRIOR, Assignment, MixingWeights
 from emkit.models.statistics import Statistics
 
@@ -200,6 +200,35 @@ class Mixture:
         """
         nk = stats.nk + NK_FLOOR
         return self.family.m_step_gap(params.components, nk, stats.sum_t) / stats.weight
+
+    def objective_roundoff(self, params: MixtureParams, stats: MixtureStats) -> float:
+        """Round-off of the per-sample objective at ``params``, in nats, for the driver to
+        add to its own tolerance. Where the E-step evaluates ``T @ eta_k - A(eta_k)`` as a
+        matrix product each row's log-density carries about eps times the size of the
+        terms that cancel (:func:`~emkit.families._base.expanded_roundoff`), which grows
+        with the parameters: a Gamma shape of 1e4 has log Gamma(alpha) ~ 8e4, and EM near
+        convergence moves the objective by less than eps times that. A family may give its
+        own estimate (``objective_roundoff(params, nk, sum_t, dtype)``, total nats: the
+        Gaussian's also grows with the condition numbers of the covariances); the log
+        prior adds a few eps of its own size."""
+        family = self.family
+        own = getattr(family, "objective_roundoff", None)
+        if own is not None:
+            total = float(own(params.components, stats.nk, stats.sum_t, self.dtype))
+        else:
+            natural = family.natural(params.components, self.dtype)
+            total = expanded_roundoff(natural, stats.nk, stats.sum_t, self.dtype)
+        total += 4.0 * float(np.finfo(np.float64).eps) * abs(self.log_prior(params))
+        return total / stats.weight
+
+    def degenerate(self, params: MixtureParams) -> NDArray[np.bool_]:
+        """(K,) the components the family reports as collapsed in ``params`` (held at
+        its degeneracy floor by the last M-step; see the family's ``degenerate``), all
+        False for a family without such a report."""
+        report = getattr(self.family, "degenerate", None)
+        out = None if report is None else report(params.components)
+        K = params.weights.shape[0]
+        return np.zeros(K, dtype=bool) if out is None else np.asarray(out, dtype=bool)
 
     def log_prior(self, params: MixtureParams) -> float:
         """log p(weights) + log p(components): 0 for maximum likelihood."""
