@@ -21,6 +21,9 @@ __all__ = [
     "resolve_dtype",
 ]
 
+# scikit-learn's (and numpy.random.RandomState's) range of integer seeds
+_MAX_SEED = 2**32 - 1
+
 _DTYPES: dict[str, type[np.floating[Any]]] = {"float64": np.float64, "float32": np.float32}
 
 
@@ -196,10 +199,16 @@ def check_random_state(random_state: Any) -> np.random.Generator:
     if isinstance(random_state, np.random.RandomState):
         return np.random.default_rng(random_state.randint(np.iinfo(np.int32).max))
     if isinstance(random_state, int | np.integer) and not isinstance(random_state, bool):
+        if not 0 <= random_state <= _MAX_SEED:
+            raise InputError(
+                f"random_state must be an int between 0 and 2**32 - 1 (a seed), got "
+                f"{int(random_state)}. Pass a non-negative seed such as 0, or None for a "
+                "fresh random start."
+            )
         return np.random.default_rng(int(random_state))
     raise InputError(
-        "random_state must be None, an int, a numpy.random.Generator or a "
-        f"numpy.random.RandomState, got {random_state!r}."
+        "random_state must be None, an int between 0 and 2**32 - 1, a "
+        f"numpy.random.Generator or a numpy.random.RandomState, got {random_state!r}."
     )
 
 

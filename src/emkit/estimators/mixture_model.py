@@ -37,6 +37,7 @@ from emkit.estimators._mixture_base import (
 )
 from emkit.exceptions import InputError, InputTypeError
 from emkit.families import Bernoulli, Categorical, Gaussian, Poisson, Product
+from emkit.families._base import check_family
 from emkit.inference.em import fit_em_restarts
 from emkit.inference.init import initial_responsibilities
 from emkit.models.mixture import Mixture, MixtureParams, fixed_weights
@@ -373,11 +374,7 @@ class MixtureModel(FamilyMixture, DensityMixin, BaseEstimator):
         w = check_sample_weight(sample_weight, n, dtype)
         known = check_labels(y, n, K) if self.semi_supervised else None
         family: Any = getattr(self, "family_", None) if warm else self._family_spec(X)
-        if not hasattr(family, "bind"):
-            raise InputError(
-                "family must be an emkit family (e.g. emkit.families.Poisson()) or a "
-                f"Product of them, got {type(family).__name__}."
-            )
+        check_family(family)
         if not warm and isinstance(family, Product):
             family = family.resolve(getattr(self, "feature_names_in_", None), d)
         family.check(Xa, labels)  # values first, in the caller's row order; bind reads them

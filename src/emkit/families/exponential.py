@@ -20,7 +20,7 @@ from numpy.typing import NDArray
 from emkit.exceptions import InputError
 from emkit.families._base import Group, Natural, check_positive
 from emkit.families._simple import SimpleFamily, first_bad
-from emkit.families.priors import GammaPrior, check_prior
+from emkit.families.priors import GammaPrior, check_prior, check_prior_sizes
 
 __all__ = ["Exponential", "ExponentialParams"]
 
@@ -93,13 +93,7 @@ class Exponential(SimpleFamily):
             c = _AUTO_PSEUDO_ROWS
             prior = GammaPrior(shape=1.0 + c, rate=c * np.where(mean > 0, mean, 1.0))
         if isinstance(prior, GammaPrior):
-            for what in ("shape", "rate"):
-                size = np.size(getattr(prior, what))
-                if size not in (1, d):
-                    raise InputError(
-                        f"GammaPrior {what} has {size} values but the data has {d} columns; "
-                        "pass a scalar or one value per column."
-                    )
+            check_prior_sizes(prior, ("shape", "rate"), d)
         positive = np.where(X > 0, X, np.inf).min(axis=0, initial=np.inf)
         smallest = np.where(np.isfinite(positive), positive, 1.0)
         with np.errstate(divide="ignore", over="ignore"):

@@ -68,6 +68,9 @@ LOG_2PI = float(np.log(2.0 * np.pi))
 # whitened form is used instead: float64 stays at sklearn-parity accuracy, float32 at 1e-3.
 _EXPANDED_FORM_TOLERANCE = {np.dtype(np.float64): 1e-8, np.dtype(np.float32): 1e-3}
 
+# Smallest eigenvalue of the 'auto' prior scale, relative to the largest one.
+_PRIOR_SCALE_FLOOR = 1e-6
+
 _ILL_DEFINED = (
     "Fitting the mixture model failed because some components have ill-defined empirical "
     "covariance (for instance caused by singleton or collapsed samples). Try to decrease "
@@ -725,7 +728,9 @@ class GaussianFamily:
                 prior = replace(prior, dof=d + 2.0)
             _check_prior_shapes(prior, d)
             if prior.scale is None:
-                data_cov = np.atleast_2d(np.cov(X, rowvar=False, aweights=weights))
+                data_cov = _positive_definite(
+                    np.atleast_2d(np.cov(X, rowvar=False, aweights=weights))
+                )
         return replace(self, shift=shift, scale=scale, prior=prior, data_covariance=data_cov)
 
     def check(self, X: Array, labels: Sequence[str]) -> None:
@@ -829,11 +834,7 @@ class GaussianFamily:
         if prior.scale is None:
             # mclust's default: the data covariance / K^(2/d), zero variances floored
             assert self.data_covariance is not None
-            cov = self.data_covariance.copy()
-            diag = np.diagonal(cov)
-            floor = max(1e-10 * float(diag.max(initial=0.0)), 1e-300)
-            cov.flat[:: d + 1] = np.maximum(diag, floor)
-            scale = cov / K ** (2.0 / d)
+            scale = self.data_covariance / K ** (2.0 / d)
         else:
             scale = np.asarray(prior.scale, dtype=np.float64)
         mean = np.asarray(prior.mean, dtype=np.float64) - self.shift
@@ -1110,6 +1111,25 @@ def Gaussian(
     return GaussianFamily(
         covariance_structure(covariance_type), reg_covar=float(reg_covar), prior=prior
     )
+
+
+def _positive_definite(cov: Array) -> Array:
+    """The data covariance as the default prior scale: its eigenvalues floored at
+    ``_PRIOR_SCALE_FLOOR`` times the largest one.
+
+    Collinear columns (x, 2x + 1) or fewer rows than columns make the data covariance
+    singular; an inverse-Wishart with a singular scale has log|scale| = -inf and lets the
+    covariances collapse along the null directions, the very failure the prior is there to
+    prevent. The floor keeps every direction's prior variance positive and changes nothing
+    for a well-conditioned covariance.
+    """
+    lam, V = np.linalg.eigh(cov)
+    floor = max(_PRIOR_SCALE_FLOOR * float(lam.max(initial=0.0)), 1e-300)
+    if lam.min() >= floor:
+        return cov
+    # S = V diag(max(lam, floor)) V^T, symmetric by construction
+    out = (V * np.maximum(lam, floor)) @ V.T
+    return np.asarray(0.5 * (out + out.T))
 
 
 def _check_prior_shapes(prior: GaussianPrior, d: int) -> None:

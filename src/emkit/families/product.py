@@ -20,7 +20,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from emkit.exceptions import InputError
-from emkit.families._base import ComponentFamily, Natural, expanded_log_prob, statistic_rows
+from emkit.families._base import (
+    ComponentFamily,
+    Natural,
+    check_family,
+    expanded_log_prob,
+    statistic_rows,
+)
 
 __all__ = ["Product"]
 
@@ -64,6 +70,7 @@ class Product:
                 )
             if isinstance(block[1], Product):
                 raise InputError(f"Product block {name!r}: nest the blocks in one Product.")
+            check_family(block[1], f"Product block {name!r}'s family")
 
     # -- columns -------------------------------------------------------------------------
 
