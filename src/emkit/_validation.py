@@ -17,6 +17,7 @@ __all__ = [
     "check_positive_int",
     "check_random_state",
     "check_sample_weight",
+    "column_as_float",
     "has_missing_values",
     "resolve_dtype",
 ]
@@ -73,6 +74,8 @@ def as_float_matrix(
             f"A sparse matrix was passed as {name}, but dense data is required. Use "
             f"'{name}.toarray()' to convert to a dense numpy array."
         )
+    if hasattr(X, "dtypes") and hasattr(X, "columns") and hasattr(X, "to_numpy"):
+        X = _frame_as_float(X, name)
     try:
         arr = np.asarray(X)
     except Exception as exc:  # ragged lists and the like
@@ -133,6 +136,41 @@ def as_float_matrix(
             "missing value)."
         )
     return out
+
+
+def column_as_float(column: Any, label: str) -> NDArray[np.floating[Any]] | None:
+    """A numeric pandas column as floats, its missing values (``NaN``, ``None``, ``pd.NA``
+    of the nullable dtypes ``Int64``, ``Float64``, ``boolean``) as NaN; None for a column
+    that is not numeric (the caller says what it accepts instead).
+
+    ``label`` names the column in messages.
+    """
+    if column.dtype.kind not in "biuf":
+        return None
+    try:
+        out = column.to_numpy(dtype=np.float64, na_value=np.nan)
+    except (TypeError, ValueError) as exc:  # pragma: no cover - pandas' numeric kinds convert
+        raise InputTypeError(f"{label} could not be read as numbers: {exc}") from exc
+    return np.asarray(out)
+
+
+def _frame_as_float(frame: Any, name: str) -> Any:
+    """A DataFrame's values for :func:`as_float_matrix`: as they are when every column has
+    a NumPy dtype (float32 stays float32), else column by column through
+    :func:`column_as_float`, so nullable columns read ``pd.NA`` as a missing value."""
+    dtypes = list(frame.dtypes)
+    if all(isinstance(dt, np.dtype) for dt in dtypes):
+        return frame.to_numpy()
+    columns = []
+    for c in frame.columns:
+        values = column_as_float(frame[c], f"Column {str(c)!r} of {name}")
+        if values is None:
+            raise InputTypeError(
+                f"Column {str(c)!r} of {name} has dtype {frame[c].dtype}; numbers are "
+                "needed. Encode categorical columns as numbers or drop them before fitting."
+            )
+        columns.append(values)
+    return np.column_stack(columns) if columns else np.empty((len(frame), 0))
 
 
 def has_missing_values(X: NDArray[np.floating[Any]], name: str = "X") -> bool:

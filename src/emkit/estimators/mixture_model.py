@@ -20,6 +20,7 @@ from emkit._validation import (
     check_number,
     check_random_state,
     check_sample_weight,
+    column_as_float,
     has_missing_values,
     resolve_dtype,
 )
@@ -327,8 +328,8 @@ class MixtureModel(FamilyMixture, DensityMixin, BaseEstimator):
                     )
                 codes[codes < 0] = np.nan
                 columns.append(codes)
-            elif col.dtype.kind in "biuf":
-                columns.append(col.to_numpy(dtype=np.float64, na_value=np.nan))
+            elif (values := column_as_float(col, f"Column {str(c)!r}")) is not None:
+                columns.append(values)
             else:
                 raise InputTypeError(
                     f"Column {str(c)!r} has dtype {col.dtype}; emkit needs numbers, bools or "
