@@ -17,6 +17,7 @@ __all__ = [
     "check_positive_int",
     "check_random_state",
     "check_sample_weight",
+    "check_warm_start",
     "column_as_float",
     "has_missing_values",
     "resolve_dtype",
@@ -256,3 +257,16 @@ def check_number(name: str, value: Any, minimum: float = 0.0) -> float:
     if not np.isfinite(value) or value < minimum:
         raise InputError(f"{name} must be a finite number >= {minimum}, got {value!r}.")
     return float(value)
+
+
+def check_warm_start(name: str, fitted: Any, current: Any) -> None:
+    """Raise a clear error when ``warm_start=True`` would continue a fit whose ``name`` was
+    ``fitted`` with ``name`` now set to ``current``: the previous parameters do not fit the
+    new setting. (scikit-learn's GaussianMixture keeps the old number of components
+    silently, or fails with a broadcast error.)"""
+    if fitted != current:
+        raise InputError(
+            f"warm_start=True continues the previous fit, which has {name}={fitted!r}, but "
+            f"{name} is now {current!r}. Set warm_start=False to fit from scratch with the "
+            f"new {name}, or set {name} back to {fitted!r}."
+        )

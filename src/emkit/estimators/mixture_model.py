@@ -20,6 +20,7 @@ from emkit._validation import (
     check_number,
     check_random_state,
     check_sample_weight,
+    check_warm_start,
     column_as_float,
     has_missing_values,
     resolve_dtype,
@@ -364,6 +365,8 @@ class MixtureModel(FamilyMixture, DensityMixin, BaseEstimator):
         self._check_parameters()
         warm = self.warm_start and hasattr(self, "params_")
         Xa, labels = self._validate_X(X, reset=not warm)
+        if warm:
+            check_warm_start("n_components", len(self.weights_), self.n_components)
         n, d = Xa.shape
         K = self.n_components
         if n < 2 or n < K:
