@@ -68,6 +68,13 @@ LOG_2PI = float(np.log(2.0 * np.pi))
 # whitened form is used instead: float64 stays at sklearn-parity accuracy, float32 at 1e-3.
 _EXPANDED_FORM_TOLERANCE = {np.dtype(np.float64): 1e-8, np.dtype(np.float32): 1e-3}
 
+# A row whose whitened distance may exceed this takes the far-row route (_far_log_prob).
+_FAR = 1e100
+# ... and so does a row beyond this many times the largest centred value seen in training.
+_OUTSIDE = 2.0
+# Statistics beyond this fraction of the working dtype's largest number run in float64.
+_STAT_RANGE = 1e-6
+
 # Smallest eigenvalue of the 'auto' prior scale, relative to the largest one.
 _PRIOR_SCALE_FLOOR = 1e-6
 
@@ -199,6 +206,12 @@ class CovarianceStructure:
         """(n, K) squared Mahalanobis distances, evaluated in whitened form."""
         raise NotImplementedError
 
+    def whiten(self, Xs: Array, Ms: Array, prec_chol: Array) -> Array:
+        """(n, K, d) whitened differences ``(x_n - m_nk) U_k`` for rows ``Xs`` (n, d) and
+        per-row means ``Ms`` (n, K, d), in float64 (the far rows' route, see
+        :func:`_far_log_prob`)."""
+        raise NotImplementedError
+
     def spectrum(self, cov: Array, mass: Array) -> tuple[Array, Array]:
         """Eigenvalues of the covariances and the :meth:`mass` behind each one."""
         raise NotImplementedError
@@ -293,6 +306,10 @@ class _Triangular(CovarianceStructure):
 
     def exact_factor(self, cov: Array) -> Array:
         return _cholesky_upper_of_precision(cov)
+
+    def whiten(self, Xs: Array, Ms: Array, prec_chol: Array) -> Array:
+        U = np.broadcast_to(prec_chol, (Ms.shape[1], *prec_chol.shape[-2:]))
+        return np.einsum("nkj,kji->nki", Xs[:, None, :] - Ms, U)
 
     def half_log_det(self, prec_chol: Array, d: int) -> Array:
         # 1/2 log|P| = sum(log(diag(U)))
@@ -482,6 +499,10 @@ class _Variances(CovarianceStructure):
 
     def exact_factor(self, cov: Array) -> Array:
         return np.asarray(1.0 / np.sqrt(cov))
+
+    def whiten(self, Xs: Array, Ms: Array, prec_chol: Array) -> Array:
+        u = prec_chol if prec_chol.ndim == 2 else prec_chol[:, None]  # spherical: one per k
+        return (Xs[:, None, :] - Ms) * u[None]
 
     def precisions(self, prec_chol: Array) -> Array:
         return prec_chol**2
@@ -718,6 +739,7 @@ class GaussianFamily:
         else:
             shift = (weights.astype(np.float64) @ X) / weights.sum(dtype=np.float64)
         scale = centred_scale(X, shift)
+        _check_fit_range(scale, X.shape)
         prior, data_cov = self.prior, None
         if prior is not None:
             prior = GaussianPrior() if isinstance(prior, str) else prior
@@ -748,22 +770,30 @@ class GaussianFamily:
         np.subtract(X.T, self.shift.astype(X.dtype)[:, None], out=XT, casting="same_kind")
         return XT.T
 
-    def statistics(self, X: Array, out: Array | None = None) -> Array:
-        return self.structure.statistics(X, out)
-
     def natural(self, params: GaussianParams, dtype: Any) -> Natural:
         eta, log_norm = self.structure.natural(params.means, params.precisions_cholesky)
         d = self.n_features
         # Round-off of T @ eta_k - log_norm_k: eps times the size of the terms that cancel
         # (their 2-norm: rounding errors add like a random walk), at the largest |x|.
-        terms = np.abs(eta) * self.structure.stat_scale(d, self.scale)
-        size = np.sqrt(np.sum(terms**2, axis=1) + log_norm**2)
-        if self.structure.has_row_term:
-            size = size + d * self.scale**2 * np.max(
-                np.abs(self.structure.precisions(params.precisions_cholesky))
-            )
+        # (in float64 numbers: rows far beyond the training scale overflow to inf here,
+        # which also says "use the exact form")
+        scale = np.float64(self.scale)
+        stat_scale = self.structure.stat_scale(d, scale)
+        with np.errstate(over="ignore", invalid="ignore"):
+            terms = np.abs(eta) * stat_scale
+            size = np.sqrt(np.sum(terms**2, axis=1) + log_norm**2)
+            if self.structure.has_row_term:
+                size = size + d * scale**2 * np.max(
+                    np.abs(self.structure.precisions(params.precisions_cholesky))
+                )
         dt = np.dtype(dtype)
-        exact = bool(np.finfo(dt).eps * np.max(size) > _EXPANDED_FORM_TOLERANCE[dt])
+        info = np.finfo(dt)
+        exact = bool(
+            not np.all(np.isfinite(size))
+            or info.eps * np.max(size) > _EXPANDED_FORM_TOLERANCE[dt]
+            # statistics (x x^T) beyond the working dtype's range: float64 rows instead
+            or not np.max(stat_scale) < _STAT_RANGE * float(info.max)
+        )
         return Natural(eta.astype(dt), log_norm.astype(dt), exact)
 
     def log_prob(
@@ -774,19 +804,57 @@ class GaussianFamily:
         natural: Natural,
         offset: Array | None = None,
     ) -> Array:
+        d = self.n_features
+        far = self._far_rows(X, params)
         if natural.exact_form:
-            d = self.n_features
-            maha = self.structure.mahalanobis(X, params.means, params.precisions_cholesky)
+            with np.errstate(over="ignore"):  # far rows' distances are redone below
+                maha = self.structure.mahalanobis(X, params.means, params.precisions_cholesky)
             const = self.structure.half_log_det(params.precisions_cholesky, d) - 0.5 * d * LOG_2PI
             if offset is not None:
                 const = const + offset
-            return -0.5 * maha + np.asarray(const, dtype=X.dtype)
-        return expanded_log_prob(T, natural, offset)
+            log_prob = -0.5 * maha + np.asarray(const, dtype=X.dtype)
+        else:
+            with np.errstate(over="ignore", invalid="ignore"):  # far rows: redone below
+                log_prob = expanded_log_prob(T, natural, offset)
+        if far.size:
+            const = self.structure.half_log_det(params.precisions_cholesky, d) - 0.5 * d * LOG_2PI
+            if offset is not None:
+                const = const + offset
+            rel, _ = _far_log_prob(self.structure, X[far], params)
+            log_prob[far] = (rel + const).astype(log_prob.dtype)
+        return log_prob
 
     def row_term(self, X: Array, params: GaussianParams, natural: Natural) -> Array | None:
-        if natural.exact_form:
-            return None  # the whitened form holds the whole quadratic
-        return self.structure.row_term(X, params.precisions_cholesky)
+        far = self._far_rows(X, params)
+        row = None
+        if not natural.exact_form:  # the whitened form holds the whole quadratic
+            with np.errstate(over="ignore"):  # far rows: redone below
+                row = self.structure.row_term(X, params.precisions_cholesky)
+        if not far.size:
+            return row
+        # far rows: the nearest component's distance, apart (see _far_log_prob)
+        row = np.zeros(X.shape[0], dtype=X.dtype) if row is None else row
+        row[far] = _far_log_prob(self.structure, X[far], params)[1]
+        return row
+
+    def _far_rows(self, Xc: Array, params: GaussianParams) -> NDArray[np.intp]:
+        """Centred rows the E-step's forms cannot hold: beyond ``_OUTSIDE`` times the
+        scale the expanded form's round-off was bounded for, or with squared distances
+        that may overflow (a bound on |(x - mu) U| beyond ``_FAR``). They take
+        :func:`_far_log_prob`, exact for any finite row."""
+        d = Xc.shape[1]
+        u = float(np.max(np.abs(params.precisions_cholesky)))
+        mu = float(np.max(np.abs(params.means), initial=0.0))
+        limit = min(_OUTSIDE * self.scale, _FAR / (d * u) - mu)
+        # the chunk's extremes first: two reductions, no temporary, for the usual chunk
+        if Xc.shape[0] == 0 or max(float(Xc.max()), -float(Xc.min())) <= limit:
+            return np.zeros(0, dtype=np.intp)
+        return np.flatnonzero(~(np.max(np.abs(Xc), axis=1) <= limit))
+
+    def statistics(self, X: Array, out: Array | None = None) -> Array:
+        # rows far beyond the training data may overflow here: _far_rows redoes them
+        with np.errstate(over="ignore"):
+            return self.structure.statistics(X, out)
 
     def log_base_measure(self, X: Array) -> None:
         return None  # the constant -d/2 log(2 pi) is in log_norm
@@ -1076,6 +1144,53 @@ class GaussianFamily:
             known = self.fixed.means
             means = np.where(known.mask[:, None], known.values, means)
         return means
+
+
+def _far_log_prob(
+    structure: CovarianceStructure, Xc: Array, params: GaussianParams
+) -> tuple[Array, Array]:
+    """log N(x | mu_k, Sigma_k) of rows so far out that the squared distances overflow,
+    in two finite-where-possible parts: (n, K) ``-1/2 (D_k - D_min)`` without the
+    normalizers, and (n,) ``-1/2 D_min`` (-inf when D_min itself is beyond float64).
+
+    With t a power of two per row (exact), y_k = (x/t - mu_k/t) U_k and S = t max|y|:
+    D_k = S^2 ||y_k / max|y| ||^2, and D_k - D_m = S^2 (y_k - y_m).(y_k + y_m) / max|y|^2,
+    whose factors stay representable: the posterior keeps its digits where the
+    log-densities themselves are out of range.
+    """
+    X64 = Xc.astype(np.float64)
+    t = np.exp2(np.ceil(np.log2(np.maximum(np.max(np.abs(X64), axis=1), 1e-300))))
+    Ms = params.means[None, :, :] / t[:, None, None]
+    y = structure.whiten(X64 / t[:, None], Ms, params.precisions_cholesky)
+    peak = np.maximum(np.max(np.abs(y), axis=(1, 2)), 1e-300)
+    y /= peak[:, None, None]
+    S = t * peak
+    unit = np.einsum("nkj,nkj->nk", y, y)
+    nearest = np.argmin(unit, axis=1)
+    ym = y[np.arange(y.shape[0]), nearest][:, None, :]
+    gap = np.maximum(np.einsum("nkj,nkj->nk", y - ym, y + ym), 0.0)
+    with np.errstate(over="ignore"):
+        rel = -0.5 * (S[:, None] * (S[:, None] * gap))
+        row = -0.5 * (S * (S * unit[np.arange(y.shape[0]), nearest]))
+    return rel, row
+
+
+def _check_fit_range(scale: float, shape: tuple[int, ...]) -> None:
+    """Raise a clear error when the data's spread is so large that the statistics EM sums
+    (squares of the centred values over the rows) or the covariances would overflow."""
+    n, d = shape
+    limit = 1e-2 * float(np.sqrt(np.finfo(np.float64).max / (max(n, 1) * d)))
+    if scale < limit:
+        return
+    factor = 2.0 ** np.ceil(np.log2(scale))
+    raise InputError(
+        f"X's values lie up to {scale:.3g} from their mean: their squares, which the "
+        "covariances and EM's sums of statistics hold, would exceed float64's range "
+        f"(about {np.finfo(np.float64).max:.3g}); the largest spread a Gaussian fit on "
+        f"{n} rows of {d} columns can hold is about {limit:.3g}. Divide X by a constant, "
+        f"e.g. X / {factor:.6g}, before fitting (then the means scale back by that constant "
+        "and the covariances by its square)."
+    )
 
 
 def centred_scale(X: Array, shift: Array) -> float:

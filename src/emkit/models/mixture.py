@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.special import gammaln
+from scipy.special import gammaln, logsumexp
 
 from emkit.exceptions import InputError
 from emkit.families._base import ComponentFamily, Fixed, Group, parse_fixed
@@ -276,6 +276,30 @@ class Mixture:
 
         return fn
 
+    def log_resp(self, params: MixtureParams) -> Callable[[Array], Array]:
+        """log p(k | x_n) for raw rows, shape (n, K), in float64.
+
+        Terms equal for every component (the family's row term, log h) are left out
+        before normalizing, so a row whose density is below float64's range (a value far
+        beyond the training data) keeps its posterior.
+        """
+        log_joint = self._log_joint(params)
+        missing = self._missing_joint(params) if self.missing else None
+
+        def complete(X: Array) -> Array:
+            return _normalized(log_joint(X).log_prob.astype(np.float64))
+
+        def incomplete(X: Array, observed: NDArray[np.bool_]) -> Array:
+            assert missing is not None
+            return _normalized(np.asarray(missing(X, observed)[1], dtype=np.float64))
+
+        def fn(X: Array) -> Array:
+            if missing is None:
+                return complete(X)
+            return _split_rows(X, (), complete, incomplete, _stack)
+
+        return fn
+
     def impute(self, params: MixtureParams) -> Callable[[Array], Array]:
         """Rows with their missing values replaced by E[x_mis | x_obs] under the model
         (the posterior-weighted conditional means of the components)."""
@@ -305,6 +329,11 @@ class Mixture:
         row, its statistics, its K log-probabilities and a few per-row scalars (the base
         measure among them)."""
         return (n_features + n_stats + n_components + 5) * np.dtype(self.dtype).itemsize
+
+
+def _normalized(log_prob: Array) -> Array:
+    """Rows of log p(x, k) minus their log-sum-exp: log p(k | x)."""
+    return np.asarray(log_prob - logsumexp(log_prob, axis=1, keepdims=True))
 
 
 def _total_weight(X: Array, weights: Array | None) -> float:
