@@ -12,6 +12,7 @@ from emkit.exceptions import InputError, InputTypeError
 __all__ = [
     "as_float_matrix",
     "check_choice",
+    "check_fit_range",
     "check_flag",
     "check_number",
     "check_positive_int",
@@ -270,3 +271,25 @@ def check_warm_start(name: str, fitted: Any, current: Any) -> None:
             f"{name} is now {current!r}. Set warm_start=False to fit from scratch with the "
             f"new {name}, or set {name} back to {fitted!r}."
         )
+
+
+def check_fit_range(
+    scale: float, shape: tuple[int, ...], what: str, dtype: Any = np.float64
+) -> None:
+    """Raise a clear error when data spread ``scale`` around their centre is so large that
+    the sums of squares a fit adds up over ``shape[0]`` rows of ``shape[1]`` columns (and
+    the covariances or inertia made of them) would overflow ``dtype``."""
+    n, d = shape
+    info = np.finfo(dtype)
+    limit = 1e-2 * float(np.sqrt(float(info.max) / (max(n, 1) * d)))
+    if scale < limit:
+        return
+    factor = 2.0 ** np.ceil(np.log2(scale))
+    raise InputError(
+        f"X's values lie up to {scale:.3g} from their mean: their squares, which the "
+        f"statistics of {what} add up, would exceed {info.dtype}'s range (about "
+        f"{float(info.max):.3g}); the largest spread {what} on {n} rows of {d} columns "
+        f"can hold is about {limit:.3g}. Divide X by a constant, e.g. X / {factor:.6g}, "
+        "before fitting (the fitted locations then scale back by that constant, variances "
+        "by its square)."
+    )

@@ -24,6 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.special import gammaln, multigammaln
 
+from emkit._validation import check_fit_range
 from emkit.exceptions import DegenerateComponentWarning, EmkitError, InputError
 from emkit.families._base import (
     Fixed,
@@ -739,7 +740,7 @@ class GaussianFamily:
         else:
             shift = (weights.astype(np.float64) @ X) / weights.sum(dtype=np.float64)
         scale = centred_scale(X, shift)
-        _check_fit_range(scale, X.shape)
+        check_fit_range(scale, X.shape, "a Gaussian fit")
         prior, data_cov = self.prior, None
         if prior is not None:
             prior = GaussianPrior() if isinstance(prior, str) else prior
@@ -1159,7 +1160,7 @@ def _far_log_prob(
     log-densities themselves are out of range.
     """
     X64 = Xc.astype(np.float64)
-    t = np.exp2(np.ceil(np.log2(np.maximum(np.max(np.abs(X64), axis=1), 1e-300))))
+    t = np.exp2(np.floor(np.log2(np.maximum(np.max(np.abs(X64), axis=1), 1e-300))))
     Ms = params.means[None, :, :] / t[:, None, None]
     y = structure.whiten(X64 / t[:, None], Ms, params.precisions_cholesky)
     peak = np.maximum(np.max(np.abs(y), axis=(1, 2)), 1e-300)
@@ -1173,24 +1174,6 @@ def _far_log_prob(
         rel = -0.5 * (S[:, None] * (S[:, None] * gap))
         row = -0.5 * (S * (S * unit[np.arange(y.shape[0]), nearest]))
     return rel, row
-
-
-def _check_fit_range(scale: float, shape: tuple[int, ...]) -> None:
-    """Raise a clear error when the data's spread is so large that the statistics EM sums
-    (squares of the centred values over the rows) or the covariances would overflow."""
-    n, d = shape
-    limit = 1e-2 * float(np.sqrt(np.finfo(np.float64).max / (max(n, 1) * d)))
-    if scale < limit:
-        return
-    factor = 2.0 ** np.ceil(np.log2(scale))
-    raise InputError(
-        f"X's values lie up to {scale:.3g} from their mean: their squares, which the "
-        "covariances and EM's sums of statistics hold, would exceed float64's range "
-        f"(about {np.finfo(np.float64).max:.3g}); the largest spread a Gaussian fit on "
-        f"{n} rows of {d} columns can hold is about {limit:.3g}. Divide X by a constant, "
-        f"e.g. X / {factor:.6g}, before fitting (then the means scale back by that constant "
-        "and the covariances by its square)."
-    )
 
 
 def centred_scale(X: Array, shift: Array) -> float:
