@@ -45,6 +45,8 @@ Array = NDArray[np.floating[Any]]
 
 # Absolute round-off (nats) of a float32 log-density beyond which an iteration runs in float64.
 _ROUND_OFF = 1e-5
+# Statistics beyond this fraction of a dtype's largest number are worked on in float64.
+_STAT_RANGE = 1e-6
 # log(x!) tables reach this far; larger counts use gammaln.
 _TABLE_SIZE = 1 << 16
 
@@ -161,13 +163,22 @@ class SimpleFamily:
     def natural(self, params: Any, dtype: Any) -> Natural:
         eta, log_norm = self._natural(params)
         dt = np.dtype(dtype)
-        exact = False
-        if dt != np.float64 and self.stat_scale is not None:
-            # T @ eta - A adds terms that cancel; their round-off (eps times their 2-norm at
-            # the largest training statistics) beyond the tolerance makes the mixture
-            # evaluate this iteration in float64
-            exact = bool(np.finfo(dt).eps * np.max(self._term_size(eta, log_norm)) > _ROUND_OFF)
-        return Natural(eta.astype(dt), log_norm.astype(dt), exact)
+        return Natural(eta.astype(dt), log_norm.astype(dt), self._needs_float64(eta, log_norm, dt))
+
+    def _needs_float64(self, eta: Array, log_norm: Array, dt: np.dtype[Any]) -> bool:
+        """Whether an iteration in ``dt`` would lose the log-densities: T @ eta - A adds
+        terms that cancel, and their round-off (eps times their 2-norm at the largest
+        training statistics) must stay within the tolerance; statistics beyond ``dt``'s
+        range (values around 1e39 in float32) would be inf. Either makes the mixture
+        evaluate the iteration in float64."""
+        if dt == np.float64 or self.stat_scale is None:
+            return False
+        info = np.finfo(dt)
+        if not float(np.max(self.stat_scale, initial=0.0)) < _STAT_RANGE * float(info.max):
+            return True
+        with np.errstate(over="ignore", invalid="ignore"):
+            size = float(np.max(self._term_size(eta, log_norm)))
+        return bool(not np.isfinite(size) or info.eps * size > _ROUND_OFF)
 
     def _term_size(self, eta: Array, log_norm: Array) -> Array:
         """Per component, the 2-norm of the terms of T @ eta - A at the largest statistics."""

@@ -98,7 +98,9 @@ class Exponential(SimpleFamily):
         smallest = np.where(np.isfinite(positive), positive, 1.0)
         with np.errstate(divide="ignore", over="ignore"):
             ceiling = np.minimum(1.0 / (_MEAN_FLOOR_FRACTION * smallest), _RATE_CEILING)
-        return replace(self, n_columns=d, prior=prior, rate_ceiling=ceiling)
+        # the statistics are the values: their largest size bounds the float32 round-off
+        stat_scale = np.abs(X).max(axis=0, initial=0.0)
+        return replace(self, n_columns=d, prior=prior, rate_ceiling=ceiling, stat_scale=stat_scale)
 
     def _check_values(self, X: Array, labels: Sequence[str]) -> None:
         bad = ~(X >= 0)
@@ -124,9 +126,10 @@ class Exponential(SimpleFamily):
 
     def natural(self, params: ExponentialParams, dtype: Any) -> Natural:
         eta, log_norm = self._natural(params)
+        dt = np.dtype(dtype)
         # a rate at the ceiling overflows float32: -inf * 0 would be NaN in the E-step
-        eta = np.maximum(eta, -float(np.finfo(dtype).max))
-        return Natural(eta.astype(dtype), log_norm.astype(dtype))
+        eta = np.maximum(eta, -float(np.finfo(dt).max))
+        return Natural(eta.astype(dt), log_norm.astype(dt), self._needs_float64(eta, log_norm, dt))
 
     def _pseudo(self) -> tuple[Array | float, Array | float]:
         """(phi, nu) of the prior: Gamma(a, b) on the rate is phi = b, nu = a - 1."""
