@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 
 from emkit.exceptions import InputError
 from emkit.families._base import Group, Natural, check_positive
-from emkit.families._simple import SimpleFamily, first_bad
+from emkit.families._simple import SimpleFamily, cast_natural, first_bad
 from emkit.families.priors import GammaPrior, check_prior, check_prior_sizes
 
 __all__ = ["Exponential", "ExponentialParams"]
@@ -129,7 +129,7 @@ class Exponential(SimpleFamily):
         dt = np.dtype(dtype)
         # a rate at the ceiling overflows float32: -inf * 0 would be NaN in the E-step
         eta = np.maximum(eta, -float(np.finfo(dt).max))
-        return Natural(eta.astype(dt), log_norm.astype(dt), self._needs_float64(eta, log_norm, dt))
+        return cast_natural(eta, log_norm, dt, self._needs_float64(eta, log_norm, dt))
 
     def _pseudo(self) -> tuple[Array | float, Array | float]:
         """(phi, nu) of the prior: Gamma(a, b) on the rate is phi = b, nu = a - 1."""

@@ -207,10 +207,9 @@ class CovarianceStructure:
         """(n, K) squared Mahalanobis distances, evaluated in whitened form."""
         raise NotImplementedError
 
-    def whiten(self, Xs: Array, Ms: Array, prec_chol: Array) -> Array:
-        """(n, K, d) whitened differences ``(x_n - m_nk) U_k`` for rows ``Xs`` (n, d) and
-        per-row means ``Ms`` (n, K, d), in float64 (the far rows' route, see
-        :func:`_far_log_prob`)."""
+    def whiten(self, Xs: Array, prec_chol: Array, n_components: int) -> Array:
+        """(n, K, d) whitened rows ``x_n U_k`` for rows ``Xs`` (n, d), in float64 (the far
+        rows' route, see :func:`_far_log_prob`)."""
         raise NotImplementedError
 
     def spectrum(self, cov: Array, mass: Array) -> tuple[Array, Array]:
@@ -308,9 +307,9 @@ class _Triangular(CovarianceStructure):
     def exact_factor(self, cov: Array) -> Array:
         return _cholesky_upper_of_precision(cov)
 
-    def whiten(self, Xs: Array, Ms: Array, prec_chol: Array) -> Array:
-        U = np.broadcast_to(prec_chol, (Ms.shape[1], *prec_chol.shape[-2:]))
-        return np.einsum("nkj,kji->nki", Xs[:, None, :] - Ms, U)
+    def whiten(self, Xs: Array, prec_chol: Array, n_components: int) -> Array:
+        U = np.broadcast_to(prec_chol, (n_components, *prec_chol.shape[-2:]))
+        return np.einsum("nj,kji->nki", Xs, U)
 
     def half_log_det(self, prec_chol: Array, d: int) -> Array:
         # 1/2 log|P| = sum(log(diag(U)))
@@ -501,9 +500,9 @@ class _Variances(CovarianceStructure):
     def exact_factor(self, cov: Array) -> Array:
         return np.asarray(1.0 / np.sqrt(cov))
 
-    def whiten(self, Xs: Array, Ms: Array, prec_chol: Array) -> Array:
+    def whiten(self, Xs: Array, prec_chol: Array, n_components: int) -> Array:
         u = prec_chol if prec_chol.ndim == 2 else prec_chol[:, None]  # spherical: one per k
-        return (Xs[:, None, :] - Ms) * u[None]
+        return Xs[:, None, :] * u[None]
 
     def precisions(self, prec_chol: Array) -> Array:
         return prec_chol**2
@@ -779,8 +778,8 @@ class GaussianFamily:
         # (in float64 numbers: rows far beyond the training scale overflow to inf here,
         # which also says "use the exact form")
         scale = np.float64(self.scale)
-        stat_scale = self.structure.stat_scale(d, scale)
         with np.errstate(over="ignore", invalid="ignore"):
+            stat_scale = self.structure.stat_scale(d, scale)
             terms = np.abs(eta) * stat_scale
             size = np.sqrt(np.sum(terms**2, axis=1) + log_norm**2)
             if self.structure.has_row_term:
@@ -795,7 +794,8 @@ class GaussianFamily:
             # statistics (x x^T) beyond the working dtype's range: float64 rows instead
             or not np.max(stat_scale) < _STAT_RANGE * float(info.max)
         )
-        return Natural(eta.astype(dt), log_norm.astype(dt), exact)
+        with np.errstate(over="ignore"):  # beyond dt: exact, and asked again in float64
+            return Natural(eta.astype(dt), log_norm.astype(dt), exact)
 
     def log_prob(
         self,
@@ -806,7 +806,7 @@ class GaussianFamily:
         offset: Array | None = None,
     ) -> Array:
         d = self.n_features
-        far = self._far_rows(X, params)
+        far = self.far_rows(X, params)
         if natural.exact_form:
             with np.errstate(over="ignore"):  # far rows' distances are redone below
                 maha = self.structure.mahalanobis(X, params.means, params.precisions_cholesky)
@@ -826,7 +826,7 @@ class GaussianFamily:
         return log_prob
 
     def row_term(self, X: Array, params: GaussianParams, natural: Natural) -> Array | None:
-        far = self._far_rows(X, params)
+        far = self.far_rows(X, params)
         row = None
         if not natural.exact_form:  # the whitened form holds the whole quadratic
             with np.errstate(over="ignore"):  # far rows: redone below
@@ -838,7 +838,7 @@ class GaussianFamily:
         row[far] = _far_log_prob(self.structure, X[far], params)[1]
         return row
 
-    def _far_rows(self, Xc: Array, params: GaussianParams) -> NDArray[np.intp]:
+    def far_rows(self, Xc: Array, params: GaussianParams) -> NDArray[np.intp]:
         """Centred rows the E-step's forms cannot hold: beyond ``_OUTSIDE`` times the
         scale the expanded form's round-off was bounded for, or with squared distances
         that may overflow (a bound on |(x - mu) U| beyond ``_FAR``). They take
@@ -1151,28 +1151,42 @@ def _far_log_prob(
     structure: CovarianceStructure, Xc: Array, params: GaussianParams
 ) -> tuple[Array, Array]:
     """log N(x | mu_k, Sigma_k) of rows so far out that the squared distances overflow,
-    in two finite-where-possible parts: (n, K) ``-1/2 (D_k - D_min)`` without the
-    normalizers, and (n,) ``-1/2 D_min`` (-inf when D_min itself is beyond float64).
+    in two finite-where-possible parts: (n, K) ``-1/2 (D_k - D_m)`` without the
+    normalizers, m the nearest component, and (n,) ``-1/2 D_m`` (-inf when D_m itself is
+    beyond float64).
 
-    With t a power of two per row (exact), y_k = (x/t - mu_k/t) U_k and S = t max|y|:
-    D_k = S^2 ||y_k / max|y| ||^2, and D_k - D_m = S^2 (y_k - y_m).(y_k + y_m) / max|y|^2,
-    whose factors stay representable: the posterior keeps its digits where the
-    log-densities themselves are out of range.
+    With t a power of two per row (exact), a_k = (x/t) U_k, b_k = (mu_k U_k)/t, y_k =
+    a_k - b_k and S = t max|y|: D_k = S^2 ||y_k / max|y| ||^2 and
+    D_k - D_m = S^2 ((a_k - a_m) - (b_k - b_m)).(y_k + y_m) / max|y|^2. Taking a_k - a_m
+    apart keeps the means' share where it decides (equal U_k: a_k - a_m = 0 exactly),
+    and every factor stays representable: the posterior keeps its digits where the
+    log-densities are out of range.
     """
+    K = params.means.shape[0]
+    rows = np.arange(Xc.shape[0])
     X64 = Xc.astype(np.float64)
     t = np.exp2(np.floor(np.log2(np.maximum(np.max(np.abs(X64), axis=1), 1e-300))))
-    Ms = params.means[None, :, :] / t[:, None, None]
-    y = structure.whiten(X64 / t[:, None], Ms, params.precisions_cholesky)
-    peak = np.maximum(np.max(np.abs(y), axis=(1, 2)), 1e-300)
-    y /= peak[:, None, None]
-    S = t * peak
-    unit = np.einsum("nkj,nkj->nk", y, y)
-    nearest = np.argmin(unit, axis=1)
-    ym = y[np.arange(y.shape[0]), nearest][:, None, :]
-    gap = np.maximum(np.einsum("nkj,nkj->nk", y - ym, y + ym), 0.0)
+    a = structure.whiten(X64 / t[:, None], params.precisions_cholesky, K)
+    mu_U = structure.whiten(params.means, params.precisions_cholesky, K)[np.arange(K), np.arange(K)]
+    b = mu_U[None, :, :] / t[:, None, None]
+    y = a - b
+    peak = np.maximum(np.max(np.abs(y), axis=(1, 2)), 1e-300)[:, None, None]
+    unit = np.einsum("nkj,nkj->nk", y / peak, y / peak)
+
+    def gap(m: NDArray[np.intp]) -> Array:
+        """(D_k - D_m) / S^2."""
+        diff = (a - a[rows, m][:, None, :]) - (b - b[rows, m][:, None, :])
+        return np.asarray(
+            np.einsum("nkj,nkj->nk", diff / peak, (y + y[rows, m][:, None, :]) / peak)
+        )
+
+    # ||y_k|| alone cannot tell components whose distances differ below its round-off
+    # (equal U_k: only the means' share differs): the nearest is the smallest gap
+    nearest = np.argmin(gap(np.argmin(unit, axis=1)), axis=1)
+    S = t * peak[:, 0, 0]
     with np.errstate(over="ignore"):
-        rel = -0.5 * (S[:, None] * (S[:, None] * gap))
-        row = -0.5 * (S * (S * unit[np.arange(y.shape[0]), nearest]))
+        rel = -0.5 * (S[:, None] * (S[:, None] * np.maximum(gap(nearest), 0.0)))
+        row = -0.5 * (S * (S * unit[rows, nearest]))
     return rel, row
 
 

@@ -179,9 +179,33 @@ class Product:
         natural: Natural,
         offset: Array | None = None,
     ) -> Array:
-        if not natural.exact_form:
+        if natural.exact_form:
+            # some block evaluates its densities another way: add the blocks' parts
+            return self._blocks_log_prob(Xp, T, params, natural, offset)
+        # rows a block evaluates apart (a Gaussian's rows far beyond float64's range of
+        # squared distances) are overflow in the one product: the blocks' parts for them
+        far = [
+            fam.far_rows(Xb, p)
+            for fam, Xb, p in zip(self._families(), Xp, params, strict=True)
+            if hasattr(fam, "far_rows")
+        ]
+        rows = np.unique(np.concatenate(far)) if far else np.zeros(0, dtype=np.intp)
+        if not rows.size:
             return expanded_log_prob(T, natural, offset)
-        # some block evaluates its densities another way: add the blocks' parts
+        with np.errstate(over="ignore", invalid="ignore"):  # those rows are redone below
+            log_prob = expanded_log_prob(T, natural, offset)
+        Xr = tuple(Xb[rows] for Xb in Xp)
+        log_prob[rows] = self._blocks_log_prob(Xr, T[rows], params, natural, offset)
+        return log_prob
+
+    def _blocks_log_prob(
+        self,
+        Xp: tuple[Any, ...],
+        T: Array,
+        params: tuple[Any, ...],
+        natural: Natural,
+        offset: Array | None,
+    ) -> Array:
         total: Array | None = None
         for fam, Xb, p, nat, (a, b) in zip(
             self._families(), Xp, params, natural.parts, self._offsets("n_stats"), strict=True
