@@ -116,36 +116,29 @@ def _far_rows() -> np.ndarray:
     return np.array(rows)
 
 
-def _dense_precisions(gm: GaussianMixture) -> list[np.ndarray]:
-    P, d = gm.precisions_, gm.means_.shape[1]
-    by_type = {
-        "full": lambda k: P[k],
-        "tied": lambda k: P,
-        "diag": lambda k: np.diag(P[k]),
-        "spherical": lambda k: P[k] * np.eye(d),
-    }
-    return [by_type[gm.covariance_type](k) for k in range(gm.n_components)]
-
-
 def _exact_posterior(gm: GaussianMixture, x: np.ndarray) -> np.ndarray:
-    """p(k | x) with the squared distances in exact rational arithmetic: the differences
-    of log-densities are finite where the log-densities are not."""
-    precisions = _dense_precisions(gm)
-    quad = []
-    for k, P in enumerate(precisions):
-        diff = [
-            Fraction(float(a)) - Fraction(float(b)) for a, b in zip(x, gm.means_[k], strict=True)
-        ]
+    """p(k | x_obs) with the squared distances in exact rational arithmetic (from the
+    marginal precisions over the observed coordinates): the differences of log-densities
+    are finite where the log-densities are not."""
+    structure = covariance_structure(gm.covariance_type)
+    o = np.flatnonzero(~np.isnan(x))
+    quad, const = [], []
+    for k in range(gm.n_components):
+        cov = structure.component_covariance(gm.covariances_, k, x.shape[0])[np.ix_(o, o)]
+        P = np.linalg.inv(cov)
+        diff = [Fraction(float(x[i])) - Fraction(float(gm.means_[k, i])) for i in o]
         quad.append(
-            sum(diff[i] * Fraction(float(P[i, j])) * diff[j] for i in range(2) for j in range(2))
+            sum(
+                diff[i] * Fraction(float(P[i, j])) * diff[j]
+                for i in range(o.size)
+                for j in range(o.size)
+            )
         )
-    const = [
-        math.log(gm.weights_[k]) + 0.5 * np.linalg.slogdet(P)[1] for k, P in enumerate(precisions)
-    ]
+        const.append(math.log(gm.weights_[k]) + 0.5 * np.linalg.slogdet(P)[1])
     m = min(range(len(quad)), key=lambda k: quad[k])
     # a difference beyond float64 is a posterior of exactly 0
     gaps = [(quad[k] - quad[m]) / 2 for k in range(len(quad))]
-    rel = np.array([-float(g) if g < 1e300 else -np.inf for g in gaps]) + const
+    rel = np.array([-float(g) if g < 1e300 else -np.inf for g in gaps]) + np.array(const)
     rel -= rel.max()
     p = np.exp(rel)
     return p / p.sum()
@@ -157,6 +150,8 @@ def test_far_rows_keep_their_posterior(name: str) -> None:
     far = _far_rows()
     if "product" not in name:  # far in both columns: in two blocks of the product at once
         far = np.r_[far, [[1e160, -3e159], [-1e250, -1e250]]]
+    # the far value observed, the other one missing
+    far = np.r_[far, [[1e155, np.nan], [np.nan, -1e300]]]
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no overflow or invalid-value warning either
         proba = model.predict_proba(far)
@@ -169,6 +164,9 @@ def test_far_rows_keep_their_posterior(name: str) -> None:
     if isinstance(model, GaussianMixture):
         expected = np.array([_exact_posterior(model, x) for x in far])
         np.testing.assert_allclose(proba, expected, atol=1e-9)
+    imputed = model.impute(far)
+    assert np.isfinite(imputed).all()
+    np.testing.assert_array_equal(imputed[~np.isnan(far)], far[~np.isnan(far)])
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)

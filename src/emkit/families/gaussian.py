@@ -877,9 +877,40 @@ class GaussianFamily:
         natural: Natural,
         offset: Array,
     ) -> tuple[Array, MissingState]:
-        return missing_log_prob(
-            self.structure, X, observed, params.means, params.precisions_cholesky, offset
-        )
+        far = self.far_rows(X, params)  # the fill values at missing coordinates are 0
+        with np.errstate(over="ignore", invalid="ignore"):  # far rows: redone below
+            log_prob, state = missing_log_prob(
+                self.structure, X, observed, params.means, params.precisions_cholesky, offset
+            )
+        if not far.size:
+            return log_prob, state
+        # each far row on its own: the marginal over its observed coordinates, a full
+        # Gaussian, through the far route
+        d = self.n_features
+        K = params.means.shape[0]
+        row = np.zeros(X.shape[0])
+        full = Full()
+        for r in far:
+            o = np.flatnonzero(observed[r])
+            cov = np.stack(
+                [
+                    self.structure.component_covariance(params.covariances, k, d)[np.ix_(o, o)]
+                    for k in range(K)
+                ]
+            )
+            U = _cholesky_upper_of_precision(cov)
+            rel, far_row = _far_log_prob(
+                full, X[r, o][None, :], GaussianParams(params.means[:, o], cov, U)
+            )
+            const = full.half_log_det(U, o.size) - 0.5 * o.size * LOG_2PI + offset
+            log_prob[r] = rel[0] + const
+            row[r] = far_row[0]
+        return log_prob, state._replace(row=row)
+
+    def missing_row_term(self, state: MissingState) -> Array | None:
+        """The terms of log p(x_obs, k) equal for every k that :meth:`missing_log_prob`
+        kept apart (far rows), or None."""
+        return state.row
 
     def missing_statistics(
         self, params: GaussianParams, state: MissingState, resp: Array

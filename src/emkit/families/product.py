@@ -268,6 +268,15 @@ class Product:
         assert total is not None
         return total, tuple(states)
 
+    def missing_row_term(self, state: tuple[Any, ...]) -> Array | None:
+        """The blocks' terms of log p(x_obs, k) equal for every k, summed (or None)."""
+        rows = [
+            row
+            for fam, s in zip(self._families(), state, strict=True)
+            if hasattr(fam, "missing_row_term") and (row := fam.missing_row_term(s)) is not None
+        ]
+        return np.sum(rows, axis=0) if rows else None
+
     def missing_statistics(
         self, params: tuple[Any, ...], state: tuple[Any, ...], resp: Array
     ) -> tuple[Array, Array]:

@@ -151,7 +151,8 @@ class Mixture:
             Xp, log_prob, state = missing(X, observed)
             if log_h is None:
                 log_h = family.log_base_measure(Xp)
-            resp, loglik = posterior(log_prob, None, weights, log_h, labels, self.hard)
+            row = _missing_row_term(family, state)
+            resp, loglik = posterior(log_prob, row, weights, log_h, labels, self.hard)
             sum_t, shared = family.missing_statistics(params.components, state, resp)
             return MixtureStats(resp.sum(axis=0), sum_t, shared, loglik, _total_weight(X, weights))
 
@@ -265,9 +266,11 @@ class Mixture:
 
         def incomplete(X: Array, observed: NDArray[np.bool_]) -> Array:
             assert missing is not None
-            Xp, log_prob, _ = missing(X, observed)
-            log_h = family.log_base_measure(Xp)
-            return log_prob if log_h is None else log_prob + log_h[:, None]
+            Xp, log_prob, state = missing(X, observed)
+            for row in (_missing_row_term(family, state), family.log_base_measure(Xp)):
+                if row is not None:
+                    log_prob += row[:, None]
+            return log_prob
 
         def fn(X: Array) -> Array:
             if missing is None:
@@ -329,6 +332,14 @@ class Mixture:
         row, its statistics, its K log-probabilities and a few per-row scalars (the base
         measure among them)."""
         return (n_features + n_stats + n_components + 5) * np.dtype(self.dtype).itemsize
+
+
+def _missing_row_term(family: Any, state: Any) -> Array | None:
+    """The terms of log p(x_obs, k) equal for every k that a family's missing-data
+    E-step kept apart from its log-probabilities (Gaussian rows far beyond float64's
+    range), or None; families without such terms need not say so."""
+    term = getattr(family, "missing_row_term", None)
+    return None if term is None else term(state)
 
 
 def _normalized(log_prob: Array) -> Array:
