@@ -116,17 +116,37 @@ def _far_rows() -> np.ndarray:
     return np.array(rows)
 
 
-def _exact_posterior(gm: GaussianMixture, x: np.ndarray) -> np.ndarray:
+def _gaussians(model: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(weights, means, dense covariances) of a fitted Gaussian mixture, a product of
+    Gaussian blocks being one block-diagonal Gaussian."""
+    if isinstance(model, GaussianMixture):
+        structure = covariance_structure(model.covariance_type)
+        d = model.means_.shape[1]
+        covs = [structure.component_covariance(model.covariances_, k, d) for k in range(3)]
+        return model.weights_, model.means_, np.array(covs)
+    params = model.component_params_
+    blocks = params.values() if "means" not in params else [params]
+    columns = model.family_.blocks.values() if len(blocks) > 1 else [([0, 1], None)]
+    means, covs = np.zeros((3, 2)), np.zeros((3, 2, 2))
+    for (cols, _), block in zip(columns, blocks, strict=True):
+        cols = list(cols)
+        means[:, cols] = block["means"]
+        for k in range(3):
+            cov = np.asarray(block["covariances"][k])
+            covs[k][np.ix_(cols, cols)] = cov if cov.ndim == 2 else cov * np.eye(len(cols))
+    return model.weights_, means, covs
+
+
+def _exact_posterior(model: Any, x: np.ndarray) -> np.ndarray:
     """p(k | x_obs) with the squared distances in exact rational arithmetic (from the
     marginal precisions over the observed coordinates): the differences of log-densities
     are finite where the log-densities are not."""
-    structure = covariance_structure(gm.covariance_type)
+    weights, means, covs = _gaussians(model)
     o = np.flatnonzero(~np.isnan(x))
     quad, const = [], []
-    for k in range(gm.n_components):
-        cov = structure.component_covariance(gm.covariances_, k, x.shape[0])[np.ix_(o, o)]
-        P = np.linalg.inv(cov)
-        diff = [Fraction(float(x[i])) - Fraction(float(gm.means_[k, i])) for i in o]
+    for k in range(len(weights)):
+        P = np.linalg.inv(covs[k][np.ix_(o, o)])
+        diff = [Fraction(float(x[i])) - Fraction(float(means[k, i])) for i in o]
         quad.append(
             sum(
                 diff[i] * Fraction(float(P[i, j])) * diff[j]
@@ -134,7 +154,7 @@ def _exact_posterior(gm: GaussianMixture, x: np.ndarray) -> np.ndarray:
                 for j in range(o.size)
             )
         )
-        const.append(math.log(gm.weights_[k]) + 0.5 * np.linalg.slogdet(P)[1])
+        const.append(math.log(weights[k]) + 0.5 * np.linalg.slogdet(P)[1])
     m = min(range(len(quad)), key=lambda k: quad[k])
     # a difference beyond float64 is a posterior of exactly 0
     gaps = [(quad[k] - quad[m]) / 2 for k in range(len(quad))]
@@ -148,10 +168,8 @@ def _exact_posterior(gm: GaussianMixture, x: np.ndarray) -> np.ndarray:
 def test_far_rows_keep_their_posterior(name: str) -> None:
     model = FAR_MODELS[name]().set_params(random_state=0, max_iter=30).fit(X2)
     far = _far_rows()
-    if "product" not in name:  # far in both columns: in two blocks of the product at once
-        far = np.r_[far, [[1e160, -3e159], [-1e250, -1e250]]]
-    # the far value observed, the other one missing
-    far = np.r_[far, [[1e155, np.nan], [np.nan, -1e300]]]
+    # far in both columns (in both blocks of the product), and far with the other missing
+    far = np.r_[far, [[1e160, -3e159], [-1e250, -1e250], [1e155, np.nan], [np.nan, -1e300]]]
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no overflow or invalid-value warning either
         proba = model.predict_proba(far)
@@ -161,9 +179,8 @@ def test_far_rows_keep_their_posterior(name: str) -> None:
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
     np.testing.assert_array_equal(labels, proba.argmax(axis=1))
     assert not np.isnan(scores).any() and (scores < -1e300).all()  # -inf: not representable
-    if isinstance(model, GaussianMixture):
-        expected = np.array([_exact_posterior(model, x) for x in far])
-        np.testing.assert_allclose(proba, expected, atol=1e-9)
+    expected = np.array([_exact_posterior(model, x) for x in far])
+    np.testing.assert_allclose(proba, expected, atol=1e-9)
     imputed = model.impute(far)
     assert np.isfinite(imputed).all()
     np.testing.assert_array_equal(imputed[~np.isnan(far)], far[~np.isnan(far)])

@@ -60,6 +60,7 @@ __all__ = [
     "Tied",
     "centred_scale",
     "covariance_structure",
+    "far_log_prob",
 ]
 
 Array = NDArray[np.floating[Any]]
@@ -818,9 +819,7 @@ class GaussianFamily:
             with np.errstate(over="ignore", invalid="ignore"):  # far rows: redone below
                 log_prob = expanded_log_prob(T, natural, offset)
         if far.size:
-            const = self.structure.half_log_det(params.precisions_cholesky, d) - 0.5 * d * LOG_2PI
-            if offset is not None:
-                const = const + offset
+            const = self.normalizer(params) if offset is None else self.normalizer(params) + offset
             rel, _ = _far_log_prob(self.structure, X[far], params)
             log_prob[far] = (rel + const).astype(log_prob.dtype)
         return log_prob
@@ -837,6 +836,13 @@ class GaussianFamily:
         row = np.zeros(X.shape[0], dtype=X.dtype) if row is None else row
         row[far] = _far_log_prob(self.structure, X[far], params)[1]
         return row
+
+    def normalizer(self, params: GaussianParams) -> Array:
+        """(K,) log N's constant 1/2 log|P_k| - d/2 log(2 pi) (the far rows' share of
+        the normalizer, see :func:`far_log_prob`)."""
+        d = self.n_features
+        const = self.structure.half_log_det(params.precisions_cholesky, d) - 0.5 * d * LOG_2PI
+        return np.broadcast_to(const, (params.means.shape[0],))
 
     def far_rows(self, Xc: Array, params: GaussianParams) -> NDArray[np.intp]:
         """Centred rows the E-step's forms cannot hold: beyond ``_OUTSIDE`` times the
@@ -1178,28 +1184,36 @@ class GaussianFamily:
         return means
 
 
-def _far_log_prob(
-    structure: CovarianceStructure, Xc: Array, params: GaussianParams
+def far_log_prob(
+    parts: Sequence[tuple[CovarianceStructure, Array, GaussianParams]],
 ) -> tuple[Array, Array]:
-    """log N(x | mu_k, Sigma_k) of rows so far out that the squared distances overflow,
-    in two finite-where-possible parts: (n, K) ``-1/2 (D_k - D_m)`` without the
-    normalizers, m the nearest component, and (n,) ``-1/2 D_m`` (-inf when D_m itself is
-    beyond float64).
+    """log N(x | mu_k, Sigma_k) of rows so far out that the squared distances overflow, for
+    one Gaussian or several over disjoint columns (a product's blocks: their distances
+    add), as ``(structure, centred rows, parameters)`` parts over the same rows; in two
+    finite-where-possible parts: (n, K) ``-1/2 (D_k - D_m)`` without the normalizers, m
+    the nearest component, and (n,) ``-1/2 D_m`` (-inf when D_m itself is beyond
+    float64).
 
     With t a power of two per row (exact), a_k = (x/t) U_k, b_k = (mu_k U_k)/t, y_k =
-    a_k - b_k and S = t max|y|: D_k = S^2 ||y_k / max|y| ||^2 and
+    a_k - b_k (the parts' stacked) and S = t max|y|: D_k = S^2 ||y_k / max|y| ||^2 and
     D_k - D_m = S^2 ((a_k - a_m) - (b_k - b_m)).(y_k + y_m) / max|y|^2. Taking a_k - a_m
     apart keeps the means' share where it decides (equal U_k: a_k - a_m = 0 exactly),
     and every factor stays representable: the posterior keeps its digits where the
     log-densities are out of range.
     """
-    K = params.means.shape[0]
-    rows = np.arange(Xc.shape[0])
-    X64 = Xc.astype(np.float64)
-    t = np.exp2(np.floor(np.log2(np.maximum(np.max(np.abs(X64), axis=1), 1e-300))))
-    a = structure.whiten(X64 / t[:, None], params.precisions_cholesky, K)
-    mu_U = structure.whiten(params.means, params.precisions_cholesky, K)[np.arange(K), np.arange(K)]
-    b = mu_U[None, :, :] / t[:, None, None]
+    K = parts[0][2].means.shape[0]
+    rows = np.arange(parts[0][1].shape[0])
+    X64 = [np.asarray(Xc, dtype=np.float64) for _, Xc, _ in parts]
+    largest = np.max([np.max(np.abs(X), axis=1) for X in X64], axis=0)
+    t = np.exp2(np.floor(np.log2(np.maximum(largest, 1e-300))))
+    a_parts, b_parts = [], []
+    for (structure, _, params), X in zip(parts, X64, strict=True):
+        pc = params.precisions_cholesky
+        a_parts.append(structure.whiten(X / t[:, None], pc, K))
+        mu_U = structure.whiten(params.means, pc, K)[np.arange(K), np.arange(K)]
+        b_parts.append(mu_U[None, :, :] / t[:, None, None])
+    a = np.concatenate(a_parts, axis=2)
+    b = np.concatenate(b_parts, axis=2)
     y = a - b
     peak = np.maximum(np.max(np.abs(y), axis=(1, 2)), 1e-300)[:, None, None]
     unit = np.einsum("nkj,nkj->nk", y / peak, y / peak)
@@ -1219,6 +1233,13 @@ def _far_log_prob(
         rel = -0.5 * (S[:, None] * (S[:, None] * np.maximum(gap(nearest), 0.0)))
         row = -0.5 * (S * (S * unit[rows, nearest]))
     return rel, row
+
+
+def _far_log_prob(
+    structure: CovarianceStructure, Xc: Array, params: GaussianParams
+) -> tuple[Array, Array]:
+    """:func:`far_log_prob` of one Gaussian."""
+    return far_log_prob([(structure, Xc, params)])
 
 
 def centred_scale(X: Array, shift: Array) -> float:

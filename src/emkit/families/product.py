@@ -27,6 +27,7 @@ from emkit.families._base import (
     expanded_log_prob,
     statistic_rows,
 )
+from emkit.families.gaussian import GaussianFamily, far_log_prob
 
 __all__ = ["Product"]
 
@@ -179,23 +180,21 @@ class Product:
         natural: Natural,
         offset: Array | None = None,
     ) -> Array:
-        if natural.exact_form:
-            # some block evaluates its densities another way: add the blocks' parts
-            return self._blocks_log_prob(Xp, T, params, natural, offset)
-        # rows a block evaluates apart (a Gaussian's rows far beyond float64's range of
-        # squared distances) are overflow in the one product: the blocks' parts for them
-        far = [
-            fam.far_rows(Xb, p)
-            for fam, Xb, p in zip(self._families(), Xp, params, strict=True)
-            if hasattr(fam, "far_rows")
-        ]
-        rows = np.unique(np.concatenate(far)) if far else np.zeros(0, dtype=np.intp)
-        if not rows.size:
-            return expanded_log_prob(T, natural, offset)
-        with np.errstate(over="ignore", invalid="ignore"):  # those rows are redone below
-            log_prob = expanded_log_prob(T, natural, offset)
-        Xr = tuple(Xb[rows] for Xb in Xp)
-        log_prob[rows] = self._blocks_log_prob(Xr, T[rows], params, natural, offset)
+        rows = self._far_rows(Xp, params)
+        with np.errstate(over="ignore", invalid="ignore"):  # far rows are redone below
+            if natural.exact_form:
+                # some block evaluates its densities another way: add the blocks' parts
+                log_prob = self._blocks_log_prob(Xp, T, params, natural, offset)
+            else:
+                log_prob = expanded_log_prob(T, natural, offset)
+        if rows.size:
+            far = self._far_gaussian(Xp, params, rows)[0]
+            for fam, Xb, p, nat, (a, b) in zip(
+                self._families(), Xp, params, natural.parts, self._offsets("n_stats"), strict=True
+            ):
+                if not isinstance(fam, GaussianFamily):
+                    far = far + fam.log_prob(Xb[rows], T[rows, a:b], p, nat, None)
+            log_prob[rows] = far if offset is None else far + offset
         return log_prob
 
     def _blocks_log_prob(
@@ -215,14 +214,53 @@ class Product:
         assert total is not None
         return total
 
+    def _far_rows(self, Xp: tuple[Any, ...], params: tuple[Any, ...]) -> NDArray[np.intp]:
+        """Rows a Gaussian block finds far beyond float64's range of squared distances."""
+        far = [
+            fam.far_rows(Xb, p)
+            for fam, Xb, p in zip(self._families(), Xp, params, strict=True)
+            if isinstance(fam, GaussianFamily)
+        ]
+        return np.unique(np.concatenate(far)) if far else np.zeros(0, dtype=np.intp)
+
+    def _far_gaussian(
+        self, Xp: tuple[Any, ...], params: tuple[Any, ...], rows: NDArray[np.intp]
+    ) -> tuple[Array, Array]:
+        """The Gaussian blocks' share of log p(x, k) for far ``rows``, apart from the
+        shared term, and the shared term. Their distances add, so the blocks go through
+        the far route together: one block's nearest component need not be another's."""
+        parts, normalizers = [], []
+        for fam, Xb, p in zip(self._families(), Xp, params, strict=True):
+            if isinstance(fam, GaussianFamily):
+                parts.append((fam.structure, Xb[rows], p))
+                normalizers.append(fam.normalizer(p))
+        rel, row = far_log_prob(parts)
+        return rel + np.sum(normalizers, axis=0), row
+
     def row_term(
         self, Xp: tuple[Any, ...], params: tuple[Any, ...], natural: Natural
     ) -> Array | None:
-        total: Array | None = None
+        gaussian: Array | None = None  # the Gaussian blocks' terms, and the others'
+        other: Array | None = None
         for fam, Xb, p, nat in zip(self._families(), Xp, params, natural.parts, strict=True):
             row = fam.row_term(Xb, p, nat)
-            if row is not None:
-                total = row if total is None else total + row
+            if row is None:
+                continue
+            if isinstance(fam, GaussianFamily):
+                gaussian = row if gaussian is None else gaussian + row
+            else:
+                other = row if other is None else other + row
+        rows = self._far_rows(Xp, params)
+        if not rows.size:
+            return gaussian if other is None else other if gaussian is None else gaussian + other
+        # far rows: the Gaussian blocks' shared term is their joint one
+        total = np.zeros(Xp[0].shape[0])
+        for part in (gaussian, other):
+            if part is not None:
+                total += part
+        total[rows] = self._far_gaussian(Xp, params, rows)[1]
+        if other is not None:
+            total[rows] += other[rows]
         return total
 
     def log_base_measure(self, Xp: tuple[Any, ...]) -> Array | None:
