@@ -41,8 +41,10 @@ from emkit.families import (
     Beta,
     BetaPrior,
     Exponential,
+    Gamma,
     GammaPrior,
     Gaussian,
+    LogNormal,
     Poisson,
     Product,
 )
@@ -259,6 +261,38 @@ def test_fit_at_a_large_but_representable_scale_works(name: str) -> None:
     labels = model.predict(X)
     reference = SCALED_FITS[name]().set_params(random_state=0).fit(X / 1e100).predict(X / 1e100)
     np.testing.assert_array_equal(labels, reference)
+
+
+POSITIVE = np.abs(X2) + 0.1
+FAMILIES: dict[str, tuple[Callable[[], Any], np.ndarray]] = {
+    "Exponential": (Exponential, POSITIVE),
+    "Gamma": (Gamma, POSITIVE),
+    "LogNormal": (lambda: LogNormal("full"), POSITIVE),
+    "Poisson": (Poisson, COUNTS),
+    "Gaussian": (lambda: Gaussian("diag"), POSITIVE),
+}
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("scale", [1e-300, 1e300])
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_every_family_at_extreme_magnitudes_fits_or_says_why(
+    name: str, scale: float, dtype: str
+) -> None:
+    family, data = FAMILIES[name]
+    X = data * scale
+    model = MixtureModel(family(), 2, random_state=0, max_iter=20, dtype=dtype)
+    model.set_params(monotonicity="raise")
+    if name == "Gaussian" and scale > 1:
+        with pytest.raises(InputError, match=r"would exceed float64's range.*Divide X"):
+            model.fit(X)
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # k-means on the standardized rows sees 2 clusters
+        model.fit(X)
+        proba = model.predict_proba(X)
+    assert np.isfinite(model.lower_bounds_).all()
+    assert np.isfinite(proba).all()
 
 
 # -- 2. float32 beyond its range switches to float64 by itself -------------------------

@@ -257,7 +257,9 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
 
         # Centre the data once, as scikit-learn does, for accurate expanded distances.
         shift = Xa.mean(axis=0)
-        check_fit_range(float(np.max(np.abs(Xa - shift))), Xa.shape, "k-means", Xa.dtype)
+        # the spread from the column extremes: no temporary array
+        spread = np.maximum(Xa.max(axis=0) - shift, shift - Xa.min(axis=0))
+        check_fit_range(float(spread.max()), Xa.shape, "k-means", Xa.dtype)
         A = design_matrix(Xa, shift)
         # scikit-learn's tol is relative to the mean variance of the features, which is
         # the mean squared norm of the centred rows over d

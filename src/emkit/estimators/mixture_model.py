@@ -484,9 +484,13 @@ class MixtureModel(FamilyMixture, DensityMixin, BaseEstimator):
 
 def _standardize(X: Array) -> Array:
     """Columns with mean 0 and variance 1 (constant columns left at 0), for k-means."""
-    mean = X.mean(axis=0, dtype=np.float64)
-    std = X.std(axis=0, dtype=np.float64)
-    return np.asarray((X - mean) / np.where(std > 0, std, 1.0))
+    # divided by the columns' largest |x| first: the squares of values around 1e200 (or
+    # 1e-200) would leave float64 and make every row look alike
+    size = np.max(np.abs(X), axis=0).astype(np.float64)
+    Xs = X / np.where(size > 0, size, 1.0)
+    mean = Xs.mean(axis=0, dtype=np.float64)
+    std = Xs.std(axis=0, dtype=np.float64)
+    return np.asarray((Xs - mean) / np.where(std > 0, std, 1.0))
 
 
 # -- convenience estimators: MixtureModel with the family fixed ----------------------
