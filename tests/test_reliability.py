@@ -40,11 +40,16 @@ from emkit.families import (
     Bernoulli,
     Beta,
     BetaPrior,
+    Categorical,
+    ConjugatePrior,
+    DirichletPrior,
     Exponential,
     Gamma,
     GammaPrior,
     Gaussian,
+    GaussianPrior,
     LogNormal,
+    Multinomial,
     Poisson,
     Product,
 )
@@ -406,20 +411,52 @@ def test_family_passed_uncalled_is_named(family: Any, match: str) -> None:
         Product({"c": ([0, 1], family)})
 
 
+CATEGORIES = RNG.integers(0, 3, size=(60, 2)).astype(float)
+WRONG_LENGTH = "values but the data has 2 columns; pass a scalar or one value per column"
+
+
 @pytest.mark.parametrize(
     ("family", "data", "match"),
     [
-        (Poisson(prior=GammaPrior([1.0, 2.0, 3.0], 1.0)), COUNTS, "GammaPrior shape has 3"),
-        (Exponential(prior=GammaPrior(2.0, [1.0, 2.0, 3.0])), COUNTS + 1, "GammaPrior rate has 3"),
+        (
+            Poisson(prior=GammaPrior([1.0, 2.0, 3.0], 1.0)),
+            COUNTS,
+            "GammaPrior shape has 3 " + WRONG_LENGTH,
+        ),
+        (
+            Exponential(prior=GammaPrior(2.0, [1.0, 2.0, 3.0])),
+            COUNTS + 1,
+            "GammaPrior rate has 3 " + WRONG_LENGTH,
+        ),
         (
             Bernoulli(prior=BetaPrior([2.0] * 3, 2.0)),
             _data("BernoulliMixture"),
-            "BetaPrior a has 3",
+            "BetaPrior a has 3 " + WRONG_LENGTH,
+        ),
+        (
+            Categorical(prior=DirichletPrior([2.0] * 5)),
+            CATEGORIES,
+            r"DirichletPrior concentration has 5 values but the columns have \[3, 3\] categories",
+        ),
+        (
+            Multinomial(prior=DirichletPrior([2.0] * 5)),
+            CATEGORIES,
+            r"DirichletPrior concentration has 5 values but the data has 2 categories",
+        ),
+        (
+            Gamma(prior=ConjugatePrior([1.0] * 3, 1.0)),
+            COUNTS + 1,
+            r"needs 2 \* n_features = 4 pseudo_observations .*got 3",
+        ),
+        (
+            Gaussian(prior=GaussianPrior(mean=[0.0] * 3)),
+            X2,
+            r"GaussianPrior mean must have shape \(2,\) for 2 columns, got \(3,\)",
         ),
     ],
 )
 def test_prior_of_the_wrong_length_is_named(family: Any, data: np.ndarray, match: str) -> None:
-    with pytest.raises(InputError, match=match + r" values but the data has 2 columns; pass a"):
+    with pytest.raises(InputError, match=match):
         MixtureModel(family, 2, random_state=0).fit(data)
 
 
