@@ -312,16 +312,20 @@ FLOAT32_FITS: dict[str, tuple[Callable[..., Any], Callable[[], np.ndarray]]] = {
     },
     "Exponential": (
         lambda **kw: MixtureModel(Exponential(), 2, **kw),
-        lambda: RNG.exponential([1.0, 5.0], size=(90, 2)) * 1e38,
+        lambda: np.random.default_rng(1).exponential([1.0, 5.0], size=(90, 2)) * 1e38,
     ),
     "Poisson": (lambda **kw: PoissonMixture(2, **kw), lambda: COUNTS * 1e38),
     "Beta-near-1": (
         lambda **kw: MixtureModel(Beta(), 2, **kw),
-        lambda: np.r_[RNG.uniform(0.05, 0.95, (80, 2)), np.full((10, 2), 1 - 1e-10)],
+        lambda: np.r_[
+            np.random.default_rng(2).uniform(0.05, 0.95, (80, 2)), np.full((10, 2), 1 - 1e-10)
+        ],
     ),
     "Beta-near-0": (
         lambda **kw: MixtureModel(Beta(), 2, **kw),
-        lambda: np.r_[RNG.uniform(0.05, 0.95, (80, 2)), np.full((10, 2), 1e-40)],
+        lambda: np.r_[
+            np.random.default_rng(3).uniform(0.05, 0.95, (80, 2)), np.full((10, 2), 1e-40)
+        ],
     ),
 }
 
@@ -336,6 +340,24 @@ def test_float32_beyond_its_range_fits_as_float64(name: str) -> None:
     assert np.isfinite(f32.lower_bounds_).all()
     assert f32.lower_bound_ == pytest.approx(f64.lower_bound_, rel=1e-6)
     assert np.isfinite(f32.predict_proba(X)).all()
+
+
+@pytest.mark.parametrize("name", [n for n in sorted(FLOAT32_FITS) if "Beta" not in n])
+def test_float32_data_near_its_range_fits_as_float64(name: str) -> None:
+    make, data = FLOAT32_FITS[name]
+    X32 = (data() / 100.0).astype(np.float32)  # held by float32, its squares are not
+    kw = dict(random_state=0, max_iter=15, tol=0.0, monotonicity="raise")
+    f32 = make(dtype="float32", **kw).fit(X32)
+    f64 = make(**kw).fit(X32.astype(np.float64))
+    assert f32.lower_bound_ == pytest.approx(f64.lower_bound_, rel=1e-6)
+    assert np.isfinite(f32.predict_proba(X32)).all()
+
+
+def test_kmeans_on_float32_beyond_its_squares_says_float64() -> None:
+    with pytest.raises(InputError, match=r"exceed float32's range.*or pass X as float64"):
+        KMeans(2).fit((X2 * 1e20).astype(np.float32))
+    km = KMeans(2, n_init=1, random_state=0).fit(X2 * 1e20)
+    assert np.isfinite(km.inertia_) and np.isfinite(km.transform(X2 * 1e20)).all()
 
 
 # -- 3. priors rescue fits that have no maximum likelihood -----------------------------

@@ -180,8 +180,9 @@ def has_missing_values(X: NDArray[np.floating[Any]], name: str = "X") -> bool:
     every value missing, which carry no information."""
     # NaN and infinities show in the column sums: one BLAS pass over the data (a sum that
     # overflows only sends us to the exact checks below)
-    if np.isfinite(np.ones(X.shape[0], dtype=X.dtype) @ X).all():
-        return False
+    with np.errstate(over="ignore"):
+        if np.isfinite(np.ones(X.shape[0], dtype=X.dtype) @ X).all():
+            return False
     # min and max propagate NaN; fmin and fmax skip it
     if np.isinf(np.fmax.reduce(X, axis=None)) or np.isinf(np.fmin.reduce(X, axis=None)):
         row, col = np.argwhere(np.isinf(X))[0]
@@ -291,5 +292,10 @@ def check_fit_range(
         f"{float(info.max):.3g}); the largest spread {what} on {n} rows of {d} columns "
         f"can hold is about {limit:.3g}. Divide X by a constant, e.g. X / {factor:.6g}, "
         "before fitting (the fitted locations then scale back by that constant, variances "
-        "by its square)."
+        "by its square)"
+        + (
+            "."
+            if info.dtype == np.float64
+            else f", or pass X as float64 (it is {info.dtype}, worked on as such)."
+        )
     )
