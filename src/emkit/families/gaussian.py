@@ -11,6 +11,11 @@ between components, so it needs ``x`` alone plus one resp-independent scatter ma
 The data are centred once (``shift``) so the expanded quadratic form stays accurate; where
 it would still lose precision (float32, badly scaled data) :meth:`GaussianFamily.natural`
 flags it and :meth:`GaussianFamily.log_prob` uses the whitened form ``||(x - mu) U||^2``.
+
+A row so far out that its squared distances leave float64 (a value around 1e155 for data
+of unit scale) has a log-density of -inf to float64, but a posterior all the same: such
+rows go through :func:`far_log_prob`, which keeps the nearest component's distance as a
+term shared by all components (the row term) and the others' differences to it finite.
 """
 
 from __future__ import annotations
@@ -70,7 +75,7 @@ LOG_2PI = float(np.log(2.0 * np.pi))
 # whitened form is used instead: float64 stays at sklearn-parity accuracy, float32 at 1e-3.
 _EXPANDED_FORM_TOLERANCE = {np.dtype(np.float64): 1e-8, np.dtype(np.float32): 1e-3}
 
-# A row whose whitened distance may exceed this takes the far-row route (_far_log_prob).
+# A row whose whitened distance may exceed this takes the far-row route (far_log_prob).
 _FAR = 1e100
 # ... and so does a row beyond this many times the largest centred value seen in training.
 _OUTSIDE = 2.0
@@ -210,7 +215,7 @@ class CovarianceStructure:
 
     def whiten(self, Xs: Array, prec_chol: Array, n_components: int) -> Array:
         """(n, K, d) whitened rows ``x_n U_k`` for rows ``Xs`` (n, d), in float64 (the far
-        rows' route, see :func:`_far_log_prob`)."""
+        rows' route, see :func:`far_log_prob`)."""
         raise NotImplementedError
 
     def spectrum(self, cov: Array, mass: Array) -> tuple[Array, Array]:
@@ -832,7 +837,7 @@ class GaussianFamily:
                 row = self.structure.row_term(X, params.precisions_cholesky)
         if not far.size:
             return row
-        # far rows: the nearest component's distance, apart (see _far_log_prob)
+        # far rows: the nearest component's distance, apart (see far_log_prob)
         row = np.zeros(X.shape[0], dtype=X.dtype) if row is None else row
         row[far] = _far_log_prob(self.structure, X[far], params)[1]
         return row
@@ -848,7 +853,7 @@ class GaussianFamily:
         """Centred rows the E-step's forms cannot hold: beyond ``_OUTSIDE`` times the
         scale the expanded form's round-off was bounded for, or with squared distances
         that may overflow (a bound on |(x - mu) U| beyond ``_FAR``). They take
-        :func:`_far_log_prob`, exact for any finite row."""
+        :func:`far_log_prob`, exact for any finite row."""
         d = Xc.shape[1]
         u = float(np.max(np.abs(params.precisions_cholesky)))
         mu = float(np.max(np.abs(params.means), initial=0.0))
