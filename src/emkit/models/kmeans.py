@@ -260,7 +260,11 @@ def nearest(X: Array, centers: NDArray[np.float64]) -> NDArray[np.intp]:
         D = X @ product[:-1]
         D += product[-1]
     labels = np.asarray(_as_float64(D).argmin(axis=1))
-    bad = np.flatnonzero(~np.isfinite(D).all(axis=1))
+    # inf or NaN shows in the sum (one reduction, no temporary); rows beyond the dtype
+    # are rare, so only then is each row looked at
+    with np.errstate(over="ignore", invalid="ignore"):
+        clean = bool(np.isfinite(D.sum()))
+    bad = np.zeros(0, dtype=np.intp) if clean else np.flatnonzero(~np.isfinite(D).all(axis=1))
     if bad.size:
         # (||x - c||^2 - ||x||^2) / t keeps the arg-min; with t a power of two per row
         # the terms stay in float64's range
