@@ -20,6 +20,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import blobs
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import emkit
 from emkit import (
@@ -191,6 +193,48 @@ def test_far_rows_keep_their_posterior(name: str) -> None:
     imputed = model.impute(far)
     assert np.isfinite(imputed).all()
     np.testing.assert_array_equal(imputed[~np.isnan(far)], far[~np.isnan(far)])
+
+
+_FITTED: dict[str, GaussianMixture] = {}
+
+
+def _fitted(covariance_type: str) -> GaussianMixture:
+    """One fit per structure for the property test (fits are not what it varies)."""
+    if covariance_type not in _FITTED:
+        _FITTED[covariance_type] = GaussianMixture(
+            3, covariance_type=covariance_type, random_state=0
+        ).fit(X2)
+    return _FITTED[covariance_type]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    covariance_type=st.sampled_from(COVARIANCE_TYPES),
+    exponents=st.lists(st.integers(-2, 307), min_size=2, max_size=2),
+    signs=st.lists(st.sampled_from([-1.0, 1.0]), min_size=2, max_size=2),
+    mantissas=st.lists(st.floats(1.0, 9.99), min_size=2, max_size=2),
+    missing=st.sampled_from([None, 0, 1]),
+)
+def test_any_row_gets_the_exact_posterior(
+    covariance_type: str,
+    exponents: list[int],
+    signs: list[float],
+    mantissas: list[float],
+    missing: int | None,
+) -> None:
+    """Rows from 0.01 to 1e307 in each coordinate (one possibly missing): the posterior is
+    the one exact arithmetic gives, and nothing warns."""
+    gm = _fitted(covariance_type)
+    x = np.array([s * m * 10.0**e for s, m, e in zip(signs, mantissas, exponents, strict=True)])
+    if missing is not None:
+        x[missing] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        proba = gm.predict_proba(x[None, :])[0]
+        imputed = gm.impute(x[None, :])[0]
+    np.testing.assert_allclose(proba, _exact_posterior(gm, x), atol=1e-6)
+    assert proba.sum() == pytest.approx(1.0)
+    assert np.isfinite(imputed).all()
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)

@@ -75,8 +75,10 @@ LOG_2PI = float(np.log(2.0 * np.pi))
 # whitened form is used instead: float64 stays at sklearn-parity accuracy, float32 at 1e-3.
 _EXPANDED_FORM_TOLERANCE = {np.dtype(np.float64): 1e-8, np.dtype(np.float32): 1e-3}
 
-# A row whose whitened distance may exceed this takes the far-row route (far_log_prob).
-_FAR = 1e100
+# A row whose whitened distance may exceed this takes the far-row route (far_log_prob):
+# beyond it the squared distances (1e12) leave less than 1e-4 nats of their differences
+# between components to the one-form evaluation, and beyond 1e154 they overflow.
+_FAR = 1e6
 # ... and so does a row beyond this many times the largest centred value seen in training.
 _OUTSIDE = 2.0
 # Statistics beyond this fraction of the working dtype's largest number run in float64.
