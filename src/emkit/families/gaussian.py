@@ -897,14 +897,16 @@ class GaussianFamily:
             )
         if not far.size:
             return log_prob, state
-        # each far row on its own: the marginal over its observed coordinates, a full
+        # far rows by pattern of observed coordinates: their marginal there, a full
         # Gaussian, through the far route
         d = self.n_features
         K = params.means.shape[0]
         row = np.zeros(X.shape[0])
         full = Full()
-        for r in far:
-            o = np.flatnonzero(observed[r])
+        patterns, which = np.unique(observed[far], axis=0, return_inverse=True)
+        for p, pattern in enumerate(patterns):
+            rows = far[which.ravel() == p]
+            o = np.flatnonzero(pattern)
             cov = np.stack(
                 [
                     self.structure.component_covariance(params.covariances, k, d)[np.ix_(o, o)]
@@ -913,11 +915,11 @@ class GaussianFamily:
             )
             U = _cholesky_upper_of_precision(cov)
             rel, far_row = _far_log_prob(
-                full, X[r, o][None, :], GaussianParams(params.means[:, o], cov, U)
+                full, X[np.ix_(rows, o)], GaussianParams(params.means[:, o], cov, U)
             )
             const = full.half_log_det(U, o.size) - 0.5 * o.size * LOG_2PI + offset
-            log_prob[r] = rel[0] + const
-            row[r] = far_row[0]
+            log_prob[rows] = rel + const
+            row[rows] = far_row
         return log_prob, state._replace(row=row)
 
     def missing_row_term(self, state: MissingState) -> Array | None:
