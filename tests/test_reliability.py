@@ -544,6 +544,16 @@ def test_prior_of_the_wrong_length_is_named(family: Any, data: np.ndarray, match
             {"covariance_type": "tied"},
             r"covariance_type='spherical', but covariance_type is now 'tied'",
         ),
+        (  # n_components == n_features: diag and tied covariances have one shape
+            lambda: GaussianMixture(2, covariance_type="diag"),
+            {"covariance_type": "tied"},
+            r"covariance_type='diag', but covariance_type is now 'tied'",
+        ),
+        (
+            lambda: GaussianMixture(2, covariance_type="tied"),
+            {"covariance_type": "diag"},
+            r"covariance_type='tied', but covariance_type is now 'diag'",
+        ),
         (
             lambda: MixtureModel(Gaussian("diag"), 3),
             {"n_components": 2},
