@@ -845,7 +845,7 @@ class GaussianFamily:
         return row
 
     def normalizer(self, params: GaussianParams) -> Array:
-        """(K,) log N's constant 1/2 log|P_k| - d/2 log(2 pi) (the far rows' share of
+        """(K,) log N's constant ``1/2 log|P_k| - d/2 log(2 pi)`` (the far rows' share of
         the normalizer, see :func:`far_log_prob`)."""
         d = self.n_features
         const = self.structure.half_log_det(params.precisions_cholesky, d) - 0.5 * d * LOG_2PI
@@ -854,7 +854,7 @@ class GaussianFamily:
     def far_rows(self, Xc: Array, params: GaussianParams) -> NDArray[np.intp]:
         """Centred rows the E-step's forms cannot hold: beyond ``_OUTSIDE`` times the
         scale the expanded form's round-off was bounded for, or with squared distances
-        that may overflow (a bound on |(x - mu) U| beyond ``_FAR``). They take
+        that may overflow (a bound on ``|(x - mu) U|`` beyond ``_FAR``). They take
         :func:`far_log_prob`, exact for any finite row."""
         d = Xc.shape[1]
         u = float(np.max(np.abs(params.precisions_cholesky)))
@@ -1203,9 +1203,10 @@ def far_log_prob(
     the nearest component, and (n,) ``-1/2 D_m`` (-inf when D_m itself is beyond
     float64).
 
-    With t a power of two per row (exact), a_k = (x/t) U_k, b_k = (mu_k U_k)/t, y_k =
-    a_k - b_k (the parts' stacked) and S = t max|y|: D_k = S^2 ||y_k / max|y| ||^2 and
-    D_k - D_m = S^2 ((a_k - a_m) - (b_k - b_m)).(y_k + y_m) / max|y|^2. Taking a_k - a_m
+    With t a power of two per row (exact), ``a_k = (x/t) U_k``, ``b_k = (mu_k U_k)/t``,
+    ``y_k = a_k - b_k`` (the parts' stacked) and ``S = t max|y|``:
+    ``D_k = S^2 ||y_k / max|y| ||^2`` and
+    ``D_k - D_m = S^2 ((a_k - a_m) - (b_k - b_m)).(y_k + y_m) / max|y|^2``. Taking a_k - a_m
     apart keeps the means' share where it decides (equal U_k: a_k - a_m = 0 exactly),
     and every factor stays representable: the posterior keeps its digits where the
     log-densities are out of range.
@@ -1291,7 +1292,7 @@ def _positive_definite(cov: Array) -> Array:
     ``_PRIOR_SCALE_FLOOR`` times the largest one.
 
     Collinear columns (x, 2x + 1) or fewer rows than columns make the data covariance
-    singular; an inverse-Wishart with a singular scale has log|scale| = -inf and lets the
+    singular; an inverse-Wishart with a singular scale has ``log|scale| = -inf`` and lets the
     covariances collapse along the null directions, the very failure the prior is there to
     prevent. The floor keeps every direction's prior variance positive and changes nothing
     for a well-conditioned covariance.

@@ -73,7 +73,7 @@ def initial_responsibilities(
 def _within_range(X: NDArray[np.floating[Any]]) -> NDArray[np.floating[Any]]:
     """``X`` as it is, or, where the sums of squares k-means forms would overflow its
     dtype (float32 data around 1e18 and beyond), divided by a power of two near its
-    largest |x| in float64: k-means' labels and seeds do not change under one scale."""
+    largest ``|x|`` in float64: k-means' labels and seeds do not change under one scale."""
     top = max(float(X.max()), -float(X.min()))
     if not top > 0 or top < 1e-2 * float(np.sqrt(np.finfo(X.dtype).max / X.size)):
         return X

@@ -281,7 +281,7 @@ def euclidean_distances(Xc: Array, centers: NDArray[np.float64]) -> Array:
 
     scikit-learn's expanded form for the rows whose squared distances fit the dtype; a
     row beyond that (a value around 1e155 in float64, 1e19 in float32) is scaled by a
-    power of two t first, ||x - c|| = t ||x/t - c/t||, so a distance the dtype can hold
+    power of two t first, ``||x - c|| = t ||x/t - c/t||``, so a distance the dtype can hold
     is never returned as inf.
     """
     from sklearn.metrics.pairwise import euclidean_distances as expanded
