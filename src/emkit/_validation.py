@@ -12,14 +12,20 @@ from emkit.exceptions import InputError, InputTypeError
 __all__ = [
     "as_float_matrix",
     "check_choice",
+    "check_fit_range",
     "check_flag",
     "check_number",
     "check_positive_int",
     "check_random_state",
     "check_sample_weight",
+    "check_warm_start",
+    "column_as_float",
     "has_missing_values",
     "resolve_dtype",
 ]
+
+# scikit-learn's (and numpy.random.RandomState's) range of integer seeds
+_MAX_SEED = 2**32 - 1
 
 _DTYPES: dict[str, type[np.floating[Any]]] = {"float64": np.float64, "float32": np.float32}
 
@@ -70,6 +76,8 @@ def as_float_matrix(
             f"A sparse matrix was passed as {name}, but dense data is required. Use "
             f"'{name}.toarray()' to convert to a dense numpy array."
         )
+    if hasattr(X, "dtypes") and hasattr(X, "columns") and hasattr(X, "to_numpy"):
+        X = _frame_as_float(X, name)
     try:
         arr = np.asarray(X)
     except Exception as exc:  # ragged lists and the like
@@ -132,13 +140,49 @@ def as_float_matrix(
     return out
 
 
+def column_as_float(column: Any, label: str) -> NDArray[np.floating[Any]] | None:
+    """A numeric pandas column as floats, its missing values (``NaN``, ``None``, ``pd.NA``
+    of the nullable dtypes ``Int64``, ``Float64``, ``boolean``) as NaN; None for a column
+    that is not numeric (the caller says what it accepts instead).
+
+    ``label`` names the column in messages.
+    """
+    if column.dtype.kind not in "biuf":
+        return None
+    try:
+        out = column.to_numpy(dtype=np.float64, na_value=np.nan)
+    except (TypeError, ValueError) as exc:  # pragma: no cover - pandas' numeric kinds convert
+        raise InputTypeError(f"{label} could not be read as numbers: {exc}") from exc
+    return np.asarray(out)
+
+
+def _frame_as_float(frame: Any, name: str) -> Any:
+    """A DataFrame's values for :func:`as_float_matrix`: as they are when every column has
+    a NumPy dtype (float32 stays float32), else column by column through
+    :func:`column_as_float`, so nullable columns read ``pd.NA`` as a missing value."""
+    dtypes = list(frame.dtypes)
+    if all(isinstance(dt, np.dtype) for dt in dtypes):
+        return frame.to_numpy()
+    columns = []
+    for c in frame.columns:
+        values = column_as_float(frame[c], f"Column {str(c)!r} of {name}")
+        if values is None:
+            raise InputTypeError(
+                f"Column {str(c)!r} of {name} has dtype {frame[c].dtype}; numbers are "
+                "needed. Encode categorical columns as numbers or drop them before fitting."
+            )
+        columns.append(values)
+    return np.column_stack(columns) if columns else np.empty((len(frame), 0))
+
+
 def has_missing_values(X: NDArray[np.floating[Any]], name: str = "X") -> bool:
     """Whether ``X`` has a missing value (NaN); raises for infinities and for rows with
     every value missing, which carry no information."""
     # NaN and infinities show in the column sums: one BLAS pass over the data (a sum that
     # overflows only sends us to the exact checks below)
-    if np.isfinite(np.ones(X.shape[0], dtype=X.dtype) @ X).all():
-        return False
+    with np.errstate(over="ignore"):
+        if np.isfinite(np.ones(X.shape[0], dtype=X.dtype) @ X).all():
+            return False
     # min and max propagate NaN; fmin and fmax skip it
     if np.isinf(np.fmax.reduce(X, axis=None)) or np.isinf(np.fmin.reduce(X, axis=None)):
         row, col = np.argwhere(np.isinf(X))[0]
@@ -196,10 +240,16 @@ def check_random_state(random_state: Any) -> np.random.Generator:
     if isinstance(random_state, np.random.RandomState):
         return np.random.default_rng(random_state.randint(np.iinfo(np.int32).max))
     if isinstance(random_state, int | np.integer) and not isinstance(random_state, bool):
+        if not 0 <= random_state <= _MAX_SEED:
+            raise InputError(
+                f"random_state must be an int between 0 and 2**32 - 1 (a seed), got "
+                f"{int(random_state)}. Pass a non-negative seed such as 0, or None for a "
+                "fresh random start."
+            )
         return np.random.default_rng(int(random_state))
     raise InputError(
-        "random_state must be None, an int, a numpy.random.Generator or a "
-        f"numpy.random.RandomState, got {random_state!r}."
+        "random_state must be None, an int between 0 and 2**32 - 1, a "
+        f"numpy.random.Generator or a numpy.random.RandomState, got {random_state!r}."
     )
 
 
@@ -209,3 +259,43 @@ def check_number(name: str, value: Any, minimum: float = 0.0) -> float:
     if not np.isfinite(value) or value < minimum:
         raise InputError(f"{name} must be a finite number >= {minimum}, got {value!r}.")
     return float(value)
+
+
+def check_warm_start(name: str, fitted: Any, current: Any) -> None:
+    """Raise a clear error when ``warm_start=True`` would continue a fit whose ``name`` was
+    ``fitted`` with ``name`` now set to ``current``: the previous parameters do not fit the
+    new setting. (scikit-learn's GaussianMixture keeps the old number of components
+    silently, or fails with a broadcast error.)"""
+    if fitted != current:
+        raise InputError(
+            f"warm_start=True continues the previous fit, which has {name}={fitted!r}, but "
+            f"{name} is now {current!r}. Set warm_start=False to fit from scratch with the "
+            f"new {name}, or set {name} back to {fitted!r}."
+        )
+
+
+def check_fit_range(
+    scale: float, shape: tuple[int, ...], what: str, dtype: Any = np.float64
+) -> None:
+    """Raise a clear error when data spread ``scale`` around their centre is so large that
+    the sums of squares a fit adds up over ``shape[0]`` rows of ``shape[1]`` columns (and
+    the covariances or inertia made of them) would overflow ``dtype``."""
+    n, d = shape
+    info = np.finfo(dtype)
+    limit = 1e-2 * float(np.sqrt(float(info.max) / (max(n, 1) * d)))
+    if scale < limit:
+        return
+    factor = 2.0 ** np.ceil(np.log2(scale))
+    raise InputError(
+        f"X's values lie up to {scale:.3g} from their mean: their squares, which the "
+        f"statistics of {what} add up, would exceed {info.dtype}'s range (about "
+        f"{float(info.max):.3g}); the largest spread {what} on {n} rows of {d} columns "
+        f"can hold is about {limit:.3g}. Divide X by a constant, e.g. X / {factor:.6g}, "
+        "before fitting (the fitted locations then scale back by that constant, variances "
+        "by its square)"
+        + (
+            "."
+            if info.dtype == np.float64
+            else f", or pass X as float64 (it is {info.dtype}, worked on as such)."
+        )
+    )

@@ -156,6 +156,23 @@ class FamilyMixture(FittedMixture):
 
         return self._map_model(X, make)
 
+    def predict(self, X: Any) -> NDArray[np.intp]:
+        """The most likely component of each sample, shape (n_samples,)."""
+        return np.asarray(self._map_log_resp(X, lambda lr: lr.argmax(axis=1)))
+
+    def predict_proba(self, X: Any) -> Array:
+        """Posterior probability of each component for each sample, shape (n_samples, K)."""
+        return np.asarray(self._map_log_resp(X, np.exp))
+
+    def _map_log_resp(self, X: Any, fn: Callable[[Array], Array]) -> Any:
+        # from log p(k | x) without the terms every component shares, which may be out of
+        # float64's range for a row far beyond the training data while its posterior is not
+        def make(model: Any, params: Any) -> Callable[[Array], Any]:
+            log_resp = model.log_resp(params)
+            return lambda chunk: fn(log_resp(chunk))
+
+        return self._map_model(X, make)
+
     # -- online EM ----------------------------------------------------------------------
 
     def _online_start(self) -> tuple[Any, Any]:

@@ -16,6 +16,7 @@ from emkit._validation import (
     check_choice,
     check_number,
     check_sample_weight,
+    check_warm_start,
     has_missing_values,
     resolve_dtype,
 )
@@ -289,6 +290,23 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
         Xa = self._validate_X(X, reset=not warm)
         n, d = Xa.shape
         K = self.n_components
+        if warm:
+            check_warm_start("n_components", len(self.weights_), K)
+            # the covariances' shape says which structure they have; diag and tied share
+            # one when n_components == n_features, where a tied precision factor is upper
+            # triangular and diagonal ones are positive (with one feature, they agree)
+            fitted = [
+                t
+                for t in COVARIANCE_TYPES
+                if covariance_structure(t).shape(K, d) == np.shape(self.covariances_)
+            ]
+            if len(fitted) > 1 and d > 1:
+                upper = not np.tril(self.precisions_cholesky_, -1).any()
+                fitted = ["tied" if upper else "diag"]
+            if self.covariance_type not in fitted:
+                check_warm_start(
+                    "covariance_type", fitted[0] if fitted else "?", self.covariance_type
+                )
         if n < 2:
             raise InputError(
                 f"X has {n} sample; fitting a mixture needs at least 2 samples "

@@ -20,6 +20,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from emkit._validation import (
     as_float_matrix,
     check_choice,
+    check_fit_range,
     check_number,
     check_positive_int,
     check_random_state,
@@ -35,6 +36,7 @@ from emkit.models.kmeans import (
     KMeansModel,
     KMeansParams,
     design_matrix,
+    euclidean_distances,
     nearest,
     row_state,
     squared_distances,
@@ -257,6 +259,9 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
 
         # Centre the data once, as scikit-learn does, for accurate expanded distances.
         shift = Xa.mean(axis=0)
+        # the spread from the column extremes: no temporary array
+        spread = np.maximum(Xa.max(axis=0) - shift, shift - Xa.min(axis=0))
+        check_fit_range(float(spread.max()), Xa.shape, "k-means", Xa.dtype)
         A = design_matrix(Xa, shift)
         # scikit-learn's tol is relative to the mean variance of the features, which is
         # the mean squared norm of the centred rows over d
@@ -331,17 +336,14 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
 
     def transform(self, X: ArrayLike) -> Array:
         """Euclidean distance of each sample to each center, shape (n_samples, n_clusters)."""
-        from sklearn.metrics.pairwise import euclidean_distances
-
         check_is_fitted(self)
         Xa = self._validate_X(X, reset=False)
         shift, centers = _centred(self.cluster_centers_, Xa.dtype)
-        centers_work = centers.astype(Xa.dtype)
         row_bytes = (Xa.shape[1] + 3 * centers.shape[0]) * Xa.itemsize
         with InMemoryEngine(self.chunk_size, self.n_threads) as engine:
             return np.asarray(
                 engine.map_rows(
-                    lambda c: euclidean_distances(c - shift, centers_work), Xa, row_bytes=row_bytes
+                    lambda c: euclidean_distances(c - shift, centers), Xa, row_bytes=row_bytes
                 )
             )
 

@@ -20,6 +20,8 @@ from emkit._validation import (
     check_number,
     check_random_state,
     check_sample_weight,
+    check_warm_start,
+    column_as_float,
     has_missing_values,
     resolve_dtype,
 )
@@ -38,6 +40,7 @@ from emkit.estimators._mixture_base import (
 )
 from emkit.exceptions import InputError, InputTypeError
 from emkit.families import Bernoulli, Categorical, Gaussian, Poisson, Product
+from emkit.families._base import check_family
 from emkit.inference.em import EMTrace, fit_em_restarts
 from emkit.inference.init import initial_responsibilities
 from emkit.models.mixing import MixingWeights, assignment
@@ -347,8 +350,8 @@ class MixtureModel(FamilyMixture, DensityMixin, BaseEstimator):
                     )
                 codes[codes < 0] = np.nan
                 columns.append(codes)
-            elif col.dtype.kind in "biuf":
-                columns.append(col.to_numpy(dtype=np.float64, na_value=np.nan))
+            elif (values := column_as_float(col, f"Column {str(c)!r}")) is not None:
+                columns.append(values)
             else:
                 raise InputTypeError(
                     f"Column {str(c)!r} has dtype {col.dtype}; emkit needs numbers, bools or "
@@ -384,6 +387,8 @@ class MixtureModel(FamilyMixture, DensityMixin, BaseEstimator):
         self._check_parameters()
         warm = self.warm_start and hasattr(self, "params_")
         Xa, labels = self._validate_X(X, reset=not warm)
+        if warm:
+            check_warm_start("n_components", len(self.weights_), self.n_components)
         n, d = Xa.shape
         K = self.n_components
         if n < 2 or n < K:
@@ -395,11 +400,7 @@ class MixtureModel(FamilyMixture, DensityMixin, BaseEstimator):
         w = check_sample_weight(sample_weight, n, dtype)
         known = check_labels(y, n, K) if self.semi_supervised else None
         family: Any = getattr(self, "family_", None) if warm else self._family_spec(X)
-        if not hasattr(family, "bind"):
-            raise InputError(
-                "family must be an emkit family (e.g. emkit.families.Poisson()) or a "
-                f"Product of them, got {type(family).__name__}."
-            )
+        check_family(family)
         if not warm and isinstance(family, Product):
             family = family.resolve(getattr(self, "feature_names_in_", None), d)
         family.check(Xa, labels)  # values first, in the caller's row order; bind reads them
@@ -529,9 +530,13 @@ class MixtureModel(FamilyMixture, DensityMixin, BaseEstimator):
 
 def _standardize(X: Array) -> Array:
     """Columns with mean 0 and variance 1 (constant columns left at 0), for k-means."""
-    mean = X.mean(axis=0, dtype=np.float64)
-    std = X.std(axis=0, dtype=np.float64)
-    return np.asarray((X - mean) / np.where(std > 0, std, 1.0))
+    # divided by the columns' largest |x| first: the squares of values around 1e200 (or
+    # 1e-200) would leave float64 and make every row look alike
+    size = np.max(np.abs(X), axis=0).astype(np.float64)
+    Xs = X / np.where(size > 0, size, 1.0)
+    mean = Xs.mean(axis=0, dtype=np.float64)
+    std = Xs.std(axis=0, dtype=np.float64)
+    return np.asarray((Xs - mean) / np.where(std > 0, std, 1.0))
 
 
 # -- convenience estimators: MixtureModel with the family fixed ----------------------

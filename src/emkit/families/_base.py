@@ -34,7 +34,7 @@ from typing import Any, NamedTuple, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from emkit.exceptions import DegenerateComponentWarning, InputError
+from emkit.exceptions import DegenerateComponentWarning, InputError, InputTypeError
 
 __all__ = [
     "ComponentFamily",
@@ -42,6 +42,7 @@ __all__ = [
     "Group",
     "Natural",
     "check_distributions",
+    "check_family",
     "check_finite",
     "check_positive",
     "column_label",
@@ -456,6 +457,26 @@ def pattern_ids(mask: NDArray[np.bool_]) -> tuple[NDArray[np.intp], NDArray[np.i
         return np.concatenate([[0], new]), np.cumsum(step)
     _, first, pattern = np.unique(key, return_index=True, return_inverse=True)
     return first, pattern.reshape(-1)
+
+
+def check_family(family: Any, what: str = "family") -> None:
+    """Raise a clear error unless ``family`` is a family instance (e.g. ``Poisson()``).
+
+    A family class or factory passed uncalled (``family=Poisson``) has a ``bind`` too,
+    which then fails deep inside with a missing argument.
+    """
+    if isinstance(family, type) or (callable(family) and not hasattr(family, "bind")):
+        name = getattr(family, "__name__", repr(family))
+        kind = "class" if isinstance(family, type) else "function"
+        raise InputTypeError(
+            f"{what} must be a family instance such as {name}(), got the {kind} {name} "
+            f"itself; call it: {what}={name}()."
+        )
+    if not hasattr(family, "bind"):
+        raise InputTypeError(
+            f"{what} must be an emkit family (e.g. emkit.families.Poisson()) or a Product of "
+            f"them, got {type(family).__name__}."
+        )
 
 
 def column_label(labels: Sequence[str], j: int) -> str:

@@ -117,6 +117,9 @@ class MissingState(NamedTuple):
     n_components: int
     n_features: int
     compiled: _Compiled | None = None
+    # log p(x_obs | k) terms equal for every component, apart from the log-probabilities:
+    # rows far beyond float64's range of squared distances (see GaussianFamily)
+    row: Array | None = None
 
 
 @functools.lru_cache(maxsize=64)

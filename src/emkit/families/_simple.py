@@ -34,6 +34,7 @@ from emkit.families.priors import ConjugatePrior, check_prior
 __all__ = [
     "NewtonFamily",
     "SimpleFamily",
+    "cast_natural",
     "feature_major",
     "first_bad",
     "log_factorial",
@@ -45,6 +46,10 @@ Array = NDArray[np.floating[Any]]
 
 # Absolute round-off (nats) of a float32 log-density beyond which an iteration runs in float64.
 _ROUND_OFF = 1e-5
+# Statistics beyond this fraction of a dtype's largest number are worked on in float64.
+_STAT_RANGE = 1e-6
+# Counts from here on are not cast to integers (float64 integers are exact below 2^53).
+_EXACT_INTEGERS = 2.0**53
 # log(x!) tables reach this far; larger counts use gammaln.
 _TABLE_SIZE = 1 << 16
 
@@ -66,8 +71,10 @@ def log_factorial_table(X: Array) -> Array:
 def log_factorial(x: Array, table: Array | None) -> Array:
     """log(x!) = gammaln(x + 1) in float64: from ``table`` for the integers it covers
     (gammaln is 10x slower), gammaln elsewhere (larger or non-integer values)."""
+    if table is None or not float(np.max(x, initial=0.0)) < _EXACT_INTEGERS:
+        return np.asarray(gammaln(np.asarray(x, dtype=np.float64) + 1.0))
     counts = np.asarray(x).astype(np.intp)
-    if table is None or not np.array_equal(counts, x):
+    if not np.array_equal(counts, x):
         return np.asarray(gammaln(np.asarray(x, dtype=np.float64) + 1.0))
     out = table[np.minimum(counts, table.shape[0] - 1)]
     big = counts >= table.shape[0]
@@ -80,6 +87,14 @@ def first_bad(X: Array, bad: NDArray[np.bool_], labels: Sequence[str]) -> tuple[
     """(column label, row, value) of the first entry flagged in ``bad``."""
     row, col = (int(i) for i in np.argwhere(bad)[0])
     return column_label(labels, col), row, float(X[row, col])
+
+
+def cast_natural(eta: Array, log_norm: Array, dt: np.dtype[Any], needs_float64: bool) -> Natural:
+    """Natural parameters in the working dtype. When the iteration must run in float64
+    they may overflow ``dt`` (rates around 1e39 in float32): the mixture asks again in
+    float64 and never uses these."""
+    with np.errstate(over="ignore"):
+        return Natural(eta.astype(dt), log_norm.astype(dt), needs_float64)
 
 
 @dataclass(frozen=True, eq=False)
@@ -161,13 +176,22 @@ class SimpleFamily:
     def natural(self, params: Any, dtype: Any) -> Natural:
         eta, log_norm = self._natural(params)
         dt = np.dtype(dtype)
-        exact = False
-        if dt != np.float64 and self.stat_scale is not None:
-            # T @ eta - A adds terms that cancel; their round-off (eps times their 2-norm at
-            # the largest training statistics) beyond the tolerance makes the mixture
-            # evaluate this iteration in float64
-            exact = bool(np.finfo(dt).eps * np.max(self._term_size(eta, log_norm)) > _ROUND_OFF)
-        return Natural(eta.astype(dt), log_norm.astype(dt), exact)
+        return cast_natural(eta, log_norm, dt, self._needs_float64(eta, log_norm, dt))
+
+    def _needs_float64(self, eta: Array, log_norm: Array, dt: np.dtype[Any]) -> bool:
+        """Whether an iteration in ``dt`` would lose the log-densities: T @ eta - A adds
+        terms that cancel, and their round-off (eps times their 2-norm at the largest
+        training statistics) must stay within the tolerance; statistics beyond ``dt``'s
+        range (values around 1e39 in float32) would be inf. Either makes the mixture
+        evaluate the iteration in float64."""
+        if dt == np.float64 or self.stat_scale is None:
+            return False
+        info = np.finfo(dt)
+        if not float(np.max(self.stat_scale, initial=0.0)) < _STAT_RANGE * float(info.max):
+            return True
+        with np.errstate(over="ignore", invalid="ignore"):
+            size = float(np.max(self._term_size(eta, log_norm)))
+        return bool(not np.isfinite(size) or info.eps * size > _ROUND_OFF)
 
     def _term_size(self, eta: Array, log_norm: Array) -> Array:
         """Per component, the 2-norm of the terms of T @ eta - A at the largest statistics."""

@@ -20,7 +20,7 @@ from scipy.special import xlogy
 from emkit.exceptions import InputError
 from emkit.families._base import Group, show
 from emkit.families._simple import SimpleFamily, first_bad
-from emkit.families.priors import BetaPrior, check_prior
+from emkit.families.priors import BetaPrior, check_prior, check_prior_sizes
 
 __all__ = ["Bernoulli", "BernoulliParams"]
 
@@ -95,13 +95,7 @@ class Bernoulli(SimpleFamily):
             c = _AUTO_PSEUDO_ROWS
             prior = BetaPrior(a=1.0 + c * mean, b=1.0 + c * (1.0 - mean))
         if isinstance(prior, BetaPrior):
-            for what in ("a", "b"):
-                size = np.size(getattr(prior, what))
-                if size not in (1, d):
-                    raise InputError(
-                        f"BetaPrior {what} has {size} values but the data has {d} columns; "
-                        "pass a scalar or one value per column."
-                    )
+            check_prior_sizes(prior, ("a", "b"), d)
         return replace(self, n_columns=d, prior=prior)
 
     def _check_values(self, X: Array, labels: Sequence[str]) -> None:

@@ -199,6 +199,19 @@ class Beta(NewtonFamily):
         np.log1p(-XT, out=buf[d:])
         return buf.T
 
+    def _needs_float64(self, eta: Array, log_norm: Array, dt: np.dtype[Any]) -> bool:
+        # a value nearer to 1 than a few units of dt's round-off is 1 in dt, where
+        # log(1 - x) = -inf, and one below dt's smallest normal number loses its digits or
+        # is 0: the largest |log x| and |log(1 - x)| in training say whether dt holds them
+        if dt != np.float64 and self.stat_scale is not None:
+            d = self.n_features
+            info = np.finfo(dt)
+            near_one = float(np.max(self.stat_scale[d:], initial=0.0))
+            near_zero = float(np.max(self.stat_scale[:d], initial=0.0))
+            if near_one > -np.log(4.0 * info.eps) or near_zero > -np.log(info.smallest_normal):
+                return True
+        return super()._needs_float64(eta, log_norm, dt)
+
     def _natural(self, params: BetaParams) -> tuple[Array, Array]:
         a, b = params.a, params.b
         eta = np.concatenate([a - 1.0, b - 1.0], axis=1)

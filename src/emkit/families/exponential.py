@@ -19,8 +19,8 @@ from numpy.typing import NDArray
 
 from emkit.exceptions import InputError
 from emkit.families._base import Group, Natural, check_positive
-from emkit.families._simple import SimpleFamily, first_bad
-from emkit.families.priors import GammaPrior, check_prior
+from emkit.families._simple import SimpleFamily, cast_natural, first_bad
+from emkit.families.priors import GammaPrior, check_prior, check_prior_sizes
 
 __all__ = ["Exponential", "ExponentialParams"]
 
@@ -93,18 +93,14 @@ class Exponential(SimpleFamily):
             c = _AUTO_PSEUDO_ROWS
             prior = GammaPrior(shape=1.0 + c, rate=c * np.where(mean > 0, mean, 1.0))
         if isinstance(prior, GammaPrior):
-            for what in ("shape", "rate"):
-                size = np.size(getattr(prior, what))
-                if size not in (1, d):
-                    raise InputError(
-                        f"GammaPrior {what} has {size} values but the data has {d} columns; "
-                        "pass a scalar or one value per column."
-                    )
+            check_prior_sizes(prior, ("shape", "rate"), d)
         positive = np.where(X > 0, X, np.inf).min(axis=0, initial=np.inf)
         smallest = np.where(np.isfinite(positive), positive, 1.0)
         with np.errstate(divide="ignore", over="ignore"):
             ceiling = np.minimum(1.0 / (_MEAN_FLOOR_FRACTION * smallest), _RATE_CEILING)
-        return replace(self, n_columns=d, prior=prior, rate_ceiling=ceiling)
+        # the statistics are the values: their largest size bounds the float32 round-off
+        stat_scale = np.abs(X).max(axis=0, initial=0.0)
+        return replace(self, n_columns=d, prior=prior, rate_ceiling=ceiling, stat_scale=stat_scale)
 
     def _check_values(self, X: Array, labels: Sequence[str]) -> None:
         bad = ~(X >= 0)
@@ -130,9 +126,10 @@ class Exponential(SimpleFamily):
 
     def natural(self, params: ExponentialParams, dtype: Any) -> Natural:
         eta, log_norm = self._natural(params)
+        dt = np.dtype(dtype)
         # a rate at the ceiling overflows float32: -inf * 0 would be NaN in the E-step
-        eta = np.maximum(eta, -float(np.finfo(dtype).max))
-        return Natural(eta.astype(dtype), log_norm.astype(dtype))
+        eta = np.maximum(eta, -float(np.finfo(dt).max))
+        return cast_natural(eta, log_norm, dt, self._needs_float64(eta, log_norm, dt))
 
     def _pseudo(self) -> tuple[Array | float, Array | float]:
         """(phi, nu) of the prior: Gamma(a, b) on the rate is phi = b, nu = a - 1."""

@@ -11,6 +11,11 @@ between components, so it needs ``x`` alone plus one resp-independent scatter ma
 The data are centred once (``shift``) so the expanded quadratic form stays accurate; where
 it would still lose precision (float32, badly scaled data) :meth:`GaussianFamily.natural`
 flags it and :meth:`GaussianFamily.log_prob` uses the whitened form ``||(x - mu) U||^2``.
+
+A row so far out that its squared distances leave float64 (a value around 1e155 for data
+of unit scale) has a log-density of -inf to float64, but a posterior all the same: such
+rows go through :func:`far_log_prob`, which keeps the nearest component's distance as a
+term shared by all components (the row term) and the others' differences to it finite.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.special import gammaln, multigammaln
 
+from emkit._validation import check_fit_range
 from emkit.exceptions import DegenerateComponentWarning, EmkitError, InputError
 from emkit.families._base import (
     Fixed,
@@ -60,6 +66,7 @@ __all__ = [
     "Tied",
     "centred_scale",
     "covariance_structure",
+    "far_log_prob",
 ]
 
 Array = NDArray[np.floating[Any]]
@@ -84,6 +91,18 @@ _EXPANDED_FORM_TOLERANCE = {np.dtype(np.float64): 1e-8, np.dtype(np.float32): 1e
 # their log-densities are known to about eps * cond(Sigma_k) only, which the driver's
 # tolerance takes in (GaussianFamily.objective_roundoff).
 _FLOOR_EPS = 1e3 * float(np.finfo(np.float64).eps)
+
+# A row whose whitened distance may exceed this takes the far-row route (far_log_prob):
+# beyond it the squared distances (1e12) leave less than 1e-4 nats of their differences
+# between components to the one-form evaluation, and beyond 1e154 they overflow.
+_FAR = 1e6
+# ... and so does a row beyond this many times the largest centred value seen in training.
+_OUTSIDE = 2.0
+# Statistics beyond this fraction of the working dtype's largest number run in float64.
+_STAT_RANGE = 1e-6
+
+# Smallest eigenvalue of the 'auto' prior scale, relative to the largest one.
+_PRIOR_SCALE_FLOOR = 1e-6
 
 _ILL_DEFINED = (
     "Fitting the mixture model failed because some components have ill-defined empirical "
@@ -215,6 +234,11 @@ class CovarianceStructure:
         """(n, K) squared Mahalanobis distances, evaluated in whitened form."""
         raise NotImplementedError
 
+    def whiten(self, Xs: Array, prec_chol: Array, n_components: int) -> Array:
+        """(n, K, d) whitened rows ``x_n U_k`` for rows ``Xs`` (n, d), in float64 (the far
+        rows' route, see :func:`far_log_prob`)."""
+        raise NotImplementedError
+
     def spectrum(self, cov: Array, mass: Array) -> tuple[Array, Array]:
         """Eigenvalues of the covariances and the :meth:`mass` behind each one."""
         raise NotImplementedError
@@ -329,6 +353,10 @@ class _Triangular(CovarianceStructure):
 
     def exact_factor(self, cov: Array) -> Array:
         return _cholesky_upper_of_precision(cov)
+
+    def whiten(self, Xs: Array, prec_chol: Array, n_components: int) -> Array:
+        U = np.broadcast_to(prec_chol, (n_components, *prec_chol.shape[-2:]))
+        return np.einsum("nj,kji->nki", Xs, U)
 
     def half_log_det(self, prec_chol: Array, d: int) -> Array:
         # 1/2 log|P| = sum(log(diag(U)))
@@ -527,6 +555,10 @@ class _Variances(CovarianceStructure):
 
     def exact_factor(self, cov: Array) -> Array:
         return np.asarray(1.0 / np.sqrt(cov))
+
+    def whiten(self, Xs: Array, prec_chol: Array, n_components: int) -> Array:
+        u = prec_chol if prec_chol.ndim == 2 else prec_chol[:, None]  # spherical: one per k
+        return Xs[:, None, :] * u[None]
 
     def precisions(self, prec_chol: Array) -> Array:
         return prec_chol**2
@@ -756,6 +788,7 @@ class GaussianFamily:
         else:
             shift = (weights.astype(np.float64) @ X) / weights.sum(dtype=np.float64)
         scale = centred_scale(X, shift)
+        check_fit_range(scale, X.shape, "a Gaussian fit")
         prior, data_cov = self.prior, None
         if prior is not None:
             prior = GaussianPrior() if isinstance(prior, str) else prior
@@ -766,7 +799,9 @@ class GaussianFamily:
                 prior = replace(prior, dof=d + 2.0)
             _check_prior_shapes(prior, d)
             if prior.scale is None:
-                data_cov = np.atleast_2d(np.cov(X, rowvar=False, aweights=weights))
+                data_cov = _positive_definite(
+                    np.atleast_2d(np.cov(X, rowvar=False, aweights=weights))
+                )
         return replace(
             self,
             shift=shift,
@@ -791,23 +826,32 @@ class GaussianFamily:
         np.subtract(X.T, self.shift.astype(X.dtype)[:, None], out=XT, casting="same_kind")
         return XT.T
 
-    def statistics(self, X: Array, out: Array | None = None) -> Array:
-        return self.structure.statistics(X, out)
-
     def natural(self, params: GaussianParams, dtype: Any) -> Natural:
         eta, log_norm = self.structure.natural(params.means, params.precisions_cholesky)
         d = self.n_features
         # Round-off of T @ eta_k - log_norm_k: eps times the size of the terms that cancel
         # (their 2-norm: rounding errors add like a random walk), at the largest |x|.
-        terms = np.abs(eta) * self.structure.stat_scale(d, self.scale)
-        size = np.sqrt(np.sum(terms**2, axis=1) + log_norm**2)
-        if self.structure.has_row_term:
-            size = size + d * self.scale**2 * np.max(
-                np.abs(self.structure.precisions(params.precisions_cholesky))
-            )
+        # (in float64 numbers: rows far beyond the training scale overflow to inf here,
+        # which also says "use the exact form")
+        scale = np.float64(self.scale)
+        with np.errstate(over="ignore", invalid="ignore"):
+            stat_scale = self.structure.stat_scale(d, scale)
+            terms = np.abs(eta) * stat_scale
+            size = np.sqrt(np.sum(terms**2, axis=1) + log_norm**2)
+            if self.structure.has_row_term:
+                size = size + d * scale**2 * np.max(
+                    np.abs(self.structure.precisions(params.precisions_cholesky))
+                )
         dt = np.dtype(dtype)
-        exact = bool(np.finfo(dt).eps * np.max(size) > _EXPANDED_FORM_TOLERANCE[dt])
-        return Natural(eta.astype(dt), log_norm.astype(dt), exact)
+        info = np.finfo(dt)
+        exact = bool(
+            not np.all(np.isfinite(size))
+            or info.eps * np.max(size) > _EXPANDED_FORM_TOLERANCE[dt]
+            # statistics (x x^T) beyond the working dtype's range: float64 rows instead
+            or not np.max(stat_scale) < _STAT_RANGE * float(info.max)
+        )
+        with np.errstate(over="ignore"):  # beyond dt: exact, and asked again in float64
+            return Natural(eta.astype(dt), log_norm.astype(dt), exact)
 
     def log_prob(
         self,
@@ -817,19 +861,62 @@ class GaussianFamily:
         natural: Natural,
         offset: Array | None = None,
     ) -> Array:
+        d = self.n_features
+        far = self.far_rows(X, params)
         if natural.exact_form:
-            d = self.n_features
-            maha = self.structure.mahalanobis(X, params.means, params.precisions_cholesky)
+            with np.errstate(over="ignore"):  # far rows' distances are redone below
+                maha = self.structure.mahalanobis(X, params.means, params.precisions_cholesky)
             const = self.structure.half_log_det(params.precisions_cholesky, d) - 0.5 * d * LOG_2PI
             if offset is not None:
                 const = const + offset
-            return -0.5 * maha + np.asarray(const, dtype=X.dtype)
-        return expanded_log_prob(T, natural, offset)
+            log_prob = -0.5 * maha + np.asarray(const, dtype=X.dtype)
+        else:
+            with np.errstate(over="ignore", invalid="ignore"):  # far rows: redone below
+                log_prob = expanded_log_prob(T, natural, offset)
+        if far.size:
+            const = self.normalizer(params) if offset is None else self.normalizer(params) + offset
+            rel, _ = _far_log_prob(self.structure, X[far], params)
+            log_prob[far] = (rel + const).astype(log_prob.dtype)
+        return log_prob
 
     def row_term(self, X: Array, params: GaussianParams, natural: Natural) -> Array | None:
-        if natural.exact_form:
-            return None  # the whitened form holds the whole quadratic
-        return self.structure.row_term(X, params.precisions_cholesky)
+        far = self.far_rows(X, params)
+        row = None
+        if not natural.exact_form:  # the whitened form holds the whole quadratic
+            with np.errstate(over="ignore"):  # far rows: redone below
+                row = self.structure.row_term(X, params.precisions_cholesky)
+        if not far.size:
+            return row
+        # far rows: the nearest component's distance, apart (see far_log_prob)
+        row = np.zeros(X.shape[0], dtype=X.dtype) if row is None else row
+        row[far] = _far_log_prob(self.structure, X[far], params)[1]
+        return row
+
+    def normalizer(self, params: GaussianParams) -> Array:
+        """(K,) log N's constant ``1/2 log|P_k| - d/2 log(2 pi)`` (the far rows' share of
+        the normalizer, see :func:`far_log_prob`)."""
+        d = self.n_features
+        const = self.structure.half_log_det(params.precisions_cholesky, d) - 0.5 * d * LOG_2PI
+        return np.broadcast_to(const, (params.means.shape[0],))
+
+    def far_rows(self, Xc: Array, params: GaussianParams) -> NDArray[np.intp]:
+        """Centred rows the E-step's forms cannot hold: beyond ``_OUTSIDE`` times the
+        scale the expanded form's round-off was bounded for, or with squared distances
+        that may overflow (a bound on ``|(x - mu) U|`` beyond ``_FAR``). They take
+        :func:`far_log_prob`, exact for any finite row."""
+        d = Xc.shape[1]
+        u = float(np.max(np.abs(params.precisions_cholesky)))
+        mu = float(np.max(np.abs(params.means), initial=0.0))
+        limit = min(_OUTSIDE * self.scale, _FAR / (d * u) - mu)
+        # the chunk's extremes first: two reductions, no temporary, for the usual chunk
+        if Xc.shape[0] == 0 or max(float(Xc.max()), -float(Xc.min())) <= limit:
+            return np.zeros(0, dtype=np.intp)
+        return np.flatnonzero(~(np.max(np.abs(Xc), axis=1) <= limit))
+
+    def statistics(self, X: Array, out: Array | None = None) -> Array:
+        # rows far beyond the training data may overflow here: _far_rows redoes them
+        with np.errstate(over="ignore"):
+            return self.structure.statistics(X, out)
 
     def log_base_measure(self, X: Array) -> None:
         return None  # the constant -d/2 log(2 pi) is in log_norm
@@ -851,9 +938,42 @@ class GaussianFamily:
         natural: Natural,
         offset: Array,
     ) -> tuple[Array, MissingState]:
-        return missing_log_prob(
-            self.structure, X, observed, params.means, params.precisions_cholesky, offset
-        )
+        far = self.far_rows(X, params)  # the fill values at missing coordinates are 0
+        with np.errstate(over="ignore", invalid="ignore"):  # far rows: redone below
+            log_prob, state = missing_log_prob(
+                self.structure, X, observed, params.means, params.precisions_cholesky, offset
+            )
+        if not far.size:
+            return log_prob, state
+        # far rows by pattern of observed coordinates: their marginal there, a full
+        # Gaussian, through the far route
+        d = self.n_features
+        K = params.means.shape[0]
+        row = np.zeros(X.shape[0])
+        full = Full()
+        patterns, which = np.unique(observed[far], axis=0, return_inverse=True)
+        for p, pattern in enumerate(patterns):
+            rows = far[which.ravel() == p]
+            o = np.flatnonzero(pattern)
+            cov = np.stack(
+                [
+                    self.structure.component_covariance(params.covariances, k, d)[np.ix_(o, o)]
+                    for k in range(K)
+                ]
+            )
+            U = _cholesky_upper_of_precision(cov)
+            rel, far_row = _far_log_prob(
+                full, X[np.ix_(rows, o)], GaussianParams(params.means[:, o], cov, U)
+            )
+            const = full.half_log_det(U, o.size) - 0.5 * o.size * LOG_2PI + offset
+            log_prob[rows] = rel + const
+            row[rows] = far_row
+        return log_prob, state._replace(row=row)
+
+    def missing_row_term(self, state: MissingState) -> Array | None:
+        """The terms of log p(x_obs, k) equal for every k that :meth:`missing_log_prob`
+        kept apart (far rows), or None."""
+        return state.row
 
     def missing_statistics(
         self, params: GaussianParams, state: MissingState, resp: Array
@@ -877,11 +997,7 @@ class GaussianFamily:
         if prior.scale is None:
             # mclust's default: the data covariance / K^(2/d), zero variances floored
             assert self.data_covariance is not None
-            cov = self.data_covariance.copy()
-            diag = np.diagonal(cov)
-            floor = max(1e-10 * float(diag.max(initial=0.0)), 1e-300)
-            cov.flat[:: d + 1] = np.maximum(diag, floor)
-            scale = cov / K ** (2.0 / d)
+            scale = self.data_covariance / K ** (2.0 / d)
         else:
             scale = np.asarray(prior.scale, dtype=np.float64)
         mean = np.asarray(prior.mean, dtype=np.float64) - self.shift
@@ -1202,6 +1318,65 @@ def centred_column_scale(X: Array, shift: Array) -> Array:
     return np.nan_to_num(np.asarray(med, dtype=np.float64), nan=0.0, posinf=0.0)
 
 
+def far_log_prob(
+    parts: Sequence[tuple[CovarianceStructure, Array, GaussianParams]],
+) -> tuple[Array, Array]:
+    """log N(x | mu_k, Sigma_k) of rows so far out that the squared distances overflow, for
+    one Gaussian or several over disjoint columns (a product's blocks: their distances
+    add), as ``(structure, centred rows, parameters)`` parts over the same rows; in two
+    finite-where-possible parts: (n, K) ``-1/2 (D_k - D_m)`` without the normalizers, m
+    the nearest component, and (n,) ``-1/2 D_m`` (-inf when D_m itself is beyond
+    float64).
+
+    With t a power of two per row (exact), ``a_k = (x/t) U_k``, ``b_k = (mu_k U_k)/t``,
+    ``y_k = a_k - b_k`` (the parts' stacked) and ``S = t max|y|``:
+    ``D_k = S^2 ||y_k / max|y| ||^2`` and
+    ``D_k - D_m = S^2 ((a_k - a_m) - (b_k - b_m)).(y_k + y_m) / max|y|^2``. Taking a_k - a_m
+    apart keeps the means' share where it decides (equal U_k: a_k - a_m = 0 exactly),
+    and every factor stays representable: the posterior keeps its digits where the
+    log-densities are out of range.
+    """
+    K = parts[0][2].means.shape[0]
+    rows = np.arange(parts[0][1].shape[0])
+    X64 = [np.asarray(Xc, dtype=np.float64) for _, Xc, _ in parts]
+    largest = np.max([np.max(np.abs(X), axis=1) for X in X64], axis=0)
+    t = np.exp2(np.floor(np.log2(np.maximum(largest, 1e-300))))
+    a_parts, b_parts = [], []
+    for (structure, _, params), X in zip(parts, X64, strict=True):
+        pc = params.precisions_cholesky
+        a_parts.append(structure.whiten(X / t[:, None], pc, K))
+        mu_U = structure.whiten(params.means, pc, K)[np.arange(K), np.arange(K)]
+        b_parts.append(mu_U[None, :, :] / t[:, None, None])
+    a = np.concatenate(a_parts, axis=2)
+    b = np.concatenate(b_parts, axis=2)
+    y = a - b
+    peak = np.maximum(np.max(np.abs(y), axis=(1, 2)), 1e-300)[:, None, None]
+    unit = np.einsum("nkj,nkj->nk", y / peak, y / peak)
+
+    def gap(m: NDArray[np.intp]) -> Array:
+        """(D_k - D_m) / S^2."""
+        diff = (a - a[rows, m][:, None, :]) - (b - b[rows, m][:, None, :])
+        return np.asarray(
+            np.einsum("nkj,nkj->nk", diff / peak, (y + y[rows, m][:, None, :]) / peak)
+        )
+
+    # ||y_k|| alone cannot tell components whose distances differ below its round-off
+    # (equal U_k: only the means' share differs): the nearest is the smallest gap
+    nearest = np.argmin(gap(np.argmin(unit, axis=1)), axis=1)
+    S = t * peak[:, 0, 0]
+    with np.errstate(over="ignore"):
+        rel = -0.5 * (S[:, None] * (S[:, None] * np.maximum(gap(nearest), 0.0)))
+        row = -0.5 * (S * (S * unit[rows, nearest]))
+    return rel, row
+
+
+def _far_log_prob(
+    structure: CovarianceStructure, Xc: Array, params: GaussianParams
+) -> tuple[Array, Array]:
+    """:func:`far_log_prob` of one Gaussian."""
+    return far_log_prob([(structure, Xc, params)])
+
+
 def centred_scale(X: Array, shift: Array) -> float:
     """max |x - shift| over the rows, from the column extremes (no temporary array): the
     ``scale`` that bounds the expanded form's round-off."""
@@ -1235,6 +1410,25 @@ def Gaussian(
     return GaussianFamily(
         covariance_structure(covariance_type), reg_covar=float(reg_covar), prior=prior
     )
+
+
+def _positive_definite(cov: Array) -> Array:
+    """The data covariance as the default prior scale: its eigenvalues floored at
+    ``_PRIOR_SCALE_FLOOR`` times the largest one.
+
+    Collinear columns (x, 2x + 1) or fewer rows than columns make the data covariance
+    singular; an inverse-Wishart with a singular scale has ``log|scale| = -inf`` and lets the
+    covariances collapse along the null directions, the very failure the prior is there to
+    prevent. The floor keeps every direction's prior variance positive and changes nothing
+    for a well-conditioned covariance.
+    """
+    lam, V = np.linalg.eigh(cov)
+    floor = max(_PRIOR_SCALE_FLOOR * float(lam.max(initial=0.0)), 1e-300)
+    if lam.min() >= floor:
+        return cov
+    # S = V diag(max(lam, floor)) V^T, symmetric by construction
+    out = (V * np.maximum(lam, floor)) @ V.T
+    return np.asarray(0.5 * (out + out.T))
 
 
 def _check_prior_shapes(prior: GaussianPrior, d: int) -> None:

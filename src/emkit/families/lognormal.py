@@ -122,6 +122,9 @@ class LogNormalFamily:
     ) -> tuple[Array, MissingState]:
         return self.gaussian.missing_log_prob(Xp, observed, params, natural, offset)
 
+    def missing_row_term(self, state: MissingState) -> Array | None:
+        return self.gaussian.missing_row_term(state)
+
     def missing_statistics(
         self, params: GaussianParams, state: MissingState, resp: Array
     ) -> tuple[Array, Array]:

@@ -20,7 +20,7 @@ from scipy.special import xlogy
 from emkit.exceptions import InputError
 from emkit.families._base import Group, check_positive
 from emkit.families._simple import SimpleFamily, first_bad, log_factorial, log_factorial_table
-from emkit.families.priors import GammaPrior, check_prior
+from emkit.families.priors import GammaPrior, check_prior, check_prior_sizes
 
 __all__ = ["Poisson", "PoissonParams"]
 
@@ -69,6 +69,8 @@ class Poisson(SimpleFamily):
             # (negative counts are check()'s to reject; bind on them still gives a valid prior)
             mean = np.maximum(np.average(X, axis=0, weights=weights), 0.0)
             prior = GammaPrior(shape=1.0 + 0.01 * mean, rate=0.01)
+        if isinstance(prior, GammaPrior):
+            check_prior_sizes(prior, ("shape", "rate"), int(X.shape[1]))
         return replace(
             self,
             n_columns=int(X.shape[1]),

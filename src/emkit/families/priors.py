@@ -33,6 +33,7 @@ __all__ = [
     "GammaPrior",
     "GaussianPrior",
     "check_prior",
+    "check_prior_sizes",
 ]
 
 Array = NDArray[np.floating[Any]]
@@ -248,3 +249,15 @@ def check_prior(family: str, prior: Any, allowed: tuple[type, ...]) -> None:
         f"The {family} family takes a prior of type {names} (or None, or 'auto'), got "
         f"{type(prior).__name__}."
     )
+
+
+def check_prior_sizes(prior: Any, fields: tuple[str, ...], n_columns: int) -> None:
+    """Raise a clear error when a prior's per-column ``fields`` are neither a scalar nor
+    one value per column."""
+    for what in fields:
+        size = np.size(getattr(prior, what))
+        if size not in (1, n_columns):
+            raise InputError(
+                f"{type(prior).__name__} {what} has {size} values but the data has "
+                f"{n_columns} columns; pass a scalar or one value per column."
+            )

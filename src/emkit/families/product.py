@@ -23,10 +23,12 @@ from emkit.exceptions import InputError
 from emkit.families._base import (
     ComponentFamily,
     Natural,
+    check_family,
     expanded_log_prob,
     expanded_roundoff,
     statistic_rows,
 )
+from emkit.families.gaussian import GaussianFamily, far_log_prob
 
 __all__ = ["Product"]
 
@@ -70,6 +72,7 @@ class Product:
                 )
             if isinstance(block[1], Product):
                 raise InputError(f"Product block {name!r}: nest the blocks in one Product.")
+            check_family(block[1], f"Product block {name!r}'s family")
 
     # -- columns -------------------------------------------------------------------------
 
@@ -178,9 +181,31 @@ class Product:
         natural: Natural,
         offset: Array | None = None,
     ) -> Array:
-        if not natural.exact_form:
-            return expanded_log_prob(T, natural, offset)
-        # some block evaluates its densities another way: add the blocks' parts
+        rows = self._far_rows(Xp, params)
+        with np.errstate(over="ignore", invalid="ignore"):  # far rows are redone below
+            if natural.exact_form:
+                # some block evaluates its densities another way: add the blocks' parts
+                log_prob = self._blocks_log_prob(Xp, T, params, natural, offset)
+            else:
+                log_prob = expanded_log_prob(T, natural, offset)
+        if rows.size:
+            far = self._far_gaussian(Xp, params, rows)[0]
+            for fam, Xb, p, nat, (a, b) in zip(
+                self._families(), Xp, params, natural.parts, self._offsets("n_stats"), strict=True
+            ):
+                if not isinstance(fam, GaussianFamily):
+                    far = far + fam.log_prob(Xb[rows], T[rows, a:b], p, nat, None)
+            log_prob[rows] = far if offset is None else far + offset
+        return log_prob
+
+    def _blocks_log_prob(
+        self,
+        Xp: tuple[Any, ...],
+        T: Array,
+        params: tuple[Any, ...],
+        natural: Natural,
+        offset: Array | None,
+    ) -> Array:
         total: Array | None = None
         for fam, Xb, p, nat, (a, b) in zip(
             self._families(), Xp, params, natural.parts, self._offsets("n_stats"), strict=True
@@ -190,14 +215,53 @@ class Product:
         assert total is not None
         return total
 
+    def _far_rows(self, Xp: tuple[Any, ...], params: tuple[Any, ...]) -> NDArray[np.intp]:
+        """Rows a Gaussian block finds far beyond float64's range of squared distances."""
+        far = [
+            fam.far_rows(Xb, p)
+            for fam, Xb, p in zip(self._families(), Xp, params, strict=True)
+            if isinstance(fam, GaussianFamily)
+        ]
+        return np.unique(np.concatenate(far)) if far else np.zeros(0, dtype=np.intp)
+
+    def _far_gaussian(
+        self, Xp: tuple[Any, ...], params: tuple[Any, ...], rows: NDArray[np.intp]
+    ) -> tuple[Array, Array]:
+        """The Gaussian blocks' share of log p(x, k) for far ``rows``, apart from the
+        shared term, and the shared term. Their distances add, so the blocks go through
+        the far route together: one block's nearest component need not be another's."""
+        parts, normalizers = [], []
+        for fam, Xb, p in zip(self._families(), Xp, params, strict=True):
+            if isinstance(fam, GaussianFamily):
+                parts.append((fam.structure, Xb[rows], p))
+                normalizers.append(fam.normalizer(p))
+        rel, row = far_log_prob(parts)
+        return rel + np.sum(normalizers, axis=0), row
+
     def row_term(
         self, Xp: tuple[Any, ...], params: tuple[Any, ...], natural: Natural
     ) -> Array | None:
-        total: Array | None = None
+        gaussian: Array | None = None  # the Gaussian blocks' terms, and the others'
+        other: Array | None = None
         for fam, Xb, p, nat in zip(self._families(), Xp, params, natural.parts, strict=True):
             row = fam.row_term(Xb, p, nat)
-            if row is not None:
-                total = row if total is None else total + row
+            if row is None:
+                continue
+            if isinstance(fam, GaussianFamily):
+                gaussian = row if gaussian is None else gaussian + row
+            else:
+                other = row if other is None else other + row
+        rows = self._far_rows(Xp, params)
+        if not rows.size:
+            return gaussian if other is None else other if gaussian is None else gaussian + other
+        # far rows: the Gaussian blocks' shared term is their joint one
+        total = np.zeros(Xp[0].shape[0])
+        for part in (gaussian, other):
+            if part is not None:
+                total += part
+        total[rows] = self._far_gaussian(Xp, params, rows)[1]
+        if other is not None:
+            total[rows] += other[rows]
         return total
 
     def log_base_measure(self, Xp: tuple[Any, ...]) -> Array | None:
@@ -242,6 +306,15 @@ class Product:
             states.append(state)
         assert total is not None
         return total, tuple(states)
+
+    def missing_row_term(self, state: tuple[Any, ...]) -> Array | None:
+        """The blocks' terms of log p(x_obs, k) equal for every k, summed (or None)."""
+        rows = [
+            row
+            for fam, s in zip(self._families(), state, strict=True)
+            if hasattr(fam, "missing_row_term") and (row := fam.missing_row_term(s)) is not None
+        ]
+        return np.sum(rows, axis=0) if rows else None
 
     def missing_statistics(
         self, params: tuple[Any, ...], state: tuple[Any, ...], resp: Array

@@ -64,6 +64,8 @@ def initial_responsibilities(
     """
     n = X.shape[0]
     labels = np.full(n, -1, dtype=np.intp)
+    if method in ("kmeans", "k-means++"):
+        X = _within_range(X)
     if method == "kmeans":
         from sklearn.cluster import KMeans
 
@@ -96,6 +98,16 @@ def initial_responsibilities(
 def _seed(rng: RandomSource) -> int | np.random.RandomState:
     """What scikit-learn's ``random_state`` gets from ``rng``."""
     return rng if isinstance(rng, np.random.RandomState) else seed_from(rng)
+
+
+def _within_range(X: NDArray[np.floating[Any]]) -> NDArray[np.floating[Any]]:
+    """``X`` as it is, or, where the sums of squares k-means forms would overflow its
+    dtype (float32 data around 1e18 and beyond), divided by a power of two near its
+    largest ``|x|`` in float64: k-means' labels and seeds do not change under one scale."""
+    top = max(float(X.max()), -float(X.min()))
+    if not top > 0 or top < 1e-2 * float(np.sqrt(np.finfo(X.dtype).max / X.size)):
+        return X
+    return np.asarray(X, dtype=np.float64) / np.exp2(np.floor(np.log2(top)))
 
 
 def one_hot(labels: NDArray[np.integer[Any]], n_components: int) -> NDArray[np.float64]:

@@ -59,6 +59,7 @@ __all__ = [
     "KMeansStats",
     "LastStep",
     "design_matrix",
+    "euclidean_distances",
     "nearest",
     "row_state",
     "squared_distances",
@@ -279,9 +280,52 @@ def _set_bounds(
 def nearest(X: Array, centers: NDArray[np.float64]) -> NDArray[np.intp]:
     """The nearest center of each (centred) row, ties to the lower index."""
     product = _distance_product(centers, X.dtype)
-    D = X @ product[:-1]
-    D += product[-1]
-    return np.asarray(_as_float64(D).argmin(axis=1))
+    with np.errstate(over="ignore", invalid="ignore"):  # rows beyond the dtype: below
+        D = X @ product[:-1]
+        D += product[-1]
+    labels = np.asarray(_as_float64(D).argmin(axis=1))
+    # inf or NaN shows in the sum (one reduction, no temporary); rows beyond the dtype
+    # are rare, so only then is each row looked at
+    with np.errstate(over="ignore", invalid="ignore"):
+        clean = bool(np.isfinite(D.sum()))
+    bad = np.zeros(0, dtype=np.intp) if clean else np.flatnonzero(~np.isfinite(D).all(axis=1))
+    if bad.size:
+        # (||x - c||^2 - ||x||^2) / t keeps the arg-min; with t a power of two per row
+        # the terms stay in float64's range
+        Xb = X[bad].astype(np.float64)
+        t = np.exp2(np.floor(np.log2(np.max(np.abs(Xb), axis=1))))[:, None]
+        scaled = (Xb / t) @ (-2.0 * centers.T) + np.einsum("kd,kd->k", centers, centers) / t
+        labels[bad] = scaled.argmin(axis=1)
+    return labels
+
+
+def euclidean_distances(Xc: Array, centers: NDArray[np.float64]) -> Array:
+    """Distances ||x - c_k|| of rows ``Xc`` to ``centers`` (both centred alike), shape
+    (n, K), in the rows' dtype.
+
+    scikit-learn's expanded form for the rows whose squared distances fit the dtype; a
+    row beyond that (a value around 1e155 in float64, 1e19 in float32) is scaled by a
+    power of two t first, ``||x - c|| = t ||x/t - c/t||``, so a distance the dtype can hold
+    is never returned as inf.
+    """
+    from sklearn.metrics.pairwise import euclidean_distances as expanded
+
+    dtype = Xc.dtype
+    if Xc.shape[0] == 0:
+        return np.zeros((0, centers.shape[0]), dtype=dtype)
+    d = Xc.shape[1]
+    limit = 0.25 * float(np.sqrt(np.finfo(dtype).max / d)) - float(np.max(np.abs(centers)))
+    with np.errstate(over="ignore", invalid="ignore"):  # far rows are redone below
+        D = np.asarray(expanded(Xc, centers.astype(dtype)))
+    if max(float(Xc.max()), -float(Xc.min())) <= limit:
+        return D
+    far = np.flatnonzero(~(np.max(np.abs(Xc), axis=1) <= limit))
+    X64 = Xc[far].astype(np.float64)
+    t = np.exp2(np.floor(np.log2(np.max(np.abs(X64), axis=1))))
+    diff = X64[:, None, :] / t[:, None, None] - centers[None, :, :] / t[:, None, None]
+    with np.errstate(over="ignore"):  # beyond the dtype: inf is then the true answer
+        D[far] = (t[:, None] * np.sqrt(np.einsum("nkj,nkj->nk", diff, diff))).astype(dtype)
+    return D
 
 
 def squared_distances(

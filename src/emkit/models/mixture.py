@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy.special import logsumexp
 
 from emkit.exceptions import InputError
 from emkit.families._base import ComponentFamily, Fixed, Group, expanded_roundoff, parse_fixed
@@ -132,7 +133,8 @@ class Mixture:
             Xp, log_prob, state = missing(X, observed)
             if log_h is None:
                 log_h = family.log_base_measure(Xp)
-            resp, loglik = self.assign(log_prob, None, weights, log_h, labels)
+            row = _missing_row_term(family, state)
+            resp, loglik = self.assign(log_prob, row, weights, log_h, labels)
             sum_t, shared = family.missing_statistics(params.components, state, resp)
             return MixtureStats(resp.sum(axis=0), sum_t, shared, loglik, _total_weight(X, weights))
 
@@ -255,9 +257,35 @@ class Mixture:
 
         def incomplete(X: Array, observed: NDArray[np.bool_]) -> Array:
             assert missing is not None
-            Xp, log_prob, _ = missing(X, observed)
-            log_h = family.log_base_measure(Xp)
-            return log_prob if log_h is None else log_prob + log_h[:, None]
+            Xp, log_prob, state = missing(X, observed)
+            for row in (_missing_row_term(family, state), family.log_base_measure(Xp)):
+                if row is not None:
+                    log_prob += row[:, None]
+            return log_prob
+
+        def fn(X: Array) -> Array:
+            if missing is None:
+                return complete(X)
+            return _split_rows(X, (), complete, incomplete, _stack)
+
+        return fn
+
+    def log_resp(self, params: MixtureParams) -> Callable[[Array], Array]:
+        """log p(k | x_n) for raw rows, shape (n, K), in float64.
+
+        Terms equal for every component (the family's row term, log h) are left out
+        before normalizing, so a row whose density is below float64's range (a value far
+        beyond the training data) keeps its posterior.
+        """
+        log_joint = self._log_joint(params)
+        missing = self._missing_joint(params) if self.missing else None
+
+        def complete(X: Array) -> Array:
+            return _normalized(log_joint(X).log_prob.astype(np.float64))
+
+        def incomplete(X: Array, observed: NDArray[np.bool_]) -> Array:
+            assert missing is not None
+            return _normalized(np.asarray(missing(X, observed)[1], dtype=np.float64))
 
         def fn(X: Array) -> Array:
             if missing is None:
@@ -292,6 +320,19 @@ class Mixture:
         row, its statistics, its K log-probabilities and a few per-row scalars (the base
         measure among them)."""
         return (n_features + n_stats + n_components + 5) * np.dtype(self.dtype).itemsize
+
+
+def _missing_row_term(family: Any, state: Any) -> Array | None:
+    """The terms of log p(x_obs, k) equal for every k that a family's missing-data
+    E-step kept apart from its log-probabilities (Gaussian rows far beyond float64's
+    range), or None; families without such terms need not say so."""
+    term = getattr(family, "missing_row_term", None)
+    return None if term is None else term(state)
+
+
+def _normalized(log_prob: Array) -> Array:
+    """Rows of log p(x, k) minus their log-sum-exp: log p(k | x)."""
+    return np.asarray(log_prob - logsumexp(log_prob, axis=1, keepdims=True))
 
 
 def _total_weight(X: Array, weights: Array | None) -> float:
