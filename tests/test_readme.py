@@ -78,6 +78,10 @@ def test_emkit_command_lines_run(tmp_path: pathlib.Path, monkeypatch: pytest.Mon
     monkeypatch.chdir(tmp_path)
     X, names = load_faithful()
     np.savetxt("data.csv", X, delimiter=",", header=",".join(names), comments="")
+    # the mixed-type example: a semicolon-separated table with a row id, ages and counts
+    rng = np.random.default_rng(0)
+    shop = np.column_stack([np.arange(1, 201), rng.normal(40, 12, 200), rng.poisson(3, 200)])
+    np.savetxt("shop.csv", shop, delimiter=";", header="id;age;visits", comments="", fmt="%g")
     for words in _emkit_commands():
         if words[0] == "demo":
             words = [*words, "--no-plot", "--out", "demo-out"]  # keep emkit-out for `fit`
