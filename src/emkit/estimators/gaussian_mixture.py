@@ -425,12 +425,15 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
         """The fitted attributes, in the data's precision (float32 data gives float32
         attributes, as in scikit-learn; the fit itself summed in float64)."""
         comp: GaussianParams = params.components
-        out = np.float32 if dtype == np.float32 else np.float64
+        precisions = family.structure.precisions(comp.precisions_cholesky)
+        parts = (comp.covariances, comp.precisions_cholesky, precisions, family.user_means(comp))
+        # float32 only where float32 holds them: data near its range has squares beyond it
+        out = np.float32 if dtype == np.float32 and _holds(np.float32, parts) else np.float64
         self.weights_ = params.weights.astype(out)
         self.means_ = family.user_means(comp).astype(out)
         self.covariances_ = comp.covariances.astype(out)
         self.precisions_cholesky_ = comp.precisions_cholesky.astype(out)
-        self.precisions_ = family.structure.precisions(comp.precisions_cholesky).astype(out)
+        self.precisions_ = precisions.astype(out)
         self._set_trace(trace, converged)
 
     # -- the fitted model -------------------------------------------------------------
@@ -509,3 +512,14 @@ def _as_array(name: str, value: ArrayLike, shape: tuple[int, ...]) -> Array:
     if not np.isfinite(arr).all():
         raise InputError(f"{name} contains NaN or infinity; pass finite values.")
     return arr
+
+
+def _holds(dtype: Any, arrays: tuple[Array, ...]) -> bool:
+    """Whether ``dtype`` keeps every entry of ``arrays`` finite and every nonzero one
+    nonzero (no overflow to inf, no underflow to 0)."""
+    info = np.finfo(dtype)
+    for a in arrays:
+        magnitude = np.abs(a[a != 0])
+        if magnitude.size and (magnitude.max() >= info.max or magnitude.min() < info.tiny):
+            return False
+    return True
