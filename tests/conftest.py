@@ -6,6 +6,14 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_iris
 
+# scikit-learn's own test files run on emkit's classes (tests/sklearn_suites): the fixture
+# and hooks they need, here so that no second conftest.py shadows this one's module
+from sklearn_suites._sklearn_harness import (  # noqa: F401
+    global_dtype,
+    pytest_collection_modifyitems,
+    pytest_generate_tests,
+)
+
 
 def blobs(n: int = 400, d: int = 3, k: int = 3, seed: int = 0, spread: float = 4.0) -> np.ndarray:
     """Samples from a random Gaussian mixture with random full covariances."""
