@@ -36,8 +36,10 @@ from emkit.models.student_t import (
     DOF_BOUNDS,
     DOF_TYPES,
     DegreesOfFreedom,
-    StudentTMixture as StudentTModel,
     StudentTParams,
+)
+from emkit.models.student_t import (
+    StudentTMixture as StudentTModel,
 )
 
 __all__ = ["StudentTMixture"]
@@ -146,6 +148,11 @@ class StudentTMixture(FittedMixture, DensityMixin, BaseEstimator):
     >>> np.round(np.sort(tm.means_[:, 0]))
     array([ 0., 10.])
     """
+
+    means_: Array
+    covariances_: Array
+    precisions_cholesky_: Array
+    degrees_of_freedom_: Array
 
     def __init__(
         self,

@@ -73,6 +73,7 @@ class StudentTParams(NamedTuple):
     covariances: Array  # scale matrices in the structure's shape
     precisions_cholesky: Array  # same shape; Sigma^-1 = U U^T
     dof: Array  # (K,)  nu_k
+    mended: bool = False  # a singular scale matrix was raised: the M-step was not exact
 
 
 @dataclass(frozen=True)
@@ -180,9 +181,7 @@ class StudentTMixture:
 
         return log_prob
 
-    def expectation(
-        self, params: StudentTParams
-    ) -> Callable[[Array, Array | None], StudentTStats]:
+    def expectation(self, params: StudentTParams) -> Callable[[Array, Array | None], StudentTStats]:
         """The E-step for one iteration, as a function of a block of rows and weights."""
         log_prob = self._log_prob(params)
         nu = params.dof
@@ -213,40 +212,55 @@ class StudentTMixture:
             resp.sum(axis=0), ru.sum(axis=0), sum_t, shared, log_u, loglik, float(w.sum())
         )
 
-    def statistics_from_resp(
-        self, X: Array, weights: Array | None, resp: Array
-    ) -> StudentTStats:
+    def statistics_from_resp(self, X: Array, weights: Array | None, resp: Array) -> StudentTStats:
         """Statistics for given responsibilities and every scale u = 1 (initialization)."""
         Y = np.subtract(X, self.shift, dtype=np.float64)
         w = np.ones(Y.shape[0]) if weights is None else weights.astype(np.float64)
         r = resp * w[:, None]
         return self._statistics(Y, r, np.ones_like(r), -r.sum(axis=0), 0.0, w)
 
-    def _locations_scales(self, stats: StudentTStats) -> tuple[Array, Array, Array, Array]:
-        """(floored masses, means, scale matrices, their precision Cholesky factors)."""
+    def _locations_scales(self, stats: StudentTStats) -> tuple[Array, Array, Array, Array, bool]:
+        """(floored masses, means, scale matrices, their precision Cholesky factors,
+        whether a singular one was raised)."""
         d = self.shift.shape[0]
         nk = stats.nk + NK_FLOOR
         uk = stats.uk + NK_FLOOR
         means = stats.sum_t[:, :d] / uk[:, None]
         scatter = self.structure.scatter(uk, means, stats.sum_t, stats.shared)
         cov = self.structure.divide(scatter, self.structure.mass(nk, d), self.reg_covar)
-        cov, prec_chol, _ = self.structure.factor(cov, self.reg_covar)
-        return nk, means, cov, prec_chol
+        cov, prec_chol, mended = self.structure.factor(cov, self.reg_covar)
+        return nk, means, cov, prec_chol, mended
 
     def m_step(self, params: StudentTParams, stats: StudentTStats) -> StudentTParams:
-        nk, means, cov, prec_chol = self._locations_scales(stats)
+        nk, means, cov, prec_chol, mended = self._locations_scales(stats)
         dof = self.dof.m_step(params.dof, stats.nk, stats.log_u)
-        return StudentTParams(self.weights.m_step(nk), means, cov, prec_chol, dof)
+        return StudentTParams(self.weights.m_step(nk), means, cov, prec_chol, dof, mended)
 
     def initial_params(self, stats: StudentTStats, dof: Array) -> StudentTParams:
         """Weights, means and scales of the initial responsibilities (statistics from
         :meth:`statistics_from_resp`), with the given degrees of freedom."""
-        nk, means, cov, prec_chol = self._locations_scales(stats)
-        return StudentTParams(self.weights.m_step(nk), means, cov, prec_chol, dof)
+        nk, means, cov, prec_chol, mended = self._locations_scales(stats)
+        return StudentTParams(self.weights.m_step(nk), means, cov, prec_chol, dof, mended)
 
-    def m_step_gap(self, params: StudentTParams, stats: Any) -> float:
-        """Zero: every part of the M-step (the bounded nu solve too) never lowers Q."""
-        return 0.0
+    def m_step_gap(self, params: StudentTParams, stats: StudentTStats) -> float:
+        """Per-sample shortfall of the M-step that gave ``params`` from maximizing Q: the
+        ``reg_covar`` added to the scale matrices (the weights, means and the degrees of
+        freedom, bounded solve included, never lower Q).
+
+        Q's scale part is that of a Gaussian covariance, -N_k/2 (log|Sigma| +
+        tr(Sigma^-1 S_k)), so with eigenvalues lam of S_k + r I the loss is
+        sum M/2 (log lam - log(lam - r) - r/lam), M the mass behind each eigenvalue.
+        """
+        if params.mended:
+            return float("inf")  # raised off a singular maximizer: no bound
+        r = self.reg_covar
+        d = self.shift.shape[0]
+        mass = self.structure.mass(stats.nk + NK_FLOOR, d)
+        lam, behind = self.structure.spectrum(params.covariances, mass)
+        if np.any(lam <= r):
+            return float("inf")
+        x = r / lam
+        return 0.5 * float(np.sum(behind * (-np.log1p(-x) - x))) / stats.weight
 
     def objective(self, params: StudentTParams, stats: StudentTStats) -> float:
         """Per-sample log-likelihood."""
