@@ -24,7 +24,7 @@ DOF_TYPES = ["per-component", "shared", "fixed"]
 def t_blobs(n: int = 300, d: int = 2, seed: int = 0, nu: float = 3.0) -> np.ndarray:
     """Two heavy-tailed clusters, 8 apart, with correlated scales."""
     rng = np.random.default_rng(seed)
-    A = np.array([[1.0, 0.0], [0.6, 0.8]])[:d, :d]
+    A = np.array([[1.0, 0.0, 0.0], [0.6, 0.8, 0.0], [0.2, -0.3, 0.9]])[:d, :d]
     first = rng.standard_t(nu, (n // 2, d)) @ A.T
     second = rng.standard_t(nu, (n - n // 2, d)) * 0.7 + 8.0
     return rng.permutation(np.vstack([first, second]))
@@ -57,7 +57,8 @@ def test_densities_match_scipy_multivariate_t(covariance_type: str) -> None:
 
 def _negative_loglik(theta: np.ndarray, X: np.ndarray, K: int) -> float:
     """-sum_n log sum_k pi_k t(x_n; mu_k, L_k L_k^T, nu_k), parameters unconstrained:
-    softmax logits, means, Cholesky factors with log diagonals, log nu."""
+    softmax logits, means, Cholesky factors with log diagonals, log nu. Rows with missing
+    values (NaN) count the t marginal of their observed coordinates."""
     n, d = X.shape
     m = d * (d + 1) // 2
     logits = np.concatenate([[0.0], theta[: K - 1]])
@@ -67,9 +68,14 @@ def _negative_loglik(theta: np.ndarray, X: np.ndarray, K: int) -> float:
         L = np.zeros((d, d))
         L[np.tril_indices(d)] = rest[k, d : d + m]
         L[np.diag_indices(d)] = np.exp(np.diag(L))
-        nu = np.exp(rest[k, -1])
-        dist = multivariate_t(rest[k, :d], L @ L.T, df=nu)
-        parts.append(logits[k] - logsumexp(logits) + dist.logpdf(X).reshape(n))
+        nu, mean, scale = np.exp(rest[k, -1]), rest[k, :d], L @ L.T
+        logpdf = np.empty(n)
+        observed = ~np.isnan(X)
+        for o in np.unique(observed, axis=0):
+            rows = (observed == o).all(axis=1)
+            marginal = multivariate_t(mean[o], scale[np.ix_(o, o)], df=nu)
+            logpdf[rows] = marginal.logpdf(X[np.ix_(rows, o)]).reshape(-1)
+        parts.append(logits[k] - logsumexp(logits) + logpdf)
     return -float(logsumexp(np.column_stack(parts), axis=1).sum())
 
 
@@ -88,10 +94,15 @@ def _theta(tm: StudentTMixture) -> np.ndarray:
     return np.concatenate([logw[1:] - logw[0], *blocks])
 
 
-@pytest.mark.parametrize(("d", "K"), [(1, 1), (2, 1), (1, 2), (2, 2)])
-def test_log_likelihood_reaches_direct_maximization(d: int, K: int) -> None:
+@pytest.mark.parametrize(
+    ("d", "K", "missing"), [(1, 1, 0), (2, 1, 0), (1, 2, 0), (2, 2, 0), (2, 1, 0.2), (2, 2, 0.15)]
+)
+def test_log_likelihood_reaches_direct_maximization(d: int, K: int, missing: float) -> None:
     rng = np.random.default_rng(d + 10 * K)
-    X = t_blobs(80, 2, seed=d + K)[:, :d] if K == 2 else rng.standard_t(4.0, (60, d))
+    X = t_blobs(80, d, seed=d + K) if K == 2 else rng.standard_t(4.0, (60, d))
+    drop = rng.random(X.shape) < missing
+    drop[drop.all(axis=1), 0] = False  # a row keeps one observed value
+    X[drop] = np.nan
     tm = StudentTMixture(
         K, tol=1e-12, max_iter=5000, reg_covar=1e-12, random_state=0, monotonicity="raise"
     ).fit(X)
@@ -287,10 +298,48 @@ def test_bad_parameters(kwargs: dict[str, object], match: str) -> None:
         StudentTMixture(2, **kwargs).fit(t_blobs(40))  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_missing_values_marginal_densities_and_monotone_fit(covariance_type: str) -> None:
+    rng = np.random.default_rng(3)
+    X = t_blobs(150, 3)
+    drop = rng.random(X.shape) < 0.2
+    drop[drop.all(axis=1), 1] = False
+    X[drop] = np.nan
+    tm = StudentTMixture(
+        2, covariance_type=covariance_type, random_state=0, monotonicity="raise", tol=1e-6
+    ).fit(X)
+    assert tm.converged_
+    # the density of a row is the t marginal of its observed coordinates
+    structure = covariance_structure(covariance_type)
+    expected = np.empty(X.shape[0])
+    for n, row in enumerate(X):
+        o = ~np.isnan(row)
+        expected[n] = logsumexp(
+            [
+                np.log(tm.weights_[k])
+                + multivariate_t(
+                    tm.means_[k, o],
+                    structure.component_covariance(tm.covariances_, k, 3)[np.ix_(o, o)],
+                    df=tm.degrees_of_freedom_[k],
+                ).logpdf(row[o])
+                for k in range(2)
+            ]
+        )
+    np.testing.assert_allclose(tm.score_samples(X), expected, rtol=1e-10)
+    # the complete rows alone score as before
+    complete = ~np.isnan(X).any(axis=1)
+    np.testing.assert_allclose(
+        tm.score_samples(X[complete]), reference_log_density(tm, X[complete]), rtol=1e-10
+    )
+
+
 def test_bad_data() -> None:
     X = t_blobs(40)
-    X[3, 1] = np.nan
-    with pytest.raises(InputError, match=r"X contains NaN \(first at row 3, column 1\)"):
+    X[3, :] = np.nan
+    with pytest.raises(InputError, match="row 3"):
+        StudentTMixture(2).fit(X)
+    X[3, :] = [np.inf, 0.0]
+    with pytest.raises(InputError, match="contains infinity"):
         StudentTMixture(2).fit(X)
     with pytest.raises(InputError, match="n_components=5: a mixture needs at least"):
         StudentTMixture(5).fit(t_blobs(4))

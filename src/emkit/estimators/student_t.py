@@ -17,6 +17,7 @@ from emkit._validation import (
     check_positive_int,
     check_random_state,
     check_sample_weight,
+    has_missing_values,
 )
 from emkit.engines.memory import InMemoryEngine
 from emkit.estimators._mixture_base import (
@@ -24,6 +25,7 @@ from emkit.estimators._mixture_base import (
     check_em_parameters,
     initial_statistics,
     logger,
+    order_by_pattern,
     progress_callback,
     verbose_logging,
 )
@@ -228,12 +230,18 @@ class StudentTMixture(FittedMixture, DensityMixin, BaseEstimator):
                 "Gaussian."
             )
 
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True  # a missing value
+        return tags
+
     def _validate_X(self, X: Any, *, reset: bool) -> Array:
-        arr = as_float_matrix(X)
+        arr = as_float_matrix(X, allow_nan=True)
+        has_missing_values(arr)  # raises for infinities and rows with no observed value
         validate_data(self, X, reset=reset, skip_check_array=True)
         return arr
 
-    def _model(self, shift: Array) -> StudentTModel:
+    def _model(self, shift: Array, missing: bool = True) -> StudentTModel:
         return StudentTModel(
             covariance_structure(self.covariance_type),
             shift,
@@ -243,6 +251,7 @@ class StudentTMixture(FittedMixture, DensityMixin, BaseEstimator):
                 None if self.max_dof_iter is None else int(self.max_dof_iter),
             ),
             assignment(self.e_step),
+            missing=missing,
         )
 
     # -- fitting ---------------------------------------------------------------------
@@ -276,9 +285,11 @@ class StudentTMixture(FittedMixture, DensityMixin, BaseEstimator):
                 "samples as components. Decrease n_components or pass more data."
             )
         w = check_sample_weight(sample_weight, n)
+        # rows with the same missing coordinates together; the filled copy for the start
+        Xa, w, _, filled, missing = order_by_pattern(Xa, w, None)
         warm = self.warm_start and hasattr(self, "weights_")
-        shift = self.weights_ @ self.means_ if warm else np.average(Xa, axis=0, weights=w)
-        model = self._model(shift)
+        shift = self.weights_ @ self.means_ if warm else np.average(filled, axis=0, weights=w)
+        model = self._model(shift, missing)
         row_bytes = StudentTModel.row_bytes(d, K)
         rng = check_random_state(self.random_state)
         nu0 = _DEFAULT_INITIAL_DOF if self.degrees_of_freedom is None else self.degrees_of_freedom
@@ -292,8 +303,8 @@ class StudentTMixture(FittedMixture, DensityMixin, BaseEstimator):
             def initialize(rng: np.random.Generator) -> StudentTParams:
                 if warm:
                     return self._params(shift)
-                resp = initial_responsibilities(self.init_params, Xa, K, rng, w)
-                stats = initial_statistics(model, engine, Xa, w, resp, K, row_bytes)
+                resp = initial_responsibilities(self.init_params, filled, K, rng, w)
+                stats = initial_statistics(model, engine, filled, w, resp, K, row_bytes)
                 return model.initial_params(stats, start_dof)
 
             result = fit_em_restarts(

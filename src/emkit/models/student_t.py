@@ -29,6 +29,14 @@ needs no second pass over the rows (ECME, maximizing the observed log-likelihood
 after the new means and scales, converges faster in nu but costs one more pass a
 iteration). With ``max_iter`` the solve is bounded: a generalized M-step that keeps the old
 nu unless the bounded solve's value raises the objective.
+
+Missing values (NaN): the marginal of a multivariate t over the observed coordinates o is
+t_nu(mu_o, Sigma_oo), so a row's likelihood, delta and E[u], E[log u] use its observed
+coordinates and their number d_o in place of d. Given x_o, k and u the missing block is
+Gaussian about the conditional mean with covariance Sigma_m|o / u, so the u-weighted
+statistics take the conditional means in place of the missing values and add
+Sigma_m|o to the second moments (E[u x_m x_m^T] = E[u] E[x_m] E[x_m]^T + Sigma_m|o: the
+conditional scale is weighted by the responsibility alone).
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy.linalg import solve_triangular
 from scipy.optimize import brentq
 from scipy.special import digamma, gammaln
 
@@ -89,7 +98,7 @@ class StudentTStats(Statistics):
     weight: float  # sum_n w_n
 
 
-def t_log_density(delta: Array, dof: Array, half_log_det: Array, d: int) -> Array:
+def t_log_density(delta: Array, dof: Array, half_log_det: Array, d: int | Array) -> Array:
     """log t_nu(x; mu, Sigma) from squared Mahalanobis distances ``delta`` (n, K), the
     degrees of freedom (K,) and 1/2 log|Sigma^-1| ((K,) or ())."""
     const = (
@@ -156,6 +165,71 @@ class DegreesOfFreedom:
         return {"per-component": n_components, "shared": 1, "fixed": 0}[self.kind]
 
 
+class _Marginals(NamedTuple):
+    """The observed-coordinate marginals of rows with missing values, per (row, component),
+    and the conditional moments of their missing coordinates."""
+
+    delta: Array  # (n, K)  (x_o - mu_o)^T Sigma_oo^-1 (x_o - mu_o)
+    half_log_det: Array  # (n, K)  1/2 log|Sigma_oo^-1|
+    dims: Array  # (n,)  observed coordinates
+    filled: Array  # (n, K, d)  x with E[x_m | x_o, k] at the missing coordinates
+    pattern: NDArray[np.intp]  # (n,)  each row's missingness pattern
+    cond_cov: Array  # (n_patterns, K, d, d)  Sigma_mm - Sigma_mo Sigma_oo^-1 Sigma_om, padded
+
+
+class _RowTerms(NamedTuple):
+    """What the E-step needs of a block of shifted rows."""
+
+    log_prob: Array  # (n, K)  log p(x_obs, k)
+    delta: Array  # (n, K)  squared Mahalanobis distance over the observed coordinates
+    dims: Array  # (n, 1)  observed coordinates
+    missing: tuple[NDArray[np.bool_], _Marginals] | None  # the incomplete rows, if any
+
+
+def observed_marginals(Y: Array, means: Array, scales: Array) -> _Marginals:
+    """Marginals of rows ``Y`` (n, d) with missing values (NaN) under dense scale matrices
+    (K, d, d): x_o is t_nu(mu_o, Sigma_oo), the same nu; given x_o, component k and u,
+    x_m is N(mu_m + Sigma_mo Sigma_oo^-1 (x_o - mu_o), (Sigma_mm - Sigma_mo Sigma_oo^-1
+    Sigma_om) / u). One Cholesky factor of Sigma_oo per (pattern, component)."""
+    n, d = Y.shape
+    K = means.shape[0]
+    observed = ~np.isnan(Y)
+    patterns, pattern = np.unique(observed, axis=0, return_inverse=True)
+    pattern = pattern.reshape(-1)
+    delta, half_log_det = np.empty((n, K)), np.empty((n, K))
+    filled = np.empty((n, K, d))
+    cond_cov = np.zeros((patterns.shape[0], K, d, d))
+    for p, o in enumerate(patterns):
+        rows, m = np.flatnonzero(pattern == p), ~o
+        Yo = Y[np.ix_(rows, o)]
+        for k in range(K):
+            S = scales[k]
+            L = np.linalg.cholesky(S[np.ix_(o, o)])
+            Z = solve_triangular(L, (Yo - means[k, o]).T, lower=True)  # L^-1 (x_o - mu_o)
+            delta[rows, k] = np.einsum("ij,ij->j", Z, Z)
+            half_log_det[rows, k] = -np.log(np.diag(L)).sum()
+            filled[rows[:, None], k, np.flatnonzero(o)[None, :]] = Yo
+            B = solve_triangular(L, S[np.ix_(o, m)], lower=True)  # L^-1 Sigma_om
+            filled[rows[:, None], k, np.flatnonzero(m)[None, :]] = means[k, m] + Z.T @ B
+            cond_cov[p, k][np.ix_(m, m)] = S[np.ix_(m, m)] - B.T @ B
+    return _Marginals(
+        delta, half_log_det, observed.sum(axis=1).astype(float), filled, pattern, cond_cov
+    )
+
+
+def expected_moments(found: _Marginals, resp: Array, ru: Array) -> tuple[Array, Array]:
+    """sum_n r_nk E[u x] and sum_n r_nk E[u x x^T] over rows with missing values, given
+    x_obs and k, for responsibilities ``resp`` and ``ru`` = r E[u], both (n, K): the
+    filled rows' moments weighted by E[u], plus the conditional scale of the missing
+    block, E[u (Sigma_m|o / u)] = Sigma_m|o, weighted by r alone."""
+    first = np.einsum("nk,nkd->kd", ru, found.filled)
+    second = np.einsum("nk,nkd,nke->kde", ru, found.filled, found.filled)
+    by_pattern = np.zeros((found.cond_cov.shape[0], resp.shape[1]))
+    np.add.at(by_pattern, found.pattern, resp)
+    second += np.einsum("pk,pkde->kde", by_pattern, found.cond_cov)
+    return first, second
+
+
 @dataclass(frozen=True, eq=False)
 class StudentTMixture:
     """A finite mixture of multivariate t components with a Gaussian covariance structure
@@ -167,17 +241,44 @@ class StudentTMixture:
     dof: DegreesOfFreedom = DegreesOfFreedom()
     assign: Assignment = EXACT
     weights: MixingWeights = NO_PRIOR
+    missing: bool = False  # rows may have missing values (NaN)
 
-    def _log_prob(self, params: StudentTParams) -> Callable[[Array], tuple[Array, Array]]:
-        """A function of shifted rows giving (log p(x_n, k), delta_nk), both (n, K)."""
+    def _log_prob(self, params: StudentTParams) -> Callable[[Array], _RowTerms]:
+        """A function of shifted rows giving their :class:`_RowTerms` (rows with missing
+        values, NaN, by the t marginal of their observed coordinates)."""
         d = params.means.shape[1]
         half_log_det = self.structure.half_log_det(params.precisions_cholesky, d)
+        dense = np.stack(
+            [
+                self.structure.component_covariance(params.covariances, k, d)
+                for k in range(params.means.shape[0])
+            ]
+        )
         with np.errstate(divide="ignore"):  # a weight of 0 is a log-weight of -inf
             log_w = np.log(params.weights)
 
-        def log_prob(Y: Array) -> tuple[Array, Array]:
-            delta = self.structure.mahalanobis(Y, params.means, params.precisions_cholesky)
-            return log_w + t_log_density(delta, params.dof, half_log_det, d), delta
+        def log_prob(Y: Array) -> _RowTerms:
+            incomplete = np.asarray(np.isnan(Y).any(axis=1)) if self.missing else None
+            if incomplete is None or not incomplete.any():
+                delta = self.structure.mahalanobis(Y, params.means, params.precisions_cholesky)
+                lp = log_w + t_log_density(delta, params.dof, half_log_det, d)
+                return _RowTerms(lp, delta, np.full((Y.shape[0], 1), float(d)), None)
+            K = params.means.shape[0]
+            lp, delta = np.empty((Y.shape[0], K)), np.empty((Y.shape[0], K))
+            dims = np.full((Y.shape[0], 1), float(d))
+            complete = ~incomplete
+            delta[complete] = self.structure.mahalanobis(
+                Y[complete], params.means, params.precisions_cholesky
+            )
+            lp[complete] = t_log_density(delta[complete], params.dof, half_log_det, d)
+            found = observed_marginals(Y[incomplete], params.means, dense)
+            delta[incomplete] = found.delta
+            dims[incomplete, 0] = found.dims
+            lp[incomplete] = t_log_density(
+                found.delta, params.dof, found.half_log_det, found.dims[:, None]
+            )
+            lp += log_w
+            return _RowTerms(lp, delta, dims, (incomplete, found))
 
         return log_prob
 
@@ -185,16 +286,36 @@ class StudentTMixture:
         """The E-step for one iteration, as a function of a block of rows and weights."""
         log_prob = self._log_prob(params)
         nu = params.dof
-        d = params.means.shape[1]
 
         def e_step(X: Array, weights: Array | None) -> StudentTStats:
             Y = np.subtract(X, self.shift, dtype=np.float64)
             w = np.ones(Y.shape[0]) if weights is None else weights.astype(np.float64)
-            lp, delta = log_prob(Y)
-            resp, loglik = self.assign(lp, None, w, None, None)
-            Eu = (nu + d) / (nu + delta)
-            Elogu = digamma(0.5 * (nu + d)) - np.log(0.5 * (nu + delta))
-            return self._statistics(Y, resp, Eu, (resp * (Elogu - Eu)).sum(axis=0), loglik, w)
+            terms = log_prob(Y)
+            delta, dims = terms.delta, terms.dims
+            resp, loglik = self.assign(terms.log_prob, None, w, None, None)
+            # u | x_obs, k ~ Gamma((nu + d_obs)/2, rate (nu + delta_obs)/2)
+            Eu = (nu + dims) / (nu + delta)
+            Elogu = digamma(0.5 * (nu + dims)) - np.log(0.5 * (nu + delta))
+            log_u = (resp * (Elogu - Eu)).sum(axis=0)
+            if terms.missing is None:
+                return self._statistics(Y, resp, Eu, log_u, loglik, w)
+            incomplete, found = terms.missing
+            complete = ~incomplete
+            stats = self._statistics(
+                Y[complete], resp[complete], Eu[complete], log_u, loglik, w[complete]
+            )
+            ru = resp[incomplete] * Eu[incomplete]
+            first, second = expected_moments(found, resp[incomplete], ru)
+            sum_t, shared = self.structure.moment_statistics(first, second)
+            return StudentTStats(
+                stats.nk + resp[incomplete].sum(axis=0),
+                stats.uk + ru.sum(axis=0),
+                stats.sum_t + sum_t,
+                stats.shared + shared,
+                log_u,
+                loglik,
+                float(w.sum()),
+            )
 
         return e_step
 
@@ -209,11 +330,18 @@ class StudentTMixture:
         else:
             shared = np.zeros(0)
         return StudentTStats(
-            resp.sum(axis=0), ru.sum(axis=0), sum_t, shared, log_u, loglik, float(w.sum())
+            resp.sum(axis=0),
+            ru.sum(axis=0),
+            sum_t,
+            shared,
+            log_u,
+            loglik,
+            float(w.sum()),
         )
 
     def statistics_from_resp(self, X: Array, weights: Array | None, resp: Array) -> StudentTStats:
-        """Statistics for given responsibilities and every scale u = 1 (initialization)."""
+        """Statistics for given responsibilities and every scale u = 1 (initialization;
+        rows mean-filled by the estimator when values are missing)."""
         Y = np.subtract(X, self.shift, dtype=np.float64)
         w = np.ones(Y.shape[0]) if weights is None else weights.astype(np.float64)
         r = resp * w[:, None]
