@@ -341,6 +341,8 @@ def test_bad_data() -> None:
     X[3, :] = [np.inf, 0.0]
     with pytest.raises(InputError, match="contains infinity"):
         StudentTMixture(2).fit(X)
+    with pytest.raises(InputError, match="X has 1 sample; fitting a mixture needs at least 2"):
+        StudentTMixture(1).fit(t_blobs(1))
     with pytest.raises(InputError, match="n_components=5: a mixture needs at least"):
         StudentTMixture(5).fit(t_blobs(4))
     with pytest.raises(InputError, match="sample_weight"):
