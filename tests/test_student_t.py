@@ -247,15 +247,26 @@ def test_degrees_of_freedom_m_step_is_the_root_and_bounded_solve_never_loses() -
     nk, log_u = np.array([10.0]), np.array([-12.0])
     nu = DegreesOfFreedom().m_step(np.array([30.0]), nk, log_u)
     assert np.log(nu[0] / 2) - digamma(nu[0] / 2) - 0.2 == pytest.approx(0.0, abs=1e-12)
-    # one iteration of the bounded solve either improves nu's objective or keeps the old one
-    bounded = DegreesOfFreedom(max_iter=1).m_step(np.array([30.0]), nk, log_u)
+    # the bounded solve (one or two iterations) raises nu's objective from either side of
+    # the maximum
+    from scipy.special import gammaln
 
     def q(v: float) -> float:
-        from scipy.special import gammaln
-
         return 10.0 * (v / 2 * np.log(v / 2) - gammaln(v / 2)) + v / 2 * -12.0
 
-    assert q(bounded[0]) >= q(30.0)
+    for start in [30.0, 1.0, 1e5]:
+        for max_iter in [1, 2]:
+            bounded = DegreesOfFreedom(max_iter=max_iter).m_step(np.array([start]), nk, log_u)
+            assert q(bounded[0]) > q(start)
+
+
+def test_bounded_dof_solve_reaches_the_same_optimum() -> None:
+    X = t_blobs(200)
+    kwargs = {"tol": 1e-10, "max_iter": 2000, "random_state": 0, "monotonicity": "raise"}
+    exact = StudentTMixture(2, **kwargs).fit(X)  # type: ignore[arg-type]
+    bounded = StudentTMixture(2, max_dof_iter=2, **kwargs).fit(X)  # type: ignore[arg-type]
+    assert bounded.lower_bound_ == pytest.approx(exact.lower_bound_, rel=1e-8)
+    np.testing.assert_allclose(bounded.degrees_of_freedom_, exact.degrees_of_freedom_, rtol=1e-3)
 
 
 def test_squarem_and_hard_e_step() -> None:

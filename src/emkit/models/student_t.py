@@ -28,7 +28,8 @@ log-likelihood, so the iteration is exact EM and the log-likelihood never decrea
 needs no second pass over the rows (ECME, maximizing the observed log-likelihood in nu
 after the new means and scales, converges faster in nu but costs one more pass a
 iteration). With ``max_iter`` the solve is bounded: a generalized M-step that keeps the old
-nu unless the bounded solve's value raises the objective.
+nu unless the bounded solve's value (pulled back towards the old one if needed) raises the
+objective.
 
 Missing values (NaN): the marginal of a multivariate t over the observed coordinates o is
 t_nu(mu_o, Sigma_oo), so a row's likelihood, delta and E[u], E[log u] use its observed
@@ -71,6 +72,9 @@ LOG_PI = float(np.log(np.pi))
 DOF_TYPES = ("per-component", "shared", "fixed")
 # nu is searched in this interval (its maximum is taken at a bound when the root is outside)
 DOF_BOUNDS = (1e-2, 1e6)
+# how many times a bounded solve's value is pulled back towards the old nu (it ends within
+# (hi / lo)^(2^-60) of it)
+_PULLBACKS = 60
 
 
 class StudentTParams(NamedTuple):
@@ -144,21 +148,39 @@ class DegreesOfFreedom:
                 half = 0.5 * np.exp(log_nu)
                 return float(np.log(half) - digamma(half) + c)
 
-            a, b = np.log(lo), np.log(hi)
-            # the score decreases in nu: the maximum sits at a bound when no root is inside
-            if score(b) >= 0:
+            # the score decreases in nu and its sign at the old nu says on which side the
+            # maximum is: bracket it between the old nu and that side's bound (the maximum
+            # sits at the bound when no root is inside)
+            start = np.log(old[k])
+            at_start = score(start)
+            if at_start == 0.0:
+                continue
+            a, b = (start, np.log(hi)) if at_start > 0 else (np.log(lo), start)
+            if at_start > 0 and score(b) >= 0:
                 candidate = hi
-            elif score(a) <= 0:
+            elif at_start < 0 and score(a) <= 0:
                 candidate = lo
             else:
                 kwargs: dict[str, Any] = {"xtol": 1e-12, "rtol": 4 * np.finfo(float).eps}
                 if self.max_iter is not None:
                     kwargs.update(maxiter=self.max_iter, disp=False)
                 candidate = float(np.exp(brentq(score, a, b, **kwargs)))
-            gain = _dof_objective(np.array([candidate]), mass[k : k + 1], log_u[k : k + 1])
-            base = _dof_objective(old[k : k + 1], mass[k : k + 1], log_u[k : k + 1])
-            if self.max_iter is None or gain[0] >= base[0]:
+            if self.max_iter is None:
                 new[k] = candidate
+                continue
+
+            def q(nu: float, k: int = k) -> float:
+                return float(_dof_objective(np.array([nu]), mass[k : k + 1], log_u[k : k + 1])[0])
+
+            # a bounded solve may stop past the maximum; Q is concave in nu, so the points
+            # between the old nu and the maximum raise it: pull the value back towards the
+            # old one (halving in log nu) until it does, else keep the old nu
+            base = q(float(old[k]))
+            for _ in range(_PULLBACKS):
+                if q(candidate) >= base:
+                    new[k] = candidate
+                    break
+                candidate = float(np.sqrt(candidate * old[k]))
         return new
 
     def n_parameters(self, n_components: int) -> int:
