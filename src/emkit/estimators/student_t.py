@@ -82,8 +82,9 @@ class StudentTMixture(FittedMixture, DensityMixin, BaseEstimator):
         How nu is estimated: one per component, one shared by all, or not at all.
     max_dof_iter : int or None, default=None
         Iterations of the degrees of freedom's root solve per M-step; None solves to
-        convergence. A bound makes the M-step a generalized one (GEM): the new nu is kept
-        only when it raises the objective, which therefore still never decreases.
+        convergence. A bound makes the M-step a generalized one (GEM): a value past the
+        maximum is pulled back towards the old nu until it raises the objective, which
+        therefore still never decreases.
     tol : float, default=1e-3
         Convergence threshold on the gain of the per-sample log-likelihood.
     reg_covar : float, default=1e-6
