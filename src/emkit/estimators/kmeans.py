@@ -25,6 +25,7 @@ from emkit._validation import (
     check_random_state,
     check_sample_weight,
 )
+from emkit._warnings import warnings_once
 from emkit.engines.memory import InMemoryEngine
 from emkit.estimators._mixture_base import logger, verbose_logging
 from emkit.exceptions import ConvergenceWarning, InputError
@@ -224,6 +225,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
 
     # -- fitting ---------------------------------------------------------------------
 
+    @warnings_once
     def fit(self, X: ArrayLike, y: Any = None, sample_weight: ArrayLike | None = None) -> Any:
         """Compute k-means clustering.
 

@@ -23,6 +23,7 @@ from emkit._validation import (
     has_missing_values,
     resolve_dtype,
 )
+from emkit._warnings import warnings_once
 from emkit.engines.memory import InMemoryEngine
 from emkit.estimators._mixture_base import (
     FamilyMixture,
@@ -37,7 +38,7 @@ from emkit.estimators._mixture_base import (
 )
 from emkit.exceptions import InputError, InputTypeError
 from emkit.families import Bernoulli, Categorical, Gaussian, Poisson, Product
-from emkit.inference.em import fit_em_restarts
+from emkit.inference.em import EMTrace, fit_em_restarts
 from emkit.inference.init import initial_responsibilities
 from emkit.models.mixing import MixingWeights, assignment
 from emkit.models.mixture import Mixture, MixtureParams, fixed_weights
@@ -71,7 +72,7 @@ def _column_kinds(X: Any) -> list[str]:
             elif kind == "b":
                 kinds.append("bool")
             elif kind in "iu":
-                kinds.append("count" if (col.to_numpy() >= 0).all() else "float")
+                kinds.append("count" if (col.dropna().to_numpy() >= 0).all() else "float")
             else:
                 kinds.append("float")
         return kinds
@@ -181,6 +182,13 @@ class MixtureModel(FamilyMixture, DensityMixin, BaseEstimator):
     warm_start : bool, default=False
     verbose : int, default=0
     verbose_interval : int, default=10
+    learning_offset : float, default=10.0
+        ``partial_fit``'s step-size schedule: the t-th mini-batch is blended into the
+        running statistics with step ``(learning_offset + t) ** -learning_decay`` (the
+        names of scikit-learn's online LDA).
+    learning_decay : float, default=0.7
+        In (0.5, 1] online EM converges; 0 makes every ``partial_fit`` a whole EM step on
+        its batch.
     dtype : {'float64', 'float32'}, default='float64'
     monotonicity : {'warn', 'raise', 'off'}, default='warn'
     accelerate : {None, 'squarem'}, default=None
@@ -246,6 +254,8 @@ class MixtureModel(FamilyMixture, DensityMixin, BaseEstimator):
         warm_start: bool = False,
         verbose: int = 0,
         verbose_interval: int = 10,
+        learning_offset: float = 10.0,
+        learning_decay: float = 0.7,
         dtype: str = "float64",
         monotonicity: str = "warn",
         accelerate: str | None = None,
@@ -267,6 +277,8 @@ class MixtureModel(FamilyMixture, DensityMixin, BaseEstimator):
         self.warm_start = warm_start
         self.verbose = verbose
         self.verbose_interval = verbose_interval
+        self.learning_offset = learning_offset
+        self.learning_decay = learning_decay
         self.dtype = dtype
         self.monotonicity = monotonicity
         self.accelerate = accelerate
@@ -349,6 +361,7 @@ class MixtureModel(FamilyMixture, DensityMixin, BaseEstimator):
 
     # -- fitting ---------------------------------------------------------------------
 
+    @warnings_once
     def fit(self, X: Any, y: Any = None, sample_weight: ArrayLike | None = None) -> Any:
         """Estimate the parameters with EM (MAP-EM when the family has priors).
 
@@ -458,16 +471,38 @@ class MixtureModel(FamilyMixture, DensityMixin, BaseEstimator):
                 row_bytes=row_bytes,
                 callback=callback,
             )
-        self.family_ = family
         self._fixed_weights = model.weights.fixed
-        self.params_ = result.params
-        self.weights_ = result.params.weights
-        self.component_params_ = family.fitted_attributes(result.params.components)
+        self._set_fitted(family, result.params, result.trace, result.converged)
+        return self
+
+    def _set_fitted(
+        self, family: Any, params: MixtureParams, trace: EMTrace, converged: bool
+    ) -> None:
+        self.family_ = family
+        self.params_ = params
+        self.weights_ = params.weights
+        self.component_params_ = family.fitted_attributes(params.components)
         if not isinstance(family, Product):
             for name, value in self.component_params_.items():
                 setattr(self, f"{name}_", value)
-        self._set_trace(result.trace, result.converged)
-        return self
+        self._set_trace(trace, converged)
+
+    # -- online EM (partial_fit) --------------------------------------------------------
+
+    def _online_start(self) -> tuple[Mixture, MixtureParams]:
+        weights = MixingWeights(float(self.weight_concentration), self._fixed_weights)
+        model = Mixture(
+            self.family_, resolve_dtype(self.dtype), weights, assignment(self.e_step), True
+        )
+        return model, self.params_
+
+    def _online_rows(self, X: Any, sample_weight: Any) -> tuple[Array, Array | None]:
+        Xa, labels = self._validate_X(X, reset=False)
+        self.family_.check(Xa, labels)
+        return Xa, check_sample_weight(sample_weight, Xa.shape[0], resolve_dtype(self.dtype))
+
+    def _set_online(self, model: Any, params: Any, trace: EMTrace) -> None:
+        self._set_fitted(model.family, params, trace, False)
 
     # -- the fitted model -------------------------------------------------------------
 
@@ -513,7 +548,8 @@ class PoissonMixture(MixtureModel):
         Gamma prior on the rates (MAP-EM).
     n_components, tol, max_iter, n_init, init_params, weight_concentration, e_step,
     semi_supervised, fixed,
-    random_state, warm_start, verbose, verbose_interval, dtype, monotonicity, accelerate,
+    random_state, warm_start, verbose, verbose_interval, learning_offset, learning_decay,
+    dtype, monotonicity, accelerate,
     chunk_size, n_threads :
         As in :class:`MixtureModel`.
 
@@ -550,6 +586,8 @@ class PoissonMixture(MixtureModel):
         warm_start: bool = False,
         verbose: int = 0,
         verbose_interval: int = 10,
+        learning_offset: float = 10.0,
+        learning_decay: float = 0.7,
         dtype: str = "float64",
         monotonicity: str = "warn",
         accelerate: str | None = None,
@@ -570,6 +608,8 @@ class PoissonMixture(MixtureModel):
         self.warm_start = warm_start
         self.verbose = verbose
         self.verbose_interval = verbose_interval
+        self.learning_offset = learning_offset
+        self.learning_decay = learning_decay
         self.dtype = dtype
         self.monotonicity = monotonicity
         self.accelerate = accelerate
@@ -599,7 +639,8 @@ class BernoulliMixture(MixtureModel):
         BernoulliNB); if None, the data must already be 0/1.
     n_components, tol, max_iter, n_init, init_params, weight_concentration, e_step,
     semi_supervised, fixed,
-    random_state, warm_start, verbose, verbose_interval, dtype, monotonicity, accelerate,
+    random_state, warm_start, verbose, verbose_interval, learning_offset, learning_decay,
+    dtype, monotonicity, accelerate,
     chunk_size, n_threads :
         As in :class:`MixtureModel`.
 
@@ -639,6 +680,8 @@ class BernoulliMixture(MixtureModel):
         warm_start: bool = False,
         verbose: int = 0,
         verbose_interval: int = 10,
+        learning_offset: float = 10.0,
+        learning_decay: float = 0.7,
         dtype: str = "float64",
         monotonicity: str = "warn",
         accelerate: str | None = None,
@@ -660,6 +703,8 @@ class BernoulliMixture(MixtureModel):
         self.warm_start = warm_start
         self.verbose = verbose
         self.verbose_interval = verbose_interval
+        self.learning_offset = learning_offset
+        self.learning_decay = learning_decay
         self.dtype = dtype
         self.monotonicity = monotonicity
         self.accelerate = accelerate
@@ -689,7 +734,8 @@ class CategoricalMixture(MixtureModel):
         Categories per column; None takes max code + 1 from the training data.
     n_components, tol, max_iter, n_init, init_params, weight_concentration, e_step,
     semi_supervised, fixed,
-    random_state, warm_start, verbose, verbose_interval, dtype, monotonicity, accelerate,
+    random_state, warm_start, verbose, verbose_interval, learning_offset, learning_decay,
+    dtype, monotonicity, accelerate,
     chunk_size, n_threads :
         As in :class:`MixtureModel`.
 
@@ -728,6 +774,8 @@ class CategoricalMixture(MixtureModel):
         warm_start: bool = False,
         verbose: int = 0,
         verbose_interval: int = 10,
+        learning_offset: float = 10.0,
+        learning_decay: float = 0.7,
         dtype: str = "float64",
         monotonicity: str = "warn",
         accelerate: str | None = None,
@@ -749,6 +797,8 @@ class CategoricalMixture(MixtureModel):
         self.warm_start = warm_start
         self.verbose = verbose
         self.verbose_interval = verbose_interval
+        self.learning_offset = learning_offset
+        self.learning_decay = learning_decay
         self.dtype = dtype
         self.monotonicity = monotonicity
         self.accelerate = accelerate
