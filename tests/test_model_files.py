@@ -138,6 +138,11 @@ CASES: dict[str, Callable[[], tuple[Any, Any]]] = {
     "factor-analysis": lambda: (emkit.FactorAnalysis(1, random_state=0), _frame()[["age", "bp"]]),
     "mppca": lambda: (emkit.MixtureOfPPCA(2, n_factors=1, random_state=0), _blobs()),
     "mfa": lambda: (emkit.MixtureOfFactorAnalyzers(2, n_factors=1, random_state=0), _blobs()),
+    "student-t": lambda: (emkit.StudentTMixture(2, random_state=0), _blobs()),
+    "student-t-tied": lambda: (
+        emkit.StudentTMixture(2, covariance_type="tied", dof_type="shared", random_state=0),
+        _blobs(),
+    ),
 }
 
 

@@ -44,6 +44,7 @@ def test_all_is_exact() -> None:
         "MonotonicityWarning",
         "PPCA",
         "PoissonMixture",
+        "StudentTMixture",
         "__version__",
         "infer_family",
         "load_model",

@@ -18,6 +18,7 @@ from emkit.estimators import (
     PoissonMixture,
     infer_family,
 )
+from emkit.estimators.student_t import StudentTMixture
 from emkit.exceptions import (
     ConvergenceWarning,
     DegenerateComponentWarning,
@@ -51,6 +52,7 @@ __all__ = [
     "MonotonicityError",
     "MonotonicityWarning",
     "PoissonMixture",
+    "StudentTMixture",
     "__version__",
     "infer_family",
     "load_model",

@@ -11,6 +11,7 @@ from emkit.estimators.mixture_model import (
     PoissonMixture,
     infer_family,
 )
+from emkit.estimators.student_t import StudentTMixture
 
 __all__ = [
     "PPCA",
@@ -23,5 +24,6 @@ __all__ = [
     "MixtureOfFactorAnalyzers",
     "MixtureOfPPCA",
     "PoissonMixture",
+    "StudentTMixture",
     "infer_family",
 ]

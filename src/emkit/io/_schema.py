@@ -215,6 +215,26 @@ SCHEMAS: dict[str, Schema] = {
         },
         relations=(("factor_covariances", "components_", "covariances_"),),
     ),
+    "StudentTMixture": Schema(
+        dims={"K": "n_components"},
+        fields={
+            **_EM_FIELDS,
+            "weights_": Field("array", ("K",), ("simplex",)),
+            "means_": Field("array", ("K", "d"), ("finite",)),
+            "covariances_": Field(
+                "array", _COVARIANCE_SHAPES, _COVARIANCE_CHECKS, by="covariance_type"
+            ),
+            "precisions_": Field("array", _COVARIANCE_SHAPES, ("finite",), by="covariance_type"),
+            "precisions_cholesky_": Field(
+                "array", _COVARIANCE_SHAPES, _FACTOR_CHECKS, by="covariance_type"
+            ),
+            "degrees_of_freedom_": Field("array", ("K",), ("positive",)),
+        },
+        relations=(
+            ("precisions_of_factor", "precisions_cholesky_", "precisions_"),
+            ("covariances_of_factor", "precisions_cholesky_", "covariances_"),
+        ),
+    ),
 }
 
 # The estimators save_model stores.
