@@ -30,7 +30,7 @@ from emkit.estimators._mixture_base import (
     verbose_logging,
 )
 from emkit.exceptions import InputError
-from emkit.families.gaussian import COVARIANCE_TYPES, covariance_structure
+from emkit.families.gaussian import COVARIANCE_TYPES, centred_column_scale, covariance_structure
 from emkit.inference.em import fit_em_restarts
 from emkit.inference.init import initial_responsibilities
 from emkit.models.mixing import assignment
@@ -242,7 +242,9 @@ class StudentTMixture(FittedMixture, DensityMixin, BaseEstimator):
         validate_data(self, X, reset=reset, skip_check_array=True)
         return arr
 
-    def _model(self, shift: Array, missing: bool = True) -> StudentTModel:
+    def _model(
+        self, shift: Array, missing: bool = True, column_scale: Array | None = None
+    ) -> StudentTModel:
         return StudentTModel(
             covariance_structure(self.covariance_type),
             shift,
@@ -253,6 +255,7 @@ class StudentTMixture(FittedMixture, DensityMixin, BaseEstimator):
             ),
             assignment(self.e_step),
             missing=missing,
+            column_scale=column_scale,
         )
 
     # -- fitting ---------------------------------------------------------------------
@@ -290,7 +293,7 @@ class StudentTMixture(FittedMixture, DensityMixin, BaseEstimator):
         Xa, w, _, filled, missing = order_by_pattern(Xa, w, None)
         warm = self.warm_start and hasattr(self, "weights_")
         shift = self.weights_ @ self.means_ if warm else np.average(filled, axis=0, weights=w)
-        model = self._model(shift, missing)
+        model = self._model(shift, missing, centred_column_scale(filled, shift))
         row_bytes = StudentTModel.row_bytes(d, K)
         rng = check_random_state(self.random_state)
         nu0 = _DEFAULT_INITIAL_DOF if self.degrees_of_freedom is None else self.degrees_of_freedom

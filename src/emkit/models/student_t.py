@@ -264,6 +264,9 @@ class StudentTMixture:
     assign: Assignment = EXACT
     weights: MixingWeights = NO_PRIOR
     missing: bool = False  # rows may have missing values (NaN)
+    # each column's scale, the unit of the structures' degeneracy floor (the Gaussian
+    # family's column_scale: median |x - shift| of the training rows); None: 1
+    column_scale: Array | None = None
 
     def _log_prob(self, params: StudentTParams) -> Callable[[Array], _RowTerms]:
         """A function of shifted rows giving their :class:`_RowTerms` (rows with missing
@@ -378,8 +381,9 @@ class StudentTMixture:
         means = stats.sum_t[:, :d] / uk[:, None]
         scatter = self.structure.scatter(uk, means, stats.sum_t, stats.shared)
         cov = self.structure.divide(scatter, self.structure.mass(nk, d), self.reg_covar)
-        cov, prec_chol, mended = self.structure.factor(cov, self.reg_covar)
-        return nk, means, cov, prec_chol, mended
+        column_scale = np.ones(d) if self.column_scale is None else self.column_scale
+        cov, prec_chol, floored = self.structure.factor(cov, column_scale)
+        return nk, means, cov, prec_chol, bool(np.any(floored))
 
     def m_step(self, params: StudentTParams, stats: StudentTStats) -> StudentTParams:
         nk, means, cov, prec_chol, mended = self._locations_scales(stats)
