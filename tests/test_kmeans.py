@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 
 import numpy as np
 import pytest
@@ -308,8 +309,25 @@ def test_verbose_logs_each_iteration(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO, logger="emkit"):
         km = KMeans(2, random_state=0, verbose=1).fit(X)
     text = caplog.text
-    assert "Initialization 0" in text
+    assert text.count("Initialization complete") == 1
     assert text.count("Iteration") == km.n_iter_
+    # scikit-learn's lines: iterations from 0, the inertia of each assignment
+    first = float(re.search(r"Iteration 0, inertia ([0-9.e+-]+)\.", text).group(1))
+    assert first == pytest.approx(-km.trace_.objective[0] * X.shape[0], rel=1e-12)
+    assert f"Converged at iteration {km.n_iter_ - 1}: strict convergence." in text
+
+
+def test_verbose_prints_on_stdout_as_sklearn_does(capsys: pytest.CaptureFixture[str]) -> None:
+    X = blobs(300, 2, 3, seed=1)
+    km = KMeans(3, init="random", n_init=2, tol=10.0, random_state=0, verbose=True).fit(X)
+    out = capsys.readouterr().out
+    assert out.count("Initialization complete") == 2
+    assert re.search(r"Converged at iteration \d+: center shift .* within tolerance .*\.", out)
+    assert "Iteration" in out and km.n_iter_ >= 1
+    # silent otherwise, and the logger is left as it was
+    KMeans(3, random_state=0).fit(X)
+    assert capsys.readouterr().out == ""
+    assert not logging.getLogger("emkit").handlers
 
 
 def test_kmeans_plusplus_is_close_to_sklearns_best_on_large_k() -> None:

@@ -38,17 +38,24 @@ Only rows that changed cluster change the statistics: S_new = S_old + (moved in 
 out). They are summed in full on the first iteration, after an empty cluster moved, when
 many rows moved, and every ``_RESUM_EVERY`` iterations, which bounds the round-off that
 the incremental sums accumulate.
+
+Sparse rows (CSR, e.g. TF-IDF) are not centred, which would fill them: their design matrix
+is sparse too, and both products above are sparse-times-dense products, so the rows are
+never made dense. They are measured at every iteration (plain Lloyd, ``bounds=False``);
+their distances to assigned centers expand ||x||^2 - 2 x.c + ||c||^2 over the stored
+entries.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeAlias
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.sparse import csc_array
+from scipy.sparse import csc_array, csr_array, issparse
+from scipy.sparse import hstack as sparse_hstack
 
 __all__ = [
     "FarRows",
@@ -56,6 +63,8 @@ __all__ = [
     "KMeansParams",
     "KMeansStats",
     "LastStep",
+    "Sparse",
+    "as_dense",
     "design_matrix",
     "nearest",
     "row_state",
@@ -63,6 +72,9 @@ __all__ = [
 ]
 
 Array = NDArray[np.floating[Any]]
+# Rows in compressed sparse row format (scipy.sparse.csr_array or csr_matrix); Any for
+# mypy, as issparse() does not narrow a union with ndarray.
+Sparse: TypeAlias = Any
 
 # C-steps between two summations of the statistics in full (the incremental sums in between
 # gather round-off of the order of eps * sum |S_k| per step), and between two measurements
@@ -154,18 +166,32 @@ class FarRows(NamedTuple):
         )
 
 
-def design_matrix(X: Array, shift: Array) -> Array:
+def design_matrix(X: Array | Sparse, shift: Array) -> Array | Sparse:
     """[x - shift, 1, ||x - shift||^2] for each row, shape (n, d + 2), in X's dtype.
 
     Built once per fit: the ones fold ||c||^2 into the distance product and give nk in
-    the statistics' product; the squared norms give sum_xx there.
+    the statistics' product; the squared norms give sum_xx there. Sparse rows (CSR) give
+    a sparse design matrix, and must not be moved (``shift`` all zero).
     """
     n, d = X.shape
+    if issparse(X):
+        if np.any(shift):
+            raise ValueError("design_matrix: sparse rows cannot be centred; pass a zero shift.")
+        from sklearn.utils.extmath import row_norms
+
+        extra = np.ones((n, 2), dtype=X.dtype)
+        extra[:, 1] = row_norms(X, squared=True)
+        return csr_array(sparse_hstack([X, csr_array(extra)], format="csr", dtype=X.dtype))
     A = np.empty((n, d + 2), dtype=X.dtype)
     np.subtract(X, shift, out=A[:, :d])
     A[:, d] = 1.0
     np.einsum("ij,ij->i", A[:, :d], A[:, :d], out=A[:, d + 1])
     return A
+
+
+def as_dense(rows: Sparse, dtype: Any = None) -> Array:
+    """A few rows (a start, the farthest rows) as a dense array, sparse or not."""
+    return np.asarray(rows.toarray() if issparse(rows) else rows, dtype=dtype)
 
 
 def row_state(n_samples: int) -> tuple[NDArray[np.intp], NDArray[np.float64], NDArray[np.float64]]:
@@ -195,9 +221,14 @@ def _product(rows: Array, product: Array) -> Array:
     return rows @ product
 
 
-def _distance_blocks(A: Array, product: Array) -> Iterator[tuple[slice, Array]]:
-    """(rows, ||x - c||^2 - ||x||^2 for those rows) block by block of the design matrix."""
+def _distance_blocks(A: Array | Sparse, product: Array) -> Iterator[tuple[slice, Array]]:
+    """(rows, ||x - c||^2 - ||x||^2 for those rows) block by block of the design matrix
+    (a sparse one in one product, its ||x||^2 column against a row of zeros)."""
     d1, K = product.shape
+    if issparse(A):
+        padded = np.vstack([product, np.zeros((A.shape[1] - d1, K), dtype=product.dtype)])
+        yield slice(0, A.shape[0]), np.asarray(A @ padded)
+        return
     step = max(64, _BLOCK_BYTES // (8 * K))
     for start in range(0, A.shape[0], step):
         rows = slice(start, min(start + step, A.shape[0]))
@@ -261,9 +292,20 @@ def nearest(X: Array, centers: NDArray[np.float64]) -> NDArray[np.intp]:
 
 
 def squared_distances(
-    X: Array, centers: NDArray[np.float64], labels: NDArray[np.intp]
+    X: Array | Sparse, centers: NDArray[np.float64], labels: NDArray[np.intp]
 ) -> NDArray[np.float64]:
-    """||x_n - c_{labels_n}||^2, computed directly (no expansion), in float64."""
+    """||x_n - c_{labels_n}||^2, computed directly (no expansion), in float64; for
+    sparse rows, ||x||^2 - 2 x.c + ||c||^2 over their stored entries (floored at 0)."""
+    if issparse(X):
+        X = csr_array(X)
+        n = X.shape[0]
+        row = np.repeat(np.arange(n), np.diff(X.indptr))
+        data = X.data.astype(np.float64)
+        z = labels[row]
+        xx = np.bincount(row, data * data, minlength=n)
+        xc = np.bincount(row, data * centers[z, X.indices], minlength=n)
+        cc = np.einsum("kd,kd->k", centers, centers)[labels]
+        return np.maximum(xx - 2.0 * xc + cc, 0.0)
     diff = X - centers[labels].astype(X.dtype)
     return np.einsum("ij,ij->i", diff, diff, dtype=np.float64)
 
@@ -276,6 +318,8 @@ def _full_sums(
     n, d = A.shape[0], A.shape[1] - 2
     Z_T = csc_array((w, labels, np.arange(n + 1)), shape=(K, n))
     S = Z_T @ A
+    if issparse(S):  # from sparse rows: (K, d + 2), small
+        S = S.toarray()
     count = np.bincount(labels[w > 0], minlength=K)
     return KMeansStats(S[:, d], S[:, :d], S[:, d + 1], None, moved, count)
 
@@ -333,7 +377,7 @@ class KMeansModel:
     sum_k ||c_k^new - c_k||^2 (scikit-learn's, already scaled by the data's variance).
     ``dtype`` is the working precision of the distance product. ``bounds=False`` measures
     every row at every iteration and sums the statistics in full (plain Lloyd: what the
-    tests compare the accelerated steps with).
+    tests compare the accelerated steps with, and what sparse rows use).
 
     The rows the driver maps over are ``(A, sample_weight, labels, upper, lower)``:
     the design matrix (:func:`design_matrix`), the weights (or None), and three arrays of
@@ -505,7 +549,7 @@ class KMeansModel:
                 for rows, D in _distance_blocks(A, product):
                     np.argmin(_as_float64(D), axis=1, out=labels[rows])
             # the distances to the assigned centers, computed directly, as scikit-learn does
-            distance = squared_distances(A[:, :d], centers, labels)
+            distance = squared_distances(A[:, :d], centers, labels)  # sparse: a copy, rarely
             far = _farthest(A[:, :d], distance, labels, w, K)
             zero = np.zeros(K)
             return KMeansStats(zero, np.zeros((K, d)), zero.copy(), far, 0, np.zeros(K, np.intp))
@@ -575,9 +619,16 @@ class KMeansModel:
             return 8 * 8
         return (n_features + 2) * np.dtype(self.dtype).itemsize + 4 * 8
 
+    @staticmethod
+    def sparse_row_bytes(X: Sparse, n_clusters: int) -> int:
+        """Working memory of a row of a chunk of the sparse rows ``X``: its stored values
+        and column indices, and its distances to every center (a chunk's held at once)."""
+        stored_per_row = X.nnz / max(X.shape[0], 1)
+        return int(stored_per_row * (X.dtype.itemsize + 8)) + 8 * (n_clusters + 6)
+
 
 def _farthest(
-    X: Array,
+    X: Array | Sparse,
     distance: NDArray[np.float64],
     labels: NDArray[np.intp],
     weights: NDArray[np.float64],
@@ -591,4 +642,5 @@ def _farthest(
     # rows are kept does not depend on the blocks)
     rows = np.flatnonzero(distance >= np.partition(distance, n - keep)[n - keep])
     rows = rows[np.argsort(-distance[rows], kind="stable")[:keep]]
-    return FarRows(distance[rows], X[rows].astype(np.float64), weights[rows], labels[rows])
+    x = as_dense(X[rows]).astype(np.float64)
+    return FarRows(distance[rows], x, weights[rows], labels[rows])
