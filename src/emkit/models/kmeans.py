@@ -208,8 +208,14 @@ _BLOCK_BYTES = 512 << 10
 
 
 def _distance_product(centers: NDArray[np.float64], dtype: Any) -> Array:
-    """[-2 C^T ; ||c||^2], shape (d + 1, K): A[:, :d+1] @ it is ||x - c||^2 - ||x||^2."""
-    return np.vstack([-2.0 * centers.T, np.einsum("kd,kd->k", centers, centers)]).astype(dtype)
+    """[-2 C^T ; ||c||^2 ; 0], shape (d + 2, K): A @ it is ||x - c||^2 - ||x||^2 (the
+    zeros meet the column ||x||^2 of a sparse design matrix, which is not sliced; a dense
+    one is, A[:, :d+1] @ its first d + 1 rows)."""
+    K, d = centers.shape
+    product = np.zeros((d + 2, K), dtype=dtype)
+    product[:d] = -2.0 * centers.T
+    product[d] = np.einsum("kd,kd->k", centers, centers)
+    return product
 
 
 def _product(rows: Array, product: Array) -> Array:
@@ -223,16 +229,16 @@ def _product(rows: Array, product: Array) -> Array:
 
 def _distance_blocks(A: Array | Sparse, product: Array) -> Iterator[tuple[slice, Array]]:
     """(rows, ||x - c||^2 - ||x||^2 for those rows) block by block of the design matrix
-    (a sparse one in one product, its ||x||^2 column against a row of zeros)."""
-    d1, K = product.shape
+    (a sparse one in one product)."""
     if issparse(A):
-        padded = np.vstack([product, np.zeros((A.shape[1] - d1, K), dtype=product.dtype)])
-        yield slice(0, A.shape[0]), np.asarray(A @ padded)
+        yield slice(0, A.shape[0]), np.asarray(A @ product)
         return
+    d1, K = product.shape[0] - 1, product.shape[1]
+    head = product[:d1]
     step = max(64, _BLOCK_BYTES // (8 * K))
     for start in range(0, A.shape[0], step):
         rows = slice(start, min(start + step, A.shape[0]))
-        yield rows, _product(A[rows, :d1], product)
+        yield rows, _product(A[rows, :d1], head)
 
 
 def _as_float64(D: Array) -> NDArray[np.float64]:
@@ -286,8 +292,8 @@ def _set_bounds(
 def nearest(X: Array, centers: NDArray[np.float64]) -> NDArray[np.intp]:
     """The nearest center of each (centred) row, ties to the lower index."""
     product = _distance_product(centers, X.dtype)
-    D = X @ product[:-1]
-    D += product[-1]
+    D = X @ product[:-2]
+    D += product[-2]
     return np.asarray(_as_float64(D).argmin(axis=1))
 
 
@@ -507,7 +513,7 @@ class KMeansModel:
                 idx, picked, before = idx[still], picked[still], z[still]
             if idx.size:
                 # measure the row as Lloyd does
-                D64 = _as_float64(_product(picked[:, : d + 1], product))
+                D64 = _as_float64(_product(picked[:, : d + 1], product[: d + 1]))
                 new = D64.argmin(axis=1)
                 upper[idx], lower[idx] = _set_bounds(D64, new, picked[:, d + 1], norms_max, kappa)
                 labels[idx] = new
