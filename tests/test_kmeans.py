@@ -23,6 +23,7 @@ from emkit.models.kmeans import (
     KMeansModel,
     KMeansParams,
     KMeansStats,
+    SparseRows,
     design_matrix,
     row_state,
 )
@@ -644,6 +645,24 @@ def test_sparse_rows_are_never_made_dense() -> None:
         Xk = X[km.labels_ == k]
         inertia += Xk.multiply(Xk).sum() - 2.0 * (Xk @ c).sum() + Xk.shape[0] * (c @ c)
     assert km.inertia_ == pytest.approx(inertia, rel=1e-10)
+
+
+def test_sparse_chunks_are_views_and_do_not_change_the_result() -> None:
+    X = _documents(300, 30, 3, seed=6)
+    A = design_matrix(X, np.zeros(30))
+    np.testing.assert_array_equal(A[:, :30].toarray(), X.toarray())
+    np.testing.assert_array_equal(A[:, 30].toarray(), 1.0)
+    np.testing.assert_allclose(A[:, 31].toarray(), (X.toarray() ** 2).sum(axis=1), rtol=1e-15)
+    rows = SparseRows(A)
+    for start, stop in [(0, 64), (64, 300), (290, 400), (5, 5)]:
+        chunk = rows[start:stop]
+        np.testing.assert_array_equal(chunk.toarray(), A[start:stop].toarray())
+        assert chunk.nnz == 0 or np.shares_memory(chunk.data, A.data)
+    init = _start(X.toarray(), 3)
+    whole = KMeans(3, init=init, n_init=1).fit(X)
+    for chunk_size, n_threads in [(7, 1), (50, 2)]:
+        km = KMeans(3, init=init, n_init=1, chunk_size=chunk_size, n_threads=n_threads).fit(X)
+        _assert_same(km, whole, rtol=1e-13)
 
 
 def test_other_sparse_formats_and_duplicate_entries_are_read_as_csr_without_change() -> None:

@@ -41,6 +41,7 @@ from emkit.models.kmeans import (
     KMeansModel,
     KMeansParams,
     Sparse,
+    SparseRows,
     as_dense,
     design_matrix,
     nearest,
@@ -321,7 +322,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         if sparse:
             # sparse rows stay as they are (centring would fill them), as in scikit-learn
             shift = np.zeros(d, dtype=Xa.dtype)
-            A = design_matrix(Xa, shift)
+            A: Any = SparseRows(design_matrix(Xa, shift))  # chunks of rows as views
             x_squared_norms = row_norms(Xa, squared=True)
             variance = float(mean_variance_axis(Xa, axis=0)[1].mean())
             rows: Array | Sparse = Xa
@@ -557,9 +558,13 @@ def _assign(
     (weighted) inertia, its distances computed directly."""
     shift, centred = _centred(centers, X)
     row_bytes = (X.shape[1] + 2 * centred.shape[0]) * X.dtype.itemsize
+    rows = X
     if issparse(X):
         row_bytes = KMeansModel.sparse_row_bytes(X, centred.shape[0])
-    labels = engine.map_rows(lambda c: nearest(_minus(c, shift), centred), X, row_bytes=row_bytes)
+        rows = SparseRows(X)  # chunks of rows as views
+    labels = engine.map_rows(
+        lambda c: nearest(_minus(c, shift), centred), rows, row_bytes=row_bytes
+    )
     if not inertia:
         return labels, float("nan")
 
@@ -567,7 +572,7 @@ def _assign(
         dist = squared_distances(_minus(c, shift), centred, lab)
         return float(dist.sum() if wc is None else wc @ dist)
 
-    return labels, float(engine.map_reduce(chunk_inertia, X, w, labels, row_bytes=row_bytes))
+    return labels, float(engine.map_reduce(chunk_inertia, rows, w, labels, row_bytes=row_bytes))
 
 
 def _check_centers(value: Any, n_clusters: int, n_features: int, dtype: Any, name: str) -> Array:

@@ -55,7 +55,6 @@ from typing import Any, NamedTuple, TypeAlias
 import numpy as np
 from numpy.typing import NDArray
 from scipy.sparse import csc_array, csr_array, issparse
-from scipy.sparse import hstack as sparse_hstack
 
 __all__ = [
     "FarRows",
@@ -64,6 +63,7 @@ __all__ = [
     "KMeansStats",
     "LastStep",
     "Sparse",
+    "SparseRows",
     "as_dense",
     "design_matrix",
     "nearest",
@@ -170,23 +170,74 @@ def design_matrix(X: Array | Sparse, shift: Array) -> Array | Sparse:
     """[x - shift, 1, ||x - shift||^2] for each row, shape (n, d + 2), in X's dtype.
 
     Built once per fit: the ones fold ||c||^2 into the distance product and give nk in
-    the statistics' product; the squared norms give sum_xx there. Sparse rows (CSR) give
-    a sparse design matrix, and must not be moved (``shift`` all zero).
+    the statistics' product; the squared norms give sum_xx there. Sparse rows (CSR, no
+    duplicate entries) give a sparse design matrix (CSR: give the engine its
+    :class:`SparseRows`), and must not be moved (``shift`` all zero).
     """
     n, d = X.shape
     if issparse(X):
         if np.any(shift):
             raise ValueError("design_matrix: sparse rows cannot be centred; pass a zero shift.")
-        from sklearn.utils.extmath import row_norms
-
-        extra = np.ones((n, 2), dtype=X.dtype)
-        extra[:, 1] = row_norms(X, squared=True)
-        return csr_array(sparse_hstack([X, csr_array(extra)], format="csr", dtype=X.dtype))
+        return _sparse_design_matrix(X)
     A = np.empty((n, d + 2), dtype=X.dtype)
     np.subtract(X, shift, out=A[:, :d])
     A[:, d] = 1.0
     np.einsum("ij,ij->i", A[:, :d], A[:, :d], out=A[:, d + 1])
     return A
+
+
+def _sparse_design_matrix(X: Sparse) -> Sparse:
+    """[x, 1, ||x||^2] for each row of the CSR matrix X (canonical: no duplicate entries),
+    as a CSR matrix: each row's stored entries, then the two new ones."""
+    from sklearn.utils.extmath import row_norms
+
+    n, d = X.shape
+    total = X.nnz + 2 * n
+    index = np.int32 if max(total, d + 2) < np.iinfo(np.int32).max else np.int64
+    indptr = X.indptr.astype(index) + 2 * np.arange(n + 1, dtype=index)
+    ones_at, norms_at = indptr[1:] - 2, indptr[1:] - 1
+    old = np.ones(total, dtype=bool)
+    old[ones_at] = False
+    old[norms_at] = False
+    data = np.empty(total, dtype=X.dtype)
+    indices = np.empty(total, dtype=index)
+    data[old], indices[old] = X.data, X.indices
+    data[ones_at], indices[ones_at] = 1.0, d
+    data[norms_at], indices[norms_at] = row_norms(X, squared=True), d + 1
+    return csr_array((data, indices, indptr), shape=(n, d + 2))
+
+
+class SparseRows:
+    """CSR rows for the engine to slice: a slice of rows is a view of the stored values
+    (scipy's own row slice of a CSR matrix copies them), so that chunking costs nothing.
+    The rows of a canonical matrix (sorted, no duplicate entries) give canonical chunks."""
+
+    def __init__(self, X: Sparse) -> None:
+        self.X = X
+        self.shape = X.shape
+        self.dtype = X.dtype
+        self.nnz = X.nnz
+
+    def __getitem__(self, rows: slice) -> Sparse:
+        start, stop, step = rows.indices(self.shape[0])
+        if step != 1:
+            raise ValueError("SparseRows: only contiguous slices of rows are views.")
+        stop = max(start, stop)
+        indptr = self.X.indptr[start : stop + 1]
+        first, last = indptr[0], indptr[-1]
+        # scipy's constructor copies arrays that are views of much larger ones: an empty
+        # chunk of the right shape, then its documented attributes set to the views
+        X = self.X
+        chunk = csr_array(
+            (X.data[:0], X.indices[:0], np.zeros(stop - start + 1, dtype=X.indptr.dtype)),
+            shape=(stop - start, self.shape[1]),
+        )
+        chunk.data, chunk.indices, chunk.indptr = (
+            X.data[first:last],
+            X.indices[first:last],
+            indptr - first,
+        )
+        return chunk
 
 
 def as_dense(rows: Sparse, dtype: Any = None) -> Array:
@@ -322,10 +373,15 @@ def _full_sums(
     """Z^T A with Z the sparse (n, K) matrix of the weights at the labels; summed in
     float64 whatever A's dtype, so that the objective's changes stay exact."""
     n, d = A.shape[0], A.shape[1] - 2
-    Z_T = csc_array((w, labels, np.arange(n + 1)), shape=(K, n))
-    S = Z_T @ A
-    if issparse(S):  # from sparse rows: (K, d + 2), small
-        S = S.toarray()
+    if issparse(A):
+        # Z^T in CSR (rows grouped by cluster), so that scipy multiplies two CSR matrices
+        # as they are (a CSC Z^T would make it convert A); S (K, d + 2) is small
+        order = np.argsort(labels, kind="stable")
+        indptr = np.zeros(K + 1, dtype=np.intp)
+        np.cumsum(np.bincount(labels, minlength=K), out=indptr[1:])
+        S = (csr_array((w[order], order, indptr), shape=(K, n)) @ A).toarray()
+    else:
+        S = csc_array((w, labels, np.arange(n + 1)), shape=(K, n)) @ A
     count = np.bincount(labels[w > 0], minlength=K)
     return KMeansStats(S[:, d], S[:, :d], S[:, d + 1], None, moved, count)
 
