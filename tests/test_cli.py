@@ -131,10 +131,15 @@ def test_fit_writes_model_labels_and_summary(
 
     model = load_model(out / "model.npz")
     assert isinstance(model, GaussianMixture) and model.n_components == 2
-    X = _blobs()
+    # the model file keeps the column names: predict from a table with them
+    X = pytest.importorskip("pandas").DataFrame(_blobs(), columns=["height", "width"])
     labels = _read_csv(out / "labels.csv")
-    assert labels[0] == ["label"] and len(labels) == X.shape[0] + 1
-    assert [int(r[0]) for r in labels[1:]] == model.predict(X).tolist()
+    assert labels[0] == ["row", "label", "uncertainty"] and len(labels) == X.shape[0] + 1
+    assert [int(r[0]) for r in labels[1:]] == list(range(1, X.shape[0] + 1))
+    assert [int(r[1]) for r in labels[1:]] == model.predict(X).tolist()
+    uncertainty = 1.0 - model.predict_proba(X).max(axis=1)
+    np.testing.assert_allclose([float(r[2]) for r in labels[1:]], uncertainty, rtol=1e-12)
+    assert list(model.feature_names_in_) == ["height", "width"]
 
     summary = _read_csv(out / "summary.csv")
     assert summary[0] == [
@@ -377,7 +382,7 @@ def test_covariances_2d_match_the_full_matrices(covariance_type: str) -> None:
     else:
         full = cov[:, None, None] * np.eye(3)
     np.testing.assert_allclose(got, full[:, :2, :2])
-    with pytest.raises(ValueError, match="unknown covariance_type"):
+    with pytest.raises(ValueError, match="covariance_type must be one of"):
         covariances_2d(model.covariances_, "banded", 2)
 
 
@@ -395,8 +400,10 @@ def test_predict_labels_to_stdout(
 ) -> None:
     assert main(["predict", str(model_file), str(data_csv)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == "label"
-    assert [int(v) for v in lines[1:]] == load_model(model_file).predict(_blobs()).tolist()
+    assert lines[0] == "row,label,uncertainty"
+    labels = [int(line.split(",")[1]) for line in lines[1:]]
+    assert labels == load_model(model_file).predict(_blobs()).tolist()
+    assert [int(line.split(",")[0]) for line in lines[1:]] == list(range(1, 61))
 
 
 def test_predict_probabilities_to_a_file(
@@ -406,8 +413,8 @@ def test_predict_probabilities_to_a_file(
     assert main(["predict", str(model_file), str(data_csv), "--proba", "--out", str(out)]) == 0
     assert f"wrote {out}" in capsys.readouterr().out
     rows = _read_csv(out)
-    assert rows[0] == ["p0", "p1"]
-    proba = np.array(rows[1:], dtype=float)
+    assert rows[0] == ["row", "p0", "p1"]
+    proba = np.array([r[1:] for r in rows[1:]], dtype=float)
     np.testing.assert_array_equal(proba, load_model(model_file).predict_proba(_blobs()))
 
 
@@ -421,7 +428,7 @@ def test_predict_matches_columns_by_feature_name(tmp_path: Path) -> None:
     data.write_text("b,extra,a\n" + "".join(f"{b},7,{a}\n" for a, b in X.tolist()))
     out = tmp_path / "labels.csv"
     assert main(["predict", str(path), str(data), "--out", str(out)]) == 0
-    assert [int(r[0]) for r in _read_csv(out)[1:]] == model.predict(frame).tolist()
+    assert [int(r[1]) for r in _read_csv(out)[1:]] == model.predict(frame).tolist()
 
 
 def test_predict_wrong_number_of_columns(
@@ -466,6 +473,7 @@ def test_sample_uses_feature_names(tmp_path: Path, capsys: pytest.CaptureFixture
 # -- demo, as the installed command runs it ------------------------------------------------
 
 
+@pytest.mark.slow
 def test_demo_in_a_subprocess(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     result = subprocess.run(

@@ -81,11 +81,20 @@ def test_a_models_own_stopping_rule_ends_the_run() -> None:
         seen.append((previous, params))
         return params == 3
 
-    result = run(Scripted([-3.0, -2.0, -1.0, -0.5, -0.25]), tol=0, converged=settled)
+    class Settling(Scripted):
+        def converged(self, previous: int, params: int) -> bool:
+            return settled(previous, params)
+
+    result = run(Settling([-3.0, -2.0, -1.0, -0.5, -0.25]), tol=0)
     assert result.converged and result.n_iter == 3 and result.params == 3
     assert seen == [(0, 1), (1, 2), (2, 3)]
+
     # and it adds to the objective test rather than replacing it
-    result = run(Scripted([-3.0, -2.0, -2.0]), converged=lambda previous, params: False)
+    class Never(Scripted):
+        def converged(self, previous: int, params: int) -> bool:
+            return False
+
+    result = run(Never([-3.0, -2.0, -2.0]))
     assert result.converged and result.n_iter == 3
 
 
@@ -171,12 +180,10 @@ def test_a_supplement_adds_a_second_pass_only_when_asked() -> None:
         def m_step_gap(self, params: int, stats: float) -> float:
             return 0.0
 
-    def supplement(params: int, stats: float):
-        return (lambda rows: float(rows.shape[0])) if params % 2 else None
+        def supplement(self, params: int, stats: float):
+            return (lambda rows: float(rows.shape[0])) if params % 2 else None
 
-    fit_em(
-        Summing(), InMemoryEngine(chunk_size=2), (X,), 0, tol=0, max_iter=4, supplement=supplement
-    )
+    fit_em(Summing(), InMemoryEngine(chunk_size=2), (X,), 0, tol=0, max_iter=4)
     assert seen == [15.0, 18.0, 15.0, 18.0]
 
 
@@ -209,3 +216,22 @@ def test_the_e_step_may_keep_per_row_state_in_the_data_arrays(chunk_size, n_thre
         result = fit_em(Counting(), engine, (X, visits), 0, tol=0, max_iter=5)
     assert result.n_iter == 5
     np.testing.assert_array_equal(visits, np.full(10, 5.0))
+
+
+def test_a_step_wraps_the_plain_iteration_and_carries_state() -> None:
+    # a variant sees each iteration's result and threads its own state through the run
+    from emkit.inference import StepResult, em_step
+
+    model = Scripted([-4.0, -3.0, -2.0, -1.5, -1.25])
+    plain = em_step(model, InMemoryEngine(), DATA)
+    calls: list[int] = []
+
+    def counting(params: int, state: int) -> StepResult[int]:
+        calls.append(state)
+        result = plain(params, state)
+        return result._replace(state=state + 1)
+
+    result = fit_em(model, InMemoryEngine(), DATA, 0, tol=0, max_iter=4, step=counting, state=10)
+    assert calls == [10, 11, 12, 13]
+    np.testing.assert_array_equal(result.trace.objective, [-4.0, -3.0, -2.0, -1.5])
+    assert result.params == 4

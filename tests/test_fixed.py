@@ -41,6 +41,7 @@ from emkit.families import (
     Product,
     covariance_structure,
 )
+from emkit.models.mixing import MixingWeights
 from emkit.models.mixture import Mixture, MixtureParams, MixtureStats, fixed_weights
 
 K = 2
@@ -441,7 +442,7 @@ def test_weights_m_step_is_the_conditional_maximizer() -> None:
     # sum_k (N_k + alpha - 1) log pi_k over pi_0, pi_2 with pi_0 + pi_2 = 0.7
     nk, alpha = np.array([30.0, 5.0, 12.0]), 2.0
     family = Poisson().bind(np.ones((3, 1)), None)
-    model = Mixture(family, weight_concentration=alpha, fixed_weights=fixed_weights({1: 0.3}, 3))
+    model = Mixture(family, weights=MixingWeights(alpha, fixed_weights({1: 0.3}, 3)))
     s = MixtureStats(nk, np.ones((3, 1)), np.zeros(0), 0.0, 47.0)
     weights = model.m_step(MixtureParams(np.full(3, 1 / 3), family.default_params(3)), s).weights
     assert weights[1] == 0.3
@@ -492,7 +493,9 @@ def test_fixing_a_group_at_the_unconstrained_maximizer_gives_the_same_free_param
         shared = "tied" in name and group == "covariances"
         for value in [whole] if shared else [whole, component]:
             fixed = family.fix({group: value}, K)
-            model = Mixture(fixed, fixed_weights=fixed_weights({0: free.weights[0]}, K))
+            model = Mixture(
+                fixed, weights=MixingWeights(fixed=fixed_weights({0: free.weights[0]}, K))
+            )
             again = model.m_step(start, s)
             assert_allclose(again.weights, free.weights, rtol=1e-12)
             for key, fitted_value in fixed.fitted_attributes(again.components).items():
@@ -662,7 +665,7 @@ def test_n_parameters_count_only_the_free_parameters() -> None:
         known = dict(fixed)
         weights = fixed_weights(known.pop("weights", None), K3)
         bound = family.bind(data, None).fix(known, K3)
-        return Mixture(bound, fixed_weights=weights).n_parameters(K3)
+        return Mixture(bound, weights=MixingWeights(fixed=weights)).n_parameters(K3)
 
     # full, d = 2: 2 free weights, 3 x 2 means, 3 x 3 covariance entries
     assert count(Gaussian(), {}) == 2 + 6 + 9

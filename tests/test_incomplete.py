@@ -683,11 +683,11 @@ def test_hard_em_objective_is_the_classification_likelihood(family) -> None:
         X = np.round(X) if isinstance(family, Poisson) else X + 1e-3
     else:
         X = rng.normal(3 * z[:, None], 1.0, (500, 2))
-    model = MixtureModel(family, 3, hard=True, monotonicity="raise", tol=0, max_iter=30)
+    model = MixtureModel(family, 3, e_step="hard", monotonicity="raise", tol=0, max_iter=30)
     model.set_params(random_state=1).fit(X)
     assert np.all(np.diff(model.lower_bounds_) >= -1e-12)
     # the objective: sum_n max_k log(pi_k p(x_n | k)), at the parameters of the last E-step
-    again = MixtureModel(family, 3, hard=True, warm_start=True, tol=0, max_iter=1)
+    again = MixtureModel(family, 3, e_step="hard", warm_start=True, tol=0, max_iter=1)
     again.__dict__.update({k: v for k, v in model.__dict__.items() if k.endswith("_")})
     again.fit(X)
     log_joint = Mixture(model.family_).weighted_log_prob(model.params_)(X)
@@ -696,15 +696,17 @@ def test_hard_em_objective_is_the_classification_likelihood(family) -> None:
 
 def test_hard_em_moves_every_row_wholly() -> None:
     X = _correlated(300)
-    model = GaussianMixture(2, hard=True, random_state=0, tol=0, max_iter=20).fit(X)
+    model = GaussianMixture(2, e_step="hard", random_state=0, tol=0, max_iter=20).fit(X)
     soft = GaussianMixture(2, random_state=0, tol=0, max_iter=20).fit(X)
     labels = model.predict(X)
     # at a fixed point of classification EM, each mean is its cluster's average
     for k in range(2):
         np.testing.assert_allclose(model.means_[k], X[labels == k].mean(axis=0), rtol=1e-10)
     assert model.lower_bound_ <= soft.lower_bound_ + 1e-12
-    with pytest.raises(InputError, match="hard must be True or False"):
-        GaussianMixture(2, hard=1).fit(X)
+    with pytest.raises(InputError, match=r"e_step must be one of 'exact', 'hard', got 1\."):
+        GaussianMixture(2, e_step=1).fit(X)
+    with pytest.raises(InputError, match=r"e_step must be one of 'exact', 'hard', got 'soft'"):
+        GaussianMixture(2, e_step="soft").fit(X)
 
 
 def test_car_truck_lecture_example_matches_direct_maximization() -> None:
@@ -752,7 +754,7 @@ def test_hard_em_for_the_factor_mixtures(estimator) -> None:
         [rng.normal(size=(200, 2)) @ rng.normal(size=(2, 5)) + c for c in (0.0, 6.0, -6.0)]
     )
     X += 0.1 * rng.normal(size=X.shape)
-    model = estimator(3, n_factors=2, hard=True, monotonicity="raise", tol=0, max_iter=25)
+    model = estimator(3, n_factors=2, e_step="hard", monotonicity="raise", tol=0, max_iter=25)
     model.set_params(random_state=0).fit(X)
     assert np.all(np.diff(model.lower_bounds_) >= -1e-12)
     # log p(x) >= max_k log p(x, k), and the last M-step only raised the latter
@@ -766,7 +768,7 @@ def test_hard_em_for_the_factor_mixtures(estimator) -> None:
 
 def test_kmeans_fixed_point_is_a_hard_em_fixed_point() -> None:
     """KMeans is hard EM with equal weights and one shared spherical covariance: a
-    converged k-means is a fixed point of MixtureModel(hard=True) with those known."""
+    converged k-means is a fixed point of MixtureModel(e_step="hard") with those known."""
     from emkit import KMeans
 
     X = _correlated(600, 3, seed=4)
@@ -774,7 +776,7 @@ def test_kmeans_fixed_point_is_a_hard_em_fixed_point() -> None:
     model = MixtureModel(
         Gaussian("spherical"),
         3,
-        hard=True,
+        e_step="hard",
         fixed={"weights": np.full(3, 1 / 3), "covariances": np.full(3, 1.0)},
         init_params="random_from_data",
         random_state=0,

@@ -451,8 +451,6 @@ def _lloyd_steps(X, init, w=None, *, bounds, max_iter=15, chunk_size=None, n_thr
             monotonicity="raise",
             dtype=X.dtype.type,
             row_bytes=model.row_bytes(X.shape[1]),
-            converged=model.converged,
-            supplement=model.supplement,
         )
     return model.seen
 

@@ -15,6 +15,7 @@ from scipy import stats
 from emkit import MixtureModel
 from emkit.exceptions import InputError
 from emkit.families import Gaussian, GaussianPrior, Poisson, Product
+from emkit.models.mixing import MixingWeights
 from emkit.models.mixture import Mixture, MixtureParams
 
 STRUCTURES = ["full", "tied", "diag", "spherical"]
@@ -158,7 +159,7 @@ def test_map_em_objective_is_loglik_plus_log_prior_and_never_decreases(
     assert np.all(np.diff(model.lower_bounds_) >= -1e-12)
     # the objective at the last iteration: per-sample log-likelihood + log prior / n,
     # of the parameters before the last M-step; refit one step from them to check it
-    mixture = Mixture(model.family_, weight_concentration=3.0)
+    mixture = Mixture(model.family_, weights=MixingWeights(3.0))
     log_prior = mixture.log_prior(model.params_)
     one_more = model.score(X) + log_prior / len(X)
     assert one_more >= model.lower_bound_ - 1e-12
@@ -202,7 +203,7 @@ def test_weight_prior_is_the_dirichlet_mode() -> None:
     # weights = (N_k + alpha - 1) / (N + K (alpha - 1)), worked for N = (3, 1), alpha = 3
     X = np.array([[0.0], [0.1], [0.2], [5.0]])
     family = Product({"x": ([0], Poisson())}).bind(X, None)
-    model = Mixture(family, weight_concentration=3.0)
+    model = Mixture(family, weights=MixingWeights(3.0))
     stats_ = model.statistics_from_resp(X, None, np.eye(2)[[0, 0, 0, 1]])
     params = model.m_step(MixtureParams(np.full(2, 0.5), family.default_params(2)), stats_)
     np.testing.assert_allclose(params.weights, [5.0 / 8.0, 3.0 / 8.0], rtol=1e-12)

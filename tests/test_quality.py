@@ -9,6 +9,7 @@ import sys
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow  # tooling: deselect with -m "not slow"
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -17,9 +18,9 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.skipif(not (ROOT / "pyproject.toml").exists(), reason="needs the source tree")
 def test_ruff_is_clean() -> None:
-    lint = _run(sys.executable, "-m", "ruff", "check", "src", "tests", "bench")
+    lint = _run(sys.executable, "-m", "ruff", "check", "src", "tests", "bench", "docs")
     assert lint.returncode == 0, lint.stdout + lint.stderr
-    fmt = _run(sys.executable, "-m", "ruff", "format", "--check", "src", "tests", "bench")
+    fmt = _run(sys.executable, "-m", "ruff", "format", "--check", "src", "tests", "bench", "docs")
     assert fmt.returncode == 0, fmt.stdout + fmt.stderr
 
 

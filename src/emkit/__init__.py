@@ -1,7 +1,8 @@
 """emkit: latent-variable models fitted by Expectation-Maximization.
 
 EM for exponential-family components is two matrix products over sufficient statistics
-per iteration; the M-step sees only statistics. See ``DESIGN.md`` in the repository.
+per iteration; the M-step sees only statistics. The design is described in
+``docs/design.md`` in the repository, and the documentation site is built from ``docs/``.
 """
 
 from emkit.estimators import (

@@ -1,8 +1,9 @@
 """The ``emkit`` command: argument parsing and the four subcommands.
 
-The commands only read tables, build :class:`emkit.GaussianMixture` estimators, and print
-and write results; the maths lives in the library. User errors (:class:`EmkitError`) end
-as one line ``emkit: error: <message>`` on stderr and exit status 2, without a traceback.
+The commands only read tables, build estimators (:class:`emkit.GaussianMixture` for
+all-Gaussian tables, :class:`emkit.MixtureModel` for the others), and print and write
+results; the maths lives in the library. User errors (:class:`EmkitError`) end as one
+line ``emkit: error: <message>`` on stderr and exit status 2, without a traceback.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,20 +22,31 @@ import numpy as np
 from numpy.typing import NDArray
 
 import emkit
+from emkit.cli._data import family_description, parse_family, typed_frame
+from emkit.cli._progress import FitProgress
 from emkit.cli._report import (
     CandidateResult,
     covariances_2d,
     plot_clusters,
     print_summary,
-    write_csv,
+    write_columns,
     write_summary_csv,
 )
-from emkit.estimators import GaussianMixture
+from emkit.estimators import GaussianMixture, MixtureModel
+from emkit.estimators.mixture_model import infer_family
 from emkit.exceptions import EmkitError, InputError
+from emkit.families import (
+    Bernoulli,
+    Categorical,
+    Gaussian,
+    Multinomial,
+    Poisson,
+    Product,
+)
 from emkit.families.gaussian import COVARIANCE_TYPES
 from emkit.inference.init import INIT_METHODS
 from emkit.io.model_file import atomic_write, load_model, save_model
-from emkit.io.tables import SUPPORTED_EXTENSIONS, Header, load_faithful, read_table
+from emkit.io.tables import SUPPORTED_EXTENSIONS, Header, Table, load_faithful, read_columns
 
 __all__ = ["build_parser", "main", "parse_components", "parse_covariances"]
 
@@ -108,17 +121,46 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}.") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(
+            f"expected an integer from 0 to 2**32 - 1, got {value}. Pick another seed."
+        )
+    return value
+
+
 def _column_list(text: str) -> list[str]:
     columns = [c.strip() for c in text.split(",")]
     if not all(columns):
         raise argparse.ArgumentTypeError(
-            f"{text!r} has an empty column name: write names or 0-based positions "
-            "separated by commas, like a,b or 0,2."
+            f"{text!r} has an empty column name: write names, 0-based positions, ranges or "
+            "exclusions separated by commas, like a,b or 0,2 or 1:4,^id."
         )
     return columns
 
 
+def _delimiter(text: str) -> str:
+    value = {"\\t": "\t", "tab": "\t", "\t": "\t"}.get(text.lower(), text)
+    if len(value) != 1:
+        raise argparse.ArgumentTypeError(
+            f"expected one character like ';' or ',' or '\\t' (or tab), got {text!r}."
+        )
+    return value
+
+
 # -- the parser ----------------------------------------------------------------------
+
+_FAMILY_HELP = (
+    "the family of the columns: auto (default: from the column types, as MixtureModel "
+    "does: text -> categorical, whole numbers >= 0 -> poisson, 0/1 and true/false -> "
+    "bernoulli, other numbers -> gaussian), or one of gaussian, poisson, bernoulli, "
+    "categorical for every column, or COLUMN=FAMILY pairs for some columns (the others "
+    "auto), like n=categorical,flag=bernoulli"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -132,19 +174,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     fit = commands.add_parser(
         "fit",
-        help="fit Gaussian mixtures to a table and keep the best by BIC",
+        help="fit mixtures to a table and keep the best by BIC",
         description=(
-            "Fit a Gaussian mixture for every combination of --components and --covariance, "
-            "print a summary, and write the best model by BIC, its labels, the summary and "
-            "a plot into --out."
+            "Fit a mixture for every number of --components (and --covariance type of the "
+            "Gaussian columns), print a summary, and write the best model by BIC, its labels, "
+            "the summary and a plot into --out. Every family fits missing cells (empty, NA, "
+            "nan) exactly."
         ),
     )
     fit.add_argument(
         "data", metavar="DATA", help=f"the table to fit ({', '.join(SUPPORTED_EXTENSIONS)})"
     )
+    fit.add_argument(
+        "--family", type=parse_family, default={None: "auto"}, metavar="SPEC", help=_FAMILY_HELP
+    )
     _add_model_options(fit)
     _add_table_options(fit)
     _add_output_options(fit)
+    fit.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="show each fit's progress: iteration, objective, rows per second",
+    )
     fit.set_defaults(handler=_cmd_fit)
 
     demo = commands.add_parser(
@@ -161,7 +213,11 @@ def build_parser() -> argparse.ArgumentParser:
     predict = commands.add_parser(
         "predict",
         help="label the rows of a table with a saved model",
-        description="Write the most likely component of each row (or all probabilities) as CSV.",
+        description=(
+            "Write each row's id, most likely component and uncertainty (1 - its largest "
+            "probability), or with --proba every component's probability, as CSV. For "
+            "KMeans, the nearest center; for PPCA and FactorAnalysis, the factor scores."
+        ),
     )
     predict.add_argument("model", metavar="MODEL", help="a model file written by `emkit fit`")
     predict.add_argument("data", metavar="DATA", help="the table to label")
@@ -177,13 +233,15 @@ def build_parser() -> argparse.ArgumentParser:
     sample = commands.add_parser(
         "sample",
         help="draw samples from a saved model",
-        description="Write samples and the component each was drawn from as CSV.",
+        description="Write samples (and the component each was drawn from) as CSV.",
     )
     sample.add_argument("model", metavar="MODEL", help="a model file written by `emkit fit`")
     sample.add_argument(
         "-n", "--n-samples", type=_positive_int, required=True, metavar="N", help="how many"
     )
-    sample.add_argument("--seed", type=int, help="random seed (default: the model's random_state)")
+    sample.add_argument(
+        "--seed", type=_seed, help="random seed >= 0 (default: the model's random_state)"
+    )
     sample.add_argument(
         "--out", metavar="FILE", help="write the CSV to FILE instead of standard output"
     )
@@ -202,10 +260,10 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--covariance",
         type=parse_covariances,
-        default=["full", "diag"],
+        default=None,
         metavar="TYPES",
-        help="covariance types: a comma list of full, tied, diag, spherical, or all "
-        "(default: full,diag)",
+        help="covariance types of the Gaussian columns: a comma list of full, tied, diag, "
+        "spherical, or all (default: full,diag; full for the Gaussian block of a mixed table)",
     )
     parser.add_argument(
         "--n-init", type=_positive_int, default=1, metavar="N", help="restarts (default: 1)"
@@ -236,7 +294,7 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
         default="float64",
         help="precision of the per-row work (default: float64)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--seed", type=_seed, default=0, help="random seed >= 0 (default: 0)")
 
 
 def _add_table_options(parser: argparse.ArgumentParser) -> None:
@@ -250,7 +308,16 @@ def _add_table_options(parser: argparse.ArgumentParser) -> None:
         "--columns",
         type=_column_list,
         metavar="COLS",
-        help="columns to use, by name or 0-based position: a,b or 0,2 (default: all)",
+        help="columns to use, comma-separated: names or 0-based positions (a,b or 0,2), "
+        "inclusive ranges (2:5, a:d, 3:), exclusions (^id, ^0:2; alone they drop from all "
+        "columns) (default: all)",
+    )
+    parser.add_argument(
+        "--delimiter",
+        type=_delimiter,
+        metavar="CHAR",
+        help="field separator of a text table, like ';' or tab (default: from the extension, "
+        "for .txt from the first line)",
     )
 
 
@@ -308,7 +375,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 @dataclass(frozen=True)
 class _FitOptions:
     components: list[int]
-    covariances: list[str]
+    covariances: list[str] | None
     n_init: int
     max_iter: int
     tol: float
@@ -316,10 +383,24 @@ class _FitOptions:
     init: str
     dtype: str
     seed: int
+    verbose: bool = False
+
+
+def _read(args: argparse.Namespace) -> Table:
+    table = read_columns(
+        args.data,
+        header=_HEADER_CHOICES[args.header],
+        columns=args.columns,
+        delimiter=args.delimiter,
+    )
+    if table.index_note is not None:
+        _note(f"{args.data}: {table.index_note}.")
+    return table
 
 
 def _cmd_fit(args: argparse.Namespace) -> int:
-    X, names = read_table(args.data, header=_HEADER_CHOICES[args.header], columns=args.columns)
+    _check_out_dir(args.out)
+    table = _read(args)
     options = _FitOptions(
         args.components,
         args.covariance,
@@ -330,11 +411,13 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         args.init,
         args.dtype,
         args.seed,
+        args.verbose,
     )
-    return _fit_and_report(X, names, str(args.data), options, args.out, plot=not args.no_plot)
+    return _fit_and_report(table, args.family, str(args.data), options, args.out, args.no_plot)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    _check_out_dir(args.out)
     X, names = load_faithful()
     print(
         f"Old Faithful geyser data: {X.shape[0]} eruptions, columns {names[0]} (minutes) and "
@@ -351,25 +434,70 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         dtype="float64",
         seed=0,
     )
-    return _fit_and_report(X, names, "Old Faithful", options, args.out, plot=not args.no_plot)
+    table = Table(list(X.T), names, ["float", "float"], n_rows=X.shape[0])
+    return _fit_and_report(
+        table, {None: "gaussian"}, "Old Faithful", options, args.out, args.no_plot
+    )
 
 
 def _note(message: str) -> None:
     print(f"note: {message}", file=sys.stderr)
 
 
+def _check_out_dir(out: Path) -> None:
+    """Refuse an --out that cannot be written, before any fitting.
+
+    Missing directories are created for the check (a file is written and removed in the
+    innermost) and removed again: the outputs create them once there is something to write.
+    """
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {str(out)!r} exists and is not a directory; choose a directory.")
+    missing = []
+    parent = out.absolute()
+    while not parent.exists():
+        missing.append(parent)
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputError(
+            f"--out {str(out)!r} cannot be created: {str(parent)!r} is not a directory. "
+            "Choose another directory."
+        )
+    created: list[Path] = []
+    try:
+        for directory in reversed(missing):
+            directory.mkdir()
+            created.append(directory)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        what = "cannot be created" if missing else "is not writable"
+        raise InputError(
+            f"--out {str(out)!r} {what} ({reason}); choose another directory or change "
+            "its permissions."
+        ) from None
+    finally:
+        for directory in reversed(created):
+            directory.rmdir()
+
+
+@dataclass
+class _Candidate:
+    """One fitted candidate and what the summary shows of it."""
+
+    model: Any
+    result: CandidateResult
+
+
 def _fit_and_report(
-    X: NDArray[np.float64],
-    names: list[str],
+    table: Table,
+    family_spec: dict[str | None, str],
     source: str,
     options: _FitOptions,
     out: Path,
-    *,
-    plot: bool,
+    no_plot: bool,
 ) -> int:
-    n, d = X.shape
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {str(out)!r} exists and is not a directory; choose a directory.")
+    n, d = table.n_rows, len(table.names)
     components = [k for k in options.components if k <= n]
     if len(components) < len(options.components):
         skipped = ", ".join(str(k) for k in options.components if k > n)
@@ -379,60 +507,78 @@ def _fit_and_report(
             f"The data has {n} rows, fewer than every number of components asked for "
             f"({', '.join(map(str, options.components))}); pass more data or fewer components."
         )
-    results: list[CandidateResult] = []
-    models: list[GaussianMixture] = []
-    for k in components:
-        for covariance in options.covariances:
-            model = _fit_candidate(X, k, covariance, options)
-            if model is None:
-                continue
-            models.append(model)
-            results.append(
-                CandidateResult(
-                    k,
-                    covariance,
-                    float(model.score(X)) * n,
-                    float(model.bic(X)),
-                    float(model.aic(X)),
-                    int(model.n_iter_),
-                    bool(model.converged_),
-                )
+    gaussian_only = family_spec == {None: "gaussian"} or (
+        set(family_spec.values()) <= {"auto", "gaussian"} and set(table.kinds) == {"float"}
+    )
+    if gaussian_only:
+        data: Any = table.numeric(source)
+        covariances = options.covariances or ["full", "diag"]
+        family_text = f"gaussian ({', '.join(table.names)})"
+    else:
+        data = typed_frame(table, family_spec)
+        family = infer_family(data)
+        has_gaussian = _gaussian_block(family) is not None
+        if options.covariances is not None and not has_gaussian:
+            raise InputError(
+                "--covariance applies to Gaussian columns, and this table has none ("
+                f"{family_description(family, table.names)}). Drop --covariance."
             )
-    if not results:
+        covariances = options.covariances or (["full"] if has_gaussian else ["-"])
+        family_text = family_description(family, table.names)
+    candidates: list[_Candidate] = []
+    for k in components:
+        for covariance in covariances:
+            if gaussian_only:
+                model: Any = _gaussian_mixture(k, covariance, options)
+            else:
+                model = _mixture_model(family, k, covariance, options)
+            candidate = _fit_candidate(model, data, n, k, covariance, options)
+            if candidate is not None:
+                candidates.append(candidate)
+    if not candidates:
         raise InputError(
             "Every candidate model failed to fit (see the notes above). Scale the data, "
             "increase --reg-covar, or ask for fewer components."
         )
+    results = [c.result for c in candidates]
     best = min(range(len(results)), key=lambda i: results[i].bic)
-    title = f"Gaussian mixtures on {source}: {n} rows, {d} columns ({', '.join(names)})"
+    kind = "Gaussian mixtures" if gaussian_only else "Mixtures"
+    title = f"{kind} on {source}: {n} rows, {d} columns: {family_text}"
     print_summary(results, best, title, sys.stdout)
-    chosen = results[best]
-    model = models[best]
-    print(
-        f"best by BIC: {chosen.n_components} components, covariance {chosen.covariance_type} "
-        f"(BIC {chosen.bic:.2f})"
-    )
+    chosen, model = results[best], candidates[best].model
+    structure = "" if chosen.covariance_type == "-" else f", covariance {chosen.covariance_type}"
+    print(f"best by BIC: {chosen.n_components} components{structure} (BIC {chosen.bic:.2f})")
+    _keep_feature_names(model, table.names)
 
     out.mkdir(parents=True, exist_ok=True)
-    written = [save_model(model, out / "model.npz")]
-    labels = model.predict(X)
+    written = []
+    try:
+        written.append(save_model(model, out / "model.npz"))
+    except InputError as exc:  # a model type the file format cannot hold yet
+        _note(f"model.npz not written: {exc}")
+    proba = _quiet(lambda: model.predict_proba(data))
+    labels = proba.argmax(axis=1)
     with atomic_write(out / "labels.csv", text=True) as fh:
-        write_csv(fh, ["label"], ([int(v)] for v in labels))
+        write_columns(fh, *_label_columns(table, proba))
     written.append(out / "labels.csv")
     write_summary_csv(out / "summary.csv", results, best)
     written.append(out / "summary.csv")
-    if plot:
-        written.extend(_plot(out / "clusters.png", X, names, labels, model))
+    if not no_plot:
+        written.extend(_plot(out / "clusters.png", table, labels, model, gaussian_only))
     for path in written:
         print(f"wrote {path}")
     return 0
 
 
-def _fit_candidate(
-    X: NDArray[np.float64], k: int, covariance: str, options: _FitOptions
-) -> GaussianMixture | None:
-    """Fit one candidate; numerical failures and warnings become notes on stderr."""
-    model = GaussianMixture(
+def _gaussian_block(family: Any) -> Any:
+    blocks = getattr(family, "blocks", None)
+    if blocks is None:
+        return family if hasattr(family, "structure") else None
+    return next((fam for _, fam in blocks.values() if hasattr(fam, "structure")), None)
+
+
+def _gaussian_mixture(k: int, covariance: str, options: _FitOptions) -> GaussianMixture:
+    return GaussianMixture(
         n_components=k,
         covariance_type=covariance,
         n_init=options.n_init,
@@ -442,42 +588,128 @@ def _fit_candidate(
         init_params=options.init,
         dtype=options.dtype,
         random_state=options.seed,
+        verbose=int(options.verbose),
+        verbose_interval=1,
     )
-    where = f"{k} components, {covariance}"
+
+
+def _mixture_model(family: Any, k: int, covariance: str, options: _FitOptions) -> MixtureModel:
+    def gaussian(fam: Any) -> Any:
+        if not hasattr(fam, "structure"):
+            return fam
+        return Gaussian(covariance, reg_covar=options.reg_covar)
+
+    if isinstance(family, Product):
+        family = Product(
+            {name: (cols, gaussian(fam)) for name, (cols, fam) in family.blocks.items()}
+        )
+    else:
+        family = gaussian(family)
+    return MixtureModel(
+        family,
+        n_components=k,
+        n_init=options.n_init,
+        max_iter=options.max_iter,
+        tol=options.tol,
+        init_params=options.init,
+        dtype=options.dtype,
+        random_state=options.seed,
+        verbose=int(options.verbose),
+        verbose_interval=1,
+    )
+
+
+def _fit_candidate(
+    model: Any, data: Any, n: int, k: int, covariance: str, options: _FitOptions
+) -> _Candidate | None:
+    """Fit one candidate; numerical failures and warnings become notes on stderr."""
+    where = f"{k} components" + ("" if covariance == "-" else f", {covariance}")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            model.fit(X)
+            if options.verbose:
+                with FitProgress(where, n, options.max_iter):
+                    model.fit(data)
+            else:
+                model.fit(data)
         except InputError:
             raise  # the options or the data are wrong for every candidate
         except EmkitError as exc:
             _note(f"{where}: not fitted: {exc}")
             return None
+        # the fit raised each kind of warning once, with its count
+        log_likelihood = float(model.score(data)) * n
+        bic = float(model.bic(data))
+        # AIC from the same log-likelihood: BIC = -2 ll + p log n gives p, without the
+        # third pass over the rows that model.aic would make
+        n_parameters = round((bic + 2.0 * log_likelihood) / np.log(n))
+        result = CandidateResult(
+            k,
+            covariance,
+            log_likelihood,
+            bic,
+            -2.0 * log_likelihood + 2.0 * n_parameters,
+            int(model.n_iter_),
+            bool(model.converged_),
+        )
     for warning in caught:
         _note(f"{where}: {warning.message}")
-    return model
+    return _Candidate(model, result)
+
+
+def _quiet(compute: Any) -> Any:
+    with warnings.catch_warnings():
+        # the CLI matched columns by name; the arrays passed on have none
+        warnings.filterwarnings("ignore", message="X does not have valid feature names")
+        return compute()
+
+
+def _keep_feature_names(model: Any, names: list[str]) -> None:
+    """Give a model fitted on an array the table's column names, for its model file."""
+    if getattr(model, "feature_names_in_", None) is None:
+        model.feature_names_in_ = np.asarray(names, dtype=object)
+
+
+def _row_ids(table: Table) -> NDArray[Any]:
+    if table.row_ids is not None:
+        return table.row_ids
+    return np.arange(1, table.n_rows + 1)
+
+
+def _label_columns(table: Table, proba: NDArray[Any]) -> tuple[list[str], list[NDArray[Any]]]:
+    """``row, label, uncertainty``: the most likely component and 1 - its probability."""
+    labels = proba.argmax(axis=1)
+    uncertainty = 1.0 - proba.max(axis=1)
+    return ["row", "label", "uncertainty"], [_row_ids(table), labels, uncertainty]
 
 
 def _plot(
-    path: Path,
-    X: NDArray[np.float64],
-    names: list[str],
-    labels: NDArray[np.intp],
-    model: GaussianMixture,
+    path: Path, table: Table, labels: NDArray[np.intp], model: Any, gaussian_only: bool
 ) -> list[Path]:
-    if X.shape[1] < 2:
+    if not gaussian_only:
+        _note(
+            "no plot: clusters.png shows Gaussian mixtures of numeric tables; this table "
+            "is fitted with other families too (--no-plot skips this note)."
+        )
+        return []
+    if len(table.names) < 2:
         _note("no plot: clusters.png shows the first two columns and the data has one.")
         return []
+    X = np.column_stack(table.columns[:2]).astype(np.float64)
     means = np.asarray(model.means_, dtype=np.float64)
     covariances = covariances_2d(
         np.asarray(model.covariances_, dtype=np.float64),
         model.covariance_type,
         model.n_components,
+        len(table.names),
     )
-    if not plot_clusters(path, X, names, labels, means, covariances):
+    if not plot_clusters(path, X, table.names[:2], labels, means, covariances):
         _note('no plot: matplotlib is not installed (pip install "emkit[cli]").')
         return []
     return [path]
+
+
+# -- predict and sample ------------------------------------------------------------------
 
 
 def _feature_names(model: Any) -> list[str] | None:
@@ -485,49 +717,125 @@ def _feature_names(model: Any) -> list[str] | None:
     return None if names is None else [str(v) for v in names]
 
 
-def _cmd_predict(args: argparse.Namespace) -> int:
-    model = load_model(args.model)
-    X, names = read_table(args.data, header=_HEADER_CHOICES[args.header], columns=args.columns)
+def _model_kind(model: Any) -> str:
+    if not hasattr(model, "predict"):
+        return "factor"  # PPCA, FactorAnalysis: a transform, no components
+    if not hasattr(model, "predict_proba"):
+        return "kmeans"
+    return "mixture"
+
+
+def _model_input(model: Any, table: Table, source: str, selected: bool) -> Any:
+    """The table's columns in the model's order, as the model was fitted on them."""
     expected = _feature_names(model)
     n_features = int(model.n_features_in_)
-    if expected is not None and args.columns is None and set(expected) <= set(names):
-        keep = [names.index(name) for name in expected]  # the model's column order
-        X, names = X[:, keep], expected
-    if X.shape[1] != n_features:
+    names = table.names
+    order = list(range(len(names)))
+    if expected is not None and not selected and set(expected) <= set(names):
+        order = [names.index(name) for name in expected]  # the model's column order
+    if len(order) != n_features:
         fitted_on = f" ({', '.join(expected)})" if expected is not None else ""
         raise InputError(
-            f"{args.data!r} has {X.shape[1]} columns ({', '.join(names)}) but the model was "
+            f"{source!r} has {len(names)} columns ({', '.join(names)}) but the model was "
             f"fitted on {n_features}{fitted_on}. Select the model's columns with --columns."
         )
-    with warnings.catch_warnings():
-        # the columns were matched by name above; the array passed on has no names
-        warnings.filterwarnings("ignore", message="X does not have valid feature names")
+    picked = Table(
+        [table.columns[j] for j in order],
+        [names[j] for j in order],
+        [table.kinds[j] for j in order],
+        n_rows=table.n_rows,
+        positions=[table.positions[j] for j in order] if table.positions else [],
+        locate=table.locate,
+    )
+    categories = getattr(model, "categories_", None)
+    if isinstance(model, MixtureModel):
+        # the fitted column names, so that the model's category maps apply
+        fitted = expected or picked.names
+        spec: dict[str | None, str] = {None: "gaussian"}
+        spec.update({name: "categorical" for name in (categories or {})})
+        frame = typed_frame(Table(picked.columns, fitted, picked.kinds, n_rows=picked.n_rows), spec)
+        return frame if expected is not None else frame.to_numpy(dtype=np.float64)
+    return picked.numeric(source)
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    model = load_model(args.model)
+    kind = _model_kind(model)
+    name = type(model).__name__
+    if args.proba and kind != "mixture":
+        what = (
+            "assigns each row to its nearest center"
+            if kind == "kmeans"
+            else ("has factors, not components")
+        )
+        raise InputError(f"--proba needs a mixture; a {name} {what}. Drop --proba.")
+    table = _read(args)
+    X = _model_input(model, table, str(args.data), args.columns is not None)
+    ids = _row_ids(table)
+    if kind == "factor":
+        scores = _quiet(lambda: model.transform(X))
+        header = ["row", *(f"factor{j}" for j in range(scores.shape[1]))]
+        columns = [ids, *scores.T]
+    elif kind == "kmeans":
+        header, columns = ["row", "label"], [ids, _quiet(lambda: model.predict(X))]
+    else:
+        proba = _quiet(lambda: model.predict_proba(X))
         if args.proba:
-            values = model.predict_proba(X)
-            header = [f"p{k}" for k in range(values.shape[1])]
-            rows: Any = values.tolist()
+            header = ["row", *(f"p{k}" for k in range(proba.shape[1]))]
+            columns = [ids, *proba.T]
         else:
-            header = ["label"]
-            rows = ([int(v)] for v in model.predict(X))
-    _write_output(args.out, header, rows)
+            header, columns = _label_columns(table, proba)
+    _write_output(args.out, header, columns)
     return 0
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:
     model = load_model(args.model)
+    name = type(model).__name__
+    if _model_kind(model) == "kmeans" or not hasattr(model, "sample"):
+        raise InputError(
+            f"A {name} model cannot draw samples: it has centers but no distribution of the "
+            "rows around them. Fit a mixture (emkit fit) to sample from it."
+        )
     if args.seed is not None:
         model.set_params(random_state=args.seed)
-    X, component = model.sample(args.n_samples)
+    drawn = model.sample(args.n_samples)
+    X, component = drawn if isinstance(drawn, tuple) else (drawn, None)
     names = _feature_names(model) or [f"x{j}" for j in range(X.shape[1])]
-    rows = ([*row, int(k)] for row, k in zip(X.tolist(), component, strict=True))
-    _write_output(args.out, [*names, "component"], rows)
+    columns: list[Any] = list(X.T)
+    discrete = _discrete_columns(model)
+    for j, column_name in enumerate(names):
+        known = (getattr(model, "categories_", None) or {}).get(column_name)
+        if known is not None:  # category codes back to the values of the table
+            columns[j] = np.asarray(known, dtype=object)[X[:, j].astype(np.intp)]
+        elif j in discrete:  # counts and 0/1 flags, written as the integers they are
+            columns[j] = X[:, j].astype(np.int64)
+    if component is None:
+        _write_output(args.out, names, columns)
+    else:
+        _write_output(args.out, [*names, "component"], [*columns, component])
     return 0
 
 
-def _write_output(out: str | None, header: Sequence[str], rows: Any) -> None:
+def _discrete_columns(model: Any) -> set[int]:
+    """Positions of a MixtureModel's columns whose family draws whole numbers."""
+    family = getattr(model, "family_", None)
+    if family is None:
+        return set()
+    blocks = getattr(family, "blocks", None)
+    parts = blocks.values() if blocks is not None else [(range(model.n_features_in_), family)]
+    return {
+        int(j)
+        for columns, block in parts
+        if isinstance(block, Poisson | Bernoulli | Categorical | Multinomial)
+        for j in columns
+    }
+
+
+def _write_output(out: str | None, header: Sequence[str], columns: Sequence[Any]) -> None:
     if out is None:
-        write_csv(sys.stdout, header, rows)
+        write_columns(sys.stdout, header, columns)
         return
     with atomic_write(out, text=True) as fh:
-        write_csv(fh, header, rows)
+        write_columns(fh, header, columns)
     print(f"wrote {out}")

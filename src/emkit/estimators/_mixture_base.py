@@ -27,8 +27,11 @@ from emkit._validation import (
 )
 from emkit.engines.memory import InMemoryEngine
 from emkit.exceptions import InputError
+from emkit.inference.accelerate import check_acceleration
 from emkit.inference.em import MONOTONICITY_POLICIES, EMTrace
 from emkit.inference.init import INIT_METHODS, one_hot
+from emkit.inference.online import OnlineState, check_schedule, online_update
+from emkit.models.mixing import assignment
 
 __all__ = [
     "FamilyMixture",
@@ -75,6 +78,7 @@ class FittedMixture:
         raise NotImplementedError
 
     def _set_trace(self, trace: EMTrace, converged: bool) -> None:
+        self._online: OnlineState[Any] | None = None  # a fit ends any online run
         self.converged_ = bool(converged)
         self.n_iter_ = int(trace.objective.shape[0])
         self.lower_bounds_ = trace.objective.copy()
@@ -150,6 +154,76 @@ class FamilyMixture(FittedMixture):
             return lambda chunk: fn(log_prob(chunk))
 
         return self._map_model(X, make)
+
+    # -- online EM ----------------------------------------------------------------------
+
+    def _online_start(self) -> tuple[Any, Any]:
+        """(model, parameters) to continue from the fitted attributes, rows with missing
+        values accepted (a later batch may have them)."""
+        raise NotImplementedError
+
+    def _online_rows(self, X: Any, sample_weight: Any) -> tuple[Array, Array | None]:
+        """The batch's rows (checked against the fitted features) and weights."""
+        raise NotImplementedError
+
+    def _set_online(self, model: Any, params: Any, trace: EMTrace) -> None:
+        """The fitted attributes from an online run's parameters."""
+        raise NotImplementedError
+
+    def partial_fit(self, X: Any, y: Any = None, sample_weight: ArrayLike | None = None) -> Any:
+        """One step of online EM on a mini-batch (stepwise EM, Cappé & Moulines 2009).
+
+        The batch's E-step statistics, per unit of sample weight, are blended into running
+        statistics with step size ``(learning_offset + t) ** -learning_decay`` for the
+        t-th batch (the first with step 1), and the M-step maps them to parameters. The
+        first call on an unfitted estimator initializes from its batch as ``fit`` does
+        (``init_params``, ``random_state``); on a fitted one, online EM continues from the
+        fitted parameters. ``fit`` starts afresh. The objective of online EM need not
+        increase; ``lower_bounds_`` records each batch's per-sample objective under the
+        parameters before its step.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            A mini-batch; NaN marks a missing value.
+        y : None
+            Ignored.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weights of the batch's rows.
+
+        Returns
+        -------
+        self
+        """
+        check_schedule(self.learning_offset, self.learning_decay)  # type: ignore[attr-defined]
+        state: OnlineState[Any] | None = getattr(self, "_online", None)
+        if state is None:
+            if not hasattr(self, "weights_"):
+                self._initialize_only(X, sample_weight)
+            state = OnlineState(*self._online_start())
+        Xa, w = self._online_rows(X, sample_weight)
+        with InMemoryEngine(self.chunk_size, self.n_threads) as engine:  # type: ignore[attr-defined]
+            state = online_update(
+                state,
+                engine,
+                (Xa, w, None, None),
+                float(self.learning_offset),  # type: ignore[attr-defined]
+                float(self.learning_decay),  # type: ignore[attr-defined]
+            )
+        previous = self.lower_bounds_ if state.updates > 1 else np.zeros(0)
+        trace = EMTrace(np.append(previous, state.objective), np.zeros(previous.shape[0] + 1))
+        self._set_online(state.model, state.params, trace)
+        self._online = state
+        return self
+
+    def _initialize_only(self, X: Any, sample_weight: Any) -> None:
+        """The parameters ``fit`` starts EM from, as fitted attributes (no EM step)."""
+        max_iter = self.max_iter  # type: ignore[has-type]
+        self.max_iter = 0
+        try:
+            self.fit(X, sample_weight=sample_weight)
+        finally:
+            self.max_iter = max_iter
 
     def impute(self, X: Any) -> Array:
         """``X`` with every missing value (NaN) replaced by its conditional mean given the
@@ -290,7 +364,9 @@ def check_em_parameters(estimator: Any) -> None:
     if hasattr(estimator, "dtype"):
         resolve_dtype(estimator.dtype)
     check_flag("warm_start", getattr(estimator, "warm_start", False))
-    check_flag("hard", getattr(estimator, "hard", False))
+    check_acceleration(getattr(estimator, "accelerate", None))
+    if hasattr(estimator, "e_step"):
+        assignment(estimator.e_step)
     check_flag("semi_supervised", getattr(estimator, "semi_supervised", False))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,7 @@ from emkit._validation import (
     has_missing_values,
     resolve_dtype,
 )
+from emkit._warnings import warnings_once
 from emkit.engines.memory import InMemoryEngine
 from emkit.estimators._mixture_base import (
     FamilyMixture,
@@ -41,6 +43,7 @@ from emkit.families.gaussian import (
 )
 from emkit.inference.em import EMTrace, fit_em_restarts
 from emkit.inference.init import initial_responsibilities
+from emkit.models.mixing import assignment
 from emkit.models.mixture import Mixture, MixtureParams
 
 __all__ = ["GaussianMixture"]
@@ -92,10 +95,18 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
         Log progress (logger ``"emkit"``) every ``verbose_interval`` iterations.
     verbose_interval : int, default=10
         Iterations between two progress messages.
-    hard : bool, default=False
-        Classification EM: every row goes wholly to its most probable component, and
-        the objective (``lower_bound_``) is the complete-data log-likelihood at those
-        assignments, sum_n max_k log(pi_k p(x_n | k)) per sample, which never decreases.
+    learning_offset : float, default=10.0
+        ``partial_fit``'s step-size schedule: the t-th mini-batch is blended into the
+        running statistics with step ``(learning_offset + t) ** -learning_decay`` (the
+        names of scikit-learn's online LDA).
+    learning_decay : float, default=0.7
+        In (0.5, 1] online EM converges; 0 makes every ``partial_fit`` a whole EM step on
+        its batch.
+    e_step : {'exact', 'hard'}, default='exact'
+        The E-step's posterior: ``'exact'`` is EM; ``'hard'`` is classification EM, every
+        row wholly on its most probable component, and the objective (``lower_bound_``)
+        the complete-data log-likelihood at those assignments,
+        sum_n max_k log(pi_k p(x_n | k)) per sample, which never decreases.
     semi_supervised : bool, default=False
         Read ``y`` in ``fit(X, y)`` as known components (-1: unknown). Off by default so
         that scikit-learn's tools, which pass class labels to every ``fit``
@@ -105,6 +116,11 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
         statistics are still summed and parameters kept in float64.
     monotonicity : {'warn', 'raise', 'off'}, default='warn'
         What to do if the objective decreases between iterations (a numerical failure).
+    accelerate : {None, 'squarem'}, default=None
+        ``'squarem'`` extrapolates the EM map on the statistics (SQUAREM, Varadhan &
+        Roland 2008): several times fewer iterations on overlapping components, the same
+        optimum, and the objective still never decreases (a rejected jump falls back to
+        plain EM).
     chunk_size : int or None, default=None
         Rows per chunk of the E-step; ``None`` sizes chunks for the CPU cache.
     n_threads : int or None, default=None
@@ -159,10 +175,13 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
         warm_start: bool = False,
         verbose: int = 0,
         verbose_interval: int = 10,
-        hard: bool = False,
+        learning_offset: float = 10.0,
+        learning_decay: float = 0.7,
+        e_step: str = "exact",
         semi_supervised: bool = False,
         dtype: str = "float64",
         monotonicity: str = "warn",
+        accelerate: str | None = None,
         chunk_size: int | None = None,
         n_threads: int | None = None,
     ) -> None:
@@ -180,10 +199,13 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
         self.warm_start = warm_start
         self.verbose = verbose
         self.verbose_interval = verbose_interval
-        self.hard = hard
+        self.learning_offset = learning_offset
+        self.learning_decay = learning_decay
+        self.e_step = e_step
         self.semi_supervised = semi_supervised
         self.dtype = dtype
         self.monotonicity = monotonicity
+        self.accelerate = accelerate
         self.chunk_size = chunk_size
         self.n_threads = n_threads
 
@@ -232,6 +254,7 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
 
     # -- fitting ---------------------------------------------------------------------
 
+    @warnings_once
     def fit(self, X: ArrayLike, y: Any = None, sample_weight: ArrayLike | None = None) -> Any:
         """Estimate the model parameters with EM.
 
@@ -275,7 +298,7 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
 
         structure = covariance_structure(self.covariance_type)
         family = GaussianFamily(structure, reg_covar=float(self.reg_covar)).bind(filled, w)
-        model = Mixture(family, dtype, hard=bool(self.hard), missing=missing)
+        model = Mixture(family, dtype, assign=assignment(self.e_step), missing=missing)
         row_bytes = model.row_bytes(d, structure.n_stats(d), K) + d * Xa.itemsize
         rng = check_random_state(self.random_state)
 
@@ -306,6 +329,7 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
                 tol=float(self.tol),
                 max_iter=int(self.max_iter),
                 monotonicity=self.monotonicity,
+                accelerate=self.accelerate,
                 dtype=dtype,
                 row_bytes=row_bytes,
                 callback=callback,
@@ -398,6 +422,20 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
         row_bytes = model.row_bytes(d, family.structure.n_stats(d), 2 * self.n_components)
         with InMemoryEngine(self.chunk_size, self.n_threads) as engine:
             return engine.map_rows(fn, Xa, row_bytes=row_bytes)
+
+    # -- online EM (partial_fit) --------------------------------------------------------
+
+    def _online_start(self) -> tuple[Mixture, MixtureParams]:
+        family = self._family()
+        model = Mixture(family, resolve_dtype(self.dtype), assign=assignment(self.e_step))
+        return replace(model, missing=True), self._mixture_params(family)
+
+    def _online_rows(self, X: Any, sample_weight: Any) -> tuple[Array, Array | None]:
+        Xa = self._validate_X(X, reset=False)
+        return Xa, check_sample_weight(sample_weight, Xa.shape[0], resolve_dtype(self.dtype))
+
+    def _set_online(self, model: Any, params: Any, trace: EMTrace) -> None:
+        self._set_fitted(model.family, params, trace, False)
 
     def _sampling_family(self) -> tuple[GaussianFamily, GaussianParams]:
         family = self._family()

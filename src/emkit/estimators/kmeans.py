@@ -32,6 +32,7 @@ from emkit._validation import (
     check_random_state,
     check_sample_weight,
 )
+from emkit._warnings import warnings_once
 from emkit.engines.memory import InMemoryEngine
 from emkit.estimators._mixture_base import logger
 from emkit.exceptions import ConvergenceWarning, InputError
@@ -280,6 +281,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
 
     # -- fitting ---------------------------------------------------------------------
 
+    @warnings_once
     def fit(self, X: ArrayLike, y: Any = None, sample_weight: ArrayLike | None = None) -> Any:
         """Compute k-means clustering.
 
@@ -355,37 +357,21 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         def centers_of(params: KMeansParams) -> Array:
             return (params.centers + shift).astype(Xa.dtype)
 
-        iterations = [0]
+        reporting = _Reporting(model)
 
         def callback(iteration: int, objective: float, change: float) -> None:
-            iterations[0] = iteration
-            if verbose:
+            if verbose:  # scikit-learn counts iterations from 0
                 # the inertia of the iteration's assignment, under the centers it used
                 logger.info("Iteration %d, inertia %s.", iteration - 1, -objective * total_weight)
-
-        def converged(previous: KMeansParams, params: KMeansParams) -> bool:
-            if not model.converged(previous, params):
-                return False
-            if verbose:
-                at = iterations[0] - 1  # scikit-learn counts iterations from 0
-                if params.last is not None and params.last.stats.moved == 0:
-                    logger.info("Converged at iteration %d: strict convergence.", at)
-                else:
-                    shift2 = float(((params.centers - previous.centers) ** 2).sum())
-                    logger.info(
-                        "Converged at iteration %d: center shift %s within tolerance %s.",
-                        at,
-                        shift2,
-                        model.tol,
-                    )
-            return True
+                if reporting.stopped is not None:
+                    logger.info("Converged at iteration %d: %s.", iteration - 1, reporting.stopped)
 
         with (
             InMemoryEngine(self.chunk_size, self.n_threads) as engine,
             _progress_on_stdout(verbose),
         ):
             result = fit_em_restarts(
-                model,
+                reporting if verbose else model,
                 engine,
                 # the rows, their weights, and the C-step's per-row memory (label, bounds)
                 (A, w, *row_state(n)),
@@ -399,8 +385,6 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
                 dtype=Xa.dtype.type,
                 row_bytes=row_bytes,
                 callback=callback,
-                converged=converged,
-                supplement=model.supplement,
                 # runs compare by their final centers' inertia, as in scikit-learn
                 score=lambda params: -_assign(engine, Xa, w, centers_of(params))[1],
             )
@@ -510,6 +494,42 @@ def _as_float_csr(X: Any, name: str = "X") -> Sparse:
             "KMeans needs finite values: drop or impute those rows first."
         )
     return csr
+
+
+class _Reporting:
+    """A :class:`KMeansModel` that notes why a run stopped, in scikit-learn's words
+    ("strict convergence" or "center shift ... within tolerance ..."), for the verbose
+    report of the iteration (the driver asks ``converged`` before its callback)."""
+
+    def __init__(self, model: KMeansModel) -> None:
+        self.model = model
+        self.stopped: str | None = None
+
+    def expectation(self, params: KMeansParams) -> Callable[..., Any]:
+        return self.model.expectation(params)
+
+    def supplement(self, params: KMeansParams, stats: Any) -> Callable[..., Any] | None:
+        return self.model.supplement(params, stats)
+
+    def m_step(self, params: KMeansParams, stats: Any) -> KMeansParams:
+        return self.model.m_step(params, stats)
+
+    def objective(self, params: KMeansParams, stats: Any) -> float:
+        return self.model.objective(params, stats)
+
+    def m_step_gap(self, params: KMeansParams, stats: Any) -> float:
+        return self.model.m_step_gap(params, stats)
+
+    def converged(self, previous: KMeansParams, params: KMeansParams) -> bool:
+        self.stopped = None
+        if not self.model.converged(previous, params):
+            return False
+        if params.last is not None and params.last.stats.moved == 0:
+            self.stopped = "strict convergence"
+        else:
+            shift = float(((params.centers - previous.centers) ** 2).sum())
+            self.stopped = f"center shift {shift} within tolerance {self.model.tol}"
+        return True
 
 
 @contextmanager

@@ -23,6 +23,7 @@ from emkit._validation import (
     has_missing_values,
     resolve_dtype,
 )
+from emkit._warnings import warnings_once
 from emkit.engines.memory import InMemoryEngine
 from emkit.estimators._mixture_base import (
     FamilyMixture,
@@ -37,8 +38,9 @@ from emkit.estimators._mixture_base import (
 )
 from emkit.exceptions import InputError, InputTypeError
 from emkit.families import Bernoulli, Categorical, Gaussian, Poisson, Product
-from emkit.inference.em import fit_em_restarts
+from emkit.inference.em import EMTrace, fit_em_restarts
 from emkit.inference.init import initial_responsibilities
+from emkit.models.mixing import MixingWeights, assignment
 from emkit.models.mixture import Mixture, MixtureParams, fixed_weights
 
 __all__ = [
@@ -70,7 +72,7 @@ def _column_kinds(X: Any) -> list[str]:
             elif kind == "b":
                 kinds.append("bool")
             elif kind in "iu":
-                kinds.append("count" if (col.to_numpy() >= 0).all() else "float")
+                kinds.append("count" if (col.dropna().to_numpy() >= 0).all() else "float")
             else:
                 kinds.append("float")
         return kinds
@@ -152,9 +154,10 @@ class MixtureModel(FamilyMixture, DensityMixin, BaseEstimator):
         How initial responsibilities are drawn (k-means runs on standardized columns).
     weight_concentration : float, default=1.0
         Dirichlet prior alpha >= 1 on the mixing weights (1: maximum likelihood).
-    hard : bool, default=False
-        Classification EM: every row goes wholly to its most probable component, and
-        the objective is the complete-data log-likelihood at those assignments.
+    e_step : {'exact', 'hard'}, default='exact'
+        The E-step's posterior: ``'exact'`` is EM; ``'hard'`` is classification EM, every
+        row wholly on its most probable component, and the objective the complete-data
+        log-likelihood at those assignments.
     semi_supervised : bool, default=False
         Read ``y`` in ``fit(X, y)`` as known components: ``y[i]`` in 0..n_components-1
         for a labelled row, -1 for an unlabelled one. Off by default so that
@@ -179,8 +182,20 @@ class MixtureModel(FamilyMixture, DensityMixin, BaseEstimator):
     warm_start : bool, default=False
     verbose : int, default=0
     verbose_interval : int, default=10
+    learning_offset : float, default=10.0
+        ``partial_fit``'s step-size schedule: the t-th mini-batch is blended into the
+        running statistics with step ``(learning_offset + t) ** -learning_decay`` (the
+        names of scikit-learn's online LDA).
+    learning_decay : float, default=0.7
+        In (0.5, 1] online EM converges; 0 makes every ``partial_fit`` a whole EM step on
+        its batch.
     dtype : {'float64', 'float32'}, default='float64'
     monotonicity : {'warn', 'raise', 'off'}, default='warn'
+    accelerate : {None, 'squarem'}, default=None
+        ``'squarem'`` extrapolates the EM map on the statistics (SQUAREM, Varadhan &
+        Roland 2008): several times fewer iterations on overlapping components, the same
+        optimum, and the objective still never decreases (a rejected jump falls back to
+        plain EM).
     chunk_size : int or None, default=None
     n_threads : int or None, default=None
 
@@ -231,7 +246,7 @@ class MixtureModel(FamilyMixture, DensityMixin, BaseEstimator):
         n_init: int = 1,
         init_params: str = "kmeans",
         weight_concentration: float = 1.0,
-        hard: bool = False,
+        e_step: str = "exact",
         semi_supervised: bool = False,
         fixed: Any = None,
         integers: str = "poisson",
@@ -239,8 +254,11 @@ class MixtureModel(FamilyMixture, DensityMixin, BaseEstimator):
         warm_start: bool = False,
         verbose: int = 0,
         verbose_interval: int = 10,
+        learning_offset: float = 10.0,
+        learning_decay: float = 0.7,
         dtype: str = "float64",
         monotonicity: str = "warn",
+        accelerate: str | None = None,
         chunk_size: int | None = None,
         n_threads: int | None = None,
     ) -> None:
@@ -251,7 +269,7 @@ class MixtureModel(FamilyMixture, DensityMixin, BaseEstimator):
         self.n_init = n_init
         self.init_params = init_params
         self.weight_concentration = weight_concentration
-        self.hard = hard
+        self.e_step = e_step
         self.semi_supervised = semi_supervised
         self.fixed = fixed
         self.integers = integers
@@ -259,8 +277,11 @@ class MixtureModel(FamilyMixture, DensityMixin, BaseEstimator):
         self.warm_start = warm_start
         self.verbose = verbose
         self.verbose_interval = verbose_interval
+        self.learning_offset = learning_offset
+        self.learning_decay = learning_decay
         self.dtype = dtype
         self.monotonicity = monotonicity
+        self.accelerate = accelerate
         self.chunk_size = chunk_size
         self.n_threads = n_threads
 
@@ -340,6 +361,7 @@ class MixtureModel(FamilyMixture, DensityMixin, BaseEstimator):
 
     # -- fitting ---------------------------------------------------------------------
 
+    @warnings_once
     def fit(self, X: Any, y: Any = None, sample_weight: ArrayLike | None = None) -> Any:
         """Estimate the parameters with EM (MAP-EM when the family has priors).
 
@@ -391,10 +413,9 @@ class MixtureModel(FamilyMixture, DensityMixin, BaseEstimator):
         model = Mixture(
             family,
             dtype,
-            alpha,
-            hard=bool(self.hard),
+            MixingWeights(alpha, known_weights),
+            assignment(self.e_step),
             missing=missing,
-            fixed_weights=known_weights,
         )
         row_bytes = model.row_bytes(d, family.n_stats, K) + d * Xa.itemsize
         rng = check_random_state(self.random_state)
@@ -445,20 +466,43 @@ class MixtureModel(FamilyMixture, DensityMixin, BaseEstimator):
                 tol=float(self.tol),
                 max_iter=int(self.max_iter),
                 monotonicity=self.monotonicity,
+                accelerate=self.accelerate,
                 dtype=dtype,
                 row_bytes=row_bytes,
                 callback=callback,
             )
+        self._fixed_weights = model.weights.fixed
+        self._set_fitted(family, result.params, result.trace, result.converged)
+        return self
+
+    def _set_fitted(
+        self, family: Any, params: MixtureParams, trace: EMTrace, converged: bool
+    ) -> None:
         self.family_ = family
-        self._fixed_weights = model.fixed_weights
-        self.params_ = result.params
-        self.weights_ = result.params.weights
-        self.component_params_ = family.fitted_attributes(result.params.components)
+        self.params_ = params
+        self.weights_ = params.weights
+        self.component_params_ = family.fitted_attributes(params.components)
         if not isinstance(family, Product):
             for name, value in self.component_params_.items():
                 setattr(self, f"{name}_", value)
-        self._set_trace(result.trace, result.converged)
-        return self
+        self._set_trace(trace, converged)
+
+    # -- online EM (partial_fit) --------------------------------------------------------
+
+    def _online_start(self) -> tuple[Mixture, MixtureParams]:
+        weights = MixingWeights(float(self.weight_concentration), self._fixed_weights)
+        model = Mixture(
+            self.family_, resolve_dtype(self.dtype), weights, assignment(self.e_step), True
+        )
+        return model, self.params_
+
+    def _online_rows(self, X: Any, sample_weight: Any) -> tuple[Array, Array | None]:
+        Xa, labels = self._validate_X(X, reset=False)
+        self.family_.check(Xa, labels)
+        return Xa, check_sample_weight(sample_weight, Xa.shape[0], resolve_dtype(self.dtype))
+
+    def _set_online(self, model: Any, params: Any, trace: EMTrace) -> None:
+        self._set_fitted(model.family, params, trace, False)
 
     # -- the fitted model -------------------------------------------------------------
 
@@ -477,7 +521,9 @@ class MixtureModel(FamilyMixture, DensityMixin, BaseEstimator):
         return self.family_, self.params_.components
 
     def _n_parameters(self) -> int:
-        mixture = Mixture(self.family_, fixed_weights=getattr(self, "_fixed_weights", None))
+        mixture = Mixture(
+            self.family_, weights=MixingWeights(fixed=getattr(self, "_fixed_weights", None))
+        )
         return int(mixture.n_parameters(self.n_components))
 
 
@@ -500,10 +546,11 @@ class PoissonMixture(MixtureModel):
     ----------
     prior : GammaPrior, 'auto' or None, default=None
         Gamma prior on the rates (MAP-EM).
-    n_components, tol, max_iter, n_init, init_params, weight_concentration, hard,
+    n_components, tol, max_iter, n_init, init_params, weight_concentration, e_step,
     semi_supervised, fixed,
-    random_state, warm_start, verbose, verbose_interval, dtype, monotonicity, chunk_size,
-    n_threads :
+    random_state, warm_start, verbose, verbose_interval, learning_offset, learning_decay,
+    dtype, monotonicity, accelerate,
+    chunk_size, n_threads :
         As in :class:`MixtureModel`.
 
     Attributes
@@ -532,15 +579,18 @@ class PoissonMixture(MixtureModel):
         n_init: int = 1,
         init_params: str = "kmeans",
         weight_concentration: float = 1.0,
-        hard: bool = False,
+        e_step: str = "exact",
         semi_supervised: bool = False,
         fixed: Any = None,
         random_state: Any = None,
         warm_start: bool = False,
         verbose: int = 0,
         verbose_interval: int = 10,
+        learning_offset: float = 10.0,
+        learning_decay: float = 0.7,
         dtype: str = "float64",
         monotonicity: str = "warn",
+        accelerate: str | None = None,
         chunk_size: int | None = None,
         n_threads: int | None = None,
     ) -> None:
@@ -551,15 +601,18 @@ class PoissonMixture(MixtureModel):
         self.n_init = n_init
         self.init_params = init_params
         self.weight_concentration = weight_concentration
-        self.hard = hard
+        self.e_step = e_step
         self.semi_supervised = semi_supervised
         self.fixed = fixed
         self.random_state = random_state
         self.warm_start = warm_start
         self.verbose = verbose
         self.verbose_interval = verbose_interval
+        self.learning_offset = learning_offset
+        self.learning_decay = learning_decay
         self.dtype = dtype
         self.monotonicity = monotonicity
+        self.accelerate = accelerate
         self.chunk_size = chunk_size
         self.n_threads = n_threads
 
@@ -584,10 +637,11 @@ class BernoulliMixture(MixtureModel):
     binarize : float or None, default=None
         If a number, values above it count as 1 and the others as 0 (as scikit-learn's
         BernoulliNB); if None, the data must already be 0/1.
-    n_components, tol, max_iter, n_init, init_params, weight_concentration, hard,
+    n_components, tol, max_iter, n_init, init_params, weight_concentration, e_step,
     semi_supervised, fixed,
-    random_state, warm_start, verbose, verbose_interval, dtype, monotonicity, chunk_size,
-    n_threads :
+    random_state, warm_start, verbose, verbose_interval, learning_offset, learning_decay,
+    dtype, monotonicity, accelerate,
+    chunk_size, n_threads :
         As in :class:`MixtureModel`.
 
     Attributes
@@ -619,15 +673,18 @@ class BernoulliMixture(MixtureModel):
         n_init: int = 1,
         init_params: str = "kmeans",
         weight_concentration: float = 1.0,
-        hard: bool = False,
+        e_step: str = "exact",
         semi_supervised: bool = False,
         fixed: Any = None,
         random_state: Any = None,
         warm_start: bool = False,
         verbose: int = 0,
         verbose_interval: int = 10,
+        learning_offset: float = 10.0,
+        learning_decay: float = 0.7,
         dtype: str = "float64",
         monotonicity: str = "warn",
+        accelerate: str | None = None,
         chunk_size: int | None = None,
         n_threads: int | None = None,
     ) -> None:
@@ -639,15 +696,18 @@ class BernoulliMixture(MixtureModel):
         self.n_init = n_init
         self.init_params = init_params
         self.weight_concentration = weight_concentration
-        self.hard = hard
+        self.e_step = e_step
         self.semi_supervised = semi_supervised
         self.fixed = fixed
         self.random_state = random_state
         self.warm_start = warm_start
         self.verbose = verbose
         self.verbose_interval = verbose_interval
+        self.learning_offset = learning_offset
+        self.learning_decay = learning_decay
         self.dtype = dtype
         self.monotonicity = monotonicity
+        self.accelerate = accelerate
         self.chunk_size = chunk_size
         self.n_threads = n_threads
 
@@ -672,10 +732,11 @@ class CategoricalMixture(MixtureModel):
         Dirichlet prior on every column's category probabilities (MAP-EM).
     n_categories : int, sequence of int or None, default=None
         Categories per column; None takes max code + 1 from the training data.
-    n_components, tol, max_iter, n_init, init_params, weight_concentration, hard,
+    n_components, tol, max_iter, n_init, init_params, weight_concentration, e_step,
     semi_supervised, fixed,
-    random_state, warm_start, verbose, verbose_interval, dtype, monotonicity, chunk_size,
-    n_threads :
+    random_state, warm_start, verbose, verbose_interval, learning_offset, learning_decay,
+    dtype, monotonicity, accelerate,
+    chunk_size, n_threads :
         As in :class:`MixtureModel`.
 
     Attributes
@@ -706,15 +767,18 @@ class CategoricalMixture(MixtureModel):
         n_init: int = 1,
         init_params: str = "kmeans",
         weight_concentration: float = 1.0,
-        hard: bool = False,
+        e_step: str = "exact",
         semi_supervised: bool = False,
         fixed: Any = None,
         random_state: Any = None,
         warm_start: bool = False,
         verbose: int = 0,
         verbose_interval: int = 10,
+        learning_offset: float = 10.0,
+        learning_decay: float = 0.7,
         dtype: str = "float64",
         monotonicity: str = "warn",
+        accelerate: str | None = None,
         chunk_size: int | None = None,
         n_threads: int | None = None,
     ) -> None:
@@ -726,15 +790,18 @@ class CategoricalMixture(MixtureModel):
         self.n_init = n_init
         self.init_params = init_params
         self.weight_concentration = weight_concentration
-        self.hard = hard
+        self.e_step = e_step
         self.semi_supervised = semi_supervised
         self.fixed = fixed
         self.random_state = random_state
         self.warm_start = warm_start
         self.verbose = verbose
         self.verbose_interval = verbose_interval
+        self.learning_offset = learning_offset
+        self.learning_decay = learning_decay
         self.dtype = dtype
         self.monotonicity = monotonicity
+        self.accelerate = accelerate
         self.chunk_size = chunk_size
         self.n_threads = n_threads
 

@@ -74,7 +74,7 @@ def _valid_count(value: Any) -> bool:
 
 @dataclass(frozen=True, eq=False)
 class Categorical(SimpleFamily):
-    """Independent categorical columns, coded ``0 .. C_j - 1``, each with its own count.
+    """Independent categorical columns, coded ``0`` to ``C_j - 1``, each with its own count.
 
     Parameters
     ----------

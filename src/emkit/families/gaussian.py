@@ -126,7 +126,7 @@ class CovarianceStructure:
         raise NotImplementedError
 
     def stat_scale(self, d: int, s: float) -> Array:
-        """Largest magnitude each statistic can take when every |x_j| <= s."""
+        """Largest magnitude each statistic can take when every ``|x_j| <= s``."""
         raise NotImplementedError
 
     def natural(self, means: Array, prec_chol: Array) -> tuple[Array, Array]:

@@ -11,7 +11,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Generic, NamedTuple, Protocol, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -23,23 +23,23 @@ from emkit.exceptions import (
     MonotonicityError,
     MonotonicityWarning,
 )
+from emkit.inference.accelerate import accelerated_step
+from emkit.inference.steps import EMModel, Step, StepResult, em_step
 
-__all__ = ["MONOTONICITY_POLICIES", "EMModel", "EMResult", "EMTrace", "fit_em", "fit_em_restarts"]
+__all__ = [
+    "MONOTONICITY_POLICIES",
+    "EMModel",
+    "EMResult",
+    "EMTrace",
+    "Step",
+    "StepResult",
+    "em_step",
+    "fit_em",
+    "fit_em_restarts",
+]
 
 P = TypeVar("P")
 MONOTONICITY_POLICIES = ("raise", "warn", "off")
-
-
-class EMModel(Protocol[P]):
-    """What the driver needs of a model: steps and an objective, all over statistics."""
-
-    def expectation(self, params: P) -> Callable[..., Any]: ...
-
-    def m_step(self, params: P, stats: Any) -> P: ...
-
-    def objective(self, params: P, stats: Any) -> float: ...
-
-    def m_step_gap(self, params: P, stats: Any) -> float: ...
 
 
 class EMTrace(NamedTuple):
@@ -76,10 +76,11 @@ def fit_em(
     dtype: Any = np.float64,
     row_bytes: int = 0,
     callback: Callable[[int, float, float], None] | None = None,
-    converged: Callable[[P, P], bool] | None = None,
-    supplement: Callable[[P, Any], Callable[..., Any] | None] | None = None,
+    step: Step[P] | None = None,
+    state: Any = None,
 ) -> EMResult[P]:
-    """Run EM from ``params`` until ``0 <= change < tol`` or ``max_iter`` iterations.
+    """Run EM from ``params`` until ``0 <= change < tol``, the model's own stopping rule
+    holds, or ``max_iter`` iterations.
 
     ``data`` is the tuple of row arrays the engine maps over (e.g. ``(X, sample_weight)``).
     It may also hold per-row arrays that the E-step reads and updates in place, its memory
@@ -87,21 +88,15 @@ def fit_em(
     there); with an engine whose chunks are views of the arrays (in memory), each chunk
     writes only its own rows.
     ``callback(iteration, objective, change)`` is called after every iteration.
-
-    Two hooks let a model add to the loop without a loop of its own:
-
-    * ``converged(previous, params)`` is the model's own stopping rule, asked after every
-      M-step as well (k-means stops when its centers stop moving, as scikit-learn's does,
-      and passes ``tol=0`` to leave the objective out of it);
-    * ``supplement(params, stats)`` may return a second function to map over the rows
-      with the same parameters; its statistics are added to the E-step's before the
-      objective and the M-step. It is for a pass only some iterations need (k-means:
-      the rows farthest from their centers, when a cluster got no rows).
+    ``step`` is the iteration (default: :func:`em_step` of the model), called with the
+    parameters and ``state``, the state it carries from one iteration to the next.
     """
     if monotonicity not in MONOTONICITY_POLICIES:
         raise InputError(
             f"monotonicity must be one of {MONOTONICITY_POLICIES}, got {monotonicity!r}."
         )
+    if step is None:
+        step = em_step(model, engine, data, row_bytes)
     objectives: list[float] = []
     seconds: list[float] = []
     previous = -np.inf
@@ -110,11 +105,8 @@ def fit_em(
     objective = -np.inf
     for iteration in range(1, max_iter + 1):
         start = time.perf_counter()
-        stats = engine.map_reduce(model.expectation(params), *data, row_bytes=row_bytes)
-        more = None if supplement is None else supplement(params, stats)
-        if more is not None:
-            stats = stats + engine.map_reduce(more, *data, row_bytes=row_bytes)
-        objective = model.objective(params, stats)
+        result = step(params, state)
+        objective = result.objective
         if not np.isfinite(objective):
             raise MonotonicityError(
                 f"The EM objective became {objective} at iteration {iteration}. The data may "
@@ -127,14 +119,13 @@ def fit_em(
                 _report_decrease(monotonicity, iteration, previous, objective)
             else:
                 change = 0.0  # round-off at a fixed point, or the allowed inexactness
-        previous_params, params = params, model.m_step(params, stats)
-        slack = model.m_step_gap(params, stats)
+        params, slack, state = result.params, result.slack, result.state
         objectives.append(objective)
         seconds.append(time.perf_counter() - start)
         if callback is not None:
             callback(iteration, objective, change)
         previous = objective
-        if 0 <= change < tol or (converged is not None and converged(previous_params, params)):
+        if 0 <= change < tol or result.done:
             done = True
             break
     trace = EMTrace(np.asarray(objectives), np.asarray(seconds))
@@ -169,9 +160,8 @@ def fit_em_restarts(
     row_bytes: int = 0,
     callback: Callable[[int, float, float], None] | None = None,
     on_start: Callable[[int], None] | None = None,
-    converged: Callable[[P, P], bool] | None = None,
-    supplement: Callable[[P, Any], Callable[..., Any] | None] | None = None,
     score: Callable[[P], float] | None = None,
+    accelerate: str | None = None,
 ) -> EMResult[P]:
     """Run EM from ``n_init`` initializations drawn with ``rng`` and keep the best run.
 
@@ -182,9 +172,11 @@ def fit_em_restarts(
     (the same clustering, up to the order of the clusters) keep the earliest.
 
     Warns with :class:`ConvergenceWarning` when the kept run did not converge (as
-    scikit-learn does), unless ``max_iter`` is the point (``tol == 0``). ``converged`` and
-    ``supplement`` are :func:`fit_em`'s.
+    scikit-learn does), unless ``max_iter`` is the point (``tol == 0``). ``accelerate``
+    (None or ``"squarem"``, :mod:`emkit.inference.accelerate`) replaces the plain EM
+    step of every run.
     """
+    step = accelerated_step(accelerate, model, engine, data, row_bytes)
     best: EMResult[P] | None = None
     best_score = -np.inf
     for init in range(n_init):
@@ -201,8 +193,7 @@ def fit_em_restarts(
             dtype=dtype,
             row_bytes=row_bytes,
             callback=callback,
-            converged=converged,
-            supplement=supplement,
+            step=step,
         )
         run_score = result.objective if score is None or n_init == 1 else score(result.params)
         if best is None or run_score > best_score + _decrease_tolerance(best_score, dtype):

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -36,15 +36,13 @@ from emkit.models.latent_factor import (
     ppca_maximum_likelihood,
     principal_frame,
 )
-from emkit.models.mixture import posterior
+from emkit.models.mixing import EXACT, NK_FLOOR, NO_PRIOR, Assignment, MixingWeights
+from emkit.models.statistics import Statistics
 
 __all__ = ["FactorMixture", "FactorMixtureParams", "FactorMixtureStats"]
 
 Array = NDArray[np.floating[Any]]
 LOG_2PI = float(np.log(2.0 * np.pi))
-
-# Added to every responsibility mass N_k before dividing, as for the other mixtures.
-_NK_FLOOR = 10.0 * float(np.finfo(np.float64).eps)
 
 
 class FactorMixtureParams(NamedTuple):
@@ -57,7 +55,7 @@ class FactorMixtureParams(NamedTuple):
 
 
 @dataclass(frozen=True)
-class FactorMixtureStats:
+class FactorMixtureStats(Statistics):
     """Additive statistics of a block of rows, about the means of the E-step's parameters."""
 
     nk: Array  # (K,)  sum_n w_n resp_nk
@@ -65,15 +63,6 @@ class FactorMixtureStats:
     sum_eeT: Array  # (K, d, d)  sum_n w_n resp_nk (x_n - mu_k)(x_n - mu_k)^T
     loglik: float  # sum_n w_n log p(x_n)
     weight: float  # sum_n w_n
-
-    def __add__(self, other: FactorMixtureStats) -> FactorMixtureStats:
-        return FactorMixtureStats(
-            self.nk + other.nk,
-            self.sum_e + other.sum_e,
-            self.sum_eeT + other.sum_eeT,
-            self.loglik + other.loglik,
-            self.weight + other.weight,
-        )
 
 
 def _scatter(E: Array, r: Array) -> tuple[Array, Array]:
@@ -92,8 +81,12 @@ class FactorMixture:
     noise: NoiseStructure
     shift: Array
     noise_floor: float
-    # classification EM: each row wholly to its most probable component
-    hard: bool = False
+    # SQUAREM extrapolates the parameters: the statistics are taken about the current
+    # means and in the current loadings' frame, coordinates that move every iteration
+    extrapolate: ClassVar[str] = "parameters"
+    # the E-step's posterior policy (exact or classification EM) and the weights' M-step
+    assign: Assignment = EXACT
+    weights: MixingWeights = NO_PRIOR
 
     def _log_joint(self, params: FactorMixtureParams) -> Callable[[Array], Array]:
         """A function of shifted rows (n, d) giving log p(x_n, k), shape (n, K)."""
@@ -130,7 +123,7 @@ class FactorMixture:
         def e_step(X: Array, weights: Array | None) -> FactorMixtureStats:
             Y = np.subtract(X, shift, dtype=np.float64)
             w = np.ones(Y.shape[0]) if weights is None else weights.astype(np.float64)
-            resp, loglik = posterior(log_joint(Y), None, w, None, None, self.hard)
+            resp, loglik = self.assign(log_joint(Y), None, w, None, None)
             return self._statistics(Y, resp, means, loglik, float(w.sum()))
 
         return e_step
@@ -158,7 +151,7 @@ class FactorMixture:
         self, params_means: Array, stats: FactorMixtureStats
     ) -> tuple[Array, Array, Array]:
         """Mixing masses, new means and weighted covariances S_k from the statistics."""
-        nk = stats.nk + _NK_FLOOR
+        nk = stats.nk + NK_FLOOR
         delta = stats.sum_e / nk[:, None]
         S = stats.sum_eeT / nk[:, None, None] - delta[:, :, None] * delta[:, None, :]
         S = 0.5 * (S + np.swapaxes(S, 1, 2))
@@ -167,7 +160,7 @@ class FactorMixture:
     def m_step(self, params: FactorMixtureParams, stats: FactorMixtureStats) -> FactorMixtureParams:
         nk, means, S = self._moments(params.means, stats)
         W, noise = self.noise.component_m_step(S, params.components, params.noise, self.noise_floor)
-        return FactorMixtureParams(nk / nk.sum(), W, means, noise)
+        return FactorMixtureParams(self.weights.m_step(nk), W, means, noise)
 
     def initial_params(self, stats: FactorMixtureStats, n_factors: int) -> FactorMixtureParams:
         """Each component's closed-form PPCA maximum on its initial weighted covariance
@@ -175,7 +168,7 @@ class FactorMixture:
         K, d = stats.sum_e.shape
         nk, means, S = self._moments(np.zeros((K, d)), stats)
         W, noise = ppca_maximum_likelihood(S, n_factors, self.noise_floor)
-        return FactorMixtureParams(nk / nk.sum(), W, means, noise)
+        return FactorMixtureParams(self.weights.m_step(nk), W, means, noise)
 
     def m_step_gap(self, params: FactorMixtureParams, stats: Any) -> float:
         """Zero: exact (PPCA) and generalized (factor analysis) M-steps never lower Q."""
@@ -195,7 +188,7 @@ class FactorMixture:
         """Free parameters: weights, and per component W up to rotation, mean and noise."""
         K, d, q = n_components, n_features, n_factors
         per_component = d * q - q * (q - 1) // 2 + d + self.noise.n_parameters(d)
-        return K - 1 + K * per_component
+        return self.weights.n_parameters(K) + K * per_component
 
     @staticmethod
     def row_bytes(n_features: int, n_components: int, n_factors: int) -> int:

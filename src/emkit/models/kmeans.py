@@ -56,6 +56,8 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.sparse import csc_array, csr_array, issparse
 
+from emkit.models.statistics import Statistics
+
 __all__ = [
     "FarRows",
     "KMeansModel",
@@ -88,7 +90,7 @@ _BOUNDED_MOVED = 0.05
 
 
 @dataclass(frozen=True)
-class KMeansStats:
+class KMeansStats(Statistics):
     """Additive statistics of a block of rows under hard assignments (float64).
 
     ``moved`` is how many rows changed cluster in the C-step (every row, when there was no
@@ -117,6 +119,28 @@ class KMeansStats:
             self.sum_xx + other.sum_xx,
             far,
             self.moved + other.moved,
+            count,
+        )
+
+    def __mul__(self, scale: float) -> KMeansStats:
+        """The rows' weights scaled: the sums scale, which rows moved or are far do not."""
+        return KMeansStats(
+            self.nk * scale,
+            self.sum_x * scale,
+            self.sum_xx * scale,
+            self.far,
+            self.moved,
+            self.count,
+        )
+
+    def zero(self) -> KMeansStats:
+        count = None if self.count is None else np.zeros_like(self.count)
+        return KMeansStats(
+            np.zeros_like(self.nk),
+            np.zeros_like(self.sum_x),
+            np.zeros_like(self.sum_xx),
+            None,
+            0,
             count,
         )
 

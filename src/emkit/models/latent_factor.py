@@ -57,6 +57,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from emkit.families._base import pattern_ids
+from emkit.models.statistics import Statistics
 
 __all__ = [
     "NOISE_TYPES",
@@ -237,7 +238,7 @@ class FactorParams(NamedTuple):
 
 
 @dataclass(frozen=True)
-class FactorStats:
+class FactorStats(Statistics):
     """Additive expected statistics of a block of rows (z~ = [z, 1])."""
 
     count: Array  # (d,)  sum_n w_n [x_ni observed]
@@ -248,30 +249,14 @@ class FactorStats:
     loglik: float  # sum_n w_n log p(x_n,O)
     weight: float  # sum_n w_n
 
-    def __add__(self, other: FactorStats) -> FactorStats:
-        return FactorStats(
-            self.count + other.count,
-            self.sum_xz + other.sum_xz,
-            self.sum_zz + other.sum_zz,
-            self.sum_xx + other.sum_xx,
-            self.sum_zz_all + other.sum_zz_all,
-            self.loglik + other.loglik,
-            self.weight + other.weight,
-        )
-
 
 @dataclass(frozen=True)
-class Moments:
+class Moments(Statistics):
     """The sufficient statistics of complete rows, in shifted coordinates."""
 
     weight: float  # sum_n w_n
     sum_x: Array  # (d,)  sum_n w_n x_n
     sum_xxT: Array  # (d, d)  sum_n w_n x_n x_n^T
-
-    def __add__(self, other: Moments) -> Moments:
-        return Moments(
-            self.weight + other.weight, self.sum_x + other.sum_x, self.sum_xxT + other.sum_xxT
-        )
 
     def scatter_root(self) -> ScatterRoot:
         """The same statistics as a mean and d pseudo-rows R with R^T R the scatter matrix
@@ -292,17 +277,12 @@ class ScatterRoot:
 
 
 @dataclass(frozen=True)
-class ColumnMoments:
+class ColumnMoments(Statistics):
     """Per-column sums over the observed entries (NaN is missing), for centring."""
 
     count: Array  # (d,)  sum_n w_n [x_ni observed]
     sum_x: Array  # (d,)
     sum_xx: Array  # (d,)
-
-    def __add__(self, other: ColumnMoments) -> ColumnMoments:
-        return ColumnMoments(
-            self.count + other.count, self.sum_x + other.sum_x, self.sum_xx + other.sum_xx
-        )
 
     def mean(self) -> Array:
         return self.sum_x / self.count
@@ -324,14 +304,11 @@ def column_moments(X: Array, weights: Array | None) -> ColumnMoments:
 
 
 @dataclass(frozen=True)
-class PairwiseMoments:
+class PairwiseMoments(Statistics):
     """Sums over the rows where both features of a pair are observed (NaN is missing)."""
 
     count: Array  # (d, d)  sum_n w_n [x_ni and x_nj observed]
     sum_xxT: Array  # (d, d)  sum_n w_n x_ni x_nj over those rows
-
-    def __add__(self, other: PairwiseMoments) -> PairwiseMoments:
-        return PairwiseMoments(self.count + other.count, self.sum_xxT + other.sum_xxT)
 
     def covariance(self) -> Array:
         """The available-case covariance (of rows already centred), pairs never observed
@@ -365,6 +342,9 @@ class LatentFactor:
     noise: NoiseStructure
     shift: Array
     noise_floor: float
+    # SQUAREM extrapolates the parameters: the statistics are taken about the current
+    # means and in the current loadings' frame, coordinates that move every iteration
+    extrapolate: ClassVar[str] = "parameters"
 
     def _posterior(self, params: FactorParams) -> Callable[[Array], _Posterior]:
         _, mean, noise = params

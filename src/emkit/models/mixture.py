@@ -18,22 +18,15 @@ from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.special import gammaln
 
 from emkit.exceptions import InputError
 from emkit.families._base import ComponentFamily, Fixed, Group, parse_fixed
+from emkit.models.mixing import EXACT, NK_FLOOR, NO_PRIOR, Assignment, MixingWeights
+from emkit.models.statistics import Statistics
 
-__all__ = ["Mixture", "MixtureParams", "MixtureStats", "fixed_weights", "posterior"]
+__all__ = ["Mixture", "MixtureParams", "MixtureStats", "fixed_weights"]
 
 Array = NDArray[np.floating[Any]]
-
-# Added to every responsibility mass N_k before dividing, as scikit-learn does.
-_NK_FLOOR = 10.0 * float(np.finfo(np.float64).eps)
-
-# log_prob - max is clipped here before exp: responsibilities below e^floor change nothing
-# in the working precision, but subnormal ones (and their products in the M-step's matrix
-# product) make the CPU 10-15x slower.
-_LOG_RESP_FLOOR = {np.dtype(np.float64): -600.0, np.dtype(np.float32): -60.0}
 
 
 class MixtureParams(NamedTuple):
@@ -44,7 +37,7 @@ class MixtureParams(NamedTuple):
 
 
 @dataclass(frozen=True)
-class MixtureStats:
+class MixtureStats(Statistics):
     """Additive expected statistics of a block of rows (float64 whatever the data dtype)."""
 
     nk: Array  # (K,)  sum_n w_n resp_nk
@@ -53,35 +46,23 @@ class MixtureStats:
     loglik: float  # sum_n w_n log p(x_n)
     weight: float  # sum_n w_n
 
-    def __add__(self, other: MixtureStats) -> MixtureStats:
-        return MixtureStats(
-            self.nk + other.nk,
-            self.sum_t + other.sum_t,
-            self.shared + other.shared,
-            self.loglik + other.loglik,
-            self.weight + other.weight,
-        )
-
 
 @dataclass(frozen=True, eq=False)
 class Mixture:
     """A finite mixture of components from one family.
 
-    ``weight_concentration`` is the Dirichlet prior's alpha on the mixing weights (1: no
-    prior); MAP-EM sets ``weights = (N_k + alpha - 1) / (N + K (alpha - 1))``.
-    ``fixed_weights`` holds known weights (:func:`fixed_weights`); the free ones share the
-    rest of the mass in proportion to their counts ``N_k + alpha - 1``.
+    The mixing weights are a component of their own (:class:`MixingWeights`: maximum
+    likelihood, a Dirichlet prior, known weights), and ``assign`` is the E-step's
+    posterior policy (:mod:`emkit.models.mixing`: exact or classification EM).
     """
 
     family: ComponentFamily
     dtype: Any = np.float64
-    weight_concentration: float = 1.0
-    # classification EM: each row goes wholly to its most probable component
-    hard: bool = False
+    weights: MixingWeights = NO_PRIOR
+    assign: Assignment = EXACT
     # the rows may have missing values (NaN): such rows take the family's exact
     # missing-data E-step (log p(x_obs, k) and E[T(x) | x_obs, k])
     missing: bool = False
-    fixed_weights: Fixed | None = None
 
     def _log_joint(self, params: MixtureParams) -> Callable[[Array], _Joint]:
         """A function of raw rows giving their statistics and log p(x, k) in two parts."""
@@ -128,7 +109,7 @@ class Mixture:
             Xp, T, log_prob, row = log_joint(X)
             if log_h is None:
                 log_h = family.log_base_measure(Xp)
-            resp, loglik = posterior(log_prob, row, weights, log_h, labels, self.hard)
+            resp, loglik = self.assign(log_prob, row, weights, log_h, labels)
             # Sums within a chunk stay in the working dtype (pairwise: exact enough);
             # across chunks they add in float64. S = (T^T resp)^T runs as BLAS likes it
             # for statistic-major T.
@@ -151,7 +132,7 @@ class Mixture:
             Xp, log_prob, state = missing(X, observed)
             if log_h is None:
                 log_h = family.log_base_measure(Xp)
-            resp, loglik = posterior(log_prob, None, weights, log_h, labels, self.hard)
+            resp, loglik = self.assign(log_prob, None, weights, log_h, labels)
             sum_t, shared = family.missing_statistics(params.components, state, resp)
             return MixtureStats(resp.sum(axis=0), sum_t, shared, loglik, _total_weight(X, weights))
 
@@ -205,21 +186,11 @@ class Mixture:
         )
 
     def m_step(self, params: MixtureParams, stats: MixtureStats) -> MixtureParams:
-        nk = stats.nk + _NK_FLOOR
+        nk = stats.nk + NK_FLOOR
         components = self.family.m_step(
             params.components, nk, stats.sum_t, stats.shared, stats.weight
         )
-        # the Dirichlet(alpha) mode; alpha = 1 gives the ML weights N_k / N
-        counts = nk + (self.weight_concentration - 1.0)
-        known = self.fixed_weights
-        if known is None:
-            return MixtureParams(counts / counts.sum(), components)
-        # max sum_k counts_k log pi_k over the free pi_k, which sum to 1 - sum(known)
-        free = np.where(known.mask, 0.0, counts)
-        rest = 1.0 - float(known.values[known.mask].sum())
-        total = free.sum()
-        weights = np.where(known.mask, known.values, rest * free / (total if total > 0 else 1.0))
-        return MixtureParams(weights, components)
+        return MixtureParams(self.weights.m_step(nk), components)
 
     def m_step_gap(self, params: MixtureParams, stats: MixtureStats) -> float:
         """Per-sample shortfall of the M-step that gave ``params`` from maximizing Q.
@@ -227,22 +198,12 @@ class Mixture:
         The next objective may fall below the current one by at most this (regularization
         such as ``reg_covar`` makes the M-step inexact); zero for an exact M-step.
         """
-        nk = stats.nk + _NK_FLOOR
+        nk = stats.nk + NK_FLOOR
         return self.family.m_step_gap(params.components, nk, stats.sum_t) / stats.weight
 
     def log_prior(self, params: MixtureParams) -> float:
         """log p(weights) + log p(components): 0 for maximum likelihood."""
-        log_prior = self.family.log_prior(params.components)
-        alpha = self.weight_concentration
-        if alpha != 1.0:
-            K = params.weights.shape[0]
-            # log Dir(pi | alpha) = log Gamma(K alpha) - K log Gamma(alpha) + (alpha-1) sum log pi
-            log_prior += float(
-                gammaln(K * alpha)
-                - K * gammaln(alpha)
-                + (alpha - 1.0) * np.log(params.weights).sum()
-            )
-        return log_prior
+        return self.family.log_prior(params.components) + self.weights.log_prior(params.weights)
 
     def objective(self, params: MixtureParams, stats: MixtureStats) -> float:
         """Per-sample objective: (log-likelihood + log prior) / total weight."""
@@ -284,7 +245,7 @@ class Mixture:
 
         def incomplete(X: Array, observed: NDArray[np.bool_]) -> Array:
             _, log_prob, state = missing(X, observed)
-            resp, _ = posterior(log_prob, None, None, None, None)
+            resp, _ = EXACT(log_prob, None, None, None, None)
             filled = np.asarray(family.impute(params.components, state, resp), dtype=X.dtype)
             return np.where(observed, X, filled)
 
@@ -294,11 +255,8 @@ class Mixture:
         return fn
 
     def n_parameters(self, n_components: int) -> int:
-        """Free parameters: the weights not fixed (less one, as they sum to a known
-        total) and the family's free ones."""
-        known = self.fixed_weights
-        n_free = n_components if known is None else int((~known.mask).sum())
-        return max(n_free - 1, 0) + self.family.n_parameters(n_components)
+        """Free parameters: the weights' and the family's free ones."""
+        return self.weights.n_parameters(n_components) + self.family.n_parameters(n_components)
 
     def row_bytes(self, n_features: int, n_stats: int, n_components: int) -> int:
         """Bytes of working memory a row of a chunk needs in the E-step: the prepared
@@ -394,61 +352,6 @@ def fixed_weights(value: Any, n_components: int, weight_concentration: float = 1
             "unless all of them are given."
         )
     return known
-
-
-def posterior(
-    log_prob: Array,
-    row: Array | None,
-    weights: Array | None,
-    log_h: Array | None,
-    labels: NDArray[np.intp] | None,
-    hard: bool = False,
-) -> tuple[Array, float]:
-    """Responsibilities (times the sample weights) from log p(x, k), in place, and the
-    block's objective: sum_n w_n log p(x_n) (soft), or sum_n w_n log p(x_n, z_n) at the
-    arg-max z_n (``hard``: classification EM); a row with a known label (``labels``, -1
-    where unknown) counts log p(x_n, y_n). ``row`` and ``log_h`` are terms of log p(x, k)
-    equal for every k, added to the objective only."""
-    resp = log_prob
-    known = None
-    if labels is not None:
-        rows = np.flatnonzero(labels >= 0)
-        if rows.size:
-            known = (rows, labels[rows])
-    n = resp.shape[0]
-    if hard:
-        choice = resp.argmax(axis=1)
-        if known is not None:
-            choice[known[0]] = known[1]
-        row_loglik = resp[np.arange(n), choice].astype(np.float64)
-        resp[...] = 0.0
-        resp[np.arange(n), choice] = 1.0 if weights is None else weights
-    else:
-        # log p(x_n) = m_n + log sum_k exp(log_prob_nk - m_n) + row_n
-        m = resp.max(axis=1)
-        if known is not None:
-            m[known[0]] = resp[known]  # a labelled row's likelihood is p(x, y) alone
-        resp -= m[:, None]
-        # in the working dtype, which _log_joint may have raised to float64
-        floor = _LOG_RESP_FLOOR[resp.dtype]
-        if known is None:
-            np.maximum(resp, floor, out=resp)
-        else:  # values above 0 are in labelled rows only, zeroed below: no overflow
-            np.clip(resp, floor, 0.0, out=resp)
-        np.exp(resp, out=resp)
-        if known is not None:
-            resp[known[0]] = 0.0
-            resp[known] = 1.0
-        total = resp.sum(axis=1)
-        row_loglik = np.log(total) + m
-        scale = 1.0 / total if weights is None else weights / total
-        resp *= scale[:, None]
-    if row is not None:
-        row_loglik += row
-    loglik = row_loglik.sum(dtype=np.float64) if weights is None else weights @ row_loglik
-    if log_h is not None:  # in float64 whatever the working dtype
-        loglik += log_h.sum() if weights is None else weights @ log_h
-    return resp, float(loglik)
 
 
 class _Joint(NamedTuple):

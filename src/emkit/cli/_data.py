@@ -1,0 +1,157 @@
+"""From a table file's typed columns to what an estimator is fitted on or predicts from.
+
+The families themselves come from :func:`emkit.estimators.mixture_model.infer_family`
+(the same inference as :class:`emkit.MixtureModel`); this module only gives each column
+the pandas dtype that says what it is: float64 for measurements, integers for counts,
+booleans for 0/1 and true/false columns, ``category`` for text. ``--family`` changes
+those dtypes, so the inference then picks the family asked for.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import numpy as np
+
+from emkit.exceptions import InputError
+from emkit.io.tables import Table
+
+__all__ = ["FAMILY_CHOICES", "family_description", "parse_family", "typed_frame"]
+
+# The families --family accepts, each for all columns or for named ones.
+FAMILY_CHOICES = ("auto", "gaussian", "poisson", "bernoulli", "categorical")
+
+
+def parse_family(text: str) -> dict[str | None, str]:
+    """``--family``: one family for every column, or ``COLUMN=FAMILY`` pairs.
+
+    The key ``None`` holds the family of the columns not named.
+
+    Examples
+    --------
+    >>> parse_family("poisson")
+    {None: 'poisson'}
+    >>> parse_family("n=categorical, ok=bernoulli")
+    {None: 'auto', 'n': 'categorical', 'ok': 'bernoulli'}
+    """
+    usage = (
+        f"write one of {', '.join(FAMILY_CHOICES)} for every column, or COLUMN=FAMILY pairs "
+        "like count=categorical,flag=bernoulli"
+    )
+    spec: dict[str | None, str] = {None: "auto"}
+    for item in text.split(","):
+        name, equals, family = (part.strip() for part in item.strip().rpartition("="))
+        family = family.lower()
+        if family not in FAMILY_CHOICES:
+            raise argparse.ArgumentTypeError(f"unknown family {family!r}: {usage}.")
+        if not equals:
+            if len(text.split(",")) > 1:
+                raise argparse.ArgumentTypeError(
+                    f"{text!r} mixes a family for every column with others: {usage}."
+                )
+            return {None: family}
+        if not name:
+            raise argparse.ArgumentTypeError(f"{item.strip()!r} names no column: {usage}.")
+        spec[name] = family
+    return spec
+
+
+def _pandas() -> Any:
+    try:
+        import pandas as pd
+    except ImportError:
+        raise InputError(
+            "Tables with count, 0/1 or text columns are fitted through pandas: pip install "
+            '"emkit[cli]" (or pandas), or fit every column as Gaussian with --family gaussian.'
+        ) from None
+    return pd
+
+
+def _whole(values: np.ndarray) -> bool:
+    present = values[~np.isnan(values)]
+    return bool(np.array_equal(present, np.round(present)))
+
+
+def _column(pd: Any, values: np.ndarray, kind: str, family: str, name: str) -> Any:
+    """One column as the pandas dtype that makes ``family`` (or the inference) apply."""
+    if family == "categorical":
+        return pd.Series(values, dtype="category")
+    if kind == "text":
+        if family == "auto":
+            return pd.Series(values, dtype="category")
+        first = next(v for v in values if v is not None)
+        raise InputError(
+            f"Column {name!r} holds text (e.g. {first!r}); the {family} family needs numbers. "
+            f"Fit it as categorical (--family {name}=categorical) or drop it (--columns ^{name})."
+        )
+    numbers = values.astype(np.float64)
+    missing = np.isnan(numbers)
+    present = numbers[~missing]
+    binary = bool(np.isin(present, (0.0, 1.0)).all())
+    if family == "gaussian" or (family == "auto" and kind == "float"):
+        return pd.Series(numbers, dtype="float64")
+    if family == "bernoulli" or (family == "auto" and (kind == "bool" or binary)):
+        if not binary:
+            bad = present[~np.isin(present, (0.0, 1.0))][0]
+            raise InputError(
+                f"Column {name!r} holds {bad:g}; the bernoulli family needs 0/1 or true/false "
+                f"values. Choose another family for it (--family {name}=poisson, ...)."
+            )
+        flags = (numbers > 0.5).astype(object)
+        flags[missing] = None
+        return pd.Series(pd.array(flags, dtype="boolean"))
+    # counts: poisson asked for, or integers left to the inference (which takes negative
+    # integers as measurements)
+    if family == "poisson" and (not _whole(numbers) or (present < 0).any()):
+        bad = present[(present != np.round(present)) | (present < 0)][0]
+        raise InputError(
+            f"Column {name!r} holds {bad:g}; the poisson family needs counts (whole numbers "
+            f">= 0). Fit it as gaussian (--family {name}=gaussian) or categorical."
+        )
+    if missing.any():
+        counts = numbers.astype(object)
+        counts[missing] = None
+        return pd.Series(pd.array(counts, dtype="Int64"))
+    return pd.Series(numbers.astype(np.int64))
+
+
+def typed_frame(table: Table, spec: dict[str | None, str]) -> Any:
+    """The table as a DataFrame whose dtypes say which family each column gets."""
+    pd = _pandas()
+    unknown = [name for name in spec if name is not None and name not in table.names]
+    if unknown:
+        raise InputError(
+            f"--family names column {unknown[0]!r}, which is not among the fitted columns "
+            f"({', '.join(map(repr, table.names))})."
+        )
+    if len(set(table.names)) < len(table.names):
+        twice = next(n for n in table.names if table.names.count(n) > 1)
+        raise InputError(
+            f"Two columns are named {twice!r}; rename one, or select one with --columns."
+        )
+    default = spec.get(None, "auto")
+    columns = {
+        name: _column(pd, values, kind, spec.get(name, default), name)
+        for name, values, kind in zip(table.names, table.columns, table.kinds, strict=True)
+    }
+    return pd.DataFrame(columns)
+
+
+def family_description(family: Any, names: list[str]) -> str:
+    """Which family models which columns, e.g. ``gaussian (a, b); poisson (n)``."""
+    blocks = getattr(family, "blocks", None)
+    if blocks is None:
+        return f"{_family_name(family)} ({', '.join(names)})"
+    parts = []
+    for _, (columns, block_family) in blocks.items():
+        labels = [names[j] if isinstance(j, int | np.integer) else str(j) for j in columns]
+        parts.append(f"{_family_name(block_family)} ({', '.join(labels)})")
+    return "; ".join(parts)
+
+
+def _family_name(family: Any) -> str:
+    structure = getattr(family, "structure", None)
+    if structure is not None:
+        return f"gaussian {structure.name}"
+    return type(family).__name__.lower()

@@ -1,0 +1,82 @@
+"""One EM iteration as a value: the step the driver loops over, and the plain EM step.
+
+The driver (:func:`emkit.inference.em.fit_em`) only loops, traces and checks; what one
+iteration does is a :class:`Step`, ``step(params, state) -> StepResult``. The plain EM
+iteration is :func:`em_step`; variants wrap it or replace it (SQUAREM in
+:mod:`emkit.inference.accelerate`) and carry their own state from one iteration to the
+next (the E-step of the parameters they start from, ECM cycles, online statistics).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
+
+import numpy as np
+
+from emkit.engines._base import Engine
+
+__all__ = ["EMModel", "Step", "StepResult", "em_step"]
+
+P = TypeVar("P")
+
+
+class EMModel(Protocol[P]):
+    """What the driver needs of a model: steps and an objective, all over statistics.
+
+    A model may also define ``converged(previous, params) -> bool``, its own stopping rule
+    asked after every M-step (k-means stops when its centers stop moving, as
+    scikit-learn's does), and ``supplement(params, stats)``, a second function to map over
+    the rows with the same parameters when some iterations need one (k-means: the rows
+    farthest from their centers, when a cluster got no rows); its statistics are added to
+    the E-step's before the objective and the M-step. :func:`em_step` reads both.
+    """
+
+    def expectation(self, params: P) -> Callable[..., Any]: ...
+
+    def m_step(self, params: P, stats: Any) -> P: ...
+
+    def objective(self, params: P, stats: Any) -> float: ...
+
+    def m_step_gap(self, params: P, stats: Any) -> float: ...
+
+
+class StepResult(NamedTuple, Generic[P]):
+    """What one iteration gives the driver."""
+
+    params: P  # the parameters after the iteration
+    objective: float  # the per-sample objective of the parameters it started from
+    slack: float  # how far the next objective may fall below this one (inexact M-step)
+    state: Any  # carried to the next iteration (ECM cycles, online statistics, ...)
+    done: bool = False  # the model's own stopping rule holds
+
+
+class Step(Protocol[P]):
+    """One EM iteration: ``step(params, state) -> StepResult``. Variants (acceleration,
+    online updates) wrap the plain step or replace it; the driver only loops, traces and
+    checks."""
+
+    def __call__(self, params: P, state: Any) -> StepResult[P]: ...
+
+
+def em_step(
+    model: EMModel[P], engine: Engine, data: tuple[Any, ...], row_bytes: int = 0
+) -> Step[P]:
+    """The plain EM iteration: the E-step mapped over the rows (and the model's
+    ``supplement`` when it asks for one), the objective, the M-step and its gap."""
+    supplement = getattr(model, "supplement", None)
+    converged = getattr(model, "converged", None)
+
+    def step(params: P, state: Any) -> StepResult[P]:
+        stats = engine.map_reduce(model.expectation(params), *data, row_bytes=row_bytes)
+        more = None if supplement is None else supplement(params, stats)
+        if more is not None:
+            stats = stats + engine.map_reduce(more, *data, row_bytes=row_bytes)
+        objective = model.objective(params, stats)
+        if not np.isfinite(objective):  # before an M-step from such statistics
+            return StepResult(params, objective, 0.0, state)
+        new = model.m_step(params, stats)
+        done = converged is not None and converged(params, new)
+        return StepResult(new, objective, model.m_step_gap(new, stats), state, done)
+
+    return step

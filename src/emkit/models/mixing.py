@@ -1,0 +1,225 @@
+"""What every mixture shares: how the E-step assigns rows to components (the posterior
+policy), the responsibility floor, and the mixing weights as a component of their own.
+
+The E-step of a mixture gives log p(x_n, k) for every row and component; a policy turns
+it into the q(z_n) that the M-step averages over, and into the block's objective:
+
+* ``"exact"``: q = p(z | x, theta), the responsibilities; the objective is the
+  log-likelihood sum_n w_n log p(x_n) (the lower bound touches it: the E-step closes the
+  gap KL(q || p(z | x)) to zero);
+* ``"hard"``: classification EM, q puts all of row n on its most probable component; the
+  objective is the complete-data log-likelihood at those assignments, which classification
+  EM never decreases.
+
+A row with a known label (semi-supervised) is assigned to it under every policy and counts
+log p(x_n, y_n).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy.special import gammaln
+
+from emkit.exceptions import InputError
+from emkit.families._base import Fixed
+
+__all__ = [
+    "EXACT",
+    "E_STEPS",
+    "NK_FLOOR",
+    "NO_PRIOR",
+    "Assignment",
+    "Exact",
+    "Hard",
+    "MixingWeights",
+    "assignment",
+]
+
+Array = NDArray[np.floating[Any]]
+
+# Added to every responsibility mass N_k before dividing, as scikit-learn does.
+NK_FLOOR = 10.0 * float(np.finfo(np.float64).eps)
+
+# log_prob - max is clipped here before exp: responsibilities below e^floor change nothing
+# in the working precision, but subnormal ones (and their products in the M-step's matrix
+# product) make the CPU 10-15x slower.
+_LOG_RESP_FLOOR = {np.dtype(np.float64): -600.0, np.dtype(np.float32): -60.0}
+
+_Known = tuple[NDArray[np.intp], NDArray[np.intp]]
+
+
+class Assignment(Protocol):
+    """An E-step posterior policy: q(z) of a block of rows from log p(x, k)."""
+
+    @property
+    def name(self) -> str:
+        """The policy's value of the estimators' ``e_step`` argument."""
+        ...
+
+    def __call__(
+        self,
+        log_prob: Array,
+        row: Array | None,
+        weights: Array | None,
+        log_h: Array | None,
+        labels: NDArray[np.intp] | None,
+    ) -> tuple[Array, float]:
+        """(q(z) times the sample weights, computed in place of ``log_prob``; the block's
+        objective). ``row`` and ``log_h`` are terms of log p(x, k) equal for every k,
+        added to the objective only; ``labels`` holds known components (-1: unknown)."""
+        ...
+
+
+def _known(labels: NDArray[np.intp] | None) -> _Known | None:
+    if labels is None:
+        return None
+    rows = np.flatnonzero(labels >= 0)
+    return (rows, labels[rows]) if rows.size else None
+
+
+def _objective(
+    row_loglik: Array, row: Array | None, weights: Array | None, log_h: Array | None
+) -> float:
+    """sum_n w_n (row_loglik_n + row_n + log h(x_n)), the terms common to every k in float64."""
+    if row is not None:
+        row_loglik += row
+    loglik = row_loglik.sum(dtype=np.float64) if weights is None else weights @ row_loglik
+    if log_h is not None:
+        loglik += log_h.sum() if weights is None else weights @ log_h
+    return float(loglik)
+
+
+@dataclass(frozen=True)
+class Exact:
+    """Exact EM: the responsibilities p(z_n = k | x_n), computed in log space."""
+
+    name: str = "exact"
+
+    def __call__(
+        self,
+        log_prob: Array,
+        row: Array | None,
+        weights: Array | None,
+        log_h: Array | None,
+        labels: NDArray[np.intp] | None,
+    ) -> tuple[Array, float]:
+        resp, known = log_prob, _known(labels)
+        # log p(x_n) = m_n + log sum_k exp(log_prob_nk - m_n) + row_n
+        m = resp.max(axis=1)
+        if known is not None:
+            m[known[0]] = resp[known]  # a labelled row's likelihood is p(x, y) alone
+        resp -= m[:, None]
+        # in the working dtype, which the mixture may have raised to float64
+        floor = _LOG_RESP_FLOOR[resp.dtype]
+        if known is None:
+            np.maximum(resp, floor, out=resp)
+        else:  # values above 0 are in labelled rows only, zeroed below: no overflow
+            np.clip(resp, floor, 0.0, out=resp)
+        np.exp(resp, out=resp)
+        if known is not None:
+            resp[known[0]] = 0.0
+            resp[known] = 1.0
+        total = resp.sum(axis=1)
+        row_loglik = np.log(total) + m
+        scale = 1.0 / total if weights is None else weights / total
+        resp *= scale[:, None]
+        return resp, _objective(row_loglik, row, weights, log_h)
+
+
+@dataclass(frozen=True)
+class Hard:
+    """Classification EM: each row wholly on its most probable component (ties: the
+    first), and the objective sum_n w_n log p(x_n, z_n) at those components."""
+
+    name: str = "hard"
+
+    def __call__(
+        self,
+        log_prob: Array,
+        row: Array | None,
+        weights: Array | None,
+        log_h: Array | None,
+        labels: NDArray[np.intp] | None,
+    ) -> tuple[Array, float]:
+        resp, known = log_prob, _known(labels)
+        n = resp.shape[0]
+        choice = resp.argmax(axis=1)
+        if known is not None:
+            choice[known[0]] = known[1]
+        row_loglik = resp[np.arange(n), choice].astype(np.float64)
+        resp[...] = 0.0
+        resp[np.arange(n), choice] = 1.0 if weights is None else weights
+        return resp, _objective(row_loglik, row, weights, log_h)
+
+
+EXACT = Exact()
+E_STEPS: Mapping[str, Assignment] = {"exact": EXACT, "hard": Hard()}
+
+
+def assignment(e_step: Any, supported: tuple[str, ...] = tuple(E_STEPS)) -> Assignment:
+    """The policy named by an estimator's ``e_step`` argument, checked.
+
+    Examples
+    --------
+    >>> assignment("hard").name
+    'hard'
+    """
+    if not isinstance(e_step, str) or e_step not in supported:
+        raise InputError(
+            f"e_step must be one of {', '.join(map(repr, supported))}, got {e_step!r}. "
+            "'exact' is EM; 'hard' is classification EM (each row wholly to its most "
+            "probable component)."
+        )
+    return E_STEPS[e_step]
+
+
+@dataclass(frozen=True)
+class MixingWeights:
+    """The mixing weights as a component: their M-step, log prior and parameter count.
+
+    ``concentration`` is the Dirichlet prior's alpha (1: no prior); MAP-EM sets
+    ``weights = (N_k + alpha - 1) / (N + K (alpha - 1))``. ``fixed`` holds known weights
+    (``models.mixture.fixed_weights``); the free ones share the rest of the mass in
+    proportion to their counts ``N_k + alpha - 1``.
+    """
+
+    concentration: float = 1.0
+    fixed: Fixed | None = None
+
+    def m_step(self, nk: Array) -> Array:
+        """The weights maximizing sum_k (N_k + alpha - 1) log pi_k on the simplex (for
+        ``nk`` already floored by :data:`NK_FLOOR`)."""
+        counts = nk + (self.concentration - 1.0)
+        known = self.fixed
+        if known is None:
+            return counts / counts.sum()
+        # max sum_k counts_k log pi_k over the free pi_k, which sum to 1 - sum(known)
+        free = np.where(known.mask, 0.0, counts)
+        rest = 1.0 - float(known.values[known.mask].sum())
+        total = free.sum()
+        return np.where(known.mask, known.values, rest * free / (total if total > 0 else 1.0))
+
+    def log_prior(self, weights: Array) -> float:
+        """log Dir(pi | alpha) = log Gamma(K alpha) - K log Gamma(alpha) + (alpha-1) sum log pi;
+        0 without a prior."""
+        alpha = self.concentration
+        if alpha == 1.0:
+            return 0.0
+        K = weights.shape[0]
+        return float(
+            gammaln(K * alpha) - K * gammaln(alpha) + (alpha - 1.0) * np.log(weights).sum()
+        )
+
+    def n_parameters(self, n_components: int) -> int:
+        """The weights not fixed, less one (they sum to a known total)."""
+        known = self.fixed
+        n_free = n_components if known is None else int((~known.mask).sum())
+        return max(n_free - 1, 0)
+
+
+NO_PRIOR = MixingWeights()  # maximum-likelihood weights, none known
