@@ -117,3 +117,22 @@ def test_csv_bench_quick_run_compares_with_pandas(tmp_path: pathlib.Path) -> Non
     assert {"emkit", "pandas"} <= set(report["seconds"])
     assert report["rows"] == 20_000 and report["emkit_over_pandas"] > 0
     assert isinstance(report["target_met"], bool)
+
+
+BENCH_SMALL = BENCH.with_name("bench_small.py")
+
+
+@pytest.mark.skipif(not BENCH_SMALL.exists(), reason="needs the source tree")
+def test_small_calls_bench_quick_run_reports_every_workload(tmp_path: pathlib.Path) -> None:
+    stdout, report = _quick_run(BENCH_SMALL, tmp_path, "--quick")
+    assert "met" in stdout or "missed" in stdout
+    assert set(report["results"]) == {
+        "predict_1_row",
+        "fit_10_iter",
+        "fit_default",
+        "sweep_faithful",
+    }
+    for entry in report["results"].values():
+        assert {"emkit", "sklearn"} <= set(entry["seconds"])
+        assert entry["emkit_over_sklearn"] > 0
+    assert isinstance(report["predict_target_met"], bool)

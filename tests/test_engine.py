@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 from threadpoolctl import threadpool_info
@@ -34,13 +36,33 @@ def test_reduction_is_in_chunk_order_whatever_the_threads() -> None:
     assert len(sums) == 1  # same float, to the last bit
 
 
-def test_blas_is_single_threaded_during_a_session_and_restored_after() -> None:
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_blas_is_single_threaded_in_a_session_of_large_maps_and_restored_after(
+    n_threads: int,
+) -> None:
     before = _blas_threads()
-    with InMemoryEngine() as engine:
-        inside = engine.map_reduce(lambda x: np.array(_blas_threads()), np.zeros((3, 1)))
-        assert _blas_threads() == [1] * len(before)
+    big = np.zeros((4096, 1))
+    with InMemoryEngine(n_threads=n_threads) as engine:
+        inside = engine.map_reduce(lambda x: np.array(_blas_threads()), big)
+        assert _blas_threads() == [1] * len(before)  # held for the rest of the session
     assert list(inside) == [1] * len(before)
     assert _blas_threads() == before
+    # a map outside a session is limited while it runs
+    inside = InMemoryEngine(4096).map_reduce(lambda x: np.array(_blas_threads()), big)
+    assert list(inside) == [1] * len(before)
+    assert _blas_threads() == before
+
+
+def test_small_maps_run_without_a_pool_or_a_blas_limit() -> None:
+    """A map of fewer than 4096 rows in one chunk costs no thread-pool set-up: it runs in
+    the caller's thread, with BLAS as it was (such products are too small to thread)."""
+    before = _blas_threads()
+    with InMemoryEngine(n_threads=2) as engine:
+        inside = engine.map_reduce(lambda x: np.array(_blas_threads()), np.zeros((4095, 1)))
+        threads = engine.map_rows(lambda x: np.array([threading.get_ident()]), np.zeros((3, 1)))
+        assert engine._pool is None and engine._session is None
+    assert list(inside) == before
+    assert threads.tolist() == [threading.get_ident()]
 
 
 def test_automatic_chunks_are_large_enough_for_threads() -> None:

@@ -304,3 +304,104 @@ def test_bad_data_and_fitted_model_errors(estimator: type) -> None:
         model.predict(X_SMALL[:, :3])
     with pytest.raises(InputError, match=r"n_samples must be an integer >= 1, got 0"):
         model.sample(0)
+
+
+# -- extreme magnitudes (issue 16, class 1) -------------------------------------------------
+
+FACTOR_MODELS = [PPCA, FactorAnalysis, MixtureOfPPCA, MixtureOfFactorAnalyzers]
+
+
+def _small_fit(estimator: type, X: np.ndarray, reg_covar: float = 1e-6) -> object:
+    if estimator in MIXTURES:
+        return estimator(2, n_factors=1, reg_covar=reg_covar, random_state=0).fit(X)
+    return estimator(2, random_state=0).fit(X)
+
+
+def _extreme_data() -> np.ndarray:
+    X, _, _ = mixture_data(200, 5, 2, 1, seed=21)
+    return X
+
+
+@pytest.mark.parametrize("estimator", FACTOR_MODELS)
+@pytest.mark.parametrize("exponent", [-480, 480])
+def test_extreme_magnitudes_fit_as_the_rescaled_data(estimator: type, exponent: int) -> None:
+    """Data times 2^480 (about 1e144; its squares overflow) or 2^-480: the fit is that of
+    the data, scaled (reg_covar scaled with it), and so are its predictions."""
+    X = _extreme_data()
+    c = 2.0**exponent
+    ref = _small_fit(estimator, X)
+    fit = _small_fit(estimator, X * c, reg_covar=1e-6 * c * c)
+    np.testing.assert_allclose(
+        fit.means_ if hasattr(fit, "means_") else fit.mean_,
+        (ref.means_ if hasattr(ref, "means_") else ref.mean_) * c,
+        rtol=1e-9,
+        atol=1e-9 * c,
+    )
+    np.testing.assert_allclose(np.abs(fit.components_), np.abs(ref.components_) * c, rtol=1e-7)
+    np.testing.assert_allclose(
+        fit.noise_variance_, np.asarray(ref.noise_variance_) * c * c, rtol=1e-9
+    )
+    d = X.shape[1]
+    expected = ref.score_samples(X) - d * exponent * np.log(2.0)
+    np.testing.assert_allclose(fit.score_samples(X * c), expected, rtol=1e-10)
+    assert np.all(np.isfinite(fit.lower_bounds_))
+    if estimator in MIXTURES:
+        np.testing.assert_allclose(fit.predict_proba(X * c), ref.predict_proba(X), atol=1e-9)
+    else:
+        np.testing.assert_allclose(
+            np.abs(fit.transform(X * c)), np.abs(ref.transform(X)), rtol=1e-7, atol=1e-9
+        )
+
+
+@pytest.mark.parametrize("estimator", FACTOR_MODELS)
+def test_magnitudes_beyond_float64_raise_a_clear_error(estimator: type) -> None:
+    """At 1e200 the fitted noise variances (about 1e400) are not float64 numbers; at
+    1e-200 they underflow, or reg_covar dwarfs the data: the error says so and what to do."""
+    X = _extreme_data()
+    with pytest.raises(InputError, match=r"magnitude up to about .*overflow float64\. Divide X"):
+        _small_fit(estimator, X * 1e200)
+    if estimator in MIXTURES:
+        match = r"magnitude up to about .*too small next to reg_covar=1e-06.*Multiply X"
+    else:
+        match = r"magnitude up to about .*underflow float64\. Multiply X"
+    with pytest.raises(InputError, match=match):
+        _small_fit(estimator, X * 1e-200)
+
+
+@pytest.mark.parametrize("estimator", FACTOR_MODELS)
+def test_outlying_rows_keep_exact_finite_predictions(estimator: type) -> None:
+    """Rows mean + t v with t up to 1e155: the log-density is finite wherever its true
+    value (quadratic in t) is a float64 number, -inf beyond; the posterior of the factors
+    (linear in t) and the responsibilities (the limit as t grows) stay exact."""
+    X = _extreme_data()
+    fit = _small_fit(estimator, X)
+    v = np.array([1.0, -2.0, 0.5, 3.0, -1.0])
+    centre = X.mean(axis=0)
+    t = np.array([1.0, 1e100, 1e150, 1e155])
+    rows = centre + t[:, None] * v
+    scores = fit.score_samples(rows)
+    assert np.isneginf(scores[3])
+    # log p(centre + t v) = log p(centre) - t^2 v^T P v / 2 + t (linear terms), exactly
+    # quadratic in t for one Gaussian; the leading term dominates at t = 1e100 and 1e150
+    np.testing.assert_allclose(scores[2] / scores[1], 1e100, rtol=1e-9)
+    assert np.all(np.isfinite(scores[:3]))
+    if estimator in MIXTURES:
+        proba = fit.predict_proba(rows)
+        assert np.all(np.isfinite(proba))
+        np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+        np.testing.assert_array_equal(proba[3], proba[1])  # the limit, one-hot
+        np.testing.assert_array_equal(fit.predict(rows)[1:], proba[1:].argmax(axis=1))
+    else:
+        P = fit.get_precision()
+        log_centre = float(fit.score_samples(centre[None])[0])
+        np.testing.assert_allclose(scores[1], log_centre - 0.5e200 * (v @ P @ v), rtol=1e-12)
+        Z = fit.transform(rows)
+        Zc = fit.transform(centre[None])[0]
+        # E[z | x] is affine in x: Zc + t (Z(centre + v) - Zc)
+        np.testing.assert_allclose(Z[1:], Zc + t[1:, None] * (Z[0] - Zc), rtol=1e-9)
+        # a missing value does not change that
+        missing = rows.copy()
+        missing[:, 1] = np.nan
+        assert np.all(np.isfinite(fit.transform(missing)))
+        assert np.isneginf(fit.score_samples(missing)[3])
+        assert np.all(np.isfinite(fit.score_samples(missing)[:3]))

@@ -27,7 +27,10 @@ def test_float32_log_likelihood_close_to_float64(covariance_type: str) -> None:
     f32 = GaussianMixture(4, dtype="float32", monotonicity="raise", **kw).fit(X.astype(np.float32))
     assert f32.lower_bound_ == pytest.approx(f64.lower_bound_, rel=1e-4)
     np.testing.assert_allclose(f32.means_, f64.means_, atol=1e-3)
-    assert f32.means_.dtype == np.float64  # parameters are kept in float64
+    # the fit keeps its parameters in float64; the fitted attributes of float32 data are
+    # float32, as scikit-learn's are
+    assert f32.means_.dtype == f32.covariances_.dtype == f32.weights_.dtype == np.float32
+    assert f64.means_.dtype == np.float64
     assert f32.score(X) == pytest.approx(f64.score(X), rel=1e-4)
 
 

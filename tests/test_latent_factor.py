@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from scipy.stats import multivariate_normal
+from scipy.stats import multivariate_normal, norm
 from sklearn.decomposition import PCA
 from sklearn.decomposition import FactorAnalysis as SklearnFactorAnalysis
 from sklearn.exceptions import NotFittedError
@@ -22,6 +22,7 @@ from emkit.models.latent_factor import (
     LatentFactor,
     LatentFactorMoments,
     noise_structure,
+    orthomax,
 )
 
 ESTIMATORS = [PPCA, FactorAnalysis]
@@ -113,6 +114,138 @@ def test_factor_analysis_matches_sklearn_at_convergence() -> None:
     np.testing.assert_allclose(ours.noise_variance_, ref.noise_variance_, rtol=1e-4)
 
 
+@pytest.mark.parametrize(
+    ("n", "d", "q", "seed"), [(500, 8, 1, 11), (800, 10, 2, 12), (600, 12, 3, 13)]
+)
+def test_factor_analysis_matches_sklearn_on_several_data_sets(
+    n: int, d: int, q: int, seed: int
+) -> None:
+    """Same model covariance (so loadings equal up to rotation), noise and score as
+    scikit-learn's FactorAnalysis with its default SVD, both run to convergence."""
+    X = factor_data(n, d, q, seed=seed, scales=(4.0, 3.0, 2.5)[:q], noise="diagonal")
+    ours = FactorAnalysis(q, tol=1e-10, random_state=0, monotonicity="raise").fit(X)
+    ref = SklearnFactorAnalysis(q, tol=1e-6, max_iter=3000, random_state=0).fit(X)
+    assert ours.converged_
+    W, W_ref = ours.components_.T, ref.components_.T
+    np.testing.assert_allclose(W @ W.T, W_ref @ W_ref.T, atol=1e-3 * np.abs(W_ref).max() ** 2)
+    np.testing.assert_allclose(ours.noise_variance_, ref.noise_variance_, rtol=1e-3)
+    # scikit-learn stops a little short of the maximum, ours goes on
+    assert 0 <= ours.score(X) - ref.score(X) < 1e-8
+    np.testing.assert_allclose(ours.score_samples(X), ref.score_samples(X), rtol=1e-4)
+    assert ours.loglike_[-1] == pytest.approx(ref.loglike_[-1], rel=1e-9)
+
+
+@pytest.mark.parametrize("rotation", ["varimax", "quartimax"])
+def test_rotation_matches_sklearn_and_leaves_the_model_unchanged(rotation: str) -> None:
+    X = factor_data(600, 12, 3, seed=13, scales=(4.0, 3.0, 2.5), noise="diagonal")
+    plain = FactorAnalysis(3, tol=1e-10, random_state=0).fit(X)
+    rotated = FactorAnalysis(3, rotation=rotation, tol=1e-10, random_state=0).fit(X)
+    ref = SklearnFactorAnalysis(3, rotation=rotation, tol=1e-6, max_iter=3000).fit(X)
+    # the same columns up to order and sign
+    ours, theirs = rotated.components_, ref.components_
+    order = [int(np.argmax(np.abs(theirs @ row))) for row in ours]
+    assert sorted(order) == [0, 1, 2]
+    np.testing.assert_allclose(np.abs(ours), np.abs(theirs[order]), atol=5e-3)
+    # the rotation changes the representative of W, not the model
+    np.testing.assert_allclose(rotated.get_covariance(), plain.get_covariance(), rtol=1e-10)
+    np.testing.assert_allclose(rotated.score_samples(X), plain.score_samples(X), rtol=1e-12)
+    R = np.linalg.lstsq(plain.components_.T, rotated.components_.T, rcond=None)[0]
+    np.testing.assert_allclose(R @ R.T, np.eye(3), atol=1e-10)
+    np.testing.assert_allclose(rotated.transform(X), plain.transform(X) @ R, atol=1e-9)
+    assert not np.allclose(rotated.components_, plain.components_, atol=1e-2)
+
+
+def test_varimax_reproduces_r_psych() -> None:
+    """Published values: R's psych::principal(rotate="varimax") of these loadings (as in
+    scikit-learn's test of its rotation)."""
+    loadings = np.array(
+        [
+            [0.89421016, -0.35854928],
+            [-0.45081822, -0.89132754],
+            [0.99500666, -0.02031465],
+            [0.96822861, -0.06299656],
+        ]
+    )
+    r_solution = np.array([[0.962, 0.052], [-0.141, 0.989], [0.949, -0.300], [0.937, -0.251]])
+    np.testing.assert_allclose(np.abs(orthomax(loadings, 1.0)), np.abs(r_solution), atol=1e-3)
+
+
+@pytest.mark.parametrize("missing", [0.0, 0.15])
+def test_loglike_is_the_total_log_likelihood_after_each_iteration(missing: float) -> None:
+    X = factor_data(300, 10, 2, seed=12, scales=(4.0, 3.0), noise="diagonal")
+    X = with_missing(X, missing)
+    w = np.random.default_rng(0).uniform(0.5, 2.0, len(X))
+    fa = FactorAnalysis(2, tol=1e-8, random_state=0, monotonicity="raise")
+    fa.fit(X, sample_weight=w)
+    assert len(fa.loglike_) == fa.n_iter_
+    assert fa.loglike_[-1] == pytest.approx(fa.score_samples(X) @ w, rel=1e-12)
+    # the per-sample trace starts one iteration earlier
+    np.testing.assert_allclose(fa.loglike_[:-1], fa.lower_bounds_[1:] * w.sum(), rtol=1e-12)
+    assert np.all(np.diff(fa.loglike_) >= -1e-10 * abs(fa.loglike_[-1]))
+    fa.set_params(max_iter=0).fit(X)
+    assert fa.loglike_.shape == (0,)
+
+
+@pytest.mark.parametrize("missing", [0.0, 0.1])
+def test_svd_methods_and_noise_starts_reach_the_same_fit(missing: float) -> None:
+    X = factor_data(400, 7, 2, seed=16, scales=(4.0, 3.0), noise="diagonal")
+    X = with_missing(X, missing)
+    kw = {"tol": 1e-12, "max_iter": 5000, "random_state": 0, "monotonicity": "raise"}
+    fits = [
+        FactorAnalysis(2, svd_method="lapack", **kw).fit(X),
+        FactorAnalysis(2, svd_method="randomized", iterated_power=0, **kw).fit(X),
+        FactorAnalysis(2, noise_variance_init=np.full(7, 1e-3), **kw).fit(X),
+        FactorAnalysis(2, noise_variance_init=np.full(7, 1e3), **kw).fit(X),
+    ]
+    assert all(fit.converged_ for fit in fits)
+    for fit in fits[1:]:
+        np.testing.assert_allclose(fit.get_covariance(), fits[0].get_covariance(), atol=1e-5)
+        assert fit.score(X) == pytest.approx(fits[0].score(X), rel=1e-9)
+    # the start is the maximum over W given the initial noise: the first log-likelihood
+    # from the data's variances beats the one from a far-off noise
+    assert fits[0].lower_bounds_[0] > fits[3].lower_bounds_[0]
+
+
+def test_number_of_factors_from_none_to_zero() -> None:
+    X = factor_data(400, 5, 2, seed=18, noise="diagonal")
+    everything = FactorAnalysis(random_state=0).fit(X)
+    assert everything.components_.shape == (5, 5)
+    np.testing.assert_allclose(
+        everything.get_covariance() @ everything.get_precision(), np.eye(5), atol=1e-9
+    )
+    # no factor: independent normal features with the sample mean and variance
+    none = FactorAnalysis(0, random_state=0, monotonicity="raise").fit(X)
+    assert none.components_.shape == (0, 5)
+    np.testing.assert_allclose(none.noise_variance_, X.var(axis=0), rtol=1e-10)
+    expected = norm(X.mean(axis=0), X.std(axis=0)).logpdf(X).sum(axis=1)
+    np.testing.assert_allclose(none.score_samples(X), expected, rtol=1e-10)
+    assert none.transform(X).shape == (400, 0)
+
+
+@pytest.mark.parametrize("copy", [True, False])
+def test_copy_never_changes_X(copy: bool) -> None:
+    X = factor_data(200, 5, 2, seed=19)
+    before = X.copy()
+    fa = FactorAnalysis(2, copy=copy, random_state=0).fit(X)
+    np.testing.assert_array_equal(X, before)
+    ref = FactorAnalysis(2, random_state=0).fit(before)
+    np.testing.assert_array_equal(fa.components_, ref.components_)
+
+
+def test_ppca_score_is_pca_probabilistic_score() -> None:
+    """scikit-learn's PCA scores rows under the PPCA model of its fit, with covariances
+    divided by n - 1 where maximum likelihood divides by n: fitted to the centred data
+    times sqrt((n - 1) / n), it is PPCA's maximum."""
+    X = factor_data(1000, 7, 2, seed=20)
+    n = len(X)
+    Xc = X - X.mean(axis=0)
+    ppca = PPCA(2, tol=1e-13, max_iter=5000, random_state=0, monotonicity="raise").fit(Xc)
+    pca = PCA(2, svd_solver="full").fit(Xc * np.sqrt((n - 1) / n))
+    np.testing.assert_allclose(ppca.score_samples(Xc), pca.score_samples(Xc), rtol=1e-8)
+    assert ppca.score(Xc) == pytest.approx(pca.score(Xc), rel=1e-10)
+    np.testing.assert_allclose(ppca.get_precision(), pca.get_precision(), rtol=1e-6, atol=1e-12)
+
+
 @pytest.mark.parametrize("estimator", ESTIMATORS)
 def test_score_samples_is_the_marginal_density_of_the_observed_values(estimator: type) -> None:
     X = factor_data(300, 6, 2, seed=4, noise="diagonal")
@@ -170,6 +303,20 @@ def test_log_likelihood_never_decreases(
     model = estimator(q, tol=0, max_iter=30, random_state=seed, monotonicity="raise").fit(X)
     assert model.n_iter_ == 30
     assert np.all(np.isfinite(model.lower_bounds_))
+
+
+@pytest.mark.parametrize("missing", [0.0, 0.2])
+@pytest.mark.parametrize("q", [0, 5])
+@pytest.mark.parametrize("svd_method", ["lapack", "randomized"])
+def test_factor_analysis_with_no_or_all_factors_is_monotone(
+    missing: float, q: int, svd_method: str
+) -> None:
+    X = with_missing(factor_data(150, 5, 2, seed=22, noise="diagonal"), missing)
+    fa = FactorAnalysis(
+        q, svd_method=svd_method, tol=0, max_iter=40, random_state=0, monotonicity="raise"
+    ).fit(X)
+    assert np.all(np.isfinite(fa.lower_bounds_)) and fa.components_.shape == (q, 5)
+    assert np.all(np.diff(fa.loglike_) >= -1e-10 * abs(fa.loglike_[-1]))
 
 
 @pytest.mark.parametrize("estimator", ESTIMATORS)
@@ -354,9 +501,6 @@ X_SMALL = factor_data(50, 4, 2, seed=17)
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"n_components": 4}, r"n_components=4 must be less than n_features=4.*Decrease"),
-        ({"n_components": 0}, r"n_components must be an integer >= 1, got 0"),
-        ({"n_components": 1.5}, r"n_components must be an integer >= 1, got 1.5"),
         ({"tol": -1.0}, r"tol must be a finite number >= 0.0, got -1.0"),
         ({"max_iter": -1}, r"max_iter must be an integer >= 0, got -1"),
         ({"monotonicity": "loud"}, r"monotonicity must be one of 'raise', 'warn', 'off'"),
@@ -365,6 +509,39 @@ X_SMALL = factor_data(50, 4, 2, seed=17)
     ],
 )
 def test_bad_parameters(estimator: type, kwargs: dict, match: str) -> None:
+    with pytest.raises(InputError, match=match):
+        estimator(**kwargs).fit(X_SMALL)
+
+
+@pytest.mark.parametrize(
+    ("estimator", "kwargs", "match"),
+    [
+        (PPCA, {"n_components": 4}, r"n_components=4 must be less than n_features=4.*Decrease"),
+        (PPCA, {"n_components": 0}, r"n_components must be an integer >= 1, got 0"),
+        (PPCA, {"n_components": 1.5}, r"n_components must be an integer >= 1, got 1.5"),
+        (PPCA, {"n_components": None}, r"n_components must be an integer >= 1, got None"),
+        # scikit-learn's FactorAnalysis takes 0 <= n_components <= n_features
+        (FactorAnalysis, {"n_components": 5}, r"n_components=5 must be at most n_features=4"),
+        (FactorAnalysis, {"n_components": -1}, r"n_components must be an integer >= 0, got -1"),
+        (FactorAnalysis, {"n_components": 1.5}, r"n_components must be an integer >= 0, got 1.5"),
+        (FactorAnalysis, {"svd_method": "arpack"}, r"svd_method must be one of 'lapack', 'rand"),
+        (FactorAnalysis, {"rotation": "promax"}, r"rotation must be one of 'varimax', 'quart"),
+        (FactorAnalysis, {"iterated_power": -1}, r"iterated_power must be an integer >= 0"),
+        (FactorAnalysis, {"copy": "yes"}, r"copy must be True or False, got 'yes'"),
+        (FactorAnalysis, {"verbose": -1}, r"verbose must be an integer >= 0, got -1"),
+        (
+            FactorAnalysis,
+            {"noise_variance_init": np.ones(3)},
+            r"noise_variance_init must be an array of 4 numbers.*got shape \(3,\)",
+        ),
+        (
+            FactorAnalysis,
+            {"noise_variance_init": [1.0, 0.0, 1.0, 1.0]},
+            r"noise_variance_init must hold finite positive variances",
+        ),
+    ],
+)
+def test_bad_number_of_factors_and_options(estimator: type, kwargs: dict, match: str) -> None:
     with pytest.raises(InputError, match=match):
         estimator(**kwargs).fit(X_SMALL)
 
@@ -391,8 +568,12 @@ def test_bad_data(estimator: type) -> None:
         estimator(2).fit(np.where(np.isnan(infinite), 0.0, infinite))
     with pytest.raises(InputError, match=r"X has 1 sample; .*at least 2 samples"):
         estimator(1).fit(X_SMALL[:1])
-    with pytest.raises(InputError, match=r"n_components=1 must be less than n_features=1"):
-        estimator(1).fit(X_SMALL[:, :1])
+    if estimator is PPCA:
+        with pytest.raises(InputError, match=r"n_components=1 must be less than n_features=1"):
+            estimator(1).fit(X_SMALL[:, :1])
+    else:
+        with pytest.raises(InputError, match=r"n_components=2 must be at most n_features=1"):
+            estimator(2).fit(X_SMALL[:, :1])
 
 
 @pytest.mark.parametrize("estimator", ESTIMATORS)

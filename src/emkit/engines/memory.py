@@ -4,6 +4,13 @@ NumPy and BLAS release the GIL, so the chunks of one map run in parallel; BLAS i
 held to one thread meanwhile (chunks are small, and the pool already uses the cores).
 Partial results are added in chunk order, so a result never depends on the number of
 threads.
+
+Small data pays for none of this: a map of one chunk runs in the calling thread, and BLAS
+is limited only for maps of at least ``_MIN_ROWS`` rows (below it, BLAS libraries keep
+such small products on one thread by themselves, and the limit would cost as much as the
+work). The limit is entered once per engine session, through a controller of the
+process's BLAS libraries that is built once per process (finding the libraries takes tens
+of milliseconds; setting a limit with a built controller, a tenth of a millisecond).
 """
 
 from __future__ import annotations
@@ -11,8 +18,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
-from functools import reduce
+from functools import cache, reduce
 from operator import add
 from typing import Any
 
@@ -28,6 +34,14 @@ __all__ = ["InMemoryEngine"]
 # made 1 MiB chunks slower on two threads than on one (bench/): at least 4096 rows.
 _CHUNK_BYTES = 2 << 20
 _MIN_ROWS = 4096
+
+
+@cache
+def _blas_controller() -> Any:
+    """The BLAS libraries loaded in this process (threadpoolctl), found once."""
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
 
 
 def _available_cores() -> int:
@@ -59,19 +73,20 @@ class InMemoryEngine:
         self.chunk_size = None if chunk_size is None else int(chunk_size)
         self.n_threads = _available_cores() if n_threads is None else int(n_threads)
         self._pool: ThreadPoolExecutor | None = None
-        self._session: Any = None
+        self._session: Any = None  # the BLAS limit, held until close()
+        self._entered = False
 
     def __enter__(self) -> InMemoryEngine:
-        # Hold BLAS to one thread for the whole session (an EM fit), not per map: the
-        # limit costs a few hundred microseconds, as much as an iteration on small data.
-        self._session = self._limit_blas()
-        self._session.__enter__()
+        # BLAS is limited at the first map that needs it, then for the rest of the
+        # session (an EM fit), not per map.
+        self._entered = True
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
     def close(self) -> None:
+        self._entered = False
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
@@ -79,10 +94,12 @@ class InMemoryEngine:
             session, self._session = self._session, None
             session.__exit__(None, None, None)
 
-    def _limit_blas(self) -> Any:
-        from threadpoolctl import threadpool_limits
-
-        return threadpool_limits(limits=1, user_api="blas")
+    def _limit_blas(self) -> None:
+        """One BLAS thread until :meth:`close`: a chunk's matrices are small, and
+        threaded BLAS on them, beside the pool's threads, was measured 10-17x slower."""
+        if self._session is None:
+            session = _blas_controller().limit(limits=1, user_api="blas")
+            self._session = session.__enter__()
 
     def _rows_per_chunk(self, n_rows: int, row_bytes: int) -> int:
         if self.chunk_size is not None:
@@ -103,15 +120,29 @@ class InMemoryEngine:
         row_bytes: int,
         combine: Callable[[Iterator[Any]], Any],
     ) -> Any:
+        n = next(a.shape[0] for a in arrays if a is not None)
+        if n < _MIN_ROWS and (self.chunk_size is None or self.chunk_size >= n):
+            return combine(iter([fn(*arrays)]))  # one small chunk: no pool, no limit
+        if n >= _MIN_ROWS and self._session is None:
+            if not self._entered:  # a map outside a session: limited for this map only
+                with _blas_controller().limit(limits=1, user_api="blas"):
+                    return self._map(fn, arrays, row_bytes, combine)
+            self._limit_blas()
+        return self._map(fn, arrays, row_bytes, combine)
+
+    def _map(
+        self,
+        fn: Callable[..., Any],
+        arrays: tuple[Any, ...],
+        row_bytes: int,
+        combine: Callable[[Iterator[Any]], Any],
+    ) -> Any:
         chunks = list(self._chunks(arrays, row_bytes))
-        # One BLAS thread per chunk, always: a chunk's matrices are small, and threaded
-        # BLAS on them was measured 10-17x slower than single-threaded here.
-        with nullcontext() if self._session is not None else self._limit_blas():
-            if len(chunks) == 1 or self.n_threads == 1:
-                return combine(fn(*c) for c in chunks)
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(self.n_threads, thread_name_prefix="emkit")
-            return combine(self._pool.map(lambda c: fn(*c), chunks))
+        if len(chunks) == 1 or self.n_threads == 1:
+            return combine(fn(*c) for c in chunks)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.n_threads, thread_name_prefix="emkit")
+        return combine(self._pool.map(lambda c: fn(*c), chunks))
 
     def map_reduce(self, fn: Callable[..., Any], *arrays: Any, row_bytes: int = 0) -> Any:
         return self._run(fn, arrays, row_bytes, lambda results: reduce(add, results))

@@ -119,7 +119,8 @@ class FittedMixture:
         check_is_fitted(self)
         check_n_samples(n_samples)
         rng = check_random_state(self.random_state)
-        counts = rng.multinomial(int(n_samples), self.weights_)
+        weights = np.asarray(self.weights_, dtype=np.float64)
+        counts = rng.multinomial(int(n_samples), weights / weights.sum())
         X = np.vstack([self._draw(k, int(c), rng) for k, c in enumerate(counts)])
         return X, np.repeat(np.arange(len(self.weights_)), counts)
 
@@ -353,10 +354,16 @@ def check_em_parameters(estimator: Any) -> None:
     check_positive_int("n_components", estimator.n_components)
     check_number("tol", estimator.tol)
     check_positive_int("max_iter", estimator.max_iter, minimum=0)
-    check_positive_int("verbose", estimator.verbose, minimum=0)
+    # verbose=True is 1, as in scikit-learn
+    check_positive_int(
+        "verbose",
+        int(estimator.verbose) if isinstance(estimator.verbose, bool) else estimator.verbose,
+        minimum=0,
+    )
     check_positive_int("verbose_interval", estimator.verbose_interval)
     check_choice("monotonicity", estimator.monotonicity, MONOTONICITY_POLICIES)
-    check_random_state(estimator.random_state)
+    if not _plain_random_state(estimator.random_state):
+        check_random_state(estimator.random_state)  # raises, with the reason
     if hasattr(estimator, "n_init"):
         check_positive_int("n_init", estimator.n_init)
     if hasattr(estimator, "init_params"):
@@ -368,6 +375,21 @@ def check_em_parameters(estimator: Any) -> None:
     if hasattr(estimator, "e_step"):
         assignment(estimator.e_step)
     check_flag("semi_supervised", getattr(estimator, "semi_supervised", False))
+
+
+def _plain_random_state(random_state: Any) -> bool:
+    """Whether ``random_state`` is valid at a glance: None, a seed in NumPy's range, a
+    Generator or a RandomState (checked without building a generator, which costs as much
+    as a small fit's iteration, and without drawing from a RandomState)."""
+    if random_state is None or isinstance(
+        random_state, np.random.Generator | np.random.RandomState
+    ):
+        return True
+    return bool(
+        isinstance(random_state, int | np.integer)
+        and not isinstance(random_state, bool)
+        and 0 <= random_state < 2**32
+    )
 
 
 def progress_callback(estimator: Any) -> Callable[[int, float, float], None]:
@@ -386,7 +408,8 @@ def check_n_samples(n_samples: Any) -> None:
     """The ``n_samples`` argument of ``sample``: an integer >= 1."""
     if isinstance(n_samples, bool) or not isinstance(n_samples, int | np.integer) or n_samples < 1:
         raise InputError(
-            f"n_samples must be an integer >= 1, got {n_samples!r}. The sampling requires "
+            f"Invalid value for 'n_samples': n_samples must be an integer >= 1, got "
+            f"{n_samples!r}. The sampling requires "
             "at least one sample."
         )
 

@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+from scipy.special import logsumexp
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -31,11 +32,16 @@ from emkit.estimators._mixture_base import (
     progress_callback,
     verbose_logging,
 )
+from emkit.estimators.latent_factor import check_scale_parameters, magnitude
 from emkit.exceptions import InputError
 from emkit.inference.em import EMTrace, fit_em_restarts
 from emkit.inference.init import initial_responsibilities
 from emkit.models.factor_mixture import FactorMixture, FactorMixtureParams
-from emkit.models.latent_factor import canonical_components, noise_structure
+from emkit.models.latent_factor import (
+    canonical_components,
+    noise_structure,
+    power_of_two_scale,
+)
 from emkit.models.mixing import assignment
 
 __all__ = ["MixtureOfFactorAnalyzers", "MixtureOfPPCA"]
@@ -134,10 +140,26 @@ class _FactorMixtureEstimator(FittedMixture, DensityMixin, BaseEstimator):
                 "directions and needs at least one more for the noise. Decrease n_factors."
             )
         w = check_sample_weight(sample_weight, n)
+        # EM runs on X / scale (exact, a power of two): 1 unless X's magnitude is extreme
+        scale = power_of_two_scale(magnitude(Xa))
+        floor = _scaled_floor(float(self.reg_covar), scale)
+        if not np.isfinite(floor):
+            raise InputError(
+                f"X's values are of magnitude up to about {scale:.3g}, too small next to "
+                f"reg_covar={self.reg_covar!r} (the floor of the noise variances) for "
+                f"float64: every cluster would be that floor. Multiply X by a constant such "
+                f"as {1.0 / scale:.3g}, or lower reg_covar."
+            )
         shift = Xa.mean(axis=0, dtype=np.float64) if w is None else (w @ Xa) / w.sum()
         model = FactorMixture(
-            noise_structure(self._noise_type), shift, float(self.reg_covar), assignment(self.e_step)
+            noise_structure(self._noise_type),
+            shift / scale,
+            floor,
+            assignment(self.e_step),
+            scale=scale,
         )
+        # the initialization reads the rows too: at an extreme magnitude, rescaled ones
+        X_init = Xa if scale == 1.0 else Xa * (1.0 / scale)
         row_bytes = FactorMixture.row_bytes(d, K, q) + d * Xa.itemsize
         rng = check_random_state(self.random_state)
 
@@ -149,7 +171,7 @@ class _FactorMixtureEstimator(FittedMixture, DensityMixin, BaseEstimator):
         ):
 
             def initialize(rng: np.random.Generator) -> FactorMixtureParams:
-                resp = initial_responsibilities(self.init_params, Xa, K, rng, w)
+                resp = initial_responsibilities(self.init_params, X_init, K, rng, w)
                 stats = initial_statistics(model, engine, Xa, w, resp, K, row_bytes)
                 return model.initial_params(stats, q)
 
@@ -168,18 +190,20 @@ class _FactorMixtureEstimator(FittedMixture, DensityMixin, BaseEstimator):
                 callback=callback,
                 on_start=(lambda i: logger.info("Initialization %d", i)) if self.verbose else None,
             )
-        self._set_fitted(result.params, shift, result.trace, result.converged)
+        check_scale_parameters(self, result.params.noise, result.params.components, scale)
+        self._set_fitted(result.params, model, result.trace, result.converged)
         return self
 
     def _set_fitted(
-        self, params: FactorMixtureParams, shift: Array, trace: EMTrace, converged: bool
+        self, params: FactorMixtureParams, model: FactorMixture, trace: EMTrace, converged: bool
     ) -> None:
         W = canonical_components(params.components)  # (K, d, q)
+        s = model.scale
         self.weights_ = params.weights
-        self.means_ = shift + params.means
-        self.components_ = np.ascontiguousarray(np.swapaxes(W, 1, 2))
-        self.noise_variance_ = self._noise_attribute(params.noise)
-        self.covariances_ = W @ np.swapaxes(W, 1, 2) + _diag_stack(params.noise)
+        self.means_ = (model.shift + params.means) * s
+        self.components_ = np.ascontiguousarray(np.swapaxes(W, 1, 2)) * s
+        self.noise_variance_ = self._noise_attribute(params.noise * s**2)
+        self.covariances_ = (W @ np.swapaxes(W, 1, 2) + _diag_stack(params.noise)) * s**2
         self.converged_ = bool(converged)
         self.n_iter_ = int(trace.objective.shape[0])
         self.lower_bounds_ = trace.objective.copy()
@@ -199,21 +223,40 @@ class _FactorMixtureEstimator(FittedMixture, DensityMixin, BaseEstimator):
 
     def _fitted(self) -> tuple[FactorMixture, FactorMixtureParams]:
         check_is_fitted(self)
-        centre = self.weights_ @ self.means_
-        model = FactorMixture(noise_structure(self._noise_type), centre, float(self.reg_covar))
-        W = np.ascontiguousarray(np.swapaxes(self.components_, 1, 2))
-        params = FactorMixtureParams(self.weights_, W, self.means_ - centre, self._noise_matrix())
+        noise = self._noise_matrix()
+        # the model's own coordinates: those of its fit, where X was of extreme magnitude
+        s = power_of_two_scale(float(np.sqrt(noise.max())))
+        centre = (self.weights_ @ self.means_) / s
+        model = FactorMixture(
+            noise_structure(self._noise_type), centre, _scaled_floor(self.reg_covar, s), scale=s
+        )
+        W = np.ascontiguousarray(np.swapaxes(self.components_, 1, 2)) / s
+        params = FactorMixtureParams(self.weights_, W, self.means_ / s - centre, noise / s**2)
         return model, params
 
-    def _map_rows(self, X: ArrayLike, fn: Any) -> Any:
-        """Apply ``fn`` to the rows' joint log-probabilities (n, K), chunk by chunk."""
+    def _map_parts(self, X: ArrayLike, fn: Any) -> Any:
+        """Apply ``fn`` to each chunk's parts (log p(x_n, k) - o_n, o_n) (see
+        :meth:`FactorMixture.log_prob_parts`)."""
         model, params = self._fitted()
         Xa = self._validate_X(X, reset=False)
-        log_prob = model.weighted_log_prob(params)
+        parts = model.log_prob_parts(params)
         K, q, d = self.components_.shape
         row_bytes = FactorMixture.row_bytes(d, 2 * K, q)
         with InMemoryEngine(self.chunk_size, self.n_threads) as engine:
-            return engine.map_rows(lambda chunk: fn(log_prob(chunk)), Xa, row_bytes=row_bytes)
+            return engine.map_rows(lambda chunk: fn(*parts(chunk)), Xa, row_bytes=row_bytes)
+
+    def _map_rows(self, X: ArrayLike, fn: Any) -> Any:
+        """Apply ``fn`` to the rows' joint log-probabilities (n, K), chunk by chunk, less
+        a constant per row where they are all beyond float64's range (an outlier):
+        the responsibilities and the most likely component stay exact."""
+        return self._map_parts(X, lambda log_prob, offset: fn(log_prob))
+
+    def score_samples(self, X: ArrayLike) -> Array:
+        """Log-density of each sample, shape (n_samples,) (-inf for a row whose density
+        is below float64's range)."""
+        return np.asarray(
+            self._map_parts(X, lambda log_prob, offset: logsumexp(log_prob, axis=1) + offset)
+        )
 
     def _draw(self, component: int, n: int, rng: np.random.Generator) -> Array:
         # x = W^T z + mu + noise, z ~ N(0, I_q)
@@ -230,6 +273,12 @@ class _FactorMixtureEstimator(FittedMixture, DensityMixin, BaseEstimator):
         K, q, d = self.components_.shape
         model = FactorMixture(noise_structure(self._noise_type), np.zeros(d), 1.0)
         return model.n_parameters(K, d, q)
+
+
+def _scaled_floor(reg_covar: float, scale: float) -> float:
+    """reg_covar / scale^2 (0 or inf beyond float64's range; scale is a power of two)."""
+    with np.errstate(over="ignore", under="ignore"):
+        return float(np.ldexp(reg_covar, -2 * (int(np.frexp(scale)[1]) - 1)))
 
 
 def _diag_stack(noise: Array) -> Array:

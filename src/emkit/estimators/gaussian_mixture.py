@@ -15,7 +15,6 @@ from emkit._validation import (
     as_float_matrix,
     check_choice,
     check_number,
-    check_random_state,
     check_sample_weight,
     has_missing_values,
     resolve_dtype,
@@ -42,7 +41,7 @@ from emkit.families.gaussian import (
     covariance_structure,
 )
 from emkit.inference.em import EMTrace, fit_em_restarts
-from emkit.inference.init import initial_responsibilities
+from emkit.inference.init import RandomSource, init_random_source, initial_responsibilities
 from emkit.models.mixing import assignment
 from emkit.models.mixture import Mixture, MixtureParams
 
@@ -87,11 +86,14 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
         scikit-learn: (n_components,), (n_features, n_features),
         (n_components, n_features) or (n_components, n_features, n_features).
     random_state : int, Generator, RandomState or None, default=None
-        Seeds the initialization and :meth:`sample`.
+        Seeds the initialization and :meth:`sample`. An int or a RandomState draws the
+        initialization as scikit-learn's GaussianMixture does: the same seed, the same
+        start.
     warm_start : bool, default=False
-        Start from the previous fit's parameters (``n_init`` is then ignored, as in
-        scikit-learn).
-    verbose : int, default=0
+        Start from the previous fit's parameters and continue its objective trace, so that
+        repeated calls with a small ``max_iter`` detect convergence (``n_init`` is then
+        ignored, as in scikit-learn).
+    verbose : int or bool, default=0
         Log progress (logger ``"emkit"``) every ``verbose_interval`` iterations.
     verbose_interval : int, default=10
         Iterations between two progress messages.
@@ -113,7 +115,8 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
         (``cross_val_score``, ``GridSearchCV``), leave the unsupervised fit unchanged.
     dtype : {'float64', 'float32'}, default='float64'
         Precision of the per-row work. ``float32`` is about twice as fast on large data;
-        statistics are still summed and parameters kept in float64.
+        statistics are still summed and parameters kept in float64 during the fit. (The
+        fitted attributes follow the data: float32 for float32 ``X``, as in scikit-learn.)
     monotonicity : {'warn', 'raise', 'off'}, default='warn'
         What to do if the objective decreases between iterations (a numerical failure).
     accelerate : {None, 'squarem'}, default=None
@@ -129,6 +132,7 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
     Attributes
     ----------
     weights_ : ndarray of shape (n_components,)
+        This and the other arrays below are float32 when ``X`` was, float64 otherwise.
     means_ : ndarray of shape (n_components, n_features)
     covariances_ : ndarray
     precisions_ : ndarray
@@ -240,12 +244,17 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
             P = _as_array("precisions_init", self.precisions_init, structure.shape(K, d))
             if structure.dense:
                 stack = P.reshape(-1, d, d)
-                for k, Pk in enumerate(stack):
-                    if not np.allclose(Pk, Pk.T) or np.linalg.eigvalsh(Pk).min() <= 0:
-                        raise InputError(
-                            f"precisions_init[{k}] is not symmetric positive-definite; pass "
-                            "precision matrices (inverse covariances) that are."
-                        )
+                transposed = stack.transpose(0, 2, 1)
+                symmetric = np.isclose(stack, transposed).all(axis=(1, 2))
+                # (the eigenvalues of the symmetric part: no error on an asymmetric matrix)
+                positive = np.linalg.eigvalsh(0.5 * (stack + transposed)).min(axis=1) > 0
+                bad = ~(symmetric & positive)
+                if bad.any():
+                    k = int(np.argmax(bad))
+                    raise InputError(
+                        f"precisions_init[{k}] is not symmetric positive-definite; pass "
+                        "precision matrices (inverse covariances) that are."
+                    )
             elif (P <= 0).any():
                 raise InputError(
                     "precisions_init must be positive for covariance_type="
@@ -287,8 +296,9 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
             )
         if n < K:
             raise InputError(
-                f"X has {n} samples but n_components={K}: a mixture needs at least as many "
-                "samples as components. Decrease n_components or pass more data."
+                f"Expected n_samples >= n_components: X has {n} samples but n_components={K}, "
+                "and a mixture needs at least as many samples as components. Decrease "
+                "n_components or pass more data."
             )
         dtype = resolve_dtype(self.dtype)
         w = check_sample_weight(sample_weight, n, dtype)
@@ -300,7 +310,7 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
         family = GaussianFamily(structure, reg_covar=float(self.reg_covar)).bind(filled, w)
         model = Mixture(family, dtype, assign=assignment(self.e_step), missing=missing)
         row_bytes = model.row_bytes(d, structure.n_stats(d), K) + d * Xa.itemsize
-        rng = check_random_state(self.random_state)
+        source = init_random_source(self.random_state)
 
         callback = progress_callback(self)
 
@@ -311,12 +321,12 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
             if warm:
                 previous = self._mixture_params(family)
 
-                def initialize(rng: np.random.Generator) -> MixtureParams:
+                def initialize(rng: RandomSource) -> MixtureParams:
                     return previous
 
             else:
 
-                def initialize(rng: np.random.Generator) -> MixtureParams:
+                def initialize(rng: RandomSource) -> MixtureParams:
                     return self._initialize(model, engine, filled, w, known, rng)
 
             result = fit_em_restarts(
@@ -325,7 +335,7 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
                 (Xa, w, None, known),
                 initialize,
                 n_init=1 if warm else self.n_init,
-                rng=rng,
+                rng=source,
                 tol=float(self.tol),
                 max_iter=int(self.max_iter),
                 monotonicity=self.monotonicity,
@@ -334,8 +344,11 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
                 row_bytes=row_bytes,
                 callback=callback,
                 on_start=(lambda i: logger.info("Initialization %d", i)) if self.verbose else None,
+                # a warm start continues the previous fit's trace, so that repeated calls
+                # with a small max_iter converge
+                start_objective=self.lower_bound_ if warm else -np.inf,
             )
-        self._set_fitted(family, result.params, result.trace, result.converged)
+        self._set_fitted(family, result.params, result.trace, result.converged, Xa.dtype)
         return self
 
     def _initialize(
@@ -345,7 +358,7 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
         X: NDArray[np.floating[Any]],
         w: NDArray[np.floating[Any]] | None,
         known: NDArray[np.intp] | None,
-        rng: np.random.Generator,
+        rng: RandomSource,
     ) -> MixtureParams:
         """Parameters from initial responsibilities (the model's own M-step) and the inits."""
         family = model.family
@@ -384,36 +397,52 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
         return MixtureParams(weights, comp)
 
     def _set_fitted(
-        self, family: GaussianFamily, params: MixtureParams, trace: EMTrace, converged: bool
+        self,
+        family: GaussianFamily,
+        params: MixtureParams,
+        trace: EMTrace,
+        converged: bool,
+        dtype: np.dtype[Any],
     ) -> None:
+        """The fitted attributes, in the data's precision (float32 data gives float32
+        attributes, as in scikit-learn; the fit itself summed in float64)."""
         comp: GaussianParams = params.components
-        self.weights_ = params.weights
-        self.means_ = family.user_means(comp)
-        self.covariances_ = comp.covariances
-        self.precisions_cholesky_ = comp.precisions_cholesky
-        self.precisions_ = family.structure.precisions(comp.precisions_cholesky)
+        out = np.float32 if dtype == np.float32 else np.float64
+        self.weights_ = params.weights.astype(out)
+        self.means_ = family.user_means(comp).astype(out)
+        self.covariances_ = comp.covariances.astype(out)
+        self.precisions_cholesky_ = comp.precisions_cholesky.astype(out)
+        self.precisions_ = family.structure.precisions(comp.precisions_cholesky).astype(out)
         self._set_trace(trace, converged)
 
     # -- the fitted model -------------------------------------------------------------
 
     def _family(self, shift: Array | None = None, scale: float = 1.0) -> GaussianFamily:
         # Any shift gives the same densities; the weighted centre keeps the expansion accurate.
-        centre = self.weights_ @ self.means_ if shift is None else shift
+        centre = self._centre() if shift is None else shift
         return GaussianFamily(
             covariance_structure(self.covariance_type), centre, float(self.reg_covar), scale
         )
 
+    def _centre(self) -> Array:
+        return np.asarray(self.weights_, dtype=np.float64) @ np.asarray(self.means_, np.float64)
+
     def _mixture_params(self, family: GaussianFamily) -> MixtureParams:
+        def f64(a: Array) -> Array:
+            return np.asarray(a, dtype=np.float64)
+
         comp = GaussianParams(
-            family.centred_means(self.means_), self.covariances_, self.precisions_cholesky_
+            family.centred_means(f64(self.means_)),
+            f64(self.covariances_),
+            f64(self.precisions_cholesky_),
         )
-        return MixtureParams(self.weights_, comp)
+        return MixtureParams(f64(self.weights_), comp)
 
     def _map_model(self, X: Any, make: Callable[[Any, Any], Callable[[Array], Any]]) -> Any:
         check_is_fitted(self)
         Xa = self._validate_X(X, reset=False)
         missing = has_missing_values(Xa)
-        shift = self.weights_ @ self.means_
+        shift = self._centre()
         family = self._family(shift, centred_scale(Xa, shift))
         model = Mixture(family, resolve_dtype(self.dtype), missing=missing)
         fn = make(model, self._mixture_params(family))
@@ -421,7 +450,11 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
         # the float64 (n, K) output of every chunk is held as well
         row_bytes = model.row_bytes(d, family.structure.n_stats(d), 2 * self.n_components)
         with InMemoryEngine(self.chunk_size, self.n_threads) as engine:
-            return engine.map_rows(fn, Xa, row_bytes=row_bytes)
+            out = engine.map_rows(fn, Xa, row_bytes=row_bytes)
+        # densities and probabilities of float32 data in float32, as in scikit-learn
+        if Xa.dtype == np.float32 and out.dtype.kind == "f":
+            return out.astype(np.float32)
+        return out
 
     # -- online EM (partial_fit) --------------------------------------------------------
 
@@ -435,7 +468,7 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
         return Xa, check_sample_weight(sample_weight, Xa.shape[0], resolve_dtype(self.dtype))
 
     def _set_online(self, model: Any, params: Any, trace: EMTrace) -> None:
-        self._set_fitted(model.family, params, trace, False)
+        self._set_fitted(model.family, params, trace, False, self.means_.dtype)
 
     def _sampling_family(self) -> tuple[GaussianFamily, GaussianParams]:
         family = self._family()

@@ -12,12 +12,18 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
+import scipy.linalg
 from numpy.typing import ArrayLike, NDArray
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.utils.extmath import randomized_svd
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from emkit._validation import (
     as_float_matrix,
+    check_choice,
+    check_flag,
+    check_number,
+    check_positive_int,
     check_random_state,
     check_sample_weight,
     has_missing_values,
@@ -26,21 +32,24 @@ from emkit._warnings import warnings_once
 from emkit.engines.memory import InMemoryEngine
 from emkit.engines.reduced import ReducedEngine
 from emkit.estimators._mixture_base import (
-    check_em_parameters,
     check_n_samples,
     logger,
     progress_callback,
     verbose_logging,
 )
 from emkit.exceptions import InputError
-from emkit.inference.em import EMTrace, fit_em_restarts
+from emkit.inference.em import MONOTONICITY_POLICIES, EMTrace, fit_em_restarts
 from emkit.models.latent_factor import (
     FactorParams,
     LatentFactor,
     LatentFactorMoments,
     canonical_components,
     column_moments,
+    drop_negligible,
+    loadings_given_noise,
     noise_structure,
+    orthomax,
+    power_of_two_scale,
 )
 
 __all__ = ["PPCA", "FactorAnalysis"]
@@ -57,6 +66,33 @@ _NOISE_FLOOR = 1e-6
 
 def _noise_floor(variances: Array) -> float:
     return _NOISE_FLOOR * (float(variances.mean()) or 1.0)
+
+
+def magnitude(X: Array) -> float:
+    """The largest magnitude among the observed (non-NaN) values of ``X``."""
+    with np.errstate(invalid="ignore"):
+        return float(max(abs(np.nanmin(X)), abs(np.nanmax(X))))
+
+
+def check_scale_parameters(
+    estimator: BaseEstimator, noise: Array, loadings: Array, scale: float
+) -> None:
+    """Raise a clear :class:`InputError` when parameters fitted to X / scale (``noise``
+    variances and ``loadings``) cannot be written in the units of X: their values
+    overflow or underflow float64."""
+    with np.errstate(over="ignore", under="ignore"):
+        noise_x = noise * (scale * scale)
+        loadings_x = loadings * scale
+    if np.isfinite(noise_x).all() and np.isfinite(loadings_x).all() and (noise_x > 0).all():
+        return
+    direction = "overflow" if not np.isfinite(noise_x).all() else "underflow"
+    fix = "Divide" if direction == "overflow" else "Multiply"
+    raise InputError(
+        f"X's values are of magnitude up to about {scale:.3g}: {type(estimator).__name__} "
+        f"fits them, but its noise variances (about {float(np.max(noise)):.3g} times "
+        f"{scale:.3g}^2) {direction} float64. {fix} X by a constant such as {scale:.3g} "
+        "before fitting (and scale the results back)."
+    )
 
 
 def validate_rows(estimator: BaseEstimator, X: Any, *, reset: bool) -> tuple[Array, bool]:
@@ -106,7 +142,45 @@ class _LatentFactorEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         return tags
 
     def _check_parameters(self) -> None:
-        check_em_parameters(self)
+        check_number("tol", self.tol)
+        check_positive_int("max_iter", self.max_iter, minimum=0)
+        # scikit-learn's estimators take verbose=True
+        verbose = int(self.verbose) if isinstance(self.verbose, bool) else self.verbose
+        check_positive_int("verbose", verbose, minimum=0)
+        check_positive_int("verbose_interval", self.verbose_interval)
+        check_choice("monotonicity", self.monotonicity, MONOTONICITY_POLICIES)
+        check_random_state(self.random_state)
+
+    def _n_factors(self, n_features: int) -> int:
+        """The number of factors q to fit, checked against ``n_features``."""
+        q = check_positive_int("n_components", self.n_components)
+        if q >= n_features:
+            raise InputError(
+                f"n_components={q} must be less than n_features={n_features}: the model "
+                "keeps n_components directions and needs at least one more for the noise. "
+                "Decrease n_components."
+            )
+        return q
+
+    def _initial_params(
+        self,
+        model: LatentFactor,
+        root: Array,
+        mean: Array,
+        variances: Array,
+        q: int,
+        rng: np.random.Generator,
+        missing: bool,
+    ) -> FactorParams:
+        """The start of EM, in the model's coordinates, from a root R of the rows'
+        covariance (R^T R), their ``mean`` and the feature variances."""
+        if missing:  # near the maximum: each iteration is a pass over the rows
+            return model.params_from_covariance(root.T @ root, mean, q)
+        return model.initial_params(rng, mean, variances, q)
+
+    def _orient(self, components: Array, noise: Array) -> Array:
+        """The representative of W (d, q) to report (the likelihood sees only W W^T)."""
+        return canonical_components(drop_negligible(components, noise))
 
     # -- fitting ---------------------------------------------------------------------
 
@@ -129,20 +203,16 @@ class _LatentFactorEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         self._check_parameters()
         Xa, missing = validate_rows(self, X, reset=True)
         n, d = Xa.shape
-        q = int(self.n_components)
+        q = self._n_factors(d)
         name = type(self).__name__
         if n < 2:
             raise InputError(
                 f"X has {n} sample; fitting {name} needs at least 2 samples (n_samples={n})."
             )
-        if q >= d:
-            raise InputError(
-                f"n_components={q} must be less than n_features={d}: the model keeps "
-                "n_components directions and needs at least one more for the noise. "
-                "Decrease n_components."
-            )
         w = check_sample_weight(sample_weight, n)
         rng = check_random_state(self.random_state)
+        # EM runs on X / scale (exact, a power of two): 1 unless X's magnitude is extreme
+        scale = power_of_two_scale(magnitude(Xa))
 
         callback = progress_callback(self)
 
@@ -151,7 +221,7 @@ class _LatentFactorEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
             verbose_logging(self.verbose),
         ):
             plan = self._plan_missing if missing else self._plan_complete
-            model, fit_engine, data, initialize = plan(engine, Xa, w, q)
+            model, fit_engine, data, initialize = plan(engine, Xa, w, q, scale)
             path = "rows with missing values" if missing else "the sufficient statistics"
             logger.info("%s: EM over %s, %d rows, %d features, q=%d", name, path, n, d, q)
             result = fit_em_restarts(
@@ -168,54 +238,81 @@ class _LatentFactorEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
                 row_bytes=LatentFactor.row_bytes(d, q),
                 callback=callback,
             )
-        self._set_fitted(result.params, model.shift, result.trace, result.converged)
+            # the log-likelihood of the parameters EM returns (the trace's last entry is
+            # that of the parameters before the last M-step)
+            final = fit_engine.map_reduce(
+                model.expectation(result.params), *data, row_bytes=LatentFactor.row_bytes(d, q)
+            )
+        check_scale_parameters(self, result.params.noise, result.params.components, scale)
+        self._set_fitted(result.params, model, result.trace, result.converged)
+        self._set_loglike(result.trace, final.loglik, final.weight)
         return self
 
-    def _plan_complete(self, engine: InMemoryEngine, X: Array, w: Array | None, q: int) -> _FitPlan:
+    def _set_loglike(self, trace: EMTrace, final: float, weight: float) -> None:
+        """Record the total log-likelihood per iteration (FactorAnalysis's ``loglike_``)."""
+
+    def _plan_complete(
+        self, engine: InMemoryEngine, X: Array, w: Array | None, q: int, scale: float
+    ) -> _FitPlan:
         """EM on the sufficient statistics: one pass over the rows, then O(d^2 q) an
-        iteration; the start is a random orthonormal W scaled to the variances."""
+        iteration."""
         n, d = X.shape
         weights = np.ones(n) if w is None else w
-        shift = (weights @ X) / weights.sum()  # one BLAS pass
+        shift = (weights @ X) / weights.sum() / scale  # one BLAS pass
         structure = noise_structure(self._noise_type)
         moments = engine.map_reduce(
-            LatentFactor(structure, shift, 0.0).moments, X, w, row_bytes=3 * d * 8
+            LatentFactor(structure, shift, 0.0, scale).moments, X, w, row_bytes=3 * d * 8
         )
         scatter = moments.scatter_root()
         variances = (scatter.root**2).sum(axis=0) / scatter.weight
-        model = LatentFactorMoments(structure, shift, _noise_floor(variances))
+        model = LatentFactorMoments(structure, shift, _noise_floor(variances), scale)
+        root = scatter.root / np.sqrt(scatter.weight)  # root^T root = the covariance
 
         def initialize(rng: np.random.Generator) -> FactorParams:
-            return model.initial_params(rng, scatter.mean, variances, q)
+            return self._initial_params(model, root, scatter.mean, variances, q, rng, False)
 
         return model, ReducedEngine(), (scatter,), initialize
 
-    def _plan_missing(self, engine: InMemoryEngine, X: Array, w: Array | None, q: int) -> _FitPlan:
+    def _plan_missing(
+        self, engine: InMemoryEngine, X: Array, w: Array | None, q: int, scale: float
+    ) -> _FitPlan:
         """EM over the rows. Each iteration is then a pass over the data, so the start is
-        near the maximum: the PPCA fit of the available-case covariance (one more pass)."""
+        near the maximum: the fit of the available-case covariance (one more pass)."""
         d = X.shape[1]
-        columns = engine.map_reduce(column_moments, X, w, row_bytes=4 * d * 8)
+        columns = engine.map_reduce(
+            lambda block, weights: column_moments(block, weights, scale),
+            X,
+            w,
+            row_bytes=4 * d * 8,
+        )
         if (columns.count <= 0).any():
             raise InputError(
                 f"Column {int(np.argmax(columns.count <= 0))} of X has no observed value "
                 "(with a positive sample_weight); drop that column."
             )
         structure = noise_structure(self._noise_type)
-        model = LatentFactor(structure, columns.mean(), _noise_floor(columns.variance()))
+        variances = columns.variance()
+        model = LatentFactor(structure, columns.mean(), _noise_floor(variances), scale)
         pairs = engine.map_reduce(model.pairwise_moments, X, w, row_bytes=3 * d * 8)
-        start = model.params_from_covariance(pairs.covariance(), np.zeros(d), q)
+        lam, V = np.linalg.eigh(pairs.covariance())
+        root = (V * np.sqrt(np.maximum(lam, 0.0))).T  # root^T root = the covariance, clipped
+        start: list[FactorParams] = []
 
         def initialize(rng: np.random.Generator) -> FactorParams:
-            return start
+            if not start:
+                mean = np.zeros(d)
+                start.append(self._initial_params(model, root, mean, variances, q, rng, True))
+            return start[0]
 
         return model, engine, (X, w), initialize
 
     def _set_fitted(
-        self, params: FactorParams, shift: Array, trace: EMTrace, converged: bool
+        self, params: FactorParams, model: LatentFactor, trace: EMTrace, converged: bool
     ) -> None:
-        self.components_ = canonical_components(params.components).T.copy()
-        self.mean_ = shift + params.mean
-        self.noise_variance_ = self._noise_attribute(params.noise)
+        scale = model.scale
+        self.components_ = (self._orient(params.components, params.noise) * scale).T.copy()
+        self.mean_ = (model.shift + params.mean) * scale
+        self.noise_variance_ = self._noise_attribute(params.noise * (scale * scale))
         self.converged_ = bool(converged)
         self.n_iter_ = int(trace.objective.shape[0])
         self.lower_bounds_ = trace.objective.copy()
@@ -234,14 +331,19 @@ class _LatentFactorEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
     def _fitted(self) -> tuple[LatentFactor, FactorParams]:
         check_is_fitted(self)
         d = self.mean_.shape[0]
-        model = LatentFactor(noise_structure(self._noise_type), self.mean_, 0.0)
-        return model, FactorParams(self.components_.T, np.zeros(d), self._noise_vector())
+        noise = self._noise_vector()
+        # the model's own coordinates: those of its fit, where X was of extreme magnitude
+        scale = power_of_two_scale(float(np.sqrt(noise.max())))
+        structure = noise_structure(self._noise_type)
+        model = LatentFactor(structure, self.mean_ / scale, 0.0, scale)
+        params = FactorParams(self.components_.T / scale, np.zeros(d), noise / scale**2)
+        return model, params
 
     def _map_rows(self, X: ArrayLike, method: str) -> Array:
         model, params = self._fitted()
         Xa, _ = validate_rows(self, X, reset=False)
         fn = getattr(model, method)(params)
-        row_bytes = LatentFactor.row_bytes(*self.components_.T.shape)
+        row_bytes = LatentFactor.row_bytes(*params.components.shape)
         with InMemoryEngine(self.chunk_size, self.n_threads) as engine:
             return np.asarray(engine.map_rows(fn, Xa, row_bytes=row_bytes))
 
@@ -432,6 +534,61 @@ class PPCA(_LatentFactorEstimator):
         return float(noise[0])
 
 
+_FA_PARAMETERS = """
+    Parameters
+    ----------
+    n_components : int or None, default=None
+        Dimension q of the latent factors, 0 <= q <= n_features; ``None`` means
+        n_features (as in scikit-learn).
+    tol : float, default=1e-6
+        Convergence threshold: EM stops when the per-sample log-likelihood gains less than
+        ``tol`` (``0 <= change < tol``; a decrease is never convergence). scikit-learn's
+        ``tol`` bounds the gain of the total log-likelihood instead.
+    copy : bool, default=True
+        Accepted for scikit-learn compatibility. emkit never writes to ``X`` (rows are
+        centred chunk by chunk in scratch buffers), so both values leave ``X`` unchanged
+        and give the same fit.
+    max_iter : int, default=1000
+        Maximum number of EM iterations.
+    noise_variance_init : array-like of shape (n_features,) or None, default=None
+        The noise variances EM starts from (positive); ``None`` starts from the feature
+        variances. EM starts from the loadings that maximize the likelihood given them.
+    svd_method : {'lapack', 'randomized'}, default='randomized'
+        The SVD that computes those starting loadings: LAPACK's full SVD
+        (``scipy.linalg.svd``) or scikit-learn's ``randomized_svd`` (faster when
+        n_components is much less than n_features). EM then runs on the data's sufficient
+        statistics, with no SVD of the data.
+    iterated_power : int, default=3
+        Power iterations of the randomized SVD (used with ``svd_method='randomized'``).
+    rotation : {'varimax', 'quartimax'} or None, default=None
+        Orthogonal rotation of the fitted loadings that maximizes the varimax (Kaiser,
+        1958) or quartimax criterion: a representative of W that is easier to read. The
+        model (its covariance, likelihood and scores) does not change; ``transform``
+        returns the factors in the rotated frame.
+    random_state : int, Generator, RandomState or None, default=None
+        Seeds the randomized SVD and :meth:`sample`.
+    verbose : int or bool, default=0
+        Log progress (logger ``"emkit"``) every ``verbose_interval`` iterations.
+    verbose_interval : int, default=10
+        Iterations between two progress messages.
+    monotonicity : {'warn', 'raise', 'off'}, default='warn'
+        What to do if the log-likelihood decreases between iterations (a numerical
+        failure: exact EM never lowers it).
+    accelerate : {None, 'squarem'}, default=None
+        ``'squarem'`` extrapolates the EM map (SQUAREM, Varadhan & Roland 2008) and falls
+        back to plain EM whenever a jump would lower the log-likelihood.
+    chunk_size : int or None, default=None
+        Rows per chunk of a pass over the data; ``None`` sizes chunks for the CPU cache.
+    n_threads : int or None, default=None
+        Threads for the chunks; ``None`` uses every available core.
+"""
+
+SVD_METHODS = ("lapack", "randomized")
+ROTATIONS = ("varimax", "quartimax")
+# the orthomax criterion's gamma of each rotation
+_ORTHOMAX_GAMMA = {"varimax": 1.0, "quartimax": 0.0}
+
+
 class FactorAnalysis(_LatentFactorEstimator):
     __doc__ = (
         """Factor analysis fitted by EM (Rubin & Thayer, 1982), with missing values.
@@ -439,15 +596,21 @@ class FactorAnalysis(_LatentFactorEstimator):
     x = W z + mu + noise with z ~ N(0, I) and diagonal noise N(0, Psi): each feature has
     its own noise variance. With complete data EM runs on the sufficient statistics (one
     pass over the rows); with missing values (NaN) it conditions exactly on each row's
-    observed entries.
+    observed entries. The parameters are scikit-learn's (plus sample weights, missing
+    values and the monotonicity check); EM starts from the loadings that maximize the
+    likelihood given ``noise_variance_init``.
 """
-        + _PARAMETERS
+        + _FA_PARAMETERS
         + """
     Attributes
     ----------"""
         + _ATTRIBUTES
         + """    noise_variance_ : ndarray of shape (n_features,)
         The diagonal of Psi.
+    loglike_ : ndarray of shape (n_iter_,)
+        The log-likelihood of the training data (summed over the samples, weighted by
+        ``sample_weight``) after each iteration, as scikit-learn records it (there, a
+        list): the last entry is ``score_samples(X) @ sample_weight`` of the fitted model.
 
     Examples
     --------
@@ -465,6 +628,128 @@ class FactorAnalysis(_LatentFactorEstimator):
     )
 
     _noise_type = "diagonal"
+
+    def __init__(
+        self,
+        n_components: int | None = None,
+        *,
+        tol: float = 1e-6,
+        copy: bool = True,
+        max_iter: int = 1000,
+        noise_variance_init: ArrayLike | None = None,
+        svd_method: str = "randomized",
+        iterated_power: int = 3,
+        rotation: str | None = None,
+        random_state: Any = None,
+        verbose: int = 0,
+        verbose_interval: int = 10,
+        monotonicity: str = "warn",
+        accelerate: str | None = None,
+        chunk_size: int | None = None,
+        n_threads: int | None = None,
+    ) -> None:
+        super().__init__(
+            n_components,  # type: ignore[arg-type]
+            tol=tol,
+            max_iter=max_iter,
+            random_state=random_state,
+            verbose=verbose,
+            verbose_interval=verbose_interval,
+            monotonicity=monotonicity,
+            accelerate=accelerate,
+            chunk_size=chunk_size,
+            n_threads=n_threads,
+        )
+        self.copy = copy
+        self.noise_variance_init = noise_variance_init
+        self.svd_method = svd_method
+        self.iterated_power = iterated_power
+        self.rotation = rotation
+
+    def _check_parameters(self) -> None:
+        super()._check_parameters()
+        check_flag("copy", self.copy)
+        check_choice("svd_method", self.svd_method, SVD_METHODS)
+        check_positive_int("iterated_power", self.iterated_power, minimum=0)
+        if self.rotation is not None:
+            check_choice("rotation", self.rotation, ROTATIONS)
+
+    def _n_factors(self, n_features: int) -> int:
+        if self.n_components is None:
+            return n_features
+        q = check_positive_int("n_components", self.n_components, minimum=0)
+        if q > n_features:
+            raise InputError(
+                f"n_components={q} must be at most n_features={n_features}: there are no "
+                "more directions to load. Decrease n_components (or pass None for "
+                "n_features)."
+            )
+        return q
+
+    def _noise_start(self, variances: Array, scale: float) -> Array:
+        """The initial noise variances, in the model's coordinates."""
+        d = variances.shape[0]
+        if self.noise_variance_init is None:
+            return variances
+        init = np.asarray(self.noise_variance_init)
+        if init.shape != (d,) or not np.issubdtype(init.dtype, np.number):
+            raise InputError(
+                f"noise_variance_init must be an array of {d} numbers, one per feature of X "
+                f"(n_features={d}), got shape {init.shape} and dtype {init.dtype}. Pass "
+                "one positive variance per feature, or None to start from the feature "
+                "variances."
+            )
+        init = init.astype(np.float64)
+        if not (np.isfinite(init).all() and (init > 0).all()):
+            raise InputError(
+                f"noise_variance_init must hold finite positive variances, got {init!r}. "
+                "Pass one positive variance per feature, or None."
+            )
+        return init / (scale * scale)
+
+    def _initial_params(
+        self,
+        model: LatentFactor,
+        root: Array,
+        mean: Array,
+        variances: Array,
+        q: int,
+        rng: np.random.Generator,
+        missing: bool,
+    ) -> FactorParams:
+        noise = model.noise.pool(
+            self._noise_start(variances, model.scale), np.ones(mean.shape[0]), model.noise_floor
+        )
+        if self.svd_method == "lapack":
+
+            def svd(A: Array, k: int) -> tuple[Array, Array]:
+                _, s, Vt = scipy.linalg.svd(A, full_matrices=False, check_finite=False)
+                return s[:k], Vt[:k]
+
+        else:
+            seed = int(rng.integers(np.iinfo(np.int32).max))
+
+            def svd(A: Array, k: int) -> tuple[Array, Array]:
+                _, s, Vt = randomized_svd(A, k, n_iter=int(self.iterated_power), random_state=seed)
+                return s, Vt
+
+        return FactorParams(loadings_given_noise(root, noise, q, svd), mean, noise)
+
+    def _orient(self, components: Array, noise: Array) -> Array:
+        W = super()._orient(components, noise)
+        if self.rotation is None:
+            return W
+        W = orthomax(W, _ORTHOMAX_GAMMA[self.rotation])
+        # each column's largest entry positive, as canonical_components leaves them
+        rows = np.abs(W).argmax(axis=0)
+        signs = np.sign(W[rows, np.arange(W.shape[1])])
+        return np.asarray(W * np.where(signs == 0, 1.0, signs))
+
+    def _set_loglike(self, trace: EMTrace, final: float, weight: float) -> None:
+        # entry i: the parameters after iteration i + 1, whose per-sample log-likelihood
+        # the trace records at the start of iteration i + 2
+        loglike = np.append(trace.objective[1:] * weight, final)
+        self.loglike_ = loglike if trace.objective.size else np.zeros(0)
 
     def _noise_attribute(self, noise: Array) -> Any:
         return noise.copy()

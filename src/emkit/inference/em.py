@@ -78,6 +78,7 @@ def fit_em(
     callback: Callable[[int, float, float], None] | None = None,
     step: Step[P] | None = None,
     state: Any = None,
+    start_objective: float = -np.inf,
 ) -> EMResult[P]:
     """Run EM from ``params`` until ``0 <= change < tol``, the model's own stopping rule
     holds, or ``max_iter`` iterations.
@@ -90,6 +91,9 @@ def fit_em(
     ``callback(iteration, objective, change)`` is called after every iteration.
     ``step`` is the iteration (default: :func:`em_step` of the model), called with the
     parameters and ``state``, the state it carries from one iteration to the next.
+    ``start_objective`` is the objective the first iteration's change is measured from: a
+    warm start continues a previous run's trace (its last objective), so that convergence
+    is detected across calls.
     """
     if monotonicity not in MONOTONICITY_POLICIES:
         raise InputError(
@@ -99,7 +103,7 @@ def fit_em(
         step = em_step(model, engine, data, row_bytes)
     objectives: list[float] = []
     seconds: list[float] = []
-    previous = -np.inf
+    previous = start_objective
     slack = 0.0  # how much the last M-step may lower the objective (inexact M-steps)
     done = False
     objective = -np.inf
@@ -115,10 +119,11 @@ def fit_em(
             )
         change = objective - previous
         if change < 0:
-            if -change > slack + _decrease_tolerance(objective, dtype):
-                _report_decrease(monotonicity, iteration, previous, objective)
-            else:
+            if -change <= slack + _decrease_tolerance(objective, dtype):
                 change = 0.0  # round-off at a fixed point, or the allowed inexactness
+            elif iteration > 1 or start_objective == -np.inf:
+                # (a warm start may continue on other data: its first change is no check)
+                _report_decrease(monotonicity, iteration, previous, objective)
         params, slack, state = result.params, result.slack, result.state
         objectives.append(objective)
         seconds.append(time.perf_counter() - start)
@@ -149,10 +154,10 @@ def fit_em_restarts(
     model: EMModel[P],
     engine: Engine,
     data: tuple[Any, ...],
-    initialize: Callable[[np.random.Generator], P],
+    initialize: Callable[[Any], P],
     *,
     n_init: int,
-    rng: np.random.Generator,
+    rng: Any,
     tol: float,
     max_iter: int,
     monotonicity: str = "warn",
@@ -162,8 +167,10 @@ def fit_em_restarts(
     on_start: Callable[[int], None] | None = None,
     score: Callable[[P], float] | None = None,
     accelerate: str | None = None,
+    start_objective: float = -np.inf,
 ) -> EMResult[P]:
-    """Run EM from ``n_init`` initializations drawn with ``rng`` and keep the best run.
+    """Run EM from ``n_init`` initializations drawn with ``rng`` (a Generator, or what
+    ``initialize`` takes) and keep the best run.
 
     Runs are compared by the last objective each computed (that of its parameters before
     the last M-step) or, when given, by ``score(params)`` of its final parameters (higher
@@ -174,7 +181,7 @@ def fit_em_restarts(
     Warns with :class:`ConvergenceWarning` when the kept run did not converge (as
     scikit-learn does), unless ``max_iter`` is the point (``tol == 0``). ``accelerate``
     (None or ``"squarem"``, :mod:`emkit.inference.accelerate`) replaces the plain EM
-    step of every run.
+    step of every run; ``start_objective`` is :func:`fit_em`'s.
     """
     step = accelerated_step(accelerate, model, engine, data, row_bytes)
     best: EMResult[P] | None = None
@@ -194,6 +201,7 @@ def fit_em_restarts(
             row_bytes=row_bytes,
             callback=callback,
             step=step,
+            start_objective=start_objective,
         )
         run_score = result.objective if score is None or n_init == 1 else score(result.params)
         if best is None or run_score > best_score + _decrease_tolerance(best_score, dtype):

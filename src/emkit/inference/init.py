@@ -11,9 +11,21 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["INIT_METHODS", "initial_responsibilities", "one_hot", "seed_from"]
+from emkit._validation import check_random_state
+
+__all__ = [
+    "INIT_METHODS",
+    "RandomSource",
+    "init_random_source",
+    "initial_responsibilities",
+    "one_hot",
+    "seed_from",
+]
 
 INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data")
+
+# What an initialization draws from: emkit's Generator, or scikit-learn's legacy RandomState
+RandomSource = np.random.Generator | np.random.RandomState
 
 
 def seed_from(rng: np.random.Generator) -> int:
@@ -21,11 +33,23 @@ def seed_from(rng: np.random.Generator) -> int:
     return int(rng.integers(np.iinfo(np.int32).max))
 
 
+def init_random_source(random_state: Any) -> RandomSource:
+    """The source of an estimator's initial draws: for an int seed or a RandomState, the
+    RandomState scikit-learn's mixtures draw from (a seed gives the same start as theirs,
+    and a RandomState is consumed as they consume it); otherwise a Generator
+    (:func:`emkit._validation.check_random_state`)."""
+    if isinstance(random_state, np.random.RandomState):
+        return random_state
+    if isinstance(random_state, int | np.integer) and not isinstance(random_state, bool):
+        return np.random.RandomState(int(random_state))
+    return check_random_state(random_state)
+
+
 def initial_responsibilities(
     method: str,
     X: NDArray[np.floating[Any]],
     n_components: int,
-    rng: np.random.Generator,
+    rng: RandomSource,
     sample_weight: NDArray[np.floating[Any]] | None = None,
 ) -> NDArray[Any]:
     """Responsibilities to start EM from: hard labels (n_samples,) or a soft matrix.
@@ -35,7 +59,8 @@ def initial_responsibilities(
     ``random_from_data`` labels ``n_components`` distinct rows drawn with probability
     proportional to their weight; ``random`` draws a uniform soft matrix
     (n_samples, n_components). Hard labels keep memory at one integer a row; expand
-    them chunk by chunk with :func:`one_hot`.
+    them chunk by chunk with :func:`one_hot`. With a RandomState (:func:`init_random_source`)
+    the draws are those of scikit-learn's mixtures.
     """
     n = X.shape[0]
     labels = np.full(n, -1, dtype=np.intp)
@@ -43,7 +68,7 @@ def initial_responsibilities(
         from sklearn.cluster import KMeans
 
         labels[:] = (
-            KMeans(n_clusters=n_components, n_init=1, random_state=seed_from(rng))
+            KMeans(n_clusters=n_components, n_init=1, random_state=_seed(rng))
             .fit(X, sample_weight=sample_weight)
             .labels_
         )
@@ -51,7 +76,7 @@ def initial_responsibilities(
         from sklearn.cluster import kmeans_plusplus
 
         _, indices = kmeans_plusplus(
-            X, n_components, random_state=seed_from(rng), sample_weight=sample_weight
+            X, n_components, random_state=_seed(rng), sample_weight=sample_weight
         )
         labels[indices] = np.arange(n_components)
     elif method == "random":
@@ -66,6 +91,11 @@ def initial_responsibilities(
     else:  # validated by the estimators; a clear message all the same
         raise ValueError(f"init_params must be one of {INIT_METHODS}, got {method!r}.")
     return labels
+
+
+def _seed(rng: RandomSource) -> int | np.random.RandomState:
+    """What scikit-learn's ``random_state`` gets from ``rng``."""
+    return rng if isinstance(rng, np.random.RandomState) else seed_from(rng)
 
 
 def one_hot(labels: NDArray[np.integer[Any]], n_components: int) -> NDArray[np.float64]:

@@ -193,6 +193,8 @@ SCHEMAS: dict[str, Schema] = {
             "components_": Field("array", ("q", "d"), ("finite",)),
             "mean_": Field("array", ("d",), ("finite",)),
             "noise_variance_": Field("array", ("d",), ("positive",)),
+            # scikit-learn's total log-likelihood after each iteration
+            "loglike_": Field("array", ("T",), ("not_nan",)),
         },
     ),
     "MixtureOfPPCA": Schema(
@@ -380,14 +382,17 @@ def _precisions_of_factor(factor: Any, precisions: Any, dense: bool, _: Any = No
     return None
 
 
-def _covariances_of_factor(factor: Any, covariances: Any, dense: bool, _: Any = None) -> str | None:
-    # cov = (U U^T)^-1  <=>  U^T cov U = I, up to round-off that grows with cond(cov),
-    # bounded by ||cov||_F ||U U^T||_F (cheaper than the SVD that cond() takes)
+def _covariances_of_factor(
+    factor: Any, covariances: Any, dense: bool, attributes: Mapping[str, Any] | None = None
+) -> str | None:
+    # cov = (U U^T)^-1  <=>  cov P = I with P = U U^T (the stored precisions_ where there
+    # are some: already checked to be U U^T), up to round-off that grows with cond(cov),
+    # bounded by ||cov||_F ||P||_F (cheaper than the SVD that cond() takes)
     eps = max(float(np.finfo(a.dtype).eps) for a in (factor, covariances))
     if dense:
-        product = np.swapaxes(factor, -1, -2) @ covariances @ factor
-        error = np.abs(product - np.eye(factor.shape[-1])).max(axis=(-2, -1))
-        precisions = _precisions(factor, dense)
+        stored = (attributes or {}).get("precisions_")
+        precisions = _precisions(factor, dense) if stored is None else stored
+        error = np.abs(covariances @ precisions - np.eye(factor.shape[-1])).max(axis=(-2, -1))
         cond = np.linalg.norm(covariances, axis=(-2, -1)) * np.linalg.norm(
             precisions, axis=(-2, -1)
         )

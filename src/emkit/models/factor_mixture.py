@@ -35,6 +35,7 @@ from emkit.models.latent_factor import (
     NoiseStructure,
     ppca_maximum_likelihood,
     principal_frame,
+    row_scales,
 )
 from emkit.models.mixing import EXACT, NK_FLOOR, NO_PRIOR, Assignment, MixingWeights
 from emkit.models.statistics import Statistics
@@ -75,7 +76,10 @@ def _scatter(E: Array, r: Array) -> tuple[Array, Array]:
 class FactorMixture:
     """A finite mixture of PPCA or factor-analysis components.
 
-    ``shift`` (d,) is subtracted from every row; noise variances stay >= ``noise_floor``.
+    Rows are read as X / ``scale`` - ``shift`` (d,) (``scale``: a power of two, 1 unless
+    the data's magnitude is extreme, see
+    :func:`~emkit.models.latent_factor.power_of_two_scale`); densities are of the rows as
+    given. Noise variances stay >= ``noise_floor``.
     """
 
     noise: NoiseStructure
@@ -87,29 +91,61 @@ class FactorMixture:
     # the E-step's posterior policy (exact or classification EM) and the weights' M-step
     assign: Assignment = EXACT
     weights: MixingWeights = NO_PRIOR
+    scale: float = 1.0
 
-    def _log_joint(self, params: FactorMixtureParams) -> Callable[[Array], Array]:
-        """A function of shifted rows (n, d) giving log p(x_n, k), shape (n, K)."""
+    def rows(self, X: Array) -> Array:
+        """X / scale - shift in float64 (exact: the scale is a power of two)."""
+        if self.scale == 1.0:
+            return np.subtract(X, self.shift, dtype=np.float64)
+        Y = np.multiply(X, 1.0 / self.scale, dtype=np.float64)
+        Y -= self.shift
+        return Y
+
+    def _log_joint(self, params: FactorMixtureParams) -> Callable[[Array], tuple[Array, Array]]:
+        """A function of rows in the model's coordinates (n, d) giving log p(x_n, k) - o_n,
+        shape (n, K), and o_n, shape (n,).
+
+        o_n is 0 but for a row so far from every component that log p(x_n, k) is below
+        float64's range for each k (an outlier of magnitude 1e155, say): there o_n is -inf
+        and the first part keeps the differences between the components, which the
+        responsibilities need (exactly: the quadratic forms are computed on the row
+        divided by a power of two c_n and their differences multiplied back by c_n^2).
+        """
         means, noise = params.means, params.noise
         W, s2, _ = principal_frame(params.components, noise)  # M_k = I + diag(s2_k)
         K, d, _ = W.shape
         g = 1.0 / (1.0 + s2)
         inv_psi = 1.0 / noise
         Wp = W * inv_psi[:, :, None]  # Psi_k^-1 W_k
-        # log|C_k| = log|Psi_k| + log|M_k|
-        logdet = np.log(noise).sum(axis=1) + np.log1p(s2).sum(axis=1)
+        # log|C_k| = log|scale^2 Psi_k| + log|M_k|: densities are of x = scale * y
+        logdet = np.log(noise).sum(axis=1) + 2.0 * d * np.log(self.scale) + np.log1p(s2).sum(axis=1)
         with np.errstate(divide="ignore"):  # a weight of 0 is a log-weight of -inf
             const = np.log(params.weights) - 0.5 * (d * LOG_2PI + logdet)
 
-        def log_joint(Y: Array) -> Array:
-            out = np.empty((Y.shape[0], K))
+        def log_joint(Y: Array) -> tuple[Array, Array]:
+            n = Y.shape[0]
+            quad = np.empty((n, K))
+            c = np.max([row_scales(Y - means[k]) for k in range(K)], axis=0)
+            scaled = bool(c.max() > 2.0**64)  # squares of entries could overflow
             for k in range(K):
                 E = Y - means[k]
+                if scaled:
+                    E /= c[:, None]
                 Ez = (E @ Wp[k]) * g[k]
                 resid = E - Ez @ W[k].T
-                quad = (resid * resid) @ inv_psi[k] + (Ez * Ez).sum(axis=1)
-                out[:, k] = const[k] - 0.5 * quad
-            return out
+                quad[:, k] = (resid * resid) @ inv_psi[k] + (Ez * Ez).sum(axis=1)
+            offset = np.zeros(n)
+            if scaled:
+                with np.errstate(over="ignore"):
+                    low = quad.min(axis=1)
+                    o = np.flatnonzero(~np.isfinite((low * c) * c))
+                    # quad_k c^2 = (quad_k - min_j quad_j) c^2 + min_j quad_j c^2, where the
+                    # last term, common to every k, is beyond range in rows o
+                    relative = ((quad[o] - low[o, None]) * c[o, None]) * c[o, None]
+                    quad = (quad * c[:, None]) * c[:, None]
+                quad[o] = relative
+                offset[o] = -np.inf
+            return const - 0.5 * quad, offset
 
         return log_joint
 
@@ -118,12 +154,14 @@ class FactorMixture:
     ) -> Callable[[Array, Array | None], FactorMixtureStats]:
         """The E-step for one iteration, as a function of a block of rows and weights."""
         log_joint = self._log_joint(params)
-        shift, means = self.shift, params.means
+        means = params.means
 
         def e_step(X: Array, weights: Array | None) -> FactorMixtureStats:
-            Y = np.subtract(X, shift, dtype=np.float64)
+            Y = self.rows(X)
             w = np.ones(Y.shape[0]) if weights is None else weights.astype(np.float64)
-            resp, loglik = self.assign(log_joint(Y), None, w, None, None)
+            log_prob, offset = log_joint(Y)
+            row = offset if np.any(offset) else None
+            resp, loglik = self.assign(log_prob, row, w, None, None)
             return self._statistics(Y, resp, means, loglik, float(w.sum()))
 
         return e_step
@@ -142,7 +180,7 @@ class FactorMixture:
         self, X: Array, weights: Array | None, resp: Array
     ) -> FactorMixtureStats:
         """Statistics for given responsibilities (initialization), about the shift."""
-        Y = np.subtract(X, self.shift, dtype=np.float64)
+        Y = self.rows(X)
         r = resp if weights is None else resp * weights[:, None]
         weight = float(X.shape[0]) if weights is None else float(weights.sum(dtype=np.float64))
         return self._statistics(Y, r, np.zeros((resp.shape[1], Y.shape[1])), 0.0, weight)
@@ -179,10 +217,20 @@ class FactorMixture:
         return stats.loglik / stats.weight
 
     def weighted_log_prob(self, params: FactorMixtureParams) -> Callable[[Array], Array]:
-        """log p(x_n, k) for raw rows, shape (n, K)."""
+        """log p(x_n, k) for raw rows, shape (n, K) (-inf where below float64's range)."""
+        parts = self.log_prob_parts(params)
+
+        def weighted_log_prob(X: Array) -> Array:
+            log_prob, offset = parts(X)
+            return log_prob + offset[:, None]
+
+        return weighted_log_prob
+
+    def log_prob_parts(self, params: FactorMixtureParams) -> Callable[[Array], tuple[Array, Array]]:
+        """log p(x_n, k) - o_n and o_n for raw rows (see :meth:`_log_joint`): the first
+        part gives the responsibilities of every row, outliers included."""
         log_joint = self._log_joint(params)
-        shift = self.shift
-        return lambda X: log_joint(np.subtract(X, shift, dtype=np.float64))
+        return lambda X: log_joint(self.rows(X))
 
     def n_parameters(self, n_components: int, n_features: int, n_factors: int) -> int:
         """Free parameters: weights, and per component W up to rotation, mean and noise."""

@@ -74,9 +74,14 @@ __all__ = [
     "ScatterRoot",
     "canonical_components",
     "column_moments",
+    "drop_negligible",
     "factor_analysis_step",
+    "loadings_given_noise",
     "noise_structure",
+    "orthomax",
+    "power_of_two_scale",
     "ppca_maximum_likelihood",
+    "row_scales",
 ]
 
 Array = NDArray[np.floating[Any]]
@@ -92,6 +97,60 @@ def principal_frame(W: Array, noise: Array) -> tuple[Array, Array, Array]:
     """
     _, s, Vt = np.linalg.svd(W / np.sqrt(noise)[..., :, None], full_matrices=False)
     return W @ np.swapaxes(Vt, -1, -2), s * s, Vt
+
+
+# Data whose largest magnitude lies within [2^-64, 2^64] is used as it is.
+_SAFE_EXPONENT = 64
+
+
+def power_of_two_scale(magnitude: float) -> float:
+    """1, or the power of two nearest above ``magnitude`` when it is outside [2^-64, 2^64].
+
+    Dividing by a power of two is exact, so EM on X / scale reaches the same parameters
+    as on X, scaled, while squares and sums of squares of values near 1e200 (or 1e-200)
+    stay within float64's range.
+    """
+    if not np.isfinite(magnitude) or magnitude <= 0.0:
+        return 1.0
+    exponent = int(np.frexp(magnitude)[1])
+    return 1.0 if abs(exponent) <= _SAFE_EXPONENT else float(np.ldexp(1.0, exponent))
+
+
+def row_scales(E: Array) -> Array:
+    """Per row, 1 or the power of two just above its largest magnitude when that is > 1.
+
+    A quadratic form computed on E / c and multiplied back by c^2 overflows only when its
+    true value is beyond float64's range, not when a square of an entry is.
+    """
+    with np.errstate(invalid="ignore"):
+        top = np.max(np.abs(E), axis=1, initial=0.0)
+    return np.ldexp(1.0, np.maximum(np.frexp(top)[1], 0))
+
+
+def orthomax(loadings: Array, gamma: float, *, tol: float = 1e-8, max_iter: int = 500) -> Array:
+    """The orthogonal rotation of ``loadings`` (d, q) that maximizes the orthomax criterion.
+
+    The criterion of L = loadings R is sum_j [sum_i L_ij^4 - (gamma / d) (sum_i L_ij^2)^2]:
+    varimax is gamma = 1 (Kaiser, 1958), quartimax gamma = 0. Each step takes the polar
+    factor of its gradient, R = U V^T with U S V^T = loadings^T (L^3 - (gamma / d) L
+    diag(sum_i L_ij^2)), until the criterion's bound sum(S) gains less than ``tol``
+    relatively (the iteration of e.g. Jennrich, 2001). Returns ``loadings R``.
+    """
+    d, q = loadings.shape
+    if q < 2:
+        return loadings.copy()
+    R = np.eye(q)
+    bound = 0.0
+    for _ in range(max_iter):
+        L = loadings @ R
+        L2 = L * L
+        gradient = loadings.T @ (L2 * L - (gamma / d) * L * L2.sum(axis=0))
+        U, S, Vt = np.linalg.svd(gradient)
+        R = U @ Vt
+        previous, bound = bound, float(S.sum())
+        if bound <= previous * (1.0 + tol):
+            break
+    return np.asarray(loadings @ R)
 
 
 # -- the noise structure: sigma^2 I or diag(psi) -----------------------------------------
@@ -134,6 +193,29 @@ def factor_analysis_step(S: Array, W: Array, noise: Array, floor: float) -> tupl
     noise_new = np.maximum(diag_S - (W_new * SB).sum(axis=-1), floor)
     # E[z] averages to 0 about the mean of S, so Sigma = Ezz
     return W_new @ np.linalg.cholesky(Ezz), noise_new
+
+
+def loadings_given_noise(
+    root: Array,
+    noise: Array,
+    n_factors: int,
+    svd: Callable[[Array, int], tuple[Array, Array]],
+) -> Array:
+    """The W that maximizes the factor-analysis likelihood of covariance S = R^T R for
+    fixed noise variances ``noise`` (``root`` is R, of shape (m, d)).
+
+    With Psi^-1/2 S Psi^-1/2 = V diag(s^2) V^T (so ``svd(R Psi^-1/2, q)`` gives its q
+    largest s and rows of V^T), W = Psi^1/2 V_q diag(max(s^2 - 1, 0))^1/2 (e.g. Barber,
+    *Bayesian Reasoning and Machine Learning*, 2012, section 21.2). A direction whose
+    s^2 <= 1 would get no loading, and EM never grows a loading from 0: it starts at a
+    small fraction of its scale instead.
+    """
+    if n_factors == 0:
+        return np.zeros((noise.shape[0], 0))
+    sqrt_psi = np.sqrt(noise)
+    s, Vt = svd(root / sqrt_psi, n_factors)
+    excess = np.maximum(s * s - 1.0, 1e-3 * np.maximum(s * s, 1.0))
+    return np.asarray(sqrt_psi[:, None] * Vt.T * np.sqrt(excess))
 
 
 def _diag(v: Array) -> Array:
@@ -226,6 +308,19 @@ def canonical_components(W: Array) -> Array:
     return V * np.where(signs == 0, 1.0, signs)
 
 
+def drop_negligible(W: Array, noise: Array) -> Array:
+    """``W`` (d, q) with the columns whose share of W W^T + Psi is below round-off set to 0.
+
+    EM shrinks a loading that the data do not support geometrically towards 0 and never
+    reaches it; a column w with ||w||^2 <= eps * max_i C_ii changes no entry of the
+    covariance C, yet it would add round-off dust (1e-11 and the like) to the factors.
+    """
+    negligible = (W * W).sum(axis=0) <= np.finfo(np.float64).eps * float(
+        ((W * W).sum(axis=1) + noise).max(initial=0.0)
+    )
+    return np.where(negligible, 0.0, W) if negligible.any() else W
+
+
 # -- parameters and statistics -------------------------------------------------------------
 
 
@@ -291,10 +386,13 @@ class ColumnMoments(Statistics):
         return np.maximum(self.sum_xx / self.count - self.mean() ** 2, 0.0)
 
 
-def column_moments(X: Array, weights: Array | None) -> ColumnMoments:
-    """:class:`ColumnMoments` of a block of rows (NaN entries left out)."""
+def column_moments(X: Array, weights: Array | None, scale: float = 1.0) -> ColumnMoments:
+    """:class:`ColumnMoments` of a block of rows divided by ``scale`` (NaN entries left
+    out)."""
     observed = ~np.isnan(X)
     Y = np.where(observed, X, 0.0).astype(np.float64, copy=False)
+    if scale != 1.0:
+        Y = Y * (1.0 / scale)
     if weights is None:
         return ColumnMoments(
             observed.sum(axis=0, dtype=np.float64), Y.sum(axis=0), (Y * Y).sum(axis=0)
@@ -317,6 +415,21 @@ class PairwiseMoments(Statistics):
             return np.where(self.count > 0, self.sum_xxT / self.count, 0.0)
 
 
+def _scaled_rows(E: Array) -> tuple[Array, Array | None]:
+    """``E`` and None, or E / c with the row scales c when a square of an entry could
+    overflow (an outlying row: E[z] and the quadratic form are then computed on E / c)."""
+    c = row_scales(E)
+    if c.max() <= 2.0**_SAFE_EXPONENT:
+        return E, None
+    return E / c[:, None], c
+
+
+def _times_square(quad: Array, c: Array) -> Array:
+    """quad * c^2, +inf where the true value is beyond float64's range."""
+    with np.errstate(over="ignore"):
+        return np.asarray(quad * c * c)
+
+
 class _Posterior(NamedTuple):
     """The posterior of z for a block of rows."""
 
@@ -334,9 +447,10 @@ class _Posterior(NamedTuple):
 class LatentFactor:
     """PPCA or factor analysis, E-step over rows that may hold missing values (NaN).
 
-    ``shift`` (d,) is subtracted from every row (the parameters live in shifted
-    coordinates, which keeps sums of squares accurate); noise variances stay
-    >= ``noise_floor``.
+    Rows are read as X / ``scale`` - ``shift`` (d,): the parameters live in these
+    coordinates, which keeps sums of squares accurate and within range (``scale`` is a
+    power of two, see :func:`power_of_two_scale`); densities are of the rows as given.
+    Noise variances stay >= ``noise_floor``.
     """
 
     noise: NoiseStructure
@@ -345,6 +459,15 @@ class LatentFactor:
     # SQUAREM extrapolates the parameters: the statistics are taken about the current
     # means and in the current loadings' frame, coordinates that move every iteration
     extrapolate: ClassVar[str] = "parameters"
+    scale: float = 1.0
+
+    def rows(self, X: Array) -> Array:
+        """X / scale - shift in float64 (exact: the scale is a power of two)."""
+        if self.scale == 1.0:
+            return np.subtract(X, self.shift, dtype=np.float64)
+        Y = np.multiply(X, 1.0 / self.scale, dtype=np.float64)
+        Y -= self.shift
+        return Y
 
     def _posterior(self, params: FactorParams) -> Callable[[Array], _Posterior]:
         _, mean, noise = params
@@ -352,21 +475,23 @@ class LatentFactor:
         d, q = W.shape
         g = 1.0 / (1.0 + s2)  # G = diag(g)
         inv_psi = 1.0 / noise
-        log_psi = np.log(noise)
+        # log|scale^2 Psi|: densities are of x = scale * y
+        log_psi = np.log(noise) + 2.0 * np.log(self.scale)
         Wp = W * inv_psi[:, None]  # Psi^-1 W
         # log|C| = log|Psi| + log|M|
         logdet_full = log_psi.sum() + np.log1p(s2).sum()
         per_feature = (W[:, :, None] * Wp[:, None, :]).reshape(d, q * q)  # w_i w_i^T / psi_i
-        shift = self.shift
 
         def posterior(X: Array) -> _Posterior:
-            Y = np.subtract(X, shift, dtype=np.float64)
+            Y = self.rows(X)
             missing = np.isnan(Y)
             if not missing.any():
-                E = Y - mean
+                E, c = _scaled_rows(Y - mean)
                 Ez = (E @ Wp) * g
                 resid = E - Ez @ W.T
                 quad = (resid * resid) @ inv_psi + (Ez * Ez).sum(axis=1)
+                if c is not None:
+                    Ez, quad = Ez * c[:, None], _times_square(quad, c)
                 loglik = -0.5 * (d * LOG_2PI + logdet_full + quad)
                 return _Posterior(Y, None, Ez, np.diag(g), loglik)
             observed = ~missing
@@ -376,7 +501,7 @@ class LatentFactor:
             first, inverse = pattern_ids(observed)
             patterns = observed[first]
             pf = patterns.astype(np.float64)
-            M = (pf @ per_feature).reshape(-1, q, q)  # I + W_O^T Psi_O^-1 W_O
+            M = (pf @ per_feature).reshape(len(pf), q, q)  # I + W_O^T Psi_O^-1 W_O
             M[:, range(q), range(q)] += 1.0
             # M = D^1/2 (D^-1/2 M D^-1/2) D^1/2 with D = diag(M): the scaled matrix is near
             # I in the principal frame, so its inverse and determinant keep their digits
@@ -387,10 +512,13 @@ class LatentFactor:
             G = (np.linalg.inv(M) * outer)[inverse]
             logdet = pf @ log_psi
             logdet += 2.0 * np.log(np.diagonal(L, axis1=1, axis2=2) / scale).sum(axis=1)
+            E, c = _scaled_rows(E)
             Ez = np.matmul(G, (E @ Wp)[:, :, None])[:, :, 0]
             resid = E - Ez @ W.T
             resid[missing] = 0.0
             quad = (resid * resid) @ inv_psi + (Ez * Ez).sum(axis=1)
+            if c is not None:
+                Ez, quad = Ez * c[:, None], _times_square(quad, c)
             loglik = -0.5 * ((pf.sum(axis=1) * LOG_2PI + logdet)[inverse] + quad)
             return _Posterior(Y, observed, Ez, G, loglik)
 
@@ -453,7 +581,7 @@ class LatentFactor:
 
     def moments(self, X: Array, weights: Array | None) -> Moments:
         """:class:`Moments` of a block of complete rows, in shifted coordinates."""
-        Y = np.subtract(X, self.shift, dtype=np.float64)
+        Y = self.rows(X)
         if weights is None:
             return Moments(float(X.shape[0]), Y.sum(axis=0), Y.T @ Y)
         w = weights.astype(np.float64, copy=False)
@@ -462,7 +590,7 @@ class LatentFactor:
 
     def pairwise_moments(self, X: Array, weights: Array | None) -> PairwiseMoments:
         """:class:`PairwiseMoments` of a block of rows, in shifted coordinates."""
-        Y = np.subtract(X, self.shift, dtype=np.float64)
+        Y = self.rows(X)
         observed = ~np.isnan(Y)
         Y[~observed] = 0.0
         of = observed.astype(np.float64)
@@ -531,7 +659,8 @@ class LatentFactorMoments(LatentFactor):
         g = 1.0 / (1.0 + s2)
         inv_psi = 1.0 / noise
         Wp = W * inv_psi[:, None]
-        logdet = np.log(noise).sum() + np.log1p(s2).sum()
+        # log|scale^2 Psi| + log|M|: densities are of x = scale * y
+        logdet = np.log(noise).sum() + 2.0 * d * np.log(self.scale) + np.log1p(s2).sum()
 
         def e_step(scatter: ScatterRoot) -> FactorStats:
             N, mean, R = scatter.weight, scatter.mean, scatter.root

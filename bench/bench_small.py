@@ -1,0 +1,203 @@
+"""Small-data calls: emkit's fixed cost per call against scikit-learn's (and mclust's).
+
+On small data the fixed cost of a call (validation, set-up of the thread pool and of the
+BLAS limit, building the natural parameters) is most of the time. Three workloads, each
+timed for emkit and scikit-learn in the same run, alternately (best of ``--repeats``
+rounds, so that both see the same machine load), and printed as ratios:
+
+* ``predict_1_row``: ``predict`` of one row of iris with a fitted K = 3 full model
+  (target: at most 2x scikit-learn's time);
+* ``fit_10_iter``: 10 EM iterations on iris (150 x 4, K = 3, full) from given starting
+  parameters (``weights_init``, ``means_init``, ``precisions_init``, ``tol=0``);
+* ``fit_default``: a default fit ``GaussianMixture(3, random_state=0).fit(iris)``;
+* ``sweep_faithful``: the four covariance types x 1..9 components on Old Faithful
+  (272 x 2), one default fit per cell, as a BIC table is made.
+
+If ``Rscript`` and R's mclust package are installed, the same workloads are timed with
+mclust (``em()`` for 10 iterations from the same start, ``mclustBIC`` with the four
+equivalent models VVV, EEE, VVI, VII for the sweep) and shown in a third column;
+otherwise that column is left out. Run ``python bench/bench_small.py --help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+PREDICT_TARGET = 2.0  # emkit / scikit-learn, predict of one row
+COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+MCLUST_MODELS = {"full": "VVV", "tied": "EEE", "diag": "VVI", "spherical": "VII"}
+
+
+def best_of(fns: dict[str, Callable[[], Any]], number: int, repeats: int) -> dict[str, float]:
+    """Seconds per call of each function: the best of ``repeats`` rounds of ``number``
+    calls, the functions taking turns within each round."""
+    best = dict.fromkeys(fns, np.inf)
+    for fn in fns.values():
+        fn()  # warm-up: imports, caches
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            for _ in range(number):
+                fn()
+            best[name] = min(best[name], (time.perf_counter() - start) / number)
+    return best
+
+
+def workloads(quick: bool) -> dict[str, dict[str, Callable[[], Any]]]:
+    """Each workload's call, for emkit and for scikit-learn."""
+    import sklearn.mixture
+    from sklearn.datasets import load_iris
+
+    import emkit
+    from emkit.io import load_faithful
+
+    iris = load_iris().data
+    faithful, _ = load_faithful()
+    fitted = {
+        "emkit": emkit.GaussianMixture(3, random_state=0).fit(iris),
+        "sklearn": sklearn.mixture.GaussianMixture(3, random_state=0).fit(iris),
+    }
+    row = iris[:1].copy()
+    start = fitted["sklearn"]
+    given = dict(
+        weights_init=start.weights_,
+        means_init=start.means_,
+        precisions_init=start.precisions_,
+        max_iter=10,
+        tol=0.0,
+    )
+    libraries = {"emkit": emkit.GaussianMixture, "sklearn": sklearn.mixture.GaussianMixture}
+    types = COVARIANCE_TYPES[:1] if quick else COVARIANCE_TYPES
+    components = range(1, 3 if quick else 10)
+
+    def sweep(cls: Any) -> Callable[[], None]:
+        def run() -> None:
+            for covariance_type in types:
+                for k in components:
+                    cls(k, covariance_type=covariance_type, random_state=0).fit(faithful)
+
+        return run
+
+    return {
+        "predict_1_row": {name: (lambda m=m: m.predict(row)) for name, m in fitted.items()},
+        "fit_10_iter": {
+            name: (lambda cls=cls: cls(3, **given).fit(iris)) for name, cls in libraries.items()
+        },
+        "fit_default": {
+            name: (lambda cls=cls: cls(3, random_state=0).fit(iris))
+            for name, cls in libraries.items()
+        },
+        "sweep_faithful": {name: sweep(cls) for name, cls in libraries.items()},
+    }
+
+
+_R_SCRIPT = """
+suppressMessages(library(mclust))
+args <- commandArgs(trailingOnly = TRUE)
+iris_x <- as.matrix(read.csv(args[1], header = FALSE))
+faithful_x <- as.matrix(read.csv(args[2], header = FALSE))
+models <- strsplit(args[3], ",")[[1]]
+G <- as.integer(args[4]); repeats <- as.integer(args[5]); number <- as.integer(args[6])
+start <- hc(iris_x)  # not timed: only a starting classification
+z <- unmap(hclass(start, 3))
+par <- mstep(modelName = "VVV", data = iris_x, z = z)$parameters
+best <- function(f, n) min(replicate(repeats, system.time(for (i in 1:n) f())[["elapsed"]])) / n
+em10 <- best(function() em(modelName = "VVV", data = iris_x, parameters = par,
+                            control = emControl(itmax = 10, tol = c(0, 0))), number)
+sweep <- best(function() mclustBIC(faithful_x, G = 1:G, modelNames = models), 1)
+cat(sprintf("fit_10_iter %.9f\\nsweep_faithful %.9f\\n", em10, sweep))
+"""
+
+
+def mclust_times(quick: bool, repeats: int, number: int) -> dict[str, float] | None:
+    """mclust's seconds for the workloads it has, or None without R and mclust."""
+    rscript = shutil.which("Rscript")
+    if rscript is None:
+        return None
+    check = subprocess.run(
+        [rscript, "-e", "library(mclust)"], capture_output=True, text=True, check=False
+    )
+    if check.returncode != 0:
+        return None
+    from sklearn.datasets import load_iris
+
+    from emkit.io import load_faithful
+
+    types = COVARIANCE_TYPES[:1] if quick else COVARIANCE_TYPES
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = [Path(tmp) / "iris.csv", Path(tmp) / "faithful.csv", Path(tmp) / "bench.R"]
+        np.savetxt(paths[0], load_iris().data, delimiter=",")
+        np.savetxt(paths[1], load_faithful()[0], delimiter=",")
+        paths[2].write_text(_R_SCRIPT)
+        models = ",".join(MCLUST_MODELS[t] for t in types)
+        out = subprocess.run(
+            [rscript, str(paths[2]), str(paths[0]), str(paths[1]), models,
+             str(2 if quick else 9), str(repeats), str(number)],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+    return {line.split()[0]: float(line.split()[1]) for line in out.strip().splitlines()}
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--quick", action="store_true", help="a smoke run: one round, a small sweep"
+    )
+    parser.add_argument("--repeats", type=int, default=None, help="rounds (best is kept)")
+    parser.add_argument("--json", type=Path, default=None, help="write the report here")
+    args = parser.parse_args(argv)
+    repeats = args.repeats or (1 if args.quick else 15)
+    number = {"predict_1_row": 200, "fit_10_iter": 20, "fit_default": 5, "sweep_faithful": 1}
+    if args.quick:
+        number = dict.fromkeys(number, 1)
+
+    results: dict[str, dict[str, float]] = {}
+    with warnings.catch_warnings():
+        # tol=0 runs never converge, and both libraries say so
+        warnings.simplefilter("ignore")
+        for name, fns in workloads(args.quick).items():
+            results[name] = best_of(fns, number[name], repeats)
+        r_times = mclust_times(args.quick, repeats, number["fit_10_iter"])
+    if r_times is not None:
+        for name, seconds in r_times.items():
+            results[name]["mclust"] = seconds
+
+    header = f"{'workload':<16}{'emkit ms':>11}{'sklearn ms':>12}{'emkit/sk':>10}"
+    if r_times is not None:
+        header += f"{'mclust ms':>11}{'emkit/mclust':>14}"
+    print(header)
+    report: dict[str, Any] = {"results": {}, "mclust": r_times is not None}
+    for name, times in results.items():
+        ratio = times["emkit"] / times["sklearn"]
+        line = f"{name:<16}{times['emkit'] * 1e3:>11.3f}{times['sklearn'] * 1e3:>12.3f}"
+        line += f"{ratio:>10.2f}"
+        entry = {"seconds": times, "emkit_over_sklearn": ratio}
+        if "mclust" in times:
+            entry["emkit_over_mclust"] = times["emkit"] / times["mclust"]
+            line += f"{times['mclust'] * 1e3:>11.3f}{entry['emkit_over_mclust']:>14.2f}"
+        print(line)
+        report["results"][name] = entry
+    ratio = report["results"]["predict_1_row"]["emkit_over_sklearn"]
+    report["predict_target_met"] = bool(ratio <= PREDICT_TARGET)
+    verdict = "met" if report["predict_target_met"] else "missed"
+    print(f"predict of one row: {ratio:.2f}x scikit-learn (target <= {PREDICT_TARGET}x): {verdict}")
+    if r_times is None:
+        print("(no mclust column: Rscript with R's mclust package is not installed)")
+    if args.json is not None:
+        args.json.write_text(json.dumps(report, indent=2))
+    return report
+
+
+if __name__ == "__main__":
+    main()
