@@ -231,36 +231,27 @@ def _sparse_design_matrix(X: Sparse) -> Sparse:
     return csr_array((data, indices, indptr), shape=(n, d + 2))
 
 
-class SparseRows:
-    """CSR rows for the engine to slice: a slice of rows is a view of the stored values
-    (scipy's own row slice of a CSR matrix copies them), so that chunking costs nothing.
-    The rows of a canonical matrix (sorted, no duplicate entries) give canonical chunks."""
+class SparseRows(csr_array):
+    """A CSR array whose slices of rows, ``A[a:b]``, are views of its stored values
+    (scipy's own row slice of a CSR matrix copies them), so that the engine's chunking
+    costs nothing; any other indexing is scipy's. Built on a CSR matrix, it shares its
+    arrays. A canonical matrix (sorted, no duplicate entries) gives canonical chunks."""
 
-    def __init__(self, X: Sparse) -> None:
-        self.X = X
-        self.shape = X.shape
-        self.dtype = X.dtype
-        self.nnz = X.nnz
-
-    def __getitem__(self, rows: slice) -> Sparse:
-        start, stop, step = rows.indices(self.shape[0])
-        if step != 1:
-            raise ValueError("SparseRows: only contiguous slices of rows are views.")
+    def __getitem__(self, key: Any) -> Any:
+        if not isinstance(key, slice) or key.step not in (None, 1):
+            return super().__getitem__(key)
+        start, stop, _ = key.indices(self.shape[0])
         stop = max(start, stop)
-        indptr = self.X.indptr[start : stop + 1]
+        indptr = self.indptr[start : stop + 1]
         first, last = indptr[0], indptr[-1]
         # scipy's constructor copies arrays that are views of much larger ones: an empty
         # chunk of the right shape, then its documented attributes set to the views
-        X = self.X
         chunk = csr_array(
-            (X.data[:0], X.indices[:0], np.zeros(stop - start + 1, dtype=X.indptr.dtype)),
+            (self.data[:0], self.indices[:0], np.zeros(stop - start + 1, self.indptr.dtype)),
             shape=(stop - start, self.shape[1]),
         )
-        chunk.data, chunk.indices, chunk.indptr = (
-            X.data[first:last],
-            X.indices[first:last],
-            indptr - first,
-        )
+        chunk.data, chunk.indices = self.data[first:last], self.indices[first:last]
+        chunk.indptr = indptr - first
         return chunk
 
 
