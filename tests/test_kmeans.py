@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
+import tracemalloc
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from conftest import DATASETS, blobs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -20,6 +23,7 @@ from emkit.models.kmeans import (
     KMeansModel,
     KMeansParams,
     KMeansStats,
+    SparseRows,
     design_matrix,
     row_state,
 )
@@ -308,8 +312,25 @@ def test_verbose_logs_each_iteration(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO, logger="emkit"):
         km = KMeans(2, random_state=0, verbose=1).fit(X)
     text = caplog.text
-    assert "Initialization 0" in text
+    assert text.count("Initialization complete") == 1
     assert text.count("Iteration") == km.n_iter_
+    # scikit-learn's lines: iterations from 0, the inertia of each assignment
+    first = float(re.search(r"Iteration 0, inertia ([0-9.e+-]+)\.", text).group(1))
+    assert first == pytest.approx(-km.trace_.objective[0] * X.shape[0], rel=1e-12)
+    assert f"Converged at iteration {km.n_iter_ - 1}: strict convergence." in text
+
+
+def test_verbose_prints_on_stdout_as_sklearn_does(capsys: pytest.CaptureFixture[str]) -> None:
+    X = blobs(300, 2, 3, seed=1)
+    km = KMeans(3, init="random", n_init=2, tol=10.0, random_state=0, verbose=True).fit(X)
+    out = capsys.readouterr().out
+    assert out.count("Initialization complete") == 2
+    assert re.search(r"Converged at iteration \d+: center shift .* within tolerance .*\.", out)
+    assert "Iteration" in out and km.n_iter_ >= 1
+    # silent otherwise, and the logger is left as it was
+    KMeans(3, random_state=0).fit(X)
+    assert capsys.readouterr().out == ""
+    assert not logging.getLogger("emkit").handlers
 
 
 def test_kmeans_plusplus_is_close_to_sklearns_best_on_large_k() -> None:
@@ -334,6 +355,13 @@ def test_kmeans_plusplus_is_close_to_sklearns_best_on_large_k() -> None:
         ({"tol": -1.0}, r"tol must be a finite number >= 0\.0, got -1\.0"),
         ({"verbose": -1}, r"verbose must be an integer >= 0, got -1"),
         ({"monotonicity": "never"}, r"monotonicity must be one of 'raise', 'warn', 'off'"),
+        ({"algorithm": "auto"}, r"algorithm must be one of 'lloyd', 'elkan', got 'auto'"),
+        ({"copy_x": "yes"}, r"copy_x must be True or False, got 'yes'"),
+        (
+            {"init": np.zeros((3, 4))},
+            r"The shape of the initial centers \(3, 4\) does not match the number of "
+            r"features of the data 2: init must have shape \(n_clusters, n_features\)",
+        ),
         ({"random_state": "seed"}, r"random_state must be None, an int"),
         ({"chunk_size": 0}, r"chunk_size must be a positive integer or None, got 0"),
         ({"n_threads": 0}, r"n_threads must be a positive integer or None, got 0"),
@@ -537,3 +565,161 @@ def test_bounds_follow_plain_lloyd_on_random_data(seed, n, d, k, lattice, offset
     for (_, labels, _, centers), (_, labels0, _, centers0) in zip(fast, plain, strict=True):
         np.testing.assert_array_equal(labels, labels0)
         np.testing.assert_allclose(centers, centers0, rtol=1e-9, atol=1e-9 * (1 + np.abs(X).max()))
+
+
+# -- sparse rows ---------------------------------------------------------------------------
+
+
+def _documents(n: int = 600, d: int = 60, k: int = 4, seed: int = 0) -> sp.csr_array:
+    """TF-IDF-like rows: word counts drawn from k topics, normalized to unit length."""
+    rng = np.random.default_rng(seed)
+    topics = rng.gamma(0.3, 1.0, (k, d))
+    counts = rng.poisson(topics[rng.integers(0, k, n)] * 1.5).astype(np.float64)
+    counts[counts.sum(axis=1) == 0, 0] = 1.0
+    rows = counts / np.linalg.norm(counts, axis=1, keepdims=True)
+    return sp.csr_array(rows)
+
+
+@pytest.mark.parametrize("container", [sp.csr_array, sp.csr_matrix])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_sparse_rows_give_sklearns_sparse_results(container, weighted) -> None:
+    X = container(_documents())
+    assert X.nnz < 0.5 * X.shape[0] * X.shape[1]
+    w = np.random.default_rng(2).uniform(0.2, 3.0, X.shape[0]) if weighted else None
+    init = _start(X.toarray(), 5, seed=4)
+    ours, ref = _both(X, init, sample_weight=w)
+    _assert_same(ours, ref)
+    # and the dense rows (centred) give the same clustering
+    dense = KMeans(5, init=init, n_init=1).fit(X.toarray(), sample_weight=w)
+    np.testing.assert_array_equal(dense.labels_, ours.labels_)
+    np.testing.assert_allclose(dense.cluster_centers_, ours.cluster_centers_, atol=1e-12)
+    assert dense.n_iter_ == ours.n_iter_
+    # predictions on sparse and dense rows agree, whichever the model was fitted on
+    for model in (ours, dense):
+        for rows in (X, X.toarray()):
+            np.testing.assert_array_equal(model.predict(rows), ours.labels_)
+            np.testing.assert_allclose(
+                model.transform(rows), euclidean_distances(X, ours.cluster_centers_), atol=1e-12
+            )
+            assert model.score(rows, sample_weight=w) == pytest.approx(-ours.inertia_, rel=1e-12)
+
+
+def test_sparse_rows_with_empty_clusters_random_starts_and_float32() -> None:
+    X = _documents(seed=3)
+    init = _start(X.toarray(), 4, seed=1)
+    init[1] = 50.0  # far from every row: empty at the first C-step
+    ours, ref = _both(X, init, tol=0.0)
+    _assert_same(ours, ref)
+    for start in ("k-means++", "random"):
+        ours = KMeans(4, init=start, n_init=3, random_state=3).fit(X)
+        ref = SkKMeans(4, init=start, n_init=3, random_state=3).fit(X)
+        _assert_same(ours, ref)
+    single = KMeans(4, init=start, n_init=3, random_state=3).fit(X.astype(np.float32))
+    assert single.cluster_centers_.dtype == np.float32
+    assert single.transform(X[:2].astype(np.float32)).dtype == np.float32
+    np.testing.assert_array_equal(single.labels_, ours.labels_)
+    np.testing.assert_allclose(single.cluster_centers_, ours.cluster_centers_, atol=1e-5)
+
+
+def test_sparse_rows_are_never_made_dense() -> None:
+    # 2,000 x 100,000: 1.6 GB dense, 0.3 MB sparse
+    n, d = 2000, 100_000
+    rng = np.random.default_rng(0)
+    X = sp.random_array((n, d), density=1e-4, format="csr", rng=rng) + sp.csr_array(
+        (np.ones(n), (np.arange(n), rng.integers(0, 2, n))), shape=(n, d)
+    )
+    tracemalloc.start()
+    try:
+        km = KMeans(2, random_state=0).fit(X)
+        km.predict(X), km.transform(X), km.score(X)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 100e6  # centers and products of shape (2, d), chunks of (rows, 2)
+    assert km.cluster_centers_.shape == (2, d)
+    # sum_n ||x_n||^2 - 2 x_n . c_k + ||c_k||^2 over each cluster, sparse
+    inertia = 0.0
+    for k, c in enumerate(km.cluster_centers_):
+        Xk = X[km.labels_ == k]
+        inertia += Xk.multiply(Xk).sum() - 2.0 * (Xk @ c).sum() + Xk.shape[0] * (c @ c)
+    assert km.inertia_ == pytest.approx(inertia, rel=1e-10)
+
+
+def test_sparse_chunks_are_views_and_do_not_change_the_result() -> None:
+    X = _documents(300, 30, 3, seed=6)
+    A = design_matrix(X, np.zeros(30))
+    np.testing.assert_array_equal(A[:, :30].toarray(), X.toarray())
+    np.testing.assert_array_equal(A[:, 30].toarray(), 1.0)
+    np.testing.assert_allclose(A[:, 31].toarray(), (X.toarray() ** 2).sum(axis=1), rtol=1e-15)
+    rows = SparseRows(A)
+    for start, stop in [(0, 64), (64, 300), (290, 400), (5, 5)]:
+        chunk = rows[start:stop]
+        np.testing.assert_array_equal(chunk.toarray(), A[start:stop].toarray())
+        assert chunk.nnz == 0 or np.shares_memory(chunk.data, A.data)
+    init = _start(X.toarray(), 3)
+    whole = KMeans(3, init=init, n_init=1).fit(X)
+    for chunk_size, n_threads in [(7, 1), (50, 2)]:
+        km = KMeans(3, init=init, n_init=1, chunk_size=chunk_size, n_threads=n_threads).fit(X)
+        _assert_same(km, whole, rtol=1e-13)
+
+
+def test_other_sparse_formats_and_duplicate_entries_are_read_as_csr_without_change() -> None:
+    X = _documents(200, 20, 3, seed=5)
+    init = _start(X.toarray(), 3)
+    ref = KMeans(3, init=init, n_init=1).fit(X)
+    # every entry stored as two halves: the same matrix, not in canonical form
+    dup = sp.csr_array(
+        (np.repeat(X.data / 2, 2), np.repeat(X.indices, 2), 2 * X.indptr), shape=X.shape
+    )
+    assert not dup.has_canonical_format
+    for rows in (X.tocsc(), X.tocoo(), sp.lil_array(X), sp.csr_matrix(dup), dup):
+        km = KMeans(3, init=init, n_init=1).fit(rows)
+        np.testing.assert_array_equal(km.labels_, ref.labels_)
+        np.testing.assert_allclose(km.cluster_centers_, ref.cluster_centers_, rtol=1e-12)
+        np.testing.assert_array_equal(km.predict(rows), ref.labels_)
+    assert dup.nnz == 2 * X.nnz  # the caller's matrix is left as it was
+
+
+def test_bad_sparse_data_are_named_with_the_fix() -> None:
+    X = _documents(50, 10, 2).tolil()
+    X[7, 3] = np.nan
+    with pytest.raises(InputError, match=r"X contains NaN \(first at row 7, column 3\)"):
+        KMeans(2).fit(X)
+    X[7, 3] = np.inf
+    with pytest.raises(InputError, match=r"X contains infinity \(first at row 7, column 3\)"):
+        KMeans(2).fit(X)
+    with pytest.raises(InputError, match=r"X has non-numeric or complex values \(dtype complex"):
+        KMeans(2).fit(sp.csr_array(np.eye(3) * 1j))
+    with pytest.raises(InputError, match=r"X is empty \(shape=\(0, 4\)\)"):
+        KMeans(2).fit(sp.csr_array((0, 4)))
+    km = KMeans(2, random_state=0).fit(_documents(50, 10, 2))
+    with pytest.raises(InputError, match=r"X has 3 features, but KMeans is expecting 10"):
+        km.predict(sp.csr_array(np.ones((4, 3))))
+
+
+# -- scikit-learn's other arguments ---------------------------------------------------------
+
+
+def test_copy_x_and_algorithm_change_nothing_and_x_is_never_modified() -> None:
+    X = DATASETS["blobs5d_shifted"]()
+    before = X.copy()
+    init = _start(X, 4)
+    runs = [
+        KMeans(4, init=init, n_init=1, copy_x=copy_x, algorithm=algorithm).fit(X)
+        for copy_x in (True, False)
+        for algorithm in ("lloyd", "elkan")
+    ]
+    np.testing.assert_array_equal(X, before)
+    for km in runs[1:]:
+        _assert_same(km, runs[0], rtol=0.0)
+    Xs = _documents()
+    data = Xs.data.copy()
+    KMeans(3, copy_x=False, random_state=0).fit(Xs)
+    np.testing.assert_array_equal(Xs.data, data)
+
+
+def test_elkan_for_one_cluster_warns_as_sklearn_and_runs_lloyd() -> None:
+    X = blobs(60, 2, 2, seed=0)
+    with pytest.warns(RuntimeWarning, match=r"algorithm='elkan' doesn't make sense for a single"):
+        km = KMeans(1, algorithm="elkan").fit(X)
+    np.testing.assert_allclose(km.cluster_centers_, X.mean(axis=0, keepdims=True))

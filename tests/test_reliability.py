@@ -37,6 +37,7 @@ from emkit import (
     MixtureOfFactorAnalyzers,
     MixtureOfPPCA,
     PoissonMixture,
+    StudentTMixture,
 )
 from emkit.families import (
     Bernoulli,
@@ -86,6 +87,7 @@ ESTIMATORS: dict[str, Callable[..., Any]] = {
     "PoissonMixture": lambda **kw: PoissonMixture(2, max_iter=20, **kw),
     "BernoulliMixture": lambda **kw: BernoulliMixture(2, max_iter=20, **kw),
     "CategoricalMixture": lambda **kw: CategoricalMixture(2, max_iter=20, **kw),
+    "StudentTMixture": lambda **kw: StudentTMixture(2, max_iter=20, **kw),
 }
 
 

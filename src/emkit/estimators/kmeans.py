@@ -3,24 +3,31 @@ as hard EM by the one driver."""
 
 from __future__ import annotations
 
+import logging
+import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+from scipy.sparse import csr_array, issparse
 from sklearn.base import (
     BaseEstimator,
     ClassNamePrefixFeaturesOutMixin,
     ClusterMixin,
     TransformerMixin,
 )
+from sklearn.utils.extmath import row_norms
+from sklearn.utils.sparsefuncs import mean_variance_axis
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from emkit._validation import (
     as_float_matrix,
     check_choice,
     check_fit_range,
+    check_flag,
     check_number,
     check_positive_int,
     check_random_state,
@@ -28,13 +35,16 @@ from emkit._validation import (
 )
 from emkit._warnings import warnings_once
 from emkit.engines.memory import InMemoryEngine
-from emkit.estimators._mixture_base import logger, verbose_logging
+from emkit.estimators._mixture_base import logger
 from emkit.exceptions import ConvergenceWarning, InputError
 from emkit.inference.em import MONOTONICITY_POLICIES, fit_em_restarts
 from emkit.inference.init import seed_from
 from emkit.models.kmeans import (
     KMeansModel,
     KMeansParams,
+    Sparse,
+    SparseRows,
+    as_dense,
     design_matrix,
     euclidean_distances,
     nearest,
@@ -47,6 +57,8 @@ __all__ = ["KMeans"]
 Array = NDArray[np.floating[Any]]
 
 INIT_METHODS = ("k-means++", "random")
+# scikit-learn's two exact algorithms: emkit's bounded Lloyd serves both (same results)
+ALGORITHMS = ("lloyd", "elkan")
 # n_init="auto": one run from k-means++ or given centers, ten from random starts
 _AUTO_N_INIT = {"k-means++": 1, "random": 10}
 
@@ -57,14 +69,19 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
     Hard (classification) EM for Gaussian clusters with equal weights and one shared
     spherical covariance: each iteration assigns every row to its nearest center, then
     moves each center to the (sample-weighted) mean of its rows. Same constructor,
-    attributes and methods as :class:`sklearn.cluster.KMeans` with ``algorithm="lloyd"``,
-    and the same centers from the same start: an integer ``random_state`` draws the same
-    k-means++ or random starts as scikit-learn. Beyond it: the objective trace
-    (``trace_``), a monotonicity check of every iteration, and chunked, multi-threaded
-    iterations. Once few rows change cluster, an iteration skips the rows whose nearest
-    center cannot have changed (Hamerly's distance bounds, with a margin for round-off)
-    and updates the clusters' sums from the rows that moved: the same labels and centers
-    as Lloyd's at every iteration, for a fraction of the work.
+    attributes and methods as :class:`sklearn.cluster.KMeans`, and the same centers from
+    the same start: an integer ``random_state`` draws the same k-means++ or random starts
+    as scikit-learn. Beyond it: the objective trace (``trace_``), a monotonicity check of
+    every iteration, and chunked, multi-threaded iterations. Once few rows change
+    cluster, an iteration on dense data skips the rows whose nearest center cannot have
+    changed (Hamerly's distance bounds, with a margin for round-off) and updates the
+    clusters' sums from the rows that moved: the same labels and centers as Lloyd's at
+    every iteration, for a fraction of the work.
+
+    Sparse data (:mod:`scipy.sparse`, e.g. TF-IDF rows) are clustered as they are, never
+    made dense: the distances and the clusters' sums are sparse matrix products, every
+    iteration measures every row (Lloyd's algorithm, without the bounds), and, as in
+    scikit-learn, the rows are not centred.
 
     Parameters
     ----------
@@ -76,8 +93,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         (:func:`sklearn.cluster.kmeans_plusplus`, weighted by ``sample_weight``),
         ``n_clusters`` distinct rows drawn with probability proportional to their weight,
         the given centers, or ``init(X, n_clusters, random_state=...)``. As in
-        scikit-learn, a callable receives the data centred on their mean and returns
-        centers in those coordinates, and ``random_state`` is a
+        scikit-learn, a callable receives the data centred on their mean (sparse data as
+        they are) and returns centers in those coordinates, and ``random_state`` is a
         :class:`numpy.random.RandomState`.
     n_init : 'auto' or int, default='auto'
         Number of runs from different starts; the run with the lowest inertia is kept.
@@ -86,13 +103,25 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
     max_iter : int, default=300
         Maximum number of iterations of a run.
     tol : float, default=1e-4
-        A run stops when the squared shift of the centers, sum_k ||c_k^new - c_k||^2, is at
-        most ``tol`` times the mean of the features' variances (scikit-learn's rule), which
-        includes the iteration at which no row changes cluster.
-    verbose : int, default=0
-        Log each iteration's objective (logger ``"emkit"``).
+        A run stops when no row changed cluster, or when the squared shift of the
+        centers, sum_k ||c_k^new - c_k||^2, is at most ``tol`` times the mean of the
+        features' variances (scikit-learn's rules).
+    verbose : int or bool, default=0
+        Report the start and each iteration's inertia, and why a run stopped, as
+        scikit-learn does ("Initialization complete", "Iteration i, inertia ...",
+        "Converged at iteration i: ..."): the messages go to the logger ``"emkit"`` at
+        level INFO, shown on standard output during the fit unless that logger has
+        handlers of its own.
     random_state : int, RandomState, Generator or None, default=None
         Seeds the starts.
+    copy_x : bool, default=True
+        scikit-learn's argument, accepted for compatibility: emkit never modifies ``X``
+        (it centres a copy of dense data, and sparse data are not centred), so both
+        values give the same results and leave ``X`` untouched.
+    algorithm : {'lloyd', 'elkan'}, default='lloyd'
+        scikit-learn's choice between Lloyd's iterations and Elkan's accelerated ones,
+        which give the same clusters. emkit's exact distance bounds (Hamerly's) serve
+        both: the two values give the same labels, centers and iterations.
     monotonicity : {'warn', 'raise', 'off'}, default='warn'
         What to do if the objective (minus the inertia per unit of weight) decreases
         between iterations, which exact arithmetic rules out.
@@ -156,6 +185,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         tol: float = 1e-4,
         verbose: int = 0,
         random_state: Any = None,
+        copy_x: bool = True,
+        algorithm: str = "lloyd",
         monotonicity: str = "warn",
         chunk_size: int | None = None,
         n_threads: int | None = None,
@@ -167,6 +198,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         self.tol = tol
         self.verbose = verbose
         self.random_state = random_state
+        self.copy_x = copy_x
+        self.algorithm = algorithm
         self.monotonicity = monotonicity
         self.chunk_size = chunk_size
         self.n_threads = n_threads
@@ -178,7 +211,11 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         check_positive_int("n_clusters", self.n_clusters)
         check_positive_int("max_iter", self.max_iter)
         check_number("tol", self.tol)
-        check_positive_int("verbose", self.verbose, minimum=0)
+        # verbose=True is scikit-learn's verbose=1
+        verbose = int(self.verbose) if isinstance(self.verbose, bool) else self.verbose
+        check_positive_int("verbose", verbose, minimum=0)
+        check_flag("copy_x", self.copy_x)
+        check_choice("algorithm", self.algorithm, ALGORITHMS)
         check_choice("monotonicity", self.monotonicity, MONOTONICITY_POLICIES)
         check_random_state(self.random_state)
         if not (isinstance(self.n_init, str) and self.n_init == "auto"):
@@ -188,8 +225,9 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         if isinstance(self.init, str):
             check_choice("init", self.init, INIT_METHODS)
 
-    def _validate_X(self, X: Any, *, reset: bool) -> Array:
-        arr = as_float_matrix(X, dtype=None)  # float64 and float32 data are used as they are
+    def _validate_X(self, X: Any, *, reset: bool) -> Array | Sparse:
+        # float64 and float32 data are used as they are; sparse data stay sparse (CSR)
+        arr = _as_float_csr(X) if issparse(X) else as_float_matrix(X, dtype=None)
         if not reset and arr.shape[1] != self.n_features_in_:
             raise InputError(
                 f"X has {arr.shape[1]} features, but KMeans is expecting "
@@ -225,6 +263,24 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
             return 1
         return int(self.n_init)
 
+    def _init_centroids(
+        self,
+        X: Array | Sparse,
+        x_squared_norms: Array,
+        init: Any,
+        random_state: np.random.RandomState,
+        sample_weight: Array | None,
+        n_centroids: int | None = None,
+    ) -> Array:
+        """One start of ``n_centroids`` centers (default ``n_clusters``) for the rows
+        ``X``, drawn from ``random_state`` by the method ``init`` (or the given centers),
+        in the coordinates of ``X``; scikit-learn's private method of the same name."""
+        k = self.n_clusters if n_centroids is None else n_centroids
+        given = None
+        if not isinstance(init, str) and not callable(init):
+            given = _check_centers(init, k, X.shape[1], X.dtype, "init")
+        return _draw_centers(init, given, X, x_squared_norms, sample_weight, k, random_state)
+
     # -- fitting ---------------------------------------------------------------------
 
     @warnings_once
@@ -233,8 +289,9 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Training rows; float32 data are worked on in float32.
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Training rows; float32 data are worked on in float32. Sparse data are used as
+            CSR (other formats are converted, the values are never made dense).
         y : ignored
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative weights; an integer weight is the same as repeating the row.
@@ -250,45 +307,80 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         K = int(self.n_clusters)
         if n < K:
             raise InputError(
-                f"X has {n} sample{'' if n == 1 else 's'} but n_clusters={K}: k-means needs "
-                "at least as many samples as clusters. Decrease n_clusters or pass more data."
+                f"X has {n} sample{'' if n == 1 else 's'} but n_clusters={K}: "
+                f"n_samples={n} should be >= n_clusters={K}, as k-means needs at least as "
+                "many samples as clusters. Decrease n_clusters or pass more data."
             )
         w = check_sample_weight(sample_weight, n, Xa.dtype.type)
+        if self.algorithm == "elkan" and K == 1:
+            warnings.warn(
+                "algorithm='elkan' doesn't make sense for a single cluster. Using 'lloyd' "
+                "instead (emkit runs the same exact iterations for both).",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         given = self._given_centers(d, Xa.dtype)
-        n_init = self._resolve_n_init()
+        self._n_init = n_init = self._resolve_n_init()
+        sparse = issparse(Xa)
 
-        # Centre the data once, as scikit-learn does, for accurate expanded distances.
-        shift = Xa.mean(axis=0)
-        # the spread from the column extremes: no temporary array
-        spread = np.maximum(Xa.max(axis=0) - shift, shift - Xa.min(axis=0))
-        check_fit_range(float(spread.max()), Xa.shape, "k-means", Xa.dtype)
-        A = design_matrix(Xa, shift)
-        # scikit-learn's tol is relative to the mean variance of the features, which is
-        # the mean squared norm of the centred rows over d
-        model = KMeansModel(float(self.tol) * float(A[:, d + 1].mean()) / d, Xa.dtype.type)
-        draw = _starts(
-            self.init, given, A[:, :d], A[:, d + 1], w, K, shift, _legacy_stream(self.random_state)
-        )
+        if sparse:
+            # sparse rows stay as they are (centring would fill them), as in scikit-learn
+            shift = np.zeros(d, dtype=Xa.dtype)
+            A: Any = SparseRows(design_matrix(Xa, shift))  # chunks of rows as views
+            x_squared_norms = row_norms(Xa, squared=True)
+            variance = float(mean_variance_axis(Xa, axis=0)[1].mean())
+            rows: Array | Sparse = Xa
+            row_bytes = KMeansModel.sparse_row_bytes(Xa, K)
+        else:
+            # Centre the data once, as scikit-learn does, for accurate expanded distances.
+            shift = Xa.mean(axis=0)
+            # the spread from the column extremes: no temporary array
+            spread = np.maximum(Xa.max(axis=0) - shift, shift - Xa.min(axis=0))
+            check_fit_range(float(spread.max()), Xa.shape, "k-means", Xa.dtype)
+            A = design_matrix(Xa, shift)
+            # the mean variance of the features is the mean squared norm of the centred
+            # rows over d
+            x_squared_norms = A[:, d + 1]
+            variance = float(x_squared_norms.mean()) / d
+            rows = A[:, :d]
+        # scikit-learn's tol is relative to the mean variance of the features
+        model = KMeansModel(float(self.tol) * variance, Xa.dtype.type, bounds=not sparse)
+        if not sparse:
+            row_bytes = model.row_bytes(d)
+        random = _legacy_stream(self.random_state)
+        start = None if given is None else given - shift
+        total_weight = float(n if w is None else w.sum())
+        verbose = bool(self.verbose)
+
+        def draw(_rng: np.random.Generator) -> KMeansParams:
+            # scikit-learn's RandomState stream, not the driver's Generator
+            centers = _draw_centers(self.init, start, rows, x_squared_norms, w, K, random)
+            if verbose:
+                logger.info("Initialization complete")
+            return KMeansParams(np.asarray(centers, dtype=np.float64))
 
         def centers_of(params: KMeansParams) -> Array:
             return (params.centers + shift).astype(Xa.dtype)
 
+        reporting = _Reporting(model)
+
         def callback(iteration: int, objective: float, change: float) -> None:
-            if self.verbose:
-                logger.info(
-                    "  Iteration %d\t objective %.8g\t change %.3g", iteration, objective, change
-                )
+            if verbose:  # scikit-learn counts iterations from 0
+                # the inertia of the iteration's assignment, under the centers it used
+                logger.info("Iteration %d, inertia %s.", iteration - 1, -objective * total_weight)
+                if reporting.stopped is not None:
+                    logger.info("Converged at iteration %d: %s.", iteration - 1, reporting.stopped)
 
         with (
             InMemoryEngine(self.chunk_size, self.n_threads) as engine,
-            verbose_logging(self.verbose),
+            _progress_on_stdout(verbose),
         ):
             result = fit_em_restarts(
-                model,
+                reporting if verbose else model,
                 engine,
                 # the rows, their weights, and the C-step's per-row memory (label, bounds)
                 (A, w, *row_state(n)),
-                lambda _rng: draw(),  # scikit-learn's RandomState stream, not a Generator
+                draw,
                 n_init=n_init,
                 rng=np.random.default_rng(0),
                 # the stopping rule is the centers' shift; the objective only checks
@@ -296,9 +388,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
                 max_iter=int(self.max_iter),
                 monotonicity=self.monotonicity,
                 dtype=Xa.dtype.type,
-                row_bytes=model.row_bytes(d),
+                row_bytes=row_bytes,
                 callback=callback,
-                on_start=(lambda i: logger.info("Initialization %d", i)) if self.verbose else None,
                 # runs compare by their final centers' inertia, as in scikit-learn
                 score=lambda params: -_assign(engine, Xa, w, centers_of(params))[1],
             )
@@ -322,7 +413,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
     # -- the fitted model -------------------------------------------------------------
 
     def predict(self, X: ArrayLike) -> NDArray[np.intp]:
-        """The nearest center of each sample, shape (n_samples,)."""
+        """The nearest center of each sample, shape (n_samples,); X may be sparse."""
         check_is_fitted(self)
         Xa = self._validate_X(X, reset=False)
         with InMemoryEngine(self.chunk_size, self.n_threads) as engine:
@@ -335,15 +426,29 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         return np.asarray(self.fit(X, sample_weight=sample_weight).labels_)
 
     def transform(self, X: ArrayLike) -> Array:
-        """Euclidean distance of each sample to each center, shape (n_samples, n_clusters)."""
+        """Euclidean distance of each sample to each center, shape (n_samples, n_clusters);
+        X may be sparse."""
+        from sklearn.metrics.pairwise import euclidean_distances as expanded
+
         check_is_fitted(self)
         Xa = self._validate_X(X, reset=False)
-        shift, centers = _centred(self.cluster_centers_, Xa.dtype)
-        row_bytes = (Xa.shape[1] + 3 * centers.shape[0]) * Xa.itemsize
+        shift, centers = _centred(self.cluster_centers_, Xa)
+        centers_work = centers.astype(Xa.dtype)
+        row_bytes = (Xa.shape[1] + 3 * centers.shape[0]) * Xa.dtype.itemsize
+
+        def distances(chunk: Array | Sparse) -> Array:
+            rows = _minus(chunk, shift)
+            if issparse(rows):
+                return np.asarray(expanded(rows, centers_work))
+            # dense rows: no inf for a distance the dtype holds (rows far out are scaled)
+            return euclidean_distances(rows, centers)
+
         with InMemoryEngine(self.chunk_size, self.n_threads) as engine:
             return np.asarray(
                 engine.map_rows(
-                    lambda c: euclidean_distances(c - shift, centers), Xa, row_bytes=row_bytes
+                    distances,
+                    Xa,
+                    row_bytes=row_bytes,
                 )
             )
 
@@ -354,48 +459,171 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         return self.fit(X, sample_weight=sample_weight).transform(X)
 
     def score(self, X: ArrayLike, y: Any = None, sample_weight: ArrayLike | None = None) -> float:
-        """Minus the inertia of ``X`` (weighted by ``sample_weight``) under the centers."""
+        """Minus the inertia of ``X`` (weighted by ``sample_weight``) under the centers;
+        X may be sparse."""
         check_is_fitted(self)
         Xa = self._validate_X(X, reset=False)
         w = check_sample_weight(sample_weight, Xa.shape[0], Xa.dtype.type)
         with InMemoryEngine(self.chunk_size, self.n_threads) as engine:
             return -_assign(engine, Xa, w, self.cluster_centers_)[1]
 
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
 
-def _centred(centers: Array, dtype: Any) -> tuple[Array, NDArray[np.float64]]:
-    """(shift, centers - shift) in float64: predictions expand the distances about the
-    centers' mean, where the rows are (as accurate as the fit's centring on the data)."""
+
+def _as_float_csr(X: Any, name: str = "X") -> Sparse:
+    """Sparse ``X`` as a CSR array of float32 or float64 values (other numeric types as
+    float64), duplicate entries summed, or a clear :class:`InputError`. The values are
+    never made dense, and ``X`` itself is never modified."""
+    if X.ndim != 2:
+        raise InputError(
+            f"{name} must be 2-D of shape (n_samples, n_features), got a {X.ndim}-D sparse "
+            f"array of shape {X.shape}."
+        )
+    n, d = X.shape
+    if n == 0 or d == 0:
+        raise InputError(
+            f"{name} is empty (shape={X.shape}): k-means needs at least one sample and one "
+            "feature; pass data."
+        )
+    if X.dtype.kind not in "biuf":
+        raise InputError(
+            f"{name} has non-numeric or complex values (dtype {X.dtype}); pass real numbers."
+        )
+    dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.float64
+    csr = csr_array(X.tocsr(), dtype=dtype)
+    if not csr.has_canonical_format:
+        csr = csr.copy()  # the caller's X keeps its layout
+        csr.sum_duplicates()
+    bad = np.flatnonzero(~np.isfinite(csr.data))
+    if bad.size:
+        at = int(bad[0])
+        row = int(np.searchsorted(csr.indptr, at, side="right")) - 1
+        kind = "NaN" if np.isnan(csr.data[at]) else "infinity"
+        raise InputError(
+            f"{name} contains {kind} (first at row {row}, column {int(csr.indices[at])}). "
+            "KMeans needs finite values: drop or impute those rows first."
+        )
+    return csr
+
+
+class _Reporting:
+    """A :class:`KMeansModel` that notes why a run stopped, in scikit-learn's words
+    ("strict convergence" or "center shift ... within tolerance ..."), for the verbose
+    report of the iteration (the driver asks ``converged`` before its callback)."""
+
+    def __init__(self, model: KMeansModel) -> None:
+        self.model = model
+        self.stopped: str | None = None
+
+    def expectation(self, params: KMeansParams) -> Callable[..., Any]:
+        return self.model.expectation(params)
+
+    def supplement(self, params: KMeansParams, stats: Any) -> Callable[..., Any] | None:
+        return self.model.supplement(params, stats)
+
+    def m_step(self, params: KMeansParams, stats: Any) -> KMeansParams:
+        return self.model.m_step(params, stats)
+
+    def objective(self, params: KMeansParams, stats: Any) -> float:
+        return self.model.objective(params, stats)
+
+    def m_step_gap(self, params: KMeansParams, stats: Any) -> float:
+        return self.model.m_step_gap(params, stats)
+
+    def converged(self, previous: KMeansParams, params: KMeansParams) -> bool:
+        self.stopped = None
+        if not self.model.converged(previous, params):
+            return False
+        if params.last is not None and params.last.stats.moved == 0:
+            self.stopped = "strict convergence"
+        else:
+            shift = float(((params.centers - previous.centers) ** 2).sum())
+            self.stopped = f"center shift {shift} within tolerance {self.model.tol}"
+        return True
+
+
+@contextmanager
+def _progress_on_stdout(verbose: bool) -> Iterator[None]:
+    """Show emkit's INFO messages on standard output during a fit when ``verbose`` asks
+    for it (where scikit-learn's KMeans prints them), unless the logger ``"emkit"`` has
+    handlers of its own."""
+    if not verbose or logger.handlers:
+        yield
+        return
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def _centred(centers: Array, X: Array | Sparse) -> tuple[Array, NDArray[np.float64]]:
+    """(shift, centers - shift) in float64: predictions on dense rows expand the
+    distances about the centers' mean, where the rows are (as accurate as the fit's
+    centring on the data); sparse rows are not moved (shift 0)."""
     centers64 = np.asarray(centers, dtype=np.float64)
-    shift = centers64.mean(axis=0)
-    return shift.astype(dtype), centers64 - shift
+    shift = np.zeros(centers64.shape[1]) if issparse(X) else centers64.mean(axis=0)
+    return shift.astype(X.dtype), centers64 - shift
+
+
+def _minus(rows: Array | Sparse, shift: Array) -> Array | Sparse:
+    """The rows moved by ``-shift``; sparse rows as they are (their shift is 0)."""
+    return rows if issparse(rows) else rows - shift
 
 
 def _assign(
-    engine: InMemoryEngine, X: Array, w: Array | None, centers: Array, *, inertia: bool = True
+    engine: InMemoryEngine,
+    X: Array | Sparse,
+    w: Array | None,
+    centers: Array,
+    *,
+    inertia: bool = True,
 ) -> tuple[NDArray[np.intp], float]:
     """The nearest of ``centers`` for each row of ``X`` and, unless told not to, the
     (weighted) inertia, its distances computed directly."""
-    shift, centred = _centred(centers, X.dtype)
-    row_bytes = (X.shape[1] + 2 * centred.shape[0]) * X.itemsize
-    labels = engine.map_rows(lambda c: nearest(c - shift, centred), X, row_bytes=row_bytes)
+    shift, centred = _centred(centers, X)
+    row_bytes = (X.shape[1] + 2 * centred.shape[0]) * X.dtype.itemsize
+    rows = X
+    if issparse(X):
+        row_bytes = KMeansModel.sparse_row_bytes(X, centred.shape[0])
+        rows = SparseRows(X)  # chunks of rows as views
+    labels = engine.map_rows(
+        lambda c: nearest(_minus(c, shift), centred), rows, row_bytes=row_bytes
+    )
     if not inertia:
         return labels, float("nan")
 
-    def chunk_inertia(c: Array, wc: Array | None, lab: NDArray[np.intp]) -> float:
-        dist = squared_distances(c - shift, centred, lab)
+    def chunk_inertia(c: Array | Sparse, wc: Array | None, lab: NDArray[np.intp]) -> float:
+        dist = squared_distances(_minus(c, shift), centred, lab)
         return float(dist.sum() if wc is None else wc @ dist)
 
-    return labels, float(engine.map_reduce(chunk_inertia, X, w, labels, row_bytes=row_bytes))
+    return labels, float(engine.map_reduce(chunk_inertia, rows, w, labels, row_bytes=row_bytes))
 
 
 def _check_centers(value: Any, n_clusters: int, n_features: int, dtype: Any, name: str) -> Array:
     """Centers given by the user (``init`` or what a callable ``init`` returned)."""
+    if issparse(value):
+        value = value.toarray()
     try:
         centers = np.asarray(value, dtype=dtype)
     except (TypeError, ValueError) as exc:
         raise InputError(f"{name} must be numeric centers: {exc}") from exc
-    if centers.shape != (n_clusters, n_features):
+    if centers.ndim != 2 or centers.shape != (n_clusters, n_features):
+        # scikit-learn's wording first, then emkit's expected and received shapes
+        if centers.ndim != 2 or centers.shape[0] != n_clusters:
+            what = f"the number of clusters {n_clusters}"
+        else:
+            what = f"the number of features of the data {n_features}"
         raise InputError(
+            f"The shape of the initial centers {centers.shape} does not match {what}: "
             f"{name} must have shape (n_clusters, n_features) = ({n_clusters}, {n_features}), "
             f"got {centers.shape}. Pass one center per cluster, with the columns of X."
         )
@@ -415,48 +643,43 @@ def _legacy_stream(random_state: Any) -> np.random.RandomState:
     return np.random.RandomState(seed_from(check_random_state(random_state)))
 
 
-def _starts(
+def _draw_centers(
     init: Any,
     given: Array | None,
-    X: Array,
+    X: Array | Sparse,
     x_squared_norms: Array,
     w: Array | None,
     n_clusters: int,
-    shift: Array,
     random: np.random.RandomState,
-) -> Callable[[], KMeansParams]:
-    """The starting centers of one run after another, in the centred coordinates of the
-    rows ``X``, drawn from ``random`` as scikit-learn draws them."""
+) -> Array:
+    """One start of ``n_clusters`` centers for the rows ``X`` (the given ones, already in
+    the coordinates of ``X``, or drawn from ``random`` as scikit-learn draws them)."""
     n, d = X.shape
+    centers: Array
+    if given is not None:
+        centers = given
+    elif callable(init):
+        centers = _check_centers(
+            init(X, n_clusters, random_state=random), n_clusters, d, X.dtype, "init(X)"
+        )
+    elif init == "k-means++":
+        from sklearn.cluster import kmeans_plusplus
 
-    def draw() -> KMeansParams:
-        centers: Array
-        if given is not None:
-            centers = given - shift
-        elif callable(init):
-            centers = _check_centers(
-                init(X, n_clusters, random_state=random), n_clusters, d, X.dtype, "init(X)"
+        centers, _ = kmeans_plusplus(
+            X,
+            n_clusters,
+            sample_weight=w,
+            x_squared_norms=x_squared_norms,
+            random_state=random,
+        )
+    else:  # "random": distinct rows, drawn in proportion to their weight
+        weights = np.ones(n, dtype=X.dtype) if w is None else w
+        if np.count_nonzero(weights) < n_clusters:
+            raise InputError(
+                f"init='random' draws {n_clusters} distinct rows of positive weight, but "
+                f"sample_weight has only {np.count_nonzero(weights)} positive values. "
+                "Decrease n_clusters or use init='k-means++'."
             )
-        elif init == "k-means++":
-            from sklearn.cluster import kmeans_plusplus
-
-            centers, _ = kmeans_plusplus(
-                X,
-                n_clusters,
-                sample_weight=w,
-                x_squared_norms=x_squared_norms,
-                random_state=random,
-            )
-        else:  # "random": distinct rows, drawn in proportion to their weight
-            weights = np.ones(n, dtype=X.dtype) if w is None else w
-            if np.count_nonzero(weights) < n_clusters:
-                raise InputError(
-                    f"init='random' draws {n_clusters} distinct rows of positive weight, but "
-                    f"sample_weight has only {np.count_nonzero(weights)} positive values. "
-                    "Decrease n_clusters or use init='k-means++'."
-                )
-            rows = random.choice(n, size=n_clusters, replace=False, p=weights / weights.sum())
-            centers = X[rows]
-        return KMeansParams(np.asarray(centers, dtype=np.float64))
-
-    return draw
+        rows = random.choice(n, size=n_clusters, replace=False, p=weights / weights.sum())
+        centers = as_dense(X[rows])
+    return centers

@@ -38,17 +38,23 @@ Only rows that changed cluster change the statistics: S_new = S_old + (moved in 
 out). They are summed in full on the first iteration, after an empty cluster moved, when
 many rows moved, and every ``_RESUM_EVERY`` iterations, which bounds the round-off that
 the incremental sums accumulate.
+
+Sparse rows (CSR, e.g. TF-IDF) are not centred, which would fill them: their design matrix
+is sparse too, and both products above are sparse-times-dense products, so the rows are
+never made dense. They are measured at every iteration (plain Lloyd, ``bounds=False``);
+their distances to assigned centers expand ||x||^2 - 2 x.c + ||c||^2 over the stored
+entries.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeAlias
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.sparse import csc_array
+from scipy.sparse import csc_array, csr_array, issparse
 
 from emkit.models.statistics import Statistics
 
@@ -58,6 +64,9 @@ __all__ = [
     "KMeansParams",
     "KMeansStats",
     "LastStep",
+    "Sparse",
+    "SparseRows",
+    "as_dense",
     "design_matrix",
     "euclidean_distances",
     "nearest",
@@ -66,6 +75,9 @@ __all__ = [
 ]
 
 Array = NDArray[np.floating[Any]]
+# Rows in compressed sparse row format (scipy.sparse.csr_array or csr_matrix); Any for
+# mypy, as issparse() does not narrow a union with ndarray.
+Sparse: TypeAlias = Any
 
 # C-steps between two summations of the statistics in full (the incremental sums in between
 # gather round-off of the order of eps * sum |S_k| per step), and between two measurements
@@ -179,18 +191,74 @@ class FarRows(NamedTuple):
         )
 
 
-def design_matrix(X: Array, shift: Array) -> Array:
+def design_matrix(X: Array | Sparse, shift: Array) -> Array | Sparse:
     """[x - shift, 1, ||x - shift||^2] for each row, shape (n, d + 2), in X's dtype.
 
     Built once per fit: the ones fold ||c||^2 into the distance product and give nk in
-    the statistics' product; the squared norms give sum_xx there.
+    the statistics' product; the squared norms give sum_xx there. Sparse rows (CSR, no
+    duplicate entries) give a sparse design matrix (CSR: give the engine its
+    :class:`SparseRows`), and must not be moved (``shift`` all zero).
     """
     n, d = X.shape
+    if issparse(X):
+        if np.any(shift):
+            raise ValueError("design_matrix: sparse rows cannot be centred; pass a zero shift.")
+        return _sparse_design_matrix(X)
     A = np.empty((n, d + 2), dtype=X.dtype)
     np.subtract(X, shift, out=A[:, :d])
     A[:, d] = 1.0
     np.einsum("ij,ij->i", A[:, :d], A[:, :d], out=A[:, d + 1])
     return A
+
+
+def _sparse_design_matrix(X: Sparse) -> Sparse:
+    """[x, 1, ||x||^2] for each row of the CSR matrix X (canonical: no duplicate entries),
+    as a CSR matrix: each row's stored entries, then the two new ones."""
+    from sklearn.utils.extmath import row_norms
+
+    n, d = X.shape
+    total = X.nnz + 2 * n
+    index = np.int32 if max(total, d + 2) < np.iinfo(np.int32).max else np.int64
+    indptr = X.indptr.astype(index) + 2 * np.arange(n + 1, dtype=index)
+    ones_at, norms_at = indptr[1:] - 2, indptr[1:] - 1
+    old = np.ones(total, dtype=bool)
+    old[ones_at] = False
+    old[norms_at] = False
+    data = np.empty(total, dtype=X.dtype)
+    indices = np.empty(total, dtype=index)
+    data[old], indices[old] = X.data, X.indices
+    data[ones_at], indices[ones_at] = 1.0, d
+    data[norms_at], indices[norms_at] = row_norms(X, squared=True), d + 1
+    return csr_array((data, indices, indptr), shape=(n, d + 2))
+
+
+class SparseRows(csr_array):
+    """A CSR array whose slices of rows, ``A[a:b]``, are views of its stored values
+    (scipy's own row slice of a CSR matrix copies them), so that the engine's chunking
+    costs nothing; any other indexing is scipy's. Built on a CSR matrix, it shares its
+    arrays. A canonical matrix (sorted, no duplicate entries) gives canonical chunks."""
+
+    def __getitem__(self, key: Any) -> Any:
+        if not isinstance(key, slice) or key.step not in (None, 1):
+            return super().__getitem__(key)
+        start, stop, _ = key.indices(self.shape[0])
+        stop = max(start, stop)
+        indptr = self.indptr[start : stop + 1]
+        first, last = indptr[0], indptr[-1]
+        # scipy's constructor copies arrays that are views of much larger ones: an empty
+        # chunk of the right shape, then its documented attributes set to the views
+        chunk = csr_array(
+            (self.data[:0], self.indices[:0], np.zeros(stop - start + 1, self.indptr.dtype)),
+            shape=(stop - start, self.shape[1]),
+        )
+        chunk.data, chunk.indices = self.data[first:last], self.indices[first:last]
+        chunk.indptr = indptr - first
+        return chunk
+
+
+def as_dense(rows: Sparse, dtype: Any = None) -> Array:
+    """A few rows (a start, the farthest rows) as a dense array, sparse or not."""
+    return np.asarray(rows.toarray() if issparse(rows) else rows, dtype=dtype)
 
 
 def row_state(n_samples: int) -> tuple[NDArray[np.intp], NDArray[np.float64], NDArray[np.float64]]:
@@ -207,8 +275,14 @@ _BLOCK_BYTES = 512 << 10
 
 
 def _distance_product(centers: NDArray[np.float64], dtype: Any) -> Array:
-    """[-2 C^T ; ||c||^2], shape (d + 1, K): A[:, :d+1] @ it is ||x - c||^2 - ||x||^2."""
-    return np.vstack([-2.0 * centers.T, np.einsum("kd,kd->k", centers, centers)]).astype(dtype)
+    """[-2 C^T ; ||c||^2 ; 0], shape (d + 2, K): A @ it is ||x - c||^2 - ||x||^2 (the
+    zeros meet the column ||x||^2 of a sparse design matrix, which is not sliced; a dense
+    one is, A[:, :d+1] @ its first d + 1 rows)."""
+    K, d = centers.shape
+    product = np.zeros((d + 2, K), dtype=dtype)
+    product[:d] = -2.0 * centers.T
+    product[d] = np.einsum("kd,kd->k", centers, centers)
+    return product
 
 
 def _product(rows: Array, product: Array) -> Array:
@@ -220,13 +294,18 @@ def _product(rows: Array, product: Array) -> Array:
     return rows @ product
 
 
-def _distance_blocks(A: Array, product: Array) -> Iterator[tuple[slice, Array]]:
-    """(rows, ||x - c||^2 - ||x||^2 for those rows) block by block of the design matrix."""
-    d1, K = product.shape
+def _distance_blocks(A: Array | Sparse, product: Array) -> Iterator[tuple[slice, Array]]:
+    """(rows, ||x - c||^2 - ||x||^2 for those rows) block by block of the design matrix
+    (a sparse one in one product)."""
+    if issparse(A):
+        yield slice(0, A.shape[0]), np.asarray(A @ product)
+        return
+    d1, K = product.shape[0] - 1, product.shape[1]
+    head = product[:d1]
     step = max(64, _BLOCK_BYTES // (8 * K))
     for start in range(0, A.shape[0], step):
         rows = slice(start, min(start + step, A.shape[0]))
-        yield rows, _product(A[rows, :d1], product)
+        yield rows, _product(A[rows, :d1], head)
 
 
 def _as_float64(D: Array) -> NDArray[np.float64]:
@@ -281,14 +360,16 @@ def nearest(X: Array, centers: NDArray[np.float64]) -> NDArray[np.intp]:
     """The nearest center of each (centred) row, ties to the lower index."""
     product = _distance_product(centers, X.dtype)
     with np.errstate(over="ignore", invalid="ignore"):  # rows beyond the dtype: below
-        D = X @ product[:-1]
-        D += product[-1]
+        D = X @ product[:-2]
+        D += product[-2]
     labels = np.asarray(_as_float64(D).argmin(axis=1))
     # inf or NaN shows in the sum (one reduction, no temporary); rows beyond the dtype
     # are rare, so only then is each row looked at
     with np.errstate(over="ignore", invalid="ignore"):
         clean = bool(np.isfinite(D.sum()))
     bad = np.zeros(0, dtype=np.intp) if clean else np.flatnonzero(~np.isfinite(D).all(axis=1))
+    if bad.size and not isinstance(X, np.ndarray):  # sparse rows: their values are finite
+        bad = np.zeros(0, dtype=np.intp)
     if bad.size:
         # (||x - c||^2 - ||x||^2) / t keeps the arg-min; with t a power of two per row
         # the terms stay in float64's range
@@ -329,9 +410,20 @@ def euclidean_distances(Xc: Array, centers: NDArray[np.float64]) -> Array:
 
 
 def squared_distances(
-    X: Array, centers: NDArray[np.float64], labels: NDArray[np.intp]
+    X: Array | Sparse, centers: NDArray[np.float64], labels: NDArray[np.intp]
 ) -> NDArray[np.float64]:
-    """||x_n - c_{labels_n}||^2, computed directly (no expansion), in float64."""
+    """||x_n - c_{labels_n}||^2, computed directly (no expansion), in float64; for
+    sparse rows, ||x||^2 - 2 x.c + ||c||^2 over their stored entries (floored at 0)."""
+    if issparse(X):
+        X = csr_array(X)
+        n = X.shape[0]
+        row = np.repeat(np.arange(n), np.diff(X.indptr))
+        data = X.data.astype(np.float64)
+        z = labels[row]
+        xx = np.bincount(row, data * data, minlength=n)
+        xc = np.bincount(row, data * centers[z, X.indices], minlength=n)
+        cc = np.einsum("kd,kd->k", centers, centers)[labels]
+        return np.maximum(xx - 2.0 * xc + cc, 0.0)
     diff = X - centers[labels].astype(X.dtype)
     return np.einsum("ij,ij->i", diff, diff, dtype=np.float64)
 
@@ -342,8 +434,15 @@ def _full_sums(
     """Z^T A with Z the sparse (n, K) matrix of the weights at the labels; summed in
     float64 whatever A's dtype, so that the objective's changes stay exact."""
     n, d = A.shape[0], A.shape[1] - 2
-    Z_T = csc_array((w, labels, np.arange(n + 1)), shape=(K, n))
-    S = Z_T @ A
+    if issparse(A):
+        # Z^T in CSR (rows grouped by cluster), so that scipy multiplies two CSR matrices
+        # as they are (a CSC Z^T would make it convert A); S (K, d + 2) is small
+        order = np.argsort(labels, kind="stable")
+        indptr = np.zeros(K + 1, dtype=np.intp)
+        np.cumsum(np.bincount(labels, minlength=K), out=indptr[1:])
+        S = (csr_array((w[order], order, indptr), shape=(K, n)) @ A).toarray()
+    else:
+        S = csc_array((w, labels, np.arange(n + 1)), shape=(K, n)) @ A
     count = np.bincount(labels[w > 0], minlength=K)
     return KMeansStats(S[:, d], S[:, :d], S[:, d + 1], None, moved, count)
 
@@ -401,7 +500,7 @@ class KMeansModel:
     sum_k ||c_k^new - c_k||^2 (scikit-learn's, already scaled by the data's variance).
     ``dtype`` is the working precision of the distance product. ``bounds=False`` measures
     every row at every iteration and sums the statistics in full (plain Lloyd: what the
-    tests compare the accelerated steps with).
+    tests compare the accelerated steps with, and what sparse rows use).
 
     The rows the driver maps over are ``(A, sample_weight, labels, upper, lower)``:
     the design matrix (:func:`design_matrix`), the weights (or None), and three arrays of
@@ -531,7 +630,7 @@ class KMeansModel:
                 idx, picked, before = idx[still], picked[still], z[still]
             if idx.size:
                 # measure the row as Lloyd does
-                D64 = _as_float64(_product(picked[:, : d + 1], product))
+                D64 = _as_float64(_product(picked[:, : d + 1], product[: d + 1]))
                 new = D64.argmin(axis=1)
                 upper[idx], lower[idx] = _set_bounds(D64, new, picked[:, d + 1], norms_max, kappa)
                 labels[idx] = new
@@ -573,7 +672,7 @@ class KMeansModel:
                 for rows, D in _distance_blocks(A, product):
                     np.argmin(_as_float64(D), axis=1, out=labels[rows])
             # the distances to the assigned centers, computed directly, as scikit-learn does
-            distance = squared_distances(A[:, :d], centers, labels)
+            distance = squared_distances(A[:, :d], centers, labels)  # sparse: a copy, rarely
             far = _farthest(A[:, :d], distance, labels, w, K)
             zero = np.zeros(K)
             return KMeansStats(zero, np.zeros((K, d)), zero.copy(), far, 0, np.zeros(K, np.intp))
@@ -643,9 +742,16 @@ class KMeansModel:
             return 8 * 8
         return (n_features + 2) * np.dtype(self.dtype).itemsize + 4 * 8
 
+    @staticmethod
+    def sparse_row_bytes(X: Sparse, n_clusters: int) -> int:
+        """Working memory of a row of a chunk of the sparse rows ``X``: its stored values
+        and column indices, and its distances to every center (a chunk's held at once)."""
+        stored_per_row = X.nnz / max(X.shape[0], 1)
+        return int(stored_per_row * (X.dtype.itemsize + 8)) + 8 * (n_clusters + 6)
+
 
 def _farthest(
-    X: Array,
+    X: Array | Sparse,
     distance: NDArray[np.float64],
     labels: NDArray[np.intp],
     weights: NDArray[np.float64],
@@ -659,4 +765,5 @@ def _farthest(
     # rows are kept does not depend on the blocks)
     rows = np.flatnonzero(distance >= np.partition(distance, n - keep)[n - keep])
     rows = rows[np.argsort(-distance[rows], kind="stable")[:keep]]
-    return FarRows(distance[rows], X[rows].astype(np.float64), weights[rows], labels[rows])
+    x = as_dense(X[rows]).astype(np.float64)
+    return FarRows(distance[rows], x, weights[rows], labels[rows])
