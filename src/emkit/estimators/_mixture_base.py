@@ -348,12 +348,14 @@ def align_to_labels(
 
 
 @contextmanager
-def verbose_logging(verbose: int) -> Iterator[None]:
-    """Show emkit's INFO messages on stderr during a fit when ``verbose`` asks for it."""
+def verbose_logging(verbose: int, stream: Any = None) -> Iterator[None]:
+    """Show emkit's INFO messages on ``stream`` (default stderr; KMeans prints where
+    scikit-learn's does, on stdout) during a fit when ``verbose`` asks for it, unless the
+    logger ``"emkit"`` has handlers of its own."""
     if not verbose or logger.handlers:
         yield
         return
-    handler = logging.StreamHandler()
+    handler = logging.StreamHandler(stream)
     handler.setFormatter(logging.Formatter("%(message)s"))
     level = logger.level
     logger.addHandler(handler)

@@ -3,11 +3,9 @@ as hard EM by the one driver."""
 
 from __future__ import annotations
 
-import logging
 import sys
 import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -35,7 +33,7 @@ from emkit._validation import (
 )
 from emkit._warnings import warnings_once
 from emkit.engines.memory import InMemoryEngine
-from emkit.estimators._mixture_base import logger
+from emkit.estimators._mixture_base import logger, verbose_logging
 from emkit.exceptions import ConvergenceWarning, InputError
 from emkit.inference.em import MONOTONICITY_POLICIES, fit_em_restarts
 from emkit.inference.init import seed_from
@@ -373,7 +371,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
 
         with (
             InMemoryEngine(self.chunk_size, self.n_threads) as engine,
-            _progress_on_stdout(verbose),
+            verbose_logging(verbose, sys.stdout),
         ):
             result = fit_em_restarts(
                 reporting if verbose else model,
@@ -543,26 +541,6 @@ class _Reporting:
             shift = float(((params.centers - previous.centers) ** 2).sum())
             self.stopped = f"center shift {shift} within tolerance {self.model.tol}"
         return True
-
-
-@contextmanager
-def _progress_on_stdout(verbose: bool) -> Iterator[None]:
-    """Show emkit's INFO messages on standard output during a fit when ``verbose`` asks
-    for it (where scikit-learn's KMeans prints them), unless the logger ``"emkit"`` has
-    handlers of its own."""
-    if not verbose or logger.handlers:
-        yield
-        return
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    level = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
 
 
 def _centred(centers: Array, X: Array | Sparse) -> tuple[Array, NDArray[np.float64]]:
