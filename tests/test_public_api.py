@@ -42,6 +42,7 @@ def test_all_is_exact() -> None:
         "ModelFileError",
         "MonotonicityError",
         "MonotonicityWarning",
+        "NonFiniteObjectiveError",
         "PPCA",
         "PoissonMixture",
         "StudentTMixture",

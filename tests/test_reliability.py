@@ -574,3 +574,36 @@ def test_warm_start_after_a_change_of_shape_is_refused(
     model.set_params(warm_start=False).fit(X2)
     assert len(model.weights_) == model.n_components
     assert np.isfinite(model.bic(X2))
+
+
+def test_a_warm_start_with_another_family_is_refused_not_silently_ignored() -> None:
+    model = MixtureModel(Gaussian("diag"), 2, warm_start=True, random_state=0).fit(X2)
+    model.fit(X2)  # the same family argument: continues
+    model.set_params(family=Gaussian("spherical"))
+    with pytest.raises(InputError, match=r"warm_start=True continues the previous fit, whose "):
+        model.fit(X2)
+    model.set_params(warm_start=False).fit(X2)  # from scratch: fine
+    assert model.family_.structure.name == "spherical"
+
+
+def test_a_non_finite_objective_is_a_value_error_naming_the_fix() -> None:
+    from emkit import MonotonicityError, NonFiniteObjectiveError
+    from emkit.engines import InMemoryEngine
+    from emkit.inference import fit_em
+
+    class Nan:
+        def expectation(self, params: int) -> Callable[..., float]:
+            return lambda X: 0.0
+
+        def m_step(self, params: int, stats: float) -> int:
+            return params + 1
+
+        def objective(self, params: int, stats: float) -> float:
+            return float("nan")
+
+        def m_step_gap(self, params: int, stats: float) -> float:
+            return 0.0
+
+    with pytest.raises(NonFiniteObjectiveError, match=r"became nan .*increase reg_covar") as info:
+        fit_em(Nan(), InMemoryEngine(), (np.zeros((3, 1)),), 0, tol=0.0, max_iter=2)
+    assert isinstance(info.value, ValueError) and isinstance(info.value, MonotonicityError)

@@ -28,6 +28,7 @@ from emkit.exceptions import (
     ModelFileError,
     MonotonicityError,
     MonotonicityWarning,
+    NonFiniteObjectiveError,
 )
 from emkit.io.model_file import load_model, save_model
 
@@ -51,6 +52,7 @@ __all__ = [
     "ModelFileError",
     "MonotonicityError",
     "MonotonicityWarning",
+    "NonFiniteObjectiveError",
     "PoissonMixture",
     "StudentTMixture",
     "__version__",

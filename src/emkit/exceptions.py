@@ -12,6 +12,7 @@ Hierarchy::
     |   +-- InputTypeError (TypeError)
     +-- ModelFileError (ValueError)
     +-- MonotonicityError (RuntimeError)
+        +-- NonFiniteObjectiveError (ValueError)
 
     MonotonicityWarning (RuntimeWarning)
     ConvergenceWarning (sklearn.exceptions.ConvergenceWarning)
@@ -31,6 +32,7 @@ __all__ = [
     "ModelFileError",
     "MonotonicityError",
     "MonotonicityWarning",
+    "NonFiniteObjectiveError",
 ]
 
 
@@ -72,6 +74,14 @@ class MonotonicityError(EmkitError, RuntimeError):
     (the driver's tolerance plus the model's own estimate) and the M-step's provable gap,
     and under every policy when it becomes NaN or infinite. Scale the data, use
     ``dtype="float64"`` or a larger ``reg_covar``; on sane data, report it as a bug.
+    """
+
+
+class NonFiniteObjectiveError(MonotonicityError, ValueError):
+    """The EM objective became NaN or infinite: the fit cannot proceed with this data and
+    these settings (values whose products leave float64, a component with nothing to
+    estimate it from). Also a :class:`ValueError`, like every error about the input: scale
+    the data, use ``dtype="float64"`` or a larger ``reg_covar``.
     """
 
 

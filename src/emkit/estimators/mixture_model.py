@@ -389,6 +389,16 @@ class MixtureModel(FamilyMixture, DensityMixin, BaseEstimator):
         Xa, labels = self._validate_X(X, reset=not warm)
         if warm:
             check_warm_start("n_components", len(self.weights_), self.n_components)
+            # the family argument the fitted one came from (a loaded model has none)
+            # (the specialized mixtures have no family argument: None)
+            family_argument = getattr(self, "family", None)
+            fitted_from = getattr(self, "_family_argument", family_argument)
+            if family_argument is not fitted_from:
+                raise InputError(
+                    f"warm_start=True continues the previous fit, whose family came from "
+                    f"family={fitted_from!r}, but family is now {family_argument!r}. Set "
+                    "warm_start=False to fit the new family from scratch, or set family back."
+                )
         n, d = Xa.shape
         K = self.n_components
         if n < 2 or n < K:
@@ -473,6 +483,7 @@ class MixtureModel(FamilyMixture, DensityMixin, BaseEstimator):
                 callback=callback,
             )
         self._fixed_weights = model.weights.fixed
+        self._family_argument = getattr(self, "family", None)
         self._set_fitted(family, result.params, result.trace, result.converged)
         return self
 

@@ -22,6 +22,7 @@ from emkit.exceptions import (
     InputError,
     MonotonicityError,
     MonotonicityWarning,
+    NonFiniteObjectiveError,
 )
 from emkit.inference.accelerate import accelerated_step
 from emkit.inference.steps import EMModel, Step, StepResult, em_step
@@ -140,7 +141,7 @@ def fit_em(
         result = step(params, state)
         objective = result.objective
         if not np.isfinite(objective):
-            raise MonotonicityError(
+            raise NonFiniteObjectiveError(
                 f"The EM objective became {objective} at iteration {iteration}. The data may "
                 "be badly scaled or reg_covar too small; scale the input data or increase "
                 "reg_covar."
