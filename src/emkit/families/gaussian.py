@@ -939,6 +939,9 @@ class GaussianFamily:
         offset: Array,
     ) -> tuple[Array, MissingState]:
         far = self.far_rows(X, params)  # the fill values at missing coordinates are 0
+        # a row with nothing observed here (a product's block all missing) has density 1
+        # in this family, which the plain route gives: only rows with a value can be far
+        far = far[observed[far].any(axis=1)]
         with np.errstate(over="ignore", invalid="ignore"):  # far rows: redone below
             log_prob, state = missing_log_prob(
                 self.structure, X, observed, params.means, params.precisions_cholesky, offset
