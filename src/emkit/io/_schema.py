@@ -138,26 +138,26 @@ _FACTOR_MIXTURE = {
     "covariances_": Field("array", ("K", "d", "d"), ("spd",)),
 }
 
+# the fitted attributes of a mixture with a Gaussian covariance structure
+_GAUSSIAN_FIELDS: dict[str, Field] = {
+    **_EM_FIELDS,
+    "weights_": Field("array", ("K",), ("simplex",)),
+    "means_": Field("array", ("K", "d"), ("finite",)),
+    "covariances_": Field("array", _COVARIANCE_SHAPES, _COVARIANCE_CHECKS, by="covariance_type"),
+    # positive-definite as U U^T (the relation below), with U checked
+    "precisions_": Field("array", _COVARIANCE_SHAPES, ("finite",), by="covariance_type"),
+    "precisions_cholesky_": Field(
+        "array", _COVARIANCE_SHAPES, _FACTOR_CHECKS, by="covariance_type"
+    ),
+}
+_GAUSSIAN_RELATIONS = (
+    ("precisions_of_factor", "precisions_cholesky_", "precisions_"),
+    ("covariances_of_factor", "precisions_cholesky_", "covariances_"),
+)
+
 SCHEMAS: dict[str, Schema] = {
     "GaussianMixture": Schema(
-        dims={"K": "n_components"},
-        fields={
-            **_EM_FIELDS,
-            "weights_": Field("array", ("K",), ("simplex",)),
-            "means_": Field("array", ("K", "d"), ("finite",)),
-            "covariances_": Field(
-                "array", _COVARIANCE_SHAPES, _COVARIANCE_CHECKS, by="covariance_type"
-            ),
-            # positive-definite as U U^T (the relation below), with U checked
-            "precisions_": Field("array", _COVARIANCE_SHAPES, ("finite",), by="covariance_type"),
-            "precisions_cholesky_": Field(
-                "array", _COVARIANCE_SHAPES, _FACTOR_CHECKS, by="covariance_type"
-            ),
-        },
-        relations=(
-            ("precisions_of_factor", "precisions_cholesky_", "precisions_"),
-            ("covariances_of_factor", "precisions_cholesky_", "covariances_"),
-        ),
+        dims={"K": "n_components"}, fields=_GAUSSIAN_FIELDS, relations=_GAUSSIAN_RELATIONS
     ),
     "MixtureModel": _MIXTURE_MODEL,
     "PoissonMixture": _MIXTURE_MODEL,
@@ -215,25 +215,14 @@ SCHEMAS: dict[str, Schema] = {
         },
         relations=(("factor_covariances", "components_", "covariances_"),),
     ),
+    # a t mixture: a Gaussian mixture's fields (the scale matrices as covariances_) and nu
     "StudentTMixture": Schema(
         dims={"K": "n_components"},
         fields={
-            **_EM_FIELDS,
-            "weights_": Field("array", ("K",), ("simplex",)),
-            "means_": Field("array", ("K", "d"), ("finite",)),
-            "covariances_": Field(
-                "array", _COVARIANCE_SHAPES, _COVARIANCE_CHECKS, by="covariance_type"
-            ),
-            "precisions_": Field("array", _COVARIANCE_SHAPES, ("finite",), by="covariance_type"),
-            "precisions_cholesky_": Field(
-                "array", _COVARIANCE_SHAPES, _FACTOR_CHECKS, by="covariance_type"
-            ),
+            **_GAUSSIAN_FIELDS,
             "degrees_of_freedom_": Field("array", ("K",), ("positive",)),
         },
-        relations=(
-            ("precisions_of_factor", "precisions_cholesky_", "precisions_"),
-            ("covariances_of_factor", "precisions_cholesky_", "covariances_"),
-        ),
+        relations=_GAUSSIAN_RELATIONS,
     ),
 }
 
