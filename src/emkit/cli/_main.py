@@ -385,6 +385,19 @@ class _FitOptions:
     seed: int
     verbose: bool = False
 
+    def estimator_options(self) -> dict[str, Any]:
+        """The arguments every fitted mixture takes from the command line."""
+        return {
+            "n_init": self.n_init,
+            "max_iter": self.max_iter,
+            "tol": self.tol,
+            "init_params": self.init,
+            "dtype": self.dtype,
+            "random_state": self.seed,
+            "verbose": int(self.verbose),
+            "verbose_interval": 1,  # every iteration reaches the progress display
+        }
+
 
 def _read(args: argparse.Namespace) -> Table:
     table = read_columns(
@@ -581,15 +594,8 @@ def _gaussian_mixture(k: int, covariance: str, options: _FitOptions) -> Gaussian
     return GaussianMixture(
         n_components=k,
         covariance_type=covariance,
-        n_init=options.n_init,
-        max_iter=options.max_iter,
-        tol=options.tol,
         reg_covar=options.reg_covar,
-        init_params=options.init,
-        dtype=options.dtype,
-        random_state=options.seed,
-        verbose=int(options.verbose),
-        verbose_interval=1,
+        **options.estimator_options(),
     )
 
 
@@ -605,18 +611,7 @@ def _mixture_model(family: Any, k: int, covariance: str, options: _FitOptions) -
         )
     else:
         family = gaussian(family)
-    return MixtureModel(
-        family,
-        n_components=k,
-        n_init=options.n_init,
-        max_iter=options.max_iter,
-        tol=options.tol,
-        init_params=options.init,
-        dtype=options.dtype,
-        random_state=options.seed,
-        verbose=int(options.verbose),
-        verbose_interval=1,
-    )
+    return MixtureModel(family, n_components=k, **options.estimator_options())
 
 
 def _fit_candidate(
