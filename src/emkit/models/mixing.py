@@ -27,6 +27,7 @@ from scipy.special import gammaln
 
 from emkit.exceptions import InputError
 from emkit.families._base import Fixed
+from emkit.families.priors import DirichletPrior
 
 __all__ = [
     "EXACT",
@@ -194,10 +195,11 @@ class MixingWeights:
     def m_step(self, nk: Array) -> Array:
         """The weights maximizing sum_k (N_k + alpha - 1) log pi_k on the simplex (for
         ``nk`` already floored by :data:`NK_FLOOR`)."""
-        counts = nk + (self.concentration - 1.0)
+        posterior = DirichletPrior(self.concentration).posterior(nk)
         known = self.fixed
         if known is None:
-            return counts / counts.sum()
+            return posterior.mode()
+        counts = posterior.excess
         # max sum_k counts_k log pi_k over the free pi_k, which sum to 1 - sum(known)
         free = np.where(known.mask, 0.0, counts)
         rest = 1.0 - float(known.values[known.mask].sum())
