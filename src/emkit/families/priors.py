@@ -27,7 +27,7 @@ without the cancellation of ``(1 + S) - 1``, exactly as the M-step always comput
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
@@ -93,6 +93,13 @@ def _build(cls: type[_P], **values: Any) -> _P:
     return obj
 
 
+def _stored(obj: Any, name: str, default: Any) -> Array:
+    """A value a posterior stores (see :func:`_build`), or ``default()`` for a prior built
+    by its constructor (whose dataclass fields are only the user's arguments)."""
+    value = obj.__dict__.get(name)
+    return np.asarray(default() if value is None else value)
+
+
 def _per_component(terms: Array) -> Array:
     """Sum over every axis after the first (one value per component)."""
     terms = np.asarray(terms, dtype=np.float64)
@@ -155,18 +162,21 @@ class GammaPrior:
 
     shape: Any = 1.0
     rate: Any = 1.0
-    excess: Any = field(init=False, repr=False)  # shape - 1, kept exact through updates
 
     def __post_init__(self) -> None:
         _positive("GammaPrior shape", self.shape, 1.0, False, "the mode must exist")
         _positive("GammaPrior rate", self.rate, 0.0, True, "a proper prior")
-        object.__setattr__(self, "excess", np.asarray(self.shape, dtype=np.float64) - 1.0)
 
     @classmethod
     def flat(cls) -> GammaPrior:
         """The improper prior ``Gamma(1, 0)`` (density 1): its posterior's mode is the
         maximum-likelihood rate ``S / N``."""
-        return _build(cls, shape=1.0, rate=0.0, excess=np.float64(0.0))
+        return _build(cls, shape=1.0, rate=0.0, _excess=np.float64(0.0))
+
+    @property
+    def excess(self) -> Array:
+        """``shape - 1``, kept exact through updates (a posterior's ``a - 1 + S``)."""
+        return _stored(self, "_excess", lambda: np.asarray(self.shape, dtype=np.float64) - 1.0)
 
     @property
     def a(self) -> Array:
@@ -189,7 +199,7 @@ class GammaPrior:
         """
         excess = self.excess + np.asarray(stats[0], dtype=np.float64)
         rate = self.b + np.asarray(stats[1], dtype=np.float64)
-        return _build(GammaPrior, shape=1.0 + excess, rate=rate, excess=excess)
+        return _build(GammaPrior, shape=1.0 + excess, rate=rate, _excess=excess)
 
     def mode(self) -> Array:
         """``(a - 1) / b`` (NaN where ``b = 0`` and ``a = 1``: no information)."""
@@ -232,20 +242,26 @@ class BetaPrior:
 
     a: Any = 1.0
     b: Any = 1.0
-    excess_a: Any = field(init=False, repr=False)  # a - 1
-    excess_b: Any = field(init=False, repr=False)  # b - 1
 
     def __post_init__(self) -> None:
         _positive("BetaPrior a", self.a, 1.0, False, "the mode must exist")
         _positive("BetaPrior b", self.b, 1.0, False, "the mode must exist")
-        object.__setattr__(self, "excess_a", np.asarray(self.a, dtype=np.float64) - 1.0)
-        object.__setattr__(self, "excess_b", np.asarray(self.b, dtype=np.float64) - 1.0)
 
     @classmethod
     def flat(cls) -> BetaPrior:
         """``Beta(1, 1)`` (uniform): its posterior's mode is the maximum-likelihood
         probability."""
         return BetaPrior(1.0, 1.0)
+
+    @property
+    def excess_a(self) -> Array:
+        """``a - 1``, kept exact through updates."""
+        return _stored(self, "_excess_a", lambda: np.asarray(self.a, dtype=np.float64) - 1.0)
+
+    @property
+    def excess_b(self) -> Array:
+        """``b - 1``, kept exact through updates."""
+        return _stored(self, "_excess_b", lambda: np.asarray(self.b, dtype=np.float64) - 1.0)
 
     def posterior(self, stats: tuple[Any, Any]) -> BetaPrior:
         """``Beta(a + s, b + f)`` for ``stats = (s, f)``: successes and failures.
@@ -257,7 +273,7 @@ class BetaPrior:
         """
         ea = self.excess_a + np.asarray(stats[0], dtype=np.float64)
         eb = self.excess_b + np.asarray(stats[1], dtype=np.float64)
-        return _build(BetaPrior, a=1.0 + ea, b=1.0 + eb, excess_a=ea, excess_b=eb)
+        return _build(BetaPrior, a=1.0 + ea, b=1.0 + eb, _excess_a=ea, _excess_b=eb)
 
     def mode(self) -> Array:
         """``(a - 1) / (a + b - 2)`` (NaN where ``a = b = 1``: no information)."""
@@ -319,17 +335,11 @@ class DirichletPrior:
     """
 
     concentration: Any = 1.0
-    excess: Any = field(init=False, repr=False)  # alpha - 1
-    # segments of the last axis, each its own Dirichlet (None: one)
-    offsets: NDArray[np.intp] | None = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         _positive(
             "DirichletPrior concentration", self.concentration, 1.0, False, "the mode must exist"
         )
-        excess = np.asarray(self.concentration, dtype=np.float64) - 1.0
-        object.__setattr__(self, "excess", excess)
-        object.__setattr__(self, "offsets", None)
 
     @classmethod
     def packed(
@@ -346,7 +356,19 @@ class DirichletPrior:
             raise InputError(
                 f"A Dirichlet concentration must be finite and > 0, got {concentration!r}."
             )
-        return _build(cls, concentration=alpha, excess=alpha - 1.0, offsets=offsets)
+        return _build(cls, concentration=alpha, _excess=alpha - 1.0, _offsets=offsets)
+
+    @property
+    def excess(self) -> Array:
+        """``alpha - 1``, kept exact through updates."""
+        return _stored(
+            self, "_excess", lambda: np.asarray(self.concentration, dtype=np.float64) - 1.0
+        )
+
+    @property
+    def offsets(self) -> NDArray[np.intp] | None:
+        """Segments of the last axis, each its own Dirichlet (None: one)."""
+        return self.__dict__.get("_offsets")
 
     def posterior(self, stats: Any) -> DirichletPrior:
         """``Dirichlet(alpha + counts)`` for ``stats = counts`` (``(K, C)``: each
@@ -359,7 +381,7 @@ class DirichletPrior:
         """
         excess = self.excess + np.asarray(stats, dtype=np.float64)
         return _build(
-            DirichletPrior, concentration=1.0 + excess, excess=excess, offsets=self.offsets
+            DirichletPrior, concentration=1.0 + excess, _excess=excess, _offsets=self.offsets
         )
 
     def mode(self) -> Array:
