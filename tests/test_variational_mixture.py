@@ -263,6 +263,16 @@ def test_refused_elsewhere_and_never_silently_ignored():
         GaussianMixture(2, e_step="variational").fit(X)
 
 
+def test_a_variational_fit_is_not_saved_silently_without_its_posteriors(tmp_path):
+    from emkit.io import save_model
+
+    model = PoissonMixture(2, prior="auto", e_step="variational", random_state=0)
+    model.fit(_two_poisson_clusters(30))
+    with pytest.raises(InputError, match="do not store a variational fit's posteriors"):
+        save_model(model, tmp_path / "model.npz")
+    assert not (tmp_path / "model.npz").exists()
+
+
 def test_refit_without_variational_drops_the_posteriors():
     X = _two_poisson_clusters(40)
     model = PoissonMixture(2, prior="auto", e_step="variational", random_state=0).fit(X)
