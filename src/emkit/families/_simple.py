@@ -108,6 +108,13 @@ class SimpleFamily:
     ``n_stats`` and ``statistics`` otherwise), most families have no base measure
     (override ``log_base_measure`` otherwise), and values are checked by
     ``_check_values``.
+
+    A family with an updating conjugate prior (:mod:`emkit.families.priors`) also has
+    ``_posterior(counts, sum_t)`` (the prior updated with the statistics, one
+    distribution per component; its ``mode()`` is the MAP M-step) and, for variational EM
+    (:mod:`emkit.families.variational`), ``_proper_prior()``, ``_expected_natural(q)``
+    (E[eta] and each column's E[A]) and ``_point(q)`` (the posterior means as
+    parameters).
     """
 
     name: ClassVar[str] = "simple"

@@ -96,15 +96,6 @@ def point_params(family: Any, params: Any) -> Any:
     return family.base._point(params)
 
 
-def base_family(family: Any) -> Any:
-    """The bound family a variational family wraps (a Product of them for a Product)."""
-    if isinstance(family, Product):
-        return Product(
-            {name: (cols, base_family(fam)) for name, (cols, fam) in family.blocks.items()}
-        )
-    return family.base
-
-
 @dataclass(frozen=True, eq=False)
 class VariationalFamily:
     """A bound family whose parameters are their posterior distributions (see the
