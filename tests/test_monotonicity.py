@@ -4,8 +4,9 @@ One property, parametrized over the models: a small random fit with
 ``monotonicity="raise"`` (any decrease beyond the driver's round-off tolerance and the
 M-step's provable slack is an error) and a finite, recorded trace. Hypothesis draws the
 data and the options (covariance structures, missing values, known labels, hard EM,
-priors, fixed parameters, ``reg_covar=0``), with collapsing components on purpose: rows
-repeated or on a line, more components than clusters.
+variational EM (whose objective is the ELBO), priors, fixed parameters, ``reg_covar=0``),
+with collapsing components on purpose: rows repeated or on a line, more components than
+clusters.
 
 ``EMKIT_SOAK=N`` runs N examples per model instead of the default (a soak run).
 """
@@ -246,6 +247,43 @@ def _factor_mixture(rng: np.random.Generator) -> Case:
     )
 
 
+def _variational(rng: np.random.Generator) -> Case:
+    """Variational EM (the objective is the ELBO) on a family with a conjugate prior, or
+    a Product of them, with missing values, known labels and the weights' prior drawn."""
+    name = str(rng.choice(["poisson", "bernoulli", "categorical", "multinomial", "exponential"]))
+    if rng.random() < 0.2:
+        n, k = int(rng.integers(8, 40)), int(rng.integers(1, 4))
+        z = rng.integers(0, 3, n)
+        X = np.column_stack(
+            [rng.poisson(1.0 + 4.0 * z), rng.integers(0, 3, n), rng.exponential(1.0 + z)]
+        ).astype(float)
+        if rng.random() < 0.3:
+            X = _with_nan(rng, X, 0.1)
+        family: Any = Product(
+            {
+                "p": ([0], Poisson(prior="auto")),
+                "c": ([1], Categorical()),
+                "e": ([2], Exponential(prior="auto")),
+            }
+        )
+        semi = rng.random() < 0.25
+        y = _labels(rng, n, k) if semi else None
+    else:
+        estimator, X, y = _family_case(name)(rng)
+        family, k, semi = estimator.family, estimator.n_components, estimator.semi_supervised
+        if name in ("poisson", "exponential") and family.prior is None:
+            family = type(family)(prior="auto")
+    alpha = rng.choice([0.0, 0.01, 1.0, 5.0])
+    model = MixtureModel(
+        family,
+        k,
+        e_step="variational",
+        weight_concentration_prior=None if alpha == 0.0 else float(alpha),
+        semi_supervised=semi,
+    )
+    return model, X, y
+
+
 FAMILIES = [
     "poisson",
     "bernoulli",
@@ -261,6 +299,7 @@ BUILDERS: dict[str, Callable[[np.random.Generator], Case]] = {
     "MixtureModel-Gaussian": _gaussian_family,
     **{f"MixtureModel-{name}": _family_case(name) for name in FAMILIES},
     "MixtureModel-Product": _product,
+    "MixtureModel-variational": _variational,
     "KMeans": _kmeans,
     "PPCA/FactorAnalysis": _latent,
     "MixtureOfPPCA/MFA": _factor_mixture,

@@ -31,7 +31,7 @@ from emkit.inference.accelerate import check_acceleration
 from emkit.inference.em import MONOTONICITY_POLICIES, EMTrace
 from emkit.inference.init import INIT_METHODS, one_hot
 from emkit.inference.online import OnlineState, check_schedule, online_update
-from emkit.models.mixing import assignment
+from emkit.models.mixing import E_STEPS, assignment
 
 __all__ = [
     "FamilyMixture",
@@ -392,7 +392,7 @@ def check_em_parameters(estimator: Any) -> None:
     check_flag("warm_start", getattr(estimator, "warm_start", False))
     check_acceleration(getattr(estimator, "accelerate", None))
     if hasattr(estimator, "e_step"):
-        assignment(estimator.e_step)
+        assignment(estimator.e_step, getattr(estimator, "_e_steps", tuple(E_STEPS)))
     check_flag("semi_supervised", getattr(estimator, "semi_supervised", False))
 
 

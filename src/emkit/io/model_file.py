@@ -589,6 +589,12 @@ def save_model(estimator: Any, path: StrPath) -> Path:
             f"{type(estimator).__module__}.{type(estimator).__qualname__}."
         )
     schema = SCHEMAS[name]
+    if getattr(estimator, "e_step", None) == "variational" and hasattr(estimator, "posteriors_"):
+        raise InputError(
+            f"Cannot save this {name}: model files do not store a variational fit's "
+            "posteriors (posteriors_, weight_concentration_) yet. Keep the fitted object, or "
+            "save a fit with e_step='exact'."
+        )
     fitted = _fitted_attributes(estimator)
     if not fitted:
         raise InputError(

@@ -9,7 +9,11 @@ it into the q(z_n) that the M-step averages over, and into the block's objective
   gap KL(q || p(z | x)) to zero);
 * ``"hard"``: classification EM, q puts all of row n on its most probable component; the
   objective is the complete-data log-likelihood at those assignments, which classification
-  EM never decreases.
+  EM never decreases;
+* ``"variational"``: mean-field variational EM, q(z_n = k) proportional to
+  exp(E_q[log p(x_n, z_n = k | theta, pi)]): the same softmax as exact EM, of the expected
+  log joint that a variational family (:mod:`emkit.families.variational`) and
+  :class:`VariationalWeights` give; the block's objective is the data term of the ELBO.
 
 A row with a known label (semi-supervised) is assigned to it under every policy and counts
 log p(x_n, y_n).
@@ -23,10 +27,11 @@ from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.special import gammaln
+from scipy.special import digamma, gammaln
 
 from emkit.exceptions import InputError
 from emkit.families._base import Fixed
+from emkit.families.priors import DirichletPrior
 
 __all__ = [
     "EXACT",
@@ -37,6 +42,8 @@ __all__ = [
     "Exact",
     "Hard",
     "MixingWeights",
+    "Variational",
+    "VariationalWeights",
     "assignment",
 ]
 
@@ -157,8 +164,23 @@ class Hard:
         return resp, _objective(row_loglik, row, weights, log_h)
 
 
+@dataclass(frozen=True)
+class Variational(Exact):
+    """Variational EM's q(z): the softmax of the expected log joint, computed as exact
+    EM's responsibilities (the model supplies E[log p(x, k)] in place of log p(x, k))."""
+
+    name: str = "variational"
+
+
 EXACT = Exact()
 E_STEPS: Mapping[str, Assignment] = {"exact": EXACT, "hard": Hard()}
+VARIATIONAL = Variational()
+_EXPLAIN = {
+    "exact": "'exact' is EM",
+    "hard": "'hard' is classification EM (each row wholly to its most probable component)",
+    "variational": "'variational' is mean-field variational EM (a posterior over the "
+    "parameters; families with a conjugate prior)",
+}
 
 
 def assignment(e_step: Any, supported: tuple[str, ...] = tuple(E_STEPS)) -> Assignment:
@@ -170,12 +192,11 @@ def assignment(e_step: Any, supported: tuple[str, ...] = tuple(E_STEPS)) -> Assi
     'hard'
     """
     if not isinstance(e_step, str) or e_step not in supported:
+        explain = "; ".join(_EXPLAIN[s] for s in supported if s in _EXPLAIN)
         raise InputError(
-            f"e_step must be one of {', '.join(map(repr, supported))}, got {e_step!r}. "
-            "'exact' is EM; 'hard' is classification EM (each row wholly to its most "
-            "probable component)."
+            f"e_step must be one of {', '.join(map(repr, supported))}, got {e_step!r}. {explain}."
         )
-    return E_STEPS[e_step]
+    return VARIATIONAL if e_step == "variational" else E_STEPS[e_step]
 
 
 @dataclass(frozen=True)
@@ -194,15 +215,25 @@ class MixingWeights:
     def m_step(self, nk: Array) -> Array:
         """The weights maximizing sum_k (N_k + alpha - 1) log pi_k on the simplex (for
         ``nk`` already floored by :data:`NK_FLOOR`)."""
-        counts = nk + (self.concentration - 1.0)
+        posterior = DirichletPrior(self.concentration).posterior(nk)
         known = self.fixed
         if known is None:
-            return counts / counts.sum()
+            return posterior.mode()
+        counts = posterior.excess
         # max sum_k counts_k log pi_k over the free pi_k, which sum to 1 - sum(known)
         free = np.where(known.mask, 0.0, counts)
         rest = 1.0 - float(known.values[known.mask].sum())
         total = free.sum()
         return np.where(known.mask, known.values, rest * free / (total if total > 0 else 1.0))
+
+    def expected_log(self, weights: Array) -> Array:
+        """log pi (-inf for a weight of 0): the E-step's offsets."""
+        with np.errstate(divide="ignore"):
+            return np.log(weights)
+
+    def point(self, weights: Array) -> Array:
+        """The weights themselves."""
+        return weights
 
     def log_prior(self, weights: Array) -> float:
         """log Dir(pi | alpha) = log Gamma(K alpha) - K log Gamma(alpha) + (alpha-1) sum log pi;
@@ -223,3 +254,42 @@ class MixingWeights:
 
 
 NO_PRIOR = MixingWeights()  # maximum-likelihood weights, none known
+
+
+@dataclass(frozen=True)
+class VariationalWeights:
+    """The mixing weights of variational EM: q(pi) = Dirichlet(alpha), ``alpha`` the
+    parameters the mixture carries in place of the weights.
+
+    ``concentration`` is the prior's alpha_0 > 0 (scikit-learn's
+    ``weight_concentration_prior``); the update is ``alpha_k = alpha_0 + N_k``, the E-step
+    uses ``E[log pi_k] = digamma(alpha_k) - digamma(sum alpha)``, and the ELBO's term is
+    ``-KL(Dir(alpha) || Dir(alpha_0))``.
+
+    Examples
+    --------
+    >>> q = VariationalWeights(0.5)
+    >>> q.m_step(np.array([3.0, 1.0]))
+    array([3.5, 1.5])
+    """
+
+    concentration: float = 1.0
+    fixed: None = None
+
+    def m_step(self, nk: Array) -> Array:
+        return np.asarray(self.concentration + nk, dtype=np.float64)
+
+    def expected_log(self, alpha: Array) -> Array:
+        return np.asarray(digamma(alpha) - digamma(np.sum(alpha)))
+
+    def point(self, alpha: Array) -> Array:
+        """The posterior mean of the weights, alpha / sum(alpha)."""
+        return np.asarray(alpha / np.sum(alpha))
+
+    def log_prior(self, alpha: Array) -> float:
+        prior = DirichletPrior.packed(np.full(alpha.shape[0], self.concentration), check=False)
+        posterior = DirichletPrior.packed(alpha, check=False)
+        return -float(posterior.kl(prior))
+
+    def n_parameters(self, n_components: int) -> int:
+        return max(n_components - 1, 0)

@@ -22,7 +22,14 @@ from scipy.special import logsumexp
 
 from emkit.exceptions import InputError
 from emkit.families._base import ComponentFamily, Fixed, Group, expanded_roundoff, parse_fixed
-from emkit.models.mixing import EXACT, NK_FLOOR, NO_PRIOR, Assignment, MixingWeights
+from emkit.models.mixing import (
+    EXACT,
+    NK_FLOOR,
+    NO_PRIOR,
+    Assignment,
+    MixingWeights,
+    VariationalWeights,
+)
 from emkit.models.statistics import Statistics
 
 __all__ = ["Mixture", "MixtureParams", "MixtureStats", "fixed_weights"]
@@ -59,7 +66,7 @@ class Mixture:
 
     family: ComponentFamily
     dtype: Any = np.float64
-    weights: MixingWeights = NO_PRIOR
+    weights: MixingWeights | VariationalWeights = NO_PRIOR
     assign: Assignment = EXACT
     # the rows may have missing values (NaN): such rows take the family's exact
     # missing-data E-step (log p(x_obs, k) and E[T(x) | x_obs, k])
@@ -75,8 +82,8 @@ class Mixture:
             # digits that matter in float32: work in float64 for these parameters.
             dtype = np.dtype(np.float64)
             natural = family.natural(params.components, dtype)
-        with np.errstate(divide="ignore"):  # a weight of 0 is a log-weight of -inf
-            log_weights = np.log(params.weights).astype(dtype)
+        # a weight of 0 is a log-weight of -inf (E[log pi] under variational EM)
+        log_weights = self.weights.expected_log(params.weights).astype(dtype)
 
         def log_joint(X: Array) -> _Joint:
             Xp = family.prepare(X, dtype)
@@ -156,8 +163,7 @@ class Mixture:
         family's state for :meth:`ComponentFamily.missing_statistics`), in float64."""
         family = self.family
         natural = family.natural(params.components, np.float64)
-        with np.errstate(divide="ignore"):
-            log_weights = np.log(params.weights)
+        log_weights = np.asarray(self.weights.expected_log(params.weights), dtype=np.float64)
         fill = np.asarray(family.missing_fill(), dtype=np.float64)
 
         def joint(X: Array, observed: NDArray[np.bool_]) -> Any:
