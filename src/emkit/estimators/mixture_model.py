@@ -43,6 +43,7 @@ from emkit.families import Bernoulli, Categorical, Gaussian, Poisson, Product
 from emkit.families._base import check_family
 from emkit.inference.em import EMTrace, fit_em_restarts
 from emkit.inference.init import initial_responsibilities
+from emkit.inference.monte_carlo import monte_carlo_plan
 from emkit.models.mixing import MixingWeights, assignment
 from emkit.models.mixture import Mixture, MixtureParams, fixed_weights
 
@@ -157,10 +158,17 @@ class MixtureModel(FamilyMixture, DensityMixin, BaseEstimator):
         How initial responsibilities are drawn (k-means runs on standardized columns).
     weight_concentration : float, default=1.0
         Dirichlet prior alpha >= 1 on the mixing weights (1: maximum likelihood).
-    e_step : {'exact', 'hard'}, default='exact'
+    e_step : {'exact', 'hard', 'monte-carlo', 'stochastic'} or MonteCarlo, default='exact'
         The E-step's posterior: ``'exact'`` is EM; ``'hard'`` is classification EM, every
         row wholly on its most probable component, and the objective the complete-data
-        log-likelihood at those assignments.
+        log-likelihood at those assignments;
+        ``'monte-carlo'`` is Monte-Carlo EM: the statistics average over labels drawn
+        from the posterior, a number of draws a row that grows as the run converges,
+        and a stopping rule that several small changes in a row must meet (pass
+        :class:`emkit.inference.MonteCarlo` options instead to set them);
+        ``'stochastic'`` is stochastic EM (one label drawn a row). Both report the exact
+        log-likelihood, which they need not raise at every iteration: they take
+        ``accelerate=None`` and the monotonicity check is off for them.
     semi_supervised : bool, default=False
         Read ``y`` in ``fit(X, y)`` as known components: ``y[i]`` in 0..n_components-1
         for a labelled row, -1 for an unlabelled one. Off by default so that
@@ -467,10 +475,21 @@ class MixtureModel(FamilyMixture, DensityMixin, BaseEstimator):
                     start = MixtureParams(np.full(K, 1.0 / K), family.default_params(K))
                     return model.m_step(start, stats)
 
+            # (the warm start's E-step above reads the rows without their positions)
+            fit_data, step = monte_carlo_plan(
+                model,
+                data,
+                engine,
+                random_state=self.random_state,
+                tol=float(self.tol),
+                accelerate=self.accelerate,
+                monotonicity=self.monotonicity,
+                row_bytes=row_bytes,
+            )
             result = fit_em_restarts(
                 model,
                 engine,
-                data,
+                fit_data,
                 initialize,
                 n_init=1 if warm else self.n_init,
                 rng=rng,
@@ -481,6 +500,7 @@ class MixtureModel(FamilyMixture, DensityMixin, BaseEstimator):
                 dtype=dtype,
                 row_bytes=row_bytes,
                 callback=callback,
+                step=step,
             )
         self._fixed_weights = model.weights.fixed
         self._family_argument = getattr(self, "family", None)

@@ -253,7 +253,7 @@ class StudentTMixture(FittedMixture, DensityMixin, BaseEstimator):
                 self.dof_type,
                 None if self.max_dof_iter is None else int(self.max_dof_iter),
             ),
-            assignment(self.e_step),
+            assignment(self.e_step, ("exact", "hard")),
             missing=missing,
             column_scale=column_scale,
         )

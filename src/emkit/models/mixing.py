@@ -9,7 +9,10 @@ it into the q(z_n) that the M-step averages over, and into the block's objective
   gap KL(q || p(z | x)) to zero);
 * ``"hard"``: classification EM, q puts all of row n on its most probable component; the
   objective is the complete-data log-likelihood at those assignments, which classification
-  EM never decreases.
+  EM never decreases;
+* ``"monte-carlo"`` and ``"stochastic"`` (:class:`Sampled`): q is the empirical
+  distribution of labels drawn from p(z | x, theta) (many a row, or one: stochastic EM);
+  the objective is still the exact log-likelihood, which the draws do not change.
 
 A row with a known label (semi-supervised) is assigned to it under every policy and counts
 log p(x_n, y_n).
@@ -27,6 +30,7 @@ from scipy.special import gammaln
 
 from emkit.exceptions import InputError
 from emkit.families._base import Fixed
+from emkit.models.sampling import STOCHASTIC, Draws, MonteCarlo
 
 __all__ = [
     "EXACT",
@@ -37,7 +41,10 @@ __all__ = [
     "Exact",
     "Hard",
     "MixingWeights",
+    "Sampled",
     "assignment",
+    "for_rows",
+    "label_counts",
 ]
 
 Array = NDArray[np.floating[Any]]
@@ -157,23 +164,110 @@ class Hard:
         return resp, _objective(row_loglik, row, weights, log_h)
 
 
+def label_counts(p: Array, u: Array) -> Array:
+    """(n, K) counts of the labels drawn by inverse CDF from rows of probabilities ``p``
+    (n, K) with the uniform values ``u`` (n, M): draw m of row n is the k with
+    cdf_{k-1} <= u_nm < cdf_k.
+
+    Examples
+    --------
+    >>> label_counts(np.array([[0.25, 0.75]]), np.array([[0.1, 0.3, 0.9]])).tolist()
+    [[1.0, 2.0]]
+    """
+    n, K = p.shape
+    cdf = np.cumsum(p, axis=1, dtype=np.float64)
+    labels = np.zeros(u.shape, dtype=np.intp)
+    for k in range(K - 1):  # the last cdf is 1 (up to round-off), above every u
+        labels += cdf[:, k : k + 1] <= u
+    labels += (np.arange(n) * K)[:, None]
+    return np.bincount(labels.ravel(), minlength=n * K).reshape(n, K).astype(np.float64)
+
+
+@dataclass(frozen=True)
+class Sampled:
+    """Monte-Carlo EM's E-step: each row's q(z_n) is the share of ``draws.n_draws`` labels
+    drawn from its responsibilities that fell on each component (one draw: stochastic EM,
+    q a random one-hot row). The objective is the exact log-likelihood of the parameters,
+    as for :class:`Exact`: the draws change the statistics, not what is reported.
+
+    The draws are keyed by the rows' positions (:mod:`emkit.models.sampling`): the E-step
+    binds the policy to its block of rows with :func:`for_rows`.
+    """
+
+    draws: Draws
+
+    @property
+    def name(self) -> str:
+        return self.draws.options.name
+
+    def at(self, key: tuple[int, ...], n_draws: int) -> Sampled:
+        """The policy of one iteration (seed and iteration in ``key``)."""
+        return Sampled(self.draws.at(key, n_draws))
+
+    def for_rows(self, index: NDArray[np.intp]) -> Sampled:
+        """The policy for the rows at positions ``index`` of the data."""
+        return Sampled(self.draws.for_rows(index))
+
+    def __call__(
+        self,
+        log_prob: Array,
+        row: Array | None,
+        weights: Array | None,
+        log_h: Array | None,
+        labels: NDArray[np.intp] | None,
+    ) -> tuple[Array, float]:
+        u = self.draws.uniform()  # first: a policy not bound to rows raises
+        resp, loglik = EXACT(log_prob, row, weights, log_h, labels)
+        total = resp.sum(axis=1, dtype=np.float64)  # w_n
+        p = np.divide(resp, total[:, None], out=np.zeros(resp.shape), where=total[:, None] > 0)
+        counts = label_counts(p, u)
+        resp[...] = counts * (total / u.shape[1])[:, None]
+        return resp, loglik
+
+
+def for_rows(assign: Assignment, index: NDArray[np.intp] | None) -> Assignment:
+    """``assign`` for the rows at positions ``index`` of the data: a :class:`Sampled`
+    policy draws by position; other policies, and ``index=None``, are left as they are."""
+    if index is None or not isinstance(assign, Sampled):
+        return assign
+    return assign.for_rows(index)
+
+
 EXACT = Exact()
-E_STEPS: Mapping[str, Assignment] = {"exact": EXACT, "hard": Hard()}
+E_STEPS: Mapping[str, Assignment] = {
+    "exact": EXACT,
+    "hard": Hard(),
+    "monte-carlo": Sampled(Draws(MonteCarlo())),
+    "stochastic": Sampled(Draws(STOCHASTIC)),
+}
 
 
 def assignment(e_step: Any, supported: tuple[str, ...] = tuple(E_STEPS)) -> Assignment:
-    """The policy named by an estimator's ``e_step`` argument, checked.
+    """The policy named by an estimator's ``e_step`` argument, checked: a name, or
+    :class:`~emkit.models.sampling.MonteCarlo` options where ``"monte-carlo"`` is supported.
 
     Examples
     --------
     >>> assignment("hard").name
     'hard'
+    >>> assignment(MonteCarlo(n_draws=1, max_draws=1)).name
+    'stochastic'
     """
+    if isinstance(e_step, MonteCarlo) and "monte-carlo" in supported:
+        return Sampled(Draws(e_step.check()))
     if not isinstance(e_step, str) or e_step not in supported:
+        sampled = "monte-carlo" in supported
         raise InputError(
-            f"e_step must be one of {', '.join(map(repr, supported))}, got {e_step!r}. "
-            "'exact' is EM; 'hard' is classification EM (each row wholly to its most "
-            "probable component)."
+            f"e_step must be one of {', '.join(map(repr, supported))}"
+            f"{' or emkit.inference.MonteCarlo(...) options' if sampled else ''}, got "
+            f"{e_step!r}. 'exact' is EM; 'hard' is classification EM (each row wholly to "
+            "its most probable component)"
+            + (
+                "; 'monte-carlo' averages over labels drawn from the posterior, "
+                "'stochastic' draws one label a row (stochastic EM)."
+                if sampled
+                else "."
+            )
         )
     return E_STEPS[e_step]
 
