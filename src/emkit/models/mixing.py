@@ -218,10 +218,11 @@ class Sampled:
     ) -> tuple[Array, float]:
         u = self.draws.uniform()  # first: a policy not bound to rows raises
         resp, loglik = EXACT(log_prob, row, weights, log_h, labels)
-        total = resp.sum(axis=1, dtype=np.float64)  # w_n
-        p = np.divide(resp, total[:, None], out=np.zeros(resp.shape), where=total[:, None] > 0)
+        total = resp.sum(axis=1, dtype=np.float64)[:, None]  # w_n (a row of weight 0: 0)
+        p = np.divide(resp, total, out=np.zeros(resp.shape), where=total > 0)
         counts = label_counts(p, u)
-        resp[...] = counts * (total / u.shape[1])[:, None]
+        share = 1.0 / u.shape[1]  # each draw's share of the row's weight
+        resp[...] = counts * share if weights is None else counts * (weights * share)[:, None]
         return resp, loglik
 
 

@@ -26,7 +26,7 @@ from numpy.typing import NDArray
 
 from emkit.exceptions import EmkitError, InputError
 
-__all__ = ["BLOCK_ROWS", "STOCHASTIC", "Draws", "MonteCarlo", "row_draws"]
+__all__ = ["BLOCK_ROWS", "STOCHASTIC", "Draws", "MonteCarlo", "factor_draws", "row_draws"]
 
 Array = NDArray[np.floating[Any]]
 
@@ -195,3 +195,25 @@ class Draws:
         """(n_rows, n_draws, width) standard normal values."""
         m = self.n_draws
         return row_draws(self.key, self._rows(), lambda g, n: g.standard_normal((n, m, width)))
+
+
+def factor_draws(e_step: Any) -> Draws | None:
+    """The draws of a latent factor model's ``e_step`` argument, checked: None for
+    ``"exact"``, else a Monte-Carlo schedule.
+
+    Examples
+    --------
+    >>> factor_draws("stochastic").options.n_draws
+    1
+    """
+    if isinstance(e_step, MonteCarlo):
+        return Draws(e_step.check())
+    named = {"exact": None, "monte-carlo": Draws(MonteCarlo()), "stochastic": Draws(STOCHASTIC)}
+    if not isinstance(e_step, str) or e_step not in named:
+        raise InputError(
+            "e_step must be one of 'exact', 'monte-carlo', 'stochastic' or "
+            f"emkit.inference.MonteCarlo(...) options, got {e_step!r}. 'exact' is EM; "
+            "'monte-carlo' averages over factor scores drawn from their posterior, "
+            "'stochastic' draws one a row (stochastic EM)."
+        )
+    return named[e_step]
