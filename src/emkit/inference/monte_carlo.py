@@ -50,7 +50,7 @@ def _options(model: Any) -> MonteCarlo:
     assign = getattr(model, "assign", None)
     if isinstance(assign, Sampled):
         return assign.draws.options
-    return model.draws.options  # type: ignore[no-any-return]
+    return model.draws.options
 
 
 def _bind(model: Any, key: tuple[int, ...], n_draws: int) -> Any:

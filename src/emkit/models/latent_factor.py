@@ -686,7 +686,7 @@ class LatentFactorMoments(LatentFactor):
     posterior covariance entering with the weight N. O(d^2 q) an iteration.
     """
 
-    def expectation(self, params: FactorParams) -> Callable[[ScatterRoot], FactorStats]:  # type: ignore[override]
+    def expectation(self, params: FactorParams) -> Callable[[ScatterRoot], FactorStats]:
         _, mu, noise = params
         W, s2, _ = principal_frame(params.components, noise)
         d, q = W.shape
