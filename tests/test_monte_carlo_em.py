@@ -19,6 +19,8 @@ from emkit import (
     MixtureOfPPCA,
     PoissonMixture,
     StudentTMixture,
+    load_model,
+    save_model,
 )
 from emkit.engines import InMemoryEngine
 from emkit.exceptions import EmkitError, InputError
@@ -233,6 +235,17 @@ def test_the_seed_sets_the_draws() -> None:
     c = GaussianMixture(3, e_step="stochastic", random_state=1, max_iter=5, tol=0.0).fit(X)
     d = GaussianMixture(3, e_step="exact", random_state=1, max_iter=5, tol=0.0).fit(X)
     assert not np.allclose(c.means_, d.means_)  # the start is the same; the draws are not
+
+
+def test_a_model_file_keeps_the_monte_carlo_options(tmp_path) -> None:
+    X = _mixture_data(200)
+    options = MonteCarlo(n_draws=4, growth=1.5, max_draws=64, n_stable=2)
+    gm = GaussianMixture(3, e_step=options, random_state=0).fit(X)
+    loaded = load_model(save_model(gm, tmp_path / "gm.npz"))
+    assert loaded.get_params()["e_step"] == options
+    np.testing.assert_array_equal(loaded.predict_proba(X), gm.predict_proba(X))
+    ppca = PPCA(1, e_step="stochastic", random_state=0, tol=1e-3).fit(X)
+    assert load_model(save_model(ppca, tmp_path / "p.npz")).e_step == "stochastic"
 
 
 # -- bad input ---------------------------------------------------------------------------
