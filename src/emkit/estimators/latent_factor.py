@@ -235,11 +235,10 @@ class _LatentFactorEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         ):
             plan = self._plan_missing if missing else self._plan_complete
             model, fit_engine, data, initialize = plan(engine, Xa, w, q, scale)
-            draws = factor_draws(self.e_step)
-            if draws is not None:  # draws need the rows: the row E-step, with the same start
-                model, fit_engine, data = _row_model(model, draws), engine, (Xa, w)
             path = "rows with missing values" if missing else "the sufficient statistics"
-            if draws is not None:
+            draws = factor_draws(self.e_step)
+            if draws is not None:  # draws need the rows: the row E-step, from the same start
+                model, fit_engine, data = _row_model(model, draws), engine, (Xa, w)
                 path = f"the rows ({draws.options.name} E-step)"
             logger.info("%s: EM over %s, %d rows, %d features, q=%d", name, path, n, d, q)
             fit_data, step = monte_carlo_plan(
@@ -526,7 +525,8 @@ _ATTRIBUTES = """
     lower_bound_ : float
         Per-sample log-likelihood at the last iteration.
     lower_bounds_ : ndarray of shape (n_iter_,)
-        Per-sample log-likelihood at every iteration (never decreasing).
+        Per-sample log-likelihood at every iteration (never decreasing with the exact
+        E-step).
     trace_ : EMTrace
         Objective and seconds per iteration.
     n_features_in_ : int
