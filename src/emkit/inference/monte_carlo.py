@@ -15,6 +15,7 @@ run can be lucky once): the step applies its own rule, with the draw schedule, f
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, replace
 from typing import Any, Generic, TypeVar
 
@@ -133,9 +134,14 @@ class MonteCarloStep(Generic[P]):
         new = model.m_step(params, stats)
         change = objective - state.previous
         stable = state.stable + 1 if abs(change) < self.tol else 0
-        following = MonteCarloState(
-            iteration, options.next_draws(state.n_draws, change), stable, objective
-        )
+        draws = options.next_draws(state.n_draws, change)
+        if draws != state.n_draws:
+            logging.getLogger("emkit").debug(
+                "Monte-Carlo EM: the log-likelihood fell at iteration %d; %d draws a row next",
+                iteration,
+                draws,
+            )
+        following = MonteCarloState(iteration, draws, stable, objective)
         return StepResult(new, objective, 0.0, following, stable >= options.n_stable)
 
 

@@ -420,15 +420,19 @@ def _sampled_moments(mean: Array, cov: Array, draws: Draws) -> tuple[Array, Arra
     """The mean (n, q) and covariance (n, q, q) of ``draws.n_draws`` draws of each row's
     z ~ N(mean_n, cov_n) (``cov``: (q, q) shared by the rows, or (n, q, q)), which the
     E-step uses in place of the posterior's moments."""
-    eps = draws.normal(mean.shape[1])  # (n, M, q)
-    if cov.ndim == 2:  # diagonal in the principal frame
-        z = eps * np.sqrt(np.diagonal(cov))
-    else:
-        z = np.matmul(eps, np.swapaxes(np.linalg.cholesky(cov), 1, 2))  # e L^T
-    centre = z.mean(axis=1)
-    z -= centre[:, None, :]
-    # (1/M) sum_m z z^T - zbar zbar^T, from the draws about their own mean
-    spread = np.matmul(np.swapaxes(z, 1, 2), z) / z.shape[1]
+    n, q = mean.shape
+    root = np.sqrt(np.diagonal(cov)) if cov.ndim == 2 else np.linalg.cholesky(cov)
+    centre, spread = np.empty((n, q)), np.empty((n, q, q))
+    for rows, block in draws.by_block():  # (a block's draws at a time: bounded memory)
+        eps = block.normal(q)  # (rows, M, q)
+        if cov.ndim == 2:  # diagonal in the principal frame
+            z = eps * root
+        else:
+            z = np.matmul(eps, np.swapaxes(root[rows], 1, 2))  # e L^T
+        centre[rows] = z.mean(axis=1)
+        z -= centre[rows][:, None, :]
+        # (1/M) sum_m z z^T - zbar zbar^T, from the draws about their own mean
+        spread[rows] = np.matmul(np.swapaxes(z, 1, 2), z) / z.shape[1]
     return mean + centre, spread
 
 

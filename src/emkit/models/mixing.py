@@ -216,12 +216,14 @@ class Sampled:
         log_h: Array | None,
         labels: NDArray[np.intp] | None,
     ) -> tuple[Array, float]:
-        u = self.draws.uniform()  # first: a policy not bound to rows raises
+        blocks = list(self.draws.by_block())  # first: a policy not bound to rows raises
         resp, loglik = EXACT(log_prob, row, weights, log_h, labels)
         total = resp.sum(axis=1, dtype=np.float64)[:, None]  # w_n (a row of weight 0: 0)
         p = np.divide(resp, total, out=np.zeros(resp.shape), where=total > 0)
-        counts = label_counts(p, u)
-        share = 1.0 / u.shape[1]  # each draw's share of the row's weight
+        counts = np.empty(p.shape)
+        for rows, draws in blocks:
+            counts[rows] = label_counts(p[rows], draws.uniform())
+        share = 1.0 / self.draws.n_draws  # each draw's share of the row's weight
         resp[...] = counts * share if weights is None else counts * (weights * share)[:, None]
         return resp, loglik
 

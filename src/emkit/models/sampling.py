@@ -17,7 +17,7 @@ to an iteration (its seed and draw count) and, inside an E-step, to a block of r
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -185,6 +185,16 @@ class Draws:
                 "Monte-Carlo EM runs through emkit.inference.monte_carlo.monte_carlo_step."
             )
         return self.index
+
+    def by_block(self) -> Iterator[tuple[NDArray[np.intp], Draws]]:
+        """(rows, their draws) for each seeded block the rows touch, ``rows`` indexing
+        this block of rows: drawing a block at a time holds at most
+        ``BLOCK_ROWS * n_draws`` values of a row's width, however large the chunk."""
+        blocks = self._rows() // BLOCK_ROWS
+        order = np.argsort(blocks, kind="stable")
+        starts = np.flatnonzero(np.diff(blocks[order], prepend=-1))
+        for rows in np.split(order, starts[1:]):
+            yield rows, replace(self, index=self._rows()[rows])
 
     def uniform(self) -> Array:
         """(n_rows, n_draws) uniform values in [0, 1)."""
