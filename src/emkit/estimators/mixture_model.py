@@ -44,6 +44,7 @@ from emkit.families._base import check_family
 from emkit.families.variational import point_params, variational
 from emkit.inference.em import EMTrace, fit_em_restarts
 from emkit.inference.init import initial_responsibilities
+from emkit.inference.monte_carlo import monte_carlo_plan
 from emkit.models.mixing import MixingWeights, VariationalWeights, assignment
 from emkit.models.mixture import Mixture, MixtureParams, fixed_weights
 
@@ -162,14 +163,22 @@ class MixtureModel(FamilyMixture, DensityMixin, BaseEstimator):
         With ``e_step='variational'``, the Dirichlet prior alpha_0 > 0 on the weights
         (scikit-learn's name; ``None``: ``1 / n_components``). Small values let the fit
         empty the components it does not need.
-    e_step : {'exact', 'hard', 'variational'}, default='exact'
+    e_step : {'exact', 'hard', 'variational', 'monte-carlo', 'stochastic'} or MonteCarlo, \
+default='exact'
         The E-step's posterior: ``'exact'`` is EM; ``'hard'`` is classification EM, every
         row wholly on its most probable component, and the objective the complete-data
         log-likelihood at those assignments; ``'variational'`` is mean-field variational
         EM (variational Bayes) for families with a conjugate prior (Poisson, Exponential,
         Bernoulli, Categorical, Multinomial and Products of them): a posterior over every
         component's parameters and the weights, the objective the ELBO
-        (:mod:`emkit.families.variational`).
+        (:mod:`emkit.families.variational`);
+        ``'monte-carlo'`` is Monte-Carlo EM: the statistics average over labels drawn
+        from the posterior, a number of draws a row that grows as the run converges,
+        and a stopping rule that several small changes in a row must meet (pass
+        :class:`emkit.inference.MonteCarlo` options instead to set them);
+        ``'stochastic'`` is stochastic EM (one label drawn a row). Both report the exact
+        log-likelihood, which they need not raise at every iteration: they take
+        ``accelerate=None`` and the monotonicity check is off for them.
     semi_supervised : bool, default=False
         Read ``y`` in ``fit(X, y)`` as known components: ``y[i]`` in 0..n_components-1
         for a labelled row, -1 for an unlabelled one. Off by default so that
@@ -320,7 +329,7 @@ class MixtureModel(FamilyMixture, DensityMixin, BaseEstimator):
 
     # -- validation ------------------------------------------------------------------
 
-    _e_steps = ("exact", "hard", "variational")
+    _e_steps = ("exact", "hard", "variational", "monte-carlo", "stochastic")
 
     def _check_parameters(self) -> None:
         check_em_parameters(self)
@@ -540,10 +549,21 @@ class MixtureModel(FamilyMixture, DensityMixin, BaseEstimator):
                     start = MixtureParams(np.full(K, 1.0 / K), fit_family.default_params(K))
                     return model.m_step(start, stats)
 
+            # (the warm start's E-step above reads the rows without their positions)
+            fit_data, step = monte_carlo_plan(
+                model,
+                data,
+                engine,
+                random_state=self.random_state,
+                tol=float(self.tol),
+                accelerate=self.accelerate,
+                monotonicity=self.monotonicity,
+                row_bytes=row_bytes,
+            )
             result = fit_em_restarts(
                 model,
                 engine,
-                data,
+                fit_data,
                 initialize,
                 n_init=1 if warm else self.n_init,
                 rng=rng,
@@ -554,6 +574,7 @@ class MixtureModel(FamilyMixture, DensityMixin, BaseEstimator):
                 dtype=dtype,
                 row_bytes=row_bytes,
                 callback=callback,
+                step=step,
             )
         self._fixed_weights = model.weights.fixed
         self._family_argument = getattr(self, "family", None)

@@ -127,12 +127,14 @@ StrPath = str | os.PathLike[str]
 def _object_types() -> dict[str, type]:
     """The classes a model file may rebuild, by their public dotted names."""
     import emkit.families
+    import emkit.inference
     import emkit.models
 
     allowed: dict[str, type] = {}
     for module, names in (
         (emkit.families, emkit.families.__all__),
         (emkit.models, ("MixtureParams",)),
+        (emkit.inference, ("MonteCarlo",)),  # an e_step value
     ):
         for name in names:
             obj = getattr(module, name)

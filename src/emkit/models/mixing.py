@@ -14,6 +14,9 @@ it into the q(z_n) that the M-step averages over, and into the block's objective
   exp(E_q[log p(x_n, z_n = k | theta, pi)]): the same softmax as exact EM, of the expected
   log joint that a variational family (:mod:`emkit.families.variational`) and
   :class:`VariationalWeights` give; the block's objective is the data term of the ELBO.
+* ``"monte-carlo"`` and ``"stochastic"`` (:class:`Sampled`): q is the empirical
+  distribution of labels drawn from p(z | x, theta) (many a row, or one: stochastic EM);
+  the objective is still the exact log-likelihood, which the draws do not change.
 
 A row with a known label (semi-supervised) is assigned to it under every policy and counts
 log p(x_n, y_n).
@@ -32,6 +35,7 @@ from scipy.special import digamma, gammaln
 from emkit.exceptions import InputError
 from emkit.families._base import Fixed
 from emkit.families.priors import DirichletPrior
+from emkit.models.sampling import STOCHASTIC, Draws, MonteCarlo
 
 __all__ = [
     "EXACT",
@@ -42,9 +46,12 @@ __all__ = [
     "Exact",
     "Hard",
     "MixingWeights",
+    "Sampled",
     "Variational",
     "VariationalWeights",
     "assignment",
+    "for_rows",
+    "label_counts",
 ]
 
 Array = NDArray[np.floating[Any]]
@@ -172,29 +179,116 @@ class Variational(Exact):
     name: str = "variational"
 
 
+def label_counts(p: Array, u: Array) -> Array:
+    """(n, K) counts of the labels drawn by inverse CDF from rows of probabilities ``p``
+    (n, K) with the uniform values ``u`` (n, M): draw m of row n is the k with
+    cdf_{k-1} <= u_nm < cdf_k.
+
+    Examples
+    --------
+    >>> label_counts(np.array([[0.25, 0.75]]), np.array([[0.1, 0.3, 0.9]])).tolist()
+    [[1.0, 2.0]]
+    """
+    n, K = p.shape
+    cdf = np.cumsum(p, axis=1, dtype=np.float64)
+    labels = np.zeros(u.shape, dtype=np.intp)
+    for k in range(K - 1):  # the last cdf is 1 (up to round-off), above every u
+        labels += cdf[:, k : k + 1] <= u
+    labels += (np.arange(n) * K)[:, None]
+    return np.bincount(labels.ravel(), minlength=n * K).reshape(n, K).astype(np.float64)
+
+
+@dataclass(frozen=True)
+class Sampled:
+    """Monte-Carlo EM's E-step: each row's q(z_n) is the share of ``draws.n_draws`` labels
+    drawn from its responsibilities that fell on each component (one draw: stochastic EM,
+    q a random one-hot row). The objective is the exact log-likelihood of the parameters,
+    as for :class:`Exact`: the draws change the statistics, not what is reported.
+
+    The draws are keyed by the rows' positions (:mod:`emkit.models.sampling`): the E-step
+    binds the policy to its block of rows with :func:`for_rows`.
+    """
+
+    draws: Draws
+
+    @property
+    def name(self) -> str:
+        return self.draws.options.name
+
+    def at(self, key: tuple[int, ...], n_draws: int) -> Sampled:
+        """The policy of one iteration (seed and iteration in ``key``)."""
+        return Sampled(self.draws.at(key, n_draws))
+
+    def for_rows(self, index: NDArray[np.intp]) -> Sampled:
+        """The policy for the rows at positions ``index`` of the data."""
+        return Sampled(self.draws.for_rows(index))
+
+    def __call__(
+        self,
+        log_prob: Array,
+        row: Array | None,
+        weights: Array | None,
+        log_h: Array | None,
+        labels: NDArray[np.intp] | None,
+    ) -> tuple[Array, float]:
+        blocks = list(self.draws.by_block())  # first: a policy not bound to rows raises
+        resp, loglik = EXACT(log_prob, row, weights, log_h, labels)
+        total = resp.sum(axis=1, dtype=np.float64)[:, None]  # w_n (a row of weight 0: 0)
+        p = np.divide(resp, total, out=np.zeros(resp.shape), where=total > 0)
+        counts = np.empty(p.shape)
+        for rows, draws in blocks:
+            counts[rows] = label_counts(p[rows], draws.uniform())
+        share = 1.0 / self.draws.n_draws  # each draw's share of the row's weight
+        resp[...] = counts * share if weights is None else counts * (weights * share)[:, None]
+        return resp, loglik
+
+
+def for_rows(assign: Assignment, index: NDArray[np.intp] | None) -> Assignment:
+    """``assign`` for the rows at positions ``index`` of the data: a :class:`Sampled`
+    policy draws by position; other policies, and ``index=None``, are left as they are."""
+    if index is None or not isinstance(assign, Sampled):
+        return assign
+    return assign.for_rows(index)
+
+
 EXACT = Exact()
-E_STEPS: Mapping[str, Assignment] = {"exact": EXACT, "hard": Hard()}
+E_STEPS: Mapping[str, Assignment] = {
+    "exact": EXACT,
+    "hard": Hard(),
+    "monte-carlo": Sampled(Draws(MonteCarlo())),
+    "stochastic": Sampled(Draws(STOCHASTIC)),
+}
 VARIATIONAL = Variational()
 _EXPLAIN = {
     "exact": "'exact' is EM",
     "hard": "'hard' is classification EM (each row wholly to its most probable component)",
     "variational": "'variational' is mean-field variational EM (a posterior over the "
     "parameters; families with a conjugate prior)",
+    "monte-carlo": "'monte-carlo' averages over labels drawn from the posterior",
+    "stochastic": "'stochastic' draws one label a row (stochastic EM)",
 }
 
 
 def assignment(e_step: Any, supported: tuple[str, ...] = tuple(E_STEPS)) -> Assignment:
-    """The policy named by an estimator's ``e_step`` argument, checked.
+    """The policy named by an estimator's ``e_step`` argument, checked: a name, or
+    :class:`~emkit.models.sampling.MonteCarlo` options where ``"monte-carlo"`` is supported.
 
     Examples
     --------
     >>> assignment("hard").name
     'hard'
+    >>> assignment(MonteCarlo(n_draws=1, max_draws=1)).name
+    'stochastic'
     """
+    if isinstance(e_step, MonteCarlo) and "monte-carlo" in supported:
+        return Sampled(Draws(e_step.check()))
     if not isinstance(e_step, str) or e_step not in supported:
         explain = "; ".join(_EXPLAIN[s] for s in supported if s in _EXPLAIN)
+        sampled = "monte-carlo" in supported
+        options = " or emkit.inference.MonteCarlo(...) options" if sampled else ""
         raise InputError(
-            f"e_step must be one of {', '.join(map(repr, supported))}, got {e_step!r}. {explain}."
+            f"e_step must be one of {', '.join(map(repr, supported))}{options}, got "
+            f"{e_step!r}. {explain}."
         )
     return VARIATIONAL if e_step == "variational" else E_STEPS[e_step]
 

@@ -29,6 +29,7 @@ from emkit.models.mixing import (
     Assignment,
     MixingWeights,
     VariationalWeights,
+    for_rows,
 )
 from emkit.models.statistics import Statistics
 
@@ -105,19 +106,20 @@ class Mixture:
 
     def expectation(self, params: MixtureParams) -> Callable[..., MixtureStats]:
         """The E-step for one iteration, as a function of a block of rows, their weights,
-        their :meth:`base_measure` (computed here when not given) and their known
-        component labels (``-1``: unknown; ``None``: all unknown)."""
+        their :meth:`base_measure` (computed here when not given), their known
+        component labels (``-1``: unknown; ``None``: all unknown) and their positions in
+        the data (which a Monte-Carlo policy's draws are keyed by; ``None`` otherwise)."""
         log_joint = self._log_joint(params)
         family = self.family
         missing = self._missing_joint(params) if self.missing else None
 
         def complete_step(
-            X: Array, weights: Array | None, log_h: Array | None, labels: Any
+            X: Array, weights: Array | None, log_h: Array | None, labels: Any, index: Any
         ) -> MixtureStats:
             Xp, T, log_prob, row = log_joint(X)
             if log_h is None:
                 log_h = family.log_base_measure(Xp)
-            resp, loglik = self.assign(log_prob, row, weights, log_h, labels)
+            resp, loglik = for_rows(self.assign, index)(log_prob, row, weights, log_h, labels)
             # Sums within a chunk stay in the working dtype (pairwise: exact enough);
             # across chunks they add in float64. S = (T^T resp)^T runs as BLAS likes it
             # for statistic-major T.
@@ -134,6 +136,7 @@ class Mixture:
             weights: Array | None,
             log_h: Array | None,
             labels: Any,
+            index: Any,
             observed: NDArray[np.bool_],
         ) -> MixtureStats:
             assert missing is not None
@@ -141,7 +144,7 @@ class Mixture:
             if log_h is None:
                 log_h = family.log_base_measure(Xp)
             row = _missing_row_term(family, state)
-            resp, loglik = self.assign(log_prob, row, weights, log_h, labels)
+            resp, loglik = for_rows(self.assign, index)(log_prob, row, weights, log_h, labels)
             sum_t, shared = family.missing_statistics(params.components, state, resp)
             return MixtureStats(resp.sum(axis=0), sum_t, shared, loglik, _total_weight(X, weights))
 
@@ -150,10 +153,12 @@ class Mixture:
             weights: Array | None,
             log_h: Array | None = None,
             labels: NDArray[np.intp] | None = None,
+            index: NDArray[np.intp] | None = None,
         ) -> MixtureStats:
+            columns = (weights, log_h, labels, index)
             if missing is None:
-                return complete_step(X, weights, log_h, labels)
-            return _split_rows(X, (weights, log_h, labels), complete_step, incomplete_step, _add)
+                return complete_step(X, *columns)
+            return _split_rows(X, columns, complete_step, incomplete_step, _add)
 
         return e_step
 
