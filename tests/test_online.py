@@ -230,3 +230,16 @@ def test_latent_factor_partial_fit_refuses_bad_input(cls) -> None:
         cls(2, learning_offset=-1.0).partial_fit(X)
     with pytest.raises(InputError, match=f"fitting {name} needs at least 2 samples"):
         cls(2).partial_fit(X[:1])
+
+
+@pytest.mark.parametrize("init_params", ["random", "random_from_data", "k-means++"])
+def test_the_first_partial_fit_starts_from_fits_first_initialization(init_params: str) -> None:
+    # one initialization step for fit and partial_fit: the first batch's start is fit's
+    # first draw (n_init draws are for fit's restarts), then one step
+    X = _data(600, 15)
+    kwargs = {"init_params": init_params, "random_state": 3}
+    online = GaussianMixture(3, n_init=3, learning_decay=0.0, **kwargs).partial_fit(X)
+    batch = GaussianMixture(3, n_init=1, tol=0.0, max_iter=1, **kwargs).fit(X)
+    np.testing.assert_allclose(online.means_, batch.means_, rtol=1e-10)
+    np.testing.assert_allclose(online.lower_bounds_, batch.lower_bounds_, rtol=1e-12)
+    assert online.get_params()["n_init"] == 3 and online.max_iter == 100

@@ -745,6 +745,7 @@ class FactorAnalysis(_LatentFactorEstimator):
     )
 
     _noise_type = "diagonal"
+    loglike_: Array
 
     def __init__(
         self,

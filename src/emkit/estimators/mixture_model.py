@@ -29,6 +29,7 @@ from emkit._warnings import warnings_once
 from emkit.engines.memory import InMemoryEngine
 from emkit.estimators._mixture_base import (
     FamilyMixture,
+    FitPlan,
     align_to_labels,
     check_em_parameters,
     check_labels,
@@ -386,6 +387,35 @@ class MixtureModel(FamilyMixture, DensityMixin, BaseEstimator):
         """
         self._check_parameters()
         warm = self.warm_start and hasattr(self, "params_")
+        with (
+            InMemoryEngine(self.chunk_size, self.n_threads) as engine,
+            verbose_logging(self.verbose),
+        ):
+            plan = self._plan(X, y, sample_weight, engine, warm=warm)
+            result = fit_em_restarts(
+                plan.model,
+                engine,
+                plan.data,
+                plan.initialize,
+                n_init=1 if warm else self.n_init,
+                rng=plan.rng,
+                tol=float(self.tol),
+                max_iter=int(self.max_iter),
+                monotonicity=self.monotonicity,
+                accelerate=self.accelerate,
+                dtype=plan.dtype,
+                row_bytes=plan.row_bytes,
+                callback=progress_callback(self),
+            )
+        self._set_model(plan.model)
+        self._set_fitted(plan.model.family, result.params, result.trace, result.converged)
+        return self
+
+    def _plan(
+        self, X: Any, y: Any, sample_weight: Any, engine: InMemoryEngine, *, warm: bool
+    ) -> FitPlan:
+        """The checked data, the bound model and the initialization (or, warm, the fitted
+        parameters) that ``fit`` runs EM from, and ``partial_fit`` online EM."""
         Xa, labels = self._validate_X(X, reset=not warm)
         if warm:
             check_warm_start("n_components", len(self.weights_), self.n_components)
@@ -430,62 +460,42 @@ class MixtureModel(FamilyMixture, DensityMixin, BaseEstimator):
         )
         row_bytes = model.row_bytes(d, family.n_stats, K) + d * Xa.itemsize
         rng = check_random_state(self.random_state)
+        if self.verbose:
+            logger.info("Family: %r", family)
+        # log h(x) depends on no parameter: once per fit, then a column of data
+        log_h = (
+            engine.map_rows(model.base_measure, Xa)
+            if model.base_measure(Xa[:1]) is not None
+            else None
+        )
+        data = (Xa, w, log_h, known)
+        if warm:
+            previous: MixtureParams = getattr(self, "params_")  # noqa: B009
 
-        callback = progress_callback(self)
+            def initialize(rng: np.random.Generator) -> MixtureParams:
+                if not fixed_params and known_weights is None:
+                    return previous
+                # one EM step, so that the start holds the known values
+                stats = engine.map_reduce(model.expectation(previous), *data)
+                return model.m_step(previous, stats)
 
-        with (
-            InMemoryEngine(self.chunk_size, self.n_threads) as engine,
-            verbose_logging(self.verbose),
-        ):
-            if self.verbose:
-                logger.info("Family: %r", family)
-            # log h(x) depends on no parameter: once per fit, then a column of data
-            log_h = (
-                engine.map_rows(model.base_measure, Xa)
-                if model.base_measure(Xa[:1]) is not None
-                else None
-            )
-            data = (Xa, w, log_h, known)
-            if warm:
-                previous: MixtureParams = getattr(self, "params_")  # noqa: B009
+        else:
+            standardized = _standardize(filled)
 
-                def initialize(rng: np.random.Generator) -> MixtureParams:
-                    if not fixed_params and known_weights is None:
-                        return previous
-                    # one EM step, so that the start holds the known values
-                    stats = engine.map_reduce(model.expectation(previous), *data)
-                    return model.m_step(previous, stats)
+            def initialize(rng: np.random.Generator) -> MixtureParams:
+                resp = initial_responsibilities(self.init_params, standardized, K, rng, w)
+                if known is not None:
+                    resp = align_to_labels(resp, known, K)
+                stats = initial_statistics(model, engine, filled, w, resp, K)
+                start = MixtureParams(np.full(K, 1.0 / K), family.default_params(K))
+                return model.m_step(start, stats)
 
-            else:
-                standardized = _standardize(filled)
+        return FitPlan(model, data, initialize, rng, dtype, row_bytes)
 
-                def initialize(rng: np.random.Generator) -> MixtureParams:
-                    resp = initial_responsibilities(self.init_params, standardized, K, rng, w)
-                    if known is not None:
-                        resp = align_to_labels(resp, known, K)
-                    stats = initial_statistics(model, engine, filled, w, resp, K)
-                    start = MixtureParams(np.full(K, 1.0 / K), family.default_params(K))
-                    return model.m_step(start, stats)
-
-            result = fit_em_restarts(
-                model,
-                engine,
-                data,
-                initialize,
-                n_init=1 if warm else self.n_init,
-                rng=rng,
-                tol=float(self.tol),
-                max_iter=int(self.max_iter),
-                monotonicity=self.monotonicity,
-                accelerate=self.accelerate,
-                dtype=dtype,
-                row_bytes=row_bytes,
-                callback=callback,
-            )
+    def _set_model(self, model: Mixture) -> None:
+        """What the fitted model keeps of its fit's settings besides its parameters."""
         self._fixed_weights = model.weights.fixed
         self._family_argument = getattr(self, "family", None)
-        self._set_fitted(family, result.params, result.trace, result.converged)
-        return self
 
     def _set_fitted(
         self, family: Any, params: MixtureParams, trace: EMTrace, converged: bool
@@ -508,12 +518,13 @@ class MixtureModel(FamilyMixture, DensityMixin, BaseEstimator):
         )
         return model, self.params_
 
-    def _online_rows(self, X: Any, sample_weight: Any) -> tuple[Array, Array | None]:
+    def _online_rows(self, X: Any, sample_weight: Any, model: Any) -> tuple[Array, Array | None]:
         Xa, labels = self._validate_X(X, reset=False)
-        self.family_.check(Xa, labels)
+        model.family.check(Xa, labels)
         return Xa, check_sample_weight(sample_weight, Xa.shape[0], resolve_dtype(self.dtype))
 
-    def _set_online(self, model: Any, params: Any, trace: EMTrace) -> None:
+    def _set_online(self, model: Any, params: Any, trace: EMTrace, dtype: Any) -> None:
+        self._set_model(model)
         self._set_fitted(model.family, params, trace, False)
 
     # -- the fitted model -------------------------------------------------------------
