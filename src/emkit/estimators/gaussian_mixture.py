@@ -24,6 +24,7 @@ from emkit._warnings import warnings_once
 from emkit.engines.memory import InMemoryEngine
 from emkit.estimators._mixture_base import (
     FamilyMixture,
+    FitPlan,
     align_to_labels,
     check_em_parameters,
     check_labels,
@@ -295,6 +296,51 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
         """
         self._check_parameters()
         warm = self.warm_start and hasattr(self, "weights_")
+        with (
+            InMemoryEngine(self.chunk_size, self.n_threads) as engine,
+            verbose_logging(self.verbose),
+        ):
+            plan = self._plan(X, y, sample_weight, engine, warm=warm)
+            data, step = monte_carlo_plan(
+                plan.model,
+                plan.data,
+                engine,
+                random_state=self.random_state,
+                tol=float(self.tol),
+                accelerate=self.accelerate,
+                monotonicity=self.monotonicity,
+                row_bytes=plan.row_bytes,
+            )
+            result = fit_em_restarts(
+                plan.model,
+                engine,
+                data,
+                plan.initialize,
+                n_init=1 if warm else self.n_init,
+                rng=plan.rng,
+                tol=float(self.tol),
+                max_iter=int(self.max_iter),
+                monotonicity=self.monotonicity,
+                accelerate=self.accelerate,
+                dtype=plan.dtype,
+                row_bytes=plan.row_bytes,
+                callback=progress_callback(self),
+                on_start=(lambda i: logger.info("Initialization %d", i)) if self.verbose else None,
+                # a warm start continues the previous fit's trace, so that repeated calls
+                # with a small max_iter converge
+                start_objective=self.lower_bound_ if warm else -np.inf,
+                step=step,
+            )
+        family = plan.model.family
+        assert isinstance(family, GaussianFamily)
+        self._set_fitted(family, result.params, result.trace, result.converged, plan.data[0].dtype)
+        return self
+
+    def _plan(
+        self, X: Any, y: Any, sample_weight: Any, engine: InMemoryEngine, *, warm: bool
+    ) -> FitPlan:
+        """The checked data, the bound model and the initialization (or, warm, the fitted
+        parameters) that ``fit`` runs EM from, and ``partial_fit`` online EM."""
         Xa = self._validate_X(X, reset=not warm)
         n, d = Xa.shape
         K = self.n_components
@@ -336,57 +382,20 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
         family = GaussianFamily(structure, reg_covar=float(self.reg_covar)).bind(filled, w)
         model = Mixture(family, dtype, assign=assignment(self.e_step), missing=missing)
         row_bytes = model.row_bytes(d, structure.n_stats(d), K) + d * Xa.itemsize
+
+        if warm:
+            previous = self._mixture_params(family)
+
+            def initialize(rng: RandomSource) -> MixtureParams:
+                return previous
+
+        else:
+
+            def initialize(rng: RandomSource) -> MixtureParams:
+                return self._initialize(model, engine, filled, w, known, rng)
+
         source = init_random_source(self.random_state)
-
-        callback = progress_callback(self)
-
-        with (
-            InMemoryEngine(self.chunk_size, self.n_threads) as engine,
-            verbose_logging(self.verbose),
-        ):
-            if warm:
-                previous = self._mixture_params(family)
-
-                def initialize(rng: RandomSource) -> MixtureParams:
-                    return previous
-
-            else:
-
-                def initialize(rng: RandomSource) -> MixtureParams:
-                    return self._initialize(model, engine, filled, w, known, rng)
-
-            data, step = monte_carlo_plan(
-                model,
-                (Xa, w, None, known),
-                engine,
-                random_state=self.random_state,
-                tol=float(self.tol),
-                accelerate=self.accelerate,
-                monotonicity=self.monotonicity,
-                row_bytes=row_bytes,
-            )
-            result = fit_em_restarts(
-                model,
-                engine,
-                data,
-                initialize,
-                n_init=1 if warm else self.n_init,
-                rng=source,
-                tol=float(self.tol),
-                max_iter=int(self.max_iter),
-                monotonicity=self.monotonicity,
-                accelerate=self.accelerate,
-                dtype=dtype,
-                row_bytes=row_bytes,
-                callback=callback,
-                on_start=(lambda i: logger.info("Initialization %d", i)) if self.verbose else None,
-                # a warm start continues the previous fit's trace, so that repeated calls
-                # with a small max_iter converge
-                start_objective=self.lower_bound_ if warm else -np.inf,
-                step=step,
-            )
-        self._set_fitted(family, result.params, result.trace, result.converged, Xa.dtype)
-        return self
+        return FitPlan(model, (Xa, w, None, known), initialize, source, dtype, row_bytes)
 
     def _initialize(
         self,
@@ -503,12 +512,14 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
         model = Mixture(family, resolve_dtype(self.dtype), assign=assignment(self.e_step))
         return replace(model, missing=True), self._mixture_params(family)
 
-    def _online_rows(self, X: Any, sample_weight: Any) -> tuple[Array, Array | None]:
+    def _online_rows(self, X: Any, sample_weight: Any, model: Any) -> tuple[Array, Array | None]:
         Xa = self._validate_X(X, reset=False)
         return Xa, check_sample_weight(sample_weight, Xa.shape[0], resolve_dtype(self.dtype))
 
-    def _set_online(self, model: Any, params: Any, trace: EMTrace) -> None:
-        self._set_fitted(model.family, params, trace, False, self.means_.dtype)
+    def _set_online(self, model: Any, params: Any, trace: EMTrace, dtype: Any) -> None:
+        self._set_fitted(
+            model.family, params, trace, False, self.means_.dtype if dtype is None else dtype
+        )
 
     def _sampling_family(self) -> tuple[GaussianFamily, GaussianParams]:
         family = self._family()

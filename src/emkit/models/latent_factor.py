@@ -50,7 +50,7 @@ O(n d q + p d q^2 + p q^3) for p patterns, plus O(n d q^2) for A_i when values a
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
@@ -451,6 +451,14 @@ def _times_square(quad: Array, c: Array) -> Array:
         return np.asarray(quad * c * c)
 
 
+def _expansion(stats: FactorStats, q: int) -> tuple[Array, Array]:
+    """eta and L (L L^T = Sigma) of the expanded model z ~ N(eta, Sigma), from the
+    moments of z~ = [z, 1] over every row (PX-EM)."""
+    Ez = stats.sum_zz_all / stats.weight
+    eta = Ez[:q, q]
+    return eta, np.linalg.cholesky(Ez[:q, :q] - np.outer(eta, eta))
+
+
 class _Posterior(NamedTuple):
     """The posterior of z for a block of rows."""
 
@@ -603,11 +611,32 @@ class LatentFactor:
         Wt = np.linalg.solve(stats.sum_zz, stats.sum_xz[:, :, None])[:, :, 0]
         residual = stats.sum_xx - (Wt * stats.sum_xz).sum(axis=1)
         noise = self.noise.pool(residual, stats.count, self.noise_floor)
-        Ez = stats.sum_zz_all / stats.weight  # the moments of z~ = [z, 1]
-        eta = Ez[:q, q]
-        L = np.linalg.cholesky(Ez[:q, :q] - np.outer(eta, eta))  # L L^T = Sigma
+        eta, L = _expansion(stats, q)
         W = Wt[:, :q]
         return FactorParams(W @ L, Wt[:, q] + W @ eta, noise)
+
+    def reframe(self, stats: FactorStats, params: FactorParams) -> FactorStats:
+        """``stats`` in the latent frame of the E-step of ``params``, the M-step's result
+        from them (online EM blends the statistics of successive E-steps: one frame).
+
+        The M-step folds z = eta + L z' into the parameters, and the next E-step works
+        in their principal frame, z' = V z''. So z~ = A z~'' with A = [[L V, eta], [0, 1]],
+        and the statistics of z~'' are b A^-T and A^-1 S A^-1^T: an M-step on them gives
+        ``params`` again (up to the rotation the likelihood does not see).
+        """
+        q = params.components.shape[1]
+        eta, L = _expansion(stats, q)
+        Vt = principal_frame(params.components, params.noise)[2]
+        A = np.eye(q + 1)
+        A[:q, :q] = L @ Vt.T
+        A[:q, q] = eta
+        Ainv = np.linalg.inv(A)
+        return replace(
+            stats,
+            sum_xz=stats.sum_xz @ Ainv.T,
+            sum_zz=Ainv @ stats.sum_zz @ Ainv.T,
+            sum_zz_all=Ainv @ stats.sum_zz_all @ Ainv.T,
+        )
 
     def m_step_gap(self, params: FactorParams, stats: Any) -> float:
         """Zero: the M-step maximizes Q (over noise variances >= the floor)."""
