@@ -1086,9 +1086,8 @@ class GaussianFamily:
         # its (zero) share of Q, so keep the previous ones rather than divide 0 by 0.
         frozen = frozen_components(counts, total_weight)
         with np.errstate(divide="ignore", invalid="ignore"):
-            cov, gap = self.structure.maximize(
-                scatter, self._mass(nk), self.reg_covar, params.covariances
-            )
+            previous = None if params is None else params.covariances
+            cov, gap = self.structure.maximize(scatter, self._mass(nk), self.reg_covar, previous)
         if frozen.any():
             means = self._with_known_means(np.where(frozen[:, None], params.means, means))
             cov = self.structure.keep(cov, params.covariances, frozen)
