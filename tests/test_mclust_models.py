@@ -15,7 +15,7 @@ from scipy.optimize import minimize
 from scipy.stats import ortho_group
 
 from emkit import GaussianMixture, MixtureModel, load_model, save_model
-from emkit.cli._main import parse_covariances
+from emkit.cli._main import main, parse_covariances
 from emkit.exceptions import InputError
 from emkit.families import Gaussian, GaussianPrior
 from emkit.families.covariance import MCLUST_MODELS, covariance_types
@@ -32,7 +32,7 @@ BELOW_MAXIMUM = {"VVE"}
 
 def _data(name: str) -> tuple[np.ndarray, np.ndarray, int]:
     """X, mclust's soft classification z and G for a reference data set."""
-    X = np.loadtxt(DATA / f"mclust_{name}.csv", delimiter=",", skiprows=1)
+    X = np.loadtxt(DATA / f"mclust_{name}.csv", delimiter=",", skiprows=1, ndmin=2)
     ref = REFERENCE["sets"][name]
     G = ref["G"]
     z = np.full((X.shape[0], G), 0.2 / (G - 1))
@@ -80,8 +80,14 @@ def _loglik(X: np.ndarray, weights: np.ndarray, means: np.ndarray, cov: np.ndarr
 # -- reference values from R's mclust (tests/data/mclust_reference.R) ------------------------
 
 
-@pytest.mark.parametrize("name", ["iris", "faithful"])
-@pytest.mark.parametrize("model", MCLUST_MODELS)
+CASES = [
+    *[(name, model) for name in ("iris", "faithful") for model in MCLUST_MODELS],
+    ("waiting", "E"),
+    ("waiting", "V"),
+]
+
+
+@pytest.mark.parametrize(("name", "model"), CASES)
 def test_m_step_matches_mclust(name: str, model: str) -> None:
     X, z, _ = _data(name)
     ref = REFERENCE["sets"][name]["models"][model]["mstep"]
@@ -97,8 +103,7 @@ def test_m_step_matches_mclust(name: str, model: str) -> None:
         assert loglik == pytest.approx(ref["loglik"], rel=1e-6)
 
 
-@pytest.mark.parametrize("name", ["iris", "faithful"])
-@pytest.mark.parametrize("model", MCLUST_MODELS)
+@pytest.mark.parametrize(("name", "model"), CASES)
 def test_em_from_fixed_start_matches_mclust(name: str, model: str) -> None:
     """EM started from mclust's M-step from z reaches mclust's me() log-likelihood."""
     X, _, G = _data(name)
@@ -132,6 +137,7 @@ def test_em_from_fixed_start_matches_mclust(name: str, model: str) -> None:
 def test_reference_data_is_the_bundled_faithful() -> None:
     X, _ = load_faithful()
     np.testing.assert_array_equal(_data("faithful")[0], X)
+    np.testing.assert_array_equal(_data("waiting")[0], X[:, 1:])
 
 
 # -- the M-step is the constrained maximizer: a brute-force check --------------------------
@@ -350,6 +356,28 @@ def test_model_file_round_trip(model: str, tmp_path: Path) -> None:
     mm = MixtureModel(Gaussian(model), 3, random_state=0).fit(X)
     again = load_model(save_model(mm, tmp_path / "mixture.npz"))
     np.testing.assert_array_equal(again.score_samples(X), mm.score_samples(X))
+
+
+def test_warm_start_continues_a_model_of_the_same_layout() -> None:
+    X, _, _ = _data("iris")
+    gm = GaussianMixture(2, covariance_type="VVV", random_state=0).fit(X)
+    gm.set_params(covariance_type="VEV", warm_start=True, monotonicity="raise").fit(X)
+    assert structure_holds("VEV", gm.covariances_)
+    gm.set_params(covariance_type="EEI")
+    with pytest.raises(InputError, match=r"has covariance_type='full', but covariance_type is"):
+        gm.fit(X)
+
+
+def test_cli_fits_mclust_models(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    X, _, _ = _data("iris")
+    path = tmp_path / "iris.csv"
+    np.savetxt(path, X, delimiter=",", header="a,b,c,d", comments="")
+    argv = ["fit", str(path), "--components", "2", "--covariance", "vev,EEI"]
+    assert main([*argv, "--out", str(tmp_path / "out"), "--no-plot"]) == 0
+    out = capsys.readouterr().out
+    assert "VEV" in out and "EEI" in out
+    model = load_model(tmp_path / "out" / "model.npz")
+    assert model.covariance_type in ("VEV", "EEI")
 
 
 def test_cli_takes_every_model() -> None:
