@@ -85,6 +85,7 @@ Array = NDArray[np.floating[Any]]
 _TOLERANCE = 1e-13
 _MAX_CYCLES = 2000
 _TINY = float(np.finfo(np.float64).tiny)
+_RELATIVE_FLOOR = 1e-100
 
 MCLUST_MODELS: tuple[str, ...] = (
     "EII",
@@ -110,13 +111,20 @@ def _geometric_mean(x: Array) -> Array:
 
 
 def _unit(x: Array) -> Array:
-    """Positive vectors (..., d) scaled to a product of one (a shape matrix's diagonal)."""
-    return np.asarray(np.maximum(x, _TINY) / _geometric_mean(x)[..., None])
+    """Positive vectors (..., d) scaled to a product of one (a shape matrix's diagonal);
+    entries of a singular scatter are kept above ``_RELATIVE_FLOOR`` times the largest."""
+    x = np.maximum(x, np.maximum(_RELATIVE_FLOOR * np.max(x, axis=-1, keepdims=True), _TINY))
+    return np.asarray(x / _geometric_mean(x)[..., None])
 
 
 def _eigh_descending(W: Array) -> tuple[Array, Array]:
+    """Eigenvalues (decreasing) and eigenvectors; eigenvalues of a singular scatter are
+    kept above ``_RELATIVE_FLOOR`` times the largest (the degeneracy floor of the
+    family then decides), so that no ratio or logarithm leaves float64."""
     omega, V = np.linalg.eigh(W)
-    return np.maximum(omega[..., ::-1], _TINY), np.ascontiguousarray(V[..., ::-1])
+    omega = omega[..., ::-1]
+    low = np.maximum(_RELATIVE_FLOOR * omega[..., :1], _TINY)
+    return np.maximum(omega, low), np.ascontiguousarray(V[..., ::-1])
 
 
 def _rotation_sweep(U: Array, M: Array, beta: Array) -> Array:
@@ -202,7 +210,10 @@ class Composed(CovarianceStructure):
         objective is there than at ``previous`` (>= 0; None without ``previous``)."""
         W = self._regularized(scatter, mass, reg_covar)
         m = np.asarray(mass, dtype=np.float64)
-        cov = self._solve(W, m, previous)
+        # a singular scatter may push a ratio beyond float64: the degeneracy floor of
+        # the family's factor then holds the covariance (or reports it ill-defined)
+        with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
+            cov = self._solve(W, m, previous)
         if previous is None:
             return cov, None
         # the objective is the unregularized one: what EM's monotonicity is about
