@@ -131,8 +131,8 @@ class GaussianParams(NamedTuple):
     floored: NDArray[np.bool_] | None = None
     # how far the M-step that made these parameters fell below its starting point's value
     # of Q (nats, >= 0), where the structure measures it (CovarianceStructure.maximize);
-    # None: the family's own bound (GaussianFamily.m_step_gap)
-    gap: float | None = None
+    # NaN: not measured, the family's own bound applies (GaussianFamily.m_step_gap)
+    gap: float = float("nan")
 
 
 def _cholesky_upper_of_precision(cov: Array) -> Array:
@@ -1092,7 +1092,9 @@ class GaussianFamily:
             means = self._with_known_means(np.where(frozen[:, None], params.means, means))
             cov = self.structure.keep(cov, params.covariances, frozen)
         cov, prec_chol, floored = self._factor(cov, K)
-        if gap is not None and floored.any():
+        if gap is None or (self.fixed is not None and self.fixed.covariances is not None):
+            gap = float("nan")  # not measured, or known covariances replaced the maximizer
+        elif floored.any():
             gap = float("inf")  # held off the constrained maximizer: no bound
         return GaussianParams(means, cov, prec_chol, floored, gap)
 
@@ -1188,7 +1190,7 @@ class GaussianFamily:
         the floor although ``reg_covar > 0`` (``reg_covar`` below the data's round-off)
         has no such bound: the gap is infinite, and the driver restarts the monotone trace.
         """
-        if params.gap is not None:
+        if not np.isnan(params.gap):
             return params.gap
         r = self.reg_covar
         if r == 0.0:

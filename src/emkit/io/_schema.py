@@ -268,7 +268,8 @@ COMPONENT_CHECKS: dict[str, Any] = {
     "GaussianParams.covariances": {"dense": ("spd",), "variances": ("positive",)},
     "GaussianParams.precisions_cholesky": {"dense": ("cholesky",), "variances": ("positive",)},
     "GaussianParams.mended": ("bool",),
-    # the last M-step's measured shortfall (a float, or None): read by no prediction
+    # the last M-step's measured shortfall (a float; NaN: not measured): read by no
+    # prediction
     "GaussianParams.gap": (),
 }
 
