@@ -35,6 +35,7 @@ from emkit.estimators._mixture_base import (
     verbose_logging,
 )
 from emkit.exceptions import InputError
+from emkit.families.covariance import covariance_types
 from emkit.families.gaussian import (
     COVARIANCE_TYPES,
     GaussianFamily,
@@ -67,8 +68,14 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
     ----------
     n_components : int, default=1
         Number of mixture components.
-    covariance_type : {'full', 'tied', 'diag', 'spherical'}, default='full'
-        Structure of the covariance matrices.
+    covariance_type : str, default='full'
+        Structure of the covariance matrices: scikit-learn's 'full', 'tied', 'diag',
+        'spherical', or one of mclust's fourteen models (Celeux & Govaert 1995) 'EII',
+        'VII', 'EEI', 'VEI', 'EVI', 'VVI', 'EEE', 'VEE', 'EVE', 'VVE', 'EEV', 'VEV',
+        'EVV', 'VVV' (volume, shape, orientation: Equal, Variable or Identity; 'VII' is
+        'spherical', 'VVI' 'diag', 'EEE' 'tied', 'VVV' 'full'), or for one column
+        mclust's 'E' and 'V'. The mclust models store their covariances as 'spherical'
+        (EII), 'diag' (EEI, VEI, EVI) or 'full' (the others) do.
     tol : float, default=1e-3
         Convergence threshold: EM stops when the per-sample log-likelihood gains less
         than ``tol`` (``0 <= change < tol``; a decrease is never convergence).
@@ -228,7 +235,7 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
     def _check_parameters(self) -> None:
         """Declarative checks of the constructor arguments, run at fit time."""
         check_em_parameters(self)
-        check_choice("covariance_type", self.covariance_type, COVARIANCE_TYPES)
+        check_choice("covariance_type", self.covariance_type, covariance_types())
         check_number("reg_covar", self.reg_covar)
 
     def _validate_X(self, X: Any, *, reset: bool) -> NDArray[np.floating[Any]]:
@@ -357,7 +364,9 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
             if len(fitted) > 1 and d > 1:
                 upper = not np.tril(self.precisions_cholesky_, -1).any()
                 fitted = ["tied" if upper else "diag"]
-            if self.covariance_type not in fitted:
+            # an mclust model continues from the structure that stores the same arrays
+            layout = type(covariance_structure(self.covariance_type)).__mro__
+            if not any(covariance_structure(t).__class__ in layout for t in fitted):
                 check_warm_start(
                     "covariance_type", fitted[0] if fitted else "?", self.covariance_type
                 )
