@@ -1,0 +1,300 @@
+"""Where one EM iteration of ``emkit.GaussianMixture`` spends its time, against a floor.
+
+For each workload of ``bench_gmm.py`` (issue 17's table), from the parameters after one
+EM iteration, this script times the phases of the E-step chunk by chunk on one thread
+(BLAS held to one thread, as the engine holds it):
+
+* ``prepare``: centring the rows and laying them out feature-major;
+* ``stats``: the statistics build, T(x) (for full covariances, x and packed x x^T);
+* ``gemm1``: the first matrix product, ``log_prob = T @ eta.T`` (minus log_norm);
+* ``softmax``: max, exp, sum and scaling of the responsibilities (log-sum-exp);
+* ``gemm2``: the second matrix product, ``S = resp.T @ T``, and ``N_k``;
+* ``other``: the far-row check and the float64 sums.
+
+then the whole E-step through the engine on one thread (the difference from the sum of
+the phases is the chunk overhead: slicing, Python calls, combining) and on every core
+(``threads``: its ideal is the one-thread time divided by the cores; the rest is thread
+idle, GIL waits and memory-bandwidth contention), and the M-step.
+
+The floor of an iteration: the two products, ``4 N K S`` flops (``S`` statistics per row,
+``D + D (D + 1) / 2`` for full covariances, ``2 D`` for diagonal ones) at the measured
+one-thread GEMM peak divided over the cores, plus ``PASSES`` passes over the ``N x K``
+responsibilities at the measured memory bandwidth. Both are measured here, in the same
+run. Timings are wall clock: on a loaded machine every number is noisy, ratios in one run
+less so. ``--quick`` runs 1% of the rows for a smoke test.
+
+    python bench/profile_iteration.py [--quick] [--workloads 1,2] [--repeats 3] [--json P]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_gmm import WORKLOADS, Workload, make_data, shrink, starting_parameters  # noqa: E402
+
+# Passes over the N x K responsibilities an iteration cannot avoid: write log_prob, read
+# it for the max and exp (in place), read it for the sums, scale it, read it in gemm2.
+PASSES = 5
+PHASES = ("prepare", "stats", "gemm1", "softmax", "gemm2", "other")
+
+
+def best(fn: Callable[[], Any], repeats: int) -> float:
+    """Best wall seconds of ``repeats`` calls of ``fn``."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def gemm_peak(repeats: int = 5, n: int = 1024) -> float:
+    """Float64 flops per second of one BLAS thread on an ``n x n`` product."""
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((n, n)), rng.standard_normal((n, n))
+    out = np.empty((n, n))
+    with threadpool_limits(1, user_api="blas"):
+        seconds = best(lambda: np.matmul(a, b, out=out), repeats)
+    return 2.0 * n**3 / seconds
+
+
+def bandwidth(repeats: int = 5, n_bytes: int = 256 << 20) -> float:
+    """Bytes per second of one thread reading and writing a large array (a copy counts
+    its bytes twice)."""
+    a = np.ones(n_bytes // 8)
+    out = np.empty_like(a)
+    seconds = best(lambda: np.copyto(out, a), repeats)
+    return 2.0 * n_bytes / seconds
+
+
+def floor_seconds(
+    n: int, k: int, n_stats: int, peak: float, bytes_per_second: float, cores: int
+) -> dict[str, float]:
+    """The floor of one iteration (seconds): products at ``peak`` flops a core, and
+    ``PASSES`` passes over N x K float64 values at the measured bandwidth (shared)."""
+    flops = 4.0 * n * k * n_stats
+    gemm = flops / (peak * cores)
+    passes = PASSES * n * k * 8.0 / bytes_per_second
+    return {"gemm": gemm, "passes": passes, "total": gemm + passes}
+
+
+def n_statistics(workload: Workload) -> int:
+    d = workload.d
+    return d + d * (d + 1) // 2 if workload.covariance_type == "full" else 2 * d
+
+
+def fitted_plan(workload: Workload, X: np.ndarray, seed: int, dtype: str) -> tuple[Any, Any, Any]:
+    """(plan, parameters after one EM iteration, engine class) for ``X``."""
+    from emkit import GaussianMixture
+    from emkit.engines.memory import InMemoryEngine
+
+    init = starting_parameters(X, workload.k, workload.covariance_type, seed)
+    gm = GaussianMixture(
+        workload.k,
+        covariance_type=workload.covariance_type,
+        max_iter=1,
+        tol=0.0,
+        reg_covar=1e-6,
+        dtype=dtype,
+        **init,
+    )
+    with InMemoryEngine(n_threads=1) as engine:
+        plan = gm._plan(X, None, None, engine, warm=False)
+        params = plan.initialize(plan.rng)
+        stats = engine.map_reduce(plan.model.expectation(params), *plan.data)
+        params = plan.model.m_step(params, stats)
+    return plan, params, InMemoryEngine
+
+
+def profile_phases(plan: Any, params: Any, chunk_rows: int) -> dict[str, float]:
+    """Seconds of each phase of the E-step over all chunks, on this thread."""
+    from emkit.models.mixing import EXACT
+
+    model = plan.model
+    family = model.family
+    X = plan.data[0]
+    dtype = np.dtype(model.dtype)
+    natural = family.natural(params.components, dtype)
+    if natural.exact_form and dtype != np.float64:
+        dtype = np.dtype(np.float64)
+        natural = family.natural(params.components, dtype)
+    log_weights = model.weights.expected_log(params.weights).astype(dtype)
+    seconds = dict.fromkeys(PHASES, 0.0)
+    clock = time.perf_counter
+    for start in range(0, X.shape[0], chunk_rows):
+        Xc = X[start : start + chunk_rows]
+        t0 = clock()
+        Xp = family.prepare(Xc, dtype)
+        t1 = clock()
+        T = family.statistics(Xp)
+        t2 = clock()
+        log_prob = (natural.eta @ T.T).T
+        log_prob -= natural.log_norm - log_weights
+        t3 = clock()
+        family.far_rows(Xp, params.components)
+        row = family.row_term(Xp, params.components, natural)
+        t4 = clock()
+        resp, _ = EXACT(log_prob, row, None, None, None)
+        t5 = clock()
+        nk = resp.sum(axis=0).astype(np.float64)
+        S = (T.T @ resp).T.astype(np.float64)
+        t6 = clock()
+        seconds["prepare"] += t1 - t0
+        seconds["stats"] += t2 - t1
+        seconds["gemm1"] += t3 - t2
+        seconds["other"] += t4 - t3
+        seconds["softmax"] += t5 - t4
+        seconds["gemm2"] += t6 - t5
+        del nk, S
+    return seconds
+
+
+def profile_workload(
+    index: int, workload: Workload, repeats: int, seed: int, dtype: str, machine: dict[str, float]
+) -> dict[str, Any]:
+    """Phases, engine times (one thread, all cores), M-step and floor of one workload."""
+    from threadpoolctl import threadpool_limits
+
+    from emkit.engines.memory import _available_cores
+
+    X = make_data(workload, seed + index)
+    if dtype == "float32":
+        X = X.astype(np.float32)
+    plan, params, engine_class = fitted_plan(workload, X, seed, dtype)
+    model = plan.model
+    e_step = model.expectation(params)
+    cores = _available_cores()
+    probe = engine_class()
+    chunk_rows = probe._rows_per_chunk(X.shape[0], plan.row_bytes)
+
+    with threadpool_limits(1, user_api="blas"):
+        phase_runs = [profile_phases(plan, params, chunk_rows) for _ in range(repeats)]
+    phases = {p: min(run[p] for run in phase_runs) for p in PHASES}
+
+    def engine_time(n_threads: int) -> float:
+        with engine_class(n_threads=n_threads) as engine:
+            engine.map_reduce(e_step, *plan.data, row_bytes=plan.row_bytes)  # warm-up
+            return best(
+                lambda: engine.map_reduce(e_step, *plan.data, row_bytes=plan.row_bytes), repeats
+            )
+
+    one = engine_time(1)
+    many = engine_time(cores)
+    with engine_class(n_threads=cores) as engine:
+        stats = engine.map_reduce(e_step, *plan.data, row_bytes=plan.row_bytes)
+    m_step = best(lambda: model.m_step(params, stats), repeats)
+    floor = floor_seconds(
+        workload.n,
+        workload.k,
+        n_statistics(workload),
+        machine["gemm_flops"],
+        machine["bandwidth"],
+        cores,
+    )
+    return {
+        "index": index,
+        "workload": workload.name,
+        "n": workload.n,
+        "d": workload.d,
+        "k": workload.k,
+        "cov": workload.covariance_type,
+        "dtype": dtype,
+        "chunk_rows": chunk_rows,
+        "cores": cores,
+        "phases": phases,
+        "phase_sum": sum(phases.values()),
+        "engine_1_thread": one,
+        "chunk_overhead": one - sum(phases.values()),
+        "engine_all_cores": many,
+        "thread_idle": many - one / cores,
+        "m_step": m_step,
+        "iteration": many + m_step,
+        "floor": floor,
+    }
+
+
+def format_report(results: Sequence[dict[str, Any]], machine: dict[str, float]) -> str:
+    ms = 1e3
+    head = (
+        f"{'workload':<22}{'dtype':>8}{'chunk':>7}"
+        + "".join(f"{p:>9}" for p in PHASES)
+        + f"{'sum':>9}{'1 thr':>9}{'overhd':>9}{'all thr':>9}{'idle':>9}{'m-step':>9}"
+        + f"{'iter':>9}{'floor':>9}{'x floor':>8}"
+    )
+    lines = [
+        f"GEMM peak (1 thread, float64): {machine['gemm_flops'] / 1e9:.1f} GFLOP/s; "
+        f"bandwidth (1 thread, copy): {machine['bandwidth'] / 1e9:.1f} GB/s",
+        "milliseconds per iteration; phases on one thread over all chunks (best of R)",
+        head,
+        "-" * len(head),
+    ]
+    for r in results:
+        cells = [f"{r['workload']:<22}{r['dtype']:>8}{r['chunk_rows']:>7}"]
+        cells += [f"{ms * r['phases'][p]:>9.1f}" for p in PHASES]
+        cells += [
+            f"{ms * r[key]:>9.1f}"
+            for key in (
+                "phase_sum",
+                "engine_1_thread",
+                "chunk_overhead",
+                "engine_all_cores",
+                "thread_idle",
+                "m_step",
+                "iteration",
+            )
+        ]
+        cells.append(f"{ms * r['floor']['total']:>9.1f}")
+        cells.append(f"{r['iteration'] / r['floor']['total']:>8.1f}")
+        lines.append("".join(cells))
+    lines += [
+        "",
+        "overhd: 1-thread engine minus the phases (chunking, calls, sums); idle: all-core",
+        "engine minus 1-thread / cores (thread idle, GIL, shared bandwidth); iter: all-core",
+        f"E-step + M-step; floor: 4 N K S flops at the GEMM peak x cores + {PASSES} passes",
+        "over N x K float64 at the bandwidth. Wall clock: noisy on a loaded machine.",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="1%% of the rows, R=1")
+    parser.add_argument(
+        "--workloads", default="1,2,3,4", help="comma list of bench_gmm workload indices"
+    )
+    parser.add_argument("--repeats", type=int, default=None, help="best of R (3)")
+    parser.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", type=Path, default=None, help="also write results to PATH")
+    args = parser.parse_args(argv)
+    repeats = args.repeats or (1 if args.quick else 3)
+    try:
+        indices = [int(t) for t in args.workloads.split(",")]
+        chosen = [WORKLOADS[i] for i in indices]
+    except (ValueError, IndexError):
+        parser.error(f"--workloads takes indices 0-{len(WORKLOADS) - 1}, got {args.workloads!r}")
+    machine = {"gemm_flops": gemm_peak(), "bandwidth": bandwidth()}
+    results = []
+    for index, workload in zip(indices, chosen, strict=True):
+        w = shrink(workload) if args.quick else workload
+        print(f"profiling {w.name} ...", file=sys.stderr, flush=True)
+        results.append(profile_workload(index, w, repeats, args.seed, args.dtype, machine))
+    print(format_report(results, machine))
+    if args.json is not None:
+        args.json.write_text(json.dumps({"machine": machine, "results": results}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
