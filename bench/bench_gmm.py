@@ -155,6 +155,12 @@ class WorkloadResult:
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
     other_cpu: float | None = None  # cores busy with other processes while timing
+    floor: float | None = None  # seconds per iteration at the GEMM / bandwidth floor
+
+    def floor_ratio(self, label: str) -> float:
+        if self.floor is None or self.error is not None:
+            return float("nan")
+        return self.configs[label].per_iter / self.floor
 
     def ratio(self, slow: str, fast: str) -> float:
         a, b = self.configs[slow].per_iter, self.configs[fast].per_iter
@@ -177,6 +183,8 @@ class WorkloadResult:
             out["emkit64_over_emkit32"] = self.ratio("emkit64", "emkit32")
             out["lower_bound_rel_emkit64_sklearn"] = self.lower_bound_rel("emkit64", "sklearn")
             out["lower_bound_rel_emkit32_emkit64"] = self.lower_bound_rel("emkit32", "emkit64")
+            out["sklearn_over_floor"] = self.floor_ratio("sklearn")
+            out["emkit64_over_floor"] = self.floor_ratio("emkit64")
         return out
 
     @classmethod
@@ -196,6 +204,7 @@ class WorkloadResult:
             warnings=list(data["warnings"]),
             error=data["error"],
             other_cpu=data.get("other_cpu"),
+            floor=data.get("floor"),
         )
 
 
@@ -352,6 +361,63 @@ def other_cpu_load(
     return max(others, 0.0) / (end[0] - start[0])
 
 
+# -- the floor: the two matrix products at the GEMM peak, passes at memory bandwidth -----
+
+# Passes over the N x K responsibilities an iteration cannot avoid: write log_prob, read
+# it for the max and exp (in place), read it for the sums, scale it, read it in gemm2.
+FLOOR_PASSES = 5
+
+
+def _best_seconds(fn: Callable[[], Any], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def gemm_peak(repeats: int = 5, n: int = 1024) -> float:
+    """Float64 flops per second of one BLAS thread on an ``n x n`` product."""
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((n, n)), rng.standard_normal((n, n))
+    out = np.empty((n, n))
+    with threadpool_limits(1, user_api="blas"):
+        seconds = _best_seconds(lambda: np.matmul(a, b, out=out), repeats)
+    return 2.0 * n**3 / seconds
+
+
+def memory_bandwidth(repeats: int = 5, n_bytes: int = 256 << 20) -> float:
+    """Bytes per second of one thread copying a large array (read and write counted)."""
+    a = np.ones(n_bytes // 8)
+    out = np.empty_like(a)
+    seconds = _best_seconds(lambda: np.copyto(out, a), repeats)
+    return 2.0 * n_bytes / seconds
+
+
+def n_statistics(workload: Workload) -> int:
+    """Sufficient statistics per row: x and packed x x^T (full), x and x^2 (diag),
+    x (tied: x x^T is summed once), x and |x|^2 (spherical)."""
+    d = workload.d
+    return {
+        "full": d + d * (d + 1) // 2,
+        "diag": 2 * d,
+        "tied": d,
+        "spherical": d + 1,
+    }[workload.covariance_type]
+
+
+def floor_seconds(workload: Workload, gemm_flops: float, bandwidth: float, cores: int) -> float:
+    """The floor of one EM iteration: the two products, ``4 N K S`` flops (S statistics a
+    row) at ``gemm_flops`` a core on ``cores`` cores, plus ``FLOOR_PASSES`` passes over the
+    N x K float64 responsibilities at ``bandwidth`` bytes a second (shared by the cores)."""
+    n, k = workload.n, workload.k
+    gemm = 4.0 * n * k * n_statistics(workload) / (gemm_flops * cores)
+    return gemm + FLOOR_PASSES * n * k * 8.0 / bandwidth
+
+
 def run_workload(index: int, workload: Workload, settings: Settings) -> WorkloadResult:
     """Measure every configuration on one workload."""
     m, a = settings.iterations(workload), settings.base_iters
@@ -505,6 +571,9 @@ COLUMNS: tuple[tuple[str, Callable[[WorkloadResult], str]], ...] = (
     ("sk ms/it", lambda r: _fmt(1e3 * r.configs["sklearn"].per_iter, ".3f")),
     ("em64 ms/it", lambda r: _fmt(1e3 * r.configs["emkit64"].per_iter, ".3f")),
     ("sk/em64", lambda r: _fmt(r.ratio("sklearn", "emkit64"), ".2f")),
+    ("floor ms", lambda r: _fmt(1e3 * (r.floor if r.floor is not None else np.nan), ".3f")),
+    ("sk/floor", lambda r: _fmt(r.floor_ratio("sklearn"), ".1f")),
+    ("em64/floor", lambda r: _fmt(r.floor_ratio("emkit64"), ".1f")),
     ("em64 trace", lambda r: _fmt(1e3 * (r.configs["emkit64"].trace_median or np.nan), ".3f")),
     ("em32 ms/it", lambda r: _fmt(1e3 * r.configs["emkit32"].per_iter, ".3f")),
     ("em64/em32", lambda r: _fmt(r.ratio("emkit64", "emkit32"), ".2f")),
@@ -522,6 +591,9 @@ LEGEND = """\
 m: timed EM iterations; ms/it: (t(a+m) - t(a)) / m, best of R fits each, in milliseconds
 em64 trace: emkit's median trace_.seconds (ms), a cross-check of em64 ms/it
 sk/em64, em64/em32: speed-up (ratio of ms/it)
+floor ms: 4 N K S flops (S statistics a row) at the measured one-thread GEMM peak x usable
+     cores, plus {passes} passes over N x K float64 at the measured copy bandwidth;
+     sk/floor, em64/floor: ms/it over the floor (1 = at the floor)
 lb x~y: |lower_bound_x - lower_bound_y| / |lower_bound_y| after the same a+m iterations
 mem: peak tracemalloc bytes during a fit beyond the input, MiB (% of the input array: float64
      for sk and em64, float32 for em32); limit: max(25% of the input, 256 MiB)
@@ -595,7 +667,7 @@ def target_checks(result: WorkloadResult) -> list[tuple[str, bool, str]]:
 
 def report(results: Sequence[WorkloadResult], env: dict[str, Any], quick: bool = False) -> str:
     """The final report: table, legend, target checks, warnings and the environment."""
-    parts = [format_table(results), "", LEGEND, ""]
+    parts = [format_table(results), "", LEGEND.format(passes=FLOOR_PASSES), ""]
     if quick:
         parts.append("Targets (--quick: shrunk sizes, so the checks below mean little):")
     else:
@@ -629,6 +701,9 @@ def report(results: Sequence[WorkloadResult], env: dict[str, Any], quick: bool =
         f"Python {env['python']}, numpy {env['numpy']}, scikit-learn {env['sklearn']}, "
         f"emkit {env['emkit']}",
         f"Thread pools: {blas}",
+        f"Floor inputs (measured at the start of this run, one thread): GEMM peak "
+        f"{env['gemm_flops'] / 1e9:.1f} GFLOP/s float64, copy bandwidth "
+        f"{env['bandwidth'] / 1e9:.1f} GB/s",
     ]
     return "\n".join(parts)
 
@@ -736,6 +811,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     env = environment()
+    env["gemm_flops"], env["bandwidth"] = gemm_peak(), memory_bandwidth()
     log(
         f"bench_gmm: {len(args.workloads)} workload(s), m={settings.iters} "
         f"({settings.small_iters} small), a={settings.base_iters}, R={settings.repeats}, "
@@ -744,7 +820,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = []
     for index in args.workloads:
         run = run_workload if args.in_process else run_in_child
-        results.append(run(index, workload(index), settings))
+        result = run(index, workload(index), settings)
+        result.floor = floor_seconds(
+            result.workload, env["gemm_flops"], env["bandwidth"], env["usable_cores"]
+        )
+        results.append(result)
     print(report(results, env, settings.quick), flush=True)
     if args.json is not None:
         payload = {

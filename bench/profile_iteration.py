@@ -18,7 +18,7 @@ idle, GIL waits and memory-bandwidth contention), and the M-step.
 
 The floor of an iteration: the two products, ``4 N K S`` flops (``S`` statistics per row,
 ``D + D (D + 1) / 2`` for full covariances, ``2 D`` for diagonal ones) at the measured
-one-thread GEMM peak divided over the cores, plus ``PASSES`` passes over the ``N x K``
+one-thread GEMM peak divided over the cores, plus ``FLOOR_PASSES`` passes over the ``N x K``
 responsibilities at the measured memory bandwidth. Both are measured here, in the same
 run. Timings are wall clock: on a loaded machine every number is noisy, ratios in one run
 less so. ``--quick`` runs 1% of the rows for a smoke test.
@@ -39,11 +39,19 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_gmm import WORKLOADS, Workload, make_data, shrink, starting_parameters  # noqa: E402
+from bench_gmm import (
+    FLOOR_PASSES,
+    WORKLOADS,
+    Workload,
+    floor_seconds,
+    gemm_peak,
+    make_data,
+    memory_bandwidth,
+    n_statistics,
+    shrink,
+    starting_parameters,
+)
 
-# Passes over the N x K responsibilities an iteration cannot avoid: write log_prob, read
-# it for the max and exp (in place), read it for the sums, scale it, read it in gemm2.
-PASSES = 5
 PHASES = ("prepare", "stats", "gemm1", "softmax", "gemm2", "other")
 
 
@@ -55,43 +63,6 @@ def best(fn: Callable[[], Any], repeats: int) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return min(times)
-
-
-def gemm_peak(repeats: int = 5, n: int = 1024) -> float:
-    """Float64 flops per second of one BLAS thread on an ``n x n`` product."""
-    from threadpoolctl import threadpool_limits
-
-    rng = np.random.default_rng(0)
-    a, b = rng.standard_normal((n, n)), rng.standard_normal((n, n))
-    out = np.empty((n, n))
-    with threadpool_limits(1, user_api="blas"):
-        seconds = best(lambda: np.matmul(a, b, out=out), repeats)
-    return 2.0 * n**3 / seconds
-
-
-def bandwidth(repeats: int = 5, n_bytes: int = 256 << 20) -> float:
-    """Bytes per second of one thread reading and writing a large array (a copy counts
-    its bytes twice)."""
-    a = np.ones(n_bytes // 8)
-    out = np.empty_like(a)
-    seconds = best(lambda: np.copyto(out, a), repeats)
-    return 2.0 * n_bytes / seconds
-
-
-def floor_seconds(
-    n: int, k: int, n_stats: int, peak: float, bytes_per_second: float, cores: int
-) -> dict[str, float]:
-    """The floor of one iteration (seconds): products at ``peak`` flops a core, and
-    ``PASSES`` passes over N x K float64 values at the measured bandwidth (shared)."""
-    flops = 4.0 * n * k * n_stats
-    gemm = flops / (peak * cores)
-    passes = PASSES * n * k * 8.0 / bytes_per_second
-    return {"gemm": gemm, "passes": passes, "total": gemm + passes}
-
-
-def n_statistics(workload: Workload) -> int:
-    d = workload.d
-    return d + d * (d + 1) // 2 if workload.covariance_type == "full" else 2 * d
 
 
 def fitted_plan(workload: Workload, X: np.ndarray, seed: int, dtype: str) -> tuple[Any, Any, Any]:
@@ -194,14 +165,7 @@ def profile_workload(
     with engine_class(n_threads=cores) as engine:
         stats = engine.map_reduce(e_step, *plan.data, row_bytes=plan.row_bytes)
     m_step = best(lambda: model.m_step(params, stats), repeats)
-    floor = floor_seconds(
-        workload.n,
-        workload.k,
-        n_statistics(workload),
-        machine["gemm_flops"],
-        machine["bandwidth"],
-        cores,
-    )
+    floor = floor_seconds(workload, machine["gemm_flops"], machine["bandwidth"], cores)
     return {
         "index": index,
         "workload": workload.name,
@@ -220,6 +184,7 @@ def profile_workload(
         "thread_idle": many - one / cores,
         "m_step": m_step,
         "iteration": many + m_step,
+        "n_stats": n_statistics(workload),
         "floor": floor,
     }
 
@@ -254,14 +219,14 @@ def format_report(results: Sequence[dict[str, Any]], machine: dict[str, float]) 
                 "iteration",
             )
         ]
-        cells.append(f"{ms * r['floor']['total']:>9.1f}")
-        cells.append(f"{r['iteration'] / r['floor']['total']:>8.1f}")
+        cells.append(f"{ms * r['floor']:>9.1f}")
+        cells.append(f"{r['iteration'] / r['floor']:>8.1f}")
         lines.append("".join(cells))
     lines += [
         "",
         "overhd: 1-thread engine minus the phases (chunking, calls, sums); idle: all-core",
         "engine minus 1-thread / cores (thread idle, GIL, shared bandwidth); iter: all-core",
-        f"E-step + M-step; floor: 4 N K S flops at the GEMM peak x cores + {PASSES} passes",
+        f"E-step + M-step; floor: 4 N K S flops at the GEMM peak x cores + {FLOOR_PASSES} passes",
         "over N x K float64 at the bandwidth. Wall clock: noisy on a loaded machine.",
     ]
     return "\n".join(lines)
@@ -284,7 +249,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         chosen = [WORKLOADS[i] for i in indices]
     except (ValueError, IndexError):
         parser.error(f"--workloads takes indices 0-{len(WORKLOADS) - 1}, got {args.workloads!r}")
-    machine = {"gemm_flops": gemm_peak(), "bandwidth": bandwidth()}
+    machine = {"gemm_flops": gemm_peak(), "bandwidth": memory_bandwidth()}
     results = []
     for index, workload in zip(indices, chosen, strict=True):
         w = shrink(workload) if args.quick else workload

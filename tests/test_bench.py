@@ -35,6 +35,15 @@ def test_bench_quick_run_reports_every_workload(tmp_path: pathlib.Path) -> None:
     for workload in report["results"]:
         # emkit and scikit-learn agree from the same start, in every configuration
         assert set(workload["configs"]) == {"sklearn", "emkit64", "emkit32"}
+        # the floor: 4 N K S flops at the measured GEMM peak plus passes over N x K
+        w, env = workload["workload"], report["environment"]
+        n_stats = (
+            w["d"] + w["d"] * (w["d"] + 1) // 2 if w["covariance_type"] == "full" else 2 * w["d"]
+        )
+        gemm = 4.0 * w["n"] * w["k"] * n_stats / (env["gemm_flops"] * env["usable_cores"])
+        assert workload["floor"] > gemm > 0
+        per_iter = workload["configs"]["emkit64"]["per_iter"]
+        assert workload["emkit64_over_floor"] == pytest.approx(per_iter / workload["floor"])
 
 
 MIXED = BENCH.parent / "bench_mixed.py"
