@@ -369,11 +369,14 @@ FLOOR_PASSES = 5
 
 
 def _best_seconds(fn: Callable[[], Any], repeats: int) -> float:
+    """Best CPU seconds of this thread over ``repeats`` calls of ``fn`` (one BLAS thread
+    runs in the calling one): on a shared machine, wall time would count other
+    processes' turns and lower the floor's rates."""
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = time.thread_time()
         fn()
-        times.append(time.perf_counter() - start)
+        times.append(time.thread_time() - start)
     return min(times)
 
 
@@ -592,7 +595,8 @@ m: timed EM iterations; ms/it: (t(a+m) - t(a)) / m, best of R fits each, in mill
 em64 trace: emkit's median trace_.seconds (ms), a cross-check of em64 ms/it
 sk/em64, em64/em32: speed-up (ratio of ms/it)
 floor ms: 4 N K S flops (S statistics a row) at the measured one-thread GEMM peak x usable
-     cores, plus {passes} passes over N x K float64 at the measured copy bandwidth;
+     cores, plus {passes} passes over N x K float64 at the measured copy bandwidth (both in
+     CPU time of one thread);
      sk/floor, em64/floor: ms/it over the floor (1 = at the floor)
 lb x~y: |lower_bound_x - lower_bound_y| / |lower_bound_y| after the same a+m iterations
 mem: peak tracemalloc bytes during a fit beyond the input, MiB (% of the input array: float64
@@ -701,7 +705,7 @@ def report(results: Sequence[WorkloadResult], env: dict[str, Any], quick: bool =
         f"Python {env['python']}, numpy {env['numpy']}, scikit-learn {env['sklearn']}, "
         f"emkit {env['emkit']}",
         f"Thread pools: {blas}",
-        f"Floor inputs (measured at the start of this run, one thread): GEMM peak "
+        f"Floor inputs (measured at the start of this run, one thread, CPU time): GEMM peak "
         f"{env['gemm_flops'] / 1e9:.1f} GFLOP/s float64, copy bandwidth "
         f"{env['bandwidth'] / 1e9:.1f} GB/s",
     ]

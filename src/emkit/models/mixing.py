@@ -130,10 +130,11 @@ class Exact:
         resp -= m[:, None]
         # in the working dtype, which the mixture may have raised to float64
         floor = _LOG_RESP_FLOOR[resp.dtype]
-        if known is None:
-            np.maximum(resp, floor, out=resp)
-        else:  # values above 0 are in labelled rows only, zeroed below: no overflow
-            np.clip(resp, floor, 0.0, out=resp)
+        # Without labels every value is <= 0 now (x - max x rounds to <= 0), so the upper
+        # bound changes nothing; np.clip with both bounds was measured 2-3x faster than
+        # np.maximum with one (bench/profile_iteration.py's softmax phase). With labels,
+        # values above 0 are in labelled rows only, zeroed below: no overflow.
+        np.clip(resp, floor, 0.0, out=resp)
         np.exp(resp, out=resp)
         if known is not None:
             resp[known[0]] = 0.0
