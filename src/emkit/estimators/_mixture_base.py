@@ -25,7 +25,8 @@ from emkit._validation import (
     has_missing_values,
     resolve_dtype,
 )
-from emkit.engines.memory import InMemoryEngine
+from emkit.engines._base import Engine, resolve_engine
+from emkit.engines._source import RowSource
 from emkit.exceptions import InputError
 from emkit.inference.accelerate import check_acceleration
 from emkit.inference.em import MONOTONICITY_POLICIES, EMTrace
@@ -40,6 +41,7 @@ __all__ = [
     "check_em_parameters",
     "check_labels",
     "check_n_samples",
+    "fit_engine",
     "initial_statistics",
     "logger",
     "mean_filled",
@@ -220,11 +222,11 @@ class FamilyMixture(FittedMixture):
                 self._initialize_only(X, sample_weight)
             state = OnlineState(*self._online_start())
         Xa, w = self._online_rows(X, sample_weight)
-        with InMemoryEngine(self.chunk_size, self.n_threads) as engine:  # type: ignore[attr-defined]
+        with fit_engine(self) as engine:
             state = online_update(
                 state,
                 engine,
-                (Xa, w, None, None),
+                RowSource(Xa, w),
                 float(self.learning_offset),  # type: ignore[attr-defined]
                 float(self.learning_decay),  # type: ignore[attr-defined]
             )
@@ -423,6 +425,14 @@ def progress_callback(estimator: Any) -> Callable[[int, float, float], None]:
     return callback
 
 
+def fit_engine(estimator: Any) -> Any:
+    """The engine of an estimator's ``engine``, ``chunk_size`` and ``n_threads`` arguments,
+    as a context manager (:func:`emkit.engines.resolve_engine`)."""
+    return resolve_engine(
+        getattr(estimator, "engine", None), estimator.chunk_size, estimator.n_threads
+    )
+
+
 def check_n_samples(n_samples: Any) -> None:
     """The ``n_samples`` argument of ``sample``: an integer >= 1."""
     if isinstance(n_samples, bool) or not isinstance(n_samples, int | np.integer) or n_samples < 1:
@@ -435,7 +445,7 @@ def check_n_samples(n_samples: Any) -> None:
 
 def initial_statistics(
     model: Any,
-    engine: InMemoryEngine,
+    engine: Engine,
     X: Array,
     w: Array | None,
     resp: NDArray[Any],
@@ -450,5 +460,9 @@ def initial_statistics(
         def chunk_stats(Xc: Array, wc: Array | None, labels: NDArray[np.intp]) -> Any:
             return model.statistics_from_resp(Xc, wc, one_hot(labels, n_components))
 
-        return engine.map_reduce(chunk_stats, X, w, resp, row_bytes=row_bytes)
-    return engine.map_reduce(model.statistics_from_resp, X, w, resp, row_bytes=row_bytes)
+        return engine.map_reduce(
+            chunk_stats, RowSource(X, w, columns=(resp,), work_bytes=row_bytes)
+        )
+    return engine.map_reduce(
+        model.statistics_from_resp, RowSource(X, w, columns=(resp,), work_bytes=row_bytes)
+    )

@@ -21,12 +21,14 @@ from emkit._validation import (
     resolve_dtype,
 )
 from emkit._warnings import warnings_once
-from emkit.engines.memory import InMemoryEngine
+from emkit.engines._base import Engine
+from emkit.engines._source import RowSource
 from emkit.estimators._mixture_base import (
     FamilyMixture,
     align_to_labels,
     check_em_parameters,
     check_labels,
+    fit_engine,
     initial_statistics,
     logger,
     order_by_pattern,
@@ -129,6 +131,12 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
         Rows per chunk of the E-step; ``None`` sizes chunks for the CPU cache.
     n_threads : int or None, default=None
         Threads for the chunks; ``None`` uses every available core.
+    engine : None, 'memory', 'streaming' or an engine, default=None
+        Where the rows live and how their statistics are summed: ``None`` or
+        ``'memory'`` is the in-memory engine (``chunk_size`` rows a chunk on
+        ``n_threads`` threads); ``'streaming'`` reads a table opened with
+        :func:`emkit.io.open_table` a block at a time; an object with ``map_reduce`` and
+        ``map_rows`` (:class:`emkit.engines.Engine`) is used as it is.
 
     Attributes
     ----------
@@ -189,6 +197,7 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
         accelerate: str | None = None,
         chunk_size: int | None = None,
         n_threads: int | None = None,
+        engine: Any = None,
     ) -> None:
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -213,6 +222,7 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
         self.accelerate = accelerate
         self.chunk_size = chunk_size
         self.n_threads = n_threads
+        self.engine = engine
 
     # -- validation ------------------------------------------------------------------
 
@@ -333,7 +343,7 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
         callback = progress_callback(self)
 
         with (
-            InMemoryEngine(self.chunk_size, self.n_threads) as engine,
+            fit_engine(self) as engine,
             verbose_logging(self.verbose),
         ):
             if warm:
@@ -350,7 +360,7 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
             result = fit_em_restarts(
                 model,
                 engine,
-                (Xa, w, None, known),
+                RowSource(Xa, w, known, work_bytes=row_bytes),
                 initialize,
                 n_init=1 if warm else self.n_init,
                 rng=source,
@@ -359,7 +369,6 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
                 monotonicity=self.monotonicity,
                 accelerate=self.accelerate,
                 dtype=dtype,
-                row_bytes=row_bytes,
                 callback=callback,
                 on_start=(lambda i: logger.info("Initialization %d", i)) if self.verbose else None,
                 # a warm start continues the previous fit's trace, so that repeated calls
@@ -372,7 +381,7 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
     def _initialize(
         self,
         model: Mixture,
-        engine: InMemoryEngine,
+        engine: Engine,
         X: NDArray[np.floating[Any]],
         w: NDArray[np.floating[Any]] | None,
         known: NDArray[np.intp] | None,
@@ -470,8 +479,8 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
         d = Xa.shape[1]
         # the float64 (n, K) output of every chunk is held as well
         row_bytes = model.row_bytes(d, family.structure.n_stats(d), 2 * self.n_components)
-        with InMemoryEngine(self.chunk_size, self.n_threads) as engine:
-            out = engine.map_rows(fn, Xa, row_bytes=row_bytes)
+        with fit_engine(self) as engine:
+            out = engine.map_rows(fn, RowSource(Xa, work_bytes=row_bytes))
         # densities and probabilities of float32 data in float32, as in scikit-learn
         if Xa.dtype == np.float32 and out.dtype.kind == "f":
             return out.astype(np.float32)

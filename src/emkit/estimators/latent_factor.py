@@ -29,10 +29,12 @@ from emkit._validation import (
     has_missing_values,
 )
 from emkit._warnings import warnings_once
-from emkit.engines.memory import InMemoryEngine
+from emkit.engines._base import Engine
+from emkit.engines._source import RowSource
 from emkit.engines.reduced import ReducedEngine
 from emkit.estimators._mixture_base import (
     check_n_samples,
+    fit_engine,
     logger,
     progress_callback,
     verbose_logging,
@@ -57,7 +59,7 @@ __all__ = ["PPCA", "FactorAnalysis"]
 Array = NDArray[np.floating[Any]]
 
 # What a fit runs: the model, the engine and data its E-step maps over, and the start.
-_FitPlan = tuple[LatentFactor, Any, tuple[Any, ...], Callable[[np.random.Generator], FactorParams]]
+_FitPlan = tuple[LatentFactor, Any, RowSource, Callable[[np.random.Generator], FactorParams]]
 
 # Noise variances are kept >= this times the average feature variance: the likelihood is
 # unbounded as a noise variance goes to 0 (a feature the factors explain exactly).
@@ -124,6 +126,7 @@ class _LatentFactorEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         accelerate: str | None = None,
         chunk_size: int | None = None,
         n_threads: int | None = None,
+        engine: Any = None,
     ) -> None:
         self.n_components = n_components
         self.tol = tol
@@ -135,6 +138,7 @@ class _LatentFactorEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         self.accelerate = accelerate
         self.chunk_size = chunk_size
         self.n_threads = n_threads
+        self.engine = engine
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
@@ -217,16 +221,16 @@ class _LatentFactorEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         callback = progress_callback(self)
 
         with (
-            InMemoryEngine(self.chunk_size, self.n_threads) as engine,
+            fit_engine(self) as engine,
             verbose_logging(self.verbose),
         ):
             plan = self._plan_missing if missing else self._plan_complete
-            model, fit_engine, data, initialize = plan(engine, Xa, w, q, scale)
+            model, plan_engine, data, initialize = plan(engine, Xa, w, q, scale)
             path = "rows with missing values" if missing else "the sufficient statistics"
             logger.info("%s: EM over %s, %d rows, %d features, q=%d", name, path, n, d, q)
             result = fit_em_restarts(
                 model,
-                fit_engine,
+                plan_engine,
                 data,
                 initialize,
                 n_init=1,
@@ -235,14 +239,11 @@ class _LatentFactorEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
                 max_iter=int(self.max_iter),
                 monotonicity=self.monotonicity,
                 accelerate=self.accelerate,
-                row_bytes=LatentFactor.row_bytes(d, q),
                 callback=callback,
             )
             # the log-likelihood of the parameters EM returns (the trace's last entry is
             # that of the parameters before the last M-step)
-            final = fit_engine.map_reduce(
-                model.expectation(result.params), *data, row_bytes=LatentFactor.row_bytes(d, q)
-            )
+            final = plan_engine.map_reduce(model.expectation(result.params), data)
         check_scale_parameters(self, result.params.noise, result.params.components, scale)
         self._set_fitted(result.params, model, result.trace, result.converged)
         self._set_loglike(result.trace, final.loglik, final.weight)
@@ -252,7 +253,7 @@ class _LatentFactorEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         """Record the total log-likelihood per iteration (FactorAnalysis's ``loglike_``)."""
 
     def _plan_complete(
-        self, engine: InMemoryEngine, X: Array, w: Array | None, q: int, scale: float
+        self, engine: Engine, X: Array, w: Array | None, q: int, scale: float
     ) -> _FitPlan:
         """EM on the sufficient statistics: one pass over the rows, then O(d^2 q) an
         iteration."""
@@ -261,7 +262,8 @@ class _LatentFactorEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         shift = (weights @ X) / weights.sum() / scale  # one BLAS pass
         structure = noise_structure(self._noise_type)
         moments = engine.map_reduce(
-            LatentFactor(structure, shift, 0.0, scale).moments, X, w, row_bytes=3 * d * 8
+            LatentFactor(structure, shift, 0.0, scale).moments,
+            RowSource(X, w, work_bytes=3 * d * 8),
         )
         scatter = moments.scatter_root()
         variances = (scatter.root**2).sum(axis=0) / scatter.weight
@@ -271,19 +273,17 @@ class _LatentFactorEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         def initialize(rng: np.random.Generator) -> FactorParams:
             return self._initial_params(model, root, scatter.mean, variances, q, rng, False)
 
-        return model, ReducedEngine(), (scatter,), initialize
+        return model, ReducedEngine(), RowSource(scatter), initialize
 
     def _plan_missing(
-        self, engine: InMemoryEngine, X: Array, w: Array | None, q: int, scale: float
+        self, engine: Engine, X: Array, w: Array | None, q: int, scale: float
     ) -> _FitPlan:
         """EM over the rows. Each iteration is then a pass over the data, so the start is
         near the maximum: the fit of the available-case covariance (one more pass)."""
         d = X.shape[1]
         columns = engine.map_reduce(
             lambda block, weights: column_moments(block, weights, scale),
-            X,
-            w,
-            row_bytes=4 * d * 8,
+            RowSource(X, w, work_bytes=4 * d * 8),
         )
         if (columns.count <= 0).any():
             raise InputError(
@@ -293,7 +293,7 @@ class _LatentFactorEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         structure = noise_structure(self._noise_type)
         variances = columns.variance()
         model = LatentFactor(structure, columns.mean(), _noise_floor(variances), scale)
-        pairs = engine.map_reduce(model.pairwise_moments, X, w, row_bytes=3 * d * 8)
+        pairs = engine.map_reduce(model.pairwise_moments, RowSource(X, w, work_bytes=3 * d * 8))
         lam, V = np.linalg.eigh(pairs.covariance())
         root = (V * np.sqrt(np.maximum(lam, 0.0))).T  # root^T root = the covariance, clipped
         start: list[FactorParams] = []
@@ -304,7 +304,7 @@ class _LatentFactorEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
                 start.append(self._initial_params(model, root, mean, variances, q, rng, True))
             return start[0]
 
-        return model, engine, (X, w), initialize
+        return model, engine, RowSource(X, w, work_bytes=LatentFactor.row_bytes(d, q)), initialize
 
     def _set_fitted(
         self, params: FactorParams, model: LatentFactor, trace: EMTrace, converged: bool
@@ -344,8 +344,8 @@ class _LatentFactorEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         Xa, _ = validate_rows(self, X, reset=False)
         fn = getattr(model, method)(params)
         row_bytes = LatentFactor.row_bytes(*params.components.shape)
-        with InMemoryEngine(self.chunk_size, self.n_threads) as engine:
-            return np.asarray(engine.map_rows(fn, Xa, row_bytes=row_bytes))
+        with fit_engine(self) as engine:
+            return np.asarray(engine.map_rows(fn, RowSource(Xa, work_bytes=row_bytes)))
 
     def transform(self, X: ArrayLike) -> Array:
         """Posterior mean of the latent factors, E[z | x], given each row's observed values.
@@ -473,6 +473,12 @@ _PARAMETERS = """
         Rows per chunk of a pass over the data; ``None`` sizes chunks for the CPU cache.
     n_threads : int or None, default=None
         Threads for the chunks; ``None`` uses every available core.
+    engine : None, 'memory', 'streaming' or an engine, default=None
+        Where the rows live and how their statistics are summed: ``None`` or
+        ``'memory'`` is the in-memory engine (``chunk_size`` rows a chunk on
+        ``n_threads`` threads); ``'streaming'`` reads a table opened with
+        :func:`emkit.io.open_table` a block at a time; an object with ``map_reduce`` and
+        ``map_rows`` (:class:`emkit.engines.Engine`) is used as it is.
 """
 
 _ATTRIBUTES = """
@@ -581,6 +587,12 @@ _FA_PARAMETERS = """
         Rows per chunk of a pass over the data; ``None`` sizes chunks for the CPU cache.
     n_threads : int or None, default=None
         Threads for the chunks; ``None`` uses every available core.
+    engine : None, 'memory', 'streaming' or an engine, default=None
+        Where the rows live and how their statistics are summed: ``None`` or
+        ``'memory'`` is the in-memory engine (``chunk_size`` rows a chunk on
+        ``n_threads`` threads); ``'streaming'`` reads a table opened with
+        :func:`emkit.io.open_table` a block at a time; an object with ``map_reduce`` and
+        ``map_rows`` (:class:`emkit.engines.Engine`) is used as it is.
 """
 
 SVD_METHODS = ("lapack", "randomized")
@@ -647,6 +659,7 @@ class FactorAnalysis(_LatentFactorEstimator):
         accelerate: str | None = None,
         chunk_size: int | None = None,
         n_threads: int | None = None,
+        engine: Any = None,
     ) -> None:
         super().__init__(
             n_components,  # type: ignore[arg-type]
@@ -659,6 +672,7 @@ class FactorAnalysis(_LatentFactorEstimator):
             accelerate=accelerate,
             chunk_size=chunk_size,
             n_threads=n_threads,
+            engine=engine,
         )
         self.copy = copy
         self.noise_variance_init = noise_variance_init

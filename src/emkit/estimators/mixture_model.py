@@ -26,12 +26,13 @@ from emkit._validation import (
     resolve_dtype,
 )
 from emkit._warnings import warnings_once
-from emkit.engines.memory import InMemoryEngine
+from emkit.engines._source import RowSource
 from emkit.estimators._mixture_base import (
     FamilyMixture,
     align_to_labels,
     check_em_parameters,
     check_labels,
+    fit_engine,
     initial_statistics,
     logger,
     order_by_pattern,
@@ -201,6 +202,12 @@ class MixtureModel(FamilyMixture, DensityMixin, BaseEstimator):
         plain EM).
     chunk_size : int or None, default=None
     n_threads : int or None, default=None
+    engine : None, 'memory', 'streaming' or an engine, default=None
+        Where the rows live and how their statistics are summed: ``None`` or
+        ``'memory'`` is the in-memory engine (``chunk_size`` rows a chunk on
+        ``n_threads`` threads); ``'streaming'`` reads a table opened with
+        :func:`emkit.io.open_table` a block at a time; an object with ``map_reduce`` and
+        ``map_rows`` (:class:`emkit.engines.Engine`) is used as it is.
 
     Attributes
     ----------
@@ -264,6 +271,7 @@ class MixtureModel(FamilyMixture, DensityMixin, BaseEstimator):
         accelerate: str | None = None,
         chunk_size: int | None = None,
         n_threads: int | None = None,
+        engine: Any = None,
     ) -> None:
         self.family = family
         self.n_components = n_components
@@ -287,6 +295,7 @@ class MixtureModel(FamilyMixture, DensityMixin, BaseEstimator):
         self.accelerate = accelerate
         self.chunk_size = chunk_size
         self.n_threads = n_threads
+        self.engine = engine
 
     # -- hooks for the convenience estimators ------------------------------------------
 
@@ -434,7 +443,7 @@ class MixtureModel(FamilyMixture, DensityMixin, BaseEstimator):
         callback = progress_callback(self)
 
         with (
-            InMemoryEngine(self.chunk_size, self.n_threads) as engine,
+            fit_engine(self) as engine,
             verbose_logging(self.verbose),
         ):
             if self.verbose:
@@ -445,7 +454,7 @@ class MixtureModel(FamilyMixture, DensityMixin, BaseEstimator):
                 if model.base_measure(Xa[:1]) is not None
                 else None
             )
-            data = (Xa, w, log_h, known)
+            data = RowSource(Xa, w, known, (log_h,), row_bytes)
             if warm:
                 previous: MixtureParams = getattr(self, "params_")  # noqa: B009
 
@@ -453,7 +462,7 @@ class MixtureModel(FamilyMixture, DensityMixin, BaseEstimator):
                     if not fixed_params and known_weights is None:
                         return previous
                     # one EM step, so that the start holds the known values
-                    stats = engine.map_reduce(model.expectation(previous), *data)
+                    stats = engine.map_reduce(model.expectation(previous), data)
                     return model.m_step(previous, stats)
 
             else:
@@ -479,7 +488,6 @@ class MixtureModel(FamilyMixture, DensityMixin, BaseEstimator):
                 monotonicity=self.monotonicity,
                 accelerate=self.accelerate,
                 dtype=dtype,
-                row_bytes=row_bytes,
                 callback=callback,
             )
         self._fixed_weights = model.weights.fixed
@@ -526,8 +534,8 @@ class MixtureModel(FamilyMixture, DensityMixin, BaseEstimator):
         model = Mixture(self.family_, resolve_dtype(self.dtype), missing=missing)
         fn = make(model, self.params_)
         row_bytes = model.row_bytes(Xa.shape[1], self.family_.n_stats, 2 * self.n_components)
-        with InMemoryEngine(self.chunk_size, self.n_threads) as engine:
-            return engine.map_rows(fn, Xa, row_bytes=row_bytes)
+        with fit_engine(self) as engine:
+            return engine.map_rows(fn, RowSource(Xa, work_bytes=row_bytes))
 
     def _sampling_family(self) -> tuple[Any, Any]:
         return self.family_, self.params_.components
@@ -609,6 +617,7 @@ class PoissonMixture(MixtureModel):
         accelerate: str | None = None,
         chunk_size: int | None = None,
         n_threads: int | None = None,
+        engine: Any = None,
     ) -> None:
         self.prior = prior
         self.n_components = n_components
@@ -631,6 +640,7 @@ class PoissonMixture(MixtureModel):
         self.accelerate = accelerate
         self.chunk_size = chunk_size
         self.n_threads = n_threads
+        self.engine = engine
 
     def _family_spec(self, X: Any) -> Any:
         return Poisson(prior=self.prior)
@@ -703,6 +713,7 @@ class BernoulliMixture(MixtureModel):
         accelerate: str | None = None,
         chunk_size: int | None = None,
         n_threads: int | None = None,
+        engine: Any = None,
     ) -> None:
         self.prior = prior
         self.binarize = binarize
@@ -726,6 +737,7 @@ class BernoulliMixture(MixtureModel):
         self.accelerate = accelerate
         self.chunk_size = chunk_size
         self.n_threads = n_threads
+        self.engine = engine
 
     def _family_spec(self, X: Any) -> Any:
         return Bernoulli(prior=self.prior)
@@ -797,6 +809,7 @@ class CategoricalMixture(MixtureModel):
         accelerate: str | None = None,
         chunk_size: int | None = None,
         n_threads: int | None = None,
+        engine: Any = None,
     ) -> None:
         self.prior = prior
         self.n_categories = n_categories
@@ -820,6 +833,7 @@ class CategoricalMixture(MixtureModel):
         self.accelerate = accelerate
         self.chunk_size = chunk_size
         self.n_threads = n_threads
+        self.engine = engine
 
     def _family_spec(self, X: Any) -> Any:
         return Categorical(n_categories=self.n_categories, prior=self.prior)

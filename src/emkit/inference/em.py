@@ -17,6 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from emkit.engines._base import Engine
+from emkit.engines._source import RowSource, as_source
 from emkit.exceptions import (
     ConvergenceWarning,
     InputError,
@@ -88,14 +89,13 @@ def _model_degenerate(model: Any, params: Any) -> NDArray[np.bool_]:
 def fit_em(
     model: EMModel[P],
     engine: Engine,
-    data: tuple[Any, ...],
+    data: RowSource,
     params: P,
     *,
     tol: float,
     max_iter: int,
     monotonicity: str = "warn",
     dtype: Any = np.float64,
-    row_bytes: int = 0,
     callback: Callable[[int, float, float], None] | None = None,
     step: Step[P] | None = None,
     state: Any = None,
@@ -104,11 +104,12 @@ def fit_em(
     """Run EM from ``params`` until ``0 <= change < tol``, the model's own stopping rule
     holds, or ``max_iter`` iterations.
 
-    ``data`` is the tuple of row arrays the engine maps over (e.g. ``(X, sample_weight)``).
-    It may also hold per-row arrays that the E-step reads and updates in place, its memory
-    from one iteration to the next (k-means keeps each row's label and distance bounds
-    there); with an engine whose chunks are views of the arrays (in memory), each chunk
-    writes only its own rows.
+    ``data`` is the :class:`~emkit.engines.RowSource` the engine maps over (rows, sample
+    weights, known labels; bare rows are accepted). Its cached columns may hold per-row
+    arrays that the E-step reads and updates in place, its memory from one iteration to
+    the next (k-means keeps each row's label and distance bounds there); with an engine
+    whose chunks are views of the arrays (in memory), each chunk writes only its own
+    rows.
     ``callback(iteration, objective, change)`` is called after every iteration.
     ``step`` is the iteration (default: :func:`em_step` of the model), called with the
     parameters and ``state``, the state it carries from one iteration to the next.
@@ -128,7 +129,7 @@ def fit_em(
             f"monotonicity must be one of {MONOTONICITY_POLICIES}, got {monotonicity!r}."
         )
     if step is None:
-        step = em_step(model, engine, data, row_bytes)
+        step = em_step(model, engine, as_source(data))
     objectives: list[float] = []
     seconds: list[float] = []
     previous = start_objective
@@ -192,7 +193,7 @@ def _report_decrease(policy: str, iteration: int, previous: float, objective: fl
 def fit_em_restarts(
     model: EMModel[P],
     engine: Engine,
-    data: tuple[Any, ...],
+    data: RowSource,
     initialize: Callable[[Any], P],
     *,
     n_init: int,
@@ -201,7 +202,6 @@ def fit_em_restarts(
     max_iter: int,
     monotonicity: str = "warn",
     dtype: Any = np.float64,
-    row_bytes: int = 0,
     callback: Callable[[int, float, float], None] | None = None,
     on_start: Callable[[int], None] | None = None,
     score: Callable[[P], float] | None = None,
@@ -222,7 +222,8 @@ def fit_em_restarts(
     (None or ``"squarem"``, :mod:`emkit.inference.accelerate`) replaces the plain EM
     step of every run; ``start_objective`` is :func:`fit_em`'s.
     """
-    step = accelerated_step(accelerate, model, engine, data, row_bytes)
+    data = as_source(data)
+    step = accelerated_step(accelerate, model, engine, data)
     best: EMResult[P] | None = None
     best_score = -np.inf
     for init in range(n_init):
@@ -237,7 +238,6 @@ def fit_em_restarts(
             max_iter=max_iter,
             monotonicity=monotonicity,
             dtype=dtype,
-            row_bytes=row_bytes,
             callback=callback,
             step=step,
             start_objective=start_objective,
