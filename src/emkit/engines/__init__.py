@@ -1,7 +1,7 @@
 """Engines: where rows live and how partial statistics are reduced."""
 
 from emkit.engines._base import Engine, resolve_engine
-from emkit.engines._source import RowChunk, RowSource
+from emkit.engines._source import RowChunk, RowIndex, RowSource
 from emkit.engines.memory import InMemoryEngine
 from emkit.engines.reduced import ReducedEngine
 from emkit.engines.streaming import StreamingEngine
@@ -12,6 +12,7 @@ __all__ = [
     "InMemoryEngine",
     "ReducedEngine",
     "RowChunk",
+    "RowIndex",
     "RowSource",
     "StreamingEngine",
     "resolve_engine",

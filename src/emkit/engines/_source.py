@@ -18,7 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-__all__ = ["RowChunk", "RowSource", "as_source"]
+import numpy as np
+
+__all__ = ["RowChunk", "RowIndex", "RowSource", "as_source"]
 
 
 class RowChunk(NamedTuple):
@@ -38,6 +40,19 @@ class RowChunk(NamedTuple):
     def row_args(self) -> tuple[Any, ...]:
         """Arguments of a function mapped row-wise: the rows and the cached columns."""
         return (self.rows, *self.columns)
+
+
+class RowIndex:
+    """A cached column of the rows' indices in the whole data, made only a chunk at a time
+    (a slice is ``numpy.arange(start, stop)``): a mapped function that needs to know where
+    its rows are (every k-th row of the whole, draws keyed by row) takes it as a column."""
+
+    def __init__(self, n_rows: int) -> None:
+        self.shape = (int(n_rows),)
+
+    def __getitem__(self, key: slice) -> Any:
+        start, stop, step = key.indices(self.shape[0])
+        return np.arange(start, stop, step)
 
 
 def _take(values: Any, start: int, stop: int) -> Any:

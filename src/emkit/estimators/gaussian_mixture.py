@@ -35,6 +35,14 @@ from emkit.estimators._mixture_base import (
     progress_callback,
     verbose_logging,
 )
+from emkit.estimators._rows import (
+    bind_gaussian,
+    check_streamed,
+    column_summary,
+    filler,
+    initial_statistics_bounded,
+    is_streamed,
+)
 from emkit.exceptions import InputError
 from emkit.families.gaussian import (
     COVARIANCE_TYPES,
@@ -232,7 +240,9 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
         check_choice("covariance_type", self.covariance_type, COVARIANCE_TYPES)
         check_number("reg_covar", self.reg_covar)
 
-    def _validate_X(self, X: Any, *, reset: bool) -> NDArray[np.floating[Any]]:
+    def _validate_X(self, X: Any, *, reset: bool) -> Any:
+        if is_streamed(X):  # a table read a block at a time (emkit.io.open_table)
+            return check_streamed(self, X, reset=reset)
         # float64 and float32 data are used in place; NaN marks a missing value
         arr = as_float_matrix(X, dtype=None, allow_nan=True)
         # feature names and n_features_in_ the scikit-learn way, after our own checks
@@ -332,20 +342,29 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
         w = check_sample_weight(sample_weight, n, dtype)
         known = check_labels(y, n, K) if self.semi_supervised else None
         self._check_initial_parameters(d)
-        Xa, w, known, filled, missing = order_by_pattern(Xa, w, known)
-
         structure = covariance_structure(self.covariance_type)
-        family = GaussianFamily(structure, reg_covar=float(self.reg_covar)).bind(filled, w)
-        model = Mixture(family, dtype, assign=assignment(self.e_step), missing=missing)
-        row_bytes = model.row_bytes(d, structure.n_stats(d), K) + d * Xa.itemsize
+        unbound = GaussianFamily(structure, reg_covar=float(self.reg_covar))
         source = init_random_source(self.random_state)
-
         callback = progress_callback(self)
 
         with (
             fit_engine(self) as engine,
             verbose_logging(self.verbose),
         ):
+            if is_streamed(Xa):
+                # the binding from a statistics pass; rows stay in the file's order
+                summary = column_summary(engine, RowSource(Xa, w))
+                family = bind_gaussian(unbound, summary, n)
+                missing = summary.missing
+                filled: Any = Xa
+                fill = filler(summary.shift) if missing else None
+            else:
+                Xa, w, known, filled, missing = order_by_pattern(Xa, w, known)
+                family = unbound.bind(filled, w)
+                fill = None
+            model = Mixture(family, dtype, assign=assignment(self.e_step), missing=missing)
+            row_bytes = model.row_bytes(d, structure.n_stats(d), K) + d * Xa.itemsize
+
             if warm:
                 previous = self._mixture_params(family)
 
@@ -355,7 +374,7 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
             else:
 
                 def initialize(rng: RandomSource) -> MixtureParams:
-                    return self._initialize(model, engine, filled, w, known, rng)
+                    return self._initialize(model, engine, filled, w, known, rng, fill)
 
             result = fit_em_restarts(
                 model,
@@ -382,12 +401,16 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
         self,
         model: Mixture,
         engine: Engine,
-        X: NDArray[np.floating[Any]],
+        X: Any,
         w: NDArray[np.floating[Any]] | None,
         known: NDArray[np.intp] | None,
         rng: RandomSource,
+        fill: Any = None,
     ) -> MixtureParams:
-        """Parameters from initial responsibilities (the model's own M-step) and the inits."""
+        """Parameters from initial responsibilities (the model's own M-step) and the inits.
+
+        ``X`` is the rows (missing values filled) or a streamed table (``fill`` then fills
+        its missing values a block at a time)."""
         family = model.family
         assert isinstance(family, GaussianFamily)
         K, d = self.n_components, X.shape[1]
@@ -399,10 +422,14 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
             )
             given_weights = np.asarray(self.weights_init, dtype=np.float64)
             return MixtureParams(given_weights / given_weights.sum(), params)
-        resp = initial_responsibilities(self.init_params, X, K, rng, w)
-        if known is not None:
+        if known is None:
+            stats = initial_statistics_bounded(self.init_params, model, engine, X, w, K, rng, fill)
+        else:
+            rows = X.read() if is_streamed(X) else X
+            rows = rows if fill is None else fill(rows)
+            resp = initial_responsibilities(self.init_params, rows, K, rng, w)
             resp = align_to_labels(resp, known, K)
-        stats = initial_statistics(model, engine, X, w, resp, K)
+            stats = initial_statistics(model, engine, rows, w, resp, K)
         placeholder = MixtureParams(np.full(K, 1.0 / K), family.default_params(K))
         start = model.m_step(placeholder, stats)
         weights = start.weights
@@ -471,9 +498,14 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
     def _map_model(self, X: Any, make: Callable[[Any, Any], Callable[[Array], Any]]) -> Any:
         check_is_fitted(self)
         Xa = self._validate_X(X, reset=False)
-        missing = has_missing_values(Xa)
         shift = self._centre()
-        family = self._family(shift, centred_scale(Xa, shift))
+        if is_streamed(Xa):
+            with fit_engine(self) as engine:
+                summary = column_summary(engine, RowSource(Xa))
+            missing, scale = summary.missing, summary.scale(shift)
+        else:
+            missing, scale = has_missing_values(Xa), centred_scale(Xa, shift)
+        family = self._family(shift, scale)
         model = Mixture(family, resolve_dtype(self.dtype), missing=missing)
         fn = make(model, self._mixture_params(family))
         d = Xa.shape[1]
