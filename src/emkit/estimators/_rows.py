@@ -35,6 +35,7 @@ __all__ = [
     "check_streamed",
     "column_summary",
     "filler",
+    "fit_checkpoint",
     "initial_statistics_bounded",
     "is_streamed",
 ]
@@ -158,6 +159,25 @@ def check_streamed(estimator: Any, X: Any, *, reset: bool) -> Any:
             "the columns the estimator was fitted on (columns=...)."
         )
     return X
+
+
+def fit_checkpoint(estimator: Any, directory: Any, shape: tuple[int, ...]) -> Any:
+    """The :class:`~emkit.inference.checkpoint.Checkpoint` of ``fit(..., checkpoint=)``
+    (None without one), keyed by the estimator's arguments and the data's shape."""
+    if directory is None:
+        return None
+    from emkit.inference.checkpoint import Checkpoint
+
+    if getattr(estimator, "accelerate", None) is not None:
+        raise InputError(
+            f"checkpoint works with plain EM steps; accelerate={estimator.accelerate!r} "
+            "carries state between iterations. Fit with accelerate=None to checkpoint."
+        )
+    # what the result depends on; not where it runs (engine, threads) nor what it logs
+    ignored = {"engine", "n_threads", "verbose", "verbose_interval"}
+    params = sorted((k, repr(v)) for k, v in estimator.get_params().items() if k not in ignored)
+    key = repr((type(estimator).__name__, params, tuple(int(s) for s in shape)))
+    return Checkpoint(directory, key)
 
 
 def _sample_seed(rng: RandomSource) -> int:

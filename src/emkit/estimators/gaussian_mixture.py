@@ -40,6 +40,7 @@ from emkit.estimators._rows import (
     check_streamed,
     column_summary,
     filler,
+    fit_checkpoint,
     initial_statistics_bounded,
     is_streamed,
 )
@@ -285,7 +286,13 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
     # -- fitting ---------------------------------------------------------------------
 
     @warnings_once
-    def fit(self, X: ArrayLike, y: Any = None, sample_weight: ArrayLike | None = None) -> Any:
+    def fit(
+        self,
+        X: ArrayLike,
+        y: Any = None,
+        sample_weight: ArrayLike | None = None,
+        checkpoint: Any = None,
+    ) -> Any:
         """Estimate the model parameters with EM.
 
         Parameters
@@ -300,6 +307,12 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
             leaves it unknown. Ignored otherwise (as scikit-learn's mixtures do).
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative weights; an integer weight is the same as repeating the row.
+        checkpoint : str or os.PathLike, default=None
+            A directory where the parameters and the objective trace are written
+            atomically every 5 iterations and at the end. If it holds a checkpoint of the
+            same fit (same arguments, same data shape), EM continues from it and ends
+            with the model the uninterrupted fit gives. Needs ``n_init=1`` and plain EM
+            (no ``accelerate``).
 
         Returns
         -------
@@ -393,6 +406,7 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
                 # a warm start continues the previous fit's trace, so that repeated calls
                 # with a small max_iter converge
                 start_objective=self.lower_bound_ if warm else -np.inf,
+                checkpoint=fit_checkpoint(self, checkpoint, Xa.shape),
             )
         self._set_fitted(family, result.params, result.trace, result.converged, Xa.dtype)
         return self
@@ -423,13 +437,19 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
             given_weights = np.asarray(self.weights_init, dtype=np.float64)
             return MixtureParams(given_weights / given_weights.sum(), params)
         if known is None:
-            stats = initial_statistics_bounded(self.init_params, model, engine, X, w, K, rng, fill)
+            # float64 rows, their statistics and responsibilities: chunks sized for them
+            work = (2 * d + family.structure.n_stats(d) + K) * 8
+            stats = initial_statistics_bounded(
+                self.init_params, model, engine, X, w, K, rng, fill, work
+            )
         else:
             rows = X.read() if is_streamed(X) else X
             rows = rows if fill is None else fill(rows)
             resp = initial_responsibilities(self.init_params, rows, K, rng, w)
             resp = align_to_labels(resp, known, K)
-            stats = initial_statistics(model, engine, rows, w, resp, K)
+            stats = initial_statistics(
+                model, engine, rows, w, resp, K, (2 * d + family.structure.n_stats(d) + K) * 8
+            )
         placeholder = MixtureParams(np.full(K, 1.0 / K), family.default_params(K))
         start = model.m_step(placeholder, stats)
         weights = start.weights

@@ -472,7 +472,7 @@ class MixtureModel(FamilyMixture, DensityMixin, BaseEstimator):
                     resp = initial_responsibilities(self.init_params, standardized, K, rng, w)
                     if known is not None:
                         resp = align_to_labels(resp, known, K)
-                    stats = initial_statistics(model, engine, filled, w, resp, K)
+                    stats = initial_statistics(model, engine, filled, w, resp, K, row_bytes)
                     start = MixtureParams(np.full(K, 1.0 / K), family.default_params(K))
                     return model.m_step(start, stats)
 

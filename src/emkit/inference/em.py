@@ -26,6 +26,7 @@ from emkit.exceptions import (
     NonFiniteObjectiveError,
 )
 from emkit.inference.accelerate import accelerated_step
+from emkit.inference.checkpoint import Checkpoint, Saved
 from emkit.inference.steps import EMModel, Step, StepResult, em_step
 
 __all__ = [
@@ -100,6 +101,7 @@ def fit_em(
     step: Step[P] | None = None,
     state: Any = None,
     start_objective: float = -np.inf,
+    checkpoint: Checkpoint | None = None,
 ) -> EMResult[P]:
     """Run EM from ``params`` until ``0 <= change < tol``, the model's own stopping rule
     holds, or ``max_iter`` iterations.
@@ -123,6 +125,12 @@ def fit_em(
     gave up; anything more is reported as the ``monotonicity`` policy says. An infinite
     slack (no bound) is not a licence for any decrease: the next iteration starts a new
     monotone run and is recorded in ``trace.restarts``.
+
+    ``checkpoint`` (:class:`~emkit.inference.checkpoint.Checkpoint`) saves the parameters
+    and the trace every few iterations and at the end; a run given a checkpoint that
+    holds a state continues from it (the start ``params`` only give the parameters'
+    shape), and ends as the uninterrupted run does. Only steps that carry no state
+    between iterations (plain EM) can be checkpointed.
     """
     if monotonicity not in MONOTONICITY_POLICIES:
         raise InputError(
@@ -137,7 +145,17 @@ def fit_em(
     restarts: list[int] = []
     done = False
     objective = -np.inf
-    for iteration in range(1, max_iter + 1):
+    first = 1
+    saved = None if checkpoint is None else checkpoint.load(params)
+    if saved is not None:  # resume: the run as it was at the checkpoint
+        params, objectives, seconds = saved.params, saved.objectives, saved.seconds
+        restarts, slack, done = saved.restarts, saved.slack, saved.done
+        first = len(objectives) + 1
+        if objectives:
+            previous = objective = objectives[-1]
+    for iteration in range(first, max_iter + 1):
+        if done:
+            break
         start = time.perf_counter()
         result = step(params, state)
         objective = result.objective
@@ -167,6 +185,16 @@ def fit_em(
         previous = objective
         if 0 <= change < tol or result.done:
             done = True
+        if checkpoint is not None and (
+            done or iteration % checkpoint.every == 0 or iteration == max_iter
+        ):
+            if state is not None:
+                raise InputError(
+                    "checkpoint works with plain EM steps, which carry no state between "
+                    "iterations; this step does (accelerate=...). Drop one of the two."
+                )
+            checkpoint.save(Saved(params, objectives, seconds, restarts, slack, done))
+        if done:
             break
     trace = EMTrace(
         np.asarray(objectives),
@@ -207,6 +235,7 @@ def fit_em_restarts(
     score: Callable[[P], float] | None = None,
     accelerate: str | None = None,
     start_objective: float = -np.inf,
+    checkpoint: Checkpoint | None = None,
 ) -> EMResult[P]:
     """Run EM from ``n_init`` initializations drawn with ``rng`` (a Generator, or what
     ``initialize`` takes) and keep the best run.
@@ -220,8 +249,14 @@ def fit_em_restarts(
     Warns with :class:`ConvergenceWarning` when the kept run did not converge (as
     scikit-learn does), unless ``max_iter`` is the point (``tol == 0``). ``accelerate``
     (None or ``"squarem"``, :mod:`emkit.inference.accelerate`) replaces the plain EM
-    step of every run; ``start_objective`` is :func:`fit_em`'s.
+    step of every run; ``start_objective`` and ``checkpoint`` (one run only: ``n_init=1``)
+    are :func:`fit_em`'s.
     """
+    if checkpoint is not None and n_init != 1:
+        raise InputError(
+            f"checkpoint resumes one EM run; n_init={n_init} asks for {n_init}. Use n_init=1 "
+            "with a checkpoint (or fit without one)."
+        )
     data = as_source(data)
     step = accelerated_step(accelerate, model, engine, data)
     best: EMResult[P] | None = None
@@ -241,6 +276,7 @@ def fit_em_restarts(
             callback=callback,
             step=step,
             start_objective=start_objective,
+            checkpoint=checkpoint,
         )
         run_score = result.objective if score is None or n_init == 1 else score(result.params)
         if best is None or run_score > best_score + _decrease_tolerance(best_score, dtype):
