@@ -136,3 +136,29 @@ def test_a_save_is_atomic_and_cleans_what_killed_writes_left(tmp_path: pathlib.P
     assert loaded.params[1]["a"] == 1.5 and loaded.objectives == [-1.0, -0.5]
     with pytest.raises(InputError, match=r"checkpoint_every must be a positive integer, got 0"):
         Checkpoint(tmp_path, "k", every=0)
+
+
+def test_emkit_fit_checkpoint_resumes_each_candidate(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from emkit.cli import main
+
+    np.save(tmp_path / "x.npy", _data())
+    args = ["fit", str(tmp_path / "x.npy"), "--components", "2-3", "--no-plot"]
+    checkpoint = ["--checkpoint", str(tmp_path / "ck")]
+    assert main([*args, *checkpoint, "--out", str(tmp_path / "a")]) == 0
+    assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == [
+        "k2-diag",
+        "k2-full",
+        "k3-diag",
+        "k3-full",
+    ]
+    # the same command again: every candidate resumes from its finished checkpoint
+    assert main([*args, *checkpoint, "--out", str(tmp_path / "b")]) == 0
+    assert main([*args, "--out", str(tmp_path / "c")]) == 0
+    summary = (tmp_path / "c" / "summary.csv").read_text()
+    assert (tmp_path / "a" / "summary.csv").read_text() == summary
+    assert (tmp_path / "b" / "summary.csv").read_text() == summary
+    capsys.readouterr()
+    assert main([*args, *checkpoint, "--n-init", "2", "--out", str(tmp_path / "d")]) == 2
+    assert "--checkpoint resumes one EM run per candidate; --n-init 2" in capsys.readouterr().err

@@ -185,3 +185,29 @@ def test_a_file_changed_while_it_is_read_is_reported(tmp_path: pathlib.Path) -> 
     np.save(path, X[:10])
     with pytest.raises(InputError, match=r"changed while it was read: it had 700 data rows"):
         GaussianMixture(2).fit(table)
+
+
+# -- the command line ----------------------------------------------------------------------
+
+
+def test_emkit_fit_stream_writes_what_the_in_memory_fit_writes(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from emkit.cli import main
+
+    path = _write(tmp_path / "x.parquet", X)
+    common = [str(path), "--components", "1-2", "--no-plot"]
+    assert main(["fit", *common, "--stream", "--out", str(tmp_path / "s")]) == 0
+    assert main(["fit", *common, "--out", str(tmp_path / "m")]) == 0
+    for name in ("summary.csv", "labels.csv"):
+        assert (tmp_path / "s" / name).read_text() == (tmp_path / "m" / name).read_text()
+    capsys.readouterr()
+    assert main(["fit", str(path), "--stream", "--family", "poisson", "--out", str(tmp_path)]) == 2
+    assert "--stream fits Gaussian mixtures; --family asks for other families" in (
+        capsys.readouterr().err
+    )
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n3,x\n")
+    assert main(["fit", str(bad), "--stream", "--out", str(tmp_path / "o")]) == 2
+    assert "non-numeric value 'x' at line 3 (data row 2), column 'b'" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()  # nothing written
