@@ -9,6 +9,7 @@ For each workload (those of ``bench_gmm.py``: iris-sized, then synthetic mixture
   data exist), in MiB and as a percentage of the input array;
 * **tracemalloc peak**: the peak bytes NumPy and Python allocated during the fit (a second
   child, as tracing slows the fit);
+* the median seconds per EM iteration (``trace_.seconds``; noisy on a loaded machine);
 * with ``--stream``, the same fit from the data written to a ``.npy`` file and opened with
   :func:`emkit.io.open_table` (the input then is not in memory; the growth is compared with
   the array's size all the same).
@@ -19,6 +20,7 @@ The limit checked is the issue's: at most max(25% of the input, 256 MiB) beyond 
     python bench/bench_memory.py                      # every workload
     python bench/bench_memory.py --workloads 4 --stream
     python bench/bench_memory.py --quick              # 1% of the rows, a smoke run
+    python bench/bench_memory.py --workloads 5 --stream --format parquet   # 4M x 16
 """
 
 from __future__ import annotations
@@ -59,6 +61,8 @@ WORKLOADS = [
     Workload("1M-2d-8k-full", 1_000_000, 2, 8, "full"),
     Workload("500k-32d-32k-diag", 500_000, 32, 32, "diag"),
 ]
+# the issue's streaming target (4,000,000 x 16, K = 8, full): by index, not in "all"
+STREAM_TARGET = Workload("4M-16d-8k-full", 4_000_000, 16, 8, "full")
 
 
 def make_data(w: Workload, seed: int = 0) -> np.ndarray:
@@ -91,7 +95,7 @@ def _reset_peak() -> None:
         fh.write("5")
 
 
-def child(w: Workload, max_iter: int, mode: str, stream: bool) -> dict[str, Any]:
+def child(w: Workload, max_iter: int, mode: str, stream: bool, fmt: str) -> dict[str, Any]:
     """Run in the child: one fit, its memory."""
     import emkit
 
@@ -101,8 +105,15 @@ def child(w: Workload, max_iter: int, mode: str, stream: bool) -> dict[str, Any]
     if stream:
         from emkit.io import open_table
 
-        tmp = Path(tempfile.mkdtemp()) / "data.npy"
-        np.save(tmp, X)
+        tmp = Path(tempfile.mkdtemp()) / f"data.{fmt}"
+        if fmt == "parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            columns = {f"x{j}": X[:, j] for j in range(X.shape[1])}
+            pq.write_table(pa.table(columns), tmp, row_group_size=1 << 16)
+        else:
+            np.save(tmp, X)
         del X
         gc.collect()
         source = open_table(tmp)
@@ -124,10 +135,16 @@ def child(w: Workload, max_iter: int, mode: str, stream: bool) -> dict[str, Any]
     seconds = time.perf_counter() - start
     if tmp is not None:
         tmp.unlink()
-    return {"bytes": int(grown), "seconds": seconds, "lower_bound": float(gm.lower_bound_)}
+    per_iteration = float(np.median(gm.trace_.seconds)) if gm.n_iter_ else float("nan")
+    return {
+        "bytes": int(grown),
+        "seconds": seconds,
+        "seconds_per_iteration": per_iteration,
+        "lower_bound": float(gm.lower_bound_),
+    }
 
 
-def run_child(w: Workload, max_iter: int, mode: str, stream: bool) -> dict[str, Any]:
+def run_child(w: Workload, max_iter: int, mode: str, stream: bool, fmt: str) -> dict[str, Any]:
     cmd = [
         sys.executable,
         __file__,
@@ -137,6 +154,8 @@ def run_child(w: Workload, max_iter: int, mode: str, stream: bool) -> dict[str, 
         str(max_iter),
         "--mode",
         mode,
+        "--format",
+        fmt,
     ] + (["--stream"] if stream else [])
     out = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
     if out.returncode != 0:
@@ -151,18 +170,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="1%% of the rows")
     parser.add_argument("--stream", action="store_true", help="also fit from a .npy file")
     parser.add_argument("--no-tracemalloc", action="store_true")
+    parser.add_argument("--format", choices=("npy", "parquet"), default="npy")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--mode", default="rss", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child is not None:
         w = Workload(**json.loads(args.child))
-        print(json.dumps(child(w, args.max_iter, args.mode, args.stream)))
+        print(json.dumps(child(w, args.max_iter, args.mode, args.stream, args.format)))
         return 0
+    every = [*WORKLOADS, STREAM_TARGET]
     chosen = (
-        WORKLOADS
-        if args.workloads == "all"
-        else [WORKLOADS[int(i)] for i in args.workloads.split(",")]
+        WORKLOADS if args.workloads == "all" else [every[int(i)] for i in args.workloads.split(",")]
     )
     if args.quick:
         chosen = [
@@ -170,14 +189,18 @@ def main(argv: list[str] | None = None) -> int:
         ]
     rows = []
     header = f"{'workload':22s} {'input MiB':>9s} {'how':>7s} {'RSS +MiB':>9s} {'% input':>8s} "
-    header += f"{'traced MiB':>10s} {'limit MiB':>9s} {'ok':>4s}"
+    header += f"{'traced MiB':>10s} {'limit MiB':>9s} {'ok':>4s} {'s/iter':>7s}"
     print(header)
     for w in chosen:
         size = w.n * w.d * 8
         limit = max(MEMORY_FRACTION * size, MEMORY_FLOOR)
         for stream in [False, True] if args.stream else [False]:
-            rss = run_child(w, args.max_iter, "rss", stream)
-            traced = None if args.no_tracemalloc else run_child(w, args.max_iter, "trace", stream)
+            rss = run_child(w, args.max_iter, "rss", stream, args.format)
+            traced = (
+                None
+                if args.no_tracemalloc
+                else run_child(w, args.max_iter, "trace", stream, args.format)
+            )
             how = "stream" if stream else "memory"
             row = {
                 "workload": w.name,
@@ -187,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
                 "traced_peak_bytes": None if traced is None else traced["bytes"],
                 "limit_bytes": limit,
                 "seconds": rss["seconds"],
+                "seconds_per_iteration": rss["seconds_per_iteration"],
                 "lower_bound": rss["lower_bound"],
                 "within_limit": rss["bytes"] <= limit,
             }
@@ -195,7 +219,8 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"{w.name:22s} {size / MIB:9.1f} {how:>7s} {rss['bytes'] / MIB:9.1f} "
                 f"{100 * rss['bytes'] / size:8.1f} {traced_text:>10s} {limit / MIB:9.1f} "
-                f"{'PASS' if row['within_limit'] else 'MISS':>4s}"
+                f"{'PASS' if row['within_limit'] else 'MISS':>4s} "
+                f"{rss['seconds_per_iteration']:7.3f}"
             )
     if args.json is not None:
         args.json.write_text(json.dumps(rows, indent=2))

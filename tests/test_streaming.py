@@ -211,3 +211,36 @@ def test_emkit_fit_stream_writes_what_the_in_memory_fit_writes(
     assert main(["fit", str(bad), "--stream", "--out", str(tmp_path / "o")]) == 2
     assert "non-numeric value 'x' at line 3 (data row 2), column 'b'" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()  # nothing written
+
+
+@pytest.mark.slow  # a benchmark smoke run: deselect with -m "not slow"
+def test_memory_bench_quick_run_reports_memory_and_stream(tmp_path: pathlib.Path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    bench = pathlib.Path(__file__).resolve().parents[1] / "bench" / "bench_memory.py"
+    report = tmp_path / "memory.json"
+    src = str(pathlib.Path(__file__).resolve().parents[1] / "src")
+    subprocess.run(
+        [
+            sys.executable,
+            str(bench),
+            "--quick",
+            "--workloads",
+            "0",
+            "--stream",
+            "--json",
+            str(report),
+        ],
+        check=True,
+        capture_output=True,
+        env={**os.environ, "PYTHONPATH": src},
+        timeout=300,
+    )
+    rows = json.loads(report.read_text())
+    assert [row["how"] for row in rows] == ["memory", "stream"]
+    assert all(row["rss_growth_bytes"] > 0 and row["traced_peak_bytes"] > 0 for row in rows)
+    # the same data, fitted in memory and from the file: the same model
+    assert rows[0]["lower_bound"] == pytest.approx(rows[1]["lower_bound"], abs=1e-10)

@@ -108,7 +108,8 @@ def column_summary(engine: Any, source: RowSource) -> ColumnSummary:
         low = np.where(np.isnan(low), np.inf, low)
         high = np.where(np.isnan(high), -np.inf, high)
         first = int((-index[0]) % step) if index.size else 0
-        return ColumnSummary(weight, sums, low, high, missing, (X[first::step],))
+        # a copy: a view would keep a streamed block alive
+        return ColumnSummary(weight, sums, low, high, missing, (X[first::step].copy(),))
 
     return engine.map_reduce(
         summarize, RowSource(source.rows, source.weights, columns=(RowIndex(n),))

@@ -197,10 +197,13 @@ def _open_npy(path: Path, columns: Columns) -> _Opened:
     every = indices == list(range(arr.shape[1]))
 
     def read(block: int) -> Iterator[NDArray[np.float64]]:
-        mapped = np.load(path, mmap_mode="r", allow_pickle=False)
-        for start in range(0, mapped.shape[0], block):
+        for start in range(0, int(arr.shape[0]), block):
+            # mapped for one block only: the file's pages do not stay in this process
+            mapped = np.load(path, mmap_mode="r", allow_pickle=False)
             rows = mapped[start : start + block]
-            yield np.array(rows if every else rows[:, indices], dtype=np.float64)
+            out = np.array(rows if every else rows[:, indices], dtype=np.float64)
+            del rows, mapped
+            yield out
 
     return [names[j] for j in indices], int(arr.shape[0]), read
 
