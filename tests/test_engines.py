@@ -10,7 +10,7 @@ import pytest
 
 import emkit
 from emkit import InputError
-from emkit.engines import InMemoryEngine, ReducedEngine, RowSource, StreamingEngine
+from emkit.engines import InMemoryEngine, ReducedEngine, RowIndex, RowSource, StreamingEngine
 
 
 class Recording:
@@ -121,3 +121,27 @@ def test_map_rows_passes_rows_and_cached_columns_in_row_order() -> None:
 def test_an_unknown_engine_is_refused_with_the_choices(engine: Any) -> None:
     with pytest.raises(InputError, match=r"engine must be None, 'memory', 'streaming' or an"):
         emkit.GaussianMixture(2, engine=engine).fit(_GAUSS)
+
+
+def test_a_streamed_source_is_read_by_blocks_and_chunked_within_them(tmp_path: Any) -> None:
+    from emkit.io import open_table
+
+    X = np.arange(46.0).reshape(23, 2)
+    np.save(tmp_path / "x.npy", X)
+    table = open_table(tmp_path / "x.npy", block_rows=10)
+    w = np.arange(23.0)
+    starts: list[int] = []
+
+    def fn(rows: np.ndarray, weights: np.ndarray, index: np.ndarray) -> np.ndarray:
+        starts.append(int(index[0]))
+        np.testing.assert_array_equal(rows[:, 0] / 2, weights)  # weights follow their rows
+        return weights @ rows
+
+    source = RowSource(table, w, columns=(RowIndex(23),))
+    for engine in (InMemoryEngine(chunk_size=4, n_threads=1), StreamingEngine(4, 1)):
+        starts.clear()
+        np.testing.assert_array_equal(engine.map_reduce(fn, source), w @ X)
+        # blocks of 10 rows, chunks of 4 within each: the chunk size is not ignored
+        assert starts == [0, 4, 8, 10, 14, 18, 20]
+    rows = InMemoryEngine().map_rows(lambda r: r[:, 1], table)
+    np.testing.assert_array_equal(rows, X[:, 1])

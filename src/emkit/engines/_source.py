@@ -15,6 +15,7 @@ An engine calls a mapped function the same way whatever holds the rows:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -112,6 +113,11 @@ class RowSource:
     def whole(self) -> RowChunk:
         """Every row as one chunk."""
         return RowChunk(self.first_row, self.rows, self.weights, self.columns, self.labels)
+
+    def blocks(self) -> Iterator[RowSource]:
+        """The blocks of a streamed source, as sources of rows in memory, in row order."""
+        for start, rows in self.rows.iter_chunks():
+            yield self.block(start, rows)
 
     def block(self, start: int, rows: Any) -> RowSource:
         """The source of rows ``start:start + len(rows)`` (read from a stream), its per-row

@@ -119,10 +119,8 @@ class InMemoryEngine:
         source: RowSource,
         combine: Callable[[Iterator[Any]], Any],
     ) -> Any:
-        if source.streamed:
-            from emkit.engines.streaming import StreamingEngine
-
-            return StreamingEngine()._run(fn, source, combine)
+        if source.streamed:  # rows read from a file: each block mapped as rows in memory
+            return combine(self._run(fn, block, combine) for block in source.blocks())
         n = source.n_rows
         if n < _MIN_ROWS and (self.chunk_size is None or self.chunk_size >= n):
             # one small chunk: no pool, no limit

@@ -1,9 +1,11 @@
 """Streaming engine: rows read from a file a block at a time, each block mapped in memory.
 
-Each map reads the file from its start (one EM iteration is one pass), hands every block
-to the in-memory engine (cache-sized chunks on its thread pool) and adds the partial
-results in row order. Memory holds one block of rows and its work, whatever the file's
-size; results of :meth:`map_rows` (one value per row) are held whole, as in memory.
+Each map reads the file from its start (one EM iteration is one pass), maps every block
+as the in-memory engine maps rows (cache-sized chunks on its thread pool) and adds the
+partial results in row order (the in-memory engine itself reads a streamed source this
+way; this engine names the choice). Memory holds one block of rows and its work,
+whatever the file's size; results of :meth:`map_rows` (one value per row) are held whole,
+as in memory.
 """
 
 from __future__ import annotations
@@ -49,19 +51,14 @@ class StreamingEngine:
     def close(self) -> None:
         self._memory.close()
 
-    def _blocks(self, source: RowSource) -> Iterator[RowSource]:
-        for start, rows in source.rows.iter_chunks():
-            yield source.block(start, rows)
-
     def _run(
         self,
         fn: Callable[[RowChunk], Any],
         source: RowSource,
         combine: Callable[[Iterator[Any]], Any],
     ) -> Any:
-        if not source.streamed:
-            return self._memory._run(fn, source, combine)
-        return combine(self._memory._run(fn, block, combine) for block in self._blocks(source))
+        # the in-memory engine reads a streamed source block by block
+        return self._memory._run(fn, source, combine)
 
     def map_reduce(self, fn: Callable[..., Any], source: Any) -> Any:
         from emkit.engines.memory import reducing
