@@ -141,8 +141,8 @@ def open_table(
     >>> table.shape
     (100, 2)
     >>> gm = GaussianMixture(2, random_state=0).fit(table)
-    >>> np.sort(gm.means_[:, 0]).round(0)
-    array([0., 8.])
+    >>> np.sort(gm.means_[:, 0]).round().astype(int).tolist()
+    [0, 8]
     """
     p = Path(path)
     where = str(p)
