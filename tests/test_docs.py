@@ -50,6 +50,7 @@ def test_the_guide_has_pages_with_examples() -> None:
         "user_guide/accelerated_em.rst",
         "user_guide/online_em.rst",
         "user_guide/variational_em.rst",
+        "user_guide/scale.rst",
     }
     assert expected <= names, f"missing pages: {sorted(expected - names)}"
     for name in expected:

@@ -13,6 +13,7 @@ from emkit import (
     PoissonMixture,
     infer_family,
 )
+from emkit.engines import RowSource
 from emkit.exceptions import InputError, InputTypeError
 from emkit.families import Gaussian, Poisson, Product
 
@@ -147,10 +148,10 @@ def test_categorical_integer_weights_equal_repeated_rows() -> None:
     model = CategoricalMixture(3, random_state=0, max_iter=5, tol=0).fit(codes, sample_weight=w)
     one = Mixture(model.family_)
     with InMemoryEngine() as engine:
-        weighted = engine.map_reduce(one.expectation(model.params_), codes, w.astype(float))
-        repeated = engine.map_reduce(
-            one.expectation(model.params_), np.repeat(codes, w, axis=0), None
+        weighted = engine.map_reduce(
+            one.expectation(model.params_), RowSource(codes, w.astype(float))
         )
+        repeated = engine.map_reduce(one.expectation(model.params_), np.repeat(codes, w, axis=0))
     np.testing.assert_allclose(weighted.sum_t, repeated.sum_t, rtol=1e-10)
     assert weighted.loglik == pytest.approx(repeated.loglik, rel=1e-12)
 
@@ -182,7 +183,7 @@ def test_base_measure_computed_once_equals_the_per_chunk_one() -> None:
     e_step = mixture.expectation(model.params_)
     with InMemoryEngine(chunk_size=64) as engine:
         log_h = engine.map_rows(mixture.base_measure, counts)
-        given = engine.map_reduce(e_step, counts, None, log_h)
-        computed = engine.map_reduce(e_step, counts, None)
+        given = engine.map_reduce(e_step, RowSource(counts, columns=(log_h,)))
+        computed = engine.map_reduce(e_step, counts)
     assert given.loglik == pytest.approx(computed.loglik, rel=1e-13)
     assert model.score(counts) == pytest.approx(computed.loglik / 300, rel=1e-12)

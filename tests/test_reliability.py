@@ -39,6 +39,7 @@ from emkit import (
     PoissonMixture,
     StudentTMixture,
 )
+from emkit.engines import RowSource
 from emkit.families import (
     Bernoulli,
     Beta,
@@ -593,7 +594,7 @@ def test_a_non_finite_objective_is_a_value_error_naming_the_fix() -> None:
 
     class Nan:
         def expectation(self, params: int) -> Callable[..., float]:
-            return lambda X: 0.0
+            return lambda X, _w: 0.0
 
         def m_step(self, params: int, stats: float) -> int:
             return params + 1
@@ -605,5 +606,5 @@ def test_a_non_finite_objective_is_a_value_error_naming_the_fix() -> None:
             return 0.0
 
     with pytest.raises(NonFiniteObjectiveError, match=r"became nan .*increase reg_covar") as info:
-        fit_em(Nan(), InMemoryEngine(), (np.zeros((3, 1)),), 0, tol=0.0, max_iter=2)
+        fit_em(Nan(), InMemoryEngine(), RowSource(np.zeros((3, 1))), 0, tol=0.0, max_iter=2)
     assert isinstance(info.value, ValueError) and isinstance(info.value, MonotonicityError)

@@ -47,6 +47,7 @@ from emkit.families.covariance import MCLUST_MODELS, covariance_types
 from emkit.families.gaussian import COVARIANCE_TYPES
 from emkit.inference.init import INIT_METHODS
 from emkit.io.model_file import atomic_write, load_model, save_model
+from emkit.io.open_table import open_table
 from emkit.io.tables import SUPPORTED_EXTENSIONS, Header, Table, load_faithful, read_columns
 
 __all__ = ["build_parser", "main", "parse_components", "parse_covariances"]
@@ -204,6 +205,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--verbose",
         action="store_true",
         help="show each fit's progress: iteration, objective, rows per second",
+    )
+    fit.add_argument(
+        "--stream",
+        action="store_true",
+        help="read DATA a block of rows at a time in every EM pass (.npy, .parquet, .csv, "
+        ".tsv; Gaussian mixtures): for files larger than memory",
+    )
+    fit.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="save each fit's state in DIR every few iterations; run the same command "
+        "again after an interruption to resume (Gaussian mixtures, --n-init 1)",
     )
     fit.set_defaults(handler=_cmd_fit)
 
@@ -394,6 +409,7 @@ class _FitOptions:
     dtype: str
     seed: int
     verbose: bool = False
+    checkpoint: Path | None = None
 
     def estimator_options(self) -> dict[str, Any]:
         """The arguments every fitted mixture takes from the command line."""
@@ -423,7 +439,11 @@ def _read(args: argparse.Namespace) -> Table:
 
 def _cmd_fit(args: argparse.Namespace) -> int:
     _check_out_dir(args.out)
-    table = _read(args)
+    if args.checkpoint is not None and args.n_init != 1:
+        raise InputError(
+            f"--checkpoint resumes one EM run per candidate; --n-init {args.n_init} asks for "
+            f"{args.n_init}. Use --n-init 1 with --checkpoint."
+        )
     options = _FitOptions(
         args.components,
         args.covariance,
@@ -435,8 +455,44 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         args.dtype,
         args.seed,
         args.verbose,
+        args.checkpoint,
     )
+    if args.stream:
+        return _fit_streamed(args, options)
+    table = _read(args)
+    if args.checkpoint is not None and not _gaussian_only(table, args.family):
+        raise InputError(
+            "--checkpoint works with Gaussian mixtures of numeric tables; this table has "
+            "other column kinds. Drop --checkpoint, or select numeric columns (--columns)."
+        )
     return _fit_and_report(table, args.family, str(args.data), options, args.out, args.no_plot)
+
+
+def _gaussian_only(table: Table, family_spec: dict[str | None, str]) -> bool:
+    return family_spec == {None: "gaussian"} or (
+        set(family_spec.values()) <= {"auto", "gaussian"} and set(table.kinds) == {"float"}
+    )
+
+
+def _fit_streamed(args: argparse.Namespace, options: _FitOptions) -> int:
+    """``emkit fit --stream``: Gaussian mixtures fitted from the file a block at a time."""
+    if set(args.family.values()) - {"auto", "gaussian"}:
+        raise InputError(
+            "--stream fits Gaussian mixtures; --family asks for other families. Drop "
+            "--stream (the table is then read into memory) or --family."
+        )
+    if args.header != "auto" or args.delimiter is not None:
+        raise InputError(
+            "--stream detects a text file's header and takes the delimiter from its "
+            "extension (.csv, .tsv); drop --header and --delimiter, or --stream."
+        )
+    data = open_table(args.data, args.columns)
+    n, names = data.shape[0], data.names
+    # only the plotted columns and the labels are held in memory
+    table = Table([], names, ["float"] * len(names), n_rows=n)
+    return _fit_and_report(
+        table, {None: "gaussian"}, str(args.data), options, args.out, args.no_plot, data
+    )
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -519,6 +575,7 @@ def _fit_and_report(
     options: _FitOptions,
     out: Path,
     no_plot: bool,
+    streamed: Any = None,
 ) -> int:
     n, d = table.n_rows, len(table.names)
     components = [k for k in options.components if k <= n]
@@ -530,11 +587,9 @@ def _fit_and_report(
             f"The data has {n} rows, fewer than every number of components asked for "
             f"({', '.join(map(str, options.components))}); pass more data or fewer components."
         )
-    gaussian_only = family_spec == {None: "gaussian"} or (
-        set(family_spec.values()) <= {"auto", "gaussian"} and set(table.kinds) == {"float"}
-    )
+    gaussian_only = _gaussian_only(table, family_spec)
     if gaussian_only:
-        data: Any = table.numeric(source)
+        data: Any = table.numeric(source) if streamed is None else streamed
         covariances = options.covariances or ["full", "diag"]
         family_text = f"gaussian ({', '.join(table.names)})"
     else:
@@ -587,6 +642,9 @@ def _fit_and_report(
     write_summary_csv(out / "summary.csv", results, best)
     written.append(out / "summary.csv")
     if not no_plot:
+        if streamed is not None and d >= 2:  # the plotted columns, read once
+            plotted = open_table(streamed.path, streamed.names[:2]).read()
+            table = Table(list(plotted.T), table.names, table.kinds, n_rows=n)
         written.extend(_plot(out / "clusters.png", table, labels, model, gaussian_only))
     for path in written:
         print(f"wrote {path}")
@@ -632,11 +690,15 @@ def _fit_candidate(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
+            fit_options = {}
+            if options.checkpoint is not None and isinstance(model, GaussianMixture):
+                # one directory per candidate
+                fit_options["checkpoint"] = options.checkpoint / f"k{k}-{covariance}"
             if options.verbose:
                 with FitProgress(where, n, options.max_iter):
-                    model.fit(data)
+                    model.fit(data, **fit_options)
             else:
-                model.fit(data)
+                model.fit(data, **fit_options)
         except InputError:
             raise  # the options or the data are wrong for every candidate
         except EmkitError as exc:

@@ -26,13 +26,14 @@ from emkit._validation import (
     resolve_dtype,
 )
 from emkit._warnings import warnings_once
-from emkit.engines.memory import InMemoryEngine
+from emkit.engines._source import RowSource
 from emkit.estimators._mixture_base import (
     FamilyMixture,
     FitPlan,
     align_to_labels,
     check_em_parameters,
     check_labels,
+    fit_engine,
     initial_statistics,
     logger,
     order_by_pattern,
@@ -220,6 +221,12 @@ default='exact'
         plain EM).
     chunk_size : int or None, default=None
     n_threads : int or None, default=None
+    engine : None, 'memory', 'streaming' or an engine, default=None
+        Where the rows live and how their statistics are summed: ``None`` or
+        ``'memory'`` is the in-memory engine (``chunk_size`` rows a chunk on
+        ``n_threads`` threads); ``'streaming'`` reads a table opened with
+        :func:`emkit.io.open_table` a block at a time; an object with ``map_reduce`` and
+        ``map_rows`` (:class:`emkit.engines.Engine`) is used as it is.
 
     Attributes
     ----------
@@ -293,6 +300,7 @@ default='exact'
         accelerate: str | None = None,
         chunk_size: int | None = None,
         n_threads: int | None = None,
+        engine: Any = None,
     ) -> None:
         self.family = family
         self.n_components = n_components
@@ -317,6 +325,7 @@ default='exact'
         self.accelerate = accelerate
         self.chunk_size = chunk_size
         self.n_threads = n_threads
+        self.engine = engine
 
     # -- hooks for the convenience estimators ------------------------------------------
 
@@ -464,7 +473,7 @@ default='exact'
         self._check_parameters()
         warm = self.warm_start and hasattr(self, "params_")
         with (
-            InMemoryEngine(self.chunk_size, self.n_threads) as engine,
+            fit_engine(self) as engine,
             verbose_logging(self.verbose),
         ):
             plan = self._plan(X, y, sample_weight, engine, warm=warm)
@@ -478,7 +487,6 @@ default='exact'
                 tol=float(self.tol),
                 accelerate=self.accelerate,
                 monotonicity=self.monotonicity,
-                row_bytes=plan.row_bytes,
             )
             result = fit_em_restarts(
                 plan.model,
@@ -492,7 +500,6 @@ default='exact'
                 monotonicity=self.monotonicity,
                 accelerate=self.accelerate,
                 dtype=plan.dtype,
-                row_bytes=plan.row_bytes,
                 callback=progress_callback(self),
                 step=step,
             )
@@ -517,9 +524,7 @@ default='exact'
         self._set_fitted(family, params, result.trace, result.converged)
         return self
 
-    def _plan(
-        self, X: Any, y: Any, sample_weight: Any, engine: InMemoryEngine, *, warm: bool
-    ) -> FitPlan:
+    def _plan(self, X: Any, y: Any, sample_weight: Any, engine: Any, *, warm: bool) -> FitPlan:
         """The checked data, the bound model and the initialization (or, warm, the fitted
         parameters) that ``fit`` runs EM from, and ``partial_fit`` online EM."""
         Xa, labels = self._validate_X(X, reset=not warm)
@@ -580,7 +585,7 @@ default='exact'
             if model.base_measure(Xa[:1]) is not None
             else None
         )
-        data = (Xa, w, log_h, known)
+        data = RowSource(Xa, w, known, (log_h,), row_bytes)
         if warm:
             previous: MixtureParams = getattr(self, "params_")  # noqa: B009
 
@@ -588,7 +593,7 @@ default='exact'
                 if not fixed_params and known_weights is None:
                     return previous
                 # one EM step, so that the start holds the known values
-                stats = engine.map_reduce(model.expectation(previous), *data)
+                stats = engine.map_reduce(model.expectation(previous), data)
                 return model.m_step(previous, stats)
 
         else:
@@ -598,7 +603,7 @@ default='exact'
                 resp = initial_responsibilities(self.init_params, standardized, K, rng, w)
                 if known is not None:
                     resp = align_to_labels(resp, known, K)
-                stats = initial_statistics(model, engine, filled, w, resp, K)
+                stats = initial_statistics(model, engine, filled, w, resp, K, row_bytes)
                 start = MixtureParams(np.full(K, 1.0 / K), fit_family.default_params(K))
                 return model.m_step(start, stats)
 
@@ -675,8 +680,8 @@ default='exact'
         model = Mixture(self.family_, resolve_dtype(self.dtype), missing=missing)
         fn = make(model, self.params_)
         row_bytes = model.row_bytes(Xa.shape[1], self.family_.n_stats, 2 * self.n_components)
-        with InMemoryEngine(self.chunk_size, self.n_threads) as engine:
-            return engine.map_rows(fn, Xa, row_bytes=row_bytes)
+        with fit_engine(self) as engine:
+            return engine.map_rows(fn, RowSource(Xa, work_bytes=row_bytes))
 
     def _sampling_family(self) -> tuple[Any, Any]:
         return self.family_, self.params_.components
@@ -760,6 +765,7 @@ class PoissonMixture(MixtureModel):
         accelerate: str | None = None,
         chunk_size: int | None = None,
         n_threads: int | None = None,
+        engine: Any = None,
     ) -> None:
         self.prior = prior
         self.n_components = n_components
@@ -783,6 +789,7 @@ class PoissonMixture(MixtureModel):
         self.accelerate = accelerate
         self.chunk_size = chunk_size
         self.n_threads = n_threads
+        self.engine = engine
 
     def _family_spec(self, X: Any) -> Any:
         return Poisson(prior=self.prior)
@@ -857,6 +864,7 @@ class BernoulliMixture(MixtureModel):
         accelerate: str | None = None,
         chunk_size: int | None = None,
         n_threads: int | None = None,
+        engine: Any = None,
     ) -> None:
         self.prior = prior
         self.binarize = binarize
@@ -881,6 +889,7 @@ class BernoulliMixture(MixtureModel):
         self.accelerate = accelerate
         self.chunk_size = chunk_size
         self.n_threads = n_threads
+        self.engine = engine
 
     def _family_spec(self, X: Any) -> Any:
         return Bernoulli(prior=self.prior)
@@ -954,6 +963,7 @@ class CategoricalMixture(MixtureModel):
         accelerate: str | None = None,
         chunk_size: int | None = None,
         n_threads: int | None = None,
+        engine: Any = None,
     ) -> None:
         self.prior = prior
         self.n_categories = n_categories
@@ -978,6 +988,7 @@ class CategoricalMixture(MixtureModel):
         self.accelerate = accelerate
         self.chunk_size = chunk_size
         self.n_threads = n_threads
+        self.engine = engine
 
     def _family_spec(self, X: Any) -> Any:
         return Categorical(n_categories=self.n_categories, prior=self.prior)

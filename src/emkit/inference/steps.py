@@ -15,6 +15,7 @@ from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 import numpy as np
 
 from emkit.engines._base import Engine
+from emkit.engines._source import RowSource
 
 __all__ = ["EMModel", "Step", "StepResult", "em_step", "model_roundoff"]
 
@@ -71,19 +72,17 @@ def model_roundoff(model: Any, params: Any, stats: Any) -> Callable[[], float] |
     return lambda: float(estimate(params, stats))
 
 
-def em_step(
-    model: EMModel[P], engine: Engine, data: tuple[Any, ...], row_bytes: int = 0
-) -> Step[P]:
+def em_step(model: EMModel[P], engine: Engine, data: RowSource) -> Step[P]:
     """The plain EM iteration: the E-step mapped over the rows (and the model's
     ``supplement`` when it asks for one), the objective, the M-step and its gap."""
     supplement = getattr(model, "supplement", None)
     converged = getattr(model, "converged", None)
 
     def step(params: P, state: Any) -> StepResult[P]:
-        stats = engine.map_reduce(model.expectation(params), *data, row_bytes=row_bytes)
+        stats = engine.map_reduce(model.expectation(params), data)
         more = None if supplement is None else supplement(params, stats)
         if more is not None:
-            stats = stats + engine.map_reduce(more, *data, row_bytes=row_bytes)
+            stats = stats + engine.map_reduce(more, data)
         objective = model.objective(params, stats)
         if not np.isfinite(objective):  # before an M-step from such statistics
             return StepResult(params, objective, 0.0, state)

@@ -106,9 +106,10 @@ class Mixture:
 
     def expectation(self, params: MixtureParams) -> Callable[..., MixtureStats]:
         """The E-step for one iteration, as a function of a block of rows, their weights,
-        their :meth:`base_measure` (computed here when not given), their known
-        component labels (``-1``: unknown; ``None``: all unknown) and their positions in
-        the data (which a Monte-Carlo policy's draws are keyed by; ``None`` otherwise)."""
+        their :meth:`base_measure` (computed here when not given), their positions in the
+        data (which a Monte-Carlo policy's draws are keyed by; ``None`` otherwise) and
+        their known component labels (``labels=``; ``-1``: unknown; ``None``: all
+        unknown), as a :class:`~emkit.engines.RowSource` passes them."""
         log_joint = self._log_joint(params)
         family = self.family
         missing = self._missing_joint(params) if self.missing else None
@@ -152,8 +153,8 @@ class Mixture:
             X: Array,
             weights: Array | None,
             log_h: Array | None = None,
-            labels: NDArray[np.intp] | None = None,
             index: NDArray[np.intp] | None = None,
+            labels: NDArray[np.intp] | None = None,
         ) -> MixtureStats:
             columns = (weights, log_h, labels, index)
             if missing is None:
