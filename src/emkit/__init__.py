@@ -18,6 +18,7 @@ from emkit.estimators import (
     PoissonMixture,
     infer_family,
 )
+from emkit.estimators.bayesian_mixture import BayesianGaussianMixture
 from emkit.estimators.student_t import StudentTMixture
 from emkit.exceptions import (
     ConvergenceWarning,
@@ -36,6 +37,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "PPCA",
+    "BayesianGaussianMixture",
     "BernoulliMixture",
     "CategoricalMixture",
     "ConvergenceWarning",
