@@ -252,7 +252,7 @@ default='dirichlet_process'
                 f"{d} features needs more than {d - 1} degrees of freedom."
             )
         if self.covariance_prior is None:
-            cov = np.atleast_2d(np.cov(X.T, aweights=w))
+            cov = _data_covariance(X, w)
             if kind in ("full", "tied"):
                 self.covariance_prior_ = cov
             elif kind == "diag":
@@ -543,6 +543,23 @@ def _normal_wishart(prior: GaussianPrior, kind: str, family: GaussianFamily) -> 
         np.asarray(dof) if kind == "tied" else np.array([dof]),
         scale,
     )
+
+
+def _data_covariance(X: Array, w: Array | None) -> Array:
+    """The covariance of the rows, unbiased, with sample weights as frequencies (an
+    integer weight is a repeated row): the weighted scatter / (sum(w) - 1)."""
+    if w is None:
+        return np.atleast_2d(np.cov(X.T))
+    total = float(w.sum())
+    if total <= 1.0:
+        raise InputError(
+            f"sample_weight sums to {total:.6g} <= 1, where the default covariance_prior (the "
+            "data's covariance, the weights counting rows: scatter / (sum(sample_weight) - 1)) "
+            "is undefined. Pass covariance_prior, or weights that count rows."
+        )
+    mean = (w @ X) / total
+    Xc = X - mean
+    return np.atleast_2d((Xc.T * w) @ Xc / (total - 1.0))
 
 
 def _check_positive(name: str, value: Any) -> None:
