@@ -19,6 +19,7 @@ from scipy import stats
 
 from emkit import BayesianGaussianMixture, InputError
 from emkit.families.normal_wishart import GaussianMoments, NormalWishart
+from emkit.families.priors import GaussianPrior
 
 X = blobs(240, 3, 3, seed=5, spread=3.0)
 PRIORS = ["dirichlet_process", "dirichlet_distribution"]
@@ -379,3 +380,58 @@ def test_normal_wishart_posterior_is_bayes_rule_and_mode_is_map() -> None:
     for _ in range(20):
         step = rng.normal(scale=0.05, size=(2, 2))
         assert log_density(mean[0] + rng.normal(scale=0.05, size=2), cov[0] + step @ step.T) < best
+
+
+@pytest.mark.parametrize("covariance_type", TYPES)
+def test_gaussian_prior_is_the_one_component_normal_wishart(covariance_type: str) -> None:
+    """GaussianPrior's posterior, mode, expected_natural and kl are the Normal-Wishart's
+    (the objects BayesianGaussianMixture updates)."""
+    prior = GaussianPrior(mean=[0.5, -1.0], shrinkage=0.7, dof=3.5, scale=[[2.0, 0.3], [0.3, 1.0]])
+    other = GaussianPrior(mean=[0.0, 0.0], shrinkage=1.0, dof=4.0, scale=[1.5, 0.5])
+    nw = prior.normal_wishart(covariance_type)
+    assert prior.kl(prior, covariance_type) == pytest.approx(0.0, abs=1e-12)
+    assert prior.kl(other, covariance_type) == pytest.approx(
+        nw.kl(other.normal_wishart(covariance_type))
+    )
+    assert prior.kl(other, covariance_type) > 0
+    np.testing.assert_allclose(prior.mode(covariance_type)[1], nw.mode()[1])
+    np.testing.assert_allclose(prior.expected_natural(covariance_type)[1], nw.expected_natural()[1])
+    # the structures' posteriors from one partition: tied is the mean of the full scales,
+    # diag their diagonals, spherical the diagonals' means
+    labels = np.arange(len(X)) % 3
+    rows = [X[labels == k, :2] for k in range(3)]
+    counts = np.array([float(len(r)) for r in rows])
+    means = np.array([r.mean(axis=0) for r in rows])
+    full_cov = np.array([np.cov(r.T, bias=True) for r in rows])
+    cov = {
+        "full": full_cov,
+        "tied": np.einsum("k,kij->ij", counts, full_cov) / counts.sum(),
+        "diag": np.diagonal(full_cov, axis1=1, axis2=2),
+        "spherical": np.diagonal(full_cov, axis1=1, axis2=2).mean(axis=1),
+    }[covariance_type]
+    post = prior.posterior(GaussianMoments(counts, means, cov), covariance_type)
+    full = prior.posterior(GaussianMoments(counts, means, full_cov), "full").scale
+    diag = np.diagonal(full, axis1=1, axis2=2)
+    expected = {
+        "full": full,
+        "tied": full.mean(axis=0),
+        "diag": diag,
+        "spherical": diag.mean(axis=1),
+    }[covariance_type]
+    np.testing.assert_allclose(post.scale, expected, rtol=1e-12)
+    np.testing.assert_allclose(
+        post.mean,
+        (0.7 * np.asarray(prior.mean) + counts[:, None] * means) / (0.7 + counts[:, None]),
+    )
+
+
+def test_gaussian_prior_needs_its_fields_to_update() -> None:
+    with pytest.raises(InputError, match="GaussianPrior dof, scale must be given"):
+        GaussianPrior(mean=[0.0, 0.0]).normal_wishart()
+    with pytest.raises(InputError, match="shrinkage must be > 0 for a Normal-Wishart"):
+        GaussianPrior(mean=[0.0], shrinkage=0.0, dof=2.0, scale=1.0).normal_wishart()
+    with pytest.raises(InputError, match=r"scale must be \(2, 2\)"):
+        GaussianPrior(mean=[0.0, 0.0], dof=2.0, scale=np.eye(3)).normal_wishart()
+    prior = GaussianPrior(mean=[0.0], shrinkage=1.0, dof=2.0, scale=1.0)
+    with pytest.raises(InputError, match="same covariance_type"):
+        prior.normal_wishart("full").kl(prior.normal_wishart("diag"))

@@ -316,7 +316,7 @@ default='dirichlet_process'
         family = GaussianFamily(structure, reg_covar=float(self.reg_covar)).bind(Xa, w)
         model = VariationalGaussianMixture(
             family,
-            _normal_wishart(prior, self.covariance_type, family),
+            prior.normal_wishart(self.covariance_type, family.shift),
             self.weight_concentration_prior_type,
             self.weight_concentration_prior_,
             K,
@@ -430,9 +430,7 @@ default='dirichlet_process'
             scale,
         )
         conc = self.weight_concentration_
-        concentration = np.asarray(
-            np.stack(conc) if isinstance(conc, tuple) else conc, dtype=f64
-        )
+        concentration = np.asarray(np.stack(conc) if isinstance(conc, tuple) else conc, dtype=f64)
         return VariationalParams(concentration, post)
 
     def _fitted_model(self, X: Array) -> tuple[VariationalGaussianMixture, VariationalParams]:
@@ -442,11 +440,9 @@ default='dirichlet_process'
         # the prior does not enter predictions: the posteriors stand for it
         model = VariationalGaussianMixture(
             family,
-            _normal_wishart(
-                GaussianPrior(mean=shift, shrinkage=1.0, dof=float(X.shape[1]), scale=1.0),
-                self._fitted_type,
-                family,
-            ),
+            GaussianPrior(
+                mean=shift, shrinkage=1.0, dof=float(X.shape[1]), scale=1.0
+            ).normal_wishart(self._fitted_type, shift),
             self._fitted_weight_type,
             float(self.weight_concentration_prior_),
             len(self.weights_),
@@ -520,29 +516,6 @@ default='dirichlet_process'
                 L = np.diag(np.sqrt(np.broadcast_to(cov[k], (d,))))
             parts.append(self.means_[k] + rng.standard_normal((int(c), d)) @ L.T)
         return np.vstack(parts), np.repeat(np.arange(len(weights)), counts)
-
-
-def _normal_wishart(prior: GaussianPrior, kind: str, family: GaussianFamily) -> NormalWishart:
-    """The one-component prior in the family's centred coordinates."""
-    assert family.shift is not None
-    d = family.n_features
-    scale = np.asarray(prior.scale, dtype=np.float64)
-    if kind == "full":
-        scale = np.broadcast_to(scale, (d, d))[None].copy()
-    elif kind == "tied":
-        scale = np.broadcast_to(scale, (d, d)).copy()
-    elif kind == "diag":
-        scale = np.broadcast_to(scale, (d,))[None].copy()
-    else:
-        scale = np.reshape(scale, (1,))
-    dof = float(prior.dof if prior.dof is not None else d)
-    return NormalWishart(
-        kind,
-        (np.asarray(prior.mean, dtype=np.float64) - family.shift)[None, :],
-        np.array([float(prior.shrinkage)]),
-        np.asarray(dof) if kind == "tied" else np.array([dof]),
-        scale,
-    )
 
 
 def _data_covariance(X: Array, w: Array | None) -> Array:

@@ -298,5 +298,7 @@ class NormalWishart:
         beta_p = np.broadcast_to(other.shrinkage, (K,))
         ratio = beta_p / self.shrinkage
         quad = self.quadratic(np.broadcast_to(other.mean, self.mean.shape))
-        normal = 0.5 * (d * (ratio - 1.0 - np.log(ratio)) + beta_p * self._per_component(nu_q) * quad)
+        normal = 0.5 * (
+            d * (ratio - 1.0 - np.log(ratio)) + beta_p * self._per_component(nu_q) * quad
+        )
         return float(np.sum(wishart) + np.sum(normal))

@@ -140,9 +140,7 @@ class VariationalGaussianMixture:
     mixture: Mixture = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(
-            self, "mixture", Mixture(self.family, self.dtype, assign=VARIATIONAL)
-        )
+        object.__setattr__(self, "mixture", Mixture(self.family, self.dtype, assign=VARIATIONAL))
 
     @property
     def covariance_type(self) -> str:
