@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from emkit import BayesianGaussianMixture, InputError
+from emkit import BayesianGaussianMixture, InputError, load_model, save_model
 from emkit.families.normal_wishart import GaussianMoments, NormalWishart
 from emkit.families.priors import GaussianPrior
 
@@ -435,3 +435,33 @@ def test_gaussian_prior_needs_its_fields_to_update() -> None:
     prior = GaussianPrior(mean=[0.0], shrinkage=1.0, dof=2.0, scale=1.0)
     with pytest.raises(InputError, match="same covariance_type"):
         prior.normal_wishart("full").kl(prior.normal_wishart("diag"))
+
+
+@pytest.mark.parametrize("prior_type", PRIORS)
+@pytest.mark.parametrize("covariance_type", TYPES)
+def test_model_files_round_trip(prior_type: str, covariance_type: str, tmp_path) -> None:
+    bgm = BayesianGaussianMixture(
+        n_components=3,
+        covariance_type=covariance_type,
+        weight_concentration_prior_type=prior_type,
+        random_state=0,
+    ).fit(X)
+    loaded = load_model(save_model(bgm, tmp_path / "bgm.npz"))
+    assert type(loaded) is BayesianGaussianMixture
+    np.testing.assert_array_equal(loaded.score_samples(X), bgm.score_samples(X))
+    np.testing.assert_array_equal(loaded.predict_proba(X), bgm.predict_proba(X))
+    np.testing.assert_array_equal(loaded.weight_concentration_, bgm.weight_concentration_)
+    assert loaded.lower_bound_ == bgm.lower_bound_
+    # a warm start continues from the loaded posteriors
+    loaded.set_params(warm_start=True, max_iter=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", sklearn.exceptions.ConvergenceWarning)
+        loaded.fit(X)
+    assert loaded.lower_bound_ >= bgm.lower_bound_ - 1e-9 * abs(bgm.lower_bound_)
+
+
+def test_a_damaged_model_file_is_refused(tmp_path) -> None:
+    bgm = BayesianGaussianMixture(n_components=2, random_state=0).fit(X)
+    bgm.mean_precision_ = -bgm.mean_precision_
+    with pytest.raises(InputError, match="mean_precision_"):
+        save_model(bgm, tmp_path / "bgm.npz")

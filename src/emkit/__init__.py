@@ -7,6 +7,7 @@ per iteration; the M-step sees only statistics. The design is described in
 
 from emkit.estimators import (
     PPCA,
+    BayesianGaussianMixture,
     BernoulliMixture,
     CategoricalMixture,
     FactorAnalysis,
@@ -18,7 +19,6 @@ from emkit.estimators import (
     PoissonMixture,
     infer_family,
 )
-from emkit.estimators.bayesian_mixture import BayesianGaussianMixture
 from emkit.estimators.student_t import StudentTMixture
 from emkit.exceptions import (
     ConvergenceWarning,

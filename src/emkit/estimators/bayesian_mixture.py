@@ -127,13 +127,16 @@ default='dirichlet_process'
     precisions_ : ndarray
     precisions_cholesky_ : ndarray
     weight_concentration_prior_ : float
-    weight_concentration_ : tuple of two ndarrays (dirichlet_process) or ndarray
+    weight_concentration_ : ndarray of shape (2, n_components) or (n_components,)
+        The sticks' Beta parameters (a_k, b_k) as two rows ('dirichlet_process';
+        scikit-learn holds the same two rows as a tuple), or the Dirichlet's.
     mean_precision_prior_ : float
     mean_precision_ : ndarray of shape (n_components,)
     mean_prior_ : ndarray of shape (n_features,)
     degrees_of_freedom_prior_ : float
-    degrees_of_freedom_ : ndarray of shape (n_components,), or float for 'tied'
-    covariance_prior_ : float or ndarray
+    degrees_of_freedom_ : ndarray of shape (n_components,), or () for 'tied'
+    covariance_prior_ : ndarray
+        (n_features, n_features), (n_features,), or () for 'spherical'.
     converged_ : bool
     n_iter_ : int
     lower_bound_ : float
@@ -253,12 +256,13 @@ default='dirichlet_process'
             )
         if self.covariance_prior is None:
             cov = _data_covariance(X, w)
+            self.covariance_prior_: Any
             if kind in ("full", "tied"):
                 self.covariance_prior_ = cov
             elif kind == "diag":
                 self.covariance_prior_ = np.diag(cov).copy()
             else:
-                self.covariance_prior_ = float(np.diag(cov).mean())
+                self.covariance_prior_ = np.asarray(np.diag(cov).mean())
         else:
             self.covariance_prior_ = _check_covariance_prior(self.covariance_prior, kind, d)
         return GaussianPrior(
@@ -293,10 +297,10 @@ default='dirichlet_process'
         K = self.n_components
         if warm:
             check_warm_start("n_components", len(self.weights_), K)
-            check_warm_start("covariance_type", self._fitted_type, self.covariance_type)
+            check_warm_start("covariance_type", self._kind(), self.covariance_type)
             check_warm_start(
                 "weight_concentration_prior_type",
-                self._fitted_weight_type,
+                self._weight_kind(),
                 self.weight_concentration_prior_type,
             )
         if n < 2:
@@ -387,16 +391,12 @@ default='dirichlet_process'
         self._fitted_type = self.covariance_type
         self._fitted_weight_type = self.weight_concentration_prior_type
         conc = params.concentration
-        if self.weight_concentration_prior_type == "dirichlet_process":
-            self.weight_concentration_: Any = (conc[0].copy(), conc[1].copy())
-        else:
-            self.weight_concentration_ = conc.copy()
+        # the sticks' (a, b) as the rows of a (2, K) array (scikit-learn: a tuple of two)
+        self.weight_concentration_ = conc.copy()
         self.weights_ = mean_weights(conc, self.weight_concentration_prior_type).astype(out)
         self.mean_precision_ = post.shrinkage.astype(out)
         self.means_ = (post.mean + family.shift).astype(out)
-        self.degrees_of_freedom_ = (
-            float(post.dof) if self.covariance_type == "tied" else post.dof.astype(out)
-        )
+        self.degrees_of_freedom_ = np.asarray(post.dof).astype(out)  # () for tied
         self.covariances_ = post.covariances.astype(out)
         self.precisions_cholesky_ = post.precisions_cholesky.astype(out)
         self.precisions_ = structure.precisions(post.precisions_cholesky).astype(out)
@@ -409,13 +409,21 @@ default='dirichlet_process'
 
     # -- the fitted model -------------------------------------------------------------
 
+    def _kind(self) -> str:
+        """The covariance type of the fitted attributes (a loaded model's parameter)."""
+        return str(getattr(self, "_fitted_type", self.covariance_type))
+
+    def _weight_kind(self) -> str:
+        """The weights' prior type of the fitted attributes."""
+        return str(getattr(self, "_fitted_weight_type", self.weight_concentration_prior_type))
+
     def _variational_params(self, family: GaussianFamily) -> VariationalParams:
         """The fitted posteriors in ``family``'s centred coordinates."""
         assert family.shift is not None
         f64 = np.float64
         dof = np.asarray(self.degrees_of_freedom_, dtype=f64)
         cov = np.asarray(self.covariances_, dtype=f64)
-        kind = self.covariance_type if not hasattr(self, "_fitted_type") else self._fitted_type
+        kind = self._kind()
         if kind == "full":
             scale = cov * dof[:, None, None]
         elif kind == "diag":
@@ -435,15 +443,15 @@ default='dirichlet_process'
 
     def _fitted_model(self, X: Array) -> tuple[VariationalGaussianMixture, VariationalParams]:
         shift = np.asarray(self.weights_, np.float64) @ np.asarray(self.means_, np.float64)
-        structure = covariance_structure(self._fitted_type)
+        structure = covariance_structure(self._kind())
         family = GaussianFamily(structure, shift, float(self.reg_covar), centred_scale(X, shift))
         # the prior does not enter predictions: the posteriors stand for it
         model = VariationalGaussianMixture(
             family,
             GaussianPrior(
                 mean=shift, shrinkage=1.0, dof=float(X.shape[1]), scale=1.0
-            ).normal_wishart(self._fitted_type, shift),
-            self._fitted_weight_type,
+            ).normal_wishart(self._kind(), shift),
+            self._weight_kind(),
             float(self.weight_concentration_prior_),
             len(self.weights_),
         )
@@ -505,7 +513,7 @@ default='dirichlet_process'
         counts = rng.multinomial(int(n_samples), weights / weights.sum())
         d = self.means_.shape[1]
         cov = np.asarray(self.covariances_, dtype=np.float64)
-        kind = self._fitted_type
+        kind = self._kind()
         parts = []
         for k, c in enumerate(counts):
             if kind == "full":
@@ -541,7 +549,7 @@ def _check_positive(name: str, value: Any) -> None:
     if (
         isinstance(value, bool)
         or not isinstance(value, Real)
-        or not np.isfinite(value)
+        or not np.isfinite(float(value))
         or value <= 0
     ):
         raise InputError(
@@ -574,7 +582,7 @@ def _check_covariance_prior(value: Any, kind: str, d: int) -> Any:
                 f"in the range (0.0, inf) for covariance_type='spherical'. Got {value!r}."
             )
         _check_positive("covariance_prior", value)
-        return float(value)
+        return np.asarray(float(value))
     if kind == "diag":
         arr = _as_array("covariance_prior", value, (d,), "diag covariance prior")
         if (arr <= 0).any():

@@ -227,6 +227,7 @@ class NormalWishart:
         d = self.n_features
         U = self.precisions_cholesky
         kind = self.covariance_type
+        precision: Array
         if kind in ("full", "tied"):
             precision = U @ np.swapaxes(U, -1, -2)
             if kind == "full":
