@@ -16,6 +16,7 @@ from emkit._validation import (
     as_float_matrix,
     check_choice,
     check_number,
+    check_random_state,
     check_sample_weight,
     check_warm_start,
 )
@@ -157,8 +158,8 @@ default='dirichlet_process'
     >>> X = np.array([[1, 2], [1, 4], [1, 0], [4, 2], [12, 4], [10, 7]])
     >>> bgm = BayesianGaussianMixture(n_components=2, random_state=42).fit(X)
     >>> bgm.means_.round(2)
-    array([[2.49, 2.29],
-           [8.45, 4.52]])
+    array([[2.5 , 2.29],
+           [8.46, 4.52]])
     >>> bgm.predict([[0, 0], [9, 3]])
     array([0, 1])
     """
@@ -506,8 +507,6 @@ default='dirichlet_process'
         """
         check_is_fitted(self)
         check_n_samples(n_samples)
-        from emkit._validation import check_random_state
-
         rng = check_random_state(self.random_state)
         weights = np.asarray(self.weights_, dtype=np.float64)
         counts = rng.multinomial(int(n_samples), weights / weights.sum())

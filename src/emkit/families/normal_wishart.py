@@ -102,8 +102,9 @@ class NormalWishart:
 
     Examples
     --------
-    >>> nw = NormalWishart("spherical", np.zeros((1, 2)), np.ones(1), np.array(3.0 + 0 * [1]),
-    ...                    np.ones(1))
+    >>> nw = NormalWishart("spherical", np.zeros((1, 2)), np.ones(1), np.array([3.0]), np.ones(1))
+    >>> nw.covariances
+    array([0.33333333])
     >>> nw.kl(nw)
     0.0
     """
