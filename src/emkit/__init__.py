@@ -22,6 +22,7 @@ from emkit.estimators import (
 from emkit.estimators.student_t import StudentTMixture
 from emkit.exceptions import (
     ConvergenceWarning,
+    DegenerateComponentError,
     DegenerateComponentWarning,
     EmkitError,
     InputError,
@@ -41,6 +42,7 @@ __all__ = [
     "BernoulliMixture",
     "CategoricalMixture",
     "ConvergenceWarning",
+    "DegenerateComponentError",
     "DegenerateComponentWarning",
     "EmkitError",
     "FactorAnalysis",
