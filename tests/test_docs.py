@@ -45,6 +45,7 @@ def test_the_guide_has_pages_with_examples() -> None:
         "user_guide/incomplete_data.rst",
         "user_guide/exact_em.rst",
         "user_guide/map_em.rst",
+        "user_guide/bayesian_mixture.rst",
         "user_guide/hard_em.rst",
         "user_guide/monte_carlo_em.rst",
         "user_guide/accelerated_em.rst",

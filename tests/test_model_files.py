@@ -143,6 +143,19 @@ CASES: dict[str, Callable[[], tuple[Any, Any]]] = {
         emkit.StudentTMixture(2, covariance_type="tied", dof_type="shared", random_state=0),
         _blobs(),
     ),
+    "bayesian": lambda: (
+        emkit.BayesianGaussianMixture(n_components=3, random_state=0),
+        _frame()[["age", "bp"]],
+    ),
+    "bayesian-tied-dirichlet": lambda: (
+        emkit.BayesianGaussianMixture(
+            n_components=3,
+            covariance_type="tied",
+            weight_concentration_prior_type="dirichlet_distribution",
+            random_state=0,
+        ),
+        _blobs(),
+    ),
 }
 
 

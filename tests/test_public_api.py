@@ -26,6 +26,7 @@ RANK["exceptions"] = RANK["_validation"]
 
 def test_all_is_exact() -> None:
     assert sorted(emkit.__all__) == [
+        "BayesianGaussianMixture",
         "BernoulliMixture",
         "CategoricalMixture",
         "ConvergenceWarning",

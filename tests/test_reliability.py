@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 import emkit
 from emkit import (
     PPCA,
+    BayesianGaussianMixture,
     BernoulliMixture,
     CategoricalMixture,
     FactorAnalysis,
@@ -89,6 +90,9 @@ ESTIMATORS: dict[str, Callable[..., Any]] = {
     "BernoulliMixture": lambda **kw: BernoulliMixture(2, max_iter=20, **kw),
     "CategoricalMixture": lambda **kw: CategoricalMixture(2, max_iter=20, **kw),
     "StudentTMixture": lambda **kw: StudentTMixture(2, max_iter=20, **kw),
+    "BayesianGaussianMixture": lambda **kw: BayesianGaussianMixture(
+        n_components=3, max_iter=20, **kw
+    ),
 }
 
 
@@ -457,7 +461,12 @@ def test_pandas_nullable_columns_read_pd_na_as_missing(name: str) -> None:
     try:
         from_array = ESTIMATORS[name](random_state=0).fit(X)
     except InputError as exc:
-        assert name in ("KMeans", "MixtureOfPPCA", "MixtureOfFactorAnalyzers")
+        assert name in (
+            "KMeans",
+            "MixtureOfPPCA",
+            "MixtureOfFactorAnalyzers",
+            "BayesianGaussianMixture",
+        )
         with pytest.raises(InputError, match=re.escape(str(exc))):
             ESTIMATORS[name](random_state=0).fit(frame)
         return

@@ -7,6 +7,7 @@ per iteration; the M-step sees only statistics. The design is described in
 
 from emkit.estimators import (
     PPCA,
+    BayesianGaussianMixture,
     BernoulliMixture,
     CategoricalMixture,
     FactorAnalysis,
@@ -37,6 +38,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "PPCA",
+    "BayesianGaussianMixture",
     "BernoulliMixture",
     "CategoricalMixture",
     "ConvergenceWarning",

@@ -1,5 +1,6 @@
 """The scikit-learn shell: the only layer that holds mutable state."""
 
+from emkit.estimators.bayesian_mixture import BayesianGaussianMixture
 from emkit.estimators.factor_mixture import MixtureOfFactorAnalyzers, MixtureOfPPCA
 from emkit.estimators.gaussian_mixture import GaussianMixture
 from emkit.estimators.kmeans import KMeans
@@ -15,6 +16,7 @@ from emkit.estimators.student_t import StudentTMixture
 
 __all__ = [
     "PPCA",
+    "BayesianGaussianMixture",
     "BernoulliMixture",
     "CategoricalMixture",
     "FactorAnalysis",
