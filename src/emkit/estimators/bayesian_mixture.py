@@ -21,6 +21,7 @@ from emkit._validation import (
     check_warm_start,
 )
 from emkit._warnings import warnings_once
+from emkit.engines._source import RowSource
 from emkit.engines.memory import InMemoryEngine
 from emkit.estimators._mixture_base import (
     check_em_parameters,
@@ -345,13 +346,12 @@ default='dirichlet_process'
                 result = fit_em(
                     model,
                     engine,
-                    (Xa, w),
+                    RowSource(Xa, w, work_bytes=row_bytes),
                     start,
                     # the driver's objective is per unit of weight, tol is on the total
                     tol=float(self.tol) / total,
                     max_iter=int(self.max_iter),
                     monotonicity=self.monotonicity,
-                    row_bytes=row_bytes,
                     callback=callback,
                     start_objective=self.lower_bound_ / total if warm else -np.inf,
                 )
@@ -467,7 +467,9 @@ default='dirichlet_process'
         d = Xa.shape[1]
         row_bytes = model.mixture.row_bytes(d, model.family.structure.n_stats(d), 2 * K)
         with InMemoryEngine(self.chunk_size, self.n_threads) as engine:
-            out = engine.map_rows(lambda chunk: fn(rows(chunk)), Xa, row_bytes=row_bytes)
+            out = engine.map_rows(
+                lambda chunk: fn(rows(chunk)), RowSource(Xa, work_bytes=row_bytes)
+            )
         if Xa.dtype == np.float32 and out.dtype.kind == "f":
             return out.astype(np.float32)
         return out
