@@ -41,10 +41,17 @@ from emkit.estimators._mixture_base import (
 from emkit.exceptions import InputError, InputTypeError
 from emkit.families import Bernoulli, Categorical, Gaussian, Poisson, Product
 from emkit.families._base import check_family
-from emkit.inference.em import EMTrace, fit_em_restarts
-from emkit.inference.init import initial_responsibilities
+from emkit.inference.em import EMTrace, fit_em, fit_em_restarts
+from emkit.inference.init import INIT_METHODS, initial_responsibilities
 from emkit.models.mixing import MixingWeights, assignment
 from emkit.models.mixture import Mixture, MixtureParams, fixed_weights
+
+# emEM's short runs: how many, and how many iterations each (Rmixmod's small EM)
+_EMEM_STARTS = 10
+_EMEM_ITERATIONS = 5
+
+# init_params of MixtureModel: those of every mixture, "emEM", and "auto"
+MIXTURE_INIT_METHODS = (*INIT_METHODS, "emEM", "auto")
 
 __all__ = [
     "BernoulliMixture",
@@ -153,8 +160,14 @@ class MixtureModel(FamilyMixture, DensityMixin, BaseEstimator):
         EM stops when the per-sample objective gains less than ``tol``.
     max_iter : int, default=100
     n_init : int, default=1
-    init_params : {'kmeans', 'k-means++', 'random', 'random_from_data'}, default='kmeans'
-        How initial responsibilities are drawn (k-means runs on standardized columns).
+    init_params : {'auto', 'kmeans', 'k-means++', 'random', 'random_from_data', 'hc', \
+'emEM'}, default='auto'
+        How initial responsibilities are drawn (k-means and ``'hc'`` run on standardized
+        columns). ``'emEM'`` runs EM for 5 iterations from each of 10 starts at random
+        rows and continues the best (Biernacki, Celeux & Govaert 2003), for each of the
+        ``n_init`` runs. ``'auto'``: ``'kmeans'`` for a family with a Gaussian block,
+        ``'emEM'`` otherwise (k-means on binary or count columns finds clusters pure in
+        some column, probabilities 0 or 1 that EM cannot leave).
     weight_concentration : float, default=1.0
         Dirichlet prior alpha >= 1 on the mixing weights (1: maximum likelihood).
     e_step : {'exact', 'hard'}, default='exact'
@@ -247,7 +260,7 @@ class MixtureModel(FamilyMixture, DensityMixin, BaseEstimator):
         tol: float = 1e-3,
         max_iter: int = 100,
         n_init: int = 1,
-        init_params: str = "kmeans",
+        init_params: str = "auto",
         weight_concentration: float = 1.0,
         e_step: str = "exact",
         semi_supervised: bool = False,
@@ -299,6 +312,8 @@ class MixtureModel(FamilyMixture, DensityMixin, BaseEstimator):
         return X
 
     # -- validation ------------------------------------------------------------------
+
+    _init_methods = MIXTURE_INIT_METHODS
 
     def _check_parameters(self) -> None:
         check_em_parameters(self)
@@ -458,14 +473,38 @@ class MixtureModel(FamilyMixture, DensityMixin, BaseEstimator):
 
             else:
                 standardized = _standardize(filled)
+                method = _init_method(self.init_params, family)
 
-                def initialize(rng: np.random.Generator) -> MixtureParams:
-                    resp = initial_responsibilities(self.init_params, standardized, K, rng, w)
+                def start_from(how: str, rng: np.random.Generator) -> MixtureParams:
+                    resp = initial_responsibilities(how, standardized, K, rng, w)
                     if known is not None:
                         resp = align_to_labels(resp, known, K)
                     stats = initial_statistics(model, engine, filled, w, resp, K)
                     start = MixtureParams(np.full(K, 1.0 / K), family.default_params(K))
                     return model.m_step(start, stats)
+
+                def initialize(rng: np.random.Generator) -> MixtureParams:
+                    if method != "emEM":
+                        return start_from(method, rng)
+                    # emEM (Biernacki, Celeux & Govaert 2003): short runs from random rows,
+                    # the best one continued by the main run
+                    best, best_objective = None, -np.inf
+                    for _ in range(_EMEM_STARTS):
+                        short = fit_em(
+                            model,
+                            engine,
+                            data,
+                            start_from("random_from_data", rng),
+                            tol=0.0,
+                            max_iter=_EMEM_ITERATIONS,
+                            monotonicity=self.monotonicity,
+                            dtype=dtype,
+                            row_bytes=row_bytes,
+                        )
+                        if best is None or short.objective > best_objective:
+                            best, best_objective = short.params, short.objective
+                    assert best is not None
+                    return best
 
             result = fit_em_restarts(
                 model,
@@ -593,7 +632,7 @@ class PoissonMixture(MixtureModel):
         tol: float = 1e-3,
         max_iter: int = 100,
         n_init: int = 1,
-        init_params: str = "kmeans",
+        init_params: str = "auto",
         weight_concentration: float = 1.0,
         e_step: str = "exact",
         semi_supervised: bool = False,
@@ -687,7 +726,7 @@ class BernoulliMixture(MixtureModel):
         tol: float = 1e-3,
         max_iter: int = 100,
         n_init: int = 1,
-        init_params: str = "kmeans",
+        init_params: str = "auto",
         weight_concentration: float = 1.0,
         e_step: str = "exact",
         semi_supervised: bool = False,
@@ -781,7 +820,7 @@ class CategoricalMixture(MixtureModel):
         tol: float = 1e-3,
         max_iter: int = 100,
         n_init: int = 1,
-        init_params: str = "kmeans",
+        init_params: str = "auto",
         weight_concentration: float = 1.0,
         e_step: str = "exact",
         semi_supervised: bool = False,
@@ -829,3 +868,15 @@ class CategoricalMixture(MixtureModel):
         tags.input_tags.categorical = True  # scikit-learn's checks then pass codes
         tags.input_tags.positive_only = True
         return tags
+
+
+def _init_method(init_params: str, family: Any) -> str:
+    """The start ``init_params`` names for ``family``: ``"auto"`` is k-means for a family
+    with a Gaussian block, whose clusters k-means finds, and emEM otherwise (k-means on
+    binary or count columns gives clusters pure in some column, probabilities 0 or 1 that
+    EM cannot leave)."""
+    if init_params != "auto":
+        return init_params
+    blocks = getattr(family, "blocks", None)
+    members = [fam for _, fam in blocks.values()] if blocks is not None else [family]
+    return "kmeans" if any(hasattr(fam, "structure") for fam in members) else "emEM"
