@@ -39,6 +39,7 @@ def test_all_is_exact() -> None:
         "MixtureModel",
         "MixtureOfFactorAnalyzers",
         "MixtureOfPPCA",
+        "ModelBasedClustering",
         "ModelFileError",
         "MonotonicityError",
         "MonotonicityWarning",

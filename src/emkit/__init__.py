@@ -15,6 +15,7 @@ from emkit.estimators import (
     MixtureModel,
     MixtureOfFactorAnalyzers,
     MixtureOfPPCA,
+    ModelBasedClustering,
     PoissonMixture,
     infer_family,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "MixtureModel",
     "MixtureOfFactorAnalyzers",
     "MixtureOfPPCA",
+    "ModelBasedClustering",
     "ModelFileError",
     "MonotonicityError",
     "MonotonicityWarning",

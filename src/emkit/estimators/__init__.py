@@ -11,6 +11,7 @@ from emkit.estimators.mixture_model import (
     PoissonMixture,
     infer_family,
 )
+from emkit.estimators.selection import ModelBasedClustering
 from emkit.estimators.student_t import StudentTMixture
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "MixtureModel",
     "MixtureOfFactorAnalyzers",
     "MixtureOfPPCA",
+    "ModelBasedClustering",
     "PoissonMixture",
     "StudentTMixture",
     "infer_family",
