@@ -30,6 +30,7 @@ from emkit.estimators.gaussian_mixture import GaussianMixture
 from emkit.exceptions import EmkitError, InputError
 from emkit.families.gaussian import COVARIANCE_TYPES, covariance_structure
 from emkit.inference.hierarchical import HierarchicalTree, hc_tree
+from emkit.inference.init import init_random_source
 
 __all__ = ["CRITERIA", "ModelBasedClustering", "all_covariance_types"]
 
@@ -45,6 +46,8 @@ RESULT_KEYS = (
     "n_parameters",
     "converged",
     "reason",
+    "n_iter",
+    "warnings",
 )
 
 Array = NDArray[np.floating[Any]]
@@ -102,7 +105,12 @@ class ModelBasedClustering(ClusterMixin, DensityMixin, BaseEstimator):
     max_iter : int, default=1000
         EM iterations per cell at most.
     random_state : int, Generator, RandomState or None, default=None
-        Seeds the starts (the subset of rows the hierarchy is built on beyond 2000 rows).
+        Seeds the starts (the subset of rows the hierarchy is built on beyond 2000 rows);
+        every cell gets the same seed, an int as given.
+    dtype : {'float64', 'float32'}, default='float64'
+        :class:`GaussianMixture`'s ``dtype`` for every cell.
+    verbose : int, default=0
+        Log every cell's iterations (logger ``"emkit"``), as :class:`GaussianMixture`.
     n_jobs : int or None, default=None
         Cells fitted at once on threads (joblib); ``None`` or 1 fits them one after the
         other, which is fastest on small data (every fit already uses threads on large).
@@ -111,8 +119,10 @@ class ModelBasedClustering(ClusterMixin, DensityMixin, BaseEstimator):
     ----------
     results_ : dict of str to list or ndarray
         One entry per cell: ``n_components``, ``covariance_type``, ``bic``, ``icl``,
-        ``log_likelihood``, ``n_parameters``, ``converged`` and ``reason`` (``''`` for
-        a cell that fitted; otherwise why it is missing, its numbers NaN).
+        ``log_likelihood``, ``n_parameters``, ``converged``, ``reason`` (``''`` for a
+        cell that fitted; otherwise why it is missing, its BIC and ICL NaN, and its
+        log-likelihood too if it could not be fitted), ``n_iter`` and ``warnings`` (the
+        messages of the warnings its fit raised, each once).
         ``pandas.DataFrame(results_)`` gives the table.
     best_estimator_ : GaussianMixture
         The kept model, fitted on the whole data.
@@ -148,6 +158,8 @@ class ModelBasedClustering(ClusterMixin, DensityMixin, BaseEstimator):
         reg_covar: float = 1e-6,
         max_iter: int = 1000,
         random_state: Any = None,
+        dtype: str = "float64",
+        verbose: int = 0,
         n_jobs: int | None = None,
     ) -> None:
         self.n_components = n_components
@@ -159,6 +171,8 @@ class ModelBasedClustering(ClusterMixin, DensityMixin, BaseEstimator):
         self.reg_covar = reg_covar
         self.max_iter = max_iter
         self.random_state = random_state
+        self.dtype = dtype
+        self.verbose = verbose
         self.n_jobs = n_jobs
 
     # -- the grid -------------------------------------------------------------------
@@ -195,7 +209,7 @@ class ModelBasedClustering(ClusterMixin, DensityMixin, BaseEstimator):
             raise InputError("covariance_types is empty; pass names, or 'all'.")
         return chosen
 
-    def _cell(self, k: int, covariance_type: str, seed: int) -> GaussianMixture:
+    def _cell(self, k: int, covariance_type: str, seed: Any) -> GaussianMixture:
         return GaussianMixture(
             k,
             covariance_type=covariance_type,
@@ -205,6 +219,9 @@ class ModelBasedClustering(ClusterMixin, DensityMixin, BaseEstimator):
             reg_covar=self.reg_covar,
             max_iter=self.max_iter,
             random_state=seed,
+            dtype=self.dtype,
+            verbose=self.verbose,
+            verbose_interval=1,
         )
 
     # -- fitting --------------------------------------------------------------------
@@ -231,8 +248,10 @@ class ModelBasedClustering(ClusterMixin, DensityMixin, BaseEstimator):
             check_positive_int("n_jobs", self.n_jobs)
         Xa = as_float_matrix(X, dtype=None, allow_nan=True)
         n = Xa.shape[0]
-        rng = check_random_state(self.random_state)
-        seed = int(rng.integers(np.iinfo(np.int32).max))
+        # every cell starts from the same seed: an int (or None) as given, else one drawn
+        seed = self.random_state
+        if not (seed is None or isinstance(seed, int | np.integer)):
+            seed = int(check_random_state(seed).integers(np.iinfo(np.int32).max))
         # the constructor arguments, checked once (a bad one fails every cell alike)
         for name in structures:
             self._cell(sizes[0], name, seed)._check_parameters()
@@ -245,7 +264,7 @@ class ModelBasedClustering(ClusterMixin, DensityMixin, BaseEstimator):
         tree = None
         if self.init_params == "hc" and n >= 2:
             filled = mean_filled(Xa) if has_missing_values(Xa) else Xa
-            tree = hc_tree(filled, rng=np.random.RandomState(seed))
+            tree = hc_tree(filled, rng=init_random_source(seed))
         grid = [(k, name) for name in structures for k in sizes]
 
         def run(cell: tuple[int, str]) -> tuple[dict[str, Any], GaussianMixture | None]:
@@ -269,6 +288,8 @@ class ModelBasedClustering(ClusterMixin, DensityMixin, BaseEstimator):
             },
             "converged": np.array([row["converged"] for row in rows], dtype=bool),
             "reason": [row["reason"] for row in rows],
+            "n_iter": np.array([row["n_iter"] for row in rows], dtype=np.intp),
+            "warnings": [row["warnings"] for row in rows],
         }
         scores = self.results_[self.criterion]
         if not np.isfinite(scores).any():
@@ -277,7 +298,7 @@ class ModelBasedClustering(ClusterMixin, DensityMixin, BaseEstimator):
                 for row in rows[:5]
             )
             raise InputError(
-                f"No model of the grid could be fitted ({reasons}"
+                f"Every candidate model failed to fit or collapsed ({reasons}"
                 f"{'; ...' if len(rows) > 5 else ''}). Scale the data, increase reg_covar, "
                 "or try fewer components."
             )
@@ -345,18 +366,21 @@ def _fit_cell(
         "n_parameters": np.nan,
         "converged": False,
         "reason": "",
+        "n_iter": 0,
+        "warnings": [],
     }
     if k > n:
         row["reason"] = f"more components than the {n} rows"
         return row, None
     model._hc_tree = tree  # the shared start, cut at k
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(record=True) as caught:
             # a collapsed component or a slow cell is reported in the table
-            warnings.simplefilter("ignore")
+            warnings.simplefilter("always")
             model.fit(X)
             proba = model.predict_proba(X)
             log_likelihood = float(model.score(X)) * n
+        row["warnings"] = list(dict.fromkeys(str(w.message) for w in caught))
     except (EmkitError, np.linalg.LinAlgError, ValueError, FloatingPointError) as exc:
         row["reason"] = f"not fitted: {exc}"
         return row, None
@@ -366,12 +390,13 @@ def _fit_cell(
     row["log_likelihood"] = log_likelihood
     row["n_parameters"] = n_parameters
     row["converged"] = bool(model.converged_)
+    row["n_iter"] = int(model.n_iter_)
     collapsed = np.flatnonzero(model.trace_.degenerate | _held_by_reg_covar(model, X))
     if collapsed.size:
         row["reason"] = (
             f"component{'s' if collapsed.size > 1 else ''} "
-            f"{', '.join(map(str, collapsed.tolist()))} collapsed (a covariance singular "
-            "but for reg_covar)"
+            f"{', '.join(map(str, collapsed.tolist()))} collapsed (a covariance "
+            "singular without reg_covar)"
         )
         return row, None
     if not np.isfinite(log_likelihood):
