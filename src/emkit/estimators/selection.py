@@ -114,6 +114,8 @@ class ModelBasedClustering(ClusterMixin, DensityMixin, BaseEstimator):
     n_jobs : int or None, default=None
         Cells fitted at once on threads (joblib); ``None`` or 1 fits them one after the
         other, which is fastest on small data (every fit already uses threads on large).
+        (Python's warning filters are global: with threads, a cell's ``warnings`` entry
+        may miss a warning or show a neighbour's.)
 
     Attributes
     ----------
