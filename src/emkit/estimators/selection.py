@@ -328,7 +328,7 @@ class ModelBasedClustering(ClusterMixin, DensityMixin, BaseEstimator):
         return self._best().predict(X)
 
     def predict_proba(self, X: ArrayLike) -> Array:
-        """The kept model's posterior probabilities, shape (n_samples, n_components_)."""
+        """The kept model's posterior probabilities, shape (n_samples, ``n_components_``)."""
         return self._best().predict_proba(X)
 
     def score_samples(self, X: ArrayLike) -> Array:
