@@ -6,6 +6,7 @@ Also the convenience estimators :class:`PoissonMixture`, :class:`BernoulliMixtur
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -38,7 +39,7 @@ from emkit.estimators._mixture_base import (
     progress_callback,
     verbose_logging,
 )
-from emkit.exceptions import InputError, InputTypeError
+from emkit.exceptions import DegenerateComponentWarning, InputError, InputTypeError
 from emkit.families import Bernoulli, Categorical, Gaussian, Poisson, Product
 from emkit.families._base import check_family
 from emkit.inference.em import EMTrace, fit_em, fit_em_restarts
@@ -487,22 +488,27 @@ class MixtureModel(FamilyMixture, DensityMixin, BaseEstimator):
                     if method != "emEM":
                         return start_from(method, rng)
                     # emEM (Biernacki, Celeux & Govaert 2003): short runs from random rows,
-                    # the best one continued by the main run
-                    best, best_objective = None, -np.inf
+                    # the best one continued by the main run; a run that emptied or
+                    # collapsed a component is kept only if every run did (its warnings
+                    # are the main run's to give, if it keeps the collapse)
+                    best, best_key = None, (False, -np.inf)
                     for _ in range(_EMEM_STARTS):
-                        short = fit_em(
-                            model,
-                            engine,
-                            data,
-                            start_from("random_from_data", rng),
-                            tol=0.0,
-                            max_iter=_EMEM_ITERATIONS,
-                            monotonicity=self.monotonicity,
-                            dtype=dtype,
-                            row_bytes=row_bytes,
-                        )
-                        if best is None or short.objective > best_objective:
-                            best, best_objective = short.params, short.objective
+                        with warnings.catch_warnings():
+                            warnings.simplefilter("ignore", DegenerateComponentWarning)
+                            short = fit_em(
+                                model,
+                                engine,
+                                data,
+                                start_from("random_from_data", rng),
+                                tol=0.0,
+                                max_iter=_EMEM_ITERATIONS,
+                                monotonicity=self.monotonicity,
+                                dtype=dtype,
+                                row_bytes=row_bytes,
+                            )
+                        key = (not short.trace.degenerate.any(), short.objective)
+                        if best is None or key > best_key:
+                            best, best_key = short.params, key
                     assert best is not None
                     return best
 
