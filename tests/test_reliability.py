@@ -36,6 +36,7 @@ from emkit import (
     MixtureModel,
     MixtureOfFactorAnalyzers,
     MixtureOfPPCA,
+    ModelBasedClustering,
     PoissonMixture,
     StudentTMixture,
 )
@@ -88,6 +89,9 @@ ESTIMATORS: dict[str, Callable[..., Any]] = {
     "BernoulliMixture": lambda **kw: BernoulliMixture(2, max_iter=20, **kw),
     "CategoricalMixture": lambda **kw: CategoricalMixture(2, max_iter=20, **kw),
     "StudentTMixture": lambda **kw: StudentTMixture(2, max_iter=20, **kw),
+    "ModelBasedClustering": lambda **kw: ModelBasedClustering(
+        [1, 2], covariance_types=["full", "diag"], max_iter=20, **kw
+    ),
 }
 
 

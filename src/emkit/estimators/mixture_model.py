@@ -40,7 +40,7 @@ from emkit.estimators._mixture_base import (
     verbose_logging,
 )
 from emkit.exceptions import DegenerateComponentWarning, InputError, InputTypeError
-from emkit.families import Bernoulli, Categorical, Gaussian, Poisson, Product
+from emkit.families import Bernoulli, Categorical, Gaussian, Multinomial, Poisson, Product
 from emkit.families._base import check_family
 from emkit.inference.em import EMTrace, fit_em, fit_em_restarts
 from emkit.inference.init import INIT_METHODS, initial_responsibilities
@@ -166,9 +166,9 @@ class MixtureModel(FamilyMixture, DensityMixin, BaseEstimator):
         How initial responsibilities are drawn (k-means and ``'hc'`` run on standardized
         columns). ``'emEM'`` runs EM for 5 iterations from each of 10 starts at random
         rows and continues the best (Biernacki, Celeux & Govaert 2003), for each of the
-        ``n_init`` runs. ``'auto'``: ``'kmeans'`` for a family with a Gaussian block,
-        ``'emEM'`` otherwise (k-means on binary or count columns finds clusters pure in
-        some column, probabilities 0 or 1 that EM cannot leave).
+        ``n_init`` runs. ``'auto'``: ``'emEM'`` for a family of discrete blocks only
+        (Bernoulli, categorical, multinomial, Poisson: k-means on them finds clusters pure
+        in some column, probabilities 0 or 1 that EM cannot leave), ``'kmeans'`` otherwise.
     weight_concentration : float, default=1.0
         Dirichlet prior alpha >= 1 on the mixing weights (1: maximum likelihood).
     e_step : {'exact', 'hard'}, default='exact'
@@ -877,12 +877,13 @@ class CategoricalMixture(MixtureModel):
 
 
 def _init_method(init_params: str, family: Any) -> str:
-    """The start ``init_params`` names for ``family``: ``"auto"`` is k-means for a family
-    with a Gaussian block, whose clusters k-means finds, and emEM otherwise (k-means on
-    binary or count columns gives clusters pure in some column, probabilities 0 or 1 that
-    EM cannot leave)."""
+    """The start ``init_params`` names for ``family``: ``"auto"`` is emEM for a family of
+    discrete blocks only (Bernoulli, categorical, multinomial, Poisson), where k-means
+    finds clusters pure in some column, probabilities 0 or 1 that EM cannot leave, and
+    k-means otherwise."""
     if init_params != "auto":
         return init_params
     blocks = getattr(family, "blocks", None)
     members = [fam for _, fam in blocks.values()] if blocks is not None else [family]
-    return "kmeans" if any(hasattr(fam, "structure") for fam in members) else "emEM"
+    discrete = (Bernoulli, Categorical, Multinomial, Poisson)
+    return "emEM" if all(isinstance(fam, discrete) for fam in members) else "kmeans"

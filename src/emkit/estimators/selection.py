@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from sklearn.base import BaseEstimator, ClusterMixin, DensityMixin
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from emkit._validation import (
     as_float_matrix,
@@ -249,6 +249,7 @@ class ModelBasedClustering(ClusterMixin, DensityMixin, BaseEstimator):
         if self.n_jobs is not None:
             check_positive_int("n_jobs", self.n_jobs)
         Xa = as_float_matrix(X, dtype=None, allow_nan=True)
+        validate_data(self, X, reset=True, skip_check_array=True)  # feature names
         n = Xa.shape[0]
         # every cell starts from the same seed: an int (or None) as given, else one drawn
         seed = self.random_state
@@ -270,7 +271,7 @@ class ModelBasedClustering(ClusterMixin, DensityMixin, BaseEstimator):
         grid = [(k, name) for name in structures for k in sizes]
 
         def run(cell: tuple[int, str]) -> tuple[dict[str, Any], GaussianMixture | None]:
-            return _fit_cell(self._cell(cell[0], cell[1], seed), Xa, tree)
+            return _fit_cell(self._cell(cell[0], cell[1], seed), X, Xa, tree)
 
         if self.n_jobs is None or self.n_jobs == 1:
             outcomes = [run(cell) for cell in grid]
@@ -311,8 +312,7 @@ class ModelBasedClustering(ClusterMixin, DensityMixin, BaseEstimator):
         self.best_estimator_ = model
         self.n_components_ = int(self.results_["n_components"][best])
         self.covariance_type_ = str(self.results_["covariance_type"][best])
-        self.n_features_in_ = Xa.shape[1]
-        proba = model.predict_proba(Xa)
+        proba = model.predict_proba(X)
         self.labels_ = proba.argmax(axis=1)
         self.uncertainty_ = 1.0 - proba.max(axis=1)
         return self
@@ -354,11 +354,12 @@ class ModelBasedClustering(ClusterMixin, DensityMixin, BaseEstimator):
 
 
 def _fit_cell(
-    model: GaussianMixture, X: Array, tree: HierarchicalTree | None
+    model: GaussianMixture, X: Any, Xa: Array, tree: HierarchicalTree | None
 ) -> tuple[dict[str, Any], GaussianMixture | None]:
-    """One cell's row of ``results_`` and its fitted model (None if it is missing)."""
+    """One cell's row of ``results_`` and its fitted model (None if it is missing):
+    fitted on ``X`` as given (its feature names kept), ``Xa`` its float rows."""
     k, name = int(model.n_components), str(model.covariance_type)
-    n = X.shape[0]
+    n = Xa.shape[0]
     row: dict[str, Any] = {
         "n_components": k,
         "covariance_type": name,
@@ -393,7 +394,7 @@ def _fit_cell(
     row["n_parameters"] = n_parameters
     row["converged"] = bool(model.converged_)
     row["n_iter"] = int(model.n_iter_)
-    collapsed = np.flatnonzero(model.trace_.degenerate | _held_by_reg_covar(model, X))
+    collapsed = np.flatnonzero(model.trace_.degenerate | _held_by_reg_covar(model, Xa))
     if collapsed.size:
         row["reason"] = (
             f"component{'s' if collapsed.size > 1 else ''} "
