@@ -170,6 +170,9 @@ def test_every_exported_estimator_has_a_schema_and_a_case() -> None:
         for name in emkit.__all__
         if isinstance(getattr(emkit, name), type) and hasattr(getattr(emkit, name), "fit")
     }
+    # a selector has no file of its own: save_model(selector.best_estimator_) saves the
+    # model it kept (issue 14's ModelBasedClustering)
+    exported -= {"ModelBasedClustering"}
     assert exported == set(SCHEMAS) == set(SAVABLE)
     covered = {type(CASES[case]()[0]).__name__ for case in CASES}
     assert covered == exported

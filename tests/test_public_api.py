@@ -41,6 +41,7 @@ def test_all_is_exact() -> None:
         "MixtureModel",
         "MixtureOfFactorAnalyzers",
         "MixtureOfPPCA",
+        "ModelBasedClustering",
         "ModelFileError",
         "MonotonicityError",
         "MonotonicityWarning",

@@ -37,6 +37,7 @@ from emkit import (
     MixtureModel,
     MixtureOfFactorAnalyzers,
     MixtureOfPPCA,
+    ModelBasedClustering,
     PoissonMixture,
     StudentTMixture,
 )
@@ -92,6 +93,9 @@ ESTIMATORS: dict[str, Callable[..., Any]] = {
     "StudentTMixture": lambda **kw: StudentTMixture(2, max_iter=20, **kw),
     "BayesianGaussianMixture": lambda **kw: BayesianGaussianMixture(
         n_components=3, max_iter=20, **kw
+    ),
+    "ModelBasedClustering": lambda **kw: ModelBasedClustering(
+        [1, 2], covariance_types=["full", "diag"], max_iter=20, **kw
     ),
 }
 

@@ -16,6 +16,7 @@ from emkit.estimators import (
     MixtureModel,
     MixtureOfFactorAnalyzers,
     MixtureOfPPCA,
+    ModelBasedClustering,
     PoissonMixture,
     infer_family,
 )
@@ -53,6 +54,7 @@ __all__ = [
     "MixtureModel",
     "MixtureOfFactorAnalyzers",
     "MixtureOfPPCA",
+    "ModelBasedClustering",
     "ModelFileError",
     "MonotonicityError",
     "MonotonicityWarning",

@@ -12,6 +12,7 @@ from emkit.estimators.mixture_model import (
     PoissonMixture,
     infer_family,
 )
+from emkit.estimators.selection import ModelBasedClustering
 from emkit.estimators.student_t import StudentTMixture
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "MixtureModel",
     "MixtureOfFactorAnalyzers",
     "MixtureOfPPCA",
+    "ModelBasedClustering",
     "PoissonMixture",
     "StudentTMixture",
     "infer_family",

@@ -421,7 +421,8 @@ def check_em_parameters(estimator: Any) -> None:
     if hasattr(estimator, "n_init"):
         check_positive_int("n_init", estimator.n_init)
     if hasattr(estimator, "init_params"):
-        check_choice("init_params", estimator.init_params, INIT_METHODS)
+        methods = getattr(estimator, "_init_methods", INIT_METHODS)
+        check_choice("init_params", estimator.init_params, methods)
     if hasattr(estimator, "dtype"):
         resolve_dtype(estimator.dtype)
     check_flag("warm_start", getattr(estimator, "warm_start", False))

@@ -208,9 +208,12 @@ def initial_statistics_bounded(
     rng: RandomSource,
     prepare: Any = None,
     work_bytes: int = 0,
+    tree: Any = None,
 ) -> Any:
     """The statistics EM starts from, for ``init_params=method``, reading at most
-    ``INIT_ROWS`` rows at once.
+    ``INIT_ROWS`` rows at once. ``tree`` is a hierarchy built beforehand on the same rows
+    for ``'hc'`` (:class:`~emkit.inference.hierarchical.HierarchicalTree`), used on the
+    exact path.
 
     With at most ``INIT_ROWS`` rows in memory this is the exact initialization
     (:func:`~emkit.inference.init.initial_responsibilities` on every row). Beyond, or for
@@ -228,7 +231,7 @@ def initial_statistics_bounded(
     prepare = prepare or (lambda rows: rows)
     if n <= INIT_ROWS:
         rows = prepare(X.read() if is_streamed(X) else X)
-        resp = initial_responsibilities(method, rows, K, rng, w)
+        resp = initial_responsibilities(method, rows, K, rng, w, tree=tree)
         from emkit.estimators._mixture_base import initial_statistics
 
         return initial_statistics(model, engine, rows, w, resp, K, work_bytes)

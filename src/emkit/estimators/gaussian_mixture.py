@@ -96,8 +96,13 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
         Number of EM iterations to perform.
     n_init : int, default=1
         Number of initializations; the best run is kept.
-    init_params : {'kmeans', 'k-means++', 'random', 'random_from_data'}, default='kmeans'
-        How the initial responsibilities are drawn.
+    init_params : {'kmeans', 'k-means++', 'random', 'random_from_data', 'hc'}, default='kmeans'
+        How the initial responsibilities are drawn. ``'hc'`` is mclust's start:
+        model-based agglomerative hierarchical clustering (the VVV criterion of Fraley
+        1998 on the SVD-transformed data, :mod:`emkit.inference.hierarchical`),
+        deterministic up to 2000 rows and built on 2000 rows drawn with ``random_state``
+        beyond that; missing values are filled with their column's mean for it, and with
+        ``n_init > 1`` each start draws its own subset (below 2000 rows the starts are equal).
     weights_init : array-like of shape (n_components,), default=None
         Initial weights.
     means_init : array-like of shape (n_components, n_features), default=None
@@ -473,16 +478,18 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
             )
             given_weights = np.asarray(self.weights_init, dtype=np.float64)
             return MixtureParams(given_weights / given_weights.sum(), params)
+        # ModelBasedClustering builds one hierarchy for every n_components it fits
+        tree = getattr(self, "_hc_tree", None)
         if known is None:
             # float64 rows, their statistics and responsibilities: chunks sized for them
             work = (2 * d + family.structure.n_stats(d) + K) * 8
             stats = initial_statistics_bounded(
-                self.init_params, model, engine, X, w, K, rng, fill, work
+                self.init_params, model, engine, X, w, K, rng, fill, work, tree=tree
             )
         else:
             rows = X.read() if is_streamed(X) else X
             rows = rows if fill is None else fill(rows)
-            resp = initial_responsibilities(self.init_params, rows, K, rng, w)
+            resp = initial_responsibilities(self.init_params, rows, K, rng, w, tree=tree)
             resp = align_to_labels(resp, known, K)
             stats = initial_statistics(
                 model, engine, rows, w, resp, K, (2 * d + family.structure.n_stats(d) + K) * 8

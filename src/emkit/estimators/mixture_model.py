@@ -6,7 +6,9 @@ Also the convenience estimators :class:`PoissonMixture`, :class:`BernoulliMixtur
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -40,15 +42,29 @@ from emkit.estimators._mixture_base import (
     progress_callback,
     verbose_logging,
 )
-from emkit.exceptions import InputError, InputTypeError
-from emkit.families import Bernoulli, Categorical, Gaussian, Poisson, Product
+from emkit.exceptions import DegenerateComponentWarning, InputError, InputTypeError
+from emkit.families import Bernoulli, Categorical, Gaussian, Multinomial, Poisson, Product
 from emkit.families._base import check_family
 from emkit.families.variational import point_params, variational
-from emkit.inference.em import EMTrace, fit_em_restarts
-from emkit.inference.init import initial_responsibilities
+from emkit.inference.em import EMTrace, fit_em, fit_em_restarts
+from emkit.inference.init import INIT_METHODS, initial_responsibilities
 from emkit.inference.monte_carlo import monte_carlo_plan
-from emkit.models.mixing import MixingWeights, VariationalWeights, assignment
+from emkit.models.mixing import (
+    EXACT,
+    Exact,
+    MixingWeights,
+    Variational,
+    VariationalWeights,
+    assignment,
+)
 from emkit.models.mixture import Mixture, MixtureParams, fixed_weights
+
+# emEM's short runs: how many, and how many iterations each (Rmixmod's small EM)
+_EMEM_STARTS = 10
+_EMEM_ITERATIONS = 5
+
+# init_params of MixtureModel: those of every mixture, "emEM", and "auto"
+MIXTURE_INIT_METHODS = (*INIT_METHODS, "emEM", "auto")
 
 __all__ = [
     "BernoulliMixture",
@@ -157,8 +173,14 @@ class MixtureModel(FamilyMixture, DensityMixin, BaseEstimator):
         EM stops when the per-sample objective gains less than ``tol``.
     max_iter : int, default=100
     n_init : int, default=1
-    init_params : {'kmeans', 'k-means++', 'random', 'random_from_data'}, default='kmeans'
-        How initial responsibilities are drawn (k-means runs on standardized columns).
+    init_params : {'auto', 'kmeans', 'k-means++', 'random', 'random_from_data', 'hc', \
+'emEM'}, default='auto'
+        How initial responsibilities are drawn (k-means and ``'hc'`` run on standardized
+        columns). ``'emEM'`` runs EM for 5 iterations from each of 10 starts at random
+        rows and continues the best (Biernacki, Celeux & Govaert 2003), for each of the
+        ``n_init`` runs. ``'auto'``: ``'emEM'`` for a family of discrete blocks only
+        (Bernoulli, categorical, multinomial, Poisson: k-means on them finds clusters pure
+        in some column, probabilities 0 or 1 that EM cannot leave), ``'kmeans'`` otherwise.
     weight_concentration : float, default=1.0
         Dirichlet prior alpha >= 1 on the mixing weights (1: maximum likelihood).
     weight_concentration_prior : float or None, default=None
@@ -282,7 +304,7 @@ default='exact'
         tol: float = 1e-3,
         max_iter: int = 100,
         n_init: int = 1,
-        init_params: str = "kmeans",
+        init_params: str = "auto",
         weight_concentration: float = 1.0,
         weight_concentration_prior: float | None = None,
         e_step: str = "exact",
@@ -340,6 +362,7 @@ default='exact'
     # -- validation ------------------------------------------------------------------
 
     _e_steps = ("exact", "hard", "variational", "monte-carlo", "stochastic")
+    _init_methods = MIXTURE_INIT_METHODS
 
     def _check_parameters(self) -> None:
         check_em_parameters(self)
@@ -598,14 +621,49 @@ default='exact'
 
         else:
             standardized = _standardize(filled)
+            method = _init_method(self.init_params, family)
+            # emEM's short runs are plain EM (a Monte-Carlo E-step draws by row position,
+            # which the fit adds later)
+            short_model = (
+                model
+                if isinstance(model.assign, Exact | Variational)
+                else (replace(model, assign=EXACT))
+            )
 
-            def initialize(rng: np.random.Generator) -> MixtureParams:
-                resp = initial_responsibilities(self.init_params, standardized, K, rng, w)
+            def start_from(how: str, rng: np.random.Generator) -> MixtureParams:
+                resp = initial_responsibilities(how, standardized, K, rng, w)
                 if known is not None:
                     resp = align_to_labels(resp, known, K)
                 stats = initial_statistics(model, engine, filled, w, resp, K, row_bytes)
                 start = MixtureParams(np.full(K, 1.0 / K), fit_family.default_params(K))
                 return model.m_step(start, stats)
+
+            def initialize(rng: np.random.Generator) -> MixtureParams:
+                if method != "emEM":
+                    return start_from(method, rng)
+                # emEM (Biernacki, Celeux & Govaert 2003): short runs from random rows,
+                # the best one continued by the main run; a run that emptied or
+                # collapsed a component is kept only if every run did (its warnings
+                # are the main run's to give, if it keeps the collapse)
+                best, best_key = None, (False, -np.inf)
+                for _ in range(_EMEM_STARTS):
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", DegenerateComponentWarning)
+                        short = fit_em(
+                            short_model,
+                            engine,
+                            data,
+                            start_from("random_from_data", rng),
+                            tol=0.0,
+                            max_iter=_EMEM_ITERATIONS,
+                            monotonicity=self.monotonicity,
+                            dtype=dtype,
+                        )
+                    key = (not short.trace.degenerate.any(), short.objective)
+                    if best is None or key > best_key:
+                        best, best_key = short.params, key
+                assert best is not None
+                return best
 
         return FitPlan(model, data, initialize, rng, dtype, row_bytes, family)
 
@@ -748,7 +806,7 @@ class PoissonMixture(MixtureModel):
         tol: float = 1e-3,
         max_iter: int = 100,
         n_init: int = 1,
-        init_params: str = "kmeans",
+        init_params: str = "auto",
         weight_concentration: float = 1.0,
         weight_concentration_prior: float | None = None,
         e_step: str = "exact",
@@ -847,7 +905,7 @@ class BernoulliMixture(MixtureModel):
         tol: float = 1e-3,
         max_iter: int = 100,
         n_init: int = 1,
-        init_params: str = "kmeans",
+        init_params: str = "auto",
         weight_concentration: float = 1.0,
         weight_concentration_prior: float | None = None,
         e_step: str = "exact",
@@ -946,7 +1004,7 @@ class CategoricalMixture(MixtureModel):
         tol: float = 1e-3,
         max_iter: int = 100,
         n_init: int = 1,
-        init_params: str = "kmeans",
+        init_params: str = "auto",
         weight_concentration: float = 1.0,
         weight_concentration_prior: float | None = None,
         e_step: str = "exact",
@@ -998,3 +1056,16 @@ class CategoricalMixture(MixtureModel):
         tags.input_tags.categorical = True  # scikit-learn's checks then pass codes
         tags.input_tags.positive_only = True
         return tags
+
+
+def _init_method(init_params: str, family: Any) -> str:
+    """The start ``init_params`` names for ``family``: ``"auto"`` is emEM for a family of
+    discrete blocks only (Bernoulli, categorical, multinomial, Poisson), where k-means
+    finds clusters pure in some column, probabilities 0 or 1 that EM cannot leave, and
+    k-means otherwise."""
+    if init_params != "auto":
+        return init_params
+    blocks = getattr(family, "blocks", None)
+    members = [fam for _, fam in blocks.values()] if blocks is not None else [family]
+    discrete = (Bernoulli, Categorical, Multinomial, Poisson)
+    return "emEM" if all(isinstance(fam, discrete) for fam in members) else "kmeans"
