@@ -921,6 +921,15 @@ class GaussianFamily:
     def log_base_measure(self, X: Array) -> None:
         return None  # the constant -d/2 log(2 pi) is in log_norm
 
+    def expected_row_term(self, params: GaussianParams, shared: Array) -> float:
+        """The expectation of :meth:`row_term` summed over the rows, from the shared
+        statistics: -1/2 tr(P sum_n w_n x_n x_n^T) for a tied covariance, else 0."""
+        if not self.structure.has_row_term:
+            return 0.0
+        d = self.n_features
+        P = self.structure.precisions(params.precisions_cholesky)
+        return -0.5 * float(np.sum(P * shared.reshape(d, d)))
+
     def shared_statistics(self, X: Array, weights: Array | None) -> Array:
         return self.structure.shared_statistics(X, weights)
 

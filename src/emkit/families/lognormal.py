@@ -152,6 +152,9 @@ class LogNormalFamily:
     def m_step_gap(self, params: GaussianParams, nk: Array, sum_t: Array) -> float:
         return self.gaussian.m_step_gap(params, nk, sum_t)
 
+    def expected_row_term(self, params: GaussianParams, shared: Array) -> float:
+        return self.gaussian.expected_row_term(params, shared)
+
     def degenerate(self, params: GaussianParams) -> NDArray[np.bool_]:
         return self.gaussian.degenerate(params)
 

@@ -350,6 +350,16 @@ class Product:
             )
         )
 
+    def expected_row_term(self, params: tuple[Any, ...], shared: Array) -> float:
+        """The blocks' expected row terms (those that have one), from their shared
+        statistics."""
+        total = 0.0
+        for fam, p, (c, e) in zip(self._families(), params, self._offsets("n_shared"), strict=True):
+            term = getattr(fam, "expected_row_term", None)
+            if term is not None:
+                total += float(term(p, shared[c:e]))
+        return total
+
     def m_step_gap(self, params: tuple[Any, ...], nk: Array, sum_t: Array) -> float:
         return float(
             sum(

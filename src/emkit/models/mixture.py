@@ -240,6 +240,30 @@ class Mixture:
         """Per-sample objective: (log-likelihood + log prior) / total weight."""
         return (stats.loglik + self.log_prior(params)) / stats.weight
 
+    def expected_complete(self, params: MixtureParams, stats: MixtureStats) -> float:
+        """Q(params) + log prior: the expected complete-data log-likelihood under the q
+        that ``stats`` summarize, up to terms no parameter changes (log h(x), the family's
+        constants, which :meth:`lower_bound` cancels), in total nats.
+
+        Q = sum_k N_k log pi_k + sum_k (<S_k, eta_k> - N_k A(eta_k)) (+ the family's
+        expected row term, e.g. -1/2 tr(P sum x x^T) of a tied Gaussian).
+        """
+        with np.errstate(divide="ignore"):
+            log_w = np.log(params.weights)
+        nk = stats.nk
+        # a component with no mass adds nothing, whatever its weight (0 log 0 = 0)
+        value = float(np.sum(np.where(nk > 0, nk * log_w, 0.0)))
+        family = _expected_family(self.family, params.components, stats)
+        return value + family + self.log_prior(params)
+
+    def lower_bound(self, params: MixtureParams, new: MixtureParams, stats: MixtureStats) -> float:
+        """Per-sample L(q, new) after the M-step, q the E-step's posterior at ``params``
+        (``stats``): objective(params) + (Q(new) - Q(params)) / weight, see
+        :class:`~emkit.inference.steps.EMModel`. For hard EM, q is the point mass on
+        the assignments and L their complete-data log-likelihood under ``new``."""
+        lift = self.expected_complete(new, stats) - self.expected_complete(params, stats)
+        return self.objective(params, stats) + lift / stats.weight
+
     def weighted_log_prob(self, params: MixtureParams) -> Callable[[Array], Array]:
         """log p(x_n, k) for raw rows, shape (n, K), in float64 (log p(x_obs, k) for rows
         with missing values)."""
@@ -320,6 +344,20 @@ class Mixture:
         row, its statistics, its K log-probabilities and a few per-row scalars (the base
         measure among them)."""
         return (n_features + n_stats + n_components + 5) * np.dtype(self.dtype).itemsize
+
+
+def _expected_family(family: Any, components: Any, stats: MixtureStats) -> float:
+    """sum_k <S_k, eta_k> - N_k A(eta_k) (+ the family's ``expected_row_term(params,
+    shared)``, the expectation of its component-independent term), total nats."""
+    natural = family.natural(components, np.float64)
+    eta = np.asarray(natural.eta, dtype=np.float64)
+    log_norm = np.asarray(natural.log_norm, dtype=np.float64)
+    nk = stats.nk
+    with np.errstate(invalid="ignore"):  # an emptied component's infinite A times 0 mass
+        per_component = np.sum(stats.sum_t * eta, axis=1) - nk * log_norm
+    value = float(np.sum(np.where(nk > 0, per_component, 0.0)))
+    row = getattr(family, "expected_row_term", None)
+    return value if row is None else value + float(row(components, stats.shared))
 
 
 def _missing_row_term(family: Any, state: Any) -> Array | None:
