@@ -274,3 +274,24 @@ def test_without_matplotlib_the_package_imports_and_a_call_names_the_extra(
         ep.trace(gm)
     with pytest.raises(ImportError, match=r"emkit\[plot\]"):
         ep.palette(3)
+
+
+# -- the command line -----------------------------------------------------------------------
+
+
+def test_emkit_fit_writes_the_plots(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    from emkit.cli import main
+
+    path = tmp_path / "data.csv"
+    X = _data(90)
+    path.write_text("a,b,c\n" + "".join(f"{x:.6f},{y:.6f},{z:.6f}\n" for x, y, z in X))
+    out = tmp_path / "out"
+    argv = ["fit", str(path), "--components", "2,3", "--covariance", "full,diag"]
+    assert main([*argv, "--out", str(out)]) == 0
+    names = ["trace", "bic", "classification", "uncertainty", "density"]
+    printed = capsys.readouterr().out
+    for name in names:
+        assert (out / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"wrote {out / name}.png" in printed
+    assert main([*argv, "--out", str(tmp_path / "none"), "--no-plot"]) == 0
+    assert not list((tmp_path / "none").glob("*.png"))

@@ -394,7 +394,7 @@ def classification(model: Any, X: Any, columns: Any = None, fig: Any = None) -> 
 
 def uncertainty(model: Any, X: Any, columns: Any = None, fig: Any = None) -> Any:
     """The uncertainty of the fitted model's classification of ``X``, 1 - max_k p(k | x),
-    on a pairs plot of its columns: the more uncertain a row, the larger and darker.
+    on a pairs plot of its columns: the more uncertain a row, the larger and brighter.
 
     Parameters
     ----------
@@ -441,8 +441,8 @@ def uncertainty(model: Any, X: Any, columns: Any = None, fig: Any = None) -> Any
                 values[order, ci],
                 s=sizes[order],
                 c=u[order],
-                cmap="Greys",
-                vmin=-0.1 * top,
+                cmap="viridis",
+                vmin=0.0,
                 vmax=top,
                 linewidths=0,
             )
