@@ -921,6 +921,11 @@ class GaussianFamily:
     def log_base_measure(self, X: Array) -> None:
         return None  # the constant -d/2 log(2 pi) is in log_norm
 
+    def natural_values(self, params: GaussianParams) -> tuple[Array, Array]:
+        """(eta, log_norm) of every component in float64, as :meth:`natural` gives them
+        without choosing the E-step's evaluation form (for the bound's Q)."""
+        return self.structure.natural(params.means, params.precisions_cholesky)
+
     def expected_row_term(self, params: GaussianParams, shared: Array) -> float:
         """The expectation of :meth:`row_term` summed over the rows, from the shared
         statistics: -1/2 tr(P sum_n w_n x_n x_n^T) for a tied covariance, else 0."""

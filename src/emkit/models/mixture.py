@@ -246,14 +246,12 @@ class Mixture:
         constants, which :meth:`lower_bound` cancels), in total nats.
 
         Q = sum_k N_k log pi_k + sum_k (<S_k, eta_k> - N_k A(eta_k)) (+ the family's
-        expected row term, e.g. -1/2 tr(P sum x x^T) of a tied Gaussian).
+        expected row term, e.g. -1/2 tr(P sum x x^T) of a tied Gaussian); a component
+        with no mass adds nothing (0 log 0 = 0).
         """
-        with np.errstate(divide="ignore"):
-            log_w = np.log(params.weights)
-        nk = stats.nk
-        # a component with no mass adds nothing, whatever its weight (0 log 0 = 0)
-        value = float(np.sum(np.where(nk > 0, nk * log_w, 0.0)))
-        family = _expected_family(self.family, params.components, stats)
+        mass = stats.nk > 0
+        value = float(stats.nk[mass] @ np.log(params.weights[mass]))
+        family = _expected_family(self.family, params.components, stats, mass)
         return value + family + self.log_prior(params)
 
     def lower_bound(self, params: MixtureParams, new: MixtureParams, stats: MixtureStats) -> float:
@@ -346,16 +344,23 @@ class Mixture:
         return (n_features + n_stats + n_components + 5) * np.dtype(self.dtype).itemsize
 
 
-def _expected_family(family: Any, components: Any, stats: MixtureStats) -> float:
-    """sum_k <S_k, eta_k> - N_k A(eta_k) (+ the family's ``expected_row_term(params,
-    shared)``, the expectation of its component-independent term), total nats."""
-    natural = family.natural(components, np.float64)
-    eta = np.asarray(natural.eta, dtype=np.float64)
-    log_norm = np.asarray(natural.log_norm, dtype=np.float64)
-    nk = stats.nk
-    with np.errstate(invalid="ignore"):  # an emptied component's infinite A times 0 mass
-        per_component = np.sum(stats.sum_t * eta, axis=1) - nk * log_norm
-    value = float(np.sum(np.where(nk > 0, per_component, 0.0)))
+def _expected_family(
+    family: Any, components: Any, stats: MixtureStats, mass: NDArray[np.bool_]
+) -> float:
+    """sum_k <S_k, eta_k> - N_k A(eta_k) over the components with ``mass`` (+ the
+    family's ``expected_row_term(params, shared)``, the expectation of its
+    component-independent term), total nats. The natural parameters are the family's
+    ``natural_values(params)`` where it has that shortcut (no choice of evaluation form to
+    make here), else its E-step's :meth:`~ComponentFamily.natural` in float64."""
+    shortcut = getattr(family, "natural_values", None)
+    if shortcut is not None:
+        eta, log_norm = shortcut(components)
+    else:
+        natural = family.natural(components, np.float64)
+        eta, log_norm = natural.eta, natural.log_norm
+    eta = np.asarray(eta, dtype=np.float64)[mass]
+    log_norm = np.asarray(log_norm, dtype=np.float64)[mass]
+    value = float(np.sum(stats.sum_t[mass] * eta) - stats.nk[mass] @ log_norm)
     row = getattr(family, "expected_row_term", None)
     return value if row is None else value + float(row(components, stats.shared))
 
