@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scipy.special import logsumexp
-from scipy.stats import multivariate_normal
+from scipy.special import digamma, gammaln, logsumexp
+from scipy.stats import gamma, multivariate_normal, poisson
 
 from emkit import (
     PPCA,
@@ -239,6 +239,67 @@ def test_the_bound_is_e_q_log_p_plus_the_entropy_of_q(covariance_type: str) -> N
         log_p = log_joint - logsumexp(log_joint, axis=1, keepdims=True)
         kl = np.sum(q * (log_q - log_p)) / X.shape[0]
         assert kl > 1e-6 and trace.kl[t - 1] == pytest.approx(kl, rel=1e-6)
+
+
+def test_a_poisson_mixture_bound_with_a_prior_by_brute_force() -> None:
+    """Any family through its natural parameters; MAP-EM's bound adds the log prior,
+    which the objective holds too: bound - objective = [Q + log prior](new) - (old)."""
+    X = _counts()[:, :1]
+    prior = GammaPrior(shape=2.0, rate=0.5)
+
+    def at(t: int) -> Any:
+        model = MixtureModel(Poisson(prior=prior), 2, random_state=0, tol=0.0, max_iter=t)
+        return model.fit(X)
+
+    trace = at(3).trace_
+    for t in (1, 2, 3):
+        before, after = at(t - 1), at(t)
+        r = before.predict_proba(X)
+        rates = after.component_params_["rates"][:, 0]
+        log_joint = np.log(after.weights_) + poisson.logpmf(X, rates[None, :])
+        log_prior = np.sum(gamma.logpdf(rates, 2.0, scale=2.0))
+        bound = np.sum(r * (log_joint - np.log(r))) + log_prior
+        assert trace.bound[t - 1] == pytest.approx(bound / X.shape[0], rel=1e-10)
+
+
+def _t_at(X: np.ndarray, t: int) -> StudentTMixture:
+    return StudentTMixture(2, random_state=0, tol=0.0, max_iter=t).fit(X)
+
+
+def test_the_student_t_bound_is_e_q_log_p_plus_the_entropy_of_q() -> None:
+    """With labels and scales missing, q_nk(u) = r_nk Gamma(u; (nu + d)/2, (nu + delta)/2)
+    at theta_{t-1}, and L = E_q[log pi_k + log N(x; mu_k, Sigma_k / u) + log Gamma(u;
+    nu_k/2, nu_k/2)] + H(q), by brute force over the rows."""
+    rng = np.random.default_rng(9)
+    X = np.vstack([rng.standard_t(4.0, (40, 2)), rng.standard_t(6.0, (40, 2)) + 3.0])
+    d = X.shape[1]
+    trace = _t_at(X, 3).trace_
+    for t in (1, 2, 3):
+        before, after = _t_at(X, t - 1), _t_at(X, t)
+        r = before.predict_proba(X)
+        bound = -np.sum(r * np.log(np.where(r > 0, r, 1.0)))
+        for k in range(2):
+            nu, nu_new = before.degrees_of_freedom_[k], after.degrees_of_freedom_[k]
+            e = X - before.means_[k]
+            delta = np.einsum("ni,ij,nj->n", e, np.linalg.inv(before.covariances_[k]), e)
+            a, b = 0.5 * (nu + d), 0.5 * (nu + delta)
+            mean_u, mean_log_u = a / b, digamma(a) - np.log(b)
+            entropy = a - np.log(b) + gammaln(a) + (1.0 - a) * digamma(a)
+            cov = after.covariances_[k]
+            e = X - after.means_[k]
+            delta_new = np.einsum("ni,ij,nj->n", e, np.linalg.inv(cov), e)
+            log_normal = (
+                -0.5 * d * np.log(2.0 * np.pi)
+                + 0.5 * d * mean_log_u
+                - 0.5 * np.linalg.slogdet(cov)[1]
+                - 0.5 * mean_u * delta_new
+            )
+            half = 0.5 * nu_new
+            log_gamma = half * np.log(half) - gammaln(half) + (half - 1.0) * mean_log_u
+            log_gamma -= half * mean_u
+            expected = np.log(after.weights_[k]) + log_normal + log_gamma + entropy
+            bound += np.sum(r[:, k] * expected)
+        assert trace.bound[t - 1] == pytest.approx(bound / X.shape[0], rel=1e-9)
 
 
 def test_the_k_means_bound_is_minus_the_old_assignment_inertia_at_the_new_centers() -> None:
