@@ -253,10 +253,11 @@ class FactorMixture:
         # tr(C^-1 B) = tr(L^-1 B L^-T)
         half = np.linalg.solve(L, B)
         trace = np.trace(np.linalg.solve(L, np.swapaxes(half, 1, 2)), axis1=1, axis2=2)
-        with np.errstate(divide="ignore"):
-            log_w = np.log(params.weights)
+        # (a weight of 0 is left out below; log 1 = 0 keeps its entry finite)
+        log_w = np.log(np.where(params.weights > 0, params.weights, 1.0))
         per_component = nk * (log_w - half_log_det) - 0.5 * trace
-        return float(np.sum(np.where(nk > 0, per_component, 0.0)))
+        # no mass, or a weight of 0 (its mass is the responsibility floor): nothing
+        return float(np.sum(per_component[(nk > 0) & (params.weights > 0)]))
 
     def lower_bound(
         self, params: FactorMixtureParams, new: FactorMixtureParams, stats: FactorMixtureStats

@@ -247,9 +247,10 @@ class Mixture:
 
         Q = sum_k N_k log pi_k + sum_k (<S_k, eta_k> - N_k A(eta_k)) (+ the family's
         expected row term, e.g. -1/2 tr(P sum x x^T) of a tied Gaussian); a component
-        with no mass adds nothing (0 log 0 = 0).
+        with no mass adds nothing (0 log 0 = 0), nor one of weight 0 (whose mass is the
+        E-step's responsibility floor, not the posterior's).
         """
-        mass = stats.nk > 0
+        mass = (stats.nk > 0) & (params.weights > 0)
         value = float(stats.nk[mass] @ np.log(params.weights[mass]))
         family = _expected_family(self.family, params.components, stats, mass)
         return value + family + self.log_prior(params)

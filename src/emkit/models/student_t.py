@@ -437,15 +437,16 @@ class StudentTMixture:
         )
         # log_norm = mu^T P mu / 2 - 1/2 log|P| + d/2 log(2 pi)
         quadratic = log_norm + half_log_det - 0.5 * d * LOG_2PI
-        with np.errstate(divide="ignore"):
-            log_w = np.log(params.weights)
+        # (a weight of 0 is left out below; log 1 = 0 keeps its entry finite)
+        log_w = np.log(np.where(params.weights > 0, params.weights, 1.0))
         per_component = (
             stats.nk * (log_w + half_log_det)
             + np.sum(stats.sum_t * eta, axis=1)
             - stats.uk * quadratic
             + _dof_objective(params.dof, stats.nk, stats.log_u)
         )
-        value = float(np.sum(np.where(stats.nk > 0, per_component, 0.0)))
+        # no mass, or a weight of 0 (its mass is the responsibility floor): nothing
+        value = float(np.sum(per_component[(stats.nk > 0) & (params.weights > 0)]))
         if structure.has_row_term:
             P = structure.precisions(params.precisions_cholesky)
             value -= 0.5 * float(np.sum(P * stats.shared.reshape(d, d)))
