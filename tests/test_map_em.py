@@ -13,7 +13,7 @@ import pytest
 from scipy import stats
 
 from emkit import MixtureModel
-from emkit.exceptions import InputError
+from emkit.exceptions import DegenerateComponentError, InputError
 from emkit.families import Gaussian, GaussianPrior, Poisson, Product
 from emkit.models.mixing import MixingWeights
 from emkit.models.mixture import Mixture, MixtureParams
@@ -181,7 +181,7 @@ def test_prior_fits_degenerate_data_without_warnings() -> None:
 
 def test_without_prior_the_same_data_degenerates() -> None:
     X = np.column_stack([np.random.default_rng(4).normal(size=60), np.full(60, 2.0)])
-    with pytest.warns(Warning, match="variance|singular"):
+    with pytest.raises(DegenerateComponentError, match=r"with reg_covar=0, the covariance"):
         MixtureModel(Gaussian("full", reg_covar=0.0), 2, random_state=0).fit(X)
 
 

@@ -30,6 +30,7 @@ def test_all_is_exact() -> None:
         "BernoulliMixture",
         "CategoricalMixture",
         "ConvergenceWarning",
+        "DegenerateComponentError",
         "DegenerateComponentWarning",
         "EmkitError",
         "FactorAnalysis",

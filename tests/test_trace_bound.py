@@ -378,3 +378,14 @@ def test_a_variational_model_records_its_elbo_as_the_bound() -> None:
 
     result = fit_em(_Variational(), InMemoryEngine(), (np.zeros((4, 1)),), 0, tol=0.0, max_iter=4)
     np.testing.assert_array_equal(result.trace.bound, result.trace.objective)
+
+
+def test_variational_em_records_its_elbo_and_sampled_e_steps_no_bound() -> None:
+    counts = _counts()
+    vb = MixtureModel(Poisson(prior="auto"), 3, e_step="variational", random_state=0)
+    vb.fit(counts)
+    np.testing.assert_array_equal(vb.trace_.bound, vb.trace_.objective)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        sem = GaussianMixture(3, e_step="stochastic", random_state=0, max_iter=5).fit(_groups()[0])
+    assert sem.trace_.bound.shape == (sem.n_iter_,) and np.all(np.isnan(sem.trace_.bound))

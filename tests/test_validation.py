@@ -8,8 +8,15 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 from conftest import blobs
+from sklearn.exceptions import ConvergenceWarning as SklearnConvergenceWarning
 
-from emkit import DegenerateComponentWarning, GaussianMixture, InputError, InputTypeError
+from emkit import (
+    DegenerateComponentError,
+    DegenerateComponentWarning,
+    GaussianMixture,
+    InputError,
+    InputTypeError,
+)
 
 X = blobs(60, 2, 2, seed=0)
 
@@ -124,9 +131,13 @@ def test_sample_needs_a_positive_count() -> None:
 
 
 @pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
-def test_collapsing_component_is_mended_with_a_warning_not_a_crash(covariance_type: str) -> None:
-    # Three distinct points and a start that puts a component on a single point with no
-    # regularization: its covariance is singular.
+def test_with_reg_covar_0_a_component_on_one_repeated_point_fails_the_fit(
+    covariance_type: str,
+) -> None:
+    # Three distinct points and a start that puts a component on one repeated point with
+    # no regularization: its covariance is exactly singular, no maximum exists, and the
+    # fit fails as scikit-learn's and mclust's do. (A covariance that is positive but below
+    # the degeneracy floor is held there instead: test_monotonicity.)
     Xd = np.array([[0.0, 0.0], [0.0, 0.0], [1.0, 1.0], [1.0, 1.0], [5.0, 5.0]])
     gm = GaussianMixture(
         3,
@@ -136,9 +147,31 @@ def test_collapsing_component_is_mended_with_a_warning_not_a_crash(covariance_ty
         random_state=0,
         max_iter=5,
     )
-    with pytest.warns(DegenerateComponentWarning, match="Increase reg_covar"):
+    with pytest.raises(DegenerateComponentError, match=r"Increase reg_covar \(the default"):
         gm.fit(Xd)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DegenerateComponentWarning)
+        gm.set_params(reg_covar=1e-6).fit(Xd)  # the default regularization fits it
     assert np.all(np.isfinite(gm.means_)) and np.all(np.isfinite(gm.score_samples(Xd)))
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
+def test_two_points_and_ten_components_without_regularization_fail_clearly(
+    covariance_type: str,
+) -> None:
+    # each component ends on one of two repeated points: exactly zero covariances. The
+    # error is the fit's, not one of the warnings the fit collected on the way (with
+    # warnings as errors, they must not replace it).
+    X = np.vstack([np.ones((5, 5)), np.zeros((5, 5))])
+    gm = GaussianMixture(10, covariance_type=covariance_type, reg_covar=0.0, random_state=0)
+    with pytest.raises(DegenerateComponentError, match=r"with reg_covar=0, .* became singular"):
+        gm.fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DegenerateComponentWarning)
+        # scikit-learn's k-means start says it found 2 distinct points for 10 clusters
+        warnings.simplefilter("ignore", SklearnConvergenceWarning)
+        gm.set_params(reg_covar=1e-6).fit(X)
+    assert np.all(np.isfinite(gm.covariances_))
 
 
 def test_component_with_no_mass_keeps_its_parameters() -> None:

@@ -21,6 +21,7 @@ from emkit.estimators import (
 from emkit.estimators.student_t import StudentTMixture
 from emkit.exceptions import (
     ConvergenceWarning,
+    DegenerateComponentError,
     DegenerateComponentWarning,
     EmkitError,
     InputError,
@@ -39,6 +40,7 @@ __all__ = [
     "BernoulliMixture",
     "CategoricalMixture",
     "ConvergenceWarning",
+    "DegenerateComponentError",
     "DegenerateComponentWarning",
     "EmkitError",
     "FactorAnalysis",

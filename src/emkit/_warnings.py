@@ -82,8 +82,14 @@ class SummarizedWarnings:
             message = str(record.message)
             if count > 1:
                 message = f"{message} ({count} times in this fit; the first is shown)"
-            # 1 would be this method, 2 the code holding the `with`
-            warnings.warn(message, record.category, stacklevel=self.stacklevel + 1)
+            try:
+                # 1 would be this method, 2 the code holding the `with`
+                warnings.warn(message, record.category, stacklevel=self.stacklevel + 1)
+            except Warning:
+                if exc is None:
+                    raise
+                # warnings are errors here, and the body already failed: its error is the
+                # one to report, not a warning that would replace it
 
 
 def warnings_once(fit: F) -> F:

@@ -11,6 +11,7 @@ Hierarchy::
     +-- InputError (ValueError)
     |   +-- InputTypeError (TypeError)
     +-- ModelFileError (ValueError)
+    +-- DegenerateComponentError (ValueError)
     +-- MonotonicityError (RuntimeError)
         +-- NonFiniteObjectiveError (ValueError)
 
@@ -25,6 +26,7 @@ from sklearn.exceptions import ConvergenceWarning as _SklearnConvergenceWarning
 
 __all__ = [
     "ConvergenceWarning",
+    "DegenerateComponentError",
     "DegenerateComponentWarning",
     "EmkitError",
     "InputError",
@@ -97,6 +99,17 @@ class ConvergenceWarning(_SklearnConvergenceWarning):
     """EM stopped at ``max_iter`` before the objective changed by less than ``tol``.
 
     Increase ``max_iter`` (or ``tol``), or try more initializations (``n_init``).
+    """
+
+
+class DegenerateComponentError(EmkitError, ValueError):
+    """With ``reg_covar=0`` a component's covariance became singular: the fit failed.
+
+    Without regularization the likelihood is unbounded when a component sits on fewer
+    samples than dimensions, on a subspace or on equal values, so there is no maximum to
+    report (scikit-learn raises here too; mclust reports the model as missing). Increase
+    ``reg_covar`` (the default 1e-6 keeps such a component finite), use a prior, decrease
+    ``n_components`` or remove duplicated rows.
     """
 
 

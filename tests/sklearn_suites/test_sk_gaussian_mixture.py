@@ -40,6 +40,10 @@ WORDING: dict[str, str] = {
     "test_check_weights": _NAMES.format("weights_init", "weights"),
     "test_check_means": _NAMES.format("means_init", "means"),
     "test_check_precisions": _NAMES.format("precisions_init", "full precision"),
+    "test_regularisation": (
+        "with reg_covar=0 a collapsed component raises emkit's DegenerateComponentError "
+        "(a ValueError) in emkit's own words, naming the components and the fixes"
+    ),
     "test_gaussian_mixture_fit_convergence_warning": (
         "emkit's ConvergenceWarning (a subclass of scikit-learn's) says 'EM did not converge "
         "in max_iter=1 iterations ...' where scikit-learn's says 'Best performing "
@@ -48,11 +52,3 @@ WORDING: dict[str, str] = {
 }
 
 globals().update(adopt(suite, {"GaussianMixture": emkit.GaussianMixture}))
-
-# Not a wording difference and not done yet: with reg_covar=0, scikit-learn raises
-# ValueError when a component collapses onto a point, where emkit mends the component
-# (DegenerateComponentWarning). Which of the two emkit does is the degeneracy policy of
-# issue 16 (another branch); this test passes once a collapse with reg_covar=0 raises.
-globals()["test_regularisation"] = pytest.mark.xfail(
-    strict=True, reason="pending the degeneracy policy of issue 16"
-)(globals()["test_regularisation"])

@@ -31,7 +31,7 @@ from emkit.inference.accelerate import check_acceleration
 from emkit.inference.em import MONOTONICITY_POLICIES, EMTrace
 from emkit.inference.init import INIT_METHODS, one_hot
 from emkit.inference.online import OnlineState, check_schedule, online_update
-from emkit.models.mixing import assignment
+from emkit.models.mixing import E_STEPS, Sampled, assignment
 
 __all__ = [
     "FamilyMixture",
@@ -214,6 +214,12 @@ class FamilyMixture(FittedMixture):
         self
         """
         check_schedule(self.learning_offset, self.learning_decay)  # type: ignore[attr-defined]
+        if isinstance(assignment(self.e_step), Sampled):  # type: ignore[attr-defined]
+            raise InputError(
+                f"partial_fit takes e_step='exact' or 'hard', got {self.e_step!r}: "  # type: ignore[attr-defined]
+                "online EM blends each batch's statistics with a decreasing step size, "
+                "which already averages out noise; fit Monte-Carlo EM with fit(X)."
+            )
         state: OnlineState[Any] | None = getattr(self, "_online", None)
         if state is None:
             if not hasattr(self, "weights_"):
@@ -392,7 +398,7 @@ def check_em_parameters(estimator: Any) -> None:
     check_flag("warm_start", getattr(estimator, "warm_start", False))
     check_acceleration(getattr(estimator, "accelerate", None))
     if hasattr(estimator, "e_step"):
-        assignment(estimator.e_step)
+        assignment(estimator.e_step, getattr(estimator, "_e_steps", tuple(E_STEPS)))
     check_flag("semi_supervised", getattr(estimator, "semi_supervised", False))
 
 

@@ -36,6 +36,7 @@ from emkit.estimators.latent_factor import check_scale_parameters, magnitude
 from emkit.exceptions import InputError
 from emkit.inference.em import EMTrace, fit_em_restarts
 from emkit.inference.init import initial_responsibilities
+from emkit.inference.monte_carlo import monte_carlo_plan
 from emkit.models.factor_mixture import FactorMixture, FactorMixtureParams
 from emkit.models.latent_factor import (
     canonical_components,
@@ -175,10 +176,20 @@ class _FactorMixtureEstimator(FittedMixture, DensityMixin, BaseEstimator):
                 stats = initial_statistics(model, engine, Xa, w, resp, K, row_bytes)
                 return model.initial_params(stats, q)
 
+            data, step = monte_carlo_plan(
+                model,
+                (Xa, w),
+                engine,
+                random_state=self.random_state,
+                tol=float(self.tol),
+                accelerate=self.accelerate,
+                monotonicity=self.monotonicity,
+                row_bytes=row_bytes,
+            )
             result = fit_em_restarts(
                 model,
                 engine,
-                (Xa, w),
+                data,
                 initialize,
                 n_init=int(self.n_init),
                 rng=rng,
@@ -189,6 +200,7 @@ class _FactorMixtureEstimator(FittedMixture, DensityMixin, BaseEstimator):
                 row_bytes=row_bytes,
                 callback=callback,
                 on_start=(lambda i: logger.info("Initialization %d", i)) if self.verbose else None,
+                step=step,
             )
         check_scale_parameters(self, result.params.noise, result.params.components, scale)
         self._set_fitted(result.params, model, result.trace, result.converged)
@@ -314,10 +326,17 @@ _PARAMETERS = """
         Log progress (logger ``"emkit"``) every ``verbose_interval`` iterations.
     verbose_interval : int, default=10
         Iterations between two progress messages.
-    e_step : {'exact', 'hard'}, default='exact'
+    e_step : {'exact', 'hard', 'monte-carlo', 'stochastic'} or MonteCarlo, default='exact'
         The E-step's posterior: ``'exact'`` is EM; ``'hard'`` is classification EM, every
         row wholly on its most probable cluster, and the objective the complete-data
-        log-likelihood at those assignments.
+        log-likelihood at those assignments;
+        ``'monte-carlo'`` is Monte-Carlo EM: the statistics average over labels drawn
+        from the posterior (the factors stay integrated out), a number of draws a row
+        that grows as the run converges, and a stopping rule that several small changes
+        in a row must meet (pass :class:`emkit.inference.MonteCarlo` options instead to
+        set them); ``'stochastic'`` is stochastic EM (one label drawn a row). Both
+        report the exact log-likelihood, which they need not raise at every iteration:
+        they take ``accelerate=None`` and the monotonicity check is off for them.
     monotonicity : {'warn', 'raise', 'off'}, default='warn'
         What to do if the log-likelihood decreases between iterations.
     accelerate : {None, 'squarem'}, default=None

@@ -43,6 +43,7 @@ from emkit.families.gaussian import (
 )
 from emkit.inference.em import EMTrace, fit_em_restarts
 from emkit.inference.init import RandomSource, init_random_source, initial_responsibilities
+from emkit.inference.monte_carlo import monte_carlo_plan
 from emkit.models.mixing import assignment
 from emkit.models.mixture import Mixture, MixtureParams
 
@@ -105,11 +106,18 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
     learning_decay : float, default=0.7
         In (0.5, 1] online EM converges; 0 makes every ``partial_fit`` a whole EM step on
         its batch.
-    e_step : {'exact', 'hard'}, default='exact'
+    e_step : {'exact', 'hard', 'monte-carlo', 'stochastic'} or MonteCarlo, default='exact'
         The E-step's posterior: ``'exact'`` is EM; ``'hard'`` is classification EM, every
         row wholly on its most probable component, and the objective (``lower_bound_``)
         the complete-data log-likelihood at those assignments,
-        sum_n max_k log(pi_k p(x_n | k)) per sample, which never decreases.
+        sum_n max_k log(pi_k p(x_n | k)) per sample, which never decreases;
+        ``'monte-carlo'`` is Monte-Carlo EM: the statistics average over labels drawn
+        from the posterior, a number of draws a row that grows as the run converges,
+        and a stopping rule that several small changes in a row must meet (pass
+        :class:`emkit.inference.MonteCarlo` options instead to set them);
+        ``'stochastic'`` is stochastic EM (one label drawn a row). Both report the exact
+        log-likelihood, which they need not raise at every iteration: they take
+        ``accelerate=None`` and the monotonicity check is off for them.
     semi_supervised : bool, default=False
         Read ``y`` in ``fit(X, y)`` as known components (-1: unknown). Off by default so
         that scikit-learn's tools, which pass class labels to every ``fit``
@@ -347,10 +355,20 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
                 def initialize(rng: RandomSource) -> MixtureParams:
                     return self._initialize(model, engine, filled, w, known, rng)
 
+            data, step = monte_carlo_plan(
+                model,
+                (Xa, w, None, known),
+                engine,
+                random_state=self.random_state,
+                tol=float(self.tol),
+                accelerate=self.accelerate,
+                monotonicity=self.monotonicity,
+                row_bytes=row_bytes,
+            )
             result = fit_em_restarts(
                 model,
                 engine,
-                (Xa, w, None, known),
+                data,
                 initialize,
                 n_init=1 if warm else self.n_init,
                 rng=source,
@@ -365,6 +383,7 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
                 # a warm start continues the previous fit's trace, so that repeated calls
                 # with a small max_iter converge
                 start_objective=self.lower_bound_ if warm else -np.inf,
+                step=step,
             )
         self._set_fitted(family, result.params, result.trace, result.converged, Xa.dtype)
         return self

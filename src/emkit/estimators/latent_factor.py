@@ -9,6 +9,7 @@ rows and conditions on the observed entries of each, exactly.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import fields, replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -39,6 +40,7 @@ from emkit.estimators._mixture_base import (
 )
 from emkit.exceptions import InputError
 from emkit.inference.em import MONOTONICITY_POLICIES, EMTrace, fit_em_restarts
+from emkit.inference.monte_carlo import monte_carlo_plan
 from emkit.models.latent_factor import (
     FactorParams,
     LatentFactor,
@@ -51,6 +53,7 @@ from emkit.models.latent_factor import (
     orthomax,
     power_of_two_scale,
 )
+from emkit.models.sampling import Draws, factor_draws
 
 __all__ = ["PPCA", "FactorAnalysis"]
 
@@ -62,6 +65,13 @@ _FitPlan = tuple[LatentFactor, Any, tuple[Any, ...], Callable[[np.random.Generat
 # Noise variances are kept >= this times the average feature variance: the likelihood is
 # unbounded as a noise variance goes to 0 (a feature the factors explain exactly).
 _NOISE_FLOOR = 1e-6
+
+
+def _row_model(model: LatentFactor, draws: Draws) -> LatentFactor:
+    """The row E-step's model with the settings of ``model`` (which may be the
+    sufficient-statistics one, :class:`LatentFactorMoments`) and Monte-Carlo ``draws``."""
+    settings = {f.name: getattr(model, f.name) for f in fields(model)}
+    return LatentFactor(**{**settings, "draws": draws})
 
 
 def _noise_floor(variances: Array) -> float:
@@ -124,6 +134,7 @@ class _LatentFactorEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         accelerate: str | None = None,
         chunk_size: int | None = None,
         n_threads: int | None = None,
+        e_step: Any = "exact",
     ) -> None:
         self.n_components = n_components
         self.tol = tol
@@ -135,6 +146,7 @@ class _LatentFactorEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         self.accelerate = accelerate
         self.chunk_size = chunk_size
         self.n_threads = n_threads
+        self.e_step = e_step
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
@@ -150,6 +162,7 @@ class _LatentFactorEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         check_positive_int("verbose_interval", self.verbose_interval)
         check_choice("monotonicity", self.monotonicity, MONOTONICITY_POLICIES)
         check_random_state(self.random_state)
+        factor_draws(self.e_step)
 
     def _n_factors(self, n_features: int) -> int:
         """The number of factors q to fit, checked against ``n_features``."""
@@ -223,11 +236,25 @@ class _LatentFactorEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
             plan = self._plan_missing if missing else self._plan_complete
             model, fit_engine, data, initialize = plan(engine, Xa, w, q, scale)
             path = "rows with missing values" if missing else "the sufficient statistics"
+            draws = factor_draws(self.e_step)
+            if draws is not None:  # draws need the rows: the row E-step, from the same start
+                model, fit_engine, data = _row_model(model, draws), engine, (Xa, w)
+                path = f"the rows ({draws.options.name} E-step)"
             logger.info("%s: EM over %s, %d rows, %d features, q=%d", name, path, n, d, q)
+            fit_data, step = monte_carlo_plan(
+                model,
+                data,
+                fit_engine,
+                random_state=self.random_state,
+                tol=float(self.tol),
+                accelerate=self.accelerate,
+                monotonicity=self.monotonicity,
+                row_bytes=LatentFactor.row_bytes(d, q),
+            )
             result = fit_em_restarts(
                 model,
                 fit_engine,
-                data,
+                fit_data,
                 initialize,
                 n_init=1,
                 rng=rng,
@@ -237,11 +264,14 @@ class _LatentFactorEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
                 accelerate=self.accelerate,
                 row_bytes=LatentFactor.row_bytes(d, q),
                 callback=callback,
+                step=step,
             )
             # the log-likelihood of the parameters EM returns (the trace's last entry is
-            # that of the parameters before the last M-step)
+            # that of the parameters before the last M-step), by the exact E-step
             final = fit_engine.map_reduce(
-                model.expectation(result.params), *data, row_bytes=LatentFactor.row_bytes(d, q)
+                replace(model, draws=None).expectation(result.params),
+                *data,
+                row_bytes=LatentFactor.row_bytes(d, q),
             )
         check_scale_parameters(self, result.params.noise, result.params.components, scale)
         self._set_fitted(result.params, model, result.trace, result.converged)
@@ -473,6 +503,16 @@ _PARAMETERS = """
         Rows per chunk of a pass over the data; ``None`` sizes chunks for the CPU cache.
     n_threads : int or None, default=None
         Threads for the chunks; ``None`` uses every available core.
+    e_step : {'exact', 'monte-carlo', 'stochastic'} or MonteCarlo, default='exact'
+        ``'exact'`` is EM; ``'monte-carlo'`` is Monte-Carlo EM: the statistics average
+        over factor scores drawn from their Gaussian posterior, a number of draws a row
+        that grows as the run converges, and a stopping rule that several small changes
+        in a row must meet (pass :class:`emkit.inference.MonteCarlo` options instead to
+        set them); ``'stochastic'`` is stochastic EM (one draw a row). Both run over the
+        rows at every iteration (exact EM on complete data runs on their sufficient
+        statistics), report the exact log-likelihood, which they need not raise at
+        every iteration, take ``accelerate=None``, and the monotonicity check is off for
+        them.
 """
 
 _ATTRIBUTES = """
@@ -485,7 +525,8 @@ _ATTRIBUTES = """
     lower_bound_ : float
         Per-sample log-likelihood at the last iteration.
     lower_bounds_ : ndarray of shape (n_iter_,)
-        Per-sample log-likelihood at every iteration (never decreasing).
+        Per-sample log-likelihood at every iteration (never decreasing with the exact
+        E-step).
     trace_ : EMTrace
         Objective and seconds per iteration.
     n_features_in_ : int
@@ -581,6 +622,16 @@ _FA_PARAMETERS = """
         Rows per chunk of a pass over the data; ``None`` sizes chunks for the CPU cache.
     n_threads : int or None, default=None
         Threads for the chunks; ``None`` uses every available core.
+    e_step : {'exact', 'monte-carlo', 'stochastic'} or MonteCarlo, default='exact'
+        ``'exact'`` is EM; ``'monte-carlo'`` is Monte-Carlo EM: the statistics average
+        over factor scores drawn from their Gaussian posterior, a number of draws a row
+        that grows as the run converges, and a stopping rule that several small changes
+        in a row must meet (pass :class:`emkit.inference.MonteCarlo` options instead to
+        set them); ``'stochastic'`` is stochastic EM (one draw a row). Both run over the
+        rows at every iteration (exact EM on complete data runs on their sufficient
+        statistics), report the exact log-likelihood, which they need not raise at
+        every iteration, take ``accelerate=None``, and the monotonicity check is off for
+        them.
 """
 
 SVD_METHODS = ("lapack", "randomized")
@@ -647,6 +698,7 @@ class FactorAnalysis(_LatentFactorEstimator):
         accelerate: str | None = None,
         chunk_size: int | None = None,
         n_threads: int | None = None,
+        e_step: Any = "exact",
     ) -> None:
         super().__init__(
             n_components,  # type: ignore[arg-type]
@@ -659,6 +711,7 @@ class FactorAnalysis(_LatentFactorEstimator):
             accelerate=accelerate,
             chunk_size=chunk_size,
             n_threads=n_threads,
+            e_step=e_step,
         )
         self.copy = copy
         self.noise_variance_init = noise_variance_init

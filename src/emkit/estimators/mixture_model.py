@@ -41,9 +41,11 @@ from emkit.estimators._mixture_base import (
 from emkit.exceptions import InputError, InputTypeError
 from emkit.families import Bernoulli, Categorical, Gaussian, Poisson, Product
 from emkit.families._base import check_family
+from emkit.families.variational import point_params, variational
 from emkit.inference.em import EMTrace, fit_em_restarts
 from emkit.inference.init import initial_responsibilities
-from emkit.models.mixing import MixingWeights, assignment
+from emkit.inference.monte_carlo import monte_carlo_plan
+from emkit.models.mixing import MixingWeights, VariationalWeights, assignment
 from emkit.models.mixture import Mixture, MixtureParams, fixed_weights
 
 __all__ = [
@@ -157,10 +159,26 @@ class MixtureModel(FamilyMixture, DensityMixin, BaseEstimator):
         How initial responsibilities are drawn (k-means runs on standardized columns).
     weight_concentration : float, default=1.0
         Dirichlet prior alpha >= 1 on the mixing weights (1: maximum likelihood).
-    e_step : {'exact', 'hard'}, default='exact'
+    weight_concentration_prior : float or None, default=None
+        With ``e_step='variational'``, the Dirichlet prior alpha_0 > 0 on the weights
+        (scikit-learn's name; ``None``: ``1 / n_components``). Small values let the fit
+        empty the components it does not need.
+    e_step : {'exact', 'hard', 'variational', 'monte-carlo', 'stochastic'} or MonteCarlo, \
+default='exact'
         The E-step's posterior: ``'exact'`` is EM; ``'hard'`` is classification EM, every
         row wholly on its most probable component, and the objective the complete-data
-        log-likelihood at those assignments.
+        log-likelihood at those assignments; ``'variational'`` is mean-field variational
+        EM (variational Bayes) for families with a conjugate prior (Poisson, Exponential,
+        Bernoulli, Categorical, Multinomial and Products of them): a posterior over every
+        component's parameters and the weights, the objective the ELBO
+        (:mod:`emkit.families.variational`);
+        ``'monte-carlo'`` is Monte-Carlo EM: the statistics average over labels drawn
+        from the posterior, a number of draws a row that grows as the run converges,
+        and a stopping rule that several small changes in a row must meet (pass
+        :class:`emkit.inference.MonteCarlo` options instead to set them);
+        ``'stochastic'`` is stochastic EM (one label drawn a row). Both report the exact
+        log-likelihood, which they need not raise at every iteration: they take
+        ``accelerate=None`` and the monotonicity check is off for them.
     semi_supervised : bool, default=False
         Read ``y`` in ``fit(X, y)`` as known components: ``y[i]`` in 0..n_components-1
         for a labelled row, -1 for an unlabelled one. Off by default so that
@@ -213,6 +231,15 @@ class MixtureModel(FamilyMixture, DensityMixin, BaseEstimator):
         ``probabilities_``, ``means_``...).
     categories_ : dict
         For DataFrame ``category`` columns: the categories behind the integer codes.
+    weight_concentration_ : ndarray of shape (n_components,)
+        With ``e_step='variational'``: the posterior Dirichlet's alpha over the weights
+        (``weights_`` is its mean, and the family's attributes the posterior means).
+    weight_concentration_prior_ : float
+        With ``e_step='variational'``: the prior alpha_0 used.
+    posteriors_ : prior object or dict
+        With ``e_step='variational'``: q(theta), one distribution per component
+        (``GammaPrior``, ``BetaPrior``, ``DirichletPrior`` with ``(K, ...)`` arrays; a dict
+        by block name for a Product).
     converged_, n_iter_, lower_bound_, lower_bounds_, trace_, n_features_in_,
     feature_names_in_ : as in :class:`emkit.GaussianMixture`
 
@@ -249,6 +276,7 @@ class MixtureModel(FamilyMixture, DensityMixin, BaseEstimator):
         n_init: int = 1,
         init_params: str = "kmeans",
         weight_concentration: float = 1.0,
+        weight_concentration_prior: float | None = None,
         e_step: str = "exact",
         semi_supervised: bool = False,
         fixed: Any = None,
@@ -272,6 +300,7 @@ class MixtureModel(FamilyMixture, DensityMixin, BaseEstimator):
         self.n_init = n_init
         self.init_params = init_params
         self.weight_concentration = weight_concentration
+        self.weight_concentration_prior = weight_concentration_prior
         self.e_step = e_step
         self.semi_supervised = semi_supervised
         self.fixed = fixed
@@ -300,14 +329,61 @@ class MixtureModel(FamilyMixture, DensityMixin, BaseEstimator):
 
     # -- validation ------------------------------------------------------------------
 
+    _e_steps = ("exact", "hard", "variational", "monte-carlo", "stochastic")
+
     def _check_parameters(self) -> None:
         check_em_parameters(self)
         check_number("weight_concentration", self.weight_concentration, minimum=1.0)
+        self._check_variational()
         if self.fixed is not None and not isinstance(self.fixed, Mapping):
             raise InputError(
                 "fixed must be None or a dict of known parameters, e.g. {'weights': [0.6, 0.4], "
                 f"'means': {{0: [5.0]}}}}, got {type(self.fixed).__name__}."
             )
+
+    def _check_variational(self) -> None:
+        """The options that variational EM takes, and those it does not."""
+        prior = self.weight_concentration_prior
+        if self.e_step != "variational":
+            if prior is not None:
+                raise InputError(
+                    f"weight_concentration_prior={prior!r} is the Dirichlet prior of "
+                    f"e_step='variational', but e_step={self.e_step!r}. Set "
+                    "e_step='variational', or use weight_concentration for MAP-EM's prior."
+                )
+            return
+        if prior is not None and not check_number("weight_concentration_prior", prior) > 0:
+            raise InputError(
+                f"weight_concentration_prior must be > 0 (a Dirichlet's alpha_0), got {prior!r}."
+            )
+        unsupported = [
+            (
+                "weight_concentration",
+                self.weight_concentration != 1.0,
+                "the weights' prior is weight_concentration_prior",
+            ),
+            (
+                "accelerate",
+                self.accelerate is not None,
+                "SQUAREM extrapolates EM's statistics, not a posterior; leave accelerate=None",
+            ),
+            (
+                "warm_start",
+                bool(self.warm_start),
+                "a variational fit starts afresh; use warm_start=False",
+            ),
+            (
+                "fixed",
+                bool(self.fixed),
+                "variational EM fits a posterior over every parameter; remove fixed",
+            ),
+        ]
+        for name, given, why in unsupported:
+            if given:
+                raise InputError(
+                    f"e_step='variational' does not take {name}={getattr(self, name)!r}: "
+                    f"{why}, or use e_step='exact'."
+                )
 
     def _validate_X(self, X: Any, *, reset: bool) -> tuple[Array, list[str]]:
         """The rows as one float matrix (category columns as their codes) and the column
@@ -421,14 +497,20 @@ class MixtureModel(FamilyMixture, DensityMixin, BaseEstimator):
         alpha = float(self.weight_concentration)
         known_weights = fixed_weights(fixed_params.pop("weights", None), K, alpha)
         family = family.fix(fixed_params, K)
+        fit_family: Any = family
+        mixing: MixingWeights | VariationalWeights = MixingWeights(alpha, known_weights)
+        if self.e_step == "variational":
+            fit_family = variational(family)
+            prior = self.weight_concentration_prior
+            mixing = VariationalWeights(1.0 / K if prior is None else float(prior))
         model = Mixture(
-            family,
+            fit_family,
             dtype,
-            MixingWeights(alpha, known_weights),
-            assignment(self.e_step),
+            mixing,
+            assignment(self.e_step, self._e_steps),
             missing=missing,
         )
-        row_bytes = model.row_bytes(d, family.n_stats, K) + d * Xa.itemsize
+        row_bytes = model.row_bytes(d, fit_family.n_stats, K) + d * Xa.itemsize
         rng = check_random_state(self.random_state)
 
         callback = progress_callback(self)
@@ -464,13 +546,24 @@ class MixtureModel(FamilyMixture, DensityMixin, BaseEstimator):
                     if known is not None:
                         resp = align_to_labels(resp, known, K)
                     stats = initial_statistics(model, engine, filled, w, resp, K)
-                    start = MixtureParams(np.full(K, 1.0 / K), family.default_params(K))
+                    start = MixtureParams(np.full(K, 1.0 / K), fit_family.default_params(K))
                     return model.m_step(start, stats)
 
+            # (the warm start's E-step above reads the rows without their positions)
+            fit_data, step = monte_carlo_plan(
+                model,
+                data,
+                engine,
+                random_state=self.random_state,
+                tol=float(self.tol),
+                accelerate=self.accelerate,
+                monotonicity=self.monotonicity,
+                row_bytes=row_bytes,
+            )
             result = fit_em_restarts(
                 model,
                 engine,
-                data,
+                fit_data,
                 initialize,
                 n_init=1 if warm else self.n_init,
                 rng=rng,
@@ -481,11 +574,49 @@ class MixtureModel(FamilyMixture, DensityMixin, BaseEstimator):
                 dtype=dtype,
                 row_bytes=row_bytes,
                 callback=callback,
+                step=step,
             )
         self._fixed_weights = model.weights.fixed
         self._family_argument = getattr(self, "family", None)
-        self._set_fitted(family, result.params, result.trace, result.converged)
+        params = result.params
+        for name in ("weight_concentration_", "weight_concentration_prior_", "posteriors_"):
+            self.__dict__.pop(name, None)
+        if self.e_step == "variational":
+            self.weight_concentration_prior_ = model.weights.concentration
+            self.weight_concentration_ = params.weights
+            self.posteriors_ = (
+                dict(zip(family.blocks, params.components, strict=True))
+                if isinstance(family, Product)
+                else params.components
+            )
+            # the point estimates predict/score/sample use: the posterior means
+            params = MixtureParams(
+                model.weights.point(params.weights), point_params(fit_family, params.components)
+            )
+        self._set_fitted(family, params, result.trace, result.converged)
         return self
+
+    def partial_fit(self, X: Any, y: Any = None, sample_weight: ArrayLike | None = None) -> Any:
+        """One step of online EM on a mini-batch (see the base class); not with
+        ``e_step='variational'``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : None
+            Ignored.
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        self
+        """
+        if self.e_step == "variational":
+            raise InputError(
+                "partial_fit runs online EM on point estimates; it does not take "
+                "e_step='variational'. Use fit, or e_step='exact'."
+            )
+        return super().partial_fit(X, y, sample_weight=sample_weight)
 
     def _set_fitted(
         self, family: Any, params: MixtureParams, trace: EMTrace, converged: bool
@@ -504,7 +635,11 @@ class MixtureModel(FamilyMixture, DensityMixin, BaseEstimator):
     def _online_start(self) -> tuple[Mixture, MixtureParams]:
         weights = MixingWeights(float(self.weight_concentration), self._fixed_weights)
         model = Mixture(
-            self.family_, resolve_dtype(self.dtype), weights, assignment(self.e_step), True
+            self.family_,
+            resolve_dtype(self.dtype),
+            weights,
+            assignment(self.e_step, self._e_steps),
+            True,
         )
         return model, self.params_
 
@@ -562,7 +697,8 @@ class PoissonMixture(MixtureModel):
     ----------
     prior : GammaPrior, 'auto' or None, default=None
         Gamma prior on the rates (MAP-EM).
-    n_components, tol, max_iter, n_init, init_params, weight_concentration, e_step,
+    n_components, tol, max_iter, n_init, init_params, weight_concentration,
+    weight_concentration_prior, e_step,
     semi_supervised, fixed,
     random_state, warm_start, verbose, verbose_interval, learning_offset, learning_decay,
     dtype, monotonicity, accelerate,
@@ -595,6 +731,7 @@ class PoissonMixture(MixtureModel):
         n_init: int = 1,
         init_params: str = "kmeans",
         weight_concentration: float = 1.0,
+        weight_concentration_prior: float | None = None,
         e_step: str = "exact",
         semi_supervised: bool = False,
         fixed: Any = None,
@@ -617,6 +754,7 @@ class PoissonMixture(MixtureModel):
         self.n_init = n_init
         self.init_params = init_params
         self.weight_concentration = weight_concentration
+        self.weight_concentration_prior = weight_concentration_prior
         self.e_step = e_step
         self.semi_supervised = semi_supervised
         self.fixed = fixed
@@ -653,7 +791,8 @@ class BernoulliMixture(MixtureModel):
     binarize : float or None, default=None
         If a number, values above it count as 1 and the others as 0 (as scikit-learn's
         BernoulliNB); if None, the data must already be 0/1.
-    n_components, tol, max_iter, n_init, init_params, weight_concentration, e_step,
+    n_components, tol, max_iter, n_init, init_params, weight_concentration,
+    weight_concentration_prior, e_step,
     semi_supervised, fixed,
     random_state, warm_start, verbose, verbose_interval, learning_offset, learning_decay,
     dtype, monotonicity, accelerate,
@@ -689,6 +828,7 @@ class BernoulliMixture(MixtureModel):
         n_init: int = 1,
         init_params: str = "kmeans",
         weight_concentration: float = 1.0,
+        weight_concentration_prior: float | None = None,
         e_step: str = "exact",
         semi_supervised: bool = False,
         fixed: Any = None,
@@ -712,6 +852,7 @@ class BernoulliMixture(MixtureModel):
         self.n_init = n_init
         self.init_params = init_params
         self.weight_concentration = weight_concentration
+        self.weight_concentration_prior = weight_concentration_prior
         self.e_step = e_step
         self.semi_supervised = semi_supervised
         self.fixed = fixed
@@ -748,7 +889,8 @@ class CategoricalMixture(MixtureModel):
         Dirichlet prior on every column's category probabilities (MAP-EM).
     n_categories : int, sequence of int or None, default=None
         Categories per column; None takes max code + 1 from the training data.
-    n_components, tol, max_iter, n_init, init_params, weight_concentration, e_step,
+    n_components, tol, max_iter, n_init, init_params, weight_concentration,
+    weight_concentration_prior, e_step,
     semi_supervised, fixed,
     random_state, warm_start, verbose, verbose_interval, learning_offset, learning_decay,
     dtype, monotonicity, accelerate,
@@ -783,6 +925,7 @@ class CategoricalMixture(MixtureModel):
         n_init: int = 1,
         init_params: str = "kmeans",
         weight_concentration: float = 1.0,
+        weight_concentration_prior: float | None = None,
         e_step: str = "exact",
         semi_supervised: bool = False,
         fixed: Any = None,
@@ -806,6 +949,7 @@ class CategoricalMixture(MixtureModel):
         self.n_init = n_init
         self.init_params = init_params
         self.weight_concentration = weight_concentration
+        self.weight_concentration_prior = weight_concentration_prior
         self.e_step = e_step
         self.semi_supervised = semi_supervised
         self.fixed = fixed

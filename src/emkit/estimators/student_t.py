@@ -33,6 +33,7 @@ from emkit.exceptions import InputError
 from emkit.families.gaussian import COVARIANCE_TYPES, centred_column_scale, covariance_structure
 from emkit.inference.em import fit_em_restarts
 from emkit.inference.init import initial_responsibilities
+from emkit.inference.monte_carlo import monte_carlo_plan
 from emkit.models.mixing import assignment
 from emkit.models.student_t import (
     DOF_BOUNDS,
@@ -103,9 +104,16 @@ class StudentTMixture(FittedMixture, DensityMixin, BaseEstimator):
         Log progress (logger ``"emkit"``) every ``verbose_interval`` iterations.
     verbose_interval : int, default=10
         Iterations between two progress messages.
-    e_step : {'exact', 'hard'}, default='exact'
+    e_step : {'exact', 'hard', 'monte-carlo', 'stochastic'} or MonteCarlo, default='exact'
         ``'exact'`` is EM; ``'hard'`` is classification EM (each row wholly on its most
-        probable component; the scales u stay integrated out).
+        probable component; the scales u stay integrated out); ``'monte-carlo'`` is
+        Monte-Carlo EM: the statistics average over labels drawn from the posterior
+        (the scales' moments given the label stay exact), a number of draws a row that
+        grows as the run converges, and a stopping rule that several small changes in a
+        row must meet (pass :class:`emkit.inference.MonteCarlo` options instead to set
+        them); ``'stochastic'`` is stochastic EM (one label drawn a row). Both report
+        the exact log-likelihood, which they need not raise at every iteration: they
+        take ``accelerate=None`` and the monotonicity check is off for them.
     monotonicity : {'warn', 'raise', 'off'}, default='warn'
         What to do if the log-likelihood decreases between iterations.
     accelerate : {None, 'squarem'}, default=None
@@ -311,10 +319,20 @@ class StudentTMixture(FittedMixture, DensityMixin, BaseEstimator):
                 stats = initial_statistics(model, engine, filled, w, resp, K, row_bytes)
                 return model.initial_params(stats, start_dof)
 
+            data, step = monte_carlo_plan(
+                model,
+                (Xa, w),
+                engine,
+                random_state=self.random_state,
+                tol=float(self.tol),
+                accelerate=self.accelerate,
+                monotonicity=self.monotonicity,
+                row_bytes=row_bytes,
+            )
             result = fit_em_restarts(
                 model,
                 engine,
-                (Xa, w),
+                data,
                 initialize,
                 n_init=1 if warm else int(self.n_init),
                 rng=rng,
@@ -325,6 +343,7 @@ class StudentTMixture(FittedMixture, DensityMixin, BaseEstimator):
                 row_bytes=row_bytes,
                 callback=progress_callback(self),
                 on_start=(lambda i: logger.info("Initialization %d", i)) if self.verbose else None,
+                step=step,
             )
         params = result.params
         structure = model.structure

@@ -108,6 +108,13 @@ class SimpleFamily:
     ``n_stats`` and ``statistics`` otherwise), most families have no base measure
     (override ``log_base_measure`` otherwise), and values are checked by
     ``_check_values``.
+
+    A family with an updating conjugate prior (:mod:`emkit.families.priors`) also has
+    ``_posterior(counts, sum_t)`` (the prior updated with the statistics, one
+    distribution per component; its ``mode()`` is the MAP M-step) and, for variational EM
+    (:mod:`emkit.families.variational`), ``_proper_prior()``, ``_expected_natural(q)``
+    (E[eta] and each column's E[A]) and ``_point(q)`` (the posterior means as
+    parameters).
     """
 
     name: ClassVar[str] = "simple"
@@ -345,13 +352,6 @@ class SimpleFamily:
         """The prior's smallest pseudo-count (0 without a prior)."""
         return float(np.min(self._pseudo()[1]))
 
-    def _mean_parameters(self, nk: Array, sum_t: Array) -> tuple[Array, Array]:
-        """(E_k[t(x)] = (phi + S_k) / (nu + N_k), nu + N_k), each (K, n_stats)."""
-        phi, nu = self._pseudo()
-        count = nu + nk[:, None] + np.zeros_like(sum_t)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return (phi + sum_t) / count, count
-
 
 def solve_increasing(
     f: Callable[[Array, NDArray[np.bool_]], Array],
@@ -433,8 +433,16 @@ class NewtonFamily(SimpleFamily):
             return self.prior.phi, float(self.prior.pseudo_count)
         return 0.0, 0.0
 
+    def _posterior(self, counts: Array, sum_t: Array) -> ConjugatePrior:
+        """The conjugate update (phi + S_k, nu + N_k) (the flat prior without one)."""
+        prior = self.prior if isinstance(self.prior, ConjugatePrior) else ConjugatePrior.flat()
+        return prior.posterior((counts, sum_t))
+
     def _split_means(self, nk: Array, sum_t: Array) -> tuple[Array, Array, Array]:
-        """(mean of the first statistic, of the second, nu + N_k), each (K, d)."""
-        mean, count = self._mean_parameters(nk, sum_t)
+        """(mean of the first statistic, of the second, nu + N_k) at the posterior's mode,
+        each (K, d)."""
+        post = self._posterior(nk[:, None], sum_t)
+        mean = post.mode()
+        count = np.broadcast_to(post.pseudo_count, mean.shape)
         d = self.n_features
         return mean[:, :d], mean[:, d:], count[:, :d]

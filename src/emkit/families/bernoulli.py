@@ -129,15 +129,21 @@ class Bernoulli(SimpleFamily):
             return a - 1.0, a + b - 2.0
         return 0.0, 0.0
 
+    def _conjugate(self) -> BetaPrior:
+        """The Beta prior on the probabilities (the uniform Beta(1, 1) without one)."""
+        return self.prior if isinstance(self.prior, BetaPrior) else BetaPrior.flat()
+
+    def _posterior(self, counts: Array, sum_t: Array) -> BetaPrior:
+        """Beta(a + S_k, b + N_k - S_k) on every probability; ``counts`` (K, 1) or (K, d)."""
+        return self._conjugate().posterior((sum_t, counts - sum_t))
+
     def _mean_and_complement(self, nk: Array, sum_t: Array) -> tuple[Array, Array, Array]:
-        """(E_k[x], E_k[1 - x], nu + N_k), each (K, d), the mean clipped into [0, 1]."""
-        phi, nu = self._pseudo()
-        count = nu + nk[:, None] + np.zeros_like(sum_t)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            mean = np.clip((phi + sum_t) / count, 0.0, 1.0)
-            # 1 - mean from its own counts: exact when mean is close to 1
-            other = np.clip((nu - phi + nk[:, None] - sum_t) / count, 0.0, 1.0)
-        return mean, other, count
+        """(the posterior's mode E_k[x], E_k[1 - x], its pseudo-count a + b - 2), each
+        (K, d), the mean clipped into [0, 1]."""
+        post = self._posterior(nk[:, None], sum_t)
+        mean, other = post.mode_and_complement()
+        count = post.excess_a + post.excess_b
+        return np.clip(mean, 0.0, 1.0), np.clip(other, 0.0, 1.0), count
 
     def _maximize(self, nk: Array, sum_t: Array) -> BernoulliParams:
         mean, _, _ = self._mean_and_complement(nk, sum_t)
@@ -151,6 +157,18 @@ class Bernoulli(SimpleFamily):
             kl = xlogy(mean, mean) - mean * np.log(p) + xlogy(other, other) - other * np.log1p(-p)
             loss = count * np.maximum(kl, 0.0)
         return np.nan_to_num(loss, nan=0.0).sum(axis=1)
+
+    # -- variational EM: q(probabilities) = Beta -------------------------------------------
+
+    def _proper_prior(self) -> BetaPrior:
+        return self._conjugate()
+
+    def _expected_natural(self, post: BetaPrior) -> tuple[Array, Array]:
+        """(E[logit p], each column's E[A] = E[-log(1 - p)]), each (K, d)."""
+        return post.expected_natural()
+
+    def _point(self, post: BetaPrior) -> BernoulliParams:
+        return BernoulliParams(post.mean())
 
     def _log_prior(self, params: BernoulliParams) -> float:
         if not isinstance(self.prior, BetaPrior):

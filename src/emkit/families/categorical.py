@@ -25,7 +25,7 @@ from scipy.special import xlogy
 from emkit.exceptions import InputError
 from emkit.families._base import Group, check_distributions, column_label, statistic_rows
 from emkit.families._simple import SimpleFamily, first_bad
-from emkit.families.priors import DirichletPrior, check_prior
+from emkit.families.priors import DirichletPrior, check_prior, segment_sums
 
 __all__ = ["Categorical", "CategoricalParams"]
 
@@ -279,18 +279,45 @@ class Categorical(SimpleFamily):
         nu = np.add.reduceat(phi, offsets[:-1])
         return phi, np.repeat(nu, self._categories())
 
+    def _conjugate(self) -> DirichletPrior:
+        """One Dirichlet per column, packed like the statistics (Dirichlet(1): uniform,
+        without a prior)."""
+        alpha = self._alpha()
+        offsets = self._offsets()
+        return DirichletPrior.packed(np.ones(offsets[-1]) if alpha is None else alpha, offsets)
+
+    def _posterior(self, counts: Array, sum_t: Array) -> DirichletPrior:
+        """Dirichlet(alpha + S_k) on every column's probabilities (``counts`` unused: the
+        indicators' sums are the counts)."""
+        return self._conjugate().posterior(sum_t)
+
     def _maximize(self, nk: Array, sum_t: Array) -> CategoricalParams:
-        mean, _ = self._mean_parameters(nk, sum_t)
+        mean = self._posterior(nk[:, None], sum_t).mode()
         if np.isnan(mean).any():
             mean = np.where(np.isnan(mean), self.default_params(nk.shape[0])[0], mean)
         return CategoricalParams(np.maximum(mean, _PROB_FLOOR))
 
     def _divergence(self, params: CategoricalParams, nk: Array, sum_t: Array) -> Array:
         # per column, Q(m) - Q(p) = count KL(m || p), Q = count sum_c m_c log p_c
-        mean, count = self._mean_parameters(nk, sum_t)
+        post = self._posterior(nk[:, None], sum_t)
+        mean = post.mode()
+        count = _segment_total(post)
         terms = count * (xlogy(mean, mean) - xlogy(mean, params.probabilities))
         loss = np.maximum(np.add.reduceat(terms, self._offsets()[:-1], axis=1), 0.0)
         return np.nan_to_num(loss, nan=0.0).sum(axis=1)
+
+    # -- variational EM: q(probabilities) = Dirichlet per column ---------------------------
+
+    def _proper_prior(self) -> DirichletPrior:
+        return self._conjugate()
+
+    def _expected_natural(self, post: DirichletPrior) -> tuple[Array, Array]:
+        """(E[log p] (K, n_stats), each column's E[A] = 0 (K, d))."""
+        e_log, _ = post.expected_natural()
+        return e_log, np.zeros((e_log.shape[0], self.n_features))
+
+    def _point(self, post: DirichletPrior) -> CategoricalParams:
+        return CategoricalParams(post.mean())
 
     def _log_prior(self, params: CategoricalParams) -> float:
         alpha = self._alpha()
@@ -370,3 +397,8 @@ class Categorical(SimpleFamily):
         """``probabilities``: one ``(n_components, C_j)`` array per column."""
         offsets = self._offsets()
         return {"probabilities": [params.probabilities[:, lo:hi] for lo, hi in pairwise(offsets)]}
+
+
+def _segment_total(post: DirichletPrior) -> Array:
+    """Each column's total pseudo-count sum_c (alpha_c - 1), repeated over its categories."""
+    return segment_sums(post.excess, post.offsets)

@@ -137,17 +137,26 @@ class Exponential(SimpleFamily):
             return self.prior.b, self.prior.a - 1.0
         return 0.0, 0.0
 
+    def _conjugate(self) -> GammaPrior:
+        """The Gamma prior on the rates (the flat Gamma(1, 0) without one)."""
+        return self.prior if isinstance(self.prior, GammaPrior) else GammaPrior.flat()
+
+    def _posterior(self, counts: Array, sum_t: Array) -> GammaPrior:
+        """Gamma(a + N_k, b + S_k) on every rate; ``counts`` (K, 1) or (K, d)."""
+        return self._conjugate().posterior((counts, sum_t))
+
     def _maximize(self, nk: Array, sum_t: Array) -> ExponentialParams:
-        mean, _ = self._mean_parameters(nk, sum_t)
-        with np.errstate(divide="ignore"):
-            rates = 1.0 / np.nan_to_num(mean, nan=1.0)
+        rates = np.nan_to_num(self._posterior(nk[:, None], sum_t).mode(), nan=1.0)
         ceiling = _RATE_CEILING if self.rate_ceiling is None else self.rate_ceiling
         return ExponentialParams(np.clip(rates, _RATE_FLOOR, ceiling))
 
     def _divergence(self, params: ExponentialParams, nk: Array, sum_t: Array) -> Array:
         # Q = count (log lambda - lambda m), maximal at 1 / m:
         # Q(1/m) - Q(lambda) = count (v - 1 - log v), v = lambda m (inf when m = 0)
-        mean, count = self._mean_parameters(nk, sum_t)
+        post = self._posterior(nk[:, None], sum_t)
+        with np.errstate(divide="ignore"):
+            mean = 1.0 / post.mode()  # E[x] at the mode
+        count = np.broadcast_to(post.excess, mean.shape)
         rates = params.rates
         v = rates * mean
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -157,6 +166,19 @@ class Exponential(SimpleFamily):
             )
             loss = count * np.maximum(loss, 0.0)
         return np.nan_to_num(loss, nan=0.0, posinf=np.inf).sum(axis=1)
+
+    # -- variational EM: q(rates) = Gamma ------------------------------------------------
+
+    def _proper_prior(self) -> GammaPrior | None:
+        return self.prior if isinstance(self.prior, GammaPrior) else None
+
+    def _expected_natural(self, post: GammaPrior) -> tuple[Array, Array]:
+        """(E[eta] = -E[lambda], each column's E[A] = -E[log lambda]), each (K, d)."""
+        e_log, e_rate = post.expected_natural()
+        return -e_rate, -e_log
+
+    def _point(self, post: GammaPrior) -> ExponentialParams:
+        return ExponentialParams(post.mean())
 
     def _log_prior(self, params: ExponentialParams) -> float:
         if not isinstance(self.prior, GammaPrior):

@@ -30,7 +30,12 @@ from numpy.typing import NDArray
 from scipy.special import gammaln, multigammaln
 
 from emkit._validation import check_fit_range
-from emkit.exceptions import DegenerateComponentWarning, EmkitError, InputError
+from emkit.exceptions import (
+    DegenerateComponentError,
+    DegenerateComponentWarning,
+    EmkitError,
+    InputError,
+)
 from emkit.families._base import (
     Fixed,
     Group,
@@ -109,6 +114,28 @@ _ILL_DEFINED = (
     "covariance (for instance caused by singleton or collapsed samples). Try to decrease "
     "the number of components, increase reg_covar, or scale the input data."
 )
+
+
+def _singular(
+    structure: CovarianceStructure, cov: Array, floored: NDArray[np.bool_], scale: Array
+) -> bool:
+    """Whether a covariance the M-step held at the degeneracy floor was singular before
+    it, not just below the floor: a matrix with no Cholesky factor, or a variance within
+    the round-off of the data's own scale (4 eps c_i^2, where the floor is 1e3 eps c_i^2
+    times d). With ``reg_covar=0`` that is a fit without a maximum, not one to mend."""
+    eps = float(np.finfo(np.float64).eps)
+    for k in np.flatnonzero(floored):
+        c = cov if structure.shared else cov[k]
+        if isinstance(structure, _Variances):
+            zero = 4.0 * eps / _FLOOR_EPS * structure.variance_floor(scale)
+            if np.any(c <= zero):
+                return True
+            continue
+        try:
+            np.linalg.cholesky(c)
+        except np.linalg.LinAlgError:
+            return True
+    return False
 
 
 class GaussianFixed(NamedTuple):
@@ -1113,6 +1140,7 @@ class GaussianFamily:
         fixed = self.fixed
         scale = self._floor_scale()
         floored = np.zeros(K, dtype=bool)
+        raw = cov
         if fixed is None or fixed.covariances is None:
             cov, prec_chol, low = self.structure.factor(cov, scale)
             floored |= low  # (1,) for a tied covariance: every component
@@ -1127,6 +1155,19 @@ class GaussianFamily:
             free = ~known.mask
             if free.any():
                 cov[free], prec_chol[free], floored[free] = self.structure.factor(cov[free], scale)
+        if self.reg_covar == 0 and _singular(self.structure, raw, floored, scale):
+            which = (
+                "the shared covariance"
+                if self.structure.shared
+                else f"the covariance of component(s) {np.flatnonzero(floored).tolist()}"
+            )
+            raise DegenerateComponentError(
+                f"The fit failed: with reg_covar=0, {which} became singular (the "
+                "component collapsed onto fewer samples than dimensions, onto a subspace or "
+                "onto equal values, where the likelihood has no maximum). Increase reg_covar "
+                "(the default 1e-6 keeps such a component "
+                "finite), use a prior, decrease n_components, or scale the input data."
+            )
         if floored.any():
             which = np.flatnonzero(floored).tolist()
             warnings.warn(

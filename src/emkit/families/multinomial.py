@@ -147,13 +147,21 @@ class Multinomial(SimpleFamily):
             return phi, float(phi.sum())
         return 0.0, 0.0
 
+    def _conjugate(self) -> DirichletPrior:
+        """The Dirichlet prior on the probabilities (Dirichlet(1): uniform, without one)."""
+        if isinstance(self.prior, DirichletPrior):
+            return DirichletPrior.packed(self.prior.alpha(self.n_features))
+        return DirichletPrior.packed(np.ones(self.n_features))
+
+    def _posterior(self, counts: Array, sum_t: Array) -> DirichletPrior:
+        """Dirichlet(alpha + S_k) (``counts`` unused: the category counts are S_k)."""
+        return self._conjugate().posterior(sum_t)
+
     def _probabilities(self, sum_t: Array) -> tuple[Array, Array]:
-        """(E_k[p] = (phi + S_k) / (nu + M_k), nu + M_k), with M_k the total count."""
-        phi, _ = self._pseudo()
-        numerator = np.clip(phi + sum_t, 0.0, None)
-        mass = numerator.sum(axis=1, keepdims=True)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return numerator / mass, mass
+        """(the posterior's mode E_k[p] = (alpha - 1 + S_k) / sum(...), its pseudo-count)."""
+        post = self._posterior(np.zeros((sum_t.shape[0], 1)), sum_t)
+        mass = np.sum(post.excess, axis=1, keepdims=True)
+        return post.mode(), mass
 
     def _maximize(self, nk: Array, sum_t: Array) -> MultinomialParams:
         mean, _ = self._probabilities(sum_t)
@@ -181,6 +189,19 @@ class Multinomial(SimpleFamily):
         kl = np.sum(xlogy(mean, mean) - xlogy(mean, params.probabilities), axis=1)
         loss = mass[:, 0] * np.maximum(kl, 0.0)
         return np.nan_to_num(loss, nan=0.0)
+
+    # -- variational EM: q(probabilities) = Dirichlet --------------------------------------
+
+    def _proper_prior(self) -> DirichletPrior:
+        return self._conjugate()
+
+    def _expected_natural(self, post: DirichletPrior) -> tuple[Array, Array]:
+        """(E[log p] (K, C), E[A] = 0 (K, C): the log-normalizer is 0)."""
+        e_log, _ = post.expected_natural()
+        return e_log, np.zeros_like(e_log)
+
+    def _point(self, post: DirichletPrior) -> MultinomialParams:
+        return MultinomialParams(post.mean())
 
     def _log_prior(self, params: MultinomialParams) -> float:
         if not isinstance(self.prior, DirichletPrior):

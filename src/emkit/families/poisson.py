@@ -111,17 +111,39 @@ class Poisson(SimpleFamily):
             return self.prior.a - 1.0, self.prior.b
         return 0.0, 0.0
 
+    def _conjugate(self) -> GammaPrior:
+        """The Gamma prior on the rates (the flat Gamma(1, 0) without one)."""
+        return self.prior if isinstance(self.prior, GammaPrior) else GammaPrior.flat()
+
+    def _posterior(self, counts: Array, sum_t: Array) -> GammaPrior:
+        """Gamma(a + S_k, b + N_k) on every rate; ``counts`` (K, 1) or (K, d)."""
+        return self._conjugate().posterior((sum_t, counts))
+
     def _maximize(self, nk: Array, sum_t: Array) -> PoissonParams:
-        mean, _ = self._mean_parameters(nk, sum_t)
+        mean = self._posterior(nk[:, None], sum_t).mode()
         return PoissonParams(np.maximum(np.nan_to_num(mean, nan=1.0), _RATE_FLOOR))
 
     def _divergence(self, params: PoissonParams, nk: Array, sum_t: Array) -> Array:
         # Q(m) - Q(lambda) = count (m log(m / lambda) - m + lambda), Q = count (m log l - l)
-        mean, count = self._mean_parameters(nk, sum_t)
+        post = self._posterior(nk[:, None], sum_t)
+        mean = post.mode()
+        count = np.broadcast_to(post.rate, mean.shape)
         lam = params.rates
         with np.errstate(divide="ignore", invalid="ignore"):
             loss = count * (xlogy(mean, mean) - xlogy(mean, lam) - mean + lam)
         return np.nan_to_num(loss, nan=0.0).sum(axis=1)
+
+    # -- variational EM: q(rates) = Gamma ------------------------------------------------
+
+    def _proper_prior(self) -> GammaPrior | None:
+        return self.prior if isinstance(self.prior, GammaPrior) else None
+
+    def _expected_natural(self, post: GammaPrior) -> tuple[Array, Array]:
+        """(E[log lambda] (K, d), E[lambda] (K, d): each column's E[A])."""
+        return post.expected_natural()
+
+    def _point(self, post: GammaPrior) -> PoissonParams:
+        return PoissonParams(post.mean())
 
     def _log_prior(self, params: PoissonParams) -> float:
         if not isinstance(self.prior, GammaPrior):

@@ -13,16 +13,26 @@ Poisson rate, ``(a - 1 + S) / (a + b - 2 + N)`` for a probability, mclust's form
 Gaussians. Each family documents its ``phi`` and ``nu``. The objective of MAP-EM is
 log-likelihood + log prior density (normalized where the prior is proper), which EM never
 decreases.
+
+Priors are objects that update (:class:`UpdatingPrior`): ``posterior(stats)`` is the
+conjugate update with a component's weighted statistics (vectorised: the result holds one
+distribution per component), ``mode()`` its MAP point, ``mean()`` its posterior mean,
+``expected_natural()`` the expectations variational EM needs and ``kl(other)`` the
+divergence that enters the ELBO. The MAP M-step of every family with one of these priors is
+``prior.posterior(stats).mode()``; variational EM uses the same objects
+(:mod:`emkit.families.variational`). A posterior keeps its pseudo-counts in "excess" form
+(``a - 1`` for a Gamma shape), so that its mode ``(a - 1 + S) / (b + N)`` is computed
+without the cancellation of ``(1 + S) - 1``, exactly as the M-step always computed it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.special import gammaln
+from scipy.special import digamma, gammaln
 
 from emkit.exceptions import InputError
 
@@ -32,11 +42,93 @@ __all__ = [
     "DirichletPrior",
     "GammaPrior",
     "GaussianPrior",
+    "UpdatingPrior",
     "check_prior",
     "check_prior_sizes",
+    "segment_sums",
 ]
 
 Array = NDArray[np.floating[Any]]
+
+_P = TypeVar("_P")
+
+
+class UpdatingPrior(Protocol):
+    """A conjugate prior (or posterior) that updates with sufficient statistics.
+
+    Every array held is broadcast against the statistics it is updated with, so a
+    posterior of ``K`` components holds ``(K, ...)`` arrays; :meth:`kl` sums over every
+    axis after the first.
+    """
+
+    def posterior(self: _P, stats: Any) -> _P:
+        """The conjugate update with a component's weighted statistics (same type)."""
+        ...
+
+    def mode(self) -> Any:
+        """The MAP point of the distribution (the M-step of MAP-EM)."""
+        ...
+
+    def mean(self) -> Any:
+        """The mean of the distribution (variational EM's point estimate)."""
+        ...
+
+    def expected_natural(self) -> tuple[Array, Array]:
+        """(E[eta], E[A(eta)]) of the likelihood it is conjugate to, under this
+        distribution: what the variational E-step uses in place of (eta, A(eta))."""
+        ...
+
+    def kl(self, other: Any) -> Array:
+        """KL(self || other), one value per component (summed over the other axes)."""
+        ...
+
+
+def _build(cls: type[_P], **values: Any) -> _P:
+    """An instance of a frozen prior class holding ``values``, without the argument checks
+    of its constructor: posteriors hold (K, ...) arrays, and the flat (improper) prior of
+    maximum likelihood has zero pseudo-counts."""
+    obj = object.__new__(cls)
+    for name, value in values.items():
+        object.__setattr__(obj, name, value)
+    return obj
+
+
+def _stored(obj: Any, name: str, default: Any) -> Array:
+    """A value a posterior stores (see :func:`_build`), or ``default()`` for a prior built
+    by its constructor (whose dataclass fields are only the user's arguments)."""
+    value = obj.__dict__.get(name)
+    return np.asarray(default() if value is None else value)
+
+
+def _per_component(terms: Array) -> Array:
+    """Sum over every axis after the first (one value per component)."""
+    terms = np.asarray(terms, dtype=np.float64)
+    return terms.sum(axis=tuple(range(1, terms.ndim))) if terms.ndim > 1 else terms
+
+
+def _gamma_kl(a: Array, b: Array, a0: Array, b0: Array) -> Array:
+    """KL(Gamma(a, b) || Gamma(a0, b0)) element-wise (shape-rate parameters)."""
+    return (
+        (a - a0) * digamma(a)
+        - gammaln(a)
+        + gammaln(a0)
+        + a0 * (np.log(b) - np.log(b0))
+        + a * (b0 - b) / b
+    )
+
+
+def _segments(offsets: NDArray[np.intp] | None, size: int) -> NDArray[np.intp]:
+    """Where each Dirichlet starts along the last axis (one segment without offsets)."""
+    return np.array([0], dtype=np.intp) if offsets is None else offsets[:-1]
+
+
+def segment_sums(values: Array, offsets: NDArray[np.intp] | None) -> Array:
+    """Each segment's sum along the last axis, repeated over its entries."""
+    values = np.asarray(values, dtype=np.float64)
+    if offsets is None:
+        return np.broadcast_to(values.sum(axis=-1, keepdims=True), values.shape)
+    sums = np.add.reduceat(values, offsets[:-1], axis=-1)
+    return np.repeat(sums, np.diff(offsets), axis=-1)
 
 
 def _positive(name: str, value: Any, minimum: float, strict: bool, what: str) -> Array:
@@ -75,6 +167,17 @@ class GammaPrior:
         _positive("GammaPrior shape", self.shape, 1.0, False, "the mode must exist")
         _positive("GammaPrior rate", self.rate, 0.0, True, "a proper prior")
 
+    @classmethod
+    def flat(cls) -> GammaPrior:
+        """The improper prior ``Gamma(1, 0)`` (density 1): its posterior's mode is the
+        maximum-likelihood rate ``S / N``."""
+        return _build(cls, shape=1.0, rate=0.0, _excess=np.float64(0.0))
+
+    @property
+    def excess(self) -> Array:
+        """``shape - 1``, kept exact through updates (a posterior's ``a - 1 + S``)."""
+        return _stored(self, "_excess", lambda: np.asarray(self.shape, dtype=np.float64) - 1.0)
+
     @property
     def a(self) -> Array:
         return np.asarray(self.shape, dtype=np.float64)
@@ -82,6 +185,40 @@ class GammaPrior:
     @property
     def b(self) -> Array:
         return np.asarray(self.rate, dtype=np.float64)
+
+    def posterior(self, stats: tuple[Any, Any]) -> GammaPrior:
+        """``Gamma(a + s, b + r)`` for ``stats = (s, r)``, the likelihood's coefficients of
+        ``log lambda`` and ``-lambda``: ``(S_k, N_k)`` for Poisson counts, ``(N_k, S_k)``
+        for Exponential values.
+
+        Examples
+        --------
+        >>> post = GammaPrior(2.0, 1.0).posterior((np.array([[3.0]]), np.array([[4.0]])))
+        >>> post.shape, post.rate, post.mode()
+        (array([[5.]]), array([[5.]]), array([[0.8]]))
+        """
+        excess = self.excess + np.asarray(stats[0], dtype=np.float64)
+        rate = self.b + np.asarray(stats[1], dtype=np.float64)
+        return _build(GammaPrior, shape=1.0 + excess, rate=rate, _excess=excess)
+
+    def mode(self) -> Array:
+        """``(a - 1) / b`` (NaN where ``b = 0`` and ``a = 1``: no information)."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.asarray(self.excess / self.b)
+
+    def mean(self) -> Array:
+        """``a / b``."""
+        return np.asarray(self.a / self.b)
+
+    def expected_natural(self) -> tuple[Array, Array]:
+        """``(E[log lambda], E[lambda]) = (digamma(a) - log b, a / b)``: a Poisson's
+        ``(E[eta], E[A])``; an Exponential's are ``(-E[lambda], -E[log lambda])``."""
+        a, b = self.a, self.b
+        return np.asarray(digamma(a) - np.log(b)), np.asarray(a / b)
+
+    def kl(self, other: GammaPrior) -> Array:
+        """KL(self || other) per component."""
+        return _per_component(_gamma_kl(self.a, self.b, other.a, other.b))
 
     def log_density(self, rates: Array) -> Array:
         """Element-wise log Gamma(rates | shape, rate)."""
@@ -110,6 +247,72 @@ class BetaPrior:
         _positive("BetaPrior a", self.a, 1.0, False, "the mode must exist")
         _positive("BetaPrior b", self.b, 1.0, False, "the mode must exist")
 
+    @classmethod
+    def flat(cls) -> BetaPrior:
+        """``Beta(1, 1)`` (uniform): its posterior's mode is the maximum-likelihood
+        probability."""
+        return BetaPrior(1.0, 1.0)
+
+    @property
+    def excess_a(self) -> Array:
+        """``a - 1``, kept exact through updates."""
+        return _stored(self, "_excess_a", lambda: np.asarray(self.a, dtype=np.float64) - 1.0)
+
+    @property
+    def excess_b(self) -> Array:
+        """``b - 1``, kept exact through updates."""
+        return _stored(self, "_excess_b", lambda: np.asarray(self.b, dtype=np.float64) - 1.0)
+
+    def posterior(self, stats: tuple[Any, Any]) -> BetaPrior:
+        """``Beta(a + s, b + f)`` for ``stats = (s, f)``: successes and failures.
+
+        Examples
+        --------
+        >>> BetaPrior(2.0, 2.0).posterior((np.array([3.0]), np.array([1.0]))).mode()
+        array([0.66666667])
+        """
+        ea = self.excess_a + np.asarray(stats[0], dtype=np.float64)
+        eb = self.excess_b + np.asarray(stats[1], dtype=np.float64)
+        return _build(BetaPrior, a=1.0 + ea, b=1.0 + eb, _excess_a=ea, _excess_b=eb)
+
+    def mode(self) -> Array:
+        """``(a - 1) / (a + b - 2)`` (NaN where ``a = b = 1``: no information)."""
+        return self.mode_and_complement()[0]
+
+    def mode_and_complement(self) -> tuple[Array, Array]:
+        """(mode, 1 - mode), the complement from its own pseudo-counts (exact near 1)."""
+        count = self.excess_a + self.excess_b
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.asarray(self.excess_a / count), np.asarray(self.excess_b / count)
+
+    def mean(self) -> Array:
+        """``a / (a + b)``."""
+        a = np.asarray(self.a, dtype=np.float64)
+        return np.asarray(a / (a + np.asarray(self.b, dtype=np.float64)))
+
+    def expected_natural(self) -> tuple[Array, Array]:
+        """A Bernoulli's ``(E[logit p], E[-log(1 - p)])`` =
+        ``(digamma(a) - digamma(b), digamma(a + b) - digamma(b))``."""
+        a = np.asarray(self.a, dtype=np.float64)
+        b = np.asarray(self.b, dtype=np.float64)
+        psi_b = digamma(b)
+        return np.asarray(digamma(a) - psi_b), np.asarray(digamma(a + b) - psi_b)
+
+    def kl(self, other: BetaPrior) -> Array:
+        """KL(self || other) per component."""
+        a, b = np.asarray(self.a, dtype=np.float64), np.asarray(self.b, dtype=np.float64)
+        a0, b0 = np.asarray(other.a, dtype=np.float64), np.asarray(other.b, dtype=np.float64)
+        log_beta = gammaln(a) + gammaln(b) - gammaln(a + b)
+        log_beta0 = gammaln(a0) + gammaln(b0) - gammaln(a0 + b0)
+        terms = (
+            log_beta0
+            - log_beta
+            + (a - a0) * digamma(a)
+            + (b - b0) * digamma(b)
+            + (a0 - a + b0 - b) * digamma(a + b)
+        )
+        return _per_component(terms)
+
     def log_density(self, p: Array) -> Array:
         a = np.asarray(self.a, dtype=np.float64)
         b = np.asarray(self.b, dtype=np.float64)
@@ -137,6 +340,82 @@ class DirichletPrior:
         _positive(
             "DirichletPrior concentration", self.concentration, 1.0, False, "the mode must exist"
         )
+
+    @classmethod
+    def packed(
+        cls, concentration: Any, offsets: NDArray[np.intp] | None = None, check: bool = True
+    ) -> DirichletPrior:
+        """Independent Dirichlets over segments of the last axis, ``offsets[j]`` to
+        ``offsets[j + 1]`` (one Categorical column each); ``None`` is one segment.
+        ``check=False`` allows concentrations in (0, 1) (no mode, but a proper prior:
+        variational EM's weights)."""
+        alpha = np.asarray(concentration, dtype=np.float64)
+        if check:
+            DirichletPrior(alpha.ravel())
+        elif not (np.all(np.isfinite(alpha)) and np.all(alpha > 0)):
+            raise InputError(
+                f"A Dirichlet concentration must be finite and > 0, got {concentration!r}."
+            )
+        return _build(cls, concentration=alpha, _excess=alpha - 1.0, _offsets=offsets)
+
+    @property
+    def excess(self) -> Array:
+        """``alpha - 1``, kept exact through updates."""
+        return _stored(
+            self, "_excess", lambda: np.asarray(self.concentration, dtype=np.float64) - 1.0
+        )
+
+    @property
+    def offsets(self) -> NDArray[np.intp] | None:
+        """Segments of the last axis, each its own Dirichlet (None: one)."""
+        return self.__dict__.get("_offsets")
+
+    def posterior(self, stats: Any) -> DirichletPrior:
+        """``Dirichlet(alpha + counts)`` for ``stats = counts`` (``(K, C)``: each
+        component's weighted count of every category).
+
+        Examples
+        --------
+        >>> DirichletPrior(2.0).posterior(np.array([[1.0, 3.0]])).mode()
+        array([[0.33333333, 0.66666667]])
+        """
+        excess = self.excess + np.asarray(stats, dtype=np.float64)
+        return _build(
+            DirichletPrior, concentration=1.0 + excess, _excess=excess, _offsets=self.offsets
+        )
+
+    def mode(self) -> Array:
+        """``(alpha - 1) / sum(alpha - 1)`` per segment."""
+        excess = np.asarray(self.excess, dtype=np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.asarray(excess / segment_sums(excess, self.offsets))
+
+    def mean(self) -> Array:
+        """``alpha / sum(alpha)`` per segment."""
+        alpha = np.asarray(self.concentration, dtype=np.float64)
+        return np.asarray(alpha / segment_sums(alpha, self.offsets))
+
+    def expected_natural(self) -> tuple[Array, Array]:
+        """A Categorical's ``(E[log p], E[A] = 0)``:
+        ``E[log p_c] = digamma(alpha_c) - digamma(sum alpha)``."""
+        alpha = np.asarray(self.concentration, dtype=np.float64)
+        e_log = digamma(alpha) - digamma(segment_sums(alpha, self.offsets))
+        return np.asarray(e_log), np.zeros(alpha.shape[:-1])
+
+    def kl(self, other: DirichletPrior) -> Array:
+        """KL(self || other) per component (summed over the segments)."""
+        alpha = np.asarray(self.concentration, dtype=np.float64)
+        alpha0 = np.broadcast_to(np.asarray(other.concentration, dtype=np.float64), alpha.shape)
+        total, total0 = segment_sums(alpha, self.offsets), segment_sums(alpha0, self.offsets)
+        starts = _segments(self.offsets, alpha.shape[-1])
+        # per segment: log G(sum a) - log G(sum a0); per entry: the rest
+        head = gammaln(np.take(total, starts, axis=-1)) - gammaln(np.take(total0, starts, axis=-1))
+        terms = (
+            gammaln(alpha0) - gammaln(alpha) + (alpha - alpha0) * (digamma(alpha) - digamma(total))
+        )
+        if alpha.ndim == 1:
+            return np.asarray(head.sum() + terms.sum())
+        return _per_component(head) + _per_component(terms)
 
     def alpha(self, n_categories: int) -> Array:
         alpha = np.broadcast_to(np.asarray(self.concentration, dtype=np.float64), (n_categories,))
@@ -238,6 +517,47 @@ class ConjugatePrior:
     @property
     def phi(self) -> Array:
         return np.asarray(self.pseudo_observations, dtype=np.float64)
+
+    @classmethod
+    def flat(cls) -> ConjugatePrior:
+        """No prior (phi = 0, nu = 0): its posterior's mode is the maximum-likelihood one."""
+        return _build(cls, pseudo_observations=np.float64(0.0), pseudo_count=np.float64(0.0))
+
+    def posterior(self, stats: tuple[Any, Any]) -> ConjugatePrior:
+        """``(phi + S_k, nu + N_k)`` for ``stats = (N_k, S_k)`` (``N_k`` broadcast against
+        ``S_k``, e.g. ``(K, 1)``)."""
+        counts = np.asarray(stats[0], dtype=np.float64)
+        sums = np.asarray(stats[1], dtype=np.float64)
+        return _build(
+            ConjugatePrior,
+            pseudo_observations=self.phi + sums,
+            pseudo_count=np.asarray(self.pseudo_count, dtype=np.float64) + counts,
+        )
+
+    def mode(self) -> Array:
+        """The mean parameters at the mode, ``E[t(x)] = phi / nu``: the family maps them
+        back through the inverse of grad A (by Newton's method for Gamma and Beta)."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.asarray(self.phi / np.asarray(self.pseudo_count, dtype=np.float64))
+
+    def mean(self) -> Array:
+        raise NotImplementedError(
+            "ConjugatePrior has no closed-form mean for a general family (its normalizer is "
+            "not known in closed form)."
+        )
+
+    def expected_natural(self) -> tuple[Array, Array]:
+        raise NotImplementedError(
+            "ConjugatePrior has no closed-form E[eta] or E[A(eta)]: for the Gamma and Beta "
+            "families the normalizer of exp(<phi, eta> - nu A(eta)) (over a shape parameter) "
+            "is not known in closed form, so variational EM cannot use it."
+        )
+
+    def kl(self, other: ConjugatePrior) -> Array:
+        raise NotImplementedError(
+            "ConjugatePrior has no closed-form KL divergence (its normalizer is not known in "
+            "closed form)."
+        )
 
 
 def check_prior(family: str, prior: Any, allowed: tuple[type, ...]) -> None:

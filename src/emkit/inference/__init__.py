@@ -12,13 +12,16 @@ from emkit.inference.em import (
     fit_em_restarts,
 )
 from emkit.inference.init import INIT_METHODS, initial_responsibilities, one_hot, seed_from
+from emkit.models.sampling import STOCHASTIC, MonteCarlo
 
 __all__ = [
     "INIT_METHODS",
     "MONOTONICITY_POLICIES",
+    "STOCHASTIC",
     "EMModel",
     "EMResult",
     "EMTrace",
+    "MonteCarlo",
     "Step",
     "StepResult",
     "em_step",

@@ -148,6 +148,10 @@ def fit_em(
         )
     if step is None:
         step = em_step(model, engine, data, row_bytes)
+    # a stochastic step (Monte-Carlo EM) is not monotone, and one small change of its
+    # objective is no convergence: it stops by its own rule (emkit.inference.monte_carlo)
+    monotone = getattr(step, "monotone", True)
+    stops_itself = getattr(step, "stops_itself", False)
     objectives: list[float] = []
     bounds: list[float] = []
     seconds: list[float] = []
@@ -168,7 +172,9 @@ def fit_em(
                 "reg_covar."
             )
         change = objective - previous
-        if np.isinf(slack):
+        if not monotone:
+            pass  # a stochastic step's objective may fall (its Monte-Carlo noise)
+        elif np.isinf(slack):
             # the M-step had no bound: a new monotone run starts here (a fall is not
             # convergence either: the change stays negative)
             restarts.append(iteration)
@@ -186,7 +192,7 @@ def fit_em(
         if callback is not None:
             callback(iteration, objective, change)
         previous = objective
-        if 0 <= change < tol or result.done:
+        if result.done or (not stops_itself and 0 <= change < tol):
             done = True
             break
     trace = EMTrace(
@@ -230,6 +236,7 @@ def fit_em_restarts(
     score: Callable[[P], float] | None = None,
     accelerate: str | None = None,
     start_objective: float = -np.inf,
+    step: Step[P] | None = None,
 ) -> EMResult[P]:
     """Run EM from ``n_init`` initializations drawn with ``rng`` (a Generator, or what
     ``initialize`` takes) and keep the best run.
@@ -243,9 +250,11 @@ def fit_em_restarts(
     Warns with :class:`ConvergenceWarning` when the kept run did not converge (as
     scikit-learn does), unless ``max_iter`` is the point (``tol == 0``). ``accelerate``
     (None or ``"squarem"``, :mod:`emkit.inference.accelerate`) replaces the plain EM
-    step of every run; ``start_objective`` is :func:`fit_em`'s.
+    step of every run; ``start_objective`` is :func:`fit_em`'s. ``step`` replaces the
+    plain EM step instead (Monte-Carlo EM, :mod:`emkit.inference.monte_carlo`).
     """
-    step = accelerated_step(accelerate, model, engine, data, row_bytes)
+    if step is None:
+        step = accelerated_step(accelerate, model, engine, data, row_bytes)
     best: EMResult[P] | None = None
     best_score = -np.inf
     for init in range(n_init):

@@ -127,12 +127,14 @@ StrPath = str | os.PathLike[str]
 def _object_types() -> dict[str, type]:
     """The classes a model file may rebuild, by their public dotted names."""
     import emkit.families
+    import emkit.inference
     import emkit.models
 
     allowed: dict[str, type] = {}
     for module, names in (
         (emkit.families, emkit.families.__all__),
         (emkit.models, ("MixtureParams",)),
+        (emkit.inference, ("MonteCarlo",)),  # an e_step value
     ):
         for name in names:
             obj = getattr(module, name)
@@ -589,6 +591,12 @@ def save_model(estimator: Any, path: StrPath) -> Path:
             f"{type(estimator).__module__}.{type(estimator).__qualname__}."
         )
     schema = SCHEMAS[name]
+    if getattr(estimator, "e_step", None) == "variational" and hasattr(estimator, "posteriors_"):
+        raise InputError(
+            f"Cannot save this {name}: model files do not store a variational fit's "
+            "posteriors (posteriors_, weight_concentration_) yet. Keep the fitted object, or "
+            "save a fit with e_step='exact'."
+        )
     fitted = _fitted_attributes(estimator)
     if not fitted:
         raise InputError(

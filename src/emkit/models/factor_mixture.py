@@ -37,7 +37,7 @@ from emkit.models.latent_factor import (
     principal_frame,
     row_scales,
 )
-from emkit.models.mixing import EXACT, NK_FLOOR, NO_PRIOR, Assignment, MixingWeights
+from emkit.models.mixing import EXACT, NK_FLOOR, NO_PRIOR, Assignment, MixingWeights, for_rows
 from emkit.models.statistics import Statistics
 
 __all__ = ["FactorMixture", "FactorMixtureParams", "FactorMixtureStats"]
@@ -149,19 +149,22 @@ class FactorMixture:
 
         return log_joint
 
-    def expectation(
-        self, params: FactorMixtureParams
-    ) -> Callable[[Array, Array | None], FactorMixtureStats]:
-        """The E-step for one iteration, as a function of a block of rows and weights."""
+    def expectation(self, params: FactorMixtureParams) -> Callable[..., FactorMixtureStats]:
+        """The E-step for one iteration, as a function of a block of rows, their weights
+        and their positions in the data (which a Monte-Carlo policy's draws of the labels
+        are keyed by; ``None`` otherwise). The factors are integrated out in closed form
+        under every policy: the statistics given the labels are exact."""
         log_joint = self._log_joint(params)
         means = params.means
 
-        def e_step(X: Array, weights: Array | None) -> FactorMixtureStats:
+        def e_step(
+            X: Array, weights: Array | None, index: NDArray[np.intp] | None = None
+        ) -> FactorMixtureStats:
             Y = self.rows(X)
             w = np.ones(Y.shape[0]) if weights is None else weights.astype(np.float64)
             log_prob, offset = log_joint(Y)
             row = offset if np.any(offset) else None
-            resp, loglik = self.assign(log_prob, row, w, None, None)
+            resp, loglik = for_rows(self.assign, index)(log_prob, row, w, None, None)
             return self._statistics(Y, resp, means, loglik, float(w.sum()))
 
         return e_step

@@ -57,6 +57,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from emkit.families._base import pattern_ids
+from emkit.models.sampling import Draws
 from emkit.models.statistics import Statistics
 
 __all__ = [
@@ -437,6 +438,26 @@ class PairwiseMoments(Statistics):
             return np.where(self.count > 0, self.sum_xxT / self.count, 0.0)
 
 
+def _sampled_moments(mean: Array, cov: Array, draws: Draws) -> tuple[Array, Array]:
+    """The mean (n, q) and covariance (n, q, q) of ``draws.n_draws`` draws of each row's
+    z ~ N(mean_n, cov_n) (``cov``: (q, q) shared by the rows, or (n, q, q)), which the
+    E-step uses in place of the posterior's moments."""
+    n, q = mean.shape
+    root = np.sqrt(np.diagonal(cov)) if cov.ndim == 2 else np.linalg.cholesky(cov)
+    centre, spread = np.empty((n, q)), np.empty((n, q, q))
+    for rows, block in draws.by_block():  # (a block's draws at a time: bounded memory)
+        eps = block.normal(q)  # (rows, M, q)
+        if cov.ndim == 2:  # diagonal in the principal frame
+            z = eps * root
+        else:
+            z = np.matmul(eps, np.swapaxes(root[rows], 1, 2))  # e L^T
+        centre[rows] = z.mean(axis=1)
+        z -= centre[rows][:, None, :]
+        # (1/M) sum_m z z^T - zbar zbar^T, from the draws about their own mean
+        spread[rows] = np.matmul(np.swapaxes(z, 1, 2), z) / z.shape[1]
+    return mean + centre, spread
+
+
 def _scaled_rows(E: Array) -> tuple[Array, Array | None]:
     """``E`` and None, or E / c with the row scales c when a square of an entry could
     overflow (an outlying row: E[z] and the quadratic form are then computed on E / c)."""
@@ -482,6 +503,9 @@ class LatentFactor:
     # means and in the current loadings' frame, coordinates that move every iteration
     extrapolate: ClassVar[str] = "parameters"
     scale: float = 1.0
+    # Monte-Carlo EM: the E-step averages over draws of the factor scores from their
+    # posterior (emkit.models.sampling) instead of taking its moments; None: exact EM
+    draws: Draws | None = None
 
     def rows(self, X: Array) -> Array:
         """X / scale - shift in float64 (exact: the scale is a power of two)."""
@@ -546,30 +570,44 @@ class LatentFactor:
 
         return posterior
 
-    def expectation(self, params: FactorParams) -> Callable[[Array, Array | None], FactorStats]:
-        """The E-step for one iteration, as a function of a block of rows and weights."""
+    def expectation(self, params: FactorParams) -> Callable[..., FactorStats]:
+        """The E-step for one iteration, as a function of a block of rows, their weights
+        and their positions in the data (which Monte-Carlo draws are keyed by; ``None``
+        otherwise).
+
+        With :attr:`draws`, E[z_n] and E[z_n z_n^T] are replaced by the average of z and
+        z z^T over draws z = E[z_n] + G_n^1/2 e, e ~ N(0, I) (G_n = Cov[z_n | x_n,O],
+        diagonal in the principal frame for complete rows); the log-likelihood stays exact.
+        """
         posterior = self._posterior(params)
         d, q = params.components.shape
+        draws = self.draws
 
-        def e_step(X: Array, weights: Array | None) -> FactorStats:
+        def e_step(
+            X: Array, weights: Array | None, index: NDArray[np.intp] | None = None
+        ) -> FactorStats:
             post = posterior(X)
+            mean, cov = post.mean, post.cov
+            if draws is not None and index is not None:
+                mean, cov = _sampled_moments(mean, cov, draws.for_rows(index))
             n = X.shape[0]
             w = np.ones(n) if weights is None else weights.astype(np.float64)
             total = float(w.sum())
             zt = np.empty((n, q + 1))
-            zt[:, :q] = post.mean
+            zt[:, :q] = mean
             zt[:, q] = 1.0
             wz = zt * w[:, None]
             sum_xz = post.Y.T @ wz
             sum_xx = w @ (post.Y * post.Y)
             if post.observed is None:
                 Szz = zt.T @ wz
-                Szz[:q, :q] += total * post.cov
+                # sum_n w_n Cov[z_n]: one shared matrix, or the draws' own per row
+                Szz[:q, :q] += total * cov if cov.ndim == 2 else np.einsum("n,nij->ij", w, cov)
                 sum_zz = np.broadcast_to(Szz, (d, q + 1, q + 1)).copy()
                 count = np.full(d, total)
             else:
                 rows = wz[:, :, None] * zt[:, None, :]  # w_n E[z~] E[z~]^T
-                rows[:, :q, :q] += post.cov * w[:, None, None]
+                rows[:, :q, :q] += cov * w[:, None, None]
                 flat = rows.reshape(n, -1)
                 of = post.observed.astype(np.float64)
                 sum_zz = (of.T @ flat).reshape(d, q + 1, q + 1)
@@ -697,7 +735,7 @@ class LatentFactorMoments(LatentFactor):
     posterior covariance entering with the weight N. O(d^2 q) an iteration.
     """
 
-    def expectation(self, params: FactorParams) -> Callable[[ScatterRoot], FactorStats]:  # type: ignore[override]
+    def expectation(self, params: FactorParams) -> Callable[[ScatterRoot], FactorStats]:
         _, mu, noise = params
         W, s2, _ = principal_frame(params.components, noise)
         d, q = W.shape

@@ -9,7 +9,14 @@ it into the q(z_n) that the M-step averages over, and into the block's objective
   gap KL(q || p(z | x)) to zero);
 * ``"hard"``: classification EM, q puts all of row n on its most probable component; the
   objective is the complete-data log-likelihood at those assignments, which classification
-  EM never decreases.
+  EM never decreases;
+* ``"variational"``: mean-field variational EM, q(z_n = k) proportional to
+  exp(E_q[log p(x_n, z_n = k | theta, pi)]): the same softmax as exact EM, of the expected
+  log joint that a variational family (:mod:`emkit.families.variational`) and
+  :class:`VariationalWeights` give; the block's objective is the data term of the ELBO.
+* ``"monte-carlo"`` and ``"stochastic"`` (:class:`Sampled`): q is the empirical
+  distribution of labels drawn from p(z | x, theta) (many a row, or one: stochastic EM);
+  the objective is still the exact log-likelihood, which the draws do not change.
 
 A row with a known label (semi-supervised) is assigned to it under every policy and counts
 log p(x_n, y_n).
@@ -23,10 +30,12 @@ from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.special import gammaln
+from scipy.special import digamma, gammaln
 
 from emkit.exceptions import InputError
 from emkit.families._base import Fixed
+from emkit.families.priors import DirichletPrior
+from emkit.models.sampling import STOCHASTIC, Draws, MonteCarlo
 
 __all__ = [
     "EXACT",
@@ -37,7 +46,12 @@ __all__ = [
     "Exact",
     "Hard",
     "MixingWeights",
+    "Sampled",
+    "Variational",
+    "VariationalWeights",
     "assignment",
+    "for_rows",
+    "label_counts",
 ]
 
 Array = NDArray[np.floating[Any]]
@@ -157,25 +171,126 @@ class Hard:
         return resp, _objective(row_loglik, row, weights, log_h)
 
 
+@dataclass(frozen=True)
+class Variational(Exact):
+    """Variational EM's q(z): the softmax of the expected log joint, computed as exact
+    EM's responsibilities (the model supplies E[log p(x, k)] in place of log p(x, k))."""
+
+    name: str = "variational"
+
+
+def label_counts(p: Array, u: Array) -> Array:
+    """(n, K) counts of the labels drawn by inverse CDF from rows of probabilities ``p``
+    (n, K) with the uniform values ``u`` (n, M): draw m of row n is the k with
+    cdf_{k-1} <= u_nm < cdf_k.
+
+    Examples
+    --------
+    >>> label_counts(np.array([[0.25, 0.75]]), np.array([[0.1, 0.3, 0.9]])).tolist()
+    [[1.0, 2.0]]
+    """
+    n, K = p.shape
+    cdf = np.cumsum(p, axis=1, dtype=np.float64)
+    labels = np.zeros(u.shape, dtype=np.intp)
+    for k in range(K - 1):  # the last cdf is 1 (up to round-off), above every u
+        labels += cdf[:, k : k + 1] <= u
+    labels += (np.arange(n) * K)[:, None]
+    return np.bincount(labels.ravel(), minlength=n * K).reshape(n, K).astype(np.float64)
+
+
+@dataclass(frozen=True)
+class Sampled:
+    """Monte-Carlo EM's E-step: each row's q(z_n) is the share of ``draws.n_draws`` labels
+    drawn from its responsibilities that fell on each component (one draw: stochastic EM,
+    q a random one-hot row). The objective is the exact log-likelihood of the parameters,
+    as for :class:`Exact`: the draws change the statistics, not what is reported.
+
+    The draws are keyed by the rows' positions (:mod:`emkit.models.sampling`): the E-step
+    binds the policy to its block of rows with :func:`for_rows`.
+    """
+
+    draws: Draws
+
+    @property
+    def name(self) -> str:
+        return self.draws.options.name
+
+    def at(self, key: tuple[int, ...], n_draws: int) -> Sampled:
+        """The policy of one iteration (seed and iteration in ``key``)."""
+        return Sampled(self.draws.at(key, n_draws))
+
+    def for_rows(self, index: NDArray[np.intp]) -> Sampled:
+        """The policy for the rows at positions ``index`` of the data."""
+        return Sampled(self.draws.for_rows(index))
+
+    def __call__(
+        self,
+        log_prob: Array,
+        row: Array | None,
+        weights: Array | None,
+        log_h: Array | None,
+        labels: NDArray[np.intp] | None,
+    ) -> tuple[Array, float]:
+        blocks = list(self.draws.by_block())  # first: a policy not bound to rows raises
+        resp, loglik = EXACT(log_prob, row, weights, log_h, labels)
+        total = resp.sum(axis=1, dtype=np.float64)[:, None]  # w_n (a row of weight 0: 0)
+        p = np.divide(resp, total, out=np.zeros(resp.shape), where=total > 0)
+        counts = np.empty(p.shape)
+        for rows, draws in blocks:
+            counts[rows] = label_counts(p[rows], draws.uniform())
+        share = 1.0 / self.draws.n_draws  # each draw's share of the row's weight
+        resp[...] = counts * share if weights is None else counts * (weights * share)[:, None]
+        return resp, loglik
+
+
+def for_rows(assign: Assignment, index: NDArray[np.intp] | None) -> Assignment:
+    """``assign`` for the rows at positions ``index`` of the data: a :class:`Sampled`
+    policy draws by position; other policies, and ``index=None``, are left as they are."""
+    if index is None or not isinstance(assign, Sampled):
+        return assign
+    return assign.for_rows(index)
+
+
 EXACT = Exact()
-E_STEPS: Mapping[str, Assignment] = {"exact": EXACT, "hard": Hard()}
+E_STEPS: Mapping[str, Assignment] = {
+    "exact": EXACT,
+    "hard": Hard(),
+    "monte-carlo": Sampled(Draws(MonteCarlo())),
+    "stochastic": Sampled(Draws(STOCHASTIC)),
+}
+VARIATIONAL = Variational()
+_EXPLAIN = {
+    "exact": "'exact' is EM",
+    "hard": "'hard' is classification EM (each row wholly to its most probable component)",
+    "variational": "'variational' is mean-field variational EM (a posterior over the "
+    "parameters; families with a conjugate prior)",
+    "monte-carlo": "'monte-carlo' averages over labels drawn from the posterior",
+    "stochastic": "'stochastic' draws one label a row (stochastic EM)",
+}
 
 
 def assignment(e_step: Any, supported: tuple[str, ...] = tuple(E_STEPS)) -> Assignment:
-    """The policy named by an estimator's ``e_step`` argument, checked.
+    """The policy named by an estimator's ``e_step`` argument, checked: a name, or
+    :class:`~emkit.models.sampling.MonteCarlo` options where ``"monte-carlo"`` is supported.
 
     Examples
     --------
     >>> assignment("hard").name
     'hard'
+    >>> assignment(MonteCarlo(n_draws=1, max_draws=1)).name
+    'stochastic'
     """
+    if isinstance(e_step, MonteCarlo) and "monte-carlo" in supported:
+        return Sampled(Draws(e_step.check()))
     if not isinstance(e_step, str) or e_step not in supported:
+        explain = "; ".join(_EXPLAIN[s] for s in supported if s in _EXPLAIN)
+        sampled = "monte-carlo" in supported
+        options = " or emkit.inference.MonteCarlo(...) options" if sampled else ""
         raise InputError(
-            f"e_step must be one of {', '.join(map(repr, supported))}, got {e_step!r}. "
-            "'exact' is EM; 'hard' is classification EM (each row wholly to its most "
-            "probable component)."
+            f"e_step must be one of {', '.join(map(repr, supported))}{options}, got "
+            f"{e_step!r}. {explain}."
         )
-    return E_STEPS[e_step]
+    return VARIATIONAL if e_step == "variational" else E_STEPS[e_step]
 
 
 @dataclass(frozen=True)
@@ -194,15 +309,25 @@ class MixingWeights:
     def m_step(self, nk: Array) -> Array:
         """The weights maximizing sum_k (N_k + alpha - 1) log pi_k on the simplex (for
         ``nk`` already floored by :data:`NK_FLOOR`)."""
-        counts = nk + (self.concentration - 1.0)
+        posterior = DirichletPrior(self.concentration).posterior(nk)
         known = self.fixed
         if known is None:
-            return counts / counts.sum()
+            return posterior.mode()
+        counts = posterior.excess
         # max sum_k counts_k log pi_k over the free pi_k, which sum to 1 - sum(known)
         free = np.where(known.mask, 0.0, counts)
         rest = 1.0 - float(known.values[known.mask].sum())
         total = free.sum()
         return np.where(known.mask, known.values, rest * free / (total if total > 0 else 1.0))
+
+    def expected_log(self, weights: Array) -> Array:
+        """log pi (-inf for a weight of 0): the E-step's offsets."""
+        with np.errstate(divide="ignore"):
+            return np.log(weights)
+
+    def point(self, weights: Array) -> Array:
+        """The weights themselves."""
+        return weights
 
     def log_prior(self, weights: Array) -> float:
         """log Dir(pi | alpha) = log Gamma(K alpha) - K log Gamma(alpha) + (alpha-1) sum log pi;
@@ -223,3 +348,42 @@ class MixingWeights:
 
 
 NO_PRIOR = MixingWeights()  # maximum-likelihood weights, none known
+
+
+@dataclass(frozen=True)
+class VariationalWeights:
+    """The mixing weights of variational EM: q(pi) = Dirichlet(alpha), ``alpha`` the
+    parameters the mixture carries in place of the weights.
+
+    ``concentration`` is the prior's alpha_0 > 0 (scikit-learn's
+    ``weight_concentration_prior``); the update is ``alpha_k = alpha_0 + N_k``, the E-step
+    uses ``E[log pi_k] = digamma(alpha_k) - digamma(sum alpha)``, and the ELBO's term is
+    ``-KL(Dir(alpha) || Dir(alpha_0))``.
+
+    Examples
+    --------
+    >>> q = VariationalWeights(0.5)
+    >>> q.m_step(np.array([3.0, 1.0]))
+    array([3.5, 1.5])
+    """
+
+    concentration: float = 1.0
+    fixed: None = None
+
+    def m_step(self, nk: Array) -> Array:
+        return np.asarray(self.concentration + nk, dtype=np.float64)
+
+    def expected_log(self, alpha: Array) -> Array:
+        return np.asarray(digamma(alpha) - digamma(np.sum(alpha)))
+
+    def point(self, alpha: Array) -> Array:
+        """The posterior mean of the weights, alpha / sum(alpha)."""
+        return np.asarray(alpha / np.sum(alpha))
+
+    def log_prior(self, alpha: Array) -> float:
+        prior = DirichletPrior.packed(np.full(alpha.shape[0], self.concentration), check=False)
+        posterior = DirichletPrior.packed(alpha, check=False)
+        return -float(posterior.kl(prior))
+
+    def n_parameters(self, n_components: int) -> int:
+        return max(n_components - 1, 0)

@@ -22,7 +22,15 @@ from scipy.special import logsumexp
 
 from emkit.exceptions import InputError
 from emkit.families._base import ComponentFamily, Fixed, Group, expanded_roundoff, parse_fixed
-from emkit.models.mixing import EXACT, NK_FLOOR, NO_PRIOR, Assignment, MixingWeights
+from emkit.models.mixing import (
+    EXACT,
+    NK_FLOOR,
+    NO_PRIOR,
+    Assignment,
+    MixingWeights,
+    VariationalWeights,
+    for_rows,
+)
 from emkit.models.statistics import Statistics
 
 __all__ = ["Mixture", "MixtureParams", "MixtureStats", "fixed_weights"]
@@ -59,7 +67,7 @@ class Mixture:
 
     family: ComponentFamily
     dtype: Any = np.float64
-    weights: MixingWeights = NO_PRIOR
+    weights: MixingWeights | VariationalWeights = NO_PRIOR
     assign: Assignment = EXACT
     # the rows may have missing values (NaN): such rows take the family's exact
     # missing-data E-step (log p(x_obs, k) and E[T(x) | x_obs, k])
@@ -75,8 +83,8 @@ class Mixture:
             # digits that matter in float32: work in float64 for these parameters.
             dtype = np.dtype(np.float64)
             natural = family.natural(params.components, dtype)
-        with np.errstate(divide="ignore"):  # a weight of 0 is a log-weight of -inf
-            log_weights = np.log(params.weights).astype(dtype)
+        # a weight of 0 is a log-weight of -inf (E[log pi] under variational EM)
+        log_weights = self.weights.expected_log(params.weights).astype(dtype)
 
         def log_joint(X: Array) -> _Joint:
             Xp = family.prepare(X, dtype)
@@ -98,19 +106,20 @@ class Mixture:
 
     def expectation(self, params: MixtureParams) -> Callable[..., MixtureStats]:
         """The E-step for one iteration, as a function of a block of rows, their weights,
-        their :meth:`base_measure` (computed here when not given) and their known
-        component labels (``-1``: unknown; ``None``: all unknown)."""
+        their :meth:`base_measure` (computed here when not given), their known
+        component labels (``-1``: unknown; ``None``: all unknown) and their positions in
+        the data (which a Monte-Carlo policy's draws are keyed by; ``None`` otherwise)."""
         log_joint = self._log_joint(params)
         family = self.family
         missing = self._missing_joint(params) if self.missing else None
 
         def complete_step(
-            X: Array, weights: Array | None, log_h: Array | None, labels: Any
+            X: Array, weights: Array | None, log_h: Array | None, labels: Any, index: Any
         ) -> MixtureStats:
             Xp, T, log_prob, row = log_joint(X)
             if log_h is None:
                 log_h = family.log_base_measure(Xp)
-            resp, loglik = self.assign(log_prob, row, weights, log_h, labels)
+            resp, loglik = for_rows(self.assign, index)(log_prob, row, weights, log_h, labels)
             # Sums within a chunk stay in the working dtype (pairwise: exact enough);
             # across chunks they add in float64. S = (T^T resp)^T runs as BLAS likes it
             # for statistic-major T.
@@ -127,6 +136,7 @@ class Mixture:
             weights: Array | None,
             log_h: Array | None,
             labels: Any,
+            index: Any,
             observed: NDArray[np.bool_],
         ) -> MixtureStats:
             assert missing is not None
@@ -134,7 +144,7 @@ class Mixture:
             if log_h is None:
                 log_h = family.log_base_measure(Xp)
             row = _missing_row_term(family, state)
-            resp, loglik = self.assign(log_prob, row, weights, log_h, labels)
+            resp, loglik = for_rows(self.assign, index)(log_prob, row, weights, log_h, labels)
             sum_t, shared = family.missing_statistics(params.components, state, resp)
             return MixtureStats(resp.sum(axis=0), sum_t, shared, loglik, _total_weight(X, weights))
 
@@ -143,10 +153,12 @@ class Mixture:
             weights: Array | None,
             log_h: Array | None = None,
             labels: NDArray[np.intp] | None = None,
+            index: NDArray[np.intp] | None = None,
         ) -> MixtureStats:
+            columns = (weights, log_h, labels, index)
             if missing is None:
-                return complete_step(X, weights, log_h, labels)
-            return _split_rows(X, (weights, log_h, labels), complete_step, incomplete_step, _add)
+                return complete_step(X, *columns)
+            return _split_rows(X, columns, complete_step, incomplete_step, _add)
 
         return e_step
 
@@ -156,8 +168,7 @@ class Mixture:
         family's state for :meth:`ComponentFamily.missing_statistics`), in float64."""
         family = self.family
         natural = family.natural(params.components, np.float64)
-        with np.errstate(divide="ignore"):
-            log_weights = np.log(params.weights)
+        log_weights = np.asarray(self.weights.expected_log(params.weights), dtype=np.float64)
         fill = np.asarray(family.missing_fill(), dtype=np.float64)
 
         def joint(X: Array, observed: NDArray[np.bool_]) -> Any:
@@ -255,11 +266,23 @@ class Mixture:
         family = _expected_family(self.family, params.components, stats, mass)
         return value + family + self.log_prior(params)
 
+    @property
+    def objective_is_bound(self) -> bool:
+        """Variational EM's objective is the ELBO itself: the driver records it as the
+        bound (:class:`~emkit.inference.steps.EMModel`)."""
+        return self.assign.name == "variational"
+
     def lower_bound(self, params: MixtureParams, new: MixtureParams, stats: MixtureStats) -> float:
         """Per-sample L(q, new) after the M-step, q the E-step's posterior at ``params``
         (``stats``): objective(params) + (Q(new) - Q(params)) / weight, see
         :class:`~emkit.inference.steps.EMModel`. For hard EM, q is the point mass on
-        the assignments and L their complete-data log-likelihood under ``new``."""
+        the assignments and L their complete-data log-likelihood under ``new``.
+
+        NaN for sampled E-steps (Monte-Carlo, stochastic EM: q, the draws' empirical
+        distribution, does not touch the log-likelihood they report) and for variational
+        EM (whose objective is the bound, :attr:`objective_is_bound`)."""
+        if self.assign.name not in ("exact", "hard"):
+            return float("nan")
         lift = self.expected_complete(new, stats) - self.expected_complete(params, stats)
         return self.objective(params, stats) + lift / stats.weight
 

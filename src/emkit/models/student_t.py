@@ -53,7 +53,7 @@ from scipy.optimize import brentq
 from scipy.special import digamma, gammaln
 
 from emkit.families.gaussian import LOG_2PI, CovarianceStructure
-from emkit.models.mixing import EXACT, NK_FLOOR, NO_PRIOR, Assignment, MixingWeights
+from emkit.models.mixing import EXACT, NK_FLOOR, NO_PRIOR, Assignment, MixingWeights, for_rows
 from emkit.models.statistics import Statistics
 
 __all__ = [
@@ -307,17 +307,23 @@ class StudentTMixture:
 
         return log_prob
 
-    def expectation(self, params: StudentTParams) -> Callable[[Array, Array | None], StudentTStats]:
-        """The E-step for one iteration, as a function of a block of rows and weights."""
+    def expectation(self, params: StudentTParams) -> Callable[..., StudentTStats]:
+        """The E-step for one iteration, as a function of a block of rows, their weights
+        and their positions in the data (which a Monte-Carlo policy's draws of the labels
+        are keyed by; ``None`` otherwise). Given a row's component, the moments of its
+        scale u are exact under every policy."""
         log_prob = self._log_prob(params)
         nu = params.dof
 
-        def e_step(X: Array, weights: Array | None) -> StudentTStats:
+        def e_step(
+            X: Array, weights: Array | None, index: NDArray[np.intp] | None = None
+        ) -> StudentTStats:
             Y = np.subtract(X, self.shift, dtype=np.float64)
             w = np.ones(Y.shape[0]) if weights is None else weights.astype(np.float64)
             terms = log_prob(Y)
             delta, dims = terms.delta, terms.dims
-            resp, loglik = self.assign(terms.log_prob, None, w, None, None)
+            assign = for_rows(self.assign, index)
+            resp, loglik = assign(terms.log_prob, None, w, None, None)
             # u | x_obs, k ~ Gamma((nu + d_obs)/2, rate (nu + delta_obs)/2)
             Eu = (nu + dims) / (nu + delta)
             Elogu = digamma(0.5 * (nu + dims)) - np.log(0.5 * (nu + delta))
