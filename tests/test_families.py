@@ -31,7 +31,7 @@ from emkit.families.beta import Beta as BetaFamily
 from emkit.families.beta import _solve_beta
 from emkit.families.categorical import Categorical
 from emkit.families.exponential import Exponential
-from emkit.families.gamma import Gamma, _log_minus_digamma, _solve_shape
+from emkit.families.gamma import Gamma, _log_minus_digamma, solve_gamma_shape
 from emkit.families.lognormal import LogNormal
 from emkit.families.multinomial import Multinomial
 from emkit.families.poisson import Poisson
@@ -331,7 +331,7 @@ def test_lognormal_m_step_is_the_gaussian_mle_of_log_x() -> None:
 
 def test_shape_solver_converges_over_the_whole_range() -> None:
     s = np.logspace(-9, 3, 60)
-    shapes, converged = _solve_shape(s, 50)
+    shapes, converged = solve_gamma_shape(s, 50)
     assert converged.all()
     # log(a) - digamma(a) cancels for large a: the series there, checked against it below
     assert_allclose(_log_minus_digamma(shapes), s, rtol=1e-12)
@@ -567,7 +567,7 @@ def test_gamma_generalized_em_with_one_newton_step_never_decreases() -> None:
         shapes=np.array([[1.5], [20.0]]), rates=np.array([[1.0], [4.0]])
     )
     X, _ = sample_mixture(sampler, np.array([0.5, 0.5]), truth, 2000, seed=10)
-    family = Gamma(max_newton=1).bind(X, None)
+    family = Gamma(max_m_step_iter=1).bind(X, None)
     start = truth._replace(shapes=np.array([[0.3], [60.0]]))
     _, result = fit(family, X, MixtureParams(np.array([0.5, 0.5]), start))
     assert np.all(np.diff(result.trace.objective) >= -1e-12)
@@ -961,8 +961,8 @@ def test_gamma_rejects_bad_priors_and_options() -> None:
     ):
         Gamma(ConjugatePrior([2.0, 1.0, 0.0, 0.5], 1.0)).bind(X, None)
     for bad in (0, 2.5, True):
-        with pytest.raises(InputError, match=r"max_newton must be a positive integer"):
-            Gamma(max_newton=bad)
+        with pytest.raises(InputError, match=r"max_m_step_iter must be a positive integer or None"):
+            Gamma(max_m_step_iter=bad)
 
 
 @pytest.mark.parametrize(
@@ -1241,7 +1241,7 @@ def test_beta_generalized_em_and_degenerate_columns() -> None:
         a=np.array([[2.0], [30.0]]), b=np.array([[9.0], [10.0]])
     )
     X, _ = sample_mixture(sampler, np.array([0.5, 0.5]), truth, 2000, seed=21)
-    family = BetaFamily(max_newton=1).bind(X, None)
+    family = BetaFamily(max_m_step_iter=1).bind(X, None)
     start = truth._replace(a=np.array([[1.0], [60.0]]))
     _, result = fit(family, X, MixtureParams(np.array([0.5, 0.5]), start))
     assert np.all(np.diff(result.trace.objective) >= -1e-12)

@@ -120,11 +120,15 @@ def test_log_likelihood_reaches_direct_maximization(d: int, K: int, missing: flo
     seed=st.integers(0, 2**16),
     covariance_type=st.sampled_from(COVARIANCE_TYPES),
     dof_type=st.sampled_from(DOF_TYPES),
-    max_dof_iter=st.sampled_from([None, 1, 2]),
+    max_m_step_iter=st.sampled_from([None, 1, 2]),
     accelerate=st.sampled_from([None, "squarem"]),
 )
 def test_objective_never_decreases(
-    seed: int, covariance_type: str, dof_type: str, max_dof_iter: int | None, accelerate: str | None
+    seed: int,
+    covariance_type: str,
+    dof_type: str,
+    max_m_step_iter: int | None,
+    accelerate: str | None,
 ) -> None:
     rng = np.random.default_rng(seed)
     X = rng.standard_t(rng.uniform(1.0, 6.0), (60, 2)) + rng.integers(0, 2, (60, 1)) * 3.0
@@ -133,7 +137,7 @@ def test_objective_never_decreases(
         covariance_type=covariance_type,
         dof_type=dof_type,
         degrees_of_freedom=float(rng.uniform(0.5, 20.0)),
-        max_dof_iter=max_dof_iter,
+        max_m_step_iter=max_m_step_iter,
         accelerate=accelerate,
         tol=0.0,
         max_iter=25,
@@ -264,7 +268,7 @@ def test_bounded_dof_solve_reaches_the_same_optimum() -> None:
     X = t_blobs(200)
     kwargs = {"tol": 1e-10, "max_iter": 2000, "random_state": 0, "monotonicity": "raise"}
     exact = StudentTMixture(2, **kwargs).fit(X)  # type: ignore[arg-type]
-    bounded = StudentTMixture(2, max_dof_iter=2, **kwargs).fit(X)  # type: ignore[arg-type]
+    bounded = StudentTMixture(2, max_m_step_iter=2, **kwargs).fit(X)  # type: ignore[arg-type]
     assert bounded.lower_bound_ == pytest.approx(exact.lower_bound_, rel=1e-8)
     np.testing.assert_allclose(bounded.degrees_of_freedom_, exact.degrees_of_freedom_, rtol=1e-3)
 
@@ -298,7 +302,7 @@ def test_warm_start_continues_from_the_fit() -> None:
         ({"dof_type": "fixed"}, "dof_type='fixed' needs degrees_of_freedom"),
         ({"degrees_of_freedom": -1.0}, r"degrees_of_freedom must be a number in \[0.01"),
         ({"degrees_of_freedom": "4"}, "degrees_of_freedom must be a number"),
-        ({"max_dof_iter": 0}, "max_dof_iter must be an integer >= 1"),
+        ({"max_m_step_iter": 0}, "max_m_step_iter must be an integer >= 1"),
         ({"covariance_type": "banded"}, "covariance_type must be one of"),
         ({"reg_covar": 0.0}, "reg_covar must be > 0"),
         ({"e_step": "variational"}, "e_step must be one of"),

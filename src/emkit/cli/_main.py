@@ -44,6 +44,7 @@ from emkit.families import (
     Poisson,
     Product,
 )
+from emkit.families.covariance import MCLUST_MODELS, covariance_types
 from emkit.families.gaussian import COVARIANCE_TYPES
 from emkit.inference.init import INIT_METHODS
 from emkit.io.model_file import atomic_write, load_model, save_model
@@ -90,22 +91,29 @@ def parse_components(text: str) -> list[int]:
 
 
 def parse_covariances(text: str) -> list[str]:
-    """Covariance types from a comma list of full, tied, diag, spherical, or ``all``.
+    """Covariance types from a comma list of the names ``covariance_type`` takes (any
+    case for mclust's), ``all`` (full, tied, diag, spherical) or ``mclust`` (its 14).
 
     Examples
     --------
     >>> parse_covariances("diag, full,diag")
     ['diag', 'full']
+    >>> parse_covariances("vev,EII")
+    ['VEV', 'EII']
     """
+    names_by_key = {name.lower(): name for name in covariance_types()}
+    groups = {"all": list(COVARIANCE_TYPES), "mclust": list(MCLUST_MODELS)}
     chosen: list[str] = []
     for item in text.split(","):
-        item = item.strip().lower()
-        names = list(COVARIANCE_TYPES) if item == "all" else [item]
+        item = item.strip()
+        key = item.lower()
+        names = groups.get(key, [names_by_key.get(key, "")])
         for name in names:
-            if name not in COVARIANCE_TYPES:
+            if not name:
                 raise argparse.ArgumentTypeError(
                     f"unknown covariance type {item!r}: choose from "
-                    f"{', '.join(COVARIANCE_TYPES)}, or all."
+                    f"{', '.join(covariance_types())}, all (the first four) or mclust "
+                    "(its 14 models)."
                 )
             if name not in chosen:
                 chosen.append(name)
@@ -264,7 +272,9 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="TYPES",
         help="covariance types of the Gaussian columns: a comma list of full, tied, diag, "
-        "spherical, or all (default: full,diag; full for the Gaussian block of a mixed table)",
+        "spherical, mclust's models (EII, VII, ..., VVV; E or V for one column), all (the "
+        "first four) or mclust (its 14) (default: full,diag; full for the Gaussian block of "
+        "a mixed table)",
     )
     parser.add_argument(
         "--n-init", type=_positive_int, default=1, metavar="N", help="restarts (default: 1)"

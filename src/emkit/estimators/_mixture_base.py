@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -35,6 +36,7 @@ from emkit.models.mixing import E_STEPS, Sampled, assignment
 
 __all__ = [
     "FamilyMixture",
+    "FitPlan",
     "FittedMixture",
     "align_to_labels",
     "check_em_parameters",
@@ -51,6 +53,24 @@ __all__ = [
 logger = logging.getLogger("emkit")
 
 Array = NDArray[np.floating[Any]]
+
+
+@dataclass(frozen=True)
+class FitPlan:
+    """What EM on a data set starts from: the bound model, the row arrays its E-step maps
+    over, and the initialization ``initialize(rng) -> params`` with the random source its
+    draws come from (``fit`` runs ``n_init`` of them; ``partial_fit`` one, on its first
+    batch)."""
+
+    model: Any
+    data: tuple[Any, ...]
+    initialize: Callable[[Any], Any]
+    rng: Any
+    dtype: Any  # the working precision of the per-row work
+    row_bytes: int
+    # the bound family as the user's parameters describe it, where the model's wraps it
+    # (variational EM fits posteriors over its parameters); None: the model's
+    family: Any = None
 
 
 class FittedMixture:
@@ -175,17 +195,30 @@ class FamilyMixture(FittedMixture):
 
     # -- online EM ----------------------------------------------------------------------
 
+    def _plan(
+        self, X: Any, y: Any, sample_weight: Any, engine: InMemoryEngine, *, warm: bool
+    ) -> FitPlan:
+        """The checked data, the bound model and the initialization (``warm``: the fitted
+        parameters) of a fit on ``X``: ``fit``'s start, and ``partial_fit``'s on its first
+        batch."""
+        raise NotImplementedError
+
+    def _check_parameters(self) -> None:
+        raise NotImplementedError
+
     def _online_start(self) -> tuple[Any, Any]:
         """(model, parameters) to continue from the fitted attributes, rows with missing
         values accepted (a later batch may have them)."""
         raise NotImplementedError
 
-    def _online_rows(self, X: Any, sample_weight: Any) -> tuple[Array, Array | None]:
-        """The batch's rows (checked against the fitted features) and weights."""
+    def _online_rows(self, X: Any, sample_weight: Any, model: Any) -> tuple[Array, Array | None]:
+        """The batch's rows (checked against the fitted features and ``model``'s family)
+        and weights."""
         raise NotImplementedError
 
-    def _set_online(self, model: Any, params: Any, trace: EMTrace) -> None:
-        """The fitted attributes from an online run's parameters."""
+    def _set_online(self, model: Any, params: Any, trace: EMTrace, dtype: Any) -> None:
+        """The fitted attributes from an online run's parameters (``dtype``: that of the
+        first batch's rows when the run started unfitted, else None)."""
         raise NotImplementedError
 
     def partial_fit(self, X: Any, y: Any = None, sample_weight: ArrayLike | None = None) -> Any:
@@ -221,12 +254,17 @@ class FamilyMixture(FittedMixture):
                 "which already averages out noise; fit Monte-Carlo EM with fit(X)."
             )
         state: OnlineState[Any] | None = getattr(self, "_online", None)
-        if state is None:
-            if not hasattr(self, "weights_"):
-                self._initialize_only(X, sample_weight)
-            state = OnlineState(*self._online_start())
-        Xa, w = self._online_rows(X, sample_weight)
+        first = state is None and not hasattr(self, "weights_")
         with InMemoryEngine(self.chunk_size, self.n_threads) as engine:  # type: ignore[attr-defined]
+            if first:
+                # fit's initialization on the first batch (its first draw), no EM step
+                self._check_parameters()
+                plan = self._plan(X, None, sample_weight, engine, warm=False)
+                model = replace(plan.model, missing=True)  # a later batch may have NaN
+                state = OnlineState(model, plan.initialize(plan.rng))
+            elif state is None:
+                state = OnlineState(*self._online_start())
+            Xa, w = self._online_rows(X, sample_weight, state.model)
             state = online_update(
                 state,
                 engine,
@@ -236,18 +274,9 @@ class FamilyMixture(FittedMixture):
             )
         previous = self.lower_bounds_ if state.updates > 1 else np.zeros(0)
         trace = EMTrace(np.append(previous, state.objective), np.zeros(previous.shape[0] + 1))
-        self._set_online(state.model, state.params, trace)
+        self._set_online(state.model, state.params, trace, Xa.dtype if first else None)
         self._online = state
         return self
-
-    def _initialize_only(self, X: Any, sample_weight: Any) -> None:
-        """The parameters ``fit`` starts EM from, as fitted attributes (no EM step)."""
-        max_iter = self.max_iter  # type: ignore[has-type]
-        self.max_iter = 0
-        try:
-            self.fit(X, sample_weight=sample_weight)
-        finally:
-            self.max_iter = max_iter
 
     def impute(self, X: Any) -> Array:
         """``X`` with every missing value (NaN) replaced by its conditional mean given the

@@ -24,6 +24,7 @@ from emkit._warnings import warnings_once
 from emkit.engines.memory import InMemoryEngine
 from emkit.estimators._mixture_base import (
     FamilyMixture,
+    FitPlan,
     align_to_labels,
     check_em_parameters,
     check_labels,
@@ -34,6 +35,7 @@ from emkit.estimators._mixture_base import (
     verbose_logging,
 )
 from emkit.exceptions import InputError
+from emkit.families.covariance import covariance_types
 from emkit.families.gaussian import (
     COVARIANCE_TYPES,
     GaussianFamily,
@@ -66,8 +68,14 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
     ----------
     n_components : int, default=1
         Number of mixture components.
-    covariance_type : {'full', 'tied', 'diag', 'spherical'}, default='full'
-        Structure of the covariance matrices.
+    covariance_type : str, default='full'
+        Structure of the covariance matrices: scikit-learn's 'full', 'tied', 'diag',
+        'spherical', or one of mclust's fourteen models (Celeux & Govaert 1995) 'EII',
+        'VII', 'EEI', 'VEI', 'EVI', 'VVI', 'EEE', 'VEE', 'EVE', 'VVE', 'EEV', 'VEV',
+        'EVV', 'VVV' (volume, shape, orientation: Equal, Variable or Identity; 'VII' is
+        'spherical', 'VVI' 'diag', 'EEE' 'tied', 'VVV' 'full'), or for one column
+        mclust's 'E' and 'V'. The mclust models store their covariances as 'spherical'
+        (EII), 'diag' (EEI, VEI, EVI) or 'full' (the others) do.
     tol : float, default=1e-3
         Convergence threshold: EM stops when the per-sample log-likelihood gains less
         than ``tol`` (``0 <= change < tol``; a decrease is never convergence).
@@ -227,7 +235,7 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
     def _check_parameters(self) -> None:
         """Declarative checks of the constructor arguments, run at fit time."""
         check_em_parameters(self)
-        check_choice("covariance_type", self.covariance_type, COVARIANCE_TYPES)
+        check_choice("covariance_type", self.covariance_type, covariance_types())
         check_number("reg_covar", self.reg_covar)
 
     def _validate_X(self, X: Any, *, reset: bool) -> NDArray[np.floating[Any]]:
@@ -295,6 +303,51 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
         """
         self._check_parameters()
         warm = self.warm_start and hasattr(self, "weights_")
+        with (
+            InMemoryEngine(self.chunk_size, self.n_threads) as engine,
+            verbose_logging(self.verbose),
+        ):
+            plan = self._plan(X, y, sample_weight, engine, warm=warm)
+            data, step = monte_carlo_plan(
+                plan.model,
+                plan.data,
+                engine,
+                random_state=self.random_state,
+                tol=float(self.tol),
+                accelerate=self.accelerate,
+                monotonicity=self.monotonicity,
+                row_bytes=plan.row_bytes,
+            )
+            result = fit_em_restarts(
+                plan.model,
+                engine,
+                data,
+                plan.initialize,
+                n_init=1 if warm else self.n_init,
+                rng=plan.rng,
+                tol=float(self.tol),
+                max_iter=int(self.max_iter),
+                monotonicity=self.monotonicity,
+                accelerate=self.accelerate,
+                dtype=plan.dtype,
+                row_bytes=plan.row_bytes,
+                callback=progress_callback(self),
+                on_start=(lambda i: logger.info("Initialization %d", i)) if self.verbose else None,
+                # a warm start continues the previous fit's trace, so that repeated calls
+                # with a small max_iter converge
+                start_objective=self.lower_bound_ if warm else -np.inf,
+                step=step,
+            )
+        family = plan.model.family
+        assert isinstance(family, GaussianFamily)
+        self._set_fitted(family, result.params, result.trace, result.converged, plan.data[0].dtype)
+        return self
+
+    def _plan(
+        self, X: Any, y: Any, sample_weight: Any, engine: InMemoryEngine, *, warm: bool
+    ) -> FitPlan:
+        """The checked data, the bound model and the initialization (or, warm, the fitted
+        parameters) that ``fit`` runs EM from, and ``partial_fit`` online EM."""
         Xa = self._validate_X(X, reset=not warm)
         n, d = Xa.shape
         K = self.n_components
@@ -311,7 +364,9 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
             if len(fitted) > 1 and d > 1:
                 upper = not np.tril(self.precisions_cholesky_, -1).any()
                 fitted = ["tied" if upper else "diag"]
-            if self.covariance_type not in fitted:
+            # an mclust model continues from the structure that stores the same arrays
+            layout = type(covariance_structure(self.covariance_type)).__mro__
+            if not any(covariance_structure(t).__class__ in layout for t in fitted):
                 check_warm_start(
                     "covariance_type", fitted[0] if fitted else "?", self.covariance_type
                 )
@@ -336,57 +391,20 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
         family = GaussianFamily(structure, reg_covar=float(self.reg_covar)).bind(filled, w)
         model = Mixture(family, dtype, assign=assignment(self.e_step), missing=missing)
         row_bytes = model.row_bytes(d, structure.n_stats(d), K) + d * Xa.itemsize
+
+        if warm:
+            previous = self._mixture_params(family)
+
+            def initialize(rng: RandomSource) -> MixtureParams:
+                return previous
+
+        else:
+
+            def initialize(rng: RandomSource) -> MixtureParams:
+                return self._initialize(model, engine, filled, w, known, rng)
+
         source = init_random_source(self.random_state)
-
-        callback = progress_callback(self)
-
-        with (
-            InMemoryEngine(self.chunk_size, self.n_threads) as engine,
-            verbose_logging(self.verbose),
-        ):
-            if warm:
-                previous = self._mixture_params(family)
-
-                def initialize(rng: RandomSource) -> MixtureParams:
-                    return previous
-
-            else:
-
-                def initialize(rng: RandomSource) -> MixtureParams:
-                    return self._initialize(model, engine, filled, w, known, rng)
-
-            data, step = monte_carlo_plan(
-                model,
-                (Xa, w, None, known),
-                engine,
-                random_state=self.random_state,
-                tol=float(self.tol),
-                accelerate=self.accelerate,
-                monotonicity=self.monotonicity,
-                row_bytes=row_bytes,
-            )
-            result = fit_em_restarts(
-                model,
-                engine,
-                data,
-                initialize,
-                n_init=1 if warm else self.n_init,
-                rng=source,
-                tol=float(self.tol),
-                max_iter=int(self.max_iter),
-                monotonicity=self.monotonicity,
-                accelerate=self.accelerate,
-                dtype=dtype,
-                row_bytes=row_bytes,
-                callback=callback,
-                on_start=(lambda i: logger.info("Initialization %d", i)) if self.verbose else None,
-                # a warm start continues the previous fit's trace, so that repeated calls
-                # with a small max_iter converge
-                start_objective=self.lower_bound_ if warm else -np.inf,
-                step=step,
-            )
-        self._set_fitted(family, result.params, result.trace, result.converged, Xa.dtype)
-        return self
+        return FitPlan(model, (Xa, w, None, known), initialize, source, dtype, row_bytes)
 
     def _initialize(
         self,
@@ -503,12 +521,14 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
         model = Mixture(family, resolve_dtype(self.dtype), assign=assignment(self.e_step))
         return replace(model, missing=True), self._mixture_params(family)
 
-    def _online_rows(self, X: Any, sample_weight: Any) -> tuple[Array, Array | None]:
+    def _online_rows(self, X: Any, sample_weight: Any, model: Any) -> tuple[Array, Array | None]:
         Xa = self._validate_X(X, reset=False)
         return Xa, check_sample_weight(sample_weight, Xa.shape[0], resolve_dtype(self.dtype))
 
-    def _set_online(self, model: Any, params: Any, trace: EMTrace) -> None:
-        self._set_fitted(model.family, params, trace, False, self.means_.dtype)
+    def _set_online(self, model: Any, params: Any, trace: EMTrace, dtype: Any) -> None:
+        self._set_fitted(
+            model.family, params, trace, False, self.means_.dtype if dtype is None else dtype
+        )
 
     def _sampling_family(self) -> tuple[GaussianFamily, GaussianParams]:
         family = self._family()

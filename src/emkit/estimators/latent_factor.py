@@ -41,6 +41,7 @@ from emkit.estimators._mixture_base import (
 from emkit.exceptions import InputError
 from emkit.inference.em import MONOTONICITY_POLICIES, EMTrace, fit_em_restarts
 from emkit.inference.monte_carlo import monte_carlo_plan
+from emkit.inference.online import OnlineState, check_schedule, online_update
 from emkit.models.latent_factor import (
     FactorParams,
     LatentFactor,
@@ -132,6 +133,8 @@ class _LatentFactorEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         verbose_interval: int = 10,
         monotonicity: str = "warn",
         accelerate: str | None = None,
+        learning_offset: float = 10.0,
+        learning_decay: float = 0.7,
         chunk_size: int | None = None,
         n_threads: int | None = None,
         e_step: Any = "exact",
@@ -144,6 +147,8 @@ class _LatentFactorEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         self.verbose_interval = verbose_interval
         self.monotonicity = monotonicity
         self.accelerate = accelerate
+        self.learning_offset = learning_offset
+        self.learning_decay = learning_decay
         self.chunk_size = chunk_size
         self.n_threads = n_threads
         self.e_step = e_step
@@ -218,14 +223,8 @@ class _LatentFactorEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         n, d = Xa.shape
         q = self._n_factors(d)
         name = type(self).__name__
-        if n < 2:
-            raise InputError(
-                f"X has {n} sample; fitting {name} needs at least 2 samples (n_samples={n})."
-            )
         w = check_sample_weight(sample_weight, n)
         rng = check_random_state(self.random_state)
-        # EM runs on X / scale (exact, a power of two): 1 unless X's magnitude is extreme
-        scale = power_of_two_scale(magnitude(Xa))
 
         callback = progress_callback(self)
 
@@ -233,8 +232,7 @@ class _LatentFactorEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
             InMemoryEngine(self.chunk_size, self.n_threads) as engine,
             verbose_logging(self.verbose),
         ):
-            plan = self._plan_missing if missing else self._plan_complete
-            model, fit_engine, data, initialize = plan(engine, Xa, w, q, scale)
+            model, fit_engine, data, initialize = self._begin(engine, Xa, w, missing)
             path = "rows with missing values" if missing else "the sufficient statistics"
             draws = factor_draws(self.e_step)
             if draws is not None:  # draws need the rows: the row E-step, from the same start
@@ -273,10 +271,113 @@ class _LatentFactorEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
                 *data,
                 row_bytes=LatentFactor.row_bytes(d, q),
             )
-        check_scale_parameters(self, result.params.noise, result.params.components, scale)
+        check_scale_parameters(self, result.params.noise, result.params.components, model.scale)
+        self._online: OnlineState[FactorParams] | None = None  # a fit ends any online run
         self._set_fitted(result.params, model, result.trace, result.converged)
         self._set_loglike(result.trace, final.loglik, final.weight)
         return self
+
+    def _begin(self, engine: InMemoryEngine, X: Array, w: Array | None, missing: bool) -> _FitPlan:
+        """What EM on these rows starts from: the model, the engine and data its E-step
+        maps over, and the initialization (``fit``'s, and ``partial_fit``'s on its first
+        batch)."""
+        n = X.shape[0]
+        q = self._n_factors(X.shape[1])
+        if n < 2:
+            raise InputError(
+                f"X has {n} sample; fitting {type(self).__name__} needs at least 2 samples "
+                f"(n_samples={n})."
+            )
+        # EM runs on X / scale (exact, a power of two): 1 unless X's magnitude is extreme
+        scale = power_of_two_scale(magnitude(X))
+        plan = self._plan_missing if missing else self._plan_complete
+        return plan(engine, X, w, q, scale)
+
+    def partial_fit(
+        self, X: ArrayLike, y: Any = None, sample_weight: ArrayLike | None = None
+    ) -> Any:
+        """One step of online EM on a mini-batch (stepwise EM, Cappé & Moulines 2009).
+
+        The batch's expected statistics (of x and the factors z given x), per unit of
+        sample weight, are blended into running statistics with step size
+        ``(learning_offset + t) ** -learning_decay`` for the t-th batch (the first with
+        step 1), and the M-step maps them to the loadings, mean and noise. The first call
+        on an unfitted estimator initializes from its batch as ``fit`` does
+        (``random_state``, and FactorAnalysis's ``noise_variance_init`` and
+        ``svd_method``); on a fitted one, online EM continues from the fitted parameters.
+        ``fit`` starts afresh. The log-likelihood of online EM need not increase;
+        ``lower_bounds_`` records each batch's per-sample log-likelihood under the
+        parameters before its step.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            A mini-batch; NaN marks a missing value.
+        y : None
+            Ignored.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weights of the batch's rows.
+
+        Returns
+        -------
+        self
+        """
+        check_schedule(self.learning_offset, self.learning_decay)
+        state: OnlineState[FactorParams] | None = getattr(self, "_online", None)
+        first = state is None and not hasattr(self, "components_")
+        if first:
+            self._check_parameters()
+        Xa, missing = validate_rows(self, X, reset=first)
+        w = check_sample_weight(sample_weight, Xa.shape[0])
+        with InMemoryEngine(self.chunk_size, self.n_threads) as engine:
+            if state is None:
+                state = OnlineState(
+                    *(
+                        self._online_begin(engine, Xa, w, missing)
+                        if first
+                        else self._online_continue()
+                    )
+                )
+            d, q = state.params.components.shape
+            seen = state.seen
+            state = online_update(
+                state,
+                engine,
+                (Xa, w),
+                float(self.learning_offset),
+                float(self.learning_decay),
+                row_bytes=LatentFactor.row_bytes(d, q),
+            )
+        params, model = state.params, state.model
+        check_scale_parameters(self, params.noise, params.components, model.scale)
+        continuing = state.updates > 1
+        previous = self.lower_bounds_ if continuing else np.zeros(0)
+        trace = EMTrace(np.append(previous, state.objective), np.zeros(previous.shape[0] + 1))
+        self._set_fitted(params, model, trace, False)
+        self._set_online_loglike(continuing, state.objective * (state.seen - seen))
+        self._online = state
+        return self
+
+    def _online_begin(
+        self, engine: InMemoryEngine, X: Array, w: Array | None, missing: bool
+    ) -> tuple[LatentFactor, FactorParams]:
+        """The row model and the start of online EM from its first batch, as ``fit``
+        initializes."""
+        plan_model, _, _, initialize = self._begin(engine, X, w, missing)
+        model = LatentFactor(
+            plan_model.noise, plan_model.shift, plan_model.noise_floor, plan_model.scale
+        )
+        return model, initialize(check_random_state(self.random_state))
+
+    def _online_continue(self) -> tuple[LatentFactor, FactorParams]:
+        """The row model and parameters of the fitted attributes, online EM's start."""
+        model, params = self._fitted()
+        # fit's floor: a small fraction of the average feature variance, diag(W W^T + Psi)
+        variances = (params.components**2).sum(axis=1) + params.noise
+        return replace(model, noise_floor=_noise_floor(variances)), params
+
+    def _set_online_loglike(self, continuing: bool, loglik: float) -> None:
+        """Record a batch's total log-likelihood (FactorAnalysis's ``loglike_``)."""
 
     def _set_loglike(self, trace: EMTrace, final: float, weight: float) -> None:
         """Record the total log-likelihood per iteration (FactorAnalysis's ``loglike_``)."""
@@ -499,6 +600,13 @@ _PARAMETERS = """
         Roland 2008): several times fewer iterations on overlapping components, the same
         optimum, and the objective still never decreases (a rejected jump falls back to
         plain EM).
+    learning_offset : float, default=10.0
+        ``partial_fit``'s step-size schedule: the t-th mini-batch is blended into the
+        running statistics with step ``(learning_offset + t) ** -learning_decay`` (the
+        names of scikit-learn's online LDA).
+    learning_decay : float, default=0.7
+        In (0.5, 1] online EM converges; 0 makes every ``partial_fit`` a whole EM step on
+        its batch.
     chunk_size : int or None, default=None
         Rows per chunk of a pass over the data; ``None`` sizes chunks for the CPU cache.
     n_threads : int or None, default=None
@@ -618,6 +726,13 @@ _FA_PARAMETERS = """
     accelerate : {None, 'squarem'}, default=None
         ``'squarem'`` extrapolates the EM map (SQUAREM, Varadhan & Roland 2008) and falls
         back to plain EM whenever a jump would lower the log-likelihood.
+    learning_offset : float, default=10.0
+        ``partial_fit``'s step-size schedule: the t-th mini-batch is blended into the
+        running statistics with step ``(learning_offset + t) ** -learning_decay`` (the
+        names of scikit-learn's online LDA).
+    learning_decay : float, default=0.7
+        In (0.5, 1] online EM converges; 0 makes every ``partial_fit`` a whole EM step on
+        its batch.
     chunk_size : int or None, default=None
         Rows per chunk of a pass over the data; ``None`` sizes chunks for the CPU cache.
     n_threads : int or None, default=None
@@ -662,6 +777,7 @@ class FactorAnalysis(_LatentFactorEstimator):
         The log-likelihood of the training data (summed over the samples, weighted by
         ``sample_weight``) after each iteration, as scikit-learn records it (there, a
         list): the last entry is ``score_samples(X) @ sample_weight`` of the fitted model.
+        After ``partial_fit``: each batch's, under the parameters before its step.
 
     Examples
     --------
@@ -679,6 +795,7 @@ class FactorAnalysis(_LatentFactorEstimator):
     )
 
     _noise_type = "diagonal"
+    loglike_: Array
 
     def __init__(
         self,
@@ -696,6 +813,8 @@ class FactorAnalysis(_LatentFactorEstimator):
         verbose_interval: int = 10,
         monotonicity: str = "warn",
         accelerate: str | None = None,
+        learning_offset: float = 10.0,
+        learning_decay: float = 0.7,
         chunk_size: int | None = None,
         n_threads: int | None = None,
         e_step: Any = "exact",
@@ -709,6 +828,8 @@ class FactorAnalysis(_LatentFactorEstimator):
             verbose_interval=verbose_interval,
             monotonicity=monotonicity,
             accelerate=accelerate,
+            learning_offset=learning_offset,
+            learning_decay=learning_decay,
             chunk_size=chunk_size,
             n_threads=n_threads,
             e_step=e_step,
@@ -797,6 +918,11 @@ class FactorAnalysis(_LatentFactorEstimator):
         rows = np.abs(W).argmax(axis=0)
         signs = np.sign(W[rows, np.arange(W.shape[1])])
         return np.asarray(W * np.where(signs == 0, 1.0, signs))
+
+    def _set_online_loglike(self, continuing: bool, loglik: float) -> None:
+        # a batch's, under the parameters before its step
+        previous = self.loglike_ if continuing else np.zeros(0)
+        self.loglike_ = np.append(previous, loglik)
 
     def _set_loglike(self, trace: EMTrace, final: float, weight: float) -> None:
         # entry i: the parameters after iteration i + 1, whose per-sample log-likelihood

@@ -29,6 +29,7 @@ from emkit._warnings import warnings_once
 from emkit.engines.memory import InMemoryEngine
 from emkit.estimators._mixture_base import (
     FamilyMixture,
+    FitPlan,
     align_to_labels,
     check_em_parameters,
     check_labels,
@@ -462,6 +463,65 @@ default='exact'
         """
         self._check_parameters()
         warm = self.warm_start and hasattr(self, "params_")
+        with (
+            InMemoryEngine(self.chunk_size, self.n_threads) as engine,
+            verbose_logging(self.verbose),
+        ):
+            plan = self._plan(X, y, sample_weight, engine, warm=warm)
+            # (the warm start's E-step in plan.initialize reads the rows without their
+            # positions, which only the Monte-Carlo E-step needs)
+            data, step = monte_carlo_plan(
+                plan.model,
+                plan.data,
+                engine,
+                random_state=self.random_state,
+                tol=float(self.tol),
+                accelerate=self.accelerate,
+                monotonicity=self.monotonicity,
+                row_bytes=plan.row_bytes,
+            )
+            result = fit_em_restarts(
+                plan.model,
+                engine,
+                data,
+                plan.initialize,
+                n_init=1 if warm else self.n_init,
+                rng=plan.rng,
+                tol=float(self.tol),
+                max_iter=int(self.max_iter),
+                monotonicity=self.monotonicity,
+                accelerate=self.accelerate,
+                dtype=plan.dtype,
+                row_bytes=plan.row_bytes,
+                callback=progress_callback(self),
+                step=step,
+            )
+        model = plan.model
+        self._set_model(model)
+        family = plan.family
+        params = result.params
+        for name in ("weight_concentration_", "weight_concentration_prior_", "posteriors_"):
+            self.__dict__.pop(name, None)
+        if self.e_step == "variational":
+            self.weight_concentration_prior_ = model.weights.concentration
+            self.weight_concentration_ = params.weights
+            self.posteriors_ = (
+                dict(zip(family.blocks, params.components, strict=True))
+                if isinstance(family, Product)
+                else params.components
+            )
+            # the point estimates predict/score/sample use: the posterior means
+            params = MixtureParams(
+                model.weights.point(params.weights), point_params(model.family, params.components)
+            )
+        self._set_fitted(family, params, result.trace, result.converged)
+        return self
+
+    def _plan(
+        self, X: Any, y: Any, sample_weight: Any, engine: InMemoryEngine, *, warm: bool
+    ) -> FitPlan:
+        """The checked data, the bound model and the initialization (or, warm, the fitted
+        parameters) that ``fit`` runs EM from, and ``partial_fit`` online EM."""
         Xa, labels = self._validate_X(X, reset=not warm)
         if warm:
             check_warm_start("n_components", len(self.weights_), self.n_components)
@@ -512,89 +572,42 @@ default='exact'
         )
         row_bytes = model.row_bytes(d, fit_family.n_stats, K) + d * Xa.itemsize
         rng = check_random_state(self.random_state)
+        if self.verbose:
+            logger.info("Family: %r", family)
+        # log h(x) depends on no parameter: once per fit, then a column of data
+        log_h = (
+            engine.map_rows(model.base_measure, Xa)
+            if model.base_measure(Xa[:1]) is not None
+            else None
+        )
+        data = (Xa, w, log_h, known)
+        if warm:
+            previous: MixtureParams = getattr(self, "params_")  # noqa: B009
 
-        callback = progress_callback(self)
+            def initialize(rng: np.random.Generator) -> MixtureParams:
+                if not fixed_params and known_weights is None:
+                    return previous
+                # one EM step, so that the start holds the known values
+                stats = engine.map_reduce(model.expectation(previous), *data)
+                return model.m_step(previous, stats)
 
-        with (
-            InMemoryEngine(self.chunk_size, self.n_threads) as engine,
-            verbose_logging(self.verbose),
-        ):
-            if self.verbose:
-                logger.info("Family: %r", family)
-            # log h(x) depends on no parameter: once per fit, then a column of data
-            log_h = (
-                engine.map_rows(model.base_measure, Xa)
-                if model.base_measure(Xa[:1]) is not None
-                else None
-            )
-            data = (Xa, w, log_h, known)
-            if warm:
-                previous: MixtureParams = getattr(self, "params_")  # noqa: B009
+        else:
+            standardized = _standardize(filled)
 
-                def initialize(rng: np.random.Generator) -> MixtureParams:
-                    if not fixed_params and known_weights is None:
-                        return previous
-                    # one EM step, so that the start holds the known values
-                    stats = engine.map_reduce(model.expectation(previous), *data)
-                    return model.m_step(previous, stats)
+            def initialize(rng: np.random.Generator) -> MixtureParams:
+                resp = initial_responsibilities(self.init_params, standardized, K, rng, w)
+                if known is not None:
+                    resp = align_to_labels(resp, known, K)
+                stats = initial_statistics(model, engine, filled, w, resp, K)
+                start = MixtureParams(np.full(K, 1.0 / K), fit_family.default_params(K))
+                return model.m_step(start, stats)
 
-            else:
-                standardized = _standardize(filled)
+        return FitPlan(model, data, initialize, rng, dtype, row_bytes, family)
 
-                def initialize(rng: np.random.Generator) -> MixtureParams:
-                    resp = initial_responsibilities(self.init_params, standardized, K, rng, w)
-                    if known is not None:
-                        resp = align_to_labels(resp, known, K)
-                    stats = initial_statistics(model, engine, filled, w, resp, K)
-                    start = MixtureParams(np.full(K, 1.0 / K), fit_family.default_params(K))
-                    return model.m_step(start, stats)
-
-            # (the warm start's E-step above reads the rows without their positions)
-            fit_data, step = monte_carlo_plan(
-                model,
-                data,
-                engine,
-                random_state=self.random_state,
-                tol=float(self.tol),
-                accelerate=self.accelerate,
-                monotonicity=self.monotonicity,
-                row_bytes=row_bytes,
-            )
-            result = fit_em_restarts(
-                model,
-                engine,
-                fit_data,
-                initialize,
-                n_init=1 if warm else self.n_init,
-                rng=rng,
-                tol=float(self.tol),
-                max_iter=int(self.max_iter),
-                monotonicity=self.monotonicity,
-                accelerate=self.accelerate,
-                dtype=dtype,
-                row_bytes=row_bytes,
-                callback=callback,
-                step=step,
-            )
+    def _set_model(self, model: Mixture) -> None:
+        """What the fitted model keeps of its fit's settings besides its parameters."""
         self._fixed_weights = model.weights.fixed
         self._family_argument = getattr(self, "family", None)
-        params = result.params
-        for name in ("weight_concentration_", "weight_concentration_prior_", "posteriors_"):
-            self.__dict__.pop(name, None)
-        if self.e_step == "variational":
-            self.weight_concentration_prior_ = model.weights.concentration
-            self.weight_concentration_ = params.weights
-            self.posteriors_ = (
-                dict(zip(family.blocks, params.components, strict=True))
-                if isinstance(family, Product)
-                else params.components
-            )
-            # the point estimates predict/score/sample use: the posterior means
-            params = MixtureParams(
-                model.weights.point(params.weights), point_params(fit_family, params.components)
-            )
-        self._set_fitted(family, params, result.trace, result.converged)
-        return self
 
     def partial_fit(self, X: Any, y: Any = None, sample_weight: ArrayLike | None = None) -> Any:
         """One step of online EM on a mini-batch (see the base class); not with
@@ -643,12 +656,13 @@ default='exact'
         )
         return model, self.params_
 
-    def _online_rows(self, X: Any, sample_weight: Any) -> tuple[Array, Array | None]:
+    def _online_rows(self, X: Any, sample_weight: Any, model: Any) -> tuple[Array, Array | None]:
         Xa, labels = self._validate_X(X, reset=False)
-        self.family_.check(Xa, labels)
+        model.family.check(Xa, labels)
         return Xa, check_sample_weight(sample_weight, Xa.shape[0], resolve_dtype(self.dtype))
 
-    def _set_online(self, model: Any, params: Any, trace: EMTrace) -> None:
+    def _set_online(self, model: Any, params: Any, trace: EMTrace, dtype: Any) -> None:
+        self._set_model(model)
         self._set_fitted(model.family, params, trace, False)
 
     # -- the fitted model -------------------------------------------------------------

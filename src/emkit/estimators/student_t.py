@@ -81,11 +81,12 @@ class StudentTMixture(FittedMixture, DensityMixin, BaseEstimator):
         otherwise (None: start at 10).
     dof_type : {'per-component', 'shared', 'fixed'}, default='per-component'
         How nu is estimated: one per component, one shared by all, or not at all.
-    max_dof_iter : int or None, default=None
+    max_m_step_iter : int or None, default=None
         Iterations of the degrees of freedom's root solve per M-step; None solves to
         convergence. A bound makes the M-step a generalized one (GEM): a value past the
         maximum is pulled back towards the old nu until it raises the objective, which
-        therefore still never decreases.
+        therefore still never decreases. (The Gamma and Beta families' Newton M-steps
+        take the same option.)
     tol : float, default=1e-3
         Convergence threshold on the gain of the per-sample log-likelihood.
     reg_covar : float, default=1e-6
@@ -172,7 +173,7 @@ class StudentTMixture(FittedMixture, DensityMixin, BaseEstimator):
         covariance_type: str = "full",
         degrees_of_freedom: float | None = None,
         dof_type: str = "per-component",
-        max_dof_iter: int | None = None,
+        max_m_step_iter: int | None = None,
         tol: float = 1e-3,
         reg_covar: float = 1e-6,
         max_iter: int = 100,
@@ -192,7 +193,7 @@ class StudentTMixture(FittedMixture, DensityMixin, BaseEstimator):
         self.covariance_type = covariance_type
         self.degrees_of_freedom = degrees_of_freedom
         self.dof_type = dof_type
-        self.max_dof_iter = max_dof_iter
+        self.max_m_step_iter = max_m_step_iter
         self.tol = tol
         self.reg_covar = reg_covar
         self.max_iter = max_iter
@@ -212,8 +213,8 @@ class StudentTMixture(FittedMixture, DensityMixin, BaseEstimator):
         check_em_parameters(self)
         check_choice("covariance_type", self.covariance_type, COVARIANCE_TYPES)
         check_choice("dof_type", self.dof_type, DOF_TYPES)
-        if self.max_dof_iter is not None:
-            check_positive_int("max_dof_iter", self.max_dof_iter)
+        if self.max_m_step_iter is not None:
+            check_positive_int("max_m_step_iter", self.max_m_step_iter)
         if check_number("reg_covar", self.reg_covar) <= 0:
             raise InputError(
                 f"reg_covar must be > 0, got {self.reg_covar!r}: it is added to the scale "
@@ -259,7 +260,7 @@ class StudentTMixture(FittedMixture, DensityMixin, BaseEstimator):
             float(self.reg_covar),
             DegreesOfFreedom(
                 self.dof_type,
-                None if self.max_dof_iter is None else int(self.max_dof_iter),
+                None if self.max_m_step_iter is None else int(self.max_m_step_iter),
             ),
             assignment(self.e_step),
             missing=missing,

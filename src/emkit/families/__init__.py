@@ -9,6 +9,22 @@ from emkit.families._base import ComponentFamily, Natural
 from emkit.families.bernoulli import Bernoulli, BernoulliParams
 from emkit.families.beta import Beta, BetaParams
 from emkit.families.categorical import Categorical, CategoricalParams
+from emkit.families.covariance import (
+    EEI,
+    EEV,
+    EII,
+    EVE,
+    EVI,
+    EVV,
+    MCLUST_MODELS,
+    VEE,
+    VEI,
+    VEV,
+    VVE,
+    Composed,
+    E,
+    V,
+)
 from emkit.families.exponential import Exponential, ExponentialParams
 from emkit.families.gamma import Gamma, GammaParams
 from emkit.families.gaussian import (
@@ -37,6 +53,17 @@ from emkit.families.product import Product
 
 __all__ = [
     "COVARIANCE_TYPES",
+    "EEI",
+    "EEV",
+    "EII",
+    "EVE",
+    "EVI",
+    "EVV",
+    "MCLUST_MODELS",
+    "VEE",
+    "VEI",
+    "VEV",
+    "VVE",
     "Bernoulli",
     "BernoulliParams",
     "Beta",
@@ -45,10 +72,12 @@ __all__ = [
     "Categorical",
     "CategoricalParams",
     "ComponentFamily",
+    "Composed",
     "ConjugatePrior",
     "CovarianceStructure",
     "Diag",
     "DirichletPrior",
+    "E",
     "Exponential",
     "ExponentialParams",
     "Full",
@@ -69,5 +98,6 @@ __all__ = [
     "Product",
     "Spherical",
     "Tied",
+    "V",
     "covariance_structure",
 ]

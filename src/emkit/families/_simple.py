@@ -401,6 +401,11 @@ def solve_increasing(
     return x, converged
 
 
+# Newton iterations of an unbounded M-step: it converges to a relative change of 1e-12 in
+# about 5 from the families' closed-form starts.
+_NEWTON_ITER = 50
+
+
 def _along(frozen: NDArray[np.bool_], like: Array) -> NDArray[np.bool_]:
     """``frozen`` (K,) broadcast along the trailing axes of a (K, ...) parameter array."""
     return frozen.reshape((-1,) + (1,) * (np.ndim(like) - 1))
@@ -413,16 +418,29 @@ class NewtonFamily(SimpleFamily):
     :class:`~emkit.families.priors.ConjugatePrior` over the 2 d statistics."""
 
     prior: Any = None
-    max_newton: int = 50
+    max_m_step_iter: int | None = None
 
     def __post_init__(self) -> None:
         check_prior(self.name, self.prior, (ConjugatePrior,))
-        if (
-            not isinstance(self.max_newton, int | np.integer)
-            or isinstance(self.max_newton, bool)
-            or self.max_newton < 1
+        bound = self.max_m_step_iter
+        if bound is not None and (
+            not isinstance(bound, int | np.integer) or isinstance(bound, bool) or bound < 1
         ):
-            raise InputError(f"max_newton must be a positive integer, got {self.max_newton!r}.")
+            raise InputError(
+                f"max_m_step_iter must be a positive integer or None, got {bound!r}. None "
+                "solves the M-step to convergence; n bounds it to n Newton iterations from "
+                "the previous parameters (a generalized EM step)."
+            )
+
+    @property
+    def _newton_iter(self) -> int:
+        """Newton iterations per M-step: ``max_m_step_iter``, or enough to converge."""
+        return _NEWTON_ITER if self.max_m_step_iter is None else int(self.max_m_step_iter)
+
+    @property
+    def _warm(self) -> bool:
+        """Whether Newton starts from the previous parameters (a bounded, GEM M-step)."""
+        return self.max_m_step_iter is not None
 
     @property
     def n_stats(self) -> int:

@@ -56,10 +56,13 @@ def _objective(a: Array, b: Array, l1: Array, l2: Array) -> Array:
     return gammaln(a) + gammaln(b) - gammaln(a + b) - (a - 1.0) * l1 - (b - 1.0) * l2
 
 
-def _solve_beta(l1: Array, l2: Array, max_iter: int) -> tuple[Array, Array, NDArray[np.bool_]]:
+def _solve_beta(
+    l1: Array, l2: Array, max_iter: int, start: tuple[Array, Array] | None = None
+) -> tuple[Array, Array, NDArray[np.bool_]]:
     """(a, b) with ``digamma(a) - digamma(a + b) = l1`` and
     ``digamma(b) - digamma(a + b) = l2`` (elementwise; ``exp(l1) + exp(l2) < 1``), and
-    where Newton converged.
+    where Newton converged: damped Newton on the convex objective, from ``start`` (the
+    previous shapes, for a bounded M-step) or a closed-form approximation.
 
     Examples
     --------
@@ -72,7 +75,7 @@ def _solve_beta(l1: Array, l2: Array, max_iter: int) -> tuple[Array, Array, NDAr
     e1, e2 = np.exp(l1), np.exp(l2)
     # digamma(a) ~ log(a - 1/2): a - 1/2 = s e1, b - 1/2 = s e2 with s = a + b - 1/2
     s = 0.5 / (1.0 - e1 - e2)
-    a, b = 0.5 + s * e1, 0.5 + s * e2
+    a, b = (0.5 + s * e1, 0.5 + s * e2) if start is None else (start[0].copy(), start[1].copy())
     converged = np.zeros(a.shape, dtype=bool)
     for _ in range(max_iter):
         act = ~converged
@@ -135,15 +138,19 @@ class Beta(NewtonFamily):
         statistics, with ``exp(mean log x) + exp(mean log(1 - x)) < 1`` per column.
         ``'auto'`` is worth 0.01 pseudo-rows at the data's means of the statistics. The
         log prior is ``<phi, eta> - nu A(eta)`` without its normalizing constant.
-    max_newton : int, default=50
-        Newton iterations per M-step (it converges to a relative change of 1e-12 in
-        about 10).
+    max_m_step_iter : int or None, default=None
+        Newton iterations per M-step. None solves to convergence (a relative change of
+        1e-12, in about 10 iterations); an integer n makes the M-step a generalized EM
+        step: at most n damped Newton iterations from the previous shapes, the same
+        option as :class:`~emkit.StudentTMixture`'s.
 
     Notes
     -----
     The M-step solves to convergence, so it maximizes Q exactly and its reported gap is
-    0. Should Newton not converge in ``max_newton`` iterations, the new shapes are kept
-    only if they do not lower Q below the previous ones': a generalized EM step. A
+    0. Should Newton stop before it converges (``max_m_step_iter``), the new shapes are
+    kept only if they do not lower Q below the previous ones': a generalized EM step
+    (from the previous shapes, each damped Newton iteration lowers -Q, so its fixed
+    points are EM's). A
     component whose rows are all equal in a column has an unbounded likelihood; its
     ``a + b`` stops at 1e10 and the gap is reported as infinite. In float32, an
     iteration whose round-off would exceed 1e-5 nats runs in float64 instead.
@@ -242,7 +249,8 @@ class Beta(NewtonFamily):
         with np.errstate(divide="ignore", invalid="ignore"):
             a = _CONCENTRATION_CEILING * e1 / (e1 + e2)
             b = _CONCENTRATION_CEILING * e2 / (e1 + e2)
-        a_new, b_new, converged = _solve_beta(l1[ok], l2[ok], self.max_newton)
+        start = (params.a[ok], params.b[ok]) if self._warm else None
+        a_new, b_new, converged = _solve_beta(l1[ok], l2[ok], self._newton_iter, start)
         if not converged.all():
             # generalized EM: keep the previous shapes where they give a larger Q
             a_old, b_old = params.a[ok], params.b[ok]
@@ -289,8 +297,8 @@ class Beta(NewtonFamily):
             lambda x, act: digamma(x) - digamma(x + o[act]),
             lambda x, act: polygamma(1, x) - polygamma(1, x + o[act]),
             target,
-            np.maximum(start, 1e-300),
-            self.max_newton,
+            previous[ok] if self._warm else np.maximum(start, 1e-300),
+            self._newton_iter,
             _NEWTON_TOL,
         )
         if not converged.all():

@@ -36,7 +36,7 @@ from emkit.families._base import Group, check_positive, frozen_components, known
 from emkit.families._simple import NewtonFamily, first_bad, solve_increasing
 from emkit.families.priors import ConjugatePrior
 
-__all__ = ["Gamma", "GammaParams"]
+__all__ = ["Gamma", "GammaParams", "solve_gamma_shape"]
 
 Array = NDArray[np.floating[Any]]
 
@@ -83,17 +83,20 @@ def _log_minus_digamma_slope(a: Array) -> Array:
     return out
 
 
-def _solve_shape(s: Array, max_iter: int) -> tuple[Array, NDArray[np.bool_]]:
+def solve_gamma_shape(
+    s: Array, max_iter: int, start: Array | None = None
+) -> tuple[Array, NDArray[np.bool_]]:
     """Shapes ``a`` with ``log(a) - digamma(a) = s`` (elementwise, ``s > 0``) and where
     Newton converged.
 
-    Newton's method in ``y = 1 / a`` (Minka's generalized Newton), started from Minka's
-    closed-form approximation and kept inside the bracket ``s < y < 2 s``; a step that
-    leaves the bracket is replaced by bisection.
+    Newton's method in ``y = 1 / a`` (Minka's generalized Newton), started from ``start``
+    (the previous shapes, for a bounded M-step) or from Minka's closed-form approximation,
+    and kept inside the bracket ``s < y < 2 s``; a step that leaves the bracket is
+    replaced by bisection.
 
     Examples
     --------
-    >>> a, ok = _solve_shape(np.array([0.1, 2.0]), 50)
+    >>> a, ok = solve_gamma_shape(np.array([0.1, 2.0]), 50)
     >>> bool(ok.all()), np.allclose(np.log(a) - digamma(a), [0.1, 2.0], rtol=1e-13)
     (True, True)
     """
@@ -101,7 +104,7 @@ def _solve_shape(s: Array, max_iter: int) -> tuple[Array, NDArray[np.bool_]]:
     lo, hi = s.copy(), 2.0 * s  # bracket of y = 1 / a
     # Minka's starting point: a0 = (3 - s + sqrt((s - 3)^2 + 24 s)) / (12 s)
     a0 = (3.0 - s + np.sqrt((s - 3.0) ** 2 + 24.0 * s)) / (12.0 * s)
-    y = np.clip(1.0 / a0, lo, hi)
+    y = np.clip(1.0 / (a0 if start is None else start), lo, hi)
     converged = np.zeros(s.shape, dtype=bool)
     for _ in range(max_iter):
         active = ~converged
@@ -150,16 +153,19 @@ class Gamma(NewtonFamily):
         per column. ``'auto'`` is worth 0.01 pseudo-rows at the data's means of
         ``(x, log x)``. The log prior is ``<phi, eta> - nu A(eta)`` without its
         normalizing constant (unknown in closed form), which does not change EM.
-    max_newton : int, default=50
-        Newton iterations for the shape per M-step (it converges to a relative change
-        of 1e-12 in about 5).
+    max_m_step_iter : int or None, default=None
+        Newton iterations for the shape per M-step. None solves to convergence (a
+        relative change of 1e-12, in about 5 iterations from Minka's start); an integer
+        n makes the M-step a generalized EM step: at most n iterations from the previous
+        shape, the same option as :class:`~emkit.StudentTMixture`'s.
 
     Notes
     -----
     The M-step solves for the shape to convergence, so it maximizes Q exactly and its
-    reported gap is 0. Should Newton not converge in ``max_newton`` iterations, a shape
-    is kept only if it does not lower Q below the previous shape's (with the best rate
-    for each): a generalized EM step, so the objective still never decreases. A
+    reported gap is 0. Should Newton stop before it converges (``max_m_step_iter``), a
+    shape is kept only if it does not lower Q below the previous shape's (with the best
+    rate for each): a generalized EM step, so the objective still never decreases, and
+    its fixed points are EM's (Newton from the maximizer stays there). A
     component whose rows are all equal in a column has an unbounded likelihood; its
     shape stops at 1e10 and the gap is reported as infinite.
 
@@ -248,7 +254,8 @@ class Gamma(NewtonFamily):
         ok = np.isfinite(s) & (s > 0)
         # s <= 0: all rows equal (or round-off); the shape goes to its ceiling
         shape = np.full(s.shape, _SHAPE_CEILING)
-        solved, converged = _solve_shape(s[ok], self.max_newton)
+        start = params.shapes[ok] if self._warm else None
+        solved, converged = solve_gamma_shape(s[ok], self._newton_iter, start)
         if not converged.all():
             # generalized EM: keep the previous shape where it gives a larger Q
             previous = params.shapes[ok]
@@ -286,8 +293,8 @@ class Gamma(NewtonFamily):
             lambda a, act: digamma(a),
             lambda a, act: polygamma(1, a),
             target[ok],
-            _inverse_digamma_start(target[ok]),
-            self.max_newton,
+            previous[ok] if self._warm else _inverse_digamma_start(target[ok]),
+            self._newton_iter,
             _NEWTON_TOL,
         )
         if not converged.all():

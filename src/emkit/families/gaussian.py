@@ -156,6 +156,10 @@ class GaussianParams(NamedTuple):
     # (K,) the components whose covariance the M-step held at the degeneracy floor
     # (_FLOOR_EPS): they collapsed; None when no M-step made these parameters
     floored: NDArray[np.bool_] | None = None
+    # how far the M-step that made these parameters fell below its starting point's value
+    # of Q (nats, >= 0), where the structure measures it (CovarianceStructure.maximize);
+    # NaN: not measured, the family's own bound applies (GaussianFamily.m_step_gap)
+    gap: float = float("nan")
 
 
 def _cholesky_upper_of_precision(cov: Array) -> Array:
@@ -301,6 +305,30 @@ class CovarianceStructure:
 
     def n_parameters(self, n_components: int, d: int) -> int:
         raise NotImplementedError
+
+    def check_features(self, d: int) -> None:
+        """Raise :class:`~emkit.exceptions.InputError` if the structure does not apply
+        to ``d`` columns (mclust's one-dimensional models)."""
+
+    def maximize(
+        self, scatter: Array, mass: Array, reg_covar: float, previous: Array | None
+    ) -> tuple[Array, float | None]:
+        """The M-step's covariances from the scatter (plus a prior's scale) and its mass,
+        and how far below the ``previous`` covariances' value of the M-step's objective
+        they fall when the structure measures it (None: the family's bound applies, see
+        :meth:`GaussianFamily.m_step_gap`). Exact structures just :meth:`divide`."""
+        return self.divide(scatter, mass, reg_covar), None
+
+    def infeasible(self, covariances: Array) -> str | None:
+        """Why known covariances of every component are not of this structure (None:
+        they are); structures that tie components together check it."""
+        return None
+
+    @property
+    def ties(self) -> bool:
+        """Some factor of the covariances is shared by components that each have one
+        (mclust's E letters beside a V or per-component layout)."""
+        return False
 
     def keep(self, new: Array, old: Array, frozen: NDArray[np.bool_]) -> Array:
         """Keep ``old`` covariance parameters for the components marked ``frozen``."""
@@ -757,13 +785,18 @@ COVARIANCE_TYPES: tuple[str, ...] = tuple(_STRUCTURES)
 
 
 def covariance_structure(covariance_type: str) -> CovarianceStructure:
-    """The one place a covariance type string becomes a structure object."""
-    if covariance_type not in _STRUCTURES:
+    """The one place a covariance type string becomes a structure object: scikit-learn's
+    four names, mclust's fourteen models and its one-dimensional E and V
+    (:mod:`emkit.families.covariance`)."""
+    from emkit.families.covariance import covariance_types, structure_class
+
+    cls = structure_class(covariance_type) if isinstance(covariance_type, str) else None
+    if cls is None:
         raise InputError(
-            f"covariance_type must be one of {', '.join(map(repr, COVARIANCE_TYPES))}, "
+            f"covariance_type must be one of {', '.join(map(repr, covariance_types()))}, "
             f"got {covariance_type!r}."
         )
-    return _STRUCTURES[covariance_type]()
+    return cls()
 
 
 @dataclass(frozen=True, eq=False)
@@ -816,6 +849,7 @@ class GaussianFamily:
             shift = (weights.astype(np.float64) @ X) / weights.sum(dtype=np.float64)
         scale = centred_scale(X, shift)
         check_fit_range(scale, X.shape, "a Gaussian fit")
+        self.structure.check_features(X.shape[1])
         prior, data_cov = self.prior, None
         if prior is not None:
             prior = GaussianPrior() if isinstance(prior, str) else prior
@@ -1093,12 +1127,17 @@ class GaussianFamily:
         # its (zero) share of Q, so keep the previous ones rather than divide 0 by 0.
         frozen = frozen_components(counts, total_weight)
         with np.errstate(divide="ignore", invalid="ignore"):
-            cov = self.structure.divide(scatter, self._mass(nk), self.reg_covar)
+            previous = None if params is None else params.covariances
+            cov, gap = self.structure.maximize(scatter, self._mass(nk), self.reg_covar, previous)
         if frozen.any():
             means = self._with_known_means(np.where(frozen[:, None], params.means, means))
             cov = self.structure.keep(cov, params.covariances, frozen)
         cov, prec_chol, floored = self._factor(cov, K)
-        return GaussianParams(means, cov, prec_chol, floored)
+        if gap is None or (self.fixed is not None and self.fixed.covariances is not None):
+            gap = float("nan")  # not measured, or known covariances replaced the maximizer
+        elif floored.any():
+            gap = float("inf")  # held off the constrained maximizer: no bound
+        return GaussianParams(means, cov, prec_chol, floored, gap)
 
     def _with_known_means(self, means: Array) -> Array:
         """``means`` (centred) with the known ones put in."""
@@ -1206,6 +1245,8 @@ class GaussianFamily:
         the floor although ``reg_covar > 0`` (``reg_covar`` below the data's round-off)
         has no such bound: the gap is infinite, and the driver restarts the monotone trace.
         """
+        if not np.isnan(params.gap):
+            return params.gap
         r = self.reg_covar
         if r == 0.0:
             return 0.0
@@ -1294,6 +1335,18 @@ class GaussianFamily:
         means = parsed.get(prefix + "means")
         covariances = parsed.get(prefix + "covariances")
         prec_chol = None
+        if covariances is not None and structure.ties:
+            name = f"{family} fixed {prefix}covariances"
+            if not covariances.mask.all():
+                raise InputError(
+                    f"{name}: covariance_type {structure.name!r} shares factors of the "
+                    "covariances between components, so known covariances for some of them "
+                    f"would constrain the others; got {int(covariances.mask.sum())} of "
+                    f"{n_components}. Pass every component's covariance, or none."
+                )
+            problem = structure.infeasible(covariances.values)
+            if problem is not None:
+                raise InputError(f"{name} {problem}")
         if covariances is not None:
             if structure.shared:
                 prec_chol = structure.exact_factor(covariances.values)

@@ -17,6 +17,13 @@ its batch (on the whole data, exactly batch EM). The first batch is blended with
 
 The E-step is the model's own, mapped over the batch's rows by the engine: online EM,
 chunked, threaded and streamed fits share one statistics code path.
+
+Statistics of a continuous latent variable are in a frame that moves with the parameters
+(PPCA and factor analysis identify their factors only up to rotation, and each E-step
+works in the principal frame of the current loadings). Such a model defines
+``reframe(stats, params)``, the statistics its M-step just read expressed in the frame of
+the E-step of the parameters it gave, so that the running statistics and the next batch's
+are of one frame before they are blended.
 """
 
 from __future__ import annotations
@@ -87,6 +94,9 @@ def online_update(
     running = mean if state.running is None else state.running * (1.0 - rho) + mean * rho
     seen = state.seen + batch.weight
     params = model.m_step(state.params, running * seen)
+    reframe = getattr(model, "reframe", None)
+    if reframe is not None:
+        running = reframe(running, params)
     return replace(
         state,
         params=params,

@@ -22,6 +22,8 @@ from numpy.typing import NDArray
 from scipy.special import gammaln
 
 from emkit.exceptions import EmkitError
+from emkit.families.covariance import covariance_types
+from emkit.families.gaussian import covariance_structure
 from emkit.inference.em import EMTrace
 
 __all__ = [
@@ -98,7 +100,6 @@ class Schema:
     derived: str | None = None
 
 
-_DENSE = ("full", "tied")
 _COVARIANCE_SHAPES = {
     "full": ("K", "d", "d"),
     "tied": ("d", "d"),
@@ -109,6 +110,28 @@ _COVARIANCE_CHECKS = {"full": ("spd",), "tied": ("spd",), "diag": ("positive",)}
 _COVARIANCE_CHECKS["spherical"] = ("positive",)
 _FACTOR_CHECKS = {"full": ("cholesky",), "tied": ("cholesky",), "diag": ("positive",)}
 _FACTOR_CHECKS["spherical"] = ("positive",)
+
+
+def _layout(covariance_type: str) -> str:
+    """The scikit-learn structure whose arrays a covariance type stores (mclust's
+    models build on one of the four)."""
+    structure = covariance_structure(covariance_type)
+    return next(
+        t
+        for t in ("full", "tied", "diag", "spherical")
+        if isinstance(structure, type(covariance_structure(t)))
+    )
+
+
+def _by_type(table: dict[str, Any]) -> dict[str, Any]:
+    """``table`` (by scikit-learn structure) for every covariance type."""
+    return {name: table[_layout(name)] for name in covariance_types()}
+
+
+_COVARIANCE_SHAPES = _by_type(_COVARIANCE_SHAPES)
+_COVARIANCE_CHECKS = _by_type(_COVARIANCE_CHECKS)
+_FACTOR_CHECKS = _by_type(_FACTOR_CHECKS)
+_DENSE = tuple(t for t in covariance_types() if covariance_structure(t).dense)
 
 _EM_FIELDS: dict[str, Field] = {
     "n_features_in_": Field("int", dim="d"),
@@ -245,6 +268,9 @@ COMPONENT_CHECKS: dict[str, Any] = {
     "GaussianParams.covariances": {"dense": ("spd",), "variances": ("positive",)},
     "GaussianParams.precisions_cholesky": {"dense": ("cholesky",), "variances": ("positive",)},
     "GaussianParams.mended": ("bool",),
+    # the last M-step's measured shortfall (a float; NaN: not measured): read by no
+    # prediction
+    "GaussianParams.gap": (),
 }
 
 

@@ -50,7 +50,7 @@ O(n d q + p d q^2 + p q^3) for p patterns, plus O(n d q^2) for A_i when values a
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
@@ -219,8 +219,8 @@ def loadings_given_noise(
     return np.asarray(sqrt_psi[:, None] * Vt.T * np.sqrt(excess))
 
 
-def _expanded_q(Wt: Array, noise: Array, eta: Array, Sigma: Array, stats: FactorStats) -> float:
-    """Q of the expanded model x = [W, mu] z~ + noise, z ~ N(eta, Sigma), under the q
+def _expanded_q(Wt: Array, noise: Array, eta: Array, L: Array, stats: FactorStats) -> float:
+    """Q of the expanded model x = [W, mu] z~ + noise, z ~ N(eta, Sigma = L L^T), under the q
     that ``stats`` summarize, up to terms no parameter changes (total nats):
 
         sum_i -n_i/2 log psi_i - (sum x_i^2 - 2 w~_i . b_i + w~_i A_i w~_i^T) / (2 psi_i)
@@ -233,7 +233,6 @@ def _expanded_q(Wt: Array, noise: Array, eta: Array, Sigma: Array, stats: Factor
     Szz = stats.sum_zz_all
     ez = Szz[:q, q]
     spread = Szz[:q, :q] - np.outer(eta, ez) - np.outer(ez, eta) + stats.weight * np.outer(eta, eta)
-    L = np.linalg.cholesky(Sigma)
     # log|Sigma| = 2 sum log diag(L); tr(Sigma^-1 B) = tr(L^-1 B L^-T)
     half = np.linalg.solve(L, spread)
     trace = float(np.trace(np.linalg.solve(L, half.T)))
@@ -473,6 +472,14 @@ def _times_square(quad: Array, c: Array) -> Array:
         return np.asarray(quad * c * c)
 
 
+def _expansion(stats: FactorStats, q: int) -> tuple[Array, Array]:
+    """eta and L (L L^T = Sigma) of the expanded model z ~ N(eta, Sigma), from the
+    moments of z~ = [z, 1] over every row (PX-EM)."""
+    Ez = stats.sum_zz_all / stats.weight
+    eta = Ez[:q, q]
+    return eta, np.linalg.cholesky(Ez[:q, :q] - np.outer(eta, eta))
+
+
 class _Posterior(NamedTuple):
     """The posterior of z for a block of rows."""
 
@@ -622,20 +629,18 @@ class LatentFactor:
         """Maximize Q of the expanded model: per feature [W_i, mu_i] = b_i^T A_i^-1 and
         the noise; eta and Sigma of z; then fold them back into W and mu."""
         q = params.components.shape[1]
-        Wt, noise, eta, Sigma = self._expanded_m_step(stats, q)
-        L = np.linalg.cholesky(Sigma)  # L L^T = Sigma
+        Wt, noise, eta, L = self._expanded_m_step(stats, q)  # L L^T = Sigma
         W = Wt[:, :q]
         return FactorParams(W @ L, Wt[:, q] + W @ eta, noise)
 
     def _expanded_m_step(self, stats: FactorStats, q: int) -> tuple[Array, Array, Array, Array]:
         """The maximizer of the expanded model's Q: ([W, mu] (d, q+1), the noise, and
-        the factors' mean eta and covariance Sigma)."""
+        the factors' mean eta and the Cholesky factor L of their covariance Sigma)."""
         Wt = np.linalg.solve(stats.sum_zz, stats.sum_xz[:, :, None])[:, :, 0]
         residual = stats.sum_xx - (Wt * stats.sum_xz).sum(axis=1)
         noise = self.noise.pool(residual, stats.count, self.noise_floor)
-        Ez = stats.sum_zz_all / stats.weight  # the moments of z~ = [z, 1]
-        eta = Ez[:q, q]
-        return Wt, noise, eta, Ez[:q, :q] - np.outer(eta, eta)
+        eta, L = _expansion(stats, q)
+        return Wt, noise, eta, L
 
     def lower_bound(self, params: FactorParams, new: FactorParams, stats: FactorStats) -> float:
         """Per-sample L(q, new) after the (parameter-expanded) M-step.
@@ -648,11 +653,34 @@ class LatentFactor:
         q = params.components.shape[1]
         W, _, _ = principal_frame(params.components, params.noise)
         start = np.column_stack([W, params.mean])
-        Wt, noise, eta, Sigma = self._expanded_m_step(stats, q)
-        lift = _expanded_q(Wt, noise, eta, Sigma, stats) - _expanded_q(
+        Wt, noise, eta, L = self._expanded_m_step(stats, q)
+        lift = _expanded_q(Wt, noise, eta, L, stats) - _expanded_q(
             start, params.noise, np.zeros(q), np.eye(q), stats
         )
         return self.objective(params, stats) + lift / stats.weight
+
+    def reframe(self, stats: FactorStats, params: FactorParams) -> FactorStats:
+        """``stats`` in the latent frame of the E-step of ``params``, the M-step's result
+        from them (online EM blends the statistics of successive E-steps: one frame).
+
+        The M-step folds z = eta + L z' into the parameters, and the next E-step works
+        in their principal frame, z' = V z''. So z~ = A z~'' with A = [[L V, eta], [0, 1]],
+        and the statistics of z~'' are b A^-T and A^-1 S A^-1^T: an M-step on them gives
+        ``params`` again (up to the rotation the likelihood does not see).
+        """
+        q = params.components.shape[1]
+        eta, L = _expansion(stats, q)
+        Vt = principal_frame(params.components, params.noise)[2]
+        A = np.eye(q + 1)
+        A[:q, :q] = L @ Vt.T
+        A[:q, q] = eta
+        Ainv = np.linalg.inv(A)
+        return replace(
+            stats,
+            sum_xz=stats.sum_xz @ Ainv.T,
+            sum_zz=Ainv @ stats.sum_zz @ Ainv.T,
+            sum_zz_all=Ainv @ stats.sum_zz_all @ Ainv.T,
+        )
 
     def m_step_gap(self, params: FactorParams, stats: Any) -> float:
         """Zero: the M-step maximizes Q (over noise variances >= the floor)."""

@@ -28,8 +28,8 @@ log-likelihood, so the iteration is exact EM and the log-likelihood never decrea
 needs no second pass over the rows (ECME, maximizing the observed log-likelihood in nu
 after the new means and scales, converges faster in nu but costs one more pass a
 iteration). With ``max_iter`` the solve is bounded: a generalized M-step that keeps the old
-nu unless the bounded solve's value (pulled back towards the old one if needed) raises the
-objective.
+nu unless the bounded solve's value (Newton from the old nu, pulled back towards it if
+needed) raises the objective.
 
 Missing values (NaN): the marginal of a multivariate t over the observed coordinates o is
 t_nu(mu_o, Sigma_oo), so a row's likelihood, delta and E[u], E[log u] use its observed
@@ -52,6 +52,7 @@ from scipy.linalg import solve_triangular
 from scipy.optimize import brentq
 from scipy.special import digamma, gammaln
 
+from emkit.families.gamma import solve_gamma_shape
 from emkit.families.gaussian import LOG_2PI, CovarianceStructure
 from emkit.models.mixing import EXACT, NK_FLOOR, NO_PRIOR, Assignment, MixingWeights, for_rows
 from emkit.models.statistics import Statistics
@@ -160,14 +161,15 @@ class DegreesOfFreedom:
                 candidate = hi
             elif at_start < 0 and score(a) <= 0:
                 candidate = lo
-            else:
+            elif self.max_iter is None:
                 kwargs: dict[str, Any] = {"xtol": 1e-12, "rtol": 4 * np.finfo(float).eps}
-                if self.max_iter is not None:
-                    kwargs.update(maxiter=self.max_iter, disp=False)
-                candidate = float(np.exp(brentq(score, a, b, **kwargs)))
-            if self.max_iter is None:
-                new[k] = candidate
+                new[k] = float(np.exp(brentq(score, a, b, **kwargs)))
                 continue
+            else:
+                # a bounded solve: the score's root is log(nu/2) - digamma(nu/2) = -c, the
+                # Gamma shape's equation: its bracketed Newton, from the old nu
+                half, _ = solve_gamma_shape(np.array([-c]), self.max_iter, old[k : k + 1] / 2)
+                candidate = float(np.clip(2.0 * half[0], lo, hi))
 
             def q(nu: float, k: int = k) -> float:
                 return float(_dof_objective(np.array([nu]), mass[k : k + 1], log_u[k : k + 1])[0])
