@@ -28,6 +28,7 @@ from emkit.cli._report import (
     CandidateResult,
     covariances_2d,
     plot_clusters,
+    plot_model,
     print_summary,
     write_columns,
     write_summary_csv,
@@ -659,6 +660,7 @@ def _fit_and_report(
             plotted = open_table(streamed.path, streamed.names[:2]).read()
             table = Table(list(plotted.T), table.names, table.kinds, n_rows=n)
         written.extend(_plot(out / "clusters.png", table, labels, model, gaussian_only))
+        written.extend(_quiet(lambda: plot_model(out, model, data, results, gaussian_only)))
     for path in written:
         print(f"wrote {path}")
     return 0

@@ -533,6 +533,9 @@ class _Reporting:
     def m_step_gap(self, params: KMeansParams, stats: Any) -> float:
         return self.model.m_step_gap(params, stats)
 
+    def lower_bound(self, params: KMeansParams, new: KMeansParams, stats: Any) -> float:
+        return self.model.lower_bound(params, new, stats)
+
     def converged(self, previous: KMeansParams, params: KMeansParams) -> bool:
         self.stopped = None
         if not self.model.converged(previous, params):

@@ -47,6 +47,7 @@ MONOTONICITY_POLICIES = ("raise", "warn", "off")
 
 _NO_ITERATIONS = np.zeros(0, dtype=np.intp)
 _NO_COMPONENTS = np.zeros(0, dtype=bool)
+_NO_BOUND = np.zeros(0, dtype=np.float64)
 
 
 class EMTrace(NamedTuple):
@@ -59,12 +60,30 @@ class EMTrace(NamedTuple):
     reports as collapsed in the final parameters (held at a floor of the constrained
     M-step, see :meth:`Mixture.degenerate <emkit.models.mixture.Mixture.degenerate>`);
     it is empty for models without components or without such a report.
+
+    ``bound`` is the bound made visible: the per-sample lower bound L(q_t, theta_{t+1})
+    after the M-step of iteration t, q_t the posterior of its E-step (see
+    :class:`~emkit.inference.steps.EMModel`). ``objective[t]`` is L(q_t, theta_t) (the
+    E-step closes the gap), the M-step lifts the bound to ``bound[t] >= objective[t]``,
+    and ``objective[t + 1] - bound[t]``, :attr:`kl`, is KL(q_t || p(z | x, theta_{t+1})),
+    the gap the next E-step closes. NaN where a step has no bound (SQUAREM cycles, models
+    without one); empty in traces that record none (online updates, older model files).
+    For variational EM the objective is the ELBO and ``bound`` repeats it.
     """
 
     objective: NDArray[np.float64]  # per-sample objective at the start of each iteration
     seconds: NDArray[np.float64]  # wall-clock seconds each iteration took
     restarts: NDArray[np.intp] = _NO_ITERATIONS
     degenerate: NDArray[np.bool_] = _NO_COMPONENTS
+    bound: NDArray[np.float64] = _NO_BOUND  # per-sample L(q_t, theta_{t+1}) after each M-step
+
+    @property
+    def kl(self) -> NDArray[np.float64]:
+        """KL(q_t || p(z | x, theta_{t+1})) per sample, ``objective[t + 1] - bound[t]``
+        for t = 0 .. T - 2 (empty where no bound was recorded)."""
+        if self.bound.shape[0] != self.objective.shape[0]:
+            return np.zeros(0)
+        return np.asarray(self.objective[1:] - self.bound[:-1], dtype=np.float64)
 
 
 @dataclass(frozen=True)
@@ -143,7 +162,9 @@ def fit_em(
     monotone = getattr(step, "monotone", True)
     stops_itself = getattr(step, "stops_itself", False)
     objectives: list[float] = []
+    bounds: list[float] = []
     seconds: list[float] = []
+    bound_is_objective = bool(getattr(model, "objective_is_bound", False))
     previous = start_objective
     slack = 0.0  # how much the last M-step may lower the objective (inexact M-steps)
     restarts: list[int] = []
@@ -185,6 +206,7 @@ def fit_em(
                 _report_decrease(monotonicity, iteration, previous, objective)
         params, slack, state = result.params, result.slack, result.state
         objectives.append(objective)
+        bounds.append(objective if bound_is_objective else result.bound)
         seconds.append(time.perf_counter() - start)
         if callback is not None:
             callback(iteration, objective, change)
@@ -207,6 +229,7 @@ def fit_em(
         np.asarray(seconds),
         np.asarray(restarts, dtype=np.intp),
         _model_degenerate(model, params),
+        np.asarray(bounds, dtype=np.float64),
     )
     return EMResult(params, float(objective), done, len(objectives), trace)
 

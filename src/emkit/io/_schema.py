@@ -616,6 +616,13 @@ def _check_trace_reports(entry: str, trace: EMTrace, n_iter: int) -> None:
         isinstance(degenerate, np.ndarray) and degenerate.ndim == 1 and degenerate.dtype == bool
     ):
         raise Invalid(f"{entry}.degenerate", "must be a 1-D boolean array (a flag a component)")
+    bound = trace.bound
+    if not (
+        isinstance(bound, np.ndarray)
+        and bound.dtype.kind == "f"
+        and bound.shape in ((0,), (n_iter,))
+    ):
+        raise Invalid(f"{entry}.bound", f"must be a float array of length 0 or {n_iter}")
 
 
 def _bind(dims: dict[str, int], dim: str, size: int, entry: str, source: str) -> None:
