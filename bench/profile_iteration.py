@@ -86,7 +86,7 @@ def fitted_plan(workload: Workload, X: np.ndarray, seed: int, dtype: str) -> tup
     with InMemoryEngine(n_threads=1) as engine:
         plan = gm._plan(X, None, None, engine, warm=False)
         params = plan.initialize(plan.rng)
-        stats = engine.map_reduce(plan.model.expectation(params), *plan.data)
+        stats = engine.map_reduce(plan.model.expectation(params), plan.data)
         params = plan.model.m_step(params, stats)
     return plan, params, InMemoryEngine
 
@@ -97,7 +97,7 @@ def profile_phases(plan: Any, params: Any, chunk_rows: int) -> dict[str, float]:
 
     model = plan.model
     family = model.family
-    X = plan.data[0]
+    X = plan.data.rows
     dtype = np.dtype(model.dtype)
     natural = family.natural(params.components, dtype)
     if natural.exact_form and dtype != np.float64:
@@ -150,7 +150,7 @@ def profile_workload(
     e_step = model.expectation(params)
     cores = _available_cores()
     probe = engine_class()
-    chunk_rows = probe._rows_per_chunk(X.shape[0], plan.row_bytes)
+    chunk_rows = probe._rows_per_chunk(X.shape[0], plan.data.work_bytes)
 
     with threadpool_limits(1, user_api="blas"):
         phase_runs = [profile_phases(plan, params, chunk_rows) for _ in range(repeats)]
@@ -161,9 +161,9 @@ def profile_workload(
         # on every core, wall time (what a user waits)
         clock = time.thread_time if n_threads == 1 else time.perf_counter
         with engine_class(n_threads=n_threads) as engine:
-            engine.map_reduce(e_step, *plan.data, row_bytes=plan.row_bytes)  # warm-up
+            engine.map_reduce(e_step, plan.data)  # warm-up
             return best(
-                lambda: engine.map_reduce(e_step, *plan.data, row_bytes=plan.row_bytes),
+                lambda: engine.map_reduce(e_step, plan.data),
                 repeats,
                 clock,
             )
@@ -171,7 +171,7 @@ def profile_workload(
     one = engine_time(1)
     many = engine_time(cores)
     with engine_class(n_threads=cores) as engine:
-        stats = engine.map_reduce(e_step, *plan.data, row_bytes=plan.row_bytes)
+        stats = engine.map_reduce(e_step, plan.data)
     m_step = best(lambda: model.m_step(params, stats), repeats, time.thread_time)
     floor = floor_seconds(workload, machine["gemm_flops"], machine["bandwidth"], cores)
     return {
