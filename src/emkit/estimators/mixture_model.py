@@ -202,6 +202,9 @@ default='exact'
         How ``family=None`` models non-negative integer columns.
     random_state : int, Generator, RandomState or None, default=None
     warm_start : bool, default=False
+        Continue from the fitted parameters (with ``e_step='variational'``, the fitted
+        posteriors) and the fitted trace's last objective, so that repeated
+        ``max_iter=1`` fits converge as one fit does.
     verbose : int, default=0
     verbose_interval : int, default=10
     learning_offset : float, default=10.0
@@ -369,11 +372,6 @@ default='exact'
                 "SQUAREM extrapolates EM's statistics, not a posterior; leave accelerate=None",
             ),
             (
-                "warm_start",
-                bool(self.warm_start),
-                "a variational fit starts afresh; use warm_start=False",
-            ),
-            (
                 "fixed",
                 bool(self.fixed),
                 "variational EM fits a posterior over every parameter; remove fixed",
@@ -487,6 +485,8 @@ default='exact'
                 plan.initialize,
                 n_init=1 if warm else self.n_init,
                 rng=plan.rng,
+                # a warm start continues the previous trace (convergence across calls)
+                start_objective=self.lower_bound_ if warm else -np.inf,
                 tol=float(self.tol),
                 max_iter=int(self.max_iter),
                 monotonicity=self.monotonicity,
@@ -582,7 +582,7 @@ default='exact'
         )
         data = (Xa, w, log_h, known)
         if warm:
-            previous: MixtureParams = getattr(self, "params_")  # noqa: B009
+            previous: MixtureParams = self._warm_params(family)
 
             def initialize(rng: np.random.Generator) -> MixtureParams:
                 if not fixed_params and known_weights is None:
@@ -603,6 +603,25 @@ default='exact'
                 return model.m_step(start, stats)
 
         return FitPlan(model, data, initialize, rng, dtype, row_bytes, family)
+
+    def _warm_params(self, family: Any) -> MixtureParams:
+        """The parameters a warm start continues from: the fitted ones, or with
+        ``e_step='variational'`` the fitted posteriors q(pi) and q(theta)."""
+        if self.e_step != "variational":
+            return MixtureParams(self.params_.weights, self.params_.components)
+        posteriors = getattr(self, "posteriors_", None)
+        if posteriors is None:
+            raise InputError(
+                "warm_start=True with e_step='variational' continues the fitted posteriors, "
+                "but the previous fit was not variational (it has no posteriors_). Set "
+                "warm_start=False to start a variational fit afresh."
+            )
+        components = (
+            tuple(posteriors[name] for name in family.blocks)
+            if isinstance(family, Product)
+            else posteriors
+        )
+        return MixtureParams(np.asarray(self.weight_concentration_), components)
 
     def _set_model(self, model: Mixture) -> None:
         """What the fitted model keeps of its fit's settings besides its parameters."""
