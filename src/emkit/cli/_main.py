@@ -9,6 +9,7 @@ line ``emkit: error: <message>`` on stderr and exit status 2, without a tracebac
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import tempfile
@@ -305,6 +306,29 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
         help="precision of the per-row work (default: float64)",
     )
     parser.add_argument("--seed", type=_seed, default=0, help="random seed >= 0 (default: 0)")
+    parser.add_argument(
+        "--e-step",
+        choices=_E_STEPS,
+        default="exact",
+        help="the E-step: exact (EM), hard (classification EM), variational (variational "
+        "Bayes, for Poisson, Bernoulli and categorical columns, each with a weak prior "
+        "from the data), monte-carlo (averages over drawn labels), stochastic (one drawn "
+        "label a row) (default: exact)",
+    )
+    parser.add_argument(
+        "--accelerate",
+        choices=("squarem",),
+        default=None,
+        help="squarem: extrapolate EM's steps (Varadhan & Roland 2008), falling back to the "
+        "plain step whenever the objective would drop; with --e-step exact or hard "
+        "(default: plain EM)",
+    )
+
+
+_E_STEPS = ("exact", "hard", "variational", "monte-carlo", "stochastic")
+# the E-steps whose steps are random or a posterior's: SQUAREM extrapolates a
+# deterministic EM map
+_NOT_ACCELERATED = ("variational", "monte-carlo", "stochastic")
 
 
 def _add_table_options(parser: argparse.ArgumentParser) -> None:
@@ -394,10 +418,14 @@ class _FitOptions:
     dtype: str
     seed: int
     verbose: bool = False
+    e_step: str = "exact"
+    accelerate: str | None = None
 
     def estimator_options(self) -> dict[str, Any]:
         """The arguments every fitted mixture takes from the command line."""
         return {
+            "e_step": self.e_step,
+            "accelerate": self.accelerate,
             "n_init": self.n_init,
             "max_iter": self.max_iter,
             "tol": self.tol,
@@ -435,8 +463,22 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         args.dtype,
         args.seed,
         args.verbose,
+        args.e_step,
+        args.accelerate,
     )
+    _check_variant(options)
     return _fit_and_report(table, args.family, str(args.data), options, args.out, args.no_plot)
+
+
+def _check_variant(options: _FitOptions) -> None:
+    """Refuse an --accelerate that the --e-step does not take, before reading any rows."""
+    if options.accelerate is not None and options.e_step in _NOT_ACCELERATED:
+        raise InputError(
+            f"--accelerate {options.accelerate} cannot be combined with --e-step "
+            f"{options.e_step}: SQUAREM extrapolates a deterministic EM step, and "
+            f"{options.e_step} steps are not one. Drop --accelerate, or use --e-step exact "
+            "or hard."
+        )
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -533,6 +575,8 @@ def _fit_and_report(
     gaussian_only = family_spec == {None: "gaussian"} or (
         set(family_spec.values()) <= {"auto", "gaussian"} and set(table.kinds) == {"float"}
     )
+    if options.e_step == "variational":
+        _check_variational_columns(table, family_spec, gaussian_only)
     if gaussian_only:
         data: Any = table.numeric(source)
         covariances = options.covariances or ["full", "diag"]
@@ -593,6 +637,28 @@ def _fit_and_report(
     return 0
 
 
+def _check_variational_columns(
+    table: Table, family_spec: dict[str | None, str], gaussian_only: bool
+) -> None:
+    """--e-step variational fits the families with a conjugate prior, not Gaussians."""
+    if gaussian_only:
+        gaussian = list(table.names)
+    else:
+        family = infer_family(typed_frame(table, family_spec))
+        block = _gaussian_block(family)
+        blocks = getattr(family, "blocks", {})
+        columns = next((cols for cols, fam in blocks.values() if fam is block), ())
+        gaussian = [table.names[j] for j in columns] if block is not None else []
+    if gaussian:
+        raise InputError(
+            "--e-step variational fits Poisson, Bernoulli and categorical columns (their "
+            "families have conjugate priors), but the Gaussian columns "
+            f"{', '.join(gaussian)} have no variational update here. Use --e-step exact, "
+            "or choose other families for them with --family, like --family "
+            f"{gaussian[0]}=poisson."
+        )
+
+
 def _gaussian_block(family: Any) -> Any:
     blocks = getattr(family, "blocks", None)
     if blocks is None:
@@ -615,12 +681,17 @@ def _mixture_model(family: Any, k: int, covariance: str, options: _FitOptions) -
             return fam
         return Gaussian(covariance, reg_covar=options.reg_covar)
 
+    def block(fam: Any) -> Any:
+        fam = gaussian(fam)
+        if options.e_step == "variational" and getattr(fam, "prior", "auto") is None:
+            # variational Bayes needs a proper prior: the family's weak one from the data
+            fam = dataclasses.replace(fam, prior="auto")
+        return fam
+
     if isinstance(family, Product):
-        family = Product(
-            {name: (cols, gaussian(fam)) for name, (cols, fam) in family.blocks.items()}
-        )
+        family = Product({name: (cols, block(fam)) for name, (cols, fam) in family.blocks.items()})
     else:
-        family = gaussian(family)
+        family = block(family)
     return MixtureModel(family, n_components=k, **options.estimator_options())
 
 
