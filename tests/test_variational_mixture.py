@@ -459,6 +459,20 @@ def test_a_loaded_variational_fit_continues_as_the_original(case, tmp_path):
             np.testing.assert_array_equal(a, b, err_msg=key)
 
 
+def test_a_warm_start_with_another_e_step_does_not_continue_the_elbo():
+    """The ELBO is not the log-likelihood: an exact warm start from a variational fit
+    measures its first change from nothing, and so cannot stop at once."""
+    X = _two_poisson_clusters(80)
+    model = PoissonMixture(2, prior="auto", e_step="variational", random_state=0, tol=1e-8)
+    model.fit(X)
+    model.set_params(e_step="exact", warm_start=True, max_iter=1, tol=10.0)
+    with pytest.warns(ConvergenceWarning):
+        model.fit(X)
+    assert not model.converged_
+    model.fit(X)  # now the same objective: a change below tol converges
+    assert model.converged_
+
+
 def test_a_variational_warm_start_needs_a_variational_fit():
     X = _two_poisson_clusters(40)
     model = PoissonMixture(2, prior="auto", random_state=0).fit(X)

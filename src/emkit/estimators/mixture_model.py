@@ -461,6 +461,8 @@ default='exact'
         """
         self._check_parameters()
         warm = self.warm_start and hasattr(self, "params_")
+        # (a loaded model was fitted with its own e_step)
+        same_objective = getattr(self, "_fitted_e_step", self.e_step) == self.e_step
         with (
             InMemoryEngine(self.chunk_size, self.n_threads) as engine,
             verbose_logging(self.verbose),
@@ -485,8 +487,9 @@ default='exact'
                 plan.initialize,
                 n_init=1 if warm else self.n_init,
                 rng=plan.rng,
-                # a warm start continues the previous trace (convergence across calls)
-                start_objective=self.lower_bound_ if warm else -np.inf,
+                # a warm start continues the previous trace (convergence across calls),
+                # when it measured the same objective (the same E-step)
+                start_objective=self.lower_bound_ if warm and same_objective else -np.inf,
                 tol=float(self.tol),
                 max_iter=int(self.max_iter),
                 monotonicity=self.monotonicity,
@@ -627,6 +630,7 @@ default='exact'
         """What the fitted model keeps of its fit's settings besides its parameters."""
         self._fixed_weights = model.weights.fixed
         self._family_argument = getattr(self, "family", None)
+        self._fitted_e_step = self.e_step
 
     def partial_fit(self, X: Any, y: Any = None, sample_weight: ArrayLike | None = None) -> Any:
         """One step of online EM on a mini-batch (see the base class); not with
