@@ -51,12 +51,14 @@ class Field:
 
     Parameters
     ----------
-    kind : {'array', 'int', 'float', 'bool', 'trace', 'family', 'mixture', 'categories'}
+    kind : {'array', 'int', 'float', 'bool', 'trace', 'family', 'mixture', 'categories', \
+'posteriors'}
         ``'trace'`` is an :class:`~emkit.inference.em.EMTrace` whose arrays have length
         ``T``; ``'family'`` a bound family of :mod:`emkit.families` over ``d`` columns;
         ``'mixture'`` its :class:`~emkit.models.MixtureParams` (weights and component
         parameters, checked against the family); ``'categories'`` a dict of column name
-        -> list of distinct category values.
+        -> list of distinct category values; ``'posteriors'`` a variational fit's
+        posterior objects, checked against the family (:func:`_check_variational`).
     shape : tuple of str or int, or dict of parameter value -> tuple, optional
         For arrays: each axis a dimension name (bound by :attr:`Schema.dims`, or by the
         first array that uses it) or a length. A dict picks the shape by the value of

@@ -28,7 +28,10 @@ centring shift, category counts or a prior drawn from the data), the parameters
 attributes (``weights_``, ``component_params_``, ``rates_``...) are recomputed from
 those on load, and known parameters (``fixed=``) are re-applied from the stored
 parameter, through the same checks as in ``fit``, so ``n_parameters``/``bic`` count the
-same free parameters.
+same free parameters. A variational fit (``e_step='variational'``) adds its posteriors:
+``posteriors_`` (``{"kind": "posterior"}``: the prior objects with the state their
+conjugate update keeps, ``_excess``..., so they continue exactly),
+``weight_concentration_`` and ``weight_concentration_prior_``.
 
 Validation
 ----------
