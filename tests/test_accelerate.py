@@ -16,7 +16,7 @@ from emkit import (
     MixtureOfPPCA,
     PoissonMixture,
 )
-from emkit.engines import InMemoryEngine
+from emkit.engines import InMemoryEngine, RowSource
 from emkit.exceptions import InputError
 from emkit.families import Gaussian, Poisson
 from emkit.inference import fit_em
@@ -41,8 +41,8 @@ def _start(model: Mixture, X: np.ndarray, K: int, seed: int) -> MixtureParams:
 def _fit(model: Mixture, X: np.ndarray, start: MixtureParams, accelerate: str | None, **kw):
     kw = {"tol": 1e-10, "max_iter": 3000, "monotonicity": "raise", **kw}
     with InMemoryEngine() as engine:
-        step = accelerated_step(accelerate, model, engine, (X, None))
-        return fit_em(model, engine, (X, None), start, step=step, **kw)
+        step = accelerated_step(accelerate, model, engine, RowSource(X))
+        return fit_em(model, engine, RowSource(X), start, step=step, **kw)
 
 
 @pytest.mark.parametrize(
@@ -86,9 +86,9 @@ def test_unknown_acceleration_and_hard_assignments_are_refused() -> None:
     with pytest.raises(
         InputError, match=r"accelerate must be one of \(None, 'squarem'\), got 'fast'"
     ):
-        accelerated_step("fast", model, InMemoryEngine(), (X, None))
+        accelerated_step("fast", model, InMemoryEngine(), RowSource(X))
     with pytest.raises(InputError, match="k-means' hard assignments make it piecewise constant"):
-        squarem_step(KMeansModel(), InMemoryEngine(), (X, None))
+        squarem_step(KMeansModel(), InMemoryEngine(), RowSource(X))
 
 
 def _counts() -> np.ndarray:

@@ -136,3 +136,14 @@ def test_small_calls_bench_quick_run_reports_every_workload(tmp_path: pathlib.Pa
         assert {"emkit", "sklearn"} <= set(entry["seconds"])
         assert entry["emkit_over_sklearn"] > 0
     assert isinstance(report["predict_target_met"], bool)
+
+
+BENCH_BGM = BENCH.with_name("bench_bgm.py")
+
+
+@pytest.mark.skipif(not BENCH_BGM.exists(), reason="needs the source tree")
+def test_bgm_bench_quick_run_reports_both_libraries(tmp_path: pathlib.Path) -> None:
+    _, report = _quick_run(BENCH_BGM, tmp_path, "--quick", "--iters", "2")
+    assert set(report["seconds_per_iteration"]) == {"sklearn", "emkit"}
+    # the same start and iterations: the same lower bound
+    assert report["lower_bound_relative_difference"] < 1e-9

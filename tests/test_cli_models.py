@@ -102,10 +102,11 @@ def test_fit_with_missing_values_in_a_numeric_table(
     assert "Gaussian mixtures on" in out and "full" in out and "diag" in out
     model = load_model(tmp_path / "out" / "model.npz")
     assert isinstance(model, emkit.GaussianMixture)
-    reference = emkit.GaussianMixture(
-        model.n_components, covariance_type=model.covariance_type, random_state=0, max_iter=30
+    # the command fits the candidates with ModelBasedClustering
+    reference = emkit.ModelBasedClustering(
+        [1, 2], covariance_types=["full", "diag"], random_state=0, max_iter=30, tol=1e-3
     ).fit(X.to_numpy())
-    np.testing.assert_allclose(model.means_, reference.means_)
+    np.testing.assert_allclose(model.means_, reference.best_estimator_.means_)
 
 
 @pytest.mark.parametrize(
@@ -132,9 +133,12 @@ def test_all_gaussian_family_sweeps_covariances(
 ) -> None:
     args = ["--components", "2", "--family", "gaussian", "--columns", "^colour"]
     assert _fit(mixed_csv, tmp_path / "o", *args, "--covariance", "tied,spherical") == 0
-    out = capsys.readouterr().out
-    assert "gaussian (size, visits, member)" in re.sub(r"\s+", " ", out)
-    assert "tied" in out and "spherical" in out
+    captured = capsys.readouterr()
+    assert "gaussian (size, visits, member)" in re.sub(r"\s+", " ", captured.out)
+    assert "spherical" in captured.out
+    # the clusters split the binary column 'member', which leaves the shared covariance
+    # singular: a collapsed candidate, a note and never the best (issue 14)
+    assert "note: 2 components, tied: not used: components 0, 1 collapsed" in captured.err
 
 
 @pytest.mark.parametrize(
@@ -259,7 +263,8 @@ def test_each_warning_is_one_note_per_fit(
     rows = np.vstack([rng.normal(size=(40, 2)), np.tile([[5.0, 5.0]], (10, 1))])
     path = tmp_path / "d.csv"
     np.savetxt(path, rows, delimiter=",", header="a,b", comments="")
-    args = ["--components", "3", "--covariance", "diag", "--reg-covar", "0"]
+    # (3 components collapse onto the repeated row: a note, and 1 component is kept)
+    args = ["--components", "1,3", "--covariance", "diag", "--reg-covar", "0"]
     assert _fit(path, tmp_path / "o", *args) == 0
     notes = [line for line in capsys.readouterr().err.splitlines() if "zero variance" in line]
     assert len(notes) == 1
@@ -362,3 +367,14 @@ def test_mixed_model_file_predicts_and_samples_categories(
     assert rows[0] == ["size", "colour", "visits", "member", "component"]
     assert {r[1] for r in rows[1:]} <= {"red", "blue"}
     assert all(r[2].isdigit() and r[3] in ("0", "1") for r in rows[1:])
+
+
+def test_fit_picks_mclusts_model_on_diabetes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # issue 14: a single k-means start picked a spurious 8-component diag model; mclust
+    # 6.0.0 picks VVV,3 with BIC -4751.316 (its sign; the summary shows scikit-learn's)
+    data = Path(__file__).parent / "data" / "diabetes.csv"
+    assert _fit(data, tmp_path / "o", "--family", "gaussian", "--components", "1-9") == 0
+    out = capsys.readouterr().out
+    assert "best by BIC: 3 components, covariance full (BIC 4751.3" in out

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from emkit import ConvergenceWarning, MonotonicityError, MonotonicityWarning
-from emkit.engines import InMemoryEngine
+from emkit.engines import InMemoryEngine, RowSource
 from emkit.inference import fit_em, fit_em_restarts
 
 
@@ -18,7 +18,7 @@ class Scripted:
         self.gap = gap
 
     def expectation(self, params: int):
-        return lambda X: np.zeros(1)
+        return lambda X, _w: np.zeros(1)
 
     def m_step(self, params: int, stats: object) -> int:
         return params + 1
@@ -30,7 +30,7 @@ class Scripted:
         return self.gap
 
 
-DATA = (np.zeros((4, 1)),)
+DATA = RowSource(np.zeros((4, 1)))
 
 
 def run(model: Scripted, **kw: object):
@@ -168,7 +168,7 @@ def test_a_supplement_adds_a_second_pass_only_when_asked() -> None:
 
     class Summing:
         def expectation(self, params: int):
-            return lambda rows: rows.sum()
+            return lambda rows, _w: rows.sum()
 
         def m_step(self, params: int, stats: float) -> int:
             seen.append(stats)
@@ -181,9 +181,9 @@ def test_a_supplement_adds_a_second_pass_only_when_asked() -> None:
             return 0.0
 
         def supplement(self, params: int, stats: float):
-            return (lambda rows: float(rows.shape[0])) if params % 2 else None
+            return (lambda rows, _w: float(rows.shape[0])) if params % 2 else None
 
-    fit_em(Summing(), InMemoryEngine(chunk_size=2), (X,), 0, tol=0, max_iter=4)
+    fit_em(Summing(), InMemoryEngine(chunk_size=2), RowSource(X), 0, tol=0, max_iter=4)
     assert seen == [15.0, 18.0, 15.0, 18.0]
 
 
@@ -196,7 +196,7 @@ def test_the_e_step_may_keep_per_row_state_in_the_data_arrays(chunk_size, n_thre
 
     class Counting:
         def expectation(self, params: int):
-            def e_step(rows, seen):
+            def e_step(rows, _w, seen):
                 assert (seen == params).all()  # the state the previous E-step left
                 seen += 1
                 return rows.sum()
@@ -213,7 +213,7 @@ def test_the_e_step_may_keep_per_row_state_in_the_data_arrays(chunk_size, n_thre
             return 0.0
 
     with InMemoryEngine(chunk_size, n_threads) as engine:
-        result = fit_em(Counting(), engine, (X, visits), 0, tol=0, max_iter=5)
+        result = fit_em(Counting(), engine, RowSource(X, columns=(visits,)), 0, tol=0, max_iter=5)
     assert result.n_iter == 5
     np.testing.assert_array_equal(visits, np.full(10, 5.0))
 

@@ -9,7 +9,7 @@ import pytest
 from threadpoolctl import threadpool_info
 
 from emkit import InputError
-from emkit.engines import InMemoryEngine
+from emkit.engines import InMemoryEngine, RowSource
 
 
 def _blas_threads() -> list[int]:
@@ -21,8 +21,10 @@ def test_map_reduce_and_map_rows_cover_every_row_once(chunk_size: int, n_threads
     X = np.arange(40.0).reshape(20, 2)
     w = np.arange(20.0)
     with InMemoryEngine(chunk_size, n_threads) as engine:
-        total = engine.map_reduce(lambda x, wc: wc @ x, X, w)
-        rows = engine.map_rows(lambda x, wc: x[:, 0] * 10 + (wc is None), X, None)
+        total = engine.map_reduce(lambda x, wc: wc @ x, RowSource(X, w))
+        rows = engine.map_rows(
+            lambda x, c: x[:, 0] * 10 + (c is None), RowSource(X, columns=(None,))
+        )
     np.testing.assert_array_equal(total, w @ X)
     np.testing.assert_array_equal(rows, X[:, 0] * 10 + 1)
 
@@ -32,7 +34,7 @@ def test_reduction_is_in_chunk_order_whatever_the_threads() -> None:
     sums = set()
     for n_threads in (1, 2, 3):
         with InMemoryEngine(7, n_threads) as engine:
-            sums.add(float(engine.map_reduce(lambda x: x.sum(), X)))
+            sums.add(float(engine.map_reduce(lambda x, _w: x.sum(), X)))
     assert len(sums) == 1  # same float, to the last bit
 
 
@@ -43,12 +45,12 @@ def test_blas_is_single_threaded_in_a_session_of_large_maps_and_restored_after(
     before = _blas_threads()
     big = np.zeros((4096, 1))
     with InMemoryEngine(n_threads=n_threads) as engine:
-        inside = engine.map_reduce(lambda x: np.array(_blas_threads()), big)
+        inside = engine.map_reduce(lambda x, _w: np.array(_blas_threads()), big)
         assert _blas_threads() == [1] * len(before)  # held for the rest of the session
     assert list(inside) == [1] * len(before)
     assert _blas_threads() == before
     # a map outside a session is limited while it runs
-    inside = InMemoryEngine(4096).map_reduce(lambda x: np.array(_blas_threads()), big)
+    inside = InMemoryEngine(4096).map_reduce(lambda x, _w: np.array(_blas_threads()), big)
     assert list(inside) == [1] * len(before)
     assert _blas_threads() == before
 
@@ -58,7 +60,7 @@ def test_small_maps_run_without_a_pool_or_a_blas_limit() -> None:
     the caller's thread, with BLAS as it was (such products are too small to thread)."""
     before = _blas_threads()
     with InMemoryEngine(n_threads=2) as engine:
-        inside = engine.map_reduce(lambda x: np.array(_blas_threads()), np.zeros((4095, 1)))
+        inside = engine.map_reduce(lambda x, _w: np.array(_blas_threads()), np.zeros((4095, 1)))
         threads = engine.map_rows(lambda x: np.array([threading.get_ident()]), np.zeros((3, 1)))
         assert engine._pool is None and engine._session is None
     assert list(inside) == before

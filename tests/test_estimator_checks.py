@@ -6,6 +6,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from emkit import (
     PPCA,
+    BayesianGaussianMixture,
     BernoulliMixture,
     CategoricalMixture,
     FactorAnalysis,
@@ -59,6 +60,10 @@ _EXPECTED_FAILURES = {
         KMeans(n_clusters=3),
         StudentTMixture(),
         StudentTMixture(covariance_type="tied", dof_type="shared"),
+        BayesianGaussianMixture(),
+        BayesianGaussianMixture(
+            covariance_type="spherical", weight_concentration_prior_type="dirichlet_distribution"
+        ),
     ],
     expected_failed_checks=lambda estimator: _EXPECTED_FAILURES.get(type(estimator), {}),
 )

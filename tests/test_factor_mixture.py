@@ -24,7 +24,7 @@ from emkit import (
     load_model,
     save_model,
 )
-from emkit.engines import InMemoryEngine
+from emkit.engines import InMemoryEngine, RowSource
 from emkit.inference import fit_em
 from emkit.models import FactorMixture, FactorMixtureParams, noise_structure
 from emkit.models.latent_factor import ppca_maximum_likelihood
@@ -230,8 +230,10 @@ def test_integer_weights_equal_repeated_rows(estimator: type) -> None:
     start = FactorMixtureParams(np.array([0.5, 0.5]), W, means, noise)
     kw = dict(tol=0.0, max_iter=25, monotonicity="raise")
     with InMemoryEngine() as engine:
-        weighted = fit_em(model, engine, (X, w), start, **kw)
-        repeated = fit_em(model, engine, (np.repeat(X, w.astype(int), axis=0), None), start, **kw)
+        weighted = fit_em(model, engine, RowSource(X, w), start, **kw)
+        repeated = fit_em(
+            model, engine, RowSource(np.repeat(X, w.astype(int), axis=0)), start, **kw
+        )
     np.testing.assert_allclose(weighted.trace.objective, repeated.trace.objective, rtol=1e-10)
     for a, b in zip(weighted.params, repeated.params, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-10)

@@ -24,6 +24,7 @@ from numpy.testing import assert_allclose
 from scipy import stats
 from scipy.special import digamma, logsumexp
 
+from emkit.engines import RowSource
 from emkit.engines.memory import InMemoryEngine
 from emkit.exceptions import DegenerateComponentWarning, InputError
 from emkit.families.bernoulli import Bernoulli
@@ -80,7 +81,7 @@ def fit(family: Any, X: np.ndarray, start: Any, **options: Any) -> tuple[Mixture
     model = Mixture(family, **options)
     with InMemoryEngine() as engine:
         result = fit_em(
-            model, engine, (X, None), start, tol=1e-10, max_iter=1000, monotonicity="raise"
+            model, engine, RowSource(X), start, tol=1e-10, max_iter=1000, monotonicity="raise"
         )
     assert result.converged
     return model, result
@@ -631,7 +632,7 @@ def test_map_objective_is_loglik_plus_log_prior_and_never_decreases(name: str) -
     assert np.all(np.diff(result.trace.objective) >= -1e-12 * np.abs(result.trace.objective[1:]))
     params = result.params
     with InMemoryEngine() as engine:
-        s = engine.map_reduce(model.expectation(params), X, None)
+        s = engine.map_reduce(model.expectation(params), X)
     loglik = logsumexp(model.weighted_log_prob(params)(X), axis=1).sum()
     assert_allclose(s.loglik, loglik, rtol=1e-12)
     log_prior = _scipy_log_prior(family, params.components)
@@ -646,7 +647,7 @@ def test_lognormal_map_objective_adds_the_gaussian_log_prior() -> None:
     model, result = fit(family, X, start)
     params = result.params
     with InMemoryEngine() as engine:
-        s = engine.map_reduce(model.expectation(params), X, None)
+        s = engine.map_reduce(model.expectation(params), X)
     expected = family.gaussian.log_prior(params.components)
     assert expected != 0.0
     assert_allclose(model.objective(params, s) * s.weight, s.loglik + expected, rtol=1e-12)
@@ -689,9 +690,15 @@ def test_em_never_decreases_on_random_small_data(
         )
         with InMemoryEngine() as engine:
             result = fit_em(
-                model, engine, (X, weights), start, tol=1e-12, max_iter=30, monotonicity="raise"
+                model,
+                engine,
+                RowSource(X, weights),
+                start,
+                tol=1e-12,
+                max_iter=30,
+                monotonicity="raise",
             )
-            s = engine.map_reduce(model.expectation(result.params), X, weights)
+            s = engine.map_reduce(model.expectation(result.params), RowSource(X, weights))
     # the responsibilities of every row sum to one: the masses add up to the total weight
     assert_allclose(s.nk.sum(), weights.sum(), rtol=1e-12)
     assert np.isfinite(result.objective)
@@ -1141,7 +1148,7 @@ def test_families_as_blocks_of_a_product() -> None:
             fits[dtype] = fit_em(
                 model,
                 engine,
-                (X, None),
+                RowSource(X),
                 start,
                 tol=1e-8,
                 max_iter=500,
@@ -1178,7 +1185,7 @@ def test_float32_runs_in_float64_where_the_expanded_form_loses_precision() -> No
             result = fit_em(
                 model,
                 engine,
-                (X, None),
+                RowSource(X),
                 start,
                 tol=1e-10,
                 max_iter=200,

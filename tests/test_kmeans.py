@@ -17,7 +17,7 @@ from sklearn.cluster import KMeans as SkKMeans
 from sklearn.metrics.pairwise import euclidean_distances
 
 from emkit import ConvergenceWarning, InputError, KMeans
-from emkit.engines import InMemoryEngine
+from emkit.engines import InMemoryEngine, RowSource
 from emkit.inference import fit_em
 from emkit.models.kmeans import (
     KMeansModel,
@@ -444,13 +444,12 @@ def _lloyd_steps(X, init, w=None, *, bounds, max_iter=15, chunk_size=None, n_thr
         fit_em(
             model,
             engine,
-            (A, w, *state),
+            RowSource(A, w, columns=state, work_bytes=model.row_bytes(X.shape[1])),
             KMeansParams(np.asarray(init, np.float64) - X.mean(axis=0)),
             tol=0.0,
             max_iter=max_iter,
             monotonicity="raise",
             dtype=X.dtype.type,
-            row_bytes=model.row_bytes(X.shape[1]),
         )
     return model.seen
 

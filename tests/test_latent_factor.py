@@ -16,7 +16,7 @@ from sklearn.decomposition import FactorAnalysis as SklearnFactorAnalysis
 from sklearn.exceptions import NotFittedError
 
 from emkit import PPCA, FactorAnalysis, InputError, load_model, save_model
-from emkit.engines import InMemoryEngine, ReducedEngine
+from emkit.engines import InMemoryEngine, ReducedEngine, RowSource
 from emkit.inference import fit_em
 from emkit.models.latent_factor import (
     LatentFactor,
@@ -387,9 +387,9 @@ def test_statistics_path_equals_the_row_path_on_complete_data(noise: str) -> Non
     start = rows.initial_params(np.random.default_rng(2), np.zeros(7), X.var(axis=0), 3)
     kw = dict(tol=0.0, max_iter=40, monotonicity="raise")
     with InMemoryEngine(chunk_size=64) as engine:
-        by_rows = fit_em(rows, engine, (X, w), start, **kw)
-        scatter = engine.map_reduce(rows.moments, X, w).scatter_root()
-    by_stats = fit_em(stats, ReducedEngine(), (scatter,), start, **kw)
+        by_rows = fit_em(rows, engine, RowSource(X, w), start, **kw)
+        scatter = engine.map_reduce(rows.moments, RowSource(X, w)).scatter_root()
+    by_stats = fit_em(stats, ReducedEngine(), RowSource(scatter), start, **kw)
     np.testing.assert_allclose(by_rows.trace.objective, by_stats.trace.objective, rtol=1e-12)
     (W1, mu1, psi1), (W2, mu2, psi2) = by_rows.params, by_stats.params
     np.testing.assert_allclose(W1 @ W1.T, W2 @ W2.T, rtol=1e-9, atol=1e-10)

@@ -35,6 +35,7 @@ from emkit import (
     MixtureOfFactorAnalyzers,
     MixtureOfPPCA,
 )
+from emkit.engines import RowSource
 from emkit.families import (
     Bernoulli,
     Beta,
@@ -470,7 +471,7 @@ class _Scripted:
         self.objectives, self.gap, self.roundoff = objectives, gap, roundoff
 
     def expectation(self, params: int) -> Callable[[np.ndarray], np.ndarray]:
-        return lambda X: np.zeros(1)
+        return lambda X, _w: np.zeros(1)
 
     def m_step(self, params: int, stats: object) -> int:
         return params + 1
@@ -490,7 +491,9 @@ def _drive(model: _Scripted, **kw: Any) -> Any:
     from emkit.exceptions import MonotonicityError  # noqa: F401  (the raise below)
     from emkit.inference import fit_em
 
-    return fit_em(model, InMemoryEngine(), (np.zeros((4, 1)),), 0, tol=0.0, max_iter=5, **kw)
+    return fit_em(
+        model, InMemoryEngine(), RowSource(np.zeros((4, 1))), 0, tol=0.0, max_iter=5, **kw
+    )
 
 
 def test_an_unbounded_m_step_restarts_the_trace_and_is_recorded() -> None:

@@ -22,7 +22,7 @@ from emkit import (
     load_model,
     save_model,
 )
-from emkit.engines import InMemoryEngine
+from emkit.engines import InMemoryEngine, RowSource
 from emkit.exceptions import EmkitError, InputError
 from emkit.inference import STOCHASTIC, MonteCarlo, fit_em
 from emkit.inference.monte_carlo import MonteCarloStep, row_positions
@@ -112,7 +112,7 @@ class _Scripted:
     seen: list[int]
 
     def expectation(self, params: int) -> Any:
-        def e_step(X: np.ndarray, index: np.ndarray) -> int:
+        def e_step(X: np.ndarray, weights: Any, index: np.ndarray) -> int:
             self.seen.append(self.draws.n_draws)
             return 0
 
@@ -135,7 +135,7 @@ def test_draws_grow_after_a_fall_and_several_small_changes_stop_the_run() -> Non
     model = _Scripted(Draws(MonteCarlo(n_draws=10, growth=2.0, max_draws=25)), values, seen)
     X = np.zeros((4, 1))
     with InMemoryEngine() as engine:
-        step = MonteCarloStep(model, engine, (X, row_positions(4)), seed=0, tol=1e-3)
+        step = MonteCarloStep(model, engine, row_positions(RowSource(X)), seed=0, tol=1e-3)
         result = fit_em(
             model, engine, (), 0, tol=1e-3, max_iter=20, monotonicity="raise", step=step
         )

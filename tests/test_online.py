@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from emkit import PPCA, FactorAnalysis, GaussianMixture, MixtureModel, PoissonMixture
-from emkit.engines import InMemoryEngine
+from emkit.engines import InMemoryEngine, RowSource
 from emkit.exceptions import InputError
 from emkit.families import Gaussian, Poisson
 from emkit.inference import fit_em, initial_responsibilities
@@ -39,10 +39,10 @@ def test_step_one_on_the_whole_data_is_batch_em(family) -> None:
     start = _start(model, X, 3)
     w = np.random.default_rng(3).uniform(0.5, 2.0, X.shape[0])
     with InMemoryEngine() as engine:
-        batch = fit_em(model, engine, (X, w), start, tol=0.0, max_iter=12)
+        batch = fit_em(model, engine, RowSource(X, w), start, tol=0.0, max_iter=12)
         state = OnlineState(model, start)
         for _ in range(12):
-            state = online_update(state, engine, (X, w), 10.0, 0.0)
+            state = online_update(state, engine, RowSource(X, w), 10.0, 0.0)
     np.testing.assert_allclose(state.params.weights, batch.params.weights, rtol=1e-10)
     for ours, theirs in zip(state.params.components, batch.params.components, strict=True):
         np.testing.assert_allclose(ours, theirs, rtol=1e-9, atol=1e-12)
@@ -58,12 +58,12 @@ def test_a_stream_of_mini_batches_ends_near_the_batch_fit() -> None:
     model = Mixture(Gaussian("full").bind(X[:10_000], None))
     start = _start(model, X[:10_000], 3)
     with InMemoryEngine() as engine:
-        batch = fit_em(model, engine, (X, None), start, tol=1e-8, max_iter=500)
+        batch = fit_em(model, engine, RowSource(X), start, tol=1e-8, max_iter=500)
         state = OnlineState(model, start)
         for rows in np.array_split(np.arange(X.shape[0]), 100):
-            state = online_update(state, engine, (X[rows], None), 10.0, 0.7)
-        final = engine.map_reduce(model.expectation(state.params), X, None)
-        best = engine.map_reduce(model.expectation(batch.params), X, None)
+            state = online_update(state, engine, RowSource(X[rows]), 10.0, 0.7)
+        final = engine.map_reduce(model.expectation(state.params), X)
+        best = engine.map_reduce(model.expectation(batch.params), X)
     online_nats, batch_nats = final.loglik / final.weight, best.loglik / best.weight
     assert batch.converged
     assert abs(online_nats - batch_nats) < 5e-3

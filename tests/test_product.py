@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from emkit import MixtureModel
+from emkit.engines import RowSource
 from emkit.engines.memory import InMemoryEngine
 from emkit.exceptions import InputError
 from emkit.families import Gaussian, Poisson, Product
@@ -91,7 +92,7 @@ def test_mixed_em_never_decreases_and_chunks_agree(seed: int, chunk: int) -> Non
     for size in (chunk, None):
         with InMemoryEngine(chunk_size=size) as engine:
             results.append(
-                fit_em(model, engine, (X, None), start, tol=0, max_iter=15, monotonicity="raise")
+                fit_em(model, engine, RowSource(X), start, tol=0, max_iter=15, monotonicity="raise")
             )
     np.testing.assert_allclose(results[0].trace.objective, results[1].trace.objective, rtol=1e-10)
 
@@ -105,8 +106,8 @@ def test_integer_weights_equal_repeated_rows() -> None:
     # an E-step from the same parameters gives the same statistics either way
     one = Mixture(weighted.family_)
     with InMemoryEngine() as engine:
-        s_w = engine.map_reduce(one.expectation(weighted.params_), X, w.astype(float))
-        s_r = engine.map_reduce(one.expectation(weighted.params_), np.repeat(X, w, axis=0), None)
+        s_w = engine.map_reduce(one.expectation(weighted.params_), RowSource(X, w.astype(float)))
+        s_r = engine.map_reduce(one.expectation(weighted.params_), np.repeat(X, w, axis=0))
     np.testing.assert_allclose(s_w.sum_t, s_r.sum_t, rtol=1e-10)
     assert s_w.loglik == pytest.approx(s_r.loglik, rel=1e-12)
 

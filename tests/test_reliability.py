@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 import emkit
 from emkit import (
     PPCA,
+    BayesianGaussianMixture,
     BernoulliMixture,
     CategoricalMixture,
     FactorAnalysis,
@@ -36,9 +37,11 @@ from emkit import (
     MixtureModel,
     MixtureOfFactorAnalyzers,
     MixtureOfPPCA,
+    ModelBasedClustering,
     PoissonMixture,
     StudentTMixture,
 )
+from emkit.engines import RowSource
 from emkit.families import (
     Bernoulli,
     Beta,
@@ -88,6 +91,12 @@ ESTIMATORS: dict[str, Callable[..., Any]] = {
     "BernoulliMixture": lambda **kw: BernoulliMixture(2, max_iter=20, **kw),
     "CategoricalMixture": lambda **kw: CategoricalMixture(2, max_iter=20, **kw),
     "StudentTMixture": lambda **kw: StudentTMixture(2, max_iter=20, **kw),
+    "BayesianGaussianMixture": lambda **kw: BayesianGaussianMixture(
+        n_components=3, max_iter=20, **kw
+    ),
+    "ModelBasedClustering": lambda **kw: ModelBasedClustering(
+        [1, 2], covariance_types=["full", "diag"], max_iter=20, **kw
+    ),
 }
 
 
@@ -456,7 +465,12 @@ def test_pandas_nullable_columns_read_pd_na_as_missing(name: str) -> None:
     try:
         from_array = ESTIMATORS[name](random_state=0).fit(X)
     except InputError as exc:
-        assert name in ("KMeans", "MixtureOfPPCA", "MixtureOfFactorAnalyzers")
+        assert name in (
+            "KMeans",
+            "MixtureOfPPCA",
+            "MixtureOfFactorAnalyzers",
+            "BayesianGaussianMixture",
+        )
         with pytest.raises(InputError, match=re.escape(str(exc))):
             ESTIMATORS[name](random_state=0).fit(frame)
         return
@@ -593,7 +607,7 @@ def test_a_non_finite_objective_is_a_value_error_naming_the_fix() -> None:
 
     class Nan:
         def expectation(self, params: int) -> Callable[..., float]:
-            return lambda X: 0.0
+            return lambda X, _w: 0.0
 
         def m_step(self, params: int, stats: float) -> int:
             return params + 1
@@ -605,5 +619,5 @@ def test_a_non_finite_objective_is_a_value_error_naming_the_fix() -> None:
             return 0.0
 
     with pytest.raises(NonFiniteObjectiveError, match=r"became nan .*increase reg_covar") as info:
-        fit_em(Nan(), InMemoryEngine(), (np.zeros((3, 1)),), 0, tol=0.0, max_iter=2)
+        fit_em(Nan(), InMemoryEngine(), RowSource(np.zeros((3, 1))), 0, tol=0.0, max_iter=2)
     assert isinstance(info.value, ValueError) and isinstance(info.value, MonotonicityError)

@@ -7,6 +7,7 @@ per iteration; the M-step sees only statistics. The design is described in
 
 from emkit.estimators import (
     PPCA,
+    BayesianGaussianMixture,
     BernoulliMixture,
     CategoricalMixture,
     FactorAnalysis,
@@ -15,6 +16,7 @@ from emkit.estimators import (
     MixtureModel,
     MixtureOfFactorAnalyzers,
     MixtureOfPPCA,
+    ModelBasedClustering,
     PoissonMixture,
     infer_family,
 )
@@ -37,6 +39,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "PPCA",
+    "BayesianGaussianMixture",
     "BernoulliMixture",
     "CategoricalMixture",
     "ConvergenceWarning",
@@ -51,6 +54,7 @@ __all__ = [
     "MixtureModel",
     "MixtureOfFactorAnalyzers",
     "MixtureOfPPCA",
+    "ModelBasedClustering",
     "ModelFileError",
     "MonotonicityError",
     "MonotonicityWarning",

@@ -1,4 +1,5 @@
-"""scikit-learn's sklearn/mixture/tests/test_mixture.py on emkit.GaussianMixture."""
+"""scikit-learn's sklearn/mixture/tests/test_mixture.py on emkit.GaussianMixture and
+emkit.BayesianGaussianMixture."""
 
 from __future__ import annotations
 
@@ -12,12 +13,15 @@ import emkit
 # estimator warns in some of them, e.g. max_iter=1): the same here
 pytestmark = pytest.mark.filterwarnings("default::sklearn.exceptions.ConvergenceWarning")
 
-NOT_APPLICABLE: dict[str, str] = {
-    "*[[]estimator1[]]": (
-        "runs scikit-learn's BayesianGaussianMixture: emkit has no such class yet "
-        "(another issue adds it)"
-    ),
-}
+NOT_APPLICABLE: dict[str, str] = {}
 WORDING: dict[str, str] = {}
 
-globals().update(adopt(suite, {"GaussianMixture": emkit.GaussianMixture}))
+globals().update(
+    adopt(
+        suite,
+        {
+            "GaussianMixture": emkit.GaussianMixture,
+            "BayesianGaussianMixture": emkit.BayesianGaussianMixture,
+        },
+    )
+)

@@ -29,12 +29,13 @@ from emkit.cli._report import (
     CandidateResult,
     covariances_2d,
     plot_clusters,
+    plot_model,
     print_summary,
     write_columns,
     write_summary_csv,
 )
-from emkit.estimators import GaussianMixture, MixtureModel
-from emkit.estimators.mixture_model import infer_family
+from emkit.estimators import GaussianMixture, MixtureModel, ModelBasedClustering
+from emkit.estimators.mixture_model import MIXTURE_INIT_METHODS, infer_family
 from emkit.exceptions import EmkitError, InputError
 from emkit.families import (
     Bernoulli,
@@ -46,8 +47,8 @@ from emkit.families import (
 )
 from emkit.families.covariance import MCLUST_MODELS, covariance_types
 from emkit.families.gaussian import COVARIANCE_TYPES
-from emkit.inference.init import INIT_METHODS
 from emkit.io.model_file import atomic_write, load_model, save_model
+from emkit.io.open_table import open_table
 from emkit.io.tables import SUPPORTED_EXTENSIONS, Header, Table, load_faithful, read_columns
 
 __all__ = ["build_parser", "main", "parse_components", "parse_covariances"]
@@ -206,6 +207,20 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="show each fit's progress: iteration, objective, rows per second",
     )
+    fit.add_argument(
+        "--stream",
+        action="store_true",
+        help="read DATA a block of rows at a time in every EM pass (.npy, .parquet, .csv, "
+        ".tsv; Gaussian mixtures): for files larger than memory",
+    )
+    fit.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="save each fit's state in DIR every few iterations; run the same command "
+        "again after an interruption to resume (Gaussian mixtures, --n-init 1)",
+    )
     fit.set_defaults(handler=_cmd_fit)
 
     demo = commands.add_parser(
@@ -274,7 +289,8 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
         help="covariance types of the Gaussian columns: a comma list of full, tied, diag, "
         "spherical, mclust's models (EII, VII, ..., VVV; E or V for one column), all (the "
         "first four) or mclust (its 14) (default: full,diag; full for the Gaussian block of "
-        "a mixed table)",
+        "a mixed table). Gaussian tables are fitted by emkit.ModelBasedClustering: a "
+        "candidate with a collapsed component is a note, never the best",
     )
     parser.add_argument(
         "--n-init", type=_positive_int, default=1, metavar="N", help="restarts (default: 1)"
@@ -282,12 +298,16 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-iter",
         type=_positive_int,
-        default=100,
+        default=None,
         metavar="N",
-        help="EM iterations at most (default: 100)",
+        help="EM iterations at most (default: 1000 for Gaussian tables, as mclust; 100 else)",
     )
     parser.add_argument(
-        "--tol", type=float, default=1e-3, help="convergence threshold (default: 1e-3)"
+        "--tol",
+        type=float,
+        default=None,
+        help="convergence threshold on the per-row log-likelihood (default: 1e-5 for Gaussian "
+        "tables, near mclust's; 1e-3 else)",
     )
     parser.add_argument(
         "--reg-covar",
@@ -297,7 +317,11 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
         help="added to covariance diagonals (default: 1e-6)",
     )
     parser.add_argument(
-        "--init", choices=INIT_METHODS, default="kmeans", help="initialization (default: kmeans)"
+        "--init",
+        choices=MIXTURE_INIT_METHODS,
+        default=None,
+        help="initialization (default: hc, mclust's hierarchical start, for Gaussian tables; "
+        "auto for mixed ones)",
     )
     parser.add_argument(
         "--dtype",
@@ -411,25 +435,25 @@ class _FitOptions:
     components: list[int]
     covariances: list[str] | None
     n_init: int
-    max_iter: int
-    tol: float
+    max_iter: int | None  # None (and for tol, init): each estimator's default
+    tol: float | None
     reg_covar: float
-    init: str
+    init: str | None
     dtype: str
     seed: int
     verbose: bool = False
+    checkpoint: Path | None = None
     e_step: str = "exact"
     accelerate: str | None = None
 
     def estimator_options(self) -> dict[str, Any]:
         """The arguments every fitted mixture takes from the command line."""
+        given = {"max_iter": self.max_iter, "tol": self.tol, "init_params": self.init}
         return {
             "e_step": self.e_step,
             "accelerate": self.accelerate,
             "n_init": self.n_init,
-            "max_iter": self.max_iter,
-            "tol": self.tol,
-            "init_params": self.init,
+            **{name: value for name, value in given.items() if value is not None},
             "dtype": self.dtype,
             "random_state": self.seed,
             "verbose": int(self.verbose),
@@ -451,7 +475,11 @@ def _read(args: argparse.Namespace) -> Table:
 
 def _cmd_fit(args: argparse.Namespace) -> int:
     _check_out_dir(args.out)
-    table = _read(args)
+    if args.checkpoint is not None and args.n_init != 1:
+        raise InputError(
+            f"--checkpoint resumes one EM run per candidate; --n-init {args.n_init} asks for "
+            f"{args.n_init}. Use --n-init 1 with --checkpoint."
+        )
     options = _FitOptions(
         args.components,
         args.covariance,
@@ -463,11 +491,47 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         args.dtype,
         args.seed,
         args.verbose,
+        args.checkpoint,
         args.e_step,
         args.accelerate,
     )
     _check_variant(options)
+    if args.stream:
+        return _fit_streamed(args, options)
+    table = _read(args)
+    if args.checkpoint is not None and not _gaussian_only(table, args.family):
+        raise InputError(
+            "--checkpoint works with Gaussian mixtures of numeric tables; this table has "
+            "other column kinds. Drop --checkpoint, or select numeric columns (--columns)."
+        )
     return _fit_and_report(table, args.family, str(args.data), options, args.out, args.no_plot)
+
+
+def _gaussian_only(table: Table, family_spec: dict[str | None, str]) -> bool:
+    return family_spec == {None: "gaussian"} or (
+        set(family_spec.values()) <= {"auto", "gaussian"} and set(table.kinds) == {"float"}
+    )
+
+
+def _fit_streamed(args: argparse.Namespace, options: _FitOptions) -> int:
+    """``emkit fit --stream``: Gaussian mixtures fitted from the file a block at a time."""
+    if set(args.family.values()) - {"auto", "gaussian"}:
+        raise InputError(
+            "--stream fits Gaussian mixtures; --family asks for other families. Drop "
+            "--stream (the table is then read into memory) or --family."
+        )
+    if args.header != "auto" or args.delimiter is not None:
+        raise InputError(
+            "--stream detects a text file's header and takes the delimiter from its "
+            "extension (.csv, .tsv); drop --header and --delimiter, or --stream."
+        )
+    data = open_table(args.data, args.columns)
+    n, names = data.shape[0], data.names
+    # only the plotted columns and the labels are held in memory
+    table = Table([], names, ["float"] * len(names), n_rows=n)
+    return _fit_and_report(
+        table, {None: "gaussian"}, str(args.data), options, args.out, args.no_plot, data
+    )
 
 
 def _check_variant(options: _FitOptions) -> None:
@@ -491,11 +555,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     options = _FitOptions(
         components=[1, 2, 3, 4, 5, 6],
         covariances=list(COVARIANCE_TYPES),
-        n_init=3,
-        max_iter=100,
-        tol=1e-3,
+        n_init=1,
+        max_iter=None,
+        tol=None,
         reg_covar=1e-6,
-        init="kmeans",
+        init=None,
         dtype="float64",
         seed=0,
     )
@@ -561,6 +625,7 @@ def _fit_and_report(
     options: _FitOptions,
     out: Path,
     no_plot: bool,
+    streamed: Any = None,
 ) -> int:
     n, d = table.n_rows, len(table.names)
     components = [k for k in options.components if k <= n]
@@ -572,13 +637,11 @@ def _fit_and_report(
             f"The data has {n} rows, fewer than every number of components asked for "
             f"({', '.join(map(str, options.components))}); pass more data or fewer components."
         )
-    gaussian_only = family_spec == {None: "gaussian"} or (
-        set(family_spec.values()) <= {"auto", "gaussian"} and set(table.kinds) == {"float"}
-    )
+    gaussian_only = _gaussian_only(table, family_spec)
     if options.e_step == "variational":
         _check_variational_columns(table, family_spec, gaussian_only)
     if gaussian_only:
-        data: Any = table.numeric(source)
+        data: Any = table.numeric(source) if streamed is None else streamed
         covariances = options.covariances or ["full", "diag"]
         family_text = f"gaussian ({', '.join(table.names)})"
     else:
@@ -592,27 +655,35 @@ def _fit_and_report(
             )
         covariances = options.covariances or (["full"] if has_gaussian else ["-"])
         family_text = family_description(family, table.names)
-    candidates: list[_Candidate] = []
-    for k in components:
-        for covariance in covariances:
-            if gaussian_only:
-                model: Any = _gaussian_mixture(k, covariance, options)
-            else:
-                model = _mixture_model(family, k, covariance, options)
-            candidate = _fit_candidate(model, data, n, k, covariance, options)
-            if candidate is not None:
-                candidates.append(candidate)
-    if not candidates:
-        raise InputError(
-            "Every candidate model failed to fit (see the notes above). Scale the data, "
-            "increase --reg-covar, or ask for fewer components."
-        )
-    results = [c.result for c in candidates]
-    best = min(range(len(results)), key=lambda i: results[i].bic)
+    plain_em = options.e_step == "exact" and options.accelerate is None
+    if gaussian_only and streamed is None and options.checkpoint is None and plain_em:
+        results, best, model = _select_gaussian(data, n, components, covariances, options)
+    else:
+        # a streamed table, or a checkpoint per candidate: one GaussianMixture at a time
+        # (ModelBasedClustering holds its rows in memory and checkpoints no cell); so too
+        # another --e-step or --accelerate, which its exact-EM cells do not take
+        candidates: list[_Candidate] = []
+        for k in components:
+            for covariance in covariances:
+                if gaussian_only:
+                    candidate_model: Any = _gaussian_mixture(k, covariance, options)
+                else:
+                    candidate_model = _mixture_model(family, k, covariance, options)
+                candidate = _fit_candidate(candidate_model, data, n, k, covariance, options)
+                if candidate is not None:
+                    candidates.append(candidate)
+        if not candidates:
+            raise InputError(
+                "Every candidate model failed to fit (see the notes above). Scale the data, "
+                "increase --reg-covar, or ask for fewer components."
+            )
+        results = [c.result for c in candidates]
+        best = min(range(len(results)), key=lambda i: results[i].bic)
+        model = candidates[best].model
     kind = "Gaussian mixtures" if gaussian_only else "Mixtures"
     title = f"{kind} on {source}: {n} rows, {d} columns: {family_text}"
     print_summary(results, best, title, sys.stdout)
-    chosen, model = results[best], candidates[best].model
+    chosen = results[best]
     structure = "" if chosen.covariance_type == "-" else f", covariance {chosen.covariance_type}"
     print(f"best by BIC: {chosen.n_components} components{structure} (BIC {chosen.bic:.2f})")
     _keep_feature_names(model, table.names)
@@ -631,7 +702,11 @@ def _fit_and_report(
     write_summary_csv(out / "summary.csv", results, best)
     written.append(out / "summary.csv")
     if not no_plot:
+        if streamed is not None and d >= 2:  # the plotted columns, read once
+            plotted = open_table(streamed.path, streamed.names[:2]).read()
+            table = Table(list(plotted.T), table.names, table.kinds, n_rows=n)
         written.extend(_plot(out / "clusters.png", table, labels, model, gaussian_only))
+        written.extend(_quiet(lambda: plot_model(out, model, data, results, gaussian_only)))
     for path in written:
         print(f"wrote {path}")
     return 0
@@ -657,6 +732,58 @@ def _check_variational_columns(
             "or choose other families for them with --family, like --family "
             f"{gaussian[0]}=poisson."
         )
+
+
+def _select_gaussian(
+    X: Any, n: int, components: list[int], covariances: list[str], options: _FitOptions
+) -> tuple[list[CandidateResult], int, GaussianMixture]:
+    """The Gaussian candidates fitted and compared by :class:`ModelBasedClustering`
+    (a collapsed or failed candidate is a note, never the best): (their summary rows,
+    k-major, the best's position, the best model)."""
+    estimator = options.estimator_options()
+    del estimator["verbose_interval"]  # every iteration of every cell, when verbose
+    # (called for exact EM alone: the selector's cells are plain EM)
+    del estimator["e_step"], estimator["accelerate"]
+    selector = ModelBasedClustering(
+        components, covariance_types=covariances, reg_covar=options.reg_covar, **estimator
+    )
+    if options.verbose:
+        label = f"{len(components) * len(covariances)} models"
+        with FitProgress(label, n, selector.max_iter):
+            selector.fit(X)
+    else:
+        selector.fit(X)
+    table = selector.results_
+    order = sorted(
+        range(len(table["bic"])),
+        key=lambda i: (table["n_components"][i], covariances.index(table["covariance_type"][i])),
+    )
+    results: list[CandidateResult] = []
+    best = 0
+    for i in order:
+        k, covariance = int(table["n_components"][i]), str(table["covariance_type"][i])
+        where = f"{k} components, {covariance}"
+        for message in table["warnings"][i]:
+            _note(f"{where}: {message}")
+        reason = table["reason"][i]
+        if reason:
+            _note(f"{where}: {reason if reason.startswith('not ') else 'not used: ' + reason}")
+            continue
+        log_likelihood = float(table["log_likelihood"][i])
+        if i == selector.best_index_:
+            best = len(results)
+        results.append(
+            CandidateResult(
+                k,
+                covariance,
+                log_likelihood,
+                -float(table["bic"][i]),  # scikit-learn's sign, as the summary's
+                -2.0 * log_likelihood + 2.0 * float(table["n_parameters"][i]),
+                int(table["n_iter"][i]),
+                bool(table["converged"][i]),
+            )
+        )
+    return results, best, selector.best_estimator_
 
 
 def _gaussian_block(family: Any) -> Any:
@@ -703,11 +830,15 @@ def _fit_candidate(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
+            fit_options = {}
+            if options.checkpoint is not None and isinstance(model, GaussianMixture):
+                # one directory per candidate
+                fit_options["checkpoint"] = options.checkpoint / f"k{k}-{covariance}"
             if options.verbose:
-                with FitProgress(where, n, options.max_iter):
-                    model.fit(data)
+                with FitProgress(where, n, model.max_iter):
+                    model.fit(data, **fit_options)
             else:
-                model.fit(data)
+                model.fit(data, **fit_options)
         except InputError:
             raise  # the options or the data are wrong for every candidate
         except EmkitError as exc:

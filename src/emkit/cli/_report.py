@@ -1,4 +1,4 @@
-"""What the command line shows and writes: the summary table, CSV files and the plot.
+"""What the command line shows and writes: the summary table, CSV files and the plots.
 
 ``rich`` and ``matplotlib`` are optional and imported only here, when used.
 """
@@ -24,6 +24,7 @@ __all__ = [
     "covariances_2d",
     "format_table",
     "plot_clusters",
+    "plot_model",
     "print_summary",
     "write_columns",
     "write_csv",
@@ -275,3 +276,66 @@ def plot_clusters(
     with atomic_write(path) as fh:
         fig.savefig(fh, format="png")
     return True
+
+
+# Columns drawn on the pairs plots at most: beyond, the grid's panels get too small to read.
+PAIRS_COLUMNS = 6
+
+
+def plot_model(
+    out: Path,
+    model: Any,
+    X: Any,
+    results: Sequence[CandidateResult],
+    density: bool,
+) -> list[Path]:
+    """The chosen model's plots (:mod:`emkit.plot`) as PNG files in ``out``: its EM trace
+    (``trace.png``), the candidates' BIC curves (``bic.png``, scikit-learn's sign: lower is
+    better), the classification and its uncertainty on pairs plots of the first
+    :data:`PAIRS_COLUMNS` columns (``classification.png``, ``uncertainty.png``) and, when
+    ``density``, the density on the first two columns (``density.png``).
+
+    Drawn with the Agg backend, without touching pyplot's global state, each written
+    atomically. Returns the paths written; none when matplotlib is not installed.
+    """
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        return []
+    from emkit import plot
+
+    columns = list(range(min(PAIRS_COLUMNS, int(X.shape[1]))))
+    side = 2.2 * len(columns) + 1.0
+    table = {
+        "n_components": [r.n_components for r in results],
+        "covariance_type": [r.covariance_type for r in results],
+        "bic": [r.bic for r in results],
+    }
+    drawings: list[tuple[str, tuple[float, float], Any]] = [
+        ("trace.png", (6.4, 4.8), lambda fig: plot.trace(model, ax=fig.add_subplot())),
+        ("bic.png", (6.4, 4.8), lambda fig: plot.bic(table, ax=fig.add_subplot(), best="min")),
+        (
+            "classification.png",
+            (side + 1.5, side),
+            lambda fig: plot.classification(model, X, columns, fig=fig),
+        ),
+        (
+            "uncertainty.png",
+            (side + 1.5, side),
+            lambda fig: plot.uncertainty(model, X, columns, fig=fig),
+        ),
+    ]
+    if density and len(columns) >= 2:
+        drawings.append(
+            ("density.png", (6.4, 4.8), lambda fig: plot.density(model, X, ax=fig.add_subplot()))
+        )
+    written = []
+    for name, size, draw in drawings:
+        fig = Figure(figsize=size, dpi=100, layout="constrained")
+        FigureCanvasAgg(fig)
+        draw(fig)
+        with atomic_write(out / name) as fh:
+            fig.savefig(fh, format="png")
+        written.append(out / name)
+    return written

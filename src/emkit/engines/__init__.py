@@ -1,7 +1,21 @@
 """Engines: where rows live and how partial statistics are reduced."""
 
-from emkit.engines._base import Engine
+from emkit.engines._base import Engine, resolve_engine
+from emkit.engines._source import RowChunk, RowIndex, RowSource
 from emkit.engines.memory import InMemoryEngine
 from emkit.engines.reduced import ReducedEngine
+from emkit.engines.streaming import StreamingEngine
 
-__all__ = ["Engine", "InMemoryEngine", "ReducedEngine"]
+__all__ = [
+    "ENGINE_NAMES",
+    "Engine",
+    "InMemoryEngine",
+    "ReducedEngine",
+    "RowChunk",
+    "RowIndex",
+    "RowSource",
+    "StreamingEngine",
+    "resolve_engine",
+]
+
+ENGINE_NAMES = ("memory", "streaming")

@@ -3,22 +3,60 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Protocol
 
-__all__ = ["Engine"]
+from emkit.exceptions import InputError
+
+__all__ = ["Engine", "resolve_engine"]
 
 
 class Engine(Protocol):
     """Runs a function over blocks of rows and combines the results.
 
-    An engine knows nothing about models: ``fn`` receives aligned row blocks of each of
-    ``arrays`` (``None`` stays ``None``) and returns a value that supports ``+``.
+    An engine knows nothing about models. It owns the data: ``source`` is a
+    :class:`~emkit.engines.RowSource` (or bare rows), and how it is split into chunks is
+    the engine's own business. ``fn`` receives a chunk's aligned parts (``None`` stays
+    ``None``): ``fn(rows, weights, *columns)`` (and ``labels=`` when the source has
+    labels) for :meth:`map_reduce`, whose results support ``+``; ``fn(rows, *columns)``
+    for :meth:`map_rows`.
     """
 
-    def map_reduce(self, fn: Callable[..., Any], *arrays: Any, row_bytes: int = 0) -> Any:
-        """Sum of ``fn`` over row blocks, in block order (so results do not depend on threads)."""
+    def map_reduce(self, fn: Callable[..., Any], source: Any) -> Any:
+        """Sum of ``fn`` over chunks, in row order (so results do not depend on threads)."""
         ...
 
-    def map_rows(self, fn: Callable[..., Any], *arrays: Any, row_bytes: int = 0) -> Any:
-        """``fn`` applied to row blocks, results concatenated along the first axis."""
+    def map_rows(self, fn: Callable[..., Any], source: Any) -> Any:
+        """``fn`` applied to chunks, results concatenated along the first axis in row order."""
         ...
+
+
+def resolve_engine(
+    engine: Any, chunk_size: int | None = None, n_threads: int | None = None
+) -> AbstractContextManager[Any]:
+    """The engine an estimator's ``engine`` argument names, as a context manager.
+
+    ``None`` or ``"memory"``: the in-memory engine with ``chunk_size`` and ``n_threads``;
+    ``"streaming"``: the streaming engine (files opened with :func:`emkit.io.open_table`);
+    an object with ``map_reduce`` and ``map_rows``: itself (entered if it is a context
+    manager).
+    """
+    if engine is None or (isinstance(engine, str) and engine == "memory"):
+        from emkit.engines.memory import InMemoryEngine
+
+        return InMemoryEngine(chunk_size, n_threads)
+    if isinstance(engine, str) and engine == "streaming":
+        from emkit.engines.streaming import StreamingEngine
+
+        return StreamingEngine(chunk_size, n_threads)
+    if isinstance(engine, str) or not (
+        callable(getattr(engine, "map_reduce", None))
+        and callable(getattr(engine, "map_rows", None))
+    ):
+        raise InputError(
+            f"engine must be None, 'memory', 'streaming' or an object with map_reduce and "
+            f"map_rows methods (emkit.engines.Engine), got {engine!r}."
+        )
+    if hasattr(engine, "__enter__") and hasattr(engine, "__exit__"):
+        return engine
+    return nullcontext(engine)

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from emkit.engines._source import RowChunk, RowSource, as_source
 from emkit.exceptions import InputError
 
 __all__ = ["InMemoryEngine"]
@@ -107,45 +108,62 @@ class InMemoryEngine:
         rows = _CHUNK_BYTES // max(row_bytes, 1)
         return int(min(max(rows, _MIN_ROWS), max(n_rows, 1)))
 
-    def _chunks(self, arrays: tuple[Any, ...], row_bytes: int) -> Iterator[tuple[Any, ...]]:
-        n = next(a.shape[0] for a in arrays if a is not None)
-        step = self._rows_per_chunk(n, row_bytes)
-        for start in range(0, n, step):
-            yield tuple(None if a is None else a[start : start + step] for a in arrays)
+    def _chunks(self, source: RowSource) -> list[RowChunk]:
+        n = source.n_rows
+        step = self._rows_per_chunk(n, source.work_bytes)
+        return [source.chunk(start, start + step) for start in range(0, n, step)]
 
     def _run(
         self,
-        fn: Callable[..., Any],
-        arrays: tuple[Any, ...],
-        row_bytes: int,
+        fn: Callable[[RowChunk], Any],
+        source: RowSource,
         combine: Callable[[Iterator[Any]], Any],
     ) -> Any:
-        n = next(a.shape[0] for a in arrays if a is not None)
+        if source.streamed:  # rows read from a file: each block mapped as rows in memory
+            return combine(self._run(fn, block, combine) for block in source.blocks())
+        n = source.n_rows
         if n < _MIN_ROWS and (self.chunk_size is None or self.chunk_size >= n):
-            return combine(iter([fn(*arrays)]))  # one small chunk: no pool, no limit
+            # one small chunk: no pool, no limit
+            return combine(iter([fn(source.chunk(0, n, source.rows))]))
         if n >= _MIN_ROWS and self._session is None:
             if not self._entered:  # a map outside a session: limited for this map only
                 with _blas_controller().limit(limits=1, user_api="blas"):
-                    return self._map(fn, arrays, row_bytes, combine)
+                    return self._map(fn, source, combine)
             self._limit_blas()
-        return self._map(fn, arrays, row_bytes, combine)
+        return self._map(fn, source, combine)
 
     def _map(
         self,
-        fn: Callable[..., Any],
-        arrays: tuple[Any, ...],
-        row_bytes: int,
+        fn: Callable[[RowChunk], Any],
+        source: RowSource,
         combine: Callable[[Iterator[Any]], Any],
     ) -> Any:
-        chunks = list(self._chunks(arrays, row_bytes))
+        chunks = self._chunks(source)
         if len(chunks) == 1 or self.n_threads == 1:
-            return combine(fn(*c) for c in chunks)
+            return combine(fn(c) for c in chunks)
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.n_threads, thread_name_prefix="emkit")
-        return combine(self._pool.map(lambda c: fn(*c), chunks))
+        return combine(self._pool.map(fn, chunks))
 
-    def map_reduce(self, fn: Callable[..., Any], *arrays: Any, row_bytes: int = 0) -> Any:
-        return self._run(fn, arrays, row_bytes, lambda results: reduce(add, results))
+    def map_reduce(self, fn: Callable[..., Any], source: Any) -> Any:
+        return self._run(reducing(fn), as_source(source), lambda results: reduce(add, results))
 
-    def map_rows(self, fn: Callable[..., Any], *arrays: Any, row_bytes: int = 0) -> Any:
-        return self._run(fn, arrays, row_bytes, lambda results: np.concatenate(list(results)))
+    def map_rows(self, fn: Callable[..., Any], source: Any) -> Any:
+        return self._run(
+            rowwise(fn), as_source(source), lambda results: np.concatenate(list(results))
+        )
+
+
+def reducing(fn: Callable[..., Any]) -> Callable[[RowChunk], Any]:
+    """``fn`` called on a chunk as :meth:`map_reduce` calls it (rows, weights, columns)."""
+
+    def call(chunk: RowChunk) -> Any:
+        args, kwargs = chunk.reduce_args()
+        return fn(*args, **kwargs)
+
+    return call
+
+
+def rowwise(fn: Callable[..., Any]) -> Callable[[RowChunk], Any]:
+    """``fn`` called on a chunk as :meth:`map_rows` calls it (rows, columns)."""
+    return lambda chunk: fn(*chunk.row_args())

@@ -12,14 +12,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from emkit.engines._source import as_source
+from emkit.engines.memory import rowwise
+
 __all__ = ["ReducedEngine"]
 
 
 class ReducedEngine:
-    """Apply ``fn`` once to the whole of ``arrays`` (sufficient statistics, not rows)."""
+    """Apply ``fn`` once to the whole of a source (sufficient statistics, not rows)."""
 
-    def map_reduce(self, fn: Callable[..., Any], *arrays: Any, row_bytes: int = 0) -> Any:
-        return fn(*arrays)
+    def map_reduce(self, fn: Callable[..., Any], source: Any) -> Any:
+        # the statistics carry their own weights: ``fn(statistics, *columns)``
+        return rowwise(fn)(as_source(source).whole())
 
-    def map_rows(self, fn: Callable[..., Any], *arrays: Any, row_bytes: int = 0) -> Any:
-        return fn(*arrays)
+    def map_rows(self, fn: Callable[..., Any], source: Any) -> Any:
+        return rowwise(fn)(as_source(source).whole())

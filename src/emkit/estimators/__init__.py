@@ -1,5 +1,6 @@
 """The scikit-learn shell: the only layer that holds mutable state."""
 
+from emkit.estimators.bayesian_mixture import BayesianGaussianMixture
 from emkit.estimators.factor_mixture import MixtureOfFactorAnalyzers, MixtureOfPPCA
 from emkit.estimators.gaussian_mixture import GaussianMixture
 from emkit.estimators.kmeans import KMeans
@@ -11,10 +12,12 @@ from emkit.estimators.mixture_model import (
     PoissonMixture,
     infer_family,
 )
+from emkit.estimators.selection import ModelBasedClustering
 from emkit.estimators.student_t import StudentTMixture
 
 __all__ = [
     "PPCA",
+    "BayesianGaussianMixture",
     "BernoulliMixture",
     "CategoricalMixture",
     "FactorAnalysis",
@@ -23,6 +26,7 @@ __all__ = [
     "MixtureModel",
     "MixtureOfFactorAnalyzers",
     "MixtureOfPPCA",
+    "ModelBasedClustering",
     "PoissonMixture",
     "StudentTMixture",
     "infer_family",

@@ -26,7 +26,8 @@ from emkit._validation import (
     has_missing_values,
     resolve_dtype,
 )
-from emkit.engines.memory import InMemoryEngine
+from emkit.engines._base import Engine, resolve_engine
+from emkit.engines._source import RowSource
 from emkit.exceptions import InputError
 from emkit.inference.accelerate import check_acceleration
 from emkit.inference.em import MONOTONICITY_POLICIES, EMTrace
@@ -42,6 +43,7 @@ __all__ = [
     "check_em_parameters",
     "check_labels",
     "check_n_samples",
+    "fit_engine",
     "initial_statistics",
     "logger",
     "mean_filled",
@@ -57,13 +59,13 @@ Array = NDArray[np.floating[Any]]
 
 @dataclass(frozen=True)
 class FitPlan:
-    """What EM on a data set starts from: the bound model, the row arrays its E-step maps
-    over, and the initialization ``initialize(rng) -> params`` with the random source its
-    draws come from (``fit`` runs ``n_init`` of them; ``partial_fit`` one, on its first
-    batch)."""
+    """What EM on a data set starts from: the bound model, the rows its E-step maps over
+    (a :class:`~emkit.engines.RowSource`), and the initialization ``initialize(rng) ->
+    params`` with the random source its draws come from (``fit`` runs ``n_init`` of
+    them; ``partial_fit`` one, on its first batch)."""
 
     model: Any
-    data: tuple[Any, ...]
+    data: RowSource
     initialize: Callable[[Any], Any]
     rng: Any
     dtype: Any  # the working precision of the per-row work
@@ -195,9 +197,7 @@ class FamilyMixture(FittedMixture):
 
     # -- online EM ----------------------------------------------------------------------
 
-    def _plan(
-        self, X: Any, y: Any, sample_weight: Any, engine: InMemoryEngine, *, warm: bool
-    ) -> FitPlan:
+    def _plan(self, X: Any, y: Any, sample_weight: Any, engine: Engine, *, warm: bool) -> FitPlan:
         """The checked data, the bound model and the initialization (``warm``: the fitted
         parameters) of a fit on ``X``: ``fit``'s start, and ``partial_fit``'s on its first
         batch."""
@@ -255,7 +255,7 @@ class FamilyMixture(FittedMixture):
             )
         state: OnlineState[Any] | None = getattr(self, "_online", None)
         first = state is None and not hasattr(self, "weights_")
-        with InMemoryEngine(self.chunk_size, self.n_threads) as engine:  # type: ignore[attr-defined]
+        with fit_engine(self) as engine:
             if first:
                 # fit's initialization on the first batch (its first draw), no EM step
                 self._check_parameters()
@@ -268,7 +268,7 @@ class FamilyMixture(FittedMixture):
             state = online_update(
                 state,
                 engine,
-                (Xa, w, None, None),
+                RowSource(Xa, w),
                 float(self.learning_offset),  # type: ignore[attr-defined]
                 float(self.learning_decay),  # type: ignore[attr-defined]
             )
@@ -421,7 +421,8 @@ def check_em_parameters(estimator: Any) -> None:
     if hasattr(estimator, "n_init"):
         check_positive_int("n_init", estimator.n_init)
     if hasattr(estimator, "init_params"):
-        check_choice("init_params", estimator.init_params, INIT_METHODS)
+        methods = getattr(estimator, "_init_methods", INIT_METHODS)
+        check_choice("init_params", estimator.init_params, methods)
     if hasattr(estimator, "dtype"):
         resolve_dtype(estimator.dtype)
     check_flag("warm_start", getattr(estimator, "warm_start", False))
@@ -458,6 +459,14 @@ def progress_callback(estimator: Any) -> Callable[[int, float, float], None]:
     return callback
 
 
+def fit_engine(estimator: Any) -> Any:
+    """The engine of an estimator's ``engine``, ``chunk_size`` and ``n_threads`` arguments,
+    as a context manager (:func:`emkit.engines.resolve_engine`)."""
+    return resolve_engine(
+        getattr(estimator, "engine", None), estimator.chunk_size, estimator.n_threads
+    )
+
+
 def check_n_samples(n_samples: Any) -> None:
     """The ``n_samples`` argument of ``sample``: an integer >= 1."""
     if isinstance(n_samples, bool) or not isinstance(n_samples, int | np.integer) or n_samples < 1:
@@ -470,7 +479,7 @@ def check_n_samples(n_samples: Any) -> None:
 
 def initial_statistics(
     model: Any,
-    engine: InMemoryEngine,
+    engine: Engine,
     X: Array,
     w: Array | None,
     resp: NDArray[Any],
@@ -485,5 +494,9 @@ def initial_statistics(
         def chunk_stats(Xc: Array, wc: Array | None, labels: NDArray[np.intp]) -> Any:
             return model.statistics_from_resp(Xc, wc, one_hot(labels, n_components))
 
-        return engine.map_reduce(chunk_stats, X, w, resp, row_bytes=row_bytes)
-    return engine.map_reduce(model.statistics_from_resp, X, w, resp, row_bytes=row_bytes)
+        return engine.map_reduce(
+            chunk_stats, RowSource(X, w, columns=(resp,), work_bytes=row_bytes)
+        )
+    return engine.map_reduce(
+        model.statistics_from_resp, RowSource(X, w, columns=(resp,), work_bytes=row_bytes)
+    )

@@ -23,10 +23,11 @@ from emkit._validation import (
     check_sample_weight,
 )
 from emkit._warnings import warnings_once
-from emkit.engines.memory import InMemoryEngine
+from emkit.engines._source import RowSource
 from emkit.estimators._mixture_base import (
     FittedMixture,
     check_em_parameters,
+    fit_engine,
     initial_statistics,
     logger,
     progress_callback,
@@ -73,6 +74,7 @@ class _FactorMixtureEstimator(FittedMixture, DensityMixin, BaseEstimator):
         accelerate: str | None = None,
         chunk_size: int | None = None,
         n_threads: int | None = None,
+        engine: Any = None,
     ) -> None:
         self.n_components = n_components
         self.n_factors = n_factors
@@ -89,6 +91,7 @@ class _FactorMixtureEstimator(FittedMixture, DensityMixin, BaseEstimator):
         self.accelerate = accelerate
         self.chunk_size = chunk_size
         self.n_threads = n_threads
+        self.engine = engine
 
     def _check_parameters(self) -> None:
         check_em_parameters(self)
@@ -167,7 +170,7 @@ class _FactorMixtureEstimator(FittedMixture, DensityMixin, BaseEstimator):
         callback = progress_callback(self)
 
         with (
-            InMemoryEngine(self.chunk_size, self.n_threads) as engine,
+            fit_engine(self) as engine,
             verbose_logging(self.verbose),
         ):
 
@@ -178,13 +181,12 @@ class _FactorMixtureEstimator(FittedMixture, DensityMixin, BaseEstimator):
 
             data, step = monte_carlo_plan(
                 model,
-                (Xa, w),
+                RowSource(Xa, w, work_bytes=row_bytes),
                 engine,
                 random_state=self.random_state,
                 tol=float(self.tol),
                 accelerate=self.accelerate,
                 monotonicity=self.monotonicity,
-                row_bytes=row_bytes,
             )
             result = fit_em_restarts(
                 model,
@@ -197,7 +199,6 @@ class _FactorMixtureEstimator(FittedMixture, DensityMixin, BaseEstimator):
                 max_iter=int(self.max_iter),
                 monotonicity=self.monotonicity,
                 accelerate=self.accelerate,
-                row_bytes=row_bytes,
                 callback=callback,
                 on_start=(lambda i: logger.info("Initialization %d", i)) if self.verbose else None,
                 step=step,
@@ -254,8 +255,10 @@ class _FactorMixtureEstimator(FittedMixture, DensityMixin, BaseEstimator):
         parts = model.log_prob_parts(params)
         K, q, d = self.components_.shape
         row_bytes = FactorMixture.row_bytes(d, 2 * K, q)
-        with InMemoryEngine(self.chunk_size, self.n_threads) as engine:
-            return engine.map_rows(lambda chunk: fn(*parts(chunk)), Xa, row_bytes=row_bytes)
+        with fit_engine(self) as engine:
+            return engine.map_rows(
+                lambda chunk: fn(*parts(chunk)), RowSource(Xa, work_bytes=row_bytes)
+            )
 
     def _map_rows(self, X: ArrayLike, fn: Any) -> Any:
         """Apply ``fn`` to the rows' joint log-probabilities (n, K), chunk by chunk, less
@@ -348,6 +351,12 @@ _PARAMETERS = """
         Rows per chunk of the E-step; ``None`` sizes chunks for the CPU cache.
     n_threads : int or None, default=None
         Threads for the chunks; ``None`` uses every available core.
+    engine : None, 'memory', 'streaming' or an engine, default=None
+        Where the rows live and how their statistics are summed: ``None`` or
+        ``'memory'`` is the in-memory engine (``chunk_size`` rows a chunk on
+        ``n_threads`` threads); ``'streaming'`` reads a table opened with
+        :func:`emkit.io.open_table` a block at a time; an object with ``map_reduce`` and
+        ``map_rows`` (:class:`emkit.engines.Engine`) is used as it is.
 
     Attributes
     ----------

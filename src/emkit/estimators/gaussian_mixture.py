@@ -21,18 +21,29 @@ from emkit._validation import (
     resolve_dtype,
 )
 from emkit._warnings import warnings_once
-from emkit.engines.memory import InMemoryEngine
+from emkit.engines._base import Engine
+from emkit.engines._source import RowSource
 from emkit.estimators._mixture_base import (
     FamilyMixture,
     FitPlan,
     align_to_labels,
     check_em_parameters,
     check_labels,
+    fit_engine,
     initial_statistics,
     logger,
     order_by_pattern,
     progress_callback,
     verbose_logging,
+)
+from emkit.estimators._rows import (
+    bind_gaussian,
+    check_streamed,
+    column_summary,
+    filler,
+    fit_checkpoint,
+    initial_statistics_bounded,
+    is_streamed,
 )
 from emkit.exceptions import InputError
 from emkit.families.covariance import covariance_types
@@ -85,8 +96,13 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
         Number of EM iterations to perform.
     n_init : int, default=1
         Number of initializations; the best run is kept.
-    init_params : {'kmeans', 'k-means++', 'random', 'random_from_data'}, default='kmeans'
-        How the initial responsibilities are drawn.
+    init_params : {'kmeans', 'k-means++', 'random', 'random_from_data', 'hc'}, default='kmeans'
+        How the initial responsibilities are drawn. ``'hc'`` is mclust's start:
+        model-based agglomerative hierarchical clustering (the VVV criterion of Fraley
+        1998 on the SVD-transformed data, :mod:`emkit.inference.hierarchical`),
+        deterministic up to 2000 rows and built on 2000 rows drawn with ``random_state``
+        beyond that; missing values are filled with their column's mean for it, and with
+        ``n_init > 1`` each start draws its own subset (below 2000 rows the starts are equal).
     weights_init : array-like of shape (n_components,), default=None
         Initial weights.
     means_init : array-like of shape (n_components, n_features), default=None
@@ -145,6 +161,12 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
         Rows per chunk of the E-step; ``None`` sizes chunks for the CPU cache.
     n_threads : int or None, default=None
         Threads for the chunks; ``None`` uses every available core.
+    engine : None, 'memory', 'streaming' or an engine, default=None
+        Where the rows live and how their statistics are summed: ``None`` or
+        ``'memory'`` is the in-memory engine (``chunk_size`` rows a chunk on
+        ``n_threads`` threads); ``'streaming'`` reads a table opened with
+        :func:`emkit.io.open_table` a block at a time; an object with ``map_reduce`` and
+        ``map_rows`` (:class:`emkit.engines.Engine`) is used as it is.
 
     Attributes
     ----------
@@ -205,6 +227,7 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
         accelerate: str | None = None,
         chunk_size: int | None = None,
         n_threads: int | None = None,
+        engine: Any = None,
     ) -> None:
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -229,6 +252,7 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
         self.accelerate = accelerate
         self.chunk_size = chunk_size
         self.n_threads = n_threads
+        self.engine = engine
 
     # -- validation ------------------------------------------------------------------
 
@@ -238,7 +262,9 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
         check_choice("covariance_type", self.covariance_type, covariance_types())
         check_number("reg_covar", self.reg_covar)
 
-    def _validate_X(self, X: Any, *, reset: bool) -> NDArray[np.floating[Any]]:
+    def _validate_X(self, X: Any, *, reset: bool) -> Any:
+        if is_streamed(X):  # a table read a block at a time (emkit.io.open_table)
+            return check_streamed(self, X, reset=reset)
         # float64 and float32 data are used in place; NaN marks a missing value
         arr = as_float_matrix(X, dtype=None, allow_nan=True)
         # feature names and n_features_in_ the scikit-learn way, after our own checks
@@ -281,7 +307,13 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
     # -- fitting ---------------------------------------------------------------------
 
     @warnings_once
-    def fit(self, X: ArrayLike, y: Any = None, sample_weight: ArrayLike | None = None) -> Any:
+    def fit(
+        self,
+        X: ArrayLike,
+        y: Any = None,
+        sample_weight: ArrayLike | None = None,
+        checkpoint: Any = None,
+    ) -> Any:
         """Estimate the model parameters with EM.
 
         Parameters
@@ -296,6 +328,12 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
             leaves it unknown. Ignored otherwise (as scikit-learn's mixtures do).
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative weights; an integer weight is the same as repeating the row.
+        checkpoint : str or os.PathLike, default=None
+            A directory where the parameters and the objective trace are written
+            atomically every 5 iterations and at the end. If it holds a checkpoint of the
+            same fit (same arguments, same data shape), EM continues from it and ends
+            with the model the uninterrupted fit gives. Needs ``n_init=1`` and plain EM
+            (no ``accelerate``).
 
         Returns
         -------
@@ -304,7 +342,7 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
         self._check_parameters()
         warm = self.warm_start and hasattr(self, "weights_")
         with (
-            InMemoryEngine(self.chunk_size, self.n_threads) as engine,
+            fit_engine(self) as engine,
             verbose_logging(self.verbose),
         ):
             plan = self._plan(X, y, sample_weight, engine, warm=warm)
@@ -316,7 +354,6 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
                 tol=float(self.tol),
                 accelerate=self.accelerate,
                 monotonicity=self.monotonicity,
-                row_bytes=plan.row_bytes,
             )
             result = fit_em_restarts(
                 plan.model,
@@ -330,22 +367,21 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
                 monotonicity=self.monotonicity,
                 accelerate=self.accelerate,
                 dtype=plan.dtype,
-                row_bytes=plan.row_bytes,
                 callback=progress_callback(self),
                 on_start=(lambda i: logger.info("Initialization %d", i)) if self.verbose else None,
                 # a warm start continues the previous fit's trace, so that repeated calls
                 # with a small max_iter converge
                 start_objective=self.lower_bound_ if warm else -np.inf,
                 step=step,
+                checkpoint=fit_checkpoint(self, checkpoint, plan.data.rows.shape),
             )
         family = plan.model.family
         assert isinstance(family, GaussianFamily)
-        self._set_fitted(family, result.params, result.trace, result.converged, plan.data[0].dtype)
+        rows = plan.data.rows
+        self._set_fitted(family, result.params, result.trace, result.converged, rows.dtype)
         return self
 
-    def _plan(
-        self, X: Any, y: Any, sample_weight: Any, engine: InMemoryEngine, *, warm: bool
-    ) -> FitPlan:
+    def _plan(self, X: Any, y: Any, sample_weight: Any, engine: Any, *, warm: bool) -> FitPlan:
         """The checked data, the bound model and the initialization (or, warm, the fitted
         parameters) that ``fit`` runs EM from, and ``partial_fit`` online EM."""
         Xa = self._validate_X(X, reset=not warm)
@@ -385,10 +421,19 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
         w = check_sample_weight(sample_weight, n, dtype)
         known = check_labels(y, n, K) if self.semi_supervised else None
         self._check_initial_parameters(d)
-        Xa, w, known, filled, missing = order_by_pattern(Xa, w, known)
-
         structure = covariance_structure(self.covariance_type)
-        family = GaussianFamily(structure, reg_covar=float(self.reg_covar)).bind(filled, w)
+        unbound = GaussianFamily(structure, reg_covar=float(self.reg_covar))
+        if is_streamed(Xa):
+            # the binding from a statistics pass; rows stay in the file's order
+            summary = column_summary(engine, RowSource(Xa, w))
+            family = bind_gaussian(unbound, summary, n)
+            missing = summary.missing
+            filled: Any = Xa
+            fill = filler(summary.shift) if missing else None
+        else:
+            Xa, w, known, filled, missing = order_by_pattern(Xa, w, known)
+            family = unbound.bind(filled, w)
+            fill = None
         model = Mixture(family, dtype, assign=assignment(self.e_step), missing=missing)
         row_bytes = model.row_bytes(d, structure.n_stats(d), K) + d * Xa.itemsize
 
@@ -401,21 +446,27 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
         else:
 
             def initialize(rng: RandomSource) -> MixtureParams:
-                return self._initialize(model, engine, filled, w, known, rng)
+                return self._initialize(model, engine, filled, w, known, rng, fill)
 
         source = init_random_source(self.random_state)
-        return FitPlan(model, (Xa, w, None, known), initialize, source, dtype, row_bytes)
+        # the mixture's rows: no base-measure column for a Gaussian (None)
+        data = RowSource(Xa, w, known, (None,), work_bytes=row_bytes)
+        return FitPlan(model, data, initialize, source, dtype, row_bytes)
 
     def _initialize(
         self,
         model: Mixture,
-        engine: InMemoryEngine,
-        X: NDArray[np.floating[Any]],
+        engine: Engine,
+        X: Any,
         w: NDArray[np.floating[Any]] | None,
         known: NDArray[np.intp] | None,
         rng: RandomSource,
+        fill: Any = None,
     ) -> MixtureParams:
-        """Parameters from initial responsibilities (the model's own M-step) and the inits."""
+        """Parameters from initial responsibilities (the model's own M-step) and the inits.
+
+        ``X`` is the rows (missing values filled) or a streamed table (``fill`` then fills
+        its missing values a block at a time)."""
         family = model.family
         assert isinstance(family, GaussianFamily)
         K, d = self.n_components, X.shape[1]
@@ -427,10 +478,22 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
             )
             given_weights = np.asarray(self.weights_init, dtype=np.float64)
             return MixtureParams(given_weights / given_weights.sum(), params)
-        resp = initial_responsibilities(self.init_params, X, K, rng, w)
-        if known is not None:
+        # ModelBasedClustering builds one hierarchy for every n_components it fits
+        tree = getattr(self, "_hc_tree", None)
+        if known is None:
+            # float64 rows, their statistics and responsibilities: chunks sized for them
+            work = (2 * d + family.structure.n_stats(d) + K) * 8
+            stats = initial_statistics_bounded(
+                self.init_params, model, engine, X, w, K, rng, fill, work, tree=tree
+            )
+        else:
+            rows = X.read() if is_streamed(X) else X
+            rows = rows if fill is None else fill(rows)
+            resp = initial_responsibilities(self.init_params, rows, K, rng, w, tree=tree)
             resp = align_to_labels(resp, known, K)
-        stats = initial_statistics(model, engine, X, w, resp, K)
+            stats = initial_statistics(
+                model, engine, rows, w, resp, K, (2 * d + family.structure.n_stats(d) + K) * 8
+            )
         placeholder = MixtureParams(np.full(K, 1.0 / K), family.default_params(K))
         start = model.m_step(placeholder, stats)
         weights = start.weights
@@ -499,16 +562,21 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
     def _map_model(self, X: Any, make: Callable[[Any, Any], Callable[[Array], Any]]) -> Any:
         check_is_fitted(self)
         Xa = self._validate_X(X, reset=False)
-        missing = has_missing_values(Xa)
         shift = self._centre()
-        family = self._family(shift, centred_scale(Xa, shift))
+        if is_streamed(Xa):
+            with fit_engine(self) as engine:
+                summary = column_summary(engine, RowSource(Xa))
+            missing, scale = summary.missing, summary.scale(shift)
+        else:
+            missing, scale = has_missing_values(Xa), centred_scale(Xa, shift)
+        family = self._family(shift, scale)
         model = Mixture(family, resolve_dtype(self.dtype), missing=missing)
         fn = make(model, self._mixture_params(family))
         d = Xa.shape[1]
         # the float64 (n, K) output of every chunk is held as well
         row_bytes = model.row_bytes(d, family.structure.n_stats(d), 2 * self.n_components)
-        with InMemoryEngine(self.chunk_size, self.n_threads) as engine:
-            out = engine.map_rows(fn, Xa, row_bytes=row_bytes)
+        with fit_engine(self) as engine:
+            out = engine.map_rows(fn, RowSource(Xa, work_bytes=row_bytes))
         # densities and probabilities of float32 data in float32, as in scikit-learn
         if Xa.dtype == np.float32 and out.dtype.kind == "f":
             return out.astype(np.float32)

@@ -32,8 +32,9 @@ from emkit._validation import (
     check_sample_weight,
 )
 from emkit._warnings import warnings_once
-from emkit.engines.memory import InMemoryEngine
-from emkit.estimators._mixture_base import logger, verbose_logging
+from emkit.engines._base import Engine
+from emkit.engines._source import RowSource
+from emkit.estimators._mixture_base import fit_engine, logger, verbose_logging
 from emkit.exceptions import ConvergenceWarning, InputError
 from emkit.inference.em import MONOTONICITY_POLICIES, fit_em_restarts
 from emkit.inference.init import seed_from
@@ -127,6 +128,12 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         Rows per chunk of an iteration; ``None`` sizes chunks for the CPU cache.
     n_threads : int or None, default=None
         Threads for the chunks; ``None`` uses every available core.
+    engine : None, 'memory', 'streaming' or an engine, default=None
+        Where the rows live and how their statistics are summed: ``None`` or
+        ``'memory'`` is the in-memory engine (``chunk_size`` rows a chunk on
+        ``n_threads`` threads); ``'streaming'`` reads a table opened with
+        :func:`emkit.io.open_table` a block at a time; an object with ``map_reduce`` and
+        ``map_rows`` (:class:`emkit.engines.Engine`) is used as it is.
 
     Attributes
     ----------
@@ -188,6 +195,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         monotonicity: str = "warn",
         chunk_size: int | None = None,
         n_threads: int | None = None,
+        engine: Any = None,
     ) -> None:
         self.n_clusters = n_clusters
         self.init = init
@@ -201,6 +209,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         self.monotonicity = monotonicity
         self.chunk_size = chunk_size
         self.n_threads = n_threads
+        self.engine = engine
 
     # -- validation ------------------------------------------------------------------
 
@@ -370,14 +379,14 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
                     logger.info("Converged at iteration %d: %s.", iteration - 1, reporting.stopped)
 
         with (
-            InMemoryEngine(self.chunk_size, self.n_threads) as engine,
+            fit_engine(self) as engine,
             verbose_logging(verbose, sys.stdout),
         ):
             result = fit_em_restarts(
                 reporting if verbose else model,
                 engine,
                 # the rows, their weights, and the C-step's per-row memory (label, bounds)
-                (A, w, *row_state(n)),
+                RowSource(A, w, columns=row_state(n), work_bytes=row_bytes),
                 draw,
                 n_init=n_init,
                 rng=np.random.default_rng(0),
@@ -386,7 +395,6 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
                 max_iter=int(self.max_iter),
                 monotonicity=self.monotonicity,
                 dtype=Xa.dtype.type,
-                row_bytes=row_bytes,
                 callback=callback,
                 # runs compare by their final centers' inertia, as in scikit-learn
                 score=lambda params: -_assign(engine, Xa, w, centers_of(params))[1],
@@ -414,7 +422,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         """The nearest center of each sample, shape (n_samples,); X may be sparse."""
         check_is_fitted(self)
         Xa = self._validate_X(X, reset=False)
-        with InMemoryEngine(self.chunk_size, self.n_threads) as engine:
+        with fit_engine(self) as engine:
             return _assign(engine, Xa, None, self.cluster_centers_, inertia=False)[0]
 
     def fit_predict(
@@ -441,14 +449,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
             # dense rows: no inf for a distance the dtype holds (rows far out are scaled)
             return euclidean_distances(rows, centers)
 
-        with InMemoryEngine(self.chunk_size, self.n_threads) as engine:
-            return np.asarray(
-                engine.map_rows(
-                    distances,
-                    Xa,
-                    row_bytes=row_bytes,
-                )
-            )
+        with fit_engine(self) as engine:
+            return np.asarray(engine.map_rows(distances, RowSource(Xa, work_bytes=row_bytes)))
 
     def fit_transform(
         self, X: ArrayLike, y: Any = None, sample_weight: ArrayLike | None = None
@@ -462,7 +464,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         check_is_fitted(self)
         Xa = self._validate_X(X, reset=False)
         w = check_sample_weight(sample_weight, Xa.shape[0], Xa.dtype.type)
-        with InMemoryEngine(self.chunk_size, self.n_threads) as engine:
+        with fit_engine(self) as engine:
             return -_assign(engine, Xa, w, self.cluster_centers_)[1]
 
     def __sklearn_tags__(self) -> Any:
@@ -531,6 +533,9 @@ class _Reporting:
     def m_step_gap(self, params: KMeansParams, stats: Any) -> float:
         return self.model.m_step_gap(params, stats)
 
+    def lower_bound(self, params: KMeansParams, new: KMeansParams, stats: Any) -> float:
+        return self.model.lower_bound(params, new, stats)
+
     def converged(self, previous: KMeansParams, params: KMeansParams) -> bool:
         self.stopped = None
         if not self.model.converged(previous, params):
@@ -558,7 +563,7 @@ def _minus(rows: Array | Sparse, shift: Array) -> Array | Sparse:
 
 
 def _assign(
-    engine: InMemoryEngine,
+    engine: Engine,
     X: Array | Sparse,
     w: Array | None,
     centers: Array,
@@ -574,7 +579,7 @@ def _assign(
         row_bytes = KMeansModel.sparse_row_bytes(X, centred.shape[0])
         rows = SparseRows(X)  # chunks of rows as views
     labels = engine.map_rows(
-        lambda c: nearest(_minus(c, shift), centred), rows, row_bytes=row_bytes
+        lambda c: nearest(_minus(c, shift), centred), RowSource(rows, work_bytes=row_bytes)
     )
     if not inertia:
         return labels, float("nan")
@@ -583,7 +588,8 @@ def _assign(
         dist = squared_distances(_minus(c, shift), centred, lab)
         return float(dist.sum() if wc is None else wc @ dist)
 
-    return labels, float(engine.map_reduce(chunk_inertia, rows, w, labels, row_bytes=row_bytes))
+    source = RowSource(rows, w, columns=(labels,), work_bytes=row_bytes)
+    return labels, float(engine.map_reduce(chunk_inertia, source))
 
 
 def _check_centers(value: Any, n_clusters: int, n_features: int, dtype: Any, name: str) -> Array:

@@ -30,10 +30,12 @@ from emkit._validation import (
     has_missing_values,
 )
 from emkit._warnings import warnings_once
-from emkit.engines.memory import InMemoryEngine
+from emkit.engines._base import Engine
+from emkit.engines._source import RowSource
 from emkit.engines.reduced import ReducedEngine
 from emkit.estimators._mixture_base import (
     check_n_samples,
+    fit_engine,
     logger,
     progress_callback,
     verbose_logging,
@@ -61,7 +63,7 @@ __all__ = ["PPCA", "FactorAnalysis"]
 Array = NDArray[np.floating[Any]]
 
 # What a fit runs: the model, the engine and data its E-step maps over, and the start.
-_FitPlan = tuple[LatentFactor, Any, tuple[Any, ...], Callable[[np.random.Generator], FactorParams]]
+_FitPlan = tuple[LatentFactor, Any, RowSource, Callable[[np.random.Generator], FactorParams]]
 
 # Noise variances are kept >= this times the average feature variance: the likelihood is
 # unbounded as a noise variance goes to 0 (a feature the factors explain exactly).
@@ -138,6 +140,7 @@ class _LatentFactorEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         chunk_size: int | None = None,
         n_threads: int | None = None,
         e_step: Any = "exact",
+        engine: Any = None,
     ) -> None:
         self.n_components = n_components
         self.tol = tol
@@ -152,6 +155,7 @@ class _LatentFactorEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         self.chunk_size = chunk_size
         self.n_threads = n_threads
         self.e_step = e_step
+        self.engine = engine
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
@@ -229,29 +233,29 @@ class _LatentFactorEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         callback = progress_callback(self)
 
         with (
-            InMemoryEngine(self.chunk_size, self.n_threads) as engine,
+            fit_engine(self) as engine,
             verbose_logging(self.verbose),
         ):
-            model, fit_engine, data, initialize = self._begin(engine, Xa, w, missing)
+            model, plan_engine, data, initialize = self._begin(engine, Xa, w, missing)
             path = "rows with missing values" if missing else "the sufficient statistics"
             draws = factor_draws(self.e_step)
             if draws is not None:  # draws need the rows: the row E-step, from the same start
-                model, fit_engine, data = _row_model(model, draws), engine, (Xa, w)
+                model, plan_engine = _row_model(model, draws), engine
+                data = RowSource(Xa, w, work_bytes=LatentFactor.row_bytes(d, q))
                 path = f"the rows ({draws.options.name} E-step)"
             logger.info("%s: EM over %s, %d rows, %d features, q=%d", name, path, n, d, q)
             fit_data, step = monte_carlo_plan(
                 model,
                 data,
-                fit_engine,
+                plan_engine,
                 random_state=self.random_state,
                 tol=float(self.tol),
                 accelerate=self.accelerate,
                 monotonicity=self.monotonicity,
-                row_bytes=LatentFactor.row_bytes(d, q),
             )
             result = fit_em_restarts(
                 model,
-                fit_engine,
+                plan_engine,
                 fit_data,
                 initialize,
                 n_init=1,
@@ -260,16 +264,13 @@ class _LatentFactorEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
                 max_iter=int(self.max_iter),
                 monotonicity=self.monotonicity,
                 accelerate=self.accelerate,
-                row_bytes=LatentFactor.row_bytes(d, q),
                 callback=callback,
                 step=step,
             )
             # the log-likelihood of the parameters EM returns (the trace's last entry is
             # that of the parameters before the last M-step), by the exact E-step
-            final = fit_engine.map_reduce(
-                replace(model, draws=None).expectation(result.params),
-                *data,
-                row_bytes=LatentFactor.row_bytes(d, q),
+            final = plan_engine.map_reduce(
+                replace(model, draws=None).expectation(result.params), data
             )
         check_scale_parameters(self, result.params.noise, result.params.components, model.scale)
         self._online: OnlineState[FactorParams] | None = None  # a fit ends any online run
@@ -277,7 +278,7 @@ class _LatentFactorEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         self._set_loglike(result.trace, final.loglik, final.weight)
         return self
 
-    def _begin(self, engine: InMemoryEngine, X: Array, w: Array | None, missing: bool) -> _FitPlan:
+    def _begin(self, engine: Engine, X: Array, w: Array | None, missing: bool) -> _FitPlan:
         """What EM on these rows starts from: the model, the engine and data its E-step
         maps over, and the initialization (``fit``'s, and ``partial_fit``'s on its first
         batch)."""
@@ -329,7 +330,7 @@ class _LatentFactorEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
             self._check_parameters()
         Xa, missing = validate_rows(self, X, reset=first)
         w = check_sample_weight(sample_weight, Xa.shape[0])
-        with InMemoryEngine(self.chunk_size, self.n_threads) as engine:
+        with fit_engine(self) as engine:
             if state is None:
                 state = OnlineState(
                     *(
@@ -343,10 +344,9 @@ class _LatentFactorEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
             state = online_update(
                 state,
                 engine,
-                (Xa, w),
+                RowSource(Xa, w, work_bytes=LatentFactor.row_bytes(d, q)),
                 float(self.learning_offset),
                 float(self.learning_decay),
-                row_bytes=LatentFactor.row_bytes(d, q),
             )
         params, model = state.params, state.model
         check_scale_parameters(self, params.noise, params.components, model.scale)
@@ -359,7 +359,7 @@ class _LatentFactorEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         return self
 
     def _online_begin(
-        self, engine: InMemoryEngine, X: Array, w: Array | None, missing: bool
+        self, engine: Engine, X: Array, w: Array | None, missing: bool
     ) -> tuple[LatentFactor, FactorParams]:
         """The row model and the start of online EM from its first batch, as ``fit``
         initializes."""
@@ -383,7 +383,7 @@ class _LatentFactorEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         """Record the total log-likelihood per iteration (FactorAnalysis's ``loglike_``)."""
 
     def _plan_complete(
-        self, engine: InMemoryEngine, X: Array, w: Array | None, q: int, scale: float
+        self, engine: Engine, X: Array, w: Array | None, q: int, scale: float
     ) -> _FitPlan:
         """EM on the sufficient statistics: one pass over the rows, then O(d^2 q) an
         iteration."""
@@ -392,7 +392,8 @@ class _LatentFactorEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         shift = (weights @ X) / weights.sum() / scale  # one BLAS pass
         structure = noise_structure(self._noise_type)
         moments = engine.map_reduce(
-            LatentFactor(structure, shift, 0.0, scale).moments, X, w, row_bytes=3 * d * 8
+            LatentFactor(structure, shift, 0.0, scale).moments,
+            RowSource(X, w, work_bytes=3 * d * 8),
         )
         scatter = moments.scatter_root()
         variances = (scatter.root**2).sum(axis=0) / scatter.weight
@@ -402,19 +403,17 @@ class _LatentFactorEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         def initialize(rng: np.random.Generator) -> FactorParams:
             return self._initial_params(model, root, scatter.mean, variances, q, rng, False)
 
-        return model, ReducedEngine(), (scatter,), initialize
+        return model, ReducedEngine(), RowSource(scatter), initialize
 
     def _plan_missing(
-        self, engine: InMemoryEngine, X: Array, w: Array | None, q: int, scale: float
+        self, engine: Engine, X: Array, w: Array | None, q: int, scale: float
     ) -> _FitPlan:
         """EM over the rows. Each iteration is then a pass over the data, so the start is
         near the maximum: the fit of the available-case covariance (one more pass)."""
         d = X.shape[1]
         columns = engine.map_reduce(
             lambda block, weights: column_moments(block, weights, scale),
-            X,
-            w,
-            row_bytes=4 * d * 8,
+            RowSource(X, w, work_bytes=4 * d * 8),
         )
         if (columns.count <= 0).any():
             raise InputError(
@@ -424,7 +423,7 @@ class _LatentFactorEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         structure = noise_structure(self._noise_type)
         variances = columns.variance()
         model = LatentFactor(structure, columns.mean(), _noise_floor(variances), scale)
-        pairs = engine.map_reduce(model.pairwise_moments, X, w, row_bytes=3 * d * 8)
+        pairs = engine.map_reduce(model.pairwise_moments, RowSource(X, w, work_bytes=3 * d * 8))
         lam, V = np.linalg.eigh(pairs.covariance())
         root = (V * np.sqrt(np.maximum(lam, 0.0))).T  # root^T root = the covariance, clipped
         start: list[FactorParams] = []
@@ -435,7 +434,7 @@ class _LatentFactorEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
                 start.append(self._initial_params(model, root, mean, variances, q, rng, True))
             return start[0]
 
-        return model, engine, (X, w), initialize
+        return model, engine, RowSource(X, w, work_bytes=LatentFactor.row_bytes(d, q)), initialize
 
     def _set_fitted(
         self, params: FactorParams, model: LatentFactor, trace: EMTrace, converged: bool
@@ -475,8 +474,8 @@ class _LatentFactorEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         Xa, _ = validate_rows(self, X, reset=False)
         fn = getattr(model, method)(params)
         row_bytes = LatentFactor.row_bytes(*params.components.shape)
-        with InMemoryEngine(self.chunk_size, self.n_threads) as engine:
-            return np.asarray(engine.map_rows(fn, Xa, row_bytes=row_bytes))
+        with fit_engine(self) as engine:
+            return np.asarray(engine.map_rows(fn, RowSource(Xa, work_bytes=row_bytes)))
 
     def transform(self, X: ArrayLike) -> Array:
         """Posterior mean of the latent factors, E[z | x], given each row's observed values.
@@ -621,6 +620,12 @@ _PARAMETERS = """
         statistics), report the exact log-likelihood, which they need not raise at
         every iteration, take ``accelerate=None``, and the monotonicity check is off for
         them.
+    engine : None, 'memory', 'streaming' or an engine, default=None
+        Where the rows live and how their statistics are summed: ``None`` or
+        ``'memory'`` is the in-memory engine (``chunk_size`` rows a chunk on
+        ``n_threads`` threads); ``'streaming'`` reads a table opened with
+        :func:`emkit.io.open_table` a block at a time; an object with ``map_reduce`` and
+        ``map_rows`` (:class:`emkit.engines.Engine`) is used as it is.
 """
 
 _ATTRIBUTES = """
@@ -747,6 +752,12 @@ _FA_PARAMETERS = """
         statistics), report the exact log-likelihood, which they need not raise at
         every iteration, take ``accelerate=None``, and the monotonicity check is off for
         them.
+    engine : None, 'memory', 'streaming' or an engine, default=None
+        Where the rows live and how their statistics are summed: ``None`` or
+        ``'memory'`` is the in-memory engine (``chunk_size`` rows a chunk on
+        ``n_threads`` threads); ``'streaming'`` reads a table opened with
+        :func:`emkit.io.open_table` a block at a time; an object with ``map_reduce`` and
+        ``map_rows`` (:class:`emkit.engines.Engine`) is used as it is.
 """
 
 SVD_METHODS = ("lapack", "randomized")
@@ -818,6 +829,7 @@ class FactorAnalysis(_LatentFactorEstimator):
         chunk_size: int | None = None,
         n_threads: int | None = None,
         e_step: Any = "exact",
+        engine: Any = None,
     ) -> None:
         super().__init__(
             n_components,  # type: ignore[arg-type]
@@ -833,6 +845,7 @@ class FactorAnalysis(_LatentFactorEstimator):
             chunk_size=chunk_size,
             n_threads=n_threads,
             e_step=e_step,
+            engine=engine,
         )
         self.copy = copy
         self.noise_variance_init = noise_variance_init

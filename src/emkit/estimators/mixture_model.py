@@ -6,7 +6,9 @@ Also the convenience estimators :class:`PoissonMixture`, :class:`BernoulliMixtur
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -26,28 +28,43 @@ from emkit._validation import (
     resolve_dtype,
 )
 from emkit._warnings import warnings_once
-from emkit.engines.memory import InMemoryEngine
+from emkit.engines._source import RowSource
 from emkit.estimators._mixture_base import (
     FamilyMixture,
     FitPlan,
     align_to_labels,
     check_em_parameters,
     check_labels,
+    fit_engine,
     initial_statistics,
     logger,
     order_by_pattern,
     progress_callback,
     verbose_logging,
 )
-from emkit.exceptions import InputError, InputTypeError
-from emkit.families import Bernoulli, Categorical, Gaussian, Poisson, Product
+from emkit.exceptions import DegenerateComponentWarning, InputError, InputTypeError
+from emkit.families import Bernoulli, Categorical, Gaussian, Multinomial, Poisson, Product
 from emkit.families._base import check_family
 from emkit.families.variational import point_params, variational
-from emkit.inference.em import EMTrace, fit_em_restarts
-from emkit.inference.init import initial_responsibilities
+from emkit.inference.em import EMTrace, fit_em, fit_em_restarts
+from emkit.inference.init import INIT_METHODS, initial_responsibilities
 from emkit.inference.monte_carlo import monte_carlo_plan
-from emkit.models.mixing import MixingWeights, VariationalWeights, assignment
+from emkit.models.mixing import (
+    EXACT,
+    Exact,
+    MixingWeights,
+    Variational,
+    VariationalWeights,
+    assignment,
+)
 from emkit.models.mixture import Mixture, MixtureParams, fixed_weights
+
+# emEM's short runs: how many, and how many iterations each (Rmixmod's small EM)
+_EMEM_STARTS = 10
+_EMEM_ITERATIONS = 5
+
+# init_params of MixtureModel: those of every mixture, "emEM", and "auto"
+MIXTURE_INIT_METHODS = (*INIT_METHODS, "emEM", "auto")
 
 __all__ = [
     "BernoulliMixture",
@@ -156,8 +173,14 @@ class MixtureModel(FamilyMixture, DensityMixin, BaseEstimator):
         EM stops when the per-sample objective gains less than ``tol``.
     max_iter : int, default=100
     n_init : int, default=1
-    init_params : {'kmeans', 'k-means++', 'random', 'random_from_data'}, default='kmeans'
-        How initial responsibilities are drawn (k-means runs on standardized columns).
+    init_params : {'auto', 'kmeans', 'k-means++', 'random', 'random_from_data', 'hc', \
+'emEM'}, default='auto'
+        How initial responsibilities are drawn (k-means and ``'hc'`` run on standardized
+        columns). ``'emEM'`` runs EM for 5 iterations from each of 10 starts at random
+        rows and continues the best (Biernacki, Celeux & Govaert 2003), for each of the
+        ``n_init`` runs. ``'auto'``: ``'emEM'`` for a family of discrete blocks only
+        (Bernoulli, categorical, multinomial, Poisson: k-means on them finds clusters pure
+        in some column, probabilities 0 or 1 that EM cannot leave), ``'kmeans'`` otherwise.
     weight_concentration : float, default=1.0
         Dirichlet prior alpha >= 1 on the mixing weights (1: maximum likelihood).
     weight_concentration_prior : float or None, default=None
@@ -223,6 +246,12 @@ default='exact'
         plain EM).
     chunk_size : int or None, default=None
     n_threads : int or None, default=None
+    engine : None, 'memory', 'streaming' or an engine, default=None
+        Where the rows live and how their statistics are summed: ``None`` or
+        ``'memory'`` is the in-memory engine (``chunk_size`` rows a chunk on
+        ``n_threads`` threads); ``'streaming'`` reads a table opened with
+        :func:`emkit.io.open_table` a block at a time; an object with ``map_reduce`` and
+        ``map_rows`` (:class:`emkit.engines.Engine`) is used as it is.
 
     Attributes
     ----------
@@ -278,7 +307,7 @@ default='exact'
         tol: float = 1e-3,
         max_iter: int = 100,
         n_init: int = 1,
-        init_params: str = "kmeans",
+        init_params: str = "auto",
         weight_concentration: float = 1.0,
         weight_concentration_prior: float | None = None,
         e_step: str = "exact",
@@ -296,6 +325,7 @@ default='exact'
         accelerate: str | None = None,
         chunk_size: int | None = None,
         n_threads: int | None = None,
+        engine: Any = None,
     ) -> None:
         self.family = family
         self.n_components = n_components
@@ -320,6 +350,7 @@ default='exact'
         self.accelerate = accelerate
         self.chunk_size = chunk_size
         self.n_threads = n_threads
+        self.engine = engine
 
     # -- hooks for the convenience estimators ------------------------------------------
 
@@ -334,6 +365,7 @@ default='exact'
     # -- validation ------------------------------------------------------------------
 
     _e_steps = ("exact", "hard", "variational", "monte-carlo", "stochastic")
+    _init_methods = MIXTURE_INIT_METHODS
 
     def _check_parameters(self) -> None:
         check_em_parameters(self)
@@ -464,7 +496,7 @@ default='exact'
         # (a loaded model was fitted with its own e_step)
         same_objective = getattr(self, "_fitted_e_step", self.e_step) == self.e_step
         with (
-            InMemoryEngine(self.chunk_size, self.n_threads) as engine,
+            fit_engine(self) as engine,
             verbose_logging(self.verbose),
         ):
             plan = self._plan(X, y, sample_weight, engine, warm=warm)
@@ -478,7 +510,6 @@ default='exact'
                 tol=float(self.tol),
                 accelerate=self.accelerate,
                 monotonicity=self.monotonicity,
-                row_bytes=plan.row_bytes,
             )
             result = fit_em_restarts(
                 plan.model,
@@ -495,7 +526,6 @@ default='exact'
                 monotonicity=self.monotonicity,
                 accelerate=self.accelerate,
                 dtype=plan.dtype,
-                row_bytes=plan.row_bytes,
                 callback=progress_callback(self),
                 step=step,
             )
@@ -520,9 +550,7 @@ default='exact'
         self._set_fitted(family, params, result.trace, result.converged)
         return self
 
-    def _plan(
-        self, X: Any, y: Any, sample_weight: Any, engine: InMemoryEngine, *, warm: bool
-    ) -> FitPlan:
+    def _plan(self, X: Any, y: Any, sample_weight: Any, engine: Any, *, warm: bool) -> FitPlan:
         """The checked data, the bound model and the initialization (or, warm, the fitted
         parameters) that ``fit`` runs EM from, and ``partial_fit`` online EM."""
         Xa, labels = self._validate_X(X, reset=not warm)
@@ -583,7 +611,7 @@ default='exact'
             if model.base_measure(Xa[:1]) is not None
             else None
         )
-        data = (Xa, w, log_h, known)
+        data = RowSource(Xa, w, known, (log_h,), row_bytes)
         if warm:
             previous: MixtureParams = self._warm_params(family)
 
@@ -591,19 +619,54 @@ default='exact'
                 if not fixed_params and known_weights is None:
                     return previous
                 # one EM step, so that the start holds the known values
-                stats = engine.map_reduce(model.expectation(previous), *data)
+                stats = engine.map_reduce(model.expectation(previous), data)
                 return model.m_step(previous, stats)
 
         else:
             standardized = _standardize(filled)
+            method = _init_method(self.init_params, family)
+            # emEM's short runs are plain EM (a Monte-Carlo E-step draws by row position,
+            # which the fit adds later)
+            short_model = (
+                model
+                if isinstance(model.assign, Exact | Variational)
+                else (replace(model, assign=EXACT))
+            )
 
-            def initialize(rng: np.random.Generator) -> MixtureParams:
-                resp = initial_responsibilities(self.init_params, standardized, K, rng, w)
+            def start_from(how: str, rng: np.random.Generator) -> MixtureParams:
+                resp = initial_responsibilities(how, standardized, K, rng, w)
                 if known is not None:
                     resp = align_to_labels(resp, known, K)
-                stats = initial_statistics(model, engine, filled, w, resp, K)
+                stats = initial_statistics(model, engine, filled, w, resp, K, row_bytes)
                 start = MixtureParams(np.full(K, 1.0 / K), fit_family.default_params(K))
                 return model.m_step(start, stats)
+
+            def initialize(rng: np.random.Generator) -> MixtureParams:
+                if method != "emEM":
+                    return start_from(method, rng)
+                # emEM (Biernacki, Celeux & Govaert 2003): short runs from random rows,
+                # the best one continued by the main run; a run that emptied or
+                # collapsed a component is kept only if every run did (its warnings
+                # are the main run's to give, if it keeps the collapse)
+                best, best_key = None, (False, -np.inf)
+                for _ in range(_EMEM_STARTS):
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", DegenerateComponentWarning)
+                        short = fit_em(
+                            short_model,
+                            engine,
+                            data,
+                            start_from("random_from_data", rng),
+                            tol=0.0,
+                            max_iter=_EMEM_ITERATIONS,
+                            monotonicity=self.monotonicity,
+                            dtype=dtype,
+                        )
+                    key = (not short.trace.degenerate.any(), short.objective)
+                    if best is None or key > best_key:
+                        best, best_key = short.params, key
+                assert best is not None
+                return best
 
         return FitPlan(model, data, initialize, rng, dtype, row_bytes, family)
 
@@ -698,8 +761,8 @@ default='exact'
         model = Mixture(self.family_, resolve_dtype(self.dtype), missing=missing)
         fn = make(model, self.params_)
         row_bytes = model.row_bytes(Xa.shape[1], self.family_.n_stats, 2 * self.n_components)
-        with InMemoryEngine(self.chunk_size, self.n_threads) as engine:
-            return engine.map_rows(fn, Xa, row_bytes=row_bytes)
+        with fit_engine(self) as engine:
+            return engine.map_rows(fn, RowSource(Xa, work_bytes=row_bytes))
 
     def _sampling_family(self) -> tuple[Any, Any]:
         return self.family_, self.params_.components
@@ -766,7 +829,7 @@ class PoissonMixture(MixtureModel):
         tol: float = 1e-3,
         max_iter: int = 100,
         n_init: int = 1,
-        init_params: str = "kmeans",
+        init_params: str = "auto",
         weight_concentration: float = 1.0,
         weight_concentration_prior: float | None = None,
         e_step: str = "exact",
@@ -783,6 +846,7 @@ class PoissonMixture(MixtureModel):
         accelerate: str | None = None,
         chunk_size: int | None = None,
         n_threads: int | None = None,
+        engine: Any = None,
     ) -> None:
         self.prior = prior
         self.n_components = n_components
@@ -806,6 +870,7 @@ class PoissonMixture(MixtureModel):
         self.accelerate = accelerate
         self.chunk_size = chunk_size
         self.n_threads = n_threads
+        self.engine = engine
 
     def _family_spec(self, X: Any) -> Any:
         return Poisson(prior=self.prior)
@@ -863,7 +928,7 @@ class BernoulliMixture(MixtureModel):
         tol: float = 1e-3,
         max_iter: int = 100,
         n_init: int = 1,
-        init_params: str = "kmeans",
+        init_params: str = "auto",
         weight_concentration: float = 1.0,
         weight_concentration_prior: float | None = None,
         e_step: str = "exact",
@@ -880,6 +945,7 @@ class BernoulliMixture(MixtureModel):
         accelerate: str | None = None,
         chunk_size: int | None = None,
         n_threads: int | None = None,
+        engine: Any = None,
     ) -> None:
         self.prior = prior
         self.binarize = binarize
@@ -904,6 +970,7 @@ class BernoulliMixture(MixtureModel):
         self.accelerate = accelerate
         self.chunk_size = chunk_size
         self.n_threads = n_threads
+        self.engine = engine
 
     def _family_spec(self, X: Any) -> Any:
         return Bernoulli(prior=self.prior)
@@ -960,7 +1027,7 @@ class CategoricalMixture(MixtureModel):
         tol: float = 1e-3,
         max_iter: int = 100,
         n_init: int = 1,
-        init_params: str = "kmeans",
+        init_params: str = "auto",
         weight_concentration: float = 1.0,
         weight_concentration_prior: float | None = None,
         e_step: str = "exact",
@@ -977,6 +1044,7 @@ class CategoricalMixture(MixtureModel):
         accelerate: str | None = None,
         chunk_size: int | None = None,
         n_threads: int | None = None,
+        engine: Any = None,
     ) -> None:
         self.prior = prior
         self.n_categories = n_categories
@@ -1001,6 +1069,7 @@ class CategoricalMixture(MixtureModel):
         self.accelerate = accelerate
         self.chunk_size = chunk_size
         self.n_threads = n_threads
+        self.engine = engine
 
     def _family_spec(self, X: Any) -> Any:
         return Categorical(n_categories=self.n_categories, prior=self.prior)
@@ -1010,3 +1079,16 @@ class CategoricalMixture(MixtureModel):
         tags.input_tags.categorical = True  # scikit-learn's checks then pass codes
         tags.input_tags.positive_only = True
         return tags
+
+
+def _init_method(init_params: str, family: Any) -> str:
+    """The start ``init_params`` names for ``family``: ``"auto"`` is emEM for a family of
+    discrete blocks only (Bernoulli, categorical, multinomial, Poisson), where k-means
+    finds clusters pure in some column, probabilities 0 or 1 that EM cannot leave, and
+    k-means otherwise."""
+    if init_params != "auto":
+        return init_params
+    blocks = getattr(family, "blocks", None)
+    members = [fam for _, fam in blocks.values()] if blocks is not None else [family]
+    discrete = (Bernoulli, Categorical, Multinomial, Poisson)
+    return "emEM" if all(isinstance(fam, discrete) for fam in members) else "kmeans"

@@ -19,10 +19,11 @@ from emkit._validation import (
     check_sample_weight,
     has_missing_values,
 )
-from emkit.engines.memory import InMemoryEngine
+from emkit.engines._source import RowSource
 from emkit.estimators._mixture_base import (
     FittedMixture,
     check_em_parameters,
+    fit_engine,
     initial_statistics,
     logger,
     order_by_pattern,
@@ -124,6 +125,12 @@ class StudentTMixture(FittedMixture, DensityMixin, BaseEstimator):
         Rows per chunk of the E-step; ``None`` sizes chunks for the CPU cache.
     n_threads : int or None, default=None
         Threads for the chunks; ``None`` uses every available core.
+    engine : None, 'memory', 'streaming' or an engine, default=None
+        Where the rows live and how their statistics are summed: ``None`` or
+        ``'memory'`` is the in-memory engine (``chunk_size`` rows a chunk on
+        ``n_threads`` threads); ``'streaming'`` reads a table opened with
+        :func:`emkit.io.open_table` a block at a time; an object with ``map_reduce`` and
+        ``map_rows`` (:class:`emkit.engines.Engine`) is used as it is.
 
     Attributes
     ----------
@@ -188,6 +195,7 @@ class StudentTMixture(FittedMixture, DensityMixin, BaseEstimator):
         accelerate: str | None = None,
         chunk_size: int | None = None,
         n_threads: int | None = None,
+        engine: Any = None,
     ) -> None:
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -208,6 +216,7 @@ class StudentTMixture(FittedMixture, DensityMixin, BaseEstimator):
         self.accelerate = accelerate
         self.chunk_size = chunk_size
         self.n_threads = n_threads
+        self.engine = engine
 
     def _check_parameters(self) -> None:
         check_em_parameters(self)
@@ -309,7 +318,7 @@ class StudentTMixture(FittedMixture, DensityMixin, BaseEstimator):
         start_dof = np.full(K, float(nu0))
 
         with (
-            InMemoryEngine(self.chunk_size, self.n_threads) as engine,
+            fit_engine(self) as engine,
             verbose_logging(self.verbose),
         ):
 
@@ -322,13 +331,12 @@ class StudentTMixture(FittedMixture, DensityMixin, BaseEstimator):
 
             data, step = monte_carlo_plan(
                 model,
-                (Xa, w),
+                RowSource(Xa, w, work_bytes=row_bytes),
                 engine,
                 random_state=self.random_state,
                 tol=float(self.tol),
                 accelerate=self.accelerate,
                 monotonicity=self.monotonicity,
-                row_bytes=row_bytes,
             )
             result = fit_em_restarts(
                 model,
@@ -341,7 +349,6 @@ class StudentTMixture(FittedMixture, DensityMixin, BaseEstimator):
                 max_iter=int(self.max_iter),
                 monotonicity=self.monotonicity,
                 accelerate=self.accelerate,
-                row_bytes=row_bytes,
                 callback=progress_callback(self),
                 on_start=(lambda i: logger.info("Initialization %d", i)) if self.verbose else None,
                 step=step,
@@ -376,8 +383,10 @@ class StudentTMixture(FittedMixture, DensityMixin, BaseEstimator):
         log_prob = self._model(shift).weighted_log_prob(self._params(shift))
         K, d = self.means_.shape
         row_bytes = StudentTModel.row_bytes(d, 2 * K)
-        with InMemoryEngine(self.chunk_size, self.n_threads) as engine:
-            return engine.map_rows(lambda chunk: fn(log_prob(chunk)), Xa, row_bytes=row_bytes)
+        with fit_engine(self) as engine:
+            return engine.map_rows(
+                lambda chunk: fn(log_prob(chunk)), RowSource(Xa, work_bytes=row_bytes)
+            )
 
     def _draw(self, component: int, n: int, rng: np.random.Generator) -> Array:
         # x = mu + z / sqrt(g), z ~ N(0, Sigma), g ~ Gamma(nu/2, rate nu/2) = chi2(nu) / nu

@@ -982,6 +982,20 @@ class GaussianFamily:
     def log_base_measure(self, X: Array) -> None:
         return None  # the constant -d/2 log(2 pi) is in log_norm
 
+    def natural_values(self, params: GaussianParams) -> tuple[Array, Array]:
+        """(eta, log_norm) of every component in float64, as :meth:`natural` gives them
+        without choosing the E-step's evaluation form (for the bound's Q)."""
+        return self.structure.natural(params.means, params.precisions_cholesky)
+
+    def expected_row_term(self, params: GaussianParams, shared: Array) -> float:
+        """The expectation of :meth:`row_term` summed over the rows, from the shared
+        statistics: -1/2 tr(P sum_n w_n x_n x_n^T) for a tied covariance, else 0."""
+        if not self.structure.has_row_term:
+            return 0.0
+        d = self.n_features
+        P = self.structure.precisions(params.precisions_cholesky)
+        return -0.5 * float(np.sum(P * shared.reshape(d, d)))
+
     def shared_statistics(self, X: Array, weights: Array | None) -> Array:
         return self.structure.shared_statistics(X, weights)
 

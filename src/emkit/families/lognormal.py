@@ -152,6 +152,12 @@ class LogNormalFamily:
     def m_step_gap(self, params: GaussianParams, nk: Array, sum_t: Array) -> float:
         return self.gaussian.m_step_gap(params, nk, sum_t)
 
+    def natural_values(self, params: GaussianParams) -> tuple[Array, Array]:
+        return self.gaussian.natural_values(params)
+
+    def expected_row_term(self, params: GaussianParams, shared: Array) -> float:
+        return self.gaussian.expected_row_term(params, shared)
+
     def degenerate(self, params: GaussianParams) -> NDArray[np.bool_]:
         return self.gaussian.degenerate(params)
 

@@ -35,6 +35,7 @@ from numpy.typing import NDArray
 from scipy.special import digamma, gammaln
 
 from emkit.exceptions import InputError
+from emkit.families.normal_wishart import GaussianMoments, NormalWishart
 
 __all__ = [
     "BetaPrior",
@@ -483,6 +484,81 @@ class GaussianPrior:
                     "GaussianPrior scale must be a finite scalar, (d,) diagonal or (d, d) "
                     f"matrix, got shape {scale.shape}."
                 )
+
+    # -- as an updating prior (variational EM and MAP-EM use the same object) ----------
+
+    def normal_wishart(self, covariance_type: str = "full", shift: Any = None) -> NormalWishart:
+        """This prior as a one-component :class:`NormalWishart` (precision Lambda =
+        Sigma^-1 ~ Wishart(scale^-1, dof)), in coordinates centred on ``shift``.
+
+        ``mean``, ``dof`` and ``scale`` must be given (a fit fills in their data-based
+        defaults); ``scale`` is read in the structure's shape: a (d, d) matrix for 'full'
+        and 'tied' (a (d,) diagonal or a scalar times the identity also), (d,) variances
+        for 'diag', one variance for 'spherical'.
+        """
+        if self.mean is None or self.dof is None or self.scale is None:
+            missing = [f for f in ("mean", "dof", "scale") if getattr(self, f) is None]
+            raise InputError(
+                f"GaussianPrior {', '.join(missing)} must be given to use it as a "
+                "Normal-Wishart (a fit fills in the data-based defaults); pass them."
+            )
+        if self.shrinkage <= 0:
+            raise InputError(
+                "GaussianPrior shrinkage must be > 0 for a Normal-Wishart (the mean's "
+                f"precision is shrinkage * Lambda), got {self.shrinkage!r}."
+            )
+        mean = np.asarray(self.mean, dtype=np.float64)
+        d = mean.shape[0]
+        if shift is not None:
+            mean = mean - np.asarray(shift, dtype=np.float64)
+        scale = np.asarray(self.scale, dtype=np.float64)
+        if covariance_type in ("full", "tied"):
+            scale = np.diag(np.broadcast_to(scale, (d,))) if scale.ndim < 2 else scale
+            if scale.shape != (d, d):
+                raise InputError(
+                    f"GaussianPrior scale must be ({d}, {d}) for {d} features, got {scale.shape}."
+                )
+            scale = scale if covariance_type == "tied" else scale[None]
+        elif covariance_type == "diag":
+            scale = np.diag(scale) if scale.ndim == 2 else np.broadcast_to(scale, (d,))
+            scale = np.array(scale)[None]
+        elif covariance_type == "spherical":
+            if scale.ndim == 2:
+                scale = np.trace(scale) / d
+            scale = np.reshape(np.mean(scale), (1,))
+        else:
+            raise InputError(
+                "covariance_type must be one of 'full', 'tied', 'diag', 'spherical', got "
+                f"{covariance_type!r}."
+            )
+        dof = float(self.dof)
+        return NormalWishart(
+            covariance_type,
+            mean[None, :],
+            np.array([float(self.shrinkage)]),
+            np.asarray(dof) if covariance_type == "tied" else np.array([dof]),
+            scale,
+        )
+
+    def posterior(self, stats: GaussianMoments, covariance_type: str = "full") -> NormalWishart:
+        """The posterior given each component's weighted moments (one
+        :meth:`NormalWishart.posterior` update)."""
+        return self.normal_wishart(covariance_type).posterior(stats)
+
+    def mode(self, covariance_type: str = "full") -> tuple[Array, Array]:
+        """(mean, covariance) at the mode of the prior density of (mu, Sigma)."""
+        return self.normal_wishart(covariance_type).mode()
+
+    def expected_natural(self, covariance_type: str = "full") -> tuple[tuple[Array, Array], Array]:
+        """((E[Lambda mu], E[Lambda]), E[A(eta)]) under the prior
+        (:meth:`NormalWishart.expected_natural`)."""
+        return self.normal_wishart(covariance_type).expected_natural()
+
+    def kl(self, other: Any, covariance_type: str = "full") -> float:
+        """KL(self || other) for another GaussianPrior or a one-component Normal-Wishart."""
+        if isinstance(other, GaussianPrior):
+            other = other.normal_wishart(covariance_type)
+        return self.normal_wishart(covariance_type).kl(other)
 
 
 @dataclass(frozen=True, eq=False)

@@ -350,6 +350,31 @@ class Product:
             )
         )
 
+    def natural_values(self, params: tuple[Any, ...]) -> tuple[Array, Array]:
+        """(eta, log_norm) of the blocks, concatenated and summed as :meth:`natural`
+        does, in float64, through each block's ``natural_values`` where it has one."""
+        etas, log_norms = [], []
+        for fam, p in zip(self._families(), params, strict=True):
+            shortcut = getattr(fam, "natural_values", None)
+            if shortcut is not None:
+                eta, log_norm = shortcut(p)
+            else:
+                natural = fam.natural(p, np.float64)
+                eta, log_norm = natural.eta, natural.log_norm
+            etas.append(eta)
+            log_norms.append(log_norm)
+        return np.concatenate(etas, axis=1), np.sum(log_norms, axis=0)
+
+    def expected_row_term(self, params: tuple[Any, ...], shared: Array) -> float:
+        """The blocks' expected row terms (those that have one), from their shared
+        statistics."""
+        total = 0.0
+        for fam, p, (c, e) in zip(self._families(), params, self._offsets("n_shared"), strict=True):
+            term = getattr(fam, "expected_row_term", None)
+            if term is not None:
+                total += float(term(p, shared[c:e]))
+        return total
+
     def m_step_gap(self, params: tuple[Any, ...], nk: Array, sum_t: Array) -> float:
         return float(
             sum(

@@ -37,6 +37,7 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 
 from emkit.engines._base import Engine
+from emkit.engines._source import RowSource
 from emkit.exceptions import EmkitError, InputError
 from emkit.inference.steps import EMModel, Step, StepResult, model_roundoff
 
@@ -83,9 +84,7 @@ def _parameter_vector(params: Any) -> np.ndarray:
     return np.ravel(np.asarray(params, dtype=np.float64))
 
 
-def squarem_step(
-    model: EMModel[P], engine: Engine, data: tuple[Any, ...], row_bytes: int = 0
-) -> Step[P]:
+def squarem_step(model: EMModel[P], engine: Engine, data: RowSource) -> Step[P]:
     """A SQUAREM cycle as the driver's step; its state is the E-step of the parameters it
     starts from (None at the first cycle)."""
     if hasattr(model, "supplement"):
@@ -95,7 +94,7 @@ def squarem_step(
         )
 
     def evaluate(params: P) -> _Evaluated[P]:
-        stats = engine.map_reduce(model.expectation(params), *data, row_bytes=row_bytes)
+        stats = engine.map_reduce(model.expectation(params), data)
         return _Evaluated(params, stats, model.objective(params, stats))
 
     in_parameters = getattr(model, "extrapolate", "statistics") == "parameters"
@@ -152,12 +151,12 @@ def squarem_step(
 
 
 def accelerated_step(
-    accelerate: Any, model: EMModel[P], engine: Engine, data: tuple[Any, ...], row_bytes: int = 0
+    accelerate: Any, model: EMModel[P], engine: Engine, data: RowSource
 ) -> Step[P] | None:
     """The driver's step for an estimator's ``accelerate`` argument (None: plain EM)."""
     if check_acceleration(accelerate) is None:
         return None
-    return squarem_step(model, engine, data, row_bytes)
+    return squarem_step(model, engine, data)
 
 
 def check_acceleration(accelerate: Any) -> str | None:

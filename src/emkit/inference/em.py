@@ -17,6 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from emkit.engines._base import Engine
+from emkit.engines._source import RowSource, as_source
 from emkit.exceptions import (
     ConvergenceWarning,
     InputError,
@@ -25,6 +26,7 @@ from emkit.exceptions import (
     NonFiniteObjectiveError,
 )
 from emkit.inference.accelerate import accelerated_step
+from emkit.inference.checkpoint import Checkpoint, Saved
 from emkit.inference.steps import EMModel, Step, StepResult, em_step
 
 __all__ = [
@@ -45,6 +47,7 @@ MONOTONICITY_POLICIES = ("raise", "warn", "off")
 
 _NO_ITERATIONS = np.zeros(0, dtype=np.intp)
 _NO_COMPONENTS = np.zeros(0, dtype=bool)
+_NO_BOUND = np.zeros(0, dtype=np.float64)
 
 
 class EMTrace(NamedTuple):
@@ -57,12 +60,30 @@ class EMTrace(NamedTuple):
     reports as collapsed in the final parameters (held at a floor of the constrained
     M-step, see :meth:`Mixture.degenerate <emkit.models.mixture.Mixture.degenerate>`);
     it is empty for models without components or without such a report.
+
+    ``bound`` is the bound made visible: the per-sample lower bound L(q_t, theta_{t+1})
+    after the M-step of iteration t, q_t the posterior of its E-step (see
+    :class:`~emkit.inference.steps.EMModel`). ``objective[t]`` is L(q_t, theta_t) (the
+    E-step closes the gap), the M-step lifts the bound to ``bound[t] >= objective[t]``,
+    and ``objective[t + 1] - bound[t]``, :attr:`kl`, is KL(q_t || p(z | x, theta_{t+1})),
+    the gap the next E-step closes. NaN where a step has no bound (SQUAREM cycles, models
+    without one); empty in traces that record none (online updates, older model files).
+    For variational EM the objective is the ELBO and ``bound`` repeats it.
     """
 
     objective: NDArray[np.float64]  # per-sample objective at the start of each iteration
     seconds: NDArray[np.float64]  # wall-clock seconds each iteration took
     restarts: NDArray[np.intp] = _NO_ITERATIONS
     degenerate: NDArray[np.bool_] = _NO_COMPONENTS
+    bound: NDArray[np.float64] = _NO_BOUND  # per-sample L(q_t, theta_{t+1}) after each M-step
+
+    @property
+    def kl(self) -> NDArray[np.float64]:
+        """KL(q_t || p(z | x, theta_{t+1})) per sample, ``objective[t + 1] - bound[t]``
+        for t = 0 .. T - 2 (empty where no bound was recorded)."""
+        if self.bound.shape[0] != self.objective.shape[0]:
+            return np.zeros(0)
+        return np.asarray(self.objective[1:] - self.bound[:-1], dtype=np.float64)
 
 
 @dataclass(frozen=True)
@@ -88,27 +109,28 @@ def _model_degenerate(model: Any, params: Any) -> NDArray[np.bool_]:
 def fit_em(
     model: EMModel[P],
     engine: Engine,
-    data: tuple[Any, ...],
+    data: RowSource,
     params: P,
     *,
     tol: float,
     max_iter: int,
     monotonicity: str = "warn",
     dtype: Any = np.float64,
-    row_bytes: int = 0,
     callback: Callable[[int, float, float], None] | None = None,
     step: Step[P] | None = None,
     state: Any = None,
     start_objective: float = -np.inf,
+    checkpoint: Checkpoint | None = None,
 ) -> EMResult[P]:
     """Run EM from ``params`` until ``0 <= change < tol``, the model's own stopping rule
     holds, or ``max_iter`` iterations.
 
-    ``data`` is the tuple of row arrays the engine maps over (e.g. ``(X, sample_weight)``).
-    It may also hold per-row arrays that the E-step reads and updates in place, its memory
-    from one iteration to the next (k-means keeps each row's label and distance bounds
-    there); with an engine whose chunks are views of the arrays (in memory), each chunk
-    writes only its own rows.
+    ``data`` is the :class:`~emkit.engines.RowSource` the engine maps over (rows, sample
+    weights, known labels; bare rows are accepted). Its cached columns may hold per-row
+    arrays that the E-step reads and updates in place, its memory from one iteration to
+    the next (k-means keeps each row's label and distance bounds there); with an engine
+    whose chunks are views of the arrays (in memory), each chunk writes only its own
+    rows.
     ``callback(iteration, objective, change)`` is called after every iteration.
     ``step`` is the iteration (default: :func:`em_step` of the model), called with the
     parameters and ``state``, the state it carries from one iteration to the next.
@@ -122,25 +144,43 @@ def fit_em(
     gave up; anything more is reported as the ``monotonicity`` policy says. An infinite
     slack (no bound) is not a licence for any decrease: the next iteration starts a new
     monotone run and is recorded in ``trace.restarts``.
+
+    ``checkpoint`` (:class:`~emkit.inference.checkpoint.Checkpoint`) saves the parameters
+    and the trace every few iterations and at the end; a run given a checkpoint that
+    holds a state continues from it (the start ``params`` only give the parameters'
+    shape), and ends as the uninterrupted run does. Only steps that carry no state
+    between iterations (plain EM) can be checkpointed.
     """
     if monotonicity not in MONOTONICITY_POLICIES:
         raise InputError(
             f"monotonicity must be one of {MONOTONICITY_POLICIES}, got {monotonicity!r}."
         )
     if step is None:
-        step = em_step(model, engine, data, row_bytes)
+        step = em_step(model, engine, as_source(data))
     # a stochastic step (Monte-Carlo EM) is not monotone, and one small change of its
     # objective is no convergence: it stops by its own rule (emkit.inference.monte_carlo)
     monotone = getattr(step, "monotone", True)
     stops_itself = getattr(step, "stops_itself", False)
     objectives: list[float] = []
+    bounds: list[float] = []
     seconds: list[float] = []
+    bound_is_objective = bool(getattr(model, "objective_is_bound", False))
     previous = start_objective
     slack = 0.0  # how much the last M-step may lower the objective (inexact M-steps)
     restarts: list[int] = []
     done = False
     objective = -np.inf
-    for iteration in range(1, max_iter + 1):
+    first = 1
+    saved = None if checkpoint is None else checkpoint.load(params)
+    if saved is not None:  # resume: the run as it was at the checkpoint
+        params, objectives, seconds = saved.params, saved.objectives, saved.seconds
+        restarts, slack, done = saved.restarts, saved.slack, saved.done
+        first = len(objectives) + 1
+        if objectives:
+            previous = objective = objectives[-1]
+    for iteration in range(first, max_iter + 1):
+        if done:
+            break
         start = time.perf_counter()
         result = step(params, state)
         objective = result.objective
@@ -166,18 +206,30 @@ def fit_em(
                 _report_decrease(monotonicity, iteration, previous, objective)
         params, slack, state = result.params, result.slack, result.state
         objectives.append(objective)
+        bounds.append(objective if bound_is_objective else result.bound)
         seconds.append(time.perf_counter() - start)
         if callback is not None:
             callback(iteration, objective, change)
         previous = objective
         if result.done or (not stops_itself and 0 <= change < tol):
             done = True
+        if checkpoint is not None and (
+            done or iteration % checkpoint.every == 0 or iteration == max_iter
+        ):
+            if state is not None:
+                raise InputError(
+                    "checkpoint works with plain EM steps, which carry no state between "
+                    "iterations; this step does (accelerate=...). Drop one of the two."
+                )
+            checkpoint.save(Saved(params, objectives, seconds, restarts, slack, done))
+        if done:
             break
     trace = EMTrace(
         np.asarray(objectives),
         np.asarray(seconds),
         np.asarray(restarts, dtype=np.intp),
         _model_degenerate(model, params),
+        np.asarray(bounds, dtype=np.float64),
     )
     return EMResult(params, float(objective), done, len(objectives), trace)
 
@@ -198,7 +250,7 @@ def _report_decrease(policy: str, iteration: int, previous: float, objective: fl
 def fit_em_restarts(
     model: EMModel[P],
     engine: Engine,
-    data: tuple[Any, ...],
+    data: RowSource,
     initialize: Callable[[Any], P],
     *,
     n_init: int,
@@ -207,13 +259,13 @@ def fit_em_restarts(
     max_iter: int,
     monotonicity: str = "warn",
     dtype: Any = np.float64,
-    row_bytes: int = 0,
     callback: Callable[[int, float, float], None] | None = None,
     on_start: Callable[[int], None] | None = None,
     score: Callable[[P], float] | None = None,
     accelerate: str | None = None,
     start_objective: float = -np.inf,
     step: Step[P] | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> EMResult[P]:
     """Run EM from ``n_init`` initializations drawn with ``rng`` (a Generator, or what
     ``initialize`` takes) and keep the best run.
@@ -227,11 +279,18 @@ def fit_em_restarts(
     Warns with :class:`ConvergenceWarning` when the kept run did not converge (as
     scikit-learn does), unless ``max_iter`` is the point (``tol == 0``). ``accelerate``
     (None or ``"squarem"``, :mod:`emkit.inference.accelerate`) replaces the plain EM
-    step of every run; ``start_objective`` is :func:`fit_em`'s. ``step`` replaces the
-    plain EM step instead (Monte-Carlo EM, :mod:`emkit.inference.monte_carlo`).
+    step of every run; ``start_objective`` and ``checkpoint`` (one run only: ``n_init=1``)
+    are :func:`fit_em`'s. ``step`` replaces the plain EM step instead (Monte-Carlo EM,
+    :mod:`emkit.inference.monte_carlo`).
     """
+    if checkpoint is not None and n_init != 1:
+        raise InputError(
+            f"checkpoint resumes one EM run; n_init={n_init} asks for {n_init}. Use n_init=1 "
+            "with a checkpoint (or fit without one)."
+        )
+    data = as_source(data)
     if step is None:
-        step = accelerated_step(accelerate, model, engine, data, row_bytes)
+        step = accelerated_step(accelerate, model, engine, data)
     best: EMResult[P] | None = None
     best_score = -np.inf
     for init in range(n_init):
@@ -246,10 +305,10 @@ def fit_em_restarts(
             max_iter=max_iter,
             monotonicity=monotonicity,
             dtype=dtype,
-            row_bytes=row_bytes,
             callback=callback,
             step=step,
             start_objective=start_objective,
+            checkpoint=checkpoint,
         )
         run_score = result.objective if score is None or n_init == 1 else score(result.params)
         if best is None or run_score > best_score + _decrease_tolerance(best_score, dtype):

@@ -1,4 +1,5 @@
-"""Initial responsibilities, the same four schemes as scikit-learn's mixtures.
+"""Initial responsibilities: the four schemes of scikit-learn's mixtures and mclust's
+model-based hierarchical clustering (``"hc"``, :mod:`emkit.inference.hierarchical`).
 
 An initialization is a responsibility matrix; the model's own M-step turns it into
 parameters, so every family initializes the same way.
@@ -12,6 +13,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from emkit._validation import check_random_state
+from emkit.inference.hierarchical import HierarchicalTree, hc_tree
 
 __all__ = [
     "INIT_METHODS",
@@ -22,7 +24,7 @@ __all__ = [
     "seed_from",
 ]
 
-INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data")
+INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data", "hc")
 
 # What an initialization draws from: emkit's Generator, or scikit-learn's legacy RandomState
 RandomSource = np.random.Generator | np.random.RandomState
@@ -51,6 +53,7 @@ def initial_responsibilities(
     n_components: int,
     rng: RandomSource,
     sample_weight: NDArray[np.floating[Any]] | None = None,
+    tree: HierarchicalTree | None = None,
 ) -> NDArray[Any]:
     """Responsibilities to start EM from: hard labels (n_samples,) or a soft matrix.
 
@@ -58,9 +61,14 @@ def initial_responsibilities(
     labels the k-means++ seeds (weighted) and leaves the other rows out (-1);
     ``random_from_data`` labels ``n_components`` distinct rows drawn with probability
     proportional to their weight; ``random`` draws a uniform soft matrix
-    (n_samples, n_components). Hard labels keep memory at one integer a row; expand
-    them chunk by chunk with :func:`one_hot`. With a RandomState (:func:`init_random_source`)
-    the draws are those of scikit-learn's mixtures.
+    (n_samples, n_components); ``hc`` labels the rows by mclust's model-based
+    agglomerative clustering (VVV criterion on the SVD-transformed data, on a random
+    subset of 2000 rows beyond that, the other rows left out), or cuts ``tree`` when
+    given (one tree serves every ``n_components``); its merges count rows, and the
+    weights enter through the M-step that turns the labels into parameters. Hard labels
+    keep memory at one integer a row; expand them chunk by chunk with :func:`one_hot`.
+    With a RandomState (:func:`init_random_source`) the draws are those of scikit-learn's
+    mixtures.
     """
     n = X.shape[0]
     labels = np.full(n, -1, dtype=np.intp)
@@ -84,6 +92,10 @@ def initial_responsibilities(
     elif method == "random":
         resp = rng.uniform(size=(n, n_components))
         return resp / resp.sum(axis=1, keepdims=True)
+    elif method == "hc":
+        if tree is None:
+            tree = hc_tree(X, rng=rng)
+        labels[:] = tree.labels(n_components)
     elif method == "random_from_data":
         p = None
         if sample_weight is not None and np.count_nonzero(sample_weight) >= n_components:

@@ -3,7 +3,8 @@
 Each iteration binds the model's Monte-Carlo draws (a mixture's :class:`Sampled
 <emkit.models.mixing.Sampled>` policy, a latent factor model's ``draws``) to the fit's
 seed, the iteration and the draw count, maps the E-step over the rows (whose positions
-the data carries as its last column, so that draws never depend on chunking) and takes
+the source carries as its last cached column, a :class:`~emkit.engines.RowIndex`, so
+that draws never depend on chunking) and takes
 the M-step of the averaged statistics. The objective is the exact log-likelihood of the
 parameters the iteration started from, which the E-step computes alongside the draws.
 
@@ -20,9 +21,9 @@ from dataclasses import dataclass, replace
 from typing import Any, Generic, TypeVar
 
 import numpy as np
-from numpy.typing import NDArray
 
 from emkit.engines._base import Engine
+from emkit.engines._source import RowIndex, RowSource, as_source
 from emkit.exceptions import InputError
 from emkit.inference.steps import EMModel, StepResult
 from emkit.models.mixing import Sampled
@@ -62,9 +63,10 @@ def _bind(model: Any, key: tuple[int, ...], n_draws: int) -> Any:
     return replace(model, draws=model.draws.at(key, n_draws))
 
 
-def row_positions(n_rows: int) -> NDArray[np.intp]:
-    """The column of row positions a Monte-Carlo fit adds to its data."""
-    return np.arange(n_rows, dtype=np.intp)
+def row_positions(source: RowSource) -> RowSource:
+    """``source`` with the column of its rows' positions that a Monte-Carlo fit's E-step
+    reads last (made a chunk at a time)."""
+    return replace(source, columns=(*source.columns, RowIndex(source.n_rows)))
 
 
 def draw_seed(random_state: Any) -> int:
@@ -93,7 +95,7 @@ class MonteCarloState:
 class MonteCarloStep(Generic[P]):
     """One iteration of Monte-Carlo EM (or stochastic EM), with its schedule as state.
 
-    ``data``'s last column holds the rows' positions (:func:`row_positions`). The
+    ``data``'s last cached column holds the rows' positions (:func:`row_positions`). The
     driver reads ``stops_itself`` (stop when ``done``, not at the first small change)
     and ``monotone`` (no decrease check).
     """
@@ -105,18 +107,16 @@ class MonteCarloStep(Generic[P]):
         self,
         model: EMModel[P],
         engine: Engine,
-        data: tuple[Any, ...],
+        data: RowSource,
         *,
         seed: int,
         tol: float,
-        row_bytes: int = 0,
     ) -> None:
         self.model = model
         self.engine = engine
         self.data = data
         self.seed = int(seed)
         self.tol = float(tol)
-        self.row_bytes = row_bytes
         self.options = _options(model)
 
     def __call__(self, params: P, state: Any) -> StepResult[P]:
@@ -125,9 +125,7 @@ class MonteCarloStep(Generic[P]):
             state = MonteCarloState(0, options.n_draws, 0, -np.inf)
         iteration = state.iteration + 1
         model = _bind(self.model, (self.seed, iteration), state.n_draws)
-        stats = self.engine.map_reduce(
-            model.expectation(params), *self.data, row_bytes=self.row_bytes
-        )
+        stats = self.engine.map_reduce(model.expectation(params), self.data)
         objective = model.objective(params, stats)
         if not np.isfinite(objective):  # the driver raises: no M-step from such statistics
             return StepResult(params, objective, 0.0, state)
@@ -147,18 +145,18 @@ class MonteCarloStep(Generic[P]):
 
 def monte_carlo_plan(
     model: Any,
-    data: tuple[Any, ...],
+    data: Any,
     engine: Engine,
     *,
     random_state: Any,
     tol: float,
     accelerate: Any = None,
     monotonicity: str = "warn",
-    row_bytes: int = 0,
-) -> tuple[tuple[Any, ...], MonteCarloStep[Any] | None]:
+) -> tuple[RowSource, MonteCarloStep[Any] | None]:
     """The data and step of a fit: ``(data, None)`` (the plain EM step) unless the
     model's E-step draws, then ``data`` with the rows' positions added and a
     :class:`MonteCarloStep`. Refuses what cannot hold for a stochastic E-step."""
+    data = as_source(data)
     if not is_sampled(model):
         return data, None
     name = _options(model).name
@@ -174,9 +172,8 @@ def monte_carlo_plan(
             "Monte-Carlo estimate, so the log-likelihood may fall between iterations (the "
             "check is off for stochastic E-steps). Use monotonicity='warn' or 'off'."
         )
-    n_rows = next(a.shape[0] for a in data if a is not None)
-    positions = (*data, row_positions(n_rows))
+    positions = row_positions(data)
     step: MonteCarloStep[Any] = MonteCarloStep(
-        model, engine, positions, seed=draw_seed(random_state), tol=tol, row_bytes=row_bytes
+        model, engine, positions, seed=draw_seed(random_state), tol=tol
     )
     return positions, step

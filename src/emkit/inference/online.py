@@ -34,6 +34,7 @@ from typing import Any, Generic, TypeVar
 import numpy as np
 
 from emkit.engines._base import Engine
+from emkit.engines._source import RowSource
 from emkit.exceptions import InputError
 from emkit.inference.steps import EMModel
 
@@ -80,14 +81,13 @@ def step_size(updates: int, learning_offset: float, learning_decay: float) -> fl
 def online_update(
     state: OnlineState[P],
     engine: Engine,
-    data: tuple[Any, ...],
+    data: RowSource,
     learning_offset: float,
     learning_decay: float,
-    row_bytes: int = 0,
 ) -> OnlineState[P]:
     """One mini-batch of stepwise EM: E-step on ``data``, blend, M-step."""
     model: EMModel[P] = state.model
-    batch = engine.map_reduce(model.expectation(state.params), *data, row_bytes=row_bytes)
+    batch = engine.map_reduce(model.expectation(state.params), data)
     objective = model.objective(state.params, batch)
     rho = step_size(state.updates, learning_offset, learning_decay)
     mean = batch * (1.0 / batch.weight)

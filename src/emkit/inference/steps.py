@@ -15,6 +15,7 @@ from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 import numpy as np
 
 from emkit.engines._base import Engine
+from emkit.engines._source import RowSource
 
 __all__ = ["EMModel", "Step", "StepResult", "em_step", "model_roundoff"]
 
@@ -30,6 +31,21 @@ class EMModel(Protocol[P]):
     the rows with the same parameters when some iterations need one (k-means: the rows
     farthest from their centers, when a cluster got no rows); its statistics are added to
     the E-step's before the objective and the M-step. :func:`em_step` reads both.
+
+    The bound made visible: a model may define ``lower_bound(params, new, stats)``, the
+    per-sample lower bound L(q, new) = E_q[log p(x, z | new)] + H(q) (+ the log prior of
+    ``new`` for MAP-EM) after the M-step, for the posterior q of the E-step at ``params``
+    that ``stats`` summarize. Since L(q, params) is the objective at ``params`` (the
+    E-step closes the gap), it is computed from the statistics alone as
+
+        L(q, new) = objective(params) + (Q(new) - Q(params)) / weight,
+
+    Q the expected complete-data log-likelihood (+ log prior) under q, in which every term
+    that does not depend on the parameters (the entropy of q, log h(x)) cancels: no pass
+    over the data. :func:`em_step` records it in :attr:`StepResult.bound` (NaN for a model
+    without it). A variational model, whose objective is itself the bound (the ELBO),
+    says ``objective_is_bound = True`` instead; the driver then records its objective as
+    the bound.
     """
 
     def expectation(self, params: P) -> Callable[..., Any]: ...
@@ -52,6 +68,9 @@ class StepResult(NamedTuple, Generic[P]):
     # the model's estimate of the round-off in ``objective`` (per sample), asked for only
     # when the objective fell (models/mixture.py: Mixture.objective_roundoff)
     roundoff: Callable[[], float] | None = None
+    # the per-sample lower bound L(q, params) after the M-step, q the posterior of the
+    # E-step the step started with (NaN where the step has none: see EMModel)
+    bound: float = float("nan")
 
 
 class Step(Protocol[P]):
@@ -71,25 +90,26 @@ def model_roundoff(model: Any, params: Any, stats: Any) -> Callable[[], float] |
     return lambda: float(estimate(params, stats))
 
 
-def em_step(
-    model: EMModel[P], engine: Engine, data: tuple[Any, ...], row_bytes: int = 0
-) -> Step[P]:
+def em_step(model: EMModel[P], engine: Engine, data: RowSource) -> Step[P]:
     """The plain EM iteration: the E-step mapped over the rows (and the model's
     ``supplement`` when it asks for one), the objective, the M-step and its gap."""
     supplement = getattr(model, "supplement", None)
     converged = getattr(model, "converged", None)
+    lower_bound = getattr(model, "lower_bound", None)
 
     def step(params: P, state: Any) -> StepResult[P]:
-        stats = engine.map_reduce(model.expectation(params), *data, row_bytes=row_bytes)
+        stats = engine.map_reduce(model.expectation(params), data)
         more = None if supplement is None else supplement(params, stats)
         if more is not None:
-            stats = stats + engine.map_reduce(more, *data, row_bytes=row_bytes)
+            stats = stats + engine.map_reduce(more, data)
         objective = model.objective(params, stats)
         if not np.isfinite(objective):  # before an M-step from such statistics
             return StepResult(params, objective, 0.0, state)
         new = model.m_step(params, stats)
         done = converged is not None and converged(params, new)
         gap = model.m_step_gap(new, stats)
-        return StepResult(new, objective, gap, state, done, model_roundoff(model, params, stats))
+        bound = np.nan if lower_bound is None else float(lower_bound(params, new, stats))
+        roundoff = model_roundoff(model, params, stats)
+        return StepResult(new, objective, gap, state, done, roundoff, bound)
 
     return step

@@ -254,6 +254,43 @@ SCHEMAS: dict[str, Schema] = {
         },
         relations=_GAUSSIAN_RELATIONS,
     ),
+    # variational posteriors: Gaussian fields as fitted (E[Lambda]^-1 as covariances_), the
+    # Normal-Wishart's and the weights' parameters, and the resolved priors
+    "BayesianGaussianMixture": Schema(
+        dims={"K": "n_components"},
+        fields={
+            **_GAUSSIAN_FIELDS,
+            "weight_concentration_": Field(
+                "array",
+                {"dirichlet_process": (2, "K"), "dirichlet_distribution": ("K",)},
+                ("positive",),
+                by="weight_concentration_prior_type",
+            ),
+            "mean_precision_": Field("array", ("K",), ("positive",)),
+            "degrees_of_freedom_": Field(
+                "array",
+                {"full": ("K",), "tied": (), "diag": ("K",), "spherical": ("K",)},
+                ("positive",),
+                by="covariance_type",
+            ),
+            "weight_concentration_prior_": Field("float", checks=("positive",)),
+            "mean_precision_prior_": Field("float", checks=("positive",)),
+            "mean_prior_": Field("array", ("d",), ("finite",)),
+            "degrees_of_freedom_prior_": Field("float", checks=("positive",)),
+            "covariance_prior_": Field(
+                "array",
+                {"full": ("d", "d"), "tied": ("d", "d"), "diag": ("d",), "spherical": ()},
+                {
+                    "full": ("spd",),
+                    "tied": ("spd",),
+                    "diag": ("positive",),
+                    "spherical": ("positive",),
+                },
+                by="covariance_type",
+            ),
+        },
+        relations=_GAUSSIAN_RELATIONS,
+    ),
 }
 
 # The estimators save_model stores.
@@ -589,6 +626,13 @@ def _check_trace_reports(entry: str, trace: EMTrace, n_iter: int) -> None:
         isinstance(degenerate, np.ndarray) and degenerate.ndim == 1 and degenerate.dtype == bool
     ):
         raise Invalid(f"{entry}.degenerate", "must be a 1-D boolean array (a flag a component)")
+    bound = trace.bound
+    if not (
+        isinstance(bound, np.ndarray)
+        and bound.dtype.kind == "f"
+        and bound.shape in ((0,), (n_iter,))
+    ):
+        raise Invalid(f"{entry}.bound", f"must be a float array of length 0 or {n_iter}")
 
 
 def _bind(dims: dict[str, int], dim: str, size: int, entry: str, source: str) -> None:

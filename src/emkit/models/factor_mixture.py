@@ -228,6 +228,52 @@ class FactorMixture:
         """Per-sample log-likelihood."""
         return stats.loglik / stats.weight
 
+    def expected_complete(
+        self, params: FactorMixtureParams, stats: FactorMixtureStats, centres: Array
+    ) -> float:
+        """Q(params) under the q that ``stats`` summarize (scatter about ``centres``, the
+        E-step's means), up to terms no parameter changes, total nats:
+
+            sum_k N_k (log pi_k - 1/2 log|C_k|) - 1/2 tr(C_k^-1 B_k),
+            B_k = sum_n r_nk (x_n - mu_k)(x_n - mu_k)^T,  C_k = W_k W_k^T + Psi_k
+        """
+        nk = stats.nk
+        delta = params.means - centres
+        # B_k about mu_k from the scatter about the centres: B - e d^T - d e^T + N d d^T
+        cross = stats.sum_e[:, :, None] * delta[:, None, :]
+        B = (
+            stats.sum_eeT
+            - cross
+            - np.swapaxes(cross, 1, 2)
+            + nk[:, None, None] * delta[:, :, None] * delta[:, None, :]
+        )
+        W = params.components
+        C = W @ np.swapaxes(W, 1, 2)
+        d = C.shape[1]
+        C[:, range(d), range(d)] += params.noise
+        L = np.linalg.cholesky(C)
+        half_log_det = np.sum(np.log(np.diagonal(L, axis1=1, axis2=2)), axis=1)
+        # tr(C^-1 B) = tr(L^-1 B L^-T)
+        half = np.linalg.solve(L, B)
+        trace = np.trace(np.linalg.solve(L, np.swapaxes(half, 1, 2)), axis1=1, axis2=2)
+        # (a weight of 0 is left out below; log 1 = 0 keeps its entry finite)
+        log_w = np.log(np.where(params.weights > 0, params.weights, 1.0))
+        per_component = nk * (log_w - half_log_det) - 0.5 * trace
+        # no mass, or a weight of 0 (its mass is the responsibility floor): nothing
+        return float(np.sum(per_component[(nk > 0) & (params.weights > 0)]))
+
+    def lower_bound(
+        self, params: FactorMixtureParams, new: FactorMixtureParams, stats: FactorMixtureStats
+    ) -> float:
+        """Per-sample L(q, new) after the M-step (the labels are the missing data):
+        objective(params) + (Q(new) - Q(params)) / weight (see
+        :class:`~emkit.inference.steps.EMModel`)."""
+        centres = params.means
+        lift = self.expected_complete(new, stats, centres) - self.expected_complete(
+            params, stats, centres
+        )
+        return self.objective(params, stats) + lift / stats.weight
+
     def weighted_log_prob(self, params: FactorMixtureParams) -> Callable[[Array], Array]:
         """log p(x_n, k) for raw rows, shape (n, K) (-inf where below float64's range)."""
         parts = self.log_prob_parts(params)

@@ -688,17 +688,8 @@ class KMeansModel:
         center, or a cluster is still empty after that, it keeps its center.
         """
         totals = self.totals(params, stats)
-        nk, sum_x = totals.nk.copy(), totals.sum_x.copy()
-        empty = np.flatnonzero(nk == 0)
-        far = totals.far
-        relocated = bool(empty.size and far is not None and far.distance[0] > 0)
-        if relocated:
-            assert far is not None
-            for k, x, w, old in zip(empty, far.x, far.weight, far.label, strict=False):
-                sum_x[old] -= w * x
-                nk[old] -= w
-                sum_x[k] = w * x
-                nk[k] = w
+        moved, relocated = _relocated(totals)
+        nk, sum_x = moved.nk, moved.sum_x
         filled = nk > 0
         centers = params.centers.copy()
         centers[filled] = sum_x[filled] / nk[filled, None]
@@ -724,6 +715,16 @@ class KMeansModel:
         totals = self.totals(params, stats)
         return -totals.inertia(params.centers) / float(totals.nk.sum())
 
+    def lower_bound(self, params: KMeansParams, new: KMeansParams, stats: KMeansStats) -> float:
+        """Hard EM's bound after the M-step: minus the inertia of the C-step's assignment
+        (with the rows an empty cluster took) at the new centers, per unit of weight. The
+        next C-step, assigning each row to its nearest center, can only lower the
+        inertia; the M-step, each center to its rows' mean, has lowered it from the
+        objective's."""
+        totals = self.totals(params, stats)
+        moved, _ = _relocated(totals)
+        return -moved.inertia(new.centers) / float(totals.nk.sum())
+
     def converged(self, previous: KMeansParams, params: KMeansParams) -> bool:
         """scikit-learn's rule: no row changed cluster in the last C-step (an empty
         cluster's move does not count), or the squared shift of the centers is at most
@@ -748,6 +749,27 @@ class KMeansModel:
         and column indices, and its distances to every center (a chunk's held at once)."""
         stored_per_row = X.nnz / max(X.shape[0], 1)
         return int(stored_per_row * (X.dtype.itemsize + 8)) + 8 * (n_clusters + 6)
+
+
+def _relocated(totals: KMeansStats) -> tuple[KMeansStats, bool]:
+    """The assignment's sums after the M-step moved each empty cluster onto one of the
+    rows farthest from their centers (which leave their clusters), and whether any
+    moved."""
+    nk, sum_x, sum_xx = totals.nk.copy(), totals.sum_x.copy(), totals.sum_xx.copy()
+    empty = np.flatnonzero(nk == 0)
+    far = totals.far
+    relocated = bool(empty.size and far is not None and far.distance[0] > 0)
+    if relocated:
+        assert far is not None
+        for k, x, w, old in zip(empty, far.x, far.weight, far.label, strict=False):
+            xx = w * float(x @ x)
+            sum_x[old] -= w * x
+            nk[old] -= w
+            sum_xx[old] -= xx
+            sum_x[k] = w * x
+            nk[k] = w
+            sum_xx[k] = xx
+    return KMeansStats(nk, sum_x, sum_xx), relocated
 
 
 def _farthest(

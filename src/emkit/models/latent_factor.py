@@ -219,6 +219,27 @@ def loadings_given_noise(
     return np.asarray(sqrt_psi[:, None] * Vt.T * np.sqrt(excess))
 
 
+def _expanded_q(Wt: Array, noise: Array, eta: Array, L: Array, stats: FactorStats) -> float:
+    """Q of the expanded model x = [W, mu] z~ + noise, z ~ N(eta, Sigma = L L^T), under the q
+    that ``stats`` summarize, up to terms no parameter changes (total nats):
+
+        sum_i -n_i/2 log psi_i - (sum x_i^2 - 2 w~_i . b_i + w~_i A_i w~_i^T) / (2 psi_i)
+        - N/2 log|Sigma| - 1/2 tr(Sigma^-1 sum E[(z - eta)(z - eta)^T])
+    """
+    q = eta.shape[0]
+    quad = np.einsum("ij,ijk,ik->i", Wt, stats.sum_zz, Wt)
+    expected_sq = stats.sum_xx - 2.0 * (Wt * stats.sum_xz).sum(axis=1) + quad
+    value = -0.5 * float(np.sum(stats.count * np.log(noise) + expected_sq / noise))
+    Szz = stats.sum_zz_all
+    ez = Szz[:q, q]
+    spread = Szz[:q, :q] - np.outer(eta, ez) - np.outer(ez, eta) + stats.weight * np.outer(eta, eta)
+    # log|Sigma| = 2 sum log diag(L); tr(Sigma^-1 B) = tr(L^-1 B L^-T)
+    half = np.linalg.solve(L, spread)
+    trace = float(np.trace(np.linalg.solve(L, half.T)))
+    value -= stats.weight * float(np.sum(np.log(np.diag(L)))) + 0.5 * trace
+    return value
+
+
 def _diag(v: Array) -> Array:
     """Diagonal matrices (..., q, q) from vectors (..., q)."""
     out = np.zeros((*v.shape, v.shape[-1]))
@@ -608,12 +629,35 @@ class LatentFactor:
         """Maximize Q of the expanded model: per feature [W_i, mu_i] = b_i^T A_i^-1 and
         the noise; eta and Sigma of z; then fold them back into W and mu."""
         q = params.components.shape[1]
+        Wt, noise, eta, L = self._expanded_m_step(stats, q)  # L L^T = Sigma
+        W = Wt[:, :q]
+        return FactorParams(W @ L, Wt[:, q] + W @ eta, noise)
+
+    def _expanded_m_step(self, stats: FactorStats, q: int) -> tuple[Array, Array, Array, Array]:
+        """The maximizer of the expanded model's Q: ([W, mu] (d, q+1), the noise, and
+        the factors' mean eta and the Cholesky factor L of their covariance Sigma)."""
         Wt = np.linalg.solve(stats.sum_zz, stats.sum_xz[:, :, None])[:, :, 0]
         residual = stats.sum_xx - (Wt * stats.sum_xz).sum(axis=1)
         noise = self.noise.pool(residual, stats.count, self.noise_floor)
         eta, L = _expansion(stats, q)
-        W = Wt[:, :q]
-        return FactorParams(W @ L, Wt[:, q] + W @ eta, noise)
+        return Wt, noise, eta, L
+
+    def lower_bound(self, params: FactorParams, new: FactorParams, stats: FactorStats) -> float:
+        """Per-sample L(q, new) after the (parameter-expanded) M-step.
+
+        q is the posterior of the factors in the E-step's principal frame (W V for W,
+        :func:`principal_frame`), so the parameters it started from are, in the expanded
+        model, ([W V, mu], Psi, eta = 0, Sigma = I); the M-step maximized the expanded
+        model's Q, whose maximizer has the same distribution of x as ``new``. The bound
+        is objective(params) + (Q(expanded maximizer) - Q(start)) / weight."""
+        q = params.components.shape[1]
+        W, _, _ = principal_frame(params.components, params.noise)
+        start = np.column_stack([W, params.mean])
+        Wt, noise, eta, L = self._expanded_m_step(stats, q)
+        lift = _expanded_q(Wt, noise, eta, L, stats) - _expanded_q(
+            start, params.noise, np.zeros(q), np.eye(q), stats
+        )
+        return self.objective(params, stats) + lift / stats.weight
 
     def reframe(self, stats: FactorStats, params: FactorParams) -> FactorStats:
         """``stats`` in the latent frame of the E-step of ``params``, the M-step's result

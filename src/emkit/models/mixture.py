@@ -106,9 +106,10 @@ class Mixture:
 
     def expectation(self, params: MixtureParams) -> Callable[..., MixtureStats]:
         """The E-step for one iteration, as a function of a block of rows, their weights,
-        their :meth:`base_measure` (computed here when not given), their known
-        component labels (``-1``: unknown; ``None``: all unknown) and their positions in
-        the data (which a Monte-Carlo policy's draws are keyed by; ``None`` otherwise)."""
+        their :meth:`base_measure` (computed here when not given), their positions in the
+        data (which a Monte-Carlo policy's draws are keyed by; ``None`` otherwise) and
+        their known component labels (``labels=``; ``-1``: unknown; ``None``: all
+        unknown), as a :class:`~emkit.engines.RowSource` passes them."""
         log_joint = self._log_joint(params)
         family = self.family
         missing = self._missing_joint(params) if self.missing else None
@@ -152,8 +153,8 @@ class Mixture:
             X: Array,
             weights: Array | None,
             log_h: Array | None = None,
-            labels: NDArray[np.intp] | None = None,
             index: NDArray[np.intp] | None = None,
+            labels: NDArray[np.intp] | None = None,
         ) -> MixtureStats:
             columns = (weights, log_h, labels, index)
             if missing is None:
@@ -251,6 +252,41 @@ class Mixture:
         """Per-sample objective: (log-likelihood + log prior) / total weight."""
         return (stats.loglik + self.log_prior(params)) / stats.weight
 
+    def expected_complete(self, params: MixtureParams, stats: MixtureStats) -> float:
+        """Q(params) + log prior: the expected complete-data log-likelihood under the q
+        that ``stats`` summarize, up to terms no parameter changes (log h(x), the family's
+        constants, which :meth:`lower_bound` cancels), in total nats.
+
+        Q = sum_k N_k log pi_k + sum_k (<S_k, eta_k> - N_k A(eta_k)) (+ the family's
+        expected row term, e.g. -1/2 tr(P sum x x^T) of a tied Gaussian); a component
+        with no mass adds nothing (0 log 0 = 0), nor one of weight 0 (whose mass is the
+        E-step's responsibility floor, not the posterior's).
+        """
+        mass = (stats.nk > 0) & (params.weights > 0)
+        value = float(stats.nk[mass] @ np.log(params.weights[mass]))
+        family = _expected_family(self.family, params.components, stats, mass)
+        return value + family + self.log_prior(params)
+
+    @property
+    def objective_is_bound(self) -> bool:
+        """Variational EM's objective is the ELBO itself: the driver records it as the
+        bound (:class:`~emkit.inference.steps.EMModel`)."""
+        return self.assign.name == "variational"
+
+    def lower_bound(self, params: MixtureParams, new: MixtureParams, stats: MixtureStats) -> float:
+        """Per-sample L(q, new) after the M-step, q the E-step's posterior at ``params``
+        (``stats``): objective(params) + (Q(new) - Q(params)) / weight, see
+        :class:`~emkit.inference.steps.EMModel`. For hard EM, q is the point mass on
+        the assignments and L their complete-data log-likelihood under ``new``.
+
+        NaN for sampled E-steps (Monte-Carlo, stochastic EM: q, the draws' empirical
+        distribution, does not touch the log-likelihood they report) and for variational
+        EM (whose objective is the bound, :attr:`objective_is_bound`)."""
+        if self.assign.name not in ("exact", "hard"):
+            return float("nan")
+        lift = self.expected_complete(new, stats) - self.expected_complete(params, stats)
+        return self.objective(params, stats) + lift / stats.weight
+
     def weighted_log_prob(self, params: MixtureParams) -> Callable[[Array], Array]:
         """log p(x_n, k) for raw rows, shape (n, K), in float64 (log p(x_obs, k) for rows
         with missing values)."""
@@ -331,6 +367,27 @@ class Mixture:
         row, its statistics, its K log-probabilities and a few per-row scalars (the base
         measure among them)."""
         return (n_features + n_stats + n_components + 5) * np.dtype(self.dtype).itemsize
+
+
+def _expected_family(
+    family: Any, components: Any, stats: MixtureStats, mass: NDArray[np.bool_]
+) -> float:
+    """sum_k <S_k, eta_k> - N_k A(eta_k) over the components with ``mass`` (+ the
+    family's ``expected_row_term(params, shared)``, the expectation of its
+    component-independent term), total nats. The natural parameters are the family's
+    ``natural_values(params)`` where it has that shortcut (no choice of evaluation form to
+    make here), else its E-step's :meth:`~ComponentFamily.natural` in float64."""
+    shortcut = getattr(family, "natural_values", None)
+    if shortcut is not None:
+        eta, log_norm = shortcut(components)
+    else:
+        natural = family.natural(components, np.float64)
+        eta, log_norm = natural.eta, natural.log_norm
+    eta = np.asarray(eta, dtype=np.float64)[mass]
+    log_norm = np.asarray(log_norm, dtype=np.float64)[mass]
+    value = float(np.sum(stats.sum_t[mass] * eta) - stats.nk[mass] @ log_norm)
+    row = getattr(family, "expected_row_term", None)
+    return value if row is None else value + float(row(components, stats.shared))
 
 
 def _missing_row_term(family: Any, state: Any) -> Array | None:

@@ -53,7 +53,7 @@ from scipy.optimize import brentq
 from scipy.special import digamma, gammaln
 
 from emkit.families.gamma import solve_gamma_shape
-from emkit.families.gaussian import CovarianceStructure
+from emkit.families.gaussian import LOG_2PI, CovarianceStructure
 from emkit.models.mixing import EXACT, NK_FLOOR, NO_PRIOR, Assignment, MixingWeights, for_rows
 from emkit.models.statistics import Statistics
 
@@ -427,6 +427,46 @@ class StudentTMixture:
     def objective(self, params: StudentTParams, stats: StudentTStats) -> float:
         """Per-sample log-likelihood."""
         return stats.loglik / stats.weight
+
+    def expected_complete(self, params: StudentTParams, stats: StudentTStats) -> float:
+        """Q(params): the expected complete-data log-likelihood (labels and scales
+        missing) under the q that ``stats`` summarize, up to terms no parameter changes,
+        in total nats. With S_k the u-weighted statistics and U_k = sum r E[u],
+
+            Q = sum_k N_k (log pi_k + 1/2 log|P_k|) + <S_k, eta_k> - U_k mu_k^T P_k mu_k / 2
+                + N_k (nu_k/2 log(nu_k/2) - log Gamma(nu_k/2)) + nu_k/2 sum r (E log u - E u)
+
+        (+ -1/2 tr(P sum r E[u] x x^T) for a tied scale matrix)."""
+        d = self.shift.shape[0]
+        structure = self.structure
+        eta, log_norm = structure.natural(params.means, params.precisions_cholesky)
+        half_log_det = np.broadcast_to(
+            structure.half_log_det(params.precisions_cholesky, d), stats.nk.shape
+        )
+        # log_norm = mu^T P mu / 2 - 1/2 log|P| + d/2 log(2 pi)
+        quadratic = log_norm + half_log_det - 0.5 * d * LOG_2PI
+        # (a weight of 0 is left out below; log 1 = 0 keeps its entry finite)
+        log_w = np.log(np.where(params.weights > 0, params.weights, 1.0))
+        per_component = (
+            stats.nk * (log_w + half_log_det)
+            + np.sum(stats.sum_t * eta, axis=1)
+            - stats.uk * quadratic
+            + _dof_objective(params.dof, stats.nk, stats.log_u)
+        )
+        # no mass, or a weight of 0 (its mass is the responsibility floor): nothing
+        value = float(np.sum(per_component[(stats.nk > 0) & (params.weights > 0)]))
+        if structure.has_row_term:
+            P = structure.precisions(params.precisions_cholesky)
+            value -= 0.5 * float(np.sum(P * stats.shared.reshape(d, d)))
+        return value
+
+    def lower_bound(
+        self, params: StudentTParams, new: StudentTParams, stats: StudentTStats
+    ) -> float:
+        """Per-sample L(q, new) after the M-step: objective(params) + (Q(new) -
+        Q(params)) / weight (see :class:`~emkit.inference.steps.EMModel`)."""
+        lift = self.expected_complete(new, stats) - self.expected_complete(params, stats)
+        return self.objective(params, stats) + lift / stats.weight
 
     def weighted_log_prob(self, params: StudentTParams) -> Callable[[Array], Array]:
         """log p(x_n, k) for raw rows, shape (n, K)."""

@@ -1,0 +1,436 @@
+"""``emkit.ModelBasedClustering``: mclust's ``Mclust()`` as an estimator.
+
+Gaussian mixtures are fitted over a grid of numbers of components and covariance
+structures, every one from the same model-based hierarchical start (mclust's), and the
+model with the best BIC (or ICL) is kept. A cell that cannot be fitted, or whose fit
+collapsed a component, is missing from the comparison (NaN, with the reason), as mclust's
+NA is; it never stops the sweep and is never chosen.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from sklearn.base import BaseEstimator, ClusterMixin, DensityMixin
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from emkit._validation import (
+    as_float_matrix,
+    check_choice,
+    check_positive_int,
+    check_random_state,
+    has_missing_values,
+)
+from emkit.estimators._mixture_base import mean_filled
+from emkit.estimators.gaussian_mixture import GaussianMixture
+from emkit.exceptions import EmkitError, InputError
+from emkit.families.covariance import MCLUST_MODELS, ONE_DIMENSIONAL_MODELS, covariance_types
+from emkit.families.gaussian import covariance_structure
+from emkit.inference.hierarchical import HierarchicalTree, hc_tree
+from emkit.inference.init import init_random_source
+
+__all__ = ["CRITERIA", "ModelBasedClustering", "all_covariance_types"]
+
+CRITERIA = ("bic", "icl")
+
+# the keys of results_, in order (emkit.plot reads them)
+RESULT_KEYS = (
+    "n_components",
+    "covariance_type",
+    "bic",
+    "icl",
+    "log_likelihood",
+    "n_parameters",
+    "converged",
+    "reason",
+    "n_iter",
+    "warnings",
+)
+
+Array = NDArray[np.floating[Any]]
+
+
+def all_covariance_types(n_features: int | None = None) -> tuple[str, ...]:
+    """What ``covariance_types='all'`` means: mclust's fourteen models (volume, shape and
+    orientation each equal or variable; VII, VVI, EEE and VVV are scikit-learn's
+    spherical, diag, tied and full), or, for one column, mclust's E and V.
+
+    Examples
+    --------
+    >>> all_covariance_types(1)
+    ('E', 'V')
+    >>> len(all_covariance_types(4))
+    14
+    """
+    return ONE_DIMENSIONAL_MODELS if n_features == 1 else MCLUST_MODELS
+
+
+class ModelBasedClustering(ClusterMixin, DensityMixin, BaseEstimator):
+    """Gaussian mixtures over a grid of sizes and covariance structures, the best kept.
+
+    Every cell (number of components, covariance type) is a :class:`GaussianMixture`
+    fitted from one shared start, mclust's model-based hierarchical clustering of the
+    data (``init_params='hc'``; the tree is built once and cut at each size). The kept
+    model maximizes ``criterion`` among the cells that fitted without a collapsed
+    component.
+
+    **Sign conventions.** ``results_['bic']`` is mclust's BIC,
+    ``2 log L - n_parameters log n``: *higher is better*. scikit-learn's
+    :meth:`bic`, which this estimator delegates to the kept model, is its negative,
+    ``-2 log L + n_parameters log n``: *lower is better*. ``results_['icl']`` is mclust's
+    ICL, the BIC plus twice the log of each row's largest posterior probability,
+    ``BIC + 2 sum_i log max_k p(k | x_i)`` (higher is better), which penalizes overlapping
+    components.
+
+    Parameters
+    ----------
+    n_components : int or iterable of int, default=range(1, 10)
+        The numbers of components to try (mclust's ``G``).
+    covariance_types : str or iterable of str, default='all'
+        The covariance structures to try: names :class:`GaussianMixture` accepts, or
+        ``'all'`` for every structure it has (:func:`all_covariance_types`).
+    criterion : {'bic', 'icl'}, default='bic'
+        What the kept model maximizes.
+    init_params : str, default='hc'
+        The start of every cell (:class:`GaussianMixture`'s ``init_params``).
+    n_init : int, default=1
+        Starts per cell; with ``'hc'`` on fewer than 2000 rows, every start is the same.
+    tol : float, default=1e-5
+        Convergence threshold on the per-sample log-likelihood (mclust stops on a
+        relative change of 1e-5).
+    reg_covar : float, default=1e-6
+        Added to the diagonal of every covariance.
+    max_iter : int, default=1000
+        EM iterations per cell at most.
+    random_state : int, Generator, RandomState or None, default=None
+        Seeds the starts (the subset of rows the hierarchy is built on beyond 2000 rows);
+        every cell gets the same seed, an int as given.
+    dtype : {'float64', 'float32'}, default='float64'
+        :class:`GaussianMixture`'s ``dtype`` for every cell.
+    verbose : int, default=0
+        Log every cell's iterations (logger ``"emkit"``), as :class:`GaussianMixture`.
+    n_jobs : int or None, default=None
+        Cells fitted at once on threads (joblib); ``None`` or 1 fits them one after the
+        other, which is fastest on small data (every fit already uses threads on large).
+        (Python's warning filters are global: with threads, a cell's ``warnings`` entry
+        may miss a warning or show a neighbour's.)
+
+    Attributes
+    ----------
+    results_ : dict of str to list or ndarray
+        One entry per cell: ``n_components``, ``covariance_type``, ``bic``, ``icl``,
+        ``log_likelihood``, ``n_parameters``, ``converged``, ``reason`` (``''`` for a
+        cell that fitted; otherwise why it is missing, its BIC and ICL NaN, and its
+        log-likelihood too if it could not be fitted), ``n_iter`` and ``warnings`` (the
+        messages of the warnings its fit raised, each once).
+        ``pandas.DataFrame(results_)`` gives the table.
+    best_estimator_ : GaussianMixture
+        The kept model, fitted on the whole data.
+    best_index_ : int
+        Its position in ``results_``.
+    n_components_ : int
+    covariance_type_ : str
+    labels_ : ndarray of shape (n_samples,)
+        The kept model's most likely component of each training row.
+    uncertainty_ : ndarray of shape (n_samples,)
+        One minus the largest posterior probability of each training row (mclust's
+        uncertainty).
+
+    Examples
+    --------
+    >>> from emkit import ModelBasedClustering
+    >>> from emkit.io import load_faithful
+    >>> X, _ = load_faithful()
+    >>> mbc = ModelBasedClustering(n_components=range(1, 5)).fit(X)
+    >>> mbc.n_components_, mbc.covariance_type_
+    (3, 'tied')
+    """
+
+    def __init__(
+        self,
+        n_components: int | Iterable[int] = range(1, 10),
+        *,
+        covariance_types: str | Iterable[str] = "all",
+        criterion: str = "bic",
+        init_params: str = "hc",
+        n_init: int = 1,
+        tol: float = 1e-5,
+        reg_covar: float = 1e-6,
+        max_iter: int = 1000,
+        random_state: Any = None,
+        dtype: str = "float64",
+        verbose: int = 0,
+        n_jobs: int | None = None,
+    ) -> None:
+        self.n_components = n_components
+        self.covariance_types = covariance_types
+        self.criterion = criterion
+        self.init_params = init_params
+        self.n_init = n_init
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.random_state = random_state
+        self.dtype = dtype
+        self.verbose = verbose
+        self.n_jobs = n_jobs
+
+    # -- the grid -------------------------------------------------------------------
+
+    def _sizes(self) -> list[int]:
+        values = [self.n_components] if isinstance(self.n_components, int) else None
+        try:
+            sizes = values if values is not None else list(self.n_components)  # type: ignore[arg-type]
+        except TypeError:
+            sizes = [self.n_components]  # type: ignore[list-item]
+        if not sizes:
+            raise InputError(
+                "n_components is empty; pass numbers of components, e.g. range(1, 10)."
+            )
+        for k in sizes:
+            check_positive_int("n_components", k)
+        return sorted(set(int(k) for k in sizes))
+
+    def _structures(self, n_features: int | None = None) -> list[str]:
+        allowed = all_covariance_types(n_features)
+        known = covariance_types()
+        given = self.covariance_types
+        names = [given] if isinstance(given, str) else list(given)
+        chosen: list[str] = []
+        for name in names:
+            for item in allowed if name == "all" else [name]:
+                if not isinstance(item, str) or item not in known:
+                    raise InputError(
+                        f"covariance_types has {item!r}, which is not a covariance type: "
+                        f"choose from {', '.join(map(repr, known))}, or 'all'."
+                    )
+                if item not in chosen:
+                    chosen.append(item)
+        if not chosen:
+            raise InputError("covariance_types is empty; pass names, or 'all'.")
+        return chosen
+
+    def _cell(self, k: int, covariance_type: str, seed: Any) -> GaussianMixture:
+        return GaussianMixture(
+            k,
+            covariance_type=covariance_type,
+            init_params=self.init_params,
+            n_init=self.n_init,
+            tol=self.tol,
+            reg_covar=self.reg_covar,
+            max_iter=self.max_iter,
+            random_state=seed,
+            dtype=self.dtype,
+            verbose=self.verbose,
+            verbose_interval=1,
+        )
+
+    # -- fitting --------------------------------------------------------------------
+
+    def fit(self, X: ArrayLike, y: Any = None) -> ModelBasedClustering:
+        """Fit every cell of the grid on ``X`` and keep the best.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            NaN marks a missing value (the hierarchy is built on the rows with missing
+            values filled by their column's mean; EM handles them exactly).
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self
+        """
+        check_choice("criterion", self.criterion, CRITERIA)
+        sizes = self._sizes()
+        if self.n_jobs is not None:
+            check_positive_int("n_jobs", self.n_jobs)
+        Xa = as_float_matrix(X, dtype=None, allow_nan=True)
+        structures = self._structures(Xa.shape[1])
+        validate_data(self, X, reset=True, skip_check_array=True)  # feature names
+        n = Xa.shape[0]
+        # every cell starts from the same seed: an int (or None) as given, else one drawn
+        seed = self.random_state
+        if not (seed is None or isinstance(seed, int | np.integer)):
+            seed = int(check_random_state(seed).integers(np.iinfo(np.int32).max))
+        # the constructor arguments, checked once (a bad one fails every cell alike)
+        for name in structures:
+            self._cell(sizes[0], name, seed)._check_parameters()
+        if min(sizes) > n:
+            raise InputError(
+                f"X has {n} rows, fewer than every n_components asked for "
+                f"({', '.join(map(str, sizes))}); a mixture needs at least as many rows as "
+                "components. Pass smaller n_components or more data."
+            )
+        tree = None
+        if self.init_params == "hc" and n >= 2:
+            filled = mean_filled(Xa) if has_missing_values(Xa) else Xa
+            tree = hc_tree(filled, rng=init_random_source(seed))
+        grid = [(k, name) for name in structures for k in sizes]
+
+        def run(cell: tuple[int, str]) -> tuple[dict[str, Any], GaussianMixture | None]:
+            return _fit_cell(self._cell(cell[0], cell[1], seed), X, Xa, tree)
+
+        if self.n_jobs is None or self.n_jobs == 1:
+            outcomes = [run(cell) for cell in grid]
+        else:
+            from joblib import Parallel, delayed
+
+            outcomes = Parallel(n_jobs=self.n_jobs, prefer="threads")(
+                delayed(run)(cell) for cell in grid
+            )
+        rows = [row for row, _ in outcomes]
+        self.results_: dict[str, Any] = {
+            "n_components": np.array([row["n_components"] for row in rows], dtype=np.intp),
+            "covariance_type": [row["covariance_type"] for row in rows],
+            **{
+                key: np.array([row[key] for row in rows], dtype=np.float64)
+                for key in ("bic", "icl", "log_likelihood", "n_parameters")
+            },
+            "converged": np.array([row["converged"] for row in rows], dtype=bool),
+            "reason": [row["reason"] for row in rows],
+            "n_iter": np.array([row["n_iter"] for row in rows], dtype=np.intp),
+            "warnings": [row["warnings"] for row in rows],
+        }
+        scores = self.results_[self.criterion]
+        if not np.isfinite(scores).any():
+            reasons = "; ".join(
+                f"{row['n_components']} {row['covariance_type']}: {row['reason']}"
+                for row in rows[:5]
+            )
+            raise InputError(
+                f"Every candidate model failed to fit or collapsed ({reasons}"
+                f"{'; ...' if len(rows) > 5 else ''}). Scale the data, increase reg_covar, "
+                "or try fewer components."
+            )
+        best = int(np.nanargmax(np.where(np.isfinite(scores), scores, np.nan)))
+        model = outcomes[best][1]
+        assert model is not None
+        self.best_index_ = best
+        self.best_estimator_ = model
+        self.n_components_ = int(self.results_["n_components"][best])
+        self.covariance_type_ = str(self.results_["covariance_type"][best])
+        proba = model.predict_proba(X)
+        self.labels_ = proba.argmax(axis=1)
+        self.uncertainty_ = 1.0 - proba.max(axis=1)
+        return self
+
+    # -- delegation -----------------------------------------------------------------
+
+    def _best(self) -> GaussianMixture:
+        check_is_fitted(self, "best_estimator_")
+        return self.best_estimator_
+
+    def predict(self, X: ArrayLike) -> NDArray[np.intp]:
+        """The kept model's most likely component of each sample."""
+        return self._best().predict(X)
+
+    def predict_proba(self, X: ArrayLike) -> Array:
+        """The kept model's posterior probabilities, shape (n_samples, ``n_components_``)."""
+        return self._best().predict_proba(X)
+
+    def score_samples(self, X: ArrayLike) -> Array:
+        """Log-density of each sample under the kept model."""
+        return self._best().score_samples(X)
+
+    def score(self, X: ArrayLike, y: Any = None) -> float:
+        """Mean log-density of the samples under the kept model."""
+        return self._best().score(X)
+
+    def sample(self, n_samples: int = 1) -> tuple[Array, NDArray[np.intp]]:
+        """Samples drawn from the kept model (``X``, component of each)."""
+        return self._best().sample(n_samples)
+
+    def bic(self, X: ArrayLike) -> float:
+        """scikit-learn's BIC of the kept model on ``X`` (lower is better; the negative
+        of mclust's, which ``results_['bic']`` holds)."""
+        return self._best().bic(X)
+
+    def aic(self, X: ArrayLike) -> float:
+        """scikit-learn's AIC of the kept model on ``X`` (lower is better)."""
+        return self._best().aic(X)
+
+
+def _fit_cell(
+    model: GaussianMixture, X: Any, Xa: Array, tree: HierarchicalTree | None
+) -> tuple[dict[str, Any], GaussianMixture | None]:
+    """One cell's row of ``results_`` and its fitted model (None if it is missing):
+    fitted on ``X`` as given (its feature names kept), ``Xa`` its float rows."""
+    k, name = int(model.n_components), str(model.covariance_type)
+    n = Xa.shape[0]
+    row: dict[str, Any] = {
+        "n_components": k,
+        "covariance_type": name,
+        "bic": np.nan,
+        "icl": np.nan,
+        "log_likelihood": np.nan,
+        "n_parameters": np.nan,
+        "converged": False,
+        "reason": "",
+        "n_iter": 0,
+        "warnings": [],
+    }
+    if k > n:
+        row["reason"] = f"more components than the {n} rows"
+        return row, None
+    model._hc_tree = tree  # the shared start, cut at k
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            # a collapsed component or a slow cell is reported in the table
+            warnings.simplefilter("always")
+            model.fit(X)
+            proba = model.predict_proba(X)
+            log_likelihood = float(model.score(X)) * n
+        row["warnings"] = list(dict.fromkeys(str(w.message) for w in caught))
+    except (EmkitError, np.linalg.LinAlgError, ValueError, FloatingPointError) as exc:
+        row["reason"] = f"not fitted: {exc}"
+        return row, None
+    finally:
+        del model._hc_tree
+    n_parameters = int(model._n_parameters())
+    row["log_likelihood"] = log_likelihood
+    row["n_parameters"] = n_parameters
+    row["converged"] = bool(model.converged_)
+    row["n_iter"] = int(model.n_iter_)
+    collapsed = np.flatnonzero(model.trace_.degenerate | _held_by_reg_covar(model, Xa))
+    if collapsed.size:
+        row["reason"] = (
+            f"component{'s' if collapsed.size > 1 else ''} "
+            f"{', '.join(map(str, collapsed.tolist()))} collapsed (a covariance "
+            "singular without reg_covar)"
+        )
+        return row, None
+    if not np.isfinite(log_likelihood):
+        row["reason"] = "the log-likelihood is not finite"
+        return row, None
+    bic = 2.0 * log_likelihood - n_parameters * np.log(n)
+    row["bic"] = bic
+    row["icl"] = bic + 2.0 * float(np.log(proba.max(axis=1)).sum())
+    return row, model
+
+
+# A covariance less reg_covar with an eigenvalue below this, relative to the data's
+# variances, is singular: mclust's threshold on its Cholesky factors, sqrt(eps)
+_SINGULAR = float(np.sqrt(np.finfo(np.float64).eps))
+
+
+def _held_by_reg_covar(model: GaussianMixture, X: Array) -> NDArray[np.bool_]:
+    """(K,) the components whose covariance is singular but for ``reg_covar``: a
+    component on fewer distinct rows than columns (or on a subspace), whose likelihood
+    ``reg_covar`` alone keeps finite, and where mclust reports NA."""
+    structure = covariance_structure(model.covariance_type)
+    K, d = int(model.n_components), X.shape[1]
+    scale = np.nanstd(X, axis=0)
+    scale = np.where(scale > 0, scale, 1.0)
+    cov = np.asarray(model.covariances_, dtype=np.float64)
+    out = np.zeros(K, dtype=bool)
+    for k in range(K):
+        S = structure.component_covariance(cov, k, d) - model.reg_covar * np.eye(d)
+        low = np.linalg.eigvalsh(S / np.outer(scale, scale))[0]
+        out[k] = low <= _SINGULAR
+    return out

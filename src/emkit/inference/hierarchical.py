@@ -1,0 +1,300 @@
+"""Model-based agglomerative hierarchical clustering: mclust's ``hc()`` start for EM.
+
+Each row starts as a cluster of its own; the two clusters whose merge costs the least
+classification likelihood are merged, until one cluster is left (Banfield & Raftery 1993,
+Fraley 1998). With W_k the scatter matrix of cluster k (sum of the outer products of its
+rows' deviations from its mean) and n_k its size, the criteria are
+
+- ``"VVV"`` (unconstrained covariances): the sum over clusters of
+  ``n_k log(|W_k / n_k| + beta (tr W_k + alpha) / n_k)``, where the determinant counts only
+  for n_k > p (below, W_k is singular). The trace term is Fraley's (1998) regularization,
+  which keeps singletons and small clusters finite; ``alpha`` is a multiple of the data's
+  mean variance per coordinate, ``tr(W) / (n p)`` (mclust's defaults: alpha = beta = 1).
+- ``"EII"`` (equal spherical covariances): ``n p log(sum_k tr W_k / (n p))``, minimized
+  merge by merge by Ward's criterion (scipy's ``ward`` linkage).
+
+The merge of clusters i and j changes only their own terms, so a merge is decided by
+``term(i + j) - term(i) - term(j)`` and, after it, only the costs of the new cluster with
+the others change. The scatter of a union is ``W_i + W_j + n_i n_j / (n_i + n_j) d d^T``
+with ``d`` the difference of the means.
+
+Before the merges, the data are transformed as mclust's default ``hcUse="SVD"`` does:
+columns standardized, rotated onto their principal axes and each axis divided by the
+square root of its singular value. On more rows than ``subset`` (mclust's 2000) the
+hierarchy is built on a random subset of rows, as mclust's ``Mclust`` does; the other rows
+get no initial label (the M-step starts from the subset's clusters).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from emkit._validation import check_choice, check_number, check_positive_int
+from emkit.exceptions import InputError
+
+__all__ = [
+    "HC_MODELS",
+    "HierarchicalTree",
+    "hc_partition",
+    "hc_tree",
+    "svd_transform",
+]
+
+HC_MODELS = ("VVV", "EII")
+
+# mclust.options("subset"): the rows the hierarchy is built on at most
+DEFAULT_SUBSET = 2000
+
+Array = NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class HierarchicalTree:
+    """The merges of an agglomerative clustering of ``rows`` (indices into the data).
+
+    ``merges`` has shape (len(rows) - 1, 2) and scipy's numbering: leaf ``i`` is
+    ``rows[i]``, and the cluster formed by merge ``t`` is ``len(rows) + t``. ``cost`` is
+    each merge's increase of the criterion. ``n_samples`` is the number of rows of the data.
+    """
+
+    rows: NDArray[np.intp]
+    merges: NDArray[np.intp]
+    cost: Array
+    n_samples: int
+
+    def labels(self, n_components: int) -> NDArray[np.intp]:
+        """Labels 0..n_components-1 of the partition with ``n_components`` clusters, for
+        every row of the data: -1 for a row outside the subset the tree was built on.
+        Clusters are numbered in the order of their first row."""
+        m = self.rows.shape[0]
+        if not 1 <= n_components <= m:
+            raise InputError(
+                f"n_components must be from 1 to {m} (the rows the hierarchy was built on), "
+                f"got {n_components}. Decrease n_components or build the tree on more rows."
+            )
+        parent = np.arange(2 * m - 1)
+        n_merges = m - n_components
+        done = self.merges[:n_merges]
+        parent[done[:, 0]] = m + np.arange(n_merges)
+        parent[done[:, 1]] = m + np.arange(n_merges)
+        # pointer jumping: every node's root in log(depth) vectorised steps
+        while True:
+            jumped = parent[parent]
+            if np.array_equal(jumped, parent):
+                break
+            parent = jumped
+        roots = parent[:m]
+        _, first, inverse = np.unique(roots, return_index=True, return_inverse=True)
+        order = np.argsort(np.argsort(first))  # clusters numbered by their first row
+        labels = np.full(self.n_samples, -1, dtype=np.intp)
+        labels[self.rows] = order[inverse]
+        return labels
+
+
+def svd_transform(X: NDArray[np.floating[Any]]) -> Array:
+    """mclust's ``hcUse="SVD"`` transform: standardized columns (constant ones dropped)
+    projected onto their right singular vectors, each divided by the square root of its
+    singular value. Axes with a zero singular value (collinear columns) are dropped."""
+    X = np.asarray(X, dtype=np.float64)
+    centred = X - X.mean(axis=0)
+    sd = centred.std(axis=0, ddof=1) if X.shape[0] > 1 else np.zeros(X.shape[1])
+    keep = sd > 0
+    scaled = centred[:, keep] / sd[keep]
+    if scaled.shape[1] == 0:
+        return np.zeros((X.shape[0], 1))
+    _, s, vt = np.linalg.svd(scaled, full_matrices=False)
+    axes = s > s[0] * np.finfo(np.float64).eps * max(scaled.shape)
+    return np.asarray((scaled @ vt[axes].T) / np.sqrt(s[axes]))
+
+
+def hc_tree(
+    X: NDArray[np.floating[Any]],
+    *,
+    model: str = "VVV",
+    subset: int = DEFAULT_SUBSET,
+    rng: np.random.Generator | np.random.RandomState | None = None,
+    alpha: float = 1.0,
+    beta: float = 1.0,
+    transform: bool = True,
+) -> HierarchicalTree:
+    """Agglomerate the rows of ``X`` by the model-based criterion of ``model``.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        Finite values (a NaN raises: fill missing values first).
+    model : {'VVV', 'EII'}, default='VVV'
+        The covariance model whose classification likelihood the merges maximize.
+    subset : int, default=2000
+        On more rows than this, the tree is built on ``subset`` rows drawn by ``rng``
+        without replacement (mclust's ``Mclust`` default); otherwise on every row, and
+        the result does not depend on ``rng``.
+    rng : Generator or RandomState, default=None
+        Draws the subset (a fresh unseeded Generator if None).
+    alpha, beta : float, default=1.0
+        The regularization of the ``"VVV"`` criterion (mclust's ``hcVVV`` arguments).
+    transform : bool, default=True
+        Transform the data as mclust's ``hcUse="SVD"`` (:func:`svd_transform`) first.
+
+    Returns
+    -------
+    HierarchicalTree
+    """
+    check_choice("model", model, HC_MODELS)
+    check_positive_int("subset", subset, minimum=2)
+    check_number("alpha", alpha)
+    check_number("beta", beta)
+    X64: Array = np.asarray(X, dtype=np.float64)
+    if X64.ndim != 2 or X64.shape[0] < 1:
+        raise InputError(f"X must be a 2-D array with at least one row, got shape {X.shape}.")
+    bad = ~np.isfinite(X64)
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        raise InputError(
+            f"X[{row}, {col}] is {X64[row, col]}: hierarchical clustering needs finite values. "
+            "Drop or fill the missing values first (GaussianMixture(init_params='hc') fills "
+            "them with their column's mean for the start)."
+        )
+    n = X64.shape[0]
+    if n > subset:
+        source = rng if rng is not None else np.random.default_rng()
+        rows = np.sort(source.choice(n, size=subset, replace=False)).astype(np.intp)
+    else:
+        rows = np.arange(n, dtype=np.intp)
+    Z = svd_transform(X64[rows]) if transform else X64[rows]
+    if rows.shape[0] == 1:
+        return HierarchicalTree(rows, np.zeros((0, 2), np.intp), np.zeros(0), n)
+    if model == "EII":
+        from scipy.cluster.hierarchy import linkage
+
+        link = linkage(Z, method="ward")
+        return HierarchicalTree(rows, link[:, :2].astype(np.intp), link[:, 2], n)
+    merges, cost = _agglomerate_vvv(Z, alpha, beta)
+    return HierarchicalTree(rows, merges, cost, n)
+
+
+def hc_partition(
+    X: NDArray[np.floating[Any]],
+    n_components: int,
+    *,
+    model: str = "VVV",
+    subset: int = DEFAULT_SUBSET,
+    rng: np.random.Generator | np.random.RandomState | None = None,
+) -> NDArray[np.intp]:
+    """Labels of the ``n_components``-cluster level of :func:`hc_tree` (-1 for rows
+    outside the subset)."""
+    return hc_tree(X, model=model, subset=subset, rng=rng).labels(n_components)
+
+
+def _agglomerate_vvv(Z: Array, alpha: float, beta: float) -> tuple[NDArray[np.intp], Array]:
+    """Merges (scipy numbering) and their costs under the regularized VVV criterion.
+
+    Clusters live in slots 0..g-1 as in mclust's ``hcVVV``: a union takes the smaller
+    slot of the two and the last slot's cluster moves into the larger one. Among pairs of
+    equal cost (duplicate rows), the pair (i < j) with the largest j, then the largest i,
+    is merged, as mclust does; so ties are broken the same way.
+    """
+    from scipy.spatial.distance import cdist
+
+    m, p = Z.shape
+    # mclust: alpha times traceW(Z / sqrt(n p)), the mean variance per coordinate
+    alpha = max(alpha * float(((Z - Z.mean(axis=0)) ** 2).sum()) / (m * p), np.finfo(float).eps)
+
+    def term(size: Array, det: Array, trace: Array) -> Array:
+        # n_k log(|W_k / n_k| + beta (tr W_k + alpha) / n_k); |W_k| counts for n_k > p only
+        det = np.where(size > p, np.maximum(det, 0.0), 0.0)
+        return np.asarray(size * np.log(det + beta * (trace + alpha) / size))
+
+    size = np.ones(m)
+    means = Z.copy()
+    scatter = np.zeros((m, p, p))
+    trace = np.zeros(m)
+    own = term(size, np.zeros(m), trace)  # log(beta alpha) for a singleton
+    ident = np.arange(m)  # scipy's number of the cluster in each slot
+
+    # singleton pairs: W = d d^T / 2, tr W = |d|^2 / 2, |W / 2| = |d|^2 / 4 when p == 1
+    sq = cdist(Z, Z, "sqeuclidean")
+    cost = beta * (sq / 2.0 + alpha) / 2.0
+    if p == 1:
+        cost += sq / 4.0
+    cost = 2.0 * np.log(cost) - 2.0 * own[0]
+    np.fill_diagonal(cost, np.inf)
+    nearest = np.empty(m, dtype=np.intp)
+    nearest_cost = np.empty(m)
+    for r in range(m):
+        nearest[r], nearest_cost[r] = _nearest(cost[r])
+
+    merges = np.empty((m - 1, 2), dtype=np.intp)
+    costs = np.empty(m - 1)
+    for t in range(m - 1):
+        g = m - t  # slots 0..g-1 are in use
+        low = nearest_cost[:g].min()
+        tied = np.flatnonzero(nearest_cost[:g] == low)
+        pairs = np.sort(np.column_stack([tied, nearest[tied]]), axis=1)
+        i, j = pairs[np.lexsort((pairs[:, 0], pairs[:, 1]))[-1]]
+        merges[t] = sorted((ident[i], ident[j]))
+        costs[t] = cost[i, j]
+        # the union's size, mean and scatter, in slot i
+        ni, nj = size[i], size[j]
+        d = means[j] - means[i]
+        coef = ni * nj / (ni + nj)
+        scatter[i] = scatter[i] + scatter[j] + coef * np.outer(d, d)
+        trace[i] = trace[i] + trace[j] + coef * float(d @ d)
+        means[i] = (ni * means[i] + nj * means[j]) / (ni + nj)
+        size[i] = ni + nj
+        own[i] = cost[i, j] + own[i] + own[j]
+        ident[i] = m + t
+        last = g - 1
+        stale = (nearest[:last] == i) | (nearest[:last] == j) | (nearest[:last] == last)
+        if j != last:  # the last slot's cluster moves into slot j
+            for array in (size, means, scatter, trace, own, ident, nearest, nearest_cost):
+                array[j] = array[last]
+            cost[j, :] = cost[last, :]
+            cost[:, j] = cost[:, last]
+            cost[j, j] = np.inf
+            stale[j] = True
+        cost[last, :] = np.inf
+        cost[:, last] = np.inf
+        nearest_cost[last] = np.inf
+        if last == 1:
+            continue
+        # the cost of merging the union with every other cluster
+        others = np.flatnonzero(np.arange(last) != i)
+        n_other = size[others]
+        joint = size[i] + n_other
+        coef_o = size[i] * n_other / joint
+        diff = means[others] - means[i]
+        joint_trace = trace[i] + trace[others] + coef_o * (diff * diff).sum(axis=1)
+        det = np.zeros(others.size)
+        big = joint > p
+        if big.any():
+            W = (
+                scatter[i]
+                + scatter[others[big]]
+                + coef_o[big, None, None] * (diff[big, :, None] * diff[big, None, :])
+            )
+            det[big] = np.linalg.det(W / joint[big, None, None])
+        row = term(joint, det, joint_trace) - own[i] - own[others]
+        cost[i, others] = row
+        cost[others, i] = row
+        stale[i] = True
+        for s in np.flatnonzero(stale):
+            nearest[s], nearest_cost[s] = _nearest(cost[s, :last])
+        # rows for which the union is now the nearest (ties: the larger slot)
+        fresh = others[~stale[others]]
+        closer = (row[~stale[others]] < nearest_cost[fresh]) | (
+            (row[~stale[others]] == nearest_cost[fresh]) & (i > nearest[fresh])
+        )
+        nearest[fresh[closer]] = i
+        nearest_cost[fresh[closer]] = row[~stale[others]][closer]
+    return merges, costs
+
+
+def _nearest(row: Array) -> tuple[int, float]:
+    """The slot of least cost in ``row`` (ties: the largest slot) and that cost."""
+    low = row.min()
+    return int(np.flatnonzero(row == low)[-1]), float(low)

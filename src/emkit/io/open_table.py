@@ -1,0 +1,342 @@
+"""Tables too large for memory, opened as sources that are read a block of rows at a time.
+
+:func:`open_table` checks what it can without reading the data (the file exists, its
+type, columns and, for ``.npy`` and Parquet, its size and column types), and for text
+files reads it once to count and check every row, so that a bad cell is reported when the
+file is opened, before a fit starts or anything is written. A fit then reads the file
+once per EM pass through :meth:`ChunkedTable.iter_chunks`, holding one block of rows at a
+time: ``.npy`` files are memory-mapped, Parquet files read by row batches (pyarrow), text
+files by pyarrow's streaming CSV reader.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from emkit.exceptions import InputError
+from emkit.io.tables import (
+    _MISSING,
+    Columns,
+    _data_lines,
+    _first_line,
+    _is_number,
+    _sniff_delimiter,
+    resolve_columns,
+)
+
+__all__ = ["ChunkedTable", "open_table"]
+
+# Bytes of float64 rows a block holds: large enough that reading costs little per row,
+# small next to the data (the streaming engine maps a block in cache-sized chunks).
+_BLOCK_BYTES = 8 << 20
+_TEXT_DELIMITERS = {".csv": ",", ".tsv": "\t"}
+
+
+@dataclass(frozen=True, eq=False)
+class ChunkedTable:
+    """A numeric table in a file, read a block of rows at a time (see :func:`open_table`).
+
+    Attributes
+    ----------
+    path : pathlib.Path
+    names : list of str
+        The selected columns' names (``x0``, ``x1``, ... where the file has none).
+    shape : tuple of (int, int)
+        (number of data rows, number of selected columns).
+    block_rows : int
+        Rows per block read (the last block may be shorter; text files' blocks vary).
+    """
+
+    path: Path
+    names: list[str]
+    shape: tuple[int, int]
+    block_rows: int
+    _read: Callable[[int], Iterator[NDArray[np.float64]]]
+
+    ndim = 2
+    itemsize = 8
+    dtype = np.dtype(np.float64)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def iter_chunks(self) -> Iterator[tuple[int, NDArray[np.float64]]]:
+        """(index of the first row, rows as float64 with NaN for a missing cell) for
+        every block of the file, in order."""
+        start = 0
+        for rows in self._read(self.block_rows):
+            if rows.shape[0]:
+                yield start, rows
+                start += rows.shape[0]
+        if start != self.shape[0]:
+            raise InputError(
+                f"Data file {str(self.path)!r} changed while it was read: it had "
+                f"{self.shape[0]} data rows when opened and {start} now. Do not modify a "
+                "file while a fit reads it."
+            )
+
+    def read(self) -> NDArray[np.float64]:
+        """Every row in one array (only for a table that fits in memory)."""
+        X = np.empty(self.shape)
+        for start, rows in self.iter_chunks():
+            X[start : start + rows.shape[0]] = rows
+        return X
+
+    def __repr__(self) -> str:
+        return f"ChunkedTable({str(self.path)!r}, shape={self.shape})"
+
+
+def open_table(
+    path: str | os.PathLike[str],
+    columns: Columns = None,
+    *,
+    block_rows: int | None = None,
+) -> ChunkedTable:
+    """Open a numeric table file as a source that a fit reads a block of rows at a time.
+
+    Every estimator's ``fit``, ``predict``, ``score`` and ``score_samples`` accept the
+    result as ``X``; each EM pass streams the file, so a file larger than memory can be
+    fitted with memory bounded by the block size (plus one value per row for the outputs
+    of ``predict``).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A ``.npy`` (2-D numeric, memory-mapped), ``.parquet`` (needs pyarrow), ``.csv`` or
+        ``.tsv`` file (needs pyarrow; a header line is detected as :func:`read_table`
+        does, cells such as ``NA`` or empty are missing values).
+    columns : sequence of str or int, default=None
+        The columns to keep (names, positions, ranges, exclusions; see
+        :func:`emkit.io.read_table`); ``None`` keeps all.
+    block_rows : int, default=None
+        Rows per block; ``None`` reads about 8 MiB of float64 rows a block.
+
+    Returns
+    -------
+    ChunkedTable
+
+    Raises
+    ------
+    InputError
+        If the file is missing, of an unknown type, truncated or damaged, has a
+        non-numeric column or cell, or a row with another number of fields (naming the
+        file and the line).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> import numpy as np
+    >>> from emkit import GaussianMixture
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "data.npy"
+    >>> rng = np.random.default_rng(0)
+    >>> np.save(path, np.vstack([rng.normal(0, 1, (50, 2)), rng.normal(8, 1, (50, 2))]))
+    >>> table = open_table(path)
+    >>> table.shape
+    (100, 2)
+    >>> gm = GaussianMixture(2, random_state=0).fit(table)
+    >>> np.sort(gm.means_[:, 0]).round().astype(int).tolist()
+    [0, 8]
+    """
+    p = Path(path)
+    where = str(p)
+    if block_rows is not None and (
+        isinstance(block_rows, bool) or not isinstance(block_rows, int) or block_rows < 1
+    ):
+        raise InputError(f"block_rows must be a positive integer or None, got {block_rows!r}.")
+    suffix = p.suffix.lower()
+    if suffix not in (".npy", ".parquet", *_TEXT_DELIMITERS):
+        raise InputError(
+            f"Cannot stream {where!r}: unknown file type {p.suffix or '(no extension)'!r}. "
+            "open_table reads .npy, .parquet, .csv and .tsv files; convert the file, or "
+            "load a small one with emkit.io.read_table."
+        )
+    if not p.is_file():
+        what = "is a directory" if p.is_dir() else "does not exist"
+        raise InputError(f"Data file {where!r} {what}. Check the path.")
+    if suffix == ".npy":
+        names, n_rows, read = _open_npy(p, columns)
+    elif suffix == ".parquet":
+        names, n_rows, read = _open_parquet(p, columns)
+    else:
+        names, n_rows, read = _open_text(p, columns, _TEXT_DELIMITERS[suffix])
+    if n_rows == 0:
+        raise InputError(f"Data file {where!r} has no data rows; pass a file with data.")
+    rows = block_rows or max(1, _BLOCK_BYTES // (8 * max(len(names), 1)))
+    return ChunkedTable(p, names, (n_rows, len(names)), rows, read)
+
+
+_Opened = tuple[list[str], int, Callable[[int], Iterator[NDArray[np.float64]]]]
+
+
+def _open_npy(path: Path, columns: Columns) -> _Opened:
+    where = str(path)
+    try:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    except ValueError as exc:
+        raise InputError(
+            f"Data file {where!r} is not a complete numeric .npy array ({exc}): it may be "
+            "truncated (a copy or download cut short) or hold pickled objects. Write it "
+            "again with numpy.save."
+        ) from exc
+    except OSError as exc:
+        raise InputError(f"Data file {where!r} is not a readable .npy file: {exc}") from exc
+    if arr.dtype.names is not None or arr.dtype.kind not in "biuf" or arr.ndim != 2:
+        raise InputError(
+            f"Data file {where!r} holds an array of dtype {arr.dtype} and shape {arr.shape}; "
+            "open_table streams 2-D numeric arrays of shape (n_samples, n_features)."
+        )
+    names = [f"x{j}" for j in range(arr.shape[1])]
+    indices = resolve_columns(columns, names, where)
+    every = indices == list(range(arr.shape[1]))
+
+    def read(block: int) -> Iterator[NDArray[np.float64]]:
+        for start in range(0, int(arr.shape[0]), block):
+            # mapped for one block only: the file's pages do not stay in this process
+            mapped = np.load(path, mmap_mode="r", allow_pickle=False)
+            rows = mapped[start : start + block]
+            out = np.array(rows if every else rows[:, indices], dtype=np.float64)
+            del rows, mapped
+            yield out
+
+    return [names[j] for j in indices], int(arr.shape[0]), read
+
+
+def _pyarrow(where: str) -> Any:
+    try:
+        import pyarrow
+    except ImportError:
+        raise InputError(
+            f'Streaming {where!r} needs pyarrow: pip install "emkit[parquet]".'
+        ) from None
+    return pyarrow
+
+
+def _as_float(batch: Any) -> NDArray[np.float64]:
+    """A pyarrow record batch of numeric columns as a float64 matrix, nulls as NaN."""
+    X = np.empty((batch.num_rows, batch.num_columns), dtype=np.float64)
+    for j in range(batch.num_columns):
+        column = batch.column(j)
+        X[:, j] = column.to_numpy(zero_copy_only=False)
+    return X
+
+
+def _open_parquet(path: Path, columns: Columns) -> _Opened:
+    where = str(path)
+    pa = _pyarrow(where)
+    import pyarrow.parquet as pq
+
+    try:
+        handle = pq.ParquetFile(path)
+    except Exception as exc:  # pyarrow's own types for damaged or truncated files
+        raise InputError(
+            f"Data file {where!r} is not a readable Parquet file ({exc}); it may be "
+            "truncated or damaged. Write it again."
+        ) from exc
+    schema = handle.schema_arrow
+    names = list(schema.names)
+    indices = resolve_columns(columns, names, where)
+    for j in indices:
+        kind = schema.field(j).type
+        if not (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
+            raise InputError(
+                f"Data file {where!r} has a non-numeric column {names[j]!r} (position {j}, "
+                f"type {kind}). Streaming fits numeric columns: select them with "
+                "columns=... (or --columns) or encode that column as numbers."
+            )
+    selected = [names[j] for j in indices]
+
+    def read(block: int) -> Iterator[NDArray[np.float64]]:
+        start = 0
+        batches = pq.ParquetFile(path).iter_batches(batch_size=block, columns=selected)
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            except Exception as exc:
+                raise InputError(
+                    f"Data file {where!r} could not be read after data row {start}: {exc}. "
+                    "The file may be truncated or damaged; write it again."
+                ) from exc
+            yield _as_float(batch)
+            start += batch.num_rows
+
+    return selected, int(handle.metadata.num_rows), read
+
+
+def _open_text(path: Path, columns: Columns, delimiter: str) -> _Opened:
+    where = str(path)
+    _pyarrow(where)
+    from pyarrow import csv
+
+    first = _first_line(path)
+    if first is None:
+        raise InputError(f"Data file {where!r} is empty; pass a file with data.")
+    fields = first.rstrip("\r\n").split(_sniff_delimiter(first) or delimiter)
+    header = not all(_is_number(f) for f in fields)
+    names = [f.strip() for f in fields] if header else [f"x{j}" for j in range(len(fields))]
+    indices = resolve_columns(columns, names, where)
+    selected = [names[j] for j in indices]
+    # the column names pyarrow sees: unique, whatever the header holds
+    keys = [f"c{j}" for j in range(len(names))]
+    missing = sorted({m for s in _MISSING for m in (s, s.upper(), s.capitalize())})
+    read_options = csv.ReadOptions(
+        column_names=keys, skip_rows=1 if header else 0, block_size=1 << 22
+    )
+    parse = csv.ParseOptions(delimiter=delimiter)
+    convert = csv.ConvertOptions(
+        column_types={keys[j]: "float64" for j in indices},
+        include_columns=[keys[j] for j in indices],
+        null_values=missing,
+        strings_can_be_null=True,
+    )
+
+    def read(block: int) -> Iterator[NDArray[np.float64]]:
+        start = 0
+        try:
+            reader = csv.open_csv(path, read_options, parse, convert)
+            for batch in reader:
+                rows = _as_float(batch)
+                start += rows.shape[0]
+                for first_row in range(0, rows.shape[0], block):
+                    yield rows[first_row : first_row + block]
+        except InputError:
+            raise
+        except Exception as exc:  # pyarrow's parse and conversion errors
+            raise _locate(path, delimiter, header, names, indices) from exc
+
+    n_rows = sum(rows.shape[0] for rows in read(1 << 30))  # checks every row, once
+    return selected, n_rows, read
+
+
+def _locate(
+    path: Path, delimiter: str, header: bool, names: list[str], indices: list[int]
+) -> InputError:
+    """The first row of a text file that does not parse, as a clear error."""
+    where = str(path)
+    lines = _data_lines(path, delimiter)
+    if header:
+        next(lines, None)
+    for row, (line, fields) in enumerate(lines):
+        if len(fields) != len(names):
+            return InputError(
+                f"Data file {where!r} has {len(fields)} fields at line {line} (data row "
+                f"{row + 1}) where its first line has {len(names)}. Every row needs the "
+                "same number of fields: fix that line (a truncated file ends this way)."
+            )
+        for j in indices:
+            if not _is_number(fields[j]):
+                return InputError(
+                    f"Data file {where!r} has a non-numeric value {fields[j]!r} at line "
+                    f"{line} (data row {row + 1}), column {names[j]!r} (position {j}). "
+                    "emkit fits numeric data: encode that column as numbers or drop it "
+                    "(columns=... or --columns)."
+                )
+    return InputError(f"Data file {where!r} could not be read as {delimiter!r}-separated text.")

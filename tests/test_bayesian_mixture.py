@@ -1,0 +1,467 @@
+"""BayesianGaussianMixture: scikit-learn as the oracle, the ELBO's monotonicity, sample
+weights, warm starts, bad input, and the Normal-Wishart's four operations.
+
+scikit-learn's own test module runs on emkit in tests/sklearn_suites/.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+
+import numpy as np
+import pytest
+import sklearn.mixture
+from conftest import blobs
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from scipy import stats
+
+from emkit import BayesianGaussianMixture, InputError, load_model, save_model
+from emkit.families.normal_wishart import GaussianMoments, NormalWishart
+from emkit.families.priors import GaussianPrior
+
+X = blobs(240, 3, 3, seed=5, spread=3.0)
+PRIORS = ["dirichlet_process", "dirichlet_distribution"]
+TYPES = ["full", "tied", "diag", "spherical"]
+
+
+def _both(**kwargs: object) -> tuple[object, BayesianGaussianMixture]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", sklearn.exceptions.ConvergenceWarning)
+        # (a RandomState is consumed by a fit: each estimator gets its own copy)
+        theirs = sklearn.mixture.BayesianGaussianMixture(**copy.deepcopy(kwargs)).fit(X)
+        ours = BayesianGaussianMixture(monotonicity="raise", **copy.deepcopy(kwargs)).fit(X)
+    return theirs, ours
+
+
+@pytest.mark.parametrize("prior_type", PRIORS)
+@pytest.mark.parametrize("covariance_type", TYPES)
+def test_reaches_scikit_learns_elbo_from_the_same_seed(
+    prior_type: str, covariance_type: str
+) -> None:
+    theirs, ours = _both(
+        n_components=5,
+        covariance_type=covariance_type,
+        weight_concentration_prior_type=prior_type,
+        random_state=2,
+        tol=1e-5,
+        max_iter=80,
+    )
+    assert ours.n_iter_ == theirs.n_iter_
+    assert ours.converged_ == theirs.converged_
+    np.testing.assert_allclose(ours.lower_bound_, np.ravel(theirs.lower_bound_)[0], rtol=1e-9)
+    np.testing.assert_allclose(ours.lower_bounds_, np.ravel(theirs.lower_bounds_), rtol=1e-9)
+    for name in (
+        "weights_",
+        "means_",
+        "covariances_",
+        "precisions_",
+        "precisions_cholesky_",
+        "mean_precision_",
+        "degrees_of_freedom_",
+        "mean_prior_",
+        "covariance_prior_",
+    ):
+        np.testing.assert_allclose(
+            getattr(ours, name), getattr(theirs, name), rtol=1e-7, atol=1e-9, err_msg=name
+        )
+    np.testing.assert_allclose(
+        np.ravel(ours.weight_concentration_), np.ravel(theirs.weight_concentration_), rtol=1e-9
+    )
+    np.testing.assert_allclose(ours.score_samples(X), theirs.score_samples(X), rtol=1e-9)
+    np.testing.assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), atol=1e-9)
+    np.testing.assert_array_equal(ours.predict(X), theirs.predict(X))
+
+
+@pytest.mark.parametrize("init_params", ["k-means++", "random", "random_from_data"])
+def test_every_init_and_given_priors_match_scikit_learn(init_params: str) -> None:
+    theirs, ours = _both(
+        n_components=4,
+        init_params=init_params,
+        weight_concentration_prior=0.3,
+        mean_precision_prior=0.5,
+        mean_prior=[0.0, 1.0, -1.0],
+        degrees_of_freedom_prior=4.5,
+        covariance_prior=2.0 * np.eye(3),
+        random_state=np.random.RandomState(4),
+        n_init=2,
+        max_iter=50,
+    )
+    np.testing.assert_allclose(ours.lower_bound_, theirs.lower_bound_, rtol=1e-9)
+    np.testing.assert_allclose(ours.means_, theirs.means_, rtol=1e-7, atol=1e-9)
+
+
+def test_first_posteriors_of_the_four_structures_agree() -> None:
+    """From one start (max_iter=0), the tied scale is the mean of the full ones, the
+    diagonal ones their diagonals and the spherical ones their mean variance."""
+
+    def scale(covariance_type: str) -> np.ndarray:
+        bgm = BayesianGaussianMixture(
+            n_components=4, covariance_type=covariance_type, max_iter=0, random_state=0
+        ).fit(X)
+        dof = np.asarray(bgm.degrees_of_freedom_)
+        return bgm.covariances_ * (
+            dof if dof.ndim == 0 else dof.reshape(-1, *[1] * (bgm.covariances_.ndim - 1))
+        )
+
+    full = scale("full")
+    diag = scale("diag")
+    np.testing.assert_allclose(scale("tied"), full.mean(axis=0), rtol=1e-10)
+    np.testing.assert_allclose(diag, np.diagonal(full, axis1=1, axis2=2), rtol=1e-10)
+    np.testing.assert_allclose(scale("spherical"), diag.mean(axis=1), rtol=1e-10)
+
+
+@pytest.mark.parametrize("prior_type", PRIORS)
+@pytest.mark.parametrize("covariance_type", TYPES)
+def test_the_elbo_never_decreases(prior_type: str, covariance_type: str) -> None:
+    bgm = BayesianGaussianMixture(
+        n_components=6,
+        covariance_type=covariance_type,
+        weight_concentration_prior_type=prior_type,
+        init_params="random",
+        random_state=0,
+        tol=0.0,
+        max_iter=60,
+        monotonicity="raise",  # the driver checks every iteration
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", sklearn.exceptions.ConvergenceWarning)
+        bgm.fit(X)
+    steps = np.diff(bgm.lower_bounds_)
+    assert (steps >= -1e-9 * np.abs(bgm.lower_bounds_[1:])).all()
+    assert steps[0] > 0
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 2**16),
+    n_components=st.integers(1, 5),
+    covariance_type=st.sampled_from(TYPES),
+    prior_type=st.sampled_from(PRIORS),
+    concentration=st.floats(1e-3, 1e3),
+    weighted=st.booleans(),
+)
+def test_the_elbo_never_decreases_property(
+    seed: int,
+    n_components: int,
+    covariance_type: str,
+    prior_type: str,
+    concentration: float,
+    weighted: bool,
+) -> None:
+    rng = np.random.default_rng(seed)
+    data = blobs(60, 2, 3, seed=seed, spread=2.0)
+    w = rng.uniform(0.5, 3.0, len(data)) if weighted else None
+    bgm = BayesianGaussianMixture(
+        n_components=n_components,
+        covariance_type=covariance_type,
+        weight_concentration_prior_type=prior_type,
+        weight_concentration_prior=concentration,
+        init_params="random",
+        random_state=seed,
+        tol=0.0,
+        max_iter=25,
+        monotonicity="raise",
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", sklearn.exceptions.ConvergenceWarning)
+        bgm.fit(data, sample_weight=w)
+    assert np.isfinite(bgm.lower_bounds_).all()
+    np.testing.assert_allclose(bgm.predict_proba(data).sum(axis=1), 1.0, rtol=1e-12)
+
+
+@pytest.mark.parametrize("covariance_type", TYPES)
+def test_integer_weights_are_repeated_rows(covariance_type: str) -> None:
+    counts = np.random.default_rng(1).integers(0, 4, len(X))
+    kwargs = {"n_components": 3, "covariance_type": covariance_type, "random_state": 0}
+    kwargs |= {"init_params": "random_from_data", "max_iter": 0}
+    # the same start: the repeated rows' fitted start, given to both as a warm start
+    start = BayesianGaussianMixture(**kwargs).fit(np.repeat(X, counts, axis=0))
+    repeated = BayesianGaussianMixture(**kwargs).fit(np.repeat(X, counts, axis=0))
+    weighted = BayesianGaussianMixture(**kwargs).fit(X, sample_weight=counts)
+    np.testing.assert_allclose(weighted.mean_prior_, repeated.mean_prior_, rtol=1e-12)
+    np.testing.assert_allclose(weighted.covariance_prior_, repeated.covariance_prior_, rtol=1e-12)
+    for bgm in (repeated, weighted):
+        for name in (
+            "weight_concentration_",
+            "mean_precision_",
+            "means_",
+            "covariances_",
+            "degrees_of_freedom_",
+        ):
+            setattr(bgm, name, getattr(start, name))
+        bgm.set_params(warm_start=True, max_iter=30, tol=0.0, monotonicity="raise")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", sklearn.exceptions.ConvergenceWarning)
+        repeated.fit(np.repeat(X, counts, axis=0))
+        weighted.fit(X, sample_weight=counts)
+    np.testing.assert_allclose(weighted.lower_bounds_, repeated.lower_bounds_, rtol=1e-9)
+    np.testing.assert_allclose(weighted.means_, repeated.means_, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(weighted.covariances_, repeated.covariances_, rtol=1e-8)
+
+
+def test_warm_started_single_iterations_retrace_the_cold_fit() -> None:
+    cold = BayesianGaussianMixture(n_components=4, random_state=0, tol=1e-6).fit(X)
+    assert cold.converged_
+    warm = BayesianGaussianMixture(
+        n_components=4, random_state=0, tol=1e-6, warm_start=True, max_iter=1
+    )
+    bounds = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", sklearn.exceptions.ConvergenceWarning)
+        for _ in range(cold.n_iter_ + 3):
+            warm.fit(X)
+            bounds.append(warm.lower_bound_)
+            if warm.converged_:
+                break
+    assert warm.converged_
+    np.testing.assert_allclose(bounds, cold.lower_bounds_, rtol=1e-10)
+    np.testing.assert_allclose(warm.means_, cold.means_, rtol=1e-10)
+
+
+def test_warm_start_refuses_another_structure() -> None:
+    bgm = BayesianGaussianMixture(n_components=2, warm_start=True, random_state=0).fit(X)
+    bgm.set_params(covariance_type="diag")
+    with pytest.raises(InputError, match="covariance_type"):
+        bgm.fit(X)
+
+
+def test_the_dirichlet_process_switches_off_unneeded_components() -> None:
+    bgm = BayesianGaussianMixture(
+        n_components=10, weight_concentration_prior=1e-3, random_state=0, max_iter=500
+    ).fit(X)
+    assert np.sort(bgm.weights_)[::-1][:3].sum() > 0.98
+    assert len(np.unique(bgm.predict(X))) == 3
+
+
+def test_fit_predict_sample_and_float32() -> None:
+    bgm = BayesianGaussianMixture(n_components=3, random_state=0)
+    labels = bgm.fit_predict(X)
+    np.testing.assert_array_equal(labels, bgm.predict(X))
+    draws, components = bgm.sample(20000)
+    np.testing.assert_allclose(
+        np.bincount(components, minlength=3) / 20000, bgm.weights_, atol=0.02
+    )
+    for k in range(3):
+        np.testing.assert_allclose(draws[components == k].mean(axis=0), bgm.means_[k], atol=0.1)
+    single = BayesianGaussianMixture(n_components=3, random_state=0).fit(X.astype(np.float32))
+    assert single.means_.dtype == np.float32
+    assert single.predict_proba(X.astype(np.float32)).dtype == np.float32
+    np.testing.assert_allclose(single.means_, bgm.means_, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"weight_concentration_prior_type": "dirichlet"}, "weight_concentration_prior_type"),
+        ({"weight_concentration_prior": -1.0}, "'weight_concentration_prior' parameter"),
+        ({"mean_precision_prior": 0.0}, "'mean_precision_prior' parameter"),
+        ({"covariance_type": "banded"}, "covariance_type must be one of"),
+        ({"mean_prior": [0.0, 1.0]}, r"'means' should have the shape of \(3,\)"),
+        ({"degrees_of_freedom_prior": 1.5}, "should be greater than 2, but got 1.500"),
+        ({"covariance_prior": np.eye(2)}, r"'full covariance prior' should have the shape"),
+        ({"covariance_prior": [[1.0, 2.0, 0], [0, 1, 0], [0, 0, 1]]}, "should be symmetric"),
+        ({"covariance_prior": -np.eye(3)}, "positive-definite"),
+        ({"covariance_type": "diag", "covariance_prior": [1.0, -1.0, 1.0]}, "should be positive"),
+        ({"covariance_type": "spherical", "covariance_prior": [1.0]}, "must be a float"),
+        ({"n_components": 0}, "n_components"),
+        ({"monotonicity": "maybe"}, "monotonicity"),
+    ],
+)
+def test_bad_arguments_are_named(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        BayesianGaussianMixture(**kwargs).fit(X)  # type: ignore[arg-type]
+
+
+def test_bad_data_is_named() -> None:
+    bad = X.copy()
+    bad[3, 1] = np.nan
+    with pytest.raises(InputError, match="NaN"):
+        BayesianGaussianMixture().fit(bad)
+    with pytest.raises(InputError, match="at least as many samples as components"):
+        BayesianGaussianMixture(n_components=5).fit(X[:3])
+    with pytest.raises(InputError, match=r"sample_weight sums to 0.5 <= 1"):
+        BayesianGaussianMixture().fit(X, sample_weight=np.full(len(X), 0.5 / len(X)))
+    fitted = BayesianGaussianMixture(n_components=2, random_state=0).fit(X)
+    with pytest.raises(ValueError, match="features"):
+        fitted.predict(X[:, :2])
+
+
+# -- the Normal-Wishart's operations ------------------------------------------------------
+
+
+def _normal_wishart(d: int = 2, seed: int = 0) -> NormalWishart:
+    rng = np.random.default_rng(seed)
+    A = rng.normal(size=(d, d))
+    return NormalWishart(
+        "full",
+        rng.normal(size=(1, d)),
+        np.array([rng.uniform(0.5, 3.0)]),
+        np.array([d + rng.uniform(1.0, 4.0)]),
+        (A @ A.T + np.eye(d))[None],
+    )
+
+
+def _draws(nw: NormalWishart, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(means, precisions) drawn from a one-component full Normal-Wishart."""
+    W = np.linalg.inv(nw.scale[0])
+    lam = stats.wishart(df=nw.dof[0], scale=W).rvs(n, random_state=rng)
+    cov = np.linalg.inv(lam * nw.shrinkage[0])
+    mu = nw.mean[0] + np.einsum("nij,nj->ni", np.linalg.cholesky(cov), rng.standard_normal((n, 2)))
+    return mu, lam
+
+
+def _log_density(nw: NormalWishart, mu: np.ndarray, lam: np.ndarray) -> np.ndarray:
+    """log NW(mu, Lambda): log N(mu | m, (beta Lambda)^-1) + log Wishart(Lambda | W, nu)."""
+    W = np.linalg.inv(nw.scale[0])
+    beta, delta = nw.shrinkage[0], mu - nw.mean[0]
+    normal = (
+        0.5 * mu.shape[1] * np.log(beta / (2 * np.pi))
+        + 0.5 * np.linalg.slogdet(lam)[1]
+        - 0.5 * beta * np.einsum("ni,nij,nj->n", delta, lam, delta)
+    )
+    return normal + stats.wishart(df=nw.dof[0], scale=W).logpdf(lam.T)
+
+
+def test_normal_wishart_kl_is_the_expected_log_ratio() -> None:
+    q, p = _normal_wishart(seed=1), _normal_wishart(seed=2)
+    assert q.kl(q) == pytest.approx(0.0, abs=1e-12)
+    mu, lam = _draws(q, 4000, np.random.default_rng(3))
+    ratio = _log_density(q, mu, lam) - _log_density(p, mu, lam)
+    assert q.kl(p) == pytest.approx(ratio.mean(), abs=4 * ratio.std() / np.sqrt(len(ratio)))
+    assert q.kl(p) > 0
+
+
+def test_normal_wishart_expected_natural_gives_the_expected_log_density() -> None:
+    q = _normal_wishart(seed=4)
+    x = np.array([0.3, -1.2])
+    (lam_mu, lam), expected_a = q.expected_natural()
+    exact = x @ lam_mu[0] - 0.5 * x @ lam[0] @ x - expected_a[0]
+    mu, lams = _draws(q, 4000, np.random.default_rng(5))
+    delta = x - mu
+    # log N(x | mu, Lambda^-1) for each draw
+    logpdf = (
+        -np.log(2 * np.pi)
+        + 0.5 * np.linalg.slogdet(lams)[1]
+        - 0.5 * np.einsum("ni,nij,nj->n", delta, lams, delta)
+    )
+    assert exact == pytest.approx(logpdf.mean(), abs=4 * logpdf.std() / np.sqrt(len(logpdf)))
+
+
+def test_normal_wishart_posterior_is_bayes_rule_and_mode_is_map() -> None:
+    """Updating by one batch equals updating by its two halves (conjugacy), and the mode
+    maximizes the posterior density."""
+    prior = _normal_wishart(seed=6)
+    rows = np.random.default_rng(7).normal(size=(30, 2))
+
+    def moments(part: np.ndarray) -> GaussianMoments:
+        m = part.mean(axis=0)
+        return GaussianMoments(np.array([len(part)]), m[None], np.cov(part.T, bias=True)[None])
+
+    once = prior.posterior(moments(rows))
+    twice = prior.posterior(moments(rows[:12])).posterior(moments(rows[12:]))
+    for a, b in zip(
+        (once.mean, once.shrinkage, once.dof, once.scale),
+        (twice.mean, twice.shrinkage, twice.dof, twice.scale),
+        strict=True,
+    ):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+    mean, cov = once.mode()
+
+    def log_density(m: np.ndarray, c: np.ndarray) -> float:
+        lam = np.linalg.inv(c)
+        # the density of (mu, Sigma): the Wishart's of Lambda times |Sigma|^-(d+1)
+        jac = -(2 + 1) * np.linalg.slogdet(c)[1]
+        return float(_log_density(once, m[None], lam[None])[0] + jac)
+
+    best = log_density(mean[0], cov[0])
+    rng = np.random.default_rng(8)
+    for _ in range(20):
+        step = rng.normal(scale=0.05, size=(2, 2))
+        assert log_density(mean[0] + rng.normal(scale=0.05, size=2), cov[0] + step @ step.T) < best
+
+
+@pytest.mark.parametrize("covariance_type", TYPES)
+def test_gaussian_prior_is_the_one_component_normal_wishart(covariance_type: str) -> None:
+    """GaussianPrior's posterior, mode, expected_natural and kl are the Normal-Wishart's
+    (the objects BayesianGaussianMixture updates)."""
+    prior = GaussianPrior(mean=[0.5, -1.0], shrinkage=0.7, dof=3.5, scale=[[2.0, 0.3], [0.3, 1.0]])
+    other = GaussianPrior(mean=[0.0, 0.0], shrinkage=1.0, dof=4.0, scale=[1.5, 0.5])
+    nw = prior.normal_wishart(covariance_type)
+    assert prior.kl(prior, covariance_type) == pytest.approx(0.0, abs=1e-12)
+    assert prior.kl(other, covariance_type) == pytest.approx(
+        nw.kl(other.normal_wishart(covariance_type))
+    )
+    assert prior.kl(other, covariance_type) > 0
+    np.testing.assert_allclose(prior.mode(covariance_type)[1], nw.mode()[1])
+    np.testing.assert_allclose(prior.expected_natural(covariance_type)[1], nw.expected_natural()[1])
+    # the structures' posteriors from one partition: tied is the mean of the full scales,
+    # diag their diagonals, spherical the diagonals' means
+    labels = np.arange(len(X)) % 3
+    rows = [X[labels == k, :2] for k in range(3)]
+    counts = np.array([float(len(r)) for r in rows])
+    means = np.array([r.mean(axis=0) for r in rows])
+    full_cov = np.array([np.cov(r.T, bias=True) for r in rows])
+    cov = {
+        "full": full_cov,
+        "tied": np.einsum("k,kij->ij", counts, full_cov) / counts.sum(),
+        "diag": np.diagonal(full_cov, axis1=1, axis2=2),
+        "spherical": np.diagonal(full_cov, axis1=1, axis2=2).mean(axis=1),
+    }[covariance_type]
+    post = prior.posterior(GaussianMoments(counts, means, cov), covariance_type)
+    full = prior.posterior(GaussianMoments(counts, means, full_cov), "full").scale
+    diag = np.diagonal(full, axis1=1, axis2=2)
+    expected = {
+        "full": full,
+        "tied": full.mean(axis=0),
+        "diag": diag,
+        "spherical": diag.mean(axis=1),
+    }[covariance_type]
+    np.testing.assert_allclose(post.scale, expected, rtol=1e-12)
+    np.testing.assert_allclose(
+        post.mean,
+        (0.7 * np.asarray(prior.mean) + counts[:, None] * means) / (0.7 + counts[:, None]),
+    )
+
+
+def test_gaussian_prior_needs_its_fields_to_update() -> None:
+    with pytest.raises(InputError, match="GaussianPrior dof, scale must be given"):
+        GaussianPrior(mean=[0.0, 0.0]).normal_wishart()
+    with pytest.raises(InputError, match="shrinkage must be > 0 for a Normal-Wishart"):
+        GaussianPrior(mean=[0.0], shrinkage=0.0, dof=2.0, scale=1.0).normal_wishart()
+    with pytest.raises(InputError, match=r"scale must be \(2, 2\)"):
+        GaussianPrior(mean=[0.0, 0.0], dof=2.0, scale=np.eye(3)).normal_wishart()
+    prior = GaussianPrior(mean=[0.0], shrinkage=1.0, dof=2.0, scale=1.0)
+    with pytest.raises(InputError, match="same covariance_type"):
+        prior.normal_wishart("full").kl(prior.normal_wishart("diag"))
+
+
+@pytest.mark.parametrize("prior_type", PRIORS)
+@pytest.mark.parametrize("covariance_type", TYPES)
+def test_model_files_round_trip(prior_type: str, covariance_type: str, tmp_path) -> None:
+    bgm = BayesianGaussianMixture(
+        n_components=3,
+        covariance_type=covariance_type,
+        weight_concentration_prior_type=prior_type,
+        random_state=0,
+    ).fit(X)
+    loaded = load_model(save_model(bgm, tmp_path / "bgm.npz"))
+    assert type(loaded) is BayesianGaussianMixture
+    np.testing.assert_array_equal(loaded.score_samples(X), bgm.score_samples(X))
+    np.testing.assert_array_equal(loaded.predict_proba(X), bgm.predict_proba(X))
+    np.testing.assert_array_equal(loaded.weight_concentration_, bgm.weight_concentration_)
+    assert loaded.lower_bound_ == bgm.lower_bound_
+    # a warm start continues from the loaded posteriors
+    loaded.set_params(warm_start=True, max_iter=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", sklearn.exceptions.ConvergenceWarning)
+        loaded.fit(X)
+    assert loaded.lower_bound_ >= bgm.lower_bound_ - 1e-9 * abs(bgm.lower_bound_)
+
+
+def test_a_damaged_model_file_is_refused(tmp_path) -> None:
+    bgm = BayesianGaussianMixture(n_components=2, random_state=0).fit(X)
+    bgm.mean_precision_ = -bgm.mean_precision_
+    with pytest.raises(InputError, match="mean_precision_"):
+        save_model(bgm, tmp_path / "bgm.npz")

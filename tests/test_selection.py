@@ -1,0 +1,184 @@
+"""ModelBasedClustering: the grid of Gaussian mixtures and the choice by BIC / ICL."""
+
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from emkit import GaussianMixture, ModelBasedClustering
+from emkit.estimators.selection import RESULT_KEYS, all_covariance_types
+from emkit.exceptions import InputError
+from emkit.families.covariance import covariance_types
+from emkit.io import load_faithful
+
+DATA = Path(__file__).parent / "data"
+
+
+def _load(name: str) -> np.ndarray:
+    if name == "faithful":
+        return load_faithful()[0]
+    return np.loadtxt(DATA / f"{name}.csv", delimiter=",", skiprows=1)
+
+
+def _mclust_bic(name: str) -> dict[tuple[int, str], float]:
+    # made by tests/data/make_mclust_bic.R with mclust 6.0.0 (mclust's sign: higher is better)
+    # (an empty cell: a model mclust could not fit)
+    with open(DATA / "mclust_bic.csv", newline="") as fh:
+        table = {
+            (int(r["G"]), r["covariance_type"]): float(r["bic"] or "nan")
+            for r in csv.DictReader(fh)
+            if r["data"] == name
+        }
+    for alias, model in SKLEARN_NAMES.items():
+        table.update({(k, alias): bic for (k, m), bic in list(table.items()) if m == model})
+    return table
+
+
+SKLEARN_NAMES = {"spherical": "VII", "diag": "VVI", "tied": "EEE", "full": "VVV"}
+
+
+@pytest.mark.parametrize(
+    ("name", "sizes", "best"),
+    [
+        ("faithful", range(1, 10), (3, "EEE")),  # mclust's best: EEE,3
+        ("iris", range(1, 5), (2, "VEV")),  # mclust's best: VEV,2
+        ("diabetes", range(1, 6), (3, "VVV")),  # mclust's best: VVV,3
+    ],
+)
+def test_bic_table_and_choice_agree_with_mclust(
+    name: str, sizes: range, best: tuple[int, str]
+) -> None:
+    X = _load(name)
+    mbc = ModelBasedClustering(n_components=sizes).fit(X)
+    reference = _mclust_bic(name)
+    results = mbc.results_
+    assert len(results["bic"]) == len(sizes) * len(all_covariance_types())
+    for k, kind, bic in zip(
+        results["n_components"], results["covariance_type"], results["bic"], strict=True
+    ):
+        # the same optimum as mclust's EM from the same start, or a better one (a cell
+        # mclust could not fit may be fitted here, or be missing too)
+        expected = reference[(int(k), kind)]
+        if np.isfinite(expected):
+            assert bic >= expected - 1e-3, (k, kind)
+    assert (mbc.n_components_, mbc.covariance_type_) == best
+
+
+def test_results_table_conventions() -> None:
+    X = _load("faithful")
+    mbc = ModelBasedClustering(n_components=[1, 2, 3], covariance_types=["full", "tied"])
+    mbc.fit(X)
+    results = mbc.results_
+    assert tuple(results) == RESULT_KEYS
+    pd = pytest.importorskip("pandas")
+    table = pd.DataFrame(results)
+    assert table.shape == (6, len(RESULT_KEYS))
+    assert list(table["covariance_type"]) == ["full"] * 3 + ["tied"] * 3
+    i = mbc.best_index_
+    model = mbc.best_estimator_
+    n = len(X)
+    # mclust's BIC (higher is better) is minus scikit-learn's (lower is better)
+    assert results["bic"][i] == pytest.approx(-model.bic(X))
+    assert mbc.bic(X) == pytest.approx(model.bic(X))
+    assert results["log_likelihood"][i] == pytest.approx(model.score(X) * n)
+    # full on 2 columns: 1 component, 2 means + 3 covariance entries; 3 components,
+    # 2 weights + 6 means + 9 covariance entries
+    assert results["n_parameters"][0] == 5 and results["n_parameters"][2] == 17
+    proba = model.predict_proba(X)
+    icl = results["bic"][i] + 2 * np.log(proba.max(axis=1)).sum()
+    assert results["icl"][i] == pytest.approx(icl)
+    assert np.all(results["icl"] <= results["bic"] + 1e-9)
+    assert results["reason"] == [""] * 6 and results["converged"].all()
+
+
+def test_delegates_to_the_kept_model() -> None:
+    X = _load("faithful")
+    mbc = ModelBasedClustering(n_components=[2, 3], covariance_types="full", random_state=0)
+    mbc.fit(X)
+    model = mbc.best_estimator_
+    assert isinstance(model, GaussianMixture)
+    assert mbc.n_components_ == model.n_components == len(model.weights_)
+    np.testing.assert_array_equal(mbc.predict(X), model.predict(X))
+    np.testing.assert_array_equal(mbc.labels_, model.predict(X))
+    np.testing.assert_allclose(mbc.predict_proba(X), model.predict_proba(X))
+    np.testing.assert_allclose(mbc.uncertainty_, 1 - model.predict_proba(X).max(axis=1))
+    assert mbc.score(X) == model.score(X)
+    np.testing.assert_allclose(mbc.score_samples(X), model.score_samples(X))
+    assert mbc.aic(X) == model.aic(X)
+    sample, labels = mbc.sample(50)
+    assert sample.shape == (50, 2) and labels.max() < mbc.n_components_
+    np.testing.assert_array_equal(mbc.fit_predict(X), mbc.labels_)
+
+
+def test_icl_criterion_keeps_the_best_icl() -> None:
+    X = _load("faithful")
+    mbc = ModelBasedClustering(n_components=range(1, 5), covariance_types="tied")
+    mbc.fit(X)
+    by_icl = ModelBasedClustering(range(1, 5), covariance_types="tied", criterion="icl").fit(X)
+    assert by_icl.best_index_ == int(np.argmax(by_icl.results_["icl"]))
+    np.testing.assert_allclose(by_icl.results_["icl"], mbc.results_["icl"])
+    # faithful's third component overlaps the others: BIC keeps it, ICL does not
+    assert (mbc.n_components_, by_icl.n_components_) == (3, 2)
+
+
+def test_a_collapsed_cell_is_missing_and_never_chosen() -> None:
+    rng = np.random.default_rng(0)
+    # six copies of one point: a component on them has a singular covariance
+    X = np.vstack([rng.normal(0, 1, (60, 2)), rng.normal(8, 1, (60, 2)), np.full((6, 2), 30.0)])
+    mbc = ModelBasedClustering(n_components=[2, 3], covariance_types=["full", "spherical"])
+    mbc.fit(X)
+    results = mbc.results_
+    full3 = results["covariance_type"].index("full") + 1
+    assert results["n_components"][full3] == 3
+    assert np.isnan(results["bic"][full3]) and np.isnan(results["icl"][full3])
+    assert "collapsed" in results["reason"][full3]
+    assert np.isfinite(results["log_likelihood"][full3])  # known, but not comparable
+    assert results["reason"][mbc.best_index_] == ""
+    assert not mbc.best_estimator_.trace_.degenerate.any()
+
+
+def test_more_components_than_rows() -> None:
+    X = _load("faithful")[:5]
+    mbc = ModelBasedClustering(n_components=[1, 2, 6], covariance_types="spherical").fit(X)
+    assert mbc.results_["reason"][2] == "more components than the 5 rows"
+    assert np.isnan(mbc.results_["bic"][2])
+    with pytest.raises(InputError, match=r"X has 5 rows, fewer than every n_components .*\(6, 7\)"):
+        ModelBasedClustering(n_components=[6, 7]).fit(X)
+
+
+def test_bad_arguments_are_refused() -> None:
+    X = _load("faithful")
+    allowed = re.escape(", ".join(map(repr, covariance_types())))
+    with pytest.raises(
+        InputError,
+        match=f"has 'XYZ', which is not a covariance type: choose from {allowed}, or 'all'",
+    ):
+        ModelBasedClustering(covariance_types=["full", "XYZ"]).fit(X)
+    with pytest.raises(InputError, match="criterion must be one of 'bic', 'icl', got 'aic'"):
+        ModelBasedClustering(criterion="aic").fit(X)
+    with pytest.raises(InputError, match="n_components must be an integer >= 1, got 0"):
+        ModelBasedClustering(n_components=[0, 1]).fit(X)
+    with pytest.raises(InputError, match=r"n_components is empty; pass numbers of components"):
+        ModelBasedClustering(n_components=[]).fit(X)
+    with pytest.raises(InputError, match=r"reg_covar must be a finite number >= 0.0, got -1.0"):
+        ModelBasedClustering(reg_covar=-1.0).fit(X)
+
+
+def test_threads_give_the_sequential_results() -> None:
+    X = _load("iris")
+    grid = {"n_components": [1, 2, 3], "covariance_types": ["diag", "full"]}
+    one = ModelBasedClustering(**grid).fit(X).results_
+    two = ModelBasedClustering(**grid, n_jobs=2).fit(X).results_
+    np.testing.assert_allclose(one["bic"], two["bic"])
+
+
+def test_missing_values_are_fitted() -> None:
+    X = _load("iris").copy()
+    X[::11, 1] = np.nan
+    mbc = ModelBasedClustering(n_components=[2, 3], covariance_types="full").fit(X)
+    assert np.isfinite(mbc.results_["bic"]).all()
+    assert np.isfinite(mbc.predict_proba(X)).all()
