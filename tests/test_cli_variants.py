@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from emkit import GaussianMixture, MixtureModel
+from emkit import GaussianMixture, MixtureModel, ModelBasedClustering
 from emkit.cli import main
 from emkit.io import load_model
 
@@ -42,6 +42,9 @@ def counts_csv(tmp_path: Path) -> Path:
     return path
 
 
+CELL = ("init_params", "tol", "max_iter")
+
+
 def _fit(data: Path, out: Path, *extra: str) -> int:
     return main(["fit", str(data), "--components", "2", "--out", str(out), "--no-plot", *extra])
 
@@ -62,8 +65,10 @@ def test_gaussian_variants_are_the_python_fit(blobs_csv, tmp_path, e_step, accel
     assert _fit(blobs_csv, tmp_path / "out", *extra) == 0
     model = load_model(tmp_path / "out" / "model.npz")
     assert (model.e_step, model.accelerate) == (e_step, accelerate)
+    # the CLI's Gaussian candidates are ModelBasedClustering's cells (its start, tol, max_iter)
+    cell = {k: v for k, v in ModelBasedClustering().get_params().items() if k in CELL}
     same = GaussianMixture(
-        2, covariance_type="full", e_step=e_step, accelerate=accelerate, random_state=0
+        2, covariance_type="full", e_step=e_step, accelerate=accelerate, random_state=0, **cell
     ).fit(_blobs())
     np.testing.assert_array_equal(model.means_, same.means_)
     np.testing.assert_array_equal(model.n_iter_, same.n_iter_)

@@ -794,11 +794,15 @@ def _gaussian_block(family: Any) -> Any:
 
 
 def _gaussian_mixture(k: int, covariance: str, options: _FitOptions) -> GaussianMixture:
+    """One of the cells :class:`ModelBasedClustering` fits (its start, tolerance and
+    iteration limit where the command line leaves them unset), fitted on its own."""
+    cell = ("init_params", "tol", "max_iter")
+    defaults = {k: v for k, v in ModelBasedClustering().get_params().items() if k in cell}
     return GaussianMixture(
         n_components=k,
         covariance_type=covariance,
         reg_covar=options.reg_covar,
-        **options.estimator_options(),
+        **{**defaults, **options.estimator_options()},
     )
 
 

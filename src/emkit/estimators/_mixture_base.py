@@ -206,6 +206,64 @@ class FamilyMixture(FittedMixture):
     def _check_parameters(self) -> None:
         raise NotImplementedError
 
+    def _run_plan(
+        self,
+        X: Any,
+        y: Any,
+        sample_weight: Any,
+        *,
+        warm: bool,
+        start_objective: float = -np.inf,
+        checkpoint: Any = None,
+    ) -> tuple[FitPlan, Any]:
+        """``fit``'s work: plan the fit (:meth:`_plan`) and run EM on it, the plain step or
+        the Monte-Carlo one its ``e_step`` asks for; (the plan, the EM result).
+        ``start_objective`` and ``checkpoint`` are :func:`fit_em_restarts`'s."""
+        from emkit.estimators._rows import fit_checkpoint
+        from emkit.inference.em import fit_em_restarts
+        from emkit.inference.monte_carlo import monte_carlo_plan
+
+        est: Any = self
+        with (
+            fit_engine(est) as engine,
+            verbose_logging(est.verbose),
+        ):
+            plan = self._plan(X, y, sample_weight, engine, warm=warm)
+            # (the warm start's E-step in plan.initialize reads the rows without their
+            # positions, which only the Monte-Carlo E-step needs)
+            data, step = monte_carlo_plan(
+                plan.model,
+                plan.data,
+                engine,
+                random_state=est.random_state,
+                tol=float(est.tol),
+                accelerate=est.accelerate,
+                monotonicity=est.monotonicity,
+            )
+            result = fit_em_restarts(
+                plan.model,
+                engine,
+                data,
+                plan.initialize,
+                n_init=1 if warm else est.n_init,
+                rng=plan.rng,
+                tol=float(est.tol),
+                max_iter=int(est.max_iter),
+                monotonicity=est.monotonicity,
+                accelerate=est.accelerate,
+                dtype=plan.dtype,
+                callback=progress_callback(est),
+                on_start=(lambda i: logger.info("Initialization %d", i)) if est.verbose else None,
+                start_objective=start_objective,
+                step=step,
+                checkpoint=(
+                    None
+                    if checkpoint is None
+                    else fit_checkpoint(est, checkpoint, plan.data.rows.shape)
+                ),
+            )
+        return plan, result
+
     def _online_start(self) -> tuple[Any, Any]:
         """(model, parameters) to continue from the fitted attributes, rows with missing
         values accepted (a later batch may have them)."""

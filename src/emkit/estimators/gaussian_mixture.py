@@ -31,17 +31,13 @@ from emkit.estimators._mixture_base import (
     check_labels,
     fit_engine,
     initial_statistics,
-    logger,
     order_by_pattern,
-    progress_callback,
-    verbose_logging,
 )
 from emkit.estimators._rows import (
     bind_gaussian,
     check_streamed,
     column_summary,
     filler,
-    fit_checkpoint,
     initial_statistics_bounded,
     is_streamed,
 )
@@ -54,9 +50,8 @@ from emkit.families.gaussian import (
     centred_scale,
     covariance_structure,
 )
-from emkit.inference.em import EMTrace, fit_em_restarts
+from emkit.inference.em import EMTrace
 from emkit.inference.init import RandomSource, init_random_source, initial_responsibilities
-from emkit.inference.monte_carlo import monte_carlo_plan
 from emkit.models.mixing import assignment
 from emkit.models.mixture import Mixture, MixtureParams
 
@@ -341,40 +336,16 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
         """
         self._check_parameters()
         warm = self.warm_start and hasattr(self, "weights_")
-        with (
-            fit_engine(self) as engine,
-            verbose_logging(self.verbose),
-        ):
-            plan = self._plan(X, y, sample_weight, engine, warm=warm)
-            data, step = monte_carlo_plan(
-                plan.model,
-                plan.data,
-                engine,
-                random_state=self.random_state,
-                tol=float(self.tol),
-                accelerate=self.accelerate,
-                monotonicity=self.monotonicity,
-            )
-            result = fit_em_restarts(
-                plan.model,
-                engine,
-                data,
-                plan.initialize,
-                n_init=1 if warm else self.n_init,
-                rng=plan.rng,
-                tol=float(self.tol),
-                max_iter=int(self.max_iter),
-                monotonicity=self.monotonicity,
-                accelerate=self.accelerate,
-                dtype=plan.dtype,
-                callback=progress_callback(self),
-                on_start=(lambda i: logger.info("Initialization %d", i)) if self.verbose else None,
-                # a warm start continues the previous fit's trace, so that repeated calls
-                # with a small max_iter converge
-                start_objective=self.lower_bound_ if warm else -np.inf,
-                step=step,
-                checkpoint=fit_checkpoint(self, checkpoint, plan.data.rows.shape),
-            )
+        plan, result = self._run_plan(
+            X,
+            y,
+            sample_weight,
+            warm=warm,
+            # a warm start continues the previous fit's trace, so that repeated calls
+            # with a small max_iter converge
+            start_objective=self.lower_bound_ if warm else -np.inf,
+            checkpoint=checkpoint,
+        )
         family = plan.model.family
         assert isinstance(family, GaussianFamily)
         rows = plan.data.rows

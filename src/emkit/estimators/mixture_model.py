@@ -39,16 +39,13 @@ from emkit.estimators._mixture_base import (
     initial_statistics,
     logger,
     order_by_pattern,
-    progress_callback,
-    verbose_logging,
 )
 from emkit.exceptions import DegenerateComponentWarning, InputError, InputTypeError
 from emkit.families import Bernoulli, Categorical, Gaussian, Multinomial, Poisson, Product
 from emkit.families._base import check_family
 from emkit.families.variational import point_params, variational
-from emkit.inference.em import EMTrace, fit_em, fit_em_restarts
+from emkit.inference.em import EMTrace, fit_em
 from emkit.inference.init import INIT_METHODS, initial_responsibilities
-from emkit.inference.monte_carlo import monte_carlo_plan
 from emkit.models.mixing import (
     EXACT,
     Exact,
@@ -495,40 +492,15 @@ default='exact'
         warm = self.warm_start and hasattr(self, "params_")
         # (a loaded model was fitted with its own e_step)
         same_objective = getattr(self, "_fitted_e_step", self.e_step) == self.e_step
-        with (
-            fit_engine(self) as engine,
-            verbose_logging(self.verbose),
-        ):
-            plan = self._plan(X, y, sample_weight, engine, warm=warm)
-            # (the warm start's E-step in plan.initialize reads the rows without their
-            # positions, which only the Monte-Carlo E-step needs)
-            data, step = monte_carlo_plan(
-                plan.model,
-                plan.data,
-                engine,
-                random_state=self.random_state,
-                tol=float(self.tol),
-                accelerate=self.accelerate,
-                monotonicity=self.monotonicity,
-            )
-            result = fit_em_restarts(
-                plan.model,
-                engine,
-                data,
-                plan.initialize,
-                n_init=1 if warm else self.n_init,
-                rng=plan.rng,
-                # a warm start continues the previous trace (convergence across calls),
-                # when it measured the same objective (the same E-step)
-                start_objective=self.lower_bound_ if warm and same_objective else -np.inf,
-                tol=float(self.tol),
-                max_iter=int(self.max_iter),
-                monotonicity=self.monotonicity,
-                accelerate=self.accelerate,
-                dtype=plan.dtype,
-                callback=progress_callback(self),
-                step=step,
-            )
+        # a warm start continues the previous trace (convergence across calls), when it
+        # measured the same objective (the same E-step)
+        plan, result = self._run_plan(
+            X,
+            y,
+            sample_weight,
+            warm=warm,
+            start_objective=self.lower_bound_ if warm and same_objective else -np.inf,
+        )
         model = plan.model
         self._set_model(model)
         family = plan.family
