@@ -236,7 +236,10 @@ def test_verbose_shows_iterations_and_rate(
     assert _fit(mixed_csv, tmp_path / "o", "--components", "2", "--verbose") == 0
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.startswith("2 components, full: ")]
-    assert re.search(r"iteration 1, objective -?\d.*, [\d,]+ rows/s", lines[1])
+    # (after the lines that announce the family and the initialization)
+    assert lines[0].startswith("2 components, full: Family: Product(")
+    assert lines[1] == "2 components, full: Initialization 0"
+    assert re.search(r"iteration 1, objective -?\d.*, [\d,]+ rows/s", lines[2])
     assert any("iteration 3," in line for line in lines)
     # the library logged through the CLI's handler only, and it is gone
     assert logging.getLogger("emkit").handlers == []

@@ -359,8 +359,8 @@ class _Variational:
 
     objective_is_bound = True
 
-    def expectation(self, params: int) -> Callable[[np.ndarray], np.ndarray]:
-        return lambda X: np.zeros(1)
+    def expectation(self, params: int) -> Callable[..., np.ndarray]:
+        return lambda X, weights: np.zeros(1)  # (an engine passes the rows and weights)
 
     def m_step(self, params: int, stats: object) -> int:
         return params + 1
@@ -376,7 +376,7 @@ def test_a_variational_model_records_its_elbo_as_the_bound() -> None:
     from emkit.engines import InMemoryEngine
     from emkit.inference import fit_em
 
-    result = fit_em(_Variational(), InMemoryEngine(), (np.zeros((4, 1)),), 0, tol=0.0, max_iter=4)
+    result = fit_em(_Variational(), InMemoryEngine(), np.zeros((4, 1)), 0, tol=0.0, max_iter=4)
     np.testing.assert_array_equal(result.trace.bound, result.trace.objective)
 
 

@@ -4,10 +4,15 @@ weights, missing entries left out exactly, and the combinations that are refused
 
 from __future__ import annotations
 
+import json
+import warnings
+from typing import Any
+
 import numpy as np
 import pytest
 from scipy import stats
 from scipy.special import digamma, gammaln, logsumexp
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import adjusted_rand_score
 
 from emkit import (
@@ -16,8 +21,10 @@ from emkit import (
     GaussianMixture,
     MixtureModel,
     PoissonMixture,
+    load_model,
+    save_model,
 )
-from emkit.exceptions import InputError
+from emkit.exceptions import InputError, ModelFileError
 from emkit.families import (
     Bernoulli,
     Beta,
@@ -239,7 +246,6 @@ def test_a_proper_prior_is_required_where_none_means_an_improper_one():
     ("options", "match"),
     [
         ({"accelerate": "squarem"}, "does not take accelerate='squarem'"),
-        ({"warm_start": True}, "does not take warm_start=True"),
         ({"fixed": {"weights": [0.5, 0.5]}}, "does not take fixed="),
         ({"weight_concentration": 2.0}, "the weights' prior is weight_concentration_prior"),
         ({"weight_concentration_prior": 0.0}, "weight_concentration_prior must be > 0"),
@@ -263,14 +269,217 @@ def test_refused_elsewhere_and_never_silently_ignored():
         GaussianMixture(2, e_step="variational").fit(X)
 
 
-def test_a_variational_fit_is_not_saved_silently_without_its_posteriors(tmp_path):
-    from emkit.io import save_model
+def _variational_fits() -> dict[str, tuple[Any, np.ndarray]]:
+    """A variational fit of each family with a conjugate prior, and a Product of them."""
+    X = _two_poisson_clusters(60)
+    binary = (X > 4).astype(float)
+    codes = np.minimum(X, 4.0)
+    both = np.column_stack([X[:, :1], binary[:, 1:]])
+    product = Product(
+        {
+            "counts": ([0], Poisson(prior=GammaPrior(2.0, 0.5))),
+            "flags": ([1], Bernoulli(prior=BetaPrior(2.0, 2.0))),
+        }
+    )
+    options = {"e_step": "variational", "random_state": 0}
+    return {
+        "poisson": (PoissonMixture(2, prior="auto", **options), X),
+        "bernoulli": (BernoulliMixture(2, prior="auto", **options), binary),
+        "categorical": (CategoricalMixture(2, prior="auto", **options), codes),
+        "product": (MixtureModel(product, 2, weight_concentration_prior=0.3, **options), both),
+    }
 
-    model = PoissonMixture(2, prior="auto", e_step="variational", random_state=0)
-    model.fit(_two_poisson_clusters(30))
-    with pytest.raises(InputError, match="do not store a variational fit's posteriors"):
-        save_model(model, tmp_path / "model.npz")
-    assert not (tmp_path / "model.npz").exists()
+
+def _posterior_state(posteriors: Any) -> list[tuple[str, Any]]:
+    blocks = posteriors.items() if isinstance(posteriors, dict) else [("", posteriors)]
+    return [(f"{name}.{k}", v) for name, post in blocks for k, v in sorted(vars(post).items())]
+
+
+@pytest.mark.parametrize("case", ["poisson", "bernoulli", "categorical", "product"])
+def test_a_saved_variational_fit_predicts_exactly_and_keeps_its_posteriors(case, tmp_path):
+    model, X = _variational_fits()[case]
+    model.fit(X)
+    loaded = load_model(save_model(model, tmp_path / "model.npz"))
+    assert type(loaded) is type(model) and loaded.get_params().keys() == model.get_params().keys()
+    np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
+    np.testing.assert_array_equal(loaded.score_samples(X), model.score_samples(X))
+    np.testing.assert_array_equal(loaded.sample(7)[0], model.sample(7)[0])
+    np.testing.assert_array_equal(loaded.weight_concentration_, model.weight_concentration_)
+    assert loaded.weight_concentration_prior_ == model.weight_concentration_prior_
+    got, expected = _posterior_state(loaded.posteriors_), _posterior_state(model.posteriors_)
+    assert [k for k, _ in got] == [k for k, _ in expected]
+    for (key, a), (_, b) in zip(got, expected, strict=True):
+        assert type(a) is type(b), key
+        if b is not None:
+            np.testing.assert_array_equal(a, b, err_msg=key)
+
+
+def _rewritten(path, change) -> None:
+    """The model file at ``path`` with ``change(metadata, arrays)`` applied."""
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files}
+    metadata = json.loads(str(arrays.pop("metadata.json")[()]))
+    change(metadata, arrays)
+    with path.open("wb") as fh:
+        np.savez(fh, **arrays, **{"metadata.json": np.array(json.dumps(metadata))})
+
+
+def _scaled(key: str, factor: float):
+    def change(metadata, arrays):
+        arrays[key] = arrays[key] * factor
+
+    return change
+
+
+def _first_scaled(key: str, factor: float):
+    def change(metadata, arrays):
+        arrays[key] = arrays[key].copy()
+        arrays[key][0] *= factor
+
+    return change
+
+
+def _dropped(name: str):
+    def change(metadata, arrays):
+        del metadata["attributes"][name]
+
+    return change
+
+
+def _retyped(metadata, arrays):
+    metadata["params"]["e_step"] = "exact"
+
+
+@pytest.mark.parametrize(
+    ("case", "change", "match"),
+    [
+        (
+            "poisson",
+            _scaled("attr.posteriors_.shape", 1.5),
+            r"the attribute posteriors_\.shape must be 1 \+ _excess",
+        ),
+        (
+            "poisson",
+            _scaled("attr.posteriors_.rate", 1.5),
+            r"the attribute posteriors_ must give params_\.components\.rates as its posterior",
+        ),
+        (
+            "poisson",
+            _scaled("attr.posteriors_.rate", -1.0),
+            r"the attribute posteriors_\.rate must be finite and > 0, got -",
+        ),
+        (
+            "bernoulli",
+            _scaled("attr.posteriors_._excess_b", 2.0),
+            r"the attribute posteriors_\.b must be 1 \+ _excess_b",
+        ),
+        (
+            "categorical",
+            _scaled("attr.posteriors_._offsets", 2),
+            r"the attribute posteriors_\._offsets must be the family's category offsets",
+        ),
+        (
+            "product",
+            _scaled("attr.posteriors_.1.a", 1.0 + 1e-6),
+            r"the attribute posteriors_\['flags'\]\.a must be 1 \+ _excess_a",
+        ),
+        (
+            "product",
+            _first_scaled("attr.weight_concentration_", 3.0),
+            r"the attribute weight_concentration_ must give params_\.weights as its mean",
+        ),
+        (
+            "product",
+            _first_scaled("attr.weight_concentration_", 1e-9),
+            r"the attribute weight_concentration_ must be alpha_0 \+ N_k >= alpha_0 = 0\.3",
+        ),
+        (
+            "poisson",
+            _dropped("posteriors_"),
+            r"the attribute posteriors_ is missing \(e_step='variational' stores it\)",
+        ),
+        (
+            "poisson",
+            _retyped,
+            r"the attribute posteriors_ is a variational fit's, but e_step is 'exact'",
+        ),
+    ],
+)
+def test_a_tampered_posterior_is_refused_naming_the_entry(case, change, match, tmp_path):
+    model, X = _variational_fits()[case]
+    path = save_model(model.fit(X), tmp_path / "model.npz")
+    _rewritten(path, change)
+    with pytest.raises(ModelFileError, match=match) as info:
+        load_model(path)
+    assert str(path) in str(info.value)
+
+
+def test_warm_started_single_iterations_retrace_the_cold_elbo():
+    """As GaussianMixture's warm start: max_iter=1 refits continue one ELBO trace from the
+    fitted posteriors and converge at the cold fit's iteration, to its posteriors."""
+    X = _two_poisson_clusters(80)
+    options = {"prior": "auto", "e_step": "variational", "random_state": 0, "tol": 1e-8}
+    options["init_params"] = "random"  # a start some iterations from the optimum
+    cold = PoissonMixture(2, monotonicity="raise", **options).fit(X)
+    assert cold.converged_ and cold.n_iter_ > 3
+    warm = PoissonMixture(2, warm_start=True, max_iter=1, monotonicity="raise", **options)
+    bounds = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for _ in range(cold.n_iter_ + 5):
+            warm.fit(X)
+            assert warm.n_iter_ == 1
+            bounds.append(warm.lower_bound_)
+            if warm.converged_:
+                break
+    assert warm.converged_
+    np.testing.assert_allclose(bounds, cold.lower_bounds_, rtol=1e-12)
+    np.testing.assert_allclose(warm.weight_concentration_, cold.weight_concentration_, rtol=1e-10)
+    np.testing.assert_allclose(warm.posteriors_.shape, cold.posteriors_.shape, rtol=1e-10)
+
+
+@pytest.mark.parametrize("case", ["categorical", "product"])
+def test_a_loaded_variational_fit_continues_as_the_original(case, tmp_path):
+    """Warm-starting the loaded model continues from the stored posteriors exactly: the
+    same ELBO trace as warm-starting the fitted object, never lower than the fit's."""
+    model, X = _variational_fits()[case]
+    model.set_params(max_iter=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(X)
+        loaded = load_model(save_model(model, tmp_path / "model.npz"))
+        more = {"warm_start": True, "max_iter": 4, "monotonicity": "raise"}
+        loaded.set_params(**more).fit(X)
+        model.set_params(**more).fit(X)
+    np.testing.assert_array_equal(loaded.lower_bounds_, model.lower_bounds_)
+    assert loaded.lower_bounds_[0] >= loaded.lower_bound_ - 1.0  # sanity: a continuation
+    for (key, a), (_, b) in zip(
+        _posterior_state(loaded.posteriors_), _posterior_state(model.posteriors_), strict=True
+    ):
+        if b is not None:
+            np.testing.assert_array_equal(a, b, err_msg=key)
+
+
+def test_a_warm_start_with_another_e_step_does_not_continue_the_elbo():
+    """The ELBO is not the log-likelihood: an exact warm start from a variational fit
+    measures its first change from nothing, and so cannot stop at once."""
+    X = _two_poisson_clusters(80)
+    model = PoissonMixture(2, prior="auto", e_step="variational", random_state=0, tol=1e-8)
+    model.fit(X)
+    model.set_params(e_step="exact", warm_start=True, max_iter=1, tol=10.0)
+    with pytest.warns(ConvergenceWarning):
+        model.fit(X)
+    assert not model.converged_
+    model.fit(X)  # now the same objective: a change below tol converges
+    assert model.converged_
+
+
+def test_a_variational_warm_start_needs_a_variational_fit():
+    X = _two_poisson_clusters(40)
+    model = PoissonMixture(2, prior="auto", random_state=0).fit(X)
+    model.set_params(e_step="variational", warm_start=True)
+    with pytest.raises(InputError, match="the previous fit was not variational"):
+        model.fit(X)
 
 
 def test_refit_without_variational_drops_the_posteriors():

@@ -9,6 +9,7 @@ line ``emkit: error: <message>`` on stderr and exit status 2, without a tracebac
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import tempfile
@@ -329,6 +330,29 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
         help="precision of the per-row work (default: float64)",
     )
     parser.add_argument("--seed", type=_seed, default=0, help="random seed >= 0 (default: 0)")
+    parser.add_argument(
+        "--e-step",
+        choices=_E_STEPS,
+        default="exact",
+        help="the E-step: exact (EM), hard (classification EM), variational (variational "
+        "Bayes, for Poisson, Bernoulli and categorical columns, each with a weak prior "
+        "from the data), monte-carlo (averages over drawn labels), stochastic (one drawn "
+        "label a row) (default: exact)",
+    )
+    parser.add_argument(
+        "--accelerate",
+        choices=("squarem",),
+        default=None,
+        help="squarem: extrapolate EM's steps (Varadhan & Roland 2008), falling back to the "
+        "plain step whenever the objective would drop; with --e-step exact or hard "
+        "(default: plain EM)",
+    )
+
+
+_E_STEPS = ("exact", "hard", "variational", "monte-carlo", "stochastic")
+# the E-steps whose steps are random or a posterior's: SQUAREM extrapolates a
+# deterministic EM map
+_NOT_ACCELERATED = ("variational", "monte-carlo", "stochastic")
 
 
 def _add_table_options(parser: argparse.ArgumentParser) -> None:
@@ -419,11 +443,15 @@ class _FitOptions:
     seed: int
     verbose: bool = False
     checkpoint: Path | None = None
+    e_step: str = "exact"
+    accelerate: str | None = None
 
     def estimator_options(self) -> dict[str, Any]:
         """The arguments every fitted mixture takes from the command line."""
         given = {"max_iter": self.max_iter, "tol": self.tol, "init_params": self.init}
         return {
+            "e_step": self.e_step,
+            "accelerate": self.accelerate,
             "n_init": self.n_init,
             **{name: value for name, value in given.items() if value is not None},
             "dtype": self.dtype,
@@ -464,7 +492,10 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         args.seed,
         args.verbose,
         args.checkpoint,
+        args.e_step,
+        args.accelerate,
     )
+    _check_variant(options)
     if args.stream:
         return _fit_streamed(args, options)
     table = _read(args)
@@ -501,6 +532,17 @@ def _fit_streamed(args: argparse.Namespace, options: _FitOptions) -> int:
     return _fit_and_report(
         table, {None: "gaussian"}, str(args.data), options, args.out, args.no_plot, data
     )
+
+
+def _check_variant(options: _FitOptions) -> None:
+    """Refuse an --accelerate that the --e-step does not take, before reading any rows."""
+    if options.accelerate is not None and options.e_step in _NOT_ACCELERATED:
+        raise InputError(
+            f"--accelerate {options.accelerate} cannot be combined with --e-step "
+            f"{options.e_step}: SQUAREM extrapolates a deterministic EM step, and "
+            f"{options.e_step} steps are not one. Drop --accelerate, or use --e-step exact "
+            "or hard."
+        )
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -596,6 +638,8 @@ def _fit_and_report(
             f"({', '.join(map(str, options.components))}); pass more data or fewer components."
         )
     gaussian_only = _gaussian_only(table, family_spec)
+    if options.e_step == "variational":
+        _check_variational_columns(table, family_spec, gaussian_only)
     if gaussian_only:
         data: Any = table.numeric(source) if streamed is None else streamed
         covariances = options.covariances or ["full", "diag"]
@@ -611,11 +655,13 @@ def _fit_and_report(
             )
         covariances = options.covariances or (["full"] if has_gaussian else ["-"])
         family_text = family_description(family, table.names)
-    if gaussian_only and streamed is None and options.checkpoint is None:
+    plain_em = options.e_step == "exact" and options.accelerate is None
+    if gaussian_only and streamed is None and options.checkpoint is None and plain_em:
         results, best, model = _select_gaussian(data, n, components, covariances, options)
     else:
         # a streamed table, or a checkpoint per candidate: one GaussianMixture at a time
-        # (ModelBasedClustering holds its rows in memory and checkpoints no cell)
+        # (ModelBasedClustering holds its rows in memory and checkpoints no cell); so too
+        # another --e-step or --accelerate, which its exact-EM cells do not take
         candidates: list[_Candidate] = []
         for k in components:
             for covariance in covariances:
@@ -666,6 +712,28 @@ def _fit_and_report(
     return 0
 
 
+def _check_variational_columns(
+    table: Table, family_spec: dict[str | None, str], gaussian_only: bool
+) -> None:
+    """--e-step variational fits the families with a conjugate prior, not Gaussians."""
+    if gaussian_only:
+        gaussian = list(table.names)
+    else:
+        family = infer_family(typed_frame(table, family_spec))
+        block = _gaussian_block(family)
+        blocks = getattr(family, "blocks", {})
+        columns = next((cols for cols, fam in blocks.values() if fam is block), ())
+        gaussian = [table.names[j] for j in columns] if block is not None else []
+    if gaussian:
+        raise InputError(
+            "--e-step variational fits Poisson, Bernoulli and categorical columns (their "
+            "families have conjugate priors), but the Gaussian columns "
+            f"{', '.join(gaussian)} have no variational update here. Use --e-step exact, "
+            "or choose other families for them with --family, like --family "
+            f"{gaussian[0]}=poisson."
+        )
+
+
 def _select_gaussian(
     X: Any, n: int, components: list[int], covariances: list[str], options: _FitOptions
 ) -> tuple[list[CandidateResult], int, GaussianMixture]:
@@ -674,6 +742,8 @@ def _select_gaussian(
     k-major, the best's position, the best model)."""
     estimator = options.estimator_options()
     del estimator["verbose_interval"]  # every iteration of every cell, when verbose
+    # (called for exact EM alone: the selector's cells are plain EM)
+    del estimator["e_step"], estimator["accelerate"]
     selector = ModelBasedClustering(
         components, covariance_types=covariances, reg_covar=options.reg_covar, **estimator
     )
@@ -742,12 +812,17 @@ def _mixture_model(family: Any, k: int, covariance: str, options: _FitOptions) -
             return fam
         return Gaussian(covariance, reg_covar=options.reg_covar)
 
+    def block(fam: Any) -> Any:
+        fam = gaussian(fam)
+        if options.e_step == "variational" and getattr(fam, "prior", "auto") is None:
+            # variational Bayes needs a proper prior: the family's weak one from the data
+            fam = dataclasses.replace(fam, prior="auto")
+        return fam
+
     if isinstance(family, Product):
-        family = Product(
-            {name: (cols, gaussian(fam)) for name, (cols, fam) in family.blocks.items()}
-        )
+        family = Product({name: (cols, block(fam)) for name, (cols, fam) in family.blocks.items()})
     else:
-        family = gaussian(family)
+        family = block(family)
     return MixtureModel(family, n_components=k, **options.estimator_options())
 
 

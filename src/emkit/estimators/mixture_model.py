@@ -222,6 +222,9 @@ default='exact'
         How ``family=None`` models non-negative integer columns.
     random_state : int, Generator, RandomState or None, default=None
     warm_start : bool, default=False
+        Continue from the fitted parameters (with ``e_step='variational'``, the fitted
+        posteriors) and the fitted trace's last objective, so that repeated
+        ``max_iter=1`` fits converge as one fit does.
     verbose : int, default=0
     verbose_interval : int, default=10
     learning_offset : float, default=10.0
@@ -398,11 +401,6 @@ default='exact'
                 "SQUAREM extrapolates EM's statistics, not a posterior; leave accelerate=None",
             ),
             (
-                "warm_start",
-                bool(self.warm_start),
-                "a variational fit starts afresh; use warm_start=False",
-            ),
-            (
                 "fixed",
                 bool(self.fixed),
                 "variational EM fits a posterior over every parameter; remove fixed",
@@ -492,7 +490,17 @@ default='exact'
         """
         self._check_parameters()
         warm = self.warm_start and hasattr(self, "params_")
-        plan, result = self._run_plan(X, y, sample_weight, warm=warm)
+        # (a loaded model was fitted with its own e_step)
+        same_objective = getattr(self, "_fitted_e_step", self.e_step) == self.e_step
+        # a warm start continues the previous trace (convergence across calls), when it
+        # measured the same objective (the same E-step)
+        plan, result = self._run_plan(
+            X,
+            y,
+            sample_weight,
+            warm=warm,
+            start_objective=self.lower_bound_ if warm and same_objective else -np.inf,
+        )
         model = plan.model
         self._set_model(model)
         family = plan.family
@@ -577,7 +585,7 @@ default='exact'
         )
         data = RowSource(Xa, w, known, (log_h,), row_bytes)
         if warm:
-            previous: MixtureParams = getattr(self, "params_")  # noqa: B009
+            previous: MixtureParams = self._warm_params(family)
 
             def initialize(rng: np.random.Generator) -> MixtureParams:
                 if not fixed_params and known_weights is None:
@@ -634,10 +642,30 @@ default='exact'
 
         return FitPlan(model, data, initialize, rng, dtype, row_bytes, family)
 
+    def _warm_params(self, family: Any) -> MixtureParams:
+        """The parameters a warm start continues from: the fitted ones, or with
+        ``e_step='variational'`` the fitted posteriors q(pi) and q(theta)."""
+        if self.e_step != "variational":
+            return MixtureParams(self.params_.weights, self.params_.components)
+        posteriors = getattr(self, "posteriors_", None)
+        if posteriors is None:
+            raise InputError(
+                "warm_start=True with e_step='variational' continues the fitted posteriors, "
+                "but the previous fit was not variational (it has no posteriors_). Set "
+                "warm_start=False to start a variational fit afresh."
+            )
+        components = (
+            tuple(posteriors[name] for name in family.blocks)
+            if isinstance(family, Product)
+            else posteriors
+        )
+        return MixtureParams(np.asarray(self.weight_concentration_), components)
+
     def _set_model(self, model: Mixture) -> None:
         """What the fitted model keeps of its fit's settings besides its parameters."""
         self._fixed_weights = model.weights.fixed
         self._family_argument = getattr(self, "family", None)
+        self._fitted_e_step = self.e_step
 
     def partial_fit(self, X: Any, y: Any = None, sample_weight: ArrayLike | None = None) -> Any:
         """One step of online EM on a mini-batch (see the base class); not with

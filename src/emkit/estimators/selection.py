@@ -147,7 +147,7 @@ class ModelBasedClustering(ClusterMixin, DensityMixin, BaseEstimator):
     >>> X, _ = load_faithful()
     >>> mbc = ModelBasedClustering(n_components=range(1, 5)).fit(X)
     >>> mbc.n_components_, mbc.covariance_type_
-    (3, 'tied')
+    (3, 'EEE')
     """
 
     def __init__(

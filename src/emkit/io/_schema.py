@@ -51,12 +51,14 @@ class Field:
 
     Parameters
     ----------
-    kind : {'array', 'int', 'float', 'bool', 'trace', 'family', 'mixture', 'categories'}
+    kind : {'array', 'int', 'float', 'bool', 'trace', 'family', 'mixture', 'categories', \
+'posteriors'}
         ``'trace'`` is an :class:`~emkit.inference.em.EMTrace` whose arrays have length
         ``T``; ``'family'`` a bound family of :mod:`emkit.families` over ``d`` columns;
         ``'mixture'`` its :class:`~emkit.models.MixtureParams` (weights and component
         parameters, checked against the family); ``'categories'`` a dict of column name
-        -> list of distinct category values.
+        -> list of distinct category values; ``'posteriors'`` a variational fit's
+        posterior objects, checked against the family (:func:`_check_variational`).
     shape : tuple of str or int, or dict of parameter value -> tuple, optional
         For arrays: each axis a dimension name (bound by :attr:`Schema.dims`, or by the
         first array that uses it) or a length. A dict picks the shape by the value of
@@ -150,6 +152,11 @@ _MIXTURE_MODEL = Schema(
         "family_": Field("family"),
         "params_": Field("mixture"),
         "categories_": Field("categories", optional=True),
+        # a variational fit's (e_step='variational'): q(theta) and q(pi); params_ holds
+        # their means
+        "posteriors_": Field("posteriors", optional=True),
+        "weight_concentration_": Field("array", ("K",), ("positive",), optional=True),
+        "weight_concentration_prior_": Field("float", checks=("positive",), optional=True),
     },
     derived="family_attributes",
 )
@@ -553,6 +560,7 @@ def validate(name: str, params: Mapping[str, Any], attributes: Mapping[str, Any]
             raise Invalid(f"the attribute {derived}", problem)
     if schema.derived == "family_attributes":
         _check_mixture_model(attributes, dims["K"], attributes.get("feature_names_in_"))
+        _check_variational(attributes, params, dims["K"])
 
 
 def _pick(value: Any, spec: Field, params: Mapping[str, Any]) -> Any:
@@ -597,6 +605,8 @@ def _check_field(
         _check_mixture(entry, value, dims)
     elif kind == "categories":
         _check_categories(entry, value)
+    elif kind == "posteriors":
+        pass  # against the family: _check_variational
     else:  # pragma: no cover - a schema bug
         raise AssertionError(kind)
 
@@ -843,6 +853,109 @@ def _check_mixture_model(
                     f"the attribute categories_[{column!r}]",
                     f"must name a column of feature_names_in_ ({names})",
                 )
+
+
+_VARIATIONAL_FIELDS = ("posteriors_", "weight_concentration_", "weight_concentration_prior_")
+
+
+def _check_variational(
+    attributes: Mapping[str, Any], params: Mapping[str, Any], n_components: int
+) -> None:
+    """A variational fit's posteriors: there exactly when ``e_step='variational'``, of
+    the types and shapes the family's conjugate update gives, proper, and with ``params_``
+    their posterior means (what predictions use)."""
+    from emkit.families import Product
+    from emkit.families.variational import point_params, variational
+
+    present = [name for name in _VARIATIONAL_FIELDS if name in attributes]
+    if params.get("e_step") != "variational":
+        if present:
+            raise Invalid(
+                f"the attribute {present[0]}",
+                f"is a variational fit's, but e_step is {params.get('e_step')!r}",
+            )
+        return
+    for name in _VARIATIONAL_FIELDS:
+        if name not in attributes:
+            raise Invalid(f"the attribute {name}", "is missing (e_step='variational' stores it)")
+    prior = params.get("weight_concentration_prior")
+    alpha0 = 1.0 / n_components if prior is None else float(prior)
+    stored_alpha0 = float(attributes["weight_concentration_prior_"])
+    if not math.isclose(stored_alpha0, alpha0, rel_tol=1e-12):
+        raise Invalid(
+            "the attribute weight_concentration_prior_",
+            f"must be the Dirichlet prior's alpha_0 = {alpha0!r} (weight_concentration_prior), "
+            f"got {stored_alpha0!r}",
+        )
+    alpha = attributes["weight_concentration_"]
+    if np.any(alpha < alpha0 * (1.0 - 1e-12)):
+        raise Invalid(
+            "the attribute weight_concentration_",
+            f"must be alpha_0 + N_k >= alpha_0 = {alpha0!r}, got {alpha.tolist()!r}",
+        )
+    try:
+        family = variational(attributes["family_"])
+    except EmkitError as exc:
+        raise Invalid("the attribute family_", f"has no variational update ({exc})") from None
+    posteriors = attributes["posteriors_"]
+    expected = family.default_params(n_components)
+    if isinstance(family, Product):
+        names = list(family.blocks)
+        if not isinstance(posteriors, dict) or list(posteriors) != names:
+            raise Invalid("the attribute posteriors_", f"must be a dict of the blocks {names}")
+        components = tuple(posteriors[name] for name in names)
+        parts = [(f"[{n!r}]", posteriors[n], e) for n, e in zip(names, expected, strict=True)]
+    else:
+        components = posteriors
+        parts = [("", posteriors, expected)]
+    for where, posterior, like in parts:
+        _check_posterior(f"the attribute posteriors_{where}", posterior, like)
+    mixture = attributes["params_"]
+    weights = alpha / np.sum(alpha)
+    if not np.allclose(mixture.weights, weights, rtol=1e-9, atol=0.0):
+        raise Invalid(
+            "the attribute weight_concentration_",
+            "must give params_.weights as its mean alpha / sum(alpha)",
+        )
+    means = point_params(family, components)
+    flat_means = means if isinstance(family, Product) else (means,)
+    flat_stored = mixture.components if isinstance(family, Product) else (mixture.components,)
+    for (where, _, _), mean, stored in zip(parts, flat_means, flat_stored, strict=True):
+        for field, m, v in zip(mean._fields, mean, stored, strict=True):
+            if not np.allclose(v, m, rtol=1e-9, atol=0.0):
+                raise Invalid(
+                    f"the attribute posteriors_{where}",
+                    f"must give params_.components{where}.{field} as its posterior mean",
+                )
+
+
+def _check_posterior(entry: str, posterior: Any, like: Any) -> None:
+    """One block's posterior: the type, stored state and shapes of ``like`` (the family's
+    own), finite, proper (> 0), and its parameters one more than their stored excess."""
+    if type(posterior) is not type(like):
+        raise Invalid(entry, f"must be a {type(like).__name__}, got {type(posterior).__name__}")
+    state, expected = vars(posterior), vars(like)
+    if set(state) != set(expected):
+        raise Invalid(entry, f"must hold {sorted(expected)}, got {sorted(state)}")
+    for name, value in expected.items():
+        where = f"{entry}.{name}"
+        got = state[name]
+        if name == "_offsets":
+            if (value is None) != (got is None) or (
+                value is not None and not np.array_equal(got, value)
+            ):
+                raise Invalid(where, f"must be the family's category offsets {value!r}")
+            continue
+        if not isinstance(got, np.ndarray) or got.dtype.kind != "f":
+            raise Invalid(where, f"must be a float array, got {type(got).__name__}")
+        if got.shape != np.shape(value):
+            raise Invalid(where, f"must have shape {np.shape(value)}, got shape {got.shape}")
+        _run_checks(where, ("finite",) if name.startswith("_") else ("positive",), got, {})
+    pairs = (("shape", "_excess"), ("concentration", "_excess"), ("a", "_excess_a"))
+    for public, excess in (*pairs, ("b", "_excess_b")):
+        if public in state and excess in state:
+            if not np.allclose(state[public], 1.0 + state[excess], rtol=1e-12, atol=0.0):
+                raise Invalid(f"{entry}.{public}", f"must be 1 + {excess}")
 
 
 def _family_attributes(estimator: Any) -> None:

@@ -28,7 +28,10 @@ centring shift, category counts or a prior drawn from the data), the parameters
 attributes (``weights_``, ``component_params_``, ``rates_``...) are recomputed from
 those on load, and known parameters (``fixed=``) are re-applied from the stored
 parameter, through the same checks as in ``fit``, so ``n_parameters``/``bic`` count the
-same free parameters.
+same free parameters. A variational fit (``e_step='variational'``) adds its posteriors:
+``posteriors_`` (``{"kind": "posterior"}``: the prior objects with the state their
+conjugate update keeps, ``_excess``..., so they continue exactly),
+``weight_concentration_`` and ``weight_concentration_prior_``.
 
 Validation
 ----------
@@ -114,6 +117,9 @@ METADATA_KEY = "metadata.json"
 _TUPLE_TYPES: dict[str, type[tuple[Any, ...]]] = {"emkit.inference.em.EMTrace": EMTrace}
 _ARRAY_KINDS = "biufcU"  # bool, ints, floats, complex, unicode: all load without pickle
 _JSON_SCALARS = (bool, int, float, str, type(None))
+# The state a variational fit's posterior holds beyond its constructor's arguments
+# (emkit.families.priors._build): kept so a loaded posterior continues exactly.
+_POSTERIOR_STATE = ("_excess", "_excess_a", "_excess_b", "_offsets")
 # A temporary left by a write that is not this process's and has no live process is
 # stale; one whose name gives no process id is stale after this many seconds.
 _STALE_SECONDS = 3600.0
@@ -154,6 +160,15 @@ class _Encoder:
     def __init__(self) -> None:
         self.arrays: dict[str, NDArray[Any]] = {}
         self.names = {cls: name for name, cls in _object_types().items()}
+        self.posterior = False  # encoding posteriors_: keep their stored state too
+
+    def posteriors(self, value: Any, key: str, what: str) -> Any:
+        """A variational fit's posteriors, with the state their updates keep exact."""
+        self.posterior = True
+        try:
+            return self.value(value, key, what)
+        finally:
+            self.posterior = False
 
     def array(self, key: str, value: NDArray[Any], what: str) -> dict[str, Any]:
         self.arrays[key] = _storable_array(what, value)
@@ -207,6 +222,14 @@ class _Encoder:
                     for f in dataclasses.fields(value)
                     if f.name != "fixed"
                 }
+                if self.posterior:
+                    fields.update(
+                        {
+                            k: self.value(v, f"{key}.{k}", f"{what}.{k}")
+                            for k, v in vars(value).items()
+                            if k in _POSTERIOR_STATE and v is not None
+                        }
+                    )
             elif not vars(value):
                 fields = {}
             else:
@@ -222,6 +245,14 @@ class _Decoder:
         self.data = data
         self.where = where
         self.types = _object_types()
+        self.posterior = False  # decoding posteriors_: priors built from stored state
+
+    def posteriors(self, raw: Any, what: str) -> Any:
+        self.posterior = True
+        try:
+            return self.value(raw, what)
+        finally:
+            self.posterior = False
 
     def damaged(self, message: str) -> ModelFileError:
         return ModelFileError(f"Model file {self.where!r} is damaged: {message}")
@@ -285,6 +316,8 @@ class _Decoder:
                 raise self.damaged(f"{what} ({name}) takes no fields, got {tuple(values)}.")
             return cls()
         names = {f.name for f in dataclasses.fields(cls) if f.init}
+        if self.posterior and cls.__module__ == "emkit.families.priors":
+            return self.posterior_object(cls, name, values, what, names)
         if not set(values) <= names:
             raise self.damaged(
                 f"{what} ({name}) has fields {sorted(set(values) - names)} that it does not take."
@@ -295,6 +328,22 @@ class _Decoder:
             raise ModelFileError(
                 f"Model file {self.where!r}: {what} ({name}) is not valid: {exc}"
             ) from exc
+
+    def posterior_object(
+        self, cls: type, name: str, values: dict[str, Any], what: str, names: set[str]
+    ) -> Any:
+        """A posterior holds (K, ...) arrays its constructor refuses: it is built from its
+        stored fields as the conjugate update builds it, then checked against the schema
+        (:func:`emkit.io._schema.validate`) before any use."""
+        from emkit.families.priors import _build
+
+        allowed = names | set(_POSTERIOR_STATE)
+        if not names <= set(values) <= allowed:
+            raise self.damaged(
+                f"{what} ({name}) must have the fields {sorted(names)} (and its stored "
+                f"state {list(_POSTERIOR_STATE)}), got {sorted(values)}."
+            )
+        return _build(cls, **values)
 
 
 def _encode_float(value: float) -> float | str:
@@ -591,12 +640,6 @@ def save_model(estimator: Any, path: StrPath) -> Path:
             f"{type(estimator).__module__}.{type(estimator).__qualname__}."
         )
     schema = SCHEMAS[name]
-    if getattr(estimator, "e_step", None) == "variational" and hasattr(estimator, "posteriors_"):
-        raise InputError(
-            f"Cannot save this {name}: model files do not store a variational fit's "
-            "posteriors (posteriors_, weight_concentration_) yet. Keep the fitted object, or "
-            "save a fit with e_step='exact'."
-        )
     fitted = _fitted_attributes(estimator)
     if not fitted:
         raise InputError(
@@ -681,6 +724,15 @@ def _encode_attribute(encoder: _Encoder, name: str, value: Any) -> dict[str, Any
     if isinstance(value, float | np.floating):
         return {"kind": "scalar", "type": "float", "value": _encode_float(float(value))}
     type_name = f"{type(value).__module__}.{type(value).__qualname__}"
+    if name == "posteriors_":
+        try:
+            return {"kind": "posterior", "value": encoder.posteriors(value, f"attr.{name}", name)}
+        except TypeError as exc:
+            raise InputError(
+                f"The fitted attribute {name} is a {type_name}, which a model file cannot "
+                f"store ({exc}); it holds emkit's posterior objects (GammaPrior, BetaPrior, "
+                "DirichletPrior) or a dict of them."
+            ) from None
     if isinstance(value, tuple) and _TUPLE_TYPES.get(type_name) is type(value):
         fields: dict[str, Any] = {}
         for field, item in zip(value._fields, value, strict=True):  # type: ignore[attr-defined]
@@ -894,6 +946,8 @@ def _decode_attribute(name: Any, spec: Any, decoder: _Decoder, schema: Schema) -
             return _decode_float(value)
     if kind == "value" and set(spec) == {"kind", "value"}:
         return decoder.value(spec["value"], f"attribute {name}")
+    if kind == "posterior" and name == "posteriors_" and set(spec) == {"kind", "value"}:
+        return decoder.posteriors(spec["value"], f"attribute {name}")
     if kind == "tuple":
         type_name = spec.get("type")
         tuple_type = _TUPLE_TYPES.get(type_name) if isinstance(type_name, str) else None
