@@ -21,7 +21,7 @@ DATA = Path(__file__).parent / "data"
 
 
 def _datasets() -> dict[str, np.ndarray]:
-    iris = np.loadtxt(DATA / "iris.csv", delimiter=",", skiprows=1)
+    iris = np.loadtxt(DATA / "mclust_iris.csv", delimiter=",", skiprows=1)
     faithful, _ = load_faithful()
     return {"iris": iris, "faithful": faithful}
 

@@ -18,4 +18,4 @@ for (name in names(sets)) {
   }
 }
 write.csv(out, "tests/data/mclust_hc.csv", row.names = FALSE, quote = FALSE)
-write.csv(as.data.frame(iris[, 1:4]), "tests/data/iris.csv", row.names = FALSE, quote = FALSE)
+# (iris itself is tests/data/mclust_iris.csv, written by mclust_reference.R)
