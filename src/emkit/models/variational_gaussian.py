@@ -105,14 +105,14 @@ class _Variational:
         log_h: Array | None,
         labels: NDArray[np.intp] | None,
     ) -> tuple[Array, float]:
-        resp = log_prob
-        resp -= resp.max(axis=1)[:, None]
-        np.maximum(resp, _LOG_RESP_FLOOR[resp.dtype], out=resp)
-        log_total = np.log(np.exp(resp).sum(axis=1))
-        resp -= log_total[:, None]  # log r
-        r = np.exp(resp)
-        # sum_k r log r per row, in float64
-        row_entropy = np.einsum("ij,ij->i", r, resp, dtype=np.float64)
+        shifted = log_prob
+        shifted -= shifted.max(axis=1)[:, None]
+        np.clip(shifted, _LOG_RESP_FLOOR[shifted.dtype], 0.0, out=shifted)  # as Exact's
+        r = np.exp(shifted)  # one exp per value: log r = shifted - log_total
+        total = r.sum(axis=1)
+        r /= total[:, None]
+        # sum_k r log r per row = sum_k r shifted - log_total (the r sum to 1), in float64
+        row_entropy = np.einsum("ij,ij->i", r, shifted, dtype=np.float64) - np.log(total)
         if weights is None:
             return r, float(row_entropy.sum())
         r *= weights[:, None]
