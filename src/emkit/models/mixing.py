@@ -173,11 +173,70 @@ class Hard:
 
 
 @dataclass(frozen=True)
-class Variational(Exact):
-    """Variational EM's q(z): the softmax of the expected log joint, computed as exact
-    EM's responsibilities (the model supplies E[log p(x, k)] in place of log p(x, k))."""
+class Variational:
+    """Variational EM's q(z): the softmax of the expected log joint E_q[log p(x, k)]
+    (which the model supplies in place of log p(x, k)), computed as exact EM's
+    responsibilities, with one of two outputs for the block's objective:
+
+    * ``entropy=False``: the ELBO's data term sum_n w_n log sum_k exp(E_q[log p(x_n, k)])
+      (= E_q[log p(x, z)] + H(q(z)) at this q), to which a conjugate family's mixture
+      adds its -KL terms (:mod:`emkit.families.variational`); the same numbers as
+      :class:`Exact`'s log-likelihood;
+    * ``entropy=True``: the negative entropy of q(z), sum_n w_n sum_k r_nk log r_nk,
+      the one data term of scikit-learn's lower bound that
+      :class:`~emkit.models.variational_gaussian.VariationalGaussianMixture` reports
+      (the rest follows from the posteriors' normalizers). Terms of log p(x, k) equal for
+      every k (``row``, ``log_h``) change neither q nor the entropy.
+
+    Examples
+    --------
+    >>> lp = np.log(np.array([[0.25, 0.75]]))
+    >>> r, neg_entropy = Variational(entropy=True)(lp.copy(), None, None, None, None)
+    >>> r.round(2).tolist(), round(neg_entropy, 4)
+    ([[0.25, 0.75]], -0.5623)
+    """
 
     name: str = "variational"
+    entropy: bool = False
+
+    def __call__(
+        self,
+        log_prob: Array,
+        row: Array | None,
+        weights: Array | None,
+        log_h: Array | None,
+        labels: NDArray[np.intp] | None,
+    ) -> tuple[Array, float]:
+        resp, known = log_prob, _known(labels)
+        m = resp.max(axis=1)
+        if known is not None:
+            m[known[0]] = resp[known]  # a labelled row is wholly on its label
+        resp -= m[:, None]
+        np.clip(resp, _LOG_RESP_FLOOR[resp.dtype], 0.0, out=resp)  # as Exact's
+        shifted = resp
+        if self.entropy:
+            # one exp per value, and the shifted log-probabilities kept: log r = shifted -
+            # log_total
+            resp = np.exp(shifted)
+        else:
+            np.exp(resp, out=resp)
+        if known is not None:
+            resp[known[0]] = 0.0
+            resp[known] = 1.0
+        total = resp.sum(axis=1)
+        if not self.entropy:
+            row_loglik = np.log(total) + m
+            scale = 1.0 / total if weights is None else weights / total
+            resp *= scale[:, None]
+            return resp, _objective(row_loglik, row, weights, log_h)
+        resp /= total[:, None]
+        # sum_k r log r per row = sum_k r shifted - log_total (the r sum to 1), in float64;
+        # a labelled row's r is one-hot at a shifted value of 0: 0
+        row_entropy = np.einsum("ij,ij->i", resp, shifted, dtype=np.float64) - np.log(total)
+        if weights is None:
+            return resp, float(row_entropy.sum())
+        resp *= weights[:, None]
+        return resp, float(weights @ row_entropy)
 
 
 def label_counts(p: Array, u: Array) -> Array:

@@ -38,7 +38,7 @@ from scipy.special import betaln, digamma, gammaln
 
 from emkit.families.gaussian import GaussianFamily, GaussianParams
 from emkit.families.normal_wishart import GaussianMoments, NormalWishart
-from emkit.models.mixing import NK_FLOOR
+from emkit.models.mixing import NK_FLOOR, Variational
 from emkit.models.mixture import Mixture, MixtureParams, MixtureStats
 
 __all__ = [
@@ -51,10 +51,6 @@ __all__ = [
 
 Array = NDArray[np.floating[Any]]
 WEIGHT_PRIOR_TYPES = ("dirichlet_process", "dirichlet_distribution")
-
-# log r below this (relative to a row's largest) is 0 to the entropy and the statistics,
-# and keeps exp away from subnormal numbers (as the exact E-step does)
-_LOG_RESP_FLOOR = {np.dtype(np.float64): -600.0, np.dtype(np.float32): -60.0}
 
 
 class VariationalParams(NamedTuple):
@@ -89,37 +85,8 @@ def mean_weights(concentration: Array, weight_prior_type: str) -> Array:
     return np.asarray(weights / weights.sum())
 
 
-@dataclass(frozen=True)
-class _Variational:
-    """The variational E-step's q(z): responsibilities from log rho (as the exact
-    E-step's), and the block's sum_n w_n sum_k r_nk log r_nk (for the ELBO's entropy)
-    in place of a log-likelihood."""
-
-    name: str = "variational"
-
-    def __call__(
-        self,
-        log_prob: Array,
-        row: Array | None,
-        weights: Array | None,
-        log_h: Array | None,
-        labels: NDArray[np.intp] | None,
-    ) -> tuple[Array, float]:
-        shifted = log_prob
-        shifted -= shifted.max(axis=1)[:, None]
-        np.clip(shifted, _LOG_RESP_FLOOR[shifted.dtype], 0.0, out=shifted)  # as Exact's
-        r = np.exp(shifted)  # one exp per value: log r = shifted - log_total
-        total = r.sum(axis=1)
-        r /= total[:, None]
-        # sum_k r log r per row = sum_k r shifted - log_total (the r sum to 1), in float64
-        row_entropy = np.einsum("ij,ij->i", r, shifted, dtype=np.float64) - np.log(total)
-        if weights is None:
-            return r, float(row_entropy.sum())
-        r *= weights[:, None]
-        return r, float(weights @ row_entropy)
-
-
-VARIATIONAL = _Variational()
+# q(z) with the negative entropy sum_n w_n sum_k r log r as the block's output
+VARIATIONAL = Variational(entropy=True)
 
 
 @dataclass(frozen=True, eq=False)
