@@ -19,6 +19,7 @@ from emkit._validation import (
     check_random_state,
     check_sample_weight,
     check_warm_start,
+    has_missing_values,
 )
 from emkit._warnings import warnings_once
 from emkit.engines._source import RowSource
@@ -28,6 +29,7 @@ from emkit.estimators._mixture_base import (
     check_n_samples,
     initial_statistics,
     logger,
+    order_by_pattern,
     progress_callback,
     verbose_logging,
 )
@@ -225,8 +227,14 @@ default='dirichlet_process'
             _check_positive(name, getattr(self, name))
         _check_positive("degrees_of_freedom_prior", self.degrees_of_freedom_prior)
 
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True  # a missing value
+        return tags
+
     def _validate_X(self, X: Any, *, reset: bool) -> Array:
-        arr = as_float_matrix(X, dtype=None)
+        # NaN marks a missing value
+        arr = as_float_matrix(X, dtype=None, allow_nan=True)
         validate_data(self, X, reset=reset, skip_check_array=True)
         return arr
 
@@ -317,15 +325,21 @@ default='dirichlet_process'
                 "Decrease n_components or pass more data."
             )
         w = check_sample_weight(sample_weight, n, np.float64)
-        prior = self._resolve_prior(Xa, w)
+        # rows sorted by missingness pattern; the defaults of the prior, the centre and
+        # the initialization read the rows with missing values at their column's mean
+        Xa, w, _, filled, missing = order_by_pattern(Xa, w, None)
+        if missing and w is not None:
+            filled = _weighted_fill(Xa, w)  # an integer weight is a repeated row here too
+        prior = self._resolve_prior(filled, w)
         structure = covariance_structure(self.covariance_type)
-        family = GaussianFamily(structure, reg_covar=float(self.reg_covar)).bind(Xa, w)
+        family = GaussianFamily(structure, reg_covar=float(self.reg_covar)).bind(filled, w)
         model = VariationalGaussianMixture(
             family,
             prior.normal_wishart(self.covariance_type, family.shift),
             self.weight_concentration_prior_type,
             self.weight_concentration_prior_,
             K,
+            missing=missing,
         )
         total = float(n) if w is None else float(w.sum())
         row_bytes = model.mixture.row_bytes(d, structure.n_stats(d), K) + d * Xa.itemsize
@@ -342,7 +356,7 @@ default='dirichlet_process'
                 if warm:
                     start = self._variational_params(family)
                 else:
-                    start = self._initialize(model, engine, Xa, w, rng)
+                    start = self._initialize(model, engine, filled, w, rng)
                 result = fit_em(
                     model,
                     engine,
@@ -446,6 +460,7 @@ default='dirichlet_process'
         shift = np.asarray(self.weights_, np.float64) @ np.asarray(self.means_, np.float64)
         structure = covariance_structure(self._kind())
         family = GaussianFamily(structure, shift, float(self.reg_covar), centred_scale(X, shift))
+        missing = has_missing_values(X)
         # the prior does not enter predictions: the posteriors stand for it
         model = VariationalGaussianMixture(
             family,
@@ -455,6 +470,7 @@ default='dirichlet_process'
             self._weight_kind(),
             float(self.weight_concentration_prior_),
             len(self.weights_),
+            missing=missing,
         )
         return model, self._variational_params(family)
 
@@ -525,6 +541,20 @@ default='dirichlet_process'
                 L = np.diag(np.sqrt(np.broadcast_to(cov[k], (d,))))
             parts.append(self.means_[k] + rng.standard_normal((int(c), d)) @ L.T)
         return np.vstack(parts), np.repeat(np.arange(len(weights)), counts)
+
+
+def _weighted_fill(X: Array, w: Array) -> Array:
+    """``X`` with missing values at their column's weighted mean."""
+    observed = ~np.isnan(X)
+    weight = w @ observed
+    if (weight <= 0).any():
+        j = int(np.argmax(weight <= 0))
+        raise InputError(
+            f"Column {j} of X has no observed value with a positive sample_weight; nothing "
+            "can be learned about it. Drop the column."
+        )
+    means = (w @ np.where(observed, X, 0.0)) / weight
+    return np.where(observed, X, means.astype(X.dtype))
 
 
 def _data_covariance(X: Array, w: Array | None) -> Array:
