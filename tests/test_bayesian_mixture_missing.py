@@ -6,9 +6,12 @@ ELBO's monotonicity, and against exact EM's GaussianMixture as the prior fades.
 
 from __future__ import annotations
 
+import pathlib
 import warnings
+from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 import sklearn.exceptions
 from conftest import blobs
@@ -17,6 +20,7 @@ from scipy import integrate, special, stats
 from emkit import BayesianGaussianMixture, GaussianMixture, InputError
 from emkit.families.gaussian import GaussianFamily, covariance_structure
 from emkit.families.normal_wishart import NormalWishart
+from emkit.io import open_table
 from emkit.models.variational_gaussian import (
     VariationalGaussianMixture,
     VariationalParams,
@@ -294,3 +298,77 @@ def test_bad_missing_data_is_named() -> None:
     bad[3, 0] = np.inf
     with pytest.raises(InputError, match="infinit"):
         BayesianGaussianMixture(n_components=2).fit(bad)
+
+
+# -- engines and streamed tables ------------------------------------------------------------
+
+
+class _CountingEngine:
+    """An engine object of the user's (emkit.engines.Engine): the in-memory engine,
+    counting its passes."""
+
+    def __init__(self) -> None:
+        from emkit.engines.memory import InMemoryEngine
+
+        self.inner = InMemoryEngine(chunk_size=50, n_threads=1)
+        self.passes = 0
+
+    def map_reduce(self, fn: Any, source: Any) -> Any:
+        self.passes += 1
+        return self.inner.map_reduce(fn, source)
+
+    def map_rows(self, fn: Any, source: Any) -> Any:
+        self.passes += 1
+        return self.inner.map_rows(fn, source)
+
+
+def _assert_same_fit(a: BayesianGaussianMixture, b: BayesianGaussianMixture) -> None:
+    assert a.n_iter_ == b.n_iter_
+    np.testing.assert_allclose(b.lower_bounds_, a.lower_bounds_, rtol=1e-10)
+    for name in ("weights_", "means_", "covariances_", "mean_prior_", "covariance_prior_"):
+        np.testing.assert_allclose(getattr(b, name), getattr(a, name), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize(
+    ("covariance_type", "suffix", "nan"),
+    [("full", ".npy", False), ("tied", ".csv", True), ("diag", ".parquet", True)],
+)
+def test_a_streamed_table_gives_the_in_memory_fit(
+    tmp_path: pathlib.Path, covariance_type: str, suffix: str, nan: bool
+) -> None:
+    data = X if nan else np.nan_to_num(X, nan=0.5)
+    path = tmp_path / f"x{suffix}"
+    if suffix == ".npy":
+        np.save(path, data)
+    else:
+        frame = pd.DataFrame(data, columns=["a", "b", "c"])
+        frame.to_csv(path, index=False) if suffix == ".csv" else frame.to_parquet(path)
+    table = open_table(path, block_rows=64)
+    w = np.random.default_rng(4).uniform(0.5, 2.0, len(data))
+    kw: dict[str, Any] = {"n_components": 3, "covariance_type": covariance_type}
+    kw |= {"random_state": 0, "tol": 1e-6, "max_iter": 200}
+    memory = BayesianGaussianMixture(**kw).fit(data, sample_weight=w)
+    for engine in (None, "streaming", _CountingEngine()):
+        streamed = BayesianGaussianMixture(engine=engine, **kw).fit(table, sample_weight=w)
+        _assert_same_fit(memory, streamed)
+        np.testing.assert_allclose(
+            streamed.predict_proba(table), memory.predict_proba(data), atol=1e-10
+        )
+        np.testing.assert_array_equal(streamed.predict(table), memory.predict(data))
+        np.testing.assert_allclose(
+            streamed.score_samples(table), memory.score_samples(data), rtol=1e-10
+        )
+        assert streamed.score(table) == pytest.approx(memory.score(data), rel=1e-10)
+        if isinstance(engine, _CountingEngine):
+            assert engine.passes > memory.n_iter_  # every pass went through it
+
+
+def test_an_engine_argument_is_checked_and_a_streamed_table_checked_against_the_fit(
+    tmp_path: pathlib.Path,
+) -> None:
+    with pytest.raises(InputError, match=r"engine must be None, 'memory', 'streaming' or an"):
+        BayesianGaussianMixture(engine="dask-ish").fit(X)
+    np.save(tmp_path / "two.npy", np.nan_to_num(X)[:, :2])
+    fitted = BayesianGaussianMixture(n_components=2, random_state=0).fit(X)
+    with pytest.raises(InputError, match="X has 2 features, but BayesianGaussianMixture is"):
+        fitted.predict(open_table(tmp_path / "two.npy"))

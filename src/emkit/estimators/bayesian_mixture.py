@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from numbers import Real
 from typing import Any
 
@@ -22,16 +23,25 @@ from emkit._validation import (
     has_missing_values,
 )
 from emkit._warnings import warnings_once
+from emkit.engines._base import Engine
 from emkit.engines._source import RowSource
-from emkit.engines.memory import InMemoryEngine
 from emkit.estimators._mixture_base import (
     check_em_parameters,
     check_n_samples,
+    fit_engine,
     initial_statistics,
     logger,
     order_by_pattern,
     progress_callback,
     verbose_logging,
+)
+from emkit.estimators._rows import (
+    bind_gaussian,
+    check_streamed,
+    column_summary,
+    filler,
+    initial_statistics_bounded,
+    is_streamed,
 )
 from emkit.exceptions import ConvergenceWarning, InputError
 from emkit.families.gaussian import (
@@ -68,9 +78,12 @@ class BayesianGaussianMixture(DensityMixin, BaseEstimator):
     Same constructor, attributes and methods as
     :class:`sklearn.mixture.BayesianGaussianMixture` (from the same ``random_state`` the
     same start and the same ``lower_bound_``); beyond it: ``fit(X, sample_weight=...)``,
-    the objective trace (``trace_``) with a check that the ELBO never decreases, and the
+    the objective trace (``trace_``) with a check that the ELBO never decreases, the
     E-step of :class:`~emkit.GaussianMixture` (two matrix products an iteration over
-    chunks of rows, on threads).
+    chunks of rows, on threads), missing values (NaN: the missing coordinates of a row
+    are latent variables with a variational posterior q(x_m | z), the variational
+    counterpart of exact EM's marginal; see :mod:`emkit.models.variational_gaussian`),
+    and tables streamed from files or reduced by another ``engine``.
 
     The posterior over each component's mean and precision is Normal-Wishart, over the
     weights a Dirichlet (``weight_concentration_prior_type='dirichlet_distribution'``)
@@ -120,6 +133,16 @@ default='dirichlet_process'
         Rows per chunk of the E-step; ``None`` sizes chunks for the CPU cache.
     n_threads : int or None, default=None
         Threads for the chunks; ``None`` uses every available core.
+    engine : None, 'memory', 'streaming' or an engine, default=None
+        Where the rows live and how their statistics are summed: ``None`` or
+        ``'memory'`` is the in-memory engine (``chunk_size`` rows a chunk on
+        ``n_threads`` threads); ``'streaming'`` reads a table opened with
+        :func:`emkit.io.open_table` a block at a time; an object with ``map_reduce`` and
+        ``map_rows`` (:class:`emkit.engines.Engine`) is used as it is. ``fit``,
+        ``predict``, ``predict_proba``, ``score`` and ``score_samples`` take such tables
+        as ``X`` with every engine: the prior's defaults and the centre come from passes
+        over the rows, and the initialization reads at most 2^17 of them (all of them,
+        as in memory, for smaller tables: the same fit).
 
     Attributes
     ----------
@@ -190,6 +213,7 @@ default='dirichlet_process'
         monotonicity: str = "warn",
         chunk_size: int | None = None,
         n_threads: int | None = None,
+        engine: Any = None,
     ) -> None:
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -211,6 +235,7 @@ default='dirichlet_process'
         self.monotonicity = monotonicity
         self.chunk_size = chunk_size
         self.n_threads = n_threads
+        self.engine = engine
 
     # -- validation ------------------------------------------------------------------
 
@@ -232,15 +257,20 @@ default='dirichlet_process'
         tags.input_tags.allow_nan = True  # a missing value
         return tags
 
-    def _validate_X(self, X: Any, *, reset: bool) -> Array:
+    def _validate_X(self, X: Any, *, reset: bool) -> Any:
+        if is_streamed(X):  # a table read a block at a time (emkit.io.open_table)
+            return check_streamed(self, X, reset=reset)
         # NaN marks a missing value
         arr = as_float_matrix(X, dtype=None, allow_nan=True)
         validate_data(self, X, reset=reset, skip_check_array=True)
         return arr
 
-    def _resolve_prior(self, X: Array, w: Array | None) -> GaussianPrior:
-        """The prior's hyper-parameters, the defaults from the (weighted) data."""
-        d = X.shape[1]
+    def _resolve_prior(
+        self, mean: Array, covariance: Callable[[], Array], dtype: Any
+    ) -> GaussianPrior:
+        """The prior's hyper-parameters, the defaults from the (weighted) data: its
+        ``mean`` over the rows and its ``covariance()`` (computed only if needed)."""
+        d = mean.shape[0]
         kind = self.covariance_type
         self.weight_concentration_prior_ = (
             1.0 / self.n_components
@@ -251,7 +281,7 @@ default='dirichlet_process'
             1.0 if self.mean_precision_prior is None else float(self.mean_precision_prior)
         )
         if self.mean_prior is None:
-            self.mean_prior_ = np.average(X, axis=0, weights=w).astype(X.dtype)
+            self.mean_prior_ = mean.astype(dtype)
         else:
             self.mean_prior_ = _as_array("mean_prior", self.mean_prior, (d,), "means")
         if self.degrees_of_freedom_prior is None:
@@ -265,7 +295,7 @@ default='dirichlet_process'
                 f"{d} features needs more than {d - 1} degrees of freedom."
             )
         if self.covariance_prior is None:
-            cov = _data_covariance(X, w)
+            cov = covariance()
             self.covariance_prior_: Any
             if kind in ("full", "tied"):
                 self.covariance_prior_ = cov
@@ -290,7 +320,13 @@ default='dirichlet_process'
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like of shape (n_samples, n_features), or a table from :func:`emkit.io.open_table`
+            NaN marks a missing value: its row's log rho uses the marginal of the
+            observed coordinates, the M-step the conditional expectations of the missing
+            ones and of their second moments under q(x_m | z), and the ELBO adds the
+            entropy of q(x_m | z). The prior's defaults (``mean_prior``,
+            ``covariance_prior``) read the rows with missing values at their column's
+            (weighted) mean.
         y : None
             Ignored.
         sample_weight : array-like of shape (n_samples,), default=None
@@ -325,38 +361,58 @@ default='dirichlet_process'
                 "Decrease n_components or pass more data."
             )
         w = check_sample_weight(sample_weight, n, np.float64)
-        # rows sorted by missingness pattern; the defaults of the prior, the centre and
-        # the initialization read the rows with missing values at their column's mean
-        Xa, w, _, filled, missing = order_by_pattern(Xa, w, None)
-        if missing and w is not None:
-            filled = _weighted_fill(Xa, w)  # an integer weight is a repeated row here too
-        prior = self._resolve_prior(filled, w)
         structure = covariance_structure(self.covariance_type)
-        family = GaussianFamily(structure, reg_covar=float(self.reg_covar)).bind(filled, w)
-        model = VariationalGaussianMixture(
-            family,
-            prior.normal_wishart(self.covariance_type, family.shift),
-            self.weight_concentration_prior_type,
-            self.weight_concentration_prior_,
-            K,
-            missing=missing,
-        )
-        total = float(n) if w is None else float(w.sum())
-        row_bytes = model.mixture.row_bytes(d, structure.n_stats(d), K) + d * Xa.itemsize
+        unbound = GaussianFamily(structure, reg_covar=float(self.reg_covar))
         callback = progress_callback(self)
         rng = init_random_source(self.random_state)
         best: EMResult[VariationalParams] | None = None
-        with (
-            InMemoryEngine(self.chunk_size, self.n_threads) as engine,
-            verbose_logging(self.verbose),
-        ):
+        with fit_engine(self) as engine, verbose_logging(self.verbose):
+            init_w = w
+            if is_streamed(Xa):
+                # the binding and the prior's defaults from passes over the rows, which stay
+                # in the file's order; the initialization reads at most INIT_ROWS of them
+                summary = column_summary(engine, RowSource(Xa, w))
+                family = bind_gaussian(unbound, summary, n)
+                missing = summary.missing
+                fill = filler(summary.shift) if missing else None
+                filled: Any = Xa
+                prior = self._resolve_prior(
+                    summary.shift,
+                    lambda: _streamed_covariance(engine, Xa, w, summary.shift, fill),
+                    np.float64,
+                )
+            else:
+                # the defaults of the prior, the centre and the initialization read the
+                # rows in their order, with missing values at their column's mean
+                missing = has_missing_values(Xa)
+                filled = _mean_filled(Xa, w) if missing else Xa
+                fill = None
+                prior = self._resolve_prior(
+                    np.average(filled, axis=0, weights=w),
+                    lambda: _data_covariance(filled, w),
+                    Xa.dtype,
+                )
+                family = unbound.bind(filled, w)
+                if missing:
+                    # EM's rows sorted by missingness pattern (few patterns a chunk)
+                    Xa, w, _, _, _ = order_by_pattern(Xa, w, None)
+            model = VariationalGaussianMixture(
+                family,
+                prior.normal_wishart(self.covariance_type, family.shift),
+                self.weight_concentration_prior_type,
+                self.weight_concentration_prior_,
+                K,
+                missing=missing,
+            )
+            total = float(n) if w is None else float(w.sum())
+            row_bytes = model.mixture.row_bytes(d, structure.n_stats(d), K) + d * Xa.itemsize
             for init in range(1 if warm else self.n_init):
                 if self.verbose:
                     logger.info("Initialization %d", init)
                 if warm:
                     start = self._variational_params(family)
                 else:
-                    start = self._initialize(model, engine, filled, w, rng)
+                    start = self._initialize(model, engine, filled, init_w, rng, fill)
                 result = fit_em(
                     model,
                     engine,
@@ -380,15 +436,26 @@ default='dirichlet_process'
     def _initialize(
         self,
         model: VariationalGaussianMixture,
-        engine: InMemoryEngine,
-        X: Array,
+        engine: Engine,
+        X: Any,
         w: Array | None,
         rng: RandomSource,
+        fill: Callable[[Array], Array] | None = None,
     ) -> VariationalParams:
-        """The posteriors from initial responsibilities (the model's own M-step)."""
+        """The posteriors from initial responsibilities (the model's own M-step): of
+        every row in memory (scikit-learn's start), of a streamed table's rows as
+        :class:`~emkit.GaussianMixture` reads them (``fill`` fills their missing values
+        a block at a time)."""
         K = self.n_components
-        resp = initial_responsibilities(self.init_params, X, K, rng, w)
-        stats = initial_statistics(model.mixture, engine, X, w, resp, K)
+        if is_streamed(X):
+            d = X.shape[1]
+            work = (2 * d + model.family.structure.n_stats(d) + K) * 8
+            stats = initial_statistics_bounded(
+                self.init_params, model.mixture, engine, X, w, K, rng, fill, work
+            )
+        else:
+            resp = initial_responsibilities(self.init_params, X, K, rng, w)
+            stats = initial_statistics(model.mixture, engine, X, w, resp, K)
         return model.m_step(None, stats)  # type: ignore[arg-type]
 
     def _set_fitted(
@@ -456,11 +523,19 @@ default='dirichlet_process'
         concentration = np.asarray(np.stack(conc) if isinstance(conc, tuple) else conc, dtype=f64)
         return VariationalParams(concentration, post)
 
-    def _fitted_model(self, X: Array) -> tuple[VariationalGaussianMixture, VariationalParams]:
-        shift = np.asarray(self.weights_, np.float64) @ np.asarray(self.means_, np.float64)
+    def _fitted_model(
+        self, X: Any, engine: Any = None
+    ) -> tuple[VariationalGaussianMixture, VariationalParams]:
+        """The fitted posteriors as a model for the rows ``X`` (in memory, or streamed
+        through ``engine``: their scale and whether values are missing from one pass)."""
+        shift = self._centre()
+        if is_streamed(X):
+            summary = column_summary(engine, RowSource(X))
+            missing, scale = summary.missing, summary.scale(shift)
+        else:
+            missing, scale = has_missing_values(X), centred_scale(X, shift)
         structure = covariance_structure(self._kind())
-        family = GaussianFamily(structure, shift, float(self.reg_covar), centred_scale(X, shift))
-        missing = has_missing_values(X)
+        family = GaussianFamily(structure, shift, float(self.reg_covar), scale)
         # the prior does not enter predictions: the posteriors stand for it
         model = VariationalGaussianMixture(
             family,
@@ -474,15 +549,18 @@ default='dirichlet_process'
         )
         return model, self._variational_params(family)
 
+    def _centre(self) -> Array:
+        return np.asarray(self.weights_, np.float64) @ np.asarray(self.means_, np.float64)
+
     def _map(self, X: Any, which: str, fn: Any) -> Any:
         check_is_fitted(self)
         Xa = self._validate_X(X, reset=False)
-        model, params = self._fitted_model(Xa)
-        rows = getattr(model, which)(params)
         K = len(self.weights_)
         d = Xa.shape[1]
-        row_bytes = model.mixture.row_bytes(d, model.family.structure.n_stats(d), 2 * K)
-        with InMemoryEngine(self.chunk_size, self.n_threads) as engine:
+        with fit_engine(self) as engine:
+            model, params = self._fitted_model(Xa, engine)
+            rows = getattr(model, which)(params)
+            row_bytes = model.mixture.row_bytes(d, model.family.structure.n_stats(d), 2 * K)
             out = engine.map_rows(
                 lambda chunk: fn(rows(chunk)), RowSource(Xa, work_bytes=row_bytes)
             )
@@ -543,16 +621,41 @@ default='dirichlet_process'
         return np.vstack(parts), np.repeat(np.arange(len(weights)), counts)
 
 
-def _weighted_fill(X: Array, w: Array) -> Array:
-    """``X`` with missing values at their column's weighted mean."""
+def _streamed_covariance(
+    engine: Any, X: Any, w: Array | None, mean: Array, fill: Callable[[Array], Array] | None
+) -> Array:
+    """:func:`_data_covariance` of a streamed table's rows (missing values at ``mean``,
+    their columns' weighted means), from one pass of ``engine``: the weighted scatter
+    about ``mean`` / (sum(w) - 1)."""
+
+    def scatter(Xc: Array, wc: Array | None) -> Array:
+        rows = np.asarray(Xc if fill is None else fill(Xc), dtype=np.float64) - mean
+        return np.asarray((rows.T if wc is None else rows.T * wc) @ rows)
+
+    total = float(X.shape[0]) if w is None else float(w.sum())
+    if total <= 1.0:
+        raise InputError(
+            f"sample_weight sums to {total:.6g} <= 1, where the default covariance_prior (the "
+            "data's covariance, the weights counting rows: scatter / (sum(sample_weight) - 1)) "
+            "is undefined. Pass covariance_prior, or weights that count rows."
+        )
+    return np.atleast_2d(engine.map_reduce(scatter, RowSource(X, w)) / (total - 1.0))
+
+
+def _mean_filled(X: Array, w: Array | None) -> Array:
+    """``X`` with missing values at their column's (weighted) mean (an integer weight
+    counts as a repeated row, as everywhere in a fit)."""
     observed = ~np.isnan(X)
-    weight = w @ observed
+    weight = observed.sum(axis=0) if w is None else w @ observed
     if (weight <= 0).any():
         j = int(np.argmax(weight <= 0))
+        positive = "" if w is None else " with a positive sample_weight"
         raise InputError(
-            f"Column {j} of X has no observed value with a positive sample_weight; nothing "
-            "can be learned about it. Drop the column."
+            f"Column {j} of X has no observed value{positive}; nothing can be learned "
+            "about it. Drop the column."
         )
+    if w is None:
+        w = np.ones(X.shape[0])
     means = (w @ np.where(observed, X, 0.0)) / weight
     return np.where(observed, X, means.astype(X.dtype))
 
