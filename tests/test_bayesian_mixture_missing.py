@@ -15,6 +15,8 @@ import pandas as pd
 import pytest
 import sklearn.exceptions
 from conftest import blobs
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from scipy import integrate, special, stats
 
 from emkit import BayesianGaussianMixture, GaussianMixture, InputError
@@ -121,6 +123,42 @@ def test_the_elbo_never_decreases_with_missing_values(
         np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-12)
         assert np.isfinite(bgm.score_samples(X)).all()
         np.testing.assert_array_equal(bgm.predict(X), proba.argmax(axis=1))
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 2**16),
+    n_components=st.integers(1, 4),
+    covariance_type=st.sampled_from(TYPES),
+    prior_type=st.sampled_from(PRIORS),
+    share=st.floats(0.05, 0.6),
+    weighted=st.booleans(),
+)
+def test_the_elbo_never_decreases_with_missing_values_property(
+    seed: int,
+    n_components: int,
+    covariance_type: str,
+    prior_type: str,
+    share: float,
+    weighted: bool,
+) -> None:
+    data = _with_nan(blobs(60, 3, 3, seed=seed, spread=2.0), share, seed)
+    w = np.random.default_rng(seed).uniform(0.5, 3.0, len(data)) if weighted else None
+    bgm = BayesianGaussianMixture(
+        n_components=n_components,
+        covariance_type=covariance_type,
+        weight_concentration_prior_type=prior_type,
+        init_params="random",
+        random_state=seed,
+        tol=0.0,
+        max_iter=20,
+        monotonicity="raise",
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", sklearn.exceptions.ConvergenceWarning)
+        bgm.fit(data, sample_weight=w)
+    assert np.isfinite(bgm.lower_bounds_).all()
+    np.testing.assert_allclose(bgm.predict_proba(data).sum(axis=1), 1.0, rtol=1e-12)
 
 
 @pytest.mark.parametrize("covariance_type", ["full", "diag"])
