@@ -505,7 +505,7 @@ def mclust_prior_shares(
     VEI     (nu + 2 + m) / d                 1
     EVI     m + (nu + 2) / K                 1
     VVI     m + nu + 2                       1
-    EEE     (one covariance) nu + d + 1 + K m, one scale
+    EEE     nu + d + 1 + K m (one Sigma)     1          one covariance, one scale
     EEV     (nu + d + 1) / K                 1          no shrinkage at all
     VEV     0                                1
     VVV     m + nu + d + 1                   1
