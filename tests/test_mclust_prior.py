@@ -242,3 +242,38 @@ def test_mclust_prior_attaches_to_the_structure() -> None:
         .posterior((np.ones(G), np.zeros((G, d + d * (d + 1) // 2)), np.zeros(0)))
     )
     assert isinstance(posterior, GaussianPosterior)
+
+
+def test_conjugate_full_posterior_is_the_normal_wishart() -> None:
+    """For a conjugate prior on full covariances the MAP posterior is the Normal-Wishart
+    variational EM updates: the same mode, and its mean, expected_natural and kl."""
+    X, z, G = _data("faithful")
+    family = _family("full", X, "auto")
+    Xc = X - family.shift
+    stats = (z.sum(0), z.T @ family.structure.statistics(Xc.copy()), np.zeros(0))
+    posterior = family.attached_prior(G).posterior(stats)
+    means, cov, _ = posterior.mode()
+    nw = posterior.normal_wishart()
+    np.testing.assert_allclose(nw.mode()[0], means, rtol=1e-12)
+    np.testing.assert_allclose(nw.mode()[1], cov, rtol=1e-12)
+    np.testing.assert_allclose(posterior.mean()[1], nw.covariances, rtol=1e-12)
+    assert posterior.kl(nw) == pytest.approx(0.0, abs=1e-9)
+    np.testing.assert_allclose(posterior.expected_natural()[1], nw.expected_natural()[1])
+    # and the NormalWishart's own update from the same moments agrees
+    prior = family.prior
+    moments_cov = np.stack([np.cov(X.T, aweights=z[:, k], bias=True) for k in range(G)])
+    direct = prior.attach(family.structure, G, family.shift, family.data_covariance)
+    assert isinstance(direct, AttachedGaussianPrior)
+    nk = z.sum(0)
+    xbar = (z.T @ X) / nk[:, None]
+    from emkit.families.normal_wishart import GaussianMoments
+
+    wishart = GaussianPrior(
+        mean=prior.mean, shrinkage=prior.shrinkage, dof=prior.dof, scale=direct.scale
+    ).posterior(GaussianMoments(nk, xbar, moments_cov), "full")
+    np.testing.assert_allclose(wishart.scale, nw.scale, rtol=1e-9)
+    np.testing.assert_allclose(wishart.mean, nw.mean + family.shift, rtol=1e-12)
+    with pytest.raises(InputError, match="not a Normal-Wishart: that needs a conjugate"):
+        _family("VEV", X).attached_prior(G).posterior(
+            (stats[0], stats[1], stats[2])
+        ).normal_wishart()

@@ -638,6 +638,34 @@ class GaussianPosterior(NamedTuple):
     counts: Array  # (K,) N_k plus the means' pseudo-count (what the scatter is about)
     scatter: Array  # in the structure's layout, prior scale and shrinkage term included
     mass: Array  # the scatter's divisor, prior share included
+    # (K,) nu + N_k where the posterior is a Normal-Wishart (a conjugate prior on full
+    # covariances), else None
+    wishart_dof: Array | None = None
+
+    def normal_wishart(self) -> NormalWishart:
+        """This posterior as the :class:`NormalWishart` variational EM updates: defined
+        for a conjugate prior with positive shrinkage on ``full`` covariances, where its
+        :meth:`~NormalWishart.mode` is :meth:`mode` (without ``reg_covar``)."""
+        if self.wishart_dof is None or not np.all(self.counts > 0):
+            raise InputError(
+                "This Gaussian posterior is not a Normal-Wishart: that needs a conjugate "
+                "GaussianPrior with shrinkage > 0 on 'full' covariances (got the "
+                f"{self.structure.name!r} structure, or another convention, or no prior)."
+            )
+        return NormalWishart("full", self.means, self.counts, self.wishart_dof, self.scatter)
+
+    def mean(self) -> tuple[Array, Array]:
+        """(E[mu_k], E[Lambda_k]^-1) under the Normal-Wishart (see :meth:`normal_wishart`)."""
+        nw = self.normal_wishart()
+        return nw.mean, nw.covariances
+
+    def expected_natural(self) -> tuple[tuple[Array, Array], Array]:
+        """:meth:`NormalWishart.expected_natural` of :meth:`normal_wishart`."""
+        return self.normal_wishart().expected_natural()
+
+    def kl(self, other: NormalWishart) -> float:
+        """KL(this posterior || ``other``) as Normal-Wisharts (see :meth:`normal_wishart`)."""
+        return self.normal_wishart().kl(other)
 
     def mode(self, reg_covar: float = 0.0, previous: Any = None) -> tuple[Array, Array, Any]:
         """(means, covariances, gap): the MAP point, started from ``previous``
@@ -714,7 +742,9 @@ class AttachedGaussianPrior:
         mass = structure.mass(nk, d)
         if shares.mass != 0.0:
             mass = mass + shares.mass
-        return GaussianPosterior(structure, means, counts, scatter, mass)
+        conjugate_full = structure.name == "full" and self.convention == "conjugate" and kappa > 0
+        dof = self.dof + nk if conjugate_full else None
+        return GaussianPosterior(structure, means, counts, scatter, mass, dof)
 
     def divisor(self, nk: Array) -> Array:
         """The covariances' divisor at counts ``nk``: the structure's mass plus the
