@@ -4,13 +4,15 @@ constrained maximum of the t mixture's likelihood."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from scipy.optimize import minimize
 from scipy.special import gammaln, logsumexp
 from scipy.stats import multivariate_t
 
-from emkit import StudentTMixture
+from emkit import StudentTMixture, load_model, save_model
 from emkit.exceptions import InputError
 from emkit.families.covariance import MCLUST_MODELS
 from emkit.families.gaussian import covariance_structure
@@ -146,3 +148,13 @@ def test_one_dimensional_models_and_bad_names() -> None:
         StudentTMixture(2, covariance_type="E").fit(_blobs())
     with pytest.raises(InputError, match=r"covariance_type must be one of .*'VEV'"):
         StudentTMixture(2, covariance_type="VEX").fit(_blobs())
+
+
+@pytest.mark.parametrize("model", ["VEV", "EEI", "EII"])
+def test_model_file_round_trip(model: str, tmp_path: Path) -> None:
+    X = _blobs()
+    tm = StudentTMixture(2, covariance_type=model, random_state=0).fit(X)
+    save_model(tm, tmp_path / "t.npz")
+    back = load_model(tmp_path / "t.npz")
+    assert back.covariance_type == model
+    np.testing.assert_allclose(back.score_samples(X), tm.score_samples(X), rtol=1e-12)
