@@ -523,21 +523,25 @@ def mclust_prior_shares(
     """
     name = _MCLUST_NAME.get(name, name)
     m, K, nu = float(mean_prior), n_components, float(dof)
-    table: dict[str, PriorShares] = {
-        "EII": PriorShares(d * m + (nu + 2.0) / K, 0.0),
-        "VII": PriorShares(d * m + nu + 2.0, 1.0),
-        "E": PriorShares(m + (nu + 2.0) / K, 1.0 / K),
-        "V": PriorShares(m + nu + 2.0, 1.0),
-        "EEI": PriorShares(m + (nu + 2.0) / K, 1.0 / K),
-        "VEI": PriorShares((nu + 2.0 + m) / d, 1.0),
-        "EVI": PriorShares(m + (nu + 2.0) / K, 1.0),
-        "VVI": PriorShares(m + nu + 2.0, 1.0),
-        "EEE": PriorShares(nu + d + 1.0 + K * m, 1.0),
-        "EEV": PriorShares((nu + d + 1.0) / K, 1.0, shrink_means=False, shrink_scatter=False),
-        "VEV": PriorShares(0.0, 1.0),
-        "VVV": PriorShares(m + nu + d + 1.0, 1.0),
-    }
-    return table.get(name)
+    # (a_k, s, shrink the means and the scatter), one model at a time (an M-step's cost)
+    if name in ("EII", "VII"):
+        share = nu + 2.0 if name == "VII" else (nu + 2.0) / K
+        return PriorShares(d * m + share, 1.0 if name == "VII" else 0.0)
+    if name in ("E", "EEI", "EVI"):
+        return PriorShares(m + (nu + 2.0) / K, 1.0 if name == "EVI" else 1.0 / K)
+    if name in ("V", "VVI"):
+        return PriorShares(m + nu + 2.0, 1.0)
+    if name == "VEI":
+        return PriorShares((nu + 2.0 + m) / d, 1.0)
+    if name == "EEE":
+        return PriorShares(nu + d + 1.0 + K * m, 1.0)
+    if name == "EEV":
+        return PriorShares((nu + d + 1.0) / K, 1.0, shrink_means=False, shrink_scatter=False)
+    if name == "VEV":
+        return PriorShares(0.0, 1.0)
+    if name == "VVV":
+        return PriorShares(m + nu + d + 1.0, 1.0)
+    return None
 
 
 def structure_class(covariance_type: str) -> type[CovarianceStructure] | None:
