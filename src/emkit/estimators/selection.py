@@ -104,6 +104,10 @@ class ModelBasedClustering(ClusterMixin, DensityMixin, BaseEstimator):
         relative change of 1e-5).
     reg_covar : float, default=1e-6
         Added to the diagonal of every covariance.
+    prior : None, 'mclust', 'auto' or GaussianPrior, default=None
+        Passed to every cell (:class:`GaussianMixture`'s ``prior``), as mclust's
+        ``Mclust(prior = priorControl())``: ``'mclust'`` is that prior; the BIC then uses
+        the log-likelihood at the posterior mode, as mclust's does.
     max_iter : int, default=1000
         EM iterations per cell at most.
     random_state : int, Generator, RandomState or None, default=None
@@ -160,6 +164,7 @@ class ModelBasedClustering(ClusterMixin, DensityMixin, BaseEstimator):
         n_init: int = 1,
         tol: float = 1e-5,
         reg_covar: float = 1e-6,
+        prior: Any = None,
         max_iter: int = 1000,
         random_state: Any = None,
         dtype: str = "float64",
@@ -173,6 +178,7 @@ class ModelBasedClustering(ClusterMixin, DensityMixin, BaseEstimator):
         self.n_init = n_init
         self.tol = tol
         self.reg_covar = reg_covar
+        self.prior = prior
         self.max_iter = max_iter
         self.random_state = random_state
         self.dtype = dtype
@@ -222,6 +228,7 @@ class ModelBasedClustering(ClusterMixin, DensityMixin, BaseEstimator):
             n_init=self.n_init,
             tol=self.tol,
             reg_covar=self.reg_covar,
+            prior=self.prior,
             max_iter=self.max_iter,
             random_state=seed,
             dtype=self.dtype,

@@ -31,7 +31,8 @@ from emkit.estimators._mixture_base import (
     verbose_logging,
 )
 from emkit.exceptions import InputError
-from emkit.families.gaussian import COVARIANCE_TYPES, centred_column_scale, covariance_structure
+from emkit.families.covariance import covariance_types
+from emkit.families.gaussian import centred_column_scale, covariance_structure
 from emkit.inference.em import fit_em_restarts
 from emkit.inference.init import initial_responsibilities
 from emkit.inference.monte_carlo import monte_carlo_plan
@@ -75,8 +76,11 @@ class StudentTMixture(FittedMixture, DensityMixin, BaseEstimator):
     ----------
     n_components : int, default=1
         Number of components.
-    covariance_type : {'full', 'tied', 'diag', 'spherical'}, default='full'
-        Structure of the scale matrices, as in :class:`GaussianMixture`.
+    covariance_type : str, default='full'
+        Structure of the scale matrices, as in :class:`GaussianMixture`: scikit-learn's
+        four names, mclust's fourteen models ('EII' ... 'VVV', each fitted by the same
+        constrained M-step as the Gaussian's, on the u-weighted statistics: an ECM step),
+        or 'E' / 'V' for one column.
     degrees_of_freedom : float or None, default=None
         nu > 0: its value when ``dof_type='fixed'`` (required then), its starting value
         otherwise (None: start at 10).
@@ -220,7 +224,7 @@ class StudentTMixture(FittedMixture, DensityMixin, BaseEstimator):
 
     def _check_parameters(self) -> None:
         check_em_parameters(self)
-        check_choice("covariance_type", self.covariance_type, COVARIANCE_TYPES)
+        check_choice("covariance_type", self.covariance_type, covariance_types())
         check_choice("dof_type", self.dof_type, DOF_TYPES)
         if self.max_m_step_iter is not None:
             check_positive_int("max_m_step_iter", self.max_m_step_iter)
@@ -263,8 +267,10 @@ class StudentTMixture(FittedMixture, DensityMixin, BaseEstimator):
     def _model(
         self, shift: Array, missing: bool = True, column_scale: Array | None = None
     ) -> StudentTModel:
+        structure = covariance_structure(self.covariance_type)
+        structure.check_features(shift.shape[0])
         return StudentTModel(
-            covariance_structure(self.covariance_type),
+            structure,
             shift,
             float(self.reg_covar),
             DegreesOfFreedom(

@@ -23,7 +23,9 @@ from emkit.families.covariance import (
     VVE,
     Composed,
     E,
+    PriorShares,
     V,
+    mclust_prior_shares,
 )
 from emkit.families.exponential import Exponential, ExponentialParams
 from emkit.families.gamma import Gamma, GammaParams
@@ -43,10 +45,12 @@ from emkit.families.lognormal import LogNormal, LogNormalFamily
 from emkit.families.multinomial import Multinomial, MultinomialParams
 from emkit.families.poisson import Poisson, PoissonParams
 from emkit.families.priors import (
+    AttachedGaussianPrior,
     BetaPrior,
     ConjugatePrior,
     DirichletPrior,
     GammaPrior,
+    GaussianPosterior,
     GaussianPrior,
 )
 from emkit.families.product import Product
@@ -64,6 +68,7 @@ __all__ = [
     "VEI",
     "VEV",
     "VVE",
+    "AttachedGaussianPrior",
     "Bernoulli",
     "BernoulliParams",
     "Beta",
@@ -87,6 +92,7 @@ __all__ = [
     "Gaussian",
     "GaussianFamily",
     "GaussianParams",
+    "GaussianPosterior",
     "GaussianPrior",
     "LogNormal",
     "LogNormalFamily",
@@ -95,9 +101,11 @@ __all__ = [
     "Natural",
     "Poisson",
     "PoissonParams",
+    "PriorShares",
     "Product",
     "Spherical",
     "Tied",
     "V",
     "covariance_structure",
+    "mclust_prior_shares",
 ]

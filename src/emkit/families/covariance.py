@@ -45,7 +45,7 @@ diagonal of each covariance, as there).
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -74,8 +74,10 @@ __all__ = [
     "VVE",
     "Composed",
     "E",
+    "PriorShares",
     "V",
     "covariance_types",
+    "mclust_prior_shares",
     "structure_class",
 ]
 
@@ -453,6 +455,93 @@ def _one_dimensional(name: str, d: int) -> None:
             f"covariance_type {name!r} is mclust's model for one-dimensional data, got "
             f"{d} columns; use {name + 'II'!r} (or any of {', '.join(MCLUST_MODELS)})."
         )
+
+
+class PriorShares(NamedTuple):
+    """How a conjugate prior enters one covariance model's M-step (see
+    :func:`mclust_prior_shares`): ``mass`` is added to each component's :meth:`mass`
+    (its share of the prior's degrees of freedom and of the means' normal priors, in the
+    layout's units), ``scale`` multiplies the prior scale added to each component's
+    scatter, ``shrink_means`` says whether the means are pulled to the prior mean and
+    ``shrink_scatter`` whether the scatter takes the term
+    ``kappa N_k / (kappa + N_k) (xbar_k - mean)(xbar_k - mean)^T``."""
+
+    mass: float
+    scale: float
+    shrink_means: bool = True
+    shrink_scatter: bool = True
+
+
+# mclust's names of scikit-learn's four structures
+_MCLUST_NAME = {"spherical": "VII", "diag": "VVI", "tied": "EEE", "full": "VVV"}
+
+
+def mclust_prior_shares(
+    name: str, d: int, n_components: int, dof: float, mean_prior: bool
+) -> PriorShares | None:
+    """mclust 6's M-step with ``prior = priorControl()``, model by model (None for VEE,
+    EVE, VVE and EVV, for which mclust has no prior).
+
+    Every model but these four maximizes
+
+        -1/2 sum_k [ (N_k + a_k) log|Sigma_k| + tr((W_k + s L) Sigma_k^-1) ]
+
+    over its constrained covariances, with ``W_k`` the scatter about the (shrunk) means
+    plus the shrinkage term, ``L`` the prior scale (one variance for the spherical and
+    diagonal models, the (d, d) matrix for the others), ``s`` the share of it each
+    component takes and ``a_k`` its share of the degrees of freedom ``nu`` and of the
+    means' priors (``m`` = 1 if the shrinkage is positive, else 0); ``|Sigma_k|`` counts
+    the d axes of a spherical model (its trace layout's units are d per row). What
+    mclust 6.0.0 does, checked against its ``mstep`` (tests/data/mclust_prior_reference.R):
+
+    ======  ===============================  =========  =================================
+    model   a_k                              s          notes
+    ======  ===============================  =========  =================================
+    EII     d m + (nu + 2) / K               0          the scale is not used
+    VII     d m + nu + 2                     1
+    E (1D)  m + (nu + 2) / K                 1 / K
+    V (1D)  m + nu + 2                       1
+    EEI     m + (nu + 2) / K                 1 / K      see below
+    VEI     (nu + 2 + m) / d                 1
+    EVI     m + (nu + 2) / K                 1
+    VVI     m + nu + 2                       1
+    EEE     nu + d + 1 + K m (one Sigma)     1          one covariance, one scale
+    EEV     (nu + d + 1) / K                 1          no shrinkage at all
+    VEV     0                                1
+    VVV     m + nu + d + 1                   1
+    ======  ===============================  =========  =================================
+
+    For EII, EEV and VEV this is not what Fraley & Raftery (2007) write for a conjugate
+    prior; it is what mclust computes, and what ``prior='mclust'`` reproduces. Each row is
+    the mode of a fixed prior density, so MAP-EM stays monotone. Two exceptions, both
+    mclust's inconsistencies: its EEI ``mstep`` leaves the means at xbar_k although the
+    covariance takes the shrinkage term (no prior has that mode; its EM is not monotone),
+    where emkit shrinks the means as for every other model (same covariance, means
+    within kappa / N_k of mclust's); and mclust's ``me``/``em`` run, for EEI, EVI and
+    EEV, an M-step that differs from its own ``mstep`` with the same prior (from the
+    same z), which emkit does not reproduce.
+    """
+    name = _MCLUST_NAME.get(name, name)
+    m, K, nu = float(mean_prior), n_components, float(dof)
+    # (a_k, s, shrink the means and the scatter), one model at a time (an M-step's cost)
+    if name in ("EII", "VII"):
+        share = nu + 2.0 if name == "VII" else (nu + 2.0) / K
+        return PriorShares(d * m + share, 1.0 if name == "VII" else 0.0)
+    if name in ("E", "EEI", "EVI"):
+        return PriorShares(m + (nu + 2.0) / K, 1.0 if name == "EVI" else 1.0 / K)
+    if name in ("V", "VVI"):
+        return PriorShares(m + nu + 2.0, 1.0)
+    if name == "VEI":
+        return PriorShares((nu + 2.0 + m) / d, 1.0)
+    if name == "EEE":
+        return PriorShares(nu + d + 1.0 + K * m, 1.0)
+    if name == "EEV":
+        return PriorShares((nu + d + 1.0) / K, 1.0, shrink_means=False, shrink_scatter=False)
+    if name == "VEV":
+        return PriorShares(0.0, 1.0)
+    if name == "VVV":
+        return PriorShares(m + nu + d + 1.0, 1.0)
+    return None
 
 
 def structure_class(covariance_type: str) -> type[CovarianceStructure] | None:

@@ -57,7 +57,7 @@ from emkit.families._gaussian_missing import (
     missing_statistics,
     triu_indices,
 )
-from emkit.families.priors import GaussianPrior, check_prior
+from emkit.families.priors import AttachedGaussianPrior, GaussianPrior, check_prior
 
 __all__ = [
     "COVARIANCE_TYPES",
@@ -70,6 +70,7 @@ __all__ = [
     "Spherical",
     "Tied",
     "centred_scale",
+    "check_gaussian_prior",
     "covariance_structure",
     "far_log_prob",
 ]
@@ -826,7 +827,8 @@ class GaussianFamily:
     column_scale: Array | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        check_prior("Gaussian", self.prior, (GaussianPrior,))
+        if not (isinstance(self.prior, str) and self.prior == "mclust"):
+            check_prior("Gaussian", self.prior, (GaussianPrior,))
 
     @property
     def n_features(self) -> int:
@@ -852,7 +854,8 @@ class GaussianFamily:
         self.structure.check_features(X.shape[1])
         prior, data_cov = self.prior, None
         if prior is not None:
-            prior = GaussianPrior() if isinstance(prior, str) else prior
+            if isinstance(prior, str):
+                prior = GaussianPrior(convention="mclust" if prior == "mclust" else "conjugate")
             d = X.shape[1]
             if prior.mean is None:
                 prior = replace(prior, mean=shift)
@@ -1064,33 +1067,19 @@ class GaussianFamily:
 
     # -- M-step --------------------------------------------------------------------------
 
-    def _prior_terms(self, K: int) -> tuple[Array, float, Array, float] | None:
-        """(prior mean in centred coordinates, shrinkage, scale in the structure's shape,
-        degrees of freedom), or None without a prior."""
+    def attached_prior(self, n_components: int) -> AttachedGaussianPrior:
+        """The prior bound to this family's structure and ``n_components`` components,
+        in centred coordinates (the flat prior of maximum likelihood without one): its
+        ``posterior(stats).mode()`` is the M-step."""
         prior = self.prior
         if prior is None:
-            return None
+            return AttachedGaussianPrior.flat(self.structure, self.n_features)
         assert isinstance(prior, GaussianPrior) and self.shift is not None
-        d = self.n_features
-        if prior.scale is None:
-            # mclust's default: the data covariance / K^(2/d), zero variances floored
-            assert self.data_covariance is not None
-            scale = self.data_covariance / K ** (2.0 / d)
-        else:
-            scale = np.asarray(prior.scale, dtype=np.float64)
-        mean = np.asarray(prior.mean, dtype=np.float64) - self.shift
-        dof = float(prior.dof) if prior.dof is not None else d + 2.0
-        return mean, float(prior.shrinkage), self.structure.shaped_scale(scale, d), dof
+        return prior.attach(self.structure, n_components, self.shift, self.data_covariance)
 
     def _mass(self, nk: Array) -> Array:
         """Divisor of each covariance's scatter: N_k, plus the prior's share under MAP."""
-        d = self.n_features
-        mass = self.structure.mass(nk, d)
-        terms = self._prior_terms(nk.shape[0])
-        if terms is None:
-            return mass
-        _, kappa, _, dof = terms
-        return mass + dof + self.structure.prior_mass(d, nk.shape[0], kappa > 0)
+        return self.attached_prior(nk.shape[0]).divisor(nk)
 
     def m_step(
         self,
@@ -1100,35 +1089,18 @@ class GaussianFamily:
         shared: Array,
         total_weight: float,
     ) -> GaussianParams:
-        d = self.n_features
         K = nk.shape[0]
-        terms = self._prior_terms(K)
-        counts, sums, shared_sums = nk, sum_t, shared
-        if terms is not None:
-            # the prior's pseudo-observations: `shrinkage` rows at the prior mean, per component
-            mean0, kappa, _, _ = terms
-            row = mean0[None, :]
-            counts = nk + kappa
-            sums = sum_t + kappa * self.structure.statistics(row.copy())[0]
-            shared_sums = shared + K * kappa * self.structure.shared_statistics(row, None)
-        means: Array
-        with np.errstate(divide="ignore", invalid="ignore"):
-            means = sums[:, :d] / counts[:, None]
-        scatter = self.structure.scatter(counts, means, sums, shared_sums)
+        posterior = self.attached_prior(K).posterior((nk, sum_t, shared))
         if self.fixed is not None and self.fixed.means is not None:
             # The best mean is xbar whatever the covariance; the best covariance given
             # known means is the scatter about them: + N_k (xbar_k - mu_k)(...)^T.
-            known_means = self._with_known_means(means)
-            scatter = scatter + self.structure.spread(counts, means - known_means)
-            means = known_means
-        if terms is not None:
-            scatter = scatter + terms[2]
+            posterior = posterior.with_means(self._with_known_means(posterior.means))
         # A component with no responsibility mass (and no prior): any parameters maximize
         # its (zero) share of Q, so keep the previous ones rather than divide 0 by 0.
-        frozen = frozen_components(counts, total_weight)
+        frozen = frozen_components(posterior.counts, total_weight)
         with np.errstate(divide="ignore", invalid="ignore"):
             previous = None if params is None else params.covariances
-            cov, gap = self.structure.maximize(scatter, self._mass(nk), self.reg_covar, previous)
+            means, cov, gap = posterior.mode(self.reg_covar, previous)
         if frozen.any():
             means = self._with_known_means(np.where(frozen[:, None], params.means, means))
             cov = self.structure.keep(cov, params.covariances, frozen)
@@ -1268,23 +1240,44 @@ class GaussianFamily:
 
     def log_prior(self, params: GaussianParams) -> float:
         """log NIW(means, covariances): normal means given the covariances (if the
-        shrinkage is positive) times inverse-Wishart (-Gamma) covariances."""
-        terms = self._prior_terms(params.means.shape[0])
-        if terms is None:
+        shrinkage is positive) times inverse-Wishart (-Gamma) covariances. Under mclust's
+        convention, the log density the M-step maximizes (see
+        :func:`~emkit.families.covariance.mclust_prior_shares`), up to a constant."""
+        if self.prior is None:
             return 0.0
-        mean0, kappa, scale, dof = terms
+        prior = self.attached_prior(params.means.shape[0])
         d = self.n_features
         prec_chol = params.precisions_cholesky
-        total = self.structure.log_prior_covariance(params.covariances, prec_chol, scale, dof, d)
+        structure = self.structure
+        shares = prior.shares
+        kappa = prior.shrinkage if shares.shrink_scatter else 0.0
+        total = 0.0
         if kappa > 0:
             # log N(mu_k | mean, Sigma_k / kappa) = d/2 log(kappa / 2pi) + 1/2 log|P_k|
             #                                       - kappa/2 (mu_k - mean)^T P_k (...)
-            maha = self.structure.mahalanobis(mean0[None, :], params.means, prec_chol)[0]
-            half_log_det = self.structure.half_log_det(prec_chol, d)
+            maha = structure.mahalanobis(prior.mean[None, :], params.means, prec_chol)[0]
+            half_log_det = structure.half_log_det(prec_chol, d)
             total += float(
                 np.sum(0.5 * d * (np.log(kappa) - LOG_2PI) + half_log_det - 0.5 * kappa * maha)
             )
-        return total
+        from emkit.families.covariance import mclust_prior_shares
+
+        if (
+            prior.convention == "conjugate"
+            or mclust_prior_shares(structure.name, d, params.means.shape[0], prior.dof, kappa > 0)
+            is None
+        ):
+            return total + structure.log_prior_covariance(
+                params.covariances, prec_chol, prior.scale, prior.dof, d
+            )
+        # -1/2 sum_k [a_k log|Sigma_k| + s tr(L Sigma_k^-1)], the means' share of a_k
+        # taken by their normal densities above (1 per component; d in a trace layout)
+        unit = 1.0 if structure.dense or isinstance(structure, Diag) else float(d)
+        K = params.means.shape[0]
+        mean_share = (K if structure.shared else 1) * unit * float(kappa > 0)
+        log_det = -2.0 * structure.half_log_det(prec_chol, d) / unit
+        trace = shares.scale * np.sum(prior.scale * structure.precisions(prec_chol))
+        return total - 0.5 * float(np.sum((shares.mass - mean_share) * log_det) + trace)
 
     def default_params(self, n_components: int) -> GaussianParams:
         K, d = n_components, self.n_features
@@ -1507,8 +1500,10 @@ def Gaussian(
     covariance_type : {'full', 'tied', 'diag', 'spherical'}, default='full'
     reg_covar : float, default=1e-6
         Added to the diagonal of every covariance.
-    prior : GaussianPrior, 'auto' or None, default=None
-        Normal-inverse-Wishart prior for MAP-EM (``'auto'``: mclust's defaults).
+    prior : GaussianPrior, 'auto', 'mclust' or None, default=None
+        Normal-inverse-Wishart prior for MAP-EM (``'auto'``: mclust's default
+        hyper-parameters as each component's own conjugate prior; ``'mclust'``: mclust's
+        ``priorControl()`` M-steps, see :class:`~emkit.families.GaussianPrior`).
 
     Examples
     --------
@@ -1520,6 +1515,19 @@ def Gaussian(
         raise InputError(f"reg_covar must be a non-negative number, got {reg_covar!r}.")
     return GaussianFamily(
         covariance_structure(covariance_type), reg_covar=float(reg_covar), prior=prior
+    )
+
+
+def check_gaussian_prior(prior: Any) -> None:
+    """Raise :class:`~emkit.exceptions.InputError` unless ``prior`` is one a Gaussian
+    takes: None, ``'auto'``, ``'mclust'`` or a :class:`GaussianPrior`."""
+    if prior is None or isinstance(prior, GaussianPrior):
+        return
+    if isinstance(prior, str) and prior in ("auto", "mclust"):
+        return
+    raise InputError(
+        "prior must be None, 'mclust', 'auto' or a GaussianPrior, got "
+        f"{prior!r} ({type(prior).__name__})."
     )
 
 

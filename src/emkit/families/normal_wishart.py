@@ -213,7 +213,11 @@ class NormalWishart:
         """(means, covariances) at the joint mode of the density of (mu_k, Sigma_k):
         m_k and W_k^-1 / (nu_k + d + 2), the MAP estimate of MAP-EM (mclust's)."""
         d = self.n_features
-        return self.mean, self.covariances * self.dof / (self.dof + d + 2.0)
+        factor = np.asarray(self.dof / (self.dof + d + 2.0))
+        cov = self.covariances
+        # one factor per component, along the first axis (tied: one for all)
+        factor = np.reshape(factor, factor.shape + (1,) * (cov.ndim - factor.ndim))
+        return self.mean, cov * factor
 
     def expected_natural(self) -> tuple[tuple[Array, Array], Array]:
         """((E[Lambda_k mu_k], E[Lambda_k]), E[A(eta_k)]) for the Gaussian's natural

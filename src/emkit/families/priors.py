@@ -28,7 +28,7 @@ without the cancellation of ``(1 + S) - 1``, exactly as the M-step always comput
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -38,10 +38,12 @@ from emkit.exceptions import InputError
 from emkit.families.normal_wishart import GaussianMoments, NormalWishart
 
 __all__ = [
+    "AttachedGaussianPrior",
     "BetaPrior",
     "ConjugatePrior",
     "DirichletPrior",
     "GammaPrior",
+    "GaussianPosterior",
     "GaussianPrior",
     "UpdatingPrior",
     "check_prior",
@@ -455,6 +457,19 @@ class GaussianPrior:
         Inverse-Wishart scale: a (d, d) matrix, a (d,) diagonal or a scalar times the
         identity; ``None`` uses the data covariance / K^(2/d) (mclust's default), taking
         its diagonal or mean variance for ``diag`` and ``spherical``.
+    convention : {'conjugate', 'mclust'}, default='conjugate'
+        How the prior enters a covariance model's M-step. ``'conjugate'``: each
+        component's own inverse-Wishart (-Gamma) prior, evaluated at the constrained
+        covariance. ``'mclust'``: R mclust 6's ``priorControl()`` M-steps, model by model
+        (:func:`~emkit.families.covariance.mclust_prior_shares`): the scale of the
+        spherical and diagonal models is one variance (the mean of the diagonal), the
+        shares of the shared factors are mclust's; VEE, EVE, VVE and EVV, which have no
+        prior in mclust, take the conjugate one. ``prior='mclust'`` is this with every
+        other field at its default.
+
+    The prior becomes a component's when its family is fitted: :meth:`attach` binds it to
+    the covariance structure, and the bound prior's ``posterior(stats).mode()`` is the
+    MAP M-step (:class:`AttachedGaussianPrior`).
 
     Examples
     --------
@@ -466,9 +481,15 @@ class GaussianPrior:
     shrinkage: float = 0.01
     dof: float | None = None
     scale: Any = None
+    convention: str = "conjugate"
 
     def __post_init__(self) -> None:
         _positive("GaussianPrior shrinkage", self.shrinkage, 0.0, False, "a pseudo-count")
+        if self.convention not in ("conjugate", "mclust"):
+            raise InputError(
+                "GaussianPrior convention must be 'conjugate' or 'mclust', got "
+                f"{self.convention!r}."
+            )
         if self.dof is not None:
             _positive("GaussianPrior dof", self.dof, 0.0, True, "degrees of freedom")
         if self.mean is not None:
@@ -559,6 +580,176 @@ class GaussianPrior:
         if isinstance(other, GaussianPrior):
             other = other.normal_wishart(covariance_type)
         return self.normal_wishart(covariance_type).kl(other)
+
+    # -- as a component's prior (MAP-EM) -------------------------------------------------
+
+    def attach(
+        self, structure: Any, n_components: int, shift: Any, data_covariance: Any = None
+    ) -> AttachedGaussianPrior:
+        """This prior bound to a covariance structure (a
+        :class:`~emkit.families.gaussian.CovarianceStructure`) for ``n_components``
+        components, in coordinates centred on ``shift``; ``data_covariance`` is the
+        default scale's base when ``scale`` is None (mclust's: divided by K^(2/d))."""
+        from emkit.families.covariance import PriorShares, mclust_prior_shares
+
+        mean = np.asarray(self.mean, dtype=np.float64)
+        d, K = int(mean.shape[0]), int(n_components)
+        dof = float(self.dof) if self.dof is not None else d + 2.0
+        if self.scale is None:
+            if data_covariance is None:
+                raise InputError(
+                    "GaussianPrior scale must be given, or a data covariance to derive it from."
+                )
+            scale = np.asarray(data_covariance, dtype=np.float64) / K ** (2.0 / d)
+        else:
+            scale = np.asarray(self.scale, dtype=np.float64)
+        kappa = float(self.shrinkage)
+        shares = None
+        if self.convention == "mclust":
+            if not structure.dense:
+                # mclust's spherical and diagonal models: one variance, the mean one
+                full = scale if scale.ndim == 2 else np.diag(np.broadcast_to(scale, (d,)))
+                scale = np.asarray(np.trace(full) / d)
+            shares = mclust_prior_shares(structure.name, d, K, dof, kappa > 0)
+        if shares is None:  # each component's own conjugate prior
+            shares = PriorShares(dof + structure.prior_mass(d, K, kappa > 0), 1.0)
+        return AttachedGaussianPrior(
+            structure=structure,
+            mean=mean - np.asarray(shift, dtype=np.float64),
+            shrinkage=kappa,
+            dof=dof,
+            scale=structure.shaped_scale(scale, d),
+            shares=shares,
+            convention=self.convention,
+        )
+
+
+class GaussianPosterior(NamedTuple):
+    """A Gaussian component's posterior given its weighted statistics, for a bound
+    structure: what its mode needs. The means are final; the covariances' mode maximizes
+
+        -1/2 sum_k [ mass_k log|Sigma_k| + tr(scatter_k Sigma_k^-1) ]
+
+    over the structure's covariances (closed form where the structure has one, the
+    strategy's constrained ascent otherwise)."""
+
+    structure: Any
+    means: Array  # (K, d), centred
+    counts: Array  # (K,) N_k plus the means' pseudo-count (what the scatter is about)
+    scatter: Array  # in the structure's layout, prior scale and shrinkage term included
+    mass: Array  # the scatter's divisor, prior share included
+    # (K,) nu + N_k where the posterior is a Normal-Wishart (a conjugate prior on full
+    # covariances), else None
+    wishart_dof: Array | None = None
+
+    def normal_wishart(self) -> NormalWishart:
+        """This posterior as the :class:`NormalWishart` variational EM updates: defined
+        for a conjugate prior with positive shrinkage on ``full`` covariances, where its
+        :meth:`~NormalWishart.mode` is :meth:`mode` (without ``reg_covar``)."""
+        if self.wishart_dof is None or not np.all(self.counts > 0):
+            raise InputError(
+                "This Gaussian posterior is not a Normal-Wishart: that needs a conjugate "
+                "GaussianPrior with shrinkage > 0 on 'full' covariances (got the "
+                f"{self.structure.name!r} structure, or another convention, or no prior)."
+            )
+        return NormalWishart("full", self.means, self.counts, self.wishart_dof, self.scatter)
+
+    def mean(self) -> tuple[Array, Array]:
+        """(E[mu_k], E[Lambda_k]^-1) under the Normal-Wishart (see :meth:`normal_wishart`)."""
+        nw = self.normal_wishart()
+        return nw.mean, nw.covariances
+
+    def expected_natural(self) -> tuple[tuple[Array, Array], Array]:
+        """:meth:`NormalWishart.expected_natural` of :meth:`normal_wishart`."""
+        return self.normal_wishart().expected_natural()
+
+    def kl(self, other: NormalWishart) -> float:
+        """KL(this posterior || ``other``) as Normal-Wisharts (see :meth:`normal_wishart`)."""
+        return self.normal_wishart().kl(other)
+
+    def mode(self, reg_covar: float = 0.0, previous: Any = None) -> tuple[Array, Array, Any]:
+        """(means, covariances, gap): the MAP point, started from ``previous``
+        covariances where the structure iterates, and how far below ``previous`` the
+        constrained maximization left its objective (None when not measured; see
+        :meth:`~emkit.families.gaussian.CovarianceStructure.maximize`)."""
+        cov, gap = self.structure.maximize(self.scatter, self.mass, reg_covar, previous)
+        return self.means, cov, gap
+
+    def with_means(self, means: Array) -> GaussianPosterior:
+        """The posterior conditional on known means: their scatter is the one about
+        them, ``+ N_k (mu_hat_k - mu_k)(...)^T``."""
+        spread = self.structure.spread(self.counts, self.means - means)
+        return self._replace(means=means, scatter=self.scatter + spread)
+
+
+@dataclass(frozen=True, eq=False)
+class AttachedGaussianPrior:
+    """A :class:`GaussianPrior` bound to a covariance structure and a number of
+    components (:meth:`GaussianPrior.attach`), in centred coordinates; ``None`` of it (the
+    flat prior, :meth:`flat`) is maximum likelihood.
+
+    ``posterior((nk, sum_t, shared))`` takes the family's statistics (the structure's
+    layout); ``.mode()`` of the result is the MAP M-step. ``scale`` is in the structure's
+    layout for one component, ``shares`` how the prior enters this structure
+    (:class:`~emkit.families.covariance.PriorShares`).
+    """
+
+    structure: Any
+    mean: Array
+    shrinkage: float
+    dof: float
+    scale: Array
+    shares: Any
+    convention: str = "conjugate"
+
+    @classmethod
+    def flat(cls, structure: Any, d: int) -> AttachedGaussianPrior:
+        """The improper flat prior: its posterior mode is the maximum-likelihood M-step."""
+        from emkit.families.covariance import PriorShares
+
+        return cls(structure, np.zeros(d), 0.0, 0.0, np.zeros(()), PriorShares(0.0, 0.0))
+
+    @property
+    def is_flat(self) -> bool:
+        return self.shrinkage == 0.0 and self.shares.mass == 0.0 and self.shares.scale == 0.0
+
+    def posterior(self, stats: tuple[Array, Array, Array]) -> GaussianPosterior:
+        """The conjugate update by each component's weighted statistics ``(nk, sum_t,
+        shared)`` (centred, in the structure's layout): the prior's ``shrinkage`` rows at
+        its mean added to the statistics (the scatter about the shrunk means is then the
+        scatter about xbar_k plus the shrinkage term), its scale and mass share added to
+        the covariances' scatter and divisor."""
+        nk, sum_t, shared = stats
+        structure, shares = self.structure, self.shares
+        d = self.mean.shape[0]
+        K = nk.shape[0]
+        kappa = self.shrinkage if shares.shrink_scatter else 0.0
+        counts, sums, shared_sums = nk, sum_t, shared
+        if kappa > 0:
+            row = self.mean[None, :]
+            counts = nk + kappa
+            sums = sum_t + kappa * structure.statistics(row.copy())[0]
+            shared_sums = shared + K * kappa * structure.shared_statistics(row, None)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            means = sums[:, :d] / counts[:, None]
+        scatter = structure.scatter(counts, means, sums, shared_sums)
+        if kappa > 0 and not shares.shrink_means:
+            # mclust's EEI: the scatter has the shrinkage term, the means are xbar_k
+            with np.errstate(divide="ignore", invalid="ignore"):
+                means = sum_t[:, :d] / nk[:, None]
+        if shares.scale != 0.0:
+            scatter = scatter + shares.scale * self.scale
+        mass = structure.mass(nk, d)
+        if shares.mass != 0.0:
+            mass = mass + shares.mass
+        conjugate_full = structure.name == "full" and self.convention == "conjugate" and kappa > 0
+        dof = self.dof + nk if conjugate_full else None
+        return GaussianPosterior(structure, means, counts, scatter, mass, dof)
+
+    def divisor(self, nk: Array) -> Array:
+        """The covariances' divisor at counts ``nk``: the structure's mass plus the
+        prior's share."""
+        return np.asarray(self.structure.mass(nk, self.mean.shape[0]) + self.shares.mass)
 
 
 @dataclass(frozen=True, eq=False)

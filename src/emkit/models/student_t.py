@@ -88,6 +88,9 @@ class StudentTParams(NamedTuple):
     precisions_cholesky: Array  # same shape; Sigma^-1 = U U^T
     dof: Array  # (K,)  nu_k
     mended: bool = False  # a singular scale matrix was raised: the M-step was not exact
+    # how far an iterative (mclust) structure's constrained maximization fell below the
+    # previous scale matrices' value of Q (total nats); NaN: the reg_covar bound applies
+    gap: float = float("nan")
 
 
 @dataclass(frozen=True)
@@ -380,28 +383,43 @@ class StudentTMixture:
         r = resp * w[:, None]
         return self._statistics(Y, r, np.ones_like(r), -r.sum(axis=0), 0.0, w)
 
-    def _locations_scales(self, stats: StudentTStats) -> tuple[Array, Array, Array, Array, bool]:
+    def _locations_scales(
+        self, stats: StudentTStats, previous: Array | None
+    ) -> tuple[Array, Array, Array, Array, bool, float]:
         """(floored masses, means, scale matrices, their precision Cholesky factors,
-        whether a singular one was raised)."""
+        whether a singular one was raised, the structure's measured shortfall or NaN).
+
+        Given the scales u, Q's scale part is a Gaussian covariance's with the u-weighted
+        scatter and the responsibility masses, so every covariance structure (mclust's
+        fourteen included) maximizes it with its own M-step, started from ``previous``."""
         d = self.shift.shape[0]
         nk = stats.nk + NK_FLOOR
         uk = stats.uk + NK_FLOOR
         means = stats.sum_t[:, :d] / uk[:, None]
         scatter = self.structure.scatter(uk, means, stats.sum_t, stats.shared)
-        cov = self.structure.divide(scatter, self.structure.mass(nk, d), self.reg_covar)
+        mass = self.structure.mass(nk, d)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            cov, gap = self.structure.maximize(scatter, mass, self.reg_covar, previous)
         column_scale = np.ones(d) if self.column_scale is None else self.column_scale
         cov, prec_chol, floored = self.structure.factor(cov, column_scale)
-        return nk, means, cov, prec_chol, bool(np.any(floored))
+        return (
+            nk,
+            means,
+            cov,
+            prec_chol,
+            bool(np.any(floored)),
+            float("nan") if gap is None else gap,
+        )
 
     def m_step(self, params: StudentTParams, stats: StudentTStats) -> StudentTParams:
-        nk, means, cov, prec_chol, mended = self._locations_scales(stats)
+        nk, means, cov, prec_chol, mended, gap = self._locations_scales(stats, params.covariances)
         dof = self.dof.m_step(params.dof, stats.nk, stats.log_u)
-        return StudentTParams(self.weights.m_step(nk), means, cov, prec_chol, dof, mended)
+        return StudentTParams(self.weights.m_step(nk), means, cov, prec_chol, dof, mended, gap)
 
     def initial_params(self, stats: StudentTStats, dof: Array) -> StudentTParams:
         """Weights, means and scales of the initial responsibilities (statistics from
         :meth:`statistics_from_resp`), with the given degrees of freedom."""
-        nk, means, cov, prec_chol, mended = self._locations_scales(stats)
+        nk, means, cov, prec_chol, mended, _ = self._locations_scales(stats, None)
         return StudentTParams(self.weights.m_step(nk), means, cov, prec_chol, dof, mended)
 
     def m_step_gap(self, params: StudentTParams, stats: StudentTStats) -> float:
@@ -415,6 +433,9 @@ class StudentTMixture:
         """
         if params.mended:
             return float("inf")  # raised off a singular maximizer: no bound
+        if not np.isnan(params.gap):
+            # an iterative structure measured its shortfall from the previous scales
+            return params.gap / stats.weight
         r = self.reg_covar
         d = self.shift.shape[0]
         mass = self.structure.mass(stats.nk + NK_FLOOR, d)
