@@ -37,7 +37,18 @@ from emkit.models.latent_factor import (
     principal_frame,
     row_scales,
 )
-from emkit.models.mixing import EXACT, NK_FLOOR, NO_PRIOR, Assignment, MixingWeights, for_rows
+from emkit.models.mixing import (
+    EXACT,
+    NK_FLOOR,
+    NO_PRIOR,
+    Assignment,
+    Labels,
+    MixingWeights,
+    Posterior,
+    for_rows,
+    mass,
+    posterior,
+)
 from emkit.models.statistics import Statistics
 
 __all__ = ["FactorMixture", "FactorMixtureParams", "FactorMixtureStats"]
@@ -164,20 +175,25 @@ class FactorMixture:
             w = np.ones(Y.shape[0]) if weights is None else weights.astype(np.float64)
             log_prob, offset = log_joint(Y)
             row = offset if np.any(offset) else None
-            resp, loglik = for_rows(self.assign, index)(log_prob, row, w, None, None)
-            return self._statistics(Y, resp, means, loglik, float(w.sum()))
+            q, loglik = posterior(for_rows(self.assign, index), log_prob, row, w, None, None)
+            return self._statistics(Y, q, means, loglik, float(w.sum()))
 
         return e_step
 
     def _statistics(
-        self, Y: Array, resp: Array, means: Array, loglik: float, weight: float
+        self, Y: Array, q: Posterior, means: Array, loglik: float, weight: float
     ) -> FactorMixtureStats:
         K, d = means.shape
         sum_e = np.empty((K, d))
         sum_eeT = np.empty((K, d, d))
         for k in range(K):
-            sum_e[k], sum_eeT[k] = _scatter(Y - means[k], resp[:, k])
-        return FactorMixtureStats(resp.sum(axis=0), sum_e, sum_eeT, loglik, weight)
+            if isinstance(q, Labels):  # hard EM: the rows on k alone
+                on = np.flatnonzero(q.labels == k)
+                r = np.ones(on.shape[0]) if q.weights is None else q.weights[on]
+                sum_e[k], sum_eeT[k] = _scatter(Y[on] - means[k], r)
+            else:
+                sum_e[k], sum_eeT[k] = _scatter(Y - means[k], q[:, k])
+        return FactorMixtureStats(mass(q), sum_e, sum_eeT, loglik, weight)
 
     def statistics_from_resp(
         self, X: Array, weights: Array | None, resp: Array

@@ -1,0 +1,106 @@
+"""The parts every mixture shares (models/mixing.py): hard EM's sparse assignments, used by
+the mixtures, the factor mixtures and k-means alike."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.sparse import csr_array
+
+from emkit import GaussianMixture, MixtureOfPPCA
+from emkit.engines import InMemoryEngine, RowSource
+from emkit.models.mixing import Hard, Labels, as_dense, mass, weighted_sums
+from emkit.models.mixture import Mixture
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    n=st.integers(1, 40),
+    K=st.integers(1, 5),
+    s=st.integers(1, 4),
+    seed=st.integers(0, 2**31 - 1),
+    weighted=st.booleans(),
+)
+def test_labels_are_the_one_hot_matrix_in_sparse_form(
+    n: int, K: int, s: int, seed: int, weighted: bool
+) -> None:
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, K, n)
+    weights = rng.exponential(size=n) if weighted else None
+    weights_or_1 = np.ones(n) if weights is None else weights
+    T = rng.normal(size=(n, s))
+    T[rng.random((n, s)) < 0.5] = 0.0
+    q = Labels(labels, weights, K)
+    Z = np.zeros((n, K))
+    Z[np.arange(n), labels] = weights_or_1
+    np.testing.assert_array_equal(q.dense(), Z)
+    np.testing.assert_allclose(q.mass(), Z.sum(axis=0), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(q.sums(T), Z.T @ T, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(q.sums(csr_array(T)), Z.T @ T, rtol=1e-12, atol=1e-12)
+    assert q.row_counts().tolist() == np.bincount(labels, minlength=K).tolist()
+    # the helpers take dense responsibilities and labels alike
+    for form in (q, Z):
+        np.testing.assert_allclose(mass(form), Z.sum(axis=0), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(weighted_sums(form, T), Z.T @ T, rtol=1e-12, atol=1e-12)
+        np.testing.assert_array_equal(as_dense(form), Z)
+
+
+def test_hard_policy_ties_known_labels_and_objective() -> None:
+    log_prob = np.log(np.array([[0.45, 0.45, 0.1], [0.1, 0.2, 0.7], [0.6, 0.3, 0.1]]))
+    known = np.array([-1, 0, -1])
+    w = np.array([1.0, 2.0, 3.0])
+    q, objective = Hard().labels(log_prob.copy(), None, w, None, known)
+    assert q.labels.tolist() == [0, 0, 0]  # a tie goes to the first; a known label stays
+    expected = w @ np.log([0.45, 0.1, 0.6])
+    assert objective == pytest.approx(expected, rel=1e-14)
+    dense, again = Hard()(log_prob.copy(), None, w, None, known)
+    np.testing.assert_array_equal(dense, q.dense())
+    assert again == objective
+    # the nearest-component query gives the same assignment as the arg-max
+    chosen = Hard().choose(np.array([0, 2, 0]), w, known, 3)
+    assert chosen.labels.tolist() == [0, 0, 0]
+
+
+def _no_dense_hard(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("hard EM built the dense (n, K) responsibility matrix")
+
+    monkeypatch.setattr(Hard, "__call__", refuse)
+    monkeypatch.setattr(Labels, "dense", refuse)
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag", "spherical", "tied"])
+def test_hard_e_step_of_a_mixture_is_sparse_and_equals_the_dense_one(
+    covariance_type: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = np.random.default_rng(1)
+    X = np.concatenate([rng.normal(size=(200, 2)), rng.normal(4.0, 1.0, size=(150, 2))])
+    w = rng.exponential(size=X.shape[0])
+    gm = GaussianMixture(
+        2, covariance_type=covariance_type, e_step="hard", random_state=0, max_iter=5
+    ).fit(X, sample_weight=w)
+    family = gm._family()
+    model, params = Mixture(family, assign=Hard()), gm._mixture_params(family)
+    engine = InMemoryEngine()
+    dense_stats = engine.map_reduce(model.expectation(params), RowSource(X, w))
+    # the same E-step with the policy's dense matrix, by hand
+    log_prob = model.weighted_log_prob(params)(X)
+    resp, _ = Hard()(log_prob.copy(), None, w, None, None)
+    _no_dense_hard(monkeypatch)
+    stats = engine.map_reduce(model.expectation(params), RowSource(X, w))
+    np.testing.assert_allclose(stats.nk, resp.sum(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(stats.sum_t, dense_stats.sum_t, rtol=1e-12)
+    assert stats.loglik == pytest.approx(dense_stats.loglik, rel=1e-12)
+
+
+def test_hard_e_step_of_a_factor_mixture_is_sparse(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(2)
+    X = np.concatenate([rng.normal(size=(120, 4)), rng.normal(3.0, 1.0, size=(80, 4))])
+    fit = MixtureOfPPCA(2, n_factors=1, e_step="hard", random_state=0, max_iter=3).fit(X)
+    _no_dense_hard(monkeypatch)
+    again = MixtureOfPPCA(2, n_factors=1, e_step="hard", random_state=0, max_iter=3).fit(X)
+    np.testing.assert_allclose(again.means_, fit.means_, rtol=1e-12)
+    labels = fit.predict(X)
+    np.testing.assert_allclose(fit.weights_, np.bincount(labels, minlength=2) / 200, atol=0.05)
