@@ -54,6 +54,7 @@ __all__ = [
     "VariationalWeights",
     "as_dense",
     "assignment",
+    "draw_labels",
     "for_rows",
     "label_counts",
     "mass",
@@ -324,10 +325,25 @@ class Variational(Exact):
     name: str = "variational"
 
 
+def draw_labels(p: Array, u: Array) -> NDArray[np.intp]:
+    """(n, M) labels drawn by inverse CDF from rows of probabilities ``p`` (n, K) with the
+    uniform values ``u`` (n, M): draw m of row n is the k with cdf_{k-1} <= u_nm < cdf_k.
+
+    Examples
+    --------
+    >>> draw_labels(np.array([[0.25, 0.75]]), np.array([[0.1, 0.3, 0.9]])).tolist()
+    [[0, 1, 1]]
+    """
+    K = p.shape[1]
+    cdf = np.cumsum(p, axis=1, dtype=np.float64)
+    labels = np.zeros(u.shape, dtype=np.intp)
+    for k in range(K - 1):  # the last cdf is 1 (up to round-off), above every u
+        labels += cdf[:, k : k + 1] <= u
+    return labels
+
+
 def label_counts(p: Array, u: Array) -> Array:
-    """(n, K) counts of the labels drawn by inverse CDF from rows of probabilities ``p``
-    (n, K) with the uniform values ``u`` (n, M): draw m of row n is the k with
-    cdf_{k-1} <= u_nm < cdf_k.
+    """(n, K) counts of the labels drawn by :func:`draw_labels` from ``p`` with ``u``.
 
     Examples
     --------
@@ -335,10 +351,7 @@ def label_counts(p: Array, u: Array) -> Array:
     [[1.0, 2.0]]
     """
     n, K = p.shape
-    cdf = np.cumsum(p, axis=1, dtype=np.float64)
-    labels = np.zeros(u.shape, dtype=np.intp)
-    for k in range(K - 1):  # the last cdf is 1 (up to round-off), above every u
-        labels += cdf[:, k : k + 1] <= u
+    labels = draw_labels(p, u)
     labels += (np.arange(n) * K)[:, None]
     return np.bincount(labels.ravel(), minlength=n * K).reshape(n, K).astype(np.float64)
 
