@@ -11,13 +11,15 @@ over z, attained at the posterior mean, a sum of squares with no cancellation):
 
 EM treats the component labels as the missing data (the factors are integrated out), so
 the statistics are each component's responsibility mass and weighted scatter about its
-current mean, which add across blocks of rows. Monte-Carlo EM draws both: a label from
-p(k | x), then the factor scores from their Gaussian posterior p(z | x, k), and the M-step
-maximizes the drawn complete-data statistics (x z~^T, z~ z~^T with z~ = [z, 1]). The M-step, from the weighted covariance
+current mean, which add across blocks of rows. The M-step, from the weighted covariance
 S_k: mixture of PPCA (Tipping & Bishop, 1999) takes the closed-form PPCA maximum (an exact
 M-step); mixture of factor analyzers (Ghahramani & Hinton, 1996) takes one Rubin-Thayer
 update (a generalized M-step, which raises the objective without maximizing it). Both
 keep the objective monotone.
+
+Monte-Carlo EM draws both kinds of missing data: a label from p(k | x), then the factor
+scores from their Gaussian posterior p(z | x, k); the M-step maximizes the drawn
+complete-data statistics (x z~^T and z~ z~^T, z~ = [z, 1]).
 
 Cost of an iteration: O(n K d q) for the log-densities and O(n K d^2) for the scatter
 matrices (K d^2 numbers of statistics), then O(K d^3) for the M-step's eigendecompositions
