@@ -150,8 +150,8 @@ class FactorMixture:
         Wp = W * inv_psi[:, :, None]  # Psi_k^-1 W_k
         # log|C_k| = log|scale^2 Psi_k| + log|M_k|: densities are of x = scale * y
         logdet = np.log(noise).sum(axis=1) + 2.0 * d * np.log(self.scale) + np.log1p(s2).sum(axis=1)
-        with np.errstate(divide="ignore"):  # a weight of 0 is a log-weight of -inf
-            const = np.log(params.weights) - 0.5 * (d * LOG_2PI + logdet)
+        # the weights' E-step offsets, as every mixture's (a weight of 0: -inf)
+        const = self.weights.expected_log(params.weights) - 0.5 * (d * LOG_2PI + logdet)
 
         def log_joint(Y: Array) -> tuple[Array, Array]:
             n = Y.shape[0]
