@@ -11,7 +11,8 @@ from scipy.sparse import csr_array
 
 from emkit import GaussianMixture, MixtureOfPPCA
 from emkit.engines import InMemoryEngine, RowSource
-from emkit.models.mixing import Hard, Labels, as_dense, mass, weighted_sums
+from emkit.exceptions import InputError
+from emkit.models.mixing import Hard, Labels, MixingWeights, as_dense, mass, weighted_sums
 from emkit.models.mixture import Mixture
 
 
@@ -104,3 +105,76 @@ def test_hard_e_step_of_a_factor_mixture_is_sparse(monkeypatch: pytest.MonkeyPat
     np.testing.assert_allclose(again.means_, fit.means_, rtol=1e-12)
     labels = fit.predict(X)
     np.testing.assert_allclose(fit.weights_, np.bincount(labels, minlength=2) / 200, atol=0.05)
+
+
+# -- k-means: classification EM of equal-weight, shared-spherical Gaussians ----------------
+
+
+def _blobs(n: int = 600, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centers = np.array([[0.0, 0.0], [4.0, 0.5], [1.0, 4.0]])
+    return centers[rng.integers(0, 3, n)] + rng.normal(size=(n, 2))
+
+
+def test_kmeans_is_one_hard_em_step_of_a_spherical_gaussian_mixture() -> None:
+    """From the same centers, one C-step and M-step of k-means is one iteration of hard
+    EM for a Gaussian mixture with equal weights and one shared spherical variance (EII)."""
+    import warnings
+
+    from emkit import KMeans
+    from emkit.exceptions import ConvergenceWarning
+
+    X = _blobs()
+    start = X[[0, 1, 2]]
+    km = KMeans(3, init=start, n_init=1, max_iter=1).fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        gm = GaussianMixture(
+            3,
+            covariance_type="EII",
+            e_step="hard",
+            means_init=start,
+            weights_init=np.full(3, 1 / 3),
+            precisions_init=np.full(3, 1.0),
+            max_iter=1,
+        ).fit(X)
+    np.testing.assert_allclose(gm.means_, km.cluster_centers_, rtol=1e-12, atol=1e-12)
+
+
+def test_kmeans_model_shares_the_weights_the_policy_and_the_family(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from emkit.models.kmeans import (
+        KMeansModel,
+        KMeansParams,
+        SphericalCenters,
+        design_matrix,
+        equal_weights,
+    )
+
+    X = _blobs(300)
+    A = design_matrix(X, X.mean(axis=0))
+    params = KMeansParams(X[:3] - X.mean(axis=0))
+    chosen: list[int] = []
+    original = Hard.choose
+
+    def counting(self: Hard, *args: object) -> Labels:
+        chosen.append(1)
+        return original(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Hard, "choose", counting)
+    _no_dense_hard(monkeypatch)  # the policy's sparse form only
+    model = KMeansModel()
+    stats = model.expectation(params)(A, None)
+    assert chosen  # the C-step's labels go through the shared policy
+    labels = SphericalCenters.nearest(A, np.zeros((4, 3)) + 0.0)  # all ties: first center
+    assert labels.tolist() == [0] * 300
+    new = model.m_step(params, stats)
+    np.testing.assert_array_equal(new.weights, np.full(3, 1 / 3))  # fixed and equal
+    explicit = KMeansModel(weights=equal_weights(3)).m_step(params, stats)
+    np.testing.assert_array_equal(explicit.centers, new.centers)
+    unequal = MixingWeights()
+    with pytest.raises(InputError, match=r"must be the 3 equal weights that k-means assumes"):
+        KMeansModel(weights=unequal).expectation(params)
+    with pytest.raises(InputError, match=r"must be the 2 equal weights"):
+        KMeansModel(weights=equal_weights(3)).expectation(KMeansParams(params.centers[:2]))
