@@ -40,6 +40,11 @@ def test_labels_are_the_one_hot_matrix_in_sparse_form(
     np.testing.assert_allclose(q.mass(), Z.sum(axis=0), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(q.sums(T), Z.T @ T, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(q.sums(csr_array(T)), Z.T @ T, rtol=1e-12, atol=1e-12)
+    # statistic-major rows, summed in a buffer the caller gives up
+    statistic_major = np.ascontiguousarray(T.T).T
+    np.testing.assert_allclose(
+        q.sums(statistic_major, np.full((n, K), np.nan)), Z.T @ T, rtol=1e-12, atol=1e-12
+    )
     assert q.row_counts().tolist() == np.bincount(labels, minlength=K).tolist()
     # the helpers take dense responsibilities and labels alike
     for form in (q, Z):

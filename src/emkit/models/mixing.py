@@ -194,9 +194,18 @@ class Labels(NamedTuple):
         n = self.labels.shape[0]
         return csc_array((self._w(), self.labels, np.arange(n + 1)), shape=(self.n_components, n))
 
-    def sums(self, T: Any) -> NDArray[np.float64]:
+    def sums(self, T: Any, buffer: Array | None = None) -> NDArray[np.float64]:
         """(K, s) sum_n w_n T_n over the rows on each component, for row statistics T
-        (n, s) dense or sparse (CSR), in float64: the segment sums Z^T T."""
+        (n, s) dense or sparse (CSR), in float64: the segment sums Z^T T.
+
+        Row-major T (C-contiguous, e.g. k-means' design matrix) and sparse T take one
+        sparse product. Statistic-major T (T = S^T, S C-contiguous: the families' layout)
+        with an (n, K) ``buffer`` that the caller no longer needs (the E-step's own
+        log-densities) takes BLAS's product with Z written into it: for that layout it
+        was measured 1.3-2x faster than bincount segment sums and 2-4x faster than the
+        sparse product (chunks of 1k-16k rows, K = 16, 33-153 statistics), and it
+        allocates no (n, K) matrix.
+        """
         if issparse(T):
             # Z^T in CSR (rows grouped by component): scipy multiplies two CSR matrices
             # as they are (a CSC Z^T would make it convert T)
@@ -205,7 +214,12 @@ class Labels(NamedTuple):
             np.cumsum(np.bincount(self.labels, minlength=self.n_components), out=indptr[1:])
             Zt = csr_array((self._w()[order], order, indptr), shape=(self.n_components, T.shape[0]))
             return np.asarray((Zt @ T).toarray(), dtype=np.float64)
-        return np.asarray(self.one_hot() @ T, dtype=np.float64)
+        if buffer is None or T.flags.c_contiguous:
+            return np.asarray(self.one_hot() @ T, dtype=np.float64)
+        n = self.labels.shape[0]
+        buffer[...] = 0.0
+        buffer[np.arange(n), self.labels] = 1.0 if self.weights is None else self.weights
+        return np.asarray((T.T @ buffer).T, dtype=np.float64)
 
     def dense(self, dtype: Any = np.float64) -> Array:
         """The (n, K) responsibility matrix, for the few callers that need one (rows with
@@ -228,12 +242,12 @@ def mass(q: Posterior) -> NDArray[np.float64]:
     return np.asarray(q.sum(axis=0), dtype=np.float64)
 
 
-def weighted_sums(q: Posterior, T: Array) -> NDArray[np.float64]:
-    """(K, s) sum_n q_nk T_n for row statistics T (n, s): a segment sum for
-    :class:`Labels`, one matrix product for dense q (as (T^T q)^T, which BLAS runs well
-    for statistic-major T)."""
+def weighted_sums(q: Posterior, T: Array, buffer: Array | None = None) -> NDArray[np.float64]:
+    """(K, s) sum_n q_nk T_n for row statistics T (n, s): :meth:`Labels.sums` for hard
+    labels (``buffer``: an (n, K) array it may overwrite), one matrix product for dense q
+    (as (T^T q)^T, which BLAS runs well for statistic-major T)."""
     if isinstance(q, Labels):
-        return q.sums(T)
+        return q.sums(T, buffer)
     return np.asarray((T.T @ q).T, dtype=np.float64)
 
 

@@ -127,11 +127,11 @@ class Mixture:
             assign = for_rows(self.assign, index)
             q, loglik = posterior(assign, log_prob, row, weights, log_h, labels)
             # Sums within a chunk stay in the working dtype (pairwise: exact enough);
-            # across chunks they add in float64. Hard EM's q is sparse (labels): its sums
-            # are segment sums, with no (n, K) matrix.
+            # across chunks they add in float64. Hard EM's q is sparse (labels), its
+            # masses a bincount; its sums may reuse log_prob's block, read already.
             return MixtureStats(
                 mass(q),
-                weighted_sums(q, T),
+                weighted_sums(q, T, buffer=log_prob),
                 family.shared_statistics(Xp, weights),
                 loglik,
                 _total_weight(X, weights),
