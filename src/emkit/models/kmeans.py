@@ -714,7 +714,7 @@ class KMeansModel:
             if idx.size:
                 # measure the row as Lloyd does
                 D64 = _as_float64(_product(picked[:, : d + 1], product[: d + 1]))
-                new = D64.argmin(axis=1)
+                new = hard.choose(D64.argmin(axis=1), None, None, K).labels
                 upper[idx], lower[idx] = _set_bounds(D64, new, picked[:, d + 1], norms_max, kappa)
                 labels[idx] = new
                 changed = np.flatnonzero(before != new)
