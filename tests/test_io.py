@@ -418,15 +418,28 @@ def test_load_refuses_a_trace_with_restarts_outside_its_iterations(model_file: P
         load_model(model_file)
 
 
+def test_load_refuses_a_trace_with_draw_counts_of_another_length(model_file: Path) -> None:
+    metadata, arrays = _contents(model_file)
+    fields = metadata["attributes"]["trace_"]["fields"]
+    n_iter = arrays[fields["objective"]["key"]].shape[0]
+    arrays[fields["draws"]["key"]] = np.full(n_iter + 1, 10)
+    _rewrite(model_file, metadata, arrays)
+    with pytest.raises(
+        ModelFileError,
+        match=rf"trace_\.draws must be an integer array >= 1 of length 0 or {n_iter}",
+    ):
+        load_model(model_file)
+
+
 def test_load_a_trace_without_the_fields_added_later(model_file: Path) -> None:
     # EMTrace's restarts and degenerate have defaults: files written before them load
     metadata, arrays = _contents(model_file)
     fields = metadata["attributes"]["trace_"]["fields"]
-    for name in ("restarts", "degenerate"):
+    for name in ("restarts", "degenerate", "draws"):
         del arrays[fields.pop(name)["key"]]
     _rewrite(model_file, metadata, arrays)
     trace = load_model(model_file).trace_
-    assert trace.restarts.size == 0 and trace.degenerate.size == 0
+    assert trace.restarts.size == 0 and trace.degenerate.size == 0 and trace.draws.size == 0
     assert trace.objective.shape == trace.seconds.shape
 
 

@@ -3,7 +3,7 @@ stopping rule, and fits that end where exact EM does from the same start."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -263,3 +263,112 @@ def test_unsupported_e_steps_and_combinations_are_refused() -> None:
         FactorAnalysis(1, e_step="stochastic", monotonicity="raise").fit(X)
     with pytest.raises(InputError, match=r"partial_fit takes e_step='exact' or 'hard'"):
         MixtureModel(n_components=2, e_step="stochastic").partial_fit(X)
+
+
+# -- factor mixtures: the factors are drawn too ---------------------------------------------
+
+
+def _factor_mixture_setup(n: int = 60):
+    from emkit.models.factor_mixture import FactorMixture, FactorMixtureParams
+    from emkit.models.latent_factor import noise_structure
+
+    rng = np.random.default_rng(3)
+    Y = np.concatenate([rng.normal(size=(n // 2, 4)), rng.normal(2.0, 1.5, size=(n // 2, 4))])
+    W = rng.normal(size=(2, 4, 2))
+    params = FactorMixtureParams(
+        np.array([0.4, 0.6]), W, np.array([[0.0] * 4, [2.0] * 4]), np.full((2, 4), 0.8)
+    )
+    model = FactorMixture(noise_structure("diagonal"), np.zeros(4), 1e-6)
+    return Y, params, model, FactorMixtureParams
+
+
+def test_factor_mixture_draws_average_to_the_exact_complete_data_statistics() -> None:
+    from emkit.models.factor_mixture import SampledFactorStats
+    from emkit.models.latent_factor import principal_frame
+
+    Y, params, model, _ = _factor_mixture_setup()
+    n = Y.shape[0]
+    w = np.random.default_rng(0).uniform(0.5, 2.0, n)
+    M = 4000
+    sampled = replace(model, assign=assignment(MonteCarlo(n_draws=M, max_draws=M)).at((7, 1), M))
+    stats = sampled.expectation(params)(Y, w, np.arange(n))
+    assert isinstance(stats, SampledFactorStats)
+    # the exact expectations: responsibilities r, and given k, z ~ N(E[z], diag(g_k)) in
+    # the principal frame of W_k
+    log_prob = model.weighted_log_prob(params)(Y)
+    r = np.exp(log_prob - np.logaddexp.reduce(log_prob, axis=1, keepdims=True)) * w[:, None]
+    Wf, s2, _ = principal_frame(params.components, params.noise)
+    g = 1.0 / (1.0 + s2)
+    for k in range(2):
+        Ez = ((Y - params.means[k]) @ (Wf[k] / params.noise[k][:, None])) * g[k]
+        zt = np.column_stack([Ez, np.ones(n)])
+        Szz = zt.T @ (zt * r[:, k, None])
+        Szz[:2, :2] += r[:, k].sum() * np.diag(g[k])
+        np.testing.assert_allclose(stats.nk[k], r[:, k].sum(), rtol=2e-2)
+        np.testing.assert_allclose(stats.sum_xz[k], Y.T @ (zt * r[:, k, None]), rtol=0.05, atol=0.5)
+        np.testing.assert_allclose(stats.sum_zz[k], Szz, rtol=0.05, atol=0.5)
+        # the factors' own spread about E[z | x, k]: drawn, not only their means
+        spread = stats.sum_zz[k, :2, :2] - Ez.T @ (Ez * r[:, k, None])
+        np.testing.assert_allclose(spread, r[:, k].sum() * np.diag(g[k]), rtol=0.1, atol=0.3)
+        assert np.diag(spread).min() > 0.5 * (r[:, k].sum() * g[k]).min()
+        np.testing.assert_allclose(stats.sum_xx[k], r[:, k] @ (Y * Y), rtol=2e-2)
+        # z~'s last entry is 1 in every draw: its moment is the mass itself
+        assert stats.sum_zz[k, 2, 2] == pytest.approx(stats.nk[k], rel=1e-12)
+    assert stats.nk.sum() == pytest.approx(w.sum(), rel=1e-12)
+    # the log-likelihood is exact, whatever was drawn
+    assert stats.loglik == pytest.approx(w @ np.logaddexp.reduce(log_prob, axis=1), rel=1e-12)
+
+
+def test_factor_mixture_draws_do_not_depend_on_chunking_or_threads() -> None:
+    Y, params, model, _ = _factor_mixture_setup(3000)
+    sampled = replace(model, assign=assignment(MonteCarlo(n_draws=3, max_draws=3)).at((1, 2), 3))
+    e_step = sampled.expectation(params)
+    whole = e_step(Y, None, np.arange(3000))
+    cut = [e_step(Y[a:b], None, np.arange(a, b)) for a, b in [(0, 700), (700, 2049), (2049, 3000)]]
+    parts = cut[0] + cut[1] + cut[2]
+    np.testing.assert_allclose(parts.sum_zz, whole.sum_zz, rtol=1e-12)
+    np.testing.assert_allclose(parts.sum_xz, whole.sum_xz, rtol=1e-12)
+    np.testing.assert_allclose(parts.nk, whole.nk, rtol=1e-12)
+    X = _factor_data(1500)
+    fits = [
+        MixtureOfFactorAnalyzers(
+            2,
+            n_factors=1,
+            e_step=MonteCarlo(n_draws=2, max_draws=8),
+            random_state=1,
+            tol=0.0,
+            max_iter=6,
+            **chunks,
+        ).fit(X)
+        for chunks in ({}, {"chunk_size": 200, "n_threads": 2}, {"chunk_size": 333, "n_threads": 1})
+    ]
+    for other in fits[1:]:
+        np.testing.assert_allclose(other.means_, fits[0].means_, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(other.lower_bounds_, fits[0].lower_bounds_, rtol=1e-12)
+
+
+def test_an_unbound_factor_mixture_draw_is_refused() -> None:
+    Y, params, model, _ = _factor_mixture_setup()
+    sampled = replace(model, assign=assignment("monte-carlo"))
+    with pytest.raises(EmkitError, match=r"without its iteration's key or its rows' positions"):
+        sampled.expectation(params)(Y, None)
+
+
+# -- the draw count in the trace -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["GaussianMixture", "MixtureOfPPCA", "PPCA"])
+def test_the_trace_keeps_the_draw_count_of_every_iteration(name: str, tmp_path) -> None:
+    make, data = MIXTURES[name]
+    X = data()
+    options = MonteCarlo(n_draws=2, growth=3.0, max_draws=50)
+    fit = make(e_step=options, tol=1e-4, max_iter=400, random_state=0).fit(X)
+    draws, objective = fit.trace_.draws, fit.trace_.objective
+    assert draws.shape == objective.shape and draws[0] == 2
+    for t in range(1, draws.shape[0]):  # the schedule: grown after a fall, else kept
+        change = objective[t - 1] - (objective[t - 2] if t >= 2 else -np.inf)
+        assert draws[t] == options.next_draws(int(draws[t - 1]), change)
+    assert draws.max() > 2  # the log-likelihood fell at least once: the count grew
+    assert make(tol=1e-3, random_state=0).fit(X).trace_.draws.shape == (0,)  # exact EM: none
+    loaded = load_model(save_model(fit, tmp_path / "m.npz"))
+    np.testing.assert_array_equal(loaded.trace_.draws, draws)

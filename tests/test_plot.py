@@ -90,6 +90,19 @@ def test_trace_without_a_bound_draws_the_objective_alone() -> None:
     assert len(ax.lines) == 1 and not ax.collections and ax.figure is fig
 
 
+def test_trace_of_monte_carlo_em_draws_the_draw_count() -> None:
+    from emkit.inference import MonteCarlo
+
+    gm = GaussianMixture(2, e_step=MonteCarlo(n_draws=3), random_state=0).fit(_data())
+    fig = Figure()
+    ax = ep.trace(gm, ax=fig.add_subplot())
+    counts = [other for other in fig.axes if other is not ax]
+    assert len(counts) == 1 and counts[0].get_ylabel() == "Monte-Carlo draws a row"
+    (line,) = counts[0].lines
+    np.testing.assert_array_equal(line.get_ydata(), gm.trace_.draws)
+    assert gm.trace_.draws[0] == 3
+
+
 def test_trace_of_an_unfitted_model_is_a_clear_error() -> None:
     with pytest.raises(NotFittedError, match=r"not fitted yet"):
         ep.trace(GaussianMixture(2))

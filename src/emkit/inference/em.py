@@ -48,6 +48,7 @@ MONOTONICITY_POLICIES = ("raise", "warn", "off")
 _NO_ITERATIONS = np.zeros(0, dtype=np.intp)
 _NO_COMPONENTS = np.zeros(0, dtype=bool)
 _NO_BOUND = np.zeros(0, dtype=np.float64)
+_NO_DRAWS = np.zeros(0, dtype=np.intp)
 
 
 class EMTrace(NamedTuple):
@@ -69,6 +70,10 @@ class EMTrace(NamedTuple):
     the gap the next E-step closes. NaN where a step has no bound (SQUAREM cycles, models
     without one); empty in traces that record none (online updates, older model files).
     For variational EM the objective is the ELBO and ``bound`` repeats it.
+
+    ``draws`` is, for Monte-Carlo and stochastic EM, the number of draws a row each
+    iteration's E-step took (the schedule grows it after a fall of the log-likelihood);
+    empty for every other fit.
     """
 
     objective: NDArray[np.float64]  # per-sample objective at the start of each iteration
@@ -76,6 +81,7 @@ class EMTrace(NamedTuple):
     restarts: NDArray[np.intp] = _NO_ITERATIONS
     degenerate: NDArray[np.bool_] = _NO_COMPONENTS
     bound: NDArray[np.float64] = _NO_BOUND  # per-sample L(q_t, theta_{t+1}) after each M-step
+    draws: NDArray[np.intp] = _NO_DRAWS  # Monte-Carlo draws a row, each iteration
 
     @property
     def kl(self) -> NDArray[np.float64]:
@@ -164,6 +170,7 @@ def fit_em(
     objectives: list[float] = []
     bounds: list[float] = []
     seconds: list[float] = []
+    draws: list[int] = []
     bound_is_objective = bool(getattr(model, "objective_is_bound", False))
     previous = start_objective
     slack = 0.0  # how much the last M-step may lower the objective (inexact M-steps)
@@ -207,6 +214,7 @@ def fit_em(
         params, slack, state = result.params, result.slack, result.state
         objectives.append(objective)
         bounds.append(objective if bound_is_objective else result.bound)
+        draws.append(result.draws)
         seconds.append(time.perf_counter() - start)
         if callback is not None:
             callback(iteration, objective, change)
@@ -230,6 +238,7 @@ def fit_em(
         np.asarray(restarts, dtype=np.intp),
         _model_degenerate(model, params),
         np.asarray(bounds, dtype=np.float64),
+        np.asarray(draws, dtype=np.intp) if any(draws) else _NO_DRAWS,
     )
     return EMResult(params, float(objective), done, len(objectives), trace)
 

@@ -140,7 +140,8 @@ class MonteCarloStep(Generic[P]):
                 draws,
             )
         following = MonteCarloState(iteration, draws, stable, objective)
-        return StepResult(new, objective, 0.0, following, stable >= options.n_stable)
+        done = stable >= options.n_stable
+        return StepResult(new, objective, 0.0, following, done, draws=state.n_draws)
 
 
 def monte_carlo_plan(

@@ -71,6 +71,8 @@ class StepResult(NamedTuple, Generic[P]):
     # the per-sample lower bound L(q, params) after the M-step, q the posterior of the
     # E-step the step started with (NaN where the step has none: see EMModel)
     bound: float = float("nan")
+    # the draws a row of a Monte-Carlo E-step (0: none drawn), kept in the trace
+    draws: int = 0
 
 
 class Step(Protocol[P]):

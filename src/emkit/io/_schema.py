@@ -633,6 +633,14 @@ def _check_trace_reports(entry: str, trace: EMTrace, n_iter: int) -> None:
         and bound.shape in ((0,), (n_iter,))
     ):
         raise Invalid(f"{entry}.bound", f"must be a float array of length 0 or {n_iter}")
+    draws = trace.draws
+    if not (
+        isinstance(draws, np.ndarray)
+        and draws.dtype.kind in "iu"
+        and draws.shape in ((0,), (n_iter,))
+        and np.all(draws >= 1)
+    ):
+        raise Invalid(f"{entry}.draws", f"must be an integer array >= 1 of length 0 or {n_iter}")
 
 
 def _bind(dims: dict[str, int], dim: str, size: int, entry: str, source: str) -> None:

@@ -17,6 +17,10 @@ M-step); mixture of factor analyzers (Ghahramani & Hinton, 1996) takes one Rubin
 update (a generalized M-step, which raises the objective without maximizing it). Both
 keep the objective monotone.
 
+Monte-Carlo EM draws both kinds of missing data: a label from p(k | x), then the factor
+scores from their Gaussian posterior p(z | x, k); the M-step maximizes the drawn
+complete-data statistics (x z~^T and z~ z~^T, z~ = [z, 1]).
+
 Cost of an iteration: O(n K d q) for the log-densities and O(n K d^2) for the scatter
 matrices (K d^2 numbers of statistics), then O(K d^3) for the M-step's eigendecompositions
 (MPPCA) or O(K d^2 q) (MFA).
@@ -37,10 +41,23 @@ from emkit.models.latent_factor import (
     principal_frame,
     row_scales,
 )
-from emkit.models.mixing import EXACT, NK_FLOOR, NO_PRIOR, Assignment, MixingWeights, for_rows
+from emkit.models.mixing import (
+    EXACT,
+    NK_FLOOR,
+    NO_PRIOR,
+    Assignment,
+    Labels,
+    MixingWeights,
+    Posterior,
+    Sampled,
+    draw_labels,
+    for_rows,
+    mass,
+    posterior,
+)
 from emkit.models.statistics import Statistics
 
-__all__ = ["FactorMixture", "FactorMixtureParams", "FactorMixtureStats"]
+__all__ = ["FactorMixture", "FactorMixtureParams", "FactorMixtureStats", "SampledFactorStats"]
 
 Array = NDArray[np.floating[Any]]
 LOG_2PI = float(np.log(2.0 * np.pi))
@@ -63,6 +80,20 @@ class FactorMixtureStats(Statistics):
     sum_e: Array  # (K, d)  sum_n w_n resp_nk (x_n - mu_k)
     sum_eeT: Array  # (K, d, d)  sum_n w_n resp_nk (x_n - mu_k)(x_n - mu_k)^T
     loglik: float  # sum_n w_n log p(x_n)
+    weight: float  # sum_n w_n
+
+
+@dataclass(frozen=True)
+class SampledFactorStats(Statistics):
+    """Additive complete-data statistics of Monte-Carlo EM, averaged over the draws of
+    each row's label and, given it, factor scores z (z~ = [z, 1], in the principal frame
+    of each component's loadings at the E-step)."""
+
+    nk: Array  # (K,)  sum_n w_n (share of row n's draws on k)
+    sum_xz: Array  # (K, d, q+1)  sum_n w_n / M sum_{m: k_nm = k} x_n z~_nm^T
+    sum_zz: Array  # (K, q+1, q+1)  sum_n w_n / M sum_{m: k_nm = k} z~_nm z~_nm^T
+    sum_xx: Array  # (K, d)  sum_n w_n (share on k) x_n^2
+    loglik: float  # sum_n w_n log p(x_n), exact
     weight: float  # sum_n w_n
 
 
@@ -119,8 +150,8 @@ class FactorMixture:
         Wp = W * inv_psi[:, :, None]  # Psi_k^-1 W_k
         # log|C_k| = log|scale^2 Psi_k| + log|M_k|: densities are of x = scale * y
         logdet = np.log(noise).sum(axis=1) + 2.0 * d * np.log(self.scale) + np.log1p(s2).sum(axis=1)
-        with np.errstate(divide="ignore"):  # a weight of 0 is a log-weight of -inf
-            const = np.log(params.weights) - 0.5 * (d * LOG_2PI + logdet)
+        # the weights' E-step offsets, as every mixture's (a weight of 0: -inf)
+        const = self.weights.expected_log(params.weights) - 0.5 * (d * LOG_2PI + logdet)
 
         def log_joint(Y: Array) -> tuple[Array, Array]:
             n = Y.shape[0]
@@ -149,13 +180,18 @@ class FactorMixture:
 
         return log_joint
 
-    def expectation(self, params: FactorMixtureParams) -> Callable[..., FactorMixtureStats]:
+    def expectation(
+        self, params: FactorMixtureParams
+    ) -> Callable[..., FactorMixtureStats | SampledFactorStats]:
         """The E-step for one iteration, as a function of a block of rows, their weights
-        and their positions in the data (which a Monte-Carlo policy's draws of the labels
-        are keyed by; ``None`` otherwise). The factors are integrated out in closed form
-        under every policy: the statistics given the labels are exact."""
+        and their positions in the data (which a Monte-Carlo policy's draws are keyed by;
+        ``None`` otherwise). Under exact and classification EM the factors are integrated
+        out in closed form (the statistics given the labels are exact); Monte-Carlo and
+        stochastic EM draw the labels and the factors (:meth:`_sampled_expectation`)."""
         log_joint = self._log_joint(params)
         means = params.means
+        if isinstance(self.assign, Sampled):
+            return self._sampled_expectation(params, log_joint)
 
         def e_step(
             X: Array, weights: Array | None, index: NDArray[np.intp] | None = None
@@ -164,20 +200,92 @@ class FactorMixture:
             w = np.ones(Y.shape[0]) if weights is None else weights.astype(np.float64)
             log_prob, offset = log_joint(Y)
             row = offset if np.any(offset) else None
-            resp, loglik = for_rows(self.assign, index)(log_prob, row, w, None, None)
-            return self._statistics(Y, resp, means, loglik, float(w.sum()))
+            q, loglik = posterior(for_rows(self.assign, index), log_prob, row, w, None, None)
+            return self._statistics(Y, q, means, loglik, float(w.sum()))
+
+        return e_step
+
+    def _sampled_expectation(
+        self, params: FactorMixtureParams, log_joint: Callable[[Array], tuple[Array, Array]]
+    ) -> Callable[..., SampledFactorStats]:
+        """Monte-Carlo EM's E-step: the labels and the factor scores are both the missing
+        data. Draw m of row n takes a label k ~ p(k | x_n) (inverse CDF of a uniform), then
+        z ~ p(z | x_n, k) = N(E[z | x_n, k], G_k) (in the principal frame G_k is diagonal,
+        ``g_k``: z = E[z] + sqrt(g_k) * e, e ~ N(0, I)); the statistics are the draws'
+        averages of the complete-data ones, and the log-likelihood stays exact. A row's
+        label and factors come from one generator keyed by its position (any chunking
+        gives the same draws)."""
+        assert isinstance(self.assign, Sampled)
+        means = params.means
+        W, s2, _ = principal_frame(params.components, params.noise)
+        K, d, q = W.shape
+        g = 1.0 / (1.0 + s2)  # (K, q) posterior variances of z given k
+        root = np.sqrt(g)
+        Wp = W / params.noise[:, :, None]  # Psi_k^-1 W_k
+        sampled = self.assign
+
+        def e_step(
+            X: Array, weights: Array | None, index: NDArray[np.intp] | None = None
+        ) -> SampledFactorStats:
+            # (unbound to rows, the draws refuse, naming the Monte-Carlo step)
+            draws = sampled.draws if index is None else sampled.draws.for_rows(index)
+            Y = self.rows(X)
+            n = Y.shape[0]
+            w = np.ones(n) if weights is None else weights.astype(np.float64)
+            log_prob, offset = log_joint(Y)
+            row = offset if np.any(offset) else None
+            resp, loglik = EXACT(log_prob, row, w, None, None)
+            p = np.divide(resp, w[:, None], out=np.zeros(resp.shape), where=w[:, None] > 0)
+            M = draws.n_draws
+            nk, sum_xx = np.zeros(K), np.zeros((K, d))
+            sum_xz, sum_zz = np.zeros((K, d, q + 1)), np.zeros((K, q + 1, q + 1))
+            YY = Y * Y
+            for rows, block in draws.by_block():
+                u, eps = block.uniform_normal(q)  # (r, M), (r, M, q)
+                labels = draw_labels(p[rows], u)
+                Yr, b = Y[rows], w[rows] / M  # each draw's share of the row's weight
+                for k in range(K):
+                    on = labels == k  # (r, M)
+                    c = on.sum(axis=1)
+                    if not c.any():
+                        continue
+                    a = b * c  # the row's weight on k
+                    Ez = ((Yr - means[k]) @ Wp[k]) * g[k]  # (r, q) E[z | x, k]
+                    e_on = eps * on[:, :, None]
+                    s_eps = e_on.sum(axis=1) * root[k]  # (r, q) sum of the draws' deviations
+                    S1 = Ez * c[:, None] + s_eps  # (r, q) sum over the draws on k of z
+                    bS1 = S1 * b[:, None]
+                    nk[k] += a.sum()
+                    sum_xx[k] += a @ YY[rows]
+                    sum_xz[k, :, :q] += Yr.T @ bS1
+                    sum_xz[k, :, q] += a @ Yr
+                    # sum b [c Ez Ez^T + Ez s^T + s Ez^T] + r (sum b e e^T) r, z = Ez + r e
+                    cross = Ez.T @ (s_eps * b[:, None])
+                    spread = np.einsum("nm,nmi,nmj->ij", on * b[:, None], eps, eps)
+                    zz = Ez.T @ (Ez * a[:, None]) + cross + cross.T
+                    zz += spread * np.outer(root[k], root[k])
+                    sum_zz[k, :q, :q] += zz
+                    sum_zz[k, :q, q] += bS1.sum(axis=0)
+                    sum_zz[k, q, :q] += bS1.sum(axis=0)
+                    sum_zz[k, q, q] += a.sum()
+            return SampledFactorStats(nk, sum_xz, sum_zz, sum_xx, loglik, float(w.sum()))
 
         return e_step
 
     def _statistics(
-        self, Y: Array, resp: Array, means: Array, loglik: float, weight: float
+        self, Y: Array, q: Posterior, means: Array, loglik: float, weight: float
     ) -> FactorMixtureStats:
         K, d = means.shape
         sum_e = np.empty((K, d))
         sum_eeT = np.empty((K, d, d))
         for k in range(K):
-            sum_e[k], sum_eeT[k] = _scatter(Y - means[k], resp[:, k])
-        return FactorMixtureStats(resp.sum(axis=0), sum_e, sum_eeT, loglik, weight)
+            if isinstance(q, Labels):  # hard EM: the rows on k alone
+                on = np.flatnonzero(q.labels == k)
+                r = np.ones(on.shape[0]) if q.weights is None else q.weights[on]
+                sum_e[k], sum_eeT[k] = _scatter(Y[on] - means[k], r)
+            else:
+                sum_e[k], sum_eeT[k] = _scatter(Y - means[k], q[:, k])
+        return FactorMixtureStats(mass(q), sum_e, sum_eeT, loglik, weight)
 
     def statistics_from_resp(
         self, X: Array, weights: Array | None, resp: Array
@@ -198,10 +306,47 @@ class FactorMixture:
         S = 0.5 * (S + np.swapaxes(S, 1, 2))
         return nk, params_means + delta, S
 
-    def m_step(self, params: FactorMixtureParams, stats: FactorMixtureStats) -> FactorMixtureParams:
+    def m_step(
+        self, params: FactorMixtureParams, stats: FactorMixtureStats | SampledFactorStats
+    ) -> FactorMixtureParams:
+        if isinstance(stats, SampledFactorStats):
+            return self._sampled_m_step(params, stats)
         nk, means, S = self._moments(params.means, stats)
         W, noise = self.noise.component_m_step(S, params.components, params.noise, self.noise_floor)
         return FactorMixtureParams(self.weights.m_step(nk), W, means, noise)
+
+    def _sampled_m_step(
+        self, params: FactorMixtureParams, stats: SampledFactorStats
+    ) -> FactorMixtureParams:
+        """The complete-data maximum of each component given the drawn labels and factors
+        (Ghahramani & Hinton, 1996): [W_k, mu_k] = (sum x z~^T)(sum z~ z~^T)^-1 and the
+        noise from the expected squared residuals, per feature or pooled (PPCA), with the
+        factors' own mean and covariance folded into W_k and mu_k (parameter expansion,
+        as in :meth:`~emkit.models.latent_factor.LatentFactor.m_step`). A component the
+        draws left (nearly) empty keeps its parameters."""
+        K, d, q1 = stats.sum_xz.shape
+        q = q1 - 1
+        W, means, noise = params.components.copy(), params.means.copy(), params.noise.copy()
+        for k in range(K):
+            try:
+                Wt = np.linalg.solve(stats.sum_zz[k], stats.sum_xz[k].T).T  # (d, q + 1)
+            except np.linalg.LinAlgError:
+                continue
+            if not np.isfinite(Wt).all() or stats.nk[k] <= 0:
+                continue
+            residual = stats.sum_xx[k] - (Wt * stats.sum_xz[k]).sum(axis=1)
+            count = np.full(d, stats.nk[k])
+            # PX-EM (Liu, Rubin & Wu, 1998): z ~ N(eta, Sigma = L L^T) in the expanded
+            # model, folded back as W L and mu + W eta (the same distribution of x)
+            Ezz = stats.sum_zz[k] / stats.nk[k]
+            eta = Ezz[:q, q]
+            try:
+                L = np.linalg.cholesky(Ezz[:q, :q] - np.outer(eta, eta))
+            except np.linalg.LinAlgError:
+                continue
+            W[k], means[k] = Wt[:, :q] @ L, Wt[:, q] + Wt[:, :q] @ eta
+            noise[k] = self.noise.pool(residual, count, self.noise_floor)
+        return FactorMixtureParams(self.weights.m_step(stats.nk + NK_FLOOR), W, means, noise)
 
     def initial_params(self, stats: FactorMixtureStats, n_factors: int) -> FactorMixtureParams:
         """Each component's closed-form PPCA maximum on its initial weighted covariance

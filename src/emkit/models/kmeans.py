@@ -39,6 +39,15 @@ out). They are summed in full on the first iteration, after an empty cluster mov
 many rows moved, and every ``_RESUM_EVERY`` iterations, which bounds the round-off that
 the incremental sums accumulate.
 
+k-means is classification EM of exactly that mixture, built from the parts every mixture
+shares (:mod:`emkit.models.mixing`): the weights are a :class:`MixingWeights` held fixed
+and equal (:func:`equal_weights`), the C-step is the :class:`Hard` policy (its tie rule,
+known labels and sparse :class:`Labels`, whose statistics are the segment sums Z^T A
+above), and the component is :class:`SphericalCenters`, which answers the policy's
+"nearest component per row" query by distances rather than log-densities: with equal
+weights and one shared spherical covariance the arg-max of log p(x, k) is the nearest
+center, and Hamerly's bounds (below) make that query cheap.
+
 Sparse rows (CSR, e.g. TF-IDF) are not centred, which would fill them: their design matrix
 is sparse too, and both products above are sparse-times-dense products, so the rows are
 never made dense. They are measured at every iteration (plain Lloyd, ``bounds=False``);
@@ -49,13 +58,16 @@ entries.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeAlias
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.sparse import csc_array, csr_array, issparse
+from scipy.sparse import csr_array, issparse
 
+from emkit.exceptions import InputError
+from emkit.families._base import Fixed
+from emkit.models.mixing import NK_FLOOR, Hard, Labels, MixingWeights
 from emkit.models.statistics import Statistics
 
 __all__ = [
@@ -66,8 +78,10 @@ __all__ = [
     "LastStep",
     "Sparse",
     "SparseRows",
+    "SphericalCenters",
     "as_dense",
     "design_matrix",
+    "equal_weights",
     "euclidean_distances",
     "nearest",
     "row_state",
@@ -164,11 +178,13 @@ class LastStep(NamedTuple):
 
 
 class KMeansParams(NamedTuple):
-    """The cluster centers, in the centred coordinates of the fit, and what the last
-    C-step left for the next (None at a start)."""
+    """The cluster centers, in the centred coordinates of the fit, what the last C-step
+    left for the next (None at a start), and the mixing weights of the last M-step (None
+    at a start; k-means' are fixed and equal)."""
 
     centers: NDArray[np.float64]  # (K, d)
     last: LastStep | None = None
+    weights: NDArray[np.float64] | None = None  # (K,)
 
 
 class FarRows(NamedTuple):
@@ -428,23 +444,12 @@ def squared_distances(
     return np.einsum("ij,ij->i", diff, diff, dtype=np.float64)
 
 
-def _full_sums(
-    A: Array, w: NDArray[np.float64], labels: NDArray[np.intp], K: int, moved: int
-) -> KMeansStats:
-    """Z^T A with Z the sparse (n, K) matrix of the weights at the labels; summed in
-    float64 whatever A's dtype, so that the objective's changes stay exact."""
-    n, d = A.shape[0], A.shape[1] - 2
-    if issparse(A):
-        # Z^T in CSR (rows grouped by cluster), so that scipy multiplies two CSR matrices
-        # as they are (a CSC Z^T would make it convert A); S (K, d + 2) is small
-        order = np.argsort(labels, kind="stable")
-        indptr = np.zeros(K + 1, dtype=np.intp)
-        np.cumsum(np.bincount(labels, minlength=K), out=indptr[1:])
-        S = (csr_array((w[order], order, indptr), shape=(K, n)) @ A).toarray()
-    else:
-        S = csc_array((w, labels, np.arange(n + 1)), shape=(K, n)) @ A
-    count = np.bincount(labels[w > 0], minlength=K)
-    return KMeansStats(S[:, d], S[:, :d], S[:, d + 1], None, moved, count)
+def _full_sums(A: Array, q: Labels, moved: int) -> KMeansStats:
+    """Z^T A for the hard assignment ``q`` (its segment sums, :meth:`Labels.sums`),
+    summed in float64 whatever A's dtype, so that the objective's changes stay exact."""
+    d = A.shape[1] - 2
+    S = q.sums(A)
+    return KMeansStats(S[:, d], S[:, :d], S[:, d + 1], None, moved, q.row_counts())
 
 
 def _moved_sums(
@@ -492,6 +497,71 @@ def _nearest_other(centers: NDArray[np.float64]) -> NDArray[np.float64]:
     return np.asarray(dist.min(axis=1) * (1.0 - 4.0 * (d + 4) * eps))
 
 
+def equal_weights(n_clusters: int) -> MixingWeights:
+    """k-means' mixing weights: known, 1/K each (their M-step returns them as they are).
+
+    Examples
+    --------
+    >>> equal_weights(4).m_step(np.array([5.0, 1.0, 0.0, 2.0])).tolist()
+    [0.25, 0.25, 0.25, 0.25]
+    """
+    K = int(n_clusters)
+    return MixingWeights(fixed=Fixed(np.ones(K, dtype=bool), np.full(K, 1.0 / K)))
+
+
+@dataclass(frozen=True)
+class SphericalCenters:
+    """k-means' component family: N(c_k, s^2 I), one variance s^2 shared by the
+    components, which neither step needs (the C-step compares distances, the M-step
+    sets means).
+
+    Its M-step moves each center to the mean of its rows, c_k = sum_x_k / N_k (a
+    component with no weight keeps its center). Its :meth:`nearest` answers the
+    :class:`~emkit.models.mixing.Hard` policy's query, each row's most probable
+    component, by the distances D = A @ [-2 C^T ; ||c||^2] (block by block of the design
+    matrix; ties to the lower index), which equal -2 s^2 (log p(x, k) - log pi) up to a
+    term of the row: with equal weights, the same arg-max. :class:`KMeansModel` narrows
+    the query further with Hamerly's bounds.
+    """
+
+    def m_step(
+        self, centers: NDArray[np.float64], nk: NDArray[np.float64], sum_x: NDArray[np.float64]
+    ) -> NDArray[np.float64]:
+        filled = nk > 0
+        out = centers.copy()
+        out[filled] = sum_x[filled] / nk[filled, None]
+        return out
+
+    @staticmethod
+    def nearest(
+        A: Array | Sparse, product: Array, out: NDArray[np.intp] | None = None
+    ) -> NDArray[np.intp]:
+        """The nearest center of each row of the design matrix ``A`` (distances from
+        ``product``, :func:`_distance_product`), into ``out`` when given."""
+        labels = np.empty(A.shape[0], dtype=np.intp) if out is None else out
+        for rows, D in _distance_blocks(A, product):
+            np.argmin(_as_float64(D), axis=1, out=labels[rows])
+        return labels
+
+
+def _check_equal(weights: MixingWeights, n_clusters: int) -> None:
+    """The nearest-center query is the arg-max of log p(x, k) only for equal weights."""
+    known = weights.fixed
+    equal = (
+        known is not None
+        and known.mask.shape == (n_clusters,)
+        and bool(known.mask.all())
+        and bool(np.all(known.values == 1.0 / n_clusters))
+    )
+    if not equal:
+        raise InputError(
+            f"KMeansModel(weights=...) must be the {n_clusters} equal weights that k-means "
+            "assumes (emkit.models.kmeans.equal_weights(n_clusters)): its C-step takes the "
+            "nearest center, which is the most probable component only when the weights are "
+            "equal. Use a GaussianMixture with e_step='hard' for unequal weights."
+        )
+
+
 @dataclass(frozen=True, eq=False)
 class KMeansModel:
     """Hard EM for k-means, as pure functions of (params, rows) for :func:`fit_em`.
@@ -519,6 +589,16 @@ class KMeansModel:
     tol: float = 0.0
     dtype: Any = np.float64
     bounds: bool = True
+    # the mixture's shared parts: fixed, equal weights (None: 1/K for the K centers),
+    # the hard assignment policy, and the component family
+    weights: MixingWeights | None = field(default=None, kw_only=True)
+    assign: Hard = field(default_factory=Hard, kw_only=True)
+    family: SphericalCenters = field(default_factory=SphericalCenters, kw_only=True)
+
+    def _weights(self, n_clusters: int) -> MixingWeights:
+        weights = equal_weights(n_clusters) if self.weights is None else self.weights
+        _check_equal(weights, n_clusters)
+        return weights
 
     def plan(self, params: KMeansParams) -> tuple[bool, bool, bool]:
         """(measure every row, set the rows' bounds, sum the statistics in full) for the
@@ -559,8 +639,10 @@ class KMeansModel:
         (:func:`design_matrix`), the rows' weights and, optionally, their state."""
         centers = params.centers
         K, d = centers.shape
+        self._weights(K)  # equal: the nearest center is the most probable component
         product = _distance_product(centers, self.dtype)
         measure_all, track, sum_all = self.plan(params)
+        hard, nearest = self.assign, self.family.nearest
         last = params.last
         kappa = _round_off_factor(d, self.dtype)
         norms_max = float(np.einsum("kd,kd->k", centers, centers).max())
@@ -591,21 +673,22 @@ class KMeansModel:
             n = A.shape[0]
             w = np.ones(n) if weights is None else weights.astype(np.float64, copy=False)
             if labels is None or upper is None or lower is None:  # stateless
-                labels = np.empty(n, dtype=np.intp)
-                for rows, D in _distance_blocks(A, product):
-                    np.argmin(_as_float64(D), axis=1, out=labels[rows])
-                return _full_sums(A, w, labels, K, n)
+                q = hard.choose(nearest(A, product), w, None, K)
+                return _full_sums(A, q, n)
             if measure_all:
                 old = None if last is None else labels.copy()
-                for rows, D in _distance_blocks(A, product):
-                    D64 = _as_float64(D)
-                    np.argmin(D64, axis=1, out=labels[rows])
-                    if track:
+                if track:
+                    # the query with the bounds set from its distances
+                    for rows, D in _distance_blocks(A, product):
+                        D64 = _as_float64(D)
+                        np.argmin(D64, axis=1, out=labels[rows])
                         upper[rows], lower[rows] = _set_bounds(
                             D64, labels[rows], A[rows, d + 1], norms_max, kappa
                         )
+                else:
+                    nearest(A, product, out=labels)
                 moved = n if old is None else int(np.count_nonzero(old != labels))
-                return _full_sums(A, w, labels, K, moved)
+                return _full_sums(A, hard.choose(labels, w, None, K), moved)
 
             # u_n + m_{z_n} and l_n - max_{j != z_n} m_j bound the distances now
             upper += shift.take(labels)
@@ -631,7 +714,7 @@ class KMeansModel:
             if idx.size:
                 # measure the row as Lloyd does
                 D64 = _as_float64(_product(picked[:, : d + 1], product[: d + 1]))
-                new = D64.argmin(axis=1)
+                new = hard.choose(D64.argmin(axis=1), None, None, K).labels
                 upper[idx], lower[idx] = _set_bounds(D64, new, picked[:, d + 1], norms_max, kappa)
                 labels[idx] = new
                 changed = np.flatnonzero(before != new)
@@ -641,7 +724,7 @@ class KMeansModel:
                         picked[changed], w.take(idx[changed]), before[changed], new[changed], K
                     )
             if sum_all:
-                return _full_sums(A, w, labels, K, moved)
+                return _full_sums(A, hard.choose(labels, w, None, K), moved)
             if moved_stats is None:
                 zero = np.zeros(K)
                 return KMeansStats(
@@ -668,9 +751,7 @@ class KMeansModel:
             n = A.shape[0]
             w = np.ones(n) if weights is None else weights.astype(np.float64, copy=False)
             if labels is None:  # stateless: the C-step's labels again
-                labels = np.empty(n, dtype=np.intp)
-                for rows, D in _distance_blocks(A, product):
-                    np.argmin(_as_float64(D), axis=1, out=labels[rows])
+                labels = SphericalCenters.nearest(A, product)
             # the distances to the assigned centers, computed directly, as scikit-learn does
             distance = squared_distances(A[:, :d], centers, labels)  # sparse: a copy, rarely
             far = _farthest(A[:, :d], distance, labels, w, K)
@@ -689,10 +770,11 @@ class KMeansModel:
         """
         totals = self.totals(params, stats)
         moved, relocated = _relocated(totals)
-        nk, sum_x = moved.nk, moved.sum_x
-        filled = nk > 0
-        centers = params.centers.copy()
-        centers[filled] = sum_x[filled] / nk[filled, None]
+        # the weights' step (fixed and equal: it keeps them; the floor as in every mixture)
+        weights = np.asarray(
+            self._weights(moved.nk.shape[0]).m_step(moved.nk + NK_FLOOR), dtype=np.float64
+        )
+        centers = self.family.m_step(params.centers, moved.nk, moved.sum_x)
         measure_all, track, sum_all = self.plan(params)
         last = params.last
         step = LastStep(
@@ -704,7 +786,7 @@ class KMeansModel:
             0 if measure_all or last is None else last.measured + 1,
             0 if sum_all or last is None else last.summed + 1,
         )
-        return KMeansParams(centers, step)
+        return KMeansParams(centers, step, weights)
 
     def m_step_gap(self, params: KMeansParams, stats: KMeansStats) -> float:
         """The M-step is exact (the mean minimizes the squared distances): 0."""

@@ -26,10 +26,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol, TypeAlias
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy.sparse import csc_array, csr_array, issparse
 from scipy.special import digamma, gammaln
 
 from emkit.exceptions import InputError
@@ -45,13 +46,20 @@ __all__ = [
     "Assignment",
     "Exact",
     "Hard",
+    "Labels",
     "MixingWeights",
+    "Posterior",
     "Sampled",
     "Variational",
     "VariationalWeights",
+    "as_dense",
     "assignment",
+    "draw_labels",
     "for_rows",
     "label_counts",
+    "mass",
+    "posterior",
+    "weighted_sums",
 ]
 
 Array = NDArray[np.floating[Any]]
@@ -146,12 +154,154 @@ class Exact:
         return resp, _objective(row_loglik, row, weights, log_h)
 
 
+class Labels(NamedTuple):
+    """Hard assignments in sparse form: row n wholly on component ``labels[n]`` with its
+    sample weight (``weights``; None: 1). The (n, K) responsibility matrix is the
+    one-hot Z with w_n in column z_n; nothing here builds it densely: the masses are a
+    bincount and the per-component sums of row statistics one sparse product Z^T T.
+
+    Examples
+    --------
+    >>> q = Labels(np.array([1, 0, 1]), np.array([1.0, 2.0, 0.5]), 2)
+    >>> q.mass().tolist()
+    [2.0, 1.5]
+    >>> q.sums(np.array([[1.0], [10.0], [100.0]])).tolist()
+    [[20.0], [51.0]]
+    """
+
+    labels: NDArray[np.intp]  # (n,)
+    weights: Array | None  # (n,) or None (every weight 1)
+    n_components: int
+
+    def _w(self) -> NDArray[np.float64]:
+        n = self.labels.shape[0]
+        return np.ones(n) if self.weights is None else np.asarray(self.weights, np.float64)
+
+    def mass(self) -> NDArray[np.float64]:
+        """(K,) N_k = sum of the weights of the rows on k."""
+        w = None if self.weights is None else np.asarray(self.weights, np.float64)
+        return np.bincount(self.labels, w, minlength=self.n_components).astype(np.float64)
+
+    def row_counts(self) -> NDArray[np.intp]:
+        """(K,) the rows of positive weight on each component (0: an empty component,
+        whatever the round-off of the masses)."""
+        on = self.labels if self.weights is None else self.labels[self.weights > 0]
+        return np.bincount(on, minlength=self.n_components)
+
+    def one_hot(self) -> Any:
+        """Z^T, the (K, n) sparse matrix of the weights at the labels (CSC: one entry a
+        column, built with no sorting)."""
+        n = self.labels.shape[0]
+        return csc_array((self._w(), self.labels, np.arange(n + 1)), shape=(self.n_components, n))
+
+    def sums(self, T: Any, buffer: Array | None = None) -> NDArray[np.float64]:
+        """(K, s) sum_n w_n T_n over the rows on each component, for row statistics T
+        (n, s) dense or sparse (CSR), in float64: the segment sums Z^T T.
+
+        Row-major T (C-contiguous, e.g. k-means' design matrix) and sparse T take one
+        sparse product. Statistic-major T (T = S^T, S C-contiguous: the families' layout)
+        with an (n, K) ``buffer`` that the caller no longer needs (the E-step's own
+        log-densities) takes BLAS's product with Z written into it: for that layout it
+        was measured 1.3-2x faster than bincount segment sums and 2-4x faster than the
+        sparse product (chunks of 1k-16k rows, K = 16, 33-153 statistics), and it
+        allocates no (n, K) matrix.
+        """
+        if issparse(T):
+            # Z^T in CSR (rows grouped by component): scipy multiplies two CSR matrices
+            # as they are (a CSC Z^T would make it convert T)
+            order = np.argsort(self.labels, kind="stable")
+            indptr = np.zeros(self.n_components + 1, dtype=np.intp)
+            np.cumsum(np.bincount(self.labels, minlength=self.n_components), out=indptr[1:])
+            Zt = csr_array((self._w()[order], order, indptr), shape=(self.n_components, T.shape[0]))
+            return np.asarray((Zt @ T).toarray(), dtype=np.float64)
+        if buffer is None or T.flags.c_contiguous:
+            return np.asarray(self.one_hot() @ T, dtype=np.float64)
+        n = self.labels.shape[0]
+        buffer[...] = 0.0
+        buffer[np.arange(n), self.labels] = 1.0 if self.weights is None else self.weights
+        return np.asarray((T.T @ buffer).T, dtype=np.float64)
+
+    def dense(self, dtype: Any = np.float64) -> Array:
+        """The (n, K) responsibility matrix, for the few callers that need one (rows with
+        missing values, whose statistics are per pattern)."""
+        n = self.labels.shape[0]
+        resp = np.zeros((n, self.n_components), dtype=dtype)
+        resp[np.arange(n), self.labels] = 1.0 if self.weights is None else self.weights
+        return resp
+
+
+# A policy's q(z) of a block of rows: dense responsibilities times the weights, or hard
+# labels in sparse form (:class:`Labels`).
+Posterior: TypeAlias = Array | Labels
+
+
+def mass(q: Posterior) -> NDArray[np.float64]:
+    """(K,) N_k of a policy's q (dense or :class:`Labels`), in float64."""
+    if isinstance(q, Labels):
+        return q.mass()
+    return np.asarray(q.sum(axis=0), dtype=np.float64)
+
+
+def weighted_sums(q: Posterior, T: Array, buffer: Array | None = None) -> NDArray[np.float64]:
+    """(K, s) sum_n q_nk T_n for row statistics T (n, s): :meth:`Labels.sums` for hard
+    labels (``buffer``: an (n, K) array it may overwrite), one matrix product for dense q
+    (as (T^T q)^T, which BLAS runs well for statistic-major T)."""
+    if isinstance(q, Labels):
+        return q.sums(T, buffer)
+    return np.asarray((T.T @ q).T, dtype=np.float64)
+
+
+def as_dense(q: Posterior, dtype: Any = np.float64) -> Array:
+    """q as an (n, K) matrix (a copy-free pass-through for dense q)."""
+    return q.dense(dtype) if isinstance(q, Labels) else q
+
+
 @dataclass(frozen=True)
 class Hard:
     """Classification EM: each row wholly on its most probable component (ties: the
-    first), and the objective sum_n w_n log p(x_n, z_n) at those components."""
+    first), and the objective sum_n w_n log p(x_n, z_n) at those components.
+
+    :meth:`labels` is the policy's own form, sparse (:class:`Labels`: no (n, K)
+    responsibility matrix); ``__call__`` gives the dense matrix for the
+    :class:`Assignment` protocol. Where the components are equally likely a priori and
+    their family can find a row's nearest component faster than it can evaluate every
+    log-density (k-means' bounded search), :meth:`choose` takes that query instead: the
+    same labels, tie rule and known labels.
+    """
 
     name: str = "hard"
+
+    def labels(
+        self,
+        log_prob: Array,
+        row: Array | None,
+        weights: Array | None,
+        log_h: Array | None,
+        labels: NDArray[np.intp] | None,
+    ) -> tuple[Labels, float]:
+        """(the rows' labels in sparse form, the block's objective) from log p(x, k)."""
+        choice = np.asarray(log_prob.argmax(axis=1))  # ties: the first
+        q = self.choose(choice, weights, labels, log_prob.shape[1])
+        n = log_prob.shape[0]
+        row_loglik = log_prob[np.arange(n), q.labels].astype(np.float64)
+        return q, _objective(row_loglik, row, weights, log_h)
+
+    def choose(
+        self,
+        nearest: NDArray[np.intp],
+        weights: Array | None,
+        labels: NDArray[np.intp] | None,
+        n_components: int,
+    ) -> Labels:
+        """The assignment from each row's most probable component, ``nearest`` (the
+        arg-max of log p(x, k), ties to the lower index, or a family's nearest-component
+        query where that is the same), a row with a known label (``labels`` >= 0) kept on
+        it."""
+        known = _known(labels)
+        if known is not None:
+            nearest = nearest.copy()
+            nearest[known[0]] = known[1]
+        return Labels(nearest, weights, n_components)
 
     def __call__(
         self,
@@ -161,15 +311,24 @@ class Hard:
         log_h: Array | None,
         labels: NDArray[np.intp] | None,
     ) -> tuple[Array, float]:
-        resp, known = log_prob, _known(labels)
-        n = resp.shape[0]
-        choice = resp.argmax(axis=1)
-        if known is not None:
-            choice[known[0]] = known[1]
-        row_loglik = resp[np.arange(n), choice].astype(np.float64)
-        resp[...] = 0.0
-        resp[np.arange(n), choice] = 1.0 if weights is None else weights
-        return resp, _objective(row_loglik, row, weights, log_h)
+        q, objective = self.labels(log_prob, row, weights, log_h, labels)
+        return q.dense(log_prob.dtype), objective
+
+
+def posterior(
+    assign: Assignment,
+    log_prob: Array,
+    row: Array | None,
+    weights: Array | None,
+    log_h: Array | None,
+    labels: NDArray[np.intp] | None,
+) -> tuple[Posterior, float]:
+    """``assign``'s q(z) of a block of rows and its objective, in the policy's own form:
+    sparse :class:`Labels` for hard EM, dense responsibilities otherwise (see
+    :func:`mass`, :func:`weighted_sums`)."""
+    if isinstance(assign, Hard):
+        return assign.labels(log_prob, row, weights, log_h, labels)
+    return assign(log_prob, row, weights, log_h, labels)
 
 
 @dataclass(frozen=True)
@@ -239,10 +398,25 @@ class Variational:
         return resp, float(weights @ row_entropy)
 
 
+def draw_labels(p: Array, u: Array) -> NDArray[np.intp]:
+    """(n, M) labels drawn by inverse CDF from rows of probabilities ``p`` (n, K) with the
+    uniform values ``u`` (n, M): draw m of row n is the k with cdf_{k-1} <= u_nm < cdf_k.
+
+    Examples
+    --------
+    >>> draw_labels(np.array([[0.25, 0.75]]), np.array([[0.1, 0.3, 0.9]])).tolist()
+    [[0, 1, 1]]
+    """
+    K = p.shape[1]
+    cdf = np.cumsum(p, axis=1, dtype=np.float64)
+    labels = np.zeros(u.shape, dtype=np.intp)
+    for k in range(K - 1):  # the last cdf is 1 (up to round-off), above every u
+        labels += cdf[:, k : k + 1] <= u
+    return labels
+
+
 def label_counts(p: Array, u: Array) -> Array:
-    """(n, K) counts of the labels drawn by inverse CDF from rows of probabilities ``p``
-    (n, K) with the uniform values ``u`` (n, M): draw m of row n is the k with
-    cdf_{k-1} <= u_nm < cdf_k.
+    """(n, K) counts of the labels drawn by :func:`draw_labels` from ``p`` with ``u``.
 
     Examples
     --------
@@ -250,10 +424,7 @@ def label_counts(p: Array, u: Array) -> Array:
     [[1.0, 2.0]]
     """
     n, K = p.shape
-    cdf = np.cumsum(p, axis=1, dtype=np.float64)
-    labels = np.zeros(u.shape, dtype=np.intp)
-    for k in range(K - 1):  # the last cdf is 1 (up to round-off), above every u
-        labels += cdf[:, k : k + 1] <= u
+    labels = draw_labels(p, u)
     labels += (np.arange(n) * K)[:, None]
     return np.bincount(labels.ravel(), minlength=n * K).reshape(n, K).astype(np.float64)
 

@@ -29,7 +29,11 @@ from emkit.models.mixing import (
     Assignment,
     MixingWeights,
     VariationalWeights,
+    as_dense,
     for_rows,
+    mass,
+    posterior,
+    weighted_sums,
 )
 from emkit.models.statistics import Statistics
 
@@ -120,13 +124,14 @@ class Mixture:
             Xp, T, log_prob, row = log_joint(X)
             if log_h is None:
                 log_h = family.log_base_measure(Xp)
-            resp, loglik = for_rows(self.assign, index)(log_prob, row, weights, log_h, labels)
+            assign = for_rows(self.assign, index)
+            q, loglik = posterior(assign, log_prob, row, weights, log_h, labels)
             # Sums within a chunk stay in the working dtype (pairwise: exact enough);
-            # across chunks they add in float64. S = (T^T resp)^T runs as BLAS likes it
-            # for statistic-major T.
+            # across chunks they add in float64. Hard EM's q is sparse (labels), its
+            # masses a bincount; its sums may reuse log_prob's block, read already.
             return MixtureStats(
-                resp.sum(axis=0).astype(np.float64),
-                (T.T @ resp).T.astype(np.float64),
+                mass(q),
+                weighted_sums(q, T, buffer=log_prob),
                 family.shared_statistics(Xp, weights),
                 loglik,
                 _total_weight(X, weights),
@@ -145,9 +150,12 @@ class Mixture:
             if log_h is None:
                 log_h = family.log_base_measure(Xp)
             row = _missing_row_term(family, state)
-            resp, loglik = for_rows(self.assign, index)(log_prob, row, weights, log_h, labels)
+            assign = for_rows(self.assign, index)
+            q, loglik = posterior(assign, log_prob, row, weights, log_h, labels)
+            # the statistics of rows with missing values are per pattern: a dense q
+            resp = as_dense(q, log_prob.dtype)
             sum_t, shared = family.missing_statistics(params.components, state, resp)
-            return MixtureStats(resp.sum(axis=0), sum_t, shared, loglik, _total_weight(X, weights))
+            return MixtureStats(mass(q), sum_t, shared, loglik, _total_weight(X, weights))
 
         def e_step(
             X: Array,

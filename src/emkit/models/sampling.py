@@ -206,6 +206,19 @@ class Draws:
         m = self.n_draws
         return row_draws(self.key, self._rows(), lambda g, n: g.standard_normal((n, m, width)))
 
+    def uniform_normal(self, width: int) -> tuple[Array, Array]:
+        """(n_rows, n_draws) uniform values in [0, 1) and (n_rows, n_draws, width)
+        standard normal values, from one generator a block (a label and the latent
+        vector given it, for each draw)."""
+        m = self.n_draws
+
+        def draw(g: np.random.Generator, n: int) -> Array:
+            u = g.random((n, m, 1))
+            return np.concatenate([u, g.standard_normal((n, m, width))], axis=2)
+
+        values = row_draws(self.key, self._rows(), draw)
+        return values[:, :, 0], values[:, :, 1:]
+
 
 def factor_draws(e_step: Any) -> Draws | None:
     """The draws of a latent factor model's ``e_step`` argument, checked: None for

@@ -105,7 +105,8 @@ def trace(model: Any, ax: Any = None) -> Any:
     below the next objective by KL(q_t || p(z | x, theta_{t+1})), the shaded gap the
     next E-step closes (see :class:`~emkit.inference.em.EMTrace`). Where the fit
     recorded no bound (SQUAREM, online updates) only the objective is drawn; for
-    variational EM the objective is the bound (the ELBO).
+    variational EM the objective is the bound (the ELBO). For Monte-Carlo EM the draws a
+    row of each iteration (``trace_.draws``) are drawn as a step line on a second axis.
 
     Parameters
     ----------
@@ -160,6 +161,13 @@ def trace(model: Any, ax: Any = None) -> Any:
     ax.set_ylabel("per-sample objective (nats)")
     ax.set_title("EM: the E-step closes the gap, the M-step lifts the bound")
     ax.legend(loc="lower right")
+    draws = np.asarray(getattr(em_trace, "draws", np.zeros(0)))
+    if draws.shape[0] == T and T:
+        # Monte-Carlo EM: the draws a row each iteration, on an axis of their own
+        counts = ax.twinx()
+        counts.step(iterations, draws, where="mid", color="C2", alpha=0.6)
+        counts.set_ylabel("Monte-Carlo draws a row", color="C2")
+        counts.set_ylim(0, 1.1 * float(draws.max()))
     return ax
 
 
