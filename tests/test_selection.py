@@ -171,7 +171,7 @@ def test_bad_arguments_are_refused() -> None:
         ModelBasedClustering(reg_covar=-1.0).fit(X)
 
 
-def test_threads_give_the_sequential_results() -> None:
+def test_parallel_cells_give_the_sequential_results() -> None:
     X = _load("iris")
     grid = {"n_components": [1, 2, 3], "covariance_types": ["diag", "full"]}
     one = ModelBasedClustering(**grid).fit(X).results_
@@ -240,6 +240,11 @@ def test_the_engine_runs_every_cell() -> None:
     np.testing.assert_allclose(mbc.results_["bic"], plain.results_["bic"], rtol=1e-12)
     # every EM iteration of both cells is a map of the engine
     assert engine.maps >= int(mbc.results_["n_iter"].sum())
+    # cells at once: on threads, so that this process's engine object runs them all
+    shared = _CountingEngine()
+    both = ModelBasedClustering([1, 2], covariance_types="full", engine=shared, n_jobs=2)
+    np.testing.assert_allclose(both.fit(X).results_["bic"], plain.results_["bic"], rtol=1e-12)
+    assert shared.maps == engine.maps
 
 
 def test_a_streamed_table_gives_the_in_memory_results(tmp_path: Path) -> None:

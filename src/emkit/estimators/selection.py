@@ -117,10 +117,12 @@ class ModelBasedClustering(ClusterMixin, DensityMixin, BaseEstimator):
     verbose : int, default=0
         Log every cell's iterations (logger ``"emkit"``), as :class:`GaussianMixture`.
     n_jobs : int or None, default=None
-        Cells fitted at once on threads (joblib); ``None`` or 1 fits them one after the
-        other, which is fastest on small data (every fit already uses threads on large).
-        (Python's warning filters are global: with threads, a cell's ``warnings`` entry
-        may miss a warning or show a neighbour's.)
+        Cells fitted at once (joblib); ``None`` or 1 fits them one after the other. A
+        cell on small data is mostly Python (it holds the GIL), so the cells run in
+        worker processes, which pays where cores are idle; they run on threads for a
+        streamed table or an engine object (which a process may not be able to open or
+        copy). (Python's warning filters are global: with threads, a cell's ``warnings``
+        entry may miss a warning or show a neighbour's.)
     e_step : str, default='exact'
         :class:`GaussianMixture`'s ``e_step`` for every cell (``'hard'``,
         ``'monte-carlo'``, ``'stochastic'``...).
@@ -324,7 +326,11 @@ class ModelBasedClustering(ClusterMixin, DensityMixin, BaseEstimator):
         else:
             from joblib import Parallel, delayed
 
-            outcomes = Parallel(n_jobs=self.n_jobs, prefer="threads")(
+            # a cell on small data is Python-bound (the GIL): processes, when the rows
+            # and the engine can be sent to them; threads for a streamed table or an
+            # engine object, which a process may not be able to open or copy
+            local = streamed or not (self.engine is None or isinstance(self.engine, str))
+            outcomes = Parallel(n_jobs=self.n_jobs, backend="threading" if local else "loky")(
                 delayed(run)(cell) for cell in grid
             )
         rows = [row for row, _ in outcomes]
