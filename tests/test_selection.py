@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -170,7 +171,7 @@ def test_bad_arguments_are_refused() -> None:
         ModelBasedClustering(reg_covar=-1.0).fit(X)
 
 
-def test_threads_give_the_sequential_results() -> None:
+def test_parallel_cells_give_the_sequential_results() -> None:
     X = _load("iris")
     grid = {"n_components": [1, 2, 3], "covariance_types": ["diag", "full"]}
     one = ModelBasedClustering(**grid).fit(X).results_
@@ -184,3 +185,98 @@ def test_missing_values_are_fitted() -> None:
     mbc = ModelBasedClustering(n_components=[2, 3], covariance_types="full").fit(X)
     assert np.isfinite(mbc.results_["bic"]).all()
     assert np.isfinite(mbc.predict_proba(X)).all()
+
+
+# -- every cell takes the estimator's engine, E-step, acceleration and checkpoint ----------
+
+
+@pytest.mark.parametrize(("e_step", "accelerate"), [("hard", None), ("exact", "squarem")])
+def test_each_cell_is_the_gaussian_mixture_of_its_variant(
+    e_step: str, accelerate: str | None
+) -> None:
+    X = _load("faithful")
+    mbc = ModelBasedClustering(
+        [2, 3], covariance_types="tied", e_step=e_step, accelerate=accelerate, random_state=0
+    ).fit(X)
+    model = mbc.best_estimator_
+    assert (model.e_step, model.accelerate) == (e_step, accelerate)
+    alone = GaussianMixture(
+        mbc.n_components_,
+        covariance_type="tied",
+        init_params="hc",
+        tol=1e-5,
+        max_iter=1000,
+        e_step=e_step,
+        accelerate=accelerate,
+        random_state=0,
+    ).fit(X)
+    np.testing.assert_array_equal(model.means_, alone.means_)
+    assert model.n_iter_ == alone.n_iter_
+
+
+class _CountingEngine:
+    """The in-memory engine, counting the maps it runs."""
+
+    def __init__(self) -> None:
+        from emkit.engines import InMemoryEngine
+
+        self.inner = InMemoryEngine()
+        self.maps = 0
+
+    def map_reduce(self, fn: Any, source: Any) -> Any:
+        self.maps += 1
+        return self.inner.map_reduce(fn, source)
+
+    def map_rows(self, fn: Any, source: Any) -> Any:
+        self.maps += 1
+        return self.inner.map_rows(fn, source)
+
+
+def test_the_engine_runs_every_cell() -> None:
+    X = _load("faithful")
+    engine = _CountingEngine()
+    mbc = ModelBasedClustering([1, 2], covariance_types="full", engine=engine).fit(X)
+    plain = ModelBasedClustering([1, 2], covariance_types="full").fit(X)
+    np.testing.assert_allclose(mbc.results_["bic"], plain.results_["bic"], rtol=1e-12)
+    # every EM iteration of both cells is a map of the engine
+    assert engine.maps >= int(mbc.results_["n_iter"].sum())
+    # cells at once: on threads, so that this process's engine object runs them all
+    shared = _CountingEngine()
+    both = ModelBasedClustering([1, 2], covariance_types="full", engine=shared, n_jobs=2)
+    np.testing.assert_allclose(both.fit(X).results_["bic"], plain.results_["bic"], rtol=1e-12)
+    assert shared.maps == engine.maps
+
+
+def test_a_streamed_table_gives_the_in_memory_results(tmp_path: Path) -> None:
+    from emkit.io import open_table
+
+    X = _load("faithful")
+    np.save(tmp_path / "x.npy", X)
+    grid = {"n_components": [1, 2, 3], "covariance_types": ["EEE", "VVI"]}
+    streamed = ModelBasedClustering(**grid).fit(open_table(tmp_path / "x.npy", block_rows=100))
+    memory = ModelBasedClustering(**grid).fit(X)
+    np.testing.assert_allclose(streamed.results_["bic"], memory.results_["bic"], rtol=1e-9)
+    assert streamed.best_index_ == memory.best_index_
+    np.testing.assert_allclose(streamed.uncertainty_, memory.uncertainty_, atol=1e-9)
+    assert streamed.n_features_in_ == 2
+
+
+def test_a_checkpoint_per_cell_resumes_the_sweep(tmp_path: Path) -> None:
+    X = _load("faithful")
+    grid = {"n_components": [2, 3], "covariance_types": ["full", "VEI"]}
+    first = ModelBasedClustering(**grid).fit(X, checkpoint=tmp_path / "ck")
+    assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == [
+        "k2-VEI",
+        "k2-full",
+        "k3-VEI",
+        "k3-full",
+    ]
+    again = ModelBasedClustering(**grid).fit(X, checkpoint=tmp_path / "ck")
+    plain = ModelBasedClustering(**grid).fit(X)
+    for result in (first, again):
+        np.testing.assert_allclose(result.results_["bic"], plain.results_["bic"], rtol=1e-12)
+        np.testing.assert_array_equal(result.results_["n_iter"], plain.results_["n_iter"])
+    for bad in ({"n_init": 2}, {"accelerate": "squarem"}):
+        with pytest.raises(InputError, match=r"checkpoint resumes one plain EM run per cell"):
+            ModelBasedClustering(**grid, **bad).fit(X, checkpoint=tmp_path / "other")
+    assert not (tmp_path / "other").exists()

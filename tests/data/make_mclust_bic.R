@@ -1,12 +1,28 @@
 # mclust's BIC table on its 14 covariance models (scikit-learn's spherical, diag, tied and
-# full are VII, VVI, EEE and VVV), for tests/test_selection.py (run from the repository
-# root: Rscript tests/data/make_mclust_bic.R). mclust 6.0.0, default hc start; NA cells
-# (models mclust could not fit) are written empty.
+# full are VII, VVI, EEE and VVV), for tests/test_selection.py and bench/bench_mclust.py
+# (run from the repository root: Rscript tests/data/make_mclust_bic.R). mclust 6.0.0,
+# default hc start; NA cells (models mclust could not fit) are written empty.
+#
+# The data sets and where they come from (mclust ships them; mclust itself is GPL, the
+# data are published measurements or simulations, exported here as plain tables):
+# - faithful (R's datasets), iris (R's datasets; Anderson 1935, Fisher 1936): R's own;
+# - diabetes: Reaven & Miller (1979), Diabetologia 16:17-24 (mclust's `diabetes`, class
+#   column dropped) -> tests/data/diabetes.csv;
+# - banknote: Swiss banknotes, Flury & Riedwyl (1988), Multivariate Statistics: A
+#   Practical Approach, Tables 1.1 and 1.2 (Status column dropped) -> banknote.csv;
+# - wreath: 1000 points simulated from 14 Gaussians by Fraley, Raftery & Wehrens (2005),
+#   J. Comput. Graph. Stat. 14(3) -> wreath.csv;
+# - thyroid: UCI Machine Learning Repository, Thyroid Disease (new-thyroid), Coomans et
+#   al. (1983) (Diagnosis column dropped) -> thyroid.csv.
 library(mclust)
 data(faithful)
 data(diabetes)
+data(banknote)
+data(wreath)
+data(thyroid)
 sets <- list(faithful = as.matrix(faithful), iris = as.matrix(iris[, 1:4]),
-             diabetes = as.matrix(diabetes[, -1]))
+             diabetes = as.matrix(diabetes[, -1]), banknote = as.matrix(banknote[, -1]),
+             wreath = as.matrix(wreath), thyroid = as.matrix(thyroid[, -1]))
 models <- c("EII", "VII", "EEI", "VEI", "EVI", "VVI", "EEE", "VEE", "EVE", "VVE", "EEV",
             "VEV", "EVV", "VVV")
 out <- NULL
@@ -18,4 +34,7 @@ for (name in names(sets)) {
   }
 }
 write.csv(out, "tests/data/mclust_bic.csv", row.names = FALSE, quote = FALSE, na = "")
-write.csv(diabetes[, -1], "tests/data/diabetes.csv", row.names = FALSE, quote = FALSE)
+for (name in c("diabetes", "banknote", "wreath", "thyroid")) {
+  write.csv(sets[[name]], file.path("tests", "data", paste0(name, ".csv")), row.names = FALSE,
+            quote = FALSE)
+}

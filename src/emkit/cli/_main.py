@@ -1,7 +1,8 @@
 """The ``emkit`` command: argument parsing and the four subcommands.
 
-The commands only read tables, build estimators (:class:`emkit.GaussianMixture` for
-all-Gaussian tables, :class:`emkit.MixtureModel` for the others), and print and write
+The commands only read tables, build estimators (:class:`emkit.ModelBasedClustering` for
+all-Gaussian tables, in memory or streamed, :class:`emkit.MixtureModel` for the others),
+and print and write
 results; the maths lives in the library. User errors (:class:`EmkitError`) end as one
 line ``emkit: error: <message>`` on stderr and exit status 2, without a traceback.
 """
@@ -655,20 +656,13 @@ def _fit_and_report(
             )
         covariances = options.covariances or (["full"] if has_gaussian else ["-"])
         family_text = family_description(family, table.names)
-    plain_em = options.e_step == "exact" and options.accelerate is None
-    if gaussian_only and streamed is None and options.checkpoint is None and plain_em:
+    if gaussian_only:
         results, best, model = _select_gaussian(data, n, components, covariances, options)
     else:
-        # a streamed table, or a checkpoint per candidate: one GaussianMixture at a time
-        # (ModelBasedClustering holds its rows in memory and checkpoints no cell); so too
-        # another --e-step or --accelerate, which its exact-EM cells do not take
         candidates: list[_Candidate] = []
         for k in components:
             for covariance in covariances:
-                if gaussian_only:
-                    candidate_model: Any = _gaussian_mixture(k, covariance, options)
-                else:
-                    candidate_model = _mixture_model(family, k, covariance, options)
+                candidate_model = _mixture_model(family, k, covariance, options)
                 candidate = _fit_candidate(candidate_model, data, n, k, covariance, options)
                 if candidate is not None:
                     candidates.append(candidate)
@@ -742,17 +736,15 @@ def _select_gaussian(
     k-major, the best's position, the best model)."""
     estimator = options.estimator_options()
     del estimator["verbose_interval"]  # every iteration of every cell, when verbose
-    # (called for exact EM alone: the selector's cells are plain EM)
-    del estimator["e_step"], estimator["accelerate"]
     selector = ModelBasedClustering(
         components, covariance_types=covariances, reg_covar=options.reg_covar, **estimator
     )
     if options.verbose:
         label = f"{len(components) * len(covariances)} models"
         with FitProgress(label, n, selector.max_iter):
-            selector.fit(X)
+            selector.fit(X, checkpoint=options.checkpoint)
     else:
-        selector.fit(X)
+        selector.fit(X, checkpoint=options.checkpoint)
     table = selector.results_
     order = sorted(
         range(len(table["bic"])),
@@ -793,19 +785,6 @@ def _gaussian_block(family: Any) -> Any:
     return next((fam for _, fam in blocks.values() if hasattr(fam, "structure")), None)
 
 
-def _gaussian_mixture(k: int, covariance: str, options: _FitOptions) -> GaussianMixture:
-    """One of the cells :class:`ModelBasedClustering` fits (its start, tolerance and
-    iteration limit where the command line leaves them unset), fitted on its own."""
-    cell = ("init_params", "tol", "max_iter")
-    defaults = {k: v for k, v in ModelBasedClustering().get_params().items() if k in cell}
-    return GaussianMixture(
-        n_components=k,
-        covariance_type=covariance,
-        reg_covar=options.reg_covar,
-        **{**defaults, **options.estimator_options()},
-    )
-
-
 def _mixture_model(family: Any, k: int, covariance: str, options: _FitOptions) -> MixtureModel:
     def gaussian(fam: Any) -> Any:
         if not hasattr(fam, "structure"):
@@ -834,15 +813,11 @@ def _fit_candidate(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            fit_options = {}
-            if options.checkpoint is not None and isinstance(model, GaussianMixture):
-                # one directory per candidate
-                fit_options["checkpoint"] = options.checkpoint / f"k{k}-{covariance}"
             if options.verbose:
                 with FitProgress(where, n, model.max_iter):
-                    model.fit(data, **fit_options)
+                    model.fit(data)
             else:
-                model.fit(data, **fit_options)
+                model.fit(data)
         except InputError:
             raise  # the options or the data are wrong for every candidate
         except EmkitError as exc:

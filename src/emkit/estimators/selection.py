@@ -9,8 +9,10 @@ NA is; it never stops the sweep and is never chosen.
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,6 +28,7 @@ from emkit._validation import (
     has_missing_values,
 )
 from emkit.estimators._mixture_base import mean_filled
+from emkit.estimators._rows import INIT_ROWS, check_streamed, is_streamed
 from emkit.estimators.gaussian_mixture import GaussianMixture
 from emkit.exceptions import EmkitError, InputError
 from emkit.families.covariance import MCLUST_MODELS, ONE_DIMENSIONAL_MODELS, covariance_types
@@ -118,10 +121,20 @@ class ModelBasedClustering(ClusterMixin, DensityMixin, BaseEstimator):
     verbose : int, default=0
         Log every cell's iterations (logger ``"emkit"``), as :class:`GaussianMixture`.
     n_jobs : int or None, default=None
-        Cells fitted at once on threads (joblib); ``None`` or 1 fits them one after the
-        other, which is fastest on small data (every fit already uses threads on large).
-        (Python's warning filters are global: with threads, a cell's ``warnings`` entry
-        may miss a warning or show a neighbour's.)
+        Cells fitted at once (joblib); ``None`` or 1 fits them one after the other. A
+        cell on small data is mostly Python (it holds the GIL), so the cells run in
+        worker processes, which pays where cores are idle; they run on threads for a
+        streamed table or an engine object (which a process may not be able to open or
+        copy). (Python's warning filters are global: with threads, a cell's ``warnings``
+        entry may miss a warning or show a neighbour's.)
+    e_step : str, default='exact'
+        :class:`GaussianMixture`'s ``e_step`` for every cell (``'hard'``,
+        ``'monte-carlo'``, ``'stochastic'``...).
+    accelerate : {None, 'squarem'}, default=None
+        :class:`GaussianMixture`'s ``accelerate`` for every cell.
+    engine : None, 'memory', 'streaming' or an engine object, default=None
+        Where every cell's rows are processed (:class:`GaussianMixture`'s ``engine``);
+        ``X`` may then be a table streamed from a file (:func:`emkit.io.open_table`).
 
     Attributes
     ----------
@@ -170,6 +183,9 @@ class ModelBasedClustering(ClusterMixin, DensityMixin, BaseEstimator):
         dtype: str = "float64",
         verbose: int = 0,
         n_jobs: int | None = None,
+        e_step: str = "exact",
+        accelerate: str | None = None,
+        engine: Any = None,
     ) -> None:
         self.n_components = n_components
         self.covariance_types = covariance_types
@@ -184,6 +200,9 @@ class ModelBasedClustering(ClusterMixin, DensityMixin, BaseEstimator):
         self.dtype = dtype
         self.verbose = verbose
         self.n_jobs = n_jobs
+        self.e_step = e_step
+        self.accelerate = accelerate
+        self.engine = engine
 
     # -- the grid -------------------------------------------------------------------
 
@@ -234,20 +253,32 @@ class ModelBasedClustering(ClusterMixin, DensityMixin, BaseEstimator):
             dtype=self.dtype,
             verbose=self.verbose,
             verbose_interval=1,
+            e_step=self.e_step,
+            accelerate=self.accelerate,
+            engine=self.engine,
         )
 
     # -- fitting --------------------------------------------------------------------
 
-    def fit(self, X: ArrayLike, y: Any = None) -> ModelBasedClustering:
+    def fit(
+        self, X: ArrayLike, y: Any = None, checkpoint: str | os.PathLike[str] | None = None
+    ) -> ModelBasedClustering:
         """Fit every cell of the grid on ``X`` and keep the best.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like of shape (n_samples, n_features), or a streamed table
             NaN marks a missing value (the hierarchy is built on the rows with missing
-            values filled by their column's mean; EM handles them exactly).
+            values filled by their column's mean; EM handles them exactly). A table
+            opened with :func:`emkit.io.open_table` is read a block at a time by every
+            cell.
         y : None
             Ignored.
+        checkpoint : str or os.PathLike, default=None
+            A directory holding one checkpoint per cell, ``k{n_components}-{covariance
+            type}`` (:meth:`GaussianMixture.fit`'s ``checkpoint``): a sweep that was
+            stopped continues every cell where it was, and a finished cell is read back.
+            Needs ``n_init=1`` and no ``accelerate``.
 
         Returns
         -------
@@ -257,9 +288,13 @@ class ModelBasedClustering(ClusterMixin, DensityMixin, BaseEstimator):
         sizes = self._sizes()
         if self.n_jobs is not None:
             check_positive_int("n_jobs", self.n_jobs)
-        Xa = as_float_matrix(X, dtype=None, allow_nan=True)
+        streamed = is_streamed(X)
+        Xa: Any = X if streamed else as_float_matrix(X, dtype=None, allow_nan=True)
         structures = self._structures(Xa.shape[1])
-        validate_data(self, X, reset=True, skip_check_array=True)  # feature names
+        if streamed:
+            check_streamed(self, X, reset=True)
+        else:
+            validate_data(self, X, reset=True, skip_check_array=True)  # feature names
         n = Xa.shape[0]
         # every cell starts from the same seed: an int (or None) as given, else one drawn
         seed = self.random_state
@@ -268,27 +303,41 @@ class ModelBasedClustering(ClusterMixin, DensityMixin, BaseEstimator):
         # the constructor arguments, checked once (a bad one fails every cell alike)
         for name in structures:
             self._cell(sizes[0], name, seed)._check_parameters()
+        if checkpoint is not None and (self.n_init != 1 or self.accelerate is not None):
+            raise InputError(
+                f"checkpoint resumes one plain EM run per cell; n_init={self.n_init} and "
+                f"accelerate={self.accelerate!r} were given. Use n_init=1 and "
+                "accelerate=None with a checkpoint (or fit without one)."
+            )
         if min(sizes) > n:
             raise InputError(
                 f"X has {n} rows, fewer than every n_components asked for "
                 f"({', '.join(map(str, sizes))}); a mixture needs at least as many rows as "
                 "components. Pass smaller n_components or more data."
             )
+        rows = Xa.read() if streamed and n <= INIT_ROWS else (None if streamed else Xa)
         tree = None
-        if self.init_params == "hc" and n >= 2:
-            filled = mean_filled(Xa) if has_missing_values(Xa) else Xa
+        if self.init_params == "hc" and n >= 2 and rows is not None:
+            # (beyond INIT_ROWS every cell starts from a sample of its own)
+            filled = mean_filled(rows) if has_missing_values(rows) else rows
             tree = hc_tree(filled, rng=init_random_source(seed))
+        scale = _column_scale(Xa if rows is None else rows)
         grid = [(k, name) for name in structures for k in sizes]
 
         def run(cell: tuple[int, str]) -> tuple[dict[str, Any], GaussianMixture | None]:
-            return _fit_cell(self._cell(cell[0], cell[1], seed), X, Xa, tree)
+            where = None if checkpoint is None else Path(checkpoint) / f"k{cell[0]}-{cell[1]}"
+            return _fit_cell(self._cell(cell[0], cell[1], seed), X, n, scale, tree, where)
 
         if self.n_jobs is None or self.n_jobs == 1:
             outcomes = [run(cell) for cell in grid]
         else:
             from joblib import Parallel, delayed
 
-            outcomes = Parallel(n_jobs=self.n_jobs, prefer="threads")(
+            # a cell on small data is Python-bound (the GIL): processes, when the rows
+            # and the engine can be sent to them; threads for a streamed table or an
+            # engine object, which a process may not be able to open or copy
+            local = streamed or not (self.engine is None or isinstance(self.engine, str))
+            outcomes = Parallel(n_jobs=self.n_jobs, backend="threading" if local else "loky")(
                 delayed(run)(cell) for cell in grid
             )
         rows = [row for row, _ in outcomes]
@@ -364,12 +413,17 @@ class ModelBasedClustering(ClusterMixin, DensityMixin, BaseEstimator):
 
 
 def _fit_cell(
-    model: GaussianMixture, X: Any, Xa: Array, tree: HierarchicalTree | None
+    model: GaussianMixture,
+    X: Any,
+    n: int,
+    scale: Array,
+    tree: HierarchicalTree | None,
+    checkpoint: Path | None = None,
 ) -> tuple[dict[str, Any], GaussianMixture | None]:
     """One cell's row of ``results_`` and its fitted model (None if it is missing):
-    fitted on ``X`` as given (its feature names kept), ``Xa`` its float rows."""
+    fitted on ``X`` as given (its feature names kept; ``n`` rows, ``scale`` the
+    columns' standard deviations), from ``tree`` and with ``checkpoint`` if given."""
     k, name = int(model.n_components), str(model.covariance_type)
-    n = Xa.shape[0]
     row: dict[str, Any] = {
         "n_components": k,
         "covariance_type": name,
@@ -390,10 +444,12 @@ def _fit_cell(
         with warnings.catch_warnings(record=True) as caught:
             # a collapsed component or a slow cell is reported in the table
             warnings.simplefilter("always")
-            model.fit(X)
+            model.fit(X) if checkpoint is None else model.fit(X, checkpoint=checkpoint)
             proba = model.predict_proba(X)
             log_likelihood = float(model.score(X)) * n
         row["warnings"] = list(dict.fromkeys(str(w.message) for w in caught))
+    except InputError:
+        raise  # the arguments or the data are wrong for every cell alike
     except (EmkitError, np.linalg.LinAlgError, ValueError, FloatingPointError) as exc:
         row["reason"] = f"not fitted: {exc}"
         return row, None
@@ -404,7 +460,7 @@ def _fit_cell(
     row["n_parameters"] = n_parameters
     row["converged"] = bool(model.converged_)
     row["n_iter"] = int(model.n_iter_)
-    collapsed = np.flatnonzero(model.trace_.degenerate | _held_by_reg_covar(model, Xa))
+    collapsed = np.flatnonzero(model.trace_.degenerate | _held_by_reg_covar(model, scale))
     if collapsed.size:
         row["reason"] = (
             f"component{'s' if collapsed.size > 1 else ''} "
@@ -426,14 +482,35 @@ def _fit_cell(
 _SINGULAR = float(np.sqrt(np.finfo(np.float64).eps))
 
 
-def _held_by_reg_covar(model: GaussianMixture, X: Array) -> NDArray[np.bool_]:
+def _column_scale(X: Any) -> Array:
+    """The standard deviation of each column of ``X`` (rows in memory or a streamed
+    table), its missing values left out; 1 for a constant column."""
+    if is_streamed(X):  # blocks merged as Chan et al.'s pairwise variance
+        count = mean = m2 = np.zeros(int(X.shape[1]))
+        for _, block in X.iter_chunks():
+            block = np.asarray(block, dtype=np.float64)
+            seen = ~np.isnan(block)
+            c = seen.sum(axis=0)
+            m = np.where(seen, block, 0.0).sum(axis=0) / np.maximum(c, 1)
+            s2 = np.where(seen, (block - m) ** 2, 0.0).sum(axis=0)
+            both = np.maximum(count + c, 1)
+            delta = m - mean
+            m2 = m2 + s2 + delta**2 * count * c / both
+            mean = mean + delta * c / both
+            count = count + c
+        scale = np.sqrt(m2 / np.maximum(count, 1))
+    else:
+        scale = np.nanstd(np.asarray(X, dtype=np.float64), axis=0)
+    return np.asarray(np.where(scale > 0, scale, 1.0), dtype=np.float64)
+
+
+def _held_by_reg_covar(model: GaussianMixture, scale: Array) -> NDArray[np.bool_]:
     """(K,) the components whose covariance is singular but for ``reg_covar``: a
     component on fewer distinct rows than columns (or on a subspace), whose likelihood
-    ``reg_covar`` alone keeps finite, and where mclust reports NA."""
+    ``reg_covar`` alone keeps finite, and where mclust reports NA. ``scale``: the
+    columns' standard deviations (:func:`_column_scale`)."""
     structure = covariance_structure(model.covariance_type)
-    K, d = int(model.n_components), X.shape[1]
-    scale = np.nanstd(X, axis=0)
-    scale = np.where(scale > 0, scale, 1.0)
+    K, d = int(model.n_components), scale.shape[0]
     cov = np.asarray(model.covariances_, dtype=np.float64)
     out = np.zeros(K, dtype=bool)
     for k in range(K):

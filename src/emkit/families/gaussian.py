@@ -1416,9 +1416,14 @@ def centred_column_scale(X: Array, shift: Array) -> Array:
     which no outlier moves. Missing values (NaN) are skipped; a column with none observed
     counts 0. Taken over at most ~65536 evenly spaced rows: a scale, not an estimate."""
     rows = X[:: max(1, X.shape[0] // 65536)]
-    with np.errstate(invalid="ignore", over="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN column
-        med = np.nanmedian(np.abs(rows - shift.astype(X.dtype)), axis=0)
+    with np.errstate(invalid="ignore", over="ignore"):
+        deviations = np.abs(rows - shift.astype(X.dtype))
+    if not np.isnan(deviations).any():  # (nanmedian's masked arrays cost ~0.5 ms a fit)
+        med = np.median(deviations, axis=0)
+    else:
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN column
+            med = np.nanmedian(deviations, axis=0)
     return np.nan_to_num(np.asarray(med, dtype=np.float64), nan=0.0, posinf=0.0)
 
 
