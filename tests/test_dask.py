@@ -286,3 +286,30 @@ def test_a_file_table_is_refused_by_the_dask_engine(tmp_path: Any) -> None:
 def test_bad_engine_arguments(kwargs: dict[str, Any], match: str) -> None:
     with pytest.raises(InputError, match=match):
         DaskEngine(**kwargs)
+
+
+BENCH = __import__("pathlib").Path(__file__).resolve().parents[1] / "bench" / "bench_dask.py"
+
+
+@pytest.mark.slow  # a benchmark smoke run (no timing asserted)
+@pytest.mark.skipif(not BENCH.exists(), reason="needs the source tree")
+def test_bench_quick_run_reports_the_same_model(tmp_path: Any) -> None:
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "bench.json"
+    args = ["--rows", "20000", "--block-rows", "5000", "--iters", "2", "--local"]
+    result = subprocess.run(
+        [sys.executable, str(BENCH), *args, "--json", str(out)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(out.read_text())
+    assert report["blocks"] == 4 and report["memory_s_per_iter"] > 0
+    (run,) = report["dask"]
+    assert run["same_n_iter"] and run["max_abs_mean_difference"] < 1e-10
+    assert run["ratio"] == pytest.approx(run["dask_s_per_iter"] / report["memory_s_per_iter"])

@@ -179,44 +179,42 @@ def _call_reduce(
     start: int,
     n_rows: int,
     n_cols: int | None,
-    has_labels: bool,
+    work_bytes: int,
     rows: Any,
-    *parts: Any,
+    weights: Any,
+    labels: Any,
+    *columns: Any,
 ) -> Any:
-    """One block's task of :meth:`DaskEngine.map_reduce`: ``fn(rows, weights, *columns)``."""
+    """One block's task of :meth:`DaskEngine.map_reduce`: ``fn`` summed over the block in
+    cache-sized chunks, one thread (the in-memory engine's work on a block)."""
+    from emkit.engines.memory import InMemoryEngine
+
     rows = np.asarray(rows)
     if n_cols is not None:
         checked_block(rows, index, start, n_rows, n_cols)
-    weights, labels, *columns = parts
-    if has_labels:
-        return fn(rows, weights, *columns, labels=labels)
-    return fn(rows, weights, *columns)
+    block = RowSource(rows, weights, labels, tuple(columns), work_bytes)
+    return InMemoryEngine(n_threads=1).map_reduce(fn, block)
 
 
 def _call_rows(
-    fn: Callable[..., Any], index: int, start: int, n_rows: int, n_cols: int | None, rows: Any
-) -> Any:
-    """One block's task of :meth:`DaskEngine.map_rows` without cached columns."""
-    rows = np.asarray(rows)
-    if n_cols is not None:
-        checked_block(rows, index, start, n_rows, n_cols)
-    return fn(rows)
-
-
-def _call_rows_columns(
     fn: Callable[..., Any],
     index: int,
     start: int,
     n_rows: int,
     n_cols: int | None,
+    work_bytes: int,
     rows: Any,
     *columns: Any,
 ) -> Any:
-    """One block's task of :meth:`DaskEngine.map_rows`: ``fn(rows, *columns)``."""
+    """One block's task of :meth:`DaskEngine.map_rows`: ``fn(rows, *columns)`` over the
+    block in cache-sized chunks, one thread."""
+    from emkit.engines.memory import InMemoryEngine
+
     rows = np.asarray(rows)
     if n_cols is not None:
         checked_block(rows, index, start, n_rows, n_cols)
-    return fn(rows, *columns)
+    block = RowSource(rows, columns=tuple(columns), work_bytes=work_bytes)
+    return InMemoryEngine(n_threads=1).map_rows(fn, block)
 
 
 def _sum(*parts: Any) -> Any:
@@ -435,10 +433,9 @@ class DaskEngine:
         blocks, _, n_cols, _ = self._blocks(source, client, keep=True)
         # the parameters travel once an iteration: one key every block's task reads
         shared = delayed(fn, name=f"emkit-fn-{uuid.uuid4().hex}")
-        has_labels = source.labels is not None
         task = delayed(_call_reduce, pure=False)
         partial = [
-            task(shared, i, start, size, n_cols, has_labels, rows, *parts)
+            task(shared, i, start, size, n_cols, source.work_bytes, rows, *parts)
             for i, start, size, rows, *parts in blocks
         ]
         node = delayed(_sum, pure=False)
@@ -461,17 +458,16 @@ class DaskEngine:
         source = as_source(source)
         blocks, arr, n_cols, lazy = self._blocks(source, client, keep=False)
         shared = delayed(fn, name=f"emkit-fn-{uuid.uuid4().hex}")
-        with_columns = bool(source.columns)
-        task = delayed(_call_rows_columns if with_columns else _call_rows, pure=False)
+        task = delayed(_call_rows, pure=False)
         pieces = [
-            task(shared, i, start, size, n_cols, rows, *parts[2:])
+            task(shared, i, start, size, n_cols, source.work_bytes, rows, *parts[2:])
             for i, start, size, rows, *parts in blocks
         ]
         if not lazy:
             return np.concatenate(self._compute(client, *pieces))
         first = self._compute(client, arr[:1])[0]
         head = [_first(c) for c in source.columns]
-        probe = np.asarray(fn(np.asarray(first), *head) if with_columns else fn(first))
+        probe = np.asarray(fn(np.asarray(first), *head))
         return da.concatenate(
             [
                 da.from_delayed(piece, shape=(size, *probe.shape[1:]), dtype=probe.dtype)
