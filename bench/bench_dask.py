@@ -202,7 +202,7 @@ def _fit_on_dask(
             n_workers=args.workers,
             threads_per_worker=args.threads_per_worker,
             processes=True,
-            dashboard_address=None,
+            dashboard_address=":0",
         ) as cluster,
         Client(cluster) as client,
     ):

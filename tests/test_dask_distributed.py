@@ -28,7 +28,7 @@ KW: dict[str, Any] = {"random_state": 0, "tol": 1e-10, "max_iter": 40}
 def client() -> Iterator[Any]:
     with (
         distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
         ) as cluster,
         distributed.Client(cluster) as client,
     ):
