@@ -15,6 +15,7 @@ dd = pytest.importorskip("dask.dataframe")
 
 import dask  # noqa: E402
 
+import emkit  # noqa: E402
 import emkit.engines.dask as dask_module  # noqa: E402
 import emkit.estimators._rows as rows_module  # noqa: E402
 from emkit import GaussianMixture, InputError, MixtureModel  # noqa: E402
@@ -197,6 +198,21 @@ def test_the_engine_aligns_every_per_row_value_with_the_blocks() -> None:
     assert sorted(seen) == [0, 6, 12, 18]
     assert isinstance(out, da.Array) and out.chunks == ((6, 6, 6, 2),)
     np.testing.assert_array_equal(out.compute(), np.arange(0.0, 40.0, 2) + np.arange(20) * 100)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda e: MixtureModel(n_components=2, random_state=0, engine=e),
+        lambda e: emkit.StudentTMixture(2, random_state=0, engine=e),
+        lambda e: emkit.PPCA(1, random_state=0, engine=e),
+    ],
+    ids=["mixture", "student-t", "ppca"],
+)
+def test_other_estimators_run_on_the_dask_engine_with_rows_in_memory(make: Any) -> None:
+    default = make(None).fit(X)
+    named = make("dask").fit(X)
+    assert named.score(X) == pytest.approx(default.score(X), rel=1e-12)
 
 
 # -- bad input: named, with the fix, before any EM iteration ---------------------------
