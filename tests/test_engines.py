@@ -119,7 +119,7 @@ def test_map_rows_passes_rows_and_cached_columns_in_row_order() -> None:
 
 @pytest.mark.parametrize("engine", ["dask-ish", 3, object()])
 def test_an_unknown_engine_is_refused_with_the_choices(engine: Any) -> None:
-    with pytest.raises(InputError, match=r"engine must be None, 'memory', 'streaming' or an"):
+    with pytest.raises(InputError, match=r"must be None, 'memory', 'streaming', 'dask' or an"):
         emkit.GaussianMixture(2, engine=engine).fit(_GAUSS)
 
 

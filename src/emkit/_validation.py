@@ -21,6 +21,7 @@ __all__ = [
     "check_warm_start",
     "column_as_float",
     "has_missing_values",
+    "is_dask_collection",
     "resolve_dtype",
 ]
 
@@ -59,6 +60,18 @@ def check_positive_int(name: str, value: Any, minimum: int = 1) -> int:
     return int(value)
 
 
+def is_dask_collection(X: Any) -> bool:
+    """Whether ``X`` is a Dask array, DataFrame or other collection (Dask imported only if
+    it already is: nothing else can have made one)."""
+    import sys
+
+    if "dask" not in sys.modules:
+        return False
+    import dask
+
+    return bool(dask.is_dask_collection(X))
+
+
 def as_float_matrix(
     X: Any,
     *,
@@ -71,6 +84,12 @@ def as_float_matrix(
     ``dtype=None`` keeps float32 and float64 data as they are (no copy) and converts
     anything else to float64.
     """
+    if is_dask_collection(X):
+        raise InputError(
+            f"{name} is a Dask collection ({type(X).__name__}), which this estimator reads "
+            f"in memory only (GaussianMixture fits Dask inputs on the workers). Call "
+            f"{name}.compute() to fit it in memory."
+        )
     if hasattr(X, "tocsr") or type(X).__module__.startswith("scipy.sparse"):
         raise InputError(
             f"A sparse matrix was passed as {name}, but dense data is required. Use "

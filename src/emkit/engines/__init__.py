@@ -2,12 +2,14 @@
 
 from emkit.engines._base import Engine, resolve_engine
 from emkit.engines._source import RowChunk, RowIndex, RowSource
+from emkit.engines.dask import DaskEngine
 from emkit.engines.memory import InMemoryEngine
 from emkit.engines.reduced import ReducedEngine
 from emkit.engines.streaming import StreamingEngine
 
 __all__ = [
     "ENGINE_NAMES",
+    "DaskEngine",
     "Engine",
     "InMemoryEngine",
     "ReducedEngine",
@@ -18,4 +20,4 @@ __all__ = [
     "resolve_engine",
 ]
 
-ENGINE_NAMES = ("memory", "streaming")
+ENGINE_NAMES = ("memory", "streaming", "dask")

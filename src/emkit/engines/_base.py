@@ -32,15 +32,32 @@ class Engine(Protocol):
 
 
 def resolve_engine(
-    engine: Any, chunk_size: int | None = None, n_threads: int | None = None
+    engine: Any, chunk_size: int | None = None, n_threads: int | None = None, data: Any = None
 ) -> AbstractContextManager[Any]:
     """The engine an estimator's ``engine`` argument names, as a context manager.
 
-    ``None`` or ``"memory"``: the in-memory engine with ``chunk_size`` and ``n_threads``;
+    ``None`` or ``"memory"``: the in-memory engine with ``chunk_size`` and ``n_threads``
+    (``None`` with ``data`` a Dask collection: the Dask engine);
     ``"streaming"``: the streaming engine (files opened with :func:`emkit.io.open_table`);
+    ``"dask"``: the Dask engine on the current ``distributed`` client, else on Dask's
+    local scheduler (:class:`emkit.engines.DaskEngine`, ``chunk_size`` rows a block);
     an object with ``map_reduce`` and ``map_rows``: itself (entered if it is a context
     manager).
     """
+    from emkit._validation import is_dask_collection
+
+    if engine is None and (is_dask_collection(data) or hasattr(data, "take_rows")):
+        engine = "dask"
+    if isinstance(engine, str) and engine == "dask":
+        from emkit.engines.dask import DaskEngine
+
+        if n_threads is not None:
+            raise InputError(
+                f"n_threads={n_threads!r} sets the in-memory engine's threads; on engine="
+                "'dask' the workers' threads are the cluster's (e.g. distributed.LocalCluster("
+                "threads_per_worker=...)). Leave n_threads=None."
+            )
+        return DaskEngine(chunk_size=chunk_size)
     if engine is None or (isinstance(engine, str) and engine == "memory"):
         from emkit.engines.memory import InMemoryEngine
 
@@ -54,8 +71,8 @@ def resolve_engine(
         and callable(getattr(engine, "map_rows", None))
     ):
         raise InputError(
-            f"engine must be None, 'memory', 'streaming' or an object with map_reduce and "
-            f"map_rows methods (emkit.engines.Engine), got {engine!r}."
+            f"engine must be None, 'memory', 'streaming', 'dask' or an object with map_reduce "
+            f"and map_rows methods (emkit.engines.Engine), got {engine!r}."
         )
     if hasattr(engine, "__enter__") and hasattr(engine, "__exit__"):
         return engine

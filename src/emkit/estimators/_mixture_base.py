@@ -24,6 +24,7 @@ from emkit._validation import (
     check_positive_int,
     check_random_state,
     has_missing_values,
+    is_dask_collection,
     resolve_dtype,
 )
 from emkit.engines._base import Engine, resolve_engine
@@ -49,6 +50,7 @@ __all__ = [
     "mean_filled",
     "order_by_pattern",
     "progress_callback",
+    "rows_output",
     "verbose_logging",
 ]
 
@@ -111,11 +113,11 @@ class FittedMixture:
         self, X: Any, y: Any = None, sample_weight: ArrayLike | None = None
     ) -> NDArray[np.intp]:
         """Fit the model and return the component each sample most likely belongs to."""
-        return np.asarray(self.fit(X, y, sample_weight=sample_weight).predict(X))
+        return rows_output(self.fit(X, y, sample_weight=sample_weight).predict(X))
 
     def score_samples(self, X: Any) -> Array:
         """Log-density of each sample, shape (n_samples,)."""
-        return np.asarray(self._map_rows(X, lambda lp: logsumexp(lp, axis=1)))
+        return rows_output(self._map_rows(X, lambda lp: logsumexp(lp, axis=1)))
 
     def score(self, X: Any, y: Any = None) -> float:
         """Mean log-density of the samples."""
@@ -123,11 +125,13 @@ class FittedMixture:
 
     def predict(self, X: Any) -> NDArray[np.intp]:
         """The most likely component of each sample, shape (n_samples,)."""
-        return np.asarray(self._map_rows(X, lambda lp: lp.argmax(axis=1)))
+        return rows_output(self._map_rows(X, lambda lp: lp.argmax(axis=1)))
 
     def predict_proba(self, X: Any) -> Array:
         """Posterior probability of each component for each sample, shape (n_samples, K)."""
-        return np.asarray(self._map_rows(X, lambda lp: np.exp(lp - logsumexp(lp, axis=1)[:, None])))
+        return rows_output(
+            self._map_rows(X, lambda lp: np.exp(lp - logsumexp(lp, axis=1)[:, None]))
+        )
 
     def sample(self, n_samples: int = 1) -> tuple[Array, NDArray[np.intp]]:
         """Draw samples from the fitted model.
@@ -148,13 +152,21 @@ class FittedMixture:
 
     def bic(self, X: Any) -> float:
         """Bayesian information criterion on ``X`` (lower is better)."""
-        n = np.shape(X)[0]
-        return -2.0 * self.score(X) * n + self._n_parameters() * np.log(n)
+        n, score = self._n_and_score(X)
+        return -2.0 * score * n + self._n_parameters() * np.log(n)
 
     def aic(self, X: Any) -> float:
         """Akaike information criterion on ``X`` (lower is better)."""
-        n = np.shape(X)[0]
-        return -2.0 * self.score(X) * n + 2.0 * self._n_parameters()
+        n, score = self._n_and_score(X)
+        return -2.0 * score * n + 2.0 * self._n_parameters()
+
+    def _n_and_score(self, X: Any) -> tuple[int, float]:
+        """(number of rows, :meth:`score`) of ``X``; for a Dask ``X`` (whose DataFrames
+        do not know their length) from one pass of :meth:`score_samples`."""
+        if is_dask_collection(X):
+            log_density = self.score_samples(X)
+            return int(log_density.shape[0]), float(log_density.mean())
+        return np.shape(X)[0], self.score(X)
 
 
 class FamilyMixture(FittedMixture):
@@ -180,11 +192,11 @@ class FamilyMixture(FittedMixture):
 
     def predict(self, X: Any) -> NDArray[np.intp]:
         """The most likely component of each sample, shape (n_samples,)."""
-        return np.asarray(self._map_log_resp(X, lambda lr: lr.argmax(axis=1)))
+        return rows_output(self._map_log_resp(X, lambda lr: lr.argmax(axis=1)))
 
     def predict_proba(self, X: Any) -> Array:
         """Posterior probability of each component for each sample, shape (n_samples, K)."""
-        return np.asarray(self._map_log_resp(X, np.exp))
+        return rows_output(self._map_log_resp(X, np.exp))
 
     def _map_log_resp(self, X: Any, fn: Callable[[Array], Array]) -> Any:
         # from log p(k | x) without the terms every component shares, which may be out of
@@ -225,7 +237,7 @@ class FamilyMixture(FittedMixture):
 
         est: Any = self
         with (
-            fit_engine(est) as engine,
+            fit_engine(est, X) as engine,
             verbose_logging(est.verbose),
         ):
             plan = self._plan(X, y, sample_weight, engine, warm=warm)
@@ -313,7 +325,7 @@ class FamilyMixture(FittedMixture):
             )
         state: OnlineState[Any] | None = getattr(self, "_online", None)
         first = state is None and not hasattr(self, "weights_")
-        with fit_engine(self) as engine:
+        with fit_engine(self, X) as engine:
             if first:
                 # fit's initialization on the first batch (its first draw), no EM step
                 self._check_parameters()
@@ -346,7 +358,7 @@ class FamilyMixture(FittedMixture):
         -------
         X_imputed : ndarray of shape (n_samples, n_features)
         """
-        return np.asarray(self._map_model(X, lambda model, params: model.impute(params)))
+        return rows_output(self._map_model(X, lambda model, params: model.impute(params)))
 
 
 def check_labels(y: Any, n_samples: int, n_components: int) -> NDArray[np.intp] | None:
@@ -517,12 +529,19 @@ def progress_callback(estimator: Any) -> Callable[[int, float, float], None]:
     return callback
 
 
-def fit_engine(estimator: Any) -> Any:
+def fit_engine(estimator: Any, X: Any = None) -> Any:
     """The engine of an estimator's ``engine``, ``chunk_size`` and ``n_threads`` arguments,
-    as a context manager (:func:`emkit.engines.resolve_engine`)."""
+    as a context manager (:func:`emkit.engines.resolve_engine`; the Dask engine by default
+    for a Dask ``X``)."""
     return resolve_engine(
-        getattr(estimator, "engine", None), estimator.chunk_size, estimator.n_threads
+        getattr(estimator, "engine", None), estimator.chunk_size, estimator.n_threads, X
     )
+
+
+def rows_output(values: Any) -> Any:
+    """A per-row result as the caller gets it: a Dask array stays one (computed when the
+    caller computes it), anything else becomes a NumPy array."""
+    return values if is_dask_collection(values) else np.asarray(values)
 
 
 def check_n_samples(n_samples: Any) -> None:

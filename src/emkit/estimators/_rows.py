@@ -188,7 +188,10 @@ def _sample_seed(rng: RandomSource) -> int:
 
 
 def _rows_at(X: Any, indices: NDArray[np.intp]) -> Array:
-    """The rows of ``X`` at sorted ``indices`` (read block by block from a stream)."""
+    """The rows of ``X`` at sorted ``indices`` (read block by block from a stream, or
+    gathered by the source itself where it can: Dask rows)."""
+    if hasattr(X, "take_rows"):
+        return np.asarray(X.take_rows(indices))
     if not is_streamed(X):
         return np.asarray(X[indices])
     out = np.empty((indices.shape[0], X.shape[1]))
@@ -196,6 +199,25 @@ def _rows_at(X: Any, indices: NDArray[np.intp]) -> Array:
         lo, hi = np.searchsorted(indices, [start, start + rows.shape[0]])
         out[lo:hi] = rows[indices[lo:hi] - start]
     return out
+
+
+# Rows whose random draws come from one generator: a row's draws depend on its index only,
+# not on the chunks an engine splits the rows into (memory, file blocks, Dask blocks).
+_DRAW_ROWS = 4096
+
+
+def _uniform_rows(seed: int, index: NDArray[np.intp], k: int) -> Array:
+    """Uniform draws of shape (len(index), k) for the consecutive rows ``index``, row i's
+    taken from the generator keyed by (seed, i // _DRAW_ROWS)."""
+    first, last = int(index[0]) // _DRAW_ROWS, int(index[-1]) // _DRAW_ROWS
+    draws = np.vstack(
+        [
+            np.random.default_rng([seed, b]).uniform(size=(_DRAW_ROWS, k))
+            for b in range(first, last + 1)
+        ]
+    )
+    offset = first * _DRAW_ROWS
+    return draws[index[0] - offset : index[-1] - offset + 1]
 
 
 def initial_statistics_bounded(
@@ -239,8 +261,7 @@ def initial_statistics_bounded(
     if method == "random":
 
         def random_stats(Xc: Array, wc: Array | None, index: NDArray[np.intp]) -> Any:
-            chunk_rng = np.random.default_rng([seed, int(index[0])])
-            resp = chunk_rng.uniform(size=(Xc.shape[0], K))
+            resp = _uniform_rows(seed, index, K)
             resp /= resp.sum(axis=1, keepdims=True)
             return model.statistics_from_resp(prepare(Xc), wc, resp)
 

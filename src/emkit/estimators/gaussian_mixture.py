@@ -18,6 +18,7 @@ from emkit._validation import (
     check_sample_weight,
     check_warm_start,
     has_missing_values,
+    is_dask_collection,
     resolve_dtype,
 )
 from emkit._warnings import warnings_once
@@ -168,12 +169,16 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
         Rows per chunk of the E-step; ``None`` sizes chunks for the CPU cache.
     n_threads : int or None, default=None
         Threads for the chunks; ``None`` uses every available core.
-    engine : None, 'memory', 'streaming' or an engine, default=None
+    engine : None, 'memory', 'streaming', 'dask' or an engine, default=None
         Where the rows live and how their statistics are summed: ``None`` or
         ``'memory'`` is the in-memory engine (``chunk_size`` rows a chunk on
         ``n_threads`` threads); ``'streaming'`` reads a table opened with
-        :func:`emkit.io.open_table` a block at a time; an object with ``map_reduce`` and
-        ``map_rows`` (:class:`emkit.engines.Engine`) is used as it is.
+        :func:`emkit.io.open_table` a block at a time; ``'dask'`` (and ``None`` for a
+        ``dask.array`` or ``dask.dataframe`` ``X``) computes each block's statistics on
+        the current ``distributed`` client's workers, or on Dask's local scheduler
+        (:class:`emkit.engines.DaskEngine`; predictions of Dask rows are Dask arrays);
+        an object with ``map_reduce`` and ``map_rows`` (:class:`emkit.engines.Engine`)
+        is used as it is.
 
     Attributes
     ----------
@@ -275,6 +280,14 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
     def _validate_X(self, X: Any, *, reset: bool) -> Any:
         if is_streamed(X):  # a table read a block at a time (emkit.io.open_table)
             return check_streamed(self, X, reset=reset)
+        if is_dask_collection(X):  # rows on Dask workers, read a block at a time
+            from emkit.engines.dask import as_dask_rows
+
+            rows = as_dask_rows(X)
+            # a DataFrame's names as pandas gives them (its empty meta frame)
+            described = X._meta if rows.names is not None else X
+            validate_data(self, described, reset=reset, skip_check_array=True)
+            return rows
         # float64 and float32 data are used in place; NaN marks a missing value
         arr = as_float_matrix(X, dtype=None, allow_nan=True)
         # feature names and n_features_in_ the scikit-learn way, after our own checks
@@ -406,6 +419,12 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
         dtype = resolve_dtype(self.dtype)
         w = check_sample_weight(sample_weight, n, dtype)
         known = check_labels(y, n, K) if self.semi_supervised else None
+        if known is not None and hasattr(Xa, "take_rows"):
+            raise InputError(
+                "semi_supervised=True with known labels y needs every row in memory for its "
+                "initialization, and X is a Dask collection. Fit X.compute(), or fit without "
+                "labels (y=None)."
+            )
         self._check_initial_parameters(d)
         structure = covariance_structure(self.covariance_type)
         unbound = GaussianFamily(structure, reg_covar=float(self.reg_covar), prior=self.prior)
@@ -555,7 +574,7 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
         Xa = self._validate_X(X, reset=False)
         shift = self._centre()
         if is_streamed(Xa):
-            with fit_engine(self) as engine:
+            with fit_engine(self, X) as engine:
                 summary = column_summary(engine, RowSource(Xa))
             missing, scale = summary.missing, summary.scale(shift)
         else:
@@ -566,7 +585,7 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
         d = Xa.shape[1]
         # the float64 (n, K) output of every chunk is held as well
         row_bytes = model.row_bytes(d, family.structure.n_stats(d), 2 * self.n_components)
-        with fit_engine(self) as engine:
+        with fit_engine(self, X) as engine:
             out = engine.map_rows(fn, RowSource(Xa, work_bytes=row_bytes))
         # densities and probabilities of float32 data in float32, as in scikit-learn
         if Xa.dtype == np.float32 and out.dtype.kind == "f":
