@@ -259,7 +259,9 @@ class FamilyMixture(FittedMixture):
                 checkpoint=(
                     None
                     if checkpoint is None
-                    else fit_checkpoint(est, checkpoint, plan.data.rows.shape)
+                    else fit_checkpoint(
+                        est, checkpoint, plan.data.rows, plan.data.weights, plan.data.labels
+                    )
                 ),
             )
         return plan, result

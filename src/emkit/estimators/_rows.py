@@ -12,6 +12,7 @@ time.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -29,15 +30,18 @@ from emkit.inference.init import (
 )
 
 __all__ = [
+    "FINGERPRINT_ROWS",
     "INIT_ROWS",
     "ColumnSummary",
     "bind_gaussian",
     "check_streamed",
     "column_summary",
+    "data_fingerprint",
     "filler",
     "fit_checkpoint",
     "initial_statistics_bounded",
     "is_streamed",
+    "standardizer",
 ]
 
 Array = NDArray[np.floating[Any]]
@@ -45,9 +49,14 @@ Array = NDArray[np.floating[Any]]
 # Rows the initialization reads at most (a sample beyond): 2^17 rows of 32 float64
 # columns are 32 MiB, and k-means' own copies and distances a few times that.
 INIT_ROWS = 1 << 17
+# Rows of the data a checkpoint's key reads (every row of smaller data): 8 MiB of 256
+# float64 columns, a few milliseconds to hash.
+FINGERPRINT_ROWS = 4096
 # Rows of the evenly spaced sample a Gaussian family's column scale is the median over
 # (families/gaussian.py: centred_column_scale takes every max(1, n // 65536)-th row).
 _SCALE_ROWS = 65536
+# initializations that draw from the number of rows alone, not their values
+_ROW_BLIND = ("random", "random_from_data")
 
 
 def is_streamed(X: Any) -> bool:
@@ -162,9 +171,13 @@ def check_streamed(estimator: Any, X: Any, *, reset: bool) -> Any:
     return X
 
 
-def fit_checkpoint(estimator: Any, directory: Any, shape: tuple[int, ...]) -> Any:
+def fit_checkpoint(
+    estimator: Any, directory: Any, X: Any, weights: Any = None, labels: Any = None
+) -> Any:
     """The :class:`~emkit.inference.checkpoint.Checkpoint` of ``fit(..., checkpoint=)``
-    (None without one), keyed by the estimator's arguments and the data's shape."""
+    (None without one), keyed by the estimator's arguments and the data: its shape, its
+    dtype, a bounded sample of its rows, its weights and its known labels
+    (:func:`data_fingerprint`), so that a resume against other data is refused."""
     if directory is None:
         return None
     from emkit.inference.checkpoint import Checkpoint
@@ -177,8 +190,26 @@ def fit_checkpoint(estimator: Any, directory: Any, shape: tuple[int, ...]) -> An
     # what the result depends on; not where it runs (engine, threads) nor what it logs
     ignored = {"engine", "n_threads", "verbose", "verbose_interval"}
     params = sorted((k, repr(v)) for k, v in estimator.get_params().items() if k not in ignored)
-    key = repr((type(estimator).__name__, params, tuple(int(s) for s in shape)))
+    data = data_fingerprint(X, weights, labels)
+    key = repr((type(estimator).__name__, params, tuple(int(s) for s in X.shape), data))
     return Checkpoint(directory, key)
+
+
+def data_fingerprint(X: Any, weights: Any = None, labels: Any = None) -> str:
+    """A SHA-256 digest of the data a fit reads: shape and dtype, ``FINGERPRINT_ROWS``
+    evenly spaced rows (every row of smaller data; read a block at a time from a stream),
+    and the weights and labels (one number a row, whole). Rows in memory and the same rows
+    streamed from a file give the same digest (values as float64)."""
+    n = int(X.shape[0])
+    digest = hashlib.sha256()
+    digest.update(repr((tuple(int(s) for s in X.shape), str(X.dtype))).encode())
+    indices = np.unique(np.linspace(0, max(n - 1, 0), min(n, FINGERPRINT_ROWS)).astype(np.intp))
+    # (a sparse matrix's rows made dense: a bounded number of them)
+    dense = X[indices].toarray() if hasattr(X, "toarray") else _rows_at(X, indices)
+    digest.update(np.ascontiguousarray(dense, dtype=np.float64).tobytes())
+    for values in (weights, labels):
+        digest.update(b"|" if values is None else np.ascontiguousarray(values).tobytes())
+    return digest.hexdigest()
 
 
 def _sample_seed(rng: RandomSource) -> int:
@@ -209,6 +240,8 @@ def initial_statistics_bounded(
     prepare: Any = None,
     work_bytes: int = 0,
     tree: Any = None,
+    view: Any = None,
+    known: NDArray[np.intp] | None = None,
 ) -> Any:
     """The statistics EM starts from, for ``init_params=method``, reading at most
     ``INIT_ROWS`` rows at once. ``tree`` is a hierarchy built beforehand on the same rows
@@ -221,19 +254,32 @@ def initial_statistics_bounded(
     uniform sample of ``INIT_ROWS`` rows gives ``n_components`` centers, every row is
     labelled by the nearest (``'kmeans'``), a chunk at a time, and the model's statistics
     of those labels are summed; ``'random'`` draws each chunk's soft responsibilities from
-    a generator keyed by the chunk's first row. ``prepare`` maps rows to what the
-    initialization reads (default: the rows; e.g. missing values filled).
+    a generator keyed by the chunk's first row.
+
+    ``prepare`` maps rows to what the model's statistics and the initialization read
+    (default: the rows; e.g. missing values filled). ``view(rows)`` returns the map from
+    prepared rows to the coordinates the clustering works in, fixed from ``rows`` (every
+    row on the exact path, the sample beyond; e.g. standardized columns); default: the
+    prepared rows themselves. ``known`` (labels of some rows, -1 elsewhere) renames the
+    start's components to agree with them and fixes those rows; it takes the exact path
+    whatever the number of rows (the labels are per row already).
     """
     from emkit.models.kmeans import nearest
 
     n = X.shape[0]
     K = n_components
-    prepare = prepare or (lambda rows: rows)
-    if n <= INIT_ROWS:
-        rows = prepare(X.read() if is_streamed(X) else X)
-        resp = initial_responsibilities(method, rows, K, rng, w, tree=tree)
-        from emkit.estimators._mixture_base import initial_statistics
+    prepare = prepare or _same
+    view = view or _identity_view
+    if n <= INIT_ROWS or known is not None:
+        from emkit.estimators._mixture_base import align_to_labels, initial_statistics
 
+        rows = prepare(X.read() if is_streamed(X) else X)
+        # (random starts read the number of rows only)
+        seen = rows if method in _ROW_BLIND else view(rows)(rows)
+        resp = initial_responsibilities(method, seen, K, rng, w, tree=tree)
+        del seen
+        if known is not None:
+            resp = align_to_labels(resp, known, K)
         return initial_statistics(model, engine, rows, w, resp, K, work_bytes)
     seed = _sample_seed(rng)
     if method == "random":
@@ -249,22 +295,52 @@ def initial_statistics_bounded(
     indices = np.sort(np.random.default_rng(seed).choice(n, INIT_ROWS, replace=False))
     sample = prepare(_rows_at(X, indices))
     w_sample = None if w is None else w[indices]
-    labels = initial_responsibilities(method, sample, K, rng, w_sample)
+    to_view = view(sample)
+    seen = to_view(sample)
+    labels = initial_responsibilities(method, seen, K, rng, w_sample)
     if method != "kmeans":  # seeds only: the labelled rows of the sample
         seeds = np.flatnonzero(labels >= 0)
         wk = None if w_sample is None else w_sample[seeds]
         return model.statistics_from_resp(sample[seeds], wk, one_hot(labels[seeds], K))
-    prepared = sample
     # the centers k-means ended with: the (weighted) means of its clusters
     weights = np.ones(labels.shape[0]) if w_sample is None else w_sample.astype(np.float64)
     totals = np.bincount(labels, weights, minlength=K)
-    sums = np.zeros((K, prepared.shape[1]))
-    np.add.at(sums, labels, weights[:, None] * prepared)
-    centers = np.where(totals[:, None] > 0, sums / np.maximum(totals, 1e-300)[:, None], prepared[0])
-    del sample, prepared
+    sums = np.zeros((K, seen.shape[1]))
+    np.add.at(sums, labels, weights[:, None] * seen)
+    centers = np.where(totals[:, None] > 0, sums / np.maximum(totals, 1e-300)[:, None], seen[0])
+    del sample, seen
 
     def labelled_stats(Xc: Array, wc: Array | None) -> Any:
         rows = prepare(Xc)
-        return model.statistics_from_resp(rows, wc, one_hot(nearest(rows, centers), K))
+        labels = nearest(to_view(rows), centers)
+        return model.statistics_from_resp(rows, wc, one_hot(labels, K))
 
     return engine.map_reduce(labelled_stats, RowSource(X, w, work_bytes=work_bytes))
+
+
+def _same(rows: Array) -> Array:
+    return rows
+
+
+def _identity_view(rows: Array) -> Any:
+    return _same
+
+
+def standardizer(rows: Array) -> Any:
+    """The map to columns of mean 0 and variance 1 (constant columns at 0) that k-means
+    on ``rows`` works in, its constants taken from ``rows``: applied to ``rows`` it gives
+    their standardized copy; applied to other rows (a chunk), the same affine map."""
+    # divided by the columns' largest |x| first: the squares of values around 1e200 (or
+    # 1e-200) would leave float64 and make every row look alike
+    size = np.max(np.abs(rows), axis=0).astype(np.float64)
+    size = np.where(size > 0, size, 1.0)
+    scaled = rows / size
+    mean = scaled.mean(axis=0, dtype=np.float64)
+    std = scaled.std(axis=0, dtype=np.float64)
+    std = np.where(std > 0, std, 1.0)
+    del scaled
+
+    def standardize(chunk: Array) -> Array:
+        return np.asarray((chunk / size - mean) / std)
+
+    return standardize

@@ -26,11 +26,9 @@ from emkit.engines._source import RowSource
 from emkit.estimators._mixture_base import (
     FamilyMixture,
     FitPlan,
-    align_to_labels,
     check_em_parameters,
     check_labels,
     fit_engine,
-    initial_statistics,
     order_by_pattern,
 )
 from emkit.estimators._rows import (
@@ -51,7 +49,7 @@ from emkit.families.gaussian import (
     covariance_structure,
 )
 from emkit.inference.em import EMTrace
-from emkit.inference.init import RandomSource, init_random_source, initial_responsibilities
+from emkit.inference.init import RandomSource, init_random_source
 from emkit.models.mixing import assignment
 from emkit.models.mixture import Mixture, MixtureParams
 
@@ -451,20 +449,11 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
             return MixtureParams(given_weights / given_weights.sum(), params)
         # ModelBasedClustering builds one hierarchy for every n_components it fits
         tree = getattr(self, "_hc_tree", None)
-        if known is None:
-            # float64 rows, their statistics and responsibilities: chunks sized for them
-            work = (2 * d + family.structure.n_stats(d) + K) * 8
-            stats = initial_statistics_bounded(
-                self.init_params, model, engine, X, w, K, rng, fill, work, tree=tree
-            )
-        else:
-            rows = X.read() if is_streamed(X) else X
-            rows = rows if fill is None else fill(rows)
-            resp = initial_responsibilities(self.init_params, rows, K, rng, w, tree=tree)
-            resp = align_to_labels(resp, known, K)
-            stats = initial_statistics(
-                model, engine, rows, w, resp, K, (2 * d + family.structure.n_stats(d) + K) * 8
-            )
+        # float64 rows, their statistics and responsibilities: chunks sized for them
+        work = (2 * d + family.structure.n_stats(d) + K) * 8
+        stats = initial_statistics_bounded(
+            self.init_params, model, engine, X, w, K, rng, fill, work, tree=tree, known=known
+        )
         placeholder = MixtureParams(np.full(K, 1.0 / K), family.default_params(K))
         start = model.m_step(placeholder, stats)
         weights = start.weights

@@ -32,20 +32,19 @@ from emkit.engines._source import RowSource
 from emkit.estimators._mixture_base import (
     FamilyMixture,
     FitPlan,
-    align_to_labels,
     check_em_parameters,
     check_labels,
     fit_engine,
-    initial_statistics,
     logger,
     order_by_pattern,
 )
+from emkit.estimators._rows import initial_statistics_bounded, standardizer
 from emkit.exceptions import DegenerateComponentWarning, InputError, InputTypeError
 from emkit.families import Bernoulli, Categorical, Gaussian, Multinomial, Poisson, Product
 from emkit.families._base import check_family
 from emkit.families.variational import point_params, variational
 from emkit.inference.em import EMTrace, fit_em
-from emkit.inference.init import INIT_METHODS, initial_responsibilities
+from emkit.inference.init import INIT_METHODS
 from emkit.models.mixing import (
     EXACT,
     Exact,
@@ -595,7 +594,6 @@ default='exact'
                 return model.m_step(previous, stats)
 
         else:
-            standardized = _standardize(filled)
             method = _init_method(self.init_params, family)
             # emEM's short runs are plain EM (a Monte-Carlo E-step draws by row position,
             # which the fit adds later)
@@ -606,10 +604,19 @@ default='exact'
             )
 
             def start_from(how: str, rng: np.random.Generator) -> MixtureParams:
-                resp = initial_responsibilities(how, standardized, K, rng, w)
-                if known is not None:
-                    resp = align_to_labels(resp, known, K)
-                stats = initial_statistics(model, engine, filled, w, resp, K, row_bytes)
+                # k-means on standardized columns (of a bounded sample beyond INIT_ROWS)
+                stats = initial_statistics_bounded(
+                    how,
+                    model,
+                    engine,
+                    filled,
+                    w,
+                    K,
+                    rng,
+                    work_bytes=row_bytes,
+                    view=standardizer,
+                    known=known,
+                )
                 start = MixtureParams(np.full(K, 1.0 / K), fit_family.default_params(K))
                 return model.m_step(start, stats)
 
@@ -744,17 +751,6 @@ default='exact'
             self.family_, weights=MixingWeights(fixed=getattr(self, "_fixed_weights", None))
         )
         return int(mixture.n_parameters(self.n_components))
-
-
-def _standardize(X: Array) -> Array:
-    """Columns with mean 0 and variance 1 (constant columns left at 0), for k-means."""
-    # divided by the columns' largest |x| first: the squares of values around 1e200 (or
-    # 1e-200) would leave float64 and make every row look alike
-    size = np.max(np.abs(X), axis=0).astype(np.float64)
-    Xs = X / np.where(size > 0, size, 1.0)
-    mean = Xs.mean(axis=0, dtype=np.float64)
-    std = Xs.std(axis=0, dtype=np.float64)
-    return np.asarray((Xs - mean) / np.where(std > 0, std, 1.0))
 
 
 # -- convenience estimators: MixtureModel with the family fixed ----------------------
