@@ -393,14 +393,11 @@ def order_by_pattern(
     complete rows keep the fast path. The mean-filled copy is for the family's
     data-dependent settings and the initialization only.
     """
+    from emkit.estimators._rows import group_by_pattern
+
     if not has_missing_values(X):
         return X, weights, labels, X, False
-    missing = np.isnan(X)
-    keys = np.packbits(missing, axis=1)
-    order = np.lexsort((*keys.T[::-1], missing.sum(axis=1)))
-    X = X[order]
-    weights = None if weights is None else weights[order]
-    labels = None if labels is None else labels[order]
+    X, weights, labels = group_by_pattern(X, weights, labels)
     return X, weights, labels, mean_filled(X), True
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from emkit._validation import check_fit_range
+from emkit._validation import check_fit_range, has_missing_values
 from emkit.engines._source import RowIndex, RowSource
 from emkit.exceptions import InputError
 from emkit.inference.init import (
@@ -39,6 +39,7 @@ __all__ = [
     "data_fingerprint",
     "filler",
     "fit_checkpoint",
+    "group_by_pattern",
     "initial_statistics_bounded",
     "is_streamed",
     "standardizer",
@@ -122,6 +123,25 @@ def column_summary(engine: Any, source: RowSource) -> ColumnSummary:
 
     return engine.map_reduce(
         summarize, RowSource(source.rows, source.weights, columns=(RowIndex(n),))
+    )
+
+
+def group_by_pattern(
+    X: Array, weights: Array | None, labels: NDArray[np.intp] | None
+) -> tuple[Array, Array | None, NDArray[np.intp] | None]:
+    """Rows with missing values ordered by their number of missing values, then by which
+    (sums ignore the order), with their weights and labels: rows of a pattern sit together,
+    so a chunk handles few patterns. Complete data is returned as it is (no copy)."""
+    if not has_missing_values(X):
+        return X, weights, labels
+    missing = np.isnan(X)
+    keys = np.packbits(missing, axis=1)
+    order = np.lexsort((*keys.T[::-1], missing.sum(axis=1)))
+    del missing, keys
+    return (
+        X[order],
+        None if weights is None else weights[order],
+        None if labels is None else labels[order],
     )
 
 
