@@ -40,6 +40,7 @@ from emkit.estimators._mixture_base import (
     progress_callback,
     verbose_logging,
 )
+from emkit.estimators._rows import check_streamed, column_summary, fit_checkpoint, is_streamed
 from emkit.exceptions import InputError
 from emkit.inference.em import MONOTONICITY_POLICIES, EMTrace, fit_em_restarts
 from emkit.inference.monte_carlo import monte_carlo_plan
@@ -108,11 +109,15 @@ def check_scale_parameters(
     )
 
 
-def validate_rows(estimator: BaseEstimator, X: Any, *, reset: bool) -> tuple[Array, bool]:
+def validate_rows(estimator: BaseEstimator, X: Any, *, reset: bool) -> tuple[Any, bool | None]:
     """``X`` as a float matrix in which NaN marks a missing value, and whether one is.
 
-    Infinities, and rows with every value missing, are rejected with a clear message.
+    Infinities, and rows with every value missing, are rejected with a clear message. A
+    table streamed from a file (:func:`emkit.io.open_table`) is returned as it is, its
+    columns checked; whether a value is missing is then None (a statistics pass says).
     """
+    if is_streamed(X):
+        return check_streamed(estimator, X, reset=reset), None
     arr = as_float_matrix(X, dtype=None, allow_nan=True)
     # feature names and n_features_in_ the scikit-learn way, after our own checks
     validate_data(estimator, X, reset=reset, skip_check_array=True)
@@ -207,16 +212,27 @@ class _LatentFactorEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
     # -- fitting ---------------------------------------------------------------------
 
     @warnings_once
-    def fit(self, X: ArrayLike, y: Any = None, sample_weight: ArrayLike | None = None) -> Any:
+    def fit(
+        self,
+        X: ArrayLike,
+        y: Any = None,
+        sample_weight: ArrayLike | None = None,
+        checkpoint: Any = None,
+    ) -> Any:
         """Estimate the loadings, mean and noise by EM.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Training data; NaN marks a missing value (a row needs one observed value).
+        X : array-like of shape (n_samples, n_features) or ChunkedTable
+            Training data; NaN marks a missing value (a row needs one observed value). A
+            table opened with :func:`emkit.io.open_table` is read a block at a time.
         y : ignored
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative weights; an integer weight is the same as repeating the row.
+        checkpoint : str or os.PathLike, default=None
+            A directory where the parameters and the objective trace are written
+            atomically every 5 iterations and at the end; a fit of the same arguments and
+            data continues from it (see :meth:`emkit.GaussianMixture.fit`).
 
         Returns
         -------
@@ -236,7 +252,11 @@ class _LatentFactorEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
             fit_engine(self) as engine,
             verbose_logging(self.verbose),
         ):
-            model, plan_engine, data, initialize = self._begin(engine, Xa, w, missing)
+            summary = None
+            if missing is None:  # streamed: the centre, magnitude and missing values
+                summary = column_summary(engine, RowSource(Xa, w))
+                missing = summary.missing
+            model, plan_engine, data, initialize = self._begin(engine, Xa, w, missing, summary)
             path = "rows with missing values" if missing else "the sufficient statistics"
             draws = factor_draws(self.e_step)
             if draws is not None:  # draws need the rows: the row E-step, from the same start
@@ -266,6 +286,7 @@ class _LatentFactorEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
                 accelerate=self.accelerate,
                 callback=callback,
                 step=step,
+                checkpoint=fit_checkpoint(self, checkpoint, Xa, w),
             )
             # the log-likelihood of the parameters EM returns (the trace's last entry is
             # that of the parameters before the last M-step), by the exact E-step
@@ -278,10 +299,13 @@ class _LatentFactorEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         self._set_loglike(result.trace, final.loglik, final.weight)
         return self
 
-    def _begin(self, engine: Engine, X: Array, w: Array | None, missing: bool) -> _FitPlan:
+    def _begin(
+        self, engine: Engine, X: Any, w: Array | None, missing: bool, summary: Any = None
+    ) -> _FitPlan:
         """What EM on these rows starts from: the model, the engine and data its E-step
         maps over, and the initialization (``fit``'s, and ``partial_fit``'s on its first
-        batch)."""
+        batch). ``summary`` (:class:`~emkit.estimators._rows.ColumnSummary`) gives the
+        magnitude and centre of streamed rows, which are not read whole."""
         n = X.shape[0]
         q = self._n_factors(X.shape[1])
         if n < 2:
@@ -290,9 +314,13 @@ class _LatentFactorEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
                 f"(n_samples={n})."
             )
         # EM runs on X / scale (exact, a power of two): 1 unless X's magnitude is extreme
-        scale = power_of_two_scale(magnitude(X))
-        plan = self._plan_missing if missing else self._plan_complete
-        return plan(engine, X, w, q, scale)
+        if summary is None:
+            scale = power_of_two_scale(magnitude(X))
+        else:
+            scale = power_of_two_scale(float(np.abs([summary.low, summary.high]).max()))
+        if missing:
+            return self._plan_missing(engine, X, w, q, scale)
+        return self._plan_complete(engine, X, w, q, scale, summary)
 
     def partial_fit(
         self, X: ArrayLike, y: Any = None, sample_weight: ArrayLike | None = None
@@ -383,13 +411,22 @@ class _LatentFactorEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         """Record the total log-likelihood per iteration (FactorAnalysis's ``loglike_``)."""
 
     def _plan_complete(
-        self, engine: Engine, X: Array, w: Array | None, q: int, scale: float
+        self,
+        engine: Engine,
+        X: Any,
+        w: Array | None,
+        q: int,
+        scale: float,
+        summary: Any = None,
     ) -> _FitPlan:
         """EM on the sufficient statistics: one pass over the rows, then O(d^2 q) an
         iteration."""
         n, d = X.shape
-        weights = np.ones(n) if w is None else w
-        shift = (weights @ X) / weights.sum() / scale  # one BLAS pass
+        if summary is None:
+            weights = np.ones(n) if w is None else w
+            shift = (weights @ X) / weights.sum() / scale  # one BLAS pass
+        else:
+            shift = summary.shift / scale
         structure = noise_structure(self._noise_type)
         moments = engine.map_reduce(
             LatentFactor(structure, shift, 0.0, scale).moments,
