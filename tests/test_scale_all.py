@@ -163,3 +163,108 @@ def test_beyond_init_rows_the_start_is_a_sample_and_reaches_the_same_optimum(
         np.save(tmp_path / "x.npy", X4)
         streamed = make().fit(open_table(tmp_path / "x.npy", block_rows=64))
         np.testing.assert_allclose(streamed.means_, sampled.means_, rtol=0, atol=1e-10)
+
+
+# -- checkpoint and resume for every estimator ---------------------------------------------
+
+import os  # noqa: E402
+import signal  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import textwrap  # noqa: E402
+
+SRC = pathlib.Path(__file__).resolve().parents[1] / "src"
+
+# The child builds the estimator ``argv[4]`` names, fits it with a checkpoint and saves
+# the attributes ``argv[5]`` lists; EMKIT_KILL_AT=k kills it with SIGKILL in its k-th
+# checkpoint write, after the temporary file is written and before it is renamed.
+CHILD = textwrap.dedent(
+    """
+    import os, signal, sys
+    import numpy as np
+    import emkit
+    import emkit.inference.checkpoint as checkpoint
+
+    kill_at = int(os.environ.get("EMKIT_KILL_AT", "0"))
+    writes = []
+    replace = checkpoint._replace
+
+    def dying_replace(source, target):
+        writes.append(source)
+        if len(writes) == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+        replace(source, target)
+
+    checkpoint._replace = dying_replace
+    X = np.load(sys.argv[1])
+    model = eval(sys.argv[4], vars(emkit)).fit(X, checkpoint=sys.argv[2])
+    names = sys.argv[5].split(",")
+    np.savez(sys.argv[3], n_iter=model.n_iter_, **{n: getattr(model, n) for n in names})
+    """
+)
+
+KILLED = {
+    "PoissonMixture": (
+        "PoissonMixture(3, random_state=0, tol=1e-9, max_iter=500)",
+        "weights_,rates_,lower_bounds_",
+    ),
+    "StudentTMixture": (
+        "StudentTMixture(3, dof_type='fixed', degrees_of_freedom=4.0, random_state=0, tol=1e-7)",
+        "weights_,means_,covariances_,degrees_of_freedom_,lower_bounds_",
+    ),
+    "MixtureOfPPCA": (
+        "MixtureOfPPCA(3, n_factors=1, random_state=0, tol=1e-7, max_iter=500)",
+        "weights_,means_,covariances_,lower_bounds_",
+    ),
+    "KMeans": ("KMeans(3, random_state=0, tol=0.0, max_iter=500)", "cluster_centers_,inertia_"),
+    "FactorAnalysis": (
+        "FactorAnalysis(1, random_state=0, tol=1e-4, max_iter=500)",
+        "components_,mean_,noise_variance_,lower_bounds_",
+    ),
+}
+
+
+def _overlapping(name: str) -> np.ndarray:
+    rng = np.random.default_rng(3)
+    # overlapping clusters: EM (and Lloyd) take more than 5 iterations
+    X = np.vstack([rng.normal(c, 1.0, (150, 3)) for c in (0.0, 1.2, 2.4)])
+    X[:, 2] += X[:, 0]
+    return np.round(np.abs(X) * 3) if name == "PoissonMixture" else X
+
+
+@pytest.mark.parametrize("name", sorted(KILLED))
+def test_every_estimator_killed_mid_fit_resumes_to_the_uninterrupted_model(
+    tmp_path: pathlib.Path, name: str
+) -> None:
+    import emkit
+
+    expression, names = KILLED[name]
+    X = _overlapping(name)
+    np.save(tmp_path / "x.npy", X)
+    whole = eval(expression, vars(emkit)).fit(X)
+    assert whole.n_iter_ > 5, whole.n_iter_  # the kill at the first write is mid-run
+    directory = tmp_path / "ckpt"
+    script = tmp_path / "child.py"
+    script.write_text(CHILD)
+
+    outputs = [str(tmp_path / "out.npz"), expression, names]
+
+    def run(kill_at: int) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, str(script), str(tmp_path / "x.npy"), str(directory), *outputs],
+            env={**os.environ, "PYTHONPATH": str(SRC), "EMKIT_KILL_AT": str(kill_at)},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    killed = run(kill_at=2 if whole.n_iter_ > 10 else 1)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert (directory / "checkpoint.npz").exists() and not (tmp_path / "out.npz").exists()
+    resumed = run(kill_at=0)
+    assert resumed.returncode == 0, resumed.stderr
+    assert sorted(p.name for p in directory.iterdir()) == ["checkpoint.npz"]
+    out = np.load(tmp_path / "out.npz")
+    assert int(out["n_iter"]) == whole.n_iter_
+    for attr in names.split(","):
+        np.testing.assert_allclose(out[attr], getattr(whole, attr), rtol=0, atol=1e-12)

@@ -468,7 +468,13 @@ default='exact'
     # -- fitting ---------------------------------------------------------------------
 
     @warnings_once
-    def fit(self, X: Any, y: Any = None, sample_weight: ArrayLike | None = None) -> Any:
+    def fit(
+        self,
+        X: Any,
+        y: Any = None,
+        sample_weight: ArrayLike | None = None,
+        checkpoint: Any = None,
+    ) -> Any:
         """Estimate the parameters with EM (MAP-EM when the family has priors).
 
         Parameters
@@ -482,6 +488,11 @@ default='exact'
             leaves it unknown. Ignored otherwise (as scikit-learn's mixtures do).
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative weights; an integer weight is the same as repeating the row.
+        checkpoint : str or os.PathLike, default=None
+            A directory where the parameters and the objective trace are written
+            atomically every 5 iterations and at the end; a fit of the same arguments and
+            data continues from it and ends with the model the uninterrupted fit gives
+            (see :meth:`GaussianMixture.fit`). Needs ``n_init=1`` and plain EM.
 
         Returns
         -------
@@ -499,6 +510,7 @@ default='exact'
             sample_weight,
             warm=warm,
             start_objective=self.lower_bound_ if warm and same_objective else -np.inf,
+            checkpoint=checkpoint,
         )
         model = plan.model
         self._set_model(model)
