@@ -268,3 +268,36 @@ def test_every_estimator_killed_mid_fit_resumes_to_the_uninterrupted_model(
     assert int(out["n_iter"]) == whole.n_iter_
     for attr in names.split(","):
         np.testing.assert_allclose(out[attr], getattr(whole, attr), rtol=0, atol=1e-12)
+
+
+# -- partial_fit over a streamed table: each block a mini-batch ------------------------------
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: GaussianMixture(2, random_state=0),
+        lambda: __import__("emkit").PoissonMixture(2, random_state=0),
+        lambda: PPCA(2, random_state=0),
+        lambda: FactorAnalysis(2, random_state=0),
+    ],
+    ids=["gmm", "poisson", "ppca", "fa"],
+)
+def test_partial_fit_on_a_table_is_partial_fit_on_each_block(
+    tmp_path: pathlib.Path, make: object
+) -> None:
+    data = np.abs(np.round(X4)) if "Poisson" in type(make()).__name__ else X4  # type: ignore[operator]
+    np.save(tmp_path / "x.npy", data)
+    table = open_table(tmp_path / "x.npy", block_rows=200)
+    w = RNG.uniform(0.5, 2.0, data.shape[0])
+    streamed = make().partial_fit(table, sample_weight=w)  # type: ignore[operator]
+    batches = make()  # type: ignore[operator]
+    for start in range(0, data.shape[0], 200):
+        batches.partial_fit(data[start : start + 200], sample_weight=w[start : start + 200])
+    assert streamed.lower_bounds_.shape == (4,)  # 700 rows: four blocks, four steps
+    np.testing.assert_array_equal(streamed.lower_bounds_, batches.lower_bounds_)
+    for name in ("means_", "covariances_", "rates_", "components_", "noise_variance_"):
+        if hasattr(batches, name):
+            np.testing.assert_array_equal(getattr(streamed, name), getattr(batches, name))
+    with pytest.raises(InputError, match=r"sample_weight must have shape \(700,\): one weight"):
+        make().partial_fit(table, sample_weight=w[:10])  # type: ignore[operator]

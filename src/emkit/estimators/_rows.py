@@ -364,3 +364,65 @@ def standardizer(rows: Array) -> Any:
         return np.asarray((chunk / size - mean) / std)
 
     return standardize
+
+
+def partial_fit_rows(
+    estimator: Any,
+    X: Any,
+    sample_weight: Any,
+    *,
+    start: Any,
+    batch: Any,
+    finish: Any,
+) -> Any:
+    """``partial_fit``'s work, one code path for every estimator that has it: one step of
+    online EM (:func:`~emkit.inference.online.online_update`, the engine's ``map_reduce``
+    of the batch's statistics, as every pass of a fit) on the mini-batch ``X``, or on each
+    block of a table streamed from a file (:func:`emkit.io.open_table`) in turn, each
+    block a mini-batch with its slice of ``sample_weight``.
+
+    The estimator's hooks: ``start(engine, X, sample_weight) -> (state, first)``, the
+    :class:`~emkit.inference.online.OnlineState` an estimator without a running one
+    begins from (``first``: it was unfitted and initialized from this batch);
+    ``batch(X, sample_weight, state) -> RowSource``, the batch's checked rows and weights;
+    ``finish(state, trace, dtype, seen)``, its fitted attributes after the step (``dtype``:
+    that of the first batch's rows when the run began unfitted, else None; ``seen``: the
+    sample weight seen before the batch).
+    """
+    from emkit.estimators._mixture_base import fit_engine
+    from emkit.inference.em import EMTrace
+    from emkit.inference.online import check_schedule, online_update
+
+    check_schedule(estimator.learning_offset, estimator.learning_decay)
+    if is_streamed(X):
+        n = int(X.shape[0])
+        weights = None if sample_weight is None else np.asarray(sample_weight)
+        if weights is not None and (weights.ndim != 1 or weights.shape[0] != n):
+            raise InputError(
+                f"sample_weight must have shape ({n},): one weight per row of {X!r}, got "
+                f"shape {weights.shape}."
+            )
+        for first_row, block in X.iter_chunks():
+            stop = first_row + block.shape[0]
+            part = None if weights is None else weights[first_row:stop]
+            partial_fit_rows(estimator, block, part, start=start, batch=batch, finish=finish)
+        return estimator
+    state = getattr(estimator, "_online", None)
+    first = False
+    with fit_engine(estimator) as engine:
+        if state is None:
+            state, first = start(engine, X, sample_weight)
+        source = batch(X, sample_weight, state)
+        seen = state.seen
+        state = online_update(
+            state,
+            engine,
+            source,
+            float(estimator.learning_offset),
+            float(estimator.learning_decay),
+        )
+    previous = estimator.lower_bounds_ if state.updates > 1 else np.zeros(0)
+    trace = EMTrace(np.append(previous, state.objective), np.zeros(previous.shape[0] + 1))
+    finish(state, trace, source.rows.dtype if first else None, seen)
+    estimator._online = state
+    return estimator

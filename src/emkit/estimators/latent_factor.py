@@ -40,11 +40,17 @@ from emkit.estimators._mixture_base import (
     progress_callback,
     verbose_logging,
 )
-from emkit.estimators._rows import check_streamed, column_summary, fit_checkpoint, is_streamed
+from emkit.estimators._rows import (
+    check_streamed,
+    column_summary,
+    fit_checkpoint,
+    is_streamed,
+    partial_fit_rows,
+)
 from emkit.exceptions import InputError
 from emkit.inference.em import MONOTONICITY_POLICIES, EMTrace, fit_em_restarts
 from emkit.inference.monte_carlo import monte_carlo_plan
-from emkit.inference.online import OnlineState, check_schedule, online_update
+from emkit.inference.online import OnlineState
 from emkit.models.latent_factor import (
     FactorParams,
     LatentFactor,
@@ -340,8 +346,9 @@ class _LatentFactorEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            A mini-batch; NaN marks a missing value.
+        X : array-like of shape (n_samples, n_features) or ChunkedTable
+            A mini-batch; NaN marks a missing value. A table opened with
+            :func:`emkit.io.open_table` is read a block at a time, each block a mini-batch.
         y : None
             Ignored.
         sample_weight : array-like of shape (n_samples,), default=None
@@ -351,40 +358,32 @@ class _LatentFactorEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         -------
         self
         """
-        check_schedule(self.learning_offset, self.learning_decay)
-        state: OnlineState[FactorParams] | None = getattr(self, "_online", None)
-        first = state is None and not hasattr(self, "components_")
-        if first:
+
+        def start(
+            engine: Engine, X: Any, sample_weight: Any
+        ) -> tuple[OnlineState[FactorParams], bool]:
+            if hasattr(self, "components_"):  # online EM from the fitted parameters
+                return OnlineState(*self._online_continue()), False
             self._check_parameters()
-        Xa, missing = validate_rows(self, X, reset=first)
-        w = check_sample_weight(sample_weight, Xa.shape[0])
-        with fit_engine(self) as engine:
-            if state is None:
-                state = OnlineState(
-                    *(
-                        self._online_begin(engine, Xa, w, missing)
-                        if first
-                        else self._online_continue()
-                    )
-                )
+            Xa, missing = validate_rows(self, X, reset=True)
+            w = check_sample_weight(sample_weight, Xa.shape[0])
+            return OnlineState(*self._online_begin(engine, Xa, w, bool(missing))), True
+
+        def batch(X: Any, sample_weight: Any, state: OnlineState[FactorParams]) -> RowSource:
+            Xa, _ = validate_rows(self, X, reset=False)
+            w = check_sample_weight(sample_weight, Xa.shape[0])
             d, q = state.params.components.shape
-            seen = state.seen
-            state = online_update(
-                state,
-                engine,
-                RowSource(Xa, w, work_bytes=LatentFactor.row_bytes(d, q)),
-                float(self.learning_offset),
-                float(self.learning_decay),
-            )
-        params, model = state.params, state.model
-        check_scale_parameters(self, params.noise, params.components, model.scale)
-        continuing = state.updates > 1
-        previous = self.lower_bounds_ if continuing else np.zeros(0)
-        trace = EMTrace(np.append(previous, state.objective), np.zeros(previous.shape[0] + 1))
-        self._set_fitted(params, model, trace, False)
-        self._set_online_loglike(continuing, state.objective * (state.seen - seen))
-        self._online = state
-        return self
+            return RowSource(Xa, w, work_bytes=LatentFactor.row_bytes(d, q))
+
+        def finish(
+            state: OnlineState[FactorParams], trace: EMTrace, dtype: Any, seen: float
+        ) -> None:
+            params, model = state.params, state.model
+            check_scale_parameters(self, params.noise, params.components, model.scale)
+            self._set_fitted(params, model, trace, False)
+            self._set_online_loglike(state.updates > 1, state.objective * (state.seen - seen))
+
+        return partial_fit_rows(self, X, sample_weight, start=start, batch=batch, finish=finish)
 
     def _online_begin(
         self, engine: Engine, X: Array, w: Array | None, missing: bool
