@@ -196,3 +196,39 @@ def test_partial_fit_on_a_table_is_partial_fit_on_each_block(
             np.testing.assert_array_equal(getattr(streamed, name), getattr(batches, name))
     with pytest.raises(InputError, match=r"sample_weight must have shape \(700,\): one weight"):
         make().partial_fit(table, sample_weight=w[:10])  # type: ignore[operator]
+
+
+# -- emkit fit streams big files by itself ---------------------------------------------------
+
+
+def test_emkit_fit_streams_a_file_beyond_the_threshold_unless_told_not_to(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import emkit.cli._main as cli
+    from emkit.cli import main
+
+    path = tmp_path / "x.npy"
+    np.save(path, X)
+    streamed: list[str] = []
+    fit_streamed = cli._fit_streamed
+
+    def recording(args: object, options: object) -> int:
+        streamed.append(str(args.data))  # type: ignore[attr-defined]
+        return fit_streamed(args, options)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(cli, "_fit_streamed", recording)
+    common = ["fit", str(path), "--components", "2", "--covariance", "full", "--no-plot"]
+    assert main([*common, "--out", str(tmp_path / "small")]) == 0
+    assert streamed == []  # below the threshold: read whole
+    monkeypatch.setattr(cli, "STREAM_BYTES", path.stat().st_size - 1)
+    assert main([*common, "--out", str(tmp_path / "big")]) == 0
+    assert streamed == [str(path)]
+    assert main([*common, "--no-stream", "--out", str(tmp_path / "whole")]) == 0
+    assert streamed == [str(path)]  # --no-stream: read whole whatever the size
+    # (a family the stream does not fit: read whole)
+    assert main([*common, "--family", "poisson", "--out", str(tmp_path / "p")]) == 2
+    assert streamed == [str(path)]
+    summary = (tmp_path / "small" / "summary.csv").read_text()
+    assert (tmp_path / "big" / "summary.csv").read_text() == summary
+    assert (tmp_path / "whole" / "summary.csv").read_text() == summary
+    capsys.readouterr()
