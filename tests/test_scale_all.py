@@ -232,3 +232,81 @@ def test_emkit_fit_streams_a_file_beyond_the_threshold_unless_told_not_to(
     assert (tmp_path / "big" / "summary.csv").read_text() == summary
     assert (tmp_path / "whole" / "summary.csv").read_text() == summary
     capsys.readouterr()
+
+
+# -- MixtureModel and its convenience estimators from a streamed table -----------------------
+
+
+def _counts_binary_codes() -> np.ndarray:
+    rng = np.random.default_rng(5)
+    labels = rng.integers(0, 2, 600)
+    counts = rng.poisson(np.where(labels[:, None] == 0, [1.0, 6.0], [7.0, 2.0]))
+    binary = (rng.uniform(size=(600, 2)) < np.where(labels[:, None] == 0, 0.8, 0.2)) * 1.0
+    codes = np.where(labels[:, None] == 0, rng.choice(3, (600, 1)), 2 - rng.choice(2, (600, 1)))
+    return np.hstack([counts, binary, codes]).astype(np.float64)
+
+
+@NO_CONVERGENCE
+@pytest.mark.parametrize(
+    "name",
+    ["gaussian", "poisson", "bernoulli", "categorical", "product", "poisson-auto-prior"],
+)
+def test_mixture_models_stream_to_the_in_memory_model(tmp_path: pathlib.Path, name: str) -> None:
+    from emkit import BernoulliMixture, CategoricalMixture, PoissonMixture
+    from emkit.families import Bernoulli, Categorical, Gaussian, Poisson, Product
+
+    data = _counts_binary_codes()
+    few: dict[str, object] = {"random_state": 0, "tol": 0.0, "max_iter": 15}
+    make, cols = {
+        "gaussian": (lambda: MixtureModel(Gaussian("diag"), 2, **few), [0, 1]),
+        "poisson": (lambda: PoissonMixture(2, **few), [0, 1]),
+        "poisson-auto-prior": (lambda: PoissonMixture(2, prior="auto", **few), [0, 1]),
+        "bernoulli": (lambda: BernoulliMixture(2, **few), [2, 3]),
+        "categorical": (lambda: CategoricalMixture(2, **few), [2, 3, 4]),
+        "product": (
+            lambda: MixtureModel(
+                Product(
+                    {
+                        "counts": ([0, 1], Poisson()),
+                        "binary": ([2, 3], Bernoulli()),
+                        "codes": ([4], Categorical()),
+                    }
+                ),
+                2,
+                init_params="kmeans",  # (emEM's choice among near ties follows round-off)
+                **few,
+            ),
+            [0, 1, 2, 3, 4],
+        ),
+    }[name]
+    X = data[:, cols]
+    X[7, 0] = np.nan  # a missing value (every family here leaves it out)
+    if name == "categorical":
+        X[7, 0] = 1.0  # (a categorical column takes no NaN unless told)
+    w = np.random.default_rng(6).uniform(0.5, 2.0, X.shape[0])
+    # in memory, rows are grouped by their missing pattern; a file in that order streams
+    # the same rows in the same order
+    X, w, _ = group_by_pattern(X, w, None)
+    np.save(tmp_path / "x.npy", X)
+    table = open_table(tmp_path / "x.npy", block_rows=128)
+    memory = make().fit(X, sample_weight=w)
+    streamed = make().fit(table, sample_weight=w)
+    assert streamed.n_iter_ == memory.n_iter_
+    np.testing.assert_allclose(streamed.weights_, memory.weights_, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(streamed.lower_bounds_, memory.lower_bounds_, rtol=1e-12)
+    np.testing.assert_allclose(streamed.predict_proba(table), memory.predict_proba(X), atol=1e-10)
+    np.testing.assert_allclose(streamed.score_samples(table), memory.score_samples(X), atol=1e-10)
+
+
+def test_a_streamed_mixture_model_refuses_what_a_pass_cannot_bind(tmp_path: pathlib.Path) -> None:
+    from emkit import BernoulliMixture, CategoricalMixture
+    from emkit.families import Gamma
+
+    np.save(tmp_path / "x.npy", np.abs(X4) + 0.1)
+    table = open_table(tmp_path / "x.npy")
+    with pytest.raises(InputError, match=r"reads more of the rows than one statistics pass"):
+        MixtureModel(Gamma(), 2).fit(table)
+    with pytest.raises(InputError, match=r"binarize=0.5 changes the rows before the fit"):
+        BernoulliMixture(2, binarize=0.5).fit(table)
+    with pytest.raises(InputError, match=r"In the block of rows 0\.\.699 .* row \d+"):
+        CategoricalMixture(2).fit(table)  # codes must be integers

@@ -34,6 +34,8 @@ __all__ = [
     "INIT_ROWS",
     "ColumnSummary",
     "bind_gaussian",
+    "bind_streamed",
+    "check_blocks",
     "check_streamed",
     "column_summary",
     "data_fingerprint",
@@ -76,6 +78,9 @@ class ColumnSummary:
     high: Array  # (d,) the largest (-inf where none)
     missing: bool  # whether any value is missing
     spaced: tuple[Array, ...]  # every step-th row of the whole, in row order
+    count: Array  # (d,) the number of observed values of each column (unweighted)
+    plain: Array  # (d,) their unweighted sum
+    total: float  # the weight of every row
 
     def __add__(self, other: ColumnSummary) -> ColumnSummary:
         return ColumnSummary(
@@ -85,11 +90,30 @@ class ColumnSummary:
             np.fmax(self.high, other.high),
             self.missing or other.missing,
             self.spaced + other.spaced,
+            self.count + other.count,
+            self.plain + other.plain,
+            self.total + other.total,
         )
 
     @property
     def shift(self) -> Array:
         return self.sums / np.where(self.weight > 0, self.weight, 1.0)
+
+    @property
+    def fill_means(self) -> Array:
+        """The unweighted mean of each column's observed values: what a missing value is
+        filled with for the binding and the initialization (as :func:`mean_filled` does
+        in memory)."""
+        return self.plain / np.where(self.count > 0, self.count, 1.0)
+
+    @property
+    def filled_mean(self) -> Array:
+        """The weighted mean of each column once its missing values are filled with
+        :attr:`fill_means` (the mean a binding reads from the filled rows in memory)."""
+        if not self.missing:
+            return self.shift
+        total = self.total if self.total > 0 else 1.0
+        return (self.sums + (self.total - self.weight) * self.fill_means) / total
 
     def scale(self, shift: Array) -> float:
         """max |x - shift| over the observed values (:func:`centred_scale`'s)."""
@@ -106,24 +130,99 @@ def column_summary(engine: Any, source: RowSource) -> ColumnSummary:
         observed = ~np.isnan(X)
         missing = not bool(observed.all())
         values = np.where(observed, X, 0.0) if missing else X
+        count = observed.sum(axis=0).astype(np.float64)
+        plain = values.sum(axis=0, dtype=np.float64)
         if w is None:
-            weight = observed.sum(axis=0).astype(np.float64)
-            sums = values.sum(axis=0, dtype=np.float64)
+            weight, sums, total = count, plain, float(X.shape[0])
         else:
             w64 = np.asarray(w, dtype=np.float64)
             weight = w64 @ observed
             sums = w64 @ values
+            total = float(w64.sum())
         low = np.fmin.reduce(X, axis=0).astype(np.float64)
         high = np.fmax.reduce(X, axis=0).astype(np.float64)
         low = np.where(np.isnan(low), np.inf, low)
         high = np.where(np.isnan(high), -np.inf, high)
         first = int((-index[0]) % step) if index.size else 0
         # a copy: a view would keep a streamed block alive
-        return ColumnSummary(weight, sums, low, high, missing, (X[first::step].copy(),))
+        spaced = (X[first::step].copy(),)
+        return ColumnSummary(weight, sums, low, high, missing, spaced, count, plain, total)
 
     return engine.map_reduce(
         summarize, RowSource(source.rows, source.weights, columns=(RowIndex(n),))
     )
+
+
+def _columns(summary: ColumnSummary, cols: Any) -> ColumnSummary:
+    """The summary of the columns ``cols`` alone."""
+    return ColumnSummary(
+        summary.weight[cols],
+        summary.sums[cols],
+        summary.low[cols],
+        summary.high[cols],
+        summary.missing,
+        tuple(rows[:, cols] for rows in summary.spaced),
+        summary.count[cols],
+        summary.plain[cols],
+        summary.total,
+    )
+
+
+def bind_streamed(family: Any, summary: ColumnSummary, n_rows: int) -> Any:
+    """``family`` bound to rows read a block at a time, from their summary, as
+    ``family.bind(X, w)`` binds it from the rows in memory (missing values filled with
+    their column's mean, :attr:`ColumnSummary.fill_means`).
+
+    A Gaussian without a prior binds from the centre, spread and column scales
+    (:func:`bind_gaussian`). Poisson, Bernoulli and Categorical families (without
+    Categorical's ``prior='auto'``, which counts every category) read only each column's
+    extremes and weighted mean: they bind to three rows that hold them, the extremes with
+    weight 0 and the means with weight 1 (a weighted average of them is the means exactly,
+    their maxima and minima the columns'). A product binds each block on its columns.
+    Other families read more of the rows than a summary holds: they are refused.
+    """
+    from emkit.families import Bernoulli, Categorical, Poisson, Product
+    from emkit.families.gaussian import GaussianFamily
+
+    if isinstance(family, Product):
+        d = summary.weight.shape[0]
+        return Product(
+            {
+                name: (cols, bind_streamed(fam, _columns(summary, np.asarray(cols)), n_rows))
+                for name, (cols, fam) in family.resolve(None, d).blocks.items()
+            }
+        )
+    if isinstance(family, GaussianFamily) and family.prior is None:
+        return bind_gaussian(family, summary, n_rows)
+    auto = isinstance(getattr(family, "prior", None), str)
+    if isinstance(family, Poisson | Bernoulli) or (isinstance(family, Categorical) and not auto):
+        if (summary.weight <= 0).any():
+            j = int(np.argmax(summary.weight <= 0))
+            raise InputError(
+                f"Column {j} of X has no observed value (with a positive sample_weight); "
+                "nothing can be learned about it. Drop the column."
+            )
+        rows = np.vstack([summary.low, summary.high, summary.filled_mean])
+        return family.bind(rows, np.array([0.0, 0.0, 1.0]))
+    raise InputError(
+        f"A table streamed from a file binds Gaussian (without a prior), Poisson, Bernoulli "
+        f"and Categorical (without prior='auto') families and products of them; "
+        f"{family!r} reads more of the rows than one statistics pass gives. Read the "
+        "table into memory (table.read()) and fit that, or choose another family."
+    )
+
+
+def check_blocks(family: Any, X: Any, labels: Any) -> None:
+    """``family.check`` on every block of a streamed table, a message naming the block's
+    first row (the row in the message counts from it)."""
+    for start, rows in X.iter_chunks():
+        try:
+            family.check(rows, labels)
+        except InputError as exc:
+            raise InputError(
+                f"In the block of rows {start}..{start + rows.shape[0] - 1} of {X!r} (rows "
+                f"below count from {start}): {exc}"
+            ) from exc
 
 
 def group_by_pattern(

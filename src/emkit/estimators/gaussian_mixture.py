@@ -398,7 +398,7 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
             family = bind_gaussian(unbound, summary, n)
             missing = summary.missing
             filled: Any = Xa
-            fill = filler(summary.shift) if missing else None
+            fill = filler(summary.fill_means) if missing else None
         else:
             Xa, w, known, filled, missing = order_by_pattern(Xa, w, known)
             family = unbound.bind(filled, w)

@@ -38,7 +38,16 @@ from emkit.estimators._mixture_base import (
     logger,
     order_by_pattern,
 )
-from emkit.estimators._rows import initial_statistics_bounded, standardizer
+from emkit.estimators._rows import (
+    bind_streamed,
+    check_blocks,
+    check_streamed,
+    column_summary,
+    filler,
+    initial_statistics_bounded,
+    is_streamed,
+    standardizer,
+)
 from emkit.exceptions import DegenerateComponentWarning, InputError, InputTypeError
 from emkit.families import Bernoulli, Categorical, Gaussian, Multinomial, Poisson, Product
 from emkit.families._base import check_family
@@ -412,9 +421,19 @@ default='exact'
                     f"{why}, or use e_step='exact'."
                 )
 
-    def _validate_X(self, X: Any, *, reset: bool) -> tuple[Array, list[str]]:
+    def _validate_X(self, X: Any, *, reset: bool) -> tuple[Any, list[str]]:
         """The rows as one float matrix (category columns as their codes) and the column
-        labels for messages."""
+        labels for messages; a table streamed from a file (:func:`emkit.io.open_table`)
+        as it is, its columns checked."""
+        if is_streamed(X):
+            binarize = getattr(self, "binarize", None)
+            if binarize is not None:
+                raise InputError(
+                    f"binarize={binarize!r} changes the rows before the fit; a table "
+                    "streamed from a file is fitted as it is. Write the 0/1 values to the "
+                    "file, or read the table into memory (table.read())."
+                )
+            return check_streamed(self, X, reset=reset), [repr(name) for name in X.names]
         if hasattr(X, "dtypes") and hasattr(X, "columns"):
             Xa = self._frame_to_matrix(X, reset=reset)
         else:
@@ -559,14 +578,29 @@ default='exact'
         dtype = resolve_dtype(self.dtype)
         w = check_sample_weight(sample_weight, n, dtype)
         known = check_labels(y, n, K) if self.semi_supervised else None
-        family: Any = getattr(self, "family_", None) if warm else self._family_spec(X)
+        streamed = is_streamed(Xa)
+        # (a streamed table holds float64 values: its kinds are those of a float array)
+        spec_of = np.empty((0, d)) if streamed else X
+        family: Any = getattr(self, "family_", None) if warm else self._family_spec(spec_of)
         check_family(family)
         if not warm and isinstance(family, Product):
-            family = family.resolve(getattr(self, "feature_names_in_", None), d)
-        family.check(Xa, labels)  # values first, in the caller's row order; bind reads them
-        Xa, w, known, filled, missing = order_by_pattern(Xa, w, known)
-        if not warm:
-            family = family.bind(filled, w)
+            names = Xa.names if streamed else getattr(self, "feature_names_in_", None)
+            family = family.resolve(names, d)
+        fill = None
+        if streamed:
+            # values checked a block at a time, the binding from one statistics pass;
+            # rows stay in the file's order (each chunk groups its own missing patterns)
+            check_blocks(family, Xa, labels)
+            summary = column_summary(engine, RowSource(Xa, w))
+            missing, filled = summary.missing, Xa
+            fill = filler(summary.fill_means) if missing else None
+            if not warm:
+                family = bind_streamed(family, summary, n)
+        else:
+            family.check(Xa, labels)  # values first, in the caller's row order; bind reads them
+            Xa, w, known, filled, missing = order_by_pattern(Xa, w, known)
+            if not warm:
+                family = family.bind(filled, w)
         fixed_params = dict(self.fixed or {})  # known parameters: the weights', the family's
         alpha = float(self.weight_concentration)
         known_weights = fixed_weights(fixed_params.pop("weights", None), K, alpha)
@@ -589,9 +623,11 @@ default='exact'
         if self.verbose:
             logger.info("Family: %r", family)
         # log h(x) depends on no parameter: once per fit, then a column of data
+        first_row = next(Xa.iter_chunks())[1][:1] if streamed else Xa[:1]
         log_h = (
-            engine.map_rows(model.base_measure, Xa)
-            if model.base_measure(Xa[:1]) is not None
+            # in chunks sized as the E-step's (a bare array would be mapped as one chunk)
+            engine.map_rows(model.base_measure, RowSource(Xa, work_bytes=row_bytes))
+            if model.base_measure(first_row) is not None
             else None
         )
         data = RowSource(Xa, w, known, (log_h,), row_bytes)
@@ -625,6 +661,7 @@ default='exact'
                     w,
                     K,
                     rng,
+                    fill,
                     work_bytes=row_bytes,
                     view=standardizer,
                     known=known,
@@ -747,8 +784,13 @@ default='exact'
     def _map_model(self, X: Any, make: Callable[[Any, Any], Callable[[Array], Any]]) -> Any:
         check_is_fitted(self)
         Xa, labels = self._validate_X(X, reset=False)
-        missing = has_missing_values(Xa)
-        self.family_.check(Xa, labels)
+        if is_streamed(Xa):
+            check_blocks(self.family_, Xa, labels)
+            with fit_engine(self) as engine:
+                missing = column_summary(engine, RowSource(Xa)).missing
+        else:
+            missing = has_missing_values(Xa)
+            self.family_.check(Xa, labels)
         model = Mixture(self.family_, resolve_dtype(self.dtype), missing=missing)
         fn = make(model, self.params_)
         row_bytes = model.row_bytes(Xa.shape[1], self.family_.n_stats, 2 * self.n_components)

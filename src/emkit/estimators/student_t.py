@@ -347,7 +347,7 @@ class StudentTMixture(FittedMixture, DensityMixin, BaseEstimator):
             shift = self.weights_ @ self.means_ if warm else summary.shift
             column_scale = centred_column_scale(np.concatenate(summary.spaced), shift)
             model = self._model(shift, missing, column_scale)
-            fill = filler(summary.shift) if missing else None
+            fill = filler(summary.fill_means) if missing else None
 
             def initialize(rng: np.random.Generator) -> StudentTParams:
                 if warm:
