@@ -324,9 +324,10 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
         checkpoint : str or os.PathLike, default=None
             A directory where the parameters and the objective trace are written
             atomically every 5 iterations and at the end. If it holds a checkpoint of the
-            same fit (same arguments, same data shape), EM continues from it and ends
-            with the model the uninterrupted fit gives. Needs ``n_init=1`` and plain EM
-            (no ``accelerate``).
+            same fit (same arguments and data: its key hashes the data's shape and dtype,
+            a bounded sample of its rows, the weights and labels), EM continues from it
+            and ends with the model the uninterrupted fit gives; another fit's checkpoint
+            is refused. Needs ``n_init=1`` and plain EM (no ``accelerate``).
 
         Returns
         -------

@@ -312,10 +312,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
             Non-negative weights; an integer weight is the same as repeating the row.
             The starts 'k-means++' and 'random' draw rows in proportion to it.
         checkpoint : str or os.PathLike, default=None
-            A directory where the centers and the objective trace are written atomically
-            every 5 iterations and at the end; a fit of the same arguments and data
-            continues from it and ends with the centers the uninterrupted fit gives. Needs
-            one start (``n_init=1``, the default with 'k-means++').
+            A directory to save the fit's state in and resume it from, as in
+            :meth:`emkit.GaussianMixture.fit` (one start: ``n_init=1``).
 
         Returns
         -------

@@ -304,9 +304,8 @@ class StudentTMixture(FittedMixture, DensityMixin, BaseEstimator):
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative weights; an integer weight is the same as repeating the row.
         checkpoint : str or os.PathLike, default=None
-            A directory where the parameters and the objective trace are written
-            atomically every 5 iterations and at the end; a fit of the same arguments and
-            data continues from it (see :meth:`GaussianMixture.fit`).
+            A directory to save the fit's state in and resume it from, as in
+            :meth:`emkit.GaussianMixture.fit` (one start: ``n_init=1``).
 
         Returns
         -------
