@@ -2,7 +2,10 @@
 
 For each workload (those of ``bench_gmm.py``: iris-sized, then synthetic mixtures up to
 500,000 x 32), a child process makes the data, then fits a default estimator
-(``GaussianMixture(K, covariance_type=...)``, default k-means initialization) and reports:
+(``GaussianMixture(K, covariance_type=...)``, default k-means initialization; with
+``--estimator``, any mixture estimator's default fit: ``mixture-model``, ``student-t``,
+``mppca``, ``mfa``, ``kmeans``, and ``poisson``, ``bernoulli``, ``categorical`` on counts,
+0/1 values or codes of the same n x d) and reports:
 
 * **RSS growth**: the process's peak resident set size during the fit minus its resident
   size just before it (Linux: the peak is reset through ``/proc/self/clear_refs`` after the
@@ -21,6 +24,7 @@ The limit checked is the issue's: at most max(25% of the input, 256 MiB) beyond 
     python bench/bench_memory.py --workloads 4 --stream
     python bench/bench_memory.py --quick              # 1% of the rows, a smoke run
     python bench/bench_memory.py --workloads 5 --stream --format parquet   # 4M x 16
+    python bench/bench_memory.py --estimator all --no-tracemalloc   # every estimator
 """
 
 from __future__ import annotations
@@ -65,13 +69,64 @@ WORKLOADS = [
 STREAM_TARGET = Workload("4M-16d-8k-full", 4_000_000, 16, 8, "full")
 
 
-def make_data(w: Workload, seed: int = 0) -> np.ndarray:
+# --estimator: what a default fit of each mixture estimator is, and the data it reads
+# (discrete families: counts, 0/1 or codes of the workload's n x d, as float64)
+ESTIMATORS = (
+    "gmm",
+    "mixture-model",
+    "poisson",
+    "bernoulli",
+    "categorical",
+    "student-t",
+    "mppca",
+    "mfa",
+    "kmeans",
+)
+DISCRETE = ("poisson", "bernoulli", "categorical")
+
+
+def make_data(w: Workload, seed: int = 0, estimator: str = "gmm") -> np.ndarray:
     rng = np.random.default_rng(seed)
-    centers = rng.normal(0, 5, (w.k, w.d))
     labels = rng.integers(0, w.k, w.n)
+    if estimator == "poisson":
+        rates = rng.uniform(0.5, 10.0, (w.k, w.d))
+        return rng.poisson(rates[labels]).astype(np.float64)
+    if estimator in ("bernoulli", "categorical"):
+        levels = 2 if estimator == "bernoulli" else 4
+        p = rng.dirichlet(np.ones(levels), (w.k, w.d))  # (k, d, levels)
+        cumulative = p.cumsum(axis=2)[labels]  # (n, d, levels): rows of every cluster
+        draws = (rng.uniform(size=(w.n, w.d, 1)) > cumulative).sum(axis=2)
+        del cumulative
+        return np.minimum(draws, levels - 1).astype(np.float64)
+    centers = rng.normal(0, 5, (w.k, w.d))
     X = rng.standard_normal((w.n, w.d))
     X += centers[labels]
     return X
+
+
+def make_estimator(estimator: str, w: Workload, max_iter: int) -> Any:
+    """The default fit of ``estimator`` on workload ``w`` (a fixed number of iterations)."""
+    import emkit
+
+    common: dict[str, Any] = {"max_iter": max_iter, "tol": 0.0, "random_state": 0}
+    if estimator == "gmm":
+        return emkit.GaussianMixture(w.k, covariance_type=w.covariance, **common)
+    if estimator == "mixture-model":
+        from emkit.families import Gaussian
+
+        return emkit.MixtureModel(Gaussian(w.covariance), w.k, **common)
+    if estimator == "poisson":
+        return emkit.PoissonMixture(w.k, **common)
+    if estimator == "bernoulli":
+        return emkit.BernoulliMixture(w.k, **common)
+    if estimator == "categorical":
+        return emkit.CategoricalMixture(w.k, **common)
+    if estimator == "student-t":
+        return emkit.StudentTMixture(w.k, covariance_type=w.covariance, **common)
+    if estimator in ("mppca", "mfa"):
+        kind = emkit.MixtureOfPPCA if estimator == "mppca" else emkit.MixtureOfFactorAnalyzers
+        return kind(w.k, n_factors=max(1, min(2, w.d - 1)), **common)
+    return emkit.KMeans(w.k, max_iter=max_iter, tol=0.0, random_state=0)
 
 
 def _rss() -> int:
@@ -95,11 +150,11 @@ def _reset_peak() -> None:
         fh.write("5")
 
 
-def child(w: Workload, max_iter: int, mode: str, stream: bool, fmt: str) -> dict[str, Any]:
+def child(
+    w: Workload, max_iter: int, mode: str, stream: bool, fmt: str, estimator: str = "gmm"
+) -> dict[str, Any]:
     """Run in the child: one fit, its memory."""
-    import emkit
-
-    X = make_data(w)
+    X = make_data(w, estimator=estimator)
     source: Any = X
     tmp = None
     if stream:
@@ -117,9 +172,7 @@ def child(w: Workload, max_iter: int, mode: str, stream: bool, fmt: str) -> dict
         del X
         gc.collect()
         source = open_table(tmp)
-    gm = emkit.GaussianMixture(
-        w.k, covariance_type=w.covariance, max_iter=max_iter, tol=0.0, random_state=0
-    )
+    gm = make_estimator(estimator, w, max_iter)
     gc.collect()
     start = time.perf_counter()
     if mode == "rss":
@@ -136,15 +189,18 @@ def child(w: Workload, max_iter: int, mode: str, stream: bool, fmt: str) -> dict
     if tmp is not None:
         tmp.unlink()
     per_iteration = float(np.median(gm.trace_.seconds)) if gm.n_iter_ else float("nan")
+    objective = getattr(gm, "lower_bound_", None)
     return {
         "bytes": int(grown),
         "seconds": seconds,
         "seconds_per_iteration": per_iteration,
-        "lower_bound": float(gm.lower_bound_),
+        "lower_bound": float(-gm.inertia_ if objective is None else objective),
     }
 
 
-def run_child(w: Workload, max_iter: int, mode: str, stream: bool, fmt: str) -> dict[str, Any]:
+def run_child(
+    w: Workload, max_iter: int, mode: str, stream: bool, fmt: str, estimator: str = "gmm"
+) -> dict[str, Any]:
     cmd = [
         sys.executable,
         __file__,
@@ -156,6 +212,8 @@ def run_child(w: Workload, max_iter: int, mode: str, stream: bool, fmt: str) -> 
         mode,
         "--format",
         fmt,
+        "--estimator",
+        estimator,
     ] + (["--stream"] if stream else [])
     out = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
     if out.returncode != 0:
@@ -171,14 +229,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stream", action="store_true", help="also fit from a .npy file")
     parser.add_argument("--no-tracemalloc", action="store_true")
     parser.add_argument("--format", choices=("npy", "parquet"), default="npy")
+    parser.add_argument(
+        "--estimator",
+        default="gmm",
+        help=f"comma-separated, or 'all': {', '.join(ESTIMATORS)} (default gmm)",
+    )
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--mode", default="rss", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child is not None:
         w = Workload(**json.loads(args.child))
-        print(json.dumps(child(w, args.max_iter, args.mode, args.stream, args.format)))
+        print(
+            json.dumps(child(w, args.max_iter, args.mode, args.stream, args.format, args.estimator))
+        )
         return 0
+    estimators = ESTIMATORS if args.estimator == "all" else tuple(args.estimator.split(","))
+    for name in estimators:
+        if name not in ESTIMATORS:
+            parser.error(f"--estimator {name!r}: choose among {', '.join(ESTIMATORS)} or 'all'")
     every = [*WORKLOADS, STREAM_TARGET]
     chosen = (
         WORKLOADS if args.workloads == "all" else [every[int(i)] for i in args.workloads.split(",")]
@@ -188,40 +257,46 @@ def main(argv: list[str] | None = None) -> int:
             Workload(w.name, max(w.n // 100, 10 * w.k), w.d, w.k, w.covariance) for w in chosen
         ]
     rows = []
-    header = f"{'workload':22s} {'input MiB':>9s} {'how':>7s} {'RSS +MiB':>9s} {'% input':>8s} "
+    header = f"{'estimator':14s} {'workload':22s} {'input MiB':>9s} {'how':>7s} "
+    header += f"{'RSS +MiB':>9s} {'% input':>8s} "
     header += f"{'traced MiB':>10s} {'limit MiB':>9s} {'ok':>4s} {'s/iter':>7s}"
     print(header)
-    for w in chosen:
+    for estimator, w, stream in (
+        (e, w, s)
+        for e in estimators
+        for w in chosen
+        for s in ([False, True] if args.stream else [False])
+    ):
         size = w.n * w.d * 8
         limit = max(MEMORY_FRACTION * size, MEMORY_FLOOR)
-        for stream in [False, True] if args.stream else [False]:
-            rss = run_child(w, args.max_iter, "rss", stream, args.format)
-            traced = (
-                None
-                if args.no_tracemalloc
-                else run_child(w, args.max_iter, "trace", stream, args.format)
-            )
-            how = "stream" if stream else "memory"
-            row = {
-                "workload": w.name,
-                "how": how,
-                "input_bytes": size,
-                "rss_growth_bytes": rss["bytes"],
-                "traced_peak_bytes": None if traced is None else traced["bytes"],
-                "limit_bytes": limit,
-                "seconds": rss["seconds"],
-                "seconds_per_iteration": rss["seconds_per_iteration"],
-                "lower_bound": rss["lower_bound"],
-                "within_limit": rss["bytes"] <= limit,
-            }
-            rows.append(row)
-            traced_text = "-" if traced is None else f"{traced['bytes'] / MIB:10.1f}"
-            print(
-                f"{w.name:22s} {size / MIB:9.1f} {how:>7s} {rss['bytes'] / MIB:9.1f} "
-                f"{100 * rss['bytes'] / size:8.1f} {traced_text:>10s} {limit / MIB:9.1f} "
-                f"{'PASS' if row['within_limit'] else 'MISS':>4s} "
-                f"{rss['seconds_per_iteration']:7.3f}"
-            )
+        rss = run_child(w, args.max_iter, "rss", stream, args.format, estimator)
+        traced = (
+            None
+            if args.no_tracemalloc
+            else run_child(w, args.max_iter, "trace", stream, args.format, estimator)
+        )
+        how = "stream" if stream else "memory"
+        row = {
+            "estimator": estimator,
+            "workload": w.name,
+            "how": how,
+            "input_bytes": size,
+            "rss_growth_bytes": rss["bytes"],
+            "traced_peak_bytes": None if traced is None else traced["bytes"],
+            "limit_bytes": limit,
+            "seconds": rss["seconds"],
+            "seconds_per_iteration": rss["seconds_per_iteration"],
+            "lower_bound": rss["lower_bound"],
+            "within_limit": rss["bytes"] <= limit,
+        }
+        rows.append(row)
+        traced_text = "-" if traced is None else f"{traced['bytes'] / MIB:10.1f}"
+        print(
+            f"{estimator:14s} {w.name:22s} {size / MIB:9.1f} {how:>7s} {rss['bytes'] / MIB:9.1f} "
+            f"{100 * rss['bytes'] / size:8.1f} {traced_text:>10s} {limit / MIB:9.1f} "
+            f"{'PASS' if row['within_limit'] else 'MISS':>4s} "
+            f"{rss['seconds_per_iteration']:7.3f}"
+        )
     if args.json is not None:
         args.json.write_text(json.dumps(rows, indent=2))
     return 0

@@ -18,14 +18,15 @@ from emkit.inference.checkpoint import Checkpoint, Saved
 
 SRC = pathlib.Path(__file__).resolve().parents[1] / "src"
 
-# The child fits a mixture with a checkpoint; EMKIT_KILL_AT=k kills it with SIGKILL in its
-# k-th checkpoint write, after the temporary file is written and before it is renamed.
+# The child builds the estimator ``argv[4]`` names, fits it with a checkpoint and saves
+# the attributes ``argv[5]`` lists (and n_iter_); EMKIT_KILL_AT=k kills it with SIGKILL in
+# its k-th checkpoint write, after the temporary file is written and before it is renamed.
 CHILD = textwrap.dedent(
     """
     import os, signal, sys
     import numpy as np
+    import emkit
     import emkit.inference.checkpoint as checkpoint
-    from emkit import GaussianMixture
 
     kill_at = int(os.environ.get("EMKIT_KILL_AT", "0"))
     writes = []
@@ -39,11 +40,15 @@ CHILD = textwrap.dedent(
 
     checkpoint._replace = dying_replace
     X = np.load(sys.argv[1])
-    gm = GaussianMixture(3, covariance_type="full", random_state=0, tol=1e-5, max_iter=500)
-    gm.fit(X, checkpoint=sys.argv[2])
-    np.savez(sys.argv[3], means=gm.means_, covariances=gm.covariances_, weights=gm.weights_,
-             n_iter=gm.n_iter_, lower_bounds=gm.lower_bounds_)
+    model = eval(sys.argv[4], vars(emkit)).fit(X, checkpoint=sys.argv[2])
+    names = sys.argv[5].split(",")
+    np.savez(sys.argv[3], n_iter=model.n_iter_, **{n: getattr(model, n) for n in names})
     """
+)
+
+GAUSSIAN = (
+    "GaussianMixture(3, covariance_type='full', random_state=0, tol=1e-5, max_iter=500)",
+    "means_,covariances_,weights_,lower_bounds_",
 )
 
 
@@ -56,13 +61,17 @@ def _data() -> np.ndarray:
 
 
 def _run_child(
-    tmp: pathlib.Path, directory: pathlib.Path, kill_at: int
+    tmp: pathlib.Path,
+    directory: pathlib.Path,
+    kill_at: int,
+    estimator: tuple[str, str] = GAUSSIAN,
 ) -> subprocess.CompletedProcess[str]:
     script = tmp / "child.py"
     script.write_text(CHILD)
     env = {**os.environ, "PYTHONPATH": str(SRC), "EMKIT_KILL_AT": str(kill_at)}
+    outputs = [str(tmp / "out.npz"), *estimator]
     return subprocess.run(
-        [sys.executable, str(script), str(tmp / "x.npy"), str(directory), str(tmp / "out.npz")],
+        [sys.executable, str(script), str(tmp / "x.npy"), str(directory), *outputs],
         env=env,
         capture_output=True,
         text=True,
@@ -90,8 +99,65 @@ def test_a_fit_killed_by_sigkill_resumes_to_the_uninterrupted_model(tmp_path: pa
     out = np.load(tmp_path / "out.npz")
     assert int(out["n_iter"]) == whole.n_iter_
     for name in ("means", "covariances", "weights"):
-        np.testing.assert_allclose(out[name], getattr(whole, f"{name}_"), rtol=0, atol=1e-12)
-    np.testing.assert_allclose(out["lower_bounds"], whole.lower_bounds_, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(out[f"{name}_"], getattr(whole, f"{name}_"), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(out["lower_bounds_"], whole.lower_bounds_, rtol=0, atol=1e-12)
+
+
+KILLED = {
+    "PoissonMixture": (
+        "PoissonMixture(3, random_state=0, tol=1e-9, max_iter=500)",
+        "weights_,rates_,lower_bounds_",
+    ),
+    "StudentTMixture": (
+        "StudentTMixture(3, dof_type='fixed', degrees_of_freedom=4.0, random_state=0, tol=1e-7)",
+        "weights_,means_,covariances_,degrees_of_freedom_,lower_bounds_",
+    ),
+    "MixtureOfPPCA": (
+        "MixtureOfPPCA(3, n_factors=1, random_state=0, tol=1e-7, max_iter=500)",
+        "weights_,means_,covariances_,lower_bounds_",
+    ),
+    "KMeans": ("KMeans(3, random_state=0, tol=0.0, max_iter=500)", "cluster_centers_,inertia_"),
+    "FactorAnalysis": (
+        "FactorAnalysis(1, random_state=0, tol=1e-4, max_iter=500)",
+        "components_,mean_,noise_variance_,lower_bounds_",
+    ),
+}
+
+
+def _overlapping(name: str) -> np.ndarray:
+    rng = np.random.default_rng(3)
+    # overlapping clusters: EM (and Lloyd) take more than 5 iterations
+    X = np.vstack([rng.normal(c, 1.0, (150, 3)) for c in (0.0, 1.2, 2.4)])
+    X[:, 2] += X[:, 0]
+    return np.round(np.abs(X) * 3) if name == "PoissonMixture" else X
+
+
+@pytest.mark.parametrize("name", sorted(KILLED))
+def test_every_estimator_killed_mid_fit_resumes_to_the_uninterrupted_model(
+    tmp_path: pathlib.Path, name: str
+) -> None:
+    import emkit
+
+    expression, names = KILLED[name]
+    X = _overlapping(name)
+    np.save(tmp_path / "x.npy", X)
+    whole = eval(expression, vars(emkit)).fit(X)
+    assert whole.n_iter_ > 5, whole.n_iter_  # the kill at the first write is mid-run
+    directory = tmp_path / "ckpt"
+
+    def run(kill_at: int) -> subprocess.CompletedProcess[str]:
+        return _run_child(tmp_path, directory, kill_at, (expression, names))
+
+    killed = run(kill_at=2 if whole.n_iter_ > 10 else 1)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert (directory / "checkpoint.npz").exists() and not (tmp_path / "out.npz").exists()
+    resumed = run(kill_at=0)
+    assert resumed.returncode == 0, resumed.stderr
+    assert sorted(p.name for p in directory.iterdir()) == ["checkpoint.npz"]
+    out = np.load(tmp_path / "out.npz")
+    assert int(out["n_iter"]) == whole.n_iter_
+    for attr in names.split(","):
+        np.testing.assert_allclose(out[attr], getattr(whole, attr), rtol=0, atol=1e-12)
 
 
 def test_a_finished_checkpoint_gives_its_model_and_other_fits_are_refused(

@@ -210,9 +210,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fit.add_argument(
         "--stream",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=None,
         help="read DATA a block of rows at a time in every EM pass (.npy, .parquet, .csv, "
-        ".tsv; Gaussian mixtures): for files larger than memory",
+        ".tsv; Gaussian mixtures): for files larger than memory. Default: streamed when "
+        f"the file is larger than {STREAM_BYTES >> 20} MiB and the fit is of Gaussian "
+        "mixtures with the default --header and --delimiter; --no-stream reads it whole",
     )
     fit.add_argument(
         "--checkpoint",
@@ -349,6 +352,9 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
         "(default: plain EM)",
     )
 
+
+# Files larger than this are streamed by ``emkit fit`` unless --no-stream is given.
+STREAM_BYTES = 1 << 30
 
 _E_STEPS = ("exact", "hard", "variational", "monte-carlo", "stochastic")
 # the E-steps whose steps are random or a posterior's: SQUAREM extrapolates a
@@ -497,7 +503,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         args.accelerate,
     )
     _check_variant(options)
-    if args.stream:
+    if args.stream or (args.stream is None and _stream_by_size(args)):
         return _fit_streamed(args, options)
     table = _read(args)
     if args.checkpoint is not None and not _gaussian_only(table, args.family):
@@ -511,6 +517,20 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 def _gaussian_only(table: Table, family_spec: dict[str | None, str]) -> bool:
     return family_spec == {None: "gaussian"} or (
         set(family_spec.values()) <= {"auto", "gaussian"} and set(table.kinds) == {"float"}
+    )
+
+
+def _stream_by_size(args: argparse.Namespace) -> bool:
+    """Whether ``emkit fit`` streams DATA without being told: a file larger than
+    ``STREAM_BYTES`` that a streamed fit takes (Gaussian mixtures, the header detected and
+    the delimiter from the extension)."""
+    path = Path(args.data)
+    return (
+        path.is_file()
+        and path.stat().st_size > STREAM_BYTES
+        and not set(args.family.values()) - {"auto", "gaussian"}
+        and args.header == "auto"
+        and args.delimiter is None
     )
 
 

@@ -33,7 +33,7 @@ from emkit.exceptions import InputError
 from emkit.inference.accelerate import check_acceleration
 from emkit.inference.em import MONOTONICITY_POLICIES, EMTrace
 from emkit.inference.init import INIT_METHODS, one_hot
-from emkit.inference.online import OnlineState, check_schedule, online_update
+from emkit.inference.online import OnlineState
 from emkit.models.mixing import E_STEPS, Sampled, assignment
 
 __all__ = [
@@ -271,7 +271,9 @@ class FamilyMixture(FittedMixture):
                 checkpoint=(
                     None
                     if checkpoint is None
-                    else fit_checkpoint(est, checkpoint, plan.data.rows.shape)
+                    else fit_checkpoint(
+                        est, checkpoint, plan.data.rows, plan.data.weights, plan.data.labels
+                    )
                 ),
             )
         return plan, result
@@ -305,8 +307,9 @@ class FamilyMixture(FittedMixture):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            A mini-batch; NaN marks a missing value.
+        X : array-like of shape (n_samples, n_features) or ChunkedTable
+            A mini-batch; NaN marks a missing value. A table opened with
+            :func:`emkit.io.open_table` is read a block at a time, each block a mini-batch.
         y : None
             Ignored.
         sample_weight : array-like of shape (n_samples,), default=None
@@ -316,37 +319,30 @@ class FamilyMixture(FittedMixture):
         -------
         self
         """
-        check_schedule(self.learning_offset, self.learning_decay)  # type: ignore[attr-defined]
         if isinstance(assignment(self.e_step), Sampled):  # type: ignore[attr-defined]
             raise InputError(
                 f"partial_fit takes e_step='exact' or 'hard', got {self.e_step!r}: "  # type: ignore[attr-defined]
                 "online EM blends each batch's statistics with a decreasing step size, "
                 "which already averages out noise; fit Monte-Carlo EM with fit(X)."
             )
-        state: OnlineState[Any] | None = getattr(self, "_online", None)
-        first = state is None and not hasattr(self, "weights_")
-        with fit_engine(self, X) as engine:
-            if first:
-                # fit's initialization on the first batch (its first draw), no EM step
-                self._check_parameters()
-                plan = self._plan(X, None, sample_weight, engine, warm=False)
-                model = replace(plan.model, missing=True)  # a later batch may have NaN
-                state = OnlineState(model, plan.initialize(plan.rng))
-            elif state is None:
-                state = OnlineState(*self._online_start())
-            Xa, w = self._online_rows(X, sample_weight, state.model)
-            state = online_update(
-                state,
-                engine,
-                RowSource(Xa, w),
-                float(self.learning_offset),  # type: ignore[attr-defined]
-                float(self.learning_decay),  # type: ignore[attr-defined]
-            )
-        previous = self.lower_bounds_ if state.updates > 1 else np.zeros(0)
-        trace = EMTrace(np.append(previous, state.objective), np.zeros(previous.shape[0] + 1))
-        self._set_online(state.model, state.params, trace, Xa.dtype if first else None)
-        self._online = state
-        return self
+        from emkit.estimators._rows import partial_fit_rows
+
+        def start(engine: Engine, X: Any, sample_weight: Any) -> tuple[OnlineState[Any], bool]:
+            if hasattr(self, "weights_"):  # online EM from the fitted parameters
+                return OnlineState(*self._online_start()), False
+            # fit's initialization on the first batch (its first draw), no EM step
+            self._check_parameters()
+            plan = self._plan(X, None, sample_weight, engine, warm=False)
+            model = replace(plan.model, missing=True)  # a later batch may have NaN
+            return OnlineState(model, plan.initialize(plan.rng)), True
+
+        def batch(X: Any, sample_weight: Any, state: OnlineState[Any]) -> RowSource:
+            return RowSource(*self._online_rows(X, sample_weight, state.model))
+
+        def finish(state: OnlineState[Any], trace: EMTrace, dtype: Any, seen: float) -> None:
+            self._set_online(state.model, state.params, trace, dtype)
+
+        return partial_fit_rows(self, X, sample_weight, start=start, batch=batch, finish=finish)
 
     def impute(self, X: Any) -> Array:
         """``X`` with every missing value (NaN) replaced by its conditional mean given the
@@ -403,14 +399,11 @@ def order_by_pattern(
     complete rows keep the fast path. The mean-filled copy is for the family's
     data-dependent settings and the initialization only.
     """
+    from emkit.estimators._rows import group_by_pattern
+
     if not has_missing_values(X):
         return X, weights, labels, X, False
-    missing = np.isnan(X)
-    keys = np.packbits(missing, axis=1)
-    order = np.lexsort((*keys.T[::-1], missing.sum(axis=1)))
-    X = X[order]
-    weights = None if weights is None else weights[order]
-    labels = None if labels is None else labels[order]
+    X, weights, labels = group_by_pattern(X, weights, labels)
     return X, weights, labels, mean_filled(X), True
 
 

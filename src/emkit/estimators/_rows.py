@@ -12,13 +12,14 @@ time.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from emkit._validation import check_fit_range
+from emkit._validation import check_fit_range, has_missing_values
 from emkit.engines._source import RowIndex, RowSource
 from emkit.exceptions import InputError
 from emkit.inference.init import (
@@ -29,15 +30,21 @@ from emkit.inference.init import (
 )
 
 __all__ = [
+    "FINGERPRINT_ROWS",
     "INIT_ROWS",
     "ColumnSummary",
     "bind_gaussian",
+    "bind_streamed",
+    "check_blocks",
     "check_streamed",
     "column_summary",
+    "data_fingerprint",
     "filler",
     "fit_checkpoint",
+    "group_by_pattern",
     "initial_statistics_bounded",
     "is_streamed",
+    "standardizer",
 ]
 
 Array = NDArray[np.floating[Any]]
@@ -45,9 +52,14 @@ Array = NDArray[np.floating[Any]]
 # Rows the initialization reads at most (a sample beyond): 2^17 rows of 32 float64
 # columns are 32 MiB, and k-means' own copies and distances a few times that.
 INIT_ROWS = 1 << 17
+# Rows of the data a checkpoint's key reads (every row of smaller data): 8 MiB of 256
+# float64 columns, a few milliseconds to hash.
+FINGERPRINT_ROWS = 4096
 # Rows of the evenly spaced sample a Gaussian family's column scale is the median over
 # (families/gaussian.py: centred_column_scale takes every max(1, n // 65536)-th row).
 _SCALE_ROWS = 65536
+# initializations that draw from the number of rows alone, not their values
+_ROW_BLIND = ("random", "random_from_data")
 
 
 def is_streamed(X: Any) -> bool:
@@ -66,6 +78,9 @@ class ColumnSummary:
     high: Array  # (d,) the largest (-inf where none)
     missing: bool  # whether any value is missing
     spaced: tuple[Array, ...]  # every step-th row of the whole, in row order
+    count: Array  # (d,) the number of observed values of each column (unweighted)
+    plain: Array  # (d,) their unweighted sum
+    total: float  # the weight of every row
 
     def __add__(self, other: ColumnSummary) -> ColumnSummary:
         return ColumnSummary(
@@ -75,11 +90,30 @@ class ColumnSummary:
             np.fmax(self.high, other.high),
             self.missing or other.missing,
             self.spaced + other.spaced,
+            self.count + other.count,
+            self.plain + other.plain,
+            self.total + other.total,
         )
 
     @property
     def shift(self) -> Array:
         return self.sums / np.where(self.weight > 0, self.weight, 1.0)
+
+    @property
+    def fill_means(self) -> Array:
+        """The unweighted mean of each column's observed values: what a missing value is
+        filled with for the binding and the initialization (as :func:`mean_filled` does
+        in memory)."""
+        return self.plain / np.where(self.count > 0, self.count, 1.0)
+
+    @property
+    def filled_mean(self) -> Array:
+        """The weighted mean of each column once its missing values are filled with
+        :attr:`fill_means` (the mean a binding reads from the filled rows in memory)."""
+        if not self.missing:
+            return self.shift
+        total = self.total if self.total > 0 else 1.0
+        return (self.sums + (self.total - self.weight) * self.fill_means) / total
 
     def scale(self, shift: Array) -> float:
         """max |x - shift| over the observed values (:func:`centred_scale`'s)."""
@@ -96,23 +130,117 @@ def column_summary(engine: Any, source: RowSource) -> ColumnSummary:
         observed = ~np.isnan(X)
         missing = not bool(observed.all())
         values = np.where(observed, X, 0.0) if missing else X
+        count = observed.sum(axis=0).astype(np.float64)
+        plain = values.sum(axis=0, dtype=np.float64)
         if w is None:
-            weight = observed.sum(axis=0).astype(np.float64)
-            sums = values.sum(axis=0, dtype=np.float64)
+            weight, sums, total = count, plain, float(X.shape[0])
         else:
             w64 = np.asarray(w, dtype=np.float64)
             weight = w64 @ observed
             sums = w64 @ values
+            total = float(w64.sum())
         low = np.fmin.reduce(X, axis=0).astype(np.float64)
         high = np.fmax.reduce(X, axis=0).astype(np.float64)
         low = np.where(np.isnan(low), np.inf, low)
         high = np.where(np.isnan(high), -np.inf, high)
         first = int((-index[0]) % step) if index.size else 0
         # a copy: a view would keep a streamed block alive
-        return ColumnSummary(weight, sums, low, high, missing, (X[first::step].copy(),))
+        spaced = (X[first::step].copy(),)
+        return ColumnSummary(weight, sums, low, high, missing, spaced, count, plain, total)
 
     return engine.map_reduce(
         summarize, RowSource(source.rows, source.weights, columns=(RowIndex(n),))
+    )
+
+
+def _columns(summary: ColumnSummary, cols: Any) -> ColumnSummary:
+    """The summary of the columns ``cols`` alone."""
+    return ColumnSummary(
+        summary.weight[cols],
+        summary.sums[cols],
+        summary.low[cols],
+        summary.high[cols],
+        summary.missing,
+        tuple(rows[:, cols] for rows in summary.spaced),
+        summary.count[cols],
+        summary.plain[cols],
+        summary.total,
+    )
+
+
+def bind_streamed(family: Any, summary: ColumnSummary, n_rows: int) -> Any:
+    """``family`` bound to rows read a block at a time, from their summary, as
+    ``family.bind(X, w)`` binds it from the rows in memory (missing values filled with
+    their column's mean, :attr:`ColumnSummary.fill_means`).
+
+    A Gaussian without a prior binds from the centre, spread and column scales
+    (:func:`bind_gaussian`). Poisson, Bernoulli and Categorical families (without
+    Categorical's ``prior='auto'``, which counts every category) read only each column's
+    extremes and weighted mean: they bind to three rows that hold them, the extremes with
+    weight 0 and the means with weight 1 (a weighted average of them is the means exactly,
+    their maxima and minima the columns'). A product binds each block on its columns.
+    Other families read more of the rows than a summary holds: they are refused.
+    """
+    from emkit.families import Bernoulli, Categorical, Poisson, Product
+    from emkit.families.gaussian import GaussianFamily
+
+    if isinstance(family, Product):
+        d = summary.weight.shape[0]
+        return Product(
+            {
+                name: (cols, bind_streamed(fam, _columns(summary, np.asarray(cols)), n_rows))
+                for name, (cols, fam) in family.resolve(None, d).blocks.items()
+            }
+        )
+    if isinstance(family, GaussianFamily) and family.prior is None:
+        return bind_gaussian(family, summary, n_rows)
+    auto = isinstance(getattr(family, "prior", None), str)
+    if isinstance(family, Poisson | Bernoulli) or (isinstance(family, Categorical) and not auto):
+        if (summary.weight <= 0).any():
+            j = int(np.argmax(summary.weight <= 0))
+            raise InputError(
+                f"Column {j} of X has no observed value (with a positive sample_weight); "
+                "nothing can be learned about it. Drop the column."
+            )
+        rows = np.vstack([summary.low, summary.high, summary.filled_mean])
+        return family.bind(rows, np.array([0.0, 0.0, 1.0]))
+    raise InputError(
+        f"A table streamed from a file binds Gaussian (without a prior), Poisson, Bernoulli "
+        f"and Categorical (without prior='auto') families and products of them; "
+        f"{family!r} reads more of the rows than one statistics pass gives. Read the "
+        "table into memory (table.read()) and fit that, or choose another family."
+    )
+
+
+def check_blocks(family: Any, X: Any, labels: Any) -> None:
+    """``family.check`` on every block of a streamed table, a message naming the block's
+    first row (the row in the message counts from it)."""
+    for start, rows in X.iter_chunks():
+        try:
+            family.check(rows, labels)
+        except InputError as exc:
+            raise InputError(
+                f"In the block of rows {start}..{start + rows.shape[0] - 1} of {X!r} (rows "
+                f"below count from {start}): {exc}"
+            ) from exc
+
+
+def group_by_pattern(
+    X: Array, weights: Array | None, labels: NDArray[np.intp] | None
+) -> tuple[Array, Array | None, NDArray[np.intp] | None]:
+    """Rows with missing values ordered by their number of missing values, then by which
+    (sums ignore the order), with their weights and labels: rows of a pattern sit together,
+    so a chunk handles few patterns. Complete data is returned as it is (no copy)."""
+    if not has_missing_values(X):
+        return X, weights, labels
+    missing = np.isnan(X)
+    keys = np.packbits(missing, axis=1)
+    order = np.lexsort((*keys.T[::-1], missing.sum(axis=1)))
+    del missing, keys
+    return (
+        X[order],
+        None if weights is None else weights[order],
+        None if labels is None else labels[order],
     )
 
 
@@ -162,9 +290,13 @@ def check_streamed(estimator: Any, X: Any, *, reset: bool) -> Any:
     return X
 
 
-def fit_checkpoint(estimator: Any, directory: Any, shape: tuple[int, ...]) -> Any:
+def fit_checkpoint(
+    estimator: Any, directory: Any, X: Any, weights: Any = None, labels: Any = None
+) -> Any:
     """The :class:`~emkit.inference.checkpoint.Checkpoint` of ``fit(..., checkpoint=)``
-    (None without one), keyed by the estimator's arguments and the data's shape."""
+    (None without one), keyed by the estimator's arguments and the data: its shape, its
+    dtype, a bounded sample of its rows, its weights and its known labels
+    (:func:`data_fingerprint`), so that a resume against other data is refused."""
     if directory is None:
         return None
     from emkit.inference.checkpoint import Checkpoint
@@ -177,8 +309,26 @@ def fit_checkpoint(estimator: Any, directory: Any, shape: tuple[int, ...]) -> An
     # what the result depends on; not where it runs (engine, threads) nor what it logs
     ignored = {"engine", "n_threads", "verbose", "verbose_interval"}
     params = sorted((k, repr(v)) for k, v in estimator.get_params().items() if k not in ignored)
-    key = repr((type(estimator).__name__, params, tuple(int(s) for s in shape)))
+    data = data_fingerprint(X, weights, labels)
+    key = repr((type(estimator).__name__, params, tuple(int(s) for s in X.shape), data))
     return Checkpoint(directory, key)
+
+
+def data_fingerprint(X: Any, weights: Any = None, labels: Any = None) -> str:
+    """A SHA-256 digest of the data a fit reads: shape and dtype, ``FINGERPRINT_ROWS``
+    evenly spaced rows (every row of smaller data; read a block at a time from a stream),
+    and the weights and labels (one number a row, whole). Rows in memory and the same rows
+    streamed from a file give the same digest (values as float64)."""
+    n = int(X.shape[0])
+    digest = hashlib.sha256()
+    digest.update(repr((tuple(int(s) for s in X.shape), str(X.dtype))).encode())
+    indices = np.unique(np.linspace(0, max(n - 1, 0), min(n, FINGERPRINT_ROWS)).astype(np.intp))
+    # (a sparse matrix's rows made dense: a bounded number of them)
+    dense = X[indices].toarray() if hasattr(X, "toarray") else _rows_at(X, indices)
+    digest.update(np.ascontiguousarray(dense, dtype=np.float64).tobytes())
+    for values in (weights, labels):
+        digest.update(b"|" if values is None else np.ascontiguousarray(values).tobytes())
+    return digest.hexdigest()
 
 
 def _sample_seed(rng: RandomSource) -> int:
@@ -231,6 +381,8 @@ def initial_statistics_bounded(
     prepare: Any = None,
     work_bytes: int = 0,
     tree: Any = None,
+    view: Any = None,
+    known: NDArray[np.intp] | None = None,
 ) -> Any:
     """The statistics EM starts from, for ``init_params=method``, reading at most
     ``INIT_ROWS`` rows at once. ``tree`` is a hierarchy built beforehand on the same rows
@@ -243,19 +395,32 @@ def initial_statistics_bounded(
     uniform sample of ``INIT_ROWS`` rows gives ``n_components`` centers, every row is
     labelled by the nearest (``'kmeans'``), a chunk at a time, and the model's statistics
     of those labels are summed; ``'random'`` draws each chunk's soft responsibilities from
-    a generator keyed by the chunk's first row. ``prepare`` maps rows to what the
-    initialization reads (default: the rows; e.g. missing values filled).
+    a generator keyed by the chunk's first row.
+
+    ``prepare`` maps rows to what the model's statistics and the initialization read
+    (default: the rows; e.g. missing values filled). ``view(rows)`` returns the map from
+    prepared rows to the coordinates the clustering works in, fixed from ``rows`` (every
+    row on the exact path, the sample beyond; e.g. standardized columns); default: the
+    prepared rows themselves. ``known`` (labels of some rows, -1 elsewhere) renames the
+    start's components to agree with them and fixes those rows; it takes the exact path
+    whatever the number of rows (the labels are per row already).
     """
     from emkit.models.kmeans import nearest
 
     n = X.shape[0]
     K = n_components
-    prepare = prepare or (lambda rows: rows)
-    if n <= INIT_ROWS:
-        rows = prepare(X.read() if is_streamed(X) else X)
-        resp = initial_responsibilities(method, rows, K, rng, w, tree=tree)
-        from emkit.estimators._mixture_base import initial_statistics
+    prepare = prepare or _same
+    view = view or _identity_view
+    if n <= INIT_ROWS or known is not None:
+        from emkit.estimators._mixture_base import align_to_labels, initial_statistics
 
+        rows = prepare(X.read() if is_streamed(X) else X)
+        # (random starts read the number of rows only)
+        seen = rows if method in _ROW_BLIND else view(rows)(rows)
+        resp = initial_responsibilities(method, seen, K, rng, w, tree=tree)
+        del seen
+        if known is not None:
+            resp = align_to_labels(resp, known, K)
         return initial_statistics(model, engine, rows, w, resp, K, work_bytes)
     seed = _sample_seed(rng)
     if method == "random":
@@ -270,22 +435,114 @@ def initial_statistics_bounded(
     indices = np.sort(np.random.default_rng(seed).choice(n, INIT_ROWS, replace=False))
     sample = prepare(_rows_at(X, indices))
     w_sample = None if w is None else w[indices]
-    labels = initial_responsibilities(method, sample, K, rng, w_sample)
+    to_view = view(sample)
+    seen = to_view(sample)
+    labels = initial_responsibilities(method, seen, K, rng, w_sample)
     if method != "kmeans":  # seeds only: the labelled rows of the sample
         seeds = np.flatnonzero(labels >= 0)
         wk = None if w_sample is None else w_sample[seeds]
         return model.statistics_from_resp(sample[seeds], wk, one_hot(labels[seeds], K))
-    prepared = sample
     # the centers k-means ended with: the (weighted) means of its clusters
     weights = np.ones(labels.shape[0]) if w_sample is None else w_sample.astype(np.float64)
     totals = np.bincount(labels, weights, minlength=K)
-    sums = np.zeros((K, prepared.shape[1]))
-    np.add.at(sums, labels, weights[:, None] * prepared)
-    centers = np.where(totals[:, None] > 0, sums / np.maximum(totals, 1e-300)[:, None], prepared[0])
-    del sample, prepared
+    sums = np.zeros((K, seen.shape[1]))
+    np.add.at(sums, labels, weights[:, None] * seen)
+    centers = np.where(totals[:, None] > 0, sums / np.maximum(totals, 1e-300)[:, None], seen[0])
+    del sample, seen
 
     def labelled_stats(Xc: Array, wc: Array | None) -> Any:
         rows = prepare(Xc)
-        return model.statistics_from_resp(rows, wc, one_hot(nearest(rows, centers), K))
+        labels = nearest(to_view(rows), centers)
+        return model.statistics_from_resp(rows, wc, one_hot(labels, K))
 
     return engine.map_reduce(labelled_stats, RowSource(X, w, work_bytes=work_bytes))
+
+
+def _same(rows: Array) -> Array:
+    return rows
+
+
+def _identity_view(rows: Array) -> Any:
+    return _same
+
+
+def standardizer(rows: Array) -> Any:
+    """The map to columns of mean 0 and variance 1 (constant columns at 0) that k-means
+    on ``rows`` works in, its constants taken from ``rows``: applied to ``rows`` it gives
+    their standardized copy; applied to other rows (a chunk), the same affine map."""
+    # divided by the columns' largest |x| first: the squares of values around 1e200 (or
+    # 1e-200) would leave float64 and make every row look alike
+    size = np.max(np.abs(rows), axis=0).astype(np.float64)
+    size = np.where(size > 0, size, 1.0)
+    scaled = rows / size
+    mean = scaled.mean(axis=0, dtype=np.float64)
+    std = scaled.std(axis=0, dtype=np.float64)
+    std = np.where(std > 0, std, 1.0)
+    del scaled
+
+    def standardize(chunk: Array) -> Array:
+        return np.asarray((chunk / size - mean) / std)
+
+    return standardize
+
+
+def partial_fit_rows(
+    estimator: Any,
+    X: Any,
+    sample_weight: Any,
+    *,
+    start: Any,
+    batch: Any,
+    finish: Any,
+) -> Any:
+    """``partial_fit``'s work, one code path for every estimator that has it: one step of
+    online EM (:func:`~emkit.inference.online.online_update`, the engine's ``map_reduce``
+    of the batch's statistics, as every pass of a fit) on the mini-batch ``X``, or on each
+    block of a table streamed from a file (:func:`emkit.io.open_table`) in turn, each
+    block a mini-batch with its slice of ``sample_weight``.
+
+    The estimator's hooks: ``start(engine, X, sample_weight) -> (state, first)``, the
+    :class:`~emkit.inference.online.OnlineState` an estimator without a running one
+    begins from (``first``: it was unfitted and initialized from this batch);
+    ``batch(X, sample_weight, state) -> RowSource``, the batch's checked rows and weights;
+    ``finish(state, trace, dtype, seen)``, its fitted attributes after the step (``dtype``:
+    that of the first batch's rows when the run began unfitted, else None; ``seen``: the
+    sample weight seen before the batch).
+    """
+    from emkit.estimators._mixture_base import fit_engine
+    from emkit.inference.em import EMTrace
+    from emkit.inference.online import check_schedule, online_update
+
+    check_schedule(estimator.learning_offset, estimator.learning_decay)
+    if is_streamed(X):
+        n = int(X.shape[0])
+        weights = None if sample_weight is None else np.asarray(sample_weight)
+        if weights is not None and (weights.ndim != 1 or weights.shape[0] != n):
+            raise InputError(
+                f"sample_weight must have shape ({n},): one weight per row of {X!r}, got "
+                f"shape {weights.shape}."
+            )
+        for first_row, block in X.iter_chunks():
+            stop = first_row + block.shape[0]
+            part = None if weights is None else weights[first_row:stop]
+            partial_fit_rows(estimator, block, part, start=start, batch=batch, finish=finish)
+        return estimator
+    state = getattr(estimator, "_online", None)
+    first = False
+    with fit_engine(estimator, X) as engine:
+        if state is None:
+            state, first = start(engine, X, sample_weight)
+        source = batch(X, sample_weight, state)
+        seen = state.seen
+        state = online_update(
+            state,
+            engine,
+            source,
+            float(estimator.learning_offset),
+            float(estimator.learning_decay),
+        )
+    previous = estimator.lower_bounds_ if state.updates > 1 else np.zeros(0)
+    trace = EMTrace(np.append(previous, state.objective), np.zeros(previous.shape[0] + 1))
+    finish(state, trace, source.rows.dtype if first else None, seen)
+    estimator._online = state
+    return estimator

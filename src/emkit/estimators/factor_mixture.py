@@ -28,15 +28,20 @@ from emkit.estimators._mixture_base import (
     FittedMixture,
     check_em_parameters,
     fit_engine,
-    initial_statistics,
     logger,
     progress_callback,
     verbose_logging,
 )
-from emkit.estimators.latent_factor import check_scale_parameters, magnitude
+from emkit.estimators._rows import (
+    check_streamed,
+    column_summary,
+    fit_checkpoint,
+    initial_statistics_bounded,
+    is_streamed,
+)
+from emkit.estimators.latent_factor import check_scale_parameters
 from emkit.exceptions import InputError
 from emkit.inference.em import EMTrace, fit_em_restarts
-from emkit.inference.init import initial_responsibilities
 from emkit.inference.monte_carlo import monte_carlo_plan
 from emkit.models.factor_mixture import FactorMixture, FactorMixtureParams
 from emkit.models.latent_factor import (
@@ -102,7 +107,9 @@ class _FactorMixtureEstimator(FittedMixture, DensityMixin, BaseEstimator):
                 "variances, which keeps a collapsing cluster's likelihood finite."
             )
 
-    def _validate_X(self, X: Any, *, reset: bool) -> Array:
+    def _validate_X(self, X: Any, *, reset: bool) -> Any:
+        if is_streamed(X):  # a table read a block at a time (emkit.io.open_table)
+            return check_streamed(self, X, reset=reset)
         arr = as_float_matrix(X, dtype=None)  # float64 and float32 data are used in place
         validate_data(self, X, reset=reset, skip_check_array=True)
         return arr
@@ -110,15 +117,26 @@ class _FactorMixtureEstimator(FittedMixture, DensityMixin, BaseEstimator):
     # -- fitting ---------------------------------------------------------------------
 
     @warnings_once
-    def fit(self, X: ArrayLike, y: Any = None, sample_weight: ArrayLike | None = None) -> Any:
+    def fit(
+        self,
+        X: ArrayLike,
+        y: Any = None,
+        sample_weight: ArrayLike | None = None,
+        checkpoint: Any = None,
+    ) -> Any:
         """Estimate the mixture by EM.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like of shape (n_samples, n_features) or ChunkedTable
+            A table opened with :func:`emkit.io.open_table` is read a block at a time, in
+            every pass.
         y : ignored
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative weights; an integer weight is the same as repeating the row.
+        checkpoint : str or os.PathLike, default=None
+            A directory to save the fit's state in and resume it from, as in
+            :meth:`emkit.GaussianMixture.fit` (one start: ``n_init=1``).
 
         Returns
         -------
@@ -144,39 +162,48 @@ class _FactorMixtureEstimator(FittedMixture, DensityMixin, BaseEstimator):
                 "directions and needs at least one more for the noise. Decrease n_factors."
             )
         w = check_sample_weight(sample_weight, n)
-        # EM runs on X / scale (exact, a power of two): 1 unless X's magnitude is extreme
-        scale = power_of_two_scale(magnitude(Xa))
-        floor = _scaled_floor(float(self.reg_covar), scale)
-        if not np.isfinite(floor):
-            raise InputError(
-                f"X's values are of magnitude up to about {scale:.3g}, too small next to "
-                f"reg_covar={self.reg_covar!r} (the floor of the noise variances) for "
-                f"float64: every cluster would be that floor. Multiply X by a constant such "
-                f"as {1.0 / scale:.3g}, or lower reg_covar."
-            )
-        shift = Xa.mean(axis=0, dtype=np.float64) if w is None else (w @ Xa) / w.sum()
-        model = FactorMixture(
-            noise_structure(self._noise_type),
-            shift / scale,
-            floor,
-            assignment(self.e_step),
-            scale=scale,
-        )
-        # the initialization reads the rows too: at an extreme magnitude, rescaled ones
-        X_init = Xa if scale == 1.0 else Xa * (1.0 / scale)
         row_bytes = FactorMixture.row_bytes(d, K, q) + d * Xa.itemsize
         rng = check_random_state(self.random_state)
-
         callback = progress_callback(self)
 
         with (
             fit_engine(self) as engine,
             verbose_logging(self.verbose),
         ):
+            # the centre and the magnitude of the values: one pass over the rows
+            summary = column_summary(engine, RowSource(Xa, w))
+            if summary.missing:
+                raise InputError(
+                    f"{type(self).__name__} takes no missing values (NaN); X has some. "
+                    "Drop or impute those rows, or fit PPCA / FactorAnalysis, which take them."
+                )
+            # EM runs on X / scale (exact, a power of two): 1 unless X's magnitude is extreme
+            scale = power_of_two_scale(float(np.abs([summary.low, summary.high]).max()))
+            floor = _scaled_floor(float(self.reg_covar), scale)
+            if not np.isfinite(floor):
+                raise InputError(
+                    f"X's values are of magnitude up to about {scale:.3g}, too small next to "
+                    f"reg_covar={self.reg_covar!r} (the floor of the noise variances) for "
+                    f"float64: every cluster would be that floor. Multiply X by a constant "
+                    f"such as {1.0 / scale:.3g}, or lower reg_covar."
+                )
+            shift = summary.shift
+            model = FactorMixture(
+                noise_structure(self._noise_type),
+                shift / scale,
+                floor,
+                assignment(self.e_step),
+                scale=scale,
+            )
+
+            def rescaled(rows: Array) -> Any:
+                # the initialization reads the rows too: at an extreme magnitude, rescaled
+                return (lambda chunk: chunk) if scale == 1.0 else (lambda chunk: chunk / scale)
 
             def initialize(rng: np.random.Generator) -> FactorMixtureParams:
-                resp = initial_responsibilities(self.init_params, X_init, K, rng, w)
-                stats = initial_statistics(model, engine, Xa, w, resp, K, row_bytes)
+                stats = initial_statistics_bounded(
+                    self.init_params, model, engine, Xa, w, K, rng, None, row_bytes, view=rescaled
+                )
                 return model.initial_params(stats, q)
 
             data, step = monte_carlo_plan(
@@ -202,6 +229,7 @@ class _FactorMixtureEstimator(FittedMixture, DensityMixin, BaseEstimator):
                 callback=callback,
                 on_start=(lambda i: logger.info("Initialization %d", i)) if self.verbose else None,
                 step=step,
+                checkpoint=fit_checkpoint(self, checkpoint, Xa, w),
             )
         check_scale_parameters(self, result.params.noise, result.params.components, scale)
         self._set_fitted(result.params, model, result.trace, result.converged)

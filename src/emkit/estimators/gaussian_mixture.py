@@ -27,11 +27,9 @@ from emkit.engines._source import RowSource
 from emkit.estimators._mixture_base import (
     FamilyMixture,
     FitPlan,
-    align_to_labels,
     check_em_parameters,
     check_labels,
     fit_engine,
-    initial_statistics,
     order_by_pattern,
 )
 from emkit.estimators._rows import (
@@ -53,7 +51,7 @@ from emkit.families.gaussian import (
     covariance_structure,
 )
 from emkit.inference.em import EMTrace
-from emkit.inference.init import RandomSource, init_random_source, initial_responsibilities
+from emkit.inference.init import RandomSource, init_random_source
 from emkit.models.mixing import assignment
 from emkit.models.mixture import Mixture, MixtureParams
 
@@ -354,9 +352,10 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
         checkpoint : str or os.PathLike, default=None
             A directory where the parameters and the objective trace are written
             atomically every 5 iterations and at the end. If it holds a checkpoint of the
-            same fit (same arguments, same data shape), EM continues from it and ends
-            with the model the uninterrupted fit gives. Needs ``n_init=1`` and plain EM
-            (no ``accelerate``).
+            same fit (same arguments and data: its key hashes the data's shape and dtype,
+            a bounded sample of its rows, the weights and labels), EM continues from it
+            and ends with the model the uninterrupted fit gives; another fit's checkpoint
+            is refused. Needs ``n_init=1`` and plain EM (no ``accelerate``).
 
         Returns
         -------
@@ -439,7 +438,7 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
             family = bind_gaussian(unbound, summary, n)
             missing = summary.missing
             filled: Any = Xa
-            fill = filler(summary.shift) if missing else None
+            fill = filler(summary.fill_means) if missing else None
         else:
             Xa, w, known, filled, missing = order_by_pattern(Xa, w, known)
             family = unbound.bind(filled, w)
@@ -490,20 +489,11 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
             return MixtureParams(given_weights / given_weights.sum(), params)
         # ModelBasedClustering builds one hierarchy for every n_components it fits
         tree = getattr(self, "_hc_tree", None)
-        if known is None:
-            # float64 rows, their statistics and responsibilities: chunks sized for them
-            work = (2 * d + family.structure.n_stats(d) + K) * 8
-            stats = initial_statistics_bounded(
-                self.init_params, model, engine, X, w, K, rng, fill, work, tree=tree
-            )
-        else:
-            rows = X.read() if is_streamed(X) else X
-            rows = rows if fill is None else fill(rows)
-            resp = initial_responsibilities(self.init_params, rows, K, rng, w, tree=tree)
-            resp = align_to_labels(resp, known, K)
-            stats = initial_statistics(
-                model, engine, rows, w, resp, K, (2 * d + family.structure.n_stats(d) + K) * 8
-            )
+        # float64 rows, their statistics and responsibilities: chunks sized for them
+        work = (2 * d + family.structure.n_stats(d) + K) * 8
+        stats = initial_statistics_bounded(
+            self.init_params, model, engine, X, w, K, rng, fill, work, tree=tree, known=known
+        )
         placeholder = MixtureParams(np.full(K, 1.0 / K), family.default_params(K))
         start = model.m_step(placeholder, stats)
         weights = start.weights

@@ -34,7 +34,9 @@ from emkit._validation import (
 from emkit._warnings import warnings_once
 from emkit.engines._base import Engine
 from emkit.engines._source import RowSource
+from emkit.estimators import _rows
 from emkit.estimators._mixture_base import fit_engine, logger, verbose_logging
+from emkit.estimators._rows import fit_checkpoint
 from emkit.exceptions import ConvergenceWarning, InputError
 from emkit.inference.em import MONOTONICITY_POLICIES, fit_em_restarts
 from emkit.inference.init import seed_from
@@ -291,7 +293,13 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
     # -- fitting ---------------------------------------------------------------------
 
     @warnings_once
-    def fit(self, X: ArrayLike, y: Any = None, sample_weight: ArrayLike | None = None) -> Any:
+    def fit(
+        self,
+        X: ArrayLike,
+        y: Any = None,
+        sample_weight: ArrayLike | None = None,
+        checkpoint: Any = None,
+    ) -> Any:
         """Compute k-means clustering.
 
         Parameters
@@ -303,6 +311,9 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative weights; an integer weight is the same as repeating the row.
             The starts 'k-means++' and 'random' draw rows in proportion to it.
+        checkpoint : str or os.PathLike, default=None
+            A directory to save the fit's state in and resume it from, as in
+            :meth:`emkit.GaussianMixture.fit` (one start: ``n_init=1``).
 
         Returns
         -------
@@ -361,7 +372,21 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
 
         def draw(_rng: np.random.Generator) -> KMeansParams:
             # scikit-learn's RandomState stream, not the driver's Generator
-            centers = _draw_centers(self.init, start, rows, x_squared_norms, w, K, random)
+            if isinstance(self.init, str) and self.init == "k-means++" and n > _rows.INIT_ROWS:
+                # k-means++ on a uniform sample of INIT_ROWS rows (its distances are a few
+                # rows' worth per center): the bounded start of every mixture estimator
+                sample = np.sort(random.choice(n, _rows.INIT_ROWS, replace=False))
+                centers = _draw_centers(
+                    self.init,
+                    None,
+                    rows[sample],
+                    x_squared_norms[sample],
+                    None if w is None else w[sample],
+                    K,
+                    random,
+                )
+            else:
+                centers = _draw_centers(self.init, start, rows, x_squared_norms, w, K, random)
             if verbose:
                 logger.info("Initialization complete")
             return KMeansParams(np.asarray(centers, dtype=np.float64))
@@ -398,6 +423,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
                 callback=callback,
                 # runs compare by their final centers' inertia, as in scikit-learn
                 score=lambda params: -_assign(engine, Xa, w, centers_of(params))[1],
+                checkpoint=fit_checkpoint(self, checkpoint, Xa, w),
             )
             self.cluster_centers_ = centers_of(result.params)
             # the final assignment is predict's, so that fit(X).predict(X) == labels_

@@ -40,10 +40,17 @@ from emkit.estimators._mixture_base import (
     progress_callback,
     verbose_logging,
 )
+from emkit.estimators._rows import (
+    check_streamed,
+    column_summary,
+    fit_checkpoint,
+    is_streamed,
+    partial_fit_rows,
+)
 from emkit.exceptions import InputError
 from emkit.inference.em import MONOTONICITY_POLICIES, EMTrace, fit_em_restarts
 from emkit.inference.monte_carlo import monte_carlo_plan
-from emkit.inference.online import OnlineState, check_schedule, online_update
+from emkit.inference.online import OnlineState
 from emkit.models.latent_factor import (
     FactorParams,
     LatentFactor,
@@ -108,11 +115,15 @@ def check_scale_parameters(
     )
 
 
-def validate_rows(estimator: BaseEstimator, X: Any, *, reset: bool) -> tuple[Array, bool]:
+def validate_rows(estimator: BaseEstimator, X: Any, *, reset: bool) -> tuple[Any, bool | None]:
     """``X`` as a float matrix in which NaN marks a missing value, and whether one is.
 
-    Infinities, and rows with every value missing, are rejected with a clear message.
+    Infinities, and rows with every value missing, are rejected with a clear message. A
+    table streamed from a file (:func:`emkit.io.open_table`) is returned as it is, its
+    columns checked; whether a value is missing is then None (a statistics pass says).
     """
+    if is_streamed(X):
+        return check_streamed(estimator, X, reset=reset), None
     arr = as_float_matrix(X, dtype=None, allow_nan=True)
     # feature names and n_features_in_ the scikit-learn way, after our own checks
     validate_data(estimator, X, reset=reset, skip_check_array=True)
@@ -207,16 +218,26 @@ class _LatentFactorEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
     # -- fitting ---------------------------------------------------------------------
 
     @warnings_once
-    def fit(self, X: ArrayLike, y: Any = None, sample_weight: ArrayLike | None = None) -> Any:
+    def fit(
+        self,
+        X: ArrayLike,
+        y: Any = None,
+        sample_weight: ArrayLike | None = None,
+        checkpoint: Any = None,
+    ) -> Any:
         """Estimate the loadings, mean and noise by EM.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Training data; NaN marks a missing value (a row needs one observed value).
+        X : array-like of shape (n_samples, n_features) or ChunkedTable
+            Training data; NaN marks a missing value (a row needs one observed value). A
+            table opened with :func:`emkit.io.open_table` is read a block at a time.
         y : ignored
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative weights; an integer weight is the same as repeating the row.
+        checkpoint : str or os.PathLike, default=None
+            A directory to save the fit's state in and resume it from, as in
+            :meth:`emkit.GaussianMixture.fit` (one start: ``n_init=1``).
 
         Returns
         -------
@@ -236,7 +257,11 @@ class _LatentFactorEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
             fit_engine(self) as engine,
             verbose_logging(self.verbose),
         ):
-            model, plan_engine, data, initialize = self._begin(engine, Xa, w, missing)
+            summary = None
+            if missing is None:  # streamed: the centre, magnitude and missing values
+                summary = column_summary(engine, RowSource(Xa, w))
+                missing = summary.missing
+            model, plan_engine, data, initialize = self._begin(engine, Xa, w, missing, summary)
             path = "rows with missing values" if missing else "the sufficient statistics"
             draws = factor_draws(self.e_step)
             if draws is not None:  # draws need the rows: the row E-step, from the same start
@@ -266,6 +291,7 @@ class _LatentFactorEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
                 accelerate=self.accelerate,
                 callback=callback,
                 step=step,
+                checkpoint=fit_checkpoint(self, checkpoint, Xa, w),
             )
             # the log-likelihood of the parameters EM returns (the trace's last entry is
             # that of the parameters before the last M-step), by the exact E-step
@@ -278,10 +304,13 @@ class _LatentFactorEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         self._set_loglike(result.trace, final.loglik, final.weight)
         return self
 
-    def _begin(self, engine: Engine, X: Array, w: Array | None, missing: bool) -> _FitPlan:
+    def _begin(
+        self, engine: Engine, X: Any, w: Array | None, missing: bool, summary: Any = None
+    ) -> _FitPlan:
         """What EM on these rows starts from: the model, the engine and data its E-step
         maps over, and the initialization (``fit``'s, and ``partial_fit``'s on its first
-        batch)."""
+        batch). ``summary`` (:class:`~emkit.estimators._rows.ColumnSummary`) gives the
+        magnitude and centre of streamed rows, which are not read whole."""
         n = X.shape[0]
         q = self._n_factors(X.shape[1])
         if n < 2:
@@ -290,9 +319,13 @@ class _LatentFactorEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
                 f"(n_samples={n})."
             )
         # EM runs on X / scale (exact, a power of two): 1 unless X's magnitude is extreme
-        scale = power_of_two_scale(magnitude(X))
-        plan = self._plan_missing if missing else self._plan_complete
-        return plan(engine, X, w, q, scale)
+        if summary is None:
+            scale = power_of_two_scale(magnitude(X))
+        else:
+            scale = power_of_two_scale(float(np.abs([summary.low, summary.high]).max()))
+        if missing:
+            return self._plan_missing(engine, X, w, q, scale)
+        return self._plan_complete(engine, X, w, q, scale, summary)
 
     def partial_fit(
         self, X: ArrayLike, y: Any = None, sample_weight: ArrayLike | None = None
@@ -312,8 +345,9 @@ class _LatentFactorEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            A mini-batch; NaN marks a missing value.
+        X : array-like of shape (n_samples, n_features) or ChunkedTable
+            A mini-batch; NaN marks a missing value. A table opened with
+            :func:`emkit.io.open_table` is read a block at a time, each block a mini-batch.
         y : None
             Ignored.
         sample_weight : array-like of shape (n_samples,), default=None
@@ -323,40 +357,32 @@ class _LatentFactorEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         -------
         self
         """
-        check_schedule(self.learning_offset, self.learning_decay)
-        state: OnlineState[FactorParams] | None = getattr(self, "_online", None)
-        first = state is None and not hasattr(self, "components_")
-        if first:
+
+        def start(
+            engine: Engine, X: Any, sample_weight: Any
+        ) -> tuple[OnlineState[FactorParams], bool]:
+            if hasattr(self, "components_"):  # online EM from the fitted parameters
+                return OnlineState(*self._online_continue()), False
             self._check_parameters()
-        Xa, missing = validate_rows(self, X, reset=first)
-        w = check_sample_weight(sample_weight, Xa.shape[0])
-        with fit_engine(self) as engine:
-            if state is None:
-                state = OnlineState(
-                    *(
-                        self._online_begin(engine, Xa, w, missing)
-                        if first
-                        else self._online_continue()
-                    )
-                )
+            Xa, missing = validate_rows(self, X, reset=True)
+            w = check_sample_weight(sample_weight, Xa.shape[0])
+            return OnlineState(*self._online_begin(engine, Xa, w, bool(missing))), True
+
+        def batch(X: Any, sample_weight: Any, state: OnlineState[FactorParams]) -> RowSource:
+            Xa, _ = validate_rows(self, X, reset=False)
+            w = check_sample_weight(sample_weight, Xa.shape[0])
             d, q = state.params.components.shape
-            seen = state.seen
-            state = online_update(
-                state,
-                engine,
-                RowSource(Xa, w, work_bytes=LatentFactor.row_bytes(d, q)),
-                float(self.learning_offset),
-                float(self.learning_decay),
-            )
-        params, model = state.params, state.model
-        check_scale_parameters(self, params.noise, params.components, model.scale)
-        continuing = state.updates > 1
-        previous = self.lower_bounds_ if continuing else np.zeros(0)
-        trace = EMTrace(np.append(previous, state.objective), np.zeros(previous.shape[0] + 1))
-        self._set_fitted(params, model, trace, False)
-        self._set_online_loglike(continuing, state.objective * (state.seen - seen))
-        self._online = state
-        return self
+            return RowSource(Xa, w, work_bytes=LatentFactor.row_bytes(d, q))
+
+        def finish(
+            state: OnlineState[FactorParams], trace: EMTrace, dtype: Any, seen: float
+        ) -> None:
+            params, model = state.params, state.model
+            check_scale_parameters(self, params.noise, params.components, model.scale)
+            self._set_fitted(params, model, trace, False)
+            self._set_online_loglike(state.updates > 1, state.objective * (state.seen - seen))
+
+        return partial_fit_rows(self, X, sample_weight, start=start, batch=batch, finish=finish)
 
     def _online_begin(
         self, engine: Engine, X: Array, w: Array | None, missing: bool
@@ -383,13 +409,22 @@ class _LatentFactorEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         """Record the total log-likelihood per iteration (FactorAnalysis's ``loglike_``)."""
 
     def _plan_complete(
-        self, engine: Engine, X: Array, w: Array | None, q: int, scale: float
+        self,
+        engine: Engine,
+        X: Any,
+        w: Array | None,
+        q: int,
+        scale: float,
+        summary: Any = None,
     ) -> _FitPlan:
         """EM on the sufficient statistics: one pass over the rows, then O(d^2 q) an
         iteration."""
         n, d = X.shape
-        weights = np.ones(n) if w is None else w
-        shift = (weights @ X) / weights.sum() / scale  # one BLAS pass
+        if summary is None:
+            weights = np.ones(n) if w is None else w
+            shift = (weights @ X) / weights.sum() / scale  # one BLAS pass
+        else:
+            shift = summary.shift / scale
         structure = noise_structure(self._noise_type)
         moments = engine.map_reduce(
             LatentFactor(structure, shift, 0.0, scale).moments,

@@ -32,20 +32,28 @@ from emkit.engines._source import RowSource
 from emkit.estimators._mixture_base import (
     FamilyMixture,
     FitPlan,
-    align_to_labels,
     check_em_parameters,
     check_labels,
     fit_engine,
-    initial_statistics,
     logger,
     order_by_pattern,
+)
+from emkit.estimators._rows import (
+    bind_streamed,
+    check_blocks,
+    check_streamed,
+    column_summary,
+    filler,
+    initial_statistics_bounded,
+    is_streamed,
+    standardizer,
 )
 from emkit.exceptions import DegenerateComponentWarning, InputError, InputTypeError
 from emkit.families import Bernoulli, Categorical, Gaussian, Multinomial, Poisson, Product
 from emkit.families._base import check_family
 from emkit.families.variational import point_params, variational
 from emkit.inference.em import EMTrace, fit_em
-from emkit.inference.init import INIT_METHODS, initial_responsibilities
+from emkit.inference.init import INIT_METHODS
 from emkit.models.mixing import (
     EXACT,
     Exact,
@@ -413,9 +421,19 @@ default='exact'
                     f"{why}, or use e_step='exact'."
                 )
 
-    def _validate_X(self, X: Any, *, reset: bool) -> tuple[Array, list[str]]:
+    def _validate_X(self, X: Any, *, reset: bool) -> tuple[Any, list[str]]:
         """The rows as one float matrix (category columns as their codes) and the column
-        labels for messages."""
+        labels for messages; a table streamed from a file (:func:`emkit.io.open_table`)
+        as it is, its columns checked."""
+        if is_streamed(X):
+            binarize = getattr(self, "binarize", None)
+            if binarize is not None:
+                raise InputError(
+                    f"binarize={binarize!r} changes the rows before the fit; a table "
+                    "streamed from a file is fitted as it is. Write the 0/1 values to the "
+                    "file, or read the table into memory (table.read())."
+                )
+            return check_streamed(self, X, reset=reset), [repr(name) for name in X.names]
         if hasattr(X, "dtypes") and hasattr(X, "columns"):
             Xa = self._frame_to_matrix(X, reset=reset)
         else:
@@ -469,7 +487,13 @@ default='exact'
     # -- fitting ---------------------------------------------------------------------
 
     @warnings_once
-    def fit(self, X: Any, y: Any = None, sample_weight: ArrayLike | None = None) -> Any:
+    def fit(
+        self,
+        X: Any,
+        y: Any = None,
+        sample_weight: ArrayLike | None = None,
+        checkpoint: Any = None,
+    ) -> Any:
         """Estimate the parameters with EM (MAP-EM when the family has priors).
 
         Parameters
@@ -483,6 +507,9 @@ default='exact'
             leaves it unknown. Ignored otherwise (as scikit-learn's mixtures do).
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative weights; an integer weight is the same as repeating the row.
+        checkpoint : str or os.PathLike, default=None
+            A directory to save the fit's state in and resume it from, as in
+            :meth:`GaussianMixture.fit` (one start: ``n_init=1``).
 
         Returns
         -------
@@ -500,6 +527,7 @@ default='exact'
             sample_weight,
             warm=warm,
             start_objective=self.lower_bound_ if warm and same_objective else -np.inf,
+            checkpoint=checkpoint,
         )
         model = plan.model
         self._set_model(model)
@@ -548,14 +576,29 @@ default='exact'
         dtype = resolve_dtype(self.dtype)
         w = check_sample_weight(sample_weight, n, dtype)
         known = check_labels(y, n, K) if self.semi_supervised else None
-        family: Any = getattr(self, "family_", None) if warm else self._family_spec(X)
+        streamed = is_streamed(Xa)
+        # (a streamed table holds float64 values: its kinds are those of a float array)
+        spec_of = np.empty((0, d)) if streamed else X
+        family: Any = getattr(self, "family_", None) if warm else self._family_spec(spec_of)
         check_family(family)
         if not warm and isinstance(family, Product):
-            family = family.resolve(getattr(self, "feature_names_in_", None), d)
-        family.check(Xa, labels)  # values first, in the caller's row order; bind reads them
-        Xa, w, known, filled, missing = order_by_pattern(Xa, w, known)
-        if not warm:
-            family = family.bind(filled, w)
+            names = Xa.names if streamed else getattr(self, "feature_names_in_", None)
+            family = family.resolve(names, d)
+        fill = None
+        if streamed:
+            # values checked a block at a time, the binding from one statistics pass;
+            # rows stay in the file's order (each chunk groups its own missing patterns)
+            check_blocks(family, Xa, labels)
+            summary = column_summary(engine, RowSource(Xa, w))
+            missing, filled = summary.missing, Xa
+            fill = filler(summary.fill_means) if missing else None
+            if not warm:
+                family = bind_streamed(family, summary, n)
+        else:
+            family.check(Xa, labels)  # values first, in the caller's row order; bind reads them
+            Xa, w, known, filled, missing = order_by_pattern(Xa, w, known)
+            if not warm:
+                family = family.bind(filled, w)
         fixed_params = dict(self.fixed or {})  # known parameters: the weights', the family's
         alpha = float(self.weight_concentration)
         known_weights = fixed_weights(fixed_params.pop("weights", None), K, alpha)
@@ -578,9 +621,11 @@ default='exact'
         if self.verbose:
             logger.info("Family: %r", family)
         # log h(x) depends on no parameter: once per fit, then a column of data
+        first_row = next(Xa.iter_chunks())[1][:1] if streamed else Xa[:1]
         log_h = (
-            engine.map_rows(model.base_measure, Xa)
-            if model.base_measure(Xa[:1]) is not None
+            # in chunks sized as the E-step's (a bare array would be mapped as one chunk)
+            engine.map_rows(model.base_measure, RowSource(Xa, work_bytes=row_bytes))
+            if model.base_measure(first_row) is not None
             else None
         )
         data = RowSource(Xa, w, known, (log_h,), row_bytes)
@@ -595,7 +640,6 @@ default='exact'
                 return model.m_step(previous, stats)
 
         else:
-            standardized = _standardize(filled)
             method = _init_method(self.init_params, family)
             # emEM's short runs are plain EM (a Monte-Carlo E-step draws by row position,
             # which the fit adds later)
@@ -606,10 +650,20 @@ default='exact'
             )
 
             def start_from(how: str, rng: np.random.Generator) -> MixtureParams:
-                resp = initial_responsibilities(how, standardized, K, rng, w)
-                if known is not None:
-                    resp = align_to_labels(resp, known, K)
-                stats = initial_statistics(model, engine, filled, w, resp, K, row_bytes)
+                # k-means on standardized columns (of a bounded sample beyond INIT_ROWS)
+                stats = initial_statistics_bounded(
+                    how,
+                    model,
+                    engine,
+                    filled,
+                    w,
+                    K,
+                    rng,
+                    fill,
+                    work_bytes=row_bytes,
+                    view=standardizer,
+                    known=known,
+                )
                 start = MixtureParams(np.full(K, 1.0 / K), fit_family.default_params(K))
                 return model.m_step(start, stats)
 
@@ -728,8 +782,13 @@ default='exact'
     def _map_model(self, X: Any, make: Callable[[Any, Any], Callable[[Array], Any]]) -> Any:
         check_is_fitted(self)
         Xa, labels = self._validate_X(X, reset=False)
-        missing = has_missing_values(Xa)
-        self.family_.check(Xa, labels)
+        if is_streamed(Xa):
+            check_blocks(self.family_, Xa, labels)
+            with fit_engine(self) as engine:
+                missing = column_summary(engine, RowSource(Xa)).missing
+        else:
+            missing = has_missing_values(Xa)
+            self.family_.check(Xa, labels)
         model = Mixture(self.family_, resolve_dtype(self.dtype), missing=missing)
         fn = make(model, self.params_)
         row_bytes = model.row_bytes(Xa.shape[1], self.family_.n_stats, 2 * self.n_components)
@@ -744,17 +803,6 @@ default='exact'
             self.family_, weights=MixingWeights(fixed=getattr(self, "_fixed_weights", None))
         )
         return int(mixture.n_parameters(self.n_components))
-
-
-def _standardize(X: Array) -> Array:
-    """Columns with mean 0 and variance 1 (constant columns left at 0), for k-means."""
-    # divided by the columns' largest |x| first: the squares of values around 1e200 (or
-    # 1e-200) would leave float64 and make every row look alike
-    size = np.max(np.abs(X), axis=0).astype(np.float64)
-    Xs = X / np.where(size > 0, size, 1.0)
-    mean = Xs.mean(axis=0, dtype=np.float64)
-    std = Xs.std(axis=0, dtype=np.float64)
-    return np.asarray((Xs - mean) / np.where(std > 0, std, 1.0))
 
 
 # -- convenience estimators: MixtureModel with the family fixed ----------------------

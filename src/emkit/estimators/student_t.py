@@ -24,17 +24,23 @@ from emkit.estimators._mixture_base import (
     FittedMixture,
     check_em_parameters,
     fit_engine,
-    initial_statistics,
     logger,
-    order_by_pattern,
     progress_callback,
     verbose_logging,
+)
+from emkit.estimators._rows import (
+    check_streamed,
+    column_summary,
+    filler,
+    fit_checkpoint,
+    group_by_pattern,
+    initial_statistics_bounded,
+    is_streamed,
 )
 from emkit.exceptions import InputError
 from emkit.families.covariance import covariance_types
 from emkit.families.gaussian import centred_column_scale, covariance_structure
 from emkit.inference.em import fit_em_restarts
-from emkit.inference.init import initial_responsibilities
 from emkit.inference.monte_carlo import monte_carlo_plan
 from emkit.models.mixing import assignment
 from emkit.models.student_t import (
@@ -258,7 +264,9 @@ class StudentTMixture(FittedMixture, DensityMixin, BaseEstimator):
         tags.input_tags.allow_nan = True  # a missing value
         return tags
 
-    def _validate_X(self, X: Any, *, reset: bool) -> Array:
+    def _validate_X(self, X: Any, *, reset: bool) -> Any:
+        if is_streamed(X):  # a table read a block at a time (emkit.io.open_table)
+            return check_streamed(self, X, reset=reset)
         arr = as_float_matrix(X, allow_nan=True)
         has_missing_values(arr)  # raises for infinities and rows with no observed value
         validate_data(self, X, reset=reset, skip_check_array=True)
@@ -284,22 +292,34 @@ class StudentTMixture(FittedMixture, DensityMixin, BaseEstimator):
 
     # -- fitting ---------------------------------------------------------------------
 
-    def fit(self, X: ArrayLike, y: Any = None, sample_weight: ArrayLike | None = None) -> Any:
+    def fit(
+        self,
+        X: ArrayLike,
+        y: Any = None,
+        sample_weight: ArrayLike | None = None,
+        checkpoint: Any = None,
+    ) -> Any:
         """Estimate the mixture by EM.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like of shape (n_samples, n_features) or ChunkedTable
+            NaN marks a missing value. A table opened with :func:`emkit.io.open_table`
+            is read a block at a time, in every pass.
         y : ignored
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative weights; an integer weight is the same as repeating the row.
+        checkpoint : str or os.PathLike, default=None
+            A directory to save the fit's state in and resume it from, as in
+            :meth:`emkit.GaussianMixture.fit` (one start: ``n_init=1``).
 
         Returns
         -------
         self
         """
         self._check_parameters()
-        Xa = self._validate_X(X, reset=not (self.warm_start and hasattr(self, "weights_")))
+        warm = self.warm_start and hasattr(self, "weights_")
+        Xa = self._validate_X(X, reset=not warm)
         n, d = Xa.shape
         K = int(self.n_components)
         if n < 2:
@@ -313,11 +333,10 @@ class StudentTMixture(FittedMixture, DensityMixin, BaseEstimator):
                 "samples as components. Decrease n_components or pass more data."
             )
         w = check_sample_weight(sample_weight, n)
-        # rows with the same missing coordinates together; the filled copy for the start
-        Xa, w, _, filled, missing = order_by_pattern(Xa, w, None)
-        warm = self.warm_start and hasattr(self, "weights_")
-        shift = self.weights_ @ self.means_ if warm else np.average(filled, axis=0, weights=w)
-        model = self._model(shift, missing, centred_column_scale(filled, shift))
+        if not is_streamed(Xa):
+            # rows with the same missing coordinates together (a streamed table keeps the
+            # file's order: each chunk groups its own)
+            Xa, w, _ = group_by_pattern(Xa, w, None)
         row_bytes = StudentTModel.row_bytes(d, K)
         rng = check_random_state(self.random_state)
         nu0 = _DEFAULT_INITIAL_DOF if self.degrees_of_freedom is None else self.degrees_of_freedom
@@ -327,12 +346,20 @@ class StudentTMixture(FittedMixture, DensityMixin, BaseEstimator):
             fit_engine(self) as engine,
             verbose_logging(self.verbose),
         ):
+            # the centre, the column scales and whether a value is missing: one pass
+            summary = column_summary(engine, RowSource(Xa, w))
+            missing = summary.missing
+            shift = self.weights_ @ self.means_ if warm else summary.shift
+            column_scale = centred_column_scale(np.concatenate(summary.spaced), shift)
+            model = self._model(shift, missing, column_scale)
+            fill = filler(summary.fill_means) if missing else None
 
             def initialize(rng: np.random.Generator) -> StudentTParams:
                 if warm:
                     return self._params(shift)
-                resp = initial_responsibilities(self.init_params, filled, K, rng, w)
-                stats = initial_statistics(model, engine, filled, w, resp, K, row_bytes)
+                stats = initial_statistics_bounded(
+                    self.init_params, model, engine, Xa, w, K, rng, fill, row_bytes
+                )
                 return model.initial_params(stats, start_dof)
 
             data, step = monte_carlo_plan(
@@ -358,6 +385,7 @@ class StudentTMixture(FittedMixture, DensityMixin, BaseEstimator):
                 callback=progress_callback(self),
                 on_start=(lambda i: logger.info("Initialization %d", i)) if self.verbose else None,
                 step=step,
+                checkpoint=fit_checkpoint(self, checkpoint, Xa, w),
             )
         params = result.params
         structure = model.structure

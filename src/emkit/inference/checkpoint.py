@@ -9,7 +9,8 @@ half of one. Temporary files that a killed write left behind are removed at the 
 write.
 
 A run started with a checkpoint that holds a state of the same fit (the same ``key``:
-the estimator's arguments and the data's shape) continues from it: the iterations after
+the estimator's arguments and the data: its shape, dtype and a hash of a bounded sample
+of its rows, weights and labels) continues from it: the iterations after
 it are those the uninterrupted run makes, since an EM step depends on the parameters
 alone. A checkpoint of a finished run gives that run's result at once.
 """
@@ -100,7 +101,7 @@ class Checkpoint:
     directory : str or os.PathLike
         Created if missing.
     key : str
-        What identifies the fit (estimator arguments, data shape): a checkpoint written
+        What identifies the fit (estimator arguments, the data's digest): a checkpoint written
         under another key is refused rather than resumed.
     every : int, default=5
         Iterations between two writes (the last iteration is always written).
