@@ -24,7 +24,7 @@ log p(x_n, y_n).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -35,6 +35,7 @@ from scipy.special import digamma, gammaln
 from emkit.exceptions import InputError
 from emkit.families._base import Fixed
 from emkit.families.priors import DirichletPrior
+from emkit.models._softmax_kernels import kernels as softmax_kernels
 from emkit.models.sampling import STOCHASTIC, Draws, MonteCarlo
 
 __all__ = [
@@ -65,6 +66,12 @@ NK_FLOOR = 10.0 * float(np.finfo(np.float64).eps)
 _LOG_RESP_FLOOR = {np.dtype(np.float64): -600.0, np.dtype(np.float32): -60.0}
 
 _Known = tuple[NDArray[np.intp], NDArray[np.intp]]
+
+# Whether Exact may use the compiled softmax (Numba); the tests switch it off to compare.
+_COMPILED = True
+# ... on blocks of at least this many values: below it the gain is microseconds, less
+# than importing Numba (and compiling, the first time) costs a small fit.
+_COMPILED_MIN_VALUES = 1 << 15
 
 
 class Assignment(Protocol):
@@ -108,6 +115,33 @@ def _objective(
     return float(loglik)
 
 
+def _compiled_softmax(
+    resp: Array, known: _Known | None
+) -> Callable[[Array, Array | None], tuple[Array, Array]] | None:
+    """The compiled softmax of :class:`Exact` for a block it applies to, or None (NumPy's).
+
+    It applies to float64 blocks of at least ``_COMPILED_MIN_VALUES`` values without known
+    labels, laid out component-major (the transpose of a C-contiguous (K, n) array, as the
+    E-step's matrix product leaves them), when Numba is installed. In float32, NumPy's exp
+    is as fast (``bench/profile_iteration.py``)."""
+    if not _COMPILED or known is not None or resp.dtype != np.float64:
+        return None
+    if resp.ndim != 2 or resp.size < _COMPILED_MIN_VALUES or not resp.T.flags.c_contiguous:
+        return None
+    kernels = softmax_kernels()
+    if kernels is None:
+        return None
+
+    def run(block: Array, weights: Array | None) -> tuple[Array, Array]:
+        n = block.shape[0]
+        m, total = np.empty(n), np.empty(n)
+        w = np.empty(0) if weights is None else np.ascontiguousarray(weights, dtype=np.float64)
+        kernels.softmax_columns(block.T, _LOG_RESP_FLOOR[block.dtype], w, m, total)
+        return m, total
+
+    return run
+
+
 @dataclass(frozen=True)
 class Exact:
     """Exact EM: the responsibilities p(z_n = k | x_n), computed in log space."""
@@ -123,6 +157,10 @@ class Exact:
         labels: NDArray[np.intp] | None,
     ) -> tuple[Array, float]:
         resp, known = log_prob, _known(labels)
+        compiled = _compiled_softmax(resp, known)
+        if compiled is not None:
+            m, total = compiled(resp, weights)
+            return resp, _objective(np.log(total) + m, row, weights, log_h)
         # log p(x_n) = m_n + log sum_k exp(log_prob_nk - m_n) + row_n
         m = resp.max(axis=1)
         if known is not None:
