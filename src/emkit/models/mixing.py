@@ -36,6 +36,7 @@ from emkit.exceptions import InputError
 from emkit.families._base import Fixed
 from emkit.families.priors import DirichletPrior
 from emkit.models._softmax_kernels import kernels as softmax_kernels
+from emkit.models._softmax_kernels import softmax_columns
 from emkit.models.sampling import STOCHASTIC, Draws, MonteCarlo
 
 __all__ = [
@@ -120,26 +121,17 @@ def _compiled_softmax(
 ) -> Callable[[Array, Array | None], tuple[Array, Array]] | None:
     """The compiled softmax of :class:`Exact` for a block it applies to, or None (NumPy's).
 
-    It applies to float64 blocks of at least ``_COMPILED_MIN_VALUES`` values without known
-    labels, laid out component-major (the transpose of a C-contiguous (K, n) array, as the
-    E-step's matrix product leaves them), when Numba is installed. In float32, NumPy's exp
-    is as fast (``bench/profile_iteration.py``)."""
-    if not _COMPILED or known is not None or resp.dtype != np.float64:
+    It applies to float64 and float32 blocks of at least ``_COMPILED_MIN_VALUES`` values
+    without known labels, laid out component-major (the transpose of a C-contiguous
+    (K, n) array, as the E-step's matrix product leaves them), when Numba is installed.
+    """
+    if not _COMPILED or known is not None or resp.dtype not in _LOG_RESP_FLOOR:
         return None
     if resp.ndim != 2 or resp.size < _COMPILED_MIN_VALUES or not resp.T.flags.c_contiguous:
         return None
-    kernels = softmax_kernels()
-    if kernels is None:
+    if softmax_kernels() is None:
         return None
-
-    def run(block: Array, weights: Array | None) -> tuple[Array, Array]:
-        n = block.shape[0]
-        m, total = np.empty(n), np.empty(n)
-        w = np.empty(0) if weights is None else np.ascontiguousarray(weights, dtype=np.float64)
-        kernels.softmax_columns(block.T, _LOG_RESP_FLOOR[block.dtype], w, m, total)
-        return m, total
-
-    return run
+    return lambda block, weights: softmax_columns(block.T, _LOG_RESP_FLOOR[block.dtype], weights)
 
 
 @dataclass(frozen=True)
