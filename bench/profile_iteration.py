@@ -8,7 +8,9 @@ other processes' load on a shared machine disturbs far less than wall time:
 * ``prepare``: centring the rows and laying them out feature-major;
 * ``stats``: the statistics build, T(x) (for full covariances, x and packed x x^T);
 * ``gemm1``: the first matrix product, ``log_prob = T @ eta.T`` (minus log_norm);
-* ``softmax``: max, exp, sum and scaling of the responsibilities (log-sum-exp);
+* ``softmax``: max, exp, sum and scaling of the responsibilities (log-sum-exp), compiled
+  when Numba is installed (:mod:`emkit.models._softmax_kernels`); ``np smax`` times
+  NumPy's path on a copy of the same block in the same run (not part of the sum);
 * ``gemm2``: the second matrix product, ``S = resp.T @ T``, and ``N_k``;
 * ``other``: the far-row check and the float64 sums.
 
@@ -92,7 +94,9 @@ def fitted_plan(workload: Workload, X: np.ndarray, seed: int, dtype: str) -> tup
 
 
 def profile_phases(plan: Any, params: Any, chunk_rows: int) -> dict[str, float]:
-    """Seconds of each phase of the E-step over all chunks, on this thread."""
+    """Seconds of each phase of the E-step over all chunks, on this thread, and of
+    NumPy's softmax on the same blocks (``np_softmax``)."""
+    from emkit.models import mixing
     from emkit.models.mixing import EXACT
 
     model = plan.model
@@ -104,7 +108,7 @@ def profile_phases(plan: Any, params: Any, chunk_rows: int) -> dict[str, float]:
         dtype = np.dtype(np.float64)
         natural = family.natural(params.components, dtype)
     log_weights = model.weights.expected_log(params.weights).astype(dtype)
-    seconds = dict.fromkeys(PHASES, 0.0)
+    seconds = dict.fromkeys((*PHASES, "np_softmax"), 0.0)
     clock = time.thread_time  # CPU time of this thread: robust to other processes' load
     for start in range(0, X.shape[0], chunk_rows):
         Xc = X[start : start + chunk_rows]
@@ -124,6 +128,17 @@ def profile_phases(plan: Any, params: Any, chunk_rows: int) -> dict[str, float]:
         nk = resp.sum(axis=0).astype(np.float64)
         S = (T.T @ resp).T.astype(np.float64)
         t6 = clock()
+        # NumPy's softmax on the same block, fresh from the same product as above
+        block = (natural.eta @ T.T).T
+        block -= natural.log_norm - log_weights
+        compiled = mixing._COMPILED
+        try:
+            mixing._COMPILED = False
+            s0 = clock()
+            EXACT(block, row, None, None, None)
+            seconds["np_softmax"] += clock() - s0
+        finally:
+            mixing._COMPILED = compiled
         seconds["prepare"] += t1 - t0
         seconds["stats"] += t2 - t1
         seconds["gemm1"] += t3 - t2
@@ -154,7 +169,7 @@ def profile_workload(
 
     with threadpool_limits(1, user_api="blas"):
         phase_runs = [profile_phases(plan, params, chunk_rows) for _ in range(repeats)]
-    phases = {p: min(run[p] for run in phase_runs) for p in PHASES}
+    phases = {p: min(run[p] for run in phase_runs) for p in (*PHASES, "np_softmax")}
 
     def engine_time(n_threads: int) -> float:
         # one thread runs the chunks in this thread: CPU time, comparable to the phases;
@@ -185,9 +200,9 @@ def profile_workload(
         "chunk_rows": chunk_rows,
         "cores": cores,
         "phases": phases,
-        "phase_sum": sum(phases.values()),
+        "phase_sum": sum(phases[p] for p in PHASES),
         "engine_1_thread": one,
-        "chunk_overhead": one - sum(phases.values()),
+        "chunk_overhead": one - sum(phases[p] for p in PHASES),
         "engine_all_cores": many,
         "thread_idle": many - one / cores,
         "m_step": m_step,
@@ -202,6 +217,7 @@ def format_report(results: Sequence[dict[str, Any]], machine: dict[str, float]) 
     head = (
         f"{'workload':<22}{'dtype':>8}{'chunk':>7}"
         + "".join(f"{p:>9}" for p in PHASES)
+        + f"{'np smax':>9}"
         + f"{'sum':>9}{'1 thr':>9}{'overhd':>9}{'all thr':>9}{'idle':>9}{'m-step':>9}"
         + f"{'iter':>9}{'floor':>9}{'x floor':>8}"
     )
@@ -215,7 +231,7 @@ def format_report(results: Sequence[dict[str, Any]], machine: dict[str, float]) 
     ]
     for r in results:
         cells = [f"{r['workload']:<22}{r['dtype']:>8}{r['chunk_rows']:>7}"]
-        cells += [f"{ms * r['phases'][p]:>9.1f}" for p in PHASES]
+        cells += [f"{ms * r['phases'][p]:>9.1f}" for p in (*PHASES, "np_softmax")]
         cells += [
             f"{ms * r[key]:>9.1f}"
             for key in (
@@ -233,6 +249,8 @@ def format_report(results: Sequence[dict[str, Any]], machine: dict[str, float]) 
         lines.append("".join(cells))
     lines += [
         "",
+        "np smax: NumPy's softmax on the same blocks (the compiled one is 'softmax' when Numba"
+        " is installed; not in the sum)",
         "overhd: 1-thread engine minus the phases (chunking, calls, sums); idle: all-core",
         "engine minus 1-thread / cores (thread idle, GIL, shared bandwidth); iter: all-core",
         f"E-step + M-step; floor: 4 N K S flops at the GEMM peak x cores + {FLOOR_PASSES} passes",

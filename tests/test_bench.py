@@ -156,3 +156,20 @@ def test_bgm_bench_quick_run_reports_both_libraries(tmp_path: pathlib.Path) -> N
     assert set(report["seconds_per_iteration"]) == {"sklearn", "emkit"}
     # the same start and iterations: the same lower bound
     assert report["lower_bound_relative_difference"] < 1e-9
+
+
+PROFILE = BENCH.parent / "profile_iteration.py"
+
+
+@pytest.mark.skipif(not PROFILE.exists(), reason="needs the source tree")
+def test_profile_quick_run_times_both_softmax_paths(tmp_path: pathlib.Path) -> None:
+    out, report = _quick_run(PROFILE, tmp_path, "--quick", "--workloads", "3")
+    (result,) = report["results"]
+    assert result["workload"] == "1m-2d-8k-full/quick"
+    phases = result["phases"]
+    # NumPy's softmax is timed beside the phases, not inside their sum
+    assert phases["np_softmax"] > 0
+    assert result["phase_sum"] == pytest.approx(
+        sum(v for k, v in phases.items() if k != "np_softmax")
+    )
+    assert "np smax" in out
