@@ -185,3 +185,25 @@ def test_a_file_grown_or_cut_after_it_was_opened_is_reported(
         InputError, match=r"changed while it was read: it had 3000 data rows.* 2500 now"
     ):
         GaussianMixture(2).fit(table)
+
+
+@pytest.mark.parametrize("n", [1500, 4000, 10_000_000])
+def test_the_initialization_sample_is_uniform_and_sized_by_the_sample_not_the_rows(n: int) -> None:
+    import tracemalloc
+
+    from emkit.estimators._rows import uniform_rows
+
+    tracemalloc.start()
+    indices = uniform_rows(np.random.default_rng(0), n, 1000)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert indices.shape == (1000,) and np.all(np.diff(indices) > 0)
+    assert 0 <= indices[0] and indices[-1] < n
+    # memory of the sample's order (a shuffle of every index would be 8 n bytes)
+    assert peak < 200_000
+    # every row as likely: the draws of many seeds spread evenly over tenths of the rows
+    counts = sum(
+        np.bincount(uniform_rows(np.random.default_rng(s), n, 1000) * 10 // n, minlength=10)
+        for s in range(40)
+    )
+    assert np.abs(counts / 4000 - 1).max() < 0.1
