@@ -12,14 +12,18 @@ does the same iterations) from:
 
 * **memory**: the rows made in the child (the input array, ``N x D`` float64, exists
   before the baseline, so the growth is what the fit adds beyond it);
-* **parquet** / **npy** / **csv**: ``emkit.io.open_table(path)``, the default call.
+* **parquet** / **parquet-small-pages** / **npy** / **csv**: ``emkit.io.open_table(path)``,
+  the default call.
 
-Reported per child: peak RSS growth (``ru_maxrss`` after the fit minus the resident size
-at the baseline; the peak is reset at the baseline through ``/proc/self/clear_refs``),
-the same as a percentage of the rows' in-memory size (the target: at most 10% for a
-stream), the tracemalloc peak (a second child: tracing slows the fit) and milliseconds
-per EM iteration (median of ``trace_.seconds``; the target: at most 2x the in-memory
-fit's), with the streamed fits' largest difference from the in-memory parameters.
+Reported per child: peak RSS growth (the peak resident size during the fit, VmHWM, reset
+at the baseline through ``/proc/self/clear_refs``, minus the size at the baseline;
+``ru_maxrss`` would carry the parent's peak through ``exec``), the same as a percentage of
+the rows' in-memory size (the target: at most 10% for a stream), the tracemalloc peak (a
+second child: tracing slows the fit) and milliseconds per EM iteration (median of
+``trace_.seconds``; the target: at most 2x the in-memory fit's), with the streamed fits'
+largest difference from the in-memory parameters. ``parquet-small-pages`` is a Parquet
+file written without dictionary and with 64 KiB pages: pyarrow's reader holds about a
+data page and a dictionary page a column (1 MiB each by default).
 
     python bench/bench_stream.py                          # 4,000,000 x 16, K = 8: minutes
     python bench/bench_stream.py --formats parquet,npy,csv --max-iter 5

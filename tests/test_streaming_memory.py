@@ -207,3 +207,38 @@ def test_the_initialization_sample_is_uniform_and_sized_by_the_sample_not_the_ro
         for s in range(40)
     )
     assert np.abs(counts / 4000 - 1).max() < 0.1
+
+
+@pytest.mark.slow  # a benchmark smoke run: deselect with -m "not slow"
+def test_stream_bench_quick_run_reports_memory_time_and_agreement(tmp_path: pathlib.Path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    report = tmp_path / "stream.json"
+    subprocess.run(
+        [
+            sys.executable,
+            str(root / "bench" / "bench_stream.py"),
+            "--quick",
+            "--formats",
+            "npy,parquet",
+            "--no-tracemalloc",
+            "--dir",
+            str(tmp_path),
+            "--json",
+            str(report),
+        ],
+        check=True,
+        capture_output=True,
+        env={**os.environ, "PYTHONPATH": str(root / "src")},
+        timeout=300,
+    )
+    rows = json.loads(report.read_text())["rows"]
+    assert [row["source"] for row in rows] == ["memory", "npy", "parquet"]
+    assert all(row["rss_growth_bytes"] > 0 and row["ms_per_iteration"] > 0 for row in rows)
+    # the file's fits are the in-memory fit
+    assert all(row["largest_difference"] < 1e-10 for row in rows)
+    assert rows[0]["time_over_memory"] == 1.0
