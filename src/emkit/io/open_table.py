@@ -234,7 +234,7 @@ def _open_npy(path: Path, columns: Columns) -> _Opened:
                 rows = min(block, int(shape[0]) - start)
                 # read in place when the file holds float64 rows (the block itself)
                 raw = np.empty((rows, len(names)), dtype=dtype)
-                got = fh.readinto(memoryview(raw).cast("B"))
+                got = fh.readinto(raw.data.cast("B"))
                 if got != rows * row_bytes:  # truncated while read: the row count says so
                     raw = raw[: (got or 0) // row_bytes]
                 if every and dtype == np.float64:
