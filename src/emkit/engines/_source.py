@@ -117,7 +117,10 @@ class RowSource:
     def blocks(self) -> Iterator[RowSource]:
         """The blocks of a streamed source, as sources of rows in memory, in row order."""
         for start, rows in self.rows.iter_chunks():
-            yield self.block(start, rows)
+            block = self.block(start, rows)
+            del rows  # not held while the next block is read
+            yield block
+            del block
 
     def block(self, start: int, rows: Any) -> RowSource:
         """The source of rows ``start:start + len(rows)`` (read from a stream), its per-row

@@ -119,8 +119,10 @@ class InMemoryEngine:
         source: RowSource,
         combine: Callable[[Iterator[Any]], Any],
     ) -> Any:
-        if source.streamed:  # rows read from a file: each block mapped as rows in memory
-            return combine(self._run(fn, block, combine) for block in source.blocks())
+        if source.streamed:  # rows read from a file: a block read while the last is mapped
+            from emkit.engines.streaming import map_blocks
+
+            return map_blocks(self, fn, source, combine)
         n = source.n_rows
         if n < _MIN_ROWS and (self.chunk_size is None or self.chunk_size >= n):
             # one small chunk: no pool, no limit

@@ -4,9 +4,14 @@
 type, columns and, for ``.npy`` and Parquet, its size and column types), and for text
 files reads it once to count and check every row, so that a bad cell is reported when the
 file is opened, before a fit starts or anything is written. A fit then reads the file
-once per EM pass through :meth:`ChunkedTable.iter_chunks`, holding one block of rows at a
-time: ``.npy`` files are memory-mapped, Parquet files read by row batches (pyarrow), text
-files by pyarrow's streaming CSV reader.
+once per EM pass through :meth:`ChunkedTable.iter_chunks`, a block of rows at a time:
+``.npy`` files are read by plain file reads into each block (no mapping: the file's pages
+never count in the process's memory), Parquet files are decoded a few pages of each column
+at a time (pyarrow, buffered reads, no read-ahead of whole row groups), text files by
+pyarrow's streaming CSV reader. An engine reads the next block while its threads map the
+current one: memory holds at most those two blocks, plus the reader's own buffers (for
+Parquet, about one data page and one dictionary page a column, as the file was written:
+1 MiB each with pyarrow's defaults).
 """
 
 from __future__ import annotations
@@ -33,9 +38,16 @@ from emkit.io.tables import (
 
 __all__ = ["ChunkedTable", "open_table"]
 
-# Bytes of float64 rows a block holds: large enough that reading costs little per row,
-# small next to the data (the streaming engine maps a block in cache-sized chunks).
-_BLOCK_BYTES = 8 << 20
+# Bytes of float64 rows a block holds: large enough that reading costs little per row and
+# that the engine's threads share a block's cache-sized chunks evenly, small next to the
+# data (two blocks are held at once: the one mapped and the one read ahead).
+_BLOCK_BYTES = 4 << 20
+# Bytes of float64 rows pyarrow decodes at a time (copied into the block as they come):
+# its own buffers for a batch come on top of the pages it holds.
+_DECODE_BYTES = 1 << 20
+# Bytes a Parquet column's buffered reader holds (pages are read from it, not whole
+# column chunks).
+_READ_BUFFER = 1 << 16
 _TEXT_DELIMITERS = {".csv": ",", ".tsv": "\t"}
 
 
@@ -69,18 +81,25 @@ class ChunkedTable:
 
     def iter_chunks(self) -> Iterator[tuple[int, NDArray[np.float64]]]:
         """(index of the first row, rows as float64 with NaN for a missing cell) for
-        every block of the file, in order."""
+        every block of the file, in order (a block is not held once the next is asked
+        for)."""
         start = 0
         for rows in self._read(self.block_rows):
+            if start + rows.shape[0] > self.shape[0]:
+                raise self._changed(f"more than {start} now")
             if rows.shape[0]:
                 yield start, rows
                 start += rows.shape[0]
+            del rows
         if start != self.shape[0]:
-            raise InputError(
-                f"Data file {str(self.path)!r} changed while it was read: it had "
-                f"{self.shape[0]} data rows when opened and {start} now. Do not modify a "
-                "file while a fit reads it."
-            )
+            raise self._changed(f"{start} now")
+
+    def _changed(self, now: str) -> InputError:
+        return InputError(
+            f"Data file {str(self.path)!r} changed while it was read: it had "
+            f"{self.shape[0]} data rows when opened and {now}. Do not modify a file while "
+            "a fit reads it."
+        )
 
     def read(self) -> NDArray[np.float64]:
         """Every row in one array (only for a table that fits in memory)."""
@@ -116,7 +135,9 @@ def open_table(
         The columns to keep (names, positions, ranges, exclusions; see
         :func:`emkit.io.read_table`); ``None`` keeps all.
     block_rows : int, default=None
-        Rows per block; ``None`` reads about 8 MiB of float64 rows a block.
+        Rows per block; ``None`` reads about 4 MiB of float64 rows a block. A fit holds
+        two blocks at once (the one mapped and the next, read meanwhile), so this bounds
+        the memory that streaming a file adds.
 
     Returns
     -------
@@ -195,17 +216,52 @@ def _open_npy(path: Path, columns: Columns) -> _Opened:
     names = [f"x{j}" for j in range(arr.shape[1])]
     indices = resolve_columns(columns, names, where)
     every = indices == list(range(arr.shape[1]))
+    n_rows = int(arr.shape[0])
+    del arr  # unmapped: each pass reads the file afresh
 
     def read(block: int) -> Iterator[NDArray[np.float64]]:
-        for start in range(0, int(arr.shape[0]), block):
-            # mapped for one block only: the file's pages do not stay in this process
-            mapped = np.load(path, mmap_mode="r", allow_pickle=False)
-            rows = mapped[start : start + block]
-            out = np.array(rows if every else rows[:, indices], dtype=np.float64)
-            del rows, mapped
-            yield out
+        mapped = np.load(path, mmap_mode="r", allow_pickle=False)
+        shape, dtype, offset = mapped.shape, mapped.dtype, int(mapped.offset)
+        by_rows = mapped.flags.c_contiguous and shape[1:] == (len(names),)
+        del mapped
+        if not by_rows:  # Fortran order, or a file rewritten with another shape
+            yield from _mapped_blocks(path, block, indices, every)
+            return
+        row_bytes = dtype.itemsize * len(names)
+        with open(path, "rb", buffering=0) as fh:
+            fh.seek(offset)
+            for start in range(0, int(shape[0]), block):
+                rows = min(block, int(shape[0]) - start)
+                # read in place when the file holds float64 rows (the block itself)
+                raw = np.empty((rows, len(names)), dtype=dtype)
+                got = fh.readinto(raw.data.cast("B"))
+                if got != rows * row_bytes:  # truncated while read: the row count says so
+                    raw = raw[: (got or 0) // row_bytes]
+                if every and dtype == np.float64:
+                    out = raw
+                else:
+                    out = np.array(raw if every else raw[:, indices], dtype=np.float64)
+                del raw
+                yield out
+                if out.shape[0] < rows:
+                    return
+                del out
 
-    return [names[j] for j in indices], int(arr.shape[0]), read
+    return [names[j] for j in indices], n_rows, read
+
+
+def _mapped_blocks(
+    path: Path, block: int, indices: list[int], every: bool
+) -> Iterator[NDArray[np.float64]]:
+    """Blocks of a ``.npy`` file whose rows are not contiguous (Fortran order), copied
+    from a mapping of the file made for each block only (its pages leave the process)."""
+    n_rows = int(np.load(path, mmap_mode="r", allow_pickle=False).shape[0])
+    for start in range(0, n_rows, block):
+        mapped = np.load(path, mmap_mode="r", allow_pickle=False)
+        rows = mapped[start : start + block]
+        out = np.array(rows if every else rows[:, indices], dtype=np.float64)
+        del rows, mapped
+        yield out
 
 
 def _pyarrow(where: str) -> Any:
@@ -221,10 +277,42 @@ def _pyarrow(where: str) -> Any:
 def _as_float(batch: Any) -> NDArray[np.float64]:
     """A pyarrow record batch of numeric columns as a float64 matrix, nulls as NaN."""
     X = np.empty((batch.num_rows, batch.num_columns), dtype=np.float64)
-    for j in range(batch.num_columns):
-        column = batch.column(j)
-        X[:, j] = column.to_numpy(zero_copy_only=False)
+    _copy_columns(batch, X)
     return X
+
+
+def _copy_columns(batch: Any, out: NDArray[np.float64]) -> None:
+    """The columns of a pyarrow record batch (or table) written into ``out``'s columns as
+    float64, nulls as NaN."""
+    for j in range(batch.num_columns):
+        out[:, j] = batch.column(j).to_numpy(zero_copy_only=False)
+
+
+def _blocks_from_batches(
+    batches: Iterator[Any], n_rows: int, block: int, n_columns: int
+) -> Iterator[NDArray[np.float64]]:
+    """Blocks of ``block`` rows (the last one shorter) filled from record batches of any
+    size, each batch copied in as it comes (so that only the block and one batch are
+    held)."""
+    start = 0
+    out = np.empty((min(block, n_rows), n_columns))
+    filled = 0
+    for batch in batches:
+        taken = 0
+        while taken < batch.num_rows:
+            size = min(out.shape[0] - filled, batch.num_rows - taken)
+            _copy_columns(batch.slice(taken, size), out[filled : filled + size])
+            filled += size
+            taken += size
+            if filled == out.shape[0]:
+                start += filled
+                yield out
+                # beyond the rows counted at open, blocks go on: the caller reports it
+                out = np.empty((min(block, n_rows - start) if start < n_rows else block, n_columns))
+                filled = 0
+        del batch
+    if filled:  # the file had fewer rows than when opened: the caller reports it
+        yield out[:filled]
 
 
 def _open_parquet(path: Path, columns: Columns) -> _Opened:
@@ -252,23 +340,50 @@ def _open_parquet(path: Path, columns: Columns) -> _Opened:
             )
     selected = [names[j] for j in indices]
 
-    def read(block: int) -> Iterator[NDArray[np.float64]]:
-        start = 0
-        batches = pq.ParquetFile(path).iter_batches(batch_size=block, columns=selected)
-        while True:
-            try:
-                batch = next(batches)
-            except StopIteration:
-                return
-            except Exception as exc:
-                raise InputError(
-                    f"Data file {where!r} could not be read after data row {start}: {exc}. "
-                    "The file may be truncated or damaged; write it again."
-                ) from exc
-            yield _as_float(batch)
-            start += batch.num_rows
+    n_rows = int(handle.metadata.num_rows)
+    handle.close()
 
-    return selected, int(handle.metadata.num_rows), read
+    def read(block: int) -> Iterator[NDArray[np.float64]]:
+        # pages read through a small buffer, not whole column chunks (pre_buffer reads
+        # each row group whole), decoded on this thread (pyarrow's own threads would
+        # decode several columns' pages at once)
+        try:
+            parquet = pq.ParquetFile(path, buffer_size=_READ_BUFFER, pre_buffer=False)
+        except Exception as exc:  # rewritten since it was opened
+            raise InputError(
+                f"Data file {where!r} is no longer a readable Parquet file ({exc}). Do not "
+                "modify a file while a fit reads it."
+            ) from exc
+        try:
+            step = min(block, max(1, _DECODE_BYTES // (8 * len(selected))))
+            batches = parquet.iter_batches(batch_size=step, columns=selected, use_threads=False)
+            yield from _blocks_from_batches(_checked(batches, where), n_rows, block, len(selected))
+        finally:
+            parquet.close()
+            # pages and dictionaries freed in pyarrow's pool go back to the system, not
+            # kept beside the memory that the work between passes needs
+            pa.default_memory_pool().release_unused()
+
+    return selected, n_rows, read
+
+
+def _checked(batches: Iterator[Any], where: str) -> Iterator[Any]:
+    """The batches pyarrow reads from a Parquet file, its errors as an InputError that
+    names the file and the row."""
+    start = 0
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except Exception as exc:
+            raise InputError(
+                f"Data file {where!r} could not be read after data row {start}: {exc}. "
+                "The file may be truncated or damaged; write it again."
+            ) from exc
+        start += batch.num_rows
+        yield batch
+        del batch
 
 
 def _open_text(path: Path, columns: Columns, delimiter: str) -> _Opened:
@@ -288,7 +403,7 @@ def _open_text(path: Path, columns: Columns, delimiter: str) -> _Opened:
     keys = [f"c{j}" for j in range(len(names))]
     missing = sorted({m for s in _MISSING for m in (s, s.upper(), s.capitalize())})
     read_options = csv.ReadOptions(
-        column_names=keys, skip_rows=1 if header else 0, block_size=1 << 22
+        column_names=keys, skip_rows=1 if header else 0, block_size=1 << 22, use_threads=False
     )
     parse = csv.ParseOptions(delimiter=delimiter)
     convert = csv.ConvertOptions(
@@ -298,21 +413,21 @@ def _open_text(path: Path, columns: Columns, delimiter: str) -> _Opened:
         strings_can_be_null=True,
     )
 
-    def read(block: int) -> Iterator[NDArray[np.float64]]:
-        start = 0
+    def batches() -> Iterator[Any]:
         try:
-            reader = csv.open_csv(path, read_options, parse, convert)
-            for batch in reader:
-                rows = _as_float(batch)
-                start += rows.shape[0]
-                for first_row in range(0, rows.shape[0], block):
-                    yield rows[first_row : first_row + block]
-        except InputError:
-            raise
+            # parsed on the calling thread (pyarrow's threads would parse several blocks
+            # of text ahead at once), from a Python file object: given the path, pyarrow
+            # reads ahead without bound (the whole text of a 400,000-row file, 110 MiB)
+            with open(path, "rb") as text:
+                yield from csv.open_csv(text, read_options, parse, convert)
         except Exception as exc:  # pyarrow's parse and conversion errors
             raise _locate(path, delimiter, header, names, indices) from exc
 
-    n_rows = sum(rows.shape[0] for rows in read(1 << 30))  # checks every row, once
+    n_rows = sum(batch.num_rows for batch in batches())  # checks every row, once
+
+    def read(block: int) -> Iterator[NDArray[np.float64]]:
+        yield from _blocks_from_batches(batches(), n_rows, block, len(selected))
+
     return selected, n_rows, read
 
 
