@@ -142,6 +142,24 @@ def _compiled_softmax(
     return lambda block, weights: softmax_columns(block.T, _LOG_RESP_FLOOR[block.dtype], weights)
 
 
+def _shift_and_clip(resp: Array, known: Any) -> Array:
+    """Shift each row of log-probabilities ``resp`` in place by its maximum (a labelled
+    row: by its label's value, its likelihood being p(x, y) alone) and clip it to
+    [floor, 0]; returns the shifts m_n, so that log sum_k exp(log_prob_nk) = m_n +
+    log sum_k exp(resp_nk)."""
+    m = resp.max(axis=1)
+    if known is not None:
+        m[known[0]] = resp[known]
+    resp -= m[:, None]
+    # in the working dtype, which the mixture may have raised to float64. Without labels
+    # every value is <= 0 now (x - max x rounds to <= 0), so the upper bound changes
+    # nothing; np.clip with both bounds was measured 2-3x faster than np.maximum with one
+    # (bench/profile_iteration.py's softmax phase). With labels, values above 0 are in
+    # labelled rows only, zeroed after the exp: no overflow.
+    np.clip(resp, _LOG_RESP_FLOOR[resp.dtype], 0.0, out=resp)
+    return m
+
+
 @dataclass(frozen=True)
 class Exact:
     """Exact EM: the responsibilities p(z_n = k | x_n), computed in log space."""
@@ -162,17 +180,7 @@ class Exact:
             m, total = compiled(resp, weights)
             return resp, _objective(np.log(total) + m, row, weights, log_h)
         # log p(x_n) = m_n + log sum_k exp(log_prob_nk - m_n) + row_n
-        m = resp.max(axis=1)
-        if known is not None:
-            m[known[0]] = resp[known]  # a labelled row's likelihood is p(x, y) alone
-        resp -= m[:, None]
-        # in the working dtype, which the mixture may have raised to float64
-        floor = _LOG_RESP_FLOOR[resp.dtype]
-        # Without labels every value is <= 0 now (x - max x rounds to <= 0), so the upper
-        # bound changes nothing; np.clip with both bounds was measured 2-3x faster than
-        # np.maximum with one (bench/profile_iteration.py's softmax phase). With labels,
-        # values above 0 are in labelled rows only, zeroed below: no overflow.
-        np.clip(resp, floor, 0.0, out=resp)
+        m = _shift_and_clip(resp, known)
         np.exp(resp, out=resp)
         if known is not None:
             resp[known[0]] = 0.0
@@ -396,28 +404,18 @@ class Variational:
         log_h: Array | None,
         labels: NDArray[np.intp] | None,
     ) -> tuple[Array, float]:
+        if not self.entropy:  # the conjugate families' mixture: exact EM's softmax
+            return Exact()(log_prob, row, weights, log_h, labels)
         resp, known = log_prob, _known(labels)
-        m = resp.max(axis=1)
-        if known is not None:
-            m[known[0]] = resp[known]  # a labelled row is wholly on its label
-        resp -= m[:, None]
-        np.clip(resp, _LOG_RESP_FLOOR[resp.dtype], 0.0, out=resp)  # as Exact's
+        _shift_and_clip(resp, known)  # a labelled row is wholly on its label
+        # one exp per value, and the shifted log-probabilities kept: log r = shifted -
+        # log_total
         shifted = resp
-        if self.entropy:
-            # one exp per value, and the shifted log-probabilities kept: log r = shifted -
-            # log_total
-            resp = np.exp(shifted)
-        else:
-            np.exp(resp, out=resp)
+        resp = np.exp(shifted)
         if known is not None:
             resp[known[0]] = 0.0
             resp[known] = 1.0
         total = resp.sum(axis=1)
-        if not self.entropy:
-            row_loglik = np.log(total) + m
-            scale = 1.0 / total if weights is None else weights / total
-            resp *= scale[:, None]
-            return resp, _objective(row_loglik, row, weights, log_h)
         resp /= total[:, None]
         # sum_k r log r per row = sum_k r shifted - log_total (the r sum to 1), in float64;
         # a labelled row's r is one-hot at a shifted value of 0: 0
