@@ -7,6 +7,7 @@ scikit-learn's own test module runs on emkit in tests/sklearn_suites/.
 from __future__ import annotations
 
 import copy
+import functools
 import warnings
 
 import numpy as np
@@ -18,7 +19,8 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from emkit import BayesianGaussianMixture, InputError, load_model, save_model
-from emkit.families.normal_wishart import GaussianMoments, NormalWishart
+from emkit.families.gaussian import covariance_structure
+from emkit.families.normal_wishart import NormalWishart
 from emkit.families.priors import GaussianPrior
 
 X = blobs(240, 3, 3, seed=5, spread=3.0)
@@ -349,18 +351,33 @@ def test_normal_wishart_expected_natural_gives_the_expected_log_density() -> Non
     assert exact == pytest.approx(logpdf.mean(), abs=4 * logpdf.std() / np.sqrt(len(logpdf)))
 
 
+def _statistics(structure, rows: np.ndarray, resp: np.ndarray):
+    """(nk, sum_t, shared) of ``rows`` with responsibilities ``resp`` (centred at 0)."""
+    T = structure.statistics(rows.copy())
+    return resp.sum(axis=0), resp.T @ T, structure.shared_statistics(rows, None)
+
+
+def _as_prior(nw: NormalWishart) -> GaussianPrior:
+    """A one-component full Normal-Wishart as the GaussianPrior it is."""
+    return GaussianPrior(
+        mean=nw.mean[0], shrinkage=nw.shrinkage[0], dof=nw.dof[0], scale=nw.scale[0]
+    )
+
+
 def test_normal_wishart_posterior_is_bayes_rule_and_mode_is_map() -> None:
     """Updating by one batch equals updating by its two halves (conjugacy), and the mode
     maximizes the posterior density."""
     prior = _normal_wishart(seed=6)
     rows = np.random.default_rng(7).normal(size=(30, 2))
+    full = covariance_structure("full")
+    origin = np.zeros(2)
 
-    def moments(part: np.ndarray) -> GaussianMoments:
-        m = part.mean(axis=0)
-        return GaussianMoments(np.array([len(part)]), m[None], np.cov(part.T, bias=True)[None])
+    def update(nw: NormalWishart, part: np.ndarray) -> NormalWishart:
+        bound = _as_prior(nw).attach(full, 1, origin)
+        return bound.posterior(_statistics(full, part, np.ones((len(part), 1)))).normal_wishart()
 
-    once = prior.posterior(moments(rows))
-    twice = prior.posterior(moments(rows[:12])).posterior(moments(rows[12:]))
+    once = update(prior, rows)
+    twice = update(update(prior, rows[:12]), rows[12:])
     for a, b in zip(
         (once.mean, once.shrinkage, once.dof, once.scale),
         (twice.mean, twice.shrinkage, twice.dof, twice.scale),
@@ -383,58 +400,79 @@ def test_normal_wishart_posterior_is_bayes_rule_and_mode_is_map() -> None:
 
 
 @pytest.mark.parametrize("covariance_type", TYPES)
-def test_gaussian_prior_is_the_one_component_normal_wishart(covariance_type: str) -> None:
-    """GaussianPrior's posterior, mode, expected_natural and kl are the Normal-Wishart's
-    (the objects BayesianGaussianMixture updates)."""
+def test_the_bound_prior_is_the_one_component_normal_wishart(covariance_type: str) -> None:
+    """GaussianPrior bound to a structure is a one-component Normal-Wishart of that form,
+    and its posteriors are scikit-learn's readings of the structures: from one partition,
+    tied is the mean of the full updates' scales, diag their diagonals, spherical the
+    diagonals' means."""
     prior = GaussianPrior(mean=[0.5, -1.0], shrinkage=0.7, dof=3.5, scale=[[2.0, 0.3], [0.3, 1.0]])
     other = GaussianPrior(mean=[0.0, 0.0], shrinkage=1.0, dof=4.0, scale=[1.5, 0.5])
-    nw = prior.normal_wishart(covariance_type)
-    assert prior.kl(prior, covariance_type) == pytest.approx(0.0, abs=1e-12)
-    assert prior.kl(other, covariance_type) == pytest.approx(
-        nw.kl(other.normal_wishart(covariance_type))
-    )
-    assert prior.kl(other, covariance_type) > 0
-    np.testing.assert_allclose(prior.mode(covariance_type)[1], nw.mode()[1])
-    np.testing.assert_allclose(prior.expected_natural(covariance_type)[1], nw.expected_natural()[1])
-    # the structures' posteriors from one partition: tied is the mean of the full scales,
-    # diag their diagonals, spherical the diagonals' means
+    structure = covariance_structure(covariance_type)
+    origin = np.zeros(2)
+    bound, bound_other = prior.attach(structure, 3, origin), other.attach(structure, 3, origin)
+    nw = bound.normal_wishart()
+    assert nw.covariance_type == covariance_type
+    assert nw.kl(nw) == pytest.approx(0.0, abs=1e-12)
+    assert nw.kl(bound_other.normal_wishart()) > 0
     labels = np.arange(len(X)) % 3
-    rows = [X[labels == k, :2] for k in range(3)]
-    counts = np.array([float(len(r)) for r in rows])
-    means = np.array([r.mean(axis=0) for r in rows])
-    full_cov = np.array([np.cov(r.T, bias=True) for r in rows])
-    cov = {
-        "full": full_cov,
-        "tied": np.einsum("k,kij->ij", counts, full_cov) / counts.sum(),
-        "diag": np.diagonal(full_cov, axis1=1, axis2=2),
-        "spherical": np.diagonal(full_cov, axis1=1, axis2=2).mean(axis=1),
-    }[covariance_type]
-    post = prior.posterior(GaussianMoments(counts, means, cov), covariance_type)
-    full = prior.posterior(GaussianMoments(counts, means, full_cov), "full").scale
-    diag = np.diagonal(full, axis1=1, axis2=2)
+    resp = np.eye(3)[labels]
+    rows = X[:, :2]
+    post = bound.posterior(_statistics(structure, rows, resp))
+    assert post.kl(bound) > 0
+    assert post.kl(post) == pytest.approx(0.0, abs=1e-9)
+    full = prior.attach(covariance_structure("full"), 3, origin)
+    full_post = full.posterior(_statistics(covariance_structure("full"), rows, resp))
+    scales = full_post.normal_wishart().scale
+    diag = np.diagonal(scales, axis1=1, axis2=2)
+    prior_scale = np.asarray(bound.scale)
     expected = {
-        "full": full,
-        "tied": full.mean(axis=0),
+        "full": scales,
+        # one Wishart, each component's share: W_0^-1 + (sum_k (W_k^-1 - W_0^-1)) / K
+        "tied": prior_scale + (scales - prior_scale).mean(axis=0),
         "diag": diag,
         "spherical": diag.mean(axis=1),
     }[covariance_type]
-    np.testing.assert_allclose(post.scale, expected, rtol=1e-12)
+    np.testing.assert_allclose(post.normal_wishart().scale, expected, rtol=1e-12)
+    counts = resp.sum(axis=0)
+    means = resp.T @ rows / counts[:, None]
     np.testing.assert_allclose(
-        post.mean,
+        post.mean()[0],
         (0.7 * np.asarray(prior.mean) + counts[:, None] * means) / (0.7 + counts[:, None]),
     )
 
 
-def test_gaussian_prior_needs_its_fields_to_update() -> None:
-    with pytest.raises(InputError, match="GaussianPrior dof, scale must be given"):
-        GaussianPrior(mean=[0.0, 0.0]).normal_wishart()
-    with pytest.raises(InputError, match="shrinkage must be > 0 for a Normal-Wishart"):
-        GaussianPrior(mean=[0.0], shrinkage=0.0, dof=2.0, scale=1.0).normal_wishart()
-    with pytest.raises(InputError, match=r"scale must be \(2, 2\)"):
-        GaussianPrior(mean=[0.0, 0.0], dof=2.0, scale=np.eye(3)).normal_wishart()
+def test_only_conjugate_posteriors_are_normal_wisharts() -> None:
+    origin = np.zeros(2)
+    rows = X[:, :2]
+    resp = np.eye(2)[np.arange(len(X)) % 2]
+    cases = [
+        (GaussianPrior(mean=[0.0, 0.0], dof=3.0, scale=1.0), "VEV", r"the 'VEV' structure"),
+        (GaussianPrior(mean=[0.0, 0.0], dof=3.0, scale=1.0), "EII", r"the 'EII' structure"),
+        (GaussianPrior(mean=[0.0, 0.0], shrinkage=0.0, dof=3.0, scale=1.0), "full", "shrinkage=0"),
+        (
+            GaussianPrior(mean=[0.0, 0.0], dof=3.0, scale=1.0, convention="mclust"),
+            "diag",
+            "convention='mclust'",
+        ),
+    ]
+    for prior, name, why in cases:
+        structure = covariance_structure(name)
+        bound = prior.attach(structure, 2, origin)
+        post = bound.posterior(_statistics(structure, rows, resp))
+        assert np.all(np.isfinite(post.mode()[1]))  # MAP-EM works everywhere
+        for call in (
+            post.mean,
+            post.expected_natural,
+            functools.partial(post.kl, bound),
+            bound.normal_wishart,
+        ):
+            with pytest.raises(InputError, match=f"need a conjugate one.*got {why}.*mode"):
+                call()
     prior = GaussianPrior(mean=[0.0], shrinkage=1.0, dof=2.0, scale=1.0)
+    full = prior.attach(covariance_structure("full"), 1, np.zeros(1)).normal_wishart()
+    diag = prior.attach(covariance_structure("diag"), 1, np.zeros(1)).normal_wishart()
     with pytest.raises(InputError, match="same covariance_type"):
-        prior.normal_wishart("full").kl(prior.normal_wishart("diag"))
+        full.kl(diag)
 
 
 @pytest.mark.parametrize("prior_type", PRIORS)

@@ -259,21 +259,21 @@ def test_conjugate_full_posterior_is_the_normal_wishart() -> None:
     np.testing.assert_allclose(posterior.mean()[1], nw.covariances, rtol=1e-12)
     assert posterior.kl(nw) == pytest.approx(0.0, abs=1e-9)
     np.testing.assert_allclose(posterior.expected_natural()[1], nw.expected_natural()[1])
-    # and the NormalWishart's own update from the same moments agrees
+    # and the Normal-Wishart update written out (Bishop 10.60-10.63) agrees
     prior = family.prior
-    moments_cov = np.stack([np.cov(X.T, aweights=z[:, k], bias=True) for k in range(G)])
     direct = prior.attach(family.structure, G, family.shift, family.data_covariance)
     assert isinstance(direct, AttachedGaussianPrior)
     nk = z.sum(0)
     xbar = (z.T @ X) / nk[:, None]
-    from emkit.families.normal_wishart import GaussianMoments
-
-    wishart = GaussianPrior(
-        mean=prior.mean, shrinkage=prior.shrinkage, dof=prior.dof, scale=direct.scale
-    ).posterior(GaussianMoments(nk, xbar, moments_cov), "full")
-    np.testing.assert_allclose(wishart.scale, nw.scale, rtol=1e-9)
-    np.testing.assert_allclose(wishart.mean, nw.mean + family.shift, rtol=1e-12)
-    with pytest.raises(InputError, match="not a Normal-Wishart: that needs a conjugate"):
+    scatter = np.stack([np.cov(X.T, aweights=z[:, k], bias=True) * nk[k] for k in range(G)])
+    delta = xbar - prior.mean
+    pull = prior.shrinkage * nk / (prior.shrinkage + nk)
+    scale = direct.scale + scatter + pull[:, None, None] * delta[:, :, None] * delta[:, None, :]
+    np.testing.assert_allclose(nw.scale, scale, rtol=1e-9)
+    np.testing.assert_allclose(nw.dof, prior.dof + nk, rtol=1e-12)
+    shrunk = (prior.shrinkage * prior.mean + nk[:, None] * xbar) / (prior.shrinkage + nk[:, None])
+    np.testing.assert_allclose(nw.mean + family.shift, shrunk, rtol=1e-12)
+    with pytest.raises(InputError, match=r"need a conjugate one.*got the 'VEV' structure"):
         _family("VEV", X).attached_prior(G).posterior(
             (stats[0], stats[1], stats[2])
         ).normal_wishart()

@@ -398,7 +398,7 @@ default='dirichlet_process'
                     Xa, w, _, _, _ = order_by_pattern(Xa, w, None)
             model = VariationalGaussianMixture(
                 family,
-                prior.normal_wishart(self.covariance_type, family.shift),
+                prior.attach(structure, K, family.shift),
                 self.weight_concentration_prior_type,
                 self.weight_concentration_prior_,
                 K,
@@ -539,9 +539,9 @@ default='dirichlet_process'
         # the prior does not enter predictions: the posteriors stand for it
         model = VariationalGaussianMixture(
             family,
-            GaussianPrior(
-                mean=shift, shrinkage=1.0, dof=float(X.shape[1]), scale=1.0
-            ).normal_wishart(self._kind(), shift),
+            GaussianPrior(mean=shift, shrinkage=1.0, dof=float(X.shape[1]), scale=1.0).attach(
+                structure, len(self.weights_), shift
+            ),
             self._weight_kind(),
             float(self.weight_concentration_prior_),
             len(self.weights_),

@@ -173,6 +173,8 @@ class Composed(CovarianceStructure):
     volume: ClassVar[str]
     shape_kind: ClassVar[str]
     orientation: ClassVar[str]
+    # a constrained covariance has no conjugate posterior (MAP-EM only)
+    wishart_form: ClassVar[str | None] = None
 
     @property
     def ties(self) -> bool:

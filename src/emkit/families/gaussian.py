@@ -262,6 +262,19 @@ class CovarianceStructure:
         """Sum of the inverse-Wishart (-Gamma) log densities of the covariances."""
         raise NotImplementedError
 
+    # the form of this structure's conjugate posterior as a
+    # :class:`~emkit.families.normal_wishart.NormalWishart` (None: no conjugate form)
+    wishart_form: ClassVar[str | None] = None
+
+    def wishart_update(
+        self, scale: Array, dof: float, nk: Array, scatter: Array, d: int
+    ) -> tuple[Array, Array]:
+        """(nu, W^-1) of the Wishart posterior of the precisions, in this structure's
+        shape, from the prior's ``scale`` (W_0^-1, :meth:`shaped_scale`) and ``dof``
+        (nu_0), the counts ``nk`` and the :meth:`scatter` about the posterior means
+        (shrinkage term included); scikit-learn's BayesianGaussianMixture reading."""
+        raise NotImplementedError
+
     def mahalanobis(self, Xc: Array, means: Array, prec_chol: Array) -> Array:
         """(n, K) squared Mahalanobis distances, evaluated in whitened form."""
         raise NotImplementedError
@@ -485,6 +498,14 @@ class Full(_Triangular):
     def prior_mass(self, d: int, n_components: int, mean_prior: bool) -> float:
         return d + 1 + int(mean_prior)
 
+    wishart_form: ClassVar[str | None] = "full"
+
+    def wishart_update(
+        self, scale: Array, dof: float, nk: Array, scatter: Array, d: int
+    ) -> tuple[Array, Array]:
+        # a Wishart per component: nu_0 + N_k, W_0^-1 + scatter_k
+        return np.asarray(dof + nk, dtype=np.float64), scale + scatter
+
     def mahalanobis(self, Xc: Array, means: Array, prec_chol: Array) -> Array:
         out = np.empty((Xc.shape[0], means.shape[0]), dtype=Xc.dtype)
         for k in range(means.shape[0]):
@@ -557,6 +578,15 @@ class Tied(_Triangular):
 
     def prior_mass(self, d: int, n_components: int, mean_prior: bool) -> float:
         return d + 1 + n_components * int(mean_prior)
+
+    wishart_form: ClassVar[str | None] = "tied"
+
+    def wishart_update(
+        self, scale: Array, dof: float, nk: Array, scatter: Array, d: int
+    ) -> tuple[Array, Array]:
+        # one Wishart, each component's share of it: nu_0 + N / K, W_0^-1 + scatter / K
+        K = nk.shape[0]
+        return np.asarray(dof + nk.sum() / K, dtype=np.float64), scale + scatter / K
 
     def mahalanobis(self, Xc: Array, means: Array, prec_chol: Array) -> Array:
         U = prec_chol.astype(Xc.dtype)
@@ -667,6 +697,14 @@ class Diag(_Variances):
     def prior_mass(self, d: int, n_components: int, mean_prior: bool) -> float:
         return 2 + int(mean_prior)
 
+    wishart_form: ClassVar[str | None] = "diag"
+
+    def wishart_update(
+        self, scale: Array, dof: float, nk: Array, scatter: Array, d: int
+    ) -> tuple[Array, Array]:
+        # a Wishart per component with a diagonal W: the diagonal of the full update
+        return np.asarray(dof + nk, dtype=np.float64), scale + scatter
+
     def divide(self, scatter: Array, mass: Array, reg_covar: float) -> Array:
         return scatter / mass[:, None] + reg_covar
 
@@ -740,6 +778,15 @@ class Spherical(_Variances):
 
     def prior_mass(self, d: int, n_components: int, mean_prior: bool) -> float:
         return 2 + d * int(mean_prior)
+
+    wishart_form: ClassVar[str | None] = "spherical"
+
+    def wishart_update(
+        self, scale: Array, dof: float, nk: Array, scatter: Array, d: int
+    ) -> tuple[Array, Array]:
+        # a Wishart per component with W a multiple of the identity: the mean of the full
+        # update's diagonal (the scatter here is its trace, d variances)
+        return np.asarray(dof + nk, dtype=np.float64), scale + scatter / d
 
     def divide(self, scatter: Array, mass: Array, reg_covar: float) -> Array:
         return scatter / mass + reg_covar

@@ -13,18 +13,20 @@ with ``nu = nu_0 + N / K``); ``diag`` and ``spherical`` take the Wishart's formu
 diagonal (resp. scalar times identity) scale, with d degrees of freedom terms in
 E[log|Lambda|].
 
-What variational EM and MAP-EM need of it: :meth:`NormalWishart.posterior` (the conjugate
-update from a component's weighted count, mean and covariance), :meth:`~NormalWishart.mode`,
+What variational EM needs of it: :meth:`~NormalWishart.mode`,
 :meth:`~NormalWishart.expected_natural` (E[eta], E[A(eta)] of the Gaussian's natural
 parameters, which make the variational E-step a Gaussian E-step) and
-:meth:`~NormalWishart.kl`.
+:meth:`~NormalWishart.kl`. The conjugate update that makes one is the bound prior's
+(:meth:`emkit.families.priors.AttachedGaussianPrior.posterior`), each structure's
+Wishart update written once, in the structure
+(:meth:`~emkit.families.gaussian.CovarianceStructure.wishart_update`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -32,7 +34,7 @@ from scipy.special import digamma, gammaln
 
 from emkit.exceptions import InputError
 
-__all__ = ["GaussianMoments", "NormalWishart", "precision_cholesky"]
+__all__ = ["NormalWishart", "precision_cholesky"]
 
 Array = NDArray[np.floating[Any]]
 LOG_2PI = float(np.log(2.0 * np.pi))
@@ -42,19 +44,6 @@ _ILL_DEFINED = (
     "covariance (for instance caused by singleton or collapsed samples). Try to decrease "
     "the number of components, increase reg_covar, or scale the input data."
 )
-
-
-class GaussianMoments(NamedTuple):
-    """Weighted moments of each component's rows: what a conjugate update needs.
-
-    ``covariances`` has the structure's shape: (K, d, d) full, (d, d) tied (pooled over
-    the components, divided by the total count), (K, d) diag, (K,) spherical (the mean
-    variance over the features).
-    """
-
-    counts: Array  # (K,) N_k
-    means: Array  # (K, d) xbar_k
-    covariances: Array
 
 
 def precision_cholesky(covariances: Array, covariance_type: str) -> Array:
@@ -173,41 +162,6 @@ class NormalWishart:
         return np.asarray(np.sum(delta**2, axis=1) * U**2 / nu)
 
     # -- the four operations ------------------------------------------------------------
-
-    def posterior(self, moments: GaussianMoments) -> NormalWishart:
-        """The conjugate update by each component's weighted rows (Bishop 10.60-10.63):
-
-            beta = beta_0 + N_k,   m = (beta_0 m_0 + N_k xbar_k) / beta,   nu = nu_0 + N_k,
-            W^-1 = W_0^-1 + N_k S_k + (beta_0 N_k / beta) (xbar_k - m_0)(xbar_k - m_0)^T
-
-        For 'tied', the one precision takes the pooled covariance and N / K degrees of
-        freedom per component (scikit-learn's reading); 'diag' and 'spherical' keep the
-        diagonal (the mean of the diagonal) of the same sums.
-        """
-        nk, xk, sk = moments
-        K = nk.shape[0]
-        beta0 = np.broadcast_to(self.shrinkage, (K,))
-        m0 = np.broadcast_to(self.mean, xk.shape)
-        beta = beta0 + nk
-        mean = (beta0[:, None] * m0 + nk[:, None] * xk) / beta[:, None]
-        delta = xk - m0
-        pull = beta0 * nk / beta  # the mean's share of the scatter
-        kind = self.covariance_type
-        if kind == "tied":
-            total = nk.sum()
-            dof = np.asarray(self.dof + total / K)
-            scale = self.scale + sk * total / K + (pull * delta.T) @ delta / K
-        elif kind == "full":
-            dof = self.dof + nk
-            spread = delta[:, :, None] * delta[:, None, :]
-            scale = self.scale + nk[:, None, None] * sk + pull[:, None, None] * spread
-        elif kind == "diag":
-            dof = self.dof + nk
-            scale = self.scale + nk[:, None] * sk + pull[:, None] * delta**2
-        else:
-            dof = self.dof + nk
-            scale = self.scale + nk * sk + pull * np.mean(delta**2, axis=1)
-        return NormalWishart(kind, mean, beta, np.asarray(dof, dtype=np.float64), scale)
 
     def mode(self) -> tuple[Array, Array]:
         """(means, covariances) at the joint mode of the density of (mu_k, Sigma_k):

@@ -35,7 +35,7 @@ from numpy.typing import NDArray
 from scipy.special import digamma, gammaln
 
 from emkit.exceptions import InputError
-from emkit.families.normal_wishart import GaussianMoments, NormalWishart
+from emkit.families.normal_wishart import NormalWishart
 
 __all__ = [
     "AttachedGaussianPrior",
@@ -506,82 +506,7 @@ class GaussianPrior:
                     f"matrix, got shape {scale.shape}."
                 )
 
-    # -- as an updating prior (variational EM and MAP-EM use the same object) ----------
-
-    def normal_wishart(self, covariance_type: str = "full", shift: Any = None) -> NormalWishart:
-        """This prior as a one-component :class:`NormalWishart` (precision Lambda =
-        Sigma^-1 ~ Wishart(scale^-1, dof)), in coordinates centred on ``shift``.
-
-        ``mean``, ``dof`` and ``scale`` must be given (a fit fills in their data-based
-        defaults); ``scale`` is read in the structure's shape: a (d, d) matrix for 'full'
-        and 'tied' (a (d,) diagonal or a scalar times the identity also), (d,) variances
-        for 'diag', one variance for 'spherical'.
-        """
-        if self.mean is None or self.dof is None or self.scale is None:
-            missing = [f for f in ("mean", "dof", "scale") if getattr(self, f) is None]
-            raise InputError(
-                f"GaussianPrior {', '.join(missing)} must be given to use it as a "
-                "Normal-Wishart (a fit fills in the data-based defaults); pass them."
-            )
-        if self.shrinkage <= 0:
-            raise InputError(
-                "GaussianPrior shrinkage must be > 0 for a Normal-Wishart (the mean's "
-                f"precision is shrinkage * Lambda), got {self.shrinkage!r}."
-            )
-        mean = np.asarray(self.mean, dtype=np.float64)
-        d = mean.shape[0]
-        if shift is not None:
-            mean = mean - np.asarray(shift, dtype=np.float64)
-        scale = np.asarray(self.scale, dtype=np.float64)
-        if covariance_type in ("full", "tied"):
-            scale = np.diag(np.broadcast_to(scale, (d,))) if scale.ndim < 2 else scale
-            if scale.shape != (d, d):
-                raise InputError(
-                    f"GaussianPrior scale must be ({d}, {d}) for {d} features, got {scale.shape}."
-                )
-            scale = scale if covariance_type == "tied" else scale[None]
-        elif covariance_type == "diag":
-            scale = np.diag(scale) if scale.ndim == 2 else np.broadcast_to(scale, (d,))
-            scale = np.array(scale)[None]
-        elif covariance_type == "spherical":
-            if scale.ndim == 2:
-                scale = np.trace(scale) / d
-            scale = np.reshape(np.mean(scale), (1,))
-        else:
-            raise InputError(
-                "covariance_type must be one of 'full', 'tied', 'diag', 'spherical', got "
-                f"{covariance_type!r}."
-            )
-        dof = float(self.dof)
-        return NormalWishart(
-            covariance_type,
-            mean[None, :],
-            np.array([float(self.shrinkage)]),
-            np.asarray(dof) if covariance_type == "tied" else np.array([dof]),
-            scale,
-        )
-
-    def posterior(self, stats: GaussianMoments, covariance_type: str = "full") -> NormalWishart:
-        """The posterior given each component's weighted moments (one
-        :meth:`NormalWishart.posterior` update)."""
-        return self.normal_wishart(covariance_type).posterior(stats)
-
-    def mode(self, covariance_type: str = "full") -> tuple[Array, Array]:
-        """(mean, covariance) at the mode of the prior density of (mu, Sigma)."""
-        return self.normal_wishart(covariance_type).mode()
-
-    def expected_natural(self, covariance_type: str = "full") -> tuple[tuple[Array, Array], Array]:
-        """((E[Lambda mu], E[Lambda]), E[A(eta)]) under the prior
-        (:meth:`NormalWishart.expected_natural`)."""
-        return self.normal_wishart(covariance_type).expected_natural()
-
-    def kl(self, other: Any, covariance_type: str = "full") -> float:
-        """KL(self || other) for another GaussianPrior or a one-component Normal-Wishart."""
-        if isinstance(other, GaussianPrior):
-            other = other.normal_wishart(covariance_type)
-        return self.normal_wishart(covariance_type).kl(other)
-
-    # -- as a component's prior (MAP-EM) -------------------------------------------------
+    # -- as a component's prior ------------------------------------------------------------
 
     def attach(
         self, structure: Any, n_components: int, shift: Any, data_covariance: Any = None
@@ -624,47 +549,69 @@ class GaussianPrior:
         )
 
 
+_CONJUGATE_STRUCTURES = (
+    "'full', 'tied', 'diag' and 'spherical' (mclust's VVV, EEE, VVI and VII; V in one dimension)"
+)
+
+
+def _not_conjugate(why: str) -> InputError:
+    return InputError(
+        "mean(), expected_natural() and kl() of a Gaussian posterior need a conjugate one: "
+        "a GaussianPrior with convention='conjugate' and shrinkage > 0 on one of the "
+        f"structures {_CONJUGATE_STRUCTURES}; got {why}. mode() (the MAP M-step) works for "
+        "every structure."
+    )
+
+
 class GaussianPosterior(NamedTuple):
     """A Gaussian component's posterior given its weighted statistics, for a bound
-    structure: what its mode needs. The means are final; the covariances' mode maximizes
+    structure. The means are final; the covariances' mode maximizes
 
         -1/2 sum_k [ mass_k log|Sigma_k| + tr(scatter_k Sigma_k^-1) ]
 
     over the structure's covariances (closed form where the structure has one, the
-    strategy's constrained ascent otherwise)."""
+    strategy's constrained ascent otherwise): :meth:`mode`, the MAP M-step, for every
+    structure.
+
+    Where the posterior is conjugate (a ``'conjugate'`` prior with shrinkage > 0 on a
+    structure with a Wishart form) it is also a distribution, ``variational``, a
+    :class:`NormalWishart` in scikit-learn's BayesianGaussianMixture reading (see
+    :meth:`~emkit.families.gaussian.CovarianceStructure.wishart_update`), and
+    :meth:`mean`, :meth:`expected_natural` and :meth:`kl` are its; elsewhere they raise,
+    saying why (``why_not``).
+    """
 
     structure: Any
     means: Array  # (K, d), centred
     counts: Array  # (K,) N_k plus the means' pseudo-count (what the scatter is about)
     scatter: Array  # in the structure's layout, prior scale and shrinkage term included
     mass: Array  # the scatter's divisor, prior share included
-    # (K,) nu + N_k where the posterior is a Normal-Wishart (a conjugate prior on full
-    # covariances), else None
-    wishart_dof: Array | None = None
+    variational: NormalWishart | None = None
+    why_not: str = "no prior"
 
     def normal_wishart(self) -> NormalWishart:
-        """This posterior as the :class:`NormalWishart` variational EM updates: defined
-        for a conjugate prior with positive shrinkage on ``full`` covariances, where its
-        :meth:`~NormalWishart.mode` is :meth:`mode` (without ``reg_covar``)."""
-        if self.wishart_dof is None or not np.all(self.counts > 0):
-            raise InputError(
-                "This Gaussian posterior is not a Normal-Wishart: that needs a conjugate "
-                "GaussianPrior with shrinkage > 0 on 'full' covariances (got the "
-                f"{self.structure.name!r} structure, or another convention, or no prior)."
-            )
-        return NormalWishart("full", self.means, self.counts, self.wishart_dof, self.scatter)
+        """This posterior as the :class:`NormalWishart` variational EM updates."""
+        if self.variational is None:
+            raise _not_conjugate(self.why_not)
+        return self.variational
 
     def mean(self) -> tuple[Array, Array]:
-        """(E[mu_k], E[Lambda_k]^-1) under the Normal-Wishart (see :meth:`normal_wishart`)."""
+        """(E[mu_k], E[Lambda_k]^-1), the latter in the structure's shape."""
         nw = self.normal_wishart()
         return nw.mean, nw.covariances
 
     def expected_natural(self) -> tuple[tuple[Array, Array], Array]:
-        """:meth:`NormalWishart.expected_natural` of :meth:`normal_wishart`."""
+        """((E[Lambda_k mu_k], E[Lambda_k]), E[A(eta_k)]): what the variational E-step
+        uses in place of a Gaussian's natural parameters and log-normalizer
+        (:meth:`NormalWishart.expected_natural`)."""
         return self.normal_wishart().expected_natural()
 
-    def kl(self, other: NormalWishart) -> float:
-        """KL(this posterior || ``other``) as Normal-Wisharts (see :meth:`normal_wishart`)."""
+    def kl(self, other: Any) -> float:
+        """KL(this posterior || ``other``), summed over the components (a shared
+        precision counted once); ``other`` is the bound prior it came from (an
+        :class:`AttachedGaussianPrior`), another posterior, or a :class:`NormalWishart`."""
+        if isinstance(other, (AttachedGaussianPrior, GaussianPosterior)):
+            other = other.normal_wishart()
         return self.normal_wishart().kl(other)
 
     def mode(self, reg_covar: float = 0.0, previous: Any = None) -> tuple[Array, Array, Any]:
@@ -677,9 +624,15 @@ class GaussianPosterior(NamedTuple):
 
     def with_means(self, means: Array) -> GaussianPosterior:
         """The posterior conditional on known means: their scatter is the one about
-        them, ``+ N_k (mu_hat_k - mu_k)(...)^T``."""
+        them, ``+ N_k (mu_hat_k - mu_k)(...)^T`` (a point, no longer a distribution over
+        the means)."""
         spread = self.structure.spread(self.counts, self.means - means)
-        return self._replace(means=means, scatter=self.scatter + spread)
+        return self._replace(
+            means=means,
+            scatter=self.scatter + spread,
+            variational=None,
+            why_not="known means (a point, not a Normal-Wishart over them)",
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -713,6 +666,38 @@ class AttachedGaussianPrior:
     def is_flat(self) -> bool:
         return self.shrinkage == 0.0 and self.shares.mass == 0.0 and self.shares.scale == 0.0
 
+    @property
+    def why_not_conjugate(self) -> str:
+        """Why this prior's posteriors are not Normal-Wisharts ("" where they are)."""
+        if self.is_flat:
+            return "no prior (maximum likelihood)"
+        if self.structure.wishart_form is None:
+            return f"the {self.structure.name!r} structure"
+        if self.convention != "conjugate":
+            return f"convention={self.convention!r}"
+        if not self.shrinkage > 0:
+            return f"shrinkage={self.shrinkage!r}"
+        return ""
+
+    def normal_wishart(self) -> NormalWishart:
+        """This prior as a one-component :class:`NormalWishart` (the precision Lambda =
+        Sigma^-1 ~ Wishart(scale^-1, dof)), in centred coordinates: what a posterior's
+        :meth:`~GaussianPosterior.kl` is taken to."""
+        why = self.why_not_conjugate
+        if why:
+            raise _not_conjugate(why)
+        form = self.structure.wishart_form
+        dof = np.asarray(self.dof, dtype=np.float64)
+        scale = np.asarray(self.scale, dtype=np.float64)
+        shared = self.structure.shared
+        return NormalWishart(
+            form,
+            self.mean[None, :],
+            np.array([self.shrinkage]),
+            dof if shared else dof[None],
+            scale if shared else scale[None],
+        )
+
     def posterior(self, stats: tuple[Array, Array, Array]) -> GaussianPosterior:
         """The conjugate update by each component's weighted statistics ``(nk, sum_t,
         shared)`` (centred, in the structure's layout): the prior's ``shrinkage`` rows at
@@ -733,6 +718,10 @@ class AttachedGaussianPrior:
         with np.errstate(divide="ignore", invalid="ignore"):
             means = sums[:, :d] / counts[:, None]
         scatter = structure.scatter(counts, means, sums, shared_sums)
+        variational, why = None, self.why_not_conjugate
+        if not why:
+            dof, scale = structure.wishart_update(self.scale, self.dof, nk, scatter, d)
+            variational = NormalWishart(structure.wishart_form, means, counts, dof, scale)
         if kappa > 0 and not shares.shrink_means:
             # mclust's EEI: the scatter has the shrinkage term, the means are xbar_k
             with np.errstate(divide="ignore", invalid="ignore"):
@@ -742,9 +731,7 @@ class AttachedGaussianPrior:
         mass = structure.mass(nk, d)
         if shares.mass != 0.0:
             mass = mass + shares.mass
-        conjugate_full = structure.name == "full" and self.convention == "conjugate" and kappa > 0
-        dof = self.dof + nk if conjugate_full else None
-        return GaussianPosterior(structure, means, counts, scatter, mass, dof)
+        return GaussianPosterior(structure, means, counts, scatter, mass, variational, why)
 
     def divisor(self, nk: Array) -> Array:
         """The covariances' divisor at counts ``nk``: the structure's mass plus the

@@ -12,8 +12,9 @@ log-density with mean m_k and precision nu_k W_k plus a constant per component
 mixture E-step of :class:`~emkit.models.mixture.Mixture` on those effective parameters:
 one matrix product over the statistics for log rho, one for the expected statistics
 (N_k, sum_n r_nk x_n, sum_n r_nk x_n x_n^T), with chunks, threads, sample weights and
-the far-row route unchanged. The M-step is the Normal-Wishart's conjugate
-:meth:`~emkit.families.normal_wishart.NormalWishart.posterior` from those statistics.
+the far-row route unchanged. The M-step is the bound prior's conjugate update from those
+statistics, ``prior.posterior(stats)`` (:class:`~emkit.families.priors.AttachedGaussianPrior`,
+the same object whose ``.mode()`` is MAP-EM's M-step), read as a Normal-Wishart.
 
 The objective is scikit-learn's ``lower_bound_`` of a BayesianGaussianMixture: the ELBO
 after the M-step (responsibilities of the E-step, posteriors of the M-step) without the
@@ -89,7 +90,8 @@ from scipy.special import betaln, digamma, gammaln
 from emkit.families._base import pattern_ids
 from emkit.families._gaussian_missing import dense_precisions, spd_inverse
 from emkit.families.gaussian import CovarianceStructure, GaussianFamily, GaussianParams
-from emkit.families.normal_wishart import GaussianMoments, NormalWishart
+from emkit.families.normal_wishart import NormalWishart
+from emkit.families.priors import AttachedGaussianPrior
 from emkit.models.mixing import NK_FLOOR, Variational
 from emkit.models.mixture import Mixture, MixtureParams, MixtureStats, _split_rows
 
@@ -185,12 +187,14 @@ class VariationalGaussianMixture:
     """A variational Bayesian Gaussian mixture as pure steps for the EM driver.
 
     ``family`` is the bound :class:`GaussianFamily` (its centre, structure and
-    ``reg_covar``); ``prior`` the components' Normal-Wishart prior (one component,
-    centred coordinates); ``weight_prior_type`` and ``weight_concentration`` the weights'.
+    ``reg_covar``); ``prior`` the components' conjugate prior bound to its structure
+    (:meth:`~emkit.families.priors.GaussianPrior.attach`, centred coordinates), whose
+    ``posterior(stats)`` is the M-step; ``weight_prior_type`` and
+    ``weight_concentration`` the weights'.
     """
 
     family: GaussianFamily
-    prior: NormalWishart
+    prior: AttachedGaussianPrior
     weight_prior_type: str
     weight_concentration: float
     n_components: int
@@ -205,7 +209,7 @@ class VariationalGaussianMixture:
 
     @property
     def covariance_type(self) -> str:
-        return self.prior.covariance_type
+        return str(self.family.structure.name)
 
     # -- E-step ---------------------------------------------------------------------
 
@@ -262,26 +266,6 @@ class VariationalGaussianMixture:
 
     # -- M-step ---------------------------------------------------------------------
 
-    def moments(self, stats: MixtureStats) -> GaussianMoments:
-        """Each component's weighted count, mean and covariance (+ ``reg_covar``) from the
-        expected statistics (the counts floored as scikit-learn does)."""
-        structure = self.family.structure
-        d = self.family.n_features
-        nk = stats.nk + NK_FLOOR
-        means = stats.sum_t[:, :d] / nk[:, None]
-        scatter = structure.scatter(nk, means, stats.sum_t, stats.shared)
-        reg = float(self.family.reg_covar)
-        kind = self.covariance_type
-        if kind == "full":
-            cov = scatter / nk[:, None, None] + reg * np.eye(d)
-        elif kind == "tied":
-            cov = scatter / nk.sum() + reg * np.eye(d)
-        elif kind == "diag":
-            cov = scatter / nk[:, None] + reg
-        else:
-            cov = scatter / (d * nk) + reg  # the mean variance over the features
-        return GaussianMoments(nk, means, cov)
-
     def weight_posterior(self, nk: Array) -> Array:
         """q(pi)'s parameters: alpha_0 + N_k, or the sticks' (1 + N_k, alpha_0 + sum_{j>k} N_j)."""
         alpha = self.weight_concentration
@@ -291,10 +275,23 @@ class VariationalGaussianMixture:
         return np.stack([1.0 + nk, alpha + later])
 
     def m_step(self, params: VariationalParams, stats: MixtureStats) -> VariationalParams:
-        moments = self.moments(stats)
-        return VariationalParams(
-            self.weight_posterior(moments.counts), self.prior.posterior(moments)
-        )
+        """q(pi) and q(mu, Lambda) from the expected statistics: the bound prior's
+        conjugate ``posterior(stats)`` as a Normal-Wishart, with the counts floored and
+        ``reg_covar`` added to each component's covariance estimate as scikit-learn does
+        (``reg_covar N_k`` more scatter on the diagonal)."""
+        structure = self.family.structure
+        nk = stats.nk + NK_FLOOR
+        sum_t, shared = stats.sum_t, stats.shared
+        reg = float(self.family.reg_covar)
+        if reg > 0:
+            K, d = stats.sum_t.shape[0], self.family.n_features
+            # reg_covar N_k I as second moments, in the structure's layout
+            extra = structure.moment_statistics(
+                np.zeros((K, d)), reg * nk[:, None, None] * np.eye(d)
+            )
+            sum_t, shared = sum_t + extra[0], shared + extra[1]
+        posterior = self.prior.posterior((nk, sum_t, shared))
+        return VariationalParams(self.weight_posterior(nk), posterior.normal_wishart())
 
     def m_step_gap(self, params: VariationalParams, stats: MixtureStats) -> float:
         return 0.0  # the coordinate updates are exact
@@ -317,7 +314,7 @@ class VariationalGaussianMixture:
             + 0.5 * nu * d * np.log(2.0)
             + np.sum(gammaln(0.5 * (np.asarray(nu)[..., None] - np.arange(d))), axis=-1)
         )
-        if self.covariance_type == "tied":
+        if structure.shared:  # one Wishart, counted once per component as scikit-learn does
             log_wishart = self.n_components * float(log_wishart_norm)
         else:
             log_wishart = float(np.sum(log_wishart_norm))
