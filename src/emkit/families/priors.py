@@ -642,9 +642,24 @@ class AttachedGaussianPrior:
     flat prior, :meth:`flat`) is maximum likelihood.
 
     ``posterior((nk, sum_t, shared))`` takes the family's statistics (the structure's
-    layout); ``.mode()`` of the result is the MAP M-step. ``scale`` is in the structure's
-    layout for one component, ``shares`` how the prior enters this structure
+    layout); ``.mode()`` of the result is the MAP M-step, and where the posterior is
+    conjugate its ``.expected_natural()`` and ``.kl(prior)`` are variational EM's
+    (:class:`~emkit.BayesianGaussianMixture`). ``scale`` is in the structure's layout for
+    one component, ``shares`` how the prior enters this structure
     (:class:`~emkit.families.covariance.PriorShares`).
+
+    Examples
+    --------
+    >>> from emkit.families.gaussian import covariance_structure
+    >>> prior = GaussianPrior(mean=[0.0], shrinkage=1.0, dof=2.0, scale=1.0)
+    >>> bound = prior.attach(covariance_structure("spherical"), 1, np.zeros(1))
+    >>> post = bound.posterior((np.array([2.0]), np.array([[2.0, 4.0]]), np.zeros(0)))
+    >>> post.mode()[:2]  # the MAP point: means, variances (8/3 + 1) / 7
+    (array([[0.66666667]]), array([0.52380952]))
+    >>> post.mean()  # E[mu], E[Lambda]^-1 = W^-1 / nu = (1 + 8/3) / 4
+    (array([[0.66666667]]), array([0.91666667]))
+    >>> round(post.kl(bound), 6)
+    0.725919
     """
 
     structure: Any
@@ -703,7 +718,15 @@ class AttachedGaussianPrior:
         shared)`` (centred, in the structure's layout): the prior's ``shrinkage`` rows at
         its mean added to the statistics (the scatter about the shrunk means is then the
         scatter about xbar_k plus the shrinkage term), its scale and mass share added to
-        the covariances' scatter and divisor."""
+        the covariances' scatter and divisor. Where the prior is conjugate
+        (:attr:`why_not_conjugate` is empty) the posterior also holds the Normal-Wishart of
+        the structure's :meth:`~emkit.families.gaussian.CovarianceStructure.wishart_update`.
+
+        The two readings agree for ``full`` covariances (the Normal-Wishart's mode is the
+        MAP point); for the others MAP-EM's prior is mclust's (an inverse-Gamma per
+        variance for ``diag``, one covariance for ``tied``) and the Normal-Wishart is
+        scikit-learn's (a Wishart with a diagonal or isotropic W; each component's 1/K
+        share of one Wishart for ``tied``), so their modes differ."""
         nk, sum_t, shared = stats
         structure, shares = self.structure, self.shares
         d = self.mean.shape[0]
