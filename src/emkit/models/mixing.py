@@ -31,7 +31,7 @@ from typing import Any, NamedTuple, Protocol, TypeAlias
 import numpy as np
 from numpy.typing import NDArray
 from scipy.sparse import csc_array, csr_array, issparse
-from scipy.special import digamma, gammaln
+from scipy.special import gammaln
 
 from emkit.exceptions import InputError
 from emkit.families._base import Fixed
@@ -629,20 +629,23 @@ class VariationalWeights:
     concentration: float = 1.0
     fixed: None = None
 
+    def _prior(self, size: int) -> DirichletPrior:
+        return DirichletPrior.packed(np.full(size, self.concentration), check=False)
+
     def m_step(self, nk: Array) -> Array:
-        return np.asarray(self.concentration + nk, dtype=np.float64)
+        # the prior's conjugate update, as every variational component's
+        return np.asarray(self._prior(nk.shape[0]).posterior(nk).concentration)
 
     def expected_log(self, alpha: Array) -> Array:
-        return np.asarray(digamma(alpha) - digamma(np.sum(alpha)))
+        return np.asarray(DirichletPrior.packed(alpha, check=False).expected_natural()[0])
 
     def point(self, alpha: Array) -> Array:
         """The posterior mean of the weights, alpha / sum(alpha)."""
-        return np.asarray(alpha / np.sum(alpha))
+        return np.asarray(DirichletPrior.packed(alpha, check=False).mean())
 
     def log_prior(self, alpha: Array) -> float:
-        prior = DirichletPrior.packed(np.full(alpha.shape[0], self.concentration), check=False)
         posterior = DirichletPrior.packed(alpha, check=False)
-        return -float(posterior.kl(prior))
+        return -float(posterior.kl(self._prior(alpha.shape[0])))
 
     def n_parameters(self, n_components: int) -> int:
         return max(n_components - 1, 0)
