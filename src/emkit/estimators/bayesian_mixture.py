@@ -50,7 +50,7 @@ from emkit.families.gaussian import (
     centred_scale,
     covariance_structure,
 )
-from emkit.families.normal_wishart import NormalWishart
+from emkit.families.normal_wishart import NormalWishart, along_components
 from emkit.families.priors import GaussianPrior
 from emkit.inference.em import EMResult, fit_em
 from emkit.inference.init import RandomSource, init_random_source, initial_responsibilities
@@ -294,15 +294,11 @@ default='dirichlet_process'
                 f"but got {self.degrees_of_freedom_prior:.3f}: a Wishart prior on "
                 f"{d} features needs more than {d - 1} degrees of freedom."
             )
+        self.covariance_prior_: Any
         if self.covariance_prior is None:
-            cov = covariance()
-            self.covariance_prior_: Any
-            if kind in ("full", "tied"):
-                self.covariance_prior_ = cov
-            elif kind == "diag":
-                self.covariance_prior_ = np.diag(cov).copy()
-            else:
-                self.covariance_prior_ = np.asarray(np.diag(cov).mean())
+            # the data's covariance in the structure's shape (diagonal, mean variance)
+            structure = covariance_structure(kind)
+            self.covariance_prior_ = np.array(structure.shaped_scale(covariance(), d))
         else:
             self.covariance_prior_ = _check_covariance_prior(self.covariance_prior, kind, d)
         return GaussianPrior(
@@ -505,19 +501,12 @@ default='dirichlet_process'
         f64 = np.float64
         dof = np.asarray(self.degrees_of_freedom_, dtype=f64)
         cov = np.asarray(self.covariances_, dtype=f64)
-        kind = self._kind()
-        if kind == "full":
-            scale = cov * dof[:, None, None]
-        elif kind == "diag":
-            scale = cov * dof[:, None]
-        else:
-            scale = cov * dof
         post = NormalWishart(
-            kind,
+            self._kind(),
             np.asarray(self.means_, dtype=f64) - family.shift,
             np.asarray(self.mean_precision_, dtype=f64),
             dof,
-            scale,
+            cov * along_components(dof, cov),  # W^-1 = nu E[Lambda]^-1
         )
         conc = self.weight_concentration_
         concentration = np.asarray(np.stack(conc) if isinstance(conc, tuple) else conc, dtype=f64)
@@ -608,15 +597,10 @@ default='dirichlet_process'
         counts = rng.multinomial(int(n_samples), weights / weights.sum())
         d = self.means_.shape[1]
         cov = np.asarray(self.covariances_, dtype=np.float64)
-        kind = self._kind()
+        structure = covariance_structure(self._kind())
         parts = []
         for k, c in enumerate(counts):
-            if kind == "full":
-                L = np.linalg.cholesky(cov[k])
-            elif kind == "tied":
-                L = np.linalg.cholesky(cov)
-            else:  # diag, spherical
-                L = np.diag(np.sqrt(np.broadcast_to(cov[k], (d,))))
+            L = np.linalg.cholesky(structure.component_covariance(cov, k, d))
             parts.append(self.means_[k] + rng.standard_normal((int(c), d)) @ L.T)
         return np.vstack(parts), np.repeat(np.arange(len(weights)), counts)
 

@@ -34,7 +34,7 @@ from scipy.special import digamma, gammaln
 
 from emkit.exceptions import InputError
 
-__all__ = ["NormalWishart", "precision_cholesky"]
+__all__ = ["NormalWishart", "along_components", "precision_cholesky"]
 
 Array = NDArray[np.floating[Any]]
 LOG_2PI = float(np.log(2.0 * np.pi))
@@ -44,6 +44,13 @@ _ILL_DEFINED = (
     "covariance (for instance caused by singleton or collapsed samples). Try to decrease "
     "the number of components, increase reg_covar, or scale the input data."
 )
+
+
+def along_components(values: Array, like: Array) -> Array:
+    """Per-component ``values`` ((K,), or () for tied) shaped to broadcast along the first
+    axis of ``like`` (an array in the structure's shape)."""
+    values = np.asarray(values)
+    return np.reshape(values, values.shape + (1,) * (np.ndim(like) - values.ndim))
 
 
 def precision_cholesky(covariances: Array, covariance_type: str) -> Array:
@@ -122,12 +129,7 @@ class NormalWishart:
     def covariances(self) -> Array:
         """E[Lambda_k]^-1 = W_k^-1 / nu_k, in the structure's shape (scikit-learn's
         ``covariances_`` of a BayesianGaussianMixture)."""
-        dof = self.dof
-        if self.covariance_type == "full":
-            return np.asarray(self.scale / dof[:, None, None])
-        if self.covariance_type == "diag":
-            return np.asarray(self.scale / dof[:, None])
-        return np.asarray(self.scale / dof)
+        return np.asarray(self.scale / along_components(self.dof, self.scale))
 
     @cached_property
     def precisions_cholesky(self) -> Array:
@@ -169,9 +171,7 @@ class NormalWishart:
         d = self.n_features
         factor = np.asarray(self.dof / (self.dof + d + 2.0))
         cov = self.covariances
-        # one factor per component, along the first axis (tied: one for all)
-        factor = np.reshape(factor, factor.shape + (1,) * (cov.ndim - factor.ndim))
-        return self.mean, cov * factor
+        return self.mean, cov * along_components(factor, cov)
 
     def expected_natural(self) -> tuple[tuple[Array, Array], Array]:
         """((E[Lambda_k mu_k], E[Lambda_k]), E[A(eta_k)]) for the Gaussian's natural
