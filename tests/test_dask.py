@@ -278,8 +278,6 @@ def test_unsupported_combinations_are_refused() -> None:
     y[:3] = 0
     with pytest.raises(InputError, match=r"semi_supervised=True .*X is a Dask collection"):
         GaussianMixture(2, semi_supervised=True).fit(Xd, y)
-    with pytest.raises(InputError, match=r"X is a Dask collection \(Array\), which this"):
-        MixtureModel(n_components=2).fit(Xd)
 
 
 def test_a_file_table_is_refused_by_the_dask_engine(tmp_path: Any) -> None:

@@ -288,12 +288,12 @@ class ModelBasedClustering(ClusterMixin, DensityMixin, BaseEstimator):
         sizes = self._sizes()
         if self.n_jobs is not None:
             check_positive_int("n_jobs", self.n_jobs)
-        streamed = is_streamed(X)
+        streamed = is_streamed(X)  # a table from a file, or Dask rows
         Xa: Any = X if streamed else as_float_matrix(X, dtype=None, allow_nan=True)
-        structures = self._structures(Xa.shape[1])
         if streamed:
-            check_streamed(self, X, reset=True)
-        else:
+            Xa = check_streamed(self, X, reset=True)
+        structures = self._structures(Xa.shape[1])
+        if not streamed:
             validate_data(self, X, reset=True, skip_check_array=True)  # feature names
         n = Xa.shape[0]
         # every cell starts from the same seed: an int (or None) as given, else one drawn
