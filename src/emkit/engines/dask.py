@@ -324,6 +324,10 @@ class DaskEngine:
     ((500, 500, 500, 500),)
     """
 
+    # a mapped function's in-place writes to per-row values (k-means' labels and bounds)
+    # stay on the workers: an estimator keeps no per-row state across its maps here
+    keeps_row_state = False
+
     def __init__(
         self,
         client: Any = None,
