@@ -137,3 +137,14 @@ def test_bad_dask_input_is_refused_before_a_fit(make: Callable[[], Any]) -> None
     )
     with pytest.raises(InputError, match=r"non-numeric columns: 'name'.*select_dtypes"):
         make().fit(frame)
+
+
+def test_a_bad_value_is_named_by_its_dask_block() -> None:
+    """A family's check runs on each block where it lives, naming the block's rows."""
+    bad = COUNTS.copy()
+    bad[300, 1] = -1.0
+    with pytest.raises(InputError, match=r"In the block of rows 256\.\.383 of DaskRows\(shape"):
+        PoissonMixture(2, random_state=0).fit(da.from_array(bad, chunks=(128, 3)))
+    fitted = PoissonMixture(2, random_state=0).fit(COUNTS)
+    with pytest.raises(InputError, match=r"In the block of rows 256\.\.383 of DaskRows\(shape"):
+        fitted.predict(da.from_array(bad, chunks=(128, 3)))

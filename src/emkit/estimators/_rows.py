@@ -217,15 +217,37 @@ def bind_streamed(family: Any, summary: ColumnSummary, n_rows: int) -> Any:
 
 def check_blocks(family: Any, X: Any, labels: Any) -> None:
     """``family.check`` on every block of a streamed table, a message naming the block's
-    first row (the row in the message counts from it)."""
+    first row (the row in the message counts from it). Dask rows' blocks are checked as
+    Dask tasks, where they live."""
+    if hasattr(X, "take_rows"):  # Dask rows
+        import dask
+
+        sizes = X.array.chunks[0]
+        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(int)
+        tasks = [
+            dask.delayed(_check_block, pure=False)(
+                family,
+                block,
+                None if labels is None else labels[start : start + size],
+                int(start),
+                repr(X),
+            )
+            for block, start, size in zip(X.array.to_delayed().ravel(), starts, sizes, strict=True)
+        ]
+        dask.compute(*tasks)
+        return
     for start, rows in X.iter_chunks():
-        try:
-            family.check(rows, labels)
-        except InputError as exc:
-            raise InputError(
-                f"In the block of rows {start}..{start + rows.shape[0] - 1} of {X!r} (rows "
-                f"below count from {start}): {exc}"
-            ) from exc
+        _check_block(family, rows, labels, start, repr(X))
+
+
+def _check_block(family: Any, rows: Any, labels: Any, start: int, where: str) -> None:
+    try:
+        family.check(np.asarray(rows), labels)
+    except InputError as exc:
+        raise InputError(
+            f"In the block of rows {start}..{start + rows.shape[0] - 1} of {where} (rows "
+            f"below count from {start}): {exc}"
+        ) from exc
 
 
 def group_by_pattern(
