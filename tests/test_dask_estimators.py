@@ -93,6 +93,9 @@ def test_every_estimator_fits_and_predicts_dask_rows(
     memory = make().fit(data)
     fitted = make().fit(Xd)  # the Dask engine, chosen by the input
     _assert_same_fit(memory, fitted)
+    for name in ("labels_", "uncertainty_"):  # fitted per-row values: in memory
+        if hasattr(memory, name):
+            assert isinstance(getattr(fitted, name), np.ndarray), name
     checked = 0
     for method in METHODS:
         if not hasattr(memory, method):
