@@ -610,6 +610,8 @@ class _Centred:
         self.shift = shift
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name == "model":  # not set yet (a copy being made)
+            raise AttributeError(name)
         return getattr(self.model, name)
 
     def _on_rows(self, fn: Callable[..., Any]) -> Callable[..., Any]:
