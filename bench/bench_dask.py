@@ -14,13 +14,15 @@ seeded generators: in this process for the in-memory fit, on the workers for the
 fit (the same values; no transfer), and persisted there before the clock starts. The
 parameters of the two fits are compared as well.
 
-The cluster is measured as ``distributed`` starts it (``default``) and with its workers'
+The cluster is measured as ``distributed`` starts it (``default``), with its workers'
 ``MALLOC_TRIM_THRESHOLD_=65536`` left out of ``distributed.nanny.pre-spawn-environ``
-(``glibc``: glibc's own, dynamic malloc thresholds). That setting, which ``distributed``
-applies to keep workers' unmanaged memory low, makes every temporary array of more than
-128 KiB a fresh ``mmap`` whose pages are faulted in again: the E-step's cache-sized chunks
-allocate several such arrays, and measured on this benchmark a worker's E-step was about
-3x slower with it than the same task in a plain process.
+(``glibc``: glibc's own, dynamic malloc thresholds), and as ``distributed`` starts it with
+emkit's answer to that setting turned off on the workers (``default-unheld``). The
+setting, which ``distributed`` applies to keep workers' unmanaged memory low, makes every
+temporary array of more than 128 KiB a fresh ``mmap`` whose pages are faulted in again,
+and the E-step's cache-sized chunks allocate several such arrays; emkit's block tasks
+hold glibc's own thresholds while they run (``emkit.engines.dask.reused_heap``), so
+``default`` should match ``glibc``, and ``default-unheld`` shows what that is worth.
 
 Run ``python bench/bench_dask.py --help`` for the options; ``--rows 200000`` for a
 smaller run, ``--local`` for Dask's threaded scheduler in this process (no cluster).
@@ -83,9 +85,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--local", action="store_true", help="Dask's threaded scheduler")
     parser.add_argument(
         "--malloc",
-        default="default,glibc",
+        default="default,glibc,default-unheld",
         help="cluster configurations to measure, comma-separated: 'default' (distributed's "
-        "worker environment), 'glibc' (without MALLOC_TRIM_THRESHOLD_)",
+        "worker environment), 'glibc' (without MALLOC_TRIM_THRESHOLD_), 'default-unheld' "
+        "(distributed's environment, emkit's reused_heap turned off on the workers)",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="write the results to this file")
@@ -189,8 +192,8 @@ def _fit_on_dask(
             f"Dask threaded scheduler, {os.cpu_count()} threads",
             (time.perf_counter() - t0),
         )
-    if variant not in ("default", "glibc"):
-        raise SystemExit(f"--malloc takes 'default' and 'glibc', got {variant!r}")
+    if variant not in ("default", "glibc", "default-unheld"):
+        raise SystemExit(f"--malloc takes 'default', 'glibc' and 'default-unheld', got {variant!r}")
     from distributed import Client, LocalCluster, wait
 
     environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ"))
@@ -206,6 +209,8 @@ def _fit_on_dask(
         ) as cluster,
         Client(cluster) as client,
     ):
+        if variant == "default-unheld":
+            client.run(_unhold)
         Xd = client.persist(Xd)
         wait(Xd)
         t0 = time.perf_counter()
@@ -216,6 +221,15 @@ def _fit_on_dask(
         f"{variant} malloc"
     )
     return fitted, where, elapsed
+
+
+def _unhold() -> None:
+    """On a worker: emkit's block tasks run without holding glibc's thresholds."""
+    import contextlib
+
+    import emkit.engines.dask
+
+    emkit.engines.dask.reused_heap = contextlib.nullcontext  # type: ignore[assignment]
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("distributed")
 
 import emkit.estimators._mixture_base as mixture_base  # noqa: E402
-from emkit import GaussianMixture, InputError  # noqa: E402
+from emkit import GaussianMixture, InputError, KMeans, PoissonMixture  # noqa: E402
 from emkit.engines import DaskEngine  # noqa: E402
 
 RNG = np.random.default_rng(3)
@@ -68,3 +68,25 @@ def test_a_closed_client_is_refused_before_any_work(client: Any) -> None:
     with pytest.raises(InputError, match=r"given to DaskEngine is closed .*Connect a new one"):
         gm.fit(da.from_array(X, chunks=(900, 3)))
     assert not hasattr(gm, "weights_")
+
+
+@pytest.mark.parametrize("kind", ["poisson", "kmeans"])
+def test_other_estimators_fit_on_the_cluster(client: Any, kind: str) -> None:
+    """A family mixture, and k-means (whose C-step keeps no per-row state on workers):
+    the in-memory model, computed by the workers."""
+    if kind == "poisson":
+        data = RNG.poisson(np.where(X > 2, 5.0, 1.0)).astype(np.float64)
+        make: Any = lambda: PoissonMixture(2, random_state=0, tol=1e-10, max_iter=40)  # noqa: E731
+    else:
+        data = X
+        make = lambda: KMeans(2, random_state=0, tol=0.0)  # noqa: E731
+    memory = make().fit(data)
+    Xd = client.persist(da.from_array(data, chunks=(900, 3)))
+    fitted = make().fit(Xd)  # the Dask engine on the current client
+    assert fitted.n_iter_ == memory.n_iter_
+    names = ("weights_", "rates_") if kind == "poisson" else ("cluster_centers_",)
+    for name in names:
+        np.testing.assert_allclose(getattr(fitted, name), getattr(memory, name), atol=1e-10)
+    labels = fitted.predict(Xd)
+    assert isinstance(labels, da.Array)
+    np.testing.assert_array_equal(client.compute(labels).result(), memory.predict(data))

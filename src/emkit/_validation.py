@@ -86,9 +86,9 @@ def as_float_matrix(
     """
     if is_dask_collection(X):
         raise InputError(
-            f"{name} is a Dask collection ({type(X).__name__}), which this estimator reads "
-            f"in memory only (GaussianMixture fits Dask inputs on the workers). Call "
-            f"{name}.compute() to fit it in memory."
+            f"{name} is a Dask collection ({type(X).__name__}), which is read here in memory "
+            f"only (the estimators' fit, predict, score and transform take Dask rows of shape "
+            f"(n_samples, n_features)). Call {name}.compute() to pass it in memory."
         )
     if hasattr(X, "tocsr") or type(X).__module__.startswith("scipy.sparse"):
         raise InputError(

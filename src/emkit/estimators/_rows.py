@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+from sklearn.utils.validation import validate_data
 
-from emkit._validation import check_fit_range, has_missing_values
+from emkit._validation import check_fit_range, has_missing_values, is_dask_collection
 from emkit.engines._source import RowIndex, RowSource
 from emkit.exceptions import InputError
 from emkit.inference.init import (
@@ -63,8 +64,10 @@ _ROW_BLIND = ("random", "random_from_data")
 
 
 def is_streamed(X: Any) -> bool:
-    """Whether ``X`` is a table read a block at a time (:class:`emkit.io.ChunkedTable`)."""
-    return hasattr(X, "iter_chunks")
+    """Whether ``X`` is read a block at a time: a table streamed from a file
+    (:class:`emkit.io.ChunkedTable`), or a Dask array or DataFrame (whose blocks the Dask
+    engine maps on the workers; :func:`check_streamed` checks it)."""
+    return hasattr(X, "iter_chunks") or is_dask_collection(X)
 
 
 @dataclass(frozen=True)
@@ -214,15 +217,37 @@ def bind_streamed(family: Any, summary: ColumnSummary, n_rows: int) -> Any:
 
 def check_blocks(family: Any, X: Any, labels: Any) -> None:
     """``family.check`` on every block of a streamed table, a message naming the block's
-    first row (the row in the message counts from it)."""
+    first row (the row in the message counts from it). Dask rows' blocks are checked as
+    Dask tasks, where they live."""
+    if hasattr(X, "take_rows"):  # Dask rows
+        import dask
+
+        sizes = X.array.chunks[0]
+        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(int)
+        tasks = [
+            dask.delayed(_check_block, pure=False)(
+                family,
+                block,
+                None if labels is None else labels[start : start + size],
+                int(start),
+                repr(X),
+            )
+            for block, start, size in zip(X.array.to_delayed().ravel(), starts, sizes, strict=True)
+        ]
+        dask.compute(*tasks)
+        return
     for start, rows in X.iter_chunks():
-        try:
-            family.check(rows, labels)
-        except InputError as exc:
-            raise InputError(
-                f"In the block of rows {start}..{start + rows.shape[0] - 1} of {X!r} (rows "
-                f"below count from {start}): {exc}"
-            ) from exc
+        _check_block(family, rows, labels, start, repr(X))
+
+
+def _check_block(family: Any, rows: Any, labels: Any, start: int, where: str) -> None:
+    try:
+        family.check(np.asarray(rows), labels)
+    except InputError as exc:
+        raise InputError(
+            f"In the block of rows {start}..{start + rows.shape[0] - 1} of {where} (rows "
+            f"below count from {start}): {exc}"
+        ) from exc
 
 
 def group_by_pattern(
@@ -275,19 +300,38 @@ def filler(means: Array) -> Any:
 
 def check_streamed(estimator: Any, X: Any, *, reset: bool) -> Any:
     """A streamed table as the estimator's ``X``: its number of columns set (a fit) or
-    checked (a fitted estimator) as scikit-learn's ``validate_data`` does for arrays."""
-    d = int(X.shape[1])
-    if reset:
+    checked (a fitted estimator) as scikit-learn's ``validate_data`` does for arrays.
+
+    A Dask array or DataFrame becomes :class:`~emkit.engines.dask.DaskRows` (checked
+    without computing it; :func:`~emkit.engines.dask.as_dask_rows`), its feature names
+    set or checked by ``validate_data``: every estimator that streams a table fits and
+    predicts Dask rows through this one path (the Dask engine is chosen by the rows)."""
+    dask = is_dask_collection(X)
+    rows = X
+    if dask:
+        from emkit.engines.dask import as_dask_rows
+
+        rows = as_dask_rows(X)
+    d = int(rows.shape[1])
+    if not reset and d != estimator.n_features_in_:
+        fix = (
+            "Select the columns the estimator was fitted on."
+            if dask
+            else "Open the table with the columns the estimator was fitted on (columns=...)."
+        )
+        raise InputError(
+            f"X has {d} features, but {type(estimator).__name__} is expecting "
+            f"{estimator.n_features_in_} features as input ({rows!r}). {fix}"
+        )
+    if dask:
+        # a DataFrame's names as pandas gives them (its empty meta frame)
+        described = X._meta if rows.names is not None else X
+        validate_data(estimator, described, reset=reset, skip_check_array=True)
+    elif reset:
         estimator.n_features_in_ = d
         if hasattr(estimator, "feature_names_in_"):
             del estimator.feature_names_in_
-    elif d != estimator.n_features_in_:
-        raise InputError(
-            f"X has {d} features, but {type(estimator).__name__} is expecting "
-            f"{estimator.n_features_in_} features as input ({X!r}). Open the table with "
-            "the columns the estimator was fitted on (columns=...)."
-        )
-    return X
+    return rows
 
 
 def fit_checkpoint(

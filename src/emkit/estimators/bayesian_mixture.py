@@ -33,6 +33,7 @@ from emkit.estimators._mixture_base import (
     logger,
     order_by_pattern,
     progress_callback,
+    rows_output,
     verbose_logging,
 )
 from emkit.estimators._rows import (
@@ -362,7 +363,7 @@ default='dirichlet_process'
         callback = progress_callback(self)
         rng = init_random_source(self.random_state)
         best: EMResult[VariationalParams] | None = None
-        with fit_engine(self) as engine, verbose_logging(self.verbose):
+        with fit_engine(self, Xa) as engine, verbose_logging(self.verbose):
             init_w = w
             if is_streamed(Xa):
                 # the binding and the prior's defaults from passes over the rows, which stay
@@ -546,7 +547,7 @@ default='dirichlet_process'
         Xa = self._validate_X(X, reset=False)
         K = len(self.weights_)
         d = Xa.shape[1]
-        with fit_engine(self) as engine:
+        with fit_engine(self, Xa) as engine:
             model, params = self._fitted_model(Xa, engine)
             rows = getattr(model, which)(params)
             row_bytes = model.mixture.row_bytes(d, model.family.structure.n_stats(d), 2 * K)
@@ -561,7 +562,7 @@ default='dirichlet_process'
         """log sum_k exp(E_q[log pi_k] + E_q[log N(x | mu_k, Lambda_k)]) of each sample
         (scikit-learn's value; a lower bound on the log predictive density up to its
         normalization), shape (n_samples,)."""
-        return np.asarray(self._map(X, "weighted_log_prob", lambda lp: logsumexp(lp, axis=1)))
+        return rows_output(self._map(X, "weighted_log_prob", lambda lp: logsumexp(lp, axis=1)))
 
     def score(self, X: ArrayLike, y: Any = None) -> float:
         """Mean of :meth:`score_samples`."""
@@ -569,11 +570,11 @@ default='dirichlet_process'
 
     def predict(self, X: ArrayLike) -> NDArray[np.intp]:
         """The most probable component of each sample under q, shape (n_samples,)."""
-        return np.asarray(self._map(X, "log_resp", lambda lr: lr.argmax(axis=1)))
+        return rows_output(self._map(X, "log_resp", lambda lr: lr.argmax(axis=1)))
 
     def predict_proba(self, X: ArrayLike) -> Array:
         """q(z_n = k) of each sample, shape (n_samples, n_components)."""
-        return np.asarray(self._map(X, "log_resp", np.exp))
+        return rows_output(self._map(X, "log_resp", np.exp))
 
     def fit_predict(
         self, X: ArrayLike, y: Any = None, sample_weight: ArrayLike | None = None

@@ -30,6 +30,7 @@ from emkit.estimators._mixture_base import (
     fit_engine,
     logger,
     progress_callback,
+    rows_output,
     verbose_logging,
 )
 from emkit.estimators._rows import (
@@ -167,7 +168,7 @@ class _FactorMixtureEstimator(FittedMixture, DensityMixin, BaseEstimator):
         callback = progress_callback(self)
 
         with (
-            fit_engine(self) as engine,
+            fit_engine(self, Xa) as engine,
             verbose_logging(self.verbose),
         ):
             # the centre and the magnitude of the values: one pass over the rows
@@ -283,7 +284,7 @@ class _FactorMixtureEstimator(FittedMixture, DensityMixin, BaseEstimator):
         parts = model.log_prob_parts(params)
         K, q, d = self.components_.shape
         row_bytes = FactorMixture.row_bytes(d, 2 * K, q)
-        with fit_engine(self) as engine:
+        with fit_engine(self, Xa) as engine:
             return engine.map_rows(
                 lambda chunk: fn(*parts(chunk)), RowSource(Xa, work_bytes=row_bytes)
             )
@@ -297,7 +298,7 @@ class _FactorMixtureEstimator(FittedMixture, DensityMixin, BaseEstimator):
     def score_samples(self, X: ArrayLike) -> Array:
         """Log-density of each sample, shape (n_samples,) (-inf for a row whose density
         is below float64's range)."""
-        return np.asarray(
+        return rows_output(
             self._map_parts(X, lambda log_prob, offset: logsumexp(log_prob, axis=1) + offset)
         )
 

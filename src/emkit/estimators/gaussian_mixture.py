@@ -18,7 +18,6 @@ from emkit._validation import (
     check_sample_weight,
     check_warm_start,
     has_missing_values,
-    is_dask_collection,
     resolve_dtype,
 )
 from emkit._warnings import warnings_once
@@ -276,16 +275,8 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
         check_gaussian_prior(self.prior)
 
     def _validate_X(self, X: Any, *, reset: bool) -> Any:
-        if is_streamed(X):  # a table read a block at a time (emkit.io.open_table)
+        if is_streamed(X):  # a table from a file, or Dask rows: read a block at a time
             return check_streamed(self, X, reset=reset)
-        if is_dask_collection(X):  # rows on Dask workers, read a block at a time
-            from emkit.engines.dask import as_dask_rows
-
-            rows = as_dask_rows(X)
-            # a DataFrame's names as pandas gives them (its empty meta frame)
-            described = X._meta if rows.names is not None else X
-            validate_data(self, described, reset=reset, skip_check_array=True)
-            return rows
         # float64 and float32 data are used in place; NaN marks a missing value
         arr = as_float_matrix(X, dtype=None, allow_nan=True)
         # feature names and n_features_in_ the scikit-learn way, after our own checks

@@ -35,7 +35,7 @@ from emkit._warnings import warnings_once
 from emkit.engines._base import Engine
 from emkit.engines._source import RowSource
 from emkit.estimators import _rows
-from emkit.estimators._mixture_base import fit_engine, logger, verbose_logging
+from emkit.estimators._mixture_base import fit_engine, logger, rows_output, verbose_logging
 from emkit.estimators._rows import fit_checkpoint
 from emkit.exceptions import ConvergenceWarning, InputError
 from emkit.inference.em import MONOTONICITY_POLICIES, fit_em_restarts
@@ -235,6 +235,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
             check_choice("init", self.init, INIT_METHODS)
 
     def _validate_X(self, X: Any, *, reset: bool) -> Array | Sparse:
+        if _rows.is_streamed(X):  # a table from a file, or Dask rows: read a block at a time
+            return _rows.check_streamed(self, X, reset=reset)
         # float64 and float32 data are used as they are; sparse data stay sparse (CSR)
         arr = _as_float_csr(X) if issparse(X) else as_float_matrix(X, dtype=None)
         if not reset and arr.shape[1] != self.n_features_in_:
@@ -340,14 +342,30 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         given = self._given_centers(d, Xa.dtype)
         self._n_init = n_init = self._resolve_n_init()
         sparse = issparse(Xa)
+        streamed = _rows.is_streamed(Xa)
 
-        if sparse:
+        if streamed and callable(self.init) and n > _rows.INIT_ROWS:
+            raise InputError(
+                f"A callable init receives every row of X, and X ({Xa!r}) is read a block at "
+                f"a time ({n} rows, more than the {_rows.INIT_ROWS} a start reads). Pass the "
+                "starting centers as an array, or use init='k-means++' (drawn from a sample)."
+            )
+        A: Any
+        rows: Any
+        if streamed:
+            # the centre and spread from passes over the rows; each chunk's design rows
+            # are made where it is mapped (_Centred), the initialization's from a sample
+            with fit_engine(self, Xa) as engine:
+                shift, variance = _streamed_moments(engine, Xa)
+            A = Xa
+            rows, x_squared_norms = _init_rows(Xa, shift)
+        elif sparse:
             # sparse rows stay as they are (centring would fill them), as in scikit-learn
             shift = np.zeros(d, dtype=Xa.dtype)
-            A: Any = SparseRows(design_matrix(Xa, shift))  # chunks of rows as views
+            A = SparseRows(design_matrix(Xa, shift))  # chunks of rows as views
             x_squared_norms = row_norms(Xa, squared=True)
             variance = float(mean_variance_axis(Xa, axis=0)[1].mean())
-            rows: Array | Sparse = Xa
+            rows = Xa
             row_bytes = KMeansModel.sparse_row_bytes(Xa, K)
         else:
             # Centre the data once, as scikit-learn does, for accurate expanded distances.
@@ -365,6 +383,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         model = KMeansModel(float(self.tol) * variance, Xa.dtype.type, bounds=not sparse)
         if not sparse:
             row_bytes = model.row_bytes(d)
+        if streamed:  # the design rows of a chunk, made and dropped with it
+            row_bytes += (d + 2) * Xa.dtype.itemsize
         random = _legacy_stream(self.random_state)
         start = None if given is None else given - shift
         total_weight = float(n if w is None else w.sum())
@@ -404,14 +424,18 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
                     logger.info("Converged at iteration %d: %s.", iteration - 1, reporting.stopped)
 
         with (
-            fit_engine(self) as engine,
+            fit_engine(self, Xa) as engine,
             verbose_logging(verbose, sys.stdout),
         ):
+            # the C-step's per-row memory (label, bounds), where the engine maps views of
+            # it; elsewhere (Dask workers) every C-step measures every row, as Lloyd's
+            state = row_state(n) if getattr(engine, "keeps_row_state", True) else ()
+            fitted: Any = reporting if verbose else model
             result = fit_em_restarts(
-                reporting if verbose else model,
+                _Centred(fitted, shift) if streamed else fitted,
                 engine,
-                # the rows, their weights, and the C-step's per-row memory (label, bounds)
-                RowSource(A, w, columns=row_state(n), work_bytes=row_bytes),
+                # the rows, their weights, and the C-step's per-row memory
+                RowSource(A, w, columns=state, work_bytes=row_bytes),
                 draw,
                 n_init=n_init,
                 rng=np.random.default_rng(0),
@@ -427,7 +451,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
             )
             self.cluster_centers_ = centers_of(result.params)
             # the final assignment is predict's, so that fit(X).predict(X) == labels_
-            self.labels_, self.inertia_ = _assign(engine, Xa, w, self.cluster_centers_)
+            labels, self.inertia_ = _assign(engine, Xa, w, self.cluster_centers_)
+            self.labels_ = np.asarray(labels)  # Dask rows' labels: computed
         self.n_iter_ = result.n_iter
         self.converged_ = result.converged
         self.trace_ = result.trace
@@ -448,8 +473,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         """The nearest center of each sample, shape (n_samples,); X may be sparse."""
         check_is_fitted(self)
         Xa = self._validate_X(X, reset=False)
-        with fit_engine(self) as engine:
-            return _assign(engine, Xa, None, self.cluster_centers_, inertia=False)[0]
+        with fit_engine(self, Xa) as engine:
+            return rows_output(_assign(engine, Xa, None, self.cluster_centers_, inertia=False)[0])
 
     def fit_predict(
         self, X: ArrayLike, y: Any = None, sample_weight: ArrayLike | None = None
@@ -475,8 +500,8 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
             # dense rows: no inf for a distance the dtype holds (rows far out are scaled)
             return euclidean_distances(rows, centers)
 
-        with fit_engine(self) as engine:
-            return np.asarray(engine.map_rows(distances, RowSource(Xa, work_bytes=row_bytes)))
+        with fit_engine(self, Xa) as engine:
+            return rows_output(engine.map_rows(distances, RowSource(Xa, work_bytes=row_bytes)))
 
     def fit_transform(
         self, X: ArrayLike, y: Any = None, sample_weight: ArrayLike | None = None
@@ -490,7 +515,7 @@ class KMeans(ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin, Ba
         check_is_fitted(self)
         Xa = self._validate_X(X, reset=False)
         w = check_sample_weight(sample_weight, Xa.shape[0], Xa.dtype.type)
-        with fit_engine(self) as engine:
+        with fit_engine(self, Xa) as engine:
             return -_assign(engine, Xa, w, self.cluster_centers_)[1]
 
     def __sklearn_tags__(self) -> Any:
@@ -572,6 +597,90 @@ class _Reporting:
             shift = float(((params.centers - previous.centers) ** 2).sum())
             self.stopped = f"center shift {shift} within tolerance {self.model.tol}"
         return True
+
+
+class _Centred:
+    """A k-means model whose mapped functions take the rows themselves, as a streamed
+    table or Dask rows give them, and make each chunk's design rows
+    (:func:`~emkit.models.kmeans.design_matrix`, about ``shift``) where it is mapped;
+    everything else is the model's."""
+
+    def __init__(self, model: Any, shift: Array) -> None:
+        self.model = model
+        self.shift = shift
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name == "model":  # not set yet (a copy being made)
+            raise AttributeError(name)
+        return getattr(self.model, name)
+
+    def _on_rows(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        shift = self.shift
+        return lambda rows, *args: fn(design_matrix(rows, shift), *args)
+
+    def expectation(self, params: KMeansParams) -> Callable[..., Any]:
+        return self._on_rows(self.model.expectation(params))
+
+    def supplement(self, params: KMeansParams, stats: Any) -> Callable[..., Any] | None:
+        fn = self.model.supplement(params, stats)
+        return None if fn is None else self._on_rows(fn)
+
+
+def _streamed_moments(engine: Engine, X: Any) -> tuple[Array, float]:
+    """(the mean of the rows, the mean of the features' variances) of a streamed table
+    or Dask rows, in two passes of ``engine`` (the in-memory fit's ``shift`` and
+    ``variance``, unweighted as there); a missing or infinite value is refused."""
+    n, d = X.shape
+    summary = _rows.column_summary(engine, RowSource(X))
+    if summary.missing or not (np.isfinite(summary.low).all() and np.isfinite(summary.high).all()):
+        raise InputError(
+            f"X ({X!r}) contains NaN or infinity; KMeans needs finite values: drop or "
+            "impute those rows first."
+        )
+    shift = (summary.plain / n).astype(X.dtype)
+    spread = np.maximum(summary.high - shift, shift - summary.low)
+    check_fit_range(float(spread.max()), X.shape, "k-means", X.dtype)
+
+    def squares(rows: Array, _weights: Any) -> float:
+        centred = rows - shift
+        return float(np.einsum("ij,ij->", centred, centred, dtype=np.float64))
+
+    return shift, float(engine.map_reduce(squares, RowSource(X))) / n / d
+
+
+class _SampledRows:
+    """The centred rows of a streamed table or Dask rows, read only where indexed (the
+    random start's few rows, k-means++'s sample): ``rows[indices]`` as in memory."""
+
+    def __init__(self, X: Any, shift: Array) -> None:
+        self.X, self.shift = X, shift
+        self.shape, self.dtype = tuple(X.shape), X.dtype
+
+    def __getitem__(self, indices: Any) -> Array:
+        order = np.asarray(indices)
+        unique, where = np.unique(order, return_inverse=True)
+        return np.asarray(_rows._rows_at(self.X, unique)[where] - self.shift, dtype=self.dtype)
+
+
+class _SampledNorms:
+    """The squared norms of :class:`_SampledRows`' rows where indexed."""
+
+    def __init__(self, rows: _SampledRows) -> None:
+        self.rows = rows
+
+    def __getitem__(self, indices: Any) -> Array:
+        picked = self.rows[indices]
+        return np.einsum("ij,ij->i", picked, picked)
+
+
+def _init_rows(X: Any, shift: Array) -> tuple[Any, Any]:
+    """The centred rows and their squared norms that a start draws from: every row when
+    there are at most ``INIT_ROWS`` (read once), else rows read only where drawn."""
+    if X.shape[0] <= _rows.INIT_ROWS:
+        rows = np.asarray(X.read(), dtype=X.dtype) - shift
+        return rows, np.einsum("ij,ij->i", rows, rows)
+    sampled = _SampledRows(X, shift)
+    return sampled, _SampledNorms(sampled)
 
 
 def _centred(centers: Array, X: Array | Sparse) -> tuple[Array, NDArray[np.float64]]:

@@ -38,6 +38,7 @@ from emkit.estimators._mixture_base import (
     fit_engine,
     logger,
     progress_callback,
+    rows_output,
     verbose_logging,
 )
 from emkit.estimators._rows import (
@@ -254,7 +255,7 @@ class _LatentFactorEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         callback = progress_callback(self)
 
         with (
-            fit_engine(self) as engine,
+            fit_engine(self, Xa) as engine,
             verbose_logging(self.verbose),
         ):
             summary = None
@@ -509,8 +510,8 @@ class _LatentFactorEstimator(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         Xa, _ = validate_rows(self, X, reset=False)
         fn = getattr(model, method)(params)
         row_bytes = LatentFactor.row_bytes(*params.components.shape)
-        with fit_engine(self) as engine:
-            return np.asarray(engine.map_rows(fn, RowSource(Xa, work_bytes=row_bytes)))
+        with fit_engine(self, Xa) as engine:
+            return rows_output(engine.map_rows(fn, RowSource(Xa, work_bytes=row_bytes)))
 
     def transform(self, X: ArrayLike) -> Array:
         """Posterior mean of the latent factors, E[z | x], given each row's observed values.

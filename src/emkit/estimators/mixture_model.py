@@ -433,7 +433,9 @@ default='exact'
                     "streamed from a file is fitted as it is. Write the 0/1 values to the "
                     "file, or read the table into memory (table.read())."
                 )
-            return check_streamed(self, X, reset=reset), [repr(name) for name in X.names]
+            rows = check_streamed(self, X, reset=reset)
+            names = rows.names or [f"x{j}" for j in range(rows.shape[1])]  # a Dask array's
+            return rows, [repr(name) for name in names]
         if hasattr(X, "dtypes") and hasattr(X, "columns"):
             Xa = self._frame_to_matrix(X, reset=reset)
         else:
@@ -784,7 +786,7 @@ default='exact'
         Xa, labels = self._validate_X(X, reset=False)
         if is_streamed(Xa):
             check_blocks(self.family_, Xa, labels)
-            with fit_engine(self) as engine:
+            with fit_engine(self, Xa) as engine:
                 missing = column_summary(engine, RowSource(Xa)).missing
         else:
             missing = has_missing_values(Xa)
@@ -792,7 +794,7 @@ default='exact'
         model = Mixture(self.family_, resolve_dtype(self.dtype), missing=missing)
         fn = make(model, self.params_)
         row_bytes = model.row_bytes(Xa.shape[1], self.family_.n_stats, 2 * self.n_components)
-        with fit_engine(self) as engine:
+        with fit_engine(self, Xa) as engine:
             return engine.map_rows(fn, RowSource(Xa, work_bytes=row_bytes))
 
     def _sampling_family(self) -> tuple[Any, Any]:

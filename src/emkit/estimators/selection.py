@@ -26,6 +26,7 @@ from emkit._validation import (
     check_positive_int,
     check_random_state,
     has_missing_values,
+    is_dask_collection,
 )
 from emkit.estimators._mixture_base import mean_filled
 from emkit.estimators._rows import INIT_ROWS, check_streamed, is_streamed
@@ -288,12 +289,12 @@ class ModelBasedClustering(ClusterMixin, DensityMixin, BaseEstimator):
         sizes = self._sizes()
         if self.n_jobs is not None:
             check_positive_int("n_jobs", self.n_jobs)
-        streamed = is_streamed(X)
+        streamed = is_streamed(X)  # a table from a file, or Dask rows
         Xa: Any = X if streamed else as_float_matrix(X, dtype=None, allow_nan=True)
-        structures = self._structures(Xa.shape[1])
         if streamed:
-            check_streamed(self, X, reset=True)
-        else:
+            Xa = check_streamed(self, X, reset=True)
+        structures = self._structures(Xa.shape[1])
+        if not streamed:
             validate_data(self, X, reset=True, skip_check_array=True)  # feature names
         n = Xa.shape[0]
         # every cell starts from the same seed: an int (or None) as given, else one drawn
@@ -372,8 +373,12 @@ class ModelBasedClustering(ClusterMixin, DensityMixin, BaseEstimator):
         self.n_components_ = int(self.results_["n_components"][best])
         self.covariance_type_ = str(self.results_["covariance_type"][best])
         proba = model.predict_proba(X)
-        self.labels_ = proba.argmax(axis=1)
-        self.uncertainty_ = 1.0 - proba.max(axis=1)
+        labels, uncertainty = proba.argmax(axis=1), 1.0 - proba.max(axis=1)
+        if is_dask_collection(proba):  # Dask rows: fitted values in memory, one pass
+            import dask
+
+            labels, uncertainty = dask.compute(labels, uncertainty)
+        self.labels_, self.uncertainty_ = np.asarray(labels), np.asarray(uncertainty)
         return self
 
     # -- delegation -----------------------------------------------------------------

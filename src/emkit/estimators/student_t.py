@@ -343,7 +343,7 @@ class StudentTMixture(FittedMixture, DensityMixin, BaseEstimator):
         start_dof = np.full(K, float(nu0))
 
         with (
-            fit_engine(self) as engine,
+            fit_engine(self, Xa) as engine,
             verbose_logging(self.verbose),
         ):
             # the centre, the column scales and whether a value is missing: one pass
@@ -417,7 +417,7 @@ class StudentTMixture(FittedMixture, DensityMixin, BaseEstimator):
         log_prob = self._model(shift).weighted_log_prob(self._params(shift))
         K, d = self.means_.shape
         row_bytes = StudentTModel.row_bytes(d, 2 * K)
-        with fit_engine(self) as engine:
+        with fit_engine(self, Xa) as engine:
             return engine.map_rows(
                 lambda chunk: fn(log_prob(chunk)), RowSource(Xa, work_bytes=row_bytes)
             )
