@@ -450,18 +450,24 @@ def initial_statistics_bounded(
     w_sample = None if w is None else w[indices]
     to_view = view(sample)
     seen = to_view(sample)
-    labels = initial_responsibilities(method, seen, K, rng, w_sample)
+    if method == "kmeans":  # k-means reads only ``seen`` (the sample or the view's copy)
+        del sample
+    # k-means centres the rows it reads in place (the sample is this function's own
+    # copy): no second copy of them
+    labels = initial_responsibilities(method, seen, K, rng, w_sample, overwrite=True)
     if method != "kmeans":  # seeds only: the labelled rows of the sample
         seeds = np.flatnonzero(labels >= 0)
         wk = None if w_sample is None else w_sample[seeds]
         return model.statistics_from_resp(sample[seeds], wk, one_hot(labels[seeds], K))
-    # the centers k-means ended with: the (weighted) means of its clusters
+    # the centers k-means ended with: the (weighted) means of its clusters, summed a
+    # column at a time in row order (no weighted copy of the sample)
     weights = np.ones(labels.shape[0]) if w_sample is None else w_sample.astype(np.float64)
     totals = np.bincount(labels, weights, minlength=K)
-    sums = np.zeros((K, seen.shape[1]))
-    np.add.at(sums, labels, weights[:, None] * seen)
+    sums = np.column_stack(
+        [np.bincount(labels, weights * seen[:, j], minlength=K) for j in range(seen.shape[1])]
+    )
     centers = np.where(totals[:, None] > 0, sums / np.maximum(totals, 1e-300)[:, None], seen[0])
-    del sample, seen
+    del seen
 
     def labelled_stats(Xc: Array, wc: Array | None) -> Any:
         rows = prepare(Xc)
