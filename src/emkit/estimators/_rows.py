@@ -21,6 +21,7 @@ from numpy.typing import NDArray
 
 from emkit._validation import check_fit_range, has_missing_values
 from emkit.engines._source import RowIndex, RowSource
+from emkit.engines.streaming import release_freed_memory
 from emkit.exceptions import InputError
 from emkit.inference.init import (
     RandomSource,
@@ -148,9 +149,11 @@ def column_summary(engine: Any, source: RowSource) -> ColumnSummary:
         spaced = (X[first::step].copy(),)
         return ColumnSummary(weight, sums, low, high, missing, spaced, count, plain, total)
 
-    return engine.map_reduce(
+    summary: ColumnSummary = engine.map_reduce(
         summarize, RowSource(source.rows, source.weights, columns=(RowIndex(n),))
     )
+    # the spaced rows in one array (not beside a copy of them when a binding reads them)
+    return replace(summary, spaced=(np.concatenate(summary.spaced),))
 
 
 def _columns(summary: ColumnSummary, cols: Any) -> ColumnSummary:
@@ -258,7 +261,7 @@ def bind_gaussian(family: Any, summary: ColumnSummary, n_rows: int) -> Any:
     shift = summary.shift
     scale = summary.scale(shift)
     check_fit_range(scale, (n_rows, shift.shape[0]), "a Gaussian fit")
-    spaced = np.concatenate(summary.spaced)
+    spaced = summary.spaced[0] if len(summary.spaced) == 1 else np.concatenate(summary.spaced)
     return replace(
         family, shift=shift, scale=scale, column_scale=centred_column_scale(spaced, shift)
     )
@@ -445,8 +448,12 @@ def initial_statistics_bounded(
 
         source = RowSource(X, w, columns=(RowIndex(n),), work_bytes=work_bytes)
         return engine.map_reduce(random_stats, source)
+    # what the work before (the binding) and the pass that reads the sample (its blocks,
+    # a file's buffers) freed goes back to the system, not held beside k-means' work
+    release_freed_memory()
     indices = uniform_rows(np.random.default_rng(seed), n, INIT_ROWS)
     sample = prepare(_rows_at(X, indices))
+    release_freed_memory()
     w_sample = None if w is None else w[indices]
     to_view = view(sample)
     seen = to_view(sample)
@@ -468,6 +475,7 @@ def initial_statistics_bounded(
     )
     centers = np.where(totals[:, None] > 0, sums / np.maximum(totals, 1e-300)[:, None], seen[0])
     del seen
+    release_freed_memory()  # the sample and k-means' work, before the labelling pass
 
     def labelled_stats(Xc: Array, wc: Array | None) -> Any:
         rows = prepare(Xc)
