@@ -63,6 +63,10 @@ _DECODE_BYTES = 1 << 20
 # column chunks).
 _READ_BUFFER = 1 << 16
 _TEXT_DELIMITERS = {".csv": ",", ".tsv": "\t"}
+# Bytes of text pyarrow parses at a time (at least 8 lines): its streaming CSV reader reads
+# up to 32 such blocks ahead (into Python bytes, from a file object), whatever
+# use_threads says: 4 MiB blocks held 124 MiB of text at once, 256 KiB blocks 9 MiB.
+_TEXT_BLOCK = 1 << 18
 # Values of one Parquet column decoded at a time while it is spilled.
 _SPILL_BATCH = 1 << 16
 
@@ -631,7 +635,10 @@ def _open_text(
     keys = [f"c{j}" for j in range(len(names))]
     missing = sorted({m for s in _MISSING for m in (s, s.upper(), s.capitalize())})
     read_options = csv.ReadOptions(
-        column_names=keys, skip_rows=1 if header else 0, block_size=1 << 22, use_threads=False
+        column_names=keys,
+        skip_rows=1 if header else 0,
+        block_size=max(_TEXT_BLOCK, 8 * len(first)),
+        use_threads=False,
     )
     parse = csv.ParseOptions(delimiter=delimiter)
     convert = csv.ConvertOptions(
@@ -644,8 +651,7 @@ def _open_text(
     def batches() -> Iterator[Any]:
         try:
             # parsed on the calling thread (pyarrow's threads would parse several blocks
-            # of text ahead at once), from a Python file object: given the path, pyarrow
-            # reads ahead without bound (the whole text of a 400,000-row file, 110 MiB)
+            # of text ahead at once); the text read ahead is bounded by the block size
             with open(path, "rb") as text:
                 yield from csv.open_csv(text, read_options, parse, convert)
         except Exception as exc:  # pyarrow's parse and conversion errors
