@@ -39,13 +39,15 @@ def _assert_same_model(a: GaussianMixture, b: GaussianMixture, tol: float = 1e-1
     np.testing.assert_allclose(b.lower_bounds_[1:], a.lower_bounds_[1:], rtol=tol, atol=tol)
 
 
+@pytest.mark.parametrize("spill", ["auto", False])
 @pytest.mark.parametrize("suffix", [".npy", ".parquet", ".csv", ".tsv"])
 @pytest.mark.parametrize("covariance_type", ["full", "diag", "tied", "spherical"])
 def test_a_streamed_fit_is_the_in_memory_fit(
-    tmp_path: pathlib.Path, suffix: str, covariance_type: str
+    tmp_path: pathlib.Path, suffix: str, covariance_type: str, spill: Any
 ) -> None:
-    table = open_table(_write(tmp_path / f"x{suffix}", X), block_rows=128)
+    table = open_table(_write(tmp_path / f"x{suffix}", X), block_rows=128, spill=spill)
     assert isinstance(table, ChunkedTable) and table.shape == X.shape
+    assert (table.spill is not None) == (spill == "auto" and suffix != ".npy")
     kw: dict[str, Any] = {"covariance_type": covariance_type, "random_state": 0, "tol": 1e-8}
     memory = GaussianMixture(2, **kw).fit(X)
     streamed = GaussianMixture(2, **kw).fit(table)

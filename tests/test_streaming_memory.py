@@ -117,7 +117,7 @@ def test_parquet_is_read_a_few_pages_at_a_time_not_a_row_group_at_once(
         data_page_size=1 << 15,
         compression="none",
     )
-    table = open_table(path, block_rows=5_000)
+    table = open_table(path, block_rows=5_000, spill=False)
     before = pa.total_allocated_bytes()
     most = 0
     starts = []
@@ -176,7 +176,8 @@ def test_a_file_grown_or_cut_after_it_was_opened_is_reported(
             np.savetxt(path, data, delimiter=",", fmt="%.17g")
 
     write(X[:3000])
-    table = open_table(path, block_rows=1000)
+    # (read on every pass: a spilled table reads the rows of the file as it was opened)
+    table = open_table(path, block_rows=1000, spill=False)
     write(X)  # grown
     with pytest.raises(InputError, match=r"changed while it was read: it had 3000 data rows"):
         table.read()
@@ -242,3 +243,27 @@ def test_stream_bench_quick_run_reports_memory_time_and_agreement(tmp_path: path
     # the file's fits are the in-memory fit
     assert all(row["largest_difference"] < 1e-10 for row in rows)
     assert rows[0]["time_over_memory"] == 1.0
+
+
+@pytest.mark.parametrize("spill", ["auto", False])
+def test_text_read_ahead_is_bounded_by_the_block_of_text(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, spill: Any
+) -> None:
+    import importlib
+    import tracemalloc
+
+    module = importlib.import_module("emkit.io.open_table")
+    # pyarrow reads up to 32 blocks of text ahead: 32 x 8 KiB here, not the whole file
+    monkeypatch.setattr(module, "_TEXT_BLOCK", 1 << 13)
+    data = np.random.default_rng(2).normal(size=(40_000, 3))
+    path = tmp_path / "x.csv"
+    np.savetxt(path, data, delimiter=",", fmt="%.17g")
+    assert path.stat().st_size > 2_000_000
+    tracemalloc.start()
+    table = open_table(path, block_rows=1000, spill=spill, spill_dir=tmp_path)
+    most = tracemalloc.get_traced_memory()[1]
+    for _ in table.iter_chunks():
+        most = max(most, tracemalloc.get_traced_memory()[1])
+    tracemalloc.stop()
+    assert most < 1_000_000
+    np.testing.assert_array_equal(table.read(), data)

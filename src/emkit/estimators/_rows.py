@@ -22,6 +22,7 @@ from sklearn.utils.validation import validate_data
 
 from emkit._validation import check_fit_range, has_missing_values, is_dask_collection
 from emkit.engines._source import RowIndex, RowSource
+from emkit.engines.streaming import release_freed_memory
 from emkit.exceptions import InputError
 from emkit.inference.init import (
     RandomSource,
@@ -151,9 +152,11 @@ def column_summary(engine: Any, source: RowSource) -> ColumnSummary:
         spaced = (X[first::step].copy(),)
         return ColumnSummary(weight, sums, low, high, missing, spaced, count, plain, total)
 
-    return engine.map_reduce(
+    summary: ColumnSummary = engine.map_reduce(
         summarize, RowSource(source.rows, source.weights, columns=(RowIndex(n),))
     )
+    # the spaced rows in one array (not beside a copy of them when a binding reads them)
+    return replace(summary, spaced=(np.concatenate(summary.spaced),))
 
 
 def _columns(summary: ColumnSummary, cols: Any) -> ColumnSummary:
@@ -283,7 +286,7 @@ def bind_gaussian(family: Any, summary: ColumnSummary, n_rows: int) -> Any:
     shift = summary.shift
     scale = summary.scale(shift)
     check_fit_range(scale, (n_rows, shift.shape[0]), "a Gaussian fit")
-    spaced = np.concatenate(summary.spaced)
+    spaced = summary.spaced[0] if len(summary.spaced) == 1 else np.concatenate(summary.spaced)
     return replace(
         family, shift=shift, scale=scale, column_scale=centred_column_scale(spaced, shift)
     )
@@ -489,23 +492,34 @@ def initial_statistics_bounded(
 
         source = RowSource(X, w, columns=(RowIndex(n),), work_bytes=work_bytes)
         return engine.map_reduce(random_stats, source)
+    # what the work before (the binding) and the pass that reads the sample (its blocks,
+    # a file's buffers) freed goes back to the system, not held beside k-means' work
+    release_freed_memory()
     indices = uniform_rows(np.random.default_rng(seed), n, INIT_ROWS)
     sample = prepare(_rows_at(X, indices))
+    release_freed_memory()
     w_sample = None if w is None else w[indices]
     to_view = view(sample)
     seen = to_view(sample)
-    labels = initial_responsibilities(method, seen, K, rng, w_sample)
+    if method == "kmeans":  # k-means reads only ``seen`` (the sample or the view's copy)
+        del sample
+    # k-means centres the rows it reads in place (the sample is this function's own
+    # copy): no second copy of them
+    labels = initial_responsibilities(method, seen, K, rng, w_sample, overwrite=True)
     if method != "kmeans":  # seeds only: the labelled rows of the sample
         seeds = np.flatnonzero(labels >= 0)
         wk = None if w_sample is None else w_sample[seeds]
         return model.statistics_from_resp(sample[seeds], wk, one_hot(labels[seeds], K))
-    # the centers k-means ended with: the (weighted) means of its clusters
+    # the centers k-means ended with: the (weighted) means of its clusters, summed a
+    # column at a time in row order (no weighted copy of the sample)
     weights = np.ones(labels.shape[0]) if w_sample is None else w_sample.astype(np.float64)
     totals = np.bincount(labels, weights, minlength=K)
-    sums = np.zeros((K, seen.shape[1]))
-    np.add.at(sums, labels, weights[:, None] * seen)
+    sums = np.column_stack(
+        [np.bincount(labels, weights * seen[:, j], minlength=K) for j in range(seen.shape[1])]
+    )
     centers = np.where(totals[:, None] > 0, sums / np.maximum(totals, 1e-300)[:, None], seen[0])
-    del sample, seen
+    del seen
+    release_freed_memory()  # the sample and k-means' work, before the labelling pass
 
     def labelled_stats(Xc: Array, wc: Array | None) -> Any:
         rows = prepare(Xc)

@@ -54,6 +54,7 @@ def initial_responsibilities(
     rng: RandomSource,
     sample_weight: NDArray[np.floating[Any]] | None = None,
     tree: HierarchicalTree | None = None,
+    overwrite: bool = False,
 ) -> NDArray[Any]:
     """Responsibilities to start EM from: hard labels (n_samples,) or a soft matrix.
 
@@ -68,7 +69,9 @@ def initial_responsibilities(
     weights enter through the M-step that turns the labels into parameters. Hard labels
     keep memory at one integer a row; expand them chunk by chunk with :func:`one_hot`.
     With a RandomState (:func:`init_random_source`) the draws are those of scikit-learn's
-    mixtures.
+    mixtures. ``overwrite=True`` lets ``kmeans`` centre a C-contiguous ``X`` in place
+    (scikit-learn's ``copy_x=False``: no copy of ``X``, whose values come back changed by
+    round-off); for rows the caller made for it (a sample), not the user's data.
     """
     n = X.shape[0]
     labels = np.full(n, -1, dtype=np.intp)
@@ -78,7 +81,7 @@ def initial_responsibilities(
         from sklearn.cluster import KMeans
 
         labels[:] = (
-            KMeans(n_clusters=n_components, n_init=1, random_state=_seed(rng))
+            KMeans(n_clusters=n_components, n_init=1, random_state=_seed(rng), copy_x=not overwrite)
             .fit(X, sample_weight=sample_weight)
             .labels_
         )

@@ -12,11 +12,25 @@ pyarrow's streaming CSV reader. An engine reads the next block while its threads
 current one: memory holds at most those two blocks, plus the reader's own buffers (for
 Parquet, about one data page and one dictionary page a column, as the file was written:
 1 MiB each with pyarrow's defaults).
+
+By default (``spill="auto"``) a CSV, TSV or Parquet file is converted once, when it is
+opened, into a temporary file of float64 rows (a *spill*), which every pass then reads as
+a ``.npy`` file is read: a CSV file is parsed once instead of once per EM pass, and a
+Parquet file is decoded a column at a time (pyarrow holds one column's pages, not every
+column's at once). The spill takes ``n_rows x n_columns x 8`` bytes in the temporary
+directory and is removed when the table is closed (:meth:`ChunkedTable.close`, or the
+table used as a context manager), garbage-collected, or at interpreter exit, and when
+opening fails or is interrupted; a process that is killed leaves it in the temporary
+directory (a directory named ``emkit-spill-*``).
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import shutil
+import tempfile
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +63,33 @@ _DECODE_BYTES = 1 << 20
 # column chunks).
 _READ_BUFFER = 1 << 16
 _TEXT_DELIMITERS = {".csv": ",", ".tsv": "\t"}
+# Bytes of text pyarrow parses at a time (at least 8 lines): its streaming CSV reader reads
+# up to 32 such blocks ahead (into Python bytes, from a file object), whatever
+# use_threads says: 4 MiB blocks held 124 MiB of text at once, 256 KiB blocks 9 MiB.
+_TEXT_BLOCK = 1 << 18
+# Values of one Parquet column decoded at a time while it is spilled.
+_SPILL_BATCH = 1 << 16
+
+_log = logging.getLogger(__name__)
+
+
+class _Spill:
+    """A temporary directory holding a table's rows as raw float64 values, removed by
+    :meth:`remove`, when this object is collected, or at interpreter exit."""
+
+    def __init__(self, parent: str | os.PathLike[str] | None) -> None:
+        self.directory = Path(tempfile.mkdtemp(prefix="emkit-spill-", dir=parent))
+        self.file = self.directory / "rows.f64"
+        self._removal = weakref.finalize(
+            self, shutil.rmtree, str(self.directory), ignore_errors=True
+        )
+
+    @property
+    def removed(self) -> bool:
+        return not self._removal.alive
+
+    def remove(self) -> None:
+        self._removal()
 
 
 @dataclass(frozen=True, eq=False)
@@ -64,6 +105,9 @@ class ChunkedTable:
         (number of data rows, number of selected columns).
     block_rows : int
         Rows per block read (the last block may be shorter; text files' blocks vary).
+    spill : pathlib.Path or None
+        The temporary file of float64 rows that passes read instead of ``path`` (see
+        :func:`open_table`'s ``spill``), or None when ``path`` itself is read.
     """
 
     path: Path
@@ -71,6 +115,7 @@ class ChunkedTable:
     shape: tuple[int, int]
     block_rows: int
     _read: Callable[[int], Iterator[NDArray[np.float64]]]
+    _spill: _Spill | None = None
 
     ndim = 2
     itemsize = 8
@@ -79,10 +124,31 @@ class ChunkedTable:
     def __len__(self) -> int:
         return self.shape[0]
 
+    @property
+    def spill(self) -> Path | None:
+        return None if self._spill is None else self._spill.file
+
+    def close(self) -> None:
+        """Remove the table's spill file (nothing to do without one); the table cannot
+        be read afterwards."""
+        if self._spill is not None:
+            self._spill.remove()
+
+    def __enter__(self) -> ChunkedTable:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def iter_chunks(self) -> Iterator[tuple[int, NDArray[np.float64]]]:
         """(index of the first row, rows as float64 with NaN for a missing cell) for
         every block of the file, in order (a block is not held once the next is asked
         for)."""
+        if self._spill is not None and self._spill.removed:
+            raise InputError(
+                f"{self!r} was closed: its spill file is removed. Open the file again "
+                "with emkit.io.open_table."
+            )
         start = 0
         for rows in self._read(self.block_rows):
             if start + rows.shape[0] > self.shape[0]:
@@ -117,6 +183,8 @@ def open_table(
     columns: Columns = None,
     *,
     block_rows: int | None = None,
+    spill: bool | str = "auto",
+    spill_dir: str | os.PathLike[str] | None = None,
 ) -> ChunkedTable:
     """Open a numeric table file as a source that a fit reads a block of rows at a time.
 
@@ -138,6 +206,23 @@ def open_table(
         Rows per block; ``None`` reads about 4 MiB of float64 rows a block. A fit holds
         two blocks at once (the one mapped and the next, read meanwhile), so this bounds
         the memory that streaming a file adds.
+    spill : {"auto", True, False}, default="auto"
+        Whether a ``.csv``, ``.tsv`` or ``.parquet`` file is converted once, now, into a
+        temporary file of float64 rows that every pass reads (``n_rows x n_columns x 8``
+        bytes on disk; a CSV file is then parsed once, not once per EM pass, and a
+        Parquet file is decoded a column at a time, so that pyarrow does not hold every
+        column's pages at once). ``"auto"`` spills when the rows take at most half the
+        free space of ``spill_dir`` and reads the file itself otherwise (also when
+        writing fails, e.g. the disk fills up; logged at INFO level); ``True`` spills or
+        raises; ``False`` reads the file itself on every pass. The spill is removed by
+        :meth:`ChunkedTable.close` (or leaving ``with open_table(...) as table:``), when
+        the table is garbage-collected, at interpreter exit, and when opening fails or is
+        interrupted; a killed process leaves it behind (``emkit-spill-*`` in
+        ``spill_dir``). Passes read the rows as they were when the file was opened.
+        ``.npy`` files are read directly (``True`` is refused for them).
+    spill_dir : str or os.PathLike, default=None
+        Where the spill is written (``None``: :func:`tempfile.gettempdir`, which the
+        ``TMPDIR`` environment variable sets).
 
     Returns
     -------
@@ -148,7 +233,7 @@ def open_table(
     InputError
         If the file is missing, of an unknown type, truncated or damaged, has a
         non-numeric column or cell, or a row with another number of fields (naming the
-        file and the line).
+        file and the line); with ``spill=True``, if the spill cannot be written.
 
     Examples
     --------
@@ -171,6 +256,8 @@ def open_table(
         isinstance(block_rows, bool) or not isinstance(block_rows, int) or block_rows < 1
     ):
         raise InputError(f"block_rows must be a positive integer or None, got {block_rows!r}.")
+    if not (spill is True or spill is False or spill == "auto"):
+        raise InputError(f'spill must be "auto", True or False, got {spill!r}.')
     suffix = p.suffix.lower()
     if suffix not in (".npy", ".parquet", *_TEXT_DELIMITERS):
         raise InputError(
@@ -181,19 +268,106 @@ def open_table(
     if not p.is_file():
         what = "is a directory" if p.is_dir() else "does not exist"
         raise InputError(f"Data file {where!r} {what}. Check the path.")
+    spilled: _Spill | None = None
     if suffix == ".npy":
+        if spill is True:
+            raise InputError(
+                f"spill=True applies to .csv, .tsv and .parquet files; {where!r} is a .npy "
+                'file, read directly. Pass spill="auto" or False.'
+            )
         names, n_rows, read = _open_npy(p, columns)
     elif suffix == ".parquet":
-        names, n_rows, read = _open_parquet(p, columns)
+        names, n_rows, read, spilled = _open_parquet(p, columns, spill, spill_dir)
     else:
-        names, n_rows, read = _open_text(p, columns, _TEXT_DELIMITERS[suffix])
+        names, n_rows, read, spilled = _open_text(
+            p, columns, _TEXT_DELIMITERS[suffix], spill, spill_dir
+        )
     if n_rows == 0:
+        if spilled is not None:
+            spilled.remove()
         raise InputError(f"Data file {where!r} has no data rows; pass a file with data.")
     rows = block_rows or max(1, _BLOCK_BYTES // (8 * max(len(names), 1)))
-    return ChunkedTable(p, names, (n_rows, len(names)), rows, read)
+    return ChunkedTable(p, names, (n_rows, len(names)), rows, read, spilled)
 
 
-_Opened = tuple[list[str], int, Callable[[int], Iterator[NDArray[np.float64]]]]
+_Read = Callable[[int], Iterator[NDArray[np.float64]]]
+_Opened = tuple[list[str], int, _Read]
+
+
+def _start_spill(
+    spill: bool | str, spill_dir: str | os.PathLike[str] | None, size: int, where: str
+) -> _Spill | None:
+    """A new spill for ``size`` bytes of rows of the file ``where``, or None (``spill``
+    False, or ``"auto"`` without room for it)."""
+    if spill is False:
+        return None
+    try:
+        made = _Spill(spill_dir)
+    except OSError as exc:
+        _no_spill(spill, where, f"its temporary directory cannot be made ({exc})")
+        return None
+    free = shutil.disk_usage(made.directory).free
+    if size > (free if spill is True else free // 2):
+        made.remove()
+        _no_spill(
+            spill,
+            where,
+            f"its float64 rows ({size / 2**20:.1f} MiB) need more than "
+            f"{'the' if spill is True else 'half the'} free space in "
+            f"{str(made.directory.parent)!r} ({free / 2**20:.1f} MiB)",
+        )
+        return None
+    return made
+
+
+def _no_spill(spill: bool | str, where: str, why: str) -> None:
+    """For ``spill="auto"``, logs that the file is read on every pass; for
+    ``spill=True``, raises."""
+    if spill is True:
+        raise InputError(
+            f"Cannot spill {where!r}: {why}. Pass spill_dir= (or set TMPDIR) to a directory "
+            'with room, or spill="auto" / False to read the file on every pass.'
+        )
+    _log.info("Reading %s on every pass, not spilling it: %s.", where, why)
+    return None
+
+
+def _spill_failed(spill: bool | str, made: _Spill, where: str, exc: OSError) -> None:
+    """The spill ``made`` removed after writing it failed (``exc``), then as
+    :func:`_no_spill`."""
+    made.remove()
+    _no_spill(spill, where, f"writing {str(made.file)!r} failed ({exc})")
+
+
+def _spilled_rows(made: _Spill, n_rows: int, n_columns: int, by_columns: bool) -> _Read:
+    """Blocks of float64 rows read from the spill ``made``: its values stored row after
+    row, or column after column (``by_columns``: each column's ``n_rows`` values in
+    turn), read a column's slice of the block at a time."""
+
+    def read(block: int) -> Iterator[NDArray[np.float64]]:
+        with open(made.file, "rb", buffering=0) as fh:
+            column = np.empty(min(block, n_rows)) if by_columns else None
+            for start in range(0, n_rows, block):
+                rows = min(block, n_rows - start)
+                out = np.empty((rows, n_columns))
+                if column is None:
+                    fh.seek(start * n_columns * 8)
+                    got = fh.readinto(out.data.cast("B"))
+                    out = out[: (got or 0) // (8 * n_columns)]
+                else:
+                    for j in range(n_columns):
+                        fh.seek((j * n_rows + start) * 8)
+                        got = fh.readinto(column[:rows].data.cast("B"))
+                        if got != rows * 8:
+                            out = out[: (got or 0) // 8]
+                            break
+                        out[:, j] = column[:rows]
+                yield out
+                if out.shape[0] < rows:
+                    return
+                del out
+
+    return read
 
 
 def _open_npy(path: Path, columns: Columns) -> _Opened:
@@ -315,7 +489,9 @@ def _blocks_from_batches(
         yield out[:filled]
 
 
-def _open_parquet(path: Path, columns: Columns) -> _Opened:
+def _open_parquet(
+    path: Path, columns: Columns, spill: bool | str, spill_dir: str | os.PathLike[str] | None
+) -> tuple[list[str], int, _Read, _Spill | None]:
     where = str(path)
     pa = _pyarrow(where)
     import pyarrow.parquet as pq
@@ -342,6 +518,18 @@ def _open_parquet(path: Path, columns: Columns) -> _Opened:
 
     n_rows = int(handle.metadata.num_rows)
     handle.close()
+    made = _start_spill(spill, spill_dir, 8 * n_rows * len(selected), where) if n_rows else None
+    if made is not None:
+        try:
+            _spill_parquet(path, selected, n_rows, made.file)
+        except OSError as exc:
+            _spill_failed(spill, made, where, exc)
+            made = None
+        except BaseException:  # a bad file, or an interrupt: no spill left behind
+            made.remove()
+            raise
+    if made is not None:
+        return selected, n_rows, _spilled_rows(made, n_rows, len(selected), True), made
 
     def read(block: int) -> Iterator[NDArray[np.float64]]:
         # pages read through a small buffer, not whole column chunks (pre_buffer reads
@@ -364,7 +552,45 @@ def _open_parquet(path: Path, columns: Columns) -> _Opened:
             # kept beside the memory that the work between passes needs
             pa.default_memory_pool().release_unused()
 
-    return selected, n_rows, read
+    return selected, n_rows, read, None
+
+
+def _spill_parquet(path: Path, selected: list[str], n_rows: int, spill: Path) -> None:
+    """The columns ``selected`` of the Parquet file ``path`` written to ``spill`` as
+    float64, one column's ``n_rows`` values after another, each decoded a batch at a
+    time (pyarrow holds one column's pages, not every column's)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    where = str(path)
+    try:
+        parquet = pq.ParquetFile(path, buffer_size=_READ_BUFFER, pre_buffer=False)
+    except Exception as exc:  # rewritten since it was opened
+        raise InputError(
+            f"Data file {where!r} is no longer a readable Parquet file ({exc}). Do not "
+            "modify a file while it is opened."
+        ) from exc
+    try:
+        with open(spill, "wb") as out:
+            for name in selected:
+                written = 0
+                batches = parquet.iter_batches(
+                    batch_size=_SPILL_BATCH, columns=[name], use_threads=False
+                )
+                for batch in _checked(batches, where):
+                    values = batch.column(0).to_numpy(zero_copy_only=False)
+                    out.write(np.ascontiguousarray(values, dtype=np.float64).data)
+                    written += batch.num_rows
+                    del batch, values
+                if written != n_rows:
+                    raise InputError(
+                        f"Data file {where!r} changed while it was opened: it had {n_rows} "
+                        f"data rows and column {name!r} now has {written}. Do not modify a "
+                        "file while it is opened."
+                    )
+    finally:
+        parquet.close()
+        pa.default_memory_pool().release_unused()
 
 
 def _checked(batches: Iterator[Any], where: str) -> Iterator[Any]:
@@ -386,7 +612,13 @@ def _checked(batches: Iterator[Any], where: str) -> Iterator[Any]:
         del batch
 
 
-def _open_text(path: Path, columns: Columns, delimiter: str) -> _Opened:
+def _open_text(
+    path: Path,
+    columns: Columns,
+    delimiter: str,
+    spill: bool | str,
+    spill_dir: str | os.PathLike[str] | None,
+) -> tuple[list[str], int, _Read, _Spill | None]:
     where = str(path)
     _pyarrow(where)
     from pyarrow import csv
@@ -403,7 +635,10 @@ def _open_text(path: Path, columns: Columns, delimiter: str) -> _Opened:
     keys = [f"c{j}" for j in range(len(names))]
     missing = sorted({m for s in _MISSING for m in (s, s.upper(), s.capitalize())})
     read_options = csv.ReadOptions(
-        column_names=keys, skip_rows=1 if header else 0, block_size=1 << 22, use_threads=False
+        column_names=keys,
+        skip_rows=1 if header else 0,
+        block_size=max(_TEXT_BLOCK, 8 * len(first)),
+        use_threads=False,
     )
     parse = csv.ParseOptions(delimiter=delimiter)
     convert = csv.ConvertOptions(
@@ -416,19 +651,45 @@ def _open_text(path: Path, columns: Columns, delimiter: str) -> _Opened:
     def batches() -> Iterator[Any]:
         try:
             # parsed on the calling thread (pyarrow's threads would parse several blocks
-            # of text ahead at once), from a Python file object: given the path, pyarrow
-            # reads ahead without bound (the whole text of a 400,000-row file, 110 MiB)
+            # of text ahead at once); the text read ahead is bounded by the block size
             with open(path, "rb") as text:
                 yield from csv.open_csv(text, read_options, parse, convert)
         except Exception as exc:  # pyarrow's parse and conversion errors
             raise _locate(path, delimiter, header, names, indices) from exc
 
+    # about one float64 row per line the size of the first
+    size = 8 * len(selected) * (path.stat().st_size // max(len(first), 1) + 1)
+    made = _start_spill(spill, spill_dir, size, where)
+    if made is not None:
+        try:
+            # parsed once: checked, counted and written as float64 rows
+            n_rows = _spill_text(batches(), made.file)
+        except OSError as exc:
+            _spill_failed(spill, made, where, exc)
+            made = None
+        except BaseException:  # a bad cell, or an interrupt: no spill left behind
+            made.remove()
+            raise
+    if made is not None:
+        return selected, n_rows, _spilled_rows(made, n_rows, len(selected), False), made
     n_rows = sum(batch.num_rows for batch in batches())  # checks every row, once
 
     def read(block: int) -> Iterator[NDArray[np.float64]]:
         yield from _blocks_from_batches(batches(), n_rows, block, len(selected))
 
-    return selected, n_rows, read
+    return selected, n_rows, read, None
+
+
+def _spill_text(batches: Iterator[Any], spill: Path) -> int:
+    """The record batches of a text file written to ``spill`` as float64 rows, one after
+    another; returns their number of rows."""
+    n_rows = 0
+    with open(spill, "wb") as out:
+        for batch in batches:
+            out.write(_as_float(batch).data)
+            n_rows += batch.num_rows
+            del batch
+    return n_rows
 
 
 def _locate(
