@@ -1103,8 +1103,12 @@ class GaussianFamily:
         in centred coordinates (the flat prior of maximum likelihood without one): its
         ``posterior(stats).mode()`` is the M-step."""
         prior = self.prior
-        if prior is None:
-            return AttachedGaussianPrior.flat(self.structure, self.n_features)
+        if prior is None:  # built once (every M-step asks for it)
+            flat = self.__dict__.get("_flat_prior")
+            if flat is None:
+                flat = AttachedGaussianPrior.flat(self.structure, self.n_features)
+                object.__setattr__(self, "_flat_prior", flat)
+            return flat
         assert isinstance(prior, GaussianPrior) and self.shift is not None
         return prior.attach(self.structure, n_components, self.shift, self.data_covariance)
 

@@ -436,9 +436,12 @@ def _expected_family(
     else:
         natural = family.natural(components, np.float64)
         eta, log_norm = natural.eta, natural.log_norm
-    eta = np.asarray(eta, dtype=np.float64)[mass]
-    log_norm = np.asarray(log_norm, dtype=np.float64)[mass]
-    value = float(np.sum(stats.sum_t[mass] * eta) - stats.nk[mass] @ log_norm)
+    eta = np.asarray(eta, dtype=np.float64)
+    log_norm = np.asarray(log_norm, dtype=np.float64)
+    sum_t, nk = stats.sum_t, stats.nk
+    if not mass.all():  # (no copies when every component counts)
+        eta, log_norm, sum_t, nk = eta[mass], log_norm[mass], sum_t[mass], nk[mass]
+    value = float((sum_t * eta).sum() - nk @ log_norm)
     row = getattr(family, "expected_row_term", None)
     return value if row is None else value + float(row(components, stats.shared))
 
