@@ -901,7 +901,7 @@ class GaussianFamily:
         info = np.finfo(dt)
         # (overflow beyond dt: exact, and asked again in float64)
         with np.errstate(over="ignore", invalid="ignore"):
-            stat_scale = self.structure.stat_scale(d, scale)
+            stat_scale, stat_max = self._stat_scale()
             terms = np.abs(eta) * stat_scale
             size = np.sqrt((terms * terms).sum(axis=1) + log_norm * log_norm)
             if self.structure.has_row_term:
@@ -913,10 +913,21 @@ class GaussianFamily:
                 not np.isfinite(largest)
                 or info.eps * largest > _EXPANDED_FORM_TOLERANCE[dt]
                 # statistics (x x^T) beyond the working dtype's range: float64 rows instead
-                or not stat_scale.max() < _STAT_RANGE * float(info.max)
+                or not stat_max < _STAT_RANGE * float(info.max)
             )
             # (eta and log_norm are the structure's new arrays: no copy in float64)
             return Natural(eta.astype(dt, copy=False), log_norm.astype(dt, copy=False), exact)
+
+    def _stat_scale(self) -> tuple[Array, float]:
+        """(:meth:`CovarianceStructure.stat_scale` at this family's scale, its largest
+        value), computed once per bound family (every E-step asks for them)."""
+        cached = self.__dict__.get("_stat_scale_cache")
+        if cached is None:
+            with np.errstate(over="ignore"):  # beyond float64: the exact form
+                stat_scale = self.structure.stat_scale(self.n_features, np.float64(self.scale))
+            cached = (stat_scale, float(stat_scale.max()))
+            object.__setattr__(self, "_stat_scale_cache", cached)
+        return cached
 
     def log_joint(
         self,

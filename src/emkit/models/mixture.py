@@ -300,7 +300,10 @@ class Mixture:
         E-step's responsibility floor, not the posterior's).
         """
         mass = (stats.nk > 0) & (params.weights > 0)
-        value = float(stats.nk[mass] @ np.log(params.weights[mass]))
+        nk, weights = stats.nk, params.weights
+        if not mass.all():  # (no copies when every component counts)
+            nk, weights = nk[mass], weights[mass]
+        value = float(nk @ np.log(weights))
         family = _expected_family(self.family, params.components, stats, mass, derived)
         return value + family + self.log_prior(params)
 
