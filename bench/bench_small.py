@@ -17,12 +17,20 @@ If ``Rscript`` and R's mclust package are installed, the same workloads are time
 mclust (``em()`` for 10 iterations from the same start, ``mclustBIC`` with the four
 equivalent models VVV, EEE, VVI, VII for the sweep) and shown in a third column;
 otherwise that column is left out. Run ``python bench/bench_small.py --help``.
+
+``--profile`` shows where a small fit's time goes instead: the CPU time of each phase of
+one EM iteration (E-step, objective, M-step, its gap, the bound) on iris (K = 3, full),
+and cProfile's table (by own time) of 10 iterations on iris and of one sweep cell of
+:class:`emkit.ModelBasedClustering` on faithful (``--cell``, default ``VEV,5``).
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
+import io
 import json
+import pstats
 import shutil
 import subprocess
 import tempfile
@@ -149,6 +157,119 @@ def mclust_times(quick: bool, repeats: int, number: int) -> dict[str, float] | N
     return {line.split()[0]: float(line.split()[1]) for line in out.strip().splitlines()}
 
 
+def _cpu_per_call(fn: Callable[[], Any], number: int, repeats: int) -> float:
+    """CPU seconds per call of ``fn``: the best of ``repeats`` rounds of ``number`` calls
+    (CPU time, which other processes on a loaded machine disturb less than wall time)."""
+    best = np.inf
+    fn()
+    for _ in range(repeats):
+        start = time.process_time()
+        for _ in range(number):
+            fn()
+        best = min(best, (time.process_time() - start) / number)
+    return float(best)
+
+
+def iteration_phases(quick: bool) -> dict[str, float]:
+    """CPU seconds of each phase of one plain EM iteration on iris (K = 3, full), from
+    the start ``fit_10_iter`` uses, as :func:`emkit.inference.steps.em_step` runs them."""
+    import sklearn.mixture
+    from sklearn.datasets import load_iris
+
+    import emkit
+    from emkit.estimators._mixture_base import fit_engine
+    from emkit.inference.steps import em_step
+
+    iris = load_iris().data
+    start = sklearn.mixture.GaussianMixture(3, random_state=0).fit(iris)
+    est = emkit.GaussianMixture(
+        3,
+        weights_init=start.weights_,
+        means_init=start.means_,
+        precisions_init=start.precisions_,
+    )
+    est._check_parameters()
+    number, repeats = (20, 2) if quick else (500, 7)
+    with fit_engine(est, iris) as engine:
+        plan = est._plan(iris, None, None, engine, warm=False)
+        model, data = plan.model, plan.data
+        params = plan.initialize(plan.rng)
+        derived = model.derive(params)
+        stats = engine.map_reduce(model.expectation(params, derived), data)
+        new = model.m_step(params, stats)
+        derived_new = model.derive(new)
+        step = em_step(model, engine, data)
+        phases = {
+            "derive (natural parameters)": lambda: model.derive(params),
+            "E-step (map over the rows)": lambda: engine.map_reduce(
+                model.expectation(params, derived), data
+            ),
+            "objective": lambda: model.objective(params, stats),
+            "M-step": lambda: model.m_step(params, stats),
+            "M-step gap": lambda: model.m_step_gap(new, stats),
+            "bound (Q(new) - Q(params))": lambda: model.lower_bound(
+                params, new, stats, (derived, derived_new)
+            ),
+            "whole step (em_step)": lambda: step(params, None),
+        }
+        return {name: _cpu_per_call(fn, number, repeats) for name, fn in phases.items()}
+
+
+def profile_table(fn: Callable[[], Any], calls: int, lines: int) -> str:
+    """cProfile's table of ``calls`` calls of ``fn``, sorted by own time."""
+    fn()
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(calls):
+        fn()
+    profiler.disable()
+    out = io.StringIO()
+    pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(lines)
+    return out.getvalue()
+
+
+def profile(quick: bool, cell: str) -> dict[str, Any]:
+    """Where the time of a small fit goes: :func:`iteration_phases` and cProfile's
+    tables of 10 iterations on iris and of one faithful sweep cell."""
+    import sklearn.mixture
+    from sklearn.datasets import load_iris
+
+    import emkit
+    from emkit.io import load_faithful
+
+    iris = load_iris().data
+    start = sklearn.mixture.GaussianMixture(3, random_state=0).fit(iris)
+    given = dict(
+        weights_init=start.weights_,
+        means_init=start.means_,
+        precisions_init=start.precisions_,
+        max_iter=10,
+        tol=0.0,
+    )
+    model_name, k = cell.split(",")
+    faithful, _ = load_faithful()
+    sweep_cell = emkit.ModelBasedClustering(n_components=[int(k)], covariance_types=[model_name])
+    phases = iteration_phases(quick)
+    lines = 12 if quick else 30
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tol=0 runs never converge
+        tables = {
+            "fit_10_iter": profile_table(
+                lambda: emkit.GaussianMixture(3, **given).fit(iris), 2 if quick else 200, lines
+            ),
+            f"sweep cell {cell}": profile_table(
+                lambda: sweep_cell.fit(faithful), 1 if quick else 20, lines
+            ),
+        }
+    print("one EM iteration on iris (K = 3, full), CPU microseconds per call:")
+    for name, seconds in phases.items():
+        print(f"  {name:<30}{seconds * 1e6:>10.1f}")
+    for name, table in tables.items():
+        print(f"\ncProfile, {name}:")
+        print(table)
+    return {"phases_seconds": phases, "profiles": tables}
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -156,7 +277,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument("--repeats", type=int, default=None, help="rounds (best is kept)")
     parser.add_argument("--json", type=Path, default=None, help="write the report here")
+    parser.add_argument(
+        "--profile", action="store_true", help="where the time goes, instead of the ratios"
+    )
+    parser.add_argument(
+        "--cell", default="VEV,5", help="the sweep cell --profile profiles (MODEL,K)"
+    )
     args = parser.parse_args(argv)
+    if args.profile:
+        result = profile(args.quick, args.cell)
+        if args.json is not None:
+            args.json.write_text(json.dumps(result, indent=2))
+        return result
     repeats = args.repeats or (1 if args.quick else 15)
     number = {"predict_1_row": 200, "fit_10_iter": 20, "fit_default": 5, "sweep_faithful": 1}
     if args.quick:

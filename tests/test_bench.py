@@ -147,6 +147,19 @@ def test_small_calls_bench_quick_run_reports_every_workload(tmp_path: pathlib.Pa
     assert isinstance(report["predict_target_met"], bool)
 
 
+@pytest.mark.skipif(not BENCH_SMALL.exists(), reason="needs the source tree")
+def test_small_calls_profile_times_every_phase_and_both_workloads(
+    tmp_path: pathlib.Path,
+) -> None:
+    stdout, report = _quick_run(BENCH_SMALL, tmp_path, "--quick", "--profile", "--cell", "EEE,2")
+    phases = report["phases_seconds"]
+    assert {"E-step (map over the rows)", "M-step", "whole step (em_step)"} <= set(phases)
+    assert all(seconds > 0 for seconds in phases.values())
+    assert set(report["profiles"]) == {"fit_10_iter", "sweep cell EEE,2"}
+    assert "tottime" in report["profiles"]["fit_10_iter"]
+    assert "one EM iteration on iris" in stdout
+
+
 BENCH_BGM = BENCH.with_name("bench_bgm.py")
 
 

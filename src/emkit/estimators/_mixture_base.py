@@ -268,6 +268,7 @@ class FamilyMixture(FittedMixture):
                 on_start=(lambda i: logger.info("Initialization %d", i)) if est.verbose else None,
                 start_objective=start_objective,
                 step=step,
+                relative_to=_relative_to(est, plan.data),
                 checkpoint=(
                     None
                     if checkpoint is None
@@ -570,3 +571,15 @@ def initial_statistics(
     return engine.map_reduce(
         model.statistics_from_resp, RowSource(X, w, columns=(resp,), work_bytes=row_bytes)
     )
+
+
+def _relative_to(est: Any, data: Any) -> float | None:
+    """The total weight a relative ``tol`` scales with (mclust's rule), where the
+    estimator asks for one (``ModelBasedClustering(tol_rule='relative')`` sets its cells'
+    ``_relative_tol``), else None: ``tol`` is absolute, per sample."""
+    if not getattr(est, "_relative_tol", False):
+        return None
+    weights = data.weights
+    if isinstance(weights, np.ndarray):
+        return float(weights.sum(dtype=np.float64))
+    return float(data.n_rows)

@@ -40,6 +40,7 @@ from emkit.inference.init import init_random_source
 __all__ = ["CRITERIA", "ModelBasedClustering", "all_covariance_types"]
 
 CRITERIA = ("bic", "icl")
+TOL_RULES = ("absolute", "relative")
 
 # the keys of results_, in order (emkit.plot reads them)
 RESULT_KEYS = (
@@ -104,8 +105,13 @@ class ModelBasedClustering(ClusterMixin, DensityMixin, BaseEstimator):
     n_init : int, default=1
         Starts per cell; with ``'hc'`` on fewer than 2000 rows, every start is the same.
     tol : float, default=1e-5
-        Convergence threshold on the per-sample log-likelihood (mclust stops on a
-        relative change of 1e-5).
+        Convergence threshold on the log-likelihood, as ``tol_rule`` says.
+    tol_rule : {'absolute', 'relative'}, default='absolute'
+        ``'absolute'``: a cell stops when its per-sample log-likelihood gains less than
+        ``tol`` (:class:`GaussianMixture`'s rule). ``'relative'``: mclust's rule, a gain
+        of the total log-likelihood ``L`` below ``tol * (1 + |L|)``; on data whose
+        per-sample log-likelihood is far from 0 it stops earlier (faithful: about 4x
+        the absolute threshold), in as many iterations as mclust's ``me()``.
     reg_covar : float, default=1e-6
         Added to the diagonal of every covariance.
     prior : None, 'mclust', 'auto' or GaussianPrior, default=None
@@ -177,6 +183,7 @@ class ModelBasedClustering(ClusterMixin, DensityMixin, BaseEstimator):
         init_params: str = "hc",
         n_init: int = 1,
         tol: float = 1e-5,
+        tol_rule: str = "absolute",
         reg_covar: float = 1e-6,
         prior: Any = None,
         max_iter: int = 1000,
@@ -194,6 +201,7 @@ class ModelBasedClustering(ClusterMixin, DensityMixin, BaseEstimator):
         self.init_params = init_params
         self.n_init = n_init
         self.tol = tol
+        self.tol_rule = tol_rule
         self.reg_covar = reg_covar
         self.prior = prior
         self.max_iter = max_iter
@@ -241,7 +249,7 @@ class ModelBasedClustering(ClusterMixin, DensityMixin, BaseEstimator):
         return chosen
 
     def _cell(self, k: int, covariance_type: str, seed: Any) -> GaussianMixture:
-        return GaussianMixture(
+        model = GaussianMixture(
             k,
             covariance_type=covariance_type,
             init_params=self.init_params,
@@ -258,6 +266,9 @@ class ModelBasedClustering(ClusterMixin, DensityMixin, BaseEstimator):
             accelerate=self.accelerate,
             engine=self.engine,
         )
+        # mclust's relative tol (the driver's relative_to, see _mixture_base._relative_to)
+        model._relative_tol = self.tol_rule == "relative"
+        return model
 
     # -- fitting --------------------------------------------------------------------
 
@@ -286,6 +297,7 @@ class ModelBasedClustering(ClusterMixin, DensityMixin, BaseEstimator):
         self
         """
         check_choice("criterion", self.criterion, CRITERIA)
+        check_choice("tol_rule", self.tol_rule, TOL_RULES)
         sizes = self._sizes()
         if self.n_jobs is not None:
             check_positive_int("n_jobs", self.n_jobs)

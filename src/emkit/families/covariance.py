@@ -109,13 +109,14 @@ ONE_DIMENSIONAL_MODELS: tuple[str, ...] = ("E", "V")
 
 
 def _geometric_mean(x: Array) -> Array:
-    return np.asarray(np.exp(np.mean(np.log(np.maximum(x, _TINY)), axis=-1)))
+    # (the mean as NumPy's: the sum over the last axis divided by its length)
+    return np.asarray(np.exp(np.log(np.maximum(x, _TINY)).sum(axis=-1) / x.shape[-1]))
 
 
 def _unit(x: Array) -> Array:
     """Positive vectors (..., d) scaled to a product of one (a shape matrix's diagonal);
     entries of a singular scatter are kept above ``_RELATIVE_FLOOR`` times the largest."""
-    x = np.maximum(x, np.maximum(_RELATIVE_FLOOR * np.max(x, axis=-1, keepdims=True), _TINY))
+    x = np.maximum(x, np.maximum(_RELATIVE_FLOOR * x.max(axis=-1, keepdims=True), _TINY))
     return np.asarray(x / _geometric_mean(x)[..., None])
 
 
@@ -286,7 +287,8 @@ class Composed(CovarianceStructure):
         K = m.shape[0]
         d = self._effective_d(W)
         dense = W.ndim == 3
-        lam, A, D = self._start(previous, K, d, dense)
+        # (a model exact in one cycle needs no start: its cycle sets every factor)
+        lam, A, D = self._start(None if self.exact else previous, K, d, dense)
         if dense and self.orientation == "V":
             omega, V = _eigh_descending(W)  # D_k: W_k's eigenvectors whatever A is
         last = np.inf

@@ -165,10 +165,9 @@ class GaussianParams(NamedTuple):
 
 def _cholesky_upper_of_precision(cov: Array) -> Array:
     """U upper triangular with U U^T = cov^-1, for a stack (..., d, d)."""
-    # cov = L L^T  =>  cov^-1 = L^-T L^-1 = U U^T with U = L^-T
-    L = np.linalg.cholesky(cov)
-    eye = np.broadcast_to(np.eye(cov.shape[-1]), cov.shape)
-    return np.swapaxes(np.linalg.solve(L, eye), -1, -2)
+    # cov = L L^T  =>  cov^-1 = L^-T L^-1 = U U^T with U = L^-T (inv is LAPACK's solve
+    # against the identity, without building one)
+    return np.swapaxes(np.linalg.inv(np.linalg.cholesky(cov)), -1, -2)
 
 
 def _stat_rows(Xc: Array, n_stats: int, out: Array | None) -> tuple[Array, Array]:
@@ -945,24 +944,53 @@ class GaussianFamily:
         # (in float64 numbers: rows far beyond the training scale overflow to inf here,
         # which also says "use the exact form")
         scale = np.float64(self.scale)
+        dt = np.dtype(dtype)
+        info = np.finfo(dt)
+        # (overflow beyond dt: exact, and asked again in float64)
         with np.errstate(over="ignore", invalid="ignore"):
-            stat_scale = self.structure.stat_scale(d, scale)
+            stat_scale, stat_max = self._stat_scale()
             terms = np.abs(eta) * stat_scale
-            size = np.sqrt(np.sum(terms**2, axis=1) + log_norm**2)
+            size = np.sqrt((terms * terms).sum(axis=1) + log_norm * log_norm)
             if self.structure.has_row_term:
                 size = size + d * scale**2 * np.max(
                     np.abs(self.structure.precisions(params.precisions_cholesky))
                 )
-        dt = np.dtype(dtype)
-        info = np.finfo(dt)
-        exact = bool(
-            not np.all(np.isfinite(size))
-            or info.eps * np.max(size) > _EXPANDED_FORM_TOLERANCE[dt]
-            # statistics (x x^T) beyond the working dtype's range: float64 rows instead
-            or not np.max(stat_scale) < _STAT_RANGE * float(info.max)
+            largest = size.max()
+            exact = bool(
+                not np.isfinite(largest)
+                or info.eps * largest > _EXPANDED_FORM_TOLERANCE[dt]
+                # statistics (x x^T) beyond the working dtype's range: float64 rows instead
+                or not stat_max < _STAT_RANGE * float(info.max)
+            )
+            # (eta and log_norm are the structure's new arrays: no copy in float64)
+            return Natural(eta.astype(dt, copy=False), log_norm.astype(dt, copy=False), exact)
+
+    def _stat_scale(self) -> tuple[Array, float]:
+        """(:meth:`CovarianceStructure.stat_scale` at this family's scale, its largest
+        value), computed once per bound family (every E-step asks for them)."""
+        cached = self.__dict__.get("_stat_scale_cache")
+        if cached is None:
+            with np.errstate(over="ignore"):  # beyond float64: the exact form
+                stat_scale = self.structure.stat_scale(self.n_features, np.float64(self.scale))
+            cached = (stat_scale, float(stat_scale.max()))
+            object.__setattr__(self, "_stat_scale_cache", cached)
+        return cached
+
+    def log_joint(
+        self,
+        X: Array,
+        T: Array,
+        params: GaussianParams,
+        natural: Natural,
+        offset: Array | None = None,
+    ) -> tuple[Array, Array | None]:
+        """(:meth:`log_prob`, :meth:`row_term`) of the same rows, their far rows found
+        once."""
+        far = self.far_rows(X, params)
+        return (
+            self._log_prob(X, T, params, natural, offset, far),
+            self._row_term(X, params, natural, far),
         )
-        with np.errstate(over="ignore"):  # beyond dt: exact, and asked again in float64
-            return Natural(eta.astype(dt), log_norm.astype(dt), exact)
 
     def log_prob(
         self,
@@ -972,8 +1000,18 @@ class GaussianFamily:
         natural: Natural,
         offset: Array | None = None,
     ) -> Array:
+        return self._log_prob(X, T, params, natural, offset, self.far_rows(X, params))
+
+    def _log_prob(
+        self,
+        X: Array,
+        T: Array,
+        params: GaussianParams,
+        natural: Natural,
+        offset: Array | None,
+        far: NDArray[np.intp],
+    ) -> Array:
         d = self.n_features
-        far = self.far_rows(X, params)
         if natural.exact_form:
             with np.errstate(over="ignore"):  # far rows' distances are redone below
                 maha = self.structure.mahalanobis(X, params.means, params.precisions_cholesky)
@@ -991,7 +1029,11 @@ class GaussianFamily:
         return log_prob
 
     def row_term(self, X: Array, params: GaussianParams, natural: Natural) -> Array | None:
-        far = self.far_rows(X, params)
+        return self._row_term(X, params, natural, self.far_rows(X, params))
+
+    def _row_term(
+        self, X: Array, params: GaussianParams, natural: Natural, far: NDArray[np.intp]
+    ) -> Array | None:
         row = None
         if not natural.exact_form:  # the whitened form holds the whole quadratic
             with np.errstate(over="ignore"):  # far rows: redone below
@@ -1119,8 +1161,12 @@ class GaussianFamily:
         in centred coordinates (the flat prior of maximum likelihood without one): its
         ``posterior(stats).mode()`` is the M-step."""
         prior = self.prior
-        if prior is None:
-            return AttachedGaussianPrior.flat(self.structure, self.n_features)
+        if prior is None:  # built once (every M-step asks for it)
+            flat = self.__dict__.get("_flat_prior")
+            if flat is None:
+                flat = AttachedGaussianPrior.flat(self.structure, self.n_features)
+                object.__setattr__(self, "_flat_prior", flat)
+            return flat
         assert isinstance(prior, GaussianPrior) and self.shift is not None
         return prior.attach(self.structure, n_components, self.shift, self.data_covariance)
 

@@ -127,9 +127,14 @@ def fit_em(
     state: Any = None,
     start_objective: float = -np.inf,
     checkpoint: Checkpoint | None = None,
+    relative_to: float | None = None,
 ) -> EMResult[P]:
     """Run EM from ``params`` until ``0 <= change < tol``, the model's own stopping rule
     holds, or ``max_iter`` iterations.
+
+    ``relative_to`` (the data's total weight ``w``) makes ``tol`` relative, as mclust's
+    is: the change of the total objective ``L = w * objective`` must be below ``tol``
+    times ``1 + |L|``, i.e. ``0 <= change < tol * (1 / w + |objective|)`` per sample.
 
     ``data`` is the :class:`~emkit.engines.RowSource` the engine maps over (rows, sample
     weights, known labels; bare rows are accepted). Its cached columns may hold per-row
@@ -178,6 +183,7 @@ def fit_em(
     done = False
     objective = -np.inf
     first = 1
+    floor = 0.0 if relative_to is None else 1.0 / relative_to  # tol's scale: floor + |objective|
     saved = None if checkpoint is None else checkpoint.load(params)
     if saved is not None:  # resume: the run as it was at the checkpoint
         params, objectives, seconds = saved.params, saved.objectives, saved.seconds
@@ -219,7 +225,8 @@ def fit_em(
         if callback is not None:
             callback(iteration, objective, change)
         previous = objective
-        if result.done or (not stops_itself and 0 <= change < tol):
+        threshold = tol if relative_to is None else tol * (floor + abs(objective))
+        if result.done or (not stops_itself and 0 <= change < threshold):
             done = True
         if checkpoint is not None and (
             done or iteration % checkpoint.every == 0 or iteration == max_iter
@@ -275,6 +282,7 @@ def fit_em_restarts(
     start_objective: float = -np.inf,
     step: Step[P] | None = None,
     checkpoint: Checkpoint | None = None,
+    relative_to: float | None = None,
 ) -> EMResult[P]:
     """Run EM from ``n_init`` initializations drawn with ``rng`` (a Generator, or what
     ``initialize`` takes) and keep the best run.
@@ -289,8 +297,8 @@ def fit_em_restarts(
     scikit-learn does), unless ``max_iter`` is the point (``tol == 0``). ``accelerate``
     (None or ``"squarem"``, :mod:`emkit.inference.accelerate`) replaces the plain EM
     step of every run; ``start_objective`` and ``checkpoint`` (one run only: ``n_init=1``)
-    are :func:`fit_em`'s. ``step`` replaces the plain EM step instead (Monte-Carlo EM,
-    :mod:`emkit.inference.monte_carlo`).
+    are :func:`fit_em`'s, and so is ``relative_to`` (a relative ``tol``). ``step``
+    replaces the plain EM step instead (Monte-Carlo EM, :mod:`emkit.inference.monte_carlo`).
     """
     if checkpoint is not None and n_init != 1:
         raise InputError(
@@ -318,6 +326,7 @@ def fit_em_restarts(
             step=step,
             start_objective=start_objective,
             checkpoint=checkpoint,
+            relative_to=relative_to,
         )
         run_score = result.objective if score is None or n_init == 1 else score(result.params)
         if best is None or run_score > best_score + _decrease_tolerance(best_score, dtype):

@@ -94,13 +94,28 @@ def model_roundoff(model: Any, params: Any, stats: Any) -> Callable[[], float] |
 
 def em_step(model: EMModel[P], engine: Engine, data: RowSource) -> Step[P]:
     """The plain EM iteration: the E-step mapped over the rows (and the model's
-    ``supplement`` when it asks for one), the objective, the M-step and its gap."""
+    ``supplement`` when it asks for one), the objective, the M-step and its gap.
+
+    A model with ``derive(params)`` (the values its E-step and its bound both compute
+    from the parameters: a mixture's natural parameters) has them computed once per
+    parameters: the bound's at the new parameters are the next E-step's, carried from
+    one iteration to the next (``expectation(params, derived)``,
+    ``lower_bound(params, new, stats, (derived, derived_new))``)."""
     supplement = getattr(model, "supplement", None)
     converged = getattr(model, "converged", None)
     lower_bound = getattr(model, "lower_bound", None)
+    derive = getattr(model, "derive", None)
+    # the parameters the last iteration ended with, and what was derived from them
+    carried: list[Any] = [None, None]
 
     def step(params: P, state: Any) -> StepResult[P]:
-        stats = engine.map_reduce(model.expectation(params), data)
+        derived = None
+        if derive is not None:
+            derived = carried[1] if carried[0] is params else derive(params)
+            expectation = model.expectation(params, derived)  # type: ignore[call-arg]
+        else:
+            expectation = model.expectation(params)
+        stats = engine.map_reduce(expectation, data)
         more = None if supplement is None else supplement(params, stats)
         if more is not None:
             stats = stats + engine.map_reduce(more, data)
@@ -110,7 +125,13 @@ def em_step(model: EMModel[P], engine: Engine, data: RowSource) -> Step[P]:
         new = model.m_step(params, stats)
         done = converged is not None and converged(params, new)
         gap = model.m_step_gap(new, stats)
-        bound = np.nan if lower_bound is None else float(lower_bound(params, new, stats))
+        if lower_bound is None:
+            bound = np.nan
+        elif derive is not None:
+            carried[:] = [new, derive(new)]
+            bound = float(lower_bound(params, new, stats, (derived, carried[1])))
+        else:
+            bound = float(lower_bound(params, new, stats))
         roundoff = model_roundoff(model, params, stats)
         return StepResult(new, objective, gap, state, done, roundoff, bound)
 

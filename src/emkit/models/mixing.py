@@ -565,10 +565,15 @@ class MixingWeights:
     concentration: float = 1.0
     fixed: Fixed | None = None
 
+    def __post_init__(self) -> None:
+        # the prior, checked and built once (not a field: every M-step updates it)
+        object.__setattr__(self, "_prior", DirichletPrior(self.concentration))
+
     def m_step(self, nk: Array) -> Array:
         """The weights maximizing sum_k (N_k + alpha - 1) log pi_k on the simplex (for
         ``nk`` already floored by :data:`NK_FLOOR`)."""
-        posterior = DirichletPrior(self.concentration).posterior(nk)
+        prior: DirichletPrior = self.__dict__["_prior"]
+        posterior = prior.posterior(nk)
         known = self.fixed
         if known is None:
             return posterior.mode()

@@ -20,7 +20,14 @@ import numpy as np
 from numpy.typing import NDArray
 
 from emkit.exceptions import InputError
-from emkit.families._base import ComponentFamily, Fixed, Group, expanded_roundoff, parse_fixed
+from emkit.families._base import (
+    ComponentFamily,
+    Fixed,
+    Group,
+    Natural,
+    expanded_roundoff,
+    parse_fixed,
+)
 from emkit.models.mixing import (
     EXACT,
     NK_FLOOR,
@@ -76,22 +83,39 @@ class Mixture:
     # missing-data E-step (log p(x_obs, k) and E[T(x) | x_obs, k])
     missing: bool = False
 
-    def _log_joint(self, params: MixtureParams) -> Callable[[Array], _Joint]:
-        """A function of raw rows giving their statistics and log p(x, k) in two parts."""
+    def derive(self, params: MixtureParams) -> Natural:
+        """The family's natural parameters at ``params`` in float64: what the E-step
+        (in float64) and the bound's Q both compute from them, so that a step computes
+        them once (:func:`~emkit.inference.steps.em_step`)."""
+        return self.family.natural(params.components, np.float64)
+
+    def _log_joint(
+        self, params: MixtureParams, derived: Natural | None = None
+    ) -> Callable[[Array], _Joint]:
+        """A function of raw rows giving their statistics and log p(x, k) in two parts
+        (``derived``: :meth:`derive` of ``params``, when the caller has it)."""
         family = self.family
         dtype = np.dtype(self.dtype)
-        natural = family.natural(params.components, dtype)
+        if dtype == np.float64 and derived is not None:
+            natural = derived
+        else:
+            natural = family.natural(params.components, dtype)
         if natural.exact_form and dtype != np.float64:
             # The statistics themselves (e.g. x x^T far from the centre) would lose the
             # digits that matter in float32: work in float64 for these parameters.
             dtype = np.dtype(np.float64)
-            natural = family.natural(params.components, dtype)
+            natural = family.natural(params.components, dtype) if derived is None else derived
         # a weight of 0 is a log-weight of -inf (E[log pi] under variational EM)
         log_weights = self.weights.expected_log(params.weights).astype(dtype)
+        # one call for both parts where the family has it (the Gaussian's far rows are
+        # found once a chunk)
+        both = getattr(family, "log_joint", None)
 
         def log_joint(X: Array) -> _Joint:
             Xp = family.prepare(X, dtype)
             T = family.statistics(Xp)
+            if both is not None:
+                return _Joint(Xp, T, *both(Xp, T, params.components, natural, log_weights))
             log_prob = family.log_prob(Xp, T, params.components, natural, log_weights)
             return _Joint(Xp, T, log_prob, family.row_term(Xp, params.components, natural))
 
@@ -107,13 +131,16 @@ class Mixture:
             X = np.where(np.isnan(X), np.asarray(self.family.missing_fill()), X)
         return self.family.log_base_measure(self.family.prepare(X, np.float64))
 
-    def expectation(self, params: MixtureParams) -> Callable[..., MixtureStats]:
+    def expectation(
+        self, params: MixtureParams, derived: Natural | None = None
+    ) -> Callable[..., MixtureStats]:
         """The E-step for one iteration, as a function of a block of rows, their weights,
         their :meth:`base_measure` (computed here when not given), their positions in the
         data (which a Monte-Carlo policy's draws are keyed by; ``None`` otherwise) and
         their known component labels (``labels=``; ``-1``: unknown; ``None``: all
-        unknown), as a :class:`~emkit.engines.RowSource` passes them."""
-        log_joint = self._log_joint(params)
+        unknown), as a :class:`~emkit.engines.RowSource` passes them. ``derived`` is
+        :meth:`derive` of ``params`` when the caller has it."""
+        log_joint = self._log_joint(params, derived)
         family = self.family
         missing = self._missing_joint(params) if self.missing else None
 
@@ -259,10 +286,13 @@ class Mixture:
         """Per-sample objective: (log-likelihood + log prior) / total weight."""
         return (stats.loglik + self.log_prior(params)) / stats.weight
 
-    def expected_complete(self, params: MixtureParams, stats: MixtureStats) -> float:
+    def expected_complete(
+        self, params: MixtureParams, stats: MixtureStats, derived: Natural | None = None
+    ) -> float:
         """Q(params) + log prior: the expected complete-data log-likelihood under the q
         that ``stats`` summarize, up to terms no parameter changes (log h(x), the family's
-        constants, which :meth:`lower_bound` cancels), in total nats.
+        constants, which :meth:`lower_bound` cancels), in total nats (``derived``:
+        :meth:`derive` of ``params`` when the caller has it).
 
         Q = sum_k N_k log pi_k + sum_k (<S_k, eta_k> - N_k A(eta_k)) (+ the family's
         expected row term, e.g. -1/2 tr(P sum x x^T) of a tied Gaussian); a component
@@ -270,8 +300,11 @@ class Mixture:
         E-step's responsibility floor, not the posterior's).
         """
         mass = (stats.nk > 0) & (params.weights > 0)
-        value = float(stats.nk[mass] @ np.log(params.weights[mass]))
-        family = _expected_family(self.family, params.components, stats, mass)
+        nk, weights = stats.nk, params.weights
+        if not mass.all():  # (no copies when every component counts)
+            nk, weights = nk[mass], weights[mass]
+        value = float(nk @ np.log(weights))
+        family = _expected_family(self.family, params.components, stats, mass, derived)
         return value + family + self.log_prior(params)
 
     @property
@@ -280,7 +313,13 @@ class Mixture:
         bound (:class:`~emkit.inference.steps.EMModel`)."""
         return self.assign.name == "variational"
 
-    def lower_bound(self, params: MixtureParams, new: MixtureParams, stats: MixtureStats) -> float:
+    def lower_bound(
+        self,
+        params: MixtureParams,
+        new: MixtureParams,
+        stats: MixtureStats,
+        derived: tuple[Natural | None, Natural | None] = (None, None),
+    ) -> float:
         """Per-sample L(q, new) after the M-step, q the E-step's posterior at ``params``
         (``stats``): objective(params) + (Q(new) - Q(params)) / weight, see
         :class:`~emkit.inference.steps.EMModel`. For hard EM, q is the point mass on
@@ -288,10 +327,13 @@ class Mixture:
 
         NaN for sampled E-steps (Monte-Carlo, stochastic EM: q, the draws' empirical
         distribution, does not touch the log-likelihood they report) and for variational
-        EM (whose objective is the bound, :attr:`objective_is_bound`)."""
+        EM (whose objective is the bound, :attr:`objective_is_bound`). ``derived``:
+        :meth:`derive` of ``params`` and of ``new`` where the caller has them."""
         if self.assign.name not in ("exact", "hard"):
             return float("nan")
-        lift = self.expected_complete(new, stats) - self.expected_complete(params, stats)
+        lift = self.expected_complete(new, stats, derived[1]) - self.expected_complete(
+            params, stats, derived[0]
+        )
         return self.objective(params, stats) + lift / stats.weight
 
     def weighted_log_prob(self, params: MixtureParams) -> Callable[[Array], Array]:
@@ -377,22 +419,32 @@ class Mixture:
 
 
 def _expected_family(
-    family: Any, components: Any, stats: MixtureStats, mass: NDArray[np.bool_]
+    family: Any,
+    components: Any,
+    stats: MixtureStats,
+    mass: NDArray[np.bool_],
+    derived: Natural | None = None,
 ) -> float:
     """sum_k <S_k, eta_k> - N_k A(eta_k) over the components with ``mass`` (+ the
     family's ``expected_row_term(params, shared)``, the expectation of its
-    component-independent term), total nats. The natural parameters are the family's
-    ``natural_values(params)`` where it has that shortcut (no choice of evaluation form to
-    make here), else its E-step's :meth:`~ComponentFamily.natural` in float64."""
+    component-independent term), total nats. The natural parameters are ``derived`` (the
+    E-step's :meth:`~ComponentFamily.natural` in float64) when given, else the family's
+    ``natural_values(params)`` where it has that shortcut (the same values, with no
+    choice of evaluation form to make), else its ``natural`` in float64."""
     shortcut = getattr(family, "natural_values", None)
-    if shortcut is not None:
+    if derived is not None:
+        eta, log_norm = derived.eta, derived.log_norm
+    elif shortcut is not None:
         eta, log_norm = shortcut(components)
     else:
         natural = family.natural(components, np.float64)
         eta, log_norm = natural.eta, natural.log_norm
-    eta = np.asarray(eta, dtype=np.float64)[mass]
-    log_norm = np.asarray(log_norm, dtype=np.float64)[mass]
-    value = float(np.sum(stats.sum_t[mass] * eta) - stats.nk[mass] @ log_norm)
+    eta = np.asarray(eta, dtype=np.float64)
+    log_norm = np.asarray(log_norm, dtype=np.float64)
+    sum_t, nk = stats.sum_t, stats.nk
+    if not mass.all():  # (no copies when every component counts)
+        eta, log_norm, sum_t, nk = eta[mass], log_norm[mass], sum_t[mass], nk[mass]
+    value = float((sum_t * eta).sum() - nk @ log_norm)
     row = getattr(family, "expected_row_term", None)
     return value if row is None else value + float(row(components, stats.shared))
 

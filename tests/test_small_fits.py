@@ -1,0 +1,113 @@
+"""Small fits: what one EM iteration computes once (the natural parameters, the far rows),
+and mclust's relative convergence rule in ModelBasedClustering."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from emkit import GaussianMixture, ModelBasedClustering
+from emkit.estimators._mixture_base import fit_engine
+from emkit.exceptions import InputError
+from emkit.families.gaussian import GaussianFamily
+from emkit.inference.em import fit_em
+from emkit.io import load_faithful
+from emkit.models.mixing import MixingWeights
+
+
+class _WithoutDerive:
+    """A model as the driver sees it, without ``derive``: every step recomputes the
+    natural parameters where it needs them."""
+
+    def __init__(self, model: Any) -> None:
+        self._model = model
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "derive":
+            raise AttributeError(name)
+        return getattr(self._model, name)
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical", "VEV"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_carrying_the_natural_parameters_changes_no_bit(covariance_type: str, dtype: str) -> None:
+    X, _ = load_faithful()
+    est = GaussianMixture(3, covariance_type=covariance_type, dtype=dtype, random_state=0)
+    est._check_parameters()
+    data = X.astype(dtype)
+    with fit_engine(est, data) as engine:
+        plan = est._plan(data, None, None, engine, warm=False)
+        start = plan.initialize(plan.rng)
+        runs = [
+            fit_em(model, engine, plan.data, start, tol=0.0, max_iter=8, monotonicity="raise")
+            for model in (plan.model, _WithoutDerive(plan.model))
+        ]
+    carried, recomputed = runs
+    np.testing.assert_array_equal(carried.trace.objective, recomputed.trace.objective)
+    np.testing.assert_array_equal(carried.trace.bound, recomputed.trace.bound)
+    for a, b in zip(carried.params.components, recomputed.params.components, strict=False):
+        if isinstance(a, np.ndarray):
+            np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(carried.params.weights, recomputed.params.weights)
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag"])
+def test_log_joint_is_log_prob_and_row_term_far_rows_included(covariance_type: str) -> None:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 3))
+    est = GaussianMixture(2, covariance_type=covariance_type, random_state=0)
+    est._check_parameters()
+    with fit_engine(est, X) as engine:
+        plan = est._plan(X, None, None, engine, warm=False)
+    family = plan.model.family
+    assert isinstance(family, GaussianFamily)
+    params = plan.initialize(plan.rng)
+    rows = np.vstack([X[:5], [[1e200, 0.0, 0.0]], [[0.0, -3e160, 1.0]]])
+    Xp = family.prepare(rows, np.float64)
+    T = family.statistics(Xp)
+    natural = family.natural(params.components, np.float64)
+    offset = np.log(params.weights)
+    log_prob, row = family.log_joint(Xp, T, params.components, natural, offset)
+    expected = family.log_prob(Xp, T, params.components, natural, offset)
+    np.testing.assert_array_equal(log_prob, expected)
+    expected_row = family.row_term(Xp, params.components, natural)
+    assert expected_row is not None and row is not None  # the far rows' nearest distance
+    np.testing.assert_array_equal(row, expected_row)
+    # a far row keeps its nearest component (the others fall off float64's range)
+    assert np.isfinite(log_prob).any(axis=1).all()
+
+
+def test_mixing_weights_check_their_prior_when_built() -> None:
+    with pytest.raises(InputError, match=r"DirichletPrior concentration must be finite and >= 1"):
+        MixingWeights(0.5)
+    # (N_k + alpha - 1) / (N + K (alpha - 1))
+    assert MixingWeights(2.0).m_step(np.array([1.0, 3.0])) == pytest.approx([1 / 3, 2 / 3])
+
+
+def test_relative_tol_rule_stops_as_mclust_does() -> None:
+    X, _ = load_faithful()
+    n, tol = X.shape[0], 1e-5
+    fits = {
+        rule: ModelBasedClustering(
+            n_components=[3], covariance_types=["EEE"], tol=tol, tol_rule=rule
+        ).fit(X)
+        for rule in ("absolute", "relative")
+    }
+    trace = np.asarray(fits["relative"].best_estimator_.lower_bounds_)
+    change = np.diff(trace)
+    # mclust: |L_t - L_(t-1)| < tol (1 + |L_t|) on the total log-likelihood L = n l
+    below = (change >= 0) & (n * change < tol * (1.0 + n * np.abs(trace[1:])))
+    assert below[-1] and not below[:-1].any()
+    n_iter = {rule: int(fit.results_["n_iter"][0]) for rule, fit in fits.items()}
+    assert n_iter["relative"] < n_iter["absolute"]
+    # the relative rule is looser here (|l| ~ 4 nats a row): the same optimum to 1e-2 nats in all
+    ll = {rule: float(fit.results_["log_likelihood"][0]) for rule, fit in fits.items()}
+    assert ll["relative"] == pytest.approx(ll["absolute"], abs=1e-2)
+
+
+def test_tol_rule_is_checked() -> None:
+    X, _ = load_faithful()
+    with pytest.raises(InputError, match=r"tol_rule must be one of 'absolute', 'relative'"):
+        ModelBasedClustering(n_components=[1], tol_rule="mclust").fit(X)
