@@ -34,7 +34,7 @@ __all__ = [
     "INIT_ROWS",
     "ColumnSummary",
     "bind_gaussian",
-    "bind_streamed",
+    "bind_pass",
     "check_blocks",
     "check_streamed",
     "column_summary",
@@ -44,6 +44,7 @@ __all__ = [
     "group_by_pattern",
     "initial_statistics_bounded",
     "is_streamed",
+    "mapped_blocks",
     "standardizer",
 ]
 
@@ -127,89 +128,102 @@ def column_summary(engine: Any, source: RowSource) -> ColumnSummary:
     step = max(1, n // _SCALE_ROWS)
 
     def summarize(X: Array, w: Array | None, index: NDArray[np.intp]) -> ColumnSummary:
-        observed = ~np.isnan(X)
-        missing = not bool(observed.all())
-        values = np.where(observed, X, 0.0) if missing else X
-        count = observed.sum(axis=0).astype(np.float64)
-        plain = values.sum(axis=0, dtype=np.float64)
-        if w is None:
-            weight, sums, total = count, plain, float(X.shape[0])
-        else:
-            w64 = np.asarray(w, dtype=np.float64)
-            weight = w64 @ observed
-            sums = w64 @ values
-            total = float(w64.sum())
-        low = np.fmin.reduce(X, axis=0).astype(np.float64)
-        high = np.fmax.reduce(X, axis=0).astype(np.float64)
-        low = np.where(np.isnan(low), np.inf, low)
-        high = np.where(np.isnan(high), -np.inf, high)
-        first = int((-index[0]) % step) if index.size else 0
-        # a copy: a view would keep a streamed block alive
-        spaced = (X[first::step].copy(),)
-        return ColumnSummary(weight, sums, low, high, missing, spaced, count, plain, total)
+        return _summarize_columns(X, w, index, step)
 
     return engine.map_reduce(
         summarize, RowSource(source.rows, source.weights, columns=(RowIndex(n),))
     )
 
 
-def _columns(summary: ColumnSummary, cols: Any) -> ColumnSummary:
-    """The summary of the columns ``cols`` alone."""
-    return ColumnSummary(
-        summary.weight[cols],
-        summary.sums[cols],
-        summary.low[cols],
-        summary.high[cols],
-        summary.missing,
-        tuple(rows[:, cols] for rows in summary.spaced),
-        summary.count[cols],
-        summary.plain[cols],
-        summary.total,
-    )
+def _summarize_columns(
+    X: Array, w: Array | None, index: NDArray[np.intp], step: int
+) -> ColumnSummary:
+    """The :class:`ColumnSummary` of one chunk (``index``: its rows' positions; every
+    ``step``-th row of the whole kept)."""
+    observed = ~np.isnan(X)
+    missing = not bool(observed.all())
+    values = np.where(observed, X, 0.0) if missing else X
+    count = observed.sum(axis=0).astype(np.float64)
+    plain = values.sum(axis=0, dtype=np.float64)
+    if w is None:
+        weight, sums, total = count, plain, float(X.shape[0])
+    else:
+        w64 = np.asarray(w, dtype=np.float64)
+        weight = w64 @ observed
+        sums = w64 @ values
+        total = float(w64.sum())
+    low = np.fmin.reduce(X, axis=0).astype(np.float64)
+    high = np.fmax.reduce(X, axis=0).astype(np.float64)
+    low = np.where(np.isnan(low), np.inf, low)
+    high = np.where(np.isnan(high), -np.inf, high)
+    first = int((-index[0]) % step) if index.size and step else 0
+    # a copy: a view would keep a streamed block alive (step 0: no rows kept)
+    spaced = (X[first::step].copy(),) if step else ()
+    return ColumnSummary(weight, sums, low, high, missing, spaced, count, plain, total)
 
 
-def bind_streamed(family: Any, summary: ColumnSummary, n_rows: int) -> Any:
-    """``family`` bound to rows read a block at a time, from their summary, as
-    ``family.bind(X, w)`` binds it from the rows in memory (missing values filled with
-    their column's mean, :attr:`ColumnSummary.fill_means`).
+def bind_pass(family: Any, engine: Any, X: Any, w: Array | None) -> tuple[Any, bool, Any]:
+    """``family`` bound to the rows ``X`` from a statistics pass of ``engine``, wherever
+    the rows live (in memory, streamed from a file, on Dask): ``(family, missing, fill)``,
+    ``missing`` whether a value is missing, ``fill`` None or the function that fills a
+    chunk's missing values with their column's mean (what the binding and the
+    initialization read; :attr:`ColumnSummary.fill_means`).
 
-    A Gaussian without a prior binds from the centre, spread and column scales
-    (:func:`bind_gaussian`). Poisson, Bernoulli and Categorical families (without
-    Categorical's ``prior='auto'``, which counts every category) read only each column's
-    extremes and weighted mean: they bind to three rows that hold them, the extremes with
-    weight 0 and the means with weight 1 (a weighted average of them is the means exactly,
-    their maxima and minima the columns'). A product binds each block on its columns.
-    Other families read more of the rows than a summary holds: they are refused.
+    One pass sums every chunk's :class:`ColumnSummary` and the family's own summary
+    (``family.summarize``, :mod:`emkit.families._summary`); with missing values, a second
+    pass summarizes the filled rows. No whole-X array is made.
     """
-    from emkit.families import Bernoulli, Categorical, Poisson, Product
-    from emkit.families.gaussian import GaussianFamily
+    n = int(X.shape[0])
 
-    if isinstance(family, Product):
-        d = summary.weight.shape[0]
-        return Product(
-            {
-                name: (cols, bind_streamed(fam, _columns(summary, np.asarray(cols)), n_rows))
-                for name, (cols, fam) in family.resolve(None, d).blocks.items()
-            }
+    def both(rows: Array, wc: Array | None, index: NDArray[np.intp]) -> Any:
+        # (the family keeps the spaced rows it needs: none in the column summary)
+        return _Pair(_summarize_columns(rows, wc, index, 0), family.summarize(rows, wc, index, n))
+
+    source = RowSource(X, w, columns=(RowIndex(n),))
+    pair = engine.map_reduce(both, source)
+    columns, summary = pair.columns, pair.family
+    if (columns.count <= 0).any():
+        raise InputError(
+            f"Column {int(np.argmax(columns.count <= 0))} of X has no observed value; nothing "
+            "can be learned about it. Drop the column."
         )
-    if isinstance(family, GaussianFamily) and family.prior is None:
-        return bind_gaussian(family, summary, n_rows)
-    auto = isinstance(getattr(family, "prior", None), str)
-    if isinstance(family, Poisson | Bernoulli) or (isinstance(family, Categorical) and not auto):
-        if (summary.weight <= 0).any():
-            j = int(np.argmax(summary.weight <= 0))
-            raise InputError(
-                f"Column {j} of X has no observed value (with a positive sample_weight); "
-                "nothing can be learned about it. Drop the column."
-            )
-        rows = np.vstack([summary.low, summary.high, summary.filled_mean])
-        return family.bind(rows, np.array([0.0, 0.0, 1.0]))
-    raise InputError(
-        f"A table streamed from a file binds Gaussian (without a prior), Poisson, Bernoulli "
-        f"and Categorical (without prior='auto') families and products of them; "
-        f"{family!r} reads more of the rows than one statistics pass gives. Read the "
-        "table into memory (table.read()) and fit that, or choose another family."
-    )
+    if (columns.weight <= 0).any():
+        raise InputError(
+            f"Column {int(np.argmax(columns.weight <= 0))} of X has no observed value with a "
+            "positive sample_weight; nothing can be learned about it. Drop the column."
+        )
+    fill = None
+    if columns.missing:
+        fill = filler(columns.fill_means)
+
+        def filled(rows: Array, wc: Array | None, index: NDArray[np.intp]) -> Any:
+            return family.summarize(fill(rows), wc, index, n)
+
+        summary = engine.map_reduce(filled, source)
+    return family.bind_summary(summary, n), columns.missing, fill
+
+
+@dataclass(frozen=True)
+class _Pair:
+    """A chunk's column summary and family summary, added part by part."""
+
+    columns: ColumnSummary
+    family: Any
+
+    def __add__(self, other: _Pair) -> _Pair:
+        return _Pair(self.columns + other.columns, self.family + other.family)
+
+
+def mapped_blocks(table: Any, fn: Any) -> Any:
+    """The streamed ``table`` with ``fn`` applied to every block of rows as it is read
+    (e.g. binarized values): the same file, the same blocks."""
+    read = table._read
+
+    def read_mapped(block: int) -> Any:
+        for rows in read(block):
+            yield fn(rows)
+
+    return replace(table, _read=read_mapped)
 
 
 def check_blocks(family: Any, X: Any, labels: Any) -> None:
