@@ -414,3 +414,42 @@ def test_every_family_streams_to_the_in_memory_model(tmp_path: pathlib.Path, nam
     np.testing.assert_allclose(streamed.lower_bounds_, memory.lower_bounds_, rtol=1e-12)
     np.testing.assert_allclose(streamed.predict_proba(table), memory.predict_proba(X), atol=1e-10)
     np.testing.assert_allclose(streamed.score_samples(table), memory.score_samples(X), atol=1e-10)
+
+
+# -- missing values in memory: chunks of few patterns, no reordered copy of X ----------------
+
+
+@NO_CONVERGENCE
+@pytest.mark.parametrize("estimator", ["gmm", "mixture-model"])
+def test_missing_values_in_many_chunks_fit_what_one_chunk_fits(estimator: str) -> None:
+    """With several chunks, EM reads rows with missing values in pattern order through an
+    index (PatternOrdered: no reordered copy of X); the model is that of one chunk, and of
+    the same rows streamed in their order."""
+    from emkit.engines import InMemoryEngine
+    from emkit.estimators._rows import PatternOrdered, ordered_for_chunks
+    from emkit.families import Gaussian
+
+    rng = np.random.default_rng(11)
+    data = X4.copy()
+    data[rng.uniform(size=data.shape) < 0.15] = np.nan
+    data[np.isnan(data).all(axis=1), 0] = 1.0
+    w = rng.uniform(0.5, 2.0, data.shape[0])
+
+    def make(chunk_size: int | None) -> object:
+        options: dict[str, object] = {"random_state": 0, "tol": 0.0, "max_iter": 10}
+        if estimator == "gmm":
+            return GaussianMixture(2, covariance_type="full", chunk_size=chunk_size, **options)
+        return MixtureModel(Gaussian("full"), 2, chunk_size=chunk_size, **options)
+
+    many = make(50).fit(data, sample_weight=w)  # type: ignore[attr-defined]
+    one = make(None).fit(data, sample_weight=w)  # type: ignore[attr-defined]
+    assert many.n_iter_ == one.n_iter_
+    np.testing.assert_allclose(many.weights_, one.weights_, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(many.lower_bounds_, one.lower_bounds_, rtol=1e-12)
+    np.testing.assert_allclose(many.predict_proba(data), one.predict_proba(data), atol=1e-10)
+    # (the rows EM's chunks read: in pattern order, through an index)
+    rows, weights, _ = ordered_for_chunks(InMemoryEngine(chunk_size=50), data, w, None)
+    assert isinstance(rows, PatternOrdered)
+    grouped, grouped_w, _ = group_by_pattern(data, w, None)
+    np.testing.assert_array_equal(rows[0 : data.shape[0]], grouped)
+    np.testing.assert_array_equal(weights, grouped_w)

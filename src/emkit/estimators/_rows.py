@@ -45,6 +45,8 @@ __all__ = [
     "initial_statistics_bounded",
     "is_streamed",
     "mapped_blocks",
+    "ordered_for_chunks",
+    "pattern_order",
     "standardizer",
 ]
 
@@ -247,12 +249,67 @@ def group_by_pattern(
     so a chunk handles few patterns. Complete data is returned as it is (no copy)."""
     if not has_missing_values(X):
         return X, weights, labels
-    missing = np.isnan(X)
-    keys = np.packbits(missing, axis=1)
-    order = np.lexsort((*keys.T[::-1], missing.sum(axis=1)))
-    del missing, keys
+    order = pattern_order(X)
     return (
         X[order],
+        None if weights is None else weights[order],
+        None if labels is None else labels[order],
+    )
+
+
+def pattern_order(X: Array) -> NDArray[np.intp]:
+    """The order of the rows by their number of missing values, then by which: rows of a
+    pattern together (one index a row; the patterns' bits are packed a chunk at a time)."""
+    n = X.shape[0]
+    keys = np.empty((n, (X.shape[1] + 7) // 8), dtype=np.uint8)
+    counts = np.empty(n, dtype=np.intp)
+    for start in range(0, n, 1 << 16):
+        missing = np.isnan(X[start : start + (1 << 16)])
+        keys[start : start + missing.shape[0]] = np.packbits(missing, axis=1)
+        counts[start : start + missing.shape[0]] = missing.sum(axis=1)
+    return np.asarray(np.lexsort((*keys.T[::-1], counts)), dtype=np.intp)
+
+
+class PatternOrdered:
+    """In-memory rows read in :func:`pattern_order`: a slice of it is the rows at those
+    positions of the order (a chunk-sized copy), so that the chunks an in-memory engine
+    maps hold few missing-value patterns each (whose products the E-step then shares),
+    while the order costs one index a row instead of a reordered copy of X."""
+
+    ndim = 2
+
+    def __init__(self, X: Array, order: NDArray[np.intp]) -> None:
+        self.X = X
+        self.order = order
+        self.shape = X.shape
+        self.dtype = X.dtype
+        self.itemsize = X.itemsize
+
+    def __getitem__(self, key: Any) -> Array:
+        return np.asarray(self.X[self.order[key]])
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> Array:
+        rows = self.X[self.order]
+        return rows if dtype is None else rows.astype(dtype)
+
+
+def ordered_for_chunks(
+    engine: Any, X: Any, weights: Array | None, labels: NDArray[np.intp] | None
+) -> tuple[Any, Array | None, NDArray[np.intp] | None]:
+    """The rows an in-memory engine's chunks map in EM, with their weights and labels: rows
+    with missing values in :func:`pattern_order` (:class:`PatternOrdered`), when the
+    engine splits them into several chunks; otherwise the rows as they are (one chunk,
+    a file's blocks, Dask blocks: each groups its own patterns)."""
+    from emkit.engines.memory import _MIN_ROWS, InMemoryEngine
+
+    if not isinstance(engine, InMemoryEngine) or is_streamed(X) or hasattr(X, "take_rows"):
+        return X, weights, labels
+    n, size = X.shape[0], engine.chunk_size
+    if n < _MIN_ROWS and (size is None or size >= n):  # one chunk
+        return X, weights, labels
+    order = pattern_order(X)
+    return (
+        PatternOrdered(X, order),
         None if weights is None else weights[order],
         None if labels is None else labels[order],
     )

@@ -37,6 +37,7 @@ from emkit.estimators._rows import (
     column_summary,
     initial_statistics_bounded,
     is_streamed,
+    ordered_for_chunks,
 )
 from emkit.exceptions import InputError
 from emkit.families.covariance import covariance_types
@@ -454,7 +455,11 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
 
         source = init_random_source(self.random_state)
         # the mixture's rows: no base-measure column for a Gaussian (None)
-        data = RowSource(Xa, w, known, (None,), work_bytes=row_bytes)
+        # EM's chunks: with missing values in memory, few patterns each
+        rows, row_w, row_known = (
+            ordered_for_chunks(engine, Xa, w, known) if missing else (Xa, w, known)
+        )
+        data = RowSource(rows, row_w, row_known, (None,), work_bytes=row_bytes)
         return FitPlan(model, data, initialize, source, dtype, row_bytes)
 
     def _initialize(

@@ -46,6 +46,7 @@ from emkit.estimators._rows import (
     initial_statistics_bounded,
     is_streamed,
     mapped_blocks,
+    ordered_for_chunks,
     standardizer,
 )
 from emkit.exceptions import DegenerateComponentWarning, InputError, InputTypeError
@@ -620,13 +621,17 @@ default='exact'
             logger.info("Family: %r", family)
         # log h(x) depends on no parameter: once per fit, then a column of data
         first_row = next(Xa.iter_chunks())[1][:1] if streamed else Xa[:1]
+        # EM's chunks: with missing values in memory, few patterns each
+        rows, row_w, row_known = (
+            ordered_for_chunks(engine, Xa, w, known) if missing else (Xa, w, known)
+        )
         log_h = (
             # in chunks sized as the E-step's (a bare array would be mapped as one chunk)
-            engine.map_rows(model.base_measure, RowSource(Xa, work_bytes=row_bytes))
+            engine.map_rows(model.base_measure, RowSource(rows, work_bytes=row_bytes))
             if model.base_measure(first_row) is not None
             else None
         )
-        data = RowSource(Xa, w, known, (log_h,), row_bytes)
+        data = RowSource(rows, row_w, row_known, (log_h,), row_bytes)
         if warm:
             previous: MixtureParams = self._warm_params(family)
 
