@@ -53,6 +53,13 @@ def test_every_family_streams_to_what_the_table_read_whole_gives(
     assert summary == memory_summary
     np.testing.assert_array_equal(labels["label"], memory_labels["label"])
     np.testing.assert_allclose(labels["uncertainty"], memory_labels["uncertainty"], atol=1e-9)
+    # the streamed model keeps the categories behind its codes: it labels the file as the
+    # in-memory one does
+    capsys.readouterr()
+    for name in ("s", "m"):
+        assert main(["predict", str(tmp_path / name / "model.npz"), str(path)]) == 0
+    predicted, memory_predicted = capsys.readouterr().out.split("row,label,uncertainty")[1:]
+    assert predicted == memory_predicted
 
 
 def test_a_streamed_family_checks_its_values_before_any_output(
