@@ -380,7 +380,10 @@ def test_every_family_streams_to_the_in_memory_model(tmp_path: pathlib.Path, nam
             lambda: MixtureModel(Gaussian("diag", prior="mclust"), 2, **few),
             data[:, :4],
         ),
-        "categorical-auto": (lambda: CategoricalMixture(2, prior="auto", **kmeans), codes),
+        "categorical-auto": (
+            lambda: CategoricalMixture(2, prior="auto", **kmeans),
+            _counts_binary_codes()[:500, 3:5],
+        ),
         "categorical-n-categories": (
             lambda: CategoricalMixture(2, n_categories=4, prior="auto", **kmeans),
             codes,
@@ -402,8 +405,10 @@ def test_every_family_streams_to_the_in_memory_model(tmp_path: pathlib.Path, nam
         ),
     }[name]
     X = np.array(X)
-    if name in ("gaussian-prior", "gaussian-mclust", "lognormal", "product"):
+    if name in ("gaussian-prior", "gaussian-mclust", "lognormal", "product", "gamma-auto"):
         X[[3, 40, 41], [0, 1, 0]] = np.nan  # missing values, left out in both
+    if name in ("exponential-auto", "categorical-auto"):
+        X[[3, 40], 0] = np.nan  # (the binding's pass fills them, the E-step leaves them out)
     w = np.random.default_rng(9).uniform(0.5, 2.0, X.shape[0])
     np.save(tmp_path / "x.npy", X)
     table = open_table(tmp_path / "x.npy", block_rows=96)

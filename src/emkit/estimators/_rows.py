@@ -179,7 +179,10 @@ def bind_pass(family: Any, engine: Any, X: Any, w: Array | None) -> tuple[Any, b
 
     def both(rows: Array, wc: Array | None, index: NDArray[np.intp]) -> Any:
         # (the family keeps the spaced rows it needs: none in the column summary)
-        return _Pair(_summarize_columns(rows, wc, index, 0), family.summarize(rows, wc, index, n))
+        columns = _summarize_columns(rows, wc, index, 0)
+        # a chunk with missing values is summarized filled, in the second pass
+        summary = None if columns.missing else family.summarize(rows, wc, index, n)
+        return _Pair(columns, summary)
 
     source = RowSource(X, w, columns=(RowIndex(n),))
     pair = engine.map_reduce(both, source)
@@ -210,10 +213,12 @@ class _Pair:
     """A chunk's column summary and family summary, added part by part."""
 
     columns: ColumnSummary
-    family: Any
+    family: Any  # None where a chunk had missing values
 
     def __add__(self, other: _Pair) -> _Pair:
-        return _Pair(self.columns + other.columns, self.family + other.family)
+        # (None: a chunk with missing values, summarized in a second pass)
+        family = None if self.family is None or other.family is None else self.family + other.family
+        return _Pair(self.columns + other.columns, family)
 
 
 def mapped_blocks(table: Any, fn: Any) -> Any:
