@@ -301,20 +301,22 @@ class PatternOrdered:
 def ordered_for_chunks(
     engine: Any, X: Any, weights: Array | None, labels: NDArray[np.intp] | None
 ) -> tuple[Any, Array | None, NDArray[np.intp] | None]:
-    """The rows an in-memory engine's chunks map in EM, with their weights and labels: rows
-    with missing values in :func:`pattern_order` (:class:`PatternOrdered`), when the
-    engine splits them into several chunks; otherwise the rows as they are (one chunk,
-    a file's blocks, Dask blocks: each groups its own patterns)."""
+    """The rows EM maps, with their weights and labels: rows in memory with missing values
+    in :func:`pattern_order` (so that a row's position, which keys Monte-Carlo draws, does
+    not depend on the chunking), read through the order (:class:`PatternOrdered`, one
+    index a row) where an in-memory engine splits them into chunks, else a reordered copy
+    (one chunk of fewer than 4096 rows, or another engine). A file's blocks and Dask
+    blocks stay as they are: each chunk groups its own patterns."""
     from emkit.engines.memory import _MIN_ROWS, InMemoryEngine
 
-    if not isinstance(engine, InMemoryEngine) or is_streamed(X) or hasattr(X, "take_rows"):
-        return X, weights, labels
-    n, size = X.shape[0], engine.chunk_size
-    if n < _MIN_ROWS and (size is None or size >= n):  # one chunk
+    if is_streamed(X) or hasattr(X, "take_rows"):
         return X, weights, labels
     order = pattern_order(X)
+    n, size = X.shape[0], getattr(engine, "chunk_size", None)
+    one_chunk = n < _MIN_ROWS and (size is None or size >= n)
+    chunked = isinstance(engine, InMemoryEngine) and not one_chunk
     return (
-        PatternOrdered(X, order),
+        PatternOrdered(X, order) if chunked else X[order],
         None if weights is None else weights[order],
         None if labels is None else labels[order],
     )
