@@ -225,9 +225,11 @@ def test_emkit_fit_streams_a_file_beyond_the_threshold_unless_told_not_to(
     assert streamed == [str(path)]
     assert main([*common, "--no-stream", "--out", str(tmp_path / "whole")]) == 0
     assert streamed == [str(path)]  # --no-stream: read whole whatever the size
-    # (a family the stream does not fit: read whole)
+    # every family streams: the counts' check runs on the stream, before any output
     assert main([*common, "--family", "poisson", "--out", str(tmp_path / "p")]) == 2
-    assert streamed == [str(path)]
+    assert streamed == [str(path)] * 2
+    assert "the poisson family needs counts" in capsys.readouterr().err
+    assert not (tmp_path / "p").exists()
     summary = (tmp_path / "small" / "summary.csv").read_text()
     assert (tmp_path / "big" / "summary.csv").read_text() == summary
     assert (tmp_path / "whole" / "summary.csv").read_text() == summary
@@ -284,9 +286,7 @@ def test_mixture_models_stream_to_the_in_memory_model(tmp_path: pathlib.Path, na
     if name == "categorical":
         X[7, 0] = 1.0  # (a categorical column takes no NaN unless told)
     w = np.random.default_rng(6).uniform(0.5, 2.0, X.shape[0])
-    # in memory, rows are grouped by their missing pattern; a file in that order streams
-    # the same rows in the same order
-    X, w, _ = group_by_pattern(X, w, None)
+    # (rows stay in their order in memory too: each chunk groups its missing patterns)
     np.save(tmp_path / "x.npy", X)
     table = open_table(tmp_path / "x.npy", block_rows=128)
     memory = make().fit(X, sample_weight=w)
@@ -298,15 +298,163 @@ def test_mixture_models_stream_to_the_in_memory_model(tmp_path: pathlib.Path, na
     np.testing.assert_allclose(streamed.score_samples(table), memory.score_samples(X), atol=1e-10)
 
 
-def test_a_streamed_mixture_model_refuses_what_a_pass_cannot_bind(tmp_path: pathlib.Path) -> None:
-    from emkit import BernoulliMixture, CategoricalMixture
-    from emkit.families import Gamma
+def test_a_streamed_mixture_model_checks_every_block_before_any_step(
+    tmp_path: pathlib.Path,
+) -> None:
+    from emkit import CategoricalMixture
 
     np.save(tmp_path / "x.npy", np.abs(X4) + 0.1)
     table = open_table(tmp_path / "x.npy")
-    with pytest.raises(InputError, match=r"reads more of the rows than one statistics pass"):
-        MixtureModel(Gamma(), 2).fit(table)
-    with pytest.raises(InputError, match=r"binarize=0.5 changes the rows before the fit"):
-        BernoulliMixture(2, binarize=0.5).fit(table)
     with pytest.raises(InputError, match=r"In the block of rows 0\.\.699 .* row \d+"):
         CategoricalMixture(2).fit(table)  # codes must be integers
+
+
+def _positive_unit_counts() -> np.ndarray:
+    """Two clusters of rows: 2 positive columns, 2 in (0, 1), 3 multinomial counts."""
+    rng = np.random.default_rng(8)
+    z = rng.integers(0, 2, 500)
+    positive = rng.gamma(np.where(z[:, None] == 0, 2.0, 9.0), 1.0, (500, 2))
+    unit = rng.beta(np.where(z[:, None] == 0, 2.0, 8.0), 3.0, (500, 2))
+    probs = np.where(z[:, None] == 0, [0.6, 0.3, 0.1], [0.1, 0.2, 0.7])
+    counts = np.array([rng.multinomial(rng.integers(3, 12), p) for p in probs])
+    return np.hstack([positive, unit, counts]).astype(np.float64)
+
+
+@NO_CONVERGENCE
+@pytest.mark.parametrize(
+    "name",
+    [
+        "gamma",
+        "gamma-auto",
+        "beta",
+        "exponential-auto",
+        "lognormal",
+        "multinomial-auto",
+        "gaussian-prior",
+        "gaussian-mclust",
+        "categorical-auto",
+        "categorical-n-categories",
+        "binarize",
+        "product",
+    ],
+)
+def test_every_family_streams_to_the_in_memory_model(tmp_path: pathlib.Path, name: str) -> None:
+    """Gamma, Beta, Exponential, LogNormal, Multinomial, Gaussian priors, Categorical with
+    prior='auto' and binarize bind from one statistics pass over the blocks (their
+    priors' defaults, category counts, row totals, thresholds) to the in-memory model."""
+    from emkit import BernoulliMixture, CategoricalMixture
+    from emkit.families import (
+        Beta,
+        Exponential,
+        Gamma,
+        Gaussian,
+        GaussianPrior,
+        LogNormal,
+        Multinomial,
+        Poisson,
+        Product,
+    )
+
+    data = _positive_unit_counts()
+    few: dict[str, object] = {"random_state": 0, "tol": 0.0, "max_iter": 12}
+    kmeans = {"init_params": "kmeans", **few}  # (emEM's choice among near ties: round-off)
+    codes = _counts_binary_codes()[:500, 4:5]
+    make, X = {
+        "gamma": (lambda: MixtureModel(Gamma(), 2, **few), data[:, :2]),
+        "gamma-auto": (lambda: MixtureModel(Gamma(prior="auto"), 2, **few), data[:, :2]),
+        "beta": (lambda: MixtureModel(Beta(), 2, **few), data[:, 2:4]),
+        "exponential-auto": (
+            lambda: MixtureModel(Exponential(prior="auto"), 2, **few),
+            data[:, :2],
+        ),
+        "lognormal": (lambda: MixtureModel(LogNormal("full"), 2, **few), data[:, :2]),
+        "multinomial-auto": (
+            lambda: MixtureModel(Multinomial(prior="auto"), 2, **kmeans),
+            data[:, 4:],
+        ),
+        "gaussian-prior": (
+            lambda: MixtureModel(Gaussian("full", prior=GaussianPrior(shrinkage=0.1)), 2, **few),
+            data[:, :4],
+        ),
+        "gaussian-mclust": (
+            lambda: MixtureModel(Gaussian("diag", prior="mclust"), 2, **few),
+            data[:, :4],
+        ),
+        "categorical-auto": (
+            lambda: CategoricalMixture(2, prior="auto", **kmeans),
+            _counts_binary_codes()[:500, 3:5],
+        ),
+        "categorical-n-categories": (
+            lambda: CategoricalMixture(2, n_categories=4, prior="auto", **kmeans),
+            codes,
+        ),
+        "binarize": (lambda: BernoulliMixture(2, binarize=0.5, **kmeans), data[:, 2:4]),
+        "product": (
+            lambda: MixtureModel(
+                Product(
+                    {
+                        "sizes": ([0, 1], Gamma(prior="auto")),
+                        "shares": ([2, 3], Beta()),
+                        "counts": ([4, 5, 6], Poisson(prior="auto")),
+                    }
+                ),
+                2,
+                **kmeans,
+            ),
+            data,
+        ),
+    }[name]
+    X = np.array(X)
+    if name in ("gaussian-prior", "gaussian-mclust", "lognormal", "product", "gamma-auto"):
+        X[[3, 40, 41], [0, 1, 0]] = np.nan  # missing values, left out in both
+    if name in ("exponential-auto", "categorical-auto"):
+        X[[3, 40], 0] = np.nan  # (the binding's pass fills them, the E-step leaves them out)
+    w = np.random.default_rng(9).uniform(0.5, 2.0, X.shape[0])
+    np.save(tmp_path / "x.npy", X)
+    table = open_table(tmp_path / "x.npy", block_rows=96)
+    memory = make().fit(X, sample_weight=w)
+    streamed = make().fit(table, sample_weight=w)
+    assert streamed.n_iter_ == memory.n_iter_
+    np.testing.assert_allclose(streamed.weights_, memory.weights_, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(streamed.lower_bounds_, memory.lower_bounds_, rtol=1e-12)
+    np.testing.assert_allclose(streamed.predict_proba(table), memory.predict_proba(X), atol=1e-10)
+    np.testing.assert_allclose(streamed.score_samples(table), memory.score_samples(X), atol=1e-10)
+
+
+# -- missing values in memory: chunks of few patterns, no reordered copy of X ----------------
+
+
+@NO_CONVERGENCE
+@pytest.mark.parametrize("estimator", ["gmm", "mixture-model"])
+def test_missing_values_in_many_chunks_fit_what_one_chunk_fits(estimator: str) -> None:
+    """With several chunks, EM reads rows with missing values in pattern order through an
+    index (PatternOrdered: no reordered copy of X); the model is that of one chunk, and of
+    the same rows streamed in their order."""
+    from emkit.engines import InMemoryEngine
+    from emkit.estimators._rows import PatternOrdered, ordered_for_chunks
+    from emkit.families import Gaussian
+
+    rng = np.random.default_rng(11)
+    data = X4.copy()
+    data[rng.uniform(size=data.shape) < 0.15] = np.nan
+    data[np.isnan(data).all(axis=1), 0] = 1.0
+    w = rng.uniform(0.5, 2.0, data.shape[0])
+
+    def make(chunk_size: int | None) -> object:
+        options: dict[str, object] = {"random_state": 0, "tol": 0.0, "max_iter": 10}
+        if estimator == "gmm":
+            return GaussianMixture(2, covariance_type="full", chunk_size=chunk_size, **options)
+        return MixtureModel(Gaussian("full"), 2, chunk_size=chunk_size, **options)
+
+    many = make(50).fit(data, sample_weight=w)  # type: ignore[attr-defined]
+    one = make(None).fit(data, sample_weight=w)  # type: ignore[attr-defined]
+    assert many.n_iter_ == one.n_iter_
+    np.testing.assert_allclose(many.weights_, one.weights_, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(many.lower_bounds_, one.lower_bounds_, rtol=1e-12)
+    np.testing.assert_allclose(many.predict_proba(data), one.predict_proba(data), atol=1e-10)
+    # (the rows EM's chunks read: in pattern order, through an index)
+    rows, weights, _ = ordered_for_chunks(InMemoryEngine(chunk_size=50), data, w, None)
+    assert isinstance(rows, PatternOrdered)
+    grouped, grouped_w, _ = group_by_pattern(data, w, None)
+    np.testing.assert_array_equal(rows[0 : data.shape[0]], grouped)
+    np.testing.assert_array_equal(weights, grouped_w)

@@ -204,14 +204,16 @@ def test_emkit_fit_stream_writes_what_the_in_memory_fit_writes(
     for name in ("summary.csv", "labels.csv"):
         assert (tmp_path / "s" / name).read_text() == (tmp_path / "m" / name).read_text()
     capsys.readouterr()
-    assert main(["fit", str(path), "--stream", "--family", "poisson", "--out", str(tmp_path)]) == 2
-    assert "--stream fits Gaussian mixtures; --family asks for other families" in (
-        capsys.readouterr().err
-    )
+    out = tmp_path / "p"
+    assert main(["fit", str(path), "--stream", "--family", "poisson", "--out", str(out)]) == 2
+    assert "Column 'a' holds 0.12573; the poisson family needs counts" in capsys.readouterr().err
+    assert not out.exists()
     bad = tmp_path / "bad.csv"
     bad.write_text("a,b\n1,2\n3,x\n")
     assert main(["fit", str(bad), "--stream", "--out", str(tmp_path / "o")]) == 2
-    assert "non-numeric value 'x' at line 3 (data row 2), column 'b'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "non-numeric value 'x' at line 3 (data row 2), column 'b'" in err
+    assert "read the table into memory with --no-stream" in err
     assert not (tmp_path / "o").exists()  # nothing written
 
 
@@ -246,3 +248,79 @@ def test_memory_bench_quick_run_reports_memory_and_stream(tmp_path: pathlib.Path
     assert all(row["rss_growth_bytes"] > 0 and row["traced_peak_bytes"] > 0 for row in rows)
     # the same data, fitted in memory and from the file: the same model
     assert rows[0]["lower_bound"] == pytest.approx(rows[1]["lower_bound"], abs=1e-10)
+
+
+# -- priors on streamed tables and in partial_fit ---------------------------------------------
+
+
+@pytest.mark.parametrize("prior", ["mclust", "auto"])
+@pytest.mark.parametrize("covariance_type", ["full", "VEI"])
+def test_a_prior_streams_to_the_in_memory_fit(
+    tmp_path: pathlib.Path, prior: str, covariance_type: str
+) -> None:
+    """The prior's data defaults (the mean, the covariance for its scale) come from the
+    statistics pass over the blocks: the same MAP fit as in memory, NaN and weights too."""
+    data = X.copy()
+    data[[5, 300, 301], [0, 2, 1]] = np.nan
+    w = RNG.uniform(0.5, 2.0, data.shape[0])
+    path = _write(tmp_path / "x.npy", data)
+    table = open_table(path, block_rows=64)
+    options: dict[str, Any] = {"covariance_type": covariance_type, "prior": prior}
+    options.update(random_state=0, tol=0.0, max_iter=10)
+    memory = GaussianMixture(2, **options).fit(data, sample_weight=w)
+    streamed = GaussianMixture(2, **options).fit(table, sample_weight=w)
+    _assert_same_model(memory, streamed)
+    assert streamed.bic(table) == pytest.approx(memory.bic(data), rel=1e-12)
+
+
+def test_model_based_clustering_takes_a_prior_on_a_streamed_table(tmp_path: pathlib.Path) -> None:
+    from emkit import ModelBasedClustering
+
+    table = open_table(_write(tmp_path / "x.npy", X), block_rows=100)
+    options: dict[str, Any] = {"n_components": [1, 2], "covariance_types": ["EII", "VVV"]}
+    options.update(prior="mclust", random_state=0)
+    memory = ModelBasedClustering(**options).fit(X)
+    streamed = ModelBasedClustering(**options).fit(table)
+    np.testing.assert_allclose(
+        np.asarray(streamed.results_["bic"], dtype=float),
+        np.asarray(memory.results_["bic"], dtype=float),
+        rtol=1e-10,
+    )
+    assert streamed.best_index_ == memory.best_index_
+
+
+@pytest.mark.parametrize("prior", ["mclust", None])
+def test_partial_fit_with_a_prior_is_map_online_em(prior: str | None) -> None:
+    """With learning_decay=0 a partial_fit on the whole data is one EM step: with a prior,
+    the MAP step (the prior enters the M-step) that one more iteration of fit takes."""
+    options: dict[str, Any] = {"prior": prior, "random_state": 0, "tol": 0.0}
+    five = GaussianMixture(2, max_iter=5, learning_decay=0.0, **options).fit(X)
+    six = GaussianMixture(2, max_iter=6, **options).fit(X)
+    five.partial_fit(X)
+    np.testing.assert_allclose(five.means_, six.means_, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(five.covariances_, six.covariances_, rtol=0, atol=1e-10)
+
+
+def test_partial_fit_with_a_prior_starts_from_the_first_batch() -> None:
+    """An unfitted estimator's first partial_fit binds the prior's defaults on its batch,
+    as fit on that batch does; its second is a MAP step with those defaults."""
+    first, second = X[::2], X[1::2]
+    online = GaussianMixture(2, prior="mclust", random_state=0, learning_decay=0.0)
+    online.partial_fit(first)
+    start = GaussianMixture(2, prior="mclust", random_state=0, max_iter=1, tol=0.0).fit(first)
+    np.testing.assert_allclose(online.means_, start.means_, rtol=0, atol=1e-10)
+    online.partial_fit(second)
+    assert online._bound_prior[0].mean == pytest.approx(first.mean(axis=0), rel=1e-12)
+    plain = GaussianMixture(2, random_state=0, learning_decay=0.0)
+    plain.partial_fit(first)
+    plain.partial_fit(second)
+    assert not np.allclose(plain.covariances_, online.covariances_, rtol=1e-8)
+
+
+def test_partial_fit_of_a_loaded_model_with_a_prior_says_what_to_do(tmp_path: pathlib.Path) -> None:
+    from emkit import load_model, save_model
+
+    save_model(GaussianMixture(2, prior="mclust", random_state=0).fit(X), tmp_path / "m.npz")
+    loaded = load_model(tmp_path / "m.npz")
+    with pytest.raises(InputError, match=r"partial_fit continues this model with prior='mclust'"):
+        loaded.partial_fit(X)

@@ -10,6 +10,7 @@ those dtypes, so the inference then picks the family asked for.
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -17,7 +18,14 @@ import numpy as np
 from emkit.exceptions import InputError
 from emkit.io.tables import Table
 
-__all__ = ["FAMILY_CHOICES", "family_description", "parse_family", "typed_frame"]
+__all__ = [
+    "FAMILY_CHOICES",
+    "StreamedColumns",
+    "family_description",
+    "parse_family",
+    "streamed_columns",
+    "typed_frame",
+]
 
 # The families --family accepts, each for all columns or for named ones.
 FAMILY_CHOICES = ("auto", "gaussian", "poisson", "bernoulli", "categorical")
@@ -155,3 +163,110 @@ def _family_name(family: Any) -> str:
     if structure is not None:
         return f"gaussian {structure.name}"
     return type(family).__name__.lower()
+
+
+# Distinct values a streamed categorical column may have (as Categorical counts them).
+_MAX_STREAMED_CATEGORIES = 1 << 16
+
+
+@dataclass(frozen=True)
+class StreamedColumns:
+    """What ``emkit fit --stream`` fits: each column's family, the family (a Product for
+    mixed columns, as :func:`~emkit.estimators.mixture_model.infer_family` builds it), the
+    table whose categorical columns read as codes 0..C-1, and their categories."""
+
+    families: list[str]
+    family: Any
+    table: Any
+    categories: dict[str, list[float]]
+
+
+def streamed_columns(table: Any, spec: dict[str | None, str]) -> StreamedColumns:
+    """The families of a table streamed from a file (:func:`emkit.io.open_table`), from
+    one pass over its blocks: per column, whether every observed value is 0 or 1, a whole
+    number, negative, and the distinct values of categorical columns.
+
+    ``auto`` picks bernoulli for 0/1 columns, poisson for whole numbers >= 0 and gaussian
+    for the others (a file's numbers carry no type here: a whole-number column is a count);
+    a family asked for is checked against the values, as for a table read whole.
+    """
+    from emkit.estimators._rows import mapped_blocks
+    from emkit.estimators.mixture_model import infer_family
+
+    names = list(table.names)
+    unknown = [name for name in spec if name is not None and name not in names]
+    if unknown:
+        raise InputError(
+            f"--family names column {unknown[0]!r}, which is not among the fitted columns "
+            f"({', '.join(map(repr, names))})."
+        )
+    default = spec.get(None, "auto")
+    asked = [spec.get(name, default) for name in names]
+    d = len(names)
+    binary, whole, negative = np.ones(d, bool), np.ones(d, bool), np.zeros(d, bool)
+    first_bad: dict[int, float] = {}
+    distinct: dict[int, Any] = {j: np.empty(0) for j in range(d) if asked[j] == "categorical"}
+    for _, rows in table.iter_chunks():
+        observed = ~np.isnan(rows)
+        values = np.where(observed, rows, 0.0)
+        binary &= ((values == 0) | (values == 1)).all(axis=0)
+        is_whole = values == np.round(values)
+        whole &= is_whole.all(axis=0)
+        negative |= (values < 0).any(axis=0)
+        for j in range(d):
+            if j not in first_bad and not (is_whole[:, j] & (values[:, j] >= 0)).all():
+                first_bad[j] = float(values[~(is_whole[:, j] & (values[:, j] >= 0)), j][0])
+        for j in distinct:
+            distinct[j] = np.union1d(distinct[j], rows[observed[:, j], j])
+            if distinct[j].size > _MAX_STREAMED_CATEGORIES:
+                raise InputError(
+                    f"Column {names[j]!r} has more than {_MAX_STREAMED_CATEGORIES} distinct "
+                    "values, too many categories; fit it as gaussian or poisson "
+                    f"(--family {names[j]}=poisson)."
+                )
+    families = []
+    for j, (name, family) in enumerate(zip(names, asked, strict=True)):
+        if family == "auto":
+            family = (
+                "bernoulli"
+                if binary[j]
+                else "poisson"
+                if whole[j] and not negative[j]
+                else "gaussian"
+            )
+        elif family == "poisson" and j in first_bad:
+            raise InputError(
+                f"Column {name!r} holds {first_bad[j]:g}; the poisson family needs counts "
+                f"(whole numbers >= 0). Fit it as gaussian (--family {name}=gaussian) or "
+                "categorical."
+            )
+        elif family == "bernoulli" and not binary[j]:
+            raise InputError(
+                f"Column {name!r} holds values other than 0 and 1; the bernoulli family "
+                f"needs 0/1 values. Choose another family for it (--family {name}=poisson, "
+                "...)."
+            )
+        families.append(family)
+    pd = _pandas()
+    dtypes = {"gaussian": "float64", "poisson": "int64", "bernoulli": "bool"}
+    # an empty frame of the columns' dtypes: the families MixtureModel infers from them
+    frame = pd.DataFrame(
+        {
+            name: pd.Series([], dtype=dtypes.get(family, "category"))
+            for name, family in zip(names, families, strict=True)
+        }
+    )
+    categories = {names[j]: [float(v) for v in values] for j, values in distinct.items()}
+    mapped = table
+    if distinct:
+        lookup = {j: np.asarray(values) for j, values in distinct.items()}
+
+        def to_codes(rows: np.ndarray) -> np.ndarray:
+            out = rows.copy()
+            for j, values in lookup.items():
+                present = ~np.isnan(rows[:, j])
+                out[present, j] = np.searchsorted(values, rows[present, j])
+            return out
+
+        mapped = mapped_blocks(table, to_codes)
+    return StreamedColumns(families, infer_family(frame), mapped, categories)

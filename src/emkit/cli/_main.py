@@ -24,7 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 import emkit
-from emkit.cli._data import family_description, parse_family, typed_frame
+from emkit.cli._data import family_description, parse_family, streamed_columns, typed_frame
 from emkit.cli._progress import FitProgress
 from emkit.cli._report import (
     CandidateResult,
@@ -213,17 +213,21 @@ def build_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="read DATA a block of rows at a time in every EM pass (.npy, .parquet, .csv, "
-        ".tsv; Gaussian mixtures): for files larger than memory. Default: streamed when "
-        f"the file is larger than {STREAM_BYTES >> 20} MiB and the fit is of Gaussian "
-        "mixtures with the default --header and --delimiter; --no-stream reads it whole",
+        ".tsv; every family): for files larger than memory. The column families come from "
+        "one pass over the file (auto: 0/1 columns bernoulli, whole numbers >= 0 poisson, "
+        "others gaussian; a categorical column's categories are its distinct numbers); "
+        "text columns need --no-stream. Default: streamed when the file is larger than "
+        f"{STREAM_BYTES >> 20} MiB with the default --header and --delimiter; --no-stream "
+        "reads it whole",
     )
     fit.add_argument(
         "--checkpoint",
         type=Path,
         default=None,
         metavar="DIR",
-        help="save each fit's state in DIR every few iterations; run the same command "
-        "again after an interruption to resume (Gaussian mixtures, --n-init 1)",
+        help="save each fit's state in DIR every few iterations (one directory per "
+        "candidate); run the same command again after an interruption to resume (every "
+        "family, --n-init 1, without --accelerate)",
     )
     fit.set_defaults(handler=_cmd_fit)
 
@@ -344,6 +348,15 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
         "label a row) (default: exact)",
     )
     parser.add_argument(
+        "--prior",
+        choices=("none", "mclust"),
+        default="none",
+        help="mclust: R mclust's conjugate prior on the Gaussian columns (priorControl(): "
+        "shrinkage to the data mean, a scale from the data covariance; MAP-EM, the BIC at "
+        "the posterior mode, as Mclust(prior = priorControl())); none: maximum likelihood "
+        "(default: none)",
+    )
+    parser.add_argument(
         "--accelerate",
         choices=("squarem",),
         default=None,
@@ -452,6 +465,7 @@ class _FitOptions:
     checkpoint: Path | None = None
     e_step: str = "exact"
     accelerate: str | None = None
+    prior: str | None = None  # of the Gaussian columns
 
     def estimator_options(self) -> dict[str, Any]:
         """The arguments every fitted mixture takes from the command line."""
@@ -501,16 +515,12 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         args.checkpoint,
         args.e_step,
         args.accelerate,
+        None if args.prior == "none" else args.prior,
     )
     _check_variant(options)
     if args.stream or (args.stream is None and _stream_by_size(args)):
         return _fit_streamed(args, options)
     table = _read(args)
-    if args.checkpoint is not None and not _gaussian_only(table, args.family):
-        raise InputError(
-            "--checkpoint works with Gaussian mixtures of numeric tables; this table has "
-            "other column kinds. Drop --checkpoint, or select numeric columns (--columns)."
-        )
     return _fit_and_report(table, args.family, str(args.data), options, args.out, args.no_plot)
 
 
@@ -528,30 +538,36 @@ def _stream_by_size(args: argparse.Namespace) -> bool:
     return (
         path.is_file()
         and path.stat().st_size > STREAM_BYTES
-        and not set(args.family.values()) - {"auto", "gaussian"}
         and args.header == "auto"
         and args.delimiter is None
     )
 
 
 def _fit_streamed(args: argparse.Namespace, options: _FitOptions) -> int:
-    """``emkit fit --stream``: Gaussian mixtures fitted from the file a block at a time."""
-    if set(args.family.values()) - {"auto", "gaussian"}:
-        raise InputError(
-            "--stream fits Gaussian mixtures; --family asks for other families. Drop "
-            "--stream (the table is then read into memory) or --family."
-        )
+    """``emkit fit --stream``: mixtures fitted from the file a block at a time, the
+    columns' families from one pass over it (:func:`streamed_columns`)."""
     if args.header != "auto" or args.delimiter is not None:
         raise InputError(
             "--stream detects a text file's header and takes the delimiter from its "
             "extension (.csv, .tsv); drop --header and --delimiter, or --stream."
         )
-    data = open_table(args.data, args.columns)
+    try:
+        data = open_table(args.data, args.columns)
+    except InputError as exc:
+        if "non-numeric" not in str(exc):
+            raise
+        raise InputError(
+            f"{exc} A streamed fit reads numbers only: to fit a text column as "
+            "categorical, read the table into memory with --no-stream."
+        ) from exc
     n, names = data.shape[0], data.names
+    columns = streamed_columns(data, args.family)
+    kinds: list[Any] = ["float" if fam == "gaussian" else "integer" for fam in columns.families]
     # only the plotted columns and the labels are held in memory
-    table = Table([], names, ["float"] * len(names), n_rows=n)
+    table = Table([], names, kinds, n_rows=n)
+    spec: dict[str | None, str] = dict(zip(names, columns.families, strict=True))
     return _fit_and_report(
-        table, {None: "gaussian"}, str(args.data), options, args.out, args.no_plot, data
+        table, spec, str(args.data), options, args.out, args.no_plot, columns.table, columns
     )
 
 
@@ -647,7 +663,11 @@ def _fit_and_report(
     out: Path,
     no_plot: bool,
     streamed: Any = None,
+    columns: Any = None,
 ) -> int:
+    """Fit the candidates, print the summary and write the outputs. ``streamed``: the
+    table read a block at a time (:func:`emkit.io.open_table`), with ``columns`` its
+    families (:func:`~emkit.cli._data.streamed_columns`); ``table`` then holds no rows."""
     n, d = table.n_rows, len(table.names)
     components = [k for k in options.components if k <= n]
     if len(components) < len(options.components):
@@ -659,23 +679,30 @@ def _fit_and_report(
             f"({', '.join(map(str, options.components))}); pass more data or fewer components."
         )
     gaussian_only = _gaussian_only(table, family_spec)
-    if options.e_step == "variational":
-        _check_variational_columns(table, family_spec, gaussian_only)
     if gaussian_only:
         data: Any = table.numeric(source) if streamed is None else streamed
         covariances = options.covariances or ["full", "diag"]
         family_text = f"gaussian ({', '.join(table.names)})"
     else:
-        data = typed_frame(table, family_spec)
-        family = infer_family(data)
+        if columns is None:
+            data = typed_frame(table, family_spec)
+            family = infer_family(data)
+        else:
+            data, family = streamed, columns.family
         has_gaussian = _gaussian_block(family) is not None
-        if options.covariances is not None and not has_gaussian:
-            raise InputError(
-                "--covariance applies to Gaussian columns, and this table has none ("
-                f"{family_description(family, table.names)}). Drop --covariance."
-            )
+        for option, given in (
+            ("--covariance", options.covariances is not None),
+            ("--prior", options.prior is not None),
+        ):
+            if given and not has_gaussian:
+                raise InputError(
+                    f"{option} applies to Gaussian columns, and this table has none ("
+                    f"{family_description(family, table.names)}). Drop {option}."
+                )
         covariances = options.covariances or (["full"] if has_gaussian else ["-"])
         family_text = family_description(family, table.names)
+    if options.e_step == "variational":
+        _check_variational_columns(table, None if gaussian_only else family)
     if gaussian_only:
         results, best, model = _select_gaussian(data, n, components, covariances, options)
     else:
@@ -701,6 +728,9 @@ def _fit_and_report(
     structure = "" if chosen.covariance_type == "-" else f", covariance {chosen.covariance_type}"
     print(f"best by BIC: {chosen.n_components} components{structure} (BIC {chosen.bic:.2f})")
     _keep_feature_names(model, table.names)
+    if columns is not None and columns.categories:
+        # the streamed codes' categories: the distinct numbers of those columns
+        model.categories_ = dict(columns.categories)
 
     out.mkdir(parents=True, exist_ok=True)
     written = []
@@ -726,14 +756,12 @@ def _fit_and_report(
     return 0
 
 
-def _check_variational_columns(
-    table: Table, family_spec: dict[str | None, str], gaussian_only: bool
-) -> None:
-    """--e-step variational fits the families with a conjugate prior, not Gaussians."""
-    if gaussian_only:
+def _check_variational_columns(table: Table, family: Any) -> None:
+    """--e-step variational fits the families with a conjugate prior, not Gaussians
+    (``family`` None: every column is Gaussian)."""
+    if family is None:
         gaussian = list(table.names)
     else:
-        family = infer_family(typed_frame(table, family_spec))
         block = _gaussian_block(family)
         blocks = getattr(family, "blocks", {})
         columns = next((cols for cols, fam in blocks.values() if fam is block), ())
@@ -757,7 +785,11 @@ def _select_gaussian(
     estimator = options.estimator_options()
     del estimator["verbose_interval"]  # every iteration of every cell, when verbose
     selector = ModelBasedClustering(
-        components, covariance_types=covariances, reg_covar=options.reg_covar, **estimator
+        components,
+        covariance_types=covariances,
+        reg_covar=options.reg_covar,
+        prior=options.prior,
+        **estimator,
     )
     if options.verbose:
         label = f"{len(components) * len(covariances)} models"
@@ -809,7 +841,7 @@ def _mixture_model(family: Any, k: int, covariance: str, options: _FitOptions) -
     def gaussian(fam: Any) -> Any:
         if not hasattr(fam, "structure"):
             return fam
-        return Gaussian(covariance, reg_covar=options.reg_covar)
+        return Gaussian(covariance, reg_covar=options.reg_covar, prior=options.prior)
 
     def block(fam: Any) -> Any:
         fam = gaussian(fam)
@@ -833,11 +865,17 @@ def _fit_candidate(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
+            # one checkpoint directory per candidate, as ModelBasedClustering keeps per cell
+            checkpoint = (
+                None
+                if options.checkpoint is None
+                else options.checkpoint / f"{k}-{covariance.replace('-', 'none')}"
+            )
             if options.verbose:
                 with FitProgress(where, n, model.max_iter):
-                    model.fit(data)
+                    model.fit(data, checkpoint=checkpoint)
             else:
-                model.fit(data)
+                model.fit(data, checkpoint=checkpoint)
         except InputError:
             raise  # the options or the data are wrong for every candidate
         except EmkitError as exc:

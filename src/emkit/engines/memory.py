@@ -140,12 +140,21 @@ class InMemoryEngine:
         source: RowSource,
         combine: Callable[[Iterator[Any]], Any],
     ) -> Any:
-        chunks = self._chunks(source)
-        if len(chunks) == 1 or self.n_threads == 1:
-            return combine(fn(c) for c in chunks)
+        n = source.n_rows
+        step = self._rows_per_chunk(n, source.work_bytes)
+        starts = range(0, n, step)
+
+        def run(start: int) -> Any:
+            # the chunk made where it is mapped: rows that are a gather, not a view
+            # (missing-value patterns read in order through an index), are copied a
+            # chunk at a time, not all at once
+            return fn(source.chunk(start, start + step))
+
+        if len(starts) == 1 or self.n_threads == 1:
+            return combine(run(start) for start in starts)
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.n_threads, thread_name_prefix="emkit")
-        return combine(self._pool.map(fn, chunks))
+        return combine(self._pool.map(run, starts))
 
     def map_reduce(self, fn: Callable[..., Any], source: Any) -> Any:
         return self._run(reducing(fn), as_source(source), lambda results: reduce(add, results))

@@ -36,7 +36,7 @@ __all__ = [
     "INIT_ROWS",
     "ColumnSummary",
     "bind_gaussian",
-    "bind_streamed",
+    "bind_pass",
     "check_blocks",
     "check_streamed",
     "column_summary",
@@ -46,6 +46,9 @@ __all__ = [
     "group_by_pattern",
     "initial_statistics_bounded",
     "is_streamed",
+    "mapped_blocks",
+    "ordered_for_chunks",
+    "pattern_order",
     "standardizer",
 ]
 
@@ -131,26 +134,7 @@ def column_summary(engine: Any, source: RowSource) -> ColumnSummary:
     step = max(1, n // _SCALE_ROWS)
 
     def summarize(X: Array, w: Array | None, index: NDArray[np.intp]) -> ColumnSummary:
-        observed = ~np.isnan(X)
-        missing = not bool(observed.all())
-        values = np.where(observed, X, 0.0) if missing else X
-        count = observed.sum(axis=0).astype(np.float64)
-        plain = values.sum(axis=0, dtype=np.float64)
-        if w is None:
-            weight, sums, total = count, plain, float(X.shape[0])
-        else:
-            w64 = np.asarray(w, dtype=np.float64)
-            weight = w64 @ observed
-            sums = w64 @ values
-            total = float(w64.sum())
-        low = np.fmin.reduce(X, axis=0).astype(np.float64)
-        high = np.fmax.reduce(X, axis=0).astype(np.float64)
-        low = np.where(np.isnan(low), np.inf, low)
-        high = np.where(np.isnan(high), -np.inf, high)
-        first = int((-index[0]) % step) if index.size else 0
-        # a copy: a view would keep a streamed block alive
-        spaced = (X[first::step].copy(),)
-        return ColumnSummary(weight, sums, low, high, missing, spaced, count, plain, total)
+        return _summarize_columns(X, w, index, step)
 
     summary: ColumnSummary = engine.map_reduce(
         summarize, RowSource(source.rows, source.weights, columns=(RowIndex(n),))
@@ -159,63 +143,100 @@ def column_summary(engine: Any, source: RowSource) -> ColumnSummary:
     return replace(summary, spaced=(np.concatenate(summary.spaced),))
 
 
-def _columns(summary: ColumnSummary, cols: Any) -> ColumnSummary:
-    """The summary of the columns ``cols`` alone."""
-    return ColumnSummary(
-        summary.weight[cols],
-        summary.sums[cols],
-        summary.low[cols],
-        summary.high[cols],
-        summary.missing,
-        tuple(rows[:, cols] for rows in summary.spaced),
-        summary.count[cols],
-        summary.plain[cols],
-        summary.total,
-    )
+def _summarize_columns(
+    X: Array, w: Array | None, index: NDArray[np.intp], step: int
+) -> ColumnSummary:
+    """The :class:`ColumnSummary` of one chunk (``index``: its rows' positions; every
+    ``step``-th row of the whole kept)."""
+    observed = ~np.isnan(X)
+    missing = not bool(observed.all())
+    values = np.where(observed, X, 0.0) if missing else X
+    count = observed.sum(axis=0).astype(np.float64)
+    plain = values.sum(axis=0, dtype=np.float64)
+    if w is None:
+        weight, sums, total = count, plain, float(X.shape[0])
+    else:
+        w64 = np.asarray(w, dtype=np.float64)
+        weight = w64 @ observed
+        sums = w64 @ values
+        total = float(w64.sum())
+    low = np.fmin.reduce(X, axis=0).astype(np.float64)
+    high = np.fmax.reduce(X, axis=0).astype(np.float64)
+    low = np.where(np.isnan(low), np.inf, low)
+    high = np.where(np.isnan(high), -np.inf, high)
+    first = int((-index[0]) % step) if index.size and step else 0
+    # a copy: a view would keep a streamed block alive (step 0: no rows kept)
+    spaced = (X[first::step].copy(),) if step else ()
+    return ColumnSummary(weight, sums, low, high, missing, spaced, count, plain, total)
 
 
-def bind_streamed(family: Any, summary: ColumnSummary, n_rows: int) -> Any:
-    """``family`` bound to rows read a block at a time, from their summary, as
-    ``family.bind(X, w)`` binds it from the rows in memory (missing values filled with
-    their column's mean, :attr:`ColumnSummary.fill_means`).
+def bind_pass(family: Any, engine: Any, X: Any, w: Array | None) -> tuple[Any, bool, Any]:
+    """``family`` bound to the rows ``X`` from a statistics pass of ``engine``, wherever
+    the rows live (in memory, streamed from a file, on Dask): ``(family, missing, fill)``,
+    ``missing`` whether a value is missing, ``fill`` None or the function that fills a
+    chunk's missing values with their column's mean (what the binding and the
+    initialization read; :attr:`ColumnSummary.fill_means`).
 
-    A Gaussian without a prior binds from the centre, spread and column scales
-    (:func:`bind_gaussian`). Poisson, Bernoulli and Categorical families (without
-    Categorical's ``prior='auto'``, which counts every category) read only each column's
-    extremes and weighted mean: they bind to three rows that hold them, the extremes with
-    weight 0 and the means with weight 1 (a weighted average of them is the means exactly,
-    their maxima and minima the columns'). A product binds each block on its columns.
-    Other families read more of the rows than a summary holds: they are refused.
+    One pass sums every chunk's :class:`ColumnSummary` and the family's own summary
+    (``family.summarize``, :mod:`emkit.families._summary`); with missing values, a second
+    pass summarizes the filled rows. No whole-X array is made.
     """
-    from emkit.families import Bernoulli, Categorical, Poisson, Product
-    from emkit.families.gaussian import GaussianFamily
+    n = int(X.shape[0])
 
-    if isinstance(family, Product):
-        d = summary.weight.shape[0]
-        return Product(
-            {
-                name: (cols, bind_streamed(fam, _columns(summary, np.asarray(cols)), n_rows))
-                for name, (cols, fam) in family.resolve(None, d).blocks.items()
-            }
+    def both(rows: Array, wc: Array | None, index: NDArray[np.intp]) -> Any:
+        # (the family keeps the spaced rows it needs: none in the column summary)
+        columns = _summarize_columns(rows, wc, index, 0)
+        # a chunk with missing values is summarized filled, in the second pass
+        summary = None if columns.missing else family.summarize(rows, wc, index, n)
+        return _Pair(columns, summary)
+
+    source = RowSource(X, w, columns=(RowIndex(n),))
+    pair = engine.map_reduce(both, source)
+    columns, summary = pair.columns, pair.family
+    if (columns.count <= 0).any():
+        raise InputError(
+            f"Column {int(np.argmax(columns.count <= 0))} of X has no observed value; nothing "
+            "can be learned about it. Drop the column."
         )
-    if isinstance(family, GaussianFamily) and family.prior is None:
-        return bind_gaussian(family, summary, n_rows)
-    auto = isinstance(getattr(family, "prior", None), str)
-    if isinstance(family, Poisson | Bernoulli) or (isinstance(family, Categorical) and not auto):
-        if (summary.weight <= 0).any():
-            j = int(np.argmax(summary.weight <= 0))
-            raise InputError(
-                f"Column {j} of X has no observed value (with a positive sample_weight); "
-                "nothing can be learned about it. Drop the column."
-            )
-        rows = np.vstack([summary.low, summary.high, summary.filled_mean])
-        return family.bind(rows, np.array([0.0, 0.0, 1.0]))
-    raise InputError(
-        f"A table streamed from a file binds Gaussian (without a prior), Poisson, Bernoulli "
-        f"and Categorical (without prior='auto') families and products of them; "
-        f"{family!r} reads more of the rows than one statistics pass gives. Read the "
-        "table into memory (table.read()) and fit that, or choose another family."
-    )
+    if (columns.weight <= 0).any():
+        raise InputError(
+            f"Column {int(np.argmax(columns.weight <= 0))} of X has no observed value with a "
+            "positive sample_weight; nothing can be learned about it. Drop the column."
+        )
+    fill = None
+    if columns.missing:
+        fill = filler(columns.fill_means)
+
+        def filled(rows: Array, wc: Array | None, index: NDArray[np.intp]) -> Any:
+            return family.summarize(fill(rows), wc, index, n)
+
+        summary = engine.map_reduce(filled, source)
+    return family.bind_summary(summary, n), columns.missing, fill
+
+
+@dataclass(frozen=True)
+class _Pair:
+    """A chunk's column summary and family summary, added part by part."""
+
+    columns: ColumnSummary
+    family: Any  # None where a chunk had missing values
+
+    def __add__(self, other: _Pair) -> _Pair:
+        # (None: a chunk with missing values, summarized in a second pass)
+        family = None if self.family is None or other.family is None else self.family + other.family
+        return _Pair(self.columns + other.columns, family)
+
+
+def mapped_blocks(table: Any, fn: Any) -> Any:
+    """The streamed ``table`` with ``fn`` applied to every block of rows as it is read
+    (e.g. binarized values): the same file, the same blocks."""
+    read = table._read
+
+    def read_mapped(block: int) -> Any:
+        for rows in read(block):
+            yield fn(rows)
+
+    return replace(table, _read=read_mapped)
 
 
 def check_blocks(family: Any, X: Any, labels: Any) -> None:
@@ -261,12 +282,69 @@ def group_by_pattern(
     so a chunk handles few patterns. Complete data is returned as it is (no copy)."""
     if not has_missing_values(X):
         return X, weights, labels
-    missing = np.isnan(X)
-    keys = np.packbits(missing, axis=1)
-    order = np.lexsort((*keys.T[::-1], missing.sum(axis=1)))
-    del missing, keys
+    order = pattern_order(X)
     return (
         X[order],
+        None if weights is None else weights[order],
+        None if labels is None else labels[order],
+    )
+
+
+def pattern_order(X: Array) -> NDArray[np.intp]:
+    """The order of the rows by their number of missing values, then by which: rows of a
+    pattern together (one index a row; the patterns' bits are packed a chunk at a time)."""
+    n = X.shape[0]
+    keys = np.empty((n, (X.shape[1] + 7) // 8), dtype=np.uint8)
+    counts = np.empty(n, dtype=np.intp)
+    for start in range(0, n, 1 << 16):
+        missing = np.isnan(X[start : start + (1 << 16)])
+        keys[start : start + missing.shape[0]] = np.packbits(missing, axis=1)
+        counts[start : start + missing.shape[0]] = missing.sum(axis=1)
+    return np.asarray(np.lexsort((*keys.T[::-1], counts)), dtype=np.intp)
+
+
+class PatternOrdered:
+    """In-memory rows read in :func:`pattern_order`: a slice of it is the rows at those
+    positions of the order (a chunk-sized copy), so that the chunks an in-memory engine
+    maps hold few missing-value patterns each (whose products the E-step then shares),
+    while the order costs one index a row instead of a reordered copy of X."""
+
+    ndim = 2
+
+    def __init__(self, X: Array, order: NDArray[np.intp]) -> None:
+        self.X = X
+        self.order = order
+        self.shape = X.shape
+        self.dtype = X.dtype
+        self.itemsize = X.itemsize
+
+    def __getitem__(self, key: Any) -> Array:
+        return np.asarray(self.X[self.order[key]])
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> Array:
+        rows = self.X[self.order]
+        return rows if dtype is None else rows.astype(dtype)
+
+
+def ordered_for_chunks(
+    engine: Any, X: Any, weights: Array | None, labels: NDArray[np.intp] | None
+) -> tuple[Any, Array | None, NDArray[np.intp] | None]:
+    """The rows EM maps, with their weights and labels: rows in memory with missing values
+    in :func:`pattern_order` (so that a row's position, which keys Monte-Carlo draws, does
+    not depend on the chunking), read through the order (:class:`PatternOrdered`, one
+    index a row) where an in-memory engine splits them into chunks, else a reordered copy
+    (one chunk of fewer than 4096 rows, or another engine). A file's blocks and Dask
+    blocks stay as they are: each chunk groups its own patterns."""
+    from emkit.engines.memory import _MIN_ROWS, InMemoryEngine
+
+    if is_streamed(X) or hasattr(X, "take_rows"):
+        return X, weights, labels
+    order = pattern_order(X)
+    n, size = X.shape[0], getattr(engine, "chunk_size", None)
+    one_chunk = n < _MIN_ROWS and (size is None or size >= n)
+    chunked = isinstance(engine, InMemoryEngine) and not one_chunk
+    return (
+        PatternOrdered(X, order) if chunked else X[order],
         None if weights is None else weights[order],
         None if labels is None else labels[order],
     )

@@ -29,15 +29,14 @@ from emkit.estimators._mixture_base import (
     check_em_parameters,
     check_labels,
     fit_engine,
-    order_by_pattern,
 )
 from emkit.estimators._rows import (
-    bind_gaussian,
+    bind_pass,
     check_streamed,
     column_summary,
-    filler,
     initial_statistics_bounded,
     is_streamed,
+    ordered_for_chunks,
 )
 from emkit.exceptions import InputError
 from emkit.families.covariance import covariance_types
@@ -96,7 +95,13 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
         :func:`~emkit.families.covariance.mclust_prior_shares`). ``'auto'``: the same
         defaults as each component's own conjugate prior
         (``GaussianPrior()``). A :class:`~emkit.families.GaussianPrior` sets them.
-        Not with ``partial_fit`` or a streamed table (the defaults read the data).
+        The defaults that read the data (its mean and covariance) come from one
+        statistics pass over the rows, in memory or streamed from a file
+        (:func:`emkit.io.open_table`). ``partial_fit`` is then MAP online EM (the prior
+        enters every M-step): an unfitted estimator's first ``partial_fit`` takes the
+        defaults from its first batch (a table's first block), a fitted one keeps those
+        of the fit it continues; a :class:`~emkit.families.GaussianPrior` with ``mean``
+        and ``scale`` sets them for every batch.
     max_iter : int, default=100
         Number of EM iterations to perform.
     n_init : int, default=1
@@ -418,22 +423,13 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
         self._check_initial_parameters(d)
         structure = covariance_structure(self.covariance_type)
         unbound = GaussianFamily(structure, reg_covar=float(self.reg_covar), prior=self.prior)
-        if is_streamed(Xa) and self.prior is not None:
-            raise InputError(
-                f"prior={self.prior!r} needs the rows in memory (its defaults read the data's "
-                "mean and covariance); pass X as an array, or prior=None for a streamed table."
-            )
-        if is_streamed(Xa):
-            # the binding from a statistics pass; rows stay in the file's order
-            summary = column_summary(engine, RowSource(Xa, w))
-            family = bind_gaussian(unbound, summary, n)
-            missing = summary.missing
-            filled: Any = Xa
-            fill = filler(summary.fill_means) if missing else None
-        else:
-            Xa, w, known, filled, missing = order_by_pattern(Xa, w, known)
-            family = unbound.bind(filled, w)
-            fill = None
+        # the binding (centre, scales, a prior's defaults: the data's mean and covariance)
+        # from one statistics pass wherever the rows live; the rows stay in their order
+        # (each chunk groups its own missing-value patterns)
+        if not is_streamed(Xa) and not hasattr(Xa, "take_rows"):
+            has_missing_values(Xa)  # infinities and rows with nothing observed: refused
+        family, missing, fill = bind_pass(unbound, engine, Xa, w)
+        filled: Any = Xa
         model = Mixture(family, dtype, assign=assignment(self.e_step), missing=missing)
         row_bytes = model.row_bytes(d, structure.n_stats(d), K) + d * Xa.itemsize
 
@@ -450,7 +446,11 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
 
         source = init_random_source(self.random_state)
         # the mixture's rows: no base-measure column for a Gaussian (None)
-        data = RowSource(Xa, w, known, (None,), work_bytes=row_bytes)
+        # EM's chunks: with missing values in memory, few patterns each
+        rows, row_w, row_known = (
+            ordered_for_chunks(engine, Xa, w, known) if missing else (Xa, w, known)
+        )
+        data = RowSource(rows, row_w, row_known, (None,), work_bytes=row_bytes)
         return FitPlan(model, data, initialize, source, dtype, row_bytes)
 
     def _initialize(
@@ -516,6 +516,8 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
         """The fitted attributes, in the data's precision (float32 data gives float32
         attributes, as in scikit-learn; the fit itself summed in float64)."""
         comp: GaussianParams = params.components
+        # the prior with its data defaults, for partial_fit to continue MAP online EM
+        self._bound_prior = (family.prior, family.data_covariance)
         precisions = family.structure.precisions(comp.precisions_cholesky)
         parts = (comp.covariances, comp.precisions_cholesky, precisions, family.user_means(comp))
         # float32 only where float32 holds them: data near its range has squares beyond it
@@ -576,12 +578,19 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
     # -- online EM (partial_fit) --------------------------------------------------------
 
     def _online_start(self) -> tuple[Mixture, MixtureParams]:
-        if self.prior is not None:
-            raise InputError(
-                f"partial_fit does not take prior={self.prior!r} (online EM updates "
-                "maximum-likelihood statistics); use fit, or prior=None."
-            )
         family = self._family()
+        if self.prior is not None:
+            # MAP online EM: the prior bound by the fit continued (its data defaults read
+            # then) enters every M-step
+            bound = getattr(self, "_bound_prior", None)
+            if bound is None:
+                raise InputError(
+                    f"partial_fit continues this model with prior={self.prior!r}, but the "
+                    "model holds no bound prior (a model loaded from a file keeps its "
+                    "parameters, not the data defaults of its prior). Fit it again, or "
+                    "start partial_fit on an unfitted GaussianMixture."
+                )
+            family = replace(family, prior=bound[0], data_covariance=bound[1])
         model = Mixture(family, resolve_dtype(self.dtype), assign=assignment(self.e_step))
         return replace(model, missing=True), self._mixture_params(family)
 

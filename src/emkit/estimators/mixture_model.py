@@ -36,16 +36,17 @@ from emkit.estimators._mixture_base import (
     check_labels,
     fit_engine,
     logger,
-    order_by_pattern,
 )
 from emkit.estimators._rows import (
-    bind_streamed,
+    bind_pass,
     check_blocks,
     check_streamed,
     column_summary,
     filler,
     initial_statistics_bounded,
     is_streamed,
+    mapped_blocks,
+    ordered_for_chunks,
     standardizer,
 )
 from emkit.exceptions import DegenerateComponentWarning, InputError, InputTypeError
@@ -367,6 +368,10 @@ default='exact'
         """A last change to the rows before the family sees them (binarizing)."""
         return X
 
+    def _transform_streamed(self, table: Any) -> Any:
+        """:meth:`_transform_input` on every block of a table streamed from a file."""
+        return table
+
     # -- validation ------------------------------------------------------------------
 
     _e_steps = ("exact", "hard", "variational", "monte-carlo", "stochastic")
@@ -426,16 +431,9 @@ default='exact'
         labels for messages; a table streamed from a file (:func:`emkit.io.open_table`)
         as it is, its columns checked."""
         if is_streamed(X):
-            binarize = getattr(self, "binarize", None)
-            if binarize is not None:
-                raise InputError(
-                    f"binarize={binarize!r} changes the rows before the fit; a table "
-                    "streamed from a file is fitted as it is. Write the 0/1 values to the "
-                    "file, or read the table into memory (table.read())."
-                )
             rows = check_streamed(self, X, reset=reset)
             names = rows.names or [f"x{j}" for j in range(rows.shape[1])]  # a Dask array's
-            return rows, [repr(name) for name in names]
+            return self._transform_streamed(rows), [repr(name) for name in names]
         if hasattr(X, "dtypes") and hasattr(X, "columns"):
             Xa = self._frame_to_matrix(X, reset=reset)
         else:
@@ -586,21 +584,21 @@ default='exact'
         if not warm and isinstance(family, Product):
             names = Xa.names if streamed else getattr(self, "feature_names_in_", None)
             family = family.resolve(names, d)
-        fill = None
+        # values checked first, in the caller's row order (a block at a time when streamed)
         if streamed:
-            # values checked a block at a time, the binding from one statistics pass;
-            # rows stay in the file's order (each chunk groups its own missing patterns)
             check_blocks(family, Xa, labels)
-            summary = column_summary(engine, RowSource(Xa, w))
-            missing, filled = summary.missing, Xa
-            fill = filler(summary.fill_means) if missing else None
-            if not warm:
-                family = bind_streamed(family, summary, n)
         else:
-            family.check(Xa, labels)  # values first, in the caller's row order; bind reads them
-            Xa, w, known, filled, missing = order_by_pattern(Xa, w, known)
-            if not warm:
-                family = family.bind(filled, w)
+            family.check(Xa, labels)
+            has_missing_values(Xa)  # infinities and rows with nothing observed: refused
+        # the binding from one statistics pass wherever the rows live; the rows stay in
+        # their order (each chunk groups its own missing-value patterns)
+        if warm:
+            summary = column_summary(engine, RowSource(Xa, w))
+            missing = summary.missing
+            fill = filler(summary.fill_means) if missing else None
+        else:
+            family, missing, fill = bind_pass(family, engine, Xa, w)
+        filled = Xa
         fixed_params = dict(self.fixed or {})  # known parameters: the weights', the family's
         alpha = float(self.weight_concentration)
         known_weights = fixed_weights(fixed_params.pop("weights", None), K, alpha)
@@ -624,13 +622,17 @@ default='exact'
             logger.info("Family: %r", family)
         # log h(x) depends on no parameter: once per fit, then a column of data
         first_row = next(Xa.iter_chunks())[1][:1] if streamed else Xa[:1]
+        # EM's chunks: with missing values in memory, few patterns each
+        rows, row_w, row_known = (
+            ordered_for_chunks(engine, Xa, w, known) if missing else (Xa, w, known)
+        )
         log_h = (
             # in chunks sized as the E-step's (a bare array would be mapped as one chunk)
-            engine.map_rows(model.base_measure, RowSource(Xa, work_bytes=row_bytes))
+            engine.map_rows(model.base_measure, RowSource(rows, work_bytes=row_bytes))
             if model.base_measure(first_row) is not None
             else None
         )
-        data = RowSource(Xa, w, known, (log_h,), row_bytes)
+        data = RowSource(rows, row_w, row_known, (log_h,), row_bytes)
         if warm:
             previous: MixtureParams = self._warm_params(family)
 
@@ -1002,6 +1004,16 @@ class BernoulliMixture(MixtureModel):
             return X
         threshold = check_number("binarize", self.binarize, minimum=-np.inf)
         return (X > threshold).astype(X.dtype)
+
+    def _transform_streamed(self, table: Any) -> Any:
+        if self.binarize is None:
+            return table
+        if hasattr(table, "take_rows"):  # Dask rows: the blocks mapped where they live
+            from emkit.engines.dask import DaskRows
+
+            mapped = table.array.map_blocks(self._transform_input, dtype=table.dtype)
+            return DaskRows(mapped, table.names)
+        return mapped_blocks(table, self._transform_input)
 
 
 class CategoricalMixture(MixtureModel):

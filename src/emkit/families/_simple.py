@@ -29,6 +29,7 @@ from emkit.families._base import (
     parse_fixed,
     statistic_rows,
 )
+from emkit.families._summary import Summary, bind_rows, total_weight, weighted_sum
 from emkit.families.priors import ConjugatePrior, check_prior
 
 __all__ = [
@@ -145,7 +146,18 @@ class SimpleFamily:
         return 0
 
     def bind(self, X: Array, weights: Array | None) -> Any:
-        return replace(self, n_columns=int(X.shape[1]))
+        return bind_rows(self, X, weights)
+
+    def summarize(
+        self, X: Array, weights: Array | None, index: NDArray[np.intp], n_rows: int
+    ) -> Summary:
+        """The additive summary of a chunk of training rows that :meth:`bind_summary`
+        binds the family from (:mod:`emkit.families._summary`)."""
+        return Summary(weight=total_weight(X, weights), sums=weighted_sum(X, weights))
+
+    def bind_summary(self, summary: Summary, n_rows: int) -> Any:
+        """The family bound to the rows ``summary`` sums up."""
+        return replace(self, n_columns=int(summary["sums"].shape[0]))
 
     def check(self, X: Array, labels: Sequence[str]) -> None:
         """The column count once bound, then the family's own value checks."""

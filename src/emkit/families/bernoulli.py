@@ -20,6 +20,7 @@ from scipy.special import xlogy
 from emkit.exceptions import InputError
 from emkit.families._base import Group, show
 from emkit.families._simple import SimpleFamily, first_bad
+from emkit.families._summary import Summary, bind_rows, total_weight, weighted_sum
 from emkit.families.priors import BetaPrior, check_prior, check_prior_sizes
 
 __all__ = ["Bernoulli", "BernoulliParams"]
@@ -87,11 +88,19 @@ class Bernoulli(SimpleFamily):
         check_prior(self.name, self.prior, (BetaPrior,))
 
     def bind(self, X: Array, weights: Array | None) -> Bernoulli:
+        return bind_rows(self, X, weights)
+
+    def summarize(
+        self, X: Array, weights: Array | None, index: NDArray[np.intp], n_rows: int
+    ) -> Summary:
+        return Summary(weight=total_weight(X, weights), sums=weighted_sum(X, weights))
+
+    def bind_summary(self, summary: Summary, n_rows: int) -> Bernoulli:
         # values are checked by check(), which names the columns
-        d = int(X.shape[1])
+        d = int(summary["sums"].shape[0])
         prior = self.prior
         if isinstance(prior, str):  # 'auto'
-            mean = np.clip(np.average(X, axis=0, weights=weights), 0.0, 1.0)
+            mean = np.clip(summary["sums"] / summary["weight"], 0.0, 1.0)
             c = _AUTO_PSEUDO_ROWS
             prior = BetaPrior(a=1.0 + c * mean, b=1.0 + c * (1.0 - mean))
         if isinstance(prior, BetaPrior):

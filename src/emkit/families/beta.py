@@ -29,6 +29,7 @@ from scipy.special import digamma, gammaln, polygamma
 from emkit.exceptions import InputError
 from emkit.families._base import Group, check_positive, frozen_components, known, statistic_rows
 from emkit.families._simple import NewtonFamily, first_bad, solve_increasing
+from emkit.families._summary import High, Summary, bind_rows, total_weight, weighted_sum
 from emkit.families.priors import ConjugatePrior
 
 __all__ = ["Beta", "BetaParams"]
@@ -175,18 +176,29 @@ class Beta(NewtonFamily):
     # -- shapes and data -------------------------------------------------------------------
 
     def bind(self, X: Array, weights: Array | None) -> Beta:
-        # values are checked by check(), which names the columns
-        d = int(X.shape[1])
+        return bind_rows(self, X, weights)
+
+    def summarize(
+        self, X: Array, weights: Array | None, index: NDArray[np.intp], n_rows: int
+    ) -> Summary:
         inside = np.where((X > 0) & (X < 1), X, 0.5)
         logs = np.hstack([np.log(inside), np.log1p(-inside)])
+        return Summary(
+            weight=total_weight(X, weights),
+            sums=weighted_sum(logs, weights),
+            size=High(np.abs(logs).max(axis=0, initial=0.0)),
+        )
+
+    def bind_summary(self, summary: Summary, n_rows: int) -> Beta:
+        # values are checked by check(), which names the columns
+        d = int(summary["sums"].shape[0]) // 2
         prior = self.prior
         if isinstance(prior, ConjugatePrior):
             _check_prior(prior, d)
         elif isinstance(prior, str):  # 'auto': the data's own means, feasible by Jensen
-            means = np.average(logs, axis=0, weights=weights)
+            means = summary["sums"] / summary["weight"]
             prior = ConjugatePrior(_AUTO_PSEUDO_ROWS * means, _AUTO_PSEUDO_ROWS)
-        scale = np.abs(logs).max(axis=0, initial=0.0)
-        return replace(self, n_columns=d, prior=prior, stat_scale=scale)
+        return replace(self, n_columns=d, prior=prior, stat_scale=summary["size"].value)
 
     def _check_values(self, X: Array, labels: Sequence[str]) -> None:
         bad = ~((X > 0) & (X < 1))

@@ -25,6 +25,7 @@ from scipy.special import xlogy
 from emkit.exceptions import InputError
 from emkit.families._base import Group, check_distributions, column_label, statistic_rows
 from emkit.families._simple import SimpleFamily, first_bad
+from emkit.families._summary import Counts, High, Low, Summary, bind_rows, total_weight
 from emkit.families.priors import DirichletPrior, check_prior, segment_sums
 
 __all__ = ["Categorical", "CategoricalParams"]
@@ -151,11 +152,44 @@ class Categorical(SimpleFamily):
         return np.concatenate([[0], np.cumsum(self._categories())]).astype(np.intp)
 
     def bind(self, X: Array, weights: Array | None) -> Categorical:
+        return bind_rows(self, X, weights)
+
+    def summarize(
+        self, X: Array, weights: Array | None, index: NDArray[np.intp], n_rows: int
+    ) -> Summary:
         # codes are checked by check(), which names the columns; counts tolerate bad ones
-        d = int(X.shape[1])
-        # float, so a huge code cannot overflow
-        needed = np.maximum(np.floor(X.max(axis=0, initial=0.0)) + 1.0, 1.0)
+        summary = Summary(weight=total_weight(X, weights), high=High(X.max(axis=0, initial=0.0)))
+        given = self._given_categories(X.shape[1])
+        if given is not None:  # the first row with a code beyond them, per column
+            beyond = X >= np.asarray(given, dtype=np.float64)
+            first = np.where(beyond.any(axis=0), index[np.argmax(beyond, axis=0)], np.inf)
+            summary["beyond"] = Low(first.astype(np.float64))
+        if isinstance(self.prior, str):  # 'auto' counts every category
+            codes = np.clip(X, 0, _MAX_COUNTED_CATEGORIES).astype(np.intp)
+            summary["counts"] = Counts.of(codes, weights)
+        return summary
+
+    def _given_categories(self, d: int) -> tuple[int, ...] | None:
+        """``n_categories`` as one count per column (None: counted from the data)."""
         given = self.n_categories
+        if given is None:
+            return None
+        if _valid_count(given):
+            return (int(given),) * d
+        categories = tuple(int(c) for c in given)
+        if len(categories) != d:
+            raise InputError(
+                f"n_categories has {len(categories)} entries but the data has {d} "
+                "columns; pass one count per column, or a single integer."
+            )
+        return categories
+
+    def bind_summary(self, summary: Summary, n_rows: int) -> Categorical:
+        high = summary["high"].value
+        d = int(high.shape[0])
+        # float, so a huge code cannot overflow
+        needed = np.maximum(np.floor(high) + 1.0, 1.0)
+        given = self._given_categories(d)
         if given is None:
             for too_many in np.flatnonzero(needed > _MAX_COUNTED_CATEGORIES):
                 j = int(too_many)
@@ -167,18 +201,10 @@ class Categorical(SimpleFamily):
                 )
             categories = tuple(int(c) for c in needed)
         else:
-            if _valid_count(given):
-                categories = (int(given),) * d
-            else:
-                categories = tuple(int(c) for c in given)
-                if len(categories) != d:
-                    raise InputError(
-                        f"n_categories has {len(categories)} entries but the data has {d} "
-                        "columns; pass one count per column, or a single integer."
-                    )
+            categories = given
             for j in range(d):
                 if needed[j] > categories[j]:
-                    row = int(np.argmax(X[:, j] >= categories[j]))
+                    row = int(summary["beyond"].value[j])
                     raise InputError(
                         f"n_categories for {column_label((), j)} is {categories[j]}, but the "
                         f"data has the code {needed[j] - 1:g} in row {row}; pass n_categories "
@@ -187,11 +213,16 @@ class Categorical(SimpleFamily):
         bound = replace(self, n_columns=d, categories=categories)
         prior = self.prior
         if isinstance(prior, str):  # 'auto'
-            total = X.shape[0] if weights is None else float(np.sum(weights))
-            freq = [
-                np.bincount(np.clip(X[:, j], 0, c - 1).astype(np.intp), weights, c) / total
-                for j, c in enumerate(categories)
-            ]
+            total = summary["weight"]
+            counts = summary["counts"].value
+            freq = []
+            for j, c in enumerate(categories):
+                # codes beyond c - 1 count as c - 1 (as clipped)
+                column = np.zeros(c)
+                width = min(c, counts.shape[1])
+                column[:width] = counts[j, :width]
+                column[c - 1] += counts[j, c:].sum()
+                freq.append(column / total)
             prior = DirichletPrior(1.0 + _AUTO_PSEUDO_ROWS * np.concatenate(freq))
         bound = replace(bound, prior=prior)
         bound._alpha()  # check the prior's shape against the categories

@@ -20,6 +20,7 @@ from numpy.typing import NDArray
 from emkit.exceptions import InputError
 from emkit.families._base import Group, Natural, check_positive
 from emkit.families._simple import SimpleFamily, cast_natural, first_bad
+from emkit.families._summary import High, Low, Summary, bind_rows, total_weight, weighted_sum
 from emkit.families.priors import GammaPrior, check_prior, check_prior_sizes
 
 __all__ = ["Exponential", "ExponentialParams"]
@@ -85,21 +86,34 @@ class Exponential(SimpleFamily):
         check_prior(self.name, self.prior, (GammaPrior,))
 
     def bind(self, X: Array, weights: Array | None) -> Exponential:
+        return bind_rows(self, X, weights)
+
+    def summarize(
+        self, X: Array, weights: Array | None, index: NDArray[np.intp], n_rows: int
+    ) -> Summary:
+        return Summary(
+            weight=total_weight(X, weights),
+            sums=weighted_sum(X, weights),
+            smallest=Low(np.where(X > 0, X, np.inf).min(axis=0, initial=np.inf)),
+            size=High(np.abs(X).max(axis=0, initial=0.0)),
+        )
+
+    def bind_summary(self, summary: Summary, n_rows: int) -> Exponential:
         # values are checked by check(), which names the columns
-        d = int(X.shape[1])
+        d = int(summary["sums"].shape[0])
         prior = self.prior
         if isinstance(prior, str):  # 'auto'
-            mean = np.average(X, axis=0, weights=weights)
+            mean = summary["sums"] / summary["weight"]
             c = _AUTO_PSEUDO_ROWS
             prior = GammaPrior(shape=1.0 + c, rate=c * np.where(mean > 0, mean, 1.0))
         if isinstance(prior, GammaPrior):
             check_prior_sizes(prior, ("shape", "rate"), d)
-        positive = np.where(X > 0, X, np.inf).min(axis=0, initial=np.inf)
+        positive = summary["smallest"].value
         smallest = np.where(np.isfinite(positive), positive, 1.0)
         with np.errstate(divide="ignore", over="ignore"):
             ceiling = np.minimum(1.0 / (_MEAN_FLOOR_FRACTION * smallest), _RATE_CEILING)
         # the statistics are the values: their largest size bounds the float32 round-off
-        stat_scale = np.abs(X).max(axis=0, initial=0.0)
+        stat_scale = summary["size"].value
         return replace(self, n_columns=d, prior=prior, rate_ceiling=ceiling, stat_scale=stat_scale)
 
     def _check_values(self, X: Array, labels: Sequence[str]) -> None:

@@ -34,6 +34,7 @@ from scipy.special import digamma, gammaln, polygamma
 from emkit.exceptions import InputError
 from emkit.families._base import Group, check_positive, frozen_components, known, statistic_rows
 from emkit.families._simple import NewtonFamily, first_bad, solve_increasing
+from emkit.families._summary import High, Summary, bind_rows, total_weight, weighted_sum
 from emkit.families.priors import ConjugatePrior
 
 __all__ = ["Gamma", "GammaParams", "solve_gamma_shape"]
@@ -194,19 +195,31 @@ class Gamma(NewtonFamily):
     # -- shapes and data -------------------------------------------------------------------
 
     def bind(self, X: Array, weights: Array | None) -> Gamma:
+        return bind_rows(self, X, weights)
+
+    def summarize(
+        self, X: Array, weights: Array | None, index: NDArray[np.intp], n_rows: int
+    ) -> Summary:
+        positive = np.where(X > 0, X, 1.0)
+        stats = np.hstack([positive, np.log(positive)])
+        return Summary(
+            weight=total_weight(X, weights),
+            sums=weighted_sum(stats, weights),
+            size=High(np.abs(stats).max(axis=0, initial=0.0)),
+        )
+
+    def bind_summary(self, summary: Summary, n_rows: int) -> Gamma:
         # values are checked by check(), which names the columns
-        d = int(X.shape[1])
+        d = int(summary["sums"].shape[0]) // 2
         prior = self.prior
         if isinstance(prior, ConjugatePrior):
             _check_prior(prior, d)
         elif isinstance(prior, str):  # 'auto': the data's own means, feasible by Jensen
-            positive = np.where(X > 0, X, 1.0)
-            means = np.average(np.hstack([positive, np.log(positive)]), axis=0, weights=weights)
+            means = summary["sums"] / summary["weight"]
             prior = ConjugatePrior(_AUTO_PSEUDO_ROWS * means, _AUTO_PSEUDO_ROWS)
-        positive = np.where(X > 0, X, 1.0)
-        scale = np.concatenate(
-            [positive.max(axis=0, initial=1.0), np.abs(np.log(positive)).max(axis=0, initial=0.0)]
-        )
+        # the largest x (at least 1) and |log x| per column
+        size = summary["size"].value
+        scale = np.concatenate([np.maximum(size[:d], 1.0), size[d:]])
         return replace(self, n_columns=d, prior=prior, stat_scale=scale)
 
     def _check_values(self, X: Array, labels: Sequence[str]) -> None:

@@ -57,6 +57,15 @@ from emkit.families._gaussian_missing import (
     missing_statistics,
     triu_indices,
 )
+from emkit.families._summary import (
+    High,
+    Low,
+    Moments,
+    Summary,
+    bind_rows,
+    total_weight,
+    weighted_sum,
+)
 from emkit.families.priors import AttachedGaussianPrior, GaussianPrior, check_prior
 
 __all__ = [
@@ -891,34 +900,60 @@ class GaussianFamily:
         return self.n_features**2 if isinstance(self.structure, Tied) else 0
 
     def bind(self, X: Array, weights: Array | None) -> GaussianFamily:
-        if weights is None:
-            shift = X.mean(axis=0, dtype=np.float64)
-        else:
-            shift = (weights.astype(np.float64) @ X) / weights.sum(dtype=np.float64)
-        scale = centred_scale(X, shift)
-        check_fit_range(scale, X.shape, "a Gaussian fit")
-        self.structure.check_features(X.shape[1])
+        return bind_rows(self, X, weights)
+
+    def _needs_covariance(self) -> bool:
+        """Whether binding reads the data covariance: the default scale of a prior."""
+        prior = self.prior
+        return prior is not None and (isinstance(prior, str) or prior.scale is None)
+
+    def summarize(
+        self, X: Array, weights: Array | None, index: NDArray[np.intp], n_rows: int
+    ) -> Summary:
+        # fmax and fmin skip missing values (NaN)
+        summary = Summary(
+            weight=total_weight(X, weights),
+            sums=weighted_sum(X, weights),
+            low=Low(np.fmin.reduce(X, axis=0).astype(np.float64)),
+            high=High(np.fmax.reduce(X, axis=0).astype(np.float64)),
+            # every step-th row of the whole (a copy: a view would keep a block alive)
+            spaced=(X[int(-index[0] % _spacing(n_rows)) :: _spacing(n_rows)].copy(),)
+            if index.size
+            else (),
+        )
+        if self._needs_covariance():
+            summary["moments"] = Moments.of(X, weights)
+        return summary
+
+    def bind_summary(self, summary: Summary, n_rows: int) -> GaussianFamily:
+        shift = summary["sums"] / summary["weight"]
+        d = int(shift.shape[0])
+        # max |x - shift| over the rows, from the column extremes
+        hi = np.nan_to_num(summary["high"].value - shift)
+        lo = np.nan_to_num(summary["low"].value - shift)
+        scale = float(max(np.abs(hi).max(initial=0.0), np.abs(lo).max(initial=0.0), 1e-300))
+        check_fit_range(scale, (n_rows, d), "a Gaussian fit")
+        self.structure.check_features(d)
         prior, data_cov = self.prior, None
         if prior is not None:
             if isinstance(prior, str):
                 prior = GaussianPrior(convention="mclust" if prior == "mclust" else "conjugate")
-            d = X.shape[1]
             if prior.mean is None:
                 prior = replace(prior, mean=shift)
             if prior.dof is None:
                 prior = replace(prior, dof=d + 2.0)
             _check_prior_shapes(prior, d)
             if prior.scale is None:
-                data_cov = _positive_definite(
-                    np.atleast_2d(np.cov(X, rowvar=False, aweights=weights))
-                )
+                data_cov = _positive_definite(np.atleast_2d(summary["moments"].covariance()))
+        spaced = summary["spaced"]
+        rows = np.concatenate(spaced) if spaced else np.empty((0, d))
         return replace(
             self,
             shift=shift,
             scale=scale,
             prior=prior,
             data_covariance=data_cov,
-            column_scale=centred_column_scale(X, shift),
+            column_scale=_column_median(rows, shift),
         )
 
     def check(self, X: Array, labels: Sequence[str]) -> None:
@@ -1508,9 +1543,20 @@ def centred_column_scale(X: Array, shift: Array) -> Array:
     """The median |x_j - shift_j| of every column (d,): the scale of the degeneracy floor,
     which no outlier moves. Missing values (NaN) are skipped; a column with none observed
     counts 0. Taken over at most ~65536 evenly spaced rows: a scale, not an estimate."""
-    rows = X[:: max(1, X.shape[0] // 65536)]
+    return _column_median(X[:: _spacing(X.shape[0])], shift)
+
+
+def _spacing(n_rows: int) -> int:
+    """The step between the evenly spaced rows a column scale is the median over."""
+    return max(1, n_rows // 65536)
+
+
+def _column_median(rows: Array, shift: Array) -> Array:
+    """The median |x_j - shift_j| of ``rows`` per column, NaN skipped (0 where none)."""
     with np.errstate(invalid="ignore", over="ignore"):
-        deviations = np.abs(rows - shift.astype(X.dtype))
+        deviations = np.abs(rows - shift.astype(rows.dtype))
+    if not deviations.shape[0]:
+        return np.zeros(shift.shape[0])
     if not np.isnan(deviations).any():  # (nanmedian's masked arrays cost ~0.5 ms a fit)
         med = np.median(deviations, axis=0)
     else:

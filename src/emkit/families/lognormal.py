@@ -63,9 +63,16 @@ class LogNormalFamily:
         return self.gaussian.n_shared
 
     def bind(self, X: Array, weights: Array | None) -> LogNormalFamily:
+        return replace(self, gaussian=self.gaussian.bind(_log(X), weights))
+
+    def summarize(
+        self, X: Array, weights: Array | None, index: NDArray[np.intp], n_rows: int
+    ) -> Any:
         # values are checked by check(), which names the columns
-        log_x = np.log(np.where(X > 0, X, 1.0))
-        return replace(self, gaussian=self.gaussian.bind(log_x, weights))
+        return self.gaussian.summarize(_log(X), weights, index, n_rows)
+
+    def bind_summary(self, summary: Any, n_rows: int) -> LogNormalFamily:
+        return replace(self, gaussian=self.gaussian.bind_summary(summary, n_rows))
 
     def check(self, X: Array, labels: Sequence[str]) -> None:
         if self.gaussian.shift is not None and X.shape[1] != self.n_features:
@@ -228,3 +235,8 @@ def _check_positive(X: Array, labels: Sequence[str]) -> None:
             "(x > 0: the family models log x). Add a small offset to zeros, or model the "
             "column with another family (e.g. Gamma or Exponential)."
         )
+
+
+def _log(X: Array) -> Array:
+    """log x where x > 0 (0 elsewhere: such values are check()'s to reject)."""
+    return np.log(np.where(X > 0, X, 1.0))

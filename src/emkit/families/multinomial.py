@@ -25,6 +25,7 @@ from scipy.special import xlogy
 from emkit.exceptions import InputError
 from emkit.families._base import Group, check_distributions
 from emkit.families._simple import SimpleFamily, first_bad, log_factorial, log_factorial_table
+from emkit.families._summary import High, Summary, Tally, bind_rows, total_weight, weighted_sum
 from emkit.families.priors import DirichletPrior, check_prior
 
 __all__ = ["Multinomial", "MultinomialParams"]
@@ -84,11 +85,24 @@ class Multinomial(SimpleFamily):
         check_prior(self.name, self.prior, (DirichletPrior,))
 
     def bind(self, X: Array, weights: Array | None) -> Multinomial:
+        return bind_rows(self, X, weights)
+
+    def summarize(
+        self, X: Array, weights: Array | None, index: NDArray[np.intp], n_rows: int
+    ) -> Summary:
+        return Summary(
+            weight=total_weight(X, weights),
+            sums=weighted_sum(X, weights),
+            size=High(np.abs(X).max(axis=0, initial=0.0)),
+            totals=Tally.of(X.sum(axis=1), weights),
+        )
+
+    def bind_summary(self, summary: Summary, n_rows: int) -> Multinomial:
         # values are checked by check(), which names the columns
-        C = int(X.shape[1])
+        C = int(summary["sums"].shape[0])
         prior = self.prior
         if isinstance(prior, str):  # 'auto'
-            mean = np.maximum(np.average(X, axis=0, weights=weights), 0.0)
+            mean = np.maximum(summary["sums"] / summary["weight"], 0.0)
             prior = DirichletPrior(1.0 + _AUTO_PSEUDO_ROWS * mean)
         if isinstance(prior, DirichletPrior):
             size = np.size(prior.concentration)
@@ -97,18 +111,16 @@ class Multinomial(SimpleFamily):
                     f"DirichletPrior concentration has {size} values but the data has {C} "
                     "categories (columns); pass a scalar or one value per category."
                 )
-        row_totals = X.sum(axis=1)
-        table = log_factorial_table(row_totals)
-        values, index = np.unique(row_totals, return_inverse=True)
-        freq = np.bincount(index, weights=weights, minlength=values.size)
+        # the distinct row totals and their (weighted) frequencies
+        values, freq = summary["totals"].values, summary["totals"].weights
         return replace(
             self,
             n_columns=C,
             prior=prior,
-            log_factorial=table,
+            log_factorial=log_factorial_table(values),
             totals=(values, freq / freq.sum()) if values.size else None,
             # the largest count of each category, and the largest row total
-            stat_scale=np.append(np.abs(X).max(axis=0, initial=0.0), np.max(row_totals, initial=0)),
+            stat_scale=np.append(summary["size"].value, np.max(values, initial=0)),
         )
 
     def _check_values(self, X: Array, labels: Sequence[str]) -> None:

@@ -20,6 +20,7 @@ from scipy.special import xlogy
 from emkit.exceptions import InputError
 from emkit.families._base import Group, check_positive
 from emkit.families._simple import SimpleFamily, first_bad, log_factorial, log_factorial_table
+from emkit.families._summary import High, Summary, bind_rows, total_weight, weighted_sum
 from emkit.families.priors import GammaPrior, check_prior, check_prior_sizes
 
 __all__ = ["Poisson", "PoissonParams"]
@@ -64,19 +65,33 @@ class Poisson(SimpleFamily):
         check_prior(self.name, self.prior, (GammaPrior,))
 
     def bind(self, X: Array, weights: Array | None) -> Poisson:
+        return bind_rows(self, X, weights)
+
+    def summarize(
+        self, X: Array, weights: Array | None, index: NDArray[np.intp], n_rows: int
+    ) -> Summary:
+        return Summary(
+            weight=total_weight(X, weights),
+            sums=weighted_sum(X, weights),
+            size=High(np.abs(X).max(axis=0, initial=0.0)),
+            high=High(np.max(X, axis=0, initial=0.0)),
+        )
+
+    def bind_summary(self, summary: Summary, n_rows: int) -> Poisson:
         prior = self.prior
+        d = int(summary["sums"].shape[0])
         if isinstance(prior, str):  # 'auto'
             # (negative counts are check()'s to reject; bind on them still gives a valid prior)
-            mean = np.maximum(np.average(X, axis=0, weights=weights), 0.0)
+            mean = np.maximum(summary["sums"] / summary["weight"], 0.0)
             prior = GammaPrior(shape=1.0 + 0.01 * mean, rate=0.01)
         if isinstance(prior, GammaPrior):
-            check_prior_sizes(prior, ("shape", "rate"), int(X.shape[1]))
+            check_prior_sizes(prior, ("shape", "rate"), d)
         return replace(
             self,
-            n_columns=int(X.shape[1]),
+            n_columns=d,
             prior=prior,
-            log_factorial=log_factorial_table(X),
-            stat_scale=np.abs(X).max(axis=0, initial=0.0),  # the statistics are the counts
+            log_factorial=log_factorial_table(summary["high"].value),
+            stat_scale=summary["size"].value,  # the statistics are the counts
         )
 
     def _check_values(self, X: Array, labels: Sequence[str]) -> None:

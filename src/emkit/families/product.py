@@ -28,6 +28,7 @@ from emkit.families._base import (
     expanded_roundoff,
     statistic_rows,
 )
+from emkit.families._summary import Summary, bind_rows
 from emkit.families.gaussian import GaussianFamily, far_log_prob
 
 __all__ = ["Product"]
@@ -135,10 +136,25 @@ class Product:
         return list(zip([0, *stops[:-1]], stops, strict=True))
 
     def bind(self, X: Array, weights: Array | None) -> Product:
+        return bind_rows(self, X, weights)
+
+    def summarize(
+        self, X: Array, weights: Array | None, index: NDArray[np.intp], n_rows: int
+    ) -> Summary:
+        """Each block's summary of its columns, by block name."""
         resolved = self.resolve(None, X.shape[1])
+        return Summary(
+            {
+                name: fam.summarize(X[:, _selector(cols)], weights, index, n_rows)
+                for name, (cols, fam) in resolved.blocks.items()
+            }
+        )
+
+    def bind_summary(self, summary: Summary, n_rows: int) -> Product:
+        resolved = self.resolve(None, self.n_features)
         return Product(
             {
-                name: (cols, fam.bind(X[:, _selector(cols)], weights))
+                name: (cols, fam.bind_summary(summary[name], n_rows))
                 for name, (cols, fam) in resolved.blocks.items()
             }
         )

@@ -126,6 +126,14 @@ class VariationalFamily:
     def bind(self, X: Array, weights: Array | None) -> VariationalFamily:
         return self
 
+    def summarize(self, X: Array, weights: Array | None, index: Any, n_rows: int) -> Any:
+        from emkit.families._summary import Summary
+
+        return Summary()
+
+    def bind_summary(self, summary: Any, n_rows: int) -> VariationalFamily:
+        return self
+
     def check(self, X: Array, labels: Sequence[str]) -> None:
         self.base.check(X, labels)
 
