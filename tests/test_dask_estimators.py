@@ -57,6 +57,11 @@ CASES: list[tuple[str, Callable[[], Any], np.ndarray]] = [
     ("mfa", lambda: MixtureOfFactorAnalyzers(2, n_factors=1, random_state=0), GAUSS),
     ("kmeans", lambda: KMeans(2, random_state=0, n_init=1), GAUSS),
     ("selection", lambda: ModelBasedClustering(n_components=[1, 2], random_state=0), GAUSS),
+    (
+        "bernoulli-binarize",
+        lambda: BernoulliMixture(2, binarize=0.5, random_state=0),
+        BINARY * 0.9 + 0.05,
+    ),
 ]
 METHODS = ("predict", "predict_proba", "score_samples", "transform", "score")
 # fitted values that are not numbers of the model
