@@ -188,6 +188,9 @@ class CovarianceStructure:
     has_row_term: ClassVar[bool] = False
     dense: ClassVar[bool] = False  # covariances are (d, d) matrices
     shared: ClassVar[bool] = False  # one covariance for all components
+    # the statistics are (x, packed x x^T) and the E-step has no row term: a mixture's
+    # E-step may run as one compiled pass (emkit.models._fused_kernels)
+    packed_full: ClassVar[bool] = False
 
     def n_stats(self, d: int) -> int:
         raise NotImplementedError
@@ -443,6 +446,7 @@ class Full(_Triangular):
     """Each component has its own full covariance matrix."""
 
     name = "full"
+    packed_full = True
 
     def n_stats(self, d: int) -> int:
         return d + d * (d + 1) // 2
@@ -942,6 +946,16 @@ class GaussianFamily:
             rel, _ = _far_log_prob(self.structure, X[far], params)
             log_prob[far] = (rel + const).astype(log_prob.dtype)
         return log_prob
+
+    def fused_natural(self, natural: Natural) -> Array | None:
+        """(K, 1 + n_stats) natural parameters of the statistics (1, x, packed x x^T),
+        ``-log_norm`` in column 0, for the compiled E-step of a mixture
+        (:mod:`emkit.models._fused_kernels`); None where it does not apply: statistics of
+        another layout, or parameters that take the whitened form (``exact_form``).
+        Rows that :meth:`far_rows` finds take the general route."""
+        if not self.structure.packed_full or natural.exact_form:
+            return None
+        return np.concatenate([-natural.log_norm[:, None], natural.eta], axis=1)
 
     def row_term(self, X: Array, params: GaussianParams, natural: Natural) -> Array | None:
         far = self.far_rows(X, params)

@@ -44,6 +44,7 @@ _EXPONENT = {np.dtype(np.float64): (1023, 52), np.dtype(np.float32): (127, 23)}
 _INT = {np.dtype(np.float64): np.int64, np.dtype(np.float32): np.int32}
 
 
+@functools.cache
 def constants(dtype: np.dtype[Any]) -> tuple[Any, Any, Any]:
     """The kernel's constants for ``dtype`` (float64 or float32): an array in ``dtype``
     (so that the arithmetic stays in it) of the coefficients 1 / j! of the Taylor series
@@ -53,7 +54,9 @@ def constants(dtype: np.dtype[Any]) -> tuple[Any, Any, Any]:
     values = [1.0 / math.factorial(j) for j in range(13, -1, -1)]
     values += [1.0 / math.log(2.0), hi, lo, 0.5, 0.0]
     bias, shift = _EXPONENT[dtype]
-    return np.array(values, dtype=dtype), _INT[dtype](bias), _INT[dtype](shift)
+    coef = np.array(values, dtype=dtype)
+    coef.flags.writeable = False  # built once per dtype, shared by every call
+    return coef, _INT[dtype](bias), _INT[dtype](shift)
 
 
 @functools.cache
