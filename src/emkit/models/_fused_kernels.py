@@ -127,6 +127,7 @@ def _full_e_step(
     c13, c12, c11, c10, c9, c8, c7, c6, c5, c4, c3, c2, c1, c0 = coef[:14]
     log2e, ln2_hi, ln2_lo, half, zero = coef[14:]
     weighted = weights.shape[0] > 0
+    short = coef.itemsize == 4  # float32
     poly = np.empty(tile, dtype=XT.dtype)
     whole = np.empty((S, tile), dtype=XT.dtype)
     for lo in range(0, n, tile):
@@ -175,13 +176,15 @@ def _full_e_step(
                     x = zero
                 nf = np.floor(x * log2e + half)
                 r = (x - nf * ln2_hi) - nf * ln2_lo
-                p = c13
-                p = p * r + c12
-                p = p * r + c11
-                p = p * r + c10
-                p = p * r + c9
-                p = p * r + c8
-                p = p * r + c7
+                p = c7
+                if not short:  # float64: to r^13 (float32: to r^7, truncation 7e-9)
+                    p = c13
+                    p = p * r + c12
+                    p = p * r + c11
+                    p = p * r + c10
+                    p = p * r + c9
+                    p = p * r + c8
+                    p = p * r + c7
                 p = p * r + c6
                 p = p * r + c5
                 p = p * r + c4
