@@ -68,9 +68,9 @@ def test_float32_full_fit_close_to_float64_on_either_e_step(
     monkeypatch.setattr(mixture, "_FUSED_MIN_VALUES", 0)
     monkeypatch.setattr(mixture, "_FUSED", fused)
     calls = []
-    full_e_step = mixture.full_e_step
+    e_step = mixture.gaussian_e_step
     monkeypatch.setattr(
-        mixture, "full_e_step", lambda *a: calls.append(a[0].dtype) or full_e_step(*a)
+        mixture, "gaussian_e_step", lambda *a: calls.append(a[0].dtype) or e_step(*a)
     )
     X = blobs(4000, 5, 4, seed=23, spread=3.0)
     kw = dict(random_state=0, tol=0, max_iter=15, chunk_size=1500)

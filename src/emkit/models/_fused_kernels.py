@@ -1,17 +1,20 @@
-"""One compiled pass for exact EM on full-covariance Gaussians (optional: Numba).
+"""One compiled pass for exact EM on Gaussian mixtures (optional: Numba).
 
-The NumPy E-step of a full-covariance mixture builds the statistics T = (x, packed
-x x^T) of every row of a chunk, multiplies them by the natural parameters (one matrix
-product), takes the softmax in NumPy or :mod:`emkit.models._softmax_kernels`, and
-multiplies the responsibilities back into T (a second product): each step one pass over
+The NumPy E-step of a Gaussian mixture builds the statistics T of every row of a chunk
+(x and packed x x^T for full covariances, x and x**2 for diagonal ones), multiplies
+them by the natural parameters (one matrix product), takes the softmax in NumPy or
+:mod:`emkit.models._softmax_kernels`, and multiplies the responsibilities back into T
+(a second product): each step one pass over
 arrays of the whole chunk, written to memory and read back, and a Python call.
 ``bench/profile_iteration.py`` found those passes, not the arithmetic, to be most of an
-iteration with few features (2, 8), where the products have tiny shapes.
+iteration with few features (2, 8), where the products have tiny shapes, and a large
+share of it with many.
 
 This kernel does the same arithmetic on tiles of rows that stay in L2 cache, in one call
 that releases the GIL (so the in-memory engine's threads run chunks in parallel):
 
-    T = (1, x, packed x x^T)                     (statistic-major: a contiguous row each)
+    T = (1, x, s(x))                             (s: packed x x^T, x**2 or ||x||^2;
+                                                  statistic-major: a contiguous row each)
     log p(x, k) = eta_k . T                      (BLAS; eta_k0 = log pi_k - log_norm_k)
     r_k = w exp(log p(x, k) - m) / total,  m = max_k log p(x, k)   (the softmax kernel's
                                                                     arithmetic)
@@ -34,7 +37,10 @@ import numpy as np
 
 from emkit.models._softmax_kernels import constants
 
-__all__ = ["full_e_step", "kernels"]
+__all__ = ["LAYOUTS", "gaussian_e_step", "kernels", "tile_rows"]
+
+# The second-order statistics the kernel builds after x (see gaussian_e_step).
+LAYOUTS = ("full", "diag", "spherical")
 
 # Bytes of a tile's statistics (S x rows): they stay in L2 cache between the products.
 _TILE_BYTES = 1 << 17
@@ -63,22 +69,23 @@ def kernels() -> Any:
     # contract fuses multiply-adds; no reassoc: the exp's argument reduction and the lane
     # order of the sums stay as written, and NaN and infinity semantics are kept
     jit = numba.njit(cache=True, nogil=True, fastmath={"contract"}, error_model="numpy")
-    return SimpleNamespace(full_e_step=jit(_full_e_step))
+    return SimpleNamespace(gaussian_e_step=jit(_gaussian_e_step))
 
 
-def full_e_step(
-    XT: Any, eta: Any, floor: float, weights: Any, tile: int | None = None
+def gaussian_e_step(
+    XT: Any, eta: Any, layout: str, floor: float, weights: Any, tile: int | None = None
 ) -> tuple[Any, Any, Any]:
     """Exact EM's statistics of the rows ``XT`` (d, n) (feature-major, C-contiguous,
-    float64 or float32) under full-covariance Gaussians with the natural parameters
-    ``eta`` (K, 1 + d + d (d + 1) / 2) in ``XT``'s dtype, laid out for the statistics
-    (1, x, packed x x^T) (``np.triu_indices`` order): column 0 holds each component's
-    ``log pi_k - log_norm_k``. ``weights``: (n,) or None (all 1); ``floor``: where
-    ``log p - m`` is clipped before the exp.
+    float64 or float32) under Gaussian components whose statistics are T = (x, s(x)),
+    ``s`` by ``layout``: ``'full'`` packed x x^T (``np.triu_indices`` order), ``'diag'``
+    x**2, ``'spherical'`` ||x||^2. ``eta`` (K, 1 + n_stats) in ``XT``'s dtype: their
+    natural parameters after a column 0 of ``log pi_k - log_norm_k``. ``weights``: (n,) or
+    None (all 1); ``floor``: where ``log p - m`` is clipped before the exp; ``tile``: rows
+    a tile (default: :func:`tile_rows`).
 
-    Returns (sums (K, 1 + d + d (d + 1) / 2) float64: sum_n w_n r_nk T_n with T_n = (1,
-    x_n, packed x_n x_n^T); m (n,), total (n,) in ``XT``'s dtype, so that each row's
-    log-likelihood is ``m + log(total)``). Requires :func:`kernels`."""
+    Returns (sums (K, 1 + n_stats) float64: sum_n w_n r_nk (1, T_n); m (n,), total (n,)
+    in ``XT``'s dtype, so that each row's log-likelihood is ``m + log(total)``). Requires
+    :func:`kernels`."""
     n = XT.shape[1]
     sums = np.zeros(eta.shape)
     m, total = np.empty(n, dtype=XT.dtype), np.empty(n, dtype=XT.dtype)
@@ -86,9 +93,10 @@ def full_e_step(
     tile = tile_rows(eta.shape[1], XT.dtype.itemsize) if tile is None else tile
     bits = np.empty(tile, dtype=bias.dtype)
     w = np.empty(0) if weights is None else np.ascontiguousarray(weights, dtype=np.float64)
-    kernels().full_e_step(
+    kernels().gaussian_e_step(
         XT,
         eta,
+        LAYOUTS.index(layout),
         XT.dtype.type(floor),
         w,
         coef,
@@ -103,9 +111,10 @@ def full_e_step(
     return sums, m, total
 
 
-def _full_e_step(
+def _gaussian_e_step(
     XT: Any,
     eta: Any,
+    layout: Any,
     floor: Any,
     weights: Any,
     coef: Any,
@@ -117,10 +126,10 @@ def _full_e_step(
     m: Any,
     total: Any,
 ) -> None:
-    """The loops of :func:`full_e_step`: ``coef``, ``bias``, ``shift`` from
-    :func:`~emkit.models._softmax_kernels.constants`; ``bits`` (tile,) integers of the
-    dtype's width and ``scale`` the same memory as floats (2^n is built in its exponent
-    bits)."""
+    """The loops of :func:`gaussian_e_step` (``layout``: its index in ``LAYOUTS``):
+    ``coef``, ``bias``, ``shift`` from :func:`~emkit.models._softmax_kernels.constants`;
+    ``bits`` (tile,) integers of the dtype's width and ``scale`` the same memory as
+    floats (2^n is built in its exponent bits)."""
     d, n = XT.shape
     K, S = eta.shape
     tile = bits.shape[0]
@@ -133,7 +142,7 @@ def _full_e_step(
     for lo in range(0, n, tile):
         hi = min(lo + tile, n)
         width = hi - lo
-        # T = (1, x, packed x x^T), statistic-major (a contiguous row each)
+        # T = (1, x, second-order statistics), statistic-major (a contiguous row each)
         T = whole if width == tile else np.empty((S, width), dtype=XT.dtype)
         one = T[0]
         for b in range(width):
@@ -143,15 +152,30 @@ def _full_e_step(
             t = T[1 + i]
             for b in range(width):
                 t[b] = xi[b]
-        at = 1 + d
-        for i in range(d):
-            xi = XT[i, lo:hi]
-            for j in range(i, d):
-                xj = XT[j, lo:hi]
-                t = T[at]
+        if layout == 0:  # full: packed x x^T, row by row of the upper triangle
+            at = 1 + d
+            for i in range(d):
+                xi = XT[i, lo:hi]
+                for j in range(i, d):
+                    xj = XT[j, lo:hi]
+                    t = T[at]
+                    for b in range(width):
+                        t[b] = xi[b] * xj[b]
+                    at += 1
+        elif layout == 1:  # diag: x**2
+            for i in range(d):
+                xi = XT[i, lo:hi]
+                t = T[1 + d + i]
                 for b in range(width):
-                    t[b] = xi[b] * xj[b]
-                at += 1
+                    t[b] = xi[b] * xi[b]
+        else:  # spherical: ||x||^2
+            t = T[1 + d]
+            for b in range(width):
+                t[b] = zero
+            for i in range(d):
+                xi = XT[i, lo:hi]
+                for b in range(width):
+                    t[b] += xi[b] * xi[b]
         lp = np.dot(eta, T)  # (K, width): log p(x, k)
         # the softmax, as _softmax_kernels._softmax_columns
         mt = m[lo:hi]

@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 
 from emkit.exceptions import InputError
 from emkit.families._base import ComponentFamily, Fixed, Group, expanded_roundoff, parse_fixed
-from emkit.models._fused_kernels import full_e_step
+from emkit.models._fused_kernels import gaussian_e_step
 from emkit.models._fused_kernels import kernels as fused_kernels
 from emkit.models.mixing import (
     EXACT,
@@ -189,7 +189,7 @@ class Mixture:
         self, params: MixtureParams
     ) -> Callable[[Array, Array | None, Array | None], MixtureStats | None] | None:
         """Exact EM's E-step of a block of complete rows without known labels in one
-        compiled pass (:func:`emkit.models._fused_kernels.full_e_step`: the statistics,
+        compiled pass (:func:`emkit.models._fused_kernels.gaussian_e_step`: the statistics,
         both products and the softmax on tiles of rows in cache), for families that give
         its natural parameters (``fused_natural``); None where it does not apply. The
         step returns None for a block it leaves to the general route: too small (below
@@ -203,34 +203,35 @@ class Mixture:
         if not isinstance(self.assign, Exact):
             return None
         K = params.weights.shape[0]
-        ready: list[tuple[Any, Array | None]] = []  # (dtype, eta), made at the first block
+        # (dtype, layout, eta), made at the first block
+        ready: list[tuple[Any, str, Array | None]] = []
 
-        def prepare() -> tuple[Any, Array | None]:
+        def prepare() -> tuple[Any, str, Array | None]:
             dtype = np.dtype(self.dtype)
             natural = family.natural(params.components, dtype)
             if natural.exact_form and dtype != np.float64:  # as _log_joint
                 dtype = np.dtype(np.float64)
                 natural = family.natural(params.components, dtype)
-            eta = fused_natural(natural)
-            if eta is None:
-                return dtype, None
-            eta = np.asarray(eta, dtype=np.float64)
+            form = fused_natural(natural)
+            if form is None:
+                return dtype, "", None
+            layout, eta = form[0], np.asarray(form[1], dtype=np.float64)
             with np.errstate(divide="ignore"):  # a weight of 0: -inf
                 eta[:, 0] += self.weights.expected_log(params.weights)
-            return dtype, eta.astype(dtype)
+            return dtype, layout, eta.astype(dtype)
 
         def step(X: Array, weights: Array | None, log_h: Array | None) -> MixtureStats | None:
             if X.shape[0] * K < _FUSED_MIN_VALUES or fused_kernels() is None:
                 return None
             if not ready:
                 ready.append(prepare())
-            dtype, eta = ready[0]
+            dtype, layout, eta = ready[0]
             if eta is None:
                 return None
             Xp = family.prepare(X, dtype)
             if far_rows(Xp, params.components).size:
                 return None
-            sums, m, total = full_e_step(Xp.T, eta, resp_floor(dtype), weights)
+            sums, m, total = gaussian_e_step(Xp.T, eta, layout, resp_floor(dtype), weights)
             # log p(x_n) = m_n + log sum_k exp(log p(x_n, k) - m_n)
             row_loglik = np.log(total) + m
             loglik = row_loglik.sum(dtype=np.float64) if weights is None else weights @ row_loglik
