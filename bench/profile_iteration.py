@@ -12,7 +12,11 @@ other processes' load on a shared machine disturbs far less than wall time:
   when Numba is installed (:mod:`emkit.models._softmax_kernels`); ``np smax`` times
   NumPy's path on a copy of the same block in the same run (not part of the sum);
 * ``gemm2``: the second matrix product, ``S = resp.T @ T``, and ``N_k``;
-* ``other``: the far-row check and the float64 sums.
+* ``other``: the far-row check and the float64 sums;
+* ``fused``: the same E-step in one compiled pass where it applies (full covariances,
+  Numba installed: :mod:`emkit.models._fused_kernels`, the statistics, both products and
+  the softmax on tiles of rows in cache), which the engine then runs instead of the
+  phases above (not part of their sum; 0 where it does not apply);
 
 then the whole E-step through the engine on one thread (the difference from the sum of
 the phases is the chunk overhead: slicing, Python calls, combining) and on every core
@@ -108,10 +112,15 @@ def profile_phases(plan: Any, params: Any, chunk_rows: int) -> dict[str, float]:
         dtype = np.dtype(np.float64)
         natural = family.natural(params.components, dtype)
     log_weights = model.weights.expected_log(params.weights).astype(dtype)
-    seconds = dict.fromkeys((*PHASES, "np_softmax"), 0.0)
+    seconds = dict.fromkeys((*PHASES, "np_softmax", "fused"), 0.0)
     clock = time.thread_time  # CPU time of this thread: robust to other processes' load
+    fused = model._fused_step(params)
     for start in range(0, X.shape[0], chunk_rows):
         Xc = X[start : start + chunk_rows]
+        if fused is not None:
+            f0 = clock()
+            done = fused(Xc, None, None) is not None
+            seconds["fused"] += clock() - f0 if done else 0.0
         t0 = clock()
         Xp = family.prepare(Xc, dtype)
         t1 = clock()
@@ -170,6 +179,7 @@ def profile_workload(
     with threadpool_limits(1, user_api="blas"):
         phase_runs = [profile_phases(plan, params, chunk_rows) for _ in range(repeats)]
     phases = {p: min(run[p] for run in phase_runs) for p in (*PHASES, "np_softmax")}
+    fused = min(run["fused"] for run in phase_runs)
 
     def engine_time(n_threads: int) -> float:
         # one thread runs the chunks in this thread: CPU time, comparable to the phases;
@@ -201,8 +211,10 @@ def profile_workload(
         "cores": cores,
         "phases": phases,
         "phase_sum": sum(phases[p] for p in PHASES),
+        "fused": fused,
         "engine_1_thread": one,
-        "chunk_overhead": one - sum(phases[p] for p in PHASES),
+        # the engine runs the fused pass where it applies, else the phases
+        "chunk_overhead": one - (fused or sum(phases[p] for p in PHASES)),
         "engine_all_cores": many,
         "thread_idle": many - one / cores,
         "m_step": m_step,
@@ -217,7 +229,7 @@ def format_report(results: Sequence[dict[str, Any]], machine: dict[str, float]) 
     head = (
         f"{'workload':<22}{'dtype':>8}{'chunk':>7}"
         + "".join(f"{p:>9}" for p in PHASES)
-        + f"{'np smax':>9}"
+        + f"{'np smax':>9}{'fused':>9}"
         + f"{'sum':>9}{'1 thr':>9}{'overhd':>9}{'all thr':>9}{'idle':>9}{'m-step':>9}"
         + f"{'iter':>9}{'floor':>9}{'x floor':>8}"
     )
@@ -232,6 +244,7 @@ def format_report(results: Sequence[dict[str, Any]], machine: dict[str, float]) 
     for r in results:
         cells = [f"{r['workload']:<22}{r['dtype']:>8}{r['chunk_rows']:>7}"]
         cells += [f"{ms * r['phases'][p]:>9.1f}" for p in (*PHASES, "np_softmax")]
+        cells.append(f"{ms * r['fused']:>9.1f}")
         cells += [
             f"{ms * r[key]:>9.1f}"
             for key in (
@@ -250,8 +263,9 @@ def format_report(results: Sequence[dict[str, Any]], machine: dict[str, float]) 
     lines += [
         "",
         "np smax: NumPy's softmax on the same blocks (the compiled one is 'softmax' when Numba"
-        " is installed; not in the sum)",
-        "overhd: 1-thread engine minus the phases (chunking, calls, sums); idle: all-core",
+        " is installed; not in the sum); fused: the E-step in one compiled pass (full",
+        "covariances with Numba; not in the sum), which '1 thr' and 'all thr' then run",
+        "overhd: 1-thread engine minus the phases or fused (chunking, calls, sums); idle: all-core",
         "engine minus 1-thread / cores (thread idle, GIL, shared bandwidth); iter: all-core",
         f"E-step + M-step; floor: 4 N K S flops at the GEMM peak x cores + {FLOOR_PASSES} passes",
         "over N x K float64 at the bandwidth (both CPU time). Wall times are noisy on a loaded"

@@ -196,6 +196,10 @@ class CovarianceStructure:
     has_row_term: ClassVar[bool] = False
     dense: ClassVar[bool] = False  # covariances are (d, d) matrices
     shared: ClassVar[bool] = False  # one covariance for all components
+    # the statistics are x and these second-order ones ('full': packed x x^T, 'diag':
+    # x**2, 'spherical': ||x||^2) and the E-step has no row term: a mixture's E-step may
+    # run as one compiled pass (emkit.models._fused_kernels); None: it may not
+    fused_layout: ClassVar[str | None] = None
 
     def n_stats(self, d: int) -> int:
         raise NotImplementedError
@@ -464,6 +468,7 @@ class Full(_Triangular):
     """Each component has its own full covariance matrix."""
 
     name = "full"
+    fused_layout = "full"
 
     def n_stats(self, d: int) -> int:
         return d + d * (d + 1) // 2
@@ -669,6 +674,7 @@ class Diag(_Variances):
     """Each component has its own diagonal covariance matrix."""
 
     name = "diag"
+    fused_layout = "diag"
 
     def n_stats(self, d: int) -> int:
         return 2 * d
@@ -749,6 +755,7 @@ class Spherical(_Variances):
     """Each component has its own single variance, the same along every axis."""
 
     name = "spherical"
+    fused_layout = "spherical"
 
     def n_stats(self, d: int) -> int:
         return d + 1
@@ -1062,6 +1069,18 @@ class GaussianFamily:
             rel, _ = _far_log_prob(self.structure, X[far], params)
             log_prob[far] = (rel + const).astype(log_prob.dtype)
         return log_prob
+
+    def fused_natural(self, natural: Natural) -> tuple[str, Array] | None:
+        """The layout of the statistics after x (the structure's ``fused_layout``) and
+        the (K, 1 + n_stats) natural parameters of (1, T), ``-log_norm`` in column 0, for
+        the compiled E-step of a mixture (:mod:`emkit.models._fused_kernels`); None where
+        it does not apply: a structure with a row term, or parameters that take the
+        whitened form (``exact_form``). Rows that :meth:`far_rows` finds take the
+        general route."""
+        layout = self.structure.fused_layout
+        if layout is None or natural.exact_form:
+            return None
+        return layout, np.concatenate([-natural.log_norm[:, None], natural.eta], axis=1)
 
     def row_term(self, X: Array, params: GaussianParams, natural: Natural) -> Array | None:
         return self._row_term(X, params, natural, self.far_rows(X, params))

@@ -12,7 +12,8 @@ over contiguous rows of ``a`` and every component's loop is a vector loop over r
 
 The exp: with n = round(x / ln 2) and r = x - n ln 2 (ln 2 in two parts, so r is exact
 to the last bit), exp(x) = 2^n exp(r), |r| <= ln(2) / 2, exp(r) by its Taylor series to
-r^13 (truncation below 1e-17 relative) and 2^n built in the exponent bits. Inputs are
+r^13 (truncation below 1e-17 relative; in float32 to r^7, below 1e-8, a sixth fewer
+operations a value) and 2^n built in the exponent bits. Inputs are
 clipped to the responsibility floor first (-600 in float64, -60 in float32), so 2^n is
 always a normal number; the result is within a few units in the last place of
 ``np.exp`` (the tests compare the two paths to 1e-13 in float64). A float32 block is
@@ -44,6 +45,7 @@ _EXPONENT = {np.dtype(np.float64): (1023, 52), np.dtype(np.float32): (127, 23)}
 _INT = {np.dtype(np.float64): np.int64, np.dtype(np.float32): np.int32}
 
 
+@functools.cache
 def constants(dtype: np.dtype[Any]) -> tuple[Any, Any, Any]:
     """The kernel's constants for ``dtype`` (float64 or float32): an array in ``dtype``
     (so that the arithmetic stays in it) of the coefficients 1 / j! of the Taylor series
@@ -53,7 +55,9 @@ def constants(dtype: np.dtype[Any]) -> tuple[Any, Any, Any]:
     values = [1.0 / math.factorial(j) for j in range(13, -1, -1)]
     values += [1.0 / math.log(2.0), hi, lo, 0.5, 0.0]
     bias, shift = _EXPONENT[dtype]
-    return np.array(values, dtype=dtype), _INT[dtype](bias), _INT[dtype](shift)
+    coef = np.array(values, dtype=dtype)
+    coef.flags.writeable = False  # built once per dtype, shared by every call
+    return coef, _INT[dtype](bias), _INT[dtype](shift)
 
 
 @functools.cache
@@ -106,6 +110,7 @@ def _softmax_columns(
     c13, c12, c11, c10, c9, c8, c7, c6, c5, c4, c3, c2, c1, c0 = coef[:14]
     log2e, ln2_hi, ln2_lo, half, zero = coef[14:]
     weighted = weights.shape[0] > 0
+    short = coef.itemsize == 4  # float32
     poly = np.empty(_TILE, dtype=a.dtype)
     for lo in range(0, n, _TILE):
         hi = min(lo + _TILE, n)
@@ -132,13 +137,15 @@ def _softmax_columns(
                     x = zero
                 nf = np.floor(x * log2e + half)
                 r = (x - nf * ln2_hi) - nf * ln2_lo
-                p = c13
-                p = p * r + c12
-                p = p * r + c11
-                p = p * r + c10
-                p = p * r + c9
-                p = p * r + c8
-                p = p * r + c7
+                p = c7
+                if not short:  # float64: to r^13 (float32: to r^7, truncation 7e-9)
+                    p = c13
+                    p = p * r + c12
+                    p = p * r + c11
+                    p = p * r + c10
+                    p = p * r + c9
+                    p = p * r + c8
+                    p = p * r + c7
                 p = p * r + c6
                 p = p * r + c5
                 p = p * r + c4

@@ -1,0 +1,192 @@
+"""The compiled one-pass E-step of full-covariance mixtures (Numba) against the NumPy
+route it stands in for."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import blobs
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from emkit import GaussianMixture
+from emkit.families.gaussian import Gaussian
+from emkit.models import mixture
+from emkit.models._fused_kernels import kernels, tile_rows
+from emkit.models.mixing import Hard
+from emkit.models.mixture import Mixture, MixtureParams, MixtureStats
+
+pytest.importorskip("numba")
+
+
+def random_model(
+    rng: np.random.Generator, d: int, K: int, X: np.ndarray, structure: str = "full"
+) -> tuple[Mixture, MixtureParams]:
+    """A mixture of Gaussians of a covariance ``structure`` bound to ``X``, with random
+    parameters."""
+    family = Gaussian(structure).bind(X, None)
+    layout = {"VVE": "full", "EEI": "diag"}.get(structure, structure)
+    means = X[rng.choice(len(X), K)] + rng.normal(0.0, 0.1, (K, d))
+    A = rng.normal(0.0, 0.5, (K, d, d))
+    cov = A @ np.swapaxes(A, 1, 2) + 0.3 * np.eye(d)
+    if layout in ("diag", "spherical"):
+        cov = np.diagonal(cov, axis1=1, axis2=2).copy()
+    if layout == "spherical":
+        cov = cov.mean(axis=1)
+    if layout == "tied":
+        cov = cov[0]
+    weights = rng.dirichlet(np.ones(K))
+    return Mixture(family), MixtureParams(weights, family.params_from_covariances(means, cov))
+
+
+def both_routes(
+    model: Mixture,
+    params: MixtureParams,
+    X: np.ndarray,
+    weights: np.ndarray | None,
+    monkeypatch: pytest.MonkeyPatch,
+    labels: np.ndarray | None = None,
+) -> tuple[MixtureStats, MixtureStats]:
+    """The E-step's statistics of ``X`` with the compiled pass allowed, then without."""
+    monkeypatch.setattr(mixture, "_FUSED_MIN_VALUES", 0)
+    out = []
+    for fused in (True, False):
+        monkeypatch.setattr(mixture, "_FUSED", fused)
+        out.append(model.expectation(params)(X, weights, labels=labels))
+    return out[0], out[1]
+
+
+def assert_same(a: MixtureStats, b: MixtureStats, rtol: float) -> None:
+    """Equal statistics to ``rtol`` of the largest one (the sums of centred x are
+    near 0, where the round-off of the terms they cancel, ~ the sums of x x^T, shows),
+    and the log-likelihood to ``rtol``."""
+    np.testing.assert_allclose(a.nk, b.nk, rtol=rtol, atol=rtol * np.max(b.nk))
+    np.testing.assert_allclose(a.sum_t, b.sum_t, rtol=0, atol=rtol * np.max(np.abs(b.sum_t)))
+    assert a.loglik == pytest.approx(b.loglik, rel=rtol)
+    assert a.weight == b.weight
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(1, 2500),
+    d=st.integers(1, 6),
+    K=st.integers(1, 7),
+    weighted=st.booleans(),
+    single=st.booleans(),
+    structure=st.sampled_from(["full", "diag", "spherical", "VVE", "EEI"]),
+    seed=st.integers(0, 2**16),
+)
+def test_fused_e_step_matches_numpy(
+    n: int, d: int, K: int, weighted: bool, single: bool, structure: str, seed: int
+) -> None:
+    """Any shape (whole tiles of rows and a remainder), sample weights, float64 and
+    float32, each layout of the statistics (mclust's models take their layout's): the
+    same N_k, sums of x and x x^T (x**2, ||x||^2) and log-likelihood, to 1e-12 in float64,
+    to float32's round-off in float32 (both routes round there, differently)."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(0.0, 2.0, (n, d))
+    model, params = random_model(rng, d, K, X, structure)
+    dtype = np.float32 if single else np.float64
+    model = Mixture(model.family, dtype=dtype)
+    weights = rng.uniform(0.0, 3.0, n) if weighted else None
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        fused, plain = both_routes(model, params, X.astype(dtype), weights, monkeypatch)
+    assert fused.sum_t.dtype == fused.nk.dtype == np.float64
+    assert_same(fused, plain, 2e-4 if single else 1e-12)
+
+
+def test_the_fused_pass_runs_where_it_applies(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Exact EM on a Gaussian family takes it; small blocks, hard EM and the tied
+    structure (a row term) do not."""
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(300, 3))
+    model, params = random_model(rng, 3, 4, X)
+    step = model._fused_step(params)
+    assert step is not None
+    assert step(X, None, None) is None  # 1200 log-densities: below the size it pays at
+    monkeypatch.setattr(mixture, "_FUSED_MIN_VALUES", 0)
+    assert isinstance(step(X, None, None), MixtureStats)
+    assert Mixture(model.family, assign=Hard())._fused_step(params) is None
+    tied, tied_params = random_model(rng, 3, 4, X, "tied")  # a row term: not fused
+    tied_step = tied._fused_step(tied_params)
+    assert tied_step is not None and tied_step(X, None, None) is None
+    monkeypatch.setattr(mixture, "_FUSED", False)
+    assert model._fused_step(params) is None
+
+
+def test_rows_far_out_known_labels_and_whitened_parameters_take_the_general_route(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A block with a row far beyond the training data, one with known labels, and
+    parameters whose expanded form would lose digits: the general route's statistics,
+    finite."""
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(400, 2))
+    model, params = random_model(rng, 2, 3, X)
+    monkeypatch.setattr(mixture, "_FUSED_MIN_VALUES", 0)
+    step = model._fused_step(params)
+    assert step is not None
+    far = X.copy()
+    far[7] = 1e200
+    assert step(far, None, None) is None
+    fused, plain = both_routes(model, params, far, None, monkeypatch)
+    assert np.isfinite(fused.loglik) is np.isfinite(plain.loglik)
+    np.testing.assert_array_equal(fused.nk, plain.nk)
+    labels = np.full(len(X), -1)
+    labels[3] = 1
+    fused, plain = both_routes(model, params, X, None, monkeypatch, labels=labels)
+    np.testing.assert_array_equal(fused.sum_t, plain.sum_t)
+    # clusters 2000 apart with spread 0.01: float32's expanded form would lose every digit
+    tight = np.r_[rng.normal(-1e3, 1e-2, (200, 2)), rng.normal(1e3, 1e-2, (200, 2))]
+    family = Gaussian("full").bind(tight, None)
+    cov = np.broadcast_to(1e-4 * np.eye(2), (2, 2, 2))
+    params = MixtureParams(
+        np.array([0.5, 0.5]), family.params_from_covariances(np.array([[-1e3] * 2, [1e3] * 2]), cov)
+    )
+    natural = family.natural(params.components, np.float32)
+    assert natural.exact_form and family.fused_natural(natural) is None
+
+
+@pytest.mark.filterwarnings("ignore::emkit.exceptions.ConvergenceWarning")  # tol=0
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_fits_are_the_same_with_or_without_the_fused_pass(
+    dtype: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whole fits with sample weights, on one thread and two: the compiled pass changes
+    nothing beyond round-off, and the number of threads changes nothing at all."""
+    X = blobs(3000, 3, 4, seed=5, spread=2.0).astype(dtype)
+    w = np.random.default_rng(5).uniform(0.5, 2.0, len(X))
+    monkeypatch.setattr(mixture, "_FUSED_MIN_VALUES", 0)
+    kw = dict(random_state=0, tol=0, max_iter=10, dtype=dtype, chunk_size=700)
+    fits = {}
+    for fused, threads in ((True, 1), (True, 2), (False, 1)):
+        monkeypatch.setattr(mixture, "_FUSED", fused)
+        fits[fused, threads] = GaussianMixture(4, n_threads=threads, **kw).fit(X, sample_weight=w)
+    one, two, plain = fits[True, 1], fits[True, 2], fits[False, 1]
+    np.testing.assert_array_equal(one.lower_bounds_, two.lower_bounds_)
+    np.testing.assert_array_equal(one.means_, two.means_)
+    rtol = 1e-5 if dtype == "float32" else 1e-12
+    np.testing.assert_allclose(one.lower_bounds_, plain.lower_bounds_, rtol=rtol)
+    np.testing.assert_allclose(one.means_, plain.means_, rtol=rtol, atol=rtol)
+    np.testing.assert_allclose(one.covariances_, plain.covariances_, rtol=100 * rtol)
+
+
+def test_a_component_of_weight_zero_keeps_its_floor(monkeypatch: pytest.MonkeyPatch) -> None:
+    """log pi = -inf: its responsibilities are the floor's, as on the NumPy route."""
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(500, 2))
+    model, params = random_model(rng, 2, 3, X)
+    params = params._replace(weights=np.array([0.5, 0.5, 0.0]))
+    fused, plain = both_routes(model, params, X, None, monkeypatch)
+    assert_same(fused, plain, 1e-12)
+    assert 0 < fused.nk[2] < 1e-200
+
+
+def test_tiles_stay_in_cache_and_long_enough() -> None:
+    assert tile_rows(6, 8) == 2048  # d = 2: long tiles
+    assert tile_rows(153, 8) == 128  # d = 16
+    assert 128 < tile_rows(45, 8) < 2048
+
+
+def test_kernels_are_built_once() -> None:
+    assert kernels() is kernels()
