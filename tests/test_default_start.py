@@ -62,7 +62,7 @@ def test_auto_clusters_a_sample_of_large_data() -> None:
 
 
 def test_auto_sample_rows_grow_with_the_components() -> None:
-    assert sample_rows("auto", 8) == 16384
+    assert sample_rows("auto", 8) == 8192
     assert sample_rows("auto", 100) == 25600
     assert sample_rows("kmeans", 8) is None
 

@@ -105,7 +105,7 @@ class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
     init_params : {'auto', 'kmeans', 'k-means++', 'random', 'random_from_data', 'hc'}, \
 default='auto'
         How the initial responsibilities are drawn. ``'auto'``: k-means from 10 k-means++
-        seedings, the one of least inertia kept, on a uniform sample of max(16384,
+        seedings, the one of least inertia kept, on a uniform sample of max(8192,
         256 * n_components) rows (every row when there are fewer), and every row labelled
         by its nearest centre; where one k-means lands in a worse optimum, it reaches the
         likelihood of mclust's hierarchical start on bench/bench_default_fit.py's

@@ -29,13 +29,14 @@ __all__ = [
 
 INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data", "hc")
 
-# "auto": k-means++ seedings whose best k-means (least inertia) starts EM. One seeding
-# lands in a worse optimum than mclust's on a third to a half of bench/bench_gmm.py's
-# 100k x 8 (K = 8) and 200k x 16 (K = 16) starts; the best of 10 reaches it on every seed
-# measured (bench/bench_default_fit.py).
+# "auto": k-means++ seedings whose best k-means (least inertia) starts EM. One k-means
+# ends below mclust's Mclust on two of three seeds of bench/bench_gmm.py's 100k x 8
+# (K = 8), 200k x 16 (K = 16) and 500k x 32 diag (K = 32) workloads; the best of 10 on
+# 8192 rows reaches it on seeds 0-9 of the first two and 0-2 of the third (so did 5
+# seedings, or 4096 rows: 10 on 8192 leaves a margin; bench/bench_default_fit.py).
 AUTO_SEEDINGS = 10
 # ... on a uniform sample of at most this many rows, and at least this many a component
-_AUTO_ROWS = 1 << 14
+_AUTO_ROWS = 1 << 13
 _AUTO_ROWS_PER_COMPONENT = 256
 
 # What an initialization draws from: emkit's Generator, or scikit-learn's legacy RandomState
@@ -61,7 +62,7 @@ def init_random_source(random_state: Any) -> RandomSource:
 
 def sample_rows(method: str, n_components: int) -> int | None:
     """The rows ``method`` clusters at most, a uniform sample of them beyond (None: every
-    row, or as the caller bounds them): ``"auto"``'s k-means reads max(16384, 256 *
+    row, or as the caller bounds them): ``"auto"``'s k-means reads max(8192, 256 *
     n_components) rows, enough for each component of a mixture whose smallest weight is
     a few percent, and few enough that its ``AUTO_SEEDINGS`` runs cost a few EM
     iterations of large data."""
