@@ -8,6 +8,7 @@ parameters, so every family initializes the same way.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
@@ -114,9 +115,11 @@ def initial_responsibilities(
 
         from emkit.engines.memory import _blas_controller
 
-        # on one thread: a sample's products are small, and scikit-learn's OpenMP and BLAS
-        # threads on them were measured 7x slower on a busy machine than one thread
-        with _blas_controller().limit(limits=1):
+        # a sample on one thread: its products are small, and scikit-learn's OpenMP and
+        # BLAS threads on them were measured 7x slower on a busy machine than one thread
+        # (every row, as with known labels, keeps the threads)
+        small = n <= (sample_rows(method, n_components) or n)
+        with _blas_controller().limit(limits=1) if small else nullcontext():
             km = KMeans(n_clusters=n_components, n_init=AUTO_SEEDINGS, random_state=_seed(rng))
             labels[:] = km.fit(X, sample_weight=sample_weight).labels_
     elif method == "k-means++":
