@@ -186,3 +186,24 @@ def test_profile_quick_run_times_both_softmax_paths(tmp_path: pathlib.Path) -> N
         sum(v for k, v in phases.items() if k != "np_softmax")
     )
     assert "np smax" in out
+
+
+BENCH_DEFAULT_FIT = BENCH.with_name("bench_default_fit.py")
+
+
+@pytest.mark.skipif(not BENCH_DEFAULT_FIT.exists(), reason="needs the source tree")
+def test_default_fit_bench_quick_run_reports_both_libraries(tmp_path: pathlib.Path) -> None:
+    stdout, report = _quick_run(
+        BENCH_DEFAULT_FIT,
+        tmp_path,
+        *("--quick", "--no-mclust", "--seeds", "0", "--workloads", "100k-8d-8k-full"),
+        *("--data-dir", str(tmp_path)),
+    )
+    assert "targets" in stdout
+    (workload,) = report["workloads"]
+    assert workload["workload"] == "100k-8d-8k-full/quick"
+    fits = workload["seeds"]["0"]
+    assert set(fits) == {"sklearn default", "emkit default"}
+    for fit in fits.values():
+        assert fit["seconds"] > 0
+        assert np.isfinite(fit["loglik_per_sample"])

@@ -174,5 +174,5 @@ def test_auto_start_is_kmeans_with_a_gaussian_block() -> None:
     np.testing.assert_array_equal(auto.lower_bounds_, kmeans.lower_bounds_)
     with pytest.raises(InputError, match=r"init_params must be one of .*'emEM', 'auto', got"):
         MixtureModel(n_components=2, init_params="smallEM").fit(X)
-    with pytest.raises(InputError, match=r"init_params must be one of .*'hc', got 'emEM'"):
+    with pytest.raises(InputError, match=r"init_params must be one of .*'hc', 'auto', got 'emEM'"):
         GaussianMixture(2, init_params="emEM").fit(X)

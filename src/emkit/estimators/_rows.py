@@ -28,6 +28,7 @@ from emkit.inference.init import (
     RandomSource,
     initial_responsibilities,
     one_hot,
+    sample_rows,
     seed_from,
 )
 
@@ -533,7 +534,8 @@ def initial_statistics_bounded(
     uniform sample of ``INIT_ROWS`` rows gives ``n_components`` centers, every row is
     labelled by the nearest (``'kmeans'``), a chunk at a time, and the model's statistics
     of those labels are summed; ``'random'`` draws each chunk's soft responsibilities from
-    a generator keyed by the chunk's first row.
+    a generator keyed by the chunk's first row. ``'auto'`` is ``'kmeans'`` with a bound
+    of :func:`~emkit.inference.init.sample_rows` rows instead of ``INIT_ROWS``.
 
     ``prepare`` maps rows to what the model's statistics and the initialization read
     (default: the rows; e.g. missing values filled). ``view(rows)`` returns the map from
@@ -549,7 +551,9 @@ def initial_statistics_bounded(
     K = n_components
     prepare = prepare or _same
     view = view or _identity_view
-    if n <= INIT_ROWS or known is not None:
+    # 'auto' reads a smaller sample than INIT_ROWS (:func:`sample_rows`), whatever n
+    limit = sample_rows(method, K) or INIT_ROWS
+    if n <= limit or known is not None:
         from emkit.estimators._mixture_base import align_to_labels, initial_statistics
 
         rows = prepare(X.read() if is_streamed(X) else X)
@@ -573,18 +577,18 @@ def initial_statistics_bounded(
     # what the work before (the binding) and the pass that reads the sample (its blocks,
     # a file's buffers) freed goes back to the system, not held beside k-means' work
     release_freed_memory()
-    indices = uniform_rows(np.random.default_rng(seed), n, INIT_ROWS)
+    indices = uniform_rows(np.random.default_rng(seed), n, limit)
     sample = prepare(_rows_at(X, indices))
     release_freed_memory()
     w_sample = None if w is None else w[indices]
     to_view = view(sample)
     seen = to_view(sample)
-    if method == "kmeans":  # k-means reads only ``seen`` (the sample or the view's copy)
+    if method in ("kmeans", "auto"):  # k-means reads only ``seen`` (the sample or the view's copy)
         del sample
     # k-means centres the rows it reads in place (the sample is this function's own
     # copy): no second copy of them
     labels = initial_responsibilities(method, seen, K, rng, w_sample, overwrite=True)
-    if method != "kmeans":  # seeds only: the labelled rows of the sample
+    if method not in ("kmeans", "auto"):  # seeds only: the labelled rows of the sample
         seeds = np.flatnonzero(labels >= 0)
         wk = None if w_sample is None else w_sample[seeds]
         return model.statistics_from_resp(sample[seeds], wk, one_hot(labels[seeds], K))

@@ -1,5 +1,6 @@
-"""Initial responsibilities: the four schemes of scikit-learn's mixtures and mclust's
-model-based hierarchical clustering (``"hc"``, :mod:`emkit.inference.hierarchical`).
+"""Initial responsibilities: the four schemes of scikit-learn's mixtures, mclust's
+model-based hierarchical clustering (``"hc"``, :mod:`emkit.inference.hierarchical`) and
+``"auto"``, the best of several k-means++ seedings on a bounded sample of the rows.
 
 An initialization is a responsibility matrix; the model's own M-step turns it into
 parameters, so every family initializes the same way.
@@ -7,6 +8,7 @@ parameters, so every family initializes the same way.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
@@ -16,15 +18,27 @@ from emkit._validation import check_random_state
 from emkit.inference.hierarchical import HierarchicalTree, hc_tree
 
 __all__ = [
+    "AUTO_SEEDINGS",
     "INIT_METHODS",
     "RandomSource",
     "init_random_source",
     "initial_responsibilities",
     "one_hot",
+    "sample_rows",
     "seed_from",
 ]
 
 INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data", "hc")
+
+# "auto": k-means++ seedings whose best k-means (least inertia) starts EM. One k-means
+# ends below mclust's Mclust on two of three seeds of bench/bench_gmm.py's 100k x 8
+# (K = 8), 200k x 16 (K = 16) and 500k x 32 diag (K = 32) workloads; the best of 10 on
+# 8192 rows reaches it on seeds 0-9 of the first two and 0-2 of the third (so did 5
+# seedings, or 4096 rows: 10 on 8192 leaves a margin; bench/bench_default_fit.py).
+AUTO_SEEDINGS = 10
+# ... on a uniform sample of at most this many rows, and at least this many a component
+_AUTO_ROWS = 1 << 13
+_AUTO_ROWS_PER_COMPONENT = 256
 
 # What an initialization draws from: emkit's Generator, or scikit-learn's legacy RandomState
 RandomSource = np.random.Generator | np.random.RandomState
@@ -47,6 +61,17 @@ def init_random_source(random_state: Any) -> RandomSource:
     return check_random_state(random_state)
 
 
+def sample_rows(method: str, n_components: int) -> int | None:
+    """The rows ``method`` clusters at most, a uniform sample of them beyond (None: every
+    row, or as the caller bounds them): ``"auto"``'s k-means reads max(8192, 256 *
+    n_components) rows, enough for each component of a mixture whose smallest weight is
+    a few percent, and few enough that its ``AUTO_SEEDINGS`` runs cost a few EM
+    iterations of large data."""
+    if method != "auto":
+        return None
+    return max(_AUTO_ROWS, _AUTO_ROWS_PER_COMPONENT * n_components)
+
+
 def initial_responsibilities(
     method: str,
     X: NDArray[np.floating[Any]],
@@ -58,7 +83,10 @@ def initial_responsibilities(
 ) -> NDArray[Any]:
     """Responsibilities to start EM from: hard labels (n_samples,) or a soft matrix.
 
-    ``kmeans`` labels every row by one k-means (scikit-learn's, weighted); ``k-means++``
+    ``kmeans`` labels every row by one k-means (scikit-learn's, weighted); ``auto`` by
+    the k-means of least inertia from ``AUTO_SEEDINGS`` k-means++ seedings (callers run
+    it on at most :func:`sample_rows` rows and label the others by the nearest centre);
+    ``k-means++``
     labels the k-means++ seeds (weighted) and leaves the other rows out (-1);
     ``random_from_data`` labels ``n_components`` distinct rows drawn with probability
     proportional to their weight; ``random`` draws a uniform soft matrix
@@ -69,13 +97,13 @@ def initial_responsibilities(
     weights enter through the M-step that turns the labels into parameters. Hard labels
     keep memory at one integer a row; expand them chunk by chunk with :func:`one_hot`.
     With a RandomState (:func:`init_random_source`) the draws are those of scikit-learn's
-    mixtures. ``overwrite=True`` lets ``kmeans`` centre a C-contiguous ``X`` in place
+    mixtures. ``overwrite=True`` lets ``kmeans`` and ``auto`` centre a C-contiguous ``X`` in place
     (scikit-learn's ``copy_x=False``: no copy of ``X``, whose values come back changed by
     round-off); for rows the caller made for it (a sample), not the user's data.
     """
     n = X.shape[0]
     labels = np.full(n, -1, dtype=np.intp)
-    if method in ("kmeans", "k-means++"):
+    if method in ("kmeans", "k-means++", "auto"):
         X = _within_range(X)
     if method == "kmeans":
         from sklearn.cluster import KMeans
@@ -85,6 +113,23 @@ def initial_responsibilities(
             .fit(X, sample_weight=sample_weight)
             .labels_
         )
+    elif method == "auto":
+        from sklearn.cluster import KMeans
+
+        from emkit.engines.memory import _blas_controller
+
+        # a sample on one thread: its products are small, and scikit-learn's OpenMP and
+        # BLAS threads on them were measured 7x slower on a busy machine than one thread
+        # (every row, as with known labels, keeps the threads)
+        small = n <= (sample_rows(method, n_components) or n)
+        with _blas_controller().limit(limits=1) if small else nullcontext():
+            km = KMeans(
+                n_clusters=n_components,
+                n_init=AUTO_SEEDINGS,
+                random_state=_seed(rng),
+                copy_x=not overwrite,
+            )
+            labels[:] = km.fit(X, sample_weight=sample_weight).labels_
     elif method == "k-means++":
         from sklearn.cluster import kmeans_plusplus
 
