@@ -139,16 +139,17 @@ class ModelBasedClustering(ClusterMixin, DensityMixin, BaseEstimator):
     share_starts : bool, default=True
         Best of starts within each number of components. After every cell has been
         fitted from its own start, each cell is also started from the partitions (each
-        row's most likely component) the other covariance structures reached with the same
-        number of components: every distinct partition gets a short run of
-        ``SHORT_RUN`` EM iterations, the best of them by log-likelihood is run to
-        convergence when it is already above the cell's own fit, and the cell keeps the
-        higher log-likelihood of the two. Two structures from one start often end in
-        different optima (an iterative M-step such as VVE's takes its own path), and the
-        partition of one is a better start for the other; this is what puts every cell of
-        mclust's six bundled data sets at or above mclust's log-likelihood. Deterministic;
-        it needs the rows in memory (or a streamed table of at most 2000 rows) and is
-        skipped otherwise. ``False`` keeps the single start of every cell.
+        row's most likely component) that its nested covariance structures (EII, VEE...
+        in VVE) reached with the same number of components: every distinct partition gets
+        a short run of ``SHORT_RUN`` EM iterations, the best of them is run to convergence
+        when it is ahead of the cell's own run after as many iterations, and the cell
+        keeps the higher log-likelihood of the two. Two structures from one start often
+        end in different optima (an iterative M-step such as VVE's takes its own path),
+        and the partition of one is a better start for the other: on mclust's six bundled
+        data sets, 755 of the 756 cells then reach mclust's log-likelihood (744 with one
+        start per cell). Deterministic; it needs the rows in memory (or a streamed table
+        of at most 2000 rows) and is skipped otherwise. ``False`` keeps one start per
+        cell.
 
     Attributes
     ----------
@@ -466,8 +467,8 @@ def _share_starts(
 ) -> list[tuple[dict[str, Any], GaussianMixture | None]]:
     """ModelBasedClustering's ``share_starts``: every cell also started from the
     partitions of ``rows`` that the cells of its nested structures (:func:`_nested`) with
-    its number of components reached (a short run each, the best continued when it beats
-    the cell), the better fit kept.
+    its number of components reached (a short run each, the best continued when it is
+    ahead of the cell's own run after as many iterations), the better fit kept.
     ``fit_all(starts)`` fits a list of :class:`_Start`."""
     outcomes = list(outcomes)
     by_size: dict[int, list[int]] = {}
@@ -491,15 +492,16 @@ def _share_starts(
                         seen.add(reached[j].tobytes())
                         short.append((i, _Start(k, name, reached[j], SHORT_RUN)))
     best: dict[int, tuple[float, _Start]] = {}
-    for (i, start), (row, model) in zip(short, fit_all([s for _, s in short]), strict=True):
-        value = row["log_likelihood"] if model is not None else -np.inf
+    for (i, start), (_, model) in zip(short, fit_all([s for _, s in short]), strict=True):
+        value = float(model.lower_bounds_[-1]) if model is not None else -np.inf
         if value > best.get(i, (-np.inf, start))[0]:
             best[i] = (value, start)
-    # the best short run of a cell, continued where it already beats the cell
+    # the best short run of a cell, continued where it is ahead of the cell's own run
+    # after as many iterations
     chosen = [
         (i, _Start(s.n_components, s.covariance_type, s.partition, np.iinfo(np.int32).max))
         for i, (value, s) in sorted(best.items())
-        if value > _fitted_log_likelihood(outcomes[i])
+        if value > _objective_after(outcomes[i][1], SHORT_RUN)
     ]
     for (i, _), (row, model) in zip(chosen, fit_all([s for _, s in chosen]), strict=True):
         if model is not None and row["log_likelihood"] > _fitted_log_likelihood(outcomes[i]):
@@ -522,6 +524,14 @@ def _nested(inner: str, outer: str) -> bool:
 
 # mclust's names of scikit-learn's four structures
 _MCLUST_NAMES = {"spherical": "VII", "diag": "VVI", "tied": "EEE", "full": "VVV"}
+
+
+def _objective_after(model: GaussianMixture | None, n_iter: int) -> float:
+    """A fit's per-sample objective after ``n_iter`` iterations (its last if it stopped
+    before; -inf for a missing cell)."""
+    if model is None or model.lower_bounds_.size == 0:
+        return -np.inf
+    return float(model.lower_bounds_[min(n_iter, model.lower_bounds_.size) - 1])
 
 
 def _fitted_log_likelihood(outcome: tuple[dict[str, Any], GaussianMixture | None]) -> float:
