@@ -367,7 +367,7 @@ class ModelBasedClustering(ClusterMixin, DensityMixin, BaseEstimator):
 
         outcomes = fit_all(run, grid)
         if self.share_starts and rows is not None and len(structures) > 1:
-            outcomes = _share_starts(outcomes, rows, lambda starts: fit_all(restart, starts))
+            outcomes = _share_starts(outcomes, X, n, lambda starts: fit_all(restart, starts))
         rows = [row for row, _ in outcomes]
         self.results_: dict[str, Any] = {
             "n_components": np.array([row["n_components"] for row in rows], dtype=np.intp),
@@ -462,13 +462,15 @@ class _Start:
 
 def _share_starts(
     outcomes: list[tuple[dict[str, Any], GaussianMixture | None]],
-    rows: Any,
+    X: Any,
+    n: int,
     fit_all: Any,
 ) -> list[tuple[dict[str, Any], GaussianMixture | None]]:
     """ModelBasedClustering's ``share_starts``: every cell also started from the
-    partitions of ``rows`` that the cells of its nested structures (:func:`_nested`) with
-    its number of components reached (a short run each, the best continued when it is
-    ahead of the cell's own run after as many iterations), the better fit kept.
+    partitions of ``X`` (``n`` rows, as the cells were fitted on it) that the cells of its
+    nested structures (:func:`_nested`) with its number of components reached (a short
+    run each, the best continued when it is ahead of the cell's own run after as many
+    iterations), the better fit kept.
     ``fit_all(starts)`` fits a list of :class:`_Start`."""
     outcomes = list(outcomes)
     by_size: dict[int, list[int]] = {}
@@ -479,7 +481,7 @@ def _share_starts(
         for i in cells:
             model = outcomes[i][1]
             if model is not None and k > 1:
-                reached[i] = _canonical(model.predict(rows))
+                reached[i] = _canonical(model.predict(X))
     # short runs from every partition of a nested structure a cell did not reach itself
     short: list[tuple[int, _Start]] = []
     for k, cells in by_size.items():
