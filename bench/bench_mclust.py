@@ -9,7 +9,9 @@ Four workloads (issue 14's targets):
   counts, so half the BIC difference is the log-likelihood difference): the cells where
   emkit's log-likelihood is below mclust's by more than 1e-3 (target: none), the cells one
   of them could not fit, and whether the (G, model) kept by BIC is mclust's (target: all
-  six). Needs no R.
+  six). ``ModelBasedClustering``'s default ``share_starts=True`` (each cell also started
+  from its nested structures' partitions at the same G) is what reaches mclust on every
+  cell. Needs no R.
 * ``sweep``: the time of the whole 14 x 9 faithful table, emkit (``n_jobs`` given by
   ``--n-jobs``) against ``mclustBIC`` (best of ``--repeats``);
 * ``em10``: 10 EM iterations on iris (150 x 4, K = 3, VVV) from the same hierarchical

