@@ -498,7 +498,10 @@ def _share_starts(
         for i in cells:
             model = outcomes[i][1]
             if model is not None and k > 1:
-                reached[i] = _canonical(model.predict(X))
+                labels = model.predict(X)
+                if hasattr(labels, "compute"):  # Dask rows: a lazy Dask array
+                    labels = labels.compute()
+                reached[i] = _canonical(np.asarray(labels))
     # short runs from every partition of a nested structure a cell did not reach itself
     short: list[tuple[int, _Start]] = []
     for k, cells in by_size.items():
