@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -41,6 +40,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_gmm import WORKLOADS, Workload, make_data
+from bench_mclust import has_mclust
 
 LL_TARGET = 1e-4  # nats per sample emkit's default may fall below Mclust's
 SPEEDUP_TARGET = 3.0  # scikit-learn's default fit's seconds over emkit's, end to end
@@ -58,15 +58,6 @@ set.seed(0)
 t <- system.time(m <- Mclust(X, G = G, modelNames = model, verbose = FALSE))[["elapsed"]]
 cat(sprintf('{"loglik_per_sample": %.12f, "seconds": %.3f}', m$loglik / nrow(X), t))
 """
-
-
-def has_mclust() -> bool:
-    """Whether ``Rscript`` with the mclust package is available."""
-    rscript = shutil.which("Rscript")
-    if rscript is None:
-        return False
-    check = subprocess.run([rscript, "-e", "library(mclust)"], capture_output=True, check=False)
-    return check.returncode == 0
 
 
 def select(spec: str, quick: bool) -> list[tuple[int, Workload]]:

@@ -129,7 +129,8 @@ def make_estimator(estimator: str, w: Workload, max_iter: int) -> Any:
     return emkit.KMeans(w.k, max_iter=max_iter, tol=0.0, random_state=0)
 
 
-def _rss() -> int:
+def rss() -> int:
+    """This process's resident set size in bytes (Linux; 0 elsewhere)."""
     with open("/proc/self/status") as fh:
         for line in fh:
             if line.startswith("VmRSS:"):
@@ -137,7 +138,8 @@ def _rss() -> int:
     return 0
 
 
-def _peak_rss() -> int:
+def peak_rss() -> int:
+    """This process's peak resident set size in bytes since the last :func:`reset_peak`."""
     with open("/proc/self/status") as fh:
         for line in fh:
             if line.startswith("VmHWM:"):
@@ -145,9 +147,14 @@ def _peak_rss() -> int:
     return 0
 
 
-def _reset_peak() -> None:
-    with open("/proc/self/clear_refs", "w") as fh:
-        fh.write("5")
+def reset_peak() -> bool:
+    """The process's peak RSS set to its current RSS (Linux); False where not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+    except OSError:
+        return False
+    return True
 
 
 def child(
@@ -176,10 +183,10 @@ def child(
     gc.collect()
     start = time.perf_counter()
     if mode == "rss":
-        _reset_peak()
-        before = _rss()
+        reset_peak()
+        before = rss()
         gm.fit(source)
-        grown = _peak_rss() - before
+        grown = peak_rss() - before
     else:
         tracemalloc.start()
         gm.fit(source)

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_memory import MIB, _peak_rss, _reset_peak, _rss
+from bench_memory import MIB, peak_rss, reset_peak, rss
 
 
 def make_data(n: int, d: int, k: int, missing: float, seed: int = 0) -> np.ndarray:
@@ -51,12 +51,12 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
     else:
         model = emkit.MixtureModel(Gaussian("diag"), args.k, **common)
     gc.collect()
-    _reset_peak()
-    before = _rss()
+    reset_peak()
+    before = rss()
     start = time.perf_counter()
     model.fit(X)
     seconds = time.perf_counter() - start
-    grown = _peak_rss() - before
+    grown = peak_rss() - before
     return {
         "estimator": args.estimator,
         "input_mib": X.nbytes / MIB,

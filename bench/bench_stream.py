@@ -55,6 +55,9 @@ from typing import Any
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_memory import peak_rss, reset_peak, rss
+
 MIB = float(1 << 20)
 STREAM_FRACTION = 0.10  # the target: RSS growth of a stream at most 10% of the rows' size
 SPEED_RATIO = 2.0  # the target: a streamed iteration at most 2x an in-memory one
@@ -114,32 +117,6 @@ def write(fmt: str, path: Path, n: int, d: int, k: int) -> None:
             out.write_table(pa.table({name: X[:, j] for j, name in enumerate(names)}))
 
 
-def _rss() -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
-def _peak_rss() -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
-def _reset_peak() -> bool:
-    """The process's peak RSS set to its current RSS (Linux); False where not possible."""
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-    except OSError:
-        return False
-    return True
-
-
 def child(args: argparse.Namespace) -> dict[str, Any]:
     """One fit in this process, measured."""
     import emkit
@@ -168,8 +145,8 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
     gc.collect()
     release_freed_memory()  # what the warm-up freed: not counted as the fit's
     traced = args.mode == "trace"
-    exact = _reset_peak()
-    before = _rss()
+    exact = reset_peak()
+    before = rss()
     if traced:
         tracemalloc.start()
     start = time.perf_counter()
@@ -184,7 +161,7 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
     else:
         # ru_maxrss carries the parent's peak through exec (subprocess may vfork): the
         # peak since the reset (VmHWM) is the child's own; ru_maxrss where it cannot be reset
-        peak = _peak_rss() if exact else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        peak = peak_rss() if exact else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         grown = peak - before
     return {
         "how": how,
