@@ -230,7 +230,12 @@ class _Pair:
 
 def mapped_blocks(table: Any, fn: Any) -> Any:
     """The streamed ``table`` with ``fn`` applied to every block of rows as it is read
-    (e.g. binarized values): the same file, the same blocks."""
+    (e.g. binarized values): the same file, the same blocks. Dask rows: ``fn`` mapped
+    over their blocks where they live."""
+    if hasattr(table, "take_rows"):  # Dask rows
+        from emkit.engines.dask import DaskRows
+
+        return DaskRows(table.array.map_blocks(fn, dtype=table.dtype), table.names)
     read = table._read
 
     def read_mapped(block: int) -> Any:

@@ -1006,14 +1006,7 @@ class BernoulliMixture(MixtureModel):
         return (X > threshold).astype(X.dtype)
 
     def _transform_streamed(self, table: Any) -> Any:
-        if self.binarize is None:
-            return table
-        if hasattr(table, "take_rows"):  # Dask rows: the blocks mapped where they live
-            from emkit.engines.dask import DaskRows
-
-            mapped = table.array.map_blocks(self._transform_input, dtype=table.dtype)
-            return DaskRows(mapped, table.names)
-        return mapped_blocks(table, self._transform_input)
+        return table if self.binarize is None else mapped_blocks(table, self._transform_input)
 
 
 class CategoricalMixture(MixtureModel):
