@@ -123,6 +123,19 @@ def test_convenience_mixtures_expose_their_parameters() -> None:
     np.testing.assert_allclose(first, [0.1, 0.8], atol=0.07)
 
 
+def test_binarize_keeps_missing_values_missing() -> None:
+    rng = np.random.default_rng(3)
+    binary = rng.random((400, 3)) < np.repeat([[0.9, 0.1, 0.8], [0.1, 0.9, 0.3]], 200, axis=0)
+    binary = binary.astype(float)
+    binary[:, 1:][rng.random((400, 2)) < 0.1] = np.nan
+    kmeans = {"init_params": "kmeans", "random_state": 0}
+    graded = BernoulliMixture(2, binarize=0.5, **kmeans).fit(binary * 0.9 + 0.05)
+    reference = BernoulliMixture(2, **kmeans).fit(binary)
+    # NaN > 0.5 is False: counted as 0, the fit would move P(x = 1) down by about 10%
+    np.testing.assert_allclose(graded.probabilities_, reference.probabilities_, atol=1e-12)
+    assert graded.lower_bound_ == pytest.approx(reference.lower_bound_, abs=1e-12)
+
+
 def test_bad_input_names_the_problem() -> None:
     counts = np.array([[1.0, 2.0], [0.0, 3.0], [2.0, 1.0]])
     with pytest.raises(InputError, match="family must be an emkit family"):

@@ -916,7 +916,8 @@ class BernoulliMixture(MixtureModel):
         boundary.
     binarize : float or None, default=None
         If a number, values above it count as 1 and the others as 0 (as scikit-learn's
-        BernoulliNB); if None, the data must already be 0/1.
+        BernoulliNB), and missing values (NaN) stay missing; if None, the data must
+        already be 0/1.
     n_components, tol, max_iter, n_init, init_params, weight_concentration,
     weight_concentration_prior, e_step,
     semi_supervised, fixed,
@@ -1003,7 +1004,8 @@ class BernoulliMixture(MixtureModel):
         if self.binarize is None:
             return X
         threshold = check_number("binarize", self.binarize, minimum=-np.inf)
-        return (X > threshold).astype(X.dtype)
+        # A missing value stays missing: ``NaN > t`` is False, which would count it as 0.
+        return np.where(np.isnan(X), X, X > threshold).astype(X.dtype, copy=False)
 
     def _transform_streamed(self, table: Any) -> Any:
         return table if self.binarize is None else mapped_blocks(table, self._transform_input)
