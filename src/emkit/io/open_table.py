@@ -431,7 +431,8 @@ class _Coder:
                 raise InputError(
                     f"Data file {self.where!r}: column {self.name!r} holds more than "
                     f"{self.limit} distinct values (the {self.limit + 1}th, "
-                    f"{values[new[-1]]!r}, at data row {self.first_rows[self.limit] + 1}). "
+                    f"{list(self.index)[self.limit]!r}, at data row "
+                    f"{self.first_rows[self.limit] + 1}). "
                     "A text column with that many categories is most likely an identifier "
                     "or free text, which says nothing about clusters, and each category "
                     "costs one parameter per component. Drop it (columns=['^"
