@@ -22,6 +22,13 @@ directory and is removed when the table is closed (:meth:`ChunkedTable.close`, o
 table used as a context manager), garbage-collected, or at interpreter exit, and when
 opening fails or is interrupted; a process that is killed leaves it in the temporary
 directory (a directory named ``emkit-spill-*``).
+
+Text columns (strings in a Parquet file; in a CSV file, a column whose first value is not
+a number, or one named in ``text=``) read as the codes of their categories: their
+distinct values, found in the pass that opening makes, in sorted order. While the file is
+read each value gets a code in the order it is first seen (what the spill holds), and
+every block read is then mapped to the sorted codes, so that the codes do not depend on
+how the file is cut into blocks.
 """
 
 from __future__ import annotations
@@ -98,7 +105,8 @@ class _Spill:
 
 @dataclass(frozen=True, eq=False)
 class ChunkedTable:
-    """A numeric table in a file, read a block of rows at a time (see :func:`open_table`).
+    """A table in a file, read a block of rows at a time as float64 (text columns as the
+    codes of their categories; see :func:`open_table`).
 
     Attributes
     ----------
