@@ -357,3 +357,41 @@ def test_a_text_value_added_between_passes_is_reported(tmp_path: pathlib.Path) -
         InputError, match=r"changed while it was read: column 'country' holds 'XX' \(data row 5\)"
     ):
         table.read()
+
+
+def test_emkit_predict_stream_codes_numeric_categories_and_fits_every_model(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rng = np.random.default_rng(4)
+    z = rng.integers(0, 2, 300)
+    frame = pd.DataFrame(
+        {
+            "size": rng.normal(4.0 * z, 1.0),
+            "code": np.where(z == 0, rng.choice([3, 7], 300), rng.choice([7, 9], 300)),
+            "id": [f"row{i}" for i in range(300)],  # not fitted: the models name their columns
+        }
+    )
+    path = _write(frame, tmp_path / "t.csv")
+    fits = {
+        "mixed": ["--family", "code=categorical", "--columns", "size,code"],
+        "gaussian": ["--columns", "size,code", "--covariance", "diag"],
+    }
+    for name, options in fits.items():
+        argv = ["fit", str(path), "--components", "2", "--no-plot", "--init", "kmeans"]
+        assert _run([*argv, *options, "--out", str(tmp_path / name)], capsys)[0] == 0
+        model = str(tmp_path / name / "model.npz")
+        streamed = _run(["predict", model, str(path), "--stream"], capsys)
+        assert streamed[0] == 0
+        assert streamed[1] == _run(["predict", model, str(path), "--no-stream"], capsys)[1]
+    frame.loc[10, "code"] = 5
+    _write(frame, path)
+    model = str(tmp_path / "mixed" / "model.npz")
+    code, _, err = _run(["predict", model, str(path), "--stream"], capsys)
+    assert code == 2
+    assert re.search(
+        r"Column 'code' of '.*t.csv' has category 5 at data row 11 that was not seen in fit "
+        r"\(categories: \['3', '7', '9'\]\)\. Refit with it, or map it to a known category",
+        err,
+    )
+    code, _, err = _run(["predict", model, str(path), "--stream", "--delimiter", ";"], capsys)
+    assert code == 2 and "drop --header and --delimiter, or --stream" in err
