@@ -102,8 +102,9 @@ def test_the_spill_holds_float64_codes_not_text(tmp_path: pathlib.Path) -> None:
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+@pytest.mark.parametrize("block_rows", [101, 512])
 def test_a_streamed_mixture_model_fits_and_predicts_as_the_in_memory_one(
-    tmp_path: pathlib.Path, suffix: str
+    tmp_path: pathlib.Path, suffix: str, block_rows: int
 ) -> None:
     path = _write(_frame(1), tmp_path / f"t{suffix}")
     family = Product(
@@ -125,7 +126,7 @@ def test_a_streamed_mixture_model_fits_and_predicts_as_the_in_memory_one(
         }
     )
     memory = MixtureModel(family, 2, **options).fit(frame)
-    table = open_table(path, block_rows=101)
+    table = open_table(path, block_rows=block_rows)
     streamed = MixtureModel(family, 2, **options).fit(table)
     assert streamed.categories_ == memory.categories_ == {"country": categories}
     assert streamed.n_iter_ == memory.n_iter_
