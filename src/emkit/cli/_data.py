@@ -173,12 +173,13 @@ _MAX_STREAMED_CATEGORIES = 1 << 16
 class StreamedColumns:
     """What ``emkit fit --stream`` fits: each column's family, the family (a Product for
     mixed columns, as :func:`~emkit.estimators.mixture_model.infer_family` builds it), the
-    table whose categorical columns read as codes 0..C-1, and their categories."""
+    table whose categorical columns read as codes 0..C-1, and their categories (the
+    distinct numbers of a numeric column, the text of a text column)."""
 
     families: list[str]
     family: Any
     table: Any
-    categories: dict[str, list[float]]
+    categories: dict[str, list[Any]]
 
 
 def streamed_columns(table: Any, spec: dict[str | None, str]) -> StreamedColumns:
@@ -187,8 +188,10 @@ def streamed_columns(table: Any, spec: dict[str | None, str]) -> StreamedColumns
     number, negative, and the distinct values of categorical columns.
 
     ``auto`` picks bernoulli for 0/1 columns, poisson for whole numbers >= 0 and gaussian
-    for the others (a file's numbers carry no type here: a whole-number column is a count);
-    a family asked for is checked against the values, as for a table read whole.
+    for the others (a file's numbers carry no type here: a whole-number column is a count)
+    and categorical for text columns (read as the codes of their categories,
+    ``table.categories``); a family asked for is checked against the values, as for a
+    table read whole.
     """
     from emkit.estimators._rows import mapped_blocks
     from emkit.estimators.mixture_model import infer_family
@@ -201,11 +204,19 @@ def streamed_columns(table: Any, spec: dict[str | None, str]) -> StreamedColumns
             f"({', '.join(map(repr, names))})."
         )
     default = spec.get(None, "auto")
+    coded = getattr(table, "categories", None) or {}  # text columns, read as codes
     asked = [spec.get(name, default) for name in names]
+    _check_text_columns(table, names, asked, coded)
+    asked = [
+        "categorical" if name in coded else family
+        for name, family in zip(names, asked, strict=True)
+    ]
     d = len(names)
     binary, whole, negative = np.ones(d, bool), np.ones(d, bool), np.zeros(d, bool)
     first_bad: dict[int, float] = {}
-    distinct: dict[int, Any] = {j: np.empty(0) for j in range(d) if asked[j] == "categorical"}
+    distinct: dict[int, Any] = {
+        j: np.empty(0) for j in range(d) if asked[j] == "categorical" and names[j] not in coded
+    }
     for _, rows in table.iter_chunks():
         observed = ~np.isnan(rows)
         values = np.where(observed, rows, 0.0)
@@ -256,7 +267,10 @@ def streamed_columns(table: Any, spec: dict[str | None, str]) -> StreamedColumns
             for name, family in zip(names, families, strict=True)
         }
     )
-    categories = {names[j]: [float(v) for v in values] for j, values in distinct.items()}
+    categories: dict[str, list[Any]] = {
+        names[j]: [float(v) for v in values] for j, values in distinct.items()
+    }
+    categories.update({name: list(values) for name, values in coded.items()})
     mapped = table
     if distinct:
         lookup = {j: np.asarray(values) for j, values in distinct.items()}
@@ -270,3 +284,23 @@ def streamed_columns(table: Any, spec: dict[str | None, str]) -> StreamedColumns
 
         mapped = mapped_blocks(table, to_codes)
     return StreamedColumns(families, infer_family(frame), mapped, categories)
+
+
+def _check_text_columns(table: Any, names: list[str], asked: list[str], coded: Any) -> None:
+    """A text column (read as codes) asked for as numbers is refused, naming its first
+    value's row, before the pass over the file."""
+    wrong = {j: family for j, family in enumerate(asked) if names[j] in coded}
+    wrong = {j: family for j, family in wrong.items() if family not in ("auto", "categorical")}
+    if not wrong:
+        return
+    j, family = next(iter(wrong.items()))
+    name = names[j]
+    for start, rows in table.iter_chunks():
+        present = np.flatnonzero(~np.isnan(rows[:, j]))
+        if present.size:
+            value = coded[name][int(rows[present[0], j])]
+            raise InputError(
+                f"Column {name!r} of {str(table.path)!r} holds text ({value!r} at data row "
+                f"{start + int(present[0]) + 1}); the {family} family needs numbers. Fit it "
+                f"as categorical (--family {name}=categorical) or drop it (--columns ^{name})."
+            )

@@ -214,9 +214,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="read DATA a block of rows at a time in every EM pass (.npy, .parquet, .csv, "
         ".tsv; every family): for files larger than memory. The column families come from "
-        "one pass over the file (auto: 0/1 columns bernoulli, whole numbers >= 0 poisson, "
-        "others gaussian; a categorical column's categories are its distinct numbers); "
-        "text columns need --no-stream. Default: streamed when the file is larger than "
+        "one pass over the file (auto: text columns categorical, 0/1 columns bernoulli, "
+        "whole numbers >= 0 poisson, others gaussian; a categorical column's categories are "
+        "its distinct values, at most 65536). A CSV column is text when its first value is "
+        "(or when --family names it categorical); one that starts with numbers and holds "
+        "text further down is refused, naming the row. Default: streamed when the file is "
+        "larger than "
         f"{STREAM_BYTES >> 20} MiB with the default --header and --delimiter; --no-stream "
         "reads it whole",
     )
@@ -259,6 +262,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_table_options(predict)
     predict.add_argument(
         "--out", metavar="FILE", help="write the CSV to FILE instead of standard output"
+    )
+    predict.add_argument(
+        "--stream",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="read DATA a block of rows at a time (.npy, .parquet, .csv, .tsv): for files "
+        "larger than memory. Text columns are coded by the model's categories (a value the "
+        "model has not seen is an error naming it, its row and its column, as when the "
+        "table is read whole). Default: streamed when the file is larger than "
+        f"{STREAM_BYTES >> 20} MiB with the default --header and --delimiter",
     )
     predict.set_defaults(handler=_cmd_predict)
 
@@ -551,14 +564,24 @@ def _fit_streamed(args: argparse.Namespace, options: _FitOptions) -> int:
             "--stream detects a text file's header and takes the delimiter from its "
             "extension (.csv, .tsv); drop --header and --delimiter, or --stream."
         )
+    text: Any = None
+    if Path(args.data).suffix.lower() in (".csv", ".tsv"):
+        # columns asked categorical are read as text from their first row (a column whose
+        # first value is text is, whatever is asked)
+        default = args.family.get(None, "auto")
+        named = [name for name, fam in args.family.items() if name and fam == "categorical"]
+        if default == "categorical":
+            text = args.columns if args.columns is not None else ":"
+        elif named:
+            text = named
     try:
-        data = open_table(args.data, args.columns)
+        data = open_table(args.data, args.columns, text=text)
     except InputError as exc:
         if "non-numeric" not in str(exc):
             raise
         raise InputError(
-            f"{exc} A streamed fit reads numbers only: to fit a text column as "
-            "categorical, read the table into memory with --no-stream."
+            f"{exc} Or read the table into memory with --no-stream (a column is then typed "
+            "from all its values)."
         ) from exc
     n, names = data.shape[0], data.names
     columns = streamed_columns(data, args.family)
@@ -729,7 +752,7 @@ def _fit_and_report(
     print(f"best by BIC: {chosen.n_components} components{structure} (BIC {chosen.bic:.2f})")
     _keep_feature_names(model, table.names)
     if columns is not None and columns.categories:
-        # the streamed codes' categories: the distinct numbers of those columns
+        # the streamed codes' categories: the distinct numbers or text of those columns
         model.categories_ = dict(columns.categories)
 
     out.mkdir(parents=True, exist_ok=True)
@@ -1013,8 +1036,11 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             else ("has factors, not components")
         )
         raise InputError(f"--proba needs a mixture; a {name} {what}. Drop --proba.")
-    table = _read(args)
-    X = _model_input(model, table, str(args.data), args.columns is not None)
+    if args.stream or (args.stream is None and _stream_by_size(args)):
+        table, X = _streamed_model_input(model, args)
+    else:
+        table = _read(args)
+        X = _model_input(model, table, str(args.data), args.columns is not None)
     ids = _row_ids(table)
     if kind == "factor":
         scores = _quiet(lambda: model.transform(X))
@@ -1031,6 +1057,55 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             header, columns = _label_columns(table, proba)
     _write_output(args.out, header, columns)
     return 0
+
+
+def _streamed_model_input(model: Any, args: argparse.Namespace) -> tuple[Table, Any]:
+    """``emkit predict --stream``: the file opened a block at a time, the model's columns
+    (by name, unless --columns says which), text columns coded by the model's categories
+    and numeric categorical columns mapped to their codes (a value the model has not seen
+    is an error naming its row). Returns an empty Table of the rows (for their ids) and
+    the streamed table."""
+    if args.header != "auto" or args.delimiter is not None:
+        raise InputError(
+            "--stream detects a text file's header and takes the delimiter from its "
+            "extension (.csv, .tsv); drop --header and --delimiter, or --stream."
+        )
+    expected = _feature_names(model)
+    columns = args.columns if args.columns is not None or expected is None else expected
+    known = (getattr(model, "categories_", None) or {}) if isinstance(model, MixtureModel) else {}
+    text = {name: list(v) for name, v in known.items() if all(isinstance(c, str) for c in v)}
+    data = open_table(args.data, columns, categories=text or None)
+    numbers = {
+        data.names.index(name): np.asarray(v, dtype=np.float64)
+        for name, v in known.items()
+        if name not in text and name in data.names
+    }
+    if numbers:
+        for start, rows in data.iter_chunks():  # every value among the model's categories
+            for j, values in numbers.items():
+                present = rows[:, j][~np.isnan(rows[:, j])]
+                unseen = ~np.isin(present, values)
+                if unseen.any():
+                    row = start + int(np.flatnonzero(~np.isnan(rows[:, j]))[np.argmax(unseen)])
+                    raise InputError(
+                        f"Column {data.names[j]!r} of {str(args.data)!r} has category "
+                        f"{present[np.argmax(unseen)]:g} at data row {row + 1} that was not "
+                        f"seen in fit (categories: {[f'{v:g}' for v in values]}). Refit with "
+                        "it, or map it to a known category."
+                    )
+
+        def to_codes(rows: NDArray[Any]) -> NDArray[Any]:
+            out = rows.copy()
+            for j, values in numbers.items():
+                present = ~np.isnan(rows[:, j])
+                out[present, j] = np.searchsorted(values, rows[present, j])
+            return out
+
+        from emkit.estimators._rows import mapped_blocks
+
+        data = mapped_blocks(data, to_codes)
+    kinds: list[Any] = ["float"] * len(data.names)
+    return Table([], list(data.names), kinds, n_rows=data.shape[0]), data
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:

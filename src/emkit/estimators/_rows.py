@@ -400,6 +400,15 @@ def check_streamed(estimator: Any, X: Any, *, reset: bool) -> Any:
 
         rows = as_dask_rows(X)
     d = int(rows.shape[1])
+    coded = getattr(rows, "categories", None)  # open_table's text columns, as codes
+    if coded and not getattr(estimator, "_fits_categories", False):
+        name = next(iter(coded))
+        raise InputError(
+            f"{rows!r} reads the text column {name!r} as the codes of its categories, and "
+            f"{type(estimator).__name__} would fit those codes as numbers. Drop the column "
+            f"(open_table(..., columns=['^{name}'])), or fit a MixtureModel with a "
+            "Categorical family for it."
+        )
     if not reset and d != estimator.n_features_in_:
         fix = (
             "Select the columns the estimator was fitted on."

@@ -432,6 +432,7 @@ default='exact'
         as it is, its columns checked."""
         if is_streamed(X):
             rows = check_streamed(self, X, reset=reset)
+            self._check_coded(rows, reset=reset)
             names = rows.names or [f"x{j}" for j in range(rows.shape[1])]  # a Dask array's
             return self._transform_streamed(rows), [repr(name) for name in names]
         if hasattr(X, "dtypes") and hasattr(X, "columns"):
@@ -446,6 +447,38 @@ default='exact'
             else [f"column {j}" for j in range(Xa.shape[1])]
         )
         return self._transform_input(Xa), labels
+
+    # a table streamed from a file may read text columns as category codes
+    _fits_categories = True
+
+    def _check_coded(self, table: Any, *, reset: bool) -> None:
+        """The text columns of a table streamed from a file read as codes of their
+        categories (``table.categories``): a fit keeps them in ``categories_``; a fitted
+        model takes a table coded by its own categories only."""
+        coded = getattr(table, "categories", None) or {}
+        if reset:
+            if coded:
+                self.categories_ = {name: list(values) for name, values in coded.items()}
+            return
+        known = getattr(self, "categories_", None) or {}
+        names = (table.names or []) if hasattr(table, "iter_chunks") else []  # not Dask rows
+        for name in names:
+            ours = list(known[name]) if name in known else None
+            theirs = coded.get(name)
+            text = ours is not None and all(isinstance(v, str) for v in ours)
+            if (theirs is not None or text) and theirs != ours:
+
+                def shown(values: Any) -> str:
+                    return repr(values if len(values) <= 10 else [*values[:10], "..."])
+
+                raise InputError(
+                    f"{table!r} reads column {name!r} as "
+                    + ("numbers" if theirs is None else f"the codes of {shown(theirs)}")
+                    + ", and the model was fitted on "
+                    + ("numbers in it" if ours is None else f"the codes of {shown(ours)}")
+                    + ". Open the file with open_table(..., categories=model.categories_) so "
+                    "that its codes are the model's."
+                )
 
     def _frame_to_matrix(self, frame: Any, *, reset: bool) -> Array:
         if reset:

@@ -22,6 +22,13 @@ directory and is removed when the table is closed (:meth:`ChunkedTable.close`, o
 table used as a context manager), garbage-collected, or at interpreter exit, and when
 opening fails or is interrupted; a process that is killed leaves it in the temporary
 directory (a directory named ``emkit-spill-*``).
+
+Text columns (strings in a Parquet file; in a CSV file, a column whose first value is not
+a number, or one named in ``text=``) read as the codes of their categories: their
+distinct values, found in the pass that opening makes, in sorted order. While the file is
+read each value gets a code in the order it is first seen (what the spill holds), and
+every block read is then mapped to the sorted codes, so that the codes do not depend on
+how the file is cut into blocks.
 """
 
 from __future__ import annotations
@@ -31,8 +38,8 @@ import os
 import shutil
 import tempfile
 import weakref
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +50,7 @@ from emkit.exceptions import InputError
 from emkit.io.tables import (
     _MISSING,
     Columns,
+    _convert_strings,
     _data_lines,
     _first_line,
     _is_number,
@@ -70,6 +78,9 @@ _TEXT_BLOCK = 1 << 18
 # Values of one Parquet column decoded at a time while it is spilled.
 _SPILL_BATCH = 1 << 16
 
+# The most distinct values a text column may hold (open_table's max_categories).
+MAX_CATEGORIES = 1 << 16
+
 _log = logging.getLogger(__name__)
 
 
@@ -94,7 +105,8 @@ class _Spill:
 
 @dataclass(frozen=True, eq=False)
 class ChunkedTable:
-    """A numeric table in a file, read a block of rows at a time (see :func:`open_table`).
+    """A table in a file, read a block of rows at a time as float64 (text columns as the
+    codes of their categories; see :func:`open_table`).
 
     Attributes
     ----------
@@ -108,6 +120,10 @@ class ChunkedTable:
     spill : pathlib.Path or None
         The temporary file of float64 rows that passes read instead of ``path`` (see
         :func:`open_table`'s ``spill``), or None when ``path`` itself is read.
+    categories : dict of str to list of str
+        For each text column, its categories (its distinct values, sorted, or those given
+        to :func:`open_table`): the column reads as their codes 0, 1, ... (NaN for a
+        missing cell).
     """
 
     path: Path
@@ -116,6 +132,7 @@ class ChunkedTable:
     block_rows: int
     _read: Callable[[int], Iterator[NDArray[np.float64]]]
     _spill: _Spill | None = None
+    categories: dict[str, list[str]] = field(default_factory=dict)
 
     ndim = 2
     itemsize = 8
@@ -185,8 +202,11 @@ def open_table(
     block_rows: int | None = None,
     spill: bool | str = "auto",
     spill_dir: str | os.PathLike[str] | None = None,
+    text: Columns = None,
+    categories: Mapping[str, Sequence[str]] | None = None,
+    max_categories: int = MAX_CATEGORIES,
 ) -> ChunkedTable:
-    """Open a numeric table file as a source that a fit reads a block of rows at a time.
+    """Open a table file as a source that a fit reads a block of rows at a time.
 
     Every estimator's ``fit``, ``predict``, ``score`` and ``score_samples`` accept the
     result as ``X``; each EM pass streams the file, so a file larger than memory can be
@@ -223,17 +243,44 @@ def open_table(
     spill_dir : str or os.PathLike, default=None
         Where the spill is written (``None``: :func:`tempfile.gettempdir`, which the
         ``TMPDIR`` environment variable sets).
+    text : sequence of str or int, default=None
+        Columns of a ``.csv`` or ``.tsv`` file to read as text from their first row (the
+        same selections as ``columns``, among the columns kept). Without it, a column of a
+        text file is read as text when its first value (its first cell that is not
+        missing) is not a number, and as numbers otherwise; a column that starts with
+        numbers and holds text further down is refused, naming the row, with this fix.
+        A column read as text whose values all turn out to be numbers (or all
+        true/false) reads as those numbers (1/0), as :func:`read_table` reads it.
+        Parquet columns of type string (or dictionary of strings) are text.
+    categories : dict of str to list of str, default=None
+        The categories of text columns (e.g. a fitted model's ``categories_``): those
+        columns are coded against them, and a value that is not among them is an error
+        naming it, its row and its column. Columns not named get their own categories.
+    max_categories : int, default=65536
+        The most distinct values a text column may hold. Each category adds one parameter
+        per mixture component, and a column with that many values is most likely an
+        identifier or free text (names, ids, comments) that says nothing about clusters;
+        their distinct values are also held in memory while the file is read.
 
     Returns
     -------
     ChunkedTable
+        Text columns read as the codes 0, 1, ... of their categories (``categories``
+        attribute, by column name), which are their distinct values (stripped of
+        surrounding spaces) in sorted order whatever the block size, as pandas orders a
+        ``category`` column's; a missing cell (empty, ``NA``, ...) reads as NaN. The
+        codes are those of the table read whole (:func:`emkit.io.read_table`'s text
+        columns made ``category`` columns).
 
     Raises
     ------
     InputError
-        If the file is missing, of an unknown type, truncated or damaged, has a
-        non-numeric column or cell, or a row with another number of fields (naming the
-        file and the line); with ``spill=True``, if the spill cannot be written.
+        If the file is missing, of an unknown type, truncated or damaged, has a column of
+        another type than numbers or text, a cell of text in a column read as numbers, a
+        text column with more than ``max_categories`` distinct values or a value not
+        among the ``categories`` given, or a row with another number of fields (naming
+        the file, the column and the row); with ``spill=True``, if the spill cannot be
+        written.
 
     Examples
     --------
@@ -258,6 +305,13 @@ def open_table(
         raise InputError(f"block_rows must be a positive integer or None, got {block_rows!r}.")
     if not (spill is True or spill is False or spill == "auto"):
         raise InputError(f'spill must be "auto", True or False, got {spill!r}.')
+    if (
+        isinstance(max_categories, bool)
+        or not isinstance(max_categories, int)
+        or max_categories < 1
+    ):
+        raise InputError(f"max_categories must be a positive integer, got {max_categories!r}.")
+    known = _check_categories(categories)
     suffix = p.suffix.lower()
     if suffix not in (".npy", ".parquet", *_TEXT_DELIMITERS):
         raise InputError(
@@ -268,26 +322,200 @@ def open_table(
     if not p.is_file():
         what = "is a directory" if p.is_dir() else "does not exist"
         raise InputError(f"Data file {where!r} {what}. Check the path.")
+    if text is not None and suffix not in _TEXT_DELIMITERS:
+        raise InputError(
+            f"text= applies to .csv and .tsv files, whose cells carry no type; {where!r} "
+            "stores its columns' types (Parquet string columns are text, .npy files hold "
+            "numbers). Drop text=."
+        )
     spilled: _Spill | None = None
+    coded: dict[str, list[str]] = {}
     if suffix == ".npy":
         if spill is True:
             raise InputError(
                 f"spill=True applies to .csv, .tsv and .parquet files; {where!r} is a .npy "
                 'file, read directly. Pass spill="auto" or False.'
             )
+        if known:
+            raise InputError(
+                f"categories= codes text columns; {where!r} is a .npy file of numbers. Drop "
+                "categories=."
+            )
         names, n_rows, read = _open_npy(p, columns)
-    elif suffix == ".parquet":
-        names, n_rows, read, spilled = _open_parquet(p, columns, spill, spill_dir)
     else:
-        names, n_rows, read, spilled = _open_text(
-            p, columns, _TEXT_DELIMITERS[suffix], spill, spill_dir
-        )
+        options = _TextOptions(text, known, max_categories)
+        if suffix == ".parquet":
+            names, n_rows, read, spilled, coded = _open_parquet(
+                p, columns, spill, spill_dir, options
+            )
+        else:
+            names, n_rows, read, spilled, coded = _open_text(
+                p, columns, _TEXT_DELIMITERS[suffix], spill, spill_dir, options
+            )
     if n_rows == 0:
         if spilled is not None:
             spilled.remove()
         raise InputError(f"Data file {where!r} has no data rows; pass a file with data.")
     rows = block_rows or max(1, _BLOCK_BYTES // (8 * max(len(names), 1)))
-    return ChunkedTable(p, names, (n_rows, len(names)), rows, read, spilled)
+    return ChunkedTable(p, names, (n_rows, len(names)), rows, read, spilled, coded)
+
+
+def _check_categories(categories: Any) -> dict[str, list[str]]:
+    """``open_table``'s ``categories``, checked: a mapping of column names to lists of
+    distinct strings."""
+    if categories is None:
+        return {}
+    if not isinstance(categories, Mapping):
+        raise InputError(
+            "categories must be a dict of column names to their categories (lists of "
+            f"strings), like a fitted model's categories_; got {type(categories).__name__}."
+        )
+    known: dict[str, list[str]] = {}
+    for name, values in categories.items():
+        values = list(values) if isinstance(values, Sequence | np.ndarray) else values
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+            raise InputError(
+                f"categories[{name!r}] must be a list of strings (a text column's "
+                f"categories), got {values!r}. Name only text columns in categories=."
+            )
+        if len(set(values)) < len(values):
+            twice = next(v for v in values if values.count(v) > 1)
+            raise InputError(
+                f"categories[{name!r}] lists {twice!r} twice; each category once, please."
+            )
+        known[str(name)] = values
+    return known
+
+
+@dataclass(frozen=True)
+class _TextOptions:
+    """What ``open_table`` was told about text columns."""
+
+    text: Columns
+    categories: dict[str, list[str]]
+    max_categories: int
+
+
+class _Coder:
+    """The distinct values of one text column, each given a code in the order first seen
+    as the file is read (what the spill holds), and after the whole file, the values
+    those codes read as (:meth:`finish`): the codes of the sorted categories, or the
+    numbers (1/0 for true/false) that every value turned out to be."""
+
+    def __init__(self, where: str, name: str, limit: int) -> None:
+        self.where, self.name, self.limit = where, name, limit
+        self.index: dict[str, int] = {}
+        self.first_rows: list[int] = []  # the 0-based data row where each value first is
+        self.lookup: NDArray[np.float64] | None = None  # after finish: code -> value
+        self.categories: list[str] | None = None
+
+    def encode(self, column: Any, start: int) -> NDArray[np.float64]:
+        """The first-seen codes of a block of the column (a pyarrow array of strings,
+        whose first row is data row ``start``), -1 for a missing cell; once the file
+        was read whole (:meth:`finish`), the values they read as."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        if pa.types.is_dictionary(column.type):  # only the values that occur
+            column = column.cast(column.type.value_type)
+        encoded = pc.dictionary_encode(column)
+        indices = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False)
+        values = encoded.dictionary.to_pylist()
+        new = [k for k, value in enumerate(values) if value not in self.index]
+        if new:
+            if self.lookup is not None:
+                raise InputError(
+                    f"Data file {self.where!r} changed while it was read: column "
+                    f"{self.name!r} holds {values[new[0]]!r} (data row "
+                    f"{start + int(np.argmax(indices == new[0])) + 1}), which it did not "
+                    "hold when opened. Do not modify a file while a fit reads it."
+                )
+            _, first = np.unique(indices, return_index=True)
+            positions = dict(zip(np.unique(indices).tolist(), first.tolist(), strict=True))
+            for k in new:
+                self.index[values[k]] = len(self.index)
+                self.first_rows.append(start + positions[k])
+            if len(self.index) > self.limit:
+                raise InputError(
+                    f"Data file {self.where!r}: column {self.name!r} holds more than "
+                    f"{self.limit} distinct values (the {self.limit + 1}th, "
+                    f"{list(self.index)[self.limit]!r}, at data row "
+                    f"{self.first_rows[self.limit] + 1}). "
+                    "A text column with that many categories is most likely an identifier "
+                    "or free text, which says nothing about clusters, and each category "
+                    "costs one parameter per component. Drop it (columns=['^"
+                    f"{self.name}'], emkit fit --columns ^{self.name}), or pass a larger "
+                    "max_categories= if it truly holds that many categories."
+                )
+        codes = np.array([self.index[value] for value in values] + [-1], dtype=np.float64)
+        out = codes[indices]
+        return out if self.lookup is None else self.lookup[out.astype(np.intp)]
+
+    def finish(self, given: list[str] | None) -> None:
+        """The values the codes read as, once every value was seen: the codes of the
+        sorted categories (or of ``given``), else the numbers the values all are."""
+        # text cells as read_table reads them: stripped, missing markers missing, numbers
+        # or true/false when every value is one
+        raw = list(self.index)
+        values, kind = _convert_strings(np.array(raw, dtype=object))
+        if kind != "text" and given is None:
+            self.lookup = np.append(np.asarray(values, dtype=np.float64), np.nan)
+            return
+        stripped = _strip_missing(raw)
+        categories = sorted({v for v in stripped if v is not None}) if given is None else given
+        position = {category: j for j, category in enumerate(categories)}
+        lookup = np.empty(len(stripped) + 1)
+        for code, value in enumerate(stripped):
+            if value is None:
+                lookup[code] = np.nan
+            elif value in position:
+                lookup[code] = position[value]
+            else:
+                shown = categories if len(categories) <= 20 else [*categories[:20], "..."]
+                raise InputError(
+                    f"Data file {self.where!r}, column {self.name!r} has category {value!r} "
+                    f"at data row {self.first_rows[code] + 1} that is not among the "
+                    f"categories given (the model's: {shown}). Refit with it, or map it to a "
+                    "known category."
+                )
+        lookup[-1] = np.nan
+        self.lookup, self.categories = lookup, list(categories)
+
+
+def _strip_missing(cells: list[str]) -> list[str | None]:
+    """Text cells stripped of surrounding spaces, None for a missing marker (``NA``,
+    empty, ...), as :func:`read_table` reads a text column's cells."""
+    out: list[str | None] = []
+    for cell in cells:
+        value = cell.strip()
+        out.append(None if value.lower() in _MISSING else value)
+    return out
+
+
+def _finish(coders: dict[int, _Coder], known: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Every coder finished (:meth:`_Coder.finish`); the categories of the text columns."""
+    for coder in coders.values():
+        coder.finish(known.get(coder.name))
+    return {
+        coder.name: coder.categories for coder in coders.values() if coder.categories is not None
+    }
+
+
+def _decoded(read: _Read, coders: dict[int, _Coder]) -> _Read:
+    """Blocks of ``read`` whose text columns (first-seen codes, as spilled) read as their
+    finished values."""
+    if not coders:
+        return read
+
+    def decoded(block: int) -> Iterator[NDArray[np.float64]]:
+        for rows in read(block):
+            for j, coder in coders.items():
+                assert coder.lookup is not None
+                rows[:, j] = coder.lookup[rows[:, j].astype(np.intp)]
+            yield rows
+            del rows
+
+    return decoded
 
 
 _Read = Callable[[int], Iterator[NDArray[np.float64]]]
@@ -448,26 +676,40 @@ def _pyarrow(where: str) -> Any:
     return pyarrow
 
 
-def _as_float(batch: Any) -> NDArray[np.float64]:
-    """A pyarrow record batch of numeric columns as a float64 matrix, nulls as NaN."""
+def _as_float(
+    batch: Any, coders: dict[int, _Coder] | None = None, start: int = 0
+) -> NDArray[np.float64]:
+    """A pyarrow record batch as a float64 matrix, nulls as NaN: numeric columns as
+    their values, text columns (``coders``, by position) as their codes; the batch's
+    first row is data row ``start``."""
     X = np.empty((batch.num_rows, batch.num_columns), dtype=np.float64)
-    _copy_columns(batch, X)
+    _copy_columns(batch, X, coders, start)
     return X
 
 
-def _copy_columns(batch: Any, out: NDArray[np.float64]) -> None:
+def _copy_columns(
+    batch: Any, out: NDArray[np.float64], coders: dict[int, _Coder] | None = None, start: int = 0
+) -> None:
     """The columns of a pyarrow record batch (or table) written into ``out``'s columns as
-    float64, nulls as NaN."""
+    float64, nulls as NaN, text columns as their codes (see :func:`_as_float`)."""
     for j in range(batch.num_columns):
-        out[:, j] = batch.column(j).to_numpy(zero_copy_only=False)
+        coder = None if coders is None else coders.get(j)
+        if coder is None:
+            out[:, j] = batch.column(j).to_numpy(zero_copy_only=False)
+        else:
+            out[:, j] = coder.encode(batch.column(j), start)
 
 
 def _blocks_from_batches(
-    batches: Iterator[Any], n_rows: int, block: int, n_columns: int
+    batches: Iterator[Any],
+    n_rows: int,
+    block: int,
+    n_columns: int,
+    coders: dict[int, _Coder] | None = None,
 ) -> Iterator[NDArray[np.float64]]:
     """Blocks of ``block`` rows (the last one shorter) filled from record batches of any
     size, each batch copied in as it comes (so that only the block and one batch are
-    held)."""
+    held); text columns (``coders``) as their finished values."""
     start = 0
     out = np.empty((min(block, n_rows), n_columns))
     filled = 0
@@ -475,7 +717,9 @@ def _blocks_from_batches(
         taken = 0
         while taken < batch.num_rows:
             size = min(out.shape[0] - filled, batch.num_rows - taken)
-            _copy_columns(batch.slice(taken, size), out[filled : filled + size])
+            _copy_columns(
+                batch.slice(taken, size), out[filled : filled + size], coders, start + filled
+            )
             filled += size
             taken += size
             if filled == out.shape[0]:
@@ -489,9 +733,46 @@ def _blocks_from_batches(
         yield out[:filled]
 
 
+def _is_text_type(pa: Any, kind: Any) -> bool:
+    """Whether a pyarrow type is text: strings, or a dictionary of strings."""
+    if pa.types.is_dictionary(kind):
+        kind = kind.value_type
+    return bool(pa.types.is_string(kind) or pa.types.is_large_string(kind))
+
+
+def _text_positions(
+    options: _TextOptions, names: list[str], indices: list[int], where: str
+) -> list[int]:
+    """The positions (among the selected columns) that ``text=`` and ``categories=``
+    name: each must be among the selected columns."""
+    selected = [names[j] for j in indices]
+    asked = resolve_columns(options.text, names, where) if options.text is not None else []
+    for j in asked:
+        if j not in indices:
+            raise InputError(
+                f"text= names column {names[j]!r} of {where!r}, which is not among the "
+                f"selected columns ({', '.join(map(repr, selected))}). Select it (columns=) "
+                "or drop it from text=."
+            )
+    for name in options.categories:
+        if name not in selected:
+            raise InputError(
+                f"categories= names column {name!r}, which is not among the selected "
+                f"columns of {where!r} ({', '.join(map(repr, selected))}). Select it "
+                "(columns=) or drop it from categories=."
+            )
+    positions = {indices.index(j) for j in asked}
+    positions |= {selected.index(name) for name in options.categories}
+    return sorted(positions)
+
+
 def _open_parquet(
-    path: Path, columns: Columns, spill: bool | str, spill_dir: str | os.PathLike[str] | None
-) -> tuple[list[str], int, _Read, _Spill | None]:
+    path: Path,
+    columns: Columns,
+    spill: bool | str,
+    spill_dir: str | os.PathLike[str] | None,
+    options: _TextOptions,
+) -> tuple[list[str], int, _Read, _Spill | None, dict[str, list[str]]]:
     where = str(path)
     pa = _pyarrow(where)
     import pyarrow.parquet as pq
@@ -506,22 +787,39 @@ def _open_parquet(
     schema = handle.schema_arrow
     names = list(schema.names)
     indices = resolve_columns(columns, names, where)
-    for j in indices:
+    text: list[int] = []
+    for k, j in enumerate(indices):
         kind = schema.field(j).type
-        if not (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
+        if _is_text_type(pa, kind):
+            text.append(k)
+        elif not (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
             raise InputError(
-                f"Data file {where!r} has a non-numeric column {names[j]!r} (position {j}, "
-                f"type {kind}). Streaming fits numeric columns: select them with "
-                "columns=... (or --columns) or encode that column as numbers."
+                f"Data file {where!r} has a column {names[j]!r} (position {j}) of type "
+                f"{kind}. Streaming reads numbers and text (strings, as categories): select "
+                "the other columns with columns=... (or --columns) or write that column as "
+                "numbers or strings."
             )
     selected = [names[j] for j in indices]
+    for k in _text_positions(options, names, indices, where):
+        if k not in text:
+            raise InputError(
+                f"categories= names column {selected[k]!r} of {where!r}, which holds "
+                f"numbers (type {schema.field(indices[k]).type}), not text. Name only text "
+                "columns in categories=."
+            )
 
     n_rows = int(handle.metadata.num_rows)
     handle.close()
+
+    def coders() -> dict[int, _Coder]:
+        return {k: _Coder(where, selected[k], options.max_categories) for k in text}
+
+    coded = coders()
     made = _start_spill(spill, spill_dir, 8 * n_rows * len(selected), where) if n_rows else None
     if made is not None:
         try:
-            _spill_parquet(path, selected, n_rows, made.file)
+            _spill_parquet(path, selected, n_rows, made.file, coded)
+            categories = _finish(coded, options.categories)
         except OSError as exc:
             _spill_failed(spill, made, where, exc)
             made = None
@@ -529,7 +827,12 @@ def _open_parquet(
             made.remove()
             raise
     if made is not None:
-        return selected, n_rows, _spilled_rows(made, n_rows, len(selected), True), made
+        spilled = _spilled_rows(made, n_rows, len(selected), True)
+        return selected, n_rows, _decoded(spilled, coded), made, categories
+    coded = coders()
+    if coded:  # the text columns' values, a column at a time
+        _spill_parquet(path, selected, n_rows, None, coded)
+    categories = _finish(coded, options.categories)
 
     def read(block: int) -> Iterator[NDArray[np.float64]]:
         # pages read through a small buffer, not whole column chunks (pre_buffer reads
@@ -545,24 +848,35 @@ def _open_parquet(
         try:
             step = min(block, max(1, _DECODE_BYTES // (8 * len(selected))))
             batches = parquet.iter_batches(batch_size=step, columns=selected, use_threads=False)
-            yield from _blocks_from_batches(_checked(batches, where), n_rows, block, len(selected))
+            yield from _blocks_from_batches(
+                _checked(batches, where), n_rows, block, len(selected), coded
+            )
         finally:
             parquet.close()
             # pages and dictionaries freed in pyarrow's pool go back to the system, not
             # kept beside the memory that the work between passes needs
             pa.default_memory_pool().release_unused()
 
-    return selected, n_rows, read, None
+    return selected, n_rows, read, None, categories
 
 
-def _spill_parquet(path: Path, selected: list[str], n_rows: int, spill: Path) -> None:
+def _spill_parquet(
+    path: Path,
+    selected: list[str],
+    n_rows: int,
+    spill: Path | None,
+    coders: dict[int, _Coder] | None = None,
+) -> None:
     """The columns ``selected`` of the Parquet file ``path`` written to ``spill`` as
     float64, one column's ``n_rows`` values after another, each decoded a batch at a
-    time (pyarrow holds one column's pages, not every column's)."""
+    time (pyarrow holds one column's pages, not every column's); text columns
+    (``coders``, by position) as their first-seen codes. ``spill`` None: only the text
+    columns are read, for their values."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     where = str(path)
+    coders = coders or {}
     try:
         parquet = pq.ParquetFile(path, buffer_size=_READ_BUFFER, pre_buffer=False)
     except Exception as exc:  # rewritten since it was opened
@@ -571,15 +885,22 @@ def _spill_parquet(path: Path, selected: list[str], n_rows: int, spill: Path) ->
             "modify a file while it is opened."
         ) from exc
     try:
-        with open(spill, "wb") as out:
-            for name in selected:
+        with open(os.devnull if spill is None else spill, "wb") as out:
+            for k, name in enumerate(selected):
+                coder = coders.get(k)
+                if spill is None and coder is None:
+                    continue
                 written = 0
                 batches = parquet.iter_batches(
                     batch_size=_SPILL_BATCH, columns=[name], use_threads=False
                 )
                 for batch in _checked(batches, where):
-                    values = batch.column(0).to_numpy(zero_copy_only=False)
-                    out.write(np.ascontiguousarray(values, dtype=np.float64).data)
+                    if coder is None:
+                        values = batch.column(0).to_numpy(zero_copy_only=False)
+                    else:
+                        values = coder.encode(batch.column(0), written)
+                    if spill is not None:
+                        out.write(np.ascontiguousarray(values, dtype=np.float64).data)
                     written += batch.num_rows
                     del batch, values
                 if written != n_rows:
@@ -618,9 +939,10 @@ def _open_text(
     delimiter: str,
     spill: bool | str,
     spill_dir: str | os.PathLike[str] | None,
-) -> tuple[list[str], int, _Read, _Spill | None]:
+    options: _TextOptions,
+) -> tuple[list[str], int, _Read, _Spill | None, dict[str, list[str]]]:
     where = str(path)
-    _pyarrow(where)
+    pa = _pyarrow(where)
     from pyarrow import csv
 
     first = _first_line(path)
@@ -631,6 +953,7 @@ def _open_text(
     names = [f.strip() for f in fields] if header else [f"x{j}" for j in range(len(fields))]
     indices = resolve_columns(columns, names, where)
     selected = [names[j] for j in indices]
+    asked = _text_positions(options, names, indices, where)
     # the column names pyarrow sees: unique, whatever the header holds
     keys = [f"c{j}" for j in range(len(names))]
     missing = sorted({m for s in _MISSING for m in (s, s.upper(), s.capitalize())})
@@ -641,29 +964,48 @@ def _open_text(
         use_threads=False,
     )
     parse = csv.ParseOptions(delimiter=delimiter)
-    convert = csv.ConvertOptions(
-        column_types={keys[j]: "float64" for j in indices},
-        include_columns=[keys[j] for j in indices],
-        null_values=missing,
-        strings_can_be_null=True,
-    )
 
-    def batches() -> Iterator[Any]:
+    def convert(text: list[int]) -> Any:
+        return csv.ConvertOptions(
+            column_types={
+                keys[j]: pa.string() if k in text else pa.float64() for k, j in enumerate(indices)
+            },
+            include_columns=[keys[j] for j in indices],
+            null_values=missing,
+            strings_can_be_null=True,
+        )
+
+    def parsed(text: list[int]) -> Iterator[Any]:
         try:
             # parsed on the calling thread (pyarrow's threads would parse several blocks
             # of text ahead at once); the text read ahead is bounded by the block size
-            with open(path, "rb") as text:
-                yield from csv.open_csv(text, read_options, parse, convert)
+            with open(path, "rb") as handle:
+                yield from csv.open_csv(handle, read_options, parse, convert(text))
         except Exception as exc:  # pyarrow's parse and conversion errors
-            raise _locate(path, delimiter, header, names, indices) from exc
+            raise _locate(path, delimiter, header, names, indices, text) from exc
 
+    # text columns: those asked for, and those whose first value in the first block of
+    # the file is not a number (the others are read as numbers, as the in-memory reader
+    # reads a column whose every value is one)
+    batch = next(parsed(list(range(len(indices)))), None)
+    text = sorted(set(asked) | _starts_with_text(batch))
+    del batch
+
+    def coders() -> dict[int, _Coder]:
+        return {k: _Coder(where, selected[k], options.max_categories) for k in text}
+
+    def batches() -> Iterator[Any]:
+        return parsed(text)
+
+    coded = coders()
     # about one float64 row per line the size of the first
     size = 8 * len(selected) * (path.stat().st_size // max(len(first), 1) + 1)
     made = _start_spill(spill, spill_dir, size, where)
     if made is not None:
         try:
             # parsed once: checked, counted and written as float64 rows
-            n_rows = _spill_text(batches(), made.file)
+            n_rows = _spill_text(batches(), made.file, coded)
+            categories = _finish(coded, options.categories)
         except OSError as exc:
             _spill_failed(spill, made, where, exc)
             made = None
@@ -671,33 +1013,62 @@ def _open_text(
             made.remove()
             raise
     if made is not None:
-        return selected, n_rows, _spilled_rows(made, n_rows, len(selected), False), made
-    n_rows = sum(batch.num_rows for batch in batches())  # checks every row, once
+        spilled = _spilled_rows(made, n_rows, len(selected), False)
+        return selected, n_rows, _decoded(spilled, coded), made, categories
+    coded = coders()
+    n_rows = 0
+    for batch in batches():  # checks every row, once; the text columns' values
+        for k, coder in coded.items():
+            coder.encode(batch.column(k), n_rows)
+        n_rows += batch.num_rows
+    categories = _finish(coded, options.categories)
 
     def read(block: int) -> Iterator[NDArray[np.float64]]:
-        yield from _blocks_from_batches(batches(), n_rows, block, len(selected))
+        yield from _blocks_from_batches(batches(), n_rows, block, len(selected), coded)
 
-    return selected, n_rows, read, None
+    return selected, n_rows, read, None, categories
 
 
-def _spill_text(batches: Iterator[Any], spill: Path) -> int:
+def _starts_with_text(batch: Any) -> set[int]:
+    """The columns of a record batch of strings whose first value (not missing) is not a
+    number."""
+    if batch is None:
+        return set()
+    text = set()
+    for k in range(batch.num_columns):
+        for cell in batch.column(k).drop_null().to_pylist():
+            if cell.strip().lower() not in _MISSING:
+                if not _is_number(cell):
+                    text.add(k)
+                break
+    return text
+
+
+def _spill_text(batches: Iterator[Any], spill: Path, coders: dict[int, _Coder]) -> int:
     """The record batches of a text file written to ``spill`` as float64 rows, one after
-    another; returns their number of rows."""
+    another (text columns as their first-seen codes); returns their number of rows."""
     n_rows = 0
     with open(spill, "wb") as out:
         for batch in batches:
-            out.write(_as_float(batch).data)
+            out.write(_as_float(batch, coders, n_rows).data)
             n_rows += batch.num_rows
             del batch
     return n_rows
 
 
 def _locate(
-    path: Path, delimiter: str, header: bool, names: list[str], indices: list[int]
+    path: Path,
+    delimiter: str,
+    header: bool,
+    names: list[str],
+    indices: list[int],
+    text: list[int],
 ) -> InputError:
-    """The first row of a text file that does not parse, as a clear error."""
+    """The first row of a text file that does not parse, as a clear error (``text``: the
+    positions among ``indices`` of the columns read as text)."""
     where = str(path)
     lines = _data_lines(path, delimiter)
+    numeric = [j for k, j in enumerate(indices) if k not in text]
     if header:
         next(lines, None)
     for row, (line, fields) in enumerate(lines):
@@ -707,12 +1078,14 @@ def _locate(
                 f"{row + 1}) where its first line has {len(names)}. Every row needs the "
                 "same number of fields: fix that line (a truncated file ends this way)."
             )
-        for j in indices:
+        for j in numeric:
             if not _is_number(fields[j]):
                 return InputError(
                     f"Data file {where!r} has a non-numeric value {fields[j]!r} at line "
-                    f"{line} (data row {row + 1}), column {names[j]!r} (position {j}). "
-                    "emkit fits numeric data: encode that column as numbers or drop it "
-                    "(columns=... or --columns)."
+                    f"{line} (data row {row + 1}), column {names[j]!r} (position {j}), "
+                    "which is read as numbers: its first rows hold no text. If the column "
+                    f"holds categories, read it as text from its first row (text=['{names[j]}'] "
+                    f"in open_table; emkit fit: --family {names[j]}=categorical); otherwise "
+                    "fix that cell, or drop the column (columns=... or --columns)."
                 )
     return InputError(f"Data file {where!r} could not be read as {delimiter!r}-separated text.")
