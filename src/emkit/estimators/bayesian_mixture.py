@@ -31,18 +31,17 @@ from emkit.estimators._mixture_base import (
     fit_engine,
     initial_statistics,
     logger,
-    order_by_pattern,
     progress_callback,
     rows_output,
     verbose_logging,
 )
 from emkit.estimators._rows import (
-    bind_gaussian,
+    bind_pass,
     check_streamed,
     column_summary,
-    filler,
     initial_statistics_bounded,
     is_streamed,
+    ordered_for_chunks,
 )
 from emkit.exceptions import ConvergenceWarning, InputError
 from emkit.families.gaussian import (
@@ -364,35 +363,23 @@ default='dirichlet_process'
         rng = init_random_source(self.random_state)
         best: EMResult[VariationalParams] | None = None
         with fit_engine(self, Xa) as engine, verbose_logging(self.verbose):
-            init_w = w
-            if is_streamed(Xa):
-                # the binding and the prior's defaults from passes over the rows, which stay
-                # in the file's order; the initialization reads at most INIT_ROWS of them
-                summary = column_summary(engine, RowSource(Xa, w))
-                family = bind_gaussian(unbound, summary, n)
-                missing = summary.missing
-                fill = filler(summary.shift) if missing else None
-                filled: Any = Xa
-                prior = self._resolve_prior(
-                    summary.shift,
-                    lambda: _streamed_covariance(engine, Xa, w, summary.shift, fill),
-                    np.float64,
-                )
-            else:
-                # the defaults of the prior, the centre and the initialization read the
-                # rows in their order, with missing values at their column's mean
-                missing = has_missing_values(Xa)
-                filled = _mean_filled(Xa, w) if missing else Xa
-                fill = None
-                prior = self._resolve_prior(
-                    np.average(filled, axis=0, weights=w),
-                    lambda: _data_covariance(filled, w),
-                    Xa.dtype,
-                )
-                family = unbound.bind(filled, w)
-                if missing:
-                    # EM's rows sorted by missingness pattern (few patterns a chunk)
-                    Xa, w, _, _, _ = order_by_pattern(Xa, w, None)
+            # the binding and the prior's defaults from statistics passes over the rows,
+            # wherever they live, missing values at their column's weighted mean (filled
+            # a chunk at a time); the start reads them in their order (at most INIT_ROWS
+            # of them, filled, when values are missing or the rows are streamed)
+            if not is_streamed(Xa):
+                has_missing_values(Xa)  # infinities and rows with nothing observed: refused
+            family, missing, fill = bind_pass(unbound, engine, Xa, w)
+            assert family.shift is not None
+            shift = family.shift
+            prior = self._resolve_prior(
+                shift,
+                lambda: _data_covariance(engine, Xa, w, shift, fill),
+                np.float64 if is_streamed(Xa) else Xa.dtype,
+            )
+            # EM's rows: with missing values in memory, in pattern order through an index
+            # (few patterns a chunk), no reordered copy
+            rows, row_w, _ = ordered_for_chunks(engine, Xa, w, None) if missing else (Xa, w, None)
             model = VariationalGaussianMixture(
                 family,
                 prior.attach(structure, K, family.shift),
@@ -402,18 +389,18 @@ default='dirichlet_process'
                 missing=missing,
             )
             total = float(n) if w is None else float(w.sum())
-            row_bytes = model.mixture.row_bytes(d, structure.n_stats(d), K) + d * Xa.itemsize
+            row_bytes = model.mixture.row_bytes(d, structure.n_stats(d), K) + d * rows.itemsize
             for init in range(1 if warm else self.n_init):
                 if self.verbose:
                     logger.info("Initialization %d", init)
                 if warm:
                     start = self._variational_params(family)
                 else:
-                    start = self._initialize(model, engine, filled, init_w, rng, fill)
+                    start = self._initialize(model, engine, Xa, w, rng, fill)
                 result = fit_em(
                     model,
                     engine,
-                    RowSource(Xa, w, work_bytes=row_bytes),
+                    RowSource(rows, row_w, work_bytes=row_bytes),
                     start,
                     # the driver's objective is per unit of weight, tol is on the total
                     tol=float(self.tol) / total,
@@ -440,11 +427,11 @@ default='dirichlet_process'
         fill: Callable[[Array], Array] | None = None,
     ) -> VariationalParams:
         """The posteriors from initial responsibilities (the model's own M-step): of
-        every row in memory (scikit-learn's start), of a streamed table's rows as
-        :class:`~emkit.GaussianMixture` reads them (``fill`` fills their missing values
-        a block at a time)."""
+        every row of complete data in memory (scikit-learn's start), else of the rows as
+        :class:`~emkit.GaussianMixture` reads them (``fill`` fills their missing values a
+        chunk at a time; at most ``INIT_ROWS`` rows at once)."""
         K = self.n_components
-        if is_streamed(X):
+        if is_streamed(X) or fill is not None:
             d = X.shape[1]
             work = (2 * d + model.family.structure.n_stats(d) + K) * 8
             stats = initial_statistics_bounded(
@@ -606,12 +593,13 @@ default='dirichlet_process'
         return np.vstack(parts), np.repeat(np.arange(len(weights)), counts)
 
 
-def _streamed_covariance(
+def _data_covariance(
     engine: Any, X: Any, w: Array | None, mean: Array, fill: Callable[[Array], Array] | None
 ) -> Array:
-    """:func:`_data_covariance` of a streamed table's rows (missing values at ``mean``,
-    their columns' weighted means), from one pass of ``engine``: the weighted scatter
-    about ``mean`` / (sum(w) - 1)."""
+    """The covariance of the rows (missing values at ``mean``, their columns' weighted
+    means), unbiased, with sample weights as frequencies (an integer weight is a repeated
+    row): the weighted scatter about ``mean`` / (sum(w) - 1), from one pass of
+    ``engine`` (no centred copy of the rows)."""
 
     def scatter(Xc: Array, wc: Array | None) -> Array:
         rows = np.asarray(Xc if fill is None else fill(Xc), dtype=np.float64) - mean
@@ -625,41 +613,6 @@ def _streamed_covariance(
             "is undefined. Pass covariance_prior, or weights that count rows."
         )
     return np.atleast_2d(engine.map_reduce(scatter, RowSource(X, w)) / (total - 1.0))
-
-
-def _mean_filled(X: Array, w: Array | None) -> Array:
-    """``X`` with missing values at their column's (weighted) mean (an integer weight
-    counts as a repeated row, as everywhere in a fit)."""
-    observed = ~np.isnan(X)
-    weight = observed.sum(axis=0) if w is None else w @ observed
-    if (weight <= 0).any():
-        j = int(np.argmax(weight <= 0))
-        positive = "" if w is None else " with a positive sample_weight"
-        raise InputError(
-            f"Column {j} of X has no observed value{positive}; nothing can be learned "
-            "about it. Drop the column."
-        )
-    if w is None:
-        w = np.ones(X.shape[0])
-    means = (w @ np.where(observed, X, 0.0)) / weight
-    return np.where(observed, X, means.astype(X.dtype))
-
-
-def _data_covariance(X: Array, w: Array | None) -> Array:
-    """The covariance of the rows, unbiased, with sample weights as frequencies (an
-    integer weight is a repeated row): the weighted scatter / (sum(w) - 1)."""
-    if w is None:
-        return np.atleast_2d(np.cov(X.T))
-    total = float(w.sum())
-    if total <= 1.0:
-        raise InputError(
-            f"sample_weight sums to {total:.6g} <= 1, where the default covariance_prior (the "
-            "data's covariance, the weights counting rows: scatter / (sum(sample_weight) - 1)) "
-            "is undefined. Pass covariance_prior, or weights that count rows."
-        )
-    mean = (w @ X) / total
-    Xc = X - mean
-    return np.atleast_2d((Xc.T * w) @ Xc / (total - 1.0))
 
 
 def _check_positive(name: str, value: Any) -> None:

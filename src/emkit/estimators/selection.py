@@ -26,16 +26,14 @@ from emkit._validation import (
     check_choice,
     check_positive_int,
     check_random_state,
-    has_missing_values,
     is_dask_collection,
 )
-from emkit.estimators._mixture_base import mean_filled
-from emkit.estimators._rows import INIT_ROWS, check_streamed, is_streamed
+from emkit.estimators._rows import INIT_ROWS, check_streamed, hc_start_tree, is_streamed
 from emkit.estimators.gaussian_mixture import GaussianMixture
 from emkit.exceptions import EmkitError, InputError
 from emkit.families.covariance import MCLUST_MODELS, ONE_DIMENSIONAL_MODELS, covariance_types
 from emkit.families.gaussian import covariance_structure
-from emkit.inference.hierarchical import HierarchicalTree, hc_tree
+from emkit.inference.hierarchical import HierarchicalTree
 from emkit.inference.init import init_random_source
 
 __all__ = ["CRITERIA", "ModelBasedClustering", "all_covariance_types"]
@@ -347,10 +345,10 @@ class ModelBasedClustering(ClusterMixin, DensityMixin, BaseEstimator):
             )
         rows = Xa.read() if streamed and n <= INIT_ROWS else (None if streamed else Xa)
         tree = None
-        if self.init_params == "hc" and n >= 2 and rows is not None:
-            # (beyond INIT_ROWS every cell starts from a sample of its own)
-            filled = mean_filled(rows) if has_missing_values(rows) else rows
-            tree = hc_tree(filled, rng=init_random_source(seed))
+        if self.init_params == "hc" and 2 <= n <= INIT_ROWS and rows is not None:
+            # (beyond INIT_ROWS every cell starts from a sample of its own); the rows the
+            # tree is built on alone, their missing values at their column's mean
+            tree = hc_start_tree(rows, init_random_source(seed))
         scale = _column_scale(Xa if rows is None else rows)
         grid = [(k, name) for name in structures for k in sizes]
 
