@@ -28,7 +28,7 @@ from emkit.inference.init import init_random_source
 from emkit.io import open_table
 
 
-def _data(n: int = 400, d: int = 4, share: float = 0.15, seed: int = 0) -> np.ndarray:
+def _data(n: int = 240, d: int = 4, share: float = 0.15, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((n, d)) + rng.normal(0, 4, (3, d))[rng.integers(0, 3, n)]
     X[rng.uniform(size=X.shape) < share] = np.nan
@@ -200,7 +200,7 @@ def test_student_t_integer_weights_are_repeated_rows_with_missing_values(
         np.testing.assert_allclose(getattr(fits[1], attr), getattr(fits[0], attr), rtol=1e-9)
 
 
-@pytest.mark.parametrize(("n", "seed"), [(300, 0), (2600, 1), (2600, 2)])
+@pytest.mark.parametrize(("n", "seed"), [(300, 0), (2300, 1)])
 def test_the_hierarchy_fills_only_its_rows_and_is_the_filled_datas(n: int, seed: int) -> None:
     """ModelBasedClustering's start: hc on the rows it draws (every row up to 2000), their
     missing values at the column means over every row: the tree of the whole filled X."""
