@@ -228,3 +228,19 @@ def test_model_based_clustering_starts_missing_values_from_the_filled_hierarchy(
         assert float(model.score(data)) * len(data) == pytest.approx(
             mbc.results_["log_likelihood"][row], rel=1e-12
         )
+
+
+def test_bgm_beyond_init_rows_starts_from_a_sample_as_a_streamed_file_does(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path
+) -> None:
+    """Complete rows too: beyond ``INIT_ROWS`` the start reads a uniform sample and
+    labels every row a chunk at a time (no pass reads a copy of X), as the same rows
+    streamed from a file do."""
+    monkeypatch.setattr("emkit.estimators._rows.INIT_ROWS", 128)
+    complete = np.nan_to_num(X, nan=0.25)
+    engine = _RecordingEngine(chunk_size=50)
+    memory = _fit(_make("bgm", engine=engine), complete, sample_weight=W)
+    assert engine.rows and all(rows is complete for rows in engine.rows)
+    np.save(tmp_path / "x.npy", complete)
+    streamed = _fit(_make("bgm"), open_table(tmp_path / "x.npy", block_rows=64), sample_weight=W)
+    _same(memory, streamed, "bgm")

@@ -29,7 +29,6 @@ from emkit.estimators._mixture_base import (
     check_em_parameters,
     check_n_samples,
     fit_engine,
-    initial_statistics,
     logger,
     progress_callback,
     rows_output,
@@ -53,7 +52,7 @@ from emkit.families.gaussian import (
 from emkit.families.normal_wishart import NormalWishart, along_components
 from emkit.families.priors import GaussianPrior
 from emkit.inference.em import EMResult, fit_em
-from emkit.inference.init import RandomSource, init_random_source, initial_responsibilities
+from emkit.inference.init import RandomSource, init_random_source
 from emkit.models.variational_gaussian import (
     WEIGHT_PRIOR_TYPES,
     VariationalGaussianMixture,
@@ -77,13 +76,14 @@ class BayesianGaussianMixture(DensityMixin, BaseEstimator):
 
     Same constructor, attributes and methods as
     :class:`sklearn.mixture.BayesianGaussianMixture` (from the same ``random_state`` the
-    same start and the same ``lower_bound_``); beyond it: ``fit(X, sample_weight=...)``,
-    the objective trace (``trace_``) with a check that the ELBO never decreases, the
-    E-step of :class:`~emkit.GaussianMixture` (two matrix products an iteration over
-    chunks of rows, on threads), missing values (NaN: the missing coordinates of a row
-    are latent variables with a variational posterior q(x_m | z), the variational
-    counterpart of exact EM's marginal; see :mod:`emkit.models.variational_gaussian`),
-    and tables streamed from files or reduced by another ``engine``.
+    same start and the same ``lower_bound_``, up to 131,072 rows); beyond it:
+    ``fit(X, sample_weight=...)``, the objective trace (``trace_``) with a check that the
+    ELBO never decreases, the E-step of :class:`~emkit.GaussianMixture` (two matrix
+    products an iteration over chunks of rows, on threads), missing values (NaN: the
+    missing coordinates of a row are latent variables with a variational posterior
+    q(x_m | z), the variational counterpart of exact EM's marginal; see
+    :mod:`emkit.models.variational_gaussian`), and tables streamed from files or reduced
+    by another ``engine``.
 
     The posterior over each component's mean and precision is Normal-Wishart, over the
     weights a Dirichlet (``weight_concentration_prior_type='dirichlet_distribution'``)
@@ -106,6 +106,11 @@ class BayesianGaussianMixture(DensityMixin, BaseEstimator):
     n_init : int, default=1
         Number of initializations; the one with the largest lower bound is kept.
     init_params : {'kmeans', 'k-means++', 'random', 'random_from_data'}, default='kmeans'
+        scikit-learn's starts, on every row up to 131,072 rows (the same draws); beyond,
+        k-means (or the seeding, or the draw of rows) on a uniform sample of that many
+        rows and every row labelled by its nearest centre, a chunk at a time, so that
+        the start holds no copy of X ('random': each chunk's responsibilities drawn from
+        a generator keyed by its first row).
     weight_concentration_prior_type : {'dirichlet_process', 'dirichlet_distribution'}, \
 default='dirichlet_process'
     weight_concentration_prior : float > 0, default=None
@@ -141,8 +146,8 @@ default='dirichlet_process'
         ``map_rows`` (:class:`emkit.engines.Engine`) is used as it is. ``fit``,
         ``predict``, ``predict_proba``, ``score`` and ``score_samples`` take such tables
         as ``X`` with every engine: the prior's defaults and the centre come from passes
-        over the rows, and the initialization reads at most 2^17 of them (all of them,
-        as in memory, for smaller tables: the same fit).
+        over the rows, and the initialization reads at most 2^17 of them (all of them
+        for smaller tables), as in memory: the same fit.
 
     Attributes
     ----------
@@ -426,20 +431,15 @@ default='dirichlet_process'
         rng: RandomSource,
         fill: Callable[[Array], Array] | None = None,
     ) -> VariationalParams:
-        """The posteriors from initial responsibilities (the model's own M-step): of
-        every row of complete data in memory (scikit-learn's start), else of the rows as
-        :class:`~emkit.GaussianMixture` reads them (``fill`` fills their missing values a
-        chunk at a time; at most ``INIT_ROWS`` rows at once)."""
-        K = self.n_components
-        if is_streamed(X) or fill is not None:
-            d = X.shape[1]
-            work = (2 * d + model.family.structure.n_stats(d) + K) * 8
-            stats = initial_statistics_bounded(
-                self.init_params, model.mixture, engine, X, w, K, rng, fill, work
-            )
-        else:
-            resp = initial_responsibilities(self.init_params, X, K, rng, w)
-            stats = initial_statistics(model.mixture, engine, X, w, resp, K)
+        """The posteriors from initial responsibilities (the model's own M-step), of the
+        rows in their order as :class:`~emkit.GaussianMixture` reads them: scikit-learn's
+        start on every row up to ``INIT_ROWS`` rows, a bounded sample beyond (``fill``
+        fills missing values a chunk at a time)."""
+        K, d = self.n_components, X.shape[1]
+        work = (2 * d + model.family.structure.n_stats(d) + K) * 8
+        stats = initial_statistics_bounded(
+            self.init_params, model.mixture, engine, X, w, K, rng, fill, work
+        )
         return model.m_step(None, stats)  # type: ignore[arg-type]
 
     def _set_fitted(
