@@ -244,3 +244,16 @@ def test_bgm_beyond_init_rows_starts_from_a_sample_as_a_streamed_file_does(
     np.save(tmp_path / "x.npy", complete)
     streamed = _fit(_make("bgm"), open_table(tmp_path / "x.npy", block_rows=64), sample_weight=W)
     _same(memory, streamed, "bgm")
+
+
+def test_model_based_clusterings_column_scales_of_many_rows_are_read_by_blocks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Beyond a block of rows the columns' standard deviations are merged from blocks
+    (no whole-X temporaries): numpy's nanstd to round-off."""
+    from emkit.estimators import selection
+
+    monkeypatch.setattr(selection, "_STD_ROWS", 64)
+    np.testing.assert_allclose(selection._column_scale(X), np.nanstd(X, axis=0), rtol=1e-12)
+    constant = np.column_stack([X[:, 0], np.full(len(X), 3.0)])
+    assert selection._column_scale(constant)[1] == 1.0

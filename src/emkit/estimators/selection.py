@@ -638,12 +638,22 @@ def _fit_cell(
 _SINGULAR = float(np.sqrt(np.finfo(np.float64).eps))
 
 
+_STD_ROWS = 1 << 16  # rows of a block of _column_scale's rows in memory
+
+
 def _column_scale(X: Any) -> Array:
     """The standard deviation of each column of ``X`` (rows in memory or a streamed
     table), its missing values left out; 1 for a constant column."""
-    if is_streamed(X):  # blocks merged as Chan et al.'s pairwise variance
+    # blocks merged as Chan et al.'s pairwise variance: a block's temporaries at a time
+    # (nanstd of rows in memory would hold several copies of them)
+    if is_streamed(X) or X.shape[0] > _STD_ROWS:
         count = mean = m2 = np.zeros(int(X.shape[1]))
-        for _, block in X.iter_chunks():
+        blocks = (
+            X.iter_chunks()
+            if is_streamed(X)
+            else ((s, X[s : s + _STD_ROWS]) for s in range(0, X.shape[0], _STD_ROWS))
+        )
+        for _, block in blocks:
             block = np.asarray(block, dtype=np.float64)
             seen = ~np.isnan(block)
             c = seen.sum(axis=0)
