@@ -3,9 +3,9 @@
 For each workload (those of ``bench_gmm.py``: iris-sized, then synthetic mixtures up to
 500,000 x 32), a child process makes the data, then fits a default estimator
 (``GaussianMixture(K, covariance_type=...)``, default k-means initialization; with
-``--estimator``, any mixture estimator's default fit: ``mixture-model``, ``student-t``,
-``mppca``, ``mfa``, ``kmeans``, and ``poisson``, ``bernoulli``, ``categorical`` on counts,
-0/1 values or codes of the same n x d) and reports:
+``--estimator``, any mixture estimator's default fit: ``mixture-model``, ``bgm``,
+``student-t``, ``mppca``, ``mfa``, ``kmeans``, and ``poisson``, ``bernoulli``,
+``categorical`` on counts, 0/1 values or codes of the same n x d) and reports:
 
 * **RSS growth**: the process's peak resident set size during the fit minus its resident
   size just before it (Linux: the peak is reset through ``/proc/self/clear_refs`` after the
@@ -77,6 +77,7 @@ ESTIMATORS = (
     "poisson",
     "bernoulli",
     "categorical",
+    "bgm",
     "student-t",
     "mppca",
     "mfa",
@@ -121,6 +122,10 @@ def make_estimator(estimator: str, w: Workload, max_iter: int) -> Any:
         return emkit.BernoulliMixture(w.k, **common)
     if estimator == "categorical":
         return emkit.CategoricalMixture(w.k, **common)
+    if estimator == "bgm":
+        return emkit.BayesianGaussianMixture(
+            n_components=w.k, covariance_type=w.covariance, **common
+        )
     if estimator == "student-t":
         return emkit.StudentTMixture(w.k, covariance_type=w.covariance, **common)
     if estimator in ("mppca", "mfa"):

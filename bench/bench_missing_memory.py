@@ -1,16 +1,20 @@
 """Peak memory of a mixture fit on data with missing values (NaN), in a child process.
 
 In memory, rows with missing values used to be reordered by pattern in a copy of the
-whole X, with a second, mean-filled copy for the binding and the start; now each chunk
-groups its own patterns and fills its own values. This measures the peak RSS growth of a
-default ``GaussianMixture(K, covariance_type='diag')`` (and ``MixtureModel`` with a diag
-Gaussian) on n x d data with a fraction of the values missing, beyond the input array,
-with ``bench_memory.py``'s child-process measurement. Run it once per code base to
-compare (``PYTHONPATH`` selects which emkit the children import):
+whole X, with a second, mean-filled copy for the binding and the start; now EM reads them
+in pattern order through an index (one integer a row), the binding comes from statistics
+passes and the start from a bounded sample, each chunk filled as it is read. This
+measures the peak RSS growth beyond the input array, with ``bench_memory.py``'s
+child-process measurement, of default fits with diagonal covariances on n x d data with a
+fraction of the values missing: ``GaussianMixture``, ``MixtureModel`` (a diag Gaussian),
+``BayesianGaussianMixture`` and ``StudentTMixture``, and ``ModelBasedClustering`` (its
+hierarchical start and one diag cell, VVI, on ``--mbc-n`` rows). The limit is the
+issue's: max(25% of the input, 256 MiB). Run it once per code base to compare
+(``PYTHONPATH`` selects which emkit the children import):
 
     python bench/bench_missing_memory.py                          # 500k x 32, 10% NaN
     PYTHONPATH=/path/to/other/src python bench/bench_missing_memory.py
-    python bench/bench_missing_memory.py --n 5000 --d 8            # a smoke run
+    python bench/bench_missing_memory.py --n 5000 --d 8 --mbc-n 3000   # a smoke run
 """
 
 from __future__ import annotations
@@ -27,7 +31,9 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_memory import MIB, peak_rss, reset_peak, rss
+from bench_memory import MEMORY_FLOOR, MEMORY_FRACTION, MIB, peak_rss, reset_peak, rss
+
+ESTIMATORS = ("gmm", "mixture-model", "bgm", "student-t", "mbc")
 
 
 def make_data(n: int, d: int, k: int, missing: float, seed: int = 0) -> np.ndarray:
@@ -44,12 +50,22 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
     import emkit
     from emkit.families import Gaussian
 
-    X = make_data(args.n, args.d, args.k, args.missing)
+    n = args.mbc_n if args.estimator == "mbc" else args.n
+    X = make_data(n, args.d, args.k, args.missing)
     common: dict[str, Any] = {"max_iter": args.max_iter, "tol": 0.0, "random_state": 0}
+    model: Any
     if args.estimator == "gmm":
-        model: Any = emkit.GaussianMixture(args.k, covariance_type="diag", **common)
-    else:
+        model = emkit.GaussianMixture(args.k, covariance_type="diag", **common)
+    elif args.estimator == "mixture-model":
         model = emkit.MixtureModel(Gaussian("diag"), args.k, **common)
+    elif args.estimator == "bgm":
+        model = emkit.BayesianGaussianMixture(n_components=args.k, covariance_type="diag", **common)
+    elif args.estimator == "student-t":
+        model = emkit.StudentTMixture(args.k, covariance_type="diag", **common)
+    else:
+        model = emkit.ModelBasedClustering(
+            n_components=[args.k], covariance_types=["VVI"], max_iter=args.max_iter, tol=0.0
+        )
     gc.collect()
     reset_peak()
     before = rss()
@@ -57,9 +73,13 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
     model.fit(X)
     seconds = time.perf_counter() - start
     grown = peak_rss() - before
+    if args.estimator == "mbc":
+        model = model.best_estimator_
     return {
         "estimator": args.estimator,
+        "n": n,
         "input_mib": X.nbytes / MIB,
+        "limit_mib": max(MEMORY_FRACTION * X.nbytes, MEMORY_FLOOR) / MIB,
         "rss_growth_mib": grown / MIB,
         "percent_of_input": 100.0 * grown / X.nbytes,
         "seconds": seconds,
@@ -75,26 +95,30 @@ def main() -> int:
     parser.add_argument("--k", type=int, default=8)
     parser.add_argument("--missing", type=float, default=0.1)
     parser.add_argument("--max-iter", type=int, default=3)
-    parser.add_argument("--estimator", choices=("gmm", "mixture-model", "all"), default="all")
+    parser.add_argument("--mbc-n", type=int, default=100_000, help="ModelBasedClustering's rows")
+    parser.add_argument("--estimator", choices=(*ESTIMATORS, "all"), default="all")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(args)))
         return 0
-    estimators = ("gmm", "mixture-model") if args.estimator == "all" else (args.estimator,)
+    estimators = ESTIMATORS if args.estimator == "all" else (args.estimator,)
     for estimator in estimators:
         cmd = [sys.executable, __file__, "--child", "--estimator", estimator]
-        for name in ("n", "d", "k", "missing", "max_iter"):
+        for name in ("n", "d", "k", "missing", "max_iter", "mbc_n"):
             cmd += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
         out = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
         if out.returncode != 0:
             raise RuntimeError(out.stderr[-3000:])
         result = json.loads(out.stdout.strip().splitlines()[-1])
+        within = result["rss_growth_mib"] <= result["limit_mib"]
         print(
-            f"{estimator:14s} {args.n} x {args.d}, {100 * args.missing:.0f}% NaN, K={args.k}: "
-            f"input {result['input_mib']:.0f} MiB, RSS growth {result['rss_growth_mib']:.0f} "
-            f"MiB ({result['percent_of_input']:.0f}%), {result['seconds_per_iteration']:.2f} "
-            f"s/iter, lower bound {result['lower_bound']:.6f}"
+            f"{estimator:14s} {result['n']} x {args.d}, {100 * args.missing:.0f}% NaN, "
+            f"K={args.k}: input {result['input_mib']:.0f} MiB, RSS growth "
+            f"{result['rss_growth_mib']:.0f} MiB ({result['percent_of_input']:.0f}%; limit "
+            f"{result['limit_mib']:.0f} MiB: {'within' if within else 'OVER'}), "
+            f"{result['seconds']:.1f} s, {result['seconds_per_iteration']:.2f} s/iter, "
+            f"lower bound {result['lower_bound']:.6f}"
         )
     return 0
 

@@ -23,7 +23,6 @@ from emkit._validation import (
     check_number,
     check_positive_int,
     check_random_state,
-    has_missing_values,
     is_dask_collection,
     resolve_dtype,
 )
@@ -47,8 +46,6 @@ __all__ = [
     "fit_engine",
     "initial_statistics",
     "logger",
-    "mean_filled",
-    "order_by_pattern",
     "progress_callback",
     "rows_output",
     "verbose_logging",
@@ -387,39 +384,6 @@ def check_labels(y: Any, n_samples: int, n_components: int) -> NDArray[np.intp] 
         )
     labels = arr.astype(np.intp)
     return labels if (labels >= 0).any() else None
-
-
-def order_by_pattern(
-    X: Array, weights: Array | None, labels: NDArray[np.intp] | None
-) -> tuple[Array, Array | None, NDArray[np.intp] | None, Array, bool]:
-    """(rows, weights, labels, the rows mean-filled, whether any value is missing).
-
-    With missing values the rows are ordered by their number of missing values, then by
-    which (sums ignore the order): rows with the same pattern sit together, so a chunk
-    handles few patterns (each costs the inverse of a small block per component) and
-    complete rows keep the fast path. The mean-filled copy is for the family's
-    data-dependent settings and the initialization only.
-    """
-    from emkit.estimators._rows import group_by_pattern
-
-    if not has_missing_values(X):
-        return X, weights, labels, X, False
-    X, weights, labels = group_by_pattern(X, weights, labels)
-    return X, weights, labels, mean_filled(X), True
-
-
-def mean_filled(X: Array) -> Array:
-    """``X`` with missing values at their column's mean: for the data-dependent settings
-    of a family (centring, automatic priors) and the initialization only."""
-    observed = ~np.isnan(X)
-    counts = observed.sum(axis=0)
-    if (counts == 0).any():
-        raise InputError(
-            f"Column {int(np.argmin(counts))} of X has no observed value; nothing can be "
-            "learned about it. Drop the column."
-        )
-    means = np.where(observed, X, 0.0).sum(axis=0) / counts
-    return np.where(observed, X, means.astype(X.dtype))
 
 
 def align_to_labels(

@@ -20,7 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 from sklearn.utils.validation import validate_data
 
-from emkit._validation import check_fit_range, has_missing_values, is_dask_collection
+from emkit._validation import is_dask_collection
 from emkit.engines._source import RowIndex, RowSource
 from emkit.engines.streaming import release_freed_memory
 from emkit.exceptions import InputError
@@ -36,7 +36,6 @@ __all__ = [
     "FINGERPRINT_ROWS",
     "INIT_ROWS",
     "ColumnSummary",
-    "bind_gaussian",
     "bind_pass",
     "check_blocks",
     "check_streamed",
@@ -44,7 +43,7 @@ __all__ = [
     "data_fingerprint",
     "filler",
     "fit_checkpoint",
-    "group_by_pattern",
+    "hc_start_tree",
     "initial_statistics_bounded",
     "is_streamed",
     "mapped_blocks",
@@ -109,19 +108,11 @@ class ColumnSummary:
 
     @property
     def fill_means(self) -> Array:
-        """The unweighted mean of each column's observed values: what a missing value is
-        filled with for the binding and the initialization (as :func:`mean_filled` does
-        in memory)."""
-        return self.plain / np.where(self.count > 0, self.count, 1.0)
-
-    @property
-    def filled_mean(self) -> Array:
-        """The weighted mean of each column once its missing values are filled with
-        :attr:`fill_means` (the mean a binding reads from the filled rows in memory)."""
-        if not self.missing:
-            return self.shift
-        total = self.total if self.total > 0 else 1.0
-        return (self.sums + (self.total - self.weight) * self.fill_means) / total
+        """What a missing value is filled with for the binding and the initialization, in
+        every estimator: its column's weighted mean over the observed values (an integer
+        weight counts as a repeated row, as everywhere in a fit), so that the filled
+        rows' weighted mean is the observed values' own."""
+        return self.shift
 
     def scale(self, shift: Array) -> float:
         """max |x - shift| over the observed values (:func:`centred_scale`'s)."""
@@ -175,7 +166,7 @@ def bind_pass(family: Any, engine: Any, X: Any, w: Array | None) -> tuple[Any, b
     """``family`` bound to the rows ``X`` from a statistics pass of ``engine``, wherever
     the rows live (in memory, streamed from a file, on Dask): ``(family, missing, fill)``,
     ``missing`` whether a value is missing, ``fill`` None or the function that fills a
-    chunk's missing values with their column's mean (what the binding and the
+    chunk's missing values with their column's weighted mean (what the binding and the
     initialization read; :attr:`ColumnSummary.fill_means`).
 
     One pass sums every chunk's :class:`ColumnSummary` and the family's own summary
@@ -280,22 +271,6 @@ def _check_block(family: Any, rows: Any, labels: Any, start: int, where: str) ->
         ) from exc
 
 
-def group_by_pattern(
-    X: Array, weights: Array | None, labels: NDArray[np.intp] | None
-) -> tuple[Array, Array | None, NDArray[np.intp] | None]:
-    """Rows with missing values ordered by their number of missing values, then by which
-    (sums ignore the order), with their weights and labels: rows of a pattern sit together,
-    so a chunk handles few patterns. Complete data is returned as it is (no copy)."""
-    if not has_missing_values(X):
-        return X, weights, labels
-    order = pattern_order(X)
-    return (
-        X[order],
-        None if weights is None else weights[order],
-        None if labels is None else labels[order],
-    )
-
-
 def pattern_order(X: Array) -> NDArray[np.intp]:
     """The order of the rows by their number of missing values, then by which: rows of a
     pattern together (one index a row; the patterns' bits are packed a chunk at a time)."""
@@ -353,26 +328,6 @@ def ordered_for_chunks(
         PatternOrdered(X, order) if chunked else X[order],
         None if weights is None else weights[order],
         None if labels is None else labels[order],
-    )
-
-
-def bind_gaussian(family: Any, summary: ColumnSummary, n_rows: int) -> Any:
-    """A Gaussian family bound to the rows from their summary, as ``family.bind(X, w)``
-    binds it from the rows (without a prior: its default reads the data covariance)."""
-    from emkit.families.gaussian import centred_column_scale
-
-    if (summary.weight <= 0).any():
-        j = int(np.argmax(summary.weight <= 0))
-        raise InputError(
-            f"Column {j} of X has no observed value (with a positive sample_weight); nothing "
-            "can be learned about it. Drop the column."
-        )
-    shift = summary.shift
-    scale = summary.scale(shift)
-    check_fit_range(scale, (n_rows, shift.shape[0]), "a Gaussian fit")
-    spaced = summary.spaced[0] if len(summary.spaced) == 1 else np.concatenate(summary.spaced)
-    return replace(
-        family, shift=shift, scale=scale, column_scale=centred_column_scale(spaced, shift)
     )
 
 
@@ -623,6 +578,33 @@ def initial_statistics_bounded(
         return model.statistics_from_resp(rows, wc, one_hot(labels, K))
 
     return engine.map_reduce(labelled_stats, RowSource(X, w, work_bytes=work_bytes))
+
+
+def hc_start_tree(X: Array, rng: RandomSource, subset: int | None = None) -> Any:
+    """mclust's hierarchical start (:func:`~emkit.inference.hierarchical.hc_tree`) of the
+    rows ``X`` in memory, reading only the rows the tree is built on: the ``subset`` rows
+    (default mclust's 2000) that ``hc_tree`` draws with ``rng`` (every row of smaller
+    data), their missing values filled with their column's mean
+    (:attr:`ColumnSummary.fill_means`, from a statistics pass over every row), never a
+    filled copy of ``X``. The same tree as ``hc_tree`` on the filled ``X``: its rows index
+    ``X``."""
+    from emkit.engines.memory import InMemoryEngine
+    from emkit.inference.hierarchical import DEFAULT_SUBSET, hc_tree
+
+    n = int(X.shape[0])
+    size = DEFAULT_SUBSET if subset is None else int(subset)
+    if n > size:  # the rows hc_tree draws on more rows than its subset
+        source = rng if rng is not None else np.random.default_rng()
+        indices = np.sort(source.choice(n, size=size, replace=False)).astype(np.intp)
+        rows = np.asarray(X[indices])
+    else:
+        indices, rows = np.arange(n, dtype=np.intp), np.asarray(X)
+    if np.isnan(rows).any():
+        with InMemoryEngine() as engine:
+            means = column_summary(engine, RowSource(X)).fill_means
+        rows = filler(means)(rows)
+    tree = hc_tree(rows, subset=max(size, rows.shape[0]))
+    return replace(tree, rows=indices[tree.rows], n_samples=n)
 
 
 def _same(rows: Array) -> Array:

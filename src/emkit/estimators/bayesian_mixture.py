@@ -29,20 +29,18 @@ from emkit.estimators._mixture_base import (
     check_em_parameters,
     check_n_samples,
     fit_engine,
-    initial_statistics,
     logger,
-    order_by_pattern,
     progress_callback,
     rows_output,
     verbose_logging,
 )
 from emkit.estimators._rows import (
-    bind_gaussian,
+    bind_pass,
     check_streamed,
     column_summary,
-    filler,
     initial_statistics_bounded,
     is_streamed,
+    ordered_for_chunks,
 )
 from emkit.exceptions import ConvergenceWarning, InputError
 from emkit.families.gaussian import (
@@ -54,7 +52,7 @@ from emkit.families.gaussian import (
 from emkit.families.normal_wishart import NormalWishart, along_components
 from emkit.families.priors import GaussianPrior
 from emkit.inference.em import EMResult, fit_em
-from emkit.inference.init import RandomSource, init_random_source, initial_responsibilities
+from emkit.inference.init import RandomSource, init_random_source
 from emkit.models.variational_gaussian import (
     WEIGHT_PRIOR_TYPES,
     VariationalGaussianMixture,
@@ -78,13 +76,14 @@ class BayesianGaussianMixture(DensityMixin, BaseEstimator):
 
     Same constructor, attributes and methods as
     :class:`sklearn.mixture.BayesianGaussianMixture` (from the same ``random_state`` the
-    same start and the same ``lower_bound_``); beyond it: ``fit(X, sample_weight=...)``,
-    the objective trace (``trace_``) with a check that the ELBO never decreases, the
-    E-step of :class:`~emkit.GaussianMixture` (two matrix products an iteration over
-    chunks of rows, on threads), missing values (NaN: the missing coordinates of a row
-    are latent variables with a variational posterior q(x_m | z), the variational
-    counterpart of exact EM's marginal; see :mod:`emkit.models.variational_gaussian`),
-    and tables streamed from files or reduced by another ``engine``.
+    same start and the same ``lower_bound_``, up to 131,072 rows); beyond it:
+    ``fit(X, sample_weight=...)``, the objective trace (``trace_``) with a check that the
+    ELBO never decreases, the E-step of :class:`~emkit.GaussianMixture` (two matrix
+    products an iteration over chunks of rows, on threads), missing values (NaN: the
+    missing coordinates of a row are latent variables with a variational posterior
+    q(x_m | z), the variational counterpart of exact EM's marginal; see
+    :mod:`emkit.models.variational_gaussian`), and tables streamed from files or reduced
+    by another ``engine``.
 
     The posterior over each component's mean and precision is Normal-Wishart, over the
     weights a Dirichlet (``weight_concentration_prior_type='dirichlet_distribution'``)
@@ -107,6 +106,11 @@ class BayesianGaussianMixture(DensityMixin, BaseEstimator):
     n_init : int, default=1
         Number of initializations; the one with the largest lower bound is kept.
     init_params : {'kmeans', 'k-means++', 'random', 'random_from_data'}, default='kmeans'
+        scikit-learn's starts, on every row up to 131,072 rows (the same draws); beyond,
+        k-means (or the seeding, or the draw of rows) on a uniform sample of that many
+        rows and every row labelled by its nearest centre, a chunk at a time, so that
+        the start holds no copy of X ('random': each chunk's responsibilities drawn from
+        a generator keyed by its first row).
     weight_concentration_prior_type : {'dirichlet_process', 'dirichlet_distribution'}, \
 default='dirichlet_process'
     weight_concentration_prior : float > 0, default=None
@@ -142,8 +146,8 @@ default='dirichlet_process'
         ``map_rows`` (:class:`emkit.engines.Engine`) is used as it is. ``fit``,
         ``predict``, ``predict_proba``, ``score`` and ``score_samples`` take such tables
         as ``X`` with every engine: the prior's defaults and the centre come from passes
-        over the rows, and the initialization reads at most 2^17 of them (all of them,
-        as in memory, for smaller tables: the same fit).
+        over the rows, and the initialization reads at most 2^17 of them (all of them
+        for smaller tables), as in memory: the same fit.
 
     Attributes
     ----------
@@ -364,35 +368,23 @@ default='dirichlet_process'
         rng = init_random_source(self.random_state)
         best: EMResult[VariationalParams] | None = None
         with fit_engine(self, Xa) as engine, verbose_logging(self.verbose):
-            init_w = w
-            if is_streamed(Xa):
-                # the binding and the prior's defaults from passes over the rows, which stay
-                # in the file's order; the initialization reads at most INIT_ROWS of them
-                summary = column_summary(engine, RowSource(Xa, w))
-                family = bind_gaussian(unbound, summary, n)
-                missing = summary.missing
-                fill = filler(summary.shift) if missing else None
-                filled: Any = Xa
-                prior = self._resolve_prior(
-                    summary.shift,
-                    lambda: _streamed_covariance(engine, Xa, w, summary.shift, fill),
-                    np.float64,
-                )
-            else:
-                # the defaults of the prior, the centre and the initialization read the
-                # rows in their order, with missing values at their column's mean
-                missing = has_missing_values(Xa)
-                filled = _mean_filled(Xa, w) if missing else Xa
-                fill = None
-                prior = self._resolve_prior(
-                    np.average(filled, axis=0, weights=w),
-                    lambda: _data_covariance(filled, w),
-                    Xa.dtype,
-                )
-                family = unbound.bind(filled, w)
-                if missing:
-                    # EM's rows sorted by missingness pattern (few patterns a chunk)
-                    Xa, w, _, _, _ = order_by_pattern(Xa, w, None)
+            # the binding and the prior's defaults from statistics passes over the rows,
+            # wherever they live, missing values at their column's weighted mean (filled
+            # a chunk at a time); the start reads them in their order (at most INIT_ROWS
+            # of them, filled, when values are missing or the rows are streamed)
+            if not is_streamed(Xa):
+                has_missing_values(Xa)  # infinities and rows with nothing observed: refused
+            family, missing, fill = bind_pass(unbound, engine, Xa, w)
+            assert family.shift is not None
+            shift = family.shift
+            prior = self._resolve_prior(
+                shift,
+                lambda: _data_covariance(engine, Xa, w, shift, fill),
+                np.float64 if is_streamed(Xa) else Xa.dtype,
+            )
+            # EM's rows: with missing values in memory, in pattern order through an index
+            # (few patterns a chunk), no reordered copy
+            rows, row_w, _ = ordered_for_chunks(engine, Xa, w, None) if missing else (Xa, w, None)
             model = VariationalGaussianMixture(
                 family,
                 prior.attach(structure, K, family.shift),
@@ -402,18 +394,18 @@ default='dirichlet_process'
                 missing=missing,
             )
             total = float(n) if w is None else float(w.sum())
-            row_bytes = model.mixture.row_bytes(d, structure.n_stats(d), K) + d * Xa.itemsize
+            row_bytes = model.mixture.row_bytes(d, structure.n_stats(d), K) + d * rows.itemsize
             for init in range(1 if warm else self.n_init):
                 if self.verbose:
                     logger.info("Initialization %d", init)
                 if warm:
                     start = self._variational_params(family)
                 else:
-                    start = self._initialize(model, engine, filled, init_w, rng, fill)
+                    start = self._initialize(model, engine, Xa, w, rng, fill)
                 result = fit_em(
                     model,
                     engine,
-                    RowSource(Xa, w, work_bytes=row_bytes),
+                    RowSource(rows, row_w, work_bytes=row_bytes),
                     start,
                     # the driver's objective is per unit of weight, tol is on the total
                     tol=float(self.tol) / total,
@@ -439,20 +431,15 @@ default='dirichlet_process'
         rng: RandomSource,
         fill: Callable[[Array], Array] | None = None,
     ) -> VariationalParams:
-        """The posteriors from initial responsibilities (the model's own M-step): of
-        every row in memory (scikit-learn's start), of a streamed table's rows as
-        :class:`~emkit.GaussianMixture` reads them (``fill`` fills their missing values
-        a block at a time)."""
-        K = self.n_components
-        if is_streamed(X):
-            d = X.shape[1]
-            work = (2 * d + model.family.structure.n_stats(d) + K) * 8
-            stats = initial_statistics_bounded(
-                self.init_params, model.mixture, engine, X, w, K, rng, fill, work
-            )
-        else:
-            resp = initial_responsibilities(self.init_params, X, K, rng, w)
-            stats = initial_statistics(model.mixture, engine, X, w, resp, K)
+        """The posteriors from initial responsibilities (the model's own M-step), of the
+        rows in their order as :class:`~emkit.GaussianMixture` reads them: scikit-learn's
+        start on every row up to ``INIT_ROWS`` rows, a bounded sample beyond (``fill``
+        fills missing values a chunk at a time)."""
+        K, d = self.n_components, X.shape[1]
+        work = (2 * d + model.family.structure.n_stats(d) + K) * 8
+        stats = initial_statistics_bounded(
+            self.init_params, model.mixture, engine, X, w, K, rng, fill, work
+        )
         return model.m_step(None, stats)  # type: ignore[arg-type]
 
     def _set_fitted(
@@ -606,12 +593,13 @@ default='dirichlet_process'
         return np.vstack(parts), np.repeat(np.arange(len(weights)), counts)
 
 
-def _streamed_covariance(
+def _data_covariance(
     engine: Any, X: Any, w: Array | None, mean: Array, fill: Callable[[Array], Array] | None
 ) -> Array:
-    """:func:`_data_covariance` of a streamed table's rows (missing values at ``mean``,
-    their columns' weighted means), from one pass of ``engine``: the weighted scatter
-    about ``mean`` / (sum(w) - 1)."""
+    """The covariance of the rows (missing values at ``mean``, their columns' weighted
+    means), unbiased, with sample weights as frequencies (an integer weight is a repeated
+    row): the weighted scatter about ``mean`` / (sum(w) - 1), from one pass of
+    ``engine`` (no centred copy of the rows)."""
 
     def scatter(Xc: Array, wc: Array | None) -> Array:
         rows = np.asarray(Xc if fill is None else fill(Xc), dtype=np.float64) - mean
@@ -625,41 +613,6 @@ def _streamed_covariance(
             "is undefined. Pass covariance_prior, or weights that count rows."
         )
     return np.atleast_2d(engine.map_reduce(scatter, RowSource(X, w)) / (total - 1.0))
-
-
-def _mean_filled(X: Array, w: Array | None) -> Array:
-    """``X`` with missing values at their column's (weighted) mean (an integer weight
-    counts as a repeated row, as everywhere in a fit)."""
-    observed = ~np.isnan(X)
-    weight = observed.sum(axis=0) if w is None else w @ observed
-    if (weight <= 0).any():
-        j = int(np.argmax(weight <= 0))
-        positive = "" if w is None else " with a positive sample_weight"
-        raise InputError(
-            f"Column {j} of X has no observed value{positive}; nothing can be learned "
-            "about it. Drop the column."
-        )
-    if w is None:
-        w = np.ones(X.shape[0])
-    means = (w @ np.where(observed, X, 0.0)) / weight
-    return np.where(observed, X, means.astype(X.dtype))
-
-
-def _data_covariance(X: Array, w: Array | None) -> Array:
-    """The covariance of the rows, unbiased, with sample weights as frequencies (an
-    integer weight is a repeated row): the weighted scatter / (sum(w) - 1)."""
-    if w is None:
-        return np.atleast_2d(np.cov(X.T))
-    total = float(w.sum())
-    if total <= 1.0:
-        raise InputError(
-            f"sample_weight sums to {total:.6g} <= 1, where the default covariance_prior (the "
-            "data's covariance, the weights counting rows: scatter / (sum(sample_weight) - 1)) "
-            "is undefined. Pass covariance_prior, or weights that count rows."
-        )
-    mean = (w @ X) / total
-    Xc = X - mean
-    return np.atleast_2d((Xc.T * w) @ Xc / (total - 1.0))
 
 
 def _check_positive(name: str, value: Any) -> None:

@@ -26,16 +26,14 @@ from emkit._validation import (
     check_choice,
     check_positive_int,
     check_random_state,
-    has_missing_values,
     is_dask_collection,
 )
-from emkit.estimators._mixture_base import mean_filled
-from emkit.estimators._rows import INIT_ROWS, check_streamed, is_streamed
+from emkit.estimators._rows import INIT_ROWS, check_streamed, hc_start_tree, is_streamed
 from emkit.estimators.gaussian_mixture import GaussianMixture
 from emkit.exceptions import EmkitError, InputError
 from emkit.families.covariance import MCLUST_MODELS, ONE_DIMENSIONAL_MODELS, covariance_types
 from emkit.families.gaussian import covariance_structure
-from emkit.inference.hierarchical import HierarchicalTree, hc_tree
+from emkit.inference.hierarchical import HierarchicalTree
 from emkit.inference.init import init_random_source
 
 __all__ = ["CRITERIA", "ModelBasedClustering", "all_covariance_types"]
@@ -347,10 +345,10 @@ class ModelBasedClustering(ClusterMixin, DensityMixin, BaseEstimator):
             )
         rows = Xa.read() if streamed and n <= INIT_ROWS else (None if streamed else Xa)
         tree = None
-        if self.init_params == "hc" and n >= 2 and rows is not None:
-            # (beyond INIT_ROWS every cell starts from a sample of its own)
-            filled = mean_filled(rows) if has_missing_values(rows) else rows
-            tree = hc_tree(filled, rng=init_random_source(seed))
+        if self.init_params == "hc" and 2 <= n <= INIT_ROWS and rows is not None:
+            # (beyond INIT_ROWS every cell starts from a sample of its own); the rows the
+            # tree is built on alone, their missing values at their column's mean
+            tree = hc_start_tree(rows, init_random_source(seed))
         scale = _column_scale(Xa if rows is None else rows)
         grid = [(k, name) for name in structures for k in sizes]
 
@@ -640,12 +638,22 @@ def _fit_cell(
 _SINGULAR = float(np.sqrt(np.finfo(np.float64).eps))
 
 
+_STD_ROWS = 1 << 16  # rows of a block of _column_scale's rows in memory
+
+
 def _column_scale(X: Any) -> Array:
     """The standard deviation of each column of ``X`` (rows in memory or a streamed
     table), its missing values left out; 1 for a constant column."""
-    if is_streamed(X):  # blocks merged as Chan et al.'s pairwise variance
+    # blocks merged as Chan et al.'s pairwise variance: a block's temporaries at a time
+    # (nanstd of rows in memory would hold several copies of them)
+    if is_streamed(X) or X.shape[0] > _STD_ROWS:
         count = mean = m2 = np.zeros(int(X.shape[1]))
-        for _, block in X.iter_chunks():
+        blocks = (
+            X.iter_chunks()
+            if is_streamed(X)
+            else ((s, X[s : s + _STD_ROWS]) for s in range(0, X.shape[0], _STD_ROWS))
+        )
+        for _, block in blocks:
             block = np.asarray(block, dtype=np.float64)
             seen = ~np.isnan(block)
             c = seen.sum(axis=0)

@@ -33,9 +33,9 @@ from emkit.estimators._rows import (
     column_summary,
     filler,
     fit_checkpoint,
-    group_by_pattern,
     initial_statistics_bounded,
     is_streamed,
+    ordered_for_chunks,
 )
 from emkit.exceptions import InputError
 from emkit.families.covariance import covariance_types
@@ -333,10 +333,6 @@ class StudentTMixture(FittedMixture, DensityMixin, BaseEstimator):
                 "samples as components. Decrease n_components or pass more data."
             )
         w = check_sample_weight(sample_weight, n)
-        if not is_streamed(Xa):
-            # rows with the same missing coordinates together (a streamed table keeps the
-            # file's order: each chunk groups its own)
-            Xa, w, _ = group_by_pattern(Xa, w, None)
         row_bytes = StudentTModel.row_bytes(d, K)
         rng = check_random_state(self.random_state)
         nu0 = _DEFAULT_INITIAL_DOF if self.degrees_of_freedom is None else self.degrees_of_freedom
@@ -353,6 +349,11 @@ class StudentTMixture(FittedMixture, DensityMixin, BaseEstimator):
             column_scale = centred_column_scale(np.concatenate(summary.spaced), shift)
             model = self._model(shift, missing, column_scale)
             fill = filler(summary.fill_means) if missing else None
+            # EM's rows: with missing values in memory, rows of a pattern together, read
+            # through an index (no reordered copy); the start reads the rows in their
+            # order, filled a chunk at a time (a streamed table keeps the file's order:
+            # each chunk groups its own)
+            rows, row_w, _ = ordered_for_chunks(engine, Xa, w, None) if missing else (Xa, w, None)
 
             def initialize(rng: np.random.Generator) -> StudentTParams:
                 if warm:
@@ -364,7 +365,7 @@ class StudentTMixture(FittedMixture, DensityMixin, BaseEstimator):
 
             data, step = monte_carlo_plan(
                 model,
-                RowSource(Xa, w, work_bytes=row_bytes),
+                RowSource(rows, row_w, work_bytes=row_bytes),
                 engine,
                 random_state=self.random_state,
                 tol=float(self.tol),
