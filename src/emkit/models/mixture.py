@@ -12,6 +12,7 @@ blocks, so chunks, threads, sample weights and (later) streams all share this co
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -506,8 +507,24 @@ class Mixture:
     def row_bytes(self, n_features: int, n_stats: int, n_components: int) -> int:
         """Bytes of working memory a row of a chunk needs in the E-step: the prepared
         row, its statistics, its K log-probabilities and a few per-row scalars (the base
-        measure among them)."""
-        return (n_features + n_stats + n_components + 5) * np.dtype(self.dtype).itemsize
+        measure among them). Where the one-pass E-step will run, only the scalars: its
+        tiles stay in cache whatever the chunk's size, and larger chunks save calls."""
+        itemsize = np.dtype(self.dtype).itemsize
+        if self._one_pass():
+            return (n_features + 5) * itemsize
+        return (n_features + n_stats + n_components + 5) * itemsize
+
+    def _one_pass(self) -> bool:
+        """Whether exact EM's E-step will take the one-pass route (:meth:`_fused_step`)
+        on complete rows: a family whose layout it takes, Numba installed."""
+        structure = getattr(self.family, "structure", None)
+        return (
+            _FUSED
+            and not self.missing
+            and isinstance(self.assign, Exact)
+            and getattr(structure, "fused_layout", None) is not None
+            and importlib.util.find_spec("numba") is not None
+        )
 
 
 def _expected_family(
