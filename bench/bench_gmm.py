@@ -381,13 +381,13 @@ def _best_seconds(fn: Callable[[], Any], repeats: int) -> float:
     return min(times)
 
 
-def gemm_peak(repeats: int = 5, n: int = 1024) -> float:
-    """Float64 flops per second of one BLAS thread on an ``n x n`` product."""
+def gemm_peak(repeats: int = 5, n: int = 1024, dtype: Any = np.float64) -> float:
+    """Flops per second of one BLAS thread on an ``n x n`` product in ``dtype``."""
     from threadpoolctl import threadpool_limits
 
     rng = np.random.default_rng(0)
-    a, b = rng.standard_normal((n, n)), rng.standard_normal((n, n))
-    out = np.empty((n, n))
+    a, b = rng.standard_normal((n, n)).astype(dtype), rng.standard_normal((n, n)).astype(dtype)
+    out = np.empty((n, n), dtype=dtype)
     with threadpool_limits(1, user_api="blas"):
         seconds = _best_seconds(lambda: np.matmul(a, b, out=out), repeats)
     return 2.0 * n**3 / seconds

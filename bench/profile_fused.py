@@ -32,86 +32,19 @@ import argparse
 import functools
 import json
 import sys
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_gmm import WORKLOADS, Workload, make_data, n_statistics, shrink
+from bench_gmm import WORKLOADS, Workload, gemm_peak, make_data, n_statistics, shrink
+from bench_gmm import _best_seconds as best_cpu
 from profile_iteration import fitted_plan
 
 PHASES = ("stats", "gemm1", "softmax", "gemm2")
 DTYPES = ("float64", "float32")
-
-
-@functools.cache
-def prefix_loop() -> Callable[..., None]:
-    """The loop of ``_compiled.gaussian_e_step`` (same helpers, same order) that stops
-    after phase ``upto`` (1: statistics, 2: first product, 3: softmax, 4: all)."""
-    import numba
-
-    from emkit.models import _compiled
-
-    statistics, exp_normalize = _compiled.statistics, _compiled.exp_normalize
-
-    @numba.njit(nogil=True, fastmath={"contract"}, error_model="numpy")
-    def loop(
-        X: Any,
-        shift: Any,
-        eta: Any,
-        layout: int,
-        floor: Any,
-        weights: Any,
-        coef: Any,
-        bits: Any,
-        scale: Any,
-        bias: Any,
-        shift_bits: Any,
-        sums: Any,
-        m: Any,
-        total: Any,
-        reach: Any,
-        upto: int,
-    ) -> None:
-        n = X.shape[0]
-        K, S = eta.shape
-        tile = bits.shape[0]
-        poly = np.empty(tile, dtype=eta.dtype)
-        whole = np.empty((S, tile), dtype=eta.dtype)
-        for lo in range(0, n, tile):
-            hi = min(lo + tile, n)
-            T = whole if hi - lo == tile else np.empty((S, hi - lo), dtype=eta.dtype)
-            statistics(X, shift, lo, hi, layout, T, reach)
-            if upto < 2:
-                continue
-            lp = np.dot(eta, T)
-            if upto < 3:
-                continue
-            exp_normalize(
-                lp, 0, hi - lo, floor, weights[lo:hi], m[lo:hi], total[lo:hi], coef, bits,
-                scale, poly, bias, shift_bits,
-            )  # fmt: skip
-            if upto < 4:
-                continue
-            part = np.dot(lp, T.T)
-            for k in range(K):
-                for s in range(S):
-                    sums[k, s] += part[k, s]
-
-    return loop
-
-
-def best_cpu(fn: Callable[[], Any], repeats: int) -> float:
-    """Best CPU seconds of this thread over ``repeats`` calls of ``fn``."""
-    times = []
-    for _ in range(repeats):
-        start = time.thread_time()
-        fn()
-        times.append(time.thread_time() - start)
-    return min(times)
 
 
 def profile(workload: Workload, index: int, dtype: str, repeats: int, seed: int, tiles: Any):
@@ -139,7 +72,7 @@ def profile(workload: Workload, index: int, dtype: str, repeats: int, seed: int,
     centre = family.shift.astype(X.dtype)
     floor = np.dtype(dtype).type(resp_floor(dtype))
     coef, bias, shift_bits = constants(np.dtype(dtype))
-    loop = prefix_loop()
+    loop = fk.kernels().gaussian_e_step  # its last argument: the phases to run
     step = model._fused_step(params)
     index_of_layout = fk.LAYOUTS.index(layout)
 
@@ -220,20 +153,6 @@ def report(results: dict[str, Any], peak64: float, peak32: float) -> str:
     return "\n".join(lines)
 
 
-def gemm_peaks(repeats: int = 5, n: int = 1024) -> tuple[float, float]:
-    """Flops per second of one BLAS thread on an ``n x n`` product, float64 and float32."""
-    from threadpoolctl import threadpool_limits
-
-    rng = np.random.default_rng(0)
-    peaks = []
-    with threadpool_limits(1, user_api="blas"):
-        for dtype in DTYPES:
-            a, b = rng.standard_normal((2, n, n)).astype(dtype)
-            product = functools.partial(np.matmul, a, b, out=np.empty((n, n), dtype=dtype))
-            peaks.append(2.0 * n**3 / best_cpu(product, repeats))
-    return peaks[0], peaks[1]
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="1%% of the rows, R=1")
@@ -250,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         chosen = [WORKLOADS[i] for i in indices]
     except (ValueError, IndexError):
         parser.error(f"--workloads takes indices 0-{len(WORKLOADS) - 1}, got {args.workloads!r}")
-    peak64, peak32 = gemm_peaks()
+    peak64, peak32 = gemm_peak(), gemm_peak(dtype=np.float32)
     results: dict[str, Any] = {}
     for index, workload in zip(indices, chosen, strict=True):
         w = shrink(workload) if args.quick else workload

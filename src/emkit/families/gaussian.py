@@ -1107,7 +1107,7 @@ class GaussianFamily:
         return np.broadcast_to(const, (params.means.shape[0],))
 
     def far_limit(self, params: GaussianParams) -> float:
-        """The largest |x| (centred) of a row that :meth:`far_rows` leaves to the
+        """The largest ``|x|`` (centred) of a row that :meth:`far_rows` leaves to the
         E-step's forms: ``_OUTSIDE`` times the scale the expanded form's round-off was
         bounded for, and a bound on ``|(x - mu) U|`` within ``_FAR``."""
         u = float(np.max(np.abs(params.precisions_cholesky)))

@@ -143,7 +143,7 @@ def statistics(X: Any, shift: Any, lo: int, hi: int, layout: int, T: Any, reach:
     ``shift`` in their own dtype then rounded to ``T``'s, into the first hi - lo
     columns of ``T`` (S, tile), statistic-major (a contiguous row each); ``s`` by
     ``layout``: packed x x^T (upper triangle row by row), x**2 or ||x||^2. ``reach``
-    (tile,): raised to the largest |x| (centred) of each column position."""
+    (tile,): raised to the largest ``|x|`` (centred) of each column position."""
     d = X.shape[1]
     width = hi - lo
     t = T[0]
@@ -201,11 +201,14 @@ def gaussian_e_step(
     m: Any,
     total: Any,
     reach: Any,
+    phases: int,
 ) -> None:
     """The loop of :func:`emkit.models._fused_kernels.gaussian_e_step` over tiles of
-    ``bits.shape[0]`` rows: :func:`statistics`, the first product, :func:`exp_normalize`,
-    the second product, the tile's sums added to ``sums`` (float64). ``shift_bits``: the
-    exponent's position (``shift`` centres the rows)."""
+    ``bits.shape[0]`` rows: (1) :func:`statistics`, (2) the first product, (3)
+    :func:`exp_normalize`, (4) the second product and the tile's sums added to ``sums``
+    (float64). ``shift_bits``: the exponent's position (``shift`` centres the rows).
+    ``phases``: 4 runs the step; ``bench/profile_fused.py`` stops after 1, 2 and 3 to time
+    each phase as a difference (a test per tile, nothing beside the step's work)."""
     n = X.shape[0]
     K, S = eta.shape
     tile = bits.shape[0]
@@ -215,11 +218,17 @@ def gaussian_e_step(
         hi = min(lo + tile, n)
         T = whole if hi - lo == tile else np.empty((S, hi - lo), dtype=eta.dtype)
         statistics(X, shift, lo, hi, layout, T, reach)
+        if phases < 2:
+            continue
         lp = np.dot(eta, T)  # (K, width): log p(x, k)
+        if phases < 3:
+            continue
         exp_normalize(
             lp, 0, hi - lo, floor, weights[lo:hi], m[lo:hi], total[lo:hi], coef, bits, scale,
             poly, bias, shift_bits,
         )  # fmt: skip
+        if phases < 4:
+            continue
         part = np.dot(lp, T.T)  # (K, S): sum_b r_kb T_b, in the rows' dtype
         for k in range(K):
             for s in range(S):

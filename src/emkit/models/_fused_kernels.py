@@ -29,7 +29,7 @@ the raw rows:
 so the results are the NumPy path's up to the order of the sums (the tests compare the
 two to 1e-12 in float64). The statistic 1 makes the first product add the constants and
 the second one give N_k. A float32 block is computed in float32 (statistics, products,
-exp), its tiles' sums added in float64. The kernel also gives the largest centred |x|,
+exp), its tiles' sums added in float64. The kernel also gives the largest centred ``|x|``,
 so the caller's check for rows far out (which the general route takes) costs no pass.
 
 The shared softmax of a tile and the loops are in :mod:`emkit.models._compiled`.
@@ -94,7 +94,7 @@ def gaussian_e_step(
 
     Returns (sums (K, 1 + n_stats) float64: sum_n w_n r_nk (1, T_n); m (n,), total (n,)
     in the working dtype, so that each row's log-likelihood is ``m + log(total)``; the
-    largest |x| of the centred rows, for the caller's far-row check). Requires
+    largest ``|x|`` of the centred rows, for the caller's far-row check). Requires
     :func:`kernels`."""
     n = X.shape[0]
     dtype = eta.dtype
@@ -121,5 +121,6 @@ def gaussian_e_step(
         m,
         total,
         reach,
+        4,  # every phase
     )
     return sums, m, total, float(reach.max())
