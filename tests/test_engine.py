@@ -70,8 +70,28 @@ def test_small_maps_run_without_a_pool_or_a_blas_limit() -> None:
 def test_automatic_chunks_are_large_enough_for_threads() -> None:
     engine = InMemoryEngine()
     assert engine._rows_per_chunk(10**6, row_bytes=8000) == 4096
-    assert engine._rows_per_chunk(10**6, row_bytes=100) == (2 << 20) // 100
+    # within the byte budget, in 48 chunks (a multiple of 16) of 20,834 rows
+    assert engine._rows_per_chunk(10**6, row_bytes=100) == 20834 <= (2 << 20) // 100
     assert engine._rows_per_chunk(50, row_bytes=100) == 50
+
+
+@pytest.mark.parametrize(
+    ("n", "row_bytes", "rows", "chunks"),
+    [
+        (100_000, 168, 6250, 16),  # 13 chunks by the budget: 16
+        (200_000, 296, 6250, 32),  # 29: 32
+        (500_000, 552, 4096, 123),  # 128, 124 or 122 would fall below 4096 rows
+        (9 * 4096, 8000, 4096, 9),  # too few rows to even out
+    ],
+)
+def test_automatic_chunks_come_in_a_multiple_that_pools_share_evenly(
+    n: int, row_bytes: int, rows: int, chunks: int
+) -> None:
+    """16, 8, 4 or 2 chunks a batch where each keeps 4096 rows or more, whatever the
+    threads (so the order of the sums is the same on any pool)."""
+    for threads in (1, 2, 3):
+        assert InMemoryEngine(n_threads=threads)._rows_per_chunk(n, row_bytes) == rows
+    assert -(-n // rows) == chunks
 
 
 @pytest.mark.parametrize(

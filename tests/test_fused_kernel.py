@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from emkit import GaussianMixture
 from emkit.families.gaussian import Gaussian
 from emkit.models import mixture
-from emkit.models._fused_kernels import kernels, tile_rows
+from emkit.models._fused_kernels import gaussian_e_step, kernels, tile_rows
 from emkit.models.mixing import Hard
 from emkit.models.mixture import Mixture, MixtureParams, MixtureStats
 
@@ -95,6 +95,36 @@ def test_fused_e_step_matches_numpy(
     assert_same(fused, plain, 2e-4 if single else 1e-12)
 
 
+@pytest.mark.parametrize("order", ["C", "F", "strided"])
+@pytest.mark.parametrize(
+    ("data", "work"), [("float64", "float64"), ("float64", "float32"), ("float32", "float32")]
+)
+def test_fused_pass_centres_raw_rows_of_any_layout(
+    order: str, data: str, work: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pass reads the raw rows (C or Fortran order, or a strided view), centres them
+    in their own precision and rounds to the working one, as the general route's
+    ``prepare``: the same statistics; and it reports the largest centred |x|."""
+    rng = np.random.default_rng(4)
+    X = rng.normal(3.0, 2.0, (2000, 4)).astype(data)
+    if order == "F":
+        X = np.asfortranarray(X)
+    elif order == "strided":
+        X = np.repeat(X, 2, axis=1)[:, ::2]
+    model, params = random_model(rng, 4, 3, X)
+    model = Mixture(model.family, dtype=work)
+    monkeypatch.setattr(mixture, "_FUSED_MIN_VALUES", 0)
+    step = model._fused_step(params)
+    assert step is not None and step(X, None, None) is not None  # the pass took it
+    fused, plain = both_routes(model, params, X, None, monkeypatch)
+    assert_same(fused, plain, 2e-4 if work == "float32" else 1e-12)
+    family = model.family
+    eta = np.zeros((3, 1 + family.n_stats), dtype=work)
+    centred = family.prepare(X, work)
+    reach = gaussian_e_step(X, family.shift, eta, "full", -60.0, None)[3]
+    assert reach == np.abs(centred).max()
+
+
 def test_the_fused_pass_runs_where_it_applies(monkeypatch: pytest.MonkeyPatch) -> None:
     """Exact EM on a Gaussian family takes it; small blocks, hard EM and the tied
     structure (a row term) do not."""
@@ -129,6 +159,10 @@ def test_rows_far_out_known_labels_and_whitened_parameters_take_the_general_rout
     far = X.copy()
     far[7] = 1e200
     assert step(far, None, None) is None
+    for odd in (np.nan, np.inf):  # not finite: left to the general route too
+        bad = X.copy()
+        bad[5, 1] = odd
+        assert step(bad, None, None) is None
     fused, plain = both_routes(model, params, far, None, monkeypatch)
     assert np.isfinite(fused.loglik) is np.isfinite(plain.loglik)
     np.testing.assert_array_equal(fused.nk, plain.nk)

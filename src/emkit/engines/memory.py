@@ -35,6 +35,11 @@ __all__ = ["InMemoryEngine"]
 # made 1 MiB chunks slower on two threads than on one (bench/): at least 4096 rows.
 _CHUNK_BYTES = 2 << 20
 _MIN_ROWS = 4096
+# Automatic chunks come in a multiple of this many (of the most of 16, 8, 4, 2 that keeps
+# them at _MIN_ROWS rows): the threads of a pool of 2, 4, 8 or 16 then end together, where
+# 9 chunks on 2 threads left one idle for a ninth of the map. A number of the data, not
+# of the threads: the chunks, and so the order of the sums, are the same on any pool.
+_CHUNK_MULTIPLE = 16
 
 
 @cache
@@ -106,7 +111,15 @@ class InMemoryEngine:
         if self.chunk_size is not None:
             return self.chunk_size
         rows = _CHUNK_BYTES // max(row_bytes, 1)
-        return int(min(max(rows, _MIN_ROWS), max(n_rows, 1)))
+        rows = int(min(max(rows, _MIN_ROWS), max(n_rows, 1)))
+        chunks = -(-n_rows // rows)
+        multiple = _CHUNK_MULTIPLE
+        while multiple > 1 and chunks > 1:
+            even = -(-n_rows // (-(-chunks // multiple) * multiple))  # rows a chunk
+            if even >= _MIN_ROWS:
+                return even
+            multiple //= 2
+        return rows
 
     def _chunks(self, source: RowSource) -> list[RowChunk]:
         n = source.n_rows

@@ -1106,15 +1106,20 @@ class GaussianFamily:
         const = self.structure.half_log_det(params.precisions_cholesky, d) - 0.5 * d * LOG_2PI
         return np.broadcast_to(const, (params.means.shape[0],))
 
+    def far_limit(self, params: GaussianParams) -> float:
+        """The largest ``|x|`` (centred) of a row that :meth:`far_rows` leaves to the
+        E-step's forms: ``_OUTSIDE`` times the scale the expanded form's round-off was
+        bounded for, and a bound on ``|(x - mu) U|`` within ``_FAR``."""
+        u = float(np.max(np.abs(params.precisions_cholesky)))
+        mu = float(np.max(np.abs(params.means), initial=0.0))
+        return min(_OUTSIDE * self.scale, _FAR / (self.n_features * u) - mu)
+
     def far_rows(self, Xc: Array, params: GaussianParams) -> NDArray[np.intp]:
         """Centred rows the E-step's forms cannot hold: beyond ``_OUTSIDE`` times the
         scale the expanded form's round-off was bounded for, or with squared distances
         that may overflow (a bound on ``|(x - mu) U|`` beyond ``_FAR``). They take
         :func:`far_log_prob`, exact for any finite row."""
-        d = Xc.shape[1]
-        u = float(np.max(np.abs(params.precisions_cholesky)))
-        mu = float(np.max(np.abs(params.means), initial=0.0))
-        limit = min(_OUTSIDE * self.scale, _FAR / (d * u) - mu)
+        limit = self.far_limit(params)
         # the chunk's extremes first: two reductions, no temporary, for the usual chunk
         if Xc.shape[0] == 0 or max(float(Xc.max()), -float(Xc.min())) <= limit:
             return np.zeros(0, dtype=np.intp)

@@ -65,13 +65,12 @@ def kernels() -> Any:
     """The compiled loops (compiled on first use and cached on disk), or None when Numba
     is not installed."""
     try:
-        import numba
+        import numba  # noqa: F401 (optional: a missing or broken install means None)
     except ImportError:
         return None
-    # contract fuses multiply-adds; no reassoc: the sums over components run in the
-    # same order as NumPy's, and NaN and infinity semantics are kept
-    jit = numba.njit(cache=True, nogil=True, fastmath={"contract"}, error_model="numpy")
-    return SimpleNamespace(softmax_columns=jit(_softmax_columns))
+    from emkit.models import _compiled
+
+    return SimpleNamespace(softmax_columns=_compiled.softmax_columns)
 
 
 def softmax_columns(a: Any, floor: float, weights: Any) -> tuple[Any, Any]:
@@ -89,82 +88,3 @@ def softmax_columns(a: Any, floor: float, weights: Any) -> tuple[Any, Any]:
         a, a.dtype.type(floor), w, m, total, coef, bits, bits.view(a.dtype), bias, shift
     )
     return m, total
-
-
-def _softmax_columns(
-    a: Any,
-    floor: Any,
-    weights: Any,
-    m: Any,
-    total: Any,
-    coef: Any,
-    bits: Any,
-    scale: Any,
-    bias: Any,
-    shift: Any,
-) -> None:
-    """The loops of :func:`softmax_columns`: ``coef``, ``bias``, ``shift`` from
-    :func:`constants`; ``bits`` (_TILE,) integers of the dtype's width and ``scale`` the
-    same memory as floats (2^n is built in its exponent bits)."""
-    K, n = a.shape
-    c13, c12, c11, c10, c9, c8, c7, c6, c5, c4, c3, c2, c1, c0 = coef[:14]
-    log2e, ln2_hi, ln2_lo, half, zero = coef[14:]
-    weighted = weights.shape[0] > 0
-    short = coef.itemsize == 4  # float32
-    poly = np.empty(_TILE, dtype=a.dtype)
-    for lo in range(0, n, _TILE):
-        hi = min(lo + _TILE, n)
-        width = hi - lo
-        mt = m[lo:hi]
-        tt = total[lo:hi]
-        row0 = a[0, lo:hi]
-        for j in range(width):
-            mt[j] = row0[j]
-            tt[j] = zero
-        for k in range(1, K):
-            row = a[k, lo:hi]
-            for j in range(width):
-                if row[j] > mt[j]:
-                    mt[j] = row[j]
-        for k in range(K):
-            row = a[k, lo:hi]
-            for j in range(width):
-                x = row[j] - mt[j]
-                # comparisons, not min/max: a NaN stays NaN (and spreads to the row)
-                if x < floor:
-                    x = floor
-                if x > zero:
-                    x = zero
-                nf = np.floor(x * log2e + half)
-                r = (x - nf * ln2_hi) - nf * ln2_lo
-                p = c7
-                if not short:  # float64: to r^13 (float32: to r^7, truncation 7e-9)
-                    p = c13
-                    p = p * r + c12
-                    p = p * r + c11
-                    p = p * r + c10
-                    p = p * r + c9
-                    p = p * r + c8
-                    p = p * r + c7
-                p = p * r + c6
-                p = p * r + c5
-                p = p * r + c4
-                p = p * r + c3
-                p = p * r + c2
-                p = p * r + c1
-                poly[j] = p * r + c0
-                bits[j] = (np.int64(nf) + bias) << shift
-            for j in range(width):
-                e = poly[j] * scale[j]
-                row[j] = e
-                tt[j] += e
-        if weighted:
-            for j in range(width):
-                poly[j] = weights[lo + j] / tt[j]
-        else:
-            for j in range(width):
-                poly[j] = c0 / tt[j]
-        for k in range(K):
-            row = a[k, lo:hi]
-            for j in range(width):
-                row[j] *= poly[j]

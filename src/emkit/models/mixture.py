@@ -12,6 +12,7 @@ blocks, so chunks, threads, sample weights and (later) streams all share this co
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -56,6 +57,8 @@ Array = NDArray[np.floating[Any]]
 # it the gain is microseconds, less than importing Numba costs a small fit.
 _FUSED = True
 _FUSED_MIN_VALUES = 1 << 15
+# the raw rows' dtypes it reads (others take the general route, which converts them)
+_FUSED_INPUT = (np.dtype(np.float64), np.dtype(np.float32))
 
 
 class MixtureParams(NamedTuple):
@@ -221,19 +224,22 @@ class Mixture:
         its natural parameters (``fused_natural``); None where it does not apply. The
         step returns None for a block it leaves to the general route: too small (below
         ``_FUSED_MIN_VALUES`` log-densities), no Numba, parameters that need the whitened
-        form, or rows the family's ``far_rows`` finds."""
+        form, rows the family's ``far_rows`` would find (centred values beyond its
+        ``far_limit``; the pass centres the raw rows by the family's ``shift`` itself), or
+        a log-likelihood that is not finite."""
         family = self.family
         fused_natural = getattr(family, "fused_natural", None)
-        far_rows = getattr(family, "far_rows", None)
-        if not _FUSED or fused_natural is None or far_rows is None:
+        far_limit = getattr(family, "far_limit", None)
+        shift = getattr(family, "shift", None)
+        if not _FUSED or fused_natural is None or far_limit is None or shift is None:
             return None
         if not isinstance(self.assign, Exact):
             return None
         K = params.weights.shape[0]
-        # (dtype, layout, eta), made at the first block
-        ready: list[tuple[Any, str, Array | None]] = []
+        # (dtype, layout, eta, far limit), made at the first block
+        ready: list[tuple[Any, str, Array | None, float]] = []
 
-        def prepare() -> tuple[Any, str, Array | None]:
+        def prepare() -> tuple[Any, str, Array | None, float]:
             dtype = np.dtype(self.dtype)
             if dtype == np.float64 and derived is not None:
                 natural = derived
@@ -244,33 +250,40 @@ class Mixture:
                 natural = family.natural(params.components, dtype) if derived is None else derived
             form = fused_natural(natural)
             if form is None:
-                return dtype, "", None
+                return dtype, "", None, 0.0
             layout, eta = form[0], np.asarray(form[1], dtype=np.float64)
             with np.errstate(divide="ignore"):  # a weight of 0: -inf
                 eta[:, 0] += self.weights.expected_log(params.weights)
-            return dtype, layout, eta.astype(dtype)
+            return dtype, layout, eta.astype(dtype), far_limit(params.components)
 
         def step(X: Array, weights: Array | None, log_h: Array | None) -> MixtureStats | None:
             if X.shape[0] * K < _FUSED_MIN_VALUES or fused_kernels() is None:
                 return None
+            if X.dtype not in _FUSED_INPUT:
+                return None
             if not ready:
                 ready.append(prepare())
-            dtype, layout, eta = ready[0]
+            dtype, layout, eta, limit = ready[0]
             if eta is None:
                 return None
-            Xp = family.prepare(X, dtype)
-            if far_rows(Xp, params.components).size:
+            sums, m, total, reach = gaussian_e_step(
+                X, shift, eta, layout, resp_floor(dtype), weights
+            )
+            if not reach <= limit:  # rows far out: the general route's far_rows
                 return None
-            sums, m, total = gaussian_e_step(Xp.T, eta, layout, resp_floor(dtype), weights)
             # log p(x_n) = m_n + log sum_k exp(log p(x_n, k) - m_n)
             row_loglik = np.log(total) + m
             loglik = row_loglik.sum(dtype=np.float64) if weights is None else weights @ row_loglik
             if log_h is not None:
                 loglik += log_h.sum() if weights is None else weights @ log_h
+            if not np.isfinite(loglik):  # NaN or infinite rows: the general route's
+                return None
             return MixtureStats(
                 sums[:, 0].copy(),
                 sums[:, 1:],
-                family.shared_statistics(Xp, weights),
+                # none for the layouts the pass takes (shared statistics come with a row
+                # term, which fused_natural refuses)
+                family.shared_statistics(X[:0], None),
                 float(loglik),
                 _total_weight(X, weights),
             )
@@ -494,8 +507,24 @@ class Mixture:
     def row_bytes(self, n_features: int, n_stats: int, n_components: int) -> int:
         """Bytes of working memory a row of a chunk needs in the E-step: the prepared
         row, its statistics, its K log-probabilities and a few per-row scalars (the base
-        measure among them)."""
-        return (n_features + n_stats + n_components + 5) * np.dtype(self.dtype).itemsize
+        measure among them). Where the one-pass E-step will run, only the scalars: its
+        tiles stay in cache whatever the chunk's size, and larger chunks save calls."""
+        itemsize = np.dtype(self.dtype).itemsize
+        if self._one_pass():
+            return (n_features + 5) * itemsize
+        return (n_features + n_stats + n_components + 5) * itemsize
+
+    def _one_pass(self) -> bool:
+        """Whether exact EM's E-step will take the one-pass route (:meth:`_fused_step`)
+        on complete rows: a family whose layout it takes, Numba installed."""
+        structure = getattr(self.family, "structure", None)
+        return (
+            _FUSED
+            and not self.missing
+            and isinstance(self.assign, Exact)
+            and getattr(structure, "fused_layout", None) is not None
+            and importlib.util.find_spec("numba") is not None
+        )
 
 
 def _expected_family(

@@ -1,0 +1,235 @@
+"""The compiled loops of emkit's optional Numba kernels (``emkit[fast]``).
+
+This module imports Numba. Only the ``kernels()`` of
+:mod:`emkit.models._softmax_kernels` and :mod:`emkit.models._fused_kernels` import it,
+on first use and when Numba is installed; those modules hold the wrappers (argument
+checks, constants, tile sizes) and document the arithmetic. Each function here is
+compiled at its first call with a given signature and cached on disk.
+
+The exact EM softmax of a tile, :func:`exp_normalize`, is shared: the softmax kernel and
+the one-pass E-step call it. A compiled function calls another through its module's
+globals (a function built at run time and captured in a closure, or passed as an
+argument, defeats Numba's disk cache), so the loops that share it live here together.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numba
+import numpy as np
+
+# contract fuses multiply-adds; no reassoc: the exp's argument reduction, the order of
+# the sums over components and the NaN and infinity semantics stay as written
+_jit = numba.njit(cache=True, nogil=True, fastmath={"contract"}, error_model="numpy")
+
+# The layouts of the one-pass E-step's second-order statistics, by index
+# (emkit.models._fused_kernels.LAYOUTS): packed x x^T, x**2, ||x||^2.
+_FULL, _DIAG = 0, 1
+
+
+@_jit
+def exp_normalize(
+    a: Any,
+    lo: int,
+    hi: int,
+    floor: Any,
+    weights: Any,
+    m: Any,
+    total: Any,
+    coef: Any,
+    bits: Any,
+    scale: Any,
+    poly: Any,
+    bias: Any,
+    shift: Any,
+) -> None:
+    """Responsibilities of the columns ``lo:hi`` of ``a`` (K, n) C-contiguous, in place:
+    ``w_j exp(a[k, j] - m_j) / total_j``, ``m_j = max_k a[k, j]``, the difference clipped
+    to [``floor``, 0] first, ``total_j`` its sum over k in k order. ``m``, ``total``: the
+    tile's (hi - lo,) outputs; ``weights``: the tile's (hi - lo,) float64 weights, or
+    empty (all 1). ``coef``, ``bias``, ``shift``: from
+    :func:`emkit.models._softmax_kernels.constants`; ``bits`` (at least hi - lo,)
+    integers of the dtype's width, ``scale`` the same memory as floats (2^n is built in
+    its exponent bits) and ``poly`` (at least hi - lo,) floats: scratch."""
+    K = a.shape[0]
+    width = hi - lo
+    c13, c12, c11, c10, c9, c8, c7, c6, c5, c4, c3, c2, c1, c0 = coef[:14]
+    log2e, ln2_hi, ln2_lo, half, zero = coef[14:]
+    short = coef.itemsize == 4  # float32
+    row0 = a[0, lo:hi]
+    for j in range(width):
+        m[j] = row0[j]
+        total[j] = zero
+    for k in range(1, K):
+        row = a[k, lo:hi]
+        for j in range(width):
+            if row[j] > m[j]:
+                m[j] = row[j]
+    for k in range(K):
+        row = a[k, lo:hi]
+        for j in range(width):
+            x = row[j] - m[j]
+            # comparisons, not min/max: a NaN stays NaN (and spreads to the row)
+            if x < floor:
+                x = floor
+            if x > zero:
+                x = zero
+            nf = np.floor(x * log2e + half)
+            r = (x - nf * ln2_hi) - nf * ln2_lo
+            p = c7
+            if not short:  # float64: to r^13 (float32: to r^7, truncation 7e-9)
+                p = c13
+                p = p * r + c12
+                p = p * r + c11
+                p = p * r + c10
+                p = p * r + c9
+                p = p * r + c8
+                p = p * r + c7
+            p = p * r + c6
+            p = p * r + c5
+            p = p * r + c4
+            p = p * r + c3
+            p = p * r + c2
+            p = p * r + c1
+            poly[j] = p * r + c0
+            bits[j] = (np.int64(nf) + bias) << shift
+        for j in range(width):
+            e = poly[j] * scale[j]
+            row[j] = e
+            total[j] += e
+    if weights.shape[0] > 0:
+        for j in range(width):
+            poly[j] = weights[j] / total[j]
+    else:
+        for j in range(width):
+            poly[j] = c0 / total[j]
+    for k in range(K):
+        row = a[k, lo:hi]
+        for j in range(width):
+            row[j] *= poly[j]
+
+
+@_jit
+def softmax_columns(
+    a: Any,
+    floor: Any,
+    weights: Any,
+    m: Any,
+    total: Any,
+    coef: Any,
+    bits: Any,
+    scale: Any,
+    bias: Any,
+    shift: Any,
+) -> None:
+    """The loop of :func:`emkit.models._softmax_kernels.softmax_columns`: the columns of
+    ``a`` (K, n) in tiles of ``bits.shape[0]`` (K x tile values stay in L1 cache between
+    the passes of :func:`exp_normalize`)."""
+    n = a.shape[1]
+    tile = bits.shape[0]
+    poly = np.empty(tile, dtype=a.dtype)
+    for lo in range(0, n, tile):
+        hi = min(lo + tile, n)
+        exp_normalize(
+            a, lo, hi, floor, weights[lo:hi], m[lo:hi], total[lo:hi], coef, bits, scale, poly,
+            bias, shift,
+        )  # fmt: skip
+
+
+@_jit
+def statistics(X: Any, shift: Any, lo: int, hi: int, layout: int, T: Any, reach: Any) -> None:
+    """The statistics (1, x, s(x)) of the rows ``lo:hi`` of ``X`` (n, d), centred by
+    ``shift`` in their own dtype then rounded to ``T``'s, into the first hi - lo
+    columns of ``T`` (S, tile), statistic-major (a contiguous row each); ``s`` by
+    ``layout``: packed x x^T (upper triangle row by row), x**2 or ||x||^2. ``reach``
+    (tile,): raised to the largest ``|x|`` (centred) of each column position."""
+    d = X.shape[1]
+    width = hi - lo
+    t = T[0]
+    for b in range(width):
+        t[b] = 1
+    for i in range(d):
+        t = T[1 + i]
+        c = shift[i]
+        for b in range(width):
+            t[b] = X[lo + b, i] - c
+        for b in range(width):
+            a = abs(t[b])
+            if a > reach[b]:
+                reach[b] = a
+    if layout == _FULL:
+        at = 1 + d
+        for i in range(d):
+            xi = T[1 + i]
+            for j in range(i, d):
+                xj = T[1 + j]
+                t = T[at]
+                for b in range(width):
+                    t[b] = xi[b] * xj[b]
+                at += 1
+    elif layout == _DIAG:
+        for i in range(d):
+            xi = T[1 + i]
+            t = T[1 + d + i]
+            for b in range(width):
+                t[b] = xi[b] * xi[b]
+    else:  # spherical
+        t = T[1 + d]
+        for b in range(width):
+            t[b] = 0
+        for i in range(d):
+            xi = T[1 + i]
+            for b in range(width):
+                t[b] += xi[b] * xi[b]
+
+
+@_jit
+def gaussian_e_step(
+    X: Any,
+    shift: Any,
+    eta: Any,
+    layout: int,
+    floor: Any,
+    weights: Any,
+    coef: Any,
+    bits: Any,
+    scale: Any,
+    bias: Any,
+    shift_bits: Any,
+    sums: Any,
+    m: Any,
+    total: Any,
+    reach: Any,
+    phases: int,
+) -> None:
+    """The loop of :func:`emkit.models._fused_kernels.gaussian_e_step` over tiles of
+    ``bits.shape[0]`` rows: (1) :func:`statistics`, (2) the first product, (3)
+    :func:`exp_normalize`, (4) the second product and the tile's sums added to ``sums``
+    (float64). ``shift_bits``: the exponent's position (``shift`` centres the rows).
+    ``phases``: 4 runs the step; ``bench/profile_fused.py`` stops after 1, 2 and 3 to time
+    each phase as a difference (a test per tile, nothing beside the step's work)."""
+    n = X.shape[0]
+    K, S = eta.shape
+    tile = bits.shape[0]
+    poly = np.empty(tile, dtype=eta.dtype)
+    whole = np.empty((S, tile), dtype=eta.dtype)
+    for lo in range(0, n, tile):
+        hi = min(lo + tile, n)
+        T = whole if hi - lo == tile else np.empty((S, hi - lo), dtype=eta.dtype)
+        statistics(X, shift, lo, hi, layout, T, reach)
+        if phases < 2:
+            continue
+        lp = np.dot(eta, T)  # (K, width): log p(x, k)
+        if phases < 3:
+            continue
+        exp_normalize(
+            lp, 0, hi - lo, floor, weights[lo:hi], m[lo:hi], total[lo:hi], coef, bits, scale,
+            poly, bias, shift_bits,
+        )  # fmt: skip
+        if phases < 4:
+            continue
+        part = np.dot(lp, T.T)  # (K, S): sum_b r_kb T_b, in the rows' dtype
+        for k in range(K):
+            for s in range(S):
+                sums[k, s] += part[k, s]
