@@ -516,11 +516,8 @@ def _share_starts(
     for k, cells in by_size.items():
         for i in cells:
             model = outcomes[i][1]
-            if model is not None and k > 1:
-                labels = model.predict(X)
-                if hasattr(labels, "compute"):  # Dask rows: a lazy Dask array
-                    labels = labels.compute()
-                reached[i] = _canonical(np.asarray(labels))
+            if model is not None and k > 1:  # (the labels _fit_cell's pass found)
+                reached[i] = _canonical(outcomes[i][0]["labels"])
     # short runs from every partition of a nested structure a cell did not reach itself
     # (a partition is compared by its bytes: equal labels, equal runs)
     runs: list[tuple[int, _Start]] = []
@@ -632,8 +629,8 @@ def _fit_cell(
             # a collapsed component or a slow cell is reported in the table
             warnings.simplefilter("always")
             model.fit(X) if checkpoint is None else model.fit(X, checkpoint=checkpoint)
-            # each row's log-density and log of its largest posterior, in one pass
-            values = model._map_rows(X, _density_and_certainty)
+            # each row's log-density, log of its largest posterior and component, one pass
+            values = model._map_rows(X, _cell_values)
             if is_dask_collection(values):
                 values = values.compute()
             values = np.asarray(values, dtype=np.float64)
@@ -665,6 +662,7 @@ def _fit_cell(
     bic = 2.0 * log_likelihood - n_parameters * np.log(n)
     row["bic"] = bic
     row["icl"] = bic + 2.0 * float(values[:, 1].sum())
+    row["labels"] = values[:, 2].astype(np.intp)  # (for the shared starts; not in results_)
     return row, model
 
 
@@ -693,11 +691,15 @@ def _short_run(model: GaussianMixture, X: Any, scale: Array, start: _Start) -> f
     return float(model.lower_bounds_[-1])
 
 
-def _density_and_certainty(log_prob: Array) -> Array:
-    """(n, 2): each row's log-density ``log sum_k p(x, k)`` and the log of its largest
-    posterior probability ``max_k log p(x, k) - log p(x)`` (mclust's ICL term)."""
+def _cell_values(log_prob: Array) -> Array:
+    """(n, 3): each row's log-density ``log sum_k p(x, k)``, the log of its largest
+    posterior probability ``max_k log p(x, k) - log p(x)`` (mclust's ICL term) and its
+    most likely component (``predict``)."""
     total = logsumexp(log_prob, axis=1)
-    return np.column_stack([total, log_prob.max(axis=1) - total])
+    top = log_prob.argmax(axis=1)
+    return np.column_stack(
+        [total, np.take_along_axis(log_prob, top[:, None], 1)[:, 0] - total, top]
+    )
 
 
 def _collapsed(model: GaussianMixture, scale: Array) -> NDArray[np.intp]:
