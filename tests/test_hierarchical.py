@@ -13,6 +13,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from emkit import BernoulliMixture, GaussianMixture, MixtureModel
 from emkit.exceptions import InputError
+from emkit.inference import hierarchical
 from emkit.inference.hierarchical import hc_partition, hc_tree, svd_transform
 from emkit.inference.init import initial_responsibilities
 from emkit.io import load_faithful
@@ -47,7 +48,18 @@ def test_partitions_equal_mclust_hc(name: str, model: str) -> None:
         assert len(pairs) == int(r["G"]) == len(set(mine)), (name, model, r["G"])
 
 
-def test_vvv_merges_by_the_regularized_criterion() -> None:
+@pytest.fixture(params=["numpy", "compiled"])
+def merge_loop(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Runs a test with the VVV merges in NumPy, then compiled (Numba) at every size."""
+    if request.param == "compiled":
+        pytest.importorskip("numba")
+        monkeypatch.setattr(hierarchical, "COMPILED_FROM", 0)
+    else:
+        monkeypatch.setattr(hierarchical, "_kernels", lambda: None)
+    return str(request.param)
+
+
+def test_vvv_merges_by_the_regularized_criterion(merge_loop: str) -> None:
     # brute force: at every level, the merge taken is the pair of least criterion increase
     rng = np.random.default_rng(3)
     Z = rng.normal(size=(14, 2))
@@ -73,6 +85,26 @@ def test_vvv_merges_by_the_regularized_criterion() -> None:
         assert gains[(int(a), int(b))] == pytest.approx(min(gains.values()), abs=1e-9)
         assert tree.cost[t] == pytest.approx(gains[(int(a), int(b))], abs=1e-9)
         clusters[m + t] = clusters.pop(int(a)) + clusters.pop(int(b))
+
+
+@pytest.mark.parametrize(
+    ("name", "p"), [("faithful", 2), ("iris", 4), ("ties", 1), ("ties", 3), ("ties", 6)]
+)
+def test_compiled_merges_equal_the_numpy_merges(
+    name: str, p: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("numba")
+    if name == "ties":  # rounded values: many duplicate rows, so many equal costs
+        X = np.round(np.random.default_rng(p).normal(size=(150, p)), 1)
+    else:
+        X = _datasets()[name]
+    monkeypatch.setattr(hierarchical, "_kernels", lambda: None)
+    plain = hc_tree(X)
+    monkeypatch.undo()
+    monkeypatch.setattr(hierarchical, "COMPILED_FROM", 0)
+    compiled = hc_tree(X)
+    np.testing.assert_array_equal(compiled.merges, plain.merges)
+    np.testing.assert_allclose(compiled.cost, plain.cost, rtol=1e-12, atol=1e-9)
 
 
 def test_tree_levels_are_nested_and_numbered_by_first_row() -> None:

@@ -107,6 +107,25 @@ def test_shared_starts_reach_mclust_on_every_cell(name: str, sizes: list[int]) -
     )
 
 
+def test_the_next_shared_start_runs_where_the_best_one_ends_lower(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from emkit.estimators import selection
+
+    # wreath's EEE,3: the best short run (from EEI's partition) converges below the cell's
+    # own run; the next one (from EII's, behind after SHORT_RUN iterations) reaches mclust's
+    X = _load("wreath")
+    grid = {"n_components": [3], "covariance_types": ["EII", "EEI", "EEE"]}
+    expected = _mclust_bic("wreath")[(3, "EEE")]
+    results = ModelBasedClustering(**grid).fit(X).results_
+    assert results["covariance_type"][2] == "EEE"
+    assert results["bic"][2] >= expected - 1e-3
+    # with the best short run alone continued, the cell is 16 nats below mclust's
+    monkeypatch.setattr(selection, "CONTINUED", 1)
+    single = ModelBasedClustering(**grid).fit(X).results_
+    assert single["bic"][2] < expected - 2 * 10
+
+
 def test_shared_starts_come_from_nested_structures() -> None:
     from emkit.estimators.selection import MCLUST_MODELS, _nested
 

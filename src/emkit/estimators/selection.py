@@ -12,12 +12,13 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+from scipy.special import logsumexp
 from sklearn.base import BaseEstimator, ClusterMixin, DensityMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -145,16 +146,18 @@ class ModelBasedClustering(ClusterMixin, DensityMixin, BaseEstimator):
         Best of starts within each number of components. After every cell has been
         fitted from its own start, each cell is also started from the partitions (each
         row's most likely component) that its nested covariance structures (EII, VEE...
-        in VVE) reached with the same number of components: every distinct partition gets
-        a short run of ``SHORT_RUN`` EM iterations, the best of them is run to convergence
-        when it is ahead of the cell's own run after as many iterations, and the cell
-        keeps the higher log-likelihood of the two. Two structures from one start often
-        end in different optima (an iterative M-step such as VVE's takes its own path),
-        and the partition of one is a better start for the other: on mclust's six bundled
-        data sets, 755 of the 756 cells then reach mclust's log-likelihood (744 with one
-        start per cell). Deterministic; it needs the rows in memory (or a streamed table
-        of at most 2000 rows) and is skipped otherwise. ``False`` keeps one start per
-        cell.
+        in VVE) reached with the same number of components: every distinct partition
+        (other than the cell's own start and end) gets a short run of ``SHORT_RUN`` EM
+        iterations, the best of them is run to convergence when it is ahead of the cell's
+        own run after as many iterations (and, where it then ends no higher than the
+        cell's own run, the next best, up to ``CONTINUED`` of them), and the cell keeps
+        the highest log-likelihood. Two structures from one start often end in different
+        optima (an iterative M-step such as VVE's takes its own path), and the partition
+        of one is a better start for the other: on mclust's six bundled data sets, all
+        756 cells then reach mclust's log-likelihood (744 with one start per cell, 755
+        with the best short run alone continued). Deterministic; it needs the rows in
+        memory (or a streamed table of at most 2000 rows) and is skipped otherwise.
+        ``False`` keeps one start per cell.
 
     Attributes
     ----------
@@ -361,7 +364,12 @@ class ModelBasedClustering(ClusterMixin, DensityMixin, BaseEstimator):
             model.max_iter = min(start.max_iter, self.max_iter)
             return _fit_cell(model, X, n, scale, start)
 
-        def fit_all(fn: Any, cells: list[Any]) -> list[tuple[dict[str, Any], Any]]:
+        def short_run(start: _Start) -> float:
+            model = self._cell(start.n_components, start.covariance_type, seed)
+            model.max_iter = min(start.max_iter, self.max_iter)
+            return _short_run(model, X, scale, start)
+
+        def fit_all(fn: Any, cells: list[Any]) -> list[Any]:
             if self.n_jobs is None or self.n_jobs == 1:
                 return [fn(cell) for cell in cells]
             from joblib import Parallel, delayed
@@ -378,7 +386,13 @@ class ModelBasedClustering(ClusterMixin, DensityMixin, BaseEstimator):
 
         outcomes = fit_all(run, grid)
         if self.share_starts and rows is not None and len(structures) > 1:
-            outcomes = _share_starts(outcomes, X, n, lambda starts: fit_all(restart, starts))
+            outcomes = _share_starts(
+                outcomes,
+                X,
+                tree,
+                lambda starts: fit_all(short_run, starts),
+                lambda starts: fit_all(restart, starts),
+            )
         rows = [row for row, _ in outcomes]
         self.results_: dict[str, Any] = {
             "n_components": np.array([row["n_components"] for row in rows], dtype=np.intp),
@@ -455,8 +469,10 @@ class ModelBasedClustering(ClusterMixin, DensityMixin, BaseEstimator):
         return self._best().aic(X)
 
 
-# EM iterations of each shared start before the best one is run to convergence
+# EM iterations of each shared start before the best ones are run to convergence
 SHORT_RUN = 5
+# the shared starts of a cell run to convergence at most (the best after SHORT_RUN)
+CONTINUED = 2
 
 
 @dataclass(frozen=True)
@@ -478,15 +494,18 @@ class _Start:
 def _share_starts(
     outcomes: list[tuple[dict[str, Any], GaussianMixture | None]],
     X: Any,
-    n: int,
-    fit_all: Any,
+    tree: HierarchicalTree | None,
+    short: Any,
+    full: Any,
 ) -> list[tuple[dict[str, Any], GaussianMixture | None]]:
     """ModelBasedClustering's ``share_starts``: every cell also started from the
-    partitions of ``X`` (``n`` rows, as the cells were fitted on it) that the cells of its
-    nested structures (:func:`_nested`) with its number of components reached (a short
-    run each, the best continued when it is ahead of the cell's own run after as many
-    iterations), the better fit kept.
-    ``fit_all(starts)`` fits a list of :class:`_Start`."""
+    partitions of ``X`` that the cells of its nested structures (:func:`_nested`) with its
+    number of components reached (a short run each; the best ``CONTINUED`` of them that
+    are ahead of the cell's own run after as many iterations are run to convergence), the
+    better fit kept. A partition the cell reached itself, or the cut of ``tree`` it
+    started from, is not run again. ``short(starts)`` gives the per-sample objective of
+    each :class:`_Start` after its iterations (-inf for a missing cell), ``full(starts)``
+    the outcome of each run to convergence."""
     outcomes = list(outcomes)
     by_size: dict[int, list[int]] = {}
     for i, (row, _) in enumerate(outcomes):
@@ -495,37 +514,44 @@ def _share_starts(
     for k, cells in by_size.items():
         for i in cells:
             model = outcomes[i][1]
-            if model is not None and k > 1:
-                labels = model.predict(X)
-                if hasattr(labels, "compute"):  # Dask rows: a lazy Dask array
-                    labels = labels.compute()
-                reached[i] = _canonical(np.asarray(labels))
+            if model is not None and k > 1:  # (the labels _fit_cell's pass found)
+                reached[i] = _canonical(outcomes[i][0]["labels"])
     # short runs from every partition of a nested structure a cell did not reach itself
-    short: list[tuple[int, _Start]] = []
+    # (a partition is compared by its bytes: equal labels, equal runs)
+    runs: list[tuple[int, _Start]] = []
     for k, cells in by_size.items():
+        own = set() if tree is None or k == 1 else {_canonical(tree.labels(k)).tobytes()}
         for i in cells:
             name = outcomes[i][0]["covariance_type"]
-            seen = {reached[i].tobytes()} if i in reached else set()
+            seen = own | ({reached[i].tobytes()} if i in reached else set())
             for j in cells:
                 if j in reached and reached[j].tobytes() not in seen:
                     if _nested(outcomes[j][0]["covariance_type"], name):
                         seen.add(reached[j].tobytes())
-                        short.append((i, _Start(k, name, reached[j], SHORT_RUN)))
-    best: dict[int, tuple[float, _Start]] = {}
-    for (i, start), (_, model) in zip(short, fit_all([s for _, s in short]), strict=True):
-        value = float(model.lower_bounds_[-1]) if model is not None else -np.inf
-        if value > best.get(i, (-np.inf, start))[0]:
-            best[i] = (value, start)
-    # the best short run of a cell, continued where it is ahead of the cell's own run
-    # after as many iterations
-    chosen = [
-        (i, _Start(s.n_components, s.covariance_type, s.partition, np.iinfo(np.int32).max))
-        for i, (value, s) in sorted(best.items())
-        if value > _objective_after(outcomes[i][1], SHORT_RUN)
-    ]
-    for (i, _), (row, model) in zip(chosen, fit_all([s for _, s in chosen]), strict=True):
-        if model is not None and row["log_likelihood"] > _fitted_log_likelihood(outcomes[i]):
-            outcomes[i] = (row, model)
+                        runs.append((i, _Start(k, name, reached[j], SHORT_RUN)))
+    ranked: dict[int, list[tuple[float, int, _Start]]] = {}
+    for order, ((i, start), value) in enumerate(
+        zip(runs, short([s for _, s in runs]), strict=True)
+    ):
+        if value > _objective_after(outcomes[i][1], SHORT_RUN):  # ahead of the cell's own
+            ranked.setdefault(i, []).append((-value, order, start))
+    # the best short run of a cell ahead of its own run, continued to convergence; where
+    # it ends no higher than the cell's own run, the next best, up to CONTINUED of them
+    # (a run that leads after a few iterations may converge lower than the next one)
+    queues = {
+        i: [s for _, _, s in sorted(starts, key=lambda item: item[:2])]
+        for i, starts in ranked.items()
+    }
+    for wave in range(CONTINUED):
+        chosen = [
+            (i, replace(starts[wave], max_iter=np.iinfo(np.int32).max))
+            for i, starts in sorted(queues.items())
+            if len(starts) > wave
+        ]
+        for (i, _), (row, model) in zip(chosen, full([s for _, s in chosen]), strict=True):
+            if model is not None and row["log_likelihood"] > _fitted_log_likelihood(outcomes[i]):
+                outcomes[i] = (row, model)
+                del queues[i]  # improved: its next short runs are not continued
     return outcomes
 
 
@@ -601,12 +627,16 @@ def _fit_cell(
             # a collapsed component or a slow cell is reported in the table
             warnings.simplefilter("always")
             model.fit(X) if checkpoint is None else model.fit(X, checkpoint=checkpoint)
-            proba = model.predict_proba(X)
-            log_likelihood = float(model.score(X)) * n
+            # each row's log-density, log of its largest posterior and component, one pass
+            values = model._map_rows(X, _cell_values)
+            if is_dask_collection(values):
+                values = values.compute()
+            values = np.asarray(values, dtype=np.float64)
+            log_likelihood = float(values[:, 0].mean()) * n
         row["warnings"] = list(dict.fromkeys(str(w.message) for w in caught))
     except InputError:
         raise  # the arguments or the data are wrong for every cell alike
-    except (EmkitError, np.linalg.LinAlgError, ValueError, FloatingPointError) as exc:
+    except _NOT_FITTED as exc:
         row["reason"] = f"not fitted: {exc}"
         return row, None
     finally:
@@ -616,7 +646,7 @@ def _fit_cell(
     row["n_parameters"] = n_parameters
     row["converged"] = bool(model.converged_)
     row["n_iter"] = int(model.n_iter_)
-    collapsed = np.flatnonzero(model.trace_.degenerate | _held_by_reg_covar(model, scale))
+    collapsed = _collapsed(model, scale)
     if collapsed.size:
         row["reason"] = (
             f"component{'s' if collapsed.size > 1 else ''} "
@@ -629,8 +659,51 @@ def _fit_cell(
         return row, None
     bic = 2.0 * log_likelihood - n_parameters * np.log(n)
     row["bic"] = bic
-    row["icl"] = bic + 2.0 * float(np.log(proba.max(axis=1)).sum())
+    row["icl"] = bic + 2.0 * float(values[:, 1].sum())
+    row["labels"] = values[:, 2].astype(np.intp)  # (for the shared starts; not in results_)
     return row, model
+
+
+# what makes a cell missing ("not fitted") rather than stop the sweep
+_NOT_FITTED = (EmkitError, np.linalg.LinAlgError, ValueError, FloatingPointError)
+
+
+def _short_run(model: GaussianMixture, X: Any, scale: Array, start: _Start) -> float:
+    """The per-sample objective of ``model`` (its ``max_iter`` a few iterations) fitted on
+    ``X`` from ``start`` after its last iteration, -inf where the cell could not be
+    fitted or a component collapsed: :func:`_fit_cell` without the table's row (no pass
+    over the rows after the fit)."""
+    model._hc_tree = start
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a short run does not converge, by design
+            model.fit(X)
+    except InputError:
+        raise
+    except _NOT_FITTED:
+        return -np.inf
+    finally:
+        del model._hc_tree
+    if _collapsed(model, scale).size:
+        return -np.inf
+    return float(model.lower_bounds_[-1])
+
+
+def _cell_values(log_prob: Array) -> Array:
+    """(n, 3): each row's log-density ``log sum_k p(x, k)``, the log of its largest
+    posterior probability ``max_k log p(x, k) - log p(x)`` (mclust's ICL term) and its
+    most likely component (``predict``)."""
+    total = logsumexp(log_prob, axis=1)
+    top = log_prob.argmax(axis=1)
+    return np.column_stack(
+        [total, np.take_along_axis(log_prob, top[:, None], 1)[:, 0] - total, top]
+    )
+
+
+def _collapsed(model: GaussianMixture, scale: Array) -> NDArray[np.intp]:
+    """The components of a fitted cell that collapsed (reported degenerate by the fit,
+    or singular but for ``reg_covar``)."""
+    return np.flatnonzero(model.trace_.degenerate | _held_by_reg_covar(model, scale))
 
 
 # A covariance less reg_covar with an eigenvalue below this, relative to the data's

@@ -31,11 +31,18 @@ columns standardized, rotated onto their principal axes and each axis divided by
 square root of its singular value. On more rows than ``subset`` (mclust's 2000) the
 hierarchy is built on a random subset of rows, as mclust's ``Mclust`` does; the other rows
 get no initial label (the M-step starts from the subset's clusters).
+
+On ``COMPILED_FROM`` rows or more, the VVV merges run as plain loops compiled by Numba
+(optional, ``emkit[fast]``; imported only then), the same merges as the NumPy loop (the
+tests compare the two, ties included): on 2000 rows, about 3x (8 columns) to 7x (2
+columns) faster. Below, the NumPy loop costs less than importing Numba.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -56,6 +63,10 @@ HC_MODELS = ("VVV", "EII")
 
 # mclust.options("subset"): the rows the hierarchy is built on at most
 DEFAULT_SUBSET = 2000
+
+# Rows from which the VVV merges run compiled (Numba, when installed): the NumPy loop
+# costs about half a millisecond a merge in Python, importing Numba about half a second
+COMPILED_FROM = 1000
 
 Array = NDArray[np.float64]
 
@@ -211,6 +222,30 @@ def _agglomerate_vvv(Z: Array, alpha: float, beta: float) -> tuple[NDArray[np.in
     m, p = Z.shape
     # mclust: alpha times traceW(Z / sqrt(n p)), the mean variance per coordinate
     alpha = max(alpha * float(((Z - Z.mean(axis=0)) ** 2).sum()) / (m * p), np.finfo(float).eps)
+    # singleton pairs: W = d d^T / 2, tr W = |d|^2 / 2, |W / 2| = |d|^2 / 4 when p == 1
+    sq = cdist(Z, Z, "sqeuclidean")
+    cost = beta * (sq / 2.0 + alpha) / 2.0
+    if p == 1:
+        cost += sq / 4.0
+    # a singleton's own term is log(beta alpha)
+    cost = 2.0 * np.log(cost) - 2.0 * float(np.log(beta * alpha))
+    np.fill_diagonal(cost, np.inf)
+    compiled = _kernels() if m >= COMPILED_FROM else None
+    if compiled is not None:
+        merges = np.empty((m - 1, 2), dtype=np.int64)
+        costs = np.empty(m - 1)
+        Zc = np.ascontiguousarray(Z, dtype=np.float64)
+        compiled.agglomerate_vvv(Zc, cost, float(alpha), float(beta), merges, costs)
+        return merges.astype(np.intp), costs
+    return _agglomerate_vvv_numpy(Z, cost, alpha, beta)
+
+
+def _agglomerate_vvv_numpy(
+    Z: Array, cost: Array, alpha: float, beta: float
+) -> tuple[NDArray[np.intp], Array]:
+    """:func:`_agglomerate_vvv` in NumPy, from the singleton pairs' costs ``cost`` (m, m)
+    (changed in place) and the scaled ``alpha``: the path without Numba."""
+    m, p = Z.shape
 
     def term(size: Array, det: Array, trace: Array) -> Array:
         # n_k log(|W_k / n_k| + beta (tr W_k + alpha) / n_k); |W_k| counts for n_k > p only
@@ -223,14 +258,6 @@ def _agglomerate_vvv(Z: Array, alpha: float, beta: float) -> tuple[NDArray[np.in
     trace = np.zeros(m)
     own = term(size, np.zeros(m), trace)  # log(beta alpha) for a singleton
     ident = np.arange(m)  # scipy's number of the cluster in each slot
-
-    # singleton pairs: W = d d^T / 2, tr W = |d|^2 / 2, |W / 2| = |d|^2 / 4 when p == 1
-    sq = cdist(Z, Z, "sqeuclidean")
-    cost = beta * (sq / 2.0 + alpha) / 2.0
-    if p == 1:
-        cost += sq / 4.0
-    cost = 2.0 * np.log(cost) - 2.0 * own[0]
-    np.fill_diagonal(cost, np.inf)
     nearest = np.empty(m, dtype=np.intp)
     nearest_cost = np.empty(m)
     for r in range(m):
@@ -306,3 +333,152 @@ def _nearest(row: Array) -> tuple[int, float]:
     """The slot of least cost in ``row`` (ties: the largest slot) and that cost."""
     low = row.min()
     return int(np.flatnonzero(row == low)[-1]), float(low)
+
+
+@functools.cache
+def _kernels() -> Any:
+    """The compiled merge loop (compiled on first use and cached on disk), or None when
+    Numba is not installed."""
+    try:
+        import numba
+    except ImportError:
+        return None
+    jit = numba.njit(cache=True, nogil=True, error_model="numpy")
+    return SimpleNamespace(agglomerate_vvv=jit(_agglomerate_vvv_loops))
+
+
+def _agglomerate_vvv_loops(
+    Z: Array, cost: Array, alpha: float, beta: float, merges: Any, costs: Array
+) -> None:
+    """:func:`_agglomerate_vvv_numpy` as plain loops for Numba, the same merges in the
+    same slots with the same ties: ``merges`` (m - 1, 2) and ``costs`` (m - 1) are
+    filled; ``cost`` (m, m) holds the singleton pairs' costs and is changed in place.
+    Each determinant is an LU factorization with partial pivoting (LAPACK's ``getrf``,
+    which ``numpy.linalg.det`` calls, unblocked at these sizes)."""
+    m, p = Z.shape
+    size = np.ones(m)
+    means = Z.copy()
+    scatter = np.zeros((m, p, p))
+    trace = np.zeros(m)
+    own = np.full(m, np.log(beta * alpha))  # a singleton's term
+    ident = np.arange(m)
+    nearest = np.empty(m, dtype=np.int64)
+    nearest_cost = np.empty(m)
+    stale = np.zeros(m, dtype=np.bool_)
+    d = np.empty(p)
+    W = np.empty((p, p))
+    for r in range(m):
+        # the slot of least cost in row r (ties: the largest slot), as _nearest
+        low, at = np.inf, m - 1
+        for c in range(m):
+            if cost[r, c] <= low:
+                low, at = cost[r, c], c
+        nearest[r], nearest_cost[r] = at, low
+    for t in range(m - 1):
+        g = m - t
+        low = np.inf
+        for r in range(g):
+            if nearest_cost[r] < low:
+                low = nearest_cost[r]
+        # among the pairs of least cost, the largest j, then the largest i (mclust's ties)
+        i = j = -1
+        for r in range(g):
+            if nearest_cost[r] == low:
+                a, b = min(r, nearest[r]), max(r, nearest[r])
+                if b > j or (b == j and a > i):
+                    i, j = a, b
+        merges[t, 0] = min(ident[i], ident[j])
+        merges[t, 1] = max(ident[i], ident[j])
+        costs[t] = cost[i, j]
+        ni, nj = size[i], size[j]
+        coef = ni * nj / (ni + nj)
+        dd = 0.0
+        for a in range(p):
+            d[a] = means[j, a] - means[i, a]
+        for a in range(p):
+            for b in range(p):
+                scatter[i, a, b] = scatter[i, a, b] + scatter[j, a, b] + coef * (d[a] * d[b])
+            dd += d[a] * d[a]
+        trace[i] = trace[i] + trace[j] + coef * dd
+        for a in range(p):
+            means[i, a] = (ni * means[i, a] + nj * means[j, a]) / (ni + nj)
+        size[i] = ni + nj
+        own[i] = cost[i, j] + own[i] + own[j]
+        ident[i] = m + t
+        last = g - 1
+        for r in range(last):
+            stale[r] = nearest[r] == i or nearest[r] == j or nearest[r] == last
+        if j != last:  # the last slot's cluster moves into slot j
+            size[j], trace[j], own[j], ident[j] = size[last], trace[last], own[last], ident[last]
+            nearest[j], nearest_cost[j] = nearest[last], nearest_cost[last]
+            means[j] = means[last]
+            scatter[j] = scatter[last]
+            for r in range(m):
+                cost[j, r] = cost[last, r]
+            for r in range(m):
+                cost[r, j] = cost[r, last]
+            cost[j, j] = np.inf
+            stale[j] = True
+        for r in range(m):
+            cost[last, r] = np.inf
+            cost[r, last] = np.inf
+        nearest_cost[last] = np.inf
+        if last == 1:
+            continue
+        # the cost of merging the union with every other cluster
+        for o in range(last):
+            if o == i:
+                continue
+            joint = size[i] + size[o]
+            coef_o = size[i] * size[o] / joint
+            dd = 0.0
+            for a in range(p):
+                d[a] = means[o, a] - means[i, a]
+                dd += d[a] * d[a]
+            joint_trace = trace[i] + trace[o] + coef_o * dd
+            det = 0.0
+            if joint > p:
+                for a in range(p):
+                    for b in range(p):
+                        W[a, b] = (
+                            scatter[i, a, b] + scatter[o, a, b] + coef_o * (d[a] * d[b])
+                        ) / joint
+                # |W| by LU with partial pivoting, W overwritten
+                det = 1.0
+                for c in range(p):
+                    pivot = c
+                    for r in range(c + 1, p):
+                        if abs(W[r, c]) > abs(W[pivot, c]):
+                            pivot = r
+                    if W[pivot, c] == 0.0:
+                        det = 0.0
+                        break
+                    if pivot != c:
+                        for b in range(p):
+                            W[c, b], W[pivot, b] = W[pivot, b], W[c, b]
+                        det = -det
+                    det *= W[c, c]
+                    for r in range(c + 1, p):
+                        factor = W[r, c] / W[c, c]
+                        for b in range(c + 1, p):
+                            W[r, b] -= factor * W[c, b]
+                det = max(det, 0.0)
+            row = joint * np.log(det + beta * (joint_trace + alpha) / joint) - own[i] - own[o]
+            cost[i, o] = row
+            cost[o, i] = row
+        stale[i] = True
+        for r in range(last):
+            if stale[r]:
+                low, at = np.inf, last - 1
+                for c in range(last):
+                    if cost[r, c] <= low:
+                        low, at = cost[r, c], c
+                nearest[r], nearest_cost[r] = at, low
+        # rows for which the union is now the nearest (ties: the larger slot)
+        for o in range(last):
+            if o == i or stale[o]:
+                continue
+            row = cost[o, i]
+            if row < nearest_cost[o] or (row == nearest_cost[o] and i > nearest[o]):
+                nearest[o] = i
+                nearest_cost[o] = row
