@@ -51,7 +51,6 @@ from emkit.families._base import (
 from emkit.families._gaussian_missing import (
     MissingState,
     conditional_means,
-    full_natural,
     full_statistics,
     missing_log_prob,
     missing_statistics,
@@ -176,7 +175,7 @@ def _cholesky_upper_of_precision(cov: Array) -> Array:
     """U upper triangular with U U^T = cov^-1, for a stack (..., d, d)."""
     # cov = L L^T  =>  cov^-1 = L^-T L^-1 = U U^T with U = L^-T (inv is LAPACK's solve
     # against the identity, without building one)
-    return np.swapaxes(np.linalg.inv(np.linalg.cholesky(cov)), -1, -2)
+    return np.linalg.inv(np.linalg.cholesky(cov)).swapaxes(-1, -2)
 
 
 def _stat_rows(Xc: Array, n_stats: int, out: Array | None) -> tuple[Array, Array]:
@@ -369,7 +368,7 @@ class _Triangular(CovarianceStructure):
     dense = True
 
     def precisions(self, prec_chol: Array) -> Array:
-        return prec_chol @ np.swapaxes(prec_chol, -1, -2)
+        return prec_chol @ prec_chol.swapaxes(-1, -2)
 
     def from_precisions(self, precisions: Array) -> Array:
         # sklearn's convention: U = flip(chol(flip(P))) is upper triangular with P = U U^T
@@ -377,7 +376,7 @@ class _Triangular(CovarianceStructure):
         return np.ascontiguousarray(np.linalg.cholesky(flipped)[..., ::-1, ::-1])
 
     def factor(self, cov: Array, column_scale: Array) -> tuple[Array, Array, NDArray[np.bool_]]:
-        if not np.all(np.isfinite(cov)):
+        if not np.isfinite(cov).all():
             raise EmkitError(_ILL_DEFINED)
         stack = cov.reshape((-1, *cov.shape[-2:]))
         d = stack.shape[-1]
@@ -388,7 +387,7 @@ class _Triangular(CovarianceStructure):
             # D^-1 Sigma D^-1 = ((D U)(D U)^T)^-1, so its smallest eigenvalue is at least
             # 1 / ||D U||_F^2: only covariances that fail this cheap test are decomposed
             scaled_u = column_scale[:, None] * prec_chol
-            suspect = 1.0 / np.sum(scaled_u * scaled_u, axis=(-2, -1)) < floor
+            suspect = 1.0 / (scaled_u * scaled_u).sum(axis=(-2, -1)) < floor
         except np.linalg.LinAlgError:
             prec_chol = np.empty_like(stack)
             suspect = np.ones(stack.shape[0], dtype=bool)
@@ -441,12 +440,12 @@ class _Triangular(CovarianceStructure):
 
     def half_log_det(self, prec_chol: Array, d: int) -> Array:
         # 1/2 log|P| = sum(log(diag(U)))
-        return np.sum(np.log(np.diagonal(prec_chol, axis1=-2, axis2=-1)), axis=-1)
+        return np.log(prec_chol.diagonal(0, -2, -1)).sum(axis=-1)
 
     def divide(self, scatter: Array, mass: Array, reg_covar: float) -> Array:
         d = scatter.shape[-1]
-        cov = scatter / np.reshape(mass, (*np.shape(mass), 1, 1))
-        cov[..., np.arange(d), np.arange(d)] += reg_covar
+        cov = scatter / np.asarray(mass)[..., None, None]
+        cov.reshape(-1, d * d)[:, :: d + 1] += reg_covar  # (a view of the diagonals)
         return cov
 
     def shaped_scale(self, scale: Array, d: int) -> Array:
@@ -483,17 +482,29 @@ class Full(_Triangular):
     def stat_scale(self, d: int, s: float) -> Array:
         return np.concatenate([np.full(d, s), np.full(d * (d + 1) // 2, s * s)])
 
+    def _packing(self, d: int) -> tuple[NDArray[np.intp], NDArray[np.intp], Array]:
+        """The packed upper triangle's row and column indices and the weights of its
+        entries in eta (-1/2 on the diagonal, -1 off it: see ``full_natural``), made
+        once per structure and ``d`` (every iteration asks for them)."""
+        cached = self.__dict__.get("_packing_cache")
+        if cached is None or cached[0].shape[0] != d * (d + 1) // 2:
+            i, j = triu_indices(d)
+            cached = (i, j, -np.where(i == j, 0.5, 1.0))
+            self.__dict__["_packing_cache"] = cached
+        return cached
+
     def natural(self, means: Array, prec_chol: Array) -> tuple[Array, Array]:
         d = means.shape[1]
         P = self.precisions(prec_chol)
         Pmu = np.einsum("kij,kj->ki", P, means)
-        eta = full_natural(P, Pmu)
-        log_norm = 0.5 * np.sum(Pmu * means, axis=1) - self.half_log_det(prec_chol, d)
+        i, j, weight = self._packing(d)
+        eta = np.concatenate([Pmu, weight * P[:, i, j]], axis=1)  # full_natural's
+        log_norm = 0.5 * (Pmu * means).sum(axis=1) - self.half_log_det(prec_chol, d)
         return eta, log_norm + 0.5 * d * LOG_2PI
 
     def scatter(self, nk: Array, means: Array, sum_t: Array, shared: Array) -> Array:
         K, d = means.shape
-        i, j = triu_indices(d)
+        i, j, _ = self._packing(d)
         packed = sum_t[:, d:]
         B = np.empty((K, d, d))
         B[:, i, j] = packed
@@ -529,7 +540,7 @@ class Full(_Triangular):
 
     def spectrum(self, cov: Array, mass: Array) -> tuple[Array, Array]:
         lam = np.linalg.eigvalsh(cov)
-        return lam, np.broadcast_to(mass[:, None], lam.shape)
+        return lam, mass[:, None].repeat(lam.shape[-1], axis=1)
 
     def component_covariance(self, cov: Array, k: int, d: int) -> Array:
         return cov[k]
@@ -1089,7 +1100,8 @@ class GaussianFamily:
         self, X: Array, params: GaussianParams, natural: Natural, far: NDArray[np.intp]
     ) -> Array | None:
         row = None
-        if not natural.exact_form:  # the whitened form holds the whole quadratic
+        # (the whitened form holds the whole quadratic; only tied has a row term)
+        if not natural.exact_form and self.structure.has_row_term:
             with np.errstate(over="ignore"):  # far rows: redone below
                 row = self.structure.row_term(X, params.precisions_cholesky)
         if not far.size:
@@ -1112,8 +1124,8 @@ class GaussianFamily:
         that may overflow (a bound on ``|(x - mu) U|`` beyond ``_FAR``). They take
         :func:`far_log_prob`, exact for any finite row."""
         d = Xc.shape[1]
-        u = float(np.max(np.abs(params.precisions_cholesky)))
-        mu = float(np.max(np.abs(params.means), initial=0.0))
+        u = float(np.abs(params.precisions_cholesky).max())
+        mu = float(np.abs(params.means).max(initial=0.0))
         limit = min(_OUTSIDE * self.scale, _FAR / (d * u) - mu)
         # the chunk's extremes first: two reductions, no temporary, for the usual chunk
         if Xc.shape[0] == 0 or max(float(Xc.max()), -float(Xc.min())) <= limit:
@@ -1269,10 +1281,14 @@ class GaussianFamily:
     def _floor_scale(self) -> Array:
         """The per-column scale of the degeneracy floor (no column at 0: a constant
         column takes a tiny share of the others', so its variance stays positive)."""
-        d = self.n_features
-        c = self.column_scale if self.column_scale is not None else np.full(d, self.scale)
-        c = np.minimum(c, 1e150)  # the floor's c_i c_j stays finite
-        return np.maximum(c, max(1e-8 * float(np.max(c, initial=0.0)), 1e-150))
+        cached = self.__dict__.get("_floor_scale_cache")  # (every M-step asks for it)
+        if cached is None:
+            d = self.n_features
+            c = self.column_scale if self.column_scale is not None else np.full(d, self.scale)
+            c = np.minimum(c, 1e150)  # the floor's c_i c_j stays finite
+            cached = np.maximum(c, max(1e-8 * float(np.max(c, initial=0.0)), 1e-150))
+            object.__setattr__(self, "_floor_scale_cache", cached)
+        return cached
 
     def objective_roundoff(
         self, params: GaussianParams, nk: Array, sum_t: Array, dtype: Any = np.float64
