@@ -20,6 +20,7 @@ term shared by all components (the row term) and the others' differences to it f
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Mapping, Sequence
@@ -187,6 +188,17 @@ def _stat_rows(Xc: Array, n_stats: int, out: Array | None) -> tuple[Array, Array
     TT = statistic_rows(out, n_stats, n, Xc.dtype)
     TT[:d] = XT
     return XT, TT
+
+
+@functools.lru_cache(maxsize=64)
+def _packing(d: int) -> tuple[NDArray[np.intp], NDArray[np.intp], Array]:
+    """The packed upper triangle's row and column indices and the weights of its entries
+    in eta (-1/2 on the diagonal, -1 off it: see ``full_natural``), read-only constants
+    made once per ``d`` (np.triu_indices costs ~10 us, and every iteration asks)."""
+    i, j = triu_indices(d)
+    weight = -np.where(i == j, 0.5, 1.0)
+    weight.flags.writeable = False
+    return i, j, weight
 
 
 class CovarianceStructure:
@@ -483,29 +495,18 @@ class Full(_Triangular):
     def stat_scale(self, d: int, s: float) -> Array:
         return np.concatenate([np.full(d, s), np.full(d * (d + 1) // 2, s * s)])
 
-    def _packing(self, d: int) -> tuple[NDArray[np.intp], NDArray[np.intp], Array]:
-        """The packed upper triangle's row and column indices and the weights of its
-        entries in eta (-1/2 on the diagonal, -1 off it: see ``full_natural``), made
-        once per structure and ``d`` (every iteration asks for them)."""
-        cached = self.__dict__.get("_packing_cache")
-        if cached is None or cached[0].shape[0] != d * (d + 1) // 2:
-            i, j = triu_indices(d)
-            cached = (i, j, -np.where(i == j, 0.5, 1.0))
-            self.__dict__["_packing_cache"] = cached
-        return cached
-
     def natural(self, means: Array, prec_chol: Array) -> tuple[Array, Array]:
         d = means.shape[1]
         P = self.precisions(prec_chol)
         Pmu = np.einsum("kij,kj->ki", P, means)
-        i, j, weight = self._packing(d)
+        i, j, weight = _packing(d)
         eta = np.concatenate([Pmu, weight * P[:, i, j]], axis=1)  # full_natural's
         log_norm = 0.5 * (Pmu * means).sum(axis=1) - self.half_log_det(prec_chol, d)
         return eta, log_norm + 0.5 * d * LOG_2PI
 
     def scatter(self, nk: Array, means: Array, sum_t: Array, shared: Array) -> Array:
         K, d = means.shape
-        i, j, _ = self._packing(d)
+        i, j, _ = _packing(d)
         packed = sum_t[:, d:]
         B = np.empty((K, d, d))
         B[:, i, j] = packed
