@@ -1386,7 +1386,7 @@ class GaussianFamily:
         the floor although ``reg_covar > 0`` (``reg_covar`` below the data's round-off)
         has no such bound: the gap is infinite, and the driver restarts the monotone trace.
         """
-        if not np.isnan(params.gap):
+        if not math.isnan(params.gap):
             return params.gap
         r = self.reg_covar
         if r == 0.0:
@@ -1405,7 +1405,7 @@ class GaussianFamily:
         s = np.maximum(lam - r, 0.0)
         m = np.maximum(s, r)
         loss = np.log(lam / m) + s / lam - s / m
-        return 0.5 * float(np.sum(mass * np.maximum(loss, 0.0)))
+        return 0.5 * float((mass * np.maximum(loss, 0.0)).sum())
 
     def log_prior(self, params: GaussianParams) -> float:
         """log NIW(means, covariances): normal means given the covariances (if the
