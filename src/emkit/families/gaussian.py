@@ -457,8 +457,9 @@ class _Triangular(CovarianceStructure):
 
     def divide(self, scatter: Array, mass: Array, reg_covar: float) -> Array:
         d = scatter.shape[-1]
-        cov = scatter / np.asarray(mass)[..., None, None]
-        cov.reshape(-1, d * d)[:, :: d + 1] += reg_covar  # (a view of the diagonals)
+        # (a new C-ordered array: its reshape is a view, and this a view of the diagonals)
+        cov = np.divide(scatter, np.asarray(mass)[..., None, None], order="C")
+        cov.reshape(-1, d * d)[:, :: d + 1] += reg_covar
         return cov
 
     def shaped_scale(self, scale: Array, d: int) -> Array:
