@@ -18,6 +18,13 @@ mclust (``em()`` for 10 iterations from the same start, ``mclustBIC`` with the f
 equivalent models VVV, EEE, VVI, VII for the sweep) and shown in a third column;
 otherwise that column is left out. Run ``python bench/bench_small.py --help``.
 
+``--structures`` times every covariance model instead: for each of mclust's 14 models, 10
+EM iterations on iris (K = 3, ``tol=0``) from the same start for both libraries (a 2-iteration
+fit of that model, hc-started, gives emkit's ``*_init`` parameters; mclust's ``em()`` starts
+from ``mstep`` of its ``hc`` partition; its iterative M-steps keep their default inner
+tolerance) and the milliseconds an iteration costs beyond the
+call's fixed cost (the time of 20 iterations minus that of 10, over 10), side by side.
+
 ``--profile`` shows where a small fit's time goes instead: the CPU time of each phase of
 one EM iteration (E-step, objective, M-step, its gap, the bound) on iris (K = 3, full),
 and cProfile's table (by own time) of 10 iterations on iris and of one sweep cell of
@@ -157,6 +164,108 @@ def mclust_times(quick: bool, repeats: int, number: int) -> dict[str, float] | N
     return {line.split()[0]: float(line.split()[1]) for line in out.strip().splitlines()}
 
 
+_R_STRUCTURES = """
+suppressMessages(library(mclust))
+args <- commandArgs(trailingOnly = TRUE)
+x <- as.matrix(read.csv(args[1], header = FALSE))
+models <- strsplit(args[2], ",")[[1]]
+repeats <- as.integer(args[3]); number <- as.integer(args[4])
+z <- unmap(hclass(hc(x), 3))  # not timed: only a starting classification
+best <- function(f, n) min(replicate(repeats, system.time(for (i in 1:n) f())[["elapsed"]])) / n
+for (m in models) {
+  par <- mstep(modelName = m, data = x, z = z)$parameters
+  inner <- sqrt(.Machine$double.eps)  # the iterative M-steps' default
+  run <- function(k) function() em(modelName = m, data = x, parameters = par,
+                                   control = emControl(itmax = k, tol = c(0, inner)))
+  cat(sprintf("%s %.9f %.9f\\n", m, best(run(10), number), best(run(20), number)))
+}
+"""
+
+
+def structure_times(
+    models: tuple[str, ...], repeats: int, number: int
+) -> dict[str, dict[str, dict[str, float]]]:
+    """For each covariance model, the seconds of 10 and of 20 EM iterations on iris (K = 3,
+    ``tol=0``) from one start, for emkit and (where R's mclust is installed) mclust."""
+    from sklearn.datasets import load_iris
+
+    import emkit
+
+    iris = load_iris().data
+    fns: dict[str, Callable[[], Any]] = {}
+    for model in models:
+        start = emkit.GaussianMixture(
+            3, covariance_type=model, init_params="hc", max_iter=2, tol=0.0
+        ).fit(iris)
+        given = dict(
+            covariance_type=model,
+            weights_init=start.weights_,
+            means_init=start.means_,
+            precisions_init=start.precisions_,
+            tol=0.0,
+        )
+        for k in (10, 20):
+            fns[f"{model} {k}"] = lambda k=k, given=given: emkit.GaussianMixture(
+                3, max_iter=k, **given
+            ).fit(iris)
+    seconds = best_of(fns, number, repeats)
+    out: dict[str, dict[str, dict[str, float]]] = {
+        m: {"emkit": {"10": seconds[f"{m} 10"], "20": seconds[f"{m} 20"]}} for m in models
+    }
+    rscript = shutil.which("Rscript")
+    if (
+        rscript is None
+        or subprocess.run(
+            [rscript, "-e", "library(mclust)"], capture_output=True, check=False
+        ).returncode
+    ):
+        return out
+    with tempfile.TemporaryDirectory() as tmp:
+        data, script = Path(tmp) / "iris.csv", Path(tmp) / "structures.R"
+        np.savetxt(data, iris, delimiter=",")
+        script.write_text(_R_STRUCTURES)
+        lines = subprocess.run(
+            [rscript, str(script), str(data), ",".join(models), str(repeats), str(number)],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip().splitlines()  # fmt: skip
+    for line in lines:
+        model, ten, twenty = line.split()
+        out[model]["mclust"] = {"10": float(ten), "20": float(twenty)}
+    return out
+
+
+def structures(quick: bool, repeats: int | None, only: str | None = None) -> dict[str, Any]:
+    """The per-model table: ms of 10 iterations and ms per iteration, emkit and mclust
+    (``only``: a comma-separated list of the models to time)."""
+    from emkit.families.covariance import MCLUST_MODELS
+
+    models = ("EII", "VVV") if quick else MCLUST_MODELS
+    if only:
+        models = tuple(only.split(","))
+    times = structure_times(models, repeats or (1 if quick else 5), 1 if quick else 10)
+    mclust = all("mclust" in t for t in times.values())
+    header = f"{'model':<7}{'emkit 10 it ms':>16}{'emkit ms/it':>13}"
+    if mclust:
+        header += f"{'mclust 10 it ms':>17}{'mclust ms/it':>14}{'10 it ratio':>13}"
+    print(header)
+    report: dict[str, Any] = {}
+    for model, t in times.items():
+        entry: dict[str, float] = {}
+        for lib, s in t.items():
+            entry[f"{lib}_10_iter_ms"] = s["10"] * 1e3
+            entry[f"{lib}_per_iter_ms"] = (s["20"] - s["10"]) / 10 * 1e3
+        line = f"{model:<7}{entry['emkit_10_iter_ms']:>16.3f}{entry['emkit_per_iter_ms']:>13.3f}"
+        if mclust:
+            entry["emkit_over_mclust"] = entry["emkit_10_iter_ms"] / entry["mclust_10_iter_ms"]
+            line += f"{entry['mclust_10_iter_ms']:>17.3f}{entry['mclust_per_iter_ms']:>14.3f}"
+            line += f"{entry['emkit_over_mclust']:>13.2f}"
+        print(line)
+        report[model] = entry
+    if not mclust:
+        print("(no mclust columns: Rscript with R's mclust package is not installed)")
+    return {"structures": report, "mclust": mclust}
+
+
 def _cpu_per_call(fn: Callable[[], Any], number: int, repeats: int) -> float:
     """CPU seconds per call of ``fn``: the best of ``repeats`` rounds of ``number`` calls
     (CPU time, which other processes on a loaded machine disturb less than wall time)."""
@@ -283,7 +392,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--cell", default="VEV,5", help="the sweep cell --profile profiles (MODEL,K)"
     )
+    parser.add_argument(
+        "--structures",
+        action="store_true",
+        help="10 iterations of each of mclust's 14 models on iris, with mclust's em()",
+    )
+    parser.add_argument(
+        "--models", default=None, help="with --structures: these models only (e.g. VVV,VEV)"
+    )
     args = parser.parse_args(argv)
+    if args.structures:
+        result = structures(args.quick, args.repeats, args.models)
+        if args.json is not None:
+            args.json.write_text(json.dumps(result, indent=2))
+        return result
     if args.profile:
         result = profile(args.quick, args.cell)
         if args.json is not None:

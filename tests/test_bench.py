@@ -160,6 +160,17 @@ def test_small_calls_profile_times_every_phase_and_both_workloads(
     assert "one EM iteration on iris" in stdout
 
 
+@pytest.mark.skipif(not BENCH_SMALL.exists(), reason="needs the source tree")
+def test_small_calls_structures_time_each_model(tmp_path: pathlib.Path) -> None:
+    stdout, report = _quick_run(BENCH_SMALL, tmp_path, "--quick", "--structures")
+    assert set(report["structures"]) == {"EII", "VVV"}
+    for entry in report["structures"].values():
+        assert entry["emkit_10_iter_ms"] > 0
+        if report["mclust"]:  # side by side with mclust's em() where R has it
+            assert entry["mclust_10_iter_ms"] > 0 and entry["emkit_over_mclust"] > 0
+    assert "emkit ms/it" in stdout
+
+
 BENCH_BGM = BENCH.with_name("bench_bgm.py")
 
 

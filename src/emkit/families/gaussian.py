@@ -20,6 +20,8 @@ term shared by all components (the row term) and the others' differences to it f
 
 from __future__ import annotations
 
+import functools
+import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -51,7 +53,6 @@ from emkit.families._base import (
 from emkit.families._gaussian_missing import (
     MissingState,
     conditional_means,
-    full_natural,
     full_statistics,
     missing_log_prob,
     missing_statistics,
@@ -176,7 +177,7 @@ def _cholesky_upper_of_precision(cov: Array) -> Array:
     """U upper triangular with U U^T = cov^-1, for a stack (..., d, d)."""
     # cov = L L^T  =>  cov^-1 = L^-T L^-1 = U U^T with U = L^-T (inv is LAPACK's solve
     # against the identity, without building one)
-    return np.swapaxes(np.linalg.inv(np.linalg.cholesky(cov)), -1, -2)
+    return np.linalg.inv(np.linalg.cholesky(cov)).swapaxes(-1, -2)
 
 
 def _stat_rows(Xc: Array, n_stats: int, out: Array | None) -> tuple[Array, Array]:
@@ -187,6 +188,17 @@ def _stat_rows(Xc: Array, n_stats: int, out: Array | None) -> tuple[Array, Array
     TT = statistic_rows(out, n_stats, n, Xc.dtype)
     TT[:d] = XT
     return XT, TT
+
+
+@functools.lru_cache(maxsize=64)
+def _packing(d: int) -> tuple[NDArray[np.intp], NDArray[np.intp], Array]:
+    """The packed upper triangle's row and column indices and the weights of its entries
+    in eta (-1/2 on the diagonal, -1 off it: see ``full_natural``), read-only constants
+    made once per ``d`` (np.triu_indices costs ~10 us, and every iteration asks)."""
+    i, j = triu_indices(d)
+    weight = -np.where(i == j, 0.5, 1.0)
+    weight.flags.writeable = False
+    return i, j, weight
 
 
 class CovarianceStructure:
@@ -369,7 +381,7 @@ class _Triangular(CovarianceStructure):
     dense = True
 
     def precisions(self, prec_chol: Array) -> Array:
-        return prec_chol @ np.swapaxes(prec_chol, -1, -2)
+        return prec_chol @ prec_chol.swapaxes(-1, -2)
 
     def from_precisions(self, precisions: Array) -> Array:
         # sklearn's convention: U = flip(chol(flip(P))) is upper triangular with P = U U^T
@@ -377,7 +389,7 @@ class _Triangular(CovarianceStructure):
         return np.ascontiguousarray(np.linalg.cholesky(flipped)[..., ::-1, ::-1])
 
     def factor(self, cov: Array, column_scale: Array) -> tuple[Array, Array, NDArray[np.bool_]]:
-        if not np.all(np.isfinite(cov)):
+        if not np.isfinite(cov).all():
             raise EmkitError(_ILL_DEFINED)
         stack = cov.reshape((-1, *cov.shape[-2:]))
         d = stack.shape[-1]
@@ -388,7 +400,7 @@ class _Triangular(CovarianceStructure):
             # D^-1 Sigma D^-1 = ((D U)(D U)^T)^-1, so its smallest eigenvalue is at least
             # 1 / ||D U||_F^2: only covariances that fail this cheap test are decomposed
             scaled_u = column_scale[:, None] * prec_chol
-            suspect = 1.0 / np.sum(scaled_u * scaled_u, axis=(-2, -1)) < floor
+            suspect = 1.0 / (scaled_u * scaled_u).sum(axis=(-2, -1)) < floor
         except np.linalg.LinAlgError:
             prec_chol = np.empty_like(stack)
             suspect = np.ones(stack.shape[0], dtype=bool)
@@ -441,12 +453,13 @@ class _Triangular(CovarianceStructure):
 
     def half_log_det(self, prec_chol: Array, d: int) -> Array:
         # 1/2 log|P| = sum(log(diag(U)))
-        return np.sum(np.log(np.diagonal(prec_chol, axis1=-2, axis2=-1)), axis=-1)
+        return np.log(prec_chol.diagonal(0, -2, -1)).sum(axis=-1)
 
     def divide(self, scatter: Array, mass: Array, reg_covar: float) -> Array:
         d = scatter.shape[-1]
-        cov = scatter / np.reshape(mass, (*np.shape(mass), 1, 1))
-        cov[..., np.arange(d), np.arange(d)] += reg_covar
+        # (a new C-ordered array: its reshape is a view, and this a view of the diagonals)
+        cov = np.divide(scatter, np.asarray(mass)[..., None, None], order="C")
+        cov.reshape(-1, d * d)[:, :: d + 1] += reg_covar
         return cov
 
     def shaped_scale(self, scale: Array, d: int) -> Array:
@@ -487,13 +500,14 @@ class Full(_Triangular):
         d = means.shape[1]
         P = self.precisions(prec_chol)
         Pmu = np.einsum("kij,kj->ki", P, means)
-        eta = full_natural(P, Pmu)
-        log_norm = 0.5 * np.sum(Pmu * means, axis=1) - self.half_log_det(prec_chol, d)
+        i, j, weight = _packing(d)
+        eta = np.concatenate([Pmu, weight * P[:, i, j]], axis=1)  # full_natural's
+        log_norm = 0.5 * (Pmu * means).sum(axis=1) - self.half_log_det(prec_chol, d)
         return eta, log_norm + 0.5 * d * LOG_2PI
 
     def scatter(self, nk: Array, means: Array, sum_t: Array, shared: Array) -> Array:
         K, d = means.shape
-        i, j = triu_indices(d)
+        i, j, _ = _packing(d)
         packed = sum_t[:, d:]
         B = np.empty((K, d, d))
         B[:, i, j] = packed
@@ -529,7 +543,7 @@ class Full(_Triangular):
 
     def spectrum(self, cov: Array, mass: Array) -> tuple[Array, Array]:
         lam = np.linalg.eigvalsh(cov)
-        return lam, np.broadcast_to(mass[:, None], lam.shape)
+        return lam, mass[:, None].repeat(lam.shape[-1], axis=1)
 
     def component_covariance(self, cov: Array, k: int, d: int) -> Array:
         return cov[k]
@@ -935,10 +949,13 @@ class GaussianFamily:
     def bind_summary(self, summary: Summary, n_rows: int) -> GaussianFamily:
         shift = summary["sums"] / summary["weight"]
         d = int(shift.shape[0])
-        # max |x - shift| over the rows, from the column extremes
-        hi = np.nan_to_num(summary["high"].value - shift)
-        lo = np.nan_to_num(summary["low"].value - shift)
-        scale = float(max(np.abs(hi).max(initial=0.0), np.abs(lo).max(initial=0.0), 1e-300))
+        # max |x - shift| over the rows, from the column extremes (fmax: a column's NaN
+        # extreme counts 0, as np.nan_to_num makes it; an infinite one the largest float)
+        high, low = summary["high"].value, summary["low"].value
+        spread = np.fmax(np.abs(high - shift), np.abs(low - shift))
+        if not np.isfinite(spread).all():
+            spread = np.nan_to_num(spread)
+        scale = float(max(spread.max(initial=0.0), 1e-300))
         check_fit_range(scale, (n_rows, d), "a Gaussian fit")
         self.structure.check_features(d)
         prior, data_cov = self.prior, None
@@ -992,14 +1009,15 @@ class GaussianFamily:
         with np.errstate(over="ignore", invalid="ignore"):
             stat_scale, stat_max = self._stat_scale()
             terms = np.abs(eta) * stat_scale
-            size = np.sqrt((terms * terms).sum(axis=1) + log_norm * log_norm)
+            squares = (terms * terms).sum(axis=1)
+            squares += log_norm * log_norm
+            largest = math.sqrt(squares.max())  # the largest size (sqrt is monotone)
             if self.structure.has_row_term:
-                size = size + d * scale**2 * np.max(
+                largest = largest + d * scale**2 * np.max(
                     np.abs(self.structure.precisions(params.precisions_cholesky))
                 )
-            largest = size.max()
             exact = bool(
-                not np.isfinite(largest)
+                not math.isfinite(largest)
                 or info.eps * largest > _EXPANDED_FORM_TOLERANCE[dt]
                 # statistics (x x^T) beyond the working dtype's range: float64 rows instead
                 or not stat_max < _STAT_RANGE * float(info.max)
@@ -1089,7 +1107,8 @@ class GaussianFamily:
         self, X: Array, params: GaussianParams, natural: Natural, far: NDArray[np.intp]
     ) -> Array | None:
         row = None
-        if not natural.exact_form:  # the whitened form holds the whole quadratic
+        # (the whitened form holds the whole quadratic; only tied has a row term)
+        if not natural.exact_form and self.structure.has_row_term:
             with np.errstate(over="ignore"):  # far rows: redone below
                 row = self.structure.row_term(X, params.precisions_cholesky)
         if not far.size:
@@ -1110,8 +1129,8 @@ class GaussianFamily:
         """The largest ``|x|`` (centred) of a row that :meth:`far_rows` leaves to the
         E-step's forms: ``_OUTSIDE`` times the scale the expanded form's round-off was
         bounded for, and a bound on ``|(x - mu) U|`` within ``_FAR``."""
-        u = float(np.max(np.abs(params.precisions_cholesky)))
-        mu = float(np.max(np.abs(params.means), initial=0.0))
+        u = float(np.abs(params.precisions_cholesky).max())
+        mu = float(np.abs(params.means).max(initial=0.0))
         return min(_OUTSIDE * self.scale, _FAR / (self.n_features * u) - mu)
 
     def far_rows(self, Xc: Array, params: GaussianParams) -> NDArray[np.intp]:
@@ -1274,10 +1293,14 @@ class GaussianFamily:
     def _floor_scale(self) -> Array:
         """The per-column scale of the degeneracy floor (no column at 0: a constant
         column takes a tiny share of the others', so its variance stays positive)."""
-        d = self.n_features
-        c = self.column_scale if self.column_scale is not None else np.full(d, self.scale)
-        c = np.minimum(c, 1e150)  # the floor's c_i c_j stays finite
-        return np.maximum(c, max(1e-8 * float(np.max(c, initial=0.0)), 1e-150))
+        cached = self.__dict__.get("_floor_scale_cache")  # (every M-step asks for it)
+        if cached is None:
+            d = self.n_features
+            c = self.column_scale if self.column_scale is not None else np.full(d, self.scale)
+            c = np.minimum(c, 1e150)  # the floor's c_i c_j stays finite
+            cached = np.maximum(c, max(1e-8 * float(np.max(c, initial=0.0)), 1e-150))
+            object.__setattr__(self, "_floor_scale_cache", cached)
+        return cached
 
     def objective_roundoff(
         self, params: GaussianParams, nk: Array, sum_t: Array, dtype: Any = np.float64
@@ -1369,7 +1392,7 @@ class GaussianFamily:
         the floor although ``reg_covar > 0`` (``reg_covar`` below the data's round-off)
         has no such bound: the gap is infinite, and the driver restarts the monotone trace.
         """
-        if not np.isnan(params.gap):
+        if not math.isnan(params.gap):
             return params.gap
         r = self.reg_covar
         if r == 0.0:
@@ -1388,7 +1411,7 @@ class GaussianFamily:
         s = np.maximum(lam - r, 0.0)
         m = np.maximum(s, r)
         loss = np.log(lam / m) + s / lam - s / m
-        return 0.5 * float(np.sum(mass * np.maximum(loss, 0.0)))
+        return 0.5 * float((mass * np.maximum(loss, 0.0)).sum())
 
     def log_prior(self, params: GaussianParams) -> float:
         """log NIW(means, covariances): normal means given the covariances (if the
@@ -1582,12 +1605,19 @@ def _column_median(rows: Array, shift: Array) -> Array:
     if not deviations.shape[0]:
         return np.zeros(shift.shape[0])
     if not np.isnan(deviations).any():  # (nanmedian's masked arrays cost ~0.5 ms a fit)
-        med = np.median(deviations, axis=0)
+        # np.median's order statistics and mean of the middle two, without its checks
+        # (which cost as much as the rest on a small fit)
+        n, h = deviations.shape[0], deviations.shape[0] // 2
+        part = np.partition(deviations, [h] if n % 2 else [h - 1, h], axis=0)
+        med = part[h] if n % 2 else (part[h - 1] + part[h]) / 2.0
     else:
         with np.errstate(invalid="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN column
             med = np.nanmedian(deviations, axis=0)
-    return np.nan_to_num(np.asarray(med, dtype=np.float64), nan=0.0, posinf=0.0)
+    med = np.asarray(med, dtype=np.float64)
+    if np.isfinite(med).all():
+        return med
+    return np.nan_to_num(med, nan=0.0, posinf=0.0)
 
 
 def far_log_prob(

@@ -7,6 +7,7 @@ A decrease beyond round-off is a bug or a numerical failure, never convergence.
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from collections.abc import Callable
@@ -197,7 +198,7 @@ def fit_em(
         start = time.perf_counter()
         result = step(params, state)
         objective = result.objective
-        if not np.isfinite(objective):
+        if not math.isfinite(objective):  # (math: a float, not an array)
             raise NonFiniteObjectiveError(
                 f"The EM objective became {objective} at iteration {iteration}. The data may "
                 "be badly scaled or reg_covar too small; scale the input data or increase "
@@ -206,7 +207,7 @@ def fit_em(
         change = objective - previous
         if not monotone:
             pass  # a stochastic step's objective may fall (its Monte-Carlo noise)
-        elif np.isinf(slack):
+        elif math.isinf(slack):
             # the M-step had no bound: a new monotone run starts here (a fall is not
             # convergence either: the change stays negative)
             restarts.append(iteration)

@@ -9,6 +9,7 @@ next (the E-step of the parameters they start from, ECM cycles, online statistic
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
@@ -120,7 +121,7 @@ def em_step(model: EMModel[P], engine: Engine, data: RowSource) -> Step[P]:
         if more is not None:
             stats = stats + engine.map_reduce(more, data)
         objective = model.objective(params, stats)
-        if not np.isfinite(objective):  # before an M-step from such statistics
+        if not math.isfinite(objective):  # before an M-step from such statistics
             return StepResult(params, objective, 0.0, state)
         new = model.m_step(params, stats)
         done = converged is not None and converged(params, new)

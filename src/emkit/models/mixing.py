@@ -580,9 +580,11 @@ class MixingWeights:
     def m_step(self, nk: Array) -> Array:
         """The weights maximizing sum_k (N_k + alpha - 1) log pi_k on the simplex (for
         ``nk`` already floored by :data:`NK_FLOOR`)."""
+        known = self.fixed
+        if known is None and self.concentration == 1.0:
+            return nk / nk.sum(axis=-1, keepdims=True)  # the mode without a prior
         prior: DirichletPrior = self.__dict__["_prior"]
         posterior = prior.posterior(nk)
-        known = self.fixed
         if known is None:
             return posterior.mode()
         counts = posterior.excess

@@ -394,10 +394,13 @@ class Mixture:
         """
         mass = (stats.nk > 0) & (params.weights > 0)
         nk, weights = stats.nk, params.weights
-        if not mass.all():  # (no copies when every component counts)
+        every = bool(mass.all())
+        if not every:  # (no copies when every component counts)
             nk, weights = nk[mass], weights[mass]
         value = float(nk @ np.log(weights))
-        family = _expected_family(self.family, params.components, stats, mass, derived)
+        family = _expected_family(
+            self.family, params.components, stats, None if every else mass, derived
+        )
         return value + family + self.log_prior(params)
 
     @property
@@ -531,10 +534,10 @@ def _expected_family(
     family: Any,
     components: Any,
     stats: MixtureStats,
-    mass: NDArray[np.bool_],
+    mass: NDArray[np.bool_] | None,
     derived: Natural | None = None,
 ) -> float:
-    """sum_k <S_k, eta_k> - N_k A(eta_k) over the components with ``mass`` (+ the
+    """sum_k <S_k, eta_k> - N_k A(eta_k) over the components with ``mass`` (None: all; + the
     family's ``expected_row_term(params, shared)``, the expectation of its
     component-independent term), total nats. The natural parameters are ``derived`` (the
     E-step's :meth:`~ComponentFamily.natural` in float64) when given, else the family's
@@ -551,7 +554,7 @@ def _expected_family(
     eta = np.asarray(eta, dtype=np.float64)
     log_norm = np.asarray(log_norm, dtype=np.float64)
     sum_t, nk = stats.sum_t, stats.nk
-    if not mass.all():  # (no copies when every component counts)
+    if mass is not None:
         eta, log_norm, sum_t, nk = eta[mass], log_norm[mass], sum_t[mass], nk[mass]
     value = float((sum_t * eta).sum() - nk @ log_norm)
     row = getattr(family, "expected_row_term", None)
