@@ -31,6 +31,7 @@ __all__ = [
     "Summary",
     "Tally",
     "bind_rows",
+    "column_reduce",
     "weighted_sum",
 ]
 
@@ -145,10 +146,35 @@ class Moments:
         return np.asarray(self.m2 / (self.weight - self.squares / self.weight))
 
 
+# Values an inner loop of :func:`column_reduce` covers: that many / d rows at a time.
+_LANES = 512
+
+
+def column_reduce(op: np.ufunc, X: Array, dtype: Any = None) -> Array:
+    """``op.reduce(X, axis=0)`` (d,) for a ufunc whose reduction may run in any order
+    (``fmin``, ``fmax``; ``add`` up to its rounding), at the speed of a pass over memory.
+
+    NumPy reduces a C-ordered (n, d) array over its rows with an inner loop of d values a
+    row, which costs ~25 ns a row whatever d is: 50x a pass over the memory at d = 2.
+    Seen as (n / r, r d) with r = 512 / d rows a line, the reduction's inner loop runs
+    over 512 values; the (r, d) result is then reduced over its r rows.
+    """
+    n, d = X.shape
+    rows = max(1, _LANES // max(d, 1))
+    lines = n // rows
+    if lines < 2 or not X.flags.c_contiguous:
+        return np.asarray(op.reduce(X, axis=0, dtype=dtype))
+    head = op.reduce(X[: lines * rows].reshape(lines, rows * d), axis=0, dtype=dtype)
+    out = op.reduce(head.reshape(rows, d), axis=0)
+    if lines * rows < n:
+        out = op(out, op.reduce(X[lines * rows :], axis=0, dtype=dtype))
+    return np.asarray(out)
+
+
 def weighted_sum(X: Array, weights: Array | None) -> Array:
     """(d,) ``sum_i w_i x_i`` in float64 (``sum_i x_i`` without weights)."""
     if weights is None:
-        return np.asarray(X.sum(axis=0, dtype=np.float64))
+        return column_reduce(np.add, X, np.float64)
     return np.asarray(np.asarray(weights, dtype=np.float64) @ np.asarray(X, dtype=np.float64))
 
 

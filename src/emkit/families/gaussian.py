@@ -63,6 +63,7 @@ from emkit.families._summary import (
     Moments,
     Summary,
     bind_rows,
+    column_reduce,
     total_weight,
     weighted_sum,
 )
@@ -921,8 +922,8 @@ class GaussianFamily:
         summary = Summary(
             weight=total_weight(X, weights),
             sums=weighted_sum(X, weights),
-            low=Low(np.fmin.reduce(X, axis=0).astype(np.float64)),
-            high=High(np.fmax.reduce(X, axis=0).astype(np.float64)),
+            low=Low(column_reduce(np.fmin, X).astype(np.float64)),
+            high=High(column_reduce(np.fmax, X).astype(np.float64)),
             # every step-th row of the whole (a copy: a view would keep a block alive)
             spaced=(X[int(-index[0] % _spacing(n_rows)) :: _spacing(n_rows)].copy(),)
             if index.size
@@ -952,15 +953,13 @@ class GaussianFamily:
             _check_prior_shapes(prior, d)
             if prior.scale is None:
                 data_cov = _positive_definite(np.atleast_2d(summary["moments"].covariance()))
-        spaced = summary["spaced"]
-        rows = np.concatenate(spaced) if spaced else np.empty((0, d))
         return replace(
             self,
             shift=shift,
             scale=scale,
             prior=prior,
             data_covariance=data_cov,
-            column_scale=_column_median(rows, shift),
+            column_scale=_column_median(summary["spaced"], shift),
         )
 
     def check(self, X: Array, labels: Sequence[str]) -> None:
@@ -1562,7 +1561,7 @@ def centred_column_scale(X: Array, shift: Array) -> Array:
     """The median |x_j - shift_j| of every column (d,): the scale of the degeneracy floor,
     which no outlier moves. Missing values (NaN) are skipped; a column with none observed
     counts 0. Taken over at most ~65536 evenly spaced rows: a scale, not an estimate."""
-    return _column_median(X[:: _spacing(X.shape[0])], shift)
+    return _column_median((X[:: _spacing(X.shape[0])],), shift)
 
 
 def _spacing(n_rows: int) -> int:
@@ -1570,18 +1569,30 @@ def _spacing(n_rows: int) -> int:
     return max(1, n_rows // 65536)
 
 
-def _column_median(rows: Array, shift: Array) -> Array:
-    """The median |x_j - shift_j| of ``rows`` per column, NaN skipped (0 where none)."""
+def _column_median(parts: Sequence[Array], shift: Array) -> Array:
+    """The median |x_j - shift_j| per column of the rows of ``parts`` (blocks of rows, in
+    order), NaN skipped (0 where none)."""
+    d = int(shift.shape[0])
+    m = sum(int(part.shape[0]) for part in parts)
+    if not m:
+        return np.zeros(d)
+    dtype = np.result_type(*parts)
+    # one column a contiguous row (d, m), written block by block: the median partitions
+    # each row in place, instead of a strided column of a copy
+    deviations = np.empty((d, m), dtype=dtype)
+    start = 0
     with np.errstate(invalid="ignore", over="ignore"):
-        deviations = np.abs(rows - shift.astype(rows.dtype))
-    if not deviations.shape[0]:
-        return np.zeros(shift.shape[0])
+        for part in parts:
+            out = deviations[:, start : start + part.shape[0]]
+            np.subtract(part.T, shift.astype(dtype)[:, None], out=out)
+            start += part.shape[0]
+        np.abs(deviations, out=deviations)
     if not np.isnan(deviations).any():  # (nanmedian's masked arrays cost ~0.5 ms a fit)
-        med = np.median(deviations, axis=0)
+        med = np.median(deviations, axis=1, overwrite_input=True)
     else:
         with np.errstate(invalid="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN column
-            med = np.nanmedian(deviations, axis=0)
+            med = np.nanmedian(deviations, axis=1, overwrite_input=True)
     return np.nan_to_num(np.asarray(med, dtype=np.float64), nan=0.0, posinf=0.0)
 
 
