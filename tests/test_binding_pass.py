@@ -15,7 +15,12 @@ from emkit.engines._source import RowSource
 from emkit.estimators._rows import bind_pass, column_summary
 from emkit.exceptions import InputError
 from emkit.families._summary import column_reduce
-from emkit.families.gaussian import GaussianFamily, centred_column_scale, covariance_structure
+from emkit.families.gaussian import (
+    GaussianFamily,
+    _row_medians,
+    centred_column_scale,
+    covariance_structure,
+)
 
 finite = st.floats(-1e6, 1e6, allow_nan=False, width=64)
 
@@ -113,3 +118,28 @@ def test_a_column_sum_that_overflows_is_no_missing_value() -> None:
     assert not summary.missing
     np.testing.assert_array_equal(summary.count, [5000.0, 5000.0])
     assert summary.high[0] == 1e308 and summary.low[0] == 1e308
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.integers(1, 4),
+    st.integers(4090, 9000),
+    st.sampled_from(["normal", "sorted", "ties", "periodic"]),
+    st.sampled_from([np.float64, np.float32]),
+    st.integers(0, 2**32 - 1),
+)
+def test_row_medians_are_numpys_medians(d: int, m: int, kind: str, dtype: type, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    if kind == "normal":
+        rows = np.abs(rng.standard_normal((d, m)))
+    elif kind == "sorted":  # the evenly spaced sample is then a stratified one
+        rows = np.sort(np.abs(rng.standard_normal((d, m))), axis=1)
+    elif kind == "ties":
+        rows = rng.integers(0, 3, (d, m)).astype(np.float64)
+    else:  # every 32nd value far out: the sample misses the band, the whole row is used
+        rows = np.tile(np.r_[50.0, rng.random(31)], (d, m // 32 + 1))[:, :m]
+    rows = np.ascontiguousarray(rows, dtype=dtype)
+    expected = np.median(rows, axis=1)
+    got = _row_medians(rows.copy())
+    assert got.dtype == expected.dtype
+    np.testing.assert_array_equal(got, expected)

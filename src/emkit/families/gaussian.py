@@ -1588,12 +1588,58 @@ def _column_median(parts: Sequence[Array], shift: Array) -> Array:
             start += part.shape[0]
         np.abs(deviations, out=deviations)
     if not np.isnan(deviations).any():  # (nanmedian's masked arrays cost ~0.5 ms a fit)
-        med = np.median(deviations, axis=1, overwrite_input=True)
+        med = _row_medians(deviations)
     else:
         with np.errstate(invalid="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN column
             med = np.nanmedian(deviations, axis=1, overwrite_input=True)
     return np.nan_to_num(np.asarray(med, dtype=np.float64), nan=0.0, posinf=0.0)
+
+
+# Rows at least this long take the median through a band (_row_medians), every
+# _BAND_STEP-th value a row as its sample.
+_BAND_ROWS = 4096
+_BAND_STEP = 32
+
+
+def _row_medians(rows: Array) -> Array:
+    """``np.median(rows, axis=1)`` of a (d, m) array without NaN (``rows`` is
+    overwritten), exactly, a few times faster on long rows.
+
+    The median's two order statistics (ranks ``(m - 1) // 2`` and ``m // 2``) lie, with
+    rare exceptions, between two values of the row's evenly spaced sample a few of its
+    standard errors around its own median: one comparison pass counts the values below
+    that band and selects the band, and only the band is partitioned. A row whose band
+    misses the ranks (counted, so known) is partitioned whole, as ``np.median`` does.
+    """
+    d, m = rows.shape
+    if m < _BAND_ROWS:
+        return np.asarray(np.median(rows, axis=1, overwrite_input=True))
+    k = ((m - 1) // 2, m // 2)
+    sample = rows[:, ::_BAND_STEP].copy()
+    s = sample.shape[1]
+    # the sample's median is off the row's by ~ sqrt(s) / 2 ranks of the sample: a band
+    # of 4 of those each side
+    reach = 2 * int(np.sqrt(s)) + 2
+    ranks = (max(s // 2 - reach, 0), min(s // 2 + reach, s - 1))
+    sample.partition(ranks, axis=1)
+    low, high = sample[:, ranks[0], None], sample[:, ranks[1], None]
+    below = np.count_nonzero(rows < low, axis=1)
+    band = (rows >= low) & (rows <= high)
+    inside = np.count_nonzero(band, axis=1)
+    out = np.empty(d, dtype=rows.dtype)
+    for j in range(d):
+        first, last = k[0] - below[j], k[1] - below[j]
+        if first >= 0 and last < inside[j]:
+            values = rows[j][band[j]]
+            values.partition((first, last))
+            a, b = values[first], values[last]
+        else:  # the band missed: the whole row
+            rows[j].partition(k)
+            a, b = rows[j][k[0]], rows[j][k[1]]
+        # np.median's mean of the middle value(s): a, or (a + b) / 2
+        out[j] = a if k[0] == k[1] else (a + b) / 2
+    return out
 
 
 def far_log_prob(
