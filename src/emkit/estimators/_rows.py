@@ -146,13 +146,22 @@ def column_summary(engine: Any, source: RowSource) -> ColumnSummary:
 
 
 def _summarize_columns(
-    X: Array, w: Array | None, index: NDArray[np.intp], step: int
+    X: Array, w: Array | None, index: NDArray[np.intp], step: int, *, ordered: bool = True
 ) -> ColumnSummary:
     """The :class:`ColumnSummary` of one chunk (``index``: its rows' positions; every
-    ``step``-th row of the whole kept)."""
+    ``step``-th row of the whole kept). ``ordered``: the column sums add the rows in
+    order, as NumPy's reduction over rows does (the same last bits as ever for the
+    estimators that bind from this summary); False: in another order, at the speed of a
+    pass over memory (:func:`column_reduce`)."""
     n, d = X.shape
+
+    def column_sums(values: Array) -> Array:
+        if ordered:
+            return np.asarray(values.sum(axis=0, dtype=np.float64))
+        return column_reduce(np.add, values, np.float64)
+
     with np.errstate(over="ignore"):
-        plain = column_reduce(np.add, X, np.float64)
+        plain = column_sums(X)
     # NaN and infinities show in the column sums (a sum that overflows only takes the
     # exact route): a complete chunk needs no mask
     missing = not np.isfinite(plain).all()
@@ -160,16 +169,19 @@ def _summarize_columns(
         observed = ~np.isnan(X)
         missing = not bool(observed.all())
         values = np.where(observed, X, 0.0) if missing else X
-        count = column_reduce(np.add, observed, np.float64)
+        count = column_reduce(np.add, observed, np.float64)  # (exact: counts)
         with np.errstate(over="ignore"):
-            plain = column_reduce(np.add, values, np.float64)
+            plain = column_sums(values)
     else:
         count, values = np.full(d, float(n)), X
     if w is None:
         weight, sums, total = count, plain, float(n)
     else:
         w64 = np.asarray(w, dtype=np.float64)
-        weight = w64 @ observed if missing else np.full(d, float(w64.sum()))
+        if missing:
+            weight = w64 @ observed
+        else:  # every value observed (ordered: the product the mask gave)
+            weight = w64 @ np.ones((n, d)) if ordered else np.full(d, float(w64.sum()))
         sums = w64 @ values
         total = float(w64.sum())
     low = column_reduce(np.fmin, X).astype(np.float64)
@@ -204,8 +216,9 @@ def bind_pass(
     n = int(X.shape[0])
 
     def both(rows: Array, wc: Array | None, index: NDArray[np.intp]) -> Any:
-        # (the family keeps the spaced rows it needs: none in the column summary)
-        columns = _summarize_columns(rows, wc, index, 0)
+        # (the family keeps the spaced rows it needs: none in the column summary; the
+        # chunks' sums add in another order than one sum over X would anyway)
+        columns = _summarize_columns(rows, wc, index, 0, ordered=False)
         # a chunk with missing values is summarized filled, in the second pass
         summary = None if columns.missing else family.summarize(rows, wc, index, n)
         return _Pair(columns, summary)

@@ -174,7 +174,7 @@ def column_reduce(op: np.ufunc, X: Array, dtype: Any = None) -> Array:
 def weighted_sum(X: Array, weights: Array | None) -> Array:
     """(d,) ``sum_i w_i x_i`` in float64 (``sum_i x_i`` without weights)."""
     if weights is None:
-        return column_reduce(np.add, X, np.float64)
+        return np.asarray(X.sum(axis=0, dtype=np.float64))
     return np.asarray(np.asarray(weights, dtype=np.float64) @ np.asarray(X, dtype=np.float64))
 
 
