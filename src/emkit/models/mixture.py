@@ -235,7 +235,7 @@ class Mixture:
         ready: list[tuple[Any, str, Array | None]] = []
         # the threads' first blocks wait for one of them to load Numba's kernels (each
         # would load its own copy of the cached kernel: ~16 ms of CPU in a first fit)
-        first = threading.Lock()
+        first = _ProcessLock()
 
         def prepare() -> tuple[Any, str, Array | None]:
             dtype = np.dtype(self.dtype)
@@ -258,7 +258,7 @@ class Mixture:
             if X.shape[0] * K < _FUSED_MIN_VALUES:
                 return None
             if not ready:
-                with first:
+                with first.lock:
                     if not ready:
                         loaded = fused_kernels() is not None
                         ready.append(prepare() if loaded else (None, "", None))
@@ -503,6 +503,20 @@ class Mixture:
         row, its statistics, its K log-probabilities and a few per-row scalars (the base
         measure among them)."""
         return (n_features + n_stats + n_components + 5) * np.dtype(self.dtype).itemsize
+
+
+class _ProcessLock:
+    """A lock for the threads of one process: a step pickled for another process (Dask's
+    workers) takes a new one there."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.lock = threading.Lock()
 
 
 def _expected_family(
