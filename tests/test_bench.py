@@ -218,3 +218,23 @@ def test_default_fit_bench_quick_run_reports_both_libraries(tmp_path: pathlib.Pa
     for fit in fits.values():
         assert fit["seconds"] > 0
         assert np.isfinite(fit["loglik_per_sample"])
+
+
+PROFILE_FIT = BENCH.with_name("profile_fit.py")
+
+
+@pytest.mark.skipif(not PROFILE_FIT.exists(), reason="needs the source tree")
+def test_profile_fit_splits_a_whole_fit_into_its_phases(tmp_path: pathlib.Path) -> None:
+    stdout, report = _quick_run(
+        PROFILE_FIT, tmp_path, "--workloads", "small", "--repeats", "1", "--iters", "3"
+    )
+    assert "small cpu" in stdout
+    (result,) = report["results"]
+    (run,) = result["runs"]
+    for unit in ("", " cpu"):
+        # the fixed cost is the whole fit less its iterations, the rest what no phase took
+        assert run[f"fixed{unit}"] == pytest.approx(run[f"total{unit}"] - run[f"iterations{unit}"])
+        named = sum(run[f"{p}{unit}"] for p in ("validate", "finite", "bind", "start"))
+        assert run[f"rest{unit}"] == pytest.approx(run[f"fixed{unit}"] - named)
+        assert run[f"bind{unit}"] >= run[f"median{unit}"] >= 0
+    assert run["bind"] > 0 and run["iterations"] > 0 and report["warm_up"] > 0

@@ -20,10 +20,11 @@ import numpy as np
 from numpy.typing import NDArray
 from sklearn.utils.validation import validate_data
 
-from emkit._validation import is_dask_collection
+from emkit._validation import has_missing_values, is_dask_collection
 from emkit.engines._source import RowIndex, RowSource
 from emkit.engines.streaming import release_freed_memory
 from emkit.exceptions import InputError
+from emkit.families._summary import column_reduce
 from emkit.inference.init import (
     RandomSource,
     initial_responsibilities,
@@ -136,33 +137,58 @@ def column_summary(engine: Any, source: RowSource) -> ColumnSummary:
 
 
 def _summarize_columns(
-    X: Array, w: Array | None, index: NDArray[np.intp], step: int
+    X: Array, w: Array | None, index: NDArray[np.intp], step: int, *, ordered: bool = True
 ) -> ColumnSummary:
     """The :class:`ColumnSummary` of one chunk (``index``: its rows' positions; every
-    ``step``-th row of the whole kept)."""
-    observed = ~np.isnan(X)
-    missing = not bool(observed.all())
-    values = np.where(observed, X, 0.0) if missing else X
-    count = observed.sum(axis=0).astype(np.float64)
-    plain = values.sum(axis=0, dtype=np.float64)
+    ``step``-th row of the whole kept). ``ordered``: the column sums add the rows in
+    order, as NumPy's reduction over rows does (the same last bits as ever for the
+    estimators that bind from this summary); False: in another order, at the speed of a
+    pass over memory (:func:`column_reduce`)."""
+    n, d = X.shape
+
+    def column_sums(values: Array) -> Array:
+        if ordered:
+            return np.asarray(values.sum(axis=0, dtype=np.float64))
+        return column_reduce(np.add, values, np.float64)
+
+    with np.errstate(over="ignore"):
+        plain = column_sums(X)
+    # NaN and infinities show in the column sums (a sum that overflows only takes the
+    # exact route): a complete chunk needs no mask
+    missing = not np.isfinite(plain).all()
+    if missing:
+        observed = ~np.isnan(X)
+        missing = not bool(observed.all())
+        values = np.where(observed, X, 0.0) if missing else X
+        count = column_reduce(np.add, observed, np.float64)  # (exact: counts)
+        with np.errstate(over="ignore"):
+            plain = column_sums(values)
+    else:
+        count, values = np.full(d, float(n)), X
     if w is None:
-        weight, sums, total = count, plain, float(X.shape[0])
+        weight, sums, total = count, plain, float(n)
     else:
         w64 = np.asarray(w, dtype=np.float64)
-        weight = w64 @ observed
+        if missing:
+            weight = w64 @ observed
+        else:  # every value observed (ordered: the product the mask gave)
+            weight = w64 @ np.ones((n, d)) if ordered else np.full(d, float(w64.sum()))
         sums = w64 @ values
         total = float(w64.sum())
-    low = np.fmin.reduce(X, axis=0).astype(np.float64)
-    high = np.fmax.reduce(X, axis=0).astype(np.float64)
-    low = np.where(np.isnan(low), np.inf, low)
-    high = np.where(np.isnan(high), -np.inf, high)
+    low = column_reduce(np.fmin, X).astype(np.float64)
+    high = column_reduce(np.fmax, X).astype(np.float64)
+    if missing:  # (a column with nothing observed in the chunk)
+        low = np.where(np.isnan(low), np.inf, low)
+        high = np.where(np.isnan(high), -np.inf, high)
     first = int((-index[0]) % step) if index.size and step else 0
     # a copy: a view would keep a streamed block alive (step 0: no rows kept)
     spaced = (X[first::step].copy(),) if step else ()
     return ColumnSummary(weight, sums, low, high, missing, spaced, count, plain, total)
 
 
-def bind_pass(family: Any, engine: Any, X: Any, w: Array | None) -> tuple[Any, bool, Any]:
+def bind_pass(
+    family: Any, engine: Any, X: Any, w: Array | None, *, refuse_invalid: bool = False
+) -> tuple[Any, bool, Any]:
     """``family`` bound to the rows ``X`` from a statistics pass of ``engine``, wherever
     the rows live (in memory, streamed from a file, on Dask): ``(family, missing, fill)``,
     ``missing`` whether a value is missing, ``fill`` None or the function that fills a
@@ -171,20 +197,30 @@ def bind_pass(family: Any, engine: Any, X: Any, w: Array | None) -> tuple[Any, b
 
     One pass sums every chunk's :class:`ColumnSummary` and the family's own summary
     (``family.summarize``, :mod:`emkit.families._summary`); with missing values, a second
-    pass summarizes the filled rows. No whole-X array is made.
+    pass summarizes the filled rows. No whole-X array is made. In memory, the pass runs
+    on chunks of about a cache's size, on the engine's threads.
+
+    ``refuse_invalid``: rows in memory with an infinity or with nothing observed are
+    refused (:func:`~emkit._validation.has_missing_values`'s errors), the whole ``X``
+    checked only when the pass saw a missing or infinite value.
     """
     n = int(X.shape[0])
 
     def both(rows: Array, wc: Array | None, index: NDArray[np.intp]) -> Any:
-        # (the family keeps the spaced rows it needs: none in the column summary)
-        columns = _summarize_columns(rows, wc, index, 0)
+        # (the family keeps the spaced rows it needs: none in the column summary; the
+        # chunks' sums add in another order than one sum over X would anyway)
+        columns = _summarize_columns(rows, wc, index, 0, ordered=False)
         # a chunk with missing values is summarized filled, in the second pass
         summary = None if columns.missing else family.summarize(rows, wc, index, n)
         return _Pair(columns, summary)
 
-    source = RowSource(X, w, columns=(RowIndex(n),))
+    # (the in-memory engine's chunks: a row's values, a few MiB a chunk)
+    source = RowSource(X, w, columns=(RowIndex(n),), work_bytes=8 * int(X.shape[1]))
     pair = engine.map_reduce(both, source)
     columns, summary = pair.columns, pair.family
+    finite = np.isfinite(columns.low).all() and np.isfinite(columns.high).all()
+    if refuse_invalid and isinstance(X, np.ndarray) and (columns.missing or not finite):
+        has_missing_values(X)  # infinities and rows with nothing observed: refused
     if (columns.count <= 0).any():
         raise InputError(
             f"Column {int(np.argmax(columns.count <= 0))} of X has no observed value; nothing "

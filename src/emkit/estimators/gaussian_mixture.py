@@ -441,9 +441,8 @@ default='auto'
         # the binding (centre, scales, a prior's defaults: the data's mean and covariance)
         # from one statistics pass wherever the rows live; the rows stay in their order
         # (each chunk groups its own missing-value patterns)
-        if not is_streamed(Xa) and not hasattr(Xa, "take_rows"):
-            has_missing_values(Xa)  # infinities and rows with nothing observed: refused
-        family, missing, fill = bind_pass(unbound, engine, Xa, w)
+        # (in memory, infinities and rows with nothing observed are refused there)
+        family, missing, fill = bind_pass(unbound, engine, Xa, w, refuse_invalid=True)
         filled: Any = Xa
         model = Mixture(family, dtype, assign=assignment(self.e_step), missing=missing)
         row_bytes = model.row_bytes(d, structure.n_stats(d), K) + d * Xa.itemsize

@@ -31,6 +31,7 @@ __all__ = [
     "Summary",
     "Tally",
     "bind_rows",
+    "column_reduce",
     "weighted_sum",
 ]
 
@@ -143,6 +144,31 @@ class Moments:
     def covariance(self) -> Array:
         """What ``numpy.cov(X, rowvar=False, aweights=w)`` gives: ``m2 / (W - W2 / W)``."""
         return np.asarray(self.m2 / (self.weight - self.squares / self.weight))
+
+
+# Values an inner loop of :func:`column_reduce` covers: that many / d rows at a time.
+_LANES = 512
+
+
+def column_reduce(op: np.ufunc, X: Array, dtype: Any = None) -> Array:
+    """``op.reduce(X, axis=0)`` (d,) for a ufunc whose reduction may run in any order
+    (``fmin``, ``fmax``; ``add`` up to its rounding), at the speed of a pass over memory.
+
+    NumPy reduces a C-ordered (n, d) array over its rows with an inner loop of d values a
+    row, which costs ~25 ns a row whatever d is: 50x a pass over the memory at d = 2.
+    Seen as (n / r, r d) with r = 512 / d rows a line, the reduction's inner loop runs
+    over 512 values; the (r, d) result is then reduced over its r rows.
+    """
+    n, d = X.shape
+    rows = max(1, _LANES // max(d, 1))
+    lines = n // rows
+    if lines < 2 or not X.flags.c_contiguous:
+        return np.asarray(op.reduce(X, axis=0, dtype=dtype))
+    head = op.reduce(X[: lines * rows].reshape(lines, rows * d), axis=0, dtype=dtype)
+    out = op.reduce(head.reshape(rows, d), axis=0)
+    if lines * rows < n:
+        out = op(out, op.reduce(X[lines * rows :], axis=0, dtype=dtype))
+    return np.asarray(out)
 
 
 def weighted_sum(X: Array, weights: Array | None) -> Array:

@@ -13,6 +13,7 @@ blocks, so chunks, threads, sample weights and (later) streams all share this co
 from __future__ import annotations
 
 import importlib.util
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -238,6 +239,9 @@ class Mixture:
         K = params.weights.shape[0]
         # (dtype, layout, eta, far limit), made at the first block
         ready: list[tuple[Any, str, Array | None, float]] = []
+        # the threads' first blocks wait for one of them to load Numba's kernels (each
+        # would load its own copy of the cached kernel: ~16 ms of CPU in a first fit)
+        first = _ProcessLock()
 
         def prepare() -> tuple[Any, str, Array | None, float]:
             dtype = np.dtype(self.dtype)
@@ -257,12 +261,15 @@ class Mixture:
             return dtype, layout, eta.astype(dtype), far_limit(params.components)
 
         def step(X: Array, weights: Array | None, log_h: Array | None) -> MixtureStats | None:
-            if X.shape[0] * K < _FUSED_MIN_VALUES or fused_kernels() is None:
+            if X.shape[0] * K < _FUSED_MIN_VALUES:
                 return None
             if X.dtype not in _FUSED_INPUT:
                 return None
             if not ready:
-                ready.append(prepare())
+                with first.lock:
+                    if not ready:
+                        loaded = fused_kernels() is not None
+                        ready.append(prepare() if loaded else (None, "", None, 0.0))
             dtype, layout, eta, limit = ready[0]
             if eta is None:
                 return None
@@ -528,6 +535,20 @@ class Mixture:
             and getattr(structure, "fused_layout", None) is not None
             and importlib.util.find_spec("numba") is not None
         )
+
+
+class _ProcessLock:
+    """A lock for the threads of one process: a step pickled for another process (Dask's
+    workers) takes a new one there."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.lock = threading.Lock()
 
 
 def _expected_family(
