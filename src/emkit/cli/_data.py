@@ -193,7 +193,6 @@ def streamed_columns(table: Any, spec: dict[str | None, str]) -> StreamedColumns
     ``table.categories``); a family asked for is checked against the values, as for a
     table read whole.
     """
-    from emkit.estimators._rows import mapped_blocks
     from emkit.estimators.mixture_model import infer_family
 
     names = list(table.names)
@@ -271,19 +270,27 @@ def streamed_columns(table: Any, spec: dict[str | None, str]) -> StreamedColumns
         names[j]: [float(v) for v in values] for j, values in distinct.items()
     }
     categories.update({name: list(values) for name, values in coded.items()})
-    mapped = table
-    if distinct:
-        lookup = {j: np.asarray(values) for j, values in distinct.items()}
-
-        def to_codes(rows: np.ndarray) -> np.ndarray:
-            out = rows.copy()
-            for j, values in lookup.items():
-                present = ~np.isnan(rows[:, j])
-                out[present, j] = np.searchsorted(values, rows[present, j])
-            return out
-
-        mapped = mapped_blocks(table, to_codes)
+    mapped = coded_by_values(table, {j: np.asarray(v) for j, v in distinct.items()})
     return StreamedColumns(families, infer_family(frame), mapped, categories)
+
+
+def coded_by_values(table: Any, lookup: dict[int, np.ndarray]) -> Any:
+    """``table`` (streamed) with each column ``j`` of ``lookup`` read as its values'
+    positions among ``lookup[j]`` (sorted distinct values: a categorical column of numbers
+    as its codes), missing values kept; ``table`` itself when ``lookup`` is empty."""
+    from emkit.estimators._rows import mapped_blocks
+
+    if not lookup:
+        return table
+
+    def to_codes(rows: np.ndarray) -> np.ndarray:
+        out = rows.copy()
+        for j, values in lookup.items():
+            present = ~np.isnan(rows[:, j])
+            out[present, j] = np.searchsorted(values, rows[present, j])
+        return out
+
+    return mapped_blocks(table, to_codes)
 
 
 def _check_text_columns(table: Any, names: list[str], asked: list[str], coded: Any) -> None:

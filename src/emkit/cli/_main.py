@@ -24,7 +24,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 import emkit
-from emkit.cli._data import family_description, parse_family, streamed_columns, typed_frame
+from emkit.cli._data import (
+    coded_by_values,
+    family_description,
+    parse_family,
+    streamed_columns,
+    typed_frame,
+)
 from emkit.cli._progress import FitProgress
 from emkit.cli._report import (
     CandidateResult,
@@ -1093,17 +1099,7 @@ def _streamed_model_input(model: Any, args: argparse.Namespace) -> tuple[Table, 
                         f"seen in fit (categories: {[f'{v:g}' for v in values]}). Refit with "
                         "it, or map it to a known category."
                     )
-
-        def to_codes(rows: NDArray[Any]) -> NDArray[Any]:
-            out = rows.copy()
-            for j, values in numbers.items():
-                present = ~np.isnan(rows[:, j])
-                out[present, j] = np.searchsorted(values, rows[present, j])
-            return out
-
-        from emkit.estimators._rows import mapped_blocks
-
-        data = mapped_blocks(data, to_codes)
+        data = coded_by_values(data, numbers)
     kinds: list[Any] = ["float"] * len(data.names)
     return Table([], list(data.names), kinds, n_rows=data.shape[0]), data
 
