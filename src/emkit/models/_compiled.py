@@ -1,9 +1,9 @@
 """The compiled loops of emkit's optional Numba kernels (``emkit[fast]``).
 
-This module imports Numba. Only the ``kernels()`` of
-:mod:`emkit.models._softmax_kernels` and :mod:`emkit.models._fused_kernels` import it,
-on first use and when Numba is installed; those modules hold the wrappers (argument
-checks, constants, tile sizes) and document the arithmetic. Each function here is
+This module imports Numba. Only :func:`emkit.models._softmax_kernels.kernels` imports
+it (the one loader of both kernels), on first use and when Numba is installed;
+:mod:`emkit.models._softmax_kernels` and :mod:`emkit.models._fused_kernels` hold the
+wrappers (argument checks, constants, tile sizes) and document the arithmetic. Each function here is
 compiled at its first call with a given signature and cached on disk.
 
 The exact EM softmax of a tile, :func:`exp_normalize`, is shared: the softmax kernel and

@@ -37,13 +37,11 @@ The shared softmax of a tile and the loops are in :mod:`emkit.models._compiled`.
 
 from __future__ import annotations
 
-import functools
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 
-from emkit.models._softmax_kernels import constants
+from emkit.models._softmax_kernels import constants, kernels
 
 __all__ = ["LAYOUTS", "gaussian_e_step", "kernels", "tile_rows"]
 
@@ -59,19 +57,6 @@ _TILE_MIN, _TILE_MAX = 128, 2048
 def tile_rows(n_stats: int, itemsize: int) -> int:
     """Rows per tile for ``n_stats`` statistics of ``itemsize`` bytes."""
     return int(min(max(_TILE_BYTES // (n_stats * itemsize), _TILE_MIN), _TILE_MAX))
-
-
-@functools.cache
-def kernels() -> Any:
-    """The compiled loop (compiled on first use and cached on disk), or None when Numba
-    is not installed."""
-    try:
-        import numba  # noqa: F401 (optional: a missing or broken install means None)
-    except ImportError:
-        return None
-    from emkit.models import _compiled
-
-    return SimpleNamespace(gaussian_e_step=_compiled.gaussian_e_step)
 
 
 def gaussian_e_step(

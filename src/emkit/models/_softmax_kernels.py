@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import functools
 import math
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -62,15 +61,16 @@ def constants(dtype: np.dtype[Any]) -> tuple[Any, Any, Any]:
 
 @functools.cache
 def kernels() -> Any:
-    """The compiled loops (compiled on first use and cached on disk), or None when Numba
-    is not installed."""
+    """The compiled loops (:mod:`emkit.models._compiled`: the softmax and the one-pass
+    E-step, compiled on first use and cached on disk), or None when Numba is not
+    installed."""
     try:
         import numba  # noqa: F401 (optional: a missing or broken install means None)
     except ImportError:
         return None
     from emkit.models import _compiled
 
-    return SimpleNamespace(softmax_columns=_compiled.softmax_columns)
+    return _compiled
 
 
 def softmax_columns(a: Any, floor: float, weights: Any) -> tuple[Any, Any]:
