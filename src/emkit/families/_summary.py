@@ -183,6 +183,18 @@ def total_weight(X: Array, weights: Array | None) -> float:
     return float(X.shape[0]) if weights is None else float(np.sum(weights, dtype=np.float64))
 
 
+def statistic_summary(X: Array, weights: Array | None, **more: Any) -> Summary:
+    """The summary of a family whose statistics are the values themselves (counts,
+    durations): the rows' weight, the weighted column sums and each column's largest
+    ``|x|`` (the scale of its statistics), with the family's ``more`` fields."""
+    return Summary(
+        weight=total_weight(X, weights),
+        sums=weighted_sum(X, weights),
+        size=High(np.abs(X).max(axis=0, initial=0.0)),
+        **more,
+    )
+
+
 def bind_rows(family: Any, X: Array, weights: Array | None) -> Any:
     """``family`` bound to the rows ``X`` (one chunk): its summary, then its binding."""
     n = int(X.shape[0])

@@ -20,7 +20,7 @@ from numpy.typing import NDArray
 from emkit.exceptions import InputError
 from emkit.families._base import Group, Natural, check_positive
 from emkit.families._simple import SimpleFamily, cast_natural, first_bad
-from emkit.families._summary import High, Low, Summary, bind_rows, total_weight, weighted_sum
+from emkit.families._summary import Low, Summary, bind_rows, statistic_summary
 from emkit.families.priors import GammaPrior, check_prior, check_prior_sizes
 
 __all__ = ["Exponential", "ExponentialParams"]
@@ -91,11 +91,8 @@ class Exponential(SimpleFamily):
     def summarize(
         self, X: Array, weights: Array | None, index: NDArray[np.intp], n_rows: int
     ) -> Summary:
-        return Summary(
-            weight=total_weight(X, weights),
-            sums=weighted_sum(X, weights),
-            smallest=Low(np.where(X > 0, X, np.inf).min(axis=0, initial=np.inf)),
-            size=High(np.abs(X).max(axis=0, initial=0.0)),
+        return statistic_summary(
+            X, weights, smallest=Low(np.where(X > 0, X, np.inf).min(axis=0, initial=np.inf))
         )
 
     def bind_summary(self, summary: Summary, n_rows: int) -> Exponential:

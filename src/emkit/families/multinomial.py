@@ -25,7 +25,7 @@ from scipy.special import xlogy
 from emkit.exceptions import InputError
 from emkit.families._base import Group, check_distributions
 from emkit.families._simple import SimpleFamily, first_bad, log_factorial, log_factorial_table
-from emkit.families._summary import High, Summary, Tally, bind_rows, total_weight, weighted_sum
+from emkit.families._summary import Summary, Tally, bind_rows, statistic_summary
 from emkit.families.priors import DirichletPrior, check_prior
 
 __all__ = ["Multinomial", "MultinomialParams"]
@@ -90,12 +90,7 @@ class Multinomial(SimpleFamily):
     def summarize(
         self, X: Array, weights: Array | None, index: NDArray[np.intp], n_rows: int
     ) -> Summary:
-        return Summary(
-            weight=total_weight(X, weights),
-            sums=weighted_sum(X, weights),
-            size=High(np.abs(X).max(axis=0, initial=0.0)),
-            totals=Tally.of(X.sum(axis=1), weights),
-        )
+        return statistic_summary(X, weights, totals=Tally.of(X.sum(axis=1), weights))
 
     def bind_summary(self, summary: Summary, n_rows: int) -> Multinomial:
         # values are checked by check(), which names the columns

@@ -20,7 +20,7 @@ from scipy.special import xlogy
 from emkit.exceptions import InputError
 from emkit.families._base import Group, check_positive
 from emkit.families._simple import SimpleFamily, first_bad, log_factorial, log_factorial_table
-from emkit.families._summary import High, Summary, bind_rows, total_weight, weighted_sum
+from emkit.families._summary import High, Summary, bind_rows, statistic_summary
 from emkit.families.priors import GammaPrior, check_prior, check_prior_sizes
 
 __all__ = ["Poisson", "PoissonParams"]
@@ -70,12 +70,7 @@ class Poisson(SimpleFamily):
     def summarize(
         self, X: Array, weights: Array | None, index: NDArray[np.intp], n_rows: int
     ) -> Summary:
-        return Summary(
-            weight=total_weight(X, weights),
-            sums=weighted_sum(X, weights),
-            size=High(np.abs(X).max(axis=0, initial=0.0)),
-            high=High(np.max(X, axis=0, initial=0.0)),
-        )
+        return statistic_summary(X, weights, high=High(np.max(X, axis=0, initial=0.0)))
 
     def bind_summary(self, summary: Summary, n_rows: int) -> Poisson:
         prior = self.prior
