@@ -41,7 +41,7 @@ import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -59,6 +59,8 @@ from emkit.io.tables import (
 )
 
 __all__ = ["ChunkedTable", "open_table"]
+
+_T = TypeVar("_T")
 
 # Bytes of float64 rows a block holds: large enough that reading costs little per row and
 # that the engine's threads share a block's cache-sized chunks evenly, small next to the
@@ -560,11 +562,22 @@ def _no_spill(spill: bool | str, where: str, why: str) -> None:
     return None
 
 
-def _spill_failed(spill: bool | str, made: _Spill, where: str, exc: OSError) -> None:
-    """The spill ``made`` removed after writing it failed (``exc``), then as
-    :func:`_no_spill`."""
-    made.remove()
-    _no_spill(spill, where, f"writing {str(made.file)!r} failed ({exc})")
+def _write_spill(
+    spill: bool | str, made: _Spill, where: str, write: Callable[[], _T]
+) -> tuple[_Spill | None, _T | None]:
+    """``(made, write())``: the spill ``made`` written by ``write``. Where writing fails
+    (an ``OSError``: a full disk...), ``(None, None)``: the spill removed, then as
+    :func:`_no_spill`. A bad file or an interrupt removes it and raises: no spill is
+    left behind."""
+    try:
+        return made, write()
+    except OSError as exc:
+        made.remove()
+        _no_spill(spill, where, f"writing {str(made.file)!r} failed ({exc})")
+        return None, None
+    except BaseException:
+        made.remove()
+        raise
 
 
 def _spilled_rows(made: _Spill, n_rows: int, n_columns: int, by_columns: bool) -> _Read:
@@ -817,18 +830,16 @@ def _open_parquet(
     coded = coders()
     made = _start_spill(spill, spill_dir, 8 * n_rows * len(selected), where) if n_rows else None
     if made is not None:
-        try:
-            _spill_parquet(path, selected, n_rows, made.file, coded)
-            categories = _finish(coded, options.categories)
-        except OSError as exc:
-            _spill_failed(spill, made, where, exc)
-            made = None
-        except BaseException:  # a bad file, or an interrupt: no spill left behind
-            made.remove()
-            raise
-    if made is not None:
-        spilled = _spilled_rows(made, n_rows, len(selected), True)
-        return selected, n_rows, _decoded(spilled, coded), made, categories
+        target = made.file
+
+        def write() -> dict[str, list[str]]:
+            _spill_parquet(path, selected, n_rows, target, coded)
+            return _finish(coded, options.categories)
+
+        made, categories = _write_spill(spill, made, where, write)
+        if made is not None and categories is not None:
+            spilled = _spilled_rows(made, n_rows, len(selected), True)
+            return selected, n_rows, _decoded(spilled, coded), made, categories
     coded = coders()
     if coded:  # the text columns' values, a column at a time
         _spill_parquet(path, selected, n_rows, None, coded)
@@ -1002,19 +1013,17 @@ def _open_text(
     size = 8 * len(selected) * (path.stat().st_size // max(len(first), 1) + 1)
     made = _start_spill(spill, spill_dir, size, where)
     if made is not None:
-        try:
+        target = made.file
+
+        def write() -> tuple[int, dict[str, list[str]]]:
             # parsed once: checked, counted and written as float64 rows
-            n_rows = _spill_text(batches(), made.file, coded)
-            categories = _finish(coded, options.categories)
-        except OSError as exc:
-            _spill_failed(spill, made, where, exc)
-            made = None
-        except BaseException:  # a bad cell, or an interrupt: no spill left behind
-            made.remove()
-            raise
-    if made is not None:
-        spilled = _spilled_rows(made, n_rows, len(selected), False)
-        return selected, n_rows, _decoded(spilled, coded), made, categories
+            return _spill_text(batches(), target, coded), _finish(coded, options.categories)
+
+        made, written = _write_spill(spill, made, where, write)
+        if made is not None and written is not None:
+            n_rows, categories = written
+            spilled = _spilled_rows(made, n_rows, len(selected), False)
+            return selected, n_rows, _decoded(spilled, coded), made, categories
     coded = coders()
     n_rows = 0
     for batch in batches():  # checks every row, once; the text columns' values
