@@ -50,6 +50,19 @@ def _blas_controller() -> Any:
     return ThreadpoolController()
 
 
+def _row_bytes(source: RowSource) -> int:
+    """Bytes a row of ``source`` needs while a function is mapped over it: the source's
+    ``work_bytes``, or, where it gives none, the row itself (a pass that makes a
+    temporary or two of its chunk, such as a filled or centred copy, then holds a few
+    cache-sized chunks instead of copies of the whole X)."""
+    if source.work_bytes:
+        return source.work_bytes
+    rows = source.rows
+    shape: tuple[int, ...] = getattr(rows, "shape", ())
+    width = int(shape[1]) if len(shape) > 1 else 1
+    return width * np.dtype(getattr(rows, "dtype", np.float64)).itemsize
+
+
 def _available_cores() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -123,7 +136,7 @@ class InMemoryEngine:
 
     def _chunks(self, source: RowSource) -> list[RowChunk]:
         n = source.n_rows
-        step = self._rows_per_chunk(n, source.work_bytes)
+        step = self._rows_per_chunk(n, _row_bytes(source))
         return [source.chunk(start, start + step) for start in range(0, n, step)]
 
     def _run(
@@ -154,7 +167,7 @@ class InMemoryEngine:
         combine: Callable[[Iterator[Any]], Any],
     ) -> Any:
         n = source.n_rows
-        step = self._rows_per_chunk(n, source.work_bytes)
+        step = self._rows_per_chunk(n, _row_bytes(source))
         starts = range(0, n, step)
 
         def run(start: int) -> Any:

@@ -612,9 +612,7 @@ def _data_covariance(
             "data's covariance, the weights counting rows: scatter / (sum(sample_weight) - 1)) "
             "is undefined. Pass covariance_prior, or weights that count rows."
         )
-    # (a chunk holds the filled and the centred rows: sized for them, not the whole X)
-    source = RowSource(X, w, work_bytes=2 * 8 * int(X.shape[1]))
-    return np.atleast_2d(engine.map_reduce(scatter, source) / (total - 1.0))
+    return np.atleast_2d(engine.map_reduce(scatter, RowSource(X, w)) / (total - 1.0))
 
 
 def _check_positive(name: str, value: Any) -> None:
