@@ -142,6 +142,10 @@ def test_every_estimator_takes_squarem(name: str) -> None:
     assert fast.converged_ and fast.n_iter_ <= plain.n_iter_
     # the same optimum, or a better-settled one where plain EM crawls (MFA's GEM step)
     assert fast.score(X) >= plain.score(X) - 1e-6 * abs(plain.score(X))
-    np.testing.assert_allclose(fast.score(X), plain.score(X), rtol=1e-5)
+    # and not another one: MFA's plain GEM stops at tol=1e-8 still crawling 1.6e-5 below the
+    # optimum SQUAREM reaches (measured: 868 iterations; at tol=1e-10, 28,835 iterations
+    # end 6e-7 below it), so the two agree to 1e-4, the exact-EM models to 1e-5
+    rtol = 1e-4 if name == "mfa" else 1e-5
+    np.testing.assert_allclose(fast.score(X), plain.score(X), rtol=rtol)
     with pytest.raises(InputError, match=r"accelerate must be one of \(None, 'squarem'\), got 'x'"):
         build(accelerate="x").fit(X)

@@ -14,9 +14,15 @@ from emkit.exceptions import ConvergenceWarning, DegenerateComponentWarning
 
 
 def _collapsing_data() -> np.ndarray:
-    # 10 identical rows: a component that takes them has zero variance at every iteration
+    # 10 rows within 2e-7 of each other: a component that takes them has a variance below
+    # the degeneracy floor at every iteration (held there, with a warning); exactly equal
+    # rows would be singular to round-off, which reg_covar=0 refuses with an error
     rng = np.random.default_rng(0)
-    return np.vstack([rng.normal(size=(50, 2)), np.tile([[5.0, 5.0]], (10, 1))])
+    return np.vstack([rng.normal(size=(50, 2)), _near_ties()])
+
+
+def _near_ties() -> np.ndarray:
+    return 5.0 + 2e-7 * np.array([[1.0, -1.0]] * 5 + [[-1.0, 1.0]] * 5)
 
 
 def _caught(fit: Any) -> list[warnings.WarningMessage]:
