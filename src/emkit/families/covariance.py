@@ -52,6 +52,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from emkit.exceptions import InputError
+from emkit.families._covariance_kernels import kernels
 from emkit.families.gaussian import (
     CovarianceStructure,
     Diag,
@@ -107,6 +108,9 @@ MCLUST_MODELS: tuple[str, ...] = (
     "VVV",
 )
 ONE_DIMENSIONAL_MODELS: tuple[str, ...] = ("E", "V")
+
+# the compiled M-step's codes of a factor (emkit.families._covariance_compiled)
+_CODES = {"E": 0, "V": 1, "I": 2}
 
 
 def _geometric_mean(x: Array) -> Array:
@@ -184,6 +188,7 @@ class Composed(CovarianceStructure):
     orientation: ClassVar[str]
     # a constrained covariance has no conjugate posterior (MAP-EM only)
     wishart_form: ClassVar[str | None] = None
+    compiled_m_step: ClassVar[bool] = True
 
     @property
     def ties(self) -> bool:
@@ -220,7 +225,76 @@ class Composed(CovarianceStructure):
     ) -> tuple[Array, float | None]:
         """The constrained maximizer (see the module's docstring), started from
         ``previous`` (covariances of this model) when given, and how much lower the
-        objective is there than at ``previous`` (>= 0; None without ``previous``)."""
+        objective is there than at ``previous`` (>= 0; None without ``previous``).
+
+        Compiled (:mod:`emkit.families._covariance_compiled`) where Numba is installed
+        and the statistics are finite with positive masses; the NumPy loops
+        (:meth:`maximize_numpy`) otherwise, with the same result to round-off."""
+        if self.compiled_m_step:
+            done = self._maximize_compiled(scatter, mass, reg_covar, previous)
+            if done is not None:
+                return done
+        return self.maximize_numpy(scatter, mass, reg_covar, previous)
+
+    def _maximize_compiled(
+        self, scatter: Array, mass: Array, reg_covar: float, previous: Array | None
+    ) -> tuple[Array, float | None] | None:
+        """:meth:`maximize` by the compiled loops, or None where they do not apply
+        (no Numba, non-finite statistics, a component without mass, no convergence)."""
+        compiled = kernels()
+        if compiled is None:
+            return None
+        W = np.ascontiguousarray(scatter, dtype=np.float64)
+        m = np.ascontiguousarray(mass, dtype=np.float64)
+        if m.ndim != 1 or not (np.isfinite(W).all() and (m > 0.0).all() and np.isfinite(m).all()):
+            return None
+        codes = _CODES
+        trace = W.ndim == 1
+        if trace:  # a variance per component: one column whose mass counts the axes
+            W = W[:, None]
+        if previous is None:
+            prev = np.empty((0, *W.shape[1:]))
+        else:
+            prev = np.ascontiguousarray(previous, dtype=np.float64).reshape(W.shape)
+        cov = np.empty_like(W)
+        gap = np.full(1, np.nan)
+        if W.ndim == 3:
+            status = compiled.m_step_dense(
+                W,
+                m,
+                float(reg_covar),
+                prev,
+                codes[self.volume],
+                codes[self.shape_kind],
+                codes[self.orientation],
+                self.exact,
+                _TOLERANCE,
+                _MAX_CYCLES,
+                cov,
+                gap,
+            )
+        else:
+            status = compiled.m_step_variances(
+                W,
+                m,
+                float(reg_covar),
+                prev,
+                codes[self.volume],
+                codes[self.shape_kind],
+                self.exact,
+                _TOLERANCE,
+                _MAX_CYCLES,
+                cov,
+                gap,
+            )
+        if status != compiled.OK:
+            return None
+        return (cov[:, 0] if trace else cov), (None if previous is None else float(gap[0]))
+
+    def maximize_numpy(
+        self, scatter: Array, mass: Array, reg_covar: float, previous: Array | None
+    ) -> tuple[Array, float | None]:
+        """:meth:`maximize` in NumPy (the reference the compiled loops reproduce)."""
         W = self._regularized(scatter, mass, reg_covar)
         m = np.asarray(mass, dtype=np.float64)
         # a singular scatter may push a ratio beyond float64: the degeneracy floor of

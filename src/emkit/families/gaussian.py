@@ -213,6 +213,9 @@ class CovarianceStructure:
     # x**2, 'spherical': ||x||^2) and the E-step has no row term: a mixture's E-step may
     # run as one compiled pass (emkit.models._fused_kernels); None: it may not
     fused_layout: ClassVar[str | None] = None
+    # maximize() runs compiled loops where Numba is installed (mclust's composed models;
+    # scikit-learn's four divide in NumPy and never import Numba)
+    compiled_m_step: ClassVar[bool] = False
 
     def n_stats(self, d: int) -> int:
         raise NotImplementedError
