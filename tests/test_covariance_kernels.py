@@ -5,6 +5,7 @@ monotonicity; the fallbacks; and which structures use it."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -215,3 +216,41 @@ def test_prior_objects_keep_their_shares() -> None:
     )
     fit.set_params(monotonicity="raise", tol=1e-8).fit(X)
     assert np.all(np.diff(fit.lower_bounds_) >= -1e-10)
+
+
+def test_bound_priors_and_their_pseudo_rows_are_made_once() -> None:
+    X = _load("iris")
+    family = GaussianFamily(covariance_structure("VEV"), prior="mclust").bind(X, None)
+    bound = family.attached_prior(3)
+    assert family.attached_prior(3) is bound
+    assert family.attached_prior(2) is not bound
+    assert bound.shrinkage > 0
+    stats, _ = bound._mean_row_statistics
+    assert bound._mean_row_statistics[0] is stats
+    row = bound.mean[None, :].copy()
+    np.testing.assert_array_equal(stats, bound.structure.statistics(row)[0])
+
+
+def test_full_scatter_is_the_weighted_scatter() -> None:
+    X = _load("iris")
+    z = np.random.default_rng(9).dirichlet(np.ones(3), len(X))
+    full = covariance_structure("full")
+    sum_t = z.T @ full.statistics(X.copy())
+    nk = z.sum(0)
+    means = sum_t[:, :4] / nk[:, None]
+    R = X[None, :, :] - means[:, None, :]
+    expected = np.einsum("nk,kni,knj->kij", z, R, R)
+    np.testing.assert_allclose(full.scatter(nk, means, sum_t, np.zeros(0)), expected, rtol=1e-9)
+
+
+@pytest.mark.slow
+def test_profile_script_runs(tmp_path: Path) -> None:
+    script = Path(__file__).resolve().parents[1] / "bench" / "profile_mstep.py"
+    if not script.exists():
+        pytest.skip("needs the source tree")
+    out = tmp_path / "mstep.json"
+    args = ["--calls", "1", "--repeats", "1", "--json", str(out)]
+    subprocess.run([sys.executable, str(script), *args], check=True, capture_output=True)
+    report = json.loads(out.read_text())
+    assert report["results"]["iris"]["VEV"]["compiled_us"] > 0
+    assert report["results"]["iris"]["VVV"]["compiled_us"] is None
