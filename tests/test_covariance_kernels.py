@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from emkit import GaussianMixture
+from emkit.exceptions import EmkitError
 from emkit.families import GaussianPrior
 from emkit.families import covariance as cov_module
 from emkit.families._covariance_kernels import kernels
@@ -254,3 +255,23 @@ def test_profile_script_runs(tmp_path: Path) -> None:
     report = json.loads(out.read_text())
     assert report["results"]["iris"]["VEV"]["compiled_us"] > 0
     assert report["results"]["iris"]["VVV"]["compiled_us"] is None
+
+
+def test_compiled_precision_factors_are_the_layouts() -> None:
+    rng = np.random.default_rng(10)
+    A = rng.normal(size=(4, 3, 3))
+    cov = A @ A.transpose(0, 2, 1) + 0.1 * np.eye(3)
+    scale = rng.uniform(0.5, 2.0, 3)
+    full, vev = covariance_structure("full"), covariance_structure("VEV")
+    expected = full.factor(cov, scale)
+    got = vev.factor(cov, scale)
+    np.testing.assert_allclose(got[1], expected[1], rtol=1e-12, atol=1e-14)
+    np.testing.assert_array_equal(got[2], expected[2])
+    # a covariance under the degeneracy floor: the NumPy path clips it, as for full
+    cov[2] = np.diag([1.0, 1.0, 1e-20])
+    expected, got = full.factor(cov, scale), vev.factor(cov, scale)
+    np.testing.assert_array_equal(got[0], expected[0])
+    np.testing.assert_array_equal(got[2], [False, False, True, False])
+    cov[1, 0, 0] = np.nan
+    with pytest.raises(EmkitError, match="ill-defined empirical covariance"):
+        vev.factor(cov, scale)

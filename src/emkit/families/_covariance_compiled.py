@@ -457,3 +457,46 @@ def m_step_variances(
         change *= 0.5
         gap[0] = max(change, 0.0) if math.isfinite(change) else math.inf
     return OK
+
+
+@_jit
+def factor_dense(cov: Any, column_scale: Any, floor: float, prec_chol: Any) -> int:
+    """The precision Cholesky factors of covariances (K, d, d) into ``prec_chol``: U
+    upper triangular with ``U U^T = Sigma_k^-1``, ``U = L^-T`` for ``Sigma_k = L L^T``.
+    ``OK`` when every factor exists and passes the degeneracy floor's cheap test (the
+    smallest eigenvalue of ``D^-1 Sigma_k D^-1`` is at least ``1 / ||D U||_F^2``, with
+    ``D = diag(column_scale)``, above ``floor``); ``FAILED`` otherwise, for the NumPy
+    path (:meth:`emkit.families.gaussian._Triangular.factor`) to clip or raise."""
+    K, d = cov.shape[0], cov.shape[1]
+    L = np.empty((d, d))
+    for k in range(K):
+        S = cov[k]
+        for j in range(d):
+            s = S[j, j]
+            for i in range(j):
+                s -= L[j, i] * L[j, i]
+            if not s > 0.0:
+                return FAILED
+            L[j, j] = math.sqrt(s)
+            for r in range(j + 1, d):
+                s = S[r, j]
+                for i in range(j):
+                    s -= L[r, i] * L[j, i]
+                L[r, j] = s / L[j, j]
+        # L^-1 by forward substitution, column by column; U = (L^-1)^T
+        U = prec_chol[k]
+        norm = 0.0
+        for c in range(d):
+            for r in range(d):
+                if r < c:
+                    U[c, r] = 0.0
+                    continue
+                s = 1.0 if r == c else 0.0
+                for i in range(c, r):
+                    s -= L[r, i] * U[c, i]
+                U[c, r] = s / L[r, r]
+                x = column_scale[c] * U[c, r]
+                norm += x * x
+        if not 1.0 / norm >= floor:
+            return FAILED
+    return OK

@@ -54,6 +54,7 @@ from numpy.typing import NDArray
 from emkit.exceptions import InputError
 from emkit.families._covariance_kernels import kernels
 from emkit.families.gaussian import (
+    _FLOOR_EPS,
     CovarianceStructure,
     Diag,
     Full,
@@ -213,6 +214,19 @@ class Composed(CovarianceStructure):
 
     def divide(self, scatter: Array, mass: Array, reg_covar: float) -> Array:
         return self.maximize(scatter, mass, reg_covar, None)[0]
+
+    def factor(self, cov: Array, column_scale: Array) -> tuple[Array, Array, NDArray[np.bool_]]:
+        # dense covariances: their precision factors by the compiled loops where every
+        # one passes the degeneracy floor's cheap test (the layout's NumPy path otherwise)
+        compiled = kernels() if self.compiled_m_step and cov.ndim == 3 else None
+        if compiled is not None and cov.dtype == np.float64 and np.isfinite(cov).all():
+            cov = np.ascontiguousarray(cov)
+            scale = np.ascontiguousarray(column_scale, dtype=np.float64)
+            prec_chol = np.empty_like(cov)
+            floor = _FLOOR_EPS * cov.shape[-1]
+            if compiled.factor_dense(cov, scale, floor, prec_chol) == compiled.OK:
+                return cov, prec_chol, np.zeros(cov.shape[0], dtype=bool)
+        return super().factor(cov, column_scale)
 
     # -- the M-step -----------------------------------------------------------------------
 
