@@ -168,6 +168,9 @@ def test_falls_back_to_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
     broken = previous.copy()
     broken[1] = np.nan
     assert structure._maximize_compiled(W, m, 1e-6, broken) is None
+    # a start of another layout (diagonals) is left to the NumPy path
+    diagonals = np.diagonal(previous, axis1=1, axis2=2).copy()
+    assert structure._maximize_compiled(W, m, 1e-6, diagonals) is None
     _assert_same(expected, structure.maximize(W, m, 1e-6, previous))
     # without Numba
     monkeypatch.setattr(cov_module, "kernels", lambda: None)

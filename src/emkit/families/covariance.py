@@ -268,8 +268,10 @@ class Composed(CovarianceStructure):
             W = W[:, None]
         if previous is None:
             prev = np.empty((0, *W.shape[1:]))
-        else:
+        elif np.size(previous) == W.size:
             prev = np.ascontiguousarray(previous, dtype=np.float64).reshape(W.shape)
+        else:  # covariances of another layout: left to the NumPy path
+            return None
         cov = np.empty_like(W)
         gap = np.full(1, np.nan)
         if W.ndim == 3:
