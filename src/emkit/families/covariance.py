@@ -41,6 +41,10 @@ increases the objective, so EM stays monotone (a generalized EM where the cycles
 short). ``reg_covar`` adds ``reg_covar * m_k`` to the diagonal of ``W_k`` before the
 constrained maximization (for the four sklearn structures: ``reg_covar`` added to the
 diagonal of each covariance, as there).
+
+Where Numba is installed the cycles run as compiled loops
+(:mod:`emkit.families._covariance_compiled`, ``bench/profile_mstep.py``), with the
+same arithmetic; the NumPy loops here remain the reference and the fallback.
 """
 
 from __future__ import annotations
