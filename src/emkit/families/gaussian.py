@@ -211,9 +211,9 @@ def _unpacking(d: int) -> NDArray[np.intp]:
     index = np.empty((d, d), dtype=np.intp)
     index[i, j] = d + np.arange(i.shape[0])
     index[j, i] = index[i, j]
-    index = index.ravel()
-    index.flags.writeable = False
-    return index
+    flat = index.ravel()
+    flat.flags.writeable = False
+    return flat
 
 
 class CovarianceStructure:
