@@ -41,6 +41,10 @@ increases the objective, so EM stays monotone (a generalized EM where the cycles
 short). ``reg_covar`` adds ``reg_covar * m_k`` to the diagonal of ``W_k`` before the
 constrained maximization (for the four sklearn structures: ``reg_covar`` added to the
 diagonal of each covariance, as there).
+
+Where Numba is installed the cycles run as compiled loops
+(:mod:`emkit.families._covariance_compiled`, ``bench/profile_mstep.py``), with the
+same arithmetic; the NumPy loops here remain the reference and the fallback.
 """
 
 from __future__ import annotations
@@ -52,7 +56,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from emkit.exceptions import InputError
+from emkit.families._covariance_kernels import kernels
 from emkit.families.gaussian import (
+    _FLOOR_EPS,
     CovarianceStructure,
     Diag,
     Full,
@@ -107,6 +113,9 @@ MCLUST_MODELS: tuple[str, ...] = (
     "VVV",
 )
 ONE_DIMENSIONAL_MODELS: tuple[str, ...] = ("E", "V")
+
+# the compiled M-step's codes of a factor (emkit.families._covariance_compiled)
+_CODES = {"E": 0, "V": 1, "I": 2}
 
 
 def _geometric_mean(x: Array) -> Array:
@@ -184,6 +193,7 @@ class Composed(CovarianceStructure):
     orientation: ClassVar[str]
     # a constrained covariance has no conjugate posterior (MAP-EM only)
     wishart_form: ClassVar[str | None] = None
+    compiled_m_step: ClassVar[bool] = True
 
     @property
     def ties(self) -> bool:
@@ -209,6 +219,19 @@ class Composed(CovarianceStructure):
     def divide(self, scatter: Array, mass: Array, reg_covar: float) -> Array:
         return self.maximize(scatter, mass, reg_covar, None)[0]
 
+    def factor(self, cov: Array, column_scale: Array) -> tuple[Array, Array, NDArray[np.bool_]]:
+        # dense covariances: their precision factors by the compiled loops where every
+        # one passes the degeneracy floor's cheap test (the layout's NumPy path otherwise)
+        compiled = kernels() if self.compiled_m_step and cov.ndim == 3 else None
+        if compiled is not None and cov.dtype == np.float64 and np.isfinite(cov).all():
+            cov = np.ascontiguousarray(cov)
+            scale = np.ascontiguousarray(column_scale, dtype=np.float64)
+            prec_chol = np.empty_like(cov)
+            floor = _FLOOR_EPS * cov.shape[-1]
+            if compiled.factor_dense(cov, scale, floor, prec_chol) == compiled.OK:
+                return cov, prec_chol, np.zeros(cov.shape[0], dtype=bool)
+        return super().factor(cov, column_scale)
+
     # -- the M-step -----------------------------------------------------------------------
 
     def _effective_d(self, scatter: Array) -> int:
@@ -220,7 +243,78 @@ class Composed(CovarianceStructure):
     ) -> tuple[Array, float | None]:
         """The constrained maximizer (see the module's docstring), started from
         ``previous`` (covariances of this model) when given, and how much lower the
-        objective is there than at ``previous`` (>= 0; None without ``previous``)."""
+        objective is there than at ``previous`` (>= 0; None without ``previous``).
+
+        Compiled (:mod:`emkit.families._covariance_compiled`) where Numba is installed
+        and the statistics are finite with positive masses; the NumPy loops
+        (:meth:`maximize_numpy`) otherwise, with the same result to round-off."""
+        if self.compiled_m_step:
+            done = self._maximize_compiled(scatter, mass, reg_covar, previous)
+            if done is not None:
+                return done
+        return self.maximize_numpy(scatter, mass, reg_covar, previous)
+
+    def _maximize_compiled(
+        self, scatter: Array, mass: Array, reg_covar: float, previous: Array | None
+    ) -> tuple[Array, float | None] | None:
+        """:meth:`maximize` by the compiled loops, or None where they do not apply
+        (no Numba, non-finite statistics, a component without mass, no convergence)."""
+        compiled = kernels()
+        if compiled is None:
+            return None
+        W = np.ascontiguousarray(scatter, dtype=np.float64)
+        m = np.ascontiguousarray(mass, dtype=np.float64)
+        if m.ndim != 1 or not (np.isfinite(W).all() and (m > 0.0).all() and np.isfinite(m).all()):
+            return None
+        codes = _CODES
+        trace = W.ndim == 1
+        if trace:  # a variance per component: one column whose mass counts the axes
+            W = W[:, None]
+        if previous is None:
+            prev = np.empty((0, *W.shape[1:]))
+        elif np.size(previous) == W.size:
+            prev = np.ascontiguousarray(previous, dtype=np.float64).reshape(W.shape)
+        else:  # covariances of another layout: left to the NumPy path
+            return None
+        cov = np.empty_like(W)
+        gap = np.full(1, np.nan)
+        if W.ndim == 3:
+            status = compiled.m_step_dense(
+                W,
+                m,
+                float(reg_covar),
+                prev,
+                codes[self.volume],
+                codes[self.shape_kind],
+                codes[self.orientation],
+                self.exact,
+                _TOLERANCE,
+                _MAX_CYCLES,
+                cov,
+                gap,
+            )
+        else:
+            status = compiled.m_step_variances(
+                W,
+                m,
+                float(reg_covar),
+                prev,
+                codes[self.volume],
+                codes[self.shape_kind],
+                self.exact,
+                _TOLERANCE,
+                _MAX_CYCLES,
+                cov,
+                gap,
+            )
+        if status != compiled.OK:
+            return None
+        return (cov[:, 0] if trace else cov), (None if previous is None else float(gap[0]))
+
+    def maximize_numpy(
+        self, scatter: Array, mass: Array, reg_covar: float, previous: Array | None
+    ) -> tuple[Array, float | None]:
+        """:meth:`maximize` in NumPy (the reference the compiled loops reproduce)."""
         W = self._regularized(scatter, mass, reg_covar)
         m = np.asarray(mass, dtype=np.float64)
         # a singular scatter may push a ratio beyond float64: the degeneracy floor of

@@ -202,6 +202,20 @@ def _packing(d: int) -> tuple[NDArray[np.intp], NDArray[np.intp], Array]:
     return i, j, weight
 
 
+@functools.lru_cache(maxsize=64)
+def _unpacking(d: int) -> NDArray[np.intp]:
+    """(d * d,) the column of the full statistics (x, then the packed upper triangle of
+    x x^T) that holds each entry of x x^T, row-major: ``T.take(index, axis=1)`` is the
+    (n, d, d) matrices, flattened."""
+    i, j, _ = _packing(d)
+    index = np.empty((d, d), dtype=np.intp)
+    index[i, j] = d + np.arange(i.shape[0])
+    index[j, i] = index[i, j]
+    flat = index.ravel()
+    flat.flags.writeable = False
+    return flat
+
+
 class CovarianceStructure:
     """How one covariance structure shapes the Gaussian statistics and M-step."""
 
@@ -213,6 +227,9 @@ class CovarianceStructure:
     # x**2, 'spherical': ||x||^2) and the E-step has no row term: a mixture's E-step may
     # run as one compiled pass (emkit.models._fused_kernels); None: it may not
     fused_layout: ClassVar[str | None] = None
+    # maximize() runs compiled loops where Numba is installed (mclust's composed models;
+    # scikit-learn's four divide in NumPy and never import Numba)
+    compiled_m_step: ClassVar[bool] = False
 
     def n_stats(self, d: int) -> int:
         raise NotImplementedError
@@ -508,11 +525,8 @@ class Full(_Triangular):
 
     def scatter(self, nk: Array, means: Array, sum_t: Array, shared: Array) -> Array:
         K, d = means.shape
-        i, j, _ = _packing(d)
-        packed = sum_t[:, d:]
-        B = np.empty((K, d, d))
-        B[:, i, j] = packed
-        B[:, j, i] = packed
+        # the packed upper triangle unpacked into both triangles by one take
+        B = sum_t.take(_unpacking(d), axis=1).reshape(K, d, d)
         # sum_n r_nk (x - mu_k)(x - mu_k)^T = sum_n r_nk x x^T - N_k mu_k mu_k^T
         B -= nk[:, None, None] * means[:, :, None] * means[:, None, :]
         return B
@@ -1245,7 +1259,13 @@ class GaussianFamily:
                 object.__setattr__(self, "_flat_prior", flat)
             return flat
         assert isinstance(prior, GaussianPrior) and self.shift is not None
-        return prior.attach(self.structure, n_components, self.shift, self.data_covariance)
+        # bound once per number of components (every M-step asks for it)
+        attached = self.__dict__.setdefault("_attached_priors", {})
+        if n_components not in attached:
+            attached[n_components] = prior.attach(
+                self.structure, n_components, self.shift, self.data_covariance
+            )
+        return attached[n_components]
 
     def _mass(self, nk: Array) -> Array:
         """Divisor of each covariance's scatter: N_k, plus the prior's share under MAP."""

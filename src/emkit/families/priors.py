@@ -27,6 +27,7 @@ without the cancellation of ``(1 + S) - 1``, exactly as the M-step always comput
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol, TypeVar
 
@@ -734,10 +735,10 @@ class AttachedGaussianPrior:
         kappa = self.shrinkage if shares.shrink_scatter else 0.0
         counts, sums, shared_sums = nk, sum_t, shared
         if kappa > 0:
-            row = self.mean[None, :]
+            row_stats, row_shared = self._mean_row_statistics
             counts = nk + kappa
-            sums = sum_t + kappa * structure.statistics(row.copy())[0]
-            shared_sums = shared + K * kappa * structure.shared_statistics(row, None)
+            sums = sum_t + kappa * row_stats
+            shared_sums = shared + K * kappa * row_shared
         with np.errstate(divide="ignore", invalid="ignore"):
             means = sums[:, :d] / counts[:, None]
         scatter = structure.scatter(counts, means, sums, shared_sums)
@@ -755,6 +756,13 @@ class AttachedGaussianPrior:
         if shares.mass != 0.0:
             mass = mass + shares.mass
         return GaussianPosterior(structure, means, counts, scatter, mass, variational, why)
+
+    @functools.cached_property
+    def _mean_row_statistics(self) -> tuple[Array, Array]:
+        """The statistics and shared statistics of one row at the prior mean (the
+        shrinkage's pseudo-rows), made once."""
+        row = self.mean[None, :]
+        return self.structure.statistics(row.copy())[0], self.structure.shared_statistics(row, None)
 
     def divisor(self, nk: Array) -> Array:
         """The covariances' divisor at counts ``nk``: the structure's mass plus the
