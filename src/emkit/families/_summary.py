@@ -172,9 +172,11 @@ def column_reduce(op: np.ufunc, X: Array, dtype: Any = None) -> Array:
 
 
 def weighted_sum(X: Array, weights: Array | None) -> Array:
-    """(d,) ``sum_i w_i x_i`` in float64 (``sum_i x_i`` without weights)."""
+    """(d,) ``sum_i w_i x_i`` in float64 (``sum_i x_i`` without weights, at the speed of
+    a pass over memory: :func:`column_reduce`, the rows added in another order than
+    ``X.sum(axis=0)``'s)."""
     if weights is None:
-        return np.asarray(X.sum(axis=0, dtype=np.float64))
+        return column_reduce(np.add, X, np.float64)
     return np.asarray(np.asarray(weights, dtype=np.float64) @ np.asarray(X, dtype=np.float64))
 
 
