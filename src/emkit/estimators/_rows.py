@@ -173,7 +173,8 @@ def _summarize_columns(
             weight = w64 @ observed
         else:  # every value observed (ordered: the product the mask gave)
             weight = w64 @ np.ones((n, d)) if ordered else np.full(d, float(w64.sum()))
-        sums = w64 @ values
+        with np.errstate(over="ignore"):  # (as the unweighted sums)
+            sums = w64 @ values
         total = float(w64.sum())
     low = column_reduce(np.fmin, X).astype(np.float64)
     high = column_reduce(np.fmax, X).astype(np.float64)
@@ -214,8 +215,9 @@ def bind_pass(
     first = bool(getattr(family, "summary_columns", False))
 
     def both(rows: Array, wc: Array | None, index: NDArray[np.intp]) -> _Pair:
+        summary = None
         if first and wc is None:
-            # (a chunk with a non-finite sum is summarized again below, warnings and all)
+            # (an infinity or a sum that overflows is refused after the pass)
             with np.errstate(over="ignore", invalid="ignore"):
                 summary = family.summarize(rows, wc, index, n)
             if np.isfinite(summary["sums"]).all():  # no NaN nor infinity was added
@@ -226,7 +228,10 @@ def bind_pass(
         # chunks' sums add in another order than one sum over X would anyway)
         columns = _summarize_columns(rows, wc, index, 0, ordered=False)
         # a chunk with missing values is summarized filled, in the second pass
-        summary = None if columns.missing else family.summarize(rows, wc, index, n)
+        if columns.missing:
+            summary = None
+        elif summary is None:
+            summary = family.summarize(rows, wc, index, n)
         return _Pair(_Checks.of(columns), summary)
 
     # (the in-memory engine's chunks: a row's values, a few MiB a chunk)
