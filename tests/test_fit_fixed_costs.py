@@ -4,6 +4,10 @@ scale's median, and Numba's kernels loaded once."""
 
 from __future__ import annotations
 
+import json
+import pathlib
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -283,3 +287,29 @@ def test_complete_unweighted_chunks_take_no_column_summary(
         assert len(calls) == 1 and calls[0] < X.shape[0]
         bind_pass(_gaussian(), engine, X[:1000], np.ones(1000))  # weighted: every chunk
         assert len(calls) == 2
+
+
+PROFILE_FIT = pathlib.Path(__file__).resolve().parents[1] / "bench" / "profile_fit.py"
+
+
+@pytest.mark.skipif(not PROFILE_FIT.exists(), reason="needs the source tree")
+def test_profile_fit_cold_splits_a_fresh_processs_loads(tmp_path: pathlib.Path) -> None:
+    out = tmp_path / "cold.json"
+    command = [sys.executable, str(PROFILE_FIT), "--cold", "--workloads", "small"]
+    result = subprocess.run(
+        [*command, "--repeats", "1", "--iters", "2", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "small split cpu" in result.stdout and "small whole" in result.stdout
+    (workload,) = json.loads(out.read_text())["cold"]
+    (split,), (whole,) = workload["split"], workload["whole"]
+    for unit in ("", " cpu"):
+        loads = sum(split[f"{k}{unit}"] for k in ("blas", "numba", "kernel"))
+        assert split[f"cold{unit}"] == pytest.approx(loads + split[f"total{unit}"])
+        assert split[f"numba{unit}"] >= 0 and split[f"bind{unit}"] > 0
+    # a process that loads nothing first: the loads fall in its fit
+    assert "numba" not in whole and "cold" not in whole and whole["total"] > 0
