@@ -19,12 +19,26 @@ times each phase of one fit in wall time, by wrapping the functions that do them
 * ``fixed``: the whole fit's time minus the iterations.
 
 Before the timed fits, a fit of 20,000 rows loads Numba's compiled kernels; the first
-line says how long that took (``--cold`` times the first large fit instead, loading
-included). Every fit after it is timed ``--repeats`` times (the best kept).
+line says how long that took. Every fit after it is timed ``--repeats`` times (the best
+kept).
+
+``--cold`` times instead a workload's first fit in a fresh process (each repeat its own
+process, as ``peers.py --workloads diag`` meets it), its loads one by one before the fit:
+
+* ``emkit``: its import (not in peers.py's timing; shown for scale);
+* ``blas``: threadpoolctl's scan of the loaded libraries, which the in-memory engine's
+  BLAS limit makes at a fit's first pass;
+* ``numba``: Numba's import and the kernels' module (:mod:`emkit.models._compiled`);
+* ``kernel``: the first call of the one-pass E-step with the workload's layout and dtype
+  (the compiled kernel loaded from Numba's disk cache, compiled if not cached);
+* then the fit's phases as above, and ``cold`` the sum of ``blas`` to the fit's total.
+
+Another fresh process per repeat fits with nothing loaded first (``whole``): its total
+should be close to ``cold``.
 
 Run ``python bench/profile_fit.py [--workloads medium,diag] [--repeats 3] [--iters 10]
-[--cprofile]`` (``--cprofile``: cProfile's table of one fit per workload, by cumulative
-time, the main thread only).
+[--cold] [--cprofile]`` (``--cprofile``: cProfile's table of one fit per workload, by
+cumulative time, the main thread only).
 """
 
 from __future__ import annotations
@@ -33,7 +47,9 @@ import argparse
 import cProfile
 import io
 import json
+import os
 import pstats
+import subprocess
 import sys
 import time
 import warnings
@@ -53,6 +69,8 @@ WORKLOADS = {
     "diag": (500_000, 32, 32, "diag"),
 }
 PHASES = ("validate", "finite", "bind", "median", "start", "iterations", "rest", "fixed")
+# a fresh process's loads before its first fit (--cold), in the order a fit meets them
+LOADS = ("emkit", "blas", "numba", "kernel")
 
 
 def make_data(N: int, D: int, K: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -156,22 +174,104 @@ def warm_up() -> float:
     return time.perf_counter() - start
 
 
+def cold_child(name: str, iters: int, split: bool) -> dict[str, float]:
+    """In a fresh process: seconds of each load (LOADS, CPU time as ``<load> cpu``) when
+    ``split``, then of the phases of the workload's first fit."""
+    times: dict[str, float] = {}
+    clock = [time.perf_counter(), time.process_time()]
+
+    def lap(load: str) -> None:
+        now = [time.perf_counter(), time.process_time()]
+        times[load], times[f"{load} cpu"] = now[0] - clock[0], now[1] - clock[1]
+        clock[:] = now
+
+    __import__("emkit")
+    lap("emkit")
+    N, D, K, cov = WORKLOADS[name]
+    X, means = make_data(N, D, K)
+    if split:
+        from emkit.engines.memory import _blas_controller
+        from emkit.models import _fused_kernels
+
+        clock[:] = [time.perf_counter(), time.process_time()]
+        _blas_controller()
+        lap("blas")
+        loaded = _fused_kernels.kernels() is not None  # (None: no Numba)
+        lap("numba")
+        if loaded:  # the first E-step's call: a chunk of the rows (C-ordered), the layout
+            rows = np.ascontiguousarray(X[:256])
+            n_stats = D * (D + 3) // 2 if cov == "full" else 2 * D if cov == "diag" else D + 1
+            eta = np.zeros((K, 1 + n_stats))
+            _fused_kernels.gaussian_e_step(rows, np.zeros(D), eta, cov, -600.0, None)
+        lap("kernel")
+    times.update(fit_phases(X, means, cov, iters))
+    if split:
+        times["cold"] = sum(times[k] for k in ("blas", "numba", "kernel", "total"))
+        times["cold cpu"] = sum(times[f"{k} cpu"] for k in ("blas", "numba", "kernel", "total"))
+    return times
+
+
+def cold(names: Sequence[str], iters: int, repeats: int) -> list[dict[str, Any]]:
+    """``--cold``: each workload's first fit in fresh processes, ``repeats`` of each kind
+    (loads split, and whole) interleaved; the best of each phase printed."""
+    env = dict(os.environ)
+    columns = (*LOADS, "bind", "median", "iterations", "fixed", "total", "cold")
+    print(f"{'workload':16s} " + " ".join(f"{c:>10s}" for c in columns))
+    results = []
+    for name in names:
+        runs: dict[str, list[dict[str, float]]] = {"split": [], "whole": []}
+        for _ in range(repeats):
+            for kind in runs:
+                command = [sys.executable, __file__, "--child", f"{name}:{iters}:{kind}"]
+                out = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
+                runs[kind].append(json.loads(out.stdout.splitlines()[-1]))
+        results.append({"workload": name, **runs})
+        for kind, kind_runs in runs.items():
+            for unit in ("", " cpu"):
+                cells = []
+                for c in columns:
+                    values = [r[c + unit] for r in kind_runs if c + unit in r]
+                    cells.append(f"{min(values) * 1e3:10.1f}" if values else f"{'':10s}")
+                print(f"{f'{name} {kind}{unit}':16s} " + " ".join(cells), flush=True)
+    print(
+        "(ms, the best of each phase over the repeats, each a fresh process; wall time, and"
+        " the process's CPU time on the 'cpu' lines; cold = blas + numba + kernel + total)"
+    )
+    return results
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workloads", default="medium,diag")
     parser.add_argument("--iters", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--cold", action="store_true", help="no warm-up fit")
+    parser.add_argument(
+        "--cold", action="store_true", help="first fits in fresh processes, loads split"
+    )
     parser.add_argument("--cprofile", action="store_true")
     parser.add_argument("--json", help="also write every run's phases (seconds) to JSON")
+    parser.add_argument("--child", help=argparse.SUPPRESS)  # WORKLOAD:ITERS:split|whole
     args = parser.parse_args(argv)
+    if args.child:
+        name, iters, kind = args.child.split(":")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            print(json.dumps(cold_child(name, int(iters), kind == "split")))
+        return 0
     names = args.workloads.split(",")
     unknown = [w for w in names if w not in WORKLOADS]
     if unknown:
         parser.error(f"unknown workload(s) {unknown}; choose from {sorted(WORKLOADS)}")
-    warm = None if args.cold else warm_up()
-    if warm is not None:
-        print(f"warm-up fit (Numba's import and kernels): {warm * 1e3:.1f} ms")
+    if args.cold:
+        if args.cprofile:
+            parser.error("--cprofile profiles warm fits in this process; drop --cold")
+        results = cold(names, args.iters, args.repeats)
+        if args.json:
+            with open(args.json, "w") as fh:
+                json.dump({"iters": args.iters, "cold": results}, fh, indent=1)
+        return 0
+    warm = warm_up()
+    print(f"warm-up fit (Numba's import and kernels): {warm * 1e3:.1f} ms")
     header = f"{'workload':12s} " + " ".join(f"{p:>10s}" for p in (*PHASES, "total", "ms/it"))
     print(header)
     profiles = []

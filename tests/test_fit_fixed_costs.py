@@ -4,6 +4,10 @@ scale's median, and Numba's kernels loaded once."""
 
 from __future__ import annotations
 
+import json
+import pathlib
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -170,3 +174,142 @@ def test_the_threads_first_blocks_load_numbas_kernels_once(
     gm.fit(X)
     # one load a step (each iteration builds its step), not one a thread
     assert len(calls) == gm.n_iter_ == 3
+
+
+class _ColumnsFirst(GaussianFamily):
+    """A Gaussian family bound in the generic order: every chunk's column summary first."""
+
+    summary_columns = False
+
+
+def _bind_both_orders(X: np.ndarray, w: np.ndarray | None, refuse: bool) -> list[object]:
+    """bind_pass's outcome (the binding, missing, the fill of X; or the error message)
+    for the Gaussian family's order and the generic one."""
+    outcomes: list[object] = []
+    for family in (_gaussian("diag"), _ColumnsFirst(covariance_structure("diag"))):
+        try:
+            with InMemoryEngine(n_threads=2) as engine:
+                bound, missing, fill = bind_pass(family, engine, X, w, refuse_invalid=refuse)
+        except InputError as exc:
+            outcomes.append(str(exc))
+            continue
+        filled = None if fill is None else fill(X)
+        outcomes.append((bound.shift, bound.scale, bound.column_scale, missing, filled))
+    return outcomes
+
+
+@pytest.mark.parametrize("refuse", [True, False])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("case", ["complete", "nan", "inf", "-inf", "overflow", "empty_row"])
+def test_the_gaussian_binding_order_gives_the_generic_orders_results(
+    case: str, weighted: bool, refuse: bool
+) -> None:
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(150_000, 3)) * [1.0, 10.0, 0.1] + [5.0, -2.0, 1e3]
+    if case == "nan":
+        X[[3, 80_000, 149_000], [0, 2, 1]] = np.nan
+    elif case in ("inf", "-inf"):
+        X[120_000, 1] = float(case)
+    elif case == "overflow":  # finite values whose column sum overflows
+        X[::2, 0] = 1.7e308
+    elif case == "empty_row":
+        X[100_000] = np.nan
+    w = rng.uniform(0.0, 2.0, X.shape[0]) if weighted else None
+    ours, generic = _bind_both_orders(X, w, refuse)
+    if isinstance(generic, str):
+        assert ours == generic
+        return
+    assert isinstance(ours, tuple) and isinstance(generic, tuple)
+    for a, b in zip(ours, generic, strict=True):
+        if isinstance(a, np.ndarray):
+            np.testing.assert_array_equal(a, b)
+        else:
+            assert a == b
+
+
+@pytest.mark.parametrize(
+    ("case", "match"),
+    [
+        ("inf", r"X contains infinity \(first at row 120000, column 1\)"),
+        ("overflow", r"would exceed float64's range .* X / 8\.98847e\+307, before"),
+    ],
+)
+@pytest.mark.parametrize("weighted", [False, True])
+def test_invalid_values_keep_their_messages(case: str, match: str, weighted: bool) -> None:
+    X = np.random.default_rng(8).normal(size=(150_000, 2))
+    if case == "inf":
+        X[120_000, 1] = -np.inf
+    else:
+        X[::2, 0] = 1.7e308
+    w = np.full(X.shape[0], 0.5) if weighted else None
+    with pytest.raises(InputError, match=match):
+        GaussianMixture(2, max_iter=2).fit(X, sample_weight=w)
+
+
+def test_an_infinity_is_refused_without_refuse_invalid() -> None:
+    # (it reached the binding's spread as inf - inf, a RuntimeWarning)
+    X = np.random.default_rng(9).normal(size=(5000, 3))
+    X[10, 2] = np.inf
+    with (
+        InMemoryEngine() as engine,
+        pytest.raises(InputError, match=r"infinity \(first in column 2\)"),
+    ):
+        bind_pass(_gaussian(), engine, X, None)
+
+
+def test_the_suggested_divisor_of_a_spread_near_float64s_max_is_finite() -> None:
+    from emkit._validation import check_fit_range
+
+    with pytest.raises(InputError, match=r"e\.g\. X / 8\.98847e\+307, before") as info:
+        check_fit_range(1.7e308, (10, 2), "a fit")
+    assert "inf" not in str(info.value)
+
+
+def test_complete_unweighted_chunks_take_no_column_summary(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from emkit.estimators import _rows
+
+    calls: list[int] = []
+    generic = _rows._summarize_columns
+
+    def counted(X: np.ndarray, *args: object, **kwargs: object) -> object:
+        calls.append(X.shape[0])
+        return generic(X, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_rows, "_summarize_columns", counted)
+    X = np.random.default_rng(10).normal(size=(150_000, 3))
+    with InMemoryEngine(n_threads=2) as engine:
+        bind_pass(_gaussian(), engine, X, None)
+        assert calls == []
+        X[140_000, 0] = np.nan  # only its chunk is summarized column by column
+        bind_pass(_gaussian(), engine, X, None)
+        assert len(calls) == 1 and calls[0] < X.shape[0]
+        bind_pass(_gaussian(), engine, X[:1000], np.ones(1000))  # weighted: every chunk
+        assert len(calls) == 2
+
+
+PROFILE_FIT = pathlib.Path(__file__).resolve().parents[1] / "bench" / "profile_fit.py"
+
+
+@pytest.mark.skipif(not PROFILE_FIT.exists(), reason="needs the source tree")
+def test_profile_fit_cold_splits_a_fresh_processs_loads(tmp_path: pathlib.Path) -> None:
+    out = tmp_path / "cold.json"
+    command = [sys.executable, str(PROFILE_FIT), "--cold", "--workloads", "small"]
+    result = subprocess.run(
+        [*command, "--repeats", "1", "--iters", "2", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "small split cpu" in result.stdout and "small whole" in result.stdout
+    (workload,) = json.loads(out.read_text())["cold"]
+    (split,), (whole,) = workload["split"], workload["whole"]
+    for unit in ("", " cpu"):
+        loads = sum(split[f"{k}{unit}"] for k in ("blas", "numba", "kernel"))
+        assert split[f"cold{unit}"] == pytest.approx(loads + split[f"total{unit}"])
+        assert split[f"numba{unit}"] >= 0 and split[f"bind{unit}"] > 0
+    # a process that loads nothing first: the loads fall in its fit
+    assert "numba" not in whole and "cold" not in whole and whole["total"] > 0

@@ -304,7 +304,8 @@ def check_fit_range(
     limit = 1e-2 * float(np.sqrt(float(info.max) / (max(n, 1) * d)))
     if scale < limit:
         return
-    factor = 2.0 ** np.ceil(np.log2(scale))
+    # the power of two at or above the spread (2^1023 at most: 2^1024 is no float64)
+    factor = 2.0 ** min(np.ceil(np.log2(scale)), 1023.0)
     raise InputError(
         f"X's values lie up to {scale:.3g} from their mean: their squares, which the "
         f"statistics of {what} add up, would exceed {info.dtype}'s range (about "

@@ -173,7 +173,8 @@ def _summarize_columns(
             weight = w64 @ observed
         else:  # every value observed (ordered: the product the mask gave)
             weight = w64 @ np.ones((n, d)) if ordered else np.full(d, float(w64.sum()))
-        sums = w64 @ values
+        with np.errstate(over="ignore"):  # (as the unweighted sums)
+            sums = w64 @ values
         total = float(w64.sum())
     low = column_reduce(np.fmin, X).astype(np.float64)
     high = column_reduce(np.fmax, X).astype(np.float64)
@@ -195,64 +196,120 @@ def bind_pass(
     chunk's missing values with their column's weighted mean (what the binding and the
     initialization read; :attr:`ColumnSummary.fill_means`).
 
-    One pass sums every chunk's :class:`ColumnSummary` and the family's own summary
-    (``family.summarize``, :mod:`emkit.families._summary`); with missing values, a second
-    pass summarizes the filled rows. No whole-X array is made. In memory, the pass runs
-    on chunks of about a cache's size, on the engine's threads.
+    One pass sums every chunk's family summary (``family.summarize``,
+    :mod:`emkit.families._summary`) and what the checks read (column counts, weights,
+    extremes); with missing values, a second pass summarizes the filled rows. No whole-X
+    array is made. In memory, the pass runs on chunks of about a cache's size, on the
+    engine's threads. A family whose summary holds its column sums and extremes
+    (``summary_columns``) is summarized first: an unweighted chunk whose sums are finite
+    is complete and read from it alone; any other chunk (NaN, an infinity, a sum that
+    overflows, weights) is summarized column by column first
+    (:func:`_summarize_columns`), as every chunk of other families is.
 
-    ``refuse_invalid``: rows in memory with an infinity or with nothing observed are
-    refused (:func:`~emkit._validation.has_missing_values`'s errors), the whole ``X``
-    checked only when the pass saw a missing or infinite value.
+    An infinity is refused: with ``refuse_invalid``, rows in memory with an infinity or
+    with nothing observed are refused by :func:`~emkit._validation.has_missing_values`
+    (its errors name the row), the whole ``X`` checked only when the pass saw a missing
+    or infinite value.
     """
     n = int(X.shape[0])
+    first = bool(getattr(family, "summary_columns", False))
 
-    def both(rows: Array, wc: Array | None, index: NDArray[np.intp]) -> Any:
+    def both(rows: Array, wc: Array | None, index: NDArray[np.intp]) -> _Pair:
+        summary = None
+        if first and wc is None:
+            # (an infinity or a sum that overflows is refused after the pass)
+            with np.errstate(over="ignore", invalid="ignore"):
+                summary = family.summarize(rows, wc, index, n)
+            if np.isfinite(summary["sums"]).all():  # no NaN nor infinity was added
+                size = np.full(rows.shape[1], float(rows.shape[0]))
+                low, high = summary["low"].value, summary["high"].value
+                return _Pair(_Checks(size, summary["sums"], low, high, size, False), summary)
         # (the family keeps the spaced rows it needs: none in the column summary; the
         # chunks' sums add in another order than one sum over X would anyway)
         columns = _summarize_columns(rows, wc, index, 0, ordered=False)
         # a chunk with missing values is summarized filled, in the second pass
-        summary = None if columns.missing else family.summarize(rows, wc, index, n)
-        return _Pair(columns, summary)
+        if columns.missing:
+            summary = None
+        elif summary is None:
+            summary = family.summarize(rows, wc, index, n)
+        return _Pair(_Checks.of(columns), summary)
 
     # (the in-memory engine's chunks: a row's values, a few MiB a chunk)
     source = RowSource(X, w, columns=(RowIndex(n),), work_bytes=8 * int(X.shape[1]))
     pair = engine.map_reduce(both, source)
-    columns, summary = pair.columns, pair.family
-    finite = np.isfinite(columns.low).all() and np.isfinite(columns.high).all()
-    if refuse_invalid and isinstance(X, np.ndarray) and (columns.missing or not finite):
+    checks, summary = pair.checks, pair.family
+    # an infinite extreme of a column with a value observed (one with none has low
+    # +inf and high -inf)
+    infinite = np.isposinf(checks.high) | np.isneginf(checks.low)
+    if refuse_invalid and isinstance(X, np.ndarray) and (checks.missing or infinite.any()):
         has_missing_values(X)  # infinities and rows with nothing observed: refused
-    if (columns.count <= 0).any():
+    if infinite.any():
         raise InputError(
-            f"Column {int(np.argmax(columns.count <= 0))} of X has no observed value; nothing "
+            f"X contains infinity (first in column {int(np.argmax(infinite))}). Replace "
+            "infinities; mark a missing value with NaN."
+        )
+    if (checks.count <= 0).any():
+        raise InputError(
+            f"Column {int(np.argmax(checks.count <= 0))} of X has no observed value; nothing "
             "can be learned about it. Drop the column."
         )
-    if (columns.weight <= 0).any():
+    if (checks.weight <= 0).any():
         raise InputError(
-            f"Column {int(np.argmax(columns.weight <= 0))} of X has no observed value with a "
+            f"Column {int(np.argmax(checks.weight <= 0))} of X has no observed value with a "
             "positive sample_weight; nothing can be learned about it. Drop the column."
         )
     fill = None
-    if columns.missing:
-        fill = filler(columns.fill_means)
+    if checks.missing:
+        fill = filler(checks.sums / np.where(checks.weight > 0, checks.weight, 1.0))
 
         def filled(rows: Array, wc: Array | None, index: NDArray[np.intp]) -> Any:
             return family.summarize(fill(rows), wc, index, n)
 
         summary = engine.map_reduce(filled, source)
-    return family.bind_summary(summary, n), columns.missing, fill
+    return family.bind_summary(summary, n), checks.missing, fill
+
+
+@dataclass(frozen=True)
+class _Checks:
+    """What :func:`bind_pass` checks and fills from, per column: the weight and the
+    weighted sum of the observed values, their extremes (fmin / fmax: +inf and -inf where
+    none), their number; and whether a value is missing."""
+
+    weight: Array
+    sums: Array
+    low: Array
+    high: Array
+    count: Array
+    missing: bool
+
+    @staticmethod
+    def of(columns: ColumnSummary) -> _Checks:
+        return _Checks(
+            columns.weight, columns.sums, columns.low, columns.high, columns.count, columns.missing
+        )
+
+    def __add__(self, other: _Checks) -> _Checks:
+        return _Checks(
+            self.weight + other.weight,
+            self.sums + other.sums,
+            np.fmin(self.low, other.low),
+            np.fmax(self.high, other.high),
+            self.count + other.count,
+            self.missing or other.missing,
+        )
 
 
 @dataclass(frozen=True)
 class _Pair:
-    """A chunk's column summary and family summary, added part by part."""
+    """A chunk's checks and family summary, added part by part."""
 
-    columns: ColumnSummary
+    checks: _Checks
     family: Any  # None where a chunk had missing values
 
     def __add__(self, other: _Pair) -> _Pair:
         # (None: a chunk with missing values, summarized in a second pass)
         family = None if self.family is None or other.family is None else self.family + other.family
-        return _Pair(self.columns + other.columns, family)
+        return _Pair(self.checks + other.checks, family)
 
 
 def mapped_blocks(table: Any, fn: Any) -> Any:

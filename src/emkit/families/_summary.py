@@ -172,10 +172,15 @@ def column_reduce(op: np.ufunc, X: Array, dtype: Any = None) -> Array:
 
 
 def weighted_sum(X: Array, weights: Array | None) -> Array:
-    """(d,) ``sum_i w_i x_i`` in float64 (``sum_i x_i`` without weights)."""
-    if weights is None:
-        return np.asarray(X.sum(axis=0, dtype=np.float64))
-    return np.asarray(np.asarray(weights, dtype=np.float64) @ np.asarray(X, dtype=np.float64))
+    """(d,) ``sum_i w_i x_i`` in float64 (``sum_i x_i`` without weights, at the speed of
+    a pass over memory: :func:`column_reduce`, the rows added in another order than
+    ``X.sum(axis=0)``'s)."""
+    # a sum that overflows is inf, without a warning (a binding's range check refuses it)
+    with np.errstate(over="ignore"):
+        if weights is None:
+            return column_reduce(np.add, X, np.float64)
+        w = np.asarray(weights, dtype=np.float64)
+        return np.asarray(w @ np.asarray(X, dtype=np.float64))
 
 
 def total_weight(X: Array, weights: Array | None) -> float:

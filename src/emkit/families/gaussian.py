@@ -916,6 +916,9 @@ class GaussianFamily:
     # (d,) the median |x_j - shift_j| of the training rows, from bind(): the scale of the
     # degeneracy floor (``scale`` in every column when not bound)
     column_scale: Array | None = field(default=None, repr=False)
+    # summarize() gives what a binding pass checks (emkit.estimators._rows.bind_pass):
+    # the column sums ``sums`` (unweighted: every value added), ``low`` and ``high``
+    summary_columns: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         if not (isinstance(self.prior, str) and self.prior == "mclust"):
