@@ -112,7 +112,12 @@ class ModelBasedClustering(ClusterMixin, DensityMixin, BaseEstimator):
         ``tol`` (:class:`GaussianMixture`'s rule). ``'relative'``: mclust's rule, a gain
         of the total log-likelihood ``L`` below ``tol * (1 + |L|)``; on data whose
         per-sample log-likelihood is far from 0 it stops earlier (faithful: about 4x
-        the absolute threshold), in as many iterations as mclust's ``me()``.
+        the absolute threshold), in as many iterations as mclust's ``me()``. The
+        default stays absolute because what it costs buys the log-likelihoods: on
+        faithful the relative rule runs a third fewer EM iterations over the whole sweep
+        (10,243 against 15,079, shared starts included), but on wreath three cells then
+        end below mclust's log-likelihood (VII,3 by 0.06 nats, EEE,3 by 16.4, VEE,3 by
+        25.7) and the kept model changes.
     reg_covar : float, default=1e-6
         Added to the diagonal of every covariance.
     prior : None, 'mclust', 'auto' or GaussianPrior, default=None
@@ -156,9 +161,10 @@ class ModelBasedClustering(ClusterMixin, DensityMixin, BaseEstimator):
         optima (an iterative M-step such as VVE's takes its own path), and the partition
         of one is a better start for the other: on mclust's six bundled data sets, all
         756 cells then reach mclust's log-likelihood (744 with one start per cell, 755
-        with the best short run alone continued). Deterministic; it needs the rows in
-        memory (or a streamed table of at most 2000 rows) and is skipped otherwise.
-        ``False`` keeps one start per cell.
+        with the best short run alone continued). A continued short run resumes where
+        it stopped (a warm start; ``n_iter`` counts both parts). Deterministic; it
+        needs the rows in memory (or a streamed table of at most 2000 rows) and is
+        skipped otherwise. ``False`` keeps one start per cell.
 
     Attributes
     ----------
