@@ -13,7 +13,9 @@ Four workloads (issue 14's targets):
   from its nested structures' partitions at the same G) is what reaches mclust on every
   cell. Needs no R.
 * ``sweep``: the time of the whole 14 x 9 faithful table, emkit (``n_jobs`` given by
-  ``--n-jobs``) against ``mclustBIC`` (best of ``--repeats``);
+  ``--n-jobs``) against ``mclustBIC`` (best of ``--repeats``), and emkit's fits and EM
+  iterations in each phase of it (the cells, the shared starts' short runs, the short runs
+  continued to convergence; the last count the iterations past the short run's);
 * ``em10``: 10 EM iterations on iris (150 x 4, K = 3, VVV) from the same hierarchical
   start, emkit against mclust's ``em()`` (per call, best of ``--repeats`` batches);
 * ``large`` (``--large``): the default ``GaussianMixture`` fit on bench/bench_gmm.py's
@@ -248,11 +250,16 @@ def main() -> None:
                 lambda: ModelBasedClustering(n_jobs=args.n_jobs, tol_rule="relative").fit(faithful),
                 args.repeats,
             )
-            report["sweep"]["iterations"] = {
-                rule: int(
-                    ModelBasedClustering(tol_rule=rule).fit(faithful).results_["n_iter"].sum()
-                )
+            # EM iterations of every fit of the sweep (the shared starts' short runs too),
+            # and (fits, iterations) of each phase: the cells from the hierarchical start,
+            # the shared starts' short runs, the best of them continued to convergence
+            phases = {
+                rule: ModelBasedClustering(tol_rule=rule).fit(faithful)._phases
                 for rule in ("absolute", "relative")
+            }
+            report["sweep"]["phases"] = phases
+            report["sweep"]["iterations"] = {
+                rule: sum(steps for _, steps in phases[rule].values()) for rule in phases
             }
         report["em10"] = {"emkit": em10_emkit(args.repeats)}
         if r_available:
@@ -287,6 +294,11 @@ def main() -> None:
             f"{', '.join(row['missing_in_mclust']) or 'none'}"
         )
     s, e = report["sweep"], report["em10"]
+    for rule, phases in s["phases"].items():
+        print(
+            f"faithful sweep, {rule} tol, fits / EM iterations: "
+            + ", ".join(f"{phase} {fits} / {steps}" for phase, (fits, steps) in phases.items())
+        )
     if "mclust" in s:
         print(
             f"faithful sweep (14 models x 9): emkit {s['emkit']:.3f} s, mclust "

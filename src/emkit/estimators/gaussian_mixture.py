@@ -400,14 +400,16 @@ default='auto'
             check_warm_start("n_components", len(self.weights_), K)
             # the covariances' shape says which structure they have; diag and tied share
             # one when n_components == n_features, where a tied precision factor is upper
-            # triangular and diagonal ones are positive (with one feature, they agree)
+            # triangular (but for rounding below it) and diagonal ones are positive (with
+            # one feature, they agree)
             fitted = [
                 t
                 for t in COVARIANCE_TYPES
                 if covariance_structure(t).shape(K, d) == np.shape(self.covariances_)
             ]
             if len(fitted) > 1 and d > 1:
-                upper = not np.tril(self.precisions_cholesky_, -1).any()
+                factor = np.abs(np.asarray(self.precisions_cholesky_, dtype=np.float64))
+                upper = bool((np.tril(factor, -1) <= 1e-12 * factor.max()).all())
                 fitted = ["tied" if upper else "diag"]
             # an mclust model continues from the structure that stores the same arrays
             layout = type(covariance_structure(self.covariance_type)).__mro__

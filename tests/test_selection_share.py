@@ -1,0 +1,149 @@
+"""ModelBasedClustering's shared starts: a short run continued where it stopped."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from emkit import GaussianMixture, ModelBasedClustering
+from emkit.estimators import selection
+from emkit.estimators.selection import (
+    SHORT_RUN,
+    _canonical,
+    _column_scale,
+    _continue_cell,
+    _fit_cell,
+    _joined,
+    _short_run,
+    _Start,
+)
+from emkit.exceptions import InputError
+from emkit.inference.em import EMTrace
+from emkit.io import load_faithful
+
+DATA = Path(__file__).parent / "data"
+
+
+def _load(name: str) -> np.ndarray:
+    if name == "faithful":
+        return load_faithful()[0]
+    file = "mclust_iris.csv" if name == "iris" else f"{name}.csv"
+    return np.loadtxt(DATA / file, delimiter=",", skiprows=1)
+
+
+def _from_other_structure(X: np.ndarray, k: int, name: str, other: str) -> _Start:
+    """The start a shared start gives cell (k, name): the partition ``other`` reached."""
+    labels = GaussianMixture(k, covariance_type=other, init_params="hc").fit(X).predict(X)
+    return _Start(k, name, _canonical(labels), SHORT_RUN)
+
+
+@pytest.mark.parametrize(
+    ("name", "k", "structure", "other"),
+    [("iris", 3, "VVV", "EII"), ("wreath", 3, "EEE", "EEI"), ("faithful", 4, "VVE", "EEI")],
+)
+def test_a_continued_short_run_is_the_run_from_its_start(
+    name: str, k: int, structure: str, other: str
+) -> None:
+    X = _load(name)
+    n, scale = X.shape[0], _column_scale(X)
+    start = _from_other_structure(X, k, structure, other)
+    mbc = ModelBasedClustering()
+    short = mbc._cell(k, structure, None)
+    short.max_iter = SHORT_RUN
+    value, model = _short_run(short, X, scale, start)
+    assert model is not None and model.n_iter_ == SHORT_RUN
+    row, continued = _continue_cell(model, X, n, scale, mbc.max_iter)
+    # the same cell run from the start to convergence in one go
+    refit_row, refit = _fit_cell(
+        mbc._cell(k, structure, None), X, n, scale, _Start(k, structure, start.partition, 1000)
+    )
+    assert continued is not None and refit is not None
+    assert row["log_likelihood"] >= refit_row["log_likelihood"] - 1e-9
+    assert row["n_iter"] == refit_row["n_iter"] == continued.n_iter_
+    assert row["converged"] and continued.converged_
+    # the joined trace is the one run's: its first SHORT_RUN iterations the short run's
+    assert continued.lower_bounds_[SHORT_RUN - 1] == value
+    np.testing.assert_allclose(continued.lower_bounds_, refit.lower_bounds_, rtol=0, atol=1e-9)
+    assert continued.trace_.seconds.shape == continued.lower_bounds_.shape
+    assert continued.lower_bound_ == continued.lower_bounds_[-1]
+    # the kept model fits from scratch again, with the sweep's max_iter
+    assert not continued.warm_start and continued.max_iter == mbc.max_iter
+
+
+def test_a_short_run_that_used_every_iteration_is_not_run_further() -> None:
+    X = _load("iris")
+    n, scale = X.shape[0], _column_scale(X)
+    start = _from_other_structure(X, 3, "VVV", "EII")
+    short = ModelBasedClustering()._cell(3, "VVV", None)
+    short.max_iter = 3
+    _, model = _short_run(short, X, scale, start)
+    assert model is not None
+    objective = model.lower_bounds_.copy()
+    row, continued = _continue_cell(model, X, n, scale, 3)
+    assert continued is not None and row["n_iter"] == 3
+    np.testing.assert_array_equal(continued.lower_bounds_, objective)
+
+
+def test_a_sweep_with_few_iterations_keeps_max_iter_on_continued_cells() -> None:
+    X = _load("iris")
+    mbc = ModelBasedClustering([3, 4], max_iter=SHORT_RUN + 2).fit(X)
+    assert mbc._phases["continued"][0] > 0  # (cells were continued)
+    assert mbc.results_["n_iter"].max() <= SHORT_RUN + 2
+
+
+def test_the_sweep_counts_each_phase_once() -> None:
+    X = load_faithful()[0]
+    mbc = ModelBasedClustering(range(2, 5)).fit(X)
+    phases = mbc._phases
+    assert set(phases) == {"cells", "short", "continued"}
+    assert phases["cells"][0] == 3 * 14
+    short_fits, short_steps = phases["short"]
+    assert 0 < short_steps <= SHORT_RUN * short_fits
+    # a continued cell's iterations beyond its short run's, which counted those
+    fits, steps = phases["continued"]
+    assert 0 < fits <= selection.CONTINUED * 3 * 14 and steps > 0
+
+
+def test_joined_traces_shift_the_second_run() -> None:
+    first = EMTrace(
+        objective=np.array([-3.0, -2.0]),
+        seconds=np.array([0.1, 0.1]),
+        restarts=np.array([2], dtype=np.intp),
+        degenerate=np.array([False, False]),
+        bound=np.array([-2.5, -1.9]),
+    )
+    then = EMTrace(
+        objective=np.array([-1.5, -1.4, -1.39]),
+        seconds=np.array([0.2, 0.2, 0.2]),
+        restarts=np.array([1], dtype=np.intp),
+        degenerate=np.array([True, False]),
+        bound=np.array([-1.45, -1.395, -1.389]),
+    )
+    trace = _joined(first, then)
+    np.testing.assert_array_equal(trace.objective, [-3.0, -2.0, -1.5, -1.4, -1.39])
+    np.testing.assert_array_equal(trace.seconds, [0.1, 0.1, 0.2, 0.2, 0.2])
+    np.testing.assert_array_equal(trace.restarts, [2, 3])
+    np.testing.assert_array_equal(trace.degenerate, [True, False])
+    np.testing.assert_array_equal(trace.bound, [-2.5, -1.9, -1.45, -1.395, -1.389])
+    assert trace.draws.shape == (0,)
+    # a field one run did not record is recorded for neither
+    assert _joined(first._replace(bound=np.zeros(0)), then).bound.shape == (0,)
+
+
+@pytest.mark.parametrize("name", ["tied", "EEE"])
+def test_a_tied_fit_with_as_many_components_as_features_warm_starts(name: str) -> None:
+    X = load_faithful()[0]  # 2 columns, 2 components: tied and diag arrays are (2, 2)
+    gm = GaussianMixture(2, covariance_type=name, init_params="hc", max_iter=3)
+    gm.fit(X)
+    # (the factor is upper triangular but for rounding below the diagonal)
+    first = gm.lower_bounds_.copy()
+    gm.set_params(warm_start=True, max_iter=1000).fit(X)
+    assert gm.converged_ and gm.lower_bounds_[0] >= first[-1]
+    # a diag fit of the same shape is still told apart
+    diag = GaussianMixture(2, covariance_type="diag", init_params="hc", max_iter=3).fit(X)
+    with pytest.raises(InputError, match="covariance_type='diag', but covariance_type is now"):
+        diag.set_params(warm_start=True, covariance_type=name).fit(X)
+    with pytest.raises(InputError, match="covariance_type='tied', but covariance_type is now"):
+        gm.set_params(covariance_type="diag").fit(X)
