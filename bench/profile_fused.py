@@ -20,10 +20,13 @@ after each phase in turn, so each phase's time is the difference of two runs:
 in CPU time of this thread (robust to other processes' load), best of R, in ms per
 iteration (all chunks) and ns per row; then float64 / float32 per phase, the float32
 floor (the products at the float32 GEMM peak: 2x float64's where BLAS has twice the
-lanes) and, with ``--tiles``, the same for other tile sizes (rows a tile).
+lanes) and, with ``--tiles``, the same for other tile sizes (rows a tile). The tile
+column ends in ``t`` where the second product takes the transposed layout (T @ R);
+``--layouts both`` times each tile in both layouts (default: the kernel's choice).
 
     python bench/profile_fused.py [--quick] [--workloads 1,2,3,4] [--repeats 5]
-                                  [--tiles 256,512,1024] [--json PATH]
+                                  [--tiles 256,512,1024] [--layouts auto|both]
+                                  [--json PATH]
 """
 
 from __future__ import annotations
@@ -47,8 +50,11 @@ PHASES = ("stats", "gemm1", "softmax", "gemm2")
 DTYPES = ("float64", "float32")
 
 
-def profile(workload: Workload, index: int, dtype: str, repeats: int, seed: int, tiles: Any):
-    """{tile: {phase: seconds over all chunks}} of one workload in ``dtype``."""
+def profile(
+    workload: Workload, index: int, dtype: str, repeats: int, seed: int, tiles: Any, both: bool
+):
+    """{tile (a ``t`` after it: transposed): {phase: seconds over all chunks}} of one
+    workload in ``dtype``."""
     from threadpoolctl import threadpool_limits
 
     from emkit.models import _fused_kernels as fk
@@ -76,39 +82,47 @@ def profile(workload: Workload, index: int, dtype: str, repeats: int, seed: int,
     step = model._fused_step(params)
     index_of_layout = fk.LAYOUTS.index(layout)
 
-    def run(tile: int, upto: int) -> None:
+    def run(tile: int, transposed: bool, upto: int) -> None:
         bits = np.empty(tile, dtype=bias.dtype)
         for chunk in chunks:
             n = chunk.shape[0]
             sums, m, total = np.zeros(eta.shape), np.empty(n, dtype), np.empty(n, dtype)
             loop(
                 chunk, centre, eta, index_of_layout, floor, np.empty(0), coef, bits,
-                bits.view(dtype), bias, shift_bits, sums, m, total, np.zeros(tile, dtype), upto,
+                bits.view(dtype), bias, shift_bits, sums, m, total, np.zeros(tile, dtype),
+                transposed, upto,
             )  # fmt: skip
 
-    def call(tile: int) -> None:
+    def call(tile: int, transposed: bool) -> None:
         for chunk in chunks:
-            fk.gaussian_e_step(chunk, centre, eta, layout, floor, None, tile)
+            fk.gaussian_e_step(chunk, centre, eta, layout, floor, None, tile, transposed)
 
     def engine_step() -> None:
         assert step is not None
         for chunk in chunks:
             step(chunk, None, None)
 
+    default_tile, default_transposed = fk.tiling(eta.shape[1], eta.shape[0], dtype)
+    layouts = (default_transposed, not default_transposed) if both else (default_transposed,)
     out = {}
     with threadpool_limits(1, user_api="blas"):
-        for tile in tiles or [fk.tile_rows(eta.shape[1], np.dtype(dtype).itemsize)]:
-            run(tile, 4)  # compiled for this dtype
-            call(tile)
+        for tile, transposed in [(t, o) for t in tiles or [default_tile] for o in layouts]:
+            run(tile, transposed, 4)  # compiled for this dtype
+            call(tile, transposed)
             prefix = [0.0]
-            prefix += [best_cpu(functools.partial(run, tile, u), repeats) for u in (1, 2, 3, 4)]
+            prefix += [
+                best_cpu(functools.partial(run, tile, transposed, u), repeats) for u in (1, 2, 3, 4)
+            ]
             seconds = {p: prefix[i + 1] - prefix[i] for i, p in enumerate(PHASES)}
-            seconds["call"] = best_cpu(functools.partial(call, tile), repeats) - prefix[4]
+            seconds["call"] = (
+                best_cpu(functools.partial(call, tile, transposed), repeats) - prefix[4]
+            )
             # the engine's call, where the pass takes the chunks (not below its size)
-            if tiles is None and step is not None and step(chunks[0], None, None) is not None:
+            default = tiles is None and transposed == default_transposed
+            if default and step is not None and step(chunks[0], None, None) is not None:
                 whole = best_cpu(engine_step, repeats)
                 seconds["step"] = whole - prefix[4] - seconds["call"]
-            out[tile] = seconds
+            out[f"{tile}{'t' if transposed else ''}"] = seconds
     return {"chunk_rows": chunk_rows, "n": X.shape[0], "tiles": out}
 
 
@@ -117,7 +131,7 @@ def report(results: dict[str, Any], peak64: float, peak32: float) -> str:
         f"GEMM peak, one thread: float64 {peak64 / 1e9:.1f}, float32 {peak32 / 1e9:.1f} GFLOP/s",
         "CPU time of one thread over every chunk of an iteration (ms), ns a row in brackets",
     ]
-    head = f"{'workload':<22}{'dtype':>8}{'tile':>6}" + "".join(
+    head = f"{'workload':<22}{'dtype':>8}{'tile':>7}" + "".join(
         f"{p:>16}" for p in (*PHASES, "call", "step", "total")
     )
     lines += [head, "-" * len(head)]
@@ -127,7 +141,7 @@ def report(results: dict[str, Any], peak64: float, peak32: float) -> str:
                 continue
             for tile, sec in res["tiles"].items():
                 total = sum(sec.values())
-                cells = [f"{name:<22}{dtype:>8}{tile:>6}"]
+                cells = [f"{name:<22}{dtype:>8}{tile:>7}"]
                 for p in (*PHASES, "call", "step"):
                     v = sec.get(p)
                     cells.append(
@@ -159,6 +173,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workloads", default="1,2,3,4", help="bench_gmm workload indices")
     parser.add_argument("--repeats", type=int, default=None, help="best of R (5)")
     parser.add_argument("--tiles", default=None, help="comma list of rows a tile to compare")
+    parser.add_argument(
+        "--layouts", choices=("auto", "both"), default="auto", help="second product's layouts"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None, help="also write results to PATH")
     args = parser.parse_args(argv)
@@ -175,7 +192,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         w = shrink(workload) if args.quick else workload
         print(f"profiling {w.name} (S = {n_statistics(w)}) ...", file=sys.stderr, flush=True)
         results[w.name] = {
-            dtype: profile(w, index, dtype, repeats, args.seed, tiles) for dtype in DTYPES
+            dtype: profile(w, index, dtype, repeats, args.seed, tiles, args.layouts == "both")
+            for dtype in DTYPES
         }
     print(report(results, peak64, peak32))
     if args.json is not None:

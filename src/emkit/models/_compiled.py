@@ -201,14 +201,17 @@ def gaussian_e_step(
     m: Any,
     total: Any,
     reach: Any,
+    transposed: bool,
     phases: int,
 ) -> None:
     """The loop of :func:`emkit.models._fused_kernels.gaussian_e_step` over tiles of
     ``bits.shape[0]`` rows: (1) :func:`statistics`, (2) the first product, (3)
     :func:`exp_normalize`, (4) the second product and the tile's sums added to ``sums``
     (float64). ``shift_bits``: the exponent's position (``shift`` centres the rows).
-    ``phases``: 4 runs the step; ``bench/profile_fused.py`` stops after 1, 2 and 3 to time
-    each phase as a difference (a test per tile, nothing beside the step's work)."""
+    ``transposed``: the second product is T @ r^T (S, K) instead of r @ T^T (K, S) (the
+    same sums; BLAS reads r^T as a transpose, no copy). ``phases``: 4 runs the step;
+    ``bench/profile_fused.py`` stops after 1, 2 and 3 to time each phase as a difference
+    (a test per tile, nothing beside the step's work)."""
     n = X.shape[0]
     K, S = eta.shape
     tile = bits.shape[0]
@@ -229,7 +232,14 @@ def gaussian_e_step(
         )  # fmt: skip
         if phases < 4:
             continue
-        part = np.dot(lp, T.T)  # (K, S): sum_b r_kb T_b, in the rows' dtype
-        for k in range(K):
+        # sum_b r_kb T_b, in the rows' dtype
+        if transposed:
+            part_t = np.dot(T, lp.T)  # (S, K)
             for s in range(S):
-                sums[k, s] += part[k, s]
+                for k in range(K):
+                    sums[k, s] += part_t[s, k]
+        else:
+            part = np.dot(lp, T.T)  # (K, S)
+            for k in range(K):
+                for s in range(S):
+                    sums[k, s] += part[k, s]

@@ -23,8 +23,10 @@ the raw rows:
     log p(x, k) = eta_k . T                      (BLAS; eta_k0 = log pi_k - log_norm_k)
     r_k = w exp(log p(x, k) - m) / total,  m = max_k log p(x, k)   (the softmax kernel's
                                                                     arithmetic)
-    sums_k += sum_rows r_k T                     (BLAS, in the rows' dtype; the tiles'
-                                                  sums added in float64)
+    sums_k += sum_rows r_k T                     (BLAS, in the rows' dtype: r T^T, or
+                                                  T r^T (BLAS's better shape in float32,
+                                                  and in float64 where K S is large);
+                                                  the tiles' sums added in float64)
 
 so the results are the NumPy path's up to the order of the sums (the tests compare the
 two to 1e-12 in float64). The statistic 1 makes the first product add the constants and
@@ -43,20 +45,30 @@ import numpy as np
 
 from emkit.models._softmax_kernels import constants, kernels
 
-__all__ = ["LAYOUTS", "gaussian_e_step", "kernels", "tile_rows"]
+__all__ = ["LAYOUTS", "gaussian_e_step", "kernels", "tiling"]
 
 # The second-order statistics the kernel builds after x (see gaussian_e_step).
 LAYOUTS = ("full", "diag", "spherical")
 
 # Bytes of a tile's statistics (S x rows): they stay in L2 cache between the products.
 _TILE_BYTES = 1 << 17
-# Rows per tile at least (short products run BLAS below its speed) and at most.
+# Rows per tile at least (short products run BLAS below its speed) and at most, in
+# float64; a float32 tile takes twice the rows (the same bytes).
 _TILE_MIN, _TILE_MAX = 128, 2048
+# K * S from which the second product in float64 is T @ r^T instead of r @ T^T: BLAS's
+# better shape there (bench/profile_fused.py: 200k-16d, 500k-32d diag; 1m-2d is slower
+# with it); in float32 it is faster on every workload (1.3x to 2x: 100k-8d, 1m-2d)
+_TRANSPOSED_FROM = 1024
 
 
-def tile_rows(n_stats: int, itemsize: int) -> int:
-    """Rows per tile for ``n_stats`` statistics of ``itemsize`` bytes."""
-    return int(min(max(_TILE_BYTES // (n_stats * itemsize), _TILE_MIN), _TILE_MAX))
+def tiling(n_stats: int, n_components: int, dtype: Any) -> tuple[int, bool]:
+    """Rows per tile for ``n_stats`` statistics (the constant 1 included) of ``dtype``,
+    and whether the second product takes the transposed layout (``transposed`` of
+    :func:`emkit.models._compiled.gaussian_e_step`)."""
+    per = 8 // np.dtype(dtype).itemsize  # float32: twice the rows in the same bytes
+    rows = _TILE_BYTES // (n_stats * np.dtype(dtype).itemsize)
+    rows = min(max(rows, per * _TILE_MIN), per * _TILE_MAX)
+    return int(rows), per == 2 or n_components * n_stats >= _TRANSPOSED_FROM
 
 
 def gaussian_e_step(
@@ -67,6 +79,7 @@ def gaussian_e_step(
     floor: float,
     weights: Any,
     tile: int | None = None,
+    transposed: bool | None = None,
 ) -> tuple[Any, Any, Any, float]:
     """Exact EM's statistics of the rows ``X`` (n, d) (float64 or float32, any strides)
     centred by ``shift`` (d,) in ``X``'s dtype and rounded to ``eta``'s (the working
@@ -75,7 +88,7 @@ def gaussian_e_step(
     order), ``'diag'`` x**2, ``'spherical'`` ||x||^2. ``eta`` (K, 1 + n_stats): their
     natural parameters after a column 0 of ``log pi_k - log_norm_k``. ``weights``: (n,) or
     None (all 1); ``floor``: where ``log p - m`` is clipped before the exp; ``tile``: rows
-    a tile (default: :func:`tile_rows`).
+    a tile and ``transposed`` the second product's layout (defaults: :func:`tiling`).
 
     Returns (sums (K, 1 + n_stats) float64: sum_n w_n r_nk (1, T_n); m (n,), total (n,)
     in the working dtype, so that each row's log-likelihood is ``m + log(total)``; the
@@ -86,7 +99,9 @@ def gaussian_e_step(
     sums = np.zeros(eta.shape)
     m, total = np.empty(n, dtype=dtype), np.empty(n, dtype=dtype)
     coef, bias, bit_shift = constants(dtype)
-    tile = tile_rows(eta.shape[1], dtype.itemsize) if tile is None else tile
+    default_tile, default_transposed = tiling(eta.shape[1], eta.shape[0], dtype)
+    tile = default_tile if tile is None else tile
+    transposed = default_transposed if transposed is None else transposed
     bits = np.empty(tile, dtype=bias.dtype)
     reach = np.zeros(tile, dtype=dtype)
     w = np.empty(0) if weights is None else np.ascontiguousarray(weights, dtype=np.float64)
@@ -106,6 +121,7 @@ def gaussian_e_step(
         m,
         total,
         reach,
+        transposed,
         4,  # every phase
     )
     return sums, m, total, float(reach.max())
