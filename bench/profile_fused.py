@@ -21,8 +21,10 @@ in CPU time of this thread (robust to other processes' load), best of R, in ms p
 iteration (all chunks) and ns per row; then float64 / float32 per phase, the float32
 floor (the products at the float32 GEMM peak: 2x float64's where BLAS has twice the
 lanes) and, with ``--tiles``, the same for other tile sizes (rows a tile). The tile
-column ends in ``t`` where the second product takes the transposed layout (T @ R);
-``--layouts both`` times each tile in both layouts (default: the kernel's choice).
+column ends in ``t`` where the second product takes the transposed layout (T @ r^T),
+``a`` where the first product is the compiled loop instead of BLAS; ``--layouts both``
+times each tile in the kernel's choice, then with the other second product, then with
+the other first product.
 
     python bench/profile_fused.py [--quick] [--workloads 1,2,3,4] [--repeats 5]
                                   [--tiles 256,512,1024] [--layouts auto|both]
@@ -53,7 +55,7 @@ DTYPES = ("float64", "float32")
 def profile(
     workload: Workload, index: int, dtype: str, repeats: int, seed: int, tiles: Any, both: bool
 ):
-    """{tile (a ``t`` after it: transposed): {phase: seconds over all chunks}} of one
+    """{tile (``t`` after it: transposed, ``a``: axpy): {phase: seconds over all chunks}} of one
     workload in ``dtype``."""
     from threadpoolctl import threadpool_limits
 
@@ -82,7 +84,8 @@ def profile(
     step = model._fused_step(params)
     index_of_layout = fk.LAYOUTS.index(layout)
 
-    def run(tile: int, transposed: bool, upto: int) -> None:
+    def run(plan: Any, upto: int) -> None:
+        tile = plan.rows
         bits = np.empty(tile, dtype=bias.dtype)
         for chunk in chunks:
             n = chunk.shape[0]
@@ -90,39 +93,41 @@ def profile(
             loop(
                 chunk, centre, eta, index_of_layout, floor, np.empty(0), coef, bits,
                 bits.view(dtype), bias, shift_bits, sums, m, total, np.zeros(tile, dtype),
-                transposed, upto,
+                plan.transposed, plan.axpy, upto,
             )  # fmt: skip
 
-    def call(tile: int, transposed: bool) -> None:
+    def call(plan: Any) -> None:
         for chunk in chunks:
-            fk.gaussian_e_step(chunk, centre, eta, layout, floor, None, tile, transposed)
+            fk.gaussian_e_step(chunk, centre, eta, layout, floor, None, plan)
 
     def engine_step() -> None:
         assert step is not None
         for chunk in chunks:
             step(chunk, None, None)
 
-    default_tile, default_transposed = fk.tiling(eta.shape[1], eta.shape[0], dtype)
-    layouts = (default_transposed, not default_transposed) if both else (default_transposed,)
+    default = fk.tiling(eta.shape[1], eta.shape[0], dtype)
+    layouts = [(default.transposed, default.axpy)]
+    if both:  # the other second product, then the other first one
+        layouts += [(not default.transposed, default.axpy), (default.transposed, not default.axpy)]
+    plans = [
+        fk.Tiling(rows, transposed, axpy)
+        for rows in tiles or [default.rows]
+        for transposed, axpy in layouts
+    ]
     out = {}
     with threadpool_limits(1, user_api="blas"):
-        for tile, transposed in [(t, o) for t in tiles or [default_tile] for o in layouts]:
-            run(tile, transposed, 4)  # compiled for this dtype
-            call(tile, transposed)
+        for plan in plans:
+            run(plan, 4)  # compiled for this dtype
+            call(plan)
             prefix = [0.0]
-            prefix += [
-                best_cpu(functools.partial(run, tile, transposed, u), repeats) for u in (1, 2, 3, 4)
-            ]
+            prefix += [best_cpu(functools.partial(run, plan, u), repeats) for u in (1, 2, 3, 4)]
             seconds = {p: prefix[i + 1] - prefix[i] for i, p in enumerate(PHASES)}
-            seconds["call"] = (
-                best_cpu(functools.partial(call, tile, transposed), repeats) - prefix[4]
-            )
+            seconds["call"] = best_cpu(functools.partial(call, plan), repeats) - prefix[4]
             # the engine's call, where the pass takes the chunks (not below its size)
-            default = tiles is None and transposed == default_transposed
-            if default and step is not None and step(chunks[0], None, None) is not None:
+            if plan == default and step is not None and step(chunks[0], None, None) is not None:
                 whole = best_cpu(engine_step, repeats)
                 seconds["step"] = whole - prefix[4] - seconds["call"]
-            out[f"{tile}{'t' if transposed else ''}"] = seconds
+            out[f"{plan.rows}{'t' if plan.transposed else ''}{'a' if plan.axpy else ''}"] = seconds
     return {"chunk_rows": chunk_rows, "n": X.shape[0], "tiles": out}
 
 
@@ -174,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=None, help="best of R (5)")
     parser.add_argument("--tiles", default=None, help="comma list of rows a tile to compare")
     parser.add_argument(
-        "--layouts", choices=("auto", "both"), default="auto", help="second product's layouts"
+        "--layouts", choices=("auto", "both"), default="auto", help="the products' layouts"
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None, help="also write results to PATH")

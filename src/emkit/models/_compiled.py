@@ -192,6 +192,25 @@ def statistics(X: Any, shift: Any, lo: int, hi: int, layout: int, T: Any, reach:
 
 
 @_jit
+def axpy_product(eta: Any, T: Any, out: Any) -> None:
+    """``out`` (K, n) = ``eta`` (K, S) @ ``T`` (S, n), row by row of ``out``: for each k
+    the sum over s of eta[k, s] T[s] as vector loops over the tile (in s order)."""
+    K, S = eta.shape
+    n = T.shape[1]
+    for k in range(K):
+        row = out[k]
+        e = eta[k, 0]
+        t = T[0]
+        for j in range(n):
+            row[j] = e * t[j]
+        for s in range(1, S):
+            e = eta[k, s]
+            t = T[s]
+            for j in range(n):
+                row[j] += e * t[j]
+
+
+@_jit
 def gaussian_e_step(
     X: Any,
     shift: Any,
@@ -209,6 +228,7 @@ def gaussian_e_step(
     total: Any,
     reach: Any,
     transposed: bool,
+    axpy: bool,
     phases: int,
 ) -> None:
     """The loop of :func:`emkit.models._fused_kernels.gaussian_e_step` over tiles of
@@ -216,7 +236,8 @@ def gaussian_e_step(
     :func:`exp_normalize`, (4) the second product and the tile's sums added to ``sums``
     (float64). ``shift_bits``: the exponent's position (``shift`` centres the rows).
     ``transposed``: the second product is T @ r^T (S, K) instead of r @ T^T (K, S) (the
-    same sums; BLAS reads r^T as a transpose, no copy). ``phases``: 4 runs the step;
+    same sums; BLAS reads r^T as a transpose, no copy). ``axpy``: the first product by
+    :func:`axpy_product` instead of BLAS. ``phases``: 4 runs the step;
     ``bench/profile_fused.py`` stops after 1, 2 and 3 to time each phase as a difference
     (a test per tile, nothing beside the step's work)."""
     n = X.shape[0]
@@ -230,7 +251,11 @@ def gaussian_e_step(
         statistics(X, shift, lo, hi, layout, T, reach)
         if phases < 2:
             continue
-        lp = np.dot(eta, T)  # (K, width): log p(x, k)
+        if axpy:
+            lp = np.empty((K, hi - lo), dtype=eta.dtype)
+            axpy_product(eta, T, lp)
+        else:
+            lp = np.dot(eta, T)  # (K, width): log p(x, k)
         if phases < 3:
             continue
         exp_normalize(

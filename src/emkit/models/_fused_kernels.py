@@ -20,7 +20,9 @@ the raw rows:
                                                   up to 40% of a diag iteration)
     T = (1, x, s(x))                             (s: packed x x^T, x**2 or ||x||^2;
                                                   statistic-major: a contiguous row each)
-    log p(x, k) = eta_k . T                      (BLAS; eta_k0 = log pi_k - log_norm_k)
+    log p(x, k) = eta_k . T                      (BLAS, or a compiled loop for few
+                                                  components in float32;
+                                                  eta_k0 = log pi_k - log_norm_k)
     r_k = w exp(log p(x, k) - m) / total,  m = max_k log p(x, k)   (the softmax kernel's
                                                                     arithmetic)
     sums_k += sum_rows r_k T                     (BLAS, in the rows' dtype: r T^T, or
@@ -39,13 +41,13 @@ The shared softmax of a tile and the loops are in :mod:`emkit.models._compiled`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from emkit.models._softmax_kernels import constants, kernels
 
-__all__ = ["LAYOUTS", "gaussian_e_step", "kernels", "tiling"]
+__all__ = ["LAYOUTS", "Tiling", "gaussian_e_step", "kernels", "tiling"]
 
 # The second-order statistics the kernel builds after x (see gaussian_e_step).
 LAYOUTS = ("full", "diag", "spherical")
@@ -59,16 +61,33 @@ _TILE_MIN, _TILE_MAX = 128, 2048
 # better shape there (bench/profile_fused.py: 200k-16d, 500k-32d diag; 1m-2d is slower
 # with it); in float32 it is faster on every workload (1.3x to 2x: 100k-8d, 1m-2d)
 _TRANSPOSED_FROM = 1024
+# Components up to which the first product in float32 is a compiled loop instead of BLAS,
+# whose float32 kernels run at a third of their peak with 8 columns (bench/profile_fused.py:
+# the pass 1.2x faster on 100k-8d and 1.1x on 1m-2d; slower with K = 16, and in float64)
+_AXPY_UPTO = 8
 
 
-def tiling(n_stats: int, n_components: int, dtype: Any) -> tuple[int, bool]:
+class Tiling(NamedTuple):
+    """How the pass cuts and multiplies (see :func:`tiling`)."""
+
+    rows: int  # rows a tile
+    transposed: bool  # the second product as T @ r^T
+    axpy: bool  # the first product by the compiled loop
+
+
+def tiling(n_stats: int, n_components: int, dtype: Any) -> Tiling:
     """Rows per tile for ``n_stats`` statistics (the constant 1 included) of ``dtype``,
-    and whether the second product takes the transposed layout (``transposed`` of
-    :func:`emkit.models._compiled.gaussian_e_step`)."""
+    the second product's layout (``transposed`` of
+    :func:`emkit.models._compiled.gaussian_e_step`) and the first product's (``axpy``)."""
     per = 8 // np.dtype(dtype).itemsize  # float32: twice the rows in the same bytes
     rows = _TILE_BYTES // (n_stats * np.dtype(dtype).itemsize)
     rows = min(max(rows, per * _TILE_MIN), per * _TILE_MAX)
-    return int(rows), per == 2 or n_components * n_stats >= _TRANSPOSED_FROM
+    single = per == 2
+    return Tiling(
+        int(rows),
+        single or n_components * n_stats >= _TRANSPOSED_FROM,
+        single and n_components <= _AXPY_UPTO,
+    )
 
 
 def gaussian_e_step(
@@ -78,8 +97,7 @@ def gaussian_e_step(
     layout: str,
     floor: float,
     weights: Any,
-    tile: int | None = None,
-    transposed: bool | None = None,
+    plan: Tiling | None = None,
 ) -> tuple[Any, Any, Any, float]:
     """Exact EM's statistics of the rows ``X`` (n, d) (float64 or float32, any strides)
     centred by ``shift`` (d,) in ``X``'s dtype and rounded to ``eta``'s (the working
@@ -87,8 +105,8 @@ def gaussian_e_step(
     T = (x, s(x)), ``s`` by ``layout``: ``'full'`` packed x x^T (``np.triu_indices``
     order), ``'diag'`` x**2, ``'spherical'`` ||x||^2. ``eta`` (K, 1 + n_stats): their
     natural parameters after a column 0 of ``log pi_k - log_norm_k``. ``weights``: (n,) or
-    None (all 1); ``floor``: where ``log p - m`` is clipped before the exp; ``tile``: rows
-    a tile and ``transposed`` the second product's layout (defaults: :func:`tiling`).
+    None (all 1); ``floor``: where ``log p - m`` is clipped before the exp; ``plan``: the
+    tiles and products (default: :func:`tiling`'s).
 
     Returns (sums (K, 1 + n_stats) float64: sum_n w_n r_nk (1, T_n); m (n,), total (n,)
     in the working dtype, so that each row's log-likelihood is ``m + log(total)``; the
@@ -99,11 +117,9 @@ def gaussian_e_step(
     sums = np.zeros(eta.shape)
     m, total = np.empty(n, dtype=dtype), np.empty(n, dtype=dtype)
     coef, bias, bit_shift = constants(dtype)
-    default_tile, default_transposed = tiling(eta.shape[1], eta.shape[0], dtype)
-    tile = default_tile if tile is None else tile
-    transposed = default_transposed if transposed is None else transposed
-    bits = np.empty(tile, dtype=bias.dtype)
-    reach = np.zeros(tile, dtype=dtype)
+    plan = tiling(eta.shape[1], eta.shape[0], dtype) if plan is None else plan
+    bits = np.empty(plan.rows, dtype=bias.dtype)
+    reach = np.zeros(plan.rows, dtype=dtype)
     w = np.empty(0) if weights is None else np.ascontiguousarray(weights, dtype=np.float64)
     kernels().gaussian_e_step(
         X,
@@ -121,7 +137,8 @@ def gaussian_e_step(
         m,
         total,
         reach,
-        transposed,
+        plan.transposed,
+        plan.axpy,
         4,  # every phase
     )
     return sums, m, total, float(reach.max())
