@@ -111,3 +111,60 @@ def test_tol_rule_is_checked() -> None:
     X, _ = load_faithful()
     with pytest.raises(InputError, match=r"tol_rule must be one of 'absolute', 'relative'"):
         ModelBasedClustering(n_components=[1], tol_rule="mclust").fit(X)
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical", "VEV"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("e_step", ["exact", "hard"])
+def test_the_row_cache_changes_no_bit(covariance_type: str, dtype: str, e_step: str) -> None:
+    X, _ = load_faithful()
+    data = X.astype(dtype)
+    weights = np.random.default_rng(1).uniform(0.5, 2.0, size=X.shape[0]).astype(dtype)
+    est = GaussianMixture(
+        3, covariance_type=covariance_type, dtype=dtype, e_step=e_step, random_state=0
+    )
+    est._check_parameters()
+    with fit_engine(est, data) as engine:
+        plan = est._plan(data, None, weights, engine, warm=False)
+        start = plan.initialize(plan.rng)
+        cached = plan.model.with_row_cache()
+        runs = [
+            fit_em(model, engine, plan.data, start, tol=0.0, max_iter=6, monotonicity="raise")
+            for model in (plan.model, cached)
+        ]
+    assert cached.row_cache is not None and cached.row_cache._rows  # it was used
+    plain, memo = runs
+    np.testing.assert_array_equal(plain.trace.objective, memo.trace.objective)
+    np.testing.assert_array_equal(plain.trace.bound, memo.trace.bound)
+    np.testing.assert_array_equal(plain.params.weights, memo.params.weights)
+    for a, b in zip(plain.params.components, memo.params.components, strict=False):
+        if isinstance(a, np.ndarray):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_the_row_cache_keeps_small_blocks_read_only_and_only_for_one_fit() -> None:
+    from emkit.models.mixture import RowCache
+
+    X, _ = load_faithful()
+    est = GaussianMixture(2, covariance_type="tied", max_iter=3, tol=0.0, random_state=0)
+    est._check_parameters()
+    with fit_engine(est, X) as engine:
+        family = est._plan(X, None, None, engine, warm=False).model.family
+    cache = RowCache()
+    rows = cache.rows(family, X, np.dtype(np.float64))
+    assert rows is not None and cache.rows(family, X, np.dtype(np.float64)) is rows
+    assert not rows.Xp.flags.writeable and not rows.T.flags.writeable
+    assert rows.reach == family.row_reach(rows.Xp)
+    # another array with the same values is another block; a large one is not kept
+    assert cache.rows(family, X.copy(), np.dtype(np.float64)) is not rows
+    large = np.repeat(X, 16, axis=0)
+    assert cache.rows(family, large, np.dtype(np.float64)) is None
+    shared, total = cache.sums(family, X, rows.Xp, None)
+    assert cache.sums(family, X, rows.Xp, None)[0] is shared and total == X.shape[0]
+    # the fit's cache is emptied when it ends: rows changed in place are read afresh
+    plan, _ = est._run_plan(X, None, None, warm=False)
+    assert plan.model.row_cache is not None and not plan.model.row_cache._rows
+    Z = X.copy()
+    est.fit(Z)
+    Z *= 2.0
+    np.testing.assert_array_equal(est.fit(Z).means_, est.fit(X * 2.0).means_)

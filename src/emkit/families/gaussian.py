@@ -1042,10 +1042,11 @@ class GaussianFamily:
         params: GaussianParams,
         natural: Natural,
         offset: Array | None = None,
+        reach: float | None = None,
     ) -> tuple[Array, Array | None]:
         """(:meth:`log_prob`, :meth:`row_term`) of the same rows, their far rows found
-        once."""
-        far = self.far_rows(X, params)
+        once (``reach``: the rows' :meth:`row_reach`, where the caller kept it)."""
+        far = self.far_rows(X, params, reach)
         return (
             self._log_prob(X, T, params, natural, offset, far),
             self._row_term(X, params, natural, far),
@@ -1132,16 +1133,28 @@ class GaussianFamily:
         mu = float(np.abs(params.means).max(initial=0.0))
         return min(_OUTSIDE * self.scale, _FAR / (self.n_features * u) - mu)
 
-    def far_rows(self, Xc: Array, params: GaussianParams) -> NDArray[np.intp]:
+    def far_rows(
+        self, Xc: Array, params: GaussianParams, reach: float | None = None
+    ) -> NDArray[np.intp]:
         """Centred rows the E-step's forms cannot hold: beyond ``_OUTSIDE`` times the
         scale the expanded form's round-off was bounded for, or with squared distances
         that may overflow (a bound on ``|(x - mu) U|`` beyond ``_FAR``). They take
-        :func:`far_log_prob`, exact for any finite row."""
+        :func:`far_log_prob`, exact for any finite row. ``reach`` is :meth:`row_reach`
+        of ``Xc`` where the caller has it."""
         limit = self.far_limit(params)
         # the chunk's extremes first: two reductions, no temporary, for the usual chunk
-        if Xc.shape[0] == 0 or max(float(Xc.max()), -float(Xc.min())) <= limit:
+        if reach is None:
+            reach = self.row_reach(Xc)
+        if reach <= limit:
             return np.zeros(0, dtype=np.intp)
         return np.flatnonzero(~(np.max(np.abs(Xc), axis=1) <= limit))
+
+    def row_reach(self, Xc: Array) -> float:
+        """The largest ``|x|`` of centred rows (0 for none; NaN if a row has NaN), which
+        no parameter changes: what :meth:`far_rows` compares with :meth:`far_limit`."""
+        if Xc.shape[0] == 0:
+            return 0.0
+        return max(float(Xc.max()), -float(Xc.min()))
 
     def statistics(self, X: Array, out: Array | None = None) -> Array:
         # rows far beyond the training data may overflow here: _far_rows redoes them
