@@ -463,10 +463,38 @@ class Mixture:
         :meth:`derive` of ``params`` and of ``new`` where the caller has them."""
         if self.assign.name not in ("exact", "hard"):
             return float("nan")
-        lift = self.expected_complete(new, stats, derived[1]) - self.expected_complete(
-            params, stats, derived[0]
+        return self.objective(params, stats) + self._lift(params, new, stats, derived) / (
+            stats.weight
         )
-        return self.objective(params, stats) + lift / stats.weight
+
+    def _lift(
+        self,
+        params: MixtureParams,
+        new: MixtureParams,
+        stats: MixtureStats,
+        derived: tuple[Natural | None, Natural | None],
+    ) -> float:
+        """Q(new) - Q(params) (+ the log priors') under the q of ``stats``, total nats,
+        in one pass where every component counts in both (as differences of the
+        parameters, which the two Q, each the size of the log-likelihood, would lose to
+        cancellation); else as the difference of the two :meth:`expected_complete`."""
+        nk = stats.nk
+        if not (nk > 0).all() or not (params.weights > 0).all() or not (new.weights > 0).all():
+            return self.expected_complete(new, stats, derived[1]) - self.expected_complete(
+                params, stats, derived[0]
+            )
+        family = self.family
+        eta_new, norm_new = _natural_values(family, new.components, derived[1])
+        eta_old, norm_old = _natural_values(family, params.components, derived[0])
+        # sum_k N_k log(pi'_k / pi_k) + <S_k, eta'_k - eta_k> - N_k (A'_k - A_k)
+        value = float(nk @ (np.log(new.weights) - np.log(params.weights)))
+        value += float((stats.sum_t * (eta_new - eta_old)).sum() - nk @ (norm_new - norm_old))
+        row = getattr(family, "expected_row_term", None)
+        if row is not None:
+            value += float(row(new.components, stats.shared)) - float(
+                row(params.components, stats.shared)
+            )
+        return value + self.log_prior(new) - self.log_prior(params)
 
     def weighted_log_prob(self, params: MixtureParams) -> Callable[[Array], Array]:
         """log p(x_n, k) for raw rows, shape (n, K), in float64 (log p(x_obs, k) for rows
@@ -617,10 +645,11 @@ class RowCache:
                 return entry
         Xp = family.prepare(X, dtype)
         T = family.statistics(Xp)
-        if Xp.nbytes + T.nbytes > _CACHE_BYTES:
+        arrays = _leaves((Xp, T))  # (a product family's parts are tuples of arrays)
+        if arrays is None or sum(a.nbytes for a in arrays) > _CACHE_BYTES:
             return None
         reach = getattr(family, "row_reach", None)
-        for a in (Xp, T):
+        for a in arrays:
             a.flags.writeable = False
         entry = _CachedRows(X, dtype, Xp, T, None if reach is None else reach(Xp))
         with self._lock:
@@ -637,10 +666,29 @@ class RowCache:
                 return value
         value = (family.shared_statistics(Xp, weights), _total_weight(X, weights))
         if any(entry.X is X for entry in self._rows):
-            value[0].flags.writeable = False
+            for a in _leaves(value[0]) or ():
+                a.flags.writeable = False
             with self._lock:
                 self._sums = [(X, weights, value), *self._sums[: self._SLOTS - 1]]
         return value
+
+
+def _leaves(value: Any) -> list[NDArray[Any]] | None:
+    """The arrays of nested tuples of arrays (None among them skipped), or None where a
+    leaf is something else (a sparse matrix)."""
+    if value is None:
+        return []
+    if isinstance(value, np.ndarray):
+        return [value]
+    if isinstance(value, tuple | list):
+        out: list[NDArray[Any]] = []
+        for part in value:
+            leaves = _leaves(part)
+            if leaves is None:
+                return None
+            out.extend(leaves)
+        return out
+    return None
 
 
 class _ProcessLock:
@@ -670,6 +718,20 @@ def _expected_family(
     E-step's :meth:`~ComponentFamily.natural` in float64) when given, else the family's
     ``natural_values(params)`` where it has that shortcut (the same values, with no
     choice of evaluation form to make), else its ``natural`` in float64."""
+    eta, log_norm = _natural_values(family, components, derived)
+    sum_t, nk = stats.sum_t, stats.nk
+    if mass is not None:
+        eta, log_norm, sum_t, nk = eta[mass], log_norm[mass], sum_t[mass], nk[mass]
+    value = float((sum_t * eta).sum() - nk @ log_norm)
+    row = getattr(family, "expected_row_term", None)
+    return value if row is None else value + float(row(components, stats.shared))
+
+
+def _natural_values(
+    family: Any, components: Any, derived: Natural | None
+) -> tuple[Array, Array]:
+    """(eta, log_norm) in float64 for the bound's Q: ``derived`` when given, else the
+    family's ``natural_values`` shortcut, else its ``natural`` in float64."""
     shortcut = getattr(family, "natural_values", None)
     if derived is not None:
         eta, log_norm = derived.eta, derived.log_norm
@@ -678,14 +740,7 @@ def _expected_family(
     else:
         natural = family.natural(components, np.float64)
         eta, log_norm = natural.eta, natural.log_norm
-    eta = np.asarray(eta, dtype=np.float64)
-    log_norm = np.asarray(log_norm, dtype=np.float64)
-    sum_t, nk = stats.sum_t, stats.nk
-    if mass is not None:
-        eta, log_norm, sum_t, nk = eta[mass], log_norm[mass], sum_t[mass], nk[mass]
-    value = float((sum_t * eta).sum() - nk @ log_norm)
-    row = getattr(family, "expected_row_term", None)
-    return value if row is None else value + float(row(components, stats.shared))
+    return np.asarray(eta, dtype=np.float64), np.asarray(log_norm, dtype=np.float64)
 
 
 def _missing_row_term(family: Any, state: Any) -> Array | None:
