@@ -168,3 +168,64 @@ def test_the_row_cache_keeps_small_blocks_read_only_and_only_for_one_fit() -> No
     est.fit(Z)
     Z *= 2.0
     np.testing.assert_array_equal(est.fit(Z).means_, est.fit(X * 2.0).means_)
+
+
+def test_array_rows_set_n_features_in_and_forget_a_dataframes_names() -> None:
+    pd = pytest.importorskip("pandas")
+    X, _ = load_faithful()
+    frame = pd.DataFrame(X, columns=["eruptions", "waiting"])
+    est = GaussianMixture(2, random_state=0).fit(frame)
+    assert list(est.feature_names_in_) == ["eruptions", "waiting"]
+    with pytest.warns(UserWarning, match="does not have valid feature names"):
+        est.predict(X)
+    est.fit(X)
+    assert est.n_features_in_ == 2 and not hasattr(est, "feature_names_in_")
+    est.predict(X)  # (no warning: warnings are errors)
+    with pytest.raises(ValueError, match="X has 1 features"):
+        est.predict(X[:, :1])
+
+
+def test_given_starts_draw_nothing_and_factor_precisions_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import emkit.estimators.gaussian_mixture as gm
+
+    X, _ = load_faithful()
+    fitted = GaussianMixture(2, random_state=0).fit(X)
+    given = dict(
+        weights_init=fitted.weights_,
+        means_init=fitted.means_,
+        precisions_init=fitted.precisions_,
+        max_iter=5,
+        tol=0.0,
+    )
+    calls = {"random": 0, "cholesky": 0, "eigvalsh": 0}
+    random_source, cholesky, eigvalsh = (
+        gm.init_random_source,
+        np.linalg.cholesky,
+        np.linalg.eigvalsh,
+    )
+
+    def counted_source(state: Any) -> Any:
+        calls["random"] += 1
+        return random_source(state)
+
+    def counted_cholesky(a: Any) -> Any:
+        calls["cholesky"] += 1
+        return cholesky(a)
+
+    def counted_eigvalsh(a: Any) -> Any:
+        calls["eigvalsh"] += 1
+        return eigvalsh(a)
+
+    monkeypatch.setattr(gm, "init_random_source", counted_source)
+    monkeypatch.setattr(np.linalg, "cholesky", counted_cholesky)
+    monkeypatch.setattr(np.linalg, "eigvalsh", counted_eigvalsh)
+    start = GaussianMixture(2, **{**given, "max_iter": 0}).fit(X)
+    assert calls["random"] == 0
+    # the start's factors from the check's one Cholesky: those of the given precisions
+    assert calls["cholesky"] == 1 and calls["eigvalsh"] == 0
+    np.testing.assert_allclose(start.precisions_, fitted.precisions_, rtol=1e-12)
+    assert GaussianMixture(2, **given).fit(X).n_iter_ == 5 and calls["random"] == 0
+    GaussianMixture(2, means_init=fitted.means_).fit(X)
+    assert calls["random"] == 1  # a start that draws gets its random source

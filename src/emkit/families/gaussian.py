@@ -1579,11 +1579,15 @@ class GaussianFamily:
         covariances, prec_chol, _ = self.structure.factor(covariances, np.maximum(own, 1e-150))
         return GaussianParams(means - self.shift, covariances, prec_chol)
 
-    def params_from_precisions(self, means: Array, precisions: Array) -> GaussianParams:
-        """Parameters from means in the user's coordinates and precision matrices."""
+    def params_from_precisions(
+        self, means: Array, precisions: Array, prec_chol: Array | None = None
+    ) -> GaussianParams:
+        """Parameters from means in the user's coordinates and precision matrices (and
+        their factors, ``structure.from_precisions``, where the caller has them)."""
         assert self.shift is not None
         try:
-            prec_chol = self.structure.from_precisions(precisions)
+            if prec_chol is None:
+                prec_chol = self.structure.from_precisions(precisions)
         except np.linalg.LinAlgError as exc:
             raise InputError(
                 "precisions_init is not symmetric positive-definite; pass precision "
