@@ -209,7 +209,9 @@ class Mixture:
             # across chunks they add in float64. Hard EM's q is sparse (labels), its
             # masses a bincount; its sums may reuse log_prob's block, read already.
             shared, total = row_sums(X, Xp, weights)
-            return MixtureStats(mass(q), weighted_sums(q, T, buffer=log_prob), shared, loglik, total)
+            return MixtureStats(
+                mass(q), weighted_sums(q, T, buffer=log_prob), shared, loglik, total
+            )
 
         def incomplete_step(
             X: Array,
@@ -656,9 +658,7 @@ class RowCache:
             self._rows = [entry, *self._rows[: self._SLOTS - 1]]
         return entry
 
-    def sums(
-        self, family: Any, X: Array, Xp: Array, weights: Array | None
-    ) -> tuple[Array, float]:
+    def sums(self, family: Any, X: Array, Xp: Array, weights: Array | None) -> tuple[Array, float]:
         """(the family's shared statistics, the total weight) of the rows ``Xp`` prepared
         from ``X``, with ``weights``: kept for a block whose rows are cached."""
         for X_, w_, value in self._sums:
@@ -727,9 +727,7 @@ def _expected_family(
     return value if row is None else value + float(row(components, stats.shared))
 
 
-def _natural_values(
-    family: Any, components: Any, derived: Natural | None
-) -> tuple[Array, Array]:
+def _natural_values(family: Any, components: Any, derived: Natural | None) -> tuple[Array, Array]:
     """(eta, log_norm) in float64 for the bound's Q: ``derived`` when given, else the
     family's ``natural_values`` shortcut, else its ``natural`` in float64."""
     shortcut = getattr(family, "natural_values", None)
