@@ -164,6 +164,17 @@ def test_the_row_cache_keeps_small_blocks_read_only_and_only_for_one_fit() -> No
     # the fit's cache is emptied when it ends: rows changed in place are read afresh
     plan, _ = est._run_plan(X, None, None, warm=False)
     assert plan.model.row_cache is not None and not plan.model.row_cache._rows
+    # only data the engine maps as one block gets a cache; a pickled cache holds nothing
+    assert (
+        est.set_params(chunk_size=50)._run_plan(X, None, None, warm=False)[0].model.row_cache
+        is None
+    )
+    est.set_params(chunk_size=None)
+    large = np.random.default_rng(0).normal(size=(4096, 2))
+    assert est._run_plan(large, None, None, warm=False)[0].model.row_cache is None
+    import pickle
+
+    assert not pickle.loads(pickle.dumps(cache))._rows
     Z = X.copy()
     est.fit(Z)
     Z *= 2.0

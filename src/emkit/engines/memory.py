@@ -182,8 +182,9 @@ class InMemoryEngine:
             self._pool = ThreadPoolExecutor(self.n_threads, thread_name_prefix="emkit")
         return combine(self._pool.map(run, starts))
 
-    def _one_chunk(self, source: RowSource) -> bool:
-        """Whether ``source`` is mapped as one small chunk, in the calling thread."""
+    def one_chunk(self, source: RowSource) -> bool:
+        """Whether ``source`` is mapped as one small chunk, in the calling thread (the
+        function then gets the source's own arrays, the same ones every map)."""
         if source.streamed:
             return False
         n = source.n_rows
@@ -191,7 +192,7 @@ class InMemoryEngine:
 
     def map_reduce(self, fn: Callable[..., Any], source: Any) -> Any:
         source = as_source(source)
-        if self._one_chunk(source):
+        if self.one_chunk(source):
             # the function on the whole source, directly: no chunk list to reduce, and
             # the same arrays every call (a fit's row cache knows its rows by them)
             # (a column that makes its slices, such as RowIndex, makes the whole one)

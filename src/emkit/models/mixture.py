@@ -632,6 +632,12 @@ class RowCache:
         self._sums: list[tuple[Any, Any, tuple[Array, float]]] = []
         self._lock = threading.Lock()
 
+    def __getstate__(self) -> dict[str, Any]:
+        return {}  # a copy in another process holds none of these blocks
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__()  # type: ignore[misc]
+
     def clear(self) -> None:
         with self._lock:
             self._rows.clear()
