@@ -25,6 +25,12 @@ from ``mstep`` of its ``hc`` partition; its iterative M-steps keep their default
 tolerance) and the milliseconds an iteration costs beyond the
 call's fixed cost (the time of 20 iterations minus that of 10, over 10), side by side.
 
+``--sweep`` times the whole model-selection sweep instead: ``ModelBasedClustering`` with
+all 14 of mclust's models x 1..9 components on faithful (the issue's target: at most
+mclust's ``mclustBIC`` time, timed beside it where R's mclust is installed), best of
+``--repeats`` CPU and wall times, and each cell's log-likelihood and iteration count in
+the ``--json`` report (to check that a change of speed changed no result).
+
 ``--profile`` shows where a small fit's time goes instead: the CPU time of each phase of
 one EM iteration (E-step, objective, M-step, its gap, the bound) on iris (K = 3, full),
 and cProfile's table (by own time) of 10 iterations on iris and of one sweep cell of
@@ -266,6 +272,86 @@ def structures(quick: bool, repeats: int | None, only: str | None = None) -> dic
     return {"structures": report, "mclust": mclust}
 
 
+_R_SWEEP = """
+suppressMessages(library(mclust))
+args <- commandArgs(trailingOnly = TRUE)
+x <- as.matrix(read.csv(args[1], header = FALSE))
+G <- as.integer(args[2]); repeats <- as.integer(args[3])
+t <- min(replicate(repeats, system.time(mclustBIC(x, G = 1:G))[["elapsed"]]))
+cat(sprintf("%.9f\\n", t))
+"""
+
+
+def sweep(quick: bool, repeats: int | None) -> dict[str, Any]:
+    """The faithful sweep of :class:`emkit.ModelBasedClustering` (every model x 1..9
+    components; ``quick``: two models x 1..2): its best CPU and wall seconds, each cell's
+    log-likelihood and iteration count, and mclust's ``mclustBIC`` seconds where R's
+    mclust is installed."""
+    import emkit
+    from emkit.families.covariance import MCLUST_MODELS
+    from emkit.io import load_faithful
+
+    X, _ = load_faithful()
+    models = ["EII", "VVV"] if quick else list(MCLUST_MODELS)
+    G = 2 if quick else 9
+    rounds = repeats or (1 if quick else 5)
+    cpu, wall, fitted = np.inf, np.inf, None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # cells that do not converge say so
+        for _ in range(rounds):
+            est = emkit.ModelBasedClustering(n_components=range(1, G + 1), covariance_types=models)
+            start_cpu, start_wall = time.process_time(), time.perf_counter()
+            est.fit(X)
+            cpu = min(cpu, time.process_time() - start_cpu)
+            wall = min(wall, time.perf_counter() - start_wall)
+            fitted = est
+    assert fitted is not None
+    table = fitted.results_
+    cells = {
+        f"{m},{k}": {"log_likelihood": float(ll), "n_iter": int(it)}
+        for m, k, ll, it in zip(
+            table["covariance_type"],
+            table["n_components"],
+            table["log_likelihood"],
+            table["n_iter"],
+            strict=True,
+        )
+    }
+    report: dict[str, Any] = {
+        "cells": cells,
+        "emkit_cpu_seconds": cpu,
+        "emkit_wall_seconds": wall,
+        "n_cells": len(cells),
+    }
+    print(f"faithful sweep, {len(models)} models x 1..{G}: {len(cells)} cells")
+    print(f"  emkit ModelBasedClustering  wall {wall * 1e3:10.1f} ms   CPU {cpu * 1e3:10.1f} ms")
+    rscript = shutil.which("Rscript")
+    if (
+        not quick
+        and rscript is not None
+        and not subprocess.run(
+            [rscript, "-e", "library(mclust)"], capture_output=True, check=False
+        ).returncode
+    ):
+        with tempfile.TemporaryDirectory() as tmp:
+            data, script = Path(tmp) / "faithful.csv", Path(tmp) / "sweep.R"
+            np.savetxt(data, X, delimiter=",")
+            script.write_text(_R_SWEEP)
+            out = subprocess.run(
+                [rscript, str(script), str(data), str(G), str(rounds)],
+                capture_output=True, text=True, check=True,
+            ).stdout  # fmt: skip
+        report["mclust_seconds"] = float(out.strip())
+        report["emkit_over_mclust"] = wall / report["mclust_seconds"]
+        print(
+            f"  mclust mclustBIC            wall {report['mclust_seconds'] * 1e3:10.1f} ms"
+            f"   emkit/mclust {report['emkit_over_mclust']:.2f}"
+        )
+    else:
+        print("(no mclust line: Rscript with R's mclust package is not installed)")
+    return report
+
+
 def _cpu_per_call(fn: Callable[[], Any], number: int, repeats: int) -> float:
     """CPU seconds per call of ``fn``: the best of ``repeats`` rounds of ``number`` calls
     (CPU time, which other processes on a loaded machine disturb less than wall time)."""
@@ -400,7 +486,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--models", default=None, help="with --structures: these models only (e.g. VVV,VEV)"
     )
+    parser.add_argument(
+        "--sweep",
+        action="store_true",
+        help="ModelBasedClustering's 14 models x 1..9 on faithful, with mclustBIC",
+    )
     args = parser.parse_args(argv)
+    if args.sweep:
+        result = sweep(args.quick, args.repeats)
+        if args.json is not None:
+            args.json.write_text(json.dumps(result, indent=2))
+        return result
     if args.structures:
         result = structures(args.quick, args.repeats, args.models)
         if args.json is not None:

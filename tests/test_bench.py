@@ -171,6 +171,16 @@ def test_small_calls_structures_time_each_model(tmp_path: pathlib.Path) -> None:
     assert "emkit ms/it" in stdout
 
 
+@pytest.mark.skipif(not BENCH_SMALL.exists(), reason="needs the source tree")
+def test_small_calls_sweep_times_model_based_clustering(tmp_path: pathlib.Path) -> None:
+    stdout, report = _quick_run(BENCH_SMALL, tmp_path, "--quick", "--sweep")
+    assert report["n_cells"] == 4 and set(report["cells"]) == {"EII,1", "EII,2", "VVV,1", "VVV,2"}
+    for cell in report["cells"].values():
+        assert np.isfinite(cell["log_likelihood"]) and cell["n_iter"] >= 1
+    assert report["emkit_wall_seconds"] > 0 and report["emkit_cpu_seconds"] >= 0
+    assert "faithful sweep" in stdout
+
+
 BENCH_BGM = BENCH.with_name("bench_bgm.py")
 
 

@@ -67,6 +67,24 @@ def test_small_maps_run_without_a_pool_or_a_blas_limit() -> None:
     assert threads.tolist() == [threading.get_ident()]
 
 
+def test_a_one_chunk_map_reduce_gets_the_sources_own_arrays() -> None:
+    """A small map calls the function once, on the source's arrays themselves (not
+    slices of them), so that what a fit caches about its rows is found every iteration."""
+    X, w, c = np.zeros((10, 2)), np.ones(10), np.arange(10)
+    seen: list[tuple[object, ...]] = []
+    with InMemoryEngine() as engine:
+        for _ in range(2):
+            engine.map_reduce(
+                lambda x, wc, cc, labels: seen.append((x, wc, cc, labels)) or 0,
+                RowSource(X, w, c, columns=(c,)),
+            )
+    assert len(seen) == 2 and all(a[0] is X and a[1] is w and a[2] is c for a in seen)
+    assert all(a[3] is c for a in seen)
+    # chunks of rows still reduce in order
+    with InMemoryEngine(3) as engine:
+        assert engine.map_reduce(lambda x, wc: wc @ x[:, 0], RowSource(X + 1, w)) == 10.0
+
+
 def test_automatic_chunks_are_large_enough_for_threads() -> None:
     engine = InMemoryEngine()
     assert engine._rows_per_chunk(10**6, row_bytes=8000) == 4096

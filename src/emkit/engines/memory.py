@@ -182,8 +182,27 @@ class InMemoryEngine:
             self._pool = ThreadPoolExecutor(self.n_threads, thread_name_prefix="emkit")
         return combine(self._pool.map(run, starts))
 
+    def one_chunk(self, source: RowSource) -> bool:
+        """Whether ``source`` is mapped as one small chunk, in the calling thread (the
+        function then gets the source's own arrays, the same ones every map)."""
+        if source.streamed:
+            return False
+        n = source.n_rows
+        return n < _MIN_ROWS and (self.chunk_size is None or self.chunk_size >= n)
+
     def map_reduce(self, fn: Callable[..., Any], source: Any) -> Any:
-        return self._run(reducing(fn), as_source(source), lambda results: reduce(add, results))
+        source = as_source(source)
+        if self.one_chunk(source):
+            # the function on the whole source, directly: no chunk list to reduce, and
+            # the same arrays every call (a fit's row cache knows its rows by them)
+            # (a column that makes its slices, such as RowIndex, makes the whole one)
+            n = source.n_rows
+            columns = tuple(
+                c if c is None or isinstance(c, np.ndarray) else c[0:n] for c in source.columns
+            )
+            kwargs = {} if source.labels is None else {"labels": source.labels}
+            return fn(source.rows, source.weights, *columns, **kwargs)
+        return self._run(reducing(fn), source, lambda results: reduce(add, results))
 
     def map_rows(self, fn: Callable[..., Any], source: Any) -> Any:
         return self._run(

@@ -238,6 +238,14 @@ class FamilyMixture(FittedMixture):
             verbose_logging(est.verbose),
         ):
             plan = self._plan(X, y, sample_weight, engine, warm=warm)
+            # small rows in memory, mapped as one block (the same arrays every
+            # iteration), are prepared once for the fit, not every iteration
+            cached = getattr(plan.model, "with_row_cache", None)
+            one_chunk = getattr(engine, "one_chunk", None)
+            if cached is not None and one_chunk is not None and one_chunk(plan.data):
+                plan = replace(plan, model=cached())
+            else:
+                cached = None
             # (the warm start's E-step in plan.initialize reads the rows without their
             # positions, which only the Monte-Carlo E-step needs)
             data, step = monte_carlo_plan(
@@ -274,6 +282,8 @@ class FamilyMixture(FittedMixture):
                     )
                 ),
             )
+        if cached is not None:  # (the rows may change once the fit is over)
+            plan.model.row_cache.clear()
         return plan, result
 
     def _online_start(self) -> tuple[Any, Any]:

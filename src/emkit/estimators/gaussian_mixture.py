@@ -297,11 +297,23 @@ default='auto'
         # float64 and float32 data are used in place; NaN marks a missing value
         arr = as_float_matrix(X, dtype=None, allow_nan=True)
         # feature names and n_features_in_ the scikit-learn way, after our own checks
-        validate_data(self, X, reset=reset, skip_check_array=True)
+        if isinstance(X, np.ndarray) and _no_feature_names(self, arr.shape[1], reset):
+            # an array has no feature names: scikit-learn's checks would only set or
+            # confirm n_features_in_ (after a tag lookup that costs a small fit ~20 us)
+            if reset:
+                self.n_features_in_ = int(arr.shape[1])
+                if hasattr(self, "feature_names_in_"):  # fitted on a DataFrame before
+                    del self.feature_names_in_
+        else:
+            validate_data(self, X, reset=reset, skip_check_array=True)
         return arr
 
-    def _check_initial_parameters(self, n_features: int) -> None:
+    def _check_initial_parameters(self, n_features: int) -> NDArray[np.floating[Any]] | None:
+        """Check the ``*_init`` arguments; the Cholesky factors of ``precisions_init``
+        (scikit-learn's upper ``precisions_cholesky_``) that the positive-definiteness
+        check computed, for the start to reuse (None without a dense one)."""
         K, d = self.n_components, n_features
+        factor = None
         if self.weights_init is not None:
             w = _as_array("weights_init", self.weights_init, (K,))
             # (np.isclose's test, |sum - 1| <= atol + rtol, without its cost on a small fit)
@@ -321,11 +333,17 @@ default='auto'
                 with np.errstate(over="ignore"):  # np.isclose's test for finite values
                     far = np.abs(stack - transposed) > 1e-8 + 1e-5 * np.abs(transposed)
                 symmetric = ~far.any(axis=(1, 2))
-                # (the eigenvalues of the symmetric part: no error on an asymmetric matrix)
-                positive = np.linalg.eigvalsh(0.5 * (stack + transposed)).min(axis=1) > 0
-                bad = ~(symmetric & positive)
-                if bad.any():
-                    k = int(np.argmax(bad))
+                if symmetric.all():
+                    # positive-definite if the factor the start uses exists (one Cholesky)
+                    try:
+                        factor = structure.from_precisions(P)
+                    except np.linalg.LinAlgError:
+                        factor = None
+                if factor is None:
+                    # (the eigenvalues of the symmetric part: no error on an asymmetric
+                    # matrix) to name the first bad one
+                    positive = np.linalg.eigvalsh(0.5 * (stack + transposed)).min(axis=1) > 0
+                    k = int(np.argmax(~(symmetric & positive)))
                     raise InputError(
                         f"precisions_init[{k}] is not symmetric positive-definite; pass "
                         "precision matrices (inverse covariances) that are."
@@ -335,6 +353,7 @@ default='auto'
                     "precisions_init must be positive for covariance_type="
                     f"{self.covariance_type!r}, got a value <= 0."
                 )
+        return factor
 
     # -- fitting ---------------------------------------------------------------------
 
@@ -437,7 +456,7 @@ default='auto'
                 "initialization, and X is a Dask collection. Fit X.compute(), or fit without "
                 "labels (y=None)."
             )
-        self._check_initial_parameters(d)
+        prec_chol = self._check_initial_parameters(d)
         structure = covariance_structure(self.covariance_type)
         unbound = GaussianFamily(structure, reg_covar=float(self.reg_covar), prior=self.prior)
         # the binding (centre, scales, a prior's defaults: the data's mean and covariance)
@@ -458,9 +477,13 @@ default='auto'
         else:
 
             def initialize(rng: RandomSource) -> MixtureParams:
-                return self._initialize(model, engine, filled, w, known, rng, fill)
+                return self._initialize(model, engine, filled, w, known, rng, fill, prec_chol)
 
-        source = init_random_source(self.random_state)
+        given = (self.weights_init, self.means_init, self.precisions_init)
+        # a start that draws nothing (warm, or every *_init given) needs no random source
+        # (a Generator costs as much as an iteration of a small fit)
+        draws = not warm and any(v is None for v in given)
+        source = init_random_source(self.random_state) if draws else None
         # the mixture's rows: no base-measure column for a Gaussian (None)
         # EM's chunks: with missing values in memory, few patterns each
         rows, row_w, row_known = (
@@ -478,11 +501,13 @@ default='auto'
         known: NDArray[np.intp] | None,
         rng: RandomSource,
         fill: Any = None,
+        prec_chol: NDArray[np.floating[Any]] | None = None,
     ) -> MixtureParams:
         """Parameters from initial responsibilities (the model's own M-step) and the inits.
 
         ``X`` is the rows (missing values filled) or a streamed table (``fill`` then fills
-        its missing values a block at a time)."""
+        its missing values a block at a time); ``prec_chol``, the factors of
+        ``precisions_init`` where its check made them."""
         family = model.family
         assert isinstance(family, GaussianFamily)
         K, d = self.n_components, X.shape[1]
@@ -490,7 +515,7 @@ default='auto'
         if all(v is not None for v in given):
             means = np.asarray(self.means_init, dtype=np.float64)
             params = family.params_from_precisions(
-                means, np.asarray(self.precisions_init, dtype=np.float64)
+                means, np.asarray(self.precisions_init, dtype=np.float64), prec_chol
             )
             given_weights = np.asarray(self.weights_init, dtype=np.float64)
             return MixtureParams(given_weights / given_weights.sum(), params)
@@ -514,7 +539,7 @@ default='auto'
             )
         if self.precisions_init is not None:
             user = family.params_from_precisions(
-                np.zeros((K, d)), np.asarray(self.precisions_init, dtype=np.float64)
+                np.zeros((K, d)), np.asarray(self.precisions_init, dtype=np.float64), prec_chol
             )
             comp = comp._replace(
                 covariances=user.covariances, precisions_cholesky=user.precisions_cholesky
@@ -626,6 +651,17 @@ default='auto'
     def _n_parameters(self) -> int:
         d = self.means_.shape[1]
         return Mixture(self._family(np.zeros(d))).n_parameters(self.n_components)
+
+
+def _no_feature_names(est: Any, n_features: int, reset: bool) -> bool:
+    """Whether scikit-learn's feature checks of rows without feature names (an array)
+    would do no more than set (``reset``) or confirm ``n_features_in_``: no names fitted
+    to warn about, and the fitted number of features."""
+    if reset:
+        return True
+    return not hasattr(est, "feature_names_in_") and (
+        getattr(est, "n_features_in_", None) == n_features
+    )
 
 
 def _as_array(name: str, value: ArrayLike, shape: tuple[int, ...]) -> Array:

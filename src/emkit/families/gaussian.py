@@ -891,6 +891,14 @@ def covariance_structure(covariance_type: str) -> CovarianceStructure:
     return cls()
 
 
+@functools.cache
+def _limits(dtype: np.dtype[Any]) -> tuple[float, float]:
+    """(eps, largest finite value) of a float dtype, looked up once (``np.finfo`` costs a
+    few microseconds a call, and every E-step asks)."""
+    info = np.finfo(dtype)
+    return float(info.eps), float(info.max)
+
+
 @dataclass(frozen=True, eq=False)
 class GaussianFamily:
     """Multivariate Gaussian components with a given covariance structure.
@@ -1020,26 +1028,28 @@ class GaussianFamily:
         # which also says "use the exact form")
         scale = np.float64(self.scale)
         dt = np.dtype(dtype)
-        info = np.finfo(dt)
+        eps, largest_value = _limits(dt)
+        stat_scale, stat_max = self._stat_scale()
         # (overflow beyond dt: exact, and asked again in float64)
         with np.errstate(over="ignore", invalid="ignore"):
-            stat_scale, stat_max = self._stat_scale()
-            terms = np.abs(eta) * stat_scale
-            squares = (terms * terms).sum(axis=1)
+            terms = np.abs(eta)
+            terms *= stat_scale
+            terms *= terms
+            squares = terms.sum(axis=1)
             squares += log_norm * log_norm
             largest = math.sqrt(squares.max())  # the largest size (sqrt is monotone)
             if self.structure.has_row_term:
                 largest = largest + d * scale**2 * np.max(
                     np.abs(self.structure.precisions(params.precisions_cholesky))
                 )
-            exact = bool(
-                not math.isfinite(largest)
-                or info.eps * largest > _EXPANDED_FORM_TOLERANCE[dt]
-                # statistics (x x^T) beyond the working dtype's range: float64 rows instead
-                or not stat_max < _STAT_RANGE * float(info.max)
-            )
-            # (eta and log_norm are the structure's new arrays: no copy in float64)
-            return Natural(eta.astype(dt, copy=False), log_norm.astype(dt, copy=False), exact)
+        exact = bool(
+            not math.isfinite(largest)
+            or eps * largest > _EXPANDED_FORM_TOLERANCE[dt]
+            # statistics (x x^T) beyond the working dtype's range: float64 rows instead
+            or not stat_max < _STAT_RANGE * largest_value
+        )
+        # (eta and log_norm are the structure's new arrays: no copy in float64)
+        return Natural(eta.astype(dt, copy=False), log_norm.astype(dt, copy=False), exact)
 
     def _stat_scale(self) -> tuple[Array, float]:
         """(:meth:`CovarianceStructure.stat_scale` at this family's scale, its largest
@@ -1059,10 +1069,11 @@ class GaussianFamily:
         params: GaussianParams,
         natural: Natural,
         offset: Array | None = None,
+        reach: float | None = None,
     ) -> tuple[Array, Array | None]:
         """(:meth:`log_prob`, :meth:`row_term`) of the same rows, their far rows found
-        once."""
-        far = self.far_rows(X, params)
+        once (``reach``: the rows' :meth:`row_reach`, where the caller kept it)."""
+        far = self.far_rows(X, params, reach)
         return (
             self._log_prob(X, T, params, natural, offset, far),
             self._row_term(X, params, natural, far),
@@ -1149,16 +1160,28 @@ class GaussianFamily:
         mu = float(np.abs(params.means).max(initial=0.0))
         return min(_OUTSIDE * self.scale, _FAR / (self.n_features * u) - mu)
 
-    def far_rows(self, Xc: Array, params: GaussianParams) -> NDArray[np.intp]:
+    def far_rows(
+        self, Xc: Array, params: GaussianParams, reach: float | None = None
+    ) -> NDArray[np.intp]:
         """Centred rows the E-step's forms cannot hold: beyond ``_OUTSIDE`` times the
         scale the expanded form's round-off was bounded for, or with squared distances
         that may overflow (a bound on ``|(x - mu) U|`` beyond ``_FAR``). They take
-        :func:`far_log_prob`, exact for any finite row."""
+        :func:`far_log_prob`, exact for any finite row. ``reach`` is :meth:`row_reach`
+        of ``Xc`` where the caller has it."""
         limit = self.far_limit(params)
         # the chunk's extremes first: two reductions, no temporary, for the usual chunk
-        if Xc.shape[0] == 0 or max(float(Xc.max()), -float(Xc.min())) <= limit:
+        if reach is None:
+            reach = self.row_reach(Xc)
+        if reach <= limit:
             return np.zeros(0, dtype=np.intp)
         return np.flatnonzero(~(np.max(np.abs(Xc), axis=1) <= limit))
+
+    def row_reach(self, Xc: Array) -> float:
+        """The largest ``|x|`` of centred rows (0 for none; NaN if a row has NaN), which
+        no parameter changes: what :meth:`far_rows` compares with :meth:`far_limit`."""
+        if Xc.shape[0] == 0:
+            return 0.0
+        return max(float(Xc.max()), -float(Xc.min()))
 
     def statistics(self, X: Array, out: Array | None = None) -> Array:
         # rows far beyond the training data may overflow here: _far_rows redoes them
@@ -1579,11 +1602,15 @@ class GaussianFamily:
         covariances, prec_chol, _ = self.structure.factor(covariances, np.maximum(own, 1e-150))
         return GaussianParams(means - self.shift, covariances, prec_chol)
 
-    def params_from_precisions(self, means: Array, precisions: Array) -> GaussianParams:
-        """Parameters from means in the user's coordinates and precision matrices."""
+    def params_from_precisions(
+        self, means: Array, precisions: Array, prec_chol: Array | None = None
+    ) -> GaussianParams:
+        """Parameters from means in the user's coordinates and precision matrices (and
+        their factors, ``structure.from_precisions``, where the caller has them)."""
         assert self.shift is not None
         try:
-            prec_chol = self.structure.from_precisions(precisions)
+            if prec_chol is None:
+                prec_chol = self.structure.from_precisions(precisions)
         except np.linalg.LinAlgError as exc:
             raise InputError(
                 "precisions_init is not symmetric positive-definite; pass precision "

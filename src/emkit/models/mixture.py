@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib.util
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from functools import cache
 from typing import Any, NamedTuple
 
@@ -61,6 +61,11 @@ _FUSED = True
 _FUSED_MIN_VALUES = 1 << 15
 # the raw rows' dtypes it reads (others take the general route, which converts them)
 _FUSED_INPUT = (np.dtype(np.float64), np.dtype(np.float32))
+# A fit's row cache keeps the prepared rows and statistics of blocks below this many rows
+# (the in-memory engine maps such data as one block, the same array every iteration) and
+# of at most this many bytes (a few of the engine's cache-sized chunks).
+_CACHE_ROWS = 4096
+_CACHE_BYTES = 16 << 20
 
 
 class MixtureParams(NamedTuple):
@@ -97,6 +102,15 @@ class Mixture:
     # the rows may have missing values (NaN): such rows take the family's exact
     # missing-data E-step (log p(x_obs, k) and E[T(x) | x_obs, k])
     missing: bool = False
+    # one fit's memo of what its E-steps compute from the rows alone (small data in
+    # memory: see RowCache); None: every E-step prepares its rows
+    row_cache: RowCache | None = field(default=None, repr=False)
+
+    def with_row_cache(self) -> Mixture:
+        """This model with a new, empty :class:`RowCache`, for one fit: the E-steps of
+        small blocks of complete rows then prepare each block once, not every
+        iteration (clear it when the fit ends)."""
+        return replace(self, row_cache=RowCache())
 
     def derive(self, params: MixtureParams) -> Natural:
         """The family's natural parameters at ``params`` in float64: what the E-step
@@ -125,12 +139,23 @@ class Mixture:
         # one call for both parts where the family has it (the Gaussian's far rows are
         # found once a chunk)
         both = getattr(family, "log_joint", None)
+        cache = None if self.missing else self.row_cache
 
         def log_joint(X: Array) -> _Joint:
-            Xp = family.prepare(X, dtype)
-            T = family.statistics(Xp)
+            rows = None if cache is None else cache.rows(family, X, dtype)
+            if rows is None:
+                Xp = family.prepare(X, dtype)
+                T = family.statistics(Xp)
+                reach = None
+            else:
+                Xp, T, reach = rows.Xp, rows.T, rows.reach
             if both is not None:
-                return _Joint(Xp, T, *both(Xp, T, params.components, natural, log_weights))
+                parts = (
+                    both(Xp, T, params.components, natural, log_weights)
+                    if reach is None
+                    else both(Xp, T, params.components, natural, log_weights, reach=reach)
+                )
+                return _Joint(Xp, T, *parts)
             log_prob = family.log_prob(Xp, T, params.components, natural, log_weights)
             return _Joint(Xp, T, log_prob, family.row_term(Xp, params.components, natural))
 
@@ -159,6 +184,14 @@ class Mixture:
         family = self.family
         missing = self._missing_joint(params) if self.missing else None
         fused = self._fused_step(params, derived)
+        cache = None if self.missing else self.row_cache
+
+        def row_sums(X: Array, Xp: Array, weights: Array | None) -> tuple[Array, float]:
+            """The family's shared statistics and the total weight of the rows (the
+            row cache's, for a block it holds)."""
+            if cache is not None:
+                return cache.sums(family, X, Xp, weights)
+            return family.shared_statistics(Xp, weights), _total_weight(X, weights)
 
         def complete_step(
             X: Array, weights: Array | None, log_h: Array | None, labels: Any, index: Any
@@ -175,12 +208,9 @@ class Mixture:
             # Sums within a chunk stay in the working dtype (pairwise: exact enough);
             # across chunks they add in float64. Hard EM's q is sparse (labels), its
             # masses a bincount; its sums may reuse log_prob's block, read already.
+            shared, total = row_sums(X, Xp, weights)
             return MixtureStats(
-                mass(q),
-                weighted_sums(q, T, buffer=log_prob),
-                family.shared_statistics(Xp, weights),
-                loglik,
-                _total_weight(X, weights),
+                mass(q), weighted_sums(q, T, buffer=log_prob), shared, loglik, total
             )
 
         def incomplete_step(
@@ -435,10 +465,38 @@ class Mixture:
         :meth:`derive` of ``params`` and of ``new`` where the caller has them."""
         if self.assign.name not in ("exact", "hard"):
             return float("nan")
-        lift = self.expected_complete(new, stats, derived[1]) - self.expected_complete(
-            params, stats, derived[0]
+        return self.objective(params, stats) + self._lift(params, new, stats, derived) / (
+            stats.weight
         )
-        return self.objective(params, stats) + lift / stats.weight
+
+    def _lift(
+        self,
+        params: MixtureParams,
+        new: MixtureParams,
+        stats: MixtureStats,
+        derived: tuple[Natural | None, Natural | None],
+    ) -> float:
+        """Q(new) - Q(params) (+ the log priors') under the q of ``stats``, total nats,
+        in one pass where every component counts in both (as differences of the
+        parameters, which the two Q, each the size of the log-likelihood, would lose to
+        cancellation); else as the difference of the two :meth:`expected_complete`."""
+        nk = stats.nk
+        if not (nk > 0).all() or not (params.weights > 0).all() or not (new.weights > 0).all():
+            return self.expected_complete(new, stats, derived[1]) - self.expected_complete(
+                params, stats, derived[0]
+            )
+        family = self.family
+        eta_new, norm_new = _natural_values(family, new.components, derived[1])
+        eta_old, norm_old = _natural_values(family, params.components, derived[0])
+        # sum_k N_k log(pi'_k / pi_k) + <S_k, eta'_k - eta_k> - N_k (A'_k - A_k)
+        value = float(nk @ (np.log(new.weights) - np.log(params.weights)))
+        value += float((stats.sum_t * (eta_new - eta_old)).sum() - nk @ (norm_new - norm_old))
+        row = getattr(family, "expected_row_term", None)
+        if row is not None:
+            value += float(row(new.components, stats.shared)) - float(
+                row(params.components, stats.shared)
+            )
+        return value + self.log_prior(new) - self.log_prior(params)
 
     def weighted_log_prob(self, params: MixtureParams) -> Callable[[Array], Array]:
         """log p(x_n, k) for raw rows, shape (n, K), in float64 (log p(x_obs, k) for rows
@@ -545,6 +603,100 @@ def _numba_installed() -> bool:
     return importlib.util.find_spec("numba") is not None
 
 
+class _CachedRows(NamedTuple):
+    """A block's prepared rows, their statistics and largest centred value (read-only)."""
+
+    X: Any  # the raw rows they were prepared from (held: its id stays theirs)
+    dtype: Any
+    Xp: Array
+    T: Array
+    reach: float | None  # the family's row_reach of Xp (None: the family has none)
+
+
+class RowCache:
+    """What a fit's E-steps compute from the rows alone, kept once per fit: the prepared
+    rows, their statistics and (Gaussian) their largest centred value, and for the block's
+    sample weights the family's shared statistics and the total weight.
+
+    Only for blocks of complete rows below ``_CACHE_ROWS`` rows and ``_CACHE_BYTES``: the
+    in-memory engine maps such data as one block, the very array every iteration, so a
+    block is known by its identity (the cache holds it, so that its id is not reused).
+    The arrays are made read-only. A cache lives for one fit (the estimators clear it when
+    it ends): rows changed in place between two fits are prepared again.
+    """
+
+    _SLOTS = 4  # blocks held at most (the oldest goes first)
+
+    def __init__(self) -> None:
+        self._rows: list[_CachedRows] = []
+        self._sums: list[tuple[Any, Any, tuple[Array, float]]] = []
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {}  # a copy in another process holds none of these blocks
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__()  # type: ignore[misc]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._rows.clear()
+            self._sums.clear()
+
+    def rows(self, family: Any, X: Array, dtype: Any) -> _CachedRows | None:
+        """The block's cached preparation in ``dtype`` (made at the first call), or None
+        for a block too large to keep."""
+        if X.shape[0] >= _CACHE_ROWS:
+            return None
+        for entry in self._rows:
+            if entry.X is X and entry.dtype == dtype:
+                return entry
+        Xp = family.prepare(X, dtype)
+        T = family.statistics(Xp)
+        arrays = _leaves((Xp, T))  # (a product family's parts are tuples of arrays)
+        if arrays is None or sum(a.nbytes for a in arrays) > _CACHE_BYTES:
+            return None
+        reach = getattr(family, "row_reach", None)
+        for a in arrays:
+            a.flags.writeable = False
+        entry = _CachedRows(X, dtype, Xp, T, None if reach is None else reach(Xp))
+        with self._lock:
+            self._rows = [entry, *self._rows[: self._SLOTS - 1]]
+        return entry
+
+    def sums(self, family: Any, X: Array, Xp: Array, weights: Array | None) -> tuple[Array, float]:
+        """(the family's shared statistics, the total weight) of the rows ``Xp`` prepared
+        from ``X``, with ``weights``: kept for a block whose rows are cached."""
+        for X_, w_, value in self._sums:
+            if X_ is X and w_ is weights:
+                return value
+        value = (family.shared_statistics(Xp, weights), _total_weight(X, weights))
+        if any(entry.X is X for entry in self._rows):
+            for a in _leaves(value[0]) or ():
+                a.flags.writeable = False
+            with self._lock:
+                self._sums = [(X, weights, value), *self._sums[: self._SLOTS - 1]]
+        return value
+
+
+def _leaves(value: Any) -> list[NDArray[Any]] | None:
+    """The arrays of nested tuples of arrays (None among them skipped), or None where a
+    leaf is something else (a sparse matrix)."""
+    if value is None:
+        return []
+    if isinstance(value, np.ndarray):
+        return [value]
+    if isinstance(value, tuple | list):
+        out: list[NDArray[Any]] = []
+        for part in value:
+            leaves = _leaves(part)
+            if leaves is None:
+                return None
+            out.extend(leaves)
+        return out
+    return None
+
+
 class _ProcessLock:
     """A lock for the threads of one process: a step pickled for another process (Dask's
     workers) takes a new one there."""
@@ -572,6 +724,18 @@ def _expected_family(
     E-step's :meth:`~ComponentFamily.natural` in float64) when given, else the family's
     ``natural_values(params)`` where it has that shortcut (the same values, with no
     choice of evaluation form to make), else its ``natural`` in float64."""
+    eta, log_norm = _natural_values(family, components, derived)
+    sum_t, nk = stats.sum_t, stats.nk
+    if mass is not None:
+        eta, log_norm, sum_t, nk = eta[mass], log_norm[mass], sum_t[mass], nk[mass]
+    value = float((sum_t * eta).sum() - nk @ log_norm)
+    row = getattr(family, "expected_row_term", None)
+    return value if row is None else value + float(row(components, stats.shared))
+
+
+def _natural_values(family: Any, components: Any, derived: Natural | None) -> tuple[Array, Array]:
+    """(eta, log_norm) in float64 for the bound's Q: ``derived`` when given, else the
+    family's ``natural_values`` shortcut, else its ``natural`` in float64."""
     shortcut = getattr(family, "natural_values", None)
     if derived is not None:
         eta, log_norm = derived.eta, derived.log_norm
@@ -580,14 +744,7 @@ def _expected_family(
     else:
         natural = family.natural(components, np.float64)
         eta, log_norm = natural.eta, natural.log_norm
-    eta = np.asarray(eta, dtype=np.float64)
-    log_norm = np.asarray(log_norm, dtype=np.float64)
-    sum_t, nk = stats.sum_t, stats.nk
-    if mass is not None:
-        eta, log_norm, sum_t, nk = eta[mass], log_norm[mass], sum_t[mass], nk[mass]
-    value = float((sum_t * eta).sum() - nk @ log_norm)
-    row = getattr(family, "expected_row_term", None)
-    return value if row is None else value + float(row(components, stats.shared))
+    return np.asarray(eta, dtype=np.float64), np.asarray(log_norm, dtype=np.float64)
 
 
 def _missing_row_term(family: Any, state: Any) -> Array | None:
