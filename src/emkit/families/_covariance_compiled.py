@@ -138,25 +138,34 @@ def _eigh_descending(a: Any, w: Any, v: Any, work: Any) -> bool:
 
 
 @_jit
+def _cholesky(S: Any, L: Any) -> bool:
+    """The lower Cholesky factor of ``S`` (d, d) into ``L`` (its lower triangle); False
+    where ``S`` has none (a pivot not positive, NaN included)."""
+    d = S.shape[0]
+    for j in range(d):
+        s = S[j, j]
+        for i in range(j):
+            s -= L[j, i] * L[j, i]
+        if not s > 0.0:
+            return False
+        L[j, j] = math.sqrt(s)
+        for r in range(j + 1, d):
+            s = S[r, j]
+            for i in range(j):
+                s -= L[r, i] * L[j, i]
+            L[r, j] = s / L[j, j]
+    return True
+
+
+@_jit
 def _loss_dense(W: Any, m: Any, cov: Any, L: Any) -> float:
     """``sum_k m_k log|Sigma_k| + tr(W_k Sigma_k^-1)``, by a Cholesky factor of each
     Sigma_k = L L^T (into ``L``, (d, d) scratch); infinite where one has none."""
     K, d = W.shape[0], W.shape[1]
     total = 0.0
     for k in range(K):
-        S = cov[k]
-        for j in range(d):
-            s = S[j, j]
-            for i in range(j):
-                s -= L[j, i] * L[j, i]
-            if not s > 0.0:
-                return math.inf
-            L[j, j] = math.sqrt(s)
-            for r in range(j + 1, d):
-                s = S[r, j]
-                for i in range(j):
-                    s -= L[r, i] * L[j, i]
-                L[r, j] = s / L[j, j]
+        if not _cholesky(cov[k], L):
+            return math.inf
         # log|Sigma| = 2 sum log L_jj; tr(W Sigma^-1) = ||L^-1 W^(1/2)||... as sum_j y_j^T
         # with Y = L^-1 W L^-T: forward-solve the columns of W, then the rows
         logdet = 0.0
@@ -470,19 +479,8 @@ def factor_dense(cov: Any, column_scale: Any, floor: float, prec_chol: Any) -> i
     K, d = cov.shape[0], cov.shape[1]
     L = np.empty((d, d))
     for k in range(K):
-        S = cov[k]
-        for j in range(d):
-            s = S[j, j]
-            for i in range(j):
-                s -= L[j, i] * L[j, i]
-            if not s > 0.0:
-                return FAILED
-            L[j, j] = math.sqrt(s)
-            for r in range(j + 1, d):
-                s = S[r, j]
-                for i in range(j):
-                    s -= L[r, i] * L[j, i]
-                L[r, j] = s / L[j, j]
+        if not _cholesky(cov[k], L):
+            return FAILED
         # L^-1 by forward substitution, column by column; U = (L^-1)^T
         U = prec_chol[k]
         norm = 0.0
