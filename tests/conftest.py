@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from sklearn.datasets import load_iris
@@ -24,6 +26,16 @@ def blobs(n: int = 400, d: int = 3, k: int = 3, seed: int = 0, spread: float = 4
         A = rng.normal(size=(d, d)) * (0.3 + 0.3 * j)
         parts.append(rng.multivariate_normal(means[j], A @ A.T + 0.2 * np.eye(d), len(m)))
     return rng.permutation(np.vstack(parts))
+
+
+def mclust_data(name: str) -> np.ndarray:
+    """One of mclust's bundled data sets as tests/data/mclust_reference.R exported it
+    (faithful, iris, diabetes, banknote, wreath, thyroid, waiting), shape (n, d)."""
+    data = Path(__file__).parent / "data"
+    path = data / f"mclust_{name}.csv"
+    if not path.exists():
+        path = data / f"{name}.csv"
+    return np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
 
 
 DATASETS = {

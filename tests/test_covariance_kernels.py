@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import mclust_data
 
 from emkit import GaussianMixture
 from emkit.exceptions import EmkitError
@@ -24,16 +25,8 @@ from emkit.families.gaussian import GaussianFamily, covariance_structure
 
 pytestmark = pytest.mark.skipif(kernels() is None, reason="needs Numba")
 
-DATA = Path(__file__).parent / "data"
 COMPOSED = [name for name in MCLUST_MODELS if covariance_structure(name).compiled_m_step]
 SKLEARN_FOUR = {"VII": "spherical", "VVI": "diag", "EEE": "tied", "VVV": "full"}
-
-
-def _load(name: str) -> np.ndarray:
-    path = DATA / f"mclust_{name}.csv"
-    if not path.exists():
-        path = DATA / f"{name}.csv"
-    return np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
 
 
 def _posterior(
@@ -73,7 +66,7 @@ def _assert_same(a: tuple[Any, Any], b: tuple[Any, Any], rtol: float = 1e-10) ->
 @pytest.mark.parametrize("data", ["faithful", "iris"])
 @pytest.mark.parametrize("model", COMPOSED)
 def test_compiled_m_step_is_numpys(model: str, data: str, prior: Any) -> None:
-    X = _load(data)
+    X = mclust_data(data)
     for K, seed in ((1, 0), (3, 1), (5, 2)):
         structure, post, previous = _posterior(model, X, K, seed, prior=prior)
         for start in (None, previous):
@@ -85,7 +78,7 @@ def test_compiled_m_step_is_numpys(model: str, data: str, prior: Any) -> None:
 
 @pytest.mark.parametrize("model", COMPOSED)
 def test_compiled_m_step_with_weights_and_no_reg_covar(model: str) -> None:
-    X = _load("diabetes")
+    X = mclust_data("diabetes")
     weights = np.random.default_rng(3).uniform(0.1, 3.0, len(X))
     structure, post, previous = _posterior(model, X, 4, 4, weights=weights)
     for reg_covar in (0.0, 1e-2):
@@ -96,7 +89,7 @@ def test_compiled_m_step_with_weights_and_no_reg_covar(model: str) -> None:
 
 
 def test_one_dimensional_e_model() -> None:
-    x = _load("faithful")[:, :1]
+    x = mclust_data("faithful")[:, :1]
     structure, post, previous = _posterior("E", x, 3, 5, prior="mclust")
     assert structure.compiled_m_step
     compiled = structure._maximize_compiled(post.scatter, post.mass, 1e-6, previous)
@@ -108,7 +101,7 @@ def test_one_dimensional_e_model() -> None:
 @pytest.mark.parametrize("model", ["VEI", "VEE", "EVE", "VVE", "VEV"])
 def test_iterative_models_never_decrease_the_objective(model: str) -> None:
     """From any start of the model the compiled ascent ends no lower, and says so."""
-    X = _load("iris")
+    X = mclust_data("iris")
     structure, post, previous = _posterior(model, X, 3, 6)
     cov, gap = structure.maximize(post.scatter, post.mass, 0.0, previous)
     before = structure._loss(post.scatter, post.mass, previous)
@@ -124,7 +117,7 @@ def test_codes_cover_scikit_learns_four(model: str) -> None:
     compiled = kernels()
     codes = cov_module._CODES
     volume, shape, orientation = (codes[letter] for letter in model)
-    X = _load("iris")
+    X = mclust_data("iris")
     full = covariance_structure("VVV")
     _, post, _ = _posterior("VVV", X, 3, 7)
     W, m = post.scatter, post.mass
@@ -155,7 +148,7 @@ def test_codes_cover_scikit_learns_four(model: str) -> None:
 
 
 def test_falls_back_to_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
-    X = _load("faithful")
+    X = mclust_data("faithful")
     structure, post, previous = _posterior("VEV", X, 3, 8)
     W, m = post.scatter, post.mass
     expected = structure.maximize_numpy(W, m, 1e-6, previous)
@@ -189,7 +182,7 @@ def test_only_composed_models_are_compiled() -> None:
 
 
 def test_fits_agree_with_the_numpy_m_step(monkeypatch: pytest.MonkeyPatch) -> None:
-    X = _load("iris")
+    X = mclust_data("iris")
     kwargs: dict[str, Any] = dict(tol=1e-10, max_iter=200, random_state=0)
     for model in ("VEV", "VVE", "VEI"):
         compiled = GaussianMixture(3, covariance_type=model, **kwargs).fit(X)
@@ -214,7 +207,7 @@ def test_a_plain_full_fit_does_not_import_numba() -> None:
 
 def test_prior_objects_keep_their_shares() -> None:
     """The mclust prior through the compiled M-step (a MAP fit, monotone)."""
-    X = _load("iris")
+    X = mclust_data("iris")
     fit = GaussianMixture(
         3, covariance_type="VEV", prior=GaussianPrior(convention="mclust"), random_state=0
     )
@@ -223,7 +216,7 @@ def test_prior_objects_keep_their_shares() -> None:
 
 
 def test_bound_priors_and_their_pseudo_rows_are_made_once() -> None:
-    X = _load("iris")
+    X = mclust_data("iris")
     family = GaussianFamily(covariance_structure("VEV"), prior="mclust").bind(X, None)
     bound = family.attached_prior(3)
     assert family.attached_prior(3) is bound
@@ -236,7 +229,7 @@ def test_bound_priors_and_their_pseudo_rows_are_made_once() -> None:
 
 
 def test_full_scatter_is_the_weighted_scatter() -> None:
-    X = _load("iris")
+    X = mclust_data("iris")
     z = np.random.default_rng(9).dirichlet(np.ones(3), len(X))
     full = covariance_structure("full")
     sum_t = z.T @ full.statistics(X.copy())

@@ -9,22 +9,14 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import mclust_data
 
 from emkit import GaussianMixture, ModelBasedClustering
 from emkit.estimators.selection import RESULT_KEYS, all_covariance_types
 from emkit.exceptions import InputError
 from emkit.families.covariance import covariance_types
-from emkit.io import load_faithful
 
 DATA = Path(__file__).parent / "data"
-
-
-def _load(name: str) -> np.ndarray:
-    if name == "faithful":
-        return load_faithful()[0]
-    # (iris as tests/data/mclust_reference.R exported it)
-    file = "mclust_iris.csv" if name == "iris" else f"{name}.csv"
-    return np.loadtxt(DATA / file, delimiter=",", skiprows=1)
 
 
 def _mclust_bic(name: str) -> dict[tuple[int, str], float]:
@@ -55,7 +47,7 @@ SKLEARN_NAMES = {"spherical": "VII", "diag": "VVI", "tied": "EEE", "full": "VVV"
 def test_bic_table_and_choice_agree_with_mclust(
     name: str, sizes: range, best: tuple[int, str]
 ) -> None:
-    X = _load(name)
+    X = mclust_data(name)
     mbc = ModelBasedClustering(n_components=sizes).fit(X)
     reference = _mclust_bic(name)
     results = mbc.results_
@@ -82,7 +74,7 @@ def test_bic_table_and_choice_agree_with_mclust(
     ],
 )
 def test_shared_starts_reach_mclust_on_every_cell(name: str, sizes: list[int]) -> None:
-    X = _load(name)
+    X = mclust_data(name)
     shared = ModelBasedClustering(n_components=sizes).fit(X).results_
     single = ModelBasedClustering(n_components=sizes, share_starts=False).fit(X).results_
     reference = _mclust_bic(name)
@@ -114,7 +106,7 @@ def test_the_next_shared_start_runs_where_the_best_one_ends_lower(
 
     # wreath's EEE,3: the best short run (from EEI's partition) converges below the cell's
     # own run; the next one (from EII's, behind after SHORT_RUN iterations) reaches mclust's
-    X = _load("wreath")
+    X = mclust_data("wreath")
     grid = {"n_components": [3], "covariance_types": ["EII", "EEI", "EEE"]}
     expected = _mclust_bic("wreath")[(3, "EEE")]
     results = ModelBasedClustering(**grid).fit(X).results_
@@ -138,7 +130,7 @@ def test_shared_starts_come_from_nested_structures() -> None:
     assert "VII" not in inside["EVV"] and "VEE" not in inside["EVV"]
     assert _nested("E", "V") and not _nested("V", "E")
     assert _nested("spherical", "full") and _nested("tied", "VVV") and not _nested("full", "VVV")
-    X = _load("iris")
+    X = mclust_data("iris")
     # the kept fit is the cell's model, deterministic
     one = ModelBasedClustering(n_components=[5], covariance_types=["EII", "VVE"]).fit(X)
     two = ModelBasedClustering(n_components=[5], covariance_types=["EII", "VVE"]).fit(X)
@@ -152,7 +144,7 @@ def test_shared_starts_come_from_nested_structures() -> None:
 
 
 def test_results_table_conventions() -> None:
-    X = _load("faithful")
+    X = mclust_data("faithful")
     mbc = ModelBasedClustering(n_components=[1, 2, 3], covariance_types=["full", "tied"])
     mbc.fit(X)
     results = mbc.results_
@@ -179,7 +171,7 @@ def test_results_table_conventions() -> None:
 
 
 def test_delegates_to_the_kept_model() -> None:
-    X = _load("faithful")
+    X = mclust_data("faithful")
     mbc = ModelBasedClustering(n_components=[2, 3], covariance_types="full", random_state=0)
     mbc.fit(X)
     model = mbc.best_estimator_
@@ -198,7 +190,7 @@ def test_delegates_to_the_kept_model() -> None:
 
 
 def test_icl_criterion_keeps_the_best_icl() -> None:
-    X = _load("faithful")
+    X = mclust_data("faithful")
     mbc = ModelBasedClustering(n_components=range(1, 5), covariance_types="tied")
     mbc.fit(X)
     by_icl = ModelBasedClustering(range(1, 5), covariance_types="tied", criterion="icl").fit(X)
@@ -225,7 +217,7 @@ def test_a_collapsed_cell_is_missing_and_never_chosen() -> None:
 
 
 def test_more_components_than_rows() -> None:
-    X = _load("faithful")[:5]
+    X = mclust_data("faithful")[:5]
     mbc = ModelBasedClustering(n_components=[1, 2, 6], covariance_types="spherical").fit(X)
     assert mbc.results_["reason"][2] == "more components than the 5 rows"
     assert np.isnan(mbc.results_["bic"][2])
@@ -234,7 +226,7 @@ def test_more_components_than_rows() -> None:
 
 
 def test_bad_arguments_are_refused() -> None:
-    X = _load("faithful")
+    X = mclust_data("faithful")
     allowed = re.escape(", ".join(map(repr, covariance_types())))
     with pytest.raises(
         InputError,
@@ -252,7 +244,7 @@ def test_bad_arguments_are_refused() -> None:
 
 
 def test_parallel_cells_give_the_sequential_results() -> None:
-    X = _load("iris")
+    X = mclust_data("iris")
     grid = {"n_components": [1, 2, 3], "covariance_types": ["diag", "full"]}
     one = ModelBasedClustering(**grid).fit(X).results_
     two = ModelBasedClustering(**grid, n_jobs=2).fit(X).results_
@@ -260,7 +252,7 @@ def test_parallel_cells_give_the_sequential_results() -> None:
 
 
 def test_missing_values_are_fitted() -> None:
-    X = _load("iris").copy()
+    X = mclust_data("iris").copy()
     X[::11, 1] = np.nan
     mbc = ModelBasedClustering(n_components=[2, 3], covariance_types="full").fit(X)
     assert np.isfinite(mbc.results_["bic"]).all()
@@ -274,7 +266,7 @@ def test_missing_values_are_fitted() -> None:
 def test_each_cell_is_the_gaussian_mixture_of_its_variant(
     e_step: str, accelerate: str | None
 ) -> None:
-    X = _load("faithful")
+    X = mclust_data("faithful")
     mbc = ModelBasedClustering(
         [2, 3], covariance_types="tied", e_step=e_step, accelerate=accelerate, random_state=0
     ).fit(X)
@@ -313,7 +305,7 @@ class _CountingEngine:
 
 
 def test_the_engine_runs_every_cell() -> None:
-    X = _load("faithful")
+    X = mclust_data("faithful")
     engine = _CountingEngine()
     mbc = ModelBasedClustering([1, 2], covariance_types="full", engine=engine).fit(X)
     plain = ModelBasedClustering([1, 2], covariance_types="full").fit(X)
@@ -330,7 +322,7 @@ def test_the_engine_runs_every_cell() -> None:
 def test_a_streamed_table_gives_the_in_memory_results(tmp_path: Path) -> None:
     from emkit.io import open_table
 
-    X = _load("faithful")
+    X = mclust_data("faithful")
     np.save(tmp_path / "x.npy", X)
     grid = {"n_components": [1, 2, 3], "covariance_types": ["EEE", "VVI"]}
     streamed = ModelBasedClustering(**grid).fit(open_table(tmp_path / "x.npy", block_rows=100))
@@ -342,7 +334,7 @@ def test_a_streamed_table_gives_the_in_memory_results(tmp_path: Path) -> None:
 
 
 def test_a_checkpoint_per_cell_resumes_the_sweep(tmp_path: Path) -> None:
-    X = _load("faithful")
+    X = mclust_data("faithful")
     grid = {"n_components": [2, 3], "covariance_types": ["full", "VEI"]}
     first = ModelBasedClustering(**grid).fit(X, checkpoint=tmp_path / "ck")
     assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == [

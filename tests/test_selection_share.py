@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
+from conftest import mclust_data
 
 from emkit import GaussianMixture, ModelBasedClustering
 from emkit.estimators import selection
@@ -23,15 +22,6 @@ from emkit.exceptions import InputError
 from emkit.inference.em import EMTrace
 from emkit.io import load_faithful
 
-DATA = Path(__file__).parent / "data"
-
-
-def _load(name: str) -> np.ndarray:
-    if name == "faithful":
-        return load_faithful()[0]
-    file = "mclust_iris.csv" if name == "iris" else f"{name}.csv"
-    return np.loadtxt(DATA / file, delimiter=",", skiprows=1)
-
 
 def _from_other_structure(X: np.ndarray, k: int, name: str, other: str) -> _Start:
     """The start a shared start gives cell (k, name): the partition ``other`` reached."""
@@ -46,7 +36,7 @@ def _from_other_structure(X: np.ndarray, k: int, name: str, other: str) -> _Star
 def test_a_continued_short_run_is_the_run_from_its_start(
     name: str, k: int, structure: str, other: str
 ) -> None:
-    X = _load(name)
+    X = mclust_data(name)
     n, scale = X.shape[0], _column_scale(X)
     start = _from_other_structure(X, k, structure, other)
     mbc = ModelBasedClustering()
@@ -73,7 +63,7 @@ def test_a_continued_short_run_is_the_run_from_its_start(
 
 
 def test_a_short_run_that_used_every_iteration_is_not_run_further() -> None:
-    X = _load("iris")
+    X = mclust_data("iris")
     n, scale = X.shape[0], _column_scale(X)
     start = _from_other_structure(X, 3, "VVV", "EII")
     short = ModelBasedClustering()._cell(3, "VVV", None)
@@ -87,7 +77,7 @@ def test_a_short_run_that_used_every_iteration_is_not_run_further() -> None:
 
 
 def test_a_sweep_with_few_iterations_keeps_max_iter_on_continued_cells() -> None:
-    X = _load("iris")
+    X = mclust_data("iris")
     mbc = ModelBasedClustering([3, 4], max_iter=SHORT_RUN + 2).fit(X)
     assert mbc._phases["continued"][0] > 0  # (cells were continued)
     assert mbc.results_["n_iter"].max() <= SHORT_RUN + 2
