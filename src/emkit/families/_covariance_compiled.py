@@ -158,6 +158,18 @@ def _cholesky(S: Any, L: Any) -> bool:
 
 
 @_jit
+def _rotated_diagonal(V: Any, M: Any, out: Any) -> None:
+    """The diagonal of ``V^T M V`` (d, d) into ``out`` (d,): ``out_j = v_j^T M v_j``."""
+    d = V.shape[0]
+    for j in range(d):
+        s = 0.0
+        for r in range(d):
+            for q in range(d):
+                s += V[r, j] * M[r, q] * V[q, j]
+        out[j] = s
+
+
+@_jit
 def _loss_dense(W: Any, m: Any, cov: Any, L: Any) -> float:
     """``sum_k m_k log|Sigma_k| + tr(W_k Sigma_k^-1)``, by a Cholesky factor of each
     Sigma_k = L L^T (into ``L``, (d, d) scratch); infinite where one has none."""
@@ -306,12 +318,7 @@ def m_step_dense(
                 return FAILED
             for k in range(K):
                 D[k] = V
-                for j in range(d):
-                    s = 0.0
-                    for r in range(d):
-                        for q in range(d):
-                            s += V[r, j] * previous[k, r, q] * V[q, j]
-                    B[k, j] = s
+                _rotated_diagonal(V, previous[k], B[k])
                 lam[k] = _geometric_mean(B[k])
         else:
             for k in range(K):
@@ -356,12 +363,7 @@ def m_step_dense(
             for k in range(K):
                 D[k] = V
                 A[k] = a
-                for j in range(d):
-                    s = 0.0
-                    for r in range(d):
-                        for q in range(d):
-                            s += V[r, j] * W[k, r, q] * V[q, j]
-                    B[k, j] = s
+                _rotated_diagonal(V, W[k], B[k])
         else:  # variable shapes, one orientation: A_k given D, then D by plane rotations
             U = D[0].copy()
             for k in range(K):
