@@ -170,6 +170,25 @@ def _rotated_diagonal(V: Any, M: Any, out: Any) -> None:
 
 
 @_jit
+def _shapes(omega: Any, lam: Any, shape: int, A: Any, w: Any, a: Any) -> None:
+    """The shapes ``A`` (K, d) (determinant 1) of axis variances ``omega`` (K, d) at
+    volumes ``lam``: each component's own (variable), or one from ``sum_k omega_k /
+    lam_k`` (equal; ``w``, ``a`` (d,) scratch)."""
+    K, d = omega.shape[0], omega.shape[1]
+    if shape == _VARIABLE:
+        for k in range(K):
+            _unit(omega[k], A[k])
+        return
+    w[:] = 0.0
+    for k in range(K):
+        for j in range(d):
+            w[j] += omega[k, j] / lam[k]
+    _unit(w, a)
+    for k in range(K):
+        A[k] = a
+
+
+@_jit
 def _loss_dense(W: Any, m: Any, cov: Any, L: Any) -> float:
     """``sum_k m_k log|Sigma_k| + tr(W_k Sigma_k^-1)``, by a Cholesky factor of each
     Sigma_k = L L^T (into ``L``, (d, d) scratch); infinite where one has none."""
@@ -339,17 +358,7 @@ def m_step_dense(
     last = math.inf
     for _ in range(max_cycles):
         if orientation == _VARIABLE:
-            if shape == _VARIABLE:
-                for k in range(K):
-                    _unit(omega[k], A[k])
-            else:
-                w[:] = 0.0
-                for k in range(K):
-                    for j in range(d):
-                        w[j] += omega[k, j] / lam[k]
-                _unit(w, a)
-                for k in range(K):
-                    A[k] = a
+            _shapes(omega, lam, shape, A, w, a)
             B[:] = omega
         elif shape == _EQUAL:  # one matrix D A D^T: the eigen-decomposition of sum W_k / lam_k
             C[:] = 0.0
@@ -441,17 +450,8 @@ def m_step_variances(
     w = np.empty(d)
     last = math.inf
     for _ in range(max_cycles):
-        if shape == _VARIABLE:
-            for k in range(K):
-                _unit(W[k], A[k])
-        elif shape == _EQUAL:
-            w[:] = 0.0
-            for k in range(K):
-                for j in range(d):
-                    w[j] += W[k, j] / lam[k]
-            _unit(w, a)
-            for k in range(K):
-                A[k] = a
+        if shape != _IDENTITY:
+            _shapes(W, lam, shape, A, w, a)
         loss = _volumes(W, A, m, d, volume, lam)
         if exact or not last - loss > tolerance * abs(loss):
             break
