@@ -372,9 +372,9 @@ default='dirichlet_process'
             # wherever they live, missing values at their column's weighted mean (filled
             # a chunk at a time); the start reads them in their order (at most INIT_ROWS
             # of them, filled, when values are missing or the rows are streamed)
-            if not is_streamed(Xa):
-                has_missing_values(Xa)  # infinities and rows with nothing observed: refused
-            family, missing, fill = bind_pass(unbound, engine, Xa, w)
+            # (rows in memory with an infinity or nothing observed: refused by the pass,
+            # which checks the whole X only when it saw a missing or infinite value)
+            family, missing, fill = bind_pass(unbound, engine, Xa, w, refuse_invalid=True)
             assert family.shift is not None
             shift = family.shift
             prior = self._resolve_prior(
