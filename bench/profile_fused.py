@@ -22,9 +22,10 @@ iteration (all chunks) and ns per row; then float64 / float32 per phase, the flo
 floor (the products at the float32 GEMM peak: 2x float64's where BLAS has twice the
 lanes) and, with ``--tiles``, the same for other tile sizes (rows a tile). The tile
 column ends in ``t`` where the second product takes the transposed layout (T @ r^T),
-``a`` where the first product is the compiled loop instead of BLAS; ``--layouts both``
-times each tile in the kernel's choice, then with the other second product, then with
-the other first product.
+``d`` where it is the compiled loop of sums in vector lanes (float32), ``a`` where the
+first product is the compiled loop instead of BLAS; ``--layouts both`` times each tile in
+the kernel's choice, then with the other BLAS second product, then with the other first
+product, then (float32) with BLAS's second product instead of the compiled one.
 
     python bench/profile_fused.py [--quick] [--workloads 1,2,3,4] [--repeats 5]
                                   [--tiles 256,512,1024] [--layouts auto|both]
@@ -55,8 +56,8 @@ DTYPES = ("float64", "float32")
 def profile(
     workload: Workload, index: int, dtype: str, repeats: int, seed: int, tiles: Any, both: bool
 ):
-    """{tile (``t`` after it: transposed, ``a``: axpy): {phase: seconds over all chunks}} of one
-    workload in ``dtype``."""
+    """{tile (``t`` after it: transposed, ``d``: dots, ``a``: axpy): {phase: seconds over
+    all chunks}} of one workload in ``dtype``."""
     from threadpoolctl import threadpool_limits
 
     from emkit.models import _fused_kernels as fk
@@ -93,7 +94,7 @@ def profile(
             loop(
                 chunk, centre, eta, index_of_layout, floor, np.empty(0), coef, bits,
                 bits.view(dtype), bias, shift_bits, sums, m, total, np.zeros(tile, dtype),
-                plan.transposed, plan.axpy, upto,
+                plan.transposed, plan.axpy, plan.dots, upto,
             )  # fmt: skip
 
     def call(plan: Any) -> None:
@@ -106,13 +107,14 @@ def profile(
             step(chunk, None, None)
 
     default = fk.tiling(eta.shape[1], eta.shape[0], dtype)
-    layouts = [(default.transposed, default.axpy)]
-    if both:  # the other second product, then the other first one
-        layouts += [(not default.transposed, default.axpy), (default.transposed, not default.axpy)]
+    t, a, d = default.transposed, default.axpy, default.dots
+    layouts = [(t, a, d)]
+    if both:  # the other second product, the other first one, BLAS's second one
+        layouts += [(not t, a, False), (t, not a, d)] + ([(t, a, False)] if d else [])
     plans = [
-        fk.Tiling(rows, transposed, axpy)
+        fk.Tiling(rows, transposed, axpy, dots)
         for rows in tiles or [default.rows]
-        for transposed, axpy in layouts
+        for transposed, axpy, dots in layouts
     ]
     out = {}
     with threadpool_limits(1, user_api="blas"):
@@ -127,7 +129,8 @@ def profile(
             if plan == default and step is not None and step(chunks[0], None, None) is not None:
                 whole = best_cpu(engine_step, repeats)
                 seconds["step"] = whole - prefix[4] - seconds["call"]
-            out[f"{plan.rows}{'t' if plan.transposed else ''}{'a' if plan.axpy else ''}"] = seconds
+            key = f"{plan.rows}{'d' if plan.dots else 't' if plan.transposed else ''}"
+            out[f"{key}{'a' if plan.axpy else ''}"] = seconds
     return {"chunk_rows": chunk_rows, "n": X.shape[0], "tiles": out}
 
 

@@ -218,14 +218,14 @@ def test_a_component_of_weight_zero_keeps_its_floor(monkeypatch: pytest.MonkeyPa
 
 def test_tiles_stay_in_cache_and_long_enough() -> None:
     """Rows a tile by the statistics' bytes, twice the rows in float32; the transposed
-    second product in float32, and in float64 where K * S is large; the compiled first
-    product in float32 with few components."""
-    assert tiling(6, 8, np.float64) == Tiling(2048, False, False)  # d = 2: long tiles
-    assert tiling(6, 8, np.float32) == Tiling(4096, True, True)
-    assert tiling(153, 16, np.float64) == Tiling(128, True, False)  # d = 16
-    assert tiling(153, 16, np.float32) == Tiling(256, True, False)
-    rows, transposed, axpy = tiling(45, 8, np.float64)
-    assert 128 < rows < 2048 and not transposed and not axpy
+    second product in float64 where K * S is large, the compiled one in float32 (never
+    in float64); the compiled first product in float32 with few components."""
+    assert tiling(6, 8, np.float64) == Tiling(2048, False, False, False)  # d = 2: long tiles
+    assert tiling(6, 8, np.float32) == Tiling(4096, True, True, True)
+    assert tiling(153, 16, np.float64) == Tiling(128, True, False, False)  # d = 16
+    assert tiling(153, 16, np.float32) == Tiling(256, True, False, True)
+    rows, transposed, axpy, dots = tiling(45, 8, np.float64)
+    assert 128 < rows < 2048 and not transposed and not axpy and not dots
     assert tiling(45, 8, np.float32).rows == 2 * rows
 
 
@@ -239,26 +239,55 @@ def _random_pass(
     return X, np.full(d, 0.5), eta, rng.uniform(0.0, 2.0, n)
 
 
-@pytest.mark.parametrize(("transposed", "axpy"), [(True, False), (False, True), (True, True)])
+FORMS = [(True, False, False), (False, True, False), (True, True, False)]
+
+
+@pytest.mark.parametrize(
+    ("transposed", "axpy", "dots", "dtype", "K"),
+    [(*form, dtype, 6) for form in FORMS for dtype in ("float64", "float32")]
+    # the compiled second product: four components at a time and a remainder, or none
+    + [(False, axpy, True, "float32", K) for axpy in (False, True) for K in (3, 6, 8)],
+)
 @pytest.mark.parametrize("layout", ["full", "diag", "spherical"])
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_every_form_of_the_products_gives_the_same_statistics(
-    transposed: bool, axpy: bool, layout: str, dtype: str
+    transposed: bool, axpy: bool, dots: bool, dtype: str, K: int, layout: str
 ) -> None:
-    """T @ r^T and r @ T^T, the compiled first product and BLAS's: the same sums, m and
-    total to round-off, with whole tiles and a remainder; the same reach (the statistics
-    are the same code)."""
+    """T @ r^T and r @ T^T, the compiled products and BLAS's: the same sums, m and total
+    to round-off, with whole tiles and a remainder; the same reach (the statistics are
+    the same code)."""
     rng = np.random.default_rng(7)
-    X, shift, eta, w = _random_pass(rng, 1100, 5, 6, layout, dtype)
+    X, shift, eta, w = _random_pass(rng, 1100, 5, K, layout, dtype)
     rtol = 1e-5 if dtype == "float32" else 1e-13
     for rows in (128, 256):
         plain = gaussian_e_step(X, shift, eta, layout, -60.0, w, Tiling(rows, False, False))
-        other = gaussian_e_step(X, shift, eta, layout, -60.0, w, Tiling(rows, transposed, axpy))
+        form = Tiling(rows, transposed, axpy, dots)
+        other = gaussian_e_step(X, shift, eta, layout, -60.0, w, form)
         scale = np.abs(plain[0]).max()
         np.testing.assert_allclose(other[0], plain[0], rtol=0, atol=rtol * scale)
         for a, b in zip(other[1:3], plain[1:3], strict=True):  # m may cancel to ~0
             np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * np.abs(b).max())
         assert other[3] == plain[3]
+
+
+def test_the_compiled_second_product_is_float32_only() -> None:
+    """Its sums are reassociated: a float64 plan asking for it is refused, not run."""
+    X, shift, eta, w = _random_pass(np.random.default_rng(9), 300, 3, 4, "full", "float64")
+    with pytest.raises(ValueError, match=r"plan\.dots .* float32 only, got float64"):
+        gaussian_e_step(X, shift, eta, "full", -60.0, w, Tiling(256, False, False, True))
+
+
+def test_the_compiled_second_product_matches_float64() -> None:
+    """The float32 pass with its default plan (the compiled second product) gives the
+    float64 pass's statistics to float32's round-off on well-scaled rows."""
+    rng = np.random.default_rng(10)
+    X, shift, eta, w = _random_pass(rng, 5000, 2, 8, "full", "float64")
+    double = gaussian_e_step(X, shift, eta, "full", -60.0, w)
+    single = gaussian_e_step(X.astype(np.float32), shift, eta.astype(np.float32), "full", -60.0, w)
+    assert tiling(eta.shape[1], 8, np.float32).dots
+    scale = np.abs(double[0]).max(axis=0)  # per statistic
+    np.testing.assert_array_less(np.abs(single[0] - double[0]) / scale, 2e-5)
+    loglik = double[1] + np.log(double[2])
+    np.testing.assert_allclose(single[1] + np.log(single[2]), loglik, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])

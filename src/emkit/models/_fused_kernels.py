@@ -26,9 +26,10 @@ the raw rows:
     r_k = w exp(log p(x, k) - m) / total,  m = max_k log p(x, k)   (the softmax kernel's
                                                                     arithmetic)
     sums_k += sum_rows r_k T                     (BLAS, in the rows' dtype: r T^T, or
-                                                  T r^T (BLAS's better shape in float32,
-                                                  and in float64 where K S is large);
-                                                  the tiles' sums added in float64)
+                                                  T r^T (BLAS's better shape where K S
+                                                  is large); in float32 a compiled loop
+                                                  of sums in vector lanes; the tiles'
+                                                  sums added in float64)
 
 so the results are the NumPy path's up to the order of the sums (the tests compare the
 two to 1e-12 in float64). The statistic 1 makes the first product add the constants and
@@ -65,6 +66,11 @@ _TRANSPOSED_FROM = 1024
 # whose float32 kernels run at a third of their peak with 8 columns (bench/profile_fused.py:
 # the pass 1.2x faster on 100k-8d and 1.1x on 1m-2d; slower with K = 16, and in float64)
 _AXPY_UPTO = 8
+# The second product in float32 is a compiled loop of K S sums in vector lanes
+# (_compiled.dot_products): BLAS's float32 kernels run these short, wide products (K S
+# outputs, a tile long) slowly (bench/profile_fused.py: the phase 4x faster on 1m-2d, 1.6x
+# on 100k-8d, 1.2x to 1.3x on 200k-16d and 500k-32d diag); never in float64, whose sums
+# keep their order
 
 
 class Tiling(NamedTuple):
@@ -73,11 +79,12 @@ class Tiling(NamedTuple):
     rows: int  # rows a tile
     transposed: bool  # the second product as T @ r^T
     axpy: bool  # the first product by the compiled loop
+    dots: bool = False  # the second product by the compiled loop (float32 only)
 
 
 def tiling(n_stats: int, n_components: int, dtype: Any) -> Tiling:
     """Rows per tile for ``n_stats`` statistics (the constant 1 included) of ``dtype``,
-    the second product's layout (``transposed`` of
+    the second product's layout (``transposed`` and ``dots`` of
     :func:`emkit.models._compiled.gaussian_e_step`) and the first product's (``axpy``)."""
     per = 8 // np.dtype(dtype).itemsize  # float32: twice the rows in the same bytes
     rows = _TILE_BYTES // (n_stats * np.dtype(dtype).itemsize)
@@ -87,6 +94,7 @@ def tiling(n_stats: int, n_components: int, dtype: Any) -> Tiling:
         int(rows),
         single or n_components * n_stats >= _TRANSPOSED_FROM,
         single and n_components <= _AXPY_UPTO,
+        single,
     )
 
 
@@ -118,6 +126,11 @@ def gaussian_e_step(
     m, total = np.empty(n, dtype=dtype), np.empty(n, dtype=dtype)
     coef, bias, bit_shift = constants(dtype)
     plan = tiling(eta.shape[1], eta.shape[0], dtype) if plan is None else plan
+    if plan.dots and dtype != np.float32:
+        raise ValueError(
+            f"plan.dots (the reassociated second product) is for float32 only, got {dtype}: "
+            "use tiling()'s plan or dots=False"
+        )
     bits = np.empty(plan.rows, dtype=bias.dtype)
     reach = np.zeros(plan.rows, dtype=dtype)
     w = np.empty(0) if weights is None else np.ascontiguousarray(weights, dtype=np.float64)
@@ -139,6 +152,7 @@ def gaussian_e_step(
         reach,
         plan.transposed,
         plan.axpy,
+        plan.dots,
         4,  # every phase
     )
     return sums, m, total, float(reach.max())
