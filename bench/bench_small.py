@@ -133,7 +133,11 @@ G <- as.integer(args[4]); repeats <- as.integer(args[5]); number <- as.integer(a
 start <- hc(iris_x)  # not timed: only a starting classification
 z <- unmap(hclass(start, 3))
 par <- mstep(modelName = "VVV", data = iris_x, z = z)$parameters
-best <- function(f, n) min(replicate(repeats, system.time(for (i in 1:n) f())[["elapsed"]])) / n
+best <- function(f, n) {
+  # at least n calls, and enough of them to take 50 ms (R's timer counts milliseconds)
+  while (system.time(for (i in 1:n) f())[["elapsed"]] < 0.05) n <- 2 * n
+  min(replicate(repeats, system.time(for (i in 1:n) f())[["elapsed"]])) / n
+}
 em10 <- best(function() em(modelName = "VVV", data = iris_x, parameters = par,
                             control = emControl(itmax = 10, tol = c(0, 0))), number)
 sweep <- best(function() mclustBIC(faithful_x, G = 1:G, modelNames = models), 1)
@@ -177,7 +181,11 @@ x <- as.matrix(read.csv(args[1], header = FALSE))
 models <- strsplit(args[2], ",")[[1]]
 repeats <- as.integer(args[3]); number <- as.integer(args[4])
 z <- unmap(hclass(hc(x), 3))  # not timed: only a starting classification
-best <- function(f, n) min(replicate(repeats, system.time(for (i in 1:n) f())[["elapsed"]])) / n
+best <- function(f, n) {
+  # at least n calls, and enough of them to take 50 ms (R's timer counts milliseconds)
+  while (system.time(for (i in 1:n) f())[["elapsed"]] < 0.05) n <- 2 * n
+  min(replicate(repeats, system.time(for (i in 1:n) f())[["elapsed"]])) / n
+}
 for (m in models) {
   par <- mstep(modelName = m, data = x, z = z)$parameters
   inner <- sqrt(.Machine$double.eps)  # the iterative M-steps' default
