@@ -220,10 +220,14 @@ def bind_pass(
             # (an infinity or a sum that overflows is refused after the pass)
             with np.errstate(over="ignore", invalid="ignore"):
                 summary = family.summarize(rows, wc, index, n)
-            if np.isfinite(summary["sums"]).all():  # no NaN nor infinity was added
-                size = np.full(rows.shape[1], float(rows.shape[0]))
+            sums = summary["sums"]
+            if np.isfinite(sums).all():  # no NaN nor infinity was added: the chunk's
+                # column summary is the family's (no spaced rows, as below)
+                n_rows = float(rows.shape[0])
+                size = np.full(rows.shape[1], n_rows)
                 low, high = summary["low"].value, summary["high"].value
-                return _Pair(_Checks(size, summary["sums"], low, high, size, False), summary)
+                columns = ColumnSummary(size, sums, low, high, False, (), size, sums, n_rows)
+                return _Pair(columns, summary)
         # (the family keeps the spaced rows it needs: none in the column summary; the
         # chunks' sums add in another order than one sum over X would anyway)
         columns = _summarize_columns(rows, wc, index, 0, ordered=False)
@@ -232,84 +236,54 @@ def bind_pass(
             summary = None
         elif summary is None:
             summary = family.summarize(rows, wc, index, n)
-        return _Pair(_Checks.of(columns), summary)
+        return _Pair(columns, summary)
 
     # (the in-memory engine's chunks: a row's values, a few MiB a chunk)
     source = RowSource(X, w, columns=(RowIndex(n),), work_bytes=8 * int(X.shape[1]))
     pair = engine.map_reduce(both, source)
-    checks, summary = pair.checks, pair.family
+    columns, summary = pair.columns, pair.family
     # an infinite extreme of a column with a value observed (one with none has low
     # +inf and high -inf)
-    infinite = np.isposinf(checks.high) | np.isneginf(checks.low)
-    if refuse_invalid and isinstance(X, np.ndarray) and (checks.missing or infinite.any()):
+    infinite = np.isposinf(columns.high) | np.isneginf(columns.low)
+    if refuse_invalid and isinstance(X, np.ndarray) and (columns.missing or infinite.any()):
         has_missing_values(X)  # infinities and rows with nothing observed: refused
     if infinite.any():
         raise InputError(
             f"X contains infinity (first in column {int(np.argmax(infinite))}). Replace "
             "infinities; mark a missing value with NaN."
         )
-    if (checks.count <= 0).any():
+    if (columns.count <= 0).any():
         raise InputError(
-            f"Column {int(np.argmax(checks.count <= 0))} of X has no observed value; nothing "
+            f"Column {int(np.argmax(columns.count <= 0))} of X has no observed value; nothing "
             "can be learned about it. Drop the column."
         )
-    if (checks.weight <= 0).any():
+    if (columns.weight <= 0).any():
         raise InputError(
-            f"Column {int(np.argmax(checks.weight <= 0))} of X has no observed value with a "
+            f"Column {int(np.argmax(columns.weight <= 0))} of X has no observed value with a "
             "positive sample_weight; nothing can be learned about it. Drop the column."
         )
     fill = None
-    if checks.missing:
-        fill = filler(checks.sums / np.where(checks.weight > 0, checks.weight, 1.0))
+    if columns.missing:
+        fill = filler(columns.fill_means)
 
         def filled(rows: Array, wc: Array | None, index: NDArray[np.intp]) -> Any:
             return family.summarize(fill(rows), wc, index, n)
 
         summary = engine.map_reduce(filled, source)
-    return family.bind_summary(summary, n), checks.missing, fill
-
-
-@dataclass(frozen=True)
-class _Checks:
-    """What :func:`bind_pass` checks and fills from, per column: the weight and the
-    weighted sum of the observed values, their extremes (fmin / fmax: +inf and -inf where
-    none), their number; and whether a value is missing."""
-
-    weight: Array
-    sums: Array
-    low: Array
-    high: Array
-    count: Array
-    missing: bool
-
-    @staticmethod
-    def of(columns: ColumnSummary) -> _Checks:
-        return _Checks(
-            columns.weight, columns.sums, columns.low, columns.high, columns.count, columns.missing
-        )
-
-    def __add__(self, other: _Checks) -> _Checks:
-        return _Checks(
-            self.weight + other.weight,
-            self.sums + other.sums,
-            np.fmin(self.low, other.low),
-            np.fmax(self.high, other.high),
-            self.count + other.count,
-            self.missing or other.missing,
-        )
+    return family.bind_summary(summary, n), columns.missing, fill
 
 
 @dataclass(frozen=True)
 class _Pair:
-    """A chunk's checks and family summary, added part by part."""
+    """A chunk's column summary and family summary, added part by part."""
 
-    checks: _Checks
+    columns: ColumnSummary
     family: Any  # None where a chunk had missing values
 
     def __add__(self, other: _Pair) -> _Pair:
         # (None: a chunk with missing values, summarized in a second pass)
         family = None if self.family is None or other.family is None else self.family + other.family
-        return _Pair(self.checks + other.checks, family)
+        return _Pair(self.columns + other.columns, family)
 
 
 def mapped_blocks(table: Any, fn: Any) -> Any:
