@@ -19,8 +19,7 @@ from emkit import GaussianMixture
 from emkit.exceptions import EmkitError
 from emkit.families import GaussianPrior
 from emkit.families import covariance as cov_module
-from emkit.families._covariance_kernels import kernels
-from emkit.families.covariance import MCLUST_MODELS, Composed
+from emkit.families.covariance import MCLUST_MODELS, Composed, kernels
 from emkit.families.gaussian import GaussianFamily, covariance_structure
 
 pytestmark = pytest.mark.skipif(kernels() is None, reason="needs Numba")

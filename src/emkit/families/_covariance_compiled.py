@@ -1,6 +1,6 @@
 """The compiled M-step of mclust's composed covariance models (optional: Numba).
 
-This module imports Numba. Only :func:`emkit.families._covariance_kernels.kernels`
+This module imports Numba. Only :func:`emkit.families.covariance.kernels` imports
 imports it, on first use and when Numba is installed; :class:`~emkit.families.covariance.
 Composed` documents the arithmetic (block-coordinate ascent over volume, shape and
 orientation) and keeps the NumPy path these loops reproduce. Two entry points, each

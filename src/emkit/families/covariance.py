@@ -55,8 +55,8 @@ from typing import Any, ClassVar, NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
+from emkit._compiled_modules import compiled_module
 from emkit.exceptions import InputError
-from emkit.families._covariance_kernels import kernels
 from emkit.families.gaussian import (
     _FLOOR_EPS,
     CovarianceStructure,
@@ -116,6 +116,13 @@ ONE_DIMENSIONAL_MODELS: tuple[str, ...] = ("E", "V")
 
 # the compiled M-step's codes of a factor (emkit.families._covariance_compiled)
 _CODES = {"E": 0, "V": 1, "I": 2}
+
+
+def kernels() -> Any:
+    """The composed models' compiled M-step (:mod:`emkit.families._covariance_compiled`),
+    or None when Numba is not installed (imported on first use: scikit-learn's four
+    structures never reach it)."""
+    return compiled_module("emkit.families._covariance_compiled")
 
 
 def _geometric_mean(x: Array) -> Array:

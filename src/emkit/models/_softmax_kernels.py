@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from emkit._compiled_modules import compiled_module
+
 __all__ = ["constants", "kernels", "softmax_columns"]
 
 # Rows per tile: K x _TILE values stay in L1 cache between the two passes.
@@ -59,18 +61,11 @@ def constants(dtype: np.dtype[Any]) -> tuple[Any, Any, Any]:
     return coef, _INT[dtype](bias), _INT[dtype](shift)
 
 
-@functools.cache
 def kernels() -> Any:
     """The compiled loops (:mod:`emkit.models._compiled`: the softmax and the one-pass
     E-step, compiled on first use and cached on disk), or None when Numba is not
     installed."""
-    try:
-        import numba  # noqa: F401 (optional: a missing or broken install means None)
-    except ImportError:
-        return None
-    from emkit.models import _compiled
-
-    return _compiled
+    return compiled_module("emkit.models._compiled")
 
 
 def softmax_columns(a: Any, floor: float, weights: Any) -> tuple[Any, Any]:
