@@ -1278,20 +1278,19 @@ class GaussianFamily:
         in centred coordinates (the flat prior of maximum likelihood without one): its
         ``posterior(stats).mode()`` is the M-step."""
         prior = self.prior
-        if prior is None:  # built once (every M-step asks for it)
-            flat = self.__dict__.get("_flat_prior")
-            if flat is None:
-                flat = AttachedGaussianPrior.flat(self.structure, self.n_features)
-                object.__setattr__(self, "_flat_prior", flat)
-            return flat
-        assert isinstance(prior, GaussianPrior) and self.shift is not None
-        # bound once per number of components (every M-step asks for it)
-        attached = self.__dict__.setdefault("_attached_priors", {})
-        if n_components not in attached:
-            attached[n_components] = prior.attach(
-                self.structure, n_components, self.shift, self.data_covariance
-            )
-        return attached[n_components]
+        # built once (every M-step asks for it): the flat prior for any number of
+        # components, a prior bound per number of components
+        bound = self.__dict__.setdefault("_bound_priors", {})
+        key = None if prior is None else n_components
+        if key not in bound:
+            if prior is None:
+                bound[key] = AttachedGaussianPrior.flat(self.structure, self.n_features)
+            else:
+                assert isinstance(prior, GaussianPrior) and self.shift is not None
+                bound[key] = prior.attach(
+                    self.structure, n_components, self.shift, self.data_covariance
+                )
+        return bound[key]
 
     def _mass(self, nk: Array) -> Array:
         """Divisor of each covariance's scatter: N_k, plus the prior's share under MAP."""
