@@ -3,6 +3,8 @@ route it stands in for."""
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 from conftest import blobs
@@ -10,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from emkit import GaussianMixture
+from emkit._compiled_modules import compiled_module
 from emkit.families.gaussian import Gaussian
 from emkit.models import mixture
 from emkit.models._fused_kernels import Tiling, gaussian_e_step, kernels, tiling
@@ -203,6 +206,30 @@ def test_fits_are_the_same_with_or_without_the_fused_pass(
     np.testing.assert_allclose(one.lower_bounds_, plain.lower_bounds_, rtol=rtol)
     np.testing.assert_allclose(one.means_, plain.means_, rtol=rtol, atol=rtol)
     np.testing.assert_allclose(one.covariances_, plain.covariances_, rtol=100 * rtol)
+
+
+@pytest.mark.filterwarnings("ignore::emkit.exceptions.ConvergenceWarning")  # tol=0
+def test_a_float32_fit_without_numba_is_the_compiled_fit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Numba is optional: without it a float32 fit takes the NumPy route (its products and
+    softmax) and ends where the compiled pass's fit does, to float32's round-off; ten
+    components run the compiled products' blocks of four and a remainder."""
+    X = blobs(4000, 5, 10, seed=3, spread=2.0).astype(np.float32)
+    monkeypatch.setattr(mixture, "_FUSED_MIN_VALUES", 0)
+    kw = dict(random_state=0, tol=0, max_iter=10, dtype="float32", chunk_size=1500)
+    assert tiling(1 + 5 + 15, 10, np.float32).axpy
+    compiled = GaussianMixture(10, **kw).fit(X)
+    monkeypatch.setitem(sys.modules, "numba", None)  # import fails
+    compiled_module.cache_clear()
+    mixture._numba_installed.cache_clear()
+    try:
+        assert kernels() is None and not mixture._numba_installed()
+        plain = GaussianMixture(10, **kw).fit(X)
+    finally:
+        compiled_module.cache_clear()
+        mixture._numba_installed.cache_clear()
+    np.testing.assert_allclose(compiled.lower_bounds_, plain.lower_bounds_, rtol=1e-5)
+    np.testing.assert_allclose(compiled.means_, plain.means_, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(compiled.covariances_, plain.covariances_, rtol=1e-3, atol=1e-4)
 
 
 def test_a_component_of_weight_zero_keeps_its_floor(monkeypatch: pytest.MonkeyPatch) -> None:
