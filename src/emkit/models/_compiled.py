@@ -44,7 +44,6 @@ def exp_normalize(
     total: Any,
     coef: Any,
     bits: Any,
-    scale: Any,
     poly: Any,
     bias: Any,
     shift: Any,
@@ -55,13 +54,17 @@ def exp_normalize(
     tile's (hi - lo,) outputs; ``weights``: the tile's (hi - lo,) float64 weights, or
     empty (all 1). ``coef``, ``bias``, ``shift``: from
     :func:`emkit.models._softmax_kernels.constants`; ``bits`` (at least hi - lo,)
-    integers of the dtype's width, ``scale`` the same memory as floats (2^n is built in
-    its exponent bits) and ``poly`` (at least hi - lo,) floats: scratch."""
+    integers of the dtype's width (2^n is built in their exponent bits, read back as
+    floats through a view of the same memory) and ``poly`` (at least hi - lo,) floats:
+    scratch."""
     K = a.shape[0]
     width = hi - lo
     c13, c12, c11, c10, c9, c8, c7, c6, c5, c4, c3, c2, c1, c0 = coef[:14]
     log2e, ln2_hi, ln2_lo, half, zero = coef[14:]
     short = coef.itemsize == 4  # float32
+    # 2^n as floats: a view taken here, so LLVM sees the store of the bits and the load
+    # of the float at one address and keeps the exp one vector loop (1.4x in float32)
+    pow2 = bits.view(a.dtype)
     row0 = a[0, lo:hi]
     for j in range(width):
         m[j] = row0[j]
@@ -97,10 +100,8 @@ def exp_normalize(
             p = p * r + c3
             p = p * r + c2
             p = p * r + c1
-            poly[j] = p * r + c0
             bits[j] = (np.int64(nf) + bias) << shift
-        for j in range(width):
-            e = poly[j] * scale[j]
+            e = (p * r + c0) * pow2[j]
             row[j] = e
             total[j] += e
     if weights.shape[0] > 0:
@@ -124,7 +125,6 @@ def softmax_columns(
     total: Any,
     coef: Any,
     bits: Any,
-    scale: Any,
     bias: Any,
     shift: Any,
 ) -> None:
@@ -137,8 +137,8 @@ def softmax_columns(
     for lo in range(0, n, tile):
         hi = min(lo + tile, n)
         exp_normalize(
-            a, lo, hi, floor, weights[lo:hi], m[lo:hi], total[lo:hi], coef, bits, scale, poly,
-            bias, shift,
+            a, lo, hi, floor, weights[lo:hi], m[lo:hi], total[lo:hi], coef, bits, poly, bias,
+            shift,
         )  # fmt: skip
 
 
@@ -332,7 +332,6 @@ def gaussian_e_step(
     weights: Any,
     coef: Any,
     bits: Any,
-    scale: Any,
     bias: Any,
     shift_bits: Any,
     sums: Any,
@@ -373,8 +372,8 @@ def gaussian_e_step(
         if phases < 3:
             continue
         exp_normalize(
-            lp, 0, hi - lo, floor, weights[lo:hi], m[lo:hi], total[lo:hi], coef, bits, scale,
-            poly, bias, shift_bits,
+            lp, 0, hi - lo, floor, weights[lo:hi], m[lo:hi], total[lo:hi], coef, bits, poly,
+            bias, shift_bits,
         )  # fmt: skip
         if phases < 4:
             continue

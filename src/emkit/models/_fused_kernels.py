@@ -144,7 +144,6 @@ def gaussian_e_step(
         w,
         coef,
         bits,
-        bits.view(dtype),
         bias,
         bit_shift,
         sums,
