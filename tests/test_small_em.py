@@ -189,8 +189,8 @@ def test_a_fall_of_the_objective_is_the_python_steps(monkeypatch: Any) -> None:
         step: Any = em_step(plan.model, engine, plan.data)
         start = plan.initialize(plan.rng)
         # any objective is below +inf: the first iteration is handed over, none is run
-        assert step.block(start, np.inf, 10, 0.0, None) == []
-        ran = step.block(start, -np.inf, 3, 0.0, None)
+        assert step.block(start, np.inf, 0.0, 10, 0.0, None) == []
+        ran = step.block(start, -np.inf, 0.0, 3, 0.0, None)
     assert len(ran) == 3
     assert all(b.bound >= b.objective for b in ran)
     assert [r.objective for r in ran] == sorted(r.objective for r in ran)
@@ -221,3 +221,22 @@ def test_estimator_results_equal_either_way(monkeypatch: Any) -> None:
     np.testing.assert_allclose(compiled.means_, python.means_, rtol=RTOL)
     np.testing.assert_allclose(compiled.lower_bound_, python.lower_bound_, rtol=RTOL)
     np.testing.assert_array_equal(compiled.predict(X), python.predict(X))
+
+
+@pytest.mark.parametrize("covariance_type", ["spherical", "VVV", "EVE"])
+def test_round_off_falls_at_a_fixed_point_stay_in_the_block(
+    covariance_type: str, monkeypatch: Any
+) -> None:
+    # tol=0 past convergence: the objective moves by round-off either way, which the
+    # driver's tolerance (and the block's, the same) takes as no change
+    X, _ = load_faithful()
+    plan, engine, context = _plan(X, covariance_type, 2, random_state=0)
+    with context:
+        start = plan.initialize(plan.rng)
+        python, _ = _fit(plan, engine, start, False, monkeypatch, tol=0.0, max_iter=150)
+        produced = _count_block_iterations(monkeypatch)
+        compiled, _ = _fit(plan, engine, start, True, monkeypatch, tol=0.0, max_iter=150)
+    assert compiled.n_iter == python.n_iter == 150
+    np.testing.assert_allclose(compiled.trace.objective, python.trace.objective, rtol=RTOL)
+    np.testing.assert_allclose(compiled.params.weights, python.params.weights, rtol=1e-8)
+    assert sum(produced) >= 140  # (a fall beyond the tolerance is the Python step's)

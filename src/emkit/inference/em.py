@@ -204,7 +204,8 @@ def fit_em(
         start = time.perf_counter()
         if not pending and block is not None and state is None and math.isfinite(slack):
             scale = None if relative_to is None else floor
-            pending = block(params, previous, max_iter - iteration + 1, tol, scale)[::-1]
+            n_max = max_iter - iteration + 1
+            pending = block(params, previous, slack, n_max, tol, scale)[::-1]
             share = (time.perf_counter() - start) / max(len(pending), 1)
         blocked = bool(pending)
         result = pending.pop() if blocked else step(params, state)

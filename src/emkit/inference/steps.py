@@ -144,11 +144,11 @@ def em_step(model: EMModel[P], engine: Engine, data: RowSource) -> Step[P]:
         return step
 
     def block(
-        params: P, previous: float, n_max: int, tol: float, floor: float | None
+        params: P, previous: float, slack: float, n_max: int, tol: float, floor: float | None
     ) -> list[StepResult[P]]:
         return [
-            StepResult(new, objective, slack, None, bound=bound)
-            for new, objective, bound, slack in run(params, previous, n_max, tol, floor)
+            StepResult(new, objective, gap, None, bound=bound)
+            for new, objective, bound, gap in run(params, previous, slack, n_max, tol, floor)
         ]
 
     return _BlockStep(step, block)
@@ -156,11 +156,13 @@ def em_step(model: EMModel[P], engine: Engine, data: RowSource) -> Step[P]:
 
 class _BlockStep:
     """The plain EM step of a model that also runs blocks of iterations at once:
-    ``block(params, previous, n_max, tol, floor)`` gives up to ``n_max`` iterations'
-    results from ``params`` (``previous``: the objective before them), ending at the
-    driver's convergence rule (``0 <= change < tol``, or ``< tol * (floor +
-    |objective|)``), and before an iteration that the step itself must do (one whose
-    objective falls, or whose M-step the model handles otherwise); no state is carried.
+    ``block(params, previous, slack, n_max, tol, floor)`` gives up to ``n_max``
+    iterations' results from ``params`` (``previous``: the objective before them,
+    ``slack``: the last step's), ending at the driver's convergence rule (``0 <= change
+    < tol``, or ``< tol * (floor + |objective|)``; a fall within the slack and the
+    driver's round-off tolerance is a change of 0), and before an iteration that the
+    step itself must do (one whose objective falls further, or whose M-step the model
+    handles otherwise); no state is carried.
     :func:`~emkit.inference.em.fit_em` checks and traces each result as the step's."""
 
     def __init__(self, step: Step[Any], block: Callable[..., list[StepResult[Any]]]) -> None:

@@ -4,14 +4,17 @@
 runner where the compiled loop of :mod:`emkit.models._small_em` covers the fit: exact
 EM of a Gaussian mixture (any of the covariance structures) without a prior, known
 parameters or missing values, in float64, on complete rows in memory that the engine
-maps as one block, without known labels. Anywhere else it gives None and the Python
-step runs every iteration; where it runs, the loop hands the iterations it does not
-cover (a fall of the objective, a covariance at the degeneracy floor, ...) back to the
-Python step, see :mod:`emkit.models._small_em`.
+maps as one block, without known labels; for scikit-learn's four structures (which
+never import Numba for a small fit) only where Numba is imported already. Anywhere else
+it gives None and the Python step runs every iteration; where it runs, the loop hands
+the iterations it does not cover (a fall of the objective beyond the driver's
+tolerance, a covariance at the degeneracy floor, ...) back to the Python step, see
+:mod:`emkit.models._small_em`.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -51,9 +54,10 @@ _BLOCK_BYTES = 1 << 21
 
 def gaussian_block(
     model: Any, engine: Any, data: Any
-) -> Callable[[Any, float, int, float, float | None], BlockRun] | None:
-    """``run(params, previous, n_max, tol, floor)``: up to ``n_max`` EM iterations of
-    ``model`` on ``data`` from ``params`` (``previous``: the objective before them) by
+) -> Callable[[Any, float, float, int, float, float | None], BlockRun] | None:
+    """``run(params, previous, slack, n_max, tol, floor)``: up to ``n_max`` EM iterations
+    of ``model`` on ``data`` from ``params`` (``previous``: the objective before them,
+    ``slack``: how far the first may fall below it, as the driver allows) by
     the compiled loop, stopping at the driver's ``0 <= change < threshold`` (``tol``, or
     ``tol * (floor + |objective|)`` with a ``floor``) and before an iteration the Python
     step must do; each iteration's (parameters, objective, bound, slack). None where the
@@ -87,6 +91,12 @@ def gaussian_block(
     layout = _layout(structure)
     if layout is None:
         return None
+    composed = isinstance(structure, Composed)
+    if not composed and "numba" not in sys.modules:
+        # scikit-learn's four structures never import Numba for a small fit (importing
+        # it costs more than such a fit): their blocks run where the process has it
+        # already (a composed model's fit, hierarchical starts, a large fit's E-step)
+        return None
     kernels = compiled_module("emkit.models._small_em")
     if kernels is None:
         return None
@@ -96,7 +106,6 @@ def gaussian_block(
     w = np.ones(n) if w is None else np.ascontiguousarray(w)
     # sum_n w_n x_n x_n^T: a tied covariance's second moments, the same every iteration
     shared = (Xc * w[:, None]).T @ Xc if layout == TIED else np.zeros((d, d))
-    composed = isinstance(structure, Composed)
     codes = np.array(
         [_CODES[structure.volume], _CODES[structure.shape_kind], _CODES[structure.orientation]]
         if composed
@@ -111,7 +120,9 @@ def gaussian_block(
     no_dense = np.empty((0, d, d))
     no_variances = np.empty((0, 1))
 
-    def run(params: Any, previous: float, n_max: int, tol: float, floor: float | None) -> BlockRun:
+    def run(
+        params: Any, previous: float, slack: float, n_max: int, tol: float, floor: float | None
+    ) -> BlockRun:
         weights0 = np.ascontiguousarray(params.weights, dtype=np.float64)
         components = params.components
         K = weights0.shape[0]
@@ -139,9 +150,9 @@ def gaussian_block(
             Xc, w, shared, layout, composed, codes, exact, _TOLERANCE, _MAX_CYCLES,
             reg_covar, column_scale, far_scale, weights0,
             np.ascontiguousarray(components.means, dtype=np.float64), cov3, pc3, cov2, pc2,
-            float(previous), float(tol), floor is not None, 0.0 if floor is None else floor,
-            n_max, out_w, out_means, out_cov3, out_pc3, out_cov2, out_pc2,
-            out[0], out[1], out[2], out[3],
+            float(previous), float(slack), float(tol), floor is not None,
+            0.0 if floor is None else floor, n_max,
+            out_w, out_means, out_cov3, out_pc3, out_cov2, out_pc2, out[0], out[1], out[2], out[3],
         )  # fmt: skip
         floored = np.zeros(K, dtype=bool)
         floored.flags.writeable = False

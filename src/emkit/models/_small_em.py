@@ -22,9 +22,11 @@ complete in-memory rows, without a prior or known parameters, in a loop of its o
   lower_bound`);
 - the driver's rule: it stops after an iteration with ``0 <= change < threshold``
   (``tol``, or ``tol * (floor + |objective|)`` for a relative one), and before one that
-  the Python step handles otherwise: a fall of the objective, a non-finite value, a
-  component without mass, a covariance at the degeneracy floor, a composed kernel's
-  ``FAILED``, a row beyond the far-row limit. That iteration is then the Python step's.
+  the Python step handles otherwise: a fall of the objective beyond the last slack and
+  the driver's round-off tolerance (a smaller one is a change of 0, as the driver has
+  it), a non-finite value, a component without mass, a covariance at the degeneracy
+  floor, a composed kernel's ``FAILED``, a row beyond the far-row limit. That iteration
+  is then the Python step's.
 
 Every iteration's parameters, objective, bound and slack are written to the caller's
 arrays (row ``i``: after iteration ``i``). The arithmetic is that of the Python path up
@@ -61,6 +63,7 @@ _LOG_RESP_FLOOR = -600.0  # emkit.models.mixing's float64 clip
 _OUTSIDE = 2.0  # emkit.families.gaussian._OUTSIDE
 _FAR = 1e6  # emkit.families.gaussian._FAR
 _LOG_2PI = math.log(2.0 * math.pi)
+_DECREASE = 1e3 * _EPS  # emkit.inference.em._decrease_tolerance in float64
 
 
 @_jit
@@ -136,6 +139,7 @@ def run(
     cov20: Any,
     pc20: Any,
     previous: float,
+    slack: float,
     tol: float,
     relative: bool,
     floor: float,
@@ -156,8 +160,9 @@ def run(
     ``cov30``, ``pc30`` (K, d, d), or (1, d, d) tied; variances: ``cov20``, ``pc20`` (K,
     d), or (K, 1) spherical; the other pair empty), for the centred rows ``X`` (n, d)
     with weights ``w`` (n,) (``shared``: their sum of ``w x x^T``, (d, d)); ``previous``
-    the objective before the first. ``codes`` (volume, shape, orientation) for a
-    ``composed`` model. Returns (iterations written, why it stopped)."""
+    the objective before the first and ``slack`` how far it may fall (the driver's);
+    ``codes`` (volume, shape, orientation) for a ``composed`` model. Returns (iterations
+    written, why it stopped)."""
     n, d = X.shape[0], X.shape[1]
     K = weights0.shape[0]
     dense = layout == FULL or layout == TIED
@@ -263,8 +268,14 @@ def run(
         if not math.isfinite(objective):
             return it, HAND_OVER
         change = objective - previous
-        if change < 0.0:  # the driver's round-off rules, or a report: the Python step's
-            return it, HAND_OVER
+        if change < 0.0:
+            # the driver's allowance: the last M-step's slack and its round-off tolerance
+            # (fit_em's _decrease_tolerance); a larger fall (which the model's round-off
+            # estimate may still allow, or which is reported) is the Python step's
+            if -change <= slack + _DECREASE * max(1.0, abs(objective)):
+                change = 0.0
+            else:
+                return it, HAND_OVER
         # -- M-step ---------------------------------------------------------------------
         total_nk = 0.0
         for k in range(K):
@@ -388,7 +399,8 @@ def run(
                     lift -= 0.5 * (p_new - p_old) * shared[i, j]
         out_obj[it] = objective
         out_bound[it] = objective + lift / weight
-        out_slack[it] = gap / weight
+        slack = gap / weight
+        out_slack[it] = slack
         threshold = tol * (floor + abs(objective)) if relative else tol
         if 0.0 <= change < threshold:
             return it + 1, CONVERGED
