@@ -320,3 +320,14 @@ def _smallest_variance(structure: Any, cov: np.ndarray) -> np.ndarray:
     if structure.dense:
         return np.linalg.eigvalsh(cov).min(axis=-1)
     return cov if cov.ndim == 1 else cov.min(axis=-1)
+
+
+def test_the_loops_exp_is_the_libraries_to_an_ulp() -> None:
+    kernels = small_block.compiled_module("emkit.models._small_em")
+    rng = np.random.default_rng(4)
+    x = np.concatenate([-rng.uniform(0.0, 600.0, 10_000), [0.0, -1e-300, -600.0, -0.5, np.nan]])
+    out = x.copy()
+    kernels._exp(out)
+    finite = ~np.isnan(x)
+    ulps = np.abs(out[finite] - np.exp(x[finite])) / np.exp(x[finite]) / np.finfo(float).eps
+    assert ulps.max() <= 2.0 and np.isnan(out[-1])
