@@ -10,7 +10,8 @@ complete in-memory rows, without a prior or known parameters, in a loop of its o
 
 - the E-step in the whitened form, ``log p(x, k) = log pi_k + 1/2 log|P_k| - d/2 log 2pi
   - 1/2 ||(x - mu_k) U_k||^2`` (``P_k = U_k U_k^T``), the log-sum-exp with the E-step's
-  clip of ``log p(x, k) - max`` at ``-600``, the objective, the responsibilities and the
+  clip of ``log p(x, k) - max`` at ``-600`` (its exps, the loop's largest cost, in one
+  vectorized loop: :func:`_exp`), the objective, the responsibilities and the
   statistics ``N_k``, ``sum_n r_nk x_n`` and the second moments of the layout;
 - the M-step of :class:`~emkit.families.gaussian.GaussianFamily` (``N_k`` floored by
   ``NK_FLOOR``, ``mu_k = S_k / N_k``, the scatter about them, ``scatter / mass + reg_covar``
