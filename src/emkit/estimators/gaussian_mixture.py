@@ -463,7 +463,15 @@ default='auto'
         # from one statistics pass wherever the rows live; the rows stay in their order
         # (each chunk groups its own missing-value patterns)
         # (in memory, infinities and rows with nothing observed are refused there)
-        family, missing, fill = bind_pass(unbound, engine, Xa, w, refuse_invalid=True)
+        # (ModelBasedClustering fits its cells on the same rows, with the same weights,
+        # reg_covar and prior: it shares one binding a structure, _bindings, among them)
+        shared = getattr(self, "_bindings", None)
+        bound = None if shared is None else shared.get(self.covariance_type)
+        if bound is None:
+            bound = bind_pass(unbound, engine, Xa, w, refuse_invalid=True)
+            if shared is not None:
+                shared[self.covariance_type] = bound
+        family, missing, fill = bound
         filled: Any = Xa
         model = Mixture(family, dtype, assign=assignment(self.e_step), missing=missing)
         row_bytes = model.row_bytes(d, structure.n_stats(d), K) + d * Xa.itemsize
