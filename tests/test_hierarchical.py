@@ -48,6 +48,19 @@ def test_partitions_equal_mclust_hc(name: str, model: str) -> None:
         assert len(pairs) == int(r["G"]) == len(set(mine)), (name, model, r["G"])
 
 
+def test_a_cut_read_again_is_the_same_and_the_callers_own() -> None:
+    # (a tree caches its cuts: ModelBasedClustering reads each one hundreds of times)
+    X, _ = load_faithful()
+    tree = hc_tree(X)
+    first = {k: tree.labels(k) for k in range(1, 10)}
+    first[3][:] = -7  # a caller that changes its labels changes no later cut
+    fresh = hc_tree(X)
+    for k in range(1, 10):
+        again = tree.labels(k)
+        np.testing.assert_array_equal(again, fresh.labels(k))
+        assert again is not tree.labels(k)
+
+
 @pytest.fixture(params=["numpy", "compiled"])
 def merge_loop(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Runs a test with the VVV merges in NumPy, then compiled (Numba) at every size."""
