@@ -31,6 +31,7 @@ from emkit.estimators._mixture_base import (
     fit_engine,
 )
 from emkit.estimators._rows import (
+    INIT_ROWS,
     bind_pass,
     check_streamed,
     column_summary,
@@ -490,7 +491,10 @@ default='auto'
         given = (self.weights_init, self.means_init, self.precisions_init)
         # a start that draws nothing (warm, or every *_init given) needs no random source
         # (a Generator costs as much as an iteration of a small fit)
-        draws = not warm and any(v is None for v in given)
+        # (nor does a cut of the tree or partition ModelBasedClustering gives, read on
+        # the exact path: up to INIT_ROWS rows)
+        given_start = getattr(self, "_hc_tree", None) is not None and n <= INIT_ROWS
+        draws = not warm and any(v is None for v in given) and not given_start
         source = init_random_source(self.random_state) if draws else None
         # the mixture's rows: no base-measure column for a Gaussian (None)
         # EM's chunks: with missing values in memory, few patterns each
