@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 from conftest import mclust_data
@@ -137,3 +139,52 @@ def test_a_tied_fit_with_as_many_components_as_features_warm_starts(name: str) -
         diag.set_params(warm_start=True, covariance_type=name).fit(X)
     with pytest.raises(InputError, match="covariance_type='tied', but covariance_type is now"):
         gm.set_params(covariance_type="diag").fit(X)
+
+
+# -- the sweep's shared work (one binding a structure, one cut a size) is the same maths --
+
+
+_CELL_KEYS = ("log_likelihood", "bic", "icl", "n_iter", "converged", "reason")
+
+
+def _cells(mbc: ModelBasedClustering) -> dict[tuple[int, str], tuple[Any, ...]]:
+    table = mbc.results_
+    return {
+        (int(k), str(name)): tuple(
+            table[key][i] if key == "reason" else table[key][i].item() for key in _CELL_KEYS
+        )
+        for i, (k, name) in enumerate(
+            zip(table["n_components"], table["covariance_type"], strict=True)
+        )
+    }
+
+
+@pytest.mark.parametrize("name", ["faithful", "iris"])
+def test_each_cell_of_the_sweep_is_its_gaussian_mixture_fitted_alone(name: str) -> None:
+    # one start a cell (no shared starts): every cell of every structure, for one size,
+    # is GaussianMixture's own hc fit, bit for bit (the sweep binds its rows once a
+    # structure and cuts its tree once a size, which must change no number)
+    X = mclust_data(name)
+    n, k = X.shape[0], 3
+    mbc = ModelBasedClustering([k], share_starts=False).fit(X)
+    for i, structure in enumerate(mbc.results_["covariance_type"]):
+        alone = GaussianMixture(
+            k, covariance_type=structure, init_params="hc", tol=1e-5, max_iter=1000
+        ).fit(X)
+        assert mbc.results_["log_likelihood"][i] == alone.score(X) * n, structure
+        assert mbc.results_["n_iter"][i] == alone.n_iter_, structure
+    kept = GaussianMixture(
+        k, covariance_type=mbc.covariance_type_, init_params="hc", tol=1e-5, max_iter=1000
+    ).fit(X)
+    np.testing.assert_array_equal(mbc.best_estimator_.means_, kept.means_)
+    np.testing.assert_array_equal(mbc.best_estimator_.covariances_, kept.covariances_)
+
+
+def test_a_cell_of_the_whole_sweep_is_the_cell_of_a_sweep_of_its_size_alone() -> None:
+    # with shared starts: the cells of one size are those of a sweep of that size alone
+    # (its bindings and tree cuts shared with the other sizes' fits change nothing)
+    X = mclust_data("faithful")
+    whole = _cells(ModelBasedClustering(range(1, 6)).fit(X))
+    for k in (2, 4):
+        alone = _cells(ModelBasedClustering([k]).fit(X))
+        assert alone == {cell: row for cell, row in whole.items() if cell[0] == k}
