@@ -7,6 +7,10 @@ from typing import Any
 import numpy as np
 import pytest
 from conftest import mclust_data
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from scipy.special import logsumexp
 
 from emkit import GaussianMixture, ModelBasedClustering
 from emkit.estimators import selection
@@ -17,6 +21,7 @@ from emkit.estimators.selection import (
     _continue_cell,
     _fit_cell,
     _joined,
+    _log_sum_exp_rows,
     _short_run,
     _Start,
 )
@@ -188,3 +193,24 @@ def test_a_cell_of_the_whole_sweep_is_the_cell_of_a_sweep_of_its_size_alone() ->
     for k in (2, 4):
         alone = _cells(ModelBasedClustering([k]).fit(X))
         assert alone == {cell: row for cell, row in whole.items() if cell[0] == k}
+
+
+# entries a row of log-probabilities may hold: finite ones (repeated, for ties), -inf
+# (a component a row cannot be in), and the inf and NaN of a failed fit
+_ENTRIES = st.one_of(
+    st.sampled_from([0.0, -1.5, 700.0, -750.0, -np.inf]),
+    st.floats(-1e6, 1e6),
+    st.sampled_from([np.inf, np.nan]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    arrays(
+        np.float64,
+        st.tuples(st.integers(1, 6), st.integers(1, 9)),
+        elements=_ENTRIES,
+    )
+)
+def test_the_final_pass_log_sum_exp_is_scipys_to_the_bit(a: np.ndarray) -> None:
+    np.testing.assert_array_equal(_log_sum_exp_rows(a), logsumexp(a, axis=1))
