@@ -195,6 +195,22 @@ def test_a_cell_of_the_whole_sweep_is_the_cell_of_a_sweep_of_its_size_alone() ->
         assert alone == {cell: row for cell, row in whole.items() if cell[0] == k}
 
 
+def test_a_sweep_from_another_start_draws_it_in_every_fit() -> None:
+    # only an hc start from the sweep's tree or partition draws nothing: k-means starts
+    # (the cells' and the shared starts' short runs) still get their random source
+    X = mclust_data("faithful")
+    grid: dict[str, Any] = {
+        "n_components": [2, 3],
+        "covariance_types": ["EII", "EEI", "VVV"],  # (nested: shared starts run)
+        "init_params": "kmeans",
+        "random_state": 0,
+    }
+    shared = ModelBasedClustering(**grid).fit(X).results_["log_likelihood"]
+    alone = ModelBasedClustering(**grid, share_starts=False).fit(X).results_["log_likelihood"]
+    # (a shared start only ever keeps a better fit)
+    assert (shared >= alone).all()
+
+
 # entries a row of log-probabilities may hold: finite ones (repeated, for ties), -inf
 # (a component a row cannot be in), and the inf and NaN of a failed fit
 _ENTRIES = st.one_of(

@@ -491,9 +491,13 @@ default='auto'
         given = (self.weights_init, self.means_init, self.precisions_init)
         # a start that draws nothing (warm, or every *_init given) needs no random source
         # (a Generator costs as much as an iteration of a small fit)
-        # (nor does a cut of the tree or partition ModelBasedClustering gives, read on
-        # the exact path: up to INIT_ROWS rows)
-        given_start = getattr(self, "_hc_tree", None) is not None and n <= INIT_ROWS
+        # (nor does an hc start from the tree or partition ModelBasedClustering gives,
+        # read on the exact path: up to INIT_ROWS rows; other starts draw as ever)
+        given_start = (
+            self.init_params == "hc"
+            and getattr(self, "_hc_tree", None) is not None
+            and n <= INIT_ROWS
+        )
         draws = not warm and any(v is None for v in given) and not given_start
         source = init_random_source(self.random_state) if draws else None
         # the mixture's rows: no base-measure column for a Gaussian (None)
