@@ -94,3 +94,30 @@ def test_without_numba_the_loader_gives_none_and_the_collector_back(
     finally:
         compiled_module.cache_clear()
     assert gc.isenabled()
+
+
+def test_numba_comes_with_its_target_set_up_and_the_collector_back(
+    collector_on: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    numba = pytest.importorskip("numba")
+    assert _compiled_modules.numba_module() is numba and gc.isenabled()
+    monkeypatch.setitem(sys.modules, "numba", None)
+    assert _compiled_modules.numba_module() is None and gc.isenabled()
+
+
+def test_every_loader_of_compiled_loops_goes_through_numba_module() -> None:
+    """A loader importing Numba itself would run its load with the collector on."""
+    import pathlib
+    import re
+
+    import emkit
+
+    root = pathlib.Path(emkit.__file__).parent
+    imports = re.compile(r"^\s*(import numba\b|from numba\b)", re.MULTILINE)
+    loaders = [
+        path.relative_to(root).as_posix()
+        for path in root.rglob("*.py")
+        if imports.search(path.read_text()) and path.name != "_compiled_modules.py"
+    ]
+    # the modules of compiled loops themselves, imported by compiled_module
+    assert sorted(loaders) == ["families/_covariance_compiled.py", "models/_compiled.py"]

@@ -2,9 +2,10 @@
 
 Each such module imports Numba and defines its jitted functions at module level (no
 closures, so Numba's disk cache finds them in a new process); it is imported on first
-use, so that fits which never reach its loops do not import Numba.
+use, so that fits which never reach its loops do not import Numba. Loops built at run
+time (``numba.njit`` of a module's functions) import Numba through :func:`numba_module`.
 
-Python's cyclic garbage collector is held off while the loader runs. Numba's import and
+Python's cyclic garbage collector is held off while Numba is loaded. Its import and
 the set-up of its CPU target make some 10^5 objects that live as long as the process and
 form no garbage, and the collector, which counts allocations, runs full collections in
 the middle of them: each walks every object of the process (~60-100 ms of a first fit's
@@ -24,22 +25,30 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["collector_paused", "compiled_module"]
+__all__ = ["collector_paused", "compiled_module", "numba_module"]
 
 
 @functools.cache
 def compiled_module(name: str) -> Any:
     """The module ``name`` of compiled loops (compiled on first use and cached on disk),
-    or None when Numba is not installed. Numba's CPU target is set up with it (once per
-    process), so that its first compiled call only loads its machine code."""
+    or None when Numba is not installed."""
+    with collector_paused():
+        if numba_module() is None:
+            return None
+        return importlib.import_module(name)
+
+
+def numba_module() -> Any:
+    """Numba, imported and its CPU target set up (once per process, so that a first
+    compiled call only loads its machine code) with the collector held off; None when it
+    is not installed. Every loader of compiled loops imports Numba through this."""
     with collector_paused():
         try:
-            import numba  # noqa: F401 (optional: a missing or broken install means None)
-        except ImportError:
+            import numba
+        except ImportError:  # (optional: a missing or broken install means None)
             return None
-        module = importlib.import_module(name)
         _set_up_target()
-    return module
+    return numba
 
 
 @functools.cache
