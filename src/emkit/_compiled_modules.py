@@ -6,7 +6,7 @@ use, so that fits which never reach its loops do not import Numba. Loops built a
 time (``numba.njit`` of a module's functions) import Numba through :func:`numba_module`.
 
 Python's cyclic garbage collector is held off while Numba is loaded. Its import and
-the set-up of its CPU target make some 10^5 objects that live as long as the process and
+the set-up of its CPU target make ~75,000 objects that live as long as the process and
 form no garbage, and the collector, which counts allocations, runs full collections in
 the middle of them: each walks every object of the process (~60-100 ms of a first fit's
 main thread here, holding the GIL, so the engine's threads wait for it too) and frees
