@@ -56,14 +56,17 @@ def _set_up_target() -> None:
     """Numba's CPU target: its typing and lowering registries (~60-90 ms, mostly Numba's
     own modules imported), which the first compiled call of the process builds where
     this has not (``numba.core.registry.cpu_target``; a Numba laid out otherwise sets
-    it up at that first call, as before)."""
+    it up at that first call, as before). Under Numba's compiler lock, as its dispatchers
+    refresh the target: another thread may be compiling meanwhile."""
     try:
+        from numba.core.compiler_lock import global_compiler_lock
         from numba.core.registry import cpu_target
 
         refresh = cpu_target.target_context.refresh
     except (ImportError, AttributeError):  # pragma: no cover (another Numba's layout)
         return
-    refresh()
+    with global_compiler_lock:
+        refresh()
 
 
 _pause_lock = threading.Lock()
