@@ -51,6 +51,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from emkit._compiled_modules import numba_module
 from emkit._validation import check_choice, check_number, check_positive_int
 from emkit.exceptions import InputError
 
@@ -353,9 +354,8 @@ def _nearest(row: Array) -> tuple[int, float]:
 def _kernels() -> Any:
     """The compiled merge loop (compiled on first use and cached on disk), or None when
     Numba is not installed."""
-    try:
-        import numba
-    except ImportError:
+    numba = numba_module()
+    if numba is None:
         return None
     jit = numba.njit(cache=True, nogil=True, error_model="numpy")
     return SimpleNamespace(agglomerate_vvv=jit(_agglomerate_vvv_loops))
