@@ -31,7 +31,10 @@ process, as ``peers.py --workloads diag`` meets it), its loads one by one before
 * ``numba``: Numba's import and the kernels' module (:mod:`emkit.models._compiled`);
 * ``kernel``: the first call of the one-pass E-step with the workload's layout and dtype
   (the compiled kernel loaded from Numba's disk cache, compiled if not cached);
-* then the fit's phases as above, and ``cold`` the sum of ``blas`` to the fit's total.
+* then the fit's phases as above, and ``cold`` the sum of ``blas`` to the fit's total;
+* ``gc``: the wall time of Python's full garbage collections (generation 2) from the
+  first load to the fit's end (``gc runs`` in the JSON: how many), which hold the GIL
+  and so stall the engine's threads too.
 
 Another fresh process per repeat fits with nothing loaded first (``whole``): its total
 should be close to ``cold``.
@@ -45,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import io
 import json
 import os
@@ -189,6 +193,13 @@ def cold_child(name: str, iters: int, split: bool) -> dict[str, float]:
     lap("emkit")
     N, D, K, cov = WORKLOADS[name]
     X, means = make_data(N, D, K)
+    full: list[float] = []  # each full collection: -(its start), then its end
+
+    def collection(phase: str, info: dict[str, int]) -> None:
+        if info["generation"] == 2:
+            full.append(-time.perf_counter() if phase == "start" else time.perf_counter())
+
+    gc.callbacks.append(collection)
     if split:
         from emkit.engines.memory import _blas_controller
         from emkit.models import _fused_kernels
@@ -205,6 +216,9 @@ def cold_child(name: str, iters: int, split: bool) -> dict[str, float]:
             _fused_kernels.gaussian_e_step(rows, np.zeros(D), eta, cov, -600.0, None)
         lap("kernel")
     times.update(fit_phases(X, means, cov, iters))
+    gc.callbacks.remove(collection)
+    # (starts negative, ends positive: a collection's wall time is their sum)
+    times["gc"], times["gc runs"] = sum(full[: len(full) // 2 * 2]), len(full) // 2
     if split:
         times["cold"] = sum(times[k] for k in ("blas", "numba", "kernel", "total"))
         times["cold cpu"] = sum(times[f"{k} cpu"] for k in ("blas", "numba", "kernel", "total"))
@@ -215,7 +229,7 @@ def cold(names: Sequence[str], iters: int, repeats: int) -> list[dict[str, Any]]
     """``--cold``: each workload's first fit in fresh processes, ``repeats`` of each kind
     (loads split, and whole) interleaved; the best of each phase printed."""
     env = dict(os.environ)
-    columns = (*LOADS, "bind", "median", "iterations", "fixed", "total", "cold")
+    columns = (*LOADS, "bind", "median", "iterations", "fixed", "total", "cold", "gc")
     print(f"{'workload':16s} " + " ".join(f"{c:>10s}" for c in columns))
     results = []
     for name in names:
@@ -235,7 +249,8 @@ def cold(names: Sequence[str], iters: int, repeats: int) -> list[dict[str, Any]]
                 print(f"{f'{name} {kind}{unit}':16s} " + " ".join(cells), flush=True)
     print(
         "(ms, the best of each phase over the repeats, each a fresh process; wall time, and"
-        " the process's CPU time on the 'cpu' lines; cold = blas + numba + kernel + total)"
+        " the process's CPU time on the 'cpu' lines; cold = blas + numba + kernel + total;"
+        " gc = full garbage collections from the first load on)"
     )
     return results
 

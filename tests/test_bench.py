@@ -157,6 +157,13 @@ def test_small_calls_profile_times_every_phase_and_both_workloads(
     assert all(seconds > 0 for seconds in phases.values())
     assert set(report["profiles"]) == {"fit_10_iter", "sweep cell EEE,2"}
     assert "tottime" in report["profiles"]["fit_10_iter"]
+    split = report["sweep_split"]
+    # the quick sweep (EII, VVV x 1..2): 4 cells, EM steps timed apart from the rest
+    assert split["fits"] >= 4 and split["iterations"] >= split["fits"]
+    assert split["sweep_seconds"] == pytest.approx(
+        split["step_seconds"] + split["non_step_seconds"]
+    )
+    assert "non-step" in stdout
     assert "one EM iteration on iris" in stdout
 
 

@@ -311,5 +311,8 @@ def test_profile_fit_cold_splits_a_fresh_processs_loads(tmp_path: pathlib.Path) 
         loads = sum(split[f"{k}{unit}"] for k in ("blas", "numba", "kernel"))
         assert split[f"cold{unit}"] == pytest.approx(loads + split[f"total{unit}"])
         assert split[f"numba{unit}"] >= 0 and split[f"bind{unit}"] > 0
+    # the full garbage collections from the first load to the fit's end: wall time, count
+    for run in (split, whole):
+        assert run["gc"] >= 0 and run["gc runs"] >= 0 and (run["gc"] > 0) == (run["gc runs"] > 0)
     # a process that loads nothing first: the loads fall in its fit
     assert "numba" not in whole and "cold" not in whole and whole["total"] > 0

@@ -48,6 +48,42 @@ def test_partitions_equal_mclust_hc(name: str, model: str) -> None:
         assert len(pairs) == int(r["G"]) == len(set(mine)), (name, model, r["G"])
 
 
+def test_a_cut_read_again_is_the_same_and_the_callers_own() -> None:
+    # (a tree caches its cuts: ModelBasedClustering reads each one hundreds of times)
+    X, _ = load_faithful()
+    tree = hc_tree(X)
+    first = {k: tree.labels(k) for k in range(1, 10)}
+    first[3][:] = -7  # a caller that changes its labels changes no later cut
+    fresh = hc_tree(X)
+    for k in range(1, 10):
+        again = tree.labels(k)
+        np.testing.assert_array_equal(again, fresh.labels(k))
+        assert again is not tree.labels(k)
+
+
+def test_a_small_tree_merges_compiled_once_numba_is_loaded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # below COMPILED_FROM rows the compiled loop runs only when Numba is imported already
+    # (here by importorskip, in a sweep by its M-steps): the same merges as NumPy's
+    pytest.importorskip("numba")
+    X, _ = load_faithful()
+    loaded = hierarchical._kernels
+    calls: list[int] = []
+
+    def counted() -> object:
+        calls.append(1)
+        return loaded()
+
+    monkeypatch.setattr(hierarchical, "_kernels", counted)
+    compiled = hc_tree(X[:60])
+    assert calls and 60 < hierarchical.COMPILED_FROM
+    monkeypatch.setattr(hierarchical, "_kernels", lambda: None)
+    plain = hc_tree(X[:60])
+    np.testing.assert_array_equal(compiled.merges, plain.merges)
+    np.testing.assert_allclose(compiled.cost, plain.cost, rtol=1e-12, atol=1e-9)
+
+
 @pytest.fixture(params=["numpy", "compiled"])
 def merge_loop(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Runs a test with the VVV merges in NumPy, then compiled (Numba) at every size."""

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 from conftest import mclust_data
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from scipy.special import logsumexp
 
 from emkit import GaussianMixture, ModelBasedClustering
 from emkit.estimators import selection
@@ -15,6 +21,7 @@ from emkit.estimators.selection import (
     _continue_cell,
     _fit_cell,
     _joined,
+    _log_sum_exp_rows,
     _short_run,
     _Start,
 )
@@ -137,3 +144,89 @@ def test_a_tied_fit_with_as_many_components_as_features_warm_starts(name: str) -
         diag.set_params(warm_start=True, covariance_type=name).fit(X)
     with pytest.raises(InputError, match="covariance_type='tied', but covariance_type is now"):
         gm.set_params(covariance_type="diag").fit(X)
+
+
+# -- the sweep's shared work (one binding a structure, one cut a size) is the same maths --
+
+
+_CELL_KEYS = ("log_likelihood", "bic", "icl", "n_iter", "converged", "reason")
+
+
+def _cells(mbc: ModelBasedClustering) -> dict[tuple[int, str], tuple[Any, ...]]:
+    table = mbc.results_
+    return {
+        (int(k), str(name)): tuple(
+            table[key][i] if key == "reason" else table[key][i].item() for key in _CELL_KEYS
+        )
+        for i, (k, name) in enumerate(
+            zip(table["n_components"], table["covariance_type"], strict=True)
+        )
+    }
+
+
+@pytest.mark.parametrize("name", ["faithful", "iris"])
+def test_each_cell_of_the_sweep_is_its_gaussian_mixture_fitted_alone(name: str) -> None:
+    # one start a cell (no shared starts): every cell of every structure, for one size,
+    # is GaussianMixture's own hc fit, bit for bit (the sweep binds its rows once a
+    # structure and cuts its tree once a size, which must change no number)
+    X = mclust_data(name)
+    n, k = X.shape[0], 3
+    mbc = ModelBasedClustering([k], share_starts=False).fit(X)
+    for i, structure in enumerate(mbc.results_["covariance_type"]):
+        alone = GaussianMixture(
+            k, covariance_type=structure, init_params="hc", tol=1e-5, max_iter=1000
+        ).fit(X)
+        assert mbc.results_["log_likelihood"][i] == alone.score(X) * n, structure
+        assert mbc.results_["n_iter"][i] == alone.n_iter_, structure
+    kept = GaussianMixture(
+        k, covariance_type=mbc.covariance_type_, init_params="hc", tol=1e-5, max_iter=1000
+    ).fit(X)
+    np.testing.assert_array_equal(mbc.best_estimator_.means_, kept.means_)
+    np.testing.assert_array_equal(mbc.best_estimator_.covariances_, kept.covariances_)
+
+
+def test_a_cell_of_the_whole_sweep_is_the_cell_of_a_sweep_of_its_size_alone() -> None:
+    # with shared starts: the cells of one size are those of a sweep of that size alone
+    # (its bindings and tree cuts shared with the other sizes' fits change nothing)
+    X = mclust_data("faithful")
+    whole = _cells(ModelBasedClustering(range(1, 6)).fit(X))
+    for k in (2, 4):
+        alone = _cells(ModelBasedClustering([k]).fit(X))
+        assert alone == {cell: row for cell, row in whole.items() if cell[0] == k}
+
+
+def test_a_sweep_from_another_start_draws_it_in_every_fit() -> None:
+    # only an hc start from the sweep's tree or partition draws nothing: k-means starts
+    # (the cells' and the shared starts' short runs) still get their random source
+    X = mclust_data("faithful")
+    grid: dict[str, Any] = {
+        "n_components": [2, 3],
+        "covariance_types": ["EII", "EEI", "VVV"],  # (nested: shared starts run)
+        "init_params": "kmeans",
+        "random_state": 0,
+    }
+    shared = ModelBasedClustering(**grid).fit(X).results_["log_likelihood"]
+    alone = ModelBasedClustering(**grid, share_starts=False).fit(X).results_["log_likelihood"]
+    # (a shared start only ever keeps a better fit)
+    assert (shared >= alone).all()
+
+
+# entries a row of log-probabilities may hold: finite ones (repeated, for ties), -inf
+# (a component a row cannot be in), and the inf and NaN of a failed fit
+_ENTRIES = st.one_of(
+    st.sampled_from([0.0, -1.5, 700.0, -750.0, -np.inf]),
+    st.floats(-1e6, 1e6),
+    st.sampled_from([np.inf, np.nan]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    arrays(
+        np.float64,
+        st.tuples(st.integers(1, 6), st.integers(1, 9)),
+        elements=_ENTRIES,
+    )
+)
+def test_the_final_pass_log_sum_exp_is_scipys_to_the_bit(a: np.ndarray) -> None:
+    np.testing.assert_array_equal(_log_sum_exp_rows(a), logsumexp(a, axis=1))

@@ -31,6 +31,7 @@ from emkit.estimators._mixture_base import (
     fit_engine,
 )
 from emkit.estimators._rows import (
+    INIT_ROWS,
     bind_pass,
     check_streamed,
     column_summary,
@@ -463,7 +464,15 @@ default='auto'
         # from one statistics pass wherever the rows live; the rows stay in their order
         # (each chunk groups its own missing-value patterns)
         # (in memory, infinities and rows with nothing observed are refused there)
-        family, missing, fill = bind_pass(unbound, engine, Xa, w, refuse_invalid=True)
+        # (ModelBasedClustering fits its cells on the same rows, with the same weights,
+        # reg_covar and prior: it shares one binding a structure, _bindings, among them)
+        shared = getattr(self, "_bindings", None)
+        bound = None if shared is None else shared.get(self.covariance_type)
+        if bound is None:
+            bound = bind_pass(unbound, engine, Xa, w, refuse_invalid=True)
+            if shared is not None:
+                shared[self.covariance_type] = bound
+        family, missing, fill = bound
         filled: Any = Xa
         model = Mixture(family, dtype, assign=assignment(self.e_step), missing=missing)
         row_bytes = model.row_bytes(d, structure.n_stats(d), K) + d * Xa.itemsize
@@ -482,7 +491,14 @@ default='auto'
         given = (self.weights_init, self.means_init, self.precisions_init)
         # a start that draws nothing (warm, or every *_init given) needs no random source
         # (a Generator costs as much as an iteration of a small fit)
-        draws = not warm and any(v is None for v in given)
+        # (nor does an hc start from the tree or partition ModelBasedClustering gives,
+        # read on the exact path: up to INIT_ROWS rows; other starts draw as ever)
+        given_start = (
+            self.init_params == "hc"
+            and getattr(self, "_hc_tree", None) is not None
+            and n <= INIT_ROWS
+        )
+        draws = not warm and any(v is None for v in given) and not given_start
         source = init_random_source(self.random_state) if draws else None
         # the mixture's rows: no base-measure column for a Gaussian (None)
         # EM's chunks: with missing values in memory, few patterns each

@@ -37,6 +37,8 @@ from typing import Any
 
 import numpy as np
 
+from emkit._compiled_modules import numba_module
+
 __all__ = ["kernels"]
 
 LOG_2PI = math.log(2.0 * math.pi)
@@ -50,9 +52,8 @@ _TILE = 16
 def kernels() -> Any:
     """The compiled loops (compiled on first use and cached on disk), or None when
     Numba is not installed."""
-    try:
-        import numba
-    except ImportError:
+    numba = numba_module()
+    if numba is None:
         return None
     # reassoc lets reductions be vectorized and contract fuses multiply-adds; NaN and
     # infinity semantics are kept (no nnan / ninf)
