@@ -92,8 +92,8 @@ def profile(
             n = chunk.shape[0]
             sums, m, total = np.zeros(eta.shape), np.empty(n, dtype), np.empty(n, dtype)
             loop(
-                chunk, centre, eta, index_of_layout, floor, np.empty(0), coef, bits,
-                bits.view(dtype), bias, shift_bits, sums, m, total, np.zeros(tile, dtype),
+                chunk, centre, eta, index_of_layout, floor, np.empty(0), coef, bits, bias,
+                shift_bits, sums, m, total, np.zeros(tile, dtype),
                 plan.transposed, plan.axpy, plan.dots, upto,
             )  # fmt: skip
 

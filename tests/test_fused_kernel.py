@@ -3,6 +3,8 @@ route it stands in for."""
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 from conftest import blobs
@@ -10,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from emkit import GaussianMixture
+from emkit._compiled_modules import compiled_module
 from emkit.families.gaussian import Gaussian
 from emkit.models import mixture
 from emkit.models._fused_kernels import Tiling, gaussian_e_step, kernels, tiling
@@ -205,6 +208,30 @@ def test_fits_are_the_same_with_or_without_the_fused_pass(
     np.testing.assert_allclose(one.covariances_, plain.covariances_, rtol=100 * rtol)
 
 
+@pytest.mark.filterwarnings("ignore::emkit.exceptions.ConvergenceWarning")  # tol=0
+def test_a_float32_fit_without_numba_is_the_compiled_fit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Numba is optional: without it a float32 fit takes the NumPy route (its products and
+    softmax) and ends where the compiled pass's fit does, to float32's round-off; ten
+    components run the compiled products' blocks of four and a remainder."""
+    X = blobs(4000, 5, 10, seed=3, spread=2.0).astype(np.float32)
+    monkeypatch.setattr(mixture, "_FUSED_MIN_VALUES", 0)
+    kw = dict(random_state=0, tol=0, max_iter=10, dtype="float32", chunk_size=1500)
+    assert tiling(1 + 5 + 15, 10, np.float32).axpy
+    compiled = GaussianMixture(10, **kw).fit(X)
+    monkeypatch.setitem(sys.modules, "numba", None)  # import fails
+    compiled_module.cache_clear()
+    mixture._numba_installed.cache_clear()
+    try:
+        assert kernels() is None and not mixture._numba_installed()
+        plain = GaussianMixture(10, **kw).fit(X)
+    finally:
+        compiled_module.cache_clear()
+        mixture._numba_installed.cache_clear()
+    np.testing.assert_allclose(compiled.lower_bounds_, plain.lower_bounds_, rtol=1e-5)
+    np.testing.assert_allclose(compiled.means_, plain.means_, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(compiled.covariances_, plain.covariances_, rtol=1e-3, atol=1e-4)
+
+
 def test_a_component_of_weight_zero_keeps_its_floor(monkeypatch: pytest.MonkeyPatch) -> None:
     """log pi = -inf: its responsibilities are the floor's, as on the NumPy route."""
     rng = np.random.default_rng(3)
@@ -219,11 +246,11 @@ def test_a_component_of_weight_zero_keeps_its_floor(monkeypatch: pytest.MonkeyPa
 def test_tiles_stay_in_cache_and_long_enough() -> None:
     """Rows a tile by the statistics' bytes, twice the rows in float32; the transposed
     second product in float64 where K * S is large, the compiled one in float32 (never
-    in float64); the compiled first product in float32 with few components."""
+    in float64); the compiled first product in float32 (never in float64)."""
     assert tiling(6, 8, np.float64) == Tiling(2048, False, False, False)  # d = 2: long tiles
     assert tiling(6, 8, np.float32) == Tiling(4096, True, True, True)
     assert tiling(153, 16, np.float64) == Tiling(128, True, False, False)  # d = 16
-    assert tiling(153, 16, np.float32) == Tiling(256, True, False, True)
+    assert tiling(153, 16, np.float32) == Tiling(256, True, True, True)
     rows, transposed, axpy, dots = tiling(45, 8, np.float64)
     assert 128 < rows < 2048 and not transposed and not axpy and not dots
     assert tiling(45, 8, np.float32).rows == 2 * rows
@@ -313,3 +340,52 @@ def test_the_pass_is_chunk_invariant(dtype: str) -> None:
 
 def test_kernels_are_built_once() -> None:
     assert kernels() is kernels()
+
+
+def _block(data: st.DataObject, rows: int, cols: int, dtype: str) -> np.ndarray:
+    """A (rows, cols) block of normal values in ``dtype``."""
+    seed = data.draw(st.integers(0, 2**32 - 1), label="seed")
+    return np.random.default_rng(seed).normal(size=(rows, cols)).astype(dtype)
+
+
+# K and S around the kernels' blocks of four (and of two), n from empty to a few vectors
+# with a remainder
+SIZES = (st.integers(1, 10), st.integers(1, 11), st.integers(0, 70))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data(), *SIZES, st.sampled_from(["float64", "float32"]))
+def test_the_compiled_first_product_is_eta_times_t_in_s_order(
+    data: st.DataObject, K: int, S: int, n: int, dtype: str
+) -> None:
+    """axpy_product's blocks of four components and four statistics (and their
+    remainders) give each log-density as one component alone does (a multiply-add a
+    statistic in s order, the loop's order before the blocks): the same values to the
+    bit, and eta @ T to round-off."""
+    eta, T = _block(data, K, S, dtype), _block(data, S, n, dtype)
+    out = np.full((K, n), np.nan, dtype=dtype)
+    kernels().axpy_product(eta, T, out)
+    tol = 1e-5 if dtype == "float32" else 1e-13
+    exact = eta.astype(float) @ T.astype(float)
+    bound = tol * (1 + np.abs(eta.astype(float)) @ np.abs(T.astype(float)))
+    np.testing.assert_array_less(np.abs(out - exact), bound)
+    for k in range(K):
+        alone = np.full((1, n), np.nan, dtype=dtype)
+        kernels().axpy_product(eta[k : k + 1], T, alone)
+        np.testing.assert_array_equal(out[k], alone[0])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data(), *SIZES)
+def test_the_compiled_second_product_adds_r_times_t(
+    data: st.DataObject, K: int, S: int, n: int
+) -> None:
+    """dot_products' blocks of four rows of R against two of T (and their remainders) add
+    R @ T^T to the sums, each to float32's round-off over its n terms."""
+    R = np.abs(_block(data, K, n, "float32"))
+    T = _block(data, S, n, "float32")
+    sums = np.ones((K, S))
+    kernels().dot_products(R, T, np.float32(0.0), sums)
+    R64, T64 = R.astype(float), T.astype(float)
+    bound = 1e-6 * (1 + R64 @ np.abs(T64).T)
+    np.testing.assert_array_less(np.abs(sums - (1.0 + R64 @ T64.T)), bound)

@@ -20,8 +20,8 @@ the raw rows:
                                                   up to 40% of a diag iteration)
     T = (1, x, s(x))                             (s: packed x x^T, x**2 or ||x||^2;
                                                   statistic-major: a contiguous row each)
-    log p(x, k) = eta_k . T                      (BLAS, or a compiled loop for few
-                                                  components in float32;
+    log p(x, k) = eta_k . T                      (BLAS, or in float32 a compiled
+                                                  loop;
                                                   eta_k0 = log pi_k - log_norm_k)
     r_k = w exp(log p(x, k) - m) / total,  m = max_k log p(x, k)   (the softmax kernel's
                                                                     arithmetic)
@@ -62,15 +62,16 @@ _TILE_MIN, _TILE_MAX = 128, 2048
 # better shape there (bench/profile_fused.py: 200k-16d, 500k-32d diag; 1m-2d is slower
 # with it); in float32 it is faster on every workload (1.3x to 2x: 100k-8d, 1m-2d)
 _TRANSPOSED_FROM = 1024
-# Components up to which the first product in float32 is a compiled loop instead of BLAS,
-# whose float32 kernels run at a third of their peak with 8 columns (bench/profile_fused.py:
-# the pass 1.2x faster on 100k-8d and 1.1x on 1m-2d; slower with K = 16, and in float64)
-_AXPY_UPTO = 8
+# The first product in float32 is a compiled loop (_compiled.axpy_product: four components
+# and four statistics a vector loop) instead of BLAS, whose float32 kernels run at a third
+# to a half of their peak with 8 to 32 columns (bench/profile_fused.py, the phase: 2.3x
+# BLAS's speed on 200k-16d, 1.7x on 500k-32d diag); never in float64, whose log-densities
+# keep BLAS's rounding
 # The second product in float32 is a compiled loop of K S sums in vector lanes
-# (_compiled.dot_products): BLAS's float32 kernels run these short, wide products (K S
-# outputs, a tile long) slowly (bench/profile_fused.py: the phase 4x faster on 1m-2d, 1.6x
-# on 100k-8d, 1.2x to 1.3x on 200k-16d and 500k-32d diag); never in float64, whose sums
-# keep their order
+# (_compiled.dot_products, four rows of r against two of T): BLAS's float32 kernels run
+# these short, wide products (K S outputs, a tile long) slowly (bench/profile_fused.py:
+# the phase 6x BLAS's speed on 1m-2d, 2.8x on 100k-8d, 1.8x on 200k-16d and 500k-32d
+# diag); never in float64, whose sums keep their order
 
 
 class Tiling(NamedTuple):
@@ -93,7 +94,7 @@ def tiling(n_stats: int, n_components: int, dtype: Any) -> Tiling:
     return Tiling(
         int(rows),
         single or n_components * n_stats >= _TRANSPOSED_FROM,
-        single and n_components <= _AXPY_UPTO,
+        single,
         single,
     )
 
@@ -143,7 +144,6 @@ def gaussian_e_step(
         w,
         coef,
         bits,
-        bits.view(dtype),
         bias,
         bit_shift,
         sums,

@@ -79,7 +79,5 @@ def softmax_columns(a: Any, floor: float, weights: Any) -> tuple[Any, Any]:
     coef, bias, shift = constants(a.dtype)
     bits = np.empty(_TILE, dtype=bias.dtype)
     w = np.empty(0) if weights is None else np.ascontiguousarray(weights, dtype=np.float64)
-    kernels().softmax_columns(
-        a, a.dtype.type(floor), w, m, total, coef, bits, bits.view(a.dtype), bias, shift
-    )
+    kernels().softmax_columns(a, a.dtype.type(floor), w, m, total, coef, bits, bias, shift)
     return m, total
