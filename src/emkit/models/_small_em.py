@@ -52,6 +52,7 @@ from emkit.families._covariance_compiled import (
     m_step_variances,
 )
 from emkit.models._small_block import DIAG, FULL, TIED
+from emkit.models._softmax_kernels import EXP_TAYLOR, LN2, LOG2E
 
 _jit = numba.njit(cache=True, nogil=True, error_model="numpy")
 
@@ -67,12 +68,12 @@ _OUTSIDE = 2.0  # emkit.families.gaussian._OUTSIDE
 _FAR = 1e6  # emkit.families.gaussian._FAR
 _LOG_2PI = math.log(2.0 * math.pi)
 _DECREASE = 1e3 * _EPS  # emkit.inference.em._decrease_tolerance in float64
-# exp's constants: ln 2 split in a high part with trailing zeros and the rest, 1 / ln 2,
-# and e^r's Taylor coefficients 1/13!, ..., 1/1!, 1 (Horner's order)
-_LN2_HI = 6.93147180369123816490e-01
-_LN2_LO = 1.90821492927058770002e-10
-_LOG2E = 1.4426950408889634
-_EXP_TAYLOR = tuple(1.0 / math.factorial(i) for i in range(13, -1, -1))
+# exp's constants, the compiled softmax's (one exp, two loops): ln 2 split in a high part
+# with trailing zeros and the rest, 1 / ln 2, and e^r's Taylor coefficients 1/13!, ...,
+# 1/1!, 1 (Horner's order)
+_LN2_HI, _LN2_LO = LN2[np.dtype(np.float64)]
+_LOG2E = LOG2E
+_EXP_TAYLOR = EXP_TAYLOR
 
 
 @_jit

@@ -37,10 +37,13 @@ _TILE = 256
 
 # ln 2 = hi + lo, hi with its last bits zero (11 in float64, 15 in float32) so that
 # n * hi is exact for every n the floor allows
-_LN2 = {
+LN2 = {
     np.dtype(np.float64): (6.93147180369123816490e-01, 1.90821492927058770002e-10),
     np.dtype(np.float32): (0.693359375, -2.12194440e-4),
 }
+# exp(r)'s Taylor coefficients 1 / j!, j = 13 down to 0 (Horner's order), and 1 / ln 2
+EXP_TAYLOR = tuple(1.0 / math.factorial(j) for j in range(13, -1, -1))
+LOG2E = 1.0 / math.log(2.0)
 # exponent bias and position of the exponent bits, and the integers of the same width
 _EXPONENT = {np.dtype(np.float64): (1023, 52), np.dtype(np.float32): (127, 23)}
 _INT = {np.dtype(np.float64): np.int64, np.dtype(np.float32): np.int32}
@@ -52,9 +55,8 @@ def constants(dtype: np.dtype[Any]) -> tuple[Any, Any, Any]:
     (so that the arithmetic stays in it) of the coefficients 1 / j! of the Taylor series
     of exp(r), j = 13 down to 0, then 1 / ln 2, ln 2 in two parts, 1/2 and 0; and the
     exponent's bias and bit position as integers of the dtype's width."""
-    hi, lo = _LN2[dtype]
-    values = [1.0 / math.factorial(j) for j in range(13, -1, -1)]
-    values += [1.0 / math.log(2.0), hi, lo, 0.5, 0.0]
+    hi, lo = LN2[dtype]
+    values = [*EXP_TAYLOR, LOG2E, hi, lo, 0.5, 0.0]
     bias, shift = _EXPONENT[dtype]
     coef = np.array(values, dtype=dtype)
     coef.flags.writeable = False  # built once per dtype, shared by every call
