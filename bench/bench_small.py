@@ -31,7 +31,14 @@ mclust's ``mclustBIC`` time, timed beside it where R's mclust is installed), bes
 ``--repeats`` CPU and wall times, and each cell's log-likelihood and iteration count in
 the ``--json`` report (to check that a change of speed changed no result).
 
-``--profile`` shows where a small fit's time goes instead: the CPU time of each phase of
+Small fits in memory (exact EM in float64, no prior or known parameters, Numba
+installed) run their EM iterations in blocks of one compiled loop
+(:mod:`emkit.models._small_em`), so the timings above are of that loop's iterations;
+``--python-step`` switches it off, for the Python step's times in the same run of the
+script (the fit's results are the same to round-off).
+
+``--profile`` shows where a small fit's time goes instead (the phases are the Python
+step's, which a fit runs where the compiled blocks do not apply): the CPU time of each phase of
 one EM iteration (E-step, objective, M-step, its gap, the bound) on iris (K = 3, full),
 cProfile's table (by own time) of 10 iterations on iris and of one sweep cell of
 :class:`emkit.ModelBasedClustering` on faithful (``--cell``, default ``VEV,5``), and the
@@ -563,7 +570,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         action="store_true",
         help="ModelBasedClustering's 14 models x 1..9 on faithful, with mclustBIC",
     )
+    parser.add_argument(
+        "--python-step",
+        action="store_true",
+        help="every EM iteration by the Python step (no compiled blocks of iterations)",
+    )
     args = parser.parse_args(argv)
+    if args.python_step:
+        import emkit.models._small_block as small_block
+
+        small_block._SMALL_EM = False
     if args.sweep:
         result = sweep(args.quick, args.repeats)
         if args.json is not None:

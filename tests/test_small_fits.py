@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+import emkit.models._small_block as small_block
 from emkit import GaussianMixture, ModelBasedClustering
 from emkit.estimators._mixture_base import fit_engine
 from emkit.exceptions import InputError
@@ -116,7 +117,11 @@ def test_tol_rule_is_checked() -> None:
 @pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical", "VEV"])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("e_step", ["exact", "hard"])
-def test_the_row_cache_changes_no_bit(covariance_type: str, dtype: str, e_step: str) -> None:
+def test_the_row_cache_changes_no_bit(
+    covariance_type: str, dtype: str, e_step: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the Python step's cache: the compiled blocks (tests/test_small_em.py) prepare none
+    monkeypatch.setattr(small_block, "_SMALL_EM", False)
     X, _ = load_faithful()
     data = X.astype(dtype)
     weights = np.random.default_rng(1).uniform(0.5, 2.0, size=X.shape[0]).astype(dtype)

@@ -192,11 +192,23 @@ def fit_em(
         first = len(objectives) + 1
         if objectives:
             previous = objective = objectives[-1]
+    # whole blocks of iterations at once where the step offers them (em_step of a small
+    # Gaussian mixture): each iteration's result is checked and traced as the step's;
+    # a checkpoint saves parameters the block does not keep, so it takes the step
+    block = getattr(step, "block", None) if checkpoint is None and monotone else None
+    pending: list[StepResult[P]] = []  # a block's results still to take, last first
+    share = 0.0  # the seconds of each of them (the block's time, spread evenly)
     for iteration in range(first, max_iter + 1):
         if done:
             break
         start = time.perf_counter()
-        result = step(params, state)
+        if not pending and block is not None and state is None and math.isfinite(slack):
+            scale = None if relative_to is None else floor
+            n_max = max_iter - iteration + 1
+            pending = block(params, previous, slack, n_max, tol, scale)[::-1]
+            share = (time.perf_counter() - start) / max(len(pending), 1)
+        blocked = bool(pending)
+        result = pending.pop() if blocked else step(params, state)
         objective = result.objective
         if not math.isfinite(objective):  # (math: a float, not an array)
             raise NonFiniteObjectiveError(
@@ -222,7 +234,7 @@ def fit_em(
         objectives.append(objective)
         bounds.append(objective if bound_is_objective else result.bound)
         draws.append(result.draws)
-        seconds.append(time.perf_counter() - start)
+        seconds.append(share if blocked else time.perf_counter() - start)
         if callback is not None:
             callback(iteration, objective, change)
         previous = objective

@@ -136,4 +136,38 @@ def em_step(model: EMModel[P], engine: Engine, data: RowSource) -> Step[P]:
         roundoff = model_roundoff(model, params, stats)
         return StepResult(new, objective, gap, state, done, roundoff, bound)
 
-    return step
+    # a model that runs whole blocks of iterations compiled (a small Gaussian mixture)
+    blocks = getattr(model, "block", None)
+    plain = supplement is None and converged is None
+    run = blocks(engine, data) if blocks is not None and plain else None
+    if run is None:
+        return step
+
+    def block(
+        params: P, previous: float, slack: float, n_max: int, tol: float, floor: float | None
+    ) -> list[StepResult[P]]:
+        return [
+            StepResult(new, objective, gap, None, bound=bound)
+            for new, objective, bound, gap in run(params, previous, slack, n_max, tol, floor)
+        ]
+
+    return _BlockStep(step, block)
+
+
+class _BlockStep:
+    """The plain EM step of a model that also runs blocks of iterations at once:
+    ``block(params, previous, slack, n_max, tol, floor)`` gives up to ``n_max``
+    iterations' results from ``params`` (``previous``: the objective before them,
+    ``slack``: the last step's), ending at the driver's convergence rule (``0 <= change
+    < tol``, or ``< tol * (floor + |objective|)``; a fall within the slack and the
+    driver's round-off tolerance is a change of 0), and before an iteration that the
+    step itself must do (one whose objective falls further, or whose M-step the model
+    handles otherwise); no state is carried.
+    :func:`~emkit.inference.em.fit_em` checks and traces each result as the step's."""
+
+    def __init__(self, step: Step[Any], block: Callable[..., list[StepResult[Any]]]) -> None:
+        self.step = step
+        self.block = block
+
+    def __call__(self, params: Any, state: Any) -> StepResult[Any]:
+        return self.step(params, state)

@@ -112,6 +112,15 @@ class Mixture:
         iteration (clear it when the fit ends)."""
         return replace(self, row_cache=RowCache())
 
+    def block(self, engine: Any, data: Any) -> Callable[..., Any] | None:
+        """A runner of whole blocks of EM iterations on ``data`` by one compiled loop
+        (:func:`emkit.models._small_block.gaussian_block`: a small Gaussian mixture in
+        memory, exact EM, Numba installed), for :func:`~emkit.inference.steps.em_step`;
+        None where the Python step must run every iteration."""
+        from emkit.models._small_block import gaussian_block
+
+        return gaussian_block(self, engine, data)
+
     def derive(self, params: MixtureParams) -> Natural:
         """The family's natural parameters at ``params`` in float64: what the E-step
         (in float64) and the bound's Q both compute from them, so that a step computes

@@ -1,0 +1,188 @@
+"""Blocks of EM iterations of a small Gaussian mixture, compiled (optional: Numba).
+
+:func:`gaussian_block` gives :meth:`Mixture.block <emkit.models.mixture.Mixture.block>`'s
+runner where the compiled loop of :mod:`emkit.models._small_em` covers the fit: exact
+EM of a Gaussian mixture (any of the covariance structures) without a prior, known
+parameters or missing values, in float64, on complete rows in memory that the engine
+maps as one block, without known labels; for scikit-learn's four structures (which
+never import Numba for a small fit) only where Numba is imported already. Anywhere else
+it gives None and the Python step runs every iteration; where it runs, the loop hands
+the iterations it does not cover (a fall of the objective beyond the driver's
+tolerance, a covariance at the degeneracy floor, ...) back to the Python step, see
+:mod:`emkit.models._small_em`.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from emkit._compiled_modules import compiled_module
+from emkit.families.covariance import _CODES, _MAX_CYCLES, _TOLERANCE, Composed
+from emkit.families.gaussian import (
+    Diag,
+    Full,
+    GaussianFamily,
+    GaussianParams,
+    Spherical,
+    Tied,
+)
+from emkit.models.mixing import Exact, MixingWeights
+
+__all__ = ["BlockRun", "gaussian_block"]
+
+Array = NDArray[np.float64]
+# (parameters, objective, bound, slack) of each iteration of a block
+BlockRun = list[tuple[Any, float, float, float]]
+
+# the covariance layouts of the compiled loop (the structure's shape of the statistics
+# and covariances)
+FULL, TIED, DIAG, SPHERICAL = 0, 1, 2, 3
+
+# Whether fits may take the compiled blocks (the tests switch it off to compare).
+_SMALL_EM = True
+# Columns beyond this: the loop's scalar arithmetic (n K d^2 a row pass) is no longer
+# small next to the Python step's fixed cost, whose matrix products use BLAS.
+_MAX_FEATURES = 16
+# The most bytes of parameters one block writes (it runs again for more iterations).
+_BLOCK_BYTES = 1 << 21
+
+
+def gaussian_block(
+    model: Any, engine: Any, data: Any
+) -> Callable[[Any, float, float, int, float, float | None], BlockRun] | None:
+    """``run(params, previous, slack, n_max, tol, floor)``: up to ``n_max`` EM iterations
+    of ``model`` on ``data`` from ``params`` (``previous``: the objective before them,
+    ``slack``: how far the first may fall below it, as the driver allows) by
+    the compiled loop, stopping at the driver's ``0 <= change < threshold`` (``tol``, or
+    ``tol * (floor + |objective|)`` with a ``floor``) and before an iteration the Python
+    step must do; each iteration's (parameters, objective, bound, slack). None where the
+    loop does not apply (see the module's docstring) or Numba is not installed."""
+    family = model.family
+    if not _SMALL_EM or not isinstance(family, GaussianFamily):
+        return None
+    if family.prior is not None or family.fixed is not None or family.shift is None:
+        return None
+    weights = model.weights
+    if not isinstance(weights, MixingWeights) or weights.fixed is not None:
+        return None
+    if weights.concentration != 1.0 or model.missing or not isinstance(model.assign, Exact):
+        return None
+    if np.dtype(model.dtype) != np.float64:
+        return None
+    one_chunk = getattr(engine, "one_chunk", None)
+    if one_chunk is None or getattr(data, "labels", True) is not None or not one_chunk(data):
+        return None
+    X, w = data.rows, data.weights
+    if any(c is not None for c in data.columns):
+        return None
+    if not isinstance(X, np.ndarray) or X.ndim != 2 or X.dtype != np.float64:
+        return None
+    if w is not None and not (isinstance(w, np.ndarray) and w.dtype == np.float64):
+        return None
+    n, d = X.shape
+    if n == 0 or d > _MAX_FEATURES:
+        return None
+    structure: Any = family.structure
+    layout = _layout(structure)
+    if layout is None:
+        return None
+    composed = isinstance(structure, Composed)
+    if not composed and "numba" not in sys.modules:
+        # scikit-learn's four structures never import Numba for a small fit (importing
+        # it costs more than such a fit): their blocks run where the process has it
+        # already (a composed model's fit, hierarchical starts, a large fit's E-step)
+        return None
+    kernels = compiled_module("emkit.models._small_em")
+    if kernels is None:
+        return None
+    Xc = np.ascontiguousarray(family.prepare(X, np.float64))
+    if not np.isfinite(Xc).all():
+        return None
+    w = np.ones(n) if w is None else np.ascontiguousarray(w)
+    # sum_n w_n x_n x_n^T: a tied covariance's second moments, the same every iteration
+    shared = (Xc * w[:, None]).T @ Xc if layout == TIED else np.zeros((d, d))
+    codes = np.array(
+        [_CODES[structure.volume], _CODES[structure.shape_kind], _CODES[structure.orientation]]
+        if composed
+        else [0, 0, 0],
+        dtype=np.int64,
+    )
+    exact = bool(structure.exact) if composed else True
+    column_scale = np.ascontiguousarray(family._floor_scale(), dtype=np.float64)
+    reg_covar = float(family.reg_covar)
+    far_scale = float(family.scale)
+    dense = layout in (FULL, TIED)
+    no_dense = np.empty((0, d, d))
+    no_variances = np.empty((0, 1))
+
+    def run(
+        params: Any, previous: float, slack: float, n_max: int, tol: float, floor: float | None
+    ) -> BlockRun:
+        weights0 = np.ascontiguousarray(params.weights, dtype=np.float64)
+        components = params.components
+        K = weights0.shape[0]
+        cov = np.asarray(components.covariances, dtype=np.float64)
+        prec = np.asarray(components.precisions_cholesky, dtype=np.float64)
+        if dense:
+            cov3 = np.ascontiguousarray(cov.reshape(-1, d, d))
+            pc3 = np.ascontiguousarray(prec.reshape(-1, d, d))
+            cov2, pc2 = no_variances, no_variances
+        else:
+            cov3, pc3 = no_dense, no_dense
+            cov2 = np.ascontiguousarray(cov.reshape(K, -1))
+            pc2 = np.ascontiguousarray(prec.reshape(K, -1))
+        Kc, K2, dv = cov3.shape[0], cov2.shape[0], cov2.shape[1]
+        per_iteration = 8 * (K + K * d + 2 * Kc * d * d + 2 * K2 * dv + 4)
+        n_max = max(1, min(n_max, _BLOCK_BYTES // per_iteration))
+        out_w = np.empty((n_max, K))
+        out_means = np.empty((n_max, K, d))
+        out_cov3 = np.empty((n_max, Kc, d, d))
+        out_pc3 = np.empty((n_max, Kc, d, d))
+        out_cov2 = np.empty((n_max, K2, dv))
+        out_pc2 = np.empty((n_max, K2, dv))
+        out = np.empty((4, n_max))  # gap, objective, bound, slack
+        count, _ = kernels.run(
+            Xc, w, shared, layout, composed, codes, exact, _TOLERANCE, _MAX_CYCLES,
+            reg_covar, column_scale, far_scale, weights0,
+            np.ascontiguousarray(components.means, dtype=np.float64), cov3, pc3, cov2, pc2,
+            float(previous), float(slack), float(tol), floor is not None,
+            0.0 if floor is None else floor, n_max,
+            out_w, out_means, out_cov3, out_pc3, out_cov2, out_pc2, out[0], out[1], out[2], out[3],
+        )  # fmt: skip
+        floored = np.zeros(K, dtype=bool)
+        floored.flags.writeable = False
+        shape = np.shape(components.covariances)
+        gaps, objectives, bounds, slacks = out[:, :count].tolist()
+        return [
+            (
+                type(params)(
+                    out_w[i],
+                    GaussianParams(
+                        out_means[i],
+                        (out_cov3[i] if dense else out_cov2[i]).reshape(shape),
+                        (out_pc3[i] if dense else out_pc2[i]).reshape(shape),
+                        floored,
+                        gaps[i],
+                    ),
+                ),
+                objectives[i],
+                bounds[i],
+                slacks[i],
+            )
+            for i in range(count)
+        ]
+
+    return run
+
+
+def _layout(structure: Any) -> int | None:
+    """The compiled loop's layout code of a covariance structure (None: not covered)."""
+    for cls, code in ((Tied, TIED), (Full, FULL), (Diag, DIAG), (Spherical, SPHERICAL)):
+        if isinstance(structure, cls):
+            return code
+    return None

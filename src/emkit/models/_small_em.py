@@ -1,0 +1,408 @@
+"""EM iterations of a small Gaussian mixture as one compiled loop (optional: Numba).
+
+This module imports Numba. Only :meth:`emkit.models.mixture.Mixture.block` loads it,
+through :func:`emkit._compiled_modules.compiled_module`, on first use and when Numba is
+installed. On small data (a few hundred rows, K of a few, d of a few) the arithmetic of
+an EM iteration takes microseconds and the interpreter's share of the Python step
+(natural parameters, the engine's map, the posterior, the M-step's strategy objects,
+the gap, the bound) a hundred; :func:`run` does the iterations of one exact EM fit of
+complete in-memory rows, without a prior or known parameters, in a loop of its own:
+
+- the E-step in the whitened form, ``log p(x, k) = log pi_k + 1/2 log|P_k| - d/2 log 2pi
+  - 1/2 ||(x - mu_k) U_k||^2`` (``P_k = U_k U_k^T``), the log-sum-exp with the E-step's
+  clip of ``log p(x, k) - max`` at ``-600``, the objective, the responsibilities and the
+  statistics ``N_k``, ``sum_n r_nk x_n`` and the second moments of the layout;
+- the M-step of :class:`~emkit.families.gaussian.GaussianFamily` (``N_k`` floored by
+  ``NK_FLOOR``, ``mu_k = S_k / N_k``, the scatter about them, ``scatter / mass + reg_covar``
+  or the composed models' constrained maximizer of
+  :mod:`emkit.families._covariance_compiled`, whose kernels are called through this
+  module's globals), the precision factors with the degeneracy floor's test, the gap
+  (:meth:`~emkit.families.gaussian.GaussianFamily.m_step_gap`) and the bound
+  ``objective + (Q(new) - Q(old)) / weight`` (:meth:`~emkit.models.mixture.Mixture.
+  lower_bound`);
+- the driver's rule: it stops after an iteration with ``0 <= change < threshold``
+  (``tol``, or ``tol * (floor + |objective|)`` for a relative one), and before one that
+  the Python step handles otherwise: a fall of the objective beyond the last slack and
+  the driver's round-off tolerance (a smaller one is a change of 0, as the driver has
+  it), a non-finite value, a component without mass, a covariance at the degeneracy
+  floor, a composed kernel's ``FAILED``, a row beyond the far-row limit. That iteration
+  is then the Python step's.
+
+Every iteration's parameters, objective, bound and slack are written to the caller's
+arrays (row ``i``: after iteration ``i``). The arithmetic is that of the Python path up
+to round-off (the order of sums, the whitened rather than the expanded quadratic form).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numba
+import numpy as np
+
+from emkit.families._covariance_compiled import (
+    OK,
+    _eigh_descending,
+    factor_dense,
+    m_step_dense,
+    m_step_variances,
+)
+from emkit.models._small_block import DIAG, FULL, TIED
+
+_jit = numba.njit(cache=True, nogil=True, error_model="numpy")
+
+# why run stopped: converged (the last iteration met the rule), the iterations asked
+# for are done, or the next iteration is the Python step's
+CONVERGED, EXHAUSTED, HAND_OVER = 0, 1, 2
+
+_EPS = float(np.finfo(np.float64).eps)
+_NK_FLOOR = 10.0 * _EPS  # emkit.models.mixing.NK_FLOOR
+_FLOOR_EPS = 1e3 * _EPS  # emkit.families.gaussian._FLOOR_EPS
+_LOG_RESP_FLOOR = -600.0  # emkit.models.mixing's float64 clip
+_OUTSIDE = 2.0  # emkit.families.gaussian._OUTSIDE
+_FAR = 1e6  # emkit.families.gaussian._FAR
+_LOG_2PI = math.log(2.0 * math.pi)
+_DECREASE = 1e3 * _EPS  # emkit.inference.em._decrease_tolerance in float64
+
+
+@_jit
+def _half_log_det(layout: int, k: int, d: int, pc3: Any, pc2: Any) -> float:
+    # 1/2 log|P_k| = sum_j log U_jj (a variance per component: d log u)
+    if layout == FULL or layout == TIED:
+        kc = 0 if layout == TIED else k
+        s = 0.0
+        for j in range(d):
+            s += math.log(pc3[kc, j, j])
+        return s
+    if layout == DIAG:
+        s = 0.0
+        for j in range(d):
+            s += math.log(pc2[k, j])
+        return s
+    return d * math.log(pc2[k, 0])
+
+
+@_jit
+def _quadratic(
+    layout: int, k: int, d: int, mu: Any, pc3: Any, pc2: Any, nk: float, sx: Any, s2: Any
+) -> float:
+    """``tr(P_k S2_k) - 2 mu_k^T P_k sx_k + N_k mu_k^T P_k mu_k``: the statistics' sum of
+    ``r_nk (x - mu_k)^T P_k (x - mu_k)`` (without ``tr(P S2)`` for a tied covariance,
+    whose second moments are the data's, added once by the caller)."""
+    total = 0.0
+    if layout == FULL or layout == TIED:
+        kc = 0 if layout == TIED else k
+        for i in range(d):
+            for j in range(d):
+                p = 0.0  # P_ij = sum_q U_iq U_jq
+                for q in range(max(i, j), d):
+                    p += pc3[kc, i, q] * pc3[kc, j, q]
+                if layout == FULL:
+                    total += p * s2[k, i, j]
+                total += p * (nk * mu[k, i] * mu[k, j] - 2.0 * mu[k, i] * sx[k, j])
+        return total
+    for j in range(d):
+        u = pc2[k, j] if layout == DIAG else pc2[k, 0]
+        p = u * u
+        total += p * (s2[k, j, j] - 2.0 * mu[k, j] * sx[k, j] + nk * mu[k, j] * mu[k, j])
+    return total
+
+
+@_jit
+def _spectrum_loss(lam: float, mass: float, r: float) -> float:
+    # M/2 (log(lam / m) + s / lam - s / m), s = max(lam - r, 0), m = max(s, r)
+    s = max(lam - r, 0.0)
+    m = max(s, r)
+    loss = math.log(lam / m) + s / lam - s / m
+    return 0.5 * mass * max(loss, 0.0)
+
+
+@_jit
+def run(
+    X: Any,
+    w: Any,
+    shared: Any,
+    layout: int,
+    composed: bool,
+    codes: Any,
+    exact: bool,
+    tolerance: float,
+    max_cycles: int,
+    reg_covar: float,
+    column_scale: Any,
+    far_scale: float,
+    weights0: Any,
+    means0: Any,
+    cov30: Any,
+    pc30: Any,
+    cov20: Any,
+    pc20: Any,
+    previous: float,
+    slack: float,
+    tol: float,
+    relative: bool,
+    floor: float,
+    n_max: int,
+    out_w: Any,
+    out_means: Any,
+    out_cov3: Any,
+    out_pc3: Any,
+    out_cov2: Any,
+    out_pc2: Any,
+    out_gap: Any,
+    out_obj: Any,
+    out_bound: Any,
+    out_slack: Any,
+) -> tuple[int, int]:
+    """Up to ``n_max`` EM iterations from the parameters ``weights0`` (K,), ``means0``
+    (K, d) and the covariances and precision factors in the layout's arrays (dense:
+    ``cov30``, ``pc30`` (K, d, d), or (1, d, d) tied; variances: ``cov20``, ``pc20`` (K,
+    d), or (K, 1) spherical; the other pair empty), for the centred rows ``X`` (n, d)
+    with weights ``w`` (n,) (``shared``: their sum of ``w x x^T``, (d, d)); ``previous``
+    the objective before the first and ``slack`` how far it may fall (the driver's);
+    ``codes`` (volume, shape, orientation) for a ``composed`` model. Returns (iterations
+    written, why it stopped)."""
+    n, d = X.shape[0], X.shape[1]
+    K = weights0.shape[0]
+    dense = layout == FULL or layout == TIED
+    Kc = cov30.shape[0]
+    dv = cov20.shape[1]
+    weight = 0.0
+    reach = 0.0
+    for i in range(n):
+        weight += w[i]
+        for j in range(d):
+            reach = max(reach, abs(X[i, j]))
+    # the degeneracy floor of the variances (diag: per column; spherical: the mean)
+    var_floor = np.empty(d)
+    mean_square = 0.0
+    for j in range(d):
+        var_floor[j] = _FLOOR_EPS * column_scale[j] * column_scale[j]
+        mean_square += column_scale[j] * column_scale[j]
+    sphere_floor = _FLOOR_EPS * mean_square / d
+    dense_floor = _FLOOR_EPS * d
+    lp = np.empty(K)
+    const = np.empty(K)
+    nk = np.empty(K)
+    nkf = np.empty(K)
+    sx = np.empty((K, d))
+    s2 = np.empty((K, d, d))
+    W3 = np.empty((Kc, d, d))
+    W2 = np.empty((0 if dense else K, dv))
+    # the divisors of the covariances (dense: Kc of them)
+    mass = np.empty(K)
+    mass3 = np.empty(Kc)
+    work = np.empty((d, d))
+    V = np.empty((d, d))
+    lam = np.empty(d)
+    gap1 = np.empty(1)
+    for it in range(n_max):
+        if it == 0:
+            cw, cmu, ccov3, cpc3, ccov2, cpc2 = weights0, means0, cov30, pc30, cov20, pc20
+        else:
+            cw, cmu = out_w[it - 1], out_means[it - 1]
+            ccov3, cpc3 = out_cov3[it - 1], out_pc3[it - 1]
+            ccov2, cpc2 = out_cov2[it - 1], out_pc2[it - 1]
+        # rows beyond the far-row limit take the Python step's far route
+        u_max = 0.0
+        for v in cpc3.ravel():
+            u_max = max(u_max, abs(v))
+        for v in cpc2.ravel():
+            u_max = max(u_max, abs(v))
+        mu_max = 0.0
+        for v in cmu.ravel():
+            mu_max = max(mu_max, abs(v))
+        if not reach <= min(_OUTSIDE * far_scale, _FAR / (d * u_max) - mu_max):
+            return it, HAND_OVER
+        for k in range(K):
+            const[k] = (
+                math.log(cw[k]) + _half_log_det(layout, k, d, cpc3, cpc2) - 0.5 * d * _LOG_2PI
+            )
+        # -- E-step ---------------------------------------------------------------------
+        nk[:] = 0.0
+        sx[:] = 0.0
+        s2[:] = 0.0
+        loglik = 0.0
+        for i in range(n):
+            x = X[i]
+            top = -math.inf
+            for k in range(K):
+                maha = 0.0
+                if dense:
+                    kc = 0 if layout == TIED else k
+                    for j in range(d):  # y = (x - mu) U, U upper triangular
+                        s = 0.0
+                        for q in range(j + 1):
+                            s += (x[q] - cmu[k, q]) * cpc3[kc, q, j]
+                        maha += s * s
+                else:
+                    for j in range(d):
+                        u = cpc2[k, j] if layout == DIAG else cpc2[k, 0]
+                        s = (x[j] - cmu[k, j]) * u
+                        maha += s * s
+                lp[k] = const[k] - 0.5 * maha
+                top = max(top, lp[k])
+            total = 0.0
+            for k in range(K):
+                lp[k] = math.exp(max(lp[k] - top, _LOG_RESP_FLOOR))
+                total += lp[k]
+            loglik += w[i] * (math.log(total) + top)
+            scale = w[i] / total
+            for k in range(K):
+                r = lp[k] * scale
+                nk[k] += r
+                for j in range(d):
+                    rx = r * x[j]
+                    sx[k, j] += rx
+                    if layout == FULL:
+                        for q in range(j, d):
+                            s2[k, j, q] += rx * x[q]
+                    elif layout != TIED:
+                        s2[k, j, j] += rx * x[j]
+        for k in range(K):
+            for j in range(d):
+                for q in range(j):
+                    s2[k, j, q] = s2[k, q, j]
+        objective = loglik / weight
+        if not math.isfinite(objective):
+            return it, HAND_OVER
+        change = objective - previous
+        if change < 0.0:
+            # the driver's allowance: the last M-step's slack and its round-off tolerance
+            # (fit_em's _decrease_tolerance); a larger fall (which the model's round-off
+            # estimate may still allow, or which is reported) is the Python step's
+            if -change <= slack + _DECREASE * max(1.0, abs(objective)):
+                change = 0.0
+            else:
+                return it, HAND_OVER
+        # -- M-step ---------------------------------------------------------------------
+        total_nk = 0.0
+        for k in range(K):
+            nkf[k] = nk[k] + _NK_FLOOR
+            if nkf[k] <= 1e-12 * weight:  # a component without mass: kept, with a warning
+                return it, HAND_OVER
+            total_nk += nkf[k]
+        nw, nmu = out_w[it], out_means[it]
+        ncov3, npc3, ncov2, npc2 = out_cov3[it], out_pc3[it], out_cov2[it], out_pc2[it]
+        for k in range(K):
+            nw[k] = nkf[k] / total_nk
+            for j in range(d):
+                nmu[k, j] = sx[k, j] / nkf[k]
+        # the scatter about the new means, in the layout, and its mass
+        if layout == FULL:
+            for k in range(K):
+                mass3[k] = nkf[k]
+                for i in range(d):
+                    for j in range(d):
+                        W3[k, i, j] = s2[k, i, j] - nkf[k] * nmu[k, i] * nmu[k, j]
+        elif layout == TIED:
+            mass3[0] = total_nk
+            for i in range(d):
+                for j in range(d):
+                    s = shared[i, j]
+                    for k in range(K):
+                        s -= nkf[k] * nmu[k, i] * nmu[k, j]
+                    W3[0, i, j] = s
+        elif layout == DIAG:
+            for k in range(K):
+                mass[k] = nkf[k]
+                for j in range(d):
+                    W2[k, j] = s2[k, j, j] - nkf[k] * nmu[k, j] * nmu[k, j]
+        else:
+            for k in range(K):
+                mass[k] = d * nkf[k]
+                trace = 0.0
+                square = 0.0
+                for j in range(d):
+                    trace += s2[k, j, j]
+                    square += nmu[k, j] * nmu[k, j]
+                W2[k, 0] = trace - nkf[k] * square
+        gap = math.nan
+        if composed:
+            for v in W3.ravel():
+                if not math.isfinite(v):
+                    return it, HAND_OVER
+            for v in W2.ravel():
+                if not math.isfinite(v):
+                    return it, HAND_OVER
+            gap1[0] = math.nan
+            if dense:
+                status = m_step_dense(
+                    W3, mass3, reg_covar, ccov3, codes[0], codes[1], codes[2],
+                    exact, tolerance, max_cycles, ncov3, gap1,
+                )  # fmt: skip
+            else:
+                status = m_step_variances(
+                    W2, mass, reg_covar, ccov2, codes[0], codes[1], exact,
+                    tolerance, max_cycles, ncov2, gap1,
+                )  # fmt: skip
+            if status != OK or not math.isfinite(gap1[0]):
+                return it, HAND_OVER
+            gap = gap1[0]
+        elif dense:
+            for k in range(Kc):
+                for i in range(d):
+                    for j in range(d):
+                        ncov3[k, i, j] = W3[k, i, j] / mass3[k]
+                    ncov3[k, i, i] += reg_covar
+        else:
+            for k in range(K):
+                for j in range(dv):
+                    ncov2[k, j] = W2[k, j] / mass[k] + reg_covar
+        # precision factors, or the degeneracy floor's hand-over
+        if dense:
+            if factor_dense(ncov3, column_scale, dense_floor, npc3) != OK:
+                return it, HAND_OVER
+        else:
+            for k in range(K):
+                for j in range(dv):
+                    v = ncov2[k, j]
+                    low = var_floor[j] if layout == DIAG else sphere_floor
+                    if not (math.isfinite(v) and v >= low):
+                        return it, HAND_OVER
+                    npc2[k, j] = 1.0 / math.sqrt(v)
+        # the M-step's gap (GaussianFamily.m_step_gap): measured by a composed model
+        if math.isnan(gap):
+            gap = 0.0
+            if reg_covar != 0.0:
+                if dense:
+                    for k in range(Kc):
+                        if not _eigh_descending(ncov3[k], lam, V, work):
+                            return it, HAND_OVER
+                        for j in range(d):
+                            gap += _spectrum_loss(lam[j], mass3[k], reg_covar)
+                else:
+                    for k in range(K):
+                        for j in range(dv):
+                            gap += _spectrum_loss(ncov2[k, j], mass[k], reg_covar)
+        out_gap[it] = gap if composed else math.nan
+        # the bound: objective + (Q(new) - Q(old)) / weight, under this E-step's q
+        lift = 0.0
+        for k in range(K):
+            lift += nk[k] * (math.log(nw[k]) - math.log(cw[k]))
+            lift += nk[k] * (
+                _half_log_det(layout, k, d, npc3, npc2) - _half_log_det(layout, k, d, cpc3, cpc2)
+            )
+            lift -= 0.5 * (
+                _quadratic(layout, k, d, nmu, npc3, npc2, nk[k], sx, s2)
+                - _quadratic(layout, k, d, cmu, cpc3, cpc2, nk[k], sx, s2)
+            )
+        if layout == TIED:  # -1/2 tr((P' - P) sum_n w_n x_n x_n^T)
+            for i in range(d):
+                for j in range(d):
+                    p_new = 0.0
+                    p_old = 0.0
+                    for q in range(max(i, j), d):
+                        p_new += npc3[0, i, q] * npc3[0, j, q]
+                        p_old += cpc3[0, i, q] * cpc3[0, j, q]
+                    lift -= 0.5 * (p_new - p_old) * shared[i, j]
+        out_obj[it] = objective
+        out_bound[it] = objective + lift / weight
+        slack = gap / weight
+        out_slack[it] = slack
+        threshold = tol * (floor + abs(objective)) if relative else tol
+        if 0.0 <= change < threshold:
+            return it + 1, CONVERGED
+        previous = objective
+    return n_max, EXHAUSTED
