@@ -459,7 +459,6 @@ default='auto'
             )
         prec_chol = self._check_initial_parameters(d)
         structure = covariance_structure(self.covariance_type)
-        unbound = GaussianFamily(structure, reg_covar=float(self.reg_covar), prior=self.prior)
         # the binding (centre, scales, a prior's defaults: the data's mean and covariance)
         # from one statistics pass wherever the rows live; the rows stay in their order
         # (each chunk groups its own missing-value patterns)
@@ -469,6 +468,7 @@ default='auto'
         shared = getattr(self, "_bindings", None)
         bound = None if shared is None else shared.get(self.covariance_type)
         if bound is None:
+            unbound = GaussianFamily(structure, reg_covar=float(self.reg_covar), prior=self.prior)
             bound = bind_pass(unbound, engine, Xa, w, refuse_invalid=True)
             if shared is not None:
                 shared[self.covariance_type] = bound
@@ -576,11 +576,12 @@ default='auto'
         # the prior with its data defaults, for partial_fit to continue MAP online EM
         self._bound_prior = (family.prior, family.data_covariance)
         precisions = family.structure.precisions(comp.precisions_cholesky)
-        parts = (comp.covariances, comp.precisions_cholesky, precisions, family.user_means(comp))
+        means = family.user_means(comp)
+        parts = (comp.covariances, comp.precisions_cholesky, precisions, means)
         # float32 only where float32 holds them: data near its range has squares beyond it
         out = np.float32 if dtype == np.float32 and _holds(np.float32, parts) else np.float64
         self.weights_ = params.weights.astype(out)
-        self.means_ = family.user_means(comp).astype(out)
+        self.means_ = means.astype(out)
         self.covariances_ = comp.covariances.astype(out)
         self.precisions_cholesky_ = comp.precisions_cholesky.astype(out)
         self.precisions_ = precisions.astype(out)
