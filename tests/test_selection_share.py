@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from types import SimpleNamespace
 from typing import Any
 
@@ -302,31 +300,3 @@ def test_the_collapse_check_decides_as_each_components_eigvalsh(
         _held_by_reg_covar(model, scale),  # type: ignore[arg-type]
         _held_by_reg_covar_one_by_one(model, scale),
     )
-
-
-@pytest.mark.parametrize(
-    ("structures", "compiled"), [("EII,VVV", True), ("VVV,VII", False)], ids=["mclust", "sklearn"]
-)
-def test_a_sweep_with_composed_models_builds_its_tree_with_numba_loaded(
-    structures: str, compiled: bool
-) -> None:
-    # mclust's composed models' M-steps load Numba: a sweep with one loads it before its
-    # tree, which then merges in its compiled loop (a new process's first sweep built it
-    # in NumPy, ~30 ms on faithful); scikit-learn's four structures never load it
-    pytest.importorskip("numba")
-    code = (
-        "import sys\n"
-        "from emkit.estimators import selection\n"
-        "from emkit.io import load_faithful\n"
-        "X, _ = load_faithful()\n"
-        "loaded, plain = [], selection.hc_start_tree\n"
-        "def recorded(*args):\n"
-        "    loaded.append('numba' in sys.modules)\n"
-        "    return plain(*args)\n"
-        "selection.hc_start_tree = recorded\n"
-        f"selection.ModelBasedClustering([2, 3], covariance_types={structures.split(',')!r}"
-        ").fit(X)\n"
-        f"assert loaded == [{compiled}], loaded\n"
-        f"assert ('numba' in sys.modules) == {compiled}\n"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True)

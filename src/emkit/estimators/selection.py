@@ -31,13 +31,7 @@ from emkit._validation import (
 from emkit.estimators._rows import INIT_ROWS, check_streamed, hc_start_tree, is_streamed
 from emkit.estimators.gaussian_mixture import GaussianMixture
 from emkit.exceptions import EmkitError, InputError
-from emkit.families.covariance import (
-    MCLUST_MODELS,
-    ONE_DIMENSIONAL_MODELS,
-    Composed,
-    covariance_types,
-)
-from emkit.families.covariance import kernels as covariance_kernels
+from emkit.families.covariance import MCLUST_MODELS, ONE_DIMENSIONAL_MODELS, covariance_types
 from emkit.families.gaussian import Diag, Full, Spherical, Tied, covariance_structure
 from emkit.inference.em import EMTrace
 from emkit.inference.hierarchical import HierarchicalTree
@@ -363,11 +357,6 @@ class ModelBasedClustering(ClusterMixin, DensityMixin, BaseEstimator):
         if self.init_params == "hc" and 2 <= n <= INIT_ROWS and rows is not None:
             # (beyond INIT_ROWS every cell starts from a sample of its own); the rows the
             # tree is built on alone, their missing values at their column's mean
-            if any(isinstance(covariance_structure(s), Composed) for s in structures):
-                # mclust's composed models' M-steps load Numba (their compiled kernels):
-                # loaded before the tree, it merges in its compiled loop too (~2 ms on
-                # faithful, ~30 ms in NumPy, which a new process paid on its first sweep)
-                covariance_kernels()
             tree = hc_start_tree(rows, init_random_source(seed))
         scale = _column_scale(Xa if rows is None else rows)
         grid = [(k, name) for name in structures for k in sizes]
