@@ -459,6 +459,7 @@ default='auto'
             )
         prec_chol = self._check_initial_parameters(d)
         structure = covariance_structure(self.covariance_type)
+        unbound = GaussianFamily(structure, reg_covar=float(self.reg_covar), prior=self.prior)
         # the binding (centre, scales, a prior's defaults: the data's mean and covariance)
         # from one statistics pass wherever the rows live; the rows stay in their order
         # (each chunk groups its own missing-value patterns)
@@ -468,7 +469,6 @@ default='auto'
         shared = getattr(self, "_bindings", None)
         bound = None if shared is None else shared.get(self.covariance_type)
         if bound is None:
-            unbound = GaussianFamily(structure, reg_covar=float(self.reg_covar), prior=self.prior)
             bound = bind_pass(unbound, engine, Xa, w, refuse_invalid=True)
             if shared is not None:
                 shared[self.covariance_type] = bound
