@@ -320,3 +320,39 @@ def _smallest_variance(structure: Any, cov: np.ndarray) -> np.ndarray:
     if structure.dense:
         return np.linalg.eigvalsh(cov).min(axis=-1)
     return cov if cov.ndim == 1 else cov.min(axis=-1)
+
+
+def test_the_loops_exp_is_the_libraries_to_an_ulp() -> None:
+    kernels = small_block.compiled_module("emkit.models._small_em")
+    rng = np.random.default_rng(4)
+    x = np.concatenate([-rng.uniform(0.0, 600.0, 10_000), [0.0, -1e-300, -600.0, -0.5, np.nan]])
+    out = x.copy()
+    kernels._exp(out)
+    finite = ~np.isnan(x)
+    ulps = np.abs(out[finite] - np.exp(x[finite])) / np.exp(x[finite]) / np.finfo(float).eps
+    assert ulps.max() <= 2.0 and np.isnan(out[-1])
+
+
+def test_a_checkpointed_fit_is_the_plain_fit_bit_for_bit(tmp_path: Any, monkeypatch: Any) -> None:
+    from emkit.inference.checkpoint import Checkpoint
+
+    X, _ = load_faithful()
+    plan, engine, context = _plan(X, "EVE", 3, random_state=0)
+    produced = _count_block_iterations(monkeypatch)
+    with context:
+        start = plan.initialize(plan.rng)
+        plain, _ = _fit(plan, engine, start, True, monkeypatch, tol=1e-10, max_iter=40)
+        checkpoint = Checkpoint(tmp_path, "run", every=7)
+        saved, _ = _fit(plan, engine, start, True, monkeypatch, tol=1e-10, max_iter=40,
+                        checkpoint=checkpoint)  # fmt: skip
+        # a run stopped after 10 iterations (saved at 7 and 10), then resumed
+        cut = Checkpoint(tmp_path / "cut", "cut", every=7)
+        _fit(plan, engine, start, True, monkeypatch, tol=1e-10, max_iter=10, checkpoint=cut)
+        again, _ = _fit(plan, engine, start, True, monkeypatch, tol=1e-10, max_iter=40,
+                        checkpoint=cut)  # fmt: skip
+    assert sum(produced) >= plain.n_iter + saved.n_iter
+    np.testing.assert_array_equal(saved.trace.bound, plain.trace.bound)
+    for run in (saved, again):  # (a checkpoint keeps no bounds: the resumed run's are its own)
+        np.testing.assert_array_equal(run.trace.objective, plain.trace.objective)
+        np.testing.assert_array_equal(run.params.components.covariances,
+                                      plain.params.components.covariances)  # fmt: skip

@@ -193,9 +193,10 @@ def fit_em(
         if objectives:
             previous = objective = objectives[-1]
     # whole blocks of iterations at once where the step offers them (em_step of a small
-    # Gaussian mixture): each iteration's result is checked and traced as the step's;
-    # a checkpoint saves parameters the block does not keep, so it takes the step
-    block = getattr(step, "block", None) if checkpoint is None and monotone else None
+    # Gaussian mixture): each iteration's result (its parameters too) is checked, traced
+    # and checkpointed as the step's. A block computes each iteration from the last one's
+    # parameters, objective and slack alone, so where blocks begin and end changes no bit
+    block = getattr(step, "block", None) if monotone else None
     pending: list[StepResult[P]] = []  # a block's results still to take, last first
     share = 0.0  # the seconds of each of them (the block's time, spread evenly)
     for iteration in range(first, max_iter + 1):

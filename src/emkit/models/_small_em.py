@@ -10,7 +10,8 @@ complete in-memory rows, without a prior or known parameters, in a loop of its o
 
 - the E-step in the whitened form, ``log p(x, k) = log pi_k + 1/2 log|P_k| - d/2 log 2pi
   - 1/2 ||(x - mu_k) U_k||^2`` (``P_k = U_k U_k^T``), the log-sum-exp with the E-step's
-  clip of ``log p(x, k) - max`` at ``-600``, the objective, the responsibilities and the
+  clip of ``log p(x, k) - max`` at ``-600`` (its exps, the loop's largest cost, in one
+  vectorized loop: :func:`_exp`), the objective, the responsibilities and the
   statistics ``N_k``, ``sum_n r_nk x_n`` and the second moments of the layout;
 - the M-step of :class:`~emkit.families.gaussian.GaussianFamily` (``N_k`` floored by
   ``NK_FLOOR``, ``mu_k = S_k / N_k``, the scatter about them, ``scatter / mass + reg_covar``
@@ -40,6 +41,8 @@ from typing import Any
 
 import numba
 import numpy as np
+from numba import types
+from numba.extending import intrinsic
 
 from emkit.families._covariance_compiled import (
     OK,
@@ -64,6 +67,12 @@ _OUTSIDE = 2.0  # emkit.families.gaussian._OUTSIDE
 _FAR = 1e6  # emkit.families.gaussian._FAR
 _LOG_2PI = math.log(2.0 * math.pi)
 _DECREASE = 1e3 * _EPS  # emkit.inference.em._decrease_tolerance in float64
+# exp's constants: ln 2 split in a high part with trailing zeros and the rest, 1 / ln 2,
+# and e^r's Taylor coefficients 1/13!, ..., 1/1!, 1 (Horner's order)
+_LN2_HI = 6.93147180369123816490e-01
+_LN2_LO = 1.90821492927058770002e-10
+_LOG2E = 1.4426950408889634
+_EXP_TAYLOR = tuple(1.0 / math.factorial(i) for i in range(13, -1, -1))
 
 
 @_jit
@@ -107,6 +116,36 @@ def _quadratic(
         p = u * u
         total += p * (s2[k, j, j] - 2.0 * mu[k, j] * sx[k, j] + nk * mu[k, j] * mu[k, j])
     return total
+
+
+@intrinsic
+def _bits_as_float(typingctx: Any, bits: Any) -> Any:
+    """The float64 whose bits are the int64 ``bits`` (LLVM's bitcast)."""
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        return builder.bitcast(args[0], context.get_value_type(types.float64))
+
+    return types.float64(types.int64), codegen
+
+
+@_jit
+def _exp(v: Any) -> None:
+    """``exp`` of every value of ``v`` (E-step values in [-600, 0]) in place, to 1 ulp
+    of the C library's (mean 0.07 ulp): ``2^n e^r`` with ``n = round(v / ln 2)``, ``r``
+    the rest (Cody and Waite's split of ln 2) and ``e^r`` its Taylor polynomial of
+    degree 13 (``|r| <= ln 2 / 2``: the remainder is below 1e-17). A loop LLVM
+    vectorizes, where the library's exp is one call a value: ~1 ns a value against
+    ~4.5 (the E-step's largest cost, K exps a row). NaN stays NaN."""
+    for i in range(v.shape[0]):
+        x = v[i]
+        n = math.floor(x * _LOG2E + 0.5)
+        r = (x - n * _LN2_HI) - n * _LN2_LO
+        p = _EXP_TAYLOR[0]
+        for c in _EXP_TAYLOR[1:]:
+            p = p * r + c
+        # 2^n from its exponent bits (n >= -1022 for x >= -708)
+        e = p * _bits_as_float((np.int64(max(n, -1022.0)) + 1023) << 52)  # type: ignore[call-arg]
+        v[i] = e if x == x else x
 
 
 @_jit
@@ -183,6 +222,8 @@ def run(
     sphere_floor = _FLOOR_EPS * mean_square / d
     dense_floor = _FLOOR_EPS * d
     lp = np.empty(K)
+    resp = np.empty((n, K))
+    tops = np.empty(n)
     const = np.empty(K)
     nk = np.empty(K)
     nkf = np.empty(K)
@@ -224,6 +265,8 @@ def run(
         sx[:] = 0.0
         s2[:] = 0.0
         loglik = 0.0
+        # log p(x, k) - max_k, clipped as the E-step clips it, for every row: then the
+        # exps in one loop (vectorized), then the sums
         for i in range(n):
             x = X[i]
             top = -math.inf
@@ -243,14 +286,19 @@ def run(
                         maha += s * s
                 lp[k] = const[k] - 0.5 * maha
                 top = max(top, lp[k])
+            tops[i] = top
+            for k in range(K):
+                resp[i, k] = max(lp[k] - top, _LOG_RESP_FLOOR)
+        _exp(resp.ravel())
+        for i in range(n):
+            x = X[i]
             total = 0.0
             for k in range(K):
-                lp[k] = math.exp(max(lp[k] - top, _LOG_RESP_FLOOR))
-                total += lp[k]
-            loglik += w[i] * (math.log(total) + top)
+                total += resp[i, k]
+            loglik += w[i] * (math.log(total) + tops[i])
             scale = w[i] / total
             for k in range(K):
-                r = lp[k] * scale
+                r = resp[i, k] * scale
                 nk[k] += r
                 for j in range(d):
                     rx = r * x[j]
