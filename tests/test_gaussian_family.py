@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 from scipy import stats
 
 from emkit.families.gaussian import (
     COVARIANCE_TYPES,
     GaussianFamily,
     GaussianParams,
+    centred_scale,
     covariance_structure,
 )
 
@@ -187,3 +191,24 @@ def test_sample_moments_recover_parameters(covariance_type: str) -> None:
 def test_unknown_covariance_type_is_named() -> None:
     with pytest.raises(ValueError, match="covariance_type must be one of 'full', 'tied'"):
         covariance_structure("banana")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    arrays(
+        st.sampled_from([np.float64, np.float32]),
+        st.tuples(st.integers(1, 5), st.integers(1, 3)),
+        elements=st.floats(-(2.0**60), 2.0**60, width=32)
+        | st.sampled_from([np.nan, np.inf, -np.inf]),
+    ),
+    st.data(),
+)
+def test_centred_scale_is_the_nan_to_num_extremes(X: np.ndarray, data: st.DataObject) -> None:
+    # a column with nothing observed counts 0, an infinite extreme the largest float:
+    # np.nan_to_num's values of the centred extremes, bit for bit
+    shift = data.draw(arrays(np.float64, (X.shape[1],), elements=st.floats(-1e3, 1e3)))
+    with np.errstate(invalid="ignore", over="ignore"):
+        hi = np.nan_to_num(np.fmax.reduce(X, axis=0).astype(np.float64) - shift)
+        lo = np.nan_to_num(np.fmin.reduce(X, axis=0).astype(np.float64) - shift)
+        expected = float(max(np.abs(hi).max(), np.abs(lo).max(), 1e-300))
+        assert centred_scale(X, shift) == expected

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -15,17 +16,22 @@ from scipy.special import logsumexp
 from emkit import GaussianMixture, ModelBasedClustering
 from emkit.estimators import selection
 from emkit.estimators.selection import (
+    _SINGULAR,
     SHORT_RUN,
     _canonical,
+    _cell_values,
     _column_scale,
     _continue_cell,
     _fit_cell,
+    _held_by_reg_covar,
     _joined,
     _log_sum_exp_rows,
     _short_run,
     _Start,
+    all_covariance_types,
 )
 from emkit.exceptions import InputError
+from emkit.families.gaussian import covariance_structure
 from emkit.inference.em import EMTrace
 from emkit.io import load_faithful
 
@@ -230,3 +236,67 @@ _ENTRIES = st.one_of(
 )
 def test_the_final_pass_log_sum_exp_is_scipys_to_the_bit(a: np.ndarray) -> None:
     np.testing.assert_array_equal(_log_sum_exp_rows(a), logsumexp(a, axis=1))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    arrays(
+        st.sampled_from([np.float64, np.float32]),
+        st.tuples(st.integers(1, 6), st.integers(1, 9)),
+        elements=_ENTRIES,
+    )
+)
+def test_the_final_pass_values_are_the_log_probabilities_argmax_and_entry(a: np.ndarray) -> None:
+    # each row's log-density, the log of its largest posterior (the entry argmax points
+    # at, less the density) and its label, as take_along_axis gives them, bit for bit
+    total = _log_sum_exp_rows(a)
+    top = a.argmax(axis=1)
+    with np.errstate(invalid="ignore"):
+        expected = np.column_stack(
+            [total, np.take_along_axis(a, top[:, None], 1)[:, 0] - total, top]
+        )
+        values = _cell_values(a)
+    assert values.dtype == expected.dtype
+    np.testing.assert_array_equal(values, expected)
+
+
+def _held_by_reg_covar_one_by_one(model: Any, scale: np.ndarray) -> np.ndarray:
+    # the check as it was: every component's matrix, less reg_covar, scaled, eigvalsh
+    structure = covariance_structure(model.covariance_type)
+    K, d = model.n_components, scale.shape[0]
+    cov = np.asarray(model.covariances_, dtype=np.float64)
+    S = np.stack([structure.component_covariance(cov, k, d) for k in range(K)])
+    S -= model.reg_covar * np.eye(d)
+    return np.asarray(np.linalg.eigvalsh(S / np.outer(scale, scale))[:, 0] <= _SINGULAR)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.sampled_from(all_covariance_types()),
+    st.integers(1, 4),
+    st.integers(1, 4),
+    st.data(),
+)
+def test_the_collapse_check_decides_as_each_components_eigvalsh(
+    name: str, K: int, d: int, data: st.DataObject
+) -> None:
+    # diagonal structures read their variances, tied factors once: every decision (and
+    # every eigenvalue it compares) is the component-by-component eigvalsh's, also at
+    # the threshold (variances of reg_covar and just above it, scales far apart)
+    structure = covariance_structure(name)
+    shape = structure.shape(K, d)
+    reg_covar = data.draw(st.sampled_from([0.0, 1e-6, 1e-3]))
+    near = st.sampled_from([reg_covar, reg_covar * (1 + 1e-9), reg_covar + 1e-9, 1.0])
+    values = data.draw(arrays(np.float64, shape, elements=st.floats(1e-12, 1e3) | near))
+    if structure.dense:
+        # dense: symmetric positive semi-definite, A A^T + the drawn diagonal
+        A = data.draw(arrays(np.float64, (*shape[:-1], d), elements=st.floats(-3, 3)))
+        values = A @ np.swapaxes(A, -1, -2) + values * np.eye(d)
+    scale = data.draw(arrays(np.float64, (d,), elements=st.floats(1e-3, 1e3)))
+    model = SimpleNamespace(
+        covariance_type=name, n_components=K, covariances_=values, reg_covar=reg_covar
+    )
+    np.testing.assert_array_equal(
+        _held_by_reg_covar(model, scale),  # type: ignore[arg-type]
+        _held_by_reg_covar_one_by_one(model, scale),
+    )

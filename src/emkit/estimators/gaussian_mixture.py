@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -57,6 +58,10 @@ from emkit.models.mixture import Mixture, MixtureParams
 __all__ = ["GaussianMixture"]
 
 Array = NDArray[np.floating[Any]]
+
+# held while a fit finds or makes ModelBasedClustering's shared binding of a structure
+# (its cells may run on threads)
+_BINDING = threading.Lock()
 
 
 class GaussianMixture(FamilyMixture, DensityMixin, BaseEstimator):
@@ -467,11 +472,16 @@ default='auto'
         # (ModelBasedClustering fits its cells on the same rows, with the same weights,
         # reg_covar and prior: it shares one binding a structure, _bindings, among them)
         shared = getattr(self, "_bindings", None)
-        bound = None if shared is None else shared.get(self.covariance_type)
-        if bound is None:
+        if shared is None:
             bound = bind_pass(unbound, engine, Xa, w, refuse_invalid=True)
-            if shared is not None:
-                shared[self.covariance_type] = bound
+        else:
+            # (a sweep's cells on threads: the first to come binds, the others wait for
+            # it rather than each binding the same rows again)
+            with _BINDING:
+                bound = shared.get(self.covariance_type)
+                if bound is None:
+                    bound = bind_pass(unbound, engine, Xa, w, refuse_invalid=True)
+                    shared[self.covariance_type] = bound
         family, missing, fill = bound
         filled: Any = Xa
         model = Mixture(family, dtype, assign=assignment(self.e_step), missing=missing)
@@ -576,11 +586,12 @@ default='auto'
         # the prior with its data defaults, for partial_fit to continue MAP online EM
         self._bound_prior = (family.prior, family.data_covariance)
         precisions = family.structure.precisions(comp.precisions_cholesky)
-        parts = (comp.covariances, comp.precisions_cholesky, precisions, family.user_means(comp))
+        means = family.user_means(comp)
+        parts = (comp.covariances, comp.precisions_cholesky, precisions, means)
         # float32 only where float32 holds them: data near its range has squares beyond it
         out = np.float32 if dtype == np.float32 and _holds(np.float32, parts) else np.float64
         self.weights_ = params.weights.astype(out)
-        self.means_ = family.user_means(comp).astype(out)
+        self.means_ = means.astype(out)
         self.covariances_ = comp.covariances.astype(out)
         self.precisions_cholesky_ = comp.precisions_cholesky.astype(out)
         self.precisions_ = precisions.astype(out)

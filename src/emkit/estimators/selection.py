@@ -32,7 +32,7 @@ from emkit.estimators._rows import INIT_ROWS, check_streamed, hc_start_tree, is_
 from emkit.estimators.gaussian_mixture import GaussianMixture
 from emkit.exceptions import EmkitError, InputError
 from emkit.families.covariance import MCLUST_MODELS, ONE_DIMENSIONAL_MODELS, covariance_types
-from emkit.families.gaussian import covariance_structure
+from emkit.families.gaussian import Diag, Full, Spherical, Tied, covariance_structure
 from emkit.inference.em import EMTrace
 from emkit.inference.hierarchical import HierarchicalTree
 from emkit.inference.init import init_random_source
@@ -779,20 +779,24 @@ def _cell_values(log_prob: Array) -> Array:
     """(n, 3): each row's log-density ``log sum_k p(x, k)``, the log of its largest
     posterior probability ``max_k log p(x, k) - log p(x)`` (mclust's ICL term) and its
     most likely component (``predict``)."""
-    total = _log_sum_exp_rows(log_prob)
-    top = log_prob.argmax(axis=1)
-    return np.column_stack(
-        [total, np.take_along_axis(log_prob, top[:, None], 1)[:, 0] - total, top]
-    )
+    out = np.empty((log_prob.shape[0], 3))
+    top = log_prob.max(axis=1, keepdims=True)  # (the entry argmax points at)
+    total = _log_sum_exp_rows(log_prob, top)
+    out[:, 0] = total
+    out[:, 1] = top[:, 0] - total
+    out[:, 2] = log_prob.argmax(axis=1)
+    return out
 
 
-def _log_sum_exp_rows(a: Array) -> Array:
+def _log_sum_exp_rows(a: Array, top: Array | None = None) -> Array:
     """``log sum_k exp(a[:, k])`` of each row, as scipy's ``logsumexp(a, axis=1)`` gives
     it to the last bit, without its per-call cost (~50 us, a quarter of a sweep cell's
     final pass): with ``M`` a row's largest value, reached ``m`` times, and ``s`` the sum
     of ``exp(a - M)`` over the other entries, ``M + log(m) + log1p(s / m)``; a row whose
-    value that leaves infinite or NaN (no finite entry) is ``log sum exp(a)``."""
-    top = a.max(axis=1, keepdims=True)
+    value that leaves infinite or NaN (no finite entry) is ``log sum exp(a)``. ``top``:
+    ``a.max(axis=1, keepdims=True)``, where the caller has it."""
+    if top is None:
+        top = a.max(axis=1, keepdims=True)
     at_top = a == top
     m = at_top.sum(axis=1, keepdims=True, dtype=a.dtype)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
@@ -856,9 +860,25 @@ def _held_by_reg_covar(model: GaussianMixture, scale: Array) -> NDArray[np.bool_
     structure = covariance_structure(model.covariance_type)
     K, d = int(model.n_components), scale.shape[0]
     cov = np.asarray(model.covariances_, dtype=np.float64)
+    reg_covar = float(model.reg_covar)
+    if isinstance(structure, Diag | Spherical):
+        # a diagonal matrix's eigenvalues are its diagonal, as LAPACK gives them (bit for
+        # bit: the tridiagonal reduction of a diagonal matrix leaves it as it is): no
+        # eigvalsh a fit for six of mclust's models (~15 us a fit)
+        variances = cov.reshape(K, -1)  # (K, d), or (K, 1) for one variance a component
+        low = ((variances - reg_covar) / (scale * scale)).min(axis=1)
+        return np.asarray(low <= _SINGULAR)
+    if isinstance(structure, Tied):  # one matrix behind every component: one eigvalsh
+        S = cov - reg_covar * np.eye(d)
+        low = np.linalg.eigvalsh(S / np.outer(scale, scale))[0]
+        return np.full(K, low <= _SINGULAR)
     # every component's matrix in one stack, one batched eigvalsh (LAPACK on each
     # matrix, as one call a component did, without its per-call cost)
-    S = np.stack([structure.component_covariance(cov, k, d) for k in range(K)])
-    S -= model.reg_covar * np.eye(d)
+    S = (
+        cov - reg_covar * np.eye(d)
+        if isinstance(structure, Full)
+        else np.stack([structure.component_covariance(cov, k, d) for k in range(K)])
+        - reg_covar * np.eye(d)
+    )
     low = np.linalg.eigvalsh(S / np.outer(scale, scale))[:, 0]
     return np.asarray(low <= _SINGULAR)
