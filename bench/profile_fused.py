@@ -9,7 +9,7 @@ after each phase in turn, so each phase's time is the difference of two runs:
 
 * ``stats``: the rows of a tile centred and laid out feature-major, and their statistics
   (1, x, s(x)) (``_compiled.statistics``);
-* ``gemm1``: the first product, ``eta @ T`` (BLAS through Numba);
+* ``gemm1``: the first product, ``eta @ T`` (a compiled loop, or BLAS through Numba);
 * ``softmax``: max, exp, sum and scaling of the tile (``_compiled.exp_normalize``);
 * ``gemm2``: the second product, ``resp @ T^T``, and the tile's sums added in float64;
 * ``call``: the production call per chunk (``gaussian_e_step``: its Python wrapper,
@@ -22,10 +22,10 @@ iteration (all chunks) and ns per row; then float64 / float32 per phase, the flo
 floor (the products at the float32 GEMM peak: 2x float64's where BLAS has twice the
 lanes) and, with ``--tiles``, the same for other tile sizes (rows a tile). The tile
 column ends in ``t`` where the second product takes the transposed layout (T @ r^T),
-``d`` where it is the compiled loop of sums in vector lanes (float32), ``a`` where the
+``d`` where it is the compiled loop of sums in vector lanes, ``a`` where the
 first product is the compiled loop instead of BLAS; ``--layouts both`` times each tile in
 the kernel's choice, then with the other BLAS second product, then with the other first
-product, then (float32) with BLAS's second product instead of the compiled one.
+product, then with BLAS's second product instead of the compiled one.
 
     python bench/profile_fused.py [--quick] [--workloads 1,2,3,4] [--repeats 5]
                                   [--tiles 256,512,1024] [--layouts auto|both]

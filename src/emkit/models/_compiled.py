@@ -22,8 +22,8 @@ import numpy as np
 # contract fuses multiply-adds; no reassoc: the exp's argument reduction, the order of
 # the sums over components and the NaN and infinity semantics stay as written
 _jit = numba.njit(cache=True, nogil=True, fastmath={"contract"}, error_model="numpy")
-# reassoc too, for float32 sums only: LLVM then splits a sum into vector lanes (float64's
-# results must not change, and no float64 call reaches these)
+# reassoc too, for the second product's sums only: LLVM then splits a sum into vector
+# lanes (the order of a sum of n terms changes, as in BLAS's blocks: round-off)
 _jit_lanes = numba.njit(
     cache=True, nogil=True, fastmath={"contract", "reassoc"}, error_model="numpy"
 )
@@ -266,8 +266,9 @@ def dot_products(R: Any, T: Any, zero: Any, sums: Any) -> None:
     over n in ``R``'s dtype in vector lanes (reassociated: partial sums a lane, added at
     the end), four rows of R at a time against two rows of T (six loads for eight
     multiply-adds a vector; against one row, five loads for four: the loads' speed, not
-    the multiply-adds'). For float32 tiles: BLAS runs these short, wide products at a
-    fraction of its peak (bench/profile_fused.py: 1.8x to 6x faster)."""
+    the multiply-adds'). BLAS runs these short, wide products at a fraction of its peak
+    (bench/profile_fused.py, the phase: 1.8x to 6x faster in float32, 1.6x to 3x in
+    float64)."""
     K, n = R.shape
     S = T.shape[0]
     k = 0
@@ -350,7 +351,7 @@ def gaussian_e_step(
     ``transposed``: the second product is T @ r^T (S, K) instead of r @ T^T (K, S) (the
     same sums; BLAS reads r^T as a transpose, no copy). ``axpy``: the first product by
     :func:`axpy_product` instead of BLAS. ``dots``: the second product by
-    :func:`dot_products` (float32 only: its sums are reassociated). ``phases``: 4 runs the step;
+    :func:`dot_products` instead of BLAS (its sums reassociated). ``phases``: 4 runs the step;
     ``bench/profile_fused.py`` stops after 1, 2 and 3 to time each phase as a difference
     (a test per tile, nothing beside the step's work)."""
     n = X.shape[0]

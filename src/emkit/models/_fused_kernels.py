@@ -20,16 +20,15 @@ the raw rows:
                                                   up to 40% of a diag iteration)
     T = (1, x, s(x))                             (s: packed x x^T, x**2 or ||x||^2;
                                                   statistic-major: a contiguous row each)
-    log p(x, k) = eta_k . T                      (BLAS, or in float32 a compiled
-                                                  loop;
+    log p(x, k) = eta_k . T                      (a compiled loop, or BLAS;
                                                   eta_k0 = log pi_k - log_norm_k)
     r_k = w exp(log p(x, k) - m) / total,  m = max_k log p(x, k)   (the softmax kernel's
                                                                     arithmetic)
-    sums_k += sum_rows r_k T                     (BLAS, in the rows' dtype: r T^T, or
-                                                  T r^T (BLAS's better shape where K S
-                                                  is large); in float32 a compiled loop
-                                                  of sums in vector lanes; the tiles'
-                                                  sums added in float64)
+    sums_k += sum_rows r_k T                     (in the rows' dtype: a compiled loop
+                                                  of sums in vector lanes, or BLAS's
+                                                  r T^T or T r^T (its better shape
+                                                  where K S is large); the tiles' sums
+                                                  added in float64)
 
 so the results are the NumPy path's up to the order of the sums (the tests compare the
 two to 1e-12 in float64). The statistic 1 makes the first product add the constants and
@@ -58,20 +57,25 @@ _TILE_BYTES = 1 << 17
 # Rows per tile at least (short products run BLAS below its speed) and at most, in
 # float64; a float32 tile takes twice the rows (the same bytes).
 _TILE_MIN, _TILE_MAX = 128, 2048
-# K * S from which the second product in float64 is T @ r^T instead of r @ T^T: BLAS's
+# K * S from which BLAS's second product in float64 is T @ r^T instead of r @ T^T: its
 # better shape there (bench/profile_fused.py: 200k-16d, 500k-32d diag; 1m-2d is slower
-# with it); in float32 it is faster on every workload (1.3x to 2x: 100k-8d, 1m-2d)
+# with it); in float32 it is faster on every workload (1.3x to 2x: 100k-8d, 1m-2d). The
+# plans take the compiled second product instead; this is the layout of a plan without it
 _TRANSPOSED_FROM = 1024
-# The first product in float32 is a compiled loop (_compiled.axpy_product: four components
-# and four statistics a vector loop) instead of BLAS, whose float32 kernels run at a third
-# to a half of their peak with 8 to 32 columns (bench/profile_fused.py, the phase: 2.3x
-# BLAS's speed on 200k-16d, 1.7x on 500k-32d diag); never in float64, whose log-densities
-# keep BLAS's rounding
-# The second product in float32 is a compiled loop of K S sums in vector lanes
-# (_compiled.dot_products, four rows of r against two of T): BLAS's float32 kernels run
-# these short, wide products (K S outputs, a tile long) slowly (bench/profile_fused.py:
-# the phase 6x BLAS's speed on 1m-2d, 2.8x on 100k-8d, 1.8x on 200k-16d and 500k-32d
-# diag); never in float64, whose sums keep their order
+# The first product is a compiled loop (_compiled.axpy_product: four components and four
+# statistics a vector loop) instead of BLAS, whose kernels run at a third to a half of
+# their peak with 8 to 32 columns in either dtype (bench/profile_fused.py, the phase: in
+# float32 2.3x BLAS's speed on 200k-16d, 1.7x on 500k-32d diag; in float64 2.8x on
+# 100k-8d, 1.7x on 1m-2d and 200k-16d, 1.8x on 500k-32d diag). Its terms are added in s
+# order as BLAS's are, its multiply-adds fused: the log-densities differ from BLAS's in
+# the last bits
+# The second product is a compiled loop of K S sums in vector lanes
+# (_compiled.dot_products, four rows of r against two of T): BLAS runs these short, wide
+# products (K S outputs, a tile long) slowly (bench/profile_fused.py, the phase: in
+# float32 6x BLAS's speed on 1m-2d, 2.8x on 100k-8d, 1.8x on 200k-16d and 500k-32d diag;
+# in float64 2.6x on 1m-2d, 3x on 100k-8d, 1.6x on 200k-16d, 1.8x on 500k-32d diag).
+# Its sums are reassociated (partial sums a lane), as BLAS's blocks reorder theirs: the
+# same sums to round-off
 
 
 class Tiling(NamedTuple):
@@ -80,23 +84,20 @@ class Tiling(NamedTuple):
     rows: int  # rows a tile
     transposed: bool  # the second product as T @ r^T
     axpy: bool  # the first product by the compiled loop
-    dots: bool = False  # the second product by the compiled loop (float32 only)
+    dots: bool = False  # the second product by the compiled loop
 
 
 def tiling(n_stats: int, n_components: int, dtype: Any) -> Tiling:
     """Rows per tile for ``n_stats`` statistics (the constant 1 included) of ``dtype``,
     the second product's layout (``transposed`` and ``dots`` of
-    :func:`emkit.models._compiled.gaussian_e_step`) and the first product's (``axpy``)."""
+    :func:`emkit.models._compiled.gaussian_e_step`) and the first product's (``axpy``):
+    the compiled products in both dtypes, faster than BLAS on every workload of
+    ``bench/profile_fused.py``."""
     per = 8 // np.dtype(dtype).itemsize  # float32: twice the rows in the same bytes
     rows = _TILE_BYTES // (n_stats * np.dtype(dtype).itemsize)
     rows = min(max(rows, per * _TILE_MIN), per * _TILE_MAX)
-    single = per == 2
-    return Tiling(
-        int(rows),
-        single or n_components * n_stats >= _TRANSPOSED_FROM,
-        single,
-        single,
-    )
+    transposed = per == 2 or n_components * n_stats >= _TRANSPOSED_FROM
+    return Tiling(int(rows), transposed, True, True)
 
 
 def gaussian_e_step(
@@ -127,11 +128,6 @@ def gaussian_e_step(
     m, total = np.empty(n, dtype=dtype), np.empty(n, dtype=dtype)
     coef, bias, bit_shift = constants(dtype)
     plan = tiling(eta.shape[1], eta.shape[0], dtype) if plan is None else plan
-    if plan.dots and dtype != np.float32:
-        raise ValueError(
-            f"plan.dots (the reassociated second product) is for float32 only, got {dtype}: "
-            "use tiling()'s plan or dots=False"
-        )
     bits = np.empty(plan.rows, dtype=bias.dtype)
     reach = np.zeros(plan.rows, dtype=dtype)
     w = np.empty(0) if weights is None else np.ascontiguousarray(weights, dtype=np.float64)
