@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from types import SimpleNamespace
 from typing import Any
 
@@ -30,7 +31,7 @@ from emkit.estimators.selection import (
     _Start,
     all_covariance_types,
 )
-from emkit.exceptions import InputError
+from emkit.exceptions import ConvergenceWarning, InputError
 from emkit.families.gaussian import covariance_structure
 from emkit.inference.em import EMTrace
 from emkit.io import load_faithful
@@ -87,6 +88,29 @@ def test_a_short_run_that_used_every_iteration_is_not_run_further() -> None:
     row, continued = _continue_cell(model, X, n, scale, 3)
     assert continued is not None and row["n_iter"] == 3
     np.testing.assert_array_equal(continued.lower_bounds_, objective)
+
+
+def test_a_short_run_is_the_decorated_fit_and_lets_no_warning_out() -> None:
+    # _short_run fits without warnings_once (its warnings are ignored): the same model as
+    # fit, and none of its ConvergenceWarnings reaches a caller whose warnings are errors
+    X = mclust_data("iris")
+    scale = _column_scale(X)
+    start = _from_other_structure(X, 3, "VEV", "EII")
+    short = ModelBasedClustering()._cell(3, "VEV", None)
+    short.max_iter = SHORT_RUN
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        value, model = _short_run(short, X, scale, start)
+    assert model is not None and not model.converged_
+    decorated = ModelBasedClustering()._cell(3, "VEV", None)
+    decorated.max_iter = SHORT_RUN
+    decorated._hc_tree = start
+    with pytest.warns(ConvergenceWarning):
+        decorated.fit(X)
+    assert value == decorated.lower_bounds_[-1]
+    np.testing.assert_array_equal(model.lower_bounds_, decorated.lower_bounds_)
+    np.testing.assert_array_equal(model.covariances_, decorated.covariances_)
+    np.testing.assert_array_equal(model.means_, decorated.means_)
 
 
 def test_a_sweep_with_few_iterations_keeps_max_iter_on_continued_cells() -> None:
