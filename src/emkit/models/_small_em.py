@@ -68,6 +68,8 @@ _OUTSIDE = 2.0  # emkit.families.gaussian._OUTSIDE
 _FAR = 1e6  # emkit.families.gaussian._FAR
 _LOG_2PI = math.log(2.0 * math.pi)
 _DECREASE = 1e3 * _EPS  # emkit.inference.em._decrease_tolerance in float64
+# the most statistics' products the loop holds (a tile of rows of them): 1 MiB
+_PRODUCTS = 1 << 17
 # exp's constants, the compiled softmax's (one exp, two loops): ln 2 split in a high part
 # with trailing zeros and the rest, 1 / ln 2, and e^r's Taylor coefficients 1/13!, ...,
 # 1/1!, 1 (Horner's order)
@@ -245,10 +247,12 @@ def run(
             if layout == FULL or (q == j and layout != TIED):
                 term_a[t], term_b[t] = j, q
                 t += 1
-    # their products for every row, K n_terms of them padded to a multiple of 8 (summed
-    # 8 at a time: independent chains, each in the rows' order)
+    # their products, K n_terms of them padded to a multiple of 8 (summed 8 at a time:
+    # independent chains, each in the rows' order), for a tile of rows at a time (at most
+    # _PRODUCTS values: a long table's products are not all held at once)
     n_sums = (K * n_terms + 7) // 8 * 8
-    products = np.zeros((n_sums, n))
+    tile = max(1, min(n, _PRODUCTS // n_sums))
+    products = np.zeros((n_sums, tile))
     sums = np.empty(n_sums)
     resp = np.empty((K, n))
     maha = np.empty(n)
@@ -335,25 +339,32 @@ def run(
             rk = resp[k]
             for i in range(n):
                 rk[i] *= totals[i]  # r_nk
-            for t in range(n_terms):
-                a, b, out = A[term_a[t]], A[term_b[t]], products[k * n_terms + t]
-                for i in range(n):
-                    out[i] = (rk[i] * a[i]) * b[i]
-        for g in range(0, n_sums, 8):
-            p0, p1, p2, p3 = products[g], products[g + 1], products[g + 2], products[g + 3]
-            p4, p5, p6, p7 = products[g + 4], products[g + 5], products[g + 6], products[g + 7]
-            s0 = s1 = s2_ = s3 = s4 = s5 = s6 = s7 = 0.0
-            for i in range(n):
-                s0 += p0[i]
-                s1 += p1[i]
-                s2_ += p2[i]
-                s3 += p3[i]
-                s4 += p4[i]
-                s5 += p5[i]
-                s6 += p6[i]
-                s7 += p7[i]
-            sums[g], sums[g + 1], sums[g + 2], sums[g + 3] = s0, s1, s2_, s3
-            sums[g + 4], sums[g + 5], sums[g + 6], sums[g + 7] = s4, s5, s6, s7
+        sums[:] = 0.0
+        for lo in range(0, n, tile):
+            rows = min(n - lo, tile)
+            for k in range(K):
+                rk = resp[k, lo : lo + rows]
+                for t in range(n_terms):
+                    a, b = A[term_a[t], lo : lo + rows], A[term_b[t], lo : lo + rows]
+                    out = products[k * n_terms + t]
+                    for i in range(rows):
+                        out[i] = (rk[i] * a[i]) * b[i]
+            for g in range(0, n_sums, 8):
+                p0, p1, p2, p3 = products[g], products[g + 1], products[g + 2], products[g + 3]
+                p4, p5, p6, p7 = products[g + 4], products[g + 5], products[g + 6], products[g + 7]
+                s0, s1, s2_, s3 = sums[g], sums[g + 1], sums[g + 2], sums[g + 3]
+                s4, s5, s6, s7 = sums[g + 4], sums[g + 5], sums[g + 6], sums[g + 7]
+                for i in range(rows):
+                    s0 += p0[i]
+                    s1 += p1[i]
+                    s2_ += p2[i]
+                    s3 += p3[i]
+                    s4 += p4[i]
+                    s5 += p5[i]
+                    s6 += p6[i]
+                    s7 += p7[i]
+                sums[g], sums[g + 1], sums[g + 2], sums[g + 3] = s0, s1, s2_, s3
+                sums[g + 4], sums[g + 5], sums[g + 6], sums[g + 7] = s4, s5, s6, s7
         s2[:] = 0.0
         for k in range(K):
             nk[k] = sums[k * n_terms]
