@@ -101,6 +101,30 @@ def test_block_is_the_python_step_to_round_off(
     assert compiled.trace.seconds.shape == compiled.trace.objective.shape
 
 
+@pytest.mark.parametrize("covariance_type", ["full", "diag", "tied"])
+def test_a_long_tables_statistics_in_tiles_are_the_python_steps(
+    covariance_type: str, monkeypatch: Any
+) -> None:
+    # 3000 rows x 3, K = 6: the loop holds its statistics' products for a tile of rows
+    # at a time (64 sums of a full model: 2048 rows, two tiles), each sum continuing
+    # from the last tile's in the rows' order
+    n_rows, n_sums = 3000, (6 * (1 + 3 + 6) + 7) // 8 * 8
+    assert n_rows * n_sums > small_block.compiled_module("emkit.models._small_em")._PRODUCTS
+    rng = np.random.default_rng(3)
+    centres = rng.normal(scale=5.0, size=(6, 3))
+    X = centres[rng.integers(0, 6, n_rows)] + rng.normal(size=(n_rows, 3))
+    w = rng.uniform(0.5, 2.0, size=n_rows)
+    plan, engine, context = _plan(X, covariance_type, 6, random_state=3, sample_weight=w)
+    with context:
+        start = plan.initialize(plan.rng)
+        assert hasattr(em_step(plan.model, engine, plan.data), "block")
+        runs = [
+            _fit(plan, engine, start, on, monkeypatch, tol=0.0, max_iter=15)[0]
+            for on in (False, True)
+        ]
+    _assert_close(runs[1], runs[0])
+
+
 @pytest.mark.parametrize("covariance_type", ["full", "VEV", "spherical", "EEI"])
 def test_relative_tol_weights_and_max_iter(covariance_type: str, monkeypatch: Any) -> None:
     rng = np.random.default_rng(1)

@@ -194,6 +194,8 @@ def _loss_dense(W: Any, m: Any, cov: Any, L: Any) -> float:
     Sigma_k = L L^T (into ``L``, (d, d) scratch); infinite where one has none."""
     K, d = W.shape[0], W.shape[1]
     total = 0.0
+    Y = np.empty((d, d))
+    z = np.empty(d)
     for k in range(K):
         if not _cholesky(cov[k], L):
             return math.inf
@@ -203,7 +205,6 @@ def _loss_dense(W: Any, m: Any, cov: Any, L: Any) -> float:
         for j in range(d):
             logdet += 2.0 * math.log(L[j, j])
         trace = 0.0
-        Y = np.empty((d, d))
         for c in range(d):  # Y[:, c] = L^-1 W[:, c]
             for r in range(d):
                 s = W[k, r, c]
@@ -211,7 +212,6 @@ def _loss_dense(W: Any, m: Any, cov: Any, L: Any) -> float:
                     s -= L[r, i] * Y[i, c]
                 Y[r, c] = s / L[r, r]
         for r in range(d):  # (Y L^-T)[r, r]: solve z^T L^T = Y[r, :] up to entry r
-            z = np.empty(d)
             for c in range(r + 1):
                 s = Y[r, c]
                 for i in range(c):

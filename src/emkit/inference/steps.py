@@ -146,8 +146,9 @@ def em_step(model: EMModel[P], engine: Engine, data: RowSource) -> Step[P]:
     def block(
         params: P, previous: float, slack: float, n_max: int, tol: float, floor: float | None
     ) -> list[StepResult[P]]:
+        # (positional: a NamedTuple's keywords cost more than its fields, once an iteration)
         return [
-            StepResult(new, objective, gap, None, bound=bound)
+            StepResult(new, objective, gap, None, False, None, bound)
             for new, objective, bound, gap in run(params, previous, slack, n_max, tol, floor)
         ]
 

@@ -156,25 +156,26 @@ def gaussian_block(
         )  # fmt: skip
         floored = np.zeros(K, dtype=bool)
         floored.flags.writeable = False
-        shape = np.shape(components.covariances)
+        # each iteration's covariances and factors in the parameters' shape: one view of
+        # the whole block, whose rows are the iterations' (a row's view is one index)
+        shape = (n_max, *np.shape(components.covariances))
+        covs = (out_cov3 if dense else out_cov2).reshape(shape)
+        precs = (out_pc3 if dense else out_pc2).reshape(shape)
+        make = type(params)
         gaps, objectives, bounds, slacks = out[:, :count].tolist()
         return [
-            (
-                type(params)(
-                    out_w[i],
-                    GaussianParams(
-                        out_means[i],
-                        (out_cov3[i] if dense else out_cov2[i]).reshape(shape),
-                        (out_pc3[i] if dense else out_pc2[i]).reshape(shape),
-                        floored,
-                        gaps[i],
-                    ),
-                ),
-                objectives[i],
-                bounds[i],
-                slacks[i],
+            (make(w_i, GaussianParams(mu_i, cov_i, prec_i, floored, gap)), objective, bound, s)
+            for w_i, mu_i, cov_i, prec_i, gap, objective, bound, s in zip(
+                out_w[:count],
+                out_means[:count],
+                covs[:count],
+                precs[:count],
+                gaps,
+                objectives,
+                bounds,
+                slacks,
+                strict=True,
             )
-            for i in range(count)
         ]
 
     return run

@@ -68,6 +68,8 @@ _OUTSIDE = 2.0  # emkit.families.gaussian._OUTSIDE
 _FAR = 1e6  # emkit.families.gaussian._FAR
 _LOG_2PI = math.log(2.0 * math.pi)
 _DECREASE = 1e3 * _EPS  # emkit.inference.em._decrease_tolerance in float64
+# the most statistics' products the loop holds (a tile of rows of them): 1 MiB
+_PRODUCTS = 1 << 17
 # exp's constants, the compiled softmax's (one exp, two loops): ln 2 split in a high part
 # with trailing zeros and the rest, 1 / ln 2, and e^r's Taylor coefficients 1/13!, ...,
 # 1/1!, 1 (Horner's order)
@@ -222,9 +224,41 @@ def run(
         mean_square += column_scale[j] * column_scale[j]
     sphere_floor = _FLOOR_EPS * mean_square / d
     dense_floor = _FLOOR_EPS * d
-    lp = np.empty(K)
-    resp = np.empty((n, K))
+    # the passes over the rows run along them, each vectorized (k outer, the rows inner),
+    # every sum a row's or a column's in the order of the row-major loop (the same values
+    # bit for bit): ``A`` the columns x_j and a row of ones, ``resp`` (K, n)
+    A = np.empty((d + 1, n))
+    for j in range(d):
+        for i in range(n):
+            A[j, i] = X[i, j]
+    A[d] = 1.0
+    # the statistics' terms of a component, ``(r_nk A_a) A_b`` summed over the rows: N_k,
+    # then S_k, then the second moments of the layout (r x_j x_q as (r x_j) x_q)
+    n_terms = 1 + d + (d * (d + 1) // 2 if layout == FULL else 0 if layout == TIED else d)
+    term_a = np.empty(n_terms, dtype=np.int64)
+    term_b = np.empty(n_terms, dtype=np.int64)
+    term_a[0], term_b[0] = d, d
+    t = 1
+    for j in range(d):
+        term_a[t], term_b[t] = j, d
+        t += 1
+    for j in range(d):
+        for q in range(j, d):
+            if layout == FULL or (q == j and layout != TIED):
+                term_a[t], term_b[t] = j, q
+                t += 1
+    # their products, K n_terms of them padded to a multiple of 8 (summed 8 at a time:
+    # independent chains, each in the rows' order), for a tile of rows at a time (at most
+    # _PRODUCTS values: a long table's products are not all held at once)
+    n_sums = (K * n_terms + 7) // 8 * 8
+    tile = max(1, min(n, _PRODUCTS // n_sums))
+    products = np.zeros((n_sums, tile))
+    sums = np.empty(n_sums)
+    resp = np.empty((K, n))
+    maha = np.empty(n)
+    y = np.empty(n)
     tops = np.empty(n)
+    totals = np.empty(n)
     const = np.empty(K)
     nk = np.empty(K)
     nkf = np.empty(K)
@@ -262,53 +296,84 @@ def run(
                 math.log(cw[k]) + _half_log_det(layout, k, d, cpc3, cpc2) - 0.5 * d * _LOG_2PI
             )
         # -- E-step ---------------------------------------------------------------------
-        nk[:] = 0.0
-        sx[:] = 0.0
-        s2[:] = 0.0
-        loglik = 0.0
         # log p(x, k) - max_k, clipped as the E-step clips it, for every row: then the
         # exps in one loop (vectorized), then the sums
-        for i in range(n):
-            x = X[i]
-            top = -math.inf
-            for k in range(K):
-                maha = 0.0
-                if dense:
-                    kc = 0 if layout == TIED else k
-                    for j in range(d):  # y = (x - mu) U, U upper triangular
-                        s = 0.0
-                        for q in range(j + 1):
-                            s += (x[q] - cmu[k, q]) * cpc3[kc, q, j]
-                        maha += s * s
-                else:
-                    for j in range(d):
-                        u = cpc2[k, j] if layout == DIAG else cpc2[k, 0]
-                        s = (x[j] - cmu[k, j]) * u
-                        maha += s * s
-                lp[k] = const[k] - 0.5 * maha
-                top = max(top, lp[k])
-            tops[i] = top
-            for k in range(K):
-                resp[i, k] = max(lp[k] - top, _LOG_RESP_FLOOR)
-        _exp(resp.ravel())
-        for i in range(n):
-            x = X[i]
-            total = 0.0
-            for k in range(K):
-                total += resp[i, k]
-            loglik += w[i] * (math.log(total) + tops[i])
-            scale = w[i] / total
-            for k in range(K):
-                r = resp[i, k] * scale
-                nk[k] += r
+        tops[:] = -math.inf
+        for k in range(K):
+            maha[:] = 0.0
+            if dense:
+                kc = 0 if layout == TIED else k
+                for j in range(d):  # y = (x - mu) U, U upper triangular
+                    y[:] = 0.0
+                    for q in range(j + 1):
+                        m, u, xq = cmu[k, q], cpc3[kc, q, j], A[q]
+                        for i in range(n):
+                            y[i] += (xq[i] - m) * u
+                    for i in range(n):
+                        maha[i] += y[i] * y[i]
+            else:
                 for j in range(d):
-                    rx = r * x[j]
-                    sx[k, j] += rx
-                    if layout == FULL:
-                        for q in range(j, d):
-                            s2[k, j, q] += rx * x[q]
-                    elif layout != TIED:
-                        s2[k, j, j] += rx * x[j]
+                    m, u, xj = cmu[k, j], cpc2[k, j] if layout == DIAG else cpc2[k, 0], A[j]
+                    for i in range(n):
+                        s = (xj[i] - m) * u
+                        maha[i] += s * s
+            c, lpk = const[k], resp[k]
+            for i in range(n):
+                lpk[i] = c - 0.5 * maha[i]
+                tops[i] = max(tops[i], lpk[i])
+        for k in range(K):
+            rk = resp[k]
+            for i in range(n):
+                rk[i] = max(rk[i] - tops[i], _LOG_RESP_FLOOR)
+        _exp(resp.ravel())
+        totals[:] = 0.0
+        for k in range(K):
+            rk = resp[k]
+            for i in range(n):
+                totals[i] += rk[i]
+        loglik = 0.0
+        for i in range(n):
+            loglik += w[i] * (math.log(totals[i]) + tops[i])
+            totals[i] = w[i] / totals[i]
+        for k in range(K):
+            rk = resp[k]
+            for i in range(n):
+                rk[i] *= totals[i]  # r_nk
+        sums[:] = 0.0
+        for lo in range(0, n, tile):
+            rows = min(n - lo, tile)
+            for k in range(K):
+                rk = resp[k, lo : lo + rows]
+                for t in range(n_terms):
+                    a, b = A[term_a[t], lo : lo + rows], A[term_b[t], lo : lo + rows]
+                    out = products[k * n_terms + t]
+                    for i in range(rows):
+                        out[i] = (rk[i] * a[i]) * b[i]
+            for g in range(0, n_sums, 8):
+                p0, p1, p2, p3 = products[g], products[g + 1], products[g + 2], products[g + 3]
+                p4, p5, p6, p7 = products[g + 4], products[g + 5], products[g + 6], products[g + 7]
+                s0, s1, s2_, s3 = sums[g], sums[g + 1], sums[g + 2], sums[g + 3]
+                s4, s5, s6, s7 = sums[g + 4], sums[g + 5], sums[g + 6], sums[g + 7]
+                for i in range(rows):
+                    s0 += p0[i]
+                    s1 += p1[i]
+                    s2_ += p2[i]
+                    s3 += p3[i]
+                    s4 += p4[i]
+                    s5 += p5[i]
+                    s6 += p6[i]
+                    s7 += p7[i]
+                sums[g], sums[g + 1], sums[g + 2], sums[g + 3] = s0, s1, s2_, s3
+                sums[g + 4], sums[g + 5], sums[g + 6], sums[g + 7] = s4, s5, s6, s7
+        s2[:] = 0.0
+        for k in range(K):
+            nk[k] = sums[k * n_terms]
+            for t in range(1, n_terms):
+                v = sums[k * n_terms + t]
+                if t <= d:
+                    sx[k, t - 1] = v
+                else:
+                    s2[k, term_a[t], term_b[t]] = v
         for k in range(K):
             for j in range(d):
                 for q in range(j):
