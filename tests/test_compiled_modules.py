@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import sys
 import threading
+import weakref
 from collections.abc import Iterator
 
 import pytest
@@ -34,6 +35,34 @@ def test_the_collector_is_off_in_the_block_and_back_on_after(collector_on: None)
     with pytest.raises(RuntimeError, match="inside"), collector_paused():
         raise RuntimeError("inside")
     assert gc.isenabled()
+
+
+class _Cycle:
+    """A tracked object that is garbage only for the cyclic collector."""
+
+    def __init__(self) -> None:
+        self.me = self
+
+
+def test_what_a_block_makes_goes_to_the_oldest_generation_and_stays_collectable(
+    collector_on: None,
+) -> None:
+    # many objects (a load of Numba's size): no young collection walks them, and they
+    # do not count as newly long-lived (which sets off a full collection)
+    with collector_paused():
+        many = [_Cycle() for _ in range(2 * _compiled_modules._MANY_OBJECTS)]
+    oldest = {id(o) for o in gc.get_objects(generation=2)}
+    assert all(id(o) in oldest for o in many)
+    # a few: left to the collector as ever
+    with collector_paused():
+        few = [_Cycle() for _ in range(10)]
+    oldest = {id(o) for o in gc.get_objects(generation=2)}
+    assert not any(id(o) in oldest for o in few)
+    # still garbage the collector frees
+    gone = weakref.ref(many[0])
+    del many
+    gc.collect()
+    assert gone() is None
 
 
 def test_a_collector_that_was_off_stays_off(collector_on: None) -> None:

@@ -10,10 +10,14 @@ the set-up of its CPU target make ~75,000 objects that live as long as the proce
 form no garbage, and the collector, which counts allocations, runs full collections in
 the middle of them: each walks every object of the process (~60-100 ms of a first fit's
 main thread here, holding the GIL, so the engine's threads wait for it too) and frees
-nothing. Held off, those objects enter the collector's young generations at its next
-ordinary pass, and the full collections they would have set off fall to one at most,
-whenever the process's own allocations call for it (``bench/profile_fit.py --cold``:
-full collections in a first diag fit, before and after)."""
+nothing. When the load ends, what it made goes to the oldest generation at once
+(``gc.freeze`` then ``gc.unfreeze``: as if it had survived a full collection, without
+counting among the newly long-lived objects whose number sets off the next full
+collection), so that no collection walks it until the process's own allocations call
+for a full one; it stays collectable (``bench/profile_fit.py --cold``: full collections
+in a first diag fit, before and after). After scikit-learn's fit in the same process
+(``peers.py``), the one full collection the load still set off later in a first diag
+fit took ~115 ms; now none does."""
 
 from __future__ import annotations
 
@@ -70,6 +74,9 @@ def _set_up_target() -> None:
 
 
 _pause_lock = threading.Lock()
+# objects made inside the paused blocks beyond which they go to the oldest generation
+# (collector_paused; Numba's load: ~75,000)
+_MANY_OBJECTS = 10_000
 # (blocks inside collector_paused, whether the collector was on at the first of them)
 _paused: list[Any] = [0, False]
 
@@ -90,4 +97,10 @@ def collector_paused() -> Iterator[None]:
         with _pause_lock:
             _paused[0] -= 1
             if _paused[0] == 0 and _paused[1]:
+                if gc.get_count()[0] > _MANY_OBJECTS:
+                    # what the blocks made goes to the oldest generation at once, as if
+                    # it had survived a full collection but without counting as newly
+                    # long-lived, which would set off a full collection for it later
+                    gc.freeze()
+                    gc.unfreeze()
                 gc.enable()
