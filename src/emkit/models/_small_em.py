@@ -51,8 +51,12 @@ from emkit.families._covariance_compiled import (
     m_step_dense,
     m_step_variances,
 )
+from emkit.families.gaussian import _FAR as _GAUSSIAN_FAR
+from emkit.families.gaussian import _FLOOR_EPS as _GAUSSIAN_FLOOR_EPS
+from emkit.families.gaussian import _OUTSIDE as _GAUSSIAN_OUTSIDE
 from emkit.models._small_block import DIAG, FULL, TIED
 from emkit.models._softmax_kernels import EXP_TAYLOR, LN2, LOG2E
+from emkit.models.mixing import NK_FLOOR, resp_floor
 
 _jit = numba.njit(cache=True, nogil=True, error_model="numpy")
 
@@ -61,11 +65,12 @@ _jit = numba.njit(cache=True, nogil=True, error_model="numpy")
 CONVERGED, EXHAUSTED, HAND_OVER = 0, 1, 2
 
 _EPS = float(np.finfo(np.float64).eps)
-_NK_FLOOR = 10.0 * _EPS  # emkit.models.mixing.NK_FLOOR
-_FLOOR_EPS = 1e3 * _EPS  # emkit.families.gaussian._FLOOR_EPS
-_LOG_RESP_FLOOR = -600.0  # emkit.models.mixing's float64 clip
-_OUTSIDE = 2.0  # emkit.families.gaussian._OUTSIDE
-_FAR = 1e6  # emkit.families.gaussian._FAR
+# the Python step's constants, read where they are defined (float64 throughout)
+_NK_FLOOR = NK_FLOOR
+_FLOOR_EPS = float(_GAUSSIAN_FLOOR_EPS)
+_LOG_RESP_FLOOR = float(resp_floor(np.float64))
+_OUTSIDE = float(_GAUSSIAN_OUTSIDE)
+_FAR = float(_GAUSSIAN_FAR)
 _LOG_2PI = math.log(2.0 * math.pi)
 _DECREASE = 1e3 * _EPS  # emkit.inference.em._decrease_tolerance in float64
 # the most statistics' products the loop holds (a tile of rows of them): 1 MiB
