@@ -24,12 +24,19 @@ from __future__ import annotations
 import functools
 import gc
 import importlib
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["collector_paused", "compiled_module", "numba_module"]
+__all__ = ["collector_paused", "compiled_module", "numba_loaded", "numba_module"]
+
+
+def numba_loaded() -> bool:
+    """Whether the process has imported Numba already (a fit, or another library): where
+    a loop compiled by Numba pays off only once its import is paid."""
+    return "numba" in sys.modules
 
 
 @functools.cache

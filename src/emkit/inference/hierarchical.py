@@ -43,7 +43,6 @@ loop runs on any number of rows (faithful's 272: ~2 ms against ~30 ms).
 from __future__ import annotations
 
 import functools
-import sys
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
@@ -51,7 +50,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from emkit._compiled_modules import numba_module
+from emkit._compiled_modules import numba_loaded, numba_module
 from emkit._validation import check_choice, check_number, check_positive_int
 from emkit.exceptions import InputError
 
@@ -245,7 +244,7 @@ def _agglomerate_vvv(Z: Array, alpha: float, beta: float) -> tuple[NDArray[np.in
     cost = 2.0 * np.log(cost) - 2.0 * float(np.log(beta * alpha))
     np.fill_diagonal(cost, np.inf)
     # (below COMPILED_FROM rows, only where another fit paid Numba's import)
-    compiled = _kernels() if m >= COMPILED_FROM or "numba" in sys.modules else None
+    compiled = _kernels() if m >= COMPILED_FROM or numba_loaded() else None
     if compiled is not None:
         merges = np.empty((m - 1, 2), dtype=np.int64)
         costs = np.empty(m - 1)

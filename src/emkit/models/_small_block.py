@@ -14,14 +14,13 @@ tolerance, a covariance at the degeneracy floor, ...) back to the Python step, s
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from emkit._compiled_modules import compiled_module
+from emkit._compiled_modules import compiled_module, numba_loaded
 from emkit.families.covariance import _CODES, _MAX_CYCLES, _TOLERANCE, Composed
 from emkit.families.gaussian import (
     Diag,
@@ -92,7 +91,7 @@ def gaussian_block(
     if layout is None:
         return None
     composed = isinstance(structure, Composed)
-    if not composed and "numba" not in sys.modules:
+    if not composed and not numba_loaded():
         # scikit-learn's four structures never import Numba for a small fit (importing
         # it costs more than such a fit): their blocks run where the process has it
         # already (a composed model's fit, hierarchical starts, a large fit's E-step)
