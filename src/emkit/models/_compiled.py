@@ -155,15 +155,19 @@ def statistics(X: Any, shift: Any, lo: int, hi: int, layout: int, T: Any, reach:
     for b in range(width):
         t[b] = 1
     if layout == _DIAG:
-        # x and x**2 in one loop, row by row (a contiguous read of each row): 1.7x the
-        # column loops' speed in float64 at d = 32 on rows in cache (1.1x in float32); on
-        # 500k-32d the phase waits on memory either way
+        # x, row by row (a contiguous read of each row): 1.7x the column loops' speed in
+        # float64 at d = 32 on rows in cache (1.1x in float32). x**2 only where T has
+        # rows for it (BLAS's products read it); the compiled products square x as they
+        # read it (axpy_squares, dot_squares), the same values, and the tile's half the
+        # writes (1.5x this phase on 500k-32d, either dtype)
+        squares = T.shape[0] > 1 + d
         for b in range(width):
             top = reach[b]
             for i in range(d):
                 T[1 + i, b] = X[lo + b, i] - shift[i]
                 v = T[1 + i, b]  # rounded to T's dtype, as the square's factors
-                T[1 + d + i, b] = v * v
+                if squares:
+                    T[1 + d + i, b] = v * v
                 if abs(v) > top:
                     top = abs(v)
             reach[b] = top
@@ -260,6 +264,69 @@ def axpy_product(eta: Any, T: Any, out: Any) -> None:
         k += 1
 
 
+@_jit
+def axpy_squares(eta: Any, T: Any, out: Any) -> None:
+    """:func:`axpy_product` for the diagonal layout without the squares laid out:
+    ``out`` (K, n) = ``eta`` (K, 1 + 2d) @ (1, x, x**2), ``T`` (at least 1 + d, n)
+    holding (1, x), each feature's two terms in Horner's form,
+    ``(eta_k,i + eta_k,d+i x_i) x_i``: two multiply-adds a feature and component as
+    eta @ T takes, none to square x, and half the tile's rows read (the squares in the
+    loop cost a multiply for four multiply-adds: 1.2x this phase on 500k-32d). The terms
+    are added in feature order; the log-densities are eta @ T's to round-off (the
+    tests: 1e-12 relative to the terms' sizes in float64)."""
+    K, S = eta.shape
+    d = (S - 1) // 2
+    n = out.shape[1]
+    k = 0
+    while k + 4 <= K:
+        o0, o1, o2, o3 = out[k], out[k + 1], out[k + 2], out[k + 3]
+        e = eta[k : k + 4]
+        t = T[0]
+        for j in range(n):
+            v = t[j]
+            o0[j] = e[0, 0] * v
+            o1[j] = e[1, 0] * v
+            o2[j] = e[2, 0] * v
+            o3[j] = e[3, 0] * v
+        i = 1
+        while i + 2 <= 1 + d:
+            t0, t1 = T[i], T[i + 1]
+            a0, a1, p0, p1 = e[0, i], e[0, i + 1], e[0, d + i], e[0, d + i + 1]
+            b0, b1, q0, q1 = e[1, i], e[1, i + 1], e[1, d + i], e[1, d + i + 1]
+            c0, c1, r0, r1 = e[2, i], e[2, i + 1], e[2, d + i], e[2, d + i + 1]
+            d0, d1, s0, s1 = e[3, i], e[3, i + 1], e[3, d + i], e[3, d + i + 1]
+            for j in range(n):
+                v0, v1 = t0[j], t1[j]
+                o0[j] = o0[j] + (a0 + p0 * v0) * v0 + (a1 + p1 * v1) * v1
+                o1[j] = o1[j] + (b0 + q0 * v0) * v0 + (b1 + q1 * v1) * v1
+                o2[j] = o2[j] + (c0 + r0 * v0) * v0 + (c1 + r1 * v1) * v1
+                o3[j] = o3[j] + (d0 + s0 * v0) * v0 + (d1 + s1 * v1) * v1
+            i += 2
+        if i < 1 + d:
+            t0 = T[i]
+            a0, b0, c0, d0 = e[0, i], e[1, i], e[2, i], e[3, i]
+            p0, q0, r0, s0 = e[0, d + i], e[1, d + i], e[2, d + i], e[3, d + i]
+            for j in range(n):
+                v0 = t0[j]
+                o0[j] = o0[j] + (a0 + p0 * v0) * v0
+                o1[j] = o1[j] + (b0 + q0 * v0) * v0
+                o2[j] = o2[j] + (c0 + r0 * v0) * v0
+                o3[j] = o3[j] + (d0 + s0 * v0) * v0
+        k += 4
+    while k < K:
+        row = out[k]
+        a0 = eta[k, 0]
+        t = T[0]
+        for j in range(n):
+            row[j] = a0 * t[j]
+        for i in range(1, 1 + d):
+            a0, p0 = eta[k, i], eta[k, d + i]
+            t = T[i]
+            for j in range(n):
+                row[j] += (a0 + p0 * t[j]) * t[j]
+        k += 1
+
+
 @_jit_lanes
 def dot_products(R: Any, T: Any, zero: Any, sums: Any) -> None:
     """``sums`` (K, S) float64 += ``R`` (K, n) @ ``T`` (S, n)^T, each of the K S sums
@@ -323,6 +390,73 @@ def dot_products(R: Any, T: Any, zero: Any, sums: Any) -> None:
         k += 1
 
 
+@_jit_lanes
+def dot_squares(R: Any, T: Any, zero: Any, sums: Any) -> None:
+    """:func:`dot_products` for the diagonal layout with the squares read from x:
+    ``sums`` (K, 1 + 2d) float64 += ``R`` (K, n) @ (1, x, x**2)^T, ``T`` (at least
+    1 + d, n) holding (1, x). Four rows of R against one row of x and its square (five
+    loads for eight multiply-adds a vector, where dot_products' two rows of T take six),
+    each sum in R's dtype in vector lanes (reassociated, as dot_products')."""
+    K, n = R.shape
+    d = (sums.shape[1] - 1) // 2
+    k = 0
+    while k + 4 <= K:
+        r0, r1, r2, r3 = R[k], R[k + 1], R[k + 2], R[k + 3]
+        t = T[0]
+        a0, a1, a2, a3 = zero, zero, zero, zero
+        for j in range(n):
+            v = t[j]
+            a0 += r0[j] * v
+            a1 += r1[j] * v
+            a2 += r2[j] * v
+            a3 += r3[j] * v
+        sums[k, 0] += a0
+        sums[k + 1, 0] += a1
+        sums[k + 2, 0] += a2
+        sums[k + 3, 0] += a3
+        for i in range(1, 1 + d):
+            t = T[i]
+            a0, a1, a2, a3 = zero, zero, zero, zero
+            b0, b1, b2, b3 = zero, zero, zero, zero
+            for j in range(n):
+                v = t[j]
+                w = v * v
+                a0 += r0[j] * v
+                a1 += r1[j] * v
+                a2 += r2[j] * v
+                a3 += r3[j] * v
+                b0 += r0[j] * w
+                b1 += r1[j] * w
+                b2 += r2[j] * w
+                b3 += r3[j] * w
+            sums[k, i] += a0
+            sums[k + 1, i] += a1
+            sums[k + 2, i] += a2
+            sums[k + 3, i] += a3
+            sums[k, d + i] += b0
+            sums[k + 1, d + i] += b1
+            sums[k + 2, d + i] += b2
+            sums[k + 3, d + i] += b3
+        k += 4
+    while k < K:
+        r0 = R[k]
+        t = T[0]
+        a0 = zero
+        for j in range(n):
+            a0 += r0[j] * t[j]
+        sums[k, 0] += a0
+        for i in range(1, 1 + d):
+            t = T[i]
+            a0, b0 = zero, zero
+            for j in range(n):
+                v = t[j]
+                a0 += r0[j] * v
+                b0 += r0[j] * (v * v)
+            sums[k, i] += a0
+            sums[k, d + i] += b0
+        k += 1
+
+
 @_jit
 def gaussian_e_step(
     X: Any,
@@ -358,14 +492,20 @@ def gaussian_e_step(
     K, S = eta.shape
     tile = bits.shape[0]
     poly = np.empty(tile, dtype=eta.dtype)
-    whole = np.empty((S, tile), dtype=eta.dtype)
+    # diag with both products compiled: T holds (1, x), the products square x
+    squares = layout == _DIAG and axpy and dots
+    stored = 1 + (S - 1) // 2 if squares else S
+    whole = np.empty((stored, tile), dtype=eta.dtype)
     for lo in range(0, n, tile):
         hi = min(lo + tile, n)
-        T = whole if hi - lo == tile else np.empty((S, hi - lo), dtype=eta.dtype)
+        T = whole if hi - lo == tile else np.empty((stored, hi - lo), dtype=eta.dtype)
         statistics(X, shift, lo, hi, layout, T, reach)
         if phases < 2:
             continue
-        if axpy:
+        if squares:
+            lp = np.empty((K, hi - lo), dtype=eta.dtype)
+            axpy_squares(eta, T, lp)
+        elif axpy:
             lp = np.empty((K, hi - lo), dtype=eta.dtype)
             axpy_product(eta, T, lp)
         else:
@@ -379,7 +519,9 @@ def gaussian_e_step(
         if phases < 4:
             continue
         # sum_b r_kb T_b, in the rows' dtype
-        if dots:
+        if squares:
+            dot_squares(lp, T, coef[18], sums)
+        elif dots:
             dot_products(lp, T, coef[18], sums)
         elif transposed:
             part_t = np.dot(T, lp.T)  # (S, K)
