@@ -160,17 +160,19 @@ def statistics(X: Any, shift: Any, lo: int, hi: int, layout: int, T: Any, reach:
         # rows for it (BLAS's products read it); the compiled products square x as they
         # read it (axpy_squares, dot_squares), the same values, and the tile's half the
         # writes (1.5x this phase on 500k-32d, either dtype)
-        squares = T.shape[0] > 1 + d
         for b in range(width):
             top = reach[b]
             for i in range(d):
                 T[1 + i, b] = X[lo + b, i] - shift[i]
-                v = T[1 + i, b]  # rounded to T's dtype, as the square's factors
-                if squares:
-                    T[1 + d + i, b] = v * v
-                if abs(v) > top:
-                    top = abs(v)
+                v = abs(T[1 + i, b])  # rounded to T's dtype, as the square's factors
+                if v > top:
+                    top = v
             reach[b] = top
+        if T.shape[0] > 1 + d:
+            for i in range(d):
+                xi, t = T[1 + i], T[1 + d + i]
+                for b in range(width):
+                    t[b] = xi[b] * xi[b]
         return
     rows = X[lo:hi]
     for i in range(d):
@@ -392,29 +394,52 @@ def dot_products(R: Any, T: Any, zero: Any, sums: Any) -> None:
 
 @_jit_lanes
 def dot_squares(R: Any, T: Any, zero: Any, sums: Any) -> None:
-    """:func:`dot_products` for the diagonal layout with the squares read from x:
+    """:func:`dot_products` for the diagonal layout without the squares laid out:
     ``sums`` (K, 1 + 2d) float64 += ``R`` (K, n) @ (1, x, x**2)^T, ``T`` (at least
-    1 + d, n) holding (1, x). Four rows of R against one row of x and its square (five
-    loads for eight multiply-adds a vector, where dot_products' two rows of T take six),
-    each sum in R's dtype in vector lanes (reassociated, as dot_products')."""
+    1 + d, n) holding (1, x). Eight rows of R (then four, then one) against one row of x
+    and its square (nine loads and a multiply for 16 multiply-adds a vector, where
+    dot_products' four rows against two of T take six loads for eight: 1.05-1.1x the
+    four rows' speed on 500k-32d), each sum in R's dtype in vector lanes (reassociated,
+    as dot_products')."""
     K, n = R.shape
     d = (sums.shape[1] - 1) // 2
     k = 0
-    while k + 4 <= K:
+    while k + 8 <= K:
         r0, r1, r2, r3 = R[k], R[k + 1], R[k + 2], R[k + 3]
-        t = T[0]
-        a0, a1, a2, a3 = zero, zero, zero, zero
-        for j in range(n):
-            v = t[j]
-            a0 += r0[j] * v
-            a1 += r1[j] * v
-            a2 += r2[j] * v
-            a3 += r3[j] * v
-        sums[k, 0] += a0
-        sums[k + 1, 0] += a1
-        sums[k + 2, 0] += a2
-        sums[k + 3, 0] += a3
-        for i in range(1, 1 + d):
+        r4, r5, r6, r7 = R[k + 4], R[k + 5], R[k + 6], R[k + 7]
+        for i in range(1 + d):
+            t = T[i]
+            a0, a1, a2, a3, a4, a5, a6, a7 = zero, zero, zero, zero, zero, zero, zero, zero
+            b0, b1, b2, b3, b4, b5, b6, b7 = zero, zero, zero, zero, zero, zero, zero, zero
+            for j in range(n):
+                v = t[j]
+                w = v * v  # i = 0: the constant 1, whose square is not used
+                a0 += r0[j] * v
+                a1 += r1[j] * v
+                a2 += r2[j] * v
+                a3 += r3[j] * v
+                a4 += r4[j] * v
+                a5 += r5[j] * v
+                a6 += r6[j] * v
+                a7 += r7[j] * v
+                b0 += r0[j] * w
+                b1 += r1[j] * w
+                b2 += r2[j] * w
+                b3 += r3[j] * w
+                b4 += r4[j] * w
+                b5 += r5[j] * w
+                b6 += r6[j] * w
+                b7 += r7[j] * w
+            for q, (a, b_) in enumerate(
+                ((a0, b0), (a1, b1), (a2, b2), (a3, b3), (a4, b4), (a5, b5), (a6, b6), (a7, b7))
+            ):
+                sums[k + q, i] += a
+                if i > 0:
+                    sums[k + q, d + i] += b_
+        k += 8
+    if k + 4 <= K:
+        r0, r1, r2, r3 = R[k], R[k + 1], R[k + 2], R[k + 3]
+        for i in range(1 + d):
             t = T[i]
             a0, a1, a2, a3 = zero, zero, zero, zero
             b0, b1, b2, b3 = zero, zero, zero, zero
@@ -429,14 +454,10 @@ def dot_squares(R: Any, T: Any, zero: Any, sums: Any) -> None:
                 b1 += r1[j] * w
                 b2 += r2[j] * w
                 b3 += r3[j] * w
-            sums[k, i] += a0
-            sums[k + 1, i] += a1
-            sums[k + 2, i] += a2
-            sums[k + 3, i] += a3
-            sums[k, d + i] += b0
-            sums[k + 1, d + i] += b1
-            sums[k + 2, d + i] += b2
-            sums[k + 3, d + i] += b3
+            for q, (a, b_) in enumerate(((a0, b0), (a1, b1), (a2, b2), (a3, b3))):
+                sums[k + q, i] += a
+                if i > 0:
+                    sums[k + q, d + i] += b_
         k += 4
     while k < K:
         r0 = R[k]

@@ -47,7 +47,7 @@ import numpy as np
 
 from emkit.models._softmax_kernels import constants, kernels
 
-__all__ = ["LAYOUTS", "Tiling", "gaussian_e_step", "kernels", "tiling"]
+__all__ = ["LAYOUTS", "Tiling", "gaussian_e_step", "kernels", "stored_rows", "tiling"]
 
 # The second-order statistics the kernel builds after x (see gaussian_e_step).
 LAYOUTS = ("full", "diag", "spherical")
@@ -87,8 +87,17 @@ class Tiling(NamedTuple):
     dots: bool = False  # the second product by the compiled loop
 
 
+def stored_rows(n_stats: int, layout: str) -> int:
+    """The rows of a tile's statistics under the compiled products for ``n_stats``
+    statistics (the constant 1 included) of ``layout``: (1, x) for ``'diag'``, whose
+    products square x as they read it (:func:`emkit.models._compiled.axpy_squares`,
+    ``dot_squares``), all of them otherwise."""
+    return 1 + (n_stats - 1) // 2 if layout == "diag" else n_stats
+
+
 def tiling(n_stats: int, n_components: int, dtype: Any) -> Tiling:
-    """Rows per tile for ``n_stats`` statistics (the constant 1 included) of ``dtype``,
+    """Rows per tile for ``n_stats`` rows of statistics (the constant 1 included; see
+    :func:`stored_rows`) of ``dtype``,
     the second product's layout (``transposed`` and ``dots`` of
     :func:`emkit.models._compiled.gaussian_e_step`) and the first product's (``axpy``):
     the compiled products in both dtypes, faster than BLAS on every workload of
@@ -127,7 +136,8 @@ def gaussian_e_step(
     sums = np.zeros(eta.shape)
     m, total = np.empty(n, dtype=dtype), np.empty(n, dtype=dtype)
     coef, bias, bit_shift = constants(dtype)
-    plan = tiling(eta.shape[1], eta.shape[0], dtype) if plan is None else plan
+    if plan is None:
+        plan = tiling(stored_rows(eta.shape[1], layout), eta.shape[0], dtype)
     bits = np.empty(plan.rows, dtype=bias.dtype)
     reach = np.zeros(plan.rows, dtype=dtype)
     w = np.empty(0) if weights is None else np.ascontiguousarray(weights, dtype=np.float64)
