@@ -413,3 +413,63 @@ def test_float64s_compiled_products_are_blas_products_to_round_off(
     gamma = n * u / (1 - n * u)
     bound = 2 * gamma * (R @ np.abs(T).T) + np.finfo(np.float64).tiny
     np.testing.assert_array_less(np.abs(sums - np.dot(R, T.T)), bound)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data(), st.integers(1, 19), st.integers(1, 9), st.integers(0, 70))
+def test_the_diag_products_square_x_as_the_laid_out_products_read_it(
+    data: st.DataObject, K: int, d: int, n: int
+) -> None:
+    """axpy_squares and dot_squares read T = (1, x) and take x**2 from it: eta @ (1, x,
+    x**2) and R @ (1, x, x**2)^T as axpy_product and dot_products give them on the laid-out
+    squares, to the round-off bound of a sum of m products (|error| <= gamma_m sum
+    |a_i b_i| for each), with K across the blocks of eight, four and one and d odd or
+    even; in float32 to its round-off."""
+    for dtype, u in (("float64", 2.0**-53), ("float32", 2.0**-24)):
+        x = _block(data, d, n, dtype)
+        T = np.vstack([np.ones((1, n), dtype=dtype), x])
+        full = np.vstack([T, x * x])  # statistics' rounding of the squares
+        eta = _block(data, K, 1 + 2 * d, dtype)
+        out, laid = np.full((K, n), np.nan, dtype=dtype), np.full((K, n), np.nan, dtype=dtype)
+        kernels().axpy_squares(eta, T, out)
+        kernels().axpy_product(eta, full, laid)
+        m = 2 * d + 2  # Horner's form: one more rounding a feature
+        gamma = m * u / (1 - m * u)
+        bound = 2 * gamma * (np.abs(eta).astype(float) @ np.abs(full).astype(float))
+        np.testing.assert_array_less(np.abs(out - laid.astype(float)), bound + 1e-300)
+        R = np.abs(_block(data, K, n, dtype))
+        sums, dots = np.ones((K, 1 + 2 * d)), np.ones((K, 1 + 2 * d))
+        kernels().dot_squares(R, T, R.dtype.type(0.0), sums)
+        kernels().dot_products(R, full, R.dtype.type(0.0), dots)
+        gamma = (n + 1) * u / (1 - (n + 1) * u)
+        bound = 2 * gamma * (R.astype(float) @ np.abs(full).astype(float).T)
+        np.testing.assert_array_less(np.abs(sums - dots), bound + 1e-300)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_the_diag_pass_lays_out_the_squares_only_for_blas(dtype: str) -> None:
+    """The default plan of the diagonal layout keeps (1, x) a tile (twice the rows of the
+    laid-out statistics in the same bytes) and gives BLAS's forms' statistics to
+    round-off; a float64 pass is NumPy's arithmetic to 1e-13 of the sums' scale."""
+    from emkit.models._fused_kernels import stored_rows
+
+    assert stored_rows(65, "diag") == 33 and stored_rows(65, "full") == 65
+    assert tiling(stored_rows(65, "diag"), 32, np.float64).rows == 496
+    rng = np.random.default_rng(11)
+    X, shift, eta, w = _random_pass(rng, 3000, 7, 11, "diag", dtype)
+    fused = gaussian_e_step(X, shift, eta, "diag", -60.0, w)
+    blas = gaussian_e_step(X, shift, eta, "diag", -60.0, w, Tiling(256, False, False))
+    rtol = 1e-5 if dtype == "float32" else 1e-13
+    np.testing.assert_allclose(fused[0], blas[0], rtol=0, atol=rtol * np.abs(blas[0]).max())
+    for a, b in zip(fused[1:3], blas[1:3], strict=True):
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * np.abs(b).max())
+    assert fused[3] == blas[3]
+    if dtype == "float64":  # NumPy's statistics, products and softmax
+        x = X - shift
+        T = np.hstack([np.ones((len(X), 1)), x, x * x])
+        lp = T @ eta.T
+        mx = lp.max(axis=1, keepdims=True)
+        e = np.exp(np.maximum(lp - mx, -60.0))
+        r = w[:, None] * e / e.sum(axis=1, keepdims=True)
+        sums = r.T @ T
+        np.testing.assert_allclose(fused[0], sums, rtol=0, atol=1e-13 * np.abs(sums).max())
