@@ -106,7 +106,7 @@ def profile(
         for chunk in chunks:
             step(chunk, None, None)
 
-    default = fk.tiling(fk.stored_rows(eta.shape[1], layout), eta.shape[0], dtype)
+    default = fk.default_plan(eta.shape[1], eta.shape[0], dtype, layout)
     t, a, d = default.transposed, default.axpy, default.dots
     layouts = [(t, a, d)]
     if both:  # the other second product, the other first one, BLAS's second one

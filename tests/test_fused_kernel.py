@@ -451,10 +451,10 @@ def test_the_diag_pass_lays_out_the_squares_only_for_blas(dtype: str) -> None:
     """The default plan of the diagonal layout keeps (1, x) a tile (twice the rows of the
     laid-out statistics in the same bytes) and gives BLAS's forms' statistics to
     round-off; a float64 pass is NumPy's arithmetic to 1e-13 of the sums' scale."""
-    from emkit.models._fused_kernels import stored_rows
+    from emkit.models._fused_kernels import default_plan, stored_rows
 
     assert stored_rows(65, "diag") == 33 and stored_rows(65, "full") == 65
-    assert tiling(stored_rows(65, "diag"), 32, np.float64).rows == 496
+    assert default_plan(65, 32, np.float64, "diag") == Tiling(496, True, True, True)
     rng = np.random.default_rng(11)
     X, shift, eta, w = _random_pass(rng, 3000, 7, 11, "diag", dtype)
     fused = gaussian_e_step(X, shift, eta, "diag", -60.0, w)
@@ -473,3 +473,22 @@ def test_the_diag_pass_lays_out_the_squares_only_for_blas(dtype: str) -> None:
         r = w[:, None] * e / e.sum(axis=1, keepdims=True)
         sums = r.T @ T
         np.testing.assert_allclose(fused[0], sums, rtol=0, atol=1e-13 * np.abs(sums).max())
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_diag_tiles_keep_their_rows_off_multiples_of_1_kib(dtype: str) -> None:
+    """The diagonal layout's statistics are stored across the rows of T, one per feature:
+    the default plan's rows are never a multiple of 1 KiB apart (they would share a few
+    L1 sets), at most 8 rows a step below tiling's; other layouts take tiling's."""
+    from emkit.models._fused_kernels import default_plan, stored_rows
+
+    size = np.dtype(dtype).itemsize
+    for d in range(1, 130):
+        n_stats = 1 + 2 * d
+        plan = default_plan(n_stats, 8, dtype, "diag")
+        base = tiling(stored_rows(n_stats, "diag"), 8, dtype)
+        assert plan.rows * size % 1024 != 0
+        assert base.rows - 16 <= plan.rows <= base.rows and plan.rows % 8 == base.rows % 8
+        assert plan._replace(rows=base.rows) == base
+    full = 1 + 31 + 31 * 32 // 2  # a multiple of 1 KiB is kept where T is written by rows
+    assert default_plan(full, 8, dtype, "full") == tiling(full, 8, dtype)

@@ -47,7 +47,15 @@ import numpy as np
 
 from emkit.models._softmax_kernels import constants, kernels
 
-__all__ = ["LAYOUTS", "Tiling", "gaussian_e_step", "kernels", "stored_rows", "tiling"]
+__all__ = [
+    "LAYOUTS",
+    "Tiling",
+    "default_plan",
+    "gaussian_e_step",
+    "kernels",
+    "stored_rows",
+    "tiling",
+]
 
 # The second-order statistics the kernel builds after x (see gaussian_e_step).
 LAYOUTS = ("full", "diag", "spherical")
@@ -109,6 +117,23 @@ def tiling(n_stats: int, n_components: int, dtype: Any) -> Tiling:
     return Tiling(int(rows), transposed, True, True)
 
 
+def default_plan(n_stats: int, n_components: int, dtype: Any, layout: str) -> Tiling:
+    """The pass's plan for ``n_stats`` statistics (the constant 1 included) of ``layout``:
+    :func:`tiling` of the rows a tile holds (:func:`stored_rows`). The diagonal layout's
+    statistics are written across the tile's rows, a row of x at a time (a store to
+    each of 1 + d rows of T): where those rows lie a multiple of 1 KiB apart they fall in
+    a few sets of the L1 cache and evict each other (512 float64 rows a tile, d = 31:
+    6x the phase's time, bench/profile_fused.py's phase; 256 rows in float32 4x), so such
+    a tile takes 8 rows fewer."""
+    plan = tiling(stored_rows(n_stats, layout), n_components, dtype)
+    if layout == "diag":
+        rows = plan.rows
+        while rows > 8 and rows * np.dtype(dtype).itemsize % 1024 == 0:
+            rows -= 8
+        plan = plan._replace(rows=rows)
+    return plan
+
+
 def gaussian_e_step(
     X: Any,
     shift: Any,
@@ -125,7 +150,7 @@ def gaussian_e_step(
     order), ``'diag'`` x**2, ``'spherical'`` ||x||^2. ``eta`` (K, 1 + n_stats): their
     natural parameters after a column 0 of ``log pi_k - log_norm_k``. ``weights``: (n,) or
     None (all 1); ``floor``: where ``log p - m`` is clipped before the exp; ``plan``: the
-    tiles and products (default: :func:`tiling`'s).
+    tiles and products (default: :func:`default_plan`'s).
 
     Returns (sums (K, 1 + n_stats) float64: sum_n w_n r_nk (1, T_n); m (n,), total (n,)
     in the working dtype, so that each row's log-likelihood is ``m + log(total)``; the
@@ -136,8 +161,7 @@ def gaussian_e_step(
     sums = np.zeros(eta.shape)
     m, total = np.empty(n, dtype=dtype), np.empty(n, dtype=dtype)
     coef, bias, bit_shift = constants(dtype)
-    if plan is None:
-        plan = tiling(stored_rows(eta.shape[1], layout), eta.shape[0], dtype)
+    plan = default_plan(eta.shape[1], eta.shape[0], dtype, layout) if plan is None else plan
     bits = np.empty(plan.rows, dtype=bias.dtype)
     reach = np.zeros(plan.rows, dtype=dtype)
     w = np.empty(0) if weights is None else np.ascontiguousarray(weights, dtype=np.float64)
