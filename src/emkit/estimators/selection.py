@@ -21,7 +21,6 @@ from numpy.typing import ArrayLike, NDArray
 from sklearn.base import BaseEstimator, ClusterMixin, DensityMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from emkit._compiled_modules import compiled_module, numba_loaded
 from emkit._validation import (
     as_float_matrix,
     check_choice,
@@ -781,79 +780,17 @@ def _joined(first: EMTrace, then: EMTrace) -> EMTrace:
 
 def _final_values(model: GaussianMixture, X: Any) -> Array:
     """(n, 3) :func:`_cell_values` of a fitted cell on its rows ``X``: by the compiled
-    pass (:func:`_compiled_values`) where it applies, else by the model's own pass."""
-    values = _compiled_values(model, X)
-    if values is not None:
-        return values
+    pass where it applies (:meth:`GaussianMixture._compiled_values`, as the model's
+    ``score_samples`` then takes it: the cell's log-likelihood is ``score(X) * n``, bit
+    for bit), else by the model's own pass."""
+    if isinstance(X, np.ndarray) and not hasattr(model, "feature_names_in_"):
+        values = model._compiled_values(X)
+        if values is not None:
+            return values
     values = model._map_rows(X, _cell_values)
     if is_dask_collection(values):
         values = values.compute()
     return np.asarray(values, dtype=np.float64)
-
-
-# Whether a cell's final pass may take the compiled loop (the tests switch it off to
-# compare)
-_COMPILED_PASS = True
-
-
-def _compiled_values(model: GaussianMixture, X: Any) -> Array | None:
-    """:func:`_cell_values` of a fitted cell on complete float64 rows in memory, fitted
-    in float64 without an engine, by one compiled loop over the rows
-    (:func:`emkit.models._small_pass.cell_values`: the whitened form of ``log p(x, k)``,
-    the same values to round-off; ~70 us of the Python pass's interpreter a cell on
-    faithful, 126 cells and the shared starts' continued ones a sweep); None where it
-    does not apply: Numba not loaded (its import costs more than a sweep of small cells;
-    a composed model's fit or the hierarchical start loads it), another engine, rows
-    with missing values or a value the loop leaves non-finite."""
-    if not (
-        _COMPILED_PASS
-        and numba_loaded()
-        and isinstance(X, np.ndarray)
-        and X.ndim == 2
-        and X.dtype == np.float64
-        and model.engine is None
-        and model.dtype in ("float64", np.float64)
-    ):
-        return None
-    layout = _pass_layout(covariance_structure(model.covariance_type))
-    kernels = compiled_module("emkit.models._small_pass")
-    if layout is None or kernels is None:
-        return None
-    means = np.asarray(model.means_, dtype=np.float64)
-    K, d = means.shape
-    if X.shape[1] != d:
-        return None
-    # centred at the weighted mean of the means, as the model's own pass is
-    centre = model._centre()
-    prec = np.asarray(model.precisions_cholesky_, dtype=np.float64)
-    dense = layout in (_PASS_FULL, _PASS_TIED)
-    pc3 = np.ascontiguousarray(prec.reshape(-1, d, d)) if dense else np.empty((0, d, d))
-    pc2 = np.empty((0, 1)) if dense else np.ascontiguousarray(prec.reshape(K, -1))
-    with np.errstate(divide="ignore"):  # a weight of 0: log 0 = -inf, as the pass has it
-        log_weights = np.log(np.asarray(model.weights_, dtype=np.float64))
-    out = np.empty((X.shape[0], 3))
-    kernels.cell_values(
-        np.ascontiguousarray(X - centre), means - centre, log_weights, pc3, pc2, layout, out
-    )
-    # (NaN rows, or values beyond float64 in the whitened form: the model's own pass)
-    return out if np.isfinite(out).all() else None
-
-
-# the compiled pass's layouts of the precision factors (emkit.models._small_pass)
-_PASS_FULL, _PASS_TIED, _PASS_DIAG, _PASS_SPHERICAL = 0, 1, 2, 3
-
-
-def _pass_layout(structure: Any) -> int | None:
-    """The compiled pass's layout of a covariance structure's precision factors."""
-    for cls, code in (
-        (Tied, _PASS_TIED),
-        (Full, _PASS_FULL),
-        (Diag, _PASS_DIAG),
-        (Spherical, _PASS_SPHERICAL),
-    ):
-        if isinstance(structure, cls):
-            return code
-    return None
 
 
 def _cell_values(log_prob: Array) -> Array:

@@ -10,7 +10,7 @@ of interpreter a cell on faithful (272 x 2) where the arithmetic takes a few;
 :func:`cell_values` does it in one loop over the rows:
 
 - ``log p(x, k) = log pi_k + 1/2 log|P_k| - d/2 log 2pi - 1/2 ||(x - mu_k) U_k||^2`` in
-  the whitened form (``P_k = U_k U_k^T``, ``U_k`` upper triangular: scikit-learn's
+  the whitened form (``P_k = U_k U_k^T``, ``U_k`` triangular: scikit-learn's
   ``precisions_cholesky_``), as the compiled EM loop's E-step
   (:mod:`emkit.models._small_em`), where the Python pass takes the expanded form
   ``T(x) eta_k - A(eta_k)`` (they agree to round-off);
@@ -28,9 +28,22 @@ from typing import Any
 import numba
 import numpy as np
 
+from emkit.families._covariance_compiled import (
+    FAILED,
+    OK,
+    factor_dense,
+    m_step_dense,
+    m_step_variances,
+)
+from emkit.families.gaussian import _FLOOR_EPS as _GAUSSIAN_FLOOR_EPS
+from emkit.models.mixing import NK_FLOOR
+
 _jit = numba.njit(cache=True, nogil=True, error_model="numpy")
 
 _LOG_2PI = math.log(2.0 * math.pi)
+# the Python M-step's constants, read where they are defined
+_NK_FLOOR = NK_FLOOR
+_FLOOR_EPS = float(_GAUSSIAN_FLOOR_EPS)
 
 # the layouts of the precision factors: (K, d, d), (1, d, d) shared, (K, d), (K, 1)
 FULL, TIED, DIAG, SPHERICAL = 0, 1, 2, 3
@@ -72,9 +85,11 @@ def cell_values(
             maha = 0.0
             if dense:
                 kc = 0 if layout == TIED else k
-                for j in range(d):  # y = (x - mu) U, U upper triangular
+                for j in range(d):  # y = (x - mu) U
+                    # (every q: a factor set by hand may be lower triangular, L L^T = P,
+                    # which the model's own pass accepts; U's zeros add nothing)
                     y = 0.0
-                    for q in range(j + 1):
+                    for q in range(d):
                         y += diff[q] * pc3[kc, q, j]
                     maha += y * y
             else:
@@ -98,3 +113,153 @@ def cell_values(
         out[i, 0] = total
         out[i, 1] = top - total
         out[i, 2] = arg
+
+
+@_jit
+def start(
+    X: Any,
+    labels: Any,
+    shared: Any,
+    layout: int,
+    composed: bool,
+    codes: Any,
+    exact: bool,
+    tolerance: float,
+    max_cycles: int,
+    reg_covar: float,
+    column_scale: Any,
+    prev3: Any,
+    prev2: Any,
+    out_w: Any,
+    out_means: Any,
+    out_cov3: Any,
+    out_pc3: Any,
+    out_cov2: Any,
+    out_pc2: Any,
+    out_gap: Any,
+) -> int:
+    """The M-step from a partition of the centred rows ``X`` (n, d): ``labels`` (n,) in
+    0..K-1 (-1: a row left out), K the length of ``out_w``; ``shared`` the rows' sum of
+    ``x x^T`` (d, d) for a shared covariance. Into ``out_*``: the weights (K,), means (K,
+    d) and the covariances and precision factors in the layout's arrays (dense:
+    ``out_cov3``, ``out_pc3`` (K, d, d), or (1, d, d) shared; variances: ``out_cov2``,
+    ``out_pc2`` (K, d), or (K, 1) spherical; the other pair empty), and ``out_gap[0]``
+    the composed maximizer's gap from the previous covariances ``prev3`` / ``prev2``
+    (NaN otherwise). ``OK``; ``FAILED`` where the Python M-step must decide (a component
+    without mass, a non-finite scatter, a composed kernel's failure, a covariance at the
+    degeneracy floor)."""
+    n, d = X.shape[0], X.shape[1]
+    K = out_w.shape[0]
+    dense = layout == FULL or layout == TIED
+    Kc = out_cov3.shape[0]
+    dv = out_cov2.shape[1]
+    # the statistics of the partition: N_k, S_k and the layout's second moments
+    nk = np.zeros(K)
+    sx = np.zeros((K, d))
+    s2 = np.zeros((K, d, d))
+    for i in range(n):
+        k = labels[i]
+        if k < 0:
+            continue
+        nk[k] += 1.0
+        for j in range(d):
+            x = X[i, j]
+            sx[k, j] += x
+            if layout == FULL:
+                for q in range(j, d):
+                    s2[k, j, q] += x * X[i, q]
+            elif layout != TIED:
+                s2[k, j, j] += x * x
+    # -- the M-step (emkit.models._small_em.run's, from these statistics) --------------
+    weight = float(n)  # (every row counts in the total weight, as the Python start has it)
+    nkf = np.empty(K)
+    total_nk = 0.0
+    for k in range(K):
+        nkf[k] = nk[k] + _NK_FLOOR
+        if nkf[k] <= 1e-12 * weight:  # a component without mass: the Python M-step's
+            return FAILED
+        total_nk += nkf[k]
+    for k in range(K):
+        out_w[k] = nkf[k] / total_nk
+        for j in range(d):
+            out_means[k, j] = sx[k, j] / nkf[k]
+    W3 = np.empty((Kc, d, d))
+    W2 = np.empty((0 if dense else K, dv))
+    mass = np.empty(K)
+    mass3 = np.empty(Kc)
+    if layout == FULL:
+        for k in range(K):
+            mass3[k] = nkf[k]
+            for i in range(d):
+                for j in range(d):
+                    s = s2[k, i, j] if i <= j else s2[k, j, i]
+                    W3[k, i, j] = s - nkf[k] * out_means[k, i] * out_means[k, j]
+    elif layout == TIED:
+        mass3[0] = total_nk
+        for i in range(d):
+            for j in range(d):
+                s = shared[i, j]
+                for k in range(K):
+                    s -= nkf[k] * out_means[k, i] * out_means[k, j]
+                W3[0, i, j] = s
+    elif layout == DIAG:
+        for k in range(K):
+            mass[k] = nkf[k]
+            for j in range(d):
+                W2[k, j] = s2[k, j, j] - nkf[k] * out_means[k, j] * out_means[k, j]
+    else:
+        for k in range(K):
+            mass[k] = d * nkf[k]
+            trace = 0.0
+            square = 0.0
+            for j in range(d):
+                trace += s2[k, j, j]
+                square += out_means[k, j] * out_means[k, j]
+            W2[k, 0] = trace - nkf[k] * square
+    for v in W3.ravel():
+        if not math.isfinite(v):
+            return FAILED
+    for v in W2.ravel():
+        if not math.isfinite(v):
+            return FAILED
+    out_gap[0] = math.nan
+    if composed:
+        if dense:
+            status = m_step_dense(
+                W3, mass3, reg_covar, prev3, codes[0], codes[1], codes[2],
+                exact, tolerance, max_cycles, out_cov3, out_gap,
+            )  # fmt: skip
+        else:
+            status = m_step_variances(
+                W2, mass, reg_covar, prev2, codes[0], codes[1], exact,
+                tolerance, max_cycles, out_cov2, out_gap,
+            )  # fmt: skip
+        if status != OK or not math.isfinite(out_gap[0]):
+            return FAILED
+    elif dense:
+        for k in range(Kc):
+            for i in range(d):
+                for j in range(d):
+                    out_cov3[k, i, j] = W3[k, i, j] / mass3[k]
+                out_cov3[k, i, i] += reg_covar
+    else:
+        for k in range(K):
+            for j in range(dv):
+                out_cov2[k, j] = W2[k, j] / mass[k] + reg_covar
+    # the precision factors, where every covariance passes the degeneracy floor's test
+    if dense:
+        return factor_dense(out_cov3, column_scale, _FLOOR_EPS * d, out_pc3)
+    mean_square = 0.0
+    for j in range(d):
+        mean_square += column_scale[j] * column_scale[j]
+    for k in range(K):
+        for j in range(dv):
+            v = out_cov2[k, j]
+            if layout == DIAG:
+                low = _FLOOR_EPS * column_scale[j] * column_scale[j]
+            else:
+                low = _FLOOR_EPS * mean_square / d
+            if not (math.isfinite(v) and v >= low):
+                return FAILED
+            out_pc2[k, j] = 1.0 / math.sqrt(v)
+    return OK
