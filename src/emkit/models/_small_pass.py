@@ -1,23 +1,29 @@
-"""A pass over the rows of a small fitted Gaussian mixture, compiled (optional: Numba).
+"""The passes of a small Gaussian mixture outside its EM loop, compiled (optional: Numba).
 
-This module imports Numba; :func:`emkit.estimators.selection._final_values` loads it
-through :func:`emkit._compiled_modules.compiled_module`. A sweep of
-:class:`emkit.ModelBasedClustering` ends every cell with one pass over its rows at the
-fitted parameters: each row's log-density, the log of its largest posterior (mclust's
-ICL term) and its most likely component. The Python pass builds the natural parameters,
-an engine's chunk and an (n, K) matrix of ``log p(x, k)`` for three reductions, ~70 us
-of interpreter a cell on faithful (272 x 2) where the arithmetic takes a few;
-:func:`cell_values` does it in one loop over the rows:
+This module imports Numba; :class:`emkit.GaussianMixture` loads it through
+:func:`emkit._compiled_modules.compiled_module` where Numba is loaded already. A sweep of
+:class:`emkit.ModelBasedClustering` starts every fit (561 on faithful) from a partition
+of the rows and ends every cell with one pass over them; the Python start (the
+statistics through the engine, the M-step's strategy objects) spent ~35 us of
+interpreter a start, the Python pass (natural parameters, an engine's chunk, an (n, K)
+matrix for three reductions) ~70 us a cell, on faithful (272 x 2), where the arithmetic
+takes a few. Each is one loop here:
 
-- ``log p(x, k) = log pi_k + 1/2 log|P_k| - d/2 log 2pi - 1/2 ||(x - mu_k) U_k||^2`` in
-  the whitened form (``P_k = U_k U_k^T``, ``U_k`` triangular: scikit-learn's
-  ``precisions_cholesky_``), as the compiled EM loop's E-step
-  (:mod:`emkit.models._small_em`), where the Python pass takes the expanded form
-  ``T(x) eta_k - A(eta_k)`` (they agree to round-off);
-- per row, ``M = max_k log p(x, k)`` reached ``m`` times (its first ``k`` the row's
-  component) and ``s`` the sum of ``exp(log p(x, k) - M)`` over the other entries:
-  ``log p(x) = M + log(m) + log1p(s / m)`` (:func:`emkit.estimators.selection.
-  _log_sum_exp_rows`'s form) and ``M - log p(x)``.
+- :func:`start`: the partition's statistics (``N_k``, ``sum x``, the layout's second
+  moments), then the M-step of the compiled EM loop (:mod:`emkit.models._small_em`,
+  whose composed maximizers and precision factors, those of
+  :mod:`emkit.families._covariance_compiled`, the Python M-step calls too), handing
+  back to the Python start what it must decide (a component without mass, a covariance
+  at the degeneracy floor);
+- :func:`cell_values`: each row's log-density, log of its largest posterior (mclust's
+  ICL term) and most likely component, ``log p(x, k) = log pi_k + 1/2 log|P_k| - d/2
+  log 2pi - 1/2 ||(x - mu_k) U_k||^2`` in the whitened form (``P_k = U_k U_k^T``,
+  scikit-learn's ``precisions_cholesky_``), as the compiled EM loop's E-step, where the
+  Python pass takes the expanded form ``T(x) eta_k - A(eta_k)`` (they agree to
+  round-off); per row, ``M = max_k log p(x, k)`` reached ``m`` times (its first ``k``
+  the row's component) and ``s`` the sum of ``exp(log p(x, k) - M)`` over the other
+  entries: ``log p(x) = M + log(m) + log1p(s / m)``
+  (:func:`emkit.estimators.selection._log_sum_exp_rows`'s form) and ``M - log p(x)``.
 """
 
 from __future__ import annotations
