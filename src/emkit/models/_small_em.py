@@ -10,8 +10,8 @@ complete in-memory rows, without a prior or known parameters, in a loop of its o
 
 - the E-step in the whitened form, ``log p(x, k) = log pi_k + 1/2 log|P_k| - d/2 log 2pi
   - 1/2 ||(x - mu_k) U_k||^2`` (``P_k = U_k U_k^T``), the log-sum-exp with the E-step's
-  clip of ``log p(x, k) - max`` at ``-600`` (its exps, the loop's largest cost, in one
-  vectorized loop: :func:`_exp`), the objective, the responsibilities and the
+  clip of ``log p(x, k) - max`` at ``-600`` (its exps in one vectorized loop a
+  component: :func:`_exp_shifted`), the objective, the responsibilities and the
   statistics ``N_k``, ``sum_n r_nk x_n`` and the second moments of the layout;
 - the M-step of :class:`~emkit.families.gaussian.GaussianFamily` (``N_k`` floored by
   ``NK_FLOOR``, ``mu_k = S_k / N_k``, the scatter about them, ``scatter / mass + reg_covar``
@@ -137,23 +137,39 @@ def _bits_as_float(typingctx: Any, bits: Any) -> Any:
 
 
 @_jit
+def _exp_value(x: float) -> float:
+    """``exp(x)`` (E-step values in [-600, 0]) to 1 ulp of the C library's (mean 0.07
+    ulp): ``2^n e^r`` with ``n = round(x / ln 2)``, ``r`` the rest (Cody and Waite's
+    split of ln 2) and ``e^r`` its Taylor polynomial of degree 13 (``|r| <= ln 2 / 2``:
+    the remainder is below 1e-17). Inlined in loops that LLVM vectorizes, where the
+    library's exp is one call a value: ~1 ns a value against ~4.5 (the E-step's
+    largest cost, K exps a row). NaN stays NaN."""
+    n = math.floor(x * _LOG2E + 0.5)
+    r = (x - n * _LN2_HI) - n * _LN2_LO
+    p = _EXP_TAYLOR[0]
+    for c in _EXP_TAYLOR[1:]:
+        p = p * r + c
+    # 2^n from its exponent bits (n >= -1022 for x >= -708)
+    e = p * _bits_as_float((np.int64(max(n, -1022.0)) + 1023) << 52)  # type: ignore[call-arg]
+    return e if x == x else x
+
+
+@_jit
 def _exp(v: Any) -> None:
-    """``exp`` of every value of ``v`` (E-step values in [-600, 0]) in place, to 1 ulp
-    of the C library's (mean 0.07 ulp): ``2^n e^r`` with ``n = round(v / ln 2)``, ``r``
-    the rest (Cody and Waite's split of ln 2) and ``e^r`` its Taylor polynomial of
-    degree 13 (``|r| <= ln 2 / 2``: the remainder is below 1e-17). A loop LLVM
-    vectorizes, where the library's exp is one call a value: ~1 ns a value against
-    ~4.5 (the E-step's largest cost, K exps a row). NaN stays NaN."""
+    """:func:`_exp_value` of every value of ``v`` in place."""
     for i in range(v.shape[0]):
-        x = v[i]
-        n = math.floor(x * _LOG2E + 0.5)
-        r = (x - n * _LN2_HI) - n * _LN2_LO
-        p = _EXP_TAYLOR[0]
-        for c in _EXP_TAYLOR[1:]:
-            p = p * r + c
-        # 2^n from its exponent bits (n >= -1022 for x >= -708)
-        e = p * _bits_as_float((np.int64(max(n, -1022.0)) + 1023) << 52)  # type: ignore[call-arg]
-        v[i] = e if x == x else x
+        v[i] = _exp_value(v[i])
+
+
+@_jit
+def _exp_shifted(lpk: Any, tops: Any, totals: Any, first: bool) -> None:
+    """``lpk = exp(max(lpk - tops, clip))`` (the E-step's clip, :func:`_exp_value`) in
+    place, added to the rows' ``totals`` (set by the ``first`` component): one pass over
+    the rows a component."""
+    for i in range(lpk.shape[0]):
+        e = _exp_value(max(lpk[i] - tops[i], _LOG_RESP_FLOOR))
+        lpk[i] = e
+        totals[i] = e if first else totals[i] + e
 
 
 @_jit
@@ -262,6 +278,7 @@ def run(
     resp = np.empty((K, n))
     maha = np.empty(n)
     y = np.empty(n)
+    zeros = np.zeros(n)
     tops = np.empty(n)
     totals = np.empty(n)
     const = np.empty(K)
@@ -301,41 +318,53 @@ def run(
                 math.log(cw[k]) + _half_log_det(layout, k, d, cpc3, cpc2) - 0.5 * d * _LOG_2PI
             )
         # -- E-step ---------------------------------------------------------------------
-        # log p(x, k) - max_k, clipped as the E-step clips it, for every row: then the
-        # exps in one loop (vectorized), then the sums
+        # log p(x, k) for every row, component by component (one pass over the rows a
+        # column: the whitened coordinates' terms and their squares summed as they come,
+        # the last column's pass giving log p and the rows' largest), then
+        # ``exp(max(log p - largest, clip))`` and the rows' totals in one more pass each
         tops[:] = -math.inf
         for k in range(K):
-            maha[:] = 0.0
-            if dense:
-                kc = 0 if layout == TIED else k
-                for j in range(d):  # y = (x - mu) U, U upper triangular
-                    y[:] = 0.0
-                    for q in range(j + 1):
-                        m, u, xq = cmu[k, q], cpc3[kc, q, j], A[q]
-                        for i in range(n):
-                            y[i] += (xq[i] - m) * u
-                    for i in range(n):
-                        maha[i] += y[i] * y[i]
-            else:
-                for j in range(d):
-                    m, u, xj = cmu[k, j], cpc2[k, j] if layout == DIAG else cpc2[k, 0], A[j]
-                    for i in range(n):
-                        s = (xj[i] - m) * u
-                        maha[i] += s * s
             c, lpk = const[k], resp[k]
-            for i in range(n):
-                lpk[i] = c - 0.5 * maha[i]
-                tops[i] = max(tops[i], lpk[i])
+            kc = 0 if layout == TIED else k
+            for j in range(d):
+                if dense:
+                    # y = sum_{q < j} (x_q - mu_q) U_qj, then the column's own term below
+                    for q in range(j):
+                        m, u, xq = cmu[k, q], cpc3[kc, q, j], A[q]
+                        if q == 0:
+                            for i in range(n):
+                                y[i] = 0.0 + (xq[i] - m) * u
+                        else:
+                            for i in range(n):
+                                y[i] += (xq[i] - m) * u
+                    m, u = cmu[k, j], cpc3[kc, j, j]
+                else:
+                    m, u = cmu[k, j], cpc2[k, j] if layout == DIAG else cpc2[k, 0]
+                # (no terms before the column's own: a diagonal factor, the first column)
+                yj = y if dense and j > 0 else zeros
+                xj = A[j]
+                if j == 0 and j == d - 1:
+                    for i in range(n):
+                        s = yj[i] + (xj[i] - m) * u
+                        v = c - 0.5 * (s * s)
+                        lpk[i] = v
+                        tops[i] = max(tops[i], v)
+                elif j == 0:
+                    for i in range(n):
+                        s = yj[i] + (xj[i] - m) * u
+                        maha[i] = s * s
+                elif j < d - 1:
+                    for i in range(n):
+                        s = yj[i] + (xj[i] - m) * u
+                        maha[i] += s * s
+                else:
+                    for i in range(n):
+                        s = yj[i] + (xj[i] - m) * u
+                        v = c - 0.5 * (maha[i] + s * s)
+                        lpk[i] = v
+                        tops[i] = max(tops[i], v)
         for k in range(K):
-            rk = resp[k]
-            for i in range(n):
-                rk[i] = max(rk[i] - tops[i], _LOG_RESP_FLOOR)
-        _exp(resp.ravel())
-        totals[:] = 0.0
-        for k in range(K):
-            rk = resp[k]
-            for i in range(n):
-                totals[i] += rk[i]
+            _exp_shifted(resp[k], tops, totals, k == 0)
         loglik = 0.0
         for i in range(n):
             loglik += w[i] * (math.log(totals[i]) + tops[i])
