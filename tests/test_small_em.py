@@ -168,7 +168,7 @@ def _count_block_iterations(monkeypatch: Any) -> list[int]:
 
         def counted(*a: Any) -> Any:
             out = run(*a)
-            produced.append(len(out))
+            produced.append(len(out[0]))  # (its objectives)
             return out
 
         return counted
@@ -215,11 +215,11 @@ def test_a_fall_of_the_objective_is_the_python_steps(monkeypatch: Any) -> None:
         step: Any = em_step(plan.model, engine, plan.data)
         start = plan.initialize(plan.rng)
         # any objective is below +inf: the first iteration is handed over, none is run
-        assert step.block(start, np.inf, 0.0, 10, 0.0, None) == []
+        assert len(step.block(start, np.inf, 0.0, 10, 0.0, None)) == 0
         ran = step.block(start, -np.inf, 0.0, 3, 0.0, None)
     assert len(ran) == 3
-    assert all(b.bound >= b.objective for b in ran)
-    assert [r.objective for r in ran] == sorted(r.objective for r in ran)
+    assert all(b >= o for b, o in zip(ran.bounds, ran.objectives, strict=True))
+    assert ran.objectives == sorted(ran.objectives)
 
 
 def test_without_numba_the_python_step_runs(monkeypatch: Any) -> None:
@@ -380,3 +380,58 @@ def test_a_checkpointed_fit_is_the_plain_fit_bit_for_bit(tmp_path: Any, monkeypa
         np.testing.assert_array_equal(run.trace.objective, plain.trace.objective)
         np.testing.assert_array_equal(run.params.components.covariances,
                                       plain.params.components.covariances)  # fmt: skip
+
+
+def test_a_blocks_parameters_are_made_where_the_driver_reads_them(
+    tmp_path: Any, monkeypatch: Any
+) -> None:
+    # the driver makes the parameters of a block's last iteration it takes and of those
+    # it checkpoints, no others, and each checkpoint holds its own iteration's (the
+    # Python step's, to round-off)
+    from emkit.inference.checkpoint import Checkpoint
+
+    made: list[list[int]] = []
+    make = small_block.gaussian_block
+
+    def recording(*args: Any) -> Any:
+        run = make(*args)
+        if run is None:
+            return None
+
+        def recorded(*a: Any) -> Any:
+            objectives, bounds, slacks, params = run(*a)
+            asked: list[int] = []
+            made.append(asked)
+            return objectives, bounds, slacks, lambda i: asked.append(i) or params(i)
+
+        return recorded
+
+    monkeypatch.setattr(small_block, "gaussian_block", recording)
+
+    class Recording(Checkpoint):
+        def save(self, state: Any) -> None:
+            saves.append((len(state.objectives), state.params))
+            super().save(state)
+
+    X, _ = load_faithful()
+    plan, engine, context = _plan(X, "VEV", 3, random_state=0)
+    runs = []
+    with context:
+        start = plan.initialize(plan.rng)
+        for on in (False, True):
+            saves: list[tuple[int, Any]] = []
+            checkpoint = Recording(tmp_path / str(on), "run", every=7)
+            result, calls = _fit(plan, engine, start, on, monkeypatch, tol=1e-10, max_iter=60,
+                                 checkpoint=checkpoint)  # fmt: skip
+            runs.append((result, calls, saves))
+    (python, python_calls, python_saves), (compiled, calls, saves) = runs
+    _assert_close(compiled, python)
+    iterations = list(range(1, compiled.n_iter + 1))
+    assert [c[0] for c in calls] == [c[0] for c in python_calls] == iterations
+    assert made and compiled.n_iter > 14  # blocks ran, through checkpoints
+    # one block from the start here: its parameters made at each save and at its end
+    assert [i + 1 for i in made[0]] == [n for n, _ in saves] + [compiled.n_iter]
+    assert [n for n, _ in saves] == [n for n, _ in python_saves]
+    for (_, ours), (_, theirs) in zip(saves, python_saves, strict=True):
+        np.testing.assert_allclose(ours.components.covariances, theirs.components.covariances,
+                                   rtol=RTOL)  # fmt: skip
