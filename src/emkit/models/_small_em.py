@@ -282,6 +282,10 @@ def run(
     tops = np.empty(n)
     totals = np.empty(n)
     const = np.empty(K)
+    # log pi_k and 1/2 log|P_k| of the parameters an iteration starts from, and of those
+    # it makes (the next one's: each computed once)
+    log_w, next_log_w = np.empty(K), np.empty(K)
+    half_det, next_half_det = np.empty(K), np.empty(K)
     nk = np.empty(K)
     nkf = np.empty(K)
     sx = np.empty((K, d))
@@ -313,10 +317,12 @@ def run(
             mu_max = max(mu_max, abs(v))
         if not reach <= min(_OUTSIDE * far_scale, _FAR / (d * u_max) - mu_max):
             return it, HAND_OVER
+        if it == 0:  # (later: the last iteration's bound computed them)
+            for k in range(K):
+                log_w[k] = math.log(cw[k])
+                half_det[k] = _half_log_det(layout, k, d, cpc3, cpc2)
         for k in range(K):
-            const[k] = (
-                math.log(cw[k]) + _half_log_det(layout, k, d, cpc3, cpc2) - 0.5 * d * _LOG_2PI
-            )
+            const[k] = log_w[k] + half_det[k] - 0.5 * d * _LOG_2PI
         # -- E-step ---------------------------------------------------------------------
         # log p(x, k) for every row, component by component (one pass over the rows a
         # column: the whitened coordinates' terms and their squares summed as they come,
@@ -528,10 +534,10 @@ def run(
         # the bound: objective + (Q(new) - Q(old)) / weight, under this E-step's q
         lift = 0.0
         for k in range(K):
-            lift += nk[k] * (math.log(nw[k]) - math.log(cw[k]))
-            lift += nk[k] * (
-                _half_log_det(layout, k, d, npc3, npc2) - _half_log_det(layout, k, d, cpc3, cpc2)
-            )
+            next_log_w[k] = math.log(nw[k])
+            next_half_det[k] = _half_log_det(layout, k, d, npc3, npc2)
+            lift += nk[k] * (next_log_w[k] - log_w[k])
+            lift += nk[k] * (next_half_det[k] - half_det[k])
             lift -= 0.5 * (
                 _quadratic(layout, k, d, nmu, npc3, npc2, nk[k], sx, s2)
                 - _quadratic(layout, k, d, cmu, cpc3, cpc2, nk[k], sx, s2)
@@ -553,4 +559,6 @@ def run(
         if 0.0 <= change < threshold:
             return it + 1, CONVERGED
         previous = objective
+        log_w, next_log_w = next_log_w, log_w
+        half_det, next_half_det = next_half_det, half_det
     return n_max, EXHAUSTED
