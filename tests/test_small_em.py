@@ -105,11 +105,11 @@ def test_block_is_the_python_step_to_round_off(
 def test_a_long_tables_statistics_in_tiles_are_the_python_steps(
     covariance_type: str, monkeypatch: Any
 ) -> None:
-    # 3000 rows x 3, K = 6: the loop holds its statistics' products for a tile of rows
-    # at a time (64 sums of a full model: 2048 rows, two tiles), each sum continuing
-    # from the last tile's in the rows' order
-    n_rows, n_sums = 3000, (6 * (1 + 3 + 6) + 7) // 8 * 8
-    assert n_rows * n_sums > small_block.compiled_module("emkit.models._small_em")._PRODUCTS
+    # 3000 rows x 3, K = 6: the loop holds its terms' factors for a tile of rows at a
+    # time (12 a row of a full model: 2730 rows, two tiles), each sum continuing from the
+    # last tile's in the rows' order
+    n_rows, n_padded = 3000, (1 + 3 + 6 + 3) // 4 * 4
+    assert n_rows * n_padded > small_block.compiled_module("emkit.models._small_em")._FACTORS
     rng = np.random.default_rng(3)
     centres = rng.normal(scale=5.0, size=(6, 3))
     X = centres[rng.integers(0, 6, n_rows)] + rng.normal(size=(n_rows, 3))

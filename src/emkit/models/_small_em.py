@@ -41,6 +41,7 @@ from typing import Any
 
 import numba
 import numpy as np
+from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
@@ -73,8 +74,8 @@ _OUTSIDE = float(_GAUSSIAN_OUTSIDE)
 _FAR = float(_GAUSSIAN_FAR)
 _LOG_2PI = math.log(2.0 * math.pi)
 _DECREASE = 1e3 * _EPS  # emkit.inference.em._decrease_tolerance in float64
-# the most statistics' products the loop holds (a tile of rows of them): 1 MiB
-_PRODUCTS = 1 << 17
+# the most terms' factors the loop holds of each kind (a tile of rows of them): 256 KiB
+_FACTORS = 1 << 15
 # exp's constants, the compiled softmax's (one exp, two loops): ln 2 split in a high part
 # with trailing zeros and the rest, 1 / ln 2, and e^r's Taylor coefficients 1/13!, ...,
 # 1/1!, 1 (Horner's order)
@@ -136,6 +137,40 @@ def _bits_as_float(typingctx: Any, bits: Any) -> Any:
     return types.float64(types.int64), codegen
 
 
+@intrinsic
+def _add_products4(typingctx: Any, sums: Any, at: Any, r: Any, a: Any, b: Any, offset: Any) -> Any:
+    """``sums[at:at + 4] += (r * a[offset:offset + 4]) * b[offset:offset + 4]`` (1-d
+    float64 C arrays) as one vector of 4 each (LLVM's <4 x double>: IEEE products and
+    sums lane by lane, so each of the four sums is the scalar loop's, bit for bit). The
+    statistics' sums are chains, each in the rows' order; LLVM vectorizes none of them
+    (the arrays may alias), and four side by side do four chains' adds at once."""
+    if not all(
+        isinstance(x, types.Array) and x.ndim == 1 and x.dtype == types.float64
+        for x in (sums, a, b)
+    ):
+        return None
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        sums_v, at_v, r_v, a_v, b_v, offset_v = args
+        vector = ir.VectorType(ir.DoubleType(), 4)
+
+        def pointer(position: int, value: Any, index: Any) -> Any:
+            data = context.make_array(signature.args[position])(context, builder, value).data
+            return builder.bitcast(builder.gep(data, [index]), vector.as_pointer())
+
+        to = pointer(0, sums_v, at_v)
+        ra = vector(ir.Undefined)
+        for lane in range(4):
+            ra = builder.insert_element(ra, r_v, ir.Constant(ir.IntType(32), lane))
+        fa = builder.load(pointer(3, a_v, offset_v), align=8)
+        fb = builder.load(pointer(4, b_v, offset_v), align=8)
+        products = builder.fmul(builder.fmul(ra, fa), fb)
+        builder.store(builder.fadd(builder.load(to, align=8), products), to, align=8)
+        return context.get_dummy_value()
+
+    return types.void(sums, at, r, a, b, offset), codegen
+
+
 @_jit
 def _exp_value(x: float) -> float:
     """``exp(x)`` (E-step values in [-600, 0]) to 1 ulp of the C library's (mean 0.07
@@ -170,6 +205,20 @@ def _exp_shifted(lpk: Any, tops: Any, totals: Any, first: bool) -> None:
         e = _exp_value(max(lpk[i] - tops[i], _LOG_RESP_FLOOR))
         lpk[i] = e
         totals[i] = e if first else totals[i] + e
+
+
+@_jit
+def _term_factors(
+    A: Any, term_a: Any, term_b: Any, lo: int, n_padded: int, out_a: Any, out_b: Any
+) -> None:
+    """Rows ``lo`` on of the columns ``A`` (as many as ``out_a`` holds, or to the end):
+    row i's factors of term t, ``A[term_a[t], lo + i]`` and ``A[term_b[t], lo + i]``, at
+    ``i n_padded + t`` of ``out_a`` and ``out_b``."""
+    rows = min(A.shape[1] - lo, out_a.shape[0] // n_padded)
+    for i in range(rows):
+        for t in range(term_a.shape[0]):
+            out_a[i * n_padded + t] = A[term_a[t], lo + i]
+            out_b[i * n_padded + t] = A[term_b[t], lo + i]
 
 
 @_jit
@@ -268,13 +317,16 @@ def run(
             if layout == FULL or (q == j and layout != TIED):
                 term_a[t], term_b[t] = j, q
                 t += 1
-    # their products, K n_terms of them padded to a multiple of 8 (summed 8 at a time:
-    # independent chains, each in the rows' order), for a tile of rows at a time (at most
-    # _PRODUCTS values: a long table's products are not all held at once)
-    n_sums = (K * n_terms + 7) // 8 * 8
-    tile = max(1, min(n, _PRODUCTS // n_sums))
-    products = np.zeros((n_sums, tile))
-    sums = np.empty(n_sums)
+    # each row's factors (A_a, A_b) of the terms, padded to a multiple of 4 terms (0),
+    # for a tile of rows at a time (all of them where they fit: the same every
+    # iteration; at most _FACTORS values each)
+    n_padded = (n_terms + 3) // 4 * 4
+    tile = max(1, min(n, _FACTORS // n_padded))
+    factor_a = np.zeros(tile * n_padded)
+    factor_b = np.zeros(tile * n_padded)
+    if tile == n:
+        _term_factors(A, term_a, term_b, 0, n_padded, factor_a, factor_b)
+    sums = np.empty(K * n_padded)  # component k's terms at k n_padded on
     resp = np.empty((K, n))
     maha = np.empty(n)
     y = np.empty(n)
@@ -375,41 +427,25 @@ def run(
         for i in range(n):
             loglik += w[i] * (math.log(totals[i]) + tops[i])
             totals[i] = w[i] / totals[i]
-        for k in range(K):
-            rk = resp[k]
-            for i in range(n):
-                rk[i] *= totals[i]  # r_nk
+        # the statistics: each term's sum of (r_nk A_a) A_b in the rows' order, four terms
+        # of a component at a time (:func:`_add_products4`: four sums side by side)
         sums[:] = 0.0
         for lo in range(0, n, tile):
             rows = min(n - lo, tile)
-            for k in range(K):
-                rk = resp[k, lo : lo + rows]
-                for t in range(n_terms):
-                    a, b = A[term_a[t], lo : lo + rows], A[term_b[t], lo : lo + rows]
-                    out = products[k * n_terms + t]
-                    for i in range(rows):
-                        out[i] = (rk[i] * a[i]) * b[i]
-            for g in range(0, n_sums, 8):
-                p0, p1, p2, p3 = products[g], products[g + 1], products[g + 2], products[g + 3]
-                p4, p5, p6, p7 = products[g + 4], products[g + 5], products[g + 6], products[g + 7]
-                s0, s1, s2_, s3 = sums[g], sums[g + 1], sums[g + 2], sums[g + 3]
-                s4, s5, s6, s7 = sums[g + 4], sums[g + 5], sums[g + 6], sums[g + 7]
-                for i in range(rows):
-                    s0 += p0[i]
-                    s1 += p1[i]
-                    s2_ += p2[i]
-                    s3 += p3[i]
-                    s4 += p4[i]
-                    s5 += p5[i]
-                    s6 += p6[i]
-                    s7 += p7[i]
-                sums[g], sums[g + 1], sums[g + 2], sums[g + 3] = s0, s1, s2_, s3
-                sums[g + 4], sums[g + 5], sums[g + 6], sums[g + 7] = s4, s5, s6, s7
+            if tile < n:
+                _term_factors(A, term_a, term_b, lo, n_padded, factor_a, factor_b)
+            for i in range(rows):
+                scale = totals[lo + i]
+                for k in range(K):
+                    r = resp[k, lo + i] * scale  # r_nk
+                    for t in range(0, n_padded, 4):
+                        at, offset = k * n_padded + t, i * n_padded + t
+                        _add_products4(sums, at, r, factor_a, factor_b, offset)  # type: ignore[call-arg]
         s2[:] = 0.0
         for k in range(K):
-            nk[k] = sums[k * n_terms]
+            nk[k] = sums[k * n_padded]
             for t in range(1, n_terms):
-                v = sums[k * n_terms + t]
+                v = sums[k * n_padded + t]
                 if t <= d:
                     sx[k, t - 1] = v
                 else:
