@@ -357,6 +357,22 @@ def test_the_loops_exp_is_the_libraries_to_an_ulp() -> None:
     assert ulps.max() <= 2.0 and np.isnan(out[-1])
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.floats(min_value=2.3e-308, max_value=1.7e308))
+def test_the_loops_log_is_the_libraries_to_an_ulp(value: float) -> None:
+    # the row totals' log (values in [1, K] there; any positive normal here), around the
+    # value too: the mantissa's halves on either side of sqrt(2), exact powers of 2
+    kernels = small_block.compiled_module("emkit.models._small_em")
+    x = np.array([value, 1.0, 2.0, np.sqrt(2.0), np.nextafter(np.sqrt(2.0), 3.0)])
+    x = np.concatenate([x, min(value, 1e307) * np.random.default_rng(5).uniform(1.0, 9.0, 200)])
+    x = x[np.isfinite(x) & (x >= np.finfo(float).tiny)]
+    out = x.copy()
+    kernels._log(out)
+    reference = np.log(x)
+    ulps = np.abs(out - reference) / np.spacing(np.maximum(np.abs(reference), 1e-300))
+    assert np.all((ulps <= 1.0) | (out == reference))
+
+
 def test_a_checkpointed_fit_is_the_plain_fit_bit_for_bit(tmp_path: Any, monkeypatch: Any) -> None:
     from emkit.inference.checkpoint import Checkpoint
 

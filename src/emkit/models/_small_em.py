@@ -82,6 +82,20 @@ _FACTORS = 1 << 15
 _LN2_HI, _LN2_LO = LN2[np.dtype(np.float64)]
 _LOG2E = LOG2E
 _EXP_TAYLOR = EXP_TAYLOR
+# log's: the mantissa's bits, 1.0's, sqrt(2), and fdlibm's minimax coefficients of
+# log(1 + f) in s^2 (Lg1 .. Lg7)
+_MANTISSA = (1 << 52) - 1
+_ONE_BITS = 1023 << 52
+_SQRT2 = math.sqrt(2.0)
+_LG = (
+    6.666666666666735130e-01,
+    3.999999999940941908e-01,
+    2.857142874366239149e-01,
+    2.222219843214978396e-01,
+    1.818357216161805012e-01,
+    1.531383769920937332e-01,
+    1.479819860511658591e-01,
+)
 
 
 @_jit
@@ -189,6 +203,46 @@ def _exp_value(x: float) -> float:
     # 2^n from its exponent bits (n >= -1022 for x >= -708)
     e = p * _bits_as_float((np.int64(max(n, -1022.0)) + 1023) << 52)  # type: ignore[call-arg]
     return e if x == x else x
+
+
+@intrinsic
+def _float_bits(typingctx: Any, value: Any) -> Any:
+    """The int64 whose bits are the float64 ``value`` (LLVM's bitcast)."""
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        return builder.bitcast(args[0], context.get_value_type(types.int64))
+
+    return types.int64(types.float64), codegen
+
+
+@_jit
+def _log_value(x: float) -> float:
+    """``log(x)`` of a positive normal ``x`` (the E-step's row totals, in [1, K]) to 1
+    ulp (fdlibm's method): ``x = 2^e m`` with ``m`` in [sqrt(1/2), sqrt(2)), ``f = m -
+    1``, ``s = f / (2 + f)``, ``log(1 + f) = f - f^2/2 + s (f^2/2 + R(s^2))`` with
+    fdlibm's minimax ``R``, and ``e ln 2`` in two parts. Inlined in a loop that LLVM
+    vectorizes, where the library's log is one call a value."""
+    bits: int = _float_bits(x)  # type: ignore[call-arg]
+    e = (bits >> 52) - 1023
+    m: float = _bits_as_float((bits & _MANTISSA) | _ONE_BITS)
+    big = m > _SQRT2
+    m = 0.5 * m if big else m
+    k = float(e + 1 if big else e)
+    f = m - 1.0
+    s = f / (2.0 + f)
+    z = s * s
+    w = z * z
+    t1 = w * (_LG[1] + w * (_LG[3] + w * _LG[5]))
+    t2 = z * (_LG[0] + w * (_LG[2] + w * (_LG[4] + w * _LG[6])))
+    half_square = 0.5 * f * f
+    return k * _LN2_HI - ((half_square - (s * (half_square + t1 + t2) + k * _LN2_LO)) - f)
+
+
+@_jit
+def _log(v: Any) -> None:
+    """:func:`_log_value` of every value of ``v`` in place."""
+    for i in range(v.shape[0]):
+        v[i] = _log_value(v[i])
 
 
 @_jit
@@ -335,6 +389,7 @@ def run(
     zeros = np.zeros(n)
     tops = np.empty(n)
     totals = np.empty(n)
+    log_totals = np.empty(n)
     const = np.empty(K)
     # log pi_k and 1/2 log|P_k| of the parameters an iteration starts from, and of those
     # it makes (the next one's: each computed once)
@@ -425,9 +480,11 @@ def run(
                         tops[i] = max(tops[i], v)
         for k in range(K):
             _exp_shifted(resp[k], tops, totals, k == 0)
+        for i in range(n):  # (the logs in a loop of their own: vectorized)
+            log_totals[i] = _log_value(totals[i])
         loglik = 0.0
         for i in range(n):
-            loglik += w[i] * (math.log(totals[i]) + tops[i])
+            loglik += w[i] * (log_totals[i] + tops[i])
             totals[i] = w[i] / totals[i]
         # the statistics: each term's sum of (r_nk A_a) A_b in the rows' order, four terms
         # of a component at a time (:func:`_add_products4`: four sums side by side)
