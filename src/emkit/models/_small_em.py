@@ -480,11 +480,14 @@ def run(
                         tops[i] = max(tops[i], v)
         for k in range(K):
             _exp_shifted(resp[k], tops, totals, k == 0)
-        for i in range(n):  # (the logs in a loop of their own: vectorized)
+        # (the logs and the divisions in loops of their own: vectorized, where the sum's
+        # chain keeps its loop scalar)
+        for i in range(n):
             log_totals[i] = _log_value(totals[i])
         loglik = 0.0
         for i in range(n):
             loglik += w[i] * (log_totals[i] + tops[i])
+        for i in range(n):
             totals[i] = w[i] / totals[i]
         # the statistics: each term's sum of (r_nk A_a) A_b in the rows' order, four terms
         # of a component at a time (:func:`_add_products4`: four sums side by side)
