@@ -371,6 +371,9 @@ def test_the_loops_log_is_the_libraries_to_an_ulp(value: float) -> None:
     reference = np.log(x)
     ulps = np.abs(out - reference) / np.spacing(np.maximum(np.abs(reference), 1e-300))
     assert np.all((ulps <= 1.0) | (out == reference))
+    nan = np.array([np.nan])
+    kernels._log(nan)
+    assert np.isnan(nan[0])
 
 
 def test_a_checkpointed_fit_is_the_plain_fit_bit_for_bit(tmp_path: Any, monkeypatch: Any) -> None:
