@@ -35,8 +35,9 @@ from emkit.models.mixing import Exact, MixingWeights
 __all__ = ["BlockRun", "gaussian_block"]
 
 Array = NDArray[np.float64]
-# (parameters, objective, bound, slack) of each iteration of a block
-BlockRun = list[tuple[Any, float, float, float]]
+# each iteration's objective, bound and slack, and its parameters made on demand (by the
+# iteration's index)
+BlockRun = tuple[list[float], list[float], list[float], Callable[[int], Any]]
 
 # the covariance layouts of the compiled loop (the structure's shape of the statistics
 # and covariances)
@@ -59,7 +60,8 @@ def gaussian_block(
     ``slack``: how far the first may fall below it, as the driver allows) by
     the compiled loop, stopping at the driver's ``0 <= change < threshold`` (``tol``, or
     ``tol * (floor + |objective|)`` with a ``floor``) and before an iteration the Python
-    step must do; each iteration's (parameters, objective, bound, slack). None where the
+    step must do; each iteration's objective, bound and slack, and a function that makes
+    the parameters of the iteration it is given (an index). None where the
     loop does not apply (see the module's docstring) or Numba is not installed."""
     family = model.family
     if not _SMALL_EM or not isinstance(family, GaussianFamily):
@@ -162,20 +164,13 @@ def gaussian_block(
         precs = (out_pc3 if dense else out_pc2).reshape(shape)
         make = type(params)
         gaps, objectives, bounds, slacks = out[:, :count].tolist()
-        return [
-            (make(w_i, GaussianParams(mu_i, cov_i, prec_i, floored, gap)), objective, bound, s)
-            for w_i, mu_i, cov_i, prec_i, gap, objective, bound, s in zip(
-                out_w[:count],
-                out_means[:count],
-                covs[:count],
-                precs[:count],
-                gaps,
-                objectives,
-                bounds,
-                slacks,
-                strict=True,
-            )
-        ]
+
+        def made(i: int) -> Any:
+            # iteration i's parameters, made only where they are read (the driver reads
+            # the last ones it takes and those it checkpoints)
+            return make(out_w[i], GaussianParams(out_means[i], covs[i], precs[i], floored, gaps[i]))
+
+        return objectives, bounds, slacks, made
 
     return run
 
