@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import emkit.estimators.gaussian_mixture as gaussian_mixture
+import emkit.models._small_block as small_block
 from emkit import GaussianMixture, ModelBasedClustering
 from emkit._compiled_modules import compiled_module
 from emkit.estimators._mixture_base import fit_engine
@@ -146,7 +147,7 @@ def test_sweep_is_the_same_either_way(monkeypatch: Any) -> None:
     tables = []
     for on in (False, True):
         monkeypatch.setattr(gaussian_mixture, "_COMPILED_PASS", on)
-        monkeypatch.setattr(gaussian_mixture, "_COMPILED_START", on)
+        monkeypatch.setattr(small_block, "_COMPILED_START", on)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             mbc = ModelBasedClustering(range(1, 5), covariance_types=["VII", "EEE", "VEV"])
@@ -167,7 +168,7 @@ def _starts(X: np.ndarray, covariance_type: str, k: int, monkeypatch: Any) -> li
     tree = hc_start_tree(X, init_random_source(0))
     starts = []
     for on in (True, False):
-        monkeypatch.setattr(gaussian_mixture, "_COMPILED_START", on)
+        monkeypatch.setattr(small_block, "_COMPILED_START", on)
         model = GaussianMixture(k, covariance_type=covariance_type, init_params="hc")
         model._hc_tree = tree
         with fit_engine(model, X) as engine:
@@ -255,20 +256,20 @@ def test_the_python_start_where_the_compiled_one_does_not_apply(monkeypatch: Any
     with fit_engine(model, X) as engine:
         mixture = model._plan(X, None, None, engine, warm=False).model
     labels = tree.labels(3)
-    assert gaussian_mixture._compiled_start(mixture, X, labels, 3) is not None
+    assert small_block.compiled_start(mixture, X, labels, 3) is not None
     # without Numba (or before it is loaded), float32 rows, a component without rows
-    monkeypatch.setattr(gaussian_mixture, "compiled_module", lambda name: None)
-    assert gaussian_mixture._compiled_start(mixture, X, labels, 3) is None
+    monkeypatch.setattr(small_block, "compiled_module", lambda name: None)
+    assert small_block.compiled_start(mixture, X, labels, 3) is None
     monkeypatch.undo()
-    monkeypatch.setattr(gaussian_mixture, "numba_loaded", lambda: False)
-    assert gaussian_mixture._compiled_start(mixture, X, labels, 3) is None
+    monkeypatch.setattr(small_block, "numba_loaded", lambda: False)
+    assert small_block.compiled_start(mixture, X, labels, 3) is None
     monkeypatch.undo()
-    assert gaussian_mixture._compiled_start(mixture, X.astype(np.float32), labels, 3) is None
-    assert gaussian_mixture._compiled_start(mixture, X, np.minimum(labels, 1), 3) is None
+    assert small_block.compiled_start(mixture, X.astype(np.float32), labels, 3) is None
+    assert small_block.compiled_start(mixture, X, np.minimum(labels, 1), 3) is None
     # and the fit is the Python start's
     fits = []
     for compiled in (True, False):
-        monkeypatch.setattr(gaussian_mixture, "_COMPILED_START", compiled)
+        monkeypatch.setattr(small_block, "_COMPILED_START", compiled)
         model = GaussianMixture(3, covariance_type="VEV", init_params="hc")
         model._hc_tree = tree
         with warnings.catch_warnings():

@@ -43,15 +43,13 @@ from emkit.estimators._rows import (
     ordered_for_chunks,
 )
 from emkit.exceptions import InputError
-from emkit.families.covariance import _CODES, _MAX_CYCLES, _TOLERANCE, Composed, covariance_types
+from emkit.families.covariance import covariance_types
 from emkit.families.gaussian import (
     COVARIANCE_TYPES,
-    Diag,
-    Full,
+    FULL_LAYOUT,
+    TIED_LAYOUT,
     GaussianFamily,
     GaussianParams,
-    Spherical,
-    Tied,
     centred_scale,
     check_gaussian_prior,
     covariance_structure,
@@ -63,7 +61,8 @@ from emkit.inference.init import (
     init_random_source,
     initial_responsibilities,
 )
-from emkit.models.mixing import Exact, MixingWeights, assignment
+from emkit.models._small_block import MAX_FEATURES, compiled_start
+from emkit.models.mixing import assignment
 from emkit.models.mixture import Mixture, MixtureParams
 
 __all__ = ["GaussianMixture"]
@@ -576,7 +575,7 @@ default='auto'
                 if tree is not None
                 else initial_responsibilities("hc", X, K, rng, None)
             )
-            start = _compiled_start(model, X, labels, K)
+            start = compiled_start(model, X, labels, K)
             if start is not None:
                 return start
             stats = initial_statistics(model, engine, X, None, labels, K, work)
@@ -708,10 +707,10 @@ default='auto'
             and np.dtype(resolve_dtype(self.dtype)) == np.float64
         ):
             return None
-        layout = pass_layout(covariance_structure(self.covariance_type))
+        layout = covariance_structure(self.covariance_type).compiled_layout
         means = np.asarray(self.means_, dtype=np.float64)
         K, d = means.shape
-        if layout is None or X.shape[1] != d or d > _PASS_FEATURES:
+        if layout is None or X.shape[1] != d or d > MAX_FEATURES:
             return None
         kernels = compiled_module("emkit.models._small_pass")
         if kernels is None:
@@ -719,7 +718,7 @@ default='auto'
         # centred at the weighted mean of the means, as the model's own pass is
         centre = self._centre()
         prec = np.asarray(self.precisions_cholesky_, dtype=np.float64)
-        dense = layout in (PASS_FULL, PASS_TIED)
+        dense = layout in (FULL_LAYOUT, TIED_LAYOUT)
         pc3 = np.ascontiguousarray(prec.reshape(-1, d, d)) if dense else np.empty((0, d, d))
         pc2 = np.empty((0, 1)) if dense else np.ascontiguousarray(prec.reshape(K, -1))
         with np.errstate(divide="ignore"):  # a weight of 0: log 0 = -inf, as the pass has it
@@ -768,117 +767,12 @@ default='auto'
         return Mixture(self._family(np.zeros(d))).n_parameters(self.n_components)
 
 
-# the compiled passes' layouts of the precision factors (emkit.models._small_pass)
-PASS_FULL, PASS_TIED, PASS_DIAG, PASS_SPHERICAL = 0, 1, 2, 3
-# Whether starts may take the compiled M-step, and small passes over the rows the
-# compiled loop (the tests switch them off to compare)
-_COMPILED_START = True
+# Whether small passes over the rows may take the compiled loop (the tests switch it off
+# to compare)
 _COMPILED_PASS = True
 # Rows the in-memory engine maps as one chunk in the calling thread (beyond, its chunks
 # run on threads: no compiled pass)
 _PASS_ROWS = 4096
-# Columns beyond this: the compiled loops' scalar arithmetic is no longer small
-_PASS_FEATURES = 16
-
-
-def pass_layout(structure: Any) -> int | None:
-    """The compiled passes' layout code of a covariance structure (None: not covered)."""
-    for cls, code in (
-        (Tied, PASS_TIED),
-        (Full, PASS_FULL),
-        (Diag, PASS_DIAG),
-        (Spherical, PASS_SPHERICAL),
-    ):
-        if isinstance(structure, cls):
-            return code
-    return None
-
-
-def _compiled_start(
-    model: Mixture, X: Any, labels: NDArray[np.intp], n_components: int
-) -> MixtureParams | None:
-    """The parameters of the M-step from the partition ``labels`` (0..n_components-1, -1:
-    a row left out) of the rows ``X`` by one compiled loop
-    (:func:`emkit.models._small_pass.start`: the partition's statistics, then the M-step
-    of the compiled EM loop,
-    :mod:`emkit.models._small_em`), the Python start's to round-off; None where it does
-    not apply, for the Python start (:func:`~emkit.estimators._rows.
-    initial_statistics_bounded` and the model's M-step): Numba not loaded (its import
-    costs more than a small fit), a prior, known parameters, missing values, float32,
-    more than ``_PASS_FEATURES`` columns, or a partition the Python M-step must decide (a
-    component without mass, a covariance at the degeneracy floor, a composed kernel's
-    failure). ModelBasedClustering starts every cell and shared start so (1683 starts a
-    faithful sweep), where the Python start spent ~35 us of interpreter each on ~2 us of
-    arithmetic."""
-    family = model.family
-    if not (_COMPILED_START and numba_loaded() and isinstance(family, GaussianFamily)):
-        return None
-    if family.prior is not None or family.fixed is not None or family.shift is None:
-        return None
-    weights = model.weights
-    if not isinstance(weights, MixingWeights) or weights.fixed is not None:
-        return None
-    if weights.concentration != 1.0 or model.missing or not isinstance(model.assign, Exact):
-        return None
-    if np.dtype(model.dtype) != np.float64:
-        return None
-    if not (isinstance(X, np.ndarray) and X.ndim == 2 and X.dtype == np.float64):
-        return None
-    n, d = X.shape
-    K = int(n_components)
-    structure: Any = family.structure
-    layout = pass_layout(structure)
-    if layout is None or d > _PASS_FEATURES or labels.shape[0] != n or K < 1:
-        return None
-    kernels = compiled_module("emkit.models._small_pass")
-    if kernels is None:
-        return None
-    Xc = np.ascontiguousarray(family.prepare(X, np.float64))
-    if not np.isfinite(Xc).all():
-        return None
-    composed = isinstance(structure, Composed)
-    codes = np.array(
-        [_CODES[structure.volume], _CODES[structure.shape_kind], _CODES[structure.orientation]]
-        if composed
-        else [0, 0, 0],
-        dtype=np.int64,
-    )
-    dense = layout in (PASS_FULL, PASS_TIED)
-    # the Python start's placeholder covariances (identity), where a composed model
-    # iterates from them
-    Kc = (1 if layout == PASS_TIED else K) if dense else 0
-    dv = 1 if dense or layout == PASS_SPHERICAL else d
-    prev3 = (
-        np.broadcast_to(np.eye(d), (K, d, d)).copy() if composed and dense else np.empty((0, d, d))
-    )
-    prev2 = np.ones((K, dv)) if composed and not dense else np.empty((0, dv))
-    out_w = np.empty(K)
-    out_means = np.empty((K, d))
-    out_cov3 = np.empty((Kc, d, d) if dense else (0, d, d))
-    out_pc3 = np.empty_like(out_cov3)
-    out_cov2 = np.empty((0, dv) if dense else (K, dv))
-    out_pc2 = np.empty_like(out_cov2)
-    gap = np.empty(1)
-    status = kernels.start(
-        Xc, np.ascontiguousarray(labels, dtype=np.intp),
-        Xc.T @ Xc if layout == PASS_TIED else np.zeros((d, d)),
-        layout, composed, codes, bool(structure.exact) if composed else True,
-        _TOLERANCE, _MAX_CYCLES, float(family.reg_covar),
-        np.ascontiguousarray(family._floor_scale(), dtype=np.float64),
-        prev3, prev2, out_w, out_means, out_cov3, out_pc3, out_cov2, out_pc2, gap,
-    )  # fmt: skip
-    if status != kernels.OK:
-        return None
-    shape = structure.shape(K, d)
-    floored = np.zeros(K, dtype=bool)
-    components = GaussianParams(
-        out_means,
-        (out_cov3 if dense else out_cov2).reshape(shape),
-        (out_pc3 if dense else out_pc2).reshape(shape),
-        floored,
-        float(gap[0]),
-    )
-    return MixtureParams(out_w, components)
 
 
 def _no_feature_names(est: Any, n_features: int, reset: bool) -> bool:

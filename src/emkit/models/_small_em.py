@@ -46,6 +46,7 @@ from numba import types
 from numba.extending import intrinsic
 
 from emkit.families._covariance_compiled import (
+    FAILED,
     OK,
     _eigh_descending,
     factor_dense,
@@ -289,6 +290,146 @@ def _spectrum_loss(lam: float, mass: float, r: float) -> float:
 
 
 @_jit
+def floors(column_scale: Any, var_floor: Any) -> tuple[float, float]:
+    """The degeneracy floor's limits (the Gaussian family's): each column's variance
+    into ``var_floor`` (d,) (diag), and (the spherical variance's, the dense factors'
+    test's)."""
+    d = column_scale.shape[0]
+    mean_square = 0.0
+    for j in range(d):
+        var_floor[j] = _FLOOR_EPS * column_scale[j] * column_scale[j]
+        mean_square += column_scale[j] * column_scale[j]
+    return _FLOOR_EPS * mean_square / d, _FLOOR_EPS * d
+
+
+@_jit
+def m_step(
+    layout: int,
+    composed: bool,
+    codes: Any,
+    exact: bool,
+    tolerance: float,
+    max_cycles: int,
+    reg_covar: float,
+    weight: float,
+    column_scale: Any,
+    var_floor: Any,
+    sphere_floor: float,
+    dense_floor: float,
+    shared: Any,
+    nk: Any,
+    sx: Any,
+    s2: Any,
+    prev3: Any,
+    prev2: Any,
+    nkf: Any,
+    W3: Any,
+    W2: Any,
+    mass: Any,
+    mass3: Any,
+    gap: Any,
+    nw: Any,
+    nmu: Any,
+    ncov3: Any,
+    npc3: Any,
+    ncov2: Any,
+    npc2: Any,
+) -> int:
+    """The Gaussian family's M-step from the statistics ``nk`` (K,), ``sx`` (K, d) and
+    ``s2`` (K, d, d) (symmetric; ``shared``: the rows' sum of ``w x x^T`` for a tied
+    covariance) of rows of total ``weight``: the weights ``nw`` and means ``nmu``, the
+    covariances and precision factors in the layout's arrays (``ncov3``, ``npc3`` or
+    ``ncov2``, ``npc2``), from the previous covariances ``prev3`` / ``prev2`` where a
+    composed model iterates, and ``gap[0]`` its maximizer's gap (NaN for the others).
+    ``nkf``, the scatter ``W3`` / ``W2`` and its divisors ``mass`` / ``mass3`` are
+    written too (the caller's work arrays). ``OK``, or ``FAILED`` where the Python
+    M-step must decide: a component without mass, a composed kernel's failure, a
+    covariance at the degeneracy floor (``floors``)."""
+    K, d = sx.shape[0], sx.shape[1]
+    dense = layout == FULL or layout == TIED
+    total_nk = 0.0
+    for k in range(K):
+        nkf[k] = nk[k] + _NK_FLOOR
+        if nkf[k] <= 1e-12 * weight:  # a component without mass: kept, with a warning
+            return FAILED
+        total_nk += nkf[k]
+    for k in range(K):
+        nw[k] = nkf[k] / total_nk
+        for j in range(d):
+            nmu[k, j] = sx[k, j] / nkf[k]
+    # the scatter about the new means, in the layout, and its mass
+    if layout == FULL:
+        for k in range(K):
+            mass3[k] = nkf[k]
+            for i in range(d):
+                for j in range(d):
+                    W3[k, i, j] = s2[k, i, j] - nkf[k] * nmu[k, i] * nmu[k, j]
+    elif layout == TIED:
+        mass3[0] = total_nk
+        for i in range(d):
+            for j in range(d):
+                s = shared[i, j]
+                for k in range(K):
+                    s -= nkf[k] * nmu[k, i] * nmu[k, j]
+                W3[0, i, j] = s
+    elif layout == DIAG:
+        for k in range(K):
+            mass[k] = nkf[k]
+            for j in range(d):
+                W2[k, j] = s2[k, j, j] - nkf[k] * nmu[k, j] * nmu[k, j]
+    else:
+        for k in range(K):
+            mass[k] = d * nkf[k]
+            trace = 0.0
+            square = 0.0
+            for j in range(d):
+                trace += s2[k, j, j]
+                square += nmu[k, j] * nmu[k, j]
+            W2[k, 0] = trace - nkf[k] * square
+    gap[0] = math.nan
+    for v in W3.ravel():  # (an overflow: the Python M-step's to report)
+        if not math.isfinite(v):
+            return FAILED
+    for v in W2.ravel():
+        if not math.isfinite(v):
+            return FAILED
+    if composed:
+        if dense:
+            status = m_step_dense(
+                W3, mass3, reg_covar, prev3, codes[0], codes[1], codes[2],
+                exact, tolerance, max_cycles, ncov3, gap,
+            )  # fmt: skip
+        else:
+            status = m_step_variances(
+                W2, mass, reg_covar, prev2, codes[0], codes[1], exact,
+                tolerance, max_cycles, ncov2, gap,
+            )  # fmt: skip
+        if status != OK or not math.isfinite(gap[0]):
+            return FAILED
+    elif dense:
+        for k in range(W3.shape[0]):
+            for i in range(d):
+                for j in range(d):
+                    ncov3[k, i, j] = W3[k, i, j] / mass3[k]
+                ncov3[k, i, i] += reg_covar
+    else:
+        for k in range(K):
+            for j in range(W2.shape[1]):
+                ncov2[k, j] = W2[k, j] / mass[k] + reg_covar
+    # precision factors, or the degeneracy floor's hand-over
+    if dense:
+        return factor_dense(ncov3, column_scale, dense_floor, npc3)
+    for k in range(K):
+        for j in range(ncov2.shape[1]):
+            v = ncov2[k, j]
+            low = var_floor[j] if layout == DIAG else sphere_floor
+            if not (math.isfinite(v) and v >= low):
+                return FAILED
+            npc2[k, j] = 1.0 / math.sqrt(v)
+    return OK
+
+
+@_jit
 def run(
     X: Any,
     w: Any,
@@ -344,14 +485,8 @@ def run(
         weight += w[i]
         for j in range(d):
             reach = max(reach, abs(X[i, j]))
-    # the degeneracy floor of the variances (diag: per column; spherical: the mean)
     var_floor = np.empty(d)
-    mean_square = 0.0
-    for j in range(d):
-        var_floor[j] = _FLOOR_EPS * column_scale[j] * column_scale[j]
-        mean_square += column_scale[j] * column_scale[j]
-    sphere_floor = _FLOOR_EPS * mean_square / d
-    dense_floor = _FLOOR_EPS * d
+    sphere_floor, dense_floor = floors(column_scale, var_floor)
     # the passes over the rows run along them, each vectorized (k outer, the rows inner),
     # every sum a row's or a column's in the order of the row-major loop (the same values
     # bit for bit): ``A`` the columns x_j and a row of ones, ``resp`` (K, n)
@@ -531,91 +666,16 @@ def run(
             else:
                 return it, HAND_OVER
         # -- M-step ---------------------------------------------------------------------
-        total_nk = 0.0
-        for k in range(K):
-            nkf[k] = nk[k] + _NK_FLOOR
-            if nkf[k] <= 1e-12 * weight:  # a component without mass: kept, with a warning
-                return it, HAND_OVER
-            total_nk += nkf[k]
         nw, nmu = out_w[it], out_means[it]
         ncov3, npc3, ncov2, npc2 = out_cov3[it], out_pc3[it], out_cov2[it], out_pc2[it]
-        for k in range(K):
-            nw[k] = nkf[k] / total_nk
-            for j in range(d):
-                nmu[k, j] = sx[k, j] / nkf[k]
-        # the scatter about the new means, in the layout, and its mass
-        if layout == FULL:
-            for k in range(K):
-                mass3[k] = nkf[k]
-                for i in range(d):
-                    for j in range(d):
-                        W3[k, i, j] = s2[k, i, j] - nkf[k] * nmu[k, i] * nmu[k, j]
-        elif layout == TIED:
-            mass3[0] = total_nk
-            for i in range(d):
-                for j in range(d):
-                    s = shared[i, j]
-                    for k in range(K):
-                        s -= nkf[k] * nmu[k, i] * nmu[k, j]
-                    W3[0, i, j] = s
-        elif layout == DIAG:
-            for k in range(K):
-                mass[k] = nkf[k]
-                for j in range(d):
-                    W2[k, j] = s2[k, j, j] - nkf[k] * nmu[k, j] * nmu[k, j]
-        else:
-            for k in range(K):
-                mass[k] = d * nkf[k]
-                trace = 0.0
-                square = 0.0
-                for j in range(d):
-                    trace += s2[k, j, j]
-                    square += nmu[k, j] * nmu[k, j]
-                W2[k, 0] = trace - nkf[k] * square
-        gap = math.nan
-        if composed:
-            for v in W3.ravel():
-                if not math.isfinite(v):
-                    return it, HAND_OVER
-            for v in W2.ravel():
-                if not math.isfinite(v):
-                    return it, HAND_OVER
-            gap1[0] = math.nan
-            if dense:
-                status = m_step_dense(
-                    W3, mass3, reg_covar, ccov3, codes[0], codes[1], codes[2],
-                    exact, tolerance, max_cycles, ncov3, gap1,
-                )  # fmt: skip
-            else:
-                status = m_step_variances(
-                    W2, mass, reg_covar, ccov2, codes[0], codes[1], exact,
-                    tolerance, max_cycles, ncov2, gap1,
-                )  # fmt: skip
-            if status != OK or not math.isfinite(gap1[0]):
-                return it, HAND_OVER
-            gap = gap1[0]
-        elif dense:
-            for k in range(Kc):
-                for i in range(d):
-                    for j in range(d):
-                        ncov3[k, i, j] = W3[k, i, j] / mass3[k]
-                    ncov3[k, i, i] += reg_covar
-        else:
-            for k in range(K):
-                for j in range(dv):
-                    ncov2[k, j] = W2[k, j] / mass[k] + reg_covar
-        # precision factors, or the degeneracy floor's hand-over
-        if dense:
-            if factor_dense(ncov3, column_scale, dense_floor, npc3) != OK:
-                return it, HAND_OVER
-        else:
-            for k in range(K):
-                for j in range(dv):
-                    v = ncov2[k, j]
-                    low = var_floor[j] if layout == DIAG else sphere_floor
-                    if not (math.isfinite(v) and v >= low):
-                        return it, HAND_OVER
-                    npc2[k, j] = 1.0 / math.sqrt(v)
+        status = m_step(
+            layout, composed, codes, exact, tolerance, max_cycles, reg_covar, weight,
+            column_scale, var_floor, sphere_floor, dense_floor, shared, nk, sx, s2, ccov3, ccov2,
+            nkf, W3, W2, mass, mass3, gap1, nw, nmu, ncov3, npc3, ncov2, npc2,
+        )  # fmt: skip
+        if status != OK:
+            return it, HAND_OVER
+        gap = gap1[0]
         # the M-step's gap (GaussianFamily.m_step_gap): measured by a composed model
         if math.isnan(gap):
             gap = 0.0

@@ -34,25 +34,15 @@ from typing import Any
 import numba
 import numpy as np
 
-from emkit.families._covariance_compiled import (
-    FAILED,
-    OK,
-    factor_dense,
-    m_step_dense,
-    m_step_variances,
-)
-from emkit.families.gaussian import _FLOOR_EPS as _GAUSSIAN_FLOOR_EPS
-from emkit.models.mixing import NK_FLOOR
+from emkit.families._covariance_compiled import OK
+from emkit.models._small_block import DIAG, FULL, TIED
+from emkit.models._small_em import floors, m_step
+
+__all__ = ["OK", "cell_values", "start"]
 
 _jit = numba.njit(cache=True, nogil=True, error_model="numpy")
 
 _LOG_2PI = math.log(2.0 * math.pi)
-# the Python M-step's constants, read where they are defined
-_NK_FLOOR = NK_FLOOR
-_FLOOR_EPS = float(_GAUSSIAN_FLOOR_EPS)
-
-# the layouts of the precision factors: (K, d, d), (1, d, d) shared, (K, d), (K, 1)
-FULL, TIED, DIAG, SPHERICAL = 0, 1, 2, 3
 
 
 @_jit
@@ -176,96 +166,17 @@ def start(
                     s2[k, j, q] += x * X[i, q]
             elif layout != TIED:
                 s2[k, j, j] += x * x
-    # -- the M-step (emkit.models._small_em.run's, from these statistics) --------------
-    weight = float(n)  # (every row counts in the total weight, as the Python start has it)
-    nkf = np.empty(K)
-    total_nk = 0.0
-    for k in range(K):
-        nkf[k] = nk[k] + _NK_FLOOR
-        if nkf[k] <= 1e-12 * weight:  # a component without mass: the Python M-step's
-            return FAILED
-        total_nk += nkf[k]
-    for k in range(K):
-        out_w[k] = nkf[k] / total_nk
+    for k in range(K):  # (the lower triangle: the loop's symmetric s2)
         for j in range(d):
-            out_means[k, j] = sx[k, j] / nkf[k]
-    W3 = np.empty((Kc, d, d))
-    W2 = np.empty((0 if dense else K, dv))
-    mass = np.empty(K)
-    mass3 = np.empty(Kc)
-    if layout == FULL:
-        for k in range(K):
-            mass3[k] = nkf[k]
-            for i in range(d):
-                for j in range(d):
-                    s = s2[k, i, j] if i <= j else s2[k, j, i]
-                    W3[k, i, j] = s - nkf[k] * out_means[k, i] * out_means[k, j]
-    elif layout == TIED:
-        mass3[0] = total_nk
-        for i in range(d):
-            for j in range(d):
-                s = shared[i, j]
-                for k in range(K):
-                    s -= nkf[k] * out_means[k, i] * out_means[k, j]
-                W3[0, i, j] = s
-    elif layout == DIAG:
-        for k in range(K):
-            mass[k] = nkf[k]
-            for j in range(d):
-                W2[k, j] = s2[k, j, j] - nkf[k] * out_means[k, j] * out_means[k, j]
-    else:
-        for k in range(K):
-            mass[k] = d * nkf[k]
-            trace = 0.0
-            square = 0.0
-            for j in range(d):
-                trace += s2[k, j, j]
-                square += out_means[k, j] * out_means[k, j]
-            W2[k, 0] = trace - nkf[k] * square
-    for v in W3.ravel():
-        if not math.isfinite(v):
-            return FAILED
-    for v in W2.ravel():
-        if not math.isfinite(v):
-            return FAILED
-    out_gap[0] = math.nan
-    if composed:
-        if dense:
-            status = m_step_dense(
-                W3, mass3, reg_covar, prev3, codes[0], codes[1], codes[2],
-                exact, tolerance, max_cycles, out_cov3, out_gap,
-            )  # fmt: skip
-        else:
-            status = m_step_variances(
-                W2, mass, reg_covar, prev2, codes[0], codes[1], exact,
-                tolerance, max_cycles, out_cov2, out_gap,
-            )  # fmt: skip
-        if status != OK or not math.isfinite(out_gap[0]):
-            return FAILED
-    elif dense:
-        for k in range(Kc):
-            for i in range(d):
-                for j in range(d):
-                    out_cov3[k, i, j] = W3[k, i, j] / mass3[k]
-                out_cov3[k, i, i] += reg_covar
-    else:
-        for k in range(K):
-            for j in range(dv):
-                out_cov2[k, j] = W2[k, j] / mass[k] + reg_covar
-    # the precision factors, where every covariance passes the degeneracy floor's test
-    if dense:
-        return factor_dense(out_cov3, column_scale, _FLOOR_EPS * d, out_pc3)
-    mean_square = 0.0
-    for j in range(d):
-        mean_square += column_scale[j] * column_scale[j]
-    for k in range(K):
-        for j in range(dv):
-            v = out_cov2[k, j]
-            if layout == DIAG:
-                low = _FLOOR_EPS * column_scale[j] * column_scale[j]
-            else:
-                low = _FLOOR_EPS * mean_square / d
-            if not (math.isfinite(v) and v >= low):
-                return FAILED
-            out_pc2[k, j] = 1.0 / math.sqrt(v)
-    return OK
+            for q in range(j):
+                s2[k, j, q] = s2[k, q, j]
+    # the M-step of emkit.models._small_em.run, from these statistics (every row counts
+    # in the total weight, as the Python start has it)
+    var_floor = np.empty(d)
+    sphere_floor, dense_floor = floors(column_scale, var_floor)
+    return m_step(
+        layout, composed, codes, exact, tolerance, max_cycles, reg_covar, float(n),
+        column_scale, var_floor, sphere_floor, dense_floor, shared, nk, sx, s2, prev3, prev2,
+        np.empty(K), np.empty((Kc, d, d)), np.empty((0 if dense else K, dv)), np.empty(K),
+        np.empty(Kc), out_gap, out_w, out_means, out_cov3, out_pc3, out_cov2, out_pc2,
+    )  # fmt: skip
