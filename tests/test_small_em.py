@@ -105,11 +105,11 @@ def test_block_is_the_python_step_to_round_off(
 def test_a_long_tables_statistics_in_tiles_are_the_python_steps(
     covariance_type: str, monkeypatch: Any
 ) -> None:
-    # 3000 rows x 3, K = 6: the loop holds its statistics' products for a tile of rows
-    # at a time (64 sums of a full model: 2048 rows, two tiles), each sum continuing
-    # from the last tile's in the rows' order
-    n_rows, n_sums = 3000, (6 * (1 + 3 + 6) + 7) // 8 * 8
-    assert n_rows * n_sums > small_block.compiled_module("emkit.models._small_em")._PRODUCTS
+    # 3000 rows x 3, K = 6: the loop holds its terms' factors for a tile of rows at a
+    # time (12 a row of a full model: 2730 rows, two tiles), each sum continuing from the
+    # last tile's in the rows' order
+    n_rows, n_padded = 3000, (1 + 3 + 6 + 3) // 4 * 4
+    assert n_rows * n_padded > small_block.compiled_module("emkit.models._small_em")._FACTORS
     rng = np.random.default_rng(3)
     centres = rng.normal(scale=5.0, size=(6, 3))
     X = centres[rng.integers(0, 6, n_rows)] + rng.normal(size=(n_rows, 3))
@@ -168,7 +168,7 @@ def _count_block_iterations(monkeypatch: Any) -> list[int]:
 
         def counted(*a: Any) -> Any:
             out = run(*a)
-            produced.append(len(out))
+            produced.append(len(out[0]))  # (its objectives)
             return out
 
         return counted
@@ -215,11 +215,11 @@ def test_a_fall_of_the_objective_is_the_python_steps(monkeypatch: Any) -> None:
         step: Any = em_step(plan.model, engine, plan.data)
         start = plan.initialize(plan.rng)
         # any objective is below +inf: the first iteration is handed over, none is run
-        assert step.block(start, np.inf, 0.0, 10, 0.0, None) == []
+        assert len(step.block(start, np.inf, 0.0, 10, 0.0, None)) == 0
         ran = step.block(start, -np.inf, 0.0, 3, 0.0, None)
     assert len(ran) == 3
-    assert all(b.bound >= b.objective for b in ran)
-    assert [r.objective for r in ran] == sorted(r.objective for r in ran)
+    assert all(b >= o for b, o in zip(ran.bounds, ran.objectives, strict=True))
+    assert ran.objectives == sorted(ran.objectives)
 
 
 def test_without_numba_the_python_step_runs(monkeypatch: Any) -> None:
@@ -357,6 +357,25 @@ def test_the_loops_exp_is_the_libraries_to_an_ulp() -> None:
     assert ulps.max() <= 2.0 and np.isnan(out[-1])
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.floats(min_value=2.3e-308, max_value=1.7e308))
+def test_the_loops_log_is_the_libraries_to_an_ulp(value: float) -> None:
+    # the row totals' log (values in [1, K] there; any positive normal here), around the
+    # value too: the mantissa's halves on either side of sqrt(2), exact powers of 2
+    kernels = small_block.compiled_module("emkit.models._small_em")
+    x = np.array([value, 1.0, 2.0, np.sqrt(2.0), np.nextafter(np.sqrt(2.0), 3.0)])
+    x = np.concatenate([x, min(value, 1e307) * np.random.default_rng(5).uniform(1.0, 9.0, 200)])
+    x = x[np.isfinite(x) & (x >= np.finfo(float).tiny)]
+    out = x.copy()
+    kernels._log(out)
+    reference = np.log(x)
+    ulps = np.abs(out - reference) / np.spacing(np.maximum(np.abs(reference), 1e-300))
+    assert np.all((ulps <= 1.0) | (out == reference))
+    nan = np.array([np.nan])
+    kernels._log(nan)
+    assert np.isnan(nan[0])
+
+
 def test_a_checkpointed_fit_is_the_plain_fit_bit_for_bit(tmp_path: Any, monkeypatch: Any) -> None:
     from emkit.inference.checkpoint import Checkpoint
 
@@ -380,3 +399,58 @@ def test_a_checkpointed_fit_is_the_plain_fit_bit_for_bit(tmp_path: Any, monkeypa
         np.testing.assert_array_equal(run.trace.objective, plain.trace.objective)
         np.testing.assert_array_equal(run.params.components.covariances,
                                       plain.params.components.covariances)  # fmt: skip
+
+
+def test_a_blocks_parameters_are_made_where_the_driver_reads_them(
+    tmp_path: Any, monkeypatch: Any
+) -> None:
+    # the driver makes the parameters of a block's last iteration it takes and of those
+    # it checkpoints, no others, and each checkpoint holds its own iteration's (the
+    # Python step's, to round-off)
+    from emkit.inference.checkpoint import Checkpoint
+
+    made: list[list[int]] = []
+    make = small_block.gaussian_block
+
+    def recording(*args: Any) -> Any:
+        run = make(*args)
+        if run is None:
+            return None
+
+        def recorded(*a: Any) -> Any:
+            objectives, bounds, slacks, params = run(*a)
+            asked: list[int] = []
+            made.append(asked)
+            return objectives, bounds, slacks, lambda i: asked.append(i) or params(i)
+
+        return recorded
+
+    monkeypatch.setattr(small_block, "gaussian_block", recording)
+
+    class Recording(Checkpoint):
+        def save(self, state: Any) -> None:
+            saves.append((len(state.objectives), state.params))
+            super().save(state)
+
+    X, _ = load_faithful()
+    plan, engine, context = _plan(X, "VEV", 3, random_state=0)
+    runs = []
+    with context:
+        start = plan.initialize(plan.rng)
+        for on in (False, True):
+            saves: list[tuple[int, Any]] = []
+            checkpoint = Recording(tmp_path / str(on), "run", every=7)
+            result, calls = _fit(plan, engine, start, on, monkeypatch, tol=1e-10, max_iter=60,
+                                 checkpoint=checkpoint)  # fmt: skip
+            runs.append((result, calls, saves))
+    (python, python_calls, python_saves), (compiled, calls, saves) = runs
+    _assert_close(compiled, python)
+    iterations = list(range(1, compiled.n_iter + 1))
+    assert [c[0] for c in calls] == [c[0] for c in python_calls] == iterations
+    assert made and compiled.n_iter > 14  # blocks ran, through checkpoints
+    # one block from the start here: its parameters made at each save and at its end
+    assert [i + 1 for i in made[0]] == [n for n, _ in saves] + [compiled.n_iter]
+    assert [n for n, _ in saves] == [n for n, _ in python_saves]
+    for (_, ours), (_, theirs) in zip(saves, python_saves, strict=True):
+        np.testing.assert_allclose(ours.components.covariances, theirs.components.covariances,
+                                   rtol=RTOL)  # fmt: skip

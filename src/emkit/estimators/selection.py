@@ -650,10 +650,7 @@ def _fit_cell(
             warnings.simplefilter("always")
             model.fit(X) if checkpoint is None else model.fit(X, checkpoint=checkpoint)
             # each row's log-density, log of its largest posterior and component, one pass
-            values = model._map_rows(X, _cell_values)
-            if is_dask_collection(values):
-                values = values.compute()
-            values = np.asarray(values, dtype=np.float64)
+            values = _final_values(model, X)
             log_likelihood = float(values[:, 0].mean()) * n
         row["warnings"] = list(dict.fromkeys(str(w.message) for w in caught))
     except InputError:
@@ -779,6 +776,21 @@ def _joined(first: EMTrace, then: EMTrace) -> EMTrace:
         bound=both(first.bound, then.bound),
         draws=both(first.draws, then.draws),
     )
+
+
+def _final_values(model: GaussianMixture, X: Any) -> Array:
+    """(n, 3) :func:`_cell_values` of a fitted cell on its rows ``X``: by the compiled
+    pass where it applies (:meth:`GaussianMixture._compiled_values`, as the model's
+    ``score_samples`` then takes it: the cell's log-likelihood is ``score(X) * n``, bit
+    for bit), else by the model's own pass."""
+    if isinstance(X, np.ndarray) and not hasattr(model, "feature_names_in_"):
+        values = model._compiled_values(X)
+        if values is not None:
+            return values
+    values = model._map_rows(X, _cell_values)
+    if is_dask_collection(values):
+        values = values.compute()
+    return np.asarray(values, dtype=np.float64)
 
 
 def _cell_values(log_prob: Array) -> Array:

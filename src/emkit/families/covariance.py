@@ -49,6 +49,7 @@ same arithmetic; the NumPy loops here remain the reference and the fallback.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, ClassVar, NamedTuple
 
@@ -660,6 +661,13 @@ def mclust_prior_shares(
 def structure_class(covariance_type: str) -> type[CovarianceStructure] | None:
     """The structure class a covariance type names (scikit-learn's four names, mclust's
     fourteen and its two one-dimensional ones), or None."""
+    return _structure_classes().get(covariance_type)
+
+
+@functools.cache
+def _structure_classes() -> dict[str, type[CovarianceStructure]]:
+    """Each covariance type's structure class, built once (every fit and every check of
+    a sweep's 663 fits looks one up)."""
     classes: dict[str, type[CovarianceStructure]] = {
         "full": Full,
         "tied": Tied,
@@ -674,7 +682,7 @@ def structure_class(covariance_type: str) -> type[CovarianceStructure] | None:
     }
     for cls in (EII, EEI, VEI, EVI, VEE, EVE, VVE, EEV, VEV, EVV):
         classes[cls.name] = cls
-    return classes.get(covariance_type)
+    return classes
 
 
 def covariance_types() -> tuple[str, ...]:

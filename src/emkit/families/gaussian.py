@@ -218,6 +218,11 @@ def _unpacking(d: int) -> NDArray[np.intp]:
     return flat
 
 
+# the layouts of the covariances and precision factors in the small compiled loops
+# (emkit.models._small_em, _small_pass): (K, d, d), one (d, d) shared, (K, d), (K, 1)
+FULL_LAYOUT, TIED_LAYOUT, DIAG_LAYOUT, SPHERICAL_LAYOUT = 0, 1, 2, 3
+
+
 class CovarianceStructure:
     """How one covariance structure shapes the Gaussian statistics and M-step."""
 
@@ -232,6 +237,8 @@ class CovarianceStructure:
     # maximize() runs compiled loops where Numba is installed (mclust's composed models;
     # scikit-learn's four divide in NumPy and never import Numba)
     compiled_m_step: ClassVar[bool] = False
+    # its layout in the small compiled loops (the ``*_LAYOUT`` codes); None: not covered
+    compiled_layout: ClassVar[int | None] = None
 
     def n_stats(self, d: int) -> int:
         raise NotImplementedError
@@ -502,6 +509,7 @@ class Full(_Triangular):
 
     name = "full"
     fused_layout = "full"
+    compiled_layout = FULL_LAYOUT
 
     def n_stats(self, d: int) -> int:
         return d + d * (d + 1) // 2
@@ -578,6 +586,7 @@ class Tied(_Triangular):
     name = "tied"
     has_row_term = True
     shared = True
+    compiled_layout = TIED_LAYOUT
 
     def n_stats(self, d: int) -> int:
         return d
@@ -706,6 +715,7 @@ class Diag(_Variances):
 
     name = "diag"
     fused_layout = "diag"
+    compiled_layout = DIAG_LAYOUT
 
     def n_stats(self, d: int) -> int:
         return 2 * d
@@ -787,6 +797,7 @@ class Spherical(_Variances):
 
     name = "spherical"
     fused_layout = "spherical"
+    compiled_layout = SPHERICAL_LAYOUT
 
     def n_stats(self, d: int) -> int:
         return d + 1

@@ -28,7 +28,7 @@ from emkit.exceptions import (
 )
 from emkit.inference.accelerate import accelerated_step
 from emkit.inference.checkpoint import Checkpoint, Saved
-from emkit.inference.steps import EMModel, Step, StepResult, em_step
+from emkit.inference.steps import EMModel, Step, StepBlock, StepResult, em_step
 
 __all__ = [
     "MONOTONICITY_POLICIES",
@@ -193,24 +193,35 @@ def fit_em(
         if objectives:
             previous = objective = objectives[-1]
     # whole blocks of iterations at once where the step offers them (em_step of a small
-    # Gaussian mixture): each iteration's result (its parameters too) is checked, traced
-    # and checkpointed as the step's. A block computes each iteration from the last one's
+    # Gaussian mixture): each iteration's result is checked, traced and checkpointed as
+    # the step's, its parameters made where they are read (the block's last ones taken,
+    # the checkpointed ones). A block computes each iteration from the last one's
     # parameters, objective and slack alone, so where blocks begin and end changes no bit
     block = getattr(step, "block", None) if monotone else None
-    pending: list[StepResult[P]] = []  # a block's results still to take, last first
+    ran: StepBlock[P] | None = None  # the block whose iterations are being taken
+    taken = 0  # how many of them (params: the block's start until they are made)
     share = 0.0  # the seconds of each of them (the block's time, spread evenly)
     for iteration in range(first, max_iter + 1):
         if done:
             break
         start = time.perf_counter()
-        if not pending and block is not None and state is None and math.isfinite(slack):
+        if ran is not None and taken == len(ran):
+            params, ran = ran.params(taken - 1), None
+        if ran is None and block is not None and state is None and math.isfinite(slack):
             scale = None if relative_to is None else floor
             n_max = max_iter - iteration + 1
-            pending = block(params, previous, slack, n_max, tol, scale)[::-1]
-            share = (time.perf_counter() - start) / max(len(pending), 1)
-        blocked = bool(pending)
-        result = pending.pop() if blocked else step(params, state)
-        objective = result.objective
+            ran, taken = block(params, previous, slack, n_max, tol, scale), 0
+            share = (time.perf_counter() - start) / max(len(ran), 1)
+            if not len(ran):  # the next iteration is the step's
+                ran = None
+        if ran is not None:
+            objective, bound = ran.objectives[taken], ran.bounds[taken]
+            next_slack, roundoff, step_done, n_draws = ran.slacks[taken], None, False, 0
+            taken += 1
+        else:
+            result = step(params, state)
+            objective, bound, next_slack = result.objective, result.bound, result.slack
+            roundoff, step_done, n_draws = result.roundoff, result.done, result.draws
         if not math.isfinite(objective):  # (math: a float, not an array)
             raise NonFiniteObjectiveError(
                 f"The EM objective became {objective} at iteration {iteration}. The data may "
@@ -226,21 +237,23 @@ def fit_em(
             restarts.append(iteration)
         elif change < 0:
             allowed = slack + _decrease_tolerance(objective, dtype)
-            if -change <= allowed + (0.0 if result.roundoff is None else result.roundoff()):
+            if -change <= allowed + (0.0 if roundoff is None else roundoff()):
                 change = 0.0  # round-off at a fixed point, or the allowed inexactness
             elif iteration > 1 or start_objective == -np.inf:
                 # (a warm start may continue on other data: its first change is no check)
                 _report_decrease(monotonicity, iteration, previous, objective)
-        params, slack, state = result.params, result.slack, result.state
+        slack = next_slack
+        if ran is None:
+            params, state = result.params, result.state
         objectives.append(objective)
-        bounds.append(objective if bound_is_objective else result.bound)
-        draws.append(result.draws)
-        seconds.append(share if blocked else time.perf_counter() - start)
+        bounds.append(objective if bound_is_objective else bound)
+        draws.append(n_draws)
+        seconds.append(share if ran is not None else time.perf_counter() - start)
         if callback is not None:
             callback(iteration, objective, change)
         previous = objective
         threshold = tol if relative_to is None else tol * (floor + abs(objective))
-        if result.done or (not stops_itself and 0 <= change < threshold):
+        if step_done or (not stops_itself and 0 <= change < threshold):
             done = True
         if checkpoint is not None and (
             done or iteration % checkpoint.every == 0 or iteration == max_iter
@@ -250,9 +263,13 @@ def fit_em(
                     "checkpoint works with plain EM steps, which carry no state between "
                     "iterations; this step does (accelerate=...). Drop one of the two."
                 )
+            if ran is not None:
+                params = ran.params(taken - 1)
             checkpoint.save(Saved(params, objectives, seconds, restarts, slack, done))
         if done:
             break
+    if ran is not None:
+        params = ran.params(taken - 1)
     trace = EMTrace(
         np.asarray(objectives),
         np.asarray(seconds),

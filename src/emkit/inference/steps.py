@@ -145,28 +145,50 @@ def em_step(model: EMModel[P], engine: Engine, data: RowSource) -> Step[P]:
 
     def block(
         params: P, previous: float, slack: float, n_max: int, tol: float, floor: float | None
-    ) -> list[StepResult[P]]:
-        # (positional: a NamedTuple's keywords cost more than its fields, once an iteration)
-        return [
-            StepResult(new, objective, gap, None, False, None, bound)
-            for new, objective, bound, gap in run(params, previous, slack, n_max, tol, floor)
-        ]
+    ) -> StepBlock[P]:
+        return StepBlock(*run(params, previous, slack, n_max, tol, floor))
 
     return _BlockStep(step, block)
+
+
+class StepBlock(Generic[P]):
+    """Iterations that one call ran at once (:class:`_BlockStep`): iteration ``i``'s
+    objective, bound and slack (a :class:`StepResult`'s, of a step that carries no state
+    and has no stopping rule or round-off estimate of its own) and ``params(i)``, its
+    parameters, made when asked for: the driver reads those of the last iteration it
+    takes and of those it checkpoints, so a block of hundreds of iterations makes one
+    or a few parameter objects, not one an iteration."""
+
+    __slots__ = ("bounds", "objectives", "params", "slacks")
+
+    def __init__(
+        self,
+        objectives: list[float],
+        bounds: list[float],
+        slacks: list[float],
+        params: Callable[[int], P],
+    ) -> None:
+        self.objectives = objectives
+        self.bounds = bounds
+        self.slacks = slacks
+        self.params = params
+
+    def __len__(self) -> int:
+        return len(self.objectives)
 
 
 class _BlockStep:
     """The plain EM step of a model that also runs blocks of iterations at once:
     ``block(params, previous, slack, n_max, tol, floor)`` gives up to ``n_max``
-    iterations' results from ``params`` (``previous``: the objective before them,
-    ``slack``: the last step's), ending at the driver's convergence rule (``0 <= change
-    < tol``, or ``< tol * (floor + |objective|)``; a fall within the slack and the
-    driver's round-off tolerance is a change of 0), and before an iteration that the
-    step itself must do (one whose objective falls further, or whose M-step the model
-    handles otherwise); no state is carried.
+    iterations' results from ``params`` as a :class:`StepBlock` (``previous``: the
+    objective before them, ``slack``: the last step's), ending at the driver's
+    convergence rule (``0 <= change < tol``, or ``< tol * (floor + |objective|)``; a
+    fall within the slack and the driver's round-off tolerance is a change of 0), and
+    before an iteration that the step itself must do (one whose objective falls
+    further, or whose M-step the model handles otherwise); no state is carried.
     :func:`~emkit.inference.em.fit_em` checks and traces each result as the step's."""
 
-    def __init__(self, step: Step[Any], block: Callable[..., list[StepResult[Any]]]) -> None:
+    def __init__(self, step: Step[Any], block: Callable[..., StepBlock[Any]]) -> None:
         self.step = step
         self.block = block
 

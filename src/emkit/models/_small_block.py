@@ -15,7 +15,7 @@ tolerance, a covariance at the degeneracy floor, ...) back to the Python step, s
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -23,30 +23,39 @@ from numpy.typing import NDArray
 from emkit._compiled_modules import compiled_module, numba_loaded
 from emkit.families.covariance import _CODES, _MAX_CYCLES, _TOLERANCE, Composed
 from emkit.families.gaussian import (
-    Diag,
-    Full,
+    DIAG_LAYOUT,
+    FULL_LAYOUT,
+    SPHERICAL_LAYOUT,
+    TIED_LAYOUT,
     GaussianFamily,
     GaussianParams,
-    Spherical,
-    Tied,
 )
 from emkit.models.mixing import Exact, MixingWeights
 
-__all__ = ["BlockRun", "gaussian_block"]
+__all__ = [
+    "MAX_FEATURES",
+    "BlockRun",
+    "KernelForm",
+    "compiled_start",
+    "gaussian_block",
+    "kernel_form",
+]
 
 Array = NDArray[np.float64]
-# (parameters, objective, bound, slack) of each iteration of a block
-BlockRun = list[tuple[Any, float, float, float]]
+# each iteration's objective, bound and slack, and its parameters made on demand (by the
+# iteration's index)
+BlockRun = tuple[list[float], list[float], list[float], Callable[[int], Any]]
 
-# the covariance layouts of the compiled loop (the structure's shape of the statistics
-# and covariances)
-FULL, TIED, DIAG, SPHERICAL = 0, 1, 2, 3
+# the covariance layouts of the compiled loops (a structure's ``compiled_layout``)
+FULL, TIED, DIAG, SPHERICAL = FULL_LAYOUT, TIED_LAYOUT, DIAG_LAYOUT, SPHERICAL_LAYOUT
 
-# Whether fits may take the compiled blocks (the tests switch it off to compare).
+# Whether fits may take the compiled blocks, and starts the compiled M-step (the tests
+# switch them off to compare).
 _SMALL_EM = True
+_COMPILED_START = True
 # Columns beyond this: the loop's scalar arithmetic (n K d^2 a row pass) is no longer
 # small next to the Python step's fixed cost, whose matrix products use BLAS.
-_MAX_FEATURES = 16
+MAX_FEATURES = 16
 # The most bytes of parameters one block writes (it runs again for more iterations).
 _BLOCK_BYTES = 1 << 21
 
@@ -59,19 +68,10 @@ def gaussian_block(
     ``slack``: how far the first may fall below it, as the driver allows) by
     the compiled loop, stopping at the driver's ``0 <= change < threshold`` (``tol``, or
     ``tol * (floor + |objective|)`` with a ``floor``) and before an iteration the Python
-    step must do; each iteration's (parameters, objective, bound, slack). None where the
+    step must do; each iteration's objective, bound and slack, and a function that makes
+    the parameters of the iteration it is given (an index). None where the
     loop does not apply (see the module's docstring) or Numba is not installed."""
-    family = model.family
-    if not _SMALL_EM or not isinstance(family, GaussianFamily):
-        return None
-    if family.prior is not None or family.fixed is not None or family.shift is None:
-        return None
-    weights = model.weights
-    if not isinstance(weights, MixingWeights) or weights.fixed is not None:
-        return None
-    if weights.concentration != 1.0 or model.missing or not isinstance(model.assign, Exact):
-        return None
-    if np.dtype(model.dtype) != np.float64:
+    if not _SMALL_EM:
         return None
     one_chunk = getattr(engine, "one_chunk", None)
     if one_chunk is None or getattr(data, "labels", True) is not None or not one_chunk(data):
@@ -84,13 +84,11 @@ def gaussian_block(
     if w is not None and not (isinstance(w, np.ndarray) and w.dtype == np.float64):
         return None
     n, d = X.shape
-    if n == 0 or d > _MAX_FEATURES:
+    form = kernel_form(model, d)
+    if n == 0 or form is None:
         return None
-    structure: Any = family.structure
-    layout = _layout(structure)
-    if layout is None:
-        return None
-    composed = isinstance(structure, Composed)
+    layout, composed, codes, exact = form
+    family = model.family
     if not composed and not numba_loaded():
         # scikit-learn's four structures never import Numba for a small fit (importing
         # it costs more than such a fit): their blocks run where the process has it
@@ -105,13 +103,6 @@ def gaussian_block(
     w = np.ones(n) if w is None else np.ascontiguousarray(w)
     # sum_n w_n x_n x_n^T: a tied covariance's second moments, the same every iteration
     shared = (Xc * w[:, None]).T @ Xc if layout == TIED else np.zeros((d, d))
-    codes = np.array(
-        [_CODES[structure.volume], _CODES[structure.shape_kind], _CODES[structure.orientation]]
-        if composed
-        else [0, 0, 0],
-        dtype=np.int64,
-    )
-    exact = bool(structure.exact) if composed else True
     column_scale = np.ascontiguousarray(family._floor_scale(), dtype=np.float64)
     reg_covar = float(family.reg_covar)
     far_scale = float(family.scale)
@@ -162,27 +153,123 @@ def gaussian_block(
         precs = (out_pc3 if dense else out_pc2).reshape(shape)
         make = type(params)
         gaps, objectives, bounds, slacks = out[:, :count].tolist()
-        return [
-            (make(w_i, GaussianParams(mu_i, cov_i, prec_i, floored, gap)), objective, bound, s)
-            for w_i, mu_i, cov_i, prec_i, gap, objective, bound, s in zip(
-                out_w[:count],
-                out_means[:count],
-                covs[:count],
-                precs[:count],
-                gaps,
-                objectives,
-                bounds,
-                slacks,
-                strict=True,
-            )
-        ]
+
+        def made(i: int) -> Any:
+            # iteration i's parameters, made only where they are read (the driver reads
+            # the last ones it takes and those it checkpoints)
+            return make(out_w[i], GaussianParams(out_means[i], covs[i], precs[i], floored, gaps[i]))
+
+        return objectives, bounds, slacks, made
 
     return run
 
 
-def _layout(structure: Any) -> int | None:
-    """The compiled loop's layout code of a covariance structure (None: not covered)."""
-    for cls, code in ((Tied, TIED), (Full, FULL), (Diag, DIAG), (Spherical, SPHERICAL)):
-        if isinstance(structure, cls):
-            return code
-    return None
+class KernelForm(NamedTuple):
+    """How the compiled loops take a model: its covariances' ``layout`` (``FULL``,
+    ``TIED``, ``DIAG``, ``SPHERICAL``), whether it is ``composed`` (mclust's models), the
+    ``codes`` of its volume, shape and orientation, and whether its M-step is ``exact``."""
+
+    layout: int
+    composed: bool
+    codes: NDArray[np.int64]
+    exact: bool
+
+
+def kernel_form(model: Any, d: int) -> KernelForm | None:
+    """The compiled loops' form of exact EM of ``model`` (a mixture) on ``d`` columns;
+    None where they do not cover it: not a Gaussian family, a prior, known parameters,
+    missing values, not float64, not exact EM, more than ``MAX_FEATURES`` columns, a
+    covariance structure without a compiled layout."""
+    family = model.family
+    if not isinstance(family, GaussianFamily):
+        return None
+    if family.prior is not None or family.fixed is not None or family.shift is None:
+        return None
+    weights = model.weights
+    if not isinstance(weights, MixingWeights) or weights.fixed is not None:
+        return None
+    if weights.concentration != 1.0 or model.missing or not isinstance(model.assign, Exact):
+        return None
+    if np.dtype(model.dtype) != np.float64 or d > MAX_FEATURES:
+        return None
+    structure: Any = family.structure
+    layout = structure.compiled_layout
+    if layout is None:
+        return None
+    composed = isinstance(structure, Composed)
+    codes = np.array(
+        [_CODES[structure.volume], _CODES[structure.shape_kind], _CODES[structure.orientation]]
+        if composed
+        else [0, 0, 0],
+        dtype=np.int64,
+    )
+    return KernelForm(layout, composed, codes, bool(structure.exact) if composed else True)
+
+
+def compiled_start(model: Any, X: Any, labels: NDArray[np.intp], n_components: int) -> Any:
+    """The parameters (MixtureParams) of the M-step from the partition ``labels``
+    (0..n_components-1, -1: a row left out) of the rows ``X`` by one compiled loop
+    (:func:`emkit.models._small_pass.start`: the partition's statistics, then the
+    compiled EM loop's M-step, :func:`emkit.models._small_em.m_step`), the Python
+    start's to round-off; None where it does not apply, for the Python start (the
+    statistics through the engine and the model's M-step): Numba not loaded (its import
+    costs more than a small fit), a model the loops do not cover (:func:`kernel_form`),
+    rows that are not finite float64, or a partition the Python M-step must decide (a
+    component without mass, a covariance at the degeneracy floor, a composed kernel's
+    failure). ModelBasedClustering starts every cell and shared start so (561 starts a
+    faithful sweep), where the Python start spent ~35 us of interpreter each on ~2 us of
+    arithmetic."""
+    if not (_COMPILED_START and numba_loaded()):
+        return None
+    if not (isinstance(X, np.ndarray) and X.ndim == 2 and X.dtype == np.float64):
+        return None
+    n, d = X.shape
+    K = int(n_components)
+    form = kernel_form(model, d)
+    if form is None or labels.shape[0] != n or K < 1:
+        return None
+    kernels = compiled_module("emkit.models._small_pass")
+    if kernels is None:
+        return None
+    family = model.family
+    Xc = np.ascontiguousarray(family.prepare(X, np.float64))
+    if not np.isfinite(Xc).all():
+        return None
+    layout, composed = form.layout, form.composed
+    dense = layout in (FULL, TIED)
+    # the Python start's placeholder covariances (identity), where a composed model
+    # iterates from them
+    Kc = (1 if layout == TIED else K) if dense else 0
+    dv = 1 if dense or layout == SPHERICAL else d
+    prev3 = (
+        np.broadcast_to(np.eye(d), (K, d, d)).copy() if composed and dense else np.empty((0, d, d))
+    )
+    prev2 = np.ones((K, dv)) if composed and not dense else np.empty((0, dv))
+    out_w = np.empty(K)
+    out_means = np.empty((K, d))
+    out_cov3 = np.empty((Kc, d, d) if dense else (0, d, d))
+    out_pc3 = np.empty_like(out_cov3)
+    out_cov2 = np.empty((0, dv) if dense else (K, dv))
+    out_pc2 = np.empty_like(out_cov2)
+    gap = np.empty(1)
+    status = kernels.start(
+        Xc, np.ascontiguousarray(labels, dtype=np.intp),
+        Xc.T @ Xc if layout == TIED else np.zeros((d, d)),
+        layout, composed, form.codes, form.exact,
+        _TOLERANCE, _MAX_CYCLES, float(family.reg_covar),
+        np.ascontiguousarray(family._floor_scale(), dtype=np.float64),
+        prev3, prev2, out_w, out_means, out_cov3, out_pc3, out_cov2, out_pc2, gap,
+    )  # fmt: skip
+    if status != kernels.OK:
+        return None
+    shape = family.structure.shape(K, d)
+    components = GaussianParams(
+        out_means,
+        (out_cov3 if dense else out_cov2).reshape(shape),
+        (out_pc3 if dense else out_pc2).reshape(shape),
+        np.zeros(K, dtype=bool),
+        float(gap[0]),
+    )
+    from emkit.models.mixture import MixtureParams  # (mixture imports this module)
+
+    return MixtureParams(out_w, components)
