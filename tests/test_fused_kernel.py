@@ -438,7 +438,7 @@ def test_the_diag_products_square_x_as_the_laid_out_products_read_it(
         bound = 2 * gamma * (np.abs(eta).astype(float) @ np.abs(full).astype(float))
         np.testing.assert_array_less(np.abs(out - laid.astype(float)), bound + 1e-300)
         R = np.abs(_block(data, K, n, dtype))
-        sums, dots = np.ones((K, 1 + 2 * d)), np.ones((K, 1 + 2 * d))
+        sums, dots = np.zeros((K, 1 + 2 * d)), np.zeros((K, 1 + 2 * d))
         kernels().dot_squares(R, T, R.dtype.type(0.0), sums)
         kernels().dot_products(R, full, R.dtype.type(0.0), dots)
         gamma = (n + 1) * u / (1 - (n + 1) * u)
