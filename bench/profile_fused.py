@@ -94,7 +94,7 @@ def profile(
             loop(
                 chunk, centre, eta, index_of_layout, floor, np.empty(0), coef, bits, bias,
                 shift_bits, sums, m, total, np.zeros(tile, dtype),
-                plan.transposed, plan.axpy, plan.dots, upto,
+                plan.transposed, plan.axpy, plan.dots, plan.wide, upto,
             )  # fmt: skip
 
     def call(plan: Any) -> None:
@@ -106,7 +106,7 @@ def profile(
         for chunk in chunks:
             step(chunk, None, None)
 
-    default = fk.tiling(eta.shape[1], eta.shape[0], dtype)
+    default = fk.tiling(eta.shape[1], eta.shape[0], dtype, layout)
     t, a, d = default.transposed, default.axpy, default.dots
     layouts = [(t, a, d)]
     if both:  # the other second product, the other first one, BLAS's second one

@@ -76,6 +76,17 @@ _TRANSPOSED_FROM = 1024
 # in float64 2.6x on 1m-2d, 3x on 100k-8d, 1.6x on 200k-16d, 1.8x on 500k-32d diag).
 # Its sums are reassociated (partial sums a lane), as BLAS's blocks reorder theirs: the
 # same sums to round-off
+# float32's full covariances take both compiled products in their wider blocks (eight
+# components a loop in the first, four statistics in the second: twice the sums a load
+# feeds, where a float32 vector holds 16 values) on tiles of 768 rows, or fewer where S
+# rows of them would pass _WIDE_BYTES (L2 is 1 MiB a core on the machine measured): 768
+# rows is 3 KiB a statistic, away from the 4 KiB multiples (1024, 2048, 4096 rows) whose
+# rows fall in the same L1 sets and run up to 1.3x slower. bench/profile_fused.py's
+# pass, CPU time, these against the tiles and blocks before (twice float64's rows):
+# 100k-8d 1.68 -> 1.50 ms, 200k-16d 17.3 -> 12.3 ms, 1m-2d 5.05 -> 4.9 ms. float64 keeps
+# its tiles and blocks (its bits: the tiles' sums and lanes are its summation order)
+# and the other layouts theirs (diag and spherical: not measured with them)
+_WIDE_ROWS, _WIDE_BYTES = 768, 1 << 19
 
 
 class Tiling(NamedTuple):
@@ -85,18 +96,23 @@ class Tiling(NamedTuple):
     transposed: bool  # the second product as T @ r^T
     axpy: bool  # the first product by the compiled loop
     dots: bool = False  # the second product by the compiled loop
+    wide: bool = False  # the compiled products' wider blocks (float32's)
 
 
-def tiling(n_stats: int, n_components: int, dtype: Any) -> Tiling:
-    """Rows per tile for ``n_stats`` statistics (the constant 1 included) of ``dtype``,
-    the second product's layout (``transposed`` and ``dots`` of
+def tiling(n_stats: int, n_components: int, dtype: Any, layout: str = "full") -> Tiling:
+    """Rows per tile for ``n_stats`` statistics (the constant 1 included) of ``dtype`` in
+    ``layout``, the second product's layout (``transposed`` and ``dots`` of
     :func:`emkit.models._compiled.gaussian_e_step`) and the first product's (``axpy``):
     the compiled products in both dtypes, faster than BLAS on every workload of
-    ``bench/profile_fused.py``."""
+    ``bench/profile_fused.py``; in float32 with full covariances their wider blocks
+    (``wide``) on tiles of at most ``_WIDE_ROWS`` rows."""
     per = 8 // np.dtype(dtype).itemsize  # float32: twice the rows in the same bytes
+    transposed = per == 2 or n_components * n_stats >= _TRANSPOSED_FROM
+    if per == 2 and layout == "full":
+        rows = min(_WIDE_ROWS, _WIDE_BYTES // (4 * n_stats) // 16 * 16)  # whole vectors
+        return Tiling(max(rows, per * _TILE_MIN), transposed, True, True, True)
     rows = _TILE_BYTES // (n_stats * np.dtype(dtype).itemsize)
     rows = min(max(rows, per * _TILE_MIN), per * _TILE_MAX)
-    transposed = per == 2 or n_components * n_stats >= _TRANSPOSED_FROM
     return Tiling(int(rows), transposed, True, True)
 
 
@@ -127,7 +143,7 @@ def gaussian_e_step(
     sums = np.zeros(eta.shape)
     m, total = np.empty(n, dtype=dtype), np.empty(n, dtype=dtype)
     coef, bias, bit_shift = constants(dtype)
-    plan = tiling(eta.shape[1], eta.shape[0], dtype) if plan is None else plan
+    plan = tiling(eta.shape[1], eta.shape[0], dtype, layout) if plan is None else plan
     bits = np.empty(plan.rows, dtype=bias.dtype)
     reach = np.zeros(plan.rows, dtype=dtype)
     w = np.empty(0) if weights is None else np.ascontiguousarray(weights, dtype=np.float64)
@@ -149,6 +165,7 @@ def gaussian_e_step(
         plan.transposed,
         plan.axpy,
         plan.dots,
+        plan.wide,
         4,  # every phase
     )
     return sums, m, total, float(reach.max())
