@@ -247,11 +247,11 @@ def test_tiles_stay_in_cache_and_long_enough() -> None:
     """Rows a tile by the statistics' bytes, twice the rows in float32; the compiled
     products in both dtypes (faster than BLAS on every workload of profile_fused.py);
     BLAS's second product, where a plan asks for it, transposed in float64 where K * S is
-    large and always in float32. float32's full covariances: the wider blocks on 768
-    rows, fewer where S is large (the tile within _WIDE_BYTES, whole vectors)."""
+    large and always in float32. float32's full covariances: the wider blocks on at least
+    768 rows, fewer where S is large (the tile within _WIDE_BYTES, whole vectors)."""
     assert tiling(6, 8, np.float64) == Tiling(2048, False, True, True)  # d = 2: long tiles
     assert tiling(6, 8, np.float32, "diag") == Tiling(4096, True, True, True)
-    assert tiling(6, 8, np.float32) == Tiling(768, True, True, True, True)
+    assert tiling(6, 8, np.float32) == Tiling(4096, True, True, True, True)
     assert tiling(153, 16, np.float64) == Tiling(128, True, True, True)  # d = 16
     assert tiling(153, 16, np.float32, "spherical") == Tiling(256, True, True, True)
     assert tiling(153, 16, np.float32) == Tiling(768, True, True, True, True)

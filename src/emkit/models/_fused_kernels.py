@@ -78,12 +78,14 @@ _TRANSPOSED_FROM = 1024
 # same sums to round-off
 # float32's full covariances take both compiled products in their wider blocks (eight
 # components a loop in the first, four statistics in the second: twice the sums a load
-# feeds, where a float32 vector holds 16 values) on tiles of 768 rows, or fewer where S
-# rows of them would pass _WIDE_BYTES (L2 is 1 MiB a core on the machine measured): 768
-# rows is 3 KiB a statistic, away from the 4 KiB multiples (1024, 2048, 4096 rows) whose
-# rows fall in the same L1 sets and run up to 1.3x slower. bench/profile_fused.py's
-# pass, CPU time, these against the tiles and blocks before (twice float64's rows):
-# 100k-8d 1.68 -> 1.50 ms, 200k-16d 17.3 -> 12.3 ms, 1m-2d 5.05 -> 4.9 ms. float64 keeps
+# feeds, where a float32 vector holds 16 values) on tiles of at least 768 rows (twice
+# float64's where that is more: few statistics, long tiles), fewer where S rows of them
+# would pass _WIDE_BYTES (L2 is 1 MiB a core on the machine measured): 768 rows is 3 KiB
+# a statistic, away from the 4 KiB multiples (1024, 2048 rows) whose rows fall in the
+# same L1 sets and ran up to 1.3x slower on 100k-8d and 200k-16d. The one-pass E-step,
+# CPU time of one thread, these against the tiles and blocks before (twice float64's
+# rows), same process: 100k-8d 1.78 -> 1.50 ms, 200k-16d 20.1 -> 12.8 ms (load 1.3-2;
+# 1.63 -> 1.44 and 14.5 -> 13.3 at load 4.5). float64 keeps
 # its tiles and blocks (its bits: the tiles' sums and lanes are its summation order)
 # and the other layouts theirs (diag and spherical: not measured with them)
 _WIDE_ROWS, _WIDE_BYTES = 768, 1 << 19
@@ -108,11 +110,11 @@ def tiling(n_stats: int, n_components: int, dtype: Any, layout: str = "full") ->
     (``wide``) on tiles of at most ``_WIDE_ROWS`` rows."""
     per = 8 // np.dtype(dtype).itemsize  # float32: twice the rows in the same bytes
     transposed = per == 2 or n_components * n_stats >= _TRANSPOSED_FROM
-    if per == 2 and layout == "full":
-        rows = min(_WIDE_ROWS, _WIDE_BYTES // (4 * n_stats) // 16 * 16)  # whole vectors
-        return Tiling(max(rows, per * _TILE_MIN), transposed, True, True, True)
     rows = _TILE_BYTES // (n_stats * np.dtype(dtype).itemsize)
     rows = min(max(rows, per * _TILE_MIN), per * _TILE_MAX)
+    if per == 2 and layout == "full":
+        rows = min(max(rows, _WIDE_ROWS), _WIDE_BYTES // (4 * n_stats) // 16 * 16)
+        return Tiling(max(rows, per * _TILE_MIN), transposed, True, True, True)
     return Tiling(int(rows), transposed, True, True)
 
 
