@@ -366,20 +366,20 @@ SIZES = (st.integers(1, 13), st.integers(1, 11), st.integers(0, 70))
 def test_the_compiled_first_product_is_eta_times_t_in_s_order(
     data: st.DataObject, K: int, S: int, n: int, dtype: str, wide: bool
 ) -> None:
-    """axpy_product's blocks of eight (wide) and four components and four statistics
-    (and their remainders) give each log-density as one component alone does (a
+    """axpy_product's blocks of four components and four statistics, axpy_wide's of
+    eight (and their remainders) give each log-density as one component alone does (a
     multiply-add a statistic in s order, the loop's order before the blocks): the same
     values to the bit, and eta @ T to round-off."""
     eta, T = _block(data, K, S, dtype), _block(data, S, n, dtype)
     out = np.full((K, n), np.nan, dtype=dtype)
-    kernels().axpy_product(eta, T, out, wide)
+    (kernels().axpy_wide if wide else kernels().axpy_product)(eta, T, out)
     tol = 1e-5 if dtype == "float32" else 1e-13
     exact = eta.astype(float) @ T.astype(float)
     bound = tol * (1 + np.abs(eta.astype(float)) @ np.abs(T.astype(float)))
     np.testing.assert_array_less(np.abs(out - exact), bound)
     for k in range(K):
         alone = np.full((1, n), np.nan, dtype=dtype)
-        kernels().axpy_product(eta[k : k + 1], T, alone, False)
+        kernels().axpy_product(eta[k : k + 1], T, alone)
         np.testing.assert_array_equal(out[k], alone[0])
 
 
@@ -388,12 +388,12 @@ def test_the_compiled_first_product_is_eta_times_t_in_s_order(
 def test_the_compiled_second_product_adds_r_times_t(
     data: st.DataObject, K: int, S: int, n: int, wide: bool
 ) -> None:
-    """dot_products' blocks of four rows of R against four (wide) and two of T (and their
-    remainders) add R @ T^T to the sums, each to float32's round-off over its n terms."""
+    """dot_products' blocks of four rows of R against two of T, dots_wide's against four
+    (and their remainders) add R @ T^T to the sums, each to float32's round-off over its n terms."""
     R = np.abs(_block(data, K, n, "float32"))
     T = _block(data, S, n, "float32")
     sums = np.ones((K, S))
-    kernels().dot_products(R, T, np.float32(0.0), sums, wide)
+    (kernels().dots_wide if wide else kernels().dot_products)(R, T, np.float32(0.0), sums)
     R64, T64 = R.astype(float), T.astype(float)
     bound = 1e-6 * (1 + R64 @ np.abs(T64).T)
     np.testing.assert_array_less(np.abs(sums - (1.0 + R64 @ T64.T)), bound)
@@ -411,13 +411,13 @@ def test_float64s_compiled_products_are_blas_products_to_round_off(
     u = np.finfo(np.float64).eps / 2
     eta, T = _block(data, K, S, "float64"), _block(data, S, n, "float64")
     out = np.full((K, n), np.nan)
-    kernels().axpy_product(eta, T, out, False)
+    kernels().axpy_product(eta, T, out)
     gamma = S * u / (1 - S * u)
     bound = 2 * gamma * (np.abs(eta) @ np.abs(T)) + np.finfo(np.float64).tiny
     np.testing.assert_array_less(np.abs(out - np.dot(eta, T)), bound)
     R = np.abs(_block(data, K, n, "float64"))
     sums = np.zeros((K, S))
-    kernels().dot_products(R, T, 0.0, sums, False)
+    kernels().dot_products(R, T, 0.0, sums)
     gamma = n * u / (1 - n * u)
     bound = 2 * gamma * (R @ np.abs(T).T) + np.finfo(np.float64).tiny
     np.testing.assert_array_less(np.abs(sums - np.dot(R, T.T)), bound)

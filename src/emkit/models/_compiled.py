@@ -202,11 +202,24 @@ def statistics(X: Any, shift: Any, lo: int, hi: int, layout: int, T: Any, reach:
 
 
 @_jit
+def axpy_wide(eta: Any, T: Any, out: Any) -> None:
+    """:func:`axpy_product` eight components a loop (and its own loop for the rest): in
+    float32 (16 lanes a vector, tiles of twice the rows) the four statistics' loads then
+    feed 32 multiply-adds, 1.2x to 1.3x four components' speed (100k-8d, 200k-16d); in
+    float64 (8 lanes) it is slower, and :func:`emkit.models._fused_kernels.tiling` leaves
+    it out. Each sum's terms in the same order: the same bits as :func:`axpy_product`."""
+    K = eta.shape[0]
+    k = 0
+    while k + 8 <= K:
+        _axpy_eight(eta[k : k + 8], T, out[k : k + 8])
+        k += 8
+    if k < K:
+        axpy_product(eta[k:], T, out[k:])
+
+
+@_jit
 def _axpy_eight(e: Any, T: Any, out: Any) -> None:
-    """:func:`axpy_product` of eight components (``e`` (8, S), ``out`` (8, n)): in float32
-    (16 lanes a vector, tiles of twice the rows) the four statistics' loads then feed 32
-    multiply-adds, 1.2x to 1.3x four components' speed (100k-8d, 200k-16d); in float64
-    (8 lanes) it is slower, and :func:`emkit.models._fused_kernels.tiling` leaves it out."""
+    """The eight components ``e`` (8, S) of :func:`axpy_wide` into ``out`` (8, n)."""
     S = e.shape[1]
     n = T.shape[1]
     o0, o1, o2, o3, o4, o5, o6, o7 = out[0], out[1], out[2], out[3], out[4], out[5], out[6], out[7]
@@ -261,20 +274,15 @@ def _axpy_eight(e: Any, T: Any, out: Any) -> None:
 
 
 @_jit
-def axpy_product(eta: Any, T: Any, out: Any, wide: bool) -> None:
+def axpy_product(eta: Any, T: Any, out: Any) -> None:
     """``out`` (K, n) = ``eta`` (K, S) @ ``T`` (S, n): for each k the sum over s of
     eta[k, s] T[s] as vector loops over the tile, in s order (a multiply-add a term).
     Four components and four statistics a loop (16 multiply-adds for four loads and four
     stores of ``out`` a vector), so the loop runs at the multiply-adds' speed, not the
-    stores' (a component and a statistic a loop: a store a multiply-add, half of it).
-    ``wide``: eight components a loop first (32 multiply-adds for the same four loads of
-    T), each sum's terms in the same order, so the same bits as four a loop."""
+    stores' (a component and a statistic a loop: a store a multiply-add, half of it)."""
     K, S = eta.shape
     n = T.shape[1]
     k = 0
-    while wide and k + 8 <= K:
-        _axpy_eight(eta[k : k + 8], T, out[k : k + 8])
-        k += 8
     while k + 4 <= K:
         o0, o1, o2, o3 = out[k], out[k + 1], out[k + 2], out[k + 3]
         e = eta[k : k + 4]
@@ -322,6 +330,28 @@ def axpy_product(eta: Any, T: Any, out: Any, wide: bool) -> None:
             for j in range(n):
                 row[j] += a0 * t[j]
         k += 1
+
+
+@_jit_lanes
+def dots_wide(R: Any, T: Any, zero: Any, sums: Any) -> None:
+    """:func:`dot_products` against four rows of T a loop (and its own loops for the
+    rest): eight loads for 16 multiply-adds, in float32 1.15x to 1.2x the speed of two
+    rows (100k-8d, 200k-16d); float64 keeps :func:`dot_products`, its sums' lanes and so
+    its bits."""
+    K = R.shape[0]
+    S = T.shape[0]
+    k = 0
+    while k + 4 <= K:
+        r0, r1, r2, r3 = R[k], R[k + 1], R[k + 2], R[k + 3]
+        s = 0
+        while s + 4 <= S:
+            _dots_four(r0, r1, r2, r3, T[s : s + 4], zero, sums[k : k + 4, s : s + 4])
+            s += 4
+        if s < S:
+            dot_products(R[k : k + 4], T[s:], zero, sums[k : k + 4, s:])
+        k += 4
+    if k < K:
+        dot_products(R[k:], T, zero, sums[k:])
 
 
 @_jit_lanes
@@ -373,25 +403,20 @@ def _dots_four(r0: Any, r1: Any, r2: Any, r3: Any, T: Any, zero: Any, sums: Any)
 
 
 @_jit_lanes
-def dot_products(R: Any, T: Any, zero: Any, sums: Any, wide: bool) -> None:
+def dot_products(R: Any, T: Any, zero: Any, sums: Any) -> None:
     """``sums`` (K, S) float64 += ``R`` (K, n) @ ``T`` (S, n)^T, each of the K S sums
     over n in ``R``'s dtype in vector lanes (reassociated: partial sums a lane, added at
     the end), four rows of R at a time against two rows of T (six loads for eight
     multiply-adds a vector; against one row, five loads for four: the loads' speed, not
     the multiply-adds'). BLAS runs these short, wide products at a fraction of its peak
     (bench/profile_fused.py, the phase: 1.8x to 6x faster in float32, 1.6x to 3x in
-    float64). ``wide``: against four rows of T first (eight loads for 16 multiply-adds: in
-    float32 1.15x to 1.2x the speed of two rows, 100k-8d and 200k-16d; float64 keeps two,
-    its sums' lanes and so its bits)."""
+    float64)."""
     K, n = R.shape
     S = T.shape[0]
     k = 0
     while k + 4 <= K:
         r0, r1, r2, r3 = R[k], R[k + 1], R[k + 2], R[k + 3]
         s = 0
-        while wide and s + 4 <= S:
-            _dots_four(r0, r1, r2, r3, T[s : s + 4], zero, sums[k : k + 4, s : s + 4])
-            s += 4
         while s + 2 <= S:
             t, u = T[s], T[s + 1]
             a0, a1, a2, a3 = zero, zero, zero, zero
@@ -469,10 +494,10 @@ def gaussian_e_step(
     ``transposed``: the second product is T @ r^T (S, K) instead of r @ T^T (K, S) (the
     same sums; BLAS reads r^T as a transpose, no copy). ``axpy``: the first product by
     :func:`axpy_product` instead of BLAS. ``dots``: the second product by
-    :func:`dot_products` instead of BLAS (its sums reassociated). ``wide``: both compiled
-    products in their wider blocks (eight components, four statistics). ``phases``: 4 runs the step;
-    ``bench/profile_fused.py`` stops after 1, 2 and 3 to time each phase as a difference
-    (a test per tile, nothing beside the step's work)."""
+    :func:`dot_products` instead of BLAS (its sums reassociated). ``wide``: the compiled
+    products in their wider blocks (:func:`axpy_wide`, :func:`dots_wide`). ``phases``: 4
+    runs the step; ``bench/profile_fused.py`` stops after 1, 2 and 3 to time each phase as
+    a difference (a test per tile, nothing beside the step's work)."""
     n = X.shape[0]
     K, S = eta.shape
     tile = bits.shape[0]
@@ -486,7 +511,10 @@ def gaussian_e_step(
             continue
         if axpy:
             lp = np.empty((K, hi - lo), dtype=eta.dtype)
-            axpy_product(eta, T, lp, wide)
+            if wide:
+                axpy_wide(eta, T, lp)
+            else:
+                axpy_product(eta, T, lp)
         else:
             lp = np.dot(eta, T)  # (K, width): log p(x, k)
         if phases < 3:
@@ -499,7 +527,10 @@ def gaussian_e_step(
             continue
         # sum_b r_kb T_b, in the rows' dtype
         if dots:
-            dot_products(lp, T, coef[18], sums, wide)
+            if wide:
+                dots_wide(lp, T, coef[18], sums)
+            else:
+                dot_products(lp, T, coef[18], sums)
         elif transposed:
             part_t = np.dot(T, lp.T)  # (S, K)
             for s in range(S):
