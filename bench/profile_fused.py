@@ -94,7 +94,7 @@ def profile(
             loop(
                 chunk, centre, eta, index_of_layout, floor, np.empty(0), coef, bits, bias,
                 shift_bits, sums, m, total, np.zeros(tile, dtype),
-                plan.transposed, plan.axpy, plan.dots, upto,
+                plan.transposed, plan.axpy, plan.dots, plan.wide, upto,
             )  # fmt: skip
 
     def call(plan: Any) -> None:

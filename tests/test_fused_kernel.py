@@ -247,15 +247,21 @@ def test_tiles_stay_in_cache_and_long_enough() -> None:
     """Rows a tile by the statistics' bytes, twice the rows in float32; the compiled
     products in both dtypes (faster than BLAS on every workload of profile_fused.py);
     BLAS's second product, where a plan asks for it, transposed in float64 where K * S is
-    large and always in float32."""
+    large and always in float32. float32's full covariances: the wider blocks on at least
+    768 rows, fewer where S is large (the tile within _WIDE_BYTES, whole vectors)."""
     assert tiling(6, 8, np.float64) == Tiling(2048, False, True, True)  # d = 2: long tiles
-    assert tiling(6, 8, np.float32) == Tiling(4096, True, True, True)
+    assert tiling(6, 8, np.float32, "diag") == Tiling(4096, True, True, True)
+    assert tiling(6, 8, np.float32) == Tiling(4096, True, True, True, True)
     assert tiling(153, 16, np.float64) == Tiling(128, True, True, True)  # d = 16
-    assert tiling(153, 16, np.float32) == Tiling(256, True, True, True)
+    assert tiling(153, 16, np.float32, "spherical") == Tiling(256, True, True, True)
+    assert tiling(153, 16, np.float32) == Tiling(768, True, True, True, True)
     assert tiling(65, 32, np.float64) == Tiling(252, True, True, True)  # 32d diag
-    rows, transposed, axpy, dots = tiling(45, 8, np.float64)
-    assert 128 < rows < 2048 and not transposed and axpy and dots
-    assert tiling(45, 8, np.float32).rows == 2 * rows
+    assert tiling(65, 32, np.float32, "diag") == Tiling(504, True, True, True)
+    assert tiling(1 + 24 + 300, 8, np.float32) == Tiling(400, True, True, True, True)
+    assert tiling(1 + 64 + 2080, 8, np.float32).rows == 256  # at least twice 128
+    rows, transposed, axpy, dots, wide = tiling(45, 8, np.float64)
+    assert 128 < rows < 2048 and not transposed and axpy and dots and not wide
+    assert tiling(45, 8, np.float32, "diag").rows == 2 * rows
 
 
 def _random_pass(
@@ -272,29 +278,31 @@ FORMS = [(True, False, False), (False, True, False), (True, True, False)]
 
 
 @pytest.mark.parametrize(
-    ("transposed", "axpy", "dots", "dtype", "K"),
-    [(*form, dtype, 6) for form in FORMS for dtype in ("float64", "float32")]
+    ("transposed", "axpy", "dots", "wide", "dtype", "K"),
+    [(*form, False, dtype, 6) for form in FORMS for dtype in ("float64", "float32")]
     # the compiled second product: four components at a time and a remainder, or none
     + [
-        (False, axpy, True, dtype, K)
+        (False, axpy, True, False, dtype, K)
         for axpy in (False, True)
         for K in (3, 6, 8)
         for dtype in ("float64", "float32")
-    ],
+    ]
+    # the wider blocks: eight components (and four, and a remainder), four statistics
+    + [(False, True, True, True, dtype, K) for K in (3, 8, 13) for dtype in ("float64", "float32")],
 )
 @pytest.mark.parametrize("layout", ["full", "diag", "spherical"])
 def test_every_form_of_the_products_gives_the_same_statistics(
-    transposed: bool, axpy: bool, dots: bool, dtype: str, K: int, layout: str
+    transposed: bool, axpy: bool, dots: bool, wide: bool, dtype: str, K: int, layout: str
 ) -> None:
-    """T @ r^T and r @ T^T, the compiled products and BLAS's: the same sums, m and total
-    to round-off, with whole tiles and a remainder; the same reach (the statistics are
-    the same code)."""
+    """T @ r^T and r @ T^T, the compiled products (in their blocks and wider blocks) and
+    BLAS's: the same sums, m and total to round-off, with whole tiles and a remainder;
+    the same reach (the statistics are the same code)."""
     rng = np.random.default_rng(7)
     X, shift, eta, w = _random_pass(rng, 1100, 5, K, layout, dtype)
     rtol = 1e-5 if dtype == "float32" else 1e-13
     for rows in (128, 256):
         plain = gaussian_e_step(X, shift, eta, layout, -60.0, w, Tiling(rows, False, False))
-        form = Tiling(rows, transposed, axpy, dots)
+        form = Tiling(rows, transposed, axpy, dots, wide)
         other = gaussian_e_step(X, shift, eta, layout, -60.0, w, form)
         scale = np.abs(plain[0]).max()
         np.testing.assert_allclose(other[0], plain[0], rtol=0, atol=rtol * scale)
@@ -348,23 +356,23 @@ def _block(data: st.DataObject, rows: int, cols: int, dtype: str) -> np.ndarray:
     return np.random.default_rng(seed).normal(size=(rows, cols)).astype(dtype)
 
 
-# K and S around the kernels' blocks of four (and of two), n from empty to a few vectors
-# with a remainder
-SIZES = (st.integers(1, 10), st.integers(1, 11), st.integers(0, 70))
+# K and S around the kernels' blocks of eight, four (and of two), n from empty to a few
+# vectors with a remainder
+SIZES = (st.integers(1, 13), st.integers(1, 11), st.integers(0, 70))
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.data(), *SIZES, st.sampled_from(["float64", "float32"]))
+@given(st.data(), *SIZES, st.sampled_from(["float64", "float32"]), st.booleans())
 def test_the_compiled_first_product_is_eta_times_t_in_s_order(
-    data: st.DataObject, K: int, S: int, n: int, dtype: str
+    data: st.DataObject, K: int, S: int, n: int, dtype: str, wide: bool
 ) -> None:
-    """axpy_product's blocks of four components and four statistics (and their
-    remainders) give each log-density as one component alone does (a multiply-add a
-    statistic in s order, the loop's order before the blocks): the same values to the
-    bit, and eta @ T to round-off."""
+    """axpy_product's blocks of four components and four statistics, axpy_wide's of
+    eight (and their remainders) give each log-density as one component alone does (a
+    multiply-add a statistic in s order, the loop's order before the blocks): the same
+    values to the bit, and eta @ T to round-off."""
     eta, T = _block(data, K, S, dtype), _block(data, S, n, dtype)
     out = np.full((K, n), np.nan, dtype=dtype)
-    kernels().axpy_product(eta, T, out)
+    (kernels().axpy_wide if wide else kernels().axpy_product)(eta, T, out)
     tol = 1e-5 if dtype == "float32" else 1e-13
     exact = eta.astype(float) @ T.astype(float)
     bound = tol * (1 + np.abs(eta.astype(float)) @ np.abs(T.astype(float)))
@@ -376,16 +384,16 @@ def test_the_compiled_first_product_is_eta_times_t_in_s_order(
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.data(), *SIZES)
+@given(st.data(), *SIZES, st.booleans())
 def test_the_compiled_second_product_adds_r_times_t(
-    data: st.DataObject, K: int, S: int, n: int
+    data: st.DataObject, K: int, S: int, n: int, wide: bool
 ) -> None:
-    """dot_products' blocks of four rows of R against two of T (and their remainders) add
-    R @ T^T to the sums, each to float32's round-off over its n terms."""
+    """dot_products' blocks of four rows of R against two of T, dots_wide's against four
+    (and their remainders) add R @ T^T to the sums, each to float32's round-off over its n terms."""
     R = np.abs(_block(data, K, n, "float32"))
     T = _block(data, S, n, "float32")
     sums = np.ones((K, S))
-    kernels().dot_products(R, T, np.float32(0.0), sums)
+    (kernels().dots_wide if wide else kernels().dot_products)(R, T, np.float32(0.0), sums)
     R64, T64 = R.astype(float), T.astype(float)
     bound = 1e-6 * (1 + R64 @ np.abs(T64).T)
     np.testing.assert_array_less(np.abs(sums - (1.0 + R64 @ T64.T)), bound)

@@ -84,6 +84,19 @@ _TRANSPOSED_FROM = 1024
 # in float64 2.6x on 1m-2d, 3x on 100k-8d, 1.6x on 200k-16d, 1.8x on 500k-32d diag).
 # Its sums are reassociated (partial sums a lane), as BLAS's blocks reorder theirs: the
 # same sums to round-off
+# float32's full covariances take both compiled products in their wider blocks (eight
+# components a loop in the first, four statistics in the second: twice the sums a load
+# feeds, where a float32 vector holds 16 values) on tiles of at least 768 rows (twice
+# float64's where that is more: few statistics, long tiles), fewer where S rows of them
+# would pass _WIDE_BYTES (L2 is 1 MiB a core on the machine measured): 768 rows is 3 KiB
+# a statistic, away from the 4 KiB multiples (1024, 2048 rows) whose rows fall in the
+# same L1 sets and ran up to 1.3x slower on 100k-8d and 200k-16d. The one-pass E-step,
+# CPU time of one thread, these against the tiles and blocks before (twice float64's
+# rows), same process: 100k-8d 1.78 -> 1.50 ms, 200k-16d 20.1 -> 12.8 ms (load 1.3-2;
+# 1.63 -> 1.44 and 14.5 -> 13.3 at load 4.5). float64 keeps
+# its tiles and blocks (its bits: the tiles' sums and lanes are its summation order)
+# and the other layouts theirs (diag and spherical: not measured with them)
+_WIDE_ROWS, _WIDE_BYTES = 768, 1 << 19
 
 
 class Tiling(NamedTuple):
@@ -93,6 +106,7 @@ class Tiling(NamedTuple):
     transposed: bool  # the second product as T @ r^T
     axpy: bool  # the first product by the compiled loop
     dots: bool = False  # the second product by the compiled loop
+    wide: bool = False  # the compiled products' wider blocks (float32's)
 
 
 def stored_rows(n_stats: int, layout: str) -> int:
@@ -103,17 +117,21 @@ def stored_rows(n_stats: int, layout: str) -> int:
     return 1 + (n_stats - 1) // 2 if layout == "diag" else n_stats
 
 
-def tiling(n_stats: int, n_components: int, dtype: Any) -> Tiling:
+def tiling(n_stats: int, n_components: int, dtype: Any, layout: str = "full") -> Tiling:
     """Rows per tile for ``n_stats`` rows of statistics (the constant 1 included; see
-    :func:`stored_rows`) of ``dtype``,
-    the second product's layout (``transposed`` and ``dots`` of
+    :func:`stored_rows`) of ``dtype`` in ``layout``, the second product's layout
+    (``transposed`` and ``dots`` of
     :func:`emkit.models._compiled.gaussian_e_step`) and the first product's (``axpy``):
     the compiled products in both dtypes, faster than BLAS on every workload of
-    ``bench/profile_fused.py``."""
+    ``bench/profile_fused.py``; in float32 with full covariances their wider blocks
+    (``wide``) on tiles of at most ``_WIDE_ROWS`` rows."""
     per = 8 // np.dtype(dtype).itemsize  # float32: twice the rows in the same bytes
+    transposed = per == 2 or n_components * n_stats >= _TRANSPOSED_FROM
     rows = _TILE_BYTES // (n_stats * np.dtype(dtype).itemsize)
     rows = min(max(rows, per * _TILE_MIN), per * _TILE_MAX)
-    transposed = per == 2 or n_components * n_stats >= _TRANSPOSED_FROM
+    if per == 2 and layout == "full":
+        rows = min(max(rows, _WIDE_ROWS), _WIDE_BYTES // (4 * n_stats) // 16 * 16)
+        return Tiling(max(rows, per * _TILE_MIN), transposed, True, True, True)
     return Tiling(int(rows), transposed, True, True)
 
 
@@ -125,7 +143,7 @@ def default_plan(n_stats: int, n_components: int, dtype: Any, layout: str) -> Ti
     a few sets of the L1 cache and evict each other (512 float64 rows a tile, d = 31:
     6x the phase's time, bench/profile_fused.py's phase; 256 rows in float32 4x), so such
     a tile takes 8 rows fewer."""
-    plan = tiling(stored_rows(n_stats, layout), n_components, dtype)
+    plan = tiling(stored_rows(n_stats, layout), n_components, dtype, layout)
     if layout == "diag":
         rows = plan.rows
         while rows > 8 and rows * np.dtype(dtype).itemsize % 1024 == 0:
@@ -183,6 +201,7 @@ def gaussian_e_step(
         plan.transposed,
         plan.axpy,
         plan.dots,
+        plan.wide,
         4,  # every phase
     )
     return sums, m, total, float(reach.max())
