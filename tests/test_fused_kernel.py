@@ -494,7 +494,7 @@ def test_diag_tiles_keep_their_rows_off_multiples_of_1_kib(dtype: str) -> None:
     for d in range(1, 130):
         n_stats = 1 + 2 * d
         plan = default_plan(n_stats, 8, dtype, "diag")
-        base = tiling(stored_rows(n_stats, "diag"), 8, dtype)
+        base = tiling(stored_rows(n_stats, "diag"), 8, dtype, "diag")
         assert plan.rows * size % 1024 != 0
         assert base.rows - 16 <= plan.rows <= base.rows and plan.rows % 8 == base.rows % 8
         assert plan._replace(rows=base.rows) == base
