@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 import emkit.estimators._rows as rows_module
+import emkit.estimators.gaussian_mixture as gaussian_mixture
 import emkit.models._small_block as small_block
 from emkit import GaussianMixture, InputError
 from emkit.io import ChunkedTable, open_table
@@ -204,9 +205,12 @@ def test_emkit_fit_stream_writes_what_the_in_memory_fit_writes(
 ) -> None:
     from emkit.cli import main
 
-    # digit for digit: the in-memory fit by the Python step, as the streamed one runs
-    # (the compiled blocks of small fits equal it to round-off: tests/test_small_em.py)
+    # digit for digit: the in-memory fit by the Python step, start and final pass, as the
+    # streamed one runs (the compiled blocks, starts and passes of small fits equal them
+    # to round-off: tests/test_small_em.py, tests/test_selection_pass.py)
     monkeypatch.setattr(small_block, "_SMALL_EM", False)
+    monkeypatch.setattr(small_block, "_COMPILED_START", False)
+    monkeypatch.setattr(gaussian_mixture, "_COMPILED_PASS", False)
 
     path = _write(tmp_path / "x.parquet", X)
     common = [str(path), "--components", "1-2", "--no-plot"]
