@@ -585,11 +585,13 @@ class Mixture:
     def row_bytes(self, n_features: int, n_stats: int, n_components: int) -> int:
         """Bytes of working memory a row of a chunk needs in the E-step: the prepared
         row, its statistics, its K log-probabilities and a few per-row scalars (the base
-        measure among them). Where the one-pass E-step will run, only the scalars: its
-        tiles stay in cache whatever the chunk's size, and larger chunks save calls."""
+        measure among them). Where the one-pass E-step will run, only the two it writes
+        (each row's largest log-density and its sum of exps): its tiles stay in cache
+        whatever the chunk's size, and larger chunks save calls (the caller adds the row
+        itself, read once)."""
         itemsize = np.dtype(self.dtype).itemsize
         if self._one_pass():
-            return (n_features + 5) * itemsize
+            return 2 * itemsize
         return (n_features + n_stats + n_components + 5) * itemsize
 
     def _one_pass(self) -> bool:
