@@ -141,3 +141,26 @@ def test_automatic_chunks_at_most_double_the_budgets(n: int, row_bytes: int) -> 
     rows = InMemoryEngine()._rows_per_chunk(n, row_bytes)
     assert rows <= budget
     assert rows >= min(n, max(4096, budget // 2))
+
+
+def test_prediction_asks_for_the_general_routes_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The one-pass E-step asks for the few bytes it writes a row (its tiles stay in
+    cache; fewer chunks save calls); prediction takes the general route, whose chunks
+    hold every row's statistics and log-probabilities, and asks for those: its chunks
+    stay cache-sized."""
+    from emkit import GaussianMixture
+
+    X = np.random.default_rng(0).normal(size=(6000, 3))
+    gm = GaussianMixture(2, random_state=0).fit(X)
+    seen: list[int] = []
+    original = InMemoryEngine.map_rows
+
+    def spy(self: InMemoryEngine, fn: object, source: RowSource) -> object:
+        seen.append(source.work_bytes)
+        return original(self, fn, source)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(InMemoryEngine, "map_rows", spy)
+    gm.predict(X)
+    gm.predict_proba(X)
+    # the row, 2 x 2 log-probabilities and the scalars at least, in float64
+    assert len(seen) == 2 and all(b >= (3 + 2 * 2 + 5) * 8 for b in seen)
