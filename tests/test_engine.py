@@ -6,6 +6,8 @@ import threading
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from threadpoolctl import threadpool_info
 
 from emkit import InputError
@@ -100,6 +102,11 @@ def test_automatic_chunks_are_large_enough_for_threads() -> None:
         (200_000, 296, 6250, 32),  # 29: 32
         (500_000, 552, 4096, 123),  # 128, 124 or 122 would fall below 4096 rows
         (9 * 4096, 8000, 4096, 9),  # too few rows to even out
+        # rows of few bytes (the one-pass E-step's): 4 by the budget stay 4 (16 would
+        # take 4x the chunks' calls, 8 twice)
+        (100_000, 80, 25000, 4),
+        (100_000, 40, 50000, 2),
+        (1_000_000, 16, 125000, 8),  # 8 by the budget: 16 (62,500 rows) is twice as many
     ],
 )
 def test_automatic_chunks_come_in_a_multiple_that_pools_share_evenly(
@@ -123,3 +130,37 @@ def test_automatic_chunks_come_in_a_multiple_that_pools_share_evenly(
 def test_bad_arguments(kwargs: dict, match: str) -> None:
     with pytest.raises(InputError, match=match):
         InMemoryEngine(**kwargs)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(1, 3_000_000), st.integers(1, 20_000))
+def test_automatic_chunks_at_most_double_the_budgets(n: int, row_bytes: int) -> None:
+    """Rounding the chunks up to a multiple at most doubles the count the byte budget
+    asks for (each chunk costs a call and a task), and never makes them larger."""
+    budget = min(max((2 << 20) // row_bytes, 4096), n)
+    rows = InMemoryEngine()._rows_per_chunk(n, row_bytes)
+    assert rows <= budget
+    assert rows >= min(n, max(4096, budget // 2))
+
+
+def test_prediction_asks_for_the_general_routes_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The one-pass E-step asks for the few bytes it writes a row (its tiles stay in
+    cache; fewer chunks save calls); prediction takes the general route, whose chunks
+    hold every row's statistics and log-probabilities, and asks for those: its chunks
+    stay cache-sized."""
+    from emkit import GaussianMixture
+
+    X = np.random.default_rng(0).normal(size=(6000, 3))
+    gm = GaussianMixture(2, random_state=0).fit(X)
+    seen: list[int] = []
+    original = InMemoryEngine.map_rows
+
+    def spy(self: InMemoryEngine, fn: object, source: RowSource) -> object:
+        seen.append(source.work_bytes)
+        return original(self, fn, source)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(InMemoryEngine, "map_rows", spy)
+    gm.predict(X)
+    gm.predict_proba(X)
+    # the row, 2 x 2 log-probabilities and the scalars at least, in float64
+    assert len(seen) == 2 and all(b >= (3 + 2 * 2 + 5) * 8 for b in seen)

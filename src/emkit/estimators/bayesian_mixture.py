@@ -537,7 +537,7 @@ default='dirichlet_process'
         with fit_engine(self, Xa) as engine:
             model, params = self._fitted_model(Xa, engine)
             rows = getattr(model, which)(params)
-            row_bytes = model.mixture.row_bytes(d, model.family.structure.n_stats(d), 2 * K)
+            row_bytes = model.mixture.pass_row_bytes(d, model.family.structure.n_stats(d), 2 * K)
             out = engine.map_rows(
                 lambda chunk: fn(rows(chunk)), RowSource(Xa, work_bytes=row_bytes)
             )

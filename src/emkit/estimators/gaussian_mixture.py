@@ -666,7 +666,7 @@ default='auto'
         fn = make(model, self._mixture_params(family))
         d = Xa.shape[1]
         # the float64 (n, K) output of every chunk is held as well
-        row_bytes = model.row_bytes(d, family.structure.n_stats(d), 2 * self.n_components)
+        row_bytes = model.pass_row_bytes(d, family.structure.n_stats(d), 2 * self.n_components)
         with fit_engine(self, X) as engine:
             out = engine.map_rows(fn, RowSource(Xa, work_bytes=row_bytes))
         # densities and probabilities of float32 data in float32, as in scikit-learn

@@ -585,12 +585,21 @@ class Mixture:
     def row_bytes(self, n_features: int, n_stats: int, n_components: int) -> int:
         """Bytes of working memory a row of a chunk needs in the E-step: the prepared
         row, its statistics, its K log-probabilities and a few per-row scalars (the base
-        measure among them). Where the one-pass E-step will run, only the scalars: its
-        tiles stay in cache whatever the chunk's size, and larger chunks save calls."""
-        itemsize = np.dtype(self.dtype).itemsize
+        measure among them). Where the one-pass E-step will run, only the two it writes
+        (each row's largest log-density and its sum of exps): its tiles stay in cache
+        whatever the chunk's size, and larger chunks save calls (the caller adds the row
+        itself, read once)."""
         if self._one_pass():
-            return (n_features + 5) * itemsize
-        return (n_features + n_stats + n_components + 5) * itemsize
+            return 2 * np.dtype(self.dtype).itemsize
+        return self.pass_row_bytes(n_features, n_stats, n_components)
+
+    def pass_row_bytes(self, n_features: int, n_stats: int, n_components: int) -> int:
+        """Bytes of working memory a row of a chunk needs in a pass of the general
+        route (prediction, scores): the prepared row, its statistics, its
+        ``n_components`` log-probabilities and a few per-row scalars. Such a pass holds
+        them for the whole chunk, so its chunks stay cache-sized where the one-pass
+        E-step's (:meth:`row_bytes`) need not."""
+        return (n_features + n_stats + n_components + 5) * np.dtype(self.dtype).itemsize
 
     def _one_pass(self) -> bool:
         """Whether exact EM's E-step will take the one-pass route (:meth:`_fused_step`)
