@@ -212,3 +212,32 @@ def test_centred_scale_is_the_nan_to_num_extremes(X: np.ndarray, data: st.DataOb
         lo = np.nan_to_num(np.fmin.reduce(X, axis=0).astype(np.float64) - shift)
         expected = float(max(np.abs(hi).max(), np.abs(lo).max(), 1e-300))
         assert centred_scale(X, shift) == expected
+
+
+@pytest.mark.parametrize("covariance_type", [*COVARIANCE_TYPES, "EII", "VEI", "EVE", "VEV"])
+def test_smallest_eigenvalues_are_each_components_matrixs(covariance_type: str) -> None:
+    """Each structure's smallest_eigenvalues (its own shortcut: variances read as the
+    eigenvalues, one matrix for a tied covariance, one stack) equal the smallest
+    eigenvalue of each component's matrix less the ridge, in the columns' units."""
+    from emkit.families.gaussian import covariance_structure
+
+    rng = np.random.default_rng(3)
+    K, d = 4, 3
+    structure = covariance_structure(covariance_type)
+    A = rng.normal(size=(K, d, d))
+    full = A @ A.transpose(0, 2, 1) + np.eye(d)
+    shape = structure.shape(K, d)
+    if len(shape) == 3:
+        cov = full
+    elif len(shape) == 2 and shape[0] == d and shape[1] == d:
+        cov = full[0]
+    elif len(shape) == 2:
+        cov = np.diagonal(full, axis1=1, axis2=2).copy()
+    else:
+        cov = full[:, 0, 0].copy()
+    scale = np.array([0.5, 2.0, 1.5])
+    low = structure.smallest_eigenvalues(cov, K, 0.3, scale)
+    for k in range(K):
+        S = structure.component_covariance(cov, k, d) - 0.3 * np.eye(d)
+        expected = np.linalg.eigvalsh(S / np.outer(scale, scale))[0]
+        np.testing.assert_allclose(low[k], expected, rtol=1e-12)

@@ -570,11 +570,7 @@ default='auto'
         ):
             # the exact path of initial_statistics_bounded: the partition (the tree's cut,
             # or mclust's hierarchy of the rows), then its M-step, compiled where it can be
-            labels = (
-                tree.labels(K)
-                if tree is not None
-                else initial_responsibilities("hc", X, K, rng, None)
-            )
+            labels = initial_responsibilities("hc", X, K, rng, None, tree=tree)
             start = compiled_start(model, X, labels, K)
             if start is not None:
                 return start

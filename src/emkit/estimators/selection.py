@@ -32,7 +32,7 @@ from emkit.estimators._rows import INIT_ROWS, check_streamed, hc_start_tree, is_
 from emkit.estimators.gaussian_mixture import GaussianMixture
 from emkit.exceptions import EmkitError, InputError
 from emkit.families.covariance import MCLUST_MODELS, ONE_DIMENSIONAL_MODELS, covariance_types
-from emkit.families.gaussian import Diag, Full, Spherical, Tied, covariance_structure
+from emkit.families.gaussian import covariance_structure
 from emkit.inference.em import EMTrace
 from emkit.inference.hierarchical import HierarchicalTree
 from emkit.inference.init import init_random_source
@@ -876,27 +876,8 @@ def _held_by_reg_covar(model: GaussianMixture, scale: Array) -> NDArray[np.bool_
     ``reg_covar`` alone keeps finite, and where mclust reports NA. ``scale``: the
     columns' standard deviations (:func:`_column_scale`)."""
     structure = covariance_structure(model.covariance_type)
-    K, d = int(model.n_components), scale.shape[0]
     cov = np.asarray(model.covariances_, dtype=np.float64)
-    reg_covar = float(model.reg_covar)
-    if isinstance(structure, Diag | Spherical):
-        # a diagonal matrix's eigenvalues are its diagonal, as LAPACK gives them (bit for
-        # bit: the tridiagonal reduction of a diagonal matrix leaves it as it is): no
-        # eigvalsh a fit for six of mclust's models (~15 us a fit)
-        variances = cov.reshape(K, -1)  # (K, d), or (K, 1) for one variance a component
-        low = ((variances - reg_covar) / (scale * scale)).min(axis=1)
-        return np.asarray(low <= _SINGULAR)
-    if isinstance(structure, Tied):  # one matrix behind every component: one eigvalsh
-        S = cov - reg_covar * np.eye(d)
-        low = np.linalg.eigvalsh(S / np.outer(scale, scale))[0]
-        return np.full(K, low <= _SINGULAR)
-    # every component's matrix in one stack, one batched eigvalsh (LAPACK on each
-    # matrix, as one call a component did, without its per-call cost)
-    S = (
-        cov - reg_covar * np.eye(d)
-        if isinstance(structure, Full)
-        else np.stack([structure.component_covariance(cov, k, d) for k in range(K)])
-        - reg_covar * np.eye(d)
+    low = structure.smallest_eigenvalues(
+        cov, int(model.n_components), float(model.reg_covar), scale
     )
-    low = np.linalg.eigvalsh(S / np.outer(scale, scale))[:, 0]
     return np.asarray(low <= _SINGULAR)

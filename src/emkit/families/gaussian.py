@@ -365,6 +365,18 @@ class CovarianceStructure:
     def component_covariance(self, cov: Array, k: int, d: int) -> Array:
         raise NotImplementedError
 
+    def smallest_eigenvalues(
+        self, cov: Array, n_components: int, shift: float, scale: Array
+    ) -> Array:
+        """(n_components,) each component's smallest eigenvalue of ``D^-1 (Sigma_k -
+        shift I) D^-1``, ``D = diag(scale)`` (a covariance's own part beyond a ridge
+        ``shift``, in the columns' units), from the covariances ``cov`` in this
+        structure's shape: every component's matrix in one stack, one batched eigvalsh
+        (LAPACK on each matrix, without a call's cost each)."""
+        d = scale.shape[0]
+        S = np.stack([self.component_covariance(cov, k, d) for k in range(n_components)])
+        return np.linalg.eigvalsh((S - shift * np.eye(d)) / np.outer(scale, scale))[:, 0]
+
     def shape(self, n_components: int, d: int) -> tuple[int, ...]:
         raise NotImplementedError
 
@@ -573,6 +585,12 @@ class Full(_Triangular):
     def component_covariance(self, cov: Array, k: int, d: int) -> Array:
         return cov[k]
 
+    def smallest_eigenvalues(
+        self, cov: Array, n_components: int, shift: float, scale: Array
+    ) -> Array:
+        d = scale.shape[0]  # (cov is the stack of the components' matrices)
+        return np.linalg.eigvalsh((cov - shift * np.eye(d)) / np.outer(scale, scale))[:, 0]
+
     def shape(self, n_components: int, d: int) -> tuple[int, ...]:
         return (n_components, d, d)
 
@@ -658,6 +676,14 @@ class Tied(_Triangular):
     def component_covariance(self, cov: Array, k: int, d: int) -> Array:
         return cov
 
+    def smallest_eigenvalues(
+        self, cov: Array, n_components: int, shift: float, scale: Array
+    ) -> Array:
+        # one matrix behind every component: one eigvalsh
+        d = scale.shape[0]
+        low = np.linalg.eigvalsh((cov - shift * np.eye(d)) / np.outer(scale, scale))[0]
+        return np.full(n_components, low)
+
     def shape(self, n_components: int, d: int) -> tuple[int, ...]:
         return (d, d)
 
@@ -670,6 +696,15 @@ class Tied(_Triangular):
 
 class _Variances(CovarianceStructure):
     """Shared code of the structures whose covariances are variances (diag, spherical)."""
+
+    def smallest_eigenvalues(
+        self, cov: Array, n_components: int, shift: float, scale: Array
+    ) -> Array:
+        # a diagonal matrix's eigenvalues are its diagonal, as LAPACK gives them (bit for
+        # bit: the tridiagonal reduction of a diagonal matrix leaves it as it is): no
+        # eigvalsh; (n_components, d) variances, or (n_components, 1) for one a component
+        variances = cov.reshape(n_components, -1)
+        return ((variances - shift) / (scale * scale)).min(axis=1)
 
     def factor(self, cov: Array, column_scale: Array) -> tuple[Array, Array, NDArray[np.bool_]]:
         if not np.all(np.isfinite(cov)):
