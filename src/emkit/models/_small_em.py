@@ -100,7 +100,7 @@ _LG = (
 
 
 @_jit
-def _half_log_det(layout: int, k: int, d: int, pc3: Any, pc2: Any) -> float:
+def half_log_det(layout: int, k: int, d: int, pc3: Any, pc2: Any) -> float:
     # 1/2 log|P_k| = sum_j log U_jj (a variance per component: d log u)
     if layout == FULL or layout == TIED:
         kc = 0 if layout == TIED else k
@@ -566,7 +566,7 @@ def run(
         if it == 0:  # (later: the last iteration's bound computed them)
             for k in range(K):
                 log_w[k] = math.log(cw[k])
-                half_det[k] = _half_log_det(layout, k, d, cpc3, cpc2)
+                half_det[k] = half_log_det(layout, k, d, cpc3, cpc2)
         for k in range(K):
             const[k] = log_w[k] + half_det[k] - 0.5 * d * _LOG_2PI
         # -- E-step ---------------------------------------------------------------------
@@ -695,7 +695,7 @@ def run(
         lift = 0.0
         for k in range(K):
             next_log_w[k] = math.log(nw[k])
-            next_half_det[k] = _half_log_det(layout, k, d, npc3, npc2)
+            next_half_det[k] = half_log_det(layout, k, d, npc3, npc2)
             lift += nk[k] * (next_log_w[k] - log_w[k])
             lift += nk[k] * (next_half_det[k] - half_det[k])
             lift -= 0.5 * (

@@ -36,7 +36,7 @@ import numpy as np
 
 from emkit.families._covariance_compiled import OK
 from emkit.models._small_block import DIAG, FULL, TIED
-from emkit.models._small_em import floors, m_step
+from emkit.models._small_em import floors, half_log_det, m_step
 
 __all__ = ["OK", "cell_values", "start"]
 
@@ -59,17 +59,7 @@ def cell_values(
     dense = layout == FULL or layout == TIED
     const = np.empty(K)
     for k in range(K):
-        half_log_det = 0.0  # 1/2 log|P_k| = sum_j log U_jj
-        if dense:
-            kc = 0 if layout == TIED else k
-            for j in range(d):
-                half_log_det += math.log(pc3[kc, j, j])
-        elif layout == DIAG:
-            for j in range(d):
-                half_log_det += math.log(pc2[k, j])
-        else:
-            half_log_det = d * math.log(pc2[k, 0])
-        const[k] = log_weights[k] + half_log_det - 0.5 * d * _LOG_2PI
+        const[k] = log_weights[k] + half_log_det(layout, k, d, pc3, pc2) - 0.5 * d * _LOG_2PI
     lp = np.empty(K)
     diff = np.empty(d)
     for i in range(n):
