@@ -25,6 +25,7 @@ from emkit._validation import (
 from emkit._warnings import warnings_once
 from emkit.engines._base import Engine
 from emkit.engines._source import RowSource
+from emkit.engines.memory import _MIN_ROWS
 from emkit.estimators._mixture_base import (
     FamilyMixture,
     FitPlan,
@@ -687,8 +688,9 @@ default='auto'
         rows (:func:`emkit.models._small_pass.cell_values`: the whitened form of ``log
         p(x, k)``, the model's own pass to round-off) where the in-memory engine would map
         them as one chunk in the calling thread: complete float64 rows in memory, fewer
-        than ``_PASS_ROWS``, fitted in float64 without an engine object, Numba loaded (its
-        import costs more than a small call); None elsewhere (and where the loop leaves a
+        than its ``_MIN_ROWS`` (beyond, its chunks run on threads), fitted in float64
+        without an engine object, Numba loaded (its import costs more than a small
+        call); None elsewhere (and where the loop leaves a
         value non-finite), for the model's own pass. ``score_samples`` and
         :class:`~emkit.ModelBasedClustering`'s pass at the end of each cell take it (~70
         us of interpreter less a call on faithful)."""
@@ -698,7 +700,7 @@ default='auto'
             and isinstance(X, np.ndarray)
             and X.ndim == 2
             and X.dtype == np.float64
-            and 0 < X.shape[0] < _PASS_ROWS
+            and 0 < X.shape[0] < _MIN_ROWS
             and self.engine is None
             and np.dtype(resolve_dtype(self.dtype)) == np.float64
         ):
@@ -766,9 +768,6 @@ default='auto'
 # Whether small passes over the rows may take the compiled loop (the tests switch it off
 # to compare)
 _COMPILED_PASS = True
-# Rows the in-memory engine maps as one chunk in the calling thread (beyond, its chunks
-# run on threads: no compiled pass)
-_PASS_ROWS = 4096
 
 
 def _no_feature_names(est: Any, n_features: int, reset: bool) -> bool:
