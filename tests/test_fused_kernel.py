@@ -530,3 +530,43 @@ def test_a_diag_fit_without_numba_is_the_compiled_fit(
     np.testing.assert_allclose(compiled.lower_bounds_, plain.lower_bounds_, rtol=rtol)
     np.testing.assert_allclose(compiled.means_, plain.means_, rtol=10 * rtol, atol=10 * rtol)
     np.testing.assert_allclose(compiled.covariances_, plain.covariances_, rtol=100 * rtol)
+
+
+@pytest.mark.parametrize("order", ["C", "F", "strided"])
+@pytest.mark.parametrize(
+    ("data", "work"), [("float64", "float64"), ("float64", "float32"), ("float32", "float32")]
+)
+@pytest.mark.parametrize("d", [7, 8, 13, 16, 21, 40])
+@pytest.mark.parametrize("layout", ["full", "diag", "spherical"])
+def test_the_statistics_x_in_blocks_is_the_scalar_loops_x(
+    layout: str, d: int, data: str, work: str, order: str
+) -> None:
+    """x of the pass's statistics, whether transposed in blocks of registers (rows of X
+    contiguous, d at least a block: 8 float64 or 16 float32 values) or by the scalar
+    loops: each centred value in X's dtype rounded to the working one, bit for bit, with
+    whole blocks, features and rows past them; and each column's reach the largest |x|
+    of its rows (a NaN skipped, an infinity kept), raised from what it was."""
+    compiled = kernels()
+    rng = np.random.default_rng(d)
+    X = rng.normal(3.0, 2.0, (300, d)).astype(data)
+    X[17, d // 2] = np.nan
+    X[40, d - 1] = np.inf
+    if order == "F":
+        X = np.asfortranarray(X)
+    elif order == "strided":
+        X = np.repeat(X, 2, axis=1)[:, ::2]
+    shift = np.asarray(rng.normal(3.0, 1.0, d), dtype=data)
+    stats = 1 + d + {"full": d * (d + 1) // 2, "diag": d, "spherical": 1}[layout]
+    lo, hi = 9, 9 + 16 * 5 + 7  # blocks of rows of either dtype and some past them
+    T = np.full((stats, 128), np.nan, dtype=work)
+    reach = np.zeros(128, dtype=work)
+    reach[3] = 100.0
+    index = ["full", "diag", "spherical"].index(layout)
+    compiled.statistics(X, shift, lo, hi, index, T, reach)
+    x = (X[lo:hi] - shift).astype(work)
+    np.testing.assert_array_equal(T[0, : hi - lo], 1)
+    np.testing.assert_array_equal(T[1 : 1 + d, : hi - lo], x.T)
+    expected = np.zeros(128, dtype=work)
+    expected[3] = 100.0
+    expected[: hi - lo] = np.fmax(expected[: hi - lo], np.fmax.reduce(np.abs(x), axis=1))
+    np.testing.assert_array_equal(reach, expected)
