@@ -536,7 +536,7 @@ def test_a_diag_fit_without_numba_is_the_compiled_fit(
 @pytest.mark.parametrize(
     ("data", "work"), [("float64", "float64"), ("float64", "float32"), ("float32", "float32")]
 )
-@pytest.mark.parametrize("d", [7, 8, 13, 16, 21, 40])
+@pytest.mark.parametrize("d", [1, 2, 3, 7, 8, 13, 16, 21, 40])
 @pytest.mark.parametrize("layout", ["full", "diag", "spherical"])
 def test_the_statistics_x_in_blocks_is_the_scalar_loops_x(
     layout: str, d: int, data: str, work: str, order: str

@@ -35,9 +35,100 @@ _jit_lanes = numba.njit(
 # The layouts of the one-pass E-step's second-order statistics, by index
 # (emkit.models._fused_kernels.LAYOUTS): packed x x^T, x**2, ||x||^2.
 _FULL, _DIAG = 0, 1
-# The bytes of a block row of _centred_block: 512 bits, AVX-512's registers (8 float64
-# or 16 float32 values; LLVM splits a wider vector than the machine's into its own)
+# The bytes of a block row of the centring intrinsics (_centred_block, _centred_rows):
+# 512 bits, AVX-512's registers (8 float64 or 16 float32 values; LLVM splits a wider
+# vector than the machine's into its own: on AVX2, 2.5x and 1.8x the scalar loops'
+# speed on 500k-32d's rows)
 _BLOCK_BYTES = 64
+
+
+class _Lanes:
+    """The code of the centring intrinsics (:func:`_centred_block`, :func:`_centred_rows`):
+    vectors of ``lanes`` values, addresses in Numba's arrays, and the last step of both,
+    a vector of x stored in a row of T and the reach raised to its largest ``|x|``."""
+
+    def __init__(self, context: Any, builder: Any, lanes: int) -> None:
+        self.context, self.builder, self.lanes = context, builder, lanes
+        self.intp = context.get_value_type(types.intp)
+
+    def vector(self, dtype: Any, lanes: int | None = None) -> Any:
+        return ir.VectorType(self.context.get_value_type(dtype), lanes or self.lanes)
+
+    def index(self, value: int) -> Any:
+        return ir.Constant(self.intp, value)
+
+    def pointer(self, ty: Any, value: Any, index: list[Any]) -> Any:
+        """The address of ``value[index]`` (an array of Numba type ``ty``)."""
+        array = self.context.make_array(ty)(self.context, self.builder, value)
+        return cgutils.get_item_pointer(
+            self.context, self.builder, ty, array, index, wraparound=False
+        )
+
+    def load(self, ty: Any, value: Any, index: list[Any], lanes: int | None = None) -> Any:
+        """The vector of ``lanes`` values from ``value[index]`` on (contiguous)."""
+        at = self.pointer(ty, value, index)
+        vector = self.vector(ty.dtype, lanes)
+        return self.builder.load(
+            self.builder.bitcast(at, vector.as_pointer()), align=ty.dtype.bitwidth // 8
+        )
+
+    def convert(self, value: Any, source: Any, target: Any) -> Any:
+        """A vector of ``source`` floats rounded (or widened) to ``target``."""
+        if source.bitwidth == target.bitwidth:
+            return value
+        if source.bitwidth < target.bitwidth:
+            return self.builder.fpext(value, self.vector(target))
+        return self.builder.fptrunc(value, self.vector(target))
+
+    def splat(self, ty: Any, value: Any, index: int, dtype: Any) -> Any:
+        """The vector of ``value[index]`` (an array of Numba type ``ty``) in every lane,
+        rounded (or widened) to ``dtype``."""
+        builder = self.builder
+        one = builder.load(self.pointer(ty, value, [self.index(index)]))
+        target = self.context.get_value_type(dtype)
+        if ty.dtype.bitwidth < dtype.bitwidth:
+            one = builder.fpext(one, target)
+        elif ty.dtype.bitwidth > dtype.bitwidth:
+            one = builder.fptrunc(one, target)
+        vector = self.vector(dtype)
+        lane0 = builder.insert_element(
+            ir.Constant(vector, ir.Undefined), one, ir.Constant(ir.IntType(32), 0)
+        )
+        zeros = ir.Constant(ir.VectorType(ir.IntType(32), self.lanes), [0] * self.lanes)
+        return builder.shuffle_vector(lane0, ir.Constant(vector, ir.Undefined), zeros)
+
+    def store_reach(self, top: Any, ty: Any, value: Any, at: Any) -> None:
+        at_r = self.pointer(ty, value, [at])
+        self.builder.store(
+            top, self.builder.bitcast(at_r, top.type.as_pointer()), align=ty.dtype.bitwidth // 8
+        )
+
+    def fabs(self, dtype: Any) -> Any:
+        vector = self.vector(dtype)
+        name = f"llvm.fabs.v{self.lanes}f{dtype.bitwidth}"
+        return cgutils.get_or_insert_function(
+            self.builder.module, ir.FunctionType(vector, [vector]), name
+        )
+
+    def store(self, x: Any, t_t: Any, t_v: Any, stat: Any, at: Any, top: Any) -> Any:
+        """``x`` stored at ``T[stat, at:at + lanes]``; returns ``top`` raised lane by lane
+        to ``|x|`` where larger (a NaN leaves it: a comparison, as the scalar loop's)."""
+        builder = self.builder
+        at_t = self.pointer(t_t, t_v, [stat, at])
+        vector = self.vector(t_t.dtype)
+        builder.store(x, builder.bitcast(at_t, vector.as_pointer()), align=t_t.dtype.bitwidth // 8)
+        size = builder.call(self.fabs(t_t.dtype), [x])
+        return builder.select(builder.fcmp_ordered(">", size, top), size, top)
+
+
+def _centring(X: Any, shift: Any, T: Any, reach: Any) -> int | None:
+    """The lanes of the centring intrinsics on these arrays (``_BLOCK_BYTES`` of T's
+    dtype), or None where they do not apply."""
+    if not all(isinstance(a, types.Array) for a in (X, shift, T, reach)):
+        return None
+    if reach.dtype != T.dtype:
+        return None
+    return _BLOCK_BYTES // (T.dtype.bitwidth // 8)
 
 
 @intrinsic
@@ -53,43 +144,21 @@ def _centred_block(
     the blocks of the last) and stored as L vectors in T's rows (contiguous too). The
     scalar loop moves a value at a time, a store to each of L rows of T: 3.7x (float64)
     and 5x (float32) this loop's time on 500k-32d's rows (notes in statistics)."""
-    if not all(isinstance(a, types.Array) for a in (X, shift, T, reach)):
+    lanes = _centring(X, shift, T, reach)
+    if lanes is None:
         return None
-    if reach.dtype != T.dtype:
-        return None
-    lanes = _BLOCK_BYTES // (T.dtype.bitwidth // 8)
 
     def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
         x_v, row_v, col_v, shift_v, t_v, at_v, reach_v = args
         x_t, _, _, shift_t, t_t, _, reach_t = signature.args
-        intp = context.get_value_type(types.intp)
+        code = _Lanes(context, builder, lanes)
         wide = max(x_t.dtype, shift_t.dtype, key=lambda ty: ty.bitwidth)
-
-        def vector(ty: Any) -> Any:
-            return ir.VectorType(context.get_value_type(ty), lanes)
-
-        def address(ty: Any, value: Any, index: list[Any], of: Any) -> Any:
-            array = context.make_array(ty)(context, builder, value)
-            item = cgutils.get_item_pointer(context, builder, ty, array, index, wraparound=False)
-            return builder.bitcast(item, vector(of).as_pointer())
-
-        def convert(value: Any, source: Any, target: Any) -> Any:
-            if source.bitwidth == target.bitwidth:
-                return value
-            if source.bitwidth < target.bitwidth:
-                return builder.fpext(value, vector(target))
-            return builder.fptrunc(value, vector(target))
-
-        def load(ty: Any, value: Any, index: list[Any]) -> Any:
-            item = ty.dtype.bitwidth // 8
-            return builder.load(address(ty, value, index, ty.dtype), align=item)
-
-        centre = convert(load(shift_t, shift_v, [col_v]), shift_t.dtype, wide)
+        centre = code.convert(code.load(shift_t, shift_v, [col_v]), shift_t.dtype, wide)
         rows = []
         for p in range(lanes):
-            at_row = builder.add(row_v, ir.Constant(intp, p))
-            values = convert(load(x_t, x_v, [at_row, col_v]), x_t.dtype, wide)
-            rows.append(convert(builder.fsub(values, centre), wide, t_t.dtype))
+            at_row = builder.add(row_v, code.index(p))
+            values = code.convert(code.load(x_t, x_v, [at_row, col_v]), x_t.dtype, wide)
+            rows.append(code.convert(builder.fsub(values, centre), wide, t_t.dtype))
         lane_index = ir.VectorType(ir.IntType(32), lanes)
         half = lanes // 2
         while half >= 1:
@@ -105,23 +174,59 @@ def _centred_block(
                     swapped[i + half] = builder.shuffle_vector(a, b, ir.Constant(lane_index, high))
             rows = swapped
             half //= 2
-        item = t_t.dtype.bitwidth // 8
-        fabs = cgutils.get_or_insert_function(
-            builder.module,
-            ir.FunctionType(vector(t_t.dtype), [vector(t_t.dtype)]),
-            f"llvm.fabs.v{lanes}f{t_t.dtype.bitwidth}",
-        )
-        top_at = address(reach_t, reach_v, [at_v], t_t.dtype)
-        top = builder.load(top_at, align=item)
+        top = code.load(reach_t, reach_v, [at_v])
         for q in range(lanes):
-            stat = builder.add(col_v, ir.Constant(intp, q + 1))
-            builder.store(rows[q], address(t_t, t_v, [stat, at_v], t_t.dtype), align=item)
-            size = builder.call(fabs, [rows[q]])
-            top = builder.select(builder.fcmp_ordered(">", size, top), size, top)
-        builder.store(top, top_at, align=item)
+            stat = builder.add(col_v, code.index(q + 1))
+            top = code.store(rows[q], t_t, t_v, stat, at_v, top)
+        code.store_reach(top, reach_t, reach_v, at_v)
         return context.get_dummy_value()
 
     return types.void(X, row, col, shift, T, at, reach), codegen
+
+
+@intrinsic
+def _centred_rows(typingctx: Any, X: Any, row: Any, shift: Any, T: Any, at: Any, reach: Any) -> Any:
+    """:func:`_centred_block` for X of fewer features d than its lanes L and adjacent
+    rows (``X.strides == (d * itemsize, itemsize)``): ``T[1 + q, at + p] = X[row + p, q]
+    - shift[q]`` for p < L and every q, the reach likewise. The L rows are one load of
+    L d values; a shuffle takes each feature's L values out (the code is made for each
+    d < L, chosen by a switch on X's columns: 2x to 4x the column loops' time, d = 1 to
+    12 on 2 million values, either dtype)."""
+    lanes = _centring(X, shift, T, reach)
+    if lanes is None:
+        return None
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        x_v, row_v, shift_v, t_v, at_v, reach_v = args
+        x_t, _, shift_t, t_t, _, reach_t = signature.args
+        code = _Lanes(context, builder, lanes)
+        wide = max(x_t.dtype, shift_t.dtype, key=lambda ty: ty.bitwidth)
+        array = context.make_array(x_t)(context, builder, x_v)
+        features = cgutils.unpack_tuple(builder, array.shape, 2)[1]
+        lane_index = ir.VectorType(ir.IntType(32), lanes)
+        done = builder.append_basic_block("centred_rows_done")
+        switch = builder.switch(features, done)
+        for d in range(1, lanes):
+            case = builder.append_basic_block(f"centred_rows_{d}")
+            switch.add_case(code.index(d), case)
+            builder.position_at_end(case)
+            rows = code.load(x_t, x_v, [row_v, code.index(0)], lanes * d)
+            top = code.load(reach_t, reach_v, [at_v])
+            for q in range(d):
+                x = rows
+                if d > 1:  # lanes p * d + q: feature q of the L rows
+                    gather = ir.Constant(lane_index, [p * d + q for p in range(lanes)])
+                    x = builder.shuffle_vector(rows, ir.Constant(rows.type, ir.Undefined), gather)
+                x = code.convert(x, x_t.dtype, wide)
+                x = builder.fsub(x, code.splat(shift_t, shift_v, q, wide))
+                x = code.convert(x, wide, t_t.dtype)
+                top = code.store(x, t_t, t_v, code.index(q + 1), at_v, top)
+            code.store_reach(top, reach_t, reach_v, at_v)
+            builder.branch(done)
+        builder.position_at_end(done)
+        return context.get_dummy_value()
+
+    return types.void(X, row, shift, T, at, reach), codegen
 
 
 @_jit
@@ -246,9 +351,15 @@ def statistics(X: Any, shift: Any, lo: int, hi: int, layout: int, T: Any, reach:
     for b in range(width):
         t[b] = 1
     lanes = _BLOCK_BYTES // T.itemsize
-    if d >= lanes and X.strides[1] == X.itemsize and shift.strides[0] == shift.itemsize:
-        # x in blocks of lanes x lanes values transposed in registers (_centred_block):
-        # 500k-32d's rows 3.7x (float64) and 5x (float32) the speed of the loop below
+    item = X.itemsize
+    if (
+        X.strides[1] == item
+        and shift.strides[0] == shift.itemsize
+        and (d >= lanes or X.strides[0] == d * item)
+    ):
+        # x in blocks transposed in registers (_centred_block, _centred_rows): 500k-32d's
+        # rows 3.7x (float64) and 5x (float32) the speed of the loops below, 1m-2d's 2x
+        # and 2.4x
         _centred_blocks(X, shift, lo, hi, T, reach, lanes)
     elif layout == _DIAG:
         # x, row by row (a contiguous read of each row): 1.7x the column loops' speed in
@@ -307,19 +418,25 @@ def statistics(X: Any, shift: Any, lo: int, hi: int, layout: int, T: Any, reach:
 
 @_jit
 def _centred_blocks(X: Any, shift: Any, lo: int, hi: int, T: Any, reach: Any, lanes: int) -> None:
-    """x of :func:`statistics` (rows ``lo:hi`` of ``X``, whose rows are contiguous, d >=
-    ``lanes``) in blocks of ``lanes`` rows by ``lanes`` features (:func:`_centred_block`),
-    then the features past the last block column by column and the rows past the last
-    block row by row: the same values and reach as the scalar loops."""
+    """x of :func:`statistics` (rows ``lo:hi`` of ``X``, whose rows are contiguous) in
+    blocks of ``lanes`` rows: for d >= ``lanes``, by ``lanes`` features
+    (:func:`_centred_block`), then the features past the last block column by column;
+    for fewer features, of all of them (:func:`_centred_rows`: the rows adjacent too);
+    then the rows past the last block row by row: the same values and reach as the
+    scalar loops."""
     d = X.shape[1]
     width = hi - lo
-    full = d - d % lanes
     b = 0
-    while b + lanes <= width:
+    if d < lanes:
+        while b + lanes <= width:
+            _centred_rows(X, lo + b, shift, T, b, reach)  # type: ignore[call-arg]
+            b += lanes
+    full = d - d % lanes
+    while d >= lanes and b + lanes <= width:
         for i in range(0, full, lanes):
             _centred_block(X, lo + b, i, shift, T, b, reach)  # type: ignore[call-arg]
         b += lanes
-    for i in range(full, d):
+    for i in range(full, d if d >= lanes else 0):
         t = T[1 + i]
         c = shift[i]
         for q in range(b):
