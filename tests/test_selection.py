@@ -63,6 +63,24 @@ def test_bic_table_and_choice_agree_with_mclust(
     assert (mbc.n_components_, mbc.covariance_type_) == best
 
 
+def test_wreath_with_its_components_in_range_is_mclusts_choice() -> None:
+    """wreath is simulated from 14 components: with G to 20 (mclust's table
+    "wreath_g20"), mclust picks EEV,14; here too, each cell at least mclust's. (At G <=
+    9 the choice is the larger G whose fit is better, and VVV,9 here is 242 nats above
+    mclust's, which is below its own VVV,8: the two disagree there.)"""
+    X = mclust_data("wreath")
+    reference = _mclust_bic("wreath_g20")
+    assert max((v, k) for k, v in reference.items() if np.isfinite(v))[1] == (14, "EEV")
+    kinds = ["EEE", "EEV", "VEV", "VVV"]
+    mbc = ModelBasedClustering(n_components=[13, 14, 15], covariance_types=kinds).fit(X)
+    results = mbc.results_
+    for k, kind, bic in zip(
+        results["n_components"], results["covariance_type"], results["bic"], strict=True
+    ):
+        assert bic >= reference[(int(k), kind)] - 1e-3, (k, kind)
+    assert (mbc.n_components_, mbc.covariance_type_) == (14, "EEV")
+
+
 @pytest.mark.parametrize(
     ("name", "sizes"),
     [
