@@ -114,6 +114,13 @@ class Config:
     dtype: str  # "float64" or "float32"
 
 
+# Seconds to wait after a scikit-learn fit: OpenBLAS's threads spin on for a while after
+# its multi-threaded calls, and the next fit timed shares the cores with them (measured:
+# 100k-8d's emkit float64 iteration 1.8 ms alone, 2.6 ms right after 2-thread BLAS
+# calls, 2.0 ms 0.3 s after them). Without the wait, emkit float64 (timed right after
+# scikit-learn in each repeat) was slowed and emkit32's speed-up over it inflated.
+BLAS_SETTLE = 0.5
+
 CONFIGS = (
     Config("sklearn", "sklearn", "float64"),
     Config("emkit64", "emkit", "float64"),
@@ -306,7 +313,9 @@ def make_estimator(
 
 
 def timed_fit(estimator: Any, X: NDArray[Any], notes: list[str]) -> float:
-    """Fit and return the wall seconds; scikit-learn's ConvergenceWarning is silenced."""
+    """Fit and return the wall seconds; scikit-learn's ConvergenceWarning is silenced.
+    After a scikit-learn fit, waits ``BLAS_SETTLE`` seconds (untimed) for its BLAS
+    threads to stop."""
     from sklearn.exceptions import ConvergenceWarning
 
     with warnings.catch_warnings(record=True) as caught:
@@ -315,6 +324,8 @@ def timed_fit(estimator: Any, X: NDArray[Any], notes: list[str]) -> float:
         start = time.perf_counter()
         estimator.fit(X)
         seconds = time.perf_counter() - start
+    if type(estimator).__module__.startswith("sklearn"):
+        time.sleep(BLAS_SETTLE)
     for w in caught:
         message = f"{type(estimator).__module__.split('.')[0]}: {w.category.__name__}: {w.message}"
         if message not in notes:
