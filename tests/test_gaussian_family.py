@@ -241,3 +241,25 @@ def test_smallest_eigenvalues_are_each_components_matrixs(covariance_type: str) 
         S = structure.component_covariance(cov, k, d) - 0.3 * np.eye(d)
         expected = np.linalg.eigvalsh(S / np.outer(scale, scale))[0]
         np.testing.assert_allclose(low[k], expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("scale", [3.0, 1e3])
+def test_natural_from_float64s_is_natural_in_the_dtype(covariance_type: str, scale: float) -> None:
+    """The natural parameters in float32 made from float64's (what an EM step has
+    already) are those made from the parameters: the same rounded values and the same
+    exactness test, also where float32 needs the exact form (1e3: x x^T's round-off)."""
+    rng = np.random.default_rng(6)
+    means, cov = _random_params(covariance_type, 3, 4, rng)
+    family = GaussianFamily(covariance_structure(covariance_type), np.zeros(4), scale=scale)
+    params = family.params_from_covariances(means, cov)
+    derived = family.natural(params, np.float64)
+    for dtype in (np.float32, np.float64):
+        direct = family.natural(params, dtype)
+        made = family.natural_from(derived, params, dtype)
+        assert made.eta.dtype == made.log_norm.dtype == np.dtype(dtype)
+        np.testing.assert_array_equal(made.eta, direct.eta)
+        np.testing.assert_array_equal(made.log_norm, direct.log_norm)
+        assert made.exact_form == direct.exact_form
+    exact32 = family.natural(params, np.float32).exact_form
+    assert exact32 == (scale > 100)

@@ -1069,6 +1069,19 @@ class GaussianFamily:
 
     def natural(self, params: GaussianParams, dtype: Any) -> Natural:
         eta, log_norm = self.structure.natural(params.means, params.precisions_cholesky)
+        return self._natural_in(eta, log_norm, params, dtype)
+
+    def natural_from(self, derived: Natural, params: GaussianParams, dtype: Any) -> Natural:
+        """:meth:`natural` in ``dtype`` from ``derived``, :meth:`natural` of the same
+        parameters in float64 (whose arrays are the float64 values that ``natural``
+        rounds): the same result without computing them again."""
+        return self._natural_in(derived.eta, derived.log_norm, params, dtype)
+
+    def _natural_in(
+        self, eta: Array, log_norm: Array, params: GaussianParams, dtype: Any
+    ) -> Natural:
+        """The float64 natural parameters ``eta``, ``log_norm`` rounded to ``dtype``, and
+        whether the expanded form is exact enough in it."""
         d = self.n_features
         # Round-off of T @ eta_k - log_norm_k: eps times the size of the terms that cancel
         # (their 2-norm: rounding errors add like a random walk), at the largest |x|.

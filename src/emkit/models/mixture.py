@@ -127,30 +127,55 @@ class Mixture:
         them once (:func:`~emkit.inference.steps.em_step`)."""
         return self.family.natural(params.components, np.float64)
 
-    def _log_joint(
+    def _working(
         self, params: MixtureParams, derived: Natural | None = None
+    ) -> Callable[[], tuple[np.dtype[Any], Natural, Array]]:
+        """The E-step's working dtype, the family's natural parameters in it at
+        ``params`` and the log-weights in it (``derived``: :meth:`derive` of ``params``,
+        when the caller has it), computed at the first call and kept: the E-step's routes
+        (the one-pass kernel's and the general one) share them, and compute them only
+        where they run. Where float32 would lose the digits that matter (the statistics
+        themselves, e.g. x x^T far from the centre: ``exact_form``), float64 for these
+        parameters."""
+        kept: list[tuple[np.dtype[Any], Natural, Array]] = []
+
+        def working() -> tuple[np.dtype[Any], Natural, Array]:
+            if kept:
+                return kept[0]
+            family = self.family
+            dtype = np.dtype(self.dtype)
+            natural_from = getattr(family, "natural_from", None)
+            if dtype == np.float64 and derived is not None:
+                natural = derived
+            elif derived is not None and natural_from is not None:
+                natural = natural_from(derived, params.components, dtype)
+            else:
+                natural = family.natural(params.components, dtype)
+            if natural.exact_form and dtype != np.float64:
+                dtype = np.dtype(np.float64)
+                natural = family.natural(params.components, dtype) if derived is None else derived
+            # a weight of 0 is a log-weight of -inf (E[log pi] under variational EM)
+            log_weights = self.weights.expected_log(params.weights)
+            kept.append((dtype, natural, log_weights.astype(dtype)))
+            return kept[0]
+
+        return working
+
+    def _log_joint(
+        self, params: MixtureParams, derived: Natural | None = None, working: Any = None
     ) -> Callable[[Array], _Joint]:
         """A function of raw rows giving their statistics and log p(x, k) in two parts
-        (``derived``: :meth:`derive` of ``params``, when the caller has it)."""
+        (``derived``: :meth:`derive` of ``params``, when the caller has it; ``working``:
+        :meth:`_working`'s function, when the caller shares it)."""
         family = self.family
-        dtype = np.dtype(self.dtype)
-        if dtype == np.float64 and derived is not None:
-            natural = derived
-        else:
-            natural = family.natural(params.components, dtype)
-        if natural.exact_form and dtype != np.float64:
-            # The statistics themselves (e.g. x x^T far from the centre) would lose the
-            # digits that matter in float32: work in float64 for these parameters.
-            dtype = np.dtype(np.float64)
-            natural = family.natural(params.components, dtype) if derived is None else derived
-        # a weight of 0 is a log-weight of -inf (E[log pi] under variational EM)
-        log_weights = self.weights.expected_log(params.weights).astype(dtype)
+        working = self._working(params, derived) if working is None else working
         # one call for both parts where the family has it (the Gaussian's far rows are
         # found once a chunk)
         both = getattr(family, "log_joint", None)
         cache = None if self.missing else self.row_cache
 
         def log_joint(X: Array) -> _Joint:
+            dtype, natural, log_weights = working()
             rows = None if cache is None else cache.rows(family, X, dtype)
             if rows is None:
                 Xp = family.prepare(X, dtype)
@@ -189,10 +214,11 @@ class Mixture:
         their known component labels (``labels=``; ``-1``: unknown; ``None``: all
         unknown), as a :class:`~emkit.engines.RowSource` passes them. ``derived`` is
         :meth:`derive` of ``params`` when the caller has it."""
-        log_joint = self._log_joint(params, derived)
+        working = self._working(params, derived)
+        log_joint = self._log_joint(params, derived, working)
         family = self.family
         missing = self._missing_joint(params) if self.missing else None
-        fused = self._fused_step(params, derived)
+        fused = self._fused_step(params, derived, working)
         cache = None if self.missing else self.row_cache
 
         def row_sums(X: Array, Xp: Array, weights: Array | None) -> tuple[Array, float]:
@@ -257,7 +283,7 @@ class Mixture:
         return e_step
 
     def _fused_step(
-        self, params: MixtureParams, derived: Natural | None = None
+        self, params: MixtureParams, derived: Natural | None = None, working: Any = None
     ) -> Callable[[Array, Array | None, Array | None], MixtureStats | None] | None:
         """Exact EM's E-step of a block of complete rows without known labels in one
         compiled pass (:func:`emkit.models._fused_kernels.gaussian_e_step`: the statistics,
@@ -267,7 +293,8 @@ class Mixture:
         ``_FUSED_MIN_VALUES`` log-densities), no Numba, parameters that need the whitened
         form, rows the family's ``far_rows`` would find (centred values beyond its
         ``far_limit``; the pass centres the raw rows by the family's ``shift`` itself), or
-        a log-likelihood that is not finite."""
+        a log-likelihood that is not finite. ``working``: :meth:`_working`'s function
+        when the general route shares it."""
         family = self.family
         fused_natural = getattr(family, "fused_natural", None)
         far_limit = getattr(family, "far_limit", None)
@@ -283,15 +310,10 @@ class Mixture:
         # would load its own copy of the cached kernel: ~16 ms of CPU in a first fit)
         first = _ProcessLock()
 
+        shared = self._working(params, derived) if working is None else working
+
         def prepare() -> tuple[Any, str, Array | None, float]:
-            dtype = np.dtype(self.dtype)
-            if dtype == np.float64 and derived is not None:
-                natural = derived
-            else:
-                natural = family.natural(params.components, dtype)
-            if natural.exact_form and dtype != np.float64:  # as _log_joint
-                dtype = np.dtype(np.float64)
-                natural = family.natural(params.components, dtype) if derived is None else derived
+            dtype, natural, _ = shared()
             form = fused_natural(natural)
             if form is None:
                 return dtype, "", None, 0.0
