@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -38,6 +39,45 @@ def test_reduction_is_in_chunk_order_whatever_the_threads() -> None:
         with InMemoryEngine(7, n_threads) as engine:
             sums.add(float(engine.map_reduce(lambda x, _w: x.sum(), X)))
     assert len(sums) == 1  # same float, to the last bit
+
+
+def test_the_calling_thread_maps_chunks_beside_the_pools() -> None:
+    """A map of many chunks runs on the pool's threads and the caller's: each chunk once,
+    the results in chunk order, whatever thread took which."""
+    caller = threading.get_ident()
+    X = np.arange(4000.0)[:, None]
+
+    def which(x: np.ndarray) -> np.ndarray:
+        time.sleep(0.002)  # (the GIL released, as NumPy's and the kernels' work does)
+        return np.full(len(x), threading.get_ident())
+
+    with InMemoryEngine(100, 3) as engine:
+        seen = engine.map_rows(which, X)
+        rows = engine.map_rows(lambda x: x[:, 0], X)
+    np.testing.assert_array_equal(rows, X[:, 0])
+    assert caller in set(seen.tolist())  # 40 chunks: the caller took some
+    assert len(set(seen.tolist())) >= 2
+
+
+@pytest.mark.parametrize("failing", [0, 57, 399])
+def test_an_error_in_any_chunk_is_raised_and_stops_the_map(failing: int) -> None:
+    """An error in a chunk (the caller's or a pool thread's) is raised from the map, and
+    the threads take no chunk after it is seen; the engine maps again after."""
+    X = np.arange(4000.0)[:, None]
+    done: list[int] = []
+
+    def fn(x: np.ndarray, _w: object) -> float:
+        start = int(x[0, 0]) // 10
+        if start == failing:
+            raise ValueError(f"chunk {start}")
+        done.append(start)
+        return float(x.sum())
+
+    with InMemoryEngine(10, 2) as engine:
+        with pytest.raises(ValueError, match=f"chunk {failing}"):
+            engine.map_reduce(fn, X)
+        assert len(done) < 399 or failing == 399  # stopped, unless the last one failed
+        assert engine.map_reduce(lambda x, _w: x.sum(), X) == X.sum()
 
 
 @pytest.mark.parametrize("n_threads", [1, 2])

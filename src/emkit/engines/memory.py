@@ -1,4 +1,5 @@
-"""In-memory engine: rows in chunks sized for cache, chunks on a thread pool.
+"""In-memory engine: rows in chunks sized for cache, chunks on a thread pool (the calling
+thread maps chunks beside the pool's: ``n_threads`` in all).
 
 NumPy and BLAS release the GIL, so the chunks of one map run in parallel; BLAS itself is
 held to one thread meanwhile (chunks are small, and the pool already uses the cores).
@@ -15,7 +16,9 @@ of milliseconds; setting a limit with a built controller, a tenth of a milliseco
 
 from __future__ import annotations
 
+import itertools
 import os
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache, reduce
@@ -185,7 +188,41 @@ class InMemoryEngine:
             return combine(run(start) for start in starts)
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.n_threads, thread_name_prefix="emkit")
-        return combine(self._pool.map(run, starts))
+        return combine(iter(self._shared(run, starts)))
+
+    def _shared(self, run: Callable[[int], Any], starts: range) -> list[Any]:
+        """``run`` of every start, in the pool's threads and this one: each takes the
+        next chunk when it is done with its last; the results in chunk order. The
+        calling thread maps chunks rather than waits for the pool's: a thread fewer to
+        wake at the start of each map and at its end (100k-8d's E-step, two chunks of
+        about 0.8 ms in float32: 0.2 ms of an iteration's 1.3 went to the hand-overs).
+        An error stops the threads at their next chunk; the caller's is raised, else a
+        pool thread's."""
+        results: list[Any] = [None] * len(starts)
+        order = itertools.count()  # its next() is atomic: each chunk is taken once
+        failed = threading.Event()
+
+        def work() -> None:
+            while not failed.is_set():
+                i = next(order)
+                if i >= len(starts):
+                    return
+                try:
+                    results[i] = run(starts[i])
+                except BaseException:
+                    failed.set()
+                    raise
+
+        assert self._pool is not None
+        helpers = [self._pool.submit(work) for _ in range(min(self.n_threads, len(starts)) - 1)]
+        try:
+            work()
+        finally:
+            errors = [helper.exception() for helper in helpers]  # (waits for each)
+        for error in errors:
+            if error is not None:
+                raise error
+        return results
 
     def one_chunk(self, source: RowSource) -> bool:
         """Whether ``source`` is mapped as one small chunk, in the calling thread (the
