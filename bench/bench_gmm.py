@@ -575,6 +575,12 @@ def _mem(res: ConfigResult) -> str:
     return f"{res.peak_bytes / MIB:.1f} ({res.peak_percent:.0f}%)"
 
 
+def _trace_ratio(result: WorkloadResult) -> float:
+    """emkit64's median ``trace_.seconds`` over emkit32's."""
+    t64, t32 = (result.configs[label].trace_median for label in ("emkit64", "emkit32"))
+    return t64 / t32 if t64 and t32 else float("nan")
+
+
 COLUMNS: tuple[tuple[str, Callable[[WorkloadResult], str]], ...] = (
     ("#", lambda r: str(r.index)),
     ("workload", lambda r: r.workload.name),
@@ -592,6 +598,7 @@ COLUMNS: tuple[tuple[str, Callable[[WorkloadResult], str]], ...] = (
     ("em64 trace", lambda r: _fmt(1e3 * (r.configs["emkit64"].trace_median or np.nan), ".3f")),
     ("em32 ms/it", lambda r: _fmt(1e3 * r.configs["emkit32"].per_iter, ".3f")),
     ("em64/em32", lambda r: _fmt(r.ratio("emkit64", "emkit32"), ".2f")),
+    ("trace 64/32", lambda r: _fmt(_trace_ratio(r), ".2f")),
     ("lb em64~sk", lambda r: _fmt(r.lower_bound_rel("emkit64", "sklearn"), ".1e")),
     ("lb em32~64", lambda r: _fmt(r.lower_bound_rel("emkit32", "emkit64"), ".1e")),
     ("mem sk MiB", lambda r: _mem(r.configs["sklearn"])),
@@ -606,6 +613,8 @@ LEGEND = """\
 m: timed EM iterations; ms/it: (t(a+m) - t(a)) / m, best of R fits each, in milliseconds
 em64 trace: emkit's median trace_.seconds (ms), a cross-check of em64 ms/it
 sk/em64, em64/em32: speed-up (ratio of ms/it)
+trace 64/32: em64 trace over em32's (float32's speed-up from the median iteration, steadier
+     than em64/em32 where an iteration takes ~1 ms and t(a+m) - t(a) is a few of them)
 floor ms: 4 N K S flops (S statistics a row) at the measured one-thread GEMM peak x usable
      cores, plus {passes} passes over N x K float64 at the measured copy bandwidth (both in
      CPU time of one thread);
