@@ -59,7 +59,7 @@ def test_the_calling_thread_maps_chunks_beside_the_pools() -> None:
     assert len(set(seen.tolist())) >= 2
 
 
-@pytest.mark.parametrize("failing", [0, 57, 399])
+@pytest.mark.parametrize("failing", [0, 57, 99])
 def test_an_error_in_any_chunk_is_raised_and_stops_the_map(failing: int) -> None:
     """An error in a chunk (the caller's or a pool thread's) is raised from the map, and
     the threads take no chunk after it is seen; the engine maps again after."""
@@ -67,16 +67,19 @@ def test_an_error_in_any_chunk_is_raised_and_stops_the_map(failing: int) -> None
     done: list[int] = []
 
     def fn(x: np.ndarray, _w: object) -> float:
-        start = int(x[0, 0]) // 10
+        start = int(x[0, 0]) // 40
         if start == failing:
             raise ValueError(f"chunk {start}")
+        time.sleep(0.0005)  # (the GIL released, as the kernels' work does)
         done.append(start)
         return float(x.sum())
 
-    with InMemoryEngine(10, 2) as engine:
+    with InMemoryEngine(40, 2) as engine:
         with pytest.raises(ValueError, match=f"chunk {failing}"):
             engine.map_reduce(fn, X)
-        assert len(done) < 399 or failing == 399  # stopped, unless the last one failed
+        # the chunks before it, and the few the other thread took before it saw the error
+        # (one, unless the failing thread was descheduled for a while)
+        assert len(done) <= failing + 4
         assert engine.map_reduce(lambda x, _w: x.sum(), X) == X.sum()
 
 
