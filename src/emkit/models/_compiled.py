@@ -362,30 +362,9 @@ def statistics(X: Any, shift: Any, lo: int, hi: int, layout: int, T: Any, reach:
         # and 2.4x
         _centred_blocks(X, shift, lo, hi, T, reach, lanes)
     elif layout == _DIAG:
-        # x, row by row (a contiguous read of each row): 1.7x the column loops' speed in
-        # float64 at d = 32 on rows in cache (1.1x in float32)
-        for b in range(width):
-            top = reach[b]
-            for i in range(d):
-                T[1 + i, b] = X[lo + b, i] - shift[i]
-                v = abs(T[1 + i, b])  # rounded to T's dtype, as the square's factors
-                if v > top:
-                    top = v
-            reach[b] = top
+        _centred_by_rows(X, shift, lo, 0, width, T, reach)
     else:
-        rows = X[lo:hi]
-        for i in range(d):
-            t = T[1 + i]
-            c = shift[i]
-            # a column of the tile's rows as a 1-D view: 1.5x to 1.9x the speed of the
-            # 2-D index X[lo + b, i] (d = 2 and 8, either dtype), the same values
-            column = rows[:, i]
-            for b in range(width):
-                t[b] = column[b] - c
-            for b in range(width):
-                a = abs(t[b])
-                if a > reach[b]:
-                    reach[b] = a
+        _centred_by_columns(X, shift, lo, width, 0, T, reach)
     if layout == _DIAG:
         # x**2 only where T has rows for it (BLAS's products read it); the compiled
         # products square x as they read it (axpy_squares, dot_squares), the same values,
@@ -420,10 +399,10 @@ def statistics(X: Any, shift: Any, lo: int, hi: int, layout: int, T: Any, reach:
 def _centred_blocks(X: Any, shift: Any, lo: int, hi: int, T: Any, reach: Any, lanes: int) -> None:
     """x of :func:`statistics` (rows ``lo:hi`` of ``X``, whose rows are contiguous) in
     blocks of ``lanes`` rows: for d >= ``lanes``, by ``lanes`` features
-    (:func:`_centred_block`), then the features past the last block column by column;
-    for fewer features, of all of them (:func:`_centred_rows`: the rows adjacent too);
-    then the rows past the last block row by row: the same values and reach as the
-    scalar loops."""
+    (:func:`_centred_block`), then the features past the last block by
+    :func:`_centred_by_columns`; for fewer features, of all of them
+    (:func:`_centred_rows`: the rows adjacent too); then the rows past the last block by
+    :func:`_centred_by_rows`: the same values and reach as those scalar loops."""
     d = X.shape[1]
     width = hi - lo
     b = 0
@@ -431,27 +410,53 @@ def _centred_blocks(X: Any, shift: Any, lo: int, hi: int, T: Any, reach: Any, la
         while b + lanes <= width:
             _centred_rows(X, lo + b, shift, T, b, reach)  # type: ignore[call-arg]
             b += lanes
-    full = d - d % lanes
-    while d >= lanes and b + lanes <= width:
-        for i in range(0, full, lanes):
-            _centred_block(X, lo + b, i, shift, T, b, reach)  # type: ignore[call-arg]
-        b += lanes
-    for i in range(full, d if d >= lanes else 0):
-        t = T[1 + i]
-        c = shift[i]
-        for q in range(b):
-            t[q] = X[lo + q, i] - c
-            v = abs(t[q])
-            if v > reach[q]:
-                reach[q] = v
-    for q in range(b, width):
-        top = reach[q]
+    else:
+        full = d - d % lanes
+        while b + lanes <= width:
+            for i in range(0, full, lanes):
+                _centred_block(X, lo + b, i, shift, T, b, reach)  # type: ignore[call-arg]
+            b += lanes
+        _centred_by_columns(X, shift, lo, b, full, T, reach)
+    _centred_by_rows(X, shift, lo, b, width, T, reach)
+
+
+@_jit
+def _centred_by_rows(
+    X: Any, shift: Any, lo: int, first: int, width: int, T: Any, reach: Any
+) -> None:
+    """x of :func:`statistics` for the tile's columns ``first:width`` (rows ``lo +
+    first`` on of ``X``), every feature, row by row: a contiguous read of each row, 1.7x
+    the column loops' speed in float64 at d = 32 on rows in cache (1.1x in float32)."""
+    d = X.shape[1]
+    for b in range(first, width):
+        top = reach[b]
         for i in range(d):
-            T[1 + i, q] = X[lo + q, i] - shift[i]
-            v = abs(T[1 + i, q])
+            T[1 + i, b] = X[lo + b, i] - shift[i]
+            v = abs(T[1 + i, b])  # rounded to T's dtype, as the square's factors
             if v > top:
                 top = v
-        reach[q] = top
+        reach[b] = top
+
+
+@_jit
+def _centred_by_columns(
+    X: Any, shift: Any, lo: int, width: int, first: int, T: Any, reach: Any
+) -> None:
+    """x of :func:`statistics` for the features ``first:`` of the tile's columns
+    ``0:width`` (rows ``lo`` on of ``X``), feature by feature: each a column of the rows
+    as a 1-D view, 1.5x to 1.9x the speed of the 2-D index X[lo + b, i] (d = 2 and 8,
+    either dtype), the same values."""
+    rows = X[lo : lo + width]
+    for i in range(first, X.shape[1]):
+        t = T[1 + i]
+        c = shift[i]
+        column = rows[:, i]
+        for b in range(width):
+            t[b] = column[b] - c
+        for b in range(width):
+            a = abs(t[b])
+            if a > reach[b]:
+                reach[b] = a
 
 
 @_jit
