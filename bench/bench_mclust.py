@@ -86,12 +86,17 @@ def has_mclust() -> bool:
     return check.returncode == 0
 
 
+# the data file of a table's name where the two differ
+_FILES = {"iris": "mclust_iris", WREATH_G20: "wreath"}
+
+
 def load(name: str) -> np.ndarray:
+    """The rows of mclust's table ``name`` (``mclust_bic.csv``'s data column)."""
     if name == "faithful":
         from emkit.io import load_faithful
 
         return load_faithful()[0]
-    file = DATA / ("mclust_iris.csv" if name == "iris" else f"{name}.csv")
+    file = DATA / f"{_FILES.get(name, name)}.csv"
     return np.loadtxt(file, delimiter=",", skiprows=1)
 
 
@@ -110,7 +115,7 @@ def compare_cells(name: str, n_jobs: int | None) -> dict[str, Any]:
     G = 1..20)."""
     from emkit import ModelBasedClustering
 
-    X = load("wreath" if name == WREATH_G20 else name)
+    X = load(name)
     reference = mclust_bic(name)
     sizes = range(1, 1 + max(g for g, _ in reference))
     start = time.perf_counter()
