@@ -15,7 +15,8 @@ from emkit import GaussianMixture
 from emkit._compiled_modules import compiled_module
 from emkit.families.gaussian import Gaussian
 from emkit.models import mixture
-from emkit.models._fused_kernels import Tiling, gaussian_e_step, kernels, tiling
+from emkit.models._fused_kernels import LAYOUTS, Tiling, gaussian_e_step, kernels, tiling
+from emkit.models._softmax_kernels import constants
 from emkit.models.mixing import Hard
 from emkit.models.mixture import Mixture, MixtureParams, MixtureStats
 
@@ -309,6 +310,42 @@ def test_every_form_of_the_products_gives_the_same_statistics(
         for a, b in zip(other[1:3], plain[1:3], strict=True):  # m may cancel to ~0
             np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * np.abs(b).max())
         assert other[3] == plain[3]
+
+
+@pytest.mark.parametrize(
+    ("layout", "wide"), [("full", False), ("full", True), ("diag", False), ("spherical", False)]
+)
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_a_layouts_own_pass_is_the_general_loop(
+    layout: str, wide: bool, dtype: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The functions of the fits' plans (both products compiled: one a layout, its
+    branches constants of its machine code) give the bits of the loop that takes the
+    layout and the products as arguments, with whole tiles and a remainder; and the
+    E-step's wrapper calls them for those plans."""
+    rng = np.random.default_rng(12)
+    X, shift, eta, w = _random_pass(rng, 1100, 5, 6, layout, dtype)
+    compiled = kernels()
+    plan = Tiling(256, False, True, True, wide)
+    own = gaussian_e_step(X, shift, eta, layout, -60.0, w, plan)
+    # the general loop, its arguments as the wrapper passes them
+    real = eta.dtype.type
+    coef, bias, bits = constants(eta.dtype)
+    sums, m, total = np.zeros(eta.shape), np.empty(len(X), eta.dtype), np.empty(len(X), eta.dtype)
+    reach = np.zeros(256, eta.dtype)
+    compiled.gaussian_e_step(
+        X, shift.astype(X.dtype), eta, LAYOUTS.index(layout), real(-60.0), w, coef,
+        np.empty(256, bias.dtype), bias, bits, sums, m, total, reach, False, True, True, wide, 4,
+    )  # fmt: skip
+    for a, b in zip(own[:3], (sums, m, total), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert own[3] == reach.max()
+    calls = []
+    key = (LAYOUTS.index(layout), wide)
+    step = compiled.COMPILED_STEPS[key]
+    monkeypatch.setitem(compiled.COMPILED_STEPS, key, lambda *a: calls.append(a) or step(*a))
+    gaussian_e_step(X, shift, eta, layout, -60.0, w, plan)
+    assert len(calls) == 1
 
 
 def test_the_compiled_second_product_matches_float64() -> None:

@@ -31,10 +31,15 @@ _jit = numba.njit(cache=True, nogil=True, fastmath={"contract"}, error_model="nu
 _jit_lanes = numba.njit(
     cache=True, nogil=True, fastmath={"contract", "reassoc"}, error_model="numpy"
 )
+# _jit's, compiled into each caller (Numba's IR inlining: the callers' constants decide
+# its branches)
+_inline = numba.njit(
+    cache=True, nogil=True, fastmath={"contract"}, error_model="numpy", inline="always"
+)
 
 # The layouts of the one-pass E-step's second-order statistics, by index
 # (emkit.models._fused_kernels.LAYOUTS): packed x x^T, x**2, ||x||^2.
-_FULL, _DIAG = 0, 1
+_FULL, _DIAG, _SPHERICAL = 0, 1, 2
 # The bytes of a block row of the centring intrinsics (_centred_block, _centred_rows):
 # 512 bits, AVX-512's registers (8 float64 or 16 float32 values; LLVM splits a wider
 # vector than the machine's into its own: on AVX2, 2.5x and 1.8x the scalar loops'
@@ -338,7 +343,7 @@ def softmax_columns(
         )  # fmt: skip
 
 
-@_jit
+@_inline
 def statistics(X: Any, shift: Any, lo: int, hi: int, layout: int, T: Any, reach: Any) -> None:
     """The statistics (1, x, s(x)) of the rows ``lo:hi`` of ``X`` (n, d), centred by
     ``shift`` in their own dtype then rounded to ``T``'s, into the first hi - lo
@@ -872,8 +877,8 @@ def dot_squares(R: Any, T: Any, zero: Any, sums: Any) -> None:
         k += 1
 
 
-@_jit
-def gaussian_e_step(
+@_inline
+def _tiles(
     X: Any,
     shift: Any,
     eta: Any,
@@ -894,17 +899,9 @@ def gaussian_e_step(
     wide: bool,
     phases: int,
 ) -> None:
-    """The loop of :func:`emkit.models._fused_kernels.gaussian_e_step` over tiles of
-    ``bits.shape[0]`` rows: (1) :func:`statistics`, (2) the first product, (3)
-    :func:`exp_normalize`, (4) the second product and the tile's sums added to ``sums``
-    (float64). ``shift_bits``: the exponent's position (``shift`` centres the rows).
-    ``transposed``: the second product is T @ r^T (S, K) instead of r @ T^T (K, S) (the
-    same sums; BLAS reads r^T as a transpose, no copy). ``axpy``: the first product by
-    :func:`axpy_product` instead of BLAS. ``dots``: the second product by
-    :func:`dot_products` instead of BLAS (its sums reassociated). ``wide``: the compiled
-    products in their wider blocks (:func:`axpy_wide`, :func:`dots_wide`). ``phases``: 4
-    runs the step; ``bench/profile_fused.py`` stops after 1, 2 and 3 to time each phase as
-    a difference (a test per tile, nothing beside the step's work)."""
+    """:func:`gaussian_e_step`'s loop, compiled into each function that calls it (Numba's
+    inlining): where those give the layout and the products as constants, the branches
+    they do not take and the loops only those call are left out of their machine code."""
     n = X.shape[0]
     K, S = eta.shape
     tile = bits.shape[0]
@@ -956,3 +953,107 @@ def gaussian_e_step(
             for k in range(K):
                 for s in range(S):
                     sums[k, s] += part[k, s]
+
+
+@_jit
+def gaussian_e_step(
+    X: Any,
+    shift: Any,
+    eta: Any,
+    layout: int,
+    floor: Any,
+    weights: Any,
+    coef: Any,
+    bits: Any,
+    bias: Any,
+    shift_bits: Any,
+    sums: Any,
+    m: Any,
+    total: Any,
+    reach: Any,
+    transposed: bool,
+    axpy: bool,
+    dots: bool,
+    wide: bool,
+    phases: int,
+) -> None:
+    """The loop of :func:`emkit.models._fused_kernels.gaussian_e_step` over tiles of
+    ``bits.shape[0]`` rows: (1) :func:`statistics`, (2) the first product, (3)
+    :func:`exp_normalize`, (4) the second product and the tile's sums added to ``sums``
+    (float64). ``shift_bits``: the exponent's position (``shift`` centres the rows).
+    ``transposed``: the second product is T @ r^T (S, K) instead of r @ T^T (K, S) (the
+    same sums; BLAS reads r^T as a transpose, no copy). ``axpy``: the first product by
+    :func:`axpy_product` instead of BLAS. ``dots``: the second product by
+    :func:`dot_products` instead of BLAS (its sums reassociated). ``wide``: the compiled
+    products in their wider blocks (:func:`axpy_wide`, :func:`dots_wide`). ``phases``: 4
+    runs the step; ``bench/profile_fused.py`` stops after 1, 2 and 3 to time each phase as
+    a difference (a test per tile, nothing beside the step's work).
+
+    Every plan runs here; the plans fits take (both products compiled) run the same loop
+    through :data:`COMPILED_STEPS`, whose functions hold only their layout's code."""
+    _tiles(
+        X, shift, eta, layout, floor, weights, coef, bits, bias, shift_bits, sums, m, total,
+        reach, transposed, axpy, dots, wide, phases,
+    )  # fmt: skip
+
+
+# :func:`gaussian_e_step` with both products compiled (the plans fits take), for one
+# layout (and float32's wider blocks): the layout and the products are constants of each
+# function's machine code, which holds about half of gaussian_e_step's (100k-8d's: 10k
+# LLVM instructions of 19k), so that a process's first fit loads it from Numba's cache
+# in half the time (the kernel line of bench/profile_fit.py --cold: 100k-8d 18.0 -> 8.6
+# ms, 500k-32d diag 18.4 -> 9.0 ms). Four functions, not one of literal arguments
+# (numba.literally): those are typed anew in every process (~0.3 s a first call)
+
+
+@_jit
+def _full_step(
+    X: Any, shift: Any, eta: Any, floor: Any, weights: Any, coef: Any, bits: Any,
+    bias: Any, shift_bits: Any, sums: Any, m: Any, total: Any, reach: Any,
+) -> None:  # fmt: skip
+    _tiles(
+        X, shift, eta, _FULL, floor, weights, coef, bits, bias, shift_bits, sums, m, total,
+        reach, False, True, True, False, 4,
+    )  # fmt: skip
+
+
+@_jit
+def _full_wide_step(
+    X: Any, shift: Any, eta: Any, floor: Any, weights: Any, coef: Any, bits: Any,
+    bias: Any, shift_bits: Any, sums: Any, m: Any, total: Any, reach: Any,
+) -> None:  # fmt: skip
+    _tiles(
+        X, shift, eta, _FULL, floor, weights, coef, bits, bias, shift_bits, sums, m, total,
+        reach, False, True, True, True, 4,
+    )  # fmt: skip
+
+
+@_jit
+def _diag_step(
+    X: Any, shift: Any, eta: Any, floor: Any, weights: Any, coef: Any, bits: Any,
+    bias: Any, shift_bits: Any, sums: Any, m: Any, total: Any, reach: Any,
+) -> None:  # fmt: skip
+    _tiles(
+        X, shift, eta, _DIAG, floor, weights, coef, bits, bias, shift_bits, sums, m, total,
+        reach, False, True, True, False, 4,
+    )  # fmt: skip
+
+
+@_jit
+def _spherical_step(
+    X: Any, shift: Any, eta: Any, floor: Any, weights: Any, coef: Any, bits: Any,
+    bias: Any, shift_bits: Any, sums: Any, m: Any, total: Any, reach: Any,
+) -> None:  # fmt: skip
+    _tiles(
+        X, shift, eta, _SPHERICAL, floor, weights, coef, bits, bias, shift_bits, sums, m, total,
+        reach, False, True, True, False, 4,
+    )  # fmt: skip
+
+
+# (layout index, wide) -> its function
+COMPILED_STEPS = {
+    (_FULL, False): _full_step,
+    (_FULL, True): _full_wide_step,
+    (_DIAG, False): _diag_step,
+    (_SPHERICAL, False): _spherical_step,
+}

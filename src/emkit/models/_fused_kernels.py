@@ -183,25 +183,14 @@ def gaussian_e_step(
     bits = np.empty(plan.rows, dtype=bias.dtype)
     reach = np.zeros(plan.rows, dtype=dtype)
     w = np.empty(0) if weights is None else np.ascontiguousarray(weights, dtype=np.float64)
-    kernels().gaussian_e_step(
-        X,
-        np.asarray(shift, dtype=X.dtype),
-        eta,
-        LAYOUTS.index(layout),
-        dtype.type(floor),
-        w,
-        coef,
-        bits,
-        bias,
-        bit_shift,
-        sums,
-        m,
-        total,
-        reach,
-        plan.transposed,
-        plan.axpy,
-        plan.dots,
-        plan.wide,
-        4,  # every phase
-    )
+    compiled = kernels()
+    where = LAYOUTS.index(layout)
+    args = (X, np.asarray(shift, dtype=X.dtype), eta)
+    rest = (dtype.type(floor), w, coef, bits, bias, bit_shift, sums, m, total, reach)
+    step = compiled.COMPILED_STEPS.get((where, plan.wide)) if plan.axpy and plan.dots else None
+    if step is not None:  # only the layout's code to load
+        step(*args, *rest)
+    else:
+        flags = (plan.transposed, plan.axpy, plan.dots, plan.wide)
+        compiled.gaussian_e_step(*args, where, *rest, *flags, 4)  # 4: every phase
     return sums, m, total, float(reach.max())
