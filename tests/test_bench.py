@@ -255,3 +255,21 @@ def test_profile_fit_splits_a_whole_fit_into_its_phases(tmp_path: pathlib.Path) 
         assert run[f"rest{unit}"] == pytest.approx(run[f"fixed{unit}"] - named)
         assert run[f"bind{unit}"] >= run[f"median{unit}"] >= 0
     assert run["bind"] > 0 and run["iterations"] > 0 and report["warm_up"] > 0
+
+
+PROFILE_FLOAT32 = BENCH.with_name("profile_float32.py")
+
+
+@pytest.mark.skipif(not PROFILE_FLOAT32.exists(), reason="needs the source tree")
+def test_profile_float32_splits_each_dtypes_iteration(tmp_path: pathlib.Path) -> None:
+    out, report = _quick_run(PROFILE_FLOAT32, tmp_path, "--quick", "--workloads", "3")
+    (row,) = report
+    assert row["workload"] == "1m-2d-8k-full/quick"
+    for dtype in ("float64", "float32"):
+        ms = row[dtype]
+        # the E-step's map, its kernel (one thread's CPU time shared by the cores) and
+        # the rest of an iteration, which adds up to it
+        assert 0 < ms["kernel"] and 0 < ms["map"] < ms["iter"]
+        assert ms["rest"] == pytest.approx(ms["iter"] - ms["map"])
+    assert row["ratio"]["iter"] == pytest.approx(row["float64"]["iter"] / row["float32"]["iter"])
+    assert "map 64/32" in out
