@@ -12,7 +12,7 @@ iterations in float64 and float32, interleaved, ``--rounds`` times; per dtype, m
 
 * ``iter``: an iteration (``trace_.seconds``, the first two left out);
 * ``map``: the engine's map of the E-step alone over all rows, on every core, at the
-  parameters of the fit's third iteration, its function made once (as a fit's is each
+  parameters after one EM iteration, its function made once (as a fit's is each
   iteration, less the natural parameters it prepares at its first chunk);
 * ``kernel``: the one-pass E-step (:func:`emkit.models._fused_kernels.gaussian_e_step`)
   of one of the engine's chunks, on one thread, in that thread's CPU time (0 where the
@@ -22,7 +22,7 @@ iterations in float64 and float32, interleaved, ``--rounds`` times; per dtype, m
 Then float64 / float32 of each: ``iter`` is what a user gets, ``map`` the most float32
 could reach if the rest took no time at all, ``kernel`` the arithmetic's own speed-up.
 
-    python bench/profile_float32.py [--workloads 1,2,3,4] [--rounds 4] [--iters 40] [--json P]
+    python bench/profile_float32.py [--workloads large] [--rounds 4] [--iters 40] [--json P]
     python bench/profile_float32.py --quick --workloads 3   # smoke run: 1% of the rows
 """
 
@@ -39,34 +39,11 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_gmm import WORKLOADS, Workload, make_data, shrink, starting_parameters
+from bench_gmm import WORKLOADS, Workload, make_data, select_workloads, shrink, starting_parameters
+from profile_iteration import fitted_plan
 
 DTYPES = ("float64", "float32")
 COLUMNS = ("iter", "map", "kernel", "rest")
-
-
-def captured_step(record: Callable[[Any, Any, Any, Any], None], at: int) -> Any:
-    """``emkit.inference.em``'s ``em_step`` wrapped so that the step calls ``record(model,
-    engine, data, params)`` once, at iteration ``at``; restore with the returned
-    original."""
-    from emkit.inference import em
-
-    original = em.em_step
-
-    def em_step(model: Any, engine: Any, data: Any) -> Any:
-        step = original(model, engine, data)
-        calls = [0]
-
-        def recorded(params: Any, state: Any) -> Any:
-            calls[0] += 1
-            if calls[0] == at:
-                record(model, engine, data, params)
-            return step(params, state)
-
-        return recorded
-
-    em.em_step = em_step
-    return original
 
 
 def median_seconds(fn: Callable[[], Any], repeats: int, clock: Callable[[], float]) -> float:
@@ -78,67 +55,61 @@ def median_seconds(fn: Callable[[], Any], repeats: int, clock: Callable[[], floa
     return float(np.median(times))
 
 
-def measure_e_step(model: Any, engine: Any, data: Any, params: Any, maps: int) -> dict[str, float]:
-    """``map`` and ``kernel`` (see the module's docstring) at ``params``."""
+def measure_e_step(workload: Workload, X: np.ndarray, dtype: str, maps: int) -> dict[str, float]:
+    """``map`` and ``kernel`` (see the module's docstring), in seconds, at the parameters
+    after one EM iteration (``profile_iteration.fitted_plan``)."""
     from emkit.engines.memory import _row_bytes
     from emkit.models import _fused_kernels
     from emkit.models.mixing import resp_floor
 
+    plan, params, engine_class = fitted_plan(workload, X, 0, dtype)
+    model, data = plan.model, plan.data
     e_step = model.expectation(params, model.derive(params))
-    engine.map_reduce(e_step, data)  # (its first chunk prepares the natural parameters)
-    out = {"map": median_seconds(lambda: engine.map_reduce(e_step, data), maps, time.perf_counter)}
+    with engine_class() as engine:
+        engine.map_reduce(e_step, data)  # (its first chunk prepares the natural parameters)
+        out = {
+            "map": median_seconds(lambda: engine.map_reduce(e_step, data), maps, time.perf_counter)
+        }
+        chunk_rows = engine._rows_per_chunk(X.shape[0], _row_bytes(data))
+        cores = engine.n_threads
     out["kernel"] = 0.0
     family = model.family
-    dtype, natural, log_weights = model._working(params)()
+    working, natural, log_weights = model._working(params)()
     form = getattr(family, "fused_natural", lambda _: None)(natural)
     if form is not None and _fused_kernels.kernels() is not None:
         layout, eta = form[0], np.asarray(form[1], dtype=np.float64)
         eta[:, 0] += log_weights.astype(np.float64)
-        eta = eta.astype(dtype)
-        rows = data.rows
-        chunk = rows[: engine._rows_per_chunk(rows.shape[0], _row_bytes(data))]
-        floor = resp_floor(dtype)
+        eta = eta.astype(working)
+        chunk = data.rows[:chunk_rows]
 
         def kernel() -> None:
-            _fused_kernels.gaussian_e_step(chunk, family.shift, eta, layout, floor, None)
+            _fused_kernels.gaussian_e_step(
+                chunk, family.shift, eta, layout, resp_floor(working), None
+            )
 
         kernel()
         # per iteration: the chunks' CPU time shared by the cores
-        chunks = -(-rows.shape[0] // chunk.shape[0])
-        per_chunk = median_seconds(kernel, maps, time.thread_time)
-        out["kernel"] = per_chunk * chunks / max(engine.n_threads, 1)
+        chunks = -(-X.shape[0] // chunk_rows)
+        out["kernel"] = median_seconds(kernel, maps, time.thread_time) * chunks / cores
     return out
 
 
-def one_fit(
+def iteration(
     workload: Workload, X: np.ndarray, start: dict[str, Any], dtype: str, iters: int
-) -> dict[str, float]:
-    """``iter``, ``map`` and ``kernel`` (seconds) of one fit in ``dtype``."""
+) -> float:
+    """The median iteration (seconds) of a fit of ``iters`` iterations in ``dtype``."""
     from emkit import GaussianMixture
-    from emkit.inference import em
 
-    measured: dict[str, float] = {}
-
-    def record(model: Any, engine: Any, rows: Any, params: Any) -> None:
-        measured.update(measure_e_step(model, engine, rows, params, 2 * iters))
-
-    original = captured_step(record, 3)
-    try:
-        fit = GaussianMixture(
-            workload.k,
-            covariance_type=workload.covariance_type,
-            tol=0.0,
-            max_iter=iters,
-            reg_covar=1e-6,
-            dtype=dtype,
-            **start,
-        ).fit(X)
-    finally:
-        em.em_step = original
-    if "map" not in measured:  # (a small fit's iterations run as compiled blocks)
-        raise SystemExit(f"{workload.name}: no EM step ran at iteration 3; use more rows")
-    measured["iter"] = float(np.median(fit.trace_.seconds[2:]))
-    return measured
+    fit = GaussianMixture(
+        workload.k,
+        covariance_type=workload.covariance_type,
+        tol=0.0,
+        max_iter=iters,
+        reg_covar=1e-6,
+        dtype=dtype,
+        **start,
+    ).fit(X)
+    return float(np.median(fit.trace_.seconds[2:]))
 
 
 def profile(workload: Workload, index: int, rounds: int, iters: int) -> dict[str, Any]:
@@ -148,10 +119,13 @@ def profile(workload: Workload, index: int, rounds: int, iters: int) -> dict[str
     seen: dict[str, list[dict[str, float]]] = {dtype: [] for dtype in DTYPES}
     for _ in range(rounds):
         for dtype in DTYPES:
-            seen[dtype].append(one_fit(workload, data[dtype], start, dtype, iters))
+            X = data[dtype]
+            measured = measure_e_step(workload, X, dtype, 2 * iters)
+            measured["iter"] = iteration(workload, X, start, dtype, iters)
+            seen[dtype].append(measured)
     out: dict[str, Any] = {"workload": workload.name}
     for dtype in DTYPES:
-        ms = {c: 1e3 * float(np.median([m[c] for m in seen[dtype] if c in m])) for c in COLUMNS[:3]}
+        ms = {c: 1e3 * float(np.median([m[c] for m in seen[dtype]])) for c in COLUMNS[:3]}
         ms["rest"] = ms["iter"] - ms["map"]
         out[dtype] = ms
     out["ratio"] = {
@@ -161,17 +135,9 @@ def profile(workload: Workload, index: int, rounds: int, iters: int) -> dict[str
     return out
 
 
-def select(spec: str) -> list[tuple[int, Workload]]:
-    picked = []
-    for part in spec.split(","):
-        index = int(part) if part.isdigit() else [w.name for w in WORKLOADS].index(part)
-        picked.append((index, WORKLOADS[index]))
-    return picked
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workloads", default="1,2,3,4", help="indices or names")
+    parser.add_argument("--workloads", default="large", help="large, indices or names")
     parser.add_argument("--rounds", type=int, default=4, help="fits per dtype, interleaved")
     parser.add_argument("--iters", type=int, default=40, help="iterations a fit")
     parser.add_argument("--quick", action="store_true", help="1%% of the rows, 1 round, 6 its")
@@ -183,7 +149,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     head = "workload".ljust(20) + cells
     print(head + "".join(f"{c + ' 64/32':>13s}" for c in COLUMNS[:3]))
     results = []
-    for index, workload in select(args.workloads):
+    for index in select_workloads(args.workloads):
+        workload = WORKLOADS[index]
         row = profile(shrink(workload) if args.quick else workload, index, args.rounds, args.iters)
         results.append(row)
         cells = "".join(f"{row[d][c]:11.3f}" for d in DTYPES for c in COLUMNS)
